@@ -1,0 +1,1 @@
+"""Built-in time_models plugin."""

@@ -1,0 +1,86 @@
+"""Typed errors. Every error the library raises on bad input is a `NAToolkitError`; the CLI prints its
+message on one line and exits 2, so each message names the problem and says what to do."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class NAToolkitError(Exception):
+    """Base class of every error the toolkit raises on bad input or a broken component."""
+
+
+class ArchitectureError(NAToolkitError):
+    """An architecture is malformed: bad JSON, unknown layer type, cycle, dangling input, bad attribute."""
+
+    def __init__(self, message: str, node: str | None = None):
+        self.node = node
+        super().__init__(f"node {node!r}: {message}" if node is not None else message)
+
+
+class ShapeError(ArchitectureError):
+    """Shapes do not agree (e.g. an add of two tensors of different shape)."""
+
+
+class UnknownComponentError(NAToolkitError, KeyError):
+    """A name that no registry holds; lists the close matches and what is registered."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        self.kind, self.name, self.known = kind, name, known
+        msg = f"unknown {kind} {name!r}.{hint} Known: {', '.join(known) or '(none registered)'}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class PluginError(NAToolkitError):
+    """A plugin failed to load or to register (import error, raising hook, duplicate name, wrong type)."""
+
+    def __init__(self, plugin: str, message: str):
+        self.plugin = plugin
+        super().__init__(f"plugin {plugin}: {message}")
+
+
+class DuplicateComponentError(PluginError):
+    """Two plugins registered a component under the same name."""
+
+
+class OnnxImportError(NAToolkitError):
+    """An ONNX file cannot be read or holds an op the toolkit does not support."""
+
+
+class OperationError(NAToolkitError):
+    """A move cannot be applied with these parameters (the mask would have removed them)."""
+
+
+class ProfileError(NAToolkitError):
+    """A device profile is corrupt, of the wrong schema version, or of another device."""
+
+
+class HardwareError(NAToolkitError):
+    """An unknown device or hardware model, or a hardware model file with bad values."""
+
+
+class TimeModelError(NAToolkitError):
+    """A time model cannot estimate this architecture here (runtime missing, provider unavailable...)."""
+
+
+class NotFittedError(NAToolkitError, ValueError):
+    """A predictor or learned model was used before `fit`."""
+
+
+class DataError(NAToolkitError, ValueError):
+    """A dataset or table is unusable: missing columns, malformed rows, one class, mismatched shapes."""
+
+
+class ConfigError(NAToolkitError, ValueError):
+    """A search configuration names an unknown key, misses a field, or holds a bad value."""
+
+
+class StoreError(NAToolkitError):
+    """The run store is missing, corrupt, or belongs to another run."""

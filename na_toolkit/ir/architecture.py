@@ -1,0 +1,415 @@
+"""The architecture IR: an immutable, validated DAG of layer nodes.
+
+Every `Architecture` instance is valid: the constructor checks structure (ids, dangling inputs, cycles),
+attributes against the layer type's schema (filling defaults) and shapes; errors name the node and the
+reason. The input tensor is the reserved node id `input`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ArchitectureError, ShapeError, UnknownComponentError
+from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..registry import LayerTypeRegistry
+
+INPUT = "input"
+SCHEMA_VERSION = 1
+
+
+class Attrs(Mapping[str, Any]):
+    """An immutable, hashable attribute mapping."""
+
+    __slots__ = ("_d", "_h")
+
+    def __init__(self, data: Mapping[str, Any] | None = None, **kw: Any):
+        self._d = dict(data or {}, **kw)
+        self._h: int | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __hash__(self) -> int:
+        if self._h is None:
+            self._h = hash(tuple(sorted(self._d.items())))
+        return self._h
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._d == dict(other)
+
+    def __repr__(self) -> str:
+        return f"Attrs({self._d!r})"
+
+    def replace(self, **changes: Any) -> Attrs:
+        return Attrs(self._d, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._d)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer: a unique id, a registered layer type, its attributes and the ids of its inputs."""
+
+    id: str
+    type: str
+    attrs: Attrs
+    inputs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attrs, Attrs):
+            object.__setattr__(self, "attrs", Attrs(self.attrs))
+        if not isinstance(self.inputs, tuple):
+            object.__setattr__(self, "inputs", tuple(self.inputs))
+
+    def replace(self, **changes: Any) -> Node:
+        fields = {"id": self.id, "type": self.type, "attrs": self.attrs, "inputs": self.inputs}
+        fields.update(changes)
+        return Node(**fields)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "attrs": self.attrs.to_dict(), "inputs": list(self.inputs)}
+
+
+@dataclass(frozen=True)
+class ArchitectureCost:
+    """Per-node and total cost of a network for one sample."""
+
+    per_node: dict[str, LayerCost]
+    total: LayerCost
+
+    @property
+    def params(self) -> int:
+        return self.total.params
+
+    @property
+    def macs(self) -> int:
+        return self.total.macs
+
+    @property
+    def flops(self) -> int:
+        return self.total.flops
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.total.weight_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.total.activation_bytes
+
+    @property
+    def model_size_bytes(self) -> int:
+        """Size of the fp32 weights (what the paper's 16 MB model-size budget measures)."""
+        return self.total.weight_bytes
+
+
+def _default_layer_types() -> LayerTypeRegistry:
+    from ..plugins import get_toolkit
+
+    return get_toolkit().layer_types
+
+
+class Architecture:
+    """An immutable DAG of nodes with an input spec (C, H, W) and an output node.
+
+    Nodes are kept in a deterministic topological order (stable with respect to the given order).
+    """
+
+
+    def __init__(
+        self,
+        input_shape: Iterable[int],
+        nodes: Iterable[Node],
+        output: str | None = None,
+        name: str = "",
+        layer_types: LayerTypeRegistry | None = None,
+    ):
+        input_shape = tuple(input_shape)
+        if len(input_shape) not in (1, 3) or not all(isinstance(d, int) and d > 0 for d in input_shape):
+            raise ArchitectureError(f"input shape must be (C, H, W) or (F,) of positive ints, got {input_shape}")
+        nodes = list(nodes)
+        if not nodes:
+            raise ArchitectureError("an architecture needs at least one node")
+        by_id: dict[str, Node] = {}
+        for node in nodes:
+            if not isinstance(node.id, str) or not node.id or node.id == INPUT:
+                raise ArchitectureError(f"bad node id {node.id!r} (non-empty string, not {INPUT!r})")
+            if node.id in by_id:
+                raise ArchitectureError("duplicate node id", node.id)
+            by_id[node.id] = node
+        for node in nodes:
+            for src in node.inputs:
+                if src != INPUT and src not in by_id:
+                    raise ArchitectureError(f"input {src!r} does not exist (dangling input)", node.id)
+        output = output if output is not None else nodes[-1].id
+        if output not in by_id:
+            raise ArchitectureError(f"output {output!r} is not a node")
+        ordered = _topological_order(nodes, by_id)
+        self.input_shape: Shape = input_shape
+        self.nodes: tuple[Node, ...] = tuple(ordered)
+        self.output: str = output
+        self.name: str = name
+        self._by_id = by_id
+        self._check_and_infer(layer_types or _default_layer_types())
+
+    # ---- validation ---------------------------------------------------------------------------------
+    def _check_and_infer(self, layer_types: LayerTypeRegistry) -> None:
+        shapes: dict[str, Shape] = {INPUT: self.input_shape}
+        norm: dict[str, dict[str, Any]] = {}
+        for node in self.nodes:
+            try:
+                lt = layer_types.get(node.type)
+            except UnknownComponentError as exc:
+                raise ArchitectureError(str(exc), node.id) from None
+            n_in = len(node.inputs)
+            if n_in < lt.min_inputs or (lt.max_inputs is not None and n_in > lt.max_inputs):
+                want = f"{lt.min_inputs}" if lt.max_inputs == lt.min_inputs else f"{lt.min_inputs}..{lt.max_inputs or 'n'}"
+                raise ArchitectureError(f"{node.type} takes {want} input(s), got {n_in}", node.id)
+            try:
+                attrs = lt.normalize_attrs(node.attrs.to_dict())
+                out = lt.infer_shape(attrs, [shapes[s] for s in node.inputs])
+            except ShapeError as exc:
+                raise ShapeError(str(exc), node.id) from None
+            except ArchitectureError as exc:
+                if exc.node is not None:
+                    raise
+                raise ArchitectureError(str(exc), node.id) from None
+            if not all(d > 0 for d in out):
+                raise ShapeError(f"{node.type} produces an empty tensor of shape {out}", node.id)
+            shapes[node.id] = tuple(out)
+            norm[node.id] = attrs
+        consumed = {s for n in self.nodes for s in n.inputs}
+        dead = [n.id for n in self.nodes if n.id not in consumed and n.id != self.output]
+        if dead:
+            raise ArchitectureError(f"node output is never used (only {self.output!r} may be a sink)", dead[0])
+        self._shapes = shapes
+        self._norm = norm
+        self._layer_types = layer_types
+
+    # ---- access -------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._by_id
+
+    def node(self, node_id: str) -> Node:
+        try:
+            return self._by_id[node_id]
+        except KeyError:
+            raise ArchitectureError(f"no node {node_id!r} in this architecture") from None
+
+    def index(self, node_id: str) -> int:
+        return self._index[node_id]
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {n.id: i for i, n in enumerate(self.nodes)}
+
+    def attrs(self, node_id: str) -> dict[str, Any]:
+        """The node's attributes with defaults filled in."""
+        return self._norm[node_id]
+
+    def shape(self, node_id: str) -> Shape:
+        return self._shapes[node_id]
+
+    def in_shapes(self, node_id: str) -> list[Shape]:
+        return [self._shapes[s] for s in self._by_id[node_id].inputs]
+
+    @property
+    def shapes(self) -> dict[str, Shape]:
+        return dict(self._shapes)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self._shapes[self.output]
+
+    @cached_property
+    def consumers(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {INPUT: []}
+        for n in self.nodes:
+            out[n.id] = []
+        for n in self.nodes:
+            for s in n.inputs:
+                out[s].append(n.id)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def layer_type(self, node_id: str):
+        return self._layer_types.get(self._by_id[node_id].type)
+
+    @property
+    def layer_types(self) -> LayerTypeRegistry:
+        return self._layer_types
+
+    # ---- cost ---------------------------------------------------------------------------------------
+    @cached_property
+    def cost(self) -> ArchitectureCost:
+        per_node: dict[str, LayerCost] = {}
+        total = LayerCost()
+        for n in self.nodes:
+            c = self._layer_types.get(n.type).cost(self._norm[n.id], self.in_shapes(n.id), self._shapes[n.id])
+            per_node[n.id] = c
+            total = total + c
+        return ArchitectureCost(per_node, total)
+
+    @property
+    def params(self) -> int:
+        return self.cost.params
+
+    @property
+    def flops(self) -> int:
+        return self.cost.flops
+
+    @cached_property
+    def peak_activation_bytes(self) -> int:
+        """Largest sum of live activations during a topological forward pass (batch 1, fp32)."""
+        remaining = {k: len(v) for k, v in self.consumers.items()}
+        live = {INPUT: numel(self.input_shape) * BYTES_PER_ELEMENT}
+        peak = sum(live.values())
+        for n in self.nodes:
+            live[n.id] = numel(self._shapes[n.id]) * BYTES_PER_ELEMENT
+            peak = max(peak, sum(live.values()))
+            for s in n.inputs:
+                remaining[s] -= 1
+                if remaining[s] == 0 and s in live:
+                    del live[s]
+        return peak
+
+    # ---- identity -----------------------------------------------------------------------------------
+    def canonical(self) -> dict[str, Any]:
+        """Structure without ids and names: nodes by topological position. Two architectures with the same
+        canonical form are the same network."""
+        pos = {INPUT: -1}
+        nodes = []
+        for i, n in enumerate(self.nodes):
+            pos[n.id] = i
+            nodes.append([n.type, sorted(self._norm[n.id].items()), [pos[s] for s in n.inputs]])
+        return {"input": list(self.input_shape), "nodes": nodes, "output": pos[self.output]}
+
+    @cached_property
+    def hash(self) -> str:
+        """Stable content hash (hex sha256, 16 chars) of the canonical form: ids and name do not matter."""
+        blob = json.dumps(self.canonical(), separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Architecture) and self.hash == other.hash
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
+
+    def __repr__(self) -> str:
+        label = f" {self.name}" if self.name else ""
+        return f"<Architecture{label} {len(self.nodes)} nodes params={self.params} hash={self.hash}>"
+
+    # ---- editing (pure: every method returns a new Architecture) ------------------------------------
+    def with_nodes(self, nodes: Iterable[Node], output: str | None = None, name: str | None = None) -> Architecture:
+        return Architecture(
+            self.input_shape,
+            nodes,
+            output=output if output is not None else self.output,
+            name=self.name if name is None else name,
+            layer_types=self._layer_types,
+        )
+
+    def new_id(self, prefix: str) -> str:
+        """A node id not used in this architecture, `prefix_N`."""
+        i = len(self.nodes)
+        while f"{prefix}_{i}" in self._by_id:
+            i += 1
+        return f"{prefix}_{i}"
+
+    # ---- JSON ---------------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "output": self.output,
+            "nodes": [n.to_json() for n in self.nodes],
+        }
+
+    def dumps(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_json(), indent=indent)
+
+    @classmethod
+    def from_json(cls, doc: Any, layer_types: LayerTypeRegistry | None = None) -> Architecture:
+        from .serialize import architecture_from_json
+
+        return architecture_from_json(doc, layer_types=layer_types)
+
+    @classmethod
+    def loads(cls, text: str | bytes, layer_types: LayerTypeRegistry | None = None) -> Architecture:
+        try:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArchitectureError(f"malformed architecture JSON: {exc}") from None
+        return cls.from_json(doc, layer_types=layer_types)
+
+    @classmethod
+    def load(cls, path: Any, layer_types: LayerTypeRegistry | None = None) -> Architecture:
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except OSError as exc:
+            raise ArchitectureError(f"cannot read architecture file {str(path)!r}: {exc.strerror}") from None
+        return cls.loads(text, layer_types=layer_types)
+
+    def save(self, path: Any) -> None:
+        with open(path, "w") as f:
+            f.write(self.dumps())
+
+    # ---- builders (conveniences, import torch / onnx lazily) ----------------------------------------
+    def to_torch(self, seed: int | None = 0):
+        from .torch_build import to_torch
+
+        return to_torch(self, seed=seed)
+
+    def to_onnx(self, model: Any = None, seed: int = 0, batch_size: int = 1):
+        from .onnx_export import to_onnx
+
+        return to_onnx(self, model=model, seed=seed, batch_size=batch_size)
+
+
+def _topological_order(nodes: list[Node], by_id: dict[str, Node]) -> list[Node]:
+    """Kahn's algorithm, stable: among ready nodes the earliest given comes first. Raises on a cycle."""
+    pos = {n.id: i for i, n in enumerate(nodes)}
+    indeg = {n.id: sum(1 for s in n.inputs if s != INPUT) for n in nodes}
+    users: dict[str, list[str]] = {n.id: [] for n in nodes}
+    for n in nodes:
+        for s in n.inputs:
+            if s != INPUT:
+                users[s].append(n.id)
+    import heapq
+
+    ready = [pos[n.id] for n in nodes if indeg[n.id] == 0]
+    heapq.heapify(ready)
+    out: list[Node] = []
+    while ready:
+        n = nodes[heapq.heappop(ready)]
+        out.append(n)
+        for u in users[n.id]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                heapq.heappush(ready, pos[u])
+    if len(out) != len(nodes):
+        stuck = next(n.id for n in nodes if indeg[n.id] > 0)
+        raise ArchitectureError("is part of a cycle", stuck)
+    return out
