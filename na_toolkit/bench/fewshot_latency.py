@@ -1,0 +1,11 @@
+"""Benchmark 'fewshot_latency' (not written yet)."""
+
+
+def configure(parser):
+    pass
+
+
+def run(args):
+    from na_toolkit.errors import NAToolkitError
+
+    raise NAToolkitError("benchmark 'fewshot_latency' is not implemented yet")

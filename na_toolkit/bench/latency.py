@@ -1,0 +1,11 @@
+"""Benchmark 'latency' (not written yet)."""
+
+
+def configure(parser):
+    pass
+
+
+def run(args):
+    from na_toolkit.errors import NAToolkitError
+
+    raise NAToolkitError("benchmark 'latency' is not implemented yet")

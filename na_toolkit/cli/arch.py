@@ -1,0 +1,3 @@
+"""CLI commands: arch (stub)."""
+
+COMMANDS = ()

@@ -1,0 +1,3 @@
+"""CLI commands: plugins_cmd (stub)."""
+
+COMMANDS = ()

@@ -1,0 +1,3 @@
+"""CLI commands: profile (stub)."""
+
+COMMANDS = ()
