@@ -1,10 +1,109 @@
-"""The strategy protocol (fleshed out by the search issue)."""
+"""The strategy protocol: how a search strategy talks to the search loop (ask / tell).
+
+The loop (na_toolkit/search/loop.py) is the same for every strategy, so comparisons are fair:
+
+    while evaluations < budget:
+        candidates = strategy.ask(n)              # n = evaluations the loop will pay for this round
+        (the loop scores candidates it has not evaluated with predictors + time models + reward, and picks
+         the n most promising by predicted reward and uncertainty; a strategy returning exactly n
+         candidates gets all n evaluated, so random search and evolution stay what they are)
+        results = evaluate those n for real (executor → evaluator), store each in the run store
+        predictors are refit on all ground truth so far
+        strategy.tell(results)
+
+Inside `ask`, a strategy may call `context.score(archs)` as often as it likes (the Neural Architect
+controller trains on these predicted rewards); the loop counts those calls separately from evaluations.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.architecture import Architecture
+    from ..moves import Move, Operation
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proposed architecture and how it was reached from the seed."""
+
+    arch: Architecture
+    moves: tuple[Move, ...] = ()
+    parent: str | None = None  # hash of the architecture the last move was applied to
+    origin: str = ""  # which strategy / mechanism proposed it
+
+    @property
+    def hash(self) -> str:
+        return self.arch.hash
+
+
+@dataclass(frozen=True)
+class Score:
+    """A candidate's metrics under the search's objectives: predicted (real=False) or measured (real=True).
+
+    `metrics` uses units in names: "accuracy" (fraction 0..1 or percent, as the evaluator gives it),
+    "model_size_bytes", "train_time_s", "latency_ms@<device>", "peak_memory_bytes@<device>",
+    "energy_mj@<device>"."""
+
+    reward: float
+    metrics: dict[str, float]
+    feasible: bool = True
+    uncertainty: float = 0.0
+    real: bool = False
+    violations: tuple[str, ...] = ()
+
+
+class SearchContext(Protocol):
+    """What the loop offers a strategy."""
+
+    seed_arch: Architecture
+    operations: Sequence[Operation]
+    rng: np.random.Generator
+
+    def score(self, archs: Sequence[Architecture]) -> list[Score]:
+        """Predicted scores (predictors + time models + reward); cheap, counted as predictor calls."""
+        ...
+
+    @property
+    def evaluated(self) -> dict[str, tuple[Candidate, Score]]:
+        """Ground truth so far, by architecture hash."""
+        ...
 
 
 class Strategy:
+    """Base class of a search strategy. `__init__(context, **options)`; options come from the config."""
+
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+
+    def __init__(self, context: SearchContext, **options: Any):
+        self.context = context
+        self.options = options
+
+    def ask(self, n: int) -> list[Candidate]:
+        raise NotImplementedError
+
+    def tell(self, results: list[tuple[Candidate, Score]]) -> None:
+        """Ground-truth results of the candidates the loop evaluated this round."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart (JSON-able or torch tensors)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class RoundLog:
+    """What happened in one round of the loop (for progress output and the run store)."""
+
+    round: int
+    proposed: int
+    evaluated: list[str] = field(default_factory=list)
+    best_reward: float | None = None
