@@ -1,0 +1,169 @@
+"""The multi-objective reward: a pure function of (metrics, budgets, objectives).
+
+Two forms:
+
+- ``penalty`` (DESIGN.md, the Neural Architect paper): piecewise linear past each threshold,
+
+      R = w_acc · acc − Σ_b λ_b · max(0, value_b − limit_b) / limit_b
+
+  so a candidate inside every budget is rewarded for accuracy alone and each budget costs λ per 100 % of
+  overshoot (the paper penalises model size past 16 MB this way).
+- ``mnasnet`` (Tan et al. 2019, "MnasNet: Platform-Aware Neural Architecture Search for Mobile", eq. 2):
+
+      R = acc · Π_b (value_b / limit_b) ^ w_b,   w_b = α if value_b ≤ limit_b else β
+
+  α = β = −0.07 is the paper's soft trade-off; α = 0, β = −1 its hard-constraint variant.
+
+A budget may be *hard*: violating it makes the candidate infeasible and its reward
+``infeasible_reward − Σ_hard excess_b`` (below every feasible candidate whose reward is above
+``infeasible_reward``, and still ordered by how far it overshoots, so a learning controller is pulled
+towards the feasible region instead of seeing a flat floor).
+
+``feasible`` is True when every budget is met, hard or soft; ``violations`` names the budgets that are not.
+
+Metric names carry units and, per device, the device after ``@``: ``accuracy``, ``model_size_bytes``,
+``train_time_s``, ``latency_ms@cpu``, ``peak_memory_bytes@cpu``, ``energy_mj@cpu``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+FORMS = ("penalty", "mnasnet")
+#: metrics a budget may constrain: global ones, and per-device ones (written `metric@device`)
+GLOBAL_METRICS = ("model_size_bytes", "train_time_s")
+DEVICE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj")
+ACCURACY = "accuracy"
+
+
+def device_metric(metric: str, device: str) -> str:
+    """`latency_ms`, `cpu` → `latency_ms@cpu`."""
+    return f"{metric}@{device}"
+
+
+def split_metric(name: str) -> tuple[str, str | None]:
+    """`latency_ms@cpu` → (`latency_ms`, `cpu`); `model_size_bytes` → (`model_size_bytes`, None)."""
+    metric, sep, device = name.partition("@")
+    return metric, (device if sep else None)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An upper limit on one metric. `weight` is λ (penalty form) or scales α/β (mnasnet form);
+    `hard` makes a violation infeasible."""
+
+    metric: str
+    limit: float
+    weight: float = 1.0
+    hard: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, (int, float)) or isinstance(self.limit, bool) or not math.isfinite(self.limit):
+            raise ConfigError(f"budget {self.metric}: limit must be a finite number, got {self.limit!r}")
+        if self.limit <= 0:
+            raise ConfigError(f"budget {self.metric}: limit must be > 0, got {self.limit!r}")
+        if not math.isfinite(self.weight) or self.weight < 0:
+            raise ConfigError(f"budget {self.metric}: weight must be a finite number >= 0, got {self.weight!r}")
+
+    @property
+    def device(self) -> str | None:
+        return split_metric(self.metric)[1]
+
+    def excess(self, value: float) -> float:
+        """Relative overshoot max(0, value − limit) / limit (0 inside the budget, at the limit included)."""
+        return max(0.0, value - self.limit) / self.limit
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """How metrics combine into one reward."""
+
+    form: str = "penalty"
+    accuracy_weight: float = 1.0
+    #: mnasnet form: the exponents below / above the limit (Tan et al. 2019)
+    mnasnet_alpha: float = -0.07
+    mnasnet_beta: float = -0.07
+    #: base reward of a candidate that violates a hard budget
+    infeasible_reward: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ConfigError(f"reward form must be one of {list(FORMS)}, got {self.form!r}")
+        if not math.isfinite(self.accuracy_weight) or self.accuracy_weight <= 0:
+            raise ConfigError(f"accuracy weight must be > 0, got {self.accuracy_weight!r}")
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    """The reward of one candidate, whether it meets every budget, which ones it violates, and the
+    contribution of each term (`accuracy`, then one entry per budget metric)."""
+
+    reward: float
+    feasible: bool
+    violations: tuple[str, ...] = ()
+    terms: dict[str, float] = field(default_factory=dict)
+
+    def feasible_for(self, device: str) -> bool:
+        """Meets the global budgets and those of `device` (other devices' budgets are not its concern)."""
+        return not any(split_metric(v)[1] in (None, device) for v in self.violations)
+
+
+def _value(metrics: Mapping[str, float], budget: Budget) -> float:
+    try:
+        value = float(metrics[budget.metric])
+    except KeyError:
+        raise ConfigError(
+            f"a budget limits {budget.metric!r} but nothing measured or estimated it (metrics hold "
+            f"{sorted(metrics)}): choose a time model that gives it, or drop the budget"
+        ) from None
+    if math.isnan(value):
+        raise ConfigError(f"metric {budget.metric!r} is NaN: its time model or evaluator failed")
+    return value
+
+
+def compute_reward(
+    metrics: Mapping[str, float], budgets: Sequence[Budget] | Iterable[Budget], objectives: Objectives = Objectives()
+) -> RewardResult:
+    """The reward of a candidate with `metrics` under `budgets` and `objectives` (pure, no state)."""
+    try:
+        acc = float(metrics[ACCURACY])
+    except KeyError:
+        raise ConfigError(f"metrics hold no {ACCURACY!r} (got {sorted(metrics)})") from None
+    terms: dict[str, float] = {}
+    violations: list[str] = []
+    hard_excess = 0.0
+    if objectives.form == "penalty":
+        terms[ACCURACY] = objectives.accuracy_weight * acc
+        reward = terms[ACCURACY]
+        for b in budgets:
+            value = _value(metrics, b)
+            excess = b.excess(value)
+            if value > b.limit:
+                violations.append(b.metric)
+                if b.hard:
+                    hard_excess += excess
+            terms[b.metric] = -b.weight * excess
+            reward += terms[b.metric]
+    else:
+        factor = 1.0
+        for b in budgets:
+            value = _value(metrics, b)
+            exponent = b.weight * (objectives.mnasnet_alpha if value <= b.limit else objectives.mnasnet_beta)
+            if value > b.limit:
+                violations.append(b.metric)
+                if b.hard:
+                    hard_excess += b.excess(value)
+            # a zero value (e.g. no energy counter) would make a negative power infinite: clamp to a tiny ratio
+            ratio = max(value / b.limit, 1e-12)
+            terms[b.metric] = ratio**exponent
+            factor *= terms[b.metric]
+        terms[ACCURACY] = objectives.accuracy_weight * acc
+        reward = terms[ACCURACY] * factor
+    hard_violated = any(b.hard and b.metric in violations for b in budgets)
+    if hard_violated:
+        reward = objectives.infeasible_reward - hard_excess
+    return RewardResult(float(reward), not violations, tuple(violations), terms)
