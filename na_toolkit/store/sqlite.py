@@ -1,0 +1,440 @@
+"""The run store: one embedded SQLite file (WAL) per run folder.
+
+It holds the run (config JSON, status, result), every ground-truth evaluation (keyed by architecture
+hash, with the architecture JSON, metrics, timings), measurements, checkpoints (strategy, predictors, RNG)
+and the predictor training data. Each evaluation is written in its own transaction, so a search killed at
+any instant loses at most the evaluation that was running; `--resume` replays the run from its start and
+serves every stored evaluation and measurement instead of paying for it again.
+
+Nothing is pickled: records are JSON; checkpoints are JSON (numpy arrays as typed lists) or, when they hold
+torch tensors, `torch.save` of tensors and plain containers, loaded back with `weights_only=True`. Every
+blob carries the schema version it was written with. A file that is not a store, a store of another
+schema version, or a damaged one raises `StoreError`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+
+SCHEMA_VERSION = 1
+STORE_FILE = "store.sqlite"
+#: what every SQLite file starts with (https://www.sqlite.org/fileformat.html, section 1.3)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+STATUSES = ("running", "finished", "failed")
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, config_json TEXT NOT NULL, status TEXT NOT NULL,
+    created_s REAL NOT NULL, updated_s REAL NOT NULL, result_json TEXT
+);
+CREATE TABLE evaluations (
+    run_id TEXT NOT NULL, arch_hash TEXT NOT NULL, seq INTEGER NOT NULL, round INTEGER NOT NULL,
+    arch_json TEXT NOT NULL, metrics_json TEXT NOT NULL, result_json TEXT NOT NULL, error TEXT,
+    eval_time_s REAL NOT NULL, created_s REAL NOT NULL,
+    PRIMARY KEY (run_id, arch_hash), UNIQUE (run_id, seq)
+);
+CREATE TABLE measurements (
+    run_id TEXT NOT NULL, arch_hash TEXT NOT NULL, device TEXT NOT NULL, time_model TEXT NOT NULL,
+    settings TEXT NOT NULL, estimate_json TEXT NOT NULL, created_s REAL NOT NULL,
+    PRIMARY KEY (run_id, arch_hash, device, time_model, settings)
+);
+CREATE TABLE predictor_data (
+    run_id TEXT NOT NULL, target TEXT NOT NULL, arch_hash TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (run_id, target, arch_hash)
+);
+CREATE TABLE checkpoints (
+    run_id TEXT NOT NULL, round INTEGER NOT NULL, kind TEXT NOT NULL, schema_version INTEGER NOT NULL,
+    format TEXT NOT NULL, blob BLOB NOT NULL, created_s REAL NOT NULL,
+    PRIMARY KEY (run_id, round, kind)
+);
+CREATE TABLE weights (
+    run_id TEXT NOT NULL, arch_hash TEXT NOT NULL, schema_version INTEGER NOT NULL, format TEXT NOT NULL,
+    blob BLOB NOT NULL, PRIMARY KEY (run_id, arch_hash)
+);
+CREATE TABLE artifacts (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, doc_json TEXT NOT NULL, created_s REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"""
+_TABLES = ("meta", "runs", "evaluations", "measurements", "predictor_data", "checkpoints", "weights", "artifacts")
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One ground-truth evaluation as stored. `error` is set when the evaluation failed (it still counts
+    against the budget and is never retried)."""
+
+    seq: int
+    round: int
+    arch_hash: str
+    arch_json: dict[str, Any]
+    metrics: dict[str, float]
+    result: dict[str, Any]
+    error: str | None
+    eval_time_s: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    config: dict[str, Any]
+    status: str
+    created_s: float
+    updated_s: float
+    result: dict[str, Any] | None
+
+
+# ---- state (checkpoint) encoding: JSON or torch tensors, never pickle ----------------------------------
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise StoreError(f"checkpoint keys must be strings, got {k!r}")
+            out[k] = _to_json_value(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_json_value(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    raise StoreError(f"cannot store a {type(value).__name__} in a checkpoint (JSON values, numpy arrays or torch tensors only)")
+
+
+def _from_json_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+        if "__float__" in value:
+            return float(value["__float__"])
+        return {k: _from_json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json_value(v) for v in value]
+    return value
+
+
+def _holds_tensor(value: Any) -> bool:
+    if type(value).__module__.startswith("torch"):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return False
+
+
+def encode_state(state: Any) -> tuple[str, bytes]:
+    """(format, bytes) of a checkpoint: 'torch' when it holds tensors, else 'json'."""
+    if _holds_tensor(state):
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return "torch", buf.getvalue()
+    return "json", json.dumps(_to_json_value(state), sort_keys=True).encode()
+
+
+def decode_state(fmt: str, blob: bytes) -> Any:
+    if fmt == "json":
+        return _from_json_value(json.loads(blob))
+    if fmt == "torch":
+        import torch
+
+        return torch.load(io.BytesIO(blob), weights_only=True)
+    raise StoreError(f"unknown checkpoint format {fmt!r} (this toolkit reads json and torch)")
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(_to_json_value(doc), sort_keys=True)
+
+
+class RunStore:
+    """The store of one run. `RunStore.create(path, run_id, config)` makes a new one; `RunStore.open(path)`
+    opens an existing one (StoreError if missing, not a store, damaged, or of another schema version)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, run_id: str):
+        self.path = path
+        self._conn = conn
+        self.run_id = run_id
+
+    # ---- opening ------------------------------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a killed process (only an OS crash may drop the last commits)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @classmethod
+    def create(cls, path: str | Path, run_id: str, config: Mapping[str, Any]) -> RunStore:
+        path = Path(path)
+        if path.exists():
+            raise StoreError(f"{path} already exists: resume that run with --resume, or choose another output folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = cls._connect(path)
+        from .. import __version__
+
+        now = time.time()
+        with _transaction(conn):
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("schema_version", str(SCHEMA_VERSION)), ("toolkit_version", __version__), ("run_id", run_id)],
+            )
+            conn.execute(
+                "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, NULL)", (run_id, _dumps(dict(config)), now, now)
+            )
+        return cls(path, conn, run_id)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunStore:
+        path = Path(path)
+        if path.is_dir():
+            path = path / STORE_FILE
+        if not path.is_file():
+            raise StoreError(f"no run store at {path}: give the run folder of an earlier `na-toolkit search`")
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+        if head != _SQLITE_MAGIC:
+            raise StoreError(f"{path} is not a run store (not an SQLite file)")
+        try:
+            conn = cls._connect(path)
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise StoreError(f"{path} is damaged ({ok}); the run cannot be resumed from it")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = [t for t in _TABLES if t not in tables]
+            if missing:
+                raise StoreError(f"{path} is not a na-toolkit run store (missing table(s) {missing})")
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a readable run store: {exc}") from None
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            conn.close()
+            raise StoreError(
+                f"{path} has store schema version {version!r}; this toolkit reads version {SCHEMA_VERSION}"
+            )
+        run_id = meta.get("run_id")
+        if not run_id or conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+            conn.close()
+            raise StoreError(f"{path} holds no run record; it is damaged")
+        return cls(path, conn, run_id)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: read failed: {exc}") from None
+
+    # ---- run ----------------------------------------------------------------------------------------
+    def run(self) -> RunRecord:
+        (row,) = self._read(
+            "SELECT run_id, config_json, status, created_s, updated_s, result_json FROM runs WHERE run_id=?",
+            (self.run_id,),
+        )
+        return RunRecord(row[0], json.loads(row[1]), row[2], row[3], row[4], json.loads(row[5]) if row[5] else None)
+
+    def set_status(self, status: str, result: Mapping[str, Any] | None = None) -> None:
+        if status not in STATUSES:
+            raise StoreError(f"unknown run status {status!r}")
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE runs SET status=?, updated_s=?, result_json=? WHERE run_id=?",
+                (status, time.time(), _dumps(dict(result)) if result is not None else None, self.run_id),
+            )
+
+    # ---- evaluations --------------------------------------------------------------------------------
+    def add_evaluation(
+        self,
+        arch_hash: str,
+        arch_json: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        result: Mapping[str, Any],
+        round: int,
+        eval_time_s: float,
+        error: str | None = None,
+        targets: Mapping[str, float] | None = None,
+    ) -> EvaluationRecord:
+        """Record one ground-truth evaluation and its predictor training rows, in one transaction.
+        StoreError if this architecture was already evaluated in this run (never pay twice)."""
+        with _transaction(self._conn):
+            if self._conn.execute(
+                "SELECT 1 FROM evaluations WHERE run_id=? AND arch_hash=?", (self.run_id, arch_hash)
+            ).fetchone():
+                raise StoreError(f"architecture {arch_hash} is already evaluated in run {self.run_id}")
+            (seq,) = self._conn.execute(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM evaluations WHERE run_id=?", (self.run_id,)
+            ).fetchone()
+            self._conn.execute(
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.run_id, arch_hash, seq, round, _dumps(dict(arch_json)), _dumps(dict(metrics)),
+                    _dumps(dict(result)), error, float(eval_time_s), time.time(),
+                ),
+            )
+            for target, value in (targets or {}).items():
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO predictor_data VALUES (?, ?, ?, ?)", (self.run_id, target, arch_hash, float(value))
+                )
+        return EvaluationRecord(seq, round, arch_hash, dict(arch_json), dict(metrics), dict(result), error, float(eval_time_s))
+
+    def _record(self, row: tuple) -> EvaluationRecord:
+        return EvaluationRecord(
+            seq=row[0], round=row[1], arch_hash=row[2], arch_json=json.loads(row[3]),
+            metrics=_from_json_value(json.loads(row[4])), result=_from_json_value(json.loads(row[5])),
+            error=row[6], eval_time_s=row[7],
+        )
+
+    _EVAL_COLS = "seq, round, arch_hash, arch_json, metrics_json, result_json, error, eval_time_s"
+
+    def evaluations(self) -> list[EvaluationRecord]:
+        """Every evaluation of the run, in the order they were stored."""
+        rows = self._read(f"SELECT {self._EVAL_COLS} FROM evaluations WHERE run_id=? ORDER BY seq", (self.run_id,))
+        return [self._record(r) for r in rows]
+
+    def evaluation(self, arch_hash: str) -> EvaluationRecord | None:
+        rows = self._read(
+            f"SELECT {self._EVAL_COLS} FROM evaluations WHERE run_id=? AND arch_hash=?", (self.run_id, arch_hash)
+        )
+        return self._record(rows[0]) if rows else None
+
+    def count_evaluations(self) -> int:
+        return self._read("SELECT COUNT(*) FROM evaluations WHERE run_id=?", (self.run_id,))[0][0]
+
+    def predictor_data(self, target: str) -> dict[str, float]:
+        """arch hash → target value: what the predictors of `target` were trained on."""
+        rows = self._read(
+            "SELECT p.arch_hash, p.value FROM predictor_data p JOIN evaluations e "
+            "ON e.run_id=p.run_id AND e.arch_hash=p.arch_hash WHERE p.run_id=? AND p.target=? ORDER BY e.seq",
+            (self.run_id, target),
+        )
+        return {h: v for h, v in rows}
+
+    # ---- measurements -------------------------------------------------------------------------------
+    def add_measurement(
+        self, arch_hash: str, device: str, time_model: str, settings: str, estimate: Mapping[str, Any]
+    ) -> None:
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.run_id, arch_hash, device, time_model, settings, _dumps(dict(estimate)), time.time()),
+            )
+
+    def measurement(self, arch_hash: str, device: str, time_model: str, settings: str) -> dict[str, Any] | None:
+        rows = self._read(
+            "SELECT estimate_json FROM measurements WHERE run_id=? AND arch_hash=? AND device=? AND time_model=? "
+            "AND settings=?",
+            (self.run_id, arch_hash, device, time_model, settings),
+        )
+        return _from_json_value(json.loads(rows[0][0])) if rows else None
+
+    def count_measurements(self) -> int:
+        return self._read("SELECT COUNT(*) FROM measurements WHERE run_id=?", (self.run_id,))[0][0]
+
+    # ---- checkpoints, weights, artifacts ------------------------------------------------------------
+    def save_checkpoint(self, round: int, kind: str, state: Any) -> None:
+        fmt, blob = encode_state(state)
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.run_id, round, kind, SCHEMA_VERSION, fmt, blob, time.time()),
+            )
+
+    def load_checkpoint(self, kind: str, round: int | None = None) -> tuple[int, Any] | None:
+        """(round, state) of the latest checkpoint of `kind` (at or before `round` when given)."""
+        sql = "SELECT round, schema_version, format, blob FROM checkpoints WHERE run_id=? AND kind=?"
+        params: tuple = (self.run_id, kind)
+        if round is not None:
+            sql += " AND round<=?"
+            params += (round,)
+        rows = self._read(sql + " ORDER BY round DESC LIMIT 1", params)
+        if not rows:
+            return None
+        rnd, version, fmt, blob = rows[0]
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"checkpoint {kind!r} has schema version {version}; this toolkit reads {SCHEMA_VERSION}")
+        try:
+            return rnd, decode_state(fmt, blob)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"checkpoint {kind!r} of round {rnd} is damaged: {exc}") from None
+
+    def checkpoint_kinds(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT DISTINCT kind FROM checkpoints WHERE run_id=? ORDER BY kind", (self.run_id,))]
+
+    def save_weights(self, arch_hash: str, state: Any) -> None:
+        fmt, blob = encode_state(state)
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?, ?)", (self.run_id, arch_hash, SCHEMA_VERSION, fmt, blob)
+            )
+
+    def load_weights(self, arch_hash: str) -> Any | None:
+        rows = self._read("SELECT schema_version, format, blob FROM weights WHERE run_id=? AND arch_hash=?", (self.run_id, arch_hash))
+        if not rows:
+            return None
+        version, fmt, blob = rows[0]
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"weights of {arch_hash} have schema version {version}; this toolkit reads {SCHEMA_VERSION}")
+        return decode_state(fmt, blob)
+
+    def save_artifact(self, name: str, doc: Mapping[str, Any]) -> None:
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)", (self.run_id, name, _dumps(dict(doc)), time.time())
+            )
+
+    def artifact(self, name: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT doc_json FROM artifacts WHERE run_id=? AND name=?", (self.run_id, name))
+        return _from_json_value(json.loads(rows[0][0])) if rows else None
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot write the run store: {exc}") from None
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot write the run store: {exc}") from None

@@ -1,0 +1,144 @@
+"""The SQLite run store: records round-trip, one transaction per evaluation, no pickles, typed errors."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from na_toolkit.errors import StoreError
+from na_toolkit.ir.seeds import get_seed
+from na_toolkit.store import SCHEMA_VERSION, STORE_FILE, RunStore, decode_state, encode_state
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RunStore.create(tmp_path / STORE_FILE, "run-1", {"evaluations": 3, "dataset": "digits"})
+    yield s
+    s.close()
+
+
+def test_run_record_and_status(store, tmp_path):
+    run = store.run()
+    assert run.run_id == "run-1" and run.status == "running" and run.config["dataset"] == "digits"
+    store.set_status("finished", {"best": {"cpu": "abc"}})
+    store.close()
+    again = RunStore.open(tmp_path)  # a run folder opens its store
+    assert again.run().status == "finished" and again.run().result == {"best": {"cpu": "abc"}}
+    again.close()
+    # WAL: concurrent readers do not block the single writer
+    conn = sqlite3.connect(tmp_path / STORE_FILE)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_evaluations_round_trip_in_order_and_never_twice(store, tmp_path):
+    arch = get_seed("simple-cnn")
+    rec = store.add_evaluation(
+        arch.hash, arch.to_json(), {"accuracy": 0.9, "latency_ms@cpu": 0.05}, {"valid_accuracy": 0.9},
+        round=0, eval_time_s=1.5, targets={"accuracy": 0.9, "train_time_s": 1.2},
+    )
+    assert rec.seq == 0
+    store.add_evaluation("feedbeef00000000", arch.to_json(), {"accuracy": 0.1}, {}, round=1, eval_time_s=0.1, error="diverged")
+    with pytest.raises(StoreError, match="already evaluated"):
+        store.add_evaluation(arch.hash, arch.to_json(), {"accuracy": 0.5}, {}, round=2, eval_time_s=0.0)
+    store.close()
+    s = RunStore.open(tmp_path / STORE_FILE)
+    evs = s.evaluations()
+    assert [e.arch_hash for e in evs] == [arch.hash, "feedbeef00000000"] and [e.seq for e in evs] == [0, 1]
+    assert evs[0].metrics == {"accuracy": 0.9, "latency_ms@cpu": 0.05} and evs[0].eval_time_s == 1.5
+    assert evs[1].error == "diverged"
+    assert s.evaluation(arch.hash).arch_json == arch.to_json()
+    assert s.evaluation("0" * 16) is None
+    assert s.predictor_data("accuracy") == {arch.hash: 0.9}
+    assert s.predictor_data("train_time_s") == {arch.hash: 1.2}
+    assert s.count_evaluations() == 2
+    s.close()
+
+
+def test_measurements_keyed_by_device_model_and_settings(store):
+    store.add_measurement("h1", "cpu", "onnxruntime", "batch=1", {"latency_ms": 0.05, "latency_p90_ms": 0.06})
+    store.add_measurement("h1", "cpu", "onnxruntime", "batch=8", {"latency_ms": 0.2})
+    assert store.measurement("h1", "cpu", "onnxruntime", "batch=1") == {"latency_ms": 0.05, "latency_p90_ms": 0.06}
+    assert store.measurement("h1", "cpu", "onnxruntime", "batch=8") == {"latency_ms": 0.2}
+    assert store.measurement("h1", "cuda:0", "onnxruntime", "batch=1") is None
+    assert store.count_measurements() == 2
+
+
+def test_checkpoints_json_numpy_and_torch_without_pickle(store):
+    rng_state = np.random.default_rng(3).bit_generator.state
+    store.save_checkpoint(0, "rng", rng_state)
+    store.save_checkpoint(0, "strategy", {"population": ["a", "b"], "scores": np.arange(3.0), "inf": float("inf")})
+    store.save_checkpoint(1, "strategy", {"population": ["c"], "scores": np.zeros((2, 2), dtype=np.float32)})
+    weights = {"w": torch.arange(6.0).reshape(2, 3), "step": 7}
+    store.save_checkpoint(1, "controller", weights)
+    assert store.load_checkpoint("rng") == (0, rng_state)
+    rnd, state = store.load_checkpoint("strategy")
+    assert rnd == 1 and state["population"] == ["c"] and state["scores"].dtype == np.float32
+    rnd, state = store.load_checkpoint("strategy", round=0)
+    assert rnd == 0 and np.array_equal(state["scores"], np.arange(3.0)) and state["inf"] == float("inf")
+    rnd, state = store.load_checkpoint("controller")
+    assert torch.equal(state["w"], weights["w"]) and state["step"] == 7
+    assert store.load_checkpoint("missing") is None
+    assert store.checkpoint_kinds() == ["controller", "rng", "strategy"]
+    # an RNG restored from its checkpoint continues the same stream
+    g = np.random.default_rng()
+    g.bit_generator.state = store.load_checkpoint("rng")[1]
+    assert g.random() == np.random.default_rng(3).random()
+
+
+def test_state_encoding_refuses_arbitrary_objects():
+    fmt, blob = encode_state({"a": [1, 2.5, None, "x"]})
+    assert fmt == "json" and decode_state(fmt, blob) == {"a": [1, 2.5, None, "x"]}
+    with pytest.raises(StoreError, match="cannot store a object"):
+        encode_state({"a": object()})
+    with pytest.raises(StoreError, match="format"):
+        decode_state("pickle", b"")
+
+
+def test_weights_and_artifacts(store):
+    sd = {"layers.conv.weight": torch.ones(2, 1, 3, 3)}
+    store.save_weights("h1", sd)
+    assert torch.equal(store.load_weights("h1")["layers.conv.weight"], sd["layers.conv.weight"])
+    assert store.load_weights("h2") is None
+    store.save_artifact("hardware:cpu", {"peak_flops": 1e11})
+    assert store.artifact("hardware:cpu") == {"peak_flops": 1e11} and store.artifact("x") is None
+
+
+def test_bad_stores_raise_store_error(tmp_path):
+    with pytest.raises(StoreError, match="no run store"):
+        RunStore.open(tmp_path / "nowhere")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database at all" * 10)
+    with pytest.raises(StoreError, match="not an SQLite file"):
+        RunStore.open(junk)
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="missing table"):
+        RunStore.open(other)
+    s = RunStore.create(tmp_path / "v.sqlite", "r", {})
+    s._conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    s.close()
+    with pytest.raises(StoreError, match=f"schema version '99'.*reads version {SCHEMA_VERSION}"):
+        RunStore.open(tmp_path / "v.sqlite")
+    with pytest.raises(StoreError, match="already exists"):
+        RunStore.create(tmp_path / "v.sqlite", "r", {})
+
+
+def test_damaged_store_is_a_store_error(tmp_path):
+    path = tmp_path / STORE_FILE
+    s = RunStore.create(path, "r", {})
+    for i in range(200):
+        s.add_evaluation(f"{i:016x}", {"x": "y" * 200}, {"accuracy": 0.5}, {}, round=0, eval_time_s=0.0)
+    s._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    s.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[2 * page : 6 * page] = b"\xff" * (4 * page)  # overwrite b-tree pages, keep the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError):
+        s = RunStore.open(path)
+        s.evaluations()
