@@ -1,0 +1,244 @@
+"""The roofline time model: an analytic estimate from a hardware model, without running anything.
+
+Each layer (node) with work to do is one kernel: its time is max(FLOPs / peak FLOP/s, bytes / bandwidth) plus
+the device's launch overhead (Williams, Waterman, Patterson, "Roofline", CACM 2009). A training step is the
+forward pass, a backward pass built from the same per-layer costs, and an optimizer update. The assumptions
+are listed in docs/time_models.md ("Roofline").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import TimeModelError
+from ..ir.architecture import Architecture
+from ..ir.layers import BYTES_PER_ELEMENT, LayerCost, numel
+from .base import TimeEstimate, TimeModel
+from .hwmodel import DTYPE_BYTES, HardwareModel, load_hardware_model
+
+#: device names the measured time models use, mapped to the hardware model the roofline reads for them
+DEVICE_ALIASES = {"cpu": "x86-cpu"}
+#: optimizer state kept per parameter (fp32 copies): plain SGD none, SGD with momentum one buffer, Adam two
+OPTIMIZER_STATE_PER_PARAM = {"sgd": 0, "momentum": 1, "adam": 2}
+#: FLOPs per parameter of one update (momentum: m = mu*m + g; w -= lr*m; Adam: moments, bias correction, sqrt)
+OPTIMIZER_FLOPS_PER_PARAM = {"sgd": 2, "momentum": 4, "adam": 12}
+#: bytes of optimizer state and master weights per parameter: fp32 whatever the compute dtype (mixed precision)
+MASTER_BYTES_PER_PARAM = 4
+CEILINGS = ("measured", "datasheet")
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """The roofline of one kernel: a layer's forward, backward or update."""
+
+    node: str
+    layer_type: str
+    flops: float
+    bytes: float
+    launches: int
+    compute_s: float
+    memory_s: float
+    launch_s: float
+
+    @property
+    def time_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.launch_s
+
+    @property
+    def bound(self) -> str:
+        """'compute' when the FLOPs take longer than the bytes, else 'memory'."""
+        return "compute" if self.compute_s > self.memory_s else "memory"
+
+    @property
+    def intensity_flops_per_byte(self) -> float | None:
+        return self.flops / self.bytes if self.bytes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node, "layer_type": self.layer_type, "flops": self.flops, "bytes": self.bytes,
+            "launches": self.launches, "compute_s": self.compute_s, "memory_s": self.memory_s,
+            "launch_s": self.launch_s, "time_s": self.time_s, "bound": self.bound,
+            "intensity_flops_per_byte": self.intensity_flops_per_byte,
+        }
+
+
+def kernel_time(
+    node: str, layer_type: str, flops: float, bytes_: float, launches: int,
+    flops_per_s: float, bytes_per_s: float, launch_overhead_s: float,
+) -> KernelTime:
+    """The roofline of one kernel (pure): compute time, memory time and launch overhead kept apart."""
+    return KernelTime(node, layer_type, flops, bytes_, launches, flops / flops_per_s, bytes_ / bytes_per_s,
+                      launches * launch_overhead_s)
+
+
+def _summary(kernels: list[KernelTime]) -> dict[str, Any]:
+    return {
+        "time_s": sum(k.time_s for k in kernels),
+        "compute_s": sum(k.compute_s for k in kernels),
+        "memory_s": sum(k.memory_s for k in kernels),
+        "launch_s": sum(k.launch_s for k in kernels),
+        "launches": sum(k.launches for k in kernels),
+        "flops": sum(k.flops for k in kernels),
+        "bytes": sum(k.bytes for k in kernels),
+        "compute_bound_kernels": sum(k.bound == "compute" for k in kernels),
+        "memory_bound_kernels": sum(k.bound == "memory" for k in kernels),
+    }
+
+
+class RooflineTimeModel(TimeModel):
+    """Latency, training-step time, peak memory and energy from a hardware model (`hwmodels/*.toml`).
+
+    device: a hardware model name (`na-toolkit hw list`), a path to a TOML file, or a `HardwareModel`;
+    "cpu" means the generic `x86-cpu` model. dtype: the compute dtype (its peak must be in the model; bytes
+    scale from the IR's fp32). ceilings: "measured" uses a model's measured ceilings where it has them,
+    "datasheet" only the peaks. optimizer: "sgd", "momentum" (default) or "adam" for the training step.
+    """
+
+    name = "roofline"
+    description = "analytic: per layer max(FLOPs/peak, bytes/bandwidth) + launch overhead, from a hardware model"
+    measures = False
+
+    def __init__(
+        self,
+        device: str | HardwareModel = "x86-cpu",
+        dtype: str = "fp32",
+        ceilings: str = "measured",
+        optimizer: str = "momentum",
+        **options: Any,
+    ):
+        hardware = load_hardware_model(DEVICE_ALIASES.get(device, device) if isinstance(device, str) else device)
+        super().__init__(device=hardware.name, **options)
+        if dtype not in DTYPE_BYTES:
+            raise TimeModelError(f"roofline: unknown dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
+        if ceilings not in CEILINGS:
+            raise TimeModelError(f"roofline: ceilings must be one of {', '.join(CEILINGS)}, got {ceilings!r}")
+        if optimizer not in OPTIMIZER_STATE_PER_PARAM:
+            raise TimeModelError(
+                f"roofline: unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZER_STATE_PER_PARAM)}"
+            )
+        self.hardware = hardware
+        self.dtype = dtype
+        self.ceilings = ceilings
+        self.optimizer = optimizer
+        prefer = ceilings == "measured"
+        self.flops_per_s = hardware.flops_per_s(dtype, prefer_measured=prefer)  # raises when dtype has no peak
+        self.bytes_per_s = hardware.bandwidth_bytes_per_s(prefer_measured=prefer)
+        # The IR counts fp32 elements; a narrower dtype moves proportionally fewer bytes.
+        self.byte_scale = DTYPE_BYTES[dtype] / BYTES_PER_ELEMENT
+
+    def _kernel(self, node: str, layer_type: str, flops: float, bytes_: float, launches: int) -> KernelTime:
+        return kernel_time(node, layer_type, flops, bytes_, launches, self.flops_per_s, self.bytes_per_s,
+                           self.hardware.launch_overhead_s)
+
+    # ---- per-phase kernels ------------------------------------------------------------------------------
+    def _forward_bytes(self, cost: LayerCost, batch_size: int) -> float:
+        # Weights are read once per batch; activations scale with it.
+        return (cost.weight_bytes + batch_size * (cost.input_bytes + cost.output_bytes)) * self.byte_scale
+
+    def forward_kernels(self, arch: Architecture, batch_size: int = 1) -> list[KernelTime]:
+        """One kernel per layer with work; layers with neither FLOPs nor bytes (views, identity) are free."""
+        out = []
+        for node in arch.nodes:
+            cost = arch.cost.per_node[node.id]
+            flops, bytes_ = cost.flops * batch_size, self._forward_bytes(cost, batch_size)
+            if flops or bytes_:
+                out.append(self._kernel(node.id, node.type, flops, bytes_, 1))
+        return out
+
+    def backward_kernels(self, arch: Architecture, batch_size: int = 1) -> list[KernelTime]:
+        """A layer with weights computes the input gradient and the weight gradient: 2x its forward FLOPs and
+        bytes in 2 kernels. A layer without weights computes the input gradient only: 1x in 1 kernel."""
+        out = []
+        for node in arch.nodes:
+            cost = arch.cost.per_node[node.id]
+            flops, bytes_ = cost.flops * batch_size, self._forward_bytes(cost, batch_size)
+            if not (flops or bytes_):
+                continue
+            factor = 2 if cost.params else 1
+            out.append(self._kernel(node.id, node.type, factor * flops, factor * bytes_, factor))
+        return out
+
+    def optimizer_kernels(self, arch: Architecture) -> list[KernelTime]:
+        """One update kernel per layer with parameters: read weights, gradients and state, write weights and
+        state (fp32 master copies)."""
+        state = OPTIMIZER_STATE_PER_PARAM[self.optimizer]
+        out = []
+        for node in arch.nodes:
+            params = arch.cost.per_node[node.id].params
+            if params:
+                bytes_ = params * MASTER_BYTES_PER_PARAM * (3 + 2 * state)
+                flops = params * OPTIMIZER_FLOPS_PER_PARAM[self.optimizer]
+                out.append(self._kernel(node.id, node.type, flops, bytes_, 1))
+        return out
+
+    # ---- memory -----------------------------------------------------------------------------------------
+    def inference_memory_bytes(self, arch: Architecture, batch_size: int = 1) -> int:
+        """Weights plus the largest set of live activations of one forward pass."""
+        return int((arch.cost.weight_bytes + arch.peak_activation_bytes * batch_size) * self.byte_scale)
+
+    def training_memory_bytes(self, arch: Architecture, batch_size: int = 1) -> int:
+        """Weights, gradients, optimizer state, every activation kept for the backward pass, and the largest
+        layer's input+output gradients as working space."""
+        cost = arch.cost
+        kept = sum(c.output_bytes for c in cost.per_node.values())
+        input_bytes = numel(arch.input_shape) * BYTES_PER_ELEMENT
+        workspace = max((c.input_bytes + c.output_bytes for c in cost.per_node.values()), default=0)
+        activations = (kept + input_bytes + workspace) * batch_size * self.byte_scale
+        weights_and_grads = cost.weight_bytes * self.byte_scale + cost.params * DTYPE_BYTES[self.dtype]
+        state = cost.params * MASTER_BYTES_PER_PARAM * OPTIMIZER_STATE_PER_PARAM[self.optimizer]
+        return int(weights_and_grads + state + activations)
+
+    # ---- the protocol -----------------------------------------------------------------------------------
+    def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise TimeModelError(f"roofline: batch_size must be a positive integer, got {batch_size!r}")
+        hw = self.hardware
+        forward = self.forward_kernels(arch, batch_size)
+        backward = self.backward_kernels(arch, batch_size)
+        update = self.optimizer_kernels(arch)
+        fwd, bwd, upd = _summary(forward), _summary(backward), _summary(update)
+        latency_s = fwd["time_s"]
+        train_s = fwd["time_s"] + bwd["time_s"] + upd["time_s"]
+        memory = self.inference_memory_bytes(arch, batch_size)
+        train_memory = self.training_memory_bytes(arch, batch_size)
+        warnings = []
+        if memory > hw.memory_capacity_bytes:
+            warnings.append(
+                f"{hw.name}: inference needs {memory / 2**30:.2f} GiB, more than the {hw.memory_capacity_bytes / 2**30:.2f} GiB it has"
+            )
+        if train_memory > hw.memory_capacity_bytes:
+            warnings.append(
+                f"{hw.name}: a training step needs {train_memory / 2**30:.2f} GiB, more than the {hw.memory_capacity_bytes / 2**30:.2f} GiB it has"
+            )
+        # W x ms = mJ. The board power (TDP) is an upper bound on what the device draws.
+        energy_mj = hw.power_w * latency_s * 1000.0 if hw.power_w is not None else None
+        details: dict[str, Any] = {
+            "hardware_model": hw.name,
+            "hardware_source": str(hw.source) if hw.source else None,
+            "values_are": hw.values_are,
+            "dtype": self.dtype,
+            "ceilings": self.ceilings,
+            "optimizer": self.optimizer,
+            "flops_per_s": self.flops_per_s,
+            "bytes_per_s": self.bytes_per_s,
+            "launch_overhead_s": hw.launch_overhead_s,
+            "ridge_point_flops_per_byte": self.flops_per_s / self.bytes_per_s,
+            "forward": fwd,
+            "backward": bwd,
+            "optimizer_update": upd,
+            "train_peak_memory_bytes": train_memory,
+            "train_step_energy_mj": hw.power_w * train_s * 1000.0 if hw.power_w is not None else None,
+            "layers": [k.to_dict() for k in forward],
+        }
+        return TimeEstimate(
+            time_model=self.name,
+            device=hw.name,
+            batch_size=batch_size,
+            latency_ms=latency_s * 1000.0,
+            train_step_ms=train_s * 1000.0,
+            peak_memory_bytes=memory,
+            energy_mj=energy_mj,
+            warnings=tuple(warnings),
+            details=details,
+        )

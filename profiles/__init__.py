@@ -1,0 +1,1 @@
+"""Measured device profiles (JSON), shipped as package data `na_toolkit.profiles`."""
