@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "na_toolkit.cli.predict",
     "na_toolkit.cli.search",
     "na_toolkit.cli.bench",
+    "na_toolkit.cli.demo",
 )
 
 

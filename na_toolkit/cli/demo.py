@@ -1,0 +1,128 @@
+"""`na-toolkit demo`: what the toolkit does today, end to end, in a few seconds.
+
+Lists the seed networks, applies a few sampled moves to a seed (printing each), exports the result to ONNX
+and checks it against torch in ONNX Runtime, and prints a cost table before/after. `--operation NAME`
+restricts the moves (handy to try a plugin's move). The search issue will replace this with a real search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .command import Command
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", default="simple-cnn", metavar="FILE|SEED", help="starting network (default simple-cnn)")
+    parser.add_argument("--steps", type=int, default=5, help="moves to apply (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the sampled moves and weights")
+    parser.add_argument("--operation", action="append", metavar="NAME",
+                        help="only sample this move (repeatable); default: every registered move")
+    parser.add_argument("--out", metavar="DIR", help="keep the final architecture JSON and ONNX in DIR")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def _say(args: argparse.Namespace, text: str = "") -> None:
+    if not args.json:
+        print(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..plugins import get_toolkit
+    from .arch import (
+        PARITY_TOL,
+        load_architecture,
+        onnx_parity_max_abs_err,
+        render_table,
+        run_seeds,
+        shape_str,
+        totals_json,
+    )
+
+    toolkit = get_toolkit()
+    if args.steps < 0:
+        print(f"na-toolkit: error: --steps must be >= 0, got {args.steps}", file=sys.stderr)
+        return 2
+    result: dict[str, Any] = {"arch": args.arch, "seed": args.seed}
+
+    if not args.json:
+        print("== seed networks (na-toolkit arch seeds)")
+        run_seeds(argparse.Namespace(json=False))
+        print()
+
+    start = load_architecture(args.arch, toolkit)
+    names = args.operation or toolkit.operations.names()
+    ops = [toolkit.operations.get(n) for n in names]  # unknown names: UnknownComponentError, exit 2
+    rng = np.random.default_rng(args.seed)
+    arch = start
+    steps = []
+    _say(args, f"== {args.steps} sampled moves on {args.arch} ({len(start.nodes)} nodes, {start.params:,} params)")
+    if not ops:
+        _say(args, "   no moves are registered yet")
+    for step in range(1, args.steps + 1 if ops else 1):
+        usable = [op for op in ops if op.is_applicable(arch)]
+        if not usable:
+            _say(args, f"   step {step}: no registered move applies to this network")
+            break
+        op = usable[int(rng.integers(len(usable)))]
+        params = op.sample(arch, rng)
+        arch = op.apply(arch, **params)
+        steps.append({"operation": op.name, "params": params, "hash": arch.hash, **totals_json(arch)})
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        _say(args, f"   step {step}: {op.name}({shown}) -> {len(arch.nodes)} nodes, {arch.params:,} params, "
+                   f"{arch.flops / 1e6:.2f} MFLOPs, hash {arch.hash}")
+    result["steps"] = steps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(args.out) if args.out else Path(tmp)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            arch.save(out_dir / "demo.json")
+        except OSError as exc:
+            print(f"na-toolkit: error: cannot write to {str(out_dir)!r}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        import onnx
+
+        model = arch.to_torch(seed=args.seed).eval()
+        proto = arch.to_onnx(model=model, batch_size=None)
+        onnx.checker.check_model(proto)
+        (out_dir / "demo.onnx").write_bytes(proto.SerializeToString())
+        err = onnx_parity_max_abs_err(arch, model=model, proto=proto, seed=args.seed)
+        result["onnx"] = {
+            "path": str(out_dir / "demo.onnx") if args.out else None,
+            "onnx_nodes": len(proto.graph.node),
+            "checker": "passed",
+            "parity_max_abs_err": err,
+        }
+    _say(args, "")
+    _say(args, f"== ONNX export: {len(proto.graph.node)} ONNX nodes, onnx.checker passed, ONNX Runtime vs torch "
+               f"max abs error {err:.2e} (tolerance {PARITY_TOL:g})" + (f", written to {args.out}" if args.out else ""))
+
+    before, after = totals_json(start), totals_json(arch)
+    result["cost"] = {"before": before, "after": after}
+    if not args.json:
+        print()
+        print("== cost (batch 1, fp32)")
+        rows = []
+        for label, a, t in (("start", start, before), ("after moves", arch, after)):
+            rows.append([label, shape_str(a.output_shape), t["nodes"], f"{t['params']:,}", f"{t['macs']:,}",
+                         f"{t['flops']:,}", f"{t['weight_bytes'] / 1024:.1f}", f"{t['peak_activation_bytes'] / 1024:.1f}"])
+        print(render_table(["network", "output", "nodes", "params", "MACs", "FLOPs", "weights KiB", "peak act KiB"],
+                           rows, right={2, 3, 4, 5, 6, 7}))
+    else:
+        print(json.dumps(result, indent=2, default=str))
+    if not err <= PARITY_TOL:
+        print(f"na-toolkit: error: ONNX Runtime and torch differ by {err:.2e} > {PARITY_TOL:g}", file=sys.stderr)
+        return 2
+    return 0
+
+
+COMMANDS = (Command("demo", "show what exists now: seeds, sampled moves, ONNX export with parity check, costs",
+                    configure, run),)

@@ -1,0 +1,90 @@
+"""The `squeeze_excite` layer type: squeeze-and-excitation, Hu, Shen & Sun, "Squeeze-and-Excitation
+Networks", CVPR 2018 (arXiv:1709.01507).
+
+    s = sigmoid(W2 · relu(W1 · mean_hw(x) + b1) + b2)      W1: C -> C/r, W2: C/r -> C
+    y = x * s                                               (per channel)
+
+The two fully connected layers are 1x1 convolutions on the pooled 1x1 map (as torchvision writes it), so
+the torch module, the ONNX graph and the weight names agree one to one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from na_toolkit.errors import ShapeError
+from na_toolkit.ir.layers import BYTES_PER_ELEMENT, AttrSpec, LayerCost, LayerType, check_feature_map, numel
+
+
+class SqueezeExcite(LayerType):
+    name = "squeeze_excite"
+    description = "squeeze-and-excitation block (Hu et al. 2018): channel gates from global context, shape kept"
+    attrs = {
+        # The paper's default is r = 16; small CIFAR-sized networks use 4 (MobileNetV3 does too).
+        "reduction": AttrSpec(int, 4, min=1, max=1024, doc="channel reduction ratio r: hidden = C // r"),
+    }
+    has_weights = True
+    # Six ONNX ops form one block; importing that pattern back is not supported (import_onnx says no).
+    onnx_ops = ()
+
+    @staticmethod
+    def hidden(attrs, channels: int) -> int:
+        return channels // attrs["reduction"]
+
+    def infer_shape(self, attrs, in_shapes):
+        c, _h, _w = check_feature_map(self.name, in_shapes[0])
+        if self.hidden(attrs, c) < 1:
+            raise ShapeError(f"reduction {attrs['reduction']} leaves no hidden unit for {c} channels (need r <= C)")
+        return in_shapes[0]
+
+    def cost(self, attrs, in_shapes, out_shape):
+        c, h, w = in_shapes[0]
+        hid = self.hidden(attrs, c)
+        params = c * hid + hid + hid * c + c
+        macs = 2 * c * hid  # the two fully connected layers
+        # pool (1 add / element) + scale (1 mul / element) + the FCs + biases, relu and sigmoid (~1 each)
+        flops = 2 * c * h * w + 2 * macs + 2 * (hid + c)
+        x_bytes = numel(in_shapes[0]) * BYTES_PER_ELEMENT
+        # x is read twice: once to pool it, once to scale it (it rarely stays in cache for real sizes)
+        return LayerCost(params, macs, flops, params * BYTES_PER_ELEMENT, 2 * x_bytes, x_bytes)
+
+    def build_torch(self, attrs, in_shapes, out_shape):
+        from ._torch import SqueezeExciteModule
+
+        c = in_shapes[0][0]
+        return SqueezeExciteModule(c, self.hidden(attrs, c))
+
+    def init_weights(self, attrs, in_shapes, out_shape, rng):
+        # Same names and the same uniform(-1/sqrt(fan_in), +) bounds as torch's Conv2d default init.
+        c = in_shapes[0][0]
+        hid = self.hidden(attrs, c)
+        b1, b2 = 1 / math.sqrt(c), 1 / math.sqrt(hid)
+        return {
+            "fc1.weight": rng.uniform(-b1, b1, (hid, c, 1, 1)),
+            "fc1.bias": rng.uniform(-b1, b1, (hid,)),
+            "fc2.weight": rng.uniform(-b2, b2, (c, hid, 1, 1)),
+            "fc2.bias": rng.uniform(-b2, b2, (c,)),
+        }
+
+    def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
+        x = inputs[0]
+        pooled = ctx.node("GlobalAveragePool", [x], f"{node_id}.squeeze")
+        fc1 = ctx.node(
+            "Conv",
+            [pooled, ctx.initializer(f"{node_id}.fc1.weight", weights["fc1.weight"]),
+             ctx.initializer(f"{node_id}.fc1.bias", weights["fc1.bias"])],
+            f"{node_id}.fc1", kernel_shape=[1, 1],
+        )
+        act = ctx.node("Relu", [fc1], f"{node_id}.relu")
+        fc2 = ctx.node(
+            "Conv",
+            [act, ctx.initializer(f"{node_id}.fc2.weight", weights["fc2.weight"]),
+             ctx.initializer(f"{node_id}.fc2.bias", weights["fc2.bias"])],
+            f"{node_id}.fc2", kernel_shape=[1, 1],
+        )
+        gate = ctx.node("Sigmoid", [fc2], f"{node_id}.gate")
+        return ctx.node("Mul", [x, gate], node_id)  # broadcast (N,C,1,1) over (N,C,H,W)
+
+    def features(self, attrs, in_shapes, out_shape):
+        # log2 of the ratio keeps the embedding's vocabulary small (r = 1, 2, 4, ... -> 0, 1, 2, ...)
+        return {"reduction_log2": int(math.log2(attrs["reduction"]))}

@@ -1,0 +1,63 @@
+"""The `insert_se` move: put a squeeze-and-excitation block right after a layer that outputs a feature map.
+
+Hu et al. (2018) place SE after the last convolution of a block, before the residual add; the controller
+learns where it pays, so any feature-map producing node is a valid position, except where an SE block is
+already next to it (two gates in a row are redundant).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from na_toolkit.errors import OperationError
+from na_toolkit.moves import MAX_POSITIONS, Operation, ParamSpec
+
+LAYER = "squeeze_excite"
+
+
+class InsertSqueezeExcite(Operation):
+    name = "insert_se"
+    description = "insert a squeeze-and-excitation block after a feature-map layer (Hu et al. 2018)"
+    REDUCTIONS = (4, 8, 16)
+
+    def params(self):
+        # The order is the order the controller samples in: first where, then how.
+        return (ParamSpec.position("position"), ParamSpec("reduction", self.REDUCTIONS))
+
+    def _position_ok(self, arch, i: int) -> bool:
+        node = arch.nodes[i]
+        shape = arch.shape(node.id)
+        if len(shape) != 3 or shape[0] < min(self.REDUCTIONS):
+            return False
+        if node.type == LAYER:
+            return False
+        return all(arch.node(c).type != LAYER for c in arch.consumers[node.id])
+
+    def mask(self, arch, param, chosen):
+        if param == "position":
+            m = np.zeros(MAX_POSITIONS, dtype=bool)
+            if LAYER not in arch.layer_types:  # the layer type's plugin is not loaded in this toolkit
+                return m
+            for i in range(min(len(arch.nodes), MAX_POSITIONS)):
+                m[i] = self._position_ok(arch, i)
+            return m
+        if param == "reduction":
+            channels = arch.shape(arch.nodes[chosen["position"]].id)[0]
+            return np.array([r <= channels for r in self.REDUCTIONS], dtype=bool)
+        raise OperationError(f"{self.name}: no parameter {param!r}")
+
+    def apply(self, arch, **params):
+        self.check(arch, params)  # raises OperationError naming the first inadmissible value
+        target = arch.nodes[params["position"]]
+        se_id = arch.new_id("se")
+        nodes = []
+        for node in arch.nodes:
+            if node.id == target.id:
+                nodes.append(node)
+                nodes.append(node.replace(id=se_id, type=LAYER, attrs={"reduction": params["reduction"]},
+                                          inputs=(target.id,)))
+            else:
+                # every consumer of the target now reads the gated tensor
+                nodes.append(node.replace(inputs=tuple(se_id if s == target.id else s for s in node.inputs)))
+        output = se_id if arch.output == target.id else arch.output
+        return arch.with_nodes(nodes, output=output)

@@ -1,0 +1,90 @@
+"""Tests of the example plugin, run against whatever copy of it is importable (source or installed).
+
+Each test gets a fresh toolkit holding the built-ins and this plugin only (`entry_points=False`: an
+installed copy would otherwise register the same names twice), made process-wide by `use_toolkit`.
+"""
+
+import numpy as np
+import pytest
+
+import na_toolkit_example_se
+from na_toolkit.cli.arch import onnx_parity_max_abs_err
+from na_toolkit.errors import OperationError, ShapeError
+from na_toolkit.ir.builder import ArchitectureBuilder
+from na_toolkit.plugins import load_toolkit, use_toolkit
+
+
+@pytest.fixture
+def toolkit():
+    with use_toolkit(load_toolkit(entry_points=False, extra_plugins=(na_toolkit_example_se,))) as tk:
+        yield tk
+
+
+def se_net(reduction=4, channels=16):
+    b = ArchitectureBuilder((3, 8, 8), name="se-net")
+    x = b.layer("conv2d", b.input, filters=channels, kernel=3)
+    x = b.layer("squeeze_excite", x, reduction=reduction)
+    x = b.layer("global_avg_pool", x)
+    x = b.layer("flatten", x)
+    return b.build()
+
+
+def test_plugin_registers_its_layer_and_move(toolkit):
+    info = toolkit.plugins["na_toolkit_example_se"]
+    assert info.error is None
+    assert info.registered == {"layer_types": ["squeeze_excite"], "operations": ["insert_se"]}
+
+
+def test_shape_cost_and_torch_agree(toolkit):
+    arch = se_net(reduction=4, channels=16)
+    se = next(n.id for n in arch.nodes if n.type == "squeeze_excite")
+    assert arch.shape(se) == (16, 8, 8)
+    model = arch.to_torch()
+    # 16->4 and 4->16 1x1 convs with biases: 16*4 + 4 + 4*16 + 16
+    assert arch.cost.per_node[se].params == 148
+    assert arch.params == sum(p.numel() for p in model.parameters())
+    # the random weights the ONNX emitter draws have the torch module's names and shapes
+    lt = toolkit.layer_types.get("squeeze_excite")
+    drawn = lt.init_weights(arch.attrs(se), arch.in_shapes(se), arch.shape(se), np.random.default_rng(0))
+    state = model.layers[model.key(se)].state_dict()
+    assert {k: v.shape for k, v in drawn.items()} == {k: tuple(v.shape) for k, v in state.items()}
+
+
+def test_reduction_larger_than_channels_is_a_shape_error(toolkit):
+    with pytest.raises(ShapeError, match="reduction 32"):
+        se_net(reduction=32, channels=16)
+
+
+@pytest.mark.parametrize("reduction", [1, 4, 16])
+def test_onnx_matches_torch(toolkit, reduction):
+    assert onnx_parity_max_abs_err(se_net(reduction=reduction)) <= 1e-4
+
+
+def test_mask_admits_exactly_the_moves_that_apply(toolkit):
+    op = toolkit.operations.get("insert_se")
+    arch = toolkit.seeds.get("simple-cnn").build()
+    before = arch.to_json()
+    positions = op.mask(arch, "position", {})
+    assert positions.any()
+    for i in range(len(arch.nodes)):
+        for r in op.REDUCTIONS:
+            admitted = bool(positions[i]) and bool(op.mask(arch, "reduction", {"position": i})[op.REDUCTIONS.index(r)])
+            if admitted:
+                new = op.apply(arch, position=i, reduction=r)
+                se = new.nodes[i + 1]
+                assert se.type == "squeeze_excite" and se.inputs == (arch.nodes[i].id,)
+                assert len(new.nodes) == len(arch.nodes) + 1
+            else:
+                with pytest.raises(OperationError):
+                    op.apply(arch, position=i, reduction=r)
+    assert arch.to_json() == before  # apply never mutates its input
+
+
+def test_sampled_moves_export_and_match_torch(toolkit):
+    op = toolkit.operations.get("insert_se")
+    arch = toolkit.seeds.get("resnet-cifar").build()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        arch = op.apply(arch, **op.sample(arch, rng))
+    assert sum(n.type == "squeeze_excite" for n in arch.nodes) == 3
+    assert onnx_parity_max_abs_err(arch) <= 1e-4
