@@ -1,0 +1,162 @@
+"""Ground truth and latency read from the NB201 table: the evaluator `nb201-table` and the time model
+`nb201-table`. Both take `table=PATH` (any CSV in the layout of the shipped one) and look an architecture up
+by its cell (`nb201_cell_of`); an architecture outside the space is an error, never a guess."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from na_toolkit.errors import ArchitectureError, ConfigError, DataError, TimeModelError
+from na_toolkit.evaluation.base import EvaluationResult, Evaluator
+from na_toolkit.ir.architecture import Architecture
+from na_toolkit.timemodels.base import TimeEstimate, TimeModel
+
+from .space import DATASETS, canonical_cell, nb201_architecture_for, nb201_cell_of
+from .table import LATENCY_PREFIX, NB201Table, load_table
+
+#: dataset -> (validation column used by the search, test column for reporting), per epoch budget.
+#: CIFAR-100 and ImageNet16-120 have no separate 200-epoch validation split in NATS-Bench's per-seed data:
+#: their `valtest` column (accuracy on the validation half of the test set) is what a search may see.
+ACCURACY_COLUMNS: dict[tuple[str, int], tuple[str, str]] = {
+    ("c10", 200): ("c10_valid_acc_200ep", "c10_test_acc_200ep"),
+    ("c100", 200): ("c100_valtest_acc_200ep", "c100_test_acc_200ep"),
+    ("in16", 200): ("in16_valtest_acc_200ep", "in16_test_acc_200ep"),
+    ("c10", 12): ("c10_valid_acc_12ep", "c10_test_acc_12ep"),
+    ("c100", 12): ("c100_valid_acc_12ep", "c100_test_acc_12ep"),
+    ("in16", 12): ("in16_valid_acc_12ep", "in16_test_acc_12ep"),
+}
+
+DATASET_NAMES = {"c10": "cifar10", "c100": "cifar100", "in16": "imagenet16-120"}
+#: HELP measured the GPUs at batch 1, 32 and 256 (the column suffix); every other device at batch 1
+GPU_BATCH_SUFFIXES = ("1", "32", "256")
+
+
+def _cell(arch: Architecture | str) -> str:
+    return canonical_cell(arch) if isinstance(arch, str) else nb201_cell_of(arch)
+
+
+class NB201TableEvaluator(Evaluator):
+    """Options: `dataset` (c10 | c100 | in16, default c10), `epochs` (200 or 12: NB201's full and
+    low-fidelity budgets), `table` (a CSV path; default the shipped table).
+
+    Accuracies are fractions in [0, 1] (the table holds percent; `extra` keeps the percent values);
+    `train_time_s` is the table's total training time for 200 epochs, scaled to `epochs`."""
+
+    name = "nb201-table"
+    description = "NAS-Bench-201 ground truth looked up in the table (valid/test accuracy, training time)"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.dataset = str(options.get("dataset", "c10"))
+        self.epochs = int(options.get("epochs", 200))
+        if (self.dataset, self.epochs) not in ACCURACY_COLUMNS:
+            raise ConfigError(
+                f"nb201-table evaluator: dataset must be one of {', '.join(DATASETS)} and epochs 200 or 12, "
+                f"got dataset={self.dataset!r} epochs={self.epochs}"
+            )
+        self.valid_column, self.test_column = ACCURACY_COLUMNS[(self.dataset, self.epochs)]
+        self.time_column = f"{self.dataset}_train_time_s_200ep"
+        self._table: NB201Table | None = None
+        self._table_path = options.get("table")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # executors pickle evaluators into worker processes: send the options, each worker loads the table
+        return {**self.__dict__, "_table": None}
+
+    @property
+    def table(self) -> NB201Table:
+        if self._table is None:
+            table = load_table(self._table_path)
+            table.require(self.valid_column, self.test_column)
+            self._table = table
+        return self._table
+
+    def evaluate(self, arch: Architecture | str) -> EvaluationResult:
+        cell = _cell(arch)
+        table = self.table
+        row = table.row_of(cell)
+        valid_pct = float(table.column(self.valid_column)[row])
+        test_pct = float(table.column(self.test_column)[row])
+        train_time_s = None
+        if table.has(self.time_column):
+            train_time_s = float(table.column(self.time_column)[row]) * self.epochs / 200
+        arch_hash = (arch if isinstance(arch, Architecture) else nb201_architecture_for(cell, self.dataset)).hash
+        return EvaluationResult(
+            arch_hash=arch_hash,
+            valid_accuracy=valid_pct / 100.0,
+            test_accuracy=test_pct / 100.0,
+            train_time_s=train_time_s,
+            epochs=self.epochs,
+            evaluator=self.name,
+            dataset=DATASET_NAMES[self.dataset],
+            extra={
+                "arch_index": int(table.arch_index[row]),
+                "arch_str": cell,
+                "dataset": self.dataset,
+                "valid_accuracy_pct": valid_pct,
+                "test_accuracy_pct": test_pct,
+                "valid_column": self.valid_column,
+                "test_column": self.test_column,
+            },
+        )
+
+
+class NB201TableTimeModel(TimeModel):
+    """Latency measured on a device, read from the table's `lat_<device>` column.
+
+    `device` names the column: `lat_gold_6226`, or `gold_6226`; for GPUs measured at several batch sizes
+    (`titan_rtx_1`, `_32`, `_256`) the bare name `titan_rtx` picks the column of the requested batch size.
+    Latencies are those of the CIFAR-10 network of the cell, in ms per batch."""
+
+    name = "nb201-table"
+    description = "NAS-Bench-201 latency looked up in the table (each lat_<device> column is a device)"
+
+    def __init__(self, device: str = "gold_6226", **options: Any):
+        super().__init__(device=device, **options)
+        self._table: NB201Table | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_table": None}
+
+    @property
+    def table(self) -> NB201Table:
+        if self._table is None:
+            self._table = load_table(self.options.get("table"))
+        return self._table
+
+    def column_for(self, batch_size: int = 1) -> str:
+        table = self.table
+        dev = self.device[len(LATENCY_PREFIX):] if self.device.startswith(LATENCY_PREFIX) else self.device
+        for candidate in (f"{LATENCY_PREFIX}{dev}", f"{LATENCY_PREFIX}{dev}_{batch_size}"):
+            if table.has(candidate):
+                return candidate
+        known = ", ".join(c[len(LATENCY_PREFIX):] for c in table.devices) or "(none)"
+        raise TimeModelError(
+            f"nb201-table: no latency column for device {self.device!r} at batch size {batch_size} in {table.path}; "
+            f"devices: {known}"
+        )
+
+    def estimate(self, arch: Architecture | str, batch_size: int = 1) -> TimeEstimate:
+        column = self.column_for(batch_size)
+        try:
+            cell = _cell(arch)
+        except (ArchitectureError, DataError) as exc:  # outside the space: the table says nothing about it
+            raise TimeModelError(f"nb201-table: {exc}") from None
+        table = self.table
+        row = table.row_of(cell)
+        latency_ms = float(table.column(column)[row])
+        suffix = column.rsplit("_", 1)[-1]
+        table_batch = int(suffix) if suffix in GPU_BATCH_SUFFIXES else 1
+        warnings: list[str] = []
+        if table_batch != batch_size:
+            warnings.append(f"the table measured batch {table_batch}, not {batch_size}; latency is per batch of {table_batch}")
+        if isinstance(arch, Architecture) and arch.output_shape != (10,):
+            warnings.append("the table's latencies are of the CIFAR-10 network (10 classes)")
+        return TimeEstimate(
+            time_model=self.name,
+            device=column[len(LATENCY_PREFIX):],
+            batch_size=table_batch,
+            latency_ms=latency_ms,
+            warnings=tuple(warnings),
+            details={"arch_index": int(table.arch_index[row]), "arch_str": cell, "column": column},
+        )
