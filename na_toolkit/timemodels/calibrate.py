@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from ..errors import HardwareError
 from .hwmodel import HardwareModel
 
-#: seconds one timed matrix product should take at least, so timer and launch noise stay below ~1%
-_TARGET_RUN_S = 0.05
+#: seconds one timed matrix product should take at least, so timer and launch noise stay small
+_TARGET_RUN_S = 0.02
 _REPEATS = 5
 _CPU_COPY_BYTES = 128 * 2**20  # > the L3 of common server CPUs per socket share (35.8 MiB on this project's machines)
 _GPU_COPY_BYTES = 1 * 2**30  # >> GPU L2 (50 MiB on H100)
@@ -51,7 +51,9 @@ def _devices_known() -> list[str]:
     return known
 
 
-def _parse_device(device: str):
+def parse_device(device: str):
+    """The torch device for "cpu", "cuda" or "cuda:N"; anything else, or CUDA where there is none, is a
+    `HardwareError` listing the devices this machine has."""
     import torch
 
     text = str(device).strip().lower()
@@ -103,12 +105,13 @@ def _median_runs(timer, fn, repeats: int) -> tuple[float, tuple[float, ...]]:
 
 
 def measure_matmul_flops_per_s(dev, dtype, repeats: int = _REPEATS, max_n: int | None = None) -> Measurement:
-    """FLOP/s of a square matrix product, the size grown until one product takes >= ~50 ms."""
+    """FLOP/s of a square matrix product, the size doubled until one product takes >= 20 ms."""
     import torch
 
     timer = _timer(dev)
     max_n = max_n or (16384 if dev.type == "cuda" else 4096)
-    n = 256
+    # Start where BLAS is near its peak (small products are cache/threading bound and would under-report).
+    n = min(max_n, 2048 if dev.type == "cuda" else 1024)
     while True:
         a = torch.randn(n, n, device=dev).to(dtype)
         b = torch.randn(n, n, device=dev).to(dtype)
@@ -184,7 +187,7 @@ def calibrate_hardware(device: str = "cpu", name: str | None = None, repeats: in
 
     from ..bench.machine import cpu_model
 
-    dev = _parse_device(device)
+    dev = parse_device(device)
     when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     notes: dict[str, str] = {}
     peaks: dict[str, float] = {}

@@ -365,7 +365,8 @@ def _toml_number(value: float | int) -> str:
     if value == 0 or 1e-3 <= abs(value) < 1e6:
         return repr(value)
     for digits in range(17):
-        text = f"{value:.{digits}e}"
+        mantissa, _, exponent = f"{value:.{digits}e}".partition("e")
+        text = f"{mantissa}e{int(exponent)}"  # 3.35e12, not 3.35e+12
         if float(text) == value:
             return text
     return repr(value)
