@@ -1,0 +1,63 @@
+"""Shared fixtures. `run_cli` runs `na-toolkit` in a real subprocess (the way a user runs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class CliResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def error_line(self) -> str:
+        """Assert the CLI rejected its input the way it must (exit 2, one `na-toolkit: error:` line on stderr,
+        no traceback) and return that line."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        assert self.returncode == 2, f"exit {self.returncode}, stderr:\n{self.stderr}"
+        assert "Traceback" not in self.stderr, self.stderr
+        errors = [line for line in lines if line.startswith("na-toolkit: error:")]
+        other = [line for line in lines if line not in errors and not line.startswith("na-toolkit: warning:")]
+        assert len(errors) == 1 and not other, self.stderr
+        return errors[0]
+
+
+def run_na_toolkit(
+    *args: Any,
+    env: dict[str, str | None] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 300,
+    python_flags: tuple[str, ...] = (),
+) -> CliResult:
+    """Run `python -m na_toolkit.cli.main ARGS` with this interpreter. `env` entries override the current
+    environment (None removes a variable); `cwd` defaults to the repository root."""
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    cmd = [sys.executable, *python_flags, "-m", "na_toolkit.cli.main", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd or REPO_ROOT, timeout=timeout)
+    return CliResult(cmd, proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """`run_cli("arch", "seeds", "--json").json()`; see `run_na_toolkit` for the options."""
+    return run_na_toolkit

@@ -1,0 +1,361 @@
+"""The plugin manager: built-ins, entry points, allow/deny lists, and every way a plugin can be broken.
+
+Each test builds a fresh toolkit with `load_toolkit`. Third-party plugins are real distributions: a
+`*.dist-info` folder with an `entry_points.txt` on sys.path (what pip writes), found by importlib.metadata.
+The allow list `NA_TOOLKIT_PLUGINS` keeps other installed plugins out of these tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+
+import na_toolkit
+from na_toolkit import hookspecs
+from na_toolkit.errors import DuplicateComponentError, PluginError
+from na_toolkit.ir.layers import LayerType
+from na_toolkit.plugins import (
+    ALLOW_ENV,
+    DEFAULT_PLUGINS,
+    DENY_ENV,
+    REGISTRIES,
+    PluginWarning,
+    get_toolkit,
+    load_toolkit,
+    set_toolkit,
+    use_toolkit,
+)
+
+_ids = itertools.count()
+
+
+class TripleLayer(LayerType):
+    name = "test_triple"
+    description = "a layer type only these tests register"
+
+
+class ConvImpostor(LayerType):
+    name = "conv2d"  # clashes with the built-in
+
+
+def plugin(name: str | None = None, **hooks) -> types.ModuleType:
+    """A plugin module holding the given hook functions, each marked with @na_toolkit.hookimpl."""
+    module = types.ModuleType(name or f"test_plugin_{next(_ids)}")
+    for hook_name, fn in hooks.items():
+        setattr(module, hook_name, na_toolkit.hookimpl(fn))
+    return module
+
+
+def add_layer(*layers):
+    def hook(registry):
+        for layer in layers:
+            registry.add(layer)
+
+    return hook
+
+
+def raise_(exc):
+    def hook(registry):
+        raise exc
+
+    return hook
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path where tests install fake distributions; only those load from entry points."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(ALLOW_ENV, "")
+    monkeypatch.delenv(DENY_ENV, raising=False)
+    return Distributions(tmp_path, monkeypatch)
+
+
+class Distributions:
+    def __init__(self, root: Path, monkeypatch):
+        self.root = root
+        self.monkeypatch = monkeypatch
+        self.names: list[str] = []
+
+    def install(self, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str] = {}) -> None:
+        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[na_toolkit]\n{lines}")
+        for module, source in modules.items():
+            (self.root / f"{module}.py").write_text(source)
+            self.monkeypatch.delitem(sys.modules, module, raising=False)
+        self.names += list(entry_points)
+        self.monkeypatch.setenv(ALLOW_ENV, ",".join(self.names))
+
+
+GOOD_PLUGIN_SOURCE = '''
+import na_toolkit
+from na_toolkit.ir.layers import LayerType
+
+class Halve(LayerType):
+    name = "{layer}"
+
+@na_toolkit.hookimpl
+def na_register_layer_types(registry):
+    registry.add(Halve())
+'''
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_ids)}"
+
+
+# ---- built-ins ------------------------------------------------------------------------------------------
+def test_builtins_are_plugins_with_version_and_registrations():
+    tk = load_toolkit(entry_points=False)
+    assert list(tk.plugins)[: len(DEFAULT_PLUGINS)] == list(DEFAULT_PLUGINS)
+    assert tk.errors == []
+    layers = tk.plugins["na_toolkit.builtin.layers"]
+    assert (layers.dist, layers.version, layers.builtin, layers.error) == ("na-toolkit", na_toolkit.__version__, True, None)
+    assert {"conv2d", "batchnorm2d", "add", "linear"} <= set(layers.registered["layer_types"])
+    assert tk.layer_types.plugin_of("conv2d") == "na_toolkit.builtin.layers (na-toolkit 0.1.0)"
+    assert set(tk.plugins["na_toolkit.builtin.seeds"].registered["seeds"]) >= {"simple-cnn", "resnet-cifar", "mobilenetv2-cifar"}
+
+
+def test_every_hookspec_has_a_registry_on_the_toolkit():
+    specs = {n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("na_")}
+    assert specs == set(REGISTRIES)
+    tk = load_toolkit(entry_points=False)
+    for hook_name, (attr, cls) in REGISTRIES.items():
+        assert isinstance(getattr(tk, attr), cls)
+        assert tk.registry(hook_name) is getattr(tk, attr)
+
+
+def test_get_toolkit_loads_once_and_use_toolkit_restores():
+    first = get_toolkit()
+    assert get_toolkit() is first
+    fresh = load_toolkit(entry_points=False)
+    with use_toolkit(fresh):
+        assert get_toolkit() is fresh
+    assert get_toolkit() is first
+    set_toolkit(fresh)
+    try:
+        assert get_toolkit() is fresh
+    finally:
+        set_toolkit(first)
+
+
+# ---- extra plugins and what they registered ---------------------------------------------------------------
+def test_extra_plugin_registers_components_under_its_name():
+    p = plugin("my_plugin", na_register_layer_types=add_layer(TripleLayer()))
+    tk = load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert tk.plugins["my_plugin"].registered == {"layer_types": ["test_triple"]}
+    assert tk.layer_types.plugin_of("test_triple") == "my_plugin"
+    assert "test_triple" not in load_toolkit(entry_points=False).layer_types  # fresh toolkit, fresh registries
+
+
+def test_hook_without_argument_is_called():
+    called = []
+    p = plugin(na_register_commands=lambda: called.append(True))
+    load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert called == [True]
+
+
+# ---- broken plugins -----------------------------------------------------------------------------------
+def test_raising_hook_strict_raises_plugin_error_naming_the_plugin():
+    p = plugin("raiser", na_register_layer_types=raise_(RuntimeError("boom")))
+    with pytest.raises(PluginError, match=r"plugin raiser: na_register_layer_types raised RuntimeError: boom") as info:
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_raising_hook_non_strict_warns_and_withdraws_everything_the_plugin_registered():
+    p = plugin(
+        "half_done",
+        na_register_layer_types=add_layer(TripleLayer()),  # succeeds first ...
+        na_register_operations=raise_(ValueError("bad move table")),  # ... then this fails
+    )
+    good = plugin("good_one", na_register_layer_types=add_layer(type("L", (LayerType,), {"name": "test_good"})()))
+    with pytest.warns(PluginWarning, match="half_done: na_register_operations raised ValueError: bad move table"):
+        tk = load_toolkit(strict=False, entry_points=False, extra_plugins=(p, good))
+    assert "test_triple" not in tk.layer_types  # nothing of a broken plugin lingers
+    assert tk.plugins["half_done"].registered == {}
+    assert "bad move table" in tk.plugins["half_done"].error
+    assert [str(e) for e in tk.errors] == [tk.plugins["half_done"].error]
+    assert "test_good" in tk.layer_types and "conv2d" in tk.layer_types  # the others carry on
+    assert not tk.pm.has_plugin("half_done")
+
+
+def test_duplicate_component_name_names_both_plugins():
+    p = plugin("impostor", na_register_layer_types=add_layer(ConvImpostor()))
+    with pytest.raises(DuplicateComponentError) as info:
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+    msg = str(info.value)
+    assert msg.startswith("plugin impostor:")
+    assert "'conv2d' is already registered by plugin na_toolkit.builtin.layers (na-toolkit 0.1.0)" in msg
+    # non-strict: the built-in keeps its name, the impostor is dropped
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        tk = load_toolkit(strict=False, entry_points=False, extra_plugins=(p,))
+    assert type(tk.layer_types.get("conv2d")).__module__ == "na_toolkit.builtin.layers"
+
+
+def test_duplicate_between_two_third_party_plugins():
+    a = plugin("first_party", na_register_layer_types=add_layer(TripleLayer()))
+    b = plugin("second_party", na_register_layer_types=add_layer(TripleLayer()))
+    with pytest.raises(DuplicateComponentError, match=r"plugin second_party: .*'test_triple'.* by plugin first_party"):
+        load_toolkit(entry_points=False, extra_plugins=(a, b))
+
+
+@pytest.mark.parametrize("attr", [attr for attr, _cls in REGISTRIES.values()])
+def test_typed_registries_refuse_wrong_object_types(attr):
+    tk = load_toolkit(entry_points=False)
+    registry = getattr(tk, attr)
+    registry.current_plugin = "sloppy"
+    with pytest.raises(PluginError, match=rf"plugin sloppy: registered .* as a {registry.kind}, expected"):
+        registry.add(object(), name="x")
+    assert "x" not in registry
+
+
+def test_wrong_object_type_from_a_plugin_hook():
+    # a class where an instance is expected: the message says which
+    p = plugin("classy", na_register_layer_types=add_layer(TripleLayer))
+    with pytest.raises(PluginError, match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType"):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_undecorated_hook_function_is_reported():
+    p = types.ModuleType("forgot_marker")
+    p.na_register_layer_types = add_layer(TripleLayer())  # no @na_toolkit.hookimpl
+    with pytest.raises(PluginError, match=r"forgot_marker: .*na_register_layer_types is not decorated with @na_toolkit.hookimpl"):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_misspelled_hook_is_reported_with_the_close_match():
+    p = plugin("typo", na_register_layer_type=add_layer(TripleLayer()))
+    with pytest.raises(PluginError, match=r"typo: .*unknown hook 'na_register_layer_type'.*'na_register_layer_types'"):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_hookimpl_with_argument_not_in_spec_is_reported_on_one_line():
+    p = plugin("bad_args", na_register_layer_types=lambda registry, toolkit: None)
+    with pytest.raises(PluginError, match=r"bad_args: invalid plugin: .*toolkit") as info:
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert "\n" not in str(info.value)
+
+
+# ---- entry points, allow and deny lists -----------------------------------------------------------------
+def test_entry_point_plugin_is_loaded_with_its_dist_and_version(site):
+    module, layer = unique("goodplug"), unique("halve")
+    site.install("good-dist", "2.5.1", {"good": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=layer)})
+    tk = load_toolkit()
+    info = tk.plugins["good"]
+    assert (info.dist, info.version, info.builtin, info.error) == ("good-dist", "2.5.1", False, None)
+    assert info.registered == {"layer_types": [layer]}
+    assert tk.layer_types.plugin_of(layer) == "good (good-dist 2.5.1)"
+
+
+def test_entry_point_import_error_names_plugin_dist_and_version(site):
+    site.install("broken-dist", "1.2.3", {"broken": "no_such_module_for_na_toolkit_tests"})
+    with pytest.raises(PluginError) as info:
+        load_toolkit()
+    assert str(info.value) == (
+        "plugin broken (broken-dist 1.2.3): import failed: ModuleNotFoundError: "
+        "No module named 'no_such_module_for_na_toolkit_tests'"
+    )
+    with pytest.warns(PluginWarning, match="broken-dist 1.2.3"):
+        tk = load_toolkit(strict=False)
+    assert tk.plugins["broken"].error == str(info.value)
+    assert "conv2d" in tk.layer_types
+
+
+def test_module_raising_at_import_is_reported(site):
+    module = unique("explodes")
+    site.install("explosive", "0.1", {"explosive": module}, {module: "raise RuntimeError('no GPU here')\n"})
+    with pytest.raises(PluginError, match=r"plugin explosive \(explosive 0.1\): import failed: RuntimeError: no GPU here"):
+        load_toolkit()
+
+
+def test_two_distributions_claiming_one_plugin_name(site):
+    m1, m2 = unique("one"), unique("two")
+    site.install("dist-one", "1.0", {"same": m1}, {m1: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
+    site.install("dist-two", "1.0", {"same": m2}, {m2: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
+    with pytest.raises(PluginError, match=r"plugin same \(dist-.*\): a plugin named 'same' is already loaded from same \(dist-"):
+        load_toolkit()
+
+
+def test_allow_list_limits_entry_point_plugins(site, monkeypatch):
+    m1, m2 = unique("a"), unique("b")
+    site.install("dist-a", "1.0", {"pa": m1}, {m1: GOOD_PLUGIN_SOURCE.format(layer=unique("la"))})
+    site.install("dist-b", "1.0", {"pb": m2}, {m2: GOOD_PLUGIN_SOURCE.format(layer=unique("lb"))})
+    assert {"pa", "pb"} <= set(load_toolkit().plugins)
+    monkeypatch.setenv(ALLOW_ENV, "pb")
+    names = set(load_toolkit().plugins)
+    assert "pb" in names and "pa" not in names
+    assert set(DEFAULT_PLUGINS) <= names  # built-ins are not subject to the allow list
+    monkeypatch.setenv(ALLOW_ENV, "")
+    assert set(load_toolkit().plugins) == set(DEFAULT_PLUGINS)
+
+
+def test_deny_list_skips_entry_points_builtins_and_extras(site, monkeypatch):
+    m1 = unique("a")
+    site.install("dist-a", "1.0", {"pa": m1}, {m1: GOOD_PLUGIN_SOURCE.format(layer=unique("la"))})
+    extra = plugin("extra_plugin", na_register_layer_types=add_layer(TripleLayer()))
+    monkeypatch.setenv(DENY_ENV, "pa, na_toolkit.builtin.seeds ,extra_plugin")
+    tk = load_toolkit(extra_plugins=(extra,))
+    assert not {"pa", "na_toolkit.builtin.seeds", "extra_plugin"} & set(tk.plugins)
+    assert len(tk.seeds) == 0 and "test_triple" not in tk.layer_types
+    assert "conv2d" in tk.layer_types
+
+
+def test_broken_entry_point_can_be_denied(site, monkeypatch):
+    site.install("broken-dist", "1.2.3", {"broken": "no_such_module_for_na_toolkit_tests"})
+    monkeypatch.setenv(DENY_ENV, "broken")
+    assert load_toolkit().errors == []
+
+
+# ---- the CLI ------------------------------------------------------------------------------------------
+@pytest.fixture
+def broken_site(tmp_path):
+    """A folder with a good and a broken plugin distribution, for subprocess runs (PYTHONPATH)."""
+    module, layer = unique("goodplug"), unique("halve")
+    d = Distributions(tmp_path, pytest.MonkeyPatch())
+    try:
+        d.install("good-dist", "2.5.1", {"good": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=layer)})
+        d.install("broken-dist", "1.2.3", {"broken": "no_such_module_for_na_toolkit_tests"})
+    finally:
+        d.monkeypatch.undo()
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           ALLOW_ENV: "good,broken", DENY_ENV: None}
+    return env, layer
+
+
+def test_cli_plugins_lists_versions_registrations_and_errors(run_cli, broken_site):
+    env, layer = broken_site
+    res = run_cli("plugins", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == (
+        "na-toolkit: warning: plugin broken (broken-dist 1.2.3): import failed: ModuleNotFoundError: "
+        "No module named 'no_such_module_for_na_toolkit_tests'"
+    )
+    assert "na_toolkit.builtin.layers 0.1.0 (built-in)" in res.stdout
+    assert f"good 2.5.1 (good-dist)\n    1 layer type: {layer}" in res.stdout
+    assert "broken 1.2.3 (broken-dist)\n    FAILED: plugin broken (broken-dist 1.2.3): import failed" in res.stdout
+
+    doc = run_cli("plugins", "--json", env=env).json()
+    by_name = {p["name"]: p for p in doc["plugins"]}
+    assert by_name["good"] == {"name": "good", "version": "2.5.1", "dist": "good-dist", "builtin": False,
+                               "registered": {"layer_types": [layer]}, "error": None}
+    assert by_name["broken"]["error"].startswith("plugin broken (broken-dist 1.2.3): import failed")
+    assert doc["errors"] == [by_name["broken"]["error"]]
+    assert set(DEFAULT_PLUGINS) <= set(by_name)
+    assert "plugins" in by_name["na_toolkit.builtin.commands"]["registered"]["commands"]
+
+
+def test_cli_strict_plugins_exits_2_with_one_line(run_cli, broken_site):
+    env, _layer = broken_site
+    line = run_cli("--strict-plugins", "plugins", env=env).error_line()
+    assert line.startswith("na-toolkit: error: plugin broken (broken-dist 1.2.3): import failed")
