@@ -1,29 +1,239 @@
 """The predictor protocol (scikit-learn conventions): `__init__` stores keyword parameters only, learned
-state ends in `_`, `fit(archs, y)` returns self, `predict(archs)` returns an array."""
+state ends in `_`, `fit(archs, y)` returns self, `predict(archs)` returns an array, `predict_with_std`
+adds an uncertainty where the model has one.
+
+Inputs are sequences of `Architecture` objects; `datasets=` optionally conditions on dataset descriptors
+(one for all architectures or one each). The base class implements `get_params` / `set_params` itself
+(scikit-learn's `clone`, `GridSearchCV` and friends only need those), so importing a predictor never
+imports scikit-learn: model code imports it inside `fit`.
+
+Persistence never uses pickle: `to_json()` holds the schema version, the library versions, the
+hyperparameters and the model state as plain data (feature-based models keep their training data and are
+refit on load; the neural one keeps its weights as arrays).
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+
+from ..errors import DataError, NotFittedError
+
+#: version of the saved-predictor document; bump on incompatible change
+PREDICTOR_SCHEMA_VERSION = 1
+_VERSIONED_LIBRARIES = ("na-toolkit", "numpy", "scikit-learn", "scipy", "torch")
 
 
-class Predictor(BaseEstimator, RegressorMixin):
-    """Base class of every registered predictor. Inputs are sequences of `Architecture` objects."""
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in _VERSIONED_LIBRARIES:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Predictor:
+    """Base class of every registered predictor (registered as a class; the toolkit instantiates it with
+    keyword parameters). Subclasses implement `_fit(archs, y, datasets)`, `_predict(archs, datasets)` and,
+    for persistence, `_state_to_json()` / `_state_from_json(state)`."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     #: True when `predict_with_std` gives a meaningful uncertainty
     has_uncertainty: ClassVar[bool] = False
+    #: fewest training samples `fit` accepts
+    min_samples: ClassVar[int] = 3
 
-    def fit(self, archs: Any, y: Any) -> Predictor:
-        raise NotImplementedError
+    # ---- scikit-learn parameter protocol -------------------------------------------------------------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        init = cls.__init__
+        if init is object.__init__:
+            return []
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.kind == p.VAR_POSITIONAL or p.kind == p.VAR_KEYWORD:
+                raise TypeError(f"{cls.__name__}.__init__ must list its parameters explicitly (no *args/**kwargs)")
+        return sorted(p.name for p in params if p.name != "self")
 
-    def predict(self, archs: Any) -> np.ndarray:
-        raise NotImplementedError
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._get_param_names()}
 
-    def predict_with_std(self, archs: Any) -> tuple[np.ndarray, np.ndarray]:
+    def set_params(self, **params: Any) -> Predictor:
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for predictor {self.name!r}; valid: {valid}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __sklearn_tags__(self):  # pragma: no cover - only called by scikit-learn tooling, which imports it
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), regressor_tags=RegressorTags())
+
+    # ---- the protocol ---------------------------------------------------------------------------------
+    def fit(self, archs: Any, y: Any, datasets: Any = None) -> Predictor:
+        archs, y = self._check_fit_input(archs, y)
+        self._fit(archs, y, datasets)
+        self.n_train_ = len(archs)
+        return self
+
+    def predict(self, archs: Any, datasets: Any = None) -> np.ndarray:
+        self._check_fitted()
+        archs = self._check_archs(archs)
+        if not archs:
+            return np.zeros(0)
+        return np.asarray(self._predict(archs, datasets), dtype=np.float64).reshape(len(archs))
+
+    def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation; predictors without an uncertainty return zeros for the std."""
-        mean = self.predict(archs)
+        mean = self.predict(archs, datasets)
         return mean, np.zeros_like(mean)
+
+    def score(self, archs: Any, y: Any, datasets: Any = None) -> float:
+        """R² of the predictions (scikit-learn's regressor score)."""
+        archs, y = self._check_fit_input(archs, y, fitting=False)
+        pred = self.predict(archs, datasets)
+        ss_res = float(((y - pred) ** 2).sum())
+        ss_tot = float(((y - y.mean()) ** 2).sum())
+        return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+
+    def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
+        raise NotImplementedError
+
+    def _predict(self, archs: list, datasets: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    # ---- checks ---------------------------------------------------------------------------------------
+    def is_fitted(self) -> bool:
+        return any(k.endswith("_") and not k.startswith("__") for k in vars(self))
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted():
+            raise NotFittedError(f"predictor {self.name!r} is not fitted yet: call fit(archs, y) first")
+
+    def _check_archs(self, archs: Any) -> list:
+        from .features import check_architectures
+
+        return check_architectures(archs)
+
+    def _check_fit_input(self, archs: Any, y: Any, fitting: bool = True) -> tuple[list, np.ndarray]:
+        archs = self._check_archs(archs)
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError("targets must be numbers") from None
+        if y.ndim != 1:
+            raise DataError(f"targets must be a 1-D array, got shape {y.shape}")
+        if len(y) != len(archs):
+            raise DataError(f"got {len(archs)} architectures but {len(y)} targets")
+        if not np.all(np.isfinite(y)):
+            raise DataError("targets contain NaN or infinite values")
+        if fitting and len(archs) < self.min_samples:
+            raise DataError(f"predictor {self.name!r} needs at least {self.min_samples} samples to fit, got {len(archs)}")
+        return archs, y
+
+    # ---- persistence (no pickle) ----------------------------------------------------------------------
+    def _state_to_json(self) -> dict[str, Any]:
+        raise NotImplementedError(f"predictor {self.name!r} cannot be saved")
+
+    def _state_from_json(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError(f"predictor {self.name!r} cannot be loaded")
+
+    def to_json(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "schema_version": PREDICTOR_SCHEMA_VERSION,
+            "kind": "na_toolkit.predictor",
+            "predictor": self.name,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "params": _jsonable(self.get_params()),
+            "versions": library_versions(),
+            "n_train": int(getattr(self, "n_train_", 0)),
+            "state": self._state_to_json(),
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json()))
+
+    @classmethod
+    def from_json(cls, doc: Any, toolkit: Any = None) -> Predictor:
+        """Rebuild a saved predictor. Called on the base class, it finds the class by the saved name in the
+        predictor registry; on a subclass, that class must match."""
+        if not isinstance(doc, dict) or doc.get("kind") != "na_toolkit.predictor":
+            raise DataError("not a saved na_toolkit predictor (expected a JSON object with kind 'na_toolkit.predictor')")
+        version = doc.get("schema_version")
+        if version != PREDICTOR_SCHEMA_VERSION:
+            raise DataError(
+                f"saved predictor has schema version {version}, this na_toolkit reads {PREDICTOR_SCHEMA_VERSION}; "
+                "refit it with this version"
+            )
+        name = doc.get("predictor")
+        if cls is Predictor or not cls.name:
+            from ..plugins import get_toolkit
+
+            klass = (toolkit or get_toolkit()).predictors.get(name)
+        else:
+            if name != cls.name:
+                raise DataError(f"saved predictor is {name!r}, not {cls.name!r}")
+            klass = cls
+        try:
+            model = klass(**doc.get("params", {}))
+        except TypeError as exc:
+            raise DataError(f"saved predictor {name!r} has parameters this version does not take: {exc}") from None
+        try:
+            model._state_from_json(doc["state"])
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"saved predictor {name!r} has a corrupt state: {type(exc).__name__}: {exc}") from None
+        model.n_train_ = int(doc.get("n_train", 0))
+        return model
+
+    @classmethod
+    def load(cls, path: str | Path, toolkit: Any = None) -> Predictor:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise DataError(f"cannot read saved predictor {str(path)!r}: {exc.strerror}") from None
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"saved predictor {str(path)!r} is not valid JSON: {exc}") from None
+        return cls.from_json(doc, toolkit=toolkit)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def encode_array(a: np.ndarray) -> dict[str, Any]:
+    """An array as JSON: dtype, shape and the values as a flat list (exact for float64 through repr)."""
+    a = np.asarray(a)
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
+
+
+def decode_array(doc: dict[str, Any]) -> np.ndarray:
+    try:
+        return np.asarray(doc["data"], dtype=np.dtype(doc["dtype"])).reshape(doc["shape"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"corrupt array in saved predictor: {exc}") from None

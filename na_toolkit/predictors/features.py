@@ -1,0 +1,251 @@
+"""Architecture features from the IR alone (no knowledge of any search space), for the feature-based
+predictors.
+
+`architecture_features(arch)` gives a name -> float mapping, cached per architecture hash:
+
+- size and cost: node count, parameters, MACs, FLOPs, weight / activation / peak-activation bytes (log10);
+- shape: longest path in nodes and in compute layers (layers with MACs), widest and mean channel count;
+- per layer type: count and share of the network's FLOPs; per (type, feature=value) of the layer types'
+  embedding features (e.g. `conv2d.kernel=3`): count;
+- paths of the DAG, by dynamic programming over the topological order: number of input -> output paths,
+  number of *effective* paths (not through a `zero` layer, which carries no signal), and the distribution
+  of effective paths by how many compute layers and how many spatial layers (kernel > 1) they cross
+  (histogram, mean, spread, min, max), and the largest receptive field along an effective path. These
+  path statistics are what separates, e.g., NAS-Bench-201 cells whose output is cut off from the input
+  (no effective path) or reached only through skips, from deep convolutional ones.
+
+`FeatureMatrix` fixes a list of names at fit time and turns architectures (plus optional dataset
+descriptors) into a float matrix; names a later architecture lacks are 0, names it adds are ignored, so a
+saved model keeps working when plugins add layer types.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..ir.architecture import INPUT, Architecture
+
+#: bump when the features of an architecture change: saved models check it (and refit from their stored
+#: architectures' features only when it matches)
+FEATURES_VERSION = 1
+#: path-depth histograms count depths 0..DEPTH_BINS-1 (deeper paths land in the last bin)
+DEPTH_BINS = 64
+ZERO_TYPE = "zero"
+
+_cache: dict[str, dict[str, float]] = {}
+_CACHE_LIMIT = 200_000
+
+
+def _log10p(x: float) -> float:
+    return math.log10(1.0 + max(float(x), 0.0))
+
+
+def _path_stats(prefix: str, hist: np.ndarray) -> dict[str, float]:
+    """Summaries of a histogram of path counts by depth (counts can be astronomically large: use logs)."""
+    total = float(hist.sum())
+    out = {f"{prefix}.log_paths": _log10p(total)}
+    depths = np.arange(len(hist), dtype=np.float64)
+    if total > 0:
+        p = hist / total
+        mean = float((p * depths).sum())
+        out[f"{prefix}.mean"] = mean
+        out[f"{prefix}.std"] = float(math.sqrt(max((p * (depths - mean) ** 2).sum(), 0.0)))
+        nz = np.flatnonzero(hist)
+        out[f"{prefix}.min"] = float(nz[0])
+        out[f"{prefix}.max"] = float(nz[-1])
+    else:
+        for k in ("mean", "std", "min", "max"):
+            out[f"{prefix}.{k}"] = -1.0
+    for d in np.flatnonzero(hist):
+        out[f"{prefix}.hist{int(d):02d}"] = _log10p(hist[d])
+    return out
+
+
+def _compute_features(arch: Architecture) -> dict[str, float]:
+    cost = arch.cost
+    feats: dict[str, float] = {
+        "n_nodes": float(len(arch.nodes)),
+        "log_params": _log10p(cost.params),
+        "log_macs": _log10p(cost.macs),
+        "log_flops": _log10p(cost.flops),
+        "log_weight_bytes": _log10p(cost.weight_bytes),
+        "log_activation_bytes": _log10p(cost.activation_bytes),
+        "log_peak_activation_bytes": _log10p(arch.peak_activation_bytes),
+        "log_input_elements": _log10p(math.prod(arch.input_shape)),
+        "output_units": float(arch.output_shape[0]),
+    }
+    total_flops = max(cost.flops, 1)
+    channels = [arch.shape(n.id)[0] for n in arch.nodes if len(arch.shape(n.id)) == 3]
+    feats["max_channels"] = float(max(channels, default=0))
+    feats["mean_channels"] = float(np.mean(channels)) if channels else 0.0
+
+    # per-node DP state: longest path (nodes, compute layers), path-count histograms (all paths and
+    # effective ones, by compute depth and by spatial depth), max receptive field on an effective path
+    n = len(arch.nodes)
+    longest = {INPUT: 0}
+    longest_compute = {INPUT: 0}
+    all_paths = {INPUT: 1.0}
+    eff_compute = {INPUT: _unit_hist()}
+    eff_spatial = {INPUT: _unit_hist()}
+    rf = {INPUT: 1.0}  # receptive field (pixels) ...
+    jump = {INPUT: 1.0}  # ... and the input stride one output step spans
+    for node in arch.nodes:
+        lt_name = node.type
+        feats[f"count.{lt_name}"] = feats.get(f"count.{lt_name}", 0.0) + 1.0
+        c = cost.per_node[node.id]
+        feats[f"flops_share.{lt_name}"] = feats.get(f"flops_share.{lt_name}", 0.0) + c.flops / total_flops
+        attrs = arch.attrs(node.id)
+        lt = arch.layer_type(node.id)
+        for k, v in lt.features(attrs, arch.in_shapes(node.id), arch.shape(node.id)).items():
+            key = f"feat.{lt_name}.{k}={v}"
+            feats[key] = feats.get(key, 0.0) + 1.0
+        is_compute = c.macs > 0
+        kernel = int(attrs.get("kernel", 1) or 1)
+        stride = int(attrs.get("stride", 1) or 1)
+        is_spatial = kernel > 1
+        ins = node.inputs
+        longest[node.id] = 1 + max(longest[s] for s in ins)
+        longest_compute[node.id] = int(is_compute) + max(longest_compute[s] for s in ins)
+        all_paths[node.id] = sum(all_paths[s] for s in ins)
+        if lt_name == ZERO_TYPE:
+            eff_compute[node.id] = np.zeros(DEPTH_BINS)
+            eff_spatial[node.id] = np.zeros(DEPTH_BINS)
+            rf[node.id], jump[node.id] = 0.0, max(jump[s] for s in ins)
+            continue
+        hc = sum(eff_compute[s] for s in ins)
+        hs = sum(eff_spatial[s] for s in ins)
+        eff_compute[node.id] = _shift(hc) if is_compute else hc
+        eff_spatial[node.id] = _shift(hs) if is_spatial else hs
+        live = [s for s in ins if rf[s] > 0]
+        j_in = max(jump[s] for s in ins)
+        if live:
+            base = max(rf[s] for s in live)
+            rf[node.id] = base + (kernel - 1) * j_in
+        else:
+            rf[node.id] = 0.0
+        jump[node.id] = j_in * stride
+    out = arch.output
+    feats["depth"] = float(longest[out])
+    feats["compute_depth"] = float(longest_compute[out])
+    feats["log_paths"] = _log10p(all_paths[out])
+    feats["log_receptive_field"] = _log10p(rf[out])
+    feats.update(_path_stats("eff_compute", eff_compute[out]))
+    feats.update(_path_stats("eff_spatial", eff_spatial[out]))
+    feats["has_effective_path"] = float(eff_compute[out].sum() > 0)
+    del n
+    return feats
+
+
+def _unit_hist() -> np.ndarray:
+    h = np.zeros(DEPTH_BINS)
+    h[0] = 1.0
+    return h
+
+
+def _shift(h: np.ndarray) -> np.ndarray:
+    out = np.empty_like(h)
+    out[0] = 0.0
+    out[1:] = h[:-1]
+    out[-1] += h[-1]  # the deepest bin collects everything deeper
+    return out
+
+
+def architecture_features(arch: Architecture) -> dict[str, float]:
+    """Name -> value features of one architecture (cached by content hash; do not mutate the result)."""
+    key = arch.hash
+    hit = _cache.get(key)
+    if hit is None:
+        if len(_cache) >= _CACHE_LIMIT:
+            _cache.clear()
+        hit = _cache[key] = _compute_features(arch)
+    return hit
+
+
+def dataset_vector(dataset: Any) -> np.ndarray:
+    """A dataset descriptor (anything with `to_vector()`, or a numeric vector) as a float vector."""
+    if hasattr(dataset, "to_vector"):
+        return np.asarray(dataset.to_vector(), dtype=np.float64)
+    vec = np.asarray(dataset, dtype=np.float64)
+    if vec.ndim != 1:
+        raise DataError(f"a dataset descriptor must be a DatasetDescriptor or a 1-D vector, got shape {vec.shape}")
+    return vec
+
+
+def check_architectures(archs: Any) -> list[Architecture]:
+    if isinstance(archs, Architecture):
+        raise DataError("expected a sequence of architectures, got a single Architecture (wrap it in a list)")
+    try:
+        archs = list(archs)
+    except TypeError:
+        raise DataError(f"expected a sequence of architectures, got {type(archs).__name__}") from None
+    for i, a in enumerate(archs):
+        if not isinstance(a, Architecture):
+            raise DataError(f"item {i} is a {type(a).__name__}, not an Architecture")
+    return archs
+
+
+class FeatureMatrix:
+    """Turns architectures (+ dataset descriptors) into a matrix over a fixed list of feature names."""
+
+    def __init__(self, names: Sequence[str], dataset_dim: int = 0):
+        self.names = list(names)
+        self.dataset_dim = int(dataset_dim)
+        self._index = {name: i for i, name in enumerate(self.names)}
+
+    @classmethod
+    def fit(cls, archs: Sequence[Architecture], datasets: Any = None) -> FeatureMatrix:
+        names: set[str] = set()
+        for a in archs:
+            names.update(architecture_features(a))
+        dim = 0
+        if datasets is not None:
+            dim = len(_dataset_rows(datasets, len(archs))[0])
+        return cls(sorted(names), dim)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.names) + self.dataset_dim
+
+    @property
+    def all_names(self) -> list[str]:
+        return self.names + [f"dataset[{i}]" for i in range(self.dataset_dim)]
+
+    def transform(self, archs: Sequence[Architecture], datasets: Any = None) -> np.ndarray:
+        X = np.zeros((len(archs), self.n_features))
+        for r, a in enumerate(archs):
+            for name, v in architecture_features(a).items():
+                j = self._index.get(name)
+                if j is not None:
+                    X[r, j] = v
+        if self.dataset_dim:
+            if datasets is None:
+                raise DataError("this predictor was fit with dataset descriptors: pass datasets= to predict too")
+            rows = _dataset_rows(datasets, len(archs))
+            if rows.shape[1] != self.dataset_dim:
+                raise DataError(f"dataset descriptors have {rows.shape[1]} values, the predictor was fit on {self.dataset_dim}")
+            X[:, len(self.names):] = rows
+        return X
+
+    def to_json(self) -> dict[str, Any]:
+        return {"names": self.names, "dataset_dim": self.dataset_dim, "features_version": FEATURES_VERSION}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> FeatureMatrix:
+        return cls(doc["names"], doc.get("dataset_dim", 0))
+
+
+def _dataset_rows(datasets: Any, n: int) -> np.ndarray:
+    """One descriptor for all rows, or one per row."""
+    if hasattr(datasets, "to_vector"):
+        return np.tile(dataset_vector(datasets), (n, 1))
+    items = list(datasets) if not isinstance(datasets, np.ndarray) else datasets
+    if isinstance(items, np.ndarray) and items.ndim == 1 or (len(items) and np.isscalar(items[0])):
+        return np.tile(dataset_vector(items), (n, 1))
+    if len(items) != n:
+        raise DataError(f"got {len(items)} dataset descriptors for {n} architectures (give one, or one per architecture)")
+    return np.stack([dataset_vector(d) for d in items])

@@ -1,0 +1,309 @@
+"""Feature-based predictors: scikit-learn regressors on the IR features of `features.py`.
+
+Each class names its model and the uncertainty it gives:
+- `random-forest`: bagged trees; std = spread of the trees' predictions.
+- `extra-trees`: extremely randomised trees (Geurts et al. 2006); std = spread of the trees.
+- `gbm`: gradient boosting (Friedman 2001) on the same features; no uncertainty of its own.
+- `bayesian-ridge`: a linear model on standardised features with a Bayesian posterior; std = predictive std.
+- `gp`: Gaussian process (Matern 5/2 + white noise, ARD off) on standardised features; std = posterior std.
+- `ensemble` (the default): the mean of random-forest, extra-trees and gbm on rank-robust standardised
+  targets; std combines the forests' spread with the disagreement between the members. Trees ensembles
+  are the strongest feature-based predictors on NAS-Bench-201 at small sample sizes (White et al.,
+  "How powerful are performance predictors in NAS?", NeurIPS 2021), and averaging unlike models cuts
+  their variance.
+
+scikit-learn is imported inside `fit`/`predict` only. Persistence keeps the training feature matrix and
+targets and refits on load (models are seeded, so the refit model predicts the same).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .base import Predictor, decode_array, encode_array
+from .features import FEATURES_VERSION, FeatureMatrix
+
+
+class FeaturePredictor(Predictor):
+    """Shared machinery: features -> optional log target -> standardised target -> model(s)."""
+
+    has_uncertainty = False
+
+    def _make_model(self) -> Any:
+        raise NotImplementedError
+
+    # ---- target transform: log for positive quantities (times, latencies), then standardise --------------
+    def _y_forward(self, y: np.ndarray) -> np.ndarray:
+        if getattr(self, "log_target", False):
+            if np.any(y <= 0):
+                raise DataError("log_target=True needs positive targets")
+            y = np.log(y)
+        return (y - self.y_mean_) / self.y_scale_
+
+    def _y_backward(self, z: np.ndarray, std: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        mean = z * self.y_scale_ + self.y_mean_
+        s = None if std is None else std * self.y_scale_
+        if getattr(self, "log_target", False):
+            # delta method: sd of exp(m) ~ exp(m) * sd
+            mean = np.exp(mean)
+            s = None if s is None else mean * s
+        return mean, s
+
+    def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
+        features = FeatureMatrix.fit(archs, datasets)
+        X = features.transform(archs, datasets)
+        self._fit_matrix(features, X, y)
+
+    def _fit_matrix(self, features: FeatureMatrix, X: np.ndarray, y: np.ndarray) -> None:
+        t = np.log(y) if getattr(self, "log_target", False) and np.all(y > 0) else y
+        self.y_mean_ = float(np.mean(t))
+        self.y_scale_ = float(np.std(t)) or 1.0
+        z = self._y_forward(y)
+        model = self._make_model()
+        model.fit(X, z)
+        self.features_ = features
+        self.X_train_ = X
+        self.y_train_ = y
+        self.model_ = model
+
+    def _predict_z(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.model_.predict(X), None
+
+    def _predict(self, archs: list, datasets: Any) -> np.ndarray:
+        z, _ = self._predict_z(self.features_.transform(archs, datasets))
+        return self._y_backward(z)[0]
+
+    def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        archs = self._check_archs(archs)
+        if not archs:
+            return np.zeros(0), np.zeros(0)
+        z, zs = self._predict_z(self.features_.transform(archs, datasets))
+        mean, std = self._y_backward(z, zs if zs is not None else np.zeros_like(z))
+        return mean, std
+
+    # ---- persistence: training data + refit -----------------------------------------------------------------
+    def _state_to_json(self) -> dict[str, Any]:
+        return {
+            "features": self.features_.to_json(),
+            "X_train": encode_array(self.X_train_),
+            "y_train": encode_array(self.y_train_),
+        }
+
+    def _state_from_json(self, state: dict[str, Any]) -> None:
+        feats = state["features"]
+        if feats.get("features_version") != FEATURES_VERSION:
+            raise DataError(
+                f"saved predictor uses features version {feats.get('features_version')}, this na_toolkit computes "
+                f"version {FEATURES_VERSION}; refit it"
+            )
+        features = FeatureMatrix.from_json(feats)
+        X = decode_array(state["X_train"])
+        y = decode_array(state["y_train"])
+        if X.ndim != 2 or X.shape != (len(y), features.n_features):
+            raise DataError("saved predictor's training data does not match its feature list")
+        self._fit_matrix(features, X, y)
+
+
+def _tree_spread(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    per_tree = np.stack([t.predict(X) for t in model.estimators_])
+    return per_tree.mean(axis=0), per_tree.std(axis=0)
+
+
+class RandomForestPredictor(FeaturePredictor):
+    name = "random-forest"
+    description = "random forest on IR features (DAG paths, per-type counts, cost); std = spread of the trees"
+    has_uncertainty = True
+
+    def __init__(self, n_estimators: int = 300, max_features: float = 0.3, min_samples_leaf: int = 1,
+                 log_target: bool = False, random_state: int = 0, n_jobs: int | None = None):
+        self.n_estimators = n_estimators
+        self.max_features = max_features
+        self.min_samples_leaf = min_samples_leaf
+        self.log_target = log_target
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _make_model(self):
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(
+            n_estimators=self.n_estimators, max_features=self.max_features, min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state, n_jobs=self.n_jobs,
+        )
+
+    def _predict_z(self, X):
+        return _tree_spread(self.model_, X)
+
+
+class ExtraTreesPredictor(RandomForestPredictor):
+    name = "extra-trees"
+    description = "extremely randomised trees on IR features; std = spread of the trees"
+
+    def _make_model(self):
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        return ExtraTreesRegressor(
+            n_estimators=self.n_estimators, max_features=self.max_features, min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state, n_jobs=self.n_jobs,
+        )
+
+
+class GradientBoostingPredictor(FeaturePredictor):
+    name = "gbm"
+    description = "gradient boosted trees on IR features"
+
+    def __init__(self, n_estimators: int = 300, learning_rate: float = 0.05, max_depth: int = 3,
+                 subsample: float = 0.8, log_target: bool = False, random_state: int = 0):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.subsample = subsample
+        self.log_target = log_target
+        self.random_state = random_state
+
+    def _make_model(self):
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
+            subsample=self.subsample, random_state=self.random_state,
+        )
+
+
+class _Standardised:
+    """Standardise features (constant ones dropped) in front of a model; keeps `predict(X, return_std)`."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def fit(self, X, y):
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.keep_ = scale > 1e-12
+        self.scale_ = np.where(self.keep_, scale, 1.0)
+        self.model.fit(self._t(X), y)
+        return self
+
+    def _t(self, X):
+        return ((X - self.mean_) / self.scale_)[:, self.keep_]
+
+    def predict(self, X, return_std: bool = False):
+        return self.model.predict(self._t(X), return_std=return_std)
+
+
+class BayesianRidgePredictor(FeaturePredictor):
+    name = "bayesian-ridge"
+    description = "Bayesian ridge regression on standardised IR features; std = predictive std"
+    has_uncertainty = True
+
+    def __init__(self, log_target: bool = False, max_iter: int = 300):
+        self.log_target = log_target
+        self.max_iter = max_iter
+
+    def _make_model(self):
+        from sklearn.linear_model import BayesianRidge
+
+        return _Standardised(BayesianRidge(max_iter=self.max_iter))
+
+    def _predict_z(self, X):
+        return self.model_.predict(X, return_std=True)
+
+
+class GaussianProcessPredictor(FeaturePredictor):
+    name = "gp"
+    description = "Gaussian process (Matern 5/2 + white noise) on standardised IR features; std = posterior std"
+    has_uncertainty = True
+
+    def __init__(self, length_scale: float = 10.0, noise: float = 0.1, log_target: bool = False,
+                 n_restarts: int = 1, random_state: int = 0):
+        self.length_scale = length_scale
+        self.noise = noise
+        self.log_target = log_target
+        self.n_restarts = n_restarts
+        self.random_state = random_state
+
+    def _make_model(self):
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(self.length_scale, (1e-1, 1e3), nu=2.5) + WhiteKernel(
+            self.noise, (1e-5, 1e1)
+        )
+        return _Standardised(
+            GaussianProcessRegressor(kernel, n_restarts_optimizer=self.n_restarts, random_state=self.random_state)
+        )
+
+    def _predict_z(self, X):
+        return self.model_.predict(X, return_std=True)
+
+
+class EnsemblePredictor(FeaturePredictor):
+    name = "ensemble"
+    description = "default: mean of random forest, extra trees and gradient boosting on IR features; std = tree spread + member disagreement"
+    has_uncertainty = True
+
+    def __init__(self, n_estimators: int = 300, max_features: float = 0.3, log_target: bool = False,
+                 random_state: int = 0):
+        self.n_estimators = n_estimators
+        self.max_features = max_features
+        self.log_target = log_target
+        self.random_state = random_state
+
+    def _members(self) -> list[FeaturePredictor]:
+        kw = {"n_estimators": self.n_estimators, "random_state": self.random_state}
+        return [
+            RandomForestPredictor(max_features=self.max_features, **kw),
+            ExtraTreesPredictor(max_features=self.max_features, **kw),
+            GradientBoostingPredictor(**kw),
+        ]
+
+    def _make_model(self):
+        return _MemberStack([m._make_model() for m in self._members()])
+
+    def _predict_z(self, X):
+        return self.model_.predict_with_std(X)
+
+
+class _MemberStack:
+    """Fits each member on the same standardised target; predicts their mean, std from spreads."""
+
+    def __init__(self, models: list[Any]):
+        self.models = models
+
+    def fit(self, X, y):
+        for m in self.models:
+            m.fit(X, y)
+        return self
+
+    def predict(self, X):
+        return self.predict_with_std(X)[0]
+
+    def predict_with_std(self, X):
+        from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+        means, variances = [], []
+        for m in self.models:
+            if isinstance(m, (RandomForestRegressor, ExtraTreesRegressor)):  # a forest: spread of its trees
+                mu, sd = _tree_spread(m, X)
+                variances.append(sd**2)
+            else:
+                mu = m.predict(X)
+            means.append(mu)
+        means = np.stack(means)
+        mean = means.mean(axis=0)
+        within = np.mean(variances, axis=0) if variances else np.zeros_like(mean)
+        return mean, np.sqrt(within + means.var(axis=0))
+
+
+FEATURE_PREDICTORS: tuple[type[FeaturePredictor], ...] = (
+    EnsemblePredictor,
+    RandomForestPredictor,
+    ExtraTreesPredictor,
+    GradientBoostingPredictor,
+    BayesianRidgePredictor,
+    GaussianProcessPredictor,
+)
