@@ -40,36 +40,41 @@ class Measurement:
 
 
 def _devices_known() -> list[str]:
-    known = ["cpu"]
-    try:
-        import torch
+    """The devices this machine offers: the CPU and each NVIDIA GPU NVML sees (cheap: no torch import)."""
+    from ..bench.machine import gpu_names
 
-        if torch.cuda.is_available():
-            known += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return known
+    return ["cpu"] + [f"cuda:{i}" for i in range(len(gpu_names()))]
 
 
 def parse_device(device: str):
-    """The torch device for "cpu", "cuda" or "cuda:N"; anything else, or CUDA where there is none, is a
-    `HardwareError` listing the devices this machine has."""
+    """The torch device for "cpu", "cuda" or "cuda:N"; anything else, or CUDA where torch has none, is a
+    `HardwareError` listing the devices this machine has. A malformed name fails before torch is imported."""
+    text = str(device).strip().lower()
+    index = None
+    if text.startswith("cuda"):
+        rest = text[4:]
+        if rest == "":
+            index = 0
+        elif rest.startswith(":") and rest[1:].isdigit():
+            index = int(rest[1:])
+    if text != "cpu" and index is None:
+        raise HardwareError(f"unknown device {device!r}; known devices: {', '.join(_devices_known())}")
+    if index is not None and _devices_known() == ["cpu"]:
+        # NVML sees no NVIDIA GPU: say so without the seconds a torch import takes.
+        raise HardwareError(f"device {device!r}: CUDA is not available here (NVML finds no NVIDIA GPU); known devices: cpu")
     import torch
 
-    text = str(device).strip().lower()
     if text == "cpu":
         return torch.device("cpu")
-    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise HardwareError(
-                f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); "
-                f"known devices: {', '.join(_devices_known())}"
-            )
-        index = int(text[5:]) if ":" in text else 0
-        if index >= torch.cuda.device_count():
-            raise HardwareError(f"device {device!r}: no such CUDA device; known devices: {', '.join(_devices_known())}")
-        return torch.device("cuda", index)
-    raise HardwareError(f"unknown device {device!r}; known devices: {', '.join(_devices_known())}")
+    if not torch.cuda.is_available():
+        raise HardwareError(
+            f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); "
+            "known devices: cpu"
+        )
+    if index >= torch.cuda.device_count():
+        known = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        raise HardwareError(f"device {device!r}: no such CUDA device; known devices: {', '.join(known)}")
+    return torch.device("cuda", index)
 
 
 def _timer(dev) -> Callable[[Callable[[], None]], float]:

@@ -1,0 +1,71 @@
+"""`na-toolkit hw list | show | calibrate` in real subprocesses, the way a user runs them."""
+
+from __future__ import annotations
+
+import pytest
+
+from na_toolkit.timemodels.hwmodel import read_hardware_model
+
+SHIPPED = ["v100-sxm2", "a100-sxm4", "h100-sxm", "h200-sxm", "l4", "t4", "rtx-4090",
+           "jetson-agx-orin", "jetson-orin-nano", "raspberry-pi-4", "x86-cpu"]
+
+
+def test_list_shows_every_shipped_model(run_cli):
+    table = run_cli("hw", "list")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:2] == ["name", "kind"]
+    for name in SHIPPED:
+        assert any(line.split()[0] == name for line in lines[2:]), name
+    data = run_cli("hw", "list", "--json").json()
+    models = {h["name"]: h for h in data["hardware"] if h["kind"] == "model"}
+    assert set(SHIPPED) <= set(models)
+    assert models["h100-sxm"]["model"]["measured_ceilings"]["memory_bandwidth_bytes_per_s"] == 3.0e12
+
+
+def test_show_cites_sources(run_cli):
+    shown = run_cli("hw", "show", "h100-sxm")
+    assert shown.returncode == 0, shown.stderr
+    assert "3350 GB/s" in shown.stdout and "H100 datasheet" in shown.stdout and "798 TFLOP/s" in shown.stdout
+    data = run_cli("hw", "show", "raspberry-pi-4", "--json").json()
+    assert data["kind"] == "soc" and data["peak_flops_per_s"] == {"fp32": 9.6e10}
+    assert "Cortex-A72" in data["notes"]["peak_flops_per_s.fp32"]
+
+
+@pytest.mark.slow
+def test_calibrate_writes_a_measured_model(run_cli, tmp_path):
+    out = tmp_path / "this-box.toml"
+    result = run_cli("hw", "calibrate", "--out", out, "--repeats", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    model = read_hardware_model(out)
+    assert model.name == "this-box" and model.values_are == "measured" and model.kind == "cpu"
+    # any CPU that runs this test multiplies faster than 100 MFLOP/s and copies faster than 100 MB/s
+    assert model.peak_flops_per_s["fp32"] > 1e8 and model.memory_bandwidth_bytes_per_s > 1e8
+    assert 0 < model.launch_overhead_s < 1e-3
+    assert "MEASURED" in model.notes[""] and model.notes["peak_flops_per_s.fp32"].startswith("measured:")
+    assert result.json()["peak_flops_per_s"]["fp32"] == model.peak_flops_per_s["fp32"]
+    # the written file is a hardware model like any other: listed through the env folder
+    listed = run_cli("hw", "list", env={"NA_TOOLKIT_HWMODELS_PATH": str(tmp_path)})
+    assert any(line.split()[0] == "this-box" for line in listed.stdout.splitlines()[2:]), listed.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path):
+    line = run_cli("hw", "show", "h100").error_line()
+    assert "unknown hardware model 'h100'" in line and "h100-sxm" in line and "x86-cpu" in line
+    line = run_cli("hw", "calibrate", "--device", "tpu:0").error_line()
+    assert "unknown device 'tpu:0'" in line and "known devices: cpu" in line
+    line = run_cli("hw", "calibrate", "--out", tmp_path / "box.txt").error_line()
+    assert ".toml" in line
+    broken = tmp_path / "broken.toml"
+    broken.write_text("schema_version = 1\nkind = 'gpu'\n")
+    line = run_cli("hw", "show", broken).error_line()
+    assert str(broken) in line and "'peak_flops_per_s'" in line
+
+
+def test_cuda_request_without_cuda_is_one_line(run_cli):
+    from na_toolkit.bench.machine import gpu_names
+
+    if gpu_names():
+        pytest.skip("this machine has an NVIDIA GPU: the missing-CUDA message cannot be produced here")
+    line = run_cli("hw", "calibrate", "--device", "cuda:0").error_line()
+    assert "CUDA is not available" in line and "known devices: cpu" in line

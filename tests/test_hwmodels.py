@@ -1,0 +1,219 @@
+"""Hardware models: every shipped TOML loads and is sane (parametrized over the registry, in the manner of
+timm's contract tests); bad files are `HardwareError`s naming the file and the key; the registry finds the
+shipped folders and honours NA_TOOLKIT_HWMODELS_PATH."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from na_toolkit.builtin.hardware import HWMODELS_PATH_ENV, shipped_folder
+from na_toolkit.errors import HardwareError
+from na_toolkit.plugins import load_toolkit, use_toolkit
+from na_toolkit.timemodels.hwmodel import (
+    DTYPE_BYTES,
+    KINDS,
+    HardwareModel,
+    known_hardware_models,
+    load_hardware_model,
+    parse_hardware_model,
+    read_hardware_model,
+    save_hardware_model,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = known_hardware_models()
+REQUIRED = {
+    "v100-sxm2", "a100-sxm4", "h100-sxm", "h200-sxm", "l4", "t4", "rtx-4090",
+    "jetson-agx-orin", "jetson-orin-nano", "raspberry-pi-4", "x86-cpu",
+}
+
+GOOD = """\
+# header comment
+schema_version = 1
+description = "a test device"
+kind = "gpu"
+memory_bandwidth_bytes_per_s = 1.0e12  # made-up datasheet, page 1
+memory_capacity_bytes = 17_179_869_184
+launch_overhead_s = 4e-6
+power_w = 250
+
+[peak_flops_per_s]
+fp32 = 2.0e13  # made-up datasheet, page 2
+bf16 = 1.6e14
+
+[measured_ceilings]
+memory_bandwidth_bytes_per_s = 9.0e11
+
+[measured_ceilings.flops_per_s]
+bf16 = 1.2e14
+"""
+
+
+def test_the_required_devices_are_shipped():
+    assert REQUIRED <= set(SHIPPED)
+
+
+def test_shipped_folders_are_found_through_the_package():
+    # editable install: setup.cfg's package_dir maps na_toolkit.hwmodels to the repo's top-level folder
+    assert shipped_folder("na_toolkit.hwmodels") == REPO / "hwmodels"
+    assert shipped_folder("na_toolkit.profiles") == REPO / "profiles"
+    assert shipped_folder("na_toolkit.no_such_data") is None
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_is_sane(name, tmp_path):
+    model = load_hardware_model(name)
+    assert model.name == name == model.source.stem
+    assert model.kind in KINDS and model.values_are == "datasheet" and model.description
+    assert "fp32" in model.peak_flops_per_s and set(model.peak_flops_per_s) <= set(DTYPE_BYTES)
+    # plausible ranges for anything from a Raspberry Pi to an H200 (catches unit slips of 1e3)
+    assert 1e10 <= model.peak_flops_per_s["fp32"] <= 2e14
+    for dtype, peak in model.peak_flops_per_s.items():
+        # tensor/vector units never make a narrower dtype slower than fp32 on these devices
+        assert peak >= model.peak_flops_per_s["fp32"] and peak < 1e16, dtype
+    assert 1e9 <= model.memory_bandwidth_bytes_per_s <= 1e13
+    assert 2**30 <= model.memory_capacity_bytes <= 2**40
+    assert 0 < model.launch_overhead_s < 1e-3
+    assert model.power_w is None or 1 <= model.power_w <= 1000
+    # measured ceilings sit below the datasheet ceilings they measure
+    for dtype, value in model.measured_flops_per_s.items():
+        assert value < model.peak_flops_per_s[dtype]
+    if model.measured_memory_bandwidth_bytes_per_s is not None:
+        assert model.measured_memory_bandwidth_bytes_per_s < model.memory_bandwidth_bytes_per_s
+    # every value cites where it comes from
+    keys = ["memory_bandwidth_bytes_per_s", "memory_capacity_bytes", "launch_overhead_s"]
+    keys += [f"peak_flops_per_s.{d}" for d in model.peak_flops_per_s]
+    keys += ["power_w"] if model.power_w is not None else []
+    for key in keys:
+        assert len(model.notes.get(key, "")) > 15, f"{name}: {key} has no citation comment"
+    # written back, it reads back the same, citations included
+    again = read_hardware_model(save_hardware_model(model, tmp_path / f"{name}.toml"))
+    assert again.to_dict() == model.to_dict()
+    assert {k: v for k, v in again.notes.items() if k in keys} == {k: model.notes[k] for k in keys}
+
+
+def test_measured_ceilings_of_this_project_devices():
+    h100, h200 = load_hardware_model("h100-sxm"), load_hardware_model("h200-sxm")
+    assert h100.bandwidth_bytes_per_s() == 3.0e12 and h100.flops_per_s("bf16") == 7.98e14
+    assert h200.bandwidth_bytes_per_s() == 4.3e12 and h200.flops_per_s("bf16") == 7.88e14
+    assert h100.bandwidth_bytes_per_s(prefer_measured=False) == 3.35e12
+    assert h100.flops_per_s("bf16", prefer_measured=False) == pytest.approx(989.5e12)
+    assert h100.ridge_point_flops_per_byte("fp32") == pytest.approx(67e12 / 3.0e12)
+
+
+def test_parse_keeps_values_and_comments(tmp_path):
+    path = tmp_path / "dev.toml"
+    path.write_text(GOOD)
+    model = read_hardware_model(path)
+    assert model.name == "dev" and model.kind == "gpu" and model.power_w == 250
+    assert model.memory_capacity_bytes == 16 * 2**30
+    assert model.peak_flops_per_s == {"fp32": 2e13, "bf16": 1.6e14}
+    assert model.flops_per_s("bf16") == 1.2e14 and model.flops_per_s("fp32") == 2e13
+    assert model.notes["memory_bandwidth_bytes_per_s"] == "made-up datasheet, page 1"
+    assert model.notes["peak_flops_per_s.fp32"] == "made-up datasheet, page 2"
+    assert model.notes[""] == "header comment"
+    with pytest.raises(HardwareError, match="no peak for dtype 'int8'.*fp32, bf16"):
+        model.flops_per_s("int8")
+
+
+BAD = [
+    # (edit of GOOD, key the message must name, fragment of the message)
+    (lambda t: t.replace("schema_version = 1", "schema_version = 2"), "schema_version", "not supported"),
+    (lambda t: t.replace("schema_version = 1\n", ""), "schema_version", "missing"),
+    (lambda t: t.replace("memory_bandwidth_bytes_per_s = 1.0e12  # made-up datasheet, page 1\n", ""),
+     "memory_bandwidth_bytes_per_s", "missing"),
+    (lambda t: t.replace("launch_overhead_s = 4e-6", "launch_overhead_s = -4e-6"), "launch_overhead_s", ">= 0"),
+    (lambda t: t.replace("power_w = 250", "power_w = 0"), "power_w", "> 0"),
+    (lambda t: t.replace("power_w = 250", 'power_w = "250 W"'), "power_w", "finite number"),
+    (lambda t: t.replace("fp32 = 2.0e13  # made-up datasheet, page 2\n", ""), "peak_flops_per_s.fp32", "missing"),
+    (lambda t: t.replace("bf16 = 1.6e14", "fp12 = 1.6e14"), "peak_flops_per_s.fp12", "unknown dtype"),
+    (lambda t: t.replace("bf16 = 1.6e14", "bf16 = nan"), "peak_flops_per_s.bf16", "finite number"),
+    (lambda t: t.replace('kind = "gpu"', 'kind = "tpu"'), "kind", "one of gpu, cpu, soc"),
+    (lambda t: t.replace("power_w = 250", "power_w = 250\nclock_hz = 1e9"), "clock_hz", "unknown key"),
+    (lambda t: t.replace("memory_capacity_bytes = 17_179_869_184", "memory_capacity_bytes = 1.5"),
+     "memory_capacity_bytes", "whole number"),
+    (lambda t: t.replace('description = "a test device"', 'name = "other"\ndescription = "a test device"'),
+     "name", "differs from the file name"),
+    (lambda t: t.replace("[measured_ceilings.flops_per_s]\nbf16", "[measured_ceilings.flops_per_s]\nint8"),
+     "measured_ceilings.flops_per_s.int8", "no peak"),
+    (lambda t: t.replace("[peak_flops_per_s]\nfp32 = 2.0e13  # made-up datasheet, page 2\nbf16 = 1.6e14\n", "")
+     .replace('kind = "gpu"', 'kind = "gpu"\npeak_flops_per_s = 3'), "peak_flops_per_s", "must be a table"),
+]
+
+
+@pytest.mark.parametrize("edit,key,fragment", BAD, ids=[f"{b[1]}-{b[2]}" for b in BAD])
+def test_bad_file_names_the_file_and_key(edit, key, fragment, tmp_path):
+    path = tmp_path / "dev.toml"
+    path.write_text(edit(GOOD))
+    with pytest.raises(HardwareError) as info:
+        read_hardware_model(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and f"{key!r}" in message and fragment in message, message
+
+
+def test_unreadable_files_are_hardware_errors(tmp_path):
+    with pytest.raises(HardwareError, match="not valid TOML"):
+        parse_hardware_model("schema_version = = 1", tmp_path / "x.toml")
+    with pytest.raises(HardwareError, match="no such hardware model file"):
+        load_hardware_model(tmp_path / "missing.toml")
+
+
+def test_unknown_name_lists_the_known_models():
+    with pytest.raises(HardwareError) as info:
+        load_hardware_model("h100")
+    message = str(info.value)
+    assert "unknown hardware model 'h100'" in message and "Did you mean 'h100-sxm'" in message
+    assert all(name in message for name in REQUIRED)
+
+
+def test_save_refuses_a_model_that_would_not_read_back(tmp_path):
+    model = load_hardware_model("t4")
+    bad = replace(model, memory_bandwidth_bytes_per_s=-1.0)
+    target = tmp_path / "t4.toml"
+    with pytest.raises(HardwareError, match="memory_bandwidth_bytes_per_s"):
+        save_hardware_model(bad, target)
+    assert not target.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+    with pytest.raises(HardwareError, match=r"\.toml"):
+        save_hardware_model(model, tmp_path / "t4.txt")
+
+
+def test_save_names_the_model_after_the_file(tmp_path):
+    model = HardwareModel("anything", "cpu", {"fp32": 1e11}, 2e10, 2**33, 3e-6)
+    saved = read_hardware_model(save_hardware_model(model, tmp_path / "mine.toml"))
+    assert saved.name == "mine" and saved.peak_flops_per_s == {"fp32": 1e11} and saved.power_w is None
+    assert saved.notes["memory_bandwidth_bytes_per_s"]  # unit comments are written even without citations
+
+
+def test_env_folders_add_models_and_never_replace_shipped_ones(tmp_path, monkeypatch):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "lab-box.toml").write_text(GOOD)
+    (extra / "t4.toml").write_text(GOOD)  # clashes with a shipped model
+    (extra / "lab-box-profile.json").write_text("{}")
+    monkeypatch.setenv(HWMODELS_PATH_ENV, f"{extra}{__import__('os').pathsep}{tmp_path / 'nowhere'}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        toolkit = load_toolkit(entry_points=False)
+    messages = [str(w.message) for w in caught]
+    assert any("t4" in m and "already taken" in m for m in messages), messages
+    assert any("nowhere" in m and "not a folder" in m for m in messages), messages
+    with use_toolkit(toolkit):
+        assert "lab-box" in known_hardware_models()
+        assert load_hardware_model("lab-box").peak_flops_per_s["fp32"] == 2e13
+        assert load_hardware_model("t4").source.parent == REPO / "hwmodels"
+        with pytest.raises(HardwareError, match="is a device profile.*not a hardware model"):
+            load_hardware_model("lab-box-profile")
+
+
+def test_toml_numbers_read_back_exactly(tmp_path):
+    values = [3.35e12, 1 / 3 * 1e13, 7.0e-6, 123.25, 6.4]
+    for v in values:
+        model = HardwareModel("n", "cpu", {"fp32": v}, v, 2**30, v * 1e-9)
+        back = read_hardware_model(save_hardware_model(model, tmp_path / "n.toml"))
+        assert back.peak_flops_per_s["fp32"] == v and back.memory_bandwidth_bytes_per_s == v
+        assert math.isclose(back.launch_overhead_s, v * 1e-9, rel_tol=0, abs_tol=0)
