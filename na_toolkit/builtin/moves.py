@@ -1,1 +1,545 @@
-"""Built-in moves plugin."""
+"""Built-in moves: insert_conv, insert_add, scale, remove (docs/moves.md describes each).
+
+Every move is a pure function IR -> IR with exact masks: a value is admitted only when some completion of
+the remaining parameters applies. Validity comes from re-inferring shapes downstream of the edit
+(`_propagate`) with the layer types' own code, the code the Architecture constructor runs, so a plugin's
+layer type takes part without code here. Downstream layers adapt where they can: a conv or linear layer
+absorbs a new input width, a depthwise conv follows it (its groups and filters change with it); an edit
+that something downstream cannot take (an add of two shapes, a changed network output) is masked.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import na_toolkit
+from na_toolkit.errors import NAToolkitError, OperationError
+from na_toolkit.ir.architecture import INPUT, Architecture, Attrs, Node, infer_node
+from na_toolkit.ir.layers import Shape
+from na_toolkit.moves import MAX_POSITIONS, Operation, ParamSpec
+
+FILTER_CHOICES = (8, 16, 24, 32, 48, 64, 96, 128)
+KERNEL_CHOICES = (1, 3, 5, 7)
+CHANNEL_CHOICES = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+RATE_CHOICES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+#: what `scale` changes and the values of each; the `value` parameter holds them all (disjoint sets:
+#: channels >= 8, kernels odd <= 7, rates floats < 1)
+SCALE_VALUES: dict[str, tuple[Any, ...]] = {"channels": CHANNEL_CHOICES, "kernel": KERNEL_CHOICES, "rate": RATE_CHOICES}
+#: layer type -> the attribute that `scale channels` sets (the layer's output width)
+WIDTH_ATTR = {"conv2d": "filters", "linear": "units"}
+
+
+# ---- shape re-inference -------------------------------------------------------------------------------
+_INFERRED: dict[tuple, Shape | None] = {}  # (layer type, attrs key, input shapes) -> shape or None
+
+
+def _try_infer(layer_type: Any, attrs: Attrs, in_shapes: tuple[Shape, ...]) -> Shape | None:
+    """The node's output shape, or None when the layer rejects these attributes/inputs. Memoised both
+    ways: masks try the same combinations on candidate after candidate."""
+    akey = attrs.cache_key()
+    key = (layer_type, akey, in_shapes)
+    if akey is not None:
+        try:
+            return _INFERRED[key]
+        except KeyError:
+            pass
+    try:
+        _norm, out = infer_node(layer_type, attrs, in_shapes)
+        if not all(d > 0 for d in out):
+            out = None
+    except NAToolkitError:
+        out = None
+    if akey is not None:
+        if len(_INFERRED) > 100_000:  # bounded
+            _INFERRED.clear()
+        _INFERRED[key] = out
+    return out
+
+
+class _View:
+    """Facts about one architecture that the masks of every move share, memoised (an Architecture is
+    immutable, so they never go stale). Reads the architecture's internal tables to stay cheap."""
+
+    __slots__ = ("arch", "nodes", "n", "index", "consumers", "shapes", "norm", "types", "memo")
+
+    def __init__(self, arch: Architecture):
+        self.arch = arch
+        self.nodes = arch.nodes
+        self.n = min(len(arch.nodes), MAX_POSITIONS)
+        self.index = {node.id: i for i, node in enumerate(arch.nodes)}
+        self.consumers = arch.consumers
+        self.shapes = arch._shapes  # id -> shape, "input" included
+        self.norm = arch._norm  # id -> normalised attributes (shared: never mutated here)
+        self.types = dict(arch._types)  # type name -> LayerType; plus conv2d, which insert_conv adds
+        if "conv2d" not in self.types and "conv2d" in arch.layer_types:
+            self.types["conv2d"] = arch.layer_types.get("conv2d")
+        self.memo: dict[tuple, Any] = {}
+
+    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        try:
+            return self.memo[key]
+        except KeyError:
+            value = self.memo[key] = compute()
+            return value
+
+
+_VIEWS: list[_View] = []  # the architectures masked most recently (sample() asks 2-3 masks of one)
+
+
+def _view(arch: Architecture) -> _View:
+    for v in _VIEWS:
+        if v.arch is arch:
+            return v
+    v = _View(arch)
+    _VIEWS.insert(0, v)
+    del _VIEWS[8:]
+    return v
+
+
+def _follow_attrs(view: _View, node: Node, in_shape: Shape) -> Attrs | None:
+    """A depthwise conv whose input width changed follows it: groups and filters change with it (the
+    channel multiplier is kept). None when `node` is no such conv or its input width is unchanged."""
+    old_c = view.shapes[node.inputs[0]][0]
+    if len(in_shape) != 3 or in_shape[0] == old_c:
+        return None
+    a = view.norm[node.id]
+    groups = a["groups"]
+    if groups == 1 or groups != old_c:
+        return None
+    return node.attrs.replace(groups=in_shape[0], filters=a["filters"] // groups * in_shape[0])
+
+
+def _propagate(view: _View, seen_shapes: dict[str, Shape], attr_changes: dict[str, Attrs]) -> dict[str, Attrs] | None:
+    """Re-infer shapes downstream of an edit. `seen_shapes`: node id -> the shape its consumers read after
+    the edit; `attr_changes`: node id -> its new attributes. Returns every node's new attributes
+    (`attr_changes` plus the depthwise convs that follow), or None when the edit breaks the network: a
+    layer rejects its new input, or the network's output shape changes."""
+    nodes, index, consumers, shapes, types = view.nodes, view.index, view.consumers, view.shapes, view.types
+    output = view.arch.output
+    new_shape: dict[str, Shape] = dict(seen_shapes)
+    changes = dict(attr_changes)
+    queued = {index[c] for nid in seen_shapes for c in consumers[nid]}
+    queued.update(index[nid] for nid in attr_changes)
+    heap = sorted(queued)  # a sorted list is a valid heap
+    while heap:
+        node = nodes[heapq.heappop(heap)]
+        nid = node.id
+        in_shapes = tuple([new_shape.get(s) or shapes[s] for s in node.inputs])
+        attrs = changes.get(nid)
+        if attrs is None:
+            attrs = node.attrs
+            if node.type == "conv2d":
+                follow = _follow_attrs(view, node, in_shapes[0])
+                if follow is not None:
+                    changes[nid] = attrs = follow
+        out = _try_infer(types[node.type], attrs, in_shapes)
+        if out is None:
+            return None
+        if out != shapes[nid]:
+            if nid == output:
+                return None
+            new_shape[nid] = out
+            for c in consumers[nid]:
+                i = index[c]
+                if i not in queued:
+                    queued.add(i)
+                    heapq.heappush(heap, i)
+    return changes
+
+
+# Local edits (one node's attribute changed, its inputs kept) depend on nothing but the node: memoised
+# across architectures, since a move's result shares its nodes with its parent.
+_LOCAL_MEMO: dict[tuple, tuple[Attrs, Shape | None]] = {}
+
+
+def _local_edit(view: _View, node: Node, key: str, value: Any) -> tuple[Attrs, Shape | None]:
+    """The node's attributes with `key=value`, and the output shape they give (None: rejected)."""
+    lt = view.types[node.type]
+    in_shapes = tuple([view.shapes[s] for s in node.inputs])
+    akey = node.attrs.cache_key()
+    mkey = (lt, akey, in_shapes, key, value) if akey is not None else None
+    hit = _LOCAL_MEMO.get(mkey) if mkey is not None else None
+    if hit is not None:
+        return hit
+    attrs = node.attrs.replace(**{key: value})
+    result = (attrs, _try_infer(lt, attrs, in_shapes))
+    if mkey is not None:
+        if len(_LOCAL_MEMO) > 50_000:
+            _LOCAL_MEMO.clear()
+        _LOCAL_MEMO[mkey] = result
+    return result
+
+
+def _edit_changes(view: _View, node: Node, key: str, value: Any) -> dict[str, Attrs] | None:
+    """Every attribute change that setting `key=value` on `node` needs, or None if the network breaks."""
+    attrs, out = _local_edit(view, node, key, value)
+    if out is None:
+        return None
+    if out == view.shapes[node.id]:
+        return {node.id: attrs}
+    if node.id == view.arch.output:
+        return None
+    changes = _propagate(view, {node.id: out}, {})
+    if changes is not None:
+        changes[node.id] = attrs
+    return changes
+
+
+def _rebuild(
+    arch: Architecture,
+    changes: dict[str, Attrs],
+    rewire: dict[str, str] | None = None,
+    insert_after: dict[str, list[Node]] | None = None,
+    drop: str | None = None,
+    output: str | None = None,
+) -> Architecture:
+    """A new architecture: attributes replaced (`changes`), inputs renamed (`rewire`; inserted nodes are
+    left alone), new nodes placed right after a given node (keeping topological order), one node dropped,
+    then the nodes that no longer reach the output collected."""
+    rewire = rewire or {}
+    insert_after = insert_after or {}
+    out_nodes: list[Node] = []
+    for node in arch.nodes:
+        nid = node.id
+        if nid == drop:
+            continue
+        attrs = changes.get(nid, node.attrs)
+        inputs = node.inputs
+        for s in inputs:
+            if s in rewire:
+                inputs = tuple([rewire.get(x, x) for x in inputs])
+                break
+        out_nodes.append(node if (attrs is node.attrs and inputs is node.inputs) else Node(nid, node.type, attrs, inputs))
+        if nid in insert_after:
+            out_nodes.extend(insert_after[nid])
+    output = output or arch.output
+    if drop is not None:  # dropping a multi-input node may leave a branch that nothing reads
+        by_id = {n.id: n for n in out_nodes}
+        live: set[str] = set()
+        stack = [output]
+        while stack:
+            nid = stack.pop()
+            if nid not in live and nid != INPUT:
+                live.add(nid)
+                stack.extend(by_id[nid].inputs)
+        out_nodes = [n for n in out_nodes if n.id in live]
+    return arch.with_nodes(out_nodes, output=output)
+
+
+def _position_mask(view: _View, valid: Callable[[int], bool]) -> np.ndarray:
+    m = np.zeros(MAX_POSITIONS, dtype=bool)
+    m[: view.n] = [valid(i) for i in range(view.n)]
+    return m
+
+
+def _node_at(arch: Architecture, op: str, position: Any) -> Node:
+    try:
+        i = int(position)
+    except (TypeError, ValueError):
+        raise OperationError(f"{op}: a position must be an int, got {position!r}") from None
+    if not 0 <= i < min(len(arch.nodes), MAX_POSITIONS):
+        raise OperationError(f"{op}: position {i} is outside this architecture's {len(arch.nodes)} nodes")
+    return arch.nodes[i]
+
+
+class _BuiltinOperation(Operation):
+    def check_names(self, params: dict[str, Any]) -> None:
+        names = [p.name for p in self.params()]
+        if set(params) != set(names):
+            raise OperationError(f"{self.name}: expected parameters {names}, got {sorted(params)}")
+
+    def sample(self, arch: Architecture, rng: np.random.Generator) -> dict[str, Any] | None:
+        """As `Operation.sample` (uniform over the admitted values, one parameter at a time), cheaper."""
+        chosen: dict[str, Any] = {}
+        for p in self.params():
+            idx = np.flatnonzero(self.mask(arch, p.name, chosen))
+            if idx.size == 0:
+                return None
+            chosen[p.name] = p.choices[int(idx[rng.integers(idx.size)])]
+        return chosen
+
+
+# ---- insert_conv --------------------------------------------------------------------------------------
+_CONV_FITS: dict[tuple, bool] = {}  # (conv layer type, input shape, filters, kernel) -> fits
+_INSERT_ATTRS = {(f, k): Attrs(filters=f, kernel=k) for f in FILTER_CHOICES for k in KERNEL_CHOICES}
+
+
+class InsertConv(_BuiltinOperation):
+    """Insert conv2d(filters, kernel, stride 1, same padding, no bias) -> batchnorm2d -> relu after the node
+    at `position` (a feature map, not the output); the node's consumers read the relu instead. Filters
+    other than the node's channel count are admitted when every consumer adapts."""
+
+    name = "insert_conv"
+    description = "insert conv+batchnorm+relu after a layer producing a feature map"
+    _params = (ParamSpec.position("position"), ParamSpec("filters", FILTER_CHOICES), ParamSpec("kernel", KERNEL_CHOICES))
+
+    def params(self) -> tuple[ParamSpec, ...]:
+        return self._params
+
+    @staticmethod
+    def _filters_changes(view: _View, i: int, filters: int) -> dict[str, Attrs] | None:
+        node = view.nodes[i]
+        shape = view.shapes[node.id]
+        if node.id == view.arch.output or len(shape) != 3:
+            return None
+        if "conv2d" not in view.types:
+            return None
+        if filters == shape[0]:
+            return {}
+        return view.cached(("insert_conv", i, filters), lambda: _propagate(view, {node.id: (filters, *shape[1:])}, {}))
+
+    @staticmethod
+    def _conv_fits(view: _View, i: int, filters: int, kernel: int) -> bool:
+        """The inserted conv maps the node's (C, H, W) to (filters, H, W)."""
+        shape = view.shapes[view.nodes[i].id]
+        conv = view.types["conv2d"]
+        key = (conv, shape, filters, kernel)
+        ok = _CONV_FITS.get(key)
+        if ok is None:
+            ok = _CONV_FITS[key] = _try_infer(conv, _INSERT_ATTRS[filters, kernel], (shape,)) == (filters, *shape[1:])
+        return ok
+
+    def _filters_ok(self, view: _View, i: int, f: int) -> bool:
+        return self._filters_changes(view, i, f) is not None and any(self._conv_fits(view, i, f, k) for k in KERNEL_CHOICES)
+
+    def _position_ok(self, view: _View, i: int) -> bool:
+        node = view.nodes[i]
+        shape = view.shapes[node.id]
+        if node.id == view.arch.output or len(shape) != 3 or "conv2d" not in view.types:
+            return False
+        # keeping the channel count needs no propagation: the common, cheap case first
+        if shape[0] in FILTER_CHOICES and (self._conv_fits(view, i, shape[0], 3) or self._filters_ok(view, i, shape[0])):
+            return True
+        return any(self._filters_ok(view, i, f) for f in FILTER_CHOICES)
+
+    def mask(self, arch, param, chosen):
+        view = _view(arch)
+        if param == "position":
+            return view.cached(("insert_conv.mask",), lambda: _position_mask(view, lambda i: self._position_ok(view, i)))
+        i = int(chosen["position"])
+        if param not in ("filters", "kernel"):
+            raise OperationError(f"{self.name} has no parameter {param!r}")
+        if not 0 <= i < view.n or "conv2d" not in view.types:
+            return np.zeros(len(self.param(param)), dtype=bool)
+        if param == "filters":
+            return np.array([self._filters_ok(view, i, f) for f in FILTER_CHOICES])
+        f = int(chosen["filters"])
+        return np.array([self._filters_changes(view, i, f) is not None and self._conv_fits(view, i, f, k) for k in KERNEL_CHOICES])
+
+    def apply(self, arch, **params):
+        self.check_names(params)
+        node = _node_at(arch, self.name, params["position"])
+        view = _view(arch)
+        i, filters, kernel = view.index[node.id], int(params["filters"]), int(params["kernel"])
+        changes = self._filters_changes(view, i, filters) if filters in FILTER_CHOICES and kernel in KERNEL_CHOICES else None
+        if changes is None or not self._conv_fits(view, i, filters, kernel):
+            raise OperationError(
+                f"{self.name}: cannot insert a {kernel}x{kernel} conv of {filters} filters after {node.id!r}: "
+                "it is the output or not a (C, H, W) map, or a consumer cannot take that many channels"
+            )
+        conv = Node(arch.new_id("conv2d"), "conv2d", _INSERT_ATTRS[filters, kernel], (node.id,))
+        bn = Node(arch.new_id("batchnorm2d"), "batchnorm2d", Attrs(), (conv.id,))
+        relu = Node(arch.new_id("relu"), "relu", Attrs(), (bn.id,))
+        return _rebuild(arch, changes, rewire={node.id: relu.id}, insert_after={node.id: [conv, bn, relu]})
+
+
+# ---- insert_add ---------------------------------------------------------------------------------------
+class InsertAdd(_BuiltinOperation):
+    """A skip connection: the output of the node at `source` is added to the output of a later node at
+    `target` (a new add node right after `target`, read by target's consumers). Pairs of different shapes
+    are masked: no projection is inserted, so a skip never adds parameters."""
+
+    name = "insert_add"
+    description = "add a residual (skip) connection from an earlier layer into a later one of the same shape"
+    _params = (ParamSpec.position("source"), ParamSpec.position("target"))
+
+    def params(self) -> tuple[ParamSpec, ...]:
+        return self._params
+
+    @staticmethod
+    def _shapes(view: _View) -> list[Shape]:
+        return view.cached(("shapes",), lambda: [view.shapes[view.nodes[i].id] for i in range(view.n)])
+
+    def mask(self, arch, param, chosen):
+        view = _view(arch)
+        shapes = self._shapes(view)
+        if param == "source":
+            def compute():
+                m = np.zeros(MAX_POSITIONS, dtype=bool)
+                later: set[Shape] = set()
+                for i in range(view.n - 1, -1, -1):
+                    m[i] = shapes[i] in later
+                    later.add(shapes[i])
+                return m
+
+            return view.cached(("insert_add.mask",), compute)
+        if param == "target":
+            i = int(chosen["source"])
+            m = np.zeros(MAX_POSITIONS, dtype=bool)
+            if 0 <= i < view.n:
+                m[i + 1 : view.n] = [s == shapes[i] for s in shapes[i + 1 :]]
+            return m
+        raise OperationError(f"{self.name} has no parameter {param!r}")
+
+    def apply(self, arch, **params):
+        self.check_names(params)
+        src = _node_at(arch, self.name, params["source"])
+        dst = _node_at(arch, self.name, params["target"])
+        if arch.index(dst.id) <= arch.index(src.id):
+            raise OperationError(f"{self.name}: the target {dst.id!r} must come after the source {src.id!r}")
+        if arch.shape(src.id) != arch.shape(dst.id):
+            raise OperationError(
+                f"{self.name}: shapes differ ({src.id!r} {arch.shape(src.id)}, {dst.id!r} {arch.shape(dst.id)}); "
+                "a skip joins two layers of one shape"
+            )
+        add = Node(arch.new_id("add"), "add", Attrs(), (dst.id, src.id))
+        output = add.id if dst.id == arch.output else None
+        return _rebuild(arch, {}, rewire={dst.id: add.id}, insert_after={dst.id: [add]}, output=output)
+
+
+# ---- scale --------------------------------------------------------------------------------------------
+class Scale(_BuiltinOperation):
+    """Set one attribute of the layer at `position` to `value`: `channels` (conv filters / linear units;
+    consumers adapt, a depthwise conv follows; never the network's output width), `kernel` (conv; with
+    same padding the shape is kept) or `rate` (dropout). The value must differ from the current one."""
+
+    name = "scale"
+    description = "change a layer's channels, conv kernel size or dropout rate"
+    _params = (
+        ParamSpec.position("position"),
+        ParamSpec("attribute", tuple(SCALE_VALUES)),
+        ParamSpec("value", tuple(v for values in SCALE_VALUES.values() for v in values)),
+    )
+
+    def params(self) -> tuple[ParamSpec, ...]:
+        return self._params
+
+    @staticmethod
+    def _target(node: Node, attribute: str) -> str | None:
+        """The attribute of `node` that `scale attribute` sets (None: not applicable to this layer)."""
+        if attribute == "channels":
+            return WIDTH_ATTR.get(node.type)
+        if attribute == "kernel" and node.type == "conv2d":
+            return "kernel"
+        if attribute == "rate" and node.type == "dropout":
+            return "rate"
+        return None
+
+    @classmethod
+    def _changes(cls, view: _View, i: int, attribute: str, value: Any) -> dict[str, Attrs] | None:
+        node = view.nodes[i]
+        key = cls._target(node, attribute)
+        if key is None or view.norm[node.id][key] == value:
+            return None
+        return view.cached(("scale", i, attribute, value), lambda: _edit_changes(view, node, key, value))
+
+    def _attribute_ok(self, view: _View, i: int, attribute: str) -> bool:
+        return any(self._changes(view, i, attribute, v) is not None for v in SCALE_VALUES[attribute])
+
+    def _position_ok(self, view: _View, i: int) -> bool:
+        node = view.nodes[i]
+        t = node.type
+        if t == "dropout":
+            return self._attribute_ok(view, i, "rate")
+        if t == "conv2d":
+            # the cheap check first: a kernel change that keeps the output shape needs nothing downstream
+            shape, current = view.shapes[node.id], view.norm[node.id]["kernel"]
+            if any(k != current and _local_edit(view, node, "kernel", k)[1] == shape for k in KERNEL_CHOICES):
+                return True
+            if self._attribute_ok(view, i, "kernel"):
+                return True
+        return t in WIDTH_ATTR and self._attribute_ok(view, i, "channels")
+
+    def mask(self, arch, param, chosen):
+        view = _view(arch)
+        if param == "position":
+            return view.cached(("scale.mask",), lambda: _position_mask(view, lambda i: self._position_ok(view, i)))
+        i = int(chosen["position"])
+        if param == "attribute":
+            return np.array([0 <= i < view.n and self._attribute_ok(view, i, a) for a in SCALE_VALUES])
+        if param == "value":
+            attribute = chosen["attribute"]
+            allowed = SCALE_VALUES.get(attribute, ())
+            return np.array([
+                0 <= i < view.n
+                and isinstance(v, float) == (attribute == "rate")  # 1 == 1.0: a kernel must not pass as a rate
+                and v in allowed
+                and self._changes(view, i, attribute, v) is not None
+                for v in self.param("value").choices
+            ])
+        raise OperationError(f"{self.name} has no parameter {param!r}")
+
+    def apply(self, arch, **params):
+        self.check_names(params)
+        node = _node_at(arch, self.name, params["position"])
+        attribute, value = params["attribute"], params["value"]
+        if attribute not in SCALE_VALUES:
+            raise OperationError(f"{self.name}: attribute must be one of {list(SCALE_VALUES)}, got {attribute!r}")
+        value = float(value) if attribute == "rate" else int(value)
+        view = _view(arch)
+        changes = self._changes(view, view.index[node.id], attribute, value) if value in SCALE_VALUES[attribute] else None
+        if changes is None:
+            raise OperationError(
+                f"{self.name}: cannot set {attribute}={value!r} on {node.id!r} ({node.type}): not such a layer, "
+                "already that value, or a layer downstream cannot adapt"
+            )
+        return _rebuild(arch, changes)
+
+
+# ---- remove -------------------------------------------------------------------------------------------
+class Remove(_BuiltinOperation):
+    """Remove the layer at `position`: its consumers read its first input instead (for an add, the main
+    branch: the skip branch goes too if nothing else reads it). Admitted when every consumer adapts to
+    the new shape (identity-shaped layers always do) and the network's output shape is kept."""
+
+    name = "remove"
+    description = "remove a layer whose removal leaves a valid network"
+    _params = (ParamSpec.position("position"),)
+
+    def params(self) -> tuple[ParamSpec, ...]:
+        return self._params
+
+    @staticmethod
+    def _changes(view: _View, i: int) -> dict[str, Attrs] | None:
+        node = view.nodes[i]
+        if not node.inputs:
+            return None
+        src = node.inputs[0]
+        shapes = view.shapes
+        if node.id == view.arch.output:
+            return {} if src != INPUT and shapes[src] == shapes[node.id] else None
+        if shapes[src] == shapes[node.id]:  # identity-shaped: nothing downstream changes
+            return {}
+        return view.cached(("remove", i), lambda: _propagate(view, {node.id: shapes[src]}, {}))
+
+    def mask(self, arch, param, chosen):
+        if param != "position":
+            raise OperationError(f"{self.name} has no parameter {param!r}")
+        view = _view(arch)
+        return view.cached(("remove.mask",), lambda: _position_mask(view, lambda i: self._changes(view, i) is not None))
+
+    def apply(self, arch, **params):
+        self.check_names(params)
+        node = _node_at(arch, self.name, params["position"])
+        view = _view(arch)
+        changes = self._changes(view, view.index[node.id])
+        if changes is None:
+            raise OperationError(
+                f"{self.name}: removing {node.id!r} ({node.type}) would break the network: a consumer cannot "
+                "take its input's shape, or the output would change"
+            )
+        src = node.inputs[0]
+        return _rebuild(arch, changes, rewire={node.id: src}, drop=node.id, output=src if node.id == arch.output else None)
+
+
+OPERATIONS: tuple[type[Operation], ...] = (InsertConv, InsertAdd, Scale, Remove)
+
+
+@na_toolkit.hookimpl
+def na_register_operations(registry):
+    for cls in OPERATIONS:
+        registry.add(cls())

@@ -27,11 +27,12 @@ SCHEMA_VERSION = 1
 class Attrs(Mapping[str, Any]):
     """An immutable, hashable attribute mapping."""
 
-    __slots__ = ("_d", "_h")
+    __slots__ = ("_d", "_h", "_k")
 
     def __init__(self, data: Mapping[str, Any] | None = None, **kw: Any):
         self._d = dict(data or {}, **kw)
         self._h: int | None = None
+        self._k: Any = None
 
     def __getitem__(self, key: str) -> Any:
         return self._d[key]
@@ -58,6 +59,18 @@ class Attrs(Mapping[str, Any]):
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._d)
+
+    def cache_key(self) -> tuple | None:
+        """A hashable key equal only for attribute mappings of equal keys, values AND value types (so
+        `True` and `1` differ: the schema treats them differently); None when a value is unhashable."""
+        if self._k is None:
+            try:
+                key = tuple(sorted((k, type(v), v) for k, v in self._d.items()))
+                hash(key)
+            except TypeError:
+                key = False
+            self._k = key
+        return None if self._k is False else self._k
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,59 @@ class ArchitectureCost:
         return self.total.weight_bytes
 
 
+# Shape inference, normalisation and cost are pure functions of (layer type, attributes, input shapes), and
+# a move's result shares almost every node with its parent: memoising them makes validating a candidate
+# cost a dictionary lookup per unchanged node (`moves_per_s` in `na-toolkit bench ir`). Keys hold the
+# LayerType object itself, so two registries with different types of one name never share entries.
+_MEMO_LIMIT = 100_000
+
+
+class _NodeRecord:
+    """What one (layer type, attributes, input shapes) gives: normalised attributes, output shape, and
+    lazily the cost and the canonical-JSON head used by `Architecture.hash`."""
+
+    __slots__ = ("norm", "shape", "positive", "cost", "cost_tuple", "head")
+
+    def __init__(self, norm: dict[str, Any], shape: Shape):
+        self.norm, self.shape = norm, shape
+        self.positive = all(d > 0 for d in shape)
+        self.cost: LayerCost | None = None
+        self.cost_tuple: tuple[int, ...] = ()
+        self.head: str | None = None
+
+
+_node_memo: dict[tuple, _NodeRecord] = {}
+
+
+def _node_record(layer_type: Any, attrs: Attrs, in_shapes: tuple[Shape, ...]) -> _NodeRecord:
+    akey = attrs._k if attrs._k is not None else attrs.cache_key()
+    if akey is not False and akey is not None:
+        key = (layer_type, akey, in_shapes)
+        try:
+            rec = _node_memo.get(key)
+        except TypeError:  # an unhashable plugin layer type
+            key, rec = None, None
+        if rec is not None:
+            return rec
+    else:
+        key = None
+    norm = layer_type.normalize_attrs(attrs.to_dict())
+    rec = _NodeRecord(norm, tuple(layer_type.infer_shape(norm, list(in_shapes))))
+    if key is not None:
+        if len(_node_memo) >= _MEMO_LIMIT:  # bounded: a long search must not grow memory without limit
+            _node_memo.clear()
+        _node_memo[key] = rec
+    return rec
+
+
+def infer_node(layer_type: Any, attrs: Attrs, in_shapes: tuple[Shape, ...]) -> tuple[dict[str, Any], Shape]:
+    """Normalised attributes and output shape of one node: `layer_type.normalize_attrs` then
+    `infer_shape`, memoised. Raises what the layer type raises. The returned dict is shared: do not
+    mutate it."""
+    rec = _node_record(layer_type, attrs, in_shapes)
+    return rec.norm, rec.shape
+
+
 def _default_layer_types() -> LayerTypeRegistry:
     from ..plugins import get_toolkit
 
@@ -170,34 +236,40 @@ class Architecture:
     def _check_and_infer(self, layer_types: LayerTypeRegistry) -> None:
         shapes: dict[str, Shape] = {INPUT: self.input_shape}
         norm: dict[str, dict[str, Any]] = {}
+        records: list[_NodeRecord] = []
+        types: dict[str, Any] = {}
         for node in self.nodes:
-            try:
-                lt = layer_types.get(node.type)
-            except UnknownComponentError as exc:
-                raise ArchitectureError(str(exc), node.id) from None
+            lt = types.get(node.type)
+            if lt is None:
+                try:
+                    lt = types[node.type] = layer_types.get(node.type)
+                except UnknownComponentError as exc:
+                    raise ArchitectureError(str(exc), node.id) from None
             n_in = len(node.inputs)
             if n_in < lt.min_inputs or (lt.max_inputs is not None and n_in > lt.max_inputs):
                 want = f"{lt.min_inputs}" if lt.max_inputs == lt.min_inputs else f"{lt.min_inputs}..{lt.max_inputs or 'n'}"
                 raise ArchitectureError(f"{node.type} takes {want} input(s), got {n_in}", node.id)
             try:
-                attrs = lt.normalize_attrs(node.attrs.to_dict())
-                out = lt.infer_shape(attrs, [shapes[s] for s in node.inputs])
+                rec = _node_record(lt, node.attrs, tuple([shapes[s] for s in node.inputs]))
             except ShapeError as exc:
                 raise ShapeError(str(exc), node.id) from None
             except ArchitectureError as exc:
                 if exc.node is not None:
                     raise
                 raise ArchitectureError(str(exc), node.id) from None
-            if not all(d > 0 for d in out):
-                raise ShapeError(f"{node.type} produces an empty tensor of shape {out}", node.id)
-            shapes[node.id] = tuple(out)
-            norm[node.id] = attrs
+            if not rec.positive:
+                raise ShapeError(f"{node.type} produces an empty tensor of shape {rec.shape}", node.id)
+            shapes[node.id] = rec.shape
+            norm[node.id] = rec.norm
+            records.append(rec)
         consumed = {s for n in self.nodes for s in n.inputs}
         dead = [n.id for n in self.nodes if n.id not in consumed and n.id != self.output]
         if dead:
             raise ArchitectureError(f"node output is never used (only {self.output!r} may be a sink)", dead[0])
         self._shapes = shapes
         self._norm = norm
+        self._records = records
+        self._types = types
         self._layer_types = layer_types
 
     # ---- access -------------------------------------------------------------------------------------
@@ -224,8 +296,9 @@ class Architecture:
         return {n.id: i for i, n in enumerate(self.nodes)}
 
     def attrs(self, node_id: str) -> dict[str, Any]:
-        """The node's attributes with defaults filled in."""
-        return self._norm[node_id]
+        """The node's attributes with defaults filled in (a fresh dict: the normalised attributes are
+        shared between architectures through the inference memo)."""
+        return dict(self._norm[node_id])
 
     def shape(self, node_id: str) -> Shape:
         return self._shapes[node_id]
@@ -262,11 +335,17 @@ class Architecture:
     @cached_property
     def cost(self) -> ArchitectureCost:
         per_node: dict[str, LayerCost] = {}
-        total = LayerCost()
-        for n in self.nodes:
-            c = self._layer_types.get(n.type).cost(self._norm[n.id], self.in_shapes(n.id), self._shapes[n.id])
+        shapes = self._shapes
+        rows = []
+        for n, rec in zip(self.nodes, self._records):
+            c = rec.cost
+            if c is None:
+                c = rec.cost = self._types[n.type].cost(rec.norm, [shapes[s] for s in n.inputs], rec.shape)
+                rec.cost_tuple = c.astuple()
             per_node[n.id] = c
-            total = total + c
+            rows.append(rec.cost_tuple)
+        # column sums over the per-node tuples: much cheaper than chaining LayerCost.__add__
+        total = LayerCost(*map(sum, zip(*rows)))
         return ArchitectureCost(per_node, total)
 
     @property
@@ -306,8 +385,26 @@ class Architecture:
     @cached_property
     def hash(self) -> str:
         """Stable content hash (hex sha256, 16 chars) of the canonical form: ids and name do not matter."""
-        blob = json.dumps(self.canonical(), separators=(",", ":"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return hashlib.sha256(self._canonical_blob().encode()).hexdigest()[:16]
+
+    def _canonical_blob(self) -> str:
+        """`json.dumps(self.canonical(), separators=(",", ":"), sort_keys=True)`, byte for byte, assembled
+        from memoised per-node fragments (the hash of every candidate goes through here)."""
+        pos = {INPUT: "-1"}
+        parts = []
+        for i, (n, rec) in enumerate(zip(self.nodes, self._records)):
+            head = rec.head
+            if head is None:
+                # '["type",[[k,v],...]' without its closing bracket; the input positions follow
+                head = rec.head = json.dumps([n.type, sorted(rec.norm.items())], separators=(",", ":"), sort_keys=True)[:-1]
+            inputs = n.inputs
+            if len(inputs) == 1:
+                parts.append(f"{head},[{pos[inputs[0]]}]]")
+            else:
+                parts.append(f"{head},[{','.join([pos[s] for s in inputs])}]]")
+            pos[n.id] = str(i)
+        inp = json.dumps(list(self.input_shape), separators=(",", ":"))
+        return f'{{"input":{inp},"nodes":[{",".join(parts)}],"output":{pos[self.output]}}}'
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Architecture) and self.hash == other.hash
@@ -390,6 +487,19 @@ class Architecture:
 
 def _topological_order(nodes: list[Node], by_id: dict[str, Node]) -> list[Node]:
     """Kahn's algorithm, stable: among ready nodes the earliest given comes first. Raises on a cycle."""
+    # Fast path: nodes already in topological order (builders and moves keep it) are their own stable
+    # order, since Kahn's min-position choice then pops them in the given sequence.
+    seen = {INPUT}
+    for n in nodes:
+        for s in n.inputs:
+            if s not in seen:
+                break
+        else:
+            seen.add(n.id)
+            continue
+        break
+    else:
+        return nodes
     pos = {n.id: i for i, n in enumerate(nodes)}
     indeg = {n.id: sum(1 for s in n.inputs if s != INPUT) for n in nodes}
     users: dict[str, list[str]] = {n.id: [] for n in nodes}
