@@ -23,7 +23,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pluggy
@@ -105,14 +105,7 @@ class PluginInfo:
         return f"{self.name} ({self.dist} {self.version})" if self.dist else self.name
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "dist": self.dist,
-            "builtin": self.builtin,
-            "registered": {k: list(v) for k, v in self.registered.items()},
-            "error": self.error,
-        }
+        return asdict(self)
 
 
 class Toolkit:
@@ -208,6 +201,12 @@ class _Loader:
             plugin = load()
         except Exception as exc:
             self.fail(info, info.label, f"import failed: {type(exc).__name__}: {exc}", exc)
+            return
+        if self.tk.pm.is_registered(plugin):
+            # e.g. a test passing an installed plugin in extra_plugins while entry points are loaded too
+            other = self.tk.pm.get_name(plugin)
+            self.fail(info, info.label, f"the same module is already loaded as plugin {other!r}; load it once "
+                      "(load_toolkit(entry_points=False) in tests)")
             return
         try:
             _check_plugin_object(plugin)

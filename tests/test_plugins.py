@@ -287,6 +287,15 @@ def test_two_distributions_claiming_one_plugin_name(site):
         load_toolkit()
 
 
+def test_installed_plugin_passed_again_as_extra(site):
+    module = unique("installed")
+    site.install("inst-dist", "1.0", {"inst": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
+    imported = __import__(module)
+    with pytest.raises(PluginError, match=rf"plugin {module}: the same module is already loaded as plugin 'inst'"):
+        load_toolkit(extra_plugins=(imported,))
+    assert load_toolkit(entry_points=False, extra_plugins=(imported,)).errors == []
+
+
 def test_allow_list_limits_entry_point_plugins(site, monkeypatch):
     m1, m2 = unique("a"), unique("b")
     site.install("dist-a", "1.0", {"pa": m1}, {m1: GOOD_PLUGIN_SOURCE.format(layer=unique("la"))})

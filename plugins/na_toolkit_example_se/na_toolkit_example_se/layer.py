@@ -67,22 +67,15 @@ class SqueezeExcite(LayerType):
         }
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
+        def conv1x1(x, fc):  # fc1 / fc2: a 1x1 convolution with bias, weights named as in the torch module
+            w = ctx.initializer(f"{node_id}.{fc}.weight", weights[f"{fc}.weight"])
+            b = ctx.initializer(f"{node_id}.{fc}.bias", weights[f"{fc}.bias"])
+            return ctx.node("Conv", [x, w, b], f"{node_id}.{fc}", kernel_shape=[1, 1])
+
         x = inputs[0]
         pooled = ctx.node("GlobalAveragePool", [x], f"{node_id}.squeeze")
-        fc1 = ctx.node(
-            "Conv",
-            [pooled, ctx.initializer(f"{node_id}.fc1.weight", weights["fc1.weight"]),
-             ctx.initializer(f"{node_id}.fc1.bias", weights["fc1.bias"])],
-            f"{node_id}.fc1", kernel_shape=[1, 1],
-        )
-        act = ctx.node("Relu", [fc1], f"{node_id}.relu")
-        fc2 = ctx.node(
-            "Conv",
-            [act, ctx.initializer(f"{node_id}.fc2.weight", weights["fc2.weight"]),
-             ctx.initializer(f"{node_id}.fc2.bias", weights["fc2.bias"])],
-            f"{node_id}.fc2", kernel_shape=[1, 1],
-        )
-        gate = ctx.node("Sigmoid", [fc2], f"{node_id}.gate")
+        hidden = ctx.node("Relu", [conv1x1(pooled, "fc1")], f"{node_id}.relu")
+        gate = ctx.node("Sigmoid", [conv1x1(hidden, "fc2")], f"{node_id}.gate")
         return ctx.node("Mul", [x, gate], node_id)  # broadcast (N,C,1,1) over (N,C,H,W)
 
     def features(self, attrs, in_shapes, out_shape):
