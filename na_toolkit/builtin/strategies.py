@@ -1,1 +1,151 @@
-"""Built-in strategies plugin."""
+"""Built-in strategies plugin: `random` (random walks of moves from the seed), `evolution` (regularized
+evolution, Real et al. 2019) and `neural-architect` (the RL controller, default; its class lives in
+na_toolkit/controller/neural_architect.py).
+
+All of them draw every random number from `context.rng`, so a search is a deterministic function of its
+seed and of the ground truth it is served (what `--resume` relies on).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import na_toolkit
+from na_toolkit.errors import ConfigError
+from na_toolkit.moves import Move
+from na_toolkit.search.strategy import Candidate, Score, SearchContext, Strategy, random_move, random_walk
+
+
+def _int_option(strategy: str, key: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"strategy {strategy}: option {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class RandomSearch(Strategy):
+    """Random walks from the seed: each candidate is 1..max_moves random valid moves away from it. Options:
+    max_moves (default 3), tries (draws per candidate before giving up on a new one, default 20)."""
+
+    name = "random"
+    description = "random walks of 1..max_moves valid moves from the seed"
+
+    def __init__(self, context: SearchContext, max_moves: int = 3, tries: int = 20):
+        super().__init__(context, max_moves=max_moves, tries=tries)
+        self.max_moves = _int_option(self.name, "max_moves", max_moves)
+        self.tries = _int_option(self.name, "tries", tries)
+
+    def ask(self, n: int) -> list[Candidate]:
+        ctx = self.context
+        seen = set(ctx.evaluated) | {ctx.seed_arch.hash}
+        out: list[Candidate] = []
+        for _ in range(n * self.tries):
+            if len(out) == n:
+                break
+            steps = int(ctx.rng.integers(1, self.max_moves + 1))
+            cand = random_walk(ctx.seed_arch, ctx.operations, ctx.rng, steps, origin=self.name)
+            if cand is not None and cand.hash not in seen:
+                seen.add(cand.hash)
+                out.append(cand)
+        return out
+
+
+class RegularizedEvolution(Strategy):
+    """Regularized ("aging") evolution (Real et al., AAAI 2019, Algorithm 1): a population of the latest
+    `population` evaluated candidates; each child is the winner of a tournament of `sample` members drawn
+    at random, mutated by one valid move; every result joins the population and the oldest member leaves.
+    Until the population is full, candidates are random walks from the seed (max_moves, as `random`).
+    Fitness is the reward (budget penalties included). A mutation that gives an already evaluated network is
+    drawn again up to `tries` times (a repeat costs no evaluation here, but teaches nothing)."""
+
+    name = "evolution"
+    description = "regularized evolution (Real et al. 2019): tournament selection, one-move mutation, aging"
+
+    def __init__(self, context: SearchContext, population: int = 10, sample: int = 3, max_moves: int = 3, tries: int = 10):
+        super().__init__(context, population=population, sample=sample, max_moves=max_moves, tries=tries)
+        self.population_size = _int_option(self.name, "population", population, 2)
+        self.sample = _int_option(self.name, "sample", sample)
+        if self.sample > self.population_size:
+            raise ConfigError(f"strategy evolution: sample ({sample}) must not exceed population ({population})")
+        self.max_moves = _int_option(self.name, "max_moves", max_moves)
+        self.tries = _int_option(self.name, "tries", tries)
+        self.population: deque[tuple[Candidate, Score]] = deque()
+        self._initial_asked = 0
+
+    def _mutate(self, seen: set[str]) -> Candidate | None:
+        ctx = self.context
+        idx = ctx.rng.choice(len(self.population), size=self.sample, replace=False)
+        parent, _ = max((self.population[int(i)] for i in idx), key=lambda m: m[1].reward)
+        child = None
+        for _ in range(self.tries):
+            step = random_move(parent.arch, ctx.operations, ctx.rng)
+            if step is None:
+                return None
+            move, arch = step
+            child = Candidate(arch, parent.moves + (move,), parent.hash, self.name)
+            if arch.hash not in seen:
+                break
+        return child
+
+    def ask(self, n: int) -> list[Candidate]:
+        ctx = self.context
+        seen = set(ctx.evaluated) | {ctx.seed_arch.hash}
+        out: list[Candidate] = []
+        for _ in range(n):
+            if self._initial_asked < self.population_size or not self.population:
+                cand = None
+                for _ in range(self.tries):
+                    steps = int(ctx.rng.integers(1, self.max_moves + 1))
+                    cand = random_walk(ctx.seed_arch, ctx.operations, ctx.rng, steps, origin=self.name)
+                    if cand is None or cand.hash not in seen:
+                        break
+                self._initial_asked += 1
+            else:
+                cand = self._mutate(seen)
+            if cand is not None:
+                seen.add(cand.hash)
+                out.append(cand)
+        return out
+
+    def tell(self, results: list[tuple[Candidate, Score]]) -> None:
+        for cand, score in results:
+            self.population.append((cand, score))
+            while len(self.population) > self.population_size:
+                self.population.popleft()  # aging: the oldest leaves, however fit
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "initial_asked": self._initial_asked,
+            "population": [
+                {"arch": c.arch.to_json(), "moves": [m.to_json() for m in c.moves], "parent": c.parent,
+                 "origin": c.origin, "reward": s.reward, "feasible": s.feasible, "real": s.real}
+                for c, s in self.population
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from na_toolkit.ir.architecture import Architecture
+
+        self._initial_asked = int(state["initial_asked"])
+        self.population = deque()
+        for m in state["population"]:
+            cand = Candidate(
+                Architecture.from_json(m["arch"]), tuple(Move(x["operation"], x["params"]) for x in m["moves"]),
+                m["parent"], m["origin"],
+            )
+            self.population.append((cand, Score(m["reward"], {}, m["feasible"], real=m["real"])))
+
+
+@na_toolkit.hookimpl
+def na_register_strategies(registry):
+    registry.add(RandomSearch)
+    registry.add(RegularizedEvolution)
+    # The Neural Architect controller (helper H4b) registers here once its module exists; until then the
+    # default strategy falls back to `evolution` (see na_toolkit/search/config.py).
+    try:
+        from na_toolkit.controller.neural_architect import NeuralArchitectStrategy
+    except ModuleNotFoundError as exc:
+        if exc.name != "na_toolkit.controller.neural_architect":
+            raise
+    else:
+        registry.add(NeuralArchitectStrategy)

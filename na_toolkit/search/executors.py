@@ -1,10 +1,305 @@
-"""The executor protocol (fleshed out by the search issue)."""
+"""Executors: where ground-truth evaluations and measurements run.
+
+A `Task` is plain data (the architecture's JSON, a registered component's name and options), so it travels
+to a worker process or a Ray node unchanged; the worker rebuilds the component from its own plugin registry
+(`run_task`). Results come back in task order whatever order they finish in, and `on_result` is called as
+each one finishes, so the driver stores every result in its own transaction the moment it exists (the
+driver keeps the single run store; workers never write to it).
+
+Measurements (`exclusive=True`) run one at a time and never beside training, since a latency measured while
+another process trains on the same cores measures the contention, not the network.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import ConfigError, NAToolkitError
+
+TASK_KINDS = ("evaluate", "measure")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: evaluate `arch_json` with evaluator `component`, or measure it with time model
+    `component` at `batch_size`. `gpus` is the GPU share a cluster scheduler should reserve."""
+
+    kind: str
+    arch_json: dict[str, Any]
+    component: str
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1
+    gpus: float = 0.0
+    #: evaluate: also return the trained weights, from evaluators that offer `evaluate_with_weights`
+    keep_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a task gave: `value` (an EvaluationResult or TimeEstimate as a dict) or `error` (one line, with
+    the traceback in `details`)."""
+
+    value: dict[str, Any] | None
+    error: str | None = None
+    elapsed_s: float = 0.0
+    worker: str = ""
+    details: str = ""
+    #: the trained weights (a state dict of tensors) when the task asked for them and the evaluator gives them
+    weights: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# ---- running one task (in whatever process) ------------------------------------------------------------
+_components: dict[tuple[str, str, str], Any] = {}
+
+
+def _component(kind: str, name: str, options: dict[str, Any]) -> Any:
+    """The component instance for (kind, name, options), built once per process: an evaluator keeps its
+    loaded dataset, a measuring time model its sessions."""
+    import json
+
+    key = (kind, name, json.dumps(options, sort_keys=True, default=str))
+    comp = _components.get(key)
+    if comp is None:
+        from ..plugins import get_toolkit
+
+        tk = get_toolkit()
+        registry = tk.evaluators if kind == "evaluate" else tk.time_models
+        comp = registry.get(name)(**options)
+        _components[key] = comp
+    return comp
+
+
+def run_task(task: Task) -> TaskResult:
+    """Run one task here. Failures of the candidate (a network the runtime rejects, a diverging training)
+    come back as `TaskResult.error`, so one bad candidate never ends a search."""
+    from ..ir.architecture import Architecture
+    from ..plugins import get_toolkit
+
+    started = time.perf_counter()
+    worker = f"{os.uname().nodename}:{os.getpid()}"
+    try:
+        arch = Architecture.from_json(task.arch_json, layer_types=get_toolkit().layer_types)
+        comp = _component(task.kind, task.component, task.options)
+        weights = None
+        if task.kind == "evaluate":
+            # optional evaluator capability: the trained weights, so exports are trained networks
+            with_weights = getattr(comp, "evaluate_with_weights", None) if task.keep_weights else None
+            if with_weights is not None:
+                result, weights = with_weights(arch)
+                value = result.to_json()
+            else:
+                value = comp.evaluate(arch).to_json()
+        else:
+            value = asdict(comp.estimate(arch, task.batch_size))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # the candidate failed, not the search: record it
+        return TaskResult(
+            None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, worker, traceback.format_exc()
+        )
+    return TaskResult(value, None, time.perf_counter() - started, worker, weights=weights)
+
+
+def _init_worker(threads: int) -> None:
+    # Each worker trains on its share of the cores instead of every worker using all of them.
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+# ---- executors -----------------------------------------------------------------------------------------
+OnResult = Callable[[int, TaskResult], None]
 
 
 class Executor:
+    """Base class of executors. `run(tasks, on_result, exclusive)` returns the results in task order and
+    calls `on_result(index, result)` as each finishes."""
+
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    def run(self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False) -> list[TaskResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _run_here(tasks: Sequence[Task], on_result: OnResult | None) -> list[TaskResult]:
+    out = []
+    for i, task in enumerate(tasks):
+        result = run_task(task)
+        if on_result is not None:
+            on_result(i, result)
+        out.append(result)
+    return out
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine; with one worker, tasks run in this process (no start-up cost).
+
+    Options: workers (default 1), threads_per_worker (default: cores / workers), max_retries (a task whose
+    worker died is resubmitted to a fresh pool this many times, default 1)."""
+
+    name = "local"
+    description = "process pool on this machine (one worker: in-process); results in task order"
+
+    def __init__(self, workers: int = 1, threads_per_worker: int | None = None, max_retries: int = 1):
+        for key, value in (("workers", workers), ("max_retries", max_retries)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "workers" else 0):
+                raise ConfigError(f"executor local: {key} must be an integer >= {1 if key == 'workers' else 0}, got {value!r}")
+        if threads_per_worker is not None and (not isinstance(threads_per_worker, int) or threads_per_worker < 1):
+            raise ConfigError(f"executor local: threads_per_worker must be a positive integer, got {threads_per_worker!r}")
+        super().__init__(workers=workers, threads_per_worker=threads_per_worker, max_retries=max_retries)
+        self.workers = workers
+        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.max_retries = max_retries
+        self._pool = None
+
+    def _get_pool(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: a forked copy of a process that already runs torch threads can deadlock
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                initargs=(self.threads,),
+            )
+        return self._pool
+
+    def run(self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False) -> list[TaskResult]:
+        if exclusive or self.workers == 1 or len(tasks) <= 1:
+            return _run_here(tasks, on_result)
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        results: dict[int, TaskResult] = {}
+        attempts = dict.fromkeys(range(len(tasks)), 0)
+        todo = list(range(len(tasks)))
+        while todo:
+            pool = self._get_pool()
+            futures = {pool.submit(run_task, tasks[i]): i for i in todo}
+            todo = []
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    # a worker died (killed, out of memory): that task is retried on a fresh pool
+                    attempts[i] += 1
+                    if attempts[i] > self.max_retries:
+                        result = TaskResult(None, f"worker process died {attempts[i]} times running this task")
+                    else:
+                        todo.append(i)
+                        continue
+                results[i] = result
+                if on_result is not None:
+                    on_result(i, result)
+            if todo:
+                self._discard_pool()
+        return [results[i] for i in range(len(tasks))]
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+RAY_MISSING = "executor 'ray' needs Ray, which is not installed here: pip install na-toolkit[ray]"
+
+
+class RayExecutor(Executor):
+    """Tasks on a Ray cluster (extra `ray`): each task reserves `cpus_per_task` CPUs and `gpus_per_task`
+    GPUs (a task's own `gpus` wins when set), and Ray reruns it when its worker is lost (`max_retries`).
+    The driver keeps the single run store. Options: address (default: start or join a local Ray),
+    cpus_per_task, gpus_per_task, max_retries."""
+
+    name = "ray"
+    description = "Ray cluster: GPU resources per task, retries on worker loss (pip install na-toolkit[ray])"
+
+    def __init__(self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0, max_retries: int = 3):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(RAY_MISSING) from None
+        super().__init__(address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, max_retries=max_retries)
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        self.cpus_per_task = cpus_per_task
+        self.gpus_per_task = gpus_per_task
+        self.max_retries = max_retries
+        self._remote = ray.remote(run_task)
+
+    def run(self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False) -> list[TaskResult]:
+        ray = self._ray
+        results: dict[int, TaskResult] = {}
+
+        def submit(i: int):
+            t = tasks[i]
+            return self._remote.options(
+                num_cpus=self.cpus_per_task, num_gpus=t.gpus or self.gpus_per_task, max_retries=self.max_retries
+            ).remote(t)
+
+        def collect(ref, i: int) -> None:
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # retries exhausted: the task, not the search, failed
+                result = TaskResult(None, f"Ray task failed: {type(exc).__name__}: {exc}")
+            results[i] = result
+            if on_result is not None:
+                on_result(i, result)
+
+        if exclusive:  # one measurement at a time
+            for i in range(len(tasks)):
+                collect(submit(i), i)
+        else:
+            pending = {submit(i): i for i in range(len(tasks))}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    collect(ref, pending.pop(ref))
+        return [results[i] for i in range(len(tasks))]
+
+
+def make_executor(name: str, options: dict[str, Any], toolkit: Any = None) -> Executor:
+    """An executor from the registry; bad options are a ConfigError naming the executor."""
+    if toolkit is None:
+        from ..plugins import get_toolkit
+
+        toolkit = get_toolkit()
+    cls = toolkit.executors.get(name)
+    try:
+        return cls(**options)
+    except NAToolkitError:
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"executor {name!r}: bad options {sorted(options)}: {exc}") from None

@@ -99,6 +99,50 @@ class Strategy:
         pass
 
 
+def random_move(
+    arch: Architecture, operations: Sequence[Operation], rng: np.random.Generator, tries: int = 8
+) -> tuple[Move, Architecture] | None:
+    """One random valid move on `arch`: an operation drawn uniformly among those applicable, its parameters
+    drawn uniformly among the values its masks admit. None when no operation applies."""
+    from ..errors import NAToolkitError
+    from ..moves import Move
+
+    applicable = [op for op in operations if op.is_applicable(arch)]
+    for _ in range(tries):
+        if not applicable:
+            return None
+        op = applicable[int(rng.integers(len(applicable)))]
+        params = op.sample(arch, rng)
+        if params is None:
+            applicable.remove(op)
+            continue
+        try:
+            child = op.apply(arch, **params)
+        except NAToolkitError:
+            continue  # an operation whose masks let an invalid value through: draw again
+        if child.hash != arch.hash:
+            return Move(op.name, params), child
+    return None
+
+
+def random_walk(
+    start: Architecture, operations: Sequence[Operation], rng: np.random.Generator, steps: int, origin: str = ""
+) -> Candidate | None:
+    """A candidate `steps` random moves away from `start` (fewer when a dead end is reached; None if no
+    move applies at all)."""
+    arch, moves, parent = start, [], None
+    for _ in range(steps):
+        step = random_move(arch, operations, rng)
+        if step is None:
+            break
+        parent = arch.hash
+        move, arch = step
+        moves.append(move)
+    if not moves:
+        return None
+    return Candidate(arch, tuple(moves), parent, origin)
+
+
 @dataclass
 class RoundLog:
     """What happened in one round of the loop (for progress output and the run store)."""

@@ -1,0 +1,287 @@
+"""The files a search leaves in its run folder, all made from the run's summary and its store:
+
+    summary.json        the run: status, stop reason, counts, best candidate per device, every evaluation
+    pareto.json         the Pareto set over accuracy, model size and each device's latency (with IR JSON)
+    pareto.png          accuracy against each device's latency and against model size (matplotlib, Agg)
+    report.md           a short markdown report
+    best/<device>/      the best feasible candidate for the device: arch.json (IR), model.onnx, model.pt
+                        (PyTorch state dict; trained weights when the evaluator returned them)
+
+`na-toolkit report RUN` and `na-toolkit export RUN ...` use the same functions on a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, StoreError
+from ..store.sqlite import RunStore
+
+FORMATS = ("onnx", "torch")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def _fmt_acc(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%" if x <= 1.0 else f"{x:.2f}"
+
+
+def _columns(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    cols = [("accuracy", "valid acc"), ("test_accuracy", "test acc"), ("model_size_bytes", "size")]
+    cols += [(f"latency_ms@{d}", f"latency {d} (ms)") for d in summary["devices"]]
+    return cols
+
+
+def _cell(metric: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if metric in ("accuracy", "test_accuracy"):
+        return _fmt_acc(value)
+    if metric == "model_size_bytes":
+        return _fmt_bytes(value)
+    return f"{value:.4g}"
+
+
+def _rows(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    cols = _columns(summary)
+    header = ["arch", "origin", "moves"] + [c[1] for c in cols] + ["reward", "feasible", "best for"]
+    rows = []
+    for e in entries:
+        m = e["metrics"]
+        rows.append(
+            [e["arch_hash"], e["origin"], str(len(e["moves"]))]
+            + [_cell(k, m.get(k)) for k, _ in cols]
+            + [f"{e['reward']:.4f}", "yes" if e["feasible"] else "no",
+               ", ".join(d for d, x in _best_entries(summary).items() if x and x["arch_hash"] == e["arch_hash"]) or "-"]
+        )
+    return header, rows
+
+
+def _best_entries(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """device → best entry, plus "all" (feasible on every device) when it differs or there are no devices."""
+    out = dict(summary["best"])
+    overall = summary["best_overall"]
+    if not out or (overall is not None and all(e is None or e["arch_hash"] != overall["arch_hash"] for e in out.values())):
+        out["all"] = overall
+    return out
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def pareto_table(summary: Mapping[str, Any]) -> str:
+    """The Pareto set as an aligned text table (what the CLI prints)."""
+    return text_table(*_rows(summary, summary["pareto"]))
+
+
+def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One line per device: its best feasible candidate, or why there is none."""
+    lines = []
+    for d, e in summary["best"].items():
+        if e is None:
+            lines.append(f"{d}: NO FEASIBLE CANDIDATE: {summary['infeasible'].get(d, '')}")
+        else:
+            m = e["metrics"]
+            lat = m.get(f"latency_ms@{d}")
+            lines.append(
+                f"{d}: best {e['arch_hash']} valid acc {_fmt_acc(m['accuracy'])}, test acc {_fmt_acc(m.get('test_accuracy'))}, "
+                f"size {_fmt_bytes(m['model_size_bytes'])}" + (f", latency {lat:.4g} ms" if lat is not None else "")
+            )
+    if not summary["best"] and summary["best_overall"] is None:
+        lines.append(f"NO FEASIBLE CANDIDATE: {summary['infeasible'].get('all', '')}")
+    return lines
+
+
+# ---- report ------------------------------------------------------------------------------------------------
+def report_markdown(summary: Mapping[str, Any]) -> str:
+    c = summary["counters"]
+    lines = [
+        f"# Search run {summary['run_id']}",
+        "",
+        f"- status: {summary['status']}; stopped because {summary['stop_reason']}",
+        f"- strategy: {summary['strategy']}; seed network: {summary['config'].get('seed_network')} ({summary['seed_hash']})",
+        f"- ground-truth evaluations: {c['evaluations']} of {summary['evaluation_budget']} "
+        f"({c['failed_evaluations']} failed, {c['evaluations_replayed']} served from the store on resume); "
+        f"measurements: {c['measurements'] + c['measurements_replayed']}",
+        f"- predictor calls: {c['predictor_calls']} (fits: {c['predictor_fits']}); time-model estimates: "
+        f"{c['time_model_calls']}; candidates scored: {c['candidates_scored']} in {c['score_calls']} calls; "
+        f"strategy proposals: {c['proposed']} in {c['strategy_asks']} rounds ({c['duplicates']} repeats)",
+        f"- elapsed: {summary['elapsed_s']:.1f} s",
+        "",
+        "## Budgets",
+        "",
+    ]
+    if summary["budgets"]:
+        lines.append(markdown_table(
+            ["metric", "limit", "weight", "hard"],
+            [[b["metric"], f"{b['limit']:.6g}", f"{b['weight']:.3g}", "yes" if b["hard"] else "no"] for b in summary["budgets"]],
+        ))
+    else:
+        lines.append("(none: accuracy alone)")
+    lines += ["", "## Best feasible candidate per device", ""]
+    lines += [f"- {line}" for line in outcome_lines(summary)]
+    lines += ["", "## Pareto set (accuracy, model size, latency per device)", "", markdown_table(*_rows(summary, summary["pareto"]))]
+    if summary["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
+    if summary.get("outputs"):
+        lines += ["", "## Files", ""] + [f"- {k}: `{v}`" for k, v in summary["outputs"].items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---- plot ---------------------------------------------------------------------------------------------------
+def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    axes_metrics = [f"latency_ms@{d}" for d in summary["devices"]] + ["model_size_bytes"]
+    ok = [e for e in summary["evaluated"] if e["error"] is None]
+    pareto = {e["arch_hash"] for e in summary["pareto"]}
+    limits = {b["metric"]: b["limit"] for b in summary["budgets"]}
+    fig, axes = plt.subplots(1, len(axes_metrics), figsize=(5 * len(axes_metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], axes_metrics):
+        pts = [(e["metrics"][metric], 100 * e["metrics"]["accuracy"], e) for e in ok if metric in e["metrics"]]
+        if not pts:
+            continue
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14, c="0.7", label="evaluated")
+        front = [p for p in pts if p[2]["arch_hash"] in pareto]
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=30, c="tab:blue", label="Pareto set")
+        seed = [p for p in pts if p[2]["origin"] == "seed"]
+        ax.scatter([p[0] for p in seed], [p[1] for p in seed], s=60, marker="s", facecolors="none", edgecolors="k", label="seed")
+        device = metric.partition("@")[2]
+        best = summary["best"].get(device) if device else summary["best_overall"]
+        if best is not None and metric in best["metrics"]:
+            ax.scatter([best["metrics"][metric]], [100 * best["metrics"]["accuracy"]], s=160, marker="*", c="tab:red",
+                       label="best feasible")
+        if metric in limits:
+            ax.axvline(limits[metric], ls="--", c="tab:red", lw=1, label="budget")
+        ax.set_xlabel(metric.replace("@", " on ").replace("_ms", " (ms)").replace("_bytes", " (bytes)"))
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{summary['run_id']}: {len(ok)} evaluated, {len(pareto)} on the Pareto front")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- export -------------------------------------------------------------------------------------------------
+def export_candidate(store: RunStore, arch_hash: str, fmt: str, out: Path) -> dict[str, Any]:
+    """Write an evaluated candidate as ONNX (checked by onnx.checker) or as a PyTorch state dict plus its IR
+    JSON (`<out>.json` beside `<out>`). Trained weights when the store has them, else the initial ones."""
+    import torch
+
+    from ..ir.architecture import Architecture
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    rec = store.evaluation(arch_hash)
+    if rec is None:
+        raise StoreError(f"architecture {arch_hash} was not evaluated in run {store.run_id}")
+    arch = Architecture.from_json(rec.arch_json)
+    model = arch.to_torch(seed=0)
+    weights = store.load_weights(arch_hash)
+    if weights is not None:
+        model.load_state_dict(weights)
+    model.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "onnx":
+        import onnx
+
+        proto = arch.to_onnx(model=model, batch_size=None)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(out))
+        files = [str(out)]
+    else:
+        torch.save(model.state_dict(), str(out))
+        arch_path = out.with_suffix(".json")
+        arch.save(arch_path)
+        files = [str(out), str(arch_path)]
+    return {"arch_hash": arch_hash, "format": fmt, "files": files, "trained_weights": weights is not None}
+
+
+def export_best(store: RunStore, summary: Mapping[str, Any], device: str, fmt: str, out: Path | None = None) -> dict[str, Any]:
+    """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or
+    saying why there is none)."""
+    best = summary["best"]
+    key = device
+    if device not in best:
+        if device == "all" or (not best and device in ("all", "")):
+            key = "all"
+        else:
+            raise ConfigError(f"run {summary['run_id']} has no device {device!r}; its devices: {', '.join(best) or '(none)'}")
+    entry = summary["best_overall"] if key == "all" else best[key]
+    if entry is None:
+        raise ConfigError(f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(key, '')}")
+    if out is None:
+        out = Path(summary["run_dir"]) / "best" / key / ("model.onnx" if fmt == "onnx" else "model.pt")
+    return export_candidate(store, entry["arch_hash"], fmt, Path(out))
+
+
+def write_outputs(result: Any, store: RunStore) -> dict[str, str]:
+    """Write every output file of a finished search into its run folder; returns name → path (also kept
+    in `result.outputs`)."""
+    run_dir = Path(result.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, str] = {}
+    summary = result.summary()
+    for device in list(summary["best"]) + ["all"]:
+        entry = summary["best_overall"] if device == "all" else summary["best"][device]
+        if entry is None:
+            continue
+        folder = run_dir / "best" / device
+        folder.mkdir(parents=True, exist_ok=True)
+        onnx_info = export_candidate(store, entry["arch_hash"], "onnx", folder / "model.onnx")
+        export_candidate(store, entry["arch_hash"], "torch", folder / "model.pt")
+        os.replace(folder / "model.json", folder / "arch.json")
+        outputs[f"best.{device}"] = str(folder)
+        outputs[f"best.{device}.trained_weights"] = str(onnx_info["trained_weights"]).lower()
+    pareto = [dict(e, arch=store.evaluation(e["arch_hash"]).arch_json) for e in summary["pareto"]]
+    _write_json(run_dir / "pareto.json", {"run_id": result.run_id, "objectives": ["accuracy:max", "model_size_bytes:min"]
+                + [f"latency_ms@{d}:min" for d in result.devices], "members": pareto})
+    outputs["pareto"] = str(run_dir / "pareto.json")
+    plot_pareto(summary, run_dir / "pareto.png")
+    outputs["plot"] = str(run_dir / "pareto.png")
+    outputs["summary"] = str(run_dir / "summary.json")
+    outputs["report"] = str(run_dir / "report.md")
+    result.outputs = outputs
+    summary = result.summary()
+    _write_json(run_dir / "summary.json", summary)
+    (run_dir / "report.md").write_text(report_markdown(summary))
+    return outputs
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, path)  # never a half-written file
+
+
+def load_summary(store: RunStore) -> dict[str, Any]:
+    """The summary of a finished run from its store (StoreError if the run did not finish)."""
+    run = store.run()
+    if run.status != "finished" or run.result is None:
+        raise StoreError(
+            f"run {run.run_id} is not finished (status {run.status}); continue it with "
+            f"`na-toolkit search --resume {store.path.parent}`"
+        )
+    return run.result
