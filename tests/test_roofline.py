@@ -170,6 +170,8 @@ def test_devices_and_options_are_checked():
         RooflineTimeModel("h100-sxm", dtype="fp12")
     with pytest.raises(TimeModelError, match="optimizer"):
         RooflineTimeModel("h100-sxm", optimizer="lion")
+    with pytest.raises(TimeModelError, match="unknown option.*optimiser.*known: device, dtype"):
+        RooflineTimeModel("h100-sxm", optimiser="adam")
     with pytest.raises(TimeModelError, match="ceilings"):
         RooflineTimeModel("h100-sxm", ceilings="best")
     with pytest.raises(TimeModelError, match="batch_size"):

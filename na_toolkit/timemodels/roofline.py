@@ -107,8 +107,12 @@ class RooflineTimeModel(TimeModel):
         optimizer: str = "momentum",
         **options: Any,
     ):
+        if options:
+            raise TimeModelError(
+                f"roofline: unknown option(s) {', '.join(sorted(options))}; known: device, dtype, ceilings, optimizer"
+            )
         hardware = load_hardware_model(DEVICE_ALIASES.get(device, device) if isinstance(device, str) else device)
-        super().__init__(device=hardware.name, **options)
+        super().__init__(device=hardware.name)
         if dtype not in DTYPE_BYTES:
             raise TimeModelError(f"roofline: unknown dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
         if ceilings not in CEILINGS:
