@@ -5,6 +5,7 @@ shipped folders and honours NA_TOOLKIT_HWMODELS_PATH."""
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -195,10 +196,10 @@ def test_env_folders_add_models_and_never_replace_shipped_ones(tmp_path, monkeyp
     (extra / "lab-box.toml").write_text(GOOD)
     (extra / "t4.toml").write_text(GOOD)  # clashes with a shipped model
     (extra / "lab-box-profile.json").write_text("{}")
-    monkeypatch.setenv(HWMODELS_PATH_ENV, f"{extra}{__import__('os').pathsep}{tmp_path / 'nowhere'}")
+    monkeypatch.setenv(HWMODELS_PATH_ENV, f"{extra}{os.pathsep}{tmp_path / 'nowhere'}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        toolkit = load_toolkit(entry_points=False)
+        toolkit = load_toolkit(strict=False, entry_points=False)  # others' work in progress must not fail this
     messages = [str(w.message) for w in caught]
     assert any("t4" in m and "already taken" in m for m in messages), messages
     assert any("nowhere" in m and "not a folder" in m for m in messages), messages
