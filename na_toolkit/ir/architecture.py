@@ -484,6 +484,13 @@ class Architecture:
 
         return to_onnx(self, model=model, seed=seed, batch_size=batch_size)
 
+    @classmethod
+    def from_onnx(cls, source: Any, layer_types: LayerTypeRegistry | None = None, return_weights: bool = False):
+        """Import an ONNX graph (path, bytes or ModelProto); see `na_toolkit.ir.onnx_import.from_onnx`."""
+        from .onnx_import import from_onnx
+
+        return from_onnx(source, layer_types=layer_types, return_weights=return_weights)
+
 
 def _topological_order(nodes: list[Node], by_id: dict[str, Node]) -> list[Node]:
     """Kahn's algorithm, stable: among ready nodes the earliest given comes first. Raises on a cycle."""
