@@ -25,20 +25,24 @@ def _int_option(strategy: str, key: str, value: Any, minimum: int = 1) -> int:
 
 class RandomSearch(Strategy):
     """Random walks from the seed: each candidate is 1..max_moves random valid moves away from it. Options:
-    max_moves (default 3), tries (draws per candidate before giving up on a new one, default 20)."""
+    max_moves (default 3), tries (draws per candidate before giving up on a new one, default 20),
+    oversample (propose oversample × n; the loop evaluates the n best by predicted reward and uncertainty;
+    default 1: plain random search)."""
 
     name = "random"
     description = "random walks of 1..max_moves valid moves from the seed"
 
-    def __init__(self, context: SearchContext, max_moves: int = 3, tries: int = 20):
-        super().__init__(context, max_moves=max_moves, tries=tries)
+    def __init__(self, context: SearchContext, max_moves: int = 3, tries: int = 20, oversample: int = 1):
+        super().__init__(context, max_moves=max_moves, tries=tries, oversample=oversample)
         self.max_moves = _int_option(self.name, "max_moves", max_moves)
         self.tries = _int_option(self.name, "tries", tries)
+        self.oversample = _int_option(self.name, "oversample", oversample)
 
     def ask(self, n: int) -> list[Candidate]:
         ctx = self.context
         seen = set(ctx.evaluated) | {ctx.seed_arch.hash}
         out: list[Candidate] = []
+        n *= self.oversample
         for _ in range(n * self.tries):
             if len(out) == n:
                 break
@@ -56,21 +60,24 @@ class RegularizedEvolution(Strategy):
     at random, mutated by one valid move; every result joins the population and the oldest member leaves.
     Until the population is full, candidates are random walks from the seed (max_moves, as `random`).
     Fitness is the reward (budget penalties included). A mutation that gives an already evaluated network is
-    drawn again up to `tries` times (a repeat costs no evaluation here, but teaches nothing)."""
+    drawn again up to `tries` times (a repeat costs no evaluation here, but teaches nothing). `oversample`
+    as in `random` (default 1: plain regularized evolution)."""
 
     name = "evolution"
     description = "regularized evolution (Real et al. 2019): tournament selection, one-move mutation, aging"
 
-    def __init__(self, context: SearchContext, population: int = 10, sample: int = 3, max_moves: int = 3, tries: int = 10):
-        super().__init__(context, population=population, sample=sample, max_moves=max_moves, tries=tries)
+    def __init__(self, context: SearchContext, population: int = 10, sample: int = 3, max_moves: int = 3,
+                 tries: int = 10, oversample: int = 1):
+        super().__init__(context, population=population, sample=sample, max_moves=max_moves, tries=tries,
+                         oversample=oversample)
         self.population_size = _int_option(self.name, "population", population, 2)
         self.sample = _int_option(self.name, "sample", sample)
         if self.sample > self.population_size:
             raise ConfigError(f"strategy evolution: sample ({sample}) must not exceed population ({population})")
         self.max_moves = _int_option(self.name, "max_moves", max_moves)
         self.tries = _int_option(self.name, "tries", tries)
+        self.oversample = _int_option(self.name, "oversample", oversample)
         self.population: deque[tuple[Candidate, Score]] = deque()
-        self._initial_asked = 0
 
     def _mutate(self, seen: set[str]) -> Candidate | None:
         ctx = self.context
@@ -91,15 +98,15 @@ class RegularizedEvolution(Strategy):
         ctx = self.context
         seen = set(ctx.evaluated) | {ctx.seed_arch.hash}
         out: list[Candidate] = []
-        for _ in range(n):
-            if self._initial_asked < self.population_size or not self.population:
+        filling = len(self.population) < self.population_size  # a batch is all initial or all children
+        for _ in range(n * self.oversample):
+            if filling:
                 cand = None
                 for _ in range(self.tries):
                     steps = int(ctx.rng.integers(1, self.max_moves + 1))
                     cand = random_walk(ctx.seed_arch, ctx.operations, ctx.rng, steps, origin=self.name)
                     if cand is None or cand.hash not in seen:
                         break
-                self._initial_asked += 1
             else:
                 cand = self._mutate(seen)
             if cand is not None:
@@ -115,7 +122,6 @@ class RegularizedEvolution(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "initial_asked": self._initial_asked,
             "population": [
                 {"arch": c.arch.to_json(), "moves": [m.to_json() for m in c.moves], "parent": c.parent,
                  "origin": c.origin, "reward": s.reward, "feasible": s.feasible, "real": s.real}
@@ -126,7 +132,6 @@ class RegularizedEvolution(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from na_toolkit.ir.architecture import Architecture
 
-        self._initial_asked = int(state["initial_asked"])
         self.population = deque()
         for m in state["population"]:
             cand = Candidate(

@@ -1,3 +1,125 @@
-"""CLI commands: search (stub)."""
+"""CLI commands: `search` (run or resume a search), `report` and `export` (on a finished run).
 
-COMMANDS = ()
+    na-toolkit search CONFIG.toml [--resume RUN] [--json] [--evaluations N] [--output DIR] [--seed N]
+    na-toolkit report RUN [--json]
+    na-toolkit export RUN --device NAME --format onnx|torch [--out PATH]
+
+RUN is a run folder (printed by `search`), or a run id inside ./runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .command import Command
+
+DEFAULT_RUNS = Path("runs")
+
+
+def _configure_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="search config (TOML, see docs/search.md); optional with --resume")
+    p.add_argument("--resume", metavar="RUN", help="continue a killed run (its folder): nothing stored is evaluated again")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON on stdout")
+    p.add_argument("--evaluations", type=int, metavar="N", help="ground-truth evaluation budget (overrides the config)")
+    p.add_argument("--output", metavar="DIR", help="folder the run folder is made in (overrides the config)")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed (overrides the config's random_seed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _print_outcome(summary: dict) -> None:
+    from ..search.outputs import outcome_lines, pareto_table
+
+    print(f"Pareto set of run {summary['run_id']} ({len(summary['pareto'])} of {len(summary['evaluated'])} evaluated):")
+    print(pareto_table(summary))
+    print()
+    for line in outcome_lines(summary):
+        print(line)
+    for w in summary["warnings"]:
+        print(f"warning: {w}")
+    print(f"stopped: {summary['stop_reason']}")
+    print(f"run folder: {summary['run_dir']}")
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..search import run_search
+
+    if args.config is None and args.resume is None:
+        raise ConfigError("give a search config (CONFIG.toml) or --resume RUN")
+    overrides = {"evaluations": args.evaluations, "output": args.output, "random_seed": args.seed}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.output is not None:
+        overrides["output"] = str(Path(args.output).resolve())
+    if args.resume is not None and overrides and args.config is None:
+        raise ConfigError("--evaluations/--output/--seed change a run; a resumed run keeps its own config")
+    result = run_search(args.config, resume=args.resume, overrides=overrides or None, progress=not args.no_progress)
+    summary = result.summary()
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        _print_outcome(summary)
+    return 0
+
+
+def _open_run(run: str):
+    from ..search.loop import resolve_run_dir
+    from ..search.outputs import load_summary
+    from ..store import RunStore
+
+    store = RunStore.open(resolve_run_dir(run, DEFAULT_RUNS))
+    try:
+        return store, load_summary(store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from ..search.outputs import report_markdown
+
+    store, summary = _open_run(args.run)
+    with store:
+        text = report_markdown(summary)
+        (Path(store.path).parent / "report.md").write_text(text)  # a resumed run's folder gets it anew
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(text, end="")
+    return 0
+
+
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    from ..search.outputs import FORMATS
+
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--device", required=True, help="device whose best feasible candidate to export ('all': feasible on every device)")
+    p.add_argument("--format", required=True, choices=FORMATS, help="onnx, or torch (state dict + IR JSON)")
+    p.add_argument("--out", metavar="PATH", help="output file (default: RUN/best/DEVICE/model.onnx|model.pt)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ..search.outputs import export_best
+
+    store, summary = _open_run(args.run)
+    with store:
+        info = export_best(store, summary, args.device, args.format, Path(args.out) if args.out else None)
+    trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
+    print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
+    return 0
+
+
+COMMANDS = (
+    Command("search", "run a hardware-aware architecture search from a TOML config (or --resume a run)", _configure_search, _run_search),
+    Command("report", "print (and rewrite) the markdown report of a finished search run", _configure_report, _run_report),
+    Command("export", "export the best feasible candidate of a run for a device as ONNX or PyTorch", _configure_export, _run_export),
+)

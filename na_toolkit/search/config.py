@@ -285,12 +285,12 @@ def _parse(doc: dict[str, Any], base: Path, tk: Any) -> SearchConfig:
     seed_network = _seed_reference(top["seed_network"], base, tk)
     build_seed(seed_network, tk)  # a seed that fails validation is refused before anything runs
     output = Path(top.get("output", "runs"))
-    output = output if output.is_absolute() else (base / output)
+    output = (output if output.is_absolute() else base / output).resolve()
     dataset = top.get("dataset")
     if dataset is not None:
+        # checked by the evaluator it is handed to (a registered dataset, a path, or the evaluator's own
+        # names, e.g. the NB201 table's c10 / c100 / in16)
         dataset = _resolve_paths({"dataset": dataset}, base)["dataset"]
-        if dataset not in tk.datasets and not Path(dataset).exists():
-            raise ConfigError("dataset: " + _unknown("dataset", dataset, tk.datasets.names()))
 
     s = _table("search", top.get("search", {}), SEARCH_KEYS)
     for key in ("per_round", "max_stalled_rounds", "min_fit"):

@@ -248,7 +248,10 @@ class SearchLoop:
             try:
                 check(self.seed_arch)
             except NAToolkitError as exc:
-                raise ConfigError(f"seed_network does not fit the evaluator's data: {exc}") from None
+                raise ConfigError(
+                    f"evaluator {name!r} cannot evaluate seed_network {self.config.seed_network!r} on dataset "
+                    f"{self.evaluator_options.get('dataset')!r}: {exc}"
+                ) from None
 
     def _new_predictor(self, target: str) -> Any:
         comp = self.config.predictors[target]

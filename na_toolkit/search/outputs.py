@@ -95,7 +95,7 @@ def pareto_table(summary: Mapping[str, Any]) -> str:
 def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
     """One line per device: its best feasible candidate, or why there is none."""
     lines = []
-    for d, e in summary["best"].items():
+    for d, e in _best_entries(summary).items():
         if e is None:
             lines.append(f"{d}: NO FEASIBLE CANDIDATE: {summary['infeasible'].get(d, '')}")
         else:
@@ -105,8 +105,6 @@ def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
                 f"{d}: best {e['arch_hash']} valid acc {_fmt_acc(m['accuracy'])}, test acc {_fmt_acc(m.get('test_accuracy'))}, "
                 f"size {_fmt_bytes(m['model_size_bytes'])}" + (f", latency {lat:.4g} ms" if lat is not None else "")
             )
-    if not summary["best"] and summary["best_overall"] is None:
-        lines.append(f"NO FEASIBLE CANDIDATE: {summary['infeasible'].get('all', '')}")
     return lines
 
 
