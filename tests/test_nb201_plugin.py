@@ -58,7 +58,7 @@ def test_macro_structure_of_the_resnet_cell():
         counts[n.type] = counts.get(n.type, 0) + 1
     # stem 1 + 15 cells x 2 convs + 2 reduction blocks x 3 convs
     assert counts["conv2d"] == 1 + 15 * 2 + 2 * 3
-    assert counts["zero"] == 15 * 3 and counts["identity"] == 15
+    assert counts["zero"] == 15 * 2 and counts["identity"] == 15 * 2
     assert arch.shape("s2.c4.n3") == (64, 8, 8) and arch.output_shape == (10,)
     pool = arch.attrs("red1.short.pool")
     assert (pool["kernel"], pool["stride"]) == (2, 2)

@@ -31,8 +31,9 @@ NAME_PREFIX = "nb201:"
 STEM_CHANNELS = 16
 CELLS_PER_STAGE = 5
 STAGE_CHANNELS = (16, 32, 64)
-#: the ResNet cell of the NB201 paper (two 3x3 convs and a skip): the default seed
-RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
+#: the ResNet cell of the NB201 paper (node 3 = skip(node 0) + skip(conv3x3(conv3x3(node 0)))): the default
+#: seed, arch_index 11472 (93.91 % CIFAR-10 test accuracy)
+RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 #: input shape and classes of each NB201 dataset
 DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {
     "c10": ((3, 32, 32), 10),
