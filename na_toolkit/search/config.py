@@ -113,7 +113,8 @@ class SearchConfig:
 # ---- schema --------------------------------------------------------------------------------------------
 TOP_KEYS = {
     "name": str, "seed_network": str, "dataset": str, "evaluations": int, "random_seed": int, "output": str,
-    "search": dict, "strategy": dict, "evaluator": dict, "predictors": dict, "executor": dict, "reward": dict,
+    "search": dict, "strategy": (str, dict), "evaluator": (str, dict), "predictors": dict, "executor": (str, dict),
+    "reward": dict,
     "budgets": dict, "devices": dict,
 }
 REQUIRED_TOP = ("seed_network", "evaluations")

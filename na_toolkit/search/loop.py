@@ -217,10 +217,11 @@ class SearchLoop:
     def _time_model(self, dev: DeviceSpec, which: str) -> Any:
         comp = dev.time_model if which == "time_model" else dev.measure
         key = f"devices.{dev.name}.{which}"
+        options = dev.time_model_options(which)
         try:
-            return self.tk.time_models.get(comp.name)(**dev.time_model_options(which))
+            return self.tk.time_models.get(comp.name)(**options)
         except NAToolkitError as exc:
-            raise ConfigError(f"{key} ({comp.name} on device {dev.device!r}): {exc}") from None
+            raise ConfigError(f"{key} ({comp.name} on device {options['device']!r}): {exc}") from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key}.options: time model {comp.name!r} refused {comp.options}: {exc}") from None
 
