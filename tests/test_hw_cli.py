@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from na_toolkit.bench.machine import gpu_names
 from na_toolkit.timemodels.hwmodel import read_hardware_model
 
 SHIPPED = ["v100-sxm2", "a100-sxm4", "h100-sxm", "h200-sxm", "l4", "t4", "rtx-4090",
@@ -63,9 +64,22 @@ def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path):
 
 
 def test_cuda_request_without_cuda_is_one_line(run_cli):
-    from na_toolkit.bench.machine import gpu_names
-
     if gpu_names():
         pytest.skip("this machine has an NVIDIA GPU: the missing-CUDA message cannot be produced here")
     line = run_cli("hw", "calibrate", "--device", "cuda:0").error_line()
     assert "CUDA is not available" in line and "known devices: cpu" in line
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_names(), reason="needs an NVIDIA GPU (NVML finds none here)")
+def test_calibrate_cuda(run_cli, tmp_path):
+    out = tmp_path / "this-gpu.toml"
+    result = run_cli("hw", "calibrate", "--device", "cuda:0", "--out", out, "--repeats", "3")
+    assert result.returncode == 0, result.stderr
+    model = read_hardware_model(out)
+    assert model.kind == "gpu" and model.values_are == "measured"
+    peaks = model.peak_flops_per_s
+    assert set(peaks) == {"fp32", "tf32", "fp16", "bf16"} and peaks["fp32"] > 1e12
+    # tensor cores: fp16 beats fp32 on every GPU with them (V100 and later; bf16 only from Ampere on)
+    assert peaks["fp16"] > peaks["fp32"] and all(v > 0 for v in peaks.values())
+    assert model.memory_bandwidth_bytes_per_s > 1e11 and 0 < model.launch_overhead_s < 1e-3

@@ -6,8 +6,8 @@ Three micro-benchmarks, each the median of repeated runs after a warm-up:
 - memory: a large tensor copy (`dst.copy_(src)`), bandwidth counted as bytes read + bytes written, with the
   buffers several times larger than the last-level cache;
 - launch overhead: a run of tiny element-wise ops, per-op time.
-The whole calibration takes a few seconds on a 2-core CPU. Nothing about the device is changed: torch's TF32
-switch (a library flag, not a GPU setting) is restored afterwards.
+The whole calibration takes a few seconds on a 2-core CPU. Nothing about the device is changed: torch's fp32
+matmul precision (a library setting that allows TF32, not a GPU setting) is restored afterwards.
 """
 
 from __future__ import annotations
@@ -199,16 +199,17 @@ def calibrate_hardware(device: str = "cpu", name: str | None = None, repeats: in
     if dev.type == "cuda":
         label = torch.cuda.get_device_name(dev)
         kind = "gpu"
-        old_tf32 = torch.backends.cuda.matmul.allow_tf32
+        old_precision = torch.get_float32_matmul_precision()
         try:
             for key, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
                                      ("fp16", torch.float16, False), ("bf16", torch.bfloat16, False)):
-                torch.backends.cuda.matmul.allow_tf32 = tf32
+                # "highest" keeps fp32 products in fp32; "high" lets them use TF32 tensor cores
+                torch.set_float32_matmul_precision("high" if tf32 else "highest")
                 m = measure_matmul_flops_per_s(dev, dtype, repeats)
                 peaks[key] = m.value
                 notes[f"peak_flops_per_s.{key}"] = f"measured: {m.what}" + (" with TF32 allowed" if tf32 else "")
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = old_tf32
+            torch.set_float32_matmul_precision(old_precision)
         power = _gpu_power_w(dev)
         if power is not None:
             notes["power_w"] = "NVML enforced power limit (read, not changed)"
