@@ -13,6 +13,7 @@ another process trains on the same cores measures the contention, not the networ
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -114,10 +115,12 @@ def run_task(task: Task) -> TaskResult:
 
 
 def _init_worker(threads: int) -> None:
-    # Each worker trains on its share of the cores instead of every worker using all of them.
-    import torch
-
-    torch.set_num_threads(threads)
+    # Each worker computes on its share of the cores instead of every worker using all of them. Set
+    # through the environment, read when torch / the BLAS load, so workers that never need torch skip it.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 # ---- executors -----------------------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""Real searches: the NAS-Bench-201 table (cheap ground truth) and digits with the torch evaluator."""
+
+import copy
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from na_toolkit.ir.architecture import Architecture
+from na_toolkit.search import compute_reward, run_search
+from na_toolkit.search.executors import LocalExecutor, Task
+from na_toolkit.search.pareto import Objective, ParetoArchive, dominates, pareto_front, search_objectives
+from na_toolkit.store import RunStore
+
+pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+from na_toolkit_nb201 import space as nb201_space  # noqa: E402
+from na_toolkit_nb201 import table_models as nb201_tables  # noqa: E402
+
+NB201 = {
+    "name": "nb",
+    "seed_network": "nb201",
+    "dataset": "c10",
+    "evaluations": 20,
+    "random_seed": 0,
+    "search": {"per_round": 4, "moves": ["set_edge_op"]},
+    "strategy": {"name": "evolution", "options": {"population": 6, "sample": 2}},
+    "evaluator": "nb201-table",
+    "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 20}}},
+    "budgets": {"model_size_bytes": 16_000_000},
+    "devices": {"pixel3": {"device": "lat_pixel3", "time_model": "nb201-table", "budgets": {"latency_ms": 10.0}}},
+}
+
+
+def nb201(tmp_path, **changes):
+    doc = copy.deepcopy(NB201)
+    doc["output"] = str(tmp_path)
+    for key, value in changes.items():
+        d = doc
+        *path, last = key.split("__")
+        for k in path:
+            d = d[k]
+        d[last] = value
+    return doc
+
+
+def test_nb201_search_counts_pareto_and_best(tmp_path):
+    res = run_search(nb201(tmp_path), progress=False, outputs=False)
+    c = res.counters
+    assert c.evaluations == 20 == len(res.evaluated) and c.failed_evaluations == 0
+    hashes = [e.hash for e in res.evaluated]
+    assert len(set(hashes)) == 20 and hashes[0] == res.seed_hash
+    assert res.stop_reason.startswith("the evaluation budget (20) is spent")
+    assert c.predictor_fits >= 4 and c.time_model_calls >= 20 and c.strategy_asks == c.rounds
+    # the store holds each evaluation once, in the run's order, with the predictor training rows
+    with RunStore.open(res.run_dir) as store:
+        assert [r.arch_hash for r in store.evaluations()] == hashes
+        assert set(store.predictor_data("accuracy")) == set(hashes)
+        assert set(store.checkpoint_kinds()) >= {"strategy", "rng", "predictor:accuracy"}
+    table = nb201_tables.load_table()
+    latency = nb201_tables.NB201TableTimeModel(device="lat_pixel3")
+    for e in res.evaluated:
+        m = e.score.metrics
+        # ground truth is the table's row; latency is the device's time model; size the IR's fp32 weights
+        assert m["accuracy"] == pytest.approx(table.value(nb201_space.nb201_cell_of(e.candidate.arch), "c10_valid_acc_200ep") / 100)
+        assert m["latency_ms@pixel3"] == latency.estimate(e.candidate.arch).latency_ms
+        assert m["model_size_bytes"] == e.candidate.arch.cost.model_size_bytes
+        assert e.score.real and e.feasible_for["pixel3"] == (m["latency_ms@pixel3"] <= 10.0)
+    # Pareto set = the non-dominated evaluated candidates (brute force)
+    objs = search_objectives(["pixel3"])
+    pts = [e.score.metrics for e in res.evaluated]
+    assert set(res.pareto) == {hashes[i] for i in pareto_front(pts, objs)}
+    # best feasible per device: highest accuracy among those within the latency budget
+    feasible = [e for e in res.evaluated if e.feasible_for["pixel3"]]
+    assert feasible and res.best["pixel3"] == max(feasible, key=lambda e: e.score.metrics["accuracy"]).hash
+    assert res.infeasible == {}
+
+
+def test_reward_of_every_candidate_is_the_reward_function(tmp_path):
+    from na_toolkit.search.config import load_config
+
+    doc = nb201(tmp_path, evaluations=8)
+    cfg = load_config(doc)
+    res = run_search(cfg, progress=False, outputs=False)
+    for e in res.evaluated:
+        r = compute_reward(e.score.metrics, cfg.budgets, cfg.objectives)
+        assert e.score.reward == r.reward and e.score.feasible == r.feasible and e.score.violations == r.violations
+
+
+def test_same_seed_same_search_other_seed_other_search(tmp_path):
+    a = run_search(nb201(tmp_path / "a", evaluations=10), progress=False, outputs=False)
+    b = run_search(nb201(tmp_path / "b", evaluations=10), progress=False, outputs=False)
+    c = run_search(nb201(tmp_path / "c", evaluations=10, random_seed=1), progress=False, outputs=False)
+    assert [e.hash for e in a.evaluated] == [e.hash for e in b.evaluated]
+    assert [e.score.reward for e in a.evaluated] == [e.score.reward for e in b.evaluated]
+    assert [e.hash for e in a.evaluated] != [e.hash for e in c.evaluated]
+
+
+def test_impossible_budget_is_reported_and_the_search_ends(tmp_path):
+    doc = nb201(tmp_path, evaluations=8)
+    doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}
+    res = run_search(doc, progress=False, outputs=False)
+    assert res.counters.evaluations == 8
+    assert res.best == {"pixel3": None} and res.best_overall is None
+    msg = res.infeasible["pixel3"]
+    assert "no candidate of 8 evaluated meets the budgets of device pixel3" in msg
+    assert "latency_ms@pixel3" in msg and "> budget 1e-06" in msg
+    assert all(not e.score.feasible and e.score.reward < -1.0 for e in res.evaluated)
+    assert any("the seed exceeds budget latency_ms@pixel3" in w for w in res.warnings)
+
+
+def test_oversampling_lets_the_predictors_choose(tmp_path):
+    doc = nb201(tmp_path, evaluations=12)
+    doc["strategy"] = {"name": "random", "options": {"oversample": 5}}
+    res = run_search(doc, progress=False, outputs=False)
+    c = res.counters
+    assert c.evaluations == 12 and c.proposed >= 5 * (12 - 1) - 5
+    # surplus proposals were scored (predictions counted separately from evaluations)
+    assert c.candidates_scored >= c.proposed - 5 and c.predictor_calls > 0 and c.score_calls >= 1
+
+
+def test_strategy_without_new_candidates_stops(tmp_path):
+    # no move applies to simple-cnn when only the NB201 move is allowed: the strategy can propose nothing
+    doc = nb201(tmp_path, evaluations=50)
+    doc.update(seed_network="simple-cnn", dataset="digits", evaluator={"name": "torch", "options": {"epochs": 1, "threads": 1}},
+               devices={}, strategy="random")
+    doc["search"]["max_stalled_rounds"] = 2
+    res = run_search(doc, progress=False, outputs=False)
+    assert res.counters.evaluations == 1  # the seed only
+    assert "proposed no new candidate in 2 rounds" in res.stop_reason
+    assert res.best_overall == res.seed_hash
+
+
+def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path):
+    # the table evaluator cannot evaluate networks outside its space: every evaluation fails
+    doc = nb201(tmp_path, evaluations=4)
+    doc.update(seed_network="simple-cnn", devices={}, strategy="random")
+    doc["search"]["moves"] = ["scale"]
+    doc["search"]["evaluate_seed"] = True
+    res = run_search(doc, progress=False, outputs=False)
+    assert res.counters.evaluations == 4 == res.counters.failed_evaluations
+    assert all(e.error and not e.score.feasible for e in res.evaluated)
+    assert res.best_overall is None and "no candidate was evaluated successfully" in res.infeasible["all"]
+    with RunStore.open(res.run_dir) as store:
+        assert len({r.arch_hash for r in store.evaluations()}) == 4
+        assert all(r.error for r in store.evaluations())
+
+
+def test_digits_search_with_measured_cpu_latency_and_outputs(tmp_path):
+    doc = {
+        "name": "digits", "seed_network": "simple-cnn", "dataset": "digits", "evaluations": 3, "output": str(tmp_path),
+        "search": {"per_round": 2, "moves": ["scale", "remove", "insert_conv"]},
+        "strategy": {"name": "random", "options": {"oversample": 2}},
+        "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
+        "predictors": {"accuracy": {"name": "bayesian-ridge"}},
+        "budgets": {"model_size_bytes": 16_000_000},
+        "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                            "measure": {"name": "onnxruntime", "options": {"settings": {"warmup_runs": 3, "warmup_s": 0.01, "min_runs": 5, "max_runs": 10, "max_time_s": 0.5}}},
+                            "budgets": {"latency_ms": 5.0}}},
+    }
+    res = run_search(doc, progress=False)
+    assert res.counters.evaluations == 3 and res.counters.measurements == 3
+    with RunStore.open(res.run_dir) as store:
+        for e in res.evaluated:
+            stored = store.measurement(e.hash, "cpu", "onnxruntime", "measure:batch=1")
+            assert stored is not None and e.score.metrics["latency_ms@cpu"] == stored["latency_ms"]
+            assert 0.0 < e.score.metrics["accuracy"] <= 1.0
+    # outputs: summary, pareto, plot, report, best candidate as ONNX (checked) and state dict + IR
+    d = res.run_dir
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["best"]["cpu"]["arch_hash"] == res.best["cpu"]
+    assert len(json.loads((d / "pareto.json").read_text())["members"]) == len(res.pareto)
+    assert (d / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Best feasible candidate per device" in (d / "report.md").read_text()
+    best = d / "best" / "cpu"
+    proto = onnx.load(str(best / "model.onnx"))
+    onnx.checker.check_model(proto)
+    arch = Architecture.load(best / "arch.json")
+    assert arch.hash == res.best["cpu"]
+    model = arch.to_torch()
+    model.load_state_dict(torch.load(best / "model.pt", weights_only=True))
+    x = np.random.default_rng(0).standard_normal((2, *arch.input_shape)).astype(np.float32)
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    with torch.no_grad():
+        assert np.abs(got - model.eval()(torch.from_numpy(x)).numpy()).max() < 1e-4
+
+
+def test_local_process_pool_keeps_task_order(tmp_path):
+    cells = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+             "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+             "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"]
+    archs = [nb201_space.nb201_architecture(c) for c in cells]
+    tasks = [Task("evaluate", a.to_json(), "nb201-table", {"dataset": "c10"}) for a in archs]
+    tasks.insert(1, Task("evaluate", {"broken": True}, "nb201-table", {}))
+    seen = []
+    with LocalExecutor(workers=2, threads_per_worker=1) as ex:
+        results = ex.run(tasks, on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert [r.value["arch_hash"] for r in results if r.ok] == [a.hash for a in archs]
+    assert not results[1].ok and "ArchitectureError" in results[1].error
+
+
+def test_pareto_archive_matches_brute_force():
+    rng = np.random.default_rng(0)
+    objs = [Objective("accuracy", "max"), Objective("model_size_bytes", "min"), Objective("latency_ms@a", "min")]
+    pts = [{"accuracy": float(a), "model_size_bytes": float(s), "latency_ms@a": float(t)}
+           for a, s, t in rng.integers(0, 6, size=(60, 3))]
+    archive = ParetoArchive(objs)
+    for i, p in enumerate(pts):
+        archive.add(str(i), p)
+    front = pareto_front(pts, objs)
+    assert set(archive.keys) == {str(i) for i in front}
+    for i in front:
+        assert not any(dominates(q, pts[i], objs) for q in pts)
+    assert not archive.add("x", {"accuracy": 1.0})  # missing metrics never enter
