@@ -27,3 +27,24 @@ def test_resnet20_cost_matches_the_paper():
     # He et al. 2016 report 0.27M parameters for ResNet-20; ~41M multiply-adds.
     assert 265_000 < arch.params < 280_000
     assert 40e6 < arch.cost.macs < 42e6
+
+
+def test_hash_is_stable_and_equals_the_canonical_json_digest():
+    import hashlib
+    import json
+
+    # pinned: the content hash keys every store and cache, so it must not drift between versions
+    pinned = {"simple-cnn": "84d073b74e9b421d", "resnet-cifar": "b8eddb3ea34a139f", "mobilenetv2-cifar": "88da3debb4758a2a"}
+    for name, digest in pinned.items():
+        arch = get_seed(name)
+        blob = json.dumps(arch.canonical(), separators=(",", ":"), sort_keys=True)
+        assert hashlib.sha256(blob.encode()).hexdigest()[:16] == arch.hash == digest
+        renamed = arch.with_nodes(arch.nodes, name="other")
+        assert renamed.hash == arch.hash and renamed == arch
+
+
+def test_cost_totals_equal_the_sum_over_nodes():
+    arch = get_seed("mobilenetv2-cifar")
+    cost = arch.cost
+    for field in ("params", "macs", "flops", "weight_bytes", "input_bytes", "output_bytes"):
+        assert getattr(cost.total, field) == sum(getattr(c, field) for c in cost.per_node.values())

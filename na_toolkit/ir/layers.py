@@ -44,6 +44,8 @@ class AttrSpec:
             value = int(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             raise ArchitectureError(f"attribute {name!r} must be {self.type.__name__}, got {value!r}")
+        if self.type is float and not math.isfinite(value):  # NaN passes every bound check below
+            raise ArchitectureError(f"attribute {name!r} must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ArchitectureError(f"attribute {name!r} must be one of {list(self.choices)}, got {value!r}")
         if self.min is not None and value < self.min:

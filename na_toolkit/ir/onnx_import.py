@@ -655,7 +655,7 @@ def _state_dict(arch: Architecture, weights: dict[str, dict[str, np.ndarray]]) -
         for name, array in params.items():
             key = f"layers.{model.key(nid)}.{name}"
             want = state[key].shape
-            value = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+            value = torch.tensor(np.asarray(array, dtype=np.float32))  # a copy: constants may be read-only
             if tuple(value.shape) != tuple(want):
                 value = value.reshape(want)  # e.g. a (1, U) Gemm bias
             state[key] = value

@@ -1,0 +1,164 @@
+"""timm-style contract tests, parametrized over every registered layer type: schema defaults, shape
+inference, cost, torch build, ONNX emit (equal to torch in ONNX Runtime), ONNX import, features."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from na_toolkit.errors import ArchitectureError
+from na_toolkit.ir.architecture import Architecture, Attrs, Node
+from na_toolkit.ir.layers import REQUIRED, LayerCost, torch_weights
+from na_toolkit.ir.onnx_import import from_onnx
+from na_toolkit.plugins import get_toolkit
+
+MAP = (4, 7, 7)
+VEC = (12,)
+#: (attributes, input shapes) examples for the built-in types; other registered types get a generic one
+EXAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
+    "conv2d": [
+        ({"filters": 8}, [MAP]),
+        ({"filters": 6, "kernel": 5, "stride": 2, "padding": 1, "bias": True}, [MAP]),
+        ({"filters": 4, "kernel": 3, "groups": 4}, [MAP]),  # depthwise
+        ({"filters": 8, "kernel": 3, "groups": 2, "dilation": 2}, [MAP]),
+    ],
+    "batchnorm2d": [({}, [MAP]), ({"eps": 1e-3, "momentum": 0.2}, [MAP])],
+    "maxpool2d": [({}, [MAP]), ({"kernel": 3, "stride": 1, "padding": 1}, [MAP])],
+    "avgpool2d": [
+        ({"kernel": 3, "stride": 2, "padding": 1}, [MAP]),
+        ({"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": True}, [MAP]),
+    ],
+    "global_avg_pool": [({}, [MAP])],
+    "flatten": [({}, [MAP])],
+    "linear": [({"units": 7}, [VEC]), ({"units": 3, "bias": False}, [VEC])],
+    "add": [({}, [MAP, MAP]), ({}, [VEC, VEC, VEC])],
+    "concat": [({}, [MAP, MAP]), ({}, [VEC, VEC])],
+    "dropout": [({"rate": 0.3}, [MAP])],
+}
+for _act in ("relu", "relu6", "gelu", "sigmoid", "hardswish", "identity", "zero"):
+    EXAMPLES[_act] = [({}, [MAP]), ({}, [VEC])]
+
+TYPES = get_toolkit().layer_types.names()
+
+
+def _examples(name):
+    if name in EXAMPLES:
+        return EXAMPLES[name]
+    # a plugin's type: its defaults, small ints for required attributes, one feature map per input
+    lt = get_toolkit().layer_types.get(name)
+    attrs = {k: (spec.choices[0] if spec.choices else 4) for k, spec in lt.attrs.items() if spec.default is REQUIRED}
+    return [(attrs, [MAP] * lt.min_inputs)]
+
+
+CASES = [(name, i) for name in TYPES for i in range(len(_examples(name)))]
+
+
+def _single_layer(name, attrs, in_shapes):
+    node = Node("layer", name, Attrs(attrs), ("input",) * len(in_shapes))
+    return Architecture(in_shapes[0], [node])
+
+
+def _randomize_buffers(model):
+    # running statistics other than 0/1 so that the emitted BatchNormalization really uses them
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_schema_defaults_and_rejections(name):
+    lt = get_toolkit().layer_types.get(name)
+    assert lt.name == name and lt.description
+    assert lt.min_inputs >= 1 and (lt.max_inputs is None or lt.max_inputs >= lt.min_inputs)
+    for key, spec in lt.attrs.items():
+        if spec.default is not REQUIRED:
+            assert spec.check(key, spec.default) == spec.default, f"{name}.{key}: default fails its own schema"
+    attrs, _shapes = _examples(name)[0]
+    norm = lt.normalize_attrs(dict(attrs))
+    assert set(norm) == set(lt.attrs)
+    with pytest.raises(ArchitectureError, match="no attribute"):
+        lt.normalize_attrs({**attrs, "no_such_attribute": 1})
+    for key in lt.attrs:
+        with pytest.raises(ArchitectureError, match=key):
+            lt.normalize_attrs({**attrs, key: "a string"})
+
+
+@pytest.mark.parametrize("name,i", CASES)
+def test_shape_cost_torch_and_onnx_agree(name, i):
+    lt = get_toolkit().layer_types.get(name)
+    attrs, in_shapes = _examples(name)[i]
+    norm = lt.normalize_attrs(dict(attrs))
+    out = tuple(lt.infer_shape(norm, list(in_shapes)))
+    assert out and all(isinstance(d, int) and d > 0 for d in out)
+
+    cost = lt.cost(norm, list(in_shapes), out)
+    assert isinstance(cost, LayerCost)
+    assert all(isinstance(v, int) and v >= 0 for v in cost.astuple())
+    assert cost.flops >= cost.macs and cost.weight_bytes >= 4 * cost.params
+
+    module = lt.build_torch(norm, list(in_shapes), out).eval()
+    assert sum(p.numel() for p in module.parameters()) == cost.params
+    xs = [torch.randn(2, *s) for s in in_shapes]
+    with torch.no_grad():
+        assert tuple(module(*xs).shape) == (2, *out)
+
+    # the random weights used without a torch build have the torch build's names and shapes
+    drawn = lt.init_weights(norm, list(in_shapes), out, np.random.default_rng(0))
+    want = {k: v.shape for k, v in torch_weights(module).items()}
+    assert {k: np.asarray(v).shape for k, v in drawn.items()} == want
+
+    features = lt.features(norm, list(in_shapes), out)
+    assert all(isinstance(v, int) and v >= 0 for v in features.values())
+
+    # ONNX emit equals the torch build; the emitted graph imports back to an equal network
+    arch = _single_layer(name, attrs, in_shapes)
+    model = arch.to_torch(seed=1).eval()
+    _randomize_buffers(model)
+    proto = arch.to_onnx(model=model, batch_size=None)
+    onnx.checker.check_model(proto)
+    x = np.random.default_rng(i).standard_normal((2, *in_shapes[0])).astype(np.float32)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x})[0]
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
+
+    random_weights = arch.to_onnx(seed=3)
+    onnx.checker.check_model(random_weights)
+    y = ort.InferenceSession(random_weights.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x[:1]})[0]
+    assert y.shape == (1, *out) and np.isfinite(y).all()
+
+    if lt.onnx_ops:
+        imported, state = from_onnx(proto, return_weights=True)
+        back = imported.to_torch().eval()
+        back.load_state_dict(state)
+        with torch.no_grad():
+            again = back(torch.from_numpy(x)).numpy()
+        assert imported.output_shape == arch.output_shape
+        assert np.abs(again - ref).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_cost_scales_with_the_input(name):
+    """Bigger inputs never cost less (a sanity law every layer type keeps)."""
+    lt = get_toolkit().layer_types.get(name)
+    attrs, in_shapes = _examples(name)[0]
+    norm = lt.normalize_attrs(dict(attrs))
+    bigger = [tuple(d * 2 if j > 0 else d for j, d in enumerate(s)) if len(s) == 3 else (s[0] * 2,) for s in in_shapes]
+    try:
+        out_big = lt.infer_shape(norm, bigger)
+    except ArchitectureError:
+        pytest.skip(f"{name} does not take the doubled input {bigger}")
+    small = lt.cost(norm, list(in_shapes), lt.infer_shape(norm, list(in_shapes)))
+    big = lt.cost(norm, bigger, out_big)
+    assert big.flops >= small.flops and big.activation_bytes >= small.activation_bytes
+    assert math.prod(out_big) >= math.prod(lt.infer_shape(norm, list(in_shapes)))
