@@ -86,7 +86,7 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
 
     # per-node DP state: longest path (nodes, compute layers), path-count histograms (all paths and
     # effective ones, by compute depth and by spatial depth), max receptive field on an effective path
-    n = len(arch.nodes)
+    kinds: dict[str, str] = {}
     longest = {INPUT: 0}
     longest_compute = {INPUT: 0}
     all_paths = {INPUT: 1.0}
@@ -101,9 +101,11 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
         feats[f"flops_share.{lt_name}"] = feats.get(f"flops_share.{lt_name}", 0.0) + c.flops / total_flops
         attrs = arch.attrs(node.id)
         lt = arch.layer_type(node.id)
-        for k, v in lt.features(attrs, arch.in_shapes(node.id), arch.shape(node.id)).items():
+        layer_feats = lt.features(attrs, arch.in_shapes(node.id), arch.shape(node.id))
+        for k, v in layer_feats.items():
             key = f"feat.{lt_name}.{k}={v}"
             feats[key] = feats.get(key, 0.0) + 1.0
+        kinds[node.id] = lt_name + "".join(f"[{k}={v}]" for k, v in sorted(layer_feats.items()) if k != "inputs")
         is_compute = c.macs > 0
         kernel = int(attrs.get("kernel", 1) or 1)
         stride = int(attrs.get("stride", 1) or 1)
@@ -130,6 +132,7 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
             rf[node.id] = 0.0
         jump[node.id] = j_in * stride
     out = arch.output
+    feats.update(_traffic(arch, kinds))
     feats["depth"] = float(longest[out])
     feats["compute_depth"] = float(longest_compute[out])
     feats["log_paths"] = _log10p(all_paths[out])
@@ -137,8 +140,33 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
     feats.update(_path_stats("eff_compute", eff_compute[out]))
     feats.update(_path_stats("eff_spatial", eff_spatial[out]))
     feats["has_effective_path"] = float(eff_compute[out].sum() > 0)
-    del n
     return feats
+
+
+def _traffic(arch: Architecture, kinds: dict[str, str]) -> dict[str, float]:
+    """Per layer kind (type + its embedding features, e.g. `conv2d[kernel=3]...`): how many of its layers an
+    effective input -> output path crosses on average (paths through node n = paths into n x paths out of
+    n, by a forward and a backward pass; a `zero` layer ends every path)."""
+    fwd: dict[str, float] = {INPUT: 1.0}
+    for node in arch.nodes:
+        fwd[node.id] = 0.0 if node.type == ZERO_TYPE else sum(fwd[s] for s in node.inputs)
+    bwd: dict[str, float] = {n.id: 0.0 for n in arch.nodes}
+    bwd[INPUT] = 0.0
+    bwd[arch.output] = 1.0
+    for node in reversed(arch.nodes):
+        b = 0.0 if node.type == ZERO_TYPE else bwd[node.id]
+        for s in node.inputs:
+            bwd[s] += b
+    total = fwd[arch.output]
+    out: dict[str, float] = {}
+    if total <= 0:
+        return out
+    for node in arch.nodes:
+        through = fwd[node.id] * bwd[node.id]
+        if through > 0:
+            key = f"through.{kinds[node.id]}"
+            out[key] = out.get(key, 0.0) + through / total
+    return out
 
 
 def _unit_hist() -> np.ndarray:
