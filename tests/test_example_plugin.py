@@ -83,6 +83,12 @@ def test_demo_applies_its_move_and_onnx_matches_torch(run_cli, installed):
     # the architecture file it wrote is readable by any command that has the plugin
     shown = run_cli("arch", "show", out / "demo.json", "--json", env=plugin_env(site), cwd=root).json()
     assert shown["totals"]["params"] == doc["cost"]["after"]["params"]
+    # its ONNX imports back with the SE blocks recognised (the plugin's import_onnx)
+    res = run_cli("arch", "import", out / "demo.onnx", "--out", out / "back.json", "--json", env=plugin_env(site), cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert res.json()["params"] == doc["cost"]["after"]["params"]
+    back = json.loads((out / "back.json").read_text())
+    assert sum(n["type"] == "squeeze_excite" for n in back["nodes"]) == 3
     # ... and a clear error (not a traceback) without it
     line = run_cli("arch", "show", out / "demo.json", env={**plugin_env(site), DENY_ENV: "example_se"}, cwd=root).error_line()
     assert "unknown layer type 'squeeze_excite'" in line

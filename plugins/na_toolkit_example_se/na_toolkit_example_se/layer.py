@@ -24,8 +24,11 @@ class SqueezeExcite(LayerType):
         "reduction": AttrSpec(int, 4, min=1, max=1024, doc="channel reduction ratio r: hidden = C // r"),
     }
     has_weights = True
-    # Six ONNX ops form one block; importing that pattern back is not supported (import_onnx says no).
-    onnx_ops = ()
+    # One block is six ONNX ops; import starts at the squeeze: GlobalAveragePool (our emitter) or ReduceMean
+    # over H and W (torch.onnx.export of `x.mean((2, 3), keepdim=True)`).
+    onnx_ops = ("GlobalAveragePool", "ReduceMean")
+    #: the ops after the squeeze, each the sole consumer of the one before
+    PATTERN = ("Conv", "Relu", "Conv", "Sigmoid", "Mul")
 
     @staticmethod
     def hidden(attrs, channels: int) -> int:
@@ -78,6 +81,64 @@ class SqueezeExcite(LayerType):
         gate = ctx.node("Sigmoid", [conv1x1(hidden, "fc2")], f"{node_id}.gate")
         return ctx.node("Mul", [x, gate], node_id)  # broadcast (N,C,1,1) over (N,C,H,W)
 
+    def import_onnx(self, ctx, onnx_node):
+        """Turn squeeze -> Conv 1x1 -> Relu -> Conv 1x1 -> Sigmoid -> Mul(x, gate) back into one node.
+        Anything else returns False, so the built-in mappings import a plain global pool as usual."""
+        x = onnx_node.input[0]
+        if len(ctx.shape(x)) != 3 or not _is_spatial_mean(ctx, onnx_node):
+            return False
+        chain, tail = [], onnx_node
+        for op in self.PATTERN:
+            tail = ctx.sole_consumer(tail.output[0])
+            if tail is None or tail.op_type != op:
+                return False
+            chain.append(tail)
+        fc1, _relu, fc2, gate, mul = chain
+        if sorted(mul.input) != sorted([x, gate.output[0]]):
+            return False
+        c = ctx.shape(x)[0]
+        p1, p2 = _conv1x1_params(ctx, fc1), _conv1x1_params(ctx, fc2)
+        if p1 is None or p2 is None:
+            return False
+        (w1, b1), (w2, b2) = p1, p2
+        hidden = w1.shape[0]
+        if w1.shape[1] != c or w2.shape[:2] != (c, hidden) or hidden > c:
+            return False
+        reduction = c // hidden
+        if c // reduction != hidden:  # no integer ratio gives this hidden width
+            return False
+        weights = {"fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2}
+        ctx.add(self.name, [ctx.value(x)], {"reduction": reduction}, weights, output=mul.output[0])
+        for node in chain:
+            ctx.absorb(node)
+        return True
+
     def features(self, attrs, in_shapes, out_shape):
         # log2 of the ratio keeps the embedding's vocabulary small (r = 1, 2, 4, ... -> 0, 1, 2, ...)
         return {"reduction_log2": int(math.log2(attrs["reduction"]))}
+
+
+def _is_spatial_mean(ctx, node) -> bool:
+    """GlobalAveragePool, or ReduceMean over axes H, W keeping the dimensions."""
+    if node.op_type == "GlobalAveragePool":
+        return True
+    if len(node.input) > 1 and node.input[1]:  # opset 18+: axes is an input
+        axes = ctx.constant(node.input[1])
+        axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
+    else:
+        axes = ctx.attr(node, "axes")
+    return axes is not None and sorted(a % 4 for a in axes) == [2, 3] and bool(ctx.attr(node, "keepdims", 1))
+
+
+def _conv1x1_params(ctx, node):
+    """(weight, bias) of a plain 1x1 convolution with constant weights and bias, else None."""
+    if len(node.input) < 3 or int(ctx.attr(node, "group", 1)) != 1:
+        return None
+    if any(v != 1 for v in list(ctx.attr(node, "strides", [1, 1])) + list(ctx.attr(node, "dilations", [1, 1]))):
+        return None
+    if any(ctx.attr(node, "pads", [0, 0, 0, 0])):
+        return None
+    w, b = ctx.constant(node.input[1]), ctx.constant(node.input[2])
+    if w is None or b is None or w.ndim != 4 or w.shape[2:] != (1, 1):
+        return None
+    return w, b.reshape(-1)

@@ -4,13 +4,18 @@ Each test gets a fresh toolkit holding the built-ins and this plugin only (`entr
 installed copy would otherwise register the same names twice), made process-wide by `use_toolkit`.
 """
 
+import io
+import warnings
+
 import numpy as np
 import pytest
+import torch
 
 import na_toolkit_example_se
 from na_toolkit.cli.arch import onnx_parity_max_abs_err
 from na_toolkit.errors import OperationError, ShapeError
 from na_toolkit.ir.builder import ArchitectureBuilder
+from na_toolkit.ir.onnx_import import from_onnx
 from na_toolkit.plugins import load_toolkit, use_toolkit
 
 
@@ -88,3 +93,35 @@ def test_sampled_moves_export_and_match_torch(toolkit):
         arch = op.apply(arch, **op.sample(arch, rng))
     assert sum(n.type == "squeeze_excite" for n in arch.nodes) == 3
     assert onnx_parity_max_abs_err(arch) <= 1e-4
+
+
+def torch_onnx_export(model, input_shape):
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, torch.zeros(1, *input_shape), buf, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["output"])
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("exporter", ["na_toolkit", "torch.onnx"])
+def test_onnx_import_gives_back_the_block(toolkit, exporter):
+    arch = se_net(reduction=4, channels=16)
+    model = arch.to_torch(seed=3).eval()
+    blob = arch.to_onnx(model=model).SerializeToString() if exporter == "na_toolkit" else torch_onnx_export(model, arch.input_shape)
+    imported, state = from_onnx(blob, return_weights=True)
+    assert [n.type for n in imported.nodes].count("squeeze_excite") == 1
+    se = next(n.id for n in imported.nodes if n.type == "squeeze_excite")
+    assert imported.attrs(se)["reduction"] == 4
+    back = imported.to_torch().eval()
+    back.load_state_dict(state)
+    x = torch.randn(2, *arch.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (back(x) - model(x)).abs().max().item() <= 1e-4
+
+
+def test_a_plain_global_pool_still_imports_as_one(toolkit):
+    b = ArchitectureBuilder((3, 8, 8))
+    b.layer("flatten", b.layer("global_avg_pool", b.layer("conv2d", b.input, filters=8)))
+    imported = from_onnx(b.build().to_onnx())
+    assert [n.type for n in imported.nodes] == ["conv2d", "global_avg_pool", "flatten"]
