@@ -84,62 +84,65 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
     feats["max_channels"] = float(max(channels, default=0))
     feats["mean_channels"] = float(np.mean(channels)) if channels else 0.0
 
-    # per-node DP state: longest path (nodes, compute layers), path-count histograms (all paths and
-    # effective ones, by compute depth and by spatial depth), max receptive field on an effective path
+    # per-node DP state, indexed by position (0 = the input): longest path (nodes, compute layers), number
+    # of paths, effective-path histograms by compute depth (row 0) and spatial depth (row 1), receptive
+    # field on an effective path (0 = none) and the input stride one output step spans
+    pos = {INPUT: 0}
+    n = len(arch.nodes) + 1
+    longest = [0] * n
+    longest_compute = [0] * n
+    paths = [1.0] + [0.0] * (n - 1)
+    hist = np.zeros((n, 2, DEPTH_BINS))
+    hist[0, :, 0] = 1.0
+    rf = [1.0] + [0.0] * (n - 1)
+    jump = [1.0] * n
     kinds: dict[str, str] = {}
-    longest = {INPUT: 0}
-    longest_compute = {INPUT: 0}
-    all_paths = {INPUT: 1.0}
-    eff_compute = {INPUT: _unit_hist()}
-    eff_spatial = {INPUT: _unit_hist()}
-    rf = {INPUT: 1.0}  # receptive field (pixels) ...
-    jump = {INPUT: 1.0}  # ... and the input stride one output step spans
-    for node in arch.nodes:
-        lt_name = node.type
-        feats[f"count.{lt_name}"] = feats.get(f"count.{lt_name}", 0.0) + 1.0
+    counts: dict[str, float] = {}
+    for i, node in enumerate(arch.nodes, start=1):
+        pos[node.id] = i
+        t = node.type
+        counts[f"count.{t}"] = counts.get(f"count.{t}", 0.0) + 1.0
         c = cost.per_node[node.id]
-        feats[f"flops_share.{lt_name}"] = feats.get(f"flops_share.{lt_name}", 0.0) + c.flops / total_flops
+        counts[f"flops_share.{t}"] = counts.get(f"flops_share.{t}", 0.0) + c.flops / total_flops
         attrs = arch.attrs(node.id)
-        lt = arch.layer_type(node.id)
-        layer_feats = lt.features(attrs, arch.in_shapes(node.id), arch.shape(node.id))
+        layer_feats = arch.layer_type(node.id).features(attrs, arch.in_shapes(node.id), arch.shape(node.id))
         for k, v in layer_feats.items():
-            key = f"feat.{lt_name}.{k}={v}"
-            feats[key] = feats.get(key, 0.0) + 1.0
-        kinds[node.id] = lt_name + "".join(f"[{k}={v}]" for k, v in sorted(layer_feats.items()) if k != "inputs")
+            key = f"feat.{t}.{k}={v}"
+            counts[key] = counts.get(key, 0.0) + 1.0
+        kinds[node.id] = t + "".join(f"[{k}={v}]" for k, v in sorted(layer_feats.items()) if k != "inputs")
         is_compute = c.macs > 0
         kernel = int(attrs.get("kernel", 1) or 1)
-        stride = int(attrs.get("stride", 1) or 1)
-        is_spatial = kernel > 1
-        ins = node.inputs
-        longest[node.id] = 1 + max(longest[s] for s in ins)
-        longest_compute[node.id] = int(is_compute) + max(longest_compute[s] for s in ins)
-        all_paths[node.id] = sum(all_paths[s] for s in ins)
-        if lt_name == ZERO_TYPE:
-            eff_compute[node.id] = np.zeros(DEPTH_BINS)
-            eff_spatial[node.id] = np.zeros(DEPTH_BINS)
-            rf[node.id], jump[node.id] = 0.0, max(jump[s] for s in ins)
-            continue
-        hc = sum(eff_compute[s] for s in ins)
-        hs = sum(eff_spatial[s] for s in ins)
-        eff_compute[node.id] = _shift(hc) if is_compute else hc
-        eff_spatial[node.id] = _shift(hs) if is_spatial else hs
-        live = [s for s in ins if rf[s] > 0]
-        j_in = max(jump[s] for s in ins)
-        if live:
-            base = max(rf[s] for s in live)
-            rf[node.id] = base + (kernel - 1) * j_in
+        ins = [pos[s] for s in node.inputs]
+        longest[i] = 1 + max(longest[j] for j in ins)
+        longest_compute[i] = int(is_compute) + max(longest_compute[j] for j in ins)
+        paths[i] = sum(paths[j] for j in ins)
+        j_in = max(jump[j] for j in ins)
+        jump[i] = j_in * int(attrs.get("stride", 1) or 1)
+        if t == ZERO_TYPE:
+            continue  # no effective path goes through: histogram and receptive field stay 0
+        h = hist[ins[0]] if len(ins) == 1 else hist[ins].sum(axis=0)
+        if is_compute:
+            hist[i, 0, 1:] = h[0, :-1]
+            hist[i, 0, -1] += h[0, -1]  # the deepest bin collects everything deeper
         else:
-            rf[node.id] = 0.0
-        jump[node.id] = j_in * stride
-    out = arch.output
+            hist[i, 0] = h[0]
+        if kernel > 1:
+            hist[i, 1, 1:] = h[1, :-1]
+            hist[i, 1, -1] += h[1, -1]
+        else:
+            hist[i, 1] = h[1]
+        live = max(rf[j] for j in ins)
+        rf[i] = live + (kernel - 1) * j_in if live > 0 else 0.0
+    feats.update(counts)
+    o = pos[arch.output]
     feats.update(_traffic(arch, kinds))
-    feats["depth"] = float(longest[out])
-    feats["compute_depth"] = float(longest_compute[out])
-    feats["log_paths"] = _log10p(all_paths[out])
-    feats["log_receptive_field"] = _log10p(rf[out])
-    feats.update(_path_stats("eff_compute", eff_compute[out]))
-    feats.update(_path_stats("eff_spatial", eff_spatial[out]))
-    feats["has_effective_path"] = float(eff_compute[out].sum() > 0)
+    feats["depth"] = float(longest[o])
+    feats["compute_depth"] = float(longest_compute[o])
+    feats["log_paths"] = _log10p(paths[o])
+    feats["log_receptive_field"] = _log10p(rf[o])
+    feats.update(_path_stats("eff_compute", hist[o, 0]))
+    feats.update(_path_stats("eff_spatial", hist[o, 1]))
+    feats["has_effective_path"] = float(hist[o, 0].sum() > 0)
     return feats
 
 
@@ -166,20 +169,6 @@ def _traffic(arch: Architecture, kinds: dict[str, str]) -> dict[str, float]:
         if through > 0:
             key = f"through.{kinds[node.id]}"
             out[key] = out.get(key, 0.0) + through / total
-    return out
-
-
-def _unit_hist() -> np.ndarray:
-    h = np.zeros(DEPTH_BINS)
-    h[0] = 1.0
-    return h
-
-
-def _shift(h: np.ndarray) -> np.ndarray:
-    out = np.empty_like(h)
-    out[0] = 0.0
-    out[1:] = h[:-1]
-    out[-1] += h[-1]  # the deepest bin collects everything deeper
     return out
 
 
