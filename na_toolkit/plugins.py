@@ -200,7 +200,7 @@ class _Loader:
         try:
             plugin = load()
         except Exception as exc:
-            self.fail(info, info.label, f"import failed: {type(exc).__name__}: {exc}", exc)
+            self.fail(info, info.label, f"import failed: {_one_line(exc)}", exc)
             return
         if self.tk.pm.is_registered(plugin):
             # e.g. a test passing an installed plugin in extra_plugins while entry points are loaded too
@@ -213,9 +213,7 @@ class _Loader:
             self.tk.pm.register(plugin, name=info.name)
             _check_hookimpls(self.tk.pm, plugin)
         except Exception as exc:
-            # pluggy's validation messages span lines; the CLI prints one line per error
-            detail = " ".join(str(exc).split())
-            self.fail(info, info.label, f"invalid plugin: {detail}", exc)
+            self.fail(info, info.label, f"invalid plugin: {' '.join(str(exc).split())}", exc)
             return
         self.order.append(info.name)
 
@@ -239,7 +237,7 @@ class _Loader:
         try:
             impl.function(**{arg: registry for arg in impl.argnames})
         except Exception as exc:
-            self.fail(info, info.label, f"{hook_name} raised {type(exc).__name__}: {exc}", exc)
+            self.fail(info, info.label, f"{hook_name} raised {_one_line(exc)}", exc)
             return False
         finally:
             registry.current_plugin = "<direct>"
@@ -248,6 +246,11 @@ class _Loader:
             attr = REGISTRIES[hook_name][0]
             info.registered.setdefault(attr, []).extend(added)
         return True
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message` on one line (the CLI prints one line per error; pluggy's messages span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _check_plugin_object(plugin: Any) -> None:

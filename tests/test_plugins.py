@@ -166,8 +166,8 @@ def test_hook_without_argument_is_called():
 
 # ---- broken plugins -----------------------------------------------------------------------------------
 def test_raising_hook_strict_raises_plugin_error_naming_the_plugin():
-    p = plugin("raiser", na_register_layer_types=raise_(RuntimeError("boom")))
-    with pytest.raises(PluginError, match=r"plugin raiser: na_register_layer_types raised RuntimeError: boom") as info:
+    p = plugin("raiser", na_register_layer_types=raise_(RuntimeError("boom\n  on two lines")))
+    with pytest.raises(PluginError, match=r"plugin raiser: na_register_layer_types raised RuntimeError: boom on two lines$") as info:
         load_toolkit(entry_points=False, extra_plugins=(p,))
     assert isinstance(info.value.__cause__, RuntimeError)
 
