@@ -1,1 +1,18 @@
-"""Built-in datasets plugin."""
+"""Built-in datasets plugin: scikit-learn's digits (offline, the embedded default).
+
+User data (numpy arrays, `.npz` files, image folders) needs no registration: `get_dataset(path)` and the CLI's
+`--dataset PATH` read it directly; a plugin can register it by name with
+`registry.add(dataset_from_image_folder(path, name="mydata"))`.
+"""
+
+from __future__ import annotations
+
+import na_toolkit
+
+
+@na_toolkit.hookimpl
+def na_register_datasets(registry):
+    # loaders.py imports only numpy at module level; scikit-learn is imported when digits is loaded
+    from na_toolkit.datasets.loaders import DIGITS
+
+    registry.add(DIGITS)

@@ -1,16 +1,216 @@
-"""The dataset protocol: a loader plus a descriptor (size, classes, shape, balance, statistics)."""
+"""Datasets: a registered `DatasetSource` loads a `Dataset` (seeded train/valid/test split of N,C,H,W float32
+images with integer labels); every dataset has a `DatasetDescriptor` (see `descriptor.py`).
+
+A source's loader returns either `LabeledArrays` (all samples; the source splits them, stratified, from a seed)
+or a ready `Dataset` (a dataset with an official split keeps it). Loaded datasets are cached per process by
+(seed, fractions): a search evaluates many candidates on the same data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .descriptor import DatasetDescriptor
+
+#: default share of the samples held out for validation (model selection) and test (reporting)
+VALID_FRACTION = 0.1
+TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True, eq=False)
+class LabeledArrays:
+    """All samples of a dataset before the split: `x` (N, C, H, W) float32, `y` (N,) int64 in [0, classes)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A loaded dataset: train / valid / test arrays, x as (N, C, H, W) float32 (pixel values scaled to
+    [0, 1] for the built-in loaders), y as (N,) int64 class indices into `class_names`."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    #: the seed the split was drawn from (None: the dataset came with its own split)
+    split_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for part in ("train", "valid", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if x.ndim != 4:
+                raise DataError(f"dataset {self.name!r}: x_{part} must be (N, C, H, W), got shape {x.shape}")
+            if y.shape != (len(x),):
+                raise DataError(f"dataset {self.name!r}: y_{part} has shape {y.shape}, expected ({len(x)},)")
+            if x.shape[1:] != self.x_train.shape[1:]:
+                raise DataError(
+                    f"dataset {self.name!r}: x_{part} samples are {x.shape[1:]}, x_train ones {self.x_train.shape[1:]}"
+                )
+            if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
+                raise DataError(f"dataset {self.name!r}: y_{part} holds labels outside [0, {len(self.class_names)})")
+        if len(self.x_train) == 0:
+            raise DataError(f"dataset {self.name!r}: the training split is empty")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def samples(self) -> int:
+        return len(self.y_train) + len(self.y_valid) + len(self.y_test)
+
+    def all_arrays(self) -> LabeledArrays:
+        return LabeledArrays(
+            np.concatenate([self.x_train, self.x_valid, self.x_test]),
+            np.concatenate([self.y_train, self.y_valid, self.y_test]),
+            self.class_names,
+        )
+
+    @cached_property
+    def descriptor(self) -> DatasetDescriptor:
+        from .descriptor import describe
+
+        return describe(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Dataset {self.name} {self.input_shape} classes={self.classes} "
+            f"train={len(self.y_train)} valid={len(self.y_valid)} test={len(self.y_test)}>"
+        )
 
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """A registered dataset: `load()` returns the arrays (see na_toolkit.datasets)."""
+    """A registered dataset. `loader()` returns `LabeledArrays` (split here) or a `Dataset`."""
 
     name: str
     description: str
-    load: Callable[..., Any]
+    loader: Callable[[], LabeledArrays | Dataset]
+    #: where the data comes from (a path, "scikit-learn", ...), shown by `na-toolkit datasets`
+    origin: str = ""
+    _cache: dict[Any, Dataset] = field(default_factory=dict, compare=False, repr=False)
+
+    def load(self, seed: int = 0, valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION) -> Dataset:
+        key = (seed, valid_fraction, test_fraction)
+        if key not in self._cache:
+            data = self.loader()
+            if isinstance(data, Dataset):
+                self._cache[key] = data
+            elif isinstance(data, LabeledArrays):
+                self._cache[key] = split_dataset(self.name, data, seed, valid_fraction, test_fraction)
+            else:
+                raise DataError(f"dataset {self.name!r}: the loader returned {type(data).__name__}, "
+                                "expected LabeledArrays or Dataset")
+        return self._cache[key]
+
+
+def check_arrays(name: str, x: Any, y: Any, class_names: Sequence[Any] | None = None, layout: str = "NCHW") -> LabeledArrays:
+    """Validate user arrays and bring them to the dataset convention.
+
+    x: (N, C, H, W) (or (N, H, W, C) with layout="NHWC", or (N, H, W): one channel), numeric, finite.
+    y: (N,) labels of any sortable type; the distinct values, sorted, become classes 0..K-1 (their `str` are
+    the class names unless `class_names` is given, in which case y must already be ints in [0, K))."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if layout not in ("NCHW", "NHWC"):
+        raise DataError(f"dataset {name!r}: layout must be 'NCHW' or 'NHWC', got {layout!r}")
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"dataset {name!r}: x must be numeric, got dtype {x.dtype}")
+    if x.ndim == 3:
+        x = x[:, None, :, :]
+    elif x.ndim == 4:
+        if layout == "NHWC":
+            x = x.transpose(0, 3, 1, 2)
+    else:
+        raise DataError(
+            f"dataset {name!r}: x must be images of shape (N, C, H, W) or (N, H, W), got {x.ndim} dims {x.shape}; "
+            "reshape flat features to images first"
+        )
+    if y.ndim != 1:
+        raise DataError(f"dataset {name!r}: y must be one label per sample (1-D), got shape {y.shape}")
+    if len(x) != len(y):
+        raise DataError(f"dataset {name!r}: x has {len(x)} samples but y has {len(y)} labels; they must match")
+    if len(x) == 0:
+        raise DataError(f"dataset {name!r}: no samples")
+    if any(d == 0 for d in x.shape[1:]):
+        raise DataError(f"dataset {name!r}: empty image shape {x.shape[1:]}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise DataError(f"dataset {name!r}: x holds NaN or infinite values")
+    if class_names is not None:
+        class_names = tuple(str(c) for c in class_names)
+        if y.dtype.kind not in "iu" or (y.min() < 0 or y.max() >= len(class_names)):
+            raise DataError(
+                f"dataset {name!r}: with class_names given, y must be ints in [0, {len(class_names)})"
+            )
+        labels = y.astype(np.int64)
+        present = len(np.unique(labels))
+    else:
+        try:
+            values, labels = np.unique(y, return_inverse=True)
+        except TypeError as exc:
+            raise DataError(f"dataset {name!r}: labels cannot be sorted ({exc})") from None
+        class_names = tuple(str(v) for v in values)
+        labels = labels.astype(np.int64).reshape(-1)
+        present = len(values)
+    if present < 2:
+        raise DataError(
+            f"dataset {name!r}: only {present} class present in the labels; a classification dataset needs at least 2"
+        )
+    return LabeledArrays(x, labels, class_names)
+
+
+def split_dataset(
+    name: str, data: LabeledArrays, seed: int = 0, valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION
+) -> Dataset:
+    """Stratified split: each class's samples are shuffled with `seed` and `valid_fraction` / `test_fraction` of
+    them (rounded, at least one where a class has 3+ samples) go to valid / test, the rest to train. The same
+    seed and data always give the same split; within each split samples keep ascending original order."""
+    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise DataError(
+            f"dataset {name!r}: valid_fraction ({valid_fraction}) and test_fraction ({test_fraction}) must be in "
+            "[0, 1) with a sum below 1"
+        )
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "valid": [], "test": []}
+    for c in range(len(data.class_names)):
+        idx = np.flatnonzero(data.y == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = _share(len(idx), test_fraction)
+        n_valid = _share(len(idx) - n_test, valid_fraction / (1 - test_fraction)) if len(idx) - n_test > 1 else 0
+        parts["test"].append(idx[:n_test])
+        parts["valid"].append(idx[n_test : n_test + n_valid])
+        parts["train"].append(idx[n_test + n_valid :])
+    arrays: dict[str, Any] = {}
+    for part, chunks in parts.items():
+        idx = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+        arrays[f"x_{part}"] = data.x[idx]
+        arrays[f"y_{part}"] = data.y[idx]
+    return Dataset(name=name, class_names=data.class_names, split_seed=seed, **arrays)
+
+
+def _share(n: int, fraction: float) -> int:
+    if fraction <= 0 or n < 2:
+        return 0
+    k = int(round(n * fraction))
+    # a tiny class still gets one held-out sample, and always keeps one to train on
+    return min(max(k, 1), n - 1)

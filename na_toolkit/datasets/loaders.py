@@ -1,0 +1,170 @@
+"""Dataset loaders: scikit-learn's digits (bundled with scikit-learn, offline), user numpy arrays (in memory or
+an `.npz` file) and image folders (one subfolder per class, read with Pillow). Nothing is downloaded.
+
+Each function returns a `DatasetSource` that a plugin can register (`registry.add(...)`) or that
+`get_dataset` loads directly. Cheap checks (the arrays, the folder's existence) happen at once; reading an image
+folder waits for the first `load()` so that registering a large folder keeps plugin loading fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .base import DatasetSource, LabeledArrays, check_arrays
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+# Pillow modes that hold a single grey channel (or grey + alpha): read as 1 channel in mode "auto"
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "P;grey"})
+
+
+def load_digits_arrays() -> LabeledArrays:
+    """scikit-learn's copy of the UCI optical recognition of handwritten digits test set (Alpaydin & Kaynak 1998):
+    1,797 8x8 images, 10 classes, grey levels 0..16 scaled here to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / np.float32(16.0))[:, None, :, :]
+    return LabeledArrays(np.ascontiguousarray(x), bunch.target.astype(np.int64), tuple(str(c) for c in bunch.target_names))
+
+
+DIGITS = DatasetSource(
+    "digits",
+    "scikit-learn handwritten digits: 1,797 8x8 grey images, 10 classes (offline; the default dataset)",
+    load_digits_arrays,
+    origin="scikit-learn (sklearn.datasets.load_digits)",
+)
+
+
+def dataset_from_arrays(
+    name: str,
+    x: Any,
+    y: Any,
+    class_names: Sequence[Any] | None = None,
+    layout: str = "NCHW",
+    description: str = "",
+) -> DatasetSource:
+    """A dataset from in-memory arrays. x: (N, C, H, W), (N, H, W, C) with layout="NHWC", or (N, H, W);
+    y: (N,) labels (any sortable values; see `check_arrays`). Values are used as given (no rescaling).
+    Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs."""
+    data = check_arrays(name, x, y, class_names=class_names, layout=layout)
+    n, shape = len(data.y), data.x.shape[1:]
+    return DatasetSource(
+        name,
+        description or f"user arrays: {n} samples of {shape}, {len(data.class_names)} classes",
+        lambda: data,
+        origin="arrays",
+    )
+
+
+def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: str = "NCHW") -> DatasetSource:
+    """A dataset from an `.npz` file holding arrays `x` and `y` (and optionally `class_names`)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise DataError(f"{str(path)!r} lacks array(s) {', '.join(missing)}; an .npz dataset holds x and y")
+            x, y = f["x"], f["y"]
+            class_names = f["class_names"].tolist() if "class_names" in f.files else None
+    except OSError as exc:
+        raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
+    except ValueError as exc:  # not a zip / pickled object arrays
+        raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
+    return dataset_from_arrays(name or path.stem, x, y, class_names=class_names, layout=layout,
+                               description=f"arrays from {path}")
+
+
+def dataset_from_image_folder(
+    path: str | os.PathLike,
+    name: str | None = None,
+    resize: int | tuple[int, int] | None = None,
+    mode: str = "auto",
+) -> DatasetSource:
+    """A dataset from a folder with one subfolder per class (`path/cat/1.png`, `path/dog/7.jpg`, ...); the
+    sorted subfolder names are the classes. Pixel values are scaled to [0, 1].
+
+    resize: None (all images must have the same size), an int (square) or (height, width): every image is
+    resized with bilinear filtering. mode: "auto" (1 channel when every image is grey, else RGB), "L"
+    (grey, 1 channel) or "RGB" (3 channels). Files with other suffixes than IMAGE_SUFFIXES and hidden entries
+    are skipped. The folder is read on the first `load()`; a missing folder is reported at once."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(f"image folder {str(folder)!r} does not exist or is not a folder")
+    if mode not in ("auto", "L", "RGB"):
+        raise DataError(f"image folder mode must be 'auto', 'L' or 'RGB', got {mode!r}")
+    size = _size(resize)
+    label = name or folder.resolve().name
+    return DatasetSource(
+        label,
+        f"image folder {folder}" + (f" resized to {size[0]}x{size[1]}" if size else ""),
+        lambda: read_image_folder(folder, label, size, mode),
+        origin=str(folder),
+    )
+
+
+def _size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if resize is None:
+        return None
+    if isinstance(resize, int):
+        resize = (resize, resize)
+    try:
+        h, w = (int(v) for v in resize)
+    except (TypeError, ValueError):
+        raise DataError(f"resize must be an int or (height, width), got {resize!r}") from None
+    if h < 1 or w < 1:
+        raise DataError(f"resize must be positive, got {resize!r}")
+    return h, w
+
+
+def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mode: str) -> LabeledArrays:
+    from PIL import Image, UnidentifiedImageError
+
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(
+            f"image folder {str(folder)!r} has no class subfolders; put each class's images in its own subfolder"
+        )
+    files: list[tuple[Path, int]] = []
+    for label, d in enumerate(class_dirs):
+        images = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not images:
+            raise DataError(
+                f"class folder {str(d)!r} holds no images (suffixes {', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "remove it or add images"
+            )
+        files.extend((p, label) for p in images)
+
+    pictures = []
+    for p, _label in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                pictures.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"cannot read image {str(p)!r}: {exc}") from None
+    if mode == "auto":
+        mode = "L" if all(im.mode in _GREY_MODES for im in pictures) else "RGB"
+    arrays = []
+    first_size = None
+    for (p, _label), im in zip(files, pictures):
+        im = im.convert(mode)
+        if size is not None:
+            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        elif first_size is None:
+            first_size = (im.height, im.width, files[0][0])
+        elif (im.height, im.width) != first_size[:2]:
+            raise DataError(
+                f"image {str(p)!r} is {im.height}x{im.width} but {str(first_size[2])!r} is "
+                f"{first_size[0]}x{first_size[1]}; pass resize=(H, W) (CLI: --resize) to use images of mixed size"
+            )
+        a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    x = np.stack(arrays)
+    y = np.asarray([label for _p, label in files], dtype=np.int64)
+    return check_arrays(name, x, y, class_names=[d.name for d in class_dirs])
