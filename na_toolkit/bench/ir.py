@@ -1,11 +1,162 @@
-"""Benchmark 'ir' (not written yet)."""
+"""IR speed and ONNX parity: moves per second, ONNX emit and torch build time, ONNX Runtime parity.
+
+- `moves_per_s`: candidates produced per second from `resnet-cifar` in one process: a move sampled the
+  way the search samples it (`search.strategy.random_move`: an applicable operation, then each parameter
+  from its mask), applied, the result validated with shapes inferred, costed and hashed. Random walks
+  restart from the seed every `--walk-length` moves, so candidates are up to that many moves away.
+  Median over `--repeats` timed windows of `--seconds` after a warm-up window; `moves_per_cpu_s` is the
+  same count over the process's CPU time (what the rate would be on an idle core).
+- `onnx_emit_ms_median`: `to_onnx(resnet-cifar)` with random weights; `onnx_emit_from_torch_ms_median`
+  with the weights of a torch build; `torch_build_ms_median`: `to_torch(resnet-cifar)`.
+- `onnx_parity_max_abs_err`: over `--networks` random-move networks (1..20 moves from each seed in turn),
+  the largest |ONNX Runtime - torch| on random input (batch 2), the ONNX emitted from the torch build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
+BUILTIN_OPERATIONS = ("insert_conv", "insert_add", "scale", "remove")
 
 
-def configure(parser):
-    pass
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=7, help="timed windows / timed builds (median reported, default 7)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one moves_per_s window (default 2)")
+    parser.add_argument("--walk-length", type=int, default=20, help="moves before a walk restarts at the seed (default 20)")
+    parser.add_argument("--networks", type=int, default=200, help="random-move networks for the parity check (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument(
+        "--operations", default=",".join(BUILTIN_OPERATIONS),
+        help="comma-separated registered moves to sample (default: the built-in ones)",
+    )
 
 
-def run(args):
-    from na_toolkit.errors import NAToolkitError
+def _log(msg: str) -> None:
+    print(f"bench ir: {msg}", file=sys.stderr, flush=True)
 
-    raise NAToolkitError("benchmark 'ir' is not implemented yet")
+
+def _moves_window(seed_arch: Any, operations: list[Any], rng: Any, seconds: float, walk_length: int) -> tuple[int, float, float]:
+    """(candidates, wall s, CPU s) of one window of random walks from `seed_arch`."""
+    from na_toolkit.search.strategy import random_move
+
+    count, arch, steps = 0, seed_arch, 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while True:
+        step = random_move(arch, operations, rng)
+        if step is None or steps >= walk_length:
+            arch, steps = seed_arch, 0
+            continue
+        _move, arch = step
+        arch.cost  # noqa: B018 (validated, shapes inferred and hashed in random_move; costed here)
+        steps += 1
+        count += 1
+        if count % 50 == 0 and time.perf_counter() - wall0 >= seconds:
+            return count, time.perf_counter() - wall0, time.process_time() - cpu0
+
+
+def moves_per_s(args: argparse.Namespace, operations: list[Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from na_toolkit.ir.seeds import get_seed
+
+    seed_arch = get_seed("resnet-cifar")
+    rng = np.random.default_rng(args.seed)
+    _moves_window(seed_arch, operations, rng, min(1.0, args.seconds), args.walk_length)  # warm-up
+    wall_rates, cpu_rates = [], []
+    for r in range(args.repeats):
+        n, wall_s, cpu_s = _moves_window(seed_arch, operations, rng, args.seconds, args.walk_length)
+        wall_rates.append(n / wall_s)
+        cpu_rates.append(n / cpu_s)
+        _log(f"moves window {r + 1}/{args.repeats}: {n} candidates, {n / wall_s:.0f}/s wall, {n / cpu_s:.0f}/s CPU")
+    return {
+        "moves_per_s": round(statistics.median(wall_rates), 1),
+        "moves_per_cpu_s": round(statistics.median(cpu_rates), 1),
+        "moves_per_s_windows": [round(x, 1) for x in wall_rates],
+    }
+
+
+def _median_ms(fn: Any, repeats: int) -> float:
+    fn()  # warm-up (lazy imports, first-call caches)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return round(statistics.median(times), 3)
+
+
+def build_times(args: argparse.Namespace) -> dict[str, Any]:
+    from na_toolkit.ir.seeds import get_seed
+
+    arch = get_seed("resnet-cifar")
+    model = arch.to_torch()
+    out = {
+        "onnx_emit_ms_median": _median_ms(lambda: arch.to_onnx(), args.repeats),
+        "onnx_emit_from_torch_ms_median": _median_ms(lambda: arch.to_onnx(model=model), args.repeats),
+        "torch_build_ms_median": _median_ms(lambda: arch.to_torch(), args.repeats),
+    }
+    _log(f"resnet-cifar: {out}")
+    return out
+
+
+def onnx_parity(args: argparse.Namespace, operations: list[Any]) -> dict[str, Any]:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from na_toolkit.ir.seeds import get_seed
+    from na_toolkit.search.strategy import random_move
+
+    rng = np.random.default_rng(args.seed + 1)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    worst, worst_rel, moves_total = 0.0, 0.0, 0
+    for i in range(args.networks):
+        arch = get_seed(SEEDS[i % len(SEEDS)])
+        for _ in range(int(rng.integers(1, 21))):
+            step = random_move(arch, operations, rng)
+            if step is None:
+                break
+            arch = step[1]
+            moves_total += 1
+        model = arch.to_torch(seed=i).eval()
+        proto = arch.to_onnx(model=model, batch_size=None)
+        x = rng.standard_normal((2, *arch.input_shape)).astype(np.float32)
+        sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"input": x})[0]
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        err = float(np.abs(got - want).max())
+        worst = max(worst, err)
+        worst_rel = max(worst_rel, err / max(float(np.abs(want).max()), 1e-12))
+        if (i + 1) % 25 == 0:
+            _log(f"parity: {i + 1}/{args.networks} networks, max abs err so far {worst:.3g}")
+    return {
+        "onnx_parity_max_abs_err": worst,
+        "onnx_parity_max_rel_err": worst_rel,
+        "onnx_parity_networks": args.networks,
+        "onnx_parity_mean_moves": round(moves_total / max(args.networks, 1), 2),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from na_toolkit.plugins import get_toolkit
+
+    registry = get_toolkit().operations
+    operations = [registry.get(name.strip()) for name in args.operations.split(",") if name.strip()]
+    figures: dict[str, Any] = {}
+    figures.update(moves_per_s(args, operations))
+    figures.update(build_times(args))
+    figures.update(onnx_parity(args, operations))
+    figures["targets"] = {
+        "moves_per_s": ">= 1000",
+        "onnx_emit_ms_median": "<= 20",
+        "torch_build_ms_median": "<= 50",
+        "onnx_parity_max_abs_err": "<= 1e-4",
+    }
+    return figures

@@ -34,7 +34,8 @@ WIDTH_ATTR = {"conv2d": "filters", "linear": "units"}
 
 
 # ---- shape re-inference -------------------------------------------------------------------------------
-_INFERRED: dict[tuple, Shape | None] = {}  # (layer type, attrs key, input shapes) -> shape or None
+_INFERRED: dict[tuple, Shape | None] = {}
+_MISSING = object()  # (layer type, attrs key, input shapes) -> shape or None
 
 
 def _try_infer(layer_type: Any, attrs: Attrs, in_shapes: tuple[Shape, ...]) -> Shape | None:
@@ -70,7 +71,7 @@ class _View:
         self.arch = arch
         self.nodes = arch.nodes
         self.n = min(len(arch.nodes), MAX_POSITIONS)
-        self.index = {node.id: i for i, node in enumerate(arch.nodes)}
+        self.index = arch._index  # id -> position
         self.consumers = arch.consumers
         self.shapes = arch._shapes  # id -> shape, "input" included
         self.norm = arch._norm  # id -> normalised attributes (shared: never mutated here)
@@ -125,6 +126,7 @@ def _propagate(view: _View, seen_shapes: dict[str, Shape], attr_changes: dict[st
     queued = {index[c] for nid in seen_shapes for c in consumers[nid]}
     queued.update(index[nid] for nid in attr_changes)
     heap = sorted(queued)  # a sorted list is a valid heap
+    inferred = _INFERRED
     while heap:
         node = nodes[heapq.heappop(heap)]
         nid = node.id
@@ -136,7 +138,11 @@ def _propagate(view: _View, seen_shapes: dict[str, Shape], attr_changes: dict[st
                 follow = _follow_attrs(view, node, in_shapes[0])
                 if follow is not None:
                     changes[nid] = attrs = follow
-        out = _try_infer(types[node.type], attrs, in_shapes)
+        lt = types[node.type]
+        akey = attrs._k
+        out = _MISSING if akey is None or akey is False else inferred.get((lt, akey, in_shapes), _MISSING)  # inlined hit
+        if out is _MISSING:
+            out = _try_infer(lt, attrs, in_shapes)
         if out is None:
             return None
         if out != shapes[nid]:
@@ -174,6 +180,27 @@ def _local_edit(view: _View, node: Node, key: str, value: Any) -> tuple[Attrs, S
     return result
 
 
+_SHAPE_KEEPING: dict[tuple, bool] = {}
+
+
+def _shape_keeping_value_exists(view: _View, node: Node, key: str, values: tuple[Any, ...]) -> bool:
+    """Some value of `values` other than the current one keeps the node's output shape (so the edit
+    needs nothing downstream). Memoised per node content across architectures."""
+    lt = view.types[node.type]
+    in_shapes = tuple([view.shapes[s] for s in node.inputs])
+    akey = node.attrs.cache_key()
+    mkey = (lt, akey, in_shapes, key)
+    found = _SHAPE_KEEPING.get(mkey) if akey is not None else None
+    if found is None:
+        current, shape = view.norm[node.id][key], view.shapes[node.id]
+        found = any(v != current and _local_edit(view, node, key, v)[1] == shape for v in values)
+        if akey is not None:
+            if len(_SHAPE_KEEPING) > 50_000:
+                _SHAPE_KEEPING.clear()
+            _SHAPE_KEEPING[mkey] = found
+    return found
+
+
 def _edit_changes(view: _View, node: Node, key: str, value: Any) -> dict[str, Attrs] | None:
     """Every attribute change that setting `key=value` on `node` needs, or None if the network breaks."""
     attrs, out = _local_edit(view, node, key, value)
@@ -202,17 +229,22 @@ def _rebuild(
     then the nodes that no longer reach the output collected."""
     rewire = rewire or {}
     insert_after = insert_after or {}
+    consumers = arch.consumers
+    touched = {*changes, *insert_after, *(c for src in rewire for c in consumers[src])}
+    if drop is not None:
+        touched.add(drop)
     out_nodes: list[Node] = []
     for node in arch.nodes:
         nid = node.id
+        if nid not in touched:  # most nodes: kept as they are (the same objects: memo hits downstream)
+            out_nodes.append(node)
+            continue
         if nid == drop:
             continue
         attrs = changes.get(nid, node.attrs)
         inputs = node.inputs
-        for s in inputs:
-            if s in rewire:
-                inputs = tuple([rewire.get(x, x) for x in inputs])
-                break
+        if any(s in rewire for s in inputs):
+            inputs = tuple([rewire.get(x, x) for x in inputs])
         out_nodes.append(node if (attrs is node.attrs and inputs is node.inputs) else Node(nid, node.type, attrs, inputs))
         if nid in insert_after:
             out_nodes.extend(insert_after[nid])
@@ -230,12 +262,6 @@ def _rebuild(
     return arch.with_nodes(out_nodes, output=output)
 
 
-def _position_mask(view: _View, valid: Callable[[int], bool]) -> np.ndarray:
-    m = np.zeros(MAX_POSITIONS, dtype=bool)
-    m[: view.n] = [valid(i) for i in range(view.n)]
-    return m
-
-
 def _node_at(arch: Architecture, op: str, position: Any) -> Node:
     try:
         i = int(position)
@@ -247,6 +273,28 @@ def _node_at(arch: Architecture, op: str, position: Any) -> Node:
 
 
 class _BuiltinOperation(Operation):
+    """Shared by the built-in moves: the first parameter is a position, decided per node by
+    `_valid_position` and memoised per architecture."""
+
+    def _valid_position(self, view: _View, i: int) -> bool:
+        raise NotImplementedError
+
+    def _positions(self, view: _View) -> np.ndarray:
+        def compute():
+            m = np.zeros(MAX_POSITIONS, dtype=bool)
+            m[: view.n] = [self._valid_position(view, i) for i in range(view.n)]
+            return m
+
+        return view.cached((self.name, "positions"), compute)
+
+    def is_applicable(self, arch: Architecture) -> bool:
+        # stops at the first valid position: the full mask is only built for the move actually sampled
+        view = _view(arch)
+        done = view.memo.get((self.name, "positions"))
+        if done is not None:
+            return bool(done.any())
+        return any(self._valid_position(view, i) for i in range(view.n))
+
     def check_names(self, params: dict[str, Any]) -> None:
         names = [p.name for p in self.params()]
         if set(params) != set(names):
@@ -306,20 +354,21 @@ class InsertConv(_BuiltinOperation):
     def _filters_ok(self, view: _View, i: int, f: int) -> bool:
         return self._filters_changes(view, i, f) is not None and any(self._conv_fits(view, i, f, k) for k in KERNEL_CHOICES)
 
-    def _position_ok(self, view: _View, i: int) -> bool:
+    def _valid_position(self, view: _View, i: int) -> bool:
         node = view.nodes[i]
         shape = view.shapes[node.id]
-        if node.id == view.arch.output or len(shape) != 3 or "conv2d" not in view.types:
+        conv = view.types.get("conv2d")
+        if node.id == view.arch.output or len(shape) != 3 or conv is None:
             return False
-        # keeping the channel count needs no propagation: the common, cheap case first
-        if shape[0] in FILTER_CHOICES and (self._conv_fits(view, i, shape[0], 3) or self._filters_ok(view, i, shape[0])):
+        # the node's own width with a 3x3 kernel fits and needs nothing downstream: the common case first
+        if shape[0] in FILTER_CHOICES and (_CONV_FITS.get((conv, shape, shape[0], 3)) or self._filters_ok(view, i, shape[0])):
             return True
         return any(self._filters_ok(view, i, f) for f in FILTER_CHOICES)
 
     def mask(self, arch, param, chosen):
         view = _view(arch)
         if param == "position":
-            return view.cached(("insert_conv.mask",), lambda: _position_mask(view, lambda i: self._position_ok(view, i)))
+            return self._positions(view)
         i = int(chosen["position"])
         if param not in ("filters", "kernel"):
             raise OperationError(f"{self.name} has no parameter {param!r}")
@@ -364,19 +413,26 @@ class InsertAdd(_BuiltinOperation):
     def _shapes(view: _View) -> list[Shape]:
         return view.cached(("shapes",), lambda: [view.shapes[view.nodes[i].id] for i in range(view.n)])
 
+    def _positions(self, view: _View) -> np.ndarray:
+        def compute():  # a source needs a later node of its shape: one backward scan
+            shapes = self._shapes(view)
+            m = np.zeros(MAX_POSITIONS, dtype=bool)
+            later: set[Shape] = set()
+            for i in range(view.n - 1, -1, -1):
+                m[i] = shapes[i] in later
+                later.add(shapes[i])
+            return m
+
+        return view.cached((self.name, "positions"), compute)
+
+    def _valid_position(self, view: _View, i: int) -> bool:
+        return bool(self._positions(view)[i])
+
     def mask(self, arch, param, chosen):
         view = _view(arch)
         shapes = self._shapes(view)
         if param == "source":
-            def compute():
-                m = np.zeros(MAX_POSITIONS, dtype=bool)
-                later: set[Shape] = set()
-                for i in range(view.n - 1, -1, -1):
-                    m[i] = shapes[i] in later
-                    later.add(shapes[i])
-                return m
-
-            return view.cached(("insert_add.mask",), compute)
+            return self._positions(view)
         if param == "target":
             i = int(chosen["source"])
             m = np.zeros(MAX_POSITIONS, dtype=bool)
@@ -440,24 +496,21 @@ class Scale(_BuiltinOperation):
     def _attribute_ok(self, view: _View, i: int, attribute: str) -> bool:
         return any(self._changes(view, i, attribute, v) is not None for v in SCALE_VALUES[attribute])
 
-    def _position_ok(self, view: _View, i: int) -> bool:
+    def _valid_position(self, view: _View, i: int) -> bool:
         node = view.nodes[i]
         t = node.type
         if t == "dropout":
-            return self._attribute_ok(view, i, "rate")
+            return _shape_keeping_value_exists(view, node, "rate", RATE_CHOICES) or self._attribute_ok(view, i, "rate")
         if t == "conv2d":
             # the cheap check first: a kernel change that keeps the output shape needs nothing downstream
-            shape, current = view.shapes[node.id], view.norm[node.id]["kernel"]
-            if any(k != current and _local_edit(view, node, "kernel", k)[1] == shape for k in KERNEL_CHOICES):
-                return True
-            if self._attribute_ok(view, i, "kernel"):
+            if _shape_keeping_value_exists(view, node, "kernel", KERNEL_CHOICES) or self._attribute_ok(view, i, "kernel"):
                 return True
         return t in WIDTH_ATTR and self._attribute_ok(view, i, "channels")
 
     def mask(self, arch, param, chosen):
         view = _view(arch)
         if param == "position":
-            return view.cached(("scale.mask",), lambda: _position_mask(view, lambda i: self._position_ok(view, i)))
+            return self._positions(view)
         i = int(chosen["position"])
         if param == "attribute":
             return np.array([0 <= i < view.n and self._attribute_ok(view, i, a) for a in SCALE_VALUES])
@@ -516,11 +569,17 @@ class Remove(_BuiltinOperation):
             return {}
         return view.cached(("remove", i), lambda: _propagate(view, {node.id: shapes[src]}, {}))
 
+    def _valid_position(self, view: _View, i: int) -> bool:
+        node = view.nodes[i]
+        if node.inputs and node.id != view.arch.output and view.shapes[node.inputs[0]] == view.shapes[node.id]:
+            return True  # identity-shaped: the common case first
+        return self._changes(view, i) is not None
+
     def mask(self, arch, param, chosen):
         if param != "position":
             raise OperationError(f"{self.name} has no parameter {param!r}")
         view = _view(arch)
-        return view.cached(("remove.mask",), lambda: _position_mask(view, lambda i: self._changes(view, i) is not None))
+        return self._positions(view)
 
     def apply(self, arch, **params):
         self.check_names(params)

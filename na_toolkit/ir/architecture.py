@@ -203,6 +203,8 @@ class Architecture:
         output: str | None = None,
         name: str = "",
         layer_types: LayerTypeRegistry | None = None,
+        *,
+        _parent: Architecture | None = None,
     ):
         input_shape = tuple(input_shape)
         if len(input_shape) not in (1, 3) or not all(isinstance(d, int) and d > 0 for d in input_shape):
@@ -210,61 +212,110 @@ class Architecture:
         nodes = list(nodes)
         if not nodes:
             raise ArchitectureError("an architecture needs at least one node")
-        by_id: dict[str, Node] = {}
-        for node in nodes:
-            if not isinstance(node.id, str) or not node.id or node.id == INPUT:
-                raise ArchitectureError(f"bad node id {node.id!r} (non-empty string, not {INPUT!r})")
-            if node.id in by_id:
-                raise ArchitectureError("duplicate node id", node.id)
-            by_id[node.id] = node
+        try:
+            by_id: dict[str, Node] = {node.id: node for node in nodes}
+            ids_ok = len(by_id) == len(nodes) and INPUT not in by_id and "" not in by_id
+            ids_ok = ids_ok and all(type(k) is str for k in by_id)
+        except TypeError:  # an unhashable id: the loop below names it
+            ids_ok = False
+        if not ids_ok:
+            by_id = {}
+            for node in nodes:
+                if not isinstance(node.id, str) or not node.id or node.id == INPUT:
+                    raise ArchitectureError(f"bad node id {node.id!r} (non-empty string, not {INPUT!r})")
+                if node.id in by_id:
+                    raise ArchitectureError("duplicate node id", node.id)
+                by_id[node.id] = node
+        # dangling inputs (the first in node order is reported), and whether the given order is already
+        # topological (builders and moves keep it: no sort needed)
+        seen = {INPUT}
+        in_order = True
         for node in nodes:
             for src in node.inputs:
-                if src != INPUT and src not in by_id:
-                    raise ArchitectureError(f"input {src!r} does not exist (dangling input)", node.id)
+                if src not in seen:
+                    if src not in by_id:
+                        raise ArchitectureError(f"input {src!r} does not exist (dangling input)", node.id)
+                    in_order = False
+            seen.add(node.id)
         output = output if output is not None else nodes[-1].id
         if output not in by_id:
             raise ArchitectureError(f"output {output!r} is not a node")
-        ordered = _topological_order(nodes, by_id)
+        ordered = nodes if in_order else _topological_order(nodes, by_id)
         self.input_shape: Shape = input_shape
         self.nodes: tuple[Node, ...] = tuple(ordered)
         self.output: str = output
         self.name: str = name
         self._by_id = by_id
-        self._check_and_infer(layer_types or _default_layer_types())
+        self._check_and_infer(layer_types or _default_layer_types(), _parent)
 
     # ---- validation ---------------------------------------------------------------------------------
-    def _check_and_infer(self, layer_types: LayerTypeRegistry) -> None:
+    def _check_and_infer(self, layer_types: LayerTypeRegistry, parent: Architecture | None = None) -> None:
         shapes: dict[str, Shape] = {INPUT: self.input_shape}
         norm: dict[str, dict[str, Any]] = {}
         records: list[_NodeRecord] = []
         types: dict[str, Any] = {}
-        for node in self.nodes:
+        arity: dict[str, tuple[int, int]] = {}
+        memo = _node_memo
+        nodes = self.nodes
+        start = 0
+        self._inherited_hash_parts: list[str] = []
+        if parent is not None and parent._layer_types is layer_types and parent.input_shape == self.input_shape:
+            # A derived architecture (`with_nodes`) shares a prefix of identical nodes with its parent; in
+            # topological order their inputs lie in the prefix too, so the parent's checks and shapes hold.
+            parent_nodes = parent.nodes
+            limit = min(len(parent_nodes), len(nodes))
+            while start < limit and parent_nodes[start] is nodes[start]:
+                start += 1
+            p_shapes, p_norm = parent._shapes, parent._norm
+            for node in nodes[:start]:
+                shapes[node.id] = p_shapes[node.id]
+                norm[node.id] = p_norm[node.id]
+            records = parent._records[:start]
+            types = dict(parent._types)
+            self._inherited_hash_parts = parent.__dict__.get("_hash_parts", [])[:start]
+        for node in nodes[start:] if start else nodes:
             lt = types.get(node.type)
             if lt is None:
                 try:
                     lt = types[node.type] = layer_types.get(node.type)
                 except UnknownComponentError as exc:
                     raise ArchitectureError(str(exc), node.id) from None
-            n_in = len(node.inputs)
-            if n_in < lt.min_inputs or (lt.max_inputs is not None and n_in > lt.max_inputs):
+            inputs = node.inputs
+            limits = arity.get(node.type)
+            if limits is None:
+                limits = arity[node.type] = (lt.min_inputs, lt.max_inputs if lt.max_inputs is not None else 1 << 30)
+            lo, hi = limits
+            if not lo <= len(inputs) <= hi:
                 want = f"{lt.min_inputs}" if lt.max_inputs == lt.min_inputs else f"{lt.min_inputs}..{lt.max_inputs or 'n'}"
-                raise ArchitectureError(f"{node.type} takes {want} input(s), got {n_in}", node.id)
-            try:
-                rec = _node_record(lt, node.attrs, tuple([shapes[s] for s in node.inputs]))
-            except ShapeError as exc:
-                raise ShapeError(str(exc), node.id) from None
-            except ArchitectureError as exc:
-                if exc.node is not None:
-                    raise
-                raise ArchitectureError(str(exc), node.id) from None
+                raise ArchitectureError(f"{node.type} takes {want} input(s), got {len(inputs)}", node.id)
+            in_shapes = tuple([shapes[s] for s in inputs])
+            akey = node.attrs._k
+            # the memo hit inlined (the common case: a node unchanged from the parent architecture)
+            rec = None
+            if akey is not None and akey is not False:
+                try:
+                    rec = memo.get((lt, akey, in_shapes))
+                except TypeError:  # an unhashable plugin layer type: _node_record computes it unmemoised
+                    pass
+            if rec is None:
+                try:
+                    rec = _node_record(lt, node.attrs, in_shapes)
+                except ShapeError as exc:
+                    raise ShapeError(str(exc), node.id) from None
+                except ArchitectureError as exc:
+                    if exc.node is not None:
+                        raise
+                    raise ArchitectureError(str(exc), node.id) from None
             if not rec.positive:
                 raise ShapeError(f"{node.type} produces an empty tensor of shape {rec.shape}", node.id)
             shapes[node.id] = rec.shape
             norm[node.id] = rec.norm
             records.append(rec)
-        consumed = {s for n in self.nodes for s in n.inputs}
-        dead = [n.id for n in self.nodes if n.id not in consumed and n.id != self.output]
-        if dead:
+        consumed = {s for n in nodes for s in n.inputs}
+        consumed.discard(INPUT)
+        # every node but the output is read by some node: counting settles it without a scan
+        if len(consumed) + (self.output not in consumed) != len(nodes):
+            dead = [n.id for n in nodes if n.id not in consumed and n.id != self.output]
             raise ArchitectureError(f"node output is never used (only {self.output!r} may be a sink)", dead[0])
         self._shapes = shapes
         self._norm = norm
@@ -316,13 +367,12 @@ class Architecture:
 
     @cached_property
     def consumers(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, list[str]] = {INPUT: []}
+        out: dict[str, Any] = dict.fromkeys(self._shapes, ())  # "input" and every node, in order
         for n in self.nodes:
-            out[n.id] = []
-        for n in self.nodes:
+            nid = n.id
             for s in n.inputs:
-                out[s].append(n.id)
-        return {k: tuple(v) for k, v in out.items()}
+                out[s] += (nid,)
+        return out
 
     def layer_type(self, node_id: str):
         return self._layer_types.get(self._by_id[node_id].type)
@@ -334,18 +384,14 @@ class Architecture:
     # ---- cost ---------------------------------------------------------------------------------------
     @cached_property
     def cost(self) -> ArchitectureCost:
-        per_node: dict[str, LayerCost] = {}
-        shapes = self._shapes
-        rows = []
-        for n, rec in zip(self.nodes, self._records):
-            c = rec.cost
-            if c is None:
-                c = rec.cost = self._types[n.type].cost(rec.norm, [shapes[s] for s in n.inputs], rec.shape)
-                rec.cost_tuple = c.astuple()
-            per_node[n.id] = c
-            rows.append(rec.cost_tuple)
+        shapes, records = self._shapes, self._records
+        for n, rec in zip(self.nodes, records):
+            if rec.cost is None:  # memoised with the node's shape inference: rare after the first network
+                rec.cost = self._types[n.type].cost(rec.norm, [shapes[s] for s in n.inputs], rec.shape)
+                rec.cost_tuple = rec.cost.astuple()
+        per_node = {n.id: rec.cost for n, rec in zip(self.nodes, records)}
         # column sums over the per-node tuples: much cheaper than chaining LayerCost.__add__
-        total = LayerCost(*map(sum, zip(*rows)))
+        total = LayerCost(*map(sum, zip(*[rec.cost_tuple for rec in records])))
         return ArchitectureCost(per_node, total)
 
     @property
@@ -391,8 +437,12 @@ class Architecture:
         """`json.dumps(self.canonical(), separators=(",", ":"), sort_keys=True)`, byte for byte, assembled
         from memoised per-node fragments (the hash of every candidate goes through here)."""
         pos = {INPUT: "-1"}
-        parts = []
-        for i, (n, rec) in enumerate(zip(self.nodes, self._records)):
+        parts = self._inherited_hash_parts  # the parent's fragments for the shared prefix of nodes
+        start = len(parts)
+        for i in range(start):
+            pos[self.nodes[i].id] = str(i)
+        for i in range(start, len(self.nodes)):
+            n, rec = self.nodes[i], self._records[i]
             head = rec.head
             if head is None:
                 # '["type",[[k,v],...]' without its closing bracket; the input positions follow
@@ -403,6 +453,7 @@ class Architecture:
             else:
                 parts.append(f"{head},[{','.join([pos[s] for s in inputs])}]]")
             pos[n.id] = str(i)
+        self._hash_parts = parts
         inp = json.dumps(list(self.input_shape), separators=(",", ":"))
         return f'{{"input":{inp},"nodes":[{",".join(parts)}],"output":{pos[self.output]}}}'
 
@@ -424,6 +475,7 @@ class Architecture:
             output=output if output is not None else self.output,
             name=self.name if name is None else name,
             layer_types=self._layer_types,
+            _parent=self,
         )
 
     def new_id(self, prefix: str) -> str:
