@@ -176,3 +176,15 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path):
     assert p.stderr.strip().splitlines()[-1] == (
         "na-toolkit: error: unknown config key 'strategy.nmae'. Did you mean 'strategy.name'? Known here: name, options"
     )
+
+
+def test_demo_config_is_the_shipped_example():
+    # the demo embeds its config for installs without examples/; both must describe the same search
+    import tomllib
+
+    from na_toolkit.search.demo import DEMO_TOML
+
+    example = load_config(EXAMPLES / "demo.toml").to_json()
+    embedded = load_config(tomllib.loads(DEMO_TOML), base_dir=EXAMPLES).to_json()
+    example.pop("output"), embedded.pop("output")
+    assert embedded == example

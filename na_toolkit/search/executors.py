@@ -16,7 +16,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -123,6 +124,28 @@ def _init_worker(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+@contextmanager
+def _workers_skip_main() -> Iterator[None]:
+    """Start spawned workers without re-running the parent's `__main__`.
+
+    A spawned worker normally re-imports the parent's main script so that functions defined there can be
+    unpickled; a script that calls `run_search` without an `if __name__ == "__main__":` guard would then
+    start a search in every worker. Tasks only ever name functions of this module, so workers need nothing
+    from `__main__`: hide its origin from multiprocessing while the workers start."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 # ---- executors -----------------------------------------------------------------------------------------
 OnResult = Callable[[int, TaskResult], None]
 
@@ -204,7 +227,8 @@ class LocalExecutor(Executor):
         todo = list(range(len(tasks)))
         while todo:
             pool = self._get_pool()
-            futures = {pool.submit(run_task, tasks[i]): i for i in todo}
+            with _workers_skip_main():  # the workers start on the first submit
+                futures = {pool.submit(run_task, tasks[i]): i for i in todo}
             todo = []
             for fut in as_completed(futures):
                 i = futures[fut]

@@ -1,0 +1,165 @@
+"""`make demo` / `na-toolkit demo`: a real hardware-aware search on this machine, start to finish.
+
+1. Calibrate a roofline hardware model of this very CPU (`calibrate_hardware()`: a large matrix product, a
+   large copy, a burst of tiny ops) and write it into the run folder;
+2. measure the `simple-cnn` seed with ONNX Runtime on this CPU and set the latency budget to
+   `latency_factor` × that latency (the model-size budget is the paper's 16 MB);
+3. search on digits with the config `examples/demo.toml`: candidates are scored by the predictors and the
+   calibrated roofline model, every evaluated candidate is trained and then measured by ONNX Runtime;
+4. print the Pareto table, the best feasible candidate and the run folder.
+
+About 3 to 5 minutes on 2 idle cores (the figure in the report of the search issue); `--resume RUN` works
+on a demo run like on any other.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import read_config_file
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.toml"
+
+
+def _default_config() -> dict[str, Any]:
+    if DEMO_CONFIG.is_file():  # a source checkout (what `make demo` runs)
+        return read_config_file(DEMO_CONFIG)
+    # an installed wheel has no examples/: the same search, kept in sync by tests/test_search_config.py
+    import tomllib
+
+    return tomllib.loads(DEMO_TOML)
+
+
+def run_demo(
+    out_dir: str | Path = "runs",
+    *,
+    evaluations: int | None = None,
+    random_seed: int | None = None,
+    latency_factor: float = 1.5,
+    seed_network: str | None = None,
+    moves: Sequence[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+):
+    """Run the demo search into a new run folder under `out_dir`; returns the `SearchResult`."""
+    from ..plugins import get_toolkit
+    from ..timemodels.calibrate import calibrate_hardware
+    from ..timemodels.hwmodel import save_hardware_model
+    from .config import build_seed, load_config
+    from .loop import _new_run_dir, run_search
+    from .outputs import outcome_lines, pareto_table
+
+    say = echo or (lambda text: print(text, flush=True))
+    started = time.perf_counter()
+    doc = copy.deepcopy(dict(config)) if config is not None else _default_config()
+    if evaluations is not None:
+        doc["evaluations"] = evaluations
+    if random_seed is not None:
+        doc["random_seed"] = random_seed
+    if seed_network is not None:
+        doc["seed_network"] = seed_network
+    if moves:
+        doc.setdefault("search", {})["moves"] = list(moves)
+    out_dir = Path(out_dir).resolve()
+    doc["output"] = str(out_dir)
+    cfg = load_config(doc)  # validate before spending time on measurements
+    tk = get_toolkit()
+    run_id, run_dir = _new_run_dir(out_dir, cfg.name)
+    run_dir.mkdir(parents=True)
+    dev = cfg.device("cpu")
+
+    say("== 1/3  calibrating a roofline model of this CPU (matrix product, copy, launch overhead)")
+    t = time.perf_counter()
+    hw = calibrate_hardware("cpu")
+    hw_path = save_hardware_model(hw, run_dir / "local-cpu.toml")
+    say(
+        f"   {hw.description}: {hw.flops_per_s('fp32') / 1e9:.1f} GFLOP/s fp32, "
+        f"{hw.bandwidth_bytes_per_s() / 1e9:.2f} GB/s, launch overhead {hw.launch_overhead_s * 1e6:.2f} us "
+        f"({time.perf_counter() - t:.1f} s) -> {hw_path}"
+    )
+
+    say("== 2/3  measuring the seed network with ONNX Runtime on this CPU to set the latency budget")
+    seed = build_seed(cfg.seed_network, tk)
+    measure = tk.time_models.get(dev.measure.name)(**dev.time_model_options("measure"))
+    seed_est = measure.estimate(seed, dev.batch_size)
+    roofline = tk.time_models.get(dev.time_model.name)(**{**dev.time_model_options(), "device": str(hw_path)})
+    budget_ms = latency_factor * seed_est.latency_ms
+    say(
+        f"   {cfg.seed_network}: {seed_est.latency_ms:.4f} ms measured (p10 {seed_est.latency_p10_ms:.4f}, "
+        f"p90 {seed_est.latency_p90_ms:.4f}); calibrated roofline says {roofline.estimate(seed, dev.batch_size).latency_ms:.4f} ms; "
+        f"{seed.cost.model_size_bytes / 1e3:.1f} kB of weights"
+    )
+    say(f"   budgets: latency <= {budget_ms:.4f} ms ({latency_factor} x the seed), model size <= 16 MB")
+
+    cpu = doc["devices"]["cpu"]
+    cpu["time_model"] = {"name": dev.time_model.name, "options": {**dev.time_model.options, "device": str(hw_path)}}
+    latency = cpu.setdefault("budgets", {}).get("latency_ms")
+    cpu["budgets"]["latency_ms"] = {**(latency if isinstance(latency, dict) else {}), "limit": budget_ms}
+
+    say(f"== 3/3  searching: {cfg.evaluations} ground-truth evaluations ({cfg.evaluator.name} on {cfg.dataset}, "
+        f"{cfg.evaluator.options.get('epochs', '?')} epochs each), strategy {cfg.strategy.name}")
+    result = run_search(doc, run_dir=run_dir, progress=progress)
+    summary = result.summary()
+    say("")
+    say(f"Pareto set ({len(summary['pareto'])} of {len(summary['evaluated'])} evaluated; accuracy, size, latency on this CPU):")
+    say(pareto_table(summary))
+    say("")
+    for line in outcome_lines(summary):
+        say(line)
+    c = result.counters
+    say(f"paid: {c.evaluations} evaluations, {c.measurements} measurements; computed: {c.predictor_calls} predictions, "
+        f"{c.time_model_calls} roofline estimates, {c.candidates_scored} candidates scored")
+    say(f"demo took {time.perf_counter() - started:.0f} s")
+    say(f"run folder: {run_dir}")
+    return result
+
+
+#: examples/demo.toml for installs without the examples folder (a test checks they are the same)
+DEMO_TOML = """
+name = "demo"
+seed_network = "simple-cnn"
+dataset = "digits"
+evaluations = 20
+random_seed = 0
+output = "runs"
+
+[search]
+per_round = 4
+moves = ["insert_conv", "insert_add", "scale", "remove"]
+
+[strategy]
+name = "neural-architect"
+options = { updates = 4, episodes = 12 }
+
+[evaluator]
+name = "torch"
+options = { epochs = 10, threads = 1 }
+
+[predictors]
+accuracy = { name = "ensemble", options = { n_estimators = 100 } }
+
+[executor]
+name = "local"
+options = { workers = 2, threads_per_worker = 1 }
+
+[budgets]
+model_size_bytes = 16_000_000
+
+[devices.cpu]
+device = "cpu"
+time_model = { name = "roofline", options = { device = "x86-cpu" } }
+measure = { name = "onnxruntime", options = { intra_op_threads = 1 } }
+
+[devices.cpu.budgets]
+latency_ms = { limit = 0.04, weight = 1.0 }
+"""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run_demo(sys.argv[1] if len(sys.argv) > 1 else "runs")
