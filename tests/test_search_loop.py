@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from na_toolkit.datasets import get_dataset
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.search import compute_reward, run_search
 from na_toolkit.search.executors import LocalExecutor, Task
@@ -181,10 +182,18 @@ def test_digits_search_with_measured_cpu_latency_and_outputs(tmp_path):
     assert arch.hash == res.best["cpu"]
     model = arch.to_torch()
     model.load_state_dict(torch.load(best / "model.pt", weights_only=True))
-    x = np.random.default_rng(0).standard_normal((2, *arch.input_shape)).astype(np.float32)
+    # the exported weights are the trained ones: they reproduce the evaluator's test accuracy (the torch
+    # evaluator standardises inputs with the training split's per-channel mean and std)
+    ds = get_dataset("digits")
+    mean = ds.x_train.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)[None, :, None, None]
+    std = ds.x_train.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)[None, :, None, None]
+    x = ((ds.x_test - mean) / std).astype(np.float32)
     got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     with torch.no_grad():
-        assert np.abs(got - model.eval()(torch.from_numpy(x)).numpy()).max() < 1e-4
+        want = model.eval()(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() < 1e-4
+    assert float((got.argmax(1) == ds.y_test).mean()) == res.get(res.best["cpu"]).score.metrics["test_accuracy"]
+    assert summary["outputs"]["best.cpu.trained_weights"] == "true"
 
 
 def test_local_process_pool_keeps_task_order(tmp_path):
