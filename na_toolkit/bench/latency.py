@@ -1,11 +1,228 @@
-"""Benchmark 'latency' (not written yet)."""
+"""Latency prediction on this machine: learned (from a profile built here) and roofline vs measured.
+
+1. Build a device profile here with `na-toolkit profile`'s defaults (timed: `profile_build_s`).
+2. Sample a held-out set of networks from the three seeds and random move sequences, none of them in the
+   profile, and measure each with the onnxruntime time model under DESIGN.md's protocol, in `--repeats`
+   passes spread over the run (the ground truth is the median of the passes; `measurement.cv_median` is
+   the median over networks of the coefficient of variation between passes: how reproducible a
+   measurement of one network is on this machine).
+3. Predict the held-out set with the learned model, with the roofline of a hardware model calibrated here
+   by `calibrate_hardware()`, and rank it by FLOPs (the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HELDOUT = 200
 
 
-def configure(parser):
-    pass
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="local device (cpu; cuda:N uses onnxruntime-gpu's CUDA provider)")
+    parser.add_argument("--samples", type=int, default=None, help="profile networks (default: the profile command's)")
+    parser.add_argument("--adaptive-rounds", type=int, default=None, help="profile adaptive rounds (default: the profile command's)")
+    parser.add_argument("--heldout", type=int, default=DEFAULT_HELDOUT, help=f"held-out networks (default {DEFAULT_HELDOUT})")
+    parser.add_argument("--repeats", type=int, default=3, help="measurement passes over the held-out set (default 3)")
+    parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
+    parser.add_argument("--rng-seed", type=int, default=0, help="sampling seed (held-out uses a different stream)")
+    parser.add_argument("--profile", default=None, help="use this existing profile instead of building one")
+    parser.add_argument("--profile-out", default=None, help="keep the profile built here at this path")
+    parser.add_argument("--quick", action="store_true", help="small minimums everywhere (smoke test; figures are not comparable)")
 
 
-def run(args):
+def _log(msg: str) -> None:
+    print(f"bench latency: {msg}", file=sys.stderr, flush=True)
+
+
+def accuracy(pred: Any, true: Any) -> dict[str, float]:
+    """Share within ±10% / ±20%, mean absolute percentage error, Spearman rank correlation."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    p, t = np.asarray(pred, float), np.asarray(true, float)
+    rel = np.abs(p - t) / t
+    return {
+        "within_10pct": float(np.mean(rel <= 0.10)),
+        "within_20pct": float(np.mean(rel <= 0.20)),
+        "mape": float(np.mean(rel)),
+        "spearman": float(spearmanr(p, t).statistic),
+        "median_ratio": float(np.median(p / t)),
+    }
+
+
+def measure_heldout(archs: list[Any], device: str, repeats: int, settings: Any) -> tuple[Any, dict[str, Any]]:
+    """Median latency (ms) per network over `repeats` passes, and the reproducibility figures."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
+
+    values = np.zeros((len(archs), repeats))
+    within_cv = np.zeros((len(archs), repeats))
+    stable = 0
+    unstable_warnings = 0
+    with tqdm(total=len(archs) * repeats, desc="held-out", file=sys.stderr, mininterval=1.0) as bar:
+        for r in range(repeats):
+            # a fresh time model per pass: no cache hit may stand in for a measurement
+            tm = OnnxRuntimeTimeModel(device=device, settings=settings)
+            order = range(len(archs)) if r % 2 == 0 else reversed(range(len(archs)))
+            for i in order:
+                est = tm.estimate(archs[i])
+                values[i, r] = est.latency_ms
+                m = est.details["measurement"]
+                within_cv[i, r] = m["cv"]
+                stable += bool(m["stable"])
+                unstable_warnings += any("not stable" in w for w in est.warnings)
+                bar.update(1)
+    truth = np.median(values, axis=1)
+    between_cv = values.std(axis=1, ddof=1) / values.mean(axis=1) if repeats > 1 else np.zeros(len(archs))
+    figures = {
+        "cv_median": float(np.median(between_cv)) if repeats > 1 else None,
+        "cv_p90": float(np.percentile(between_cv, 90)) if repeats > 1 else None,
+        "within_run_cv_median": float(np.median(within_cv)),
+        "stable_share": stable / values.size,
+        "repeats": repeats,
+        "networks": len(archs),
+        "clock": tm.clock,
+        "intra_op_threads": tm.intra_op_threads,
+        "settings": settings.to_json(),
+    }
+    return truth, figures
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
     from na_toolkit.errors import NAToolkitError
+    from na_toolkit.timemodels.learned import LearnedTimeModel
+    from na_toolkit.timemodels.measure import MeasureSettings
+    from na_toolkit.timemodels.profile import (
+        DEFAULT_SEEDS,
+        DeviceProfile,
+        ProfileBuilder,
+        ProfileOptions,
+        load_seed,
+        random_variants,
+    )
 
-    raise NAToolkitError("benchmark 'latency' is not implemented yet")
+    if args.heldout < 10 or args.repeats < 1:
+        raise NAToolkitError("--heldout must be >= 10 and --repeats >= 1")
+    quick = args.quick
+    # ---- 1. the profile -----------------------------------------------------------------------------
+    build_s = None
+    if args.profile:
+        profile = DeviceProfile.load(args.profile)
+    else:
+        out = Path(args.profile_out) if args.profile_out else Path(tempfile.mkdtemp(prefix="na-bench-")) / "bench-profile.json"
+        options = ProfileOptions(out=out, device=args.device, rng_seed=args.rng_seed, max_moves=args.max_moves)
+        if args.samples is not None:
+            options.samples = args.samples
+        if args.adaptive_rounds is not None:
+            options.adaptive_rounds = args.adaptive_rounds
+        if quick:
+            options.kernel_settings = MeasureSettings.quick()
+            options.network_settings = MeasureSettings.quick()
+        _log(f"building a profile ({options.samples} networks, {options.adaptive_rounds} adaptive rounds) at {out}")
+        t0 = time.perf_counter()
+        profile = ProfileBuilder(options).run()
+        build_s = time.perf_counter() - t0
+        if not profile.complete:
+            raise NAToolkitError(f"profile build stopped early ({profile.stopped}); figures need a complete profile")
+    # ---- 2. the held-out set ------------------------------------------------------------------------
+    seeds = {s: load_seed(s) for s in DEFAULT_SEEDS}
+    rng = np.random.default_rng([args.rng_seed, 7919])  # a stream the profile never draws from
+    variants = random_variants(
+        seeds, args.heldout, rng, args.max_moves, exclude=profile.network_hashes(), include_seeds=False,
+        max_flops=profile.plan.get("max_flops"),
+    )
+    archs = [v.arch for v in variants]
+    overlap = len({a.hash for a in archs} & profile.network_hashes())
+    settings = MeasureSettings.quick() if quick else MeasureSettings()
+    _log(f"measuring {len(archs)} held-out networks x {args.repeats} passes (DESIGN.md protocol)")
+    t0 = time.perf_counter()
+    truth, measurement = measure_heldout(archs, args.device, args.repeats, settings)
+    measurement["measure_s"] = time.perf_counter() - t0
+    # ---- 3. predictions -----------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    learned = LearnedTimeModel(profile)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = np.array([learned.estimate(a).latency_ms for a in archs])
+    per_s = len(archs) / (time.perf_counter() - t0)
+    fresh = LearnedTimeModel(profile)  # cold kernel memo: the worst case of a first query
+    t0 = time.perf_counter()
+    for a in archs:
+        fresh.model._memo.clear()
+        fresh.estimate(a)
+    per_s_cold = len(archs) / (time.perf_counter() - t0)
+    roofline = roofline_figures(archs, truth, args.device)
+    flops = np.array([a.flops for a in archs], float)
+    from scipy.stats import spearmanr
+
+    by_seed: dict[str, Any] = {}
+    for seed in DEFAULT_SEEDS:
+        idx = [i for i, v in enumerate(variants) if v.seed == seed]
+        if len(idx) >= 3:
+            by_seed[seed] = {"networks": len(idx), **accuracy(pred[idx], truth[idx]),
+                             "latency_ms_median": float(np.median(truth[idx]))}
+    return {
+        "learned": {
+            **accuracy(pred, truth),
+            "predictions_per_s": per_s,
+            "predictions_per_s_cold": per_s_cold,
+            "fit_s": fit_s,
+            "by_seed": by_seed,
+        },
+        "roofline": roofline,
+        "flops_proxy": {"spearman": float(spearmanr(flops, truth).statistic)},
+        "measurement": measurement,
+        "profile_build_s": build_s,
+        "profile": {
+            "name": profile.name,
+            "kernels": len(profile.kernels),
+            "networks": len(profile.networks),
+            "failures": len(profile.failures),
+            "device": profile.device_name,
+            "runtime": profile.runtime,
+            "elapsed_s": profile.elapsed_s,
+        },
+        "heldout": {
+            "networks": len(archs),
+            "in_profile": overlap,
+            "latency_ms": {"min": float(truth.min()), "median": float(np.median(truth)), "max": float(truth.max())},
+            "nodes": {"min": min(len(a) for a in archs), "max": max(len(a) for a in archs)},
+        },
+    }
+
+
+def roofline_figures(archs: list[Any], truth: Any, device: str) -> dict[str, Any]:
+    """The roofline with this machine's ceilings, measured by calibrate_hardware() with one torch thread
+    (the held-out networks run on one intra-op thread)."""
+    import numpy as np
+    import torch
+
+    from na_toolkit.timemodels.calibrate import calibrate_hardware
+    from na_toolkit.timemodels.roofline import RooflineTimeModel
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        hw = calibrate_hardware(device)
+    finally:
+        torch.set_num_threads(old)
+    model = RooflineTimeModel(device=hw)
+    pred = np.array([model.estimate(a).latency_ms for a in archs])
+    return {
+        **accuracy(pred, truth),
+        "hardware": {
+            "peak_flops_per_s": hw.peak_flops_per_s,
+            "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
+            "launch_overhead_s": hw.launch_overhead_s,
+            "threads": 1,
+        },
+    }

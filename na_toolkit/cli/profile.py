@@ -1,3 +1,71 @@
-"""CLI commands: profile (stub)."""
+"""`na-toolkit profile`: measure a device profile (kernels + whole networks) for the learned time model."""
 
-COMMANDS = ()
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .command import Command
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="local device: cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "torch"), help="runtime that measures")
+    parser.add_argument("--out", required=True, help="profile JSON to write, e.g. profiles/NAME.json")
+    parser.add_argument("--samples", type=int, default=120, help="whole networks in the initial sample (default 120)")
+    parser.add_argument(
+        "--seed-net", action="append", dest="seed_nets", metavar="NAME|FILE",
+        help="seed network (registered name or architecture JSON); repeatable; default: the three built-in seeds",
+    )
+    parser.add_argument("--max-moves", type=int, default=6, help="random moves per sampled network: 1..N (default 6)")
+    parser.add_argument("--adaptive-rounds", type=int, default=2, help="adaptive sampling rounds (default 2)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size measured (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default 1)")
+    parser.add_argument("--rng-seed", type=int, default=0, help="seed of the sampling (default 0)")
+    parser.add_argument("--time-budget-s", type=float, default=None, help="stop (keeping a valid partial profile) after S seconds")
+    parser.add_argument("--resume", action="store_true", help="continue the partial profile at --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quick", action="store_true", help="small measurement minimums (smoke tests only: noisier numbers)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ProfileError
+    from ..timemodels.profile import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
+
+    if args.batch_size < 1 or args.threads < 1 or args.max_moves < 1 or args.adaptive_rounds < 0:
+        raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
+    options = ProfileOptions(
+        out=Path(args.out),
+        device=args.device,
+        runtime=args.runtime,
+        samples=args.samples,
+        seeds=tuple(args.seed_nets or DEFAULT_SEEDS),
+        max_moves=args.max_moves,
+        adaptive_rounds=args.adaptive_rounds,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        rng_seed=args.rng_seed,
+        time_budget_s=args.time_budget_s,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    if args.quick:
+        from ..timemodels.measure import MeasureSettings
+
+        options.kernel_settings = MeasureSettings.quick()
+        options.network_settings = MeasureSettings.quick()
+    profile = ProfileBuilder(options).run()
+    state = "complete" if profile.complete else f"partial ({profile.stopped}; continue with --resume)"
+    print(
+        f"{profile.path}: {len(profile.kernels)} kernels, {len(profile.networks)} networks, "
+        f"{len(profile.failures)} failures on {profile.device_name} with {profile.runtime_name}, "
+        f"{profile.elapsed_s:.0f} s, {state}",
+        file=sys.stdout,
+    )
+    return 130 if profile.stopped == "interrupted" else 0
+
+
+COMMANDS = (Command("profile", "measure a device profile (kernels and networks) for the learned time model", configure, run),)

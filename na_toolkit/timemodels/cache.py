@@ -1,0 +1,113 @@
+"""A cache of time estimates keyed by (architecture hash, device, runtime, batch size, settings).
+
+Measuring is slow (a second per network) and a search asks about the same candidate many times, so every
+measured time model consults this cache first. It lives in memory and, optionally, in an SQLite file
+(WAL mode, one row per key, the estimate as JSON), so measurements survive the process and are shared by
+concurrent workers. The settings part of the key is canonical JSON of everything that changes the result
+(provider, threads, measurement settings, the device's exact description).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import TimeModelError
+from .base import TimeEstimate
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    arch_hash: str
+    device: str
+    runtime: str
+    batch_size: int
+    settings: str
+
+    @classmethod
+    def make(cls, arch_hash: str, device: str, runtime: str, batch_size: int, settings: dict[str, Any]) -> CacheKey:
+        return cls(arch_hash, device, runtime, int(batch_size), json.dumps(settings, sort_keys=True, default=str))
+
+    def text(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def estimate_to_json(est: TimeEstimate) -> dict[str, Any]:
+    doc = asdict(est)
+    doc["warnings"] = list(est.warnings)
+    return doc
+
+
+def estimate_from_json(doc: dict[str, Any]) -> TimeEstimate:
+    names = {f.name for f in fields(TimeEstimate)}
+    data = {k: v for k, v in doc.items() if k in names}
+    data["warnings"] = tuple(data.get("warnings") or ())
+    return TimeEstimate(**data)
+
+
+class TimeEstimateCache:
+    """In-memory dict plus an optional SQLite file. `hits` / `misses` count lookups."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        self._memory: dict[CacheKey, TimeEstimate] = {}
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self.hits = 0
+        self.misses = 0
+        if self.path is not None:
+            self._open()
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS estimates (key TEXT PRIMARY KEY, estimate TEXT NOT NULL, created_s REAL NOT NULL)"
+            )
+            db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise TimeModelError(
+                f"time-estimate cache {str(self.path)!r} is not a usable SQLite file ({exc}); delete it or pass another path"
+            ) from None
+        self._db = db
+
+    def get(self, key: CacheKey) -> TimeEstimate | None:
+        with self._lock:
+            est = self._memory.get(key)
+            if est is None and self._db is not None:
+                row = self._db.execute("SELECT estimate FROM estimates WHERE key = ?", (key.text(),)).fetchone()
+                if row is not None:
+                    est = estimate_from_json(json.loads(row[0]))
+                    self._memory[key] = est
+            if est is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return est
+
+    def put(self, key: CacheKey, est: TimeEstimate) -> None:
+        with self._lock:
+            self._memory[key] = est
+            if self._db is not None:
+                with self._db:  # one transaction per estimate
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO estimates (key, estimate, created_s) VALUES (?, ?, ?)",
+                        (key.text(), json.dumps(estimate_to_json(est), default=str), time.time()),
+                    )
+
+    def __len__(self) -> int:
+        if self._db is not None:
+            return int(self._db.execute("SELECT COUNT(*) FROM estimates").fetchone()[0])
+        return len(self._memory)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,399 @@
+"""The `learned` time model: predicts a network's latency on a profiled device without running it.
+
+Fitted from a device profile each time it is loaded (artifacts hold data, never pickled models):
+
+1. Per-kernel regressors (nn-Meter, Zhang et al. MobiSys 2021): for each kernel kind (kernels.py) a base
+   model `t = a*FLOPs + b*bytes + c` (non-negative least squares, relative-error weights), times a
+   gradient-boosted correction of log(t / base) on the kernel's features (shapes, attributes, cost). The
+   base keeps predictions sensible outside the sampled range, the trees learn what the roofline-like base
+   cannot (a runtime's algorithm choice per shape, depthwise convs, small-tensor overheads).
+2. A calibration of whole-network overheads, fitted on the profile's networks: the measured latency
+   regressed on the summed kernel predictions per kernel group (conv, depthwise conv, add, the rest) and
+   the number of kernels per group, plus a constant (least squares on relative errors, then refitted
+   without the networks whose residual is an outlier: a measurement taken while the machine was busy must
+   not bend the fit). A kernel measured alone pays a session call and layout reorders that it does not
+   pay inside a network (the per-kernel count terms come out negative), and fusions across kernels (an
+   add folded into the conv before it) make some groups cheaper in context (their sum coefficients).
+
+`LearnedTimeModel(device=<profile name or path>)`; a profile of another device than this machine's warns
+with both names (its predictions describe that device).
+"""
+
+from __future__ import annotations
+
+import warnings as _warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import NotFittedError, ProfileError, TimeModelError
+from ..ir.architecture import Architecture
+from .base import TimeEstimate, TimeModel
+from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
+from .measured import analytic_peak_memory_bytes, take_options
+from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
+
+#: kernel groups of the network calibration (each gets its own coefficient)
+GROUPS = ("conv", "dwconv", "add", "rest")
+MIN_KERNELS_PER_KIND = 12
+MIN_NETWORKS = 5
+
+
+def _group(kernel: Kernel) -> str:
+    if kernel.kind == "conv":
+        return "dwconv" if kernel.feature("depthwise") else "conv"
+    if kernel.kind == "add":
+        return "add"
+    return "rest"
+
+
+def _nnls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    coef, _ = nnls(X * w[:, None], y * w)
+    return coef
+
+
+def _robust_relative_lstsq(X: np.ndarray, y: np.ndarray, rounds: int = 3, k: float = 3.0, ridge: float = 1e-6) -> tuple[np.ndarray, int]:
+    """Least squares on relative errors (rows weighted by 1/y), refitted without outliers: residuals beyond
+    k robust standard deviations (1.4826 x the median absolute residual, at least 5%). Returns the
+    coefficients and the number of networks left out."""
+    w = 1.0 / y
+    keep = np.ones(len(y), dtype=bool)
+    coef = np.zeros(X.shape[1])
+    for _ in range(rounds):
+        A = X[keep] * w[keep, None]
+        b = y[keep] * w[keep]
+        coef = np.linalg.solve(A.T @ A + ridge * np.eye(X.shape[1]), A.T @ b)
+        rel = (X @ coef - y) / y
+        scale = max(1.4826 * float(np.median(np.abs(rel[keep]))), 0.05)
+        new_keep = np.abs(rel) <= k * scale
+        if new_keep.sum() < max(MIN_NETWORKS, X.shape[1] + 2) or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return coef, int((~keep).sum())
+
+
+class TreeEnsemble:
+    """A fitted GradientBoostingRegressor as flat arrays, evaluated for all rows and trees at once.
+
+    Why: scikit-learn's `predict` validates its input on every call (~1 ms), which alone would cap the
+    learned model at a few hundred networks per second; this evaluates the same trees in ~0.1 ms and is
+    checked against `predict` in the tests."""
+
+    def __init__(self, gbr: Any):
+        trees = [e.tree_ for e in gbr.estimators_[:, 0]]
+        n = max(t.node_count for t in trees)
+        shape = (len(trees), n)
+        self.feature = np.zeros(shape, dtype=np.intp)
+        self.threshold = np.zeros(shape)
+        self.left = np.full(shape, -1, dtype=np.intp)
+        self.right = np.full(shape, -1, dtype=np.intp)
+        self.value = np.zeros(shape)
+        for i, t in enumerate(trees):
+            c = t.node_count
+            self.feature[i, :c] = np.maximum(t.feature, 0)  # leaves hold -2: any column, never used
+            self.threshold[i, :c] = t.threshold
+            self.left[i, :c] = t.children_left
+            self.right[i, :c] = t.children_right
+            self.value[i, :c] = t.value[:, 0, 0]
+        self.depth = max(t.max_depth for t in trees)
+        self.learning_rate = float(gbr.learning_rate)
+        self.init = float(gbr.init_.predict(np.zeros((1, gbr.n_features_in_)))[0])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32).astype(np.float64)  # trees compare float32 inputs
+        rows = np.arange(len(X))[:, None]
+        trees = np.arange(self.feature.shape[0])[None, :]
+        node = np.zeros((len(X), self.feature.shape[0]), dtype=np.intp)
+        for _ in range(self.depth):
+            left = self.left[trees, node]
+            go_left = X[rows, self.feature[trees, node]] <= self.threshold[trees, node]
+            node = np.where(left < 0, node, np.where(go_left, left, self.right[trees, node]))
+        return self.init + self.learning_rate * self.value[trees, node].sum(axis=1)
+
+
+@dataclass
+class KindModel:
+    """Latency of one kernel kind: a non-negative linear base on cost, times a boosted log-correction."""
+
+    kind: str
+    base_coef: np.ndarray
+    booster: Any = None
+
+    @staticmethod
+    def base_matrix(rows: Sequence[Sequence[float]]) -> np.ndarray:
+        # rows hold KIND_FEATURES then COST_FEATURES (flops, in_bytes, out_bytes, weight_bytes)
+        c = np.asarray(rows, dtype=float)[:, -len(COST_FEATURES):]
+        return np.column_stack([c[:, 0] * 1e-9, (c[:, 1] + c[:, 2] + c[:, 3]) * 1e-9, np.ones(len(c))])
+
+    @classmethod
+    def fit(cls, kind: str, rows: list[list[float]], y_ms: np.ndarray, boost: bool = True, seed: int = 0) -> KindModel:
+        B = cls.base_matrix(rows)
+        coef = _nnls(B, y_ms, 1.0 / y_ms)
+        if not np.any(coef > 0):
+            coef = np.array([0.0, 0.0, float(np.median(y_ms))])
+        model = cls(kind, coef)
+        if boost and len(y_ms) >= MIN_KERNELS_PER_KIND:
+            from sklearn.ensemble import GradientBoostingRegressor
+
+            base = np.maximum(B @ coef, 1e-6)
+            gbr = GradientBoostingRegressor(
+                loss="squared_error", n_estimators=150, max_depth=3, learning_rate=0.08, subsample=0.8,
+                min_samples_leaf=3, random_state=seed,
+            )
+            gbr.fit(np.asarray([log_features(r) for r in rows]), np.log(y_ms / base))
+            model.booster = TreeEnsemble(gbr)
+        return model
+
+    def predict(self, rows: list[list[float]]) -> np.ndarray:
+        base = np.maximum(self.base_matrix(rows) @ self.base_coef, 1e-6)
+        if self.booster is None:
+            return base
+        return base * np.exp(self.booster.predict(np.asarray([log_features(r) for r in rows])))
+
+
+def _kernel_rows(kernels: Sequence[Kernel]) -> dict[str, tuple[list[int], list[list[float]]]]:
+    out: dict[str, tuple[list[int], list[list[float]]]] = {}
+    for i, k in enumerate(kernels):
+        idx, rows = out.setdefault(k.kind, ([], []))
+        idx.append(i)
+        rows.append(k.vector())
+    return out
+
+
+class KernelLatencyModel:
+    """Per-kind kernel regressors + the network calibration (see the module docstring). scikit-learn
+    style: parameters in __init__, learned state ends in `_`, `fit` returns self."""
+
+    def __init__(self, boost: bool = True, calibrate: bool = True, seed: int = 0):
+        self.boost = boost
+        self.calibrate = calibrate
+        self.seed = seed
+
+    # ---- kernels ------------------------------------------------------------------------------------
+    def fit_kernels(self, kernels: Sequence[Kernel], y_ms: np.ndarray) -> KernelLatencyModel:
+        y_ms = np.asarray(y_ms, dtype=float)
+        self.kinds_: dict[str, KindModel] = {}
+        # a fallback for kinds the profile has (too) few of: the base model over every kernel's cost
+        all_rows = [k.vector()[-len(COST_FEATURES):] for k in kernels]
+        self.fallback_ = KindModel.fit("any", all_rows, y_ms, boost=False)
+        for kind, (idx, rows) in _kernel_rows(kernels).items():
+            if len(idx) >= 3:
+                self.kinds_[kind] = KindModel.fit(kind, rows, y_ms[idx], boost=self.boost, seed=self.seed)
+        self._memo: dict[str, float] = {}
+        return self
+
+    def predict_kernels(self, kernels: Sequence[Kernel]) -> np.ndarray:
+        if not hasattr(self, "kinds_"):
+            raise NotFittedError("KernelLatencyModel is not fitted: call fit() or load a profile")
+        out = np.zeros(len(kernels))
+        todo: list[int] = []
+        for i, k in enumerate(kernels):
+            if not measurable(k):
+                continue
+            hit = self._memo.get(k.key)
+            if hit is None:
+                todo.append(i)
+            else:
+                out[i] = hit
+        if todo:
+            for kind, (idx, rows) in _kernel_rows([kernels[i] for i in todo]).items():
+                model = self.kinds_.get(kind)
+                if model is None:
+                    pred = self.fallback_.predict([r[-len(COST_FEATURES):] for r in rows])
+                else:
+                    pred = model.predict(rows)
+                for j, p in zip(idx, pred):
+                    i = todo[j]
+                    out[i] = p
+                    if len(self._memo) < 200_000:
+                        self._memo[kernels[i].key] = float(p)
+        return out
+
+    # ---- networks -----------------------------------------------------------------------------------
+    def network_features(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
+        """Per network: summed kernel predictions per group, kernel count per group, 1."""
+        flat = [k for ks in arch_kernels for k in ks]
+        pred = self.predict_kernels(flat)
+        G = len(GROUPS)
+        rows = np.zeros((len(arch_kernels), 2 * G + 1))
+        pos = 0
+        for r, ks in enumerate(arch_kernels):
+            for k in ks:
+                if measurable(k):
+                    g = GROUPS.index(_group(k))
+                    rows[r, g] += pred[pos]
+                    rows[r, G + g] += 1
+                pos += 1
+            rows[r, -1] = 1.0
+        return rows
+
+    def fit_networks(self, arch_kernels: Sequence[Sequence[Kernel]], y_ms: np.ndarray) -> KernelLatencyModel:
+        y_ms = np.asarray(y_ms, dtype=float)
+        X = self.network_features(arch_kernels)
+        self.calibration_ = self._identity_coef()
+        self.calibration_outliers_ = 0
+        if self.calibrate and len(y_ms) >= MIN_NETWORKS:
+            self.calibration_, self.calibration_outliers_ = _robust_relative_lstsq(X, y_ms)
+        return self
+
+    def _identity_coef(self) -> np.ndarray:
+        coef = np.zeros(2 * len(GROUPS) + 1)
+        coef[: len(GROUPS)] = 1.0
+        return coef
+
+    def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
+        if not hasattr(self, "calibration_"):
+            raise NotFittedError("KernelLatencyModel is not fitted: call fit() or load a profile")
+        X = self.network_features(arch_kernels)
+        # far outside the profile a negative overhead term could dominate: never below a quarter of the sum
+        floor = 0.25 * X[:, : len(GROUPS)].sum(axis=1)
+        return np.maximum(X @ self.calibration_, np.maximum(floor, 1e-6))
+
+    def fit(self, kernels: Sequence[Kernel], kernel_y_ms: np.ndarray, arch_kernels: Sequence[Sequence[Kernel]], network_y_ms: np.ndarray) -> KernelLatencyModel:
+        return self.fit_kernels(kernels, kernel_y_ms).fit_networks(arch_kernels, network_y_ms)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"boost": self.boost, "calibrate": self.calibrate, "seed": self.seed}
+
+
+# ---- from a profile -------------------------------------------------------------------------------------
+@dataclass
+class ProfileData:
+    kernels: list[Kernel]
+    kernel_keys: list[str]
+    kernel_y_ms: np.ndarray
+    network_kernels: list[list[Kernel]]
+    network_hashes: list[str]
+    network_y_ms: np.ndarray
+
+
+def profile_data(profile: DeviceProfile, layer_types: Any = None, statistic: str | None = None) -> ProfileData:
+    """Kernels and networks of a profile, re-derived from their architectures (features are computed by
+    this version of kernels.py, never read from the file). Latencies are the profile's statistic."""
+    stat = statistic or profile.statistic
+    ks, keys, ky = [], [], []
+    for rec in profile.kernels:
+        arch = Architecture.from_json(rec.arch, layer_types=layer_types)
+        kernel = kernels_of(arch)[0]
+        ks.append(kernel)
+        keys.append(rec.key)
+        ky.append(rec.latency_ms(stat))
+    nk, nh, ny = [], [], []
+    for rec in profile.networks:
+        arch = Architecture.from_json(rec.arch, layer_types=layer_types)
+        nk.append(kernels_of(arch))
+        nh.append(rec.hash)
+        ny.append(rec.latency_ms(stat))
+    return ProfileData(ks, keys, np.asarray(ky, float), nk, nh, np.asarray(ny, float))
+
+
+def fit_profile(profile: DeviceProfile, layer_types: Any = None, **params: Any) -> KernelLatencyModel:
+    data = profile_data(profile, layer_types)
+    if len(data.kernels) < 3:
+        raise ProfileError(
+            f"profile {profile.name!r} holds {len(data.kernels)} kernel measurements; the learned model needs at "
+            "least 3 (profile longer or --resume it)"
+        )
+    return KernelLatencyModel(**params).fit(data.kernels, data.kernel_y_ms, data.network_kernels, data.network_y_ms)
+
+
+def cross_validated_errors(profile: DeviceProfile, folds: int = 5, seed: int = 0) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Out-of-fold |log(predicted / measured)| of every kernel (key, error) and every network (hash, error):
+    where the model errs, for the adaptive sampler."""
+    data = profile_data(profile)
+    rng = np.random.default_rng(seed)
+    kerr = np.zeros(len(data.kernels))
+    kfold = rng.integers(0, folds, len(data.kernels))
+    for f in range(folds):
+        test = np.flatnonzero(kfold == f)
+        train = np.flatnonzero(kfold != f)
+        if len(test) == 0 or len(train) < 3:
+            continue
+        m = KernelLatencyModel(seed=seed).fit_kernels([data.kernels[i] for i in train], data.kernel_y_ms[train])
+        kerr[test] = np.abs(np.log(m.predict_kernels([data.kernels[i] for i in test]) / data.kernel_y_ms[test]))
+    nerr = np.zeros(len(data.network_hashes))
+    if len(nerr):
+        full = KernelLatencyModel(seed=seed).fit_kernels(data.kernels, data.kernel_y_ms)
+        nfold = rng.integers(0, folds, len(nerr))
+        for f in range(folds):
+            test = np.flatnonzero(nfold == f)
+            train = np.flatnonzero(nfold != f)
+            if len(test) == 0:
+                continue
+            full.fit_networks([data.network_kernels[i] for i in train], data.network_y_ms[train])
+            pred = full.predict_networks([data.network_kernels[i] for i in test])
+            nerr[test] = np.abs(np.log(pred / data.network_y_ms[test]))
+    return list(zip(data.kernel_keys, kerr.tolist())), list(zip(data.network_hashes, nerr.tolist()))
+
+
+class LearnedTimeModel(TimeModel):
+    name = "learned"
+    description = "learned from a device profile: per-kernel regressors summed over the network + overhead calibration"
+    measures = False
+
+    OPTIONS = {"boost": True, "calibrate": True, "seed": 0, "check_device": True}
+
+    def __init__(self, device: str | Path | DeviceProfile = "example-cpu", **options: Any):
+        opts = take_options(self.name, options, self.OPTIONS)
+        if isinstance(device, DeviceProfile):
+            profile = device
+        else:
+            profile = DeviceProfile.load(resolve_profile_path(device))
+        super().__init__(device=profile.name, **opts)
+        self.profile = profile
+        self.device_warning: str | None = None
+        if opts["check_device"]:
+            with _warnings.catch_warnings(record=True) as caught:
+                _warnings.simplefilter("always", ProfileDeviceWarning)
+                self.device_warning = check_device(profile)
+            for w in caught:  # re-issue from here so the caller sees it once, with its own filters
+                _warnings.warn(str(w.message), ProfileDeviceWarning, stacklevel=2)
+        if len(profile.networks) < MIN_NETWORKS:
+            _warnings.warn(
+                f"profile {profile.name!r} has {len(profile.networks)} network measurements (< {MIN_NETWORKS}): "
+                "no overhead calibration, kernel sums only",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.model = fit_profile(profile, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"])
+
+    @property
+    def batch_size(self) -> int:
+        return self.profile.batch_size
+
+    def _check_batch(self, batch_size: int) -> None:
+        if batch_size != self.profile.batch_size:
+            raise TimeModelError(
+                f"profile {self.profile.name!r} was measured at batch size {self.profile.batch_size}, not {batch_size}; "
+                f"build a profile with `na-toolkit profile --batch-size {batch_size}`"
+            )
+
+    def predict_ms(self, archs: Sequence[Architecture], batch_size: int = 1) -> np.ndarray:
+        """Latencies (ms) of many architectures at once (one regressor call per kernel kind)."""
+        self._check_batch(batch_size)
+        return self.model.predict_networks([kernels_of(a) for a in archs])
+
+    def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
+        self._check_batch(batch_size)
+        kernels = kernels_of(arch)
+        latency = float(self.model.predict_networks([kernels])[0])
+        return TimeEstimate(
+            time_model=self.name,
+            device=self.profile.name,
+            batch_size=batch_size,
+            latency_ms=latency,
+            peak_memory_bytes=analytic_peak_memory_bytes(arch, batch_size),
+            warnings=(self.device_warning,) if self.device_warning else (),
+            details={
+                "profile": self.profile.name,
+                "profile_device": self.profile.device_name,
+                "runtime": self.profile.runtime_name,
+                "kernels": len([k for k in kernels if measurable(k)]),
+            },
+        )
+

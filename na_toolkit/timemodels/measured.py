@@ -1,0 +1,153 @@
+"""What the measured time models (onnxruntime, torch) share: device parsing, option checking, the result
+cache, the description of the local device, an analytic peak-memory figure for CPUs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import HardwareError, TimeModelError
+from ..ir.architecture import Architecture
+from .base import TimeEstimate, TimeModel
+from .cache import CacheKey, TimeEstimateCache
+from .measure import MeasureSettings
+
+_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+KNOWN_DEVICES = "cpu, cuda, cuda:N"
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A local device: kind 'cpu' or 'cuda', and the CUDA index."""
+
+    kind: str
+    index: int = 0
+
+    @classmethod
+    def parse(cls, device: str) -> DeviceSpec:
+        m = _DEVICE_RE.match(str(device).strip().lower())
+        if m is None:
+            raise HardwareError(
+                f"unknown local device {device!r} for a measured time model; known: {KNOWN_DEVICES} "
+                "(hardware models and profiles are for the roofline and learned time models)"
+            )
+        kind, index = m.group(1), m.group(2)
+        if kind == "cpu" and index not in (None, "0"):
+            raise HardwareError(f"device {device!r}: the CPU is one device, use 'cpu'")
+        return cls(kind, int(index or 0))
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
+
+
+def describe_device(spec: DeviceSpec) -> str:
+    """The exact name of a local device: the CPU model, or the GPU's name (torch, else NVML)."""
+    if not spec.is_cuda:
+        from ..bench.machine import cpu_model
+
+        return cpu_model()
+    try:
+        import torch
+
+        if torch.cuda.is_available() and spec.index < torch.cuda.device_count():
+            return torch.cuda.get_device_name(spec.index)
+    except Exception:
+        pass
+    from .nvml import Nvml
+
+    with Nvml() as nv:
+        snap = nv.snapshot(spec.index)
+        return snap.name if snap is not None else f"cuda:{spec.index} (unknown GPU)"
+
+
+def take_options(model: str, options: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
+    """`allowed` holds the defaults; an unknown option is a TimeModelError listing the known ones."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TimeModelError(f"time model {model!r} has no option(s) {unknown}; known: {sorted(allowed)}")
+    return {**allowed, **options}
+
+
+def settings_from(value: Any) -> MeasureSettings:
+    if value is None:
+        return MeasureSettings()
+    if isinstance(value, MeasureSettings):
+        return value
+    if isinstance(value, dict):
+        return MeasureSettings.from_json(value)
+    raise TimeModelError(f"measure settings must be a MeasureSettings or a dict, got {value!r}")
+
+
+#: what `latency_ms` reports of the samples: the median (DESIGN.md's protocol, the default), the 10th
+#: percentile, or the minimum, the lower envelope that is least sensitive to other processes on a shared
+#: machine ("the lowest value gives a lower bound for how fast your machine can run the given code
+#: snippet; higher values ... are typically ... caused by ... other processes interfering", Python's
+#: timeit documentation). All three are always recorded in the measurement.
+STATISTICS = ("median", "p10", "min")
+
+
+def check_statistic(statistic: str) -> str:
+    if statistic not in STATISTICS:
+        raise TimeModelError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
+    return statistic
+
+
+def analytic_peak_memory_bytes(arch: Architecture, batch_size: int) -> int:
+    """Weights plus the largest set of live activations of a forward pass: what a runtime must hold at
+    least (used where the runtime offers no allocator statistics, e.g. ONNX Runtime on a CPU)."""
+    return int(arch.cost.weight_bytes + arch.peak_activation_bytes * batch_size)
+
+
+class MeasuredTimeModel(TimeModel):
+    """Base of time models that run the network: a result cache and the local device."""
+
+    measures = True
+    runtime = ""
+
+    def __init__(self, device: str = "cpu", cache: TimeEstimateCache | str | None = None, **options: Any):
+        super().__init__(device=device, **options)
+        self.spec = DeviceSpec.parse(device)
+        if cache is None or isinstance(cache, TimeEstimateCache):
+            self.cache = cache if cache is not None else TimeEstimateCache()
+        else:
+            self.cache = TimeEstimateCache(cache)
+        self._description: str | None = None
+
+    @property
+    def device_description(self) -> str:
+        if self._description is None:
+            self._description = describe_device(self.spec)
+        return self._description
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Everything besides architecture, device and batch that changes a measurement."""
+        raise NotImplementedError
+
+    def _measure(self, arch: Architecture, batch_size: int) -> TimeEstimate:
+        raise NotImplementedError
+
+    def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise TimeModelError(f"batch size must be a positive int, got {batch_size!r}")
+        key = CacheKey.make(
+            arch.hash, f"{self.spec} ({self.device_description})", self.runtime, batch_size, self.cache_settings()
+        )
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        return self.measure_again(arch, batch_size, key)
+
+    def measure_again(self, arch: Architecture, batch_size: int = 1, key: CacheKey | None = None) -> TimeEstimate:
+        """Measure now, whatever the cache holds, and store the result (a repeat measurement)."""
+        if key is None:
+            key = CacheKey.make(
+                arch.hash, f"{self.spec} ({self.device_description})", self.runtime, batch_size, self.cache_settings()
+            )
+        est = self._measure(arch, batch_size)
+        self.cache.put(key, est)
+        return est

@@ -1,0 +1,249 @@
+"""The `onnxruntime` time model: emit ONNX from the IR, run it with an execution provider, time it with the
+measurement protocol (measure.py).
+
+Providers: CPU everywhere; CUDA and TensorRT where the onnxruntime-gpu wheel is installed. Asking for a
+provider that is not available is a `TimeModelError` listing the available ones. Without an explicit
+provider the device decides (cuda:N -> CUDA provider); where that provider is missing the model falls back
+to the CPU provider and says so in `TimeEstimate.warnings` (never a silent switch, DESIGN.md).
+
+Threads: intra-op threads default to 1 and inter-op to 1 with sequential execution. On a shared 2-core
+machine a single pinned thread is what keeps repeated measurements of one network within a few percent;
+more threads are an option (`intra_op_threads`) and are recorded with every measurement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import TimeModelError
+from ..ir.architecture import Architecture
+from .base import TimeEstimate
+from .measure import TIMERS, MeasureSettings, library_versions, measure
+from .measured import MeasuredTimeModel, analytic_peak_memory_bytes, check_statistic, settings_from, take_options
+from .nvml import Nvml, TelemetryRecord, energy_between
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def resolve_provider(name: str) -> str:
+    return PROVIDER_ALIASES.get(name.lower(), name)
+
+
+class OnnxRuntimeTimeModel(MeasuredTimeModel):
+    name = "onnxruntime"
+    description = "measured with ONNX Runtime (CPU; CUDA/TensorRT with onnxruntime-gpu), DESIGN.md protocol"
+    runtime = "onnxruntime"
+
+    OPTIONS = {
+        "provider": None,
+        "intra_op_threads": 1,
+        "inter_op_threads": 1,
+        "graph_optimization": "all",
+        "settings": None,
+        "seed": 0,
+        "clock": "auto",
+        "statistic": "median",
+    }
+
+    def __init__(self, device: str = "cpu", cache: Any = None, **options: Any):
+        opts = take_options(self.name, options, self.OPTIONS)
+        super().__init__(device=device, cache=cache, **opts)
+        if opts["graph_optimization"] not in GRAPH_OPTIMIZATION:
+            raise TimeModelError(f"graph_optimization must be one of {GRAPH_OPTIMIZATION}, got {opts['graph_optimization']!r}")
+        for key in ("intra_op_threads", "inter_op_threads"):
+            if not isinstance(opts[key], int) or opts[key] < 0:
+                raise TimeModelError(f"{key} must be an int >= 0 (0: ONNX Runtime's default), got {opts[key]!r}")
+        self.settings: MeasureSettings = settings_from(opts["settings"])
+        self.intra_op_threads = opts["intra_op_threads"]
+        self.inter_op_threads = opts["inter_op_threads"]
+        self.graph_optimization = opts["graph_optimization"]
+        self.seed = opts["seed"]
+        self.provider, self.fallback_warning = self._choose_provider(opts["provider"])
+        self.clock = self._choose_clock(opts["clock"])
+        self.statistic = check_statistic(opts["statistic"])
+
+    # ---- provider ------------------------------------------------------------------------------------
+    def _choose_provider(self, requested: str | None) -> tuple[str, str | None]:
+        available = available_providers()
+        if requested is not None:
+            provider = resolve_provider(requested)
+            if provider not in available:
+                raise TimeModelError(
+                    f"ONNX Runtime execution provider {requested!r} is not available here; available: "
+                    f"{', '.join(available)} (CUDA/TensorRT need the onnxruntime-gpu wheel: make install ORT=gpu)"
+                )
+            if provider in GPU_PROVIDERS and not self.spec.is_cuda:
+                raise TimeModelError(f"provider {provider} runs on a GPU; use device 'cuda:N', not {self.device!r}")
+            if provider == "CPUExecutionProvider" and self.spec.is_cuda:
+                raise TimeModelError(f"provider {provider} runs on the CPU; use device 'cpu', not {self.device!r}")
+            return provider, None
+        if not self.spec.is_cuda:
+            return "CPUExecutionProvider", None
+        if "CUDAExecutionProvider" in available:
+            return "CUDAExecutionProvider", None
+        return "CPUExecutionProvider", (
+            f"device {self.device!r}: ONNX Runtime has no CUDA provider here (available: {', '.join(available)}); "
+            "measured on the CPU instead. Install onnxruntime-gpu or ask for device 'cpu'"
+        )
+
+    def _choose_clock(self, clock: str) -> str:
+        single_thread = not self.on_gpu and self.intra_op_threads == 1 and self.inter_op_threads == 1
+        if clock == "auto":
+            return "thread_cpu" if single_thread else "wall"
+        if clock not in TIMERS:
+            raise TimeModelError(f"clock must be 'auto' or one of {sorted(TIMERS)}, got {clock!r}")
+        if clock == "thread_cpu" and not single_thread:
+            raise TimeModelError(
+                "clock 'thread_cpu' times only the calling thread: it needs the CPU provider with intra_op_threads=1 "
+                "and inter_op_threads=1; use clock 'wall'"
+            )
+        return clock
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider in GPU_PROVIDERS
+
+    def cache_settings(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+            "graph_optimization": self.graph_optimization,
+            "seed": self.seed,
+            "clock": self.clock,
+            "statistic": self.statistic,
+            "measure": self.settings.to_json(),
+            "versions": library_versions("onnxruntime", "onnxruntime-gpu"),
+        }
+
+    # ---- session -------------------------------------------------------------------------------------
+    def session(self, arch: Architecture, batch_size: int):
+        """An InferenceSession of `arch` with this model's provider and threads (TimeModelError if ONNX
+        Runtime rejects the model)."""
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.intra_op_threads
+        so.inter_op_num_threads = self.inter_op_threads
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization]
+        so.log_severity_level = 3
+        providers: list[Any]
+        if self.provider == "CPUExecutionProvider":
+            providers = ["CPUExecutionProvider"]
+        else:
+            opts = {"device_id": self.spec.index}
+            chain = [self.provider] + (["CUDAExecutionProvider"] if self.provider == "TensorrtExecutionProvider" else [])
+            providers = [(p, opts) for p in chain] + ["CPUExecutionProvider"]
+        try:
+            model = arch.to_onnx(seed=self.seed, batch_size=batch_size)
+            sess = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+        except Exception as exc:
+            raise TimeModelError(
+                f"ONNX Runtime ({self.provider}) rejected architecture {arch.hash} ({arch.name or 'unnamed'}): {exc}"
+            ) from None
+        if self.provider not in sess.get_providers():
+            # ORT itself falls back silently when a provider's libraries fail to load: surface it
+            raise TimeModelError(
+                f"ONNX Runtime could not start {self.provider} (session uses {sess.get_providers()}); "
+                "check the CUDA/cuDNN/TensorRT libraries onnxruntime-gpu needs"
+            )
+        return sess
+
+    def _runner(self, sess: Any, arch: Architecture, batch_size: int):
+        rng = np.random.default_rng(self.seed)
+        x = rng.standard_normal((batch_size, *arch.input_shape), dtype=np.float32)
+        in_name = sess.get_inputs()[0].name
+        out_names = [o.name for o in sess.get_outputs()]
+        if not self.on_gpu:
+            feed = {in_name: x}
+            return lambda: sess.run(out_names, feed)
+        import onnxruntime as ort
+
+        # keep input and output on the GPU: a host copy per call would be measured, not the network
+        binding = sess.io_binding()
+        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.spec.index)
+        binding.bind_ortvalue_input(in_name, x_dev)
+        for name in out_names:
+            binding.bind_output(name, "cuda", self.spec.index)
+
+        def run() -> None:
+            sess.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        return run
+
+    def context(self, batch_size: int) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "provider": self.provider,
+            "device": str(self.spec),
+            "device_name": self.device_description,
+            "batch_size": batch_size,
+            "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+            "graph_optimization": self.graph_optimization,
+            "versions": library_versions("onnxruntime", "onnxruntime-gpu", "onnx", "numpy"),
+        }
+
+    def _measure(self, arch: Architecture, batch_size: int) -> TimeEstimate:
+        sess = self.session(arch, batch_size)
+        run = self._runner(sess, arch, batch_size)
+        warnings = [self.fallback_warning] if self.fallback_warning else []
+        with Nvml() as nv:
+            telemetry: TelemetryRecord
+            if self.on_gpu and nv.available:
+                before = nv.snapshot(self.spec.index)
+                m = measure(run, self.settings, TIMERS[self.clock], self.clock, self.context(batch_size))
+                after = nv.snapshot(self.spec.index)
+                calls = m.runs * m.calls_per_run
+                telemetry = TelemetryRecord("ok", before, after, energy_between(before, after), calls)
+            else:
+                m = measure(run, self.settings, TIMERS[self.clock], self.clock, self.context(batch_size))
+                # on a machine without a driver this records "nvml unavailable: <reason>"
+                telemetry = TelemetryRecord(nv.status() if not nv.available else "not a GPU measurement")
+                if self.on_gpu:
+                    warnings.append(f"{telemetry.status}; no GPU telemetry or energy recorded")
+        if not m.stable:
+            warnings.append(
+                f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f}); "
+                "the machine may be busy"
+            )
+        return TimeEstimate(
+            time_model=self.name,
+            device=str(self.spec),
+            batch_size=batch_size,
+            latency_ms=getattr(m, f"{self.statistic}_ms"),
+            peak_memory_bytes=analytic_peak_memory_bytes(arch, batch_size),
+            energy_mj=telemetry.energy_per_call_mj,
+            latency_p10_ms=m.p10_ms,
+            latency_p90_ms=m.p90_ms,
+            latency_iqr_ms=m.iqr_ms,
+            warnings=tuple(warnings),
+            details={
+                "measurement": m.to_json(),
+                "nvml": telemetry.to_json(),
+                "peak_memory_source": "analytic (weights + peak live activations)",
+                "arch_hash": arch.hash,
+            },
+        )

@@ -1,0 +1,191 @@
+"""Measured time models on real runtimes: onnxruntime (CPU provider) and torch (CPU); their provider and
+device errors, the default fallback, NVML's absence, the cache. GPU parts skip without CUDA."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from na_toolkit.errors import HardwareError, TimeModelError
+from na_toolkit.ir.architecture import Architecture, Node
+from na_toolkit.ir.layers import LayerType
+from na_toolkit.ir.seeds import get_seed
+from na_toolkit.registry import LayerTypeRegistry
+from na_toolkit.timemodels import get_time_model
+from na_toolkit.timemodels.cache import TimeEstimateCache
+from na_toolkit.timemodels.measure import MeasureSettings
+from na_toolkit.timemodels.nvml import Nvml, nvml_status
+from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel, available_providers
+from na_toolkit.timemodels.torch_tm import TorchTimeModel
+
+QUICK = MeasureSettings.quick(min_runs=5, max_runs=60, max_time_s=0.2, rel_tolerance=0.1)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _nvml_ok() -> bool:
+    with Nvml() as nv:
+        return nv.available
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+    return get_seed("simple-cnn")
+
+
+def test_onnxruntime_measures_a_seed_and_records_the_conditions(small_cnn):
+    tm = OnnxRuntimeTimeModel(settings=QUICK)
+    est = tm.estimate(small_cnn)
+    assert est.time_model == "onnxruntime" and est.device == "cpu" and est.batch_size == 1
+    assert 0 < est.latency_p10_ms <= est.latency_ms <= est.latency_p90_ms
+    assert est.latency_iqr_ms >= 0
+    m = est.details["measurement"]
+    assert m["runs"] >= QUICK.min_runs and m["warmup_runs"] >= QUICK.warmup_runs
+    ctx = m["context"]
+    assert ctx["provider"] == "CPUExecutionProvider"
+    assert ctx["intra_op_threads"] == 1 and ctx["inter_op_threads"] == 1 and ctx["batch_size"] == 1
+    assert "onnxruntime" in ctx["versions"] and ctx["device_name"]
+    assert m["timer"] == "thread_cpu"  # one pinned thread: its CPU time, wall median recorded beside it
+    assert m["wall_median_ms"] > 0
+    assert est.peak_memory_bytes >= small_cnn.cost.weight_bytes
+    assert est.train_step_ms is None  # ONNX Runtime measures inference only
+
+
+def test_batch_size_is_measured_not_scaled():
+    arch = get_seed("resnet-cifar")
+    tm = OnnxRuntimeTimeModel(settings=QUICK, statistic="min")
+    one, four = tm.estimate(arch, 1), tm.estimate(arch, 4)
+    assert four.batch_size == 4 and four.details["measurement"]["context"]["batch_size"] == 4
+    assert four.latency_ms > 1.8 * one.latency_ms  # four images of real work
+
+
+@pytest.mark.skipif(_nvml_ok(), reason="NVML is present here; its absence cannot be checked")
+def test_nvml_absence_is_handled_and_recorded(small_cnn):
+    status = nvml_status()
+    assert status.startswith("nvml unavailable: ")
+    est = OnnxRuntimeTimeModel(settings=QUICK).estimate(small_cnn)
+    assert est.details["nvml"]["status"] == status
+    assert est.energy_mj is None
+
+
+@pytest.mark.skipif("TensorrtExecutionProvider" in available_providers(), reason="TensorRT provider installed")
+def test_asking_for_an_unavailable_provider_lists_the_available_ones():
+    with pytest.raises(TimeModelError) as err:
+        OnnxRuntimeTimeModel(device="cuda:0", provider="tensorrt")
+    msg = str(err.value)
+    assert "'tensorrt' is not available" in msg
+    for p in available_providers():
+        assert p in msg
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in available_providers(), reason="CUDA provider installed")
+def test_default_provider_falls_back_to_cpu_with_a_recorded_warning(small_cnn):
+    tm = OnnxRuntimeTimeModel(device="cuda:0", settings=QUICK)
+    assert tm.provider == "CPUExecutionProvider"
+    est = tm.estimate(small_cnn)
+    assert any("measured on the CPU instead" in w for w in est.warnings), est.warnings
+    assert est.details["measurement"]["context"]["provider"] == "CPUExecutionProvider"
+
+
+def test_contradictory_or_unknown_devices_and_options_are_typed_errors():
+    with pytest.raises(HardwareError, match="known: cpu, cuda, cuda:N"):
+        OnnxRuntimeTimeModel(device="tpu")
+    with pytest.raises(TimeModelError, match="runs on the CPU"):
+        OnnxRuntimeTimeModel(device="cuda:0", provider="cpu")
+    with pytest.raises(TimeModelError, match="no option"):
+        OnnxRuntimeTimeModel(threads=2)
+    with pytest.raises(TimeModelError, match="thread_cpu"):
+        OnnxRuntimeTimeModel(intra_op_threads=2, clock="thread_cpu")
+    with pytest.raises(TimeModelError, match="statistic"):
+        OnnxRuntimeTimeModel(statistic="mean")
+
+
+class _BogusOp(LayerType):
+    """A plugin layer whose ONNX op no runtime knows."""
+
+    name = "bogus"
+
+    def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
+        return ctx.node("NoSuchOperator", inputs, node_id)
+
+
+def test_an_architecture_the_runtime_rejects_is_a_typed_error():
+    from na_toolkit.plugins import get_toolkit
+
+    registry = LayerTypeRegistry()
+    for name, lt in get_toolkit().layer_types.items():
+        registry.add(lt, name)
+    registry.add(_BogusOp())
+    arch = Architecture((3, 8, 8), [Node("b", "bogus", {}, ("input",))], layer_types=registry)
+    with pytest.raises(TimeModelError, match=r"ONNX Runtime \(CPUExecutionProvider\) rejected architecture"):
+        OnnxRuntimeTimeModel(settings=QUICK).estimate(arch)
+
+
+def test_cache_hits_in_memory_and_on_disk(tmp_path, small_cnn):
+    path = tmp_path / "estimates.sqlite"
+    tm = OnnxRuntimeTimeModel(settings=QUICK, cache=str(path))
+    first = tm.estimate(small_cnn)
+    again = tm.estimate(small_cnn)
+    assert again == first and tm.cache.hits == 1 and tm.cache.misses == 1
+    # another process's model with the same settings reads it back from SQLite without measuring
+    other = OnnxRuntimeTimeModel(settings=QUICK, cache=TimeEstimateCache(path))
+    assert other.estimate(small_cnn) == first and other.cache.hits == 1
+    # different settings (threads) are a different key
+    two_threads = OnnxRuntimeTimeModel(settings=QUICK, cache=TimeEstimateCache(path), intra_op_threads=2)
+    est2 = two_threads.estimate(small_cnn)
+    assert two_threads.cache.misses == 1 and est2.details["measurement"]["context"]["intra_op_threads"] == 2
+    assert len(TimeEstimateCache(path)) == 2
+    # a repeat measurement bypasses the cache on purpose
+    fresh = tm.measure_again(small_cnn)
+    assert fresh.details["measurement"] != first.details["measurement"]
+
+
+def test_a_corrupt_cache_file_is_a_typed_error(tmp_path):
+    path = tmp_path / "bad.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(TimeModelError, match="not a usable SQLite file"):
+        TimeEstimateCache(path)
+
+
+def test_torch_measures_inference_and_a_training_step_on_cpu(small_cnn):
+    tm = TorchTimeModel(settings=QUICK)
+    est = tm.estimate(small_cnn)
+    assert est.time_model == "torch" and est.device == "cpu"
+    assert est.latency_ms > 0 and est.train_step_ms > est.latency_ms  # backward + update cost more
+    assert math.isclose(est.training_time_s(1000), est.train_step_ms, rel_tol=1e-9)
+    assert est.details["train_measurement"]["context"]["phase"] == "train_step"
+    assert est.details["measurement"]["context"]["intra_op_threads"] == 1
+
+
+@pytest.mark.skipif(_cuda(), reason="CUDA is available here")
+def test_torch_on_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(TimeModelError, match="sees no CUDA GPU"):
+        TorchTimeModel(device="cuda:0")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs an NVIDIA GPU with CUDA")
+def test_torch_on_cuda_times_with_events_and_attaches_nvml_telemetry(small_cnn):
+    est = TorchTimeModel(device="cuda:0", settings=QUICK).estimate(get_seed("resnet-cifar"))
+    m = est.details["measurement"]
+    assert m["timer"] == "cuda_events" and est.peak_memory_bytes > 0
+    nv = est.details["nvml"]
+    if nv["status"] == "ok":
+        assert nv["before"]["name"] and nv["after"]["temperature_c"] is not None
+        assert "throttle_reasons" in nv["before"]
+    else:
+        assert any("nvml unavailable" in w for w in est.warnings)
+
+
+def test_get_time_model_builds_registered_models_and_names_unknown_ones():
+    from na_toolkit.errors import UnknownComponentError
+
+    tm = get_time_model("onnxruntime", device="cpu", settings=QUICK)
+    assert isinstance(tm, OnnxRuntimeTimeModel)
+    with pytest.raises(UnknownComponentError, match="Did you mean 'onnxruntime'"):
+        get_time_model("onnxrutime")
