@@ -1,3 +1,149 @@
-"""CLI commands: evaluate (stub)."""
+"""`na-toolkit evaluate ARCH --dataset digits`: ground truth for one architecture (train it, report valid/test
+accuracy and training time); `na-toolkit datasets`: the datasets and their descriptors."""
 
-COMMANDS = ()
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .command import Command
+
+# CLI flag -> evaluator option; a flag left unset keeps the evaluator's default
+_OPTION_FLAGS = {
+    "epochs": "epochs",
+    "seed": "seed",
+    "split_seed": "split_seed",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "optimizer": "optimizer",
+    "weight_decay": "weight_decay",
+    "device": "device",
+    "threads": "threads",
+}
+
+
+def _configure_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("arch", metavar="ARCH", help="architecture: IR JSON file, .onnx file or seed network name")
+    p.add_argument("--dataset", help="registered dataset, image folder or .npz file (default: digits)")
+    p.add_argument("--resize", type=int, metavar="PX", help="resize image-folder datasets to PX x PX")
+    p.add_argument("--evaluator", default="torch", help="registered evaluator (default: torch)")
+    p.add_argument("--epochs", type=int, help="training epochs (torch default: 15)")
+    p.add_argument("--seed", type=int, help="initialisation and data-order seed (default: 0)")
+    p.add_argument("--split-seed", type=int, help="seed of the train/valid/test split (default: 0)")
+    p.add_argument("--batch-size", type=int, help="mini-batch size (torch default: 32)")
+    p.add_argument("--lr", type=float, help="peak learning rate (torch default: 0.2 with SGD)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="optimizer (torch default: sgd, Nesterov)")
+    p.add_argument("--weight-decay", type=float, help="weight decay (torch default: 5e-4)")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (torch default: 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+
+
+def _architecture_for(spec: str, dataset, toolkit):
+    """A seed name builds for the dataset's input shape and classes when its builder takes them; anything else
+    (a JSON or ONNX file) is used as it is and must match the dataset."""
+    from .arch import load_architecture
+
+    if spec in toolkit.seeds and not Path(spec).exists():
+        build = toolkit.seeds.get(spec).build
+        try:
+            accepted = inspect.signature(build).parameters
+        except (TypeError, ValueError):
+            accepted = {}
+        if "input_shape" in accepted and "classes" in accepted:
+            return build(input_shape=dataset.input_shape, classes=dataset.classes)
+    return load_architecture(spec, toolkit)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from ..datasets import get_dataset
+    from ..evaluation.torch_trainer import TorchEvaluator
+    from ..plugins import get_toolkit
+
+    toolkit = get_toolkit()
+    cls = toolkit.evaluators.get(args.evaluator)
+    options: dict[str, Any] = {opt: getattr(args, flag) for flag, opt in _OPTION_FLAGS.items() if getattr(args, flag) is not None}
+    if issubclass(cls, TorchEvaluator):
+        dataset = get_dataset(args.dataset or "digits", resize=args.resize)
+        options.update(dataset=dataset, progress=not args.no_progress)
+        arch = _architecture_for(args.arch, dataset, toolkit)
+    else:  # another evaluator (e.g. a table lookup) gets only the options given on the command line
+        from .arch import load_architecture
+
+        if args.dataset is not None:
+            options["dataset"] = args.dataset
+        arch = load_architecture(args.arch, toolkit)
+    result = cls(**options).evaluate(arch)
+    doc = {"architecture": arch.name or args.arch, **result.to_json()}
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    print(f"architecture    {doc['architecture']} ({arch.hash}, {arch.params:,} params)")
+    print(f"dataset         {result.dataset}")
+    print(f"valid_accuracy  {result.valid_accuracy:.4f}  (best epoch {result.best_epoch} of {result.epochs})")
+    if result.test_accuracy is not None:
+        print(f"test_accuracy   {result.test_accuracy:.4f}")
+    if result.train_time_s is not None:
+        print(f"train_time_s    {result.train_time_s:.2f}  ({result.device})")
+    return 0
+
+
+# ---- datasets -------------------------------------------------------------------------------------------
+def _configure_datasets(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="*", metavar="NAME_OR_PATH",
+                   help="datasets to describe (default: every registered one); image folders and .npz files too")
+    p.add_argument("--resize", type=int, metavar="PX", help="resize image-folder datasets to PX x PX")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _run_datasets(args: argparse.Namespace) -> int:
+    from ..datasets import get_dataset_source
+    from ..plugins import get_toolkit
+
+    toolkit = get_toolkit()
+    names = args.sources or toolkit.datasets.names()
+    rows = []
+    for name in names:
+        source = get_dataset_source(name, resize=args.resize)
+        descriptor = source.load().descriptor
+        plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else "(path)"
+        rows.append({
+            "name": source.name,
+            "description": source.description,
+            "origin": source.origin,
+            "plugin": plugin,
+            "descriptor": descriptor.to_json(),
+        })
+    if args.json:
+        print(json.dumps({"datasets": rows}, indent=2))
+        return 0
+    from .arch import render_table, shape_str
+
+    table = []
+    for r in rows:
+        d = r["descriptor"]
+        table.append([
+            r["name"], d["samples"], d["classes"], shape_str(tuple(d["input_shape"])),
+            f"{d['class_balance_ratio']:.2f}", f"{d['pixel_entropy_bits']:.2f}", f"{d['mean_gradient']:.2f}",
+            f"{d['neighbour_correlation']:.2f}", f"{d['centroid_accuracy']:.2f}",
+        ])
+    print(render_table(
+        ["name", "samples", "classes", "shape", "balance", "entropy_bits", "gradient", "nb_corr", "centroid_acc"],
+        table, right={1, 2, 4, 5, 6, 7, 8},
+    ))
+    for r in rows:
+        print(f"\n{r['name']}: {r['description']} [{r['plugin']}]", file=sys.stdout)
+    return 0
+
+
+COMMANDS = (
+    Command("evaluate", "train an architecture on a dataset: valid/test accuracy and training time", _configure_evaluate,
+            _run_evaluate),
+    Command("datasets", "list datasets with their descriptors (size, classes, balance, statistics)", _configure_datasets,
+            _run_datasets),
+)

@@ -13,7 +13,7 @@ Protocol (docs/datasets.md has the long form):
   never influences selection;
 - timing: `train_time_s` is the wall time of the training steps only (forward, backward, optimizer step,
   scheduler), excluding data preparation and validation; on CUDA the device is synchronised before each
-  clock reading;
+  clock reading; `extra["train_cpu_time_s"]` is the process CPU time over the same steps;
 - determinism: `torch.manual_seed(seed)`, weights initialised from `seed`, a seeded data order and
   `torch.use_deterministic_algorithms(True)` (cuDNN deterministic, no benchmark) while training. On CPU two
   runs with the same seed and thread count give identical results; set `threads` to fix the count.
@@ -107,13 +107,13 @@ class TorchEvaluator(Evaluator):
             )
 
     def evaluate(self, arch: Architecture) -> EvaluationResult:
-        import torch
-
         o = self.options
         ds = self.load_dataset()
         self.check(arch, ds)
         if len(ds.y_valid) == 0:
             raise DataError(f"dataset {ds.name!r}: the validation split is empty; raise valid_fraction")
+        import torch  # after the checks: a mismatch is reported without paying for the import
+
         device = resolve_device(o["device"])
         old_threads = torch.get_num_threads()
         old_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -173,7 +173,7 @@ class TorchEvaluator(Evaluator):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
 
-        train_time_s = 0.0
+        train_time_s = train_cpu_s = 0.0
         history: list[dict[str, float]] = []
         best_acc, best_epoch, best_state = -1.0, 0, None
         diverged = False
@@ -186,7 +186,7 @@ class TorchEvaluator(Evaluator):
             loss_sum = torch.zeros((), device=device)
             seen = 0
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in range(0, n, batch):
                 idx = perm[i : i + batch]
                 if len(idx) < 2:  # batch norm cannot train on a single sample
@@ -202,6 +202,7 @@ class TorchEvaluator(Evaluator):
             sync()
             epoch_s = time.perf_counter() - t0
             train_time_s += epoch_s
+            train_cpu_s += time.process_time() - c0
             train_loss = float(loss_sum) / max(seen, 1)
             valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
             history.append({"epoch": epoch, "train_loss": train_loss, "valid_accuracy": valid_acc, "train_time_s": epoch_s})
@@ -237,6 +238,9 @@ class TorchEvaluator(Evaluator):
                 "params": arch.params,
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
+                # CPU time of the process during the training steps: on a shared machine it stays close to
+                # what the wall time would be alone (with threads=1), where train_time_s grows with the load
+                "train_cpu_time_s": train_cpu_s,
                 "total_time_s": time.perf_counter() - started,
             },
         )

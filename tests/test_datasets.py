@@ -1,0 +1,209 @@
+"""Datasets: digits and its descriptor, user arrays / .npz / image folders, the split, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from na_toolkit.datasets import (
+    Dataset,
+    DatasetDescriptor,
+    DatasetSource,
+    dataset_from_arrays,
+    dataset_from_image_folder,
+    dataset_from_npz,
+    get_dataset,
+)
+from na_toolkit.errors import DataError, UnknownComponentError
+from na_toolkit.plugins import get_toolkit
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return get_dataset("digits")
+
+
+def test_digits_is_registered_and_loads_as_nchw(digits):
+    assert isinstance(get_toolkit().datasets.get("digits"), DatasetSource)
+    assert digits.input_shape == (1, 8, 8) and digits.classes == 10
+    assert digits.samples == 1797
+    assert digits.x_train.dtype == np.float32 and digits.y_train.dtype == np.int64
+    assert 0.0 <= digits.x_train.min() and digits.x_train.max() <= 1.0
+    # 70/10/20 stratified: every class in every split
+    assert len(digits.y_test) == pytest.approx(0.2 * 1797, abs=10)
+    assert len(digits.y_valid) == pytest.approx(0.1 * 1797, abs=10)
+    for part in (digits.y_train, digits.y_valid, digits.y_test):
+        assert set(part.tolist()) == set(range(10))
+
+
+def test_split_is_deterministic_disjoint_and_seeded():
+    source = get_toolkit().datasets.get("digits")
+    a, b, c = source.load(seed=0), source.load(seed=0), source.load(seed=1)
+    assert a is b  # cached per process
+    fresh = DatasetSource("digits-copy", "", source.loader).load(seed=0)
+    np.testing.assert_array_equal(fresh.x_test, a.x_test)
+    assert not np.array_equal(c.y_test, a.y_test) or not np.array_equal(c.x_test, a.x_test)
+    # every sample is in exactly one split: the splits together are the original samples (as a multiset)
+    from na_toolkit.datasets.loaders import load_digits_arrays
+
+    rows = lambda x: sorted(r.tobytes() for r in x.reshape(len(x), -1))  # noqa: E731
+    assert rows(a.all_arrays().x) == rows(load_digits_arrays().x)
+    assert a.samples == c.samples == 1797
+
+
+def test_digits_descriptor_values_are_sane(digits):
+    d = digits.descriptor
+    assert (d.samples, d.classes, d.input_shape) == (1797, 10, (1, 8, 8))
+    assert d.train_samples + d.valid_samples + d.test_samples == 1797
+    assert (d.samples_per_class_min, d.samples_per_class_max) == (174, 183)
+    assert 0.999 < d.class_entropy <= 1.0  # digits is nearly balanced
+    assert d.class_balance_ratio == pytest.approx(174 / 183, abs=1e-5)
+    assert d.channel_mean[0] == pytest.approx(float(digits.all_arrays().x.mean()), abs=1e-4)
+    assert 0.3 < d.channel_std[0] < 0.45
+    # 17 grey levels: at most log2(17) bits, and more than one level in use
+    assert 1.0 < d.pixel_entropy_bits <= np.log2(17) + 1e-9
+    assert 0.3 < d.background_fraction < 0.7  # digits are written on a blank background
+    assert 0.2 < d.neighbour_correlation < 1.0
+    assert d.mean_gradient > 0
+    # nearest-centroid is far above chance on digits (about 0.9) but not perfect
+    assert 0.8 < d.centroid_accuracy < 0.99
+    v = d.to_vector()
+    assert v.shape == (len(DatasetDescriptor.vector_names()),) and np.isfinite(v).all()
+    assert v[DatasetDescriptor.vector_names().index("log2_classes")] == pytest.approx(np.log2(10))
+    doc = json.loads(json.dumps(d.to_json()))
+    assert DatasetDescriptor.from_json(doc) == d
+
+
+def test_descriptor_separates_noise_from_smooth_images():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    noise = rng.random((200, 1, 16, 16)).astype(np.float32)
+    ramp = np.linspace(0, 1, 16, dtype=np.float32)
+    smooth = np.broadcast_to(ramp[None, None, None, :] * (1 + y)[:, None, None, None] / 2, (200, 1, 16, 16))
+    dn = dataset_from_arrays("noise", noise, y).load().descriptor
+    ds = dataset_from_arrays("smooth", smooth, y).load().descriptor
+    assert abs(dn.neighbour_correlation) < 0.1 < 0.9 < ds.neighbour_correlation
+    assert dn.mean_gradient > ds.mean_gradient
+    assert dn.pixel_entropy_bits > 7.5  # uniform noise fills the histogram
+    assert dn.centroid_accuracy < 0.75 and ds.centroid_accuracy == 1.0
+
+
+def test_arrays_in_several_layouts_and_label_types():
+    rng = np.random.default_rng(1)
+    x = rng.random((30, 5, 6, 3))
+    y = np.array(["cat", "dog", "eel"] * 10)
+    ds = dataset_from_arrays("pets", x, y, layout="NHWC").load(seed=3)
+    assert ds.input_shape == (3, 5, 6) and ds.class_names == ("cat", "dog", "eel")
+    assert ds.x_train.dtype == np.float32 and ds.samples == 30
+    grey = dataset_from_arrays("grey", rng.random((12, 4, 4)), [0, 1] * 6).load()
+    assert grey.input_shape == (1, 4, 4) and grey.classes == 2
+    # the descriptor counts all samples whatever the split
+    assert grey.descriptor.samples == 12 and grey.descriptor.class_balance_ratio == 1.0
+
+
+def test_npz_file(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=rng.random((20, 1, 4, 4)).astype(np.float32), y=np.arange(20) % 4)
+    ds = get_dataset(str(path))
+    assert ds.name == "tiny" and ds.classes == 4 and ds.input_shape == (1, 4, 4)
+    np.savez(tmp_path / "bad.npz", x=np.zeros((3, 1, 2, 2)))
+    with pytest.raises(DataError, match="lacks array.*y"):
+        dataset_from_npz(tmp_path / "bad.npz")
+
+
+def _write_folder(root, sizes, mode="L"):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, count in (("circle", 4), ("square", 5)):
+        (root / cls).mkdir(parents=True)
+        for i in range(count):
+            size = sizes[i % len(sizes)]
+            channels = 3 if mode == "RGB" else 1
+            pixels = (rng.random((size[0], size[1], channels)) * 255).astype(np.uint8)
+            Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(root / cls / f"{i}.png")
+    (root / "square" / "notes.txt").write_text("not an image, skipped")
+
+
+def test_image_folder_grey_and_rgb(tmp_path):
+    _write_folder(tmp_path / "grey", [(6, 7)])
+    ds = dataset_from_image_folder(tmp_path / "grey").load()
+    assert ds.class_names == ("circle", "square") and ds.samples == 9
+    assert ds.input_shape == (1, 6, 7)
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    _write_folder(tmp_path / "rgb", [(5, 5), (9, 4)], mode="RGB")
+    ds = dataset_from_image_folder(tmp_path / "rgb", resize=8).load()
+    assert ds.input_shape == (3, 8, 8) and ds.descriptor.classes == 2
+    # the same folder through get_dataset (path) with a resize, and in grey
+    assert get_dataset(str(tmp_path / "rgb"), resize=(4, 6)).input_shape == (3, 4, 6)
+    assert dataset_from_image_folder(tmp_path / "rgb", resize=4, mode="L").load().input_shape == (1, 4, 4)
+
+
+def test_image_folder_bad_inputs(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        dataset_from_image_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class subfolders"):
+        dataset_from_image_folder(tmp_path / "empty").load()
+    _write_folder(tmp_path / "mixed", [(5, 5), (9, 4)])
+    with pytest.raises(DataError, match=r"is 9x4 but .* is 5x5.*resize"):
+        dataset_from_image_folder(tmp_path / "mixed").load()
+    _write_folder(tmp_path / "broken", [(4, 4)])
+    (tmp_path / "broken" / "circle" / "bad.png").write_bytes(b"this is not a PNG")
+    with pytest.raises(DataError, match=r"cannot read image .*bad\.png"):
+        dataset_from_image_folder(tmp_path / "broken").load()
+    (tmp_path / "oneclass" / "only").mkdir(parents=True)
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("L", (4, 4), color=i * 40).save(tmp_path / "oneclass" / "only" / f"{i}.png")
+    with pytest.raises(DataError, match="only 1 class"):
+        dataset_from_image_folder(tmp_path / "oneclass").load()
+    (tmp_path / "oneclass" / "hollow").mkdir()
+    with pytest.raises(DataError, match="hollow.*holds no images"):
+        dataset_from_image_folder(tmp_path / "oneclass").load()
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "match"),
+    [
+        (np.zeros((10, 1, 4, 4)), [0, 1] * 4, "x has 10 samples but y has 8"),
+        (np.zeros((10, 1, 4, 4)), [3] * 10, "only 1 class"),
+        (np.zeros((10, 16)), [0, 1] * 5, "2 dims"),
+        (np.zeros((2, 1, 1, 4, 4)), [0, 1], "5 dims"),
+        (np.zeros((10, 1, 4, 4)), np.zeros((10, 2)), "1-D"),
+        (np.full((4, 1, 2, 2), np.nan), [0, 1, 0, 1], "NaN"),
+        (np.array([["a"]] * 4), [0, 1, 0, 1], "numeric"),
+        (np.zeros((0, 1, 2, 2)), [], "no samples"),
+    ],
+)
+def test_bad_arrays_raise_data_error(x, y, match):
+    with pytest.raises(DataError, match=match):
+        dataset_from_arrays("bad", x, y)
+
+
+def test_bad_split_fractions_and_unknown_names(digits):
+    with pytest.raises(DataError, match="valid_fraction"):
+        get_toolkit().datasets.get("digits").load(valid_fraction=0.5, test_fraction=0.6)
+    with pytest.raises(UnknownComponentError, match="digits"):
+        get_dataset("digitz")
+    with pytest.raises(DataError, match="neither a folder"):
+        get_dataset("/no/such/folder")
+
+
+def test_datasets_command_lists_digits_with_descriptor():
+    out = subprocess.run(
+        [sys.executable, "-m", "na_toolkit.cli.main", "datasets", "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    doc = json.loads(out.stdout)
+    names = [d["name"] for d in doc["datasets"]]
+    assert "digits" in names
+    digits = doc["datasets"][names.index("digits")]
+    assert digits["descriptor"]["classes"] == 10 and digits["descriptor"]["input_shape"] == [1, 8, 8]
+    assert "na_toolkit.builtin.datasets" in digits["plugin"]

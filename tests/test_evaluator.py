@@ -1,0 +1,133 @@
+"""The torch evaluator: real training on digits, determinism, shape checks, options, the evaluate command."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from na_toolkit.builtin.seeds import simple_cnn
+from na_toolkit.datasets import dataset_from_arrays
+from na_toolkit.errors import ConfigError, DataError
+from na_toolkit.evaluation import EvaluationResult, get_evaluator
+from na_toolkit.evaluation.torch_trainer import TorchEvaluator
+from na_toolkit.ir.seeds import get_seed
+from na_toolkit.plugins import get_toolkit
+
+
+@pytest.mark.slow
+def test_simple_cnn_reaches_97_percent_on_digits_in_15_epochs():
+    arch = get_seed("simple-cnn")
+    result = get_evaluator("torch", dataset="digits", epochs=15, seed=0).evaluate(arch)
+    assert result.test_accuracy >= 0.97, result
+    assert result.valid_accuracy >= 0.97
+    assert result.evaluator == "torch" and result.dataset == "digits" and result.arch_hash == arch.hash
+    assert result.epochs == 15 and 1 <= result.best_epoch <= 15
+    history = result.extra["history"]
+    # the reported accuracy is the best epoch's, and training made progress
+    assert result.valid_accuracy == max(h["valid_accuracy"] for h in history)
+    assert history[result.best_epoch - 1]["valid_accuracy"] == result.valid_accuracy
+    assert history[-1]["train_loss"] < history[0]["train_loss"] / 3
+    assert 0 < result.train_time_s == pytest.approx(sum(h["train_time_s"] for h in history))
+    assert result.train_time_s <= result.extra["total_time_s"]
+
+
+def test_same_seed_gives_identical_results_and_another_seed_does_not():
+    arch = get_seed("simple-cnn")
+    a = TorchEvaluator(epochs=2, seed=7).evaluate(arch)
+    b = TorchEvaluator(epochs=2, seed=7).evaluate(arch)
+    c = TorchEvaluator(epochs=2, seed=8).evaluate(arch)
+    assert (a.valid_accuracy, a.test_accuracy) == (b.valid_accuracy, b.test_accuracy)
+    assert [h["train_loss"] for h in a.extra["history"]] == [h["train_loss"] for h in b.extra["history"]]
+    assert [h["train_loss"] for h in a.extra["history"]] != [h["train_loss"] for h in c.extra["history"]]
+    # training leaves torch's global settings as it found them
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_input_shape_mismatch_names_both_shapes():
+    rgb = simple_cnn(input_shape=(3, 8, 8))
+    with pytest.raises(DataError, match=r"input shape \(3, 8, 8\).*input shape \(1, 8, 8\)"):
+        TorchEvaluator(epochs=1).evaluate(rgb)
+
+
+def test_output_must_have_one_unit_per_class():
+    five = simple_cnn(classes=5)
+    with pytest.raises(DataError, match=r"outputs shape \(5,\).*10 classes"):
+        TorchEvaluator(epochs=1).evaluate(five)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"epoch": 3}, "unknown option.*epoch"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"optimizer": "lbfgs"}, "optimizer must be one of"),
+        ({"lr": -1.0}, "lr must be"),
+        ({"device": "tpu"}, None),
+    ],
+)
+def test_bad_options_raise_config_error(options, match):
+    if match is None:  # the device is checked when training starts
+        with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+            TorchEvaluator(epochs=1, **options).evaluate(get_seed("simple-cnn"))
+        return
+    with pytest.raises(ConfigError, match=match):
+        TorchEvaluator(**options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")
+def test_cuda_asked_for_but_absent_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        TorchEvaluator(epochs=1, device="cuda").evaluate(get_seed("simple-cnn"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda():
+    result = TorchEvaluator(epochs=2, device="cuda").evaluate(get_seed("simple-cnn"))
+    assert result.device.startswith("cuda") and result.valid_accuracy > 0.5
+
+
+def test_user_arrays_dataset_and_picklable_evaluator():
+    # two separable classes of 6x6 images: bright left half vs bright right half, plus noise
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    x = rng.normal(0, 0.3, (120, 1, 6, 6)).astype(np.float32)
+    x[y == 0, :, :, :3] += 1
+    x[y == 1, :, :, 3:] += 1
+    ds = dataset_from_arrays("halves", x, y).load()
+    arch = simple_cnn(input_shape=(1, 6, 6), classes=2)
+    evaluator = TorchEvaluator(dataset=ds, epochs=3, batch_size=16, lr=0.05)
+    clone = pickle.loads(pickle.dumps(evaluator))  # the local executor ships evaluators to workers
+    result = clone.evaluate(arch)
+    assert result.dataset == "halves" and result.extra["options"]["dataset"] == "halves"
+    assert result.test_accuracy >= 0.9
+    assert EvaluationResult.from_json(json.loads(json.dumps(result.to_json()))) == result
+
+
+def test_registered_as_torch():
+    assert get_toolkit().evaluators.get("torch") is TorchEvaluator
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "na_toolkit.cli.main", *args], capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_cli_evaluate_json_and_errors(tmp_path):
+    out = _cli("evaluate", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--seed", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["architecture"] == "simple-cnn" and doc["epochs"] == 2 and doc["seed"] == 3
+    assert 0.5 < doc["valid_accuracy"] <= 1 and 0.5 < doc["test_accuracy"] <= 1 and doc["train_time_s"] > 0
+    assert "epoch" in out.stderr  # the tqdm progress bar goes to stderr, never into the JSON
+    # an IR JSON file whose input does not fit the dataset: one line, exit 2
+    path = tmp_path / "rgb.json"
+    simple_cnn(input_shape=(3, 8, 8)).save(path)
+    bad = _cli("evaluate", str(path), "--epochs", "1")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().count("\n") == 0 and "(3, 8, 8)" in bad.stderr and "(1, 8, 8)" in bad.stderr
