@@ -301,9 +301,21 @@ class _BuiltinOperation(Operation):
             raise OperationError(f"{self.name}: expected parameters {names}, got {sorted(params)}")
 
     def sample(self, arch: Architecture, rng: np.random.Generator) -> dict[str, Any] | None:
-        """As `Operation.sample` (uniform over the admitted values, one parameter at a time), cheaper."""
+        """As `Operation.sample`: uniform over the admitted values, one parameter at a time. The position is
+        drawn by rejection (uniform proposals, the first valid one kept, falling back to the full mask),
+        which is uniform over the valid positions too but checks ~1 node instead of all of them."""
         chosen: dict[str, Any] = {}
-        for p in self.params():
+        specs = self.params()
+        view = _view(arch)
+        if view.n and (self.name, "positions") not in view.memo:
+            for _ in range(8):
+                i = int(rng.integers(view.n))
+                if self._valid_position(view, i):
+                    chosen[specs[0].name] = specs[0].choices[i]
+                    break
+        for p in specs:
+            if p.name in chosen:
+                continue
             idx = np.flatnonzero(self.mask(arch, p.name, chosen))
             if idx.size == 0:
                 return None
@@ -415,18 +427,24 @@ class InsertAdd(_BuiltinOperation):
 
     def _positions(self, view: _View) -> np.ndarray:
         def compute():  # a source needs a later node of its shape: one backward scan
-            shapes = self._shapes(view)
-            m = np.zeros(MAX_POSITIONS, dtype=bool)
             later: set[Shape] = set()
-            for i in range(view.n - 1, -1, -1):
-                m[i] = shapes[i] in later
-                later.add(shapes[i])
+            flags = []
+            for shape in reversed(self._shapes(view)):
+                flags.append(shape in later)
+                later.add(shape)
+            m = np.zeros(MAX_POSITIONS, dtype=bool)
+            m[: view.n] = flags[::-1]
             return m
 
         return view.cached((self.name, "positions"), compute)
 
     def _valid_position(self, view: _View, i: int) -> bool:
-        return bool(self._positions(view)[i])
+        shapes = self._shapes(view)
+        return shapes[i] in shapes[i + 1 :]
+
+    def is_applicable(self, arch: Architecture) -> bool:
+        shapes = self._shapes(_view(arch))
+        return len(set(shapes)) < len(shapes)  # two nodes of one shape: the earlier is a valid source
 
     def mask(self, arch, param, chosen):
         view = _view(arch)

@@ -215,7 +215,7 @@ class Architecture:
         try:
             by_id: dict[str, Node] = {node.id: node for node in nodes}
             ids_ok = len(by_id) == len(nodes) and INPUT not in by_id and "" not in by_id
-            ids_ok = ids_ok and all(type(k) is str for k in by_id)
+            ids_ok = ids_ok and set(map(type, by_id)) == {str}
         except TypeError:  # an unhashable id: the loop below names it
             ids_ok = False
         if not ids_ok:
