@@ -71,7 +71,10 @@ class OnnxImportContext:
         self.deferred: dict[int, Any] = {}  # id(node) -> node: scalings waiting for an Erf to claim them
         self._counts: dict[str, int] = {}
         self.current: Any = None
-        for i, n in enumerate(self.graph.node):
+        self.input_shape: Shape = ()
+        # one list of the node messages, used everywhere: patterns mark nodes by identity
+        self.onnx_nodes = list(self.graph.node)
+        for n in self.onnx_nodes:
             for t in n.input:
                 self._consumers.setdefault(t, []).append(n)
             for t in n.output:
@@ -164,7 +167,7 @@ class OnnxImportContext:
         self.tensors[inputs[0].name] = INPUT
         self.shapes[INPUT] = self.input_shape
         # constants first: patterns (GELU) look ahead at constants that torch defines after their use
-        for node in self.graph.node:
+        for node in self.onnx_nodes:
             self.current = node
             if node.op_type == "Constant":
                 _load_constant(self, node)
@@ -173,7 +176,7 @@ class OnnxImportContext:
         if len(self.graph.output) != 1:
             raise OnnxImportError(f"the ONNX graph has {len(self.graph.output)} outputs; na_toolkit imports single-output graphs")
         plugin_importers = _plugin_importers(self.layer_types)
-        for node in self.graph.node:
+        for node in self.onnx_nodes:
             if id(node) in self._absorbed:
                 continue
             self.current = node
@@ -609,7 +612,7 @@ def _load(source: Any) -> onnx.ModelProto:
             ) from None
     else:
         raise OnnxImportError(f"from_onnx needs a path, bytes or an onnx.ModelProto, got {type(source).__name__}")
-    if not model.graph.node or not model.graph.output:
+    if not len(model.graph.node) or not len(model.graph.output):
         raise OnnxImportError("not an ONNX model: it has no graph nodes or no output (truncated or not ONNX?)")
     try:
         onnx.checker.check_model(model)
