@@ -8,6 +8,7 @@ reason. The input tensor is the reserved node id `input`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 INPUT = "input"
 SCHEMA_VERSION = 1
+
+
+_ATTRS_KEYS: dict[tuple, int] = {}  # attribute content -> its interned key (see Attrs.cache_key)
+_attrs_key_counter = itertools.count(1)
 
 
 class Attrs(Mapping[str, Any]):
@@ -60,13 +65,18 @@ class Attrs(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         return dict(self._d)
 
-    def cache_key(self) -> tuple | None:
-        """A hashable key equal only for attribute mappings of equal keys, values AND value types (so
-        `True` and `1` differ: the schema treats them differently); None when a value is unhashable."""
+    def cache_key(self) -> int | None:
+        """A key (an interned int: cheap to hash inside memo keys) equal only for attribute mappings of
+        equal keys, values AND value types (`True` and `1` differ: the schema treats them differently);
+        None when a value is unhashable."""
         if self._k is None:
             try:
-                key = tuple(sorted((k, type(v), v) for k, v in self._d.items()))
-                hash(key)
+                content = tuple(sorted((k, type(v), v) for k, v in self._d.items()))
+                key = _ATTRS_KEYS.get(content)
+                if key is None:
+                    if len(_ATTRS_KEYS) >= 1_000_000:  # bounded; ids are never reused, so old keys stay valid
+                        _ATTRS_KEYS.clear()
+                    key = _ATTRS_KEYS[content] = next(_attrs_key_counter)
             except TypeError:
                 key = False
             self._k = key
