@@ -33,6 +33,22 @@ def _say(args: argparse.Namespace, text: str = "") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`make demo`: the real hardware-aware search (na_toolkit/search/demo.py, docs/search.md): calibrate
+    this CPU, search digits from --arch under 16 MB and a latency budget measured here, print the Pareto
+    table and the run folder (under --out, default runs/). With --operation, the moves tour below instead
+    (a quick look at a move, e.g. a plugin's)."""
+    if args.operation:
+        return _moves_tour(args)
+    from ..search.demo import run_demo
+
+    echo = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else None
+    result = run_demo(args.out or "runs", random_seed=args.seed, seed_network=args.arch, echo=echo)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2, default=str))
+    return 0
+
+
+def _moves_tour(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..plugins import get_toolkit

@@ -172,6 +172,9 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
                        label="best feasible")
         if metric in limits:
             ax.axvline(limits[metric], ls="--", c="tab:red", lw=1, label="budget")
+        xs = [p[0] for p in pts] + ([limits[metric]] if metric in limits else [])
+        if min(xs) > 0 and max(xs) / min(xs) > 20:  # sizes and latencies span decades (a 16 MB budget vs kB nets)
+            ax.set_xscale("log")
         ax.set_xlabel(metric.replace("@", " on ").replace("_ms", " (ms)").replace("_bytes", " (bytes)"))
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3)
