@@ -80,6 +80,8 @@ def test_checkpoints_json_numpy_and_torch_without_pickle(store):
     rnd, state = store.load_checkpoint("controller")
     assert torch.equal(state["w"], weights["w"]) and state["step"] == 7
     assert store.load_checkpoint("missing") is None
+    store.save_checkpoint(2, "strategy", {"population": []})  # only the latest two rounds of a kind stay
+    assert store.load_checkpoint("strategy", round=0) is None and store.load_checkpoint("strategy", round=1)[0] == 1
     assert store.checkpoint_kinds() == ["controller", "rng", "strategy"]
     # an RNG restored from its checkpoint continues the same stream
     g = np.random.default_rng()

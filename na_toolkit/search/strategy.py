@@ -2,17 +2,26 @@
 
 The loop (na_toolkit/search/loop.py) is the same for every strategy, so comparisons are fair:
 
+    round 0: the seed is evaluated and told (unless search.evaluate_seed = false)
     while evaluations < budget:
         candidates = strategy.ask(n)              # n = evaluations the loop will pay for this round
-        (the loop scores candidates it has not evaluated with predictors + time models + reward, and picks
-         the n most promising by predicted reward and uncertainty; a strategy returning exactly n
-         candidates gets all n evaluated, so random search and evolution stay what they are)
-        results = evaluate those n for real (executor → evaluator), store each in the run store
+        (proposals already evaluated cost nothing: their stored result is told back. When more than n new
+         candidates come back, the loop scores them with predictors + time models + reward and keeps the n
+         most promising by predicted reward + kappa * uncertainty (UCB); a strategy returning at most n
+         new candidates gets all of them evaluated, so random search and evolution stay what they are)
+        results = evaluate those for real (executor -> evaluator, and measure on each device), each stored
         predictors are refit on all ground truth so far
-        strategy.tell(results)
+        strategy.tell(results)                    # in proposal order, evaluated and already-known alike
+        checkpoint: strategy.state_dict(), predictors, RNG
 
+A strategy that proposes nothing new for `search.max_stalled_rounds` rounds in a row ends the search.
 Inside `ask`, a strategy may call `context.score(archs)` as often as it likes (the Neural Architect
 controller trains on these predicted rewards); the loop counts those calls separately from evaluations.
+
+Reproducibility: a strategy draws every random number from `context.rng` (or from seeds drawn from it),
+never from global state, so a search is a function of its seed and of the ground truth it is served; a
+resumed run replays the strategy from the start with stored ground truth and so retraces the killed run.
+`state_dict` / `load_state_dict` are checkpointed each round for inspection and warm starts.
 """
 
 from __future__ import annotations

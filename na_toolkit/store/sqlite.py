@@ -364,12 +364,19 @@ class RunStore:
         return self._read("SELECT COUNT(*) FROM measurements WHERE run_id=?", (self.run_id,))[0][0]
 
     # ---- checkpoints, weights, artifacts ------------------------------------------------------------
-    def save_checkpoint(self, round: int, kind: str, state: Any) -> None:
+    def save_checkpoint(self, round: int, kind: str, state: Any, keep: int = 2) -> None:
+        """Store the state of `kind` after `round`, keeping the latest `keep` rounds of that kind (a
+        controller's weights are megabytes; a resumed run replays, so older ones serve no purpose)."""
         fmt, blob = encode_state(state)
         with _transaction(self._conn):
             self._conn.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.run_id, round, kind, SCHEMA_VERSION, fmt, blob, time.time()),
+            )
+            self._conn.execute(
+                "DELETE FROM checkpoints WHERE run_id=? AND kind=? AND round NOT IN "
+                "(SELECT round FROM checkpoints WHERE run_id=? AND kind=? ORDER BY round DESC LIMIT ?)",
+                (self.run_id, kind, self.run_id, kind, keep),
             )
 
     def load_checkpoint(self, kind: str, round: int | None = None) -> tuple[int, Any] | None:
