@@ -133,9 +133,7 @@ PREDICTOR_TARGETS = ("accuracy", "train_time_s")
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    return f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known)) or '(none)'}"
+    return str(UnknownComponentError(kind, name, known))  # the registries' wording, close matches included
 
 
 def _type_name(t: Any) -> str:
