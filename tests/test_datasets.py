@@ -40,6 +40,17 @@ def test_digits_is_registered_and_loads_as_nchw(digits):
         assert set(part.tolist()) == set(range(10))
 
 
+def test_digits_are_scikit_learns_load_digits():
+    from sklearn.datasets import load_digits
+
+    from na_toolkit.datasets.loaders import load_digits_arrays
+
+    ours, theirs = load_digits_arrays(), load_digits()
+    np.testing.assert_array_equal(ours.x[:, 0] * 16, theirs.images)
+    np.testing.assert_array_equal(ours.y, theirs.target)
+    assert ours.class_names == tuple(str(c) for c in theirs.target_names)
+
+
 def test_split_is_deterministic_disjoint_and_seeded():
     source = get_toolkit().datasets.get("digits")
     a, b, c = source.load(seed=0), source.load(seed=0), source.load(seed=1)

@@ -103,9 +103,18 @@ def test_user_arrays_dataset_and_picklable_evaluator():
     arch = simple_cnn(input_shape=(1, 6, 6), classes=2)
     evaluator = TorchEvaluator(dataset=ds, epochs=3, batch_size=16, lr=0.05)
     clone = pickle.loads(pickle.dumps(evaluator))  # the local executor ships evaluators to workers
-    result = clone.evaluate(arch)
+    result, weights = clone.evaluate_with_weights(arch)
     assert result.dataset == "halves" and result.extra["options"]["dataset"] == "halves"
     assert result.test_accuracy >= 0.9
+    # the returned weights are the selected ones: they reproduce the test accuracy (inputs standardised with
+    # the training split's per-channel statistics, as the evaluator does)
+    model = arch.to_torch()
+    model.load_state_dict(weights)
+    mean = ds.x_train.mean(axis=(0, 2, 3), keepdims=True)
+    std = ds.x_train.std(axis=(0, 2, 3), keepdims=True)
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(((ds.x_test - mean) / std).astype(np.float32)))
+    assert float((logits.argmax(1).numpy() == ds.y_test).mean()) == result.test_accuracy
     assert EvaluationResult.from_json(json.loads(json.dumps(result.to_json()))) == result
 
 
@@ -119,10 +128,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_evaluate_json_and_errors(tmp_path):
-    out = _cli("evaluate", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--seed", "3", "--json")
+    out = _cli("evaluate", "simple-cnn", "--dataset", "digits", "--epochs", "1", "--seed", "3", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["architecture"] == "simple-cnn" and doc["epochs"] == 2 and doc["seed"] == 3
+    assert doc["architecture"] == "simple-cnn" and doc["epochs"] == 1 and doc["seed"] == 3
     assert 0.5 < doc["valid_accuracy"] <= 1 and 0.5 < doc["test_accuracy"] <= 1 and doc["train_time_s"] > 0
     assert "epoch" in out.stderr  # the tqdm progress bar goes to stderr, never into the JSON
     # an IR JSON file whose input does not fit the dataset: one line, exit 2

@@ -116,6 +116,8 @@ class DatasetSource:
             if isinstance(data, Dataset):
                 self._cache[key] = data
             elif isinstance(data, LabeledArrays):
+                # a plugin's loader is checked like user arrays (one class, NaNs, label range...)
+                data = check_arrays(self.name, data.x, data.y, class_names=data.class_names)
                 self._cache[key] = split_dataset(self.name, data, seed, valid_fraction, test_fraction)
             else:
                 raise DataError(f"dataset {self.name!r}: the loader returned {type(data).__name__}, "

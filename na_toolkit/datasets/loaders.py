@@ -25,12 +25,35 @@ _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I
 
 def load_digits_arrays() -> LabeledArrays:
     """scikit-learn's copy of the UCI optical recognition of handwritten digits test set (Alpaydin & Kaynak 1998):
-    1,797 8x8 images, 10 classes, grey levels 0..16 scaled here to [0, 1]."""
-    from sklearn.datasets import load_digits
+    1,797 8x8 images, 10 classes, grey levels 0..16 scaled here to [0, 1].
 
-    bunch = load_digits()
-    x = (bunch.images.astype(np.float32) / np.float32(16.0))[:, None, :, :]
-    return LabeledArrays(np.ascontiguousarray(x), bunch.target.astype(np.int64), tuple(str(c) for c in bunch.target_names))
+    The data is scikit-learn's bundled `datasets/data/digits.csv.gz` (what `load_digits` reads), read directly
+    when it is there: importing `sklearn.datasets` costs about a second of CPU in every process that loads
+    digits (CLI runs, executor workers); `sklearn.datasets.load_digits` is the fallback."""
+    images, target = _read_bundled_digits()
+    if images is None:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images, target = bunch.images, bunch.target
+    x = (images.astype(np.float32) / np.float32(16.0))[:, None, :, :]
+    return LabeledArrays(np.ascontiguousarray(x), target.astype(np.int64), tuple(str(c) for c in range(10)))
+
+
+def _read_bundled_digits() -> tuple[np.ndarray | None, np.ndarray | None]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None, None
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    try:
+        data = np.loadtxt(path, delimiter=",")
+    except (OSError, ValueError):
+        return None, None
+    if data.shape != (1797, 65):  # not the file load_digits reads: let scikit-learn decide
+        return None, None
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
 
 
 DIGITS = DatasetSource(

@@ -107,6 +107,15 @@ class TorchEvaluator(Evaluator):
             )
 
     def evaluate(self, arch: Architecture) -> EvaluationResult:
+        return self._run(arch)[0]
+
+    def evaluate_with_weights(self, arch: Architecture) -> tuple[EvaluationResult, dict[str, Any]]:
+        """`evaluate`, plus the selected (best-epoch) weights as a CPU state dict of `arch.to_torch()`: the
+        weights `test_accuracy` was measured with (the search exports them)."""
+        result, model = self._run(arch)
+        return result, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def _run(self, arch: Architecture):
         o = self.options
         ds = self.load_dataset()
         self.check(arch, ds)
@@ -116,7 +125,8 @@ class TorchEvaluator(Evaluator):
 
         device = resolve_device(o["device"])
         old_threads = torch.get_num_threads()
-        old_deterministic = torch.are_deterministic_algorithms_enabled()
+        old_deterministic = (torch.are_deterministic_algorithms_enabled(),
+                             torch.is_deterministic_algorithms_warn_only_enabled())
         old_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
         if device.type == "cuda":
             # cuBLAS needs this for deterministic matmuls (read when its handle is created)
@@ -129,11 +139,11 @@ class TorchEvaluator(Evaluator):
             return self._train(arch, ds, device)
         finally:
             torch.set_num_threads(old_threads)
-            torch.use_deterministic_algorithms(old_deterministic)
+            torch.use_deterministic_algorithms(old_deterministic[0], warn_only=old_deterministic[1])
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old_cudnn
 
     # ------------------------------------------------------------------------------------------------
-    def _train(self, arch: Architecture, ds, device) -> EvaluationResult:
+    def _train(self, arch: Architecture, ds, device):
         import torch
         from torch.nn import functional as F
         from tqdm import tqdm
@@ -220,7 +230,7 @@ class TorchEvaluator(Evaluator):
         options = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)) for k, v in o.items()}
         if not isinstance(o["dataset"], str):
             options["dataset"] = ds.name
-        return EvaluationResult(
+        result = EvaluationResult(
             arch_hash=arch.hash,
             valid_accuracy=best_acc,
             test_accuracy=test_acc,
@@ -244,6 +254,7 @@ class TorchEvaluator(Evaluator):
                 "total_time_s": time.perf_counter() - started,
             },
         )
+        return result, model
 
 
 def _optimizer(model, o: dict[str, Any]):
