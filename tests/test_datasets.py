@@ -203,8 +203,10 @@ def test_bad_split_fractions_and_unknown_names(digits):
         get_toolkit().datasets.get("digits").load(valid_fraction=0.5, test_fraction=0.6)
     with pytest.raises(UnknownComponentError, match="digits"):
         get_dataset("digitz")
-    with pytest.raises(DataError, match="neither a folder"):
+    with pytest.raises(DataError, match="does not exist"):
         get_dataset("/no/such/folder")
+    with pytest.raises(DataError, match="neither a folder"):
+        get_dataset(__file__)
 
 
 def test_datasets_command_lists_digits_with_descriptor():

@@ -53,7 +53,8 @@ def get_dataset_source(name_or_path: str | os.PathLike | DatasetSource, resize: 
             )
         return _path_sources[cache_key]
     if os.sep in key or path.suffix:
-        raise DataError(f"dataset path {key!r} is neither a folder of class subfolders nor an .npz file")
+        what = "is neither a folder of class subfolders nor an .npz file" if path.exists() else "does not exist"
+        raise DataError(f"dataset path {key!r} {what} (registered datasets: {', '.join(registry.names())})")
     raise UnknownComponentError("dataset", key, registry.names())
 
 

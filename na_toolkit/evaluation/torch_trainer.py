@@ -68,7 +68,8 @@ class TorchEvaluator(Evaluator):
     loaded `Dataset`), epochs, batch_size, lr, optimizer ("sgd": Nesterov momentum, "adam", "adamw"), momentum
     (SGD only), weight_decay, schedule ("cosine" per step, "constant"), seed (initialisation and data order),
     split_seed, valid_fraction, test_fraction, device ("cpu", "cuda", "cuda:N" or "auto": CUDA when torch sees
-    one), threads (torch CPU threads; None leaves torch's setting), normalize (standardise inputs with the
+    one), threads (torch CPU threads while training, default 1: the fastest for small networks and steady on a
+    busy machine; None leaves torch's setting), label_smoothing, normalize (standardise inputs with the
     training split's per-channel statistics), eval_batch_size, progress (a tqdm bar on stderr)."""
 
     name = "torch"
