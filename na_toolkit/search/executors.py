@@ -97,13 +97,10 @@ def run_task(task: Task) -> TaskResult:
         comp = _component(task.kind, task.component, task.options)
         weights = None
         if task.kind == "evaluate":
-            # the trained weights, so that exports are trained networks: from an evaluator that offers them,
-            # else captured from the module it builds
+            # the trained weights, so that exports are trained networks, from evaluators that offer them
             with_weights = getattr(comp, "evaluate_with_weights", None) if task.keep_weights else None
             if with_weights is not None:
                 result, weights = with_weights(arch)
-            elif task.keep_weights:
-                result, weights = _evaluate_capturing_module(comp, arch)
             else:
                 result = comp.evaluate(arch)
             value = result.to_json()
@@ -116,30 +113,6 @@ def run_task(task: Task) -> TaskResult:
             None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, worker, traceback.format_exc()
         )
     return TaskResult(value, None, time.perf_counter() - started, worker, weights=weights)
-
-
-def _evaluate_capturing_module(evaluator: Any, arch: Any) -> tuple[Any, dict[str, Any] | None]:
-    """Evaluate, keeping the weights of the torch module the evaluator builds with `arch.to_torch(...)`.
-
-    An evaluator that trains leaves its selected weights in that module (the torch evaluator restores the
-    best epoch's weights before measuring test accuracy, so these are the weights `test_accuracy` was
-    measured with). An evaluator that builds no module (a table look-up) gives None."""
-    built: list[Any] = []
-    build = arch.to_torch
-
-    def to_torch(*args: Any, **kwargs: Any) -> Any:
-        module = build(*args, **kwargs)
-        built.append(module)
-        return module
-
-    arch.to_torch = to_torch  # this instance only, for this evaluation
-    try:
-        result = evaluator.evaluate(arch)
-    finally:
-        del arch.to_torch
-    if len(built) != 1:  # none, or several modules: which one holds the result is unknown
-        return result, None
-    return result, {k: v.detach().cpu().clone() for k, v in built[0].state_dict().items()}
 
 
 def _init_worker(threads: int) -> None:
