@@ -727,12 +727,16 @@ def run_search(
             write_outputs(result, store)
         store.set_status("finished", result.summary())
         return result
-    except BaseException:
+    except BaseException as exc:
         if store is not None:
+            interrupted = isinstance(exc, KeyboardInterrupt)
             try:
-                store.set_status("failed" if not isinstance(sys.exc_info()[1], KeyboardInterrupt) else "running")
+                store.set_status("running" if interrupted else "failed")
             except NAToolkitError:
                 pass
+            if store.count_evaluations():
+                print(f"na-toolkit: the run keeps its {store.count_evaluations()} evaluations; continue it with "
+                      f"`na-toolkit search --resume {folder}`", file=sys.stderr)
         raise
     finally:
         if store is not None:

@@ -224,17 +224,16 @@ def export_best(store: RunStore, summary: Mapping[str, Any], device: str, fmt: s
     """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or
     saying why there is none)."""
     best = summary["best"]
-    key = device
-    if device not in best:
-        if device == "all" or (not best and device in ("all", "")):
-            key = "all"
-        else:
-            raise ConfigError(f"run {summary['run_id']} has no device {device!r}; its devices: {', '.join(best) or '(none)'}")
-    entry = summary["best_overall"] if key == "all" else best[key]
+    if device != "all" and device not in best:
+        raise ConfigError(
+            f"run {summary['run_id']} has no device {device!r}; its devices: {', '.join(best) or '(none)'} "
+            "('all': the best candidate feasible on every device)"
+        )
+    entry = summary["best_overall"] if device == "all" else best[device]
     if entry is None:
-        raise ConfigError(f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(key, '')}")
+        raise ConfigError(f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(device, '')}")
     if out is None:
-        out = Path(summary["run_dir"]) / "best" / key / ("model.onnx" if fmt == "onnx" else "model.pt")
+        out = Path(summary["run_dir"]) / "best" / device / ("model.onnx" if fmt == "onnx" else "model.pt")
     return export_candidate(store, entry["arch_hash"], fmt, Path(out))
 
 
