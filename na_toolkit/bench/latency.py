@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rng-seed", type=int, default=0, help="sampling seed (held-out uses a different stream)")
     parser.add_argument("--profile", default=None, help="use this existing profile instead of building one")
     parser.add_argument("--profile-out", default=None, help="keep the profile built here at this path")
+    parser.add_argument("--dump", default=None, help="write the held-out networks, measurements and predictions here (JSON)")
     parser.add_argument("--quick", action="store_true", help="small minimums everywhere (smoke test; figures are not comparable)")
 
 
@@ -55,27 +57,33 @@ def accuracy(pred: Any, true: Any) -> dict[str, float]:
     }
 
 
-def measure_heldout(archs: list[Any], device: str, repeats: int, settings: Any) -> tuple[Any, dict[str, Any]]:
-    """Median latency (ms) per network over `repeats` passes, and the reproducibility figures."""
+def measure_heldout(
+    archs: list[Any], device: str, repeats: int, settings: Any, statistic: str = "median"
+) -> tuple[Any, dict[str, Any]]:
+    """Latency (ms, the given statistic of each measurement) per network, the median over `repeats` passes
+    (alternating in order, so that a slow spell of the machine does not hit the same networks twice), and
+    the reproducibility figures."""
     import numpy as np
     from tqdm import tqdm
 
     from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
 
     values = np.zeros((len(archs), repeats))
+    per_pass: list[list[dict[str, Any]]] = [[{} for _ in range(repeats)] for _ in archs]
     within_cv = np.zeros((len(archs), repeats))
     stable = 0
     unstable_warnings = 0
     with tqdm(total=len(archs) * repeats, desc="held-out", file=sys.stderr, mininterval=1.0) as bar:
         for r in range(repeats):
             # a fresh time model per pass: no cache hit may stand in for a measurement
-            tm = OnnxRuntimeTimeModel(device=device, settings=settings)
+            tm = OnnxRuntimeTimeModel(device=device, settings=settings, statistic=statistic)
             order = range(len(archs)) if r % 2 == 0 else reversed(range(len(archs)))
             for i in order:
                 est = tm.estimate(archs[i])
                 values[i, r] = est.latency_ms
                 m = est.details["measurement"]
                 within_cv[i, r] = m["cv"]
+                per_pass[i][r] = {k: m[k] for k in ("median_ms", "p10_ms", "min_ms", "cv", "runs", "stable", "wall_median_ms")}
                 stable += bool(m["stable"])
                 unstable_warnings += any("not stable" in w for w in est.warnings)
                 bar.update(1)
@@ -89,9 +97,11 @@ def measure_heldout(archs: list[Any], device: str, repeats: int, settings: Any) 
         "repeats": repeats,
         "networks": len(archs),
         "clock": tm.clock,
+        "statistic": statistic,
         "intra_op_threads": tm.intra_op_threads,
         "settings": settings.to_json(),
     }
+    figures["_per_pass"] = per_pass
     return truth, figures
 
 
@@ -113,6 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.heldout < 10 or args.repeats < 1:
         raise NAToolkitError("--heldout must be >= 10 and --repeats >= 1")
     quick = args.quick
+    load_start = os.getloadavg()
     # ---- 1. the profile -----------------------------------------------------------------------------
     build_s = None
     if args.profile:
@@ -145,8 +156,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = MeasureSettings.quick() if quick else MeasureSettings()
     _log(f"measuring {len(archs)} held-out networks x {args.repeats} passes (DESIGN.md protocol)")
     t0 = time.perf_counter()
-    truth, measurement = measure_heldout(archs, args.device, args.repeats, settings)
+    truth, measurement = measure_heldout(archs, args.device, args.repeats, settings, profile.statistic)
     measurement["measure_s"] = time.perf_counter() - t0
+    # the machine is shared: how busy it was says how far its latencies could be trusted
+    measurement["load_average_1min"] = {"start": load_start[0], "end": os.getloadavg()[0], "cores": os.cpu_count()}
     # ---- 3. predictions -----------------------------------------------------------------------------
     t0 = time.perf_counter()
     learned = LearnedTimeModel(profile)
@@ -160,7 +173,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fresh.model._memo.clear()
         fresh.estimate(a)
     per_s_cold = len(archs) / (time.perf_counter() - t0)
+    per_pass = measurement.pop("_per_pass")
     roofline = roofline_figures(archs, truth, args.device)
+    if args.dump:
+        import json
+
+        with open(args.dump, "w") as f:
+            json.dump([{"seed": v.seed, "moves": list(v.moves), "arch": v.arch.to_json(), "truth_ms": float(t),
+                        "learned_ms": float(p), "passes": pp} for v, t, p, pp in zip(variants, truth, pred, per_pass)], f)
     flops = np.array([a.flops for a in archs], float)
     from scipy.stats import spearmanr
 

@@ -78,6 +78,10 @@ class Kernel:
     config: KernelConfig
     #: IR node ids, in execution order; the first node's input is the kernel's input
     nodes: tuple[str, ...]
+    #: an add whose input comes from a conv kernel without activation that feeds nothing else: runtimes
+    #: fold such an add into the conv (ONNX Runtime's NCHWc Sum fusion, TensorRT's conv+add), so inside a
+    #: network it costs less than measured alone; the learned model calibrates these adds separately
+    fusable: bool = False
 
     @property
     def kind(self) -> str:
@@ -181,6 +185,7 @@ def kernels_of(arch: Architecture) -> list[Kernel]:
     consumers = arch.consumers
     taken: set[str] = set()
     out: list[Kernel] = []
+    kernel_of: dict[str, Kernel] = {}
     for node in arch.nodes:
         if node.id in taken:
             continue
@@ -212,8 +217,22 @@ def kernels_of(arch: Architecture) -> list[Kernel]:
             if len(_CONFIGS) > 200_000:
                 _CONFIGS.clear()
             _CONFIGS[signature] = config
-        out.append(Kernel(config, tuple(n.id for n in group)))
+        fusable = kind == "add" and any(_folds_into_conv(src, kernel_of, consumers) for src in node.inputs)
+        kernel = Kernel(config, tuple(n.id for n in group), fusable)
+        out.append(kernel)
+        kernel_of.update((n.id, kernel) for n in group)
     return out
+
+
+def _folds_into_conv(src: str, kernel_of: dict[str, Kernel], consumers: dict[str, tuple[str, ...]]) -> bool:
+    producer = kernel_of.get(src)
+    return (
+        producer is not None
+        and producer.kind == "conv"
+        and producer.nodes[-1] == src
+        and not producer.feature("act")
+        and len(consumers.get(src, ())) == 1
+    )
 
 
 def kernel_architecture(kernel: Kernel, layer_types: Any = None) -> Architecture:

@@ -8,12 +8,13 @@ Fitted from a device profile each time it is loaded (artifacts hold data, never 
    base keeps predictions sensible outside the sampled range, the trees learn what the roofline-like base
    cannot (a runtime's algorithm choice per shape, depthwise convs, small-tensor overheads).
 2. A calibration of whole-network overheads, fitted on the profile's networks: the measured latency
-   regressed on the summed kernel predictions per kernel group (conv, depthwise conv, add, the rest) and
-   the number of kernels per group, plus a constant (least squares on relative errors, then refitted
-   without the networks whose residual is an outlier: a measurement taken while the machine was busy must
-   not bend the fit). A kernel measured alone pays a session call and layout reorders that it does not
-   pay inside a network (the per-kernel count terms come out negative), and fusions across kernels (an
-   add folded into the conv before it) make some groups cheaper in context (their sum coefficients).
+   regressed on the summed kernel predictions per kernel group (conv, depthwise conv, adds a runtime can
+   fold into the conv before them, other adds, the rest) and the number of kernels per group, plus a
+   constant (least squares on relative errors, sum coefficients >= 0, then refitted without the networks
+   whose residual is an outlier: a measurement taken while the machine was busy must not bend the fit).
+   A kernel measured alone pays a session call and layout reorders that it does not pay inside a network
+   (the per-kernel count terms come out negative), and fusions across kernels (an add folded into its
+   conv) make some groups cheaper in context (their sum coefficients).
 
 `LearnedTimeModel(device=<profile name or path>)`; a profile of another device than this machine's warns
 with both names (its predictions describe that device).
@@ -36,8 +37,8 @@ from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
 from .measured import analytic_peak_memory_bytes, take_options
 from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
 
-#: kernel groups of the network calibration (each gets its own coefficient)
-GROUPS = ("conv", "dwconv", "add", "rest")
+#: kernel groups of the network calibration (each gets its own coefficients)
+GROUPS = ("conv", "dwconv", "add_fused", "add", "rest")
 MIN_KERNELS_PER_KIND = 12
 MIN_NETWORKS = 5
 
@@ -46,7 +47,7 @@ def _group(kernel: Kernel) -> str:
     if kernel.kind == "conv":
         return "dwconv" if kernel.feature("depthwise") else "conv"
     if kernel.kind == "add":
-        return "add"
+        return "add_fused" if kernel.fusable else "add"
     return "rest"
 
 
@@ -57,17 +58,20 @@ def _nnls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return coef
 
 
-def _robust_relative_lstsq(X: np.ndarray, y: np.ndarray, rounds: int = 3, k: float = 3.0, ridge: float = 1e-6) -> tuple[np.ndarray, int]:
-    """Least squares on relative errors (rows weighted by 1/y), refitted without outliers: residuals beyond
-    k robust standard deviations (1.4826 x the median absolute residual, at least 5%). Returns the
-    coefficients and the number of networks left out."""
+def _robust_relative_lstsq(X: np.ndarray, y: np.ndarray, n_sums: int, rounds: int = 3, k: float = 3.0) -> tuple[np.ndarray, int]:
+    """Least squares on relative errors (rows weighted by 1/y) with the first `n_sums` coefficients (the
+    kernel sums) kept >= 0, refitted without outliers: residuals beyond k robust standard deviations
+    (1.4826 x the median absolute residual, at least 5%). Returns the coefficients and the number of
+    networks left out."""
+    from scipy.optimize import lsq_linear
+
     w = 1.0 / y
+    lower = np.full(X.shape[1], -np.inf)
+    lower[:n_sums] = 0.0
     keep = np.ones(len(y), dtype=bool)
     coef = np.zeros(X.shape[1])
     for _ in range(rounds):
-        A = X[keep] * w[keep, None]
-        b = y[keep] * w[keep]
-        coef = np.linalg.solve(A.T @ A + ridge * np.eye(X.shape[1]), A.T @ b)
+        coef = lsq_linear(X[keep] * w[keep, None], y[keep] * w[keep], bounds=(lower, np.inf)).x
         rel = (X @ coef - y) / y
         scale = max(1.4826 * float(np.median(np.abs(rel[keep]))), 0.05)
         new_keep = np.abs(rel) <= k * scale
@@ -238,7 +242,7 @@ class KernelLatencyModel:
         self.calibration_ = self._identity_coef()
         self.calibration_outliers_ = 0
         if self.calibrate and len(y_ms) >= MIN_NETWORKS:
-            self.calibration_, self.calibration_outliers_ = _robust_relative_lstsq(X, y_ms)
+            self.calibration_, self.calibration_outliers_ = _robust_relative_lstsq(X, y_ms, len(GROUPS))
         return self
 
     def _identity_coef(self) -> np.ndarray:
