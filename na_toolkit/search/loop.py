@@ -582,13 +582,17 @@ class SearchLoop:
         for e in ok:
             archive.add(e.hash, e.score.metrics)
 
-        def best_of(rows: list[Evaluated]) -> str | None:
+        def best_of(rows: list[Evaluated], device: str | None = None) -> str | None:
+            """Highest accuracy; ties go to the higher reward, then the faster on `device`, the smaller, the
+            earlier evaluated."""
             if not rows:
                 return None
-            top = max(rows, key=lambda e: (e.score.metrics["accuracy"], e.score.reward, -e.score.metrics["model_size_bytes"], -e.seq))
+            lat = f"latency_ms@{device}"
+            top = max(rows, key=lambda e: (e.score.metrics["accuracy"], e.score.reward, -e.score.metrics.get(lat, 0.0),
+                                           -e.score.metrics["model_size_bytes"], -e.seq))
             return top.hash
 
-        best = {d: best_of([e for e in ok if e.feasible_for.get(d)]) for d in devices}
+        best = {d: best_of([e for e in ok if e.feasible_for.get(d)], d) for d in devices}
         best_overall = best_of([e for e in ok if e.score.feasible])
         infeasible = {}
         for d in devices + ["all"]:
