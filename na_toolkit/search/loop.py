@@ -209,9 +209,9 @@ class SearchLoop:
         self.predictors: dict[str, Any] = {}  # target -> fitted predictor
         for target in self.predictor_targets:
             self._new_predictor(target)  # validates the options now, not after the first round
-        self.executor: Executor = self._executor()
         self.context = LoopContext(self)
         self.strategy: Strategy = self._strategy()
+        self.executor: Executor = self._executor()  # last: a Ray executor connects to its cluster
 
     # ---- building components, config errors named by key ------------------------------------------
     def _time_model(self, dev: DeviceSpec, which: str) -> Any:
@@ -353,18 +353,19 @@ class SearchLoop:
                 for dev in self.config.devices:
                     metrics.update(self._estimate(dev, arch, "time_model"))
             except TimeModelError as exc:
-                out.append(self._failed_score(f"time model failed: {exc}", metrics))
+                out.append(self._failed_score(f"time model failed: {exc}", metrics, real=False))
                 continue
             r = compute_reward(metrics, self.config.budgets, self.config.objectives)
             up = 0.0
-            if acc_std[i] > 0:  # the reward's spread from the accuracy's (the only uncertain metric that matters most)
+            if acc_std[i] > 0:  # the reward's spread from the accuracy's: one std up, through the reward function
                 up = compute_reward({**metrics, "accuracy": float(acc[i] + acc_std[i])}, self.config.budgets,
                                     self.config.objectives).reward - r.reward
             out.append(Score(r.reward, metrics, r.feasible, max(up, 0.0), real=False, violations=r.violations))
         return out
 
-    def _failed_score(self, why: str, metrics: Mapping[str, float] | None = None) -> Score:
-        return Score(self.config.objectives.infeasible_reward - 1.0, dict(metrics or {}), False, 0.0, True, (why,))
+    def _failed_score(self, why: str, metrics: Mapping[str, float] | None = None, real: bool = True) -> Score:
+        """The lowest reward: below every candidate that could be evaluated, hard budgets broken included."""
+        return Score(self.config.objectives.infeasible_reward - 1.0, dict(metrics or {}), False, 0.0, real, (why,))
 
     def _real_score(self, arch: Architecture, rec: EvaluationRecord) -> tuple[Score, dict[str, bool]]:
         devices = [d.name for d in self.config.devices]
@@ -548,7 +549,7 @@ class SearchLoop:
                 if not new:
                     stalled += 1
                     if known:
-                        self.strategy.tell([(e.candidate, e.score) for e in known.values()])
+                        self.strategy.tell([(proposed[i], e.score) for i, e in known.items()])
                     if stalled >= cfg.search.max_stalled_rounds:
                         reason = (
                             f"the strategy proposed no new candidate in {stalled} rounds in a row "
