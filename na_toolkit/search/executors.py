@@ -152,7 +152,8 @@ OnResult = Callable[[int, TaskResult], None]
 
 class Executor:
     """Base class of executors. `run(tasks, on_result, exclusive)` returns the results in task order and
-    calls `on_result(index, result)` as each finishes."""
+    calls `on_result(index, result)` as each finishes; `exclusive` tasks (measurements) must run one at a
+    time with nothing beside them. The base class runs every task here, one after the other."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -161,7 +162,7 @@ class Executor:
         self.options = options
 
     def run(self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False) -> list[TaskResult]:
-        raise NotImplementedError
+        return _run_here(tasks, on_result)
 
     def close(self) -> None:
         pass
