@@ -1,11 +1,351 @@
-"""Benchmark 'nb201_search' (not written yet)."""
+"""Search on NAS-Bench-201 (CIFAR-10): every registered strategy and Optuna's TPE, same loop, same budget.
+
+Each (strategy, seed) is one `run_search` on the `nb201` seed network with the `set_edge_op` move, the
+table evaluator (`c10_valid_acc_200ep` is what the search sees; `c10_test_acc_200ep` of the best
+feasible candidate by valid accuracy is reported) and, with `--device`, the table time model of that
+device under a hard latency budget at `--budget-quantile` of the device's column over the whole table.
+The latency of a candidate is known without an evaluation, so for every strategy alike a proposal that
+breaks the budget is dropped before it is paid for (`_Screened`); predictors train only on evaluated rows.
+TPE (Optuna's `TPESampler`, Bergstra et al. 2011) drives the same loop through an ask/tell adaptor over the
+6 edge operations; an infeasible or already evaluated cell is told to it at no cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+
+#: strategy options the benchmark uses (anything not named keeps its defaults)
+STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
+    # random walks of up to 12 moves from the seed: close to uniform over the 5^6 cells (each move
+    # redraws one of 6 edges), which is what "random search" means on this benchmark
+    "random": {"max_moves": 12},
+    # regularized evolution (Real et al. 2019), initial population drawn the same way
+    "evolution": {"max_moves": 12},
+}
+#: the predictor of the loop (accuracy); strategies that return exactly n candidates never use it, so they
+#: get a cheap one (its refits would not change a single decision) -- see `_predictor_for`
+PREDICTOR = {"name": "random-forest", "options": {"n_estimators": 100}}
+CHEAP_PREDICTOR = {"name": "bayesian-ridge", "options": {}}
+TPE = "tpe"
+#: the issue's targets, reported beside the figures
+TARGETS = {None: 94.20, "lat_pixel3": 91.70, "lat_titan_rtx_1": 93.00}
+MIN_CANDIDATES_PER_S = 200.0
 
 
-def configure(parser):
-    pass
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="latency column of the table (e.g. lat_pixel3); default: no budget")
+    parser.add_argument("--budget-quantile", type=float, default=0.25,
+                        help="latency budget = this quantile of the device's column over the whole table (default 0.25)")
+    parser.add_argument("--seeds", type=int, default=20, help="search seeds per strategy (default 20)")
+    parser.add_argument("--evaluations", type=int, default=100, help="ground-truth evaluations per search (default 100)")
+    parser.add_argument("--per-round", type=int, default=10, help="evaluations per round of the loop (default 10)")
+    parser.add_argument("--strategies", default=None,
+                        help="comma-separated strategies to run (default: every registered one, plus tpe)")
+    parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
+    parser.add_argument("--rate-batch", type=int, default=300,
+                        help="cells per repeat when measuring candidates_per_s (default 300)")
 
 
-def run(args):
-    from na_toolkit.errors import NAToolkitError
+# ---- strategies the benchmark adds around the registered ones ------------------------------------------
+def _make_screened(inner: type, feasible) -> type:
+    """A registered strategy, with proposals that break the hard latency budget dropped before they are
+    paid for (the table time model knows their latency for free). Exactly the inner strategy otherwise."""
+    from ..search.strategy import Strategy
 
-    raise NAToolkitError("benchmark 'nb201_search' is not implemented yet")
+    class _Screened(Strategy):
+        name: ClassVar[str] = f"bench:{inner.name}"
+        description: ClassVar[str] = f"{inner.name}, infeasible proposals dropped for free"
+        max_asks: ClassVar[int] = 50
+
+        def __init__(self, context, **options):
+            super().__init__(context, **options)
+            self.inner = inner(context, **options)
+
+        def ask(self, n):
+            evaluated = self.context.evaluated
+            out, seen, many = [], set(), False
+            for _ in range(self.max_asks):
+                got = self.inner.ask(n)
+                if not got:
+                    break
+                many = many or len(got) > n
+                for c in got:
+                    if c.hash not in seen and c.hash not in evaluated:
+                        seen.add(c.hash)
+                        if feasible(c.arch):
+                            out.append(c)
+                if len(out) >= n:
+                    break
+            return out if many else out[:n]
+
+        def tell(self, results):
+            self.inner.tell(results)
+
+        def state_dict(self):
+            return self.inner.state_dict()
+
+        def load_state_dict(self, state):
+            self.inner.load_state_dict(state)
+
+    return _Screened
+
+
+def _make_tpe(feasible) -> type:
+    """Optuna's TPE over the six edge operations, as an ask/tell strategy of the same loop."""
+    from ..search.strategy import Candidate, Strategy
+
+    class _TPE(Strategy):
+        name: ClassVar[str] = f"bench:{TPE}"
+        description: ClassVar[str] = "Optuna TPE over the NB201 cell (benchmark baseline)"
+        max_draws: ClassVar[int] = 2000
+
+        def __init__(self, context, **options):
+            import optuna
+            from na_toolkit_nb201.space import OPS
+
+            super().__init__(context, **options)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            sampler = optuna.samplers.TPESampler(seed=int(context.rng.integers(2**31 - 1)))
+            self.study = optuna.create_study(direction="maximize", sampler=sampler)
+            self.distributions = {f"edge{e}": optuna.distributions.CategoricalDistribution(OPS) for e in range(6)}
+            self.pending: dict[str, list[Any]] = {}  # hash -> trials waiting for that cell's ground truth
+
+        def ask(self, n):
+            from na_toolkit_nb201.space import cell_string, nb201_architecture
+
+            evaluated = self.context.evaluated
+            out: list[Candidate] = []
+            for _ in range(self.max_draws):
+                if len(out) >= n:
+                    break
+                trial = self.study.ask(self.distributions)
+                arch = nb201_architecture(cell_string([trial.params[f"edge{e}"] for e in range(6)]))
+                if not feasible(arch):
+                    self.study.tell(trial, 0.0)  # known for free: the worst accuracy, never evaluated
+                elif arch.hash in evaluated:
+                    self.study.tell(trial, evaluated[arch.hash][1].metrics["accuracy"])
+                elif arch.hash in self.pending:
+                    self.pending[arch.hash].append(trial)
+                else:
+                    self.pending[arch.hash] = [trial]
+                    out.append(Candidate(arch, (), None, TPE))
+            return out
+
+        def tell(self, results):
+            for cand, score in results:
+                for trial in self.pending.pop(cand.hash, []):
+                    self.study.tell(trial, float(score.metrics.get("accuracy", 0.0)))
+
+    return _TPE
+
+
+def _bench_toolkit(strategy_names: list[str], feasible):
+    """A toolkit with every plugin plus the benchmark's screened strategies and TPE."""
+    import na_toolkit
+    from ..plugins import get_toolkit, load_toolkit
+
+    base = get_toolkit()
+    classes = [_make_screened(base.strategies.get(name), feasible) for name in strategy_names if name != TPE]
+    if TPE in strategy_names:
+        classes.append(_make_tpe(feasible))
+
+    class BenchPlugin:
+        __name__ = "na_toolkit.bench.nb201_search"
+
+        @staticmethod
+        @na_toolkit.hookimpl
+        def na_register_strategies(registry):
+            for cls in classes:
+                registry.add(cls)
+
+    return load_toolkit(extra_plugins=(BenchPlugin(),))
+
+
+def _predictor_for(strategy: str) -> dict[str, Any]:
+    # TPE, random and evolution return exactly n candidates: the loop evaluates them all and never ranks
+    # them, so the predictor it refits each round cannot change their search.
+    return PREDICTOR if strategy not in ("random", "evolution", TPE) else CHEAP_PREDICTOR
+
+
+def _config(args, strategy: str, seed: int, out_dir: Path, device: str | None, budget_ms: float | None) -> dict[str, Any]:
+    evaluator_options = {"dataset": "c10", "epochs": 200}
+    tm: dict[str, Any] = {"name": "nb201-table", "options": {}}
+    if args.table:
+        evaluator_options["table"] = args.table
+        tm["options"]["table"] = args.table
+    doc: dict[str, Any] = {
+        "name": f"{strategy}-{seed}",
+        "seed_network": "nb201",
+        "evaluations": args.evaluations,
+        "random_seed": seed,
+        "output": str(out_dir),
+        "search": {"per_round": args.per_round, "moves": ["set_edge_op"], "evaluate_seed": False,
+                   "max_stalled_rounds": 5},
+        "strategy": {"name": f"bench:{strategy}", "options": dict(STRATEGY_OPTIONS.get(strategy, {}))},
+        "evaluator": {"name": "nb201-table", "options": evaluator_options},
+        "predictors": {"accuracy": _predictor_for(strategy)},
+        "executor": {"name": "local", "options": {"workers": 1}},
+    }
+    if device is not None:
+        doc["devices"] = {device: {"device": device, "time_model": tm,
+                                   "budgets": {"latency_ms": {"limit": budget_ms, "hard": True}}}}
+    return doc
+
+
+def _best_feasible(result, device: str | None):
+    h = result.best.get(device) if device is not None else result.best_overall
+    return None if h is None else result.get(h)
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=float)
+    return {"mean": round(float(a.mean()), 4), "std": round(float(a.std()), 4), "min": round(float(a.min()), 4),
+            "max": round(float(a.max()), 4), "n": int(a.size)}
+
+
+def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Generator, n: int = 300, repeats: int = 3) -> dict[str, float]:
+    """Proposals scored per second by the loop's `score` (the predictor + the device's time model), the
+    predictor fitted on 100 evaluated cells; each repeat scores `n` cells never scored before."""
+    from na_toolkit_nb201.space import nb201_architecture
+
+    from ..search.config import load_config
+    from ..search.loop import SearchLoop
+
+    cfg = load_config(doc, toolkit=toolkit)
+    loop = SearchLoop(cfg, None, Path(doc["output"]), toolkit, progress=False)
+    rows = rng.permutation(len(table))
+    train = [nb201_architecture(table.arch_strs[i]) for i in rows[:100]]
+    valid = table.column("c10_valid_acc_200ep")
+    pred = loop._new_predictor("accuracy")
+    pred.fit(train, valid[rows[:100]] / 100.0)
+    loop.predictors["accuracy"] = pred
+    rates = []
+    for r in range(repeats):
+        archs = [nb201_architecture(table.arch_strs[i]) for i in rows[100 + r * n : 100 + (r + 1) * n]]
+        t0 = time.perf_counter()
+        loop.score(archs)
+        rates.append(len(archs) / (time.perf_counter() - t0))
+    return {"median": round(float(np.median(rates)), 1), "repeats": [round(x, 1) for x in rates], "batch": n}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        from na_toolkit_nb201.table import load_table
+    except ModuleNotFoundError:
+        raise ConfigError("the nb201-search benchmark needs the NAS-Bench-201 plugin: pip install plugins/na_toolkit_nb201") from None
+    from ..plugins import get_toolkit
+    from ..search.loop import run_search
+
+    if args.seeds < 1 or args.evaluations < 1 or args.per_round < 1:
+        raise ConfigError("--seeds, --evaluations and --per-round must be >= 1")
+    if not 0 < args.budget_quantile <= 1:
+        raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
+    table = load_table(args.table)
+    valid, test = table.column("c10_valid_acc_200ep"), table.column("c10_test_acc_200ep")
+    device = args.device
+    budget_ms = None
+    feasible_rows = np.ones(len(table), dtype=bool)
+    if device is not None:
+        if not device.startswith("lat_"):
+            device = "lat_" + device
+        if not table.has(device):
+            raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
+        latency = table.column(device)
+        budget_ms = float(np.quantile(latency, args.budget_quantile))
+        feasible_rows = latency <= budget_ms
+
+        def feasible(arch, _lat=latency, _table=table) -> bool:
+            from na_toolkit_nb201.space import nb201_cell_of
+
+            return bool(_lat[_table.row_of(nb201_cell_of(arch))] <= budget_ms)
+    else:
+
+        def feasible(arch) -> bool:
+            return True
+
+    registered = get_toolkit().strategies.names()
+    names = registered + [TPE] if args.strategies is None else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    for s in names:
+        if s != TPE and s not in registered:
+            raise ConfigError(f"unknown strategy {s!r}; registered: {', '.join(registered)} (and {TPE})")
+    toolkit = _bench_toolkit(names, feasible)
+
+    fv = np.where(feasible_rows, valid, -np.inf)
+    best_valid_row = int(np.argmax(fv))
+    reference = {
+        "optimum_test": round(float(test.max()), 4),
+        "feasible_optimum_test": round(float(test[feasible_rows].max()), 4),
+        "feasible_best_valid_test": round(float(test[best_valid_row]), 4),
+        "feasible_cells": int(feasible_rows.sum()),
+        "budget_ms": None if budget_ms is None else round(budget_ms, 6),
+    }
+    per_strategy: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="nb201-search-") as tmp:
+        for strategy in names:
+            tests, valids, elapsed, counters = [], [], [], []
+            for seed in range(args.seeds):
+                doc = _config(args, strategy, seed, Path(tmp) / strategy, device, budget_ms)
+                t0 = time.perf_counter()
+                result = run_search(doc, toolkit=toolkit, progress=False, outputs=False)
+                elapsed.append(time.perf_counter() - t0)
+                best = _best_feasible(result, device)
+                if best is None:
+                    tests.append(float("nan"))
+                    valids.append(float("nan"))
+                else:
+                    tests.append(100.0 * best.score.metrics["test_accuracy"])
+                    valids.append(100.0 * best.score.metrics["accuracy"])
+                c = result.counters
+                counters.append((c.evaluations, c.candidates_scored, c.predictor_fits))
+                print(f"[nb201-search] {strategy} seed {seed}: test {tests[-1]:.2f} valid {valids[-1]:.2f} "
+                      f"({c.evaluations} evaluations, {c.candidates_scored} scored, {elapsed[-1]:.1f}s)",
+                      file=sys.stderr, flush=True)
+            ok = [t for t in tests if not math.isnan(t)]
+            per_strategy[strategy] = {
+                "test_accuracy": _summary(ok) if ok else None,
+                "valid_accuracy": _summary([v for v in valids if not math.isnan(v)]) if ok else None,
+                "runs_without_feasible": len(tests) - len(ok),
+                "test_accuracy_per_seed": [round(t, 4) for t in tests],
+                "evaluations_mean": float(np.mean([c[0] for c in counters])),
+                "candidates_scored_mean": float(np.mean([c[1] for c in counters])),
+                "predictor_fits_mean": float(np.mean([c[2] for c in counters])),
+                "seconds_per_search_median": round(float(np.median(elapsed)), 2),
+            }
+        rate_doc = _config(args, "neural-architect" if "neural-architect" in names else names[0], 0, Path(tmp) / "rate", device, budget_ms)
+        rate_doc["predictors"] = {"accuracy": PREDICTOR}
+        rate = _candidates_per_s(toolkit, rate_doc, table, np.random.default_rng(0), n=args.rate_batch)
+    target = TARGETS.get(device) if args.budget_quantile == 0.25 or device is None else None
+    na = per_strategy.get("neural-architect", {}).get("test_accuracy")
+    return {
+        "test_accuracy": {s: v["test_accuracy"] for s, v in per_strategy.items()},
+        "candidates_per_s": rate["median"],
+        "target": {
+            "neural-architect_test_accuracy": target,
+            "met": None if (target is None or na is None) else bool(na["mean"] >= target),
+            "candidates_per_s": MIN_CANDIDATES_PER_S,
+            "candidates_per_s_met": bool(rate["median"] >= MIN_CANDIDATES_PER_S),
+        },
+        "reference": reference,
+        "strategies": per_strategy,
+        "candidates_per_s_detail": rate,
+        "protocol": {
+            "space": "NAS-Bench-201 cells (5^6), CIFAR-10 network, move set_edge_op from the nb201 seed",
+            "sees": "c10_valid_acc_200ep of evaluated cells only",
+            "reports": "c10_test_acc_200ep of the best feasible evaluated cell by valid accuracy (percent)",
+            "latency": "hard budget; a proposal's latency comes from the table time model for free, and every "
+                       "strategy's infeasible proposals are dropped before evaluation",
+            "predictor": PREDICTOR,
+            "predictor_of_exact_n_strategies": CHEAP_PREDICTOR,
+            "strategy_options": STRATEGY_OPTIONS,
+        },
+    }

@@ -36,12 +36,20 @@ class ArchitectureTokenizer:
     """Architecture → int array [layers, tokens]. Row i is layer i (topological order); column 0 is the
     type id, the rest hashed feature tokens (0 = padding)."""
 
-    def __init__(self, layer_types: Sequence[str], feature_table_size: int = 1024, max_tokens: int = 12):
+    def __init__(self, layer_types: Sequence[str], feature_table_size: int = 1024, max_tokens: int = 12,
+                 cache_size: int = 50_000):
         self.layer_types = list(sorted(layer_types))
         self.type_ids = {name: i + 2 for i, name in enumerate(self.layer_types)}  # 0 pad, 1 unknown
         self.feature_table_size = feature_table_size
         self.max_tokens = max_tokens
+        #: architectures whose tokens are kept (a large network's tokens take ~20 KB each)
+        self.cache_size = cache_size
         self._cache: dict[str, np.ndarray] = {}
+        # (key, value) -> token id: the same few hundred feature tokens recur in every network
+        self._token_ids: dict[tuple[str, int], int] = {}
+        # a layer's tokens depend only on its type, attributes, shapes and input distances, which repeat
+        # across the cells of a network and across the networks a search visits
+        self._layer_memo: dict[tuple, list[int]] = {}
 
     @classmethod
     def from_toolkit(cls, toolkit: Any = None, **kw: Any) -> ArchitectureTokenizer:
@@ -55,7 +63,10 @@ class ArchitectureTokenizer:
 
     def _token(self, key: str, value: int) -> int:
         # ids 1.. in the feature table; 0 is padding
-        return 1 + zlib.crc32(f"{key}={value}".encode()) % (self.feature_table_size - 1)
+        tid = self._token_ids.get((key, value))
+        if tid is None:
+            tid = self._token_ids[(key, value)] = 1 + zlib.crc32(f"{key}={value}".encode()) % (self.feature_table_size - 1)
+        return tid
 
     def layer_tokens(self, arch: Architecture, i: int) -> list[int]:
         node = arch.nodes[i]
@@ -70,11 +81,19 @@ class ArchitectureTokenizer:
         for s in node.inputs[:3]:
             dist = i - index[s] if s in index else i + 1
             feats.append(("dist", min(dist, 16)))
+        in_shapes = arch.in_shapes(node.id)
+        memo_key = (node.type, node.attrs, shape, tuple(in_shapes), tuple(feats))
+        hit = self._layer_memo.get(memo_key)
+        if hit is not None:
+            return hit
         lt = arch.layer_type(node.id)
-        for k, v in sorted(lt.features(arch.attrs(node.id), arch.in_shapes(node.id), shape).items()):
+        for k, v in sorted(lt.features(arch.attrs(node.id), in_shapes, shape).items()):
             feats.append((f"{node.type}.{k}", int(v)))
-        out = tokens + [self._token(k, v) for k, v in feats]
-        return out[: self.max_tokens]
+        out = (tokens + [self._token(k, v) for k, v in feats])[: self.max_tokens]
+        if len(self._layer_memo) > 100_000:
+            self._layer_memo.clear()
+        self._layer_memo[memo_key] = out
+        return out
 
     def encode(self, arch: Architecture) -> np.ndarray:
         cached = self._cache.get(arch.hash)
@@ -84,9 +103,10 @@ class ArchitectureTokenizer:
         for i in range(len(arch.nodes)):
             toks = self.layer_tokens(arch, i)
             rows[i, : len(toks)] = toks
-        if len(self._cache) > 50_000:
+        if len(self._cache) >= self.cache_size:
             self._cache.clear()
-        self._cache[arch.hash] = rows
+        if self.cache_size > 0:
+            self._cache[arch.hash] = rows
         return rows
 
     def batch(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,63 @@
+"""The controller's action space, read from the registered moves (no torch here).
+
+An action is one move: which operation, then one value per parameter of that operation, in the order
+`params()` declares them. The space is built from the operations the search enables, so a plugin's move
+gets its own heads without controller code: every `ParamSpec` becomes a categorical over its choices, and a
+position parameter becomes a pointer over the network's layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..moves import MAX_POSITIONS, Operation, ParamSpec
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    """The enabled operations and their parameter specs, in a fixed order (head i belongs to operation i)."""
+
+    operations: tuple[Operation, ...]
+    params: tuple[tuple[ParamSpec, ...], ...]
+
+    @classmethod
+    def from_operations(cls, operations: Sequence[Operation]) -> ActionSpace:
+        ops = tuple(operations)
+        if not ops:
+            raise ConfigError("the controller needs at least one move (search.moves is empty)")
+        specs = []
+        for op in ops:
+            ps = tuple(op.params())
+            if not ps:
+                raise ConfigError(f"move {op.name!r} declares no parameters; the controller needs at least one")
+            for p in ps:
+                if len(p.choices) == 0:
+                    raise ConfigError(f"move {op.name!r}: parameter {p.name!r} has no choices")
+                if p.is_position and len(p.choices) != MAX_POSITIONS:
+                    raise ConfigError(f"move {op.name!r}: position parameter {p.name!r} must have {MAX_POSITIONS} choices")
+            specs.append(ps)
+        return cls(ops, tuple(specs))
+
+    @property
+    def names(self) -> list[str]:
+        return [op.name for op in self.operations]
+
+    @property
+    def has_positions(self) -> bool:
+        return any(p.is_position for ps in self.params for p in ps)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """JSON description: what a saved controller was built for (checked on load)."""
+        return [
+            {"operation": op.name, "params": [{"name": p.name, "choices": len(p.choices), "position": p.is_position} for p in ps]}
+            for op, ps in zip(self.operations, self.params)
+        ]
+
+    def applicable(self, arch: Any) -> np.ndarray:
+        """Boolean mask over the operations: True where the operation has at least one valid move."""
+        return np.array([op.is_applicable(arch) for op in self.operations], dtype=bool)

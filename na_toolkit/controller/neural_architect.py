@@ -1,0 +1,248 @@
+"""The `neural-architect` strategy: an actor-critic controller that edits networks move by move, trained on
+predicted rewards, whose best proposals the search loop pays to evaluate.
+
+Each `ask(n)`:
+
+1. `updates` times, run `episodes` episodes of `episode_length` moves in lockstep. An episode starts from
+   an elite (one of the `elites` best evaluated candidates, feasible first) or, with probability
+   `seed_probability` (always, before anything but the seed is known), from the seed network. Each step
+   samples a move from the policy (invalid values masked) and applies it.
+2. Every network reached is scored with `context.score` (predictors + time models + reward; cheap), or
+   with its ground truth when it was evaluated already. The step reward is r = R(s') + κ·σ(s') (κ: the
+   loop's UCB weight, so the controller learns to reach what the loop will want to evaluate), and one
+   actor-critic update is made with A = r + γ·V(s') − V(s) and an entropy bonus.
+3. The networks reached that were never evaluated are returned, best first by R + κ·σ, `proposals`·n of
+   them; those predicted to break a hard budget are left out unless nothing else is left (with a table
+   or analytic time model that prediction is exact, so they would only waste an evaluation).
+
+The loop then evaluates the n most promising. `tell` needs no work: the elites are read from the ground
+truth the context holds. Everything random comes from `context.rng`, so a run is a function of its seed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, NAToolkitError
+from ..ir.architecture import Architecture
+from ..moves import Move
+from ..search.strategy import Candidate, Score, SearchContext, Strategy
+
+#: networks with more layers than this keep a fixed embedding by default (see policy.py)
+TRAIN_EMBEDDING_MAX_LAYERS = 64
+
+
+def _check_number(key: str, value: Any, minimum: float, maximum: float | None = None, integer: bool = False) -> Any:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if integer:
+        ok = ok and isinstance(value, int)
+    if not ok or value < minimum or (maximum is not None and value > maximum):
+        rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"strategy neural-architect: option {key} must be {kind} {rng}, got {value!r}")
+    return value
+
+
+@dataclass
+class _Episode:
+    candidate: Candidate
+    alive: bool = True
+
+
+class NeuralArchitectStrategy(Strategy):
+    """Options (all optional): episode_length (T, default 3), episodes (per update, 16), updates (per ask,
+    6), elites (8), seed_probability (0.1), gamma (0.9), entropy_weight (0.01), value_weight (0.5),
+    lr (3e-3), proposals (candidates returned per evaluation, 8), explore_kappa (weight of the predicted
+    uncertainty in the controller's reward; default the loop's search.ucb_kappa), train_embedding
+    (true | false | "auto": train the embedding when the seed has at most 64 layers), hidden (64),
+    torch_threads (1), transition_cache (networks kept for repeated moves, 2048)."""
+
+    name = "neural-architect"
+    description = "the Neural Architect RL controller: actor-critic over registered moves on the network embedding"
+
+    def __init__(self, context: SearchContext, episode_length: int = 3, episodes: int = 16, updates: int = 6,
+                 elites: int = 8, seed_probability: float = 0.1, gamma: float = 0.9, entropy_weight: float = 0.01,
+                 value_weight: float = 0.5, lr: float = 3e-3, proposals: int = 8, explore_kappa: float | None = None,
+                 train_embedding: bool | str = "auto", hidden: int = 64, torch_threads: int = 1,
+                 transition_cache: int = 2048):
+        super().__init__(
+            context, episode_length=episode_length, episodes=episodes, updates=updates, elites=elites,
+            seed_probability=seed_probability, gamma=gamma, entropy_weight=entropy_weight, value_weight=value_weight,
+            lr=lr, proposals=proposals, explore_kappa=explore_kappa, train_embedding=train_embedding, hidden=hidden,
+            torch_threads=torch_threads, transition_cache=transition_cache,
+        )
+        self.episode_length = _check_number("episode_length", episode_length, 1, integer=True)
+        self.episodes = _check_number("episodes", episodes, 1, integer=True)
+        self.updates = _check_number("updates", updates, 1, integer=True)
+        self.elites = _check_number("elites", elites, 1, integer=True)
+        self.seed_probability = _check_number("seed_probability", seed_probability, 0.0, 1.0)
+        self.gamma = _check_number("gamma", gamma, 0.0, 1.0)
+        self.entropy_weight = _check_number("entropy_weight", entropy_weight, 0.0)
+        self.value_weight = _check_number("value_weight", value_weight, 0.0)
+        self.lr = _check_number("lr", lr, 1e-8)
+        self.proposals = _check_number("proposals", proposals, 1, integer=True)
+        if explore_kappa is None:
+            config = getattr(context, "config", None)
+            explore_kappa = float(config.search.ucb_kappa) if config is not None else 1.0
+        self.explore_kappa = _check_number("explore_kappa", explore_kappa, 0.0)
+        if train_embedding not in (True, False, "auto"):
+            raise ConfigError(f"strategy neural-architect: option train_embedding must be true, false or \"auto\", got {train_embedding!r}")
+        if train_embedding == "auto":
+            train_embedding = len(context.seed_arch.nodes) <= TRAIN_EMBEDDING_MAX_LAYERS
+        self.train_embedding = bool(train_embedding)
+        self.hidden = _check_number("hidden", hidden, 4, integer=True)
+        self.torch_threads = _check_number("torch_threads", torch_threads, 1, integer=True)
+        self.transition_cache = _check_number("transition_cache", transition_cache, 0, integer=True)
+        # drawn now, from the run's RNG: the controller's initial weights are a function of the run's seed
+        self._torch_seed = int(context.rng.integers(2**31 - 1))
+        self._controller: Any = None
+        self._children: OrderedDict[tuple[str, str], Architecture] = OrderedDict()
+        self.stats: dict[str, float] = {}
+        self.proposed_total = 0
+
+    # ---- the controller (built on first use: torch is imported only then) ------------------------------
+    @property
+    def controller(self):
+        if self._controller is None:
+            from ..plugins import get_toolkit
+            from .action_space import ActionSpace
+            from .embedding import ArchitectureTokenizer
+            from .policy import Controller
+
+            toolkit = getattr(self.context, "toolkit", None) or getattr(getattr(self.context, "_loop", None), "tk", None)
+            layer_types = (toolkit or get_toolkit()).layer_types.names()
+            # tokens are needed once per network (the embedding is cached), so keep few of them
+            tokenizer = ArchitectureTokenizer(layer_types, cache_size=256)
+            space = ActionSpace.from_operations(self.context.operations)
+            self._controller = Controller(tokenizer, space, self._torch_seed, train_embedding=self.train_embedding,
+                                          lr=self.lr, hidden=self.hidden)
+        return self._controller
+
+    def _with_threads(self, fn, *args):
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.torch_threads)
+        try:
+            return fn(*args)
+        finally:
+            torch.set_num_threads(before)
+
+    # ---- moves -----------------------------------------------------------------------------------------
+    def _apply(self, arch: Architecture, move: Move) -> Architecture | None:
+        key = (arch.hash, json.dumps([move.operation, move.params], sort_keys=True, default=str))
+        child = self._children.get(key)
+        if child is not None:
+            self._children.move_to_end(key)
+            return child
+        op = next(o for o in self.context.operations if o.name == move.operation)
+        try:
+            child = op.apply(arch, **move.params)
+        except NAToolkitError:
+            return None  # a mask that let an invalid value through: the episode ends here
+        if self.transition_cache:
+            self._children[key] = child
+            while len(self._children) > self.transition_cache:
+                self._children.popitem(last=False)
+        return child
+
+    # ---- elites ----------------------------------------------------------------------------------------
+    def _elites(self) -> list[Candidate]:
+        rows = [(c, s) for c, s in self.context.evaluated.values() if s.real]
+        rows.sort(key=lambda cs: (not cs[1].feasible, -cs[1].reward))
+        return [c for c, _ in rows[: self.elites]]
+
+    def _starts(self, count: int) -> list[Candidate]:
+        rng = self.context.rng
+        seed = Candidate(self.context.seed_arch, (), None, "seed")
+        elites = self._elites()
+        out = []
+        for _ in range(count):
+            if not elites or rng.random() < self.seed_probability:
+                out.append(seed)
+            else:
+                out.append(elites[int(rng.integers(len(elites)))])
+        return out
+
+    # ---- ask / tell ------------------------------------------------------------------------------------
+    def _objective(self, score: Score) -> float:
+        return score.reward + self.explore_kappa * score.uncertainty
+
+    def ask(self, n: int) -> list[Candidate]:
+        return self._with_threads(self._ask, n)
+
+    def _ask(self, n: int) -> list[Candidate]:
+        ctx = self.context
+        controller = self.controller
+        evaluated = ctx.evaluated
+        scores: dict[str, Score] = {h: s for h, (_c, s) in evaluated.items()}
+        found: dict[str, Candidate] = {}
+        stats = {"transitions": 0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
+        for _ in range(self.updates):
+            episodes = [_Episode(c) for c in self._starts(self.episodes)]
+            transitions: list[tuple[Architecture, Any, Architecture]] = []
+            for _step in range(self.episode_length):
+                alive = [e for e in episodes if e.alive]
+                if not alive:
+                    break
+                archs = [e.candidate.arch for e in alive]
+                for e, arch, d in zip(alive, archs, controller.decide(archs, ctx.rng)):
+                    child = None if d is None else self._apply(arch, d.move)
+                    if d is None or child is None:
+                        e.alive = False
+                        continue
+                    transitions.append((arch, d, child))
+                    e.candidate = Candidate(child, e.candidate.moves + (d.move,), arch.hash, self.name)
+                    if child.hash not in evaluated and child.hash != ctx.seed_arch.hash:
+                        found.setdefault(child.hash, e.candidate)
+            if not transitions:
+                break
+            new = {c.hash: c for _a, _d, c in transitions if c.hash not in scores}
+            if new:
+                for h, s in zip(new, ctx.score(list(new.values()))):
+                    scores[h] = s
+            rewards = np.array([self._objective(scores[c.hash]) for _a, _d, c in transitions])
+            info = controller.update(
+                [a for a, _d, _c in transitions], [d for _a, d, _c in transitions], [c for _a, _d, c in transitions],
+                rewards, gamma=self.gamma, entropy_weight=self.entropy_weight, value_weight=self.value_weight,
+            )
+            stats["transitions"] += len(transitions)
+            for k in ("policy_loss", "value_loss", "entropy"):
+                stats[k] += info[k] / self.updates
+        self.stats = stats
+        return self._rank(found, scores, n)
+
+    def _rank(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> list[Candidate]:
+        hard = [b.metric for b in getattr(self.context, "budgets", ()) if getattr(b, "hard", False)]
+
+        def breaks_hard(s: Score) -> bool:
+            return any(m in s.violations for m in hard)
+
+        order = sorted(found, key=lambda h: (breaks_hard(scores[h]), -self._objective(scores[h])))
+        ok = [h for h in order if not breaks_hard(scores[h])]
+        keep = max(n * self.proposals, n)
+        chosen = ok[:keep] if len(ok) >= n else order[: max(n, len(ok))]
+        self.proposed_total += len(chosen)
+        return [found[h] for h in chosen]
+
+    def tell(self, results: list[tuple[Candidate, Score]]) -> None:
+        """Nothing to do: elites and known rewards are read from `context.evaluated` at the next ask."""
+
+    # ---- persistence -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"torch_seed": self._torch_seed, "proposed_total": self.proposed_total}
+        if self._controller is not None:
+            state["controller"] = self._controller.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._torch_seed = int(state["torch_seed"])
+        self.proposed_total = int(state.get("proposed_total", 0))
+        self._controller = None
+        if "controller" in state:
+            self.controller.load_state_dict(state["controller"])

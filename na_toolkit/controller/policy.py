@@ -1,0 +1,378 @@
+"""The Neural Architect controller's networks (torch): policy and value on the network embedding.
+
+    network → tokens → NetworkEmbedding (lookup tables → layer LSTM → network LSTM)
+            → h (network embedding) → trunk z = tanh(W h)
+    action selector: categorical over the enabled moves (masked: moves with no valid parameters)
+    per move, one head per parameter, in `params()` order, each conditioned on z and on a context vector
+        c = e(move) + Σ e(value chosen so far):
+        - a choice parameter: logits = W_{move,param} · tanh(U_{move,param} [z; c])
+        - a position parameter: a pointer over the layers (Vinyals et al. 2015, "Pointer Networks"):
+          logit_l = v · tanh(K o_l + Q tanh(U [z; c])), o_l the network LSTM's output at layer l, so any
+          network size is scored by the same weights and a chosen layer feeds its own o_l into the context
+        invalid values are masked (logit −∞) before sampling, using `op.mask(arch, param, chosen)`
+    value network: V(s) = MLP(z)
+
+The embedding can be trained with the policy (`train_embedding=True`), or kept fixed and cached per
+architecture, with only the trunk, heads and value network learning (the default for networks of more than
+64 layers: back-propagating through the network LSTM of a 200-layer network for every update costs seconds
+on a CPU, while its fixed random projection of the layer sequence still separates the networks the heads
+must tell apart). The neural predictor trains the same `NetworkEmbedding` module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..moves import MAX_POSITIONS, Move
+from .action_space import ActionSpace
+from .embedding import ArchitectureTokenizer
+from .embedding_torch import NetworkEmbedding
+
+NEG_INF = -1e9
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One sampled move and everything needed to recompute its log-probability: the chosen operation,
+    the index of each parameter's value among its choices, and the masks that were in force."""
+
+    op: int
+    values: tuple[int, ...]
+    move_mask: np.ndarray
+    masks: tuple[np.ndarray, ...]
+    move: Move
+
+
+def _head_key(op: int, k: int) -> str:
+    return f"{op}_{k}"
+
+
+class ControllerNet(nn.Module):
+    def __init__(self, n_types: int, feature_table_size: int, space: ActionSpace, token_dim: int = 16,
+                 layer_dim: int = 32, net_dim: int = 64, hidden: int = 64, ctx_dim: int = 32):
+        super().__init__()
+        self.embedding = NetworkEmbedding(n_types, feature_table_size, token_dim, layer_dim, net_dim)
+        self.trunk = nn.Sequential(nn.Linear(net_dim, hidden), nn.Tanh())
+        n_ops = len(space.operations)
+        self.move_head = nn.Linear(hidden, n_ops)
+        self.op_context = nn.Embedding(n_ops, ctx_dim)
+        self.query = nn.ModuleDict()
+        self.choice_head = nn.ModuleDict()
+        self.choice_context = nn.ModuleDict()
+        self.pointer_v = nn.ParameterDict()
+        for i, specs in enumerate(space.params):
+            for k, p in enumerate(specs):
+                key = _head_key(i, k)
+                self.query[key] = nn.Linear(hidden + ctx_dim, hidden)
+                if p.is_position:
+                    self.pointer_v[key] = nn.Parameter(torch.randn(hidden) / hidden**0.5)
+                else:
+                    self.choice_head[key] = nn.Linear(hidden, len(p.choices))
+                    self.choice_context[key] = nn.Embedding(len(p.choices), ctx_dim)
+        self.has_positions = space.has_positions
+        if self.has_positions:
+            self.pointer_key = nn.Linear(net_dim, hidden)
+            self.position_context = nn.Linear(net_dim, ctx_dim)
+        self.value_head = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.net_dim, self.hidden, self.ctx_dim = net_dim, hidden, ctx_dim
+
+    def param_logits(self, op: int, k: int, is_position: bool, z: torch.Tensor, ctx: torch.Tensor,
+                     outs: Sequence[torch.Tensor] | None) -> torch.Tensor:
+        """Logits over one parameter's choices for R states that chose the same move: z [R, hidden],
+        ctx [R, ctx_dim], outs: R network-LSTM outputs [L_r, net_dim] (position parameters). -> [R, choices]"""
+        key = _head_key(op, k)
+        u = torch.tanh(self.query[key](torch.cat([z, ctx], dim=1)))
+        if not is_position:
+            return self.choice_head[key](u)
+        assert outs is not None
+        rows = []
+        for r, o in enumerate(outs):
+            n = min(o.shape[0], MAX_POSITIONS)
+            scores = torch.tanh(self.pointer_key(o[:n]) + u[r]) @ self.pointer_v[key]
+            if n < MAX_POSITIONS:
+                scores = torch.cat([scores, scores.new_full((MAX_POSITIONS - n,), NEG_INF)])
+            rows.append(scores)
+        return torch.stack(rows)
+
+    def value_context(self, op: int, k: int, is_position: bool, index: np.ndarray,
+                      outs: Sequence[torch.Tensor] | None) -> torch.Tensor:
+        """The context added by the chosen values (one per row) -> [R, ctx_dim]."""
+        if is_position:
+            assert outs is not None
+            return self.position_context(torch.stack([o[int(i)] for o, i in zip(outs, index)]))
+        return self.choice_context[_head_key(op, k)].weight[torch.from_numpy(np.asarray(index, dtype=np.int64))]
+
+
+def masked_log_probs(logits: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
+    """log-softmax over the last axis with masked entries at (practically) −∞."""
+    m = torch.from_numpy(np.asarray(mask, dtype=bool))
+    return torch.log_softmax(logits.masked_fill(~m, NEG_INF), dim=-1)
+
+
+def entropy_of(log_probs: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
+    """Entropy of each masked categorical (last axis)."""
+    m = torch.from_numpy(np.asarray(mask, dtype=bool))
+    return -(log_probs.exp() * log_probs).masked_fill(~m, 0.0).sum(dim=-1)
+
+
+def sample_index(log_probs: torch.Tensor, rng: np.random.Generator) -> int:
+    """Sample with the search's numpy RNG (so a run is a function of its seed), never torch's."""
+    cdf = np.cumsum(log_probs.detach().exp().double().numpy())
+    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    return min(i, len(cdf) - 1)
+
+
+class Adam:
+    """Adam (Kingma & Ba, ICLR 2015) on a list of tensors. Not torch.optim: its first use imports
+    torch._dynamo, which costs seconds in every process that builds a controller."""
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t, "m": [x.clone() for x in self.m], "v": [x.clone() for x in self.v]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state["t"])
+        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
+            dst.copy_(src)
+
+
+def _clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    if norm > max_norm:
+        for g in grads:
+            g.mul_(max_norm / (float(norm) + 1e-6))
+
+
+class Controller:
+    """Policy + value networks, the embedding cache, the optimizer and the actor-critic update."""
+
+    def __init__(self, tokenizer: ArchitectureTokenizer, space: ActionSpace, seed: int, train_embedding: bool = False,
+                 lr: float = 3e-3, token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64, hidden: int = 64,
+                 ctx_dim: int = 32, embed_cache_size: int = 200_000):
+        self.tokenizer = tokenizer
+        self.space = space
+        self.train_embedding = train_embedding
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = ControllerNet(tokenizer.n_types, tokenizer.feature_table_size, space, token_dim, layer_dim,
+                                     net_dim, hidden, ctx_dim)
+        params = [p for n, p in self.net.named_parameters() if train_embedding or not n.startswith("embedding.")]
+        self.optimizer = Adam(params, lr=lr)
+        self.embed_cache_size = embed_cache_size
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        # running mean / variance of the raw rewards (EMA), to standardise whatever scale the objectives give
+        self.reward_mean = 0.0
+        self.reward_var = 1.0
+        self.reward_count = 0
+        self.updates = 0
+
+    # ---- embedding ------------------------------------------------------------------------------------
+    def _embed_batch(self, archs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, lengths = self.tokenizer.batch(archs)
+        h, _layers, outs = self.net.embedding(torch.from_numpy(tokens), torch.from_numpy(lengths))
+        return h, outs
+
+    def embed(self, archs: Sequence[Any], grad: bool = False) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(network embedding [net_dim], network-LSTM outputs [L, net_dim] or None) per architecture."""
+        if grad and self.train_embedding:
+            h, outs = self._embed_batch(archs)
+            return [(h[b], outs[b, : len(a.nodes)] if self.net.has_positions else None) for b, a in enumerate(archs)]
+        missing: dict[str, Any] = {}
+        for a in archs:
+            if a.hash not in self._cache and a.hash not in missing:
+                missing[a.hash] = a
+        if missing:
+            todo = list(missing.values())
+            if len(self._cache) + len(todo) > self.embed_cache_size:
+                self._cache.clear()
+            with torch.no_grad():
+                for start in range(0, len(todo), 64):
+                    chunk = todo[start : start + 64]
+                    h, outs = self._embed_batch(chunk)
+                    for b, a in enumerate(chunk):
+                        o = outs[b, : len(a.nodes)].clone() if self.net.has_positions else None
+                        self._cache[a.hash] = (h[b].clone(), o)
+        return [self._cache[a.hash] for a in archs]
+
+    def _invalidate(self) -> None:
+        if self.train_embedding:
+            self._cache.clear()
+
+    # ---- acting and scoring decisions (batched: one call per step of every live episode) ---------------
+    def _heads(self, archs: Sequence[Any], z: torch.Tensor, outs: Sequence[torch.Tensor | None],
+               move_masks: np.ndarray, given: Sequence[Decision] | None, rng: np.random.Generator | None):
+        """Run the action selector and the parameter heads for a batch of states, sampling the decisions
+        (given=None; masks asked from the operations as values are chosen) or scoring given ones.
+        Returns (log π(decision) [B], entropy [B], decisions; None where no valid move exists)."""
+        b = len(archs)
+        lp_move = masked_log_probs(self.net.move_head(z), move_masks)
+        ops = [d.op for d in given] if given is not None else [sample_index(lp_move[i], rng) for i in range(b)]
+        log_prob = lp_move[torch.arange(b), torch.tensor(ops)]
+        entropy = entropy_of(lp_move, move_masks)
+        values: list[list[int]] = [[] for _ in range(b)]
+        masks: list[list[np.ndarray]] = [[] for _ in range(b)]
+        chosen: list[dict[str, Any]] = [{} for _ in range(b)]
+        dead = [False] * b
+        for op in sorted(set(ops)):  # a fixed order, so the RNG draws are a function of the seed
+            rows = [i for i in range(b) if ops[i] == op]
+            rows_t = torch.tensor(rows)
+            operation = self.space.operations[op]
+            zr = z[rows_t]
+            ctx = self.net.op_context.weight[op].expand(len(rows), -1)
+            outs_r = [outs[i] for i in rows] if self.net.has_positions else None
+            for k, p in enumerate(self.space.params[op]):
+                if given is not None:
+                    mask = np.stack([given[i].masks[k] for i in rows])
+                else:
+                    mask = np.stack([
+                        np.zeros(len(p.choices), dtype=bool) if dead[i]
+                        else np.asarray(operation.mask(archs[i], p.name, dict(chosen[i])), dtype=bool)
+                        for i in rows
+                    ])
+                    for r, i in enumerate(rows):
+                        if not mask[r].any():  # an inexact mask upstream: no valid completion after all
+                            dead[i] = True
+                            mask[r, 0] = True  # keep the row computable; its decision is dropped
+                lp = masked_log_probs(self.net.param_logits(op, k, p.is_position, zr, ctx, outs_r), mask)
+                if given is not None:
+                    idx = np.array([given[i].values[k] for i in rows])
+                else:
+                    idx = np.array([sample_index(lp[r], rng) for r in range(len(rows))])
+                log_prob = log_prob.index_add(0, rows_t, lp[torch.arange(len(rows)), torch.from_numpy(idx)])
+                entropy = entropy.index_add(0, rows_t, entropy_of(lp, mask))
+                for r, i in enumerate(rows):
+                    values[i].append(int(idx[r]))
+                    masks[i].append(mask[r])
+                    chosen[i][p.name] = p.choices[int(idx[r])]
+                ctx = ctx + self.net.value_context(op, k, p.is_position, idx, outs_r)
+        if given is not None:
+            return log_prob, entropy, list(given)
+        decisions: list[Decision | None] = []
+        for i in range(b):
+            if dead[i] or not move_masks[i].any():
+                decisions.append(None)
+            else:
+                name = self.space.operations[ops[i]].name
+                decisions.append(Decision(ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i])))
+        return log_prob, entropy, decisions
+
+    def decide(self, archs: Sequence[Any], rng: np.random.Generator) -> list[Decision | None]:
+        """Sample one valid move for each architecture (None where no move applies)."""
+        archs = list(archs)
+        move_masks = np.stack([self.space.applicable(a) for a in archs])
+        live = [i for i in range(len(archs)) if move_masks[i].any()]
+        out: list[Decision | None] = [None] * len(archs)
+        if not live:
+            return out
+        live_archs = [archs[i] for i in live]
+        emb = self.embed(live_archs)
+        with torch.no_grad():
+            z = self.net.trunk(torch.stack([e[0] for e in emb]))
+            _, _, decisions = self._heads(live_archs, z, [e[1] for e in emb], move_masks[live], None, rng)
+        for i, d in zip(live, decisions):
+            out[i] = d
+        return out
+
+    def move_probabilities(self, arch: Any) -> np.ndarray:
+        """π(operation | arch) over the enabled moves (masked), for inspection and tests."""
+        move_mask = self.space.applicable(arch)
+        h, _ = self.embed([arch])[0]
+        with torch.no_grad():
+            return masked_log_probs(self.net.move_head(self.net.trunk(h)), move_mask).exp().numpy()
+
+    # ---- learning --------------------------------------------------------------------------------------
+    def normalise(self, rewards: np.ndarray, momentum: float = 0.9) -> np.ndarray:
+        """Standardise rewards with running statistics (updated with this batch first)."""
+        mean, var = float(np.mean(rewards)), float(np.var(rewards))
+        if self.reward_count == 0:
+            self.reward_mean, self.reward_var = mean, max(var, 1e-12)
+        else:
+            self.reward_mean = momentum * self.reward_mean + (1 - momentum) * mean
+            self.reward_var = momentum * self.reward_var + (1 - momentum) * max(var, 1e-12)
+        self.reward_count += len(rewards)
+        return (rewards - self.reward_mean) / (np.sqrt(self.reward_var) + 1e-8)
+
+    def update(self, states: Sequence[Any], decisions: Sequence[Decision], next_states: Sequence[Any],
+               rewards: np.ndarray, gamma: float = 0.9, entropy_weight: float = 0.01, value_weight: float = 0.5,
+               max_grad_norm: float = 1.0) -> dict[str, float]:
+        """One actor-critic step on a batch of transitions (s, a, r, s'):
+        A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))²."""
+        r = torch.as_tensor(self.normalise(np.asarray(rewards, dtype=np.float64)), dtype=torch.float32)
+        self.net.train()
+        cur = self.embed(states, grad=True)
+        h = torch.stack([c[0] for c in cur])
+        z = self.net.trunk(h)
+        v = self.net.value_head(z).squeeze(-1)
+        with torch.no_grad():
+            nxt = self.embed(next_states)
+            v_next = self.net.value_head(self.net.trunk(torch.stack([c[0] for c in nxt]))).squeeze(-1)
+        target = r + gamma * v_next
+        advantage = (target - v).detach()
+        move_masks = np.stack([d.move_mask for d in decisions])
+        log_prob, entropy, _ = self._heads(states, z, [c[1] for c in cur], move_masks, decisions, None)
+        policy_loss = -(advantage * log_prob).mean()
+        value_loss = ((target - v) ** 2).mean()
+        loss = policy_loss - entropy_weight * entropy.mean() + value_weight * value_loss
+        self.optimizer.zero_grad()
+        loss.backward()
+        _clip_grad_norm(self.optimizer.params, max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        self._invalidate()
+        return {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()), "entropy": float(entropy.mean().detach()),
+                "advantage": float(advantage.abs().mean())}
+
+    # ---- persistence -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "reward": [self.reward_mean, self.reward_var, self.reward_count],
+            "updates": self.updates,
+            "space": self.space.describe(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from ..errors import ConfigError
+
+        if state.get("space") != self.space.describe():
+            raise ConfigError(
+                "the saved controller was built for other moves "
+                f"({[s['operation'] for s in state.get('space', [])]}); this search enables {self.space.names}"
+            )
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.reward_mean, self.reward_var, self.reward_count = float(state["reward"][0]), float(state["reward"][1]), int(state["reward"][2])
+        self.updates = int(state["updates"])
+        self._cache.clear()
