@@ -68,9 +68,10 @@ def _walk(data, seed, steps):
     return arch
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data(), seed=st.sampled_from(SEEDS), steps=st.integers(0, 20))
-def test_move_sequences_give_valid_architectures(data, seed, steps):
+@pytest.mark.parametrize("seed", SEEDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), steps=st.integers(0, 20))
+def test_move_sequences_give_valid_architectures(seed, data, steps):
     arch = _walk(data, seed, steps)
     # validated on construction; it also survives a JSON round trip with the same hash
     again = Architecture.loads(arch.dumps())
@@ -80,9 +81,10 @@ def test_move_sequences_give_valid_architectures(data, seed, steps):
     assert json.dumps(arch.canonical(), separators=(",", ":"), sort_keys=True) == arch._canonical_blob()
 
 
-@settings(max_examples=9, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data(), seed=st.sampled_from(SEEDS), steps=st.integers(1, 20))
-def test_move_sequences_build_in_torch_and_match_onnx_runtime(data, seed, steps):
+@pytest.mark.parametrize("seed", SEEDS)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), steps=st.integers(1, 20))
+def test_move_sequences_build_in_torch_and_match_onnx_runtime(seed, data, steps):
     arch = _walk(data, seed, steps)
     model = arch.to_torch(seed=1).eval()
     proto = arch.to_onnx(model=model, batch_size=None)
@@ -123,9 +125,10 @@ def _check_masks(arch, rng):
                     op.apply(arch, **chosen)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data(), seed=st.sampled_from(SEEDS), steps=st.integers(0, 12))
-def test_masks_admit_only_moves_that_apply(data, seed, steps):
+@pytest.mark.parametrize("seed", SEEDS)
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), steps=st.integers(0, 12))
+def test_masks_admit_only_moves_that_apply(seed, data, steps):
     arch = _walk(data, seed, steps)
     _check_masks(arch, np.random.default_rng(steps))
 
