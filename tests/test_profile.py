@@ -28,7 +28,7 @@ SMALL = ("--seed-net", "simple-cnn", "--quick", "--no-progress", "--max-moves", 
 @pytest.fixture(scope="module")
 def small_profile(tmp_path_factory, run_cli) -> Path:
     out = tmp_path_factory.mktemp("profile") / "small.json"
-    res = run_cli("profile", "--out", out, "--samples", "6", "--adaptive-rounds", "1", *SMALL)
+    res = run_cli("profile", "--out", out, "--samples", "5", "--adaptive-rounds", "1", *SMALL)
     assert res.returncode == 0, res.stderr
     assert "complete" in res.stdout
     return out
@@ -39,7 +39,7 @@ def test_profile_command_writes_a_complete_schema_versioned_profile(small_profil
     assert doc["schema"] == "na_toolkit.device_profile" and doc["schema_version"] == PROFILE_SCHEMA_VERSION
     assert doc["complete"] is True and doc["stopped"] == ""
     prof = DeviceProfile.load(small_profile)
-    assert len(prof.networks) >= 6 and len(prof.kernels) >= 5
+    assert len(prof.networks) >= 5 and len(prof.kernels) >= 5
     # device and software description
     from na_toolkit.bench.machine import cpu_model
 
@@ -59,7 +59,7 @@ def test_profile_command_writes_a_complete_schema_versioned_profile(small_profil
 
 def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
     out = tmp_path / "partial.json"
-    cmd = [sys.executable, "-m", "na_toolkit.cli.main", "profile", "--out", str(out), "--samples", "24",
+    cmd = [sys.executable, "-m", "na_toolkit.cli.main", "profile", "--out", str(out), "--samples", "14",
            "--adaptive-rounds", "0", *SMALL]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -82,7 +82,7 @@ def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
     assert not partial.complete and partial.stopped == "interrupted"
     assert "continue with --resume" in stdout
     measured = {n.hash for n in partial.networks}
-    assert 2 <= len(measured) < 24
+    assert 2 <= len(measured) < 14
     assert not list(tmp_path.glob(".*.tmp-*"))  # no temp file left behind
 
     res = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -90,7 +90,7 @@ def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
     done = DeviceProfile.load(out)
     assert done.complete
     hashes = [n.hash for n in done.networks]
-    assert len(hashes) == len(set(hashes)) == 24  # nothing measured twice, nothing lost
+    assert len(hashes) == len(set(hashes)) == 14  # nothing measured twice, nothing lost
     assert measured <= set(hashes)
     assert done.elapsed_s >= partial.elapsed_s
 

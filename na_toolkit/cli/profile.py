@@ -13,7 +13,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="local device: cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "torch"), help="runtime that measures")
     parser.add_argument("--out", required=True, help="profile JSON to write, e.g. profiles/NAME.json")
-    parser.add_argument("--samples", type=int, default=120, help="whole networks in the initial sample (default 120)")
+    parser.add_argument("--samples", type=int, default=100, help="whole networks in the initial sample (default 100)")
     parser.add_argument(
         "--seed-net", action="append", dest="seed_nets", metavar="NAME|FILE",
         help="seed network (registered name or architecture JSON); repeatable; default: the three built-in seeds",

@@ -204,7 +204,9 @@ def kernels_of(arch: Architecture) -> list[Kernel]:
                 group.append(nxt)
         taken.update(n.id for n in group)
         in_shapes = tuple(arch.in_shapes(node.id))
-        signature = (tuple((n.type, n.attrs) for n in group), in_shapes, id(arch.layer_types))
+        # plain tuples: comparing Attrs objects costs more than building these (attribute order only
+        # matters for the memo's hit rate, never for correctness)
+        signature = (tuple((n.type, tuple(n.attrs.to_dict().items())) for n in group), in_shapes, id(arch.layer_types))
         config = _CONFIGS.get(signature)
         if config is None:
             config = KernelConfig(
@@ -220,7 +222,8 @@ def kernels_of(arch: Architecture) -> list[Kernel]:
         fusable = kind == "add" and any(_folds_into_conv(src, kernel_of, consumers) for src in node.inputs)
         kernel = Kernel(config, tuple(n.id for n in group), fusable)
         out.append(kernel)
-        kernel_of.update((n.id, kernel) for n in group)
+        for n in group:
+            kernel_of[n.id] = kernel
     return out
 
 

@@ -104,13 +104,20 @@ def analytic_peak_memory_bytes(arch: Architecture, batch_size: int) -> int:
 
 
 class MeasuredTimeModel(TimeModel):
-    """Base of time models that run the network: a result cache and the local device."""
+    """Base of time models that run the network: a result cache, the local device, the options every
+    measured model has (subclasses extend `OPTIONS`)."""
 
     measures = True
     runtime = ""
+    #: option -> default; an unknown option is a TimeModelError listing these
+    OPTIONS: dict[str, Any] = {"settings": None, "seed": 0, "clock": "auto", "statistic": "median", "intra_op_threads": 1}
 
     def __init__(self, device: str = "cpu", cache: TimeEstimateCache | str | None = None, **options: Any):
-        super().__init__(device=device, **options)
+        opts = take_options(self.name, options, self.OPTIONS)
+        super().__init__(device=device, **opts)
+        self.settings: MeasureSettings = settings_from(opts["settings"])
+        self.statistic = check_statistic(opts["statistic"])
+        self.seed = opts["seed"]
         self.spec = DeviceSpec.parse(device)
         if cache is None or isinstance(cache, TimeEstimateCache):
             self.cache = cache if cache is not None else TimeEstimateCache()

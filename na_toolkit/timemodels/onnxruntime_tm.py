@@ -20,8 +20,8 @@ import numpy as np
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate
-from .measure import TIMERS, MeasureSettings, library_versions, measure
-from .measured import MeasuredTimeModel, analytic_peak_memory_bytes, check_statistic, settings_from, take_options
+from .measure import TIMERS, library_versions, measure
+from .measured import MeasuredTimeModel, analytic_peak_memory_bytes
 from .nvml import Nvml, TelemetryRecord, energy_between
 
 PROVIDER_ALIASES = {
@@ -49,33 +49,21 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
     description = "measured with ONNX Runtime (CPU; CUDA/TensorRT with onnxruntime-gpu), DESIGN.md protocol"
     runtime = "onnxruntime"
 
-    OPTIONS = {
-        "provider": None,
-        "intra_op_threads": 1,
-        "inter_op_threads": 1,
-        "graph_optimization": "all",
-        "settings": None,
-        "seed": 0,
-        "clock": "auto",
-        "statistic": "median",
-    }
+    OPTIONS = {**MeasuredTimeModel.OPTIONS, "provider": None, "inter_op_threads": 1, "graph_optimization": "all"}
 
     def __init__(self, device: str = "cpu", cache: Any = None, **options: Any):
-        opts = take_options(self.name, options, self.OPTIONS)
-        super().__init__(device=device, cache=cache, **opts)
+        super().__init__(device=device, cache=cache, **options)
+        opts = self.options
         if opts["graph_optimization"] not in GRAPH_OPTIMIZATION:
             raise TimeModelError(f"graph_optimization must be one of {GRAPH_OPTIMIZATION}, got {opts['graph_optimization']!r}")
         for key in ("intra_op_threads", "inter_op_threads"):
             if not isinstance(opts[key], int) or opts[key] < 0:
                 raise TimeModelError(f"{key} must be an int >= 0 (0: ONNX Runtime's default), got {opts[key]!r}")
-        self.settings: MeasureSettings = settings_from(opts["settings"])
         self.intra_op_threads = opts["intra_op_threads"]
         self.inter_op_threads = opts["inter_op_threads"]
         self.graph_optimization = opts["graph_optimization"]
-        self.seed = opts["seed"]
         self.provider, self.fallback_warning = self._choose_provider(opts["provider"])
         self.clock = self._choose_clock(opts["clock"])
-        self.statistic = check_statistic(opts["statistic"])
 
     # ---- provider ------------------------------------------------------------------------------------
     def _choose_provider(self, requested: str | None) -> tuple[str, str | None]:

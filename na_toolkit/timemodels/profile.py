@@ -71,11 +71,11 @@ def measurement_summary(details: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class KernelRecord:
-    key: str
-    kind: str
-    #: the standalone network that measured it (Architecture JSON)
+@dataclass(kw_only=True)
+class MeasuredItem:
+    """One measured architecture of a profile (a kernel's standalone network or a whole network)."""
+
+    #: Architecture JSON
     arch: dict[str, Any]
     measurement: dict[str, Any]
     phase: str = "initial"
@@ -85,18 +85,17 @@ class KernelRecord:
         return float(self.measurement[f"{statistic}_ms"])
 
 
-@dataclass
-class NetworkRecord:
+@dataclass(kw_only=True)
+class KernelRecord(MeasuredItem):
+    key: str
+    kind: str
+
+
+@dataclass(kw_only=True)
+class NetworkRecord(MeasuredItem):
     hash: str
     seed: str
     moves: list[dict[str, Any]]
-    arch: dict[str, Any]
-    measurement: dict[str, Any]
-    phase: str = "initial"
-    remeasured: int = 0
-
-    def latency_ms(self, statistic: str = "median") -> float:
-        return float(self.measurement[f"{statistic}_ms"])
 
 
 def _record(cls: type, doc: Any, where: str):
@@ -444,7 +443,7 @@ class ProfileOptions:
     out: Path
     device: str = "cpu"
     runtime: str = "onnxruntime"
-    samples: int = 120
+    samples: int = 100
     seeds: tuple[str, ...] = DEFAULT_SEEDS
     max_moves: int = 6
     adaptive_rounds: int = 2
@@ -581,7 +580,9 @@ class ProfileBuilder:
         except (TimeModelError, ArchitectureError) as exc:
             prof.failures.append({"what": "kernel", "key": kernel.key, "error": str(exc)})
             return
-        prof.kernels.append(KernelRecord(kernel.key, kernel.kind, karch.to_json(), measurement_summary(est.details), phase))
+        prof.kernels.append(
+            KernelRecord(key=kernel.key, kind=kernel.kind, arch=karch.to_json(), measurement=measurement_summary(est.details), phase=phase)
+        )
 
     def _measure_network(self, prof: DeviceProfile, v: Variant, tm: Any, phase: str) -> None:
         try:
@@ -589,7 +590,12 @@ class ProfileBuilder:
         except TimeModelError as exc:
             prof.failures.append({"what": "network", "hash": v.arch.hash, "error": str(exc)})
             return
-        prof.networks.append(NetworkRecord(v.arch.hash, v.seed, list(v.moves), v.arch.to_json(), measurement_summary(est.details), phase))
+        prof.networks.append(
+            NetworkRecord(
+                hash=v.arch.hash, seed=v.seed, moves=list(v.moves), arch=v.arch.to_json(),
+                measurement=measurement_summary(est.details), phase=phase,
+            )
+        )
 
     def _layer_types(self):
         from ..plugins import get_toolkit

@@ -19,7 +19,7 @@ from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate
 from .measure import TIMERS, Measurement, MeasureSettings, library_versions, measure
-from .measured import MeasuredTimeModel, analytic_peak_memory_bytes, check_statistic, settings_from, take_options
+from .measured import MeasuredTimeModel, analytic_peak_memory_bytes, settings_from
 from .nvml import Nvml, TelemetryRecord, energy_between
 
 
@@ -43,35 +43,28 @@ class TorchTimeModel(MeasuredTimeModel):
     runtime = "torch"
 
     OPTIONS = {
-        "intra_op_threads": 1,
-        "settings": None,
+        **MeasuredTimeModel.OPTIONS,
         "train_settings": None,
         "measure_training": True,
         "optimizer": "sgd",
         "learning_rate": 0.01,
-        "seed": 0,
-        "clock": "auto",
-        "statistic": "median",
     }
 
     def __init__(self, device: str = "cpu", cache: Any = None, **options: Any):
-        opts = take_options(self.name, options, self.OPTIONS)
-        super().__init__(device=device, cache=cache, **opts)
+        super().__init__(device=device, cache=cache, **options)
+        opts = self.options
         if opts["optimizer"] not in ("sgd", "adam"):
             raise TimeModelError(f"optimizer must be 'sgd' or 'adam', got {opts['optimizer']!r}")
         if not isinstance(opts["intra_op_threads"], int) or opts["intra_op_threads"] < 1:
             raise TimeModelError(f"intra_op_threads must be an int >= 1, got {opts['intra_op_threads']!r}")
-        self.settings: MeasureSettings = settings_from(opts["settings"])
         self.train_settings: MeasureSettings = settings_from(opts["train_settings"] or self.settings)
         self.intra_op_threads = opts["intra_op_threads"]
         self.measure_training = bool(opts["measure_training"])
         self.optimizer = opts["optimizer"]
         self.learning_rate = float(opts["learning_rate"])
-        self.seed = opts["seed"]
         if self.spec.is_cuda:
             self._check_cuda()
         self.clock = self._choose_clock(opts["clock"])
-        self.statistic = check_statistic(opts["statistic"])
 
     def _choose_clock(self, clock: str) -> str:
         if self.spec.is_cuda:

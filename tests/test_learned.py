@@ -1,0 +1,144 @@
+"""The learned time model: fitted from a device profile when loaded (no pickles), predicts networks it
+never saw, fast; the fast tree evaluator equals scikit-learn's."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from na_toolkit.errors import ProfileError, TimeModelError, UnknownComponentError
+from na_toolkit.ir.seeds import get_seed
+from na_toolkit.timemodels import get_time_model
+from na_toolkit.timemodels.learned import KernelLatencyModel, LearnedTimeModel, TreeEnsemble, profile_data
+from na_toolkit.timemodels.measure import MeasureSettings
+from na_toolkit.timemodels.profile import (
+    DeviceProfile,
+    ProfileBuilder,
+    ProfileDeviceWarning,
+    ProfileOptions,
+    load_seed,
+    random_variants,
+    resolve_profile_path,
+)
+
+QUICK = MeasureSettings.quick(min_runs=8, max_time_s=0.2, rel_tolerance=0.05)
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory) -> DeviceProfile:
+    out = tmp_path_factory.mktemp("learned") / "tiny.json"
+    options = ProfileOptions(out=out, samples=8, seeds=("simple-cnn",), max_moves=3, adaptive_rounds=0,
+                             progress=False, kernel_settings=QUICK, network_settings=QUICK)
+    ProfileBuilder(options, log=lambda msg: None).run()
+    return DeviceProfile.load(out)
+
+
+@pytest.fixture(scope="module")
+def example() -> LearnedTimeModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProfileDeviceWarning)  # the committed profile may be of another CPU
+        return LearnedTimeModel("example-cpu")
+
+
+def test_fits_a_tiny_profile_from_its_json_alone(tiny_profile):
+    doc = json.loads(tiny_profile.path.read_text())  # data only: architectures and numbers
+    assert set(doc) >= {"kernels", "networks", "device", "software", "runtime"}
+    model = LearnedTimeModel(tiny_profile.path)
+    assert model.device == tiny_profile.name
+    # in-sample sanity: the calibrated kernel sums reproduce the profile's own networks
+    data = profile_data(tiny_profile)
+    pred = model.model.predict_networks(data.network_kernels)
+    rel = np.abs(pred - data.network_y_ms) / data.network_y_ms
+    assert np.median(rel) < 0.25, rel
+    # deterministic: a second fit from the same file predicts the same
+    again = LearnedTimeModel(tiny_profile.path)
+    arch = get_seed("simple-cnn")
+    assert again.estimate(arch).latency_ms == model.estimate(arch).latency_ms
+
+
+def test_predicts_unseen_networks_close_to_their_measurement(example):
+    from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
+
+    profile = example.profile
+    seeds = {s: load_seed(s) for s in ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")}
+    variants = random_variants(seeds, 6, np.random.default_rng(2024), 4, exclude=profile.network_hashes(),
+                               include_seeds=False)
+    archs = [v.arch for v in variants]
+    assert not ({a.hash for a in archs} & profile.network_hashes())
+    # measured the way the profile measured its networks
+    tm = OnnxRuntimeTimeModel(settings=MeasureSettings.from_json(profile.settings["network"]), statistic=profile.statistic)
+    measured = np.array([tm.estimate(a).latency_ms for a in archs])
+    predicted = example.predict_ms(archs)
+    from scipy.stats import spearmanr
+
+    # a sanity bound: the committed profile was measured on another day, maybe another machine state
+    assert spearmanr(predicted, measured).statistic > 0.8
+    assert np.median(np.abs(predicted - measured) / measured) < 0.35
+    est = example.estimate(archs[0])
+    assert est.time_model == "learned" and est.device == "example-cpu" and est.latency_ms == pytest.approx(predicted[0])
+    assert est.details["kernels"] > 0 and est.peak_memory_bytes > 0
+
+
+def test_prediction_rate(example):
+    seeds = {s: load_seed(s) for s in ("resnet-cifar", "mobilenetv2-cifar")}
+    archs = [v.arch for v in random_variants(seeds, 40, np.random.default_rng(7), 4)]
+    for a in archs:  # the first query of a new kernel configuration evaluates the trees
+        example.estimate(a)
+    t0 = time.thread_time()  # CPU time: the rate of the model, not of a busy machine's scheduler
+    for a in archs:
+        example.estimate(a)
+    rate = len(archs) / max(time.thread_time() - t0, 1e-9)
+    assert rate >= 500, f"{rate:.0f} predictions/s"
+
+
+def test_fast_tree_evaluation_equals_scikit_learn():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 5, (300, 6))
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] + rng.normal(0, 0.1, 300)
+    gbr = GradientBoostingRegressor(n_estimators=60, max_depth=3, random_state=0).fit(X, y)
+    Xt = rng.uniform(-1, 6, (50, 6))
+    assert np.allclose(TreeEnsemble(gbr).predict(Xt), gbr.predict(Xt), rtol=1e-9, atol=1e-9)
+
+
+def test_kernel_model_is_scikit_learn_style():
+    m = KernelLatencyModel(boost=False)
+    assert m.get_params() == {"boost": False, "calibrate": True, "seed": 0}
+    from na_toolkit.errors import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        m.predict_networks([[]])
+
+
+def test_errors(tmp_path, tiny_profile, example):
+    with pytest.raises(TimeModelError, match="batch size 1"):
+        example.estimate(get_seed("simple-cnn"), batch_size=8)
+    with pytest.raises(UnknownComponentError, match="unknown device profile 'example-cpux'.*example-cpu"):
+        resolve_profile_path("example-cpux")
+    with pytest.raises(ProfileError, match="does not exist"):
+        LearnedTimeModel(tmp_path / "missing.json")
+    doc = json.loads(tiny_profile.path.read_text())
+    doc["kernels"] = doc["kernels"][:1]
+    few = tmp_path / "few.json"
+    few.write_text(json.dumps(doc))
+    with pytest.raises(ProfileError, match="at least 3"):
+        LearnedTimeModel(few)
+    doc = json.loads(tiny_profile.path.read_text())
+    doc["device"]["name"] = "Imaginary CPU 9000"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc))
+    with pytest.warns(ProfileDeviceWarning, match="Imaginary CPU 9000"):
+        model = LearnedTimeModel(other)
+    assert "Imaginary CPU 9000" in model.estimate(get_seed("simple-cnn")).warnings[0]
+
+
+def test_registered_and_built_by_name():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProfileDeviceWarning)
+        tm = get_time_model("learned", device="example-cpu")
+    assert isinstance(tm, LearnedTimeModel) and tm.profile.name == "example-cpu"
