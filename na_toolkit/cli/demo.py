@@ -1,8 +1,9 @@
-"""`na-toolkit demo`: what the toolkit does today, end to end, in a few seconds.
+"""`na-toolkit demo` (what `make demo` runs): the main job end to end on the embedded default.
 
-Lists the seed networks, applies a few sampled moves to a seed (printing each), exports the result to ONNX
-and checks it against torch in ONNX Runtime, and prints a cost table before/after. `--operation NAME`
-restricts the moves (handy to try a plugin's move). The search issue will replace this with a real search.
+Calibrates a roofline model of this CPU, measures the seed with ONNX Runtime to set a latency budget, and
+runs the neural-architect search from `simple-cnn` on digits under a 16 MB size budget; prints the Pareto
+table and the run folder (na_toolkit/search/demo.py). With `--operation NAME` it instead gives a quick tour
+of moves: applies `--steps` sampled moves of that kind (e.g. a plugin's), exports ONNX and checks parity.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from .command import Command
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="simple-cnn", metavar="FILE|SEED", help="starting network (default simple-cnn)")
-    parser.add_argument("--steps", type=int, default=5, help="moves to apply (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the sampled moves and weights")
+    parser.add_argument("--steps", type=int, default=5, help="moves tour only: moves to apply (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the search (or of the sampled moves)")
     parser.add_argument("--operation", action="append", metavar="NAME",
-                        help="only sample this move (repeatable); default: every registered move")
-    parser.add_argument("--out", metavar="DIR", help="keep the final architecture JSON and ONNX in DIR")
+                        help="instead of the search, a moves tour sampling only this move (repeatable)")
+    parser.add_argument("--out", metavar="DIR", help="folder of the run folders (default runs/); the tour keeps its JSON and ONNX there")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
@@ -140,5 +141,5 @@ def _moves_tour(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = (Command("demo", "show what exists now: seeds, sampled moves, ONNX export with parity check, costs",
+COMMANDS = (Command("demo", "the main job: a hardware-aware search of digits from simple-cnn on this CPU (--operation: a moves tour)",
                     configure, run),)
