@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 class NetworkEmbedding(nn.Module):
@@ -22,19 +21,31 @@ class NetworkEmbedding(nn.Module):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor):
         b, n_layers, n_tok = tokens.shape
         flat = tokens.reshape(b * n_layers, n_tok)
-        emb = torch.cat([self.type_table(flat[:, :1]), self.feature_table(flat[:, 1:])], dim=1)
-        tok_len = (flat != 0).sum(dim=1).clamp(min=1)
-        packed = pack_padded_sequence(emb, tok_len.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.layer_lstm(packed)
-        layer_emb = h[-1].reshape(b, n_layers, self.layer_dim)
-        valid = torch.arange(n_layers, device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None]
+        # A layer's embedding depends only on its token row, and networks repeat rows a lot (every
+        # relu of a stage, every cell of a repeated-cell network): run the layer LSTM on distinct rows only.
+        rows, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        emb = torch.cat([self.type_table(rows[:, :1]), self.feature_table(rows[:, 1:])], dim=1)
+        tok_len = (rows != 0).sum(dim=1).clamp(min=1)
+        # Both LSTMs run on the padded batch (padding sits at the end, so the outputs before it are exact)
+        # and read each sequence's last real step: on CPU, packed sequences make the backward pass
+        # quadratic in the sequence length (each step's gradient is scattered into the whole packed tensor),
+        # 20x slower on 200-layer networks.
+        out, _ = self.layer_lstm(emb)
+        layer_emb = _last_step(out, tok_len)[inverse].reshape(b, n_layers, self.layer_dim)
+        lengths = lengths.to(tokens.device)
+        valid = torch.arange(n_layers, device=tokens.device)[None, :] < lengths[:, None]
         layer_emb = layer_emb * valid[..., None]
-        packed = pack_padded_sequence(layer_emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h, _) = self.network_lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=n_layers)
-        return h[-1], layer_emb, out
+        out, _ = self.network_lstm(layer_emb)
+        out = out * valid[..., None]
+        return _last_step(out, lengths.clamp(min=1)), layer_emb, out
 
     def embed(self, tokenizer, archs) -> torch.Tensor:
         tokens, lengths = tokenizer.batch(archs)
         device = self.type_table.weight.device
         return self(torch.from_numpy(tokens).to(device), torch.from_numpy(lengths))[0]
+
+
+def _last_step(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """out [N, T, D], lengths [N] (>= 1) -> out[n, lengths[n] - 1]: the LSTM state after the last real step."""
+    index = (lengths - 1).to(out.device)[:, None, None].expand(-1, 1, out.shape[-1])
+    return out.gather(1, index).squeeze(1)

@@ -51,6 +51,9 @@ class Predictor:
     has_uncertainty: ClassVar[bool] = False
     #: fewest training samples `fit` accepts
     min_samples: ClassVar[int] = 3
+    #: True when `fit` also takes a 2-D target [samples, outputs] (several metrics at once, e.g. accuracy
+    #: and training time); `predict` then returns [n, outputs]
+    multi_output: ClassVar[bool] = False
 
     # ---- scikit-learn parameter protocol -------------------------------------------------------------
     @classmethod
@@ -96,7 +99,8 @@ class Predictor:
         archs = self._check_archs(archs)
         if not archs:
             return np.zeros(0)
-        return np.asarray(self._predict(archs, datasets), dtype=np.float64).reshape(len(archs))
+        out = np.asarray(self._predict(archs, datasets), dtype=np.float64)
+        return out if out.ndim == 2 else out.reshape(len(archs))
 
     def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation; predictors without an uncertainty return zeros for the std."""
@@ -136,8 +140,9 @@ class Predictor:
             y = np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError):
             raise DataError("targets must be numbers") from None
-        if y.ndim != 1:
-            raise DataError(f"targets must be a 1-D array, got shape {y.shape}")
+        if y.ndim != 1 and not (self.multi_output and y.ndim == 2 and y.shape[1] >= 1):
+            want = "a 1-D array or a 2-D array [samples, outputs]" if self.multi_output else "a 1-D array"
+            raise DataError(f"targets must be {want}, got shape {y.shape}")
         if len(y) != len(archs):
             raise DataError(f"got {len(archs)} architectures but {len(y)} targets")
         if not np.all(np.isfinite(y)):
