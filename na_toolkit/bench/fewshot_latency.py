@@ -1,11 +1,118 @@
-"""Benchmark 'fewshot_latency' (not written yet)."""
+"""Few-shot latency on NAS-Bench-201 devices: Spearman ρ and share within ±10% on the rest of the table.
+
+For each target device (`--device lat_<name>`, a comma-separated list, or `all` = HELP's six test devices),
+the prior is built from every *other* latency column of the table (plus any `--exclude` devices removed),
+then for each seed `--samples` cells are drawn, their target latency given to the few-shot predictor, and it
+is scored on every other cell of the table. A ridge on one-hot cell operations, fit on the same samples, is
+the baseline measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .predictor import nb201_plugin, onehot_ops
+
+#: the test devices of HELP's NAS-Bench-201 experiments (Lee et al., NeurIPS 2021, Table 2)
+HELP_DEVICES = ("lat_titan_rtx_256", "lat_gold_6226", "lat_pixel2", "lat_raspi4", "lat_eyeriss", "lat_fpga")
+BASELINE = "baseline_onehot_ridge"
 
 
-def configure(parser):
-    pass
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="all", help="lat_<name>, a comma-separated list, or 'all' (HELP's six)")
+    parser.add_argument("--samples", type=int, default=20, help="measurements on the target device")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--table", default=None, help="an NB201 table CSV (default: the plugin's)")
+    parser.add_argument("--exclude", default="", help="devices also held out of the prior (comma-separated)")
+    parser.add_argument("--cells", type=int, default=None,
+                        help="use a random subset of this many cells (default: the whole table)")
 
 
-def run(args):
-    from na_toolkit.errors import NAToolkitError
+def _devices(arg: str, table) -> list[str]:
+    names = list(HELP_DEVICES) if arg == "all" else [d.strip() for d in arg.split(",") if d.strip()]
+    out = []
+    for d in names:
+        col = d if d.startswith("lat_") else f"lat_{d}"
+        table.require(col)
+        out.append(col)
+    return out
 
-    raise NAToolkitError("benchmark 'fewshot_latency' is not implemented yet")
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    nb = nb201_plugin()
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import Ridge
+
+    from ..predictors.fewshot import FewShotLatencyPredictor, LatencyPrior, kernel_features
+
+    table = nb.load_table(args.table)
+    targets = _devices(args.device, table)
+    exclude = {(d if d.startswith("lat_") else f"lat_{d}") for d in args.exclude.split(",") if d.strip()}
+    if args.samples < 3 or args.seeds < 1:
+        raise ConfigError("need --samples >= 3 and --seeds >= 1")
+    rows = np.arange(len(table))
+    if args.cells is not None:
+        rows = np.sort(np.random.default_rng(12345).permutation(len(table))[: args.cells])
+    if args.samples >= len(rows) - 1:
+        raise ConfigError(f"--samples {args.samples} leaves nothing to score among {len(rows)} cells")
+
+    t0 = time.perf_counter()
+    cells = [table.arch_strs[i] for i in rows]
+    archs = [nb.nb201_architecture(c) for c in cells]
+    for a in archs:
+        kernel_features(a)
+    onehot = onehot_ops(cells)
+    print(f"built {len(archs)} networks and their kernels in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+
+    spearman: dict[str, float] = {}
+    within: dict[str, float] = {}
+    mape: dict[str, float] = {}
+    base_spearman: dict[str, float] = {}
+    base_within: dict[str, float] = {}
+    chosen: dict[str, Any] = {}
+    per_seed: dict[str, list[float]] = {}
+    for target in targets:
+        prior_devices = [d for d in table.devices if d != target and d not in exclude]
+        t = time.perf_counter()
+        prior = LatencyPrior.fit(archs, {d: table.column(d)[rows] for d in prior_devices}, shots=args.samples)
+        y = table.column(target)[rows]
+        rho, w10, err, b_rho, b_w10 = [], [], [], [], []
+        for seed in range(args.seeds):
+            perm = np.random.default_rng(seed).permutation(len(rows))
+            tr, te = perm[: args.samples], perm[args.samples:]
+            model = FewShotLatencyPredictor(prior).fit([archs[i] for i in tr], y[tr])
+            pred = model.predict([archs[i] for i in te])
+            rho.append(float(spearmanr(pred, y[te])[0]))
+            w10.append(float(np.mean(np.abs(pred / y[te] - 1) <= 0.10)))
+            err.append(float(np.mean(np.abs(pred / y[te] - 1)) * 100))
+            base = Ridge(alpha=1.0).fit(onehot[tr], y[tr]).predict(onehot[te])
+            b_rho.append(float(spearmanr(base, y[te])[0]))
+            b_w10.append(float(np.mean(np.abs(base / y[te] - 1) <= 0.10)))
+        spearman[target], within[target], mape[target] = float(np.mean(rho)), float(np.mean(w10)), float(np.mean(err))
+        base_spearman[target], base_within[target] = float(np.mean(b_rho)), float(np.mean(b_w10))
+        per_seed[target] = rho
+        chosen[target] = {"prior_devices": prior_devices, "meta_alpha": prior.alpha, "meta_weight": prior.weight}
+        print(f"{target}: spearman {spearman[target]:.3f} within10 {within[target]:.3f} "
+              f"(baseline {base_spearman[target]:.3f}) {time.perf_counter() - t:.0f}s", file=sys.stderr)
+    return {
+        "mean_spearman": float(np.mean(list(spearman.values()))),
+        "mean_within_10pct": float(np.mean(list(within.values()))),
+        "spearman": spearman,
+        "within_10pct": within,
+        "mape_pct": mape,
+        BASELINE: {
+            "mean_spearman": float(np.mean(list(base_spearman.values()))),
+            "mean_within_10pct": float(np.mean(list(base_within.values()))),
+            "spearman": base_spearman,
+            "within_10pct": base_within,
+        },
+        "per_seed_spearman": per_seed,
+        "prior": chosen,
+        "cells_scored": int(len(rows) - args.samples),
+    }
