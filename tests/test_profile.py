@@ -155,3 +155,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, run_cli):
     assert "unknown seed network" in run_cli("profile", "--out", tmp_path / "x.json", "--seed-net", "nope", "--quick").error_line()
     assert "unknown local device" in run_cli("profile", "--out", tmp_path / "y.json", "--device", "tpu:0").error_line()
     assert "does not exist" in run_cli("profile", "--out", tmp_path / "z.json", "--resume").error_line()
+    from na_toolkit.timemodels.onnxruntime_tm import available_providers
+
+    if "CUDAExecutionProvider" not in available_providers():  # a GPU profile never falls back to the CPU
+        line = run_cli("profile", "--out", tmp_path / "g.json", "--device", "cuda:0", "--quick").error_line()
+        assert "'cuda' is not available" in line and "CPUExecutionProvider" in line

@@ -426,7 +426,11 @@ def make_time_model(runtime: str, device: str, settings: MeasureSettings, thread
     if runtime == "onnxruntime":
         from .onnxruntime_tm import OnnxRuntimeTimeModel
 
-        return OnnxRuntimeTimeModel(device=device, settings=settings, intra_op_threads=threads, statistic=statistic)
+        # a profile is of the device it names: no fallback to the CPU provider (an error lists the available)
+        provider = "cuda" if device.startswith("cuda") else None
+        return OnnxRuntimeTimeModel(
+            device=device, provider=provider, settings=settings, intra_op_threads=threads, statistic=statistic
+        )
     if runtime == "torch":
         from .torch_tm import TorchTimeModel
 
