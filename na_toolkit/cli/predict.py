@@ -1,3 +1,177 @@
-"""CLI commands: predict (stub)."""
+"""`na-toolkit predict`: fit a predictor and save it, or predict architectures with a saved one.
 
-COMMANDS = ()
+    na-toolkit predict fit --target c10_valid_acc_200ep --train 200 --out model.json     # NB201 table rows
+    na-toolkit predict fit --data runs.jsonl --target accuracy --out model.json          # your own data
+    na-toolkit predict ARCH [ARCH ...] --model model.json [--json]
+
+ARCH is an architecture JSON/ONNX file, a seed name, an NB201 cell string `|op~0|+...` or `nb201:INDEX`
+(with the NB201 plugin). `--data` is JSON Lines: one object per line with "arch" (an architecture JSON object,
+a file path, a seed name or an NB201 cell) and the `--target` key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError, NAToolkitError
+from .command import Command
+
+
+def _nb201():
+    try:
+        import na_toolkit_nb201
+    except ImportError:
+        raise NAToolkitError("NB201 cells need the NAS-Bench-201 plugin: pip install -e plugins/na_toolkit_nb201") from None
+    return na_toolkit_nb201
+
+
+def resolve_architecture(spec: Any, table: str | None = None):
+    """An Architecture from an IR JSON object, a file, a seed name, an NB201 cell or `nb201:INDEX`."""
+    from ..ir.architecture import Architecture
+
+    if isinstance(spec, dict):
+        return Architecture.from_json(spec)
+    if not isinstance(spec, str):
+        raise DataError(f"an architecture must be a JSON object or a string, got {type(spec).__name__}")
+    text = spec.strip()
+    if text.startswith("|"):
+        return _nb201().nb201_architecture(text)
+    if text.startswith("nb201:"):
+        rest = text[len("nb201:"):]
+        nb = _nb201()
+        if rest.isdigit():
+            return nb.nb201_architecture(nb.index_to_str(int(rest), table))
+        return nb.nb201_architecture(rest)
+    from .arch import load_architecture
+
+    return load_architecture(text)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _training_data(args: argparse.Namespace) -> tuple[list, list[float], dict[str, Any]]:
+    import numpy as np
+
+    if args.data:
+        archs, ys = [], []
+        try:
+            lines = Path(args.data).read_text().splitlines()
+        except OSError as exc:
+            raise DataError(f"cannot read --data {args.data!r}: {exc.strerror}") from None
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"--data {args.data} line {n}: not JSON ({exc.msg})") from None
+            if not isinstance(rec, dict) or "arch" not in rec or args.target not in rec:
+                raise DataError(f"--data {args.data} line {n}: needs keys 'arch' and {args.target!r}")
+            archs.append(resolve_architecture(rec["arch"], args.table))
+            ys.append(rec[args.target])
+        return archs, ys, {"data": str(args.data)}
+    nb = _nb201()
+    table = nb.load_table(args.table)
+    table.require(args.target)
+    if args.train < 1 or args.train > len(table):
+        raise ConfigError(f"--train must be 1..{len(table)}, got {args.train}")
+    rows = np.random.default_rng(args.seed).permutation(len(table))[: args.train]
+    archs = [nb.nb201_architecture(table.arch_strs[i]) for i in rows]
+    ys = [float(v) for v in table.column(args.target)[rows]]
+    return archs, ys, {"table": table.path, "rows": int(len(rows)), "seed": args.seed}
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from ..predictors import make_predictor
+
+    if not args.out:
+        raise ConfigError("predict fit needs --out MODEL.json")
+    params = _parse_params(args.param)
+    model = make_predictor(args.predictor, **params)
+    archs, ys, source = _training_data(args)
+    t = time.perf_counter()
+    model.fit(archs, ys)
+    fit_s = time.perf_counter() - t
+    doc = model.to_json()
+    doc["target"] = args.target
+    doc["source"] = source
+    Path(args.out).write_text(json.dumps(doc))
+    summary = {"predictor": model.name, "target": args.target, "samples": len(archs), "fit_s": fit_s,
+               "out": str(args.out), **source}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"fit {model.name} on {len(archs)} samples of {args.target} in {fit_s:.1f}s -> {args.out}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..predictors.base import Predictor
+
+    if not args.model:
+        raise ConfigError("predicting needs --model MODEL.json (make one with `na-toolkit predict fit`)")
+    model = Predictor.load(args.model)
+    try:
+        target = json.loads(Path(args.model).read_text()).get("target", "")
+    except (OSError, json.JSONDecodeError):  # pragma: no cover - load above already read it
+        target = ""
+    archs = [resolve_architecture(s, args.table) for s in args.archs]
+    mean, std = model.predict_with_std(archs)
+    rows = [
+        {"arch": spec, "hash": a.hash, "mean": float(m), "std": float(s) if model.has_uncertainty else None}
+        for spec, a, m, s in zip(args.archs, archs, mean, std)
+    ]
+    if args.json:
+        print(json.dumps({"predictor": model.name, "target": target, "predictions": rows}, indent=2))
+    else:
+        for r in rows:
+            unc = f" ± {r['std']:.4g}" if r["std"] is not None else ""
+            print(f"{r['mean']:.6g}{unc}  {r['arch']}", file=sys.stdout)
+    return 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0] if __doc__ else None
+    parser.add_argument("archs", nargs="+", metavar="fit | ARCH", help="`fit`, or architectures to predict")
+    parser.add_argument("--model", help="a saved predictor (JSON) to predict with")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--table", default=None, help="an NB201 table CSV (default: the plugin's)")
+    fit = parser.add_argument_group("fit")
+    fit.add_argument("--predictor", default=None, help="registered predictor name (default: the default predictor)")
+    fit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="predictor parameter (repeatable)")
+    fit.add_argument("--target", default="c10_valid_acc_200ep", help="table column or --data key to learn")
+    fit.add_argument("--train", type=int, default=200, help="random NB201 cells to fit on (without --data)")
+    fit.add_argument("--seed", type=int, default=0, help="which random cells")
+    fit.add_argument("--data", default=None, help="JSON Lines training data instead of the NB201 table")
+    fit.add_argument("--out", default=None, help="where to save the fitted predictor (JSON)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..predictors import DEFAULT_PREDICTOR
+
+    if args.predictor is None:
+        args.predictor = DEFAULT_PREDICTOR
+    if args.archs[0] == "fit":
+        if len(args.archs) > 1:
+            raise ConfigError(f"predict fit takes no architectures, got {' '.join(args.archs[1:])}")
+        return run_fit(args)
+    return run_predict(args)
+
+
+COMMANDS = (Command("predict", "fit a performance predictor, or predict architectures with a saved one", configure, run),)

@@ -230,8 +230,8 @@ class GaussianProcessPredictor(FeaturePredictor):
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(self.length_scale, (1e-1, 1e3), nu=2.5) + WhiteKernel(
-            self.noise, (1e-5, 1e1)
+        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(self.length_scale, (1e-1, 1e4), nu=2.5) + WhiteKernel(
+            self.noise, (1e-8, 1e1)
         )
         return _Standardised(
             GaussianProcessRegressor(kernel, n_restarts_optimizer=self.n_restarts, random_state=self.random_state)

@@ -1,0 +1,204 @@
+"""Contract tests over the predictor registry (scikit-learn conventions, NotFittedError, persistence without
+pickle, uncertainty shape, bad input), a learning sanity check on NB201 rows, features, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from na_toolkit.errors import DataError, NotFittedError
+from na_toolkit.ir.builder import ArchitectureBuilder
+from na_toolkit.ir.seeds import get_seed
+from na_toolkit.plugins import get_toolkit
+from na_toolkit.predictors import DEFAULT_PREDICTOR, load_predictor, make_predictor
+from na_toolkit.predictors.base import PREDICTOR_SCHEMA_VERSION, Predictor
+from na_toolkit.predictors.features import architecture_features
+
+PREDICTORS = get_toolkit().predictors.names()
+#: smaller settings so the contract tests stay fast (applied where the predictor has the parameter)
+FAST = {"n_estimators": 20, "epochs": 2, "n_restarts": 0, "mc_samples": 4, "net_dim": 16, "layer_dim": 16, "hidden": 16}
+
+
+def fast(name: str, **extra) -> Predictor:
+    cls = get_toolkit().predictors.get(name)
+    params = {k: v for k, v in FAST.items() if k in cls._get_param_names()}
+    return cls(**params, **extra)
+
+
+def small_cnn(width: int, depth: int, kernel: int) -> object:
+    b = ArchitectureBuilder((1, 8, 8), name=f"cnn-{width}-{depth}-{kernel}")
+    x = b.input
+    for _ in range(depth):
+        x = b.layer("conv2d", x, filters=width, kernel=kernel)
+        x = b.layer("batchnorm2d", x)
+        x = b.layer("relu", x)
+    x = b.layer("global_avg_pool", x)
+    x = b.layer("flatten", x)
+    x = b.layer("linear", x, units=10)
+    return b.build()
+
+
+@pytest.fixture(scope="module")
+def data():
+    archs = [small_cnn(w, d, k) for w in (4, 8, 16, 32) for d in (1, 2, 3) for k in (1, 3)]
+    y = np.array([np.log10(a.params) + 0.1 * a.cost.macs / 1e6 for a in archs])
+    return archs, y
+
+
+def test_registry_has_the_documented_predictors_and_default():
+    for name in ("ensemble", "random-forest", "extra-trees", "gbm", "bayesian-ridge", "gp", "neural", "fewshot-latency"):
+        assert name in PREDICTORS
+    assert DEFAULT_PREDICTOR == "ensemble"
+
+
+@pytest.mark.parametrize("name", PREDICTORS)
+def test_sklearn_parameter_protocol(name):
+    from sklearn.base import clone
+
+    p = fast(name)
+    params = p.get_params()
+    assert set(params) == set(type(p)._get_param_names())
+    assert set(vars(p)) == set(params), "__init__ must store its parameters and nothing else"
+    c = clone(p)
+    assert type(c) is type(p) and c.get_params().keys() == params.keys() and c is not p
+    key = next(iter(params))
+    assert p.set_params(**{key: params[key]}) is p
+    with pytest.raises(ValueError, match="invalid parameter"):
+        p.set_params(no_such_parameter=1)
+    assert repr(p).startswith(type(p).__name__ + "(")
+
+
+@pytest.mark.parametrize("name", PREDICTORS)
+def test_fit_predict_contract_and_persistence(name, data, tmp_path):
+    archs, y = data
+    p = fast(name)
+    with pytest.raises(NotFittedError):
+        p.predict(archs[:2])
+    assert p.fit(archs, y) is p
+    learned = [k for k in vars(p) if k not in p.get_params()]
+    assert learned and all(k.endswith("_") for k in learned)
+    pred = p.predict(archs[:5])
+    assert pred.shape == (5,) and np.all(np.isfinite(pred))
+    mean, std = p.predict_with_std(archs[:5])
+    assert mean.shape == std.shape == (5,) and np.all(std >= 0)
+    np.testing.assert_allclose(mean, pred, rtol=1e-6, atol=1e-9)
+    if p.has_uncertainty:
+        assert np.any(std > 0), f"{name} claims an uncertainty but returned zeros"
+    assert p.predict([]).shape == (0,)
+    # save / load without pickle: a JSON document with the schema and library versions
+    path = tmp_path / f"{name}.json"
+    p.save(path)
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == PREDICTOR_SCHEMA_VERSION and doc["predictor"] == name
+    assert {"numpy", "na-toolkit", "python"} <= set(doc["versions"])
+    back = load_predictor(path)
+    assert type(back) is type(p)
+    np.testing.assert_allclose(back.predict(archs[:5]), pred, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", PREDICTORS)
+def test_bad_input_is_a_typed_error(name, data):
+    archs, y = data
+    p = fast(name)
+    with pytest.raises(DataError, match="architectures but"):
+        p.fit(archs, y[:-1])
+    with pytest.raises(DataError, match="at least"):
+        p.fit(archs[:2], y[:2])
+    with pytest.raises(DataError, match="NaN"):
+        p.fit(archs, np.where(np.arange(len(y)) == 3, np.nan, y))
+    with pytest.raises(DataError, match="not an Architecture"):
+        p.fit(["|none~0|"] * len(y), y)
+    with pytest.raises(DataError, match="single Architecture"):
+        p.fit(archs[0], y[:1])
+
+
+def test_load_rejects_corrupt_and_foreign_documents(tmp_path, data):
+    archs, y = data
+    path = tmp_path / "x.json"
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_predictor(path)
+    path.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(DataError, match="not a saved na_toolkit predictor"):
+        load_predictor(path)
+    doc = fast("random-forest").fit(archs, y).to_json()
+    doc["schema_version"] = 999
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="schema version 999"):
+        load_predictor(path)
+    doc["schema_version"] = PREDICTOR_SCHEMA_VERSION
+    doc["state"]["X_train"]["shape"] = [1, 1]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError):
+        load_predictor(path)
+    with pytest.raises(DataError, match="cannot read"):
+        load_predictor(tmp_path / "missing.json")
+
+
+def test_neural_predictor_multi_output_heads(data):
+    archs, y = data
+    Y = np.stack([y, 2 * y + 1], axis=1)
+    p = fast("neural").fit(archs, Y)
+    pred = p.predict(archs[:4])
+    assert pred.shape == (4, 2)
+    mean, std = p.predict_with_std(archs[:4])
+    assert mean.shape == std.shape == (4, 2)
+
+
+def test_dataset_descriptor_is_a_feature(data):
+    archs, y = data
+    p = fast("random-forest").fit(archs, y, datasets=np.array([1.0, 2.0, 3.0]))
+    assert p.features_.dataset_dim == 3
+    with pytest.raises(DataError, match="pass datasets="):
+        p.predict(archs[:2])
+    assert p.predict(archs[:2], datasets=np.array([1.0, 2.0, 3.0])).shape == (2,)
+
+
+def test_path_features_see_dead_and_live_paths():
+    nb = pytest.importorskip("na_toolkit_nb201")
+    dead = architecture_features(nb.nb201_architecture("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|"))
+    assert dead["has_effective_path"] == 0.0
+    resnet = architecture_features(nb.nb201_architecture(nb.RESNET_CELL))
+    assert resnet["has_effective_path"] == 1.0
+    # the cell's two paths: skip, and conv-conv; 15 cells: 2**15 paths through the cells, x2 per reduction
+    assert resnet["eff_compute.log_paths"] == pytest.approx(np.log10(1 + 2**15 * 4), rel=1e-9)
+    assert resnet["eff_compute.max"] > resnet["eff_compute.min"]
+    f = architecture_features(get_seed("resnet-cifar"))
+    assert f["count.conv2d"] == 21 and f["depth"] > 20
+
+
+def test_learning_sanity_on_nb201_rows():
+    nb = pytest.importorskip("na_toolkit_nb201")
+    from scipy.stats import kendalltau
+
+    table = nb.load_table()
+    rows = np.random.default_rng(0).permutation(len(table))[:260]
+    archs = [nb.nb201_architecture(table.arch_strs[i]) for i in rows]
+    y_valid = table.column("c10_valid_acc_200ep")[rows]
+    y_test = table.column("c10_test_acc_200ep")[rows]
+    p = make_predictor(DEFAULT_PREDICTOR, n_estimators=100).fit(archs[:60], y_valid[:60])
+    tau = kendalltau(p.predict(archs[60:]), y_test[60:])[0]
+    assert tau > 0.5, tau
+    times = table.column("c10_train_time_s_200ep")[rows]
+    t = make_predictor("bayesian-ridge").fit(archs[:60], times[:60])
+    mape = np.mean(np.abs(t.predict(archs[60:]) / times[60:] - 1))
+    assert mape < 0.1, mape
+
+
+def test_predict_cli_fit_and_predict(tmp_path, run_cli):
+    pytest.importorskip("na_toolkit_nb201")
+    model = tmp_path / "m.json"
+    r = run_cli("predict", "fit", "--target", "c10_valid_acc_200ep", "--train", "40", "--predictor", "gbm",
+                "--out", model, "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.json()["predictor"] == "gbm" and model.exists()
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    r = run_cli("predict", cell, "--model", model, "--json")
+    assert r.returncode == 0, r.stderr
+    out = r.json()
+    assert out["predictions"][0]["arch"] == cell and 10 < out["predictions"][0]["mean"] < 100
+    assert run_cli("predict", "|bad|", "--model", model).error_line().startswith("na-toolkit: error: malformed NB201")
+    assert "no column" in run_cli("predict", "fit", "--target", "nope", "--out", tmp_path / "x.json").error_line()
+    assert "cannot read" in run_cli("predict", cell, "--model", tmp_path / "missing.json").error_line()
