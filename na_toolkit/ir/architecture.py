@@ -264,7 +264,7 @@ class Architecture:
         norm: dict[str, dict[str, Any]] = {}
         records: list[_NodeRecord] = []
         types: dict[str, Any] = {}
-        arity: dict[str, tuple[int, int]] = {}
+        arity: dict[str, tuple[Any, int, int]] = {}
         memo = _node_memo
         nodes = self.nodes
         start = 0
@@ -284,21 +284,19 @@ class Architecture:
             types = dict(parent._types)
             self._inherited_hash_parts = parent.__dict__.get("_hash_parts", [])[:start]
         for node in nodes[start:] if start else nodes:
-            lt = types.get(node.type)
-            if lt is None:
+            info = arity.get(node.type)  # (layer type, min inputs, max inputs)
+            if info is None:
                 try:
                     lt = types[node.type] = layer_types.get(node.type)
                 except UnknownComponentError as exc:
                     raise ArchitectureError(str(exc), node.id) from None
+                info = arity[node.type] = (lt, lt.min_inputs, lt.max_inputs if lt.max_inputs is not None else 1 << 30)
+            lt, lo, hi = info
             inputs = node.inputs
-            limits = arity.get(node.type)
-            if limits is None:
-                limits = arity[node.type] = (lt.min_inputs, lt.max_inputs if lt.max_inputs is not None else 1 << 30)
-            lo, hi = limits
             if not lo <= len(inputs) <= hi:
                 want = f"{lt.min_inputs}" if lt.max_inputs == lt.min_inputs else f"{lt.min_inputs}..{lt.max_inputs or 'n'}"
                 raise ArchitectureError(f"{node.type} takes {want} input(s), got {len(inputs)}", node.id)
-            in_shapes = tuple([shapes[s] for s in inputs])
+            in_shapes = (shapes[inputs[0]],) if len(inputs) == 1 else tuple([shapes[s] for s in inputs])
             akey = node.attrs._k
             # the memo hit inlined (the common case: a node unchanged from the parent architecture)
             rec = None
