@@ -104,13 +104,14 @@ class Predictor:
 
     def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation; predictors without an uncertainty return zeros for the std."""
-        mean = self.predict(archs, datasets)
+        # a plugin's predictor may define predict(archs) only (see docs/plugin_hooks.md)
+        mean = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
         return mean, np.zeros_like(mean)
 
     def score(self, archs: Any, y: Any, datasets: Any = None) -> float:
         """R² of the predictions (scikit-learn's regressor score)."""
         archs, y = self._check_fit_input(archs, y, fitting=False)
-        pred = self.predict(archs, datasets)
+        pred = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
         ss_res = float(((y - pred) ** 2).sum())
         ss_tot = float(((y - y.mean()) ** 2).sum())
         return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
