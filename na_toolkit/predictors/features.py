@@ -240,12 +240,7 @@ class FeatureMatrix:
                 if j is not None:
                     X[r, j] = v
         if self.dataset_dim:
-            if datasets is None:
-                raise DataError("this predictor was fit with dataset descriptors: pass datasets= to predict too")
-            rows = _dataset_rows(datasets, len(archs))
-            if rows.shape[1] != self.dataset_dim:
-                raise DataError(f"dataset descriptors have {rows.shape[1]} values, the predictor was fit on {self.dataset_dim}")
-            X[:, len(self.names):] = rows
+            X[:, len(self.names):] = dataset_matrix(datasets, len(archs), self.dataset_dim)
         return X
 
     def to_json(self) -> dict[str, Any]:
@@ -254,6 +249,16 @@ class FeatureMatrix:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FeatureMatrix:
         return cls(doc["names"], doc.get("dataset_dim", 0))
+
+
+def dataset_matrix(datasets: Any, n: int, dim: int) -> np.ndarray:
+    """The descriptors a predictor fit with `dim`-value descriptors needs at prediction time: [n, dim]."""
+    if datasets is None:
+        raise DataError("this predictor was fit with dataset descriptors: pass datasets= to predict too")
+    rows = _dataset_rows(datasets, n)
+    if rows.shape[1] != dim:
+        raise DataError(f"dataset descriptors have {rows.shape[1]} values, the predictor was fit on {dim}")
+    return rows
 
 
 def _dataset_rows(datasets: Any, n: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
-from .features import _dataset_rows
+from .features import _dataset_rows, dataset_matrix
 
 
 def _cost_scalars(archs: list) -> np.ndarray:
@@ -100,12 +100,7 @@ class NeuralPredictor(Predictor):
         if self.cost_inputs:
             parts.append(_cost_scalars(archs))
         if self.dataset_dim_:
-            if datasets is None:
-                raise DataError("this predictor was fit with dataset descriptors: pass datasets= to predict too")
-            rows = _dataset_rows(datasets, len(archs))
-            if rows.shape[1] != self.dataset_dim_:
-                raise DataError(f"dataset descriptors have {rows.shape[1]} values, the predictor was fit on {self.dataset_dim_}")
-            parts.append(rows)
+            parts.append(dataset_matrix(datasets, len(archs), self.dataset_dim_))
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(archs), 0))
 
     # ---- fit / predict -------------------------------------------------------------------------------------

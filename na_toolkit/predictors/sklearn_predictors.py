@@ -240,6 +240,16 @@ class GaussianProcessPredictor(FeaturePredictor):
     def _predict_z(self, X):
         return self.model_.predict(X, return_std=True)
 
+    def _fit_matrix(self, features, X, y):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        # a kernel hyperparameter at its bound (e.g. noise ~0 on noiseless targets) is a fine optimum here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            super()._fit_matrix(features, X, y)
+
 
 class EnsemblePredictor(FeaturePredictor):
     name = "ensemble"
