@@ -148,12 +148,25 @@ def test_neural_predictor_multi_output_heads(data):
 
 
 def test_dataset_descriptor_is_a_feature(data):
+    from na_toolkit.datasets import get_dataset
+
     archs, y = data
-    p = fast("random-forest").fit(archs, y, datasets=np.array([1.0, 2.0, 3.0]))
-    assert p.features_.dataset_dim == 3
+    descriptor = get_dataset("digits").descriptor
+    dim = len(descriptor.to_vector())
+    p = fast("random-forest").fit(archs, y, datasets=descriptor)
+    assert p.features_.dataset_dim == dim
     with pytest.raises(DataError, match="pass datasets="):
         p.predict(archs[:2])
-    assert p.predict(archs[:2], datasets=np.array([1.0, 2.0, 3.0])).shape == (2,)
+    assert p.predict(archs[:2], datasets=descriptor).shape == (2,)
+    # one descriptor per architecture: two datasets in one training set
+    other = np.array(descriptor.to_vector()) * 2
+    per_arch = [descriptor if i % 2 else other for i in range(len(archs))]
+    q = fast("neural").fit(archs, y, datasets=per_arch)
+    assert q.predict(archs[:3], datasets=per_arch[:3]).shape == (3,)
+    with pytest.raises(DataError, match="3 values, the predictor was fit on"):
+        q.predict(archs[:2], datasets=np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(DataError, match="dataset descriptors for"):
+        p.fit(archs, y, datasets=per_arch[:5])
 
 
 def test_path_features_see_dead_and_live_paths():
