@@ -183,6 +183,61 @@ def architecture_features(arch: Architecture) -> dict[str, float]:
     return hit
 
 
+_kernel_cache: dict[str, dict[str, float]] = {}
+
+
+def kernel_features(arch: Architecture) -> dict[str, float]:
+    """The runtime's view of a network, for additive time models: name -> value of the count of each kernel
+    configuration (`cfg:<key>`, from `na_toolkit.timemodels.kernels.kernels_of`: conv+BN+ReLU fused, adds,
+    pools ...) and per kernel kind the count, GFLOPs and MB moved (`kind:<kind>.count|gflops|mbytes`; these
+    carry over to configurations no training network had). Cached by architecture hash."""
+    hit = _kernel_cache.get(arch.hash)
+    if hit is not None:
+        return hit
+    from ..timemodels.kernels import kernels_of
+
+    out: dict[str, float] = {}
+    for k in kernels_of(arch):
+        cfg = k.config
+        if cfg.kind == "free":
+            continue  # views and identities: no kernel runs
+        key = f"cfg:{cfg.key}"
+        out[key] = out.get(key, 0.0) + 1.0
+        f = cfg.features
+        for name, value in (
+            ("count", 1.0),
+            ("gflops", f["flops"] / 1e9),
+            ("mbytes", (f["in_bytes"] + f["out_bytes"] + f["weight_bytes"]) / 1e6),
+        ):
+            kk = f"kind:{cfg.kind}.{name}"
+            out[kk] = out.get(kk, 0.0) + value
+    if len(_kernel_cache) >= _CACHE_LIMIT:
+        _kernel_cache.clear()
+    _kernel_cache[arch.hash] = out
+    return out
+
+
+#: named feature sets a feature-based predictor can use
+FEATURE_SETS = {"ir": architecture_features, "kernels": kernel_features}
+
+
+def feature_matrix(archs: Sequence[Architecture], names: Sequence[str], feature_set: str = "ir") -> np.ndarray:
+    """[n, len(names)]: each architecture's features of that set, 0 where it has none of a name."""
+    fn = FEATURE_SETS[feature_set]
+    index = {n: i for i, n in enumerate(names)}
+    X = np.zeros((len(archs), len(names)))
+    for r, a in enumerate(archs):
+        for name, v in fn(a).items():
+            j = index.get(name)
+            if j is not None:
+                X[r, j] = v
+    return X
+
+
+def kernel_matrix(archs: Sequence[Architecture], names: Sequence[str]) -> np.ndarray:
+    return feature_matrix(archs, names, "kernels")
+
+
 def dataset_vector(dataset: Any) -> np.ndarray:
     """A dataset descriptor (anything with `to_vector()`, or a numeric vector) as a float vector."""
     if hasattr(dataset, "to_vector"):
@@ -207,22 +262,28 @@ def check_architectures(archs: Any) -> list[Architecture]:
 
 
 class FeatureMatrix:
-    """Turns architectures (+ dataset descriptors) into a matrix over a fixed list of feature names."""
+    """Turns architectures (+ dataset descriptors) into a matrix over a fixed list of feature names of one
+    feature set (`FEATURE_SETS`)."""
 
-    def __init__(self, names: Sequence[str], dataset_dim: int = 0):
+    def __init__(self, names: Sequence[str], dataset_dim: int = 0, feature_set: str = "ir"):
+        if feature_set not in FEATURE_SETS:
+            raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
         self.names = list(names)
         self.dataset_dim = int(dataset_dim)
-        self._index = {name: i for i, name in enumerate(self.names)}
+        self.feature_set = feature_set
 
     @classmethod
-    def fit(cls, archs: Sequence[Architecture], datasets: Any = None) -> FeatureMatrix:
+    def fit(cls, archs: Sequence[Architecture], datasets: Any = None, feature_set: str = "ir") -> FeatureMatrix:
+        fn = FEATURE_SETS.get(feature_set)
+        if fn is None:
+            raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
         names: set[str] = set()
         for a in archs:
-            names.update(architecture_features(a))
+            names.update(fn(a))
         dim = 0
         if datasets is not None:
             dim = len(_dataset_rows(datasets, len(archs))[0])
-        return cls(sorted(names), dim)
+        return cls(sorted(names), dim, feature_set)
 
     @property
     def n_features(self) -> int:
@@ -233,22 +294,18 @@ class FeatureMatrix:
         return self.names + [f"dataset[{i}]" for i in range(self.dataset_dim)]
 
     def transform(self, archs: Sequence[Architecture], datasets: Any = None) -> np.ndarray:
-        X = np.zeros((len(archs), self.n_features))
-        for r, a in enumerate(archs):
-            for name, v in architecture_features(a).items():
-                j = self._index.get(name)
-                if j is not None:
-                    X[r, j] = v
+        X = feature_matrix(archs, self.names, self.feature_set)
         if self.dataset_dim:
-            X[:, len(self.names):] = dataset_matrix(datasets, len(archs), self.dataset_dim)
+            X = np.hstack([X, dataset_matrix(datasets, len(archs), self.dataset_dim)])
         return X
 
     def to_json(self) -> dict[str, Any]:
-        return {"names": self.names, "dataset_dim": self.dataset_dim, "features_version": FEATURES_VERSION}
+        return {"names": self.names, "dataset_dim": self.dataset_dim, "features_version": FEATURES_VERSION,
+                "feature_set": self.feature_set}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FeatureMatrix:
-        return cls(doc["names"], doc.get("dataset_dim", 0))
+        return cls(doc["names"], doc.get("dataset_dim", 0), doc.get("feature_set", "ir"))
 
 
 def dataset_matrix(datasets: Any, n: int, dim: int) -> np.ndarray:

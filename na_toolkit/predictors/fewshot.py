@@ -31,9 +31,12 @@ import numpy as np
 
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
+from .features import kernel_features, kernel_matrix
 
 #: bump when the latency features of an architecture change (saved priors and predictors check it)
 LATENCY_FEATURES_VERSION = 1
+
+__all__ = ["FewShotLatencyPredictor", "LatencyPrior", "kernel_features", "kernel_matrix"]
 #: regularisation strengths the adaptation chooses from
 ALPHA_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 #: weights of the kernel features next to the prior-device basis (0: basis only; a weight w divides that
@@ -44,49 +47,6 @@ WEIGHT_GRID: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0)
 META_SCORED = 2000
 #: fewest samples for choosing (alpha, weight) by leave-one-out on the samples; fewer: the prior's meta-learned pair
 MIN_LOO_SAMPLES = 6
-
-_kernel_cache: dict[str, dict[str, float]] = {}
-
-
-def kernel_features(arch: Any) -> dict[str, float]:
-    """Name -> value: count of each kernel configuration (`cfg:<key>`) and per kernel kind the count, GFLOPs
-    and MB moved (`kind:<kind>.count|gflops|mbytes`). Cached by architecture hash."""
-    hit = _kernel_cache.get(arch.hash)
-    if hit is not None:
-        return hit
-    from ..timemodels.kernels import kernels_of
-
-    out: dict[str, float] = {}
-    for k in kernels_of(arch):
-        cfg = k.config
-        if cfg.kind == "free":
-            continue  # views and identities: no kernel runs
-        key = f"cfg:{cfg.key}"
-        out[key] = out.get(key, 0.0) + 1.0
-        f = cfg.features
-        for name, value in (
-            ("count", 1.0),
-            ("gflops", f["flops"] / 1e9),
-            ("mbytes", (f["in_bytes"] + f["out_bytes"] + f["weight_bytes"]) / 1e6),
-        ):
-            kk = f"kind:{cfg.kind}.{name}"
-            out[kk] = out.get(kk, 0.0) + value
-    if len(_kernel_cache) > 200_000:
-        _kernel_cache.clear()
-    _kernel_cache[arch.hash] = out
-    return out
-
-
-def kernel_matrix(archs: Sequence[Any], names: Sequence[str]) -> np.ndarray:
-    index = {n: i for i, n in enumerate(names)}
-    X = np.zeros((len(archs), len(names)))
-    for r, a in enumerate(archs):
-        for n, v in kernel_features(a).items():
-            j = index.get(n)
-            if j is not None:
-                X[r, j] = v
-    return X
-
 
 def _ridge_fit(X: np.ndarray, y: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Ridge with an unpenalised intercept (closed form on centred data). `weights` scale the columns'

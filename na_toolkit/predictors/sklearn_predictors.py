@@ -5,6 +5,9 @@ Each class names its model and the uncertainty it gives:
 - `extra-trees`: extremely randomised trees (Geurts et al. 2006); std = spread of the trees.
 - `gbm`: gradient boosting (Friedman 2001) on the same features; no uncertainty of its own.
 - `bayesian-ridge`: a linear model on standardised features with a Bayesian posterior; std = predictive std.
+- `kernel-ridge`: the same Bayesian ridge on the runtime kernels of the network (counts per fused-kernel
+  configuration, per-kind FLOPs and bytes): times are close to additive over kernels (nn-Meter), so this is
+  the model for training time and latency.
 - `gp`: Gaussian process (Matern 5/2 + white noise, ARD off) on standardised features; std = posterior std.
 - `ensemble` (the default): the mean of random-forest, extra-trees and gbm on rank-robust standardised
   targets; std combines the forests' spread with the disagreement between the members. Trees ensembles
@@ -18,7 +21,7 @@ targets and refits on load (models are seeded, so the refit model predicts the s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,6 +34,9 @@ class FeaturePredictor(Predictor):
     """Shared machinery: features -> optional log target -> standardised target -> model(s)."""
 
     has_uncertainty = False
+    #: which features (`features.FEATURE_SETS`): "ir" (structure, paths, cost) or "kernels" (additive
+    #: runtime kernels, for times)
+    feature_set: ClassVar[str] = "ir"
 
     def _make_model(self) -> Any:
         raise NotImplementedError
@@ -53,7 +59,7 @@ class FeaturePredictor(Predictor):
         return mean, s
 
     def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
-        features = FeatureMatrix.fit(archs, datasets)
+        features = FeatureMatrix.fit(archs, datasets, self.feature_set)
         X = features.transform(archs, datasets)
         self._fit_matrix(features, X, y)
 
@@ -213,6 +219,12 @@ class BayesianRidgePredictor(FeaturePredictor):
         return self.model_.predict(X, return_std=True)
 
 
+class KernelRidgePredictor(BayesianRidgePredictor):
+    name = "kernel-ridge"
+    description = "additive time model: Bayesian ridge on runtime-kernel counts (for training time, latency); std = predictive std"
+    feature_set = "kernels"
+
+
 class GaussianProcessPredictor(FeaturePredictor):
     name = "gp"
     description = "Gaussian process (Matern 5/2 + white noise) on standardised IR features; std = posterior std"
@@ -315,5 +327,6 @@ FEATURE_PREDICTORS: tuple[type[FeaturePredictor], ...] = (
     ExtraTreesPredictor,
     GradientBoostingPredictor,
     BayesianRidgePredictor,
+    KernelRidgePredictor,
     GaussianProcessPredictor,
 )
