@@ -124,4 +124,4 @@ def test_bench_command_on_a_small_table(tmp_path, run_cli, cells):
     assert set(out["spearman"]) == {"lat_pixel2", "lat_gold_6226"}
     assert out["prior"]["lat_pixel2"]["prior_devices"] == ["lat_pixel3", "lat_gold_6226", "lat_raspi4"]
     assert 0.5 < out["mean_spearman"] <= 1.0 and out["cells_scored"] == 110
-    assert "baseline_onehot_ridge" in out and out["params"]["samples"] == 10 and "machine" in out
+    assert "baseline_onehot_ridge" in out and "no_prior" in out and out["params"]["samples"] == 10 and "machine" in out

@@ -22,6 +22,7 @@ from .predictor import nb201_plugin, onehot_ops
 #: the test devices of HELP's NAS-Bench-201 experiments (Lee et al., NeurIPS 2021, Table 2)
 HELP_DEVICES = ("lat_titan_rtx_256", "lat_gold_6226", "lat_pixel2", "lat_raspi4", "lat_eyeriss", "lat_fpga")
 BASELINE = "baseline_onehot_ridge"
+NO_PRIOR = "no_prior"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     mape: dict[str, float] = {}
     base_spearman: dict[str, float] = {}
     base_within: dict[str, float] = {}
+    alone_spearman: dict[str, float] = {}
+    alone_within: dict[str, float] = {}
     chosen: dict[str, Any] = {}
     per_seed: dict[str, list[float]] = {}
     for target in targets:
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         prior = LatencyPrior.fit(archs, {d: table.column(d)[rows] for d in prior_devices}, shots=args.samples)
         y = table.column(target)[rows]
-        rho, w10, err, b_rho, b_w10 = [], [], [], [], []
+        rho, w10, err, b_rho, b_w10, a_rho, a_w10 = [], [], [], [], [], [], []
         for seed in range(args.seeds):
             perm = np.random.default_rng(seed).permutation(len(rows))
             tr, te = perm[: args.samples], perm[args.samples:]
@@ -91,15 +94,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rho.append(float(spearmanr(pred, y[te])[0]))
             w10.append(float(np.mean(np.abs(pred / y[te] - 1) <= 0.10)))
             err.append(float(np.mean(np.abs(pred / y[te] - 1)) * 100))
+            alone = FewShotLatencyPredictor().fit([archs[i] for i in tr], y[tr]).predict([archs[i] for i in te])
+            a_rho.append(float(spearmanr(alone, y[te])[0]))
+            a_w10.append(float(np.mean(np.abs(alone / y[te] - 1) <= 0.10)))
             base = Ridge(alpha=1.0).fit(onehot[tr], y[tr]).predict(onehot[te])
             b_rho.append(float(spearmanr(base, y[te])[0]))
             b_w10.append(float(np.mean(np.abs(base / y[te] - 1) <= 0.10)))
         spearman[target], within[target], mape[target] = float(np.mean(rho)), float(np.mean(w10)), float(np.mean(err))
         base_spearman[target], base_within[target] = float(np.mean(b_rho)), float(np.mean(b_w10))
+        alone_spearman[target], alone_within[target] = float(np.mean(a_rho)), float(np.mean(a_w10))
         per_seed[target] = rho
         chosen[target] = {"prior_devices": prior_devices, "meta_alpha": prior.alpha, "meta_weight": prior.weight}
         print(f"{target}: spearman {spearman[target]:.3f} within10 {within[target]:.3f} "
-              f"(baseline {base_spearman[target]:.3f}) {time.perf_counter() - t:.0f}s", file=sys.stderr)
+              f"(no prior {alone_spearman[target]:.3f}, baseline {base_spearman[target]:.3f}) "
+              f"{time.perf_counter() - t:.0f}s", file=sys.stderr)
     return {
         "mean_spearman": float(np.mean(list(spearman.values()))),
         "mean_within_10pct": float(np.mean(list(within.values()))),
@@ -111,6 +119,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "mean_within_10pct": float(np.mean(list(base_within.values()))),
             "spearman": base_spearman,
             "within_10pct": base_within,
+        },
+        NO_PRIOR: {
+            "mean_spearman": float(np.mean(list(alone_spearman.values()))),
+            "mean_within_10pct": float(np.mean(list(alone_within.values()))),
+            "spearman": alone_spearman,
+            "within_10pct": alone_within,
         },
         "per_seed_spearman": per_seed,
         "prior": chosen,
