@@ -53,6 +53,12 @@ NETWORK_SETTINGS = MeasureSettings(
 #: an item whose cross-validated error exceeds this (|log ratio|) is measured again before new samples are
 #: drawn around it: on a shared machine a large error is often a measurement taken while the machine was busy
 REMEASURE_LOG_ERROR = 0.095
+#: every this many seconds the profiler times a reference network (the largest seed); a reading this much
+#: slower than the best so far marks the items measured since the previous reading as taken in a slow
+#: spell (on a shared machine they last minutes and slow every kernel by 10-40%), and those items are
+#: measured again at the end of the phase, keeping the lower value
+SPEED_CHECK_EVERY_S = 15.0
+SLOW_SPELL_FACTOR = 1.10
 
 
 class ProfileDeviceWarning(UserWarning):
@@ -128,6 +134,8 @@ class DeviceProfile:
     kernels: list[KernelRecord] = field(default_factory=list)
     networks: list[NetworkRecord] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    #: [elapsed seconds, reference network latency in ms]: the machine's speed over the run
+    speed_checks: list[list[float]] = field(default_factory=list)
     complete: bool = False
     stopped: str = ""
     created: str = ""
@@ -177,6 +185,7 @@ class DeviceProfile:
             "kernels": [asdict(k) for k in self.kernels],
             "networks": [asdict(n) for n in self.networks],
             "failures": self.failures,
+            "speed_checks": self.speed_checks,
         }
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -223,6 +232,7 @@ class DeviceProfile:
             kernels=kernels,
             networks=networks,
             failures=list(doc.get("failures") or []),
+            speed_checks=list(doc.get("speed_checks") or []),
             complete=bool(doc.get("complete")),
             stopped=str(doc.get("stopped") or ""),
             created=str(doc.get("created") or ""),
@@ -489,6 +499,12 @@ class ProfileBuilder:
         self._t_start = 0.0
         self._elapsed_before = 0.0
         self._bar: Any = None
+        self._reference: Architecture | None = None
+        self._last_check = 0.0
+        self._best_speed_ms = float("inf")
+        self._last_check_ms = 0.0
+        self._since_check: list[MeasuredItem] = []
+        self._suspects: list[MeasuredItem] = []
 
     # ---- setup ------------------------------------------------------------------------------------------
     def _new_profile(self) -> DeviceProfile:
@@ -627,23 +643,74 @@ class ProfileBuilder:
             if self._should_stop():
                 break
             if what == "kernel":
+                n = len(prof.kernels)
                 self._measure_kernel(prof, item, tm_k, phase)
+                self._since_check += prof.kernels[n:]
             else:
+                n = len(prof.networks)
                 self._measure_network(prof, item, tm_n, phase)
-                self._checkpoint(prof)
+                self._since_check += prof.networks[n:]
+            bar.update(1)
+            self._checkpoint(prof)
+            self._speed_check(prof, tm_k)
+        self._remeasure_slow_spells(prof, tm_k, tm_n)
+
+    # ---- slow spells ------------------------------------------------------------------------------------
+    def _speed_check(self, prof: DeviceProfile, tm: Any, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self._reference is None or not (force or now - self._last_check >= SPEED_CHECK_EVERY_S):
+            return
+        self._last_check = now
+        try:
+            ms = tm.measure_again(self._reference, prof.batch_size).latency_ms
+        except TimeModelError:
+            return
+        prof.speed_checks.append([round(self._elapsed_before + now - self._t_start, 2), ms])
+        self._best_speed_ms = min(self._best_speed_ms, ms)
+        # the interval is suspect when the reading at either end is slow against the best reading so far
+        limit = SLOW_SPELL_FACTOR * self._best_speed_ms
+        if ms > limit or self._last_check_ms > limit:
+            self._suspects += self._since_check
+        self._since_check = []
+        self._last_check_ms = ms
+
+    def _measure_record_again(self, prof: DeviceProfile, rec: MeasuredItem, tm: Any) -> None:
+        """Measure a recorded item again; keep the lower value of the profile's statistic (a busy machine
+        only ever adds time)."""
+        try:
+            est = tm.measure_again(Architecture.from_json(rec.arch, layer_types=self._layer_types()), prof.batch_size)
+        except TimeModelError:
+            return
+        new = measurement_summary(est.details)
+        rec.remeasured += 1
+        if new[f"{prof.statistic}_ms"] < rec.latency_ms(prof.statistic):
+            rec.measurement = new
+
+    def _remeasure_slow_spells(self, prof: DeviceProfile, tm_k: Any, tm_n: Any) -> None:
+        if self._should_stop():
+            return
+        self._speed_check(prof, tm_k, force=True)
+        suspects, self._suspects = self._suspects, []
+        if not suspects:
+            return
+        self.log(f"{len(suspects)} items were measured in a slow spell of the machine: measuring them again")
+        bar = self._progress(len(suspects), "slow-spell re-measure")
+        for rec in suspects:
+            if self._should_stop():
+                self._suspects = suspects  # not done: a resumed run cannot know them, the values stay valid
+                return
+            self._measure_record_again(prof, rec, tm_k if isinstance(rec, KernelRecord) else tm_n)
             bar.update(1)
             self._checkpoint(prof)
 
     def _remeasure(self, prof: DeviceProfile, kernel_err, network_err, tm_k: Any, tm_n: Any, r: int) -> None:
         """Measure the worst-predicted items again; keep the lower of the two values of the profile's
         statistic (the lower envelope: a busy machine only ever adds time)."""
-        stat = prof.statistic
         worst_k = [k for k, e in sorted(kernel_err, key=lambda kv: -kv[1]) if e > REMEASURE_LOG_ERROR][: max(4, len(kernel_err) // 10)]
         worst_n = [h for h, e in sorted(network_err, key=lambda kv: -kv[1]) if e > REMEASURE_LOG_ERROR][: max(4, len(network_err) // 5)]
         items = [("kernel", k) for k in worst_k] + [("network", h) for h in worst_n]
         if not items:
             return
-        lt = self._layer_types()
         by_key = {k.key: k for k in prof.kernels}
         by_hash = {n.hash: n for n in prof.networks}
         bar = self._progress(len(items), f"adaptive {r + 1} re-measure")
@@ -651,15 +718,7 @@ class ProfileBuilder:
             if self._should_stop():
                 return
             rec = by_key[ident] if what == "kernel" else by_hash[ident]
-            try:
-                arch = Architecture.from_json(rec.arch, layer_types=lt)
-                est = (tm_k if what == "kernel" else tm_n).measure_again(arch, prof.batch_size)
-            except TimeModelError:
-                continue
-            new = measurement_summary(est.details)
-            rec.remeasured += 1
-            if new[f"{stat}_ms"] < rec.latency_ms(stat):
-                rec.measurement = new
+            self._measure_record_again(prof, rec, tm_k if what == "kernel" else tm_n)
             bar.update(1)
             self._checkpoint(prof)
 
@@ -710,9 +769,12 @@ class ProfileBuilder:
         for kernel, arch in new_kernels:
             if self._should_stop():
                 return
+            n = len(prof.kernels)
             self._measure_kernel(prof, kernel, tm_k, f"adaptive{r + 1}", arch)
+            self._since_check += prof.kernels[n:]
             bar.update(1)
             self._checkpoint(prof)
+            self._speed_check(prof, tm_k)
         self._measure_variants(prof, new_nets, tm_k, tm_n, f"adaptive{r + 1}", f"adaptive {r + 1} networks")
 
     # ---- the run ----------------------------------------------------------------------------------------
@@ -738,6 +800,7 @@ class ProfileBuilder:
         seeds = {s: load_seed(s, self.toolkit) for s in o.seeds}
         rng = np.random.default_rng(o.rng_seed)
         variants = random_variants(seeds, o.samples, rng, o.max_moves, self.toolkit, max_flops=o.max_flops)
+        self._reference = max(seeds.values(), key=lambda a: a.flops)
 
         self._t_start = time.perf_counter()
         self._last_save = self._t_start
