@@ -125,6 +125,7 @@ def _clear_caches(model: Any) -> None:
     from ..predictors import features
 
     features._cache.clear()
+    features._kernel_cache.clear()
     tok = getattr(model, "tokenizer_", None)
     if tok is not None:
         tok._cache.clear()
