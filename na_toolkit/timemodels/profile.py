@@ -823,18 +823,21 @@ class ProfileBuilder:
                 if not self._should_stop():
                     prof.plan["adaptive_done"] = r + 1
                     self._checkpoint(prof, force=True)
+            if self._bar is not None:
+                self._bar.close()
+            prof.complete = not self._stop_reason
+            prof.stopped = self._stop_reason
+            if prof.device.get("kind") == "cuda":
+                from .nvml import Nvml
+
+                with Nvml() as nv:
+                    snap = nv.snapshot(_index(o.device)) if nv.available else None
+                    prof.nvml["end"] = None if snap is None else snap.to_json()
+            # the final save happens while Ctrl-C is still ours: it cannot be cut short
+            self._checkpoint(prof, force=True)
         finally:
             if self._bar is not None:
                 self._bar.close()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
-        prof.complete = not self._stop_reason
-        prof.stopped = self._stop_reason
-        if prof.device.get("kind") == "cuda":
-            from .nvml import Nvml
-
-            with Nvml() as nv:
-                snap = nv.snapshot(_index(o.device)) if nv.available else None
-                prof.nvml["end"] = None if snap is None else snap.to_json()
-        self._checkpoint(prof, force=True)
         return prof
