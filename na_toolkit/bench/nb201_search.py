@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,7 +36,7 @@ STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
 }
 #: the predictor of the loop (accuracy); strategies that return exactly n candidates never use it, so they
 #: get a cheap one (its refits would not change a single decision) -- see `_predictor_for`
-PREDICTOR = {"name": "random-forest", "options": {"n_estimators": 100}}
+PREDICTOR = {"name": "gp", "options": {}}
 CHEAP_PREDICTOR = {"name": "bayesian-ridge", "options": {}}
 TPE = "tpe"
 #: the issue's targets, reported beside the figures
@@ -213,9 +215,11 @@ def _summary(values: list[float]) -> dict[str, float]:
             "max": round(float(a.max()), 4), "n": int(a.size)}
 
 
-def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Generator, n: int = 300, repeats: int = 3) -> dict[str, float]:
+def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Generator, n: int = 300, repeats: int = 3) -> dict[str, Any]:
     """Proposals scored per second by the loop's `score` (the predictor + the device's time model), the
-    predictor fitted on 100 evaluated cells; each repeat scores `n` cells never scored before."""
+    predictor fitted on 100 evaluated cells. `cold`: each repeat scores `n` cells never seen before (their
+    IR features and cell lookup computed from scratch: the rate for a new proposal); `warm`: the same cells
+    again (what re-scoring a proposal costs). Wall-clock and process-CPU rates (the machine is shared)."""
     from na_toolkit_nb201.space import nb201_architecture
 
     from ..search.config import load_config
@@ -229,13 +233,23 @@ def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Genera
     pred = loop._new_predictor("accuracy")
     pred.fit(train, valid[rows[:100]] / 100.0)
     loop.predictors["accuracy"] = pred
-    rates = []
+    out: dict[str, list[float]] = {"cold_wall": [], "cold_cpu": [], "warm_wall": [], "warm_cpu": []}
     for r in range(repeats):
         archs = [nb201_architecture(table.arch_strs[i]) for i in rows[100 + r * n : 100 + (r + 1) * n]]
-        t0 = time.perf_counter()
-        loop.score(archs)
-        rates.append(len(archs) / (time.perf_counter() - t0))
-    return {"median": round(float(np.median(rates)), 1), "repeats": [round(x, 1) for x in rates], "batch": n}
+        for kind in ("cold", "warm"):
+            t0, c0 = time.perf_counter(), time.process_time()
+            loop.score(archs)
+            out[f"{kind}_wall"].append(len(archs) / (time.perf_counter() - t0))
+            out[f"{kind}_cpu"].append(len(archs) / max(time.process_time() - c0, 1e-9))
+    return {**{k: round(float(np.median(v)), 1) for k, v in out.items()}, "batch": n, "repeats": repeats}
+
+
+def _optuna_version() -> str | None:
+    try:
+        import optuna
+    except ModuleNotFoundError:
+        return None
+    return optuna.__version__
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -290,14 +304,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "budget_ms": None if budget_ms is None else round(budget_ms, 6),
     }
     per_strategy: dict[str, Any] = {}
+    load_start, cpu_start, wall_start = os.getloadavg()[0], time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nb201-search-") as tmp:
         for strategy in names:
-            tests, valids, elapsed, counters = [], [], [], []
+            tests, valids, elapsed, cpu, counters = [], [], [], [], []
             for seed in range(args.seeds):
                 doc = _config(args, strategy, seed, Path(tmp) / strategy, device, budget_ms)
-                t0 = time.perf_counter()
-                result = run_search(doc, toolkit=toolkit, progress=False, outputs=False)
+                t0, c0 = time.perf_counter(), time.process_time()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # e.g. scikit-learn's GP convergence notes, once per refit
+                    result = run_search(doc, toolkit=toolkit, progress=False, outputs=False)
                 elapsed.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
                 best = _best_feasible(result, device)
                 if best is None:
                     tests.append(float("nan"))
@@ -320,24 +338,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "candidates_scored_mean": float(np.mean([c[1] for c in counters])),
                 "predictor_fits_mean": float(np.mean([c[2] for c in counters])),
                 "seconds_per_search_median": round(float(np.median(elapsed)), 2),
+                "cpu_seconds_per_search_median": round(float(np.median(cpu)), 2),
             }
         rate_doc = _config(args, "neural-architect" if "neural-architect" in names else names[0], 0, Path(tmp) / "rate", device, budget_ms)
         rate_doc["predictors"] = {"accuracy": PREDICTOR}
-        rate = _candidates_per_s(toolkit, rate_doc, table, np.random.default_rng(0), n=args.rate_batch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rate = _candidates_per_s(toolkit, rate_doc, table, np.random.default_rng(0), n=args.rate_batch)
     target = TARGETS.get(device) if args.budget_quantile == 0.25 or device is None else None
     na = per_strategy.get("neural-architect", {}).get("test_accuracy")
     return {
         "test_accuracy": {s: v["test_accuracy"] for s, v in per_strategy.items()},
-        "candidates_per_s": rate["median"],
+        "candidates_per_s": rate["cold_wall"],
         "target": {
             "neural-architect_test_accuracy": target,
             "met": None if (target is None or na is None) else bool(na["mean"] >= target),
             "candidates_per_s": MIN_CANDIDATES_PER_S,
-            "candidates_per_s_met": bool(rate["median"] >= MIN_CANDIDATES_PER_S),
+            "candidates_per_s_met": bool(rate["cold_wall"] >= MIN_CANDIDATES_PER_S),
         },
         "reference": reference,
         "strategies": per_strategy,
         "candidates_per_s_detail": rate,
+        "run": {"wall_s": round(time.perf_counter() - wall_start, 1), "cpu_s": round(time.process_time() - cpu_start, 1),
+                "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2),
+                                    "cores": os.cpu_count()},
+                "optuna": _optuna_version()},
         "protocol": {
             "space": "NAS-Bench-201 cells (5^6), CIFAR-10 network, move set_edge_op from the nb201 seed",
             "sees": "c10_valid_acc_200ep of evaluated cells only",

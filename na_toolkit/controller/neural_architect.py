@@ -56,7 +56,7 @@ class _Episode:
 
 class NeuralArchitectStrategy(Strategy):
     """Options (all optional): episode_length (T, default 3), episodes (per update, 16), updates (per ask,
-    6), elites (8), seed_probability (0.1), gamma (0.9), entropy_weight (0.01), value_weight (0.5),
+    6), elites (20), seed_probability (0.1), gamma (0.9), entropy_weight (0.05), value_weight (0.5),
     lr (3e-3), proposals (candidates returned per evaluation, 8), explore_kappa (weight of the predicted
     uncertainty in the controller's reward; default the loop's search.ucb_kappa), train_embedding
     (true | false | "auto": train the embedding when the seed has at most 64 layers), hidden (64),
@@ -66,15 +66,15 @@ class NeuralArchitectStrategy(Strategy):
     description = "the Neural Architect RL controller: actor-critic over registered moves on the network embedding"
 
     def __init__(self, context: SearchContext, episode_length: int = 3, episodes: int = 16, updates: int = 6,
-                 elites: int = 8, seed_probability: float = 0.1, gamma: float = 0.9, entropy_weight: float = 0.01,
+                 elites: int = 20, seed_probability: float = 0.1, gamma: float = 0.9, entropy_weight: float = 0.05,
                  value_weight: float = 0.5, lr: float = 3e-3, proposals: int = 8, explore_kappa: float | None = None,
                  train_embedding: bool | str = "auto", hidden: int = 64, torch_threads: int = 1,
-                 transition_cache: int = 2048):
+                 transition_cache: int = 2048, explore_episodes: int = 0):
         super().__init__(
             context, episode_length=episode_length, episodes=episodes, updates=updates, elites=elites,
             seed_probability=seed_probability, gamma=gamma, entropy_weight=entropy_weight, value_weight=value_weight,
             lr=lr, proposals=proposals, explore_kappa=explore_kappa, train_embedding=train_embedding, hidden=hidden,
-            torch_threads=torch_threads, transition_cache=transition_cache,
+            torch_threads=torch_threads, transition_cache=transition_cache, explore_episodes=explore_episodes,
         )
         self.episode_length = _check_number("episode_length", episode_length, 1, integer=True)
         self.episodes = _check_number("episodes", episodes, 1, integer=True)
@@ -98,6 +98,7 @@ class NeuralArchitectStrategy(Strategy):
         self.hidden = _check_number("hidden", hidden, 4, integer=True)
         self.torch_threads = _check_number("torch_threads", torch_threads, 1, integer=True)
         self.transition_cache = _check_number("transition_cache", transition_cache, 0, integer=True)
+        self.explore_episodes = _check_number("explore_episodes", explore_episodes, 0, integer=True)
         # drawn now, from the run's RNG: the controller's initial weights are a function of the run's seed
         self._torch_seed = int(context.rng.integers(2**31 - 1))
         self._controller: Any = None
@@ -200,13 +201,20 @@ class NeuralArchitectStrategy(Strategy):
                     e.candidate = Candidate(child, e.candidate.moves + (d.move,), arch.hash, self.name)
                     if child.hash not in evaluated and child.hash != ctx.seed_arch.hash:
                         found.setdefault(child.hash, e.candidate)
+            explored = self._explore(found, evaluated)
             if not transitions:
                 break
             new = {c.hash: c for _a, _d, c in transitions if c.hash not in scores}
+            new.update((c.hash, c.arch) for c in explored if c.hash not in scores and c.hash not in new)
             if new:
                 for h, s in zip(new, ctx.score(list(new.values()))):
                     scores[h] = s
             rewards = np.array([self._objective(scores[c.hash]) for _a, _d, c in transitions])
+            # landing on a network already evaluated teaches the search nothing new: such a move earns the
+            # batch's lowest reward (otherwise the policy learns to walk back to the elites and collapses)
+            known = np.array([c.hash in evaluated for _a, _d, c in transitions])
+            if known.any():
+                rewards[known] = rewards.min()
             info = controller.update(
                 [a for a, _d, _c in transitions], [d for _a, d, _c in transitions], [c for _a, _d, c in transitions],
                 rewards, gamma=self.gamma, entropy_weight=self.entropy_weight, value_weight=self.value_weight,
@@ -214,8 +222,60 @@ class NeuralArchitectStrategy(Strategy):
             stats["transitions"] += len(transitions)
             for k in ("policy_loss", "value_loss", "entropy"):
                 stats[k] += info[k] / self.updates
+        if len(found) < n:
+            self._fill(found, scores, n)
         self.stats = stats
         return self._rank(found, scores, n)
+
+    def _explore(self, found: dict[str, Candidate], evaluated: dict[str, Any]) -> list[Candidate]:
+        """`explore_episodes` uniformly random walks (each valid move equally likely per operation) from
+        the same kind of starts: their networks join the proposals but not the policy's training batch
+        (they were not drawn from the policy). They keep the proposals broad where the policy has learned
+        to concentrate on what the predictor already likes."""
+        ctx = self.context
+        out: list[Candidate] = []
+        for start in self._starts(self.explore_episodes):
+            cand = start
+            for _ in range(self.episode_length):
+                arch = cand.arch
+                ops = [op for op in ctx.operations if op.is_applicable(arch)]
+                if not ops:
+                    break
+                op = ops[int(ctx.rng.integers(len(ops)))]
+                params = op.sample(arch, ctx.rng)
+                child = None if params is None else self._apply(arch, Move(op.name, params))
+                if child is None:
+                    break
+                cand = Candidate(child, cand.moves + (Move(op.name, params),), arch.hash, f"{self.name}:explore")
+                out.append(cand)
+                if child.hash not in evaluated and child.hash != ctx.seed_arch.hash:
+                    found.setdefault(child.hash, cand)
+        return out
+
+    def _fill(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> None:
+        """Too few new networks (a policy gone nearly deterministic around evaluated elites): add random
+        walks from the episode starts, so the loop always has n new candidates when any exist."""
+        from ..search.strategy import random_walk
+
+        ctx = self.context
+        evaluated = ctx.evaluated
+        new: dict[str, Candidate] = {}
+        for _ in range(20 * n):
+            if len(found) + len(new) >= n:
+                break
+            start = self._starts(1)[0]
+            walk = random_walk(start.arch, ctx.operations, ctx.rng, int(ctx.rng.integers(1, self.episode_length + 1)),
+                               origin=f"{self.name}:random")
+            if walk is None:
+                continue
+            h = walk.hash
+            if h in evaluated or h in found or h in new or h == ctx.seed_arch.hash:
+                continue
+            new[h] = Candidate(walk.arch, start.moves + walk.moves, walk.parent, walk.origin)
+        if new:
+            for h, s in zip(new, ctx.score([c.arch for c in new.values()])):
+                scores[h] = s
+            found.update(new)
 
     def _rank(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> list[Candidate]:
         hard = [b.metric for b in getattr(self.context, "budgets", ()) if getattr(b, "hard", False)]

@@ -191,10 +191,6 @@ class Controller:
         self.optimizer = Adam(params, lr=lr)
         self.embed_cache_size = embed_cache_size
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        # running mean / variance of the raw rewards (EMA), to standardise whatever scale the objectives give
-        self.reward_mean = 0.0
-        self.reward_var = 1.0
-        self.reward_count = 0
         self.updates = 0
 
     # ---- embedding ------------------------------------------------------------------------------------
@@ -312,16 +308,14 @@ class Controller:
             return masked_log_probs(self.net.move_head(self.net.trunk(h)), move_mask).exp().numpy()
 
     # ---- learning --------------------------------------------------------------------------------------
-    def normalise(self, rewards: np.ndarray, momentum: float = 0.9) -> np.ndarray:
-        """Standardise rewards with running statistics (updated with this batch first)."""
-        mean, var = float(np.mean(rewards)), float(np.var(rewards))
-        if self.reward_count == 0:
-            self.reward_mean, self.reward_var = mean, max(var, 1e-12)
-        else:
-            self.reward_mean = momentum * self.reward_mean + (1 - momentum) * mean
-            self.reward_var = momentum * self.reward_var + (1 - momentum) * max(var, 1e-12)
-        self.reward_count += len(rewards)
-        return (rewards - self.reward_mean) / (np.sqrt(self.reward_var) + 1e-8)
+    @staticmethod
+    def normalise(rewards: np.ndarray) -> np.ndarray:
+        """Standardise one batch of rewards (whatever scale the objectives give). A batch whose rewards
+        all agree (e.g. before any predictor is fitted) carries no signal: zeros, not noise blown up."""
+        mean, std = float(np.mean(rewards)), float(np.std(rewards))
+        if std <= 1e-9 * (1.0 + abs(mean)):
+            return np.zeros_like(rewards)
+        return (rewards - mean) / std
 
     def update(self, states: Sequence[Any], decisions: Sequence[Decision], next_states: Sequence[Any],
                rewards: np.ndarray, gamma: float = 0.9, entropy_weight: float = 0.01, value_weight: float = 0.5,
@@ -358,7 +352,6 @@ class Controller:
         return {
             "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
-            "reward": [self.reward_mean, self.reward_var, self.reward_count],
             "updates": self.updates,
             "space": self.space.describe(),
         }
@@ -373,6 +366,5 @@ class Controller:
             )
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.reward_mean, self.reward_var, self.reward_count = float(state["reward"][0]), float(state["reward"][1]), int(state["reward"][2])
         self.updates = int(state["updates"])
         self._cache.clear()
