@@ -100,16 +100,51 @@ def test_same_seed_same_search_other_seed_other_search(tmp_path):
 
 
 def test_impossible_budget_is_reported_and_the_search_ends(tmp_path):
+    # the table time model knows every latency before an evaluation: after the seed, every proposal is
+    # screened out and the search stops, saying why, without spending the rest of the budget
     doc = nb201(tmp_path, evaluations=8)
     doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}
     res = run_search(doc, progress=False, outputs=False)
-    assert res.counters.evaluations == 8
+    assert res.counters.evaluations == 1 and res.counters.screened > 0
     assert res.best == {"pixel3": None} and res.best_overall is None
     msg = res.infeasible["pixel3"]
-    assert "no candidate of 8 evaluated meets the budgets of device pixel3" in msg
+    assert "no candidate of 1 evaluated meets the budgets of device pixel3" in msg
     assert "latency_ms@pixel3" in msg and "> budget 1e-06" in msg
+    assert "proposed no new candidate" in res.stop_reason
+    assert "broke a hard budget (latency_ms@pixel3 <= 1e-06)" in res.stop_reason
+
+
+def test_impossible_budget_without_the_screen_spends_the_budget_and_says_why(tmp_path):
+    doc = nb201(tmp_path, evaluations=8)
+    doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}
+    doc.setdefault("search", {})["screen_hard_budgets"] = False
+    res = run_search(doc, progress=False, outputs=False)
+    assert res.counters.evaluations == 8 and res.counters.screened == 0
+    assert res.best == {"pixel3": None} and res.best_overall is None
+    assert "no candidate of 8 evaluated meets the budgets of device pixel3" in res.infeasible["pixel3"]
     assert all(not e.score.feasible and e.score.reward < -1.0 for e in res.evaluated)
     assert any("the seed exceeds budget latency_ms@pixel3" in w for w in res.warnings)
+
+
+def test_screen_drops_only_what_breaks_a_hard_budget_and_refills_the_round(tmp_path):
+    # a budget between the table's latencies: random search still gets n new candidates per round, all of
+    # them feasible; the screen never touches a soft budget
+    from na_toolkit_nb201.table import load_table
+
+    budget = float(np.quantile(load_table(None).column("lat_pixel3"), 0.25))
+    doc = nb201(tmp_path / "hard", evaluations=9)
+    doc["strategy"] = {"name": "random", "options": {"max_moves": 6}}
+    doc["search"] = {**doc.get("search", {}), "evaluate_seed": False, "per_round": 3}
+    doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": budget, "hard": True}}
+    res = run_search(doc, progress=False, outputs=False)
+    assert res.counters.evaluations == 9 and res.counters.screened > 0
+    assert all(e.score.feasible for e in res.evaluated)
+    soft = nb201(tmp_path / "soft", evaluations=9)
+    soft["strategy"] = doc["strategy"]
+    soft["search"] = doc["search"]
+    soft["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": budget, "hard": False}}
+    res = run_search(soft, progress=False, outputs=False)
+    assert res.counters.evaluations == 9 and res.counters.screened == 0
 
 
 def test_oversampling_lets_the_predictors_choose(tmp_path):
@@ -224,3 +259,20 @@ def test_pareto_archive_matches_brute_force():
     for i in front:
         assert not any(dominates(q, pts[i], objs) for q in pts)
     assert not archive.add("x", {"accuracy": 1.0})  # missing metrics never enter
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    from na_toolkit.search.loop import _new_run_dir
+
+    ids = [_new_run_dir(tmp_path, "same")[0] for _ in range(3)]
+    assert len(set(ids)) == 3 and all((tmp_path / i).is_dir() for i in ids)
+
+
+def test_a_run_that_fails_to_build_leaves_no_folder(tmp_path):
+    from na_toolkit.errors import ConfigError
+
+    doc = nb201(tmp_path, evaluations=4)
+    doc["predictors"] = {"accuracy": {"name": "gp", "options": {"no_such_option": 1}}}
+    with pytest.raises(ConfigError):
+        run_search(doc, progress=False, outputs=False)
+    assert list(tmp_path.iterdir()) == []

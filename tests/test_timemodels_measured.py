@@ -189,3 +189,28 @@ def test_get_time_model_builds_registered_models_and_names_unknown_ones():
     assert isinstance(tm, OnnxRuntimeTimeModel)
     with pytest.raises(UnknownComponentError, match="Did you mean 'onnxruntime'"):
         get_time_model("onnxrutime")
+
+
+def _snapshot(energy_mj: int, time_s: float):
+    from na_toolkit.timemodels.nvml import GpuTelemetry
+
+    return GpuTelemetry(index=0, name="GPU", uuid=None, driver_version=None, sm_clock_mhz=1980, memory_clock_mhz=None,
+                        temperature_c=None, power_w=None, power_limit_w=None, memory_used_bytes=None,
+                        memory_total_bytes=None, utilization_gpu_pct=None, throttle_reasons=(), throttle_mask=None,
+                        total_energy_mj=energy_mj, time_s=time_s)
+
+
+def test_energy_per_call_is_mean_power_times_latency_not_window_energy_over_calls():
+    # the H200 check saw 24.3 J over a 0.227 s window holding 135 timed calls of 0.344 ms (plus warm-up and
+    # synchronisation): 107 W x 0.344 ms = 36.9 mJ per call; the energy over the calls would say 180 mJ
+    from na_toolkit.timemodels.nvml import TelemetryRecord, energy_between
+
+    before, after = _snapshot(3_923_766, 100.0), _snapshot(3_948_107, 100.227)
+    tel = TelemetryRecord("ok", before, after, energy_between(before, after), 135, 0.344)
+    assert tel.mean_power_w == pytest.approx(24.341 / 0.227)
+    assert tel.energy_per_call_mj == pytest.approx(24.341 / 0.227 * 0.344)
+    assert tel.to_json()["energy_per_call_mj"] == tel.energy_per_call_mj
+    # without a latency: the upper bound; without a counter: nothing; a counter reset: nothing
+    assert TelemetryRecord("ok", before, after, energy_between(before, after), 135).energy_per_call_mj == pytest.approx(24341 / 135)
+    assert TelemetryRecord("ok", before, after, None, 135, 0.344).energy_per_call_mj is None
+    assert energy_between(after, before) is None

@@ -5,7 +5,8 @@ table evaluator (`c10_valid_acc_200ep` is what the search sees; `c10_test_acc_20
 feasible candidate by valid accuracy is reported) and, with `--device`, the table time model of that
 device under a hard latency budget at `--budget-quantile` of the device's column over the whole table.
 The latency of a candidate is known without an evaluation, so for every strategy alike a proposal that
-breaks the budget is dropped before it is paid for (`_Screened`); predictors train only on evaluated rows.
+breaks the budget is dropped before it is paid for (the loop's hard-budget screen,
+`search.screen_hard_budgets`); predictors train only on evaluated rows.
 TPE (Optuna's `TPESampler`, Bergstra et al. 2011) drives the same loop through an ask/tell adaptor over the
 6 edge operations; an infeasible or already evaluated cell is told to it at no cost.
 """
@@ -58,50 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cells per repeat when measuring candidates_per_s (default 300)")
 
 
-# ---- strategies the benchmark adds around the registered ones ------------------------------------------
-def _make_screened(inner: type, feasible) -> type:
-    """A registered strategy, with proposals that break the hard latency budget dropped before they are
-    paid for (the table time model knows their latency for free). Exactly the inner strategy otherwise."""
-    from ..search.strategy import Strategy
-
-    class _Screened(Strategy):
-        name: ClassVar[str] = f"bench:{inner.name}"
-        description: ClassVar[str] = f"{inner.name}, infeasible proposals dropped for free"
-        max_asks: ClassVar[int] = 50
-
-        def __init__(self, context, **options):
-            super().__init__(context, **options)
-            self.inner = inner(context, **options)
-
-        def ask(self, n):
-            evaluated = self.context.evaluated
-            out, seen, many = [], set(), False
-            for _ in range(self.max_asks):
-                got = self.inner.ask(n)
-                if not got:
-                    break
-                many = many or len(got) > n
-                for c in got:
-                    if c.hash not in seen and c.hash not in evaluated:
-                        seen.add(c.hash)
-                        if feasible(c.arch):
-                            out.append(c)
-                if len(out) >= n:
-                    break
-            return out if many else out[:n]
-
-        def tell(self, results):
-            self.inner.tell(results)
-
-        def state_dict(self):
-            return self.inner.state_dict()
-
-        def load_state_dict(self, state):
-            self.inner.load_state_dict(state)
-
-    return _Screened
-
-
+# ---- the strategy the benchmark adds to the registered ones ---------------------------------------------
 def _make_tpe(feasible) -> type:
     """Optuna's TPE over the six edge operations, as an ask/tell strategy of the same loop."""
     from ..search.strategy import Candidate, Strategy
@@ -152,14 +110,13 @@ def _make_tpe(feasible) -> type:
 
 
 def _bench_toolkit(strategy_names: list[str], feasible):
-    """A toolkit with every plugin plus the benchmark's screened strategies and TPE."""
+    """A toolkit with every plugin, plus TPE when it is asked for."""
     import na_toolkit
     from ..plugins import get_toolkit, load_toolkit
 
-    base = get_toolkit()
-    classes = [_make_screened(base.strategies.get(name), feasible) for name in strategy_names if name != TPE]
-    if TPE in strategy_names:
-        classes.append(_make_tpe(feasible))
+    if TPE not in strategy_names:
+        return get_toolkit()
+    tpe = _make_tpe(feasible)
 
     class BenchPlugin:
         __name__ = "na_toolkit.bench.nb201_search"
@@ -167,8 +124,7 @@ def _bench_toolkit(strategy_names: list[str], feasible):
         @staticmethod
         @na_toolkit.hookimpl
         def na_register_strategies(registry):
-            for cls in classes:
-                registry.add(cls)
+            registry.add(tpe)
 
     return load_toolkit(extra_plugins=(BenchPlugin(),))
 
@@ -193,7 +149,8 @@ def _config(args, strategy: str, seed: int, out_dir: Path, device: str | None, b
         "output": str(out_dir),
         "search": {"per_round": args.per_round, "moves": ["set_edge_op"], "evaluate_seed": False,
                    "max_stalled_rounds": 5},
-        "strategy": {"name": f"bench:{strategy}", "options": dict(STRATEGY_OPTIONS.get(strategy, {}))},
+        "strategy": {"name": f"bench:{TPE}" if strategy == TPE else strategy,
+                     "options": dict(STRATEGY_OPTIONS.get(strategy, {}))},
         "evaluator": {"name": "nb201-table", "options": evaluator_options},
         "predictors": {"accuracy": _predictor_for(strategy)},
         "executor": {"name": "local", "options": {"workers": 1}},
@@ -368,7 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "sees": "c10_valid_acc_200ep of evaluated cells only",
             "reports": "c10_test_acc_200ep of the best feasible evaluated cell by valid accuracy (percent)",
             "latency": "hard budget; a proposal's latency comes from the table time model for free, and every "
-                       "strategy's infeasible proposals are dropped before evaluation",
+                       "strategy's infeasible proposals are dropped before evaluation (the loop's screen)",
             "predictor": PREDICTOR,
             "predictor_of_exact_n_strategies": CHEAP_PREDICTOR,
             "strategy_options": STRATEGY_OPTIONS,

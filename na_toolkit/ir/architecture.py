@@ -151,7 +151,7 @@ class _NodeRecord:
     """What one (layer type, attributes, input shapes) gives: normalised attributes, output shape, and
     lazily the cost and the canonical-JSON head used by `Architecture.hash`."""
 
-    __slots__ = ("norm", "shape", "positive", "cost", "cost_tuple", "head")
+    __slots__ = ("norm", "shape", "positive", "cost", "cost_tuple", "head", "features")
 
     def __init__(self, norm: dict[str, Any], shape: Shape):
         self.norm, self.shape = norm, shape
@@ -159,6 +159,8 @@ class _NodeRecord:
         self.cost: LayerCost | None = None
         self.cost_tuple: tuple[int, ...] = ()
         self.head: str | None = None
+        # what `na_toolkit.predictors.features` derives from this node alone (it fills it on first use)
+        self.features: Any = None
 
 
 _node_memo: dict[tuple, _NodeRecord] = {}
@@ -381,6 +383,11 @@ class Architecture:
             for s in n.inputs:
                 out[s] += (nid,)
         return out
+
+    def node_records(self) -> list[_NodeRecord]:
+        """Package-internal: the inference record of each node, in `nodes` order (shared between
+        architectures with the same layer, attributes and input shapes: never mutate what they hold)."""
+        return self._records
 
     def layer_type(self, node_id: str):
         return self._layer_types.get(self._by_id[node_id].type)

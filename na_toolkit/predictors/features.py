@@ -66,6 +66,35 @@ def _path_stats(prefix: str, hist: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _node_features(arch: Architecture, node, rec) -> tuple:
+    """What one node contributes regardless of where it sits: its count / FLOPs-share / layer-feature keys,
+    its kind (type + embedding features, for `_traffic`), kernel and stride. Kept on the node's inference
+    record, which every architecture with the same (layer type, attributes, input shapes) shares."""
+    info = rec.features
+    if info is None:
+        t = node.type
+        attrs = dict(rec.norm)
+        layer_feats = arch.layer_type(node.id).features(attrs, arch.in_shapes(node.id), rec.shape)
+        keys = tuple(f"feat.{t}.{k}={v}" for k, v in layer_feats.items())
+        kind = t + "".join(f"[{k}={v}]" for k, v in sorted(layer_feats.items()) if k != "inputs")
+        info = rec.features = (
+            f"count.{t}", f"flops_share.{t}", keys, kind,
+            int(attrs.get("kernel", 1) or 1), int(attrs.get("stride", 1) or 1), t == ZERO_TYPE,
+        )
+    return info
+
+
+def _shift(h: np.ndarray | None) -> np.ndarray | None:
+    """A depth histogram one layer deeper (the deepest bin collects everything deeper). None = no path."""
+    if h is None:
+        return None
+    out = np.empty_like(h)
+    out[0] = 0.0
+    out[1:] = h[:-1]
+    out[-1] += h[-1]
+    return out
+
+
 def _compute_features(arch: Architecture) -> dict[str, float]:
     cost = arch.cost
     feats: dict[str, float] = {
@@ -80,58 +109,69 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
         "output_units": float(arch.output_shape[0]),
     }
     total_flops = max(cost.flops, 1)
-    channels = [arch.shape(n.id)[0] for n in arch.nodes if len(arch.shape(n.id)) == 3]
+    records = arch.node_records()
+    channels = [r.shape[0] for r in records if len(r.shape) == 3]
     feats["max_channels"] = float(max(channels, default=0))
     feats["mean_channels"] = float(np.mean(channels)) if channels else 0.0
 
     # per-node DP state, indexed by position (0 = the input): longest path (nodes, compute layers), number
-    # of paths, effective-path histograms by compute depth (row 0) and spatial depth (row 1), receptive
-    # field on an effective path (0 = none) and the input stride one output step spans
+    # of paths, effective-path histograms by compute depth and by spatial depth (None: no effective path;
+    # arrays are never written after they are made, so a layer that changes neither depth shares its
+    # input's), receptive field on an effective path (0 = none) and the input stride one output step spans
     pos = {INPUT: 0}
     n = len(arch.nodes) + 1
     longest = [0] * n
     longest_compute = [0] * n
     paths = [1.0] + [0.0] * (n - 1)
-    hist = np.zeros((n, 2, DEPTH_BINS))
-    hist[0, :, 0] = 1.0
+    first = np.zeros(DEPTH_BINS)
+    first[0] = 1.0
+    hc: list[np.ndarray | None] = [first] + [None] * (n - 1)
+    hs: list[np.ndarray | None] = [first] + [None] * (n - 1)
     rf = [1.0] + [0.0] * (n - 1)
     jump = [1.0] * n
     kinds: dict[str, str] = {}
     counts: dict[str, float] = {}
-    for i, node in enumerate(arch.nodes, start=1):
+    per_node = cost.per_node
+    for i, (node, rec) in enumerate(zip(arch.nodes, records), start=1):
         pos[node.id] = i
-        t = node.type
-        counts[f"count.{t}"] = counts.get(f"count.{t}", 0.0) + 1.0
-        c = cost.per_node[node.id]
-        counts[f"flops_share.{t}"] = counts.get(f"flops_share.{t}", 0.0) + c.flops / total_flops
-        attrs = arch.attrs(node.id)
-        layer_feats = arch.layer_type(node.id).features(attrs, arch.in_shapes(node.id), arch.shape(node.id))
-        for k, v in layer_feats.items():
-            key = f"feat.{t}.{k}={v}"
+        count_key, share_key, feat_keys, kind, kernel, stride, is_zero = _node_features(arch, node, rec)
+        counts[count_key] = counts.get(count_key, 0.0) + 1.0
+        c = per_node[node.id]
+        counts[share_key] = counts.get(share_key, 0.0) + c.flops / total_flops
+        for key in feat_keys:
             counts[key] = counts.get(key, 0.0) + 1.0
-        kinds[node.id] = t + "".join(f"[{k}={v}]" for k, v in sorted(layer_feats.items()) if k != "inputs")
+        kinds[node.id] = kind
         is_compute = c.macs > 0
-        kernel = int(attrs.get("kernel", 1) or 1)
-        ins = [pos[s] for s in node.inputs]
-        longest[i] = 1 + max(longest[j] for j in ins)
-        longest_compute[i] = int(is_compute) + max(longest_compute[j] for j in ins)
-        paths[i] = sum(paths[j] for j in ins)
-        j_in = max(jump[j] for j in ins)
-        jump[i] = j_in * int(attrs.get("stride", 1) or 1)
-        if t == ZERO_TYPE:
-            continue  # no effective path goes through: histogram and receptive field stay 0
-        h = hist[ins[0]] if len(ins) == 1 else hist[ins].sum(axis=0)
-        if is_compute:
-            hist[i, 0, 1:] = h[0, :-1]
-            hist[i, 0, -1] += h[0, -1]  # the deepest bin collects everything deeper
+        inputs = node.inputs
+        if len(inputs) == 1:
+            j = pos[inputs[0]]
+            longest[i] = 1 + longest[j]
+            longest_compute[i] = int(is_compute) + longest_compute[j]
+            paths[i] = paths[j]
+            j_in = jump[j]
+            if is_zero:
+                jump[i] = j_in * stride
+                continue  # no effective path goes through: histograms and receptive field stay empty
+            h_c, h_s, live = hc[j], hs[j], rf[j]
         else:
-            hist[i, 0] = h[0]
-        if kernel > 1:
-            hist[i, 1, 1:] = h[1, :-1]
-            hist[i, 1, -1] += h[1, -1]
-        else:
-            hist[i, 1] = h[1]
-        live = max(rf[j] for j in ins)
+            ins = [pos[s] for s in inputs]
+            longest[i] = 1 + max(longest[j] for j in ins)
+            longest_compute[i] = int(is_compute) + max(longest_compute[j] for j in ins)
+            paths[i] = sum(paths[j] for j in ins)
+            j_in = max(jump[j] for j in ins)
+            if is_zero:
+                jump[i] = j_in * stride
+                continue
+            h_c = h_s = None
+            for j in ins:
+                if hc[j] is not None:
+                    h_c = hc[j] if h_c is None else h_c + hc[j]
+                if hs[j] is not None:
+                    h_s = hs[j] if h_s is None else h_s + hs[j]
+            live = max(rf[j] for j in ins)
+        jump[i] = j_in * stride
+        hc[i] = _shift(h_c) if is_compute else h_c
+        hs[i] = _shift(h_s) if kernel > 1 else h_s
         rf[i] = live + (kernel - 1) * j_in if live > 0 else 0.0
     feats.update(counts)
     o = pos[arch.output]
@@ -140,9 +180,11 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
     feats["compute_depth"] = float(longest_compute[o])
     feats["log_paths"] = _log10p(paths[o])
     feats["log_receptive_field"] = _log10p(rf[o])
-    feats.update(_path_stats("eff_compute", hist[o, 0]))
-    feats.update(_path_stats("eff_spatial", hist[o, 1]))
-    feats["has_effective_path"] = float(hist[o, 0].sum() > 0)
+    empty = np.zeros(DEPTH_BINS)
+    h_c = empty if hc[o] is None else hc[o]
+    feats.update(_path_stats("eff_compute", h_c))
+    feats.update(_path_stats("eff_spatial", empty if hs[o] is None else hs[o]))
+    feats["has_effective_path"] = float(h_c.sum() > 0)
     return feats
 
 

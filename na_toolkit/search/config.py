@@ -70,6 +70,9 @@ class SearchSettings:
     min_fit: int = 3
     moves: tuple[str, ...] | None = None
     keep_weights: bool = True
+    #: drop proposals that break a hard budget known before evaluation (model size; a device's metric whose
+    #: time model runs nothing and decides feasibility itself) and ask the strategy again for others
+    screen_hard_budgets: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ TOP_KEYS = {
 REQUIRED_TOP = ("seed_network", "evaluations")
 SEARCH_KEYS = {
     "per_round": int, "ucb_kappa": float, "evaluate_seed": bool, "max_stalled_rounds": int, "min_fit": int,
-    "moves": list, "keep_weights": bool,
+    "moves": list, "keep_weights": bool, "screen_hard_budgets": bool,
 }
 COMPONENT_KEYS = {"name": str, "options": dict}
 REWARD_KEYS = {

@@ -3,6 +3,10 @@
     round 0: the seed network is evaluated (ground truth, unless `search.evaluate_seed = false`)
     each round, while evaluations < budget:
         candidates = strategy.ask(n)                         n = min(per_round, budget left)
+        proposals that break a hard budget known before evaluation (model size; the metrics of a device
+            whose time model runs nothing and itself decides feasibility, e.g. a table or analytic one)
+            are dropped, and the strategy is asked again (up to SCREEN_ASKS times) to replace them
+            (`search.screen_hard_budgets`, on by default): no evaluation is spent on a sure failure
         new ones (never evaluated) beyond n are ranked by predicted reward + κ·uncertainty (UCB) and the
             top n kept; predictions come from the predictors and each device's time model
         each is evaluated for real through the executor (evaluator → accuracy, training time) and, for a
@@ -25,6 +29,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +42,13 @@ from ..store.sqlite import STORE_FILE, EvaluationRecord, RunStore
 from .config import DeviceSpec, SearchConfig, build_seed, load_config
 from .executors import Executor, Task, TaskResult, make_executor
 from .pareto import ParetoArchive, search_objectives
-from .reward import compute_reward, device_metric, split_metric
+from .reward import Budget, compute_reward, device_metric, split_metric
 from .strategy import Candidate, Score, Strategy
 
 #: metrics a time model's estimate gives, by TimeEstimate field
 ESTIMATE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj")
+#: times a round asks the strategy again to replace proposals the hard-budget screen dropped
+SCREEN_ASKS = 20
 
 
 @dataclass
@@ -69,6 +76,8 @@ class Counters:
     proposed: int = 0
     #: proposals already evaluated (served without an evaluation)
     duplicates: int = 0
+    #: proposals dropped before evaluation for breaking a hard budget known for free (search.screen_hard_budgets)
+    screened: int = 0
     rounds: int = 0
 
 
@@ -318,6 +327,33 @@ class SearchLoop:
         self._estimates[key] = metrics
         return metrics
 
+    @cached_property
+    def _screened_budgets(self) -> tuple[Budget, ...]:
+        """The hard budgets a proposal can be checked against for free before it is evaluated: model size,
+        and each device metric whose time model runs nothing (table, analytic, learned) and is also what
+        decides the device's feasibility (no separate `measure`). Empty when search.screen_hard_budgets
+        is off."""
+        if not self.config.search.screen_hard_budgets:
+            return ()
+        known = {"model_size_bytes"}
+        for dev in self.config.devices:
+            if dev.measure is None and not getattr(self.time_models[dev.name], "measures", False):
+                known.update(device_metric(m, dev.name) for m in ESTIMATE_METRICS)
+        return tuple(b for b in self.config.budgets if b.hard and b.metric in known)
+
+    def _breaks_screened_budget(self, arch: Architecture) -> bool:
+        budgets = self._screened_budgets
+        if not budgets:
+            return False
+        metrics = {"model_size_bytes": float(arch.cost.model_size_bytes)}
+        try:
+            for dev in self.config.devices:
+                if any(b.metric.endswith("@" + dev.name) for b in budgets):
+                    metrics.update(self._estimate(dev, arch, "time_model"))
+        except TimeModelError:
+            return False  # the evaluation will report the failure
+        return any(b.metric in metrics and metrics[b.metric] > b.limit for b in budgets)
+
     def _prior(self, target: str) -> tuple[float, float]:
         """Mean and spread of the ground truth so far: what an unfitted predictor says of any candidate."""
         values = [e.score.metrics[target] for e in self.evaluated.values() if target in e.score.metrics and e.error is None]
@@ -523,24 +559,42 @@ class SearchLoop:
                 self.strategy.tell([(e.candidate, e.score) for e in results])
                 self.checkpoint(round_)
             stalled = 0
+            screened_total = 0  # dropped by the screen since the last round that evaluated something
             reason = f"the evaluation budget ({budget}) is spent"
             while self.counters.evaluations < budget:
                 round_ += 1
                 self.counters.rounds = round_
                 n = min(cfg.search.per_round, budget - self.counters.evaluations)
-                proposed = list(self.strategy.ask(n))
-                self.counters.strategy_asks += 1
-                self.counters.proposed += len(proposed)
+                proposed: list[Candidate] = []
                 new: list[Candidate] = []
                 known: dict[int, Evaluated] = {}
                 seen: set[str] = set()
-                for i, c in enumerate(proposed):
-                    if c.hash in self.evaluated:
-                        known[i] = self.evaluated[c.hash]
-                        self.counters.duplicates += 1
-                    elif c.hash not in seen:
-                        seen.add(c.hash)
-                        new.append(c)
+                many = False  # did one ask return more than n (the loop then ranks them)?
+                for ask in range(1 + (SCREEN_ASKS if self._screened_budgets else 0)):
+                    batch = list(self.strategy.ask(n))
+                    self.counters.strategy_asks += 1
+                    self.counters.proposed += len(batch)
+                    many = many or len(batch) > n
+                    dropped = 0
+                    for c in batch:
+                        i = len(proposed)
+                        proposed.append(c)
+                        if c.hash in self.evaluated:
+                            known[i] = self.evaluated[c.hash]
+                            self.counters.duplicates += 1
+                        elif c.hash not in seen:
+                            seen.add(c.hash)
+                            if self._breaks_screened_budget(c.arch):
+                                dropped += 1
+                            else:
+                                new.append(c)
+                    self.counters.screened += dropped
+                    screened_total += dropped
+                    # ask again only to replace what the screen dropped, while short of n
+                    if len(new) >= n or not dropped or not batch:
+                        break
+                if not many:
+                    new = new[:n]  # a strategy proposing exactly n gets its first n feasible ones, in order
                 if len(new) > n:
                     scores = self.score([c.arch for c in new])
                     ucb = [s.reward + cfg.search.ucb_kappa * s.uncertainty for s in scores]
@@ -555,9 +609,14 @@ class SearchLoop:
                             f"the strategy proposed no new candidate in {stalled} rounds in a row "
                             f"({self.counters.evaluations} of {budget} evaluations used)"
                         )
+                        if screened_total:
+                            limits = ", ".join(f"{b.metric} <= {b.limit:g}" for b in self._screened_budgets)
+                            reason += (f"; {screened_total} proposals broke a hard budget ({limits}) and were "
+                                       "dropped before evaluation: the budget may be out of reach from this seed")
                         break
                     continue
                 stalled = 0
+                screened_total = 0
                 results = {c.hash: e for c, e in zip(new, self.evaluate(new, round_))}
                 self.refit()
                 told: list[tuple[Candidate, Score]] = []
@@ -642,11 +701,15 @@ def _new_run_dir(output: Path, name: str) -> tuple[str, Path]:
     run_id = f"{name}-{stamp}"
     run_dir = output / run_id
     i = 2
-    while run_dir.exists():
-        run_id = f"{name}-{stamp}-{i}"
-        run_dir = output / run_id
-        i += 1
-    return run_id, run_dir
+    output.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            run_dir.mkdir()  # atomic: two runs started in the same second get two folders
+            return run_id, run_dir
+        except FileExistsError:
+            run_id = f"{name}-{stamp}-{i}"
+            run_dir = output / run_id
+            i += 1
 
 
 def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
@@ -733,6 +796,11 @@ def run_search(
         store.set_status("finished", result.summary())
         return result
     except BaseException as exc:
+        if store is None and run_dir is None and resume is None:
+            try:
+                folder.rmdir()  # reserved by _new_run_dir; nothing was stored in it
+            except OSError:
+                pass
         if store is not None:
             interrupted = isinstance(exc, KeyboardInterrupt)
             try:

@@ -182,12 +182,32 @@ class TelemetryRecord:
     status: str
     before: GpuTelemetry | None = None
     after: GpuTelemetry | None = None
-    #: energy over the timed calls, from the counter (None where unsupported)
+    #: energy the counter recorded between the two snapshots (None where unsupported)
     energy_mj: float | None = None
     energy_calls: int = 0
+    #: the measured latency of one call (the measurement's median)
+    call_ms: float | None = None
+
+    @property
+    def window_s(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        dt = self.after.time_s - self.before.time_s
+        return dt if dt > 0 else None
+
+    @property
+    def mean_power_w(self) -> float | None:
+        w = self.window_s
+        return None if self.energy_mj is None or w is None else self.energy_mj / 1000.0 / w
 
     @property
     def energy_per_call_mj(self) -> float | None:
+        """Mean board power over the window x one call's latency. The window also holds the warm-up runs
+        and the synchronisation between timed runs, so its energy over the timed calls would overcount
+        (several-fold for sub-millisecond calls); without a window or latency, that upper bound."""
+        power = self.mean_power_w
+        if power is not None and self.call_ms is not None:
+            return power * self.call_ms  # W x ms = mJ
         if self.energy_mj is None or self.energy_calls <= 0:
             return None
         return self.energy_mj / self.energy_calls
@@ -199,6 +219,8 @@ class TelemetryRecord:
             "after": None if self.after is None else self.after.to_json(),
             "energy_mj": self.energy_mj,
             "energy_calls": self.energy_calls,
+            "window_s": self.window_s,
+            "mean_power_w": self.mean_power_w,
             "energy_per_call_mj": self.energy_per_call_mj,
         }
 

@@ -205,7 +205,7 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
                 m = measure(run, self.settings, TIMERS[self.clock], self.clock, self.context(batch_size))
                 after = nv.snapshot(self.spec.index)
                 calls = m.runs * m.calls_per_run
-                telemetry = TelemetryRecord("ok", before, after, energy_between(before, after), calls)
+                telemetry = TelemetryRecord("ok", before, after, energy_between(before, after), calls, m.median_ms)
             else:
                 m = measure(run, self.settings, TIMERS[self.clock], self.clock, self.context(batch_size))
                 # on a machine without a driver this records "nvml unavailable: <reason>"

@@ -181,7 +181,7 @@ class TorchTimeModel(MeasuredTimeModel):
         m = measure(fn, settings, timer=cuda_event_timer, timer_name="cuda_events", context=ctx)
         after = nv.snapshot(self.spec.index, self._nvml_uuid()) if nv.available else None
         status = "ok" if nv.available else nv.status()
-        return m, TelemetryRecord(status, before, after, energy_between(before, after), m.runs * m.calls_per_run)
+        return m, TelemetryRecord(status, before, after, energy_between(before, after), m.runs * m.calls_per_run, m.median_ms)
 
     def _nvml_uuid(self) -> str | None:
         """NVML's UUID of the torch device (CUDA_VISIBLE_DEVICES may renumber GPUs; the UUID does not)."""

@@ -13,8 +13,9 @@ a final BN-ReLU, global average pooling and a linear classifier.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import re
+from collections import OrderedDict
+from collections.abc import Sequence
 from functools import lru_cache
 
 from na_toolkit.errors import ArchitectureError, DataError
@@ -164,6 +165,31 @@ def nb201_architecture(
     `classes=100` for CIFAR-100 and `classes=120, input_shape=(3, 16, 16)` for ImageNet16-120
     (or `nb201_architecture_for(arch_str, dataset)`)."""
     ops = parse_cell(arch_str)
+    key = (ops, classes, tuple(input_shape))
+    if layer_types is None:
+        from na_toolkit.plugins import get_toolkit
+
+        layer_types = get_toolkit().layer_types
+    hit = _BUILT.get(key)
+    if hit is not None and hit.layer_types is layer_types:
+        _BUILT.move_to_end(key)
+        return hit
+    arch = _build(ops, classes, input_shape, layer_types)
+    # a network this builder made is an NB201 network: recognising it later is a lookup, not a rebuild
+    _remember_cell(arch.hash, cell_string(ops))
+    _BUILT[key] = arch
+    while len(_BUILT) > _BUILT_LIMIT:
+        _BUILT.popitem(last=False)
+    return arch
+
+
+#: the networks built last (Architecture is immutable, so one object can serve every caller): the
+#: set_edge_op move and the table models ask for the same cells again and again during a search
+_BUILT: OrderedDict[tuple, Architecture] = OrderedDict()
+_BUILT_LIMIT = 4096
+
+
+def _build(ops: tuple[str, ...], classes: int, input_shape: tuple[int, int, int], layer_types) -> Architecture:
     g = _Graph()
     x = g.add("stem.conv", "conv2d", [INPUT], filters=STEM_CHANNELS, kernel=3, padding=1, bias=False)
     x = g.add("stem.bn", "batchnorm2d", [x])
@@ -188,8 +214,9 @@ def nb201_architecture_for(arch_str: str, dataset: str = "c10") -> Architecture:
     return nb201_architecture(arch_str, classes=classes, input_shape=shape)
 
 
-# arch hash -> cell string (or None: not an NB201 network); recognising is a rebuild + hash compare, so
-# it is cached (the move's masks ask for every candidate).
+# arch hash -> cell string (or None: not an NB201 network). Networks built by `nb201_architecture` are
+# entered when built; any other network is recognised once by a rebuild + hash compare (the move's masks
+# ask for every candidate).
 _CELL_CACHE: dict[str, str | None] = {}
 
 
@@ -201,9 +228,7 @@ def nb201_cell_of(arch: Architecture, default=...) -> str:
     ArchitectureError when `arch` is not an NB201 network, unless `default` is given (returned instead)."""
     key = arch.hash
     if key not in _CELL_CACHE:
-        _CELL_CACHE[key] = _recognise(arch)
-        if len(_CELL_CACHE) > 100_000:
-            _CELL_CACHE.clear()
+        _remember_cell(key, _recognise(arch))
     cell = _CELL_CACHE.get(key)
     if cell is None:
         if default is not ...:
@@ -213,6 +238,12 @@ def nb201_cell_of(arch: Architecture, default=...) -> str:
             f"nb201_architecture(arch_str); NB201 networks edited by other moves leave the space)"
         )
     return cell
+
+
+def _remember_cell(arch_hash: str, cell: str | None) -> None:
+    if len(_CELL_CACHE) >= 100_000:
+        _CELL_CACHE.clear()
+    _CELL_CACHE[arch_hash] = cell
 
 
 def is_nb201(arch: Architecture) -> bool:
