@@ -29,6 +29,8 @@ from ..errors import ConfigError, DataError
 
 #: strategy options the benchmark uses (anything not named keeps its defaults)
 STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
+    # episodes of 6 moves: one per edge of the cell, so an episode can reach any cell from its start
+    "neural-architect": {"episode_length": 6},
     # random walks of up to 12 moves from the seed: close to uniform over the 5^6 cells (each move
     # redraws one of 6 edges), which is what "random search" means on this benchmark
     "random": {"max_moves": 12},

@@ -60,7 +60,9 @@ class NeuralArchitectStrategy(Strategy):
     lr (3e-3), proposals (candidates returned per evaluation, 8), explore_kappa (weight of the predicted
     uncertainty in the controller's reward; default the loop's search.ucb_kappa), train_embedding
     (true | false | "auto": train the embedding when the seed has at most 64 layers), hidden (64),
-    torch_threads (1), transition_cache (networks kept for repeated moves, 2048)."""
+    torch_threads (1), transition_cache (networks kept for repeated moves, 2048), explore_episodes (uniformly
+    random walks per update whose networks join the proposals but not the policy's batch, 32; 0 turns
+    them off)."""
 
     name = "neural-architect"
     description = "the Neural Architect RL controller: actor-critic over registered moves on the network embedding"
@@ -69,7 +71,7 @@ class NeuralArchitectStrategy(Strategy):
                  elites: int = 20, seed_probability: float = 0.1, gamma: float = 0.9, entropy_weight: float = 0.05,
                  value_weight: float = 0.5, lr: float = 3e-3, proposals: int = 8, explore_kappa: float | None = None,
                  train_embedding: bool | str = "auto", hidden: int = 64, torch_threads: int = 1,
-                 transition_cache: int = 2048, explore_episodes: int = 0):
+                 transition_cache: int = 2048, explore_episodes: int = 32):
         super().__init__(
             context, episode_length=episode_length, episodes=episodes, updates=updates, elites=elites,
             seed_probability=seed_probability, gamma=gamma, entropy_weight=entropy_weight, value_weight=value_weight,
