@@ -61,8 +61,8 @@ class NeuralArchitectStrategy(Strategy):
     uncertainty in the controller's reward; default the loop's search.ucb_kappa), train_embedding
     (true | false | "auto": train the embedding when the seed has at most 64 layers), hidden (64),
     torch_threads (1), transition_cache (networks kept for repeated moves, 2048), explore_episodes (uniformly
-    random walks per update whose networks join the proposals but not the policy's batch, 32; 0 turns
-    them off)."""
+    random walks per update whose networks join the proposals but not the policy's batch; default twice
+    `episodes`, 0 turns them off)."""
 
     name = "neural-architect"
     description = "the Neural Architect RL controller: actor-critic over registered moves on the network embedding"
@@ -71,7 +71,7 @@ class NeuralArchitectStrategy(Strategy):
                  elites: int = 20, seed_probability: float = 0.1, gamma: float = 0.9, entropy_weight: float = 0.05,
                  value_weight: float = 0.5, lr: float = 3e-3, proposals: int = 8, explore_kappa: float | None = None,
                  train_embedding: bool | str = "auto", hidden: int = 64, torch_threads: int = 1,
-                 transition_cache: int = 2048, explore_episodes: int = 32):
+                 transition_cache: int = 2048, explore_episodes: int | None = None):
         super().__init__(
             context, episode_length=episode_length, episodes=episodes, updates=updates, elites=elites,
             seed_probability=seed_probability, gamma=gamma, entropy_weight=entropy_weight, value_weight=value_weight,
@@ -100,6 +100,8 @@ class NeuralArchitectStrategy(Strategy):
         self.hidden = _check_number("hidden", hidden, 4, integer=True)
         self.torch_threads = _check_number("torch_threads", torch_threads, 1, integer=True)
         self.transition_cache = _check_number("transition_cache", transition_cache, 0, integer=True)
+        if explore_episodes is None:
+            explore_episodes = 2 * self.episodes
         self.explore_episodes = _check_number("explore_episodes", explore_episodes, 0, integer=True)
         # drawn now, from the run's RNG: the controller's initial weights are a function of the run's seed
         self._torch_seed = int(context.rng.integers(2**31 - 1))
