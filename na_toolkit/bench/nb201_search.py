@@ -177,9 +177,14 @@ def _summary(values: list[float]) -> dict[str, float]:
 def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Generator, n: int = 300, repeats: int = 3) -> dict[str, Any]:
     """Proposals scored per second by the loop's `score` (the predictor + the device's time model), the
     predictor fitted on 100 evaluated cells. `cold`: each repeat scores `n` cells never seen before (their
-    IR features and cell lookup computed from scratch: the rate for a new proposal); `warm`: the same cells
-    again (what re-scoring a proposal costs). Wall-clock and process-CPU rates (the machine is shared)."""
+    IR features and cell lookup computed from scratch: the rate for a new proposal; the feature caches are
+    emptied first, so cells an earlier search of the process scored count as new too); `warm`: the same
+    cells again (what re-scoring a proposal costs). Wall-clock and process-CPU rates (the machine is
+    shared). The cells are built before the clock starts, as the move builds a proposal before the loop
+    scores it."""
     from na_toolkit_nb201.space import nb201_architecture
+
+    from ..predictors.features import clear_feature_caches
 
     from ..search.config import load_config
     from ..search.loop import SearchLoop
@@ -195,6 +200,7 @@ def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Genera
     out: dict[str, list[float]] = {"cold_wall": [], "cold_cpu": [], "warm_wall": [], "warm_cpu": []}
     for r in range(repeats):
         archs = [nb201_architecture(table.arch_strs[i]) for i in rows[100 + r * n : 100 + (r + 1) * n]]
+        clear_feature_caches()
         for kind in ("cold", "warm"):
             t0, c0 = time.perf_counter(), time.process_time()
             loop.score(archs)
@@ -265,6 +271,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     per_strategy: dict[str, Any] = {}
     load_start, cpu_start, wall_start = os.getloadavg()[0], time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nb201-search-") as tmp:
+        # first, while the process has scored nothing yet
+        rate_doc = _config(args, "neural-architect" if "neural-architect" in names else names[0], 0, Path(tmp) / "rate", device, budget_ms)
+        rate_doc["predictors"] = {"accuracy": PREDICTOR}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rate = _candidates_per_s(toolkit, rate_doc, table, np.random.default_rng(0), n=args.rate_batch)
         for strategy in names:
             tests, valids, elapsed, cpu, counters = [], [], [], [], []
             for seed in range(args.seeds):
@@ -299,11 +311,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "seconds_per_search_median": round(float(np.median(elapsed)), 2),
                 "cpu_seconds_per_search_median": round(float(np.median(cpu)), 2),
             }
-        rate_doc = _config(args, "neural-architect" if "neural-architect" in names else names[0], 0, Path(tmp) / "rate", device, budget_ms)
-        rate_doc["predictors"] = {"accuracy": PREDICTOR}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rate = _candidates_per_s(toolkit, rate_doc, table, np.random.default_rng(0), n=args.rate_batch)
     target = TARGETS.get(device) if args.budget_quantile == 0.25 or device is None else None
     na = per_strategy.get("neural-architect", {}).get("test_accuracy")
     return {

@@ -259,6 +259,12 @@ def kernel_features(arch: Architecture) -> dict[str, float]:
     return out
 
 
+def clear_feature_caches() -> None:
+    """Forget every architecture's cached features (benchmarks that time the cold path call it)."""
+    _cache.clear()
+    _kernel_cache.clear()
+
+
 #: named feature sets a feature-based predictor can use
 FEATURE_SETS = {"ir": architecture_features, "kernels": kernel_features}
 
