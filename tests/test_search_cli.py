@@ -123,3 +123,17 @@ def test_resume_finished_run_from_cli_replays_it_and_prints_the_table(finished_r
     assert again["counters"]["evaluations_replayed"] == 10 == again["counters"]["evaluations"]
     assert [e["arch_hash"] for e in again["evaluated"]] == [e["arch_hash"] for e in summary["evaluated"]]
     assert again["best"]["pixel3"]["arch_hash"] == summary["best"]["pixel3"]["arch_hash"]
+
+
+def test_demo_runs_end_to_end_into_its_own_run_folder(tmp_path):
+    # `make demo` on a budget of 2 evaluations: calibrates this CPU, measures the seed with ONNX Runtime,
+    # searches and writes the run folder (a regression test: the demo once crashed on its own run folder)
+    from na_toolkit.search.demo import run_demo
+
+    lines: list[str] = []
+    result = run_demo(tmp_path, evaluations=2, progress=False, echo=lines.append)
+    assert result.counters.evaluations == 2 and result.counters.measurements == 2
+    assert result.run_dir.parent == tmp_path and (result.run_dir / "local-cpu.toml").exists()
+    assert any(line.startswith("run folder:") for line in lines)
+    again = run_demo(tmp_path, evaluations=1, progress=False, echo=lambda _line: None)
+    assert again.run_dir != result.run_dir

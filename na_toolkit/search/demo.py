@@ -70,8 +70,7 @@ def run_demo(
     doc["output"] = str(out_dir)
     cfg = load_config(doc)  # validate before spending time on measurements
     tk = get_toolkit()
-    run_id, run_dir = _new_run_dir(out_dir, cfg.name)
-    run_dir.mkdir(parents=True)
+    run_id, run_dir = _new_run_dir(out_dir, cfg.name)  # creates the folder
     dev = cfg.device("cpu")
 
     say("== 1/3  calibrating a roofline model of this CPU (matrix product, copy, launch overhead)")
