@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import ConfigError, NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
-from ..search.strategy import Candidate, Score, SearchContext, Strategy
+from ..search.strategy import Candidate, Score, SearchContext, Strategy, random_move
 
 #: networks with more layers than this keep a fixed embedding by default (see policy.py)
 TRAIN_EMBEDDING_MAX_LAYERS = 64
@@ -232,25 +232,20 @@ class NeuralArchitectStrategy(Strategy):
         return self._rank(found, scores, n)
 
     def _explore(self, found: dict[str, Candidate], evaluated: dict[str, Any]) -> list[Candidate]:
-        """`explore_episodes` uniformly random walks (each valid move equally likely per operation) from
-        the same kind of starts: their networks join the proposals but not the policy's training batch
-        (they were not drawn from the policy). They keep the proposals broad where the policy has learned
-        to concentrate on what the predictor already likes."""
+        """`explore_episodes` uniformly random walks (`random_move`: an applicable operation, then values its
+        masks admit, each drawn uniformly) from the same kind of starts: their networks join the proposals
+        but not the policy's training batch (they were not drawn from the policy). They keep the proposals
+        broad where the policy has learned to concentrate on what the predictor already likes."""
         ctx = self.context
         out: list[Candidate] = []
         for start in self._starts(self.explore_episodes):
             cand = start
             for _ in range(self.episode_length):
-                arch = cand.arch
-                ops = [op for op in ctx.operations if op.is_applicable(arch)]
-                if not ops:
+                step = random_move(cand.arch, ctx.operations, ctx.rng)
+                if step is None:
                     break
-                op = ops[int(ctx.rng.integers(len(ops)))]
-                params = op.sample(arch, ctx.rng)
-                child = None if params is None else self._apply(arch, Move(op.name, params))
-                if child is None:
-                    break
-                cand = Candidate(child, cand.moves + (Move(op.name, params),), arch.hash, f"{self.name}:explore")
+                move, child = step
+                cand = Candidate(child, cand.moves + (move,), cand.arch.hash, f"{self.name}:explore")
                 out.append(cand)
                 if child.hash not in evaluated and child.hash != ctx.seed_arch.hash:
                     found.setdefault(child.hash, cand)
