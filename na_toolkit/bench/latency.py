@@ -232,17 +232,13 @@ def roofline_figures(archs: list[Any], truth: Any, device: str) -> dict[str, Any
     """The roofline with this machine's ceilings, measured by calibrate_hardware() with one torch thread
     (the held-out networks run on one intra-op thread)."""
     import numpy as np
-    import torch
 
     from na_toolkit.timemodels.calibrate import calibrate_hardware
     from na_toolkit.timemodels.roofline import RooflineTimeModel
+    from na_toolkit.torchutil import torch_threads
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         hw = calibrate_hardware(device)
-    finally:
-        torch.set_num_threads(old)
     model = RooflineTimeModel(device=hw)
     pred = np.array([model.estimate(a).latency_ms for a in archs])
     return {

@@ -128,16 +128,6 @@ class NeuralArchitectStrategy(Strategy):
                                           lr=self.lr, hidden=self.hidden)
         return self._controller
 
-    def _with_threads(self, fn, *args):
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.torch_threads)
-        try:
-            return fn(*args)
-        finally:
-            torch.set_num_threads(before)
-
     # ---- moves -----------------------------------------------------------------------------------------
     def _apply(self, arch: Architecture, move: Move) -> Architecture | None:
         key = (arch.hash, json.dumps([move.operation, move.params], sort_keys=True, default=str))
@@ -179,7 +169,10 @@ class NeuralArchitectStrategy(Strategy):
         return score.reward + self.explore_kappa * score.uncertainty
 
     def ask(self, n: int) -> list[Candidate]:
-        return self._with_threads(self._ask, n)
+        from ..torchutil import torch_threads
+
+        with torch_threads(self.torch_threads):
+            return self._ask(n)
 
     def _ask(self, n: int) -> list[Candidate]:
         ctx = self.context

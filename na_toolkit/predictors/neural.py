@@ -61,21 +61,9 @@ class NeuralPredictor(Predictor):
         """Context: torch intra-op threads while this predictor runs. The LSTM steps are tiny matrix products
         for which thread synchronisation costs more than it saves (3x slower with 2 threads on a busy
         2-core machine), so the default is 1; None leaves torch's setting alone."""
-        import contextlib
+        from ..torchutil import torch_threads
 
-        import torch
-
-        @contextlib.contextmanager
-        def scope():
-            before = torch.get_num_threads()
-            if self.threads:
-                torch.set_num_threads(int(self.threads))
-            try:
-                yield
-            finally:
-                torch.set_num_threads(before)
-
-        return scope()
+        return torch_threads(self.threads)
 
     # ---- modules -----------------------------------------------------------------------------------------
     def _torch_device(self):
