@@ -603,9 +603,9 @@ class ProfileBuilder:
         except (TimeModelError, ArchitectureError) as exc:
             prof.failures.append({"what": "kernel", "key": kernel.key, "error": str(exc)})
             return
-        prof.kernels.append(
-            KernelRecord(key=kernel.key, kind=kernel.kind, arch=karch.to_json(), measurement=measurement_summary(est.details), phase=phase)
-        )
+        rec = KernelRecord(key=kernel.key, kind=kernel.kind, arch=karch.to_json(), measurement=measurement_summary(est.details), phase=phase)
+        prof.kernels.append(rec)
+        self._since_check.append(rec)  # judged by the next speed check
 
     def _measure_network(self, prof: DeviceProfile, v: Variant, tm: Any, phase: str) -> None:
         try:
@@ -613,12 +613,12 @@ class ProfileBuilder:
         except TimeModelError as exc:
             prof.failures.append({"what": "network", "hash": v.arch.hash, "error": str(exc)})
             return
-        prof.networks.append(
-            NetworkRecord(
-                hash=v.arch.hash, seed=v.seed, moves=list(v.moves), arch=v.arch.to_json(),
-                measurement=measurement_summary(est.details), phase=phase,
-            )
+        rec = NetworkRecord(
+            hash=v.arch.hash, seed=v.seed, moves=list(v.moves), arch=v.arch.to_json(),
+            measurement=measurement_summary(est.details), phase=phase,
         )
+        prof.networks.append(rec)
+        self._since_check.append(rec)  # judged by the next speed check
 
     def _layer_types(self):
         from ..plugins import get_toolkit
@@ -646,13 +646,9 @@ class ProfileBuilder:
             if self._should_stop():
                 break
             if what == "kernel":
-                n = len(prof.kernels)
                 self._measure_kernel(prof, item, tm_k, phase)
-                self._since_check += prof.kernels[n:]
             else:
-                n = len(prof.networks)
                 self._measure_network(prof, item, tm_n, phase)
-                self._since_check += prof.networks[n:]
             bar.update(1)
             self._checkpoint(prof)
             self._speed_check(prof, tm_k)
@@ -781,9 +777,7 @@ class ProfileBuilder:
         for kernel, arch in new_kernels:
             if self._should_stop():
                 return
-            n = len(prof.kernels)
             self._measure_kernel(prof, kernel, tm_k, f"adaptive{r + 1}", arch)
-            self._since_check += prof.kernels[n:]
             bar.update(1)
             self._checkpoint(prof)
             self._speed_check(prof, tm_k)
@@ -835,8 +829,6 @@ class ProfileBuilder:
                 if not self._should_stop():
                     prof.plan["adaptive_done"] = r + 1
                     self._checkpoint(prof, force=True)
-            if self._bar is not None:
-                self._bar.close()
             prof.complete = not self._stop_reason
             prof.stopped = self._stop_reason
             if prof.device.get("kind") == "cuda":
