@@ -346,9 +346,10 @@ class SearchLoop:
         if not budgets:
             return False
         metrics = {"model_size_bytes": float(arch.cost.model_size_bytes)}
+        devices = {b.device for b in budgets}
         try:
             for dev in self.config.devices:
-                if any(b.metric.endswith("@" + dev.name) for b in budgets):
+                if dev.name in devices:
                     metrics.update(self._estimate(dev, arch, "time_model"))
         except TimeModelError:
             return False  # the evaluation will report the failure
@@ -570,7 +571,7 @@ class SearchLoop:
                 known: dict[int, Evaluated] = {}
                 seen: set[str] = set()
                 many = False  # did one ask return more than n (the loop then ranks them)?
-                for ask in range(1 + (SCREEN_ASKS if self._screened_budgets else 0)):
+                for _ in range(1 + (SCREEN_ASKS if self._screened_budgets else 0)):
                     batch = list(self.strategy.ask(n))
                     self.counters.strategy_asks += 1
                     self.counters.proposed += len(batch)
