@@ -269,9 +269,17 @@ def clear_feature_caches() -> None:
 FEATURE_SETS = {"ir": architecture_features, "kernels": kernel_features}
 
 
+def feature_set_function(feature_set: str):
+    """The function computing one named feature set; DataError naming the known ones otherwise."""
+    fn = FEATURE_SETS.get(feature_set)
+    if fn is None:
+        raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+    return fn
+
+
 def feature_matrix(archs: Sequence[Architecture], names: Sequence[str], feature_set: str = "ir") -> np.ndarray:
     """[n, len(names)]: each architecture's features of that set, 0 where it has none of a name."""
-    fn = FEATURE_SETS[feature_set]
+    fn = feature_set_function(feature_set)
     index = {n: i for i, n in enumerate(names)}
     X = np.zeros((len(archs), len(names)))
     for r, a in enumerate(archs):
@@ -314,17 +322,14 @@ class FeatureMatrix:
     feature set (`FEATURE_SETS`)."""
 
     def __init__(self, names: Sequence[str], dataset_dim: int = 0, feature_set: str = "ir"):
-        if feature_set not in FEATURE_SETS:
-            raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+        feature_set_function(feature_set)  # a clear error for an unknown set, now rather than at transform
         self.names = list(names)
         self.dataset_dim = int(dataset_dim)
         self.feature_set = feature_set
 
     @classmethod
     def fit(cls, archs: Sequence[Architecture], datasets: Any = None, feature_set: str = "ir") -> FeatureMatrix:
-        fn = FEATURE_SETS.get(feature_set)
-        if fn is None:
-            raise DataError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+        fn = feature_set_function(feature_set)
         names: set[str] = set()
         for a in archs:
             names.update(fn(a))
