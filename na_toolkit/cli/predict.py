@@ -18,16 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError, NAToolkitError
+from ..errors import ConfigError, DataError
 from .command import Command
 
 
 def _nb201():
-    try:
-        import na_toolkit_nb201
-    except ImportError:
-        raise NAToolkitError("NB201 cells need the NAS-Bench-201 plugin: pip install -e plugins/na_toolkit_nb201") from None
-    return na_toolkit_nb201
+    from ..plugins import nb201_plugin
+
+    return nb201_plugin("NB201 cells")
 
 
 def resolve_architecture(spec: Any, table: str | None = None):
@@ -126,11 +124,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise ConfigError("predicting needs --model MODEL.json (make one with `na-toolkit predict fit`)")
-    model = Predictor.load(args.model)
-    try:
-        target = json.loads(Path(args.model).read_text()).get("target", "")
-    except (OSError, json.JSONDecodeError):  # pragma: no cover - load above already read it
-        target = ""
+    doc = Predictor.read_document(args.model)
+    model = Predictor.from_json(doc)
+    target = doc.get("target", "")  # what `predict fit` learned (a dict: from_json checked it)
     archs = [resolve_architecture(s, args.table) for s in args.archs]
     mean, std = model.predict_with_std(archs)
     rows = [

@@ -211,15 +211,19 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, toolkit: Any = None) -> Predictor:
+        return cls.from_json(cls.read_document(path), toolkit=toolkit)
+
+    @staticmethod
+    def read_document(path: str | Path) -> Any:
+        """The JSON document of a saved predictor file (`from_json` checks what it holds)."""
         try:
             text = Path(path).read_text()
         except OSError as exc:
             raise DataError(f"cannot read saved predictor {str(path)!r}: {exc.strerror}") from None
         try:
-            doc = json.loads(text)
+            return json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"saved predictor {str(path)!r} is not valid JSON: {exc}") from None
-        return cls.from_json(doc, toolkit=toolkit)
 
 
 def _jsonable(value: Any) -> Any:
