@@ -353,3 +353,15 @@ def use_toolkit(toolkit: Toolkit) -> Iterator[Toolkit]:
         yield toolkit
     finally:
         _toolkit = previous
+
+
+def nb201_plugin(needed_by: str):
+    """The first-party NAS-Bench-201 plugin module (`na_toolkit_nb201`), imported on use, for the commands
+    and benchmarks built on its table; a ConfigError saying how to install it when it is absent."""
+    try:
+        import na_toolkit_nb201
+    except ImportError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{needed_by} needs the NAS-Bench-201 plugin: pip install -e plugins/na_toolkit_nb201") from None
+    return na_toolkit_nb201

@@ -218,10 +218,9 @@ def _optuna_version() -> str | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        from na_toolkit_nb201.table import load_table
-    except ModuleNotFoundError:
-        raise ConfigError("the nb201-search benchmark needs the NAS-Bench-201 plugin: pip install plugins/na_toolkit_nb201") from None
+    from ..plugins import nb201_plugin
+
+    load_table = nb201_plugin("the nb201-search benchmark").load_table
     from ..plugins import get_toolkit
     from ..search.loop import run_search
 

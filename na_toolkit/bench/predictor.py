@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, NAToolkitError
+from ..errors import ConfigError
 
 BASELINE_PATH_RF = "baseline_path_rf"
 BASELINE_ONEHOT_RIDGE = "baseline_onehot_ridge"
@@ -27,13 +27,9 @@ BASELINE_ONEHOT_RIDGE = "baseline_onehot_ridge"
 
 def nb201_plugin():
     """The NB201 plugin module, imported on use; a clear error when it is not installed."""
-    try:
-        import na_toolkit_nb201
-    except ImportError:
-        raise NAToolkitError(
-            "this benchmark needs the NAS-Bench-201 plugin: pip install -e plugins/na_toolkit_nb201"
-        ) from None
-    return na_toolkit_nb201
+    from ..plugins import nb201_plugin as plugin
+
+    return plugin("this benchmark")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
