@@ -7,7 +7,7 @@ ORT ?= cpu
 STAMP := $(VENV)/.installed-$(ORT)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff (lint + format check) over the whole tree, mypy over the packages pyproject.toml lists; the tools
+# come with the dev extra that `install` installs
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,10 +1,39 @@
-"""na_toolkit: hardware-aware neural architecture search (Neural Architect) built of pluggy plugins."""
+"""na_toolkit: hardware-aware neural architecture search (Neural Architect) built of pluggy plugins.
+
+Importing the package is cheap: `hookimpl` (what a plugin writes, `@na_toolkit.hookimpl`) and the error
+base class are loaded at once; `Architecture`, `load_toolkit` and the rest load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .hookspecs import hookimpl  # noqa: E402  (a plugin writes @na_toolkit.hookimpl)
 from .errors import NAToolkitError  # noqa: E402
-from .ir.architecture import Architecture, Attrs, Node  # noqa: E402
-from .plugins import get_toolkit, load_toolkit  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402  (a plugin writes @na_toolkit.hookimpl)
 
-__all__ = ["__version__", "hookimpl", "NAToolkitError", "Architecture", "Attrs", "Node", "get_toolkit", "load_toolkit"]
+if TYPE_CHECKING:
+    from .ir.architecture import Architecture, Attrs, Node
+    from .plugins import get_toolkit, load_toolkit
+    from .toolkit import Toolkit
+
+_LAZY = {
+    "Architecture": "na_toolkit.ir.architecture",
+    "Attrs": "na_toolkit.ir.architecture",
+    "Node": "na_toolkit.ir.architecture",
+    "Toolkit": "na_toolkit.toolkit",
+    "get_toolkit": "na_toolkit.plugins",
+    "load_toolkit": "na_toolkit.plugins",
+}
+
+__all__ = ["__version__", "hookimpl", "NAToolkitError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'na_toolkit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

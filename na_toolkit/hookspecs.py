@@ -6,21 +6,25 @@ A plugin implements some of them with `@na_toolkit.hookimpl` and registers compo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from .registry import (
-    CommandRegistry,
-    DatasetRegistry,
-    EvaluatorRegistry,
-    ExecutorRegistry,
-    HardwareRegistry,
-    LayerTypeRegistry,
-    OperationRegistry,
-    PredictorRegistry,
-    SeedRegistry,
-    StrategyRegistry,
-    TimeModelRegistry,
-)
+if TYPE_CHECKING:  # the registries import the component classes; hookspecs stays importable alone
+    from .ir.layers import LayerTypeRegistry
+    from .toolkit import (
+        BenchmarkRegistry,
+        CommandRegistry,
+        DatasetRegistry,
+        EvaluatorRegistry,
+        ExecutorRegistry,
+        HardwareRegistry,
+        OperationRegistry,
+        PredictorRegistry,
+        SeedRegistry,
+        StrategyRegistry,
+        TimeModelRegistry,
+    )
 
 PROJECT_NAME = "na_toolkit"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -89,3 +93,10 @@ def na_register_executors(registry: ExecutorRegistry) -> None:
 @hookspec
 def na_register_commands(registry: CommandRegistry) -> None:
     """Register CLI subcommands (`na_toolkit.cli.command.Command` instances)."""
+
+
+@hookspec
+def na_register_benchmarks(registry: BenchmarkRegistry) -> None:
+    """Register benchmarks (`na_toolkit.bench.base.Benchmark` instances) that `na-toolkit bench NAME`
+    runs: a name, a help line, `configure(parser)` for its arguments and `run(args, toolkit) -> figures`
+    (one JSON object, figures at the top level; the command adds "params" and "machine")."""

@@ -16,13 +16,15 @@ default); the CLI warns and carries on unless `--strict-plugins`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import importlib
 import importlib.metadata
 import os
+import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,20 +32,22 @@ import pluggy
 
 from . import __version__, hookspecs
 from .errors import PluginError
-from .registry import (
-    CommandRegistry,
-    DatasetRegistry,
-    EvaluatorRegistry,
-    ExecutorRegistry,
-    HardwareRegistry,
-    LayerTypeRegistry,
-    OperationRegistry,
-    PredictorRegistry,
-    Registry,
-    SeedRegistry,
-    StrategyRegistry,
-    TimeModelRegistry,
-)
+from .registry import Registry
+from .toolkit import REGISTRIES, PluginSelection, Toolkit
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "REGISTRIES",
+    "PluginInfo",
+    "PluginSelection",
+    "PluginWarning",
+    "Toolkit",
+    "extend_toolkit",
+    "get_toolkit",
+    "load_toolkit",
+    "load_toolkit_from_selection",
+    "set_toolkit",
+]
 
 ENTRY_POINT_GROUP = "na_toolkit"
 ALLOW_ENV = "NA_TOOLKIT_PLUGINS"
@@ -63,24 +67,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "na_toolkit.builtin.strategies",
     "na_toolkit.builtin.executors",
     "na_toolkit.builtin.commands",
+    "na_toolkit.builtin.benchmarks",
 )
-
-# hook name -> (attribute on Toolkit, registry class); the order is the order registration runs in
-# (layer types first: moves and seeds may refer to them).
-REGISTRIES: dict[str, tuple[str, type[Registry]]] = {
-    "na_register_layer_types": ("layer_types", LayerTypeRegistry),
-    "na_register_operations": ("operations", OperationRegistry),
-    "na_register_seeds": ("seeds", SeedRegistry),
-    "na_register_hardware": ("hardware", HardwareRegistry),
-    "na_register_time_models": ("time_models", TimeModelRegistry),
-    "na_register_datasets": ("datasets", DatasetRegistry),
-    "na_register_evaluators": ("evaluators", EvaluatorRegistry),
-    "na_register_predictors": ("predictors", PredictorRegistry),
-    "na_register_strategies": ("strategies", StrategyRegistry),
-    "na_register_executors": ("executors", ExecutorRegistry),
-    "na_register_commands": ("commands", CommandRegistry),
-}
-
 
 class PluginWarning(RuntimeWarning):
     """A plugin was skipped because it is broken (non-strict loading)."""
@@ -106,44 +94,6 @@ class PluginInfo:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class Toolkit:
-    """What the plugins registered: one typed registry per hook, plus what each plugin did.
-
-    `plugins` maps plugin name -> PluginInfo (failed ones included, with `error` set); `errors` holds every
-    PluginError met while loading, in order."""
-
-    layer_types: LayerTypeRegistry
-    operations: OperationRegistry
-    seeds: SeedRegistry
-    hardware: HardwareRegistry
-    time_models: TimeModelRegistry
-    datasets: DatasetRegistry
-    evaluators: EvaluatorRegistry
-    predictors: PredictorRegistry
-    strategies: StrategyRegistry
-    executors: ExecutorRegistry
-    commands: CommandRegistry
-
-    def __init__(self) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        self.pm.add_hookspecs(hookspecs)
-        self.plugins: dict[str, PluginInfo] = {}
-        self.errors: list[PluginError] = []
-        for attr, cls in REGISTRIES.values():
-            setattr(self, attr, cls())
-
-    def registry(self, hook_name: str) -> Registry:
-        return getattr(self, REGISTRIES[hook_name][0])
-
-    def registries(self) -> dict[str, Registry]:
-        """Toolkit attribute -> registry, in registration order."""
-        return {attr: getattr(self, attr) for attr, _cls in REGISTRIES.values()}
-
-    def __repr__(self) -> str:
-        ok = sum(1 for p in self.plugins.values() if not p.error)
-        return f"<Toolkit {ok} plugins, {len(self.errors)} errors>"
 
 
 def _names_from_env(var: str) -> set[str] | None:
@@ -185,7 +135,9 @@ class _Loader:
         if info.name in self.order:
             self.order.remove(info.name)
 
-    def add(self, info: PluginInfo, load: Callable[[], Any]) -> None:
+    def add(self, info: PluginInfo, load: Callable[[], Any], registers: bool = False) -> None:
+        """Load one plugin and register it. `registers=True`: `load()` registers the plugin with the hook
+        manager itself (pluggy's entry-point loader) and returns it."""
         existing = self.tk.plugins.get(info.name)
         if existing is not None:
             # Two distributions claiming one plugin name: loading either silently would hide the other.
@@ -202,7 +154,7 @@ class _Loader:
         except Exception as exc:
             self.fail(info, info.label, f"import failed: {_one_line(exc)}", exc)
             return
-        if self.tk.pm.is_registered(plugin):
+        if not registers and self.tk.pm.is_registered(plugin):
             # e.g. a test passing an installed plugin in extra_plugins while entry points are loaded too
             other = self.tk.pm.get_name(plugin)
             self.fail(info, info.label, f"the same module is already loaded as plugin {other!r}; load it once "
@@ -210,7 +162,8 @@ class _Loader:
             return
         try:
             _check_plugin_object(plugin)
-            self.tk.pm.register(plugin, name=info.name)
+            if not registers:
+                self.tk.pm.register(plugin, name=info.name)
             _check_hookimpls(self.tk.pm, plugin)
         except Exception as exc:
             self.fail(info, info.label, f"invalid plugin: {' '.join(str(exc).split())}", exc)
@@ -293,43 +246,106 @@ def load_toolkit(
     then run every registration hook, plugin by plugin.
 
     strict=True raises the first `PluginError`; strict=False warns (`PluginWarning`), records the error in
-    `toolkit.errors` and `toolkit.plugins[name].error`, and carries on without the broken plugin."""
-    tk = Toolkit()
-    loader = _Loader(tk, strict)
+    `toolkit.errors` and `toolkit.plugins[name].error`, and carries on without the broken plugin.
+    The allow/deny environment variables are read here, once; the toolkit's `selection` records the result
+    so that a worker process rebuilds the same toolkit (`load_toolkit_from_selection`)."""
     deny = _names_from_env(DENY_ENV) or set()
     allow = _names_from_env(ALLOW_ENV)
+    modules = tuple(p.__name__ for p in extra_plugins if isinstance(p, types.ModuleType))
+    selection = PluginSelection(
+        entry_points=entry_points,
+        allow=tuple(sorted(allow)) if allow is not None else None,
+        deny=tuple(sorted(deny)),
+        extra_modules=modules,
+        strict=strict,
+        portable=len(modules) == len(extra_plugins),
+    )
+    return _build(selection, extra_plugins)
+
+
+def load_toolkit_from_selection(selection: PluginSelection) -> Toolkit:
+    """Rebuild the toolkit another process built (a worker running a task): the same built-ins, the same
+    entry-point allow/deny lists and the same extra plugin modules, imported by name."""
+    if not selection.portable:
+        raise PluginError(
+            "<selection>",
+            "the toolkit was built with extra plugin objects that are not importable modules; a worker process "
+            "cannot rebuild it (pass modules to load_toolkit(extra_plugins=...), or use an in-process executor)",
+        )
+    extra = tuple(importlib.import_module(name) for name in selection.extra_modules)
+    return _build(selection, extra)
+
+
+def extend_toolkit(toolkit: Toolkit, *plugins: Any) -> Toolkit:
+    """A new toolkit of the same plugin selection as `toolkit`, plus `plugins` (modules or objects with
+    `@na_toolkit.hookimpl` functions), e.g. a benchmark adding a baseline strategy of its own."""
+    selection = toolkit.selection
+    extra = tuple(importlib.import_module(name) for name in selection.extra_modules) + plugins
+    added = tuple(p.__name__ for p in plugins if isinstance(p, types.ModuleType))
+    selection = dataclasses.replace(
+        selection,
+        extra_modules=selection.extra_modules + added,
+        portable=selection.portable and len(added) == len(plugins),
+    )
+    return _build(selection, extra)
+
+
+def _build(selection: PluginSelection, extra_plugins: tuple[Any, ...]) -> Toolkit:
+    tk = Toolkit(selection)
+    loader = _Loader(tk, selection.strict)
+    for name in selection.deny:  # pluggy's block list: a blocked name is never registered
+        tk.pm.set_blocked(name)
 
     for module_name in DEFAULT_PLUGINS:
-        if module_name in deny:
+        if tk.pm.is_blocked(module_name):
             continue
         info = PluginInfo(module_name, __version__, BUILTIN_DIST, builtin=True)
-        loader.add(info, lambda m=module_name: importlib.import_module(m))
+        loader.add(info, functools.partial(importlib.import_module, module_name))
 
-    if entry_points:
+    if selection.entry_points:
         for ep in _entry_points():
-            if ep.name in deny or (allow is not None and ep.name not in allow):
+            if tk.pm.is_blocked(ep.name) or (selection.allow is not None and ep.name not in selection.allow):
                 continue
             dist = ep.dist.name if ep.dist is not None else "unknown-dist"
             version = ep.dist.version if ep.dist is not None else "?"
-            loader.add(PluginInfo(ep.name, version, dist, builtin=False), ep.load)
+            info = PluginInfo(ep.name, version, dist, builtin=False)
+            if ep.name in tk.plugins:  # a second distribution with the same plugin name: reported by add()
+                loader.add(info, ep.load)
+                continue
+            loader.add(info, functools.partial(_load_entry_point, tk, ep.name), registers=True)
 
     for i, plugin in enumerate(extra_plugins):
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{i}"
-        if name in deny:
+        if tk.pm.is_blocked(name):
             continue
         version = str(getattr(plugin, "__version__", ""))
-        loader.add(PluginInfo(name, version, "", builtin=False), lambda p=plugin: p)
+        loader.add(PluginInfo(name, version, "", builtin=False), functools.partial(_given, plugin))
 
     loader.run_hooks()
     return tk
+
+
+def _given(plugin: Any) -> Any:
+    """The loader of an extra plugin: the caller handed over the object itself."""
+    return plugin
+
+
+def _load_entry_point(tk: Toolkit, name: str) -> Any:
+    """pluggy's entry-point loader for the one plugin `name` (so a failure is pinned on that plugin)."""
+    tk.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+    plugin = tk.pm.get_plugin(name)
+    if plugin is None:  # pragma: no cover - the entry point was listed a moment ago
+        raise ImportError(f"entry point {name!r} of group {ENTRY_POINT_GROUP!r} vanished while loading")
+    return plugin
 
 
 _toolkit: Toolkit | None = None
 
 
 def get_toolkit() -> Toolkit:
-    """The process-wide toolkit, loaded once on first use (strict: a broken plugin raises PluginError).
-    The CLI installs a non-strict one with `set_toolkit` before anything asks for it."""
+    """The default toolkit of the library API's entry points (`run_search`, `run_demo` called without a
+    toolkit), loaded once on first use (strict: a broken plugin raises PluginError). Only entry points
+    call it: everything below them receives its toolkit explicitly. The CLI installs the one it built."""
     global _toolkit
     if _toolkit is None:
         _toolkit = load_toolkit(strict=True)
@@ -340,28 +356,3 @@ def set_toolkit(toolkit: Toolkit | None) -> None:
     """Replace the process-wide toolkit (None: load afresh on next use). Tests install fresh ones."""
     global _toolkit
     _toolkit = toolkit
-
-
-@contextmanager
-def use_toolkit(toolkit: Toolkit) -> Iterator[Toolkit]:
-    """Make `toolkit` the process-wide one inside a `with` block, then restore the previous one (tests and
-    plugin tests: architectures built without an explicit registry use the process-wide toolkit)."""
-    global _toolkit
-    previous = _toolkit
-    _toolkit = toolkit
-    try:
-        yield toolkit
-    finally:
-        _toolkit = previous
-
-
-def nb201_plugin(needed_by: str):
-    """The first-party NAS-Bench-201 plugin module (`na_toolkit_nb201`), imported on use, for the commands
-    and benchmarks built on its table; a ConfigError saying how to install it when it is absent."""
-    try:
-        import na_toolkit_nb201
-    except ImportError:
-        from .errors import ConfigError
-
-        raise ConfigError(f"{needed_by} needs the NAS-Bench-201 plugin: pip install -e plugins/na_toolkit_nb201") from None
-    return na_toolkit_nb201

@@ -1,15 +1,17 @@
-"""Typed registries handed to the `na_register_*` hooks (in the manner of tox's `ToxEnvRegister`).
+"""The generic registry handed to the `na_register_*` hooks (in the manner of tox's `ToxEnvRegister`).
 
 `registry.add(obj)` checks the object's type and refuses a duplicate name, naming both plugins. The plugin
 manager sets `current_plugin` while it calls one plugin's hook, so every entry knows who registered it.
+The typed registries (one per hook) live beside the item class they hold (`ir.layers.LayerTypeRegistry`)
+or in `na_toolkit.toolkit`; this module sits at the bottom of the layering and imports nothing above
+`errors`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import DuplicateComponentError, PluginError, UnknownComponentError
 
@@ -24,12 +26,12 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """Name → component. Subclasses set `kind` (for messages), `item_type` ("module:Class") and
+    """Name → component. Subclasses set `kind` (for messages), `item_type` (the class of the items) and
     `holds_classes` (True when plugins register classes that the toolkit instantiates with options)."""
 
-    kind = "component"
-    item_type = "builtins:object"
-    holds_classes = False
+    kind: ClassVar[str] = "component"
+    item_type: ClassVar[type] = object
+    holds_classes: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry[T]] = {}
@@ -37,8 +39,7 @@ class Registry(Generic[T]):
 
     @classmethod
     def expected_type(cls) -> type:
-        module, _, attr = cls.item_type.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return cls.item_type
 
     def _check_type(self, obj: Any) -> None:
         expected = self.expected_type()
@@ -95,72 +96,3 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {sorted(self._entries)}>"
-
-
-class LayerTypeRegistry(Registry["LayerType"]):
-    kind = "layer type"
-    item_type = "na_toolkit.ir.layers:LayerType"
-
-
-class OperationRegistry(Registry["Operation"]):
-    kind = "operation"
-    item_type = "na_toolkit.moves:Operation"
-
-
-class SeedRegistry(Registry["Seed"]):
-    kind = "seed network"
-    item_type = "na_toolkit.ir.seeds:Seed"
-
-
-class PredictorRegistry(Registry[type]):
-    kind = "predictor"
-    item_type = "na_toolkit.predictors.base:Predictor"
-    holds_classes = True
-
-
-class TimeModelRegistry(Registry[type]):
-    kind = "time model"
-    item_type = "na_toolkit.timemodels.base:TimeModel"
-    holds_classes = True
-
-
-class HardwareRegistry(Registry["HardwareSource"]):
-    """Hardware models (analytic) and device profiles (measured). Plugins add single models or folders."""
-
-    kind = "hardware model"
-    item_type = "na_toolkit.timemodels.hardware:HardwareSource"
-
-    def add_folder(self, path: Any) -> None:
-        """Register every `*.toml` hardware model and `*.json` profile in `path`."""
-        from .timemodels.hardware import sources_in_folder
-
-        for source in sources_in_folder(path):
-            self.add(source)
-
-
-class EvaluatorRegistry(Registry[type]):
-    kind = "evaluator"
-    item_type = "na_toolkit.evaluation.base:Evaluator"
-    holds_classes = True
-
-
-class DatasetRegistry(Registry["Dataset"]):
-    kind = "dataset"
-    item_type = "na_toolkit.datasets.base:DatasetSource"
-
-
-class StrategyRegistry(Registry[type]):
-    kind = "strategy"
-    item_type = "na_toolkit.search.strategy:Strategy"
-    holds_classes = True
-
-
-class ExecutorRegistry(Registry[type]):
-    kind = "executor"
-    item_type = "na_toolkit.search.executors:Executor"
-    holds_classes = True
-
-
-class CommandRegistry(Registry["Command"]):
-    kind = "command"
-    item_type = "na_toolkit.cli.command:Command"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -12,7 +13,34 @@ from typing import Any
 
 import pytest
 
+from na_toolkit.ir.architecture import Architecture
+from na_toolkit.ir.layers import LayerTypeRegistry
+from na_toolkit.plugins import load_toolkit
+from na_toolkit.toolkit import Toolkit
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def default_toolkit() -> Toolkit:
+    """The toolkit the tests share (built-ins + installed entry points, strict), built once per session.
+    Tests are an entry point: they build it here and pass it (or its registries) down explicitly."""
+    return load_toolkit(strict=True)
+
+
+def get_seed(name: str) -> Architecture:
+    """A seed network built with the shared test toolkit's layer types."""
+    return default_toolkit().seed(name)
+
+
+def layer_types() -> LayerTypeRegistry:
+    return default_toolkit().layer_types
+
+
+@pytest.fixture
+def toolkit() -> Toolkit:
+    """A fresh toolkit (built-ins only, no entry points) for a test that registers or inspects plugins."""
+    return load_toolkit(entry_points=False)
 
 
 @dataclass

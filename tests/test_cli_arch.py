@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from na_toolkit.ir.seeds import get_seed
+from conftest import get_seed
 
 SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
 

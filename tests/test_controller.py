@@ -13,13 +13,14 @@ import pytest
 import torch
 
 import na_toolkit
+from conftest import default_toolkit
 from na_toolkit.controller.action_space import ActionSpace
-from na_toolkit.controller.embedding import ArchitectureTokenizer
 from na_toolkit.controller.neural_architect import NeuralArchitectStrategy
 from na_toolkit.controller.policy import Controller
+from na_toolkit.embedding import ArchitectureTokenizer
 from na_toolkit.errors import ConfigError
 from na_toolkit.moves import Operation, ParamSpec
-from na_toolkit.plugins import get_toolkit, load_toolkit
+from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.strategy import Score
 
 BUILTIN_MOVES = ("insert_conv", "insert_add", "scale", "remove")
@@ -56,12 +57,13 @@ class ToyContext:
 
 
 def _simple_cnn_context(seed: int = 0, **kw) -> ToyContext:
-    tk = get_toolkit()
-    return ToyContext(tk.seeds.get("simple-cnn").build(), [tk.operations.get(n) for n in BUILTIN_MOVES], seed, **kw)
+    tk = default_toolkit()
+    return ToyContext(tk.seed("simple-cnn"), [tk.operations.get(n) for n in BUILTIN_MOVES], seed, **kw)
 
 
 def _controller(ops, seed: int = 0, **kw) -> Controller:
-    return Controller(ArchitectureTokenizer.from_toolkit(get_toolkit()), ActionSpace.from_operations(ops), seed, **kw)
+    tokenizer = ArchitectureTokenizer.for_registry(default_toolkit().layer_types)
+    return Controller(tokenizer, ActionSpace.from_operations(ops), seed, **kw)
 
 
 def test_sampled_moves_are_always_valid():
@@ -145,10 +147,10 @@ def test_a_plugin_move_gets_heads_without_controller_code():
     assert "toy_widen" in tk.operations
     ops = [tk.operations.get(n) for n in ("toy_widen", "scale")]
     space = ActionSpace.from_operations(ops)
-    ctrl = Controller(ArchitectureTokenizer.from_toolkit(tk), space, seed=0)
+    ctrl = Controller(ArchitectureTokenizer.for_registry(tk.layer_types), space, seed=0)
     assert "0_0" in ctrl.net.pointer_v and "0_1" in ctrl.net.choice_head  # pointer for position, categorical for factor
     assert ctrl.net.choice_head["0_1"].out_features == 2
-    seed = tk.seeds.get("simple-cnn").build()
+    seed = tk.seed("simple-cnn")
     decisions = ctrl.decide([seed] * 30, np.random.default_rng(0))
     widened = [d for d in decisions if d.move.operation == "toy_widen"]
     assert widened, "the plugin move was never sampled"
@@ -208,7 +210,7 @@ def test_strategy_proposes_valid_unevaluated_candidates_and_improves():
             # the recorded moves rebuild the candidate from the seed
             arch = ctx.seed_arch
             for m in c.moves:
-                arch = m.apply(arch)
+                arch = m.apply(arch, default_toolkit().operations)
             assert arch.hash == c.hash
         ranked = [_params_reward(c.arch) for c in cands]
         assert ranked == sorted(ranked, reverse=True)  # best first by the context's score
@@ -253,8 +255,12 @@ def test_same_seed_same_proposals_other_seed_other_proposals():
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"episode_length": 0}, "episode_length"), ({"gamma": 1.5}, "gamma"), ({"train_embedding": "yes"}, "train_embedding"),
-     ({"proposals": 2.5}, "proposals")],
+    [
+        ({"episode_length": 0}, "episode_length"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"train_embedding": "yes"}, "train_embedding"),
+        ({"proposals": 2.5}, "proposals"),
+    ],
 )
 def test_bad_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -267,3 +273,43 @@ def test_a_saved_controller_refuses_other_moves():
     other = _controller(ctx.operations[:2])
     with pytest.raises(ConfigError, match="other moves"):
         other.load_state_dict(ctrl.state_dict())
+
+
+def test_optimizer_is_torch_adam_with_clipping_and_its_state_round_trips():
+    ctx = _simple_cnn_context()
+    ctrl = _controller(ctx.operations, train_embedding=True)
+    assert type(ctrl.optimizer) is torch.optim.Adam
+    seed = ctx.seed_arch
+    rng = np.random.default_rng(0)
+    decisions = ctrl.decide([seed] * 8, rng)
+    # rewards far apart: without clipping the first step's gradient norm is well above 1
+    ctrl.update([seed] * 8, decisions, [seed] * 8, np.linspace(-100.0, 100.0, 8))
+    state = ctrl.state_dict()
+    assert state["optimizer"]["state"], "Adam kept no moments"
+    other = _controller(ctx.operations, train_embedding=True)
+    other.load_state_dict(state)
+    for k, v in ctrl.optimizer.state_dict()["state"].items():
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(v[name], other.optimizer.state_dict()["state"][k][name])
+    # the state is a copy: a further update of the first leaves the saved moments alone
+    saved = copy.deepcopy(state)
+    ctrl.update([seed] * 8, ctrl.decide([seed] * 8, rng), [seed] * 8, np.linspace(-1.0, 1.0, 8))
+    for k, v in saved["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg"], state["optimizer"]["state"][k]["exp_avg"])
+    # a controller saved by the hand-written Adam of older versions is refused with a message
+    old = dict(state, optimizer={"t": 3, "m": [], "v": []})
+    with pytest.raises(ConfigError, match="older na_toolkit"):
+        other.load_state_dict(old)
+
+
+def test_the_embedding_is_its_own_layer_below_predictors_and_controller():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, na_toolkit.predictors.neural, na_toolkit.predictors.neural_torch, na_toolkit.embedding; "
+        "print(sorted(m for m in sys.modules if m.startswith('na_toolkit.controller')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

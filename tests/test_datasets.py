@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import default_toolkit
 from na_toolkit.datasets import (
     Dataset,
     DatasetDescriptor,
@@ -19,16 +20,19 @@ from na_toolkit.datasets import (
     get_dataset,
 )
 from na_toolkit.errors import DataError, UnknownComponentError
-from na_toolkit.plugins import get_toolkit
+
+
+def registry():
+    return default_toolkit().datasets
 
 
 @pytest.fixture(scope="module")
 def digits() -> Dataset:
-    return get_dataset("digits")
+    return get_dataset("digits", registry())
 
 
 def test_digits_is_registered_and_loads_as_nchw(digits):
-    assert isinstance(get_toolkit().datasets.get("digits"), DatasetSource)
+    assert isinstance(registry().get("digits"), DatasetSource)
     assert digits.input_shape == (1, 8, 8) and digits.classes == 10
     assert digits.samples == 1797
     assert digits.x_train.dtype == np.float32 and digits.y_train.dtype == np.int64
@@ -52,7 +56,7 @@ def test_digits_are_scikit_learns_load_digits():
 
 
 def test_split_is_deterministic_disjoint_and_seeded():
-    source = get_toolkit().datasets.get("digits")
+    source = registry().get("digits")
     a, b, c = source.load(seed=0), source.load(seed=0), source.load(seed=1)
     assert a is b  # cached per process
     fresh = DatasetSource("digits-copy", "", source.loader).load(seed=0)
@@ -120,7 +124,7 @@ def test_npz_file(tmp_path):
     rng = np.random.default_rng(2)
     path = tmp_path / "tiny.npz"
     np.savez(path, x=rng.random((20, 1, 4, 4)).astype(np.float32), y=np.arange(20) % 4)
-    ds = get_dataset(str(path))
+    ds = get_dataset(str(path), None)  # a path needs no registry
     assert ds.name == "tiny" and ds.classes == 4 and ds.input_shape == (1, 4, 4)
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 1, 2, 2)))
     with pytest.raises(DataError, match="lacks array.*y"):
@@ -151,7 +155,7 @@ def test_image_folder_grey_and_rgb(tmp_path):
     ds = dataset_from_image_folder(tmp_path / "rgb", resize=8).load()
     assert ds.input_shape == (3, 8, 8) and ds.descriptor.classes == 2
     # the same folder through get_dataset (path) with a resize, and in grey
-    assert get_dataset(str(tmp_path / "rgb"), resize=(4, 6)).input_shape == (3, 4, 6)
+    assert get_dataset(str(tmp_path / "rgb"), registry(), resize=(4, 6)).input_shape == (3, 4, 6)
     assert dataset_from_image_folder(tmp_path / "rgb", resize=4, mode="L").load().input_shape == (1, 4, 4)
 
 
@@ -200,19 +204,25 @@ def test_bad_arrays_raise_data_error(x, y, match):
 
 def test_bad_split_fractions_and_unknown_names(digits):
     with pytest.raises(DataError, match="valid_fraction"):
-        get_toolkit().datasets.get("digits").load(valid_fraction=0.5, test_fraction=0.6)
+        registry().get("digits").load(valid_fraction=0.5, test_fraction=0.6)
     with pytest.raises(UnknownComponentError, match="digits"):
-        get_dataset("digitz")
+        get_dataset("digitz", registry())
     with pytest.raises(DataError, match="does not exist"):
-        get_dataset("/no/such/folder")
+        get_dataset("/no/such/folder", registry())
     with pytest.raises(DataError, match="neither a folder"):
-        get_dataset(__file__)
+        get_dataset(__file__, registry())
+    # a name needs the registry to be looked up in: without one, the error says so
+    with pytest.raises(DataError, match="no dataset registry"):
+        get_dataset("digits", None)
 
 
 def test_datasets_command_lists_digits_with_descriptor():
     out = subprocess.run(
         [sys.executable, "-m", "na_toolkit.cli.main", "datasets", "--json"],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     doc = json.loads(out.stdout)
     names = [d["name"] for d in doc["datasets"]]

@@ -11,19 +11,25 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import default_toolkit, get_seed, layer_types
 from na_toolkit.builtin.seeds import simple_cnn
 from na_toolkit.datasets import dataset_from_arrays
 from na_toolkit.errors import ConfigError, DataError
-from na_toolkit.evaluation import EvaluationResult, get_evaluator
+from na_toolkit.evaluation import EvaluationResult, make_evaluator
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator
-from na_toolkit.ir.seeds import get_seed
-from na_toolkit.plugins import get_toolkit
+
+
+def torch_evaluator(**options) -> TorchEvaluator:
+    """The torch evaluator as the toolkit builds it (dataset names looked up in its registry)."""
+    evaluator = make_evaluator("torch", options, default_toolkit())
+    assert isinstance(evaluator, TorchEvaluator)
+    return evaluator
 
 
 @pytest.mark.slow
 def test_simple_cnn_reaches_97_percent_on_digits_in_15_epochs():
     arch = get_seed("simple-cnn")
-    result = get_evaluator("torch", dataset="digits", epochs=15, seed=0).evaluate(arch)
+    result = make_evaluator("torch", {"dataset": "digits", "epochs": 15, "seed": 0}, default_toolkit()).evaluate(arch)
     assert result.test_accuracy >= 0.97, result
     assert result.valid_accuracy >= 0.97
     assert result.evaluator == "torch" and result.dataset == "digits" and result.arch_hash == arch.hash
@@ -39,9 +45,9 @@ def test_simple_cnn_reaches_97_percent_on_digits_in_15_epochs():
 
 def test_same_seed_gives_identical_results_and_another_seed_does_not():
     arch = get_seed("simple-cnn")
-    a = TorchEvaluator(epochs=2, seed=7).evaluate(arch)
-    b = TorchEvaluator(epochs=2, seed=7).evaluate(arch)
-    c = TorchEvaluator(epochs=2, seed=8).evaluate(arch)
+    a = torch_evaluator(epochs=2, seed=7).evaluate(arch)
+    b = torch_evaluator(epochs=2, seed=7).evaluate(arch)
+    c = torch_evaluator(epochs=2, seed=8).evaluate(arch)
     assert (a.valid_accuracy, a.test_accuracy) == (b.valid_accuracy, b.test_accuracy)
     assert [h["train_loss"] for h in a.extra["history"]] == [h["train_loss"] for h in b.extra["history"]]
     assert [h["train_loss"] for h in a.extra["history"]] != [h["train_loss"] for h in c.extra["history"]]
@@ -50,45 +56,45 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not():
 
 
 def test_input_shape_mismatch_names_both_shapes():
-    rgb = simple_cnn(input_shape=(3, 8, 8))
+    rgb = simple_cnn(layer_types(), input_shape=(3, 8, 8))
     with pytest.raises(DataError, match=r"input shape \(3, 8, 8\).*input shape \(1, 8, 8\)"):
-        TorchEvaluator(epochs=1).evaluate(rgb)
+        torch_evaluator(epochs=1).evaluate(rgb)
 
 
 def test_output_must_have_one_unit_per_class():
-    five = simple_cnn(classes=5)
+    five = simple_cnn(layer_types(), classes=5)
     with pytest.raises(DataError, match=r"outputs shape \(5,\).*10 classes"):
-        TorchEvaluator(epochs=1).evaluate(five)
+        torch_evaluator(epochs=1).evaluate(five)
 
 
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"epoch": 3}, "unknown option.*epoch"),
-        ({"epochs": 0}, "epochs must be a positive integer"),
-        ({"optimizer": "lbfgs"}, "optimizer must be one of"),
-        ({"lr": -1.0}, "lr must be"),
+        ({"epoch": 3}, r"options\.epoch: unknown key.*'evaluator\.options\.epochs'"),
+        ({"epochs": 0}, r"options\.epochs: .*greater than or equal to 1"),
+        ({"optimizer": "lbfgs"}, r"options\.optimizer: .*'sgd', 'adam' or 'adamw'"),
+        ({"lr": -1.0}, r"options\.lr: .*greater than 0"),
         ({"device": "tpu"}, None),
     ],
 )
 def test_bad_options_raise_config_error(options, match):
     if match is None:  # the device is checked when training starts
         with pytest.raises(ConfigError, match="unknown device 'tpu'"):
-            TorchEvaluator(epochs=1, **options).evaluate(get_seed("simple-cnn"))
+            torch_evaluator(epochs=1, **options).evaluate(get_seed("simple-cnn"))
         return
     with pytest.raises(ConfigError, match=match):
-        TorchEvaluator(**options)
+        torch_evaluator(**options)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")
 def test_cuda_asked_for_but_absent_is_a_clear_error():
     with pytest.raises(ConfigError, match="no CUDA device"):
-        TorchEvaluator(epochs=1, device="cuda").evaluate(get_seed("simple-cnn"))
+        torch_evaluator(epochs=1, device="cuda").evaluate(get_seed("simple-cnn"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda():
-    result = TorchEvaluator(epochs=2, device="cuda").evaluate(get_seed("simple-cnn"))
+    result = torch_evaluator(epochs=2, device="cuda").evaluate(get_seed("simple-cnn"))
     assert result.device.startswith("cuda") and result.valid_accuracy > 0.5
 
 
@@ -100,7 +106,7 @@ def test_user_arrays_dataset_and_picklable_evaluator():
     x[y == 0, :, :, :3] += 1
     x[y == 1, :, :, 3:] += 1
     ds = dataset_from_arrays("halves", x, y).load()
-    arch = simple_cnn(input_shape=(1, 6, 6), classes=2)
+    arch = simple_cnn(layer_types(), input_shape=(1, 6, 6), classes=2)
     evaluator = TorchEvaluator(dataset=ds, epochs=3, batch_size=16, lr=0.05)
     clone = pickle.loads(pickle.dumps(evaluator))  # the local executor ships evaluators to workers
     result, weights = clone.evaluate_with_weights(arch)
@@ -119,12 +125,21 @@ def test_user_arrays_dataset_and_picklable_evaluator():
 
 
 def test_registered_as_torch():
-    assert get_toolkit().evaluators.get("torch") is TorchEvaluator
+    assert default_toolkit().evaluators.get("torch") is TorchEvaluator
+
+
+def test_a_dataset_name_needs_the_registry_a_loaded_dataset_does_not():
+    # built directly, without the toolkit: a registered name cannot be looked up, and the error says how
+    with pytest.raises(DataError, match="no dataset registry"):
+        TorchEvaluator(epochs=1).evaluate(get_seed("simple-cnn"))
+    assert torch_evaluator(epochs=1).datasets is default_toolkit().datasets
+    assert "datasets" not in torch_evaluator(epochs=1).options  # a dependency, not an option
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "na_toolkit.cli.main", *args], capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "na_toolkit.cli.main", *args], capture_output=True, text=True, timeout=180
+    )
 
 
 def test_cli_evaluate_json_and_errors(tmp_path):
@@ -136,7 +151,7 @@ def test_cli_evaluate_json_and_errors(tmp_path):
     assert "epoch" in out.stderr  # the tqdm progress bar goes to stderr, never into the JSON
     # an IR JSON file whose input does not fit the dataset: one line, exit 2
     path = tmp_path / "rgb.json"
-    simple_cnn(input_shape=(3, 8, 8)).save(path)
+    simple_cnn(layer_types(), input_shape=(3, 8, 8)).save(path)
     bad = _cli("evaluate", str(path), "--epochs", "1")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().count("\n") == 0 and "(3, 8, 8)" in bad.stderr and "(1, 8, 8)" in bad.stderr

@@ -27,10 +27,27 @@ def installed(tmp_path_factory):
     build/ or egg-info in the repository."""
     root = tmp_path_factory.mktemp("example_se")
     src, site = root / "src", root / "site"
-    shutil.copytree(PLUGIN_SRC, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    shutil.copytree(
+        PLUGIN_SRC, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache")
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(src)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **PIP_ENV}, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **PIP_ENV},
+        cwd=root,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return root, src, site
@@ -56,8 +73,12 @@ def test_plugins_command_lists_it(run_cli, installed):
     doc = res.json()
     (se,) = [p for p in doc["plugins"] if p["name"] == "example_se"]
     assert se == {
-        "name": "example_se", "version": "0.1.0", "dist": "na-toolkit-example-se", "builtin": False,
-        "registered": {"layer_types": ["squeeze_excite"], "operations": ["insert_se"]}, "error": None,
+        "name": "example_se",
+        "version": "0.1.0",
+        "dist": "na-toolkit-example-se",
+        "builtin": False,
+        "registered": {"layer_types": ["squeeze_excite"], "operations": ["insert_se"]},
+        "error": None,
     }
     assert doc["errors"] == []
     denied = run_cli("plugins", "--json", env={**plugin_env(site), DENY_ENV: "example_se"}, cwd=root).json()
@@ -67,8 +88,9 @@ def test_plugins_command_lists_it(run_cli, installed):
 def test_demo_applies_its_move_and_onnx_matches_torch(run_cli, installed):
     root, _src, site = installed
     out = root / "demo"
-    res = run_cli("demo", "--operation", "insert_se", "--steps", "3", "--out", out, "--json",
-                  env=plugin_env(site), cwd=root)
+    res = run_cli(
+        "demo", "--operation", "insert_se", "--steps", "3", "--out", out, "--json", env=plugin_env(site), cwd=root
+    )
     assert res.returncode == 0, res.stderr
     doc = res.json()
     assert [s["operation"] for s in doc["steps"]] == ["insert_se"] * 3
@@ -84,13 +106,17 @@ def test_demo_applies_its_move_and_onnx_matches_torch(run_cli, installed):
     shown = run_cli("arch", "show", out / "demo.json", "--json", env=plugin_env(site), cwd=root).json()
     assert shown["totals"]["params"] == doc["cost"]["after"]["params"]
     # its ONNX imports back with the SE blocks recognised (the plugin's import_onnx)
-    res = run_cli("arch", "import", out / "demo.onnx", "--out", out / "back.json", "--json", env=plugin_env(site), cwd=root)
+    res = run_cli(
+        "arch", "import", out / "demo.onnx", "--out", out / "back.json", "--json", env=plugin_env(site), cwd=root
+    )
     assert res.returncode == 0, res.stderr
     assert res.json()["params"] == doc["cost"]["after"]["params"]
     back = json.loads((out / "back.json").read_text())
     assert sum(n["type"] == "squeeze_excite" for n in back["nodes"]) == 3
     # ... and a clear error (not a traceback) without it
-    line = run_cli("arch", "show", out / "demo.json", env={**plugin_env(site), DENY_ENV: "example_se"}, cwd=root).error_line()
+    line = run_cli(
+        "arch", "show", out / "demo.json", env={**plugin_env(site), DENY_ENV: "example_se"}, cwd=root
+    ).error_line()
     assert "unknown layer type 'squeeze_excite'" in line
 
 
@@ -99,7 +125,10 @@ def test_plugin_own_tests_pass_against_the_installed_copy(installed):
     proc = subprocess.run(
         # -P: the working directory is not put on sys.path, so the plugin can only come from `site`
         [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(src / "tests")],
-        capture_output=True, text=True, timeout=300, cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
         env={**os.environ, "PYTHONPATH": str(site), ALLOW_ENV: "", "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -10,6 +10,7 @@ import pytest
 
 nb = pytest.importorskip("na_toolkit_nb201", reason="the NB201 plugin is not installed")
 
+from conftest import default_toolkit, layer_types  # noqa: E402
 from na_toolkit.errors import DataError  # noqa: E402
 from na_toolkit.predictors import load_predictor  # noqa: E402
 from na_toolkit.predictors.fewshot import (  # noqa: E402
@@ -27,7 +28,7 @@ TARGET = "lat_gold_6226"
 def cells():
     table = nb.load_table()
     rows = np.random.default_rng(3).permutation(len(table))[:250]
-    archs = [nb.nb201_architecture(table.arch_strs[i]) for i in rows]
+    archs = [nb.nb201_architecture(table.arch_strs[i], layer_types=layer_types()) for i in rows]
     return table, rows, archs
 
 
@@ -39,7 +40,7 @@ def prior(cells):
 
 
 def test_kernel_features_count_fused_kernels():
-    f = kernel_features(nb.nb201_architecture(nb.RESNET_CELL))
+    f = kernel_features(nb.nb201_architecture(nb.RESNET_CELL, layer_types=layer_types()))
     # 15 cells x 2 convs (each ReLU-conv-BN: a standalone ReLU kernel + a fused conv-BN kernel), reductions
     # 2 x (2 convs + shortcut conv), the stem conv
     assert f["kind:conv.count"] == 15 * 2 + 2 * 3 + 1
@@ -86,7 +87,7 @@ def test_round_trip_with_the_prior(cells, prior, tmp_path):
     few.save(path)
     doc = json.loads(path.read_text())
     assert doc["state"]["prior"]["devices"] == prior.devices
-    back = load_predictor(path)
+    back = load_predictor(path, default_toolkit())
     np.testing.assert_allclose(back.predict(archs[10:30]), few.predict(archs[10:30]), rtol=1e-9)
     assert LatencyPrior.from_json(prior.to_json()).devices == prior.devices
 
@@ -114,11 +115,26 @@ def test_bench_command_on_a_small_table(tmp_path, run_cli, cells):
     columns = ["lat_pixel2", "lat_pixel3", "lat_gold_6226", "lat_raspi4"]
     lines = [",".join(["arch_index", "arch_str", *columns])]
     for r in rows[:120]:
-        lines.append(",".join([str(int(table.arch_index[r])), table.arch_strs[r], *(repr(float(table.column(c)[r])) for c in columns)]))
+        lines.append(
+            ",".join(
+                [str(int(table.arch_index[r])), table.arch_strs[r], *(repr(float(table.column(c)[r])) for c in columns)]
+            )
+        )
     path = tmp_path / "mini.csv"
     path.write_text("\n".join(lines) + "\n")
-    r = run_cli("bench", "fewshot-latency", "--table", path, "--device", "pixel2,gold_6226", "--samples", "10",
-                "--seeds", "2", "--json")
+    r = run_cli(
+        "bench",
+        "fewshot-latency",
+        "--table",
+        path,
+        "--device",
+        "pixel2,gold_6226",
+        "--samples",
+        "10",
+        "--seeds",
+        "2",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     out = r.json()
     assert set(out["spearman"]) == {"lat_pixel2", "lat_gold_6226"}

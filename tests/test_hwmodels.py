@@ -1,6 +1,6 @@
 """Hardware models: every shipped TOML loads and is sane (parametrized over the registry, in the manner of
-timm's contract tests); bad files are `HardwareError`s naming the file and the key; the registry finds the
-shipped folders and honours NA_TOOLKIT_HWMODELS_PATH."""
+timm's contract tests) and cites a source for each value; bad files are `HardwareError`s naming the file and
+the key; the registry finds the shipped folders and honours NA_TOOLKIT_HWMODELS_PATH."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_toolkit
 from na_toolkit.builtin.hardware import HWMODELS_PATH_ENV, shipped_folder
 from na_toolkit.errors import HardwareError
-from na_toolkit.plugins import load_toolkit, use_toolkit
+from na_toolkit.plugins import load_toolkit
 from na_toolkit.timemodels.hwmodel import (
     DTYPE_BYTES,
     KINDS,
@@ -27,24 +28,36 @@ from na_toolkit.timemodels.hwmodel import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = known_hardware_models()
+#: the hardware registry hardware model names are looked up in
+HW = default_toolkit().hardware
+SHIPPED = known_hardware_models(HW)
 REQUIRED = {
-    "v100-sxm2", "a100-sxm4", "h100-sxm", "h200-sxm", "l4", "t4", "rtx-4090",
-    "jetson-agx-orin", "jetson-orin-nano", "raspberry-pi-4", "x86-cpu",
+    "v100-sxm2",
+    "a100-sxm4",
+    "h100-sxm",
+    "h200-sxm",
+    "l4",
+    "t4",
+    "rtx-4090",
+    "jetson-agx-orin",
+    "jetson-orin-nano",
+    "raspberry-pi-4",
+    "x86-cpu",
 }
 
 GOOD = """\
-# header comment
+# a comment is for the reader only: citations are data, in `about` and [sources]
 schema_version = 1
 description = "a test device"
 kind = "gpu"
-memory_bandwidth_bytes_per_s = 1.0e12  # made-up datasheet, page 1
+about = "header comment"
+memory_bandwidth_bytes_per_s = 1.0e12  # not a citation
 memory_capacity_bytes = 17_179_869_184
 launch_overhead_s = 4e-6
 power_w = 250
 
 [peak_flops_per_s]
-fp32 = 2.0e13  # made-up datasheet, page 2
+fp32 = 2.0e13
 bf16 = 1.6e14
 
 [measured_ceilings]
@@ -52,6 +65,10 @@ memory_bandwidth_bytes_per_s = 9.0e11
 
 [measured_ceilings.flops_per_s]
 bf16 = 1.2e14
+
+[sources]
+memory_bandwidth_bytes_per_s = "made-up datasheet, page 1"
+"peak_flops_per_s.fp32" = "made-up datasheet, page 2"
 """
 
 
@@ -68,7 +85,7 @@ def test_shipped_folders_are_found_through_the_package():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_is_sane(name, tmp_path):
-    model = load_hardware_model(name)
+    model = load_hardware_model(name, HW)
     assert model.name == name == model.source.stem
     assert model.kind in KINDS and model.values_are == "datasheet" and model.description
     assert "fp32" in model.peak_flops_per_s and set(model.peak_flops_per_s) <= set(DTYPE_BYTES)
@@ -91,7 +108,7 @@ def test_shipped_model_is_sane(name, tmp_path):
     keys += [f"peak_flops_per_s.{d}" for d in model.peak_flops_per_s]
     keys += ["power_w"] if model.power_w is not None else []
     for key in keys:
-        assert len(model.notes.get(key, "")) > 15, f"{name}: {key} has no citation comment"
+        assert len(model.notes.get(key, "")) > 15, f"{name}: {key} has no citation in [sources]"
     # written back, it reads back the same, citations included
     again = read_hardware_model(save_hardware_model(model, tmp_path / f"{name}.toml"))
     assert again.to_dict() == model.to_dict()
@@ -99,7 +116,7 @@ def test_shipped_model_is_sane(name, tmp_path):
 
 
 def test_measured_ceilings_of_this_project_devices():
-    h100, h200 = load_hardware_model("h100-sxm"), load_hardware_model("h200-sxm")
+    h100, h200 = load_hardware_model("h100-sxm", HW), load_hardware_model("h200-sxm", HW)
     assert h100.bandwidth_bytes_per_s() == 3.0e12 and h100.flops_per_s("bf16") == 7.98e14
     assert h200.bandwidth_bytes_per_s() == 4.3e12 and h200.flops_per_s("bf16") == 7.88e14
     assert h100.bandwidth_bytes_per_s(prefer_measured=False) == 3.35e12
@@ -107,7 +124,7 @@ def test_measured_ceilings_of_this_project_devices():
     assert h100.ridge_point_flops_per_byte("fp32") == pytest.approx(67e12 / 3.0e12)
 
 
-def test_parse_keeps_values_and_comments(tmp_path):
+def test_parse_keeps_values_and_citations(tmp_path):
     path = tmp_path / "dev.toml"
     path.write_text(GOOD)
     model = read_hardware_model(path)
@@ -126,24 +143,54 @@ BAD = [
     # (edit of GOOD, key the message must name, fragment of the message)
     (lambda t: t.replace("schema_version = 1", "schema_version = 2"), "schema_version", "not supported"),
     (lambda t: t.replace("schema_version = 1\n", ""), "schema_version", "missing"),
-    (lambda t: t.replace("memory_bandwidth_bytes_per_s = 1.0e12  # made-up datasheet, page 1\n", ""),
-     "memory_bandwidth_bytes_per_s", "missing"),
+    (
+        lambda t: t.replace("memory_bandwidth_bytes_per_s = 1.0e12  # not a citation\n", ""),
+        "memory_bandwidth_bytes_per_s",
+        "missing",
+    ),
     (lambda t: t.replace("launch_overhead_s = 4e-6", "launch_overhead_s = -4e-6"), "launch_overhead_s", ">= 0"),
     (lambda t: t.replace("power_w = 250", "power_w = 0"), "power_w", "> 0"),
     (lambda t: t.replace("power_w = 250", 'power_w = "250 W"'), "power_w", "finite number"),
-    (lambda t: t.replace("fp32 = 2.0e13  # made-up datasheet, page 2\n", ""), "peak_flops_per_s.fp32", "missing"),
+    (lambda t: t.replace("fp32 = 2.0e13\n", ""), "peak_flops_per_s.fp32", "missing"),
     (lambda t: t.replace("bf16 = 1.6e14", "fp12 = 1.6e14"), "peak_flops_per_s.fp12", "unknown dtype"),
     (lambda t: t.replace("bf16 = 1.6e14", "bf16 = nan"), "peak_flops_per_s.bf16", "finite number"),
     (lambda t: t.replace('kind = "gpu"', 'kind = "tpu"'), "kind", "one of gpu, cpu, soc"),
     (lambda t: t.replace("power_w = 250", "power_w = 250\nclock_hz = 1e9"), "clock_hz", "unknown key"),
-    (lambda t: t.replace("memory_capacity_bytes = 17_179_869_184", "memory_capacity_bytes = 1.5"),
-     "memory_capacity_bytes", "whole number"),
-    (lambda t: t.replace('description = "a test device"', 'name = "other"\ndescription = "a test device"'),
-     "name", "differs from the file name"),
-    (lambda t: t.replace("[measured_ceilings.flops_per_s]\nbf16", "[measured_ceilings.flops_per_s]\nint8"),
-     "measured_ceilings.flops_per_s.int8", "no peak"),
-    (lambda t: t.replace("[peak_flops_per_s]\nfp32 = 2.0e13  # made-up datasheet, page 2\nbf16 = 1.6e14\n", "")
-     .replace('kind = "gpu"', 'kind = "gpu"\npeak_flops_per_s = 3'), "peak_flops_per_s", "must be a table"),
+    (
+        lambda t: t.replace("memory_capacity_bytes = 17_179_869_184", "memory_capacity_bytes = 1.5"),
+        "memory_capacity_bytes",
+        "whole number",
+    ),
+    (
+        lambda t: t.replace('description = "a test device"', 'name = "other"\ndescription = "a test device"'),
+        "name",
+        "differs from the file name",
+    ),
+    (
+        lambda t: t.replace("[measured_ceilings.flops_per_s]\nbf16", "[measured_ceilings.flops_per_s]\nint8"),
+        "measured_ceilings.flops_per_s.int8",
+        "no peak",
+    ),
+    (
+        lambda t: t.replace("[peak_flops_per_s]\nfp32 = 2.0e13\nbf16 = 1.6e14\n", "").replace(
+            'kind = "gpu"', 'kind = "gpu"\npeak_flops_per_s = 3'
+        ),
+        "peak_flops_per_s",
+        "must be a table",
+    ),
+    (
+        lambda t: t.replace('"peak_flops_per_s.fp32" =', '"peak_flops_per_s.int8" ='),
+        "sources.peak_flops_per_s.int8",
+        "cites no value",
+    ),
+    (
+        lambda t: t.replace(
+            'memory_bandwidth_bytes_per_s = "made-up', 'memory_bandwidth_bytes_per_s = 3\nx = "made-up'
+        ),
+        "sources.memory_bandwidth_bytes_per_s",
+        "must be a string",
+    ),
+    (lambda t: t.replace('about = "header comment"', "about = 3"), "about", "must be a string"),
 ]
 
 
@@ -166,14 +213,19 @@ def test_unreadable_files_are_hardware_errors(tmp_path):
 
 def test_unknown_name_lists_the_known_models():
     with pytest.raises(HardwareError) as info:
-        load_hardware_model("h100")
+        load_hardware_model("h100", HW)
     message = str(info.value)
     assert "unknown hardware model 'h100'" in message and "Did you mean 'h100-sxm'" in message
     assert all(name in message for name in REQUIRED)
 
 
+def test_a_name_needs_the_hardware_registry():
+    with pytest.raises(HardwareError, match="'t4'.*hardware registry.*path of a .toml file"):
+        load_hardware_model("t4")
+
+
 def test_save_refuses_a_model_that_would_not_read_back(tmp_path):
-    model = load_hardware_model("t4")
+    model = load_hardware_model("t4", HW)
     bad = replace(model, memory_bandwidth_bytes_per_s=-1.0)
     target = tmp_path / "t4.toml"
     with pytest.raises(HardwareError, match="memory_bandwidth_bytes_per_s"):
@@ -187,7 +239,8 @@ def test_save_names_the_model_after_the_file(tmp_path):
     model = HardwareModel("anything", "cpu", {"fp32": 1e11}, 2e10, 2**33, 3e-6)
     saved = read_hardware_model(save_hardware_model(model, tmp_path / "mine.toml"))
     assert saved.name == "mine" and saved.peak_flops_per_s == {"fp32": 1e11} and saved.power_w is None
-    assert saved.notes["memory_bandwidth_bytes_per_s"]  # unit comments are written even without citations
+    assert saved.notes["memory_bandwidth_bytes_per_s"]  # what a value is, is written even without a citation
+    assert "no source given" in saved.notes["memory_bandwidth_bytes_per_s"]
 
 
 def test_env_folders_add_models_and_never_replace_shipped_ones(tmp_path, monkeypatch):
@@ -203,12 +256,12 @@ def test_env_folders_add_models_and_never_replace_shipped_ones(tmp_path, monkeyp
     messages = [str(w.message) for w in caught]
     assert any("t4" in m and "already taken" in m for m in messages), messages
     assert any("nowhere" in m and "not a folder" in m for m in messages), messages
-    with use_toolkit(toolkit):
-        assert "lab-box" in known_hardware_models()
-        assert load_hardware_model("lab-box").peak_flops_per_s["fp32"] == 2e13
-        assert load_hardware_model("t4").source.parent == REPO / "hwmodels"
-        with pytest.raises(HardwareError, match="is a device profile.*not a hardware model"):
-            load_hardware_model("lab-box-profile")
+    hardware = toolkit.hardware
+    assert "lab-box" in known_hardware_models(hardware)
+    assert load_hardware_model("lab-box", hardware).peak_flops_per_s["fp32"] == 2e13
+    assert load_hardware_model("t4", hardware).source.parent == REPO / "hwmodels"
+    with pytest.raises(HardwareError, match="is a device profile.*not a hardware model"):
+        load_hardware_model("lab-box-profile", hardware)
 
 
 def test_toml_numbers_read_back_exactly(tmp_path):

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from na_toolkit.errors import ArchitectureError, NAToolkitError, ShapeError
 from na_toolkit.ir.architecture import Architecture, Attrs, Node
-from na_toolkit.ir.seeds import get_seed
+from conftest import get_seed, layer_types
+
+LT = layer_types()
 
 SEED_DOCS = {name: get_seed(name).to_json() for name in ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")}
 
@@ -30,7 +32,7 @@ def _n(nid, type_, inputs, **attrs):
 
 def _raises(error, doc, node=None, match=None):
     with pytest.raises(error, match=match) as info:
-        Architecture.from_json(doc)
+        Architecture.from_json(doc, LT)
     if node is not None:
         assert info.value.node == node and repr(node) in str(info.value)
     return info.value
@@ -39,7 +41,7 @@ def _raises(error, doc, node=None, match=None):
 def test_malformed_json():
     for text in ("{", "[1, 2", "", "\xff\xfe", b"\xff\xfe\x00", '{"schema_version": 1,}'):
         with pytest.raises(ArchitectureError, match="malformed architecture JSON"):
-            Architecture.loads(text)
+            Architecture.loads(text, LT)
     _raises(ArchitectureError, [1, 2], match="must be an object")
     _raises(ArchitectureError, {"schema_version": 99, "nodes": []}, match="schema_version")
 
@@ -70,7 +72,7 @@ def test_non_positive_channels(filters):
     _raises(ArchitectureError, _doc([_n("c", "conv2d", ["input"], filters=filters)]), node="c", match="filters")
     _raises(ArchitectureError, _doc([_n("l", "linear", ["input"], units=filters)], input_shape=(5,)), node="l", match="units")
     with pytest.raises(ArchitectureError, match="input shape"):
-        Architecture.from_json(_doc([_n("r", "relu", ["input"])], input_shape=(filters, 4, 4)))
+        Architecture.from_json(_doc([_n("r", "relu", ["input"])], input_shape=(filters, 4, 4)), LT)
 
 
 def test_other_structural_errors_name_the_node():
@@ -85,12 +87,12 @@ def test_other_structural_errors_name_the_node():
 
 
 def test_bool_and_int_attributes_are_not_confused_by_the_inference_memo():
-    good = Architecture((3, 4, 4), [Node("c", "conv2d", Attrs(filters=4, bias=True), ("input",))])
+    good = Architecture((3, 4, 4), [Node("c", "conv2d", Attrs(filters=4, bias=True), ("input",))], layer_types=LT)
     assert good.attrs("c")["bias"] is True
     with pytest.raises(ArchitectureError, match="bias"):
-        Architecture((3, 4, 4), [Node("c", "conv2d", Attrs(filters=4, bias=1), ("input",))])
+        Architecture((3, 4, 4), [Node("c", "conv2d", Attrs(filters=4, bias=1), ("input",))], layer_types=LT)
     with pytest.raises(ArchitectureError, match="filters"):
-        Architecture((3, 4, 4), [Node("c", "conv2d", Attrs(filters=True), ("input",))])
+        Architecture((3, 4, 4), [Node("c", "conv2d", Attrs(filters=True), ("input",))], layer_types=LT)
 
 
 def test_attrs_returns_a_copy():
@@ -164,11 +166,11 @@ def mutated_documents(draw):
 @given(doc=mutated_documents())
 def test_mutated_documents_raise_only_typed_errors(doc):
     try:
-        arch = Architecture.from_json(doc)
+        arch = Architecture.from_json(doc, LT)
     except NAToolkitError:
         return
     # a document that loads is a valid network: everything derived from it works
-    again = Architecture.loads(arch.dumps())
+    again = Architecture.loads(arch.dumps(), LT)
     assert again.hash == arch.hash
     assert all(v >= 0 for v in arch.cost.total.astuple())
     assert arch.peak_activation_bytes > 0
@@ -185,6 +187,6 @@ def test_mutated_text_raises_only_typed_errors(name, cuts):
         pos %= len(data) + 1
         data[pos : pos + length] = insert
     try:
-        Architecture.loads(bytes(data))
+        Architecture.loads(bytes(data), LT)
     except NAToolkitError:
         pass

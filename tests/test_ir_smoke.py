@@ -1,7 +1,7 @@
 import onnx
 import pytest
 
-from na_toolkit.ir.seeds import get_seed
+from conftest import get_seed
 
 
 @pytest.mark.parametrize("seed", ["simple-cnn", "resnet-cifar", "mobilenetv2-cifar"])
@@ -28,7 +28,11 @@ def test_hash_is_stable_and_equals_the_canonical_json_digest():
     import json
 
     # pinned: the content hash keys every store and cache, so it must not drift between versions
-    pinned = {"simple-cnn": "84d073b74e9b421d", "resnet-cifar": "b8eddb3ea34a139f", "mobilenetv2-cifar": "88da3debb4758a2a"}
+    pinned = {
+        "simple-cnn": "84d073b74e9b421d",
+        "resnet-cifar": "b8eddb3ea34a139f",
+        "mobilenetv2-cifar": "88da3debb4758a2a",
+    }
     for name, digest in pinned.items():
         arch = get_seed(name)
         blob = json.dumps(arch.canonical(), separators=(",", ":"), sort_keys=True)
@@ -42,3 +46,17 @@ def test_cost_totals_equal_the_sum_over_nodes():
     cost = arch.cost
     for field in ("params", "macs", "flops", "weight_bytes", "input_bytes", "output_bytes"):
         assert getattr(cost.total, field) == sum(getattr(c, field) for c in cost.per_node.values())
+
+
+@pytest.mark.parametrize("seed", ["simple-cnn", "resnet-cifar", "mobilenetv2-cifar"])
+def test_json_round_trip_with_the_builtin_layer_types_alone(seed):
+    """A script (or a worker) reads an architecture with the built-in layer types passed explicitly, no plugin
+    manager involved: the same network, the same hash, the same cost."""
+    from na_toolkit.builtin.layers import builtin_layer_types
+    from na_toolkit.ir.architecture import Architecture
+
+    arch = get_seed(seed)
+    layer_types = builtin_layer_types()
+    back = Architecture.from_json(arch.to_json(), layer_types=layer_types)
+    assert back == arch and back.hash == arch.hash and back.params == arch.params
+    assert back.layer_types is layer_types

@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from conftest import layer_types
 from na_toolkit.errors import ArchitectureError
 from na_toolkit.ir.architecture import Architecture, Attrs, Node
-from na_toolkit.ir.layers import REQUIRED, LayerCost, torch_weights
+from na_toolkit.ir.layers import REQUIRED, LayerCost, LayerType, torch_weights
 from na_toolkit.ir.onnx_import import from_onnx
-from na_toolkit.plugins import get_toolkit
 
 MAP = (4, 7, 7)
 VEC = (12,)
@@ -43,14 +43,18 @@ EXAMPLES: dict[str, list[tuple[dict, list[tuple[int, ...]]]]] = {
 for _act in ("relu", "relu6", "gelu", "sigmoid", "hardswish", "identity", "zero"):
     EXAMPLES[_act] = [({}, [MAP]), ({}, [VEC])]
 
-TYPES = get_toolkit().layer_types.names()
+TYPES = layer_types().names()
+#: layer types whose ONNX comes back as another type (dropout is an Identity at inference)
+IMPORTS_AS = {"dropout": "identity"}
+#: training-only attributes an inference graph does not carry (batch norm's momentum)
+NOT_IN_ONNX = {"momentum"}
 
 
 def _examples(name):
     if name in EXAMPLES:
         return EXAMPLES[name]
     # a plugin's type: its defaults, small ints for required attributes, one feature map per input
-    lt = get_toolkit().layer_types.get(name)
+    lt = layer_types().get(name)
     attrs = {k: (spec.choices[0] if spec.choices else 4) for k, spec in lt.attrs.items() if spec.default is REQUIRED}
     return [(attrs, [MAP] * lt.min_inputs)]
 
@@ -60,7 +64,7 @@ CASES = [(name, i) for name in TYPES for i in range(len(_examples(name)))]
 
 def _single_layer(name, attrs, in_shapes):
     node = Node("layer", name, Attrs(attrs), ("input",) * len(in_shapes))
-    return Architecture(in_shapes[0], [node])
+    return Architecture(in_shapes[0], [node], layer_types=layer_types())
 
 
 def _randomize_buffers(model):
@@ -76,7 +80,7 @@ def _randomize_buffers(model):
 
 @pytest.mark.parametrize("name", TYPES)
 def test_schema_defaults_and_rejections(name):
-    lt = get_toolkit().layer_types.get(name)
+    lt = layer_types().get(name)
     assert lt.name == name and lt.description
     assert lt.min_inputs >= 1 and (lt.max_inputs is None or lt.max_inputs >= lt.min_inputs)
     for key, spec in lt.attrs.items():
@@ -94,7 +98,7 @@ def test_schema_defaults_and_rejections(name):
 
 @pytest.mark.parametrize("name,i", CASES)
 def test_shape_cost_torch_and_onnx_agree(name, i):
-    lt = get_toolkit().layer_types.get(name)
+    lt = layer_types().get(name)
     attrs, in_shapes = _examples(name)[i]
     norm = lt.normalize_attrs(dict(attrs))
     out = tuple(lt.infer_shape(norm, list(in_shapes)))
@@ -134,11 +138,16 @@ def test_shape_cost_torch_and_onnx_agree(name, i):
 
     random_weights = arch.to_onnx(seed=3)
     onnx.checker.check_model(random_weights)
-    y = ort.InferenceSession(random_weights.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x[:1]})[0]
+    y = ort.InferenceSession(random_weights.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x[:1]}
+    )[0]
     assert y.shape == (1, *out) and np.isfinite(y).all()
 
     if lt.onnx_ops:
-        imported, state = from_onnx(proto, return_weights=True)
+        imported, state = from_onnx(proto, layer_types(), return_weights=True)
+        assert [n.type for n in imported.nodes] == [IMPORTS_AS.get(name, name)]
+        if name not in IMPORTS_AS and not NOT_IN_ONNX & set(attrs):  # the same network: the same hash
+            assert imported.hash == arch.hash
         back = imported.to_torch().eval()
         back.load_state_dict(state)
         with torch.no_grad():
@@ -148,9 +157,18 @@ def test_shape_cost_torch_and_onnx_agree(name, i):
 
 
 @pytest.mark.parametrize("name", TYPES)
+def test_declared_onnx_ops_have_an_importer(name):
+    """A layer type that declares ONNX op types implements the import (from_onnx asks it for those ops)."""
+    lt = layer_types().get(name)
+    if lt.onnx_ops:
+        assert type(lt).import_onnx is not LayerType.import_onnx, f"{name} declares onnx_ops but no import_onnx"
+        assert all(isinstance(op, str) and op for op in lt.onnx_ops)
+
+
+@pytest.mark.parametrize("name", TYPES)
 def test_cost_scales_with_the_input(name):
     """Bigger inputs never cost less (a sanity law every layer type keeps)."""
-    lt = get_toolkit().layer_types.get(name)
+    lt = layer_types().get(name)
     attrs, in_shapes = _examples(name)[0]
     norm = lt.normalize_attrs(dict(attrs))
     bigger = [tuple(d * 2 if j > 0 else d for j, d in enumerate(s)) if len(s) == 3 else (s[0] * 2,) for s in in_shapes]

@@ -10,30 +10,39 @@ import warnings
 import numpy as np
 import pytest
 
+from conftest import default_toolkit, get_seed
 from na_toolkit.errors import ProfileError, TimeModelError, UnknownComponentError
-from na_toolkit.ir.seeds import get_seed
 from na_toolkit.timemodels import get_time_model
 from na_toolkit.timemodels.learned import KernelLatencyModel, LearnedTimeModel, TreeEnsemble, profile_data
 from na_toolkit.timemodels.measure import MeasureSettings
-from na_toolkit.timemodels.profile import (
-    DeviceProfile,
-    ProfileBuilder,
-    ProfileDeviceWarning,
-    ProfileOptions,
-    load_seed,
-    random_variants,
-    resolve_profile_path,
-)
+from na_toolkit.timemodels.profile import DeviceProfile, ProfileDeviceWarning, resolve_profile_path
+from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
+from na_toolkit.timemodels.sampling import all_operations, load_seed, random_variants
 
 QUICK = MeasureSettings.quick(min_runs=8, max_time_s=0.2, rel_tolerance=0.05)
+TK = default_toolkit()
+LT = TK.layer_types
+
+
+def learned(device, **options) -> LearnedTimeModel:
+    """The learned model of a profile (a path, a DeviceProfile, or a name in the toolkit's registry)."""
+    return LearnedTimeModel.from_toolkit(TK, device=device, **options)
 
 
 @pytest.fixture(scope="module")
 def tiny_profile(tmp_path_factory) -> DeviceProfile:
     out = tmp_path_factory.mktemp("learned") / "tiny.json"
-    options = ProfileOptions(out=out, samples=8, seeds=("simple-cnn",), max_moves=3, adaptive_rounds=0,
-                             progress=False, kernel_settings=QUICK, network_settings=QUICK)
-    ProfileBuilder(options, log=lambda msg: None).run()
+    options = ProfileOptions(
+        out=out,
+        samples=8,
+        seeds=("simple-cnn",),
+        max_moves=3,
+        adaptive_rounds=0,
+        progress=False,
+        kernel_settings=QUICK,
+        network_settings=QUICK,
+    )
+    ProfileBuilder(options, TK, log=lambda msg: None).run()
     return DeviceProfile.load(out)
 
 
@@ -41,21 +50,21 @@ def tiny_profile(tmp_path_factory) -> DeviceProfile:
 def example() -> LearnedTimeModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProfileDeviceWarning)  # the committed profile may be of another CPU
-        return LearnedTimeModel("example-cpu")
+        return learned("example-cpu")
 
 
 def test_fits_a_tiny_profile_from_its_json_alone(tiny_profile):
     doc = json.loads(tiny_profile.path.read_text())  # data only: architectures and numbers
     assert set(doc) >= {"kernels", "networks", "device", "software", "runtime"}
-    model = LearnedTimeModel(tiny_profile.path)
+    model = LearnedTimeModel(tiny_profile.path, layer_types=LT)  # no registry needed for a path
     assert model.device == tiny_profile.name
     # in-sample sanity: the calibrated kernel sums reproduce the profile's own networks
-    data = profile_data(tiny_profile)
+    data = profile_data(tiny_profile, LT)
     pred = model.model.predict_networks(data.network_kernels)
     rel = np.abs(pred - data.network_y_ms) / data.network_y_ms
     assert np.median(rel) < 0.25, rel
     # deterministic: a second fit from the same file predicts the same
-    again = LearnedTimeModel(tiny_profile.path)
+    again = learned(tiny_profile.path)
     arch = get_seed("simple-cnn")
     assert again.estimate(arch).latency_ms == model.estimate(arch).latency_ms
 
@@ -64,13 +73,22 @@ def test_predicts_unseen_networks_close_to_their_measurement(example):
     from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
 
     profile = example.profile
-    seeds = {s: load_seed(s) for s in ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")}
-    variants = random_variants(seeds, 6, np.random.default_rng(2024), 4, exclude=profile.network_hashes(),
-                               include_seeds=False)
+    seeds = {s: load_seed(s, TK) for s in ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")}
+    variants = random_variants(
+        seeds,
+        6,
+        np.random.default_rng(2024),
+        4,
+        operations=all_operations(TK),
+        exclude=profile.network_hashes(),
+        include_seeds=False,
+    )
     archs = [v.arch for v in variants]
     assert not ({a.hash for a in archs} & profile.network_hashes())
     # measured the way the profile measured its networks
-    tm = OnnxRuntimeTimeModel(settings=MeasureSettings.from_json(profile.settings["network"]), statistic=profile.statistic)
+    tm = OnnxRuntimeTimeModel(
+        settings=MeasureSettings.from_json(profile.settings["network"]), statistic=profile.statistic
+    )
     measured = np.array([tm.estimate(a).latency_ms for a in archs])
     predicted = example.predict_ms(archs)
     from scipy.stats import spearmanr
@@ -88,8 +106,8 @@ def test_predicts_unseen_networks_close_to_their_measurement(example):
 
 
 def test_prediction_rate(example):
-    seeds = {s: load_seed(s) for s in ("resnet-cifar", "mobilenetv2-cifar")}
-    archs = [v.arch for v in random_variants(seeds, 40, np.random.default_rng(7), 4)]
+    seeds = {s: load_seed(s, TK) for s in ("resnet-cifar", "mobilenetv2-cifar")}
+    archs = [v.arch for v in random_variants(seeds, 40, np.random.default_rng(7), 4, operations=all_operations(TK))]
     for a in archs:  # the first query of a new kernel configuration evaluates the trees
         example.estimate(a)
     t0 = time.thread_time()  # CPU time: the rate of the model, not of a busy machine's scheduler
@@ -123,28 +141,30 @@ def test_errors(tmp_path, tiny_profile, example):
     with pytest.raises(TimeModelError, match="batch size 1"):
         example.estimate(get_seed("simple-cnn"), batch_size=8)
     with pytest.raises(UnknownComponentError, match="unknown device profile 'example-cpux'.*example-cpu"):
-        resolve_profile_path("example-cpux")
+        resolve_profile_path("example-cpux", TK.hardware)
+    with pytest.raises(ProfileError, match="hardware registry"):
+        resolve_profile_path("example-cpu")  # a name needs the registry
     with pytest.raises(ProfileError, match="does not exist"):
-        LearnedTimeModel(tmp_path / "missing.json")
+        learned(tmp_path / "missing.json")
     doc = json.loads(tiny_profile.path.read_text())
     doc["kernels"] = doc["kernels"][:1]
     few = tmp_path / "few.json"
     few.write_text(json.dumps(doc))
     with pytest.raises(ProfileError, match="at least 3"):
-        LearnedTimeModel(few)
+        learned(few)
     doc = json.loads(tiny_profile.path.read_text())
     doc["device"]["name"] = "Imaginary CPU 9000"
     other = tmp_path / "other.json"
     other.write_text(json.dumps(doc))
     with pytest.warns(ProfileDeviceWarning, match="Imaginary CPU 9000"):
-        model = LearnedTimeModel(other)
+        model = learned(other)
     assert "Imaginary CPU 9000" in model.estimate(get_seed("simple-cnn")).warnings[0]
 
 
 def test_registered_and_built_by_name():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProfileDeviceWarning)
-        tm = get_time_model("learned", device="example-cpu")
+        tm = get_time_model("learned", TK, device="example-cpu")
     assert isinstance(tm, LearnedTimeModel) and tm.profile.name == "example-cpu"
 
 
@@ -159,7 +179,7 @@ def test_committed_h200_profile_predicts_its_held_out_networks(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProfileDeviceWarning)
-        profile = DeviceProfile.load(resolve_profile_path("h200-torch-b1"))
+        profile = DeviceProfile.load(resolve_profile_path("h200-torch-b1", TK.hardware))
     assert profile.device["name"] == "NVIDIA H200" and profile.batch_size == 1
     nets = sorted(profile.networks, key=lambda n: n.hash)
     train, held = nets[::2], nets[1::2]
@@ -170,9 +190,9 @@ def test_committed_h200_profile_predicts_its_held_out_networks(tmp_path):
     path.write_text(json.dumps(doc))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProfileDeviceWarning)
-        model = LearnedTimeModel(path)
+        model = learned(path)
     measured = np.array([n.latency_ms("median") for n in held])
-    predicted = model.predict_ms([Architecture.from_json(n.arch) for n in held])
+    predicted = model.predict_ms([Architecture.from_json(n.arch, layer_types=LT) for n in held])
     ratio = predicted / measured
     # the card's own speed wandered +-25% during the profile (its speed checks): loose bounds
     # (this split: median ratio 0.86, 92% within 50%, Spearman 0.91; the other half: 1.01, 88%, 0.76)
@@ -182,12 +202,15 @@ def test_committed_h200_profile_predicts_its_held_out_networks(tmp_path):
 
 
 def test_slow_spells_are_measured_again_unless_most_items_fall_in_them(tiny_profile, tmp_path):
-    from na_toolkit.timemodels.profile import make_time_model
+    from na_toolkit.timemodels.profiler import make_time_model
 
     prof = DeviceProfile.load(tiny_profile.path)  # a fresh copy: the fixture's stays untouched
     logs: list[str] = []
-    builder = ProfileBuilder(ProfileOptions(out=tmp_path / "p.json", progress=False, kernel_settings=QUICK,
-                                            network_settings=QUICK), log=logs.append)
+    builder = ProfileBuilder(
+        ProfileOptions(out=tmp_path / "p.json", progress=False, kernel_settings=QUICK, network_settings=QUICK),
+        TK,
+        log=logs.append,
+    )
     builder._t_start = time.perf_counter()
     tm = make_time_model("onnxruntime", "cpu", QUICK)
     items = [*prof.kernels, *prof.networks]

@@ -93,8 +93,9 @@ def test_unstable_measurement_stops_at_the_cap_and_says_so():
         while time.perf_counter() - t0 < target:
             pass
 
-    s = MeasureSettings(warmup_runs=2, warmup_s=0.0, min_runs=10, max_runs=5000, max_time_s=0.3,
-                        rel_tolerance=0.001, calls_per_run=1)
+    s = MeasureSettings(
+        warmup_runs=2, warmup_s=0.0, min_runs=10, max_runs=5000, max_time_s=0.3, rel_tolerance=0.001, calls_per_run=1
+    )
     m = measure(erratic, s)
     assert not m.stable
     assert m.runs >= 10 and m.measure_s < 2.0

@@ -8,12 +8,14 @@ import gzip
 import numpy as np
 import pytest
 
-pytest.importorskip("na_toolkit_nb201", reason="the NB201 plugin is not installed (pip install -e plugins/na_toolkit_nb201)")
+pytest.importorskip(
+    "na_toolkit_nb201", reason="the NB201 plugin is not installed (pip install -e plugins/na_toolkit_nb201)"
+)
 
-import na_toolkit_nb201 as nb  # noqa: E402
-from na_toolkit.errors import ArchitectureError, ConfigError, DataError, OperationError, TimeModelError  # noqa: E402
-from na_toolkit.ir.seeds import get_seed  # noqa: E402
-from na_toolkit.plugins import get_toolkit  # noqa: E402
+import na_toolkit_nb201 as nb
+from conftest import default_toolkit, get_seed
+from na_toolkit import caches
+from na_toolkit.errors import ArchitectureError, ConfigError, DataError, OperationError, TimeModelError
 
 OPTIMUM_C10 = 6111  # SOURCE.md: CIFAR-10 optimum, 94.373 % test accuracy
 
@@ -24,14 +26,54 @@ def table():
 
 
 def test_plugin_registers_through_its_entry_point():
-    info = get_toolkit().plugins["nb201"]
+    info = default_toolkit().plugins["nb201"]
     assert info.dist == "na-toolkit-nb201" and info.error is None
     assert info.registered == {
         "operations": ["set_edge_op"],
         "seeds": ["nb201"],
         "time_models": ["nb201-table"],
         "evaluators": ["nb201-table"],
+        "benchmarks": ["predictor", "fewshot-latency", "nb201-search"],
     }
+
+
+def test_networks_are_built_with_the_layer_types_given(table):
+    tk = default_toolkit()
+    arch = nb.nb201_architecture(nb.RESNET_CELL, layer_types=tk.layer_types)
+    assert arch.layer_types is tk.layer_types and get_seed("nb201").hash == arch.hash
+    # without a registry: the built-in layer types (all an NB201 network uses); the same network
+    plain = nb.nb201_architecture(nb.RESNET_CELL)
+    assert plain.layer_types is not tk.layer_types and plain.hash == arch.hash
+    # the plugin's memo tables are the toolkit's caches (cleared with the others)
+    assert {"nb201.networks", "nb201.cells", "nb201.parse_cell"} <= set(caches.cache_names())
+
+
+def test_the_seed_family_parses_indices_and_cell_strings(table):
+    tk = default_toolkit()
+    seed = tk.seeds.get("nb201")
+    by_index = seed.parse(str(OPTIMUM_C10), tk.layer_types, None)
+    by_cell = seed.parse(table.str_of(OPTIMUM_C10), tk.layer_types, None)
+    assert by_index.hash == by_cell.hash == nb.nb201_architecture(table.str_of(OPTIMUM_C10)).hash
+    assert by_index.layer_types is tk.layer_types
+    assert seed.parse("resnet-cifar", tk.layer_types, None) is None
+    with pytest.raises(DataError, match="malformed NB201 cell string"):
+        seed.parse("|conv~0|", tk.layer_types, None)
+
+
+def test_the_table_evaluator_hands_out_training_rows(table):
+    tk = default_toolkit()
+    cls = tk.evaluators.get("nb201-table")
+    rows = cls.training_rows("c10_valid_acc_200ep", 20, 3, tk.layer_types)
+    assert len(rows.archs) == len(rows.values) == 20 and rows.source["rows"] == 20 and rows.source["seed"] == 3
+    for arch, value in zip(rows.archs, rows.values):
+        assert value == table.value(nb.nb201_cell_of(arch), "c10_valid_acc_200ep")
+    assert [a.hash for a in cls.training_rows("c10_valid_acc_200ep", 20, 3, tk.layer_types).archs] == [
+        a.hash for a in rows.archs
+    ]
+    with pytest.raises(ConfigError, match="1..15625"):
+        cls.training_rows("c10_valid_acc_200ep", 10**6, 0, tk.layer_types)
+    with pytest.raises(DataError, match="no column"):
+        cls.training_rows("c10_no_such_column", 5, 0, tk.layer_types)
 
 
 def test_params_match_the_table_on_100_sampled_cells(table):
@@ -47,7 +89,10 @@ def test_params_match_the_table_on_100_sampled_cells(table):
 def test_params_of_the_other_datasets(table, dataset):
     for r in (0, 1, OPTIMUM_C10):
         arch = nb.nb201_architecture_for(table.arch_strs[r], dataset)
-        assert abs(arch.params / 1e6 - table.column(f"{dataset}_params_mb")[r]) <= 0.01 * table.column(f"{dataset}_params_mb")[r]
+        assert (
+            abs(arch.params / 1e6 - table.column(f"{dataset}_params_mb")[r])
+            <= 0.01 * table.column(f"{dataset}_params_mb")[r]
+        )
 
 
 def test_macro_structure_of_the_resnet_cell():
@@ -109,7 +154,7 @@ def test_cell_is_recognised_only_when_the_structure_matches():
 
 
 def test_set_edge_op_move():
-    op = get_toolkit().operations.get("set_edge_op")
+    op = default_toolkit().operations.get("set_edge_op")
     arch = get_seed("nb201")
     assert op.mask(arch, "edge", {}).all()
     ops = nb.parse_cell(nb.RESNET_CELL)
@@ -137,7 +182,7 @@ def test_set_edge_op_move():
 
 
 def test_table_evaluator(table):
-    ev = get_toolkit().evaluators.get("nb201-table")()
+    ev = default_toolkit().evaluators.get("nb201-table")()
     arch = nb.nb201_architecture(table.str_of(OPTIMUM_C10))
     res = ev.evaluate(arch)
     assert res.arch_hash == arch.hash
@@ -145,17 +190,17 @@ def test_table_evaluator(table):
     assert res.valid_accuracy == pytest.approx(table.value(OPTIMUM_C10, "c10_valid_acc_200ep") / 100)
     assert res.train_time_s == pytest.approx(table.value(OPTIMUM_C10, "c10_train_time_s_200ep"))
     assert res.extra["arch_index"] == OPTIMUM_C10
-    ev100 = get_toolkit().evaluators.get("nb201-table")(dataset="c100", epochs=12)
+    ev100 = default_toolkit().evaluators.get("nb201-table")(dataset="c100", epochs=12)
     res100 = ev100.evaluate(table.str_of(OPTIMUM_C10))
     assert res100.valid_accuracy == pytest.approx(table.value(OPTIMUM_C10, "c100_valid_acc_12ep") / 100)
     with pytest.raises(ConfigError):
-        get_toolkit().evaluators.get("nb201-table")(dataset="mnist")
+        default_toolkit().evaluators.get("nb201-table")(dataset="mnist")
     with pytest.raises(ArchitectureError):
         ev.evaluate(get_seed("resnet-cifar"))
 
 
 def test_table_time_model(table):
-    cls = get_toolkit().time_models.get("nb201-table")
+    cls = default_toolkit().time_models.get("nb201-table")
     arch = get_seed("nb201")
     row = table.row(nb.RESNET_CELL)
     est = cls("gold_6226").estimate(arch)
@@ -173,7 +218,11 @@ def test_table_time_model(table):
 def _write_subset(path, table, columns, rows=range(20), gz=False, mangle=None):
     lines = [",".join(["arch_index", "arch_str", *columns])]
     for r in rows:
-        fields = [str(int(table.arch_index[r])), table.arch_strs[r], *(repr(float(table.column(c)[r])) for c in columns)]
+        fields = [
+            str(int(table.arch_index[r])),
+            table.arch_strs[r],
+            *(repr(float(table.column(c)[r])) for c in columns),
+        ]
         lines.append(",".join(fields))
     if mangle:
         lines = mangle(lines)
@@ -183,14 +232,16 @@ def _write_subset(path, table, columns, rows=range(20), gz=False, mangle=None):
 
 
 def test_other_table_via_option(tmp_path, table):
-    path = _write_subset(tmp_path / "mini.csv.gz", table, ["c10_valid_acc_200ep", "c10_test_acc_200ep", "lat_pixel2"], gz=True)
+    path = _write_subset(
+        tmp_path / "mini.csv.gz", table, ["c10_valid_acc_200ep", "c10_test_acc_200ep", "lat_pixel2"], gz=True
+    )
     mini = nb.load_table(path)
     assert len(mini) == 20 and mini.devices == ["lat_pixel2"]
     cell = table.arch_strs[3]
-    ev = get_toolkit().evaluators.get("nb201-table")(table=str(path))
+    ev = default_toolkit().evaluators.get("nb201-table")(table=str(path))
     assert ev.evaluate(cell).train_time_s is None  # no time column in this table: not a guess
     assert ev.evaluate(cell).valid_accuracy == pytest.approx(table.value(cell, "c10_valid_acc_200ep") / 100)
-    tm = get_toolkit().time_models.get("nb201-table")("pixel2", table=str(path))
+    tm = default_toolkit().time_models.get("nb201-table")("pixel2", table=str(path))
     assert tm.estimate(cell).latency_ms == table.value(cell, "lat_pixel2")
     with pytest.raises(DataError, match="not in NB201 table"):
         ev.evaluate(table.arch_strs[100])
@@ -199,7 +250,7 @@ def test_other_table_via_option(tmp_path, table):
 def test_bad_tables_are_data_errors(tmp_path, table):
     no_valid = _write_subset(tmp_path / "a.csv", table, ["c10_test_acc_200ep"])
     with pytest.raises(DataError, match="no column.*c10_valid_acc_200ep"):
-        get_toolkit().evaluators.get("nb201-table")(table=str(no_valid)).evaluate(table.arch_strs[0])
+        default_toolkit().evaluators.get("nb201-table")(table=str(no_valid)).evaluate(table.arch_strs[0])
     no_str = tmp_path / "b.csv"
     no_str.write_text("arch_index,c10_test_acc_200ep\n0,1.0\n")
     with pytest.raises(DataError, match="no column.*arch_str"):

@@ -14,19 +14,19 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import na_toolkit
+from conftest import default_toolkit, get_seed, layer_types
 from na_toolkit.errors import OnnxImportError
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.layers import LayerType
-from na_toolkit.ir.onnx_import import from_onnx
-from na_toolkit.ir.seeds import get_seed
-from na_toolkit.plugins import get_toolkit, load_toolkit
+from na_toolkit.ir.onnx_import import from_onnx, importers_by_op
+from na_toolkit.plugins import load_toolkit
 
 SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
 
 
 def every_activation() -> Architecture:
-    b = ArchitectureBuilder((3, 8, 8), name="every-activation")
+    b = ArchitectureBuilder((3, 8, 8), layer_types=layer_types(), name="every-activation")
     x = b.layer("conv2d", b.input, filters=8, kernel=3)
     x = b.layer("batchnorm2d", x)
     y = b.layer("gelu", x)
@@ -67,14 +67,20 @@ def torch_export(model: torch.nn.Module, input_shape, dynamic: bool = False) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            model, torch.zeros(1, *input_shape), buf, dynamo=False, input_names=["input"], output_names=["output"],
-            opset_version=17, dynamic_axes={"input": {0: "n"}, "output": {0: "n"}} if dynamic else None,
+            model,
+            torch.zeros(1, *input_shape),
+            buf,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=17,
+            dynamic_axes={"input": {0: "n"}, "output": {0: "n"}} if dynamic else None,
         )
     return onnx.load_from_string(buf.getvalue())
 
 
-def _imported_model(proto, **kw):
-    arch, state = from_onnx(proto, return_weights=True, **kw)
+def _imported_model(proto, lt=None):
+    arch, state = from_onnx(proto, lt or layer_types(), return_weights=True)
     model = arch.to_torch().eval()
     model.load_state_dict(state)  # strict: every parameter and buffer is there
     return arch, model
@@ -116,7 +122,7 @@ def test_our_to_onnx_round_trip(name):
 
 
 def test_random_move_networks_import_from_both_exporters():
-    ops = [get_toolkit().operations.get(n) for n in ("insert_conv", "insert_add", "scale", "remove")]
+    ops = [default_toolkit().operations.get(n) for n in ("insert_conv", "insert_add", "scale", "remove")]
     rng = np.random.default_rng(5)
     for seed in SEEDS:
         arch = get_seed(seed)
@@ -138,8 +144,8 @@ def test_file_path_and_bytes_sources(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(proto, str(path))
     for source in (path, str(path), proto.SerializeToString(), proto):
-        assert from_onnx(source).output_shape == (10,)
-    assert Architecture.from_onnx(path).hash == from_onnx(proto).hash
+        assert from_onnx(source, layer_types()).output_shape == (10,)
+    assert Architecture.from_onnx(path, layer_types()).hash == from_onnx(proto, layer_types=layer_types()).hash
 
 
 # ---- hand-written graphs: forms torch does not produce from our layers --------------------------------
@@ -149,7 +155,8 @@ def _f32(a):
 
 def _graph(nodes, inits, in_shape, out_shape, opset=17):
     g = helper.make_graph(
-        nodes, "hand",
+        nodes,
+        "hand",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", *in_shape])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", *out_shape])],
         initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()],
@@ -162,7 +169,9 @@ def _graph(nodes, inits, in_shape, out_shape, opset=17):
 
 def _ort_vs_import(proto, in_shape):
     x = np.random.default_rng(0).standard_normal((3, *in_shape)).astype(np.float32)
-    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[
+        0
+    ]
     arch, model = _imported_model(proto)
     with torch.no_grad():
         got = model(torch.from_numpy(x)).numpy()
@@ -209,8 +218,12 @@ def test_gemm_without_transpose_reshape_flatten_and_explicit_padding():
         "gb": _f32(rng.standard_normal((1, 4))),
     }
     nodes = [
-        helper.make_node("Conv", ["input", "w"], ["c"], name="conv", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 0, 0]),
-        helper.make_node("AveragePool", ["c"], ["p"], name="pool", kernel_shape=[2, 2], strides=[1, 1], count_include_pad=1),
+        helper.make_node(
+            "Conv", ["input", "w"], ["c"], name="conv", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 0, 0]
+        ),
+        helper.make_node(
+            "AveragePool", ["c"], ["p"], name="pool", kernel_shape=[2, 2], strides=[1, 1], count_include_pad=1
+        ),
         helper.make_node("Reshape", ["p", "shape"], ["f"], name="flat"),
         helper.make_node("Gemm", ["f", "g", "gb"], ["output"], name="gemm", alpha=0.5, beta=2.0),
     ]
@@ -220,7 +233,7 @@ def test_gemm_without_transpose_reshape_flatten_and_explicit_padding():
 
 
 def test_standalone_batchnorm_and_sigmoid_hardswish_in_torch_export():
-    b = ArchitectureBuilder((2, 6, 6))
+    b = ArchitectureBuilder((2, 6, 6), layer_types=layer_types())
     x = b.layer("maxpool2d", b.input, kernel=2, stride=1)
     x = b.layer("batchnorm2d", x)
     x = b.layer("sigmoid", x)
@@ -255,10 +268,15 @@ class _TanhPlugin:
 
 
 def _tanh_graph():
-    return _graph([
-        helper.make_node("Relu", ["input"], ["r"], name="relu"),
-        helper.make_node("Tanh", ["r"], ["output"], name="my_tanh"),
-    ], {}, (3, 4, 4), (3, 4, 4))
+    return _graph(
+        [
+            helper.make_node("Relu", ["input"], ["r"], name="relu"),
+            helper.make_node("Tanh", ["r"], ["output"], name="my_tanh"),
+        ],
+        {},
+        (3, 4, 4),
+        (3, 4, 4),
+    )
 
 
 def test_a_plugin_layer_type_imports_its_op():
@@ -267,61 +285,134 @@ def test_a_plugin_layer_type_imports_its_op():
     arch, state = from_onnx(proto, layer_types=tk.layer_types, return_weights=True)
     assert [n.type for n in arch.nodes] == ["relu", "tanh_test"]
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
-    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[
+        0
+    ]
     with torch.no_grad():
         assert np.abs(arch.to_torch()(torch.from_numpy(x)).numpy() - want).max() <= 1e-6
 
 
 # ---- errors -------------------------------------------------------------------------------------------
+def test_a_plugin_layer_type_round_trips_with_the_same_hash():
+    """Export goes through the layer type's emit_onnx, import through its import_onnx: the same network."""
+    tk = load_toolkit(entry_points=False, extra_plugins=(_TanhPlugin(),))
+    b = ArchitectureBuilder((3, 4, 4), layer_types=tk.layer_types, name="tanh-net")
+    x = b.layer("conv2d", b.input, filters=3, kernel=3)
+    x = b.layer("tanh_test", x)
+    b.layer("relu", b.layer("tanh_test", b.layer("add", x, b.input)))
+    arch = b.build()
+    back = from_onnx(arch.to_onnx(), tk.layer_types)
+    assert [n.type for n in back.nodes] == [n.type for n in arch.nodes]
+    assert back.hash == arch.hash
+
+
+def test_importers_are_the_layer_types_last_registered_first():
+    tk = load_toolkit(entry_points=False, extra_plugins=(_TanhPlugin(),))
+    by_op = importers_by_op(tk.layer_types)
+    assert [lt.name for lt in by_op["Tanh"]] == ["tanh_test"]
+    assert [lt.name for lt in by_op["Conv"]] == ["conv2d"]
+    # two built-in layer types import Mul (the zero layer, and the first node of a written-out GELU)
+    assert [lt.name for lt in by_op["Mul"]] == ["zero", "gelu"]
+    # every op a built-in layer type emits is one some layer type imports
+    assert {"Conv", "BatchNormalization", "Clip", "Gemm", "Add", "Sum", "Concat", "Identity", "Mul"} <= set(by_op)
+
+
 def test_unsupported_op_names_the_op_and_the_node():
     with pytest.raises(OnnxImportError, match=r"my_tanh.*Tanh.*unsupported ONNX op 'Tanh'") as info:
-        from_onnx(_tanh_graph())
+        from_onnx(_tanh_graph(), layer_types())
     assert "\n" not in str(info.value)
+    assert "supported: " in str(info.value) and "Conv" in str(info.value)
 
 
 @pytest.mark.parametrize(
     "nodes,inits,match",
     [
-        ([helper.make_node("Conv", ["input", "w"], ["output"], name="wide", kernel_shape=[1, 3], pads=[0, 1, 0, 1])],
-         {"w": _f32(np.ones((3, 3, 1, 3)))}, r"'wide' \(Conv\): only square"),
-        ([helper.make_node("Clip", ["input", "a", "b"], ["output"], name="clip", )],
-         {"a": _f32(-1.0), "b": _f32(1.0)}, r"'clip' \(Clip\): Clip to \[-1.0, 1.0\]"),
-        ([helper.make_node("Div", ["input", "two"], ["output"], name="halve")], {"two": _f32(2.0)},
-         r"'halve' \(Div\): unsupported ONNX op 'Div'"),
-        ([helper.make_node("Div", ["input", "two"], ["d"], name="scale_for_erf"), helper.make_node("Erf", ["d"], ["output"], name="erf")],
-         {"two": _f32(2.0)}, r"'(scale_for_erf|erf)'"),
-        ([helper.make_node("Mul", ["input", "two"], ["output"], name="double")], {"two": _f32(2.0)},
-         r"'double' \(Mul\): unsupported ONNX op 'Mul' in this form"),
-        ([helper.make_node("BatchNormalization", ["input", "s", "s", "s", "s"], ["output"], name="bn_train", training_mode=1)],
-         {"s": _f32(np.ones(3))}, r"training mode"),
+        (
+            [helper.make_node("Conv", ["input", "w"], ["output"], name="wide", kernel_shape=[1, 3], pads=[0, 1, 0, 1])],
+            {"w": _f32(np.ones((3, 3, 1, 3)))},
+            r"'wide' \(Conv\): only square",
+        ),
+        (
+            [
+                helper.make_node(
+                    "Clip",
+                    ["input", "a", "b"],
+                    ["output"],
+                    name="clip",
+                )
+            ],
+            {"a": _f32(-1.0), "b": _f32(1.0)},
+            r"'clip' \(Clip\): Clip to \[-1.0, 1.0\]",
+        ),
+        (
+            [helper.make_node("Div", ["input", "two"], ["output"], name="halve")],
+            {"two": _f32(2.0)},
+            r"'halve' \(Div\): unsupported ONNX op 'Div'",
+        ),
+        (
+            [
+                helper.make_node("Div", ["input", "two"], ["d"], name="scale_for_erf"),
+                helper.make_node("Erf", ["d"], ["output"], name="erf"),
+            ],
+            {"two": _f32(2.0)},
+            r"'(scale_for_erf|erf)'",
+        ),
+        (
+            [helper.make_node("Mul", ["input", "two"], ["output"], name="double")],
+            {"two": _f32(2.0)},
+            r"'double' \(Mul\): unsupported ONNX op 'Mul' in this form",
+        ),
+        (
+            [
+                helper.make_node(
+                    "BatchNormalization", ["input", "s", "s", "s", "s"], ["output"], name="bn_train", training_mode=1
+                )
+            ],
+            {"s": _f32(np.ones(3))},
+            r"training mode",
+        ),
     ],
 )
 def test_unsupported_forms(nodes, inits, match):
     with pytest.raises(OnnxImportError, match=match):
-        from_onnx(_graph(nodes, inits, (3, 4, 4), (3, 4, 4)))
+        from_onnx(_graph(nodes, inits, (3, 4, 4), (3, 4, 4)), layer_types())
 
 
 def test_graph_level_errors():
     relu = helper.make_node("Relu", ["a"], ["output"], name="relu")
-    two_inputs = helper.make_model(helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["output"], name="add")], "g",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in ("a", "b")],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
-    ), opset_imports=[helper.make_opsetid("", 17)])
+    two_inputs = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Add", ["a", "b"], ["output"], name="add")],
+            "g",
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in ("a", "b")],
+            [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     with pytest.raises(OnnxImportError, match="2 inputs"):
-        from_onnx(two_inputs)
-    ints = helper.make_model(helper.make_graph(
-        [relu], "g", [helper.make_tensor_value_info("a", TensorProto.INT64, [1, 3])],
-        [helper.make_tensor_value_info("output", TensorProto.INT64, [1, 3])],
-    ), opset_imports=[helper.make_opsetid("", 17)])
+        from_onnx(two_inputs, layer_types())
+    ints = helper.make_model(
+        helper.make_graph(
+            [relu],
+            "g",
+            [helper.make_tensor_value_info("a", TensorProto.INT64, [1, 3])],
+            [helper.make_tensor_value_info("output", TensorProto.INT64, [1, 3])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     with pytest.raises(OnnxImportError, match="float32"):
-        from_onnx(ints)
-    symbolic = helper.make_model(helper.make_graph(
-        [relu], "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, "c", 4, 4])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, "c", 4, 4])],
-    ), opset_imports=[helper.make_opsetid("", 17)])
+        from_onnx(ints, layer_types())
+    symbolic = helper.make_model(
+        helper.make_graph(
+            [relu],
+            "g",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, "c", 4, 4])],
+            [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, "c", 4, 4])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     with pytest.raises(OnnxImportError, match="fixed C, H, W"):
-        from_onnx(symbolic)
+        from_onnx(symbolic, layer_types())
 
 
 def test_garbage_truncated_empty_and_missing_files(tmp_path):
@@ -336,10 +427,10 @@ def test_garbage_truncated_empty_and_missing_files(tmp_path):
         path = tmp_path / fname
         path.write_bytes(content)
         with pytest.raises(OnnxImportError) as info:
-            from_onnx(path)
+            from_onnx(path, layer_types())
         message = str(info.value)
         assert "\n" not in message and ("not a valid ONNX model" in message or "not an ONNX model" in message), message
     with pytest.raises(OnnxImportError, match="no such file"):
-        from_onnx(tmp_path / "missing.onnx")
+        from_onnx(tmp_path / "missing.onnx", layer_types())
     with pytest.raises(OnnxImportError, match="path, bytes or an onnx.ModelProto"):
-        from_onnx(3.5)
+        from_onnx(3.5, layer_types())

@@ -27,11 +27,13 @@ from na_toolkit.plugins import (
     DENY_ENV,
     REGISTRIES,
     PluginWarning,
+    extend_toolkit,
     get_toolkit,
     load_toolkit,
+    load_toolkit_from_selection,
     set_toolkit,
-    use_toolkit,
 )
+from na_toolkit.toolkit import PluginSelection
 
 _ids = itertools.count()
 
@@ -134,18 +136,57 @@ def test_every_hookspec_has_a_registry_on_the_toolkit():
         assert tk.registry(hook_name) is getattr(tk, attr)
 
 
-def test_get_toolkit_loads_once_and_use_toolkit_restores():
+def test_get_toolkit_loads_once_and_set_toolkit_replaces():
     first = get_toolkit()
     assert get_toolkit() is first
     fresh = load_toolkit(entry_points=False)
-    with use_toolkit(fresh):
-        assert get_toolkit() is fresh
-    assert get_toolkit() is first
     set_toolkit(fresh)
     try:
         assert get_toolkit() is fresh
     finally:
         set_toolkit(first)
+
+
+def test_selection_rebuilds_the_same_toolkit(monkeypatch):
+    """A worker process rebuilds a toolkit from its recorded selection: same plugins, same registries,
+    even when the environment that chose them has changed since."""
+    monkeypatch.setenv(DENY_ENV, "na_toolkit.builtin.seeds")
+    module = plugin(unique("extra_sel"), na_register_layer_types=add_layer(TripleLayer()))
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # importable by name, as a worker needs
+    original = load_toolkit(entry_points=False, extra_plugins=(module,))
+    assert original.selection.deny == ("na_toolkit.builtin.seeds",)
+    assert original.selection.extra_modules == (module.__name__,) and original.selection.portable
+    monkeypatch.delenv(DENY_ENV)
+    doc = original.selection.to_json()
+    again = load_toolkit_from_selection(PluginSelection.from_json(doc))
+    assert sorted(again.plugins) == sorted(original.plugins)
+    for attr, registry in original.registries().items():
+        assert getattr(again, attr).names() == registry.names(), attr
+    assert "simple-cnn" not in again.seeds and "test_triple" in again.layer_types
+
+
+def test_objects_that_are_not_modules_cannot_travel():
+    class Obj:
+        __name__ = "not_a_module"
+
+        @staticmethod
+        @na_toolkit.hookimpl
+        def na_register_layer_types(registry):
+            registry.add(TripleLayer())
+
+    tk = load_toolkit(entry_points=False, extra_plugins=(Obj(),))
+    assert not tk.selection.portable
+    with pytest.raises(PluginError, match="cannot rebuild"):
+        load_toolkit_from_selection(tk.selection)
+
+
+def test_extend_toolkit_adds_a_plugin_to_the_same_selection():
+    base = load_toolkit(entry_points=False)
+    module = plugin(unique("extra_ext"), na_register_layer_types=add_layer(TripleLayer()))
+    extended = extend_toolkit(base, module)
+    assert "test_triple" in extended.layer_types and "test_triple" not in base.layer_types
+    assert extended.selection.extra_modules == (module.__name__,)
+    assert set(base.layer_types.names()) < set(extended.layer_types.names())
 
 
 # ---- extra plugins and what they registered ---------------------------------------------------------------

@@ -7,28 +7,28 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from conftest import default_toolkit, get_seed, layer_types
 from na_toolkit.errors import DataError, NotFittedError
 from na_toolkit.ir.builder import ArchitectureBuilder
-from na_toolkit.ir.seeds import get_seed
-from na_toolkit.plugins import get_toolkit
 from na_toolkit.predictors import DEFAULT_PREDICTOR, load_predictor, make_predictor
 from na_toolkit.predictors.base import PREDICTOR_SCHEMA_VERSION, Predictor
 from na_toolkit.predictors.features import architecture_features
 
-PREDICTORS = get_toolkit().predictors.names()
+PREDICTORS = default_toolkit().predictors.names()
 #: smaller settings so the contract tests stay fast (applied where the predictor has the parameter)
 FAST = {"n_estimators": 20, "epochs": 2, "n_restarts": 0, "mc_samples": 4, "net_dim": 16, "layer_dim": 16, "hidden": 16}
 
 
 def fast(name: str, **extra) -> Predictor:
-    cls = get_toolkit().predictors.get(name)
+    cls = default_toolkit().predictors.get(name)
     params = {k: v for k, v in FAST.items() if k in cls._get_param_names()}
     return cls(**params, **extra)
 
 
 def small_cnn(width: int, depth: int, kernel: int) -> object:
-    b = ArchitectureBuilder((1, 8, 8), name=f"cnn-{width}-{depth}-{kernel}")
+    b = ArchitectureBuilder((1, 8, 8), name=f"cnn-{width}-{depth}-{kernel}", layer_types=layer_types())
     x = b.input
     for _ in range(depth):
         x = b.layer("conv2d", x, filters=width, kernel=kernel)
@@ -48,8 +48,17 @@ def data():
 
 
 def test_registry_has_the_documented_predictors_and_default():
-    for name in ("ensemble", "random-forest", "extra-trees", "gbm", "bayesian-ridge", "kernel-ridge", "gp", "neural",
-                 "fewshot-latency"):
+    for name in (
+        "ensemble",
+        "random-forest",
+        "extra-trees",
+        "gbm",
+        "bayesian-ridge",
+        "kernel-ridge",
+        "gp",
+        "neural",
+        "fewshot-latency",
+    ):
         assert name in PREDICTORS
     assert DEFAULT_PREDICTOR == "ensemble"
 
@@ -66,9 +75,77 @@ def test_sklearn_parameter_protocol(name):
     assert type(c) is type(p) and c.get_params().keys() == params.keys() and c is not p
     key = next(iter(params))
     assert p.set_params(**{key: params[key]}) is p
-    with pytest.raises(ValueError, match="invalid parameter"):
+    with pytest.raises(ValueError, match="(?i)invalid parameter"):  # scikit-learn's message: "Invalid parameter"
         p.set_params(no_such_parameter=1)
     assert repr(p).startswith(type(p).__name__ + "(")
+
+
+# ---- scikit-learn's estimator checks ------------------------------------------------------------------------
+# A predictor takes a sequence of Architecture objects, not an array (its tags say so: two_d_array=False),
+# so scikit-learn's array-fed checks cannot be given to it. They run in full, none expected to fail, on each
+# feature predictor's array half (`FeatureRegressor`: the target transform and model(s) that `fit` runs on
+# the feature matrix); every registered predictor gets the checks that need no input data, and the array
+# checks' properties are checked again on architectures below (fit returns self and leaves the parameters
+# alone, refitting gives the same model, predictions do not depend on the batch, pickling keeps them).
+def _feature_regressors() -> list:
+    from na_toolkit.predictors.feature_regressor import FeatureRegressor
+    from na_toolkit.predictors.sklearn_predictors import FEATURE_PREDICTORS
+
+    return [
+        FeatureRegressor(cls(**{k: v for k, v in FAST.items() if k in cls._get_param_names()}))
+        for cls in FEATURE_PREDICTORS
+    ]
+
+
+@parametrize_with_checks(_feature_regressors())
+def test_feature_regressors_pass_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+#: scikit-learn's checks that need no input data: they hold for every predictor as registered
+API_CHECKS = (
+    "check_estimator_cloneable",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_estimator_repr",
+    "check_no_attributes_set_in_init",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_mixin_order",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+)
+
+
+@pytest.mark.parametrize("check", API_CHECKS)
+@pytest.mark.parametrize("name", PREDICTORS)
+def test_predictors_pass_sklearn_api_checks(name, check):
+    from sklearn.utils import estimator_checks
+
+    p = fast(name)
+    getattr(estimator_checks, check)(type(p).__name__, p)
+
+
+@pytest.mark.parametrize("name", PREDICTORS)
+def test_sklearn_array_checks_restated_on_architectures(name, data):
+    import pickle
+
+    from sklearn.base import clone
+
+    archs, y = data
+    p = fast(name)
+    params = repr(p.get_params())
+    assert p.fit(archs, y) is p and repr(p.get_params()) == params  # fit leaves the parameters alone
+    pred = p.predict(archs)
+    np.testing.assert_allclose(clone(p).fit(archs, y).predict(archs), pred, rtol=1e-6)  # idempotent fit
+    np.testing.assert_allclose(p.fit(archs, y).predict(archs), pred, rtol=1e-6)
+    order = np.random.default_rng(0).permutation(len(archs))
+    np.testing.assert_allclose(p.predict([archs[i] for i in order]), pred[order], rtol=1e-5)  # sample order
+    np.testing.assert_allclose(np.concatenate([p.predict(archs[:5]), p.predict(archs[5:])]), pred, rtol=1e-5)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(p)).predict(archs), pred, rtol=1e-12)
+    assert p.score(archs, y) == pytest.approx(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+    with pytest.raises(DataError, match="1-D array"):
+        fast(name).fit(archs, None)  # check_requires_y_none: y is required
 
 
 @pytest.mark.parametrize("name", PREDICTORS)
@@ -94,7 +171,7 @@ def test_fit_predict_contract_and_persistence(name, data, tmp_path):
     doc = json.loads(path.read_text())
     assert doc["schema_version"] == PREDICTOR_SCHEMA_VERSION and doc["predictor"] == name
     assert {"numpy", "na-toolkit", "python"} <= set(doc["versions"])
-    back = load_predictor(path)
+    back = load_predictor(path, default_toolkit())
     assert type(back) is type(p)
     np.testing.assert_allclose(back.predict(archs[:5]), pred, rtol=1e-5, atol=1e-6)
 
@@ -120,22 +197,22 @@ def test_load_rejects_corrupt_and_foreign_documents(tmp_path, data):
     path = tmp_path / "x.json"
     path.write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
-        load_predictor(path)
+        load_predictor(path, default_toolkit())
     path.write_text(json.dumps({"hello": 1}))
     with pytest.raises(DataError, match="not a saved na_toolkit predictor"):
-        load_predictor(path)
+        load_predictor(path, default_toolkit())
     doc = fast("random-forest").fit(archs, y).to_json()
     doc["schema_version"] = 999
     path.write_text(json.dumps(doc))
     with pytest.raises(DataError, match="schema version 999"):
-        load_predictor(path)
+        load_predictor(path, default_toolkit())
     doc["schema_version"] = PREDICTOR_SCHEMA_VERSION
     doc["state"]["X_train"]["shape"] = [1, 1]
     path.write_text(json.dumps(doc))
     with pytest.raises(DataError):
-        load_predictor(path)
+        load_predictor(path, default_toolkit())
     with pytest.raises(DataError, match="cannot read"):
-        load_predictor(tmp_path / "missing.json")
+        load_predictor(tmp_path / "missing.json", default_toolkit())
 
 
 def test_neural_predictor_multi_output_heads(data):
@@ -152,7 +229,7 @@ def test_dataset_descriptor_is_a_feature(data):
     from na_toolkit.datasets import get_dataset
 
     archs, y = data
-    descriptor = get_dataset("digits").descriptor
+    descriptor = get_dataset("digits", default_toolkit().datasets).descriptor
     dim = len(descriptor.to_vector())
     p = fast("random-forest").fit(archs, y, datasets=descriptor)
     assert p.features_.dataset_dim == dim
@@ -172,9 +249,13 @@ def test_dataset_descriptor_is_a_feature(data):
 
 def test_path_features_see_dead_and_live_paths():
     nb = pytest.importorskip("na_toolkit_nb201")
-    dead = architecture_features(nb.nb201_architecture("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|"))
+    dead = architecture_features(
+        nb.nb201_architecture(
+            "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|", layer_types=layer_types()
+        )
+    )
     assert dead["has_effective_path"] == 0.0
-    resnet = architecture_features(nb.nb201_architecture(nb.RESNET_CELL))
+    resnet = architecture_features(nb.nb201_architecture(nb.RESNET_CELL, layer_types=layer_types()))
     assert resnet["has_effective_path"] == 1.0
     # the cell's two paths: skip, and conv-conv; 15 cells: 2**15 paths through the cells, x2 per reduction
     assert resnet["eff_compute.log_paths"] == pytest.approx(np.log10(1 + 2**15 * 4), rel=1e-9)
@@ -189,14 +270,14 @@ def test_learning_sanity_on_nb201_rows():
 
     table = nb.load_table()
     rows = np.random.default_rng(0).permutation(len(table))[:260]
-    archs = [nb.nb201_architecture(table.arch_strs[i]) for i in rows]
+    archs = [nb.nb201_architecture(table.arch_strs[i], layer_types=layer_types()) for i in rows]
     y_valid = table.column("c10_valid_acc_200ep")[rows]
     y_test = table.column("c10_test_acc_200ep")[rows]
-    p = make_predictor(DEFAULT_PREDICTOR, n_estimators=100).fit(archs[:60], y_valid[:60])
+    p = make_predictor(DEFAULT_PREDICTOR, {"n_estimators": 100}, default_toolkit()).fit(archs[:60], y_valid[:60])
     tau = kendalltau(p.predict(archs[60:]), y_test[60:])[0]
     assert tau > 0.5, tau
     times = table.column("c10_train_time_s_200ep")[rows]
-    t = make_predictor("kernel-ridge").fit(archs[:60], times[:60])
+    t = make_predictor("kernel-ridge", {}, default_toolkit()).fit(archs[:60], times[:60])
     mape = np.mean(np.abs(t.predict(archs[60:]) / times[60:] - 1))
     assert mape < 0.04, mape
 
@@ -204,8 +285,19 @@ def test_learning_sanity_on_nb201_rows():
 def test_predict_cli_fit_and_predict(tmp_path, run_cli):
     pytest.importorskip("na_toolkit_nb201")
     model = tmp_path / "m.json"
-    r = run_cli("predict", "fit", "--target", "c10_valid_acc_200ep", "--train", "40", "--predictor", "gbm",
-                "--out", model, "--json")
+    r = run_cli(
+        "predict",
+        "fit",
+        "--target",
+        "c10_valid_acc_200ep",
+        "--train",
+        "40",
+        "--predictor",
+        "gbm",
+        "--out",
+        model,
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     assert r.json()["predictor"] == "gbm" and model.exists()
     cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"

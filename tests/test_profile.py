@@ -41,7 +41,7 @@ def test_profile_command_writes_a_complete_schema_versioned_profile(small_profil
     prof = DeviceProfile.load(small_profile)
     assert len(prof.networks) >= 5 and len(prof.kernels) >= 5
     # device and software description
-    from na_toolkit.bench.machine import cpu_model
+    from na_toolkit.machine import cpu_model
 
     assert prof.device["cpu_model"] == cpu_model() == prof.device_name
     assert prof.device["cores"] == os.cpu_count()
@@ -59,8 +59,19 @@ def test_profile_command_writes_a_complete_schema_versioned_profile(small_profil
 
 def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
     out = tmp_path / "partial.json"
-    cmd = [sys.executable, "-m", "na_toolkit.cli.main", "profile", "--out", str(out), "--samples", "40",
-           "--adaptive-rounds", "0", *SMALL]
+    cmd = [
+        sys.executable,
+        "-m",
+        "na_toolkit.cli.main",
+        "profile",
+        "--out",
+        str(out),
+        "--samples",
+        "40",
+        "--adaptive-rounds",
+        "0",
+        *SMALL,
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
@@ -130,6 +141,13 @@ def test_corrupt_and_wrong_version_profiles_are_profile_errors(tmp_path, small_p
     with pytest.raises(ProfileError, match=r"networks\[0\].*positive 'median_ms'"):
         DeviceProfile.load(broken)
 
+    doc = json.loads(small_profile.read_text())
+    doc["kernels"][0]["latency"] = 1.0  # a key the format does not have: named by its path
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps(doc))
+    with pytest.raises(ProfileError, match=r"typo\.json.*kernels\[0\]\.latency: unknown key"):
+        DeviceProfile.load(typo)
+
     not_a_profile = tmp_path / "arch.json"
     not_a_profile.write_text(json.dumps({"nodes": []}))
     with pytest.raises(ProfileError, match="not a na_toolkit device profile"):
@@ -144,7 +162,7 @@ def test_profile_of_another_device_warns_with_both_names_and_is_not_resumed(tmp_
     prof = DeviceProfile.load(other)
     with pytest.warns(ProfileDeviceWarning) as caught:
         msg = check_device(prof)
-    from na_toolkit.bench.machine import cpu_model
+    from na_toolkit.machine import cpu_model
 
     assert "Imaginary CPU 9000" in msg and cpu_model() in msg
     assert str(caught[0].message).startswith(msg)
@@ -153,7 +171,10 @@ def test_profile_of_another_device_warns_with_both_names_and_is_not_resumed(tmp_
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, run_cli):
-    assert "unknown seed network" in run_cli("profile", "--out", tmp_path / "x.json", "--seed-net", "nope", "--quick").error_line()
+    assert (
+        "unknown seed network"
+        in run_cli("profile", "--out", tmp_path / "x.json", "--seed-net", "nope", "--quick").error_line()
+    )
     assert "unknown local device" in run_cli("profile", "--out", tmp_path / "y.json", "--device", "tpu:0").error_line()
     assert "does not exist" in run_cli("profile", "--out", tmp_path / "z.json", "--resume").error_line()
     from na_toolkit.timemodels.onnxruntime_tm import available_providers

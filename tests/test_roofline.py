@@ -7,12 +7,22 @@ import math
 
 import pytest
 
+from conftest import default_toolkit, get_seed, layer_types
 from na_toolkit.errors import HardwareError, TimeModelError
 from na_toolkit.ir.builder import ArchitectureBuilder
-from na_toolkit.ir.seeds import get_seed
+from na_toolkit.timemodels import get_time_model
 from na_toolkit.timemodels.base import TimeEstimate
 from na_toolkit.timemodels.hwmodel import HardwareModel, known_hardware_models
 from na_toolkit.timemodels.roofline import RooflineTimeModel, kernel_time
+
+#: the hardware registry hardware model names are looked up in
+HW = default_toolkit().hardware
+
+
+def roofline(device, **options) -> RooflineTimeModel:
+    """The roofline of a hardware model named in the toolkit's hardware registry."""
+    return RooflineTimeModel(device, hardware_registry=HW, **options)
+
 
 # A toy device with round numbers: 1 GFLOP/s, 100 MB/s, 1 us per launch, 10 W.
 TOY = HardwareModel("toy", "cpu", {"fp32": 1e9, "fp16": 2e9}, 1e8, 2**30, 1e-6, power_w=10.0)
@@ -22,7 +32,7 @@ US = 1e-6
 def tiny():
     """conv 3x3 (2->4 channels, bias) -> relu -> identity -> global avg pool -> flatten -> linear (4->3, bias)
     on a 2x8x8 input."""
-    b = ArchitectureBuilder((2, 8, 8), name="tiny")
+    b = ArchitectureBuilder((2, 8, 8), name="tiny", layer_types=layer_types())
     x = b.layer("conv2d", b.input, id="c", filters=4, kernel=3, bias=True)
     x = b.layer("relu", x, id="r")
     x = b.layer("identity", x, id="i")
@@ -86,7 +96,11 @@ def test_compute_bound_when_bandwidth_is_plentiful():
     toy_conv = RooflineTimeModel(TOY).estimate(tiny()).details["layers"][0]
     assert toy_conv["bound"] == "memory"
     assert toy_conv["intensity_flops_per_byte"] == pytest.approx(9216 / 1840)
-    assert toy_conv["intensity_flops_per_byte"] < RooflineTimeModel(TOY).estimate(tiny()).details["ridge_point_flops_per_byte"] == 10
+    assert (
+        toy_conv["intensity_flops_per_byte"]
+        < RooflineTimeModel(TOY).estimate(tiny()).details["ridge_point_flops_per_byte"]
+        == 10
+    )
 
 
 def test_batch_scaling_reads_weights_once():
@@ -104,8 +118,8 @@ def test_batch_scaling_reads_weights_once():
 
 def test_training_is_slower_than_inference_everywhere():
     archs = [get_seed(s) for s in ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")]
-    for name in known_hardware_models():
-        model = RooflineTimeModel(name)
+    for name in known_hardware_models(HW):
+        model = roofline(name)
         for arch in archs:
             est = model.estimate(arch, batch_size=8)
             assert math.isfinite(est.latency_ms) and est.latency_ms > 0, name
@@ -114,7 +128,7 @@ def test_training_is_slower_than_inference_everywhere():
 
 
 def _conv_net(filters: int, kernel: int = 3):
-    b = ArchitectureBuilder((16, 32, 32))
+    b = ArchitectureBuilder((16, 32, 32), layer_types=layer_types())
     x = b.layer("conv2d", b.input, filters=filters, kernel=kernel)
     x = b.layer("relu", x)
     x = b.layer("global_avg_pool", x)
@@ -128,7 +142,7 @@ def test_monotone_in_flops(device):
     """More FLOPs never make a network faster: a wider or larger-kernel convolution (FLOPs and bytes grow
     together) is never estimated below a narrower one. (Across unrelated networks FLOPs alone do not order
     roofline times: a 1x1 convolution with many filters moves more bytes than a 3x3 one with few.)"""
-    model = RooflineTimeModel(device)
+    model = roofline(device)
     for kernel in (1, 3, 5):
         nets = [_conv_net(f, kernel) for f in (8, 16, 32, 64, 128)]
         lat = [model.latency_ms(a) for a in nets]
@@ -139,9 +153,10 @@ def test_monotone_in_flops(device):
 
 
 def test_kernel_time_is_monotone_in_flops_and_bytes():
-    times = [kernel_time("n", "t", f, b, 1, 1e12, 1e11, 2e-6).time_s
-             for f in (0, 1e6, 1e8, 1e10) for b in (0, 1e5, 1e7, 1e9)]
-    grid = [times[i * 4:(i + 1) * 4] for i in range(4)]
+    times = [
+        kernel_time("n", "t", f, b, 1, 1e12, 1e11, 2e-6).time_s for f in (0, 1e6, 1e8, 1e10) for b in (0, 1e5, 1e7, 1e9)
+    ]
+    grid = [times[i * 4 : (i + 1) * 4] for i in range(4)]
     for i in range(4):
         assert grid[i] == sorted(grid[i])  # more bytes, same FLOPs
         assert [grid[j][i] for j in range(4)] == sorted(grid[j][i] for j in range(4))  # more FLOPs, same bytes
@@ -150,39 +165,45 @@ def test_kernel_time_is_monotone_in_flops_and_bytes():
 
 def test_narrower_dtypes_and_measured_ceilings():
     arch = get_seed("resnet-cifar")
-    fp32 = RooflineTimeModel("h100-sxm", dtype="fp32").estimate(arch, 256)
-    bf16 = RooflineTimeModel("h100-sxm", dtype="bf16").estimate(arch, 256)
-    assert bf16.latency_ms < fp32.latency_ms and bf16.peak_memory_bytes == pytest.approx(fp32.peak_memory_bytes / 2, rel=1e-6)
-    datasheet = RooflineTimeModel("h100-sxm", dtype="bf16", ceilings="datasheet")
+    fp32 = roofline("h100-sxm", dtype="fp32").estimate(arch, 256)
+    bf16 = roofline("h100-sxm", dtype="bf16").estimate(arch, 256)
+    assert bf16.latency_ms < fp32.latency_ms and bf16.peak_memory_bytes == pytest.approx(
+        fp32.peak_memory_bytes / 2, rel=1e-6
+    )
+    datasheet = roofline("h100-sxm", dtype="bf16", ceilings="datasheet")
     assert datasheet.flops_per_s == pytest.approx(989.5e12) and datasheet.bytes_per_s == 3.35e12
-    measured = RooflineTimeModel("h100-sxm", dtype="bf16")
+    measured = roofline("h100-sxm", dtype="bf16")
     assert measured.flops_per_s == 7.98e14 and measured.bytes_per_s == 3.0e12
     assert measured.estimate(arch, 256).latency_ms > datasheet.estimate(arch, 256).latency_ms
 
 
 def test_devices_and_options_are_checked():
-    assert RooflineTimeModel("cpu").device == "x86-cpu"
+    assert roofline("cpu").device == "x86-cpu"
+    # names are looked up in the toolkit's hardware registry: given explicitly, or through the toolkit
+    assert get_time_model("roofline", default_toolkit(), device="h100-sxm").hardware.name == "h100-sxm"
+    with pytest.raises(HardwareError, match="'h100-sxm'.*hardware registry.*hardware=toolkit.hardware"):
+        RooflineTimeModel("h100-sxm")
     with pytest.raises(HardwareError, match="unknown hardware model 'tpu-v9'.*Known: .*h100-sxm"):
-        RooflineTimeModel("tpu-v9")
+        roofline("tpu-v9")
     with pytest.raises(HardwareError, match="raspberry-pi-4.*no peak for dtype 'fp16'.*fp32"):
-        RooflineTimeModel("raspberry-pi-4", dtype="fp16")
+        roofline("raspberry-pi-4", dtype="fp16")
     with pytest.raises(TimeModelError, match="unknown dtype 'fp12'"):
-        RooflineTimeModel("h100-sxm", dtype="fp12")
+        roofline("h100-sxm", dtype="fp12")
     with pytest.raises(TimeModelError, match="optimizer"):
-        RooflineTimeModel("h100-sxm", optimizer="lion")
+        roofline("h100-sxm", optimizer="lion")
     with pytest.raises(TimeModelError, match="unknown option.*optimiser.*known: device, dtype"):
-        RooflineTimeModel("h100-sxm", optimiser="adam")
+        roofline("h100-sxm", optimiser="adam")
     with pytest.raises(TimeModelError, match="ceilings"):
-        RooflineTimeModel("h100-sxm", ceilings="best")
+        roofline("h100-sxm", ceilings="best")
     with pytest.raises(TimeModelError, match="batch_size"):
-        RooflineTimeModel("h100-sxm").estimate(tiny(), batch_size=0)
+        roofline("h100-sxm").estimate(tiny(), batch_size=0)
 
 
 def test_adam_costs_more_than_sgd_and_capacity_is_checked():
     arch = get_seed("resnet-cifar")
-    sgd = RooflineTimeModel("jetson-orin-nano", optimizer="sgd").estimate(arch, 32)
-    adam = RooflineTimeModel("jetson-orin-nano", optimizer="adam").estimate(arch, 32)
+    sgd = roofline("jetson-orin-nano", optimizer="sgd").estimate(arch, 32)
+    adam = roofline("jetson-orin-nano", optimizer="adam").estimate(arch, 32)
     assert adam.train_step_ms > sgd.train_step_ms and adam.latency_ms == sgd.latency_ms
     assert adam.details["train_peak_memory_bytes"] - sgd.details["train_peak_memory_bytes"] == 2 * 4 * arch.params
-    huge = RooflineTimeModel("jetson-orin-nano").estimate(arch, 100_000)
+    huge = roofline("jetson-orin-nano").estimate(arch, 100_000)
     assert any("GiB, more than the 8.00 GiB" in w for w in huge.warnings), huge.warnings

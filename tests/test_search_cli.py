@@ -8,9 +8,10 @@ import onnx
 import pytest
 import torch
 
+from conftest import layer_types
 from na_toolkit.cli.main import main
 from na_toolkit.ir.architecture import Architecture
-from na_toolkit.store import STORE_FILE, RunStore
+from na_toolkit.store import STORE_FILE, SQLiteRunStore
 
 pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
 
@@ -68,7 +69,7 @@ def test_search_json_and_run_folder(finished_run):
     assert best is not None and best["metrics"]["latency_ms@pixel3"] <= 10.0
     folder = run / "best" / "pixel3"
     onnx.checker.check_model(onnx.load(str(folder / "model.onnx")))
-    arch = Architecture.load(folder / "arch.json")
+    arch = Architecture.load(folder / "arch.json", layer_types())
     assert arch.hash == best["arch_hash"]
     arch.to_torch().load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     assert json.loads((run / "summary.json").read_text())["run_id"] == summary["run_id"]
@@ -84,13 +85,14 @@ def test_report_and_export(finished_run, tmp_path):
     rc, out, err = cli("report", run, "--json", cwd=tmp)
     assert rc == 0 and json.loads(out)["run_id"] == summary["run_id"]
 
-    rc, out, err = cli("export", run, "--device", "pixel3", "--format", "onnx", "--out", str(tmp_path / "m.onnx"), cwd=tmp)
+    rc, out, err = cli("export", run, "--device", "pixel3", "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                       cwd=tmp)
     assert rc == 0, err
     onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")))
     assert summary["best"]["pixel3"]["arch_hash"] in out
     # the same command in-process (a second subprocess would only re-import torch)
     assert main(["export", run, "--device", "pixel3", "--format", "torch", "--out", str(tmp_path / "m.pt")]) == 0
-    arch = Architecture.load(tmp_path / "m.json")
+    arch = Architecture.load(tmp_path / "m.json", layer_types())
     arch.to_torch().load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
 
 
@@ -103,7 +105,7 @@ def test_cli_errors_are_one_line(finished_run, tmp_path):
     rc, out, err = cli("report", str(tmp_path / "nothing"), cwd=tmp)
     assert rc == 2 and "no run folder" in err
     # an unfinished run: report says how to continue it
-    with RunStore.create(tmp_path / "r" / STORE_FILE, "r", {"seed_network": "nb201"}):
+    with SQLiteRunStore.create(tmp_path / "r" / STORE_FILE, "r", {"seed_network": "nb201"}):
         pass
     rc, out, err = cli("report", str(tmp_path / "r"), cwd=tmp)
     assert rc == 2 and "is not finished (status running)" in err and "--resume" in err

@@ -9,16 +9,17 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from conftest import default_toolkit, layer_types
 from na_toolkit.datasets import get_dataset
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.search import compute_reward, run_search
 from na_toolkit.search.executors import LocalExecutor, Task
 from na_toolkit.search.pareto import Objective, ParetoArchive, dominates, pareto_front, search_objectives
-from na_toolkit.store import RunStore
+from na_toolkit.store import SQLiteRunStore
 
 pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
-from na_toolkit_nb201 import space as nb201_space  # noqa: E402
-from na_toolkit_nb201 import table_models as nb201_tables  # noqa: E402
+from na_toolkit_nb201 import space as nb201_space
+from na_toolkit_nb201 import table_models as nb201_tables
 
 NB201 = {
     "name": "nb",
@@ -56,7 +57,7 @@ def test_nb201_search_counts_pareto_and_best(tmp_path):
     assert res.stop_reason.startswith("the evaluation budget (20) is spent")
     assert c.predictor_fits >= 4 and c.time_model_calls >= 20 and c.strategy_asks == c.rounds
     # the store holds each evaluation once, in the run's order, with the predictor training rows
-    with RunStore.open(res.run_dir) as store:
+    with SQLiteRunStore.open(res.run_dir) as store:
         assert [r.arch_hash for r in store.evaluations()] == hashes
         assert set(store.predictor_data("accuracy")) == set(hashes)
         assert set(store.checkpoint_kinds()) >= {"strategy", "rng", "predictor:accuracy"}
@@ -65,7 +66,8 @@ def test_nb201_search_counts_pareto_and_best(tmp_path):
     for e in res.evaluated:
         m = e.score.metrics
         # ground truth is the table's row; latency is the device's time model; size the IR's fp32 weights
-        assert m["accuracy"] == pytest.approx(table.value(nb201_space.nb201_cell_of(e.candidate.arch), "c10_valid_acc_200ep") / 100)
+        cell = nb201_space.nb201_cell_of(e.candidate.arch)
+        assert m["accuracy"] == pytest.approx(table.value(cell, "c10_valid_acc_200ep") / 100)
         assert m["latency_ms@pixel3"] == latency.estimate(e.candidate.arch).latency_ms
         assert m["model_size_bytes"] == e.candidate.arch.cost.model_size_bytes
         assert e.score.real and e.feasible_for["pixel3"] == (m["latency_ms@pixel3"] <= 10.0)
@@ -179,7 +181,7 @@ def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path):
     assert res.counters.evaluations == 4 == res.counters.failed_evaluations
     assert all(e.error and not e.score.feasible for e in res.evaluated)
     assert res.best_overall is None and "no candidate was evaluated successfully" in res.infeasible["all"]
-    with RunStore.open(res.run_dir) as store:
+    with SQLiteRunStore.open(res.run_dir) as store:
         assert len({r.arch_hash for r in store.evaluations()}) == 4
         assert all(r.error for r in store.evaluations())
 
@@ -193,12 +195,13 @@ def test_digits_search_with_measured_cpu_latency_and_outputs(tmp_path):
         "predictors": {"accuracy": {"name": "bayesian-ridge"}},
         "budgets": {"model_size_bytes": 16_000_000},
         "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
-                            "measure": {"name": "onnxruntime", "options": {"settings": {"warmup_runs": 3, "warmup_s": 0.01, "min_runs": 5, "max_runs": 10, "max_time_s": 0.5}}},
+                            "measure": {"name": "onnxruntime", "options": {"settings": {
+                                "warmup_runs": 3, "warmup_s": 0.01, "min_runs": 5, "max_runs": 10, "max_time_s": 0.5}}},
                             "budgets": {"latency_ms": 5.0}}},
     }
     res = run_search(doc, progress=False)
     assert res.counters.evaluations == 3 and res.counters.measurements == 3
-    with RunStore.open(res.run_dir) as store:
+    with SQLiteRunStore.open(res.run_dir) as store:
         for e in res.evaluated:
             stored = store.measurement(e.hash, "cpu", "onnxruntime", "measure:batch=1")
             assert stored is not None and e.score.metrics["latency_ms@cpu"] == stored["latency_ms"]
@@ -213,13 +216,13 @@ def test_digits_search_with_measured_cpu_latency_and_outputs(tmp_path):
     best = d / "best" / "cpu"
     proto = onnx.load(str(best / "model.onnx"))
     onnx.checker.check_model(proto)
-    arch = Architecture.load(best / "arch.json")
+    arch = Architecture.load(best / "arch.json", layer_types())
     assert arch.hash == res.best["cpu"]
     model = arch.to_torch()
     model.load_state_dict(torch.load(best / "model.pt", weights_only=True))
     # the exported weights are the trained ones: they reproduce the evaluator's test accuracy (the torch
     # evaluator standardises inputs with the training split's per-channel mean and std)
-    ds = get_dataset("digits")
+    ds = get_dataset("digits", default_toolkit().datasets)
     mean = ds.x_train.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)[None, :, None, None]
     std = ds.x_train.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)[None, :, None, None]
     x = ((ds.x_test - mean) / std).astype(np.float32)

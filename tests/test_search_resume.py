@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_toolkit
 from na_toolkit.search import run_search
-from na_toolkit.store import STORE_FILE, RunStore
+from na_toolkit.store import STORE_FILE, SQLiteRunStore
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,7 @@ def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path)
     assert proc.returncode == -signal.SIGKILL
     before = _stored(store_path)
     assert 4 <= len(before) < 6  # killed mid-run
-    with RunStore.open(store_path) as store:
+    with SQLiteRunStore.open(store_path) as store:
         assert store.run().status == "running"
 
     run_dir = store_path.parent
@@ -105,7 +106,7 @@ def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path)
     assert summary["counters"]["evaluations"] == 6
     assert summary["counters"]["evaluations_replayed"] == len(before)
     assert summary["status"] == "finished" and Path(summary["run_dir"]) == run_dir
-    with RunStore.open(run_dir) as store:
+    with SQLiteRunStore.open(run_dir) as store:
         assert store.run().status == "finished"
         assert store.load_checkpoint("strategy") is not None and store.load_checkpoint("predictor:accuracy") is not None
 
@@ -113,10 +114,11 @@ def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path)
     straight = run_search(cfg, overrides={"output": str(tmp_path / "straight")}, progress=False, outputs=False)
     assert [e.hash for e in straight.evaluated] == hashes
     assert [e.hash for e in straight.evaluated] == [e["arch_hash"] for e in summary["evaluated"]]
-    assert [e.score.metrics["accuracy"] for e in straight.evaluated] == [e["metrics"]["accuracy"] for e in summary["evaluated"]]
+    accuracies = [e["metrics"]["accuracy"] for e in summary["evaluated"]]
+    assert [e.score.metrics["accuracy"] for e in straight.evaluated] == accuracies
     assert [e.score.reward for e in straight.evaluated] == [e["reward"] for e in summary["evaluated"]]
     assert straight.pareto == [e["arch_hash"] for e in summary["pareto"]]
-    assert {d: h for d, h in straight.best.items()} == {d: (e or {}).get("arch_hash") for d, e in summary["best"].items()}
+    assert dict(straight.best) == {d: (e or {}).get("arch_hash") for d, e in summary["best"].items()}
 
 
 def test_resume_with_another_config_is_refused(tmp_path):
@@ -124,7 +126,8 @@ def test_resume_with_another_config_is_refused(tmp_path):
     cfg.write_text(CONFIG.format(output=tmp_path / "runs").replace("evaluations = 6", "evaluations = 1"))
     res = run_search(cfg, progress=False, outputs=False)
     other = tmp_path / "b.toml"
-    other.write_text(CONFIG.format(output=tmp_path / "runs").replace("evaluations = 6", "evaluations = 1").replace("random_seed = 3", "random_seed = 4"))
+    other.write_text(CONFIG.format(output=tmp_path / "runs").replace("evaluations = 6", "evaluations = 1")
+                     .replace("random_seed = 3", "random_seed = 4"))
     from na_toolkit.errors import ConfigError, StoreError
 
     with pytest.raises(ConfigError, match="different config \\(random_seed differ"):
@@ -144,9 +147,7 @@ def test_every_strategy_replays_exactly(strategy, tmp_path):
     pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     import shutil
 
-    from na_toolkit.plugins import get_toolkit
-
-    if strategy not in get_toolkit().strategies:
+    if strategy not in default_toolkit().strategies:
         pytest.skip(f"strategy {strategy} is not registered")
     options = {"neural-architect": {"updates": 2, "episodes": 4}, "random": {"oversample": 3}}.get(strategy, {})
     doc = {

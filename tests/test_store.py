@@ -1,4 +1,5 @@
-"""The SQLite run store: records round-trip, one transaction per evaluation, no pickles, typed errors."""
+"""The run stores (SQLite and in memory, one contract): records round-trip, one transaction per evaluation,
+no pickles, typed errors."""
 
 import sqlite3
 
@@ -6,26 +7,51 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import get_seed
 from na_toolkit.errors import StoreError
-from na_toolkit.ir.seeds import get_seed
-from na_toolkit.store import SCHEMA_VERSION, STORE_FILE, RunStore, decode_state, encode_state
+from na_toolkit.store import (
+    SCHEMA_VERSION,
+    STORE_FILE,
+    MemoryRunStore,
+    RunStore,
+    SQLiteRunStore,
+    decode_state,
+    encode_state,
+)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = RunStore.create(tmp_path / STORE_FILE, "run-1", {"evaluations": 3, "dataset": "digits"})
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request, tmp_path):
+    config = {"evaluations": 3, "dataset": "digits"}
+    if request.param == "sqlite":
+        s: RunStore = SQLiteRunStore.create(tmp_path / STORE_FILE, "run-1", config)
+    else:
+        s = MemoryRunStore("run-1", config)
     yield s
     s.close()
+
+
+def reopen(store: RunStore) -> RunStore:
+    """The store as a later process sees it: the SQLite one closed and opened again from its run folder."""
+    if isinstance(store, SQLiteRunStore):
+        store.close()
+        return SQLiteRunStore.open(store.path.parent)  # a run folder opens its store
+    return store
 
 
 def test_run_record_and_status(store, tmp_path):
     run = store.run()
     assert run.run_id == "run-1" and run.status == "running" and run.config["dataset"] == "digits"
     store.set_status("finished", {"best": {"cpu": "abc"}})
-    store.close()
-    again = RunStore.open(tmp_path)  # a run folder opens its store
+    again = reopen(store)
     assert again.run().status == "finished" and again.run().result == {"best": {"cpu": "abc"}}
+    with pytest.raises(StoreError, match="unknown run status"):
+        again.set_status("paused")
     again.close()
+
+
+def test_sqlite_store_is_wal(tmp_path):
+    SQLiteRunStore.create(tmp_path / STORE_FILE, "r", {}).close()
     # WAL: concurrent readers do not block the single writer
     conn = sqlite3.connect(tmp_path / STORE_FILE)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -39,11 +65,11 @@ def test_evaluations_round_trip_in_order_and_never_twice(store, tmp_path):
         round=0, eval_time_s=1.5, targets={"accuracy": 0.9, "train_time_s": 1.2},
     )
     assert rec.seq == 0
-    store.add_evaluation("feedbeef00000000", arch.to_json(), {"accuracy": 0.1}, {}, round=1, eval_time_s=0.1, error="diverged")
+    store.add_evaluation("feedbeef00000000", arch.to_json(), {"accuracy": 0.1}, {}, round=1, eval_time_s=0.1,
+                         error="diverged")
     with pytest.raises(StoreError, match="already evaluated"):
         store.add_evaluation(arch.hash, arch.to_json(), {"accuracy": 0.5}, {}, round=2, eval_time_s=0.0)
-    store.close()
-    s = RunStore.open(tmp_path / STORE_FILE)
+    s = reopen(store)
     evs = s.evaluations()
     assert [e.arch_hash for e in evs] == [arch.hash, "feedbeef00000000"] and [e.seq for e in evs] == [0, 1]
     assert evs[0].metrics == {"accuracy": 0.9, "latency_ms@cpu": 0.05} and evs[0].eval_time_s == 1.5
@@ -54,6 +80,22 @@ def test_evaluations_round_trip_in_order_and_never_twice(store, tmp_path):
     assert s.predictor_data("train_time_s") == {arch.hash: 1.2}
     assert s.count_evaluations() == 2
     s.close()
+
+
+def test_values_read_back_are_the_same_in_both_stores(tmp_path):
+    # numpy values, non-finite floats and tuples come back as the SQLite store gives them, from either store
+    doc = {"a": np.float32(0.5), "b": float("inf"), "c": (1, 2), "d": np.arange(3)}
+    stores = [SQLiteRunStore.create(tmp_path / STORE_FILE, "r", {}), MemoryRunStore("r", {})]
+    back = []
+    for s in stores:
+        s.add_evaluation("h", {"x": [1]}, {"accuracy": 0.5}, doc, round=0, eval_time_s=0.0)
+        s.add_measurement("h", "cpu", "tm", "batch=1", doc)
+        back.append((s.evaluation("h").result, s.measurement("h", "cpu", "tm", "batch=1")))
+        s.close()
+    (r0, m0), (r1, m1) = back
+    for x, y in ((r0, r1), (m0, m1)):
+        assert x.keys() == y.keys() and x["a"] == y["a"] == 0.5 and x["b"] == y["b"] == float("inf")
+        assert x["c"] == y["c"] == [1, 2] and np.array_equal(x["d"], y["d"]) and x["d"].dtype == y["d"].dtype
 
 
 def test_measurements_keyed_by_device_model_and_settings(store):
@@ -109,30 +151,30 @@ def test_weights_and_artifacts(store):
 
 def test_bad_stores_raise_store_error(tmp_path):
     with pytest.raises(StoreError, match="no run store"):
-        RunStore.open(tmp_path / "nowhere")
+        SQLiteRunStore.open(tmp_path / "nowhere")
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database at all" * 10)
     with pytest.raises(StoreError, match="not an SQLite file"):
-        RunStore.open(junk)
+        SQLiteRunStore.open(junk)
     other = tmp_path / "other.sqlite"
     conn = sqlite3.connect(other)
     conn.execute("CREATE TABLE t (x)")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="missing table"):
-        RunStore.open(other)
-    s = RunStore.create(tmp_path / "v.sqlite", "r", {})
+        SQLiteRunStore.open(other)
+    s = SQLiteRunStore.create(tmp_path / "v.sqlite", "r", {})
     s._conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     s.close()
     with pytest.raises(StoreError, match=f"schema version '99'.*reads version {SCHEMA_VERSION}"):
-        RunStore.open(tmp_path / "v.sqlite")
+        SQLiteRunStore.open(tmp_path / "v.sqlite")
     with pytest.raises(StoreError, match="already exists"):
-        RunStore.create(tmp_path / "v.sqlite", "r", {})
+        SQLiteRunStore.create(tmp_path / "v.sqlite", "r", {})
 
 
 def test_damaged_store_is_a_store_error(tmp_path):
     path = tmp_path / STORE_FILE
-    s = RunStore.create(path, "r", {})
+    s = SQLiteRunStore.create(path, "r", {})
     for i in range(200):
         s.add_evaluation(f"{i:016x}", {"x": "y" * 200}, {"accuracy": 0.5}, {}, round=0, eval_time_s=0.0)
     s._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -142,5 +184,5 @@ def test_damaged_store_is_a_store_error(tmp_path):
     data[2 * page : 6 * page] = b"\xff" * (4 * page)  # overwrite b-tree pages, keep the header
     path.write_bytes(bytes(data))
     with pytest.raises(StoreError):
-        s = RunStore.open(path)
+        s = SQLiteRunStore.open(path)
         s.evaluations()

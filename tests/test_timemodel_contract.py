@@ -9,12 +9,12 @@ import warnings
 
 import pytest
 
+from conftest import default_toolkit
 from na_toolkit.errors import TimeModelError
-from na_toolkit.plugins import get_toolkit
 from na_toolkit.timemodels.base import TimeEstimate, TimeModel
 from na_toolkit.timemodels.measure import MeasureSettings
 
-TOOLKIT = get_toolkit()
+TOOLKIT = default_toolkit()
 QUICK = MeasureSettings.quick(min_runs=5, max_runs=40, max_time_s=0.1, rel_tolerance=0.2)
 
 
@@ -23,8 +23,8 @@ def _build(name: str) -> TimeModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. the example profile of another CPU
         if cls.measures:
-            return cls(device="cpu", settings=QUICK)
-        return cls()
+            return cls.from_toolkit(TOOLKIT, device="cpu", settings=QUICK)
+        return cls.from_toolkit(TOOLKIT)
 
 
 @pytest.mark.parametrize("name", TOOLKIT.time_models.names())
@@ -34,7 +34,7 @@ def test_time_model_contract(name):
     model = _build(name)
     estimates = []
     for seed in TOOLKIT.seeds.names():
-        arch = TOOLKIT.seeds.get(seed).build()
+        arch = TOOLKIT.seed(seed)
         try:
             est = model.estimate(arch)
         except TimeModelError:

@@ -7,11 +7,10 @@ import math
 
 import pytest
 
+from conftest import default_toolkit, get_seed
 from na_toolkit.errors import HardwareError, TimeModelError
 from na_toolkit.ir.architecture import Architecture, Node
-from na_toolkit.ir.layers import LayerType
-from na_toolkit.ir.seeds import get_seed
-from na_toolkit.registry import LayerTypeRegistry
+from na_toolkit.ir.layers import LayerType, LayerTypeRegistry
 from na_toolkit.timemodels import get_time_model
 from na_toolkit.timemodels.cache import TimeEstimateCache
 from na_toolkit.timemodels.measure import MeasureSettings
@@ -92,6 +91,18 @@ def test_default_provider_falls_back_to_cpu_with_a_recorded_warning(small_cnn):
     assert est.details["measurement"]["context"]["provider"] == "CPUExecutionProvider"
 
 
+def test_one_parser_for_local_device_strings():
+    from na_toolkit.timemodels.devices import LocalDevice, parse_device
+
+    assert parse_device("cpu") == parse_device("cpu:0") == LocalDevice("cpu", 0)
+    assert parse_device("cuda") == LocalDevice("cuda", 0) and str(parse_device(" CUDA:3 ")) == "cuda:3"
+    assert parse_device("cuda:1").is_cuda and not parse_device("cpu").is_cuda
+    with pytest.raises(HardwareError, match="unknown local device 'tpu:0'; known: cpu, cuda, cuda:N"):
+        parse_device("tpu:0")
+    with pytest.raises(HardwareError, match="the CPU is one device"):
+        parse_device("cpu:1")
+
+
 def test_contradictory_or_unknown_devices_and_options_are_typed_errors():
     with pytest.raises(HardwareError, match="known: cpu, cuda, cuda:N"):
         OnnxRuntimeTimeModel(device="tpu")
@@ -115,10 +126,8 @@ class _BogusOp(LayerType):
 
 
 def test_an_architecture_the_runtime_rejects_is_a_typed_error():
-    from na_toolkit.plugins import get_toolkit
-
     registry = LayerTypeRegistry()
-    for name, lt in get_toolkit().layer_types.items():
+    for name, lt in default_toolkit().layer_types.items():
         registry.add(lt, name)
     registry.add(_BogusOp())
     arch = Architecture((3, 8, 8), [Node("b", "bogus", {}, ("input",))], layer_types=registry)
@@ -185,19 +194,36 @@ def test_torch_on_cuda_times_with_events_and_attaches_nvml_telemetry(small_cnn):
 def test_get_time_model_builds_registered_models_and_names_unknown_ones():
     from na_toolkit.errors import UnknownComponentError
 
-    tm = get_time_model("onnxruntime", device="cpu", settings=QUICK)
+    toolkit = default_toolkit()
+    tm = get_time_model("onnxruntime", toolkit, device="cpu", settings=QUICK)
     assert isinstance(tm, OnnxRuntimeTimeModel)
     with pytest.raises(UnknownComponentError, match="Did you mean 'onnxruntime'"):
-        get_time_model("onnxrutime")
+        get_time_model("onnxrutime", toolkit)
+    with pytest.raises(TypeError, match="must be a Toolkit"):
+        get_time_model("onnxruntime", "cpu")  # the old signature's device in the toolkit's place
 
 
 def _snapshot(energy_mj: int, time_s: float):
     from na_toolkit.timemodels.nvml import GpuTelemetry
 
-    return GpuTelemetry(index=0, name="GPU", uuid=None, driver_version=None, sm_clock_mhz=1980, memory_clock_mhz=None,
-                        temperature_c=None, power_w=None, power_limit_w=None, memory_used_bytes=None,
-                        memory_total_bytes=None, utilization_gpu_pct=None, throttle_reasons=(), throttle_mask=None,
-                        total_energy_mj=energy_mj, time_s=time_s)
+    return GpuTelemetry(
+        index=0,
+        name="GPU",
+        uuid=None,
+        driver_version=None,
+        sm_clock_mhz=1980,
+        memory_clock_mhz=None,
+        temperature_c=None,
+        power_w=None,
+        power_limit_w=None,
+        memory_used_bytes=None,
+        memory_total_bytes=None,
+        utilization_gpu_pct=None,
+        throttle_reasons=(),
+        throttle_mask=None,
+        total_energy_mj=energy_mj,
+        time_s=time_s,
+    )
 
 
 def test_energy_per_call_is_mean_power_times_latency_not_window_energy_over_calls():
@@ -211,6 +237,8 @@ def test_energy_per_call_is_mean_power_times_latency_not_window_energy_over_call
     assert tel.energy_per_call_mj == pytest.approx(24.341 / 0.227 * 0.344)
     assert tel.to_json()["energy_per_call_mj"] == tel.energy_per_call_mj
     # without a latency: the upper bound; without a counter: nothing; a counter reset: nothing
-    assert TelemetryRecord("ok", before, after, energy_between(before, after), 135).energy_per_call_mj == pytest.approx(24341 / 135)
+    assert TelemetryRecord("ok", before, after, energy_between(before, after), 135).energy_per_call_mj == pytest.approx(
+        24341 / 135
+    )
     assert TelemetryRecord("ok", before, after, None, 135, 0.344).energy_per_call_mj is None
     assert energy_between(after, before) is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,16 @@ from na_toolkit.plugins import ALLOW_ENV, DEFAULT_PLUGINS, DENY_ENV
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", "PIP_NO_INPUT": "1"}
 # what the build needs from the repository (everything else, e.g. .venv, tests, benchmarks, stays out)
-BUILD_INPUTS = ("na_toolkit", "hwmodels", "profiles", "setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in", "LICENSE")
+BUILD_INPUTS = (
+    "na_toolkit",
+    "hwmodels",
+    "profiles",
+    "setup.cfg",
+    "pyproject.toml",
+    "README.md",
+    "MANIFEST.in",
+    "LICENSE",
+)
 
 PROBE = r"""
 import importlib, json, sys
@@ -41,8 +51,14 @@ print(json.dumps({
 
 
 def _pip(*args: str, cwd: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd, env={**os.environ, **PIP_ENV})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, **PIP_ENV},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -91,11 +107,25 @@ def test_wheel_contents(wheel):
     assert not any(n.startswith(("tests/", "hwmodels/", "profiles/", "benchmarks/")) for n in names)
 
 
+def test_wheel_ships_the_license(wheel):
+    """The LICENSE file travels in the wheel's metadata, and the declared license is the one it holds."""
+    whl, _site, _root = wheel
+    with zipfile.ZipFile(whl) as z:
+        licenses = [n for n in z.namelist() if ".dist-info/" in n and n.rsplit("/", 1)[-1] == "LICENSE"]
+        assert licenses, "LICENSE is not in the wheel's .dist-info (setup.cfg license_files)"
+        assert z.read(licenses[0]).decode() == (REPO_ROOT / "LICENSE").read_text()
+        metadata = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "MIT License" in (REPO_ROOT / "LICENSE").read_text()
+    assert re.search(r"^License(-Expression)?: MIT$", metadata, re.M), "setup.cfg's license differs from LICENSE"
+
+
 def test_install_alone_finds_data_and_builtin_plugins(wheel):
     _whl, site, root = wheel
     env = {**os.environ, **{k: v for k, v in isolated_env(site).items() if v is not None}}
     env.pop(DENY_ENV, None)
-    proc = subprocess.run([sys.executable, "-S", "-c", PROBE], capture_output=True, text=True, cwd=root, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", PROBE], capture_output=True, text=True, cwd=root, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     inside = str(site.resolve()) + os.sep

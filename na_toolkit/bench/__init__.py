@@ -1,16 +1,9 @@
-"""`na-toolkit bench NAME`: benchmarks printing one JSON object (see BENCH.md in the design notes).
+"""`na-toolkit bench NAME`: benchmarks that print one JSON object (the figures behind `benchmarks/*.json`).
 
-Each benchmark is a module here with `configure(parser)` (its arguments) and `run(args) -> dict` (the
-figures, at the top level under the names the issues use). The bench command adds "params" and "machine".
+A benchmark is a `na_toolkit.bench.base.Benchmark` registered through the `na_register_benchmarks` hook,
+like every other component: the core's own (`ir`, `latency`, `architecture`) by
+`na_toolkit.builtin.benchmarks`, a plugin's by the plugin (the NAS-Bench-201 plugin registers
+`nb201-search`, `predictor` and `fewshot-latency`). Each module here exposes its `BENCHMARK`; the `bench`
+command (`na_toolkit.cli.bench`) builds one subcommand per registered benchmark and adds "params" and
+"machine" to the figures `run(args, toolkit)` returns.
 """
-
-from __future__ import annotations
-
-#: benchmark name -> module (imported only when that benchmark runs)
-BENCHMARKS: dict[str, str] = {
-    "ir": "na_toolkit.bench.ir",
-    "latency": "na_toolkit.bench.latency",
-    "predictor": "na_toolkit.bench.predictor",
-    "fewshot-latency": "na_toolkit.bench.fewshot_latency",
-    "nb201-search": "na_toolkit.bench.nb201_search",
-}

@@ -16,7 +16,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from na_toolkit.timemodels.hwmodel import HardwareModel
+    from na_toolkit.toolkit import HardwareRegistry
 
 #: GPU name fragment (as NVML / torch report it) -> shipped hardware model
 CARD_MODELS = (
@@ -38,18 +42,18 @@ def hardware_model_for(gpu_name: str) -> str | None:
     return None
 
 
-def _load_hw(name: str):
-    """A shipped hardware model by name; by its file in the repository when the package data is not
+def _load_hw(name: str, hardware: HardwareRegistry) -> HardwareModel:
+    """A registered hardware model by name; by its file in the repository when the package data is not
     installed (a PYTHONPATH checkout)."""
     from na_toolkit.errors import HardwareError
     from na_toolkit.timemodels.hwmodel import load_hardware_model
 
     try:
-        return load_hardware_model(name)
+        return load_hardware_model(name, hardware)
     except HardwareError:
         path = REPO / "hwmodels" / f"{name}.toml"
         if path.exists():
-            return load_hardware_model(path)
+            return load_hardware_model(path, hardware)
         raise
 
 
@@ -72,21 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from na_toolkit.bench.latency import accuracy
-    from na_toolkit.bench.machine import machine_info
+    from na_toolkit.machine import machine_info
     from na_toolkit.timemodels.measure import MeasureSettings
     from na_toolkit.timemodels.nvml import Nvml
-    from na_toolkit.timemodels.profile import DeviceProfile, ProfileBuilder, ProfileOptions
+    from na_toolkit.timemodels.profile import DeviceProfile
+    from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.roofline import RooflineTimeModel
     from na_toolkit.timemodels.torch_tm import TorchTimeModel
 
+    from na_toolkit.machine import parse_device
+    from na_toolkit.plugins import load_toolkit
+
+    toolkit = load_toolkit()  # an entry point (a script): it builds the toolkit and passes it down
     t_start = time.perf_counter()
-    index = int(args.device.partition(":")[2] or 0)
+    index = parse_device(args.device).index
     if args.device == "cpu":  # a dry run of the same code path on a machine without a GPU
-        from na_toolkit.bench.machine import cpu_model
+        from na_toolkit.machine import cpu_model
 
         gpu_name, default_hw = cpu_model(), "x86-cpu"
     elif not torch.cuda.is_available():
-        print(f"gpu_check: error: torch {torch.__version__} sees no CUDA GPU; run this on a machine with one", file=sys.stderr)
+        print(
+            f"gpu_check: error: torch {torch.__version__} sees no CUDA GPU; run this on a machine with one",
+            file=sys.stderr,
+        )
         return 2
     else:
         gpu_name = torch.cuda.get_device_name(index)
@@ -95,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if hw_name is None:
         print(f"gpu_check: error: no shipped hardware model matches {gpu_name!r}; pass --hwmodel", file=sys.stderr)
         return 2
-    hw = _load_hw(hw_name)
+    hw = _load_hw(hw_name, toolkit.hardware)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     card = hw_name
@@ -108,18 +120,28 @@ def main(argv: list[str] | None = None) -> int:
     profile_path = out_dir / f"gpu-profile-{card}.json"
     if profile_path.exists():
         profile_path.unlink()
-    settings = MeasureSettings(warmup_runs=10, warmup_s=0.1, min_runs=30, max_runs=300, max_time_s=0.4, rel_tolerance=0.02)
-    kernel_settings = MeasureSettings(warmup_runs=10, warmup_s=0.02, min_runs=20, max_runs=200, max_time_s=0.15, rel_tolerance=0.03)
-    options = ProfileOptions(
-        out=profile_path, device=args.device, runtime="torch", samples=args.networks, adaptive_rounds=0,
-        batch_size=args.batch_size, time_budget_s=args.time_budget_s, progress=True, statistic="median",
-        kernel_settings=kernel_settings, network_settings=settings,
+    settings = MeasureSettings(
+        warmup_runs=10, warmup_s=0.1, min_runs=30, max_runs=300, max_time_s=0.4, rel_tolerance=0.02
     )
-    profile = ProfileBuilder(options).run()
+    kernel_settings = MeasureSettings(
+        warmup_runs=10, warmup_s=0.02, min_runs=20, max_runs=200, max_time_s=0.15, rel_tolerance=0.03
+    )
+    options = ProfileOptions(
+        out=profile_path,
+        device=args.device,
+        runtime="torch",
+        samples=args.networks,
+        adaptive_rounds=0,
+        batch_size=args.batch_size,
+        time_budget_s=args.time_budget_s,
+        progress=True,
+        statistic="median",
+        kernel_settings=kernel_settings,
+        network_settings=settings,
+    )
+    profile = ProfileBuilder(options, toolkit).run()
     prof = DeviceProfile.load(profile_path)
-    from na_toolkit.ir.architecture import Architecture
-
-    archs = [Architecture.from_json(n.arch) for n in prof.networks]
+    archs = prof.architectures(toolkit.layer_types)
     measured = np.array([n.latency_ms("median") for n in prof.networks])
     energy = [n.measurement.get("nvml", {}).get("energy_per_call_mj") for n in prof.networks]
     energy = [e for e in energy if e is not None]
@@ -139,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         (out_dir / f"{hw_name}-calibrated.toml").write_text(hardware_model_toml(cal_hw))
         cal = RooflineTimeModel(device=cal_hw)
         cal_pred = np.array([cal.estimate(a, args.batch_size).latency_ms for a in archs])
-        calibrated = {**(accuracy(cal_pred, measured) if len(measured) >= 3 else {}),
-                      "launch_overhead_s": cal_hw.launch_overhead_s}
-    except Exception as exc:  # noqa: BLE001 -- the check reports what it could not do and goes on
+        calibrated = {
+            **(accuracy(cal_pred, measured) if len(measured) >= 3 else {}),
+            "launch_overhead_s": cal_hw.launch_overhead_s,
+        }
+    except Exception as exc:
         calibrated = {"error": f"{type(exc).__name__}: {exc}"}
 
     # 3. training steps of a few networks (forward + backward + SGD step), against the roofline's
@@ -160,8 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         "networks": len(archs),
         "profile_complete": profile.complete,
         "torch": {
-            "latency_ms": {"min": float(measured.min()), "median": float(np.median(measured)), "max": float(measured.max())}
-            if len(measured) else None,
+            "latency_ms": {
+                "min": float(measured.min()),
+                "median": float(np.median(measured)),
+                "max": float(measured.max()),
+            }
+            if len(measured)
+            else None,
             "energy_mj_per_inference_median": float(np.median(energy)) if energy else None,
             "train_step_ms_median": float(np.median([t for t, _ in train])) if train else None,
         },
@@ -170,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
             "train_step_spearman": _spearman([r for _, r in train], [t for t, _ in train]) if len(train) >= 3 else None,
         },
         "roofline_calibrated": calibrated,
-        "nvml": {"status": nvml_status, "start": start.to_json() if start else None, "end": end.to_json() if end else None},
+        "nvml": {
+            "status": nvml_status,
+            "start": start.to_json() if start else None,
+            "end": end.to_json() if end else None,
+        },
         "profile": str(profile_path),
         "kernels": len(prof.kernels),
         "elapsed_s": time.perf_counter() - t_start,

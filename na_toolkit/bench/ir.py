@@ -16,23 +16,36 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .base import Benchmark
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
 
 SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
 BUILTIN_OPERATIONS = ("insert_conv", "insert_add", "scale", "remove")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repeats", type=int, default=7, help="timed windows / timed builds (median reported, default 7)")
+    parser.add_argument(
+        "--repeats", type=int, default=7, help="timed windows / timed builds (median reported, default 7)"
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one moves_per_s window (default 2)")
-    parser.add_argument("--walk-length", type=int, default=20, help="moves before a walk restarts at the seed (default 20)")
-    parser.add_argument("--networks", type=int, default=200, help="random-move networks for the parity check (default 200)")
+    parser.add_argument(
+        "--walk-length", type=int, default=20, help="moves before a walk restarts at the seed (default 20)"
+    )
+    parser.add_argument(
+        "--networks", type=int, default=200, help="random-move networks for the parity check (default 200)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
-        "--operations", default=",".join(BUILTIN_OPERATIONS),
+        "--operations",
+        default=",".join(BUILTIN_OPERATIONS),
         help="comma-separated registered moves to sample (default: the built-in ones)",
     )
 
@@ -41,7 +54,9 @@ def _log(msg: str) -> None:
     print(f"bench ir: {msg}", file=sys.stderr, flush=True)
 
 
-def _moves_window(seed_arch: Any, operations: list[Any], rng: Any, seconds: float, walk_length: int) -> tuple[int, float, float]:
+def _moves_window(
+    seed_arch: Any, operations: list[Any], rng: Any, seconds: float, walk_length: int
+) -> tuple[int, float, float]:
     """(candidates, wall s, CPU s) of one window of random walks from `seed_arch`."""
     from na_toolkit.search.strategy import random_move
 
@@ -60,12 +75,10 @@ def _moves_window(seed_arch: Any, operations: list[Any], rng: Any, seconds: floa
             return count, time.perf_counter() - wall0, time.process_time() - cpu0
 
 
-def moves_per_s(args: argparse.Namespace, operations: list[Any]) -> dict[str, Any]:
+def moves_per_s(args: argparse.Namespace, operations: list[Any], toolkit: Toolkit) -> dict[str, Any]:
     import numpy as np
 
-    from na_toolkit.ir.seeds import get_seed
-
-    seed_arch = get_seed("resnet-cifar")
+    seed_arch = toolkit.seed("resnet-cifar")
     rng = np.random.default_rng(args.seed)
     _moves_window(seed_arch, operations, rng, min(1.0, args.seconds), args.walk_length)  # warm-up
     wall_rates, cpu_rates = [], []
@@ -93,10 +106,8 @@ def _median_ms(fn: Any, repeats: int) -> tuple[float, float]:
     return round(statistics.median(wall), 3), round(statistics.median(cpu), 3)
 
 
-def build_times(args: argparse.Namespace) -> dict[str, Any]:
-    from na_toolkit.ir.seeds import get_seed
-
-    arch = get_seed("resnet-cifar")
+def build_times(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    arch = toolkit.seed("resnet-cifar")
     model = arch.to_torch()
     out: dict[str, Any] = {}
     for name, fn in (
@@ -109,12 +120,11 @@ def build_times(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def onnx_parity(args: argparse.Namespace, operations: list[Any]) -> dict[str, Any]:
+def onnx_parity(args: argparse.Namespace, operations: list[Any], toolkit: Toolkit) -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
     import torch
 
-    from na_toolkit.ir.seeds import get_seed
     from na_toolkit.search.strategy import random_move
 
     rng = np.random.default_rng(args.seed + 1)
@@ -122,7 +132,7 @@ def onnx_parity(args: argparse.Namespace, operations: list[Any]) -> dict[str, An
     opts.log_severity_level = 3
     worst, worst_rel, moves_total = 0.0, 0.0, 0
     for i in range(args.networks):
-        arch = get_seed(SEEDS[i % len(SEEDS)])
+        arch = toolkit.seed(SEEDS[i % len(SEEDS)])
         for _ in range(int(rng.integers(1, 21))):
             step = random_move(arch, operations, rng)
             if step is None:
@@ -149,20 +159,20 @@ def onnx_parity(args: argparse.Namespace, operations: list[Any]) -> dict[str, An
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from na_toolkit.plugins import get_toolkit
-
-    registry = get_toolkit().operations
+def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    registry = toolkit.operations
     operations = [registry.get(name.strip()) for name in args.operations.split(",") if name.strip()]
-    import os
-
     figures: dict[str, Any] = {}
     load_start = os.getloadavg()[0]
-    figures.update(moves_per_s(args, operations))
-    figures.update(build_times(args))
-    figures.update(onnx_parity(args, operations))
+    figures.update(moves_per_s(args, operations, toolkit))
+    figures.update(build_times(args, toolkit))
+    figures.update(onnx_parity(args, operations, toolkit))
     # wall-clock figures on a shared machine depend on its load: recorded next to them
-    figures["load_average_1m"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2), "cores": os.cpu_count()}
+    figures["load_average_1m"] = {
+        "start": round(load_start, 2),
+        "end": round(os.getloadavg()[0], 2),
+        "cores": os.cpu_count(),
+    }
     figures["targets"] = {
         "moves_per_s": ">= 1000",
         "onnx_emit_ms_median": "<= 20",
@@ -170,3 +180,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "onnx_parity_max_abs_err": "<= 1e-4",
     }
     return figures
+
+
+BENCHMARK = Benchmark("ir", (__doc__ or "").strip().splitlines()[0], configure, run)

@@ -2,10 +2,11 @@
 
 1. Build a device profile here with `na-toolkit profile`'s defaults (timed: `profile_build_s`).
 2. Sample a held-out set of networks from the three seeds and random move sequences, none of them in the
-   profile, and measure each with the onnxruntime time model under DESIGN.md's protocol, in `--repeats`
-   passes spread over the run (the ground truth is the profile's statistic over all passes: the minimum
-   for "min", the median of the passes for "median"; `measurement.cv_median` is the median over networks
-   of the coefficient of variation between passes: how reproducible one measurement of a network is here).
+   profile, and measure each with the onnxruntime time model under the measurement protocol
+   (docs/time_models.md), in `--repeats` passes spread over the run (the ground truth is the profile's
+   statistic over all passes: the minimum for "min", the median of the passes for "median";
+   `measurement.cv_median` is the median over networks of the coefficient of variation between passes:
+   how reproducible one measurement of a network is here).
 3. Predict the held-out set with the learned model, with the roofline of a hardware model calibrated here
    by `calibrate_hardware()`, and rank it by FLOPs (the baseline).
 """
@@ -18,23 +19,38 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .base import Benchmark
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
 
 DEFAULT_HELDOUT = 200
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="local device (cpu; cuda:N uses onnxruntime-gpu's CUDA provider)")
+    parser.add_argument(
+        "--device", default="cpu", help="local device (cpu; cuda:N uses onnxruntime-gpu's CUDA provider)"
+    )
     parser.add_argument("--samples", type=int, default=None, help="profile networks (default: the profile command's)")
-    parser.add_argument("--adaptive-rounds", type=int, default=None, help="profile adaptive rounds (default: the profile command's)")
-    parser.add_argument("--heldout", type=int, default=DEFAULT_HELDOUT, help=f"held-out networks (default {DEFAULT_HELDOUT})")
+    parser.add_argument(
+        "--adaptive-rounds", type=int, default=None, help="profile adaptive rounds (default: the profile command's)"
+    )
+    parser.add_argument(
+        "--heldout", type=int, default=DEFAULT_HELDOUT, help=f"held-out networks (default {DEFAULT_HELDOUT})"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="measurement passes over the held-out set (default 3)")
     parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
     parser.add_argument("--rng-seed", type=int, default=0, help="sampling seed (held-out uses a different stream)")
     parser.add_argument("--profile", default=None, help="use this existing profile instead of building one")
     parser.add_argument("--profile-out", default=None, help="keep the profile built here at this path")
-    parser.add_argument("--dump", default=None, help="write the held-out networks, measurements and predictions here (JSON)")
-    parser.add_argument("--quick", action="store_true", help="small minimums everywhere (smoke test; figures are not comparable)")
+    parser.add_argument(
+        "--dump", default=None, help="write the held-out networks, measurements and predictions here (JSON)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small minimums everywhere (smoke test; figures are not comparable)"
+    )
 
 
 def _log(msg: str) -> None:
@@ -83,7 +99,9 @@ def measure_heldout(
                 values[i, r] = est.latency_ms
                 m = est.details["measurement"]
                 within_cv[i, r] = m["cv"]
-                per_pass[i][r] = {k: m[k] for k in ("median_ms", "p10_ms", "min_ms", "cv", "runs", "stable", "wall_median_ms")}
+                per_pass[i][r] = {
+                    k: m[k] for k in ("median_ms", "p10_ms", "min_ms", "cv", "runs", "stable", "wall_median_ms")
+                }
                 stable += bool(m["stable"])
                 unstable_warnings += any("not stable" in w for w in est.warnings)
                 bar.update(1)
@@ -107,20 +125,15 @@ def measure_heldout(
     return truth, figures
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     import numpy as np
 
     from na_toolkit.errors import NAToolkitError
     from na_toolkit.timemodels.learned import LearnedTimeModel
     from na_toolkit.timemodels.measure import MeasureSettings
-    from na_toolkit.timemodels.profile import (
-        DEFAULT_SEEDS,
-        DeviceProfile,
-        ProfileBuilder,
-        ProfileOptions,
-        load_seed,
-        random_variants,
-    )
+    from na_toolkit.timemodels.profile import DeviceProfile
+    from na_toolkit.timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
+    from na_toolkit.timemodels.sampling import all_operations, load_seed, random_variants
 
     if args.heldout < 10 or args.repeats < 1:
         raise NAToolkitError("--heldout must be >= 10 and --repeats >= 1")
@@ -131,7 +144,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile:
         profile = DeviceProfile.load(args.profile)
     else:
-        out = Path(args.profile_out) if args.profile_out else Path(tempfile.mkdtemp(prefix="na-bench-")) / "bench-profile.json"
+        out = (
+            Path(args.profile_out)
+            if args.profile_out
+            else Path(tempfile.mkdtemp(prefix="na-bench-")) / "bench-profile.json"
+        )
         options = ProfileOptions(out=out, device=args.device, rng_seed=args.rng_seed, max_moves=args.max_moves)
         if args.samples is not None:
             options.samples = args.samples
@@ -142,21 +159,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             options.network_settings = MeasureSettings.quick()
         _log(f"building a profile ({options.samples} networks, {options.adaptive_rounds} adaptive rounds) at {out}")
         t0 = time.perf_counter()
-        profile = ProfileBuilder(options).run()
+        profile = ProfileBuilder(options, toolkit).run()
         build_s = time.perf_counter() - t0
         if not profile.complete:
             raise NAToolkitError(f"profile build stopped early ({profile.stopped}); figures need a complete profile")
     # ---- 2. the held-out set ------------------------------------------------------------------------
-    seeds = {s: load_seed(s) for s in DEFAULT_SEEDS}
+    seeds = {s: load_seed(s, toolkit) for s in DEFAULT_SEEDS}
     rng = np.random.default_rng([args.rng_seed, 7919])  # a stream the profile never draws from
     variants = random_variants(
-        seeds, args.heldout, rng, args.max_moves, exclude=profile.network_hashes(), include_seeds=False,
+        seeds,
+        args.heldout,
+        rng,
+        args.max_moves,
+        operations=all_operations(toolkit),
+        exclude=profile.network_hashes(),
+        include_seeds=False,
         max_flops=profile.plan.get("max_flops"),
     )
     archs = [v.arch for v in variants]
     overlap = len({a.hash for a in archs} & profile.network_hashes())
     settings = MeasureSettings.quick() if quick else MeasureSettings()
-    _log(f"measuring {len(archs)} held-out networks x {args.repeats} passes (DESIGN.md protocol)")
+    _log(f"measuring {len(archs)} held-out networks x {args.repeats} passes (the measurement protocol)")
     t0 = time.perf_counter()
     truth, measurement = measure_heldout(archs, args.device, args.repeats, settings, profile.statistic)
     measurement["measure_s"] = time.perf_counter() - t0
@@ -164,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     measurement["load_average_1min"] = {"start": load_start[0], "end": os.getloadavg()[0], "cores": os.cpu_count()}
     # ---- 3. predictions -----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    learned = LearnedTimeModel(profile)
+    learned = LearnedTimeModel(profile, layer_types=toolkit.layer_types)
     fit_s = time.perf_counter() - t0
     # wall clock (what a caller waits) and the thread's CPU time (the model's own cost: on a shared machine
     # the wall clock also counts the time slices other processes get)
@@ -172,7 +195,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pred = np.array([learned.estimate(a).latency_ms for a in archs])
     per_s = len(archs) / (time.perf_counter() - t0)
     per_s_cpu = len(archs) / max(time.thread_time() - c0, 1e-9)
-    fresh = LearnedTimeModel(profile)  # cold kernel memo: the worst case of a first query
+    fresh = LearnedTimeModel(
+        profile, layer_types=toolkit.layer_types
+    )  # cold kernel memo: the worst case of a first query
     t0, c0 = time.perf_counter(), time.thread_time()
     for a in archs:
         fresh.model._memo.clear()
@@ -185,8 +210,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import json
 
         with open(args.dump, "w") as f:
-            json.dump([{"seed": v.seed, "moves": list(v.moves), "arch": v.arch.to_json(), "truth_ms": float(t),
-                        "learned_ms": float(p), "passes": pp} for v, t, p, pp in zip(variants, truth, pred, per_pass)], f)
+            json.dump(
+                [
+                    {
+                        "seed": v.seed,
+                        "moves": list(v.moves),
+                        "arch": v.arch.to_json(),
+                        "truth_ms": float(t),
+                        "learned_ms": float(p),
+                        "passes": pp,
+                    }
+                    for v, t, p, pp in zip(variants, truth, pred, per_pass)
+                ],
+                f,
+            )
     flops = np.array([a.flops for a in archs], float)
     from scipy.stats import spearmanr
 
@@ -194,8 +231,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for seed in DEFAULT_SEEDS:
         idx = [i for i, v in enumerate(variants) if v.seed == seed]
         if len(idx) >= 3:
-            by_seed[seed] = {"networks": len(idx), **accuracy(pred[idx], truth[idx]),
-                             "latency_ms_median": float(np.median(truth[idx]))}
+            by_seed[seed] = {
+                "networks": len(idx),
+                **accuracy(pred[idx], truth[idx]),
+                "latency_ms_median": float(np.median(truth[idx])),
+            }
     return {
         "learned": {
             **accuracy(pred, truth),
@@ -250,3 +290,6 @@ def roofline_figures(archs: list[Any], truth: Any, device: str) -> dict[str, Any
             "threads": 1,
         },
     }
+
+
+BENCHMARK = Benchmark("latency", (__doc__ or "").strip().splitlines()[0], configure, run)

@@ -11,7 +11,7 @@ import numpy as np
 import na_toolkit
 from na_toolkit.errors import ShapeError
 from na_toolkit.ir.layers import BYTES_PER_ELEMENT as B
-from na_toolkit.ir.layers import AttrSpec, LayerCost, LayerType, Shape, check_feature_map, numel
+from na_toolkit.ir.layers import AttrSpec, LayerCost, LayerType, LayerTypeRegistry, Shape, check_feature_map, numel
 
 
 def _io_bytes(in_shapes: list[Shape], out_shape: Shape) -> tuple[int, int]:
@@ -20,6 +20,19 @@ def _io_bytes(in_shapes: list[Shape], out_shape: Shape) -> tuple[int, int]:
 
 def _pool_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _onnx_importer(name: str) -> Any:
+    """A layer type's `import_onnx`: the importer `name` of `na_toolkit.builtin.layers_onnx` for this layer
+    type (that module is imported on the first ONNX import: reading architectures never needs it)."""
+
+    def import_onnx(self: LayerType, ctx: Any, onnx_node: Any) -> bool:
+        from . import layers_onnx
+
+        return bool(getattr(layers_onnx, name)(ctx, onnx_node, self.name))
+
+    import_onnx.__doc__ = f"Import the ONNX ops in `onnx_ops` (na_toolkit.builtin.layers_onnx.{name})."
+    return import_onnx
 
 
 class Conv2d(LayerType):
@@ -36,6 +49,7 @@ class Conv2d(LayerType):
     }
     has_weights = True
     onnx_ops = ("Conv",)
+    import_onnx = _onnx_importer("conv2d")
 
     @staticmethod
     def pad(attrs: dict[str, Any]) -> int:
@@ -66,8 +80,14 @@ class Conv2d(LayerType):
         from torch import nn
 
         return nn.Conv2d(
-            in_shapes[0][0], attrs["filters"], attrs["kernel"], attrs["stride"], self.pad(attrs),
-            attrs["dilation"], attrs["groups"], attrs["bias"],
+            in_shapes[0][0],
+            attrs["filters"],
+            attrs["kernel"],
+            attrs["stride"],
+            self.pad(attrs),
+            attrs["dilation"],
+            attrs["groups"],
+            attrs["bias"],
         )
 
     def init_weights(self, attrs, in_shapes, out_shape, rng):
@@ -84,8 +104,14 @@ class Conv2d(LayerType):
         if "bias" in weights:
             args.append(ctx.initializer(f"{node_id}.bias", weights["bias"]))
         return ctx.node(
-            "Conv", args, node_id, kernel_shape=[k, k], strides=[attrs["stride"]] * 2, pads=[p] * 4,
-            dilations=[attrs["dilation"]] * 2, group=attrs["groups"],
+            "Conv",
+            args,
+            node_id,
+            kernel_shape=[k, k],
+            strides=[attrs["stride"]] * 2,
+            pads=[p] * 4,
+            dilations=[attrs["dilation"]] * 2,
+            group=attrs["groups"],
         )
 
     def features(self, attrs, in_shapes, out_shape):
@@ -100,6 +126,7 @@ class BatchNorm2d(LayerType):
     attrs = {"eps": AttrSpec(float, 1e-5, min=0.0, max=1.0), "momentum": AttrSpec(float, 0.1, min=0.0, max=1.0)}
     has_weights = True
     onnx_ops = ("BatchNormalization",)
+    import_onnx = _onnx_importer("batchnorm2d")
 
     def infer_shape(self, attrs, in_shapes):
         return check_feature_map("batchnorm2d", in_shapes[0])
@@ -119,12 +146,14 @@ class BatchNorm2d(LayerType):
         return {"weight": np.ones(c), "bias": np.zeros(c), "running_mean": np.zeros(c), "running_var": np.ones(c)}
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
-        args = [inputs[0]] + [ctx.initializer(f"{node_id}.{k}", weights[k]) for k in ("weight", "bias", "running_mean", "running_var")]
+        names = ("weight", "bias", "running_mean", "running_var")
+        args = [inputs[0]] + [ctx.initializer(f"{node_id}.{k}", weights[k]) for k in names]
         return ctx.node("BatchNormalization", args, node_id, epsilon=attrs["eps"])
 
 
 class _Activation(LayerType):
     onnx_op = ""
+    import_onnx = _onnx_importer("unary")
 
     def build_torch(self, attrs, in_shapes, out_shape):
         from torch import nn
@@ -140,15 +169,18 @@ class ReLU(_Activation):
 
 
 class Sigmoid(_Activation):
-    name, description, torch_class, onnx_op, onnx_ops = "sigmoid", "1 / (1 + exp(-x))", "Sigmoid", "Sigmoid", ("Sigmoid",)
+    name, description, torch_class = "sigmoid", "1 / (1 + exp(-x))", "Sigmoid"
+    onnx_op, onnx_ops = "Sigmoid", ("Sigmoid",)
 
 
 class HardSwish(_Activation):
-    name, description, torch_class, onnx_op, onnx_ops = "hardswish", "x * relu6(x + 3) / 6", "Hardswish", "HardSwish", ("HardSwish",)
+    name, description, torch_class = "hardswish", "x * relu6(x + 3) / 6", "Hardswish"
+    onnx_op, onnx_ops = "HardSwish", ("HardSwish",)
 
 
 class ReLU6(_Activation):
     name, description, torch_class, onnx_ops = "relu6", "min(max(x, 0), 6)", "ReLU6", ("Clip",)
+    import_onnx = _onnx_importer("relu6")  # also a Clip to [0, inf), as a relu
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         lo = ctx.initializer(f"{node_id}.min", np.array(0.0, dtype=np.float32))
@@ -157,7 +189,10 @@ class ReLU6(_Activation):
 
 
 class GELU(_Activation):
-    name, description, torch_class, onnx_ops = "gelu", "x * Phi(x) (exact, erf form)", "GELU", ("Gelu", "Erf")
+    name, description, torch_class = "gelu", "x * Phi(x) (exact, erf form)", "GELU"
+    # Gelu (opset 20), or its erf expansion: the Div / Mul by sqrt(2) that starts it, then the Erf
+    onnx_ops = ("Gelu", "Erf", "Div", "Mul")
+    import_onnx = _onnx_importer("gelu")
 
     def cost(self, attrs, in_shapes, out_shape):
         base = super().cost(attrs, in_shapes, out_shape)
@@ -166,7 +201,8 @@ class GELU(_Activation):
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         # opset 17 has no Gelu: 0.5 * x * (1 + erf(x / sqrt(2)))
         x = inputs[0]
-        scaled = ctx.node("Mul", [x, ctx.initializer(f"{node_id}.rsqrt2", np.array(1 / math.sqrt(2), np.float32))], f"{node_id}.scaled")
+        rsqrt2 = ctx.initializer(f"{node_id}.rsqrt2", np.array(1 / math.sqrt(2), np.float32))
+        scaled = ctx.node("Mul", [x, rsqrt2], f"{node_id}.scaled")
         erf = ctx.node("Erf", [scaled], f"{node_id}.erf")
         one = ctx.node("Add", [erf, ctx.initializer(f"{node_id}.one", np.array(1.0, np.float32))], f"{node_id}.onep")
         half = ctx.node("Mul", [x, ctx.initializer(f"{node_id}.half", np.array(0.5, np.float32))], f"{node_id}.halfx")
@@ -179,6 +215,7 @@ class _Pool2d(LayerType):
         "stride": AttrSpec(int, 2, min=1, max=15),
         "padding": AttrSpec(int, 0, min=0, max=7),
     }
+    import_onnx = _onnx_importer("pool2d")
 
     def infer_shape(self, attrs, in_shapes):
         c, h, w = check_feature_map(self.name, in_shapes[0])
@@ -221,7 +258,9 @@ class AvgPool2d(_Pool2d):
     def build_torch(self, attrs, in_shapes, out_shape):
         from torch import nn
 
-        return nn.AvgPool2d(attrs["kernel"], attrs["stride"], attrs["padding"], count_include_pad=attrs["count_include_pad"])
+        return nn.AvgPool2d(
+            attrs["kernel"], attrs["stride"], attrs["padding"], count_include_pad=attrs["count_include_pad"]
+        )
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node(
@@ -230,7 +269,9 @@ class AvgPool2d(_Pool2d):
 
 
 class GlobalAvgPool(LayerType):
-    name, description, onnx_ops = "global_avg_pool", "mean over H and W: (C, H, W) -> (C, 1, 1)", ("GlobalAveragePool", "ReduceMean")
+    name, description = "global_avg_pool", "mean over H and W: (C, H, W) -> (C, 1, 1)"
+    onnx_ops = ("GlobalAveragePool", "ReduceMean")
+    import_onnx = _onnx_importer("global_avg_pool")
 
     def infer_shape(self, attrs, in_shapes):
         c, _h, _w = check_feature_map("global_avg_pool", in_shapes[0])
@@ -251,6 +292,7 @@ class GlobalAvgPool(LayerType):
 
 class Flatten(LayerType):
     name, description, onnx_ops = "flatten", "(C, H, W) -> (C*H*W,)", ("Flatten", "Reshape")
+    import_onnx = _onnx_importer("flatten")
 
     def infer_shape(self, attrs, in_shapes):
         return (numel(in_shapes[0]),)
@@ -269,6 +311,7 @@ class Flatten(LayerType):
 
 class Linear(LayerType):
     name, description, onnx_ops = "linear", "fully connected layer on a vector", ("Gemm", "MatMul")
+    import_onnx = _onnx_importer("linear")
     attrs = {"units": AttrSpec(int, min=1, max=1 << 20), "bias": AttrSpec(bool, True)}
     has_weights = True
 
@@ -305,6 +348,7 @@ class Linear(LayerType):
 
 class Add(LayerType):
     name, description, onnx_ops = "add", "elementwise sum of 2+ tensors of one shape", ("Add", "Sum")
+    import_onnx = _onnx_importer("add")
     min_inputs, max_inputs = 2, None
 
     def infer_shape(self, attrs, in_shapes):
@@ -330,6 +374,7 @@ class Add(LayerType):
 
 class Concat(LayerType):
     name, description, onnx_ops = "concat", "concatenation along channels (features for vectors)", ("Concat",)
+    import_onnx = _onnx_importer("concat")
     min_inputs, max_inputs = 2, None
 
     def infer_shape(self, attrs, in_shapes):
@@ -356,6 +401,7 @@ class Concat(LayerType):
 
 class Dropout(LayerType):
     name, description, onnx_ops = "dropout", "dropout (identity at inference)", ("Dropout",)
+    import_onnx = _onnx_importer("dropout")
     attrs = {"rate": AttrSpec(float, 0.1, min=0.0, max=0.95)}
 
     def cost(self, attrs, in_shapes, out_shape):
@@ -375,6 +421,7 @@ class Dropout(LayerType):
 
 class Identity(LayerType):
     name, description, onnx_ops = "identity", "passes its input through", ("Identity",)
+    import_onnx = _onnx_importer("identity")
 
     def cost(self, attrs, in_shapes, out_shape):
         return LayerCost()
@@ -390,6 +437,8 @@ class Identity(LayerType):
 
 class Zero(LayerType):
     name, description = "zero", "zeros of the input's shape (NAS-Bench-201's 'none' edge)"
+    onnx_ops = ("Mul",)  # by a constant zero, as emitted
+    import_onnx = _onnx_importer("zero")
 
     def cost(self, attrs, in_shapes, out_shape):
         return LayerCost(output_bytes=numel(out_shape) * B)
@@ -404,9 +453,34 @@ class Zero(LayerType):
 
 
 LAYER_TYPES: tuple[type[LayerType], ...] = (
-    Conv2d, BatchNorm2d, ReLU, ReLU6, GELU, Sigmoid, HardSwish, MaxPool2d, AvgPool2d, GlobalAvgPool,
-    Flatten, Linear, Add, Concat, Dropout, Identity, Zero,
+    Conv2d,
+    BatchNorm2d,
+    ReLU,
+    ReLU6,
+    GELU,
+    Sigmoid,
+    HardSwish,
+    MaxPool2d,
+    AvgPool2d,
+    GlobalAvgPool,
+    Flatten,
+    Linear,
+    Add,
+    Concat,
+    Dropout,
+    Identity,
+    Zero,
 )
+
+
+def builtin_layer_types() -> LayerTypeRegistry:
+    """A registry of the built-in layer types alone, without any plugin manager (tests, scripts that read
+    architectures, and the IR's lightweight users). A search uses its toolkit's `layer_types` instead."""
+    registry = LayerTypeRegistry()
+    registry.current_plugin = __name__
+    for cls in LAYER_TYPES:
+        registry.add(cls())
+    return registry
 
 
 @na_toolkit.hookimpl

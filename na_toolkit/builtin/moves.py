@@ -2,23 +2,24 @@
 
 Every move is a pure function IR -> IR with exact masks: a value is admitted only when some completion of
 the remaining parameters applies. Validity comes from re-inferring shapes downstream of the edit
-(`_propagate`) with the layer types' own code, the code the Architecture constructor runs, so a plugin's
-layer type takes part without code here. Downstream layers adapt where they can: a conv or linear layer
+(`na_toolkit.ir.edit.propagate`) with the layer types' own code, the code the Architecture constructor
+runs, so a plugin's layer type takes part without code here; the result is made by `ir.edit.rebuild` /
+`insert_after`, the helpers a plugin's move uses too. Downstream layers adapt where they can: a conv or linear layer
 absorbs a new input width, a depthwise conv follows it (its groups and filters change with it); an edit
 that something downstream cannot take (an add of two shapes, a changed network output) is masked.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import na_toolkit
-from na_toolkit.errors import NAToolkitError, OperationError
-from na_toolkit.ir.architecture import INPUT, Architecture, Attrs, Node, infer_node
+from na_toolkit.caches import lru_dict
+from na_toolkit.errors import OperationError
+from na_toolkit.ir import edit
+from na_toolkit.ir.architecture import INPUT, Architecture, Attrs, Node
 from na_toolkit.ir.layers import Shape
 from na_toolkit.moves import MAX_POSITIONS, Operation, ParamSpec
 
@@ -33,233 +34,29 @@ SCALE_VALUES: dict[str, tuple[Any, ...]] = {"channels": CHANNEL_CHOICES, "kernel
 WIDTH_ATTR = {"conv2d": "filters", "linear": "units"}
 
 
-# ---- shape re-inference -------------------------------------------------------------------------------
-_INFERRED: dict[tuple, Shape | None] = {}
-_MISSING = object()  # (layer type, attrs key, input shapes) -> shape or None
+# ---- the moves' view of an architecture -----------------------------------------------------------------
+class _View(edit.ArchView):
+    """`edit.ArchView` plus the number of editable positions, and conv2d among the types (insert_conv adds
+    one where the network may have none)."""
 
-
-def _try_infer(layer_type: Any, attrs: Attrs, in_shapes: tuple[Shape, ...]) -> Shape | None:
-    """The node's output shape, or None when the layer rejects these attributes/inputs. Memoised both
-    ways: masks try the same combinations on candidate after candidate."""
-    akey = attrs.cache_key()
-    key = (layer_type, akey, in_shapes)
-    if akey is not None:
-        try:
-            return _INFERRED[key]
-        except KeyError:
-            pass
-    try:
-        _norm, out = infer_node(layer_type, attrs, in_shapes)
-        if not all(d > 0 for d in out):
-            out = None
-    except NAToolkitError:
-        out = None
-    if akey is not None:
-        if len(_INFERRED) > 100_000:  # bounded
-            _INFERRED.clear()
-        _INFERRED[key] = out
-    return out
-
-
-class _View:
-    """Facts about one architecture that the masks of every move share, memoised (an Architecture is
-    immutable, so they never go stale). Reads the architecture's internal tables to stay cheap."""
-
-    __slots__ = ("arch", "nodes", "n", "index", "consumers", "shapes", "norm", "types", "memo")
+    __slots__ = ("n",)
 
     def __init__(self, arch: Architecture):
-        self.arch = arch
-        self.nodes = arch.nodes
+        super().__init__(arch)
         self.n = min(len(arch.nodes), MAX_POSITIONS)
-        self.index = arch._index  # id -> position
-        self.consumers = arch.consumers
-        self.shapes = arch._shapes  # id -> shape, "input" included
-        self.norm = arch._norm  # id -> normalised attributes (shared: never mutated here)
-        self.types = dict(arch._types)  # type name -> LayerType; plus conv2d, which insert_conv adds
-        if "conv2d" not in self.types and "conv2d" in arch.layer_types:
-            self.types["conv2d"] = arch.layer_types.get("conv2d")
-        self.memo: dict[tuple, Any] = {}
-
-    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        try:
-            return self.memo[key]
-        except KeyError:
-            value = self.memo[key] = compute()
-            return value
+        self.layer_type("conv2d")
 
 
-_VIEWS: list[_View] = []  # the architectures masked most recently (sample() asks 2-3 masks of one)
+# id(arch) -> _View of the architectures masked most recently (sample() asks 2-3 masks of one); a view
+# holds its architecture, so the id is not reused while the entry lives
+_VIEWS = lru_dict("builtin.moves.views", 8)
 
 
 def _view(arch: Architecture) -> _View:
-    for v in _VIEWS:
-        if v.arch is arch:
-            return v
-    v = _View(arch)
-    _VIEWS.insert(0, v)
-    del _VIEWS[8:]
-    return v
-
-
-def _follow_attrs(view: _View, node: Node, in_shape: Shape) -> Attrs | None:
-    """A depthwise conv whose input width changed follows it: groups and filters change with it (the
-    channel multiplier is kept). None when `node` is no such conv or its input width is unchanged."""
-    old_c = view.shapes[node.inputs[0]][0]
-    if len(in_shape) != 3 or in_shape[0] == old_c:
-        return None
-    a = view.norm[node.id]
-    groups = a["groups"]
-    if groups == 1 or groups != old_c:
-        return None
-    return node.attrs.replace(groups=in_shape[0], filters=a["filters"] // groups * in_shape[0])
-
-
-def _propagate(view: _View, seen_shapes: dict[str, Shape], attr_changes: dict[str, Attrs]) -> dict[str, Attrs] | None:
-    """Re-infer shapes downstream of an edit. `seen_shapes`: node id -> the shape its consumers read after
-    the edit; `attr_changes`: node id -> its new attributes. Returns every node's new attributes
-    (`attr_changes` plus the depthwise convs that follow), or None when the edit breaks the network: a
-    layer rejects its new input, or the network's output shape changes."""
-    nodes, index, consumers, shapes, types = view.nodes, view.index, view.consumers, view.shapes, view.types
-    output = view.arch.output
-    new_shape: dict[str, Shape] = dict(seen_shapes)
-    changes = dict(attr_changes)
-    queued = {index[c] for nid in seen_shapes for c in consumers[nid]}
-    queued.update(index[nid] for nid in attr_changes)
-    heap = sorted(queued)  # a sorted list is a valid heap
-    inferred = _INFERRED
-    while heap:
-        node = nodes[heapq.heappop(heap)]
-        nid = node.id
-        in_shapes = tuple([new_shape.get(s) or shapes[s] for s in node.inputs])
-        attrs = changes.get(nid)
-        if attrs is None:
-            attrs = node.attrs
-            if node.type == "conv2d":
-                follow = _follow_attrs(view, node, in_shapes[0])
-                if follow is not None:
-                    changes[nid] = attrs = follow
-        lt = types[node.type]
-        akey = attrs._k
-        out = _MISSING if akey is None or akey is False else inferred.get((lt, akey, in_shapes), _MISSING)  # inlined hit
-        if out is _MISSING:
-            out = _try_infer(lt, attrs, in_shapes)
-        if out is None:
-            return None
-        if out != shapes[nid]:
-            if nid == output:
-                return None
-            new_shape[nid] = out
-            for c in consumers[nid]:
-                i = index[c]
-                if i not in queued:
-                    queued.add(i)
-                    heapq.heappush(heap, i)
-    return changes
-
-
-# Local edits (one node's attribute changed, its inputs kept) depend on nothing but the node: memoised
-# across architectures, since a move's result shares its nodes with its parent.
-_LOCAL_MEMO: dict[tuple, tuple[Attrs, Shape | None]] = {}
-
-
-def _local_edit(view: _View, node: Node, key: str, value: Any) -> tuple[Attrs, Shape | None]:
-    """The node's attributes with `key=value`, and the output shape they give (None: rejected)."""
-    lt = view.types[node.type]
-    in_shapes = tuple([view.shapes[s] for s in node.inputs])
-    akey = node.attrs.cache_key()
-    mkey = (lt, akey, in_shapes, key, value) if akey is not None else None
-    hit = _LOCAL_MEMO.get(mkey) if mkey is not None else None
-    if hit is not None:
-        return hit
-    attrs = node.attrs.replace(**{key: value})
-    result = (attrs, _try_infer(lt, attrs, in_shapes))
-    if mkey is not None:
-        if len(_LOCAL_MEMO) > 50_000:
-            _LOCAL_MEMO.clear()
-        _LOCAL_MEMO[mkey] = result
-    return result
-
-
-_SHAPE_KEEPING: dict[tuple, bool] = {}
-
-
-def _shape_keeping_value_exists(view: _View, node: Node, key: str, values: tuple[Any, ...]) -> bool:
-    """Some value of `values` other than the current one keeps the node's output shape (so the edit
-    needs nothing downstream). Memoised per node content across architectures."""
-    lt = view.types[node.type]
-    in_shapes = tuple([view.shapes[s] for s in node.inputs])
-    akey = node.attrs.cache_key()
-    mkey = (lt, akey, in_shapes, key)
-    found = _SHAPE_KEEPING.get(mkey) if akey is not None else None
-    if found is None:
-        current, shape = view.norm[node.id][key], view.shapes[node.id]
-        found = any(v != current and _local_edit(view, node, key, v)[1] == shape for v in values)
-        if akey is not None:
-            if len(_SHAPE_KEEPING) > 50_000:
-                _SHAPE_KEEPING.clear()
-            _SHAPE_KEEPING[mkey] = found
-    return found
-
-
-def _edit_changes(view: _View, node: Node, key: str, value: Any) -> dict[str, Attrs] | None:
-    """Every attribute change that setting `key=value` on `node` needs, or None if the network breaks."""
-    attrs, out = _local_edit(view, node, key, value)
-    if out is None:
-        return None
-    if out == view.shapes[node.id]:
-        return {node.id: attrs}
-    if node.id == view.arch.output:
-        return None
-    changes = _propagate(view, {node.id: out}, {})
-    if changes is not None:
-        changes[node.id] = attrs
-    return changes
-
-
-def _rebuild(
-    arch: Architecture,
-    changes: dict[str, Attrs],
-    rewire: dict[str, str] | None = None,
-    insert_after: dict[str, list[Node]] | None = None,
-    drop: str | None = None,
-    output: str | None = None,
-) -> Architecture:
-    """A new architecture: attributes replaced (`changes`), inputs renamed (`rewire`; inserted nodes are
-    left alone), new nodes placed right after a given node (keeping topological order), one node dropped,
-    then the nodes that no longer reach the output collected."""
-    rewire = rewire or {}
-    insert_after = insert_after or {}
-    consumers = arch.consumers
-    touched = {*changes, *insert_after, *(c for src in rewire for c in consumers[src])}
-    if drop is not None:
-        touched.add(drop)
-    out_nodes: list[Node] = []
-    for node in arch.nodes:
-        nid = node.id
-        if nid not in touched:  # most nodes: kept as they are (the same objects: memo hits downstream)
-            out_nodes.append(node)
-            continue
-        if nid == drop:
-            continue
-        attrs = changes.get(nid, node.attrs)
-        inputs = node.inputs
-        if any(s in rewire for s in inputs):
-            inputs = tuple([rewire.get(x, x) for x in inputs])
-        out_nodes.append(node if (attrs is node.attrs and inputs is node.inputs) else Node(nid, node.type, attrs, inputs))
-        if nid in insert_after:
-            out_nodes.extend(insert_after[nid])
-    output = output or arch.output
-    if drop is not None:  # dropping a multi-input node may leave a branch that nothing reads
-        by_id = {n.id: n for n in out_nodes}
-        live: set[str] = set()
-        stack = [output]
-        while stack:
-            nid = stack.pop()
-            if nid not in live and nid != INPUT:
-                live.add(nid)
-                stack.extend(by_id[nid].inputs)
-        out_nodes = [n for n in out_nodes if n.id in live]
-    return arch.with_nodes(out_nodes, output=output)
+    v = _VIEWS.get(id(arch))
+    if v is None or v.arch is not arch:
+        v = _VIEWS[id(arch)] = _View(arch)
+    return v  # type: ignore[no-any-return]
 
 
 def _node_at(arch: Architecture, op: str, position: Any) -> Node:
@@ -324,7 +121,8 @@ class _BuiltinOperation(Operation):
 
 
 # ---- insert_conv --------------------------------------------------------------------------------------
-_CONV_FITS: dict[tuple, bool] = {}  # (conv layer type, input shape, filters, kernel) -> fits
+# (conv layer type, input shape, filters, kernel) -> the inserted conv keeps H, W
+_CONV_FITS = lru_dict("builtin.moves.conv_fits", 10_000)
 _INSERT_ATTRS = {(f, k): Attrs(filters=f, kernel=k) for f in FILTER_CHOICES for k in KERNEL_CHOICES}
 
 
@@ -335,7 +133,11 @@ class InsertConv(_BuiltinOperation):
 
     name = "insert_conv"
     description = "insert conv+batchnorm+relu after a layer producing a feature map"
-    _params = (ParamSpec.position("position"), ParamSpec("filters", FILTER_CHOICES), ParamSpec("kernel", KERNEL_CHOICES))
+    _params = (
+        ParamSpec.position("position"),
+        ParamSpec("filters", FILTER_CHOICES),
+        ParamSpec("kernel", KERNEL_CHOICES),
+    )
 
     def params(self) -> tuple[ParamSpec, ...]:
         return self._params
@@ -350,7 +152,8 @@ class InsertConv(_BuiltinOperation):
             return None
         if filters == shape[0]:
             return {}
-        return view.cached(("insert_conv", i, filters), lambda: _propagate(view, {node.id: (filters, *shape[1:])}, {}))
+        widened = {node.id: (filters, *shape[1:])}
+        return view.cached(("insert_conv", i, filters), lambda: edit.propagate(view, widened, {}))
 
     @staticmethod
     def _conv_fits(view: _View, i: int, filters: int, kernel: int) -> bool:
@@ -360,11 +163,14 @@ class InsertConv(_BuiltinOperation):
         key = (conv, shape, filters, kernel)
         ok = _CONV_FITS.get(key)
         if ok is None:
-            ok = _CONV_FITS[key] = _try_infer(conv, _INSERT_ATTRS[filters, kernel], (shape,)) == (filters, *shape[1:])
+            ok = edit.try_infer(conv, _INSERT_ATTRS[filters, kernel], (shape,)) == (filters, *shape[1:])
+            _CONV_FITS[key] = ok
         return ok
 
     def _filters_ok(self, view: _View, i: int, f: int) -> bool:
-        return self._filters_changes(view, i, f) is not None and any(self._conv_fits(view, i, f, k) for k in KERNEL_CHOICES)
+        if self._filters_changes(view, i, f) is None:
+            return False
+        return any(self._conv_fits(view, i, f, k) for k in KERNEL_CHOICES)
 
     def _valid_position(self, view: _View, i: int) -> bool:
         node = view.nodes[i]
@@ -373,8 +179,9 @@ class InsertConv(_BuiltinOperation):
         if node.id == view.arch.output or len(shape) != 3 or conv is None:
             return False
         # the node's own width with a 3x3 kernel fits and needs nothing downstream: the common case first
-        if shape[0] in FILTER_CHOICES and (_CONV_FITS.get((conv, shape, shape[0], 3)) or self._filters_ok(view, i, shape[0])):
-            return True
+        if shape[0] in FILTER_CHOICES:
+            if _CONV_FITS.get((conv, shape, shape[0], 3)) or self._filters_ok(view, i, shape[0]):
+                return True
         return any(self._filters_ok(view, i, f) for f in FILTER_CHOICES)
 
     def mask(self, arch, param, chosen):
@@ -389,14 +196,16 @@ class InsertConv(_BuiltinOperation):
         if param == "filters":
             return np.array([self._filters_ok(view, i, f) for f in FILTER_CHOICES])
         f = int(chosen["filters"])
-        return np.array([self._filters_changes(view, i, f) is not None and self._conv_fits(view, i, f, k) for k in KERNEL_CHOICES])
+        fits = self._filters_changes(view, i, f) is not None
+        return np.array([fits and self._conv_fits(view, i, f, k) for k in KERNEL_CHOICES])
 
     def apply(self, arch, **params):
         self.check_names(params)
         node = _node_at(arch, self.name, params["position"])
         view = _view(arch)
         i, filters, kernel = view.index[node.id], int(params["filters"]), int(params["kernel"])
-        changes = self._filters_changes(view, i, filters) if filters in FILTER_CHOICES and kernel in KERNEL_CHOICES else None
+        known = filters in FILTER_CHOICES and kernel in KERNEL_CHOICES
+        changes = self._filters_changes(view, i, filters) if known else None
         if changes is None or not self._conv_fits(view, i, filters, kernel):
             raise OperationError(
                 f"{self.name}: cannot insert a {kernel}x{kernel} conv of {filters} filters after {node.id!r}: "
@@ -405,7 +214,7 @@ class InsertConv(_BuiltinOperation):
         conv = Node(arch.new_id("conv2d"), "conv2d", _INSERT_ATTRS[filters, kernel], (node.id,))
         bn = Node(arch.new_id("batchnorm2d"), "batchnorm2d", Attrs(), (conv.id,))
         relu = Node(arch.new_id("relu"), "relu", Attrs(), (bn.id,))
-        return _rebuild(arch, changes, rewire={node.id: relu.id}, insert_after={node.id: [conv, bn, relu]})
+        return edit.insert_after(arch, node.id, [conv, bn, relu], changes)
 
 
 # ---- insert_add ---------------------------------------------------------------------------------------
@@ -471,8 +280,7 @@ class InsertAdd(_BuiltinOperation):
                 "a skip joins two layers of one shape"
             )
         add = Node(arch.new_id("add"), "add", Attrs(), (dst.id, src.id))
-        output = add.id if dst.id == arch.output else None
-        return _rebuild(arch, {}, rewire={dst.id: add.id}, insert_after={dst.id: [add]}, output=output)
+        return edit.insert_after(arch, dst.id, [add])
 
 
 # ---- scale --------------------------------------------------------------------------------------------
@@ -509,7 +317,7 @@ class Scale(_BuiltinOperation):
         key = cls._target(node, attribute)
         if key is None or view.norm[node.id][key] == value:
             return None
-        return view.cached(("scale", i, attribute, value), lambda: _edit_changes(view, node, key, value))
+        return view.cached(("scale", i, attribute, value), lambda: edit.edit_changes(view, node, key, value))
 
     def _attribute_ok(self, view: _View, i: int, attribute: str) -> bool:
         return any(self._changes(view, i, attribute, v) is not None for v in SCALE_VALUES[attribute])
@@ -518,10 +326,13 @@ class Scale(_BuiltinOperation):
         node = view.nodes[i]
         t = node.type
         if t == "dropout":
-            return _shape_keeping_value_exists(view, node, "rate", RATE_CHOICES) or self._attribute_ok(view, i, "rate")
+            keeps = edit.shape_keeping_value_exists(view, node, "rate", RATE_CHOICES)
+            return keeps or self._attribute_ok(view, i, "rate")
         if t == "conv2d":
             # the cheap check first: a kernel change that keeps the output shape needs nothing downstream
-            if _shape_keeping_value_exists(view, node, "kernel", KERNEL_CHOICES) or self._attribute_ok(view, i, "kernel"):
+            if edit.shape_keeping_value_exists(view, node, "kernel", KERNEL_CHOICES):
+                return True
+            if self._attribute_ok(view, i, "kernel"):
                 return True
         return t in WIDTH_ATTR and self._attribute_ok(view, i, "channels")
 
@@ -535,13 +346,15 @@ class Scale(_BuiltinOperation):
         if param == "value":
             attribute = chosen["attribute"]
             allowed = SCALE_VALUES.get(attribute, ())
-            return np.array([
-                0 <= i < view.n
-                and isinstance(v, float) == (attribute == "rate")  # 1 == 1.0: a kernel must not pass as a rate
-                and v in allowed
-                and self._changes(view, i, attribute, v) is not None
-                for v in self.param("value").choices
-            ])
+            return np.array(
+                [
+                    0 <= i < view.n
+                    and isinstance(v, float) == (attribute == "rate")  # 1 == 1.0: a kernel must not pass as a rate
+                    and v in allowed
+                    and self._changes(view, i, attribute, v) is not None
+                    for v in self.param("value").choices
+                ]
+            )
         raise OperationError(f"{self.name} has no parameter {param!r}")
 
     def apply(self, arch, **params):
@@ -552,13 +365,14 @@ class Scale(_BuiltinOperation):
             raise OperationError(f"{self.name}: attribute must be one of {list(SCALE_VALUES)}, got {attribute!r}")
         value = float(value) if attribute == "rate" else int(value)
         view = _view(arch)
-        changes = self._changes(view, view.index[node.id], attribute, value) if value in SCALE_VALUES[attribute] else None
+        known = value in SCALE_VALUES[attribute]
+        changes = self._changes(view, view.index[node.id], attribute, value) if known else None
         if changes is None:
             raise OperationError(
                 f"{self.name}: cannot set {attribute}={value!r} on {node.id!r} ({node.type}): not such a layer, "
                 "already that value, or a layer downstream cannot adapt"
             )
-        return _rebuild(arch, changes)
+        return edit.rebuild(arch, changes)
 
 
 # ---- remove -------------------------------------------------------------------------------------------
@@ -585,7 +399,7 @@ class Remove(_BuiltinOperation):
             return {} if src != INPUT and shapes[src] == shapes[node.id] else None
         if shapes[src] == shapes[node.id]:  # identity-shaped: nothing downstream changes
             return {}
-        return view.cached(("remove", i), lambda: _propagate(view, {node.id: shapes[src]}, {}))
+        return view.cached(("remove", i), lambda: edit.propagate(view, {node.id: shapes[src]}, {}))
 
     def _valid_position(self, view: _View, i: int) -> bool:
         node = view.nodes[i]
@@ -610,7 +424,8 @@ class Remove(_BuiltinOperation):
                 "take its input's shape, or the output would change"
             )
         src = node.inputs[0]
-        return _rebuild(arch, changes, rewire={node.id: src}, drop=node.id, output=src if node.id == arch.output else None)
+        output = src if node.id == arch.output else None
+        return edit.rebuild(arch, changes, rewire={node.id: src}, drop=node.id, output=output)
 
 
 OPERATIONS: tuple[type[Operation], ...] = (InsertConv, InsertAdd, Scale, Remove)

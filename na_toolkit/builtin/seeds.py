@@ -5,11 +5,14 @@ from __future__ import annotations
 import na_toolkit
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.ir.builder import ArchitectureBuilder
+from na_toolkit.ir.layers import LayerTypeRegistry
 from na_toolkit.ir.seeds import Seed
 
 
-def simple_cnn(input_shape=(1, 8, 8), classes: int = 10) -> Architecture:
-    b = ArchitectureBuilder(input_shape, name="simple-cnn")
+def simple_cnn(
+    layer_types: LayerTypeRegistry, input_shape: tuple[int, ...] = (1, 8, 8), classes: int = 10
+) -> Architecture:
+    b = ArchitectureBuilder(input_shape, name="simple-cnn", layer_types=layer_types)
     x = b.layer("conv2d", b.input, filters=16, kernel=3)
     x = b.layer("batchnorm2d", x)
     x = b.layer("relu", x)
@@ -24,10 +27,15 @@ def simple_cnn(input_shape=(1, 8, 8), classes: int = 10) -> Architecture:
     return b.build()
 
 
-def resnet_cifar(input_shape=(3, 32, 32), classes: int = 10, blocks_per_stage: int = 3) -> Architecture:
+def resnet_cifar(
+    layer_types: LayerTypeRegistry,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+    classes: int = 10,
+    blocks_per_stage: int = 3,
+) -> Architecture:
     """ResNet-20 (He et al. 2016, CIFAR variant): 3 stages x 3 basic blocks, 16/32/64 channels; the
     downsampling shortcut is a strided 1x1 conv + BN (option B)."""
-    b = ArchitectureBuilder(input_shape, name="resnet-cifar")
+    b = ArchitectureBuilder(input_shape, name="resnet-cifar", layer_types=layer_types)
     x = b.layer("conv2d", b.input, filters=16, kernel=3)
     x = b.layer("batchnorm2d", x)
     x = b.layer("relu", x)
@@ -53,10 +61,12 @@ def resnet_cifar(input_shape=(3, 32, 32), classes: int = 10, blocks_per_stage: i
     return b.build()
 
 
-def mobilenetv2_cifar(input_shape=(3, 32, 32), classes: int = 10) -> Architecture:
+def mobilenetv2_cifar(
+    layer_types: LayerTypeRegistry, input_shape: tuple[int, ...] = (3, 32, 32), classes: int = 10
+) -> Architecture:
     """A MobileNetV2 (Sandler et al. 2018) for 32x32 inputs: inverted residual blocks (1x1 expand,
     3x3 depthwise, 1x1 linear projection), residual add where shapes allow; width reduced for CIFAR."""
-    b = ArchitectureBuilder(input_shape, name="mobilenetv2-cifar")
+    b = ArchitectureBuilder(input_shape, name="mobilenetv2-cifar", layer_types=layer_types)
     x = b.layer("conv2d", b.input, filters=32, kernel=3)
     x = b.layer("batchnorm2d", x)
     x = b.layer("relu6", x)

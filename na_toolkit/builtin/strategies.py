@@ -9,34 +9,44 @@ seed and of the ground truth it is served (what `--resume` relies on).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Self
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 import na_toolkit
-from na_toolkit.errors import ConfigError
+from na_toolkit import validation
 from na_toolkit.moves import Move
 from na_toolkit.search.strategy import Candidate, Score, SearchContext, Strategy, random_move, random_walk
+from na_toolkit.validation import validate_options
 
-
-def _int_option(strategy: str, key: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"strategy {strategy}: option {key} must be an integer >= {minimum}, got {value!r}")
-    return value
+_MAX_MOVES = Field(3, ge=1, description="a random walk is 1..max_moves valid moves from the seed")
+_OVERSAMPLE = Field(
+    1,
+    ge=1,
+    description="propose oversample × n; the loop evaluates the n best by predicted reward and "
+    "uncertainty (1: the plain algorithm)",
+)
 
 
 class RandomSearch(Strategy):
-    """Random walks from the seed: each candidate is 1..max_moves random valid moves away from it. Options:
-    max_moves (default 3), tries (draws per candidate before giving up on a new one, default 20),
-    oversample (propose oversample × n; the loop evaluates the n best by predicted reward and uncertainty;
-    default 1: plain random search)."""
+    """Random walks from the seed: each candidate is 1..max_moves random valid moves away from it (options:
+    `RandomSearch.Options`, docs/options.md)."""
 
     name = "random"
     description = "random walks of 1..max_moves valid moves from the seed"
 
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        max_moves: int = _MAX_MOVES
+        tries: int = Field(20, ge=1, description="draws per candidate before giving up on a new one")
+        oversample: int = _OVERSAMPLE
+
     def __init__(self, context: SearchContext, max_moves: int = 3, tries: int = 20, oversample: int = 1):
         super().__init__(context, max_moves=max_moves, tries=tries, oversample=oversample)
-        self.max_moves = _int_option(self.name, "max_moves", max_moves)
-        self.tries = _int_option(self.name, "tries", tries)
-        self.oversample = _int_option(self.name, "oversample", oversample)
+        o = validate_options(self.Options, self.options, "strategy.options")
+        self.max_moves, self.tries, self.oversample = o.max_moves, o.tries, o.oversample
 
     def ask(self, n: int) -> list[Candidate]:
         ctx = self.context
@@ -61,22 +71,47 @@ class RegularizedEvolution(Strategy):
     Until the population is full, candidates are random walks from the seed (max_moves, as `random`).
     Fitness is the reward (budget penalties included). A mutation that gives an already evaluated network is
     drawn again up to `tries` times (a repeat costs no evaluation here, but teaches nothing). `oversample`
-    as in `random` (default 1: plain regularized evolution)."""
+    as in `random` (options: `RegularizedEvolution.Options`, docs/options.md)."""
 
     name = "evolution"
     description = "regularized evolution (Real et al. 2019): tournament selection, one-move mutation, aging"
 
-    def __init__(self, context: SearchContext, population: int = 10, sample: int = 3, max_moves: int = 3,
-                 tries: int = 10, oversample: int = 1):
-        super().__init__(context, population=population, sample=sample, max_moves=max_moves, tries=tries,
-                         oversample=oversample)
-        self.population_size = _int_option(self.name, "population", population, 2)
-        self.sample = _int_option(self.name, "sample", sample)
-        if self.sample > self.population_size:
-            raise ConfigError(f"strategy evolution: sample ({sample}) must not exceed population ({population})")
-        self.max_moves = _int_option(self.name, "max_moves", max_moves)
-        self.tries = _int_option(self.name, "tries", tries)
-        self.oversample = _int_option(self.name, "oversample", oversample)
+    class Options(validation.Options):
+        """`sample` must not exceed `population`."""
+
+        model_config = ConfigDict(strict=True)
+
+        population: int = Field(10, ge=2, description="the latest evaluated candidates that breed")
+        sample: int = Field(3, ge=1, description="tournament size: members drawn to pick a parent")
+        max_moves: int = _MAX_MOVES
+        tries: int = Field(10, ge=1, description="mutations drawn per child until one gives an unseen network")
+        oversample: int = _OVERSAMPLE
+
+        @model_validator(mode="after")
+        def _sample_fits(self) -> Self:
+            if self.sample > self.population:
+                raise PydanticCustomError(
+                    "sample_population",
+                    "sample ({sample}) must not exceed population ({population})",
+                    {"sample": self.sample, "population": self.population},
+                )
+            return self
+
+    def __init__(
+        self,
+        context: SearchContext,
+        population: int = 10,
+        sample: int = 3,
+        max_moves: int = 3,
+        tries: int = 10,
+        oversample: int = 1,
+    ):
+        super().__init__(
+            context, population=population, sample=sample, max_moves=max_moves, tries=tries, oversample=oversample
+        )
+        o = validate_options(self.Options, self.options, "strategy.options")
+        self.population_size, self.sample = o.population, o.sample
+        self.max_moves, self.tries, self.oversample = o.max_moves, o.tries, o.oversample
         self.population: deque[tuple[Candidate, Score]] = deque()
 
     def _mutate(self, seen: set[str]) -> Candidate | None:
@@ -123,8 +158,15 @@ class RegularizedEvolution(Strategy):
     def state_dict(self) -> dict[str, Any]:
         return {
             "population": [
-                {"arch": c.arch.to_json(), "moves": [m.to_json() for m in c.moves], "parent": c.parent,
-                 "origin": c.origin, "reward": s.reward, "feasible": s.feasible, "real": s.real}
+                {
+                    "arch": c.arch.to_json(),
+                    "moves": [m.to_json() for m in c.moves],
+                    "parent": c.parent,
+                    "origin": c.origin,
+                    "reward": s.reward,
+                    "feasible": s.feasible,
+                    "real": s.real,
+                }
                 for c, s in self.population
             ],
         }
@@ -135,8 +177,10 @@ class RegularizedEvolution(Strategy):
         self.population = deque()
         for m in state["population"]:
             cand = Candidate(
-                Architecture.from_json(m["arch"]), tuple(Move(x["operation"], x["params"]) for x in m["moves"]),
-                m["parent"], m["origin"],
+                Architecture.from_json(m["arch"], self.context.seed_arch.layer_types),
+                tuple(Move(x["operation"], x["params"]) for x in m["moves"]),
+                m["parent"],
+                m["origin"],
             )
             self.population.append((cand, Score(m["reward"], {}, m["feasible"], real=m["real"])))
 

@@ -10,39 +10,26 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchitectureError, UnknownComponentError
 from ..ir.layers import REQUIRED
+from ._format import render_table, shape_str
 from .command import Command
+
+if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
+    from ..toolkit import Toolkit
 
 #: `arch export --check` fails when ONNX Runtime and torch differ by more than this (the issue's bound)
 PARITY_TOL = 1e-4
 
 
 # ---- helpers shared with `demo` -----------------------------------------------------------------------
-def render_table(headers: list[str], rows: list[list[Any]], right: set[int] | None = None) -> str:
-    """A plain-text table; columns in `right` are right-aligned (numbers)."""
-    right = right or set()
-    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
-    def line(r: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-
-    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
-
-
-def shape_str(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape))
-
-
-def load_architecture(spec: str, toolkit=None):
+def load_architecture(spec: str, toolkit: Toolkit) -> Architecture:
     """An Architecture from a JSON file, an ONNX file or a seed name (in that order of preference)."""
     from ..ir.architecture import Architecture
-    from ..plugins import get_toolkit
-
-    toolkit = toolkit or get_toolkit()
     path = Path(spec)
     if path.exists() or spec.endswith((".json", ".onnx")) or "/" in spec:
         if path.suffix == ".onnx":
@@ -51,7 +38,7 @@ def load_architecture(spec: str, toolkit=None):
             return from_onnx(str(path), layer_types=toolkit.layer_types)
         return Architecture.load(path, layer_types=toolkit.layer_types)
     if spec in toolkit.seeds:
-        return toolkit.seeds.get(spec).build()
+        return toolkit.seed(spec)
     unknown = UnknownComponentError("seed network", spec, toolkit.seeds.names())
     raise ArchitectureError(f"no architecture file {spec!r}, and {unknown}")
 
@@ -157,12 +144,10 @@ def _write(path: str, data: bytes | str) -> str | None:
 
 # ---- subcommands --------------------------------------------------------------------------------------
 def run_seeds(args: argparse.Namespace) -> int:
-    from ..plugins import get_toolkit
-
-    toolkit = get_toolkit()
+    toolkit = args.toolkit
     items = []
     for name, seed in toolkit.seeds.items():
-        arch = seed.build()
+        arch = seed.build(toolkit.layer_types)
         items.append({
             "name": name,
             "description": seed.description,
@@ -183,7 +168,7 @@ def run_seeds(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    arch = load_architecture(args.arch)
+    arch = load_architecture(args.arch, args.toolkit)
     if args.json:
         print(json.dumps(architecture_json(arch), indent=2))
         return 0
@@ -200,7 +185,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     import onnx
 
-    arch = load_architecture(args.arch)
+    arch = load_architecture(args.arch, args.toolkit)
     if args.batch_size is not None and args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size} (use --dynamic-batch for a symbolic batch)")
     batch = None if args.dynamic_batch else args.batch_size
@@ -244,9 +229,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     from ..ir.onnx_import import from_onnx
-    from ..plugins import get_toolkit
-
-    arch = from_onnx(args.model, layer_types=get_toolkit().layer_types)
+    arch = from_onnx(args.model, layer_types=args.toolkit.layer_types)
     problem = _write(args.out, arch.dumps() + "\n")
     if problem:
         return _error(problem)

@@ -1,40 +1,58 @@
-"""`na-toolkit bench NAME [args] --json`: run a benchmark, print one JSON object (figures, params, machine)."""
+"""`na-toolkit bench NAME [args] --json`: run a benchmark, print one JSON object (figures, params, machine).
+
+One subcommand per benchmark registered in the toolkit (`toolkit.benchmarks`, filled by the
+`na_register_benchmarks` hook: the built-in ones and those of installed plugins).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..bench import BENCHMARKS
-from ..bench.machine import machine_info
-from ..errors import UnknownComponentError
+from ..errors import ConfigError, UnknownComponentError
 from .command import Command
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
+
+#: argument names that are not the benchmark's parameters (the CLI's own, and how it dispatches)
+NOT_PARAMS = frozenset({"json", "out", "bench", "_benchmark", "_run", "command", "strict_plugins", "toolkit"})
+
+
+def _argparse_text(text: str) -> str:
+    """A benchmark's help line as argparse wants it: argparse %-formats help strings, so a literal "±10%"
+    in a docstring would crash `na-toolkit bench --help`."""
+    return text.replace("%", "%%")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # the CLI's main sets the toolkit it built as this parser's default before asking for the arguments
+    toolkit: Toolkit | None = parser.get_default("toolkit")
+    if toolkit is None:
+        raise ConfigError("the bench command needs its toolkit: build its parser with na_toolkit.cli.main")
     sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
-    for name, module_name in BENCHMARKS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None)
-        module.configure(p)
+    for name, benchmark in toolkit.benchmarks.items():
+        text = _argparse_text(benchmark.help)
+        p = sub.add_parser(name, help=text, description=text)
+        benchmark.configure(p)  # its arguments' help strings are argparse's (`%(default)s` works there)
         p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
         p.add_argument("--out", help="also write the JSON result to this file")
-        p.set_defaults(_bench_module=module_name)
+        p.set_defaults(_benchmark=name)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"json", "out", "bench", "_bench_module", "_run", "command", "strict_plugins"}
-    return {k: v for k, v in vars(args).items() if k not in skip}
+    return {k: v for k, v in vars(args).items() if k not in NOT_PARAMS}
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.bench not in BENCHMARKS:
-        raise UnknownComponentError("benchmark", args.bench, BENCHMARKS)
-    module = importlib.import_module(args._bench_module)
-    figures = module.run(args)
+    from ..machine import machine_info
+
+    toolkit: Toolkit = args.toolkit
+    if args.bench not in toolkit.benchmarks:
+        raise UnknownComponentError("benchmark", args.bench, toolkit.benchmarks.names())
+    figures = toolkit.benchmarks.get(args.bench).run(args, toolkit)
     result = {**figures, "params": {"benchmark": args.bench, **_params(args)}, "machine": machine_info()}
     text = json.dumps(result, indent=2, default=str)
     if args.out:

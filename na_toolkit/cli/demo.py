@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..search.demo import run_demo
 
     echo = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else None
-    result = run_demo(args.out or "runs", random_seed=args.seed, seed_network=args.arch, echo=echo)
+    result = run_demo(args.out or "runs", random_seed=args.seed, seed_network=args.arch, echo=echo, toolkit=args.toolkit)
     if args.json:
         print(json.dumps(result.summary(), indent=2, default=str))
     return 0
@@ -52,18 +52,10 @@ def run(args: argparse.Namespace) -> int:
 def _moves_tour(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..plugins import get_toolkit
-    from .arch import (
-        PARITY_TOL,
-        load_architecture,
-        onnx_parity_max_abs_err,
-        render_table,
-        run_seeds,
-        shape_str,
-        totals_json,
-    )
+    from ._format import render_table, shape_str
+    from .arch import PARITY_TOL, load_architecture, onnx_parity_max_abs_err, run_seeds, totals_json
 
-    toolkit = get_toolkit()
+    toolkit = args.toolkit
     if args.steps < 0:
         print(f"na-toolkit: error: --steps must be >= 0, got {args.steps}", file=sys.stderr)
         return 2
@@ -71,7 +63,7 @@ def _moves_tour(args: argparse.Namespace) -> int:
 
     if not args.json:
         print("== seed networks (na-toolkit arch seeds)")
-        run_seeds(argparse.Namespace(json=False))
+        run_seeds(argparse.Namespace(json=False, toolkit=toolkit))
         print()
 
     start = load_architecture(args.arch, toolkit)

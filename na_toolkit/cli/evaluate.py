@@ -8,9 +8,13 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .command import Command
+
+if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
+    from ..toolkit import Toolkit
 
 # CLI flag -> evaluator option; a flag left unset keeps the evaluator's default
 _OPTION_FLAGS = {
@@ -44,7 +48,7 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
 
-def _architecture_for(spec: str, dataset, toolkit):
+def _architecture_for(spec: str, dataset: Any, toolkit: Toolkit) -> Architecture:
     """A seed name builds for the dataset's input shape and classes when its builder takes them; anything else
     (a JSON or ONNX file) is used as it is and must match the dataset."""
     from .arch import load_architecture
@@ -56,20 +60,18 @@ def _architecture_for(spec: str, dataset, toolkit):
         except (TypeError, ValueError):
             accepted = {}
         if "input_shape" in accepted and "classes" in accepted:
-            return build(input_shape=dataset.input_shape, classes=dataset.classes)
+            return build(toolkit.layer_types, input_shape=dataset.input_shape, classes=dataset.classes)
     return load_architecture(spec, toolkit)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..datasets import get_dataset
     from ..evaluation.torch_trainer import TorchEvaluator
-    from ..plugins import get_toolkit
-
-    toolkit = get_toolkit()
+    toolkit = args.toolkit
     cls = toolkit.evaluators.get(args.evaluator)
     options: dict[str, Any] = {opt: getattr(args, flag) for flag, opt in _OPTION_FLAGS.items() if getattr(args, flag) is not None}
     if issubclass(cls, TorchEvaluator):
-        dataset = get_dataset(args.dataset or "digits", resize=args.resize)
+        dataset = get_dataset(args.dataset or "digits", toolkit.datasets, resize=args.resize)
         options.update(dataset=dataset, progress=not args.no_progress)
         arch = _architecture_for(args.arch, dataset, toolkit)
     else:  # another evaluator (e.g. a table lookup) gets only the options given on the command line
@@ -78,7 +80,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         if args.dataset is not None:
             options["dataset"] = args.dataset
         arch = load_architecture(args.arch, toolkit)
-    result = cls(**options).evaluate(arch)
+    result = cls.from_toolkit(toolkit, **options).evaluate(arch)
     doc = {"architecture": arch.name or args.arch, **result.to_json()}
     if args.json:
         print(json.dumps(doc, indent=2, default=str))
@@ -103,13 +105,11 @@ def _configure_datasets(p: argparse.ArgumentParser) -> None:
 
 def _run_datasets(args: argparse.Namespace) -> int:
     from ..datasets import get_dataset_source
-    from ..plugins import get_toolkit
-
-    toolkit = get_toolkit()
+    toolkit = args.toolkit
     names = args.sources or toolkit.datasets.names()
     rows = []
     for name in names:
-        source = get_dataset_source(name, resize=args.resize)
+        source = get_dataset_source(name, toolkit.datasets, resize=args.resize)
         descriptor = source.load().descriptor
         plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else "(path)"
         rows.append({
@@ -122,7 +122,7 @@ def _run_datasets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"datasets": rows}, indent=2))
         return 0
-    from .arch import render_table, shape_str
+    from ._format import render_table, shape_str
 
     table = []
     for r in rows:

@@ -8,10 +8,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .arch import render_table
+from ._format import render_table
 from .command import Command
+
+if TYPE_CHECKING:
+    from ..timemodels.hwmodel import HardwareModel
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +29,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="measure this machine's ceilings (matrix product, copy bandwidth, launch overhead) into a hardware model",
     )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    p.add_argument("--out", help="write the model to this .toml file (its stem is the model's name); "
-                                 "without it the TOML is printed")
+    p.add_argument(
+        "--out",
+        help="write the model to this .toml file (its stem is the model's name); without it the TOML is printed",
+    )
     p.add_argument("--name", help="model name when no --out is given (default local-cpu / local-cudaN)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is kept")
     p.add_argument("--json", action="store_true", help="print the model as one JSON object")
@@ -39,20 +44,24 @@ def _gb(value: float, unit: float = 1e9) -> str:
     return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
-def _model_json(model) -> dict[str, Any]:
+def _model_json(model: HardwareModel) -> dict[str, Any]:
     return {**model.to_dict(), "notes": dict(model.notes), "source": str(model.source) if model.source else None}
 
 
 def _list(args: argparse.Namespace) -> int:
     from ..errors import HardwareError
-    from ..plugins import get_toolkit
     from ..timemodels.hwmodel import read_hardware_model
 
-    entries = sorted(get_toolkit().hardware.entries(), key=lambda e: (e.obj.kind, e.name))
+    entries = sorted(args.toolkit.hardware.entries(), key=lambda e: (e.obj.kind, e.name))
     items: list[dict[str, Any]] = []
     for entry in entries:
         source = entry.obj
-        item: dict[str, Any] = {"name": source.name, "kind": source.kind, "path": str(source.path), "plugin": entry.plugin}
+        item: dict[str, Any] = {
+            "name": source.name,
+            "kind": source.kind,
+            "path": str(source.path),
+            "plugin": entry.plugin,
+        }
         if source.kind == "model":
             try:
                 item["model"] = read_hardware_model(source.path).to_dict()
@@ -66,12 +75,19 @@ def _list(args: argparse.Namespace) -> int:
     for item in items:
         m = item.get("model")
         if m is not None:
-            rows.append([
-                item["name"], m["kind"], _gb(m["peak_flops_per_s"]["fp32"], 1e12),
-                _gb(max(m["peak_flops_per_s"].values()), 1e12), _gb(m["memory_bandwidth_bytes_per_s"]),
-                _gb(m["memory_capacity_bytes"], 2**30), f"{m['launch_overhead_s'] * 1e6:.1f}",
-                f"{m['power_w']:g}" if "power_w" in m else "-", m["values_are"],
-            ])
+            rows.append(
+                [
+                    item["name"],
+                    m["kind"],
+                    _gb(m["peak_flops_per_s"]["fp32"], 1e12),
+                    _gb(max(m["peak_flops_per_s"].values()), 1e12),
+                    _gb(m["memory_bandwidth_bytes_per_s"]),
+                    _gb(m["memory_capacity_bytes"], 2**30),
+                    f"{m['launch_overhead_s'] * 1e6:.1f}",
+                    f"{m['power_w']:g}" if "power_w" in m else "-",
+                    m["values_are"],
+                ]
+            )
         elif "error" in item:
             rows.append([item["name"], "model", "-", "-", "-", "-", "-", "-", f"error: {item['error']}"])
         else:
@@ -84,7 +100,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from ..timemodels.hwmodel import load_hardware_model
 
-    model = load_hardware_model(args.name)
+    model = load_hardware_model(args.name, args.toolkit.hardware)
     if args.json:
         print(json.dumps(_model_json(model), indent=2))
         return 0
@@ -100,21 +116,35 @@ def _show(args: argparse.Namespace) -> int:
         row("launch_overhead_s", "launch overhead", f"{model.launch_overhead_s * 1e6:.4g} us"),
         row("power_w", "power", f"{model.power_w:g} W" if model.power_w is not None else "-"),
     ]
-    rows += [row(f"peak_flops_per_s.{d}", f"peak {d}", f"{model.peak_flops_per_s[d] / 1e12:.4g} TFLOP/s") for d in model.dtypes]
+    rows += [
+        row(f"peak_flops_per_s.{d}", f"peak {d}", f"{model.peak_flops_per_s[d] / 1e12:.4g} TFLOP/s")
+        for d in model.dtypes
+    ]
     if model.measured_memory_bandwidth_bytes_per_s is not None:
-        rows.append(row("measured_ceilings.memory_bandwidth_bytes_per_s", "measured bandwidth",
-                        f"{model.measured_memory_bandwidth_bytes_per_s / 1e9:.4g} GB/s"))
+        rows.append(
+            row(
+                "measured_ceilings.memory_bandwidth_bytes_per_s",
+                "measured bandwidth",
+                f"{model.measured_memory_bandwidth_bytes_per_s / 1e9:.4g} GB/s",
+            )
+        )
     for d, v in model.measured_flops_per_s.items():
         rows.append(row(f"measured_ceilings.flops_per_s.{d}", f"measured {d}", f"{v / 1e12:.4g} TFLOP/s"))
-    rows.append(["ridge point fp32", f"{model.ridge_point_flops_per_byte('fp32'):.1f} FLOP/byte",
-                 "above it a kernel is compute-bound"])
+    rows.append(
+        [
+            "ridge point fp32",
+            f"{model.ridge_point_flops_per_byte('fp32'):.1f} FLOP/byte",
+            "above it a kernel is compute-bound",
+        ]
+    )
     print(render_table(["quantity", "value", "source"], rows))
     return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
     from ..errors import HardwareError
-    from ..timemodels.calibrate import calibrate_hardware, parse_device
+    from ..timemodels.calibrate import calibrate_hardware
+    from ..timemodels.devices import torch_device
     from ..timemodels.hwmodel import hardware_model_toml, read_hardware_model, save_hardware_model
 
     if args.repeats < 1:
@@ -122,8 +152,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix != ".toml":
         raise HardwareError(f"--out {out}: a hardware model file must end in .toml")
-    parse_device(args.device)  # an unknown device fails here, before any progress line
-    print(f"na-toolkit: calibrating {args.device}: matrix product, copy bandwidth, launch overhead ...", file=sys.stderr)
+    torch_device(args.device)  # an unknown device fails here, before any progress line
+    print(
+        f"na-toolkit: calibrating {args.device}: matrix product, copy bandwidth, launch overhead ...", file=sys.stderr
+    )
     model = calibrate_hardware(args.device, name=out.stem if out else args.name, repeats=args.repeats)
     if out is not None:
         save_hardware_model(model, out)
@@ -135,8 +167,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         sys.stdout.write(hardware_model_toml(model))
     else:
         peaks = ", ".join(f"{d} {v / 1e12:.3g} TFLOP/s" for d, v in model.peak_flops_per_s.items())
-        print(f"{model.name}: {peaks}; copy {model.memory_bandwidth_bytes_per_s / 1e9:.3g} GB/s; "
-              f"launch {model.launch_overhead_s * 1e6:.3g} us")
+        print(
+            f"{model.name}: {peaks}; copy {model.memory_bandwidth_bytes_per_s / 1e9:.3g} GB/s; "
+            f"launch {model.launch_overhead_s * 1e6:.3g} us"
+        )
     return 0
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import NAToolkitError
 
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
 
-def build_parser(toolkit) -> argparse.ArgumentParser:
+
+def build_parser(toolkit: Toolkit) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="na-toolkit",
         description="Hardware-aware neural architecture search (Neural Architect) built of plugins.",
@@ -26,12 +30,14 @@ def build_parser(toolkit) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in toolkit.commands.items():
         p = sub.add_parser(name, help=command.help, description=command.help)
+        # every command receives the one toolkit main built, as `args.toolkit`; set before `configure`, so a
+        # command whose arguments come from the plugins (`bench`) reads it: `p.get_default("toolkit")`
+        p.set_defaults(_run=command.run, toolkit=toolkit)
         command.configure(p)
-        p.set_defaults(_run=command.run)
     return parser
 
 
-def _load(strict: bool):
+def _load(strict: bool) -> Toolkit:
     from ..plugins import load_toolkit, set_toolkit
 
     with warnings.catch_warnings(record=True) as caught:
@@ -39,6 +45,8 @@ def _load(strict: bool):
         toolkit = load_toolkit(strict=strict)
     for w in caught:
         print(f"na-toolkit: warning: {w.message}", file=sys.stderr)
+    # The CLI is an entry point: it builds the toolkit and hands it to each command as `args.toolkit`.
+    # It is also installed as the process default for the library API (`na_toolkit.get_toolkit()`).
     set_toolkit(toolkit)
     return toolkit
 

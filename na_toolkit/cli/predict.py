@@ -1,6 +1,6 @@
 """`na-toolkit predict`: fit a predictor and save it, or predict architectures with a saved one.
 
-    na-toolkit predict fit --target c10_valid_acc_200ep --train 200 --out model.json     # NB201 table rows
+    na-toolkit predict fit --target c10_valid_acc_200ep --train 200 --out model.json     # NB201 table rows (--from nb201-table)
     na-toolkit predict fit --data runs.jsonl --target accuracy --out model.json          # your own data
     na-toolkit predict ARCH [ARCH ...] --model model.json [--json]
 
@@ -16,38 +16,43 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError
 from .command import Command
 
-
-def _nb201():
-    from ..plugins import nb201_plugin
-
-    return nb201_plugin("NB201 cells")
-
-
-def resolve_architecture(spec: Any, table: str | None = None):
-    """An Architecture from an IR JSON object, a file, a seed name, an NB201 cell or `nb201:INDEX`."""
+if TYPE_CHECKING:
     from ..ir.architecture import Architecture
+    from ..toolkit import Toolkit
+
+
+def resolve_architecture(spec: Any, toolkit: Toolkit, table: str | None = None) -> Architecture:
+    """An Architecture from an IR JSON object, a file, a seed name, `FAMILY:SPEC` of a seed family that
+    parses specs (e.g. `nb201:INDEX` or `nb201:|nor_conv_3x3~0|...` with the NAS-Bench-201 plugin), or a
+    spec in a family's own form (an NB201 cell string)."""
+    from ..ir.architecture import Architecture  # noqa: F811 (runtime import; the top one is for typing)
 
     if isinstance(spec, dict):
-        return Architecture.from_json(spec)
+        return Architecture.from_json(spec, toolkit.layer_types)
     if not isinstance(spec, str):
         raise DataError(f"an architecture must be a JSON object or a string, got {type(spec).__name__}")
     text = spec.strip()
-    if text.startswith("|"):
-        return _nb201().nb201_architecture(text)
-    if text.startswith("nb201:"):
-        rest = text[len("nb201:"):]
-        nb = _nb201()
-        if rest.isdigit():
-            return nb.nb201_architecture(nb.index_to_str(int(rest), table))
-        return nb.nb201_architecture(rest)
+    family, sep, rest = text.partition(":")
+    if sep and family in toolkit.seeds and not Path(text).exists():
+        seed = toolkit.seeds.get(family)
+        if seed.parse is None:
+            raise DataError(f"seed {family!r} does not parse specs ({text!r}); give the seed name alone")
+        arch = seed.parse(rest, toolkit.layer_types, table)
+        if arch is None:
+            raise DataError(f"{text!r} is not a spec seed family {family!r} understands")
+        return arch
+    if text not in toolkit.seeds and not Path(text).exists():
+        for _name, seed in toolkit.seeds.items():
+            if seed.parse is not None and (arch := seed.parse(text, toolkit.layer_types, table)) is not None:
+                return arch
     from .arch import load_architecture
 
-    return load_architecture(text)
+    return load_architecture(text, toolkit)
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -63,9 +68,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _training_data(args: argparse.Namespace) -> tuple[list, list[float], dict[str, Any]]:
-    import numpy as np
-
+def _training_data(args: argparse.Namespace) -> tuple[list[Architecture], list[float], dict[str, Any]]:
     if args.data:
         archs, ys = [], []
         try:
@@ -81,18 +84,18 @@ def _training_data(args: argparse.Namespace) -> tuple[list, list[float], dict[st
                 raise DataError(f"--data {args.data} line {n}: not JSON ({exc.msg})") from None
             if not isinstance(rec, dict) or "arch" not in rec or args.target not in rec:
                 raise DataError(f"--data {args.data} line {n}: needs keys 'arch' and {args.target!r}")
-            archs.append(resolve_architecture(rec["arch"], args.table))
+            archs.append(resolve_architecture(rec["arch"], args.toolkit, args.table))
             ys.append(rec[args.target])
         return archs, ys, {"data": str(args.data)}
-    nb = _nb201()
-    table = nb.load_table(args.table)
-    table.require(args.target)
-    if args.train < 1 or args.train > len(table):
-        raise ConfigError(f"--train must be 1..{len(table)}, got {args.train}")
-    rows = np.random.default_rng(args.seed).permutation(len(table))[: args.train]
-    archs = [nb.nb201_architecture(table.arch_strs[i]) for i in rows]
-    ys = [float(v) for v in table.column(args.target)[rows]]
-    return archs, ys, {"table": table.path, "rows": int(len(rows)), "seed": args.seed}
+    # no --data: rows of an evaluator backed by a table (a tabular benchmark plugin, e.g. nb201-table)
+    evaluator = args.toolkit.evaluators.get(args.source)
+    if evaluator.training_rows is None:
+        raise ConfigError(
+            f"evaluator {args.source!r} holds no table of ground truth to fit on; give --data FILE.jsonl "
+            "(lines of {\"arch\": ..., TARGET: value}) or --from a table evaluator"
+        )
+    rows = evaluator.training_rows(args.target, args.train, args.seed, args.toolkit.layer_types, args.table)
+    return rows.archs, rows.values, rows.source
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -101,7 +104,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("predict fit needs --out MODEL.json")
     params = _parse_params(args.param)
-    model = make_predictor(args.predictor, **params)
+    model = make_predictor(args.predictor, params, args.toolkit)
     archs, ys, source = _training_data(args)
     t = time.perf_counter()
     model.fit(archs, ys)
@@ -125,9 +128,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if not args.model:
         raise ConfigError("predicting needs --model MODEL.json (make one with `na-toolkit predict fit`)")
     doc = Predictor.read_document(args.model)
-    model = Predictor.from_json(doc)
+    model = Predictor.from_json(doc, args.toolkit)
     target = doc.get("target", "")  # what `predict fit` learned (a dict: from_json checked it)
-    archs = [resolve_architecture(s, args.table) for s in args.archs]
+    archs = [resolve_architecture(s, args.toolkit, args.table) for s in args.archs]
     mean, std = model.predict_with_std(archs)
     rows = [
         {"arch": spec, "hash": a.hash, "mean": float(m), "std": float(s) if model.has_uncertainty else None}
@@ -147,14 +150,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archs", nargs="+", metavar="fit | ARCH", help="`fit`, or architectures to predict")
     parser.add_argument("--model", help="a saved predictor (JSON) to predict with")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--table", default=None, help="an NB201 table CSV (default: the plugin's)")
+    parser.add_argument("--table", default=None, help="a table file for table-backed evaluators and seed families (default: theirs)")
     fit = parser.add_argument_group("fit")
     fit.add_argument("--predictor", default=None, help="registered predictor name (default: the default predictor)")
     fit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="predictor parameter (repeatable)")
     fit.add_argument("--target", default="c10_valid_acc_200ep", help="table column or --data key to learn")
-    fit.add_argument("--train", type=int, default=200, help="random NB201 cells to fit on (without --data)")
+    fit.add_argument("--from", dest="source", default="nb201-table",
+                     help="evaluator whose table of ground truth gives the rows (without --data; default nb201-table, "
+                          "from the NAS-Bench-201 plugin)")
+    fit.add_argument("--train", type=int, default=200, help="random table rows to fit on (without --data)")
     fit.add_argument("--seed", type=int, default=0, help="which random cells")
-    fit.add_argument("--data", default=None, help="JSON Lines training data instead of the NB201 table")
+    fit.add_argument("--data", default=None, help="JSON Lines training data instead of a table")
     fit.add_argument("--out", default=None, help="where to save the fitted predictor (JSON)")
 
 

@@ -11,11 +11,16 @@ from .command import Command
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="local device: cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "torch"), help="runtime that measures")
+    parser.add_argument(
+        "--runtime", default="onnxruntime", choices=("onnxruntime", "torch"), help="runtime that measures"
+    )
     parser.add_argument("--out", required=True, help="profile JSON to write, e.g. profiles/NAME.json")
     parser.add_argument("--samples", type=int, default=100, help="whole networks in the initial sample (default 100)")
     parser.add_argument(
-        "--seed-net", action="append", dest="seed_nets", metavar="NAME|FILE",
+        "--seed-net",
+        action="append",
+        dest="seed_nets",
+        metavar="NAME|FILE",
         help="seed network (registered name or architecture JSON); repeatable; default: the three built-in seeds",
     )
     parser.add_argument("--max-moves", type=int, default=6, help="random moves per sampled network: 1..N (default 6)")
@@ -23,7 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="batch size measured (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default 1)")
     parser.add_argument("--rng-seed", type=int, default=0, help="seed of the sampling (default 0)")
-    parser.add_argument("--time-budget-s", type=float, default=None, help="stop (keeping a valid partial profile) after S seconds")
+    parser.add_argument(
+        "--time-budget-s", type=float, default=None, help="stop (keeping a valid partial profile) after S seconds"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the partial profile at --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -33,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ProfileError
-    from ..timemodels.profile import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
+    from ..timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
 
     if args.batch_size < 1 or args.threads < 1 or args.max_moves < 1 or args.adaptive_rounds < 0:
         raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
         options.kernel_settings = MeasureSettings.quick()
         options.network_settings = MeasureSettings.quick()
-    profile = ProfileBuilder(options).run()
+    profile = ProfileBuilder(options, args.toolkit).run()
     state = "complete" if profile.complete else f"partial ({profile.stopped}; continue with --resume)"
     print(
         f"{profile.path}: {len(profile.kernels)} kernels, {len(profile.networks)} networks, "
@@ -68,4 +75,6 @@ def run(args: argparse.Namespace) -> int:
     return 130 if profile.stopped == "interrupted" else 0
 
 
-COMMANDS = (Command("profile", "measure a device profile (kernels and networks) for the learned time model", configure, run),)
+COMMANDS = (
+    Command("profile", "measure a device profile (kernels and networks) for the learned time model", configure, run),
+)

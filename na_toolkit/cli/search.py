@@ -55,7 +55,9 @@ def _run_search(args: argparse.Namespace) -> int:
         overrides["output"] = str(Path(args.output).resolve())
     if args.resume is not None and overrides and args.config is None:
         raise ConfigError("--evaluations/--output/--seed change a run; a resumed run keeps its own config")
-    result = run_search(args.config, resume=args.resume, overrides=overrides or None, progress=not args.no_progress)
+    result = run_search(
+        args.config, resume=args.resume, overrides=overrides or None, progress=not args.no_progress, toolkit=args.toolkit
+    )
     summary = result.summary()
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
@@ -68,9 +70,9 @@ def _run_search(args: argparse.Namespace) -> int:
 def _open_run(run: str):
     from ..search.loop import resolve_run_dir
     from ..search.outputs import load_summary
-    from ..store import RunStore
+    from ..store import SQLiteRunStore
 
-    store = RunStore.open(resolve_run_dir(run, DEFAULT_RUNS))
+    store = SQLiteRunStore.open(resolve_run_dir(run, DEFAULT_RUNS))
     try:
         return store, load_summary(store)
     except BaseException:
@@ -112,7 +114,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
     store, summary = _open_run(args.run)
     with store:
-        info = export_best(store, summary, args.device, args.format, Path(args.out) if args.out else None)
+        info = export_best(store, summary, args.device, args.format, Path(args.out) if args.out else None,
+                           layer_types=args.toolkit.layer_types)
     trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
     return 0

@@ -39,7 +39,9 @@ class ActionSpace:
                 if len(p.choices) == 0:
                     raise ConfigError(f"move {op.name!r}: parameter {p.name!r} has no choices")
                 if p.is_position and len(p.choices) != MAX_POSITIONS:
-                    raise ConfigError(f"move {op.name!r}: position parameter {p.name!r} must have {MAX_POSITIONS} choices")
+                    raise ConfigError(
+                        f"move {op.name!r}: position parameter {p.name!r} must have {MAX_POSITIONS} choices"
+                    )
             specs.append(ps)
         return cls(ops, tuple(specs))
 
@@ -54,7 +56,10 @@ class ActionSpace:
     def describe(self) -> list[dict[str, Any]]:
         """JSON description: what a saved controller was built for (checked on load)."""
         return [
-            {"operation": op.name, "params": [{"name": p.name, "choices": len(p.choices), "position": p.is_position} for p in ps]}
+            {
+                "operation": op.name,
+                "params": [{"name": p.name, "choices": len(p.choices), "position": p.is_position} for p in ps],
+            }
             for op, ps in zip(self.operations, self.params)
         ]
 

@@ -22,30 +22,22 @@ truth the context holds. Everything random comes from `context.rng`, so a run is
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from cachetools import LRUCache
+from pydantic import ConfigDict, Field
 
-from ..errors import ConfigError, NAToolkitError
+from .. import validation
+from ..errors import NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
 from ..search.strategy import Candidate, Score, SearchContext, Strategy, random_move
+from ..validation import validate_options
 
 #: networks with more layers than this keep a fixed embedding by default (see policy.py)
 TRAIN_EMBEDDING_MAX_LAYERS = 64
-
-
-def _check_number(key: str, value: Any, minimum: float, maximum: float | None = None, integer: bool = False) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if integer:
-        ok = ok and isinstance(value, int)
-    if not ok or value < minimum or (maximum is not None and value > maximum):
-        rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"strategy neural-architect: option {key} must be {kind} {rng}, got {value!r}")
-    return value
 
 
 @dataclass
@@ -67,46 +59,96 @@ class NeuralArchitectStrategy(Strategy):
     name = "neural-architect"
     description = "the Neural Architect RL controller: actor-critic over registered moves on the network embedding"
 
-    def __init__(self, context: SearchContext, episode_length: int = 3, episodes: int = 16, updates: int = 6,
-                 elites: int = 20, seed_probability: float = 0.1, gamma: float = 0.9, entropy_weight: float = 0.05,
-                 value_weight: float = 0.5, lr: float = 3e-3, proposals: int = 8, explore_kappa: float | None = None,
-                 train_embedding: bool | str = "auto", hidden: int = 64, torch_threads: int = 1,
-                 transition_cache: int = 2048, explore_episodes: int | None = None):
-        super().__init__(
-            context, episode_length=episode_length, episodes=episodes, updates=updates, elites=elites,
-            seed_probability=seed_probability, gamma=gamma, entropy_weight=entropy_weight, value_weight=value_weight,
-            lr=lr, proposals=proposals, explore_kappa=explore_kappa, train_embedding=train_embedding, hidden=hidden,
-            torch_threads=torch_threads, transition_cache=transition_cache, explore_episodes=explore_episodes,
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        episode_length: int = Field(3, ge=1, description="T: moves per episode")
+        episodes: int = Field(16, ge=1, description="episodes per update, run in lockstep")
+        updates: int = Field(6, ge=1, description="actor-critic updates per ask")
+        elites: int = Field(20, ge=1, description="best evaluated candidates an episode may start from")
+        seed_probability: float = Field(0.1, ge=0, le=1, description="probability an episode starts from the seed")
+        gamma: float = Field(0.9, ge=0, le=1, description="discount of the advantage r + γ·V(s') − V(s)")
+        entropy_weight: float = Field(0.05, ge=0, description="weight of the entropy bonus")
+        value_weight: float = Field(0.5, ge=0, description="weight of the critic's loss")
+        lr: float = Field(3e-3, ge=1e-8, description="Adam learning rate")
+        proposals: int = Field(8, ge=1, description="candidates returned per evaluation the loop will pay for")
+        explore_kappa: float | None = Field(
+            None, ge=0, description="weight of the predicted uncertainty in the step reward (default: search.ucb_kappa)"
         )
-        self.episode_length = _check_number("episode_length", episode_length, 1, integer=True)
-        self.episodes = _check_number("episodes", episodes, 1, integer=True)
-        self.updates = _check_number("updates", updates, 1, integer=True)
-        self.elites = _check_number("elites", elites, 1, integer=True)
-        self.seed_probability = _check_number("seed_probability", seed_probability, 0.0, 1.0)
-        self.gamma = _check_number("gamma", gamma, 0.0, 1.0)
-        self.entropy_weight = _check_number("entropy_weight", entropy_weight, 0.0)
-        self.value_weight = _check_number("value_weight", value_weight, 0.0)
-        self.lr = _check_number("lr", lr, 1e-8)
-        self.proposals = _check_number("proposals", proposals, 1, integer=True)
-        if explore_kappa is None:
+        train_embedding: Literal[True, False, "auto"] = Field(
+            "auto", description='train the embedding ("auto": when the seed has at most 64 layers)'
+        )
+        hidden: int = Field(64, ge=4, description="width of the policy and value heads")
+        torch_threads: int = Field(1, ge=1, description="torch CPU threads while the controller trains")
+        transition_cache: int = Field(2048, ge=0, description="(network, move) results kept for repeated moves")
+        explore_episodes: int | None = Field(
+            None, ge=0, description="uniformly random walks per update that join the proposals (default: 2 × episodes)"
+        )
+
+    def __init__(
+        self,
+        context: SearchContext,
+        episode_length: int = 3,
+        episodes: int = 16,
+        updates: int = 6,
+        elites: int = 20,
+        seed_probability: float = 0.1,
+        gamma: float = 0.9,
+        entropy_weight: float = 0.05,
+        value_weight: float = 0.5,
+        lr: float = 3e-3,
+        proposals: int = 8,
+        explore_kappa: float | None = None,
+        train_embedding: bool | str = "auto",
+        hidden: int = 64,
+        torch_threads: int = 1,
+        transition_cache: int = 2048,
+        explore_episodes: int | None = None,
+    ):
+        super().__init__(
+            context,
+            episode_length=episode_length,
+            episodes=episodes,
+            updates=updates,
+            elites=elites,
+            seed_probability=seed_probability,
+            gamma=gamma,
+            entropy_weight=entropy_weight,
+            value_weight=value_weight,
+            lr=lr,
+            proposals=proposals,
+            explore_kappa=explore_kappa,
+            train_embedding=train_embedding,
+            hidden=hidden,
+            torch_threads=torch_threads,
+            transition_cache=transition_cache,
+            explore_episodes=explore_episodes,
+        )
+        o = validate_options(self.Options, self.options, "strategy.options")
+        self.episode_length, self.episodes, self.updates, self.elites = (
+            o.episode_length,
+            o.episodes,
+            o.updates,
+            o.elites,
+        )
+        self.seed_probability, self.gamma, self.lr, self.proposals = o.seed_probability, o.gamma, o.lr, o.proposals
+        self.entropy_weight, self.value_weight = o.entropy_weight, o.value_weight
+        if o.explore_kappa is None:
             config = getattr(context, "config", None)
-            explore_kappa = float(config.search.ucb_kappa) if config is not None else 1.0
-        self.explore_kappa = _check_number("explore_kappa", explore_kappa, 0.0)
-        if train_embedding not in (True, False, "auto"):
-            raise ConfigError(f"strategy neural-architect: option train_embedding must be true, false or \"auto\", got {train_embedding!r}")
+            self.explore_kappa = float(config.search.ucb_kappa) if config is not None else 1.0
+        else:
+            self.explore_kappa = o.explore_kappa
+        train_embedding = o.train_embedding
         if train_embedding == "auto":
             train_embedding = len(context.seed_arch.nodes) <= TRAIN_EMBEDDING_MAX_LAYERS
         self.train_embedding = bool(train_embedding)
-        self.hidden = _check_number("hidden", hidden, 4, integer=True)
-        self.torch_threads = _check_number("torch_threads", torch_threads, 1, integer=True)
-        self.transition_cache = _check_number("transition_cache", transition_cache, 0, integer=True)
-        if explore_episodes is None:
-            explore_episodes = 2 * self.episodes
-        self.explore_episodes = _check_number("explore_episodes", explore_episodes, 0, integer=True)
+        self.hidden, self.torch_threads, self.transition_cache = o.hidden, o.torch_threads, o.transition_cache
+        self.explore_episodes = 2 * self.episodes if o.explore_episodes is None else o.explore_episodes
         # drawn now, from the run's RNG: the controller's initial weights are a function of the run's seed
         self._torch_seed = int(context.rng.integers(2**31 - 1))
         self._controller: Any = None
-        self._children: OrderedDict[tuple[str, str], Architecture] = OrderedDict()
+        # (network, move) -> child, least recently used dropped first
+        self._children: LRUCache[tuple[str, str], Architecture] = LRUCache(maxsize=max(self.transition_cache, 1))
         self.stats: dict[str, float] = {}
         self.proposed_total = 0
 
@@ -114,18 +156,18 @@ class NeuralArchitectStrategy(Strategy):
     @property
     def controller(self):
         if self._controller is None:
-            from ..plugins import get_toolkit
+            from ..embedding import ArchitectureTokenizer
             from .action_space import ActionSpace
-            from .embedding import ArchitectureTokenizer
             from .policy import Controller
 
-            toolkit = getattr(self.context, "toolkit", None) or getattr(getattr(self.context, "_loop", None), "tk", None)
-            layer_types = (toolkit or get_toolkit()).layer_types.names()
+            # the vocabulary is the registry the search's networks are built with (the seed's: every move
+            # keeps it), so a plugin's layer type gets its own row
             # tokens are needed once per network (the embedding is cached), so keep few of them
-            tokenizer = ArchitectureTokenizer(layer_types, cache_size=256)
+            tokenizer = ArchitectureTokenizer.for_registry(self.context.seed_arch.layer_types, cache_size=256)
             space = ActionSpace.from_operations(self.context.operations)
-            self._controller = Controller(tokenizer, space, self._torch_seed, train_embedding=self.train_embedding,
-                                          lr=self.lr, hidden=self.hidden)
+            self._controller = Controller(
+                tokenizer, space, self._torch_seed, train_embedding=self.train_embedding, lr=self.lr, hidden=self.hidden
+            )
         return self._controller
 
     # ---- moves -----------------------------------------------------------------------------------------
@@ -133,7 +175,6 @@ class NeuralArchitectStrategy(Strategy):
         key = (arch.hash, json.dumps([move.operation, move.params], sort_keys=True, default=str))
         child = self._children.get(key)
         if child is not None:
-            self._children.move_to_end(key)
             return child
         op = next(o for o in self.context.operations if o.name == move.operation)
         try:
@@ -142,8 +183,6 @@ class NeuralArchitectStrategy(Strategy):
             return None  # a mask that let an invalid value through: the episode ends here
         if self.transition_cache:
             self._children[key] = child
-            while len(self._children) > self.transition_cache:
-                self._children.popitem(last=False)
         return child
 
     # ---- elites ----------------------------------------------------------------------------------------
@@ -213,8 +252,13 @@ class NeuralArchitectStrategy(Strategy):
             if known.any():
                 rewards[known] = rewards.min()
             info = controller.update(
-                [a for a, _d, _c in transitions], [d for _a, d, _c in transitions], [c for _a, _d, c in transitions],
-                rewards, gamma=self.gamma, entropy_weight=self.entropy_weight, value_weight=self.value_weight,
+                [a for a, _d, _c in transitions],
+                [d for _a, d, _c in transitions],
+                [c for _a, _d, c in transitions],
+                rewards,
+                gamma=self.gamma,
+                entropy_weight=self.entropy_weight,
+                value_weight=self.value_weight,
             )
             stats["transitions"] += len(transitions)
             for k in ("policy_loss", "value_loss", "entropy"):
@@ -256,8 +300,13 @@ class NeuralArchitectStrategy(Strategy):
             if len(found) + len(new) >= n:
                 break
             start = self._starts(1)[0]
-            walk = random_walk(start.arch, ctx.operations, ctx.rng, int(ctx.rng.integers(1, self.episode_length + 1)),
-                               origin=f"{self.name}:random")
+            walk = random_walk(
+                start.arch,
+                ctx.operations,
+                ctx.rng,
+                int(ctx.rng.integers(1, self.episode_length + 1)),
+                origin=f"{self.name}:random",
+            )
             if walk is None:
                 continue
             h = walk.hash

@@ -16,23 +16,28 @@ The embedding can be trained with the policy (`train_embedding=True`), or kept f
 architecture, with only the trunk, heads and value network learning (the default for networks of more than
 64 layers: back-propagating through the network LSTM of a 200-layer network for every update costs seconds
 on a CPU, while its fixed random projection of the layer sequence still separates the networks the heads
-must tell apart). The neural predictor trains the same `NetworkEmbedding` module.
+must tell apart). The neural predictor trains the same `NetworkEmbedding` module (`na_toolkit.embedding`).
+
+Learning uses `torch.optim.Adam` and `torch.nn.utils.clip_grad_norm_` (docs/controller.md has the import cost).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from cachetools import LRUCache
 from torch import nn
 
+from ..embedding import ArchitectureTokenizer
+from ..embedding.network import NetworkEmbedding
+from ..errors import ConfigError
 from ..moves import MAX_POSITIONS, Move
 from .action_space import ActionSpace
-from .embedding import ArchitectureTokenizer
-from .embedding_torch import NetworkEmbedding
 
 NEG_INF = -1e9
 
@@ -54,8 +59,17 @@ def _head_key(op: int, k: int) -> str:
 
 
 class ControllerNet(nn.Module):
-    def __init__(self, n_types: int, feature_table_size: int, space: ActionSpace, token_dim: int = 16,
-                 layer_dim: int = 32, net_dim: int = 64, hidden: int = 64, ctx_dim: int = 32):
+    def __init__(
+        self,
+        n_types: int,
+        feature_table_size: int,
+        space: ActionSpace,
+        token_dim: int = 16,
+        layer_dim: int = 32,
+        net_dim: int = 64,
+        hidden: int = 64,
+        ctx_dim: int = 32,
+    ):
         super().__init__()
         self.embedding = NetworkEmbedding(n_types, feature_table_size, token_dim, layer_dim, net_dim)
         self.trunk = nn.Sequential(nn.Linear(net_dim, hidden), nn.Tanh())
@@ -82,8 +96,15 @@ class ControllerNet(nn.Module):
         self.value_head = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.net_dim, self.hidden, self.ctx_dim = net_dim, hidden, ctx_dim
 
-    def param_logits(self, op: int, k: int, is_position: bool, z: torch.Tensor, ctx: torch.Tensor,
-                     outs: Sequence[torch.Tensor] | None) -> torch.Tensor:
+    def param_logits(
+        self,
+        op: int,
+        k: int,
+        is_position: bool,
+        z: torch.Tensor,
+        ctx: torch.Tensor,
+        outs: Sequence[torch.Tensor] | None,
+    ) -> torch.Tensor:
         """Logits over one parameter's choices for R states that chose the same move: z [R, hidden],
         ctx [R, ctx_dim], outs: R network-LSTM outputs [L_r, net_dim] (position parameters). -> [R, choices]"""
         key = _head_key(op, k)
@@ -100,8 +121,9 @@ class ControllerNet(nn.Module):
             rows.append(scores)
         return torch.stack(rows)
 
-    def value_context(self, op: int, k: int, is_position: bool, index: np.ndarray,
-                      outs: Sequence[torch.Tensor] | None) -> torch.Tensor:
+    def value_context(
+        self, op: int, k: int, is_position: bool, index: np.ndarray, outs: Sequence[torch.Tensor] | None
+    ) -> torch.Tensor:
         """The context added by the chosen values (one per row) -> [R, ctx_dim]."""
         if is_position:
             assert outs is not None
@@ -128,69 +150,39 @@ def sample_index(log_probs: torch.Tensor, rng: np.random.Generator) -> int:
     return min(i, len(cdf) - 1)
 
 
-class Adam:
-    """Adam (Kingma & Ba, ICLR 2015) on a list of tensors. Not torch.optim: its first use imports
-    torch._dynamo, which costs seconds in every process that builds a controller."""
-
-    def __init__(self, params: Sequence[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = 0
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "m": [x.clone() for x in self.m], "v": [x.clone() for x in self.v]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.t = int(state["t"])
-        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
-            dst.copy_(src)
-
-
-def _clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> None:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
-    if norm > max_norm:
-        for g in grads:
-            g.mul_(max_norm / (float(norm) + 1e-6))
-
-
 class Controller:
     """Policy + value networks, the embedding cache, the optimizer and the actor-critic update."""
 
-    def __init__(self, tokenizer: ArchitectureTokenizer, space: ActionSpace, seed: int, train_embedding: bool = False,
-                 lr: float = 3e-3, token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64, hidden: int = 64,
-                 ctx_dim: int = 32, embed_cache_size: int = 200_000):
+    def __init__(
+        self,
+        tokenizer: ArchitectureTokenizer,
+        space: ActionSpace,
+        seed: int,
+        train_embedding: bool = False,
+        lr: float = 3e-3,
+        token_dim: int = 16,
+        layer_dim: int = 32,
+        net_dim: int = 64,
+        hidden: int = 64,
+        ctx_dim: int = 32,
+        embed_cache_size: int = 200_000,
+    ):
         self.tokenizer = tokenizer
         self.space = space
         self.train_embedding = train_embedding
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net = ControllerNet(tokenizer.n_types, tokenizer.feature_table_size, space, token_dim, layer_dim,
-                                     net_dim, hidden, ctx_dim)
-        params = [p for n, p in self.net.named_parameters() if train_embedding or not n.startswith("embedding.")]
-        self.optimizer = Adam(params, lr=lr)
+            self.net = ControllerNet(
+                tokenizer.n_types, tokenizer.feature_table_size, space, token_dim, layer_dim, net_dim, hidden, ctx_dim
+            )
+        self._trained = [p for n, p in self.net.named_parameters() if train_embedding or not n.startswith("embedding.")]
+        # torch.optim's first step imports torch._dynamo (about 1 s once per process, docs/controller.md);
+        # the neural predictor and the torch evaluator pay it in the same process anyway
+        self.optimizer = torch.optim.Adam(self._trained, lr=lr)
         self.embed_cache_size = embed_cache_size
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._cache: LRUCache[str, tuple[torch.Tensor, torch.Tensor | None]] = LRUCache(
+            maxsize=max(embed_cache_size, 1)
+        )
         self.updates = 0
 
     # ---- embedding ------------------------------------------------------------------------------------
@@ -204,30 +196,42 @@ class Controller:
         if grad and self.train_embedding:
             h, outs = self._embed_batch(archs)
             return [(h[b], outs[b, : len(a.nodes)] if self.net.has_positions else None) for b, a in enumerate(archs)]
+        found: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         missing: dict[str, Any] = {}
         for a in archs:
-            if a.hash not in self._cache and a.hash not in missing:
+            if a.hash in found or a.hash in missing:
+                continue
+            hit = self._cache.get(a.hash)
+            if hit is None:
                 missing[a.hash] = a
+            else:
+                found[a.hash] = hit
         if missing:
             todo = list(missing.values())
-            if len(self._cache) + len(todo) > self.embed_cache_size:
-                self._cache.clear()
             with torch.no_grad():
                 for start in range(0, len(todo), 64):
                     chunk = todo[start : start + 64]
                     h, outs = self._embed_batch(chunk)
                     for b, a in enumerate(chunk):
                         o = outs[b, : len(a.nodes)].clone() if self.net.has_positions else None
-                        self._cache[a.hash] = (h[b].clone(), o)
-        return [self._cache[a.hash] for a in archs]
+                        found[a.hash] = self._cache[a.hash] = (h[b].clone(), o)
+        # from `found`, not the cache: a batch larger than the cache must not lose its own first entries
+        return [found[a.hash] for a in archs]
 
     def _invalidate(self) -> None:
         if self.train_embedding:
             self._cache.clear()
 
     # ---- acting and scoring decisions (batched: one call per step of every live episode) ---------------
-    def _heads(self, archs: Sequence[Any], z: torch.Tensor, outs: Sequence[torch.Tensor | None],
-               move_masks: np.ndarray, given: Sequence[Decision] | None, rng: np.random.Generator | None):
+    def _heads(
+        self,
+        archs: Sequence[Any],
+        z: torch.Tensor,
+        outs: Sequence[torch.Tensor | None],
+        move_masks: np.ndarray,
+        given: Sequence[Decision] | None,
+        rng: np.random.Generator | None,
+    ):
         """Run the action selector and the parameter heads for a batch of states, sampling the decisions
         (given=None; masks asked from the operations as values are chosen) or scoring given ones.
         Returns (log π(decision) [B], entropy [B], decisions; None where no valid move exists)."""
@@ -251,11 +255,14 @@ class Controller:
                 if given is not None:
                     mask = np.stack([given[i].masks[k] for i in rows])
                 else:
-                    mask = np.stack([
-                        np.zeros(len(p.choices), dtype=bool) if dead[i]
-                        else np.asarray(operation.mask(archs[i], p.name, dict(chosen[i])), dtype=bool)
-                        for i in rows
-                    ])
+                    mask = np.stack(
+                        [
+                            np.zeros(len(p.choices), dtype=bool)
+                            if dead[i]
+                            else np.asarray(operation.mask(archs[i], p.name, dict(chosen[i])), dtype=bool)
+                            for i in rows
+                        ]
+                    )
                     for r, i in enumerate(rows):
                         if not mask[r].any():  # an inexact mask upstream: no valid completion after all
                             dead[i] = True
@@ -280,7 +287,9 @@ class Controller:
                 decisions.append(None)
             else:
                 name = self.space.operations[ops[i]].name
-                decisions.append(Decision(ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i])))
+                decisions.append(
+                    Decision(ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i]))
+                )
         return log_prob, entropy, decisions
 
     def decide(self, archs: Sequence[Any], rng: np.random.Generator) -> list[Decision | None]:
@@ -317,9 +326,17 @@ class Controller:
             return np.zeros_like(rewards)
         return (rewards - mean) / std
 
-    def update(self, states: Sequence[Any], decisions: Sequence[Decision], next_states: Sequence[Any],
-               rewards: np.ndarray, gamma: float = 0.9, entropy_weight: float = 0.01, value_weight: float = 0.5,
-               max_grad_norm: float = 1.0) -> dict[str, float]:
+    def update(
+        self,
+        states: Sequence[Any],
+        decisions: Sequence[Decision],
+        next_states: Sequence[Any],
+        rewards: np.ndarray,
+        gamma: float = 0.9,
+        entropy_weight: float = 0.01,
+        value_weight: float = 0.5,
+        max_grad_norm: float = 1.0,
+    ) -> dict[str, float]:
         """One actor-critic step on a batch of transitions (s, a, r, s'):
         A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))²."""
         r = torch.as_tensor(self.normalise(np.asarray(rewards, dtype=np.float64)), dtype=torch.float32)
@@ -340,31 +357,40 @@ class Controller:
         loss = policy_loss - entropy_weight * entropy.mean() + value_weight * value_loss
         self.optimizer.zero_grad()
         loss.backward()
-        _clip_grad_norm(self.optimizer.params, max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self._trained, max_grad_norm)
         self.optimizer.step()
         self.updates += 1
         self._invalidate()
-        return {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()), "entropy": float(entropy.mean().detach()),
-                "advantage": float(advantage.abs().mean())}
+        return {
+            "policy_loss": float(policy_loss.detach()),
+            "value_loss": float(value_loss.detach()),
+            "entropy": float(entropy.mean().detach()),
+            "advantage": float(advantage.abs().mean()),
+        }
 
     # ---- persistence -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
+            # deep-copied: the optimizer's own state dict holds its live moment tensors
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "updates": self.updates,
             "space": self.space.describe(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from ..errors import ConfigError
-
         if state.get("space") != self.space.describe():
             raise ConfigError(
                 "the saved controller was built for other moves "
                 f"({[s['operation'] for s in state.get('space', [])]}); this search enables {self.space.names}"
             )
+        optimizer = state.get("optimizer")
+        if not isinstance(optimizer, dict) or "param_groups" not in optimizer:
+            raise ConfigError(
+                "the saved controller's optimizer state is not torch.optim.Adam's (saved by an older na_toolkit, "
+                "whose Adam was hand-written); start the search again rather than warm-starting from it"
+            )
         self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(optimizer)
         self.updates = int(state["updates"])
         self._cache.clear()

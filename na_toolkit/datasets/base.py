@@ -109,7 +109,9 @@ class DatasetSource:
     origin: str = ""
     _cache: dict[Any, Dataset] = field(default_factory=dict, compare=False, repr=False)
 
-    def load(self, seed: int = 0, valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION) -> Dataset:
+    def load(
+        self, seed: int = 0, valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION
+    ) -> Dataset:
         key = (seed, valid_fraction, test_fraction)
         if key not in self._cache:
             data = self.loader()
@@ -120,12 +122,16 @@ class DatasetSource:
                 data = check_arrays(self.name, data.x, data.y, class_names=data.class_names)
                 self._cache[key] = split_dataset(self.name, data, seed, valid_fraction, test_fraction)
             else:
-                raise DataError(f"dataset {self.name!r}: the loader returned {type(data).__name__}, "
-                                "expected LabeledArrays or Dataset")
+                raise DataError(
+                    f"dataset {self.name!r}: the loader returned {type(data).__name__}, "
+                    "expected LabeledArrays or Dataset"
+                )
         return self._cache[key]
 
 
-def check_arrays(name: str, x: Any, y: Any, class_names: Sequence[Any] | None = None, layout: str = "NCHW") -> LabeledArrays:
+def check_arrays(
+    name: str, x: Any, y: Any, class_names: Sequence[Any] | None = None, layout: str = "NCHW"
+) -> LabeledArrays:
     """Validate user arrays and bring them to the dataset convention.
 
     x: (N, C, H, W) (or (N, H, W, C) with layout="NHWC", or (N, H, W): one channel), numeric, finite.
@@ -161,9 +167,7 @@ def check_arrays(name: str, x: Any, y: Any, class_names: Sequence[Any] | None = 
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
         if y.dtype.kind not in "iu" or (y.min() < 0 or y.max() >= len(class_names)):
-            raise DataError(
-                f"dataset {name!r}: with class_names given, y must be ints in [0, {len(class_names)})"
-            )
+            raise DataError(f"dataset {name!r}: with class_names given, y must be ints in [0, {len(class_names)})")
         labels = y.astype(np.int64)
         present = len(np.unique(labels))
     else:
@@ -182,7 +186,11 @@ def check_arrays(name: str, x: Any, y: Any, class_names: Sequence[Any] | None = 
 
 
 def split_dataset(
-    name: str, data: LabeledArrays, seed: int = 0, valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION
+    name: str,
+    data: LabeledArrays,
+    seed: int = 0,
+    valid_fraction: float = VALID_FRACTION,
+    test_fraction: float = TEST_FRACTION,
 ) -> Dataset:
     """Stratified split: each class's samples are shuffled with `seed` and `valid_fraction` / `test_fraction` of
     them (rounded, at least one where a class has 3+ samples) go to valid / test, the rest to train. The same

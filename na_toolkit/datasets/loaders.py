@@ -99,8 +99,9 @@ def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: s
         raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
     except ValueError as exc:  # not a zip / pickled object arrays
         raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
-    return dataset_from_arrays(name or path.stem, x, y, class_names=class_names, layout=layout,
-                               description=f"arrays from {path}")
+    return dataset_from_arrays(
+        name or path.stem, x, y, class_names=class_names, layout=layout, description=f"arrays from {path}"
+    )
 
 
 def dataset_from_image_folder(

@@ -1,18 +1,23 @@
 """The evaluator protocol: ground truth for a candidate (accuracy, training time).
 
-An evaluator class is registered through `na_register_evaluators`; the toolkit instantiates it with keyword
-options (`Evaluator(**options)`, kept in `self.options`, the way scikit-learn keeps parameters) and calls
-`evaluate(arch)`. Evaluators must be picklable (the local executor sends them to worker processes): keep
-options plain values and load heavy state lazily inside `evaluate`.
+An evaluator class is registered through `na_register_evaluators`; `make_evaluator(name, options, toolkit)`
+builds one with `Evaluator.from_toolkit(toolkit, **options)`, which by default is `Evaluator(**options)` (options
+kept in `self.options`, the way scikit-learn keeps parameters); an evaluator that needs a registry (the
+torch evaluator: the datasets) overrides `from_toolkit` to take it from the toolkit. The toolkit then calls
+`evaluate(arch)`. Evaluators must be picklable (a worker process may receive one): keep options plain
+values and load heavy state lazily inside `evaluate`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..errors import DataError
 from ..ir.architecture import Architecture
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..toolkit import Toolkit
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,16 @@ class EvaluationResult:
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 
+@dataclass(frozen=True)
+class TrainingRows:
+    """Rows of ground truth an evaluator's table hands out: architectures, the target's values, and
+    where they came from (recorded with a fitted predictor)."""
+
+    archs: list[Architecture]
+    values: list[float]
+    source: dict[str, Any] = field(default_factory=dict)
+
+
 class Evaluator:
     """Base class of evaluators: subclasses set `name`, `description` and implement `evaluate`."""
 
@@ -57,11 +72,22 @@ class Evaluator:
     def __init__(self, **options: Any):
         self.options = options
 
+    @classmethod
+    def from_toolkit(cls, toolkit: Toolkit, **options: Any) -> Self:
+        """An evaluator with `options`, taking from `toolkit` whatever it needs besides them (override
+        this, not `__init__`, to reach a registry). The default ignores the toolkit."""
+        return cls(**options)
+
     def get_params(self) -> dict[str, Any]:
         return dict(self.options)
 
     def evaluate(self, arch: Architecture) -> EvaluationResult:
         raise NotImplementedError
+
+    #: an evaluator backed by a table of ground truth (a tabular benchmark) can hand out rows to fit
+    #: predictors on: `training_rows(target, count, seed, layer_types, table) -> TrainingRows`
+    #: (`na-toolkit predict fit --from NAME`). None: it cannot.
+    training_rows: ClassVar[Any] = None
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())

@@ -26,71 +26,79 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
 import numpy as np
+from pydantic import ConfigDict, Field, field_validator
 
+from .. import validation
 from ..errors import ConfigError, DataError
 from ..ir.architecture import Architecture
+from ..validation import validate_options
 from .base import EvaluationResult, Evaluator
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "constant")
-
-# The defaults are tuned on digits with the simple-cnn seed (benchmarks/evaluate-digits.json): >= 97% test
-# accuracy in 15 epochs for every seed tried, a few seconds on 2 CPU cores.
-DEFAULTS: dict[str, Any] = {
-    "dataset": "digits",
-    "epochs": 15,
-    "batch_size": 32,
-    "lr": 0.2,
-    "optimizer": "sgd",
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "schedule": "cosine",
-    "label_smoothing": 0.0,
-    "seed": 0,
-    "split_seed": 0,
-    "valid_fraction": 0.1,
-    "test_fraction": 0.2,
-    "device": "cpu",
-    "threads": 1,
-    "normalize": True,
-    "eval_batch_size": 1024,
-    "progress": False,
-}
+if TYPE_CHECKING:  # pragma: no cover
+    from ..datasets.base import DatasetSource
+    from ..registry import Registry
+    from ..toolkit import Toolkit
 
 
 class TorchEvaluator(Evaluator):
     """Train with PyTorch on a dataset (default: digits) and measure accuracy and training time.
 
-    Options (all keyword, defaults in `DEFAULTS`): dataset (registered name, image folder / .npz path, or a
-    loaded `Dataset`), epochs, batch_size, lr, optimizer ("sgd": Nesterov momentum, "adam", "adamw"), momentum
-    (SGD only), weight_decay, schedule ("cosine" per step, "constant"), seed (initialisation and data order),
-    split_seed, valid_fraction, test_fraction, device ("cpu", "cuda", "cuda:N" or "auto": CUDA when torch sees
-    one), threads (torch CPU threads while training, default 1: the fastest for small networks and steady on a
-    busy machine; None leaves torch's setting), label_smoothing, normalize (standardise inputs with the
-    training split's per-channel statistics), eval_batch_size, progress (a tqdm bar on stderr)."""
+    Options: `TorchEvaluator.Options` (types, defaults, ranges; docs/options.md), their defaults also in
+    `DEFAULTS`."""
 
     name = "torch"
     description = "train with PyTorch (SGD/Adam, cosine schedule) on a dataset; best-epoch valid + test accuracy"
 
-    def __init__(self, **options: Any):
-        unknown = sorted(set(options) - set(DEFAULTS))
-        if unknown:
-            raise ConfigError(
-                f"torch evaluator: unknown option(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
-            )
-        merged = {**DEFAULTS, **options}
-        _check_options(merged)
-        super().__init__(**merged)
+    class Options(validation.Options):
+        # The defaults are tuned on digits with the simple-cnn seed (benchmarks/evaluate-digits.json): >= 97%
+        # test accuracy in 15 epochs for every seed tried, a few seconds on 2 CPU cores.
+        model_config = ConfigDict(strict=True, allow_inf_nan=False)
+
+        dataset: Any = Field("digits", description="registered name, image folder or .npz path, or a loaded Dataset",
+                             json_schema_extra={"type_name": "str | Dataset"})
+        epochs: int = Field(15, ge=1, description="passes over the training split")
+        batch_size: int = Field(32, ge=1)
+        lr: float = Field(0.2, gt=0, description="peak learning rate")
+        optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description='"sgd": with Nesterov momentum')
+        momentum: float = Field(0.9, ge=0, description="SGD only")
+        weight_decay: float = Field(5e-4, ge=0)
+        schedule: Literal["cosine", "constant"] = Field("cosine", description="learning rate: cosine decay per step")
+        label_smoothing: float = Field(0.0, ge=0, lt=1)
+        seed: int = Field(0, description="initialisation and data order")
+        split_seed: int = Field(0, description="the dataset's split (fixed: every candidate sees the same one)")
+        valid_fraction: float = Field(0.1, ge=0, lt=1)
+        test_fraction: float = Field(0.2, ge=0, lt=1)
+        device: str = Field("cpu", description='"cpu", "cuda", "cuda:N" or "auto" (CUDA when torch sees one)')
+        threads: int | None = Field(1, ge=1, description="torch CPU threads while training (none: torch's setting)")
+        normalize: bool = Field(True, description="standardise inputs with the training split's per-channel statistics")
+        eval_batch_size: int = Field(1024, ge=1)
+        progress: bool = Field(False, description="a tqdm bar on stderr")
+
+        @field_validator("*", mode="before")
+        @classmethod
+        def _numpy_scalars(cls, value: Any) -> Any:
+            return value.item() if isinstance(value, np.generic) else value  # seeds drawn from a numpy RNG
+
+    def __init__(self, *, datasets: Registry[DatasetSource] | None = None, **options: Any):
+        # `datasets` (the toolkit's registry, given by `from_toolkit`) is where a dataset name is looked up;
+        # it is a dependency, not an option: paths and loaded datasets need none
+        self.datasets = datasets
+        validate_options(self.Options, options, "evaluator.options")
+        super().__init__(**{**DEFAULTS, **options})
+
+    @classmethod
+    def from_toolkit(cls, toolkit: Toolkit, **options: Any) -> Self:
+        return cls(datasets=toolkit.datasets, **options)
 
     # ------------------------------------------------------------------------------------------------
     def load_dataset(self):
         from ..datasets import get_dataset
 
         o = self.options
-        return get_dataset(o["dataset"], seed=o["split_seed"], valid_fraction=o["valid_fraction"],
+        return get_dataset(o["dataset"], self.datasets, seed=o["split_seed"], valid_fraction=o["valid_fraction"],
                            test_fraction=o["test_fraction"])
 
     def check(self, arch: Architecture, dataset=None) -> None:
@@ -258,6 +266,12 @@ class TorchEvaluator(Evaluator):
         return result, model
 
 
+#: option -> default (from `TorchEvaluator.Options`)
+DEFAULTS: dict[str, Any] = {name: f.default for name, f in TorchEvaluator.Options.model_fields.items()}
+OPTIMIZERS: tuple[str, ...] = get_args(TorchEvaluator.Options.model_fields["optimizer"].annotation)
+SCHEDULES: tuple[str, ...] = get_args(TorchEvaluator.Options.model_fields["schedule"].annotation)
+
+
 def _optimizer(model, o: dict[str, Any]):
     import torch
 
@@ -302,30 +316,3 @@ def resolve_device(name: str):
     return torch.device("cpu")
 
 
-def _check_options(o: dict[str, Any]) -> None:
-    def positive_int(key: str) -> None:
-        v = o[key]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ConfigError(f"torch evaluator: {key} must be a positive integer, got {v!r}")
-
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        positive_int(key)
-    if o["threads"] is not None:
-        positive_int("threads")
-    for key in ("lr", "momentum", "weight_decay", "label_smoothing"):
-        v = o[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ConfigError(f"torch evaluator: {key} must be a non-negative number, got {v!r}")
-    if not 0 <= o["label_smoothing"] < 1:
-        raise ConfigError(f"torch evaluator: label_smoothing must be in [0, 1), got {o['label_smoothing']!r}")
-    if o["lr"] == 0:
-        raise ConfigError("torch evaluator: lr must be positive")
-    if o["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(f"torch evaluator: optimizer must be one of {', '.join(OPTIMIZERS)}, got {o['optimizer']!r}")
-    if o["schedule"] not in SCHEDULES:
-        raise ConfigError(f"torch evaluator: schedule must be one of {', '.join(SCHEDULES)}, got {o['schedule']!r}")
-    if not isinstance(o["device"], str):
-        raise ConfigError(f"torch evaluator: device must be a string, got {o['device']!r}")
-    for key in ("seed", "split_seed"):
-        if isinstance(o[key], bool) or not isinstance(o[key], (int, np.integer)):
-            raise ConfigError(f"torch evaluator: {key} must be an integer, got {o[key]!r}")

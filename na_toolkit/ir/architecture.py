@@ -8,197 +8,31 @@ reason. The input tensor is the reserved node id `input`.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArchitectureError, ShapeError, UnknownComponentError
 from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel
+from .nodes import (
+    INPUT,
+    ArchitectureCost,
+    Attrs,
+    Node,
+    _node_memo,
+    _node_record,
+    _NodeRecord,
+    infer_node,
+    topological_order,
+)
+
+__all__ = ["INPUT", "SCHEMA_VERSION", "Architecture", "ArchitectureCost", "Attrs", "Node", "infer_node"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..registry import LayerTypeRegistry
+    from .layers import LayerType, LayerTypeRegistry
 
-INPUT = "input"
 SCHEMA_VERSION = 1
-
-
-_ATTRS_KEYS: dict[tuple, int] = {}  # attribute content -> its interned key (see Attrs.cache_key)
-_attrs_key_counter = itertools.count(1)
-
-
-class Attrs(Mapping[str, Any]):
-    """An immutable, hashable attribute mapping."""
-
-    __slots__ = ("_d", "_h", "_k")
-
-    def __init__(self, data: Mapping[str, Any] | None = None, **kw: Any):
-        self._d = dict(data or {}, **kw)
-        self._h: int | None = None
-        self._k: Any = None
-
-    def __getitem__(self, key: str) -> Any:
-        return self._d[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._d)
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __hash__(self) -> int:
-        if self._h is None:
-            self._h = hash(tuple(sorted(self._d.items())))
-        return self._h
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and self._d == dict(other)
-
-    def __repr__(self) -> str:
-        return f"Attrs({self._d!r})"
-
-    def replace(self, **changes: Any) -> Attrs:
-        return Attrs(self._d, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self._d)
-
-    def cache_key(self) -> int | None:
-        """A key (an interned int: cheap to hash inside memo keys) equal only for attribute mappings of
-        equal keys, values AND value types (`True` and `1` differ: the schema treats them differently);
-        None when a value is unhashable."""
-        if self._k is None:
-            try:
-                content = tuple(sorted((k, type(v), v) for k, v in self._d.items()))
-                key = _ATTRS_KEYS.get(content)
-                if key is None:
-                    if len(_ATTRS_KEYS) >= 1_000_000:  # bounded; ids are never reused, so old keys stay valid
-                        _ATTRS_KEYS.clear()
-                    key = _ATTRS_KEYS[content] = next(_attrs_key_counter)
-            except TypeError:
-                key = False
-            self._k = key
-        return None if self._k is False else self._k
-
-
-@dataclass(frozen=True)
-class Node:
-    """One layer: a unique id, a registered layer type, its attributes and the ids of its inputs."""
-
-    id: str
-    type: str
-    attrs: Attrs
-    inputs: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.attrs, Attrs):
-            object.__setattr__(self, "attrs", Attrs(self.attrs))
-        if not isinstance(self.inputs, tuple):
-            object.__setattr__(self, "inputs", tuple(self.inputs))
-
-    def replace(self, **changes: Any) -> Node:
-        fields = {"id": self.id, "type": self.type, "attrs": self.attrs, "inputs": self.inputs}
-        fields.update(changes)
-        return Node(**fields)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "attrs": self.attrs.to_dict(), "inputs": list(self.inputs)}
-
-
-@dataclass(frozen=True)
-class ArchitectureCost:
-    """Per-node and total cost of a network for one sample."""
-
-    per_node: dict[str, LayerCost]
-    total: LayerCost
-
-    @property
-    def params(self) -> int:
-        return self.total.params
-
-    @property
-    def macs(self) -> int:
-        return self.total.macs
-
-    @property
-    def flops(self) -> int:
-        return self.total.flops
-
-    @property
-    def weight_bytes(self) -> int:
-        return self.total.weight_bytes
-
-    @property
-    def activation_bytes(self) -> int:
-        return self.total.activation_bytes
-
-    @property
-    def model_size_bytes(self) -> int:
-        """Size of the fp32 weights (what the paper's 16 MB model-size budget measures)."""
-        return self.total.weight_bytes
-
-
-# Shape inference, normalisation and cost are pure functions of (layer type, attributes, input shapes), and
-# a move's result shares almost every node with its parent: memoising them makes validating a candidate
-# cost a dictionary lookup per unchanged node (`moves_per_s` in `na-toolkit bench ir`). Keys hold the
-# LayerType object itself, so two registries with different types of one name never share entries.
-_MEMO_LIMIT = 100_000
-
-
-class _NodeRecord:
-    """What one (layer type, attributes, input shapes) gives: normalised attributes, output shape, and
-    lazily the cost and the canonical-JSON head used by `Architecture.hash`."""
-
-    __slots__ = ("norm", "shape", "positive", "cost", "cost_tuple", "head", "features")
-
-    def __init__(self, norm: dict[str, Any], shape: Shape):
-        self.norm, self.shape = norm, shape
-        self.positive = all(d > 0 for d in shape)
-        self.cost: LayerCost | None = None
-        self.cost_tuple: tuple[int, ...] = ()
-        self.head: str | None = None
-        # what `na_toolkit.predictors.features` derives from this node alone (it fills it on first use)
-        self.features: Any = None
-
-
-_node_memo: dict[tuple, _NodeRecord] = {}
-
-
-def _node_record(layer_type: Any, attrs: Attrs, in_shapes: tuple[Shape, ...]) -> _NodeRecord:
-    akey = attrs._k if attrs._k is not None else attrs.cache_key()
-    if akey is not False and akey is not None:
-        key = (layer_type, akey, in_shapes)
-        try:
-            rec = _node_memo.get(key)
-        except TypeError:  # an unhashable plugin layer type
-            key, rec = None, None
-        if rec is not None:
-            return rec
-    else:
-        key = None
-    norm = layer_type.normalize_attrs(attrs.to_dict())
-    rec = _NodeRecord(norm, tuple(layer_type.infer_shape(norm, list(in_shapes))))
-    if key is not None:
-        if len(_node_memo) >= _MEMO_LIMIT:  # bounded: a long search must not grow memory without limit
-            _node_memo.clear()
-        _node_memo[key] = rec
-    return rec
-
-
-def infer_node(layer_type: Any, attrs: Attrs, in_shapes: tuple[Shape, ...]) -> tuple[dict[str, Any], Shape]:
-    """Normalised attributes and output shape of one node: `layer_type.normalize_attrs` then
-    `infer_shape`, memoised. Raises what the layer type raises. The returned dict is shared: do not
-    mutate it."""
-    rec = _node_record(layer_type, attrs, in_shapes)
-    return rec.norm, rec.shape
-
-
-def _default_layer_types() -> LayerTypeRegistry:
-    from ..plugins import get_toolkit
-
-    return get_toolkit().layer_types
 
 
 class Architecture:
@@ -207,6 +41,12 @@ class Architecture:
     Nodes are kept in a deterministic topological order (stable with respect to the given order).
     """
 
+    # filled by `_check_and_infer` (declared here: a derived architecture reads its parent's)
+    _layer_types: LayerTypeRegistry
+    _shapes: dict[str, Shape]
+    _norm: dict[str, dict[str, Any]]
+    _records: list[_NodeRecord]
+    _types: dict[str, Any]
 
     def __init__(
         self,
@@ -252,13 +92,20 @@ class Architecture:
         output = output if output is not None else nodes[-1].id
         if output not in by_id:
             raise ArchitectureError(f"output {output!r} is not a node")
-        ordered = nodes if in_order else _topological_order(nodes, by_id)
+        ordered = nodes if in_order else topological_order(nodes, by_id)
         self.input_shape: Shape = input_shape
         self.nodes: tuple[Node, ...] = tuple(ordered)
         self.output: str = output
         self.name: str = name
         self._by_id = by_id
-        self._check_and_infer(layer_types or _default_layer_types(), _parent)
+        if layer_types is None:
+            if _parent is None:
+                raise TypeError(
+                    "Architecture needs its layer types: pass layer_types=toolkit.layer_types "
+                    "(or na_toolkit.builtin.layers.builtin_layer_types() for the built-in ones alone)"
+                )
+            layer_types = _parent._layer_types
+        self._check_and_infer(layer_types, _parent)
 
     # ---- validation ---------------------------------------------------------------------------------
     def _check_and_infer(self, layer_types: LayerTypeRegistry, parent: Architecture | None = None) -> None:
@@ -389,7 +236,7 @@ class Architecture:
         architectures with the same layer, attributes and input shapes: never mutate what they hold)."""
         return self._records
 
-    def layer_type(self, node_id: str):
+    def layer_type(self, node_id: str) -> LayerType:
         return self._layer_types.get(self._by_id[node_id].type)
 
     @property
@@ -404,7 +251,8 @@ class Architecture:
             if rec.cost is None:  # memoised with the node's shape inference: rare after the first network
                 rec.cost = self._types[n.type].cost(rec.norm, [shapes[s] for s in n.inputs], rec.shape)
                 rec.cost_tuple = rec.cost.astuple()
-        per_node = {n.id: rec.cost for n, rec in zip(self.nodes, records)}
+        # every record's cost is set by the loop above
+        per_node = cast("dict[str, LayerCost]", {n.id: rec.cost for n, rec in zip(self.nodes, records)})
         # column sums over the per-node tuples: much cheaper than chaining LayerCost.__add__
         total = LayerCost(*map(sum, zip(*[rec.cost_tuple for rec in records])))
         return ArchitectureCost(per_node, total)
@@ -514,13 +362,13 @@ class Architecture:
         return json.dumps(self.to_json(), indent=indent)
 
     @classmethod
-    def from_json(cls, doc: Any, layer_types: LayerTypeRegistry | None = None) -> Architecture:
+    def from_json(cls, doc: Any, layer_types: LayerTypeRegistry) -> Architecture:
         from .serialize import architecture_from_json
 
         return architecture_from_json(doc, layer_types=layer_types)
 
     @classmethod
-    def loads(cls, text: str | bytes, layer_types: LayerTypeRegistry | None = None) -> Architecture:
+    def loads(cls, text: str | bytes, layer_types: LayerTypeRegistry) -> Architecture:
         try:
             doc = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -528,7 +376,7 @@ class Architecture:
         return cls.from_json(doc, layer_types=layer_types)
 
     @classmethod
-    def load(cls, path: Any, layer_types: LayerTypeRegistry | None = None) -> Architecture:
+    def load(cls, path: Any, layer_types: LayerTypeRegistry) -> Architecture:
         try:
             with open(path, "rb") as f:
                 text = f.read()
@@ -541,59 +389,19 @@ class Architecture:
             f.write(self.dumps())
 
     # ---- builders (conveniences, import torch / onnx lazily) ----------------------------------------
-    def to_torch(self, seed: int | None = 0):
+    def to_torch(self, seed: int | None = 0) -> Any:
         from .torch_build import to_torch
 
         return to_torch(self, seed=seed)
 
-    def to_onnx(self, model: Any = None, seed: int = 0, batch_size: int = 1):
+    def to_onnx(self, model: Any = None, seed: int = 0, batch_size: int | None = 1) -> Any:
         from .onnx_export import to_onnx
 
         return to_onnx(self, model=model, seed=seed, batch_size=batch_size)
 
     @classmethod
-    def from_onnx(cls, source: Any, layer_types: LayerTypeRegistry | None = None, return_weights: bool = False):
+    def from_onnx(cls, source: Any, layer_types: LayerTypeRegistry, return_weights: bool = False) -> Any:
         """Import an ONNX graph (path, bytes or ModelProto); see `na_toolkit.ir.onnx_import.from_onnx`."""
         from .onnx_import import from_onnx
 
         return from_onnx(source, layer_types=layer_types, return_weights=return_weights)
-
-
-def _topological_order(nodes: list[Node], by_id: dict[str, Node]) -> list[Node]:
-    """Kahn's algorithm, stable: among ready nodes the earliest given comes first. Raises on a cycle."""
-    # Fast path: nodes already in topological order (builders and moves keep it) are their own stable
-    # order, since Kahn's min-position choice then pops them in the given sequence.
-    seen = {INPUT}
-    for n in nodes:
-        for s in n.inputs:
-            if s not in seen:
-                break
-        else:
-            seen.add(n.id)
-            continue
-        break
-    else:
-        return nodes
-    pos = {n.id: i for i, n in enumerate(nodes)}
-    indeg = {n.id: sum(1 for s in n.inputs if s != INPUT) for n in nodes}
-    users: dict[str, list[str]] = {n.id: [] for n in nodes}
-    for n in nodes:
-        for s in n.inputs:
-            if s != INPUT:
-                users[s].append(n.id)
-    import heapq
-
-    ready = [pos[n.id] for n in nodes if indeg[n.id] == 0]
-    heapq.heapify(ready)
-    out: list[Node] = []
-    while ready:
-        n = nodes[heapq.heappop(ready)]
-        out.append(n)
-        for u in users[n.id]:
-            indeg[u] -= 1
-            if indeg[u] == 0:
-                heapq.heappush(ready, pos[u])
-    if len(out) != len(nodes):
-        stuck = next(n.id for n in nodes if indeg[n.id] > 0)
-        raise ArchitectureError("is part of a cycle", stuck)
-    return out

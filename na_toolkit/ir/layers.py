@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..errors import ArchitectureError, ShapeError
+from ..registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -42,7 +43,8 @@ class AttrSpec:
             value = float(value)
         if self.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)
-        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+        expected: Any = self.type  # a runtime type: `value` stays `Any` after the check below
+        if not isinstance(value, expected) or (self.type is int and isinstance(value, bool)):
             raise ArchitectureError(f"attribute {name!r} must be {self.type.__name__}, got {value!r}")
         if self.type is float and not math.isfinite(value):  # NaN passes every bound check below
             raise ArchitectureError(f"attribute {name!r} must be a finite number, got {value!r}")
@@ -94,7 +96,7 @@ class LayerType:
     attrs: ClassVar[dict[str, AttrSpec]] = {}
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
-    #: ONNX op types this layer type imports from (see `import_onnx`).
+    #: ONNX op types this layer type imports (`import_onnx` is asked for each node of these types).
     onnx_ops: ClassVar[tuple[str, ...]] = ()
     #: True when the layer has trainable weights (a move may scale it; `remove` may drop it if shapes allow).
     has_weights: ClassVar[bool] = False
@@ -155,8 +157,16 @@ class LayerType:
         raise NotImplementedError(f"layer type {self.name!r} has no ONNX emitter")
 
     def import_onnx(self, ctx: OnnxImportContext, onnx_node: Any) -> bool:
-        """Turn one ONNX node whose op type is in `onnx_ops` into IR nodes through `ctx`; return False to
-        let another layer type try. Default: not importable."""
+        """Turn one ONNX node whose op type is in `onnx_ops` into IR nodes; return False to decline.
+
+        The inverse of `emit_onnx`: `from_onnx` asks every layer type that declares the node's op type,
+        the last registered first, until one returns True (none: the import fails naming the op and the
+        node). Read the graph and write IR through `ctx` (`na_toolkit.ir.onnx_import.OnnxImportContext`):
+        `ctx.value(tensor)` is the IR id computing an input, `ctx.constant(tensor)` an initializer's array,
+        `ctx.add(self.name, inputs, attrs, weights, output=onnx_node.output[0])` adds the node (weights
+        named as the torch module's state_dict). A layer emitted as several ONNX nodes starts at the first
+        and follows `ctx.sole_consumer(...)`, then `ctx.absorb`s the rest. Raise `ctx.error(why)` for a
+        form that is this layer's but cannot be represented. Default: imports nothing."""
         return False
 
     # ---- embedding ----------------------------------------------------------------------------------
@@ -177,4 +187,12 @@ def torch_weights(module: Any) -> dict[str, np.ndarray]:
 def check_feature_map(layer: str, shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ShapeError(f"{layer} needs a (C, H, W) feature map, got shape {shape}")
-    return shape  # type: ignore[return-value]
+    return shape
+
+
+class LayerTypeRegistry(Registry[LayerType]):
+    """The layer types an architecture is built from (`Architecture(..., layer_types=...)`): filled by the
+    `na_register_layer_types` hook, or by `na_toolkit.builtin.layers.builtin_layer_types()`."""
+
+    kind = "layer type"
+    item_type = LayerType

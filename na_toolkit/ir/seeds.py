@@ -4,20 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .architecture import Architecture
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
+    from .layers import LayerTypeRegistry
 
 
 @dataclass(frozen=True)
 class Seed:
+    """A seed network: `build(layer_types)` returns its `Architecture`, validated against those types.
+
+    A seed may stand for a family of networks (a benchmark's search space): `parse(spec, layer_types,
+    table)` then turns a spec string of the family's own form into one of them (e.g. an NB201 cell string
+    or `INDEX` of its table), or returns None when `spec` is not of that form. Commands that take an
+    architecture argument accept `NAME:SPEC` and, failing other readings, any family's own form."""
+
     name: str
     description: str
-    build: Callable[[], Architecture]
+    build: Callable[[LayerTypeRegistry], Architecture]
     #: the dataset the seed's input shape is made for (informational)
     dataset: str = ""
+    parse: Callable[[str, LayerTypeRegistry, str | None], Architecture | None] | None = None
 
 
-def get_seed(name: str) -> Architecture:
-    from ..plugins import get_toolkit
-
-    return get_toolkit().seeds.get(name).build()
+def get_seed(name: str, toolkit: Toolkit) -> Architecture:
+    """The seed `name` of `toolkit`, built with the toolkit's layer types."""
+    return toolkit.seeds.get(name).build(toolkit.layer_types)

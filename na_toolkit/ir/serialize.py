@@ -8,7 +8,7 @@ from ..errors import ArchitectureError
 from .architecture import SCHEMA_VERSION, Architecture, Attrs, Node
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..registry import LayerTypeRegistry
+    from .layers import LayerTypeRegistry
 
 _SCALARS = (int, float, str, bool)
 
@@ -18,7 +18,7 @@ def _expect(cond: bool, message: str, node: str | None = None) -> None:
         raise ArchitectureError(message, node)
 
 
-def architecture_from_json(doc: Any, layer_types: LayerTypeRegistry | None = None) -> Architecture:
+def architecture_from_json(doc: Any, layer_types: LayerTypeRegistry) -> Architecture:
     _expect(isinstance(doc, dict), f"architecture JSON must be an object, got {type(doc).__name__}")
     version = doc.get("schema_version")
     _expect(

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import OperationError
+from ..registry import Registry
 from ..ir.architecture import Architecture
 
 #: Position parameters have this many choices; an architecture's nodes beyond it cannot be edited.
@@ -114,11 +115,9 @@ class Move:
     operation: str
     params: dict[str, Any]
 
-    def apply(self, arch: Architecture, toolkit: Any = None) -> Architecture:
-        from ..plugins import get_toolkit
-
-        op = (toolkit or get_toolkit()).operations.get(self.operation)
-        return op.apply(arch, **self.params)
+    def apply(self, arch: Architecture, operations: Registry[Operation]) -> Architecture:
+        """Apply this move to `arch`, looking its operation up in `operations` (`toolkit.operations`)."""
+        return operations.get(self.operation).apply(arch, **self.params)
 
     def to_json(self) -> dict[str, Any]:
         return {"operation": self.operation, "params": dict(self.params)}

@@ -1,7 +1,8 @@
-"""Performance predictors (accuracy, training time, any metric column) in scikit-learn style.
+"""Performance predictors (accuracy, training time, any metric column): scikit-learn estimators on
+architectures.
 
     from na_toolkit.predictors import make_predictor, DEFAULT_PREDICTOR
-    p = make_predictor(DEFAULT_PREDICTOR).fit(archs, y)
+    p = make_predictor(DEFAULT_PREDICTOR, {}, toolkit).fit(archs, y)
     mean, std = p.predict_with_std(candidates)
 
 See docs/predictors.md.
@@ -9,21 +10,27 @@ See docs/predictors.md.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..toolkit import Toolkit
+    from .base import Predictor
 
 #: the predictor a search uses when its configuration names none
 DEFAULT_PREDICTOR = "ensemble"
 
 
-def make_predictor(name: str = DEFAULT_PREDICTOR, toolkit: Any = None, **params: Any):
-    """An unfitted instance of the registered predictor `name` with `params`."""
-    from ..plugins import get_toolkit
+def make_predictor(name: str, params: Mapping[str, Any] | None, toolkit: Toolkit) -> Predictor:
+    """An unfitted instance of the predictor `name` registered in `toolkit`, with `params`."""
+    predictor: Predictor = toolkit.predictors.get(name)(**dict(params or {}))
+    return predictor
 
-    return (toolkit or get_toolkit()).predictors.get(name)(**params)
 
-
-def load_predictor(path: Any, toolkit: Any = None):
-    """A saved predictor (JSON, see `Predictor.save`), rebuilt without pickle."""
+def load_predictor(path: str | Path, toolkit: Toolkit) -> Predictor:
+    """A saved predictor (JSON, see `Predictor.save`), rebuilt without pickle; its class is found by the
+    saved name in `toolkit.predictors`."""
     from .base import Predictor
 
     return Predictor.load(path, toolkit=toolkit)

@@ -3,9 +3,10 @@ state ends in `_`, `fit(archs, y)` returns self, `predict(archs)` returns an arr
 adds an uncertainty where the model has one.
 
 Inputs are sequences of `Architecture` objects; `datasets=` optionally conditions on dataset descriptors
-(one for all architectures or one each). The base class implements `get_params` / `set_params` itself
-(scikit-learn's `clone`, `GridSearchCV` and friends only need those), so importing a predictor never
-imports scikit-learn: model code imports it inside `fit`.
+(one for all architectures or one each). `Predictor` is a scikit-learn `BaseEstimator` and
+`RegressorMixin`: `get_params` / `set_params` / `clone` / `score` (R²) and the estimator tags come from
+scikit-learn, so importing this module imports `sklearn.base` (about 0.65 s with scipy, once per process).
+Model code imports the heavier scikit-learn modules inside `fit`.
 
 Persistence never uses pickle: `to_json()` holds the schema version, the library versions, the
 hyperparameters and the model state as plain data (feature-based models keep their training data and are
@@ -19,11 +20,15 @@ import json
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from ..errors import DataError, NotFittedError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..toolkit import Toolkit
 
 #: version of the saved-predictor document; bump on incompatible change
 PREDICTOR_SCHEMA_VERSION = 1
@@ -40,7 +45,7 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-class Predictor:
+class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no type hints
     """Base class of every registered predictor (registered as a class; the toolkit instantiates it with
     keyword parameters). Subclasses implement `_fit(archs, y, datasets)`, `_predict(archs, datasets)` and,
     for persistence, `_state_to_json()` / `_state_from_json(state)`."""
@@ -55,37 +60,26 @@ class Predictor:
     #: and training time); `predict` then returns [n, outputs]
     multi_output: ClassVar[bool] = False
 
-    # ---- scikit-learn parameter protocol -------------------------------------------------------------
     @classmethod
     def _get_param_names(cls) -> list[str]:
-        init = cls.__init__
-        if init is object.__init__:
-            return []
-        params = inspect.signature(init).parameters.values()
-        for p in params:
-            if p.kind == p.VAR_POSITIONAL or p.kind == p.VAR_KEYWORD:
-                raise TypeError(f"{cls.__name__}.__init__ must list its parameters explicitly (no *args/**kwargs)")
-        return sorted(p.name for p in params if p.name != "self")
+        # stricter than scikit-learn, which skips a **kwargs silently: `clone` and `to_json` would then
+        # lose those parameters, so a predictor must name them (a TypeError the search reports as config)
+        if cls.__init__ is not object.__init__:
+            for p in inspect.signature(cls.__init__).parameters.values():
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    raise TypeError(f"{cls.__name__}.__init__ must list its parameters explicitly (no *args/**kwargs)")
+        names: list[str] = super()._get_param_names()
+        return names
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._get_param_names()}
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.is_fitted()
 
-    def set_params(self, **params: Any) -> Predictor:
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"invalid parameter {key!r} for predictor {self.name!r}; valid: {valid}")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    def __sklearn_tags__(self):  # pragma: no cover - only called by scikit-learn tooling, which imports it
-        from sklearn.utils import RegressorTags, Tags, TargetTags
-
-        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), regressor_tags=RegressorTags())
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # the inputs are sequences of Architecture objects, not arrays: scikit-learn's array-fed estimator
+        # checks cannot apply here (they run on `FeatureRegressor`, the feature predictors' array half)
+        tags.input_tags.two_d_array = False
+        return tags
 
     # ---- the protocol ---------------------------------------------------------------------------------
     def fit(self, archs: Any, y: Any, datasets: Any = None) -> Predictor:
@@ -108,13 +102,14 @@ class Predictor:
         mean = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
         return mean, np.zeros_like(mean)
 
-    def score(self, archs: Any, y: Any, datasets: Any = None) -> float:
-        """R² of the predictions (scikit-learn's regressor score)."""
+    def score(self, archs: Any, y: Any, datasets: Any = None, sample_weight: Any = None) -> float:
+        """R² of the predictions (`RegressorMixin.score`: scikit-learn's `r2_score`), with the dataset
+        descriptors passed on to `predict`."""
+        from sklearn.metrics import r2_score
+
         archs, y = self._check_fit_input(archs, y, fitting=False)
         pred = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
-        ss_res = float(((y - pred) ** 2).sum())
-        ss_tot = float(((y - y.mean()) ** 2).sum())
-        return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+        return float(r2_score(y, pred, sample_weight=sample_weight))
 
     def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
         raise NotImplementedError
@@ -149,7 +144,9 @@ class Predictor:
         if not np.all(np.isfinite(y)):
             raise DataError("targets contain NaN or infinite values")
         if fitting and len(archs) < self.min_samples:
-            raise DataError(f"predictor {self.name!r} needs at least {self.min_samples} samples to fit, got {len(archs)}")
+            raise DataError(
+                f"predictor {self.name!r} needs at least {self.min_samples} samples to fit, got {len(archs)}"
+            )
         return archs, y
 
     # ---- persistence (no pickle) ----------------------------------------------------------------------
@@ -176,11 +173,13 @@ class Predictor:
         Path(path).write_text(json.dumps(self.to_json()))
 
     @classmethod
-    def from_json(cls, doc: Any, toolkit: Any = None) -> Predictor:
-        """Rebuild a saved predictor. Called on the base class, it finds the class by the saved name in the
-        predictor registry; on a subclass, that class must match."""
+    def from_json(cls, doc: Any, toolkit: Toolkit | None = None) -> Predictor:
+        """Rebuild a saved predictor. Called on the base class, it finds the class by the saved name in
+        `toolkit.predictors` (so `toolkit` is required there); on a subclass, that class must match."""
         if not isinstance(doc, dict) or doc.get("kind") != "na_toolkit.predictor":
-            raise DataError("not a saved na_toolkit predictor (expected a JSON object with kind 'na_toolkit.predictor')")
+            raise DataError(
+                "not a saved na_toolkit predictor (expected a JSON object with kind 'na_toolkit.predictor')"
+            )
         version = doc.get("schema_version")
         if version != PREDICTOR_SCHEMA_VERSION:
             raise DataError(
@@ -188,10 +187,14 @@ class Predictor:
                 "refit it with this version"
             )
         name = doc.get("predictor")
+        klass: type[Predictor]
         if cls is Predictor or not cls.name:
-            from ..plugins import get_toolkit
-
-            klass = (toolkit or get_toolkit()).predictors.get(name)
+            if toolkit is None:
+                raise TypeError(
+                    "Predictor.from_json / Predictor.load on the base class need the toolkit whose predictor "
+                    "registry names the saved predictor: Predictor.load(path, toolkit)"
+                )
+            klass = toolkit.predictors.get(str(name))
         else:
             if name != cls.name:
                 raise DataError(f"saved predictor is {name!r}, not {cls.name!r}")
@@ -210,7 +213,8 @@ class Predictor:
         return model
 
     @classmethod
-    def load(cls, path: str | Path, toolkit: Any = None) -> Predictor:
+    def load(cls, path: str | Path, toolkit: Toolkit | None = None) -> Predictor:
+        """`from_json` of the file at `path` (the toolkit is needed when called on the base class)."""
         return cls.from_json(cls.read_document(path), toolkit=toolkit)
 
     @staticmethod

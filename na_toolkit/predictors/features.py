@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..caches import lru_dict
 from ..errors import DataError
 from ..ir.architecture import INPUT, Architecture
 
@@ -37,8 +38,10 @@ FEATURES_VERSION = 1
 DEPTH_BINS = 64
 ZERO_TYPE = "zero"
 
-_cache: dict[str, dict[str, float]] = {}
-_CACHE_LIMIT = 200_000
+#: architectures whose features are remembered (by content hash; a few KB each)
+CACHE_SIZE = 200_000
+_cache = lru_dict("predictors.features.ir", CACHE_SIZE)
+_kernel_cache = lru_dict("predictors.features.kernels", CACHE_SIZE)
 
 
 def _log10p(x: float) -> float:
@@ -78,8 +81,13 @@ def _node_features(arch: Architecture, node, rec) -> tuple:
         keys = tuple(f"feat.{t}.{k}={v}" for k, v in layer_feats.items())
         kind = t + "".join(f"[{k}={v}]" for k, v in sorted(layer_feats.items()) if k != "inputs")
         info = rec.features = (
-            f"count.{t}", f"flops_share.{t}", keys, kind,
-            int(attrs.get("kernel", 1) or 1), int(attrs.get("stride", 1) or 1), t == ZERO_TYPE,
+            f"count.{t}",
+            f"flops_share.{t}",
+            keys,
+            kind,
+            int(attrs.get("kernel", 1) or 1),
+            int(attrs.get("stride", 1) or 1),
+            t == ZERO_TYPE,
         )
     return info
 
@@ -217,15 +225,10 @@ def _traffic(arch: Architecture, kinds: dict[str, str]) -> dict[str, float]:
 def architecture_features(arch: Architecture) -> dict[str, float]:
     """Name -> value features of one architecture (cached by content hash; do not mutate the result)."""
     key = arch.hash
-    hit = _cache.get(key)
+    hit: dict[str, float] | None = _cache.get(key)
     if hit is None:
-        if len(_cache) >= _CACHE_LIMIT:
-            _cache.clear()
         hit = _cache[key] = _compute_features(arch)
     return hit
-
-
-_kernel_cache: dict[str, dict[str, float]] = {}
 
 
 def kernel_features(arch: Architecture) -> dict[str, float]:
@@ -233,7 +236,7 @@ def kernel_features(arch: Architecture) -> dict[str, float]:
     configuration (`cfg:<key>`, from `na_toolkit.timemodels.kernels.kernels_of`: conv+BN+ReLU fused, adds,
     pools ...) and per kernel kind the count, GFLOPs and MB moved (`kind:<kind>.count|gflops|mbytes`; these
     carry over to configurations no training network had). Cached by architecture hash."""
-    hit = _kernel_cache.get(arch.hash)
+    hit: dict[str, float] | None = _kernel_cache.get(arch.hash)
     if hit is not None:
         return hit
     from ..timemodels.kernels import kernels_of
@@ -253,14 +256,13 @@ def kernel_features(arch: Architecture) -> dict[str, float]:
         ):
             kk = f"kind:{cfg.kind}.{name}"
             out[kk] = out.get(kk, 0.0) + value
-    if len(_kernel_cache) >= _CACHE_LIMIT:
-        _kernel_cache.clear()
     _kernel_cache[arch.hash] = out
     return out
 
 
 def clear_feature_caches() -> None:
-    """Forget every architecture's cached features (benchmarks that time the cold path call it)."""
+    """Forget every architecture's cached features, and only those (the NB201 benchmark's cold scoring
+    rate); `na_toolkit.caches.clear_caches()` empties them with every other registered cache."""
     _cache.clear()
     _kernel_cache.clear()
 
@@ -353,8 +355,12 @@ class FeatureMatrix:
         return X
 
     def to_json(self) -> dict[str, Any]:
-        return {"names": self.names, "dataset_dim": self.dataset_dim, "features_version": FEATURES_VERSION,
-                "feature_set": self.feature_set}
+        return {
+            "names": self.names,
+            "dataset_dim": self.dataset_dim,
+            "features_version": FEATURES_VERSION,
+            "feature_set": self.feature_set,
+        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FeatureMatrix:
@@ -379,5 +385,7 @@ def _dataset_rows(datasets: Any, n: int) -> np.ndarray:
     if isinstance(items, np.ndarray) and items.ndim == 1 or (len(items) and np.isscalar(items[0])):
         return np.tile(dataset_vector(items), (n, 1))
     if len(items) != n:
-        raise DataError(f"got {len(items)} dataset descriptors for {n} architectures (give one, or one per architecture)")
+        raise DataError(
+            f"got {len(items)} dataset descriptors for {n} architectures (give one, or one per architecture)"
+        )
     return np.stack([dataset_vector(d) for d in items])

@@ -28,7 +28,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import ConfigDict, Field
 
+from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
 from .features import kernel_features, kernel_matrix
@@ -48,20 +50,20 @@ META_SCORED = 2000
 #: fewest samples for choosing (alpha, weight) by leave-one-out on the samples; fewer: the prior's meta-learned pair
 MIN_LOO_SAMPLES = 6
 
-def _ridge_fit(X: np.ndarray, y: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Ridge with an unpenalised intercept (closed form on centred data). `weights` scale the columns'
-    penalty down (penalty alpha / weight²): columns with a small weight are shrunk harder."""
-    xm = X.mean(axis=0)
-    ym = float(y.mean())
-    Xc = X - xm
-    pen = alpha * np.ones(X.shape[1]) if weights is None else alpha / np.maximum(weights, 1e-12) ** 2
-    if X.shape[0] >= X.shape[1]:
-        coef = np.linalg.solve(Xc.T @ Xc + np.diag(pen), Xc.T @ (y - ym))
-    else:  # dual form: n x n
-        Xs = Xc / np.sqrt(pen)
-        dual = np.linalg.solve(Xs @ Xs.T + np.eye(X.shape[0]), y - ym)
-        coef = (Xs.T @ dual) / np.sqrt(pen)
-    return coef, ym - float(xm @ coef)
+
+def _ridge_fit(
+    X: np.ndarray, y: np.ndarray, alpha: float, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """scikit-learn's `Ridge` (unpenalised intercept), with per-column penalties: `weights` scale a column's
+    penalty down to alpha / weight² (columns with a small weight are shrunk harder). Ridge takes one alpha
+    for all columns, so the columns are multiplied by their weights and the coefficients by them again:
+    alpha·Σ(c'_j)² with c_j = w_j·c'_j is the penalty alpha·Σ c_j² / w_j². The Cholesky solver is the
+    closed form (the n x n dual form when there are more columns than samples)."""
+    from sklearn.linear_model import Ridge
+
+    w = np.ones(X.shape[1]) if weights is None else np.maximum(weights, 1e-12)
+    model = Ridge(alpha=alpha, fit_intercept=True, solver="cholesky").fit(X * w, y)
+    return model.coef_ * w, float(model.intercept_)
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,8 +77,16 @@ class LatencyPrior:
     """Other devices' latency structure: one additive kernel model per prior device, and the adaptation
     strength meta-learned on them. Build it with `LatencyPrior.fit(archs, {device: latencies_ms})`."""
 
-    def __init__(self, names: Sequence[str], devices: Sequence[str], coef: np.ndarray, intercept: np.ndarray,
-                 alpha: float, weight: float = 0.0, meta_scores: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        names: Sequence[str],
+        devices: Sequence[str],
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        alpha: float,
+        weight: float = 0.0,
+        meta_scores: Mapping[str, float] | None = None,
+    ):
         self.names = list(names)
         self.devices = list(devices)
         self.coef = np.asarray(coef, dtype=np.float64)  # [devices, features]
@@ -86,8 +96,15 @@ class LatencyPrior:
         self.meta_scores = dict(meta_scores or {})
 
     @classmethod
-    def fit(cls, archs: Sequence[Any], latencies_ms: Mapping[str, Any], shots: int = 20, meta_seeds: int = 3,
-            fit_alpha: float = 1e-3, seed: int = 0) -> LatencyPrior:
+    def fit(
+        cls,
+        archs: Sequence[Any],
+        latencies_ms: Mapping[str, Any],
+        shots: int = 20,
+        meta_seeds: int = 3,
+        fit_alpha: float = 1e-3,
+        seed: int = 0,
+    ) -> LatencyPrior:
         """Fit the per-device models on `archs` (every device's latencies for every architecture) and
         meta-learn the adaptation strength by simulating `shots`-sample fits on each prior device."""
         archs = list(archs)
@@ -103,7 +120,9 @@ class LatencyPrior:
         for device, values in latencies_ms.items():
             y = np.asarray(values, dtype=np.float64)
             if y.shape != (len(archs),):
-                raise DataError(f"prior device {device!r}: {y.shape[0] if y.ndim else 0} latencies for {len(archs)} architectures")
+                raise DataError(
+                    f"prior device {device!r}: {y.shape[0] if y.ndim else 0} latencies for {len(archs)} architectures"
+                )
             if not np.all(np.isfinite(y)) or np.any(y <= 0):
                 raise DataError(f"prior device {device!r}: latencies must be positive and finite")
             c, b = _ridge_fit(X / scale, y / y.mean(), fit_alpha)
@@ -113,7 +132,9 @@ class LatencyPrior:
             Y.append(y)
         prior = cls(names, devices, np.stack(coefs), np.array(intercepts), alpha=1.0, weight=0.0)
         if len(devices) >= 2:
-            (prior.alpha, prior.weight), prior.meta_scores = prior._meta_learn(X, np.stack(Y, axis=1), shots, meta_seeds, seed)
+            (prior.alpha, prior.weight), prior.meta_scores = prior._meta_learn(
+                X, np.stack(Y, axis=1), shots, meta_seeds, seed
+            )
         return prior
 
     def _meta_learn(self, X: np.ndarray, Y: np.ndarray, shots: int, seeds: int, seed: int):
@@ -129,9 +150,11 @@ class LatencyPrior:
         for d in range(len(self.devices)):
             others = [j for j in range(len(self.devices)) if j != d]
             for perm in splits:
-                tr, te = perm[:k], perm[k:k + META_SCORED]
+                tr, te = perm[:k], perm[k : k + META_SCORED]
                 for a, w in grid:
-                    pred = _adapt_predict(basis_all[tr][:, others], X[tr], Y[tr, d], basis_all[te][:, others], X[te], a, w)
+                    pred = _adapt_predict(
+                        basis_all[tr][:, others], X[tr], Y[tr, d], basis_all[te][:, others], X[te], a, w
+                    )
                     scores[(a, w)].append(_spearman(pred, Y[te, d]))
         mean = {g: float(np.mean(v)) for g, v in scores.items()}
         best = max(mean, key=mean.get)
@@ -146,8 +169,15 @@ class LatencyPrior:
     def without(self, *devices: str) -> LatencyPrior:
         """The same prior with some devices removed (alpha kept)."""
         keep = [i for i, d in enumerate(self.devices) if d not in devices]
-        return LatencyPrior(self.names, [self.devices[i] for i in keep], self.coef[keep], self.intercept[keep],
-                            self.alpha, self.weight, self.meta_scores)
+        return LatencyPrior(
+            self.names,
+            [self.devices[i] for i in keep],
+            self.coef[keep],
+            self.intercept[keep],
+            self.alpha,
+            self.weight,
+            self.meta_scores,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -168,11 +198,21 @@ class LatencyPrior:
                 f"latency prior uses features version {doc.get('features_version')}, this na_toolkit computes "
                 f"{LATENCY_FEATURES_VERSION}; rebuild it"
             )
-        return cls(doc["names"], doc["devices"], decode_array(doc["coef"]), decode_array(doc["intercept"]),
-                   doc["alpha"], doc.get("weight", 0.0), doc.get("meta_scores"))
+        return cls(
+            doc["names"],
+            doc["devices"],
+            decode_array(doc["coef"]),
+            decode_array(doc["intercept"]),
+            doc["alpha"],
+            doc.get("weight", 0.0),
+            doc.get("meta_scores"),
+        )
 
     def __repr__(self) -> str:
-        return f"LatencyPrior(devices={self.devices}, features={len(self.names)}, alpha={self.alpha}, weight={self.weight})"
+        return (
+            f"LatencyPrior(devices={self.devices}, features={len(self.names)}, alpha={self.alpha}, "
+            f"weight={self.weight})"
+        )
 
 
 def _adapt_design(basis: np.ndarray, X: np.ndarray, ref: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -211,7 +251,7 @@ def _loo_select(basis: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float,
             err = 0.0
             for i in range(n):
                 m = np.arange(n) != i
-                pred = _adapt_predict(basis[m], X[m], y[m], basis[i:i + 1], X[i:i + 1], a, w)[0]
+                pred = _adapt_predict(basis[m], X[m], y[m], basis[i : i + 1], X[i : i + 1], a, w)[0]
                 err += (pred / y[i] - 1.0) ** 2
             if best is None or err < best[0] - 1e-12:
                 best = (err, a, w)
@@ -227,6 +267,18 @@ class FewShotLatencyPredictor(Predictor):
 
     name = "fewshot-latency"
     description = "few-shot latency on a new device: ridge on other devices' additive kernel models (HELP-style prior)"
+
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        prior: Any = Field(
+            None,
+            description="a LatencyPrior of other devices (Python API)",
+            json_schema_extra={"type_name": "LatencyPrior | none"},
+        )
+        alpha: float | None = Field(None, gt=0, description="ridge strength (default: chosen by leave-one-out)")
+        weight: float | None = Field(None, ge=0, description="weight of the kernel features (default: chosen)")
+
     min_samples = 3
 
     def __init__(self, prior: LatencyPrior | None = None, alpha: float | None = None, weight: float | None = None):

@@ -1,6 +1,6 @@
 """The neural predictor of Neural Architect: the shared LSTM network embedding (per-feature lookup tables ->
-layer LSTM -> network LSTM, `na_toolkit.controller.embedding`) with a small MLP head per metric, trained end
-to end with an L1 loss on standardised targets.
+layer LSTM -> network LSTM, `na_toolkit.embedding`) with a small MLP head per metric, trained end to end
+with an L1 loss on standardised targets.
 
 `fit(archs, y)` with a 1-D `y` trains one head; a 2-D `y` [samples, metrics] (e.g. accuracy and training time
 columns) trains one head per column on the shared embedding, and `predict` returns [n, metrics]. Optional
@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import ConfigDict, Field
 
+from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
 from .features import _dataset_rows, dataset_matrix
@@ -33,14 +35,48 @@ def _cost_scalars(archs: list) -> np.ndarray:
 class NeuralPredictor(Predictor):
     name = "neural"
     description = "Neural Architect's predictor: LSTM network embedding + MLP heads, L1 loss; std = MC dropout"
+
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        token_dim: int = Field(16, ge=1, description="width of a layer's token embedding")
+        layer_dim: int = Field(32, ge=1, description="width of the layer LSTM")
+        net_dim: int = Field(64, ge=1, description="width of the network embedding")
+        hidden: int = Field(64, ge=1, description="width of the MLP heads")
+        dropout: float = Field(0.1, ge=0, lt=1, description="dropout (also the MC-dropout uncertainty)")
+        epochs: int = Field(60, ge=1)
+        batch_size: int = Field(32, ge=1)
+        lr: float = Field(3e-3, gt=0, description="Adam learning rate")
+        weight_decay: float = Field(1e-5, ge=0)
+        cost_inputs: bool = Field(True, description="feed the network's cost (params, FLOPs) to the heads")
+        log_target: bool = Field(False, description="fit the log of the target (positive targets: times, latencies)")
+        mc_samples: int = Field(20, ge=1, description="dropout samples behind the uncertainty")
+        device: str = Field("auto", description='"cpu", "cuda", "cuda:N" or "auto"')
+        threads: int | None = Field(1, ge=1, description="torch CPU threads while it runs (none: torch's setting)")
+        random_state: int | None = Field(0, description="model seed (none: the search's random_seed)")
+
     has_uncertainty = True
     multi_output = True
     min_samples = 4
 
-    def __init__(self, token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64, hidden: int = 64,
-                 dropout: float = 0.1, epochs: int = 60, batch_size: int = 32, lr: float = 3e-3,
-                 weight_decay: float = 1e-5, cost_inputs: bool = True, log_target: bool = False,
-                 mc_samples: int = 20, device: str = "auto", threads: int | None = 1, random_state: int = 0):
+    def __init__(
+        self,
+        token_dim: int = 16,
+        layer_dim: int = 32,
+        net_dim: int = 64,
+        hidden: int = 64,
+        dropout: float = 0.1,
+        epochs: int = 60,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-5,
+        cost_inputs: bool = True,
+        log_target: bool = False,
+        mc_samples: int = 20,
+        device: str = "auto",
+        threads: int | None = 1,
+        random_state: int = 0,
+    ):
         self.token_dim = token_dim
         self.layer_dim = layer_dim
         self.net_dim = net_dim
@@ -76,8 +112,9 @@ class NeuralPredictor(Predictor):
     def _build(self, tokenizer, n_side: int, n_outputs: int):
         from .neural_torch import EmbeddingRegressor
 
-        return EmbeddingRegressor(tokenizer, self.token_dim, self.layer_dim, self.net_dim, n_side, self.hidden,
-                                  n_outputs, self.dropout)
+        return EmbeddingRegressor(
+            tokenizer, self.token_dim, self.layer_dim, self.net_dim, n_side, self.hidden, n_outputs, self.dropout
+        )
 
     def _side(self, archs: list, datasets: Any) -> np.ndarray:
         """Standardised side inputs (cost scalars, dataset descriptor) next to the embedding."""
@@ -95,7 +132,7 @@ class NeuralPredictor(Predictor):
     def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
         import torch
 
-        from ..controller.embedding import ArchitectureTokenizer
+        from ..embedding import ArchitectureTokenizer
 
         y2 = y.reshape(len(y), -1)
         if self.log_target:
@@ -112,7 +149,8 @@ class NeuralPredictor(Predictor):
         side = (raw_side - self.side_mean_) / self.side_scale_
         z = (y2 - self.y_mean_) / self.y_scale_
 
-        tokenizer = ArchitectureTokenizer.from_toolkit()
+        # the vocabulary: every layer type of the registry the training networks were built with
+        tokenizer = ArchitectureTokenizer.for_registry(archs[0].layer_types)
         tokens, lengths = tokenizer.batch(archs)
         device = self._torch_device()
         with self._threads(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -139,7 +177,7 @@ class NeuralPredictor(Predictor):
         for _epoch in range(self.epochs):
             order = torch.randperm(n, generator=gen)
             for k in range(steps_per_epoch):
-                idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+                idx = order[k * self.batch_size : (k + 1) * self.batch_size]
                 if len(idx) == 0:
                     continue
                 longest = int(t_len[idx].max())
@@ -160,9 +198,11 @@ class NeuralPredictor(Predictor):
         batch = 256
         with torch.no_grad(), self._threads():
             for start in range(0, len(archs), batch):
-                chunk = archs[start:start + batch]
+                chunk = archs[start : start + batch]
                 tokens, lengths = self.tokenizer_.batch(chunk)
-                emb = self.model_.embed(torch.from_numpy(tokens), torch.from_numpy(lengths), side[start:start + batch])
+                emb = self.model_.embed(
+                    torch.from_numpy(tokens), torch.from_numpy(lengths), side[start : start + batch]
+                )
                 self.model_.eval()
                 means.append(self.model_.head(emb).numpy())
                 if mc:
@@ -211,7 +251,7 @@ class NeuralPredictor(Predictor):
     def _state_from_json(self, state: dict[str, Any]) -> None:
         import torch
 
-        from ..controller.embedding import ArchitectureTokenizer
+        from ..embedding import ArchitectureTokenizer
 
         self.tokenizer_ = ArchitectureTokenizer.from_json(state["tokenizer"])
         self.y_mean_ = decode_array(state["y_mean"])
@@ -226,5 +266,7 @@ class NeuralPredictor(Predictor):
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
-            raise DataError(f"saved neural predictor's weights do not fit its parameters: {str(exc).splitlines()[0]}") from None
+            raise DataError(
+                f"saved neural predictor's weights do not fit its parameters: {str(exc).splitlines()[0]}"
+            ) from None
         self.model_ = model.eval()

@@ -5,14 +5,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..controller.embedding import make_network_embedding
+from ..embedding import ArchitectureTokenizer, make_network_embedding
 
 
 class EmbeddingRegressor(nn.Module):
     """forward(tokens [B, L, T], lengths [B], side [B, S]) -> standardised metrics [B, outputs]."""
 
-    def __init__(self, tokenizer, token_dim: int, layer_dim: int, net_dim: int, n_side: int, hidden: int,
-                 n_outputs: int, dropout: float):
+    def __init__(
+        self,
+        tokenizer: ArchitectureTokenizer,
+        token_dim: int,
+        layer_dim: int,
+        net_dim: int,
+        n_side: int,
+        hidden: int,
+        n_outputs: int,
+        dropout: float,
+    ):
         super().__init__()
         self.embedding = make_network_embedding(tokenizer, token_dim=token_dim, layer_dim=layer_dim, net_dim=net_dim)
         self.head = nn.Sequential(

@@ -15,19 +15,48 @@ Each class names its model and the uncertainty it gives:
   "How powerful are performance predictors in NAS?", NeurIPS 2021), and averaging unlike models cuts
   their variance.
 
-scikit-learn is imported inside `fit`/`predict` only. Persistence keeps the training feature matrix and
-targets and refits on load (models are seeded, so the refit model predicts the same).
+The models (scikit-learn) are imported inside `fit`/`predict`. Persistence keeps the training feature
+matrix and targets and refits on load (models are seeded, so the refit model predicts the same).
+
+`feature_regressor.FeatureRegressor(predictor)` is a feature predictor's array half on its own: a plain
+scikit-learn regressor on a feature matrix, on which scikit-learn's estimator checks run.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import AfterValidator, ConfigDict, Field
 
+from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
 from .features import FEATURES_VERSION, FeatureMatrix
+
+
+def _count_or_fraction(value: Any, names: tuple[str, ...] = (), none: bool = False) -> Any:
+    """scikit-learn's "count or fraction" parameters: an int >= 1, a float in (0, 1], or a named rule."""
+    if (none and value is None) or (isinstance(value, str) and value in names):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, float) and 0 < value <= 1:
+        return value
+    rules = "".join(f', "{n}"' for n in names) + (" or none" if none else "")
+    raise ValueError(f"must be an int >= 1 or a float in (0, 1]{rules}")
+
+
+#: options shared by the tree predictors (scikit-learn's own ranges, checked before anything is fitted)
+MaxFeatures = Annotated[Any, AfterValidator(lambda v: _count_or_fraction(v, ("sqrt", "log2"), none=True))]
+MinSamplesLeaf = Annotated[Any, AfterValidator(_count_or_fraction)]
+_MAX_FEATURES = Field(
+    0.3,
+    description='features per split: a fraction, a count, "sqrt" or "log2"',
+    json_schema_extra={"type_name": 'float | int | "sqrt" | "log2" | none'},
+)
+_LOG_TARGET = Field(False, description="fit the log of the target (positive targets: times, latencies)")
+_RANDOM_STATE = Field(0, description="model seed (none: the search's random_seed)")
 
 
 class FeaturePredictor(Predictor):
@@ -122,10 +151,30 @@ def _tree_spread(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class RandomForestPredictor(FeaturePredictor):
     name = "random-forest"
     description = "random forest on IR features (DAG paths, per-type counts, cost); std = spread of the trees"
+
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        n_estimators: int = Field(300, ge=1, description="trees")
+        max_features: MaxFeatures = _MAX_FEATURES
+        min_samples_leaf: MinSamplesLeaf = Field(
+            1, description="samples per leaf: a count, or a fraction", json_schema_extra={"type_name": "int | float"}
+        )
+        log_target: bool = _LOG_TARGET
+        random_state: int | None = _RANDOM_STATE
+        n_jobs: int | None = Field(None, description="parallel jobs (scikit-learn's n_jobs)")
+
     has_uncertainty = True
 
-    def __init__(self, n_estimators: int = 300, max_features: float = 0.3, min_samples_leaf: int = 1,
-                 log_target: bool = False, random_state: int = 0, n_jobs: int | None = None):
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        max_features: float = 0.3,
+        min_samples_leaf: int = 1,
+        log_target: bool = False,
+        random_state: int = 0,
+        n_jobs: int | None = None,
+    ):
         self.n_estimators = n_estimators
         self.max_features = max_features
         self.min_samples_leaf = min_samples_leaf
@@ -137,8 +186,11 @@ class RandomForestPredictor(FeaturePredictor):
         from sklearn.ensemble import RandomForestRegressor
 
         return RandomForestRegressor(
-            n_estimators=self.n_estimators, max_features=self.max_features, min_samples_leaf=self.min_samples_leaf,
-            random_state=self.random_state, n_jobs=self.n_jobs,
+            n_estimators=self.n_estimators,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
         )
 
     def _predict_z(self, X):
@@ -153,8 +205,11 @@ class ExtraTreesPredictor(RandomForestPredictor):
         from sklearn.ensemble import ExtraTreesRegressor
 
         return ExtraTreesRegressor(
-            n_estimators=self.n_estimators, max_features=self.max_features, min_samples_leaf=self.min_samples_leaf,
-            random_state=self.random_state, n_jobs=self.n_jobs,
+            n_estimators=self.n_estimators,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
         )
 
 
@@ -162,8 +217,25 @@ class GradientBoostingPredictor(FeaturePredictor):
     name = "gbm"
     description = "gradient boosted trees on IR features"
 
-    def __init__(self, n_estimators: int = 300, learning_rate: float = 0.05, max_depth: int = 3,
-                 subsample: float = 0.8, log_target: bool = False, random_state: int = 0):
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        n_estimators: int = Field(300, ge=1, description="boosting stages")
+        learning_rate: float = Field(0.05, gt=0)
+        max_depth: int | None = Field(3, ge=1, description="depth of each tree")
+        subsample: float = Field(0.8, gt=0, le=1, description="fraction of samples per stage")
+        log_target: bool = _LOG_TARGET
+        random_state: int | None = _RANDOM_STATE
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        max_depth: int = 3,
+        subsample: float = 0.8,
+        log_target: bool = False,
+        random_state: int = 0,
+    ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -175,8 +247,11 @@ class GradientBoostingPredictor(FeaturePredictor):
         from sklearn.ensemble import GradientBoostingRegressor
 
         return GradientBoostingRegressor(
-            n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
-            subsample=self.subsample, random_state=self.random_state,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            subsample=self.subsample,
+            random_state=self.random_state,
         )
 
 
@@ -204,6 +279,13 @@ class _Standardised:
 class BayesianRidgePredictor(FeaturePredictor):
     name = "bayesian-ridge"
     description = "Bayesian ridge regression on standardised IR features; std = predictive std"
+
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        log_target: bool = _LOG_TARGET
+        max_iter: int = Field(300, ge=1, description="iterations of the evidence maximisation")
+
     has_uncertainty = True
 
     def __init__(self, log_target: bool = False, max_iter: int = 300):
@@ -221,17 +303,36 @@ class BayesianRidgePredictor(FeaturePredictor):
 
 class KernelRidgePredictor(BayesianRidgePredictor):
     name = "kernel-ridge"
-    description = "additive time model: Bayesian ridge on runtime-kernel counts (for training time, latency); std = predictive std"
+    description = (
+        "additive time model: Bayesian ridge on runtime-kernel counts (for training time, latency); "
+        "std = predictive std"
+    )
     feature_set = "kernels"
 
 
 class GaussianProcessPredictor(FeaturePredictor):
     name = "gp"
     description = "Gaussian process (Matern 5/2 + white noise) on standardised IR features; std = posterior std"
+
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        length_scale: float = Field(10.0, gt=0, description="initial Matern length scale (fitted)")
+        noise: float = Field(0.1, gt=0, description="initial white-noise level (fitted)")
+        log_target: bool = _LOG_TARGET
+        n_restarts: int = Field(1, ge=0, description="restarts of the kernel optimizer")
+        random_state: int | None = _RANDOM_STATE
+
     has_uncertainty = True
 
-    def __init__(self, length_scale: float = 10.0, noise: float = 0.1, log_target: bool = False,
-                 n_restarts: int = 1, random_state: int = 0):
+    def __init__(
+        self,
+        length_scale: float = 10.0,
+        noise: float = 0.1,
+        log_target: bool = False,
+        n_restarts: int = 1,
+        random_state: int = 0,
+    ):
         self.length_scale = length_scale
         self.noise = noise
         self.log_target = log_target
@@ -265,11 +366,24 @@ class GaussianProcessPredictor(FeaturePredictor):
 
 class EnsemblePredictor(FeaturePredictor):
     name = "ensemble"
-    description = "default: mean of random forest, extra trees and gradient boosting on IR features; std = tree spread + member disagreement"
+    description = (
+        "default: mean of random forest, extra trees and gradient boosting on IR features; "
+        "std = tree spread + member disagreement"
+    )
+
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        n_estimators: int = Field(300, ge=1, description="trees (boosting stages) of each member")
+        max_features: MaxFeatures = _MAX_FEATURES
+        log_target: bool = _LOG_TARGET
+        random_state: int | None = _RANDOM_STATE
+
     has_uncertainty = True
 
-    def __init__(self, n_estimators: int = 300, max_features: float = 0.3, log_target: bool = False,
-                 random_state: int = 0):
+    def __init__(
+        self, n_estimators: int = 300, max_features: float = 0.3, log_target: bool = False, random_state: int = 0
+    ):
         self.n_estimators = n_estimators
         self.max_features = max_features
         self.log_target = log_target

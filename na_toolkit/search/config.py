@@ -1,37 +1,66 @@
-"""The search configuration (`na-toolkit search CONFIG.toml`), parsed and validated strictly.
+"""The search configuration (`na-toolkit search CONFIG.toml`): read, then resolved.
 
-Every problem raises `ConfigError` naming the key (dotted, e.g. `devices.cpu.budgets.latency_ms`) and the
-value: unknown keys (with the close matches), missing fields, wrong types, zero or negative budgets, unknown
-components (strategy, predictor, evaluator, executor, time model, seed network, move), a seed network that
-fails validation. docs/search.md documents the format with a complete example.
+Two steps, so that reading has no side effects:
 
-A config is a TOML file, a dict of the same shape, or a `SearchConfig`; relative paths inside a file are
-resolved against the file's folder.
+- `load_config(source)` reads a TOML file (or takes a dict of the same shape), checks it against the
+  document models (`config_models.SearchDocument`: unknown keys with the close matches, missing fields,
+  types, ranges) and returns a `SearchConfig`. It touches nothing but the file it reads.
+- `resolve_config(config, toolkit)` checks it against the registries and the file system: the components
+  and moves it names exist, every component's options satisfy its `Options` model
+  (`search/options.py`), the seed network exists and builds, and relative paths are made absolute against
+  the config file's folder. Everything is checked here, before a run folder exists or anything is paid.
+
+Every problem is one `ConfigError` naming the path of the bad value (`devices.cpu.time_model.options.threads`,
+`predictors.accuracy.options.n_estimators`). docs/search.md documents the format with a complete example;
+docs/options.md the components' options.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
-import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from ..errors import ConfigError, NAToolkitError, UnknownComponentError
-from .reward import DEVICE_METRICS, FORMS, GLOBAL_METRICS, Budget, Objectives, device_metric
+from ..validation import format_validation_error, validate
+from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings
+from .options import check_options, options_model
+from .reward import Budget, Objectives, device_metric
+
+if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
+    from ..registry import Registry
+    from ..toolkit import Toolkit
 
 DEFAULT_STRATEGY = "neural-architect"
+#: the strategy used when none is named and DEFAULT_STRATEGY is not registered
+FALLBACK_STRATEGY = "evolution"
 DEFAULT_EVALUATOR = "torch"
 DEFAULT_EXECUTOR = "local"
 #: option keys whose string values name files, resolved against the config file's folder when they exist
 PATH_OPTIONS = ("device", "profile", "table", "path", "hardware", "dataset", "file")
 
+__all__ = [
+    "Component",
+    "ConfigError",
+    "DeviceSpec",
+    "SearchConfig",
+    "SearchSettings",
+    "build_seed",
+    "default_predictor",
+    "load_config",
+    "read_config_file",
+    "resolve_config",
+]
 
-# ---- the parsed configuration --------------------------------------------------------------------------
+
+# ---- the configuration ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Component:
     """A registered component by name and the keyword options to build it with."""
@@ -62,21 +91,10 @@ class DeviceSpec:
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    per_round: int = 4
-    ucb_kappa: float = 1.0
-    evaluate_seed: bool = True
-    max_stalled_rounds: int = 3
-    min_fit: int = 3
-    moves: tuple[str, ...] | None = None
-    keep_weights: bool = True
-    #: drop proposals that break a hard budget known before evaluation (model size; a device's metric whose
-    #: time model runs nothing and decides feasibility itself) and ask the strategy again for others
-    screen_hard_budgets: bool = True
-
-
-@dataclass(frozen=True)
 class SearchConfig:
+    """A checked search config: what the loop, the strategies and the run store read (`load_config`), and
+    once `resolve_config` has run, checked against a toolkit and the file system too (`resolved`)."""
+
     name: str
     seed_network: str
     dataset: str | None
@@ -91,8 +109,13 @@ class SearchConfig:
     objectives: Objectives
     global_budgets: tuple[Budget, ...]
     devices: tuple[DeviceSpec, ...]
-    #: the validated document (paths resolved): what the run store keeps and `--resume` reloads
+    #: the validated document (after `resolve_config`: the seed network, dataset and output paths
+    #: absolute): what the run store keeps and `--resume` reloads
     doc: dict[str, Any]
+    #: the folder relative paths in the document are resolved against (the config file's)
+    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    #: True once `resolve_config` checked it against a toolkit and the file system
+    resolved: bool = field(default=False, compare=False)
 
     @property
     def budgets(self) -> tuple[Budget, ...]:
@@ -113,122 +136,12 @@ class SearchConfig:
         return copy.deepcopy(self.doc)
 
 
-# ---- schema --------------------------------------------------------------------------------------------
-TOP_KEYS = {
-    "name": str, "seed_network": str, "dataset": str, "evaluations": int, "random_seed": int, "output": str,
-    "search": dict, "strategy": (str, dict), "evaluator": (str, dict), "predictors": dict, "executor": (str, dict),
-    "reward": dict,
-    "budgets": dict, "devices": dict,
-}
-REQUIRED_TOP = ("seed_network", "evaluations")
-SEARCH_KEYS = {
-    "per_round": int, "ucb_kappa": float, "evaluate_seed": bool, "max_stalled_rounds": int, "min_fit": int,
-    "moves": list, "keep_weights": bool, "screen_hard_budgets": bool,
-}
-COMPONENT_KEYS = {"name": str, "options": dict}
-REWARD_KEYS = {
-    "form": str, "accuracy_weight": float, "hard": bool, "mnasnet_alpha": float, "mnasnet_beta": float,
-    "infeasible_reward": float,
-}
-BUDGET_KEYS = {"limit": float, "weight": float, "hard": bool}
-DEVICE_KEYS = {"device": str, "batch_size": int, "time_model": (str, dict), "measure": (str, dict), "budgets": dict}
-PREDICTOR_TARGETS = ("accuracy", "train_time_s")
-
-
 def _unknown(kind: str, name: str, known: list[str]) -> str:
     return str(UnknownComponentError(kind, name, known))  # the registries' wording, close matches included
 
 
-def _type_name(t: Any) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table",
-             list: "a list"}
-    if isinstance(t, tuple):
-        return " or ".join(names[x] for x in t)
-    return names[t]
-
-
-def _check_type(key: str, value: Any, t: Any) -> Any:
-    types = t if isinstance(t, tuple) else (t,)
-    for want in types:
-        if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
-            return float(value)
-        if want is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if want in (str, bool, dict, list) and isinstance(value, want):
-            return value
-    raise ConfigError(f"config key {key!r} must be {_type_name(t)}, got {value!r}")
-
-
-def _check_keys(where: str, table: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
-    for key in table:
-        if key not in schema:
-            full = f"{where}.{key}" if where else key
-            close = difflib.get_close_matches(key, list(schema), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(f'{where}.{c}' if where else c) for c in close)}?" if close else ""
-            raise ConfigError(f"unknown config key {full!r}.{hint} Known here: {', '.join(schema)}")
-
-
-def _table(where: str, value: Any, schema: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"config key {where!r} must be a table, got {value!r}")
-    _check_keys(where, value, schema)
-    return {k: _check_type(f"{where}.{k}" if where else k, v, schema[k]) for k, v in value.items()}
-
-
-def _positive(key: str, value: float | int) -> None:
-    if value <= 0:
-        raise ConfigError(f"config key {key!r} must be > 0, got {value!r}")
-
-
-def _resolve_paths(options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
-    out = dict(options)
-    for key in PATH_OPTIONS:
-        value = out.get(key)
-        if base_dir is not None and isinstance(value, str) and not os.path.isabs(value):
-            candidate = base_dir / value
-            if candidate.exists() and (os.sep in value or Path(value).suffix):
-                out[key] = str(candidate.resolve())
-    return out
-
-
-def _component(key: str, value: Any, default: str | None, registry: Any, base_dir: Path | None) -> Component:
-    """A component given as a name or as a table {name, options}."""
-    if value is None:
-        if default is None:
-            raise ConfigError(f"config key {key!r} is missing")
-        name, options = default, {}
-    elif isinstance(value, str):
-        name, options = value, {}
-    else:
-        t = _table(key, value, COMPONENT_KEYS)
-        if "name" not in t:
-            if default is None:
-                raise ConfigError(f"config key {key + '.name'!r} is missing")
-            t["name"] = default
-        name, options = t["name"], t.get("options", {})
-    if registry is not None and name not in registry:
-        raise ConfigError(f"{key}: " + _unknown(registry.kind, name, registry.names()))
-    return Component(name, _resolve_paths(dict(options), base_dir))
-
-
-def _budget(key: str, metric: str, value: Any, all_hard: bool) -> Budget:
-    if isinstance(value, Mapping):
-        t = _table(key, value, BUDGET_KEYS)
-        if "limit" not in t:
-            raise ConfigError(f"config key {key + '.limit'!r} is missing")
-    else:
-        t = {"limit": _check_type(key, value, float)}
-    _positive(key if not isinstance(value, Mapping) else f"{key}.limit", t["limit"])
-    weight = t.get("weight", 1.0)
-    if weight < 0:
-        raise ConfigError(f"config key {key + '.weight'!r} must be >= 0, got {weight!r}")
-    return Budget(metric, t["limit"], weight, t.get("hard", all_hard))
-
-
-# ---- loading -------------------------------------------------------------------------------------------
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+# ---- reading (no side effects) -------------------------------------------------------------------------
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -242,18 +155,21 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_config(
-    source: str | os.PathLike | Mapping[str, Any] | SearchConfig,
+    source: str | os.PathLike[str] | Mapping[str, Any] | SearchConfig,
     overrides: Mapping[str, Any] | None = None,
-    toolkit: Any = None,
-    base_dir: str | os.PathLike | None = None,
+    toolkit: Toolkit | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
 ) -> SearchConfig:
-    """Parse and validate a config (TOML path, dict or SearchConfig). `overrides` replace top-level keys
-    (the CLI's --evaluations, --output, --seed)."""
+    """Read and check a config (TOML path, dict or SearchConfig) against the document models; relative
+    paths are later resolved against the file's folder (a dict's: `base_dir`, default the current one).
+    `overrides` replace top-level keys (the CLI's --evaluations, --output, --seed).
+
+    With `toolkit`, the result is also resolved: `resolve_config(load_config(source, ...), toolkit)`."""
     if isinstance(source, SearchConfig):
         if not overrides:
-            return source
-        source = source.doc
-    if isinstance(source, (str, os.PathLike)):
+            return source if toolkit is None else resolve_config(source, toolkit)
+        doc, base = copy.deepcopy(source.doc), source.base_dir
+    elif isinstance(source, (str, os.PathLike)):
         doc = read_config_file(source)
         base = Path(source).resolve().parent
     elif isinstance(source, Mapping):
@@ -264,133 +180,220 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             doc[key] = value
-    if toolkit is None:
-        from ..plugins import get_toolkit
-
-        toolkit = get_toolkit()
-    return _parse(doc, base, toolkit)
+    config = parse_config(doc, base)
+    return config if toolkit is None else resolve_config(config, toolkit)
 
 
-def _parse(doc: dict[str, Any], base: Path, tk: Any) -> SearchConfig:
-    top = _table("", doc, TOP_KEYS)
-    for key in REQUIRED_TOP:
-        if key not in top:
-            raise ConfigError(f"config key {key!r} is missing (the {'seed network to start from' if key == 'seed_network' else 'number of ground-truth evaluations'})")
-    evaluations = top["evaluations"]
-    _positive("evaluations", evaluations)
-    random_seed = top.get("random_seed", 0)
-    if random_seed < 0:
-        raise ConfigError(f"config key 'random_seed' must be >= 0, got {random_seed}")
-    name = top.get("name", "search")
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise ConfigError(f"config key 'name' must be a plain folder-name prefix, got {name!r}")
-    seed_network = _seed_reference(top["seed_network"], base, tk)
-    build_seed(seed_network, tk)  # a seed that fails validation is refused before anything runs
-    output = Path(top.get("output", "runs"))
-    output = (output if output.is_absolute() else base / output).resolve()
-    dataset = top.get("dataset")
-    if dataset is not None:
-        # checked by the evaluator it is handed to (a registered dataset, a path, or the evaluator's own
-        # names, e.g. the NB201 table's c10 / c100 / in16)
-        dataset = _resolve_paths({"dataset": dataset}, base)["dataset"]
+def _validate_document(doc: Mapping[str, Any]) -> SearchDocument:
+    try:
+        return SearchDocument.model_validate(doc)
+    except ValidationError as exc:
+        loc = exc.errors(include_url=False)[0].get("loc", ())
+        devices = doc.get("devices")
+        if len(loc) >= 3 and loc[0] == "devices" and isinstance(devices, Mapping) and loc[1] in devices:
+            # checked again on its own, so the hint for a misspelt key names the keys of a device table
+            validate(DeviceDoc, devices[loc[1]], f"devices.{loc[1]}")
+        raise ConfigError(format_validation_error(exc, SearchDocument)) from None
 
-    s = _table("search", top.get("search", {}), SEARCH_KEYS)
-    for key in ("per_round", "max_stalled_rounds", "min_fit"):
-        if key in s:
-            _positive(f"search.{key}", s[key])
-    if s.get("ucb_kappa", 0.0) < 0:
-        raise ConfigError(f"config key 'search.ucb_kappa' must be >= 0, got {s['ucb_kappa']}")
-    moves = s.get("moves")
-    if moves is not None:
-        if not moves or not all(isinstance(m, str) for m in moves):
-            raise ConfigError(f"config key 'search.moves' must be a non-empty list of move names, got {moves!r}")
-        for m in moves:
-            if m not in tk.operations:
-                raise ConfigError("search.moves: " + _unknown("move", m, tk.operations.names()))
-        s["moves"] = tuple(moves)
-    settings = SearchSettings(**s)
 
-    default_strategy = DEFAULT_STRATEGY if DEFAULT_STRATEGY in tk.strategies else "evolution"
-    strategy = _component("strategy", top.get("strategy"), default_strategy, tk.strategies, base)
-    evaluator = _component("evaluator", top.get("evaluator"), DEFAULT_EVALUATOR, tk.evaluators, base)
-    executor = _component("executor", top.get("executor"), DEFAULT_EXECUTOR, tk.executors, base)
-    predictors = _predictors(top.get("predictors", {}), tk, base)
+def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
+    """The `SearchConfig` of a document (a dict as TOML gives it): no registry, no file read (`output` is
+    made absolute against `base_dir`; everything else is resolved by `resolve_config`)."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"a search config is a table of keys, got {type(doc).__name__}")
+    d = _validate_document(doc)
+    output = Path(d.output)
+    output = (output if output.is_absolute() else base_dir / output).resolve()
+    all_hard = d.reward.hard
 
-    r = _table("reward", top.get("reward", {}), REWARD_KEYS)
-    all_hard = r.pop("hard", False)
-    if "form" in r and r["form"] not in FORMS:
-        raise ConfigError(f"config key 'reward.form' must be one of {list(FORMS)}, got {r['form']!r}")
-    if r.get("accuracy_weight", 1.0) <= 0:
-        raise ConfigError(f"config key 'reward.accuracy_weight' must be > 0, got {r['accuracy_weight']}")
-    objectives = Objectives(**r)
+    def budgets(table: Any, raw: Any, metric_name: Any) -> tuple[Budget, ...]:
+        out = []
+        for metric in raw if isinstance(raw, Mapping) else {}:  # the order written: rewards sum in it
+            b = getattr(table, metric)
+            hard = all_hard if b.hard is None else b.hard
+            out.append(Budget(metric_name(metric), b.limit, b.weight, hard))
+        return tuple(out)
 
-    budgets_doc = top.get("budgets", {})
-    _table("budgets", budgets_doc, {m: (float, dict) for m in GLOBAL_METRICS})
-    global_budgets = tuple(_budget(f"budgets.{m}", m, v, all_hard) for m, v in budgets_doc.items())
-
-    devices_doc = top.get("devices", {})
-    if not isinstance(devices_doc, Mapping):
-        raise ConfigError(f"config key 'devices' must be a table of devices, got {devices_doc!r}")
-    devices = tuple(_device(name, d, all_hard, tk, base) for name, d in devices_doc.items())
-
-    resolved = copy.deepcopy(doc)
-    resolved["seed_network"] = seed_network
-    resolved["output"] = str(output)
-    if dataset is not None:
-        resolved["dataset"] = dataset
+    raw_devices = doc.get("devices", {})
+    devices = tuple(
+        DeviceSpec(
+            name,
+            dev.device if dev.device is not None else name,
+            dev.batch_size,
+            _component(dev.time_model, ""),
+            _component(dev.measure, "") if dev.measure is not None else None,
+            budgets(dev.budgets, raw_devices[name].get("budgets"), lambda m, n=name: device_metric(m, n)),
+        )
+        for name, dev in d.devices.items()
+    )
+    accuracy = _component(d.predictors.accuracy, _default_predictor_name())
+    predictors = {
+        "accuracy": accuracy,
+        "train_time_s": (
+            _component(d.predictors.train_time_s, accuracy.name)
+            if d.predictors.train_time_s is not None
+            else Component(accuracy.name, copy.deepcopy(accuracy.options))
+        ),
+    }
+    stored = copy.deepcopy(dict(doc))
+    stored["output"] = str(output)
     return SearchConfig(
-        name=name, seed_network=seed_network, dataset=dataset, evaluations=evaluations, random_seed=random_seed,
-        output=output, search=settings, strategy=strategy, evaluator=evaluator, predictors=predictors,
-        executor=executor, objectives=objectives, global_budgets=global_budgets, devices=devices, doc=resolved,
+        name=d.name,
+        seed_network=d.seed_network,
+        dataset=d.dataset,
+        evaluations=d.evaluations,
+        random_seed=d.random_seed,
+        output=output,
+        search=d.search,
+        strategy=_component(d.strategy, DEFAULT_STRATEGY),
+        evaluator=_component(d.evaluator, DEFAULT_EVALUATOR),
+        predictors=predictors,
+        executor=_component(d.executor, DEFAULT_EXECUTOR),
+        objectives=d.reward.objectives(),
+        global_budgets=budgets(d.budgets, doc.get("budgets"), lambda m: m),
+        devices=devices,
+        doc=stored,
+        base_dir=base_dir,
     )
 
 
-def default_predictor(tk: Any) -> str:
-    """The predictors package's default (H3b: `ensemble`), or the first registered one."""
+def _component(doc: ComponentDoc | None, default: str) -> Component:
+    if doc is None:
+        return Component(default, {})
+    return Component(doc.name if doc.name is not None else default, copy.deepcopy(doc.options))
+
+
+def _default_predictor_name() -> str:
     from ..predictors import DEFAULT_PREDICTOR
 
-    if DEFAULT_PREDICTOR in tk.predictors:
-        return DEFAULT_PREDICTOR
-    names = tk.predictors.names()
+    return DEFAULT_PREDICTOR
+
+
+# ---- resolving (registry, file system) -----------------------------------------------------------------
+def default_predictor(toolkit: Toolkit) -> str:
+    """The predictors package's default (`ensemble`), or the first registered one."""
+    name = _default_predictor_name()
+    if name in toolkit.predictors:
+        return name
+    names = toolkit.predictors.names()
     if not names:
         raise ConfigError("no predictor is registered; install one or name one under [predictors]")
     return names[0]
 
 
-def _predictors(value: Any, tk: Any, base: Path) -> dict[str, Component]:
-    t = _table("predictors", value, {k: (str, dict) for k in PREDICTOR_TARGETS})
-    out: dict[str, Component] = {}
-    acc = t.get("accuracy")
-    out["accuracy"] = _component("predictors.accuracy", acc, None if acc is not None else default_predictor(tk), tk.predictors, base)
-    out["train_time_s"] = _component(
-        "predictors.train_time_s", t.get("train_time_s"), out["accuracy"].name, tk.predictors, base
-    ) if "train_time_s" in t else Component(out["accuracy"].name, dict(out["accuracy"].options))
+def _names_component(doc: Mapping[str, Any], *keys: str) -> bool:
+    """Does the document name the component at `keys` itself (rather than leave it to the default)?"""
+    value: Any = doc
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return isinstance(value, str) or (isinstance(value, Mapping) and "name" in value)
+
+
+def resolve_config(config: SearchConfig, toolkit: Toolkit) -> SearchConfig:
+    """`config` checked against `toolkit` and the file system, its relative paths made absolute: the
+    components and moves exist, their options satisfy the components' `Options` models, the seed network
+    exists and builds. A resolved config is returned as it is."""
+    if config.resolved:
+        return config
+    base, doc = config.base_dir, config.doc
+    seed_network = _seed_reference(config.seed_network, base, toolkit)
+    _build_seed(seed_network, toolkit)  # a seed that fails validation is refused before anything runs
+    if config.search.moves is not None:
+        for move in config.search.moves:
+            if move not in toolkit.operations:
+                raise ConfigError("search.moves: " + _unknown("move", move, toolkit.operations.names()))
+    dataset = _resolve_paths({"dataset": config.dataset}, base)["dataset"] if config.dataset is not None else None
+
+    strategy = config.strategy
+    if not _names_component(doc, "strategy") and strategy.name not in toolkit.strategies:
+        strategy = replace(strategy, name=FALLBACK_STRATEGY)
+    strategy = _checked("strategy", strategy, toolkit.strategies, base)
+    evaluator = _checked("evaluator", config.evaluator, toolkit.evaluators, base, dataset=dataset)
+    executor = _checked("executor", config.executor, toolkit.executors, base)
+    predictors = dict(config.predictors)
+    if not _names_component(doc, "predictors", "accuracy"):
+        fallback = default_predictor(toolkit)
+        unnamed = ["accuracy"] + ([] if _names_component(doc, "predictors", "train_time_s") else ["train_time_s"])
+        for target in unnamed:
+            predictors[target] = replace(predictors[target], name=fallback)
+    predictors = {
+        target: _checked(f"predictors.{target}", comp, toolkit.predictors, base) for target, comp in predictors.items()
+    }
+    devices = tuple(_resolve_device(dev, toolkit, base) for dev in config.devices)
+
+    stored = copy.deepcopy(doc)
+    stored["seed_network"] = seed_network
+    if dataset is not None:
+        stored["dataset"] = dataset
+    return replace(
+        config,
+        seed_network=seed_network,
+        dataset=dataset,
+        strategy=strategy,
+        evaluator=evaluator,
+        executor=executor,
+        predictors=predictors,
+        devices=devices,
+        doc=stored,
+        resolved=True,
+    )
+
+
+def _checked(
+    key: str,
+    comp: Component,
+    registry: Registry[Any],
+    base: Path,
+    dataset: str | None = None,
+    implied: Mapping[str, Any] | None = None,
+) -> Component:
+    """`comp` with its path options resolved, once its name is registered and its options (with the
+    `implied` ones the loop adds: a time model's device) satisfy its options model."""
+    if comp.name not in registry:
+        raise ConfigError(f"{key}: " + _unknown(registry.kind, comp.name, registry.names()))
+    cls = registry.get(comp.name)
+    comp = replace(comp, options=_resolve_paths(comp.options, base))
+    options = {**(implied or {}), **comp.options}
+    if dataset is not None:  # the evaluator is handed the config's dataset (search/loop.py)
+        given = options.get("dataset")
+        if given is not None and given != dataset:
+            raise ConfigError(f"{key}.options.dataset ({given!r}) differs from dataset ({dataset!r}); give one")
+        model = options_model(cls)
+        if "dataset" not in model.model_fields and model.model_config.get("extra") != "allow":
+            raise ConfigError(f"dataset: {registry.kind} {comp.name!r} takes no dataset option; leave `dataset` out")
+        options["dataset"] = dataset
+    check_options(cls, options, f"{key}.options")
+    return comp
+
+
+def _resolve_device(dev: DeviceSpec, toolkit: Toolkit, base: Path) -> DeviceSpec:
+    where = f"devices.{dev.name}"
+    device = _resolve_paths({"device": dev.device}, base)["device"]
+    time_model = _checked(f"{where}.time_model", dev.time_model, toolkit.time_models, base, implied={"device": device})
+    measure = (
+        _checked(f"{where}.measure", dev.measure, toolkit.time_models, base, implied={"device": device})
+        if dev.measure is not None
+        else None
+    )
+    return replace(dev, device=device, time_model=time_model, measure=measure)
+
+
+def _resolve_paths(options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Option values naming files that exist relative to `base_dir`, made absolute (other values as given:
+    a registered name such as `x86-cpu` stays a name)."""
+    out = dict(options)
+    for key in PATH_OPTIONS:
+        value = out.get(key)
+        if isinstance(value, str) and not os.path.isabs(value):
+            candidate = base_dir / value
+            if candidate.exists() and (os.sep in value or Path(value).suffix):
+                out[key] = str(candidate.resolve())
     return out
 
 
-def _device(name: str, value: Any, all_hard: bool, tk: Any, base: Path) -> DeviceSpec:
-    where = f"devices.{name}"
-    if not name or "@" in name:
-        raise ConfigError(f"device name {name!r} must be non-empty and contain no '@'")
-    d = _table(where, value, DEVICE_KEYS)
-    if "time_model" not in d:
-        raise ConfigError(f"config key {where + '.time_model'!r} is missing (the time model that scores candidates on this device)")
-    time_model = _component(f"{where}.time_model", d["time_model"], None, tk.time_models, base)
-    measure = _component(f"{where}.measure", d["measure"], None, tk.time_models, base) if "measure" in d else None
-    batch_size = d.get("batch_size", 1)
-    _positive(f"{where}.batch_size", batch_size)
-    budgets_doc = d.get("budgets", {})
-    _table(f"{where}.budgets", budgets_doc, {m: (float, dict) for m in DEVICE_METRICS})
-    budgets = tuple(
-        _budget(f"{where}.budgets.{m}", device_metric(m, name), v, all_hard) for m, v in budgets_doc.items()
-    )
-    device = _resolve_paths({"device": d.get("device", name)}, base)["device"]
-    return DeviceSpec(name, device, batch_size, time_model, measure, budgets)
-
-
-def _seed_reference(value: str, base: Path, tk: Any) -> str:
+def _seed_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     """The seed network reference as stored: a registered name, or an absolute path to a .json / .onnx."""
-    if value in tk.seeds:
+    if value in toolkit.seeds:
         return value
     suffix = Path(value).suffix.lower()
     if suffix in (".json", ".onnx"):
@@ -399,27 +402,35 @@ def _seed_reference(value: str, base: Path, tk: Any) -> str:
             raise ConfigError(f"seed_network: file {str(path)!r} does not exist")
         return str(path.resolve())
     raise ConfigError(
-        "seed_network: " + _unknown("seed network", value, tk.seeds.names())
+        "seed_network: "
+        + _unknown("seed network", value, toolkit.seeds.names())
         + " (or give the path of an IR .json or an .onnx file)"
     )
 
 
-def build_seed(reference: str, tk: Any = None) -> Any:
-    """The seed Architecture of a validated reference; a seed that fails validation is a ConfigError."""
+def build_seed(source: SearchConfig | str, toolkit: Toolkit) -> Architecture:
+    """The seed network of a config (or of a resolved reference: a registered name or an absolute path),
+    built with the toolkit's layer types; a seed that fails validation is a ConfigError."""
+    if isinstance(source, SearchConfig):
+        resolved = source.resolved
+        reference = source.seed_network if resolved else _seed_reference(source.seed_network, source.base_dir, toolkit)
+    else:
+        reference = source
+    return _build_seed(reference, toolkit)
+
+
+def _build_seed(reference: str, toolkit: Toolkit) -> Architecture:
     from ..ir.architecture import Architecture
 
-    if tk is None:
-        from ..plugins import get_toolkit
-
-        tk = get_toolkit()
     try:
-        if reference in tk.seeds:
-            return tk.seeds.get(reference).build()
+        if reference in toolkit.seeds:
+            return toolkit.seeds.get(reference).build(toolkit.layer_types)
         if reference.lower().endswith(".json"):
-            return Architecture.load(reference, layer_types=tk.layer_types)
+            return Architecture.load(reference, layer_types=toolkit.layer_types)
         from ..ir.onnx_import import from_onnx
 
-        return from_onnx(reference)
+        arch: Architecture = from_onnx(reference, layer_types=toolkit.layer_types)
+        return arch
     except UnknownComponentError as exc:
         raise ConfigError(f"seed_network {reference!r}: {exc}") from None
     except NAToolkitError as exc:

@@ -19,9 +19,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import read_config_file
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
+    from .loop import SearchResult
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.toml"
 
@@ -46,9 +50,13 @@ def run_demo(
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     echo: Callable[[str], None] | None = None,
-):
-    """Run the demo search into a new run folder under `out_dir`; returns the `SearchResult`."""
+    toolkit: Toolkit | None = None,
+) -> SearchResult:
+    """Run the demo search into a new run folder under `out_dir`; returns the `SearchResult`. Like
+    `run_search`, an entry point: without `toolkit` it uses the process default (`get_toolkit()`)."""
     from ..plugins import get_toolkit
+    from ..errors import ConfigError
+    from ..timemodels import get_time_model
     from ..timemodels.calibrate import calibrate_hardware
     from ..timemodels.hwmodel import save_hardware_model
     from .config import build_seed, load_config
@@ -69,7 +77,7 @@ def run_demo(
     out_dir = Path(out_dir).resolve()
     doc["output"] = str(out_dir)
     cfg = load_config(doc)  # validate before spending time on measurements
-    tk = get_toolkit()
+    tk = toolkit if toolkit is not None else get_toolkit()
     run_id, run_dir = _new_run_dir(out_dir, cfg.name)  # creates the folder
     dev = cfg.device("cpu")
 
@@ -85,9 +93,11 @@ def run_demo(
 
     say("== 2/3  measuring the seed network with ONNX Runtime on this CPU to set the latency budget")
     seed = build_seed(cfg.seed_network, tk)
-    measure = tk.time_models.get(dev.measure.name)(**dev.time_model_options("measure"))
+    if dev.measure is None:  # the demo's own config always measures; a custom `config` must too
+        raise ConfigError("the demo needs devices.cpu.measure (it sets the latency budget from a measurement)")
+    measure = get_time_model(dev.measure.name, tk, **dev.time_model_options("measure"))
     seed_est = measure.estimate(seed, dev.batch_size)
-    roofline = tk.time_models.get(dev.time_model.name)(**{**dev.time_model_options(), "device": str(hw_path)})
+    roofline = get_time_model(dev.time_model.name, tk, **{**dev.time_model_options(), "device": str(hw_path)})
     budget_ms = latency_factor * seed_est.latency_ms
     say(
         f"   {cfg.seed_network}: {seed_est.latency_ms:.4f} ms measured (p10 {seed_est.latency_p10_ms:.4f}, "
@@ -103,7 +113,7 @@ def run_demo(
 
     say(f"== 3/3  searching: {cfg.evaluations} ground-truth evaluations ({cfg.evaluator.name} on {cfg.dataset}, "
         f"{cfg.evaluator.options.get('epochs', '?')} epochs each), strategy {cfg.strategy.name}")
-    result = run_search(doc, run_dir=run_dir, progress=progress)
+    result = run_search(doc, run_dir=run_dir, progress=progress, toolkit=tk)
     summary = result.summary()
     say("")
     say(f"Pareto set ({len(summary['pareto'])} of {len(summary['evaluated'])} evaluated; accuracy, size, latency on this CPU):")

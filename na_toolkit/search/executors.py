@@ -1,10 +1,12 @@
 """Executors: where ground-truth evaluations and measurements run.
 
-A `Task` is plain data (the architecture's JSON, a registered component's name and options), so it travels
-to a worker process or a Ray node unchanged; the worker rebuilds the component from its own plugin registry
-(`run_task`). Results come back in task order whatever order they finish in, and `on_result` is called as
-each one finishes, so the driver stores every result in its own transaction the moment it exists (the
-driver keeps the single run store; workers never write to it).
+A `Task` is plain data (the architecture's JSON, a registered component's name and options, and the plugin
+selection of the search's toolkit), so it travels to a worker process or a Ray node unchanged; a worker
+rebuilds the same toolkit from the selection, once per process, and the component from it (`run_task`). A
+task run in the driver's process uses the search's own toolkit (`Executor.toolkit`, set by `make_executor`).
+Results come back in task order whatever order they finish in, and `on_result` is called as each one
+finishes, so the driver stores every result in its own transaction the moment it exists (the driver keeps
+the single run store; workers never write to it).
 
 Measurements (`exclusive=True`) run one at a time and never beside training, since a latency measured while
 another process trains on the same cores measures the contention, not the network.
@@ -12,16 +14,29 @@ another process trains on the same cores measures the contention, not the networ
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import ConfigDict, Field
+
+from .. import validation
+from ..caches import register_cache
 from ..errors import ConfigError, NAToolkitError
+from ..validation import validate_options
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ..toolkit import Toolkit
 
 TASK_KINDS = ("evaluate", "measure")
 
@@ -29,7 +44,9 @@ TASK_KINDS = ("evaluate", "measure")
 @dataclass(frozen=True)
 class Task:
     """One unit of work: evaluate `arch_json` with evaluator `component`, or measure it with time model
-    `component` at `batch_size`. `gpus` is the GPU share a cluster scheduler should reserve."""
+    `component` at `batch_size`. `gpus` is the GPU share a cluster scheduler should reserve. `selection` is
+    the plugin selection (`PluginSelection.to_json()`) of the toolkit that names `component`: a worker
+    process rebuilds that toolkit from it (None: the default toolkit, every installed plugin)."""
 
     kind: str
     arch_json: dict[str, Any]
@@ -39,6 +56,7 @@ class Task:
     gpus: float = 0.0
     #: evaluate: also return the trained weights, from evaluators that offer `evaluate_with_weights`
     keep_weights: bool = False
+    selection: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -64,37 +82,59 @@ class TaskResult:
 
 
 # ---- running one task (in whatever process) ------------------------------------------------------------
-_components: dict[tuple[str, str, str], Any] = {}
+@lru_cache(maxsize=4)
+def _worker_toolkit(selection_json: str | None) -> Toolkit:
+    """The toolkit of a plugin selection, built once per process (a worker serves many tasks)."""
+    from ..plugins import load_toolkit, load_toolkit_from_selection
+
+    if selection_json is None:
+        return load_toolkit()
+    from ..toolkit import PluginSelection
+
+    return load_toolkit_from_selection(PluginSelection.from_json(json.loads(selection_json)))
 
 
-def _component(kind: str, name: str, options: dict[str, Any]) -> Any:
-    """The component instance for (kind, name, options), built once per process: an evaluator keeps its
-    loaded dataset, a measuring time model its sessions."""
-    import json
+register_cache("search.executors.worker_toolkit", _worker_toolkit.cache_clear)
 
+#: toolkit -> (kind, name, options) -> component instance; an entry goes with its toolkit
+_components: weakref.WeakKeyDictionary[Toolkit, dict[tuple[str, str, str], Any]] = weakref.WeakKeyDictionary()
+register_cache("search.executors.components", _components.clear)
+
+
+def _component(toolkit: Toolkit, kind: str, name: str, options: dict[str, Any]) -> Any:
+    """The component instance for (kind, name, options) of `toolkit`, built once per process: an evaluator
+    keeps its loaded dataset, a measuring time model its sessions."""
+    built = _components.setdefault(toolkit, {})
     key = (kind, name, json.dumps(options, sort_keys=True, default=str))
-    comp = _components.get(key)
+    comp = built.get(key)
     if comp is None:
-        from ..plugins import get_toolkit
+        if kind == "evaluate":
+            from ..evaluation import make_evaluator
 
-        tk = get_toolkit()
-        registry = tk.evaluators if kind == "evaluate" else tk.time_models
-        comp = registry.get(name)(**options)
-        _components[key] = comp
+            comp = make_evaluator(name, options, toolkit)
+        else:
+            from ..timemodels import get_time_model
+
+            comp = get_time_model(name, toolkit, **options)
+        built[key] = comp
     return comp
 
 
-def run_task(task: Task) -> TaskResult:
-    """Run one task here. Failures of the candidate (a network the runtime rejects, a diverging training)
-    come back as `TaskResult.error`, so one bad candidate never ends a search."""
+def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
+    """Run one task here, with `toolkit` (the search's, in its own process) or else the toolkit of the task's
+    plugin selection (a worker). Failures of the candidate (a network the runtime rejects, a diverging
+    training) come back as `TaskResult.error`, so one bad candidate never ends a search; a toolkit that
+    cannot be rebuilt here is an error of the search and is raised."""
     from ..ir.architecture import Architecture
-    from ..plugins import get_toolkit
 
+    if toolkit is None:
+        selection = json.dumps(task.selection, sort_keys=True) if task.selection is not None else None
+        toolkit = _worker_toolkit(selection)
     started = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"
     try:
-        arch = Architecture.from_json(task.arch_json, layer_types=get_toolkit().layer_types)
-        comp = _component(task.kind, task.component, task.options)
+        arch = Architecture.from_json(task.arch_json, layer_types=toolkit.layer_types)
+        comp = _component(toolkit, task.kind, task.component, task.options)
         weights = None
         if task.kind == "evaluate":
             # the trained weights, so that exports are trained networks, from evaluators that offer them
@@ -136,7 +176,7 @@ def _workers_skip_main() -> Iterator[None]:
     if main is None:
         yield
         return
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
     try:
         main.__dict__.pop("__file__", None)
         main.__spec__ = None
@@ -157,12 +197,17 @@ class Executor:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: the toolkit of the search this executor serves (set by `make_executor`): tasks run in this process use
+    #: it; a worker process rebuilds it from the task's plugin selection
+    toolkit: Toolkit | None = None
 
     def __init__(self, **options: Any):
         self.options = options
 
-    def run(self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False) -> list[TaskResult]:
-        return _run_here(tasks, on_result)
+    def run(
+        self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False
+    ) -> list[TaskResult]:
+        return _run_here(tasks, on_result, self.toolkit)
 
     def close(self) -> None:
         pass
@@ -174,10 +219,10 @@ class Executor:
         self.close()
 
 
-def _run_here(tasks: Sequence[Task], on_result: OnResult | None) -> list[TaskResult]:
+def _run_here(tasks: Sequence[Task], on_result: OnResult | None, toolkit: Toolkit | None) -> list[TaskResult]:
     out = []
     for i, task in enumerate(tasks):
-        result = run_task(task)
+        result = run_task(task, toolkit)
         if on_result is not None:
             on_result(i, result)
         out.append(result)
@@ -193,19 +238,23 @@ class LocalExecutor(Executor):
     name = "local"
     description = "process pool on this machine (one worker: in-process); results in task order"
 
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        workers: int = Field(1, ge=1, description="worker processes (1: tasks run in this process)")
+        threads_per_worker: int | None = Field(None, ge=1, description="CPU threads per worker (default: cores/workers)")
+        max_retries: int = Field(1, ge=0, description="resubmissions of a task whose worker died")
+
     def __init__(self, workers: int = 1, threads_per_worker: int | None = None, max_retries: int = 1):
-        for key, value in (("workers", workers), ("max_retries", max_retries)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "workers" else 0):
-                raise ConfigError(f"executor local: {key} must be an integer >= {1 if key == 'workers' else 0}, got {value!r}")
-        if threads_per_worker is not None and (not isinstance(threads_per_worker, int) or threads_per_worker < 1):
-            raise ConfigError(f"executor local: threads_per_worker must be a positive integer, got {threads_per_worker!r}")
+        validate_options(self.Options, {"workers": workers, "threads_per_worker": threads_per_worker,
+                                        "max_retries": max_retries}, "executor.options")
         super().__init__(workers=workers, threads_per_worker=threads_per_worker, max_retries=max_retries)
         self.workers = workers
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self.max_retries = max_retries
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
 
-    def _get_pool(self):
+    def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -217,9 +266,11 @@ class LocalExecutor(Executor):
             )
         return self._pool
 
-    def run(self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False) -> list[TaskResult]:
+    def run(
+        self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False
+    ) -> list[TaskResult]:
         if exclusive or self.workers == 1 or len(tasks) <= 1:
-            return _run_here(tasks, on_result)
+            return _run_here(tasks, on_result, self.toolkit)
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
@@ -273,12 +324,24 @@ class RayExecutor(Executor):
     name = "ray"
     description = "Ray cluster: GPU resources per task, retries on worker loss (pip install na-toolkit[ray])"
 
-    def __init__(self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0, max_retries: int = 3):
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        address: str | None = Field(None, description="Ray cluster address (default: start or join a local Ray)")
+        cpus_per_task: float = Field(1.0, ge=0, description="CPUs each task reserves")
+        gpus_per_task: float = Field(0.0, ge=0, description="GPUs each task reserves (a task's own `gpus` wins)")
+        max_retries: int = Field(3, ge=0, description="reruns of a task whose worker was lost")
+
+    def __init__(
+        self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0, max_retries: int = 3
+    ):
         try:
             import ray
         except ImportError:
             raise ConfigError(RAY_MISSING) from None
-        super().__init__(address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, max_retries=max_retries)
+        super().__init__(
+            address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, max_retries=max_retries
+        )
         self._ray = ray
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
@@ -287,17 +350,19 @@ class RayExecutor(Executor):
         self.max_retries = max_retries
         self._remote = ray.remote(run_task)
 
-    def run(self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False) -> list[TaskResult]:
+    def run(
+        self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False
+    ) -> list[TaskResult]:
         ray = self._ray
         results: dict[int, TaskResult] = {}
 
-        def submit(i: int):
+        def submit(i: int) -> Any:
             t = tasks[i]
             return self._remote.options(
                 num_cpus=self.cpus_per_task, num_gpus=t.gpus or self.gpus_per_task, max_retries=self.max_retries
             ).remote(t)
 
-        def collect(ref, i: int) -> None:
+        def collect(ref: Any, i: int) -> None:
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:  # retries exhausted: the task, not the search, failed
@@ -318,16 +383,15 @@ class RayExecutor(Executor):
         return [results[i] for i in range(len(tasks))]
 
 
-def make_executor(name: str, options: dict[str, Any], toolkit: Any = None) -> Executor:
-    """An executor from the registry; bad options are a ConfigError naming the executor."""
-    if toolkit is None:
-        from ..plugins import get_toolkit
-
-        toolkit = get_toolkit()
+def make_executor(name: str, options: dict[str, Any], toolkit: Toolkit) -> Executor:
+    """An executor of `toolkit`'s registry, serving that toolkit (tasks it runs in this process use it); bad
+    options are a ConfigError naming the executor."""
     cls = toolkit.executors.get(name)
     try:
-        return cls(**options)
+        executor: Executor = cls(**options)
     except NAToolkitError:
         raise
     except TypeError as exc:
         raise ConfigError(f"executor {name!r}: bad options {sorted(options)}: {exc}") from None
+    executor.toolkit = toolkit
+    return executor

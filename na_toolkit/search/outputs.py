@@ -16,10 +16,14 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError
-from ..store.sqlite import RunStore
+
+if TYPE_CHECKING:
+    from ..ir.layers import LayerTypeRegistry
+    from ..store.base import EvaluationRecord, RunStore
+    from .summary import SearchResult
 
 FORMATS = ("onnx", "torch")
 
@@ -70,7 +74,8 @@ def _best_entries(summary: Mapping[str, Any]) -> dict[str, Any]:
     """device → best entry, plus "all" (feasible on every device) when it differs or there are no devices."""
     out = dict(summary["best"])
     overall = summary["best_overall"]
-    if not out or (overall is not None and all(e is None or e["arch_hash"] != overall["arch_hash"] for e in out.values())):
+    differs = overall is not None and all(e is None or e["arch_hash"] != overall["arch_hash"] for e in out.values())
+    if not out or differs:
         out["all"] = overall
     return out
 
@@ -102,7 +107,8 @@ def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
             m = e["metrics"]
             lat = m.get(f"latency_ms@{d}")
             lines.append(
-                f"{d}: best {e['arch_hash']} valid acc {_fmt_acc(m['accuracy'])}, test acc {_fmt_acc(m.get('test_accuracy'))}, "
+                f"{d}: best {e['arch_hash']} valid acc {_fmt_acc(m['accuracy'])}, "
+                f"test acc {_fmt_acc(m.get('test_accuracy'))}, "
                 f"size {_fmt_bytes(m['model_size_bytes'])}" + (f", latency {lat:.4g} ms" if lat is not None else "")
             )
     return lines
@@ -115,7 +121,8 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         f"# Search run {summary['run_id']}",
         "",
         f"- status: {summary['status']}; stopped because {summary['stop_reason']}",
-        f"- strategy: {summary['strategy']}; seed network: {summary['config'].get('seed_network')} ({summary['seed_hash']})",
+        f"- strategy: {summary['strategy']}; seed network: {summary['config'].get('seed_network')} "
+        f"({summary['seed_hash']})",
         f"- ground-truth evaluations: {c['evaluations']} of {summary['evaluation_budget']} "
         f"({c['failed_evaluations']} failed, {c['evaluations_replayed']} served from the store on resume); "
         f"measurements: {c['measurements'] + c['measurements_replayed']}",
@@ -130,13 +137,15 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
     if summary["budgets"]:
         lines.append(markdown_table(
             ["metric", "limit", "weight", "hard"],
-            [[b["metric"], f"{b['limit']:.6g}", f"{b['weight']:.3g}", "yes" if b["hard"] else "no"] for b in summary["budgets"]],
+            [[b["metric"], f"{b['limit']:.6g}", f"{b['weight']:.3g}", "yes" if b["hard"] else "no"]
+             for b in summary["budgets"]],
         ))
     else:
         lines.append("(none: accuracy alone)")
     lines += ["", "## Best feasible candidate per device", ""]
     lines += [f"- {line}" for line in outcome_lines(summary)]
-    lines += ["", "## Pareto set (accuracy, model size, latency per device)", "", markdown_table(*_rows(summary, summary["pareto"]))]
+    lines += ["", "## Pareto set (accuracy, model size, latency per device)", "",
+              markdown_table(*_rows(summary, summary["pareto"]))]
     if summary["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     if summary.get("outputs"):
@@ -164,7 +173,8 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
         front = [p for p in pts if p[2]["arch_hash"] in pareto]
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=30, c="tab:blue", label="Pareto set")
         seed = [p for p in pts if p[2]["origin"] == "seed"]
-        ax.scatter([p[0] for p in seed], [p[1] for p in seed], s=60, marker="s", facecolors="none", edgecolors="k", label="seed")
+        ax.scatter([p[0] for p in seed], [p[1] for p in seed], s=60, marker="s", facecolors="none", edgecolors="k",
+                   label="seed")
         device = metric.partition("@")[2]
         best = summary["best"].get(device) if device else summary["best_overall"]
         if best is not None and metric in best["metrics"]:
@@ -186,19 +196,21 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
 
 
 # ---- export -------------------------------------------------------------------------------------------------
-def export_candidate(store: RunStore, arch_hash: str, fmt: str, out: Path) -> dict[str, Any]:
+def export_candidate(
+    store: RunStore, arch_hash: str, fmt: str, out: Path, layer_types: LayerTypeRegistry
+) -> dict[str, Any]:
     """Write an evaluated candidate as ONNX (checked by onnx.checker) or as a PyTorch state dict plus its IR
-    JSON (`<out>.json` beside `<out>`). Trained weights when the store has them, else the initial ones."""
+    JSON (`<out>.json` beside `<out>`). Trained weights when the store has them, else the initial ones.
+    `layer_types` are the registry the run's architectures are read with (the run's toolkit's)."""
     import torch
 
     from ..ir.architecture import Architecture
+    from ..ir.onnx_export import to_onnx
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    rec = store.evaluation(arch_hash)
-    if rec is None:
-        raise StoreError(f"architecture {arch_hash} was not evaluated in run {store.run_id}")
-    arch = Architecture.from_json(rec.arch_json)
+    rec = _evaluation(store, arch_hash)
+    arch = Architecture.from_json(rec.arch_json, layer_types)
     model = arch.to_torch(seed=0)
     weights = store.load_weights(arch_hash)
     if weights is not None:
@@ -208,7 +220,7 @@ def export_candidate(store: RunStore, arch_hash: str, fmt: str, out: Path) -> di
     if fmt == "onnx":
         import onnx
 
-        proto = arch.to_onnx(model=model, batch_size=None)
+        proto = to_onnx(arch, model=model, batch_size=None)  # a symbolic batch dimension
         onnx.checker.check_model(proto)
         onnx.save(proto, str(out))
         files = [str(out)]
@@ -220,7 +232,10 @@ def export_candidate(store: RunStore, arch_hash: str, fmt: str, out: Path) -> di
     return {"arch_hash": arch_hash, "format": fmt, "files": files, "trained_weights": weights is not None}
 
 
-def export_best(store: RunStore, summary: Mapping[str, Any], device: str, fmt: str, out: Path | None = None) -> dict[str, Any]:
+def export_best(
+    store: RunStore, summary: Mapping[str, Any], device: str, fmt: str, out: Path | None = None, *,
+    layer_types: LayerTypeRegistry,
+) -> dict[str, Any]:
     """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or
     saying why there is none)."""
     best = summary["best"]
@@ -231,15 +246,17 @@ def export_best(store: RunStore, summary: Mapping[str, Any], device: str, fmt: s
         )
     entry = summary["best_overall"] if device == "all" else best[device]
     if entry is None:
-        raise ConfigError(f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(device, '')}")
+        raise ConfigError(
+            f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(device, '')}"
+        )
     if out is None:
         out = Path(summary["run_dir"]) / "best" / device / ("model.onnx" if fmt == "onnx" else "model.pt")
-    return export_candidate(store, entry["arch_hash"], fmt, Path(out))
+    return export_candidate(store, entry["arch_hash"], fmt, Path(out), layer_types)
 
 
-def write_outputs(result: Any, store: RunStore) -> dict[str, str]:
+def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeRegistry) -> dict[str, str]:
     """Write every output file of a finished search into its run folder; returns name → path (also kept
-    in `result.outputs`)."""
+    in `result.outputs`). `layer_types`: the run's toolkit's."""
     run_dir = Path(result.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
@@ -250,14 +267,14 @@ def write_outputs(result: Any, store: RunStore) -> dict[str, str]:
             continue
         folder = run_dir / "best" / device
         folder.mkdir(parents=True, exist_ok=True)
-        onnx_info = export_candidate(store, entry["arch_hash"], "onnx", folder / "model.onnx")
-        export_candidate(store, entry["arch_hash"], "torch", folder / "model.pt")
+        onnx_info = export_candidate(store, entry["arch_hash"], "onnx", folder / "model.onnx", layer_types)
+        export_candidate(store, entry["arch_hash"], "torch", folder / "model.pt", layer_types)
         os.replace(folder / "model.json", folder / "arch.json")
         outputs[f"best.{device}"] = str(folder)
         outputs[f"best.{device}.trained_weights"] = str(onnx_info["trained_weights"]).lower()
-    pareto = [dict(e, arch=store.evaluation(e["arch_hash"]).arch_json) for e in summary["pareto"]]
-    _write_json(run_dir / "pareto.json", {"run_id": result.run_id, "objectives": ["accuracy:max", "model_size_bytes:min"]
-                + [f"latency_ms@{d}:min" for d in result.devices], "members": pareto})
+    pareto = [dict(e, arch=_evaluation(store, e["arch_hash"]).arch_json) for e in summary["pareto"]]
+    objectives = ["accuracy:max", "model_size_bytes:min"] + [f"latency_ms@{d}:min" for d in result.devices]
+    _write_json(run_dir / "pareto.json", {"run_id": result.run_id, "objectives": objectives, "members": pareto})
     outputs["pareto"] = str(run_dir / "pareto.json")
     plot_pareto(summary, run_dir / "pareto.png")
     outputs["plot"] = str(run_dir / "pareto.png")
@@ -270,6 +287,13 @@ def write_outputs(result: Any, store: RunStore) -> dict[str, str]:
     return outputs
 
 
+def _evaluation(store: RunStore, arch_hash: str) -> EvaluationRecord:
+    rec = store.evaluation(arch_hash)
+    if rec is None:
+        raise StoreError(f"architecture {arch_hash} was not evaluated in run {store.run_id}")
+    return rec
+
+
 def _write_json(path: Path, doc: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str))
@@ -280,8 +304,9 @@ def load_summary(store: RunStore) -> dict[str, Any]:
     """The summary of a finished run from its store (StoreError if the run did not finish)."""
     run = store.run()
     if run.status != "finished" or run.result is None:
+        folder = store.path.parent if store.path is not None else run.run_id
         raise StoreError(
             f"run {run.run_id} is not finished (status {run.status}); continue it with "
-            f"`na-toolkit search --resume {store.path.parent}`"
+            f"`na-toolkit search --resume {folder}`"
         )
     return run.result

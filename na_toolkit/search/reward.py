@@ -2,7 +2,7 @@
 
 Two forms:
 
-- ``penalty`` (DESIGN.md, the Neural Architect paper): piecewise linear past each threshold,
+- ``penalty`` (the Neural Architect paper; docs/search.md): piecewise linear past each threshold,
 
       R = w_acc · acc − Σ_b λ_b · max(0, value_b − limit_b) / limit_b
 

@@ -6,34 +6,29 @@ and the predictor training data. Each evaluation is written in its own transacti
 any instant loses at most the evaluation that was running; `--resume` replays the run from its start and
 serves every stored evaluation and measurement instead of paying for it again.
 
-Nothing is pickled: records are JSON; checkpoints are JSON (numpy arrays as typed lists) or, when they hold
-torch tensors, `torch.save` of tensors and plain containers, loaded back with `weights_only=True`. Every
-blob carries the schema version it was written with. A file that is not a store, a store of another
-schema version, or a damaged one raises `StoreError`.
+Nothing is pickled: records and checkpoints are written by store/codec.py. Every blob carries the schema
+version it was written with. A file that is not a store, a store of another schema version, or a damaged
+one raises `StoreError`.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import StoreError
+from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord
+from .codec import decode_state, dumps, encode_state, from_json_value
 
-SCHEMA_VERSION = 1
-STORE_FILE = "store.sqlite"
+__all__ = ["SCHEMA_VERSION", "STORE_FILE", "EvaluationRecord", "RunRecord", "SQLiteRunStore"]
+
 #: what every SQLite file starts with (https://www.sqlite.org/fileformat.html, section 1.3)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-STATUSES = ("running", "finished", "failed")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,103 +68,12 @@ CREATE TABLE artifacts (
 _TABLES = ("meta", "runs", "evaluations", "measurements", "predictor_data", "checkpoints", "weights", "artifacts")
 
 
-@dataclass(frozen=True)
-class EvaluationRecord:
-    """One ground-truth evaluation as stored. `error` is set when the evaluation failed (it still counts
-    against the budget and is never retried)."""
+class SQLiteRunStore:
+    """The store of one run in one SQLite file (a `RunStore`, see store/base.py).
+    `SQLiteRunStore.create(path, run_id, config)` makes a new one; `SQLiteRunStore.open(path)` opens an
+    existing one (StoreError if missing, not a store, damaged, or of another schema version)."""
 
-    seq: int
-    round: int
-    arch_hash: str
-    arch_json: dict[str, Any]
-    metrics: dict[str, float]
-    result: dict[str, Any]
-    error: str | None
-    eval_time_s: float
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    config: dict[str, Any]
-    status: str
-    created_s: float
-    updated_s: float
-    result: dict[str, Any] | None
-
-
-# ---- state (checkpoint) encoding: JSON or torch tensors, never pickle ----------------------------------
-def _to_json_value(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise StoreError(f"checkpoint keys must be strings, got {k!r}")
-            out[k] = _to_json_value(v)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_to_json_value(v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"__float__": repr(value)}
-    raise StoreError(f"cannot store a {type(value).__name__} in a checkpoint (JSON values, numpy arrays or torch tensors only)")
-
-
-def _from_json_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "__ndarray__" in value:
-            return np.asarray(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
-        if "__float__" in value:
-            return float(value["__float__"])
-        return {k: _from_json_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json_value(v) for v in value]
-    return value
-
-
-def _holds_tensor(value: Any) -> bool:
-    if type(value).__module__.startswith("torch"):
-        return True
-    if isinstance(value, Mapping):
-        return any(_holds_tensor(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_tensor(v) for v in value)
-    return False
-
-
-def encode_state(state: Any) -> tuple[str, bytes]:
-    """(format, bytes) of a checkpoint: 'torch' when it holds tensors, else 'json'."""
-    if _holds_tensor(state):
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        return "torch", buf.getvalue()
-    return "json", json.dumps(_to_json_value(state), sort_keys=True).encode()
-
-
-def decode_state(fmt: str, blob: bytes) -> Any:
-    if fmt == "json":
-        return _from_json_value(json.loads(blob))
-    if fmt == "torch":
-        import torch
-
-        return torch.load(io.BytesIO(blob), weights_only=True)
-    raise StoreError(f"unknown checkpoint format {fmt!r} (this toolkit reads json and torch)")
-
-
-def _dumps(doc: Any) -> str:
-    return json.dumps(_to_json_value(doc), sort_keys=True)
-
-
-class RunStore:
-    """The store of one run. `RunStore.create(path, run_id, config)` makes a new one; `RunStore.open(path)`
-    opens an existing one (StoreError if missing, not a store, damaged, or of another schema version)."""
+    path: Path
 
     def __init__(self, path: Path, conn: sqlite3.Connection, run_id: str):
         self.path = path
@@ -186,7 +90,7 @@ class RunStore:
         return conn
 
     @classmethod
-    def create(cls, path: str | Path, run_id: str, config: Mapping[str, Any]) -> RunStore:
+    def create(cls, path: str | Path, run_id: str, config: Mapping[str, Any]) -> SQLiteRunStore:
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path} already exists: resume that run with --resume, or choose another output folder")
@@ -204,12 +108,12 @@ class RunStore:
                 [("schema_version", str(SCHEMA_VERSION)), ("toolkit_version", __version__), ("run_id", run_id)],
             )
             conn.execute(
-                "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, NULL)", (run_id, _dumps(dict(config)), now, now)
+                "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, NULL)", (run_id, dumps(dict(config)), now, now)
             )
         return cls(path, conn, run_id)
 
     @classmethod
-    def open(cls, path: str | Path) -> RunStore:
+    def open(cls, path: str | Path) -> SQLiteRunStore:
         path = Path(path)
         if path.is_dir():
             path = path / STORE_FILE
@@ -246,7 +150,7 @@ class RunStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> RunStore:
+    def __enter__(self) -> SQLiteRunStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -272,7 +176,7 @@ class RunStore:
         with _transaction(self._conn):
             self._conn.execute(
                 "UPDATE runs SET status=?, updated_s=?, result_json=? WHERE run_id=?",
-                (status, time.time(), _dumps(dict(result)) if result is not None else None, self.run_id),
+                (status, time.time(), dumps(dict(result)) if result is not None else None, self.run_id),
             )
 
     # ---- evaluations --------------------------------------------------------------------------------
@@ -300,20 +204,23 @@ class RunStore:
             self._conn.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    self.run_id, arch_hash, seq, round, _dumps(dict(arch_json)), _dumps(dict(metrics)),
-                    _dumps(dict(result)), error, float(eval_time_s), time.time(),
+                    self.run_id, arch_hash, seq, round, dumps(dict(arch_json)), dumps(dict(metrics)),
+                    dumps(dict(result)), error, float(eval_time_s), time.time(),
                 ),
             )
             for target, value in (targets or {}).items():
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO predictor_data VALUES (?, ?, ?, ?)", (self.run_id, target, arch_hash, float(value))
+                    "INSERT OR REPLACE INTO predictor_data VALUES (?, ?, ?, ?)",
+                    (self.run_id, target, arch_hash, float(value)),
                 )
-        return EvaluationRecord(seq, round, arch_hash, dict(arch_json), dict(metrics), dict(result), error, float(eval_time_s))
+        return EvaluationRecord(
+            seq, round, arch_hash, dict(arch_json), dict(metrics), dict(result), error, float(eval_time_s)
+        )
 
     def _record(self, row: tuple) -> EvaluationRecord:
         return EvaluationRecord(
             seq=row[0], round=row[1], arch_hash=row[2], arch_json=json.loads(row[3]),
-            metrics=_from_json_value(json.loads(row[4])), result=_from_json_value(json.loads(row[5])),
+            metrics=from_json_value(json.loads(row[4])), result=from_json_value(json.loads(row[5])),
             error=row[6], eval_time_s=row[7],
         )
 
@@ -340,7 +247,7 @@ class RunStore:
             "ON e.run_id=p.run_id AND e.arch_hash=p.arch_hash WHERE p.run_id=? AND p.target=? ORDER BY e.seq",
             (self.run_id, target),
         )
-        return {h: v for h, v in rows}
+        return dict(rows)
 
     # ---- measurements -------------------------------------------------------------------------------
     def add_measurement(
@@ -349,7 +256,7 @@ class RunStore:
         with _transaction(self._conn):
             self._conn.execute(
                 "INSERT OR REPLACE INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.run_id, arch_hash, device, time_model, settings, _dumps(dict(estimate)), time.time()),
+                (self.run_id, arch_hash, device, time_model, settings, dumps(dict(estimate)), time.time()),
             )
 
     def measurement(self, arch_hash: str, device: str, time_model: str, settings: str) -> dict[str, Any] | None:
@@ -358,7 +265,7 @@ class RunStore:
             "AND settings=?",
             (self.run_id, arch_hash, device, time_model, settings),
         )
-        return _from_json_value(json.loads(rows[0][0])) if rows else None
+        return from_json_value(json.loads(rows[0][0])) if rows else None
 
     def count_measurements(self) -> int:
         return self._read("SELECT COUNT(*) FROM measurements WHERE run_id=?", (self.run_id,))[0][0]
@@ -400,33 +307,40 @@ class RunStore:
             raise StoreError(f"checkpoint {kind!r} of round {rnd} is damaged: {exc}") from None
 
     def checkpoint_kinds(self) -> list[str]:
-        return [r[0] for r in self._read("SELECT DISTINCT kind FROM checkpoints WHERE run_id=? ORDER BY kind", (self.run_id,))]
+        rows = self._read("SELECT DISTINCT kind FROM checkpoints WHERE run_id=? ORDER BY kind", (self.run_id,))
+        return [r[0] for r in rows]
 
     def save_weights(self, arch_hash: str, state: Any) -> None:
         fmt, blob = encode_state(state)
         with _transaction(self._conn):
             self._conn.execute(
-                "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?, ?)", (self.run_id, arch_hash, SCHEMA_VERSION, fmt, blob)
+                "INSERT OR REPLACE INTO weights VALUES (?, ?, ?, ?, ?)",
+                (self.run_id, arch_hash, SCHEMA_VERSION, fmt, blob),
             )
 
     def load_weights(self, arch_hash: str) -> Any | None:
-        rows = self._read("SELECT schema_version, format, blob FROM weights WHERE run_id=? AND arch_hash=?", (self.run_id, arch_hash))
+        rows = self._read(
+            "SELECT schema_version, format, blob FROM weights WHERE run_id=? AND arch_hash=?", (self.run_id, arch_hash)
+        )
         if not rows:
             return None
         version, fmt, blob = rows[0]
         if version != SCHEMA_VERSION:
-            raise StoreError(f"weights of {arch_hash} have schema version {version}; this toolkit reads {SCHEMA_VERSION}")
+            raise StoreError(
+                f"weights of {arch_hash} have schema version {version}; this toolkit reads {SCHEMA_VERSION}"
+            )
         return decode_state(fmt, blob)
 
     def save_artifact(self, name: str, doc: Mapping[str, Any]) -> None:
         with _transaction(self._conn):
             self._conn.execute(
-                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)", (self.run_id, name, _dumps(dict(doc)), time.time())
+                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)",
+                (self.run_id, name, dumps(dict(doc)), time.time()),
             )
 
     def artifact(self, name: str) -> dict[str, Any] | None:
         rows = self._read("SELECT doc_json FROM artifacts WHERE run_id=? AND name=?", (self.run_id, name))
-        return _from_json_value(json.loads(rows[0][0])) if rows else None
+        return from_json_value(json.loads(rows[0][0])) if rows else None
 
 
 @contextmanager

@@ -4,9 +4,14 @@ a device at a batch size. Results are dataclasses with units in their names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..ir.architecture import Architecture
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..toolkit import Toolkit
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class TimeEstimate:
 
 class TimeModel:
     """Base class of every registered time model. Construct with the device (and options); `estimate`
-    gives a `TimeEstimate`."""
+    gives a `TimeEstimate`. Code that holds a toolkit builds one with `from_toolkit` (or
+    `get_time_model`), which hands over the registries a model needs to resolve names."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -44,6 +50,13 @@ class TimeModel:
     def __init__(self, device: str = "cpu", **options: Any):
         self.device = device
         self.options = options
+
+    @classmethod
+    def from_toolkit(cls, toolkit: Toolkit, **options: Any) -> Self:
+        """This time model built with what `toolkit` registered (hardware models, device profiles, layer
+        types). The default passes the options through; a model that resolves names (roofline: hardware
+        model names; learned: profile names and the layer types of the profile's networks) overrides it."""
+        return cls(**options)
 
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
         raise NotImplementedError

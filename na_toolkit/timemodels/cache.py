@@ -64,17 +64,22 @@ class TimeEstimateCache:
             self._open()
 
     def _open(self) -> None:
+        path = self.path
+        if path is None:  # in memory only
+            return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
-                "CREATE TABLE IF NOT EXISTS estimates (key TEXT PRIMARY KEY, estimate TEXT NOT NULL, created_s REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS estimates "
+                "(key TEXT PRIMARY KEY, estimate TEXT NOT NULL, created_s REAL NOT NULL)"
             )
             db.commit()
         except sqlite3.DatabaseError as exc:
             raise TimeModelError(
-                f"time-estimate cache {str(self.path)!r} is not a usable SQLite file ({exc}); delete it or pass another path"
+                f"time-estimate cache {str(self.path)!r} is not a usable SQLite file ({exc}); "
+                "delete it or pass another path"
             ) from None
         self._db = db
 

@@ -18,8 +18,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import HardwareError
+from ..machine import cpu_model
+from .devices import torch_device
 from .hwmodel import HardwareModel
 
 #: seconds one timed matrix product should take at least, so timer and launch noise stay small
@@ -31,60 +33,23 @@ _LAUNCH_OPS = 1000
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """One calibrated ceiling: median of repeats and what was run."""
+class Ceiling:
+    """One calibrated ceiling: the median of repeated runs, the runs, and what was run. (Not a
+    `measure.Measurement`, which is the sample statistics of one timed network.)"""
 
     value: float
     runs_s: tuple[float, ...]
     what: str
 
 
-def _devices_known() -> list[str]:
-    """The devices this machine offers: the CPU and each NVIDIA GPU NVML sees (cheap: no torch import)."""
-    from ..bench.machine import gpu_names
-
-    return ["cpu"] + [f"cuda:{i}" for i in range(len(gpu_names()))]
-
-
-def parse_device(device: str):
-    """The torch device for "cpu", "cuda" or "cuda:N"; anything else, or CUDA where torch has none, is a
-    `HardwareError` listing the devices this machine has. A malformed name fails before torch is imported."""
-    text = str(device).strip().lower()
-    index = None
-    if text.startswith("cuda"):
-        rest = text[4:]
-        if rest == "":
-            index = 0
-        elif rest.startswith(":") and rest[1:].isdigit():
-            index = int(rest[1:])
-    if text != "cpu" and index is None:
-        raise HardwareError(f"unknown device {device!r}; known devices: {', '.join(_devices_known())}")
-    if index is not None and _devices_known() == ["cpu"]:
-        # NVML sees no NVIDIA GPU: say so without the seconds a torch import takes.
-        raise HardwareError(f"device {device!r}: CUDA is not available here (NVML finds no NVIDIA GPU); known devices: cpu")
-    import torch
-
-    if text == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise HardwareError(
-            f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); "
-            "known devices: cpu"
-        )
-    if index >= torch.cuda.device_count():
-        known = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        raise HardwareError(f"device {device!r}: no such CUDA device; known devices: {', '.join(known)}")
-    return torch.device("cuda", index)
-
-
-def _timer(dev) -> Callable[[Callable[[], None]], float]:
+def _timer(dev: Any) -> Callable[[Callable[[], object]], float]:
     """A function timing one call of `fn` in seconds: CUDA events with synchronisation on a GPU, the
     monotonic clock on the CPU."""
     import torch
 
     if dev.type == "cuda":
 
-        def time_cuda(fn: Callable[[], None]) -> float:
+        def time_cuda(fn: Callable[[], object]) -> float:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize(dev)
             start.record()
@@ -95,7 +60,7 @@ def _timer(dev) -> Callable[[Callable[[], None]], float]:
 
         return time_cuda
 
-    def time_cpu(fn: Callable[[], None]) -> float:
+    def time_cpu(fn: Callable[[], object]) -> float:
         t0 = time.perf_counter()
         fn()
         return time.perf_counter() - t0
@@ -103,13 +68,15 @@ def _timer(dev) -> Callable[[Callable[[], None]], float]:
     return time_cpu
 
 
-def _median_runs(timer, fn, repeats: int) -> tuple[float, tuple[float, ...]]:
+def _median_runs(
+    timer: Callable[[Callable[[], object]], float], fn: Callable[[], object], repeats: int
+) -> tuple[float, tuple[float, ...]]:
     timer(fn)  # warm-up: allocator, kernels/JIT, page faults, caches
     runs = tuple(timer(fn) for _ in range(repeats))
     return statistics.median(runs), runs
 
 
-def measure_matmul_flops_per_s(dev, dtype, repeats: int = _REPEATS, max_n: int | None = None) -> Measurement:
+def measure_matmul_flops_per_s(dev: Any, dtype: Any, repeats: int = _REPEATS, max_n: int | None = None) -> Ceiling:
     """FLOP/s of a square matrix product, the size doubled until one product takes >= 20 ms."""
     import torch
 
@@ -122,7 +89,7 @@ def measure_matmul_flops_per_s(dev, dtype, repeats: int = _REPEATS, max_n: int |
         b = torch.randn(n, n, device=dev).to(dtype)
         out = torch.empty(n, n, device=dev, dtype=dtype)
 
-        def mm(a=a, b=b, out=out) -> None:
+        def mm(a: Any = a, b: Any = b, out: Any = out) -> None:
             torch.mm(a, b, out=out)
 
         timer(mm)  # warm-up at this size
@@ -131,10 +98,10 @@ def measure_matmul_flops_per_s(dev, dtype, repeats: int = _REPEATS, max_n: int |
         n *= 2
     median_s, runs = _median_runs(timer, mm, repeats)
     name = str(dtype).replace("torch.", "")
-    return Measurement(2 * n**3 / median_s, runs, f"median of {repeats} {n}x{n} {name} torch.mm")
+    return Ceiling(2 * n**3 / median_s, runs, f"median of {repeats} {n}x{n} {name} torch.mm")
 
 
-def measure_copy_bytes_per_s(dev, nbytes: int | None = None, repeats: int = _REPEATS) -> Measurement:
+def measure_copy_bytes_per_s(dev: Any, nbytes: int | None = None, repeats: int = _REPEATS) -> Ceiling:
     """Bandwidth of a large device-to-device copy, counting bytes read plus bytes written (as STREAM does)."""
     import torch
 
@@ -142,10 +109,12 @@ def measure_copy_bytes_per_s(dev, nbytes: int | None = None, repeats: int = _REP
     src = torch.ones(nbytes // 4, device=dev)
     dst = torch.empty_like(src)
     median_s, runs = _median_runs(_timer(dev), lambda: dst.copy_(src), repeats)
-    return Measurement(2 * nbytes / median_s, runs, f"median of {repeats} copies of {nbytes // 2**20} MiB, read + write counted")
+    return Ceiling(
+        2 * nbytes / median_s, runs, f"median of {repeats} copies of {nbytes // 2**20} MiB, read + write counted"
+    )
 
 
-def measure_launch_overhead_s(dev, ops: int = _LAUNCH_OPS, repeats: int = _REPEATS) -> Measurement:
+def measure_launch_overhead_s(dev: Any, ops: int = _LAUNCH_OPS, repeats: int = _REPEATS) -> Ceiling:
     """Per-op time of `ops` back-to-back tiny element-wise adds: dispatch cost with no work to hide it."""
     import torch
 
@@ -157,10 +126,12 @@ def measure_launch_overhead_s(dev, ops: int = _LAUNCH_OPS, repeats: int = _REPEA
             torch.add(x, x, out=y)
 
     median_s, runs = _median_runs(_timer(dev), burst, repeats)
-    return Measurement(median_s / ops, tuple(r / ops for r in runs), f"median of {repeats} bursts of {ops} 1-element torch.add")
+    return Ceiling(
+        median_s / ops, tuple(r / ops for r in runs), f"median of {repeats} bursts of {ops} 1-element torch.add"
+    )
 
 
-def _memory_capacity_bytes(dev) -> int:
+def _memory_capacity_bytes(dev: Any) -> int:
     import torch
 
     if dev.type == "cuda":
@@ -168,7 +139,7 @@ def _memory_capacity_bytes(dev) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def _gpu_power_w(dev) -> float | None:
+def _gpu_power_w(dev: Any) -> float | None:
     """The enforced power limit from NVML (read only; never changed), or None without NVML."""
     try:
         import pynvml
@@ -190,10 +161,8 @@ def calibrate_hardware(device: str = "cpu", name: str | None = None, repeats: in
     hardware model whose values are marked measured. Unknown or unavailable device: `HardwareError`."""
     import torch
 
-    from ..bench.machine import cpu_model
-
-    dev = parse_device(device)
-    when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    dev = torch_device(device)
+    when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     notes: dict[str, str] = {}
     peaks: dict[str, float] = {}
     if dev.type == "cuda":
@@ -201,8 +170,12 @@ def calibrate_hardware(device: str = "cpu", name: str | None = None, repeats: in
         kind = "gpu"
         old_precision = torch.get_float32_matmul_precision()
         try:
-            for key, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
-                                     ("fp16", torch.float16, False), ("bf16", torch.bfloat16, False)):
+            for key, dtype, tf32 in (
+                ("fp32", torch.float32, False),
+                ("tf32", torch.float32, True),
+                ("fp16", torch.float16, False),
+                ("bf16", torch.bfloat16, False),
+            ):
                 # "highest" keeps fp32 products in fp32; "high" lets them use TF32 tensor cores
                 torch.set_float32_matmul_precision("high" if tf32 else "highest")
                 m = measure_matmul_flops_per_s(dev, dtype, repeats)

@@ -22,7 +22,7 @@ class HardwareSource:
     path: Path
 
 
-def sources_in_folder(path) -> list[HardwareSource]:
+def sources_in_folder(path: str | Path) -> list[HardwareSource]:
     """Every hardware model (`*.toml`) and device profile (`*.json`) directly in `path`, named by file stem,
     sorted by name within each kind. A missing folder holds nothing."""
     folder = Path(path)

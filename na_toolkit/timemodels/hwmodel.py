@@ -4,10 +4,11 @@ A hardware model file (schema version 1) holds, in SI units with the unit in eac
 
     schema_version = 1
     name = "h100-sxm"                          # optional; when present it must equal the file stem
-    description = "NVIDIA H100 SXM5 80 GB"
+    description = "NVIDIA H100 SXM 80 GB"
     kind = "gpu"                               # gpu | cpu | soc
     values_are = "datasheet"                   # datasheet | measured (what `hw calibrate` writes)
-    memory_bandwidth_bytes_per_s = 3.35e12     # each value cites its source in a trailing comment
+    about = "what the device is; where its figures come from"        # optional
+    memory_bandwidth_bytes_per_s = 3.35e12
     memory_capacity_bytes = 80_000_000_000
     launch_overhead_s = 4e-6
     power_w = 700                              # optional
@@ -21,48 +22,59 @@ A hardware model file (schema version 1) holds, in SI units with the unit in eac
     [measured_ceilings.flops_per_s]
     bf16 = 7.98e14
 
-Validation is strict: a missing, negative or mistyped value, an unknown key or another schema version is a
-`HardwareError` that names the file and the key. Trailing comments are kept (`HardwareModel.notes`) so a
-model written back with `save_hardware_model` still cites its sources.
+    [sources]                                  # the citation of each value, by its dotted key
+    memory_bandwidth_bytes_per_s = "H100 datasheet: GPU memory bandwidth 3.35 TB/s"
+    "peak_flops_per_s.fp32" = "H100 datasheet: FP32 67 teraFLOPS"
+
+The file is validated by a pydantic model (`hwmodel_file.HardwareModelFile`): a missing, negative or
+mistyped value, an unknown key or another schema version is a `HardwareError` that names the file and the
+dotted key. The citations are data (`[sources]` and `about`, kept as `HardwareModel.notes`), so a model
+written back with `save_hardware_model` still cites its sources and `hw show --json` prints them.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HardwareError, UnknownComponentError
+from .hwmodel_file import (
+    DTYPE_BYTES,
+    FIELD_DOCS,
+    KINDS,
+    SCHEMA_VERSION,
+    VALUES_ARE,
+    HardwareModelFile,
+    MeasuredCeilings,
+    check_sources,
+    fail,
+    validate_hardware_file,
+)
 
-SCHEMA_VERSION = 1
-KINDS = ("gpu", "cpu", "soc")
-VALUES_ARE = ("datasheet", "measured")
-#: bytes per element of each dtype a hardware model may give a peak for (tf32 is stored as fp32)
-DTYPE_BYTES: dict[str, int] = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from .hardware import HardwareSource
 
-# key → (what it means, for messages and the comments `save_hardware_model` writes when no note is known)
-_FIELD_DOCS: dict[str, str] = {
-    "schema_version": f"hardware model schema version (this na_toolkit reads {SCHEMA_VERSION})",
-    "name": "the registry name; equals the file stem",
-    "description": "what device this is",
-    "kind": "gpu | cpu | soc",
-    "values_are": "datasheet | measured",
-    "memory_bandwidth_bytes_per_s": "peak memory bandwidth, bytes per second",
-    "memory_capacity_bytes": "memory the device can hold tensors in, bytes",
-    "launch_overhead_s": "fixed cost of one kernel / operator launch, seconds",
-    "power_w": "board power (TDP) in watts",
-    "peak_flops_per_s": "peak dense FLOP/s per dtype (a multiply-add counts 2)",
-    "measured_ceilings": "ceilings a benchmark reached on a real device",
-    "measured_ceilings.memory_bandwidth_bytes_per_s": "measured device-to-device copy bandwidth, bytes per second",
-    "measured_ceilings.flops_per_s": "measured matrix-product FLOP/s per dtype",
-}
-_TOP_KEYS = set(_FIELD_DOCS) - {k for k in _FIELD_DOCS if "." in k}
-_CEILING_KEYS = {"memory_bandwidth_bytes_per_s", "flops_per_s"}
+__all__ = [
+    "DTYPE_BYTES",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "VALUES_ARE",
+    "HardwareModel",
+    "HardwareModelFile",
+    "hardware_model_from_data",
+    "hardware_model_toml",
+    "known_hardware_models",
+    "load_hardware_model",
+    "parse_hardware_model",
+    "read_hardware_model",
+    "save_hardware_model",
+]
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class HardwareModel:
     #: ceilings a benchmark actually reached (e.g. an H100 copies at ~3.0 TB/s of its 3.35 TB/s datasheet)
     measured_flops_per_s: Mapping[str, float] = field(default_factory=dict)
     measured_memory_bandwidth_bytes_per_s: float | None = None
-    #: comments from the file: dotted key → citation text; "" → the header comment
+    #: citations: dotted key → source (the file's `[sources]`); "" → what the device is (`about`)
     notes: Mapping[str, str] = field(default_factory=dict)
     source: Path | None = None
     schema_version: int = SCHEMA_VERSION
@@ -112,7 +124,7 @@ class HardwareModel:
         return self.flops_per_s(dtype, prefer_measured) / self.bandwidth_bytes_per_s(prefer_measured)
 
     def to_dict(self) -> dict[str, Any]:
-        """The file's content as plain data (what `hw show --json` prints)."""
+        """The model's values as plain data (what `hw show --json` prints, besides the citations)."""
         out: dict[str, Any] = {
             "schema_version": self.schema_version,
             "name": self.name,
@@ -137,164 +149,41 @@ class HardwareModel:
 
 
 # ---- reading ----------------------------------------------------------------------------------------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class _Checker:
-    """Validates one parsed file; every message starts with the file and names the key."""
-
-    def __init__(self, where: str):
-        self.where = where
-
-    def fail(self, key: str, problem: str) -> HardwareError:
-        doc = _FIELD_DOCS.get(key)
-        hint = f" ({doc})" if doc else ""
-        return HardwareError(f"{self.where}: key {key!r}{hint}: {problem}")
-
-    def table(self, data: Mapping[str, Any], key: str, required: bool = True) -> Mapping[str, Any] | None:
-        value = data.get(key.rsplit(".", 1)[-1])
-        if value is None:
-            if required:
-                raise self.fail(key, "missing; add it as a [table]")
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be a table, got {value!r}")
-        return value
-
-    def number(self, data: Mapping[str, Any], key: str, *, required: bool = True, allow_zero: bool = False) -> float | None:
-        value = data.get(key.rsplit(".", 1)[-1])
-        if value is None:
-            if required:
-                raise self.fail(key, "missing; add it")
-            return None
-        if not _is_number(value) or not math.isfinite(value):
-            raise self.fail(key, f"must be a finite number, got {value!r}")
-        if value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-        return float(value)
-
-    def choice(self, data: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str | None) -> str:
-        value = data.get(key, default)
-        if value is None:
-            raise self.fail(key, f"missing; one of {', '.join(choices)}")
-        if value not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def per_dtype(self, table: Mapping[str, Any], key: str) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for dtype in table:
-            if dtype not in DTYPE_BYTES:
-                raise self.fail(f"{key}.{dtype}", f"unknown dtype; known: {', '.join(DTYPE_BYTES)}")
-            out[dtype] = self.number(table, f"{key}.{dtype}")
-        return out
-
-    def unknown_keys(self, data: Mapping[str, Any], known: set[str], prefix: str = "") -> None:
-        for key in data:
-            if key not in known:
-                raise self.fail(prefix + key, f"unknown key; known: {', '.join(sorted(known))}")
-
-
-def _validate(data: Mapping[str, Any], path: Path | None, notes: Mapping[str, str]) -> HardwareModel:
-    check = _Checker(str(path) if path is not None else "<hardware model>")
-    version = data.get("schema_version")
-    if version is None:
-        raise check.fail("schema_version", f"missing; add `schema_version = {SCHEMA_VERSION}`")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise check.fail("schema_version", f"version {version!r} is not supported; this na_toolkit reads {SCHEMA_VERSION}")
-    check.unknown_keys(data, _TOP_KEYS)
-
-    name = data.get("name", path.stem if path is not None else None)
-    if not isinstance(name, str) or not name.strip():
-        raise check.fail("name", f"must be a non-empty string, got {name!r}")
+def hardware_model_from_data(data: Mapping[str, Any], path: Path | None = None) -> HardwareModel:
+    """A validated `HardwareModel` from the parsed content of a TOML file (`path` names it in errors)."""
+    where = str(path) if path is not None else "<hardware model>"
+    doc = validate_hardware_file(data, where)
+    name = doc.name if doc.name is not None else (path.stem if path is not None else None)
+    if name is None:
+        raise fail(where, "name", "missing; add it (a model read without a file has no file stem to take)")
     if path is not None and name != path.stem:
-        raise check.fail("name", f"{name!r} differs from the file name {path.name!r}; rename one of them")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise check.fail("description", f"must be a string, got {description!r}")
-
-    peaks = check.per_dtype(check.table(data, "peak_flops_per_s"), "peak_flops_per_s")
-    if "fp32" not in peaks:
-        raise check.fail("peak_flops_per_s.fp32", "missing; every hardware model gives at least the fp32 peak")
-
-    capacity = check.number(data, "memory_capacity_bytes")
-    if capacity != int(capacity):
-        raise check.fail("memory_capacity_bytes", f"must be a whole number of bytes, got {capacity!r}")
-
-    ceilings = check.table(data, "measured_ceilings", required=False) or {}
-    check.unknown_keys(ceilings, _CEILING_KEYS, "measured_ceilings.")
-    measured_flops = check.per_dtype(
-        check.table(ceilings, "measured_ceilings.flops_per_s", required=False) or {}, "measured_ceilings.flops_per_s"
-    )
-    for dtype in measured_flops:
+        raise fail(where, "name", f"{name!r} differs from the file name {path.name!r}; rename one of them")
+    peaks = doc.peak_flops_per_s.given()
+    ceilings = doc.measured_ceilings or MeasuredCeilings()
+    measured = ceilings.flops_per_s.given() if ceilings.flops_per_s is not None else {}
+    for dtype in measured:
         if dtype not in peaks:
-            raise check.fail(f"measured_ceilings.flops_per_s.{dtype}", "has no peak in [peak_flops_per_s]; add one")
-
+            raise fail(where, f"measured_ceilings.flops_per_s.{dtype}", "has no peak in [peak_flops_per_s]; add one")
+    check_sources(doc.sources, peaks, measured, where)
+    notes = dict(doc.sources)
+    if doc.about:
+        notes[""] = doc.about
     return HardwareModel(
         name=name,
-        kind=check.choice(data, "kind", KINDS, None),
+        kind=doc.kind,
         peak_flops_per_s=peaks,
-        memory_bandwidth_bytes_per_s=check.number(data, "memory_bandwidth_bytes_per_s"),
-        memory_capacity_bytes=int(capacity),
-        launch_overhead_s=check.number(data, "launch_overhead_s", allow_zero=True),
-        power_w=check.number(data, "power_w", required=False),
-        description=description,
-        values_are=check.choice(data, "values_are", VALUES_ARE, "datasheet"),
-        measured_flops_per_s=measured_flops,
-        measured_memory_bandwidth_bytes_per_s=check.number(
-            ceilings, "measured_ceilings.memory_bandwidth_bytes_per_s", required=False
-        ),
-        notes=dict(notes),
+        memory_bandwidth_bytes_per_s=doc.memory_bandwidth_bytes_per_s,
+        memory_capacity_bytes=doc.memory_capacity_bytes,
+        launch_overhead_s=doc.launch_overhead_s,
+        power_w=doc.power_w,
+        description=doc.description,
+        values_are=doc.values_are,
+        measured_flops_per_s=measured,
+        measured_memory_bandwidth_bytes_per_s=ceilings.memory_bandwidth_bytes_per_s,
+        notes=notes,
         source=path,
         schema_version=SCHEMA_VERSION,
     )
-
-
-def _split_comment(line: str) -> tuple[str, str]:
-    """(code, comment) of one TOML line; a '#' inside a quoted string is not a comment."""
-    quote = None
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if quote:
-            if ch == "\\" and quote == '"':
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#":
-            return line[:i].strip(), line[i + 1 :].strip()
-        i += 1
-    return line.strip(), ""
-
-
-def _notes_of(text: str) -> dict[str, str]:
-    """Comments of a hardware model file: trailing comments by dotted key, the leading block under ""."""
-    notes: dict[str, str] = {}
-    header: list[str] = []
-    table = ""
-    seen_code = False
-    for raw in text.splitlines():
-        code, comment = _split_comment(raw)
-        if not code:
-            if comment and not seen_code:
-                header.append(comment)
-            continue
-        seen_code = True
-        if code.startswith("["):
-            table = code.strip("[] ")
-            key = table
-        else:
-            key = f"{table}.{code.split('=', 1)[0].strip()}" if table else code.split("=", 1)[0].strip()
-        if comment:
-            notes[key] = comment
-    if header:
-        notes[""] = "\n".join(header)
-    return notes
 
 
 def parse_hardware_model(text: str, path: Path | None = None) -> HardwareModel:
@@ -303,10 +192,10 @@ def parse_hardware_model(text: str, path: Path | None = None) -> HardwareModel:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise HardwareError(f"{path or '<hardware model>'}: not valid TOML ({exc}); fix the file") from None
-    return _validate(data, path, _notes_of(text))
+    return hardware_model_from_data(data, path)
 
 
-def read_hardware_model(path: str | os.PathLike) -> HardwareModel:
+def read_hardware_model(path: str | os.PathLike[str]) -> HardwareModel:
     """Load and validate one hardware model file."""
     p = Path(path)
     try:
@@ -318,44 +207,43 @@ def read_hardware_model(path: str | os.PathLike) -> HardwareModel:
     return parse_hardware_model(text, p)
 
 
-def _hardware_registry():
-    from ..plugins import get_toolkit
-
-    return get_toolkit().hardware
-
-
-def known_hardware_models() -> list[str]:
-    """Names of the registered hardware models (not the device profiles), sorted."""
-    return sorted(e.name for e in _hardware_registry().entries() if e.obj.kind == "model")
+def known_hardware_models(hardware: Registry[HardwareSource]) -> list[str]:
+    """Names of the hardware models (not the device profiles) in the hardware registry, sorted."""
+    return sorted(e.name for e in hardware.entries() if e.obj.kind == "model")
 
 
 def _looks_like_path(text: str) -> bool:
     return text.endswith(".toml") or os.sep in text or (os.altsep is not None and os.altsep in text)
 
 
-def load_hardware_model(name_or_path: str | os.PathLike | HardwareModel) -> HardwareModel:
-    """A hardware model by registry name (`na-toolkit hw list`) or by path to a TOML file. A model passed in
-    is returned as is, so callers may accept either."""
+def load_hardware_model(
+    name_or_path: str | os.PathLike[str] | HardwareModel, hardware: Registry[HardwareSource] | None = None
+) -> HardwareModel:
+    """A hardware model by name in the hardware registry (`toolkit.hardware`; `na-toolkit hw list`) or by
+    path to a TOML file. A model passed in is returned as is, so callers may accept either. A name needs
+    the registry."""
     if isinstance(name_or_path, HardwareModel):
         return name_or_path
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
         return read_hardware_model(name_or_path)
     name = str(name_or_path)
-    registry = _hardware_registry()
-    if name in registry:
-        source = registry.get(name)
+    if hardware is None:
+        raise HardwareError(
+            f"hardware model {name!r}: a name is looked up in the toolkit's hardware registry; pass it "
+            "(hardware=toolkit.hardware) or give the path of a .toml file"
+        )
+    if name in hardware:
+        source = hardware.get(name)
         if source.kind != "model":
             raise HardwareError(
                 f"{name!r} is a device {source.kind} ({source.path}), not a hardware model; use the learned time "
-                f"model for profiles. Hardware models: {', '.join(known_hardware_models())}"
+                f"model for profiles. Hardware models: {', '.join(known_hardware_models(hardware))}"
             )
         return read_hardware_model(source.path)
-    raise HardwareError(str(UnknownComponentError("hardware model", name, known_hardware_models())))
+    raise HardwareError(str(UnknownComponentError("hardware model", name, known_hardware_models(hardware))))
 
 
 # ---- writing ----------------------------------------------------------------------------------------
-
-
 def _toml_number(value: float | int) -> str:
     """Shortest TOML text that reads back as exactly `value`: exponent form for large/small floats,
     underscored integers."""
@@ -377,47 +265,92 @@ def _toml_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _line(key: str, value_text: str, note_key: str, notes: Mapping[str, str]) -> str:
-    comment = notes.get(note_key) or _FIELD_DOCS.get(note_key, "")
-    comment = " ".join(comment.split())
-    return f"{key} = {value_text}" + (f"  # {comment}" if comment else "")
+def _toml_text_block(value: str) -> str:
+    """A multi-line basic string (the newline after the opening quotes is not part of the value)."""
+    # only a backslash, a run of three quotes and a quote next to the closing ones need an escape
+    escaped = value.replace("\\", "\\\\").replace('"""', '""\\"')
+    if escaped.endswith('"'):
+        escaped = escaped[:-1] + '\\"'
+    return f'"""\n{escaped}"""'
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else _toml_string(key)
+
+
+def _line(key: str, value_text: str, doc_key: str) -> str:
+    doc = FIELD_DOCS.get(doc_key, "")
+    return f"{key} = {value_text}" + (f"  # {doc}" if doc else "")
+
+
+def _citations(model: HardwareModel, value_keys: list[str]) -> dict[str, str]:
+    """The `[sources]` entries: each value's citation, else (so the file still says what the value is)
+    the meaning of its key, marked as uncited."""
+    out: dict[str, str] = {}
+    for key in value_keys:
+        note = " ".join(str(model.notes.get(key, "")).split())
+        if not note:
+            doc = FIELD_DOCS.get(key) or FIELD_DOCS.get(key.rsplit(".", 1)[0], "")
+            note = f"{doc} (no source given)" if doc else ""
+        if note:
+            out[key] = note
+    return out
 
 
 def hardware_model_toml(model: HardwareModel) -> str:
-    """The TOML text of a hardware model, with each value's note (citation) as a trailing comment."""
-    notes = model.notes
-    header = notes.get("") or (
-        f"Hardware model for na_toolkit (schema {SCHEMA_VERSION}); values are {model.values_are}."
-    )
-    lines = [f"# {h}".rstrip() for h in header.splitlines()]
-    lines.append("")
+    """The TOML text of a hardware model: its values, what the device is (`about`) and each value's
+    citation (`[sources]`)."""
     data = model.to_dict()
+    lines = [
+        f"# Hardware model for na_toolkit (schema {SCHEMA_VERSION}); values are {model.values_are}. SI units, the",
+        "# unit in each key's name; [sources] cites where each value comes from.",
+        "",
+    ]
     for key in ("schema_version", "name", "description", "kind", "values_are"):
         value = data[key]
-        text = _toml_string(value) if isinstance(value, str) else _toml_number(value)
-        lines.append(_line(key, text, key, notes))
+        lines.append(_line(key, _toml_string(value) if isinstance(value, str) else _toml_number(value), key))
+    about = str(model.notes.get("", "")).strip()
+    if about:
+        lines.append(f"about = {_toml_text_block(about)}")
+    value_keys: list[str] = []
     for key in ("memory_bandwidth_bytes_per_s", "memory_capacity_bytes", "launch_overhead_s", "power_w"):
         if key in data:
-            lines.append(_line(key, _toml_number(data[key]), key, notes))
-    lines += ["", "[peak_flops_per_s]"]
+            lines.append(_line(key, _toml_number(data[key]), key))
+            value_keys.append(key)
+    lines += ["", "[peak_flops_per_s]  # " + FIELD_DOCS["peak_flops_per_s"]]
     for dtype, value in data["peak_flops_per_s"].items():
-        lines.append(_line(dtype, _toml_number(float(value)), f"peak_flops_per_s.{dtype}", notes))
+        lines.append(f"{dtype} = {_toml_number(float(value))}")
+        value_keys.append(f"peak_flops_per_s.{dtype}")
     ceilings = data.get("measured_ceilings", {})
     if ceilings:
-        lines += ["", "[measured_ceilings]"]
+        lines += ["", "[measured_ceilings]  # " + FIELD_DOCS["measured_ceilings"]]
         if "memory_bandwidth_bytes_per_s" in ceilings:
             key = "measured_ceilings.memory_bandwidth_bytes_per_s"
-            lines.append(_line("memory_bandwidth_bytes_per_s", _toml_number(float(ceilings["memory_bandwidth_bytes_per_s"])), key, notes))
+            lines.append(
+                _line(
+                    "memory_bandwidth_bytes_per_s", _toml_number(float(ceilings["memory_bandwidth_bytes_per_s"])), key
+                )
+            )
+            value_keys.append(key)
         if "flops_per_s" in ceilings:
-            lines += ["", "[measured_ceilings.flops_per_s]"]
+            lines += ["", "[measured_ceilings.flops_per_s]  # " + FIELD_DOCS["measured_ceilings.flops_per_s"]]
             for dtype, value in ceilings["flops_per_s"].items():
-                key = f"measured_ceilings.flops_per_s.{dtype}"
-                lines.append(_line(dtype, _toml_number(float(value)), key, notes))
+                lines.append(f"{dtype} = {_toml_number(float(value))}")
+                value_keys.append(f"measured_ceilings.flops_per_s.{dtype}")
+    sources = _citations(model, value_keys)
+    # citations of the descriptive keys, kept when a model has them
+    sources.update(
+        {k: " ".join(v.split()) for k, v in model.notes.items() if k in ("description", "kind", "values_are")}
+    )
+    if sources:
+        lines += ["", "[sources]  # " + FIELD_DOCS["sources"]]
+        lines += [f"{_toml_key(k)} = {_toml_string(v)}" for k, v in sources.items()]
     return "\n".join(lines) + "\n"
 
 
-def save_hardware_model(model: HardwareModel, path: str | os.PathLike) -> Path:
-    """Write `model` as TOML with comments to `path` (its name becomes the file stem's). The text is
+def save_hardware_model(model: HardwareModel, path: str | os.PathLike[str]) -> Path:
+    """Write `model` as TOML with its citations to `path` (its name becomes the file stem's). The text is
     validated before it replaces the file, so a failed write never leaves a corrupt model behind."""
     p = Path(path)
     if p.suffix != ".toml":

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..caches import lru_dict
 from ..ir.architecture import INPUT, Architecture, Node
 from ..ir.layers import Shape
 
@@ -111,7 +112,9 @@ class Kernel:
         return list(self.config.vector)
 
 
-_CONFIGS: dict[tuple, KernelConfig] = {}
+#: kernel configurations by (layers + attributes, input shapes, layer-type registry): networks of one search
+#: share most of theirs, and building one costs more than looking it up (bounded LRU, `clear_caches()`)
+_CONFIGS = lru_dict("timemodels.kernels.configs", 200_000)
 
 
 def _sole_consumer(arch: Architecture, node_id: str, consumers: dict[str, tuple[str, ...]]) -> Node | None:
@@ -134,7 +137,12 @@ def _features(arch: Architecture, kind: str, nodes: list[Node]) -> dict[str, flo
     co, ho, wo = _hw(arch.shape(last.id))
     act_node = next((n for n in nodes if n.type in ACTIVATIONS), None)
     f: dict[str, float] = {
-        "cin": c, "cout": co, "h": h, "w": w, "ho": ho, "wo": wo,
+        "cin": c,
+        "cout": co,
+        "h": h,
+        "w": w,
+        "ho": ho,
+        "wo": wo,
         "act": ACT_CODE.get(act_node.type if act_node else None, 6),
         "inputs": len(first.inputs),
         "bn": float(any(n.type == "batchnorm2d" for n in nodes)),
@@ -216,8 +224,6 @@ def kernels_of(arch: Architecture) -> list[Kernel]:
                 n_inputs=len(node.inputs),
                 features=_features(arch, kind, group),
             )
-            if len(_CONFIGS) > 200_000:
-                _CONFIGS.clear()
             _CONFIGS[signature] = config
         fusable = kind == "add" and any(_folds_into_conv(src, kernel_of, consumers) for src in node.inputs)
         kernel = Kernel(config, tuple(n.id for n in group), fusable)

@@ -16,8 +16,9 @@ Fitted from a device profile each time it is loaded (artifacts hold data, never 
    (the per-kernel count terms come out negative), and fusions across kernels (an add folded into its
    conv) make some groups cheaper in context (their sum coefficients).
 
-`LearnedTimeModel(device=<profile name or path>)`; a profile of another device than this machine's warns
-with both names (its predictions describe that device).
+`LearnedTimeModel(device=<profile path or DeviceProfile>, layer_types=...)`, or by profile name with the
+toolkit's registries: `LearnedTimeModel.from_toolkit(toolkit, device="example-cpu")`. A profile of another
+device than this machine's warns with both names (its predictions describe that device).
 """
 
 from __future__ import annotations
@@ -26,16 +27,26 @@ import warnings as _warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ConfigDict, Field
 
+from .. import validation
 from ..errors import NotFittedError, ProfileError, TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate, TimeModel
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
 from .measured import analytic_peak_memory_bytes, take_options
 from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..ir.layers import LayerTypeRegistry
+    from ..registry import Registry
+    from ..toolkit import Toolkit
+    from .hardware import HardwareSource
 
 #: kernel groups of the network calibration (each gets its own coefficients)
 GROUPS = ("conv", "dwconv", "add_fused", "add", "rest")
@@ -58,7 +69,9 @@ def _nnls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return coef
 
 
-def _robust_relative_lstsq(X: np.ndarray, y: np.ndarray, n_sums: int, rounds: int = 3, k: float = 3.0) -> tuple[np.ndarray, int]:
+def _robust_relative_lstsq(
+    X: np.ndarray, y: np.ndarray, n_sums: int, rounds: int = 3, k: float = 3.0
+) -> tuple[np.ndarray, int]:
     """Least squares on relative errors (rows weighted by 1/y) with the first `n_sums` coefficients (the
     kernel sums) kept >= 0, refitted without outliers: residuals beyond k robust standard deviations
     (1.4826 x the median absolute residual, at least 5%). Returns the coefficients and the number of
@@ -131,7 +144,7 @@ class KindModel:
     @staticmethod
     def base_matrix(rows: Sequence[Sequence[float]]) -> np.ndarray:
         # rows hold KIND_FEATURES then COST_FEATURES (flops, in_bytes, out_bytes, weight_bytes)
-        c = np.asarray(rows, dtype=float)[:, -len(COST_FEATURES):]
+        c = np.asarray(rows, dtype=float)[:, -len(COST_FEATURES) :]
         return np.column_stack([c[:, 0] * 1e-9, (c[:, 1] + c[:, 2] + c[:, 3]) * 1e-9, np.ones(len(c))])
 
     @classmethod
@@ -146,8 +159,13 @@ class KindModel:
 
             base = np.maximum(B @ coef, 1e-6)
             gbr = GradientBoostingRegressor(
-                loss="squared_error", n_estimators=150, max_depth=3, learning_rate=0.08, subsample=0.8,
-                min_samples_leaf=3, random_state=seed,
+                loss="squared_error",
+                n_estimators=150,
+                max_depth=3,
+                learning_rate=0.08,
+                subsample=0.8,
+                min_samples_leaf=3,
+                random_state=seed,
             )
             gbr.fit(np.asarray([log_features(r) for r in rows]), np.log(y_ms / base))
             model.booster = TreeEnsemble(gbr)
@@ -183,7 +201,7 @@ class KernelLatencyModel:
         y_ms = np.asarray(y_ms, dtype=float)
         self.kinds_: dict[str, KindModel] = {}
         # a fallback for kinds the profile has (too) few of: the base model over every kernel's cost
-        all_rows = [k.vector()[-len(COST_FEATURES):] for k in kernels]
+        all_rows = [k.vector()[-len(COST_FEATURES) :] for k in kernels]
         self.fallback_ = KindModel.fit("any", all_rows, y_ms, boost=False)
         for kind, (idx, rows) in _kernel_rows(kernels).items():
             if len(idx) >= 3:
@@ -208,7 +226,7 @@ class KernelLatencyModel:
             for kind, (idx, rows) in _kernel_rows([kernels[i] for i in todo]).items():
                 model = self.kinds_.get(kind)
                 if model is None:
-                    pred = self.fallback_.predict([r[-len(COST_FEATURES):] for r in rows])
+                    pred = self.fallback_.predict([r[-len(COST_FEATURES) :] for r in rows])
                 else:
                     pred = model.predict(rows)
                 for j, p in zip(idx, pred):
@@ -258,7 +276,13 @@ class KernelLatencyModel:
         floor = 0.25 * X[:, : len(GROUPS)].sum(axis=1)
         return np.maximum(X @ self.calibration_, np.maximum(floor, 1e-6))
 
-    def fit(self, kernels: Sequence[Kernel], kernel_y_ms: np.ndarray, arch_kernels: Sequence[Sequence[Kernel]], network_y_ms: np.ndarray) -> KernelLatencyModel:
+    def fit(
+        self,
+        kernels: Sequence[Kernel],
+        kernel_y_ms: np.ndarray,
+        arch_kernels: Sequence[Sequence[Kernel]],
+        network_y_ms: np.ndarray,
+    ) -> KernelLatencyModel:
         return self.fit_kernels(kernels, kernel_y_ms).fit_networks(arch_kernels, network_y_ms)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -276,9 +300,10 @@ class ProfileData:
     network_y_ms: np.ndarray
 
 
-def profile_data(profile: DeviceProfile, layer_types: Any = None, statistic: str | None = None) -> ProfileData:
-    """Kernels and networks of a profile, re-derived from their architectures (features are computed by
-    this version of kernels.py, never read from the file). Latencies are the profile's statistic."""
+def profile_data(profile: DeviceProfile, layer_types: LayerTypeRegistry, statistic: str | None = None) -> ProfileData:
+    """Kernels and networks of a profile, re-derived from their architectures (built with `layer_types`;
+    features are computed by this version of kernels.py, never read from the file). Latencies are the
+    profile's statistic."""
     stat = statistic or profile.statistic
     ks, keys, ky = [], [], []
     for rec in profile.kernels:
@@ -288,15 +313,15 @@ def profile_data(profile: DeviceProfile, layer_types: Any = None, statistic: str
         keys.append(rec.key)
         ky.append(rec.latency_ms(stat))
     nk, nh, ny = [], [], []
-    for rec in profile.networks:
-        arch = Architecture.from_json(rec.arch, layer_types=layer_types)
+    for net in profile.networks:
+        arch = Architecture.from_json(net.arch, layer_types=layer_types)
         nk.append(kernels_of(arch))
-        nh.append(rec.hash)
-        ny.append(rec.latency_ms(stat))
+        nh.append(net.hash)
+        ny.append(net.latency_ms(stat))
     return ProfileData(ks, keys, np.asarray(ky, float), nk, nh, np.asarray(ny, float))
 
 
-def fit_profile(profile: DeviceProfile, layer_types: Any = None, **params: Any) -> KernelLatencyModel:
+def fit_profile(profile: DeviceProfile, layer_types: LayerTypeRegistry, **params: Any) -> KernelLatencyModel:
     data = profile_data(profile, layer_types)
     if len(data.kernels) < 3:
         raise ProfileError(
@@ -306,10 +331,12 @@ def fit_profile(profile: DeviceProfile, layer_types: Any = None, **params: Any) 
     return KernelLatencyModel(**params).fit(data.kernels, data.kernel_y_ms, data.network_kernels, data.network_y_ms)
 
 
-def cross_validated_errors(profile: DeviceProfile, folds: int = 5, seed: int = 0) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+def cross_validated_errors(
+    profile: DeviceProfile, layer_types: LayerTypeRegistry, folds: int = 5, seed: int = 0
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """Out-of-fold |log(predicted / measured)| of every kernel (key, error) and every network (hash, error):
     where the model errs, for the adaptive sampler."""
-    data = profile_data(profile)
+    data = profile_data(profile, layer_types)
     rng = np.random.default_rng(seed)
     kerr = np.zeros(len(data.kernels))
     kfold = rng.integers(0, folds, len(data.kernels))
@@ -342,12 +369,31 @@ class LearnedTimeModel(TimeModel):
 
     OPTIONS = {"boost": True, "calibrate": True, "seed": 0, "check_device": True}
 
-    def __init__(self, device: str | Path | DeviceProfile = "example-cpu", **options: Any):
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        device: str = Field("example-cpu", description="device profile name or JSON path")
+        boost: bool = Field(True, description="boosted log-corrections per kernel kind")
+        calibrate: bool = Field(True, description="calibrate the network overhead on the profile's networks")
+        seed: int = Field(0, description="seed of the regressors")
+        check_device: bool = Field(True, description="warn when the profile was measured on another device")
+
+    def __init__(
+        self,
+        device: str | Path | DeviceProfile = "example-cpu",
+        *,
+        layer_types: LayerTypeRegistry,
+        hardware_registry: Registry[HardwareSource] | None = None,
+        **options: Any,
+    ):
+        """`device`: a profile, the path of a profile file, or a profile name looked up in
+        `hardware_registry` (the toolkit's; `from_toolkit` passes it). `layer_types`: the registry the
+        profile's networks are built with."""
         opts = take_options(self.name, options, self.OPTIONS)
         if isinstance(device, DeviceProfile):
             profile = device
         else:
-            profile = DeviceProfile.load(resolve_profile_path(device))
+            profile = DeviceProfile.load(resolve_profile_path(device, hardware_registry))
         super().__init__(device=profile.name, **opts)
         self.profile = profile
         self.device_warning: str | None = None
@@ -364,7 +410,14 @@ class LearnedTimeModel(TimeModel):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self.model = fit_profile(profile, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"])
+        self.model = fit_profile(
+            profile, layer_types, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"]
+        )
+
+    @classmethod
+    def from_toolkit(cls, toolkit: Toolkit, **options: Any) -> Self:
+        """Profile names are looked up in `toolkit.hardware`; the networks are built with its layer types."""
+        return cls(layer_types=toolkit.layer_types, hardware_registry=toolkit.hardware, **options)
 
     @property
     def batch_size(self) -> int:
@@ -373,8 +426,8 @@ class LearnedTimeModel(TimeModel):
     def _check_batch(self, batch_size: int) -> None:
         if batch_size != self.profile.batch_size:
             raise TimeModelError(
-                f"profile {self.profile.name!r} was measured at batch size {self.profile.batch_size}, not {batch_size}; "
-                f"build a profile with `na-toolkit profile --batch-size {batch_size}`"
+                f"profile {self.profile.name!r} was measured at batch size {self.profile.batch_size}, "
+                f"not {batch_size}; build a profile with `na-toolkit profile --batch-size {batch_size}`"
             )
 
     def predict_ms(self, archs: Sequence[Architecture], batch_size: int = 1) -> np.ndarray:
@@ -400,4 +453,3 @@ class LearnedTimeModel(TimeModel):
                 "kernels": len([k for k in kernels if measurable(k)]),
             },
         )
-

@@ -1,4 +1,4 @@
-"""The measurement protocol of DESIGN.md as one reusable function over a callable.
+"""The measurement protocol (docs/architecture.md) as one reusable function over a callable.
 
     warm-up: at least `warmup_runs` calls AND at least `warmup_s` seconds (caches, allocator, lazy
              initialisation of the runtime, CPU frequency ramp)
@@ -72,7 +72,7 @@ TIMERS: dict[str, Timer] = {"wall": wall_timer, "thread_cpu": thread_cpu_timer}
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """How hard to measure. The defaults are DESIGN.md's protocol; tests and profiling pass smaller
+    """How hard to measure. The defaults are the protocol's; tests and profiling pass smaller
     minimums explicitly (profiling: the process is already warm, only the session's first runs matter)."""
 
     warmup_runs: int = 10

@@ -1,68 +1,19 @@
-"""What the measured time models (onnxruntime, torch) share: device parsing, option checking, the result
-cache, the description of the local device, an analytic peak-memory figure for CPUs."""
+"""What the measured time models (onnxruntime, torch) share: option checking, the result cache, the local
+device (parsed by `devices.parse_device`), an analytic peak-memory figure for CPUs."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from ..errors import HardwareError, TimeModelError
+from pydantic import ConfigDict, Field
+
+from .. import validation
+from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate, TimeModel
 from .cache import CacheKey, TimeEstimateCache
+from .devices import LocalDevice, describe_device, parse_device
 from .measure import MeasureSettings
-
-_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
-KNOWN_DEVICES = "cpu, cuda, cuda:N"
-
-
-@dataclass(frozen=True)
-class DeviceSpec:
-    """A local device: kind 'cpu' or 'cuda', and the CUDA index."""
-
-    kind: str
-    index: int = 0
-
-    @classmethod
-    def parse(cls, device: str) -> DeviceSpec:
-        m = _DEVICE_RE.match(str(device).strip().lower())
-        if m is None:
-            raise HardwareError(
-                f"unknown local device {device!r} for a measured time model; known: {KNOWN_DEVICES} "
-                "(hardware models and profiles are for the roofline and learned time models)"
-            )
-        kind, index = m.group(1), m.group(2)
-        if kind == "cpu" and index not in (None, "0"):
-            raise HardwareError(f"device {device!r}: the CPU is one device, use 'cpu'")
-        return cls(kind, int(index or 0))
-
-    @property
-    def is_cuda(self) -> bool:
-        return self.kind == "cuda"
-
-    def __str__(self) -> str:
-        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
-
-
-def describe_device(spec: DeviceSpec) -> str:
-    """The exact name of a local device: the CPU model, or the GPU's name (torch, else NVML)."""
-    if not spec.is_cuda:
-        from ..bench.machine import cpu_model
-
-        return cpu_model()
-    try:
-        import torch
-
-        if torch.cuda.is_available() and spec.index < torch.cuda.device_count():
-            return torch.cuda.get_device_name(spec.index)
-    except Exception:
-        pass
-    from .nvml import Nvml
-
-    with Nvml() as nv:
-        snap = nv.snapshot(spec.index)
-        return snap.name if snap is not None else f"cuda:{spec.index} (unknown GPU)"
 
 
 def take_options(model: str, options: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +34,7 @@ def settings_from(value: Any) -> MeasureSettings:
     raise TimeModelError(f"measure settings must be a MeasureSettings or a dict, got {value!r}")
 
 
-#: what `latency_ms` reports of the samples: the median (DESIGN.md's protocol, the default), the 10th
+#: what `latency_ms` reports of the samples: the median (the protocol's, the default), the 10th
 #: percentile, or the minimum, the lower envelope that is least sensitive to other processes on a shared
 #: machine ("the lowest value gives a lower bound for how fast your machine can run the given code
 #: snippet; higher values ... are typically ... caused by ... other processes interfering", Python's
@@ -110,7 +61,26 @@ class MeasuredTimeModel(TimeModel):
     measures = True
     runtime = ""
     #: option -> default; an unknown option is a TimeModelError listing these
-    OPTIONS: dict[str, Any] = {"settings": None, "seed": 0, "clock": "auto", "statistic": "median", "intra_op_threads": 1}
+    OPTIONS: dict[str, Any] = {
+        "settings": None,
+        "seed": 0,
+        "clock": "auto",
+        "statistic": "median",
+        "intra_op_threads": 1,
+    }
+
+    class Options(validation.Options):
+        """The options every measured time model has (a subclass's model extends these)."""
+
+        model_config = ConfigDict(strict=True)
+
+        device: str = Field("cpu", description='the local device: "cpu", "cuda" or "cuda:N"')
+        cache: str | None = Field(None, description="file of the measurement cache (default: in memory)")
+        settings: dict[str, Any] | None = Field(None, description="measurement protocol (MeasureSettings fields)")
+        seed: int = Field(0, description="seed of the random inputs")
+        clock: str = Field("auto", description="the timer")
+        statistic: Literal["median", "p10", "min"] = Field("median", description="what latency_ms reports")
+        intra_op_threads: int = Field(1, ge=0, description="threads inside an operator")
 
     def __init__(self, device: str = "cpu", cache: TimeEstimateCache | str | None = None, **options: Any):
         opts = take_options(self.name, options, self.OPTIONS)
@@ -118,7 +88,7 @@ class MeasuredTimeModel(TimeModel):
         self.settings: MeasureSettings = settings_from(opts["settings"])
         self.statistic = check_statistic(opts["statistic"])
         self.seed = opts["seed"]
-        self.spec = DeviceSpec.parse(device)
+        self.spec: LocalDevice = parse_device(device)
         if cache is None or isinstance(cache, TimeEstimateCache):
             self.cache = cache if cache is not None else TimeEstimateCache()
         else:

@@ -1,7 +1,7 @@
 """NVML telemetry (module `pynvml` of nvidia-ml-py) attached to every GPU measurement.
 
 Only read-only NVML queries are used: this module never changes clocks, power limits, persistence or any
-other GPU setting (DESIGN.md). Every query that a GPU or driver does not support is recorded as missing
+other GPU setting (docs/architecture.md). Every query that a GPU or driver does not support is recorded as missing
 (None) instead of failing the measurement. Where NVML itself is missing (no driver: `nvmlInit` raises
 `NVMLError_LibraryNotFound`), `NvmlUnavailable.reason` says so and measurements record
 "nvml unavailable: <reason>".
@@ -87,7 +87,7 @@ def _throttle_names(pynvml: Any, mask: int | None) -> tuple[str, ...]:
         if attr.startswith(prefix) and attr not in (prefix + "All", prefix + "None"):
             bit = getattr(pynvml, attr)
             if isinstance(bit, int) and bit and mask & bit == bit:
-                names.append(attr[len(prefix):])
+                names.append(attr[len(prefix) :])
     return tuple(sorted(set(names)))
 
 
@@ -147,7 +147,9 @@ class Nvml:
         limit_mw = _try(lambda: p.nvmlDeviceGetEnforcedPowerLimit(h))
         mem = _try(lambda: p.nvmlDeviceGetMemoryInfo(h))
         util = _try(lambda: p.nvmlDeviceGetUtilizationRates(h))
-        reasons_fn = getattr(p, "nvmlDeviceGetCurrentClocksEventReasons", None) or p.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons_fn = (
+            getattr(p, "nvmlDeviceGetCurrentClocksEventReasons", None) or p.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         mask = _try(lambda: reasons_fn(h))
         return GpuTelemetry(
             index=index,
@@ -170,7 +172,7 @@ class Nvml:
 
 
 def nvml_status() -> str:
-    """"ok" where NVML starts, else "nvml unavailable: <reason>"."""
+    """ "ok" where NVML starts, else "nvml unavailable: <reason>"."""
     with Nvml() as nv:
         return nv.status()
 

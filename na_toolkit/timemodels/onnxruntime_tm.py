@@ -4,7 +4,7 @@ measurement protocol (measure.py).
 Providers: CPU everywhere; CUDA and TensorRT where the onnxruntime-gpu wheel is installed. Asking for a
 provider that is not available is a `TimeModelError` listing the available ones. Without an explicit
 provider the device decides (cuda:N -> CUDA provider); where that provider is missing the model falls back
-to the CPU provider and says so in `TimeEstimate.warnings` (never a silent switch, DESIGN.md).
+to the CPU provider and says so in `TimeEstimate.warnings` (never a silent switch, docs/architecture.md).
 
 Threads: intra-op threads default to 1 and inter-op to 1 with sequential execution. On a shared 2-core
 machine a single pinned thread is what keeps repeated measurements of one network within a few percent;
@@ -13,9 +13,10 @@ more threads are an option (`intra_op_threads`) and are recorded with every meas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
@@ -46,16 +47,29 @@ def resolve_provider(name: str) -> str:
 
 class OnnxRuntimeTimeModel(MeasuredTimeModel):
     name = "onnxruntime"
-    description = "measured with ONNX Runtime (CPU; CUDA/TensorRT with onnxruntime-gpu), DESIGN.md protocol"
+    description = "measured with ONNX Runtime (CPU; CUDA/TensorRT with onnxruntime-gpu), docs/architecture.md protocol"
     runtime = "onnxruntime"
 
     OPTIONS = {**MeasuredTimeModel.OPTIONS, "provider": None, "inter_op_threads": 1, "graph_optimization": "all"}
+
+    class Options(MeasuredTimeModel.Options):
+        clock: Literal["auto", "wall", "thread_cpu"] = Field(
+            "auto", description='"auto": thread_cpu with one thread on the CPU provider, else wall'
+        )
+        intra_op_threads: int = Field(1, ge=0, description="threads inside an operator (0: ONNX Runtime's default)")
+        provider: str | None = Field(None, description="execution provider: CPU, CUDA, TensorRT (default: by device)")
+        inter_op_threads: int = Field(1, ge=0, description="threads across operators (0: ONNX Runtime's default)")
+        graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+            "all", description="ONNX Runtime's graph optimization level"
+        )
 
     def __init__(self, device: str = "cpu", cache: Any = None, **options: Any):
         super().__init__(device=device, cache=cache, **options)
         opts = self.options
         if opts["graph_optimization"] not in GRAPH_OPTIMIZATION:
-            raise TimeModelError(f"graph_optimization must be one of {GRAPH_OPTIMIZATION}, got {opts['graph_optimization']!r}")
+            raise TimeModelError(
+                f"graph_optimization must be one of {GRAPH_OPTIMIZATION}, got {opts['graph_optimization']!r}"
+            )
         for key in ("intra_op_threads", "inter_op_threads"):
             if not isinstance(opts[key], int) or opts[key] < 0:
                 raise TimeModelError(f"{key} must be an int >= 0 (0: ONNX Runtime's default), got {opts[key]!r}")
@@ -141,7 +155,9 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
             providers = ["CPUExecutionProvider"]
         else:
             opts = {"device_id": self.spec.index}
-            chain = [self.provider] + (["CUDAExecutionProvider"] if self.provider == "TensorrtExecutionProvider" else [])
+            chain = [self.provider] + (
+                ["CUDAExecutionProvider"] if self.provider == "TensorrtExecutionProvider" else []
+            )
             providers = [(p, opts) for p in chain] + ["CPUExecutionProvider"]
         try:
             model = arch.to_onnx(seed=self.seed, batch_size=batch_size)

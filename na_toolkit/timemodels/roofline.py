@@ -9,13 +9,23 @@ are listed in docs/time_models.md ("Roofline").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import ConfigDict, Field
+
+from .. import validation
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 from ..ir.layers import BYTES_PER_ELEMENT, LayerCost, numel
 from .base import TimeEstimate, TimeModel
 from .hwmodel import DTYPE_BYTES, HardwareModel, load_hardware_model
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..registry import Registry
+    from ..toolkit import Toolkit
+    from .hardware import HardwareSource
 
 #: device names the measured time models use, mapped to the hardware model the roofline reads for them
 DEVICE_ALIASES = {"cpu": "x86-cpu"}
@@ -56,20 +66,41 @@ class KernelTime:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "node": self.node, "layer_type": self.layer_type, "flops": self.flops, "bytes": self.bytes,
-            "launches": self.launches, "compute_s": self.compute_s, "memory_s": self.memory_s,
-            "launch_s": self.launch_s, "time_s": self.time_s, "bound": self.bound,
+            "node": self.node,
+            "layer_type": self.layer_type,
+            "flops": self.flops,
+            "bytes": self.bytes,
+            "launches": self.launches,
+            "compute_s": self.compute_s,
+            "memory_s": self.memory_s,
+            "launch_s": self.launch_s,
+            "time_s": self.time_s,
+            "bound": self.bound,
             "intensity_flops_per_byte": self.intensity_flops_per_byte,
         }
 
 
 def kernel_time(
-    node: str, layer_type: str, flops: float, bytes_: float, launches: int,
-    flops_per_s: float, bytes_per_s: float, launch_overhead_s: float,
+    node: str,
+    layer_type: str,
+    flops: float,
+    bytes_: float,
+    launches: int,
+    flops_per_s: float,
+    bytes_per_s: float,
+    launch_overhead_s: float,
 ) -> KernelTime:
     """The roofline of one kernel (pure): compute time, memory time and launch overhead kept apart."""
-    return KernelTime(node, layer_type, flops, bytes_, launches, flops / flops_per_s, bytes_ / bytes_per_s,
-                      launches * launch_overhead_s)
+    return KernelTime(
+        node,
+        layer_type,
+        flops,
+        bytes_,
+        launches,
+        flops / flops_per_s,
+        bytes_ / bytes_per_s,
+        launches * launch_overhead_s,
+    )
 
 
 def _summary(kernels: list[KernelTime]) -> dict[str, Any]:
@@ -89,8 +120,9 @@ def _summary(kernels: list[KernelTime]) -> dict[str, Any]:
 class RooflineTimeModel(TimeModel):
     """Latency, training-step time, peak memory and energy from a hardware model (`hwmodels/*.toml`).
 
-    device: a hardware model name (`na-toolkit hw list`), a path to a TOML file, or a `HardwareModel`;
-    "cpu" means the generic `x86-cpu` model. dtype: the compute dtype (its peak must be in the model; bytes
+    device: a hardware model name (`na-toolkit hw list`, looked up in `hardware_registry`: the toolkit's
+    hardware registry, which `from_toolkit` passes), a path to a TOML file, or a `HardwareModel`; "cpu"
+    means the generic `x86-cpu` model. dtype: the compute dtype (its peak must be in the model; bytes
     scale from the IR's fp32). ceilings: "measured" uses a model's measured ceilings where it has them,
     "datasheet" only the peaks. optimizer: "sgd", "momentum" (default) or "adam" for the training step.
     """
@@ -99,20 +131,37 @@ class RooflineTimeModel(TimeModel):
     description = "analytic: per layer max(FLOPs/peak, bytes/bandwidth) + launch overhead, from a hardware model"
     measures = False
 
+    class Options(validation.Options):
+        model_config = ConfigDict(strict=True)
+
+        device: str = Field("x86-cpu", description='hardware model name or TOML path ("cpu": x86-cpu)')
+        dtype: Literal[tuple(DTYPE_BYTES)] = Field(  # type: ignore[valid-type]
+            "fp32", description="compute dtype (its peak must be in the model)"
+        )
+        ceilings: Literal[CEILINGS] = Field(  # type: ignore[valid-type]
+            "measured", description='"measured": a model\'s measured ceilings where it has them, "datasheet": peaks'
+        )
+        optimizer: Literal[tuple(OPTIMIZER_STATE_PER_PARAM)] = Field(  # type: ignore[valid-type]
+            "momentum", description="optimizer of the training step"
+        )
+
     def __init__(
         self,
         device: str | HardwareModel = "x86-cpu",
         dtype: str = "fp32",
         ceilings: str = "measured",
         optimizer: str = "momentum",
+        *,
+        hardware_registry: Registry[HardwareSource] | None = None,
         **options: Any,
     ):
         if options:
             raise TimeModelError(
                 f"roofline: unknown option(s) {', '.join(sorted(options))}; known: device, dtype, ceilings, optimizer"
             )
-        hardware = load_hardware_model(DEVICE_ALIASES.get(device, device) if isinstance(device, str) else device)
-        super().__init__(device=hardware.name)
+        name = DEVICE_ALIASES.get(device, device) if isinstance(device, str) else device
+        hardware_model = load_hardware_model(name, hardware_registry)
+        super().__init__(device=hardware_model.name)
         if dtype not in DTYPE_BYTES:
             raise TimeModelError(f"roofline: unknown dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
         if ceilings not in CEILINGS:
@@ -121,19 +170,32 @@ class RooflineTimeModel(TimeModel):
             raise TimeModelError(
                 f"roofline: unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZER_STATE_PER_PARAM)}"
             )
-        self.hardware = hardware
+        self.hardware = hardware_model
         self.dtype = dtype
         self.ceilings = ceilings
         self.optimizer = optimizer
         prefer = ceilings == "measured"
-        self.flops_per_s = hardware.flops_per_s(dtype, prefer_measured=prefer)  # raises when dtype has no peak
-        self.bytes_per_s = hardware.bandwidth_bytes_per_s(prefer_measured=prefer)
+        self.flops_per_s = hardware_model.flops_per_s(dtype, prefer_measured=prefer)  # raises when dtype has no peak
+        self.bytes_per_s = hardware_model.bandwidth_bytes_per_s(prefer_measured=prefer)
         # The IR counts fp32 elements; a narrower dtype moves proportionally fewer bytes.
         self.byte_scale = DTYPE_BYTES[dtype] / BYTES_PER_ELEMENT
 
+    @classmethod
+    def from_toolkit(cls, toolkit: Toolkit, **options: Any) -> Self:
+        """Hardware model names are looked up in `toolkit.hardware`."""
+        return cls(hardware_registry=toolkit.hardware, **options)
+
     def _kernel(self, node: str, layer_type: str, flops: float, bytes_: float, launches: int) -> KernelTime:
-        return kernel_time(node, layer_type, flops, bytes_, launches, self.flops_per_s, self.bytes_per_s,
-                           self.hardware.launch_overhead_s)
+        return kernel_time(
+            node,
+            layer_type,
+            flops,
+            bytes_,
+            launches,
+            self.flops_per_s,
+            self.bytes_per_s,
+            self.hardware.launch_overhead_s,
+        )
 
     # ---- per-phase kernels ------------------------------------------------------------------------------
     def _forward_bytes(self, cost: LayerCost, batch_size: int) -> float:
@@ -207,13 +269,15 @@ class RooflineTimeModel(TimeModel):
         memory = self.inference_memory_bytes(arch, batch_size)
         train_memory = self.training_memory_bytes(arch, batch_size)
         warnings = []
+        capacity_gib = hw.memory_capacity_bytes / 2**30
         if memory > hw.memory_capacity_bytes:
             warnings.append(
-                f"{hw.name}: inference needs {memory / 2**30:.2f} GiB, more than the {hw.memory_capacity_bytes / 2**30:.2f} GiB it has"
+                f"{hw.name}: inference needs {memory / 2**30:.2f} GiB, more than the {capacity_gib:.2f} GiB it has"
             )
         if train_memory > hw.memory_capacity_bytes:
             warnings.append(
-                f"{hw.name}: a training step needs {train_memory / 2**30:.2f} GiB, more than the {hw.memory_capacity_bytes / 2**30:.2f} GiB it has"
+                f"{hw.name}: a training step needs {train_memory / 2**30:.2f} GiB, "
+                f"more than the {capacity_gib:.2f} GiB it has"
             )
         # W x ms = mJ. The board power (TDP) is an upper bound on what the device draws.
         energy_mj = hw.power_w * latency_s * 1000.0 if hw.power_w is not None else None

@@ -13,7 +13,9 @@ CPU threads: `torch.set_num_threads(intra_op_threads)` while measuring (default 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
@@ -49,6 +51,16 @@ class TorchTimeModel(MeasuredTimeModel):
         "optimizer": "sgd",
         "learning_rate": 0.01,
     }
+
+    class Options(MeasuredTimeModel.Options):
+        clock: Literal["auto", "wall", "thread_cpu", "cuda_events"] = Field(
+            "auto", description='"auto": CUDA events on a GPU, thread_cpu with one CPU thread, else wall'
+        )
+        intra_op_threads: int = Field(1, ge=1, description="torch CPU threads")
+        train_settings: dict[str, Any] | None = Field(None, description="training-step protocol (default: settings)")
+        measure_training: bool = Field(True, description="also time a training step (forward, backward, update)")
+        optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer of the timed training step")
+        learning_rate: float = Field(0.01, gt=0, description="learning rate of the timed training step")
 
     def __init__(self, device: str = "cpu", cache: Any = None, **options: Any):
         super().__init__(device=device, cache=cache, **options)
@@ -88,9 +100,8 @@ class TorchTimeModel(MeasuredTimeModel):
                 "use device 'cpu'"
             )
         if self.spec.index >= torch.cuda.device_count():
-            raise TimeModelError(
-                f"device {self.device!r}: torch sees {torch.cuda.device_count()} GPU(s), cuda:0..cuda:{torch.cuda.device_count() - 1}"
-            )
+            count = torch.cuda.device_count()
+            raise TimeModelError(f"device {self.device!r}: torch sees {count} GPU(s), cuda:0..cuda:{count - 1}")
 
     def cache_settings(self) -> dict[str, Any]:
         return {
@@ -127,7 +138,9 @@ class TorchTimeModel(MeasuredTimeModel):
         try:
             model = arch.to_torch(seed=self.seed).to(dev)
         except Exception as exc:
-            raise TimeModelError(f"torch cannot build architecture {arch.hash} ({arch.name or 'unnamed'}): {exc}") from None
+            raise TimeModelError(
+                f"torch cannot build architecture {arch.hash} ({arch.name or 'unnamed'}): {exc}"
+            ) from None
         gen = torch.Generator().manual_seed(self.seed)
         x = torch.randn((batch_size, *arch.input_shape), generator=gen).to(dev)
         return model, x
@@ -174,14 +187,20 @@ class TorchTimeModel(MeasuredTimeModel):
 
         return step
 
-    def _timed(self, fn, settings: MeasureSettings, ctx: dict[str, Any], nv: Nvml) -> tuple[Measurement, TelemetryRecord]:
+    def _timed(
+        self, fn, settings: MeasureSettings, ctx: dict[str, Any], nv: Nvml
+    ) -> tuple[Measurement, TelemetryRecord]:
         if not self.spec.is_cuda:
-            return measure(fn, settings, TIMERS[self.clock], self.clock, ctx), TelemetryRecord(nv.status() if not nv.available else "not a GPU measurement")
+            return measure(fn, settings, TIMERS[self.clock], self.clock, ctx), TelemetryRecord(
+                nv.status() if not nv.available else "not a GPU measurement"
+            )
         before = nv.snapshot(self.spec.index, self._nvml_uuid()) if nv.available else None
         m = measure(fn, settings, timer=cuda_event_timer, timer_name="cuda_events", context=ctx)
         after = nv.snapshot(self.spec.index, self._nvml_uuid()) if nv.available else None
         status = "ok" if nv.available else nv.status()
-        return m, TelemetryRecord(status, before, after, energy_between(before, after), m.runs * m.calls_per_run, m.median_ms)
+        return m, TelemetryRecord(
+            status, before, after, energy_between(before, after), m.runs * m.calls_per_run, m.median_ms
+        )
 
     def _nvml_uuid(self) -> str | None:
         """NVML's UUID of the torch device (CUDA_VISIBLE_DEVICES may renumber GPUs; the UUID does not)."""
@@ -213,13 +232,19 @@ class TorchTimeModel(MeasuredTimeModel):
                 try:
                     m, tel = self._timed(infer, self.settings, self.context(batch_size, "inference"), nv)
                 except RuntimeError as exc:  # e.g. CUDA out of memory
-                    raise TimeModelError(f"torch failed to run architecture {arch.hash} on {self.spec}: {exc}") from None
+                    raise TimeModelError(
+                        f"torch failed to run architecture {arch.hash} on {self.spec}: {exc}"
+                    ) from None
                 peak = (
                     int(torch.cuda.max_memory_allocated(self.spec.index))
                     if self.spec.is_cuda
                     else analytic_peak_memory_bytes(arch, batch_size)
                 )
-                details.update(measurement=m.to_json(), nvml=tel.to_json(), peak_memory_source="cuda allocator" if self.spec.is_cuda else "analytic")
+                details.update(
+                    measurement=m.to_json(),
+                    nvml=tel.to_json(),
+                    peak_memory_source="cuda allocator" if self.spec.is_cuda else "analytic",
+                )
                 train_ms = None
                 if self.measure_training:
                     step = self._train_fn(model, x, arch)
@@ -227,7 +252,9 @@ class TorchTimeModel(MeasuredTimeModel):
                         warnings.append("no trainable parameters: training step not measured")
                     else:
                         try:
-                            tm, ttel = self._timed(step, self.train_settings, self.context(batch_size, "train_step"), nv)
+                            tm, ttel = self._timed(
+                                step, self.train_settings, self.context(batch_size, "train_step"), nv
+                            )
                         except (RuntimeError, ValueError) as exc:
                             # e.g. batch norm in training mode on one value per channel (batch 1, 1x1 maps)
                             warnings.append(f"training step failed at batch {batch_size}: {exc}")
@@ -235,14 +262,18 @@ class TorchTimeModel(MeasuredTimeModel):
                             train_ms = getattr(tm, f"{self.statistic}_ms")
                             details.update(train_measurement=tm.to_json(), train_nvml=ttel.to_json())
                             if self.spec.is_cuda:
-                                details["train_peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(self.spec.index))
+                                details["train_peak_memory_bytes"] = int(
+                                    torch.cuda.max_memory_allocated(self.spec.index)
+                                )
         finally:
             if not self.spec.is_cuda:
                 torch.set_num_threads(old_threads)
         if self.spec.is_cuda and tel.status != "ok":
             warnings.append(f"{tel.status}; no GPU telemetry or energy recorded")
         if not m.stable:
-            warnings.append(f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f})")
+            warnings.append(
+                f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f})"
+            )
         return TimeEstimate(
             time_model=self.name,
             device=str(self.spec),
@@ -257,4 +288,3 @@ class TorchTimeModel(MeasuredTimeModel):
             warnings=tuple(warnings),
             details=details,
         )
-

@@ -83,7 +83,7 @@ class SqueezeExcite(LayerType):
 
     def import_onnx(self, ctx, onnx_node):
         """Turn squeeze -> Conv 1x1 -> Relu -> Conv 1x1 -> Sigmoid -> Mul(x, gate) back into one node.
-        Anything else returns False, so the built-in mappings import a plain global pool as usual."""
+        Anything else returns False, so the built-in global_avg_pool imports a plain global pool as usual."""
         x = onnx_node.input[0]
         if len(ctx.shape(x)) != 3 or not _is_spatial_mean(ctx, onnx_node):
             return False

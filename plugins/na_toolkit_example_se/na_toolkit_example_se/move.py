@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from na_toolkit.errors import OperationError
+from na_toolkit.ir import edit
+from na_toolkit.ir.architecture import Attrs, Node
 from na_toolkit.moves import MAX_POSITIONS, Operation, ParamSpec
 
 LAYER = "squeeze_excite"
@@ -49,15 +51,7 @@ class InsertSqueezeExcite(Operation):
     def apply(self, arch, **params):
         self.check(arch, params)  # raises OperationError naming the first inadmissible value
         target = arch.nodes[params["position"]]
-        se_id = arch.new_id("se")
-        nodes = []
-        for node in arch.nodes:
-            if node.id == target.id:
-                nodes.append(node)
-                nodes.append(node.replace(id=se_id, type=LAYER, attrs={"reduction": params["reduction"]},
-                                          inputs=(target.id,)))
-            else:
-                # every consumer of the target now reads the gated tensor
-                nodes.append(node.replace(inputs=tuple(se_id if s == target.id else s for s in node.inputs)))
-        output = se_id if arch.output == target.id else arch.output
-        return arch.with_nodes(nodes, output=output)
+        se = Node(arch.new_id("se"), LAYER, Attrs(reduction=params["reduction"]), (target.id,))
+        # the block keeps the shape, so nothing downstream changes: every consumer of the target (and the
+        # network output, if it was the target) now reads the gated tensor
+        return edit.insert_after(arch, target.id, [se])

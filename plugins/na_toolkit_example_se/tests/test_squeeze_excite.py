@@ -1,7 +1,8 @@
 """Tests of the example plugin, run against whatever copy of it is importable (source or installed).
 
 Each test gets a fresh toolkit holding the built-ins and this plugin only (`entry_points=False`: an
-installed copy would otherwise register the same names twice), made process-wide by `use_toolkit`.
+installed copy would otherwise register the same names twice), and passes it (or its layer types) to
+what it builds, as an application does.
 """
 
 import io
@@ -16,17 +17,16 @@ from na_toolkit.cli.arch import onnx_parity_max_abs_err
 from na_toolkit.errors import OperationError, ShapeError
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.onnx_import import from_onnx
-from na_toolkit.plugins import load_toolkit, use_toolkit
+from na_toolkit.plugins import load_toolkit
 
 
 @pytest.fixture
 def toolkit():
-    with use_toolkit(load_toolkit(entry_points=False, extra_plugins=(na_toolkit_example_se,))) as tk:
-        yield tk
+    return load_toolkit(entry_points=False, extra_plugins=(na_toolkit_example_se,))
 
 
-def se_net(reduction=4, channels=16):
-    b = ArchitectureBuilder((3, 8, 8), name="se-net")
+def se_net(toolkit, reduction=4, channels=16):
+    b = ArchitectureBuilder((3, 8, 8), layer_types=toolkit.layer_types, name="se-net")
     x = b.layer("conv2d", b.input, filters=channels, kernel=3)
     x = b.layer("squeeze_excite", x, reduction=reduction)
     x = b.layer("global_avg_pool", x)
@@ -41,7 +41,7 @@ def test_plugin_registers_its_layer_and_move(toolkit):
 
 
 def test_shape_cost_and_torch_agree(toolkit):
-    arch = se_net(reduction=4, channels=16)
+    arch = se_net(toolkit, reduction=4, channels=16)
     se = next(n.id for n in arch.nodes if n.type == "squeeze_excite")
     assert arch.shape(se) == (16, 8, 8)
     model = arch.to_torch()
@@ -57,17 +57,17 @@ def test_shape_cost_and_torch_agree(toolkit):
 
 def test_reduction_larger_than_channels_is_a_shape_error(toolkit):
     with pytest.raises(ShapeError, match="reduction 32"):
-        se_net(reduction=32, channels=16)
+        se_net(toolkit, reduction=32, channels=16)
 
 
 @pytest.mark.parametrize("reduction", [1, 16])
 def test_onnx_matches_torch(toolkit, reduction):
-    assert onnx_parity_max_abs_err(se_net(reduction=reduction)) <= 1e-4
+    assert onnx_parity_max_abs_err(se_net(toolkit, reduction=reduction)) <= 1e-4
 
 
 def test_mask_admits_exactly_the_moves_that_apply(toolkit):
     op = toolkit.operations.get("insert_se")
-    arch = toolkit.seeds.get("simple-cnn").build()
+    arch = toolkit.seed("simple-cnn")
     before = arch.to_json()
     positions = op.mask(arch, "position", {})
     assert positions.any()
@@ -87,7 +87,7 @@ def test_mask_admits_exactly_the_moves_that_apply(toolkit):
 
 def test_sampled_moves_export_and_match_torch(toolkit):
     op = toolkit.operations.get("insert_se")
-    arch = toolkit.seeds.get("simple-cnn").build()
+    arch = toolkit.seed("simple-cnn")
     rng = np.random.default_rng(0)
     for _ in range(3):
         arch = op.apply(arch, **op.sample(arch, rng))
@@ -99,18 +99,30 @@ def torch_onnx_export(model, input_shape):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model, torch.zeros(1, *input_shape), buf, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"])
+        torch.onnx.export(
+            model,
+            torch.zeros(1, *input_shape),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+        )
     return buf.getvalue()
 
 
 @pytest.mark.parametrize("exporter", ["na_toolkit", "torch.onnx"])
 def test_onnx_import_gives_back_the_block(toolkit, exporter):
-    arch = se_net(reduction=4, channels=16)
+    arch = se_net(toolkit, reduction=4, channels=16)
     model = arch.to_torch(seed=3).eval()
-    blob = arch.to_onnx(model=model).SerializeToString() if exporter == "na_toolkit" else torch_onnx_export(model, arch.input_shape)
-    imported, state = from_onnx(blob, return_weights=True)
+    if exporter == "na_toolkit":
+        blob = arch.to_onnx(model=model).SerializeToString()
+    else:
+        blob = torch_onnx_export(model, arch.input_shape)
+    imported, state = from_onnx(blob, toolkit.layer_types, return_weights=True)
     assert [n.type for n in imported.nodes].count("squeeze_excite") == 1
+    if exporter == "na_toolkit":  # the layer type's emit_onnx and import_onnx are inverses: the same network
+        assert imported.hash == arch.hash
     se = next(n.id for n in imported.nodes if n.type == "squeeze_excite")
     assert imported.attrs(se)["reduction"] == 4
     back = imported.to_torch().eval()
@@ -121,7 +133,7 @@ def test_onnx_import_gives_back_the_block(toolkit, exporter):
 
 
 def test_a_plain_global_pool_still_imports_as_one(toolkit):
-    b = ArchitectureBuilder((3, 8, 8))
+    b = ArchitectureBuilder((3, 8, 8), layer_types=toolkit.layer_types)
     b.layer("flatten", b.layer("global_avg_pool", b.layer("conv2d", b.input, filters=8)))
-    imported = from_onnx(b.build().to_onnx())
+    imported = from_onnx(b.build().to_onnx(), toolkit.layer_types)
     assert [n.type for n in imported.nodes] == ["conv2d", "global_avg_pool", "flatten"]

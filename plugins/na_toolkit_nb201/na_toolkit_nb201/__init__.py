@@ -1,11 +1,12 @@
 """NAS-Bench-201 for na_toolkit: the search space in the IR, the set_edge_op move, the table evaluator and
-time model. See docs/nb201.md."""
+time model, and the benchmarks built on the table (`na-toolkit bench nb201-search | predictor |
+fewshot-latency`). See docs/nb201.md."""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .space import (  # noqa: E402
+from .space import (
     EDGES,
     OPS,
     RESNET_CELL,
@@ -16,8 +17,9 @@ from .space import (  # noqa: E402
     nb201_architecture_for,
     nb201_cell_of,
     parse_cell,
+    parse_spec,
 )
-from .table import NB201Table, load_table, packaged_table_path  # noqa: E402
+from .table import NB201Table, load_table, packaged_table_path
 
 
 def index_to_str(index: int, table=None) -> str:
@@ -36,7 +38,21 @@ def nb201_index_of(arch, table=None) -> int:
 
 
 __all__ = [
-    "EDGES", "OPS", "RESNET_CELL", "NB201Table", "canonical_cell", "cell_string", "index_to_str", "is_nb201",
-    "load_table", "nb201_architecture", "nb201_architecture_for", "nb201_cell_of", "nb201_index_of",
-    "packaged_table_path", "parse_cell", "str_to_index",
+    "EDGES",
+    "OPS",
+    "RESNET_CELL",
+    "NB201Table",
+    "canonical_cell",
+    "cell_string",
+    "index_to_str",
+    "is_nb201",
+    "load_table",
+    "nb201_architecture",
+    "nb201_architecture_for",
+    "nb201_cell_of",
+    "nb201_index_of",
+    "packaged_table_path",
+    "parse_cell",
+    "parse_spec",
+    "str_to_index",
 ]

@@ -14,7 +14,7 @@ from na_toolkit.errors import OperationError
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.moves import Operation, ParamSpec
 
-from .space import N_EDGES, OPS, nb201_architecture, nb201_cell_of, parse_cell, cell_string
+from .space import N_EDGES, OPS, cell_string, nb201_architecture, nb201_cell_of, parse_cell
 
 
 class SetEdgeOp(Operation):
@@ -40,6 +40,8 @@ class SetEdgeOp(Operation):
         ops = list(parse_cell(nb201_cell_of(arch)))
         ops[params["edge"]] = params["op"]
         return nb201_architecture(
-            cell_string(ops), classes=arch.output_shape[0], input_shape=arch.input_shape,  # type: ignore[arg-type]
+            cell_string(ops),
+            classes=arch.output_shape[0],
+            input_shape=arch.input_shape,  # type: ignore[arg-type]
             layer_types=arch.layer_types,
         )

@@ -3,16 +3,22 @@ table is parsed on first use."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import na_toolkit
 from na_toolkit.ir.seeds import Seed
 
 from .move import SetEdgeOp
-from .space import RESNET_CELL, nb201_architecture
+from .space import RESNET_CELL, nb201_architecture, parse_spec
 from .table_models import NB201TableEvaluator, NB201TableTimeModel
 
+if TYPE_CHECKING:
+    from na_toolkit.ir.architecture import Architecture
+    from na_toolkit.ir.layers import LayerTypeRegistry
 
-def resnet_cell_network():
-    return nb201_architecture(RESNET_CELL)
+
+def resnet_cell_network(layer_types: LayerTypeRegistry) -> Architecture:
+    return nb201_architecture(RESNET_CELL, layer_types=layer_types)
 
 
 SEED = Seed(
@@ -20,6 +26,9 @@ SEED = Seed(
     f"NAS-Bench-201 CIFAR-10 network with the paper's ResNet cell {RESNET_CELL}",
     resnet_cell_network,
     "cifar10",
+    # `nb201:INDEX` (the table's arch_index) or `nb201:|op~0|+...` (a cell string) wherever a command takes
+    # an architecture; a bare cell string too
+    parse=parse_spec,
 )
 
 
@@ -41,3 +50,11 @@ def na_register_evaluators(registry):
 @na_toolkit.hookimpl
 def na_register_time_models(registry):
     registry.add(NB201TableTimeModel)
+
+
+@na_toolkit.hookimpl
+def na_register_benchmarks(registry):
+    from .bench import BENCHMARKS
+
+    for benchmark in BENCHMARKS:
+        registry.add(benchmark)

@@ -14,12 +14,16 @@ a final BN-ReLU, global average pooling and a linear classifier.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
+from na_toolkit.caches import lru_dict, register_cache
 from na_toolkit.errors import ArchitectureError, DataError
 from na_toolkit.ir.architecture import INPUT, Architecture, Attrs, Node
+
+if TYPE_CHECKING:
+    from na_toolkit.ir.layers import LayerTypeRegistry
 
 #: the 5 NB201 operations, in the order the benchmark lists them
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -53,12 +57,10 @@ def parse_cell(arch_str: str) -> tuple[str, ...]:
 
 _OP_RE = "(" + "|".join(OPS) + ")"
 #: the canonical cell string (fast path; anything else goes through the parser that explains what is wrong)
-_CELL_RE = re.compile(
-    rf"\|{_OP_RE}~0\|\+\|{_OP_RE}~0\|{_OP_RE}~1\|\+\|{_OP_RE}~0\|{_OP_RE}~1\|{_OP_RE}~2\|"
-)
+_CELL_RE = re.compile(rf"\|{_OP_RE}~0\|\+\|{_OP_RE}~0\|{_OP_RE}~1\|\+\|{_OP_RE}~0\|{_OP_RE}~1\|{_OP_RE}~2\|")
 
 
-@lru_cache(maxsize=32768)
+@lru_cache(maxsize=32768)  # registered with na_toolkit.caches below
 def _parse_cell(text: str) -> tuple[str, ...]:
     m = _CELL_RE.fullmatch(text)
     if m is not None:
@@ -73,13 +75,18 @@ def _parse_cell(text: str) -> tuple[str, ...]:
             raise DataError(f"malformed NB201 cell string {text!r}: node {j} is {part!r}; {hint}")
         edges = part[1:-1].split("|")
         if len(edges) != j:
-            raise DataError(f"malformed NB201 cell string {text!r}: node {j} needs {j} edge(s), got {len(edges)}; {hint}")
+            raise DataError(
+                f"malformed NB201 cell string {text!r}: node {j} needs {j} edge(s), got {len(edges)}; {hint}"
+            )
         for i, edge in enumerate(edges):
             op, sep, src = edge.partition("~")
             if not sep or op not in OPS or src != str(i):
                 raise DataError(f"malformed NB201 cell string {text!r}: edge {edge!r} into node {j}; {hint}")
             ops.append(op)
     return tuple(ops)
+
+
+register_cache("nb201.parse_cell", _parse_cell.cache_clear)
 
 
 def cell_string(ops: Sequence[str]) -> str:
@@ -116,8 +123,16 @@ class _Graph:
     def relu_conv_bn(self, prefix: str, x: str, filters: int, kernel: int, stride: int = 1) -> str:
         # NB201's ReLUConvBN: conv without bias (BN follows), padding keeps the size at stride 1
         r = self.add(f"{prefix}.relu", "relu", [x])
-        c = self.add(f"{prefix}.conv", "conv2d", [r], filters=filters, kernel=kernel, stride=stride,
-                     padding=(kernel - 1) // 2, bias=False)
+        c = self.add(
+            f"{prefix}.conv",
+            "conv2d",
+            [r],
+            filters=filters,
+            kernel=kernel,
+            stride=stride,
+            padding=(kernel - 1) // 2,
+            bias=False,
+        )
         return self.add(f"{prefix}.bn", "batchnorm2d", [c])
 
     def edge(self, prefix: str, op: str, x: str, channels: int) -> str:
@@ -130,8 +145,9 @@ class _Graph:
         if op == "nor_conv_3x3":
             return self.relu_conv_bn(prefix, x, channels, 3)
         if op == "avg_pool_3x3":
-            return self.add(f"{prefix}.avgpool", "avgpool2d", [x], kernel=3, stride=1, padding=1,
-                            count_include_pad=False)
+            return self.add(
+                f"{prefix}.avgpool", "avgpool2d", [x], kernel=3, stride=1, padding=1, count_include_pad=False
+            )
         raise DataError(f"unknown NB201 operation {op!r}; known: {', '.join(OPS)}")
 
     def cell(self, prefix: str, ops: tuple[str, ...], x: str, channels: int) -> str:
@@ -153,43 +169,54 @@ class _Graph:
         return self.add(f"{prefix}.add", "add", [b, short])
 
 
+def builtin_layer_types() -> LayerTypeRegistry:
+    """The built-in layer types (all an NB201 network uses), one registry for the process."""
+    global _BUILTIN_LAYER_TYPES
+    if _BUILTIN_LAYER_TYPES is None:
+        from na_toolkit.builtin.layers import builtin_layer_types as make
+
+        _BUILTIN_LAYER_TYPES = make()
+    return _BUILTIN_LAYER_TYPES
+
+
+_BUILTIN_LAYER_TYPES: LayerTypeRegistry | None = None
+
+
 def nb201_architecture(
     arch_str: str,
     classes: int = 10,
     input_shape: tuple[int, int, int] = (3, 32, 32),
-    layer_types=None,
+    layer_types: LayerTypeRegistry | None = None,
 ) -> Architecture:
     """The NB201 network of `arch_str` as an IR Architecture named `nb201:<cell string>`.
 
     Defaults give the CIFAR-10 network (the one the table's latencies and `c10_*` columns describe); use
     `classes=100` for CIFAR-100 and `classes=120, input_shape=(3, 16, 16)` for ImageNet16-120
-    (or `nb201_architecture_for(arch_str, dataset)`)."""
+    (or `nb201_architecture_for(arch_str, dataset)`). `layer_types`: the registry the network is built
+    with (a toolkit's `layer_types`, as a search passes it); default the built-in layer types, the only
+    ones an NB201 network uses."""
     ops = parse_cell(arch_str)
     key = (ops, classes, tuple(input_shape))
     if layer_types is None:
-        from na_toolkit.plugins import get_toolkit
-
-        layer_types = get_toolkit().layer_types
+        layer_types = builtin_layer_types()
     hit = _BUILT.get(key)
     if hit is not None and hit.layer_types is layer_types:
-        _BUILT.move_to_end(key)
-        return hit
+        return hit  # type: ignore[no-any-return]
     arch = _build(ops, classes, input_shape, layer_types)
     # a network this builder made is an NB201 network: recognising it later is a lookup, not a rebuild
-    _remember_cell(arch.hash, cell_string(ops))
+    _CELL_CACHE[arch.hash] = cell_string(ops)
     _BUILT[key] = arch
-    while len(_BUILT) > _BUILT_LIMIT:
-        _BUILT.popitem(last=False)
     return arch
 
 
 #: the networks built last (Architecture is immutable, so one object can serve every caller): the
 #: set_edge_op move and the table models ask for the same cells again and again during a search
-_BUILT: OrderedDict[tuple, Architecture] = OrderedDict()
-_BUILT_LIMIT = 4096
+_BUILT = lru_dict("nb201.networks", 4096)
 
 
-def _build(ops: tuple[str, ...], classes: int, input_shape: tuple[int, int, int], layer_types) -> Architecture:
+def _build(
+    ops: tuple[str, ...], classes: int, input_shape: tuple[int, int, int], layer_types: LayerTypeRegistry
+) -> Architecture:
     g = _Graph()
     x = g.add("stem.conv", "conv2d", [INPUT], filters=STEM_CHANNELS, kernel=3, padding=1, bias=False)
     x = g.add("stem.bn", "batchnorm2d", [x])
@@ -206,18 +233,34 @@ def _build(ops: tuple[str, ...], classes: int, input_shape: tuple[int, int, int]
     return Architecture(input_shape, g.nodes, output=x, name=NAME_PREFIX + cell_string(ops), layer_types=layer_types)
 
 
-def nb201_architecture_for(arch_str: str, dataset: str = "c10") -> Architecture:
+def nb201_architecture_for(
+    arch_str: str, dataset: str = "c10", layer_types: LayerTypeRegistry | None = None
+) -> Architecture:
     """The NB201 network of `arch_str` sized for one of the benchmark's datasets (c10, c100, in16)."""
     if dataset not in DATASETS:
         raise DataError(f"unknown NB201 dataset {dataset!r}; known: {', '.join(DATASETS)}")
     shape, classes = DATASETS[dataset]
-    return nb201_architecture(arch_str, classes=classes, input_shape=shape)
+    return nb201_architecture(arch_str, classes=classes, input_shape=shape, layer_types=layer_types)
+
+
+def parse_spec(spec: str, layer_types: LayerTypeRegistry, table: str | None = None) -> Architecture | None:
+    """The NB201 network a spec names (the `nb201` seed family's `parse`): `INDEX` (an arch_index of the
+    table, `table` or the shipped one) or a cell string `|op~0|+...` (DataError when malformed); None
+    when `spec` is neither."""
+    text = spec.strip()
+    if text.isdigit():
+        from .table import load_table
+
+        return nb201_architecture(load_table(table).str_of(int(text)), layer_types=layer_types)
+    if text.startswith("|"):
+        return nb201_architecture(text, layer_types=layer_types)
+    return None
 
 
 # arch hash -> cell string (or None: not an NB201 network). Networks built by `nb201_architecture` are
 # entered when built; any other network is recognised once by a rebuild + hash compare (the move's masks
 # ask for every candidate).
-_CELL_CACHE: dict[str, str | None] = {}
+_CELL_CACHE = lru_dict("nb201.cells", 100_000)
 
 
 def nb201_cell_of(arch: Architecture, default=...) -> str:
@@ -228,7 +271,7 @@ def nb201_cell_of(arch: Architecture, default=...) -> str:
     ArchitectureError when `arch` is not an NB201 network, unless `default` is given (returned instead)."""
     key = arch.hash
     if key not in _CELL_CACHE:
-        _remember_cell(key, _recognise(arch))
+        _CELL_CACHE[key] = _recognise(arch)
     cell = _CELL_CACHE.get(key)
     if cell is None:
         if default is not ...:
@@ -240,12 +283,6 @@ def nb201_cell_of(arch: Architecture, default=...) -> str:
     return cell
 
 
-def _remember_cell(arch_hash: str, cell: str | None) -> None:
-    if len(_CELL_CACHE) >= 100_000:
-        _CELL_CACHE.clear()
-    _CELL_CACHE[arch_hash] = cell
-
-
 def is_nb201(arch: Architecture) -> bool:
     return nb201_cell_of(arch, default=None) is not None
 
@@ -254,13 +291,15 @@ def _recognise(arch: Architecture) -> str | None:
     if not arch.name.startswith(NAME_PREFIX):
         return None
     try:
-        ops = parse_cell(arch.name[len(NAME_PREFIX):])
+        ops = parse_cell(arch.name[len(NAME_PREFIX) :])
         if len(arch.input_shape) != 3 or len(arch.output_shape) != 1:
             return None
         rebuilt = nb201_architecture(
-            cell_string(ops), classes=arch.output_shape[0], input_shape=arch.input_shape,  # type: ignore[arg-type]
+            cell_string(ops),
+            classes=arch.output_shape[0],
+            input_shape=arch.input_shape,  # type: ignore[arg-type]
             layer_types=arch.layer_types,
         )
     except (DataError, ArchitectureError):
         return None
-    return rebuilt.name[len(NAME_PREFIX):] if rebuilt.hash == arch.hash else None
+    return rebuilt.name[len(NAME_PREFIX) :] if rebuilt.hash == arch.hash else None

@@ -87,8 +87,10 @@ class NB201Table:
             try:
                 return self._row_of_index[int(arch)]
             except KeyError:
-                raise DataError(f"arch_index {int(arch)} is not in NB201 table {self.path} "
-                                f"(indices {int(self.arch_index.min())}..{int(self.arch_index.max())})") from None
+                raise DataError(
+                    f"arch_index {int(arch)} is not in NB201 table {self.path} "
+                    f"(indices {int(self.arch_index.min())}..{int(self.arch_index.max())})"
+                ) from None
         cell = canonical_cell(arch)
         try:
             return self._row_of_str[cell]
@@ -182,7 +184,9 @@ def _numeric_values(records, body, numeric, header, path, quoted: bool) -> np.nd
             try:
                 values[line - 2, k] = float(rec[j])
             except ValueError:
-                raise DataError(f"NB201 table {path} line {line}: column {header[j]} holds {rec[j]!r}, not a number") from None
+                raise DataError(
+                    f"NB201 table {path} line {line}: column {header[j]} holds {rec[j]!r}, not a number"
+                ) from None
     return values
 
 

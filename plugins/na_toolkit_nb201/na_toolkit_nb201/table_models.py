@@ -4,15 +4,20 @@ by its cell (`nb201_cell_of`); an architecture outside the space is an error, ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from na_toolkit.errors import ArchitectureError, ConfigError, DataError, TimeModelError
-from na_toolkit.evaluation.base import EvaluationResult, Evaluator
+from na_toolkit.evaluation.base import EvaluationResult, Evaluator, TrainingRows
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.timemodels.base import TimeEstimate, TimeModel
 
-from .space import DATASETS, canonical_cell, nb201_architecture_for, nb201_cell_of
+from .space import DATASETS, canonical_cell, nb201_architecture, nb201_architecture_for, nb201_cell_of
 from .table import LATENCY_PREFIX, NB201Table, load_table
+
+if TYPE_CHECKING:
+    from na_toolkit.ir.layers import LayerTypeRegistry
 
 #: dataset -> (validation column used by the search, test column for reporting), per epoch budget.
 #: CIFAR-100 and ImageNet16-120 have no separate 200-epoch validation split in NATS-Bench's per-seed data:
@@ -62,6 +67,22 @@ class NB201TableEvaluator(Evaluator):
     def __getstate__(self) -> dict[str, Any]:
         # executors pickle evaluators into worker processes: send the options, each worker loads the table
         return {**self.__dict__, "_table": None}
+
+    @classmethod
+    def training_rows(
+        cls, target: str, count: int, seed: int, layer_types: LayerTypeRegistry, table: str | None = None
+    ) -> TrainingRows:
+        """`count` random cells of the table (`seed` chooses them) with their `target` column: what
+        `na-toolkit predict fit --from nb201-table` fits a predictor on. The networks are the CIFAR-10 ones,
+        built with `layer_types`."""
+        data = load_table(table)
+        data.require(target)
+        if count < 1 or count > len(data):
+            raise ConfigError(f"the number of training rows (--train) must be 1..{len(data)}, got {count}")
+        rows = np.random.default_rng(seed).permutation(len(data))[:count]
+        archs = [nb201_architecture(data.arch_strs[i], layer_types=layer_types) for i in rows]
+        values = [float(v) for v in data.column(target)[rows]]
+        return TrainingRows(archs, values, {"table": data.path, "rows": int(len(rows)), "seed": seed})
 
     @property
     def table(self) -> NB201Table:
@@ -126,11 +147,11 @@ class NB201TableTimeModel(TimeModel):
 
     def column_for(self, batch_size: int = 1) -> str:
         table = self.table
-        dev = self.device[len(LATENCY_PREFIX):] if self.device.startswith(LATENCY_PREFIX) else self.device
+        dev = self.device[len(LATENCY_PREFIX) :] if self.device.startswith(LATENCY_PREFIX) else self.device
         for candidate in (f"{LATENCY_PREFIX}{dev}", f"{LATENCY_PREFIX}{dev}_{batch_size}"):
             if table.has(candidate):
                 return candidate
-        known = ", ".join(c[len(LATENCY_PREFIX):] for c in table.devices) or "(none)"
+        known = ", ".join(c[len(LATENCY_PREFIX) :] for c in table.devices) or "(none)"
         raise TimeModelError(
             f"nb201-table: no latency column for device {self.device!r} at batch size {batch_size} in {table.path}; "
             f"devices: {known}"
@@ -149,12 +170,14 @@ class NB201TableTimeModel(TimeModel):
         table_batch = int(suffix) if suffix in GPU_BATCH_SUFFIXES else 1
         warnings: list[str] = []
         if table_batch != batch_size:
-            warnings.append(f"the table measured batch {table_batch}, not {batch_size}; latency is per batch of {table_batch}")
+            warnings.append(
+                f"the table measured batch {table_batch}, not {batch_size}; latency is per batch of {table_batch}"
+            )
         if isinstance(arch, Architecture) and arch.output_shape != (10,):
             warnings.append("the table's latencies are of the CIFAR-10 network (10 classes)")
         return TimeEstimate(
             time_model=self.name,
-            device=column[len(LATENCY_PREFIX):],
+            device=column[len(LATENCY_PREFIX) :],
             batch_size=table_batch,
             latency_ms=latency_ms,
             warnings=tuple(warnings),

@@ -12,12 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from .predictor import nb201_plugin, onehot_ops
+from na_toolkit.bench.base import Benchmark
+from na_toolkit.errors import ConfigError
+
+from ..space import nb201_architecture
+from ..table import load_table
+from .predictor import onehot_ops
+
+if TYPE_CHECKING:
+    from na_toolkit.toolkit import Toolkit
 
 #: the test devices of HELP's NAS-Bench-201 experiments (Lee et al., NeurIPS 2021, Table 2)
 HELP_DEVICES = ("lat_titan_rtx_256", "lat_gold_6226", "lat_pixel2", "lat_raspi4", "lat_eyeriss", "lat_fpga")
@@ -31,8 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--table", default=None, help="an NB201 table CSV (default: the plugin's)")
     parser.add_argument("--exclude", default="", help="devices also held out of the prior (comma-separated)")
-    parser.add_argument("--cells", type=int, default=None,
-                        help="use a random subset of this many cells (default: the whole table)")
+    parser.add_argument(
+        "--cells", type=int, default=None, help="use a random subset of this many cells (default: the whole table)"
+    )
 
 
 def _devices(arg: str, table) -> list[str]:
@@ -45,14 +53,14 @@ def _devices(arg: str, table) -> list[str]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    nb = nb201_plugin()
+def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from scipy.stats import spearmanr
     from sklearn.linear_model import Ridge
 
-    from ..predictors.fewshot import FewShotLatencyPredictor, LatencyPrior, kernel_features
+    from na_toolkit.predictors.features import kernel_features
+    from na_toolkit.predictors.fewshot import FewShotLatencyPredictor, LatencyPrior
 
-    table = nb.load_table(args.table)
+    table = load_table(args.table)
     targets = _devices(args.device, table)
     exclude = {(d if d.startswith("lat_") else f"lat_{d}") for d in args.exclude.split(",") if d.strip()}
     if args.samples < 3 or args.seeds < 1:
@@ -65,7 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cells = [table.arch_strs[i] for i in rows]
-    archs = [nb.nb201_architecture(c) for c in cells]
+    archs = [nb201_architecture(c, layer_types=toolkit.layer_types) for c in cells]
     for a in archs:
         kernel_features(a)
     onehot = onehot_ops(cells)
@@ -88,7 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rho, w10, err, b_rho, b_w10, a_rho, a_w10 = [], [], [], [], [], [], []
         for seed in range(args.seeds):
             perm = np.random.default_rng(seed).permutation(len(rows))
-            tr, te = perm[: args.samples], perm[args.samples:]
+            tr, te = perm[: args.samples], perm[args.samples :]
             model = FewShotLatencyPredictor(prior).fit([archs[i] for i in tr], y[tr])
             pred = model.predict([archs[i] for i in te])
             rho.append(float(spearmanr(pred, y[te])[0]))
@@ -105,9 +113,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         alone_spearman[target], alone_within[target] = float(np.mean(a_rho)), float(np.mean(a_w10))
         per_seed[target] = rho
         chosen[target] = {"prior_devices": prior_devices, "meta_alpha": prior.alpha, "meta_weight": prior.weight}
-        print(f"{target}: spearman {spearman[target]:.3f} within10 {within[target]:.3f} "
-              f"(no prior {alone_spearman[target]:.3f}, baseline {base_spearman[target]:.3f}) "
-              f"{time.perf_counter() - t:.0f}s", file=sys.stderr)
+        print(
+            f"{target}: spearman {spearman[target]:.3f} within10 {within[target]:.3f} "
+            f"(no prior {alone_spearman[target]:.3f}, baseline {base_spearman[target]:.3f}) "
+            f"{time.perf_counter() - t:.0f}s",
+            file=sys.stderr,
+        )
     return {
         "mean_spearman": float(np.mean(list(spearman.values()))),
         "mean_within_10pct": float(np.mean(list(within.values()))),
@@ -130,3 +141,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "prior": chosen,
         "cells_scored": int(len(rows) - args.samples),
     }
+
+
+BENCHMARK = Benchmark("fewshot-latency", (__doc__ or "").strip().splitlines()[0], configure, run)

@@ -15,43 +15,49 @@ import argparse
 import itertools
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from na_toolkit.bench.base import Benchmark
+from na_toolkit.errors import ConfigError
+
+from ..space import EDGES, OPS, nb201_architecture, parse_cell
+from ..table import load_table
+from ..table_models import ACCURACY_COLUMNS
+
+if TYPE_CHECKING:
+    from na_toolkit.toolkit import Toolkit
 
 BASELINE_PATH_RF = "baseline_path_rf"
 BASELINE_ONEHOT_RIDGE = "baseline_onehot_ridge"
 
 
-def nb201_plugin():
-    """The NB201 plugin module, imported on use; a clear error when it is not installed."""
-    from ..plugins import nb201_plugin as plugin
-
-    return plugin("this benchmark")
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="c10_test_acc_200ep", help="column scored on the test cells")
-    parser.add_argument("--train-target", default=None,
-                        help="column the predictors are fit on (default: the validation accuracy for a test-accuracy "
-                             "target, else the target itself)")
+    parser.add_argument(
+        "--train-target",
+        default=None,
+        help="column the predictors are fit on (default: the validation accuracy for a test-accuracy "
+        "target, else the target itself)",
+    )
     parser.add_argument("--train", type=int, default=100, help="training cells per seed")
     parser.add_argument("--test", type=int, default=1000, help="test cells per seed")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--table", default=None, help="an NB201 table CSV (default: the plugin's)")
     parser.add_argument("--predictors", default=None, help="comma-separated predictor names (default: all registered)")
-    parser.add_argument("--neural-seeds", type=int, default=None,
-                        help="run the neural predictor on the first N seeds only (it trains an LSTM; default: all)")
+    parser.add_argument(
+        "--neural-seeds",
+        type=int,
+        default=None,
+        help="run the neural predictor on the first N seeds only (it trains an LSTM; default: all)",
+    )
     parser.add_argument("--neural-epochs", type=int, default=None, help="override the neural predictor's epochs")
     parser.add_argument("--throughput-archs", type=int, default=1000)
 
 
 def default_train_target(target: str) -> str:
     """Selection happens on validation data: map a test-accuracy column to its validation column."""
-    from na_toolkit_nb201.table_models import ACCURACY_COLUMNS
-
     for valid, test in ACCURACY_COLUMNS.values():
         if target == test:
             return valid
@@ -62,15 +68,14 @@ def default_train_target(target: str) -> str:
 def path_encoding(cells: list[str]) -> np.ndarray:
     """BANANAS path encoding: one bit per input->output path of the cell labelled by its operations
     (paths through `none` do not exist). Paths 0->3, 0->1->3, 0->2->3, 0->1->2->3 over the 4 other ops."""
-    nb = nb201_plugin()
-    ops = [o for o in nb.OPS if o != "none"]
-    edge = {(s, d): e for e, (s, d) in enumerate(nb.EDGES)}
+    ops = [o for o in OPS if o != "none"]
+    edge = {(s, d): e for e, (s, d) in enumerate(EDGES)}
     routes = [(0, 3), (0, 1, 3), (0, 2, 3), (0, 1, 2, 3)]
     columns = [(r, seq) for r in routes for seq in itertools.product(ops, repeat=len(r) - 1)]
     index = {c: i for i, c in enumerate(columns)}
     X = np.zeros((len(cells), len(columns)))
     for row, cell in enumerate(cells):
-        cell_ops = nb.parse_cell(cell)
+        cell_ops = parse_cell(cell)
         for r in routes:
             seq = tuple(cell_ops[edge[(a, b)]] for a, b in zip(r, r[1:]))
             if "none" not in seq:
@@ -79,11 +84,10 @@ def path_encoding(cells: list[str]) -> np.ndarray:
 
 
 def onehot_ops(cells: list[str]) -> np.ndarray:
-    nb = nb201_plugin()
-    X = np.zeros((len(cells), len(nb.EDGES) * len(nb.OPS)))
+    X = np.zeros((len(cells), len(EDGES) * len(OPS)))
     for row, cell in enumerate(cells):
-        for e, op in enumerate(nb.parse_cell(cell)):
-            X[row, e * len(nb.OPS) + nb.OPS.index(op)] = 1.0
+        for e, op in enumerate(parse_cell(cell)):
+            X[row, e * len(OPS) + OPS.index(op)] = 1.0
     return X
 
 
@@ -118,20 +122,16 @@ def _median_rate(fn, n: int, repeats: int) -> float:
 
 
 def _clear_caches(model: Any) -> None:
-    from ..predictors import features
+    from na_toolkit.predictors.features import clear_feature_caches
 
-    features._cache.clear()
-    features._kernel_cache.clear()
+    clear_feature_caches()
     tok = getattr(model, "tokenizer_", None)
     if tok is not None:
-        tok._cache.clear()
+        tok.clear_cache()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    nb = nb201_plugin()
-    from ..plugins import get_toolkit
-
-    table = nb.load_table(args.table)
+def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    table = load_table(args.table)
     target = args.target
     train_target = args.train_target or default_train_target(target)
     table.require(target, train_target)
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("need --train >= 3, --test >= 2 and --seeds >= 1")
     if args.train + args.test > len(table):
         raise ConfigError(f"--train + --test = {args.train + args.test} exceeds the table's {len(table)} cells")
-    registry = get_toolkit().predictors
+    registry = toolkit.predictors
     names = registry.names() if not args.predictors else [n.strip() for n in args.predictors.split(",") if n.strip()]
     for n in names:
         registry.get(n)  # unknown names fail now, with the close matches
@@ -154,11 +154,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
         rows = rng.permutation(len(table))[: args.train + args.test]
-        tr, te = rows[: args.train], rows[args.train:]
+        tr, te = rows[: args.train], rows[args.train :]
         cells_tr = [table.arch_strs[i] for i in tr]
         cells_te = [table.arch_strs[i] for i in te]
-        archs_tr = [nb.nb201_architecture(c) for c in cells_tr]
-        archs_te = [nb.nb201_architecture(c) for c in cells_te]
+        archs_tr = [nb201_architecture(c, layer_types=toolkit.layer_types) for c in cells_tr]
+        archs_te = [nb201_architecture(c, layer_types=toolkit.layer_types) for c in cells_te]
         y_tr, y_te = y_train_all[tr], y_test_all[te]
         for name, (encode, model) in _baselines(seed).items():
             t = time.perf_counter()
@@ -182,8 +182,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fit_s.setdefault(name, []).append(time.perf_counter() - t)
             pred = model.predict(archs_te)
             per_seed.setdefault(name, []).append(scores(pred, y_te))
-            print(f"seed {seed} {name}: tau {per_seed[name][-1]['kendall_tau']:.3f} "
-                  f"mape {per_seed[name][-1]['mape_pct']:.2f}% fit {fit_s[name][-1]:.1f}s", file=sys.stderr)
+            print(
+                f"seed {seed} {name}: tau {per_seed[name][-1]['kendall_tau']:.3f} "
+                f"mape {per_seed[name][-1]['mape_pct']:.2f}% fit {fit_s[name][-1]:.1f}s",
+                file=sys.stderr,
+            )
             if seed == 0:
                 fitted_seed0[name] = model
         if seed == 0:
@@ -216,3 +219,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         warm[name] = _median_rate(lambda m=model: m.predict(tp_archs), n_tp, 3)
     result["throughput_per_s"] = {"cold": cold, "warm": warm, "architectures": n_tp}
     return result
+
+
+BENCHMARK = Benchmark("predictor", (__doc__ or "").strip().splitlines()[0], configure, run)

@@ -1,13 +1,13 @@
-"""The network embedding of Neural Architect, shared by the neural predictor and the controller.
+"""The network embedding's tokenizer (no torch): an architecture becomes one row of discrete tokens per layer.
 
-Each layer becomes a short sequence of discrete tokens (its type, output channels, spatial size, number of
-inputs, distance to its inputs, and the layer type's own `features()`); lookup tables embed the tokens, a
-*layer LSTM* reads one layer's tokens and gives the layer embedding, and a *network LSTM* reads the layer
-embeddings in topological order and gives the network embedding.
+Each layer becomes a short sequence of tokens (its type, output channels, spatial size, number of inputs,
+distance to its inputs, and the layer type's own `features()`); `network.NetworkEmbedding` embeds them
+(lookup tables -> layer LSTM -> network LSTM).
 
-Vocabularies come from the registries: every registered layer type (a plugin's included) owns a row of the
-type table. Feature tokens `key=value` go through a fixed-size table indexed by a stable hash (crc32), so a
-plugin's new features need no code here; values are bucketed (log2 for sizes) so the table stays small.
+The type vocabulary comes from a layer-type registry: every registered layer type (a plugin's included) owns
+a row of the type table. Feature tokens `key=value` go through a fixed-size table indexed by a stable hash
+(crc32), so a plugin's new features need no code here; values are bucketed (log2 for sizes) so the table
+stays small.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from cachetools import LRUCache
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from ..ir.architecture import Architecture
+    from ..ir.layers import LayerTypeRegistry
+    from .network import NetworkEmbedding
 
 PAD = 0
 UNKNOWN_TYPE = 1
+#: distinct layers whose tokens are remembered (a few hundred bytes each)
+LAYER_MEMO_SIZE = 100_000
 
 
 def _log2_bucket(value: int, cap: int = 15) -> int:
@@ -36,26 +39,32 @@ class ArchitectureTokenizer:
     """Architecture → int array [layers, tokens]. Row i is layer i (topological order); column 0 is the
     type id, the rest hashed feature tokens (0 = padding)."""
 
-    def __init__(self, layer_types: Sequence[str], feature_table_size: int = 1024, max_tokens: int = 12,
-                 cache_size: int = 50_000):
-        self.layer_types = list(sorted(layer_types))
+    def __init__(
+        self, layer_types: Sequence[str], feature_table_size: int = 1024, max_tokens: int = 12, cache_size: int = 50_000
+    ):
+        self.layer_types = sorted(layer_types)
         self.type_ids = {name: i + 2 for i, name in enumerate(self.layer_types)}  # 0 pad, 1 unknown
         self.feature_table_size = feature_table_size
         self.max_tokens = max_tokens
-        #: architectures whose tokens are kept (a large network's tokens take ~20 KB each)
+        #: architectures whose tokens are kept (a large network's tokens take ~20 KB each); 0 keeps none
         self.cache_size = cache_size
-        self._cache: dict[str, np.ndarray] = {}
-        # (key, value) -> token id: the same few hundred feature tokens recur in every network
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=max(cache_size, 1))
+        # (key, value) -> token id: the same few hundred feature tokens recur in every network (bounded by
+        # the distinct features of the registered layer types, so a plain dict)
         self._token_ids: dict[tuple[str, int], int] = {}
         # a layer's tokens depend only on its type, attributes, shapes and input distances, which repeat
         # across the cells of a network and across the networks a search visits
-        self._layer_memo: dict[tuple, list[int]] = {}
+        self._layer_memo: LRUCache[tuple[Any, ...], list[int]] = LRUCache(maxsize=LAYER_MEMO_SIZE)
 
     @classmethod
-    def from_toolkit(cls, toolkit: Any = None, **kw: Any) -> ArchitectureTokenizer:
-        from ..plugins import get_toolkit
+    def for_registry(cls, layer_types: LayerTypeRegistry, **kw: Any) -> ArchitectureTokenizer:
+        """A tokenizer whose type vocabulary is every layer type of `layer_types`."""
+        return cls(layer_types.names(), **kw)
 
-        return cls((toolkit or get_toolkit()).layer_types.names(), **kw)
+    def clear_cache(self) -> None:
+        """Forget the tokens of every architecture (benchmarks that time the cold path call it). The
+        per-layer memo stays: a new architecture of a search still meets layers seen before."""
+        self._cache.clear()
 
     @property
     def n_types(self) -> int:
@@ -65,7 +74,9 @@ class ArchitectureTokenizer:
         # ids 1.. in the feature table; 0 is padding
         tid = self._token_ids.get((key, value))
         if tid is None:
-            tid = self._token_ids[(key, value)] = 1 + zlib.crc32(f"{key}={value}".encode()) % (self.feature_table_size - 1)
+            tid = self._token_ids[(key, value)] = 1 + zlib.crc32(f"{key}={value}".encode()) % (
+                self.feature_table_size - 1
+            )
         return tid
 
     def layer_tokens(self, arch: Architecture, i: int) -> list[int]:
@@ -90,8 +101,6 @@ class ArchitectureTokenizer:
         for k, v in sorted(lt.features(arch.attrs(node.id), in_shapes, shape).items()):
             feats.append((f"{node.type}.{k}", int(v)))
         out = (tokens + [self._token(k, v) for k, v in feats])[: self.max_tokens]
-        if len(self._layer_memo) > 100_000:
-            self._layer_memo.clear()
         self._layer_memo[memo_key] = out
         return out
 
@@ -103,8 +112,6 @@ class ArchitectureTokenizer:
         for i in range(len(arch.nodes)):
             toks = self.layer_tokens(arch, i)
             rows[i, : len(toks)] = toks
-        if len(self._cache) >= self.cache_size:
-            self._cache.clear()
         if self.cache_size > 0:
             self._cache[arch.hash] = rows
         return rows
@@ -119,15 +126,21 @@ class ArchitectureTokenizer:
         return out, lengths
 
     def to_json(self) -> dict[str, Any]:
-        return {"layer_types": self.layer_types, "feature_table_size": self.feature_table_size, "max_tokens": self.max_tokens}
+        return {
+            "layer_types": self.layer_types,
+            "feature_table_size": self.feature_table_size,
+            "max_tokens": self.max_tokens,
+        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ArchitectureTokenizer:
         return cls(doc["layer_types"], doc["feature_table_size"], doc["max_tokens"])
 
 
-def make_network_embedding(tokenizer: ArchitectureTokenizer, token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64):
+def make_network_embedding(
+    tokenizer: ArchitectureTokenizer, token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64
+) -> NetworkEmbedding:
     """A `NetworkEmbedding` module sized for `tokenizer` (imports torch lazily)."""
-    from .embedding_torch import NetworkEmbedding
+    from .network import NetworkEmbedding
 
     return NetworkEmbedding(tokenizer.n_types, tokenizer.feature_table_size, token_dim, layer_dim, net_dim)

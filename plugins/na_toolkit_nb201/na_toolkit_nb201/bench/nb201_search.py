@@ -20,12 +20,21 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from na_toolkit.bench.base import Benchmark
+from na_toolkit.errors import ConfigError, DataError
+
+from ..space import OPS, cell_string, nb201_architecture, nb201_cell_of
+from ..table import load_table
+
+if TYPE_CHECKING:
+    from na_toolkit.ir.architecture import Architecture
+    from na_toolkit.toolkit import Toolkit
 
 #: strategy options the benchmark uses (anything not named keeps its defaults)
 STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
@@ -48,23 +57,33 @@ MIN_CANDIDATES_PER_S = 200.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="latency column of the table (e.g. lat_pixel3); default: no budget")
-    parser.add_argument("--budget-quantile", type=float, default=0.25,
-                        help="latency budget = this quantile of the device's column over the whole table (default 0.25)")
+    parser.add_argument(
+        "--device", default=None, help="latency column of the table (e.g. lat_pixel3); default: no budget"
+    )
+    parser.add_argument(
+        "--budget-quantile",
+        type=float,
+        default=0.25,
+        help="latency budget = this quantile of the device's column over the whole table (default 0.25)",
+    )
     parser.add_argument("--seeds", type=int, default=20, help="search seeds per strategy (default 20)")
-    parser.add_argument("--evaluations", type=int, default=100, help="ground-truth evaluations per search (default 100)")
+    parser.add_argument(
+        "--evaluations", type=int, default=100, help="ground-truth evaluations per search (default 100)"
+    )
     parser.add_argument("--per-round", type=int, default=10, help="evaluations per round of the loop (default 10)")
-    parser.add_argument("--strategies", default=None,
-                        help="comma-separated strategies to run (default: every registered one, plus tpe)")
+    parser.add_argument(
+        "--strategies", default=None, help="comma-separated strategies to run (default: every registered one, plus tpe)"
+    )
     parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
-    parser.add_argument("--rate-batch", type=int, default=300,
-                        help="cells per repeat when measuring candidates_per_s (default 300)")
+    parser.add_argument(
+        "--rate-batch", type=int, default=300, help="cells per repeat when measuring candidates_per_s (default 300)"
+    )
 
 
 # ---- the strategy the benchmark adds to the registered ones ---------------------------------------------
-def _make_tpe(feasible) -> type:
+def _make_tpe(feasible: Callable[[Architecture], bool]) -> type:
     """Optuna's TPE over the six edge operations, as an ask/tell strategy of the same loop."""
-    from ..search.strategy import Candidate, Strategy
+    from na_toolkit.search.strategy import Candidate, Strategy
 
     class _TPE(Strategy):
         name: ClassVar[str] = f"bench:{TPE}"
@@ -73,7 +92,6 @@ def _make_tpe(feasible) -> type:
 
         def __init__(self, context, **options):
             import optuna
-            from na_toolkit_nb201.space import OPS
 
             super().__init__(context, **options)
             optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -83,15 +101,15 @@ def _make_tpe(feasible) -> type:
             self.pending: dict[str, list[Any]] = {}  # hash -> trials waiting for that cell's ground truth
 
         def ask(self, n):
-            from na_toolkit_nb201.space import cell_string, nb201_architecture
-
             evaluated = self.context.evaluated
+            layer_types = self.context.seed_arch.layer_types
             out: list[Candidate] = []
             for _ in range(self.max_draws):
                 if len(out) >= n:
                     break
                 trial = self.study.ask(self.distributions)
-                arch = nb201_architecture(cell_string([trial.params[f"edge{e}"] for e in range(6)]))
+                cell = cell_string([trial.params[f"edge{e}"] for e in range(6)])
+                arch = nb201_architecture(cell, layer_types=layer_types)
                 if not feasible(arch):
                     self.study.tell(trial, 0.0)  # known for free: the worst accuracy, never evaluated
                 elif arch.hash in evaluated:
@@ -111,24 +129,24 @@ def _make_tpe(feasible) -> type:
     return _TPE
 
 
-def _bench_toolkit(strategy_names: list[str], feasible):
-    """A toolkit with every plugin, plus TPE when it is asked for."""
+def _bench_toolkit(toolkit: Toolkit, strategy_names: list[str], feasible: Callable[[Architecture], bool]) -> Toolkit:
+    """`toolkit` itself, or, when TPE is asked for, a toolkit of the same plugins plus TPE."""
     import na_toolkit
-    from ..plugins import get_toolkit, load_toolkit
+    from na_toolkit.plugins import extend_toolkit
 
     if TPE not in strategy_names:
-        return get_toolkit()
+        return toolkit
     tpe = _make_tpe(feasible)
 
     class BenchPlugin:
-        __name__ = "na_toolkit.bench.nb201_search"
+        __name__ = "na_toolkit_nb201.bench.nb201_search"
 
         @staticmethod
         @na_toolkit.hookimpl
         def na_register_strategies(registry):
             registry.add(tpe)
 
-    return load_toolkit(extra_plugins=(BenchPlugin(),))
+    return extend_toolkit(toolkit, BenchPlugin())
 
 
 def _predictor_for(strategy: str) -> dict[str, Any]:
@@ -137,7 +155,9 @@ def _predictor_for(strategy: str) -> dict[str, Any]:
     return PREDICTOR if strategy not in ("random", "evolution", TPE) else CHEAP_PREDICTOR
 
 
-def _config(args, strategy: str, seed: int, out_dir: Path, device: str | None, budget_ms: float | None) -> dict[str, Any]:
+def _config(
+    args, strategy: str, seed: int, out_dir: Path, device: str | None, budget_ms: float | None
+) -> dict[str, Any]:
     evaluator_options = {"dataset": "c10", "epochs": 200}
     tm: dict[str, Any] = {"name": "nb201-table", "options": {}}
     if args.table:
@@ -149,17 +169,24 @@ def _config(args, strategy: str, seed: int, out_dir: Path, device: str | None, b
         "evaluations": args.evaluations,
         "random_seed": seed,
         "output": str(out_dir),
-        "search": {"per_round": args.per_round, "moves": ["set_edge_op"], "evaluate_seed": False,
-                   "max_stalled_rounds": 5},
-        "strategy": {"name": f"bench:{TPE}" if strategy == TPE else strategy,
-                     "options": dict(STRATEGY_OPTIONS.get(strategy, {}))},
+        "search": {
+            "per_round": args.per_round,
+            "moves": ["set_edge_op"],
+            "evaluate_seed": False,
+            "max_stalled_rounds": 5,
+        },
+        "strategy": {
+            "name": f"bench:{TPE}" if strategy == TPE else strategy,
+            "options": dict(STRATEGY_OPTIONS.get(strategy, {})),
+        },
         "evaluator": {"name": "nb201-table", "options": evaluator_options},
         "predictors": {"accuracy": _predictor_for(strategy)},
         "executor": {"name": "local", "options": {"workers": 1}},
     }
     if device is not None:
-        doc["devices"] = {device: {"device": device, "time_model": tm,
-                                   "budgets": {"latency_ms": {"limit": budget_ms, "hard": True}}}}
+        doc["devices"] = {
+            device: {"device": device, "time_model": tm, "budgets": {"latency_ms": {"limit": budget_ms, "hard": True}}}
+        }
     return doc
 
 
@@ -170,11 +197,18 @@ def _best_feasible(result, device: str | None):
 
 def _summary(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=float)
-    return {"mean": round(float(a.mean()), 4), "std": round(float(a.std()), 4), "min": round(float(a.min()), 4),
-            "max": round(float(a.max()), 4), "n": int(a.size)}
+    return {
+        "mean": round(float(a.mean()), 4),
+        "std": round(float(a.std()), 4),
+        "min": round(float(a.min()), 4),
+        "max": round(float(a.max()), 4),
+        "n": int(a.size),
+    }
 
 
-def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Generator, n: int = 300, repeats: int = 3) -> dict[str, Any]:
+def _candidates_per_s(
+    toolkit: Toolkit, doc: dict[str, Any], table: Any, rng: np.random.Generator, n: int = 300, repeats: int = 3
+) -> dict[str, Any]:
     """Proposals scored per second by the loop's `score` (the predictor + the device's time model), the
     predictor fitted on 100 evaluated cells. `cold`: each repeat scores `n` cells never seen before (their
     IR features and cell lookup computed from scratch: the rate for a new proposal; the feature caches are
@@ -182,30 +216,35 @@ def _candidates_per_s(toolkit, doc: dict[str, Any], table, rng: np.random.Genera
     cells again (what re-scoring a proposal costs). Wall-clock and process-CPU rates (the machine is
     shared). The cells are built before the clock starts, as the move builds a proposal before the loop
     scores it."""
-    from na_toolkit_nb201.space import nb201_architecture
+    from na_toolkit.predictors.features import clear_feature_caches
+    from na_toolkit.search.components import build_components
+    from na_toolkit.search.config import load_config
+    from na_toolkit.search.scorer import Scorer
+    from na_toolkit.search.summary import Counters
 
-    from ..predictors.features import clear_feature_caches
-
-    from ..search.config import load_config
-    from ..search.loop import SearchLoop
-
-    cfg = load_config(doc, toolkit=toolkit)
-    loop = SearchLoop(cfg, None, Path(doc["output"]), toolkit, progress=False)
+    components = build_components(load_config(doc, toolkit=toolkit), toolkit)
+    # the loop's scorer, without a run (the table time model measures nothing)
+    scorer = Scorer(components, Counters())
+    layer_types = toolkit.layer_types
     rows = rng.permutation(len(table))
-    train = [nb201_architecture(table.arch_strs[i]) for i in rows[:100]]
+    train = [nb201_architecture(table.arch_strs[i], layer_types=layer_types) for i in rows[:100]]
     valid = table.column("c10_valid_acc_200ep")
-    pred = loop._new_predictor("accuracy")
+    pred = components.new_predictor("accuracy")
     pred.fit(train, valid[rows[:100]] / 100.0)
-    loop.predictors["accuracy"] = pred
+    scorer.predictors["accuracy"] = pred
     out: dict[str, list[float]] = {"cold_wall": [], "cold_cpu": [], "warm_wall": [], "warm_cpu": []}
-    for r in range(repeats):
-        archs = [nb201_architecture(table.arch_strs[i]) for i in rows[100 + r * n : 100 + (r + 1) * n]]
-        clear_feature_caches()
-        for kind in ("cold", "warm"):
-            t0, c0 = time.perf_counter(), time.process_time()
-            loop.score(archs)
-            out[f"{kind}_wall"].append(len(archs) / (time.perf_counter() - t0))
-            out[f"{kind}_cpu"].append(len(archs) / max(time.process_time() - c0, 1e-9))
+    try:
+        for r in range(repeats):
+            cells = [table.arch_strs[i] for i in rows[100 + r * n : 100 + (r + 1) * n]]
+            archs = [nb201_architecture(c, layer_types=layer_types) for c in cells]
+            clear_feature_caches()
+            for kind in ("cold", "warm"):
+                t0, c0 = time.perf_counter(), time.process_time()
+                scorer.score(archs)
+                out[f"{kind}_wall"].append(len(archs) / (time.perf_counter() - t0))
+                out[f"{kind}_cpu"].append(len(archs) / max(time.process_time() - c0, 1e-9))
+    finally:
+        components.close()
     return {**{k: round(float(np.median(v)), 1) for k, v in out.items()}, "batch": n, "repeats": repeats}
 
 
@@ -217,12 +256,8 @@ def _optuna_version() -> str | None:
     return optuna.__version__
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..plugins import nb201_plugin
-
-    load_table = nb201_plugin("the nb201-search benchmark").load_table
-    from ..plugins import get_toolkit
-    from ..search.loop import run_search
+def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    from na_toolkit.search.loop import run_search
 
     if args.seeds < 1 or args.evaluations < 1 or args.per_round < 1:
         raise ConfigError("--seeds, --evaluations and --per-round must be >= 1")
@@ -243,20 +278,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         feasible_rows = latency <= budget_ms
 
         def feasible(arch, _lat=latency, _table=table) -> bool:
-            from na_toolkit_nb201.space import nb201_cell_of
-
             return bool(_lat[_table.row_of(nb201_cell_of(arch))] <= budget_ms)
     else:
 
         def feasible(arch) -> bool:
             return True
 
-    registered = get_toolkit().strategies.names()
-    names = registered + [TPE] if args.strategies is None else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    registered = toolkit.strategies.names()
+    names = (
+        registered + [TPE] if args.strategies is None else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    )
     for s in names:
         if s != TPE and s not in registered:
             raise ConfigError(f"unknown strategy {s!r}; registered: {', '.join(registered)} (and {TPE})")
-    toolkit = _bench_toolkit(names, feasible)
+    toolkit = _bench_toolkit(toolkit, names, feasible)
 
     fv = np.where(feasible_rows, valid, -np.inf)
     best_valid_row = int(np.argmax(fv))
@@ -271,7 +306,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_start, cpu_start, wall_start = os.getloadavg()[0], time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nb201-search-") as tmp:
         # first, while the process has scored nothing yet
-        rate_doc = _config(args, "neural-architect" if "neural-architect" in names else names[0], 0, Path(tmp) / "rate", device, budget_ms)
+        rate_doc = _config(
+            args,
+            "neural-architect" if "neural-architect" in names else names[0],
+            0,
+            Path(tmp) / "rate",
+            device,
+            budget_ms,
+        )
         rate_doc["predictors"] = {"accuracy": PREDICTOR}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -295,9 +337,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     valids.append(100.0 * best.score.metrics["accuracy"])
                 c = result.counters
                 counters.append((c.evaluations, c.candidates_scored, c.predictor_fits))
-                print(f"[nb201-search] {strategy} seed {seed}: test {tests[-1]:.2f} valid {valids[-1]:.2f} "
-                      f"({c.evaluations} evaluations, {c.candidates_scored} scored, {elapsed[-1]:.1f}s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[nb201-search] {strategy} seed {seed}: test {tests[-1]:.2f} valid {valids[-1]:.2f} "
+                    f"({c.evaluations} evaluations, {c.candidates_scored} scored, {elapsed[-1]:.1f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             ok = [t for t in tests if not math.isnan(t)]
             per_strategy[strategy] = {
                 "test_accuracy": _summary(ok) if ok else None,
@@ -324,18 +369,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reference": reference,
         "strategies": per_strategy,
         "candidates_per_s_detail": rate,
-        "run": {"wall_s": round(time.perf_counter() - wall_start, 1), "cpu_s": round(time.process_time() - cpu_start, 1),
-                "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2),
-                                    "cores": os.cpu_count()},
-                "optuna": _optuna_version()},
+        "run": {
+            "wall_s": round(time.perf_counter() - wall_start, 1),
+            "cpu_s": round(time.process_time() - cpu_start, 1),
+            "load_average_1m": {
+                "start": round(load_start, 2),
+                "end": round(os.getloadavg()[0], 2),
+                "cores": os.cpu_count(),
+            },
+            "optuna": _optuna_version(),
+        },
         "protocol": {
             "space": "NAS-Bench-201 cells (5^6), CIFAR-10 network, move set_edge_op from the nb201 seed",
             "sees": "c10_valid_acc_200ep of evaluated cells only",
             "reports": "c10_test_acc_200ep of the best feasible evaluated cell by valid accuracy (percent)",
             "latency": "hard budget; a proposal's latency comes from the table time model for free, and every "
-                       "strategy's infeasible proposals are dropped before evaluation (the loop's screen)",
+            "strategy's infeasible proposals are dropped before evaluation (the loop's screen)",
             "predictor": PREDICTOR,
             "predictor_of_exact_n_strategies": CHEAP_PREDICTOR,
             "strategy_options": STRATEGY_OPTIONS,
         },
     }
+
+
+BENCHMARK = Benchmark("nb201-search", (__doc__ or "").strip().splitlines()[0], configure, run)

@@ -1,16 +1,25 @@
-"""Torch half of the network embedding (see embedding.py): lookup tables → layer LSTM → network LSTM."""
+"""Torch half of the network embedding (tokens: `tokenizer.py`): lookup tables → layer LSTM → network LSTM."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.architecture import Architecture
+    from .tokenizer import ArchitectureTokenizer
 
 
 class NetworkEmbedding(nn.Module):
     """forward(tokens [B, L, T], lengths [B]) -> (network embedding [B, net_dim], layer embeddings
     [B, L, layer_dim] (zeros past each network's length), network-LSTM outputs [B, L, net_dim])."""
 
-    def __init__(self, n_types: int, feature_table_size: int, token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64):
+    def __init__(
+        self, n_types: int, feature_table_size: int, token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64
+    ):
         super().__init__()
         self.type_table = nn.Embedding(n_types, token_dim, padding_idx=0)
         self.feature_table = nn.Embedding(feature_table_size, token_dim, padding_idx=0)
@@ -18,7 +27,7 @@ class NetworkEmbedding(nn.Module):
         self.network_lstm = nn.LSTM(layer_dim, net_dim, batch_first=True)
         self.layer_dim, self.net_dim = layer_dim, net_dim
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor):
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, n_layers, n_tok = tokens.shape
         flat = tokens.reshape(b * n_layers, n_tok)
         # A layer's embedding depends only on its token row, and networks repeat rows a lot (every
@@ -39,7 +48,7 @@ class NetworkEmbedding(nn.Module):
         out = out * valid[..., None]
         return _last_step(out, lengths.clamp(min=1)), layer_emb, out
 
-    def embed(self, tokenizer, archs) -> torch.Tensor:
+    def embed(self, tokenizer: ArchitectureTokenizer, archs: Sequence[Architecture]) -> torch.Tensor:
         tokens, lengths = tokenizer.batch(archs)
         device = self.type_table.weight.device
         return self(torch.from_numpy(tokens).to(device), torch.from_numpy(lengths))[0]

@@ -1,0 +1,25 @@
+"""The benchmark protocol: a plugin registers `Benchmark` objects through `na_register_benchmarks`.
+
+`na-toolkit bench NAME [args] --json` prints one JSON object: the figures `run` returns (at the top level,
+under the names the issues use), plus "params" (the arguments) and "machine" (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark: `configure(parser)` adds its arguments, `run(args, toolkit) -> figures`."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, "Toolkit"], dict[str, Any]]

@@ -1,0 +1,13 @@
+"""The network embedding of Neural Architect, shared by the neural predictor and the controller.
+
+A layer of its own, below both (`docs/architecture.md`): `ArchitectureTokenizer` (`tokenizer.py`, numpy
+only) turns an architecture into one row of discrete tokens per layer; `NetworkEmbedding` (`network.py`,
+torch) embeds the tokens with lookup tables, a layer LSTM and a network LSTM. Importing this package does
+not import torch; `make_network_embedding` and `network` do.
+"""
+
+from __future__ import annotations
+
+from .tokenizer import PAD, UNKNOWN_TYPE, ArchitectureTokenizer, make_network_embedding
+
+__all__ = ["PAD", "UNKNOWN_TYPE", "ArchitectureTokenizer", "make_network_embedding"]

@@ -1,0 +1,111 @@
+"""This machine: CPU model, core count, NVIDIA GPUs, library versions, date; and the one parser of local
+device strings ("cpu", "cuda", "cuda:N").
+
+Recorded with every benchmark result and every device profile, and used by the time models to name the
+local device. It sits at the bottom of the layering (it imports nothing from na_toolkit but `errors`), so
+the time models, the evaluators and the benchmarks all read it without one importing another.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import HardwareError
+
+#: distributions whose versions `machine_info` records (absent ones are left out)
+LIBRARIES = ("na-toolkit", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "scikit-learn", "numpy", "pluggy")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_names() -> list[str]:
+    """Names of the NVIDIA GPUs NVML sees ([] where there is no driver). Cheap: no torch import."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        return [
+            pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())
+        ]
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, GPUs, Python, platform, library versions and the date (UTC), as plain JSON data."""
+    libs = {d: _version(d) for d in LIBRARIES}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": gpu_names(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "libraries": {k: v for k, v in libs.items() if v is not None},
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+# ---- local device strings ---------------------------------------------------------------------------
+_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+#: the forms `parse_device` accepts, for messages
+DEVICE_FORMS = "cpu, cuda, cuda:N"
+
+
+@dataclass(frozen=True)
+class LocalDevice:
+    """A device of this machine (what a time model measures on, an evaluator trains on): kind 'cpu' or
+    'cuda', and the CUDA index."""
+
+    kind: str
+    index: int = 0
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
+
+
+def parse_device(device: str | LocalDevice) -> LocalDevice:
+    """`LocalDevice` of "cpu", "cuda" (= "cuda:0") or "cuda:N" (case and surrounding blanks ignored).
+    Anything else is a `HardwareError` naming the accepted forms. Only the text is checked: whether this
+    machine has the device is for the code that uses it (`timemodels.devices.torch_device`, the runtimes)."""
+    if isinstance(device, LocalDevice):
+        return device
+    m = _DEVICE_RE.match(str(device).strip().lower())
+    if m is None:
+        raise HardwareError(
+            f"unknown local device {device!r}; known: {DEVICE_FORMS} "
+            "(hardware models and profiles are for the roofline and learned time models)"
+        )
+    kind, index = m.group(1), m.group(2)
+    if kind == "cpu" and index not in (None, "0"):
+        raise HardwareError(f"device {device!r}: the CPU is one device, use 'cpu'")
+    return LocalDevice(kind, int(index or 0))

@@ -1,0 +1,163 @@
+"""Building a search's components from its config and toolkit, with every component's errors translated
+in one place into a `ConfigError` that names the config key (`devices.cpu.time_model`, `predictors.accuracy
+.options`, `strategy.options`, ...).
+
+`build_components(config, toolkit)` builds everything a run needs before anything is paid for or stored:
+the seed network, the moves, each device's time model (and measuring one), the evaluator options (the
+evaluator is built once to check them and that it can evaluate the seed), a predictor per target (built
+once to check its options; the search refits fresh ones from `new_predictor`) and the executor, last (a Ray
+executor connects to its cluster). The strategy needs the loop's context, so it is built from the
+components by `new_strategy(context)` when the loop is made; its errors are translated here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, NAToolkitError
+from ..evaluation import make_evaluator
+from ..timemodels import get_time_model
+from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
+from .executors import Executor, make_executor
+from .strategy import SearchContext, Strategy
+
+if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
+    from ..moves import Operation
+    from ..predictors.base import Predictor
+    from ..timemodels.base import TimeModel
+    from ..toolkit import Toolkit
+
+
+@dataclass
+class Components:
+    """The built components of one search (see the module docstring)."""
+
+    config: SearchConfig
+    toolkit: Toolkit
+    seed_arch: Architecture
+    operations: list[Operation]
+    #: device name -> the time model that scores candidates on it
+    time_models: dict[str, TimeModel]
+    #: device name -> the measuring time model that gives evaluated candidates their ground truth
+    measures: dict[str, TimeModel]
+    evaluator_options: dict[str, Any]
+    #: what the predictors predict: accuracy, and the training time when a budget limits it
+    predictor_targets: list[str]
+    executor: Executor
+    #: the plugin selection of the toolkit (`PluginSelection.to_json()`), which every task carries to its worker
+    selection: dict[str, Any]
+
+    def new_predictor(self, target: str) -> Predictor:
+        """A fresh, unfitted predictor of `target` (the search refits from scratch each round)."""
+        return _new_predictor(self.config, self.toolkit, target)
+
+    def new_strategy(self, context: SearchContext) -> Strategy:
+        """The search strategy, built on the loop's context."""
+        comp = self.config.strategy
+        try:
+            strategy: Strategy = self.toolkit.strategies.get(comp.name)(context, **comp.options)
+        except ConfigError as exc:
+            raise ConfigError(f"strategy.options: {exc}") from None
+        except TypeError as exc:
+            raise ConfigError(f"strategy.options: strategy {comp.name!r} refused {comp.options}: {exc}") from None
+        return strategy
+
+    def time_model(self, device: DeviceSpec, which: str) -> TimeModel:
+        """Device `device`'s time model (`which`="time_model") or its measuring one ("measure")."""
+        return self.time_models[device.name] if which == "time_model" else self.measures[device.name]
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
+    """Build the components of a search (ConfigError naming the config key of the first that fails). An
+    unresolved config is resolved against `toolkit` first."""
+    config = resolve_config(config, toolkit)
+    seed_arch = build_seed(config, toolkit)
+    names = list(config.search.moves or toolkit.operations.names())
+    operations = [toolkit.operations.get(n) for n in names]
+    time_models = {d.name: _time_model(toolkit, d, "time_model") for d in config.devices}
+    measures = {d.name: _time_model(toolkit, d, "measure") for d in config.devices if d.measure is not None}
+    evaluator_options = _evaluator_options(config)
+    _check_evaluator(config, toolkit, evaluator_options, seed_arch)
+    targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
+    for target in targets:
+        _new_predictor(config, toolkit, target)  # validates the options now, not after the first round
+    return Components(
+        config=config, toolkit=toolkit, seed_arch=seed_arch, operations=operations, time_models=time_models,
+        measures=measures, evaluator_options=evaluator_options, predictor_targets=targets,
+        executor=_executor(config, toolkit),  # last: a Ray executor connects to its cluster
+        selection=toolkit.selection.to_json(),
+    )
+
+
+def _time_model(toolkit: Toolkit, dev: DeviceSpec, which: str) -> TimeModel:
+    comp = dev.time_model if which == "time_model" else dev.measure
+    assert comp is not None  # "measure" is asked for only of devices that have one
+    key = f"devices.{dev.name}.{which}"
+    options = dev.time_model_options(which)
+    try:
+        return get_time_model(comp.name, toolkit, **options)
+    except NAToolkitError as exc:
+        raise ConfigError(f"{key} ({comp.name} on device {options['device']!r}): {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.options: time model {comp.name!r} refused {comp.options}: {exc}") from None
+
+
+def _evaluator_options(config: SearchConfig) -> dict[str, Any]:
+    opts = dict(config.evaluator.options)
+    if config.dataset is not None:
+        given = opts.get("dataset")
+        if given is not None and given != config.dataset:
+            raise ConfigError(
+                f"evaluator.options.dataset ({given!r}) differs from dataset ({config.dataset!r}); give one"
+            )
+        opts["dataset"] = config.dataset
+    return opts
+
+
+def _check_evaluator(config: SearchConfig, toolkit: Toolkit, options: dict[str, Any], seed_arch: Architecture) -> None:
+    name = config.evaluator.name
+    try:
+        evaluator = make_evaluator(name, options, toolkit)
+    except NAToolkitError as exc:
+        raise ConfigError(f"evaluator ({name}): {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"evaluator.options: evaluator {name!r} refused {options}: {exc}") from None
+    check = getattr(evaluator, "check", None)
+    if check is not None:
+        try:
+            check(seed_arch)
+        except NAToolkitError as exc:
+            raise ConfigError(
+                f"evaluator {name!r} cannot evaluate seed_network {config.seed_network!r} on dataset "
+                f"{options.get('dataset')!r}: {exc}"
+            ) from None
+
+
+def _new_predictor(config: SearchConfig, toolkit: Toolkit, target: str) -> Predictor:
+    comp = config.predictors[target]
+    try:
+        pred = toolkit.predictors.get(comp.name)(**comp.options)
+        params = pred.get_params()
+    except NAToolkitError as exc:
+        raise ConfigError(f"predictors.{target} ({comp.name}): {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"predictors.{target}.options: predictor {comp.name!r} refused {comp.options}: {exc}"
+        ) from None
+    # scikit-learn convention: a fixed random_state makes refits (and so a resumed run) reproducible
+    if "random_state" in params and params["random_state"] is None:
+        pred.set_params(random_state=config.random_seed)
+    return pred
+
+
+def _executor(config: SearchConfig, toolkit: Toolkit) -> Executor:
+    comp = config.executor
+    try:
+        return make_executor(comp.name, comp.options, toolkit)
+    except ConfigError as exc:
+        raise ConfigError(f"executor ({comp.name}): {exc}") from None

@@ -1,0 +1,194 @@
+"""The search config document (`na-toolkit search CONFIG.toml`) as pydantic models: keys, types, defaults
+and ranges, declared once. Unknown keys are refused with the close matches; every error names the path of
+the bad value (`devices.cpu.budgets.latency_ms.limit`).
+
+These models check the document only: which components and seed networks exist, and what their options
+may hold, is checked against the registries when the config is resolved (`config.resolve_config`).
+docs/search.md describes the format with a complete example.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from ..validation import Document
+from .reward import Objectives
+
+#: keys of `[budgets]` and of `[devices.NAME.budgets]` (checked against reward.GLOBAL_METRICS and
+#: reward.DEVICE_METRICS by the tests)
+GlobalMetric = Literal["model_size_bytes", "train_time_s"]
+DeviceMetric = Literal["latency_ms", "peak_memory_bytes", "energy_mj"]
+RewardForm = Literal["penalty", "mnasnet"]
+
+
+class ConfigDocument(Document):
+    """Base of the config's tables: strict types (no `"3"` for 3, no `true` for 1), finite numbers."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+def _table_of_name(value: Any) -> Any:
+    """A component may be given by its name alone: `executor = "local"`."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _table_of_limit(value: Any) -> Any:
+    """A budget may be given by its limit alone: `model_size_bytes = 16e6`."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {"limit": value} if is_number else value
+
+
+class ComponentDoc(ConfigDocument):
+    """A registered component and its keyword options (checked against the component's `Options` model
+    when the config is resolved)."""
+
+    name: str | None = Field(default=None, description="registered name (default: the key's default component)")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the component")
+
+
+class NamedComponentDoc(ComponentDoc):
+    """A component that has no default: its name is required."""
+
+    name: str = Field(description="registered name")
+
+
+Component_ = Annotated[ComponentDoc, BeforeValidator(_table_of_name)]
+OptionalComponent = Annotated[ComponentDoc | None, BeforeValidator(_table_of_name)]
+RequiredComponent = Annotated[NamedComponentDoc, BeforeValidator(_table_of_name)]
+OptionalNamedComponent = Annotated[NamedComponentDoc | None, BeforeValidator(_table_of_name)]
+
+
+class BudgetDoc(ConfigDocument):
+    """An upper limit on a metric: `limit`, its weight λ and whether a violation is infeasible."""
+
+    limit: float = Field(gt=0, description="the upper limit, in the metric's unit")
+    weight: float = Field(default=1.0, ge=0, description="λ (penalty form) or the scale of α/β (mnasnet form)")
+    hard: bool | None = Field(
+        default=None, description="a violation makes the candidate infeasible (default: reward.hard)"
+    )
+
+
+Budget_ = Annotated[BudgetDoc | None, BeforeValidator(_table_of_limit)]
+
+
+class GlobalBudgetsDoc(ConfigDocument):
+    """`[budgets]`: limits that hold whatever the device."""
+
+    model_size_bytes: Budget_ = None
+    train_time_s: Budget_ = None
+
+
+class DeviceBudgetsDoc(ConfigDocument):
+    """`[devices.NAME.budgets]`: limits on one device's metrics."""
+
+    latency_ms: Budget_ = None
+    peak_memory_bytes: Budget_ = None
+    energy_mj: Budget_ = None
+
+
+class DeviceDoc(ConfigDocument):
+    """`[devices.NAME]`: a target device, the time model that scores candidates on it, optionally one that
+    measures the evaluated ones, and its budgets."""
+
+    device: str | None = Field(default=None, description="what the time models are given as `device` (default: NAME)")
+    batch_size: int = Field(default=1, gt=0, description="batch size the device's metrics are estimated at")
+    time_model: RequiredComponent = Field(description="the time model that scores candidates on this device")
+    measure: OptionalNamedComponent = Field(default=None, description="a time model measuring each evaluated candidate")
+    budgets: DeviceBudgetsDoc = DeviceBudgetsDoc()
+
+
+class PredictorsDoc(ConfigDocument):
+    """`[predictors]`: the accuracy predictor and (when a budget limits it) the training-time one."""
+
+    accuracy: OptionalComponent = Field(default=None, description="default: the predictors package's default")
+    train_time_s: OptionalComponent = Field(
+        default=None, description="default: the accuracy predictor's name and options"
+    )
+
+
+class SearchSettings(ConfigDocument):
+    """`[search]`: how the loop runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    per_round: int = Field(default=4, gt=0, description="evaluations per round")
+    ucb_kappa: float = Field(
+        default=1.0, ge=0, description="weight of the predicted uncertainty when ranking proposals"
+    )
+    evaluate_seed: bool = Field(default=True, description="evaluate the seed network first")
+    max_stalled_rounds: int = Field(
+        default=3, gt=0, description="rounds without a new proposal before the search stops"
+    )
+    min_fit: int = Field(default=3, gt=0, description="evaluations before the predictors are first fitted")
+    # lax for this field only: TOML and JSON give a list, the loop keeps a tuple
+    moves: tuple[str, ...] | None = Field(
+        default=None, min_length=1, strict=False, description="move names (default: all)"
+    )
+    keep_weights: bool = Field(default=True, description="keep the trained weights of evaluated candidates (exports)")
+    #: drop proposals that break a hard budget known before evaluation (model size; a device's metric whose
+    #: time model runs nothing and decides feasibility itself) and ask the strategy again for others
+    screen_hard_budgets: bool = Field(
+        default=True, description="drop proposals sure to break a hard budget, unevaluated"
+    )
+
+    @field_validator("moves", mode="before")
+    @classmethod
+    def _some_moves(cls, moves: Any) -> Any:
+        if isinstance(moves, (list, tuple)) and not moves:
+            raise PydanticCustomError("no_moves", "must name at least one move (leave it out for every move)")
+        return moves
+
+
+class RewardDoc(ConfigDocument):
+    """`[reward]`: how metrics combine into one reward (`reward.Objectives`), and `hard` for every budget."""
+
+    form: RewardForm = Objectives.form  # type: ignore[assignment]
+    accuracy_weight: float = Field(default=Objectives.accuracy_weight, gt=0)
+    hard: bool = Field(default=False, description="default of every budget's `hard`")
+    mnasnet_alpha: float = Objectives.mnasnet_alpha
+    mnasnet_beta: float = Objectives.mnasnet_beta
+    infeasible_reward: float = Objectives.infeasible_reward
+
+    def objectives(self) -> Objectives:
+        return Objectives(**self.model_dump(exclude={"hard"}))
+
+
+class SearchDocument(ConfigDocument):
+    """The whole search config."""
+
+    name: str = Field(default="search", description="prefix of the run folder's name")
+    seed_network: str = Field(description="a registered seed, or the path of an IR .json or an .onnx file")
+    dataset: str | None = Field(default=None, description="handed to the evaluator (a registered dataset or a path)")
+    evaluations: int = Field(gt=0, description="ground-truth evaluations: the budget")
+    random_seed: int = Field(default=0, ge=0)
+    output: str = Field(default="runs", description="folder the run folder is made in (relative to the config file)")
+    search: SearchSettings = SearchSettings()
+    strategy: Component_ = ComponentDoc()
+    evaluator: Component_ = ComponentDoc()
+    predictors: PredictorsDoc = PredictorsDoc()
+    executor: Component_ = ComponentDoc()
+    reward: RewardDoc = RewardDoc()
+    budgets: GlobalBudgetsDoc = GlobalBudgetsDoc()
+    devices: dict[str, DeviceDoc] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not name or any(c in name for c in "/\\") or name.startswith("."):
+            # the run folder is `<output>/<name>-<time>`
+            raise PydanticCustomError("folder_name", "must be a plain folder name (no '/' or '\\', no leading '.')")
+        return name
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, devices: dict[str, DeviceDoc]) -> dict[str, DeviceDoc]:
+        for name in devices:
+            if not name or "@" in name:
+                # metrics are written `latency_ms@NAME`
+                raise PydanticCustomError(
+                    "device_name", "device name '{name}' must be non-empty and contain no '@'", {"name": name}
+                )
+        return devices

@@ -1,0 +1,184 @@
+"""The ground truth of a run: evaluations and measurements, paid for through the executor and kept in the
+run store.
+
+Every value measured is stored the moment it exists (each evaluation in its own write, as the executor
+hands it back), and before it is used; a resumed run replays from the start and is served every stored
+evaluation and measurement instead of paying for it again, so it retraces the interrupted run exactly.
+The predictors are refit from scratch on all ground truth so far (the paper's joint training).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import NAToolkitError, TimeModelError
+from .executors import Task, TaskResult
+from .strategy import Candidate
+from .summary import Counters, Evaluated
+
+if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
+    from ..predictors.base import Predictor
+    from ..store.base import EvaluationRecord, RunStore
+    from .components import Components
+    from .config import DeviceSpec
+    from .scorer import Scorer
+    from .strategy import Strategy
+
+
+class GroundTruth:
+    """Evaluations and measurements of one run (executor + store). `evaluated` maps each evaluated
+    architecture's hash to its `Evaluated`, in evaluation order; `warnings` collects what the user should
+    know (a predictor that could not be refit)."""
+
+    def __init__(self, components: Components, store: RunStore, counters: Counters):
+        self.components = components
+        self.config = components.config
+        self.store = store
+        self.counters = counters
+        self.evaluated: dict[str, Evaluated] = {}
+        self.warnings: list[str] = []
+
+    @property
+    def history(self) -> list[Evaluated]:
+        """Every evaluation so far, in order."""
+        return list(self.evaluated.values())
+
+    def observed(self, target: str) -> list[float]:
+        return [e.score.metrics[target] for e in self.evaluated.values()
+                if target in e.score.metrics and e.error is None]
+
+    # ---- measurements ----------------------------------------------------------------------------------
+    def measure(self, dev: DeviceSpec, arch: Architecture, which: str) -> dict[str, Any]:
+        """The estimate of `dev`'s measuring time model `which` ("time_model" or "measure") for `arch`: from
+        the store, else measured now (alone: nothing runs beside a measurement) and stored."""
+        settings = f"{which}:batch={dev.batch_size}"
+        comp = dev.time_model if which == "time_model" else dev.measure
+        assert comp is not None  # the scorer asks for "measure" only of devices that have one
+        doc = self.store.measurement(arch.hash, dev.name, comp.name, settings)
+        if doc is not None:
+            self.counters.measurements_replayed += 1
+            return doc
+        task = Task("measure", arch.to_json(), comp.name, dev.time_model_options(which), dev.batch_size,
+                    selection=self.components.selection)
+        result = self.components.executor.run([task], exclusive=True)[0]
+        if not result.ok or result.value is None:
+            raise TimeModelError(f"device {dev.name}: {comp.name} failed on {arch.hash}: {result.error}")
+        self.store.add_measurement(arch.hash, dev.name, comp.name, settings, result.value)
+        self.counters.measurements += 1
+        return result.value
+
+    # ---- evaluations -----------------------------------------------------------------------------------
+    def _metrics(self, arch: Architecture, result: Mapping[str, Any]) -> dict[str, float]:
+        metrics = {"accuracy": float(result["valid_accuracy"]), "model_size_bytes": float(arch.cost.model_size_bytes)}
+        if result.get("test_accuracy") is not None:
+            metrics["test_accuracy"] = float(result["test_accuracy"])
+        if result.get("train_time_s") is not None:
+            metrics["train_time_s"] = float(result["train_time_s"])
+        return metrics
+
+    def evaluate(
+        self, cands: Sequence[Candidate], round: int, scorer: Scorer, on_result: Callable[[], None] | None = None
+    ) -> list[Evaluated]:
+        """Ground truth for `cands` (none evaluated before): from the store when a resumed run already paid
+        for it, else through the executor, each stored the moment it finishes (`on_result` is called for
+        each, served or paid). Then each gets its real score from `scorer`, in order."""
+        records: dict[int, EvaluationRecord] = {}
+        todo: list[int] = []
+        for i, c in enumerate(cands):
+            rec = self.store.evaluation(c.hash)
+            if rec is not None:
+                records[i] = rec
+                self.counters.evaluations_replayed += 1
+                if on_result is not None:
+                    on_result()
+            else:
+                todo.append(i)
+        options = self.components.evaluator_options
+        tasks = [
+            Task("evaluate", cands[i].arch.to_json(), self.config.evaluator.name, options,
+                 keep_weights=self.config.search.keep_weights, selection=self.components.selection)
+            for i in todo
+        ]
+
+        def stored(j: int, res: TaskResult) -> None:
+            i = todo[j]
+            records[i] = self._store(cands[i], round, res)
+            if on_result is not None:
+                on_result()
+
+        if tasks:
+            self.components.executor.run(tasks, on_result=stored)
+        out = []
+        for i, c in enumerate(cands):
+            rec = records[i]
+            score, feasible_for = scorer.real_score(c.arch, rec)
+            ev = Evaluated(len(self.evaluated), round, c, score, rec.result, rec.error, feasible_for)
+            self.evaluated[c.hash] = ev
+            self.counters.evaluations += 1
+            self.counters.failed_evaluations += rec.error is not None
+            out.append(ev)
+        return out
+
+    def _store(self, cand: Candidate, round: int, res: TaskResult) -> EvaluationRecord:
+        arch = cand.arch
+        if not res.ok or res.value is None:
+            return self.store.add_evaluation(
+                arch.hash, arch.to_json(), {}, {"details": res.details}, round, res.elapsed_s, error=res.error
+            )
+        if res.weights is not None:  # before the evaluation: a stored evaluation always has its weights
+            self.store.save_weights(arch.hash, res.weights)
+        metrics = self._metrics(arch, res.value)
+        targets = {t: metrics[t] for t in self.components.predictor_targets if t in metrics}
+        result = {**res.value, "moves": [m.to_json() for m in cand.moves], "origin": cand.origin, "parent": cand.parent}
+        return self.store.add_evaluation(
+            arch.hash, arch.to_json(), metrics, result, round, res.elapsed_s, targets=targets
+        )
+
+    # ---- predictors and checkpoints --------------------------------------------------------------------
+    def refit(self, scorer: Scorer) -> None:
+        """Refit each target's predictor from scratch on all ground truth so far (deterministic) and hand it
+        to `scorer`; a predictor that cannot be fit (too few distinct samples) keeps the previous one."""
+        for target in self.components.predictor_targets:
+            rows = [e for e in self.evaluated.values() if e.error is None and target in e.score.metrics]
+            if len(rows) < self.config.search.min_fit:
+                continue
+            pred = self.components.new_predictor(target)
+            try:
+                pred.fit([e.candidate.arch for e in rows], np.array([e.score.metrics[target] for e in rows]))
+            except NAToolkitError as exc:
+                msg = f"predictor for {target} not refit on {len(rows)} samples: {exc}"
+                if msg not in self.warnings:
+                    self.warnings.append(msg)
+                continue
+            scorer.predictors[target] = pred
+            self.counters.predictor_fits += 1
+
+    def checkpoint(
+        self, round: int, strategy: Strategy, rng: np.random.Generator, predictors: Mapping[str, Predictor]
+    ) -> None:
+        """Store the state after `round`: the strategy's, the RNG's and each predictor's."""
+        self.store.save_checkpoint(round, "strategy", strategy.state_dict())
+        self.store.save_checkpoint(round, "rng", rng.bit_generator.state)
+        for target, pred in predictors.items():
+            # the predictor's own no-pickle document (schema version, params, state); a predictor without
+            # one is checkpointed as its name, parameters and training set (it refits on those)
+            try:
+                state = pred.to_json()
+            except (AttributeError, NotImplementedError):
+                state = {"predictor": self.config.predictors[target].name,
+                         "params": {k: v for k, v in pred.get_params().items() if _jsonable(v)}}
+            state["trained_on"] = [h for h, e in self.evaluated.items() if e.error is None]
+            self.store.save_checkpoint(round, f"predictor:{target}", state)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,91 @@
+"""Progress callbacks of the search loop: the loop reports what happens, a callback shows or records it.
+
+A callback subclasses `SearchCallback` and overrides what it needs; `run_search(progress=True)` uses
+`ProgressBar` (a tqdm bar on stderr: one tick per ground-truth evaluation, the best feasible reward so
+far). Callbacks only observe: they never change what the search does.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .summary import Evaluated
+
+
+class SearchCallback:
+    """What the loop reports, in order: `on_start` once, `on_evaluation` as each ground-truth evaluation is
+    stored or served from the store, `on_evaluated` after each batch with every evaluation so far,
+    `on_round_end` after each round that evaluated something, `on_end` once (also when the run fails)."""
+
+    def on_start(self, evaluation_budget: int) -> None:
+        pass
+
+    def on_evaluation(self) -> None:
+        pass
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:
+        pass
+
+    def on_round_end(self, round: int) -> None:
+        pass
+
+    def on_end(self) -> None:
+        pass
+
+
+class Callbacks(SearchCallback):
+    """Several callbacks as one, called in the order given."""
+
+    def __init__(self, callbacks: Sequence[SearchCallback] = ()):
+        self.callbacks = list(callbacks)
+
+    def on_start(self, evaluation_budget: int) -> None:
+        for c in self.callbacks:
+            c.on_start(evaluation_budget)
+
+    def on_evaluation(self) -> None:
+        for c in self.callbacks:
+            c.on_evaluation()
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:
+        for c in self.callbacks:
+            c.on_evaluated(evaluated)
+
+    def on_round_end(self, round: int) -> None:
+        for c in self.callbacks:
+            c.on_round_end(round)
+
+    def on_end(self) -> None:
+        for c in self.callbacks:
+            c.on_end()
+
+
+class ProgressBar(SearchCallback):
+    """A tqdm bar over the evaluation budget, with the best feasible reward and the feasible count."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def on_start(self, evaluation_budget: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=evaluation_budget, desc="search", unit="eval", file=sys.stderr, dynamic_ncols=True)
+
+    def on_evaluation(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:
+        if self._bar is None:
+            return
+        feasible = [e for e in evaluated if e.error is None and e.score.feasible]
+        best = max((e.score.reward for e in feasible), default=None)
+        self._bar.set_postfix(best_reward="-" if best is None else f"{best:.4f}", feasible=len(feasible), refresh=True)
+
+    def on_end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

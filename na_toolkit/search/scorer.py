@@ -1,0 +1,201 @@
+"""The scorer: a candidate's predicted score (predictors + each device's time model + the reward), the
+real score of an evaluated one, and the hard-budget screen.
+
+Predicted scores are what strategies call `context.score` for (cheap, counted apart from evaluations):
+accuracy (and training time when a budget limits it) from the predictors, or, before the first fit, the
+mean and spread of the ground truth so far; each device's metrics from its time model. The reward's
+uncertainty is the reward one accuracy standard deviation up, minus the reward (UCB ranks on it).
+
+Time-model estimates are cached per (device, time model, architecture). A time model that measures (runs
+the network) is ground truth: its values come from `Truth.measure`, which serves them from the run store or
+pays for them through the executor and stores them.
+
+The screen: the hard budgets a proposal can be checked against for free before it is evaluated -- model
+size, and each device metric whose time model runs nothing (table, analytic, learned) and also decides
+the device's feasibility (no separate `measure`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from ..errors import ConfigError, TimeModelError
+from .reward import Budget, compute_reward, device_metric
+from .strategy import Score
+
+if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
+    from ..predictors.base import Predictor
+    from ..store.base import EvaluationRecord
+    from .components import Components
+    from .config import DeviceSpec
+    from .summary import Counters
+
+#: metrics a time model's estimate gives, by TimeEstimate field
+ESTIMATE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj")
+
+
+class Truth(Protocol):
+    """What the scorer reads of the ground truth (a `GroundTruth`)."""
+
+    def measure(self, device: DeviceSpec, arch: Architecture, which: str) -> dict[str, Any]:
+        """The estimate (a TimeEstimate as a dict) of the measuring time model `which` of `device`: from the
+        run store, or measured now and stored."""
+        ...
+
+    def observed(self, target: str) -> list[float]:
+        """The values of `target` of every successful evaluation so far, in evaluation order."""
+        ...
+
+
+class Scorer:
+    """Scores of the search's candidates. `predictors` holds the fitted predictor of each target (set by
+    `GroundTruth.refit`); `truth` serves measurements and the prior of an unfitted target (None: no
+    measuring time model may be used, and the prior is the default)."""
+
+    def __init__(self, components: Components, counters: Counters, truth: Truth | None = None):
+        self.components = components
+        self.config = components.config
+        self.counters = counters
+        self.truth = truth
+        self.predictors: dict[str, Predictor] = {}  # target -> fitted predictor
+        self._estimates: dict[tuple[str, str, str], dict[str, float]] = {}
+
+    # ---- time models -----------------------------------------------------------------------------------
+    def estimate(self, dev: DeviceSpec, arch: Architecture, which: str) -> dict[str, float]:
+        """The device metrics of `arch` from the device's time model (`which`="time_model") or its measuring
+        one ("measure"); measured values come from the ground truth."""
+        key = (dev.name, which, arch.hash)
+        cached = self._estimates.get(key)
+        if cached is not None:
+            return cached
+        tm = self.components.time_model(dev, which)
+        if getattr(tm, "measures", False):
+            if self.truth is None:
+                raise ConfigError(f"device {dev.name}: a measuring time model needs the ground truth of a run "
+                                  "(a scorer built without one cannot measure)")
+            doc = self.truth.measure(dev, arch, which)
+        else:
+            doc = asdict(tm.estimate(arch, dev.batch_size))
+            self.counters.time_model_calls += 1
+        metrics = {
+            device_metric(m, dev.name): float(doc[m]) for m in ESTIMATE_METRICS if doc.get(m) is not None
+        }
+        self._estimates[key] = metrics
+        return metrics
+
+    # ---- the hard-budget screen ------------------------------------------------------------------------
+    @cached_property
+    def screened_budgets(self) -> tuple[Budget, ...]:
+        """The hard budgets a proposal can be checked against for free before it is evaluated (see the
+        module docstring). Empty when search.screen_hard_budgets is off."""
+        if not self.config.search.screen_hard_budgets:
+            return ()
+        known = {"model_size_bytes"}
+        for dev in self.config.devices:
+            if dev.measure is None and not getattr(self.components.time_models[dev.name], "measures", False):
+                known.update(device_metric(m, dev.name) for m in ESTIMATE_METRICS)
+        return tuple(b for b in self.config.budgets if b.hard and b.metric in known)
+
+    def breaks_screened_budget(self, arch: Architecture) -> bool:
+        budgets = self.screened_budgets
+        if not budgets:
+            return False
+        metrics = {"model_size_bytes": float(arch.cost.model_size_bytes)}
+        devices = {b.device for b in budgets}
+        try:
+            for dev in self.config.devices:
+                if dev.name in devices:
+                    metrics.update(self.estimate(dev, arch, "time_model"))
+        except TimeModelError:
+            return False  # the evaluation will report the failure
+        return any(b.metric in metrics and metrics[b.metric] > b.limit for b in budgets)
+
+    # ---- predicted scores ------------------------------------------------------------------------------
+    def _prior(self, target: str) -> tuple[float, float]:
+        """Mean and spread of the ground truth so far: what an unfitted predictor says of any candidate."""
+        values = self.truth.observed(target) if self.truth is not None else []
+        if not values:
+            return 0.0, 1.0
+        mean = float(np.mean(values))
+        return mean, max(float(np.std(values)), 0.05 * abs(mean), 1e-3)
+
+    def _predict(self, target: str, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        pred = self.predictors.get(target)
+        if pred is None:
+            prior_mean, prior_std = self._prior(target)
+            return np.full(len(archs), prior_mean), np.full(len(archs), prior_std)
+        self.counters.predictor_calls += len(archs)
+        mean, std = pred.predict_with_std(list(archs))
+        return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+
+    def score(self, archs: Sequence[Architecture]) -> list[Score]:
+        """Predicted scores: predictors for accuracy (and training time), time models per device."""
+        archs = list(archs)
+        self.counters.score_calls += 1
+        self.counters.candidates_scored += len(archs)
+        if not archs:
+            return []
+        acc, acc_std = self._predict("accuracy", archs)
+        train = self._predict("train_time_s", archs) if "train_time_s" in self.components.predictor_targets else None
+        out = []
+        for i, arch in enumerate(archs):
+            metrics: dict[str, float] = {
+                "accuracy": float(acc[i]), "model_size_bytes": float(arch.cost.model_size_bytes)
+            }
+            if train is not None:
+                metrics["train_time_s"] = float(train[0][i])
+            try:
+                for dev in self.config.devices:
+                    metrics.update(self.estimate(dev, arch, "time_model"))
+            except TimeModelError as exc:
+                out.append(self.failed_score(f"time model failed: {exc}", metrics, real=False))
+                continue
+            r = compute_reward(metrics, self.config.budgets, self.config.objectives)
+            up = 0.0
+            if acc_std[i] > 0:  # the reward's spread from the accuracy's: one std up, through the reward function
+                up = compute_reward({**metrics, "accuracy": float(acc[i] + acc_std[i])}, self.config.budgets,
+                                    self.config.objectives).reward - r.reward
+            out.append(Score(r.reward, metrics, r.feasible, max(up, 0.0), real=False, violations=r.violations))
+        return out
+
+    def budget_warnings(self, arch: Architecture) -> list[str]:
+        """What to tell the user at the start when `arch` (the seed) already breaks a budget, by the time
+        models (not counted as a score call: no strategy asked for it)."""
+        score = self.score([arch])[0]
+        self.counters.score_calls -= 1
+        self.counters.candidates_scored -= 1
+        out = []
+        for b in self.config.budgets:
+            value = score.metrics.get(b.metric)
+            if value is not None and value > b.limit:
+                out.append(
+                    f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}): the search must shrink it"
+                )
+        return out
+
+    # ---- real scores -----------------------------------------------------------------------------------
+    def failed_score(self, why: str, metrics: Mapping[str, float] | None = None, real: bool = True) -> Score:
+        """The lowest reward: below every candidate that could be evaluated, hard budgets broken included."""
+        return Score(self.config.objectives.infeasible_reward - 1.0, dict(metrics or {}), False, 0.0, real, (why,))
+
+    def real_score(self, arch: Architecture, rec: EvaluationRecord) -> tuple[Score, dict[str, bool]]:
+        """The score of an evaluated candidate from its stored evaluation and each device's ground truth (the
+        measuring time model when the device has one), and whether it meets each device's budgets."""
+        devices = [d.name for d in self.config.devices]
+        if rec.error is not None:
+            return self.failed_score(f"evaluation failed: {rec.error}"), dict.fromkeys(devices, False)
+        metrics = dict(rec.metrics)
+        try:
+            for dev in self.config.devices:
+                which = "measure" if dev.measure is not None else "time_model"
+                metrics.update(self.estimate(dev, arch, which))
+        except TimeModelError as exc:
+            return self.failed_score(f"measurement failed: {exc}", metrics), dict.fromkeys(devices, False)
+        r = compute_reward(metrics, self.config.budgets, self.config.objectives)
+        return Score(r.reward, metrics, r.feasible, 0.0, True, r.violations), {d: r.feasible_for(d) for d in devices}

@@ -1,0 +1,198 @@
+"""What a search found: its counters, its evaluated candidates, and `summarize`, the pure function that
+makes the `SearchResult` (and so summary.json) from them.
+
+`summarize` reads nothing but its arguments: the Pareto set over accuracy, model size and each device's
+latency; the best feasible candidate per device and over all devices (highest accuracy; ties go to the
+higher reward, then the faster on the device, the smaller, the earlier evaluated); and, where none is
+feasible, why (the candidate closest to feasible and the budgets it breaks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .pareto import ParetoArchive, search_objectives
+from .reward import split_metric
+from .strategy import Candidate, Score
+
+if TYPE_CHECKING:
+    from .config import SearchConfig
+
+
+@dataclass
+class Counters:
+    """What the search paid for and what it computed, counted separately."""
+
+    #: ground-truth evaluations (the budget), failed ones included
+    evaluations: int = 0
+    #: of those, served from the run store (a resumed run replaying its past)
+    evaluations_replayed: int = 0
+    failed_evaluations: int = 0
+    #: ground-truth measurements by a device's `measure` time model
+    measurements: int = 0
+    measurements_replayed: int = 0
+    #: architectures whose accuracy (or training time) a predictor predicted
+    predictor_calls: int = 0
+    predictor_fits: int = 0
+    #: time-model estimates computed (cache misses)
+    time_model_calls: int = 0
+    #: calls of context.score (by the strategy and the loop) and the architectures they scored
+    score_calls: int = 0
+    candidates_scored: int = 0
+    #: strategy.ask calls and what they proposed
+    strategy_asks: int = 0
+    proposed: int = 0
+    #: proposals already evaluated (served without an evaluation)
+    duplicates: int = 0
+    #: proposals dropped before evaluation for breaking a hard budget known for free (search.screen_hard_budgets)
+    screened: int = 0
+    rounds: int = 0
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One ground-truth evaluation of the run."""
+
+    seq: int
+    round: int
+    candidate: Candidate
+    score: Score
+    result: dict[str, Any]
+    error: str | None
+    #: device → meets the global budgets and that device's
+    feasible_for: dict[str, bool]
+
+    @property
+    def hash(self) -> str:
+        return self.candidate.hash
+
+    def to_json(self, with_arch: bool = False) -> dict[str, Any]:
+        out = {
+            "seq": self.seq, "round": self.round, "arch_hash": self.hash, "name": self.candidate.arch.name,
+            "origin": self.candidate.origin, "parent": self.candidate.parent,
+            "moves": [m.to_json() for m in self.candidate.moves], "reward": self.score.reward,
+            "feasible": self.score.feasible, "feasible_for": dict(self.feasible_for),
+            "violations": list(self.score.violations), "metrics": dict(self.score.metrics), "error": self.error,
+        }
+        if with_arch:
+            out["arch"] = self.candidate.arch.to_json()
+        return out
+
+
+@dataclass
+class SearchResult:
+    """What `run_search` returns (and summary.json holds)."""
+
+    run_id: str
+    run_dir: Path
+    status: str
+    stop_reason: str
+    seed_hash: str
+    devices: list[str]
+    evaluated: list[Evaluated]
+    pareto: list[str]
+    #: device → hash of the best feasible candidate (None: no candidate met that device's budgets)
+    best: dict[str, str | None]
+    #: the best candidate that meets every budget of every device
+    best_overall: str | None
+    #: device (or "all") → why no candidate is feasible there
+    infeasible: dict[str, str]
+    counters: Counters
+    elapsed_s: float
+    config: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    strategy: str = ""
+    evaluation_budget: int = 0
+
+    def get(self, arch_hash: str) -> Evaluated:
+        for e in self.evaluated:
+            if e.hash == arch_hash:
+                return e
+        raise KeyError(arch_hash)
+
+    def summary(self) -> dict[str, Any]:
+        def entry(h: str | None) -> dict[str, Any] | None:
+            return None if h is None else self.get(h).to_json()
+
+        return {
+            "run_id": self.run_id, "run_dir": str(self.run_dir), "status": self.status,
+            "stop_reason": self.stop_reason, "seed_hash": self.seed_hash, "devices": self.devices,
+            "best": {d: entry(h) for d, h in self.best.items()}, "best_overall": entry(self.best_overall),
+            "infeasible": dict(self.infeasible), "pareto": [entry(h) for h in self.pareto],
+            "evaluated": [e.to_json() for e in self.evaluated], "counters": asdict(self.counters),
+            "elapsed_s": self.elapsed_s, "warnings": list(self.warnings), "outputs": dict(self.outputs),
+            "budgets": list(self.budgets), "strategy": self.strategy, "evaluation_budget": self.evaluation_budget,
+            "config": self.config,
+        }
+
+
+def summarize(
+    config: SearchConfig,
+    evaluated: Sequence[Evaluated],
+    *,
+    run_id: str,
+    run_dir: Path,
+    stop_reason: str,
+    seed_hash: str,
+    counters: Counters,
+    elapsed_s: float,
+    warnings: Sequence[str] = (),
+) -> SearchResult:
+    """The result of a finished search from its evaluations (in evaluation order) and what it counted."""
+    devices = [d.name for d in config.devices]
+    evaluated = list(evaluated)
+    ok = [e for e in evaluated if e.error is None]
+    archive = ParetoArchive(search_objectives(devices))
+    for e in ok:
+        archive.add(e.hash, e.score.metrics)
+    best = {d: _best_of([e for e in ok if e.feasible_for.get(d)], d) for d in devices}
+    best_overall = _best_of([e for e in ok if e.score.feasible])
+    infeasible = {}
+    for d in devices + ["all"]:
+        if (best_overall if d == "all" else best[d]) is None:
+            infeasible[d] = why_infeasible(config, ok, None if d == "all" else d)
+    return SearchResult(
+        run_id=run_id, run_dir=run_dir, status="finished", stop_reason=stop_reason, seed_hash=seed_hash,
+        devices=devices, evaluated=evaluated, pareto=[e.hash for e in evaluated if e.hash in archive], best=best,
+        best_overall=best_overall, infeasible=infeasible, counters=replace(counters), elapsed_s=elapsed_s,
+        config=config.to_json(), warnings=list(warnings), budgets=[asdict(b) for b in config.budgets],
+        strategy=config.strategy.name, evaluation_budget=config.evaluations,
+    )
+
+
+def _best_of(rows: list[Evaluated], device: str | None = None) -> str | None:
+    """Highest accuracy; ties go to the higher reward, then the faster on `device`, the smaller, the earlier
+    evaluated."""
+    if not rows:
+        return None
+    lat = f"latency_ms@{device}"
+    top = max(rows, key=lambda e: (e.score.metrics["accuracy"], e.score.reward, -e.score.metrics.get(lat, 0.0),
+                                   -e.score.metrics["model_size_bytes"], -e.seq))
+    return top.hash
+
+
+def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | None) -> str:
+    """Why no successfully evaluated candidate meets the budgets of `device` (None: of every device)."""
+    where = f"device {device}" if device else "every device"
+    budgets = [b for b in config.budgets if device is None or split_metric(b.metric)[1] in (None, device)]
+    if not ok:
+        return f"no candidate was evaluated successfully, so none is known to meet the budgets of {where}"
+
+    # the candidate closest to feasible: smallest total relative overshoot
+    def overshoot(e: Evaluated) -> float:
+        return sum(b.excess(e.score.metrics[b.metric]) for b in budgets if b.metric in e.score.metrics)
+
+    closest = min(ok, key=overshoot)
+    parts = [
+        f"{b.metric} {closest.score.metrics[b.metric]:.6g} > budget {b.limit:.6g}"
+        for b in budgets if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
+    ]
+    return (
+        f"no candidate of {len(ok)} evaluated meets the budgets of {where}; the closest ({closest.hash}) has "
+        + "; ".join(parts) + ". Loosen the budget or start from a smaller seed network"
+    )

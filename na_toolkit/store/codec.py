@@ -1,0 +1,98 @@
+"""How a store writes values: JSON documents and checkpoints, never pickle.
+
+Documents (configs, metrics, results, measurements) are JSON with numpy values turned into plain ones and
+non-finite floats kept (`{"__float__": "inf"}`); checkpoints are JSON (numpy arrays as typed lists) or, when
+they hold torch tensors, `torch.save` of tensors and plain containers, loaded back with `weights_only=True`.
+Every store (SQLite, in memory) goes through these functions, so a value read back is the same whichever
+store held it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+
+
+def to_json_value(value: Any) -> Any:
+    """`value` as plain JSON values (numpy arrays as typed lists, non-finite floats tagged)."""
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise StoreError(f"checkpoint keys must be strings, got {k!r}")
+            out[k] = to_json_value(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    raise StoreError(
+        f"cannot store a {type(value).__name__} in a checkpoint (JSON values, numpy arrays or torch tensors only)"
+    )
+
+
+def from_json_value(value: Any) -> Any:
+    """The inverse of `to_json_value`."""
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+        if "__float__" in value:
+            return float(value["__float__"])
+        return {k: from_json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json_value(v) for v in value]
+    return value
+
+
+def dumps(doc: Any) -> str:
+    """A document as the JSON text a store keeps."""
+    return json.dumps(to_json_value(doc), sort_keys=True)
+
+
+def loads(text: str | bytes) -> Any:
+    """A document read back from its stored JSON text."""
+    return from_json_value(json.loads(text))
+
+
+def _holds_tensor(value: Any) -> bool:
+    if type(value).__module__.startswith("torch"):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return False
+
+
+def encode_state(state: Any) -> tuple[str, bytes]:
+    """(format, bytes) of a checkpoint: 'torch' when it holds tensors, else 'json'."""
+    if _holds_tensor(state):
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return "torch", buf.getvalue()
+    return "json", json.dumps(to_json_value(state), sort_keys=True).encode()
+
+
+def decode_state(fmt: str, blob: bytes) -> Any:
+    if fmt == "json":
+        return from_json_value(json.loads(blob))
+    if fmt == "torch":
+        import torch
+
+        return torch.load(io.BytesIO(blob), weights_only=True)
+    raise StoreError(f"unknown checkpoint format {fmt!r} (this toolkit reads json and torch)")

@@ -1,0 +1,467 @@
+"""Building a device profile (`na-toolkit profile`): the measurement plan, the measuring, speed checks
+against slow spells, resume, and a save that Ctrl-C cannot tear.
+
+1. sample whole networks: the seeds and random move sequences applied to them (`sampling.random_variants`);
+2. for each network, measure its kernels that are not measured yet (kernels.py: one runtime operator after
+   fusion, measured as a standalone network), then the network itself;
+3. adaptive rounds (nn-Meter, Zhang et al. MobiSys 2021, section 4.3): fit the model, find the kernels whose
+   cross-validated prediction errs most and measure configurations around them (channels, spatial size,
+   kernel size, stride perturbed), and find the networks whose calibrated prediction errs most and measure
+   networks one random move away from them.
+
+The profile (profile.py, the format) is written atomically after every network and at least every few
+seconds, so an interrupted run (Ctrl-C, a time budget, a crash) leaves a valid partial profile that
+`--resume` continues: the plan is regenerated from the stored arguments and measured items are skipped.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ArchitectureError, ProfileError, TimeModelError, UnknownComponentError
+from ..ir.architecture import Architecture
+from ..machine import machine_info
+from .devices import describe_local_device, parse_device
+from .kernels import Kernel, kernel_architecture, kernels_of, measurable, neighbour_kernel_architectures
+from .learned import cross_validated_errors
+from .measure import MeasureSettings
+from .profile import (
+    DeviceProfile,
+    KernelRecord,
+    MeasuredItem,
+    NetworkRecord,
+    check_device,
+    measurement_summary,
+    utc_now,
+)
+from .profile_plan import DEFAULT_SEEDS, KERNEL_SETTINGS, NETWORK_SETTINGS, RUNTIMES, ProfileOptions, make_time_model
+from .sampling import Variant, all_operations, load_seed, plain, random_move, random_variants
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
+
+# the plan's names, for the callers of the builder (`from na_toolkit.timemodels.profiler import ProfileOptions`)
+__all__ = [
+    "DEFAULT_SEEDS",
+    "KERNEL_SETTINGS",
+    "NETWORK_SETTINGS",
+    "RUNTIMES",
+    "ProfileBuilder",
+    "ProfileOptions",
+    "make_time_model",
+]
+
+#: an item whose cross-validated error exceeds this (|log ratio|) is measured again before new samples are
+#: drawn around it: on a shared machine a large error is often a measurement taken while the machine was busy
+REMEASURE_LOG_ERROR = 0.095
+#: every this many seconds the profiler times a reference network (the largest seed); a reading this much
+#: slower than the best so far marks the items measured since the previous reading as taken in a slow
+#: spell (on a shared machine they last minutes and slow every kernel by 10-40%), and those items are
+#: measured again at the end of the phase, keeping the lower value
+SPEED_CHECK_EVERY_S = 15.0
+SLOW_SPELL_FACTOR = 1.10
+#: when more than this share of all items fall in slow spells, the device is unsteady (not briefly busy):
+#: they are not measured again (seen on an H200 at batch 1: the reference read 1.5-2.9 ms over one minute)
+UNSTEADY_SHARE = 0.5
+
+
+class ProfileBuilder:
+    """Builds (or resumes) a profile; see the module docstring. `run()` returns the profile, saved."""
+
+    def __init__(self, options: ProfileOptions, toolkit: Toolkit, log: Callable[[str], None] | None = None):
+        self.o = options
+        self.toolkit = toolkit
+        self.log = log or (lambda msg: print(f"na-toolkit profile: {msg}", file=sys.stderr))
+        self._stop_reason = ""
+        self._last_save = 0.0
+        self._t_start = 0.0
+        self._elapsed_before = 0.0
+        self._bar: Any = None
+        self._reference: Architecture | None = None
+        self._last_check = 0.0
+        self._best_speed_ms = float("inf")
+        self._last_check_ms = 0.0
+        self._since_check: list[MeasuredItem] = []
+        self._suspects: list[MeasuredItem] = []
+
+    # ---- setup ------------------------------------------------------------------------------------------
+    def _new_profile(self) -> DeviceProfile:
+        from .nvml import Nvml
+
+        o = self.o
+        info = machine_info()
+        spec = parse_device(o.device)
+        with Nvml() as nv:
+            nvml: dict[str, Any] = {"status": nv.status()}
+            if nv.available and spec.is_cuda:
+                snap = nv.snapshot(spec.index)
+                nvml["start"] = None if snap is None else snap.to_json()
+        tm_k = make_time_model(o.runtime, o.device, o.kernel_settings, o.threads, o.statistic)
+        runtime = {
+            "name": o.runtime,
+            **{k: v for k, v in tm_k.cache_settings().items() if k not in ("measure", "train_measure")},
+        }
+        return DeviceProfile(
+            name=o.out.stem,
+            device=describe_local_device(o.device),
+            software={"python": info["python"], "platform": info["platform"], "libraries": info["libraries"]},
+            runtime=runtime,
+            batch_size=o.batch_size,
+            plan=o.plan(),
+            settings={"kernel": o.kernel_settings.to_json(), "network": o.network_settings.to_json()},
+            nvml=nvml,
+            kernels=[],
+            networks=[],
+            created=utc_now(),
+        )
+
+    def _load_for_resume(self) -> DeviceProfile:
+        o = self.o
+        prof = DeviceProfile.load(o.out)
+        check_device(prof, strict=True)
+        if prof.runtime_name != o.runtime:
+            raise ProfileError(
+                f"profile {str(o.out)!r} was measured with runtime {prof.runtime_name!r}, not {o.runtime!r}; "
+                "resume it with the same --runtime"
+            )
+        # the stored plan wins: a resumed profile continues the sampling it started
+        plan = prof.plan
+        o.samples = int(plan.get("samples", o.samples))
+        o.seeds = tuple(plan.get("seeds", o.seeds))
+        o.max_moves = int(plan.get("max_moves", o.max_moves))
+        o.adaptive_rounds = int(plan.get("adaptive_rounds", o.adaptive_rounds))
+        o.rng_seed = int(plan.get("rng_seed", o.rng_seed))
+        o.threads = int(plan.get("threads", o.threads))
+        o.max_flops = plan.get("max_flops", o.max_flops)
+        o.statistic = prof.statistic
+        o.batch_size = prof.batch_size
+        if "kernel" in prof.settings:
+            o.kernel_settings = MeasureSettings.from_json(prof.settings["kernel"])
+            o.network_settings = MeasureSettings.from_json(prof.settings["network"])
+        self._elapsed_before = prof.elapsed_s
+        prof.complete = False
+        prof.stopped = ""
+        return prof
+
+    # ---- bookkeeping ------------------------------------------------------------------------------------
+    def _checkpoint(self, prof: DeviceProfile, force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self._last_save >= self.o.save_every_s:
+            prof.elapsed_s = self._elapsed_before + (now - self._t_start)
+            prof.save(self.o.out)
+            self._last_save = now
+
+    def _should_stop(self) -> bool:
+        if self._stop_reason:
+            return True
+        budget = self.o.time_budget_s
+        if budget is not None and time.perf_counter() - self._t_start >= budget:
+            self._stop_reason = f"time budget of {budget:g} s reached"
+            return True
+        return False
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_reason == "interrupted":  # second Ctrl-C: stop now (the last checkpoint stays valid)
+            raise KeyboardInterrupt
+        self._stop_reason = "interrupted"
+        self.log(
+            "interrupted: finishing the current measurement and saving the partial profile (Ctrl-C again to abort)"
+        )
+
+    def _progress(self, total: int, desc: str) -> Any:
+        from tqdm import tqdm
+
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="item",
+            file=sys.stderr,
+            disable=not self.o.progress,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            smoothing=0.1,
+        )
+        return self._bar
+
+    # ---- measuring one item -----------------------------------------------------------------------------
+    def _measure_kernel(
+        self, prof: DeviceProfile, kernel: Kernel, tm: Any, phase: str, arch: Architecture | None = None
+    ) -> None:
+        try:
+            karch = arch or kernel_architecture(kernel, layer_types=self.toolkit.layer_types)
+            est = tm.estimate(karch, prof.batch_size)
+        except (TimeModelError, ArchitectureError) as exc:
+            prof.failures.append({"what": "kernel", "key": kernel.key, "error": str(exc)})
+            return
+        rec = KernelRecord(
+            key=kernel.key,
+            kind=kernel.kind,
+            arch=karch.to_json(),
+            measurement=measurement_summary(est.details),
+            phase=phase,
+        )
+        prof.kernels.append(rec)
+        self._since_check.append(rec)  # judged by the next speed check
+
+    def _measure_network(self, prof: DeviceProfile, v: Variant, tm: Any, phase: str) -> None:
+        try:
+            est = tm.estimate(v.arch, prof.batch_size)
+        except TimeModelError as exc:
+            prof.failures.append({"what": "network", "hash": v.arch.hash, "error": str(exc)})
+            return
+        rec = NetworkRecord(
+            hash=v.arch.hash,
+            seed=v.seed,
+            moves=list(v.moves),
+            arch=v.arch.to_json(),
+            measurement=measurement_summary(est.details),
+            phase=phase,
+        )
+        prof.networks.append(rec)
+        self._since_check.append(rec)  # judged by the next speed check
+
+    # ---- phases -----------------------------------------------------------------------------------------
+    def _measure_variants(
+        self, prof: DeviceProfile, variants: list[Variant], tm_k: Any, tm_n: Any, phase: str, desc: str
+    ) -> None:
+        known_k, known_n = prof.kernel_keys(), prof.network_hashes()
+        failed = {f.get("key") or f.get("hash") for f in prof.failures}
+        todo: list[tuple[str, Any]] = []
+        planned_k: set[str] = set()
+        for v in variants:
+            if v.arch.hash in known_n or v.arch.hash in failed:
+                continue
+            for k in kernels_of(v.arch):
+                if measurable(k) and k.key not in known_k and k.key not in planned_k and k.key not in failed:
+                    planned_k.add(k.key)
+                    todo.append(("kernel", k))
+            todo.append(("network", v))
+        if not todo:
+            return
+        bar = self._progress(len(todo), desc)
+        for what, item in todo:
+            if self._should_stop():
+                break
+            if what == "kernel":
+                self._measure_kernel(prof, item, tm_k, phase)
+            else:
+                self._measure_network(prof, item, tm_n, phase)
+            bar.update(1)
+            self._checkpoint(prof)
+            self._speed_check(prof, tm_k)
+        self._remeasure_slow_spells(prof, tm_k, tm_n)
+
+    # ---- slow spells ------------------------------------------------------------------------------------
+    def _speed_check(self, prof: DeviceProfile, tm: Any, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self._reference is None or not (force or now - self._last_check >= SPEED_CHECK_EVERY_S):
+            return
+        self._last_check = now
+        try:
+            ms = tm.measure_again(self._reference, prof.batch_size).latency_ms
+        except TimeModelError:
+            return
+        prof.speed_checks.append([round(self._elapsed_before + now - self._t_start, 2), ms])
+        self._best_speed_ms = min(self._best_speed_ms, ms)
+        # the interval is suspect when the reading at either end is slow against the best reading so far
+        limit = SLOW_SPELL_FACTOR * self._best_speed_ms
+        if ms > limit or self._last_check_ms > limit:
+            self._suspects += self._since_check
+        self._since_check = []
+        self._last_check_ms = ms
+
+    def _measure_record_again(self, prof: DeviceProfile, rec: MeasuredItem, tm: Any) -> None:
+        """Measure a recorded item again; keep the lower value of the profile's statistic (a busy machine
+        only ever adds time)."""
+        try:
+            est = tm.measure_again(
+                Architecture.from_json(rec.arch, layer_types=self.toolkit.layer_types), prof.batch_size
+            )
+        except TimeModelError:
+            return
+        new = measurement_summary(est.details)
+        rec.remeasured += 1
+        if new[f"{prof.statistic}_ms"] < rec.latency_ms(prof.statistic):
+            rec.measurement = new
+
+    def _remeasure_slow_spells(self, prof: DeviceProfile, tm_k: Any, tm_n: Any) -> None:
+        if self._should_stop():
+            return
+        self._speed_check(prof, tm_k, force=True)
+        suspects, self._suspects = self._suspects, []
+        if not suspects:
+            return
+        total = len(prof.kernels) + len(prof.networks)
+        if len(suspects) > UNSTEADY_SHARE * total:
+            # not a spell but the device's normal state (a GPU at batch 1 whose clocks and launch overhead
+            # wander, say): measuring everything again would double the time and change nothing
+            readings = [ms for _t, ms in prof.speed_checks]
+            self.log(
+                f"the reference network's latency wandered between {min(readings):.3g} and "
+                f"{max(readings):.3g} ms over the run, so {len(suspects)} of {total} items fall in a "
+                "'slow spell': the device is unsteady rather than briefly busy; they are kept as measured"
+            )
+            return
+        self.log(f"{len(suspects)} items were measured in a slow spell of the machine: measuring them again")
+        bar = self._progress(len(suspects), "slow-spell re-measure")
+        for rec in suspects:
+            if self._should_stop():
+                self._suspects = suspects  # not done: a resumed run cannot know them, the values stay valid
+                return
+            self._measure_record_again(prof, rec, tm_k if isinstance(rec, KernelRecord) else tm_n)
+            bar.update(1)
+            self._checkpoint(prof)
+
+    def _remeasure(
+        self,
+        prof: DeviceProfile,
+        kernel_err: list[tuple[str, float]],
+        network_err: list[tuple[str, float]],
+        tm_k: Any,
+        tm_n: Any,
+        r: int,
+    ) -> None:
+        """Measure the worst-predicted items again; keep the lower of the two values of the profile's
+        statistic (the lower envelope: a busy machine only ever adds time)."""
+        worst_k = [k for k, e in sorted(kernel_err, key=lambda kv: -kv[1]) if e > REMEASURE_LOG_ERROR][
+            : max(4, len(kernel_err) // 10)
+        ]
+        worst_n = [h for h, e in sorted(network_err, key=lambda kv: -kv[1]) if e > REMEASURE_LOG_ERROR][
+            : max(4, len(network_err) // 5)
+        ]
+        items = [("kernel", k) for k in worst_k] + [("network", h) for h in worst_n]
+        if not items:
+            return
+        by_key = {k.key: k for k in prof.kernels}
+        by_hash = {n.hash: n for n in prof.networks}
+        bar = self._progress(len(items), f"adaptive {r + 1} re-measure")
+        for what, ident in items:
+            if self._should_stop():
+                return
+            rec = by_key[ident] if what == "kernel" else by_hash[ident]
+            self._measure_record_again(prof, rec, tm_k if what == "kernel" else tm_n)
+            bar.update(1)
+            self._checkpoint(prof)
+
+    def _adaptive_round(self, prof: DeviceProfile, r: int, tm_k: Any, tm_n: Any, rng: np.random.Generator) -> None:
+        kernel_err, network_err = cross_validated_errors(prof, self.toolkit.layer_types)
+        o = self.o
+        self._remeasure(prof, kernel_err, network_err, tm_k, tm_n, r)
+        n_kernels = max(8, o.samples // 2)
+        n_networks = max(4, o.samples // 6)
+        # kernels: neighbours of the worst-predicted configurations
+        known = prof.kernel_keys()
+        worst = sorted(kernel_err, key=lambda kv: -kv[1])[: max(4, n_kernels // 4)]
+        by_key = {k.key: k for k in prof.kernels}
+        new_kernels: list[tuple[Kernel, Architecture]] = []
+        lt = self.toolkit.layer_types
+        for key, _err in worst:
+            rec = by_key[key]
+            karch = Architecture.from_json(rec.arch, layer_types=lt)
+            kernel = kernels_of(karch)[0]
+            for arch in neighbour_kernel_architectures(kernel, rng, 4, layer_types=lt):
+                k2 = kernels_of(arch)[0]
+                if k2.key not in known and len(new_kernels) < n_kernels:
+                    known.add(k2.key)
+                    new_kernels.append((k2, arch))
+        # networks: one random move away from the worst-predicted networks
+        operations = all_operations(self.toolkit)
+        hashes = prof.network_hashes()
+        by_hash = {n.hash: n for n in prof.networks}
+        new_nets: list[Variant] = []
+        for h, _err in sorted(network_err, key=lambda kv: -kv[1])[:n_networks]:
+            net = by_hash[h]
+            arch = Architecture.from_json(net.arch, layer_types=lt)
+            step = random_move(arch, rng, operations) if operations else None
+            if step is None:
+                continue
+            op_name, params, child = step
+            if child.hash in hashes or (o.max_flops is not None and child.flops > o.max_flops):
+                continue
+            hashes.add(child.hash)
+            new_nets.append(Variant(net.seed, (*net.moves, {"operation": op_name, "params": plain(params)}), child))
+        self.log(
+            f"adaptive round {r + 1}: {len(new_kernels)} kernel configurations near the worst predicted, "
+            f"{len(new_nets)} networks"
+        )
+        bar = self._progress(len(new_kernels), f"adaptive {r + 1} kernels")
+        for kernel, arch in new_kernels:
+            if self._should_stop():
+                return
+            self._measure_kernel(prof, kernel, tm_k, f"adaptive{r + 1}", arch)
+            bar.update(1)
+            self._checkpoint(prof)
+            self._speed_check(prof, tm_k)
+        self._measure_variants(prof, new_nets, tm_k, tm_n, f"adaptive{r + 1}", f"adaptive {r + 1} networks")
+
+    # ---- the run ----------------------------------------------------------------------------------------
+    def run(self) -> DeviceProfile:
+        o = self.o
+        if o.runtime not in RUNTIMES:
+            raise UnknownComponentError("profiling runtime", o.runtime, RUNTIMES)
+        if o.samples < 1:
+            raise ProfileError(f"--samples must be >= 1, got {o.samples}")
+        if o.resume:
+            if not o.out.exists():
+                raise ProfileError(f"--resume: {str(o.out)!r} does not exist; run without --resume to start it")
+            prof = self._load_for_resume()
+            self.log(f"resuming {o.out}: {len(prof.kernels)} kernels and {len(prof.networks)} networks measured")
+        else:
+            if o.out.exists():
+                raise ProfileError(f"{str(o.out)!r} exists; pass --resume to continue it or choose another --out")
+            prof = self._new_profile()
+        tm_k = make_time_model(o.runtime, o.device, o.kernel_settings, o.threads, o.statistic)
+        tm_n = make_time_model(o.runtime, o.device, o.network_settings, o.threads, o.statistic)
+        seeds = {s: load_seed(s, self.toolkit) for s in o.seeds}
+        rng = np.random.default_rng(o.rng_seed)
+        variants = random_variants(
+            seeds, o.samples, rng, o.max_moves, operations=all_operations(self.toolkit), max_flops=o.max_flops
+        )
+        self._reference = max(seeds.values(), key=lambda a: a.flops)
+
+        self._t_start = time.perf_counter()
+        self._last_save = self._t_start
+        old_handler = None
+        try:
+            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: Ctrl-C handling stays the caller's
+            pass
+        try:
+            self._checkpoint(prof, force=True)
+            self._measure_variants(prof, variants, tm_k, tm_n, "initial", "kernels+networks")
+            # adaptive rounds: each round's RNG depends on the round only, so a resumed run repeats it
+            for r in range(o.adaptive_rounds):
+                if self._should_stop():
+                    break
+                done = prof.plan.get("adaptive_done", 0)
+                if r < done:
+                    continue
+                self._adaptive_round(prof, r, tm_k, tm_n, np.random.default_rng([o.rng_seed, r + 1]))
+                if not self._should_stop():
+                    prof.plan["adaptive_done"] = r + 1
+                    self._checkpoint(prof, force=True)
+            prof.complete = not self._stop_reason
+            prof.stopped = self._stop_reason
+            if prof.device.get("kind") == "cuda":
+                from .nvml import Nvml
+
+                with Nvml() as nv:
+                    snap = nv.snapshot(parse_device(o.device).index) if nv.available else None
+                    prof.nvml["end"] = None if snap is None else snap.to_json()
+            # the final save happens while Ctrl-C is still ours: it cannot be cut short
+            self._checkpoint(prof, force=True)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        return prof

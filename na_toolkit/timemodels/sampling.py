@@ -1,0 +1,115 @@
+"""Sampling networks to profile: the seeds and random move sequences applied to them.
+
+Each move is drawn uniformly from the moves given and its parameters by the move's own `sample`, so its
+masks hold. The same generator state gives the same networks (a resumed profile regenerates its plan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import NAToolkitError, UnknownComponentError
+from ..ir.architecture import Architecture
+
+if TYPE_CHECKING:
+    from ..moves import Operation
+    from ..toolkit import Toolkit
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A network made from a seed by a sequence of moves."""
+
+    seed: str
+    moves: tuple[dict[str, Any], ...]
+    arch: Architecture
+
+
+def load_seed(seed: str, toolkit: Toolkit) -> Architecture:
+    """A seed registered in `toolkit` by name, or an architecture JSON file (read with its layer types)."""
+    if seed in toolkit.seeds:
+        return toolkit.seed(seed)
+    p = Path(seed)
+    if p.exists():
+        return Architecture.load(p, layer_types=toolkit.layer_types)
+    raise UnknownComponentError("seed network (name or architecture JSON file)", seed, toolkit.seeds.names())
+
+
+def all_operations(toolkit: Toolkit) -> list[Operation]:
+    """Every move registered in `toolkit`, in registration order (the order sampling draws from)."""
+    return [toolkit.operations.get(n) for n in toolkit.operations.names()]
+
+
+def random_move(
+    arch: Architecture, rng: np.random.Generator, operations: Sequence[Operation], tries: int = 8
+) -> tuple[str, dict[str, Any], Architecture] | None:
+    """One random valid move: an operation drawn uniformly, its parameters by the operation's own
+    `sample` (which respects its masks). None when no operation applies."""
+    for _ in range(tries):
+        op = operations[int(rng.integers(len(operations)))]
+        try:
+            params = op.sample(arch, rng)
+            if params is None:
+                continue
+            return op.name, params, op.apply(arch, **params)
+        except (NAToolkitError, ValueError):  # a plugin move that fails is skipped, not fatal
+            continue
+    return None
+
+
+def random_variants(
+    seeds: dict[str, Architecture],
+    count: int,
+    rng: np.random.Generator,
+    max_moves: int = 6,
+    *,
+    operations: Sequence[Operation],
+    exclude: Iterable[str] = (),
+    include_seeds: bool = True,
+    max_flops: float | None = None,
+) -> list[Variant]:
+    """`count` distinct networks: the seeds themselves (if include_seeds) and random move sequences of
+    1..max_moves of the `operations` (e.g. `all_operations(toolkit)`) from a seed drawn in turn. Hashes in
+    `exclude` are skipped."""
+    seen = set(exclude)
+    out: list[Variant] = []
+    names = list(seeds)
+    if include_seeds:
+        for name in names:
+            a = seeds[name]
+            if a.hash not in seen and len(out) < count:
+                seen.add(a.hash)
+                out.append(Variant(name, (), a))
+    attempts = 0
+    while len(out) < count and attempts < 50 * count + 100:
+        attempts += 1
+        name = names[attempts % len(names)]
+        arch = seeds[name]
+        moves: list[dict[str, Any]] = []
+        for _ in range(int(rng.integers(1, max_moves + 1)) if operations else 0):
+            step = random_move(arch, rng, operations)
+            if step is None:
+                break
+            op_name, params, arch = step
+            moves.append({"operation": op_name, "params": plain(params)})
+        if arch.hash in seen or (max_flops is not None and arch.flops > max_flops):
+            continue
+        seen.add(arch.hash)
+        out.append(Variant(name, tuple(moves), arch))
+    return out
+
+
+def plain(value: Any) -> Any:
+    """`value` with numpy scalars turned into Python numbers and tuples into lists (JSON-ready)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
