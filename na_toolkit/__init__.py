@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .errors import NAToolkitError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402  (a plugin writes @na_toolkit.hookimpl)
+from .errors import NAToolkitError
+from .hookspecs import hookimpl  # what a plugin writes: @na_toolkit.hookimpl
 
 if TYPE_CHECKING:
     from .ir.architecture import Architecture, Attrs, Node

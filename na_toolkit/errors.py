@@ -54,7 +54,7 @@ class OnnxImportError(NAToolkitError):
     """An ONNX file cannot be read or holds an op the toolkit does not support."""
 
 
-class OperationError(NAToolkitError):
+class MoveError(NAToolkitError):
     """A move cannot be applied with these parameters (the mask would have removed them)."""
 
 
@@ -84,3 +84,7 @@ class ConfigError(NAToolkitError, ValueError):
 
 class StoreError(NAToolkitError):
     """The run store is missing, corrupt, or belongs to another run."""
+
+
+#: the former name of `MoveError`
+OperationError = MoveError

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the registries import the component classes; hookspecs stay
         EvaluatorRegistry,
         ExecutorRegistry,
         HardwareRegistry,
-        OperationRegistry,
+        MoveRegistry,
         PredictorRegistry,
         SeedRegistry,
         StrategyRegistry,
@@ -38,8 +38,8 @@ def na_register_layer_types(registry: LayerTypeRegistry) -> None:
 
 
 @hookspec
-def na_register_operations(registry: OperationRegistry) -> None:
-    """Register moves (`na_toolkit.moves.Operation` instances): a parameter space, a validity mask and a pure
+def na_register_moves(registry: MoveRegistry) -> None:
+    """Register moves (`na_toolkit.moves.MoveType` instances): a parameter space, a validity mask and a pure
     `apply(arch, **params) -> Architecture`."""
 
 

@@ -70,6 +70,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "na_toolkit.builtin.benchmarks",
 )
 
+#: hooks renamed since a release: a plugin still implementing the old name gets an error naming the new one
+RENAMED_HOOKS: dict[str, str] = {"na_register_operations": "na_register_moves"}
+
+
 class PluginWarning(RuntimeWarning):
     """A plugin was skipped because it is broken (non-strict loading)."""
 
@@ -157,8 +161,12 @@ class _Loader:
         if not registers and self.tk.pm.is_registered(plugin):
             # e.g. a test passing an installed plugin in extra_plugins while entry points are loaded too
             other = self.tk.pm.get_name(plugin)
-            self.fail(info, info.label, f"the same module is already loaded as plugin {other!r}; load it once "
-                      "(load_toolkit(entry_points=False) in tests)")
+            self.fail(
+                info,
+                info.label,
+                f"the same module is already loaded as plugin {other!r}; load it once "
+                "(load_toolkit(entry_points=False) in tests)",
+            )
             return
         try:
             _check_plugin_object(plugin)
@@ -188,7 +196,7 @@ class _Loader:
         registry.current_plugin = info.label
         before = set(registry.names())
         try:
-            impl.function(**{arg: registry for arg in impl.argnames})
+            impl.function(**dict.fromkeys(impl.argnames, registry))
         except Exception as exc:
             self.fail(info, info.label, f"{hook_name} raised {_one_line(exc)}", exc)
             return False
@@ -223,6 +231,9 @@ def _check_hookimpls(pm: pluggy.PluginManager, plugin: Any) -> None:
     for caller in pm.get_hookcallers(plugin) or []:
         if not caller.has_spec():
             known = [n for n in dir(hookspecs) if n.startswith(HOOK_PREFIX + "register_")]
+            renamed = RENAMED_HOOKS.get(caller.name)
+            if renamed is not None:
+                raise ValueError(f"implements {caller.name!r}, which is now called {renamed!r}: rename the function")
             close = difflib.get_close_matches(caller.name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Known hooks: {', '.join(known)}"
             raise ValueError(f"implements unknown hook {caller.name!r}.{hint}")

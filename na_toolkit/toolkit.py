@@ -23,7 +23,7 @@ from .datasets.base import DatasetSource
 from .evaluation.base import Evaluator
 from .ir.layers import LayerTypeRegistry
 from .ir.seeds import Seed
-from .moves import Operation
+from .moves import MoveType
 from .predictors.base import Predictor
 from .registry import Registry
 from .search.executors import Executor
@@ -32,14 +32,14 @@ from .timemodels.base import TimeModel
 from .timemodels.hardware import HardwareSource, sources_in_folder
 
 if TYPE_CHECKING:
+    from .errors import PluginError
     from .ir.architecture import Architecture
     from .plugins import PluginInfo
-    from .errors import PluginError
 
 
-class OperationRegistry(Registry[Operation]):
-    kind = "operation"
-    item_type = Operation
+class MoveRegistry(Registry[MoveType]):
+    kind = "move"
+    item_type = MoveType
 
 
 class SeedRegistry(Registry[Seed]):
@@ -108,7 +108,7 @@ class BenchmarkRegistry(Registry[Benchmark]):
 # (layer types first: moves and seeds may refer to them).
 REGISTRIES: dict[str, tuple[str, type[Registry[Any]]]] = {
     "na_register_layer_types": ("layer_types", LayerTypeRegistry),
-    "na_register_operations": ("operations", OperationRegistry),
+    "na_register_moves": ("moves", MoveRegistry),
     "na_register_seeds": ("seeds", SeedRegistry),
     "na_register_hardware": ("hardware", HardwareRegistry),
     "na_register_time_models": ("time_models", TimeModelRegistry),
@@ -166,7 +166,7 @@ class Toolkit:
     PluginError met while loading, in order; `selection` is how it was built."""
 
     layer_types: LayerTypeRegistry
-    operations: OperationRegistry
+    moves: MoveRegistry
     seeds: SeedRegistry
     hardware: HardwareRegistry
     time_models: TimeModelRegistry

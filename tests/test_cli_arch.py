@@ -111,11 +111,17 @@ BAD_JSON = {
     "cycle": (arch_doc(node("a", "relu", ["b"]), node("b", "relu", ["a"])), "cycle"),
     "dangling_input": (arch_doc(node("a", "relu", ["ghost"])), "'ghost' does not exist (dangling input)"),
     "add_shape_mismatch": (
-        arch_doc(node("c8", "conv2d", ["input"], filters=8), node("c16", "conv2d", ["input"], filters=16),
-                 node("sum", "add", ["c8", "c16"])),
+        arch_doc(
+            node("c8", "conv2d", ["input"], filters=8),
+            node("c16", "conv2d", ["input"], filters=16),
+            node("sum", "add", ["c8", "c16"]),
+        ),
         "node 'sum': add needs inputs of one shape",
     ),
-    "non_positive_channels": (arch_doc(node("c", "conv2d", ["input"], filters=0)), "node 'c': attribute 'filters' must be >= 1"),
+    "non_positive_channels": (
+        arch_doc(node("c", "conv2d", ["input"], filters=0)),
+        "node 'c': attribute 'filters' must be >= 1",
+    ),
     "negative_input_shape": (arch_doc(node("r", "relu", ["input"]), input_shape=(3, -8, 8)), "input shape"),
     "wrong_schema_version": ({**arch_doc(node("r", "relu", ["input"])), "schema_version": 99}, "schema_version"),
 }
@@ -144,7 +150,9 @@ def test_unwritable_output_is_one_line(run_cli, tmp_path):
 def unsupported_op_model() -> bytes:
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])
     y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])
-    graph = helper.make_graph([helper.make_node("Hardmax", ["input"], ["output"], name="the_hardmax", axis=1)], "g", [x], [y])
+    graph = helper.make_graph(
+        [helper.make_node("Hardmax", ["input"], ["output"], name="the_hardmax", axis=1)], "g", [x], [y]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model.SerializeToString()

@@ -19,7 +19,7 @@ from na_toolkit.controller.neural_architect import NeuralArchitectStrategy
 from na_toolkit.controller.policy import Controller
 from na_toolkit.embedding import ArchitectureTokenizer
 from na_toolkit.errors import ConfigError
-from na_toolkit.moves import Operation, ParamSpec
+from na_toolkit.moves import MoveType, ParamSpec
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.strategy import Score
 
@@ -35,9 +35,9 @@ def _params_reward(arch) -> float:
 class ToyContext:
     """A search context with a toy predicted reward; `evaluated` is filled by the test."""
 
-    def __init__(self, seed_arch, operations, seed: int = 0, reward=_params_reward):
+    def __init__(self, seed_arch, move_types, seed: int = 0, reward=_params_reward):
         self.seed_arch = seed_arch
-        self.operations = list(operations)
+        self.move_types = list(move_types)
         self.rng = np.random.default_rng(seed)
         self.reward = reward
         self.scored = 0
@@ -58,17 +58,17 @@ class ToyContext:
 
 def _simple_cnn_context(seed: int = 0, **kw) -> ToyContext:
     tk = default_toolkit()
-    return ToyContext(tk.seed("simple-cnn"), [tk.operations.get(n) for n in BUILTIN_MOVES], seed, **kw)
+    return ToyContext(tk.seed("simple-cnn"), [tk.moves.get(n) for n in BUILTIN_MOVES], seed, **kw)
 
 
 def _controller(ops, seed: int = 0, **kw) -> Controller:
     tokenizer = ArchitectureTokenizer.for_registry(default_toolkit().layer_types)
-    return Controller(tokenizer, ActionSpace.from_operations(ops), seed, **kw)
+    return Controller(tokenizer, ActionSpace.from_move_types(ops), seed, **kw)
 
 
 def test_sampled_moves_are_always_valid():
     ctx = _simple_cnn_context()
-    ctrl = _controller(ctx.operations, train_embedding=True)
+    ctrl = _controller(ctx.move_types, train_embedding=True)
     archs = [ctx.seed_arch]
     rng = np.random.default_rng(1)
     checked = 0
@@ -76,14 +76,14 @@ def test_sampled_moves_are_always_valid():
         nxt = []
         for arch, d in zip(archs, ctrl.decide(archs * 1, rng)):
             assert d is not None
-            op = ctx.operations[d.op]
+            op = ctx.move_types[d.op]
             # every chosen value was admitted by the mask in force, and that mask is the operation's own
             chosen = {}
             for k, p in enumerate(op.params()):
                 mask = op.mask(arch, p.name, dict(chosen))
                 assert np.array_equal(mask, d.masks[k]) and mask[d.values[k]]
                 chosen[p.name] = p.choices[d.values[k]]
-            assert chosen == d.move.params and d.move.operation == op.name
+            assert chosen == d.move.params and d.move.name == op.name
             op.check(arch, d.move.params)
             nxt.append(op.apply(arch, **d.move.params))
             checked += 1
@@ -93,10 +93,10 @@ def test_sampled_moves_are_always_valid():
 
 def test_masked_choices_are_never_sampled_even_when_preferred():
     ctx = _simple_cnn_context()
-    ctrl = _controller(ctx.operations)
+    ctrl = _controller(ctx.move_types)
     with torch.no_grad():  # make the policy love `remove` and position 0, both forbidden on the seed below
         ctrl.net.move_head.bias[:] = torch.tensor([0.0, 0.0, 0.0, 50.0])
-    remove = ctx.operations[3]
+    remove = ctx.move_types[3]
     seed = ctx.seed_arch
     allowed = remove.mask(seed, "position", {})
     decisions = ctrl.decide([seed] * 40, np.random.default_rng(0))
@@ -104,10 +104,10 @@ def test_masked_choices_are_never_sampled_even_when_preferred():
         assert d is not None
         if d.op == 3:
             assert allowed[d.values[0]]
-        assert ctx.operations[d.op].is_applicable(seed)
+        assert ctx.move_types[d.op].is_applicable(seed)
 
 
-class Widen(Operation):
+class Widen(MoveType):
     """A plugin move the controller has never seen: scale the width of one conv by a factor."""
 
     name = "toy_widen"
@@ -138,21 +138,21 @@ class WidenPlugin:
 
     @staticmethod
     @na_toolkit.hookimpl
-    def na_register_operations(registry):
+    def na_register_moves(registry):
         registry.add(Widen())
 
 
 def test_a_plugin_move_gets_heads_without_controller_code():
     tk = load_toolkit(extra_plugins=(WidenPlugin(),))
-    assert "toy_widen" in tk.operations
-    ops = [tk.operations.get(n) for n in ("toy_widen", "scale")]
-    space = ActionSpace.from_operations(ops)
+    assert "toy_widen" in tk.moves
+    ops = [tk.moves.get(n) for n in ("toy_widen", "scale")]
+    space = ActionSpace.from_move_types(ops)
     ctrl = Controller(ArchitectureTokenizer.for_registry(tk.layer_types), space, seed=0)
     assert "0_0" in ctrl.net.pointer_v and "0_1" in ctrl.net.choice_head  # pointer for position, categorical for factor
     assert ctrl.net.choice_head["0_1"].out_features == 2
     seed = tk.seed("simple-cnn")
     decisions = ctrl.decide([seed] * 30, np.random.default_rng(0))
-    widened = [d for d in decisions if d.move.operation == "toy_widen"]
+    widened = [d for d in decisions if d.move.name == "toy_widen"]
     assert widened, "the plugin move was never sampled"
     for d in widened:
         child = ops[0].apply(seed, **d.move.params)
@@ -162,7 +162,7 @@ def test_a_plugin_move_gets_heads_without_controller_code():
 
 def test_actor_critic_moves_the_policy_towards_reward():
     ctx = _simple_cnn_context()
-    ctrl = _controller(ctx.operations, seed=3, lr=1e-2)
+    ctrl = _controller(ctx.move_types, seed=3, lr=1e-2)
     seed = ctx.seed_arch
     target = 1  # reward only insert_add
     before = ctrl.move_probabilities(seed)[target]
@@ -178,7 +178,7 @@ def test_actor_critic_moves_the_policy_towards_reward():
 
 def test_actor_critic_learns_a_parameter_head():
     ctx = _simple_cnn_context()
-    scale = next(op for op in ctx.operations if op.name == "scale")
+    scale = next(op for op in ctx.move_types if op.name == "scale")
     ctrl = _controller([scale], seed=0, lr=2e-2)
     seed = ctx.seed_arch
     rng = np.random.default_rng(0)
@@ -210,7 +210,7 @@ def test_strategy_proposes_valid_unevaluated_candidates_and_improves():
             # the recorded moves rebuild the candidate from the seed
             arch = ctx.seed_arch
             for m in c.moves:
-                arch = m.apply(arch, default_toolkit().operations)
+                arch = m.apply(arch, default_toolkit().moves)
             assert arch.hash == c.hash
         ranked = [_params_reward(c.arch) for c in cands]
         assert ranked == sorted(ranked, reverse=True)  # best first by the context's score
@@ -269,15 +269,15 @@ def test_bad_options_are_config_errors(options, message):
 
 def test_a_saved_controller_refuses_other_moves():
     ctx = _simple_cnn_context()
-    ctrl = _controller(ctx.operations)
-    other = _controller(ctx.operations[:2])
+    ctrl = _controller(ctx.move_types)
+    other = _controller(ctx.move_types[:2])
     with pytest.raises(ConfigError, match="other moves"):
         other.load_state_dict(ctrl.state_dict())
 
 
 def test_optimizer_is_torch_adam_with_clipping_and_its_state_round_trips():
     ctx = _simple_cnn_context()
-    ctrl = _controller(ctx.operations, train_embedding=True)
+    ctrl = _controller(ctx.move_types, train_embedding=True)
     assert type(ctrl.optimizer) is torch.optim.Adam
     seed = ctx.seed_arch
     rng = np.random.default_rng(0)
@@ -286,7 +286,7 @@ def test_optimizer_is_torch_adam_with_clipping_and_its_state_round_trips():
     ctrl.update([seed] * 8, decisions, [seed] * 8, np.linspace(-100.0, 100.0, 8))
     state = ctrl.state_dict()
     assert state["optimizer"]["state"], "Adam kept no moments"
-    other = _controller(ctx.operations, train_embedding=True)
+    other = _controller(ctx.move_types, train_embedding=True)
     other.load_state_dict(state)
     for k, v in ctrl.optimizer.state_dict()["state"].items():
         for name in ("exp_avg", "exp_avg_sq", "step"):

@@ -88,7 +88,7 @@ def check_layer_types(tk, capsys):
 
 def check_operations(tk, capsys):
     arch = tk.seed("simple-cnn")
-    op = tk.operations.get("insert_relu")
+    op = tk.moves.get("insert_relu")
     new = op.apply(arch, **op.sample(arch, np.random.default_rng(0)))
     assert len(new.nodes) == len(arch.nodes) + 1 and sum(n.type == "relu" for n in new.nodes) == 3
 

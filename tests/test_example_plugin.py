@@ -77,7 +77,7 @@ def test_plugins_command_lists_it(run_cli, installed):
         "version": "0.1.0",
         "dist": "na-toolkit-example-se",
         "builtin": False,
-        "registered": {"layer_types": ["squeeze_excite"], "operations": ["insert_se"]},
+        "registered": {"layer_types": ["squeeze_excite"], "moves": ["insert_se"]},
         "error": None,
     }
     assert doc["errors"] == []
@@ -88,9 +88,7 @@ def test_plugins_command_lists_it(run_cli, installed):
 def test_demo_applies_its_move_and_onnx_matches_torch(run_cli, installed):
     root, _src, site = installed
     out = root / "demo"
-    res = run_cli(
-        "demo", "--operation", "insert_se", "--steps", "3", "--out", out, "--json", env=plugin_env(site), cwd=root
-    )
+    res = run_cli("demo", "--move", "insert_se", "--steps", "3", "--out", out, "--json", env=plugin_env(site), cwd=root)
     assert res.returncode == 0, res.stderr
     doc = res.json()
     assert [s["operation"] for s in doc["steps"]] == ["insert_se"] * 3

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import get_seed, layer_types
 from na_toolkit.errors import ArchitectureError, NAToolkitError, ShapeError
 from na_toolkit.ir.architecture import Architecture, Attrs, Node
-from conftest import get_seed, layer_types
 
 LT = layer_types()
 
@@ -47,7 +47,9 @@ def test_malformed_json():
 
 
 def test_unknown_layer_type_names_the_node_and_close_matches():
-    err = _raises(ArchitectureError, _doc([_n("c", "conv2", ["input"], filters=4)]), node="c", match="unknown layer type")
+    err = _raises(
+        ArchitectureError, _doc([_n("c", "conv2", ["input"], filters=4)]), node="c", match="unknown layer type"
+    )
     assert "conv2d" in str(err)
 
 
@@ -70,18 +72,33 @@ def test_add_shape_mismatch_names_the_add():
 @pytest.mark.parametrize("filters", [0, -3])
 def test_non_positive_channels(filters):
     _raises(ArchitectureError, _doc([_n("c", "conv2d", ["input"], filters=filters)]), node="c", match="filters")
-    _raises(ArchitectureError, _doc([_n("l", "linear", ["input"], units=filters)], input_shape=(5,)), node="l", match="units")
+    _raises(
+        ArchitectureError,
+        _doc([_n("l", "linear", ["input"], units=filters)], input_shape=(5,)),
+        node="l",
+        match="units",
+    )
     with pytest.raises(ArchitectureError, match="input shape"):
         Architecture.from_json(_doc([_n("r", "relu", ["input"])], input_shape=(filters, 4, 4)), LT)
 
 
 def test_other_structural_errors_name_the_node():
     _raises(ArchitectureError, _doc([_n("a", "relu", ["input"]), _n("a", "relu", ["a"])]), node="a", match="duplicate")
-    _raises(ArchitectureError, _doc([_n("a", "relu", ["input"]), _n("b", "relu", ["input"])], output="b"), node="a", match="never used")
+    _raises(
+        ArchitectureError,
+        _doc([_n("a", "relu", ["input"]), _n("b", "relu", ["input"])], output="b"),
+        node="a",
+        match="never used",
+    )
     _raises(ArchitectureError, _doc([_n("s", "add", ["input"])]), node="s", match="input")
     _raises(ArchitectureError, _doc([_n("c", "conv2d", ["input"], filters=4, colour=1)]), node="c", match="colour")
     _raises(ArchitectureError, _doc([_n("c", "conv2d", ["input"], filters="4")]), node="c", match="must be int")
-    _raises(ShapeError, _doc([_n("c", "conv2d", ["input"], filters=4, kernel=15, padding=0)]), node="c", match="does not fit")
+    _raises(
+        ShapeError,
+        _doc([_n("c", "conv2d", ["input"], filters=4, kernel=15, padding=0)]),
+        node="c",
+        match="does not fit",
+    )
     _raises(ShapeError, _doc([_n("l", "linear", ["input"], units=4)]), node="l", match="vector")
     _raises(ShapeError, _doc([_n("c", "conv2d", ["input"], filters=4, groups=2)]), node="c", match="groups")
 
@@ -109,11 +126,17 @@ def test_non_finite_float_attributes(value):
 
 # ---- mutated documents --------------------------------------------------------------------------------
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.integers(-3, 70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.integers(-3, 70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
     st.sampled_from(["input", "conv2d", "add", "relu", "linear", "concat", "flatten", "conv2d_0", "relu_0"]),
 )
-_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=5)
+_values = st.recursive(
+    _scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=5
+)
 
 
 def _slots(doc):
@@ -152,11 +175,15 @@ def mutated_documents(draw):
         elif kind == "duplicate" and isinstance(container, list):
             container.insert(key, copy.deepcopy(value))
         elif kind == "nudge" and isinstance(value, int) and not isinstance(value, bool):
-            container[key] = draw(st.sampled_from([value + 1, value - 1, 0, -value, value * 7, value // 2, float(value)]))
+            container[key] = draw(
+                st.sampled_from([value + 1, value - 1, 0, -value, value * 7, value // 2, float(value)])
+            )
         elif kind == "rewire" and isinstance(value, str) and _ids(doc):
             container[key] = draw(st.sampled_from([*_ids(doc), "input"]))
         elif kind == "retype" and isinstance(value, str):
-            container[key] = draw(st.sampled_from(["conv2d", "linear", "add", "concat", "flatten", "zero", "gelu", "nope"]))
+            container[key] = draw(
+                st.sampled_from(["conv2d", "linear", "add", "concat", "flatten", "zero", "gelu", "nope"])
+            )
     if draw(st.booleans()) and draw(st.integers(0, 9)) == 0:
         doc = draw(_values)  # the whole document replaced
     return doc

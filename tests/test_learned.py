@@ -17,7 +17,7 @@ from na_toolkit.timemodels.learned import KernelLatencyModel, LearnedTimeModel, 
 from na_toolkit.timemodels.measure import MeasureSettings
 from na_toolkit.timemodels.profile import DeviceProfile, ProfileDeviceWarning, resolve_profile_path
 from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
-from na_toolkit.timemodels.sampling import all_operations, load_seed, random_variants
+from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
 
 QUICK = MeasureSettings.quick(min_runs=8, max_time_s=0.2, rel_tolerance=0.05)
 TK = default_toolkit()
@@ -79,7 +79,7 @@ def test_predicts_unseen_networks_close_to_their_measurement(example):
         6,
         np.random.default_rng(2024),
         4,
-        operations=all_operations(TK),
+        move_types=all_move_types(TK),
         exclude=profile.network_hashes(),
         include_seeds=False,
     )
@@ -107,7 +107,7 @@ def test_predicts_unseen_networks_close_to_their_measurement(example):
 
 def test_prediction_rate(example):
     seeds = {s: load_seed(s, TK) for s in ("resnet-cifar", "mobilenetv2-cifar")}
-    archs = [v.arch for v in random_variants(seeds, 40, np.random.default_rng(7), 4, operations=all_operations(TK))]
+    archs = [v.arch for v in random_variants(seeds, 40, np.random.default_rng(7), 4, move_types=all_move_types(TK))]
     for a in archs:  # the first query of a new kernel configuration evaluates the trees
         example.estimate(a)
     t0 = time.thread_time()  # CPU time: the rate of the model, not of a busy machine's scheduler

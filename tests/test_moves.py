@@ -15,21 +15,21 @@ from hypothesis import strategies as st
 
 from conftest import default_toolkit, get_seed, layer_types
 from na_toolkit import caches
-from na_toolkit.builtin.moves import OPERATIONS
-from na_toolkit.errors import OperationError, ShapeError
+from na_toolkit.builtin.moves import MOVE_TYPES
+from na_toolkit.errors import MoveError, ShapeError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import Architecture, Attrs, Node
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.moves import MAX_POSITIONS, Move
 
 SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
-BUILTIN = tuple(cls.name for cls in OPERATIONS)
+BUILTIN = tuple(cls.name for cls in MOVE_TYPES)
 _SEED_ARCHS = {name: get_seed(name) for name in SEEDS}
 
 
 def _ops():
     tk = default_toolkit()
-    return [tk.operations.get(name) for name in BUILTIN]
+    return [tk.moves.get(name) for name in BUILTIN]
 
 
 def _draw_move(data, arch):
@@ -102,7 +102,7 @@ def test_move_sequences_build_in_torch_and_match_onnx_runtime(seed, data, steps)
 def _check_masks(arch, rng):
     """Every admitted value of every parameter has a completion that applies; for one completion path per
     first value, every admitted value of the last parameter applies; a value the mask rejects fails to
-    apply with OperationError (the mask and apply agree)."""
+    apply with MoveError (the mask and apply agree)."""
     for op in _ops():
         specs = op.params()
         first = specs[0]
@@ -121,8 +121,8 @@ def _check_masks(arch, rng):
             chosen = {p.name: p.choices[int(rng.integers(len(p.choices)))] for p in specs}
             try:
                 op.check(arch, chosen)
-            except OperationError:
-                with pytest.raises(OperationError):
+            except MoveError:
+                with pytest.raises(MoveError):
                     op.apply(arch, **chosen)
 
 
@@ -136,7 +136,7 @@ def test_masks_admit_only_moves_that_apply(seed, data, steps):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_operation_contract(name):
-    op = default_toolkit().operations.get(name)
+    op = default_toolkit().moves.get(name)
     specs = op.params()
     assert specs and len({p.name for p in specs}) == len(specs)
     assert op.description and op.name == name
@@ -154,7 +154,7 @@ def test_operation_contract(name):
         op.check(arch, params)
         moved = Move(name, params)
         assert json.loads(json.dumps(moved.to_json()))["operation"] == name
-        assert moved.apply(arch, default_toolkit().operations).hash == op.apply(arch, **params).hash
+        assert moved.apply(arch, default_toolkit().moves).hash == op.apply(arch, **params).hash
 
 
 def test_every_registered_operation_keeps_the_protocol():
@@ -162,8 +162,8 @@ def test_every_registered_operation_keeps_the_protocol():
     moves that apply to valid architectures without touching the input."""
     tk = default_toolkit()
     rng = np.random.default_rng(0)
-    for name in tk.operations.names():
-        op = tk.operations.get(name)
+    for name in tk.moves.names():
+        op = tk.moves.get(name)
         for seed in SEEDS:
             arch = _SEED_ARCHS[seed]
             chosen = {}
@@ -186,7 +186,7 @@ def _pos(arch, node_id):
 
 def test_insert_conv_keeps_shape_and_rewires_consumers():
     arch = get_seed("simple-cnn")
-    op = default_toolkit().operations.get("insert_conv")
+    op = default_toolkit().moves.get("insert_conv")
     new = op.apply(arch, position=_pos(arch, "relu_0"), filters=16, kernel=5)
     assert len(new) == len(arch) + 3
     i = new.index("relu_0")
@@ -199,7 +199,7 @@ def test_insert_conv_keeps_shape_and_rewires_consumers():
 
 def test_insert_conv_other_filters_adapt_the_consumer_or_are_masked():
     arch = get_seed("simple-cnn")
-    op = default_toolkit().operations.get("insert_conv")
+    op = default_toolkit().moves.get("insert_conv")
     p = _pos(arch, "relu_0")
     assert op.mask(arch, "filters", {"position": p}).all()  # a conv reads it: any width is absorbed
     new = op.apply(arch, position=p, filters=48, kernel=3)
@@ -209,13 +209,13 @@ def test_insert_conv_other_filters_adapt_the_consumer_or_are_masked():
     p = _pos(res, "relu_0")
     admitted = [f for f, ok in zip(op.param("filters").choices, op.mask(res, "filters", {"position": p})) if ok]
     assert admitted == [16]
-    with pytest.raises(OperationError):
+    with pytest.raises(MoveError):
         op.apply(res, position=p, filters=32, kernel=3)
 
 
 def test_insert_conv_depthwise_conv_follows_the_new_width():
     arch = get_seed("mobilenetv2-cifar")
-    op = default_toolkit().operations.get("insert_conv")
+    op = default_toolkit().moves.get("insert_conv")
     expand = next(n for n in arch.nodes if n.type == "conv2d" and arch.attrs(n.id)["groups"] > 1 and n.id != "conv2d_1")
     src = expand.inputs[0]  # the relu6 after the 1x1 expansion
     new = op.apply(arch, position=_pos(arch, src), filters=64, kernel=3)
@@ -225,7 +225,7 @@ def test_insert_conv_depthwise_conv_follows_the_new_width():
 
 def test_insert_add_joins_equal_shapes_only():
     arch = get_seed("simple-cnn")
-    op = default_toolkit().operations.get("insert_add")
+    op = default_toolkit().moves.get("insert_add")
     src, dst = _pos(arch, "conv2d_0"), _pos(arch, "relu_0")
     target = op.mask(arch, "target", {"source": src})
     assert target[dst] and not target[_pos(arch, "conv2d_1")]  # 32 channels there: masked, no projection
@@ -234,15 +234,15 @@ def test_insert_add_joins_equal_shapes_only():
     add = new.nodes[new.index("relu_0") + 1]
     assert add.type == "add" and add.inputs == ("relu_0", "conv2d_0")
     assert new.node("conv2d_1").inputs == (add.id,) and new.params == arch.params
-    with pytest.raises(OperationError, match="shapes differ"):
+    with pytest.raises(MoveError, match="shapes differ"):
         op.apply(arch, source=src, target=_pos(arch, "conv2d_1"))
-    with pytest.raises(OperationError, match="after"):
+    with pytest.raises(MoveError, match="after"):
         op.apply(arch, source=dst, target=src)
 
 
 def test_scale_channels_kernel_and_rate():
     arch = get_seed("simple-cnn")
-    op = default_toolkit().operations.get("scale")
+    op = default_toolkit().moves.get("scale")
     p = _pos(arch, "conv2d_0")
     new = op.apply(arch, position=p, attribute="channels", value=64)
     assert new.shape("conv2d_0")[0] == 64 and new.shape("batchnorm2d_0")[0] == 64
@@ -254,7 +254,7 @@ def test_scale_channels_kernel_and_rate():
     # the output layer's width is the number of classes: never scaled
     out = _pos(arch, arch.output)
     assert not op.mask(arch, "position", {})[out]
-    with pytest.raises(OperationError):
+    with pytest.raises(MoveError):
         op.apply(arch, position=out, attribute="channels", value=16)
     # value masks follow the attribute: a kernel value is not a rate
     values = op.param("value").choices
@@ -264,7 +264,7 @@ def test_scale_channels_kernel_and_rate():
 
 def test_scale_channels_masked_before_a_residual_add():
     arch = get_seed("resnet-cifar")
-    op = default_toolkit().operations.get("scale")
+    op = default_toolkit().moves.get("scale")
     second = "conv2d_2"  # second conv of the first block: its BN feeds the add
     assert arch.node("batchnorm2d_2").inputs == (second,)
     assert not op.mask(arch, "value", {"position": _pos(arch, second), "attribute": "channels"}).any()
@@ -274,7 +274,7 @@ def test_scale_channels_masked_before_a_residual_add():
 
 def test_remove_identity_shaped_and_add_drops_the_skip_branch():
     arch = get_seed("resnet-cifar")
-    op = default_toolkit().operations.get("remove")
+    op = default_toolkit().moves.get("remove")
     mask = op.mask(arch, "position", {})
     assert mask[_pos(arch, "batchnorm2d_0")] and mask[_pos(arch, "relu_0")]
     assert not mask[_pos(arch, arch.output)] and not mask[_pos(arch, "flatten_0")]
@@ -296,7 +296,7 @@ def test_remove_a_width_changing_layer_when_consumers_adapt():
     x = b.layer("flatten", x)
     x = b.layer("linear", x, units=4)
     arch = b.build()
-    op = default_toolkit().operations.get("remove")
+    op = default_toolkit().moves.get("remove")
     new = op.apply(arch, position=1)
     assert new.in_shapes("global_avg_pool_0") == [(8, 8, 8)] and new.output_shape == (4,)
 
@@ -306,13 +306,13 @@ def test_positions_past_the_end_and_bad_parameters_are_refused():
     for op in _ops():
         first = op.params()[0]
         assert not op.mask(arch, first.name, {})[len(arch) :].any()
-    op = default_toolkit().operations.get("remove")
-    with pytest.raises(OperationError, match="outside"):
+    op = default_toolkit().moves.get("remove")
+    with pytest.raises(MoveError, match="outside"):
         op.apply(arch, position=len(arch))
-    with pytest.raises(OperationError, match="expected parameters"):
+    with pytest.raises(MoveError, match="expected parameters"):
         op.apply(arch, where=1)
-    with pytest.raises(OperationError):
-        default_toolkit().operations.get("scale").apply(arch, position=0, attribute="colour", value=1)
+    with pytest.raises(MoveError):
+        default_toolkit().moves.get("scale").apply(arch, position=0, attribute="colour", value=1)
 
 
 def test_sampling_is_deterministic_for_a_seed():

@@ -15,7 +15,7 @@ pytest.importorskip(
 import na_toolkit_nb201 as nb
 from conftest import default_toolkit, get_seed
 from na_toolkit import caches
-from na_toolkit.errors import ArchitectureError, ConfigError, DataError, OperationError, TimeModelError
+from na_toolkit.errors import ArchitectureError, ConfigError, DataError, MoveError, TimeModelError
 
 OPTIMUM_C10 = 6111  # SOURCE.md: CIFAR-10 optimum, 94.373 % test accuracy
 
@@ -29,7 +29,7 @@ def test_plugin_registers_through_its_entry_point():
     info = default_toolkit().plugins["nb201"]
     assert info.dist == "na-toolkit-nb201" and info.error is None
     assert info.registered == {
-        "operations": ["set_edge_op"],
+        "moves": ["set_edge_op"],
         "seeds": ["nb201"],
         "time_models": ["nb201-table"],
         "evaluators": ["nb201-table"],
@@ -154,7 +154,7 @@ def test_cell_is_recognised_only_when_the_structure_matches():
 
 
 def test_set_edge_op_move():
-    op = default_toolkit().operations.get("set_edge_op")
+    op = default_toolkit().moves.get("set_edge_op")
     arch = get_seed("nb201")
     assert op.mask(arch, "edge", {}).all()
     ops = nb.parse_cell(nb.RESNET_CELL)
@@ -164,7 +164,7 @@ def test_set_edge_op_move():
     new_ops = nb.parse_cell(nb.nb201_cell_of(new))
     assert new_ops[5] == "nor_conv_1x1" and new_ops[:5] == ops[:5]
     assert nb.nb201_cell_of(arch) == nb.RESNET_CELL  # pure: the input is unchanged
-    with pytest.raises(OperationError):
+    with pytest.raises(MoveError):
         op.apply(arch, edge=0, op=ops[0])  # masked: the current op
     # random walks stay in the space
     rng = np.random.default_rng(0)

@@ -122,7 +122,7 @@ def test_our_to_onnx_round_trip(name):
 
 
 def test_random_move_networks_import_from_both_exporters():
-    ops = [default_toolkit().operations.get(n) for n in ("insert_conv", "insert_add", "scale", "remove")]
+    ops = [default_toolkit().moves.get(n) for n in ("insert_conv", "insert_add", "scale", "remove")]
     rng = np.random.default_rng(5)
     for seed in SEEDS:
         arch = get_seed(seed)

@@ -85,20 +85,22 @@ class Distributions:
         self.monkeypatch = monkeypatch
         self.names: list[str] = []
 
-    def install(self, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str] = {}) -> None:
+    def install(
+        self, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str] | None = None
+    ) -> None:
         info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
         (info / "entry_points.txt").write_text(f"[na_toolkit]\n{lines}")
-        for module, source in modules.items():
+        for module, source in (modules or {}).items():
             (self.root / f"{module}.py").write_text(source)
             self.monkeypatch.delitem(sys.modules, module, raising=False)
         self.names += list(entry_points)
         self.monkeypatch.setenv(ALLOW_ENV, ",".join(self.names))
 
 
-GOOD_PLUGIN_SOURCE = '''
+GOOD_PLUGIN_SOURCE = """
 import na_toolkit
 from na_toolkit.ir.layers import LayerType
 
@@ -108,7 +110,7 @@ class Halve(LayerType):
 @na_toolkit.hookimpl
 def na_register_layer_types(registry):
     registry.add(Halve())
-'''
+"""
 
 
 def unique(prefix: str) -> str:
@@ -121,10 +123,19 @@ def test_builtins_are_plugins_with_version_and_registrations():
     assert list(tk.plugins)[: len(DEFAULT_PLUGINS)] == list(DEFAULT_PLUGINS)
     assert tk.errors == []
     layers = tk.plugins["na_toolkit.builtin.layers"]
-    assert (layers.dist, layers.version, layers.builtin, layers.error) == ("na-toolkit", na_toolkit.__version__, True, None)
+    assert (layers.dist, layers.version, layers.builtin, layers.error) == (
+        "na-toolkit",
+        na_toolkit.__version__,
+        True,
+        None,
+    )
     assert {"conv2d", "batchnorm2d", "add", "linear"} <= set(layers.registered["layer_types"])
     assert tk.layer_types.plugin_of("conv2d") == "na_toolkit.builtin.layers (na-toolkit 0.1.0)"
-    assert set(tk.plugins["na_toolkit.builtin.seeds"].registered["seeds"]) >= {"simple-cnn", "resnet-cifar", "mobilenetv2-cifar"}
+    assert set(tk.plugins["na_toolkit.builtin.seeds"].registered["seeds"]) >= {
+        "simple-cnn",
+        "resnet-cifar",
+        "mobilenetv2-cifar",
+    }
 
 
 def test_every_hookspec_has_a_registry_on_the_toolkit():
@@ -208,7 +219,9 @@ def test_hook_without_argument_is_called():
 # ---- broken plugins -----------------------------------------------------------------------------------
 def test_raising_hook_strict_raises_plugin_error_naming_the_plugin():
     p = plugin("raiser", na_register_layer_types=raise_(RuntimeError("boom\n  on two lines")))
-    with pytest.raises(PluginError, match=r"plugin raiser: na_register_layer_types raised RuntimeError: boom on two lines$") as info:
+    with pytest.raises(
+        PluginError, match=r"plugin raiser: na_register_layer_types raised RuntimeError: boom on two lines$"
+    ) as info:
         load_toolkit(entry_points=False, extra_plugins=(p,))
     assert isinstance(info.value.__cause__, RuntimeError)
 
@@ -217,10 +230,10 @@ def test_raising_hook_non_strict_warns_and_withdraws_everything_the_plugin_regis
     p = plugin(
         "half_done",
         na_register_layer_types=add_layer(TripleLayer()),  # succeeds first ...
-        na_register_operations=raise_(ValueError("bad move table")),  # ... then this fails
+        na_register_moves=raise_(ValueError("bad move table")),  # ... then this fails
     )
     good = plugin("good_one", na_register_layer_types=add_layer(type("L", (LayerType,), {"name": "test_good"})()))
-    with pytest.warns(PluginWarning, match="half_done: na_register_operations raised ValueError: bad move table"):
+    with pytest.warns(PluginWarning, match="half_done: na_register_moves raised ValueError: bad move table"):
         tk = load_toolkit(strict=False, entry_points=False, extra_plugins=(p, good))
     assert "test_triple" not in tk.layer_types  # nothing of a broken plugin lingers
     assert tk.plugins["half_done"].registered == {}
@@ -264,20 +277,32 @@ def test_typed_registries_refuse_wrong_object_types(attr):
 def test_wrong_object_type_from_a_plugin_hook():
     # a class where an instance is expected: the message says which
     p = plugin("classy", na_register_layer_types=add_layer(TripleLayer))
-    with pytest.raises(PluginError, match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType"):
+    with pytest.raises(
+        PluginError, match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType"
+    ):
         load_toolkit(entry_points=False, extra_plugins=(p,))
 
 
 def test_undecorated_hook_function_is_reported():
     p = types.ModuleType("forgot_marker")
     p.na_register_layer_types = add_layer(TripleLayer())  # no @na_toolkit.hookimpl
-    with pytest.raises(PluginError, match=r"forgot_marker: .*na_register_layer_types is not decorated with @na_toolkit.hookimpl"):
+    with pytest.raises(
+        PluginError, match=r"forgot_marker: .*na_register_layer_types is not decorated with @na_toolkit.hookimpl"
+    ):
         load_toolkit(entry_points=False, extra_plugins=(p,))
 
 
 def test_misspelled_hook_is_reported_with_the_close_match():
     p = plugin("typo", na_register_layer_type=add_layer(TripleLayer()))
     with pytest.raises(PluginError, match=r"typo: .*unknown hook 'na_register_layer_type'.*'na_register_layer_types'"):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_a_renamed_hook_is_reported_with_its_new_name():
+    p = plugin("old_name", na_register_operations=lambda registry: None)
+    with pytest.raises(
+        PluginError, match=r"old_name: .*'na_register_operations', which is now called 'na_register_moves'"
+    ):
         load_toolkit(entry_points=False, extra_plugins=(p,))
 
 
@@ -316,7 +341,9 @@ def test_entry_point_import_error_names_plugin_dist_and_version(site):
 def test_module_raising_at_import_is_reported(site):
     module = unique("explodes")
     site.install("explosive", "0.1", {"explosive": module}, {module: "raise RuntimeError('no GPU here')\n"})
-    with pytest.raises(PluginError, match=r"plugin explosive \(explosive 0.1\): import failed: RuntimeError: no GPU here"):
+    with pytest.raises(
+        PluginError, match=r"plugin explosive \(explosive 0.1\): import failed: RuntimeError: no GPU here"
+    ):
         load_toolkit()
 
 
@@ -324,7 +351,9 @@ def test_two_distributions_claiming_one_plugin_name(site):
     m1, m2 = unique("one"), unique("two")
     site.install("dist-one", "1.0", {"same": m1}, {m1: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
     site.install("dist-two", "1.0", {"same": m2}, {m2: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
-    with pytest.raises(PluginError, match=r"plugin same \(dist-.*\): a plugin named 'same' is already loaded from same \(dist-"):
+    with pytest.raises(
+        PluginError, match=r"plugin same \(dist-.*\): a plugin named 'same' is already loaded from same \(dist-"
+    ):
         load_toolkit()
 
 
@@ -378,8 +407,11 @@ def broken_site(tmp_path):
         d.install("broken-dist", "1.2.3", {"broken": "no_such_module_for_na_toolkit_tests"})
     finally:
         d.monkeypatch.undo()
-    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           ALLOW_ENV: "good,broken", DENY_ENV: None}
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        ALLOW_ENV: "good,broken",
+        DENY_ENV: None,
+    }
     return env, layer
 
 
@@ -397,8 +429,14 @@ def test_cli_plugins_lists_versions_registrations_and_errors(run_cli, broken_sit
 
     doc = run_cli("plugins", "--json", env=env).json()
     by_name = {p["name"]: p for p in doc["plugins"]}
-    assert by_name["good"] == {"name": "good", "version": "2.5.1", "dist": "good-dist", "builtin": False,
-                               "registered": {"layer_types": [layer]}, "error": None}
+    assert by_name["good"] == {
+        "name": "good",
+        "version": "2.5.1",
+        "dist": "good-dist",
+        "builtin": False,
+        "registered": {"layer_types": [layer]},
+        "error": None,
+    }
     assert by_name["broken"]["error"].startswith("plugin broken (broken-dist 1.2.3): import failed")
     assert doc["errors"] == [by_name["broken"]["error"]]
     assert set(DEFAULT_PLUGINS) <= set(by_name)

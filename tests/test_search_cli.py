@@ -44,8 +44,9 @@ budgets = { latency_ms = 10.0 }
 
 
 def cli(*args, cwd):
-    p = subprocess.run([sys.executable, "-m", "na_toolkit.cli.main", *args], capture_output=True, text=True,
-                       cwd=cwd, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "na_toolkit.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
     return p.returncode, p.stdout, p.stderr
 
 
@@ -85,8 +86,9 @@ def test_report_and_export(finished_run, tmp_path):
     rc, out, err = cli("report", run, "--json", cwd=tmp)
     assert rc == 0 and json.loads(out)["run_id"] == summary["run_id"]
 
-    rc, out, err = cli("export", run, "--device", "pixel3", "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
-                       cwd=tmp)
+    rc, out, err = cli(
+        "export", run, "--device", "pixel3", "--format", "onnx", "--out", str(tmp_path / "m.onnx"), cwd=tmp
+    )
     assert rc == 0, err
     onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")))
     assert summary["best"]["pixel3"]["arch_hash"] in out

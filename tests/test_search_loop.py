@@ -188,16 +188,34 @@ def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path):
 
 def test_digits_search_with_measured_cpu_latency_and_outputs(tmp_path):
     doc = {
-        "name": "digits", "seed_network": "simple-cnn", "dataset": "digits", "evaluations": 3, "output": str(tmp_path),
+        "name": "digits",
+        "seed_network": "simple-cnn",
+        "dataset": "digits",
+        "evaluations": 3,
+        "output": str(tmp_path),
         "search": {"per_round": 2, "moves": ["scale", "remove", "insert_conv"]},
         "strategy": {"name": "random", "options": {"oversample": 2}},
         "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
         "predictors": {"accuracy": {"name": "bayesian-ridge"}},
         "budgets": {"model_size_bytes": 16_000_000},
-        "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
-                            "measure": {"name": "onnxruntime", "options": {"settings": {
-                                "warmup_runs": 3, "warmup_s": 0.01, "min_runs": 5, "max_runs": 10, "max_time_s": 0.5}}},
-                            "budgets": {"latency_ms": 5.0}}},
+        "devices": {
+            "cpu": {
+                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                "measure": {
+                    "name": "onnxruntime",
+                    "options": {
+                        "settings": {
+                            "warmup_runs": 3,
+                            "warmup_s": 0.01,
+                            "min_runs": 5,
+                            "max_runs": 10,
+                            "max_time_s": 0.5,
+                        }
+                    },
+                },
+                "budgets": {"latency_ms": 5.0},
+            }
+        },
     }
     res = run_search(doc, progress=False)
     assert res.counters.evaluations == 3 and res.counters.measurements == 3
@@ -235,9 +253,11 @@ def test_digits_search_with_measured_cpu_latency_and_outputs(tmp_path):
 
 
 def test_local_process_pool_keeps_task_order(tmp_path):
-    cells = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
-             "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
-             "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"]
+    cells = [
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+        "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ]
     archs = [nb201_space.nb201_architecture(c) for c in cells]
     tasks = [Task("evaluate", a.to_json(), "nb201-table", {"dataset": "c10"}) for a in archs]
     tasks.insert(1, Task("evaluate", {"broken": True}, "nb201-table", {}))
@@ -252,8 +272,10 @@ def test_local_process_pool_keeps_task_order(tmp_path):
 def test_pareto_archive_matches_brute_force():
     rng = np.random.default_rng(0)
     objs = [Objective("accuracy", "max"), Objective("model_size_bytes", "min"), Objective("latency_ms@a", "min")]
-    pts = [{"accuracy": float(a), "model_size_bytes": float(s), "latency_ms@a": float(t)}
-           for a, s, t in rng.integers(0, 6, size=(60, 3))]
+    pts = [
+        {"accuracy": float(a), "model_size_bytes": float(s), "latency_ms@a": float(t)}
+        for a, s, t in rng.integers(0, 6, size=(60, 3))
+    ]
     archive = ParetoArchive(objs)
     for i, p in enumerate(pts):
         archive.add(str(i), p)

@@ -40,8 +40,9 @@ DOC = {
     "evaluator": "test-hash",
     "predictors": {"accuracy": {"name": "bayesian-ridge"}},
     "budgets": {"model_size_bytes": 16_000_000},
-    "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
-                        "budgets": {"latency_ms": 0.05}}},
+    "devices": {
+        "cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}, "budgets": {"latency_ms": 0.05}}
+    },
 }
 
 
@@ -73,6 +74,7 @@ def test_memory_store_gives_the_same_run_as_the_sqlite_store(tk, tmp_path):
     assert (in_memory.best, in_memory.best_overall) == (on_disk.best, on_disk.best_overall)
     # the stores hold the same records; the memory store is the caller's (still open) and made no folder
     with SQLiteRunStore.open(on_disk.run_dir) as disk:
+
         def rows(store):
             return [(r.seq, r.round, r.arch_hash, r.metrics, r.error) for r in store.evaluations()]
 
@@ -97,9 +99,11 @@ def test_a_worker_rebuilds_the_toolkit_of_the_task_selection(tk):
     arch = tk.seed("simple-cnn")
     selection = tk.selection.to_json()
     assert selection["extra_modules"] == ["search_parts_plugin"] and selection["portable"]
-    tasks = [Task("evaluate", arch.to_json(), "test-hash", selection=selection),
-             Task("evaluate", {"broken": True}, "test-hash", selection=selection),
-             Task("evaluate", arch.to_json(), "test-hash", selection={**selection, "extra_modules": []})]
+    tasks = [
+        Task("evaluate", arch.to_json(), "test-hash", selection=selection),
+        Task("evaluate", {"broken": True}, "test-hash", selection=selection),
+        Task("evaluate", arch.to_json(), "test-hash", selection={**selection, "extra_modules": []}),
+    ]
     with make_executor("local", {"workers": 2, "threads_per_worker": 1}, tk) as ex:
         assert isinstance(ex, LocalExecutor) and ex.toolkit is tk
         results = ex.run(tasks)
@@ -132,7 +136,7 @@ def test_components_are_built_before_any_store_and_name_the_bad_key(tk, tmp_path
         build_components(load_config(bad), tk)
     components = build_components(load_config(doc(tmp_path)), tk)
     assert components.seed_arch.hash == tk.seed("simple-cnn").hash
-    assert [op.name for op in components.operations] == ["scale", "remove"]
+    assert [op.name for op in components.move_types] == ["scale", "remove"]
     assert set(components.time_models) == {"cpu"} and components.measures == {}
     assert components.predictor_targets == ["accuracy"] and components.executor.toolkit is tk
     assert components.selection == tk.selection.to_json()
@@ -140,8 +144,9 @@ def test_components_are_built_before_any_store_and_name_the_bad_key(tk, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("strategy", [{"name": "evolution", "options": {"population": 4, "sample": 9}},
-                                      {"name": "test-refuses"}])
+@pytest.mark.parametrize(
+    "strategy", [{"name": "evolution", "options": {"population": 4, "sample": 9}}, {"name": "test-refuses"}]
+)
 def test_a_strategy_that_refuses_its_options_leaves_no_run(tk, tmp_path, strategy):
     # the strategy is built on the loop's context, after the components: a refusal still leaves nothing
     with pytest.raises(ConfigError, match="sample|test-refuses never runs"):
@@ -150,8 +155,9 @@ def test_a_strategy_that_refuses_its_options_leaves_no_run(tk, tmp_path, strateg
     run_dir = tmp_path / "given"
     run_dir.mkdir()
     with pytest.raises(ConfigError, match="strategy.options: test-refuses never runs"):
-        run_search(doc(tmp_path, strategy={"name": "test-refuses"}), toolkit=tk, progress=False, outputs=False,
-                   run_dir=run_dir)
+        run_search(
+            doc(tmp_path, strategy={"name": "test-refuses"}), toolkit=tk, progress=False, outputs=False, run_dir=run_dir
+        )
     assert list(run_dir.iterdir()) == []  # a folder the caller gave is kept, without a store
 
 
@@ -189,13 +195,30 @@ def test_callbacks_see_every_evaluation_in_order(tk, tmp_path):
 def test_summarize_is_a_pure_function_of_the_evaluations(tk, tmp_path):
     res = run_search(doc(tmp_path), toolkit=tk, progress=False, outputs=False)
     cfg = load_config(res.config)
-    again = summarize(cfg, res.evaluated, run_id=res.run_id, run_dir=res.run_dir, stop_reason=res.stop_reason,
-                      seed_hash=res.seed_hash, counters=res.counters, elapsed_s=res.elapsed_s, warnings=res.warnings)
+    again = summarize(
+        cfg,
+        res.evaluated,
+        run_id=res.run_id,
+        run_dir=res.run_dir,
+        stop_reason=res.stop_reason,
+        seed_hash=res.seed_hash,
+        counters=res.counters,
+        elapsed_s=res.elapsed_s,
+        warnings=res.warnings,
+    )
     assert again.summary() == res.summary()
     assert again.counters is not res.counters  # a copy: the result does not change with the counters
     # fewer evaluations: the same function gives that subset's Pareto set and best candidates
-    part = summarize(cfg, res.evaluated[:3], run_id="x", run_dir=res.run_dir, stop_reason="", seed_hash="",
-                     counters=Counters(), elapsed_s=0.0)
+    part = summarize(
+        cfg,
+        res.evaluated[:3],
+        run_id="x",
+        run_dir=res.run_dir,
+        stop_reason="",
+        seed_hash="",
+        counters=Counters(),
+        elapsed_s=0.0,
+    )
     assert set(part.pareto) <= {e.hash for e in res.evaluated[:3]}
 
 

@@ -50,8 +50,13 @@ budgets = {{ latency_ms = 0.1 }}
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "na_toolkit.cli.main", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "na_toolkit.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _stored(path: Path) -> list[tuple]:
@@ -126,8 +131,11 @@ def test_resume_with_another_config_is_refused(tmp_path):
     cfg.write_text(CONFIG.format(output=tmp_path / "runs").replace("evaluations = 6", "evaluations = 1"))
     res = run_search(cfg, progress=False, outputs=False)
     other = tmp_path / "b.toml"
-    other.write_text(CONFIG.format(output=tmp_path / "runs").replace("evaluations = 6", "evaluations = 1")
-                     .replace("random_seed = 3", "random_seed = 4"))
+    other.write_text(
+        CONFIG.format(output=tmp_path / "runs")
+        .replace("evaluations = 6", "evaluations = 1")
+        .replace("random_seed = 3", "random_seed = 4")
+    )
     from na_toolkit.errors import ConfigError, StoreError
 
     with pytest.raises(ConfigError, match="different config \\(random_seed differ"):
@@ -151,9 +159,15 @@ def test_every_strategy_replays_exactly(strategy, tmp_path):
         pytest.skip(f"strategy {strategy} is not registered")
     options = {"neural-architect": {"updates": 2, "episodes": 4}, "random": {"oversample": 3}}.get(strategy, {})
     doc = {
-        "name": strategy, "seed_network": "nb201", "dataset": "c10", "evaluations": 9, "random_seed": 5,
-        "output": str(tmp_path), "search": {"per_round": 3, "moves": ["set_edge_op"]},
-        "strategy": {"name": strategy, "options": options}, "evaluator": "nb201-table",
+        "name": strategy,
+        "seed_network": "nb201",
+        "dataset": "c10",
+        "evaluations": 9,
+        "random_seed": 5,
+        "output": str(tmp_path),
+        "search": {"per_round": 3, "moves": ["set_edge_op"]},
+        "strategy": {"name": strategy, "options": options},
+        "evaluator": "nb201-table",
         "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 10}}},
         "devices": {"p3": {"device": "lat_pixel3", "time_model": "nb201-table", "budgets": {"latency_ms": 10.0}}},
     }

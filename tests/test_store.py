@@ -61,12 +61,18 @@ def test_sqlite_store_is_wal(tmp_path):
 def test_evaluations_round_trip_in_order_and_never_twice(store, tmp_path):
     arch = get_seed("simple-cnn")
     rec = store.add_evaluation(
-        arch.hash, arch.to_json(), {"accuracy": 0.9, "latency_ms@cpu": 0.05}, {"valid_accuracy": 0.9},
-        round=0, eval_time_s=1.5, targets={"accuracy": 0.9, "train_time_s": 1.2},
+        arch.hash,
+        arch.to_json(),
+        {"accuracy": 0.9, "latency_ms@cpu": 0.05},
+        {"valid_accuracy": 0.9},
+        round=0,
+        eval_time_s=1.5,
+        targets={"accuracy": 0.9, "train_time_s": 1.2},
     )
     assert rec.seq == 0
-    store.add_evaluation("feedbeef00000000", arch.to_json(), {"accuracy": 0.1}, {}, round=1, eval_time_s=0.1,
-                         error="diverged")
+    store.add_evaluation(
+        "feedbeef00000000", arch.to_json(), {"accuracy": 0.1}, {}, round=1, eval_time_s=0.1, error="diverged"
+    )
     with pytest.raises(StoreError, match="already evaluated"):
         store.add_evaluation(arch.hash, arch.to_json(), {"accuracy": 0.5}, {}, round=2, eval_time_s=0.0)
     s = reopen(store)

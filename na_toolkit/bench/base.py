@@ -22,4 +22,4 @@ class Benchmark:
     name: str
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, "Toolkit"], dict[str, Any]]
+    run: Callable[[argparse.Namespace, Toolkit], dict[str, Any]]

@@ -76,16 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from na_toolkit.bench.latency import accuracy
-    from na_toolkit.machine import machine_info
+    from na_toolkit.machine import machine_info, parse_device
+    from na_toolkit.plugins import load_toolkit
     from na_toolkit.timemodels.measure import MeasureSettings
     from na_toolkit.timemodels.nvml import Nvml
     from na_toolkit.timemodels.profile import DeviceProfile
     from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.roofline import RooflineTimeModel
     from na_toolkit.timemodels.torch_tm import TorchTimeModel
-
-    from na_toolkit.machine import parse_device
-    from na_toolkit.plugins import load_toolkit
 
     toolkit = load_toolkit()  # an entry point (a script): it builds the toolkit and passes it down
     t_start = time.perf_counter()

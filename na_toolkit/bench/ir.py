@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
-BUILTIN_OPERATIONS = ("insert_conv", "insert_add", "scale", "remove")
+BUILTIN_MOVES = ("insert_conv", "insert_add", "scale", "remove")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
-        "--operations",
-        default=",".join(BUILTIN_OPERATIONS),
+        "--moves",
+        "--operations",  # the name before the move/operation naming was unified (benchmarks/ir.json params)
+        dest="moves",
+        default=",".join(BUILTIN_MOVES),
         help="comma-separated registered moves to sample (default: the built-in ones)",
     )
 
@@ -55,7 +57,7 @@ def _log(msg: str) -> None:
 
 
 def _moves_window(
-    seed_arch: Any, operations: list[Any], rng: Any, seconds: float, walk_length: int
+    seed_arch: Any, move_types: list[Any], rng: Any, seconds: float, walk_length: int
 ) -> tuple[int, float, float]:
     """(candidates, wall s, CPU s) of one window of random walks from `seed_arch`."""
     from na_toolkit.search.strategy import random_move
@@ -63,7 +65,7 @@ def _moves_window(
     count, arch, steps = 0, seed_arch, 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     while True:
-        step = random_move(arch, operations, rng)
+        step = random_move(arch, move_types, rng)
         if step is None or steps >= walk_length:
             arch, steps = seed_arch, 0
             continue
@@ -75,15 +77,15 @@ def _moves_window(
             return count, time.perf_counter() - wall0, time.process_time() - cpu0
 
 
-def moves_per_s(args: argparse.Namespace, operations: list[Any], toolkit: Toolkit) -> dict[str, Any]:
+def moves_per_s(args: argparse.Namespace, move_types: list[Any], toolkit: Toolkit) -> dict[str, Any]:
     import numpy as np
 
     seed_arch = toolkit.seed("resnet-cifar")
     rng = np.random.default_rng(args.seed)
-    _moves_window(seed_arch, operations, rng, min(1.0, args.seconds), args.walk_length)  # warm-up
+    _moves_window(seed_arch, move_types, rng, min(1.0, args.seconds), args.walk_length)  # warm-up
     wall_rates, cpu_rates = [], []
     for r in range(args.repeats):
-        n, wall_s, cpu_s = _moves_window(seed_arch, operations, rng, args.seconds, args.walk_length)
+        n, wall_s, cpu_s = _moves_window(seed_arch, move_types, rng, args.seconds, args.walk_length)
         wall_rates.append(n / wall_s)
         cpu_rates.append(n / cpu_s)
         _log(f"moves window {r + 1}/{args.repeats}: {n} candidates, {n / wall_s:.0f}/s wall, {n / cpu_s:.0f}/s CPU")
@@ -120,7 +122,7 @@ def build_times(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     return out
 
 
-def onnx_parity(args: argparse.Namespace, operations: list[Any], toolkit: Toolkit) -> dict[str, Any]:
+def onnx_parity(args: argparse.Namespace, move_types: list[Any], toolkit: Toolkit) -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -134,7 +136,7 @@ def onnx_parity(args: argparse.Namespace, operations: list[Any], toolkit: Toolki
     for i in range(args.networks):
         arch = toolkit.seed(SEEDS[i % len(SEEDS)])
         for _ in range(int(rng.integers(1, 21))):
-            step = random_move(arch, operations, rng)
+            step = random_move(arch, move_types, rng)
             if step is None:
                 break
             arch = step[1]
@@ -160,13 +162,13 @@ def onnx_parity(args: argparse.Namespace, operations: list[Any], toolkit: Toolki
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
-    registry = toolkit.operations
-    operations = [registry.get(name.strip()) for name in args.operations.split(",") if name.strip()]
+    registry = toolkit.moves
+    move_types = [registry.get(name.strip()) for name in args.moves.split(",") if name.strip()]
     figures: dict[str, Any] = {}
     load_start = os.getloadavg()[0]
-    figures.update(moves_per_s(args, operations, toolkit))
+    figures.update(moves_per_s(args, move_types, toolkit))
     figures.update(build_times(args, toolkit))
-    figures.update(onnx_parity(args, operations, toolkit))
+    figures.update(onnx_parity(args, move_types, toolkit))
     # wall-clock figures on a shared machine depend on its load: recorded next to them
     figures["load_average_1m"] = {
         "start": round(load_start, 2),

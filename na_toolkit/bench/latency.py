@@ -133,7 +133,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.measure import MeasureSettings
     from na_toolkit.timemodels.profile import DeviceProfile
     from na_toolkit.timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
-    from na_toolkit.timemodels.sampling import all_operations, load_seed, random_variants
+    from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
 
     if args.heldout < 10 or args.repeats < 1:
         raise NAToolkitError("--heldout must be >= 10 and --repeats >= 1")
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         args.heldout,
         rng,
         args.max_moves,
-        operations=all_operations(toolkit),
+        move_types=all_move_types(toolkit),
         exclude=profile.network_hashes(),
         include_seeds=False,
         max_flops=profile.plan.get("max_flops"),

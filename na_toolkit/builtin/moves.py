@@ -17,11 +17,11 @@ import numpy as np
 
 import na_toolkit
 from na_toolkit.caches import lru_dict
-from na_toolkit.errors import OperationError
+from na_toolkit.errors import MoveError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import INPUT, Architecture, Attrs, Node
 from na_toolkit.ir.layers import Shape
-from na_toolkit.moves import MAX_POSITIONS, Operation, ParamSpec
+from na_toolkit.moves import MAX_POSITIONS, MoveType, ParamSpec
 
 FILTER_CHOICES = (8, 16, 24, 32, 48, 64, 96, 128)
 KERNEL_CHOICES = (1, 3, 5, 7)
@@ -63,13 +63,13 @@ def _node_at(arch: Architecture, op: str, position: Any) -> Node:
     try:
         i = int(position)
     except (TypeError, ValueError):
-        raise OperationError(f"{op}: a position must be an int, got {position!r}") from None
+        raise MoveError(f"{op}: a position must be an int, got {position!r}") from None
     if not 0 <= i < min(len(arch.nodes), MAX_POSITIONS):
-        raise OperationError(f"{op}: position {i} is outside this architecture's {len(arch.nodes)} nodes")
+        raise MoveError(f"{op}: position {i} is outside this architecture's {len(arch.nodes)} nodes")
     return arch.nodes[i]
 
 
-class _BuiltinOperation(Operation):
+class _BuiltinMove(MoveType):
     """Shared by the built-in moves: the first parameter is a position, decided per node by
     `_valid_position` and memoised per architecture."""
 
@@ -95,10 +95,10 @@ class _BuiltinOperation(Operation):
     def check_names(self, params: dict[str, Any]) -> None:
         names = [p.name for p in self.params()]
         if set(params) != set(names):
-            raise OperationError(f"{self.name}: expected parameters {names}, got {sorted(params)}")
+            raise MoveError(f"{self.name}: expected parameters {names}, got {sorted(params)}")
 
     def sample(self, arch: Architecture, rng: np.random.Generator) -> dict[str, Any] | None:
-        """As `Operation.sample`: uniform over the admitted values, one parameter at a time. The position is
+        """As `MoveType.sample`: uniform over the admitted values, one parameter at a time. The position is
         drawn by rejection (uniform proposals, the first valid one kept, falling back to the full mask),
         which is uniform over the valid positions too but checks ~1 node instead of all of them."""
         chosen: dict[str, Any] = {}
@@ -126,7 +126,7 @@ _CONV_FITS = lru_dict("builtin.moves.conv_fits", 10_000)
 _INSERT_ATTRS = {(f, k): Attrs(filters=f, kernel=k) for f in FILTER_CHOICES for k in KERNEL_CHOICES}
 
 
-class InsertConv(_BuiltinOperation):
+class InsertConv(_BuiltinMove):
     """Insert conv2d(filters, kernel, stride 1, same padding, no bias) -> batchnorm2d -> relu after the node
     at `position` (a feature map, not the output); the node's consumers read the relu instead. Filters
     other than the node's channel count are admitted when every consumer adapts."""
@@ -190,7 +190,7 @@ class InsertConv(_BuiltinOperation):
             return self._positions(view)
         i = int(chosen["position"])
         if param not in ("filters", "kernel"):
-            raise OperationError(f"{self.name} has no parameter {param!r}")
+            raise MoveError(f"{self.name} has no parameter {param!r}")
         if not 0 <= i < view.n or "conv2d" not in view.types:
             return np.zeros(len(self.param(param)), dtype=bool)
         if param == "filters":
@@ -207,7 +207,7 @@ class InsertConv(_BuiltinOperation):
         known = filters in FILTER_CHOICES and kernel in KERNEL_CHOICES
         changes = self._filters_changes(view, i, filters) if known else None
         if changes is None or not self._conv_fits(view, i, filters, kernel):
-            raise OperationError(
+            raise MoveError(
                 f"{self.name}: cannot insert a {kernel}x{kernel} conv of {filters} filters after {node.id!r}: "
                 "it is the output or not a (C, H, W) map, or a consumer cannot take that many channels"
             )
@@ -218,7 +218,7 @@ class InsertConv(_BuiltinOperation):
 
 
 # ---- insert_add ---------------------------------------------------------------------------------------
-class InsertAdd(_BuiltinOperation):
+class InsertAdd(_BuiltinMove):
     """A skip connection: the output of the node at `source` is added to the output of a later node at
     `target` (a new add node right after `target`, read by target's consumers). Pairs of different shapes
     are masked: no projection is inserted, so a skip never adds parameters."""
@@ -266,16 +266,16 @@ class InsertAdd(_BuiltinOperation):
             if 0 <= i < view.n:
                 m[i + 1 : view.n] = [s == shapes[i] for s in shapes[i + 1 :]]
             return m
-        raise OperationError(f"{self.name} has no parameter {param!r}")
+        raise MoveError(f"{self.name} has no parameter {param!r}")
 
     def apply(self, arch, **params):
         self.check_names(params)
         src = _node_at(arch, self.name, params["source"])
         dst = _node_at(arch, self.name, params["target"])
         if arch.index(dst.id) <= arch.index(src.id):
-            raise OperationError(f"{self.name}: the target {dst.id!r} must come after the source {src.id!r}")
+            raise MoveError(f"{self.name}: the target {dst.id!r} must come after the source {src.id!r}")
         if arch.shape(src.id) != arch.shape(dst.id):
-            raise OperationError(
+            raise MoveError(
                 f"{self.name}: shapes differ ({src.id!r} {arch.shape(src.id)}, {dst.id!r} {arch.shape(dst.id)}); "
                 "a skip joins two layers of one shape"
             )
@@ -284,7 +284,7 @@ class InsertAdd(_BuiltinOperation):
 
 
 # ---- scale --------------------------------------------------------------------------------------------
-class Scale(_BuiltinOperation):
+class Scale(_BuiltinMove):
     """Set one attribute of the layer at `position` to `value`: `channels` (conv filters / linear units;
     consumers adapt, a depthwise conv follows; never the network's output width), `kernel` (conv; with
     same padding the shape is kept) or `rate` (dropout). The value must differ from the current one."""
@@ -355,20 +355,20 @@ class Scale(_BuiltinOperation):
                     for v in self.param("value").choices
                 ]
             )
-        raise OperationError(f"{self.name} has no parameter {param!r}")
+        raise MoveError(f"{self.name} has no parameter {param!r}")
 
     def apply(self, arch, **params):
         self.check_names(params)
         node = _node_at(arch, self.name, params["position"])
         attribute, value = params["attribute"], params["value"]
         if attribute not in SCALE_VALUES:
-            raise OperationError(f"{self.name}: attribute must be one of {list(SCALE_VALUES)}, got {attribute!r}")
+            raise MoveError(f"{self.name}: attribute must be one of {list(SCALE_VALUES)}, got {attribute!r}")
         value = float(value) if attribute == "rate" else int(value)
         view = _view(arch)
         known = value in SCALE_VALUES[attribute]
         changes = self._changes(view, view.index[node.id], attribute, value) if known else None
         if changes is None:
-            raise OperationError(
+            raise MoveError(
                 f"{self.name}: cannot set {attribute}={value!r} on {node.id!r} ({node.type}): not such a layer, "
                 "already that value, or a layer downstream cannot adapt"
             )
@@ -376,7 +376,7 @@ class Scale(_BuiltinOperation):
 
 
 # ---- remove -------------------------------------------------------------------------------------------
-class Remove(_BuiltinOperation):
+class Remove(_BuiltinMove):
     """Remove the layer at `position`: its consumers read its first input instead (for an add, the main
     branch: the skip branch goes too if nothing else reads it). Admitted when every consumer adapts to
     the new shape (identity-shaped layers always do) and the network's output shape is kept."""
@@ -409,7 +409,7 @@ class Remove(_BuiltinOperation):
 
     def mask(self, arch, param, chosen):
         if param != "position":
-            raise OperationError(f"{self.name} has no parameter {param!r}")
+            raise MoveError(f"{self.name} has no parameter {param!r}")
         view = _view(arch)
         return self._positions(view)
 
@@ -419,7 +419,7 @@ class Remove(_BuiltinOperation):
         view = _view(arch)
         changes = self._changes(view, view.index[node.id])
         if changes is None:
-            raise OperationError(
+            raise MoveError(
                 f"{self.name}: removing {node.id!r} ({node.type}) would break the network: a consumer cannot "
                 "take its input's shape, or the output would change"
             )
@@ -428,10 +428,10 @@ class Remove(_BuiltinOperation):
         return edit.rebuild(arch, changes, rewire={node.id: src}, drop=node.id, output=output)
 
 
-OPERATIONS: tuple[type[Operation], ...] = (InsertConv, InsertAdd, Scale, Remove)
+MOVE_TYPES: tuple[type[MoveType], ...] = (InsertConv, InsertAdd, Scale, Remove)
 
 
 @na_toolkit.hookimpl
-def na_register_operations(registry):
-    for cls in OPERATIONS:
+def na_register_moves(registry):
+    for cls in MOVE_TYPES:
         registry.add(cls())

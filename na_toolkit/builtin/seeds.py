@@ -101,9 +101,21 @@ def mobilenetv2_cifar(
 
 
 SEEDS = (
-    Seed("simple-cnn", "small CNN for 8x8 digits (scikit-learn digits): 2 conv-bn-relu, pool, linear", simple_cnn, "digits"),
-    Seed("resnet-cifar", "ResNet-20 for 32x32 CIFAR: 9 residual blocks with adds, 16/32/64 channels", resnet_cifar, "cifar10"),
-    Seed("mobilenetv2-cifar", "MobileNetV2 for 32x32: depthwise convs, inverted residuals", mobilenetv2_cifar, "cifar10"),
+    Seed(
+        "simple-cnn",
+        "small CNN for 8x8 digits (scikit-learn digits): 2 conv-bn-relu, pool, linear",
+        simple_cnn,
+        "digits",
+    ),
+    Seed(
+        "resnet-cifar",
+        "ResNet-20 for 32x32 CIFAR: 9 residual blocks with adds, 16/32/64 channels",
+        resnet_cifar,
+        "cifar10",
+    ),
+    Seed(
+        "mobilenetv2-cifar", "MobileNetV2 for 32x32: depthwise convs, inverted residuals", mobilenetv2_cifar, "cifar10"
+    ),
 )
 
 

@@ -57,7 +57,7 @@ class RandomSearch(Strategy):
             if len(out) == n:
                 break
             steps = int(ctx.rng.integers(1, self.max_moves + 1))
-            cand = random_walk(ctx.seed_arch, ctx.operations, ctx.rng, steps, origin=self.name)
+            cand = random_walk(ctx.seed_arch, ctx.move_types, ctx.rng, steps, origin=self.name)
             if cand is not None and cand.hash not in seen:
                 seen.add(cand.hash)
                 out.append(cand)
@@ -120,7 +120,7 @@ class RegularizedEvolution(Strategy):
         parent, _ = max((self.population[int(i)] for i in idx), key=lambda m: m[1].reward)
         child = None
         for _ in range(self.tries):
-            step = random_move(parent.arch, ctx.operations, ctx.rng)
+            step = random_move(parent.arch, ctx.move_types, ctx.rng)
             if step is None:
                 return None
             move, arch = step
@@ -139,7 +139,7 @@ class RegularizedEvolution(Strategy):
                 cand = None
                 for _ in range(self.tries):
                     steps = int(ctx.rng.integers(1, self.max_moves + 1))
-                    cand = random_walk(ctx.seed_arch, ctx.operations, ctx.rng, steps, origin=self.name)
+                    cand = random_walk(ctx.seed_arch, ctx.move_types, ctx.rng, steps, origin=self.name)
                     if cand is None or cand.hash not in seen:
                         break
             else:

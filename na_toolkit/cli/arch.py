@@ -27,9 +27,11 @@ PARITY_TOL = 1e-4
 
 # ---- helpers shared with `demo` -----------------------------------------------------------------------
 
+
 def load_architecture(spec: str, toolkit: Toolkit) -> Architecture:
     """An Architecture from a JSON file, an ONNX file or a seed name (in that order of preference)."""
     from ..ir.architecture import Architecture
+
     path = Path(spec)
     if path.exists() or spec.endswith((".json", ".onnx")) or "/" in spec:
         if path.suffix == ".onnx":
@@ -71,19 +73,21 @@ def architecture_json(arch) -> dict[str, Any]:
     nodes = []
     for n in arch.nodes:
         c = arch.cost.per_node[n.id]
-        nodes.append({
-            "id": n.id,
-            "type": n.type,
-            "inputs": list(n.inputs),
-            "attrs": arch.attrs(n.id),
-            "shape": list(arch.shape(n.id)),
-            "params": c.params,
-            "macs": c.macs,
-            "flops": c.flops,
-            "weight_bytes": c.weight_bytes,
-            "input_bytes": c.input_bytes,
-            "output_bytes": c.output_bytes,
-        })
+        nodes.append(
+            {
+                "id": n.id,
+                "type": n.type,
+                "inputs": list(n.inputs),
+                "attrs": arch.attrs(n.id),
+                "shape": list(arch.shape(n.id)),
+                "params": c.params,
+                "macs": c.macs,
+                "flops": c.flops,
+                "weight_bytes": c.weight_bytes,
+                "input_bytes": c.input_bytes,
+                "output_bytes": c.output_bytes,
+            }
+        )
     return {
         "name": arch.name,
         "hash": arch.hash,
@@ -99,8 +103,18 @@ def node_table(arch) -> str:
     rows = []
     for i, n in enumerate(arch.nodes):
         c = arch.cost.per_node[n.id]
-        rows.append([i, n.id, n.type, ",".join(n.inputs), shape_str(arch.shape(n.id)), f"{c.params:,}", f"{c.flops:,}",
-                     compact_attrs(arch, n.id)])
+        rows.append(
+            [
+                i,
+                n.id,
+                n.type,
+                ",".join(n.inputs),
+                shape_str(arch.shape(n.id)),
+                f"{c.params:,}",
+                f"{c.flops:,}",
+                compact_attrs(arch, n.id),
+            ]
+        )
     c = arch.cost
     rows.append(["", "total", "", "", shape_str(arch.output_shape), f"{c.params:,}", f"{c.flops:,}", ""])
     return render_table(["#", "node", "type", "inputs", "shape", "params", "FLOPs", "attrs"], rows, right={0, 5, 6})
@@ -148,21 +162,32 @@ def run_seeds(args: argparse.Namespace) -> int:
     items = []
     for name, seed in toolkit.seeds.items():
         arch = seed.build(toolkit.layer_types)
-        items.append({
-            "name": name,
-            "description": seed.description,
-            "dataset": seed.dataset,
-            "plugin": toolkit.seeds.plugin_of(name),
-            "input_shape": list(arch.input_shape),
-            "output_shape": list(arch.output_shape),
-            "hash": arch.hash,
-            **totals_json(arch),
-        })
+        items.append(
+            {
+                "name": name,
+                "description": seed.description,
+                "dataset": seed.dataset,
+                "plugin": toolkit.seeds.plugin_of(name),
+                "input_shape": list(arch.input_shape),
+                "output_shape": list(arch.output_shape),
+                "hash": arch.hash,
+                **totals_json(arch),
+            }
+        )
     if args.json:
         print(json.dumps({"seeds": items}, indent=2))
         return 0
-    rows = [[s["name"], shape_str(tuple(s["input_shape"])), s["nodes"], f"{s['params']:,}", f"{s['flops'] / 1e6:,.2f}",
-             s["description"]] for s in items]
+    rows = [
+        [
+            s["name"],
+            shape_str(tuple(s["input_shape"])),
+            s["nodes"],
+            f"{s['params']:,}",
+            f"{s['flops'] / 1e6:,.2f}",
+            s["description"],
+        ]
+        for s in items
+    ]
     print(render_table(["seed", "input", "nodes", "params", "MFLOPs", "description"], rows, right={2, 3, 4}))
     return 0
 
@@ -173,12 +198,16 @@ def run_show(args: argparse.Namespace) -> int:
         print(json.dumps(architecture_json(arch), indent=2))
         return 0
     c = arch.cost
-    print(f"{arch.name or args.arch}: input {shape_str(arch.input_shape)} -> output {shape_str(arch.output_shape)}, "
-          f"hash {arch.hash}")
+    print(
+        f"{arch.name or args.arch}: input {shape_str(arch.input_shape)} -> output {shape_str(arch.output_shape)}, "
+        f"hash {arch.hash}"
+    )
     print(node_table(arch))
-    print(f"nodes {len(arch.nodes)}, params {c.params:,}, MACs {c.macs:,}, FLOPs {c.flops:,}, "
-          f"weights {c.weight_bytes / 2**20:.3f} MiB, activations {c.activation_bytes / 2**20:.3f} MiB, "
-          f"peak activation {arch.peak_activation_bytes / 2**20:.3f} MiB (batch 1, fp32)")
+    print(
+        f"nodes {len(arch.nodes)}, params {c.params:,}, MACs {c.macs:,}, FLOPs {c.flops:,}, "
+        f"weights {c.weight_bytes / 2**20:.3f} MiB, activations {c.activation_bytes / 2**20:.3f} MiB, "
+        f"peak activation {arch.peak_activation_bytes / 2**20:.3f} MiB (batch 1, fp32)"
+    )
     return 0
 
 
@@ -218,8 +247,10 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"wrote {args.onnx}: {len(blob):,} bytes, {len(proto.graph.node)} ONNX nodes, opset "
-              f"{result['opset']}, onnx.checker passed")
+        print(
+            f"wrote {args.onnx}: {len(blob):,} bytes, {len(proto.graph.node)} ONNX nodes, opset "
+            f"{result['opset']}, onnx.checker passed"
+        )
         if max_abs_err is not None:
             print(f"ONNX Runtime vs torch: max abs error {max_abs_err:.2e} (tolerance {PARITY_TOL:g})")
     if max_abs_err is not None and not max_abs_err <= PARITY_TOL:
@@ -229,17 +260,27 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     from ..ir.onnx_import import from_onnx
+
     arch = from_onnx(args.model, layer_types=args.toolkit.layer_types)
     problem = _write(args.out, arch.dumps() + "\n")
     if problem:
         return _error(problem)
-    result = {"onnx": args.model, "out": args.out, "name": arch.name, "hash": arch.hash,
-              "input_shape": list(arch.input_shape), "output_shape": list(arch.output_shape), **totals_json(arch)}
+    result = {
+        "onnx": args.model,
+        "out": args.out,
+        "name": arch.name,
+        "hash": arch.hash,
+        "input_shape": list(arch.input_shape),
+        "output_shape": list(arch.output_shape),
+        **totals_json(arch),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"imported {args.model}: {len(arch.nodes)} nodes, params {arch.cost.params:,}, "
-              f"FLOPs {arch.cost.flops:,}, hash {arch.hash} -> {args.out}")
+        print(
+            f"imported {args.model}: {len(arch.nodes)} nodes, params {arch.cost.params:,}, "
+            f"FLOPs {arch.cost.flops:,}, hash {arch.hash} -> {args.out}"
+        )
     return 0
 
 
@@ -261,8 +302,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="static batch dimension (default 1)")
     p.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    p.add_argument("--check", action="store_true",
-                   help="use the torch build's weights and compare ONNX Runtime with torch (exit 2 past 1e-4)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="use the torch build's weights and compare ONNX Runtime with torch (exit 2 past 1e-4)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(_arch_run=run_export)
 

@@ -2,7 +2,7 @@
 
 Calibrates a roofline model of this CPU, measures the seed with ONNX Runtime to set a latency budget, and
 runs the neural-architect search from `simple-cnn` on digits under a 16 MB size budget; prints the Pareto
-table and the run folder (na_toolkit/search/demo.py). With `--operation NAME` it instead gives a quick tour
+table and the run folder (na_toolkit/search/demo.py). With `--move NAME` it instead gives a quick tour
 of moves: applies `--steps` sampled moves of that kind (e.g. a plugin's), exports ONNX and checks parity.
 """
 
@@ -19,12 +19,22 @@ from .command import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", default="simple-cnn", metavar="FILE|SEED", help="starting network (default simple-cnn)")
+    parser.add_argument(
+        "--arch", default="simple-cnn", metavar="FILE|SEED", help="starting network (default simple-cnn)"
+    )
     parser.add_argument("--steps", type=int, default=5, help="moves tour only: moves to apply (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the search (or of the sampled moves)")
-    parser.add_argument("--operation", action="append", metavar="NAME",
-                        help="instead of the search, a moves tour sampling only this move (repeatable)")
-    parser.add_argument("--out", metavar="DIR", help="folder of the run folders (default runs/); the tour keeps its JSON and ONNX there")
+    parser.add_argument(
+        "--move",
+        "--operation",
+        dest="move",
+        action="append",
+        metavar="NAME",
+        help="instead of the search, a moves tour sampling only this move (repeatable)",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="folder of the run folders (default runs/); the tour keeps its JSON and ONNX there"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
@@ -36,14 +46,16 @@ def _say(args: argparse.Namespace, text: str = "") -> None:
 def run(args: argparse.Namespace) -> int:
     """`make demo`: the real hardware-aware search (na_toolkit/search/demo.py, docs/search.md): calibrate
     this CPU, search digits from --arch under 16 MB and a latency budget measured here, print the Pareto
-    table and the run folder (under --out, default runs/). With --operation, the moves tour below instead
+    table and the run folder (under --out, default runs/). With --move, the moves tour below instead
     (a quick look at a move, e.g. a plugin's)."""
-    if args.operation:
+    if args.move:
         return _moves_tour(args)
     from ..search.demo import run_demo
 
     echo = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else None
-    result = run_demo(args.out or "runs", random_seed=args.seed, seed_network=args.arch, echo=echo, toolkit=args.toolkit)
+    result = run_demo(
+        args.out or "runs", random_seed=args.seed, seed_network=args.arch, echo=echo, toolkit=args.toolkit
+    )
     if args.json:
         print(json.dumps(result.summary(), indent=2, default=str))
     return 0
@@ -67,8 +79,8 @@ def _moves_tour(args: argparse.Namespace) -> int:
         print()
 
     start = load_architecture(args.arch, toolkit)
-    names = args.operation or toolkit.operations.names()
-    ops = [toolkit.operations.get(n) for n in names]  # unknown names: UnknownComponentError, exit 2
+    names = args.move or toolkit.moves.names()
+    ops = [toolkit.moves.get(n) for n in names]  # unknown names: UnknownComponentError, exit 2
     rng = np.random.default_rng(args.seed)
     arch = start
     steps = []
@@ -85,8 +97,11 @@ def _moves_tour(args: argparse.Namespace) -> int:
         arch = op.apply(arch, **params)
         steps.append({"operation": op.name, "params": params, "hash": arch.hash, **totals_json(arch)})
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
-        _say(args, f"   step {step}: {op.name}({shown}) -> {len(arch.nodes)} nodes, {arch.params:,} params, "
-                   f"{arch.flops / 1e6:.2f} MFLOPs, hash {arch.hash}")
+        _say(
+            args,
+            f"   step {step}: {op.name}({shown}) -> {len(arch.nodes)} nodes, {arch.params:,} params, "
+            f"{arch.flops / 1e6:.2f} MFLOPs, hash {arch.hash}",
+        )
     result["steps"] = steps
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,8 +126,11 @@ def _moves_tour(args: argparse.Namespace) -> int:
             "parity_max_abs_err": err,
         }
     _say(args, "")
-    _say(args, f"== ONNX export: {len(proto.graph.node)} ONNX nodes, onnx.checker passed, ONNX Runtime vs torch "
-               f"max abs error {err:.2e} (tolerance {PARITY_TOL:g})" + (f", written to {args.out}" if args.out else ""))
+    _say(
+        args,
+        f"== ONNX export: {len(proto.graph.node)} ONNX nodes, onnx.checker passed, ONNX Runtime vs torch "
+        f"max abs error {err:.2e} (tolerance {PARITY_TOL:g})" + (f", written to {args.out}" if args.out else ""),
+    )
 
     before, after = totals_json(start), totals_json(arch)
     result["cost"] = {"before": before, "after": after}
@@ -121,10 +139,25 @@ def _moves_tour(args: argparse.Namespace) -> int:
         print("== cost (batch 1, fp32)")
         rows = []
         for label, a, t in (("start", start, before), ("after moves", arch, after)):
-            rows.append([label, shape_str(a.output_shape), t["nodes"], f"{t['params']:,}", f"{t['macs']:,}",
-                         f"{t['flops']:,}", f"{t['weight_bytes'] / 1024:.1f}", f"{t['peak_activation_bytes'] / 1024:.1f}"])
-        print(render_table(["network", "output", "nodes", "params", "MACs", "FLOPs", "weights KiB", "peak act KiB"],
-                           rows, right={2, 3, 4, 5, 6, 7}))
+            rows.append(
+                [
+                    label,
+                    shape_str(a.output_shape),
+                    t["nodes"],
+                    f"{t['params']:,}",
+                    f"{t['macs']:,}",
+                    f"{t['flops']:,}",
+                    f"{t['weight_bytes'] / 1024:.1f}",
+                    f"{t['peak_activation_bytes'] / 1024:.1f}",
+                ]
+            )
+        print(
+            render_table(
+                ["network", "output", "nodes", "params", "MACs", "FLOPs", "weights KiB", "peak act KiB"],
+                rows,
+                right={2, 3, 4, 5, 6, 7},
+            )
+        )
     else:
         print(json.dumps(result, indent=2, default=str))
     if not err <= PARITY_TOL:
@@ -133,5 +166,11 @@ def _moves_tour(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = (Command("demo", "the main job: a hardware-aware search of digits from simple-cnn on this CPU (--operation: a moves tour)",
-                    configure, run),)
+COMMANDS = (
+    Command(
+        "demo",
+        "the main job: a hardware-aware search of digits from simple-cnn on this CPU (--move: a moves tour)",
+        configure,
+        run,
+    ),
+)

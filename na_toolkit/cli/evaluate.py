@@ -67,9 +67,12 @@ def _architecture_for(spec: str, dataset: Any, toolkit: Toolkit) -> Architecture
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..datasets import get_dataset
     from ..evaluation.torch_trainer import TorchEvaluator
+
     toolkit = args.toolkit
     cls = toolkit.evaluators.get(args.evaluator)
-    options: dict[str, Any] = {opt: getattr(args, flag) for flag, opt in _OPTION_FLAGS.items() if getattr(args, flag) is not None}
+    options: dict[str, Any] = {
+        opt: getattr(args, flag) for flag, opt in _OPTION_FLAGS.items() if getattr(args, flag) is not None
+    }
     if issubclass(cls, TorchEvaluator):
         dataset = get_dataset(args.dataset or "digits", toolkit.datasets, resize=args.resize)
         options.update(dataset=dataset, progress=not args.no_progress)
@@ -97,14 +100,19 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # ---- datasets -------------------------------------------------------------------------------------------
 def _configure_datasets(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sources", nargs="*", metavar="NAME_OR_PATH",
-                   help="datasets to describe (default: every registered one); image folders and .npz files too")
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="NAME_OR_PATH",
+        help="datasets to describe (default: every registered one); image folders and .npz files too",
+    )
     p.add_argument("--resize", type=int, metavar="PX", help="resize image-folder datasets to PX x PX")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def _run_datasets(args: argparse.Namespace) -> int:
     from ..datasets import get_dataset_source
+
     toolkit = args.toolkit
     names = args.sources or toolkit.datasets.names()
     rows = []
@@ -112,13 +120,15 @@ def _run_datasets(args: argparse.Namespace) -> int:
         source = get_dataset_source(name, toolkit.datasets, resize=args.resize)
         descriptor = source.load().descriptor
         plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else "(path)"
-        rows.append({
-            "name": source.name,
-            "description": source.description,
-            "origin": source.origin,
-            "plugin": plugin,
-            "descriptor": descriptor.to_json(),
-        })
+        rows.append(
+            {
+                "name": source.name,
+                "description": source.description,
+                "origin": source.origin,
+                "plugin": plugin,
+                "descriptor": descriptor.to_json(),
+            }
+        )
     if args.json:
         print(json.dumps({"datasets": rows}, indent=2))
         return 0
@@ -127,23 +137,42 @@ def _run_datasets(args: argparse.Namespace) -> int:
     table = []
     for r in rows:
         d = r["descriptor"]
-        table.append([
-            r["name"], d["samples"], d["classes"], shape_str(tuple(d["input_shape"])),
-            f"{d['class_balance_ratio']:.2f}", f"{d['pixel_entropy_bits']:.2f}", f"{d['mean_gradient']:.2f}",
-            f"{d['neighbour_correlation']:.2f}", f"{d['centroid_accuracy']:.2f}",
-        ])
-    print(render_table(
-        ["name", "samples", "classes", "shape", "balance", "entropy_bits", "gradient", "nb_corr", "centroid_acc"],
-        table, right={1, 2, 4, 5, 6, 7, 8},
-    ))
+        table.append(
+            [
+                r["name"],
+                d["samples"],
+                d["classes"],
+                shape_str(tuple(d["input_shape"])),
+                f"{d['class_balance_ratio']:.2f}",
+                f"{d['pixel_entropy_bits']:.2f}",
+                f"{d['mean_gradient']:.2f}",
+                f"{d['neighbour_correlation']:.2f}",
+                f"{d['centroid_accuracy']:.2f}",
+            ]
+        )
+    print(
+        render_table(
+            ["name", "samples", "classes", "shape", "balance", "entropy_bits", "gradient", "nb_corr", "centroid_acc"],
+            table,
+            right={1, 2, 4, 5, 6, 7, 8},
+        )
+    )
     for r in rows:
         print(f"\n{r['name']}: {r['description']} [{r['plugin']}]", file=sys.stdout)
     return 0
 
 
 COMMANDS = (
-    Command("evaluate", "train an architecture on a dataset: valid/test accuracy and training time", _configure_evaluate,
-            _run_evaluate),
-    Command("datasets", "list datasets with their descriptors (size, classes, balance, statistics)", _configure_datasets,
-            _run_datasets),
+    Command(
+        "evaluate",
+        "train an architecture on a dataset: valid/test accuracy and training time",
+        _configure_evaluate,
+        _run_evaluate,
+    ),
+    Command(
+        "datasets",
+        "list datasets with their descriptors (size, classes, balance, statistics)",
+        _configure_datasets,
+        _run_datasets,
+    ),
 )

@@ -1,6 +1,6 @@
 """`na-toolkit predict`: fit a predictor and save it, or predict architectures with a saved one.
 
-    na-toolkit predict fit --target c10_valid_acc_200ep --train 200 --out model.json     # NB201 table rows (--from nb201-table)
+    na-toolkit predict fit --target c10_valid_acc_200ep --train 200 --out model.json     # rows of --from nb201-table
     na-toolkit predict fit --data runs.jsonl --target accuracy --out model.json          # your own data
     na-toolkit predict ARCH [ARCH ...] --model model.json [--json]
 
@@ -30,7 +30,7 @@ def resolve_architecture(spec: Any, toolkit: Toolkit, table: str | None = None) 
     """An Architecture from an IR JSON object, a file, a seed name, `FAMILY:SPEC` of a seed family that
     parses specs (e.g. `nb201:INDEX` or `nb201:|nor_conv_3x3~0|...` with the NAS-Bench-201 plugin), or a
     spec in a family's own form (an NB201 cell string)."""
-    from ..ir.architecture import Architecture  # noqa: F811 (runtime import; the top one is for typing)
+    from ..ir.architecture import Architecture
 
     if isinstance(spec, dict):
         return Architecture.from_json(spec, toolkit.layer_types)
@@ -92,7 +92,7 @@ def _training_data(args: argparse.Namespace) -> tuple[list[Architecture], list[f
     if evaluator.training_rows is None:
         raise ConfigError(
             f"evaluator {args.source!r} holds no table of ground truth to fit on; give --data FILE.jsonl "
-            "(lines of {\"arch\": ..., TARGET: value}) or --from a table evaluator"
+            '(lines of {"arch": ..., TARGET: value}) or --from a table evaluator'
         )
     rows = evaluator.training_rows(args.target, args.train, args.seed, args.toolkit.layer_types, args.table)
     return rows.archs, rows.values, rows.source
@@ -113,8 +113,14 @@ def run_fit(args: argparse.Namespace) -> int:
     doc["target"] = args.target
     doc["source"] = source
     Path(args.out).write_text(json.dumps(doc))
-    summary = {"predictor": model.name, "target": args.target, "samples": len(archs), "fit_s": fit_s,
-               "out": str(args.out), **source}
+    summary = {
+        "predictor": model.name,
+        "target": args.target,
+        "samples": len(archs),
+        "fit_s": fit_s,
+        "out": str(args.out),
+        **source,
+    }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -150,14 +156,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archs", nargs="+", metavar="fit | ARCH", help="`fit`, or architectures to predict")
     parser.add_argument("--model", help="a saved predictor (JSON) to predict with")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--table", default=None, help="a table file for table-backed evaluators and seed families (default: theirs)")
+    parser.add_argument(
+        "--table", default=None, help="a table file for table-backed evaluators and seed families (default: theirs)"
+    )
     fit = parser.add_argument_group("fit")
     fit.add_argument("--predictor", default=None, help="registered predictor name (default: the default predictor)")
-    fit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="predictor parameter (repeatable)")
+    fit.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="predictor parameter (repeatable)"
+    )
     fit.add_argument("--target", default="c10_valid_acc_200ep", help="table column or --data key to learn")
-    fit.add_argument("--from", dest="source", default="nb201-table",
-                     help="evaluator whose table of ground truth gives the rows (without --data; default nb201-table, "
-                          "from the NAS-Bench-201 plugin)")
+    fit.add_argument(
+        "--from",
+        dest="source",
+        default="nb201-table",
+        help="evaluator whose table of ground truth gives the rows (without --data; default nb201-table, "
+        "from the NAS-Bench-201 plugin)",
+    )
     fit.add_argument("--train", type=int, default=200, help="random table rows to fit on (without --data)")
     fit.add_argument("--seed", type=int, default=0, help="which random cells")
     fit.add_argument("--data", default=None, help="JSON Lines training data instead of a table")
@@ -176,4 +190,6 @@ def run(args: argparse.Namespace) -> int:
     return run_predict(args)
 
 
-COMMANDS = (Command("predict", "fit a performance predictor, or predict architectures with a saved one", configure, run),)
+COMMANDS = (
+    Command("predict", "fit a performance predictor, or predict architectures with a saved one", configure, run),
+)

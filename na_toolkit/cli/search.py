@@ -21,7 +21,9 @@ DEFAULT_RUNS = Path("runs")
 
 def _configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="search config (TOML, see docs/search.md); optional with --resume")
-    p.add_argument("--resume", metavar="RUN", help="continue a killed run (its folder): nothing stored is evaluated again")
+    p.add_argument(
+        "--resume", metavar="RUN", help="continue a killed run (its folder): nothing stored is evaluated again"
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as JSON on stdout")
     p.add_argument("--evaluations", type=int, metavar="N", help="ground-truth evaluation budget (overrides the config)")
     p.add_argument("--output", metavar="DIR", help="folder the run folder is made in (overrides the config)")
@@ -56,7 +58,11 @@ def _run_search(args: argparse.Namespace) -> int:
     if args.resume is not None and overrides and args.config is None:
         raise ConfigError("--evaluations/--output/--seed change a run; a resumed run keeps its own config")
     result = run_search(
-        args.config, resume=args.resume, overrides=overrides or None, progress=not args.no_progress, toolkit=args.toolkit
+        args.config,
+        resume=args.resume,
+        overrides=overrides or None,
+        progress=not args.no_progress,
+        toolkit=args.toolkit,
     )
     summary = result.summary()
     if args.json:
@@ -104,7 +110,11 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
     from ..search.outputs import FORMATS
 
     p.add_argument("run", metavar="RUN", help="run folder")
-    p.add_argument("--device", required=True, help="device whose best feasible candidate to export ('all': feasible on every device)")
+    p.add_argument(
+        "--device",
+        required=True,
+        help="device whose best feasible candidate to export ('all': feasible on every device)",
+    )
     p.add_argument("--format", required=True, choices=FORMATS, help="onnx, or torch (state dict + IR JSON)")
     p.add_argument("--out", metavar="PATH", help="output file (default: RUN/best/DEVICE/model.onnx|model.pt)")
 
@@ -114,15 +124,33 @@ def _run_export(args: argparse.Namespace) -> int:
 
     store, summary = _open_run(args.run)
     with store:
-        info = export_best(store, summary, args.device, args.format, Path(args.out) if args.out else None,
-                           layer_types=args.toolkit.layer_types)
+        info = export_best(
+            store,
+            summary,
+            args.device,
+            args.format,
+            Path(args.out) if args.out else None,
+            layer_types=args.toolkit.layer_types,
+        )
     trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
     return 0
 
 
 COMMANDS = (
-    Command("search", "run a hardware-aware architecture search from a TOML config (or --resume a run)", _configure_search, _run_search),
-    Command("report", "print (and rewrite) the markdown report of a finished search run", _configure_report, _run_report),
-    Command("export", "export the best feasible candidate of a run for a device as ONNX or PyTorch", _configure_export, _run_export),
+    Command(
+        "search",
+        "run a hardware-aware architecture search from a TOML config (or --resume a run)",
+        _configure_search,
+        _run_search,
+    ),
+    Command(
+        "report", "print (and rewrite) the markdown report of a finished search run", _configure_report, _run_report
+    ),
+    Command(
+        "export",
+        "export the best feasible candidate of a run for a device as ONNX or PyTorch",
+        _configure_export,
+        _run_export,
+    ),
 )

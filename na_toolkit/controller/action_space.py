@@ -1,7 +1,7 @@
 """The controller's action space, read from the registered moves (no torch here).
 
 An action is one move: which operation, then one value per parameter of that operation, in the order
-`params()` declares them. The space is built from the operations the search enables, so a plugin's move
+`params()` declares them. The space is built from the move_types the search enables, so a plugin's move
 gets its own heads without controller code: every `ParamSpec` becomes a categorical over its choices, and a
 position parameter becomes a pointer over the network's layers.
 """
@@ -15,19 +15,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..moves import MAX_POSITIONS, Operation, ParamSpec
+from ..moves import MAX_POSITIONS, MoveType, ParamSpec
 
 
 @dataclass(frozen=True)
 class ActionSpace:
-    """The enabled operations and their parameter specs, in a fixed order (head i belongs to operation i)."""
+    """The enabled move_types and their parameter specs, in a fixed order (head i belongs to operation i)."""
 
-    operations: tuple[Operation, ...]
+    move_types: tuple[MoveType, ...]
     params: tuple[tuple[ParamSpec, ...], ...]
 
     @classmethod
-    def from_operations(cls, operations: Sequence[Operation]) -> ActionSpace:
-        ops = tuple(operations)
+    def from_move_types(cls, move_types: Sequence[MoveType]) -> ActionSpace:
+        ops = tuple(move_types)
         if not ops:
             raise ConfigError("the controller needs at least one move (search.moves is empty)")
         specs = []
@@ -47,7 +47,7 @@ class ActionSpace:
 
     @property
     def names(self) -> list[str]:
-        return [op.name for op in self.operations]
+        return [op.name for op in self.move_types]
 
     @property
     def has_positions(self) -> bool:
@@ -60,9 +60,9 @@ class ActionSpace:
                 "operation": op.name,
                 "params": [{"name": p.name, "choices": len(p.choices), "position": p.is_position} for p in ps],
             }
-            for op, ps in zip(self.operations, self.params)
+            for op, ps in zip(self.move_types, self.params)
         ]
 
     def applicable(self, arch: Any) -> np.ndarray:
-        """Boolean mask over the operations: True where the operation has at least one valid move."""
-        return np.array([op.is_applicable(arch) for op in self.operations], dtype=bool)
+        """Boolean mask over the move_types: True where the operation has at least one valid move."""
+        return np.array([op.is_applicable(arch) for op in self.move_types], dtype=bool)

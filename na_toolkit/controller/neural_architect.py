@@ -164,7 +164,7 @@ class NeuralArchitectStrategy(Strategy):
             # keeps it), so a plugin's layer type gets its own row
             # tokens are needed once per network (the embedding is cached), so keep few of them
             tokenizer = ArchitectureTokenizer.for_registry(self.context.seed_arch.layer_types, cache_size=256)
-            space = ActionSpace.from_operations(self.context.operations)
+            space = ActionSpace.from_move_types(self.context.move_types)
             self._controller = Controller(
                 tokenizer, space, self._torch_seed, train_embedding=self.train_embedding, lr=self.lr, hidden=self.hidden
             )
@@ -172,11 +172,11 @@ class NeuralArchitectStrategy(Strategy):
 
     # ---- moves -----------------------------------------------------------------------------------------
     def _apply(self, arch: Architecture, move: Move) -> Architecture | None:
-        key = (arch.hash, json.dumps([move.operation, move.params], sort_keys=True, default=str))
+        key = (arch.hash, json.dumps([move.name, move.params], sort_keys=True, default=str))
         child = self._children.get(key)
         if child is not None:
             return child
-        op = next(o for o in self.context.operations if o.name == move.operation)
+        op = next(o for o in self.context.move_types if o.name == move.name)
         try:
             child = op.apply(arch, **move.params)
         except NAToolkitError:
@@ -278,7 +278,7 @@ class NeuralArchitectStrategy(Strategy):
         for start in self._starts(self.explore_episodes):
             cand = start
             for _ in range(self.episode_length):
-                step = random_move(cand.arch, ctx.operations, ctx.rng)
+                step = random_move(cand.arch, ctx.move_types, ctx.rng)
                 if step is None:
                     break
                 move, child = step
@@ -302,7 +302,7 @@ class NeuralArchitectStrategy(Strategy):
             start = self._starts(1)[0]
             walk = random_walk(
                 start.arch,
-                ctx.operations,
+                ctx.move_types,
                 ctx.rng,
                 int(ctx.rng.integers(1, self.episode_length + 1)),
                 origin=f"{self.name}:random",

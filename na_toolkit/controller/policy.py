@@ -73,7 +73,7 @@ class ControllerNet(nn.Module):
         super().__init__()
         self.embedding = NetworkEmbedding(n_types, feature_table_size, token_dim, layer_dim, net_dim)
         self.trunk = nn.Sequential(nn.Linear(net_dim, hidden), nn.Tanh())
-        n_ops = len(space.operations)
+        n_ops = len(space.move_types)
         self.move_head = nn.Linear(hidden, n_ops)
         self.op_context = nn.Embedding(n_ops, ctx_dim)
         self.query = nn.ModuleDict()
@@ -233,7 +233,7 @@ class Controller:
         rng: np.random.Generator | None,
     ):
         """Run the action selector and the parameter heads for a batch of states, sampling the decisions
-        (given=None; masks asked from the operations as values are chosen) or scoring given ones.
+        (given=None; masks asked from the move_types as values are chosen) or scoring given ones.
         Returns (log π(decision) [B], entropy [B], decisions; None where no valid move exists)."""
         b = len(archs)
         lp_move = masked_log_probs(self.net.move_head(z), move_masks)
@@ -247,7 +247,7 @@ class Controller:
         for op in sorted(set(ops)):  # a fixed order, so the RNG draws are a function of the seed
             rows = [i for i in range(b) if ops[i] == op]
             rows_t = torch.tensor(rows)
-            operation = self.space.operations[op]
+            operation = self.space.move_types[op]
             zr = z[rows_t]
             ctx = self.net.op_context.weight[op].expand(len(rows), -1)
             outs_r = [outs[i] for i in rows] if self.net.has_positions else None
@@ -286,7 +286,7 @@ class Controller:
             if dead[i] or not move_masks[i].any():
                 decisions.append(None)
             else:
-                name = self.space.operations[ops[i]].name
+                name = self.space.move_types[ops[i]].name
                 decisions.append(
                     Decision(ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i]))
                 )

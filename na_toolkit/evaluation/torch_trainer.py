@@ -57,8 +57,11 @@ class TorchEvaluator(Evaluator):
         # test accuracy in 15 epochs for every seed tried, a few seconds on 2 CPU cores.
         model_config = ConfigDict(strict=True, allow_inf_nan=False)
 
-        dataset: Any = Field("digits", description="registered name, image folder or .npz path, or a loaded Dataset",
-                             json_schema_extra={"type_name": "str | Dataset"})
+        dataset: Any = Field(
+            "digits",
+            description="registered name, image folder or .npz path, or a loaded Dataset",
+            json_schema_extra={"type_name": "str | Dataset"},
+        )
         epochs: int = Field(15, ge=1, description="passes over the training split")
         batch_size: int = Field(32, ge=1)
         lr: float = Field(0.2, gt=0, description="peak learning rate")
@@ -98,8 +101,13 @@ class TorchEvaluator(Evaluator):
         from ..datasets import get_dataset
 
         o = self.options
-        return get_dataset(o["dataset"], self.datasets, seed=o["split_seed"], valid_fraction=o["valid_fraction"],
-                           test_fraction=o["test_fraction"])
+        return get_dataset(
+            o["dataset"],
+            self.datasets,
+            seed=o["split_seed"],
+            valid_fraction=o["valid_fraction"],
+            test_fraction=o["test_fraction"],
+        )
 
     def check(self, arch: Architecture, dataset=None) -> None:
         """Raise DataError unless `arch` takes the dataset's input shape and outputs one unit per class."""
@@ -134,8 +142,10 @@ class TorchEvaluator(Evaluator):
 
         device = resolve_device(o["device"])
         old_threads = torch.get_num_threads()
-        old_deterministic = (torch.are_deterministic_algorithms_enabled(),
-                             torch.is_deterministic_algorithms_warn_only_enabled())
+        old_deterministic = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         old_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
         if device.type == "cuda":
             # cuBLAS needs this for deterministic matmuls (read when its handle is created)
@@ -197,8 +207,14 @@ class TorchEvaluator(Evaluator):
         best_acc, best_epoch, best_state = -1.0, 0, None
         diverged = False
         label = arch.name or arch.hash
-        bar = tqdm(range(1, int(o["epochs"]) + 1), desc=f"train {label}", unit="epoch", file=sys.stderr,
-                   disable=not o["progress"], leave=False)
+        bar = tqdm(
+            range(1, int(o["epochs"]) + 1),
+            desc=f"train {label}",
+            unit="epoch",
+            file=sys.stderr,
+            disable=not o["progress"],
+            leave=False,
+        )
         for epoch in bar:
             model.train()
             perm = torch.randperm(n, generator=order).to(device)
@@ -224,7 +240,9 @@ class TorchEvaluator(Evaluator):
             train_cpu_s += time.process_time() - c0
             train_loss = float(loss_sum) / max(seen, 1)
             valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
-            history.append({"epoch": epoch, "train_loss": train_loss, "valid_accuracy": valid_acc, "train_time_s": epoch_s})
+            history.append(
+                {"epoch": epoch, "train_loss": train_loss, "valid_accuracy": valid_acc, "train_time_s": epoch_s}
+            )
             if valid_acc >= best_acc:
                 best_acc, best_epoch = valid_acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
@@ -277,8 +295,9 @@ def _optimizer(model, o: dict[str, Any]):
 
     params = model.parameters()
     if o["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], nesterov=o["momentum"] > 0,
-                               weight_decay=o["weight_decay"])
+        return torch.optim.SGD(
+            params, lr=o["lr"], momentum=o["momentum"], nesterov=o["momentum"] > 0, weight_decay=o["weight_decay"]
+        )
     if o["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
     return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"])
@@ -314,5 +333,3 @@ def resolve_device(name: str):
     if name != "cpu":
         raise ConfigError(f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
     return torch.device("cpu")
-
-

@@ -143,7 +143,9 @@ class Architecture:
             lt, lo, hi = info
             inputs = node.inputs
             if not lo <= len(inputs) <= hi:
-                want = f"{lt.min_inputs}" if lt.max_inputs == lt.min_inputs else f"{lt.min_inputs}..{lt.max_inputs or 'n'}"
+                want = (
+                    f"{lt.min_inputs}" if lt.max_inputs == lt.min_inputs else f"{lt.min_inputs}..{lt.max_inputs or 'n'}"
+                )
                 raise ArchitectureError(f"{node.type} takes {want} input(s), got {len(inputs)}", node.id)
             in_shapes = (shapes[inputs[0]],) if len(inputs) == 1 else tuple([shapes[s] for s in inputs])
             akey = node.attrs._k
@@ -309,7 +311,9 @@ class Architecture:
             head = rec.head
             if head is None:
                 # '["type",[[k,v],...]' without its closing bracket; the input positions follow
-                head = rec.head = json.dumps([n.type, sorted(rec.norm.items())], separators=(",", ":"), sort_keys=True)[:-1]
+                head = rec.head = json.dumps([n.type, sorted(rec.norm.items())], separators=(",", ":"), sort_keys=True)[
+                    :-1
+                ]
             inputs = n.inputs
             if len(inputs) == 1:
                 parts.append(f"{head},[{pos[inputs[0]]}]]")

@@ -1,6 +1,6 @@
 """Graph editing for move authors: re-infer shapes downstream of an edit, then rebuild the architecture.
 
-A move (`na_toolkit.moves.Operation`) is a pure function IR -> IR with exact masks. Both halves need the
+A move (`na_toolkit.moves.MoveType`) is a pure function IR -> IR with exact masks. Both halves need the
 same two steps, and this module gives them to built-in and plugin moves alike (docs/moves.md, "Editing
 helpers"):
 

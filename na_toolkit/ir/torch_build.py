@@ -23,7 +23,9 @@ class ArchitectureModule(nn.Module):
         layers = nn.ModuleDict()
         for node in arch.nodes:
             lt = arch.layer_type(node.id)
-            layers[self.key(node.id)] = lt.build_torch(arch.attrs(node.id), arch.in_shapes(node.id), arch.shape(node.id))
+            layers[self.key(node.id)] = lt.build_torch(
+                arch.attrs(node.id), arch.in_shapes(node.id), arch.shape(node.id)
+            )
             self._plan.append((node.id, self.key(node.id), node.inputs))
         self.layers = layers
         self._output = arch.output

@@ -1,8 +1,10 @@
-"""The move protocol: an `Operation` edits an Architecture, purely (IR -> IR).
+"""The move protocol: a `MoveType` (a kind of move, registered through `na_register_moves`, as a
+`LayerType` is a kind of node) edits an Architecture, purely (IR -> IR); a `Move` is one chosen move: the
+move type's name and its parameter values.
 
-Each operation declares an ordered parameter space (`params()`); the controller samples one parameter at a
+Each move type declares an ordered parameter space (`params()`); the controller samples one parameter at a
 time, each from a categorical over that parameter's `choices`, with `mask(arch, param, chosen)` removing the
-values that admit no valid completion given the parameters already chosen. The invariant every operation
+values that admit no valid completion given the parameters already chosen. The invariant every move type
 keeps: a full assignment whose every value was admitted by its mask applies without error.
 Position parameters index `arch.nodes` (topological order); positions past the end are masked.
 """
@@ -14,9 +16,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import OperationError
-from ..registry import Registry
+from ..errors import MoveError
 from ..ir.architecture import Architecture
+from ..registry import Registry
 
 #: Position parameters have this many choices; an architecture's nodes beyond it cannot be edited.
 MAX_POSITIONS = 128
@@ -38,7 +40,7 @@ class ParamSpec:
         return len(self.choices)
 
 
-class Operation:
+class MoveType:
     """Base class of a move. Subclasses set `name`, `description`, implement `params`, `mask`, `apply`."""
 
     name: ClassVar[str] = ""
@@ -53,7 +55,7 @@ class Operation:
         raise NotImplementedError
 
     def apply(self, arch: Architecture, **params: Any) -> Architecture:
-        """A new Architecture with the move applied; `arch` is never changed. OperationError if invalid."""
+        """A new Architecture with the move applied; `arch` is never changed. MoveError if invalid."""
         raise NotImplementedError
 
     # ---- derived helpers ----------------------------------------------------------------------------
@@ -61,7 +63,7 @@ class Operation:
         for p in self.params():
             if p.name == name:
                 return p
-        raise OperationError(f"operation {self.name!r} has no parameter {name!r}")
+        raise MoveError(f"move {self.name!r} has no parameter {name!r}")
 
     def masks(self, arch: Architecture, **chosen: Any) -> dict[str, np.ndarray]:
         """The mask of the next parameter not in `chosen` (the valid values now), keyed by its name."""
@@ -86,38 +88,44 @@ class Operation:
         return chosen
 
     def check(self, arch: Architecture, params: dict[str, Any]) -> None:
-        """Raise OperationError naming the first parameter whose value the mask does not admit."""
+        """Raise MoveError naming the first parameter whose value the mask does not admit."""
         chosen: dict[str, Any] = {}
         names = [p.name for p in self.params()]
         unknown = set(params) - set(names)
         if unknown:
-            raise OperationError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; expected {names}")
+            raise MoveError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; expected {names}")
         for p in self.params():
             if p.name not in params:
-                raise OperationError(f"{self.name}: missing parameter {p.name!r}")
+                raise MoveError(f"{self.name}: missing parameter {p.name!r}")
             value = params[p.name]
             try:
                 i = p.choices.index(value)
             except ValueError:
-                raise OperationError(f"{self.name}: {p.name}={value!r} is not one of the choices") from None
+                raise MoveError(f"{self.name}: {p.name}={value!r} is not one of the choices") from None
             if not self.mask(arch, p.name, chosen)[i]:
-                raise OperationError(f"{self.name}: {p.name}={value!r} is not valid for this architecture")
+                raise MoveError(f"{self.name}: {p.name}={value!r} is not valid for this architecture")
             chosen[p.name] = value
 
     def __repr__(self) -> str:
-        return f"<Operation {self.name}>"
+        return f"<MoveType {self.name}>"
 
 
 @dataclass(frozen=True)
 class Move:
-    """A chosen move: operation name + parameters (what the controller and the store record)."""
+    """A chosen move: the name of its move type + parameters (what the controller and the store record).
+    Its JSON keeps the key "operation" for the name (the stored format of runs, profiles and checkpoints
+    written before the names were unified)."""
 
-    operation: str
+    name: str
     params: dict[str, Any]
 
-    def apply(self, arch: Architecture, operations: Registry[Operation]) -> Architecture:
-        """Apply this move to `arch`, looking its operation up in `operations` (`toolkit.operations`)."""
-        return operations.get(self.operation).apply(arch, **self.params)
+    def apply(self, arch: Architecture, move_types: Registry[MoveType]) -> Architecture:
+        """Apply this move to `arch`, looking its move type up in `move_types` (`toolkit.moves`)."""
+        return move_types.get(self.name).apply(arch, **self.params)
 
     def to_json(self) -> dict[str, Any]:
-        return {"operation": self.operation, "params": dict(self.params)}
+        return {"operation": self.name, "params": dict(self.params)}
+
+
+#: the former name of `MoveType`, kept so third-party moves written against it keep working
+Operation = MoveType

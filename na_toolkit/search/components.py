@@ -24,7 +24,7 @@ from .strategy import SearchContext, Strategy
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
-    from ..moves import Operation
+    from ..moves import MoveType
     from ..predictors.base import Predictor
     from ..timemodels.base import TimeModel
     from ..toolkit import Toolkit
@@ -37,7 +37,7 @@ class Components:
     config: SearchConfig
     toolkit: Toolkit
     seed_arch: Architecture
-    operations: list[Operation]
+    move_types: list[MoveType]
     #: device name -> the time model that scores candidates on it
     time_models: dict[str, TimeModel]
     #: device name -> the measuring time model that gives evaluated candidates their ground truth
@@ -77,8 +77,8 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     unresolved config is resolved against `toolkit` first."""
     config = resolve_config(config, toolkit)
     seed_arch = build_seed(config, toolkit)
-    names = list(config.search.moves or toolkit.operations.names())
-    operations = [toolkit.operations.get(n) for n in names]
+    names = list(config.search.moves or toolkit.moves.names())
+    move_types = [toolkit.moves.get(n) for n in names]
     time_models = {d.name: _time_model(toolkit, d, "time_model") for d in config.devices}
     measures = {d.name: _time_model(toolkit, d, "measure") for d in config.devices if d.measure is not None}
     evaluator_options = _evaluator_options(config)
@@ -87,8 +87,14 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     for target in targets:
         _new_predictor(config, toolkit, target)  # validates the options now, not after the first round
     return Components(
-        config=config, toolkit=toolkit, seed_arch=seed_arch, operations=operations, time_models=time_models,
-        measures=measures, evaluator_options=evaluator_options, predictor_targets=targets,
+        config=config,
+        toolkit=toolkit,
+        seed_arch=seed_arch,
+        move_types=move_types,
+        time_models=time_models,
+        measures=measures,
+        evaluator_options=evaluator_options,
+        predictor_targets=targets,
         executor=_executor(config, toolkit),  # last: a Ray executor connects to its cluster
         selection=toolkit.selection.to_json(),
     )

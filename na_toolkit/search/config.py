@@ -300,8 +300,8 @@ def resolve_config(config: SearchConfig, toolkit: Toolkit) -> SearchConfig:
     _build_seed(seed_network, toolkit)  # a seed that fails validation is refused before anything runs
     if config.search.moves is not None:
         for move in config.search.moves:
-            if move not in toolkit.operations:
-                raise ConfigError("search.moves: " + _unknown("move", move, toolkit.operations.names()))
+            if move not in toolkit.moves:
+                raise ConfigError("search.moves: " + _unknown("move", move, toolkit.moves.names()))
     dataset = _resolve_paths({"dataset": config.dataset}, base)["dataset"] if config.dataset is not None else None
 
     strategy = config.strategy

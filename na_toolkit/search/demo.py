@@ -54,8 +54,8 @@ def run_demo(
 ) -> SearchResult:
     """Run the demo search into a new run folder under `out_dir`; returns the `SearchResult`. Like
     `run_search`, an entry point: without `toolkit` it uses the process default (`get_toolkit()`)."""
-    from ..plugins import get_toolkit
     from ..errors import ConfigError
+    from ..plugins import get_toolkit
     from ..timemodels import get_time_model
     from ..timemodels.calibrate import calibrate_hardware
     from ..timemodels.hwmodel import save_hardware_model
@@ -99,9 +99,10 @@ def run_demo(
     seed_est = measure.estimate(seed, dev.batch_size)
     roofline = get_time_model(dev.time_model.name, tk, **{**dev.time_model_options(), "device": str(hw_path)})
     budget_ms = latency_factor * seed_est.latency_ms
+    roofline_ms = roofline.estimate(seed, dev.batch_size).latency_ms
     say(
         f"   {cfg.seed_network}: {seed_est.latency_ms:.4f} ms measured (p10 {seed_est.latency_p10_ms:.4f}, "
-        f"p90 {seed_est.latency_p90_ms:.4f}); calibrated roofline says {roofline.estimate(seed, dev.batch_size).latency_ms:.4f} ms; "
+        f"p90 {seed_est.latency_p90_ms:.4f}); calibrated roofline says {roofline_ms:.4f} ms; "
         f"{seed.cost.model_size_bytes / 1e3:.1f} kB of weights"
     )
     say(f"   budgets: latency <= {budget_ms:.4f} ms ({latency_factor} x the seed), model size <= 16 MB")
@@ -111,19 +112,24 @@ def run_demo(
     latency = cpu.setdefault("budgets", {}).get("latency_ms")
     cpu["budgets"]["latency_ms"] = {**(latency if isinstance(latency, dict) else {}), "limit": budget_ms}
 
-    say(f"== 3/3  searching: {cfg.evaluations} ground-truth evaluations ({cfg.evaluator.name} on {cfg.dataset}, "
-        f"{cfg.evaluator.options.get('epochs', '?')} epochs each), strategy {cfg.strategy.name}")
+    say(
+        f"== 3/3  searching: {cfg.evaluations} ground-truth evaluations ({cfg.evaluator.name} on {cfg.dataset}, "
+        f"{cfg.evaluator.options.get('epochs', '?')} epochs each), strategy {cfg.strategy.name}"
+    )
     result = run_search(doc, run_dir=run_dir, progress=progress, toolkit=tk)
     summary = result.summary()
     say("")
-    say(f"Pareto set ({len(summary['pareto'])} of {len(summary['evaluated'])} evaluated; accuracy, size, latency on this CPU):")
+    shown = f"{len(summary['pareto'])} of {len(summary['evaluated'])} evaluated"
+    say(f"Pareto set ({shown}; accuracy, size, latency on this CPU):")
     say(pareto_table(summary))
     say("")
     for line in outcome_lines(summary):
         say(line)
     c = result.counters
-    say(f"paid: {c.evaluations} evaluations, {c.measurements} measurements; computed: {c.predictor_calls} predictions, "
-        f"{c.time_model_calls} roofline estimates, {c.candidates_scored} candidates scored")
+    say(
+        f"paid: {c.evaluations} evaluations, {c.measurements} measurements; computed: {c.predictor_calls} predictions, "
+        f"{c.time_model_calls} roofline estimates, {c.candidates_scored} candidates scored"
+    )
     say(f"demo took {time.perf_counter() - started:.0f} s")
     say(f"run folder: {run_dir}")
     return result

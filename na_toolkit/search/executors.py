@@ -242,12 +242,17 @@ class LocalExecutor(Executor):
         model_config = ConfigDict(strict=True)
 
         workers: int = Field(1, ge=1, description="worker processes (1: tasks run in this process)")
-        threads_per_worker: int | None = Field(None, ge=1, description="CPU threads per worker (default: cores/workers)")
+        threads_per_worker: int | None = Field(
+            None, ge=1, description="CPU threads per worker (default: cores/workers)"
+        )
         max_retries: int = Field(1, ge=0, description="resubmissions of a task whose worker died")
 
     def __init__(self, workers: int = 1, threads_per_worker: int | None = None, max_retries: int = 1):
-        validate_options(self.Options, {"workers": workers, "threads_per_worker": threads_per_worker,
-                                        "max_retries": max_retries}, "executor.options")
+        validate_options(
+            self.Options,
+            {"workers": workers, "threads_per_worker": threads_per_worker, "max_retries": max_retries},
+            "executor.options",
+        )
         super().__init__(workers=workers, threads_per_worker=threads_per_worker, max_retries=max_retries)
         self.workers = workers
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
@@ -261,7 +266,9 @@ class LocalExecutor(Executor):
 
             # spawn, not fork: a forked copy of a process that already runs torch threads can deadlock
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
                 initargs=(self.threads,),
             )
         return self._pool

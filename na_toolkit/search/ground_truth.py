@@ -49,8 +49,9 @@ class GroundTruth:
         return list(self.evaluated.values())
 
     def observed(self, target: str) -> list[float]:
-        return [e.score.metrics[target] for e in self.evaluated.values()
-                if target in e.score.metrics and e.error is None]
+        return [
+            e.score.metrics[target] for e in self.evaluated.values() if target in e.score.metrics and e.error is None
+        ]
 
     # ---- measurements ----------------------------------------------------------------------------------
     def measure(self, dev: DeviceSpec, arch: Architecture, which: str) -> dict[str, Any]:
@@ -63,8 +64,14 @@ class GroundTruth:
         if doc is not None:
             self.counters.measurements_replayed += 1
             return doc
-        task = Task("measure", arch.to_json(), comp.name, dev.time_model_options(which), dev.batch_size,
-                    selection=self.components.selection)
+        task = Task(
+            "measure",
+            arch.to_json(),
+            comp.name,
+            dev.time_model_options(which),
+            dev.batch_size,
+            selection=self.components.selection,
+        )
         result = self.components.executor.run([task], exclusive=True)[0]
         if not result.ok or result.value is None:
             raise TimeModelError(f"device {dev.name}: {comp.name} failed on {arch.hash}: {result.error}")
@@ -100,8 +107,14 @@ class GroundTruth:
                 todo.append(i)
         options = self.components.evaluator_options
         tasks = [
-            Task("evaluate", cands[i].arch.to_json(), self.config.evaluator.name, options,
-                 keep_weights=self.config.search.keep_weights, selection=self.components.selection)
+            Task(
+                "evaluate",
+                cands[i].arch.to_json(),
+                self.config.evaluator.name,
+                options,
+                keep_weights=self.config.search.keep_weights,
+                selection=self.components.selection,
+            )
             for i in todo
         ]
 
@@ -170,8 +183,10 @@ class GroundTruth:
             try:
                 state = pred.to_json()
             except (AttributeError, NotImplementedError):
-                state = {"predictor": self.config.predictors[target].name,
-                         "params": {k: v for k, v in pred.get_params().items() if _jsonable(v)}}
+                state = {
+                    "predictor": self.config.predictors[target].name,
+                    "params": {k: v for k, v in pred.get_params().items() if _jsonable(v)},
+                }
             state["trained_on"] = [h for h, e in self.evaluated.items() if e.error is None]
             self.store.save_checkpoint(round, f"predictor:{target}", state)
 

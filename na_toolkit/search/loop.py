@@ -50,7 +50,7 @@ from .summary import Counters, Evaluated, SearchResult, summarize
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
-    from ..moves import Operation
+    from ..moves import MoveType
     from ..store.base import RunStore
     from ..toolkit import Toolkit
 
@@ -69,7 +69,7 @@ class LoopContext:
         self._scorer = loop.scorer
         self._truth = loop.ground_truth
         self.seed_arch: Architecture = loop.components.seed_arch
-        self.operations: Sequence[Operation] = loop.components.operations
+        self.move_types: Sequence[MoveType] = loop.components.move_types
         self.rng: np.random.Generator = loop.rng
         self.config = loop.config
         self.objectives = loop.config.objectives
@@ -232,15 +232,23 @@ class SearchLoop:
         )
         if screened:
             limits = ", ".join(f"{b.metric} <= {b.limit:g}" for b in self.scorer.screened_budgets)
-            reason += (f"; {screened} proposals broke a hard budget ({limits}) and were "
-                       "dropped before evaluation: the budget may be out of reach from this seed")
+            reason += (
+                f"; {screened} proposals broke a hard budget ({limits}) and were "
+                "dropped before evaluation: the budget may be out of reach from this seed"
+            )
         return reason
 
     def result(self, run_dir: Path, reason: str, elapsed_s: float) -> SearchResult:
         """The result of the finished run (see `summarize`)."""
         return summarize(
-            self.config, self.ground_truth.history, run_id=self.store.run_id, run_dir=run_dir, stop_reason=reason,
-            seed_hash=self.seed_arch.hash, counters=self.counters, elapsed_s=elapsed_s,
+            self.config,
+            self.ground_truth.history,
+            run_id=self.store.run_id,
+            run_dir=run_dir,
+            stop_reason=reason,
+            seed_hash=self.seed_arch.hash,
+            counters=self.counters,
+            elapsed_s=elapsed_s,
             warnings=self.warnings + self.ground_truth.warnings,
         )
 
@@ -290,8 +298,9 @@ def _discard_store(store: SQLiteRunStore) -> None:
         Path(f"{store.path}{suffix}").unlink(missing_ok=True)
 
 
-def _open_resumed(resume: str | Path, config: Any, overrides: Mapping[str, Any] | None,
-                  toolkit: Toolkit) -> tuple[SearchConfig, Path, SQLiteRunStore]:
+def _open_resumed(
+    resume: str | Path, config: Any, overrides: Mapping[str, Any] | None, toolkit: Toolkit
+) -> tuple[SearchConfig, Path, SQLiteRunStore]:
     """The config, folder and store of the run to resume; a ConfigError when `config` (if given) is not the
     config the run was started with."""
     out_dir = load_config(config, overrides=overrides, toolkit=toolkit).output if config is not None else None
@@ -395,8 +404,11 @@ def run_search(
             except NAToolkitError:
                 pass
             if own_store and store.count_evaluations():
-                print(f"na-toolkit: the run keeps its {store.count_evaluations()} evaluations; continue it with "
-                      f"`na-toolkit search --resume {folder}`", file=sys.stderr)
+                print(
+                    f"na-toolkit: the run keeps its {store.count_evaluations()} evaluations; continue it with "
+                    f"`na-toolkit search --resume {folder}`",
+                    file=sys.stderr,
+                )
         raise
     finally:
         if store is not None and own_store:

@@ -64,8 +64,12 @@ def _rows(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> tuple
         rows.append(
             [e["arch_hash"], e["origin"], str(len(e["moves"]))]
             + [_cell(k, m.get(k)) for k, _ in cols]
-            + [f"{e['reward']:.4f}", "yes" if e["feasible"] else "no",
-               ", ".join(d for d, x in _best_entries(summary).items() if x and x["arch_hash"] == e["arch_hash"]) or "-"]
+            + [
+                f"{e['reward']:.4f}",
+                "yes" if e["feasible"] else "no",
+                ", ".join(d for d, x in _best_entries(summary).items() if x and x["arch_hash"] == e["arch_hash"])
+                or "-",
+            ]
         )
     return header, rows
 
@@ -135,17 +139,25 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         "",
     ]
     if summary["budgets"]:
-        lines.append(markdown_table(
-            ["metric", "limit", "weight", "hard"],
-            [[b["metric"], f"{b['limit']:.6g}", f"{b['weight']:.3g}", "yes" if b["hard"] else "no"]
-             for b in summary["budgets"]],
-        ))
+        lines.append(
+            markdown_table(
+                ["metric", "limit", "weight", "hard"],
+                [
+                    [b["metric"], f"{b['limit']:.6g}", f"{b['weight']:.3g}", "yes" if b["hard"] else "no"]
+                    for b in summary["budgets"]
+                ],
+            )
+        )
     else:
         lines.append("(none: accuracy alone)")
     lines += ["", "## Best feasible candidate per device", ""]
     lines += [f"- {line}" for line in outcome_lines(summary)]
-    lines += ["", "## Pareto set (accuracy, model size, latency per device)", "",
-              markdown_table(*_rows(summary, summary["pareto"]))]
+    lines += [
+        "",
+        "## Pareto set (accuracy, model size, latency per device)",
+        "",
+        markdown_table(*_rows(summary, summary["pareto"])),
+    ]
     if summary["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     if summary.get("outputs"):
@@ -173,13 +185,26 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
         front = [p for p in pts if p[2]["arch_hash"] in pareto]
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=30, c="tab:blue", label="Pareto set")
         seed = [p for p in pts if p[2]["origin"] == "seed"]
-        ax.scatter([p[0] for p in seed], [p[1] for p in seed], s=60, marker="s", facecolors="none", edgecolors="k",
-                   label="seed")
+        ax.scatter(
+            [p[0] for p in seed],
+            [p[1] for p in seed],
+            s=60,
+            marker="s",
+            facecolors="none",
+            edgecolors="k",
+            label="seed",
+        )
         device = metric.partition("@")[2]
         best = summary["best"].get(device) if device else summary["best_overall"]
         if best is not None and metric in best["metrics"]:
-            ax.scatter([best["metrics"][metric]], [100 * best["metrics"]["accuracy"]], s=160, marker="*", c="tab:red",
-                       label="best feasible")
+            ax.scatter(
+                [best["metrics"][metric]],
+                [100 * best["metrics"]["accuracy"]],
+                s=160,
+                marker="*",
+                c="tab:red",
+                label="best feasible",
+            )
         if metric in limits:
             ax.axvline(limits[metric], ls="--", c="tab:red", lw=1, label="budget")
         xs = [p[0] for p in pts] + ([limits[metric]] if metric in limits else [])
@@ -233,7 +258,12 @@ def export_candidate(
 
 
 def export_best(
-    store: RunStore, summary: Mapping[str, Any], device: str, fmt: str, out: Path | None = None, *,
+    store: RunStore,
+    summary: Mapping[str, Any],
+    device: str,
+    fmt: str,
+    out: Path | None = None,
+    *,
     layer_types: LayerTypeRegistry,
 ) -> dict[str, Any]:
     """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or

@@ -30,7 +30,9 @@ def dominates(a: Mapping[str, float], b: Mapping[str, float], objectives: Sequen
 def pareto_front(points: Sequence[Mapping[str, float]], objectives: Sequence[Objective]) -> list[int]:
     """Indices of the non-dominated points, in their given order. Points equal in every objective are all
     kept (neither dominates the other)."""
-    return [i for i, p in enumerate(points) if not any(dominates(q, p, objectives) for j, q in enumerate(points) if j != i)]
+    return [
+        i for i, p in enumerate(points) if not any(dominates(q, p, objectives) for j, q in enumerate(points) if j != i)
+    ]
 
 
 def search_objectives(devices: Sequence[str]) -> list[Objective]:

@@ -77,15 +77,15 @@ class Scorer:
         tm = self.components.time_model(dev, which)
         if getattr(tm, "measures", False):
             if self.truth is None:
-                raise ConfigError(f"device {dev.name}: a measuring time model needs the ground truth of a run "
-                                  "(a scorer built without one cannot measure)")
+                raise ConfigError(
+                    f"device {dev.name}: a measuring time model needs the ground truth of a run "
+                    "(a scorer built without one cannot measure)"
+                )
             doc = self.truth.measure(dev, arch, which)
         else:
             doc = asdict(tm.estimate(arch, dev.batch_size))
             self.counters.time_model_calls += 1
-        metrics = {
-            device_metric(m, dev.name): float(doc[m]) for m in ESTIMATE_METRICS if doc.get(m) is not None
-        }
+        metrics = {device_metric(m, dev.name): float(doc[m]) for m in ESTIMATE_METRICS if doc.get(m) is not None}
         self._estimates[key] = metrics
         return metrics
 
@@ -146,7 +146,8 @@ class Scorer:
         out = []
         for i, arch in enumerate(archs):
             metrics: dict[str, float] = {
-                "accuracy": float(acc[i]), "model_size_bytes": float(arch.cost.model_size_bytes)
+                "accuracy": float(acc[i]),
+                "model_size_bytes": float(arch.cost.model_size_bytes),
             }
             if train is not None:
                 metrics["train_time_s"] = float(train[0][i])
@@ -159,8 +160,12 @@ class Scorer:
             r = compute_reward(metrics, self.config.budgets, self.config.objectives)
             up = 0.0
             if acc_std[i] > 0:  # the reward's spread from the accuracy's: one std up, through the reward function
-                up = compute_reward({**metrics, "accuracy": float(acc[i] + acc_std[i])}, self.config.budgets,
-                                    self.config.objectives).reward - r.reward
+                up = (
+                    compute_reward(
+                        {**metrics, "accuracy": float(acc[i] + acc_std[i])}, self.config.budgets, self.config.objectives
+                    ).reward
+                    - r.reward
+                )
             out.append(Score(r.reward, metrics, r.feasible, max(up, 0.0), real=False, violations=r.violations))
         return out
 

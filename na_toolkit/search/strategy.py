@@ -34,7 +34,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.architecture import Architecture
-    from ..moves import Move, Operation
+    from ..moves import Move, MoveType
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class SearchContext(Protocol):
     """What the loop offers a strategy."""
 
     seed_arch: Architecture
-    operations: Sequence[Operation]
+    move_types: Sequence[MoveType]
     rng: np.random.Generator
 
     def score(self, archs: Sequence[Architecture]) -> list[Score]:
@@ -109,14 +109,14 @@ class Strategy:
 
 
 def random_move(
-    arch: Architecture, operations: Sequence[Operation], rng: np.random.Generator, tries: int = 8
+    arch: Architecture, move_types: Sequence[MoveType], rng: np.random.Generator, tries: int = 8
 ) -> tuple[Move, Architecture] | None:
     """One random valid move on `arch`: an operation drawn uniformly among those applicable, its parameters
     drawn uniformly among the values its masks admit. None when no operation applies."""
     from ..errors import NAToolkitError
     from ..moves import Move
 
-    applicable = [op for op in operations if op.is_applicable(arch)]
+    applicable = [op for op in move_types if op.is_applicable(arch)]
     for _ in range(tries):
         if not applicable:
             return None
@@ -135,13 +135,13 @@ def random_move(
 
 
 def random_walk(
-    start: Architecture, operations: Sequence[Operation], rng: np.random.Generator, steps: int, origin: str = ""
+    start: Architecture, move_types: Sequence[MoveType], rng: np.random.Generator, steps: int, origin: str = ""
 ) -> Candidate | None:
     """A candidate `steps` random moves away from `start` (fewer when a dead end is reached; None if no
     move applies at all)."""
     arch, moves, parent = start, [], None
     for _ in range(steps):
-        step = random_move(arch, operations, rng)
+        step = random_move(arch, move_types, rng)
         if step is None:
             break
         parent = arch.hash

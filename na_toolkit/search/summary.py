@@ -71,11 +71,19 @@ class Evaluated:
 
     def to_json(self, with_arch: bool = False) -> dict[str, Any]:
         out = {
-            "seq": self.seq, "round": self.round, "arch_hash": self.hash, "name": self.candidate.arch.name,
-            "origin": self.candidate.origin, "parent": self.candidate.parent,
-            "moves": [m.to_json() for m in self.candidate.moves], "reward": self.score.reward,
-            "feasible": self.score.feasible, "feasible_for": dict(self.feasible_for),
-            "violations": list(self.score.violations), "metrics": dict(self.score.metrics), "error": self.error,
+            "seq": self.seq,
+            "round": self.round,
+            "arch_hash": self.hash,
+            "name": self.candidate.arch.name,
+            "origin": self.candidate.origin,
+            "parent": self.candidate.parent,
+            "moves": [m.to_json() for m in self.candidate.moves],
+            "reward": self.score.reward,
+            "feasible": self.score.feasible,
+            "feasible_for": dict(self.feasible_for),
+            "violations": list(self.score.violations),
+            "metrics": dict(self.score.metrics),
+            "error": self.error,
         }
         if with_arch:
             out["arch"] = self.candidate.arch.to_json()
@@ -120,13 +128,24 @@ class SearchResult:
             return None if h is None else self.get(h).to_json()
 
         return {
-            "run_id": self.run_id, "run_dir": str(self.run_dir), "status": self.status,
-            "stop_reason": self.stop_reason, "seed_hash": self.seed_hash, "devices": self.devices,
-            "best": {d: entry(h) for d, h in self.best.items()}, "best_overall": entry(self.best_overall),
-            "infeasible": dict(self.infeasible), "pareto": [entry(h) for h in self.pareto],
-            "evaluated": [e.to_json() for e in self.evaluated], "counters": asdict(self.counters),
-            "elapsed_s": self.elapsed_s, "warnings": list(self.warnings), "outputs": dict(self.outputs),
-            "budgets": list(self.budgets), "strategy": self.strategy, "evaluation_budget": self.evaluation_budget,
+            "run_id": self.run_id,
+            "run_dir": str(self.run_dir),
+            "status": self.status,
+            "stop_reason": self.stop_reason,
+            "seed_hash": self.seed_hash,
+            "devices": self.devices,
+            "best": {d: entry(h) for d, h in self.best.items()},
+            "best_overall": entry(self.best_overall),
+            "infeasible": dict(self.infeasible),
+            "pareto": [entry(h) for h in self.pareto],
+            "evaluated": [e.to_json() for e in self.evaluated],
+            "counters": asdict(self.counters),
+            "elapsed_s": self.elapsed_s,
+            "warnings": list(self.warnings),
+            "outputs": dict(self.outputs),
+            "budgets": list(self.budgets),
+            "strategy": self.strategy,
+            "evaluation_budget": self.evaluation_budget,
             "config": self.config,
         }
 
@@ -157,11 +176,24 @@ def summarize(
         if (best_overall if d == "all" else best[d]) is None:
             infeasible[d] = why_infeasible(config, ok, None if d == "all" else d)
     return SearchResult(
-        run_id=run_id, run_dir=run_dir, status="finished", stop_reason=stop_reason, seed_hash=seed_hash,
-        devices=devices, evaluated=evaluated, pareto=[e.hash for e in evaluated if e.hash in archive], best=best,
-        best_overall=best_overall, infeasible=infeasible, counters=replace(counters), elapsed_s=elapsed_s,
-        config=config.to_json(), warnings=list(warnings), budgets=[asdict(b) for b in config.budgets],
-        strategy=config.strategy.name, evaluation_budget=config.evaluations,
+        run_id=run_id,
+        run_dir=run_dir,
+        status="finished",
+        stop_reason=stop_reason,
+        seed_hash=seed_hash,
+        devices=devices,
+        evaluated=evaluated,
+        pareto=[e.hash for e in evaluated if e.hash in archive],
+        best=best,
+        best_overall=best_overall,
+        infeasible=infeasible,
+        counters=replace(counters),
+        elapsed_s=elapsed_s,
+        config=config.to_json(),
+        warnings=list(warnings),
+        budgets=[asdict(b) for b in config.budgets],
+        strategy=config.strategy.name,
+        evaluation_budget=config.evaluations,
     )
 
 
@@ -171,8 +203,16 @@ def _best_of(rows: list[Evaluated], device: str | None = None) -> str | None:
     if not rows:
         return None
     lat = f"latency_ms@{device}"
-    top = max(rows, key=lambda e: (e.score.metrics["accuracy"], e.score.reward, -e.score.metrics.get(lat, 0.0),
-                                   -e.score.metrics["model_size_bytes"], -e.seq))
+    top = max(
+        rows,
+        key=lambda e: (
+            e.score.metrics["accuracy"],
+            e.score.reward,
+            -e.score.metrics.get(lat, 0.0),
+            -e.score.metrics["model_size_bytes"],
+            -e.seq,
+        ),
+    )
     return top.hash
 
 
@@ -190,9 +230,11 @@ def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | 
     closest = min(ok, key=overshoot)
     parts = [
         f"{b.metric} {closest.score.metrics[b.metric]:.6g} > budget {b.limit:.6g}"
-        for b in budgets if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
+        for b in budgets
+        if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
     ]
     return (
         f"no candidate of {len(ok)} evaluated meets the budgets of {where}; the closest ({closest.hash}) has "
-        + "; ".join(parts) + ". Loosen the budget or start from a smaller seed network"
+        + "; ".join(parts)
+        + ". Loosen the budget or start from a smaller seed network"
     )

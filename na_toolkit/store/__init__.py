@@ -7,6 +7,13 @@ from .memory import MemoryRunStore
 from .sqlite import SQLiteRunStore
 
 __all__ = [
-    "SCHEMA_VERSION", "STORE_FILE", "EvaluationRecord", "MemoryRunStore", "RunRecord", "RunStore", "SQLiteRunStore",
-    "decode_state", "encode_state",
+    "SCHEMA_VERSION",
+    "STORE_FILE",
+    "EvaluationRecord",
+    "MemoryRunStore",
+    "RunRecord",
+    "RunStore",
+    "SQLiteRunStore",
+    "decode_state",
+    "encode_state",
 ]

@@ -67,8 +67,9 @@ class MemoryRunStore:
         if status not in STATUSES:
             raise StoreError(f"unknown run status {status!r}")
         r = self._run
-        self._run = RunRecord(r.run_id, r.config, status, r.created_s, time.time(),
-                              _plain(result) if result is not None else None)
+        self._run = RunRecord(
+            r.run_id, r.config, status, r.created_s, time.time(), _plain(result) if result is not None else None
+        )
 
     # ---- evaluations --------------------------------------------------------------------------------
     def add_evaluation(
@@ -86,14 +87,23 @@ class MemoryRunStore:
         architecture was already evaluated in this run (never pay twice)."""
         if arch_hash in self._evaluations:
             raise StoreError(f"architecture {arch_hash} is already evaluated in run {self.run_id}")
-        rec = EvaluationRecord(len(self._evaluations), round, arch_hash, _plain(arch_json), _copy(metrics),
-                               _copy(result), error, float(eval_time_s))
+        rec = EvaluationRecord(
+            len(self._evaluations),
+            round,
+            arch_hash,
+            _plain(arch_json),
+            _copy(metrics),
+            _copy(result),
+            error,
+            float(eval_time_s),
+        )
         self._evaluations[arch_hash] = rec
         for target, value in (targets or {}).items():
             self._predictor_data.setdefault(target, {})[arch_hash] = float(value)
         # what the SQLite store returns from add_evaluation: the documents as given (not read back)
-        return EvaluationRecord(rec.seq, round, arch_hash, dict(arch_json), dict(metrics), dict(result), error,
-                                float(eval_time_s))
+        return EvaluationRecord(
+            rec.seq, round, arch_hash, dict(arch_json), dict(metrics), dict(result), error, float(eval_time_s)
+        )
 
     def evaluations(self) -> list[EvaluationRecord]:
         """Every evaluation of the run, in the order they were stored."""

@@ -204,8 +204,16 @@ class SQLiteRunStore:
             self._conn.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    self.run_id, arch_hash, seq, round, dumps(dict(arch_json)), dumps(dict(metrics)),
-                    dumps(dict(result)), error, float(eval_time_s), time.time(),
+                    self.run_id,
+                    arch_hash,
+                    seq,
+                    round,
+                    dumps(dict(arch_json)),
+                    dumps(dict(metrics)),
+                    dumps(dict(result)),
+                    error,
+                    float(eval_time_s),
+                    time.time(),
                 ),
             )
             for target, value in (targets or {}).items():
@@ -219,9 +227,14 @@ class SQLiteRunStore:
 
     def _record(self, row: tuple) -> EvaluationRecord:
         return EvaluationRecord(
-            seq=row[0], round=row[1], arch_hash=row[2], arch_json=json.loads(row[3]),
-            metrics=from_json_value(json.loads(row[4])), result=from_json_value(json.loads(row[5])),
-            error=row[6], eval_time_s=row[7],
+            seq=row[0],
+            round=row[1],
+            arch_hash=row[2],
+            arch_json=json.loads(row[3]),
+            metrics=from_json_value(json.loads(row[4])),
+            result=from_json_value(json.loads(row[5])),
+            error=row[6],
+            eval_time_s=row[7],
         )
 
     _EVAL_COLS = "seq, round, arch_hash, arch_json, metrics_json, result_json, error, eval_time_s"

@@ -42,7 +42,7 @@ from .profile import (
     utc_now,
 )
 from .profile_plan import DEFAULT_SEEDS, KERNEL_SETTINGS, NETWORK_SETTINGS, RUNTIMES, ProfileOptions, make_time_model
-from .sampling import Variant, all_operations, load_seed, plain, random_move, random_variants
+from .sampling import Variant, all_move_types, load_seed, plain, random_move, random_variants
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -374,14 +374,14 @@ class ProfileBuilder:
                     known.add(k2.key)
                     new_kernels.append((k2, arch))
         # networks: one random move away from the worst-predicted networks
-        operations = all_operations(self.toolkit)
+        move_types = all_move_types(self.toolkit)
         hashes = prof.network_hashes()
         by_hash = {n.hash: n for n in prof.networks}
         new_nets: list[Variant] = []
         for h, _err in sorted(network_err, key=lambda kv: -kv[1])[:n_networks]:
             net = by_hash[h]
             arch = Architecture.from_json(net.arch, layer_types=lt)
-            step = random_move(arch, rng, operations) if operations else None
+            step = random_move(arch, rng, move_types) if move_types else None
             if step is None:
                 continue
             op_name, params, child = step
@@ -424,7 +424,7 @@ class ProfileBuilder:
         seeds = {s: load_seed(s, self.toolkit) for s in o.seeds}
         rng = np.random.default_rng(o.rng_seed)
         variants = random_variants(
-            seeds, o.samples, rng, o.max_moves, operations=all_operations(self.toolkit), max_flops=o.max_flops
+            seeds, o.samples, rng, o.max_moves, move_types=all_move_types(self.toolkit), max_flops=o.max_flops
         )
         self._reference = max(seeds.values(), key=lambda a: a.flops)
 

@@ -17,7 +17,7 @@ from ..errors import NAToolkitError, UnknownComponentError
 from ..ir.architecture import Architecture
 
 if TYPE_CHECKING:
-    from ..moves import Operation
+    from ..moves import MoveType
     from ..toolkit import Toolkit
 
 
@@ -40,18 +40,18 @@ def load_seed(seed: str, toolkit: Toolkit) -> Architecture:
     raise UnknownComponentError("seed network (name or architecture JSON file)", seed, toolkit.seeds.names())
 
 
-def all_operations(toolkit: Toolkit) -> list[Operation]:
+def all_move_types(toolkit: Toolkit) -> list[MoveType]:
     """Every move registered in `toolkit`, in registration order (the order sampling draws from)."""
-    return [toolkit.operations.get(n) for n in toolkit.operations.names()]
+    return [toolkit.moves.get(n) for n in toolkit.moves.names()]
 
 
 def random_move(
-    arch: Architecture, rng: np.random.Generator, operations: Sequence[Operation], tries: int = 8
+    arch: Architecture, rng: np.random.Generator, move_types: Sequence[MoveType], tries: int = 8
 ) -> tuple[str, dict[str, Any], Architecture] | None:
     """One random valid move: an operation drawn uniformly, its parameters by the operation's own
     `sample` (which respects its masks). None when no operation applies."""
     for _ in range(tries):
-        op = operations[int(rng.integers(len(operations)))]
+        op = move_types[int(rng.integers(len(move_types)))]
         try:
             params = op.sample(arch, rng)
             if params is None:
@@ -68,13 +68,13 @@ def random_variants(
     rng: np.random.Generator,
     max_moves: int = 6,
     *,
-    operations: Sequence[Operation],
+    move_types: Sequence[MoveType],
     exclude: Iterable[str] = (),
     include_seeds: bool = True,
     max_flops: float | None = None,
 ) -> list[Variant]:
     """`count` distinct networks: the seeds themselves (if include_seeds) and random move sequences of
-    1..max_moves of the `operations` (e.g. `all_operations(toolkit)`) from a seed drawn in turn. Hashes in
+    1..max_moves of the `move_types` (e.g. `all_move_types(toolkit)`) from a seed drawn in turn. Hashes in
     `exclude` are skipped."""
     seen = set(exclude)
     out: list[Variant] = []
@@ -91,8 +91,8 @@ def random_variants(
         name = names[attempts % len(names)]
         arch = seeds[name]
         moves: list[dict[str, Any]] = []
-        for _ in range(int(rng.integers(1, max_moves + 1)) if operations else 0):
-            step = random_move(arch, rng, operations)
+        for _ in range(int(rng.integers(1, max_moves + 1)) if move_types else 0):
+            step = random_move(arch, rng, move_types)
             if step is None:
                 break
             op_name, params, arch = step

@@ -18,7 +18,7 @@ def na_register_layer_types(registry):
 
 
 @na_toolkit.hookimpl
-def na_register_operations(registry):
+def na_register_moves(registry):
     from .move import InsertSqueezeExcite
 
     registry.add(InsertSqueezeExcite())

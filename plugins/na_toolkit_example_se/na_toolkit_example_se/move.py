@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from na_toolkit.errors import OperationError
+from na_toolkit.errors import MoveError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import Attrs, Node
-from na_toolkit.moves import MAX_POSITIONS, Operation, ParamSpec
+from na_toolkit.moves import MAX_POSITIONS, MoveType, ParamSpec
 
 LAYER = "squeeze_excite"
 
 
-class InsertSqueezeExcite(Operation):
+class InsertSqueezeExcite(MoveType):
     name = "insert_se"
     description = "insert a squeeze-and-excitation block after a feature-map layer (Hu et al. 2018)"
     REDUCTIONS = (4, 8, 16)
@@ -46,10 +46,10 @@ class InsertSqueezeExcite(Operation):
         if param == "reduction":
             channels = arch.shape(arch.nodes[chosen["position"]].id)[0]
             return np.array([r <= channels for r in self.REDUCTIONS], dtype=bool)
-        raise OperationError(f"{self.name}: no parameter {param!r}")
+        raise MoveError(f"{self.name}: no parameter {param!r}")
 
     def apply(self, arch, **params):
-        self.check(arch, params)  # raises OperationError naming the first inadmissible value
+        self.check(arch, params)  # raises MoveError naming the first inadmissible value
         target = arch.nodes[params["position"]]
         se = Node(arch.new_id("se"), LAYER, Attrs(reduction=params["reduction"]), (target.id,))
         # the block keeps the shape, so nothing downstream changes: every consumer of the target (and the

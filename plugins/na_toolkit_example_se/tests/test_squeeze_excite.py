@@ -14,7 +14,7 @@ import torch
 
 import na_toolkit_example_se
 from na_toolkit.cli.arch import onnx_parity_max_abs_err
-from na_toolkit.errors import OperationError, ShapeError
+from na_toolkit.errors import MoveError, ShapeError
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.onnx_import import from_onnx
 from na_toolkit.plugins import load_toolkit
@@ -37,7 +37,7 @@ def se_net(toolkit, reduction=4, channels=16):
 def test_plugin_registers_its_layer_and_move(toolkit):
     info = toolkit.plugins["na_toolkit_example_se"]
     assert info.error is None
-    assert info.registered == {"layer_types": ["squeeze_excite"], "operations": ["insert_se"]}
+    assert info.registered == {"layer_types": ["squeeze_excite"], "moves": ["insert_se"]}
 
 
 def test_shape_cost_and_torch_agree(toolkit):
@@ -66,7 +66,7 @@ def test_onnx_matches_torch(toolkit, reduction):
 
 
 def test_mask_admits_exactly_the_moves_that_apply(toolkit):
-    op = toolkit.operations.get("insert_se")
+    op = toolkit.moves.get("insert_se")
     arch = toolkit.seed("simple-cnn")
     before = arch.to_json()
     positions = op.mask(arch, "position", {})
@@ -80,13 +80,13 @@ def test_mask_admits_exactly_the_moves_that_apply(toolkit):
                 assert se.type == "squeeze_excite" and se.inputs == (arch.nodes[i].id,)
                 assert len(new.nodes) == len(arch.nodes) + 1
             else:
-                with pytest.raises(OperationError):
+                with pytest.raises(MoveError):
                     op.apply(arch, position=i, reduction=r)
     assert arch.to_json() == before  # apply never mutates its input
 
 
 def test_sampled_moves_export_and_match_torch(toolkit):
-    op = toolkit.operations.get("insert_se")
+    op = toolkit.moves.get("insert_se")
     arch = toolkit.seed("simple-cnn")
     rng = np.random.default_rng(0)
     for _ in range(3):

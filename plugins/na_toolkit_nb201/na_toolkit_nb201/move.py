@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from na_toolkit.errors import OperationError
+from na_toolkit.errors import MoveError
 from na_toolkit.ir.architecture import Architecture
-from na_toolkit.moves import Operation, ParamSpec
+from na_toolkit.moves import MoveType, ParamSpec
 
 from .space import N_EDGES, OPS, cell_string, nb201_architecture, nb201_cell_of, parse_cell
 
 
-class SetEdgeOp(Operation):
+class SetEdgeOp(MoveType):
     name = "set_edge_op"
     description = "NAS-Bench-201: set the operation of cell edge 0..5 (the same cell in all 15 positions)"
 
@@ -33,7 +33,7 @@ class SetEdgeOp(Operation):
                 return np.zeros(len(OPS), dtype=bool)
             current = parse_cell(cell)[chosen["edge"]]
             return np.array([op != current for op in OPS])
-        raise OperationError(f"{self.name}: no parameter {param!r}; expected edge, op")
+        raise MoveError(f"{self.name}: no parameter {param!r}; expected edge, op")
 
     def apply(self, arch: Architecture, **params: Any) -> Architecture:
         self.check(arch, params)

@@ -38,7 +38,7 @@ def na_register_seeds(registry):
 
 
 @na_toolkit.hookimpl
-def na_register_operations(registry):
+def na_register_moves(registry):
     registry.add(SetEdgeOp())
 
 
