@@ -20,6 +20,23 @@ from na_toolkit.toolkit import Toolkit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: the hardware models the toolkit ships (hwmodels/*.toml), by name
+SHIPPED_HARDWARE_MODELS = frozenset(
+    {
+        "v100-sxm2",
+        "a100-sxm4",
+        "h100-sxm",
+        "h200-sxm",
+        "l4",
+        "t4",
+        "rtx-4090",
+        "jetson-agx-orin",
+        "jetson-orin-nano",
+        "raspberry-pi-4",
+        "x86-cpu",
+    }
+)
+
 
 @functools.cache
 def default_toolkit() -> Toolkit:

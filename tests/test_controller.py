@@ -15,12 +15,12 @@ import torch
 import na_toolkit
 from conftest import default_toolkit
 from na_toolkit.controller.action_space import ActionSpace
-from na_toolkit.controller.neural_architect import NeuralArchitectStrategy
 from na_toolkit.controller.policy import Controller
 from na_toolkit.embedding import ArchitectureTokenizer
 from na_toolkit.errors import ConfigError
 from na_toolkit.moves import MoveType, ParamSpec
 from na_toolkit.plugins import load_toolkit
+from na_toolkit.search.neural_architect import NeuralArchitectStrategy
 from na_toolkit.search.strategy import Score
 
 BUILTIN_MOVES = ("insert_conv", "insert_add", "scale", "remove")

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import SHIPPED_HARDWARE_MODELS
 from na_toolkit.machine import gpu_names
 from na_toolkit.timemodels.hwmodel import read_hardware_model
 
-SHIPPED = [
-    "v100-sxm2",
-    "a100-sxm4",
-    "h100-sxm",
-    "h200-sxm",
-    "l4",
-    "t4",
-    "rtx-4090",
-    "jetson-agx-orin",
-    "jetson-orin-nano",
-    "raspberry-pi-4",
-    "x86-cpu",
-]
+SHIPPED = sorted(SHIPPED_HARDWARE_MODELS)
 
 
 def test_list_shows_every_shipped_model(run_cli):

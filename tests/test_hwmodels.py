@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import default_toolkit
+from conftest import SHIPPED_HARDWARE_MODELS, default_toolkit
 from na_toolkit.builtin.hardware import HWMODELS_PATH_ENV, shipped_folder
 from na_toolkit.errors import HardwareError
 from na_toolkit.plugins import load_toolkit
@@ -31,19 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: the hardware registry hardware model names are looked up in
 HW = default_toolkit().hardware
 SHIPPED = known_hardware_models(HW)
-REQUIRED = {
-    "v100-sxm2",
-    "a100-sxm4",
-    "h100-sxm",
-    "h200-sxm",
-    "l4",
-    "t4",
-    "rtx-4090",
-    "jetson-agx-orin",
-    "jetson-orin-nano",
-    "raspberry-pi-4",
-    "x86-cpu",
-}
+REQUIRED = SHIPPED_HARDWARE_MODELS
 
 GOOD = """\
 # a comment is for the reader only: citations are data, in `about` and [sources]

@@ -95,7 +95,7 @@ def test_unknown_device_or_strategy_is_a_clear_error():
 
 
 def test_neural_architect_is_registered_by_the_builtin_plugin():
-    from na_toolkit.controller.neural_architect import NeuralArchitectStrategy
+    from na_toolkit.search.neural_architect import NeuralArchitectStrategy
 
     assert default_toolkit().strategies.get("neural-architect") is NeuralArchitectStrategy
     assert Path(nb201_search.__file__).name == "nb201_search.py"

@@ -4,6 +4,7 @@ pickle, uncertainty shape, bad input), a learning sanity check on NB201 rows, fe
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -213,6 +214,26 @@ def test_load_rejects_corrupt_and_foreign_documents(tmp_path, data):
         load_predictor(path, default_toolkit())
     with pytest.raises(DataError, match="cannot read"):
         load_predictor(tmp_path / "missing.json", default_toolkit())
+
+
+def test_saved_predictor_file_is_validated_by_its_document_model(tmp_path, data):
+    """Every field of a saved predictor is checked before anything is built: unknown keys, types, and the
+    parameters against the predictor's Options model (the same ranges a search config gets)."""
+    archs, y = data
+    good = fast("random-forest").fit(archs, y).to_json()
+    path = tmp_path / "p.json"
+    cases = {
+        "saved predictor.n_trian: unknown key. Did you mean 'saved predictor.n_train'": {"n_trian": 3},
+        "saved predictor.n_train": {"n_train": "abc"},
+        "saved predictor.predictor": {"predictor": "x" * 300},
+        "saved predictor 'random-forest': params.n_estimators": {"params": {**good["params"], "n_estimators": -5}},
+    }
+    for message, change in cases.items():
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(DataError, match=re.escape(message)):
+            load_predictor(path, default_toolkit())
+    path.write_text(json.dumps(good))
+    assert load_predictor(path, default_toolkit()).n_train_ == len(archs)
 
 
 def test_neural_predictor_multi_output_heads(data):

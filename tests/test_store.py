@@ -58,6 +58,33 @@ def test_sqlite_store_is_wal(tmp_path):
     conn.close()
 
 
+@pytest.mark.parametrize(
+    ("table", "column", "value", "message"),
+    [
+        ("evaluations", "metrics_json", '{"accuracy": 0.9', "metrics is not readable JSON"),
+        ("evaluations", "metrics_json", '{"accuracy": "high"}', "metrics.accuracy"),
+        ("evaluations", "eval_time_s", "soon", "eval_time_s"),
+        ("runs", "config_json", "\x00garbage", "stored config is not readable JSON"),
+        ("runs", "status", "paused", "status"),
+    ],
+)
+def test_a_damaged_store_row_is_one_store_error_naming_it(tmp_path, table, column, value, message):
+    """Records read back from SQLite are checked by their (pydantic) types: a store copied while it was
+    written, or edited by hand, is a StoreError naming what is wrong, never a traceback deep in a report."""
+    arch = get_seed("simple-cnn")
+    s = SQLiteRunStore.create(tmp_path / STORE_FILE, "run-1", {"evaluations": 3})
+    s.add_evaluation(arch.hash, arch.to_json(), {"accuracy": 0.9}, {"valid_accuracy": 0.9}, round=0, eval_time_s=1.0)
+    s.close()
+    conn = sqlite3.connect(tmp_path / STORE_FILE)
+    conn.execute(f"UPDATE {table} SET {column} = ?", (value,))
+    conn.commit()
+    conn.close()
+    again = SQLiteRunStore.open(tmp_path)
+    with pytest.raises(StoreError, match=message):
+        again.run() if table == "runs" else again.evaluations()
+    again.close()
+
+
 def test_evaluations_round_trip_in_order_and_never_twice(store, tmp_path):
     arch = get_seed("simple-cnn")
     rec = store.add_evaluation(

@@ -1,7 +1,7 @@
 """Built-in datasets plugin: scikit-learn's digits (offline, the embedded default).
 
-User data (numpy arrays, `.npz` files, image folders) needs no registration: `get_dataset(path)` and the CLI's
-`--dataset PATH` read it directly; a plugin can register it by name with
+User data (numpy arrays, `.npz` files, image folders) needs no registration: `get_dataset(path, None)` (a path
+needs no registry) and the CLI's `--dataset PATH` read it directly; a plugin can register it by name with
 `registry.add(dataset_from_image_folder(path, name="mydata"))`.
 """
 

@@ -1,6 +1,6 @@
 """Built-in strategies plugin: `random` (random walks of moves from the seed), `evolution` (regularized
 evolution, Real et al. 2019) and `neural-architect` (the RL controller, default; its class lives in
-na_toolkit/controller/neural_architect.py).
+na_toolkit/search/neural_architect.py).
 
 All of them draw every random number from `context.rng`, so a search is a deterministic function of its
 seed and of the ground truth it is served (what `--resume` relies on).
@@ -192,9 +192,9 @@ def na_register_strategies(registry):
     # The Neural Architect controller (helper H4b) registers here once its module exists; until then the
     # default strategy falls back to `evolution` (see na_toolkit/search/config.py).
     try:
-        from na_toolkit.controller.neural_architect import NeuralArchitectStrategy
+        from na_toolkit.search.neural_architect import NeuralArchitectStrategy
     except ModuleNotFoundError as exc:
-        if exc.name != "na_toolkit.controller.neural_architect":
+        if exc.name != "na_toolkit.search.neural_architect":
             raise
     else:
         registry.add(NeuralArchitectStrategy)

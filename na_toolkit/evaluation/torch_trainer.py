@@ -32,8 +32,9 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
 from .. import validation
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, HardwareError
 from ..ir.architecture import Architecture
+from ..machine import parse_device
 from ..validation import validate_options
 from .base import EvaluationResult, Evaluator
 
@@ -314,22 +315,24 @@ def _accuracy(model, x, y: np.ndarray, batch: int) -> float:
     return float(np.mean(np.concatenate(predicted) == y))
 
 
-def resolve_device(name: str):
-    """A torch.device for "cpu", "cuda", "cuda:N" or "auto"; ConfigError when CUDA is asked for and absent."""
+def resolve_device(name: str) -> Any:
+    """A torch.device for "cpu", "cuda", "cuda:N" or "auto"; ConfigError when CUDA is asked for and absent.
+    The name is parsed by the one device parser (`na_toolkit.machine.parse_device`)."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {name!r} was asked for but torch sees no CUDA device (torch {torch.__version__}, "
-                f"torch.cuda.is_available() is False); use device 'cpu' or 'auto'"
-            )
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return dev
-    if name != "cpu":
-        raise ConfigError(f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
-    return torch.device("cpu")
+    try:
+        spec = parse_device(name)
+    except HardwareError:
+        raise ConfigError(f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+    if not spec.is_cuda:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {name!r} was asked for but torch sees no CUDA device (torch {torch.__version__}, "
+            f"torch.cuda.is_available() is False); use device 'cpu' or 'auto'"
+        )
+    if spec.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return torch.device("cuda", spec.index)

@@ -20,18 +20,38 @@ import json
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from ..errors import DataError, NotFittedError
+from ..validation import Document, validate
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
 
 #: version of the saved-predictor document; bump on incompatible change
 PREDICTOR_SCHEMA_VERSION = 1
+
+
+class PredictorFile(Document):
+    """A saved predictor (`Predictor.to_json`, `na-toolkit predict fit --out`): what the model is and its
+    learned state as data (no pickle). `target` and `source` are what `predict fit` learned and from where."""
+
+    schema_version: Literal[1]
+    kind: Literal["na_toolkit.predictor"]
+    predictor: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]+$")
+    class_: str = Field(default="", alias="class", max_length=300)
+    params: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, Any] = Field(default_factory=dict)
+    n_train: int = Field(default=0, ge=0, strict=True)
+    state: dict[str, Any]
+    target: str | None = None
+    source: dict[str, Any] | None = None
+
+
 _VERSIONED_LIBRARIES = ("na-toolkit", "numpy", "scikit-learn", "scipy", "torch")
 
 
@@ -181,12 +201,13 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
                 "not a saved na_toolkit predictor (expected a JSON object with kind 'na_toolkit.predictor')"
             )
         version = doc.get("schema_version")
-        if version != PREDICTOR_SCHEMA_VERSION:
+        if version != PREDICTOR_SCHEMA_VERSION or type(version) is not int:
             raise DataError(
-                f"saved predictor has schema version {version}, this na_toolkit reads {PREDICTOR_SCHEMA_VERSION}; "
-                "refit it with this version"
+                f"saved predictor has schema version {version!r}, this na_toolkit reads "
+                f"{PREDICTOR_SCHEMA_VERSION}; refit it with this version"
             )
-        name = doc.get("predictor")
+        file = validate(PredictorFile, doc, "saved predictor", error=DataError)
+        name = file.predictor
         klass: type[Predictor]
         if cls is Predictor or not cls.name:
             if toolkit is None:
@@ -199,17 +220,20 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
             if name != cls.name:
                 raise DataError(f"saved predictor is {name!r}, not {cls.name!r}")
             klass = cls
+        options = getattr(klass, "Options", None)
+        if options is not None:  # the saved parameters get the same checks as a config's (types, ranges)
+            validate(options, file.params, f"saved predictor {name!r}: params", error=DataError)
         try:
-            model = klass(**doc.get("params", {}))
+            model = klass(**file.params)
         except TypeError as exc:
             raise DataError(f"saved predictor {name!r} has parameters this version does not take: {exc}") from None
         try:
-            model._state_from_json(doc["state"])
+            model._state_from_json(file.state)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"saved predictor {name!r} has a corrupt state: {type(exc).__name__}: {exc}") from None
-        model.n_train_ = int(doc.get("n_train", 0))
+        model.n_train_ = file.n_train
         return model
 
     @classmethod

@@ -14,17 +14,22 @@ checkpoint kind keeps its latest `keep` rounds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from ..errors import StoreError
+from ..validation import format_validation_error
 
 SCHEMA_VERSION = 1
 STORE_FILE = "store.sqlite"
 STATUSES = ("running", "finished", "failed")
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True)
 class EvaluationRecord:
     """One ground-truth evaluation as stored. `error` is set when the evaluation failed (it still counts
     against the budget and is never retried)."""
@@ -39,14 +44,30 @@ class EvaluationRecord:
     eval_time_s: float
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True)
 class RunRecord:
+    """The run: its config document, status and (once finished) its result document."""
+
     run_id: str
     config: dict[str, Any]
-    status: str
+    status: Literal["running", "finished", "failed"]
     created_s: float
     updated_s: float
     result: dict[str, Any] | None
+
+
+R = TypeVar("R")
+
+
+def validated(record: Callable[..., R], **fields: Any) -> R:
+    """A run record built from a store's row, its fields checked by the record's (pydantic) types; a
+    row that does not fit (a damaged or tampered store) is a `StoreError` naming the field."""
+    try:
+        return record(**fields)
+    except ValidationError as exc:
+        raise StoreError(
+            f"a stored {getattr(record, '__name__', 'record')} is damaged: {format_validation_error(exc)}"
+        ) from None
 
 
 class RunStore(Protocol):

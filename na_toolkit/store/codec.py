@@ -62,9 +62,17 @@ def dumps(doc: Any) -> str:
     return json.dumps(to_json_value(doc), sort_keys=True)
 
 
-def loads(text: str | bytes) -> Any:
-    """A document read back from its stored JSON text."""
-    return from_json_value(json.loads(text))
+def loads(text: str | bytes, what: str = "a stored document", decode: bool = True) -> Any:
+    """A document read back from its stored JSON text (`decode=False`: plain JSON, no value codec). Text
+    that is not JSON (a store copied while it was written, a damaged file) is a `StoreError` naming `what`."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise StoreError(
+            f"{what} is not readable JSON ({type(exc).__name__}: {str(exc)[:80]}); the store may be damaged or "
+            "was copied while a search wrote it"
+        ) from None
+    return from_json_value(doc) if decode else doc
 
 
 def _holds_tensor(value: Any) -> bool:
@@ -90,9 +98,18 @@ def encode_state(state: Any) -> tuple[str, bytes]:
 
 def decode_state(fmt: str, blob: bytes) -> Any:
     if fmt == "json":
-        return from_json_value(json.loads(blob))
+        return loads(blob, "a stored checkpoint")
     if fmt == "torch":
+        import pickle
+
         import torch
 
-        return torch.load(io.BytesIO(blob), weights_only=True)
+        try:
+            return torch.load(io.BytesIO(blob), weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            # weights_only refuses anything but tensors and plain containers: a blob holding other pickled
+            # objects, or a truncated one, ends here
+            raise StoreError(
+                f"a stored checkpoint is not a readable tensor state ({type(exc).__name__}: {str(exc)[:80]})"
+            ) from None
     raise StoreError(f"unknown checkpoint format {fmt!r} (this toolkit reads json and torch)")

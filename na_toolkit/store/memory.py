@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from .base import STATUSES, EvaluationRecord, RunRecord
+from .base import STATUSES, EvaluationRecord, RunRecord, validated
 from .codec import decode_state, dumps, encode_state, loads
 
 
@@ -67,8 +67,15 @@ class MemoryRunStore:
         if status not in STATUSES:
             raise StoreError(f"unknown run status {status!r}")
         r = self._run
-        self._run = RunRecord(
-            r.run_id, r.config, status, r.created_s, time.time(), _plain(result) if result is not None else None
+        result_doc = _plain(result) if result is not None else None
+        self._run = validated(
+            RunRecord,
+            run_id=r.run_id,
+            config=r.config,
+            status=status,
+            created_s=r.created_s,
+            updated_s=time.time(),
+            result=result_doc,
         )
 
     # ---- evaluations --------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ one raises `StoreError`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -22,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord
-from .codec import decode_state, dumps, encode_state, from_json_value
+from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord, validated
+from .codec import decode_state, dumps, encode_state, loads
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "EvaluationRecord", "RunRecord", "SQLiteRunStore"]
 
@@ -168,7 +167,11 @@ class SQLiteRunStore:
             "SELECT run_id, config_json, status, created_s, updated_s, result_json FROM runs WHERE run_id=?",
             (self.run_id,),
         )
-        return RunRecord(row[0], json.loads(row[1]), row[2], row[3], row[4], json.loads(row[5]) if row[5] else None)
+        result = loads(row[5], "the run's stored result", decode=False) if row[5] else None
+        config = loads(row[1], "the run's stored config", decode=False)
+        return validated(
+            RunRecord, run_id=row[0], config=config, status=row[2], created_s=row[3], updated_s=row[4], result=result
+        )
 
     def set_status(self, status: str, result: Mapping[str, Any] | None = None) -> None:
         if status not in STATUSES:
@@ -226,13 +229,15 @@ class SQLiteRunStore:
         )
 
     def _record(self, row: tuple) -> EvaluationRecord:
-        return EvaluationRecord(
+        what = f"the stored evaluation {row[2]!r}"
+        return validated(
+            EvaluationRecord,
             seq=row[0],
             round=row[1],
             arch_hash=row[2],
-            arch_json=json.loads(row[3]),
-            metrics=from_json_value(json.loads(row[4])),
-            result=from_json_value(json.loads(row[5])),
+            arch_json=loads(row[3], f"{what}: architecture", decode=False),
+            metrics=loads(row[4], f"{what}: metrics"),
+            result=loads(row[5], f"{what}: result"),
             error=row[6],
             eval_time_s=row[7],
         )
@@ -278,7 +283,7 @@ class SQLiteRunStore:
             "AND settings=?",
             (self.run_id, arch_hash, device, time_model, settings),
         )
-        return from_json_value(json.loads(rows[0][0])) if rows else None
+        return loads(rows[0][0], f"the stored measurement of {arch_hash} on {device}") if rows else None
 
     def count_measurements(self) -> int:
         return self._read("SELECT COUNT(*) FROM measurements WHERE run_id=?", (self.run_id,))[0][0]
@@ -353,7 +358,7 @@ class SQLiteRunStore:
 
     def artifact(self, name: str) -> dict[str, Any] | None:
         rows = self._read("SELECT doc_json FROM artifacts WHERE run_id=? AND name=?", (self.run_id, name))
-        return from_json_value(json.loads(rows[0][0])) if rows else None
+        return loads(rows[0][0], f"the stored artifact {name!r}") if rows else None
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from cachetools import LRUCache
@@ -33,8 +33,11 @@ from .. import validation
 from ..errors import NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
-from ..search.strategy import Candidate, Score, SearchContext, Strategy, random_move
 from ..validation import validate_options
+from .strategy import Candidate, Score, SearchContext, Strategy, random_move
+
+if TYPE_CHECKING:
+    from ..controller.policy import Controller
 
 #: networks with more layers than this keep a fixed embedding by default (see policy.py)
 TRAIN_EMBEDDING_MAX_LAYERS = 64
@@ -146,7 +149,7 @@ class NeuralArchitectStrategy(Strategy):
         self.explore_episodes = 2 * self.episodes if o.explore_episodes is None else o.explore_episodes
         # drawn now, from the run's RNG: the controller's initial weights are a function of the run's seed
         self._torch_seed = int(context.rng.integers(2**31 - 1))
-        self._controller: Any = None
+        self._controller: Controller | None = None
         # (network, move) -> child, least recently used dropped first
         self._children: LRUCache[tuple[str, str], Architecture] = LRUCache(maxsize=max(self.transition_cache, 1))
         self.stats: dict[str, float] = {}
@@ -154,11 +157,11 @@ class NeuralArchitectStrategy(Strategy):
 
     # ---- the controller (built on first use: torch is imported only then) ------------------------------
     @property
-    def controller(self):
+    def controller(self) -> Controller:
         if self._controller is None:
+            from ..controller.action_space import ActionSpace
+            from ..controller.policy import Controller
             from ..embedding import ArchitectureTokenizer
-            from .action_space import ActionSpace
-            from .policy import Controller
 
             # the vocabulary is the registry the search's networks are built with (the seed's: every move
             # keeps it), so a plugin's layer type gets its own row
@@ -291,7 +294,7 @@ class NeuralArchitectStrategy(Strategy):
     def _fill(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> None:
         """Too few new networks (a policy gone nearly deterministic around evaluated elites): add random
         walks from the episode starts, so the loop always has n new candidates when any exist."""
-        from ..search.strategy import random_walk
+        from .strategy import random_walk
 
         ctx = self.context
         evaluated = ctx.evaluated
