@@ -150,7 +150,12 @@ BAD = [
     (with_("reward", {"form": "product"}), "reward.form: Input should be 'penalty' or 'mnasnet' (got 'product')"),
     (with_("reward", {"accuracy_weight": 0}), "reward.accuracy_weight: Input should be greater than 0"),
     (with_("name", "a/b"), "name: must be a plain folder name"),
-    (with_("devices", {"a@b": {"time_model": "roofline"}}), "device name 'a@b' must be non-empty and contain no '@'"),
+    (with_("devices", {"a@b": {"time_model": "roofline"}}), "device name 'a@b' must be 1-64 letters, digits"),
+    # a device name is a folder of the run: never a path out of it
+    (with_("devices", {"../../x": {"time_model": "roofline"}}), "device name '../../x' must be 1-64 letters"),
+    (with_("devices", {"/tmp/x": {"time_model": "roofline"}}), "device name '/tmp/x' must be 1-64 letters"),
+    (with_("devices", {"all": {"time_model": "roofline"}}), "and not be 'all'"),
+    (with_("devices", {"x" * 65: {"time_model": "roofline"}}), "must be 1-64 letters"),
     (with_("devices.cpu", 3), "devices.cpu: Input should be a valid dictionary"),
     (with_("strategy", {"name": "random", "options": 3}), "strategy.options: Input should be a valid dictionary"),
 ]

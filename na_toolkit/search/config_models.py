@@ -9,6 +9,7 @@ docs/search.md describes the format with a complete example.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator
@@ -16,6 +17,9 @@ from pydantic_core import PydanticCustomError
 
 from ..validation import Document
 from .reward import Objectives
+
+#: what a device name may be: it names a folder of the run (best/NAME/) and suffixes metrics (latency_ms@NAME)
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 #: keys of `[budgets]` and of `[devices.NAME.budgets]` (checked against reward.GLOBAL_METRICS and
 #: reward.DEVICE_METRICS by the tests)
@@ -186,9 +190,13 @@ class SearchDocument(ConfigDocument):
     @classmethod
     def _device_names(cls, devices: dict[str, DeviceDoc]) -> dict[str, DeviceDoc]:
         for name in devices:
-            if not name or "@" in name:
-                # metrics are written `latency_ms@NAME`
+            # a device name becomes a folder of the run (best/NAME/) and a metric suffix (latency_ms@NAME):
+            # a slug, never a path ("../x" or "/abs" would write outside the run folder) nor "all" (best/all)
+            if not DEVICE_NAME.fullmatch(name) or name == "all":
                 raise PydanticCustomError(
-                    "device_name", "device name '{name}' must be non-empty and contain no '@'", {"name": name}
+                    "device_name",
+                    "device name '{name}' must be 1-64 letters, digits, '.', '_' or '-', start with a letter or "
+                    "digit, and not be 'all' (it names a folder of the run and a metric suffix)",
+                    {"name": name},
                 )
         return devices
