@@ -1,6 +1,7 @@
 """`na-toolkit search / report / export` through real subprocesses."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -96,6 +97,19 @@ def test_report_and_export(finished_run, tmp_path):
     assert main(["export", run, "--device", "pixel3", "--format", "torch", "--out", str(tmp_path / "m.pt")]) == 0
     arch = Architecture.load(tmp_path / "m.json", layer_types())
     arch.to_torch().load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+
+
+def test_export_without_out_writes_into_the_folder_opened_not_the_stored_one(finished_run, tmp_path):
+    """A copied run folder exports into the copy: the run_dir recorded in the store is never written to."""
+    tmp, summary = finished_run
+    original = tmp / "runs" / summary["run_id"]
+    copy = tmp_path / "copied-run"
+    shutil.copytree(original, copy)
+    before = (original / "best" / "pixel3" / "model.onnx").stat().st_mtime_ns
+    (copy / "best" / "pixel3" / "model.onnx").unlink()
+    assert main(["export", str(copy), "--device", "pixel3", "--format", "onnx"]) == 0
+    onnx.checker.check_model(onnx.load(str(copy / "best" / "pixel3" / "model.onnx")))
+    assert (original / "best" / "pixel3" / "model.onnx").stat().st_mtime_ns == before
 
 
 def test_cli_errors_are_one_line(finished_run, tmp_path):

@@ -131,6 +131,7 @@ def _run_export(args: argparse.Namespace) -> int:
             args.format,
             Path(args.out) if args.out else None,
             layer_types=args.toolkit.layer_types,
+            run_dir=store.path.parent if store.path is not None else None,
         )
     trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")

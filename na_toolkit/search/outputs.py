@@ -265,6 +265,7 @@ def export_best(
     out: Path | None = None,
     *,
     layer_types: LayerTypeRegistry,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or
     saying why there is none)."""
@@ -280,7 +281,11 @@ def export_best(
             f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(device, '')}"
         )
     if out is None:
-        out = Path(summary["run_dir"]) / "best" / device / ("model.onnx" if fmt == "onnx" else "model.pt")
+        # under the run folder the caller opened, never a path read from the store: a copied run folder
+        # would overwrite the original's files, and a tampered store could name any place
+        if run_dir is None:
+            raise ConfigError("export_best needs `out` or the run folder the store was opened from (run_dir=)")
+        out = Path(run_dir) / "best" / device / ("model.onnx" if fmt == "onnx" else "model.pt")
     return export_candidate(store, entry["arch_hash"], fmt, Path(out), layer_types)
 
 
