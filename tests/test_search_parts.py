@@ -8,6 +8,7 @@ worker that evaluated with any other toolkit would fail every evaluation."""
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import asdict
 
 import numpy as np
@@ -241,3 +242,52 @@ def test_a_scorer_alone_scores_as_the_loop_does(tk, tmp_path):
         scores.append(scorer.score(archs[5:]))
         components.close()
     assert scores[0] == scores[1] and all(not s.real for s in scores[0])
+
+
+DRIVER = """
+import os, sys, time
+from na_toolkit.search.executors import LocalExecutor
+
+if __name__ == "__main__":
+    pool = LocalExecutor(workers=2, threads_per_worker=1)._get_pool()
+    for f in [pool.submit(time.sleep, 0.2) for _ in range(4)]:
+        f.result()
+    print(" ".join(str(p) for p in pool._processes), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_pool_workers_end_when_their_driver_is_killed(tmp_path):
+    """kill -9 of a search with workers = 2 must not leave its pool workers running (each holds a copy of
+    torch and the dataset): they watch their driver and exit within seconds of it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        workers = [int(p) for p in line.split()]
+        assert len(workers) == 2, line
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in workers if _alive(p)]
+        assert not alive, f"workers {alive} outlived their driver by 10 s"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has ended; only its exit status is left
+    except FileNotFoundError:
+        return False

@@ -155,13 +155,30 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
     return TaskResult(value, None, time.perf_counter() - started, worker, weights=weights)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, driver_pid: int | None = None) -> None:
     # Each worker computes on its share of the cores instead of every worker using all of them. Set
     # through the environment, read when torch / the BLAS load, so workers that never need torch skip it.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+    if driver_pid is not None:
+        _exit_with_driver(driver_pid)
+
+
+def _exit_with_driver(driver_pid: int, poll_s: float = 1.0) -> None:
+    """End this worker when the driver that started it is gone: a driver killed with SIGKILL cannot shut
+    its pool down, and its workers (hundreds of MB each, mid-training) would otherwise run on for minutes.
+    A worker whose parent dies is re-parented, so its parent pid changes: a daemon thread polls for that."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != driver_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="na-toolkit-driver-watch", daemon=True).start()
 
 
 @contextmanager
@@ -269,7 +286,7 @@ class LocalExecutor(Executor):
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(self.threads,),
+                initargs=(self.threads, os.getpid()),
             )
         return self._pool
 
