@@ -1,13 +1,14 @@
 """The run stores (SQLite and in memory, one contract): records round-trip, one transaction per evaluation,
 no pickles, typed errors."""
 
+import os
 import sqlite3
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import get_seed
+from conftest import default_toolkit, get_seed
 from na_toolkit.errors import StoreError
 from na_toolkit.store import (
     SCHEMA_VERSION,
@@ -219,3 +220,44 @@ def test_damaged_store_is_a_store_error(tmp_path):
     with pytest.raises(StoreError):
         s = SQLiteRunStore.open(path)
         s.evaluations()
+
+
+HOLDER = """
+import sys, time
+from na_toolkit.store.lock import RunLock
+
+lock = RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_one_writer_per_run_and_the_lock_dies_with_its_holder(tmp_path):
+    """A second search on a run that another process writes is refused before the store is touched, with a
+    message naming the holder; the kernel drops the lock when the holder is killed (no stale lock)."""
+    import signal
+    import subprocess
+    import sys
+
+    from na_toolkit.search import run_search
+    from na_toolkit.store.lock import RunLock
+
+    folder = tmp_path / "run"
+    SQLiteRunStore.create(folder / STORE_FILE, "run", {"evaluations": 3}).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match=rf"being written by another search \(pid {holder.pid} on host "):
+            RunLock(folder).acquire()
+        with pytest.raises(StoreError, match=rf"pid {holder.pid}"):
+            run_search(resume=folder, toolkit=default_toolkit(), progress=False)
+        again = SQLiteRunStore.open(folder)
+        assert again.run().status == "running"  # the refused resume stamped nothing
+        again.close()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+        with RunLock(folder):  # free again
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import ConfigError, NAToolkitError, StoreError
 from ..store.base import STORE_FILE
+from ..store.lock import RunLock
 from ..store.sqlite import SQLiteRunStore
 from .components import Components, build_components
 from .config import SearchConfig, load_config
@@ -300,12 +301,17 @@ def _discard_store(store: SQLiteRunStore) -> None:
 
 def _open_resumed(
     resume: str | Path, config: Any, overrides: Mapping[str, Any] | None, toolkit: Toolkit
-) -> tuple[SearchConfig, Path, SQLiteRunStore]:
-    """The config, folder and store of the run to resume; a ConfigError when `config` (if given) is not the
-    config the run was started with."""
+) -> tuple[SearchConfig, Path, SQLiteRunStore, RunLock]:
+    """The config, folder, store and lock of the run to resume (a StoreError naming the holder when another
+    search writes it); a ConfigError when `config` (if given) is not the config the run was started with."""
     out_dir = load_config(config, overrides=overrides, toolkit=toolkit).output if config is not None else None
     folder = resolve_run_dir(resume, out_dir)
-    store = SQLiteRunStore.open(folder)
+    lock = RunLock(folder).acquire()  # before the store is touched: a live run is never stamped or replayed
+    try:
+        store = SQLiteRunStore.open(folder)
+    except BaseException:
+        lock.release()
+        raise
     try:
         stored = store.run().config
         cfg = load_config(stored, toolkit=toolkit)
@@ -319,8 +325,9 @@ def _open_resumed(
                 )
     except BaseException:
         store.close()
+        lock.release()
         raise
-    return cfg, folder, store
+    return cfg, folder, store, lock
 
 
 def run_search(
@@ -351,10 +358,11 @@ def run_search(
         toolkit = get_toolkit()
     own_store = store is None
     reserved = False  # a new folder made by _new_run_dir, removed again if the run never starts
+    lock: RunLock | None = None  # one writer per run folder
     if resume is not None:
         if store is not None:
             raise ConfigError("run_search: give resume=RUN (a run folder) or store=..., not both")
-        cfg, folder, store = _open_resumed(resume, config, overrides, toolkit)
+        cfg, folder, store, lock = _open_resumed(resume, config, overrides, toolkit)
     else:
         if config is None:
             raise ConfigError("run_search needs a config (a TOML path, a dict or a SearchConfig) or resume=RUN")
@@ -371,6 +379,8 @@ def run_search(
     try:
         components = build_components(cfg, toolkit)
         if store is None:  # the run is created only once every component built cleanly from the config
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(folder).acquire()
             new_store = SQLiteRunStore.create(folder / STORE_FILE, folder.name, cfg.to_json())
             try:
                 loop = SearchLoop(components, new_store, _callbacks(progress, callbacks))
@@ -413,6 +423,8 @@ def run_search(
     finally:
         if store is not None and own_store:
             store.close()
+        if lock is not None:
+            lock.release()
 
 
 def _callbacks(progress: bool, callbacks: Sequence[SearchCallback]) -> list[SearchCallback]:

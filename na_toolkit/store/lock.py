@@ -1,0 +1,68 @@
+"""One writer per run: an advisory lock on the run folder, held for as long as a search writes its store.
+
+The lock is `flock` on `run.lock` in the run folder, so the kernel releases it when its holder ends, however
+it ends (a `kill -9` leaves no stale lock behind). The file names its holder (PID, host, start time) so a
+second writer is told who has the run. A reader (`report`, `export`) takes no lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import StoreError
+
+LOCK_FILE = "run.lock"
+
+
+class RunLock:
+    """`with RunLock(folder):` — the one writer of the run in `folder`; a StoreError naming the holder when
+    another process already writes it."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise StoreError(
+                f"run {self.path.parent.name} is being written by another search ({holder}); wait for it to end, "
+                "or stop it, before resuming this run"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(
+            fd, f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode()
+        )
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "holder unknown"
