@@ -261,3 +261,20 @@ def test_one_writer_per_run_and_the_lock_dies_with_its_holder(tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_opening_a_foreign_sqlite_file_refuses_it_unchanged(tmp_path):
+    """A file that is not a run store is refused as it was found: not switched to WAL, not written."""
+    foreign = tmp_path / STORE_FILE
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.commit()
+    conn.close()
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="not a na-toolkit run store"):
+        SQLiteRunStore.open(tmp_path)
+    assert foreign.read_bytes() == before
+    conn = sqlite3.connect(foreign)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()

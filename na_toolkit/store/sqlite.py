@@ -122,29 +122,41 @@ class SQLiteRunStore:
             head = f.read(len(_SQLITE_MAGIC))
         if head != _SQLITE_MAGIC:
             raise StoreError(f"{path} is not a run store (not an SQLite file)")
+        # Inspect through a read-only connection first: a file that is not one of our stores is refused as
+        # it was found (switching it to WAL, or any write, would change a file the user only pointed at).
         try:
-            conn = cls._connect(path)
-            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if ok != "ok":
-                raise StoreError(f"{path} is damaged ({ok}); the run cannot be resumed from it")
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            missing = [t for t in _TABLES if t not in tables]
-            if missing:
-                raise StoreError(f"{path} is not a na-toolkit run store (missing table(s) {missing})")
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a readable run store: {exc}") from None
+        try:
+            run_id = cls._check(path, probe)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a readable run store: {exc}") from None
+        finally:
+            probe.close()
+        return cls(path, cls._connect(path), run_id)
+
+    @staticmethod
+    def _check(path: Path, conn: sqlite3.Connection) -> str:
+        """The run id of the store behind `conn`; a StoreError when it is damaged, not ours or of another
+        schema version."""
+        ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if ok != "ok":
+            raise StoreError(f"{path} is damaged ({ok}); the run cannot be resumed from it")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = [t for t in _TABLES if t not in tables]
+        if missing:
+            raise StoreError(f"{path} is not a na-toolkit run store (missing table(s) {missing})")
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
-            conn.close()
             raise StoreError(
                 f"{path} has store schema version {version!r}; this toolkit reads version {SCHEMA_VERSION}"
             )
         run_id = meta.get("run_id")
         if not run_id or conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
-            conn.close()
             raise StoreError(f"{path} holds no run record; it is damaged")
-        return cls(path, conn, run_id)
+        return str(run_id)
 
     def close(self) -> None:
         self._conn.close()
