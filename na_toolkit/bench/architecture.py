@@ -47,7 +47,7 @@ REPO_ROOT = PACKAGE_DIR.parent
 #: one module sits apart from its package, a dotted module (`cli.main`); `__init__` is na_toolkit's own
 #: `__init__.py`. Mirrored by the table in docs/architecture.md.
 PACKAGE_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "hookspecs", "registry", "validation", "caches", "machine", "torchutil", "data"),
+    ("__init__", "errors", "hookspecs", "registry", "validation", "caches", "files", "machine", "torchutil", "data"),
     ("ir",),
     ("moves",),
     ("embedding",),

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArchitectureError, ShapeError, UnknownComponentError
+from ..files import parse_json, read_text
 from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel
 from .nodes import (
     INPUT,
@@ -373,19 +374,12 @@ class Architecture:
 
     @classmethod
     def loads(cls, text: str | bytes, layer_types: LayerTypeRegistry) -> Architecture:
-        try:
-            doc = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArchitectureError(f"malformed architecture JSON: {exc}") from None
+        doc = parse_json(text, "malformed architecture JSON: the text", ArchitectureError)
         return cls.from_json(doc, layer_types=layer_types)
 
     @classmethod
     def load(cls, path: Any, layer_types: LayerTypeRegistry) -> Architecture:
-        try:
-            with open(path, "rb") as f:
-                text = f.read()
-        except OSError as exc:
-            raise ArchitectureError(f"cannot read architecture file {str(path)!r}: {exc.strerror}") from None
+        text = read_text(path, "architecture file", ArchitectureError)
         return cls.loads(text, layer_types=layer_types)
 
     def save(self, path: Any) -> None:

@@ -27,6 +27,7 @@ from pydantic import Field
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from ..errors import DataError, NotFittedError
+from ..files import parse_json, read_text
 from ..validation import Document, validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,14 +245,8 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
     @staticmethod
     def read_document(path: str | Path) -> Any:
         """The JSON document of a saved predictor file (`from_json` checks what it holds)."""
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise DataError(f"cannot read saved predictor {str(path)!r}: {exc.strerror}") from None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"saved predictor {str(path)!r} is not valid JSON: {exc}") from None
+        text = read_text(path, "saved predictor", DataError)
+        return parse_json(text, f"saved predictor {str(path)!r}", DataError)
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError, NAToolkitError, UnknownComponentError
+from ..files import read_toml
 from ..validation import format_validation_error, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings
 from .options import check_options, options_model
@@ -143,15 +143,9 @@ def _unknown(kind: str, name: str, known: list[str]) -> str:
 # ---- reading (no side effects) -------------------------------------------------------------------------
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    return read_toml(path, "config file", ConfigError)
 
 
 def load_config(

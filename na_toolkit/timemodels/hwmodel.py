@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HardwareError, UnknownComponentError
+from ..files import parse_toml, read_text
 from .hwmodel_file import (
     DTYPE_BYTES,
     FIELD_DOCS,
@@ -188,23 +188,16 @@ def hardware_model_from_data(data: Mapping[str, Any], path: Path | None = None) 
 
 def parse_hardware_model(text: str, path: Path | None = None) -> HardwareModel:
     """A validated `HardwareModel` from the text of a TOML file (`path` names it in errors)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise HardwareError(f"{path or '<hardware model>'}: not valid TOML ({exc}); fix the file") from None
+    data = parse_toml(text, f"{path or '<hardware model>'}: the hardware model", HardwareError)
     return hardware_model_from_data(data, path)
 
 
 def read_hardware_model(path: str | os.PathLike[str]) -> HardwareModel:
     """Load and validate one hardware model file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HardwareError(f"{p}: no such hardware model file; `na-toolkit hw list` shows the known ones") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HardwareError(f"{p}: cannot read the hardware model ({exc})") from None
-    return parse_hardware_model(text, p)
+    if not p.exists():
+        raise HardwareError(f"{p}: no such hardware model file; `na-toolkit hw list` shows the known ones")
+    return parse_hardware_model(read_text(p, "hardware model", HardwareError), p)
 
 
 def known_hardware_models(hardware: Registry[HardwareSource]) -> list[str]:

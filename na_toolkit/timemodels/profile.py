@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from ..errors import HardwareError, ProfileError, UnknownComponentError
+from ..files import parse_json, read_text
 from ..ir.architecture import Architecture
 from ..validation import Document, format_validation_error
 from .devices import describe_device, parse_device
@@ -240,16 +241,10 @@ class DeviceProfile(Document):
     @classmethod
     def load(cls, path: str | Path) -> DeviceProfile:
         p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise ProfileError(f"cannot read profile {str(p)!r}: {exc.strerror or exc}") from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProfileError(
-                f"profile {str(p)!r} is corrupt (not valid JSON: {exc}); rebuild it with `na-toolkit profile`"
-            ) from None
+        text = read_text(p, "profile", ProfileError)
+        doc = parse_json(
+            text, f"profile {str(p)!r} is corrupt: the file (rebuild it with `na-toolkit profile`)", ProfileError
+        )
         prof = cls.from_json(doc, where=f"profile {str(p)!r}")
         prof.path = p
         return prof

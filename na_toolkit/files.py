@@ -1,0 +1,81 @@
+"""Reading the documents users hand the toolkit (configs, architectures, hardware models, profiles, saved
+predictors), safely: one place that refuses what is not a regular file of a sane size, decodes UTF-8 with
+an error that says where and how to fix it, and parses JSON or TOML without letting a deeply nested
+document overflow the interpreter's stack. Each caller names the document and its own error class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import NAToolkitError
+
+#: documents larger than this are refused before being read (a device profile of 10,000 networks is ~20 MB)
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+
+
+def read_text(
+    path: str | os.PathLike[str], what: str, error: type[NAToolkitError], max_bytes: int = MAX_DOCUMENT_BYTES
+) -> str:
+    """The UTF-8 text of the regular file at `path`. A missing or unreadable file, a FIFO or device (which
+    would block or never end), a file over `max_bytes`, or text that is not UTF-8 is one `error` naming
+    `what` and the path."""
+    p = Path(path)
+    try:
+        info = p.stat()
+    except OSError as exc:
+        raise error(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what} {str(p)!r} is not a regular file (a folder, FIFO or device); give the path of a file")
+    if info.st_size > max_bytes:
+        raise error(f"{what} {str(p)!r} is {info.st_size:,} bytes, more than the {max_bytes:,} this toolkit reads")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
+    return decode_utf8(data, f"{what} {str(p)!r}", error)
+
+
+def decode_utf8(data: bytes, what: str, error: type[NAToolkitError]) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{what} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def parse_json(text: str | bytes, what: str, error: type[NAToolkitError]) -> Any:
+    """`json.loads`, with malformed text, bad encoding and over-deep nesting as one `error`."""
+    if isinstance(text, bytes):
+        text = decode_utf8(text, what, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise error(f"{what} is nested too deeply to be a document this toolkit reads") from None
+
+
+def parse_toml(text: str, what: str, error: type[NAToolkitError]) -> dict[str, Any]:
+    """`tomllib.loads`, with malformed text and over-deep nesting as one `error`."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{what} is nested too deeply to be a document this toolkit reads") from None
+
+
+def read_json(path: str | os.PathLike[str], what: str, error: type[NAToolkitError]) -> Any:
+    return parse_json(read_text(path, what, error), f"{what} {str(path)!r}", error)
+
+
+def read_toml(path: str | os.PathLike[str], what: str, error: type[NAToolkitError]) -> dict[str, Any]:
+    return parse_toml(read_text(path, what, error), f"{what} {str(path)!r}", error)
