@@ -18,6 +18,9 @@ from pydantic_core import PydanticCustomError
 from ..validation import Document
 from .reward import Objectives
 
+#: the largest count a config takes (evaluations, per_round, batch_size...)
+MAX_COUNT = 1_000_000
+
 #: what a device name may be: it names a folder of the run (best/NAME/) and suffixes metrics (latency_ms@NAME)
 DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -98,7 +101,9 @@ class DeviceDoc(ConfigDocument):
     measures the evaluated ones, and its budgets."""
 
     device: str | None = Field(default=None, description="what the time models are given as `device` (default: NAME)")
-    batch_size: int = Field(default=1, gt=0, description="batch size the device's metrics are estimated at")
+    batch_size: int = Field(
+        default=1, gt=0, le=MAX_COUNT, description="batch size the device's metrics are estimated at"
+    )
     time_model: RequiredComponent = Field(description="the time model that scores candidates on this device")
     measure: OptionalNamedComponent = Field(default=None, description="a time model measuring each evaluated candidate")
     budgets: DeviceBudgetsDoc = DeviceBudgetsDoc()
@@ -118,15 +123,17 @@ class SearchSettings(ConfigDocument):
 
     model_config = ConfigDict(frozen=True)
 
-    per_round: int = Field(default=4, gt=0, description="evaluations per round")
+    per_round: int = Field(default=4, gt=0, le=MAX_COUNT, description="evaluations per round")
     ucb_kappa: float = Field(
         default=1.0, ge=0, description="weight of the predicted uncertainty when ranking proposals"
     )
     evaluate_seed: bool = Field(default=True, description="evaluate the seed network first")
     max_stalled_rounds: int = Field(
-        default=3, gt=0, description="rounds without a new proposal before the search stops"
+        default=3, gt=0, le=MAX_COUNT, description="rounds without a new proposal before the search stops"
     )
-    min_fit: int = Field(default=3, gt=0, description="evaluations before the predictors are first fitted")
+    min_fit: int = Field(
+        default=3, gt=0, le=MAX_COUNT, description="evaluations before the predictors are first fitted"
+    )
     # lax for this field only: TOML and JSON give a list, the loop keeps a tuple
     moves: tuple[str, ...] | None = Field(
         default=None, min_length=1, strict=False, description="move names (default: all)"
@@ -166,8 +173,10 @@ class SearchDocument(ConfigDocument):
     name: str = Field(default="search", description="prefix of the run folder's name")
     seed_network: str = Field(description="a registered seed, or the path of an IR .json or an .onnx file")
     dataset: str | None = Field(default=None, description="handed to the evaluator (a registered dataset or a path)")
-    evaluations: int = Field(gt=0, description="ground-truth evaluations: the budget")
-    random_seed: int = Field(default=0, ge=0)
+    # upper bounds: a budget past a million evaluations or a seed past what torch and numpy take is a typo
+    # (`evaluations = 2**62` used to be accepted and the search then ran forever)
+    evaluations: int = Field(gt=0, le=MAX_COUNT, description="ground-truth evaluations: the budget")
+    random_seed: int = Field(default=0, ge=0, le=2**63 - 1)
     output: str = Field(default="runs", description="folder the run folder is made in (relative to the config file)")
     search: SearchSettings = SearchSettings()
     strategy: Component_ = ComponentDoc()
