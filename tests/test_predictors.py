@@ -11,7 +11,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import default_toolkit, get_seed, layer_types
-from na_toolkit.errors import DataError, NotFittedError
+from na_toolkit.errors import ConfigError, DataError, NotFittedError
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.predictors import DEFAULT_PREDICTOR, load_predictor, make_predictor
 from na_toolkit.predictors.base import PREDICTOR_SCHEMA_VERSION, Predictor
@@ -214,6 +214,14 @@ def test_load_rejects_corrupt_and_foreign_documents(tmp_path, data):
         load_predictor(path, default_toolkit())
     with pytest.raises(DataError, match="cannot read"):
         load_predictor(tmp_path / "missing.json", default_toolkit())
+
+
+def test_make_predictor_checks_params_against_the_options_model():
+    with pytest.raises(ConfigError, match=r"predictor 'gp' params.n_estimators: unknown key"):
+        make_predictor("gp", {"n_estimators": 5}, default_toolkit())
+    with pytest.raises(ConfigError, match=r"params.n_estimators: Input should be greater than or equal to 1"):
+        make_predictor("random-forest", {"n_estimators": -5}, default_toolkit())
+    assert make_predictor("random-forest", {"n_estimators": 7}, default_toolkit()).n_estimators == 7
 
 
 def test_saved_predictor_file_is_validated_by_its_document_model(tmp_path, data):

@@ -153,6 +153,8 @@ BAD = [
     (with_("reward", {"form": "product"}), "reward.form: Input should be 'penalty' or 'mnasnet' (got 'product')"),
     (with_("reward", {"accuracy_weight": 0}), "reward.accuracy_weight: Input should be greater than 0"),
     (with_("name", "a/b"), "name: must be a plain folder name"),
+    (with_("name", "a" * 300), "name: must be at most 100 printable characters"),
+    (with_("name", "a\x00b"), "name: must be at most 100 printable characters"),
     (with_("devices", {"a@b": {"time_model": "roofline"}}), "device name 'a@b' must be 1-64 letters, digits"),
     # a device name is a folder of the run: never a path out of it
     (with_("devices", {"../../x": {"time_model": "roofline"}}), "device name '../../x' must be 1-64 letters"),

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..validation import validate_options
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
     from .base import Predictor
@@ -23,8 +25,13 @@ DEFAULT_PREDICTOR = "ensemble"
 
 
 def make_predictor(name: str, params: Mapping[str, Any] | None, toolkit: Toolkit) -> Predictor:
-    """An unfitted instance of the predictor `name` registered in `toolkit`, with `params`."""
-    predictor: Predictor = toolkit.predictors.get(name)(**dict(params or {}))
+    """An unfitted instance of the predictor `name` registered in `toolkit`, with `params` checked against
+    its `Options` model first (a ConfigError naming the parameter: `--param n_estimators=5` for `gp`)."""
+    cls = toolkit.predictors.get(name)
+    options = getattr(cls, "Options", None)
+    if options is not None:
+        validate_options(options, params, f"predictor {name!r} params")
+    predictor: Predictor = cls(**dict(params or {}))
     return predictor
 
 

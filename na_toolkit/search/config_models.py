@@ -193,6 +193,9 @@ class SearchDocument(ConfigDocument):
         if not name or any(c in name for c in "/\\") or name.startswith("."):
             # the run folder is `<output>/<name>-<time>`
             raise PydanticCustomError("folder_name", "must be a plain folder name (no '/' or '\\', no leading '.')")
+        if len(name) > 100 or not name.isprintable():
+            # file systems cap a name at 255 bytes, and a NUL or control character breaks paths and terminals
+            raise PydanticCustomError("folder_name", "must be at most 100 printable characters")
         return name
 
     @field_validator("devices")
