@@ -83,8 +83,11 @@ def test_asking_for_an_unavailable_provider_lists_the_available_ones():
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in available_providers(), reason="CUDA provider installed")
-def test_default_provider_falls_back_to_cpu_with_a_recorded_warning(small_cnn):
-    tm = OnnxRuntimeTimeModel(device="cuda:0", settings=QUICK)
+def test_a_cuda_device_without_the_cuda_provider_is_an_error_unless_fallback_is_allowed(small_cnn):
+    with pytest.raises(TimeModelError, match="no CUDA provider here.*allow_fallback = true"):
+        OnnxRuntimeTimeModel(device="cuda:0", settings=QUICK)
+    with pytest.warns(RuntimeWarning, match="measured on the CPU instead"):
+        tm = OnnxRuntimeTimeModel(device="cuda:0", settings=QUICK, allow_fallback=True)
     assert tm.provider == "CPUExecutionProvider"
     est = tm.estimate(small_cnn)
     assert any("measured on the CPU instead" in w for w in est.warnings), est.warnings

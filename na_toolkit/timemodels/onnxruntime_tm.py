@@ -13,6 +13,7 @@ more threads are an option (`intra_op_threads`) and are recorded with every meas
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -50,7 +51,13 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
     description = "measured with ONNX Runtime (CPU; CUDA/TensorRT with onnxruntime-gpu), docs/architecture.md protocol"
     runtime = "onnxruntime"
 
-    OPTIONS = {**MeasuredTimeModel.OPTIONS, "provider": None, "inter_op_threads": 1, "graph_optimization": "all"}
+    OPTIONS = {
+        **MeasuredTimeModel.OPTIONS,
+        "provider": None,
+        "inter_op_threads": 1,
+        "graph_optimization": "all",
+        "allow_fallback": False,
+    }
 
     class Options(MeasuredTimeModel.Options):
         clock: Literal["auto", "wall", "thread_cpu"] = Field(
@@ -61,6 +68,9 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
         inter_op_threads: int = Field(1, ge=0, description="threads across operators (0: ONNX Runtime's default)")
         graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
             "all", description="ONNX Runtime's graph optimization level"
+        )
+        allow_fallback: bool = Field(
+            False, description="measure on the CPU (with a warning) when a CUDA device has no CUDA provider here"
         )
 
     def __init__(self, device: str = "cpu", cache: Any = None, **options: Any):
@@ -98,10 +108,19 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
             return "CPUExecutionProvider", None
         if "CUDAExecutionProvider" in available:
             return "CUDAExecutionProvider", None
-        return "CPUExecutionProvider", (
+        if not self.options["allow_fallback"]:
+            # measuring on the CPU and labelling it cuda would put wrong latencies under a GPU's budgets
+            raise TimeModelError(
+                f"device {self.device!r}: ONNX Runtime has no CUDA provider here (available: {', '.join(available)}); "
+                "install onnxruntime-gpu (make install ORT=gpu), ask for device 'cpu', or set the time model's "
+                "option allow_fallback = true to measure on the CPU instead"
+            )
+        message = (
             f"device {self.device!r}: ONNX Runtime has no CUDA provider here (available: {', '.join(available)}); "
-            "measured on the CPU instead. Install onnxruntime-gpu or ask for device 'cpu'"
+            "measured on the CPU instead (allow_fallback = true). Install onnxruntime-gpu or ask for device 'cpu'"
         )
+        warnings.warn(message, RuntimeWarning, stacklevel=2)  # printed on stderr, not only stored
+        return "CPUExecutionProvider", message
 
     def _choose_clock(self, clock: str) -> str:
         single_thread = not self.on_gpu and self.intra_op_threads == 1 and self.inter_op_threads == 1
