@@ -403,6 +403,9 @@ def run_search(
     except BaseException as exc:
         if loop is None and components is not None:
             components.close()  # the loop closes them when it ran
+        if store is None and lock is not None:
+            lock.release(remove=True)  # the run never started: leave the folder as it was found
+            lock = None
         if store is None and reserved:
             try:
                 folder.rmdir()  # reserved by _new_run_dir; nothing was stored in it

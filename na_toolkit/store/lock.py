@@ -45,8 +45,13 @@ class RunLock:
         self._fd = fd
         return self
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Let go of the run. `remove`: also delete the lock file (a run that never started leaves its folder
+        as it found it); a run's lock file otherwise stays, since deleting it while another process waits on
+        the same file could let two writers in."""
         if self._fd is not None:
+            if remove:
+                self.path.unlink(missing_ok=True)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
