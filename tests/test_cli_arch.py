@@ -181,3 +181,18 @@ def test_bad_onnx_is_one_line_exit_2(run_cli, tmp_path, case):
     line = run_cli("arch", "import", path, "--out", tmp_path / "out.json").error_line()
     assert all(e in line for e in expected), line
     assert not (tmp_path / "out.json").exists()
+
+
+def test_python_dash_m_na_toolkit_is_the_command():
+    import subprocess
+    import sys
+
+    import na_toolkit
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", "arch", "seeds", "--json"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "resnet-cifar" in {s["name"] for s in json.loads(proc.stdout)["seeds"]}
+    version = subprocess.run([sys.executable, "-m", "na_toolkit", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"na-toolkit {na_toolkit.__version__}"

@@ -58,7 +58,7 @@ PACKAGE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench",),
     ("cli",),
     ("plugins", "toolkit", "builtin"),
-    ("cli.main",),
+    ("cli.main", "__main__"),
 )
 #: what each layer is, for the docs and the benchmark's output
 LAYER_NAMES: tuple[str, ...] = (
