@@ -62,10 +62,15 @@ def test_sqlite_store_is_wal(tmp_path):
 @pytest.mark.parametrize(
     ("table", "column", "value", "message"),
     [
-        ("evaluations", "metrics_json", '{"accuracy": 0.9', "metrics is not readable JSON"),
+        (
+            "evaluations",
+            "metrics_json",
+            '{"accuracy": 0.9',
+            r"metrics \(the store may be damaged.*\) is not valid JSON",
+        ),
         ("evaluations", "metrics_json", '{"accuracy": "high"}', "metrics.accuracy"),
         ("evaluations", "eval_time_s", "soon", "eval_time_s"),
-        ("runs", "config_json", "\x00garbage", "stored config is not readable JSON"),
+        ("runs", "config_json", "\x00garbage", r"stored config \(the store may be damaged.*\) is not valid JSON"),
         ("runs", "status", "paused", "status"),
     ],
 )

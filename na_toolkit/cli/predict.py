@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError
+from ..files import parse_json, read_text
 from .command import Command
 
 if TYPE_CHECKING:
@@ -71,17 +72,11 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 def _training_data(args: argparse.Namespace) -> tuple[list[Architecture], list[float], dict[str, Any]]:
     if args.data:
         archs, ys = [], []
-        try:
-            lines = Path(args.data).read_text().splitlines()
-        except OSError as exc:
-            raise DataError(f"cannot read --data {args.data!r}: {exc.strerror}") from None
+        lines = read_text(args.data, "--data file", DataError).splitlines()
         for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"--data {args.data} line {n}: not JSON ({exc.msg})") from None
+            rec = parse_json(line, f"--data {args.data} line {n}", DataError)
             if not isinstance(rec, dict) or "arch" not in rec or args.target not in rec:
                 raise DataError(f"--data {args.data} line {n}: needs keys 'arch' and {args.target!r}")
             archs.append(resolve_architecture(rec["arch"], args.toolkit, args.table))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
+from ..files import parse_json
 
 
 def to_json_value(value: Any) -> Any:
@@ -65,13 +66,9 @@ def dumps(doc: Any) -> str:
 def loads(text: str | bytes, what: str = "a stored document", decode: bool = True) -> Any:
     """A document read back from its stored JSON text (`decode=False`: plain JSON, no value codec). Text
     that is not JSON (a store copied while it was written, a damaged file) is a `StoreError` naming `what`."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise StoreError(
-            f"{what} is not readable JSON ({type(exc).__name__}: {str(exc)[:80]}); the store may be damaged or "
-            "was copied while a search wrote it"
-        ) from None
+    if not isinstance(text, (str, bytes)):  # a tampered column of another SQLite type
+        raise StoreError(f"{what} is not stored as JSON text (got {type(text).__name__}); the store is damaged")
+    doc = parse_json(text, f"{what} (the store may be damaged, or was copied while a search wrote it)", StoreError)
     return from_json_value(doc) if decode else doc
 
 
