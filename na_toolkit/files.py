@@ -73,9 +73,5 @@ def parse_toml(text: str, what: str, error: type[NAToolkitError]) -> dict[str, A
         raise error(f"{what} is nested too deeply to be a document this toolkit reads") from None
 
 
-def read_json(path: str | os.PathLike[str], what: str, error: type[NAToolkitError]) -> Any:
-    return parse_json(read_text(path, what, error), f"{what} {str(path)!r}", error)
-
-
 def read_toml(path: str | os.PathLike[str], what: str, error: type[NAToolkitError]) -> dict[str, Any]:
     return parse_toml(read_text(path, what, error), f"{what} {str(path)!r}", error)

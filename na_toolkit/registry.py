@@ -37,12 +37,8 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self.current_plugin = "<direct>"
 
-    @classmethod
-    def expected_type(cls) -> type:
-        return cls.item_type
-
     def _check_type(self, obj: Any) -> None:
-        expected = self.expected_type()
+        expected = self.item_type
         ok = (isinstance(obj, type) and issubclass(obj, expected)) if self.holds_classes else isinstance(obj, expected)
         if not ok:
             want = f"a subclass of {expected.__name__}" if self.holds_classes else f"an instance of {expected.__name__}"

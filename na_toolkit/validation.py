@@ -35,10 +35,6 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class NoOptions(Options):
-    """The options of a component that takes none."""
-
-
 def _path(loc: tuple[Any, ...], where: str) -> str:
     parts = [where] if where else []
     for item in loc:
