@@ -123,36 +123,43 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
     feats["mean_channels"] = float(np.mean(channels)) if channels else 0.0
 
     # per-node DP state, indexed by position (0 = the input): longest path (nodes, compute layers), number
-    # of paths, effective-path histograms by compute depth and by spatial depth (None: no effective path;
-    # arrays are never written after they are made, so a layer that changes neither depth shares its
-    # input's), receptive field on an effective path (0 = none) and the input stride one output step spans
+    # of paths, of effective paths (not through a `zero` layer), effective-path histograms by compute depth
+    # and by spatial depth (None: no effective path; arrays are never written after they are made, so a
+    # layer that changes neither depth shares its input's), receptive field on an effective path (0 = none)
+    # and the input stride one output step spans. One explicit loop over a node's inputs (not a generator
+    # per quantity): this loop is most of the cost of scoring a new network.
     pos = {INPUT: 0}
     n = len(arch.nodes) + 1
     longest = [0] * n
     longest_compute = [0] * n
     paths = [1.0] + [0.0] * (n - 1)
+    effective = [1.0] + [0.0] * (n - 1)
     first = np.zeros(DEPTH_BINS)
     first[0] = 1.0
     hc: list[np.ndarray | None] = [first] + [None] * (n - 1)
     hs: list[np.ndarray | None] = [first] + [None] * (n - 1)
     rf = [1.0] + [0.0] * (n - 1)
     jump = [1.0] * n
-    kinds: dict[str, str] = {}
+    kinds: list[str] = [""] * n
+    zero = [False] * n
+    in_pos: list[tuple[int, ...]] = [()] * n
     counts: dict[str, float] = {}
-    per_node = cost.per_node
+    counts_get = counts.get
     for i, (node, rec) in enumerate(zip(arch.nodes, records), start=1):
         pos[node.id] = i
         count_key, share_key, feat_keys, kind, kernel, stride, is_zero = _node_features(arch, node, rec)
-        counts[count_key] = counts.get(count_key, 0.0) + 1.0
-        c = per_node[node.id]
-        counts[share_key] = counts.get(share_key, 0.0) + c.flops / total_flops
+        counts[count_key] = counts_get(count_key, 0.0) + 1.0
+        c = rec.cost
+        counts[share_key] = counts_get(share_key, 0.0) + c.flops / total_flops
         for key in feat_keys:
-            counts[key] = counts.get(key, 0.0) + 1.0
-        kinds[node.id] = kind
+            counts[key] = counts_get(key, 0.0) + 1.0
+        kinds[i] = kind
+        zero[i] = is_zero
         is_compute = c.macs > 0
         inputs = node.inputs
         if len(inputs) == 1:
             j = pos[inputs[0]]
+            in_pos[i] = (j,)
             longest[i] = 1 + longest[j]
             longest_compute[i] = int(is_compute) + longest_compute[j]
             paths[i] = paths[j]
@@ -160,30 +167,42 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
             if is_zero:
                 jump[i] = j_in * stride
                 continue  # no effective path goes through: histograms and receptive field stay empty
+            effective[i] = 0.0 + effective[j]
             h_c, h_s, live = hc[j], hs[j], rf[j]
         else:
-            ins = [pos[s] for s in inputs]
-            longest[i] = 1 + max(longest[j] for j in ins)
-            longest_compute[i] = int(is_compute) + max(longest_compute[j] for j in ins)
-            paths[i] = sum(paths[j] for j in ins)
-            j_in = max(jump[j] for j in ins)
-            if is_zero:
-                jump[i] = j_in * stride
-                continue
+            ins = in_pos[i] = tuple(pos[s] for s in inputs)
+            deepest = deepest_compute = 0
+            n_paths = n_effective = j_in = live = 0.0
             h_c = h_s = None
             for j in ins:
+                if longest[j] > deepest:
+                    deepest = longest[j]
+                if longest_compute[j] > deepest_compute:
+                    deepest_compute = longest_compute[j]
+                n_paths += paths[j]
+                n_effective += effective[j]
+                if jump[j] > j_in:
+                    j_in = jump[j]
+                if rf[j] > live:
+                    live = rf[j]
                 if hc[j] is not None:
                     h_c = hc[j] if h_c is None else h_c + hc[j]
                 if hs[j] is not None:
                     h_s = hs[j] if h_s is None else h_s + hs[j]
-            live = max(rf[j] for j in ins)
+            longest[i] = 1 + deepest
+            longest_compute[i] = int(is_compute) + deepest_compute
+            paths[i] = n_paths
+            if is_zero:
+                jump[i] = j_in * stride
+                continue
+            effective[i] = n_effective
         jump[i] = j_in * stride
         hc[i] = _shift(h_c) if is_compute else h_c
         hs[i] = _shift(h_s) if kernel > 1 else h_s
         rf[i] = live + (kernel - 1) * j_in if live > 0 else 0.0
     feats.update(counts)
     o = pos[arch.output]
-    feats.update(_traffic(arch, kinds))
+    feats.update(_traffic(o, effective, in_pos, kinds, zero))
     feats["depth"] = float(longest[o])
     feats["compute_depth"] = float(longest_compute[o])
     feats["log_paths"] = _log10p(paths[o])
@@ -196,28 +215,28 @@ def _compute_features(arch: Architecture) -> dict[str, float]:
     return feats
 
 
-def _traffic(arch: Architecture, kinds: dict[str, str]) -> dict[str, float]:
+def _traffic(
+    output: int, effective: list[float], in_pos: list[tuple[int, ...]], kinds: list[str], zero: list[bool]
+) -> dict[str, float]:
     """Per layer kind (type + its embedding features, e.g. `conv2d[kernel=3]...`): how many of its layers an
-    effective input -> output path crosses on average (paths through node n = paths into n x paths out of
-    n, by a forward and a backward pass; a `zero` layer ends every path)."""
-    fwd: dict[str, float] = {INPUT: 1.0}
-    for node in arch.nodes:
-        fwd[node.id] = 0.0 if node.type == ZERO_TYPE else sum(fwd[s] for s in node.inputs)
-    bwd: dict[str, float] = {n.id: 0.0 for n in arch.nodes}
-    bwd[INPUT] = 0.0
-    bwd[arch.output] = 1.0
-    for node in reversed(arch.nodes):
-        b = 0.0 if node.type == ZERO_TYPE else bwd[node.id]
-        for s in node.inputs:
-            bwd[s] += b
-    total = fwd[arch.output]
+    effective input -> output path crosses on average (paths through node n = effective paths into n (the
+    forward pass, done by `_compute_features`) x paths out of n (a backward pass here); a `zero` layer ends
+    every path). Nodes are given by position (0 = the input)."""
+    total = effective[output]
     out: dict[str, float] = {}
     if total <= 0:
         return out
-    for node in arch.nodes:
-        through = fwd[node.id] * bwd[node.id]
+    n = len(effective)
+    bwd = [0.0] * n
+    bwd[output] = 1.0
+    for i in range(n - 1, 0, -1):
+        b = 0.0 if zero[i] else bwd[i]
+        for j in in_pos[i]:
+            bwd[j] += b
+    for i in range(1, n):
+        through = effective[i] * bwd[i]
         if through > 0:
-            key = f"through.{kinds[node.id]}"
+            key = f"through.{kinds[i]}"
             out[key] = out.get(key, 0.0) + through / total
     return out
 
