@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "na_toolkit.cli.evaluate",
     "na_toolkit.cli.predict",
     "na_toolkit.cli.search",
+    "na_toolkit.cli.runs",
     "na_toolkit.cli.bench",
     "na_toolkit.cli.demo",
 )

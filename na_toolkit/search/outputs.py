@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord, RunStore
     from .summary import SearchResult
 
+from .evaluations_file import write_evaluations
+
 FORMATS = ("onnx", "torch")
 
 
@@ -311,6 +313,7 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
     objectives = ["accuracy:max", "model_size_bytes:min"] + [f"latency_ms@{d}:min" for d in result.devices]
     _write_json(run_dir / "pareto.json", {"run_id": result.run_id, "objectives": objectives, "members": pareto})
     outputs["pareto"] = str(run_dir / "pareto.json")
+    outputs.update(write_evaluations(result, run_dir))
     plot_pareto(summary, run_dir / "pareto.png")
     outputs["plot"] = str(run_dir / "pareto.png")
     outputs["summary"] = str(run_dir / "summary.json")

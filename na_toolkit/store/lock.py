@@ -71,3 +71,29 @@ def _read_holder(fd: int) -> str:
     except OSError:
         text = ""
     return text or "holder unknown"
+
+
+def live_holder(folder: str | Path) -> str | None:
+    """Who writes the run in `folder` now ("pid N on host H since ..."), or None when no live process on this
+    host holds it. Reads the lock file only: it never takes the lock, so it cannot get in a writer's way
+    (a holder on another host is reported as it is written, since its liveness cannot be checked here)."""
+    try:
+        text = (Path(folder) / LOCK_FILE).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    parts = text.split()
+    if len(parts) < 5 or parts[0] != "pid" or parts[2:4] != ["on", "host"]:
+        return None
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return None
+    if parts[4] != socket.gethostname():
+        return text
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return text  # alive, owned by someone else
+    return text

@@ -1,0 +1,93 @@
+"""`na-toolkit runs` and the run folder's `evaluations.jsonl` / `evaluations.csv`, through real subprocesses."""
+
+import csv
+import json
+import os
+import socket
+
+import pytest
+
+from na_toolkit.store import STORE_FILE, SQLiteRunStore
+from na_toolkit.store.lock import RunLock
+from test_search_cli import CONFIG as SEARCH_CLI_CONFIG
+from test_search_cli import cli
+
+pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+
+# the CLI test's search, shorter
+CONFIG = SEARCH_CLI_CONFIG.replace('name = "cli"', 'name = "runs-cli"').replace("evaluations = 10", "evaluations = 8")
+assert "evaluations = 8" in CONFIG
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    (tmp / "search.toml").write_text(CONFIG)
+    rc, out, err = cli("search", "search.toml", "--json", cwd=tmp)
+    assert rc == 0, err[-3000:]
+    return tmp, json.loads(out)
+
+
+def test_evaluations_files_hold_every_evaluation_with_metrics_and_architecture(finished):
+    tmp, summary = finished
+    run = tmp / "runs" / summary["run_id"]
+    lines = (run / "evaluations.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    rows = [json.loads(line) for line in lines]
+    by_hash = {e["arch_hash"]: e for e in summary["evaluated"]}
+    for row in rows:
+        expected = by_hash[row["arch_hash"]]
+        assert row["accuracy"] == expected["metrics"]["accuracy"]
+        assert row["latency_ms@pixel3"] == expected["metrics"]["latency_ms@pixel3"]
+        assert row["arch"]["nodes"] and row["origin"] == expected["origin"]
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+    with open(run / "evaluations.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["arch_hash"] for r in table] == [r["arch_hash"] for r in rows]
+    assert float(table[0]["accuracy"]) == rows[0]["accuracy"]
+    assert json.loads(table[0]["arch"]) == rows[0]["arch"]
+    assert summary["outputs"]["evaluations_jsonl"].endswith("evaluations.jsonl")
+
+
+def test_predict_fit_reads_a_runs_evaluations_directly(finished, tmp_path):
+    tmp, summary = finished
+    data = tmp / "runs" / summary["run_id"] / "evaluations.jsonl"
+    rc, out, err = cli(
+        "predict", "fit", "--data", str(data), "--target", "accuracy", "--predictor", "bayesian-ridge",
+        "--out", str(tmp_path / "m.json"), cwd=tmp,
+    )  # fmt: skip
+    assert rc == 0, err
+    assert (tmp_path / "m.json").is_file()
+
+
+def test_runs_lists_the_run_with_status_count_and_best(finished):
+    tmp, summary = finished
+    rc, out, err = cli("runs", "--json", cwd=tmp)
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert row["run_id"] == summary["run_id"] and row["status"] == "finished" and row["evaluations"] == 8
+    best = summary["best"]["pixel3"]
+    assert row["best"]["pixel3"] == {"accuracy": best["metrics"]["accuracy"], "arch_hash": best["arch_hash"]}
+    rc, out, err = cli("runs", cwd=tmp)
+    assert rc == 0 and summary["run_id"] in out and "finished" in out and "pixel3" in out
+
+
+def test_runs_tells_live_interrupted_and_unreadable_runs_apart(tmp_path):
+    runs = tmp_path / "runs"
+    for name in ("live", "stopped"):
+        SQLiteRunStore.create(runs / name / STORE_FILE, name, {"name": name}).close()
+    (runs / "broken").mkdir()
+    (runs / "broken" / STORE_FILE).write_bytes(b"SQLite format 3\x00" + b"\x07" * 500)
+    with RunLock(runs / "live"):
+        rc, out, err = cli("runs", "runs", "--json", cwd=tmp_path)
+    assert rc == 0, err
+    rows = {r["run_id"]: r for r in json.loads(out)}
+    assert rows["live"]["status"] == "running"
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in rows["live"]["writer"]
+    assert rows["stopped"]["status"] == "interrupted"
+    assert rows["broken"]["status"] == "unreadable" and rows["broken"]["error"]
+
+
+def test_runs_of_a_missing_folder_is_a_one_line_error(tmp_path):
+    rc, out, err = cli("runs", "nowhere", cwd=tmp_path)
+    assert rc == 2 and "no folder 'nowhere'" in err and "Traceback" not in err
