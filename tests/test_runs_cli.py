@@ -91,3 +91,22 @@ def test_runs_tells_live_interrupted_and_unreadable_runs_apart(tmp_path):
 def test_runs_of_a_missing_folder_is_a_one_line_error(tmp_path):
     rc, out, err = cli("runs", "nowhere", cwd=tmp_path)
     assert rc == 2 and "no folder 'nowhere'" in err and "Traceback" not in err
+
+
+def test_verbose_and_log_file_show_one_line_per_round_quiet_shows_none(tmp_path):
+    (tmp_path / "search.toml").write_text(CONFIG.replace('name = "runs-cli"', 'name = "logged"'))
+    # flags before and after the command alike
+    rc, out, err = cli("--log-file", "search.log", "search", "search.toml", "--no-progress", "-v", cwd=tmp_path)
+    assert rc == 0, err
+    rounds = [line for line in err.splitlines() if line.startswith("na-toolkit: round ")]
+    # round 0 evaluates the seed, then rounds of 3 (per_round) until the 8 evaluations are spent
+    assert len(rounds) == 4 and "from seed x1" in rounds[0] and "8/8 of the budget" in rounds[-1]
+    assert "from evolution x3; last moves set_edge_op x3" in rounds[1]
+    logged = (tmp_path / "search.log").read_text().splitlines()
+    assert sum(" INFO na_toolkit.search: round " in line for line in logged) == 4
+    rc, out, err = cli("search", "search.toml", "--no-progress", "--quiet", "--output", "quiet", cwd=tmp_path)
+    assert rc == 0 and "round" not in err
+    rc, out, err = cli("-q", "runs", "-v", cwd=tmp_path)
+    assert rc == 2 and "--verbose and --quiet" in err
+    rc, out, err = cli("runs", "--log-file", str(tmp_path / "no" / "such" / "x.log"), cwd=tmp_path)
+    assert rc == 2 and "--log-file" in err and "Traceback" not in err

@@ -1,12 +1,16 @@
 """`na-toolkit`: the command line. Subcommands are plugins (`na_register_commands`).
 
 Errors on bad input (`NAToolkitError`) print one line `na-toolkit: error: ...` and exit 2, no traceback.
-A broken plugin is a warning unless `--strict-plugins`.
+A broken plugin is a warning unless `--strict-plugins`. Logging goes through Python's `logging` (loggers
+under `na_toolkit`): warnings on stderr by default, `--verbose` adds INFO (e.g. one line per search round),
+`-vv` DEBUG, `--quiet` only errors, `--log-file PATH` appends INFO and above to a file whatever the console
+shows. The flags go before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -18,11 +22,22 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 
+def _logging_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    """The logging flags; `default` is argparse.SUPPRESS on the subcommands, so a flag given before the
+    command is not reset by the subcommand's parser."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="show INFO logs (-vv: DEBUG) on stderr"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="show only errors on stderr")
+    parser.add_argument("--log-file", metavar="PATH", default=default, help="append INFO and above logs to PATH")
+
+
 def build_parser(toolkit: Toolkit) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="na-toolkit",
         description="Hardware-aware neural architecture search (Neural Architect) built of plugins.",
     )
+    _logging_flags(parser, None)
     parser.add_argument("--version", action="version", version=f"na-toolkit {__version__}")
     parser.add_argument(
         "--strict-plugins", action="store_true", help="fail (exit 2) when a plugin cannot be loaded, instead of warning"
@@ -33,6 +48,7 @@ def build_parser(toolkit: Toolkit) -> argparse.ArgumentParser:
         # every command receives the one toolkit main built, as `args.toolkit`; set before `configure`, so a
         # command whose arguments come from the plugins (`bench`) reads it: `p.get_default("toolkit")`
         p.set_defaults(_run=command.run, toolkit=toolkit)
+        _logging_flags(p, argparse.SUPPRESS)
         command.configure(p)
     return parser
 
@@ -51,6 +67,39 @@ def _load(strict: bool) -> Toolkit:
     return toolkit
 
 
+def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
+    """Handlers on the `na_toolkit` logger (not the root: a host application's logging stays its own)."""
+    from ..errors import ConfigError
+
+    if verbose and quiet:
+        raise ConfigError("--verbose and --quiet contradict each other; give one")
+    logger = logging.getLogger("na_toolkit")
+    for h in list(logger.handlers):  # main() may run more than once in a process (tests, the fuzz bench)
+        if getattr(h, "_na_toolkit_cli", False):
+            logger.removeHandler(h)
+            h.close()
+    console_level = (
+        logging.ERROR if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    )
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(console_level)
+    console.setFormatter(logging.Formatter("na-toolkit: %(message)s"))
+    handlers: list[logging.Handler] = [console]
+    if log_file:
+        try:
+            file_handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--log-file {log_file}: cannot write there ({exc.strerror})") from None
+        file_handler.setLevel(logging.INFO)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(file_handler)
+    for h in handlers:
+        h._na_toolkit_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+    logger.setLevel(min(h.level for h in handlers))
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     strict = "--strict-plugins" in argv
@@ -61,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "_run", None) is None:
             parser.print_help()
             return 2
+        configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
         return int(args._run(args) or 0)
     except NAToolkitError as exc:
         print(f"na-toolkit: error: {exc}", file=sys.stderr)

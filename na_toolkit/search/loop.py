@@ -44,7 +44,7 @@ from ..store.sqlite import SQLiteRunStore
 from .components import Components, build_components
 from .config import SearchConfig, load_config
 from .ground_truth import GroundTruth
-from .progress import Callbacks, ProgressBar, SearchCallback
+from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize
@@ -431,4 +431,4 @@ def run_search(
 
 
 def _callbacks(progress: bool, callbacks: Sequence[SearchCallback]) -> list[SearchCallback]:
-    return ([ProgressBar()] if progress else []) + list(callbacks)
+    return ([ProgressBar()] if progress else []) + [RoundLog()] + list(callbacks)

@@ -2,12 +2,16 @@
 
 A callback subclasses `SearchCallback` and overrides what it needs; `run_search(progress=True)` uses
 `ProgressBar` (a tqdm bar on stderr: one tick per ground-truth evaluation, the best feasible reward so
-far). Callbacks only observe: they never change what the search does.
+far). Every search also gets `RoundLog`: one line per round on the `na_toolkit.search` logger (INFO),
+which the CLI shows with `--verbose` or writes with `--log-file`. Callbacks only observe: they never change
+what the search does.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -89,3 +93,51 @@ class ProgressBar(SearchCallback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class RoundLog(SearchCallback):
+    """One INFO line per round on the `na_toolkit.search` logger: the networks evaluated in the round (how
+    many feasible, failed), where they came from, the moves that made them, the round's best reward and the
+    run's best feasible so far."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.log = logger or logging.getLogger("na_toolkit.search")
+        self._history: Sequence[Evaluated] = ()
+        self._seen = 0
+        self._budget = 0
+
+    def on_start(self, evaluation_budget: int) -> None:
+        self._budget = evaluation_budget
+        self.log.info("search started: budget %d evaluations", evaluation_budget)
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:
+        self._history = evaluated
+
+    def on_round_end(self, round: int) -> None:
+        if not self.log.isEnabledFor(logging.INFO):
+            return
+        new = list(self._history[self._seen :])
+        self._seen = len(self._history)
+        ok = [e for e in new if e.error is None]
+        feasible = [e for e in ok if e.score.feasible]
+        origins = Counter(e.candidate.origin for e in new)
+        moves = Counter(m.name for e in new for m in e.candidate.moves[-1:])
+        best_round = max((e.score.reward for e in ok), default=None)
+        best_run = max((e.score.reward for e in self._history if e.error is None and e.score.feasible), default=None)
+        self.log.info(
+            "round %d: %d evaluated (%d feasible, %d failed), %d/%d of the budget; from %s; last moves %s; "
+            "best reward this round %s, best feasible so far %s",
+            round,
+            len(new),
+            len(feasible),
+            len(new) - len(ok),
+            self._seen,
+            self._budget,
+            ", ".join(f"{k} x{v}" for k, v in origins.most_common()) or "-",
+            ", ".join(f"{k} x{v}" for k, v in moves.most_common()) or "-",
+            "-" if best_round is None else f"{best_round:.4f}",
+            "-" if best_run is None else f"{best_run:.4f}",
+        )
+
+    def on_end(self) -> None:
+        self.log.info("search ended after %d evaluations", self._seen)
