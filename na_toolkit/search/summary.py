@@ -3,7 +3,7 @@ makes the `SearchResult` (and so summary.json) from them.
 
 `summarize` reads nothing but its arguments: the Pareto set over accuracy, model size and each device's
 latency; the best feasible candidate per device and over all devices (highest accuracy; ties go to the
-higher reward, then the faster on the device, the smaller, the earlier evaluated); and, where none is
+higher reward, then the smaller model, the earlier evaluated: one order for every device); and, where none is
 feasible, why (the candidate closest to feasible and the budgets it breaks).
 """
 
@@ -198,20 +198,15 @@ def summarize(
 
 
 def _best_of(rows: list[Evaluated], device: str | None = None) -> str | None:
-    """Highest accuracy; ties go to the higher reward, then the faster on `device`, the smaller, the earlier
-    evaluated."""
+    """Highest accuracy; ties go to the higher reward, then the smaller model, then the earlier evaluated.
+    One order for every device and for "all", with no measured figure in it: a measured latency is noisy,
+    so ranking ties by it would let two exports of the same run (best/cpu, best/all) differ with the
+    machine's load. `device` is kept for callers; the order does not depend on it."""
     if not rows:
         return None
-    lat = f"latency_ms@{device}"
     top = max(
         rows,
-        key=lambda e: (
-            e.score.metrics["accuracy"],
-            e.score.reward,
-            -e.score.metrics.get(lat, 0.0),
-            -e.score.metrics["model_size_bytes"],
-            -e.seq,
-        ),
+        key=lambda e: (e.score.metrics["accuracy"], e.score.reward, -e.score.metrics["model_size_bytes"], -e.seq),
     )
     return top.hash
 

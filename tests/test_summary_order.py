@@ -1,0 +1,30 @@
+"""The best candidate per device and over all devices follow one deterministic order (issue: best/cpu and
+best/all of a one-device run differed, tie-broken by noisy measured latency in one and by size in the other)."""
+
+from conftest import default_toolkit
+from na_toolkit.search.strategy import Candidate, Score
+from na_toolkit.search.summary import Evaluated, _best_of
+
+
+def _evaluated(seq, arch, accuracy, reward, latency_ms, size_bytes):
+    metrics = {"accuracy": accuracy, "model_size_bytes": size_bytes, "latency_ms@cpu": latency_ms}
+    return Evaluated(
+        seq, 1, Candidate(arch, (), None, "test"), Score(reward, metrics, real=True), {}, None, {"cpu": True}
+    )
+
+
+def test_ties_break_by_reward_then_size_then_order_never_by_measured_latency():
+    tk = default_toolkit()
+    a, b, c = (tk.seed(name) for name in ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar"))
+    rows = [
+        _evaluated(0, a, 0.9, 0.5, latency_ms=0.020, size_bytes=2000),
+        _evaluated(1, b, 0.9, 0.5, latency_ms=0.033, size_bytes=1000),  # slower, smaller: wins the tie
+        _evaluated(2, c, 0.9, 0.5, latency_ms=0.010, size_bytes=1000),  # same size, evaluated later
+    ]
+    assert _best_of(rows, "cpu") is rows[1].hash == _best_of(rows) == _best_of(rows, "gpu")
+    assert _best_of(list(reversed(rows)), "cpu") == rows[1].hash  # not the order of the list: seq
+    assert len({r.hash for r in rows}) == 3
+    rows[0] = _evaluated(0, a, 0.9, 0.6, latency_ms=9.0, size_bytes=9000)
+    assert _best_of(rows, "cpu") == _best_of(rows) == rows[0].hash  # a higher reward comes first
+    rows[2] = _evaluated(2, c, 0.91, 0.0, latency_ms=9.0, size_bytes=9000)
+    assert _best_of(rows, "cpu") == _best_of(rows) == rows[2].hash  # and accuracy above all
