@@ -44,8 +44,9 @@ for _act in ("relu", "relu6", "gelu", "sigmoid", "hardswish", "identity", "zero"
     EXAMPLES[_act] = [({}, [MAP]), ({}, [VEC])]
 
 TYPES = layer_types().names()
-#: layer types whose ONNX comes back as another type (dropout is an Identity at inference)
-IMPORTS_AS = {"dropout": "identity"}
+#: layer types whose ONNX comes back as another type (none of the built-ins: dropout is written as an
+#: ONNX Dropout with its ratio, so it comes back as itself)
+IMPORTS_AS: dict[str, str] = {}
 #: training-only attributes an inference graph does not carry (batch norm's momentum)
 NOT_IN_ONNX = {"momentum"}
 

@@ -413,7 +413,10 @@ class Dropout(LayerType):
         return nn.Dropout(attrs["rate"])
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
-        return ctx.node("Identity", inputs, node_id)
+        # ONNX Dropout with its ratio (identity at inference, training_mode left off): `arch import` gives
+        # the dropout layer back with its rate, where an Identity would silently drop it
+        ratio = ctx.initializer(f"{node_id}_ratio", np.array(attrs["rate"], dtype=np.float32))
+        return ctx.node("Dropout", [*inputs, ratio], node_id)
 
     def features(self, attrs, in_shapes, out_shape):
         return {"rate_tenths": int(round(attrs["rate"] * 10))}
