@@ -28,3 +28,35 @@ def test_ties_break_by_reward_then_size_then_order_never_by_measured_latency():
     assert _best_of(rows, "cpu") == _best_of(rows) == rows[0].hash  # a higher reward comes first
     rows[2] = _evaluated(2, c, 0.91, 0.0, latency_ms=9.0, size_bytes=9000)
     assert _best_of(rows, "cpu") == _best_of(rows) == rows[2].hash  # and accuracy above all
+
+
+def _config(**search):
+    from na_toolkit.search.config import load_config
+
+    doc = {
+        "name": "floor",
+        "seed_network": "simple-cnn",
+        "evaluations": 4,
+        "search": search,
+        "devices": {"cpu": {"device": "cpu", "time_model": {"name": "roofline", "options": {"hardware": "x"}}}},
+    }
+    return load_config(doc)
+
+
+def test_a_chance_level_network_stays_off_the_pareto_front_however_fast():
+    from na_toolkit.search.summary import Counters, summarize
+
+    tk = default_toolkit()
+    a, b, c = (tk.seed(name) for name in ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar"))
+    classes = a.output_shape[0]
+    rows = [
+        _evaluated(0, a, 0.95, 0.9, latency_ms=2.0, size_bytes=9000),
+        _evaluated(1, b, 1.0 / classes + 0.0006, 0.1, latency_ms=0.1, size_bytes=10),  # chance level, fastest
+        _evaluated(2, c, 0.90, 0.8, latency_ms=1.0, size_bytes=5000),
+    ]
+    kw = dict(run_id="r", run_dir=".", stop_reason="budget", seed_hash=a.hash, counters=Counters(), elapsed_s=0.0)
+    result = summarize(_config(), rows, **kw)
+    assert rows[1].hash not in result.pareto and set(result.pareto) == {rows[0].hash, rows[2].hash}
+    # the floor is configurable: at 0 the chance-level network is a trade-off like any other
+    assert rows[1].hash in summarize(_config(pareto_min_accuracy=0.0), rows, **kw).pareto
+    assert summarize(_config(pareto_min_accuracy=0.92), rows, **kw).pareto == [rows[0].hash]

@@ -144,6 +144,12 @@ class SearchSettings(ConfigDocument):
     screen_hard_budgets: bool = Field(
         default=True, description="drop proposals sure to break a hard budget, unevaluated"
     )
+    pareto_min_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="accuracy (fraction) a network needs to enter the Pareto front (default: 1.1 x chance level)",
+    )
 
     @field_validator("moves", mode="before")
     @classmethod

@@ -167,8 +167,11 @@ def summarize(
     evaluated = list(evaluated)
     ok = [e for e in evaluated if e.error is None]
     archive = ParetoArchive(search_objectives(devices))
+    floor = pareto_min_accuracy(config, ok)
     for e in ok:
-        archive.add(e.hash, e.score.metrics)
+        # a network at chance level is no trade-off, however fast or small: it stays off the front
+        if e.score.metrics["accuracy"] >= floor:
+            archive.add(e.hash, e.score.metrics)
     best = {d: _best_of([e for e in ok if e.feasible_for.get(d)], d) for d in devices}
     best_overall = _best_of([e for e in ok if e.score.feasible])
     infeasible = {}
@@ -195,6 +198,24 @@ def summarize(
         strategy=config.strategy.name,
         evaluation_budget=config.evaluations,
     )
+
+
+#: the default Pareto floor, relative to chance level (1 / classes): a network less than 10% above chance
+#: (e.g. 10.06% valid accuracy on 10 classes) has learned nothing worth trading for speed or size
+CHANCE_MARGIN = 1.1
+
+
+def pareto_min_accuracy(config: SearchConfig, evaluated: Sequence[Evaluated]) -> float:
+    """The accuracy a network needs to enter the Pareto front: `search.pareto_min_accuracy`, or by default
+    1.1 x the chance level of a balanced classifier, 1 / the network's output units (every candidate keeps
+    the seed's output)."""
+    given = config.search.pareto_min_accuracy
+    if given is not None:
+        return float(given)
+    if not evaluated:
+        return 0.0
+    classes = int(evaluated[0].candidate.arch.output_shape[0])
+    return CHANCE_MARGIN / classes if classes > 1 else 0.0
 
 
 def _best_of(rows: list[Evaluated], device: str | None = None) -> str | None:
