@@ -214,12 +214,34 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
             ax.set_xscale("log")
         ax.set_xlabel(metric.replace("@", " on ").replace("_ms", " (ms)").replace("_bytes", " (bytes)"))
         ax.set_ylabel("validation accuracy (%)")
+        _focus_on_front(ax, [p[1] for p in pts], [p[1] for p in front])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{summary['run_id']}: {len(ok)} evaluated, {len(pareto)} on the Pareto front")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _focus_on_front(ax: Any, accuracies: list[float], front: list[float]) -> None:
+    """Accuracy axis from just under the Pareto front to the top, not 0-100: chance-level networks would
+    otherwise squash the front into a sliver at the top. Networks below are drawn on the bottom edge (as
+    triangles) and counted in the legend, so none disappears."""
+    if not front:
+        return
+    lo, hi = min(front), max(accuracies)
+    span = max(hi - lo, 0.5)
+    bottom = lo - 0.15 * span
+    below = [a for a in accuracies if a < bottom]
+    if below:
+        edge = bottom + 0.02 * span
+        ax.scatter([], [], s=14, marker="v", c="0.5", label=f"{len(below)} below (drawn at the edge)")
+        for coll in ax.collections:
+            offsets = coll.get_offsets()
+            if len(offsets):
+                offsets[:, 1] = [max(y, edge) for y in offsets[:, 1]]
+                coll.set_offsets(offsets)
+    ax.set_ylim(bottom, hi + 0.1 * span)
 
 
 # ---- export -------------------------------------------------------------------------------------------------
