@@ -110,3 +110,12 @@ def test_verbose_and_log_file_show_one_line_per_round_quiet_shows_none(tmp_path)
     assert rc == 2 and "--verbose and --quiet" in err
     rc, out, err = cli("runs", "--log-file", str(tmp_path / "no" / "such" / "x.log"), cwd=tmp_path)
     assert rc == 2 and "--log-file" in err and "Traceback" not in err
+
+
+def test_report_names_files_relative_to_the_run_folder(finished):
+    tmp, summary = finished
+    run = tmp / "runs" / summary["run_id"]
+    report = (run / "report.md").read_text()
+    files = report[report.index("## Files") :]
+    assert str(tmp) not in files and "- evaluations_jsonl: `evaluations.jsonl`" in files
+    assert "- best.pixel3: `best/pixel3`" in files

@@ -163,8 +163,23 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
     if summary["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     if summary.get("outputs"):
-        lines += ["", "## Files", ""] + [f"- {k}: `{v}`" for k, v in summary["outputs"].items()]
+        files = [(k, v) for k, v in summary["outputs"].items() if not k.endswith(".trained_weights")]
+        lines += ["", "## Files (relative to the run folder)", ""] + [
+            f"- {k}: `{_relative(v, summary.get('run_dir'))}`"
+            + (" (trained weights)" if summary["outputs"].get(f"{k}.trained_weights") == "true" else "")
+            for k, v in files
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _relative(path: str, run_dir: str | None) -> str:
+    """`path` relative to the run folder (a report stays right when the folder is moved or copied)."""
+    if not run_dir:
+        return path
+    try:
+        return Path(path).relative_to(run_dir).as_posix() or "."
+    except ValueError:
+        return path
 
 
 # ---- plot ---------------------------------------------------------------------------------------------------
