@@ -102,9 +102,17 @@ def check_predictors(tk, capsys):
 
 
 def check_time_models(tk, capsys):
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.testing import check_time_model
+    from na_toolkit.timemodels.hwmodel import load_hardware_model
+
+    check_time_model("flops-rate", tk, seeds=["simple-cnn"])  # the plugin kit: the contract, unknown options refused
     arch = tk.seed("simple-cnn")
-    est = tk.time_models.get("flops-rate")("cpu").estimate(arch)
-    assert est.latency_ms == pytest.approx(arch.flops / 1e11 * 1e3)
+    est = tk.time_models.get("flops-rate").from_toolkit(tk, device="h100-sxm").estimate(arch)
+    peak_flops_per_s = load_hardware_model("h100-sxm", tk.hardware).flops_per_s("fp32")
+    assert est.device == "h100-sxm" and est.latency_ms == pytest.approx(arch.flops / (0.5 * peak_flops_per_s) * 1e3)
+    with pytest.raises(ConfigError, match="efficency: unknown key. Did you mean"):
+        tk.time_models.get("flops-rate").from_toolkit(tk, efficency=0.9)
 
 
 def check_hardware(tk, capsys):

@@ -1,6 +1,8 @@
 """The example third-party plugin, installed the way a user installs it: `pip install` into a folder of its
 own, then everything runs in subprocesses that see it only through that folder (PYTHONPATH) and its entry
-point. The source tree of the plugin is not on the path of those processes."""
+point. The source tree of the plugin is not on the path of those processes. Its own tests, run against the
+installed copy, include the plugin kit's conformance checks (`na_toolkit.testing`) on its layer type and
+move, so the tutorial plugin is held to the contract the built-ins are."""
 
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ def test_plugin_own_tests_pass_against_the_installed_copy(installed):
     root, src, site = installed
     proc = subprocess.run(
         # -P: the working directory is not put on sys.path, so the plugin can only come from `site`
-        [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(src / "tests")],
+        [sys.executable, "-P", "-m", "pytest", "-v", "-p", "no:cacheprovider", str(src / "tests")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -131,3 +133,6 @@ def test_plugin_own_tests_pass_against_the_installed_copy(installed):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+    # among them the plugin kit's conformance checks (na_toolkit.testing) on its layer type and its move
+    for test in ("test_the_layer_type_keeps_the_layer_contract", "test_the_move_keeps_the_move_contract"):
+        assert f"{test} PASSED" in proc.stdout, proc.stdout[-3000:]

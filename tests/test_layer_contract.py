@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-import torch
 
-from conftest import layer_types
+from conftest import default_toolkit, layer_types
 from na_toolkit.errors import ArchitectureError
-from na_toolkit.ir.architecture import Architecture, Attrs, Node
-from na_toolkit.ir.layers import REQUIRED, LayerCost, LayerType, torch_weights
-from na_toolkit.ir.onnx_import import from_onnx
+from na_toolkit.ir.layers import REQUIRED, LayerType
+from na_toolkit.testing import check_layer_type
 
 MAP = (4, 7, 7)
 VEC = (12,)
@@ -63,22 +58,6 @@ def _examples(name):
 CASES = [(name, i) for name in TYPES for i in range(len(_examples(name)))]
 
 
-def _single_layer(name, attrs, in_shapes):
-    node = Node("layer", name, Attrs(attrs), ("input",) * len(in_shapes))
-    return Architecture(in_shapes[0], [node], layer_types=layer_types())
-
-
-def _randomize_buffers(model):
-    # running statistics other than 0/1 so that the emitted BatchNormalization really uses them
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("name", TYPES)
 def test_schema_defaults_and_rejections(name):
     lt = layer_types().get(name)
@@ -99,62 +78,21 @@ def test_schema_defaults_and_rejections(name):
 
 @pytest.mark.parametrize("name,i", CASES)
 def test_shape_cost_torch_and_onnx_agree(name, i):
-    lt = layer_types().get(name)
+    """The plugin kit's layer check (na_toolkit.testing, docs/testing.md) on each example: shape, cost
+    against the torch module, init_weights, features, ONNX emit equal to torch in ONNX Runtime (constant
+    tensors such as batch norm's statistics redrawn), the import back to an equal network, JSON."""
     attrs, in_shapes = _examples(name)[i]
-    norm = lt.normalize_attrs(dict(attrs))
-    out = tuple(lt.infer_shape(norm, list(in_shapes)))
-    assert out and all(isinstance(d, int) and d > 0 for d in out)
-
-    cost = lt.cost(norm, list(in_shapes), out)
-    assert isinstance(cost, LayerCost)
-    assert all(isinstance(v, int) and v >= 0 for v in cost.astuple())
-    assert cost.flops >= cost.macs and cost.weight_bytes >= 4 * cost.params
-
-    module = lt.build_torch(norm, list(in_shapes), out).eval()
-    assert sum(p.numel() for p in module.parameters()) == cost.params
-    xs = [torch.randn(2, *s) for s in in_shapes]
-    with torch.no_grad():
-        assert tuple(module(*xs).shape) == (2, *out)
-
-    # the random weights used without a torch build have the torch build's names and shapes
-    drawn = lt.init_weights(norm, list(in_shapes), out, np.random.default_rng(0))
-    want = {k: v.shape for k, v in torch_weights(module).items()}
-    assert {k: np.asarray(v).shape for k, v in drawn.items()} == want
-
-    features = lt.features(norm, list(in_shapes), out)
-    assert all(isinstance(v, int) and v >= 0 for v in features.values())
-
-    # ONNX emit equals the torch build; the emitted graph imports back to an equal network
-    arch = _single_layer(name, attrs, in_shapes)
-    model = arch.to_torch(seed=1).eval()
-    _randomize_buffers(model)
-    proto = arch.to_onnx(model=model, batch_size=None)
-    onnx.checker.check_model(proto)
-    x = np.random.default_rng(i).standard_normal((2, *in_shapes[0])).astype(np.float32)
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"input": x})[0]
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
-    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
-
-    random_weights = arch.to_onnx(seed=3)
-    onnx.checker.check_model(random_weights)
-    y = ort.InferenceSession(random_weights.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x[:1]}
-    )[0]
-    assert y.shape == (1, *out) and np.isfinite(y).all()
-
-    if lt.onnx_ops:
-        imported, state = from_onnx(proto, layer_types(), return_weights=True)
-        assert [n.type for n in imported.nodes] == [IMPORTS_AS.get(name, name)]
-        if name not in IMPORTS_AS and not NOT_IN_ONNX & set(attrs):  # the same network: the same hash
-            assert imported.hash == arch.hash
-        back = imported.to_torch().eval()
-        back.load_state_dict(state)
-        with torch.no_grad():
-            again = back(torch.from_numpy(x)).numpy()
-        assert imported.output_shape == arch.output_shape
-        assert np.abs(again - ref).max() <= 1e-4
+    (result,) = check_layer_type(
+        name,
+        default_toolkit(),
+        examples=[(attrs, in_shapes)],
+        imports_as=IMPORTS_AS.get(name),
+        attrs_not_in_onnx=NOT_IN_ONNX,
+        seed=i,
+    )
+    assert result.onnx_max_abs_err <= 1e-4
+    if layer_types().get(name).onnx_ops and name not in IMPORTS_AS and not NOT_IN_ONNX & set(attrs):
+        assert result.same_hash_after_import  # the same network: the same hash
 
 
 @pytest.mark.parametrize("name", TYPES)

@@ -1,58 +1,92 @@
 """Every registered time model (built-ins and plugins) honours the protocol on the seeds: a well-formed
-TimeEstimate, or a typed TimeModelError for an architecture it does not cover (timm-style contract test,
-parametrized over the registry). GPU-only parts are not exercised: measured models run on the CPU."""
+TimeEstimate, or a typed TimeModelError for an architecture it does not cover; an unknown option is refused
+(timm-style contract test, parametrized over the registry). The checks are the plugin kit's
+(`na_toolkit.testing.check_time_model`, docs/testing.md), so a plugin's time model is held to the same
+contract in its own tests. GPU-only parts are not exercised: measured models run on the CPU."""
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 
 from conftest import default_toolkit
-from na_toolkit.errors import TimeModelError
+from na_toolkit.testing import ConformanceError, check_time_estimate, check_time_model
 from na_toolkit.timemodels.base import TimeEstimate, TimeModel
-from na_toolkit.timemodels.measure import MeasureSettings
 
 TOOLKIT = default_toolkit()
-QUICK = MeasureSettings.quick(min_runs=5, max_runs=40, max_time_s=0.1, rel_tolerance=0.2)
-
-
-def _build(name: str) -> TimeModel:
-    cls = TOOLKIT.time_models.get(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. the example profile of another CPU
-        if cls.measures:
-            return cls.from_toolkit(TOOLKIT, device="cpu", settings=QUICK)
-        return cls.from_toolkit(TOOLKIT)
 
 
 @pytest.mark.parametrize("name", TOOLKIT.time_models.names())
 def test_time_model_contract(name):
-    cls = TOOLKIT.time_models.get(name)
-    assert issubclass(cls, TimeModel) and cls.name == name and cls.description
-    model = _build(name)
-    estimates = []
-    for seed in TOOLKIT.seeds.names():
-        arch = TOOLKIT.seed(seed)
-        try:
-            est = model.estimate(arch)
-        except TimeModelError:
-            continue  # a model may cover only some architectures (a table of one search space), typed
-        estimates.append(est)
-        assert isinstance(est, TimeEstimate)
-        assert est.time_model == name and isinstance(est.device, str) and est.device
-        assert est.batch_size == 1
-        assert math.isfinite(est.latency_ms) and est.latency_ms > 0
-        assert model.latency_ms(arch) == pytest.approx(est.latency_ms, rel=1.0)  # measured ones vary
-        for lo, hi in ((est.latency_p10_ms, est.latency_ms), (est.latency_ms, est.latency_p90_ms)):
-            if lo is not None and hi is not None:
-                assert lo <= hi * (1 + 1e-9)
-        assert est.latency_iqr_ms is None or est.latency_iqr_ms >= 0
-        assert est.train_step_ms is None or est.train_step_ms > 0
-        assert est.training_time_s(10) is None or est.training_time_s(10) > 0
-        assert est.peak_memory_bytes is None or (isinstance(est.peak_memory_bytes, int) and est.peak_memory_bytes > 0)
-        assert est.energy_mj is None or est.energy_mj >= 0
-        assert isinstance(est.warnings, tuple) and all(isinstance(w, str) for w in est.warnings)
-        assert isinstance(est.details, dict)
-    assert estimates, f"time model {name!r} estimated none of the seeds {TOOLKIT.seeds.names()}"
+    result = check_time_model(name, TOOLKIT)
+    covered = {seed: per_batch for seed, per_batch in result.estimates.items() if per_batch is not None}
+    assert covered, name
+    for per_batch in covered.values():
+        assert math.isfinite(per_batch[1].latency_ms)
+
+
+def test_analytic_models_are_checked_at_other_batch_sizes():
+    result = check_time_model("roofline", TOOLKIT, batch_sizes=(1, 8))
+    for per_batch in result.estimates.values():
+        assert per_batch is not None and per_batch[8].batch_size == 8
+        assert per_batch[8].latency_ms >= per_batch[1].latency_ms  # more work is never faster in a roofline
+
+
+# ---- the kit catches what breaks the contract -------------------------------------------------------------
+class _Loose(TimeModel):
+    """The anti-pattern the kit refuses: options read with `self.options.get`, so a misspelling is ignored."""
+
+    name = "loose"
+    description = "latency from FLOPs at a rate read from self.options"
+
+    def estimate(self, arch, batch_size=1):
+        rate = float(self.options.get("rate_flops_per_s", 1e11))
+        return TimeEstimate(self.name, self.device, batch_size, arch.flops * batch_size / rate * 1e3)
+
+
+class _WrongBatch(TimeModel):
+    name = "wrong-batch"
+    description = "says batch 1 whatever it is asked"
+
+    def __init__(self, device: str = "cpu"):
+        super().__init__(device=device)
+
+    def estimate(self, arch, batch_size=1):
+        return TimeEstimate(self.name, self.device, 1, 1.0)
+
+
+class _Raises(_WrongBatch):
+    name = "raises"
+    description = "raises a KeyError instead of a TimeModelError"
+
+    def estimate(self, arch, batch_size=1):
+        raise KeyError("conv2d")
+
+
+def test_the_kit_refuses_an_options_dict_that_accepts_misspellings():
+    with pytest.raises(ConformanceError, match=r"time model 'loose': accepts the unknown option"):
+        check_time_model(_Loose, TOOLKIT, seeds=["simple-cnn"])
+
+
+def test_the_kit_names_the_model_the_network_and_the_field():
+    with pytest.raises(
+        ConformanceError, match=r"time model 'wrong-batch' on 'simple-cnn' at batch size 4: .*batch_size 1"
+    ):
+        check_time_model(_WrongBatch, TOOLKIT, seeds=["simple-cnn"], batch_sizes=(1, 4))
+    with pytest.raises(ConformanceError, match=r"'raises' on 'simple-cnn': estimate\(\) raised KeyError"):
+        check_time_model(_Raises, TOOLKIT, seeds=["simple-cnn"])
+
+
+def test_check_time_estimate_bounds():
+    good = TimeEstimate("m", "cpu", 1, 2.0, latency_p10_ms=1.0, latency_p90_ms=3.0)
+    assert check_time_estimate(good, "m", 1) is good
+    for bad, field in (
+        (TimeEstimate("m", "cpu", 1, float("nan")), "latency_ms"),
+        (TimeEstimate("m", "cpu", 1, 2.0, latency_p10_ms=2.5), "latency_p10_ms"),
+        (TimeEstimate("m", "cpu", 1, 2.0, energy_mj=-1.0), "energy_mj"),
+        (TimeEstimate("m", "cpu", 1, 2.0, peak_memory_bytes=0), "peak_memory_bytes"),
+        (TimeEstimate("other", "cpu", 1, 2.0), "time_model"),
+    ):
+        with pytest.raises(ConformanceError, match=field):
+            check_time_estimate(bad, "m", 1)

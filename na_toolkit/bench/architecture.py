@@ -57,7 +57,7 @@ PACKAGE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("search",),
     ("bench",),
     ("cli",),
-    ("plugins", "toolkit", "builtin"),
+    ("plugins", "toolkit", "builtin", "testing"),
     ("cli.main", "__main__"),
 )
 #: what each layer is, for the docs and the benchmark's output

@@ -8,6 +8,7 @@ import na_toolkit
 
 COMMAND_MODULES = (
     "na_toolkit.cli.plugins_cmd",
+    "na_toolkit.cli.plugin_new",
     "na_toolkit.cli.arch",
     "na_toolkit.cli.hw",
     "na_toolkit.cli.profile",

@@ -18,6 +18,7 @@ from na_toolkit.errors import MoveError, ShapeError
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.onnx_import import from_onnx
 from na_toolkit.plugins import load_toolkit
+from na_toolkit.testing import check_layer_type, check_move
 
 
 @pytest.fixture
@@ -65,16 +66,32 @@ def test_onnx_matches_torch(toolkit, reduction):
     assert onnx_parity_max_abs_err(se_net(toolkit, reduction=reduction)) <= 1e-4
 
 
+def test_the_layer_type_keeps_the_layer_contract(toolkit):
+    """The plugin kit's checks (docs/testing.md): schema, shape, cost against the torch module, ONNX parity
+    in ONNX Runtime and the ONNX import back to the same network, JSON."""
+    results = check_layer_type(
+        "squeeze_excite", toolkit, examples=[({"reduction": 1}, [(4, 5, 5)]), ({"reduction": 4}, [(16, 6, 6)])]
+    )
+    assert results[1].cost.params == 16 * 4 + 4 + 4 * 16 + 16
+    assert all(r.same_hash_after_import for r in results)
+
+
+def test_the_move_keeps_the_move_contract(toolkit):
+    """The plugin kit's checks: masks of the right shape and dtype, every admitted value applies on every
+    seed to a valid network, apply is pure, a refused value raises MoveError."""
+    results = check_move("insert_se", toolkit)
+    assert {r.seed for r in results} == set(toolkit.seeds.names()) and all(r.applied for r in results)
+
+
 def test_mask_admits_exactly_the_moves_that_apply(toolkit):
     op = toolkit.moves.get("insert_se")
     arch = toolkit.seed("simple-cnn")
-    before = arch.to_json()
     positions = op.mask(arch, "position", {})
     assert positions.any()
     for i in range(len(arch.nodes)):
         for r in op.REDUCTIONS:
             admitted = bool(positions[i]) and bool(op.mask(arch, "reduction", {"position": i})[op.REDUCTIONS.index(r)])
-            if admitted:
+            if admitted:  # the block goes right after the chosen node
                 new = op.apply(arch, position=i, reduction=r)
                 se = new.nodes[i + 1]
                 assert se.type == "squeeze_excite" and se.inputs == (arch.nodes[i].id,)
@@ -82,7 +99,6 @@ def test_mask_admits_exactly_the_moves_that_apply(toolkit):
             else:
                 with pytest.raises(MoveError):
                     op.apply(arch, position=i, reduction=r)
-    assert arch.to_json() == before  # apply never mutates its input
 
 
 def test_sampled_moves_export_and_match_torch(toolkit):

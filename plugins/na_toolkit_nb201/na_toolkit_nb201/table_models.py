@@ -132,8 +132,9 @@ class NB201TableTimeModel(TimeModel):
     name = "nb201-table"
     description = "NAS-Bench-201 latency looked up in the table (each lat_<device> column is a device)"
 
-    def __init__(self, device: str = "gold_6226", **options: Any):
-        super().__init__(device=device, **options)
+    def __init__(self, device: str = "gold_6226", table: str | None = None):
+        # named parameters, not **options: a misspelt option is refused, never silently ignored
+        super().__init__(device=device, table=table)
         self._table: NB201Table | None = None
 
     def __getstate__(self) -> dict[str, Any]:

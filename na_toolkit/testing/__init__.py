@@ -1,0 +1,37 @@
+"""Conformance checks for plugin authors: a plugin's own tests call them on what it registers.
+
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.testing import check_layer_type, check_move
+
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(my_plugin,))
+    check_layer_type("my_layer", toolkit)
+    check_move("insert_my_layer", toolkit)
+
+Each check raises AssertionError (`ConformanceError`) whose message names the component and what broke,
+and returns what it found (dataclasses). See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+from ._common import ConformanceError
+from .layers import LayerExampleResult, check_layer_type, default_examples
+from .moves import MoveSeedResult, check_move
+from .predictors import PredictorResult, check_predictor, example_data
+from .timemodels import TimeModelResult, build_time_model, check_time_estimate, check_time_model, quick_measure_options
+
+__all__ = [
+    "ConformanceError",
+    "LayerExampleResult",
+    "MoveSeedResult",
+    "PredictorResult",
+    "TimeModelResult",
+    "build_time_model",
+    "check_layer_type",
+    "check_move",
+    "check_predictor",
+    "check_time_estimate",
+    "check_time_model",
+    "default_examples",
+    "example_data",
+    "quick_measure_options",
+]

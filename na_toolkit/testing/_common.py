@@ -1,0 +1,47 @@
+"""What the checks share: the failure message, the toolkit a check runs against, looking a component up."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..registry import Registry
+    from ..toolkit import Toolkit
+
+T = TypeVar("T")
+
+
+class ConformanceError(AssertionError):
+    """A component breaks its protocol's contract. An AssertionError, so pytest shows it as a failed
+    assertion; the message names the component and what broke, in one line."""
+
+
+def fail(component: str, what: str) -> NoReturn:
+    """Raise `ConformanceError("COMPONENT: WHAT")`."""
+    raise ConformanceError(f"{component}: {' '.join(what.split())}")
+
+
+def expect(condition: Any, component: str, what: str) -> None:
+    """`fail(component, what)` unless `condition` holds (an `assert` that survives `python -O`)."""
+    if not condition:
+        fail(component, what)
+
+
+def toolkit_or_default(toolkit: Toolkit | None) -> Toolkit:
+    """The toolkit a check runs against: the one given (a plugin's tests build theirs with
+    `load_toolkit(entry_points=False, extra_plugins=(my_plugin,))`), else the built-ins and the installed
+    plugins. The testing kit is an entry point of its own (a test suite), so it may build one."""
+    if toolkit is not None:
+        return toolkit
+    from ..plugins import load_toolkit
+
+    return load_toolkit(strict=True)
+
+
+def resolve(registry: Registry[T], component: T | str, kind: str) -> tuple[str, T]:
+    """(name, component) for a component given by its registered name or as the object itself."""
+    if isinstance(component, str):
+        expect(component in registry, f"{kind} {component!r}", f"is not registered; registered: {registry.names()}")
+        return component, registry.get(component)
+    name = str(getattr(component, "name", "") or "")
+    return name, component

@@ -1,0 +1,234 @@
+"""The plugin kit (`na_toolkit.testing`, docs/testing.md): it passes what keeps the contracts (every
+registered move and predictor here; layer types and time models in their contract tests, which call it) and
+fails what breaks one, with a message naming the component and what broke."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import default_toolkit
+from na_toolkit.builtin.layers import LAYER_TYPES
+from na_toolkit.errors import MoveError
+from na_toolkit.ir import edit
+from na_toolkit.ir.architecture import Attrs, Node
+from na_toolkit.moves import MoveType, ParamSpec
+from na_toolkit.predictors.sklearn_predictors import FEATURE_PREDICTORS
+from na_toolkit.testing import ConformanceError, check_layer_type, check_move, check_predictor, default_examples
+
+TOOLKIT = default_toolkit()
+FAST = {"n_estimators": 20, "epochs": 2, "n_restarts": 0, "mc_samples": 4, "net_dim": 16, "layer_dim": 16, "hidden": 16}
+
+
+@pytest.mark.parametrize("name", TOOLKIT.moves.names())
+def test_every_registered_move_passes(name):
+    results = check_move(name, TOOLKIT)
+    assert [r.seed for r in results] == TOOLKIT.seeds.names()
+    assert all(r.refused > 0 for r in results)  # refused values were tried on every network
+
+
+@pytest.mark.parametrize("name", TOOLKIT.predictors.names())
+def test_every_registered_predictor_passes(name):
+    cls = TOOLKIT.predictors.get(name)
+    result = check_predictor(name, TOOLKIT, params={k: v for k, v in FAST.items() if k in cls._get_param_names()})
+    assert result.predictions.shape == (24,) and np.isfinite(result.train_r2)
+
+
+# ---- broken layer types ----------------------------------------------------------------------------------
+def _builtin(name):
+    return next(cls for cls in LAYER_TYPES if cls.name == name)
+
+
+class _CostForgetsTheBias(_builtin("conv2d")):
+    name = "conv_cost_without_bias"
+
+    def cost(self, attrs, in_shapes, out_shape):
+        c = super().cost(attrs, in_shapes, out_shape)
+        return type(c)(c.params - (attrs["filters"] if attrs["bias"] else 0), *c.astuple()[1:])
+
+
+class _EmitsNoShift(_builtin("batchnorm2d")):
+    name = "bn_emitting_no_shift"
+
+    def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
+        weights = {**weights, "bias": np.zeros_like(weights["bias"])}  # a bug: the shift is lost
+        return super().emit_onnx(ctx, node_id, attrs, inputs, in_shapes, out_shape, weights)
+
+
+def test_default_examples_fill_required_attributes():
+    ((attrs, shapes),) = default_examples(TOOLKIT.layer_types.get("conv2d"))
+    assert attrs == {"filters": 4} and shapes == [(4, 7, 7)]
+    ((attrs, shapes),) = default_examples(TOOLKIT.layer_types.get("linear"))
+    assert shapes == [(12,)]
+
+
+def test_a_cost_that_disagrees_with_torch_is_named():
+    with pytest.raises(
+        ConformanceError,
+        match=r"layer type 'conv_cost_without_bias' example 0 .*cost params 24 != the torch module's 32",
+    ):
+        check_layer_type(
+            _CostForgetsTheBias(), TOOLKIT, examples=[({"filters": 8, "kernel": 1, "bias": True}, [(3, 5, 5)])]
+        )
+
+
+def test_an_emitter_that_drops_a_tensor_is_caught_by_onnx_runtime():
+    # batch norm's shift is zero after construction: the kit redraws constant tensors so the bug shows
+    with pytest.raises(ConformanceError, match=r"'bn_emitting_no_shift' .*ONNX Runtime differs from torch by"):
+        check_layer_type(_EmitsNoShift(), TOOLKIT, examples=[({}, [(4, 5, 5)])])
+
+
+def test_an_unregistered_name_lists_the_registered_ones():
+    with pytest.raises(
+        ConformanceError, match=r"layer type 'no_such_layer': is not registered; registered: \['conv2d'"
+    ):
+        check_layer_type("no_such_layer", TOOLKIT)
+
+
+# ---- broken moves ------------------------------------------------------------------------------------------
+class _InsertRelu(MoveType):
+    name = "insert_relu_test"
+    description = "a ReLU after a feature-map node"
+
+    def params(self):
+        return (ParamSpec.position("position"),)
+
+    def mask(self, arch, param, chosen):
+        return np.array([len(arch.shape(n.id)) == 3 for n in arch.nodes], dtype=bool)
+
+    def apply(self, arch, **params):
+        self.check(arch, params)
+        target = arch.nodes[params["position"]]
+        return edit.insert_after(arch, target.id, [Node(arch.new_id("relu"), "relu", Attrs(), (target.id,))])
+
+
+class _LegacyMask(_InsertRelu):
+    name = "legacy_mask"
+
+    def mask(self, arch, param, chosen):
+        m = np.zeros(128, dtype=bool)
+        m[: len(arch.nodes)] = super().mask(arch, param, chosen)[:128]
+        return m
+
+
+class _IntMask(_InsertRelu):
+    name = "int_mask"
+
+    def mask(self, arch, param, chosen):
+        return super().mask(arch, param, chosen).astype(np.int64)
+
+
+class _NoCheck(_InsertRelu):
+    name = "no_check"
+
+    def apply(self, arch, **params):
+        target = arch.nodes[min(params["position"], len(arch.nodes) - 1)]  # never refuses
+        return edit.insert_after(arch, target.id, [Node(arch.new_id("relu"), "relu", Attrs(), (target.id,))])
+
+
+class _Mutates(_InsertRelu):
+    name = "mutates"
+
+    def apply(self, arch, **params):
+        new = super().apply(arch, **params)
+        arch.name += "-edited"  # the bug: the input is changed
+        return new
+
+
+class _Dead(_InsertRelu):
+    name = "dead_end"
+
+    def params(self):
+        return (ParamSpec.position("position"), ParamSpec("width", (8, 16)))
+
+    def mask(self, arch, param, chosen):
+        if param == "width":
+            return np.zeros(2, dtype=bool)  # admits a position, then nothing
+        return super().mask(arch, param, chosen)
+
+    def apply(self, arch, **params):
+        raise MoveError("never")
+
+
+class _Grows(_InsertRelu):
+    name = "changes_output"
+
+    def mask(self, arch, param, chosen):
+        m = np.zeros(len(arch.nodes), dtype=bool)
+        m[-1] = True
+        return m
+
+    def apply(self, arch, **params):
+        self.check(arch, params)
+        last = arch.nodes[-1]
+        return edit.insert_after(arch, last.id, [Node(arch.new_id("fc"), "linear", Attrs(units=3), (last.id,))])
+
+
+def test_a_move_that_keeps_the_contract_passes():
+    results = check_move(_InsertRelu(), TOOLKIT, seeds=["simple-cnn"])
+    assert results[0].applied >= results[0].admitted_first > 0
+
+
+@pytest.mark.parametrize(
+    "move, message",
+    [
+        (
+            _LegacyMask(),
+            r"move 'legacy_mask' on 'simple-cnn': mask\('position', chosen=\{\}\) has shape \(128,\), expected \(11,\)",
+        ),
+        (
+            _IntMask(),
+            r"move 'int_mask' on 'simple-cnn': mask\('position', chosen=\{\}\) has dtype int64, expected bool",
+        ),
+        (
+            _NoCheck(),
+            r"move 'no_check' on 'simple-cnn': apply\(\{'position': \d+\}\) accepted position=\d+, "
+            "which its mask refuses",
+        ),
+        (_Mutates(), r"move 'mutates' on 'simple-cnn': apply\(.*\) changed its input architecture"),
+        (
+            _Dead(),
+            r"move 'dead_end' on 'simple-cnn': \{'position': \d+\} was admitted but no value of 'width' completes it",
+        ),
+        (_Grows(), r"move 'changes_output' on 'simple-cnn': apply\(.*\) changed the output shape \(10,\) -> \(3,\)"),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)
+def test_a_broken_move_is_named_with_what_broke(move, message):
+    with pytest.raises(ConformanceError, match=message):
+        check_move(move, TOOLKIT, seeds=[TOOLKIT.seed("simple-cnn")])  # a network of its own: one may change
+
+
+# ---- broken predictors -------------------------------------------------------------------------------------
+class _StoresDerived(FEATURE_PREDICTORS[0]):
+    name = "stores-derived"
+
+    def __init__(self, n_estimators: int = 20):
+        super().__init__(n_estimators=n_estimators)
+        self.twice_ = 2 * n_estimators  # __init__ must store its parameters and nothing else
+
+
+def test_a_predictor_that_breaks_sklearn_conventions_is_named():
+    with pytest.raises(ConformanceError, match=r"predictor 'stores-derived': (get_params|__init__ must store)"):
+        check_predictor(_StoresDerived, TOOLKIT)
+
+
+# ---- the Architecture API a move author reads (docs/plugin_hooks.md) --------------------------------------
+def test_the_documented_architecture_api_exists_and_its_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugin_hooks.md").read_text()
+    section = text[text.index("## The Architecture a move reads") :]
+    section = section[: section.index("\n## ", 1)]
+    arch = TOOLKIT.seed("resnet-cifar")
+    members = set(re.findall(r"`arch\.(\w+)", section))
+    assert {"shape", "output", "in_shapes", "consumers", "cost", "new_id"} <= members
+    assert all(hasattr(arch, m) for m in members), members - {m for m in members if hasattr(arch, m)}
+    namespace: dict = {}
+    exec(re.findall(r"```python\n(.*?)```", section, re.S)[0], namespace)
+    mask = namespace["wide_feature_maps"](arch)
+    assert mask.dtype == bool and mask.shape == (len(arch.nodes),) and mask.any()
+    for i in np.flatnonzero(mask):
+        node = arch.nodes[i]
+        assert arch.shape(node.id)[0] >= 16 and all(arch.node(c).type == "conv2d" for c in arch.consumers[node.id])
