@@ -19,6 +19,15 @@ from .errors import NAToolkitError
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 
 
+def path_exists(spec: str | os.PathLike[str]) -> bool:
+    """Whether `spec` names an existing file or folder; False for a name the OS cannot even look up (too
+    long, a NUL byte): an argument that may be a path or a name (a seed) must not crash on those."""
+    try:
+        return Path(spec).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def read_text(
     path: str | os.PathLike[str], what: str, error: type[NAToolkitError], max_bytes: int = MAX_DOCUMENT_BYTES
 ) -> str:

@@ -47,6 +47,8 @@ def _pads(ctx: OnnxImportContext, node: Any, kernel: int, stride: int, dilation:
         if stride != 1 or (dilation * (kernel - 1)) % 2:
             raise ctx.error(f"auto_pad={auto} with stride {stride} and kernel {kernel} pads unevenly; not supported")
         return dilation * (kernel - 1) // 2
+    if auto not in ("NOTSET", ""):
+        raise ctx.error(f"auto_pad={auto!r} is not an ONNX padding mode (NOTSET, SAME_UPPER, SAME_LOWER, VALID)")
     pads = list(ctx.attr(node, "pads", [0, 0, 0, 0]))
     if len(pads) != 4 or len(set(pads)) != 1:
         raise ctx.error(f"only equal padding on all sides is supported, got pads={pads}")
@@ -62,7 +64,10 @@ def conv2d(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
     b = ctx.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if len(node.input) > 2 and node.input[2] and b is None:
         raise ctx.error("Conv bias must be a constant initializer")
-    kernel = _square(ctx, ctx.attr(node, "kernel_shape", list(w.shape[2:])), "kernels", 1)
+    kernel_shape = ctx.attr(node, "kernel_shape", list(w.shape[2:]))
+    if list(kernel_shape) != list(w.shape[2:]):
+        raise ctx.error(f"kernel_shape {list(kernel_shape)} does not match the weights' {list(w.shape[2:])}")
+    kernel = _square(ctx, kernel_shape, "kernels", 1)
     stride = _square(ctx, ctx.attr(node, "strides"), "strides", 1)
     dilation = _square(ctx, ctx.attr(node, "dilations"), "dilations", 1)
     pad = _pads(ctx, node, kernel, stride, dilation)

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ArchitectureError, UnknownComponentError
+from ..errors import ArchitectureError, ConfigError, UnknownComponentError
 from ..ir.layers import REQUIRED
 from ._format import render_table, shape_str
+from ._output import atomic_out, check_out
 from .command import Command
 
 if TYPE_CHECKING:
@@ -30,10 +31,11 @@ PARITY_TOL = 1e-4
 
 def load_architecture(spec: str, toolkit: Toolkit) -> Architecture:
     """An Architecture from a JSON file, an ONNX file or a seed name (in that order of preference)."""
+    from ..files import path_exists
     from ..ir.architecture import Architecture
 
     path = Path(spec)
-    if path.exists() or spec.endswith((".json", ".onnx")) or "/" in spec:
+    if path_exists(spec) or spec.endswith((".json", ".onnx")) or "/" in spec:
         if path.suffix == ".onnx":
             from ..ir.onnx_import import from_onnx
 
@@ -143,14 +145,24 @@ def _error(message: str) -> int:
     return 2
 
 
-def _write(path: str, data: bytes | str) -> str | None:
-    """Write a file; on failure return the one-line reason instead of raising."""
+def _writable(path: str) -> str | None:
+    """The one-line reason `path` cannot be written, checked before the work (None: it can)."""
     try:
-        p = Path(path)
-        if isinstance(data, str):
-            p.write_text(data)
-        else:
-            p.write_bytes(data)
+        check_out(path, "output", make_folders=False)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _write(path: str, data: bytes | str) -> str | None:
+    """Write a file atomically (a failed write leaves the previous file); on failure return the one-line
+    reason instead of raising."""
+    try:
+        with atomic_out(path, make_folders=False) as tmp:
+            if isinstance(data, str):
+                tmp.write_text(data)
+            else:
+                tmp.write_bytes(data)
     except OSError as exc:
         return f"cannot write {path!r}: {exc.strerror or exc}"
     return None
@@ -218,6 +230,9 @@ def run_export(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size} (use --dynamic-batch for a symbolic batch)")
     batch = None if args.dynamic_batch else args.batch_size
+    problem = _writable(args.onnx)  # before the export and the parity check, not after them
+    if problem:
+        return _error(problem)
     max_abs_err = None
     if args.check:
         # Weights of the torch build, so ONNX Runtime and torch compute the same function.
@@ -261,6 +276,9 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from ..ir.onnx_import import from_onnx
 
+    problem = _writable(args.out)
+    if problem:
+        return _error(problem)
     arch = from_onnx(args.model, layer_types=args.toolkit.layer_types)
     problem = _write(args.out, arch.dumps() + "\n")
     if problem:

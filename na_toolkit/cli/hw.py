@@ -146,12 +146,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     from ..timemodels.calibrate import calibrate_hardware
     from ..timemodels.devices import torch_device
     from ..timemodels.hwmodel import hardware_model_toml, read_hardware_model, save_hardware_model
+    from ._output import check_out
 
     if args.repeats < 1:
         raise HardwareError(f"--repeats must be >= 1, got {args.repeats}")
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix != ".toml":
         raise HardwareError(f"--out {out}: a hardware model file must end in .toml")
+    if out is not None:
+        check_out(out, "--out", HardwareError)  # before the calibration, not after it (it takes a while)
     torch_device(args.device)  # an unknown device fails here, before any progress line
     print(
         f"na-toolkit: calibrating {args.device}: matrix product, copy bandwidth, launch overhead ...", file=sys.stderr

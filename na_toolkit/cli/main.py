@@ -100,6 +100,21 @@ def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
     logger.propagate = False
 
 
+#: the longest error message printed: a message quoting a bad value of 100,000 characters is cut
+MAX_MESSAGE_CHARS = 2_000
+
+
+def _one_line(message: str) -> str:
+    """The message on one line (a library's multi-line text, a name with a newline), of a readable length."""
+    text = " ".join(line.strip() for line in message.splitlines())
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = (
+            f"{text[: MAX_MESSAGE_CHARS // 2]} [... {len(text) - MAX_MESSAGE_CHARS:,} characters ...] "
+            + text[-MAX_MESSAGE_CHARS // 2 :]
+        )
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     strict = "--strict-plugins" in argv
@@ -113,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
         return int(args._run(args) or 0)
     except NAToolkitError as exc:
-        print(f"na-toolkit: error: {exc}", file=sys.stderr)
+        print(f"na-toolkit: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("na-toolkit: interrupted", file=sys.stderr)

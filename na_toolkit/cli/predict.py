@@ -15,11 +15,11 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError
-from ..files import parse_json, read_text
+from ..files import parse_json, path_exists, read_text
+from ._output import atomic_out, check_out
 from .command import Command
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def resolve_architecture(spec: Any, toolkit: Toolkit, table: str | None = None) 
         raise DataError(f"an architecture must be a JSON object or a string, got {type(spec).__name__}")
     text = spec.strip()
     family, sep, rest = text.partition(":")
-    if sep and family in toolkit.seeds and not Path(text).exists():
+    if sep and family in toolkit.seeds and not path_exists(text):
         seed = toolkit.seeds.get(family)
         if seed.parse is None:
             raise DataError(f"seed {family!r} does not parse specs ({text!r}); give the seed name alone")
@@ -47,7 +47,7 @@ def resolve_architecture(spec: Any, toolkit: Toolkit, table: str | None = None) 
         if arch is None:
             raise DataError(f"{text!r} is not a spec seed family {family!r} understands")
         return arch
-    if text not in toolkit.seeds and not Path(text).exists():
+    if text not in toolkit.seeds and not path_exists(text):
         for _name, seed in toolkit.seeds.items():
             if seed.parse is not None and (arch := seed.parse(text, toolkit.layer_types, table)) is not None:
                 return arch
@@ -98,6 +98,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise ConfigError("predict fit needs --out MODEL.json")
+    check_out(args.out)  # before the fit: an unwritable --out never throws a fitted model away
     params = _parse_params(args.param)
     model = make_predictor(args.predictor, params, args.toolkit)
     archs, ys, source = _training_data(args)
@@ -107,7 +108,8 @@ def run_fit(args: argparse.Namespace) -> int:
     doc = model.to_json()
     doc["target"] = args.target
     doc["source"] = source
-    Path(args.out).write_text(json.dumps(doc))
+    with atomic_out(args.out) as tmp:
+        tmp.write_text(json.dumps(doc))
     summary = {
         "predictor": model.name,
         "target": args.target,

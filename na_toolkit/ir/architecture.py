@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layers import LayerType, LayerTypeRegistry
 
 SCHEMA_VERSION = 1
+#: the most elements one tensor (the input, or a node's output, per sample) may hold: past it, building or
+#: exporting the network would allocate tens of GiB (an input of 1x1e9x1e9 is a typo, not a network)
+MAX_TENSOR_ELEMENTS = 2**31
 
 
 class Architecture:
@@ -62,6 +65,11 @@ class Architecture:
         input_shape = tuple(input_shape)
         if len(input_shape) not in (1, 3) or not all(isinstance(d, int) and d > 0 for d in input_shape):
             raise ArchitectureError(f"input shape must be (C, H, W) or (F,) of positive ints, got {input_shape}")
+        if numel(input_shape) > MAX_TENSOR_ELEMENTS:
+            raise ArchitectureError(
+                f"input shape {input_shape} holds {numel(input_shape):,} elements, more than the "
+                f"{MAX_TENSOR_ELEMENTS:,} a tensor may hold here; give the shape of one sample (C, H, W)"
+            )
         nodes = list(nodes)
         if not nodes:
             raise ArchitectureError("an architecture needs at least one node")
@@ -168,6 +176,12 @@ class Architecture:
                     raise ArchitectureError(str(exc), node.id) from None
             if not rec.positive:
                 raise ShapeError(f"{node.type} produces an empty tensor of shape {rec.shape}", node.id)
+            if numel(rec.shape) > MAX_TENSOR_ELEMENTS:
+                raise ShapeError(
+                    f"{node.type} produces a tensor of shape {rec.shape}: more than the "
+                    f"{MAX_TENSOR_ELEMENTS:,} elements a tensor may hold here",
+                    node.id,
+                )
             shapes[node.id] = rec.shape
             norm[node.id] = rec.norm
             records.append(rec)

@@ -22,7 +22,7 @@ def architecture_from_json(doc: Any, layer_types: LayerTypeRegistry) -> Architec
     _expect(isinstance(doc, dict), f"architecture JSON must be an object, got {type(doc).__name__}")
     version = doc.get("schema_version")
     _expect(
-        version == SCHEMA_VERSION,
+        type(version) is int and version == SCHEMA_VERSION,  # `true` and 1.0 equal 1 in Python, not in a schema
         f"unsupported architecture schema_version {version!r} (this toolkit reads {SCHEMA_VERSION})",
     )
     unknown = set(doc) - {"schema_version", "name", "input_shape", "output", "nodes"}

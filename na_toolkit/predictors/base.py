@@ -153,6 +153,10 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
 
     def _check_fit_input(self, archs: Any, y: Any, fitting: bool = True) -> tuple[list, np.ndarray]:
         archs = self._check_archs(archs)
+        if isinstance(y, (list, tuple)):  # numpy would read true as 1.0 and "0.5" as 0.5: a typo, not a target
+            odd = next((v for v in y if isinstance(v, (bool, str, bytes))), None)
+            if odd is not None:
+                raise DataError(f"targets must be numbers, got {odd!r}")
         try:
             y = np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError):
@@ -269,4 +273,4 @@ def decode_array(doc: dict[str, Any]) -> np.ndarray:
     try:
         return np.asarray(doc["data"], dtype=np.dtype(doc["dtype"])).reshape(doc["shape"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"corrupt array in saved predictor: {exc}") from None
+        raise DataError(f"corrupt array in saved predictor: {str(exc)[:200]}") from None

@@ -383,7 +383,15 @@ class FeatureMatrix:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FeatureMatrix:
-        return cls(doc["names"], doc.get("dataset_dim", 0), doc.get("feature_set", "ir"))
+        names, dim, feature_set = doc["names"], doc.get("dataset_dim", 0), doc.get("feature_set", "ir")
+        # a saved predictor is user input: wrong types here would surface as a TypeError at prediction time
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError(f"saved feature names must be a list of strings, got {str(names)[:80]}")
+        if type(dim) is not int or not 0 <= dim <= 1_000_000:
+            raise DataError(f"saved dataset_dim must be an integer >= 0, got {dim!r}")
+        if not isinstance(feature_set, str):
+            raise DataError(f"saved feature_set must be a string, got {feature_set!r}")
+        return cls(names, dim, feature_set)
 
 
 def dataset_matrix(datasets: Any, n: int, dim: int) -> np.ndarray:

@@ -59,6 +59,11 @@ _LOG_TARGET = Field(False, description="fit the log of the target (positive targ
 _RANDOM_STATE = Field(0, description="model seed (none: the search's random_seed)")
 
 
+#: the most trees / boosting stages a predictor takes: past a few thousand a forest no longer improves, and a
+#: saved predictor is refitted when loaded (n_estimators = 10**7 in a file ran for hours)
+MAX_ESTIMATORS = 10_000
+
+
 class FeaturePredictor(Predictor):
     """Shared machinery: features -> optional log target -> standardised target -> model(s)."""
 
@@ -155,7 +160,7 @@ class RandomForestPredictor(FeaturePredictor):
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
 
-        n_estimators: int = Field(300, ge=1, description="trees")
+        n_estimators: int = Field(300, ge=1, le=MAX_ESTIMATORS, description="trees")
         max_features: MaxFeatures = _MAX_FEATURES
         min_samples_leaf: MinSamplesLeaf = Field(
             1, description="samples per leaf: a count, or a fraction", json_schema_extra={"type_name": "int | float"}
@@ -220,7 +225,7 @@ class GradientBoostingPredictor(FeaturePredictor):
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
 
-        n_estimators: int = Field(300, ge=1, description="boosting stages")
+        n_estimators: int = Field(300, ge=1, le=MAX_ESTIMATORS, description="boosting stages")
         learning_rate: float = Field(0.05, gt=0)
         max_depth: int | None = Field(3, ge=1, description="depth of each tree")
         subsample: float = Field(0.8, gt=0, le=1, description="fraction of samples per stage")
@@ -374,7 +379,7 @@ class EnsemblePredictor(FeaturePredictor):
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
 
-        n_estimators: int = Field(300, ge=1, description="trees (boosting stages) of each member")
+        n_estimators: int = Field(300, ge=1, le=MAX_ESTIMATORS, description="trees (boosting stages) of each member")
         max_features: MaxFeatures = _MAX_FEATURES
         log_target: bool = _LOG_TARGET
         random_state: int | None = _RANDOM_STATE

@@ -44,7 +44,9 @@ FALLBACK_STRATEGY = "evolution"
 DEFAULT_EVALUATOR = "torch"
 DEFAULT_EXECUTOR = "local"
 #: option keys whose string values name files, resolved against the config file's folder when they exist
-PATH_OPTIONS = ("device", "profile", "table", "path", "hardware", "dataset", "file")
+PATH_OPTIONS = ("device", "profile", "table", "path", "hardware", "dataset", "file", "pretrained")
+#: a value of a PATH_OPTIONS key with one of these suffixes (or a path separator) names a file, which must exist
+FILE_SUFFIXES = (".json", ".jsonl", ".toml", ".onnx", ".npz", ".npy", ".csv", ".pt", ".pth", ".yaml", ".yml", ".txt")
 
 __all__ = [
     "Component",
@@ -296,7 +298,7 @@ def resolve_config(config: SearchConfig, toolkit: Toolkit) -> SearchConfig:
         for move in config.search.moves:
             if move not in toolkit.moves:
                 raise ConfigError("search.moves: " + _unknown("move", move, toolkit.moves.names()))
-    dataset = _resolve_paths({"dataset": config.dataset}, base)["dataset"] if config.dataset is not None else None
+    dataset = _resolve_paths({"dataset": config.dataset}, base, "")["dataset"] if config.dataset is not None else None
 
     strategy = config.strategy
     if not _names_component(doc, "strategy") and strategy.name not in toolkit.strategies:
@@ -346,7 +348,7 @@ def _checked(
     if comp.name not in registry:
         raise ConfigError(f"{key}: " + _unknown(registry.kind, comp.name, registry.names()))
     cls = registry.get(comp.name)
-    comp = replace(comp, options=_resolve_paths(comp.options, base))
+    comp = replace(comp, options=_resolve_paths(comp.options, base, f"{key}.options."))
     options = {**(implied or {}), **comp.options}
     if dataset is not None:  # the evaluator is handed the config's dataset (search/loop.py)
         given = options.get("dataset")
@@ -362,7 +364,7 @@ def _checked(
 
 def _resolve_device(dev: DeviceSpec, toolkit: Toolkit, base: Path) -> DeviceSpec:
     where = f"devices.{dev.name}"
-    device = _resolve_paths({"device": dev.device}, base)["device"]
+    device = _resolve_paths({"device": dev.device}, base, f"{where}.")["device"]
     time_model = _checked(f"{where}.time_model", dev.time_model, toolkit.time_models, base, implied={"device": device})
     measure = (
         _checked(f"{where}.measure", dev.measure, toolkit.time_models, base, implied={"device": device})
@@ -372,16 +374,28 @@ def _resolve_device(dev: DeviceSpec, toolkit: Toolkit, base: Path) -> DeviceSpec
     return replace(dev, device=device, time_model=time_model, measure=measure)
 
 
-def _resolve_paths(options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+def names_file(value: Any) -> bool:
+    """Does an option value name a file (a path separator, or a file suffix such as .json or .toml) rather
+    than a registered name such as `x86-cpu` or a device such as `cuda:0`?"""
+    return isinstance(value, str) and (
+        os.path.isabs(value) or "/" in value or os.sep in value or Path(value).suffix.lower() in FILE_SUFFIXES
+    )
+
+
+def _resolve_paths(options: Mapping[str, Any], base_dir: Path, where: str) -> dict[str, Any]:
     """Option values naming files that exist relative to `base_dir`, made absolute (other values as given:
-    a registered name such as `x86-cpu` stays a name)."""
+    a registered name such as `x86-cpu` stays a name); a value that names a file which does not exist is
+    a ConfigError naming its key (`where` + key), before anything runs."""
     out = dict(options)
     for key in PATH_OPTIONS:
         value = out.get(key)
-        if isinstance(value, str) and not os.path.isabs(value):
-            candidate = base_dir / value
-            if candidate.exists() and (os.sep in value or Path(value).suffix):
-                out[key] = str(candidate.resolve())
+        if not isinstance(value, str):
+            continue
+        candidate = Path(value) if os.path.isabs(value) else base_dir / value
+        if candidate.exists() and (os.path.isabs(value) or os.sep in value or Path(value).suffix):
+            out[key] = str(candidate.resolve())
+        elif names_file(value) and not candidate.exists():
+            raise ConfigError(f"{where}{key}: file {str(candidate)!r} does not exist; give an existing file")
     return out
 
 

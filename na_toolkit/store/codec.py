@@ -97,15 +97,13 @@ def decode_state(fmt: str, blob: bytes) -> Any:
     if fmt == "json":
         return loads(blob, "a stored checkpoint")
     if fmt == "torch":
-        import pickle
-
         import torch
 
         try:
             return torch.load(io.BytesIO(blob), weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        except Exception as exc:
             # weights_only refuses anything but tensors and plain containers: a blob holding other pickled
-            # objects, or a truncated one, ends here
+            # objects, or a truncated or garbled one (torch raises many kinds of error for those), ends here
             raise StoreError(
                 f"a stored checkpoint is not a readable tensor state ({type(exc).__name__}: {str(exc)[:80]})"
             ) from None

@@ -67,7 +67,8 @@ class MemoryRunStore:
         if status not in STATUSES:
             raise StoreError(f"unknown run status {status!r}")
         r = self._run
-        result_doc = _plain(result) if result is not None else None
+        # a run's result is replaced only by a newer complete one, never emptied (as in the SQLite store)
+        result_doc = _plain(result) if result is not None else r.result
         self._run = validated(
             RunRecord,
             run_id=r.run_id,

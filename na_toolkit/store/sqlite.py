@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import StoreError
 from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord, validated
 from .codec import decode_state, dumps, encode_state, loads
+from .faultpoint import kill_point
 
 __all__ = ["SCHEMA_VERSION", "STORE_FILE", "EvaluationRecord", "RunRecord", "SQLiteRunStore"]
 
@@ -141,8 +142,9 @@ class SQLiteRunStore:
         """The run id of the store behind `conn`; a StoreError when it is damaged, not ours or of another
         schema version."""
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if ok != "ok":
-            raise StoreError(f"{path} is damaged ({ok}); the run cannot be resumed from it")
+        if ok != "ok":  # SQLite lists the damage over several lines: one line, the first problems
+            damage = " ".join(str(ok).split())[:300]
+            raise StoreError(f"{path} is damaged ({damage}); the run cannot be resumed from it")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         missing = [t for t in _TABLES if t not in tables]
         if missing:
@@ -186,11 +188,13 @@ class SQLiteRunStore:
         )
 
     def set_status(self, status: str, result: Mapping[str, Any] | None = None) -> None:
+        """Set the run's status; `result` (a newer complete result) replaces the stored one. Without it the
+        stored result stays: a run's result is replaced only by a newer complete one, never emptied."""
         if status not in STATUSES:
             raise StoreError(f"unknown run status {status!r}")
         with _transaction(self._conn):
             self._conn.execute(
-                "UPDATE runs SET status=?, updated_s=?, result_json=? WHERE run_id=?",
+                "UPDATE runs SET status=?, updated_s=?, result_json=COALESCE(?, result_json) WHERE run_id=?",
                 (status, time.time(), dumps(dict(result)) if result is not None else None, self.run_id),
             )
 
@@ -381,6 +385,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise StoreError(f"cannot write the run store: {exc}") from None
     try:
         yield
+        kill_point("transaction")  # the fault benchmark's kill inside a write transaction (faultpoint.py)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

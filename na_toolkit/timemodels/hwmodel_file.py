@@ -209,7 +209,7 @@ def validate_hardware_file(data: Mapping[str, Any], where: str) -> HardwareModel
     version = data.get("schema_version")
     if version is None:
         raise fail(where, "schema_version", f"missing; add `schema_version = {SCHEMA_VERSION}`")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if version != SCHEMA_VERSION or type(version) is not int:  # `true` and 1.0 equal 1 in Python
         raise fail(
             where, "schema_version", f"version {version!r} is not supported; this na_toolkit reads {SCHEMA_VERSION}"
         )

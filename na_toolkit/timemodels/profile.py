@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -22,9 +23,10 @@ from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_
 
 from ..errors import HardwareError, ProfileError, UnknownComponentError
 from ..files import parse_json, read_text
-from ..ir.architecture import Architecture
+from ..ir.architecture import MAX_TENSOR_ELEMENTS, Architecture
 from ..validation import Document, format_validation_error
 from .devices import describe_device, parse_device
+from .profile_plan import check_plan, check_settings
 
 if TYPE_CHECKING:
     from ..ir.layers import LayerTypeRegistry
@@ -73,11 +75,28 @@ class MeasuredItem(Document):
     phase: str = "initial"
     remeasured: int = 0
 
+    @field_validator("arch")
+    @classmethod
+    def _architecture_shape(cls, arch: dict[str, Any]) -> dict[str, Any]:
+        # the full check needs the layer types (the learned model builds each one); the shape is checked here,
+        # so a record a resumed profile only carries along is not corrupt either
+        shape = arch.get("input_shape")
+        if not (
+            isinstance(shape, list)
+            and shape
+            and all(type(d) is int and d > 0 for d in shape)
+            and math.prod(shape) <= MAX_TENSOR_ELEMENTS
+        ):
+            raise ValueError(f"arch needs an 'input_shape' of positive ints of a sane size, got {str(shape)[:80]}")
+        if not isinstance(arch.get("nodes"), list) or not arch["nodes"]:
+            raise ValueError("arch needs a non-empty list of 'nodes'")
+        return arch
+
     @field_validator("measurement")
     @classmethod
     def _positive_median(cls, m: dict[str, Any]) -> dict[str, Any]:
         median = m.get("median_ms")
-        if isinstance(median, bool) or not isinstance(median, (int, float)) or not median > 0:
+        if isinstance(median, bool) or not isinstance(median, (int, float)) or not 0 < median < math.inf:
             raise ValueError(f"measurement needs a positive 'median_ms', got {m!r}")
         return m
 
@@ -121,7 +140,7 @@ class DeviceProfile(Document):
     schema_id: str = Field(default=PROFILE_SCHEMA, alias="schema")
     schema_version: int = PROFILE_SCHEMA_VERSION
     name: str
-    complete: bool = False
+    complete: bool = Field(False, strict=True)
     stopped: str = ""
     created: str = ""
     updated: str = ""
@@ -129,7 +148,7 @@ class DeviceProfile(Document):
     device: dict[str, Any]
     software: dict[str, Any]
     runtime: dict[str, Any]
-    batch_size: int
+    batch_size: int = Field(ge=1, le=65_536, strict=True)
     plan: dict[str, Any]
     settings: dict[str, Any]
     nvml: dict[str, Any] = {}
@@ -148,6 +167,16 @@ class DeviceProfile(Document):
     def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
         # these may be null in a file (unset): read as their defaults
         return copy.copy(_NULLABLE[str(info.field_name)]) if value is None else value
+
+    @field_validator("plan")
+    @classmethod
+    def _bounded_plan(cls, plan: dict[str, Any]) -> dict[str, Any]:
+        return check_plan(plan)
+
+    @field_validator("settings")
+    @classmethod
+    def _bounded_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        return check_settings(settings)
 
     @property
     def path(self) -> Path | None:
@@ -228,15 +257,25 @@ class DeviceProfile(Document):
         if not isinstance(doc, dict) or doc.get("schema") != PROFILE_SCHEMA:
             raise ProfileError(f'{where} is not a na_toolkit device profile (no "schema": "{PROFILE_SCHEMA}")')
         version = doc.get("schema_version")
-        if version != PROFILE_SCHEMA_VERSION:
+        if version != PROFILE_SCHEMA_VERSION or type(version) is not int:
             raise ProfileError(
                 f"{where} has profile schema_version {version!r}; this toolkit reads {PROFILE_SCHEMA_VERSION}: "
                 "rebuild it with `na-toolkit profile`"
             )
         try:
-            return cls.model_validate(doc)
+            profile = cls.model_validate(doc)
         except ValidationError as exc:
             raise ProfileError(f"{where}: {format_validation_error(exc, cls)}") from None
+        key = f"{profile.statistic}_ms"  # what the learned model and the profiler read of each record
+        for part, items in (("kernels", profile.kernels), ("networks", profile.networks)):
+            for i, item in enumerate(items):
+                value = item.measurement.get(key)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                    raise ProfileError(
+                        f"{where}: {part}[{i}].measurement needs a positive {key!r} (the profile's statistic), "
+                        f"got {value!r}: rebuild it with `na-toolkit profile`"
+                    )
+        return profile
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceProfile:

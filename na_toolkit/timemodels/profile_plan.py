@@ -85,3 +85,65 @@ class ProfileOptions:
             "max_flops": self.max_flops,
             "statistic": self.statistic,
         }
+
+
+# ---- checks of a stored plan and settings (a profile file is user input: --resume runs what it says) ------
+#: (type, lowest, highest) of each plan entry a resumed profile takes; a plan of 10**9 samples ran for ever
+PLAN_BOUNDS: dict[str, tuple[type, float, float]] = {
+    "samples": (int, 0, 1_000_000),
+    "max_moves": (int, 1, 1_000),
+    "adaptive_rounds": (int, 0, 1_000),
+    "adaptive_done": (int, 0, 1_000),
+    "rng_seed": (int, 0, 2**63 - 1),
+    "threads": (int, 1, 1_024),
+    "max_flops": (float, 1.0, 1e18),
+}
+#: the same for each measurement setting (MeasureSettings' fields; its own checks order them)
+SETTINGS_BOUNDS: dict[str, tuple[type, float, float]] = {
+    "warmup_runs": (int, 0, 1_000_000),
+    "warmup_s": (float, 0.0, 3_600.0),
+    "min_runs": (int, 3, 10_000_000),
+    "max_runs": (int, 3, 10_000_000),
+    "max_time_s": (float, 1e-6, 3_600.0),
+    "rel_tolerance": (float, 1e-9, 1.0),
+    "calls_per_run": (int, 0, 10_000_000),
+    "target_sample_s": (float, 1e-9, 60.0),
+}
+
+
+def _check_bounded(where: str, doc: dict[str, Any], bounds: dict[str, tuple[type, float, float]]) -> None:
+    for key, (kind, lo, hi) in bounds.items():
+        value = doc.get(key)
+        if value is None:
+            continue
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f"{where}.{key} must be an integer, got {value!r}")
+        if not is_number or not lo <= value <= hi:  # NaN fails both comparisons
+            raise ValueError(f"{where}.{key} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+
+
+def check_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """`plan` if a resumed profile may run it: counts within bounds, seeds a list of names; else ValueError."""
+    _check_bounded("plan", plan, PLAN_BOUNDS)
+    seeds = plan.get("seeds")
+    if seeds is not None and not (
+        isinstance(seeds, list) and seeds and all(isinstance(s, str) and 0 < len(s) <= 4096 for s in seeds)
+    ):
+        raise ValueError(f"plan.seeds must be a non-empty list of seed names or files, got {seeds!r}")
+    statistic = plan.get("statistic")
+    if statistic is not None and not isinstance(statistic, str):
+        raise ValueError(f"plan.statistic must be a string, got {statistic!r}")
+    return plan
+
+
+def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` ({"kernel": {...}, "network": {...}}) if each is a table of bounded measurement settings."""
+    for part, doc in settings.items():
+        if not isinstance(doc, dict):
+            raise ValueError(f"settings.{part} must be a table of measurement settings, got {doc!r}")
+        _check_bounded(f"settings.{part}", doc, SETTINGS_BOUNDS)
+        gc = doc.get("disable_gc")
+        if gc is not None and not isinstance(gc, bool):
+            raise ValueError(f"settings.{part}.disable_gc must be true or false, got {gc!r}")
+    return settings

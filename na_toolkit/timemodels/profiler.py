@@ -12,10 +12,13 @@ against slow spells, resume, and a save that Ctrl-C cannot tear.
 The profile (profile.py, the format) is written atomically after every network and at least every few
 seconds, so an interrupted run (Ctrl-C, a time budget, a crash) leaves a valid partial profile that
 `--resume` continues: the plan is regenerated from the stored arguments and measured items are skipped.
+A resume writes the file only once it has measured something new: one that fails or finds nothing left
+to measure leaves the profile as it was read (a complete profile stays complete).
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -90,6 +93,9 @@ class ProfileBuilder:
         self._last_check_ms = 0.0
         self._since_check: list[MeasuredItem] = []
         self._suspects: list[MeasuredItem] = []
+        #: a resumed profile as it was read (its measured content, complete, stopped), until it changes:
+        #: a resume that measures nothing new leaves its input file exactly as it found it
+        self._as_read: tuple[str, bool, str] | None = None
 
     # ---- setup ------------------------------------------------------------------------------------------
     def _new_profile(self) -> DeviceProfile:
@@ -146,17 +152,30 @@ class ProfileBuilder:
             o.kernel_settings = MeasureSettings.from_json(prof.settings["kernel"])
             o.network_settings = MeasureSettings.from_json(prof.settings["network"])
         self._elapsed_before = prof.elapsed_s
+        self._as_read = (_content(prof), prof.complete, prof.stopped)
         prof.complete = False
         prof.stopped = ""
         return prof
 
     # ---- bookkeeping ------------------------------------------------------------------------------------
-    def _checkpoint(self, prof: DeviceProfile, force: bool = False) -> None:
+    def _checkpoint(self, prof: DeviceProfile, force: bool = False, final: bool = False) -> None:
         now = time.perf_counter()
         if force or now - self._last_save >= self.o.save_every_s:
+            if self._unchanged(prof, final):
+                return  # nothing new measured: the file read is left as it was (complete stays complete)
             prof.elapsed_s = self._elapsed_before + (now - self._t_start)
             prof.save(self.o.out)
             self._last_save = now
+
+    def _unchanged(self, prof: DeviceProfile, final: bool) -> bool:
+        """Is a resumed profile still what was read (at the `final` save: its complete/stopped too)?"""
+        if self._as_read is None:
+            return False
+        content, complete, stopped = self._as_read
+        if _content(prof) != content:
+            self._as_read = None  # changed: saved from now on
+            return False
+        return not final or (prof.complete, prof.stopped) == (complete, stopped)
 
     def _should_stop(self) -> bool:
         if self._stop_reason:
@@ -458,10 +477,18 @@ class ProfileBuilder:
                     snap = nv.snapshot(parse_device(o.device).index) if nv.available else None
                     prof.nvml["end"] = None if snap is None else snap.to_json()
             # the final save happens while Ctrl-C is still ours: it cannot be cut short
-            self._checkpoint(prof, force=True)
+            self._checkpoint(prof, force=True, final=True)
         finally:
             if self._bar is not None:
                 self._bar.close()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
         return prof
+
+
+def _content(prof: DeviceProfile) -> str:
+    """What a profile measured (its document without the run's bookkeeping: times, complete, stopped)."""
+    doc = prof.to_json()
+    for key in ("updated", "elapsed_s", "complete", "stopped"):
+        doc.pop(key, None)
+    return json.dumps(doc, sort_keys=True, default=str)

@@ -1,0 +1,62 @@
+"""Output files of the commands: checked before the work, written atomically after it.
+
+A command that writes `--out` checks first that it can (`check_out`: the folder exists or can be made and
+is writable, the path is not a folder), so a calibration or a fit is never thrown away at the end for an
+unwritable path; and it writes through `atomic_out`, so a failed or killed command leaves the previous
+file (or none), never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import ConfigError, NAToolkitError
+
+
+def check_out(
+    path: str | os.PathLike[str],
+    option: str = "--out",
+    error: type[NAToolkitError] = ConfigError,
+    make_folders: bool = True,
+) -> Path:
+    """`path` as a Path once it is known to be writable; else `error` in one line naming it. `make_folders`:
+    a missing folder is made on write (else it must exist)."""
+    p = Path(path)
+    what = f"cannot write {option} {str(p)!r}"
+    if p.is_dir():
+        raise error(f"{what}: it is a folder; give a file path")
+    existing = p.parent
+    if not make_folders and not existing.exists():
+        raise error(f"{what}: folder {str(existing)!r} does not exist")
+    while not existing.exists() and existing.parent != existing:  # made on write: its nearest parent must take it
+        existing = existing.parent
+    if not existing.is_dir():
+        raise error(f"{what}: {str(existing)!r} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise error(f"{what}: folder {str(existing)!r} is not writable; give another path")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise error(f"{what}: the file is not writable; give another path")
+    return p
+
+
+def temp_path(path: Path) -> Path:
+    """A temporary name beside `path` with the same suffix (writers that pick formats by suffix keep it)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+@contextmanager
+def atomic_out(path: str | os.PathLike[str], make_folders: bool = True) -> Iterator[Path]:
+    """`with atomic_out(out) as tmp:` write to `tmp`; on success it replaces `out` in one rename, on failure
+    it is removed and `out` is left as it was."""
+    p = Path(path)
+    if make_folders:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(p)
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,225 @@
+"""Run-level safety: a run's result is replaced only by a newer complete one, runs are self-contained, a
+device fallback is never silent, failing commands leave their inputs alone; and real searches SIGKILLed at
+stages of a round (na_toolkit/bench/faults.py, the `bench faults` scenarios) resume to the reference result
+with nothing lost, nothing paid twice, no finished run damaged and no process left behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from na_toolkit.bench import faults as F
+from na_toolkit.errors import ConfigError
+from na_toolkit.search import run_search
+from na_toolkit.store import SQLiteRunStore
+from na_toolkit.store.memory import MemoryRunStore
+
+SMALL = {
+    "name": "small",
+    "seed_network": "simple-cnn",
+    "dataset": "digits",
+    "evaluations": 1,
+    "random_seed": 0,
+    "search": {"per_round": 1, "moves": ["scale"]},
+    "strategy": {"name": "random"},
+    "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
+    "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 5}}},
+    "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}}},
+}
+
+
+def _doc(tmp_path: Path, **changes) -> dict:
+    doc = json.loads(json.dumps(SMALL))
+    doc["output"] = str(tmp_path / "runs")
+    doc.update(changes)
+    return doc
+
+
+# ---- a run's result is replaced only by a newer complete one ------------------------------------------
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_status_change_without_a_result_keeps_the_stored_result(kind, tmp_path):
+    store = (
+        SQLiteRunStore.create(tmp_path / "store.sqlite", "r", {"a": 1})
+        if kind == "sqlite"
+        else MemoryRunStore.create("r", {"a": 1})
+    )
+    with store:
+        store.set_status("finished", {"best": "x"})
+        store.set_status("running")
+        assert store.run().status == "running" and store.run().result == {"best": "x"}
+        store.set_status("finished", {"best": "y"})  # a newer complete result replaces it
+        assert store.run().result == {"best": "y"}
+
+
+# ---- self-contained runs ------------------------------------------------------------------------------
+def test_a_run_copies_the_files_its_config_names_and_resumes_without_them(tmp_path, toolkit):
+    src = tmp_path / "src"
+    src.mkdir()
+    toolkit.seeds.get("simple-cnn").build(toolkit.layer_types).save(src / "seed.json")
+    shutil.copy(Path(__file__).resolve().parents[1] / "hwmodels" / "x86-cpu.toml", src / "x86-cpu.toml")
+    doc = _doc(tmp_path, seed_network=str(src / "seed.json"))
+    doc["devices"]["cpu"]["time_model"]["options"]["device"] = str(src / "x86-cpu.toml")
+    first = run_search(doc, progress=False, outputs=False, toolkit=toolkit)
+    run = Path(first.run_dir)
+    assert sorted(p.name for p in (run / "inputs").iterdir()) == ["seed.json", "x86-cpu.toml"]
+    assert (run / "inputs" / "seed.json").read_bytes() == (src / "seed.json").read_bytes()
+    stored = SQLiteRunStore.open(run)
+    with stored:
+        config = stored.run().config
+    assert config["seed_network"] == "inputs/seed.json"
+    assert config["devices"]["cpu"]["time_model"]["options"]["device"] == "inputs/x86-cpu.toml"
+
+    shutil.rmtree(src)  # the originals are gone, and the run folder moves
+    moved = tmp_path / "moved"
+    shutil.move(str(run), moved)
+    again = run_search(None, resume=moved, progress=False, outputs=False, toolkit=toolkit)
+    assert again.counters.evaluations_replayed == again.counters.evaluations == 1
+    assert [e.hash for e in again.evaluated] == [e.hash for e in first.evaluated]
+    assert again.config == first.config  # the stored document, relative to the run folder
+
+    # a resume that fails (its copy removed by hand) is a clear error and leaves the finished run as it was
+    (moved / "inputs" / "seed.json").unlink()
+    with SQLiteRunStore.open(moved) as store:
+        before = store.run()
+    with pytest.raises(ConfigError, match=r"seed_network: file .*inputs/seed\.json.* does not exist"):
+        run_search(None, resume=moved, progress=False, toolkit=toolkit)
+    with SQLiteRunStore.open(moved) as store:
+        assert (store.run().status, store.run().result) == ("finished", before.result)
+
+
+def test_export_checks_out_before_the_work_and_writes_atomically(tmp_path, toolkit, run_cli, not_a_folder):
+    run = Path(run_search(_doc(tmp_path), progress=False, outputs=False, toolkit=toolkit).run_dir)
+    line = run_cli("export", run, "--device", "cpu", "--format", "torch", "--out", f"{not_a_folder}.pt").error_line()
+    assert "is not a folder" in line
+    out = tmp_path / "best" / "m.pt"
+    res = run_cli("export", run, "--device", "cpu", "--format", "torch", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert f"{out}, {out.with_suffix('.json')}" in res.stdout  # the final names, not the temporary ones
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.pt"]
+
+
+def test_a_named_file_that_does_not_exist_is_a_config_error_naming_the_key(tmp_path, toolkit):
+    doc = _doc(tmp_path)
+    doc["devices"]["cpu"]["time_model"]["options"]["device"] = "hw/missing.toml"
+    with pytest.raises(ConfigError, match=r"devices\.cpu\.time_model\.options\.device: file .*missing\.toml"):
+        run_search(doc, progress=False, toolkit=toolkit)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    with pytest.raises(ConfigError, match=r"seed_network: file .*nope\.json.* does not exist"):
+        run_search(_doc(tmp_path, seed_network="nope.json"), progress=False, toolkit=toolkit)
+
+
+# ---- a device fallback is never silent ----------------------------------------------------------------
+def test_an_allowed_fallback_warns_on_stderr_in_summary_and_report(tmp_path, toolkit, capfd):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("ONNX Runtime has a CUDA provider here: there is no fallback to see")
+    doc = _doc(tmp_path)
+    doc["devices"] = {
+        "gpu": {
+            "device": "cuda:0",
+            "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+            "measure": {"name": "onnxruntime", "options": {"allow_fallback": True}},
+        }
+    }
+    result = run_search(doc, progress=False, toolkit=toolkit)
+    warning = [w for w in result.warnings if "measured on the CPU instead" in w]
+    assert len(warning) == 1 and warning[0].startswith("devices.gpu.measure: device 'cuda:0'")
+    run = Path(result.run_dir)
+    assert warning[0] in json.loads((run / "summary.json").read_text())["warnings"]
+    assert warning[0] in (run / "report.md").read_text()
+    assert f"na-toolkit: warning: {warning[0]}" in capfd.readouterr().err
+
+
+# ---- failing commands leave their inputs; outputs are checked before the work -------------------------
+@pytest.fixture
+def not_a_folder(tmp_path) -> Path:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    return blocker / "out"  # its parent is a file: nothing can be written there (even as root)
+
+
+def test_hw_calibrate_checks_out_before_calibrating(run_cli, not_a_folder):
+    res = run_cli("hw", "calibrate", "--out", f"{not_a_folder}.toml")
+    assert "is not a folder" in res.error_line()
+    assert "calibrating" not in res.stderr  # refused before the work
+
+
+def test_predict_fit_and_arch_export_check_out_before_the_work(run_cli, not_a_folder, tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text("")
+    line = run_cli(
+        "predict", "fit", "--data", data, "--target", "accuracy", "--out", f"{not_a_folder}.json"
+    ).error_line()
+    assert "is not a folder" in line  # not "no rows" from reading the data: the --out came first
+    line = run_cli("arch", "export", "simple-cnn", "--onnx", f"{not_a_folder}.onnx").error_line()
+    assert "is not a folder" in line
+    good = tmp_path / "m.onnx"
+    good.write_bytes(b"old")
+    res = run_cli("arch", "export", "simple-cnn", "--onnx", good)
+    assert res.returncode == 0 and good.stat().st_size > 100
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.slow
+def test_a_resume_of_a_complete_profile_leaves_the_file_as_it_was(tmp_path, run_cli):
+    out = tmp_path / "p.json"
+    small = ("--seed-net", "simple-cnn", "--quick", "--no-progress", "--max-moves", "1", "--adaptive-rounds", "0")
+    assert run_cli("profile", "--out", out, "--samples", "2", *small).returncode == 0
+    before = out.read_bytes()
+    assert json.loads(before)["complete"] is True
+    res = run_cli("profile", "--out", out, "--resume", *small)
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes() == before  # not rewritten (it used to go complete -> false -> true on the way)
+
+
+# ---- kills at the stages of a round (real subprocess searches; see bench/faults.py) -------------------
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    b = F.make_bench(tmp_path_factory.mktemp("faults"), evaluations=4, workers=2)
+    run, _wall_s = F.run_reference(b)
+    yield b, run
+    b.cleanup()
+
+
+@pytest.mark.slow
+def test_kill_inside_a_store_transaction_then_resume(bench):
+    d = F.kill_scenario(bench[0], "transaction", "transaction:5")
+    assert d["killed"] and d["status_at_kill"] == "running"
+    assert (d["lost"], d["paid_twice"], d["orphan_processes"]) == (0, 0, 0)
+    assert d["resumed"] and d["matches_reference"], d
+
+
+@pytest.mark.slow
+def test_kill_mid_training_leaves_no_worker_and_resumes(bench):
+    d = F.kill_scenario(bench[0], "training", "evaluate:2:0.3")
+    assert d["killed"] and d["evaluations_at_kill"] < 3  # round 1 (2 candidates) was not all stored
+    assert (d["lost"], d["paid_twice"], d["orphan_processes"]) == (0, 0, 0)
+    assert d["matches_reference"], d
+
+
+@pytest.mark.slow
+def test_a_killed_resume_of_a_finished_run_leaves_it_as_it_was(bench):
+    d = F.killed_resume_of_finished(bench[0], bench[1], "finished-copy", "checkpoint:2", None)
+    assert d["killed"] and d["status_after_kill"] == "finished"
+    assert d["result_unchanged"] and d["report_unchanged"] and not d["damaged"], d
+    assert d["matches_reference"]
+
+
+@pytest.mark.slow
+def test_two_resumes_at_once_one_writes_and_one_is_refused(bench):
+    d = F.two_resumes_at_once(bench[0])
+    assert d["killed"] and sorted(d["exit_codes"]) == [0, 2], d
+    assert "being written by another search (pid" in d["refused"][0]
+    assert (d["lost"], d["paid_twice"]) == (0, 0) and d["matches_reference"]
+
+
+@pytest.mark.slow
+def test_a_resume_during_a_live_run_is_refused_and_the_run_finishes(bench):
+    d = F.resume_during_live_run(bench[0])
+    assert d["resume_exit_code"] == 2 and "being written by another search" in d["resume_message"]
+    assert d["live_exit_code"] == 0 and d["status"] == "finished" and not d["damaged"], d
+    assert d["paid_twice"] == 0
