@@ -22,6 +22,7 @@ from na_toolkit.moves import MoveType, ParamSpec
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.neural_architect import NeuralArchitectStrategy
 from na_toolkit.search.strategy import Score
+from na_toolkit.torchutil import torch_threads
 
 BUILTIN_MOVES = ("insert_conv", "insert_add", "scale", "remove")
 SMALL = {"episodes": 6, "updates": 2, "episode_length": 2}
@@ -82,7 +83,7 @@ def test_sampled_moves_are_always_valid():
             for k, p in enumerate(op.params()):
                 mask = op.mask(arch, p.name, dict(chosen))
                 assert np.array_equal(mask, d.masks[k]) and mask[d.values[k]]
-                chosen[p.name] = p.choices[d.values[k]]
+                chosen[p.name] = p.value_at(d.values[k])
             assert chosen == d.move.params and d.move.name == op.name
             op.check(arch, d.move.params)
             nxt.append(op.apply(arch, **d.move.params))
@@ -313,3 +314,42 @@ def test_the_embedding_is_its_own_layer_below_predictors_and_controller():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_embedding_trains_at_any_size_and_an_update_scales():
+    """No size threshold: on a 120-node network the update moves the embedding's tables and LSTMs (through
+    the truncated network LSTM), the strategy trains it by default, and the timing helper measures real
+    updates of the default batch."""
+    from na_toolkit.controller.timing import EPISODE_LENGTH, EPISODES, synthetic_network, update_batch, update_seconds
+
+    tk = default_toolkit()
+    ops = [tk.moves.get(n) for n in BUILTIN_MOVES]
+    arch = synthetic_network(90, tk.layer_types)
+    assert len(arch.nodes) == 90
+    ctrl = _controller(ops)
+    assert ctrl.train_embedding and ctrl.grad_steps is not None and ctrl.grad_steps < 80
+    with torch_threads(1):  # the tests share 2 busy cores: intra-op threads only wait for each other there
+        batch = update_batch(ctrl, arch, ops, np.random.default_rng(0))
+        assert len(batch[0]) == EPISODES * EPISODE_LENGTH
+        before = {k: v.clone() for k, v in ctrl.net.embedding.state_dict().items()}
+        ctrl.update(*batch)
+    after = ctrl.net.embedding.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert "tables.generic:channels.weight" in moved and "tables.conv2d:kernel.weight" in moved
+    assert any(k.startswith("network_lstm.") for k in moved) and any(k.startswith("layer_lstm.") for k in moved)
+    assert NeuralArchitectStrategy(_simple_cnn_context(), **SMALL).train_embedding
+    assert 0 < update_seconds(40, repeats=1, toolkit=tk, threads=1) < 30
+
+
+def test_a_controller_saved_with_another_vocabulary_is_refused_with_a_message():
+    ctx = _simple_cnn_context()
+    ctrl = _controller(ctx.move_types)
+    state = ctrl.state_dict()
+    net = dict(state["net"])
+    # the hashed embedding of older versions: a type table and one 1,024-row feature table
+    for k in [k for k in net if k.startswith("embedding.tables.")]:
+        del net[k]
+    net["embedding.type_table.weight"] = torch.zeros(19, 16)
+    net["embedding.feature_table.weight"] = torch.zeros(1024, 16)
+    with pytest.raises(ConfigError, match="do not fit this one"):
+        _controller(ctx.move_types).load_state_dict(dict(state, net=net))

@@ -1,5 +1,6 @@
 """timm-style contract tests, parametrized over every registered layer type: schema defaults, shape
-inference, cost, torch build, ONNX emit (equal to torch in ONNX Runtime), ONNX import, features."""
+inference, cost, torch build, ONNX emit (equal to torch in ONNX Runtime), ONNX import, features, and the
+embedding's declarations (every example's values in vocabulary, distinct examples distinct tokens)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import math
 import pytest
 
 from conftest import default_toolkit, layer_types
+from na_toolkit.embedding import ArchitectureTokenizer
 from na_toolkit.errors import ArchitectureError
-from na_toolkit.ir.layers import REQUIRED, LayerType
+from na_toolkit.ir.layers import REQUIRED, EmbeddedCategorical, EmbeddedFloat, EmbeddedInt, LayerType
 from na_toolkit.testing import check_layer_type
 
 MAP = (4, 7, 7)
@@ -119,3 +121,31 @@ def test_cost_scales_with_the_input(name):
     big = lt.cost(norm, bigger, out_big)
     assert big.flops >= small.flops and big.activation_bytes >= small.activation_bytes
     assert math.prod(out_big) >= math.prod(lt.infer_shape(norm, list(in_shapes)))
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_embedded_attributes_are_declared_and_in_vocabulary(name):
+    """Each layer type declares its embedded attributes (distinct names, each with a vocabulary); on its
+    examples every declared value is in vocabulary, and examples that differ in cost or shape differ in
+    their tokens (the embedding tells them apart)."""
+    lt = layer_types().get(name)
+    declared = lt.embedded_attrs()
+    assert all(isinstance(a, (EmbeddedCategorical, EmbeddedInt, EmbeddedFloat)) for a in declared)
+    assert len({a.name for a in declared}) == len(declared)
+    tok = ArchitectureTokenizer.for_registry(layer_types())
+    assert [k for k, _ in tok.tables if k.startswith(f"{name}.")] == [f"{name}.{a.name}" for a in declared]
+    seen: dict[tuple, set] = {}
+    for attrs, in_shapes in _examples(name):
+        norm = lt.normalize_attrs(dict(attrs))
+        out = lt.infer_shape(norm, list(in_shapes))
+        values = lt.embedded_values(norm, list(in_shapes), out)
+        for a in declared:
+            assert a.index(values.get(a.name)) is not None, (
+                f"{name}.{a.name} = {values.get(a.name)!r} out of vocabulary"
+            )
+        cost = lt.cost(norm, list(in_shapes), out)
+        key = tuple(a.index(values.get(a.name)) for a in declared) + (out, len(in_shapes))
+        seen.setdefault(key, set()).add((cost.params, cost.flops, out, tuple(in_shapes)))
+    # never one token row for two different costs or shapes (the examples of a type share their input
+    # shapes where it matters: the row holds the layer's own values, its inputs are the rows before it)
+    assert all(len(signatures) == 1 for signatures in seen.values()), seen

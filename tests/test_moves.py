@@ -20,7 +20,7 @@ from na_toolkit.errors import MoveError, ShapeError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import Architecture, Attrs, Node
 from na_toolkit.ir.builder import ArchitectureBuilder
-from na_toolkit.moves import MAX_POSITIONS, Move
+from na_toolkit.moves import Move
 
 SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
 BUILTIN = tuple(cls.name for cls in MOVE_TYPES)
@@ -42,10 +42,10 @@ def _draw_move(data, arch):
     chosen = {}
     for p in op.params():
         mask = op.mask(arch, p.name, chosen)
-        assert mask.dtype == bool and mask.shape == (len(p.choices),)
+        assert mask.dtype == bool and mask.shape == (p.size_for(arch),)
         admitted = np.flatnonzero(mask).tolist()
         assert admitted, f"{op.name}: no admitted {p.name} after {chosen} (an earlier mask admitted a dead end)"
-        chosen[p.name] = p.choices[data.draw(st.sampled_from(admitted), label=p.name)]
+        chosen[p.name] = p.value_at(data.draw(st.sampled_from(admitted), label=p.name))
     return op, chosen
 
 
@@ -107,18 +107,18 @@ def _check_masks(arch, rng):
         specs = op.params()
         first = specs[0]
         for v in np.flatnonzero(op.mask(arch, first.name, {})):
-            chosen = {first.name: first.choices[v]}
+            chosen = {first.name: first.value_at(v)}
             for p in specs[1:]:
                 admitted = np.flatnonzero(op.mask(arch, p.name, chosen))
                 assert admitted.size, f"{op.name}: {chosen} admitted but no {p.name} completes it"
                 if p is specs[-1]:
                     for i in admitted:
-                        op.apply(arch, **chosen, **{p.name: p.choices[i]})
-                chosen[p.name] = p.choices[int(rng.choice(admitted))]
+                        op.apply(arch, **chosen, **{p.name: p.value_at(i)})
+                chosen[p.name] = p.value_at(int(rng.choice(admitted)))
             op.apply(arch, **chosen)
         # a few rejected full assignments: apply refuses them
         for _ in range(5):
-            chosen = {p.name: p.choices[int(rng.integers(len(p.choices)))] for p in specs}
+            chosen = {p.name: p.value_at(int(rng.integers(p.size_for(arch)))) for p in specs}
             try:
                 op.check(arch, chosen)
             except MoveError:
@@ -142,13 +142,12 @@ def test_operation_contract(name):
     assert op.description and op.name == name
     for p in specs:
         assert len(p.choices) == len(set(map(repr, p.choices)))
-        if p.is_position:
-            assert p.choices == tuple(range(MAX_POSITIONS))
+        if p.is_position:  # a position's choices are the network's nodes, however many
+            assert p.choices == () and p.choices_for(_SEED_ARCHS["resnet-cifar"]) == range(73)
     for seed in SEEDS:
         arch = _SEED_ARCHS[seed]
         m = op.mask(arch, specs[0].name, {})
-        if specs[0].is_position:
-            assert not m[len(arch.nodes) :].any(), "positions past the last node must be masked"
+        assert m.shape == (specs[0].size_for(arch),), "a position mask has one entry per node"
         params = op.sample(arch, np.random.default_rng(0))
         assert params is not None, f"{name} applies nowhere on {seed}"
         op.check(arch, params)
@@ -168,11 +167,11 @@ def test_every_registered_operation_keeps_the_protocol():
             arch = _SEED_ARCHS[seed]
             chosen = {}
             for p in op.params():
-                m = op.mask(arch, p.name, chosen)
-                assert m.shape == (len(p.choices),) and m.dtype == bool, name
+                m = op.admitted(arch, p.name, chosen)
+                assert m.shape == (p.size_for(arch),) and m.dtype == bool, name
                 if not m.any():
                     break
-                chosen[p.name] = p.choices[int(rng.choice(np.flatnonzero(m)))]
+                chosen[p.name] = p.value_at(int(rng.choice(np.flatnonzero(m))))
             else:
                 before = arch.dumps()
                 assert isinstance(op.apply(arch, **chosen), Architecture)
@@ -305,7 +304,9 @@ def test_positions_past_the_end_and_bad_parameters_are_refused():
     arch = get_seed("simple-cnn")
     for op in _ops():
         first = op.params()[0]
-        assert not op.mask(arch, first.name, {})[len(arch) :].any()
+        assert len(op.mask(arch, first.name, {})) == len(arch)
+        with pytest.raises(MoveError, match="outside"):
+            op.check(arch, {p.name: len(arch) if p.is_position else p.choices[0] for p in op.params()})
     op = default_toolkit().moves.get("remove")
     with pytest.raises(MoveError, match="outside"):
         op.apply(arch, position=len(arch))
@@ -419,3 +420,18 @@ def test_edit_caches_are_registered():
     names = caches.cache_names()
     for name in ("ir.edit.inferred", "ir.edit.local_edits", "ir.edit.shape_keeping", "ir.edit.views"):
         assert name in names
+
+
+@pytest.mark.parametrize(
+    "move, params",
+    [
+        ("insert_conv", {"position": 1, "filters": "x", "kernel": 3}),
+        ("insert_conv", {"position": 1, "filters": 16, "kernel": True}),
+        ("scale", {"position": 0, "attribute": "channels", "value": "x"}),
+        ("scale", {"position": 0, "attribute": "channels", "value": 17}),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_a_move_error_naming_the_choices(move, params):
+    arch = get_seed("simple-cnn")
+    with pytest.raises(MoveError, match="is not one of"):
+        default_toolkit().moves.get(move).apply(arch, **params)

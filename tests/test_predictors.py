@@ -337,3 +337,30 @@ def test_predict_cli_fit_and_predict(tmp_path, run_cli):
     assert run_cli("predict", "|bad|", "--model", model).error_line().startswith("na-toolkit: error: malformed NB201")
     assert "no column" in run_cli("predict", "fit", "--target", "nope", "--out", tmp_path / "x.json").error_line()
     assert "cannot read" in run_cli("predict", cell, "--model", tmp_path / "missing.json").error_line()
+
+
+def test_neural_ranking_loss_and_head_spread(data):
+    import torch
+
+    from na_toolkit.predictors.neural_torch import pairwise_rank_loss
+
+    target = torch.tensor([[0.0], [1.0], [2.0]])
+    right, wrong = 10 * target[None], -10 * target[None]  # [heads=1, B, outputs]
+    assert float(pairwise_rank_loss(right, target)) < 1e-4 < 9.0 < float(pairwise_rank_loss(wrong, target))
+    assert float(pairwise_rank_loss(right, torch.zeros(3, 1))) == 0.0  # ties carry no order
+    archs, y = data
+    # several heads: the uncertainty is their spread (nonzero), one head: MC dropout; the IR features are inputs
+    p = fast("neural", heads=3).fit(archs, y)
+    assert p.features_ is not None and len(p.model_.heads) == 3
+    assert np.all(p.predict_with_std(archs[:4])[1] > 0)
+    q = fast("neural", heads=1, feature_inputs=False).fit(archs, y)
+    assert q.features_ is None and q.predict_with_std(archs[:4])[1].shape == (4,)
+
+
+def test_neural_share_embedding_fit_first_then_lend(data):
+    archs, y = data
+    # fit before any controller asked: the embedding it then lends is the one it trained
+    p = fast("neural", share_embedding=True).fit(archs, y)
+    shared = p.shared_embedding(archs[0].layer_types)
+    assert shared.module is p.model_.embedding and shared.tokenizer is p.tokenizer_
+    assert p.keeps_state and not fast("neural").keeps_state

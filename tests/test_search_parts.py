@@ -206,6 +206,7 @@ def test_summarize_is_a_pure_function_of_the_evaluations(tk, tmp_path):
         counters=res.counters,
         elapsed_s=res.elapsed_s,
         warnings=res.warnings,
+        provenance=res.provenance,
     )
     assert again.summary() == res.summary()
     assert again.counters is not res.counters  # a copy: the result does not change with the counters

@@ -85,6 +85,7 @@ ENTRY_POINTS: dict[str, str] = {
     "na_toolkit.search.demo:run_demo": "the demo's entry point (na-toolkit demo passes its toolkit)",
     "na_toolkit.search.executors:_worker_toolkit": "a worker process rebuilds its task's plugin selection",
     "na_toolkit.bench.gpu_check:main": "a script of its own (benchmarks/gpu_check.sh)",
+    "na_toolkit.controller.timing:update_seconds": "the controller-update measurement: its callers pass no toolkit",
 }
 #: distributions that plug into na_toolkit: the core never imports them (the boundary holds both ways)
 PLUGIN_PACKAGES: tuple[str, ...] = ("na_toolkit_nb201", "na_toolkit_example_se")

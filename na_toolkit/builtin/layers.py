@@ -12,6 +12,11 @@ import na_toolkit
 from na_toolkit.errors import ShapeError
 from na_toolkit.ir.layers import BYTES_PER_ELEMENT as B
 from na_toolkit.ir.layers import AttrSpec, LayerCost, LayerType, LayerTypeRegistry, Shape, check_feature_map, numel
+from na_toolkit.ir.layers import EmbeddedCategorical as Categorical
+from na_toolkit.ir.layers import EmbeddedFloat as FloatGrid
+from na_toolkit.ir.layers import EmbeddedInt as IntRange
+
+FLAG = (False, True)  # the vocabulary of bias, count_include_pad
 
 
 def _io_bytes(in_shapes: list[Shape], out_shape: Shape) -> tuple[int, int]:
@@ -20,6 +25,20 @@ def _io_bytes(in_shapes: list[Shape], out_shape: Shape) -> tuple[int, int]:
 
 def _pool_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _nn() -> Any:
+    """`torch.nn`, imported on the first build: reading architectures never imports torch."""
+    from torch import nn
+
+    return nn
+
+
+def _ir_module(name: str) -> Any:
+    """A new module of `na_toolkit.ir.torch_modules` (imported on the first build, as torch)."""
+    from na_toolkit.ir import torch_modules
+
+    return getattr(torch_modules, name)()
 
 
 def _onnx_importer(name: str) -> Any:
@@ -77,9 +96,7 @@ class Conv2d(LayerType):
         return LayerCost(params, macs, 2 * macs, params * B, i, o)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return nn.Conv2d(
+        return _nn().Conv2d(
             in_shapes[0][0],
             attrs["filters"],
             attrs["kernel"],
@@ -114,9 +131,26 @@ class Conv2d(LayerType):
             group=attrs["groups"],
         )
 
+    # every value of the schema is a token of its own (the moves set kernels 1..7, and filters: the embedding's
+    # generic output channels); `grouping` carries what is learned of depthwise convs across widths, `groups`
+    # tells grouped convs of one width apart (their parameters differ)
+    embedded = (
+        *(IntRange(k, lo, hi) for k, lo, hi in (("kernel", 1, 15), ("stride", 1, 8), ("padding", -1, 16))),
+        IntRange("dilation", 1, 8),
+        Categorical("grouping", ("dense", "depthwise", "grouped")),
+        IntRange("groups", 1, 4096),
+        Categorical("bias", FLAG),
+    )
+
+    @staticmethod
+    def grouping(attrs: dict[str, Any], in_channels: int) -> str:
+        return "dense" if attrs["groups"] == 1 else ("depthwise" if attrs["groups"] == in_channels else "grouped")
+
+    def embedded_values(self, attrs, in_shapes, out_shape):
+        return {**attrs, "grouping": self.grouping(attrs, in_shapes[0][0])}
+
     def features(self, attrs, in_shapes, out_shape):
-        g = attrs["groups"]
-        kind = 0 if g == 1 else (1 if g == in_shapes[0][0] else 2)  # dense / depthwise / grouped
+        kind = ("dense", "depthwise", "grouped").index(self.grouping(attrs, in_shapes[0][0]))
         return {"kernel": attrs["kernel"], "stride": attrs["stride"], "dilation": attrs["dilation"], "groups": kind}
 
 
@@ -127,6 +161,7 @@ class BatchNorm2d(LayerType):
     has_weights = True
     onnx_ops = ("BatchNormalization",)
     import_onnx = _onnx_importer("batchnorm2d")
+    embedded = ()  # eps and momentum change neither shapes nor cost, and no move sets them
 
     def infer_shape(self, attrs, in_shapes):
         return check_feature_map("batchnorm2d", in_shapes[0])
@@ -137,9 +172,7 @@ class BatchNorm2d(LayerType):
         return LayerCost(2 * c, 0, 2 * numel(out_shape), 4 * c * B, i, o)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return nn.BatchNorm2d(out_shape[0], eps=attrs["eps"], momentum=attrs["momentum"])
+        return _nn().BatchNorm2d(out_shape[0], eps=attrs["eps"], momentum=attrs["momentum"])
 
     def init_weights(self, attrs, in_shapes, out_shape, rng):
         c = out_shape[0]
@@ -156,9 +189,7 @@ class _Activation(LayerType):
     import_onnx = _onnx_importer("unary")
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return getattr(nn, self.torch_class)()
+        return getattr(_nn(), self.torch_class)()
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node(self.onnx_op, inputs, node_id)
@@ -231,6 +262,8 @@ class _Pool2d(LayerType):
         i, o = _io_bytes(in_shapes, out_shape)
         return LayerCost(flops=numel(out_shape) * attrs["kernel"] ** 2, input_bytes=i, output_bytes=o)
 
+    embedded: Any = (IntRange("kernel", 1, 15), IntRange("stride", 1, 15), IntRange("padding", 0, 7))
+
     def features(self, attrs, in_shapes, out_shape):
         return {"kernel": attrs["kernel"], "stride": attrs["stride"]}
 
@@ -243,9 +276,7 @@ class MaxPool2d(_Pool2d):
     name, description, onnx_ops = "maxpool2d", "max pooling", ("MaxPool",)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return nn.MaxPool2d(attrs["kernel"], attrs["stride"], attrs["padding"])
+        return _nn().MaxPool2d(attrs["kernel"], attrs["stride"], attrs["padding"])
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("MaxPool", inputs, node_id, **self._onnx_attrs(attrs))
@@ -254,11 +285,10 @@ class MaxPool2d(_Pool2d):
 class AvgPool2d(_Pool2d):
     name, description, onnx_ops = "avgpool2d", "average pooling (count_include_pad as in torch)", ("AveragePool",)
     attrs = {**_Pool2d.attrs, "count_include_pad": AttrSpec(bool, False)}
+    embedded = (*_Pool2d.embedded, Categorical("count_include_pad", FLAG))
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return nn.AvgPool2d(
+        return _nn().AvgPool2d(
             attrs["kernel"], attrs["stride"], attrs["padding"], count_include_pad=attrs["count_include_pad"]
         )
 
@@ -282,9 +312,7 @@ class GlobalAvgPool(LayerType):
         return LayerCost(flops=numel(in_shapes[0]), input_bytes=i, output_bytes=o)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from na_toolkit.ir.torch_modules import GlobalAvgPool as M
-
-        return M()
+        return _ir_module("GlobalAvgPool")
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("GlobalAveragePool", inputs, node_id)
@@ -301,9 +329,7 @@ class Flatten(LayerType):
         return LayerCost()  # a view: no data moves
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from na_toolkit.ir.torch_modules import Flatten as M
-
-        return M()
+        return _ir_module("Flatten")
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("Flatten", inputs, node_id, axis=1)
@@ -314,6 +340,7 @@ class Linear(LayerType):
     import_onnx = _onnx_importer("linear")
     attrs = {"units": AttrSpec(int, min=1, max=1 << 20), "bias": AttrSpec(bool, True)}
     has_weights = True
+    embedded = (Categorical("bias", FLAG),)  # units: the embedding's generic output channels
 
     def infer_shape(self, attrs, in_shapes):
         if len(in_shapes[0]) != 1:
@@ -327,9 +354,7 @@ class Linear(LayerType):
         return LayerCost(params, n * u, 2 * n * u, params * B, i, o)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return nn.Linear(in_shapes[0][0], attrs["units"], bias=attrs["bias"])
+        return _nn().Linear(in_shapes[0][0], attrs["units"], bias=attrs["bias"])
 
     def init_weights(self, attrs, in_shapes, out_shape, rng):
         n, u = in_shapes[0][0], attrs["units"]
@@ -361,12 +386,12 @@ class Add(LayerType):
         return LayerCost(flops=numel(out_shape) * (len(in_shapes) - 1), input_bytes=i, output_bytes=o)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from na_toolkit.ir.torch_modules import Add as M
-
-        return M()
+        return _ir_module("Add")
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("Add" if len(inputs) == 2 else "Sum", inputs, node_id)
+
+    embedded = ()  # the number of inputs and their distances are the embedding's own (generic) tokens
 
     def features(self, attrs, in_shapes, out_shape):
         return {"inputs": len(in_shapes)}
@@ -388,12 +413,12 @@ class Concat(LayerType):
         return LayerCost(input_bytes=i, output_bytes=o)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from na_toolkit.ir.torch_modules import Concat as M
-
-        return M()
+        return _ir_module("Concat")
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("Concat", inputs, node_id, axis=1)
+
+    embedded = ()  # the number of inputs and their distances are the embedding's own (generic) tokens
 
     def features(self, attrs, in_shapes, out_shape):
         return {"inputs": len(in_shapes)}
@@ -408,15 +433,16 @@ class Dropout(LayerType):
         return LayerCost()
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return nn.Dropout(attrs["rate"])
+        return _nn().Dropout(attrs["rate"])
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         # ONNX Dropout with its ratio (identity at inference, training_mode left off): `arch import` gives
         # the dropout layer back with its rate, where an Identity would silently drop it
         ratio = ctx.initializer(f"{node_id}_ratio", np.array(attrs["rate"], dtype=np.float32))
         return ctx.node("Dropout", [*inputs, ratio], node_id)
+
+    # a grid of 0.01: the moves' rates (0.0 .. 0.5 by 0.1) and common imported ones (0.25, 0.05) are tokens
+    embedded = (FloatGrid("rate", 0.0, 0.95, 0.01),)
 
     def features(self, attrs, in_shapes, out_shape):
         return {"rate_tenths": int(round(attrs["rate"] * 10))}
@@ -430,9 +456,7 @@ class Identity(LayerType):
         return LayerCost()
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from torch import nn
-
-        return nn.Identity()
+        return _nn().Identity()
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("Identity", inputs, node_id)
@@ -447,32 +471,16 @@ class Zero(LayerType):
         return LayerCost(output_bytes=numel(out_shape) * B)
 
     def build_torch(self, attrs, in_shapes, out_shape):
-        from na_toolkit.ir.torch_modules import Zero as M
-
-        return M()
+        return _ir_module("Zero")
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("Mul", [inputs[0], ctx.initializer(f"{node_id}.zero", np.array(0.0, np.float32))], node_id)
 
 
+#: in registration order: convolution, normalisation and activations; pooling, reshaping and the rest
 LAYER_TYPES: tuple[type[LayerType], ...] = (
-    Conv2d,
-    BatchNorm2d,
-    ReLU,
-    ReLU6,
-    GELU,
-    Sigmoid,
-    HardSwish,
-    MaxPool2d,
-    AvgPool2d,
-    GlobalAvgPool,
-    Flatten,
-    Linear,
-    Add,
-    Concat,
-    Dropout,
-    Identity,
-    Zero,
+    *(Conv2d, BatchNorm2d, ReLU, ReLU6, GELU, Sigmoid, HardSwish),
+    *(MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Linear, Add, Concat, Dropout, Identity, Zero),
 )
 
 

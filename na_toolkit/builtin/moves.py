@@ -21,7 +21,7 @@ from na_toolkit.errors import MoveError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import INPUT, Architecture, Attrs, Node
 from na_toolkit.ir.layers import Shape
-from na_toolkit.moves import MAX_POSITIONS, MoveType, ParamSpec
+from na_toolkit.moves import MoveType, ParamSpec
 
 FILTER_CHOICES = (8, 16, 24, 32, 48, 64, 96, 128)
 KERNEL_CHOICES = (1, 3, 5, 7)
@@ -36,14 +36,14 @@ WIDTH_ATTR = {"conv2d": "filters", "linear": "units"}
 
 # ---- the moves' view of an architecture -----------------------------------------------------------------
 class _View(edit.ArchView):
-    """`edit.ArchView` plus the number of editable positions, and conv2d among the types (insert_conv adds
-    one where the network may have none)."""
+    """`edit.ArchView` plus the number of positions (every node: positions are not capped), and conv2d
+    among the types (insert_conv adds one where the network may have none)."""
 
     __slots__ = ("n",)
 
     def __init__(self, arch: Architecture):
         super().__init__(arch)
-        self.n = min(len(arch.nodes), MAX_POSITIONS)
+        self.n = len(arch.nodes)
         self.layer_type("conv2d")
 
 
@@ -64,9 +64,19 @@ def _node_at(arch: Architecture, op: str, position: Any) -> Node:
         i = int(position)
     except (TypeError, ValueError):
         raise MoveError(f"{op}: a position must be an int, got {position!r}") from None
-    if not 0 <= i < min(len(arch.nodes), MAX_POSITIONS):
+    if not 0 <= i < len(arch.nodes):
         raise MoveError(f"{op}: position {i} is outside this architecture's {len(arch.nodes)} nodes")
     return arch.nodes[i]
+
+
+def _choice(op: str, param: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """The choice `value` stands for (3.0 is 3); a MoveError naming the choices for anything else (a
+    string, a bool, a number that is not one of them)."""
+    if not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating):
+        for c in choices:
+            if c == value:
+                return c
+    raise MoveError(f"{op}: {param}={value!r} is not one of {list(choices)}")
 
 
 class _BuiltinMove(MoveType):
@@ -78,9 +88,7 @@ class _BuiltinMove(MoveType):
 
     def _positions(self, view: _View) -> np.ndarray:
         def compute():
-            m = np.zeros(MAX_POSITIONS, dtype=bool)
-            m[: view.n] = [self._valid_position(view, i) for i in range(view.n)]
-            return m
+            return np.array([self._valid_position(view, i) for i in range(view.n)], dtype=bool)
 
         return view.cached((self.name, "positions"), compute)
 
@@ -104,11 +112,14 @@ class _BuiltinMove(MoveType):
         chosen: dict[str, Any] = {}
         specs = self.params()
         view = _view(arch)
-        if view.n and (self.name, "positions") not in view.memo:
+        # the same draws whether or not this network's position mask is memoised already (the memo is a
+        # process-wide cache: what it holds must never change a search's random numbers)
+        done = view.memo.get((self.name, "positions"))
+        if view.n:
             for _ in range(8):
                 i = int(rng.integers(view.n))
-                if self._valid_position(view, i):
-                    chosen[specs[0].name] = specs[0].choices[i]
+                if done[i] if done is not None else self._valid_position(view, i):
+                    chosen[specs[0].name] = specs[0].value_at(i)
                     break
         for p in specs:
             if p.name in chosen:
@@ -116,7 +127,7 @@ class _BuiltinMove(MoveType):
             idx = np.flatnonzero(self.mask(arch, p.name, chosen))
             if idx.size == 0:
                 return None
-            chosen[p.name] = p.choices[int(idx[rng.integers(idx.size)])]
+            chosen[p.name] = p.value_at(int(idx[rng.integers(idx.size)]))
         return chosen
 
 
@@ -203,9 +214,10 @@ class InsertConv(_BuiltinMove):
         self.check_names(params)
         node = _node_at(arch, self.name, params["position"])
         view = _view(arch)
-        i, filters, kernel = view.index[node.id], int(params["filters"]), int(params["kernel"])
-        known = filters in FILTER_CHOICES and kernel in KERNEL_CHOICES
-        changes = self._filters_changes(view, i, filters) if known else None
+        filters = _choice(self.name, "filters", params["filters"], FILTER_CHOICES)
+        kernel = _choice(self.name, "kernel", params["kernel"], KERNEL_CHOICES)
+        i = view.index[node.id]
+        changes = self._filters_changes(view, i, filters)
         if changes is None or not self._conv_fits(view, i, filters, kernel):
             raise MoveError(
                 f"{self.name}: cannot insert a {kernel}x{kernel} conv of {filters} filters after {node.id!r}: "
@@ -241,9 +253,7 @@ class InsertAdd(_BuiltinMove):
             for shape in reversed(self._shapes(view)):
                 flags.append(shape in later)
                 later.add(shape)
-            m = np.zeros(MAX_POSITIONS, dtype=bool)
-            m[: view.n] = flags[::-1]
-            return m
+            return np.array(flags[::-1], dtype=bool)
 
         return view.cached((self.name, "positions"), compute)
 
@@ -262,7 +272,7 @@ class InsertAdd(_BuiltinMove):
             return self._positions(view)
         if param == "target":
             i = int(chosen["source"])
-            m = np.zeros(MAX_POSITIONS, dtype=bool)
+            m = np.zeros(view.n, dtype=bool)
             if 0 <= i < view.n:
                 m[i + 1 : view.n] = [s == shapes[i] for s in shapes[i + 1 :]]
             return m
@@ -363,10 +373,9 @@ class Scale(_BuiltinMove):
         attribute, value = params["attribute"], params["value"]
         if attribute not in SCALE_VALUES:
             raise MoveError(f"{self.name}: attribute must be one of {list(SCALE_VALUES)}, got {attribute!r}")
-        value = float(value) if attribute == "rate" else int(value)
+        value = _choice(self.name, f"value (of {attribute})", value, SCALE_VALUES[attribute])
         view = _view(arch)
-        known = value in SCALE_VALUES[attribute]
-        changes = self._changes(view, view.index[node.id], attribute, value) if known else None
+        changes = self._changes(view, view.index[node.id], attribute, value)
         if changes is None:
             raise MoveError(
                 f"{self.name}: cannot set {attribute}={value!r} on {node.id!r} ({node.type}): not such a layer, "

@@ -120,19 +120,34 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    import os
+
     from ..search.outputs import export_best
+    from ..search.provenance import check_plugins, recorded_provenance
+    from ._output import check_out, temp_path
 
     store, summary = _open_run(args.run)
     with store:
-        info = export_best(
-            store,
-            summary,
-            args.device,
-            args.format,
-            Path(args.out) if args.out else None,
-            layer_types=args.toolkit.layer_types,
-            run_dir=store.path.parent if store.path is not None else None,
-        )
+        check_plugins(recorded_provenance(store), args.toolkit, f"exporting from run {store.run_id}")
+        run_dir = Path(store.path).parent
+        # under the run folder the user named (never a path read from the store) unless --out says where
+        default = run_dir / "best" / args.device / ("model.onnx" if args.format == "onnx" else "model.pt")
+        out = check_out(args.out) if args.out else default  # before the export: a writable place
+        tmp = temp_path(out)
+        try:
+            info = export_best(
+                store, summary, args.device, args.format, tmp, layer_types=args.toolkit.layer_types, run_dir=run_dir
+            )
+            # each file is written under a temporary name, then renamed: a failed export leaves the old files
+            renames = [(tmp, out)] + (
+                [(tmp.with_suffix(".json"), out.with_suffix(".json"))] if len(info["files"]) > 1 else []
+            )
+            for src, dst in renames:
+                os.replace(src, dst)
+            info["files"] = [str(dst) for _, dst in renames]
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp.with_suffix(".json").unlink(missing_ok=True)
     trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
     return 0

@@ -1,6 +1,6 @@
 """The Neural Architect controller's networks (torch): policy and value on the network embedding.
 
-    network → tokens → NetworkEmbedding (lookup tables → layer LSTM → network LSTM)
+    network → tokens → NetworkEmbedding (a lookup table per attribute kind → layer LSTM → network LSTM)
             → h (network embedding) → trunk z = tanh(W h)
     action selector: categorical over the enabled moves (masked: moves with no valid parameters)
     per move, one head per parameter, in `params()` order, each conditioned on z and on a context vector
@@ -12,11 +12,12 @@
         invalid values are masked (logit −∞) before sampling, using `op.mask(arch, param, chosen)`
     value network: V(s) = MLP(z)
 
-The embedding can be trained with the policy (`train_embedding=True`), or kept fixed and cached per
-architecture, with only the trunk, heads and value network learning (the default for networks of more than
-64 layers: back-propagating through the network LSTM of a 200-layer network for every update costs seconds
-on a CPU, while its fixed random projection of the layer sequence still separates the networks the heads
-must tell apart). The neural predictor trains the same `NetworkEmbedding` module (`na_toolkit.embedding`).
+The embedding is trained with the policy (`train_embedding=True`, the default, at any network size), or kept
+fixed and cached per architecture, with only the trunk, heads and value network learning. An update embeds
+each distinct network of its batch once (s and s' together), runs the layer LSTM once per distinct layer
+row, and back-propagates through the last `grad_steps` layers of the network LSTM only, so its cost grows
+with the depth of the networks no faster than one forward pass (`timing.update_seconds` measures it). The
+neural predictor trains the same `NetworkEmbedding` module (`na_toolkit.embedding`).
 
 Learning uses `torch.optim.Adam` and `torch.nn.utils.clip_grad_norm_` (docs/controller.md has the import cost).
 """
@@ -26,20 +27,23 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from cachetools import LRUCache
 from torch import nn
 
-from ..embedding import ArchitectureTokenizer
+from ..embedding import ArchitectureTokenizer, make_network_embedding
 from ..embedding.network import NetworkEmbedding
 from ..errors import ConfigError
-from ..moves import MAX_POSITIONS, Move
-from .action_space import ActionSpace
+from ..moves import Move
+from .action_space import ActionSpace, stack_masks
 
 NEG_INF = -1e9
+#: layers (from each network's end) that an update back-propagates through the network LSTM: the update's
+#: cost then stops growing with the depth of the network beyond them (docs/controller.md, "Learning")
+DEFAULT_GRAD_STEPS = 64
 
 
 @dataclass(frozen=True)
@@ -61,17 +65,23 @@ def _head_key(op: int, k: int) -> str:
 class ControllerNet(nn.Module):
     def __init__(
         self,
-        n_types: int,
-        feature_table_size: int,
+        tokenizer: ArchitectureTokenizer,
         space: ActionSpace,
         token_dim: int = 16,
         layer_dim: int = 32,
         net_dim: int = 64,
         hidden: int = 64,
         ctx_dim: int = 32,
+        embedding: nn.Module | None = None,
     ):
         super().__init__()
-        self.embedding = NetworkEmbedding(n_types, feature_table_size, token_dim, layer_dim, net_dim)
+        # a given embedding (the neural predictor's, joint training) is used as it is: the same parameters;
+        # a new one has one lookup table per attribute kind of the tokenizer's vocabulary
+        self.embedding = (
+            embedding
+            if embedding is not None
+            else make_network_embedding(tokenizer, token_dim=token_dim, layer_dim=layer_dim, net_dim=net_dim)
+        )
         self.trunk = nn.Sequential(nn.Linear(net_dim, hidden), nn.Tanh())
         n_ops = len(space.move_types)
         self.move_head = nn.Linear(hidden, n_ops)
@@ -106,18 +116,19 @@ class ControllerNet(nn.Module):
         outs: Sequence[torch.Tensor] | None,
     ) -> torch.Tensor:
         """Logits over one parameter's choices for R states that chose the same move: z [R, hidden],
-        ctx [R, ctx_dim], outs: R network-LSTM outputs [L_r, net_dim] (position parameters). -> [R, choices]"""
+        ctx [R, ctx_dim], outs: R network-LSTM outputs [L_r, net_dim] (position parameters). -> [R, choices];
+        a position's pointer scores all L_r layers of each row, padded with NEG_INF to the rows' longest"""
         key = _head_key(op, k)
         u = torch.tanh(self.query[key](torch.cat([z, ctx], dim=1)))
         if not is_position:
             return self.choice_head[key](u)
         assert outs is not None
+        width = max(o.shape[0] for o in outs)
         rows = []
         for r, o in enumerate(outs):
-            n = min(o.shape[0], MAX_POSITIONS)
-            scores = torch.tanh(self.pointer_key(o[:n]) + u[r]) @ self.pointer_v[key]
-            if n < MAX_POSITIONS:
-                scores = torch.cat([scores, scores.new_full((MAX_POSITIONS - n,), NEG_INF)])
+            scores = torch.tanh(self.pointer_key(o) + u[r]) @ self.pointer_v[key]
+            if o.shape[0] < width:
+                scores = torch.cat([scores, scores.new_full((width - o.shape[0],), NEG_INF)])
             rows.append(scores)
         return torch.stack(rows)
 
@@ -158,7 +169,7 @@ class Controller:
         tokenizer: ArchitectureTokenizer,
         space: ActionSpace,
         seed: int,
-        train_embedding: bool = False,
+        train_embedding: bool = True,
         lr: float = 3e-3,
         token_dim: int = 16,
         layer_dim: int = 32,
@@ -166,14 +177,28 @@ class Controller:
         hidden: int = 64,
         ctx_dim: int = 32,
         embed_cache_size: int = 200_000,
+        embedding: nn.Module | None = None,
+        grad_steps: int | None = DEFAULT_GRAD_STEPS,
     ):
+        """`embedding`: a `NetworkEmbedding` to build on instead of a new one (the neural predictor's, which
+        its refits train too: call `forget_embeddings` after one); its widths must be token/layer/net_dim."""
         self.tokenizer = tokenizer
         self.space = space
         self.train_embedding = train_embedding
+        #: back-propagation through the network LSTM stops this many layers before each network's end
+        #: (None: through every layer); see `NetworkEmbedding.network`
+        self.grad_steps = grad_steps
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = ControllerNet(
-                tokenizer.n_types, tokenizer.feature_table_size, space, token_dim, layer_dim, net_dim, hidden, ctx_dim
+                tokenizer,
+                space,
+                token_dim,
+                layer_dim,
+                net_dim,
+                hidden,
+                ctx_dim,
+                embedding=embedding,
             )
         self._trained = [p for n, p in self.net.named_parameters() if train_embedding or not n.startswith("embedding.")]
         # torch.optim's first step imports torch._dynamo (about 1 s once per process, docs/controller.md);
@@ -186,16 +211,27 @@ class Controller:
         self.updates = 0
 
     # ---- embedding ------------------------------------------------------------------------------------
-    def _embed_batch(self, archs: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, lengths = self.tokenizer.batch(archs)
-        h, _layers, outs = self.net.embedding(torch.from_numpy(tokens), torch.from_numpy(lengths))
+    def _embed_batch(self, archs: Sequence[Any], grad_steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        # distinct token rows straight from the tokenizer: the layer LSTM runs once per distinct layer
+        rows, index, lengths = self.tokenizer.batch_rows(archs)
+        embedding = cast(NetworkEmbedding, self.net.embedding)
+        h, _layers, outs = embedding.forward_rows(
+            torch.from_numpy(rows), torch.from_numpy(index), torch.from_numpy(lengths), grad_steps=grad_steps
+        )
         return h, outs
 
     def embed(self, archs: Sequence[Any], grad: bool = False) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """(network embedding [net_dim], network-LSTM outputs [L, net_dim] or None) per architecture."""
         if grad and self.train_embedding:
-            h, outs = self._embed_batch(archs)
-            return [(h[b], outs[b, : len(a.nodes)] if self.net.has_positions else None) for b, a in enumerate(archs)]
+            # once per distinct network (a batch repeats its starts, and s' of one step is s of the next),
+            # back-propagating through the last `grad_steps` layers of each
+            distinct = list({a.hash: a for a in archs}.values())
+            where = {a.hash: b for b, a in enumerate(distinct)}
+            h, outs = self._embed_batch(distinct, self.grad_steps)
+            return [
+                (h[where[a.hash]], outs[where[a.hash], : len(a.nodes)] if self.net.has_positions else None)
+                for a in archs
+            ]
         found: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         missing: dict[str, Any] = {}
         for a in archs:
@@ -221,6 +257,11 @@ class Controller:
     def _invalidate(self) -> None:
         if self.train_embedding:
             self._cache.clear()
+
+    def forget_embeddings(self) -> None:
+        """Drop the cached embeddings: the embedding's weights changed outside the controller (a refit of
+        the neural predictor that shares them)."""
+        self._cache.clear()
 
     # ---- acting and scoring decisions (batched: one call per step of every live episode) ---------------
     def _heads(
@@ -252,17 +293,19 @@ class Controller:
             ctx = self.net.op_context.weight[op].expand(len(rows), -1)
             outs_r = [outs[i] for i in rows] if self.net.has_positions else None
             for k, p in enumerate(self.space.params[op]):
+                # each row's mask has its own network's length (a position: one entry per layer); the
+                # stacked copy is padded with False to the longest, as param_logits pads the pointer
                 if given is not None:
-                    mask = np.stack([given[i].masks[k] for i in rows])
+                    row_masks = [given[i].masks[k] for i in rows]
                 else:
-                    mask = np.stack(
-                        [
-                            np.zeros(len(p.choices), dtype=bool)
-                            if dead[i]
-                            else np.asarray(operation.mask(archs[i], p.name, dict(chosen[i])), dtype=bool)
-                            for i in rows
-                        ]
-                    )
+                    row_masks = [
+                        np.zeros(p.size_for(archs[i]), dtype=bool)
+                        if dead[i]
+                        else operation.admitted(archs[i], p.name, dict(chosen[i]))
+                        for i in rows
+                    ]
+                mask = stack_masks(row_masks)
+                if given is None:
                     for r, i in enumerate(rows):
                         if not mask[r].any():  # an inexact mask upstream: no valid completion after all
                             dead[i] = True
@@ -276,8 +319,8 @@ class Controller:
                 entropy = entropy.index_add(0, rows_t, entropy_of(lp, mask))
                 for r, i in enumerate(rows):
                     values[i].append(int(idx[r]))
-                    masks[i].append(mask[r])
-                    chosen[i][p.name] = p.choices[int(idx[r])]
+                    masks[i].append(row_masks[r])
+                    chosen[i][p.name] = p.value_at(int(idx[r]))
                 ctx = ctx + self.net.value_context(op, k, p.is_position, idx, outs_r)
         if given is not None:
             return log_prob, entropy, list(given)
@@ -341,13 +384,14 @@ class Controller:
         A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))²."""
         r = torch.as_tensor(self.normalise(np.asarray(rewards, dtype=np.float64)), dtype=torch.float32)
         self.net.train()
-        cur = self.embed(states, grad=True)
+        # s and s' in one pass (the embedding of s' is only read detached, for the bootstrapped target)
+        both = self.embed(list(states) + list(next_states), grad=True)
+        cur, nxt = both[: len(states)], both[len(states) :]
         h = torch.stack([c[0] for c in cur])
         z = self.net.trunk(h)
         v = self.net.value_head(z).squeeze(-1)
         with torch.no_grad():
-            nxt = self.embed(next_states)
-            v_next = self.net.value_head(self.net.trunk(torch.stack([c[0] for c in nxt]))).squeeze(-1)
+            v_next = self.net.value_head(self.net.trunk(torch.stack([c[0].detach() for c in nxt]))).squeeze(-1)
         target = r + gamma * v_next
         advantage = (target - v).detach()
         move_masks = np.stack([d.move_mask for d in decisions])
@@ -390,7 +434,14 @@ class Controller:
                 "the saved controller's optimizer state is not torch.optim.Adam's (saved by an older na_toolkit, "
                 "whose Adam was hand-written); start the search again rather than warm-starting from it"
             )
-        self.net.load_state_dict(state["net"])
+        mine = self.net.state_dict()
+        theirs = state["net"]
+        if set(theirs) != set(mine) or any(theirs[k].shape != v.shape for k, v in mine.items()):
+            raise ConfigError(
+                "the saved controller's networks do not fit this one (saved by another na_toolkit, with another "
+                "embedding vocabulary or other layer types); start the search again rather than warm-starting from it"
+            )
+        self.net.load_state_dict(theirs)
         self.optimizer.load_state_dict(optimizer)
         self.updates = int(state["updates"])
         self._cache.clear()

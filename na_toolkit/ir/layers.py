@@ -8,7 +8,7 @@ bytes are 4 × elements.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -88,6 +88,158 @@ def numel(shape: Shape) -> int:
     return math.prod(shape)
 
 
+# ---- embedded attributes: what the network embedding reads of a layer ------------------------------------
+#: JSON scalars: what a categorical vocabulary may hold (it is saved with a fitted predictor)
+_SCALARS = (str, int, float, bool, type(None))
+#: the legacy default (a layer type that declares nothing but overrides `features()`): its features in
+#: sorted key order fill this many slots of exact tokens 0..LEGACY_FEATURE_MAX
+LEGACY_FEATURE_SLOTS, LEGACY_FEATURE_MAX = 4, 255
+#: the schema-derived default of an int attribute: exact tokens over at most this many values from its min
+DEFAULT_INT_SPAN = 1024
+#: the schema-derived default of a bounded float attribute: this many grid steps between min and max
+DEFAULT_FLOAT_STEPS = 100
+
+
+def _value_key(value: Any) -> tuple[str, Any]:
+    """Dictionary key of a categorical value: True and 1 (and 1.0) are different values here."""
+    return (type(value).__name__, value)
+
+
+@dataclass(frozen=True)
+class EmbeddedCategorical:
+    """An embedded attribute with a fixed set of values, one token each (in this order); any other value is
+    out of vocabulary. Values are JSON scalars (str, int, float, bool, None): the vocabulary is saved."""
+
+    name: str
+    values: tuple[Any, ...]
+    doc: str = ""
+    _lookup: dict[tuple[str, Any], int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        bad = [v for v in self.values if not isinstance(v, _SCALARS)]
+        lookup = {_value_key(v): i for i, v in enumerate(self.values)}
+        if bad or len(lookup) != len(self.values):
+            raise ArchitectureError(
+                f"embedded attribute {self.name!r}: values must be distinct JSON scalars, got {list(self.values)}"
+            )
+        object.__setattr__(self, "_lookup", lookup)
+
+    @property
+    def size(self) -> int:
+        """Tokens in the vocabulary (out of vocabulary not counted)."""
+        return len(self.values)
+
+    def index(self, value: Any) -> int | None:
+        """0-based token of `value`, or None when it is out of vocabulary."""
+        return self._lookup.get(_value_key(value))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "categorical", "name": self.name, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class EmbeddedInt:
+    """An embedded integer attribute: one token per integer `min`..`max` (exact, no buckets); a value
+    outside the range (or not an integer) is out of vocabulary."""
+
+    name: str
+    min: int
+    max: int
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.min, int) and isinstance(self.max, int)) or self.max < self.min:
+            raise ArchitectureError(
+                f"embedded attribute {self.name!r}: needs int min <= max, got {self.min}, {self.max}"
+            )
+
+    @property
+    def size(self) -> int:
+        return self.max - self.min + 1
+
+    def index(self, value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if not (isinstance(value, float) and value.is_integer()):
+                return None
+        v = int(value)
+        return v - self.min if self.min <= v <= self.max else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "int", "name": self.name, "min": self.min, "max": self.max}
+
+
+@dataclass(frozen=True)
+class EmbeddedFloat:
+    """An embedded real attribute: one token per point of the grid `min`, `min + step`, ..., `max` (a value
+    takes the nearest point); a value more than half a step outside [min, max] is out of vocabulary.
+    Choose `step` so that every value a move can set lands on a point of its own."""
+
+    name: str
+    min: float
+    max: float
+    step: float
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.min) and math.isfinite(self.max) and self.step > 0 and self.max >= self.min):
+            raise ArchitectureError(
+                f"embedded attribute {self.name!r}: needs finite min <= max and step > 0, "
+                f"got {self.min}, {self.max}, {self.step}"
+            )
+
+    @property
+    def size(self) -> int:
+        return int(round((self.max - self.min) / self.step)) + 1
+
+    def index(self, value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return None
+        i = int(round((float(value) - self.min) / self.step))
+        return i if 0 <= i < self.size else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "float", "name": self.name, "min": self.min, "max": self.max, "step": self.step}
+
+
+EmbeddedAttr = EmbeddedCategorical | EmbeddedInt | EmbeddedFloat
+
+
+def embedded_attr_from_json(doc: Any) -> EmbeddedAttr:
+    """The inverse of `to_json` of an embedded attribute (a saved vocabulary)."""
+    try:
+        kind = doc["kind"]
+        if kind == "categorical":
+            return EmbeddedCategorical(str(doc["name"]), tuple(doc["values"]))
+        if kind == "int":
+            return EmbeddedInt(str(doc["name"]), int(doc["min"]), int(doc["max"]))
+        if kind == "float":
+            return EmbeddedFloat(str(doc["name"]), float(doc["min"]), float(doc["max"]), float(doc["step"]))
+    except (KeyError, TypeError, ValueError):
+        pass
+    raise ArchitectureError(f"not an embedded attribute's vocabulary: {doc!r}; expected one written by to_json()")
+
+
+def schema_embedded_attrs(attrs: dict[str, AttrSpec]) -> tuple[EmbeddedAttr, ...]:
+    """The default vocabulary of a layer type's attribute schema: choices and bools are categorical, ints
+    exact from their min over at most DEFAULT_INT_SPAN values, bounded floats on a grid of
+    DEFAULT_FLOAT_STEPS steps; unbounded floats and free strings are not embedded."""
+    out: list[EmbeddedAttr] = []
+    for key, spec in attrs.items():
+        if spec.choices is not None:
+            out.append(EmbeddedCategorical(key, tuple(spec.choices)))
+        elif spec.type is bool:
+            out.append(EmbeddedCategorical(key, (False, True)))
+        elif spec.type is int:
+            lo = math.ceil(spec.min) if spec.min is not None else 0
+            hi = lo + DEFAULT_INT_SPAN - 1
+            if spec.max is not None:
+                hi = min(hi, math.floor(spec.max))
+            out.append(EmbeddedInt(key, lo, hi))
+        elif spec.type is float and spec.min is not None and spec.max is not None and spec.max > spec.min:
+            out.append(EmbeddedFloat(key, spec.min, spec.max, (spec.max - spec.min) / DEFAULT_FLOAT_STEPS))
+    return tuple(out)
+
+
 class LayerType:
     """Base class of a layer type. Subclasses set `name`, `attrs`, input arity, and override methods."""
 
@@ -100,6 +252,9 @@ class LayerType:
     onnx_ops: ClassVar[tuple[str, ...]] = ()
     #: True when the layer has trainable weights (a move may scale it; `remove` may drop it if shapes allow).
     has_weights: ClassVar[bool] = False
+    #: the attributes the network embedding reads, with their vocabularies (see `embedded_attrs`); None:
+    #: not declared, the default applies
+    embedded: ClassVar[tuple[EmbeddedAttr, ...] | None] = None
 
     # ---- schema -------------------------------------------------------------------------------------
     def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -170,9 +325,38 @@ class LayerType:
         return False
 
     # ---- embedding ----------------------------------------------------------------------------------
+    def embedded_attrs(self) -> tuple[EmbeddedAttr, ...]:
+        """The attributes the network embedding reads of a layer of this type, each with its vocabulary
+        (`EmbeddedCategorical`, `EmbeddedInt`, `EmbeddedFloat`): one lookup table per attribute, rows of
+        this layer type's own. The embedding adds the generic ones itself (layer type, output channels,
+        height, width, number of inputs, distance to each input): declare only what is this type's own.
+        Every value a move can set must map to a token of its own (exact ints, a fine enough float grid).
+        Declare them in the class attribute `embedded` (`()`: none), or override this method.
+
+        Default, for layer types that declare nothing: the attribute schema (`schema_embedded_attrs`), and
+        for a layer type overriding `features()`, LEGACY_FEATURE_SLOTS slots `feature0`.. of exact tokens
+        0..LEGACY_FEATURE_MAX holding its features in sorted key order."""
+        if self.embedded is not None:
+            return self.embedded
+        legacy = type(self).features is not LayerType.features
+        slots = tuple(EmbeddedInt(f"feature{i}", 0, LEGACY_FEATURE_MAX) for i in range(LEGACY_FEATURE_SLOTS))
+        return schema_embedded_attrs(self.attrs) + (slots if legacy else ())
+
+    def embedded_values(self, attrs: dict[str, Any], in_shapes: list[Shape], out_shape: Shape) -> dict[str, Any]:
+        """The value of each attribute of `embedded_attrs()` for one layer (a missing or foreign value is
+        out of vocabulary). Default: the normalised attribute of that name, and the legacy feature slots.
+        Override it for derived attributes (e.g. conv2d's `grouping`: dense, depthwise or grouped)."""
+        values: dict[str, Any] = dict(attrs)
+        if type(self).features is not LayerType.features:
+            for i, (_key, value) in enumerate(sorted(self.features(attrs, in_shapes, out_shape).items())):
+                if i < LEGACY_FEATURE_SLOTS:
+                    values[f"feature{i}"] = value
+        return values
+
     def features(self, attrs: dict[str, Any], in_shapes: list[Shape], out_shape: Shape) -> dict[str, int]:
-        """Discrete features of this layer for the LSTM embedding (each a small non-negative int); the
-        embedding adds the layer type, the output channels and spatial size itself."""
+        """Discrete features of this layer (each a small non-negative int), read by the IR feature vector of
+        the scikit-learn predictors (`na_toolkit.predictors.features`). The network embedding reads
+        `embedded_attrs()` / `embedded_values()` instead (and these only for a type that declares none)."""
         return {}
 
     def __repr__(self) -> str:

@@ -3,14 +3,22 @@
 move type's name and its parameter values.
 
 Each move type declares an ordered parameter space (`params()`); the controller samples one parameter at a
-time, each from a categorical over that parameter's `choices`, with `mask(arch, param, chosen)` removing the
+time, each from a categorical over that parameter's choices, with `mask(arch, param, chosen)` removing the
 values that admit no valid completion given the parameters already chosen. The invariant every move type
 keeps: a full assignment whose every value was admitted by its mask applies without error.
-Position parameters index `arch.nodes` (topological order); positions past the end are masked.
+
+Position parameters index `arch.nodes` (topological order) and have one choice per node of the
+architecture asked about, however many: their choices are `spec.choices_for(arch)` (0 .. len(arch.nodes)-1)
+and their masks have `len(arch.nodes)` entries. Moves written when positions were capped at 128 choices
+(`MAX_POSITIONS`) give 128-entry masks; `admitted` (what every caller asks instead of `mask`) brings any
+position mask to the architecture's length, so those moves keep working on networks of any size (they
+just never pick a node past the 128th).
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,13 +28,17 @@ from ..errors import MoveError
 from ..ir.architecture import Architecture
 from ..registry import Registry
 
-#: Position parameters have this many choices; an architecture's nodes beyond it cannot be edited.
+#: Deprecated: positions are no longer capped (a position has one choice per node of the architecture).
+#: Kept so that moves written against the former contract, which built 128-entry position masks with it,
+#: still import; `normalise_mask` accepts their masks. New code uses `ParamSpec.size_for(arch)`.
 MAX_POSITIONS = 128
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter of a move: its name and its choices (for a position: indices 0..MAX_POSITIONS-1)."""
+    """One parameter of a move: its name and its fixed choices, or (`is_position`, made by
+    `ParamSpec.position`) a node index, whose choices are the architecture's: `choices_for(arch)`.
+    A position's own `choices` are empty (any given are ignored: positions are node indices)."""
 
     name: str
     choices: tuple[Any, ...]
@@ -34,10 +46,63 @@ class ParamSpec:
 
     @classmethod
     def position(cls, name: str) -> ParamSpec:
-        return cls(name, tuple(range(MAX_POSITIONS)), is_position=True)
+        return cls(name, (), is_position=True)
+
+    def choices_for(self, arch: Architecture) -> Sequence[Any]:
+        """The values this parameter may take on `arch` (a position: 0 .. len(arch.nodes)-1)."""
+        return range(len(arch.nodes)) if self.is_position else self.choices
+
+    def size_for(self, arch: Architecture) -> int:
+        """The number of choices on `arch`: the length of this parameter's masks there."""
+        return len(arch.nodes) if self.is_position else len(self.choices)
+
+    def value_at(self, index: int) -> Any:
+        """The value at `index` of the choices (a position's value is its index: a node index, an int)."""
+        return int(index) if self.is_position else self.choices[index]
 
     def __len__(self) -> int:
+        """The number of fixed choices (0 for a position: theirs depends on the network, `size_for`)."""
         return len(self.choices)
+
+    def __bool__(self) -> bool:  # a position has no fixed choices, and is still a parameter
+        return True
+
+
+def position_index(value: Any) -> int | None:
+    """`value` as a node index (an int >= 0; numpy ints too, as a controller may give), or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        i = operator.index(value)
+    except TypeError:
+        return None
+    return i if i >= 0 else None
+
+
+def normalise_mask(move_name: str, spec: ParamSpec, mask: Any, arch: Architecture) -> np.ndarray:
+    """A move's mask of `spec` on `arch` as a boolean array of `spec.size_for(arch)` entries.
+
+    A position mask of another length comes from a move written for the former 128-position contract (or
+    one that sized it by hand): a shorter one is padded with False (those nodes are not admitted), a longer
+    one may only admit existing nodes. Anything else is the move's bug: MoveError naming it."""
+    m = np.asarray(mask, dtype=bool)
+    n = spec.size_for(arch)
+    if m.shape == (n,):
+        return m
+    if m.ndim != 1 or not spec.is_position:
+        raise MoveError(
+            f"move {move_name!r}: the mask of {spec.name!r} has shape {m.shape}, expected ({n},) "
+            "(one entry per choice); fix the move's mask()"
+        )
+    if m.size < n:
+        return np.concatenate([m, np.zeros(n - m.size, dtype=bool)])
+    extra = np.flatnonzero(m[n:])
+    if extra.size:
+        raise MoveError(
+            f"move {move_name!r}: its mask of position {spec.name!r} admits position {n + int(extra[0])}, "
+            f"but the network has {n} nodes; a position mask has one entry per node (len(arch.nodes))"
+        )
+    return m[:n]
 
 
 class MoveType:
@@ -50,8 +115,9 @@ class MoveType:
         raise NotImplementedError
 
     def mask(self, arch: Architecture, param: str, chosen: dict[str, Any]) -> np.ndarray:
-        """Boolean array over `param`'s choices: True where the value has at least one valid completion,
-        given the earlier parameters in `chosen`."""
+        """Boolean array over `param`'s choices on `arch` (a position: one entry per node,
+        `len(arch.nodes)`): True where the value has at least one valid completion, given the earlier
+        parameters in `chosen`. Callers ask `admitted`, which checks and normalises what this gives."""
         raise NotImplementedError
 
     def apply(self, arch: Architecture, **params: Any) -> Architecture:
@@ -65,26 +131,30 @@ class MoveType:
                 return p
         raise MoveError(f"move {self.name!r} has no parameter {name!r}")
 
+    def admitted(self, arch: Architecture, param: str, chosen: dict[str, Any]) -> np.ndarray:
+        """`mask`, normalised (`normalise_mask`): a boolean array of `param`'s size on `arch`."""
+        return normalise_mask(self.name, self.param(param), self.mask(arch, param, chosen), arch)
+
     def masks(self, arch: Architecture, **chosen: Any) -> dict[str, np.ndarray]:
         """The mask of the next parameter not in `chosen` (the valid values now), keyed by its name."""
         for p in self.params():
             if p.name not in chosen:
-                return {p.name: self.mask(arch, p.name, chosen)}
+                return {p.name: self.admitted(arch, p.name, chosen)}
         return {}
 
     def is_applicable(self, arch: Architecture) -> bool:
         first = self.params()[0]
-        return bool(self.mask(arch, first.name, {}).any())
+        return bool(self.admitted(arch, first.name, {}).any())
 
     def sample(self, arch: Architecture, rng: np.random.Generator) -> dict[str, Any] | None:
         """Sample a valid parameter assignment uniformly per parameter (None when no move is possible)."""
         chosen: dict[str, Any] = {}
         for p in self.params():
-            m = self.mask(arch, p.name, chosen)
+            m = self.admitted(arch, p.name, chosen)
             idx = np.flatnonzero(m)
             if idx.size == 0:
                 return None
-            chosen[p.name] = p.choices[int(rng.choice(idx))]
+            chosen[p.name] = p.value_at(int(rng.choice(idx)))
         return chosen
 
     def check(self, arch: Architecture, params: dict[str, Any]) -> None:
@@ -98,11 +168,20 @@ class MoveType:
             if p.name not in params:
                 raise MoveError(f"{self.name}: missing parameter {p.name!r}")
             value = params[p.name]
-            try:
-                i = p.choices.index(value)
-            except ValueError:
-                raise MoveError(f"{self.name}: {p.name}={value!r} is not one of the choices") from None
-            if not self.mask(arch, p.name, chosen)[i]:
+            if p.is_position:
+                index = position_index(value)
+                if index is None:
+                    raise MoveError(f"{self.name}: {p.name}={value!r} is not a node index (an int >= 0)")
+                if index >= len(arch.nodes):
+                    raise MoveError(
+                        f"{self.name}: {p.name}={index} is outside this architecture's {len(arch.nodes)} nodes"
+                    )
+            else:
+                try:
+                    index = p.choices.index(value)
+                except ValueError:
+                    raise MoveError(f"{self.name}: {p.name}={value!r} is not one of the choices") from None
+            if not self.admitted(arch, p.name, chosen)[index]:
                 raise MoveError(f"{self.name}: {p.name}={value!r} is not valid for this architecture")
             chosen[p.name] = value
 

@@ -1,27 +1,44 @@
-"""The neural predictor of Neural Architect: the shared LSTM network embedding (per-feature lookup tables ->
-layer LSTM -> network LSTM, `na_toolkit.embedding`) with a small MLP head per metric, trained end to end
-with an L1 loss on standardised targets.
+"""The neural predictor of Neural Architect, the paper's performance simulation network: the network embedding
+(`na_toolkit.embedding`: lookup tables -> layer LSTM -> network LSTM, the module the controller is built on)
+with an ensemble of small MLP heads, trained end to end with an L1 loss on standardised targets (plus a
+pairwise ranking term: the search ranks candidates, so their order matters more than their values).
 
-`fit(archs, y)` with a 1-D `y` trains one head; a 2-D `y` [samples, metrics] (e.g. accuracy and training time
-columns) trains one head per column on the shared embedding, and `predict` returns [n, metrics]. Optional
-inputs next to the embedding: three cost scalars of the IR (log parameters, FLOPs, activation bytes), which
-the embedding would otherwise have to learn to count, and the dataset descriptor.
+`fit(archs, y)` with a 1-D `y` trains one output; a 2-D `y` [samples, metrics] (e.g. accuracy and training
+time columns) one output per column on the shared embedding, and `predict` returns [n, metrics]. Inputs
+next to the embedding (options): three cost scalars of the IR (log parameters, FLOPs, activation bytes),
+which the embedding would otherwise have to learn to count; the IR features of the feature predictors
+(`features.py`); the dataset descriptor. Uncertainty: the spread of the heads (one head: MC dropout).
 
-Uncertainty: Monte-Carlo dropout in the head (Gal & Ghahramani 2016), `mc_samples` passes on the same
-embedding. Persistence: the tokenizer vocabulary and every weight as arrays in the JSON document, no pickle.
+Three ways to use it (docs/predictors.md):
+
+- on its own, refit from scratch on each call of `fit` (the default);
+- `share_embedding = true`: its `NetworkEmbedding` module is created once and handed to the search's
+  controller (`shared_embedding`), which trains it on the predicted reward while each refit trains it on the
+  evaluated networks with the L1 loss, starting from where it is (the heads are refit fresh on it);
+- `pretrained = "FILE.json"` (saved by `na-toolkit predict fit`): the saved weights, frozen
+  (`fine_tune = false`: `fit` changes nothing) or fine-tuned from there on each `fit`.
+
+Persistence: the tokenizer vocabulary and every weight as arrays in the JSON document, no pickle.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
-from .features import _dataset_rows, dataset_matrix
+from .features import FeatureMatrix, _dataset_rows, dataset_matrix
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..embedding import ArchitectureTokenizer
+    from ..ir.layers import LayerTypeRegistry
 
 
 def _cost_scalars(archs: list) -> np.ndarray:
@@ -32,28 +49,87 @@ def _cost_scalars(archs: list) -> np.ndarray:
     return out
 
 
+def _scale(values: np.ndarray) -> np.ndarray:
+    std = values.std(axis=0)
+    return np.where(std > 1e-12, std, 1.0)
+
+
+@dataclass
+class SharedEmbedding:
+    """A neural predictor's embedding, handed to a controller to be built on (joint training): the
+    tokenizer whose vocabulary sized it, the `NetworkEmbedding` module (the very parameters the predictor
+    trains), its widths, and `listeners`: callables run after each refit changed the weights (a controller
+    drops the embeddings it cached)."""
+
+    tokenizer: ArchitectureTokenizer
+    module: Any
+    token_dim: int
+    layer_dim: int
+    net_dim: int
+    listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def controller_options(self) -> dict[str, Any]:
+        """The keyword arguments of `Controller` that build it on this embedding."""
+        widths = {"token_dim": self.token_dim, "layer_dim": self.layer_dim, "net_dim": self.net_dim}
+        return {"tokenizer": self.tokenizer, "embedding": self.module, **widths}
+
+
+#: options that fix the shape of the model: a pretrained file's values replace the configured ones
+_STRUCTURE = ("token_dim", "layer_dim", "net_dim", "hidden", "heads", "dropout", "cost_inputs", "feature_inputs")
+_STRUCTURE += ("log_target",)
+
+
 class NeuralPredictor(Predictor):
     name = "neural"
-    description = "Neural Architect's predictor: LSTM network embedding + MLP heads, L1 loss; std = MC dropout"
+    description = (
+        "Neural Architect's performance network: the controller's LSTM network embedding + MLP heads, "
+        "L1 + ranking loss; std = head spread"
+    )
 
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
 
-        token_dim: int = Field(16, ge=1, description="width of a layer's token embedding")
+        token_dim: int = Field(16, ge=1, description="width of a token's embedding")
         layer_dim: int = Field(32, ge=1, description="width of the layer LSTM")
         net_dim: int = Field(64, ge=1, description="width of the network embedding")
         hidden: int = Field(64, ge=1, description="width of the MLP heads")
-        dropout: float = Field(0.1, ge=0, lt=1, description="dropout (also the MC-dropout uncertainty)")
-        epochs: int = Field(60, ge=1)
+        heads: int = Field(4, ge=1, le=64, description="MLP heads on the one embedding, averaged (an ensemble)")
+        dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the heads")
+        epochs: int = Field(80, ge=1)
         batch_size: int = Field(32, ge=1)
-        lr: float = Field(3e-3, gt=0, description="Adam learning rate")
-        weight_decay: float = Field(1e-5, ge=0)
+        lr: float = Field(3e-3, gt=0, description="AdamW peak learning rate (one-cycle schedule)")
+        weight_decay: float = Field(1e-4, ge=0)
+        rank_weight: float = Field(1.0, ge=0, description="weight of the pairwise ranking loss next to L1")
         cost_inputs: bool = Field(True, description="feed the network's cost (params, FLOPs) to the heads")
+        feature_inputs: bool = Field(True, description="feed the IR features of the feature predictors to the heads")
         log_target: bool = Field(False, description="fit the log of the target (positive targets: times, latencies)")
-        mc_samples: int = Field(20, ge=1, description="dropout samples behind the uncertainty")
+        mc_samples: int = Field(20, ge=1, description="dropout samples behind the uncertainty of a single head")
+        share_embedding: bool = Field(
+            False,
+            description="hand the embedding to the search's controller and keep training it at every refit "
+            "(joint training; refits start from the current weights)",
+        )
+        pretrained: str | None = Field(
+            None,
+            min_length=1,
+            description="a saved neural predictor (JSON, `na-toolkit predict fit`) to start from; in a search "
+            "config, relative to the config file",
+        )
+        fine_tune: bool = Field(
+            True, description="with pretrained: refits train from the saved weights (false: frozen)"
+        )
         device: str = Field("auto", description='"cpu", "cuda", "cuda:N" or "auto"')
         threads: int | None = Field(1, ge=1, description="torch CPU threads while it runs (none: torch's setting)")
         random_state: int | None = Field(0, description="model seed (none: the search's random_seed)")
+
+        @model_validator(mode="after")
+        def _frozen_not_shared(self) -> NeuralPredictor.Options:
+            if self.share_embedding and self.pretrained is not None and not self.fine_tune:
+                raise ValueError(
+                    "share_embedding = true would let the controller train a frozen pretrained embedding "
+                    "(fine_tune = false): set fine_tune = true, or share_embedding = false"
+                )
+            return self
 
     has_uncertainty = True
     multi_output = True
@@ -65,14 +141,20 @@ class NeuralPredictor(Predictor):
         layer_dim: int = 32,
         net_dim: int = 64,
         hidden: int = 64,
+        heads: int = 4,
         dropout: float = 0.1,
-        epochs: int = 60,
+        epochs: int = 80,
         batch_size: int = 32,
         lr: float = 3e-3,
-        weight_decay: float = 1e-5,
+        weight_decay: float = 1e-4,
+        rank_weight: float = 1.0,
         cost_inputs: bool = True,
+        feature_inputs: bool = True,
         log_target: bool = False,
         mc_samples: int = 20,
+        share_embedding: bool = False,
+        pretrained: str | None = None,
+        fine_tune: bool = True,
         device: str = "auto",
         threads: int | None = 1,
         random_state: int = 0,
@@ -81,17 +163,29 @@ class NeuralPredictor(Predictor):
         self.layer_dim = layer_dim
         self.net_dim = net_dim
         self.hidden = hidden
+        self.heads = heads
         self.dropout = dropout
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.rank_weight = rank_weight
         self.cost_inputs = cost_inputs
+        self.feature_inputs = feature_inputs
         self.log_target = log_target
         self.mc_samples = mc_samples
+        self.share_embedding = share_embedding
+        self.pretrained = pretrained
+        self.fine_tune = fine_tune
         self.device = device
         self.threads = threads
         self.random_state = random_state
+
+    # Two attributes set later (scikit-learn's __init__ stores the parameters only), without a trailing "_"
+    # because they are not fitted state (`is_fitted` looks for that): `_shared`, the embedding handed to a
+    # controller and kept across refits (joint training), and `_pretrained_loaded`.
+    _shared: SharedEmbedding | None = None
+    _pretrained_loaded: bool = False
 
     def _threads(self):
         """Context: torch intra-op threads while this predictor runs. The LSTM steps are tiny matrix products
@@ -105,113 +199,188 @@ class NeuralPredictor(Predictor):
     def _torch_device(self):
         import torch
 
+        if self.share_embedding:  # the controller that shares the embedding runs on the CPU
+            return torch.device("cpu")
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
-    def _build(self, tokenizer, n_side: int, n_outputs: int):
+    def _build(self, tokenizer, n_side: int, n_outputs: int, embedding: Any = None):
         from .neural_torch import EmbeddingRegressor
 
         return EmbeddingRegressor(
-            tokenizer, self.token_dim, self.layer_dim, self.net_dim, n_side, self.hidden, n_outputs, self.dropout
+            tokenizer,
+            self.token_dim,
+            self.layer_dim,
+            self.net_dim,
+            n_side,
+            self.hidden,
+            n_outputs,
+            self.dropout,
+            heads=self.heads,
+            embedding=embedding,
         )
 
+    def shared_embedding(self, layer_types: LayerTypeRegistry) -> SharedEmbedding:
+        """The embedding this predictor trains at every fit, for a controller to be built on (the same
+        module, so the same parameter tensors). Made now if no fit made it yet: its vocabulary is every
+        layer type of `layer_types` (the search's registry), its weights drawn from `random_state`."""
+        import torch
+
+        from ..embedding import ArchitectureTokenizer, make_network_embedding
+
+        if not self.share_embedding:
+            raise DataError("this neural predictor does not share its embedding: set share_embedding = true")
+        self._load_pretrained()
+        if self._shared is None:
+            if hasattr(self, "model_"):  # fitted (or loaded) before it was asked for
+                tokenizer, module = self.tokenizer_, self.model_.embedding
+            else:
+                tokenizer = ArchitectureTokenizer.for_registry(layer_types)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self.random_state)
+                    module = make_network_embedding(
+                        tokenizer, token_dim=self.token_dim, layer_dim=self.layer_dim, net_dim=self.net_dim
+                    )
+            self._shared = SharedEmbedding(tokenizer, module, self.token_dim, self.layer_dim, self.net_dim)
+        return self._shared
+
+    def adopt_embedding(self, shared: SharedEmbedding) -> None:
+        """Train `shared` (another neural predictor's embedding, e.g. the accuracy predictor's for the
+        training-time one) instead of an embedding of its own: one performance network for every target."""
+        if not self.share_embedding or self.pretrained is not None:
+            raise DataError("only a neural predictor with share_embedding = true and no pretrained file adopts one")
+        dims = (shared.token_dim, shared.layer_dim, shared.net_dim)
+        if dims != (self.token_dim, self.layer_dim, self.net_dim):
+            raise DataError(
+                f"the shared embedding has widths (token_dim, layer_dim, net_dim) = {dims}; "
+                "give this predictor the same"
+            )
+        self._shared = shared
+
+    @property
+    def keeps_state(self) -> bool:
+        """Does `fit` start from this predictor's current state (joint training, pretrained)? A search then
+        keeps this one instance across its refits instead of fitting a fresh one each round."""
+        return self.share_embedding or self.pretrained is not None
+
+    def restore_pretrained(self) -> None:
+        """Read the `pretrained` file now (once; `fit` would otherwise read it first): a DataError naming the
+        file when it is missing or not a saved neural predictor."""
+        self._load_pretrained()
+
     def _side(self, archs: list, datasets: Any) -> np.ndarray:
-        """Standardised side inputs (cost scalars, dataset descriptor) next to the embedding."""
+        """Standardised side inputs (cost scalars, IR features, dataset descriptor) next to the embedding."""
         return (self._raw_side(archs, datasets) - self.side_mean_) / self.side_scale_
 
     def _raw_side(self, archs: list, datasets: Any) -> np.ndarray:
         parts = []
         if self.cost_inputs:
             parts.append(_cost_scalars(archs))
+        if self.features_ is not None:
+            parts.append(self.features_.transform(archs))
         if self.dataset_dim_:
             parts.append(dataset_matrix(datasets, len(archs), self.dataset_dim_))
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(archs), 0))
 
     # ---- fit / predict -------------------------------------------------------------------------------------
-    def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
-        import torch
-
-        from ..embedding import ArchitectureTokenizer
-
+    def _targets(self, y: np.ndarray) -> np.ndarray:
         y2 = y.reshape(len(y), -1)
         if self.log_target:
             if np.any(y2 <= 0):
                 raise DataError("log_target=True needs positive targets")
             y2 = np.log(y2)
-        self.single_output_ = y.ndim == 1
-        self.y_mean_ = y2.mean(axis=0)
-        self.y_scale_ = np.where(y2.std(axis=0) > 0, y2.std(axis=0), 1.0)
-        self.dataset_dim_ = 0 if datasets is None else _dataset_rows(datasets, len(archs)).shape[1]
-        raw_side = self._raw_side(archs, datasets)
-        self.side_mean_ = raw_side.mean(axis=0)
-        self.side_scale_ = np.where(raw_side.std(axis=0) > 1e-12, raw_side.std(axis=0), 1.0)
-        side = (raw_side - self.side_mean_) / self.side_scale_
-        z = (y2 - self.y_mean_) / self.y_scale_
+        return y2
 
-        # the vocabulary: every layer type of the registry the training networks were built with
-        tokenizer = ArchitectureTokenizer.for_registry(archs[0].layer_types)
-        tokens, lengths = tokenizer.batch(archs)
-        device = self._torch_device()
-        with self._threads(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.random_state)
-            model = self._build(tokenizer, side.shape[1], z.shape[1]).to(device)
-            self._train(model, tokens, lengths, side, z, device)
-        self.tokenizer_ = tokenizer
-        self.model_ = model.cpu().eval() if device.type != "cpu" else model.eval()
-        self.n_outputs_ = z.shape[1]
-
-    def _train(self, model, tokens, lengths, side, z, device) -> None:
+    def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
         import torch
 
-        t_tok = torch.from_numpy(tokens)
-        t_len = torch.from_numpy(lengths)
-        t_side = torch.from_numpy(side).float()
-        t_z = torch.from_numpy(z).float()
-        n = len(z)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        steps_per_epoch = max(1, -(-n // self.batch_size))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.epochs * steps_per_epoch)
-        gen = torch.Generator().manual_seed(self.random_state)
-        model.train()
-        for _epoch in range(self.epochs):
-            order = torch.randperm(n, generator=gen)
-            for k in range(steps_per_epoch):
-                idx = order[k * self.batch_size : (k + 1) * self.batch_size]
-                if len(idx) == 0:
-                    continue
-                longest = int(t_len[idx].max())
-                pred = model(t_tok[idx, :longest].to(device), t_len[idx], t_side[idx].to(device))
-                loss = (pred - t_z[idx].to(device)).abs().mean()  # L1, as in the paper
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                opt.step()
-                sched.step()
+        from ..embedding import ArchitectureTokenizer
+
+        self._load_pretrained()
+        y2 = self._targets(y)
+        if self.pretrained is not None:
+            if y2.shape[1] != self.n_outputs_:
+                raise DataError(f"the pretrained predictor has {self.n_outputs_} outputs, the targets {y2.shape[1]}")
+            if not self.fine_tune:
+                return  # frozen: the saved weights and scalers, whatever the new data says
+            # fine-tuned in the saved model's own output and input scales, from its weights
+            z = (y2 - self.y_mean_) / self.y_scale_
+            self._train(self.model_, archs, self._side(archs, datasets), z)
+            self._refitted()
+            return
+        self.single_output_ = y.ndim == 1
+        self.y_mean_ = y2.mean(axis=0)
+        self.y_scale_ = _scale(y2)
+        self.dataset_dim_ = 0 if datasets is None else _dataset_rows(datasets, len(archs)).shape[1]
+        self.features_ = FeatureMatrix.fit(archs) if self.feature_inputs else None
+        raw_side = self._raw_side(archs, datasets)
+        self.side_mean_ = raw_side.mean(axis=0)
+        self.side_scale_ = _scale(raw_side)
+        side = (raw_side - self.side_mean_) / self.side_scale_
+        z = (y2 - self.y_mean_) / self.y_scale_
+        shared = self.shared_embedding(archs[0].layer_types) if self.share_embedding else None
+        # the vocabulary: every layer type of the registry the training networks were built with
+        tokenizer = shared.tokenizer if shared else ArchitectureTokenizer.for_registry(archs[0].layer_types)
+        device = self._torch_device()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.random_state)
+            # joint training: the heads are new at each refit, the embedding goes on from where it is
+            model = self._build(tokenizer, side.shape[1], z.shape[1], shared.module if shared else None)
+        self.tokenizer_ = tokenizer
+        self.n_outputs_ = z.shape[1]
+        self._train(model, archs, side, z)
+        self.model_ = model
+        self._refitted()
+
+    def _train(self, model: Any, archs: list, side: np.ndarray, z: np.ndarray) -> None:
+        import torch
+
+        from .neural_torch import TrainSettings, train
+
+        tokens, lengths = self.tokenizer_.batch(archs)
+        device = self._torch_device()
+        settings = TrainSettings(
+            self.epochs, self.batch_size, self.lr, self.weight_decay, self.rank_weight, self.random_state
+        )
+        with self._threads(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.random_state)
+            model.to(device)
+            try:
+                train(model, tokens, lengths, side, z, settings, device)
+            finally:
+                model.cpu()
+
+    def _refitted(self) -> None:
+        if self._shared is not None:
+            for listener in self._shared.listeners:
+                listener()
 
     def _forward(self, archs: list, datasets: Any, mc: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Standardised predictions [n, outputs] and their MC-dropout std (zeros when mc == 0)."""
+        """Standardised predictions [n, outputs] and their spread (heads, or MC dropout of one head; zeros
+        when mc == 0)."""
         import torch
 
         side = torch.from_numpy(self._side(archs, datasets)).float()
         means, stds = [], []
         batch = 256
+        model = self.model_
         with torch.no_grad(), self._threads():
+            model.eval()
             for start in range(0, len(archs), batch):
-                chunk = archs[start : start + batch]
-                tokens, lengths = self.tokenizer_.batch(chunk)
-                emb = self.model_.embed(
-                    torch.from_numpy(tokens), torch.from_numpy(lengths), side[start : start + batch]
-                )
-                self.model_.eval()
-                means.append(self.model_.head(emb).numpy())
-                if mc:
-                    self.model_.head.train()  # dropout on: samples of the head
-                    draws = torch.stack([self.model_.head(emb) for _ in range(mc)])
-                    self.model_.head.eval()
-                    stds.append(draws.std(dim=0).numpy())
-                else:
+                tokens, lengths = self.tokenizer_.batch(archs[start : start + batch])
+                emb = model.embed(torch.from_numpy(tokens), torch.from_numpy(lengths), side[start : start + batch])
+                outs = model.head_outputs(emb)  # [heads, B, outputs]
+                means.append(outs.mean(dim=0).numpy())
+                if not mc:
                     stds.append(np.zeros_like(means[-1]))
+                elif len(model.heads) > 1:
+                    stds.append(outs.std(dim=0).numpy())
+                else:
+                    model.heads.train()  # dropout on: samples of the head
+                    draws = torch.stack([model.heads[0](emb) for _ in range(mc)])
+                    model.heads.eval()
+                    stds.append(draws.std(dim=0).numpy())
         return np.concatenate(means), np.concatenate(stds)
 
     def _unscale(self, z: np.ndarray, zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,6 +403,17 @@ class NeuralPredictor(Predictor):
             return np.zeros(0), np.zeros(0)
         return self._unscale(*self._forward(archs, datasets, mc=max(2, self.mc_samples)))
 
+    # ---- pretrained ----------------------------------------------------------------------------------------
+    def _load_pretrained(self) -> None:
+        """Take the weights, scalers and shape of the saved predictor at `pretrained`, once."""
+        if self.pretrained is None or self._pretrained_loaded:
+            return
+        saved = load_pretrained(self.pretrained)
+        for key in _STRUCTURE:
+            setattr(self, key, getattr(saved, key))
+        self._state_from_json(saved._state_to_json())
+        self.n_train_ = getattr(saved, "n_train_", 0)
+
     # ---- persistence: weights as arrays ----------------------------------------------------------------------
     def _state_to_json(self) -> dict[str, Any]:
         return {
@@ -243,6 +423,7 @@ class NeuralPredictor(Predictor):
             "y_scale": encode_array(self.y_scale_),
             "side_mean": encode_array(self.side_mean_),
             "side_scale": encode_array(self.side_scale_),
+            "features": None if self.features_ is None else self.features_.to_json(),
             "dataset_dim": self.dataset_dim_,
             "n_outputs": self.n_outputs_,
             "single_output": self.single_output_,
@@ -258,6 +439,8 @@ class NeuralPredictor(Predictor):
         self.y_scale_ = decode_array(state["y_scale"])
         self.side_mean_ = decode_array(state["side_mean"])
         self.side_scale_ = decode_array(state["side_scale"])
+        features = state.get("features")
+        self.features_ = None if features is None else FeatureMatrix.from_json(features)
         self.dataset_dim_ = int(state["dataset_dim"])
         self.n_outputs_ = int(state["n_outputs"])
         self.single_output_ = bool(state["single_output"])
@@ -270,3 +453,18 @@ class NeuralPredictor(Predictor):
                 f"saved neural predictor's weights do not fit its parameters: {str(exc).splitlines()[0]}"
             ) from None
         self.model_ = model.eval()
+        self._pretrained_loaded = True  # a pretrained predictor saved after fitting holds its weights already
+
+
+def load_pretrained(path: str | Path) -> NeuralPredictor:
+    """The saved neural predictor at `path`, loaded for use as a pretrained one (a DataError naming the
+    file when it is missing, not JSON, or not a saved neural predictor)."""
+    doc = Predictor.read_document(path)
+    if isinstance(doc, dict) and isinstance(doc.get("params"), dict):
+        doc = {**doc, "params": {**doc["params"], "pretrained": None}}  # its own origin is not read again
+    try:
+        saved = NeuralPredictor.from_json(doc)
+    except DataError as exc:
+        raise DataError(f"pretrained predictor {str(path)!r}: {exc}") from None
+    assert isinstance(saved, NeuralPredictor)
+    return saved

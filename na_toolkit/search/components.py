@@ -12,7 +12,8 @@ components by `new_strategy(context)` when the loop is made; its errors are tran
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, NAToolkitError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..ir.architecture import Architecture
     from ..moves import MoveType
     from ..predictors.base import Predictor
+    from ..predictors.neural import SharedEmbedding
     from ..timemodels.base import TimeModel
     from ..toolkit import Toolkit
 
@@ -48,10 +50,26 @@ class Components:
     executor: Executor
     #: the plugin selection of the toolkit (`PluginSelection.to_json()`), which every task carries to its worker
     selection: dict[str, Any]
+    #: target -> the predictor that keeps its state across refits (`keeps_state`: joint training with the
+    #: controller, a pretrained one); `new_predictor` hands it out again instead of a fresh one
+    kept_predictors: dict[str, Predictor] = field(default_factory=dict)
 
     def new_predictor(self, target: str) -> Predictor:
-        """A fresh, unfitted predictor of `target` (the search refits from scratch each round)."""
+        """A fresh, unfitted predictor of `target` (the search refits from scratch each round), or the one
+        kept across refits when it keeps its state (its `fit` starts from where the last one left it)."""
+        kept = self.kept_predictors.get(target)
+        if kept is not None:
+            return kept
         return _new_predictor(self.config, self.toolkit, target)
+
+    def shared_embedding(self) -> SharedEmbedding | None:
+        """The network embedding the accuracy predictor trains and lends the controller (a `neural` predictor
+        with `share_embedding = true`), else None."""
+        pred = self.kept_predictors.get("accuracy")
+        if pred is None or not getattr(pred, "share_embedding", False):
+            return None
+        shared: SharedEmbedding = pred.shared_embedding(self.seed_arch.layer_types)
+        return shared
 
     def new_strategy(self, context: SearchContext) -> Strategy:
         """The search strategy, built on the loop's context."""
@@ -84,8 +102,8 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     evaluator_options = _evaluator_options(config)
     _check_evaluator(config, toolkit, evaluator_options, seed_arch)
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
-    for target in targets:
-        _new_predictor(config, toolkit, target)  # validates the options now, not after the first round
+    # built now to check the options (and read a pretrained file), not after the first round
+    kept = _kept_predictors({target: _new_predictor(config, toolkit, target) for target in targets}, seed_arch)
     return Components(
         config=config,
         toolkit=toolkit,
@@ -97,6 +115,7 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
         predictor_targets=targets,
         executor=_executor(config, toolkit),  # last: a Ray executor connects to its cluster
         selection=toolkit.selection.to_json(),
+        kept_predictors=kept,
     )
 
 
@@ -144,10 +163,37 @@ def _check_evaluator(config: SearchConfig, toolkit: Toolkit, options: dict[str, 
             ) from None
 
 
+def _kept_predictors(predictors: dict[str, Predictor], seed_arch: Architecture) -> dict[str, Predictor]:
+    """The predictors that keep their state across refits (`keeps_state`), with their pretrained files read
+    now (a ConfigError naming the key). Every one that shares its embedding shares the accuracy predictor's
+    (one performance network for all targets and the controller)."""
+    kept = {t: p for t, p in predictors.items() if getattr(p, "keeps_state", False)}
+    for target, pred in kept.items():
+        try:
+            pred.restore_pretrained()
+        except NAToolkitError as exc:
+            raise ConfigError(f"predictors.{target}.options.pretrained: {exc}") from None
+    first = kept.get("accuracy")
+    if first is not None and getattr(first, "share_embedding", False):
+        shared = first.shared_embedding(seed_arch.layer_types)
+        for target, pred in kept.items():
+            if target != "accuracy" and getattr(pred, "share_embedding", False):
+                try:
+                    pred.adopt_embedding(shared)
+                except NAToolkitError as exc:
+                    raise ConfigError(f"predictors.{target}.options.share_embedding: {exc}") from None
+    return kept
+
+
 def _new_predictor(config: SearchConfig, toolkit: Toolkit, target: str) -> Predictor:
     comp = config.predictors[target]
+    options = dict(comp.options)
+    pretrained = options.get("pretrained")
+    if isinstance(pretrained, str) and not os.path.isabs(pretrained):
+        # a file named in the config is found next to the config file, wherever the search runs from
+        options["pretrained"] = str((config.base_dir / pretrained).resolve())
     try:
-        pred = toolkit.predictors.get(comp.name)(**comp.options)
+        pred = toolkit.predictors.get(comp.name)(**options)
         params = pred.get_params()
     except NAToolkitError as exc:
         raise ConfigError(f"predictors.{target} ({comp.name}): {exc}") from None

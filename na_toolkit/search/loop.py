@@ -28,10 +28,11 @@ rounds and reports progress to callbacks (progress.py); `summarize` (summary.py)
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,15 @@ import numpy as np
 
 from ..errors import ConfigError, NAToolkitError, StoreError
 from ..store.base import STORE_FILE
+from ..store.faultpoint import kill_point
 from ..store.lock import RunLock
 from ..store.sqlite import SQLiteRunStore
 from .components import Components, build_components
 from .config import SearchConfig, load_config
 from .ground_truth import GroundTruth
+from .inputs import INPUTS_DIR, RunInputs, copy_inputs, plan_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
+from .provenance import check_plugins, record_provenance, recorded_provenance, stored_provenance
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize
@@ -52,11 +56,14 @@ from .summary import Counters, Evaluated, SearchResult, summarize
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
     from ..moves import MoveType
+    from ..predictors.neural import SharedEmbedding
     from ..store.base import RunStore
     from ..toolkit import Toolkit
 
 __all__ = ["Counters", "Evaluated", "LoopContext", "SearchLoop", "SearchResult", "resolve_run_dir", "run_search"]
 
+#: the store artifact listing a run's copies of the files its config names (copy → original path)
+INPUTS_ARTIFACT = "inputs"
 #: times a round asks the strategy again to replace proposals the hard-budget screen dropped
 SCREEN_ASKS = 20
 
@@ -88,6 +95,10 @@ class LoopContext:
     @property
     def random_seed(self) -> int:
         return self.config.random_seed
+
+    def shared_embedding(self) -> SharedEmbedding | None:
+        """The embedding the accuracy predictor lends the controller (joint training), else None."""
+        return self._scorer.components.shared_embedding()
 
 
 @dataclass
@@ -131,12 +142,14 @@ class SearchLoop:
 
     def _evaluate(self, cands: Sequence[Candidate], round: int) -> list[Evaluated]:
         """Ground truth for `cands`, then the predictors refit on all of it."""
+        kill_point("evaluate")  # the fault benchmark's kills (store/faultpoint.py); nothing without its variable
         results = self.ground_truth.evaluate(cands, round, self.scorer, on_result=self.callbacks.on_evaluation)
         self.callbacks.on_evaluated(self.ground_truth.history)
         self.ground_truth.refit(self.scorer)
         return results
 
     def _checkpoint(self, round: int) -> None:
+        kill_point("checkpoint")
         self.ground_truth.checkpoint(round, self.strategy, self.rng, self.scorer.predictors)
         self.callbacks.on_round_end(round)
 
@@ -189,6 +202,10 @@ class SearchLoop:
         try:
             # tell the user at the start when the seed already breaks a budget (by the time models)
             self.warnings += self.scorer.budget_warnings(self.seed_arch)
+            for message in self._device_warnings():
+                self.warnings.append(message)
+                # on stderr now, and in summary.json and report.md at the end: never only in a measurement
+                print(f"na-toolkit: warning: {message}", file=sys.stderr)
             round_ = 0
             if cfg.search.evaluate_seed:
                 results = self._evaluate([Candidate(self.seed_arch, (), None, "seed")], round_)
@@ -226,6 +243,17 @@ class SearchLoop:
             self.components.close()
         return reason, time.perf_counter() - started
 
+    def _device_warnings(self) -> list[str]:
+        """What a device's time models said when they were built: a fallback the config allowed (the ONNX
+        Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`)."""
+        out = []
+        for which, models in (("time_model", self.components.time_models), ("measure", self.components.measures)):
+            for device, model in models.items():
+                message = getattr(model, "fallback_warning", None)
+                if message:
+                    out.append(f"devices.{device}.{which}: {message}")
+        return out
+
     def _stalled_reason(self, stalled: int, screened: int) -> str:
         reason = (
             f"the strategy proposed no new candidate in {stalled} rounds in a row "
@@ -251,6 +279,7 @@ class SearchLoop:
             counters=self.counters,
             elapsed_s=elapsed_s,
             warnings=self.warnings + self.ground_truth.warnings,
+            provenance=stored_provenance(self.store),
         )
 
 
@@ -292,6 +321,16 @@ def _config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str 
     return out
 
 
+def _remove_inputs(inputs: RunInputs, folder: Path) -> None:
+    """Remove the copies of a run that then failed to start (and their folder when that is left empty)."""
+    for rel in inputs.files:
+        (folder / rel).unlink(missing_ok=True)
+    try:
+        (folder / INPUTS_DIR).rmdir()
+    except OSError:
+        pass
+
+
 def _discard_store(store: SQLiteRunStore) -> None:
     """Remove a store made for a run that then failed to build: the run never started."""
     store.close()
@@ -314,9 +353,16 @@ def _open_resumed(
         raise
     try:
         stored = store.run().config
-        cfg = load_config(stored, toolkit=toolkit)
+        # before the config is resolved against this toolkit: a plugin the run used and this process lacks
+        # is named with its version, not reported as an unknown layer type or move
+        check_plugins(recorded_provenance(store), toolkit, f"resuming run {store.run_id}")
+        # the run's copies of its named files are read from its folder (search/inputs.py), not from where
+        # the config first named them; the document stays as stored (paths relative to the run folder)
+        cfg = replace(load_config(stored, toolkit=toolkit, base_dir=folder), doc=copy.deepcopy(stored))
         if config is not None:
-            given = load_config(config, overrides=overrides, toolkit=toolkit).to_json()
+            given_cfg = load_config(config, overrides=overrides, toolkit=toolkit)
+            copied = store.artifact(INPUTS_ARTIFACT) is not None  # runs made before the copies compare as given
+            given = plan_inputs(given_cfg).doc if copied else given_cfg.to_json()
             diff = [k for k in _config_differences(stored, given) if k != "output"]
             if diff:
                 raise ConfigError(
@@ -345,10 +391,12 @@ def run_search(
     """Run a search from a config (TOML path, dict or SearchConfig) and return its result; the same options
     as `na-toolkit search`. `resume=RUN` (a run folder) continues a killed run: it replays the run from the
     start, serving every stored evaluation and measurement, so nothing is evaluated twice and the result
-    equals an uninterrupted run. `overrides` replace top-level config keys (evaluations, output, random_seed);
-    `run_dir` fixes the run folder (default: a new `<output>/<name>-<time>` folder). `store` runs the search
-    in a store the caller made and keeps open (e.g. a `MemoryRunStore`: no run folder is made unless
-    `outputs` writes one); `callbacks` observe the progress (`progress=True` adds a tqdm bar).
+    equals an uninterrupted run; it reads the copies of the config's files the run folder got (inputs.py)
+    and a finished run keeps its result until the resume has a newer one. `overrides` replace top-level
+    config keys (evaluations, output, random_seed); `run_dir` fixes the run folder (default: a new
+    `<output>/<name>-<time>` folder). `store` runs the search in a store the caller made and keeps open
+    (e.g. a `MemoryRunStore`: no run folder is made unless `outputs` writes one); `callbacks` observe the
+    progress (`progress=True` adds a tqdm bar).
 
     This is an entry point: without `toolkit` it uses the process's default toolkit (every installed
     plugin), and passes the toolkit down explicitly from here."""
@@ -359,10 +407,15 @@ def run_search(
     own_store = store is None
     reserved = False  # a new folder made by _new_run_dir, removed again if the run never starts
     lock: RunLock | None = None  # one writer per run folder
+    was_finished = False  # resuming a run that already has its complete result
+    inputs: RunInputs | None = None  # the named files a new run folder gets copies of
     if resume is not None:
         if store is not None:
             raise ConfigError("run_search: give resume=RUN (a run folder) or store=..., not both")
         cfg, folder, store, lock = _open_resumed(resume, config, overrides, toolkit)
+        # A finished run keeps its status and result while it is resumed (whatever stops the resume: a
+        # failure, a kill): they are replaced only by the newer complete result, so it stays reportable.
+        was_finished = store.run().status == "finished"
     else:
         if config is None:
             raise ConfigError("run_search needs a config (a TOML path, a dict or a SearchConfig) or resume=RUN")
@@ -374,15 +427,23 @@ def run_search(
         else:
             folder = _new_run_dir(cfg.output, cfg.name)[1]
             reserved = True
+        if store is None:  # a run folder: its named files are copied into it and its config refers to those
+            inputs = plan_inputs(cfg)
+            cfg = inputs.config(cfg, folder)
     components: Components | None = None
     loop: SearchLoop | None = None
+    copied = False  # the config's named files were copied into the run folder
     try:
         components = build_components(cfg, toolkit)
         if store is None:  # the run is created only once every component built cleanly from the config
+            assert inputs is not None
             folder.mkdir(parents=True, exist_ok=True)
             lock = RunLock(folder).acquire()
-            new_store = SQLiteRunStore.create(folder / STORE_FILE, folder.name, cfg.to_json())
+            new_store = SQLiteRunStore.create(folder / STORE_FILE, folder.name, cfg.to_json())  # refuses a used folder
             try:
+                copied = True
+                copy_inputs(inputs, folder)
+                new_store.save_artifact(INPUTS_ARTIFACT, {"files": inputs.files})
                 loop = SearchLoop(components, new_store, _callbacks(progress, callbacks))
             except BaseException:
                 _discard_store(new_store)  # the strategy refused its options: the run never started
@@ -390,28 +451,33 @@ def run_search(
             store = new_store
         else:
             loop = SearchLoop(components, store, _callbacks(progress, callbacks))
-            if resume is not None:
+            if resume is not None and not was_finished:
                 store.set_status("running")
+        record_provenance(store, components, "resume" if resume is not None else "start")
         reason, elapsed = loop.run()
         result = loop.result(folder, reason, elapsed)
         if outputs:
             from .outputs import write_outputs
 
+            kill_point("outputs")
             write_outputs(result, store, toolkit.layer_types)
+        kill_point("finish")
         store.set_status("finished", result.summary())
         return result
     except BaseException as exc:
         if loop is None and components is not None:
             components.close()  # the loop closes them when it ran
+        if store is None and copied and inputs is not None:
+            _remove_inputs(inputs, folder)  # the run never started: leave the folder as it was found
         if store is None and lock is not None:
-            lock.release(remove=True)  # the run never started: leave the folder as it was found
+            lock.release(remove=True)
             lock = None
         if store is None and reserved:
             try:
                 folder.rmdir()  # reserved by _new_run_dir; nothing was stored in it
             except OSError:
                 pass
-        if store is not None:
+        if store is not None and not was_finished:
             try:
                 store.set_status("running" if isinstance(exc, KeyboardInterrupt) else "failed")
             except NAToolkitError:

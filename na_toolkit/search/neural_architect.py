@@ -15,6 +15,11 @@ Each `ask(n)`:
    them; those predicted to break a hard budget are left out unless nothing else is left (with a table
    or analytic time model that prediction is exact, so they would only waste an evaluation).
 
+With a `scoring_budget` B, at most B·n networks are scored per ask(n) (see `_ask_budgeted`): each episode
+offers only its last network, the policy learns from that terminal reward credited to all its moves, and
+what could not be scored is neither learned from nor proposed. `policy` switches the proposals' source for
+ablations: "trained", "frozen" (never updated), "none" (walks only), "random" (`random_move` in its place).
+
 The loop then evaluates the n most promising. `tell` needs no work: the elites are read from the ground
 truth the context holds. Everything random comes from `context.rng`, so a run is a function of its seed.
 """
@@ -22,7 +27,6 @@ truth the context holds. Everything random comes from `context.rng`, so a run is
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -30,34 +34,20 @@ from cachetools import LRUCache
 from pydantic import ConfigDict, Field
 
 from .. import validation
-from ..errors import NAToolkitError
+from ..errors import ConfigError, NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
 from ..validation import validate_options
+from .neural_architect_budget import Episode, Run, ask_budgeted
 from .strategy import Candidate, Score, SearchContext, Strategy, random_move
 
 if TYPE_CHECKING:
     from ..controller.policy import Controller
 
-#: networks with more layers than this keep a fixed embedding by default (see policy.py)
-TRAIN_EMBEDDING_MAX_LAYERS = 64
-
-
-@dataclass
-class _Episode:
-    candidate: Candidate
-    alive: bool = True
-
 
 class NeuralArchitectStrategy(Strategy):
-    """Options (all optional): episode_length (T, default 3), episodes (per update, 16), updates (per ask,
-    6), elites (20), seed_probability (0.1), gamma (0.9), entropy_weight (0.05), value_weight (0.5),
-    lr (3e-3), proposals (candidates returned per evaluation, 8), explore_kappa (weight of the predicted
-    uncertainty in the controller's reward; default the loop's search.ucb_kappa), train_embedding
-    (true | false | "auto": train the embedding when the seed has at most 64 layers), hidden (64),
-    torch_threads (1), transition_cache (networks kept for repeated moves, 2048), explore_episodes (uniformly
-    random walks per update whose networks join the proposals but not the policy's batch; default twice
-    `episodes`, 0 turns them off)."""
+    """Options: `NeuralArchitectStrategy.Options` (docs/options.md); docs/controller.md has the ablations
+    (`policy`, `explore_episodes = 0`) and the scoring budget."""
 
     name = "neural-architect"
     description = "the Neural Architect RL controller: actor-critic over registered moves on the network embedding"
@@ -79,7 +69,7 @@ class NeuralArchitectStrategy(Strategy):
             None, ge=0, description="weight of the predicted uncertainty in the step reward (default: search.ucb_kappa)"
         )
         train_embedding: Literal[True, False, "auto"] = Field(
-            "auto", description='train the embedding ("auto": when the seed has at most 64 layers)'
+            True, description='train the embedding with the policy (any network size; "auto": the same as true)'
         )
         hidden: int = Field(64, ge=4, description="width of the policy and value heads")
         torch_threads: int = Field(1, ge=1, description="torch CPU threads while the controller trains")
@@ -87,46 +77,30 @@ class NeuralArchitectStrategy(Strategy):
         explore_episodes: int | None = Field(
             None, ge=0, description="uniformly random walks per update that join the proposals (default: 2 × episodes)"
         )
-
-    def __init__(
-        self,
-        context: SearchContext,
-        episode_length: int = 3,
-        episodes: int = 16,
-        updates: int = 6,
-        elites: int = 20,
-        seed_probability: float = 0.1,
-        gamma: float = 0.9,
-        entropy_weight: float = 0.05,
-        value_weight: float = 0.5,
-        lr: float = 3e-3,
-        proposals: int = 8,
-        explore_kappa: float | None = None,
-        train_embedding: bool | str = "auto",
-        hidden: int = 64,
-        torch_threads: int = 1,
-        transition_cache: int = 2048,
-        explore_episodes: int | None = None,
-    ):
-        super().__init__(
-            context,
-            episode_length=episode_length,
-            episodes=episodes,
-            updates=updates,
-            elites=elites,
-            seed_probability=seed_probability,
-            gamma=gamma,
-            entropy_weight=entropy_weight,
-            value_weight=value_weight,
-            lr=lr,
-            proposals=proposals,
-            explore_kappa=explore_kappa,
-            train_embedding=train_embedding,
-            hidden=hidden,
-            torch_threads=torch_threads,
-            transition_cache=transition_cache,
-            explore_episodes=explore_episodes,
+        scoring_budget: int | None = Field(
+            None,
+            ge=1,
+            description="networks the strategy may score (context.score) per evaluation asked for: at most "
+            "scoring_budget × n per ask(n); null: unlimited",
         )
+        policy: Literal["trained", "frozen", "none", "random"] = Field(
+            "trained",
+            description='the proposals\' source (ablations): "trained" policy, "frozen" (never updated), "none" '
+            '(walks only), "random" (uniformly random moves in the policy\'s place)',
+        )
+        reward_ranks: bool = Field(
+            True, description="with a scoring budget: learn from an episode reward's rank in its batch"
+        )
+        walk_share: float = Field(
+            0.25,
+            ge=0,
+            le=1,
+            description="with a scoring budget: the share of each update's scorings kept for the walks",
+        )
+
+    def __init__(self, context: SearchContext, **options: Any):
+        # the options, their defaults and ranges are `Options` (docs/options.md)
+        super().__init__(context, **options)
         o = validate_options(self.Options, self.options, "strategy.options")
         self.episode_length, self.episodes, self.updates, self.elites = (
             o.episode_length,
@@ -141,12 +115,16 @@ class NeuralArchitectStrategy(Strategy):
             self.explore_kappa = float(config.search.ucb_kappa) if config is not None else 1.0
         else:
             self.explore_kappa = o.explore_kappa
-        train_embedding = o.train_embedding
-        if train_embedding == "auto":
-            train_embedding = len(context.seed_arch.nodes) <= TRAIN_EMBEDDING_MAX_LAYERS
-        self.train_embedding = bool(train_embedding)
+        self.train_embedding = o.train_embedding is not False  # "auto" (older configs): trained at any size
         self.hidden, self.torch_threads, self.transition_cache = o.hidden, o.torch_threads, o.transition_cache
         self.explore_episodes = 2 * self.episodes if o.explore_episodes is None else o.explore_episodes
+        self.scoring_budget, self.policy, self.walk_share = o.scoring_budget, o.policy, o.walk_share
+        self.reward_ranks = o.reward_ranks
+        if self.policy == "none" and self.explore_episodes == 0:
+            raise ConfigError(
+                'strategy.options: policy = "none" with explore_episodes = 0 leaves nothing to propose; '
+                "enable the walks (explore_episodes >= 1) or a policy"
+            )
         # drawn now, from the run's RNG: the controller's initial weights are a function of the run's seed
         self._torch_seed = int(context.rng.integers(2**31 - 1))
         self._controller: Controller | None = None
@@ -154,6 +132,12 @@ class NeuralArchitectStrategy(Strategy):
         self._children: LRUCache[tuple[str, str], Architecture] = LRUCache(maxsize=max(self.transition_cache, 1))
         self.stats: dict[str, float] = {}
         self.proposed_total = 0
+        #: what the strategy did, for the controller plot and summary.json (see `report`)
+        self.history: list[dict[str, float]] = []
+        self.totals = {"asks": 0, "scored": 0, "max_scored_per_n": 0.0, "policy_proposals": 0, "walk_proposals": 0}
+        # predicted objectives of networks scored in earlier asks: a reward known for free (for training)
+        self._memory: LRUCache[str, float] = LRUCache(maxsize=50_000)
+        self._scored_now = 0
 
     # ---- the controller (built on first use: torch is imported only then) ------------------------------
     @property
@@ -168,9 +152,13 @@ class NeuralArchitectStrategy(Strategy):
             # tokens are needed once per network (the embedding is cached), so keep few of them
             tokenizer = ArchitectureTokenizer.for_registry(self.context.seed_arch.layer_types, cache_size=256)
             space = ActionSpace.from_move_types(self.context.move_types)
-            self._controller = Controller(
-                tokenizer, space, self._torch_seed, train_embedding=self.train_embedding, lr=self.lr, hidden=self.hidden
-            )
+            # joint training: built on the embedding the neural predictor trains (share_embedding = true)
+            shared = self.context.shared_embedding() if hasattr(self.context, "shared_embedding") else None
+            kw: dict[str, Any] = shared.controller_options() if shared else {"tokenizer": tokenizer}
+            kw.update(train_embedding=self.train_embedding, lr=self.lr, hidden=self.hidden)
+            self._controller = Controller(space=space, seed=self._torch_seed, **kw)
+            if shared is not None:  # a refit changes the shared weights: the cached embeddings go stale
+                shared.listeners.append(self._controller.forget_embeddings)
         return self._controller
 
     # ---- moves -----------------------------------------------------------------------------------------
@@ -216,69 +204,129 @@ class NeuralArchitectStrategy(Strategy):
         with torch_threads(self.torch_threads):
             return self._ask(n)
 
+    def _score(self, archs: list[Architecture]) -> list[Score]:
+        """`context.score`, counted against the scoring budget of the ask."""
+        self._scored_now += len(archs)
+        return self.context.score(archs)
+
     def _ask(self, n: int) -> list[Candidate]:
+        self._scored_now = 0
+        out = self._ask_budgeted(n) if self.scoring_budget is not None else self._ask_unlimited(n)
+        t = self.totals
+        t["asks"] += 1
+        t["scored"] += self._scored_now
+        t["max_scored_per_n"] = max(t["max_scored_per_n"], self._scored_now / max(n, 1))
+        t["policy_proposals"] += sum(c.origin in (self.name, f"{self.name}:uniform") for c in out)
+        t["walk_proposals"] += sum(c.origin == f"{self.name}:explore" for c in out)
+        return out
+
+    def _episodes(self, evaluated: dict[str, Any]) -> tuple[list[Run], list[tuple[Architecture, Any, Candidate]]]:
+        """`episodes` episodes of `episode_length` moves in lockstep, drawn from the policy (or, with policy =
+        "random", from `random_move`). Returns each episode's run and every transition (s, decision, reached
+        candidate) in step-major order."""
         ctx = self.context
-        controller = self.controller
+        runs = [Run(Episode(c)) for c in self._starts(self.episodes)]
+        transitions: list[tuple[Architecture, Any, Candidate]] = []
+        for _step in range(self.episode_length):
+            alive = [r for r in runs if r.episode.alive]
+            if not alive:
+                break
+            archs = [r.episode.candidate.arch for r in alive]
+            if self.policy == "random":
+                steps: list[tuple[Any, Architecture | None]] = []
+                for arch in archs:
+                    step = random_move(arch, ctx.move_types, ctx.rng)
+                    steps.append((None, None) if step is None else (step[0], step[1]))
+                origin = f"{self.name}:uniform"
+            else:
+                decisions = self.controller.decide(archs, ctx.rng)
+                steps = [(d, None if d is None else self._apply(a, d.move)) for a, d in zip(archs, decisions)]
+                origin = self.name
+            for r, arch, (d, child) in zip(alive, archs, steps):
+                e = r.episode
+                if d is None or child is None:
+                    e.alive = False
+                    continue
+                move = d if self.policy == "random" else d.move
+                e.candidate = Candidate(child, e.candidate.moves + (move,), arch.hash, origin)
+                r.steps.append((arch, None if self.policy == "random" else d, e.candidate))
+                transitions.append(r.steps[-1])
+        return runs, transitions
+
+    def _ask_unlimited(self, n: int) -> list[Candidate]:
+        ctx = self.context
         evaluated = ctx.evaluated
         scores: dict[str, Score] = {h: s for h, (_c, s) in evaluated.items()}
         found: dict[str, Candidate] = {}
         stats = {"transitions": 0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
         for _ in range(self.updates):
-            episodes = [_Episode(c) for c in self._starts(self.episodes)]
-            transitions: list[tuple[Architecture, Any, Architecture]] = []
-            for _step in range(self.episode_length):
-                alive = [e for e in episodes if e.alive]
-                if not alive:
-                    break
-                archs = [e.candidate.arch for e in alive]
-                for e, arch, d in zip(alive, archs, controller.decide(archs, ctx.rng)):
-                    child = None if d is None else self._apply(arch, d.move)
-                    if d is None or child is None:
-                        e.alive = False
-                        continue
-                    transitions.append((arch, d, child))
-                    e.candidate = Candidate(child, e.candidate.moves + (d.move,), arch.hash, self.name)
-                    if child.hash not in evaluated and child.hash != ctx.seed_arch.hash:
-                        found.setdefault(child.hash, e.candidate)
+            transitions: list[tuple[Architecture, Any, Candidate]] = []
+            if self.policy != "none":
+                _runs, transitions = self._episodes(evaluated)
+                for _a, _d, cand in transitions:
+                    if cand.hash not in evaluated and cand.hash != ctx.seed_arch.hash:
+                        found.setdefault(cand.hash, cand)
             explored = self._explore(found, evaluated)
-            if not transitions:
+            if not transitions and self.policy != "none":
                 break
-            new = {c.hash: c for _a, _d, c in transitions if c.hash not in scores}
+            new = {c.hash: c.arch for _a, _d, c in transitions if c.hash not in scores}
             new.update((c.hash, c.arch) for c in explored if c.hash not in scores and c.hash not in new)
             if new:
-                for h, s in zip(new, ctx.score(list(new.values()))):
+                for h, s in zip(new, self._score(list(new.values()))):
                     scores[h] = s
+            if not transitions:
+                continue
             rewards = np.array([self._objective(scores[c.hash]) for _a, _d, c in transitions])
+            entry = {"reward_mean": float(rewards.mean()), "scored": float(len(new))}
             # landing on a network already evaluated teaches the search nothing new: such a move earns the
             # batch's lowest reward (otherwise the policy learns to walk back to the elites and collapses)
             known = np.array([c.hash in evaluated for _a, _d, c in transitions])
             if known.any():
                 rewards[known] = rewards.min()
-            info = controller.update(
-                [a for a, _d, _c in transitions],
-                [d for _a, d, _c in transitions],
-                [c for _a, _d, c in transitions],
-                rewards,
-                gamma=self.gamma,
-                entropy_weight=self.entropy_weight,
-                value_weight=self.value_weight,
-            )
-            stats["transitions"] += len(transitions)
-            for k in ("policy_loss", "value_loss", "entropy"):
-                stats[k] += info[k] / self.updates
+            if self.policy == "trained":
+                info = self.controller.update(
+                    [a for a, _d, _c in transitions],
+                    [d for _a, d, _c in transitions],
+                    [c.arch for _a, _d, c in transitions],
+                    rewards,
+                    gamma=self.gamma,
+                    entropy_weight=self.entropy_weight,
+                    value_weight=self.value_weight,
+                )
+                stats["transitions"] += len(transitions)
+                for k in ("policy_loss", "value_loss", "entropy"):
+                    stats[k] += info[k] / self.updates
+                entry.update({k: info[k] for k in ("policy_loss", "value_loss", "entropy")})
+            self._record(entry)
         if len(found) < n:
             self._fill(found, scores, n)
         self.stats = stats
         return self._rank(found, scores, n)
 
-    def _explore(self, found: dict[str, Candidate], evaluated: dict[str, Any]) -> list[Candidate]:
+    def _record(self, entry: dict[str, float]) -> None:
+        entry = {"ask": float(self.totals["asks"]), **entry}
+        if self._controller is not None:
+            entry["updates"] = float(self._controller.updates)
+        self.history.append(entry)
+
+    def _ask_budgeted(self, n: int) -> list[Candidate]:
+        return ask_budgeted(self, n)
+
+    def _explore(
+        self,
+        found: dict[str, Candidate],
+        evaluated: dict[str, Any],
+        ends: list[Candidate] | None = None,
+        count: int | None = None,
+    ) -> list[Candidate]:
         """`explore_episodes` uniformly random walks (`random_move`: an applicable operation, then values its
         masks admit, each drawn uniformly) from the same kind of starts: their networks join the proposals
         but not the policy's training batch (they were not drawn from the policy). They keep the proposals
-        broad where the policy has learned to concentrate on what the predictor already likes."""
+        broad where the policy has learned to concentrate on what the predictor already likes. `ends` (when
+        given) receives the last network of each walk; `count` walks instead of `explore_episodes`."""
         ctx = self.context
         out: list[Candidate] = []
-        for start in self._starts(self.explore_episodes):
+        for start in self._starts(self.explore_episodes if count is None else count):
             cand = start
             for _ in range(self.episode_length):
                 step = random_move(cand.arch, ctx.move_types, ctx.rng)
@@ -289,11 +337,14 @@ class NeuralArchitectStrategy(Strategy):
                 out.append(cand)
                 if child.hash not in evaluated and child.hash != ctx.seed_arch.hash:
                     found.setdefault(child.hash, cand)
+            if ends is not None and cand is not start:
+                ends.append(cand)
         return out
 
-    def _fill(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> None:
+    def _fill(self, found: dict[str, Candidate], scores: dict[str, Score], n: int, limit: int | None = None) -> None:
         """Too few new networks (a policy gone nearly deterministic around evaluated elites): add random
-        walks from the episode starts, so the loop always has n new candidates when any exist."""
+        walks from the episode starts, so the loop always has n new candidates when any exist (at most `limit`
+        of them scored: the scoring budget left)."""
         from .strategy import random_walk
 
         ctx = self.context
@@ -316,8 +367,10 @@ class NeuralArchitectStrategy(Strategy):
             if h in evaluated or h in found or h in new or h == ctx.seed_arch.hash:
                 continue
             new[h] = Candidate(walk.arch, start.moves + walk.moves, walk.parent, walk.origin)
+            if limit is not None and len(new) >= limit:
+                break
         if new:
-            for h, s in zip(new, ctx.score([c.arch for c in new.values()])):
+            for h, s in zip(new, self._score([c.arch for c in new.values()])):
                 scores[h] = s
             found.update(new)
 
@@ -338,8 +391,26 @@ class NeuralArchitectStrategy(Strategy):
         """Nothing to do: elites and known rewards are read from `context.evaluated` at the next ask."""
 
     # ---- persistence -----------------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """What the strategy did, for summary.json's `controller` section and controller.png: one entry per
+        update (mean predicted reward of the policy's proposals, entropy, losses, networks scored) and the
+        totals (asks, networks scored, policy and walk proposals returned)."""
+        return {
+            "policy": self.policy,
+            "scoring_budget": self.scoring_budget,
+            "updates": 0 if self._controller is None else self._controller.updates,
+            "totals": dict(self.totals),
+            "series": [dict(e) for e in self.history],
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"torch_seed": self._torch_seed, "proposed_total": self.proposed_total}
+        state: dict[str, Any] = {
+            "torch_seed": self._torch_seed,
+            "proposed_total": self.proposed_total,
+            "report": self.report(),
+        }
+        if self.scoring_budget is not None:  # decides what is scored next: part of the state
+            state["memory"] = dict(self._memory.items())
         if self._controller is not None:
             state["controller"] = self._controller.state_dict()
         return state
@@ -347,6 +418,11 @@ class NeuralArchitectStrategy(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._torch_seed = int(state["torch_seed"])
         self.proposed_total = int(state.get("proposed_total", 0))
+        report = state.get("report") or {}
+        self.history = [dict(e) for e in report.get("series", [])]
+        self.totals.update(report.get("totals", {}))
+        self._memory.clear()
+        self._memory.update({str(h): float(v) for h, v in (state.get("memory") or {}).items()})
         self._controller = None
         if "controller" in state:
             self.controller.load_state_dict(state["controller"])

@@ -3,6 +3,9 @@
     summary.json        the run: status, stop reason, counts, best candidate per device, every evaluation
     pareto.json         the Pareto set over accuracy, model size and each device's latency (with IR JSON)
     pareto.png          accuracy against each device's latency and against model size (matplotlib, Agg)
+    controller.png      a learning strategy's series per update (neural-architect: mean predicted reward of
+                        the policy's proposals, entropy, value loss), from its last checkpoint; summary.json
+                        holds the same figures under `controller`
     report.md           a short markdown report
     best/<device>/      the best feasible candidate for the device: arch.json (IR), model.onnx, model.pt
                         (PyTorch state dict; trained weights when the evaluator returned them)
@@ -259,6 +262,59 @@ def _focus_on_front(ax: Any, accuracies: list[float], front: list[float]) -> Non
     ax.set_ylim(bottom, hi + 0.1 * span)
 
 
+def strategy_report(store: RunStore) -> dict[str, Any] | None:
+    """The report a strategy keeps in its checkpointed state (`report`: per-update series and totals), or
+    None (a strategy that reports nothing, or a run with no checkpoint yet)."""
+    checkpoint = store.load_checkpoint("strategy")
+    if checkpoint is None or not isinstance(checkpoint[1], Mapping):
+        return None
+    report = checkpoint[1].get("report")
+    return dict(report) if isinstance(report, Mapping) else None
+
+
+#: (series key, axis title) of the controller plot's panels
+CONTROLLER_PANELS = (
+    ("reward_mean", "mean predicted reward of the policy's proposals"),
+    ("entropy", "policy entropy"),
+    ("value_loss", "value loss"),
+)
+
+
+def plot_controller(report: Mapping[str, Any], path: Path, title: str = "") -> bool:
+    """The controller's learning per update (CONTROLLER_PANELS); False (no file) when it has no series."""
+    series = list(report.get("series") or [])
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CONTROLLER_PANELS), figsize=(5 * len(CONTROLLER_PANELS), 3.6), squeeze=False)
+    for ax, (key, label) in zip(axes[0], CONTROLLER_PANELS):
+        points = [(i + 1, e[key]) for i, e in enumerate(series) if e.get(key) is not None]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, marker=".", ms=3)
+            # a line per ask (the loop's round): the predictor is refit in between, so rewards jump there
+            asks = [i + 1 for i in range(1, len(series)) if series[i].get("ask") != series[i - 1].get("ask")]
+            for x in asks:
+                ax.axvline(x - 0.5, c="0.85", lw=0.6, zorder=0)
+        else:
+            ax.text(0.5, 0.5, "no updates (policy not trained)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("update")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    budget = report.get("scoring_budget")
+    fig.suptitle(
+        f"{title}: policy {report.get('policy', '?')}, {report.get('updates', 0)} updates, scoring budget "
+        f"{'unlimited' if budget is None else f'{budget} per evaluation'}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 # ---- export -------------------------------------------------------------------------------------------------
 def export_candidate(
     store: RunStore, arch_hash: str, fmt: str, out: Path, layer_types: LayerTypeRegistry
@@ -353,6 +409,9 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
     outputs.update(write_evaluations(result, run_dir))
     plot_pareto(summary, run_dir / "pareto.png")
     outputs["plot"] = str(run_dir / "pareto.png")
+    result.controller = strategy_report(store)
+    if result.controller is not None and plot_controller(result.controller, run_dir / "controller.png", result.run_id):
+        outputs["controller_plot"] = str(run_dir / "controller.png")
     outputs["summary"] = str(run_dir / "summary.json")
     outputs["report"] = str(run_dir / "report.md")
     result.outputs = outputs
@@ -375,13 +434,42 @@ def _write_json(path: Path, doc: Any) -> None:
     os.replace(tmp, path)  # never a half-written file
 
 
+#: the fields of a stored run result that report and export read, and their types
+SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "run_id": str,
+    "status": str,
+    "stop_reason": str,
+    "seed_hash": str,
+    "strategy": str,
+    "devices": list,
+    "pareto": list,
+    "evaluated": list,
+    "warnings": list,
+    "budgets": list,
+    "best": dict,
+    "best_overall": (dict, type(None)),  # None: no candidate met every budget
+    "infeasible": dict,
+    "counters": dict,
+    "config": dict,
+    "elapsed_s": (int, float),
+    "evaluation_budget": int,
+}
+
+
 def load_summary(store: RunStore) -> dict[str, Any]:
-    """The summary of a finished run from its store (StoreError if the run did not finish)."""
+    """The summary of a finished run from its store (StoreError if the run did not finish, or its stored
+    result lacks a field report and export read)."""
     run = store.run()
     if run.status != "finished" or run.result is None:
         folder = store.path.parent if store.path is not None else run.run_id
         raise StoreError(
             f"run {run.run_id} is not finished (status {run.status}); continue it with "
             f"`na-toolkit search --resume {folder}`"
+        )
+    bad = [k for k, kind in SUMMARY_FIELDS.items() if k not in run.result or not isinstance(run.result[k], kind)]
+    if bad:
+        raise StoreError(
+            f"run {run.run_id}: its stored result is damaged (field(s) {', '.join(bad)} missing or of the wrong "
+            "type); report and export need an intact store"
         )
     return run.result

@@ -35,6 +35,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.architecture import Architecture
     from ..moves import Move, MoveType
+    from ..predictors.neural import SharedEmbedding
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class SearchContext(Protocol):
     @property
     def evaluated(self) -> dict[str, tuple[Candidate, Score]]:
         """Ground truth so far, by architecture hash."""
+        ...
+
+    def shared_embedding(self) -> SharedEmbedding | None:
+        """The network embedding the accuracy predictor trains and lends a controller (a `neural` predictor
+        with `share_embedding = true`: joint training), else None. Optional: a strategy reads it with
+        `getattr(context, "shared_embedding", None)`."""
         ...
 
 

@@ -116,6 +116,10 @@ class SearchResult:
     budgets: list[dict[str, Any]] = field(default_factory=list)
     strategy: str = ""
     evaluation_budget: int = 0
+    #: the run's provenance artifact: one event per start / resume (search/provenance.py)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: what a learning strategy reported of itself (neural-architect: per-update series, totals), or None
+    controller: dict[str, Any] | None = None
 
     def get(self, arch_hash: str) -> Evaluated:
         for e in self.evaluated:
@@ -146,6 +150,8 @@ class SearchResult:
             "budgets": list(self.budgets),
             "strategy": self.strategy,
             "evaluation_budget": self.evaluation_budget,
+            "provenance": self.provenance,
+            "controller": self.controller,
             "config": self.config,
         }
 
@@ -161,6 +167,7 @@ def summarize(
     counters: Counters,
     elapsed_s: float,
     warnings: Sequence[str] = (),
+    provenance: dict[str, Any] | None = None,
 ) -> SearchResult:
     """The result of a finished search from its evaluations (in evaluation order) and what it counted."""
     devices = [d.name for d in config.devices]
@@ -197,6 +204,7 @@ def summarize(
         budgets=[asdict(b) for b in config.budgets],
         strategy=config.strategy.name,
         evaluation_budget=config.evaluations,
+        provenance=dict(provenance or {}),
     )
 
 

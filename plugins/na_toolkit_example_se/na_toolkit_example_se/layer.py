@@ -13,7 +13,15 @@ from __future__ import annotations
 import math
 
 from na_toolkit.errors import ShapeError
-from na_toolkit.ir.layers import BYTES_PER_ELEMENT, AttrSpec, LayerCost, LayerType, check_feature_map, numel
+from na_toolkit.ir.layers import (
+    BYTES_PER_ELEMENT,
+    AttrSpec,
+    EmbeddedInt,
+    LayerCost,
+    LayerType,
+    check_feature_map,
+    numel,
+)
 
 
 class SqueezeExcite(LayerType):
@@ -24,6 +32,10 @@ class SqueezeExcite(LayerType):
         "reduction": AttrSpec(int, 4, min=1, max=1024, doc="channel reduction ratio r: hidden = C // r"),
     }
     has_weights = True
+    # What the network embedding reads of an SE block besides the generic channels, size and inputs: the
+    # reduction ratio, one token per value up to 64 (insert_se sets 4, 8 or 16), larger ones out of
+    # vocabulary. The block gets a lookup table of its own (`squeeze_excite.reduction`); no core code names it.
+    embedded = (EmbeddedInt("reduction", 1, 64, doc="channel reduction ratio r"),)
     # One block is six ONNX ops; import starts at the squeeze: GlobalAveragePool (our emitter) or ReduceMean
     # over H and W (torch.onnx.export of `x.mean((2, 3), keepdim=True)`).
     onnx_ops = ("GlobalAveragePool", "ReduceMean")
@@ -114,7 +126,7 @@ class SqueezeExcite(LayerType):
         return True
 
     def features(self, attrs, in_shapes, out_shape):
-        # log2 of the ratio keeps the embedding's vocabulary small (r = 1, 2, 4, ... -> 0, 1, 2, ...)
+        # the IR feature vector of the scikit-learn predictors: log2 of the ratio (r = 1, 2, 4 -> 0, 1, 2)
         return {"reduction_log2": int(math.log2(attrs["reduction"]))}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from na_toolkit.errors import MoveError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import Attrs, Node
-from na_toolkit.moves import MAX_POSITIONS, MoveType, ParamSpec
+from na_toolkit.moves import MoveType, ParamSpec
 
 LAYER = "squeeze_excite"
 
@@ -36,13 +36,10 @@ class InsertSqueezeExcite(MoveType):
         return all(arch.node(c).type != LAYER for c in arch.consumers[node.id])
 
     def mask(self, arch, param, chosen):
-        if param == "position":
-            m = np.zeros(MAX_POSITIONS, dtype=bool)
+        if param == "position":  # one entry per node of the network, however many
             if LAYER not in arch.layer_types:  # the layer type's plugin is not loaded in this toolkit
-                return m
-            for i in range(min(len(arch.nodes), MAX_POSITIONS)):
-                m[i] = self._position_ok(arch, i)
-            return m
+                return np.zeros(len(arch.nodes), dtype=bool)
+            return np.array([self._position_ok(arch, i) for i in range(len(arch.nodes))], dtype=bool)
         if param == "reduction":
             channels = arch.shape(arch.nodes[chosen["position"]].id)[0]
             return np.array([r <= channels for r in self.REDUCTIONS], dtype=bool)

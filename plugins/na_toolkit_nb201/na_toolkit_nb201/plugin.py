@@ -55,6 +55,8 @@ def na_register_time_models(registry):
 @na_toolkit.hookimpl
 def na_register_benchmarks(registry):
     from .bench import BENCHMARKS
+    from .bench.controller import BENCHMARK as CONTROLLER
 
-    for benchmark in BENCHMARKS:
+    # `bench controller`: neural-architect's ablations at limited scoring budgets (docs/controller.md)
+    for benchmark in (*BENCHMARKS, CONTROLLER):
         registry.add(benchmark)

@@ -176,6 +176,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
                     continue
                 if args.neural_epochs is not None:
                     params["epochs"] = args.neural_epochs
+                # the predictor as a joint search runs it: its embedding is the controller's module
+                # (`share_embedding`), fresh per seed here since no controller trains it
+                params["share_embedding"] = True
             model = cls(**params)
             t = time.perf_counter()
             model.fit(archs_tr, y_tr)
@@ -206,6 +209,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     result["fit_s"] = {n: float(np.median(v)) for n, v in fit_s.items()}
     result["per_seed"] = {n: [s["kendall_tau"] for s in v] for n, v in per_seed.items()}
     result["per_seed_mape_pct"] = {n: [s["mape_pct"] for s in v] for n, v in per_seed.items()}
+    if "neural" in fitted_seed0:  # what the neural figures were measured with (its options change with versions)
+        result["neural_params"] = fitted_seed0["neural"].get_params()
 
     # throughput on `throughput_archs` architectures of seed 0's test set (repeated if the test set is smaller)
     n_tp = args.throughput_archs

@@ -1,0 +1,147 @@
+"""Where a run's results come from: which plugin (and which version of which distribution) provided each
+component the run used, which time model produced each metric, the library versions, the machine and its
+load. Recorded when a run starts (the store's `provenance` artifact, kept by --resume, which adds its own
+entry) and written into `summary.json`; `check_plugins` turns a plugin missing on `--resume` or `export`
+into an error naming the plugin and its version instead of an unknown-name error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..machine import machine_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.architecture import Architecture
+    from ..toolkit import Toolkit
+    from .components import Components
+
+ARTIFACT = "provenance"
+
+
+def _plugin(toolkit: Toolkit, registry: str, name: str) -> dict[str, Any]:
+    """kind/name -> the plugin that registered it: {"name", "plugin", "dist", "version"}."""
+    reg = toolkit.registries()[registry]
+    out: dict[str, Any] = {"name": name}
+    if name not in reg:
+        return {**out, "plugin": None}
+    label = reg.plugin_of(name)  # how the registry names its plugin: "name (dist version)"
+    info = next((i for i in toolkit.plugins.values() if label in (i.label, i.name)), None)
+    if info is None:  # registered directly, not by a plugin
+        return {**out, "plugin": None}
+    out["plugin"] = info.name
+    out["dist"] = info.dist or None
+    out["version"] = info.version or None
+    return out
+
+
+def _layer_types_of(arch: Architecture) -> list[str]:
+    return sorted({n.type for n in arch.nodes})
+
+
+def component_provenance(components: Components) -> dict[str, Any]:
+    """Per kind of component the run uses, who provided it (JSON data)."""
+    tk, config = components.toolkit, components.config
+    out: dict[str, Any] = {
+        "strategy": _plugin(tk, "strategies", config.strategy.name),
+        "evaluator": _plugin(tk, "evaluators", config.evaluator.name),
+        "executor": _plugin(tk, "executors", config.executor.name),
+        "moves": [_plugin(tk, "moves", m.name) for m in components.move_types],
+        "predictors": {t: _plugin(tk, "predictors", p.name) for t, p in config.predictors.items()},
+        "layer_types": [_plugin(tk, "layer_types", t) for t in _layer_types_of(components.seed_arch)],
+        "devices": {},
+    }
+    if isinstance(config.seed_network, str) and config.seed_network in tk.seeds:
+        out["seed"] = _plugin(tk, "seeds", config.seed_network)
+    for d in config.devices:
+        dev: dict[str, Any] = {"time_model": _plugin(tk, "time_models", d.time_model.name)}
+        tm = components.time_models.get(d.name)
+        dev["estimate"] = _estimate_kind(tm)
+        if d.measure is not None:
+            dev["measure"] = _plugin(tk, "time_models", d.measure.name)
+        out["devices"][d.name] = dev
+    return out
+
+
+def _estimate_kind(time_model: Any) -> str:
+    """How a device's latencies are obtained: measured on the device, or estimated (learned, analytic, table:
+    the time model's own name says which)."""
+    if time_model is None:
+        return "none"
+    return "measured" if getattr(time_model, "measures", False) else f"estimated ({getattr(time_model, 'name', '?')})"
+
+
+def run_provenance(components: Components, started: str = "start") -> dict[str, Any]:
+    """What a run records when it starts (or resumes): components, metric sources, machine, load."""
+    try:
+        load = list(os.getloadavg())
+    except OSError:  # not every platform has it
+        load = None
+    return {
+        "event": started,
+        "time_s": time.time(),
+        "components": component_provenance(components),
+        "plugins": {
+            name: {"dist": info.dist or None, "version": info.version or None, "builtin": info.builtin}
+            for name, info in sorted(components.toolkit.plugins.items())
+            if info.error is None
+        },
+        "machine": machine_info(),
+        "load_average": load,
+    }
+
+
+def record_provenance(store: Any, components: Components, event: str) -> None:
+    """Append this start or resume of the run to its provenance artifact (who provided each component, the
+    machine, its load): every session of a run is on record, the first one first."""
+    doc = store.artifact(ARTIFACT) or {"events": []}
+    doc.setdefault("events", []).append(run_provenance(components, event))
+    store.save_artifact(ARTIFACT, doc)
+
+
+def stored_provenance(store: Any) -> dict[str, Any]:
+    """The run's whole provenance artifact ({"events": [...]}; {} for a run made before it was recorded)."""
+    doc = store.artifact(ARTIFACT)
+    return doc if isinstance(doc, dict) else {}
+
+
+def recorded_provenance(store: Any) -> dict[str, Any] | None:
+    """The provenance of a run's first session (what started it), or None for a run made before it was
+    recorded."""
+    doc = store.artifact(ARTIFACT)
+    events = doc.get("events") if isinstance(doc, dict) else None
+    return events[0] if isinstance(events, list) and events and isinstance(events[0], dict) else None
+
+
+def check_plugins(provenance: dict[str, Any] | None, toolkit: Toolkit, what: str) -> None:
+    """ConfigError naming each plugin that provided a component of the recorded run and is not loaded now
+    (uninstalled, or denied), with the version the run used; nothing when every one is there."""
+    if not provenance:
+        return
+    comps = provenance.get("components") or {}
+    entries: list[dict[str, Any]] = []
+    for value in comps.values():
+        if isinstance(value, dict) and "name" in value:
+            entries.append(value)
+        elif isinstance(value, list):
+            entries += [v for v in value if isinstance(v, dict)]
+        elif isinstance(value, dict):
+            for v in value.values():
+                if isinstance(v, dict) and "name" in v:
+                    entries.append(v)
+                elif isinstance(v, dict):
+                    entries += [x for x in v.values() if isinstance(x, dict) and "name" in x]
+    missing: dict[str, list[str]] = {}
+    for e in entries:
+        plugin = e.get("plugin")
+        if plugin and plugin not in toolkit.plugins:
+            label = f"{plugin} ({e['dist']} {e.get('version')})" if e.get("dist") else str(plugin)
+            missing.setdefault(label, []).append(str(e["name"]))
+    if missing:
+        parts = "; ".join(
+            f"plugin {label} provided {', '.join(sorted(set(names)))}" for label, names in missing.items()
+        )
+        raise ConfigError(f"{what} needs plugins that are not loaded: {parts}; install them (or allow them) first")

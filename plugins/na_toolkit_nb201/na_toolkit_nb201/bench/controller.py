@@ -1,0 +1,313 @@
+"""Does the controller's learning matter? neural-architect's ablations side by side on NAS-Bench-201.
+
+Every (setting, scoring budget, variant, seed) is one `run_search` built as `bench nb201-search` builds
+neural-architect's (same seed network, move, table evaluator, GP predictor, hard latency budget at the
+0.25 quantile of the device's column), with the strategy options of the variant:
+
+    trained      the policy as shipped (learning)
+    frozen       the same policy, never updated (`policy = "frozen"`)
+    walks-only   no policy proposals: the uniformly random walks alone (`policy = "none"`)
+    policy-only  the policy without the walks (`explore_episodes = 0`)
+    random       uniformly random moves in the policy's place, through the same ranking (`policy = "random"`)
+
+and `scoring_budget` (networks the strategy may score per evaluation; "none": unlimited). Seeds are the
+same for every variant, so each variant is compared with the trained policy pair by pair (Wilcoxon
+signed-rank test on the per-seed test accuracies). What each variant did (controller updates, networks
+scored per evaluation, policy and walk proposals) comes from the strategy's report in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from na_toolkit.bench.base import Benchmark
+from na_toolkit.errors import ConfigError, DataError
+
+from ..table import load_table
+from . import nb201_search
+
+if TYPE_CHECKING:
+    from na_toolkit.toolkit import Toolkit
+
+#: variant -> strategy options on top of nb201-search's neural-architect options
+VARIANTS: dict[str, dict[str, Any]] = {
+    "trained": {},
+    "frozen": {"policy": "frozen"},
+    "walks-only": {"policy": "none"},
+    "policy-only": {"explore_episodes": 0},
+    "random": {"policy": "random"},
+}
+SETTINGS = {"unconstrained": None, "lat_pixel3": "lat_pixel3", "lat_titan_rtx_1": "lat_titan_rtx_1"}
+#: a win: trained beats the variant's mean test accuracy by at least this many points, with p below P_WIN
+MIN_GAIN_POINTS = 0.2
+P_WIN = 0.05
+#: the variants a win at budget 10 must beat
+BEATEN = ("frozen", "walks-only")
+UPDATE_NODES = 500
+
+# the toolkit the worker processes use (inherited through fork: a toolkit does not pickle)
+_TOOLKIT: Toolkit | None = None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=20, help="search seeds per variant (default 20)")
+    parser.add_argument("--evaluations", type=int, default=100, help="evaluations per search (default 100)")
+    parser.add_argument("--per-round", type=int, default=10, help="evaluations per round (default 10)")
+    parser.add_argument(
+        "--budgets", default="10,50,none", help="scoring budgets per evaluation, comma-separated ('none': unlimited)"
+    )
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated of {', '.join(VARIANTS)}")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated of {', '.join(SETTINGS)}")
+    parser.add_argument("--budget-quantile", type=float, default=0.25, help="latency budget quantile (default 0.25)")
+    parser.add_argument("--jobs", type=int, default=1, help="searches run at once in worker processes (default 1)")
+    parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
+    parser.add_argument(
+        "--update-repeats", type=int, default=3, help="repeats of the controller-update timing (0: skip it)"
+    )
+
+
+def _list(text: str, allowed: dict[str, Any] | None, what: str) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise ConfigError(f"--{what} is empty; give a comma-separated list")
+    if allowed is not None:
+        bad = [s for s in items if s not in allowed]
+        if bad:
+            raise ConfigError(f"unknown {what} {', '.join(bad)}; choose from {', '.join(allowed)}")
+    return items
+
+
+def _budget(text: str) -> int | None:
+    if text.lower() in ("none", "null", "unlimited"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--budgets: {text!r} is not a positive integer or 'none'") from None
+    if value < 1:
+        raise ConfigError(f"--budgets: {value} must be >= 1 (or 'none')")
+    return value
+
+
+def _key(budget: int | None) -> str:
+    return "none" if budget is None else str(budget)
+
+
+def _one(job: tuple[Any, ...]) -> dict[str, Any]:
+    """One search: (args, setting, device, budget_ms, scoring budget, variant, seed) -> its figures."""
+    from na_toolkit.search.loop import run_search
+    from na_toolkit.store.memory import MemoryRunStore
+
+    args, setting, device, budget_ms, scoring, variant, seed = job
+    assert _TOOLKIT is not None
+    doc = nb201_search._config(args, "neural-architect", seed, Path("controller-bench"), device, budget_ms)
+    doc["strategy"]["options"].update(VARIANTS[variant], scoring_budget=scoring)
+    store = MemoryRunStore(f"{variant}-{seed}", doc)
+    c0 = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's GP convergence notes, once per refit
+        result = run_search(doc, toolkit=_TOOLKIT, progress=False, outputs=False, store=store)
+    cpu_s = time.process_time() - c0
+    best = nb201_search._best_feasible(result, device)
+    checkpoint = store.load_checkpoint("strategy")
+    report = (checkpoint[1] if checkpoint else {}).get("report", {})
+    totals = report.get("totals", {})
+    out = {
+        "setting": setting,
+        "budget": _key(scoring),
+        "variant": variant,
+        "seed": seed,
+        "test": float("nan") if best is None else 100.0 * best.score.metrics["test_accuracy"],
+        "valid": float("nan") if best is None else 100.0 * best.score.metrics["accuracy"],
+        "cpu_s": cpu_s,
+        "updates": int(report.get("updates", 0)),
+        "scored": int(totals.get("scored", 0)),
+        "max_scored_per_n": float(totals.get("max_scored_per_n", 0.0)),
+        "policy_proposals": int(totals.get("policy_proposals", 0)),
+        "walk_proposals": int(totals.get("walk_proposals", 0)),
+        "evaluations": result.counters.evaluations,
+    }
+    print(
+        f"[controller] {setting} budget {out['budget']} {variant} seed {seed}: test {out['test']:.2f} "
+        f"({out['updates']} updates, {out['scored']} scored, {cpu_s:.1f} CPU-s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return out
+
+
+def _wilcoxon(a: list[float], b: list[float]) -> float | None:
+    """Two-sided paired Wilcoxon signed-rank p-value; 1.0 when every pair is equal, None below 2 pairs."""
+    from scipy.stats import wilcoxon
+
+    pairs = [(x, y) for x, y in zip(a, b) if not (math.isnan(x) or math.isnan(y))]
+    if len(pairs) < 2:
+        return None
+    d = np.array([x - y for x, y in pairs])
+    if not np.any(np.abs(d) > 1e-9):
+        return 1.0
+    return float(wilcoxon([x for x, _ in pairs], [y for _, y in pairs], zero_method="wilcox").pvalue)
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    a = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if a.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": round(float(a.mean()), 4), "std": round(float(a.std()), 4), "n": int(a.size)}
+
+
+def _variant_figures(rows: list[dict[str, Any]], trained: list[dict[str, Any]] | None) -> dict[str, Any]:
+    rows = sorted(rows, key=lambda r: r["seed"])
+    tests = [r["test"] for r in rows]
+    out: dict[str, Any] = {
+        "test_accuracy": _stats(tests),
+        "valid_accuracy": _stats([r["valid"] for r in rows]),
+        "cpu_s_per_search": {
+            **_stats([r["cpu_s"] for r in rows]),
+            "median": round(float(np.median([r["cpu_s"] for r in rows])), 2),
+        },
+        "test_accuracy_per_seed": [None if math.isnan(t) else round(t, 4) for t in tests],
+        "runs_without_feasible": sum(math.isnan(t) for t in tests),
+        "controller_updates_mean": float(np.mean([r["updates"] for r in rows])),
+        "scored_per_search_mean": float(np.mean([r["scored"] for r in rows])),
+        "max_scored_per_evaluation": max(r["max_scored_per_n"] for r in rows),
+        "policy_proposals_mean": float(np.mean([r["policy_proposals"] for r in rows])),
+        "walk_proposals_mean": float(np.mean([r["walk_proposals"] for r in rows])),
+    }
+    if trained is not None:
+        by_seed = {r["seed"]: r["test"] for r in trained}
+        paired = [(by_seed[r["seed"]], r["test"]) for r in rows if r["seed"] in by_seed]
+        t_mean, v_mean = _stats([p[0] for p in paired])["mean"], _stats([p[1] for p in paired])["mean"]
+        out["trained_minus_variant"] = None if None in (t_mean, v_mean) else round(t_mean - v_mean, 4)
+        out["wilcoxon_p_vs_trained"] = _wilcoxon([p[0] for p in paired], [p[1] for p in paired])
+    return out
+
+
+def _verdict(figures: dict[str, Any]) -> str | None:
+    """ "won" (beats each of BEATEN by >= MIN_GAIN_POINTS with p < P_WIN), "lost" (a lower mean than one of
+    them, with p < P_WIN), "neither"; None when a variant needed is missing."""
+    if "trained" not in figures or any(v not in figures for v in BEATEN):
+        return None
+    gains = [(figures[v].get("trained_minus_variant"), figures[v].get("wilcoxon_p_vs_trained")) for v in BEATEN]
+    if any(g is None or p is None for g, p in gains):
+        return None
+    if all(g >= MIN_GAIN_POINTS and p < P_WIN for g, p in gains):
+        return "won"
+    if any(g < 0 and p < P_WIN for g, p in gains):
+        return "lost"
+    return "neither"
+
+
+def _table(variants: dict[str, Any]) -> str:
+    lines = [
+        f"{'setting':<16} {'budget':>6} {'variant':<12} {'test acc':>16} {'Δ trained':>9} {'p':>7} "
+        f"{'CPU-s':>7} {'updates':>7} {'scored/search':>13}"
+    ]
+    for setting, budgets in variants.items():
+        for budget, per in budgets.items():
+            for name, f in per.items():
+                t = f["test_accuracy"]
+                acc = "-" if t["mean"] is None else f"{t['mean']:.2f} ± {t['std']:.2f}"
+                delta = f.get("trained_minus_variant")
+                p = f.get("wilcoxon_p_vs_trained")
+                lines.append(
+                    f"{setting:<16} {budget:>6} {name:<12} {acc:>16} "
+                    f"{'' if delta is None else f'{delta:+.2f}':>9} {'' if p is None else f'{p:.3f}':>7} "
+                    f"{f['cpu_s_per_search']['median']:>7.1f} {f['controller_updates_mean']:>7.0f} "
+                    f"{f['scored_per_search_mean']:>13.0f}"
+                )
+    return "\n".join(lines)
+
+
+def _update_seconds(repeats: int) -> float | None:
+    if repeats < 1:
+        return None
+    from na_toolkit.controller.timing import update_seconds
+
+    return round(float(update_seconds(UPDATE_NODES, repeats)), 4)
+
+
+def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    global _TOOLKIT
+
+    if args.seeds < 1 or args.evaluations < 1 or args.per_round < 1 or args.jobs < 1:
+        raise ConfigError("--seeds, --evaluations, --per-round and --jobs must be >= 1")
+    if not 0 < args.budget_quantile <= 1:
+        raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
+    settings = _list(args.settings, SETTINGS, "settings")
+    variants = _list(args.variants, VARIANTS, "variants")
+    budgets = [_budget(b) for b in _list(args.budgets, None, "budgets")]
+    table = load_table(args.table)
+    # what a search's config needs of the arguments (the namespace itself holds the toolkit: no pickling)
+    plain = argparse.Namespace(table=args.table, evaluations=args.evaluations, per_round=args.per_round)
+    jobs: list[tuple[Any, ...]] = []
+    for setting in settings:
+        device, budget_ms = SETTINGS[setting], None
+        if device is not None:
+            if not table.has(device):
+                raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
+            budget_ms = float(np.quantile(table.column(device), args.budget_quantile))
+        for scoring in budgets:
+            for variant in variants:
+                jobs += [(plain, setting, device, budget_ms, scoring, variant, seed) for seed in range(args.seeds)]
+    wall0, cpu0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
+    _TOOLKIT = toolkit
+    if args.jobs == 1:
+        rows = [_one(j) for j in jobs]
+    else:
+        # fork: the workers inherit the toolkit (plugins loaded once); each search is single-threaded
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            rows = list(pool.map(_one, jobs, chunksize=1))
+    figures: dict[str, Any] = {}
+    for setting in settings:
+        figures[setting] = {}
+        for scoring in budgets:
+            key = _key(scoring)
+            mine = [r for r in rows if r["setting"] == setting and r["budget"] == key]
+            trained = [r for r in mine if r["variant"] == "trained"] or None
+            figures[setting][key] = {
+                v: _variant_figures([r for r in mine if r["variant"] == v], None if v == "trained" else trained)
+                for v in variants
+            }
+    verdicts = {s: _verdict(figures[s]["10"]) for s in settings if "10" in figures[s]}
+    default = figures.get("unconstrained", {}).get("none", {}).get("trained")
+    print(_table(figures), file=sys.stderr, flush=True)
+    return {
+        "settings_won_at_budget_10": sum(v == "won" for v in verdicts.values()),
+        "settings_lost_at_budget_10": sum(v == "lost" for v in verdicts.values()),
+        "verdict_at_budget_10": verdicts,
+        "neural_architect_cpu_s_per_search": None if default is None else default["cpu_s_per_search"]["median"],
+        "update_s_at_500_nodes": _update_seconds(args.update_repeats),
+        "variants": figures,
+        "criteria": {
+            "won": f"trained mean test accuracy >= {MIN_GAIN_POINTS} points above each of {list(BEATEN)}, "
+            f"paired Wilcoxon p < {P_WIN}",
+            "lost": f"trained mean below one of {list(BEATEN)} with p < {P_WIN}",
+            "neural_architect_cpu_s_per_search": "trained, unlimited scoring, unconstrained: median CPU-s",
+        },
+        "run": {
+            "wall_s": round(time.perf_counter() - wall0, 1),
+            "cpu_s_main_process": round(time.process_time() - cpu0, 1),
+            "load_average_1m": {"start": round(load0, 2), "end": round(os.getloadavg()[0], 2)},
+        },
+        "protocol": {
+            "search": "as bench nb201-search's neural-architect (seed nb201, set_edge_op, table evaluator, GP)",
+            "strategy_options": nb201_search.STRATEGY_OPTIONS["neural-architect"],
+            "variants": VARIANTS,
+            "reports": "c10_test_acc_200ep of the best feasible evaluated cell by valid accuracy (percent)",
+        },
+    }
+
+
+BENCHMARK = Benchmark("controller", (__doc__ or "").strip().splitlines()[0], configure, run)

@@ -1,0 +1,120 @@
+"""`na-toolkit bench controller`: neural-architect's ablations really behave differently (the frozen policy
+never updates, walks only proposes no policy candidate, policy only no walk), the scoring budget is kept,
+the JSON has the issue's keys; and a search's run folder shows the controller's learning (controller.png,
+summary.json's `controller` series, kept in the checkpointed state)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+
+from conftest import default_toolkit
+from na_toolkit.search.loop import run_search
+from na_toolkit.search.outputs import strategy_report
+from na_toolkit.store.sqlite import SQLiteRunStore
+
+BUDGET = 3
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    from conftest import run_na_toolkit
+
+    out = tmp_path_factory.mktemp("bench") / "controller.json"
+    res = run_na_toolkit(
+        "bench",
+        "controller",
+        "--seeds",
+        "1",
+        "--evaluations",
+        "10",
+        "--per-round",
+        "5",
+        "--settings",
+        "unconstrained",
+        "--budgets",
+        str(BUDGET),
+        "--update-repeats",
+        "0",
+        "--json",
+        "--out",
+        out,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = res.json()
+    assert json.loads(out.read_text()) == doc
+    return doc, res.stderr
+
+
+def test_json_has_the_issue_keys(bench):
+    doc, stderr = bench
+    for key in (
+        "settings_won_at_budget_10",
+        "settings_lost_at_budget_10",
+        "neural_architect_cpu_s_per_search",
+        "update_s_at_500_nodes",
+        "variants",
+        "params",
+        "machine",
+    ):
+        assert key in doc
+    per = doc["variants"]["unconstrained"][str(BUDGET)]
+    assert set(per) == {"trained", "frozen", "walks-only", "policy-only", "random"}
+    for name, f in per.items():
+        assert f["test_accuracy"]["n"] == 1 and 80 < f["test_accuracy"]["mean"] <= 100
+        if name != "trained":
+            assert "wilcoxon_p_vs_trained" in f and "trained_minus_variant" in f
+    assert "walks-only" in stderr and "Δ trained" in stderr  # the human table
+
+
+def test_variants_differ_in_behaviour_and_keep_the_scoring_budget(bench):
+    per = bench[0]["variants"]["unconstrained"][str(BUDGET)]
+    assert per["trained"]["controller_updates_mean"] > 0
+    assert per["policy-only"]["controller_updates_mean"] > 0
+    for name in ("frozen", "walks-only", "random"):
+        assert per[name]["controller_updates_mean"] == 0
+    assert per["walks-only"]["policy_proposals_mean"] == 0 and per["walks-only"]["walk_proposals_mean"] > 0
+    assert per["policy-only"]["walk_proposals_mean"] == 0 and per["policy-only"]["policy_proposals_mean"] > 0
+    assert per["random"]["policy_proposals_mean"] > 0  # uniformly random moves in the policy's place
+    for f in per.values():
+        assert 0 < f["max_scored_per_evaluation"] <= BUDGET
+
+
+def _search(tmp_path: Path, **options) -> dict:
+    doc = {
+        "name": "ctl",
+        "seed_network": "nb201",
+        "evaluations": 10,
+        "random_seed": 1,
+        "output": str(tmp_path),
+        "search": {"per_round": 5, "moves": ["set_edge_op"], "evaluate_seed": False},
+        "strategy": {"name": "neural-architect", "options": {"episode_length": 6, "episodes": 6, **options}},
+        "evaluator": {"name": "nb201-table", "options": {"dataset": "c10", "epochs": 200}},
+        "predictors": {"accuracy": {"name": "bayesian-ridge", "options": {}}},
+    }
+    return doc
+
+
+def test_run_folder_shows_the_controller_learning(tmp_path):
+    result = run_search(_search(tmp_path, scoring_budget=BUDGET), toolkit=default_toolkit(), progress=False)
+    run_dir = Path(result.run_dir)
+    assert (run_dir / "controller.png").stat().st_size > 1000
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ctl = summary["controller"]
+    assert ctl["policy"] == "trained" and ctl["scoring_budget"] == BUDGET and ctl["updates"] > 0
+    series = ctl["series"]
+    assert len(series) == ctl["updates"]
+    assert all({"entropy", "value_loss", "reward_mean"} <= set(e) for e in series if e["scored"] > 0)
+    assert ctl["totals"]["max_scored_per_n"] <= BUDGET
+    # the series is part of the strategy's checkpointed state (what a resumed run continues from)
+    with SQLiteRunStore.open(run_dir) as store:
+        assert strategy_report(store) == ctl
+
+
+def test_unknown_variant_is_refused(run_cli):
+    line = run_cli("bench", "controller", "--variants", "trained,bogus", "--seeds", "1").error_line()
+    assert "bogus" in line and "walks-only" in line
