@@ -119,3 +119,13 @@ def test_report_names_files_relative_to_the_run_folder(finished):
     files = report[report.index("## Files") :]
     assert str(tmp) not in files and "- evaluations_jsonl: `evaluations.jsonl`" in files
     assert "- best.pixel3: `best/pixel3`" in files
+
+
+def test_report_of_a_run_a_live_search_writes_says_wait_not_resume(tmp_path):
+    folder = tmp_path / "runs" / "live"
+    SQLiteRunStore.create(folder / STORE_FILE, "live", {"name": "live"}).close()
+    with RunLock(folder):
+        rc, out, err = cli("report", str(folder), cwd=tmp_path)
+    assert rc == 2 and "still being written by a live search" in err and "--resume" not in err
+    rc, out, err = cli("report", str(folder), cwd=tmp_path)  # the writer is gone: now resuming is the advice
+    assert rc == 2 and "--resume" in err

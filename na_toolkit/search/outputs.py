@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError
+from ..store.lock import live_holder
 
 if TYPE_CHECKING:
     from ..ir.layers import LayerTypeRegistry
@@ -462,6 +463,11 @@ def load_summary(store: RunStore) -> dict[str, Any]:
     run = store.run()
     if run.status != "finished" or run.result is None:
         folder = store.path.parent if store.path is not None else run.run_id
+        writer = live_holder(folder) if store.path is not None else None
+        if writer is not None:  # a live search writes it: resuming now would only be refused
+            raise StoreError(
+                f"run {run.run_id} is still being written by a live search ({writer}); wait for it to finish"
+            )
         raise StoreError(
             f"run {run.run_id} is not finished (status {run.status}); continue it with "
             f"`na-toolkit search --resume {folder}`"

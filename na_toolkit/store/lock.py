@@ -74,13 +74,19 @@ def _read_holder(fd: int) -> str:
 
 
 def live_holder(folder: str | Path) -> str | None:
-    """Who writes the run in `folder` now ("pid N on host H since ..."), or None when no live process on this
-    host holds it. Reads the lock file only: it never takes the lock, so it cannot get in a writer's way
-    (a holder on another host is reported as it is written, since its liveness cannot be checked here)."""
+    """Who writes the run in `folder` now ("pid N on host H since ..."), or None when nobody holds its lock.
+    Never takes the lock (it cannot get in a writer's way): on Linux the kernel's table of held locks
+    (/proc/locks) says whether the lock file is held; elsewhere, whether the process the file names is
+    alive (a holder on another host is reported as the file names it)."""
+    path = Path(folder) / LOCK_FILE
     try:
-        text = (Path(folder) / LOCK_FILE).read_text(encoding="utf-8", errors="replace").strip()
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        st = path.stat()
     except OSError:
         return None
+    held = _held_per_proc_locks(st)
+    if held is not None:
+        return (text or "holder unknown") if held else None
     parts = text.split()
     if len(parts) < 5 or parts[0] != "pid" or parts[2:4] != ["on", "host"]:
         return None
@@ -97,3 +103,14 @@ def live_holder(folder: str | Path) -> str | None:
     except PermissionError:
         return text  # alive, owned by someone else
     return text
+
+
+def _held_per_proc_locks(st: os.stat_result) -> bool | None:
+    """Whether /proc/locks lists a lock on the file of `st` (None where there is no /proc/locks)."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    # "1: FLOCK  ADVISORY  WRITE 18710 00:2e:1234 0 EOF" (blocked waiters are marked "->" and do not count)
+    return any(len(f) >= 6 and f[1] == "FLOCK" and f[5] == dev for f in (line.split() for line in lines))
