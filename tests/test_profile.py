@@ -182,3 +182,12 @@ def test_bad_arguments_are_one_line_errors(tmp_path, run_cli):
     if "CUDAExecutionProvider" not in available_providers():  # a GPU profile never falls back to the CPU
         line = run_cli("profile", "--out", tmp_path / "g.json", "--device", "cuda:0", "--quick").error_line()
         assert "'cuda' is not available" in line and "CPUExecutionProvider" in line
+
+
+def test_profile_json_reports_what_the_profile_holds(small_profile, run_cli):
+    res = run_cli("profile", "--out", small_profile, "--resume", "--json", *SMALL)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    prof = DeviceProfile.load(small_profile)
+    assert doc["complete"] is True and doc["path"] == str(small_profile)
+    assert (doc["kernels"], doc["networks"]) == (len(prof.kernels), len(prof.networks))

@@ -129,3 +129,18 @@ def test_report_of_a_run_a_live_search_writes_says_wait_not_resume(tmp_path):
     assert rc == 2 and "still being written by a live search" in err and "--resume" not in err
     rc, out, err = cli("report", str(folder), cwd=tmp_path)  # the writer is gone: now resuming is the advice
     assert rc == 2 and "--resume" in err
+
+
+def test_export_any_evaluated_network_by_hash_prefix_with_json(finished):
+    tmp, summary = finished
+    run = tmp / "runs" / summary["run_id"]
+    target = summary["evaluated"][-1]["arch_hash"]
+    rc, out, err = cli("export", str(run), "--arch", target[:8], "--format", "onnx", "--json", cwd=tmp)
+    assert rc == 0, err
+    info = json.loads(out)
+    assert info["arch_hash"] == target and info["files"] == [str(run / "exports" / target / "model.onnx")]
+    assert (run / "exports" / target / "model.onnx").is_file()
+    rc, out, err = cli("export", str(run), "--arch", "zzzzzzzz", "--format", "onnx", cwd=tmp)
+    assert rc == 2 and "no network of run" in err
+    rc, out, err = cli("export", str(run), "--arch", target[:8], "--device", "pixel3", "--format", "onnx", cwd=tmp)
+    assert rc == 2 and "not allowed with argument" in err

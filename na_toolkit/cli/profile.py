@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--runtime", default="onnxruntime", choices=("onnxruntime", "torch"), help="runtime that measures"
     )
     parser.add_argument("--out", required=True, help="profile JSON to write, e.g. profiles/NAME.json")
+    parser.add_argument("--json", action="store_true", help="print what was measured as JSON")
     parser.add_argument("--samples", type=int, default=100, help="whole networks in the initial sample (default 100)")
     parser.add_argument(
         "--seed-net",
@@ -66,6 +68,21 @@ def run(args: argparse.Namespace) -> int:
         options.network_settings = MeasureSettings.quick()
     profile = ProfileBuilder(options, args.toolkit).run()
     state = "complete" if profile.complete else f"partial ({profile.stopped}; continue with --resume)"
+    if args.json:
+        doc = {
+            "path": str(profile.path),
+            "complete": profile.complete,
+            "stopped": profile.stopped,
+            "kernels": len(profile.kernels),
+            "networks": len(profile.networks),
+            "failures": len(profile.failures),
+            "device": profile.device_name,
+            "runtime": profile.runtime_name,
+            "elapsed_s": profile.elapsed_s,
+        }
+        json.dump(doc, sys.stdout, indent=2, default=str)
+        print()
+        return 130 if profile.stopped == "interrupted" else 0
     print(
         f"{profile.path}: {len(profile.kernels)} kernels, {len(profile.networks)} networks, "
         f"{len(profile.failures)} failures on {profile.device_name} with {profile.runtime_name}, "

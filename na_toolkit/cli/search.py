@@ -110,19 +110,42 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
     from ..search.outputs import FORMATS
 
     p.add_argument("run", metavar="RUN", help="run folder")
-    p.add_argument(
-        "--device",
-        required=True,
-        help="device whose best feasible candidate to export ('all': feasible on every device)",
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--device", help="device whose best feasible candidate to export ('all': feasible on every device)"
+    )
+    which.add_argument(
+        "--arch", metavar="HASH", help="any evaluated network of the run, by its hash (or a unique prefix of 6+)"
     )
     p.add_argument("--format", required=True, choices=FORMATS, help="onnx, or torch (state dict + IR JSON)")
-    p.add_argument("--out", metavar="PATH", help="output file (default: RUN/best/DEVICE/model.onnx|model.pt)")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="output file (default: RUN/best/DEVICE/model.onnx|model.pt, or RUN/exports/HASH/... with --arch)",
+    )
+    p.add_argument("--json", action="store_true", help="print what was exported as JSON")
+
+
+def _evaluated_hash(store, prefix: str) -> str:
+    """The hash of the run's evaluated network that `prefix` names (ConfigError: none, or several)."""
+    from ..errors import ConfigError
+
+    if len(prefix) < 6:
+        raise ConfigError(f"--arch {prefix!r}: give at least 6 characters of the network's hash")
+    hits = sorted({e.arch_hash for e in store.evaluations() if e.arch_hash.startswith(prefix)})
+    if not hits:
+        raise ConfigError(
+            f"--arch {prefix!r}: no network of run {store.run_id} has that hash (see evaluations.csv in the run folder)"
+        )
+    if len(hits) > 1:
+        raise ConfigError(f"--arch {prefix!r} names {len(hits)} networks ({', '.join(hits[:4])}...); give more of it")
+    return hits[0]
 
 
 def _run_export(args: argparse.Namespace) -> int:
     import os
 
-    from ..search.outputs import export_best
+    from ..search.outputs import export_best, export_candidate
     from ..search.provenance import check_plugins, recorded_provenance
     from ._output import check_out, temp_path
 
@@ -130,14 +153,19 @@ def _run_export(args: argparse.Namespace) -> int:
     with store:
         check_plugins(recorded_provenance(store), args.toolkit, f"exporting from run {store.run_id}")
         run_dir = Path(store.path).parent
+        arch_hash = _evaluated_hash(store, args.arch) if args.arch else None
         # under the run folder the user named (never a path read from the store) unless --out says where
-        default = run_dir / "best" / args.device / ("model.onnx" if args.format == "onnx" else "model.pt")
+        name = "model.onnx" if args.format == "onnx" else "model.pt"
+        default = run_dir / "exports" / arch_hash / name if arch_hash else run_dir / "best" / args.device / name
         out = check_out(args.out) if args.out else default  # before the export: a writable place
         tmp = temp_path(out)
         try:
-            info = export_best(
-                store, summary, args.device, args.format, tmp, layer_types=args.toolkit.layer_types, run_dir=run_dir
-            )
+            if arch_hash:
+                info = export_candidate(store, arch_hash, args.format, tmp, args.toolkit.layer_types)
+            else:
+                info = export_best(
+                    store, summary, args.device, args.format, tmp, layer_types=args.toolkit.layer_types, run_dir=run_dir
+                )
             # each file is written under a temporary name, then renamed: a failed export leaves the old files
             renames = [(tmp, out)] + (
                 [(tmp.with_suffix(".json"), out.with_suffix(".json"))] if len(info["files"]) > 1 else []
@@ -148,6 +176,10 @@ def _run_export(args: argparse.Namespace) -> int:
         finally:
             tmp.unlink(missing_ok=True)
             tmp.with_suffix(".json").unlink(missing_ok=True)
+    if args.json:
+        json.dump({**info, "format": args.format}, sys.stdout, indent=2, default=str)
+        print()
+        return 0
     trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
     return 0

@@ -169,6 +169,10 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[self.graph_optimization]
         so.log_severity_level = 3
+        # and the process-wide logger, which ONNX Runtime writes before a session's own: on a GPU it printed
+        # "No registered plugin EP device found for 'CUDAExecutionProvider'" (a warning) for every session,
+        # hundreds of lines per profile; errors still print, and failures still raise
+        ort.set_default_logger_severity(3)
         providers: list[Any]
         if self.provider == "CPUExecutionProvider":
             providers = ["CPUExecutionProvider"]
