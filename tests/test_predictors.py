@@ -364,3 +364,22 @@ def test_neural_share_embedding_fit_first_then_lend(data):
     shared = p.shared_embedding(archs[0].layer_types)
     assert shared.module is p.model_.embedding and shared.tokenizer is p.tokenizer_
     assert p.keeps_state and not fast("neural").keeps_state
+
+
+def test_a_predictor_knows_its_training_domain_and_says_when_a_network_is_outside_it():
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    from na_toolkit_nb201.space import nb201_architecture
+    from na_toolkit_nb201.table import load_table
+
+    tk = default_toolkit()
+    table = load_table(None)
+    rows = np.random.default_rng(0).permutation(len(table))[:40]
+    archs = [nb201_architecture(table.arch_strs[i], layer_types=tk.layer_types) for i in rows]
+    y = table.column("c10_valid_acc_200ep")[rows] / 100
+    model = make_predictor("bayesian-ridge", {}, tk).fit(archs, y)
+    inside, outside = model.domain_warnings([archs[0], tk.seed("simple-cnn")])
+    assert inside == []
+    assert outside and any("never in training" in r for r in outside)  # its maxpool: no NB201 cell has one
+    # the same after a save / load (the training matrix travels with the model)
+    back = type(model).from_json(model.to_json(), tk)
+    assert back.domain_warnings([tk.seed("simple-cnn")]) == [outside]

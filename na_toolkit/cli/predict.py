@@ -135,17 +135,49 @@ def run_predict(args: argparse.Namespace) -> int:
     target = doc.get("target", "")  # what `predict fit` learned (a dict: from_json checked it)
     archs = [resolve_architecture(s, args.toolkit, args.table) for s in args.archs]
     mean, std = model.predict_with_std(archs)
+    warnings = model.domain_warnings(archs)
     rows = [
-        {"arch": spec, "hash": a.hash, "mean": float(m), "std": float(s) if model.has_uncertainty else None}
-        for spec, a, m, s in zip(args.archs, archs, mean, std)
+        {
+            "arch": spec,
+            "hash": a.hash,
+            "mean": float(m),
+            "std": float(s) if model.has_uncertainty else None,
+            "outside_training_domain": w,
+        }
+        for spec, a, m, s, w in zip(args.archs, archs, mean, std, warnings)
     ]
+    for r in rows:
+        if r["outside_training_domain"]:
+            print(
+                f"na-toolkit: warning: {r['arch']} lies outside what the predictor was trained on "
+                f"({model.n_train_} networks of {target or 'its target'}): {'; '.join(r['outside_training_domain'])}; "
+                "the prediction is an extrapolation",
+                file=sys.stderr,
+            )
     if args.json:
-        print(json.dumps({"predictor": model.name, "target": target, "predictions": rows}, indent=2))
+        print(
+            json.dumps(
+                {"predictor": model.name, "target": target, "unit": _unit(target), "predictions": rows}, indent=2
+            )
+        )
     else:
+        unit = _unit(target)
         for r in rows:
             unc = f" ± {r['std']:.4g}" if r["std"] is not None else ""
-            print(f"{r['mean']:.6g}{unc}  {r['arch']}", file=sys.stdout)
+            flag = "  (outside the training domain)" if r["outside_training_domain"] else ""
+            print(f"{r['mean']:.6g}{unc} {unit}  {target}  {r['arch']}{flag}".replace("  ", " ", 1), file=sys.stdout)
     return 0
+
+
+def _unit(target: str) -> str:
+    """The unit of a predicted target, read from its name (units in names: `_s`, `_ms`, `_bytes`, `acc`)."""
+    t = target.lower()
+    for suffix, unit in (("_ms", "ms"), ("_s", "s"), ("_bytes", "bytes"), ("_mj", "mJ")):
+        if t.endswith(suffix) or f"{suffix}@" in t:
+            return unit
+    if "acc" in t:
+        return "% accuracy" if t.startswith(("c10_", "c100_", "in16_")) else "accuracy"
+    return "(unit of the training target)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

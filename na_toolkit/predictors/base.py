@@ -123,6 +123,18 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         mean = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
         return mean, np.zeros_like(mean)
 
+    def domain_warnings(self, archs: Any) -> list[list[str]]:
+        """Per architecture, why predicting it is an extrapolation (empty: inside what the predictor was
+        trained on). Feature-based predictors compare the architecture's features with their training
+        networks' (`features.domain_warnings`); a predictor without features says nothing."""
+        features = getattr(self, "features_", None)
+        archs = self._check_archs(archs)
+        if features is None:
+            return [[] for _ in archs]
+        from .features import domain_warnings
+
+        return domain_warnings(features, archs, getattr(self, "X_train_", None))
+
     def score(self, archs: Any, y: Any, datasets: Any = None, sample_weight: Any = None) -> float:
         """R² of the predictions (`RegressorMixin.score`: scikit-learn's `r2_score`), with the dataset
         descriptors passed on to `predict`."""

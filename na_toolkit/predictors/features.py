@@ -394,6 +394,39 @@ class FeatureMatrix:
         return cls(names, dim, feature_set)
 
 
+#: a feature this far outside its training range (as a share of that range, at least DOMAIN_MIN_SPAN) counts
+#: as outside the predictor's domain: a tree or GP answers there with its nearest training value, confidently
+DOMAIN_MARGIN = 0.25
+DOMAIN_MIN_SPAN = 1e-6
+
+
+def domain_warnings(
+    features: FeatureMatrix, archs: Sequence[Architecture], X_train: np.ndarray | None = None, limit: int = 3
+) -> list[list[str]]:
+    """Per architecture, why a prediction for it is an extrapolation: features it has that no training
+    network had (e.g. a layer type the predictor never saw), and features outside the training range by
+    more than DOMAIN_MARGIN of that range (when the training matrix is known). At most `limit` reasons each,
+    the furthest first; an empty list inside the domain."""
+    fn = feature_set_function(features.feature_set)
+    known = set(features.names)
+    lo = hi = None
+    if X_train is not None and X_train.ndim == 2 and X_train.shape[1] >= len(features.names) and len(X_train):
+        lo, hi = X_train[:, : len(features.names)].min(axis=0), X_train[:, : len(features.names)].max(axis=0)
+    X = feature_matrix(archs, features.names, features.feature_set) if lo is not None else None
+    out: list[list[str]] = []
+    for i, a in enumerate(archs):
+        unseen = sorted(k for k, v in fn(a).items() if k not in known and v)
+        reasons = [f"{k} = {fn(a)[k]:.4g} (never in training)" for k in unseen[:limit]]
+        if X is not None and lo is not None and hi is not None:
+            span = np.maximum(hi - lo, DOMAIN_MIN_SPAN)
+            dist = np.maximum(lo - X[i], X[i] - hi) / span
+            for j in np.argsort(-dist)[: max(limit - len(reasons), 0)]:
+                if dist[j] > DOMAIN_MARGIN:
+                    reasons.append(f"{features.names[j]} = {X[i, j]:.4g} (trained on {lo[j]:.4g}..{hi[j]:.4g})")
+        out.append(reasons)
+    return out
+
+
 def dataset_matrix(datasets: Any, n: int, dim: int) -> np.ndarray:
     """The descriptors a predictor fit with `dim`-value descriptors needs at prediction time: [n, dim]."""
     if datasets is None:
