@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .summary import SearchResult
 
 from .evaluations_file import write_evaluations
+from .report_html import report_html
 
 FORMATS = ("onnx", "torch")
 
@@ -415,10 +416,12 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
         outputs["controller_plot"] = str(run_dir / "controller.png")
     outputs["summary"] = str(run_dir / "summary.json")
     outputs["report"] = str(run_dir / "report.md")
+    outputs["report_html"] = str(run_dir / "report.html")
     result.outputs = outputs
     summary = result.summary()
     _write_json(run_dir / "summary.json", summary)
     (run_dir / "report.md").write_text(report_markdown(summary))
+    (run_dir / "report.html").write_text(report_html(summary), encoding="utf-8")
     return outputs
 
 

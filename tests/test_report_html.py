@@ -1,0 +1,104 @@
+"""report.html: self-contained (no external URL, no script library), well formed, every figure carries the
+data it draws, and the controller's learning curves and the moves of the best networks are in it."""
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+from na_toolkit.plugins import load_toolkit
+from na_toolkit.search.loop import run_search
+from test_search_cli import CONFIG
+
+pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+
+NA = CONFIG.replace("evaluations = 10", "evaluations = 9").replace(
+    'name = "evolution"\noptions = { population = 4, sample = 2 }',
+    'name = "neural-architect"\noptions = { episodes = 4, updates = 2, episode_length = 2, explore_episodes = 2 }',
+)
+VOID = {"meta", "br", "hr", "img", "input", "link"}
+
+
+class _Checker(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack, self.errors, self.data = [], [], []
+        self._in_data = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag in VOID:
+            return
+        self.stack.append(tag)
+        self._in_data = tag == "script" and ("class", "figure-data") in attrs
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+        self._in_data = False
+
+    def handle_data(self, data):
+        if self._in_data:
+            self.data.append(json.loads(data))
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("html")
+    (tmp / "s.toml").write_text(NA)
+    result = run_search(tmp / "s.toml", progress=False, toolkit=load_toolkit())
+    return result, (result.run_dir / "report.html").read_text()
+
+
+def test_the_page_is_self_contained_and_well_formed(page):
+    result, text = page
+    assert text.startswith("<!DOCTYPE html>") and result.outputs["report_html"].endswith("report.html")
+    assert not re.search(r"https?://|src=|<link|@import", text)  # nothing is fetched
+    checker = _Checker()
+    checker.feed(text)
+    checker.close()
+    assert checker.errors == [] and checker.stack == []
+
+
+def test_every_figure_carries_the_data_it_draws(page):
+    result, text = page
+    figures = re.findall(r'<figure class="figure">(.*?)</figure>', text, re.S)
+    checker = _Checker()
+    checker.feed(text)
+    assert len(figures) == len(checker.data) >= 4  # progress, 2 trade-offs, controller curves
+    for svg, data in zip(figures, checker.data):
+        dots = sum(len(s["points"]) for s in data["series"] if s.get("kind") != "line")
+        assert svg.count("<circle") == dots
+        assert svg.count("<polyline") == sum(1 for s in data["series"] if s.get("kind") == "line" and s["points"])
+    titles = [d["title"] for d in checker.data]
+    assert "reward over the evaluations" in titles
+    assert any(t.startswith("accuracy vs latency_ms@pixel3 (estimated (nb201-table))") for t in titles)
+    assert "policy entropy" in titles  # the controller's learning
+    progress = checker.data[titles.index("reward over the evaluations")]
+    assert len(progress["series"][0]["points"]) == len(result.evaluated)
+
+
+def test_best_networks_come_with_their_moves(page):
+    result, text = page
+    best = result.summary()["best"]["pixel3"]
+    if best is None:
+        assert "no network met the budgets" in text
+    else:
+        assert best["arch_hash"] in text
+        assert all(m["operation"] in text for m in best["moves"])
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Chromium is not installed here")
+def test_chromium_renders_it_without_console_errors(page, tmp_path):
+    result, _ = page
+    p = subprocess.run(
+        ["chromium", "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--dump-dom",
+         (result.run_dir / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0 and "<svg" in p.stdout
+    assert "CONSOLE" not in p.stderr.upper() or "ERROR" not in p.stderr.upper()
