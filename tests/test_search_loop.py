@@ -301,3 +301,45 @@ def test_a_run_that_fails_to_build_leaves_no_folder(tmp_path):
     with pytest.raises(ConfigError):
         run_search(doc, progress=False, outputs=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_budget_decision_within_the_measurement_noise_is_a_warning(tmp_path):
+    from na_toolkit.search.components import build_components
+    from na_toolkit.search.config import load_config
+    from na_toolkit.search.scorer import Scorer
+    from na_toolkit.search.summary import Counters
+
+    settings = {"warmup_runs": 3, "warmup_s": 0.01, "min_runs": 8, "max_runs": 12, "max_time_s": 0.5}
+    doc = {
+        "name": "noise",
+        "seed_network": "simple-cnn",
+        "dataset": "digits",
+        "evaluations": 1,
+        "output": str(tmp_path),
+        "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
+        "predictors": {"accuracy": {"name": "bayesian-ridge"}},
+        "devices": {
+            "cpu": {
+                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                "measure": {"name": "onnxruntime", "options": {"settings": settings}},
+                "budgets": {"latency_ms": 1000.0},
+            }
+        },
+    }
+    res = run_search(doc, progress=False, outputs=False)
+    (seed,) = res.evaluated
+    assert not any("noise" in w for w in res.warnings)  # 1 s is far outside the spread
+    with SQLiteRunStore.open(res.run_dir) as store:
+        measured = store.measurement(seed.hash, "cpu", "onnxruntime", "measure:batch=1")
+    p10, p90 = measured["latency_p10_ms"], measured["latency_p90_ms"]
+    # the same measurement against a budget at its median: the decision depends on the run
+    doc["devices"]["cpu"]["budgets"] = {"latency_ms": measured["latency_ms"]}
+    components = build_components(load_config(doc), default_toolkit())
+    try:
+        scorer = Scorer(components, Counters())
+        scorer._spread[("cpu", seed.hash)] = (p10, p90)
+        scorer._check_noise(seed.candidate.arch, dict(seed.score.metrics))
+    finally:
+        components.close()
+    (warning,) = scorer.noise_warnings
+    assert "within the measurement's noise" in warning and f"p10 {p10:.4g}" in warning

@@ -278,7 +278,7 @@ class SearchLoop:
             seed_hash=self.seed_arch.hash,
             counters=self.counters,
             elapsed_s=elapsed_s,
-            warnings=self.warnings + self.ground_truth.warnings,
+            warnings=self.warnings + self.ground_truth.warnings + self.scorer.noise_warnings,
             provenance=stored_provenance(self.store),
         )
 

@@ -65,6 +65,10 @@ class Scorer:
         self.truth = truth
         self.predictors: dict[str, Predictor] = {}  # target -> fitted predictor
         self._estimates: dict[tuple[str, str, str], dict[str, float]] = {}
+        #: (device, arch hash) -> (p10, p90) of a measured latency: its run-to-run spread
+        self._spread: dict[tuple[str, str], tuple[float, float]] = {}
+        #: budget decisions that lie within a measurement's spread (the run's summary and report show them)
+        self.noise_warnings: list[str] = []
 
     # ---- time models -----------------------------------------------------------------------------------
     def estimate(self, dev: DeviceSpec, arch: Architecture, which: str) -> dict[str, float]:
@@ -82,6 +86,8 @@ class Scorer:
                     "(a scorer built without one cannot measure)"
                 )
             doc = self.truth.measure(dev, arch, which)
+            if doc.get("latency_p10_ms") is not None and doc.get("latency_p90_ms") is not None:
+                self._spread[(dev.name, arch.hash)] = (float(doc["latency_p10_ms"]), float(doc["latency_p90_ms"]))
         else:
             doc = asdict(tm.estimate(arch, dev.batch_size))
             self.counters.time_model_calls += 1
@@ -203,4 +209,21 @@ class Scorer:
         except TimeModelError as exc:
             return self.failed_score(f"measurement failed: {exc}", metrics), dict.fromkeys(devices, False)
         r = compute_reward(metrics, self.config.budgets, self.config.objectives)
+        self._check_noise(arch, metrics)
         return Score(r.reward, metrics, r.feasible, 0.0, True, r.violations), {d: r.feasible_for(d) for d in devices}
+
+    def _check_noise(self, arch: Architecture, metrics: dict[str, float]) -> None:
+        """A measured latency whose p10..p90 spread straddles its budget: whether the network meets the budget
+        depends on the run (a busy machine), so say so instead of deciding silently."""
+        for b in self.config.budgets:
+            device = b.metric.partition("@")[2]
+            spread = self._spread.get((device, arch.hash)) if b.metric.startswith("latency_ms@") else None
+            if spread is None or b.metric not in metrics or not spread[0] <= b.limit <= spread[1]:
+                continue
+            msg = (
+                f"network {arch.hash}: measured {b.metric} {metrics[b.metric]:.4g} ms against the budget "
+                f"{b.limit:g} ms lies within the measurement's noise (p10 {spread[0]:.4g} .. p90 {spread[1]:.4g} ms): "
+                "whether it meets the budget depends on the run; measure on a quieter machine or with more repeats"
+            )
+            if msg not in self.noise_warnings:
+                self.noise_warnings.append(msg)
