@@ -344,12 +344,12 @@ def export_candidate(
 
         proto = to_onnx(arch, model=model, batch_size=None)  # a symbolic batch dimension
         onnx.checker.check_model(proto)
-        onnx.save(proto, str(out))
+        _atomic(out, lambda tmp: onnx.save(proto, str(tmp)))
         files = [str(out)]
     else:
-        torch.save(model.state_dict(), str(out))
         arch_path = out.with_suffix(".json")
-        arch.save(arch_path)
+        _atomic(out, lambda tmp: torch.save(model.state_dict(), str(tmp)))
+        _atomic(arch_path, arch.save)
         files = [str(out), str(arch_path)]
     return {"arch_hash": arch_hash, "format": fmt, "files": files, "trained_weights": weights is not None}
 
@@ -430,6 +430,17 @@ def _evaluation(store: RunStore, arch_hash: str) -> EvaluationRecord:
     if rec is None:
         raise StoreError(f"architecture {arch_hash} was not evaluated in run {store.run_id}")
     return rec
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """`write(tmp)` then rename to `path`: a run killed while writing its outputs leaves the old file or
+    none, never half of one (the resume rewrites it)."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, doc: Any) -> None:
