@@ -18,7 +18,21 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 #: argument names that are not the benchmark's parameters (the CLI's own, and how it dispatches)
-NOT_PARAMS = frozenset({"json", "out", "bench", "_benchmark", "_run", "command", "strict_plugins", "toolkit"})
+NOT_PARAMS = frozenset(
+    {
+        "json",
+        "out",
+        "bench",
+        "_benchmark",
+        "_run",
+        "command",
+        "strict_plugins",
+        "toolkit",
+        "verbose",
+        "quiet",
+        "log_file",
+    }
+)
 
 
 def _argparse_text(text: str) -> str:
