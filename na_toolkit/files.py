@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,20 @@ def parse_toml(text: str, what: str, error: type[NAToolkitError]) -> dict[str, A
 
 def read_toml(path: str | os.PathLike[str], what: str, error: type[NAToolkitError]) -> dict[str, Any]:
     return parse_toml(read_text(path, what, error), f"{what} {str(path)!r}", error)
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> None:
+    """`write(tmp)` into a temporary file beside `path`, then rename it to `path`: a process killed while
+    writing leaves the old file or none, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """`write_atomic` for a UTF-8 text."""
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -18,8 +18,7 @@ from typing import Any
 
 from ..errors import NAToolkitError, StoreError
 from .command import Command
-
-DEFAULT_RUNS = Path("runs")
+from .search import DEFAULT_RUNS
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -82,18 +81,12 @@ def list_runs(folder: Path) -> list[dict[str, Any]]:
 
 
 def _format_best(best: dict[str, Any]) -> str:
+    from ..search.outputs import format_accuracy
+
     parts = []
     for device, entry in best.items():
         acc = None if entry is None else entry.get("accuracy")
-        shown = (
-            "none feasible"
-            if entry is None
-            else "?"
-            if acc is None
-            else f"{100 * acc:.2f}%"
-            if acc <= 1.0
-            else f"{acc:.2f}"
-        )
+        shown = "none feasible" if entry is None else "?" if acc is None else format_accuracy(acc)
         parts.append(f"{device}: {shown}")
     return "; ".join(parts) or "-"
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
+from ..files import write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .summary import SearchResult
@@ -62,11 +62,8 @@ def write_evaluations(result: SearchResult, run_dir: Path) -> dict[str, str]:
         )
     out = {}
     for name, text in ((JSONL_FILE, lines), (CSV_FILE, buf.getvalue())):
-        path = Path(run_dir) / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        out[name.replace(".", "_")] = str(path)
+        write_text_atomic(Path(run_dir) / name, text)
+        out[name.replace(".", "_")] = str(Path(run_dir) / name)
     return out
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError
+from ..files import write_atomic, write_text_atomic
 from ..store.lock import live_holder
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def _fmt_acc(x: float | None) -> str:
+def format_accuracy(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%" if x <= 1.0 else f"{x:.2f}"
 
 
@@ -56,7 +57,7 @@ def _cell(metric: str, value: Any) -> str:
     if value is None:
         return "-"
     if metric in ("accuracy", "test_accuracy"):
-        return _fmt_acc(value)
+        return format_accuracy(value)
     if metric == "model_size_bytes":
         return _fmt_bytes(value)
     return f"{value:.4g}"
@@ -118,8 +119,8 @@ def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
             m = e["metrics"]
             lat = m.get(f"latency_ms@{d}")
             lines.append(
-                f"{d}: best {e['arch_hash']} valid acc {_fmt_acc(m['accuracy'])}, "
-                f"test acc {_fmt_acc(m.get('test_accuracy'))}, "
+                f"{d}: best {e['arch_hash']} valid acc {format_accuracy(m['accuracy'])}, "
+                f"test acc {format_accuracy(m.get('test_accuracy'))}, "
                 f"size {_fmt_bytes(m['model_size_bytes'])}" + (f", latency {lat:.4g} ms" if lat is not None else "")
             )
     return lines
@@ -344,12 +345,12 @@ def export_candidate(
 
         proto = to_onnx(arch, model=model, batch_size=None)  # a symbolic batch dimension
         onnx.checker.check_model(proto)
-        _atomic(out, lambda tmp: onnx.save(proto, str(tmp)))
+        write_atomic(out, lambda tmp: onnx.save(proto, str(tmp)))
         files = [str(out)]
     else:
         arch_path = out.with_suffix(".json")
-        _atomic(out, lambda tmp: torch.save(model.state_dict(), str(tmp)))
-        _atomic(arch_path, arch.save)
+        write_atomic(out, lambda tmp: torch.save(model.state_dict(), str(tmp)))
+        write_atomic(arch_path, arch.save)
         files = [str(out), str(arch_path)]
     return {"arch_hash": arch_hash, "format": fmt, "files": files, "trained_weights": weights is not None}
 
@@ -420,8 +421,8 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
     result.outputs = outputs
     summary = result.summary()
     _write_json(run_dir / "summary.json", summary)
-    (run_dir / "report.md").write_text(report_markdown(summary))
-    (run_dir / "report.html").write_text(report_html(summary), encoding="utf-8")
+    write_text_atomic(run_dir / "report.md", report_markdown(summary))
+    write_text_atomic(run_dir / "report.html", report_html(summary))
     return outputs
 
 
@@ -432,21 +433,8 @@ def _evaluation(store: RunStore, arch_hash: str) -> EvaluationRecord:
     return rec
 
 
-def _atomic(path: Path, write: Any) -> None:
-    """`write(tmp)` then rename to `path`: a run killed while writing its outputs leaves the old file or
-    none, never half of one (the resume rewrites it)."""
-    tmp = path.with_name(path.name + ".part")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)  # never a half-written file
+    write_text_atomic(path, json.dumps(doc, indent=2, default=str))
 
 
 #: the fields of a stored run result that report and export read, and their types

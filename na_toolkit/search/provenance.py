@@ -116,26 +116,25 @@ def recorded_provenance(store: Any) -> dict[str, Any] | None:
     return events[0] if isinstance(events, list) and events and isinstance(events[0], dict) else None
 
 
+def _entries(value: Any) -> list[dict[str, Any]]:
+    """Every component entry ({"name", "plugin", ...}) in the nested components record (`component_provenance`:
+    kinds, lists of moves, targets, devices and their time models)."""
+    if isinstance(value, dict):
+        if "name" in value and "plugin" in value:
+            return [value]
+        return [e for v in value.values() for e in _entries(v)]
+    if isinstance(value, list):
+        return [e for v in value for e in _entries(v)]
+    return []
+
+
 def check_plugins(provenance: dict[str, Any] | None, toolkit: Toolkit, what: str) -> None:
     """ConfigError naming each plugin that provided a component of the recorded run and is not loaded now
     (uninstalled, or denied), with the version the run used; nothing when every one is there."""
     if not provenance:
         return
-    comps = provenance.get("components") or {}
-    entries: list[dict[str, Any]] = []
-    for value in comps.values():
-        if isinstance(value, dict) and "name" in value:
-            entries.append(value)
-        elif isinstance(value, list):
-            entries += [v for v in value if isinstance(v, dict)]
-        elif isinstance(value, dict):
-            for v in value.values():
-                if isinstance(v, dict) and "name" in v:
-                    entries.append(v)
-                elif isinstance(v, dict):
-                    entries += [x for x in v.values() if isinstance(x, dict) and "name" in x]
     missing: dict[str, list[str]] = {}
-    for e in entries:
+    for e in _entries(provenance.get("components")):
         plugin = e.get("plugin")
         if plugin and plugin not in toolkit.plugins:
             label = f"{plugin} ({e['dist']} {e.get('version')})" if e.get("dist") else str(plugin)
