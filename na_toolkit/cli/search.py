@@ -197,7 +197,7 @@ COMMANDS = (
     ),
     Command(
         "export",
-        "export the best feasible candidate of a run for a device as ONNX or PyTorch",
+        "export a run's best feasible candidate for a device, or any evaluated network (--arch), as ONNX or PyTorch",
         _configure_export,
         _run_export,
     ),
