@@ -105,18 +105,7 @@ class GroundTruth:
                     on_result()
             else:
                 todo.append(i)
-        options = self.components.evaluator_options
-        tasks = [
-            Task(
-                "evaluate",
-                cands[i].arch.to_json(),
-                self.config.evaluator.name,
-                options,
-                keep_weights=self.config.search.keep_weights,
-                selection=self.components.selection,
-            )
-            for i in todo
-        ]
+        tasks = [self.evaluation_task(cands[i]) for i in todo]
 
         def stored(j: int, res: TaskResult) -> None:
             i = todo[j]
@@ -136,6 +125,17 @@ class GroundTruth:
             self.counters.failed_evaluations += rec.error is not None
             out.append(ev)
         return out
+
+    def evaluation_task(self, cand: Candidate) -> Task:
+        """The executor task that evaluates `cand` (plain data: it travels to a worker unchanged)."""
+        return Task(
+            "evaluate",
+            cand.arch.to_json(),
+            self.config.evaluator.name,
+            self.components.evaluator_options,
+            keep_weights=self.config.search.keep_weights,
+            selection=self.components.selection,
+        )
 
     def _store(self, cand: Candidate, round: int, res: TaskResult) -> EvaluationRecord:
         arch = cand.arch
