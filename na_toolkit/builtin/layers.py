@@ -487,11 +487,9 @@ LAYER_TYPES: tuple[type[LayerType], ...] = (
 def builtin_layer_types() -> LayerTypeRegistry:
     """A registry of the built-in layer types alone, without any plugin manager (tests, scripts that read
     architectures, and the IR's lightweight users). A search uses its toolkit's `layer_types` instead."""
-    registry = LayerTypeRegistry()
-    registry.current_plugin = __name__
-    for cls in LAYER_TYPES:
-        registry.add(cls())
-    return registry
+    from .layers_mobile import builtin_registry  # this module's types, then that one's (it imports this one)
+
+    return builtin_registry()
 
 
 @na_toolkit.hookimpl
