@@ -1,4 +1,5 @@
-"""Built-in seed networks: simple-cnn (8x8 digits), resnet-cifar (ResNet-20), mobilenetv2-cifar."""
+"""Built-in seed networks: simple-cnn (8x8 digits), resnet-cifar (ResNet-20), mobilenetv2-cifar, and the
+ImageNet-sized resnet18, resnet50, mobilenetv2, mobilenetv3-small, efficientnet-b0 (`seeds_imagenet`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from na_toolkit.ir.architecture import Architecture
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.layers import LayerTypeRegistry
 from na_toolkit.ir.seeds import Seed
+
+from . import seeds_imagenet as imagenet
 
 
 def simple_cnn(
@@ -115,6 +118,26 @@ SEEDS = (
     ),
     Seed(
         "mobilenetv2-cifar", "MobileNetV2 for 32x32: depthwise convs, inverted residuals", mobilenetv2_cifar, "cifar10"
+    ),
+    Seed("resnet18", "ResNet-18 for 224x224 ImageNet (He et al. 2016): 8 basic blocks", imagenet.resnet18, "imagenet"),
+    Seed("resnet50", "ResNet-50 for 224x224 ImageNet (He et al. 2016): 16 bottlenecks", imagenet.resnet50, "imagenet"),
+    Seed(
+        "mobilenetv2",
+        "MobileNetV2 for 224x224 ImageNet (Sandler et al. 2018): 17 inverted residual blocks",
+        imagenet.mobilenetv2,
+        "imagenet",
+    ),
+    Seed(
+        "mobilenetv3-small",
+        "MobileNetV3-Small for 224x224 ImageNet (Howard et al. 2019): hardswish, squeeze-excitation",
+        imagenet.mobilenetv3_small,
+        "imagenet",
+    ),
+    Seed(
+        "efficientnet-b0",
+        "EfficientNet-B0 for 224x224 ImageNet (Tan & Le 2019): 16 MBConv blocks, silu, squeeze-excitation",
+        imagenet.efficientnet_b0,
+        "imagenet",
     ),
 )
 
