@@ -54,6 +54,11 @@ class OnnxImportError(NAToolkitError):
     """An ONNX file cannot be read or holds an op the toolkit does not support."""
 
 
+class TorchImportError(NAToolkitError):
+    """A torch module cannot be imported (`na_toolkit.ir.from_torch`): torch.export fails on it, or it uses an
+    op the toolkit does not support (the message names the op and where the module's code calls it)."""
+
+
 class MoveError(NAToolkitError):
     """A move cannot be applied with these parameters (the mask would have removed them)."""
 

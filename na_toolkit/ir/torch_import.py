@@ -1,0 +1,447 @@
+"""Import a torch `nn.Module` into the IR through `torch.export`: `from_torch(module, example_input,
+layer_types) -> Architecture` (also `na_toolkit.ir.from_torch`).
+
+The module is exported (`torch.export.export`, in eval mode: an inference graph, as an ONNX import reads)
+to an ATen graph. Each ATen op is lowered to the ONNX op(s) it computes (`conv2d` -> Conv, `batch_norm` ->
+BatchNormalization, `silu` -> Sigmoid * x, ...; the table is `LOWERINGS`), parameters and buffers
+becoming initializers, and the resulting in-memory ONNX graph goes through `from_onnx`: the ops are turned
+into IR nodes by the layer types' own ONNX importers, the same ones `arch import` uses, so a plugin's layer
+type with an ONNX importer (its multi-op patterns included) imports from torch with no code here.
+
+An ATen op outside the table, or one the layer types cannot import in the form the module uses, is a
+`TorchImportError` naming the op, the module path and the line of the module's code that calls it. Ops
+that compute nothing at inference (clone, contiguous, an nn.Identity) leave no node: an IR `identity`
+layer does not survive a round trip through torch.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import OnnxImportError, TorchImportError
+from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .layers import LayerTypeRegistry
+
+__all__ = ["LOWERINGS", "from_torch"]
+
+# the prefix `OnnxImportContext.error` writes: the ONNX node (named after the torch node it lowers)
+_ONNX_NODE = re.compile(r"^ONNX node '(?P<name>[^']*)' \([A-Za-z]+\): ")
+
+
+def from_torch(
+    module: torch.nn.Module, example_input: torch.Tensor, layer_types: LayerTypeRegistry, return_weights: bool = False
+) -> Any:
+    """The Architecture computed by `module` on inputs shaped like `example_input` (a float tensor
+    (N, C, H, W) or (N, F); N is any batch size), its nodes imported by `layer_types` (`toolkit.layer_types`;
+    `builtin_layer_types()` for the built-in ones). With `return_weights=True`, `(arch, state_dict)`:
+    `arch.to_torch().load_state_dict(state_dict)` computes what `module` does (in eval mode)."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise TorchImportError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() not in (2, 4):
+        got = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__
+        raise TorchImportError(
+            f"from_torch needs an example input tensor (N, C, H, W) or (N, F), got {got}; pass one batch of input"
+        )
+    if example_input.dtype != torch.float32:
+        raise TorchImportError(f"the example input must be float32 (the IR is fp32), got {example_input.dtype}")
+    program = _export(module, example_input)
+    lowering = _Lowering(program, tuple(example_input.shape), type(module).__name__)
+    model = lowering.model()
+    from .onnx_import import from_onnx
+
+    try:
+        return from_onnx(model, layer_types, return_weights=return_weights)
+    except OnnxImportError as exc:
+        raise lowering.explain(exc) from None
+
+
+def _export(module: torch.nn.Module, example_input: torch.Tensor) -> Any:
+    """`torch.export.export` in eval mode (each submodule's training flag is restored afterwards)."""
+    import torch
+
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            return torch.export.export(module, (example_input,), strict=False)
+    except Exception as exc:  # torch raises many kinds (UserError, data-dependent control flow, ...)
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise TorchImportError(
+            f"torch.export could not export {type(module).__name__}: {type(exc).__name__}: {first[:300]}"
+        ) from None
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def source_location(node: Any) -> str:
+    """Where the module's code calls `node`'s op: the module path (from torch.export's nn_module_stack) and
+    the innermost frame of the stack trace outside torch itself, `file:line` and its code."""
+    where = []
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path, cls = list(stack.values())[-1]
+        cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+        where.append(f"in module {path or '(root)'!r} ({cls_name})")
+    frames = re.findall(r'File "([^"]+)", line (\d+), in \S+\n\s*(.*)', node.meta.get("stack_trace") or "")
+    user = [f for f in frames if "/torch/" not in f[0].replace("\\", "/")]
+    if user:
+        file, line, code = user[-1]
+        where.append(f"at {file}:{line}: {code.strip()}")
+    return ", ".join(where) or "(no source location recorded)"
+
+
+# ---- lowering ATen ops to ONNX ------------------------------------------------------------------------------
+class _Lowering:
+    """An in-memory ONNX model of an exported program: one or more ONNX nodes per ATen op, each named after
+    the torch node it comes from (so an import error can name the op and its source)."""
+
+    def __init__(self, program: Any, input_shape: tuple[int, ...], name: str):
+        self.program, self.name = program, name
+        self.input_shape = input_shape
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.names: dict[Any, Any] = {}  # torch node -> ONNX tensor name (a tuple of names for tuple outputs)
+        self.origin: dict[str, Any] = {}  # ONNX node name -> torch node
+        self._constant_tensors: dict[str, Any] = {}  # placeholder name -> tensor (parameters, buffers, constants)
+        self._used: set[str] = set()
+        self.current: Any = None
+
+    # ---- what a lowering calls --------------------------------------------------------------------------
+    def error(self, message: str, node: Any = None) -> TorchImportError:
+        node = node if node is not None else self.current
+        return TorchImportError(f"torch op {node.target} (node {node.name!r}) {source_location(node)}: {message}")
+
+    def tensor(self, arg: Any) -> str:
+        """The ONNX tensor name of a torch node argument: a computed tensor, a parameter or buffer (an
+        initializer, added on first use), or a Python number (a scalar initializer)."""
+        from onnx import numpy_helper
+
+        if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+            return self.constant(np.array(arg, dtype=np.float32), "scalar")
+        name = getattr(arg, "name", None)
+        if name in self._constant_tensors:
+            if name not in self._used:
+                self._used.add(name)
+                array = self._constant_tensors[name].detach().cpu().numpy()
+                self.initializers.append(numpy_helper.from_array(array.astype(np.float32, copy=False), name))
+            return str(name)
+        if arg in self.names and isinstance(self.names[arg], str):
+            return str(self.names[arg])
+        raise self.error(f"an input ({arg!r}) is neither a computed tensor nor a parameter of the module")
+
+    def constant(self, array: np.ndarray, base: str) -> str:
+        from onnx import numpy_helper
+
+        name = f"{self.current.name}.{base}"
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], suffix: str = "", **attrs: Any) -> str:
+        """Add an ONNX node for the current torch node; its output is named after it (+ `suffix`)."""
+        from onnx import helper
+
+        out = self.current.name + suffix
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        self.origin[out] = self.current
+        return out
+
+    # ---- the walk ---------------------------------------------------------------------------------------
+    def model(self) -> Any:
+        from onnx import TensorProto, helper
+        from torch.export.graph_signature import InputKind
+
+        program = self.program
+        state = {**program.state_dict, **program.constants}
+        user_inputs = []
+        for spec in program.graph_signature.input_specs:
+            if spec.kind == InputKind.USER_INPUT:
+                user_inputs.append(spec.arg.name)
+            elif spec.target in state:
+                self._constant_tensors[spec.arg.name] = state[spec.target]
+        if len(user_inputs) != 1:
+            raise TorchImportError(f"the module takes {len(user_inputs)} tensor inputs; from_torch imports one")
+        output: Any = None
+        for node in program.graph.nodes:
+            self.current = node
+            if node.op == "placeholder":
+                if node.name == user_inputs[0]:
+                    self.names[node] = INPUT_NAME
+            elif node.op == "call_function":
+                self._call(node)
+            elif node.op == "output":
+                outs = [o for o in node.args[0] if o is not None]
+                if len(outs) != 1:
+                    raise TorchImportError(f"the module returns {len(outs)} tensors; from_torch imports one output")
+                output = outs[0]
+        self.current = None
+        if not isinstance(self.names.get(output), str) or self.names[output] == INPUT_NAME:
+            raise TorchImportError("the module's output is not computed from its input by any op")
+        self.nodes.append(helper.make_node("Identity", [self.names[output]], [OUTPUT_NAME], name="output_identity"))
+        batch, *shape = self.input_shape
+        graph = helper.make_graph(
+            self.nodes,
+            self.name,
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, *shape])],
+            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, list(output.meta["val"].shape))],
+            initializer=self.initializers,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="na_toolkit")
+        model.ir_version = 8
+        return model
+
+    def _call(self, node: Any) -> None:
+        if node.target is operator.getitem:  # an element of a tuple-returning op (batch norm, pooling)
+            source, index = node.args
+            parts = self.names.get(source)
+            if not isinstance(parts, tuple) or parts[index] is None:
+                raise self.error(f"element {index} of {source.target} is not supported (only its first output)")
+            self.names[node] = parts[index]
+            return
+        lower = LOWERINGS.get(str(node.target))
+        if lower is None:
+            raise self.error(
+                "unsupported op: from_torch imports " + ", ".join(sorted({k.split(".")[1] for k in LOWERINGS}))
+            )
+        self.names[node] = lower(self, *node.args, **node.kwargs)
+
+    def explain(self, exc: OnnxImportError) -> TorchImportError:
+        """An import error of the lowered graph, told as the torch op it comes from and where it is called."""
+        message = str(exc)
+        match = _ONNX_NODE.match(message)
+        node = self.origin.get(match.group("name")) if match else None
+        if node is None:
+            return TorchImportError(f"the exported module cannot be imported: {message}")
+        why = message[match.end() :].split("; supported:")[0] if match else message
+        return self.error(f"not importable in this form ({why})", node)
+
+
+# ---- the lowerings: (lowering, *ATen args, **ATen kwargs) -> ONNX tensor name ---------------------------------
+def _pair(value: Any, default: int) -> list[int]:
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        return [default, default]
+    return [int(v) for v in value] * (2 // len(value)) if isinstance(value, (list, tuple)) else [int(value)] * 2
+
+
+def _conv2d(
+    lw: _Lowering,
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+) -> str:
+    inputs = [lw.tensor(x), lw.tensor(weight)] + ([lw.tensor(bias)] if bias is not None else [])
+    attrs: dict[str, Any] = {"kernel_shape": list(weight.meta["val"].shape[2:]), "group": int(groups)}
+    attrs.update(strides=_pair(stride, 1), dilations=_pair(dilation, 1))
+    if isinstance(padding, str):  # conv2d.padding: "same" / "valid"
+        attrs["auto_pad"] = {"same": "SAME_UPPER", "valid": "VALID"}[padding]
+    else:
+        pads = _pair(padding, 0)
+        attrs["pads"] = pads + pads
+    return lw.op("Conv", inputs, **attrs)
+
+
+def _convolution(
+    lw: _Lowering,
+    x: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: Any,
+    output_padding: Any,
+    groups: Any,
+) -> str:
+    if transposed:
+        raise lw.error("transposed convolution is not supported")
+    return _conv2d(lw, x, weight, bias, stride, padding, dilation, groups)
+
+
+def _batch_norm(
+    lw: _Lowering,
+    x: Any,
+    weight: Any,
+    bias: Any,
+    mean: Any,
+    var: Any,
+    training: Any = False,
+    momentum: Any = 0.1,
+    eps: Any = 1e-5,
+    cudnn_enabled: Any = True,
+) -> str:
+    if training:
+        raise lw.error("batch norm in training mode: put the module in eval mode (batch norm with statistics)")
+    if mean is None or var is None:
+        raise lw.error("batch norm without running statistics (track_running_stats=False) is not supported")
+    channels = mean.meta["val"].shape[0]
+    scale = lw.tensor(weight) if weight is not None else lw.constant(np.ones(channels, np.float32), "weight")
+    shift = lw.tensor(bias) if bias is not None else lw.constant(np.zeros(channels, np.float32), "bias")
+    attrs: dict[str, Any] = {"epsilon": float(eps)}
+    if momentum is not None:
+        attrs["momentum"] = 1.0 - float(momentum)  # ONNX keeps the weight of the running value
+    return lw.op("BatchNormalization", [lw.tensor(x), scale, shift, lw.tensor(mean), lw.tensor(var)], **attrs)
+
+
+def _batch_norm_no_training(
+    lw: _Lowering, x: Any, weight: Any, bias: Any, mean: Any, var: Any, momentum: Any, eps: Any
+) -> tuple[str | None, ...]:
+    return (_batch_norm(lw, x, weight, bias, mean, var, False, momentum, eps), None, None)
+
+
+def _unary(op_type: str, **attrs: Any) -> Callable[..., str]:
+    def lower(lw: _Lowering, x: Any, *rest: Any) -> str:
+        return lw.op(op_type, [lw.tensor(x)], **attrs)
+
+    return lower
+
+
+def _clip(lw: _Lowering, x: Any, low: Any = -1.0, high: Any = 1.0) -> str:
+    bounds = [lw.constant(np.array(v, np.float32), k) for k, v in (("min", low), ("max", high))]
+    return lw.op("Clip", [lw.tensor(x), *bounds])
+
+
+def _silu(lw: _Lowering, x: Any) -> str:
+    return lw.op("Mul", [lw.tensor(x), lw.op("Sigmoid", [lw.tensor(x)], ".sigmoid")])
+
+
+def _gelu(lw: _Lowering, x: Any, approximate: Any = "none") -> str:
+    if approximate != "none":
+        raise lw.error(f"gelu(approximate={approximate!r}) is not supported (only the exact erf form)")
+    # 0.5 * x * (1 + erf(x / sqrt 2)), written as na_toolkit's own emitter writes it (the gelu importer)
+    t = lw.tensor(x)
+    erf = lw.op("Erf", [lw.op("Mul", [t, lw.constant(np.array(2**-0.5, np.float32), "rsqrt2")], ".scaled")], ".erf")
+    one = lw.op("Add", [erf, lw.constant(np.array(1.0, np.float32), "one")], ".onep")
+    half = lw.op("Mul", [t, lw.constant(np.array(0.5, np.float32), "half")], ".halfx")
+    return lw.op("Mul", [half, one])
+
+
+def _binary(op_type: str) -> Callable[..., str]:
+    def lower(lw: _Lowering, a: Any, b: Any, alpha: Any = 1) -> str:
+        if alpha != 1:
+            raise lw.error(f"{op_type} with alpha={alpha} is not supported")
+        return lw.op(op_type, [lw.tensor(a), lw.tensor(b)])
+
+    return lower
+
+
+def _mean(lw: _Lowering, x: Any, dims: Any, keepdim: Any = False, dtype: Any = None) -> str:
+    return lw.op("ReduceMean", [lw.tensor(x)], axes=[int(d) for d in dims], keepdims=int(bool(keepdim)))
+
+
+def _adaptive_avg_pool2d(lw: _Lowering, x: Any, output_size: Any) -> str:
+    if _pair(output_size, 1) != [1, 1]:
+        raise lw.error(f"adaptive average pooling to {list(output_size)} is supported to 1x1 only")
+    return lw.op("GlobalAveragePool", [lw.tensor(x)])
+
+
+def _pool_attrs(lw: _Lowering, kernel: Any, stride: Any, padding: Any, ceil_mode: Any) -> dict[str, Any]:
+    if ceil_mode:
+        raise lw.error("ceil_mode=True pooling is not supported")
+    k = _pair(kernel, 1)
+    pads = _pair(padding, 0)
+    return {"kernel_shape": k, "strides": _pair(stride, 0) if stride else k, "pads": pads + pads}
+
+
+def _max_pool2d(
+    lw: _Lowering, x: Any, kernel: Any, stride: Any = (), padding: Any = 0, dilation: Any = 1, ceil_mode: Any = False
+) -> str:
+    attrs = _pool_attrs(lw, kernel, stride, padding, ceil_mode)
+    if _pair(dilation, 1) != [1, 1]:
+        attrs["dilations"] = _pair(dilation, 1)
+    return lw.op("MaxPool", [lw.tensor(x)], **attrs)
+
+
+def _max_pool2d_with_indices(lw: _Lowering, *args: Any) -> tuple[str | None, ...]:
+    return (_max_pool2d(lw, *args), None)
+
+
+def _avg_pool2d(
+    lw: _Lowering,
+    x: Any,
+    kernel: Any,
+    stride: Any = (),
+    padding: Any = 0,
+    ceil_mode: Any = False,
+    count_include_pad: Any = True,
+    divisor: Any = None,
+) -> str:
+    if divisor is not None:
+        raise lw.error("average pooling with divisor_override is not supported")
+    attrs = _pool_attrs(lw, kernel, stride, padding, ceil_mode)
+    return lw.op("AveragePool", [lw.tensor(x)], count_include_pad=int(bool(count_include_pad)), **attrs)
+
+
+def _flatten(lw: _Lowering, x: Any, start: Any = 0, end: Any = -1) -> str:
+    rank = len(x.meta["val"].shape)
+    if start % rank != 1 or end % rank != rank - 1:
+        raise lw.error(f"flatten({start}, {end}) is supported as flatten(1) (all but the batch) only")
+    return lw.op("Flatten", [lw.tensor(x)], axis=1)
+
+
+def _reshape(lw: _Lowering, x: Any, shape: Any) -> str:
+    target = np.array([int(s) for s in shape], dtype=np.int64)
+    return lw.op("Reshape", [lw.tensor(x), lw.constant(target, "shape")])
+
+
+def _linear(lw: _Lowering, x: Any, weight: Any, bias: Any = None) -> str:
+    inputs = [lw.tensor(x), lw.tensor(weight)] + ([lw.tensor(bias)] if bias is not None else [])
+    return lw.op("Gemm", inputs, transB=1)
+
+
+def _cat(lw: _Lowering, tensors: Any, dim: Any = 0) -> str:
+    return lw.op("Concat", [lw.tensor(t) for t in tensors], axis=int(dim))
+
+
+def _dropout(lw: _Lowering, x: Any, p: Any, train: Any = False) -> str:
+    return lw.op("Dropout", [lw.tensor(x), lw.constant(np.array(p, np.float32), "ratio")])
+
+
+def _alias(lw: _Lowering, x: Any, *rest: Any, **kwargs: Any) -> str:
+    return lw.tensor(x)
+
+
+#: ATen op (str of its OpOverload) -> its lowering to ONNX
+LOWERINGS: dict[str, Callable[..., Any]] = {
+    "aten.conv2d.default": _conv2d,
+    "aten.conv2d.padding": _conv2d,
+    "aten.convolution.default": _convolution,
+    "aten.batch_norm.default": _batch_norm,
+    "aten._native_batch_norm_legit_no_training.default": _batch_norm_no_training,
+    **{
+        f"aten.{op}{inplace}.default": _unary(onnx)
+        for op, onnx in (("relu", "Relu"), ("sigmoid", "Sigmoid"), ("hardswish", "HardSwish"))
+        for inplace in ("", "_")
+    },
+    **{f"aten.hardsigmoid{i}.default": _unary("HardSigmoid", alpha=1 / 6, beta=0.5) for i in ("", "_")},
+    **{f"aten.silu{i}.default": _silu for i in ("", "_")},
+    **{f"aten.hardtanh{i}.default": _clip for i in ("", "_")},
+    "aten.relu6.default": lambda lw, x: _clip(lw, x, 0.0, 6.0),
+    "aten.gelu.default": _gelu,
+    **{f"aten.{op}{i}.Tensor": _binary(onnx) for op, onnx in (("add", "Add"), ("mul", "Mul")) for i in ("", "_")},
+    "aten.mean.dim": _mean,
+    "aten.adaptive_avg_pool2d.default": _adaptive_avg_pool2d,
+    "aten.max_pool2d.default": _max_pool2d,
+    "aten.max_pool2d_with_indices.default": _max_pool2d_with_indices,
+    "aten.avg_pool2d.default": _avg_pool2d,
+    "aten.flatten.using_ints": _flatten,
+    **{f"aten.{op}.default": _reshape for op in ("view", "reshape", "_unsafe_view")},
+    "aten.linear.default": _linear,
+    "aten.cat.default": _cat,
+    "aten.dropout.default": _dropout,
+    **{f"aten.{op}.default": _alias for op in ("clone", "contiguous", "alias", "detach", "lift_fresh_copy")},
+}

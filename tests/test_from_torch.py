@@ -1,0 +1,156 @@
+"""`na_toolkit.ir.from_torch(module, example_input, layer_types)`: torch.export, ATen ops lowered to the ONNX
+ops the layer types import. Round trips of the seeds' own torch builds (IR -> torch -> from_torch: the same
+hash, the same outputs), a hand-written nn.Module, and the errors: an unsupported op named with the line
+of the module's code that calls it, a supported op in a form the IR cannot hold, input that is not a
+module or a batch, a module torch.export cannot export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import na_toolkit.ir
+from conftest import default_toolkit, get_seed, layer_types
+from na_toolkit.errors import NAToolkitError, TorchImportError
+from na_toolkit.ir.torch_import import LOWERINGS, from_torch
+
+#: the seeds whose torch build and export take seconds on one core
+SLOW = {"resnet50", "efficientnet-b0"}
+SEEDS = [
+    pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+    for n in default_toolkit().seeds.names()
+    if not n.startswith("nb201")  # the NB201 cell family: one network per spec, covered by its plugin
+]
+
+
+def test_from_torch_is_exported_from_the_ir_package():
+    assert na_toolkit.ir.from_torch is from_torch
+    assert "aten.conv2d.default" in LOWERINGS and "aten.silu.default" in LOWERINGS
+
+
+@pytest.mark.parametrize("name", SEEDS)
+def test_a_seeds_torch_build_imports_back_to_the_seed(name):
+    arch = get_seed(name)
+    model = arch.to_torch(seed=2).train()  # imported in eval mode; the module's own mode is restored
+    x = torch.randn(1, *arch.input_shape)
+    small = arch.cost.macs < 1e8  # a GMAC network run twice on one core adds seconds, and no check: same hash
+    back = from_torch(model, x, layer_types(), return_weights=small)
+    back, state = back if small else (back, None)
+    assert back.hash == arch.hash and len(back.nodes) == len(arch.nodes)
+    assert model.training and all(m.training for m in model.modules())
+    if not small:
+        return
+    again = back.to_torch().eval()
+    again.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(again(x), model.eval()(x))
+
+
+class Hand(nn.Module):
+    """What one writes by hand: inplace activations, functional calls, a view, a concat, a squeeze-excitation
+    written inline (torchvision's form) and an exact GELU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16, eps=1e-3))
+        self.act = nn.Hardswish(inplace=True)
+        self.dw = nn.Conv2d(16, 16, 5, padding=2, groups=16, bias=False)
+        self.fc1, self.fc2 = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.stem(x))
+        y = F.silu(self.dw(x))
+        s = F.adaptive_avg_pool2d(y, 1)
+        y = y * F.hardsigmoid(self.fc2(F.relu(self.fc1(s))), inplace=True)
+        x = torch.cat([self.pool(x + y), F.avg_pool2d(F.relu6(x), 2)], dim=1)
+        x = F.gelu(x.mean((2, 3))).view(x.size(0), -1)
+        return self.head(F.dropout(x, 0.25, self.training))
+
+
+def test_a_hand_written_module():
+    model = Hand().eval()
+    with torch.no_grad():
+        for bn in model.modules():
+            if isinstance(bn, nn.BatchNorm2d):  # statistics away from 0 / 1, as after training
+                bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(1, 3, 32, 32)
+    arch, state = from_torch(model, x, layer_types(), return_weights=True)
+    types = [n.type for n in arch.nodes]
+    assert types == [
+        *("conv2d", "batchnorm2d", "hardswish", "conv2d", "silu", "squeeze_excitation", "add", "maxpool2d"),
+        *("relu6", "avgpool2d", "concat", "global_avg_pool", "flatten", "gelu", "flatten", "dropout", "linear"),
+    ]
+    se = next(n for n in arch.nodes if n.type == "squeeze_excitation")
+    assert arch.attrs(se.id) == {"squeeze_channels": 8, "activation": "relu", "gate": "hardsigmoid"}
+    assert arch.attrs(arch.nodes[1].id)["eps"] == 1e-3 and arch.attrs(arch.nodes[3].id)["groups"] == 16
+    assert arch.attrs(arch.nodes[-2].id)["rate"] == 0.25 and arch.output_shape == (10,)
+    assert arch.name == "Hand"
+    again = arch.to_torch().eval()
+    again.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-5)
+
+
+class Flipping(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).flip(1)  # FLIP-LINE
+
+
+class AddsAScalar(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x) + 1.0  # SCALAR-LINE
+
+
+def _line(marker: str) -> int:
+    return next(i for i, line in enumerate(open(__file__).read().splitlines(), 1) if line.endswith(marker))
+
+
+def test_an_unsupported_op_is_named_with_its_source_line():
+    with pytest.raises(TorchImportError) as info:
+        from_torch(Flipping(), torch.randn(1, 3, 8, 8), layer_types())
+    message = str(info.value)
+    assert "aten.flip" in message and "unsupported op" in message
+    assert f"test_from_torch.py:{_line('FLIP-LINE')}" in message and ".flip(1)" in message
+    assert "\n" not in message and "conv2d" in message  # one line, listing what is supported
+
+
+def test_a_supported_op_in_a_form_the_layers_cannot_hold():
+    with pytest.raises(TorchImportError) as info:
+        from_torch(AddsAScalar(), torch.randn(1, 3, 8, 8), layer_types())
+    message = str(info.value)
+    assert "aten.add.Tensor" in message and f"test_from_torch.py:{_line('SCALAR-LINE')}" in message
+    assert "not importable in this form" in message and "\n" not in message
+
+
+class Branches(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) if x.sum() > 0 else torch.sigmoid(x)  # data-dependent control flow
+
+
+@pytest.mark.parametrize(
+    "module, example, match",
+    [
+        (lambda x: x, torch.randn(1, 3, 8, 8), "needs a torch.nn.Module"),
+        (nn.ReLU(), torch.randn(3, 8), None),  # (N, F): a vector input is fine
+        (nn.ReLU(), torch.randn(8, 8, 8), r"\(N, C, H, W\) or \(N, F\), got \(8, 8, 8\)"),
+        (nn.ReLU(), [1.0, 2.0], "example input tensor"),
+        (nn.ReLU(), torch.randn(1, 3, 8, 8, dtype=torch.float64), "float32"),
+        (Branches(), torch.randn(1, 3, 8, 8), "torch.export could not export Branches"),
+        (nn.Identity(), torch.randn(1, 3, 8, 8), "not computed from its input"),
+    ],
+)
+def test_bad_input_is_one_clear_error(module, example, match):
+    if match is None:
+        assert from_torch(module, example, layer_types()).output_shape == (8,)
+        return
+    with pytest.raises(NAToolkitError, match=match) as info:
+        from_torch(module, example, layer_types())
+    assert "\n" not in str(info.value)
