@@ -1,8 +1,7 @@
 """Built-in benchmarks (`na-toolkit bench NAME`), registered through `na_register_benchmarks` exactly like a
 plugin's: `ir` (IR speed and ONNX parity), `latency` (learned and roofline latency vs measured),
 `architecture` (the shape of the code base: layering, import cycles, module sizes, mypy, reproduced
-figures), `train-time` (estimated vs measured training time) and `fuzz` (malformed inputs through the CLI:
-clean errors, tracebacks, hangs, wrong accepts).
+figures) and `fuzz` (malformed inputs through the CLI: clean errors, tracebacks, hangs, wrong accepts).
 The NAS-Bench-201 benchmarks come with the NB201 plugin."""
 
 from __future__ import annotations
@@ -10,19 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import na_toolkit
-from na_toolkit.bench import architecture, faults, fuzz, ir, latency, train_time
+from na_toolkit.bench import architecture, faults, fuzz, ir, latency
 
 if TYPE_CHECKING:
     from na_toolkit.toolkit import BenchmarkRegistry
 
-BENCHMARKS = (
-    ir.BENCHMARK,
-    latency.BENCHMARK,
-    architecture.BENCHMARK,
-    fuzz.BENCHMARK,
-    faults.BENCHMARK,
-    train_time.BENCHMARK,
-)
+BENCHMARKS = (ir.BENCHMARK, latency.BENCHMARK, architecture.BENCHMARK, fuzz.BENCHMARK, faults.BENCHMARK)
 
 
 @na_toolkit.hookimpl
