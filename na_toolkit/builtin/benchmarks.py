@@ -1,7 +1,8 @@
 """Built-in benchmarks (`na-toolkit bench NAME`), registered through `na_register_benchmarks` exactly like a
 plugin's: `ir` (IR speed and ONNX parity), `latency` (learned and roofline latency vs measured),
 `architecture` (the shape of the code base: layering, import cycles, module sizes, mypy, reproduced
-figures) and `fuzz` (malformed inputs through the CLI: clean errors, tracebacks, hangs, wrong accepts).
+figures), `train-time` (estimated vs measured training time) and `fuzz` (malformed inputs through the CLI:
+clean errors, tracebacks, hangs, wrong accepts).
 The NAS-Bench-201 benchmarks come with the NB201 plugin."""
 
 from __future__ import annotations
@@ -9,12 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import na_toolkit
-from na_toolkit.bench import architecture, faults, fuzz, ir, latency
+from na_toolkit.bench import architecture, faults, fuzz, ir, latency, train_time
 
 if TYPE_CHECKING:
     from na_toolkit.toolkit import BenchmarkRegistry
 
-BENCHMARKS = (ir.BENCHMARK, latency.BENCHMARK, architecture.BENCHMARK, fuzz.BENCHMARK, faults.BENCHMARK)
+BENCHMARKS = (
+    ir.BENCHMARK,
+    latency.BENCHMARK,
+    architecture.BENCHMARK,
+    fuzz.BENCHMARK,
+    faults.BENCHMARK,
+    train_time.BENCHMARK,
+)
 
 
 @na_toolkit.hookimpl

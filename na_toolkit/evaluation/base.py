@@ -17,6 +17,7 @@ from ..errors import DataError
 from ..ir.architecture import Architecture
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..timemodels.training import TrainingPlan
     from ..toolkit import Toolkit
 
 
@@ -83,6 +84,12 @@ class Evaluator:
 
     def evaluate(self, arch: Architecture) -> EvaluationResult:
         raise NotImplementedError
+
+    def training_plan(self) -> TrainingPlan | None:
+        """How this evaluator trains a network (the training split's size, batch size, epochs), from which a
+        time model estimates `train_time_s@DEVICE` (`TimeModel.train_time`); None: it does not say (then a
+        budget on a device's `train_time_s` is a config error)."""
+        return None
 
     #: an evaluator backed by a table of ground truth (a tabular benchmark) can hand out rows to fit
     #: predictors on: `training_rows(target, count, seed, layer_types, table) -> TrainingRows`

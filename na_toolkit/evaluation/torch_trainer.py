@@ -41,6 +41,7 @@ from .base import EvaluationResult, Evaluator
 if TYPE_CHECKING:  # pragma: no cover
     from ..datasets.base import DatasetSource
     from ..registry import Registry
+    from ..timemodels.training import TrainingPlan
     from ..toolkit import Toolkit
 
 
@@ -126,6 +127,15 @@ class TorchEvaluator(Evaluator):
 
     def evaluate(self, arch: Architecture) -> EvaluationResult:
         return self._run(arch)[0]
+
+    def training_plan(self) -> TrainingPlan:
+        """The training split's size (the dataset loaded and split as `evaluate` does), `batch_size` and
+        `epochs` (training from scratch): what a time model's `train_time_s` multiplies its step time by."""
+        from ..timemodels.training import TrainingPlan
+
+        ds = self.load_dataset()
+        o = self.options
+        return TrainingPlan(len(ds.y_train), int(o["batch_size"]), int(o["epochs"]), f"torch evaluator on {ds.name}")
 
     def evaluate_with_weights(self, arch: Architecture) -> tuple[EvaluationResult, dict[str, Any]]:
         """`evaluate`, plus the selected (best-epoch) weights as a CPU state dict of `arch.to_torch()`: the

@@ -22,6 +22,7 @@ from ..timemodels import get_time_model
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
 from .strategy import SearchContext, Strategy
+from .train_time import training_plan
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from ..predictors.base import Predictor
     from ..predictors.neural import SharedEmbedding
     from ..timemodels.base import TimeModel
+    from ..timemodels.training import TrainingPlan
     from ..toolkit import Toolkit
 
 
@@ -53,6 +55,9 @@ class Components:
     #: target -> the predictor that keeps its state across refits (`keeps_state`: joint training with the
     #: controller, a pretrained one); `new_predictor` hands it out again instead of a fresh one
     kept_predictors: dict[str, Predictor] = field(default_factory=dict)
+    #: how the evaluator trains (None unless a device has a `train_time_s` budget): what the time models'
+    #: `train_time_s@DEVICE` multiplies their step time by (search/train_time.py)
+    training_plan: TrainingPlan | None = None
 
     def new_predictor(self, target: str) -> Predictor:
         """A fresh, unfitted predictor of `target` (the search refits from scratch each round), or the one
@@ -101,6 +106,7 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     measures = {d.name: _time_model(toolkit, d, "measure") for d in config.devices if d.measure is not None}
     evaluator_options = _evaluator_options(config)
     _check_evaluator(config, toolkit, evaluator_options, seed_arch)
+    plan = training_plan(config, toolkit, evaluator_options, time_models, measures)
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
     # built now to check the options (and read a pretrained file), not after the first round
     kept = _kept_predictors({target: _new_predictor(config, toolkit, target) for target in targets}, seed_arch)
@@ -116,6 +122,7 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
         executor=_executor(config, toolkit),  # last: a Ray executor connects to its cluster
         selection=toolkit.selection.to_json(),
         kept_predictors=kept,
+        training_plan=plan,
     )
 
 

@@ -27,7 +27,7 @@ DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: keys of `[budgets]` and of `[devices.NAME.budgets]` (checked against reward.GLOBAL_METRICS and
 #: reward.DEVICE_METRICS by the tests)
 GlobalMetric = Literal["model_size_bytes", "train_time_s"]
-DeviceMetric = Literal["latency_ms", "peak_memory_bytes", "energy_mj"]
+DeviceMetric = Literal["latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s"]
 RewardForm = Literal["penalty", "mnasnet"]
 
 
@@ -94,6 +94,8 @@ class DeviceBudgetsDoc(ConfigDocument):
     latency_ms: Budget_ = None
     peak_memory_bytes: Budget_ = None
     energy_mj: Budget_ = None
+    #: the device's time model's estimate of training under the evaluator's plan (`TimeModel.train_time`)
+    train_time_s: Budget_ = None
 
 
 class DeviceDoc(ConfigDocument):

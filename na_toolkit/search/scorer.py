@@ -18,7 +18,7 @@ the device's feasibility (no separate `measure`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import ConfigError, TimeModelError
 from .reward import Budget, compute_reward, device_metric
 from .strategy import Score
+from .train_time import device_train_metric, trains
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
@@ -92,8 +93,29 @@ class Scorer:
             doc = asdict(tm.estimate(arch, dev.batch_size))
             self.counters.time_model_calls += 1
         metrics = {device_metric(m, dev.name): float(doc[m]) for m in ESTIMATE_METRICS if doc.get(m) is not None}
+        if self.components.training_plan is not None and trains(self.config, dev):
+            metrics[device_train_metric(dev.name)] = self._train_time_s(dev, arch, which, doc)
         self._estimates[key] = metrics
         return metrics
+
+    def _train_time_s(self, dev: DeviceSpec, arch: Architecture, which: str, doc: Mapping[str, Any]) -> float:
+        """`train_time_s@dev`: the evaluator's training plan at the time model's training-step time. A measuring
+        model's step is measured at the plan's batch size (a second stored measurement when the device's batch
+        size differs)."""
+        plan = self.components.training_plan
+        assert plan is not None
+        tm = self.components.time_model(dev, which)
+        if not getattr(tm, "measures", False):
+            self.counters.time_model_calls += 1
+            return tm.train_time(arch, plan).train_time_s
+        assert self.truth is not None  # `estimate` checked it
+        if plan.step_batch_size != dev.batch_size:
+            doc = self.truth.measure(replace(dev, batch_size=plan.step_batch_size), arch, which)
+        step_ms = doc.get("train_step_ms")
+        if step_ms is None:
+            why = "; ".join(doc.get("warnings") or ()) or "no training step in its measurement"
+            raise TimeModelError(f"device {dev.name}: {tm.name} measured no training step of {arch.hash}: {why}")
+        return float(step_ms) * plan.steps / 1000.0
 
     # ---- the hard-budget screen ------------------------------------------------------------------------
     @cached_property
@@ -106,6 +128,7 @@ class Scorer:
         for dev in self.config.devices:
             if dev.measure is None and not getattr(self.components.time_models[dev.name], "measures", False):
                 known.update(device_metric(m, dev.name) for m in ESTIMATE_METRICS)
+                known.add(device_train_metric(dev.name))
         return tuple(b for b in self.config.budgets if b.hard and b.metric in known)
 
     def breaks_screened_budget(self, arch: Architecture) -> bool:

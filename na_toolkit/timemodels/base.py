@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 
 if TYPE_CHECKING:
     from typing import Self
 
     from ..toolkit import Toolkit
+    from .training import TrainingPlan, TrainTimeEstimate
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,39 @@ class TimeModel:
 
     def latency_ms(self, arch: Architecture, batch_size: int = 1) -> float:
         return self.estimate(arch, batch_size).latency_ms
+
+    # ---- training time ----------------------------------------------------------------------------------
+    def train_step_source(self) -> str | None:
+        """How this model gets the time of a training step (docs/time_models.md, "Training time"), or None
+        when it cannot give one (then a budget on `train_time_s@DEVICE` is a config error). A model whose
+        `TimeEstimate.train_step_ms` is set overrides this to say how it gets it."""
+        return None
+
+    def train_step_ms(self, arch: Architecture, batch_size: int) -> float:
+        """The time of one training step (forward, backward, optimizer update) at `batch_size`: by default
+        the estimate's `train_step_ms`. A model that cannot give one raises TimeModelError, never 0."""
+        what = f"time model {self.name!r} on {self.device!r}"
+        if self.train_step_source() is None:
+            raise TimeModelError(f"{what} estimates no training step (inference only); docs/time_models.md")
+        est = self.estimate(arch, batch_size)
+        if est.train_step_ms is None:
+            why = "; ".join(est.warnings) or "its estimate has none"
+            raise TimeModelError(
+                f"{what}: no training-step time for {arch.name or arch.hash} at batch {batch_size}: {why}"
+            )
+        return float(est.train_step_ms)
+
+    def train_time(self, arch: Architecture, plan: TrainingPlan) -> TrainTimeEstimate:
+        """`train_time_s` of `arch` under `plan`: steps per epoch × epochs × the step time at the plan's batch."""
+        from .training import TrainTimeEstimate
+
+        step_ms = self.train_step_ms(arch, plan.step_batch_size)
+        return TrainTimeEstimate(
+            time_model=self.name,
+            device=self.device,
+            train_time_s=step_ms * plan.steps / 1000.0,
+            train_step_ms=step_ms,
+            steps=plan.steps,
+            batch_size=plan.step_batch_size,
+            source=self.train_step_source() or "",
+        )

@@ -39,6 +39,7 @@ from .base import TimeEstimate, TimeModel
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
 from .measured import analytic_peak_memory_bytes, take_options
 from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
+from .roofline import RooflineTimeModel
 
 if TYPE_CHECKING:
     from typing import Self
@@ -367,7 +368,8 @@ class LearnedTimeModel(TimeModel):
     description = "learned from a device profile: per-kernel regressors summed over the network + overhead calibration"
     measures = False
 
-    OPTIONS = {"boost": True, "calibrate": True, "seed": 0, "check_device": True}
+    OPTIONS = {"boost": True, "calibrate": True, "seed": 0, "check_device": True, "train_hardware": None,
+               "train_calibration": None}  # fmt: skip
 
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
@@ -377,6 +379,10 @@ class LearnedTimeModel(TimeModel):
         calibrate: bool = Field(True, description="calibrate the network overhead on the profile's networks")
         seed: int = Field(0, description="seed of the regressors")
         check_device: bool = Field(True, description="warn when the profile was measured on another device")
+        train_hardware: str | None = Field(
+            None, description="hardware model whose roofline gives the training step (CPU profile: x86-cpu)"
+        )
+        train_calibration: dict[str, Any] | None = Field(None, description="that roofline's TrainCalibration table")
 
     def __init__(
         self,
@@ -413,6 +419,15 @@ class LearnedTimeModel(TimeModel):
         self.model = fit_profile(
             profile, layer_types, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"]
         )
+        # the training step: a roofline's (the profile measures inference only)
+        train_hw = opts["train_hardware"] or ("x86-cpu" if profile.device.get("kind") == "cpu" else None)
+        self.train_roofline = (
+            RooflineTimeModel(
+                train_hw, train_calibration=opts["train_calibration"], hardware_registry=hardware_registry
+            )
+            if train_hw is not None
+            else None
+        )
 
     @classmethod
     def from_toolkit(cls, toolkit: Toolkit, **options: Any) -> Self:
@@ -435,15 +450,29 @@ class LearnedTimeModel(TimeModel):
         self._check_batch(batch_size)
         return self.model.predict_networks([kernels_of(a) for a in archs])
 
+    def train_step_source(self) -> str | None:
+        if self.train_roofline is None:
+            return None  # a GPU profile names no hardware model: set train_hardware
+        # a profile measures inference; a runtime's inference latency says little of a framework's training step
+        return f"the {self.train_roofline.hardware.name} roofline's: {self.train_roofline.train_step_source()}"
+
+    def train_step_ms(self, arch: Architecture, batch_size: int) -> float:
+        """The training step of `train_hardware`'s roofline (with `train_calibration`) at any batch size."""
+        if self.train_roofline is None:
+            return super().train_step_ms(arch, batch_size)  # the TimeModelError that says why not
+        return self.train_roofline.train_step_ms(arch, batch_size)
+
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
         self._check_batch(batch_size)
         kernels = kernels_of(arch)
         latency = float(self.model.predict_networks([kernels])[0])
+        train_ms = self.train_roofline.train_step_ms(arch, batch_size) if self.train_roofline is not None else None
         return TimeEstimate(
             time_model=self.name,
             device=self.profile.name,
             batch_size=batch_size,
             latency_ms=latency,
+            train_step_ms=train_ms,
             peak_memory_bytes=analytic_peak_memory_bytes(arch, batch_size),
             warnings=(self.device_warning,) if self.device_warning else (),
             details={

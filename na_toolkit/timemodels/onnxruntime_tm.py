@@ -57,6 +57,7 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
         "inter_op_threads": 1,
         "graph_optimization": "all",
         "allow_fallback": False,
+        "train_step": "none",
     }
 
     class Options(MeasuredTimeModel.Options):
@@ -72,6 +73,9 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
         allow_fallback: bool = Field(
             False, description="measure on the CPU (with a warning) when a CUDA device has no CUDA provider here"
         )
+        train_step: Literal["none", "torch"] = Field(
+            "none", description='"torch": also measure a torch training step on the same device and threads'
+        )
 
     def __init__(self, device: str = "cpu", cache: Any = None, **options: Any):
         super().__init__(device=device, cache=cache, **options)
@@ -86,6 +90,9 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
         self.intra_op_threads = opts["intra_op_threads"]
         self.inter_op_threads = opts["inter_op_threads"]
         self.graph_optimization = opts["graph_optimization"]
+        if opts["train_step"] not in ("none", "torch"):
+            raise TimeModelError(f"train_step must be 'none' or 'torch', got {opts['train_step']!r}")
+        self.train_step = opts["train_step"]
         self.provider, self.fallback_warning = self._choose_provider(opts["provider"])
         self.clock = self._choose_clock(opts["clock"])
 
@@ -149,8 +156,36 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
             "clock": self.clock,
             "statistic": self.statistic,
             "measure": self.settings.to_json(),
+            "train_step": self.train_step,
             "versions": library_versions("onnxruntime", "onnxruntime-gpu"),
         }
+
+    # ---- training step -------------------------------------------------------------------------------
+    def train_step_source(self) -> str | None:
+        """ONNX Runtime runs inference only (training is the separate onnxruntime-training package): with
+        `train_step = "torch"` the training step is a torch training step measured on the same device."""
+        if self.train_step == "none":
+            return None
+        return f"measured: a torch training step on {self._train_device()} (ONNX Runtime measures inference only)"
+
+    def _train_device(self) -> str:
+        return str(self.spec) if self.on_gpu else "cpu"
+
+    def _measure_train_step(
+        self, arch: Architecture, batch_size: int
+    ) -> tuple[float | None, dict[str, Any], list[str]]:
+        from .torch_tm import TorchTimeModel
+
+        clock = self.clock if not self.on_gpu and self.clock == "wall" else "auto"
+        torch_model = TorchTimeModel(
+            device=self._train_device(),
+            settings=self.settings.to_json(),
+            seed=self.seed,
+            statistic=self.statistic,
+            clock=clock,
+            intra_op_threads=max(1, self.intra_op_threads),
+        )
+        return torch_model.measure_train_step(arch, batch_size)
 
     # ---- session -------------------------------------------------------------------------------------
     def session(self, arch: Architecture, batch_size: int):
@@ -256,11 +291,17 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
                 f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f}); "
                 "the machine may be busy"
             )
+        train_ms, train_details = None, {}
+        if self.train_step == "torch":
+            train_ms, train_details, train_warnings = self._measure_train_step(arch, batch_size)
+            warnings.extend(train_warnings)
+            train_details["train_step_source"] = self.train_step_source()
         return TimeEstimate(
             time_model=self.name,
             device=str(self.spec),
             batch_size=batch_size,
             latency_ms=getattr(m, f"{self.statistic}_ms"),
+            train_step_ms=train_ms,
             peak_memory_bytes=analytic_peak_memory_bytes(arch, batch_size),
             energy_mj=telemetry.energy_per_call_mj,
             latency_p10_ms=m.p10_ms,
@@ -272,5 +313,6 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
                 "nvml": telemetry.to_json(),
                 "peak_memory_source": "analytic (weights + peak live activations)",
                 "arch_hash": arch.hash,
+                **train_details,
             },
         )

@@ -19,6 +19,7 @@ from ..ir.architecture import Architecture
 from ..ir.layers import BYTES_PER_ELEMENT, LayerCost, numel
 from .base import TimeEstimate, TimeModel
 from .hwmodel import DTYPE_BYTES, HardwareModel, load_hardware_model
+from .training import TrainCalibration
 
 if TYPE_CHECKING:
     from typing import Self
@@ -138,6 +139,8 @@ class RooflineTimeModel(TimeModel):
     means the generic `x86-cpu` model. dtype: the compute dtype (its peak must be in the model; bytes
     scale from the IR's fp32). ceilings: "measured" uses a model's measured ceilings where it has them,
     "datasheet" only the peaks. optimizer: "sgd", "momentum" (default) or "adam" for the training step.
+    train_calibration: a `TrainCalibration` (or its table: scale, launch_overhead_s, step_overhead_s) fitted to
+    the device from measured training steps (`training.fit_train_calibration`); None: the plain roofline.
     """
 
     name = "roofline"
@@ -157,6 +160,9 @@ class RooflineTimeModel(TimeModel):
         optimizer: Literal[tuple(OPTIMIZER_STATE_PER_PARAM)] = Field(  # type: ignore[valid-type]
             "momentum", description="optimizer of the training step"
         )
+        train_calibration: dict[str, Any] | None = Field(
+            None, description="training step fitted to the device: {scale, launch_overhead_s, step_overhead_s}"
+        )
 
     def __init__(
         self,
@@ -164,13 +170,15 @@ class RooflineTimeModel(TimeModel):
         dtype: str = "fp32",
         ceilings: str = "measured",
         optimizer: str = "momentum",
+        train_calibration: TrainCalibration | dict[str, Any] | None = None,
         *,
         hardware_registry: Registry[HardwareSource] | None = None,
         **options: Any,
     ):
         if options:
             raise TimeModelError(
-                f"roofline: unknown option(s) {', '.join(sorted(options))}; known: device, dtype, ceilings, optimizer"
+                f"roofline: unknown option(s) {', '.join(sorted(options))}; known: device, dtype, ceilings, optimizer, "
+                "train_calibration"
             )
         name = DEVICE_ALIASES.get(device, device) if isinstance(device, str) else device
         hardware_model = load_hardware_model(name, hardware_registry)
@@ -187,6 +195,7 @@ class RooflineTimeModel(TimeModel):
         self.dtype = dtype
         self.ceilings = ceilings
         self.optimizer = optimizer
+        self.train_calibration = TrainCalibration.from_json(train_calibration)
         prefer = ceilings == "measured"
         self.flops_per_s = hardware_model.flops_per_s(dtype, prefer_measured=prefer)  # raises when dtype has no peak
         self.bytes_per_s = hardware_model.bandwidth_bytes_per_s(prefer_measured=prefer)
@@ -251,6 +260,22 @@ class RooflineTimeModel(TimeModel):
                 out.append(self._kernel(node.id, node.type, flops, bytes_, 1))
         return out
 
+    def train_kernels(self, arch: Architecture, batch_size: int = 1) -> list[KernelTime]:
+        """The kernels of one training step: forward, backward, optimizer update."""
+        return (
+            self.forward_kernels(arch, batch_size)
+            + self.backward_kernels(arch, batch_size)
+            + self.optimizer_kernels(arch)
+        )
+
+    def train_step_source(self) -> str | None:
+        if self.train_calibration is None:
+            return f"analytic: roofline of {self.hardware.name}, forward + backward (2x per weighted layer) + update"
+        return (
+            f"analytic: roofline of {self.hardware.name}, training step calibrated "
+            f"({self.train_calibration.fitted_on or 'given'})"
+        )
+
     # ---- memory -----------------------------------------------------------------------------------------
     def inference_memory_bytes(self, arch: Architecture, batch_size: int = 1) -> int:
         """Weights plus the largest set of live activations of one forward pass."""
@@ -279,6 +304,8 @@ class RooflineTimeModel(TimeModel):
         fwd, bwd, upd = _summary(forward), _summary(backward), _summary(update)
         latency_s = fwd["time_s"]
         train_s = fwd["time_s"] + bwd["time_s"] + upd["time_s"]
+        if self.train_calibration is not None:
+            train_s = self.train_calibration.step_s(forward + backward + update, hw.launch_overhead_s)
         memory = self.inference_memory_bytes(arch, batch_size)
         train_memory = self.training_memory_bytes(arch, batch_size)
         warnings = []
@@ -301,6 +328,7 @@ class RooflineTimeModel(TimeModel):
             "dtype": self.dtype,
             "ceilings": self.ceilings,
             "optimizer": self.optimizer,
+            "train_calibration": self.train_calibration.to_json() if self.train_calibration is not None else None,
             "flops_per_s": self.flops_per_s,
             "bytes_per_s": self.bytes_per_s,
             "launch_overhead_s": hw.launch_overhead_s,

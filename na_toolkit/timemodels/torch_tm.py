@@ -212,6 +212,53 @@ class TorchTimeModel(MeasuredTimeModel):
         text = str(uuid)
         return text if text.startswith("GPU-") else f"GPU-{text}"
 
+    def train_step_source(self) -> str | None:
+        if not self.measure_training:
+            return None
+        return f"measured: a torch training step on {self.spec} (forward, loss, backward, {self.optimizer} update)"
+
+    def _time_train_step(
+        self, model, x, arch: Architecture, batch_size: int, nv: Nvml, details: dict[str, Any], warnings: list[str]
+    ) -> float | None:
+        """The statistic of a measured training step in ms (details and warnings filled in), or None with a
+        warning when the step cannot run."""
+        import torch
+
+        step = self._train_fn(model, x, arch)
+        if step is None:
+            warnings.append("no trainable parameters: training step not measured")
+            return None
+        try:
+            tm, ttel = self._timed(step, self.train_settings, self.context(batch_size, "train_step"), nv)
+        except (RuntimeError, ValueError) as exc:
+            # e.g. batch norm in training mode on one value per channel (batch 1, 1x1 maps)
+            warnings.append(f"training step failed at batch {batch_size}: {exc}")
+            return None
+        details.update(train_measurement=tm.to_json(), train_nvml=ttel.to_json())
+        if self.spec.is_cuda:
+            details["train_peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(self.spec.index))
+        return float(getattr(tm, f"{self.statistic}_ms"))
+
+    def measure_train_step(self, arch: Architecture, batch_size: int) -> tuple[float | None, dict[str, Any], list[str]]:
+        """Only a training step, measured (no inference): its time in ms (None when it cannot run), the
+        measurement's details and the warnings. What the onnxruntime model uses for its training step."""
+        import torch
+
+        details: dict[str, Any] = {}
+        warnings: list[str] = []
+        old_threads = torch.get_num_threads()
+        if not self.spec.is_cuda:
+            torch.set_num_threads(self.intra_op_threads)
+        on_device = torch.cuda.device(self.spec.index) if self.spec.is_cuda else contextlib.nullcontext()
+        try:
+            with on_device, Nvml() as nv:
+                model, x = self._build(arch, batch_size)
+                ms = self._time_train_step(model, x, arch, batch_size, nv, details, warnings)
+        finally:
+            if not self.spec.is_cuda:
+                torch.set_num_threads(old_threads)
+        return ms, details, warnings
+
     def _measure(self, arch: Architecture, batch_size: int) -> TimeEstimate:
         import torch
 
@@ -247,24 +294,7 @@ class TorchTimeModel(MeasuredTimeModel):
                 )
                 train_ms = None
                 if self.measure_training:
-                    step = self._train_fn(model, x, arch)
-                    if step is None:
-                        warnings.append("no trainable parameters: training step not measured")
-                    else:
-                        try:
-                            tm, ttel = self._timed(
-                                step, self.train_settings, self.context(batch_size, "train_step"), nv
-                            )
-                        except (RuntimeError, ValueError) as exc:
-                            # e.g. batch norm in training mode on one value per channel (batch 1, 1x1 maps)
-                            warnings.append(f"training step failed at batch {batch_size}: {exc}")
-                        else:
-                            train_ms = getattr(tm, f"{self.statistic}_ms")
-                            details.update(train_measurement=tm.to_json(), train_nvml=ttel.to_json())
-                            if self.spec.is_cuda:
-                                details["train_peak_memory_bytes"] = int(
-                                    torch.cuda.max_memory_allocated(self.spec.index)
-                                )
+                    train_ms = self._time_train_step(model, x, arch, batch_size, nv, details, warnings)
         finally:
             if not self.spec.is_cuda:
                 torch.set_num_threads(old_threads)
