@@ -151,6 +151,19 @@ def test_learned_takes_its_training_step_from_a_roofline():
     assert "a100-sxm4 roofline" in learned.train_step_source() and "calibrated" in learned.train_step_source()
 
 
+def test_learned_without_a_hardware_model_says_how_to_get_a_training_step():
+    from na_toolkit.timemodels.learned import LearnedTimeModel
+    from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
+
+    profile = DeviceProfile.load(resolve_profile_path("example-cpu", TK.hardware))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learned = LearnedTimeModel(profile, layer_types=TK.layer_types)  # no registry: no default x86-cpu
+    assert learned.train_step_source() is None and learned.estimate(TK.seed("simple-cnn")).train_step_ms is None
+    with pytest.raises(TimeModelError, match="give the option train_hardware"):
+        learned.train_time(TK.seed("simple-cnn"), TrainingPlan(100, 10, 1))
+
+
 # ---- calibration -----------------------------------------------------------------------------------------
 def test_a_calibration_is_recovered_from_the_steps_it_generates():
     hardware = get_time_model("roofline", TK, device="x86-cpu")

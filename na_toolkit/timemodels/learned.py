@@ -420,7 +420,9 @@ class LearnedTimeModel(TimeModel):
             profile, layer_types, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"]
         )
         # the training step: a roofline's (the profile measures inference only)
-        train_hw = opts["train_hardware"] or ("x86-cpu" if profile.device.get("kind") == "cpu" else None)
+        train_hw = opts["train_hardware"]
+        if train_hw is None and profile.device.get("kind") == "cpu" and hardware_registry is not None:
+            train_hw = "x86-cpu"  # a name: resolved in the registry (without one, give train_hardware)
         self.train_roofline = (
             RooflineTimeModel(
                 train_hw, train_calibration=opts["train_calibration"], hardware_registry=hardware_registry
@@ -459,7 +461,10 @@ class LearnedTimeModel(TimeModel):
     def train_step_ms(self, arch: Architecture, batch_size: int) -> float:
         """The training step of `train_hardware`'s roofline (with `train_calibration`) at any batch size."""
         if self.train_roofline is None:
-            return super().train_step_ms(arch, batch_size)  # the TimeModelError that says why not
+            raise TimeModelError(
+                f"learned ({self.profile.name}): no training step: its profile measures inference only; give the "
+                "option train_hardware (a hardware model name, or a .toml path) whose roofline gives the step"
+            )
         return self.train_roofline.train_step_ms(arch, batch_size)
 
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
