@@ -15,6 +15,7 @@ import na_toolkit.ir
 from conftest import default_toolkit, get_seed, layer_types
 from na_toolkit.errors import NAToolkitError, TorchImportError
 from na_toolkit.ir.torch_import import LOWERINGS, from_torch
+from test_large_seeds import calibrated_torch
 
 #: the seeds whose torch build and export take seconds on one core
 SLOW = {"resnet50", "efficientnet-b0"}
@@ -33,9 +34,10 @@ def test_from_torch_is_exported_from_the_ir_package():
 @pytest.mark.parametrize("name", SEEDS)
 def test_a_seeds_torch_build_imports_back_to_the_seed(name):
     arch = get_seed(name)
-    model = arch.to_torch(seed=2).train()  # imported in eval mode; the module's own mode is restored
-    x = torch.randn(1, *arch.input_shape)
     small = arch.cost.macs < 1e8  # a GMAC network run twice on one core adds seconds, and no check: same hash
+    model = calibrated_torch(arch, seed=2) if small else arch.to_torch(seed=2)
+    model.train()  # imported in eval mode; the module's own mode is restored
+    x = torch.randn(1, *arch.input_shape)
     back = from_torch(model, x, layer_types(), return_weights=small)
     back, state = back if small else (back, None)
     assert back.hash == arch.hash and len(back.nodes) == len(arch.nodes)

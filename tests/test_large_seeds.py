@@ -6,6 +6,9 @@ the former 128-position cap, giving a valid network; the layer types they brough
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -59,6 +62,24 @@ def test_the_blocks_are_the_papers():
     assert len(r50.nodes) > 150 and r50.shape(r50.nodes[-4].id) == (2048, 7, 7)
 
 
+def calibrated_torch(arch: Architecture, seed: int = 0) -> torch.nn.Module:
+    """A torch build in eval mode whose batch norms hold the statistics of a batch of random input, as a
+    trained network's do: with the defaults (mean 0, variance 1) the signal of a deep random network fades
+    and its output hardly depends on its input, so comparing two computations of it would prove little."""
+    model = arch.to_torch(seed=seed)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum, bn.saved_momentum = None, bn.momentum  # a cumulative average: one batch's statistics
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.train()(torch.randn(4, *arch.input_shape, generator=g))
+    for bn in norms:
+        bn.momentum = bn.saved_momentum
+        del bn.saved_momentum
+    return model.eval()
+
+
 def _ort_output(proto, x: np.ndarray) -> np.ndarray:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -76,13 +97,14 @@ def test_onnx_export_imports_back_equal_and_computes_what_torch_does(name):
     if name.startswith("resnet"):  # conv, batch norm, relu, add and pools: resnet-cifar's parity tests cover them
         assert from_onnx(arch.to_onnx(seed=1), layer_types()).hash == arch.hash
         return
-    model = arch.to_torch(seed=1).eval()
+    model = calibrated_torch(arch, seed=1)
     proto = arch.to_onnx(model=model)
     back, state = from_onnx(proto, layer_types(), return_weights=True)
     assert back == arch and back.hash == arch.hash and len(back.nodes) == len(arch.nodes)
     x = np.random.default_rng(0).standard_normal((1, *arch.input_shape)).astype(np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
+        assert (model(torch.from_numpy(-x)).numpy() - ref).std() > 0.1 * ref.std()  # the output reads the input
     assert np.abs(_ort_output(proto, x) - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
     again = back.to_torch().eval()
     again.load_state_dict(state)
@@ -191,3 +213,25 @@ def test_squeeze_excitation_cost_counts_both_convolutions():
     assert cost.params == 32 * 8 + 8 + 8 * 32 + 32 and cost.macs == 2 * 32 * 8
     assert cost.weight_bytes == 4 * cost.params and cost.input_bytes == 2 * 4 * 32 * 14 * 14  # read twice
     assert cost.flops > 2 * 32 * 14 * 14 + 2 * cost.macs
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3-small", "efficientnet-b0"])
+def test_torch_onnx_export_of_the_mobile_seeds_imports_their_blocks(name):
+    """What torch.onnx.export writes (batch norm folded into the convolutions, dropout left out, the
+    squeeze as a ReduceMean, silu as Sigmoid * x) imports to the same blocks and computes the same."""
+    arch = get_seed(name)
+    model = calibrated_torch(arch, seed=4)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, torch.zeros(1, *arch.input_shape), buffer, dynamo=False, opset_version=17)
+    back, state = from_onnx(buffer.getvalue(), layer_types(), return_weights=True)
+    folded = {"batchnorm2d", "dropout"}
+    for layer in ("squeeze_excitation", "silu", "hardswish", "add", "conv2d"):
+        assert sum(n.type == layer for n in back.nodes) == sum(n.type == layer for n in arch.nodes), layer
+    assert len(back.nodes) == sum(n.type not in folded for n in arch.nodes)
+    again = back.to_torch().eval()
+    again.load_state_dict(state)
+    x = torch.randn(1, *arch.input_shape)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-4)
