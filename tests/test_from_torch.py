@@ -6,15 +6,20 @@ module or a batch, a module torch.export cannot export."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 import na_toolkit.ir
-from conftest import default_toolkit, get_seed, layer_types
+from conftest import REPO_ROOT, default_toolkit, get_seed, layer_types
 from na_toolkit.errors import NAToolkitError, TorchImportError
+from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.torch_import import LOWERINGS, from_torch
+from na_toolkit.plugins import load_toolkit
 from test_large_seeds import calibrated_torch
 
 #: the seeds whose torch build and export take seconds on one core
@@ -156,3 +161,30 @@ def test_bad_input_is_one_clear_error(module, example, match):
     with pytest.raises(NAToolkitError, match=match) as info:
         from_torch(module, example, layer_types())
     assert "\n" not in str(info.value)
+
+
+@pytest.fixture
+def se_plugin(monkeypatch):
+    """The example plugin imported from its source tree (tests/test_example_plugin.py installs it)."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "plugins" / "na_toolkit_example_se"))
+    module = importlib.import_module("na_toolkit_example_se")
+    yield module
+    for name in [m for m in sys.modules if m.startswith("na_toolkit_example_se")]:
+        del sys.modules[name]
+
+
+def test_a_plugins_layer_type_imports_from_torch_through_its_onnx_importer(se_plugin):
+    """No torch code in the plugin: its squeeze_excite block (mean, 1x1, relu, 1x1, sigmoid, scale) comes
+    back from torch.export as one node, because its ONNX importer claims that pattern."""
+    tk = load_toolkit(entry_points=False, extra_plugins=(se_plugin,))
+    b = ArchitectureBuilder((8, 6, 6), layer_types=tk.layer_types)
+    x = b.layer("squeeze_excite", b.layer("conv2d", b.input, filters=16), reduction=4)
+    arch = b.build(b.layer("linear", b.layer("flatten", b.layer("global_avg_pool", x)), units=3))
+    model = arch.to_torch(seed=0).eval()
+    back, state = from_torch(model, torch.randn(1, 8, 6, 6), tk.layer_types, return_weights=True)
+    assert back.hash == arch.hash and [n.type for n in back.nodes][1] == "squeeze_excite"
+    again = back.to_torch().eval()
+    again.load_state_dict(state)
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-6)
