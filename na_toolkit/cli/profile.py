@@ -38,14 +38,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="small measurement minimums (smoke tests only: noisier numbers)"
     )
+    few = parser.add_argument_group("few-shot profile (a new device from a few measurements)")
+    few.add_argument(
+        "--fewshot",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure only N networks, chosen to be informative with the --prior profiles (e.g. 20)",
+    )
+    few.add_argument(
+        "--prior",
+        action="append",
+        dest="priors",
+        metavar="NAME|FILE",
+        help="full profile of another device (registered name or JSON path); repeatable; needs --fewshot",
+    )
+    few.add_argument("--pool", type=int, default=300, help="candidate networks the N are chosen from (default 300)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ProfileError
-    from ..timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
+    from ..timemodels.profile_fewshot import builder_for
+    from ..timemodels.profiler import DEFAULT_SEEDS, ProfileOptions
 
     if args.batch_size < 1 or args.threads < 1 or args.max_moves < 1 or args.adaptive_rounds < 0:
         raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
+    if args.fewshot < 0 or args.pool < 1:
+        raise ProfileError("--fewshot must be >= 0 and --pool >= 1")
+    if args.priors and not args.fewshot and not args.resume:
+        raise ProfileError("--prior needs --fewshot N (the number of networks to measure on this device)")
+    if args.fewshot and not args.priors and not args.resume:
+        raise ProfileError("--fewshot needs at least one --prior (a full profile of another device)")
     options = ProfileOptions(
         out=Path(args.out),
         device=args.device,
@@ -60,13 +83,16 @@ def run(args: argparse.Namespace) -> int:
         time_budget_s=args.time_budget_s,
         resume=args.resume,
         progress=not args.no_progress,
+        fewshot=args.fewshot,
+        priors=tuple(args.priors or ()),
+        pool=args.pool,
     )
     if args.quick:
         from ..timemodels.measure import MeasureSettings
 
         options.kernel_settings = MeasureSettings.quick()
         options.network_settings = MeasureSettings.quick()
-    profile = ProfileBuilder(options, args.toolkit).run()
+    profile = builder_for(options, args.toolkit).run()
     state = "complete" if profile.complete else f"partial ({profile.stopped}; continue with --resume)"
     if args.json:
         doc = {
@@ -79,9 +105,24 @@ def run(args: argparse.Namespace) -> int:
             "device": profile.device_name,
             "runtime": profile.runtime_name,
             "elapsed_s": profile.elapsed_s,
+            "fewshot": None
+            if profile.fewshot is None
+            else {
+                "n": profile.fewshot.n,
+                "pool": profile.fewshot.pool,
+                "priors": [{"name": p.name, "content_hash": p.content_hash} for p in profile.fewshot.priors],
+            },
         }
         json.dump(doc, sys.stdout, indent=2, default=str)
         print()
+        return 130 if profile.stopped == "interrupted" else 0
+    if profile.fewshot is not None:
+        priors = ", ".join(p.name for p in profile.fewshot.priors)
+        print(
+            f"{profile.path}: few-shot, {len(profile.networks)} of {profile.fewshot.n} networks measured "
+            f"({len(profile.failures)} failures) on {profile.device_name} with {profile.runtime_name}, priors "
+            f"{priors}, {profile.elapsed_s:.0f} s, {state}"
+        )
         return 130 if profile.stopped == "interrupted" else 0
     print(
         f"{profile.path}: {len(profile.kernels)} kernels, {len(profile.networks)} networks, "
@@ -93,5 +134,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("profile", "measure a device profile (kernels and networks) for the learned time model", configure, run),
+    Command(
+        "profile",
+        "measure a device profile (kernels and networks, or --fewshot N with priors) for the learned time model",
+        configure,
+        run,
+    ),
 )

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..registry import Registry
     from ..toolkit import Toolkit
     from .hardware import HardwareSource
+    from .profile_fewshot import FewShotLatencyModel
 
 #: kernel groups of the network calibration (each gets its own coefficients)
 GROUPS = ("conv", "dwconv", "add_fused", "add", "rest")
@@ -416,9 +417,15 @@ class LearnedTimeModel(TimeModel):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self.model = fit_profile(
-            profile, layer_types, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"]
-        )
+        self.model: KernelLatencyModel | FewShotLatencyModel
+        if profile.fewshot is not None:  # a few-shot profile: its priors' models adapted to its networks
+            from .profile_fewshot import fit_fewshot_profile
+
+            self.model = fit_fewshot_profile(profile, layer_types, seed=opts["seed"])
+        else:
+            self.model = fit_profile(
+                profile, layer_types, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"]
+            )
         # the training step: a roofline's (the profile measures inference only)
         train_hw = opts["train_hardware"]
         if train_hw is None and profile.device.get("kind") == "cpu" and hardware_registry is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -119,6 +120,31 @@ class NetworkRecord(MeasuredItem):
     moves: list[dict[str, Any]]
 
 
+# ---- a few-shot profile's record of how it was made (profile_fewshot.py builds it) -------------------------
+class FewShotPrior(Document):
+    """A prior device profile a few-shot profile was fitted with, embedded whole (a profile is data: the
+    few-shot model refits the prior's learned model on load, with no other file needed)."""
+
+    name: str
+    #: `DeviceProfile.content_hash()` of the prior: which measurements these are
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    device: str
+    runtime: str
+    profile: dict[str, Any]
+
+
+class FewShotSection(Document):
+    """How a few-shot profile was made: `n` networks measured here, chosen among `pool` candidates by
+    `selection`, with the latency structure of `priors` (other devices' profiles)."""
+
+    n: int = Field(ge=3, le=10_000, strict=True)
+    pool: int = Field(ge=1, le=1_000_000, strict=True)
+    selection: str
+    #: hashes of the chosen networks, in the order they are measured (a resume measures the rest)
+    chosen: list[str] = Field(max_length=10_000)
+    priors: list[FewShotPrior] = Field(min_length=1, max_length=64)
+
+
 # ---- the profile ----------------------------------------------------------------------------------------
 #: fields a file may leave null, and what null reads as
 _NULLABLE: dict[str, Any] = {
@@ -159,8 +185,12 @@ class DeviceProfile(Document):
     failures: list[dict[str, Any]] = []
     #: [elapsed seconds, reference network latency in ms]: the machine's speed over the run
     speed_checks: list[list[float]] = []
+    #: set on a few-shot profile (`na-toolkit profile --fewshot N --prior ...`), absent on a full one
+    fewshot: FewShotSection | None = None
 
     _path: Path | None = PrivateAttr(None)
+    #: a few-shot profile's priors, parsed (and checked against their content hashes) when it is read
+    _priors: list[DeviceProfile] = PrivateAttr(default_factory=list)
 
     @field_validator(*_NULLABLE, mode="before")
     @classmethod
@@ -206,6 +236,15 @@ class DeviceProfile(Document):
     def network_hashes(self) -> set[str]:
         return {n.hash for n in self.networks}
 
+    def content_hash(self) -> str:
+        """SHA-256 of what the profile measured (its document without the run's bookkeeping: times,
+        complete, stopped): the identity a few-shot profile records its priors by."""
+        doc = self.to_json()
+        for key in ("updated", "elapsed_s", "complete", "stopped"):
+            doc.pop(key, None)
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def architectures(self, layer_types: LayerTypeRegistry) -> list[Architecture]:
         """The profile's networks, built with `layer_types`."""
         return [Architecture.from_json(n.arch, layer_types=layer_types) for n in self.networks]
@@ -233,6 +272,8 @@ class DeviceProfile(Document):
             "networks": [n.model_dump() for n in self.networks],
             "failures": self.failures,
             "speed_checks": self.speed_checks,
+            # only on a few-shot profile: a full profile's document (and its content hash) stays as it was
+            **({"fewshot": self.fewshot.model_dump()} if self.fewshot is not None else {}),
         }
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -275,7 +316,27 @@ class DeviceProfile(Document):
                         f"{where}: {part}[{i}].measurement needs a positive {key!r} (the profile's statistic), "
                         f"got {value!r}: rebuild it with `na-toolkit profile`"
                     )
+        profile.prior_profiles(where)  # a few-shot profile's priors are checked on reading
         return profile
+
+    def prior_profiles(self, where: str | None = None) -> list[DeviceProfile]:
+        """A few-shot profile's prior profiles, each checked against its content hash (empty for a full
+        profile); `where` names the profile in errors."""
+        if self.fewshot is None:
+            return []
+        if len(self._priors) != len(self.fewshot.priors):
+            where = where or f"profile {self.name!r}"
+            parsed = []
+            for i, prior in enumerate(self.fewshot.priors):
+                embedded = DeviceProfile.from_json(prior.profile, where=f"{where}: fewshot.priors[{i}].profile")
+                if embedded.fewshot is not None or embedded.content_hash() != prior.content_hash:
+                    raise ProfileError(
+                        f"{where}: fewshot.priors[{i}] ({prior.name!r}) is not the full profile its content_hash "
+                        "names (edited or damaged): rebuild the few-shot profile with `na-toolkit profile --fewshot`"
+                    )
+                parsed.append(embedded)
+            self._priors = parsed
+        return list(self._priors)
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceProfile:

@@ -73,8 +73,24 @@ class ProfileOptions:
     kernel_settings: MeasureSettings = KERNEL_SETTINGS
     network_settings: MeasureSettings = NETWORK_SETTINGS
     max_flops: float | None = 2e9
+    #: few-shot (profile_fewshot.py): measure this many networks chosen with the latency structure of the
+    #: `priors` (other devices' profiles: paths or registered names) among `pool` sampled candidates; 0: a full profile
+    fewshot: int = 0
+    priors: tuple[str, ...] = ()
+    pool: int = 300
 
     def plan(self) -> dict[str, Any]:
+        if self.fewshot:
+            return {
+                "fewshot": self.fewshot,
+                "pool": self.pool,
+                "seeds": list(self.seeds),
+                "max_moves": self.max_moves,
+                "rng_seed": self.rng_seed,
+                "threads": self.threads,
+                "max_flops": self.max_flops,
+                "statistic": self.statistic,
+            }
         return {
             "samples": self.samples,
             "seeds": list(self.seeds),
@@ -97,6 +113,8 @@ PLAN_BOUNDS: dict[str, tuple[type, float, float]] = {
     "rng_seed": (int, 0, 2**63 - 1),
     "threads": (int, 1, 1_024),
     "max_flops": (float, 1.0, 1e18),
+    "fewshot": (int, 0, 10_000),
+    "pool": (int, 1, 1_000_000),
 }
 #: the same for each measurement setting (MeasureSettings' fields; its own checks order them)
 SETTINGS_BOUNDS: dict[str, tuple[type, float, float]] = {

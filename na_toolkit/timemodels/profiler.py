@@ -18,11 +18,11 @@ to measure leaves the profile as it was read (a complete profile stays complete)
 
 from __future__ import annotations
 
-import json
+import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +131,8 @@ class ProfileBuilder:
     def _load_for_resume(self) -> DeviceProfile:
         o = self.o
         prof = DeviceProfile.load(o.out)
+        if prof.fewshot is not None:  # profile_fewshot.FewShotProfileBuilder continues those
+            raise ProfileError(f"{str(o.out)!r} is a few-shot profile: resume it with `na-toolkit profile --resume`")
         check_device(prof, strict=True)
         if prof.runtime_name != o.runtime:
             raise ProfileError(
@@ -447,14 +449,7 @@ class ProfileBuilder:
         )
         self._reference = max(seeds.values(), key=lambda a: a.flops)
 
-        self._t_start = time.perf_counter()
-        self._last_save = self._t_start
-        old_handler = None
-        try:
-            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        except ValueError:  # not the main thread: Ctrl-C handling stays the caller's
-            pass
-        try:
+        with self._measuring():
             self._checkpoint(prof, force=True)
             self._measure_variants(prof, variants, tm_k, tm_n, "initial", "kernels+networks")
             # adaptive rounds: each round's RNG depends on the round only, so a resumed run repeats it
@@ -478,17 +473,26 @@ class ProfileBuilder:
                     prof.nvml["end"] = None if snap is None else snap.to_json()
             # the final save happens while Ctrl-C is still ours: it cannot be cut short
             self._checkpoint(prof, force=True, final=True)
+        return prof
+
+    @contextlib.contextmanager
+    def _measuring(self) -> Iterator[None]:
+        """Start the clock and own Ctrl-C (the first one stops after the current item) while measuring."""
+        self._t_start = self._last_save = time.perf_counter()
+        old_handler = None
+        try:
+            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: Ctrl-C handling stays the caller's
+            pass
+        try:
+            yield
         finally:
             if self._bar is not None:
                 self._bar.close()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
-        return prof
 
 
 def _content(prof: DeviceProfile) -> str:
     """What a profile measured (its document without the run's bookkeeping: times, complete, stopped)."""
-    doc = prof.to_json()
-    for key in ("updated", "elapsed_s", "complete", "stopped"):
-        doc.pop(key, None)
-    return json.dumps(doc, sort_keys=True, default=str)
+    return prof.content_hash()

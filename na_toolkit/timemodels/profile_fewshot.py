@@ -1,0 +1,354 @@
+"""Few-shot device profiles: a new device from a few measured networks plus other devices' profiles
+(`na-toolkit profile --fewshot 20 --prior A.json --prior B.json --out new.json`).
+
+HELP (Lee et al., "HELP: hardware-adaptive efficient latency prediction for NAS via meta-learning", NeurIPS
+2021) showed that other devices' latencies make a handful of measurements on a new device enough. Here the
+prior devices need not have measured the same networks: each prior profile is turned into its learned time
+model (learned.py: per-kernel regressors + network calibration), which predicts any network, and those
+predictions are the new device's basis.
+
+1. **Priors**: full profiles of other devices (`load_priors` refuses another schema, a few-shot profile, too
+   few measurements, another batch size, or networks whose layer types this toolkit lacks). Each is embedded
+   in the written profile with its content hash, so the profile is self-contained data (refit on load).
+2. **Candidates**: `pool` networks sampled like a full profile's (`sampling.random_variants`: the seeds and
+   random move sequences).
+3. **Choice** (`choose_informative`): the k-center greedy of Gonzalez (1985), as used for active learning by
+   Sener & Savarese ("Active learning for convolutional neural networks: a core-set approach", ICLR 2018),
+   over the candidates' standardised `FewShotLatencyModel.features`: the priors' predicted log latencies, log
+   FLOPs and log kernel count. It starts at the candidate nearest the centre and adds, each time, the
+   candidate farthest from every one chosen: the chosen networks span the whole range the priors predict
+   (the extremes pin the regression's slopes, where random draws cluster in the middle) and the kinds of
+   network where the priors disagree.
+4. **Measurement**: those networks only, with the profile's network protocol, checkpointed after each one
+   (atomic; `--resume` measures the rest; the chosen hashes are stored, the pool is regenerated).
+5. **Model** (`FewShotLatencyModel`, fitted each time the learned time model loads the profile): a ridge
+   regression of log latency on the standardised features (log-space: the errors that matter are
+   relative), its strength chosen by leave-one-out on the measured networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..caches import lru_dict
+from ..errors import ArchitectureError, ProfileError
+from ..ir.architecture import Architecture
+from .kernels import Kernel, kernels_of, measurable
+from .learned import MIN_NETWORKS, KernelLatencyModel, fit_profile
+from .profile import DeviceProfile, FewShotPrior, FewShotSection, check_device, resolve_profile_path
+from .profile_plan import ProfileOptions, make_time_model
+from .profiler import ProfileBuilder
+from .sampling import Variant, all_move_types, load_seed, random_variants
+
+if TYPE_CHECKING:
+    from ..ir.layers import LayerTypeRegistry
+    from ..registry import Registry
+    from ..toolkit import Toolkit
+    from .hardware import HardwareSource
+
+#: fewest networks a few-shot profile measures (the leave-one-out choice of the ridge needs a few)
+MIN_FEWSHOT = 5
+#: ridge strengths the leave-one-out chooses from (on standardised features and log latency)
+ALPHA_GRID: tuple[float, ...] = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+SELECTION = "k-center greedy on standardised [log prior latencies, log FLOPs, log kernels]"
+#: prior learned models by (content hash, seed, layer-type registry): a search and the profiler refit each once
+_PRIOR_MODELS = lru_dict("timemodels.profile_fewshot.priors", 16)
+
+
+# ---- priors ---------------------------------------------------------------------------------------------
+def check_prior(prof: DeviceProfile, layer_types: LayerTypeRegistry, batch_size: int, where: str) -> None:
+    """Raise ProfileError unless `prof` can serve as a prior of a few-shot profile at `batch_size`."""
+    if prof.fewshot is not None:
+        raise ProfileError(f"{where} is itself a few-shot profile; give the full profiles it was built from as priors")
+    if len(prof.networks) < MIN_NETWORKS or len(prof.kernels) < 3:
+        raise ProfileError(
+            f"{where} holds {len(prof.kernels)} kernels and {len(prof.networks)} networks; a prior needs at least "
+            f"3 kernels and {MIN_NETWORKS} networks (a complete `na-toolkit profile` of that device)"
+        )
+    if prof.batch_size != batch_size:
+        raise ProfileError(
+            f"{where} was measured at batch size {prof.batch_size}, this profile measures {batch_size}: "
+            "priors must share the batch size (give --batch-size or other priors)"
+        )
+    for part, items in (("kernels", prof.kernels), ("networks", prof.networks)):
+        for i, item in enumerate(items):
+            try:
+                Architecture.from_json(item.arch, layer_types=layer_types)
+            except ArchitectureError as exc:
+                raise ProfileError(
+                    f"{where}: {part}[{i}] cannot be built with this toolkit's layer types ({exc}); install the "
+                    "plugin that measured it or choose another prior"
+                ) from None
+
+
+def load_priors(
+    refs: Sequence[str], layer_types: LayerTypeRegistry, batch_size: int, hardware: Registry[HardwareSource] | None
+) -> list[DeviceProfile]:
+    """The prior profiles named by `refs` (paths or profile names registered in `hardware`), checked."""
+    if not refs:
+        raise ProfileError("a few-shot profile needs at least one --prior (a full profile of another device)")
+    priors: list[DeviceProfile] = []
+    seen: dict[str, str] = {}
+    for ref in refs:
+        path = resolve_profile_path(ref, hardware)
+        prof = DeviceProfile.load(path)
+        where = f"prior {str(ref)!r}"
+        check_prior(prof, layer_types, batch_size, where)
+        digest = prof.content_hash()
+        if digest in seen:
+            raise ProfileError(f"{where} is the same profile as prior {seen[digest]!r}: give each prior once")
+        seen[digest] = str(ref)
+        priors.append(prof)
+    return priors
+
+
+def prior_model(prof: DeviceProfile, layer_types: LayerTypeRegistry, seed: int = 0) -> KernelLatencyModel:
+    """The learned model of a prior profile (fitted once per process)."""
+    key = (prof.content_hash(), seed, id(layer_types))
+    model = _PRIOR_MODELS.get(key)
+    if model is None:
+        model = _PRIOR_MODELS[key] = fit_profile(prof, layer_types, seed=seed)
+    return model
+
+
+# ---- the model ------------------------------------------------------------------------------------------
+def _ridge(Z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """Ridge with an unpenalised intercept, closed form on centred columns."""
+    zm, ym = Z.mean(axis=0), float(y.mean())
+    Zc = Z - zm
+    coef = np.linalg.solve(Zc.T @ Zc + alpha * np.eye(Z.shape[1]), Zc.T @ (y - ym))
+    return coef, ym - float(zm @ coef)
+
+
+def _loo_alpha(Z: np.ndarray, y: np.ndarray) -> float:
+    """The ridge strength of ALPHA_GRID with the smallest leave-one-out squared error (y is log latency, so
+    that is the squared log ratio: relative errors)."""
+    n = len(y)
+    best = (np.inf, ALPHA_GRID[0])
+    for alpha in ALPHA_GRID:
+        err = 0.0
+        for i in range(n):
+            keep = np.arange(n) != i
+            coef, b = _ridge(Z[keep], y[keep], alpha)
+            err += float(Z[i] @ coef + b - y[i]) ** 2
+        if err < best[0] - 1e-12:
+            best = (err, alpha)
+    return best[1]
+
+
+class FewShotLatencyModel:
+    """Latency of the few-shot device: log t = b + c · z, z the features standardised over the measured
+    networks, ridge with its strength by leave-one-out. Predicts whole networks from their kernels, like
+    `KernelLatencyModel.predict_networks` (the learned time model calls either). scikit-learn style: learned
+    state ends in `_`, `fit_networks` returns self."""
+
+    def __init__(self, priors: Sequence[KernelLatencyModel], prior_names: Sequence[str] = ()):
+        self.priors = list(priors)
+        self.prior_names = list(prior_names)
+
+    def features(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
+        """Per network: each prior's predicted log latency, log FLOPs and log kernel count (measurable
+        kernels: what a runtime executes)."""
+        cols = [np.log(np.maximum(m.predict_networks(arch_kernels), 1e-9)) for m in self.priors]
+        flops = [sum(k.feature("flops") for k in ks if measurable(k)) for ks in arch_kernels]
+        count = [sum(1 for k in ks if measurable(k)) for ks in arch_kernels]
+        cols.append(np.log1p(np.asarray(flops, float)))
+        cols.append(np.log(np.maximum(np.asarray(count, float), 1.0)))
+        return np.column_stack(cols)
+
+    def fit_networks(self, arch_kernels: Sequence[Sequence[Kernel]], y_ms: np.ndarray) -> FewShotLatencyModel:
+        y_ms = np.asarray(y_ms, float)
+        if len(y_ms) < 3:
+            raise ProfileError(f"a few-shot model needs at least 3 measured networks, got {len(y_ms)}")
+        F = self.features(arch_kernels)
+        self.mean_, self.scale_ = F.mean(axis=0), F.std(axis=0)
+        self.scale_[self.scale_ == 0] = 1.0
+        Z, y = (F - self.mean_) / self.scale_, np.log(y_ms)
+        self.alpha_ = _loo_alpha(Z, y)
+        self.coef_, self.intercept_ = _ridge(Z, y, self.alpha_)
+        return self
+
+    def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
+        Z = (self.features(arch_kernels) - self.mean_) / self.scale_
+        return np.exp(Z @ self.coef_ + self.intercept_)
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {"priors": self.priors, "prior_names": self.prior_names}
+
+
+def fit_fewshot_profile(profile: DeviceProfile, layer_types: LayerTypeRegistry, seed: int = 0) -> FewShotLatencyModel:
+    """The latency model of a few-shot profile: its priors' learned models, adapted to its networks."""
+    if len(profile.networks) < 3:
+        raise ProfileError(
+            f"few-shot profile {profile.name!r} holds {len(profile.networks)} measured networks; its model needs "
+            "at least 3: continue it with `na-toolkit profile --resume`"
+        )
+    priors = profile.prior_profiles()
+    models = [prior_model(p, layer_types, seed) for p in priors]
+    kernels = [kernels_of(Architecture.from_json(n.arch, layer_types=layer_types)) for n in profile.networks]
+    y = np.array([n.latency_ms(profile.statistic) for n in profile.networks])
+    return FewShotLatencyModel(models, [p.name for p in priors]).fit_networks(kernels, y)
+
+
+def choose_informative(features: np.ndarray, n: int) -> list[int]:
+    """Indices of `n` rows of `features` by the k-center greedy (see the module docstring) on the
+    standardised columns: first the row nearest the centre, then each time the row farthest from all chosen."""
+    F = np.asarray(features, float)
+    scale = F.std(axis=0)
+    scale[scale == 0] = 1.0
+    Z = (F - F.mean(axis=0)) / scale
+    first = int(np.argmin((Z**2).sum(axis=1)))
+    chosen = [first]
+    dist = ((Z - Z[first]) ** 2).sum(axis=1)
+    while len(chosen) < min(n, len(Z)):
+        nxt = int(np.argmax(dist))
+        if dist[nxt] <= 0:  # only duplicates of chosen rows are left
+            break
+        chosen.append(nxt)
+        dist = np.minimum(dist, ((Z - Z[nxt]) ** 2).sum(axis=1))
+    return chosen
+
+
+# ---- building one ---------------------------------------------------------------------------------------
+class FewShotProfileBuilder(ProfileBuilder):
+    """Builds (or resumes) a few-shot profile: `ProfileOptions.fewshot` networks chosen with the priors'
+    learned models among `pool` candidates, measured with the network protocol; see the module docstring."""
+
+    def run(self) -> DeviceProfile:
+        o = self.o
+        lt = self.toolkit.layer_types
+        if o.resume:
+            prof = self._load_fewshot()
+            assert prof.fewshot is not None
+            if set(prof.fewshot.chosen) <= prof.network_hashes() | {f.get("hash") for f in prof.failures}:
+                with self._measuring():  # nothing left to measure: a complete file stays exactly as it was read
+                    prof.complete, prof.stopped = True, ""
+                    self._checkpoint(prof, force=True, final=True)
+                return prof
+            priors = prof.prior_profiles()
+        else:
+            if o.fewshot < MIN_FEWSHOT:
+                raise ProfileError(f"--fewshot must be >= {MIN_FEWSHOT}, got {o.fewshot}")
+            if o.pool < o.fewshot:
+                raise ProfileError(f"--pool ({o.pool}) must be at least --fewshot ({o.fewshot})")
+            if o.out.exists():
+                raise ProfileError(f"{str(o.out)!r} exists; pass --resume to continue it or choose another --out")
+            priors = load_priors(o.priors, lt, o.batch_size, self.toolkit.hardware)
+            prof = self._new_profile()
+        models = [prior_model(p, lt) for p in priors]
+        seeds = {s: load_seed(s, self.toolkit) for s in o.seeds}
+        pool = random_variants(
+            seeds,
+            o.pool,
+            np.random.default_rng(o.rng_seed),
+            o.max_moves,
+            move_types=all_move_types(self.toolkit),
+            max_flops=o.max_flops,
+        )
+        if prof.fewshot is None:
+            F = FewShotLatencyModel(models).features([kernels_of(v.arch) for v in pool])
+            chosen = [pool[i] for i in choose_informative(F, o.fewshot)]
+            prof.fewshot = FewShotSection(
+                n=o.fewshot,
+                pool=len(pool),
+                selection=SELECTION,
+                chosen=[v.arch.hash for v in chosen],
+                priors=[
+                    FewShotPrior(
+                        name=p.name,
+                        content_hash=p.content_hash(),
+                        device=p.device_name,
+                        runtime=p.runtime_name,
+                        profile=p.to_json(),
+                    )
+                    for p in priors
+                ],
+            )
+            self.log(f"chose {len(chosen)} of {len(pool)} candidate networks ({SELECTION})")
+        else:
+            chosen = self._regenerated(prof.fewshot, pool)
+        tm = make_time_model(o.runtime, o.device, o.network_settings, o.threads, o.statistic)
+        self._reference = max(seeds.values(), key=lambda a: a.flops)
+        done = prof.network_hashes() | {f.get("hash") for f in prof.failures}
+        todo = [v for v in chosen if v.arch.hash not in done]
+        with self._measuring():
+            self._checkpoint(prof, force=True)
+            bar = self._progress(len(todo), "few-shot networks")
+            for v in todo:
+                if self._should_stop():
+                    break
+                self._measure_network(prof, v, tm, "fewshot")
+                bar.update(1)
+                self._checkpoint(prof)
+                self._speed_check(prof, tm)
+            if todo:
+                self._remeasure_slow_spells(prof, tm, tm)
+            prof.complete = not self._stop_reason
+            prof.stopped = self._stop_reason
+            self._checkpoint(prof, force=True, final=True)
+        return prof
+
+    def _load_fewshot(self) -> DeviceProfile:
+        o = self.o
+        if not o.out.exists():
+            raise ProfileError(f"--resume: {str(o.out)!r} does not exist; run without --resume to start it")
+        prof = DeviceProfile.load(o.out)
+        if prof.fewshot is None:
+            raise ProfileError(f"{str(o.out)!r} is a full profile, not a few-shot one: resume it without --fewshot")
+        check_device(prof, strict=True)
+        if o.priors:  # priors given again must be the stored ones
+            given = {
+                p.content_hash()
+                for p in load_priors(o.priors, self.toolkit.layer_types, prof.batch_size, self.toolkit.hardware)
+            }
+            stored = {p.content_hash for p in prof.fewshot.priors}
+            if given != stored:
+                raise ProfileError(
+                    f"--prior differs from the priors {str(o.out)!r} was started with "
+                    f"({', '.join(p.name for p in prof.fewshot.priors)}); resume without --prior"
+                )
+        if prof.runtime_name != o.runtime:
+            raise ProfileError(
+                f"profile {str(o.out)!r} was measured with runtime {prof.runtime_name!r}, not {o.runtime!r}; "
+                "resume it with the same --runtime"
+            )
+        plan = prof.plan  # the stored plan wins, as for a full profile
+        o.fewshot, o.pool = prof.fewshot.n, int(plan.get("pool", prof.fewshot.pool))
+        o.seeds = tuple(plan.get("seeds", o.seeds))
+        o.max_moves = int(plan.get("max_moves", o.max_moves))
+        o.rng_seed = int(plan.get("rng_seed", o.rng_seed))
+        o.threads = int(plan.get("threads", o.threads))
+        o.max_flops = plan.get("max_flops", o.max_flops)
+        o.statistic, o.batch_size = prof.statistic, prof.batch_size
+        if "network" in prof.settings:
+            from .measure import MeasureSettings
+
+            o.network_settings = MeasureSettings.from_json(prof.settings["network"])
+        self._elapsed_before = prof.elapsed_s
+        self._as_read = (prof.content_hash(), prof.complete, prof.stopped)
+        prof.complete, prof.stopped = False, ""
+        return prof
+
+    def _regenerated(self, section: FewShotSection, pool: list[Variant]) -> list[Variant]:
+        by_hash = {v.arch.hash: v for v in pool}
+        missing = [h for h in section.chosen if h not in by_hash]
+        if missing:
+            raise ProfileError(
+                f"{str(self.o.out)!r}: {len(missing)} chosen networks (e.g. {missing[0][:12]}) are not among the "
+                "regenerated candidates (other seeds, moves or toolkit version): start a new few-shot profile"
+            )
+        return [by_hash[h] for h in section.chosen]
+
+
+def builder_for(options: ProfileOptions, toolkit: Toolkit) -> ProfileBuilder:
+    """The builder of `options`: few-shot with --fewshot or when resuming a few-shot profile, else full."""
+    fewshot = options.fewshot > 0 or bool(options.priors)
+    if options.resume and not fewshot and Path(options.out).exists():
+        fewshot = DeviceProfile.load(options.out).fewshot is not None
+    if not fewshot:
+        return ProfileBuilder(options, toolkit)
+    return FewShotProfileBuilder(options, toolkit)
