@@ -60,3 +60,7 @@ def na_register_benchmarks(registry):
     # `bench controller`: neural-architect's ablations at limited scoring budgets (docs/controller.md)
     for benchmark in (*BENCHMARKS, CONTROLLER):
         registry.add(benchmark)
+    from .bench.whatif import BENCHMARK as WHATIF
+
+    # `bench whatif`: how the best feasible network changes across a hardware sweep (docs/whatif.md)
+    registry.add(WHATIF)
