@@ -98,7 +98,7 @@ def source_location(node: Any) -> str:
     user = [f for f in frames if "/torch/" not in f[0].replace("\\", "/")]
     if user:
         file, line, code = user[-1]
-        where.append(f"at {file}:{line}: {code.strip()}")
+        where.append(f"at {file}:{line} `{code.strip()}`")
     return ", ".join(where) or "(no source location recorded)"
 
 
@@ -121,7 +121,7 @@ class _Lowering:
     # ---- what a lowering calls --------------------------------------------------------------------------
     def error(self, message: str, node: Any = None) -> TorchImportError:
         node = node if node is not None else self.current
-        return TorchImportError(f"torch op {node.target} (node {node.name!r}) {source_location(node)}: {message}")
+        return TorchImportError(f"torch op {node.target} (node {node.name!r}, {source_location(node)}): {message}")
 
     def tensor(self, arg: Any) -> str:
         """The ONNX tensor name of a torch node argument: a computed tensor, a parameter or buffer (an
@@ -211,9 +211,8 @@ class _Lowering:
             return
         lower = LOWERINGS.get(str(node.target))
         if lower is None:
-            raise self.error(
-                "unsupported op: from_torch imports " + ", ".join(sorted({k.split(".")[1] for k in LOWERINGS}))
-            )
+            supported = sorted({k.split(".")[1].rstrip("_") for k in LOWERINGS if not k.startswith("aten._")})
+            raise self.error(f"unsupported op; from_torch imports {', '.join(supported)}")
         self.names[node] = lower(self, *node.args, **node.kwargs)
 
     def explain(self, exc: OnnxImportError) -> TorchImportError:
@@ -224,7 +223,7 @@ class _Lowering:
         if node is None:
             return TorchImportError(f"the exported module cannot be imported: {message}")
         why = message[match.end() :].split("; supported:")[0] if match else message
-        return self.error(f"not importable in this form ({why})", node)
+        return self.error(f"supported, but the layer types cannot import it in this form ({why})", node)
 
 
 # ---- the lowerings: (lowering, *ATen args, **ATen kwargs) -> ONNX tensor name ---------------------------------
