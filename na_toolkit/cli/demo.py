@@ -1,8 +1,9 @@
 """`na-toolkit demo` (what `make demo` runs): the main job end to end on the embedded default.
 
 Calibrates a roofline model of this CPU, measures the seed with ONNX Runtime to set a latency budget, and
-runs the neural-architect search from `simple-cnn` on digits under a 16 MB size budget; prints the Pareto
-table and the run folder (na_toolkit/search/demo.py). With `--move NAME` it instead gives a quick tour
+runs the neural-architect search from `simple-cnn` on the first dataset (digits, mnist-5k) the seed does not
+saturate (or `--dataset`) under a 16 MB size budget; prints the Pareto table and the run folder
+(na_toolkit/search/demo.py). With `--move NAME` it instead gives a quick tour
 of moves: applies `--steps` sampled moves of that kind (e.g. a plugin's), exports ONNX and checks parity.
 """
 
@@ -21,6 +22,11 @@ from .command import Command
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", default="simple-cnn", metavar="FILE|SEED", help="starting network (default simple-cnn)"
+    )
+    parser.add_argument(
+        "--dataset",
+        metavar="NAME|PATH",
+        help="search this dataset (default: the first of digits, mnist-5k the seed does not saturate)",
     )
     parser.add_argument("--steps", type=int, default=5, help="moves tour only: moves to apply (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the search (or of the sampled moves)")
@@ -45,16 +51,21 @@ def _say(args: argparse.Namespace, text: str = "") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`make demo`: the real hardware-aware search (na_toolkit/search/demo.py, docs/search.md): calibrate
-    this CPU, search digits from --arch under 16 MB and a latency budget measured here, print the Pareto
-    table and the run folder (under --out, default runs/). With --move, the moves tour below instead
-    (a quick look at a move, e.g. a plugin's)."""
+    this CPU, search a dataset the seed does not saturate (--dataset, or chosen) from --arch under 16 MB
+    and a latency budget measured here, print the Pareto table and the run folder (under --out, default
+    runs/). With --move, the moves tour below instead (a quick look at a move, e.g. a plugin's)."""
     if args.move:
         return _moves_tour(args)
     from ..search.demo import run_demo
 
     echo = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else None
     result = run_demo(
-        args.out or "runs", random_seed=args.seed, seed_network=args.arch, echo=echo, toolkit=args.toolkit
+        args.out or "runs",
+        random_seed=args.seed,
+        seed_network=args.arch,
+        echo=echo,
+        toolkit=args.toolkit,
+        dataset=args.dataset,
     )
     if args.json:
         print(json.dumps(result.summary(), indent=2, default=str))

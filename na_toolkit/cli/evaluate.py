@@ -112,13 +112,21 @@ def _configure_datasets(p: argparse.ArgumentParser) -> None:
 
 def _run_datasets(args: argparse.Namespace) -> int:
     from ..datasets import get_dataset_source
+    from ..errors import DataError
 
     toolkit = args.toolkit
     names = args.sources or toolkit.datasets.names()
     rows = []
+    unavailable = {}
     for name in names:
         source = get_dataset_source(name, toolkit.datasets, resize=args.resize)
-        descriptor = source.load().descriptor
+        try:
+            descriptor = source.load().descriptor
+        except DataError as exc:
+            if args.sources:  # asked for by name: the error is the answer
+                raise
+            unavailable[source.name] = str(exc)  # listing all: an optional dataset's extra may be missing
+            continue
         plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else "(path)"
         rows.append(
             {
@@ -130,7 +138,7 @@ def _run_datasets(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps({"datasets": rows}, indent=2))
+        print(json.dumps({"datasets": rows, **({"unavailable": unavailable} if unavailable else {})}, indent=2))
         return 0
     from ._format import render_table, shape_str
 
@@ -159,6 +167,8 @@ def _run_datasets(args: argparse.Namespace) -> int:
     )
     for r in rows:
         print(f"\n{r['name']}: {r['description']} [{r['plugin']}]", file=sys.stdout)
+    for name, why in unavailable.items():
+        print(f"\n{name}: unavailable: {why}", file=sys.stdout)
     return 0
 
 

@@ -2,11 +2,16 @@
 
     na-toolkit predict fit --target c10_valid_acc_200ep --train 200 --out model.json     # rows of --from nb201-table
     na-toolkit predict fit --data runs.jsonl --target accuracy --out model.json          # your own data
-    na-toolkit predict ARCH [ARCH ...] --model model.json [--json]
+    na-toolkit predict ARCH [ARCH ...] --model model.json [--dataset NAME] [--json]
 
 ARCH is an architecture JSON/ONNX file, a seed name, an NB201 cell string `|op~0|+...` or `nb201:INDEX`
 (with the NB201 plugin). `--data` is JSON Lines: one object per line with "arch" (an architecture JSON object,
-a file path, a seed name or an NB201 cell) and the `--target` key.
+a file path, a seed name or an NB201 cell) and the `--target` key, optionally "dataset".
+
+`--dataset` (and a line's "dataset") is a registered dataset name, an image folder / `.npz` path, or a
+descriptor `.json` file (`na-toolkit datasets NAME --json`): its descriptor reaches the predictor. Lines of
+several datasets make a predictor that predicts for another one (docs/predictors.md); `predict` warns about
+a dataset the predictor never saw.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ._output import atomic_out, check_out
 from .command import Command
 
 if TYPE_CHECKING:
+    from ..datasets import DatasetDescriptor
     from ..ir.architecture import Architecture
     from ..toolkit import Toolkit
 
@@ -69,9 +75,21 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _training_data(args: argparse.Namespace) -> tuple[list[Architecture], list[float], dict[str, Any]]:
+def _descriptor(spec: Any, args: argparse.Namespace, where: str) -> DatasetDescriptor:
+    from ..datasets import get_descriptor
+
+    if not isinstance(spec, str) or not spec:
+        raise DataError(f"{where}: a dataset is a name, a path or a descriptor .json file, got {spec!r}")
+    # loaded datasets and their descriptors are cached per process: a name on every line is computed once
+    return get_descriptor(spec, args.toolkit.datasets)
+
+
+def _training_data(
+    args: argparse.Namespace,
+) -> tuple[list[Architecture], list[float], dict[str, Any], list[DatasetDescriptor] | None]:
+    """Architectures, targets, where they came from, and per-row descriptors (None: no line names a dataset)."""
     if args.data:
-        archs, ys = [], []
+        archs, ys, row_datasets = [], [], []
         lines = read_text(args.data, "--data file", DataError).splitlines()
         for n, line in enumerate(lines, start=1):
             if not line.strip():
@@ -81,7 +99,17 @@ def _training_data(args: argparse.Namespace) -> tuple[list[Architecture], list[f
                 raise DataError(f"--data {args.data} line {n}: needs keys 'arch' and {args.target!r}")
             archs.append(resolve_architecture(rec["arch"], args.toolkit, args.table))
             ys.append(rec[args.target])
-        return archs, ys, {"data": str(args.data)}
+            row_datasets.append(rec.get("dataset"))
+        per_row = None
+        if any(d is not None for d in row_datasets):
+            default = args.dataset
+            if default is None and any(d is None for d in row_datasets):
+                raise DataError(
+                    f"--data {args.data}: some lines name a dataset and others do not; give every line a "
+                    "'dataset', or --dataset for the lines without one"
+                )
+            per_row = [_descriptor(d if d is not None else default, args, f"--data {args.data}") for d in row_datasets]
+        return archs, ys, {"data": str(args.data)}, per_row
     # no --data: rows of an evaluator backed by a table (a tabular benchmark plugin, e.g. nb201-table)
     evaluator = args.toolkit.evaluators.get(args.source)
     if evaluator.training_rows is None:
@@ -90,7 +118,7 @@ def _training_data(args: argparse.Namespace) -> tuple[list[Architecture], list[f
             '(lines of {"arch": ..., TARGET: value}) or --from a table evaluator'
         )
     rows = evaluator.training_rows(args.target, args.train, args.seed, args.toolkit.layer_types, args.table)
-    return rows.archs, rows.values, rows.source
+    return rows.archs, rows.values, rows.source, None
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -101,9 +129,11 @@ def run_fit(args: argparse.Namespace) -> int:
     check_out(args.out)  # before the fit: an unwritable --out never throws a fitted model away
     params = _parse_params(args.param)
     model = make_predictor(args.predictor, params, args.toolkit)
-    archs, ys, source = _training_data(args)
+    if args.dataset is not None:
+        model.condition_on(_descriptor(args.dataset, args, "--dataset"))
+    archs, ys, source, per_row = _training_data(args)
     t = time.perf_counter()
-    model.fit(archs, ys)
+    model.fit(archs, ys, datasets=per_row)
     fit_s = time.perf_counter() - t
     doc = model.to_json()
     doc["target"] = args.target
@@ -114,6 +144,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "predictor": model.name,
         "target": args.target,
         "samples": len(archs),
+        "datasets": {r["name"]: r["rows"] for r in model.trained_datasets_},
         "fit_s": fit_s,
         "out": str(args.out),
         **source,
@@ -134,8 +165,15 @@ def run_predict(args: argparse.Namespace) -> int:
     model = Predictor.from_json(doc, args.toolkit)
     target = doc.get("target", "")  # what `predict fit` learned (a dict: from_json checked it)
     archs = [resolve_architecture(s, args.toolkit, args.table) for s in args.archs]
-    mean, std = model.predict_with_std(archs)
-    warnings = model.domain_warnings(archs)
+    trained = getattr(model, "trained_datasets_", [])
+    descriptor = _descriptor(args.dataset, args, "--dataset") if args.dataset is not None else None
+    if descriptor is None and len(trained) > 1:
+        raise ConfigError(
+            f"{args.model} was fit on {len(trained)} datasets ({', '.join(r['name'] for r in trained)}): give "
+            "--dataset NAME|PATH|DESCRIPTOR.json, the dataset to predict for"
+        )
+    mean, std = model.predict_with_std(archs, datasets=descriptor)
+    warnings = model.domain_warnings(archs, datasets=descriptor)
     rows = [
         {
             "arch": spec,
@@ -155,11 +193,9 @@ def run_predict(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.json:
-        print(
-            json.dumps(
-                {"predictor": model.name, "target": target, "unit": _unit(target), "predictions": rows}, indent=2
-            )
-        )
+        doc = {"predictor": model.name, "target": target, "unit": _unit(target), "predictions": rows}
+        doc["dataset"] = descriptor.name if descriptor is not None else None
+        print(json.dumps(doc, indent=2))
     else:
         unit = _unit(target)
         for r in rows:
@@ -185,6 +221,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archs", nargs="+", metavar="fit | ARCH", help="`fit`, or architectures to predict")
     parser.add_argument("--model", help="a saved predictor (JSON) to predict with")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME|PATH|DESCRIPTOR.json",
+        help="the dataset whose descriptor reaches the predictor: the one predicted for, or (fit) the one the "
+        "rows come from (lines of --data may name their own)",
+    )
     parser.add_argument(
         "--table", default=None, help="a table file for table-backed evaluators and seed families (default: theirs)"
     )

@@ -32,6 +32,7 @@ __all__ = [
     "describe",
     "get_dataset",
     "get_dataset_source",
+    "get_descriptor",
     "split_dataset",
 ]
 
@@ -86,3 +87,32 @@ def get_dataset(
     if isinstance(name_or_path, Dataset):
         return name_or_path
     return get_dataset_source(name_or_path, datasets, resize=resize).load(seed, valid_fraction, test_fraction)
+
+
+def get_descriptor(
+    name_or_path: str | os.PathLike[str] | DatasetDescriptor, datasets: Registry[DatasetSource] | None
+) -> DatasetDescriptor:
+    """A dataset's descriptor: a `DatasetDescriptor` as is; a `.json` file holding one (a descriptor object,
+    or the output of `na-toolkit datasets --json` naming one dataset) without loading any data; else the
+    descriptor of `get_dataset(name_or_path, datasets)`."""
+    if isinstance(name_or_path, DatasetDescriptor):
+        return name_or_path
+    key = os.fspath(name_or_path)
+    if key.lower().endswith(".json"):
+        from ..files import parse_json, read_text
+
+        doc = parse_json(read_text(key, "dataset descriptor", DataError), f"dataset descriptor {key!r}", DataError)
+        if isinstance(doc, dict) and isinstance(doc.get("datasets"), list):  # `na-toolkit datasets --json`
+            if len(doc["datasets"]) != 1:
+                raise DataError(
+                    f"{key!r} describes {len(doc['datasets'])} datasets; keep the one to use "
+                    "(`na-toolkit datasets NAME --json`)"
+                )
+            doc = doc["datasets"][0].get("descriptor") if isinstance(doc["datasets"][0], dict) else None
+        try:
+            return DatasetDescriptor.from_json(doc)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"dataset descriptor {key!r} is malformed: {exc}") from None
+    return get_dataset(name_or_path, datasets).descriptor

