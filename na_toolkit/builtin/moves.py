@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import na_toolkit
+from na_toolkit.builtin import moves_inherit
 from na_toolkit.caches import lru_dict
 from na_toolkit.errors import MoveError
 from na_toolkit.ir import edit
@@ -228,6 +229,9 @@ class InsertConv(_BuiltinMove):
         relu = Node(arch.new_id("relu"), "relu", Attrs(), (bn.id,))
         return edit.insert_after(arch, node.id, [conv, bn, relu], changes)
 
+    def inherit_weights(self, parent, child, params, weights, rng):
+        return moves_inherit.guarded(moves_inherit.insert_conv, parent, child, params, weights, rng)
+
 
 # ---- insert_add ---------------------------------------------------------------------------------------
 class InsertAdd(_BuiltinMove):
@@ -291,6 +295,9 @@ class InsertAdd(_BuiltinMove):
             )
         add = Node(arch.new_id("add"), "add", Attrs(), (dst.id, src.id))
         return edit.insert_after(arch, dst.id, [add])
+
+    def inherit_weights(self, parent, child, params, weights, rng):
+        return moves_inherit.guarded(moves_inherit.insert_add, parent, child, params, weights, rng)
 
 
 # ---- scale --------------------------------------------------------------------------------------------
@@ -383,6 +390,9 @@ class Scale(_BuiltinMove):
             )
         return edit.rebuild(arch, changes)
 
+    def inherit_weights(self, parent, child, params, weights, rng):
+        return moves_inherit.guarded(moves_inherit.scale, parent, child, params, weights, rng)
+
 
 # ---- remove -------------------------------------------------------------------------------------------
 class Remove(_BuiltinMove):
@@ -435,6 +445,9 @@ class Remove(_BuiltinMove):
         src = node.inputs[0]
         output = src if node.id == arch.output else None
         return edit.rebuild(arch, changes, rewire={node.id: src}, drop=node.id, output=output)
+
+    def inherit_weights(self, parent, child, params, weights, rng):
+        return moves_inherit.guarded(moves_inherit.remove, parent, child, params, weights, rng)
 
 
 MOVE_TYPES: tuple[type[MoveType], ...] = (InsertConv, InsertAdd, Scale, Remove)

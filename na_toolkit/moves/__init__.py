@@ -13,6 +13,10 @@ and their masks have `len(arch.nodes)` entries. Moves written when positions wer
 (`MAX_POSITIONS`) give 128-entry masks; `admitted` (what every caller asks instead of `mask`) brings any
 position mask to the architecture's length, so those moves keep working on networks of any size (they
 just never pick a node past the 128th).
+
+A move type may also hand a parent's trained weights to its child (`inherit_weights`, Net2Net-style
+function-preserving transformations; `na_toolkit.moves.inherit`): by default it does not, and the child
+trains from scratch.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from ..errors import MoveError
 from ..ir.architecture import Architecture
 from ..registry import Registry
+from .inherit import Inherited, NodeWeights
 
 #: Deprecated: positions are no longer capped (a position has one choice per node of the architecture).
 #: Kept so that moves written against the former contract, which built 128-entry position masks with it,
@@ -123,6 +128,21 @@ class MoveType:
     def apply(self, arch: Architecture, **params: Any) -> Architecture:
         """A new Architecture with the move applied; `arch` is never changed. MoveError if invalid."""
         raise NotImplementedError
+
+    def inherit_weights(
+        self,
+        parent: Architecture,
+        child: Architecture,
+        params: dict[str, Any],
+        weights: NodeWeights,
+        rng: np.random.Generator,
+    ) -> Inherited | None:
+        """The child's weights from the parent's, for a child this move made from `parent` with `params`:
+        an `Inherited` (weights by node id, and whether the child's function is the parent's "exact"ly or
+        "approximate"ly), or None when this move cannot preserve the function (the child trains from
+        scratch). A move opts in by overriding this (na_toolkit.moves.inherit has the helpers; draw any
+        randomness from `rng`). Default: None, not function-preserving."""
+        return None
 
     # ---- derived helpers ----------------------------------------------------------------------------
     def param(self, name: str) -> ParamSpec:
