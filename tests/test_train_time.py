@@ -305,3 +305,21 @@ def test_a_search_records_each_candidates_estimated_training_time(tmp_path):
         assert e.score.metrics["train_time_s@a100"] == pytest.approx(estimate)
         assert e.score.metrics["train_time_s"] > 0  # the evaluator's measured time, beside the estimate
     assert np.isfinite([e.score.reward for e in result.evaluated]).all()
+
+
+@pytest.mark.slow  # measures a torch training step of each evaluated candidate
+def test_a_measuring_model_measures_the_step_at_the_evaluators_batch(tmp_path):
+    doc = doc_with(
+        cpu={
+            "device": "cpu",
+            "batch_size": 1,
+            "time_model": "roofline",
+            "measure": {"name": "torch", "options": {"settings": QUICK}},
+            "budgets": {"train_time_s": {"limit": 3600}},
+        }
+    )
+    result = run_search({**doc, "evaluations": 1, "output": str(tmp_path)}, toolkit=TK, progress=False, outputs=False)
+    (seed,) = result.evaluated
+    assert seed.error is None and 0 < seed.score.metrics["train_time_s@cpu"] < 3600
+    # the latency at the device's batch 1, the training step at the evaluator's batch 32: two measurements
+    assert result.counters.measurements == 2
