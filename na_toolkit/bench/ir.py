@@ -1,6 +1,7 @@
 """IR speed and ONNX parity: moves per second, ONNX emit and torch build time, ONNX Runtime parity.
 
-- `moves_per_s`: candidates produced per second from `resnet-cifar` in one process: a move sampled the
+- `moves_per_s`: candidates produced per second from `resnet-cifar` (`--seed-network`, e.g. the 175-node
+  `resnet50`; the emit and build times below are of it too) in one process: a move sampled the
   way the search samples it (`search.strategy.random_move`: an applicable operation, then each parameter
   from its mask), applied, the result validated with shapes inferred, costed and hashed. Random walks
   restart from the seed every `--walk-length` moves, so candidates are up to that many moves away.
@@ -44,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
+        "--seed-network", default="resnet-cifar", help="seed of the moves and build timings (default resnet-cifar)"
+    )
+    parser.add_argument(
         "--moves",
         "--operations",  # the name before the move/operation naming was unified (benchmarks/ir.json params)
         dest="moves",
@@ -80,7 +84,7 @@ def _moves_window(
 def moves_per_s(args: argparse.Namespace, move_types: list[Any], toolkit: Toolkit) -> dict[str, Any]:
     import numpy as np
 
-    seed_arch = toolkit.seed("resnet-cifar")
+    seed_arch = toolkit.seed(args.seed_network)
     rng = np.random.default_rng(args.seed)
     _moves_window(seed_arch, move_types, rng, min(1.0, args.seconds), args.walk_length)  # warm-up
     wall_rates, cpu_rates = [], []
@@ -109,7 +113,7 @@ def _median_ms(fn: Any, repeats: int) -> tuple[float, float]:
 
 
 def build_times(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
-    arch = toolkit.seed("resnet-cifar")
+    arch = toolkit.seed(args.seed_network)
     model = arch.to_torch()
     out: dict[str, Any] = {}
     for name, fn in (
@@ -118,7 +122,7 @@ def build_times(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         ("torch_build", lambda: arch.to_torch()),
     ):
         out[f"{name}_ms_median"], out[f"{name}_cpu_ms_median"] = _median_ms(fn, max(args.repeats, 15))
-    _log(f"resnet-cifar: {out}")
+    _log(f"{args.seed_network}: {out}")
     return out
 
 
