@@ -144,7 +144,10 @@ class _Lowering:
     def constant(self, array: np.ndarray, base: str) -> str:
         from onnx import numpy_helper
 
-        name = f"{self.current.name}.{base}"
+        name, i = f"{self.current.name}.{base}", 1
+        while name in self._used:  # one op may take several numbers: each its own initializer
+            name, i = f"{self.current.name}.{base}{i}", i + 1
+        self._used.add(name)
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
