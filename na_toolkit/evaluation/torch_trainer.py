@@ -81,6 +81,19 @@ class TorchEvaluator(Evaluator):
         normalize: bool = Field(True, description="standardise inputs with the training split's per-channel statistics")
         eval_batch_size: int = Field(1024, ge=1)
         progress: bool = Field(False, description="a tqdm bar on stderr")
+        inherit_epochs: int = Field(
+            2, ge=1, description="passes over the training split when starting from a parent's weights (fine-tuning)"
+        )
+        inherit_lr: float | None = Field(
+            None, gt=0, description="peak learning rate when fine-tuning from a parent's weights (none: lr / 10)"
+        )
+        inherit_max_drop: float = Field(
+            0.5,
+            ge=0,
+            le=1,
+            description="an approximately inherited network more than this far (accuracy, fraction) below its "
+            "parent before fine-tuning trains from scratch instead",
+        )
 
         @field_validator("*", mode="before")
         @classmethod
@@ -137,13 +150,21 @@ class TorchEvaluator(Evaluator):
         o = self.options
         return TrainingPlan(len(ds.y_train), int(o["batch_size"]), int(o["epochs"]), f"torch evaluator on {ds.name}")
 
-    def evaluate_with_weights(self, arch: Architecture) -> tuple[EvaluationResult, dict[str, Any]]:
+    def evaluate_with_weights(
+        self, arch: Architecture, init_state: dict[str, Any] | None = None, parent_accuracy: float | None = None
+    ) -> tuple[EvaluationResult, dict[str, Any]]:
         """`evaluate`, plus the selected (best-epoch) weights as a CPU state dict of `arch.to_torch()`: the
-        weights `test_accuracy` was measured with (the search exports them)."""
-        result, model = self._run(arch)
+        weights `test_accuracy` was measured with (the search exports them).
+
+        `init_state` (a state dict of `arch.to_torch()`, e.g. inherited from a parent through a move,
+        `na_toolkit.evaluation.inherit`) replaces the fresh initialisation: the network is then fine-tuned
+        for `inherit_epochs` at `inherit_lr`, and its accuracy before fine-tuning counts as epoch 0. Given
+        `parent_accuracy`, weights that start more than `inherit_max_drop` below it are dropped and the
+        network trains from scratch (`extra["inherit_fallback"]` says so)."""
+        result, model = self._run(arch, init_state, parent_accuracy)
         return result, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
-    def _run(self, arch: Architecture):
+    def _run(self, arch: Architecture, init_state: dict[str, Any] | None = None, parent_accuracy: float | None = None):
         o = self.options
         ds = self.load_dataset()
         self.check(arch, ds)
@@ -166,14 +187,21 @@ class TorchEvaluator(Evaluator):
                 torch.set_num_threads(int(o["threads"]))
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-            return self._train(arch, ds, device)
+            return self._train(arch, ds, device, init_state, parent_accuracy)
         finally:
             torch.set_num_threads(old_threads)
             torch.use_deterministic_algorithms(old_deterministic[0], warn_only=old_deterministic[1])
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old_cudnn
 
     # ------------------------------------------------------------------------------------------------
-    def _train(self, arch: Architecture, ds, device):
+    def _train(
+        self,
+        arch: Architecture,
+        ds,
+        device,
+        init_state: dict[str, Any] | None = None,
+        parent_accuracy: float | None = None,
+    ):
         import torch
         from torch.nn import functional as F
         from tqdm import tqdm
@@ -182,7 +210,10 @@ class TorchEvaluator(Evaluator):
         started = time.perf_counter()
         seed = int(o["seed"])
         torch.manual_seed(seed)
-        model = arch.to_torch(seed=seed).to(device)
+        model = arch.to_torch(seed=seed)
+        if init_state is not None:
+            model.load_state_dict(init_state)
+        model = model.to(device)
 
         if o["normalize"]:
             mean = ds.x_train.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)[None, :, None, None]
@@ -196,12 +227,28 @@ class TorchEvaluator(Evaluator):
 
         x_train, y_train = tensor(ds.x_train), torch.from_numpy(ds.y_train).to(device)
         x_valid, x_test = tensor(ds.x_valid), tensor(ds.x_test)
+        history: list[dict[str, float]] = []
+        best_acc, best_state = -1.0, None
+        fallback: dict[str, float] | None = None
+        if init_state is not None:  # epoch 0: the inherited weights as they are
+            valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
+            if parent_accuracy is not None and valid_acc < parent_accuracy - o["inherit_max_drop"]:
+                fallback = {"valid_accuracy": valid_acc, "parent_valid_accuracy": parent_accuracy}
+                init_state = None
+                model = arch.to_torch(seed=seed).to(device)
+            else:
+                history.append({"epoch": 0, "valid_accuracy": valid_acc, "train_time_s": 0.0})
+                best_acc, best_state = valid_acc, copy.deepcopy(model.state_dict())
+        # fine-tuning from inherited weights: fewer epochs, a lower rate (lr / 10 is our choice, not a paper's:
+        # the inherited function is kept through the first steps instead of being overwritten)
+        epochs = int(o["inherit_epochs"] if init_state is not None else o["epochs"])
+        lr = o["lr"] if init_state is None else (o["inherit_lr"] or o["lr"] / 10)
 
-        optimizer = _optimizer(model, o)
+        optimizer = _optimizer(model, {**o, "lr": lr})
         n = len(y_train)
         batch = min(int(o["batch_size"]), n)
         steps_per_epoch = n // batch + (1 if n % batch > 1 else 0)
-        total_steps = max(1, steps_per_epoch * int(o["epochs"]))
+        total_steps = max(1, steps_per_epoch * epochs)
         scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
             if o["schedule"] == "cosine"
@@ -214,12 +261,11 @@ class TorchEvaluator(Evaluator):
                 torch.cuda.synchronize(device)
 
         train_time_s = train_cpu_s = 0.0
-        history: list[dict[str, float]] = []
-        best_acc, best_epoch, best_state = -1.0, 0, None
+        best_epoch = 0
         diverged = False
         label = arch.name or arch.hash
         bar = tqdm(
-            range(1, int(o["epochs"]) + 1),
+            range(1, epochs + 1),
             desc=f"train {label}",
             unit="epoch",
             file=sys.stderr,
@@ -273,7 +319,7 @@ class TorchEvaluator(Evaluator):
             valid_accuracy=best_acc,
             test_accuracy=test_acc,
             train_time_s=train_time_s,
-            epochs=len(history),
+            epochs=sum(1 for h in history if h["epoch"] > 0),
             evaluator=self.name,
             best_epoch=best_epoch,
             dataset=ds.name,
@@ -290,6 +336,7 @@ class TorchEvaluator(Evaluator):
                 # what the wall time would be alone (with threads=1), where train_time_s grows with the load
                 "train_cpu_time_s": train_cpu_s,
                 "total_time_s": time.perf_counter() - started,
+                **({"inherit_fallback": fallback} if fallback is not None else {}),
             },
         )
         return result, model

@@ -141,6 +141,11 @@ class SearchSettings(ConfigDocument):
         default=None, min_length=1, strict=False, description="move names (default: all)"
     )
     keep_weights: bool = Field(default=True, description="keep the trained weights of evaluated candidates (exports)")
+    inherit_weights: bool = Field(
+        default=False,
+        description="start each candidate from its nearest evaluated ancestor's weights (function-preserving "
+        "moves; fine-tuned for the evaluator's inherit_epochs); implies keep_weights",
+    )
     #: drop proposals that break a hard budget known before evaluation (model size; a device's metric whose
     #: time model runs nothing and decides feasibility itself) and ask the strategy again for others
     screen_hard_budgets: bool = Field(

@@ -36,6 +36,7 @@ from ..validation import validate_options
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
+    from ..evaluation.inherit import ParentWeights
     from ..toolkit import Toolkit
 
 TASK_KINDS = ("evaluate", "measure")
@@ -57,6 +58,9 @@ class Task:
     #: evaluate: also return the trained weights, from evaluators that offer `evaluate_with_weights`
     keep_weights: bool = False
     selection: dict[str, Any] | None = None
+    #: evaluate: start from a parent's weights mapped through the moves where they preserve the function
+    #: (`na_toolkit.evaluation.inherit`; None: train from scratch, as always)
+    inherit: ParentWeights | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -139,7 +143,11 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
         if task.kind == "evaluate":
             # the trained weights, so that exports are trained networks, from evaluators that offer them
             with_weights = getattr(comp, "evaluate_with_weights", None) if task.keep_weights else None
-            if with_weights is not None:
+            if task.inherit is not None:  # from the parent's weights where the moves preserve them
+                from ..evaluation.inherit import evaluate_with_parent
+
+                result, weights = evaluate_with_parent(comp, arch, task.inherit, toolkit.moves)
+            elif with_weights is not None:
                 result, weights = with_weights(arch)
             else:
                 result = comp.evaluate(arch)

@@ -127,14 +127,22 @@ class GroundTruth:
         return out
 
     def evaluation_task(self, cand: Candidate) -> Task:
-        """The executor task that evaluates `cand` (plain data: it travels to a worker unchanged)."""
+        """The executor task that evaluates `cand` (plain data: it travels to a worker unchanged). With
+        `search.inherit_weights` it carries the weights of `cand`'s nearest evaluated ancestor (search/inherit.py)."""
+        inherit = None
+        if self.config.search.inherit_weights:
+            from .inherit import parent_weights
+
+            c = self.components
+            inherit = parent_weights(cand, c.seed_arch, c.move_types, self.evaluated, self.store)
         return Task(
             "evaluate",
             cand.arch.to_json(),
             self.config.evaluator.name,
             self.components.evaluator_options,
-            keep_weights=self.config.search.keep_weights,
+            keep_weights=self.config.search.keep_weights or self.config.search.inherit_weights,
             selection=self.components.selection,
+            inherit=inherit,
         )
 
     def _store(self, cand: Candidate, round: int, res: TaskResult) -> EvaluationRecord:
