@@ -73,6 +73,7 @@ def learned(path: Path) -> LearnedTimeModel:
         return LearnedTimeModel.from_toolkit(default_toolkit(), device=str(path))
 
 
+@pytest.mark.slow  # CLI subprocesses that fit the priors' models
 def test_fewshot_profile_says_what_it_is_and_loads_in_the_learned_time_model(fewshot_profile, priors):
     doc = json.loads(fewshot_profile.read_text())
     section = doc["fewshot"]
@@ -185,6 +186,7 @@ def _write(path: Path, doc: dict) -> Path:
     return path
 
 
+@pytest.mark.slow  # CLI subprocesses that fit the priors' models
 def test_bad_priors_are_one_line_errors(tmp_path, run_cli, priors):
     out = tmp_path / "new.json"
     base = json.loads(priors[0].read_text())
@@ -219,6 +221,7 @@ def test_bad_priors_in_the_python_api(tmp_path, priors):
         load_priors([str(_write(tmp_path / "list.json", []))], tk.layer_types, 1, tk.hardware)
 
 
+@pytest.mark.slow  # CLI subprocesses that fit the priors' models
 def test_an_edited_embedded_prior_is_refused_on_load(fewshot_profile, tmp_path):
     doc = json.loads(fewshot_profile.read_text())
     doc["fewshot"]["priors"][0]["profile"]["networks"][0]["measurement"]["min_ms"] *= 2
