@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "na_toolkit.cli.search",
     "na_toolkit.cli.whatif",
     "na_toolkit.cli.runs",
+    "na_toolkit.cli.worker",
     "na_toolkit.cli.bench",
     "na_toolkit.cli.demo",
 )

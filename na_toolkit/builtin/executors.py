@@ -1,12 +1,16 @@
-"""Built-in executors plugin: `local` (process pool) and `ray` (extra; Ray is imported only when used)."""
+"""Built-in executors plugin: `local` (process pool), `ray` (extra; Ray is imported only when used) and
+`simulated` (a virtual fleet on a simulated clock, for scale studies)."""
 
 from __future__ import annotations
 
 import na_toolkit
-from na_toolkit.search.executors import LocalExecutor, RayExecutor
+from na_toolkit.search.executor_ray import RayExecutor
+from na_toolkit.search.executor_sim import SimulatedExecutor
+from na_toolkit.search.executors import LocalExecutor
 
 
 @na_toolkit.hookimpl
 def na_register_executors(registry):
     registry.add(LocalExecutor)
     registry.add(RayExecutor)
+    registry.add(SimulatedExecutor)

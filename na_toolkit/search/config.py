@@ -85,6 +85,9 @@ class DeviceSpec:
     time_model: Component
     measure: Component | None
     budgets: tuple[Budget, ...]
+    #: the cluster resource of the fleet nodes that measure this device (`device:NAME`, what
+    #: `na-toolkit worker --device NAME` advertises); None: measured where the executor runs it
+    resource: str | None = None
 
     def time_model_options(self, which: str = "time_model") -> dict[str, Any]:
         comp = self.time_model if which == "time_model" else self.measure
@@ -219,6 +222,7 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
             _component(dev.time_model, ""),
             _component(dev.measure, "") if dev.measure is not None else None,
             budgets(dev.budgets, raw_devices[name].get("budgets"), lambda m, n=name: device_metric(m, n)),
+            dev.resource,
         )
         for name, dev in d.devices.items()
     )

@@ -108,6 +108,11 @@ class DeviceDoc(ConfigDocument):
     )
     time_model: RequiredComponent = Field(description="the time model that scores candidates on this device")
     measure: OptionalNamedComponent = Field(default=None, description="a time model measuring each evaluated candidate")
+    resource: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description="Ray resource of the fleet nodes that measure this device (e.g. device:jetson-orin-nano)",
+    )
     budgets: DeviceBudgetsDoc = DeviceBudgetsDoc()
 
 
@@ -139,6 +144,16 @@ class SearchSettings(ConfigDocument):
     # lax for this field only: TOML and JSON give a list, the loop keeps a tuple
     moves: tuple[str, ...] | None = Field(
         default=None, min_length=1, strict=False, description="move names (default: all)"
+    )
+    schedule: Literal["rounds", "async"] = Field(
+        default="rounds",
+        description="rounds: per_round evaluations, then the next round; async: no round barrier",
+    )
+    max_in_flight: int | None = Field(
+        default=None, gt=0, le=MAX_COUNT, description="async: evaluations running at once (default: per_round)"
+    )
+    refit_every: int | None = Field(
+        default=None, gt=0, le=MAX_COUNT, description="async: evaluations between predictor refits (default: per_round)"
     )
     keep_weights: bool = Field(default=True, description="keep the trained weights of evaluated candidates (exports)")
     inherit_weights: bool = Field(

@@ -31,10 +31,11 @@ from pydantic import ConfigDict, Field
 from .. import validation
 from ..caches import register_cache
 from ..errors import ConfigError, NAToolkitError
+from ..store.faultpoint import kill_point
 from ..validation import validate_options
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import Future, ProcessPoolExecutor
 
     from ..evaluation.inherit import ParentWeights
     from ..toolkit import Toolkit
@@ -61,6 +62,9 @@ class Task:
     #: evaluate: start from a parent's weights mapped through the moves where they preserve the function
     #: (`na_toolkit.evaluation.inherit`; None: train from scratch, as always)
     inherit: ParentWeights | None = None
+    #: custom cluster resources the task needs, e.g. {"device:jetson-orin-nano": 1} routes a measurement to
+    #: the node that advertises that device (executors without such resources run it here)
+    resources: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -136,6 +140,7 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
         toolkit = _worker_toolkit(selection)
     started = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"
+    kill_point("task")  # the fault tests' kills of a worker mid-task (store/faultpoint.py); nothing unset
     try:
         arch = Architecture.from_json(task.arch_json, layer_types=toolkit.layer_types)
         comp = _component(toolkit, task.kind, task.component, task.options)
@@ -216,9 +221,15 @@ OnResult = Callable[[int, TaskResult], None]
 
 
 class Executor:
-    """Base class of executors. `run(tasks, on_result, exclusive)` returns the results in task order and
-    calls `on_result(index, result)` as each finishes; `exclusive` tasks (measurements) must run one at a
-    time with nothing beside them. The base class runs every task here, one after the other."""
+    """Base class of executors: tasks are submitted (`submit(task) -> ticket`) and collected as they finish
+    (`wait(tickets)`), so the loop keeps up to `max_in_flight` evaluations running without a round barrier;
+    `run(tasks, on_result, exclusive)` is the batch form on top (results in task order, `on_result(index,
+    result)` as each finishes). `exclusive` tasks (measurements) run one at a time with nothing beside them:
+    the executor first lets every running task finish (`drain`), keeping their results for `wait`.
+
+    A subclass overrides `_start(ticket, task)` (begin the task), `_collect(block)` (move finished tasks
+    into `self._finished`, waiting for one when `block`) and `_running()`. The base class runs each task here,
+    in this process, the moment it is submitted."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -228,11 +239,76 @@ class Executor:
 
     def __init__(self, **options: Any):
         self.options = options
+        self._tickets = 0
+        self._finished: dict[int, TaskResult] = {}
+
+    # ---- what a subclass overrides ---------------------------------------------------------------------
+    def _start(self, ticket: int, task: Task) -> None:
+        self._finished[ticket] = run_task(task, self.toolkit)
+
+    def _collect(self, block: bool) -> None:
+        """Move finished tasks into `self._finished`; when `block`, wait until at least one has finished."""
+
+    def _running(self) -> int:
+        """How many submitted tasks have not finished yet."""
+        return 0
+
+    def _run_exclusive(self, task: Task) -> TaskResult:
+        """Run one exclusive task (a measurement) with nothing else running."""
+        return run_task(task, self.toolkit)
+
+    # ---- the API the loop uses -------------------------------------------------------------------------
+    def submit(self, task: Task) -> int:
+        """Start `task`; returns its ticket for `wait`."""
+        ticket = self._tickets
+        self._tickets += 1
+        self._start(ticket, task)
+        return ticket
+
+    def wait(self, tickets: Sequence[int]) -> list[tuple[int, TaskResult]]:
+        """Block until at least one of `tickets` has finished; returns every finished one of them (in ticket
+        order) and forgets them."""
+        wanted = set(tickets)
+        while True:
+            self._collect(block=False)
+            ready = sorted(t for t in wanted if t in self._finished)
+            if ready:
+                return [(t, self._finished.pop(t)) for t in ready]
+            if not self._running():
+                missing = sorted(wanted)
+                raise ValueError(f"executor {self.name!r}: tickets {missing} were never submitted or already taken")
+            self._collect(block=True)
+
+    def drain(self) -> None:
+        """Wait until no submitted task is still running (their results stay for `wait`)."""
+        while self._running():
+            self._collect(block=True)
 
     def run(
         self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False
     ) -> list[TaskResult]:
-        return _run_here(tasks, on_result, self.toolkit)
+        results: dict[int, TaskResult] = {}
+        if exclusive:
+            for i, task in enumerate(tasks):
+                self.drain()
+                results[i] = self._run_exclusive(task)
+                if on_result is not None:
+                    on_result(i, results[i])
+            return [results[i] for i in range(len(tasks))]
+        index = {self.submit(task): i for i, task in enumerate(tasks)}
+        pending = list(index)
+        while pending:
+            for ticket, result in self.wait(pending):
+                pending.remove(ticket)
+                results[index[ticket]] = result
+                if on_result is not None:
+                    on_result(index[ticket], result)
+        return [results[i] for i in range(len(tasks))]
+
+    def stats(self) -> dict[str, Any]:
+        """The executor's own figures, kept in the run store (artifact `executor`): tasks submitted so far,
+        and whatever a subclass adds (retries, a simulated clock)."""
+        return {"executor": self.name, "tasks": self._tickets}
 
     def close(self) -> None:
         pass
@@ -242,16 +318,6 @@ class Executor:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _run_here(tasks: Sequence[Task], on_result: OnResult | None, toolkit: Toolkit | None) -> list[TaskResult]:
-    out = []
-    for i, task in enumerate(tasks):
-        result = run_task(task, toolkit)
-        if on_result is not None:
-            on_result(i, result)
-        out.append(result)
-    return out
 
 
 class LocalExecutor(Executor):
@@ -283,6 +349,9 @@ class LocalExecutor(Executor):
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self.max_retries = max_retries
         self._pool: ProcessPoolExecutor | None = None
+        self.retries = 0  # tasks resubmitted because their worker died
+        #: ticket -> (future, task, attempts so far) of each task in the pool
+        self._futures: dict[int, tuple[Future[TaskResult], Task, int]] = {}
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -298,40 +367,48 @@ class LocalExecutor(Executor):
             )
         return self._pool
 
-    def run(
-        self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False
-    ) -> list[TaskResult]:
-        if exclusive or self.workers == 1 or len(tasks) <= 1:
-            return _run_here(tasks, on_result, self.toolkit)
-        from concurrent.futures import as_completed
+    def _start(self, ticket: int, task: Task, attempts: int = 0) -> None:
+        if self.workers == 1:
+            super()._start(ticket, task)
+            return
+        pool = self._get_pool()
+        with _workers_skip_main():  # the workers start on the first submit
+            self._futures[ticket] = (pool.submit(run_task, task), task, attempts)
+
+    def _running(self) -> int:
+        return len(self._futures)
+
+    def _collect(self, block: bool) -> None:
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_futures
         from concurrent.futures.process import BrokenProcessPool
 
-        results: dict[int, TaskResult] = {}
-        attempts = dict.fromkeys(range(len(tasks)), 0)
-        todo = list(range(len(tasks)))
-        while todo:
-            pool = self._get_pool()
-            with _workers_skip_main():  # the workers start on the first submit
-                futures = {pool.submit(run_task, tasks[i]): i for i in todo}
-            todo = []
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    # a worker died (killed, out of memory): that task is retried on a fresh pool
-                    attempts[i] += 1
-                    if attempts[i] > self.max_retries:
-                        result = TaskResult(None, f"worker process died {attempts[i]} times running this task")
-                    else:
-                        todo.append(i)
-                        continue
-                results[i] = result
-                if on_result is not None:
-                    on_result(i, result)
-            if todo:
-                self._discard_pool()
-        return [results[i] for i in range(len(tasks))]
+        if not self._futures:
+            return
+        futures = {fut: ticket for ticket, (fut, _, _) in self._futures.items()}
+        done, _ = wait_futures(list(futures), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        retry: list[tuple[int, Task, int]] = []
+        for fut in done:
+            ticket = futures[fut]
+            _, task, attempts = self._futures.pop(ticket)
+            try:
+                self._finished[ticket] = fut.result()
+            except BrokenProcessPool:
+                # a worker died (killed, out of memory): its tasks are retried on a fresh pool
+                if attempts + 1 > self.max_retries:
+                    self._finished[ticket] = TaskResult(
+                        None, f"worker process died {attempts + 1} times running this task"
+                    )
+                else:
+                    retry.append((ticket, task, attempts + 1))
+                    self.retries += 1
+        if retry:
+            self._discard_pool()
+            for ticket, task, attempts in sorted(retry, key=lambda r: r[0]):
+                self._start(ticket, task, attempts)
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "workers": self.workers, "retries": self.retries}
 
     def _discard_pool(self) -> None:
         if self._pool is not None:
@@ -339,80 +416,10 @@ class LocalExecutor(Executor):
             self._pool = None
 
     def close(self) -> None:
+        self._futures.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
-RAY_MISSING = "executor 'ray' needs Ray, which is not installed here: pip install na-toolkit[ray]"
-
-
-class RayExecutor(Executor):
-    """Tasks on a Ray cluster (extra `ray`): each task reserves `cpus_per_task` CPUs and `gpus_per_task`
-    GPUs (a task's own `gpus` wins when set), and Ray reruns it when its worker is lost (`max_retries`).
-    The driver keeps the single run store. Options: address (default: start or join a local Ray),
-    cpus_per_task, gpus_per_task, max_retries."""
-
-    name = "ray"
-    description = "Ray cluster: GPU resources per task, retries on worker loss (pip install na-toolkit[ray])"
-
-    class Options(validation.Options):
-        model_config = ConfigDict(strict=True)
-
-        address: str | None = Field(None, description="Ray cluster address (default: start or join a local Ray)")
-        cpus_per_task: float = Field(1.0, ge=0, description="CPUs each task reserves")
-        gpus_per_task: float = Field(0.0, ge=0, description="GPUs each task reserves (a task's own `gpus` wins)")
-        max_retries: int = Field(3, ge=0, description="reruns of a task whose worker was lost")
-
-    def __init__(
-        self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0, max_retries: int = 3
-    ):
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(RAY_MISSING) from None
-        super().__init__(
-            address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, max_retries=max_retries
-        )
-        self._ray = ray
-        if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        self.cpus_per_task = cpus_per_task
-        self.gpus_per_task = gpus_per_task
-        self.max_retries = max_retries
-        self._remote = ray.remote(run_task)
-
-    def run(
-        self, tasks: Sequence[Task], on_result: OnResult | None = None, exclusive: bool = False
-    ) -> list[TaskResult]:
-        ray = self._ray
-        results: dict[int, TaskResult] = {}
-
-        def submit(i: int) -> Any:
-            t = tasks[i]
-            return self._remote.options(
-                num_cpus=self.cpus_per_task, num_gpus=t.gpus or self.gpus_per_task, max_retries=self.max_retries
-            ).remote(t)
-
-        def collect(ref: Any, i: int) -> None:
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayError as exc:  # retries exhausted: the task, not the search, failed
-                result = TaskResult(None, f"Ray task failed: {type(exc).__name__}: {exc}")
-            results[i] = result
-            if on_result is not None:
-                on_result(i, result)
-
-        if exclusive:  # one measurement at a time
-            for i in range(len(tasks)):
-                collect(submit(i), i)
-        else:
-            pending = {submit(i): i for i in range(len(tasks))}
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    collect(ref, pending.pop(ref))
-        return [results[i] for i in range(len(tasks))]
 
 
 def make_executor(name: str, options: dict[str, Any], toolkit: Toolkit) -> Executor:

@@ -71,13 +71,15 @@ class GroundTruth:
             dev.time_model_options(which),
             dev.batch_size,
             selection=self.components.selection,
+            resources={dev.resource: 1.0} if dev.resource else {},
         )
         result = self.components.executor.run([task], exclusive=True)[0]
         if not result.ok or result.value is None:
             raise TimeModelError(f"device {dev.name}: {comp.name} failed on {arch.hash}: {result.error}")
-        self.store.add_measurement(arch.hash, dev.name, comp.name, settings, result.value)
+        doc = {**result.value, "worker": result.worker}  # where it was measured (a fleet's node)
+        self.store.add_measurement(arch.hash, dev.name, comp.name, settings, doc)
         self.counters.measurements += 1
-        return result.value
+        return doc
 
     # ---- evaluations -----------------------------------------------------------------------------------
     def _metrics(self, arch: Architecture, result: Mapping[str, Any]) -> dict[str, float]:
@@ -97,10 +99,9 @@ class GroundTruth:
         records: dict[int, EvaluationRecord] = {}
         todo: list[int] = []
         for i, c in enumerate(cands):
-            rec = self.store.evaluation(c.hash)
+            rec = self.replayed(c)
             if rec is not None:
                 records[i] = rec
-                self.counters.evaluations_replayed += 1
                 if on_result is not None:
                     on_result()
             else:
@@ -109,22 +110,30 @@ class GroundTruth:
 
         def stored(j: int, res: TaskResult) -> None:
             i = todo[j]
-            records[i] = self._store(cands[i], round, res)
+            records[i] = self.store_result(cands[i], round, res)
             if on_result is not None:
                 on_result()
 
         if tasks:
             self.components.executor.run(tasks, on_result=stored)
-        out = []
-        for i, c in enumerate(cands):
-            rec = records[i]
-            score, feasible_for = scorer.real_score(c.arch, rec)
-            ev = Evaluated(len(self.evaluated), round, c, score, rec.result, rec.error, feasible_for)
-            self.evaluated[c.hash] = ev
-            self.counters.evaluations += 1
-            self.counters.failed_evaluations += rec.error is not None
-            out.append(ev)
-        return out
+        return [self.record(c, round, records[i], scorer) for i, c in enumerate(cands)]
+
+    def replayed(self, cand: Candidate) -> EvaluationRecord | None:
+        """The stored evaluation of `cand` when a resumed run already paid for it (counted as replayed)."""
+        rec = self.store.evaluation(cand.hash)
+        if rec is not None:
+            self.counters.evaluations_replayed += 1
+        return rec
+
+    def record(self, cand: Candidate, round: int, rec: EvaluationRecord, scorer: Scorer) -> Evaluated:
+        """`cand`'s stored evaluation `rec` with its real score from `scorer` (measuring it on each device
+        with a measuring time model), added to the history."""
+        score, feasible_for = scorer.real_score(cand.arch, rec)
+        ev = Evaluated(len(self.evaluated), round, cand, score, rec.result, rec.error, feasible_for)
+        self.evaluated[cand.hash] = ev
+        self.counters.evaluations += 1
+        self.counters.failed_evaluations += rec.error is not None
+        return ev
 
     def evaluation_task(self, cand: Candidate) -> Task:
         """The executor task that evaluates `cand` (plain data: it travels to a worker unchanged). With
@@ -145,7 +154,8 @@ class GroundTruth:
             inherit=inherit,
         )
 
-    def _store(self, cand: Candidate, round: int, res: TaskResult) -> EvaluationRecord:
+    def store_result(self, cand: Candidate, round: int, res: TaskResult) -> EvaluationRecord:
+        """Store what the executor gave for `cand` (its weights first, when it has them)."""
         arch = cand.arch
         if not res.ok or res.value is None:
             return self.store.add_evaluation(
@@ -164,18 +174,33 @@ class GroundTruth:
     def refit(self, scorer: Scorer) -> None:
         """Refit each target's predictor from scratch on all ground truth so far (deterministic) and hand it
         to `scorer`; a predictor that cannot be fit (too few distinct samples) keeps the previous one."""
+        self.apply_fit(self.fit_predictors(self.history), scorer)
+
+    def fit_predictors(self, history: Sequence[Evaluated]) -> tuple[dict[str, Predictor], list[str]]:
+        """New predictors fit on `history` (a snapshot: safe to run in another thread while the loop goes
+        on), and the warnings of those that could not be fit."""
+        fitted: dict[str, Predictor] = {}
+        warnings = []
         for target in self.components.predictor_targets:
-            rows = [e for e in self.evaluated.values() if e.error is None and target in e.score.metrics]
+            rows = [e for e in history if e.error is None and target in e.score.metrics]
             if len(rows) < self.config.search.min_fit:
                 continue
             pred = self.components.new_predictor(target)
             try:
                 pred.fit([e.candidate.arch for e in rows], np.array([e.score.metrics[target] for e in rows]))
             except NAToolkitError as exc:
-                msg = f"predictor for {target} not refit on {len(rows)} samples: {exc}"
-                if msg not in self.warnings:
-                    self.warnings.append(msg)
+                warnings.append(f"predictor for {target} not refit on {len(rows)} samples: {exc}")
                 continue
+            fitted[target] = pred
+        return fitted, warnings
+
+    def apply_fit(self, fit: tuple[dict[str, Predictor], list[str]], scorer: Scorer) -> None:
+        """Hand the predictors of `fit_predictors` to `scorer` (the ones not fit keep their previous one)."""
+        fitted, warnings = fit
+        for msg in warnings:
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+        for target, pred in fitted.items():
             scorer.predictors[target] = pred
             self.counters.predictor_fits += 1
 

@@ -119,3 +119,13 @@ def copy_inputs(plan: RunInputs, folder: Path) -> None:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise ConfigError(f"cannot copy {original!r} into the run folder {str(folder)!r}: {exc}") from None
+
+
+def remove_inputs(inputs: RunInputs, folder: Path) -> None:
+    """Remove the copies of a run that then failed to start (and their folder when that is left empty)."""
+    for rel in inputs.files:
+        (folder / rel).unlink(missing_ok=True)
+    try:
+        (folder / INPUTS_DIR).rmdir()
+    except OSError:
+        pass

@@ -15,15 +15,14 @@
         strategy.tell(results); checkpoints (strategy, predictors, RNG) are stored
 
 The run stops when the budget is spent or when the strategy proposed nothing new for
-`max_stalled_rounds` rounds in a row. Determinism: everything random flows from `random_seed`, and every
-value measured (evaluations, measurements) is stored before it is used; a resumed run replays from the
-start, served from the store, and so retraces the interrupted run exactly and continues it.
+`max_stalled_rounds` rounds in a row. `search.schedule = "async"` drops the round barrier (async_loop.py).
+Determinism: everything random flows from `random_seed`, and every value measured is stored before it is
+used; a resumed run replays from the start, served from the store, so it retraces the run and continues it.
 
 The parts, as Optuna splits Study / Sampler / Storage: `build_components` (components.py) builds what the
-config names; the `Scorer` (scorer.py) predicts scores; `GroundTruth` (ground_truth.py) pays for
-evaluations and measurements and keeps them in the `RunStore` (store/); `SearchLoop` here only runs the
-rounds and reports progress to callbacks (progress.py); `summarize` (summary.py) makes the result.
-`run_search` is the entry point that puts them together.
+config names; the `Scorer` (scorer.py) predicts scores; `GroundTruth` (ground_truth.py) pays for ground
+truth and keeps it in the `RunStore` (store/); `SearchLoop` runs the rounds and reports to callbacks
+(progress.py); `summarize` (summary.py) makes the result; `run_search` puts them together.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,10 +42,11 @@ from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
 from ..store.lock import RunLock
 from ..store.sqlite import SQLiteRunStore
+from .async_loop import run_async
 from .components import Components, build_components
 from .config import SearchConfig, load_config
 from .ground_truth import GroundTruth
-from .inputs import INPUTS_DIR, RunInputs, copy_inputs, plan_inputs
+from .inputs import RunInputs, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
 from .provenance import check_plugins, record_provenance, recorded_provenance, stored_provenance
 from .scorer import Scorer
@@ -64,6 +64,8 @@ __all__ = ["Counters", "Evaluated", "LoopContext", "SearchLoop", "SearchResult",
 
 #: the store artifact listing a run's copies of the files its config names (copy → original path)
 INPUTS_ARTIFACT = "inputs"
+#: the store artifact of the executor's own figures (tasks, retries; a simulated fleet's clock and busy share)
+EXECUTOR_ARTIFACT = "executor"
 #: times a round asks the strategy again to replace proposals the hard-budget screen dropped
 SCREEN_ASKS = 20
 
@@ -153,10 +155,11 @@ class SearchLoop:
         self.ground_truth.checkpoint(round, self.strategy, self.rng, self.scorer.predictors)
         self.callbacks.on_round_end(round)
 
-    def _propose(self, n: int) -> _Proposals:
+    def _propose(self, n: int, pending: Container[str] = ()) -> _Proposals:
         """Ask the strategy for `n` candidates; proposals the hard-budget screen drops are replaced by asking
         again, while short of n. A strategy proposing exactly n gets its first n new ones, in order; one
-        proposing more has the new ones ranked by UCB on their predicted scores."""
+        proposing more has the new ones ranked by UCB on their predicted scores. Proposals `pending`
+        (in flight, async schedule) are dropped as duplicates."""
         evaluated = self.ground_truth.evaluated
         out = _Proposals()
         seen: set[str] = set()
@@ -172,6 +175,8 @@ class SearchLoop:
                 out.proposed.append(c)
                 if c.hash in evaluated:
                     out.known[i] = evaluated[c.hash]
+                    self.counters.duplicates += 1
+                elif c.hash in pending:
                     self.counters.duplicates += 1
                 elif c.hash not in seen:
                     seen.add(c.hash)
@@ -214,6 +219,8 @@ class SearchLoop:
             stalled = 0
             screened_total = 0  # dropped by the screen since the last round that evaluated something
             reason = f"the evaluation budget ({budget}) is spent"
+            if cfg.search.schedule == "async":
+                return run_async(self), time.perf_counter() - started
             while self.counters.evaluations < budget:
                 round_ += 1
                 self.counters.rounds = round_
@@ -239,6 +246,7 @@ class SearchLoop:
                 self.strategy.tell(told)
                 self._checkpoint(round_)
         finally:
+            self.store.save_artifact(EXECUTOR_ARTIFACT, self.components.executor.stats())
             self.callbacks.on_end()
             self.components.close()
         return reason, time.perf_counter() - started
@@ -319,16 +327,6 @@ def _config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str 
         elif a.get(key) != b.get(key):
             out.append(full)
     return out
-
-
-def _remove_inputs(inputs: RunInputs, folder: Path) -> None:
-    """Remove the copies of a run that then failed to start (and their folder when that is left empty)."""
-    for rel in inputs.files:
-        (folder / rel).unlink(missing_ok=True)
-    try:
-        (folder / INPUTS_DIR).rmdir()
-    except OSError:
-        pass
 
 
 def _discard_store(store: SQLiteRunStore) -> None:
@@ -468,7 +466,7 @@ def run_search(
         if loop is None and components is not None:
             components.close()  # the loop closes them when it ran
         if store is None and copied and inputs is not None:
-            _remove_inputs(inputs, folder)  # the run never started: leave the folder as it was found
+            remove_inputs(inputs, folder)  # the run never started: leave the folder as it was found
         if store is None and lock is not None:
             lock.release(remove=True)
             lock = None

@@ -8,7 +8,11 @@ as it would under `kill -9`, holding whatever it held. Without the variable a ki
 Stages: `transaction` (inside a store write transaction, its statements run, before COMMIT), `evaluate`
 (a round hands its candidates to the executor: with a delay, a kill mid-training), `checkpoint` (a round
 ends), `outputs` (the run's output files are about to be written), `finish` (outputs written, the result
-not yet stored).
+not yet stored), `task` (a worker starts a task: with a delay, a worker killed mid-evaluation).
+
+With `NA_TOOLKIT_KILL_ONCE=PATH` set too, only the first process to reach the kill is killed, across
+processes: it creates PATH (exclusively) before dying, and any process finding PATH there goes on (a task Ray
+retries in a fresh worker is not killed again).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import os
 import signal
 import threading
 
-__all__ = ["KILL_AT_ENV", "STAGES", "kill_point"]
+__all__ = ["KILL_AT_ENV", "KILL_ONCE_ENV", "STAGES", "kill_point"]
 
 KILL_AT_ENV = "NA_TOOLKIT_KILL_AT"
-STAGES = ("transaction", "evaluate", "checkpoint", "outputs", "finish")
+KILL_ONCE_ENV = "NA_TOOLKIT_KILL_ONCE"
+STAGES = ("transaction", "evaluate", "checkpoint", "outputs", "finish", "task")
 
 _passes: dict[str, int] = {}
 
@@ -40,6 +45,12 @@ def kill_point(stage: str) -> None:
     _passes[stage] = _passes.get(stage, 0) + 1
     if len(parts) < 2 or _passes[stage] != int(parts[1]):
         return
+    once = os.environ.get(KILL_ONCE_ENV)
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # another process was killed already
     delay_s = float(parts[2]) if len(parts) > 2 else 0.0
     if delay_s <= 0:
         _kill_self()

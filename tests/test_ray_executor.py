@@ -1,0 +1,248 @@
+"""The `ray` executor on real local Ray clusters: tasks in reused workers, the device fleet (measurements on
+the node advertising the device, never beside training), a node lost mid-task, a worker killed
+mid-evaluation, the driver killed and resumed, Ctrl-C, and an unreachable cluster (issue: scale-out)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="needs Ray (make install installs the `ray` extra)")
+
+from conftest import REPO_ROOT  # noqa: E402
+from na_toolkit.bench.faults import tagged_pids  # noqa: E402
+from na_toolkit.errors import ConfigError  # noqa: E402
+from na_toolkit.plugins import get_toolkit  # noqa: E402
+from na_toolkit.search import run_search  # noqa: E402
+from na_toolkit.search.executor_ray import RayExecutor, check_reachable, device_resource  # noqa: E402
+from na_toolkit.search.executors import Task  # noqa: E402
+from na_toolkit.store import SQLiteRunStore  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TAG_ENV = "NA_TOOLKIT_TEST_TAG"
+#: small measurement settings (the same protocol)
+QUICK = {"warmup_runs": 3, "warmup_s": 0.01, "min_runs": 5, "max_runs": 10, "max_time_s": 0.3}
+
+
+def _config(tmp_path, **search):
+    return {
+        "name": "ray",
+        "seed_network": "simple-cnn",
+        "evaluations": 8,
+        "random_seed": 0,
+        "output": str(tmp_path),
+        "search": {"per_round": 2, "schedule": "async", "moves": ["insert_conv", "scale", "remove"], **search},
+        "strategy": {"name": "random"},
+        "evaluator": {"name": "synthetic", "options": {"seconds": 0.5}},
+        "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 10}}},
+        "executor": {"name": "ray", "options": {"num_cpus": 2}},
+    }
+
+
+# ---- a cluster of three nodes: the head (2 CPUs) and two device nodes (no CPU, one device each) ----------
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    devices = {}
+    for name in ("board-a", "board-b"):
+        node = c.add_node(num_cpus=0, resources={device_resource(name): 1})
+        devices[name] = node.node_id
+    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+    c.wait_for_nodes()
+    head = c.head_node.node_id
+    yield {"cluster": c, "head": head, "devices": devices}
+    ray.shutdown()
+    c.shutdown()
+
+
+def _node(worker: str) -> str:
+    return worker.split(":")[0]
+
+
+def test_tasks_reuse_workers_and_measurements_go_to_their_device_node(cluster):
+    tk = get_toolkit()
+    ex = RayExecutor()  # joins the cluster this process is connected to, and leaves it running
+    ex.toolkit = tk
+    arch = tk.seed("simple-cnn")
+    sel = tk.selection.to_json()
+    evals = ex.run([Task("evaluate", arch.to_json(), "synthetic", {"seconds": 0.2}, selection=sel)] * 6)
+    assert all(r.ok for r in evals)
+    assert {_node(r.worker) for r in evals} == {cluster["head"]}  # training never on a device node
+    assert len({r.worker for r in evals}) <= 3  # workers are reused: each builds the toolkit once
+    for name, node in cluster["devices"].items():
+        task = Task("measure", arch.to_json(), "roofline", {"device": "x86-cpu"}, selection=sel)
+        routed = Task(**{**task.__dict__, "resources": {device_resource(name): 1.0}})
+        (r,) = ex.run([routed], exclusive=True)
+        assert r.ok and _node(r.worker) == node, (name, r.worker, r.error)
+    ex.close()
+    assert ray.is_initialized()  # a joined cluster is not shut down by the executor
+
+
+def test_an_async_search_measures_each_device_on_its_own_node(cluster, tmp_path):
+    doc = _config(tmp_path, max_in_flight=2)
+    doc["executor"] = {"name": "ray"}
+    doc["devices"] = {
+        name: {
+            "device": "cpu",
+            "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+            "measure": {"name": "onnxruntime", "options": {"settings": QUICK}},
+            "resource": device_resource(name),
+        }
+        for name in cluster["devices"]
+    }
+    res = run_search(doc, progress=False, outputs=False)
+    assert len({e.hash for e in res.evaluated}) == 8 and res.counters.measurements == 16
+    with SQLiteRunStore.open(res.run_dir) as store:
+        for e in res.evaluated:
+            for name, node in cluster["devices"].items():
+                settings = "measure:batch=1"
+                doc_ = store.measurement(e.hash, name, "onnxruntime", settings)
+                assert doc_ is not None and _node(doc_["worker"]) == node
+
+
+def test_a_node_lost_mid_task_is_retried_on_another(cluster):
+    tk = get_toolkit()
+    c = cluster["cluster"]
+    spot = c.add_node(num_cpus=1, resources={"spot": 1})
+    c.wait_for_nodes()
+    ex = RayExecutor(max_retries=3)
+    ex.toolkit = tk
+    arch = tk.seed("simple-cnn")
+    task = Task(
+        "evaluate",
+        arch.to_json(),
+        "synthetic",
+        {"seconds": 4.0},
+        selection=tk.selection.to_json(),
+        resources={"spot": 1},
+    )
+    ticket = ex.submit(task)
+    time.sleep(2.0)  # the task runs on the spot node
+    c.remove_node(spot)
+    replacement = c.add_node(num_cpus=1, resources={"spot": 1})
+    ((t, result),) = ex.wait([ticket])
+    assert t == ticket and result.ok, result.error
+    assert _node(result.worker) == replacement.node_id
+    c.remove_node(replacement)
+
+
+# ---- the driver's own Ray: subprocess searches killed and resumed ---------------------------------------
+def _toml(tmp_path, **search):
+    doc = _config(tmp_path / "runs", **search)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    for table in ("search", "strategy", "evaluator", "executor"):
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in doc[table].items()]
+    lines.append("[predictors.accuracy]")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in doc["predictors"]["accuracy"].items()]
+    path = tmp_path / "ray.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml_value(v):
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return json.dumps(v)
+
+
+def _search(*args, env=None):
+    full = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray, not the fixture's
+    full.update(env or {})
+    cmd = [sys.executable, "-m", "na_toolkit.cli.main", "search", *map(str, args)]
+    return subprocess.Popen(cmd, env=full, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _run_folder(tmp_path):
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def _stored(folder):
+    with SQLiteRunStore.open(folder) as store:
+        return [r.arch_hash for r in store.evaluations()]
+
+
+def _no_orphans(tag, wait_s=15.0):
+    deadline = time.monotonic() + wait_s
+    while tagged_pids(tag) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return tagged_pids(tag)
+
+
+def test_a_worker_killed_mid_evaluation_is_retried_and_stored_once(tmp_path):
+    tag = uuid.uuid4().hex
+    env = {"NA_TOOLKIT_KILL_AT": "task:2:0.2", "NA_TOOLKIT_KILL_ONCE": str(tmp_path / "killed"), TAG_ENV: tag}
+    proc = _search(_toml(tmp_path), "--json", env=env)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert (tmp_path / "killed").exists()  # a worker really died mid-task
+    hashes = _stored(_run_folder(tmp_path))
+    assert len(hashes) == 8 == len(set(hashes))  # none lost, none paid twice
+    assert not _no_orphans(tag)
+
+
+def test_the_driver_killed_then_resumed_on_ray_loses_and_repeats_nothing(tmp_path):
+    tag = uuid.uuid4().hex
+    proc = _search(_toml(tmp_path), env={"NA_TOOLKIT_KILL_AT": "evaluate:4", TAG_ENV: tag})
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    folder = _run_folder(tmp_path)
+    before = _stored(folder)
+    assert 1 <= len(before) < 8
+    assert not _no_orphans(tag), "Ray's processes outlived the killed driver"
+    resumed = _search("--resume", folder, "--json", env={TAG_ENV: tag})
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    after = _stored(folder)
+    assert len(after) == 8 == len(set(after)) and after[: len(before)] == before
+    summary = json.loads(out)
+    assert summary["counters"]["evaluations_replayed"] == len(before)
+    assert not _no_orphans(tag)
+
+
+def test_ctrl_c_stops_a_ray_search_cleanly(tmp_path):
+    tag = uuid.uuid4().hex
+    path = _toml(tmp_path)
+    proc = _search(path, env={TAG_ENV: tag})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        runs = list((tmp_path / "runs").glob("*/store.sqlite")) if (tmp_path / "runs").exists() else []
+        if runs and len(_stored(runs[0].parent)) >= 2:
+            break
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert "--resume" in err  # it says how to continue
+    assert not _no_orphans(tag), "Ray's processes outlived a Ctrl-C"
+
+
+def test_an_unreachable_cluster_is_one_clear_error_naming_the_address(tmp_path):
+    with pytest.raises(ConfigError, match="no Ray cluster answers at 127.0.0.1:9"):
+        check_reachable("127.0.0.1:9", timeout_s=2)
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        check_reachable("nonsense")
+    path = _toml(tmp_path)
+    path.write_text(path.read_text().replace("num_cpus = 2", 'address = "127.0.0.1:9"'))
+    proc = _search(path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "127.0.0.1:9" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_worker_command_starts_a_device_node(run_cli):
+    res = run_cli("worker", "--device", "jetson-orin-nano", "--address", "10.0.0.5:6379", "--dry-run")
+    assert res.returncode == 0
+    assert "--num-cpus=0" in res.stdout and '"device:jetson-orin-nano": 1' in res.stdout
+    bad = run_cli("worker", "--device", "../x", "--address", "10.0.0.5:6379", "--dry-run")
+    assert bad.returncode == 2 and "device name" in bad.stderr
