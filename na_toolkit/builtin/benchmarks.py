@@ -4,6 +4,7 @@ plugin's: `ir` (IR speed and ONNX parity), `latency` (learned and roofline laten
 figures), `train-time` (estimated vs measured training time) and `fuzz` (malformed inputs through the CLI:
 clean errors, tracebacks, hangs, wrong accepts).
 `fewshot-profile`: a few-shot profile (N measurements with other devices' profiles) against a full one.
+`inheritance`: searches with weight inheritance against searches from scratch (accuracy, epochs spent).
 The NAS-Bench-201 benchmarks come with the NB201 plugin."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import na_toolkit
-from na_toolkit.bench import architecture, faults, fewshot_profile, fuzz, ir, latency, train_time
+from na_toolkit.bench import architecture, faults, fewshot_profile, fuzz, inheritance, ir, latency, train_time
 
 if TYPE_CHECKING:
     from na_toolkit.toolkit import BenchmarkRegistry
@@ -24,6 +25,7 @@ BENCHMARKS = (
     faults.BENCHMARK,
     train_time.BENCHMARK,
     fewshot_profile.BENCHMARK,
+    inheritance.BENCHMARK,
 )
 
 

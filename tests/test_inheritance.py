@@ -1,0 +1,278 @@
+"""Weight inheritance through function-preserving moves (docs/moves.md, "Weight inheritance"): real torch
+builds, a real torch evaluator on digits, real searches in a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT, default_toolkit
+from na_toolkit.evaluation.inherit import ParentWeights, evaluate_with_parent, inherit_state
+from na_toolkit.evaluation.torch_trainer import TorchEvaluator
+from na_toolkit.ir.architecture import Architecture
+from na_toolkit.moves import Move, MoveType, ParamSpec
+from na_toolkit.moves.inherit import ChannelMap
+from na_toolkit.search import run_search
+from na_toolkit.search.executors import Task
+from na_toolkit.store import STORE_FILE
+
+#: seeds small enough to build and run every sampled child in a test (32x32 inputs or smaller)
+SMALL_SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
+BUILTIN_MOVES = ("insert_conv", "insert_add", "scale", "remove")
+
+
+def trained_like_state(arch: Architecture, seed: int) -> dict[str, torch.Tensor]:
+    """A state dict that looks trained: random weights, and batch norms with statistics and affine
+    parameters away from their initial 0 / 1 (an identity batch norm would hide mapping mistakes)."""
+    model = arch.to_torch(seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.copy_(torch.randn(buf.shape, generator=g) * 0.5)
+            elif name.endswith("running_var"):
+                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+        for name, p in model.named_parameters():
+            if p.ndim == 1:
+                scaled = torch.rand(p.shape, generator=g) + 0.5
+                p.copy_(scaled if name.endswith("weight") else torch.randn(p.shape, generator=g) * 0.3)
+    return model.state_dict()
+
+
+def outputs(arch: Architecture, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    model = arch.to_torch(seed=0)
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def every_assignment(op: MoveType, arch: Architecture, chosen: dict | None = None) -> list[dict]:
+    """Every full parameter assignment the masks admit."""
+    chosen = chosen or {}
+    rest = [p for p in op.params() if p.name not in chosen]
+    if not rest:
+        return [dict(chosen)]
+    p = rest[0]
+    out: list[dict] = []
+    for i in np.flatnonzero(op.admitted(arch, p.name, chosen)):
+        out += every_assignment(op, arch, {**chosen, p.name: p.value_at(int(i))})
+    return out
+
+
+def check_moves_from(seed_name: str, every: bool, samples: int, batch: int = 3) -> dict[tuple[str, str], int]:
+    """Apply moves to a seed (every admitted assignment with `every`, else `samples` draws per move), map a
+    trained-like parent's weights, and check every exact child against the parent in float32. Returns
+    (move, preservation) -> count."""
+    tk = default_toolkit()
+    arch = tk.seed(seed_name)
+    state = trained_like_state(arch, 1)
+    x = torch.randn(batch, *arch.input_shape, generator=torch.Generator().manual_seed(2))
+    want = outputs(arch, state, x)
+    rng = np.random.default_rng(0)
+    counts: dict[tuple[str, str], int] = {}
+    for name in tk.moves:
+        op = tk.moves.get(name)
+        if every:
+            draws = every_assignment(op, arch)
+        else:
+            draws = [d for d in (op.sample(arch, rng) for _ in range(samples)) if d is not None]
+        for params in draws:
+            child = op.apply(arch, **params)
+            got = inherit_state(arch, state, (Move(name, params).to_json(),), child, tk.moves)
+            counts[name, got.preservation] = counts.get((name, got.preservation), 0) + 1
+            if got.preservation == "none":
+                assert got.state is None and got.reason
+                continue
+            out = outputs(child, got.state, x)
+            assert out.shape == want.shape
+            if got.preservation == "exact":
+                err = float((out - want).abs().max())
+                assert err <= 1e-5, f"{seed_name}: {name} {params} claims exact, max abs error {err}"
+    return counts
+
+
+def test_sampled_exact_moves_from_the_default_seed_keep_the_outputs():
+    counts = check_moves_from("simple-cnn", every=False, samples=8)
+    assert sum(n for (_, level), n in counts.items() if level == "exact") > 0
+
+
+@pytest.mark.slow
+def test_every_exact_move_from_the_default_seed_keeps_the_outputs():
+    counts = check_moves_from("simple-cnn", every=True, samples=0)
+    for name in BUILTIN_MOVES:  # each built-in move is exact somewhere on the default seed
+        assert counts.get((name, "exact"), 0) > 0, (name, counts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed_name", [s for s in SMALL_SEEDS if s != "simple-cnn"])
+def test_exact_moves_from_the_other_seeds_keep_the_outputs(seed_name):
+    counts = check_moves_from(seed_name, every=False, samples=6)
+    assert sum(n for (_, level), n in counts.items() if level == "exact") > 0
+
+
+@pytest.mark.slow
+def test_exact_moves_from_every_registered_seed_keep_the_outputs():
+    """Every other registered seed (ImageNet-sized ones included), one draw per move, one input."""
+    for seed_name in default_toolkit().seeds:
+        if seed_name not in SMALL_SEEDS:
+            check_moves_from(seed_name, every=False, samples=1, batch=1)
+
+
+def test_chains_of_moves_and_what_cannot_be_inherited():
+    tk = default_toolkit()
+    arch = tk.seed("simple-cnn")
+    state = trained_like_state(arch, 3)
+    x = torch.randn(4, *arch.input_shape, generator=torch.Generator().manual_seed(0))
+    # Net2Deeper then Net2Wider: an identity conv after the first ReLU, then the new conv widened
+    relu = next(i for i, n in enumerate(arch.nodes) if n.type == "relu")
+    moves = [Move("insert_conv", {"position": relu, "filters": 16, "kernel": 3})]
+    mid = moves[0].apply(arch, tk.moves)
+    conv = next(i for i, n in enumerate(mid.nodes) if n.id not in arch and n.type == "conv2d")
+    moves.append(Move("scale", {"position": conv, "attribute": "channels", "value": 48}))
+    child = moves[1].apply(mid, tk.moves)
+    got = inherit_state(arch, state, tuple(m.to_json() for m in moves), child, tk.moves)
+    assert got.preservation == "exact"
+    assert float((outputs(child, got.state, x) - outputs(arch, state, x)).abs().max()) <= 1e-5
+    # moves that do not lead to the child, and a move type that does not opt in
+    other = Move("scale", {"position": conv, "attribute": "kernel", "value": 5}).apply(mid, tk.moves)
+    wrong = inherit_state(arch, state, tuple(m.to_json() for m in moves), other, tk.moves)
+    assert wrong.state is None and wrong.preservation == "none" and "do not lead" in wrong.reason
+
+    class Plain(MoveType):  # a plugin move written without inheritance: trains from scratch
+        name = "plain"
+
+        def params(self):
+            return (ParamSpec.position("position"),)
+
+    assert Plain().inherit_weights(arch, child, {"position": 0}, {}, np.random.default_rng(0)) is None
+
+
+def test_widening_splits_sum_to_one_and_narrowing_keeps_the_strongest():
+    m = ChannelMap.resize(4, 10, np.random.default_rng(0))
+    assert m.exact and list(m.source[:4]) == [0, 1, 2, 3]
+    totals = np.zeros(4)
+    np.add.at(totals, m.source, m.split)
+    assert np.allclose(totals, 1.0) and len(set(np.round(m.split, 6))) > 4  # copies weighed unequally
+    narrow = ChannelMap.resize(4, 2, np.random.default_rng(0), importance=np.array([0.1, 3.0, 0.2, 2.0]))
+    assert not narrow.exact and list(narrow.source) == [1, 3]
+
+
+@pytest.fixture(scope="module")
+def parent_and_child():
+    """simple-cnn trained 1 epoch on digits, and a child one exact move away (Net2Wider on its first conv)."""
+    tk = default_toolkit()
+    arch = tk.seed("simple-cnn")
+    evaluator = TorchEvaluator(datasets=tk.datasets, epochs=1, inherit_epochs=1, threads=1)
+    result, state = evaluator.evaluate_with_weights(arch)
+    move = Move("scale", {"position": 0, "attribute": "channels", "value": 24})
+    return tk, evaluator, arch, result, state, move, move.apply(arch, tk.moves)
+
+
+@pytest.mark.slow
+def test_the_evaluator_fine_tunes_an_exact_child_from_its_parents_accuracy(parent_and_child):
+    tk, evaluator, arch, parent_result, state, move, child = parent_and_child
+    parent = ParentWeights(arch.hash, arch.to_json(), state, (move.to_json(),), "", parent_result.valid_accuracy)
+    result, weights = evaluate_with_parent(evaluator, child, parent, tk.moves)
+    extra = result.extra
+    assert extra["inherited"] is True and extra["function_preserving"] == "exact"
+    assert extra["inherited_from"] == arch.hash and result.epochs == 1  # inherit_epochs
+    # epoch 0 is the inherited network as it is: the parent's accuracy, exactly (same function)
+    assert extra["history"][0]["epoch"] == 0
+    assert extra["history"][0]["valid_accuracy"] == pytest.approx(parent_result.valid_accuracy)
+    assert weights is not None and set(weights) == set(child.to_torch().state_dict())
+    # Task is plain data: the inheritance travels to a worker process
+    task = Task("evaluate", child.to_json(), "torch", {}, keep_weights=True, inherit=parent)
+    assert pickle.loads(pickle.dumps(task)).inherit.parent_hash == arch.hash
+
+
+@pytest.mark.slow
+def test_falling_back_to_training_from_scratch_is_recorded(parent_and_child):
+    tk, evaluator, arch, parent_result, state, move, child = parent_and_child
+    none = ParentWeights(None, None, None, (), "no ancestor evaluated before it has stored weights")
+    result, _ = evaluate_with_parent(evaluator, child, none, tk.moves)
+    assert result.extra["inherited"] is False and result.extra["function_preserving"] == "none"
+    assert result.extra["inherit_reason"] == none.reason and result.epochs == 1
+    # an approximate start (a narrowed conv) far below its parent: dropped, trained from scratch
+    narrow = Move("scale", {"position": 0, "attribute": "channels", "value": 8})
+    picky = TorchEvaluator(datasets=tk.datasets, epochs=1, inherit_epochs=1, threads=1, inherit_max_drop=0.0)
+    parent = ParentWeights(arch.hash, arch.to_json(), state, (narrow.to_json(),), "", 1.0)
+    result, _ = evaluate_with_parent(picky, narrow.apply(arch, tk.moves), parent, tk.moves)
+    assert result.extra["inherited"] is False and result.extra["function_preserving"] == "approximate"
+    assert "trained from scratch" in result.extra["inherit_reason"] and "history" in result.extra
+    assert result.extra["history"][0]["epoch"] == 1  # no epoch 0: the inherited start was dropped
+    assert result.extra["inherit_fallback"]["parent_valid_accuracy"] == 1.0
+
+
+def _digits_doc(tmp_path, inherit: bool) -> dict:
+    return {
+        "name": "inherit",
+        "seed_network": "simple-cnn",
+        "dataset": "digits",
+        "evaluations": 5,
+        "random_seed": 3,
+        "output": str(tmp_path),
+        "search": {"per_round": 2, "inherit_weights": inherit},
+        "strategy": {"name": "random", "options": {"oversample": 1}},
+        "evaluator": {"name": "torch", "options": {"epochs": 2, "inherit_epochs": 1, "threads": 1}},
+        "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 10}}},
+        "devices": {"cpu": {"device": "cpu", "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}}},
+    }
+
+
+@pytest.mark.slow
+def test_a_search_inherits_records_it_and_resumes_to_the_same_results(tmp_path):
+    full = run_search(_digits_doc(tmp_path, True), progress=False, outputs=False)
+    extras = [e.result["extra"] for e in full.evaluated]
+    assert all({"inherited", "function_preserving"} <= set(x) for x in extras)
+    assert extras[0]["inherited"] is False  # the seed
+    inherited = [(e, x) for e, x in zip(full.evaluated, extras) if x["inherited"]]
+    assert inherited, [x.get("inherit_reason") for x in extras]
+    for e, x in inherited:
+        assert e.result["epochs"] == 1 and x["function_preserving"] in ("exact", "approximate")
+        assert x["inherited_from"] in {o.hash for o in full.evaluated[: e.seq]}
+    # cut the store back to what a kill after 3 evaluations leaves, resume: the same children inherit the same
+    # weights and train to the same results
+    cut = tmp_path / "cut"
+    shutil.copytree(full.run_dir, cut)
+    conn = sqlite3.connect(cut / STORE_FILE)
+    gone = [h for (h,) in conn.execute("SELECT arch_hash FROM evaluations WHERE seq >= 3")]
+    conn.execute("DELETE FROM evaluations WHERE seq >= 3")
+    for table in ("predictor_data", "weights"):
+        conn.executemany(f"DELETE FROM {table} WHERE arch_hash = ?", [(h,) for h in gone])
+    conn.execute("DELETE FROM checkpoints")
+    conn.execute("UPDATE runs SET status = 'running', result_json = NULL")
+    conn.commit()
+    conn.close()
+    resumed = run_search(None, resume=cut, progress=False, outputs=False)
+    assert resumed.counters.evaluations_replayed == 3
+    assert [e.hash for e in resumed.evaluated] == [e.hash for e in full.evaluated]
+    for a, b in zip(resumed.evaluated, full.evaluated):
+        assert a.result["valid_accuracy"] == b.result["valid_accuracy"]
+        assert a.result["extra"]["inherited"] == b.result["extra"]["inherited"]
+
+
+@pytest.mark.slow
+def test_bench_inheritance_cli_prints_the_figures(tmp_path):
+    args = ["bench", "inheritance", "--seeds", "1", "--evaluations", "2", "--epochs", "1", "--inherit-epochs", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", *args, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert {"accuracy_gap_points", "training_cost_ratio", "params", "machine"} <= set(doc)
+    row = doc["seeds"][0]
+    assert row["scratch"]["epochs"] == 2 and row["scratch"]["from_scratch"] == 2
+    assert row["inherit"]["epochs"] == 2 and doc["training_cost_ratio"] == 1.0  # 1 epoch either way here
