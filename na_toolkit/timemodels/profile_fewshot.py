@@ -109,10 +109,10 @@ def load_priors(
 def prior_model(prof: DeviceProfile, layer_types: LayerTypeRegistry, seed: int = 0) -> KernelLatencyModel:
     """The learned model of a prior profile (fitted once per process)."""
     key = (prof.content_hash(), seed, id(layer_types))
-    model = _PRIOR_MODELS.get(key)
-    if model is None:
-        model = _PRIOR_MODELS[key] = fit_profile(prof, layer_types, seed=seed)
-    return model
+    hit = _PRIOR_MODELS.get(key)
+    if hit is None or hit[0] is not layer_types:  # the entry holds its registry: an id is never reused while cached
+        hit = _PRIOR_MODELS[key] = (layer_types, fit_profile(prof, layer_types, seed=seed))
+    return hit[1]
 
 
 # ---- the model ------------------------------------------------------------------------------------------
