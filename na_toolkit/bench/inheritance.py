@@ -45,6 +45,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inherit-epochs", type=int, default=None, help="fine-tuning epochs (default: the evaluator's inherit_epochs)"
     )
+    parser.add_argument(
+        "--inherit-max-drop",
+        type=float,
+        default=None,
+        help="accuracy drop (fraction) past which an approximate start trains from scratch (default: the evaluator's)",
+    )
 
 
 def _log(msg: str) -> None:
@@ -65,6 +71,8 @@ def _doc(args: argparse.Namespace, seed: int, mode: str) -> dict[str, Any]:
         options["epochs"] = args.epochs
     if args.inherit_epochs is not None:
         options["inherit_epochs"] = args.inherit_epochs
+    if args.inherit_max_drop is not None:
+        options["inherit_max_drop"] = args.inherit_max_drop
     for device in doc.get("devices", {}).values():
         device.pop("measure", None)
     doc.pop("output", None)  # nothing is written: the search runs in a memory store

@@ -19,7 +19,8 @@
   norm its unit slope (exact). Any other branch (a ReLU in it): every weight is kept (an add has none) and
   the sum holds the skip (approximate).
 - remove: the other layers keep their weights (approximate; exact for an identity / dropout, and a ReLU
-  whose input is non-negative); a batch norm right after a conv is folded into it (its scale into the
+  whose input is non-negative; a global average pool before flatten -> linear, whose averaging the linear
+  layer takes over); a batch norm right after a conv is folded into it (its scale into the
   filters, its shift into the bias: exact when the conv has one, the shift lost otherwise); a layer whose
   removal changes the width its readers see hands them its input's channels in place (new ones
   zero-weighted).
@@ -219,6 +220,29 @@ def _cancel_skip(parent, params, weights, out) -> Inherited:
 
 
 # ---- remove -------------------------------------------------------------------------------------------
+def _unpool_readers(parent, child, pool: str, source: str, weights: NodeWeights, out: NodeWeights) -> bool:
+    """A removed global average pool read by flatten -> [identity / dropout] -> linear: the linear layer does
+    the averaging (its weight for channel c spread over c's H*W flattened positions, divided by H*W): exact."""
+    readers = parent.consumers[pool]
+    if len(readers) != 1 or parent.node(readers[0]).type != "flatten":
+        return False
+    nid = readers[0]
+    while child.node(nid).type != "linear":
+        nxt = child.consumers[nid]
+        if len(nxt) != 1 or nid == child.output:
+            return False
+        nid = nxt[0]
+        if child.node(nid).type not in IDENTITY_AT_INFERENCE | {"linear"}:
+            return False
+    held = weights.get(nid)
+    if not held:
+        return False
+    _c, h, w = parent.shape(source)
+    weight = held["weight"]
+    out[nid] = {**held, "weight": (np.repeat(weight.astype(np.float64), h * w, axis=1) / (h * w)).astype(weight.dtype)}
+    return True
+
+
 def _fold_batchnorm(parent, bn: str, source: str, weights: NodeWeights, out: NodeWeights) -> bool:
     """A removed batch norm right after a conv read only by it goes into the conv: its scale into the
     filters (y = s * conv(x) + t), its shift into the conv's bias when it has one. True when exact (a bias took
@@ -247,6 +271,8 @@ def remove(parent, child, params, weights, rng) -> Inherited:
         if node.type == "batchnorm2d" and _fold_batchnorm(parent, node.id, source, weights, out):
             exact = True
         return Inherited(out, "exact" if exact else "approximate")
+    if node.type == "global_avg_pool" and _unpool_readers(parent, child, node.id, source, weights, out):
+        return Inherited(out, "exact")
     if old[1:] == new[1:]:  # only the width its readers see changes: they read its input's channels in place
         readers = [r for r in parent.consumers[node.id] if r in child]
         try:

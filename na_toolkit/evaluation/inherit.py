@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NAToolkitError
 from ..ir.architecture import Architecture
-from ..moves.inherit import NodeWeights, Preservation, weakest
+from ..moves.inherit import NodeWeights, Preservation, complete, weakest
 from .base import EvaluationResult, Evaluator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,7 +133,10 @@ def inherit_state(
         arch, weights = nxt, got.weights
     if arch.hash != child.hash:
         return InheritedState(None, "none", "the moves from the parent do not lead to this network")
-    return InheritedState(to_state(child, weights, seed), weakest(levels))
+    level = weakest(levels)
+    if level == "exact" and not complete(child, weights):
+        level = "approximate"  # a mapping that claims exact but leaves weights at their fresh initialisation
+    return InheritedState(to_state(child, weights, seed), level)
 
 
 def evaluate_with_parent(
