@@ -153,5 +153,6 @@ def test_demo_runs_end_to_end_into_its_own_run_folder(tmp_path):
     assert result.counters.evaluations == 2 and result.counters.measurements == 2
     assert result.run_dir.parent == tmp_path and (result.run_dir / "local-cpu.toml").exists()
     assert any(line.startswith("run folder:") for line in lines)
-    again = run_demo(tmp_path, evaluations=1, progress=False, echo=lambda _line: None)
+    # the second run checks the folder only: on digits named (no dataset trial, the cheapest training)
+    again = run_demo(tmp_path, evaluations=1, progress=False, echo=lambda _line: None, dataset="digits")
     assert again.run_dir != result.run_dir
