@@ -204,3 +204,16 @@ def test_kill_once_kills_one_process_only(tmp_path):
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL and second.returncode == 0 and second.stdout.strip() == "alive"
+
+
+def test_bench_executor_parts_on_a_small_simulated_fleet(toolkit, tmp_path):
+    """The benchmark's simulated fleet and store figures (`bench executor`; its Ray parts are the tests of
+    test_ray_executor.py at small sizes)."""
+    from na_toolkit.bench.executor import simulated_fleet, store_writes_per_s
+    from na_toolkit.plugins import get_toolkit
+
+    sim = simulated_fleet(get_toolkit(), tmp_path, workers=4, per_worker=3)
+    for schedule in ("async", "rounds"):
+        assert sim[schedule]["evaluations"] == 12 and 0 < sim[schedule]["busy_share"] <= 1
+        assert sim[schedule]["driver_s_per_evaluation"] > 0
+    assert store_writes_per_s(tmp_path, n=50) > 0

@@ -5,6 +5,7 @@ figures), `train-time` (estimated vs measured training time) and `fuzz` (malform
 clean errors, tracebacks, hangs, wrong accepts).
 `fewshot-profile`: a few-shot profile (N measurements with other devices' profiles) against a full one.
 `inheritance`: searches with weight inheritance against searches from scratch (accuracy, epochs spent).
+`executor`: scale-out (task overheads, the asynchronous loop, fleets real and simulated, faults; docs/scale.md).
 The NAS-Bench-201 benchmarks come with the NB201 plugin."""
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import na_toolkit
-from na_toolkit.bench import architecture, faults, fewshot_profile, fuzz, inheritance, ir, latency, train_time
+from na_toolkit.bench import (
+    architecture,
+    executor,
+    faults,
+    fewshot_profile,
+    fuzz,
+    inheritance,
+    ir,
+    latency,
+    train_time,
+)
 
 if TYPE_CHECKING:
     from na_toolkit.toolkit import BenchmarkRegistry
@@ -26,6 +37,7 @@ BENCHMARKS = (
     train_time.BENCHMARK,
     fewshot_profile.BENCHMARK,
     inheritance.BENCHMARK,
+    executor.BENCHMARK,
 )
 
 

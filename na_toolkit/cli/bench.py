@@ -7,11 +7,14 @@ One subcommand per benchmark registered in the toolkit (`toolkit.benchmarks`, fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownComponentError
+from ..files import write_text_atomic
 from .command import Command
 
 if TYPE_CHECKING:
@@ -66,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
     toolkit: Toolkit = args.toolkit
     if args.bench not in toolkit.benchmarks:
         raise UnknownComponentError("benchmark", args.bench, toolkit.benchmarks.names())
-    figures = toolkit.benchmarks.get(args.bench).run(args, toolkit)
+    # stdout holds only the answer: what libraries print while the benchmark runs (Ray's driver prints its
+    # raylet's warnings on stdout) goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        figures = toolkit.benchmarks.get(args.bench).run(args, toolkit)
     result = {**figures, "params": {"benchmark": args.bench, **_params(args)}, "machine": machine_info()}
     text = json.dumps(result, indent=2, default=str)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        write_text_atomic(Path(args.out), text + "\n")
     if args.json:
         print(text)
     else:

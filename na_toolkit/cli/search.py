@@ -10,6 +10,7 @@ RUN is a run folder (printed by `search`), or a run id inside ./runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -57,13 +58,16 @@ def _run_search(args: argparse.Namespace) -> int:
         overrides["output"] = str(Path(args.output).resolve())
     if args.resume is not None and overrides and args.config is None:
         raise ConfigError("--evaluations/--output/--seed change a run; a resumed run keeps its own config")
-    result = run_search(
-        args.config,
-        resume=args.resume,
-        overrides=overrides or None,
-        progress=not args.no_progress,
-        toolkit=args.toolkit,
-    )
+    # stdout holds only the outcome: what a library prints during the search (Ray's driver prints its raylet's
+    # warnings on stdout) goes to stderr, so `--json` stays one JSON document
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_search(
+            args.config,
+            resume=args.resume,
+            overrides=overrides or None,
+            progress=not args.no_progress,
+            toolkit=args.toolkit,
+        )
     summary = result.summary()
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
