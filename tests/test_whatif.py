@@ -309,4 +309,10 @@ def test_bench_whatif_on_nb201(tmp_path):
         (search,) = r["search"]
         assert search["latency_ms"] is None or search["latency_ms"] <= out["budget_ms"]
     assert out["distinct_best_networks"]["table_optimum"] >= 1
+    # the first seed's what-if is there as the command prints it, and its searches are the ones reported
+    first = out["first_seed"]
+    assert first["device"] == "jetson-orin-nano" and first["batch_size"] == 32
+    assert [v["latency_ms"] for v in first["variants"]] == pytest.approx(
+        [r["search"][0]["latency_ms"] for r in rows], nan_ok=True
+    )
     assert (tmp_path / "w.png").stat().st_size > 0

@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from na_toolkit.search.whatif import WhatIfResult
     from na_toolkit.toolkit import Toolkit
 
-DEVICE_ENTRY = "device"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="jetson-orin-nano", help="hardware model (default jetson-orin-nano)")
@@ -152,17 +150,17 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-whatif-") as tmp:
         for seed in range(args.seeds):
             doc = _config(args, args.strategy, seed, Path(tmp), None, None)
-            doc["name"] = f"whatif-{args.device}"
+            doc["name"] = f"whatif-{base.name}"
             tm_options = {"device": args.device, "dtype": args.dtype}
             doc["devices"] = {
-                DEVICE_ENTRY: {
+                base.name: {
                     "time_model": {"name": "roofline", "options": tm_options},
                     "batch_size": args.batch_size,
                     "budgets": {"latency_ms": {"limit": budget_ms, "hard": True}},
                 }
             }
             result = run_whatif(
-                doc, DEVICE_ENTRY, varies, toolkit=toolkit, log=lambda line: print(line, file=sys.stderr, flush=True)
+                doc, base.name, varies, toolkit=toolkit, log=lambda line: print(line, file=sys.stderr, flush=True)
             )
             results.append(result)
             for out, o in zip(variants_out, result.outcomes):
@@ -198,6 +196,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         },
         "budget_ms": round(budget_ms, 6),
         "variants": variants_out,
+        # the first seed's what-if as `na-toolkit whatif --json` gives it (what --plot draws)
+        "first_seed": results[0].to_json(),
         "setting": {
             "hardware_model": args.device,
             "dtype": args.dtype,
