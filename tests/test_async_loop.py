@@ -217,3 +217,19 @@ def test_bench_executor_parts_on_a_small_simulated_fleet(toolkit, tmp_path):
         assert sim[schedule]["evaluations"] == 12 and 0 < sim[schedule]["busy_share"] <= 1
         assert sim[schedule]["driver_s_per_evaluation"] > 0
     assert store_writes_per_s(tmp_path, n=50) > 0
+
+
+@pytest.mark.parametrize("schedule", ["rounds", "async"])
+def test_each_evaluation_records_the_accuracy_predicted_before_the_predictors_learned_it(tmp_path, caplog, schedule):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="na_toolkit.search")
+    res = run_search(synth(tmp_path, search__schedule=schedule, evaluations=16), progress=False, outputs=False)
+    predicted = [e.predicted_accuracy for e in res.evaluated]
+    assert predicted[0] is None  # the seed: no predictor was fitted yet
+    later = [p for p in predicted[8:] if p is not None]
+    assert len(later) == 8 and all(0.0 <= p <= 1.5 for p in later)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("round ")]
+    assert any("predicted vs measured accuracy: " in line and "points off over" in line for line in lines)
+    assert all("predicted vs measured accuracy:" in line for line in lines)
+    assert res.evaluated[-1].to_json()["predicted_accuracy"] == predicted[-1]

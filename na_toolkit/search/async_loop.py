@@ -150,12 +150,14 @@ class _AsyncRun:
 
     def _start_refit(self) -> None:
         loop = self.loop
-        loop.callbacks.on_evaluated(self.truth.history)
         self.since_refit = 0
         if self.background is None:  # in line
             self.truth.refit(loop.scorer)
+            loop.callbacks.on_evaluated(self.truth.history)
             self._checkpoint()
         else:
+            self.truth.note_predictions(loop.scorer)  # predicted before the fit learns from them
+            loop.callbacks.on_evaluated(self.truth.history)
             self.pending = self.background.submit(self.truth.fit_predictors, self.truth.history)
 
     def _maybe_apply(self, wait: bool = False) -> None:
@@ -185,8 +187,8 @@ class _AsyncRun:
         """The end of the run: the predictors fit on everything, checkpointed."""
         self._maybe_apply(wait=True)
         if self.since_refit or not self.checkpoints:
-            self.loop.callbacks.on_evaluated(self.truth.history)
             self.truth.refit(self.loop.scorer)
+            self.loop.callbacks.on_evaluated(self.truth.history)
             self.since_refit = 0
             self._checkpoint()
 

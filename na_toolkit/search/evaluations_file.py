@@ -24,7 +24,18 @@ if TYPE_CHECKING:  # pragma: no cover
 JSONL_FILE = "evaluations.jsonl"
 CSV_FILE = "evaluations.csv"
 #: the columns every row has, before the metric columns
-FIXED_COLUMNS = ("seq", "round", "arch_hash", "name", "origin", "parent", "reward", "feasible", "error")
+FIXED_COLUMNS = (
+    "seq",
+    "round",
+    "arch_hash",
+    "name",
+    "origin",
+    "parent",
+    "reward",
+    "feasible",
+    "predicted_accuracy",
+    "error",
+)
 
 
 def evaluation_rows(result: SearchResult) -> list[dict[str, Any]]:

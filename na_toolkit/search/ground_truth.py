@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +42,8 @@ class GroundTruth:
         self.store = store
         self.counters = counters
         self.evaluated: dict[str, Evaluated] = {}
+        #: evaluations not yet given the accuracy predicted for them (see `note_predictions`)
+        self._unpredicted: list[str] = []
         self.warnings: list[str] = []
 
     @property
@@ -130,6 +133,8 @@ class GroundTruth:
         with a measuring time model), added to the history."""
         score, feasible_for = scorer.real_score(cand.arch, rec)
         ev = Evaluated(len(self.evaluated), round, cand, score, rec.result, rec.error, feasible_for)
+        if rec.error is None:
+            self._unpredicted.append(cand.hash)
         self.evaluated[cand.hash] = ev
         self.counters.evaluations += 1
         self.counters.failed_evaluations += rec.error is not None
@@ -174,7 +179,16 @@ class GroundTruth:
     def refit(self, scorer: Scorer) -> None:
         """Refit each target's predictor from scratch on all ground truth so far (deterministic) and hand it
         to `scorer`; a predictor that cannot be fit (too few distinct samples) keeps the previous one."""
+        self.note_predictions(scorer)
         self.apply_fit(self.fit_predictors(self.history), scorer)
+
+    def note_predictions(self, scorer: Scorer) -> None:
+        """Record on each evaluation since the last call the accuracy the current predictor gives it, just
+        before the predictors learn from it (one batched call; `Evaluated.predicted_accuracy`)."""
+        todo, self._unpredicted = self._unpredicted, []
+        values = scorer.predicted_accuracies([self.evaluated[h].candidate.arch for h in todo])
+        for h, value in zip(todo, values or ()):
+            self.evaluated[h] = replace(self.evaluated[h], predicted_accuracy=value)
 
     def fit_predictors(self, history: Sequence[Evaluated]) -> tuple[dict[str, Predictor], list[str]]:
         """New predictors fit on `history` (a snapshot: safe to run in another thread while the loop goes

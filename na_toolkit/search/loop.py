@@ -146,8 +146,8 @@ class SearchLoop:
         """Ground truth for `cands`, then the predictors refit on all of it."""
         kill_point("evaluate")  # the fault benchmark's kills (store/faultpoint.py); nothing without its variable
         results = self.ground_truth.evaluate(cands, round, self.scorer, on_result=self.callbacks.on_evaluation)
+        self.ground_truth.refit(self.scorer)  # first: it records what was predicted for them
         self.callbacks.on_evaluated(self.ground_truth.history)
-        self.ground_truth.refit(self.scorer)
         return results
 
     def _checkpoint(self, round: int) -> None:

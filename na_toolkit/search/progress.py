@@ -97,8 +97,9 @@ class ProgressBar(SearchCallback):
 
 class RoundLog(SearchCallback):
     """One INFO line per round on the `na_toolkit.search` logger: the networks evaluated in the round (how
-    many feasible, failed), where they came from, the moves that made them, the round's best reward and the
-    run's best feasible so far."""
+    many feasible, failed), where they came from, the moves that made them, the round's best reward, the
+    run's best feasible so far, and how far the accuracy predicted for them before evaluation was from the
+    measured one (mean absolute error in points)."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.log = logger or logging.getLogger("na_toolkit.search")
@@ -123,10 +124,17 @@ class RoundLog(SearchCallback):
         origins = Counter(e.candidate.origin for e in new)
         moves = Counter(m.name for e in new for m in e.candidate.moves[-1:])
         best_round = max((e.score.reward for e in ok), default=None)
+        # predicted (before evaluation) against measured accuracy, in points
+        errors = [
+            abs(e.predicted_accuracy - e.score.metrics["accuracy"]) * 100
+            for e in ok
+            if e.predicted_accuracy is not None and "accuracy" in e.score.metrics
+        ]
+        predicted = f"{sum(errors) / len(errors):.2f} points off over {len(errors)}" if errors else "no predictor yet"
         best_run = max((e.score.reward for e in self._history if e.error is None and e.score.feasible), default=None)
         self.log.info(
             "round %d: %d evaluated (%d feasible, %d failed), %d/%d of the budget; from %s; last moves %s; "
-            "best reward this round %s, best feasible so far %s",
+            "best reward this round %s, best feasible so far %s; predicted vs measured accuracy: %s",
             round,
             len(new),
             len(feasible),
@@ -137,6 +145,7 @@ class RoundLog(SearchCallback):
             ", ".join(f"{k} x{v}" for k, v in moves.most_common()) or "-",
             "-" if best_round is None else f"{best_round:.4f}",
             "-" if best_run is None else f"{best_run:.4f}",
+            predicted,
         )
 
     def on_end(self) -> None:

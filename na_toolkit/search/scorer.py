@@ -163,6 +163,13 @@ class Scorer:
         mean, std = pred.predict_with_std(list(archs))
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
+    def predicted_accuracies(self, archs: Sequence[Architecture]) -> list[float] | None:
+        """The fitted accuracy predictor's values for `archs` (None before the first fit). The ground truth
+        records them for the evaluations the predictors are about to learn from: predicted against measured."""
+        if "accuracy" not in self.predictors or not archs:
+            return None
+        return [float(v) for v in self._predict("accuracy", archs)[0]]
+
     def score(self, archs: Sequence[Architecture]) -> list[Score]:
         """Predicted scores: predictors for accuracy (and training time), time models per device."""
         archs = list(archs)

@@ -64,6 +64,8 @@ class Evaluated:
     error: str | None
     #: device → meets the global budgets and that device's
     feasible_for: dict[str, bool]
+    #: the accuracy the predictor gave it before learning from it (None: no predictor fitted yet)
+    predicted_accuracy: float | None = None
 
     @property
     def hash(self) -> str:
@@ -83,6 +85,7 @@ class Evaluated:
             "feasible_for": dict(self.feasible_for),
             "violations": list(self.score.violations),
             "metrics": dict(self.score.metrics),
+            "predicted_accuracy": self.predicted_accuracy,
             "error": self.error,
         }
         if with_arch:
