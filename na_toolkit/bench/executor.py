@@ -4,9 +4,10 @@
   task at a time, its round trip minus the time it ran, median ms;
 - 16 one-second evaluations on 2 workers (Ray, 2 CPUs, warm workers, the asynchronous loop): wall time of
   the search against the ideal 8 s;
-- a simulated fleet (the `simulated` executor: 64 virtual workers, tasks of 1-5 s, the real driver, store
-  and predictors on the clock): share of worker time busy, asynchronous loop vs rounds; and the same on a
-  real local Ray cluster that declares 16 CPUs, with tasks that really sleep, to check the simulation;
+- a fleet of 64 workers, tasks of 1-5 s: share of worker time busy, asynchronous loop vs rounds, on a local
+  Ray cluster that declares 64 CPUs with tasks that really sleep (about 200 MB per worker process: 13 GB),
+  and simulated (the `simulated` executor: the real driver, store and predictors on a virtual clock), which
+  the real one checks;
 - faults: a Ray worker SIGKILLed mid-evaluation, and the driver SIGKILLed and resumed on Ray, as real
   subprocess searches: evaluations lost and paid twice;
 - scale figures: store writes per second, driver seconds per evaluation at 64 and 1,000 simulated
@@ -167,12 +168,14 @@ def simulated_fleet(
     return out
 
 
-#: the task times of the real Ray fleet (shorter than the simulated fleet's, to keep the benchmark short)
-REAL_SECONDS = (0.5, 2.5)
+#: the fleets' task times, seconds (drawn per network from this range)
+FLEET_SECONDS = (1.0, 5.0)
 
 
-def real_fleet(toolkit: Toolkit, work: Path, cpus: int, per_worker: int) -> dict[str, Any]:
-    """A local Ray cluster declaring `cpus` CPUs, tasks that sleep 0.5-2.5 s: busy share from the tasks' own
+def real_fleet(
+    toolkit: Toolkit, work: Path, cpus: int, per_worker: int, seconds: tuple[float, float] = FLEET_SECONDS
+) -> dict[str, Any]:
+    """A local Ray cluster declaring `cpus` CPUs, tasks that sleep `seconds`: busy share from the tasks' own
     times over the loop's wall time."""
     import ray
 
@@ -181,7 +184,7 @@ def real_fleet(toolkit: Toolkit, work: Path, cpus: int, per_worker: int) -> dict
     ray.init(num_cpus=cpus, log_to_driver=False, configure_logging=False, include_dashboard=False)
     try:
         ray.get([ray.remote(_sleep).remote(0.0) for _ in range(cpus)])
-        evaluator = {"name": "synthetic", "options": {"seconds": REAL_SECONDS[0], "seconds_max": REAL_SECONDS[1]}}
+        evaluator = {"name": "synthetic", "options": {"seconds": seconds[0], "seconds_max": seconds[1]}}
         # warm every worker (each builds the toolkit once) before timing
         _search(
             _doc(
@@ -195,10 +198,10 @@ def real_fleet(toolkit: Toolkit, work: Path, cpus: int, per_worker: int) -> dict
             ),
             toolkit,
         )
-        out: dict[str, Any] = {"workers": cpus}
+        out: dict[str, Any] = {"workers": cpus, "seconds": list(seconds)}
         for schedule in ("async", "rounds"):
             search = {"schedule": schedule, "per_round": cpus, "max_in_flight": cpus}
-            doc = _doc(work / f"real-{schedule}", cpus * per_worker, {"name": "ray"}, evaluator, **search)
+            doc = _doc(work / f"real-{cpus}-{schedule}", cpus * per_worker, {"name": "ray"}, evaluator, **search)
             res, _, wall = _search(doc, toolkit)
             busy = sum(float(e.result["train_time_s"]) for e in res.evaluated)
             out[schedule] = {"busy_share": busy / (cpus * wall), "wall_s": wall, "evaluations": len(res.evaluated)}
@@ -343,8 +346,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=int, default=200, help="short tasks for the overhead figures (default 200)")
     p.add_argument("--repeats", type=int, default=3, help="repeats of the 16 x 1 s search (median; default 3)")
     p.add_argument("--fleet-workers", type=int, default=64, help="simulated workers (default 64)")
-    p.add_argument("--per-worker", type=int, default=10, help="evaluations per worker in the fleets (default 10)")
-    p.add_argument("--real-cpus", type=int, default=16, help="CPUs the real Ray fleet declares (default 16)")
+    p.add_argument("--per-worker", type=int, default=20, help="evaluations per worker in the fleets (default 20)")
+    p.add_argument(
+        "--real-cpus", type=int, default=64, help="CPUs a real local Ray fleet declares (default 64; 0: skip it)"
+    )
     p.add_argument("--scale-workers", type=int, default=1000, help="simulated workers for docs/scale.md (0: skip)")
     p.add_argument("--skip-faults", action="store_true", help="leave out the fault scenarios")
 
@@ -368,16 +373,20 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         ray_.shutdown()
         figures["efficiency_16x1s_2workers"] = eff["async_in_flight_2"]["efficiency"]
         figures["efficiency"] = eff
-        print("bench executor: simulated fleet", file=sys.stderr)
-        sim = simulated_fleet(toolkit, work, args.fleet_workers, args.per_worker)
-        figures["fleet_busy_share_async"] = sim["async"]["busy_share"]
-        figures["fleet_busy_share_rounds"] = sim["rounds"]["busy_share"]
+        print("bench executor: fleets", file=sys.stderr)
+        # the same fleet twice: simulated (the driver's real cost on a virtual clock), and, unless
+        # --real-cpus 0, a local Ray cluster that declares that many CPUs with tasks that really sleep
+        sim = simulated_fleet(toolkit, work, args.fleet_workers, args.per_worker, FLEET_SECONDS)
         figures["fleet_simulated"] = {"workers": args.fleet_workers, **sim}
-        print("bench executor: real Ray fleet", file=sys.stderr)
-        figures["fleet_real_ray"] = real_fleet(toolkit, work, args.real_cpus, max(2, args.per_worker // 2))
-        # the simulation at the real fleet's settings, to check it against what Ray really did
-        same = simulated_fleet(toolkit, work, args.real_cpus, max(2, args.per_worker // 2), REAL_SECONDS)
-        figures["fleet_real_ray"]["simulated_same_settings"] = {k: v["busy_share"] for k, v in same.items()}
+        headline = sim
+        if args.real_cpus:
+            real = real_fleet(toolkit, work, args.real_cpus, args.per_worker, FLEET_SECONDS)
+            figures["fleet_real_ray"] = real
+            if args.real_cpus == args.fleet_workers:
+                headline = real
+        figures["fleet_busy_share_async"] = headline["async"]["busy_share"]
+        figures["fleet_busy_share_rounds"] = headline["rounds"]["busy_share"]
+        figures["fleet_figures_from"] = "real Ray" if headline is not sim else "simulated"
         if not args.skip_faults:
             print("bench executor: faults", file=sys.stderr)
             sc = faults(work)

@@ -2,8 +2,9 @@
 
 Each task is run here, at once, but takes simulated time: an evaluation by the `synthetic` evaluator takes
 the time it would have slept (`train_time_s`), on the first of `workers` virtual workers that is free. The
-clock moves by the driver's real time between two calls to the executor (proposing, storing, refitting:
-what the driver really costs per evaluation) and jumps to the next task's end when the driver waits. So a
+clock moves by the driver's real CPU time between two calls to the executor (proposing, storing, refitting
+in line: what the driver really costs per evaluation; its thread's CPU time, so other load on the machine
+does not count) and jumps to the next task's end when the driver waits. So a
 search on it shows what a fleet of 64 or 1,000 workers would do with the real loop, store and predictors,
 without 1,000 processes: the share of worker time busy, the wall time, and the driver's share of it.
 
@@ -66,11 +67,11 @@ class SimulatedExecutor(Executor):
         self._free_at = [0.0] * workers
         #: (end time, ticket, result) of each task still running, a heap
         self._ends: list[tuple[float, int, TaskResult]] = []
-        self._last_return = time.perf_counter()
+        self._last_return = time.thread_time()
 
     def _advance_by_driver(self) -> None:
         """Move the clock by the driver's real time since the executor last returned."""
-        now = time.perf_counter()
+        now = time.thread_time()
         spent = now - self._last_return
         self.clock_s += spent
         self.driver_s += spent
@@ -88,7 +89,7 @@ class SimulatedExecutor(Executor):
         heapq.heappush(self._ends, (end, ticket, replace(result, elapsed_s=duration, worker="simulated")))
         self.busy_s += duration
         self.tasks += 1
-        self._last_return = time.perf_counter()
+        self._last_return = time.thread_time()
 
     def _running(self) -> int:
         return len(self._ends)
@@ -100,7 +101,7 @@ class SimulatedExecutor(Executor):
         while self._ends and self._ends[0][0] <= self.clock_s:
             _, ticket, result = heapq.heappop(self._ends)
             self._finished[ticket] = result
-        self._last_return = time.perf_counter()
+        self._last_return = time.thread_time()
 
     def _run_exclusive(self, task: Task) -> TaskResult:
         result = super()._run_exclusive(task)  # real time, every worker idle (drained first)
