@@ -18,7 +18,7 @@ the device's feasibility (no separate `measure`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import fields, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,7 +90,10 @@ class Scorer:
             if doc.get("latency_p10_ms") is not None and doc.get("latency_p90_ms") is not None:
                 self._spread[(dev.name, arch.hash)] = (float(doc["latency_p10_ms"]), float(doc["latency_p90_ms"]))
         else:
-            doc = asdict(tm.estimate(arch, dev.batch_size))
+            # a shallow dict: asdict would deep-copy the estimate's per-layer details (a roofline's: ~40% of
+            # a roofline search's time), of which only the top-level figures are read
+            est = tm.estimate(arch, dev.batch_size)
+            doc = {f.name: getattr(est, f.name) for f in fields(est)}
             self.counters.time_model_calls += 1
         metrics = {device_metric(m, dev.name): float(doc[m]) for m in ESTIMATE_METRICS if doc.get(m) is not None}
         if self.components.training_plan is not None and trains(self.config, dev):
