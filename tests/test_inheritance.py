@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, default_toolkit
+from na_toolkit.errors import ConfigError
 from na_toolkit.evaluation.inherit import ParentWeights, evaluate_with_parent, inherit_state
-from na_toolkit.evaluation.torch_trainer import TorchEvaluator
+from na_toolkit.evaluation.torch_trainer import TorchEvaluator, recovery_epochs
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.moves import Move, MoveType, ParamSpec
 from na_toolkit.moves.inherit import ChannelMap
@@ -201,15 +202,59 @@ def test_falling_back_to_training_from_scratch_is_recorded(parent_and_child):
     result, _ = evaluate_with_parent(evaluator, child, none, tk.moves)
     assert result.extra["inherited"] is False and result.extra["function_preserving"] == "none"
     assert result.extra["inherit_reason"] == none.reason and result.epochs == 1
-    # an approximate start (a narrowed conv) far below its parent: dropped, trained from scratch
+    # an approximate start (a narrowed conv) far below its parent, with inherit_damaged = "scratch" (the
+    # behaviour before recovery): dropped, trained from scratch
     narrow = Move("scale", {"position": 0, "attribute": "channels", "value": 8})
-    picky = TorchEvaluator(datasets=tk.datasets, epochs=1, inherit_epochs=1, threads=1, inherit_max_drop=0.0)
+    picky = TorchEvaluator(
+        datasets=tk.datasets, epochs=1, inherit_epochs=1, threads=1, inherit_max_drop=0.0, inherit_damaged="scratch"
+    )
     parent = ParentWeights(arch.hash, arch.to_json(), state, (narrow.to_json(),), "", 1.0)
     result, _ = evaluate_with_parent(picky, narrow.apply(arch, tk.moves), parent, tk.moves)
     assert result.extra["inherited"] is False and result.extra["function_preserving"] == "approximate"
     assert "trained from scratch" in result.extra["inherit_reason"] and "history" in result.extra
     assert result.extra["history"][0]["epoch"] == 1  # no epoch 0: the inherited start was dropped
     assert result.extra["inherit_fallback"]["parent_valid_accuracy"] == 1.0
+    assert result.extra["recovery"] is False
+
+
+def test_recovery_epochs_default_to_three_quarters_of_the_epochs_rounded_up():
+    assert [recovery_epochs({"epochs": e, "inherit_recovery_epochs": None}) for e in (1, 2, 3, 8, 15)] == [
+        1,
+        2,
+        3,
+        6,
+        12,
+    ]
+    assert recovery_epochs({"epochs": 8, "inherit_recovery_epochs": 3}) == 3
+    with pytest.raises(ConfigError, match="inherit_damaged"):
+        TorchEvaluator(inherit_damaged="retrain")
+
+
+@pytest.mark.slow
+def test_a_damaged_approximate_start_is_recovered_from_its_inherited_weights(parent_and_child):
+    tk, evaluator, arch, parent_result, state, move, child = parent_and_child
+    narrow = Move("scale", {"position": 0, "attribute": "channels", "value": 8})
+    small = narrow.apply(arch, tk.moves)
+    parent = ParentWeights(arch.hash, arch.to_json(), state, (narrow.to_json(),), "", 1.0)  # any drop damages
+    options = {"datasets": tk.datasets, "epochs": 2, "inherit_epochs": 1, "threads": 1, "inherit_max_drop": 0.0}
+    result, weights = evaluate_with_parent(TorchEvaluator(**options), small, parent, tk.moves)
+    extra = result.extra
+    assert extra["inherited"] is True and extra["function_preserving"] == "approximate"
+    assert extra["recovery"] is True and extra["inherited_from"] == arch.hash
+    assert "recovered for 2 epochs" in extra["inherit_reason"] and result.epochs == 2  # ceil(3 * 2 / 4)
+    assert extra["inherit_recovery"] == {
+        "valid_accuracy": extra["history"][0]["valid_accuracy"],
+        "parent_valid_accuracy": 1.0,
+        "epochs": 2,
+    }
+    assert [h["epoch"] for h in extra["history"]] == [0, 1, 2] and weights is not None
+    # the recovery is a fine-tune from the inherited weights at the full rate: the same run as the short
+    # fine-tune (never damaged) given the recovery's epochs and lr
+    same = TorchEvaluator(**{**options, "inherit_max_drop": 1.0, "inherit_epochs": 2, "inherit_lr": 0.2})
+    plain, _ = evaluate_with_parent(same, small, parent, tk.moves)
+    assert plain.extra["recovery"] is False and "inherit_reason" not in plain.extra
+    assert [h["valid_accuracy"] for h in plain.extra["history"]] == [h["valid_accuracy"] for h in extra["history"]]
+    assert plain.valid_accuracy == result.valid_accuracy and plain.test_accuracy == result.test_accuracy
 
 
 def _digits_doc(tmp_path, inherit: bool) -> dict:
@@ -237,7 +282,10 @@ def test_a_search_inherits_records_it_and_resumes_to_the_same_results(tmp_path):
     inherited = [(e, x) for e, x in zip(full.evaluated, extras) if x["inherited"]]
     assert inherited, [x.get("inherit_reason") for x in extras]
     for e, x in inherited:
-        assert e.result["epochs"] == 1 and x["function_preserving"] in ("exact", "approximate")
+        # fine-tuned for inherit_epochs (1), or a damaged start recovered for ceil(3 * epochs / 4) (2)
+        assert e.result["epochs"] == (2 if x["recovery"] else 1)
+        assert x["function_preserving"] in ("exact", "approximate")
+        assert x["recovery"] is ("inherit_recovery" in x)
         assert x["inherited_from"] in {o.hash for o in full.evaluated[: e.seq]}
     # cut the store back to what a kill after 3 evaluations leaves, resume: the same children inherit the same
     # weights and train to the same results
@@ -258,6 +306,7 @@ def test_a_search_inherits_records_it_and_resumes_to_the_same_results(tmp_path):
     for a, b in zip(resumed.evaluated, full.evaluated):
         assert a.result["valid_accuracy"] == b.result["valid_accuracy"]
         assert a.result["extra"]["inherited"] == b.result["extra"]["inherited"]
+        assert a.result["extra"].get("recovery") == b.result["extra"].get("recovery")
 
 
 @pytest.mark.slow
@@ -276,3 +325,37 @@ def test_bench_inheritance_cli_prints_the_figures(tmp_path):
     row = doc["seeds"][0]
     assert row["scratch"]["epochs"] == 2 and row["scratch"]["from_scratch"] == 2
     assert row["inherit"]["epochs"] == 2 and doc["training_cost_ratio"] == 1.0  # 1 epoch either way here
+    assert row["inherit"]["recovered"] + row["inherit"]["from_scratch"] <= 2 and "recovery_epochs" in row["inherit"]
+
+
+@pytest.mark.slow
+def test_bench_inheritance_recovery_cli_measures_recovery_per_epoch():
+    args = ["bench", "inheritance-recovery", "--seeds", "1", "--children", "1", "--budgets", "1,2"]
+    args += ["--epochs", "2", "--inherit-max-drop", "0"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", *args, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert set(doc["recovery_gap_points"]) == {"1", "2"} and len(doc["children"]) == 1
+    child = doc["children"][0]
+    assert child["start"] < child["parent"] and set(child["recovered"]) == {"1", "2"}
+    assert doc["recovery_gap_points"]["2"] == pytest.approx(child["scratch"] - child["recovered"]["2"])
+
+
+@pytest.mark.slow
+def test_a_start_whose_fine_tune_diverges_trains_from_scratch_with_its_cost_recorded(parent_and_child):
+    tk, evaluator, arch, parent_result, state, move, child = parent_and_child
+    parent = ParentWeights(arch.hash, arch.to_json(), state, (move.to_json(),), "", parent_result.valid_accuracy)
+    wild = TorchEvaluator(datasets=tk.datasets, epochs=1, inherit_epochs=2, inherit_lr=1e12, threads=1)
+    result, _ = evaluate_with_parent(wild, child, parent, tk.moves)
+    extra = result.extra
+    assert extra["inherited"] is False and extra["function_preserving"] == "exact"
+    assert "diverged" in extra["inherit_reason"] and extra["diverged"] is False  # the run from scratch
+    wasted = extra["inherit_fallback"]
+    assert wasted["diverged"] is True and wasted["epochs"] >= 1 and wasted["train_cpu_time_s"] > 0
+    assert result.epochs == 1 and extra["history"][0]["epoch"] == 1

@@ -3,7 +3,8 @@
 Each seed runs the same search twice (the example config `examples/digits-cpu.toml`: the digits dataset, the
 simple-cnn seed, evolution, the torch evaluator), once training every candidate from scratch and once with
 `search.inherit_weights` (a child starts from its nearest evaluated ancestor's weights wherever the moves
-preserve the function, and is fine-tuned for the evaluator's `inherit_epochs`), at the same number of
+preserve the function, and is fine-tuned for the evaluator's `inherit_epochs`; an approximate start far
+below its parent is recovered for `inherit_recovery_epochs` at the full rate), at the same number of
 evaluations. The devices' measuring time models are left out (the roofline scores latency): a measurement
 changes nothing this benchmark compares and costs a second per candidate.
 
@@ -13,7 +14,8 @@ Figures (top level; medians over the seeds):
 - `training_cost_ratio`: training epochs spent with inheritance / from scratch (target <= 1/3);
   `cpu_time_ratio` the same in CPU seconds of the training steps;
 - per seed under `seeds`: both searches' best accuracy, epochs, CPU seconds and how many candidates
-  inherited (exactly / approximately) or fell back to training from scratch.
+  inherited (exactly / approximately, fine-tuned), were recovered from a damaged approximate start
+  (`recovered`, with the epochs they took: `recovery_epochs`) or trained from scratch.
 """
 
 from __future__ import annotations
@@ -49,7 +51,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--inherit-max-drop",
         type=float,
         default=None,
-        help="accuracy drop (fraction) past which an approximate start trains from scratch (default: the evaluator's)",
+        help="accuracy drop (fraction) past which an approximate start is damaged (default: the evaluator's)",
+    )
+    parser.add_argument(
+        "--inherit-damaged",
+        choices=("recover", "scratch"),
+        default=None,
+        help="what a damaged approximate start does (default: the evaluator's inherit_damaged)",
+    )
+    parser.add_argument(
+        "--inherit-recovery-epochs",
+        type=int,
+        default=None,
+        help="epochs recovering a damaged start (default: the evaluator's inherit_recovery_epochs)",
     )
 
 
@@ -73,10 +87,20 @@ def _doc(args: argparse.Namespace, seed: int, mode: str) -> dict[str, Any]:
         options["inherit_epochs"] = args.inherit_epochs
     if args.inherit_max_drop is not None:
         options["inherit_max_drop"] = args.inherit_max_drop
+    if args.inherit_damaged is not None:
+        options["inherit_damaged"] = args.inherit_damaged
+    if args.inherit_recovery_epochs is not None:
+        options["inherit_recovery_epochs"] = args.inherit_recovery_epochs
     for device in doc.get("devices", {}).values():
         device.pop("measure", None)
     doc.pop("output", None)  # nothing is written: the search runs in a memory store
     return doc
+
+
+def wasted(extra: dict[str, Any]) -> dict[str, Any]:
+    """The cost of a start that diverged and was trained again from scratch (empty when none)."""
+    fallback = extra.get("inherit_fallback") or {}
+    return fallback if fallback.get("diverged") else {}
 
 
 def summarise(result: SearchResult) -> dict[str, Any]:
@@ -84,16 +108,25 @@ def summarise(result: SearchResult) -> dict[str, Any]:
     how its candidates started."""
     ok = [e for e in result.evaluated if e.error is None]
     extras = [e.result.get("extra", {}) for e in ok]
+    recovered = [(e, x) for e, x in zip(ok, extras) if x.get("inherited") and x.get("recovery")]
     return {
         "best_valid_accuracy": 100.0 * max(float(e.result["valid_accuracy"]) for e in ok),
-        "epochs": sum(int(e.result.get("epochs") or 0) for e in ok),
-        "train_cpu_s": sum(float(x.get("train_cpu_time_s", 0.0)) for x in extras),
+        # a start whose training diverged was trained again from scratch: both runs are paid for
+        "epochs": sum(int(e.result.get("epochs") or 0) + int(wasted(x).get("epochs", 0)) for e, x in zip(ok, extras)),
+        "train_cpu_s": sum(
+            float(x.get("train_cpu_time_s", 0.0)) + float(wasted(x).get("train_cpu_time_s", 0.0)) for x in extras
+        ),
+        "diverged_then_scratch": sum(1 for x in extras if wasted(x)),
         "evaluations": len(result.evaluated),
         "failed": len(result.evaluated) - len(ok),
         "inherited_exact": sum(1 for x in extras if x.get("inherited") and x.get("function_preserving") == "exact"),
         "inherited_approximate": sum(
-            1 for x in extras if x.get("inherited") and x.get("function_preserving") == "approximate"
+            1
+            for x in extras
+            if x.get("inherited") and x.get("function_preserving") == "approximate" and not x.get("recovery")
         ),
+        "recovered": len(recovered),
+        "recovery_epochs": sum(int(e.result.get("epochs") or 0) for e, _ in recovered),
         "from_scratch": sum(1 for x in extras if not x.get("inherited")),
     }
 

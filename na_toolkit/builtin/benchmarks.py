@@ -4,7 +4,8 @@ plugin's: `ir` (IR speed and ONNX parity), `latency` (learned and roofline laten
 figures), `train-time` (estimated vs measured training time) and `fuzz` (malformed inputs through the CLI:
 clean errors, tracebacks, hangs, wrong accepts).
 `fewshot-profile`: a few-shot profile (N measurements with other devices' profiles) against a full one.
-`inheritance`: searches with weight inheritance against searches from scratch (accuracy, epochs spent).
+`inheritance`: searches with weight inheritance against searches from scratch (accuracy, epochs spent);
+`inheritance-recovery`: how damaged approximate starts recover over fine-tuning epochs.
 `executor`: scale-out (task overheads, the asynchronous loop, fleets real and simulated, faults; docs/scale.md).
 The NAS-Bench-201 benchmarks come with the NB201 plugin."""
 
@@ -20,6 +21,7 @@ from na_toolkit.bench import (
     fewshot_profile,
     fuzz,
     inheritance,
+    inheritance_recovery,
     ir,
     latency,
     train_time,
@@ -37,6 +39,7 @@ BENCHMARKS = (
     train_time.BENCHMARK,
     fewshot_profile.BENCHMARK,
     inheritance.BENCHMARK,
+    inheritance_recovery.BENCHMARK,
     executor.BENCHMARK,
 )
 

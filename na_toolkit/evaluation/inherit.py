@@ -5,10 +5,12 @@ architecture JSON, its stored state dict and the moves from it to the child). `i
 moves, asking each move type to map the weights (`MoveType.inherit_weights`, numpy: `na_toolkit.moves.inherit`)
 and turns the result into a state dict of the child's torch module; `evaluate_with_parent` hands it to an
 evaluator that can start from given weights (`evaluate_with_weights(arch, init_state=...)`, the torch
-evaluator: fine-tuned for `inherit_epochs`). Whatever happens, the result records it in `extra`:
-`inherited` (true / false), `function_preserving` ("exact", "approximate", "none") and, when nothing was
-inherited, `inherit_reason`. A parent without stored weights, a move that cannot preserve the function or an
-evaluator that cannot start from weights all fall back to training from scratch.
+evaluator: fine-tuned for `inherit_epochs`, or, an approximate start far below its parent, recovered for
+`inherit_recovery_epochs` at the full rate). Whatever happens, the result records it in `extra`:
+`inherited` (true / false), `function_preserving` ("exact", "approximate", "none"), `recovery` (true / false)
+and, when nothing was inherited or the start was recovered, `inherit_reason`. A parent without stored
+weights, a move that cannot preserve the function or an evaluator that cannot start from weights all fall
+back to training from scratch.
 """
 
 from __future__ import annotations
@@ -160,14 +162,30 @@ def evaluate_with_parent(
             seed = int(evaluator.options.get("seed", 0))
             inherited = inherit_state(parent_arch, parent.state, parent.moves, arch, move_types, seed)
     weights: dict[str, Any] | None = None
+    recovered: str | None = None
     if with_weights is not None and inherited.state is not None:
-        # an approximate start far below the parent is dropped for training from scratch (the evaluator
-        # checks it before fine-tuning: `inherit_max_drop`)
+        # an approximate start far below the parent is recovered at the full rate, or dropped for training
+        # from scratch (the evaluator checks it before fine-tuning: `inherit_max_drop`, `inherit_damaged`)
         bar = parent.valid_accuracy if inherited.preservation == "approximate" else None
         kwargs = {"parent_accuracy": bar} if bar is not None and "parent_accuracy" in takes else {}
         result, weights = with_weights(arch, init_state=inherited.state, **kwargs)
         fallback = result.extra.get("inherit_fallback")
-        if fallback is not None:
+        recovery = result.extra.get("inherit_recovery")
+        if recovery is not None:
+            recovered = (
+                f"the {inherited.preservation} start reached {recovery['valid_accuracy']:.4f} validation accuracy, "
+                f"more than inherit_max_drop below the parent's {recovery['parent_valid_accuracy']:.4f}: "
+                f"recovered for {recovery['epochs']} epochs at the full learning rate"
+            )
+        if fallback is not None and fallback.get("diverged"):
+            recovered = None
+            inherited = InheritedState(
+                None,
+                inherited.preservation,
+                f"training the {inherited.preservation} start (validation accuracy {fallback['valid_accuracy']:.4f}) "
+                f"diverged after {fallback['epochs']} epochs (a non-finite loss): trained from scratch",
+            )
+        elif fallback is not None:
             inherited = InheritedState(
                 None,
                 inherited.preservation,
@@ -183,7 +201,10 @@ def evaluate_with_parent(
         "inherited": inherited.inherited,
         "function_preserving": inherited.preservation,
         "inherited_from": parent.parent_hash if inherited.inherited else None,
+        "recovery": recovered is not None,
     }
     if not inherited.inherited:
         record["inherit_reason"] = inherited.reason
+    elif recovered is not None:
+        record["inherit_reason"] = recovered
     return replace(result, extra={**result.extra, **record}), weights
