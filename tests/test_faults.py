@@ -195,7 +195,7 @@ def test_kill_inside_a_store_transaction_then_resume(bench):
 
 @pytest.mark.slow
 def test_kill_mid_training_leaves_no_worker_and_resumes(bench):
-    d = F.kill_scenario(bench[0], "training", "evaluate:2:0.3")
+    d = F.kill_scenario(bench[0], "training", F.KILLS["mid_training"])
     assert d["killed"] and d["evaluations_at_kill"] < 3  # round 1 (2 candidates) was not all stored
     assert (d["lost"], d["paid_twice"], d["orphan_processes"]) == (0, 0, 0)
     assert d["matches_reference"], d

@@ -33,7 +33,7 @@ def test_plugin_registers_through_its_entry_point():
         "seeds": ["nb201"],
         "time_models": ["nb201-table"],
         "evaluators": ["nb201-table"],
-        "benchmarks": ["predictor", "fewshot-latency", "nb201-search", "controller"],
+        "benchmarks": ["predictor", "fewshot-latency", "nb201-search", "controller", "transfer", "whatif"],
     }
 
 

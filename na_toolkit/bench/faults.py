@@ -402,7 +402,7 @@ def _outputs_started(out: Path) -> bool:
 
 #: name → kill point of the kill scenarios (None: killed from outside while the outputs are written)
 KILLS: dict[str, str | None] = {
-    "mid_training": "evaluate:2:0.3",
+    "mid_training": "evaluate:2:0.05",  # 50 ms into round 1: its 2 evaluations are running on warm workers
     "in_transaction_early": "transaction:5",
     "in_transaction_late": "transaction:14",
     "end_of_round": "checkpoint:3",

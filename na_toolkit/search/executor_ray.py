@@ -190,15 +190,19 @@ class RayExecutor(Executor):
         return super().run(tasks, on_result, exclusive)
 
     def close(self) -> None:
-        """Cancel what still runs (Ctrl-C, a failed search) and shut down the Ray instance this executor
-        started; a cluster it joined keeps running."""
+        """Stop what still runs (Ctrl-C, a failed search): a cluster this executor started is shut down, its
+        workers with it; on a joined cluster the tasks in flight are cancelled (not forced: Ray 2.60's core
+        worker aborts the driver when a force-cancelled task's reply arrives during shutdown)."""
         ray = self._ray
+        if self._owns_ray:
+            self._refs.clear()
+            if ray.is_initialized():
+                ray.shutdown()
+            self._owns_ray = False
+            return
         for ref in self._refs.values():
             try:
-                ray.cancel(ref, force=True)
-            except Exception:  # already finished or its worker gone
+                ray.cancel(ref)
+            except Exception:  # already finished, or its worker gone
                 pass
         self._refs.clear()
-        if self._owns_ray and ray.is_initialized():
-            ray.shutdown()
-            self._owns_ray = False
