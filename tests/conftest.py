@@ -45,6 +45,22 @@ def default_toolkit() -> Toolkit:
     return load_toolkit(strict=True)
 
 
+def config_doc(base: dict[str, Any], output: Path, **changes: Any) -> dict[str, Any]:
+    """A copy of the search config `base` writing under `output`, with `changes` applied: a key path is
+    written with `__` (`search__per_round=8` sets doc["search"]["per_round"])."""
+    import copy
+
+    doc = copy.deepcopy(base)
+    doc["output"] = str(output)
+    for key, value in changes.items():
+        d = doc
+        *path, last = key.split("__")
+        for k in path:
+            d = d[k]
+        d[last] = value
+    return doc
+
+
 def get_seed(name: str) -> Architecture:
     """A seed network built with the shared test toolkit's layer types."""
     return default_toolkit().seed(name)

@@ -1,12 +1,12 @@
 """The asynchronous schedule, the executor's submit/wait protocol, the simulated fleet and the synthetic
 evaluator (issue: scale-out). Ray itself is tested in test_ray_executor.py."""
 
-import copy
 import os
 import signal
 
 import pytest
 
+from conftest import config_doc
 from na_toolkit.errors import ConfigError
 from na_toolkit.search import run_search
 from na_toolkit.search.async_loop import APPLY_LOG
@@ -28,15 +28,7 @@ SYNTH = {
 
 
 def synth(tmp_path, **changes):
-    doc = copy.deepcopy(SYNTH)
-    doc["output"] = str(tmp_path)
-    for key, value in changes.items():
-        d = doc
-        *path, last = key.split("__")
-        for k in path:
-            d = d[k]
-        d[last] = value
-    return doc
+    return config_doc(SYNTH, tmp_path, **changes)
 
 
 def test_async_search_spends_the_budget_once_each_and_stores_in_finish_order(tmp_path):

@@ -1,6 +1,5 @@
 """Real searches: the NAS-Bench-201 table (cheap ground truth) and digits with the torch evaluator."""
 
-import copy
 import json
 
 import numpy as np
@@ -9,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import default_toolkit, layer_types
+from conftest import config_doc, default_toolkit, layer_types
 from na_toolkit.datasets import get_dataset
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.search import compute_reward, run_search
@@ -37,15 +36,7 @@ NB201 = {
 
 
 def nb201(tmp_path, **changes):
-    doc = copy.deepcopy(NB201)
-    doc["output"] = str(tmp_path)
-    for key, value in changes.items():
-        d = doc
-        *path, last = key.split("__")
-        for k in path:
-            d = d[k]
-        d[last] = value
-    return doc
+    return config_doc(NB201, tmp_path, **changes)
 
 
 def test_nb201_search_counts_pareto_and_best(tmp_path):
