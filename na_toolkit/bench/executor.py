@@ -74,10 +74,7 @@ def _search(doc: dict[str, Any], toolkit: Toolkit) -> tuple[Any, dict[str, Any],
 
 # ---- overhead per task ---------------------------------------------------------------------------------
 def _overheads_ms(executor: Any, toolkit: Toolkit, n: int) -> list[float]:
-    from ..search.executors import Task
-
-    arch = toolkit.seed("simple-cnn")
-    task = Task("evaluate", arch.to_json(), "synthetic", {}, selection=toolkit.selection.to_json())
+    task = _tiny_task(toolkit)
     executor.run([task] * 4)  # warm: workers started, toolkit built
     out = []
     for _ in range(n):

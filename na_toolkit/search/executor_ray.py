@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -178,16 +177,9 @@ class RayExecutor(Executor):
     def _run_exclusive(self, task: Task) -> TaskResult:
         return self._get(self._submit_ref(task))
 
-    def run(self, tasks: Sequence[Task], on_result: Any = None, exclusive: bool = False) -> list[TaskResult]:
-        if exclusive and all(t.resources for t in tasks):
-            # routed to fleet nodes, which never train: no need to wait for the training tasks to end
-            results = []
-            for i, task in enumerate(tasks):
-                results.append(self._run_exclusive(task))
-                if on_result is not None:
-                    on_result(i, results[-1])
-            return results
-        return super().run(tasks, on_result, exclusive)
+    def _drains_for(self, task: Task) -> bool:
+        # a measurement routed to a fleet node runs where nothing trains: no need to wait for training
+        return not task.resources
 
     def close(self) -> None:
         """Stop what still runs (Ctrl-C, a failed search): a cluster this executor started is shut down, its
