@@ -8,11 +8,13 @@ the time models, the evaluators and the benchmarks all read it without one impor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import os
 import platform
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +111,22 @@ def parse_device(device: str | LocalDevice) -> LocalDevice:
     if kind == "cpu" and index not in (None, "0"):
         raise HardwareError(f"device {device!r}: the CPU is one device, use 'cpu'")
     return LocalDevice(kind, int(index or 0))
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with the BLAS libraries that numpy and SciPy load (OpenBLAS here) limited to `threads`
+    threads (None: leave them alone), restored afterwards. A search's driver does its numeric work on small
+    matrices (feature matrices of a few thousand rows, predictor fits on hundreds of evaluations), where a
+    second BLAS thread only spins: on this project's 2-core machine one NB201 neural-architect search spent
+    25.3 CPU-s with 2 OpenBLAS threads and 16.6 with 1, in the same wall time. torch keeps its own thread
+    pool (`torch.set_num_threads`), which this does not touch."""
+    if not threads:
+        yield
+        return
+    import numpy  # noqa: F401  (its OpenBLAS must be loaded to be limited)
+    import scipy.linalg  # noqa: F401  (SciPy's own OpenBLAS, which scikit-learn's models use)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(threads), user_api="blas"):
+        yield

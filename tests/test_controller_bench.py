@@ -69,6 +69,15 @@ def test_json_has_the_issue_keys(bench):
         if name != "trained":
             assert "wilcoxon_p_vs_trained" in f and "trained_minus_variant" in f
     assert "walks-only" in stderr and "Δ trained" in stderr  # the human table
+    # the ceiling: how far each variant lies below what the table allows, from the table itself
+    ceiling = doc["ceiling"]["unconstrained"]
+    assert ceiling["feasible_optimum_test"] == ceiling["optimum_test"] == pytest.approx(94.3733)
+    assert ceiling["perfect_search_test"] == ceiling["feasible_best_valid_test"]
+    room = ceiling["room_below_optimum"][str(BUDGET)]
+    for name, f in per.items():
+        assert room[name] == pytest.approx(ceiling["feasible_optimum_test"] - f["test_accuracy"]["mean"], abs=1e-3)
+    reachable = all(room[v] >= 0.2 for v in ("frozen", "walks-only"))
+    assert ceiling["win_reachable"][str(BUDGET)] is reachable
 
 
 def test_variants_differ_in_behaviour_and_keep_the_scoring_budget(bench):

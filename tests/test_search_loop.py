@@ -334,3 +334,30 @@ def test_a_budget_decision_within_the_measurement_noise_is_a_warning(tmp_path):
         components.close()
     (warning,) = scorer.noise_warnings
     assert "within the measurement's noise" in warning and f"p10 {p10:.4g}" in warning
+
+
+def test_the_driver_runs_its_blas_on_the_threads_the_config_gives(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    from na_toolkit.search.progress import SearchCallback
+
+    def blas_threads_now() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    class Seen(SearchCallback):
+        def __init__(self):
+            self.rounds: list[set[int]] = []
+
+        def on_round_end(self, round: int) -> None:
+            self.rounds.append(blas_threads_now())
+
+    before = blas_threads_now()
+    seen = Seen()
+    run_search(nb201(tmp_path / "a", evaluations=6), progress=False, outputs=False, callbacks=[seen])
+    assert seen.rounds and all(r == {1} for r in seen.rounds)  # the default: one BLAS thread
+    assert blas_threads_now() == before  # restored when the run ends
+    left = Seen()
+    # null: the libraries' own setting, untouched
+    doc = nb201(tmp_path / "b", evaluations=6, search__driver_blas_threads=None)
+    run_search(doc, progress=False, outputs=False, callbacks=[left])
+    assert left.rounds and all(r == before for r in left.rounds)

@@ -287,14 +287,17 @@ class Architecture:
         """Largest sum of live activations during a topological forward pass (batch 1, fp32)."""
         remaining = {k: len(v) for k, v in self.consumers.items()}
         live = {INPUT: numel(self.input_shape) * BYTES_PER_ELEMENT}
-        peak = sum(live.values())
+        total = peak = live[INPUT]  # the live bytes, kept as a running sum
+        shapes = self._shapes
         for n in self.nodes:
-            live[n.id] = numel(self._shapes[n.id]) * BYTES_PER_ELEMENT
-            peak = max(peak, sum(live.values()))
+            size = live[n.id] = numel(shapes[n.id]) * BYTES_PER_ELEMENT
+            total += size
+            if total > peak:
+                peak = total
             for s in n.inputs:
                 remaining[s] -= 1
                 if remaining[s] == 0 and s in live:
-                    del live[s]
+                    total -= live.pop(s)
         return peak
 
     # ---- identity -----------------------------------------------------------------------------------

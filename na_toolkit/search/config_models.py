@@ -155,6 +155,13 @@ class SearchSettings(ConfigDocument):
     refit_every: int | None = Field(
         default=None, gt=0, le=MAX_COUNT, description="async: evaluations between predictor refits (default: per_round)"
     )
+    driver_blas_threads: int | None = Field(
+        default=1,
+        gt=0,
+        le=1024,
+        description="BLAS threads of the driver's scoring and predictor fits (small matrices: more only spin); "
+        "null: leave the BLAS libraries' own setting",
+    )
     keep_weights: bool = Field(default=True, description="keep the trained weights of evaluated candidates (exports)")
     inherit_weights: bool = Field(
         default=False,

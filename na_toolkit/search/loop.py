@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, NAToolkitError, StoreError
+from ..machine import blas_threads
 from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
 from ..store.lock import RunLock
@@ -452,7 +453,8 @@ def run_search(
             if resume is not None and not was_finished:
                 store.set_status("running")
         record_provenance(store, components, "resume" if resume is not None else "start")
-        reason, elapsed = loop.run()
+        with blas_threads(cfg.search.driver_blas_threads):
+            reason, elapsed = loop.run()
         result = loop.result(folder, reason, elapsed)
         if outputs:
             from .outputs import write_outputs

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from na_toolkit.caches import lru_dict, register_cache
+from na_toolkit.caches import lru_dict, memo_dict, register_cache
 from na_toolkit.errors import ArchitectureError, DataError
 from na_toolkit.ir.architecture import INPUT, Architecture, Attrs, Node
 
@@ -110,6 +110,10 @@ def canonical_cell(arch_str: str) -> str:
     return cell_string(parse_cell(arch_str))
 
 
+#: (id, type, inputs, attributes) -> Node: every node an NB201 network can hold (a few thousand)
+_NODES = memo_dict("nb201.nodes", 65536)
+
+
 class _Graph:
     """Collects IR nodes with explicit ids (the ids spell out where each node sits in the macro network)."""
 
@@ -117,7 +121,13 @@ class _Graph:
         self.nodes: list[Node] = []
 
     def add(self, id_: str, type_: str, inputs: Sequence[str], **attrs) -> str:
-        self.nodes.append(Node(id_, type_, Attrs(attrs), tuple(inputs)))
+        # the same node (id, type, inputs, attributes) recurs in most of the cells a search builds: one
+        # shared immutable Node, whose attribute key and shape records are then already memoised
+        key = (id_, type_, tuple(inputs), tuple(attrs.items()))
+        node = _NODES.get(key)
+        if node is None:
+            node = _NODES[key] = Node(id_, type_, Attrs(attrs), tuple(inputs))
+        self.nodes.append(node)
         return id_
 
     def relu_conv_bn(self, prefix: str, x: str, filters: int, kernel: int, stride: int = 1) -> str:

@@ -230,6 +230,31 @@ def _table(variants: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _ceiling(references: dict[str, dict[str, Any]], figures: dict[str, Any]) -> dict[str, Any]:
+    """Per setting, what the table allows (`nb201_search.table_reference`) and how far each variant's mean
+    lies below the feasible optimum (`room_below_optimum`, points): a win by MIN_GAIN_POINTS over a baseline
+    needs at least that much room above it. `win_reachable` says, per scoring budget, whether every
+    baseline of BEATEN leaves it; `perfect_search_test` is what a search that found the feasible cell of
+    the best valid accuracy would report."""
+    out: dict[str, Any] = {}
+    for setting, ref in references.items():
+        top = ref["feasible_optimum_test"]
+        room: dict[str, dict[str, float | None]] = {}
+        reachable: dict[str, bool | None] = {}
+        for budget, per in figures.get(setting, {}).items():
+            means = {v: f["test_accuracy"]["mean"] for v, f in per.items()}
+            room[budget] = {v: None if m is None else round(top - m, 4) for v, m in means.items()}
+            gaps = [room[budget].get(v) for v in BEATEN]
+            reachable[budget] = None if None in gaps else all(g >= MIN_GAIN_POINTS for g in gaps)  # type: ignore[operator]
+        out[setting] = {
+            **ref,
+            "perfect_search_test": ref["feasible_best_valid_test"],
+            "room_below_optimum": room,
+            "win_reachable": reachable,
+        }
+    return out
+
+
 def _update_seconds(repeats: int) -> float | None:
     if repeats < 1:
         return None
@@ -252,12 +277,16 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     # what a search's config needs of the arguments (the namespace itself holds the toolkit: no pickling)
     plain = argparse.Namespace(table=args.table, evaluations=args.evaluations, per_round=args.per_round)
     jobs: list[tuple[Any, ...]] = []
+    references: dict[str, dict[str, Any]] = {}
     for setting in settings:
         device, budget_ms = SETTINGS[setting], None
+        feasible = np.ones(len(table), dtype=bool)
         if device is not None:
             if not table.has(device):
                 raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
             budget_ms = float(np.quantile(table.column(device), args.budget_quantile))
+            feasible = table.column(device) <= budget_ms
+        references[setting] = nb201_search.table_reference(table, feasible, budget_ms)
         for scoring in budgets:
             for variant in variants:
                 jobs += [(plain, setting, device, budget_ms, scoring, variant, seed) for seed in range(args.seeds)]
@@ -290,6 +319,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         "neural_architect_cpu_s_per_search": None if default is None else default["cpu_s_per_search"]["median"],
         "update_s_at_500_nodes": _update_seconds(args.update_repeats),
         "variants": figures,
+        "ceiling": _ceiling(references, figures),
         "criteria": {
             "won": f"trained mean test accuracy >= {MIN_GAIN_POINTS} points above each of {list(BEATEN)}, "
             f"paired Wilcoxon p < {P_WIN}",

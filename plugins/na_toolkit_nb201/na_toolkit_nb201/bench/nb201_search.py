@@ -256,6 +256,21 @@ def _optuna_version() -> str | None:
     return optuna.__version__
 
 
+def table_reference(table: Any, feasible_rows: np.ndarray, budget_ms: float | None) -> dict[str, Any]:
+    """What a search could reach at best: the best test accuracy of the whole table and of its feasible
+    cells, and the test accuracy of the feasible cell with the best valid accuracy (what a search that
+    found the best cell by the accuracy it sees would report), in percent."""
+    valid, test = table.column("c10_valid_acc_200ep"), table.column("c10_test_acc_200ep")
+    best_valid_row = int(np.argmax(np.where(feasible_rows, valid, -np.inf)))
+    return {
+        "optimum_test": round(float(test.max()), 4),
+        "feasible_optimum_test": round(float(test[feasible_rows].max()), 4),
+        "feasible_best_valid_test": round(float(test[best_valid_row]), 4),
+        "feasible_cells": int(feasible_rows.sum()),
+        "budget_ms": None if budget_ms is None else round(budget_ms, 6),
+    }
+
+
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.search.loop import run_search
 
@@ -264,7 +279,6 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     if not 0 < args.budget_quantile <= 1:
         raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
     table = load_table(args.table)
-    valid, test = table.column("c10_valid_acc_200ep"), table.column("c10_test_acc_200ep")
     device = args.device
     budget_ms = None
     feasible_rows = np.ones(len(table), dtype=bool)
@@ -293,15 +307,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             raise ConfigError(f"unknown strategy {s!r}; registered: {', '.join(registered)} (and {TPE})")
     toolkit = _bench_toolkit(toolkit, names, feasible)
 
-    fv = np.where(feasible_rows, valid, -np.inf)
-    best_valid_row = int(np.argmax(fv))
-    reference = {
-        "optimum_test": round(float(test.max()), 4),
-        "feasible_optimum_test": round(float(test[feasible_rows].max()), 4),
-        "feasible_best_valid_test": round(float(test[best_valid_row]), 4),
-        "feasible_cells": int(feasible_rows.sum()),
-        "budget_ms": None if budget_ms is None else round(budget_ms, 6),
-    }
+    reference = table_reference(table, feasible_rows, budget_ms)
     per_strategy: dict[str, Any] = {}
     load_start, cpu_start, wall_start = os.getloadavg()[0], time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nb201-search-") as tmp:
