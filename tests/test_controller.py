@@ -268,6 +268,18 @@ def test_bad_options_are_config_errors(options, message):
         NeuralArchitectStrategy(_simple_cnn_context(), **options)
 
 
+def test_default_updates_and_walks_depend_on_the_scoring_budget_and_an_explicit_value_wins():
+    # measured in docs/controller.md: unlimited scoring needs fewer updates (the walks find the cells), a
+    # scoring budget learns more with 6
+    ctx = _simple_cnn_context()
+    plain = NeuralArchitectStrategy(ctx, episodes=5)
+    assert (plain.updates, plain.explore_episodes) == (4, 15)
+    assert NeuralArchitectStrategy(ctx, scoring_budget=10).updates == 6
+    assert NeuralArchitectStrategy(ctx, scoring_budget=10, updates=3).updates == 3
+    with pytest.raises(ConfigError, match="updates"):
+        NeuralArchitectStrategy(ctx, updates=0)
+
+
 def test_a_saved_controller_refuses_other_moves():
     ctx = _simple_cnn_context()
     ctrl = _controller(ctx.move_types)

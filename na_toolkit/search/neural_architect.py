@@ -57,7 +57,9 @@ class NeuralArchitectStrategy(Strategy):
 
         episode_length: int = Field(3, ge=1, description="T: moves per episode")
         episodes: int = Field(16, ge=1, description="episodes per update, run in lockstep")
-        updates: int = Field(6, ge=1, description="actor-critic updates per ask")
+        updates: int | None = Field(
+            None, ge=1, description="actor-critic updates per ask (default: 4; 6 with a scoring_budget)"
+        )
         elites: int = Field(20, ge=1, description="best evaluated candidates an episode may start from")
         seed_probability: float = Field(0.1, ge=0, le=1, description="probability an episode starts from the seed")
         gamma: float = Field(0.9, ge=0, le=1, description="discount of the advantage r + γ·V(s') − V(s)")
@@ -75,7 +77,7 @@ class NeuralArchitectStrategy(Strategy):
         torch_threads: int = Field(1, ge=1, description="torch CPU threads while the controller trains")
         transition_cache: int = Field(2048, ge=0, description="(network, move) results kept for repeated moves")
         explore_episodes: int | None = Field(
-            None, ge=0, description="uniformly random walks per update that join the proposals (default: 2 × episodes)"
+            None, ge=0, description="uniformly random walks per update that join the proposals (default: 3 × episodes)"
         )
         scoring_budget: int | None = Field(
             None,
@@ -102,12 +104,10 @@ class NeuralArchitectStrategy(Strategy):
         # the options, their defaults and ranges are `Options` (docs/options.md)
         super().__init__(context, **options)
         o = validate_options(self.Options, self.options, "strategy.options")
-        self.episode_length, self.episodes, self.updates, self.elites = (
-            o.episode_length,
-            o.episodes,
-            o.updates,
-            o.elites,
-        )
+        self.episode_length, self.episodes, self.elites = o.episode_length, o.episodes, o.elites
+        # unlimited scoring: the walks find the cells, 4 updates learn enough; under a scoring budget the
+        # policy decides what gets scored at all, and 6 updates learn measurably more (docs/controller.md)
+        self.updates = o.updates if o.updates is not None else (4 if o.scoring_budget is None else 6)
         self.seed_probability, self.gamma, self.lr, self.proposals = o.seed_probability, o.gamma, o.lr, o.proposals
         self.entropy_weight, self.value_weight = o.entropy_weight, o.value_weight
         if o.explore_kappa is None:
@@ -117,7 +117,7 @@ class NeuralArchitectStrategy(Strategy):
             self.explore_kappa = o.explore_kappa
         self.train_embedding = o.train_embedding is not False  # "auto" (older configs): trained at any size
         self.hidden, self.torch_threads, self.transition_cache = o.hidden, o.torch_threads, o.transition_cache
-        self.explore_episodes = 2 * self.episodes if o.explore_episodes is None else o.explore_episodes
+        self.explore_episodes = 3 * self.episodes if o.explore_episodes is None else o.explore_episodes
         self.scoring_budget, self.policy, self.walk_share = o.scoring_budget, o.policy, o.walk_share
         self.reward_ranks = o.reward_ranks
         if self.policy == "none" and self.explore_episodes == 0:
