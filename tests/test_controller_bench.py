@@ -78,6 +78,12 @@ def test_json_has_the_issue_keys(bench):
         assert room[name] == pytest.approx(ceiling["feasible_optimum_test"] - f["test_accuracy"]["mean"], abs=1e-3)
     reachable = all(room[v] >= 0.2 for v in ("frozen", "walks-only"))
     assert ceiling["win_reachable"][str(BUDGET)] is reachable
+    # every (setting, seed) pair at once: here one setting and one seed, so one pair per variant
+    pooled = doc["pooled_over_settings"][str(BUDGET)]
+    assert set(pooled) == set(per) - {"trained"}
+    for name, p in pooled.items():
+        assert p["pairs"] == 1 and p["pairs_won"] + p["pairs_lost"] <= 1
+        assert p["trained_minus_variant"] == pytest.approx(per[name]["trained_minus_variant"], abs=1e-3)
 
 
 def test_variants_differ_in_behaviour_and_keep_the_scoring_budget(bench):
@@ -127,3 +133,22 @@ def test_run_folder_shows_the_controller_learning(tmp_path):
 def test_unknown_variant_is_refused(run_cli):
     line = run_cli("bench", "controller", "--variants", "trained,bogus", "--seeds", "1").error_line()
     assert "bogus" in line and "walks-only" in line
+
+
+def test_pooled_pairs_every_setting_and_seed_and_skips_missing_results():
+    from na_toolkit_nb201.bench.controller import pooled
+
+    def per(trained, frozen):
+        return {
+            "10": {
+                "trained": {"test_accuracy_per_seed": trained},
+                "frozen": {"test_accuracy_per_seed": frozen},
+            }
+        }
+
+    figures = {"a": per([94.0, 93.0, 92.0], [93.5, 93.0, 92.5]), "b": per([91.0, None], [90.0, 90.0])}
+    got = pooled(figures)["10"]["frozen"]
+    # pairs: (94, 93.5) (93, 93) (92, 92.5) (91, 90); the run without a feasible result is left out
+    assert got["pairs"] == 4 and got["pairs_won"] == 2 and got["pairs_lost"] == 1
+    assert got["trained_minus_variant"] == pytest.approx((0.5 + 0.0 - 0.5 + 1.0) / 4)
+    assert 0 < got["wilcoxon_p_vs_trained"] <= 1
