@@ -135,8 +135,9 @@ def test_a_node_lost_mid_task_is_retried_on_another(cluster):
 
 
 # ---- the driver's own Ray: subprocess searches killed and resumed ---------------------------------------
-def _toml(tmp_path, **search):
+def _toml(tmp_path, evaluations=8, **search):
     doc = _config(tmp_path / "runs", **search)
+    doc["evaluations"] = evaluations
     lines = [f"{k} = {json.dumps(v)}" for k, v in doc.items() if not isinstance(v, dict)]
     for table in ("search", "strategy", "evaluator", "executor"):
         lines.append(f"[{table}]")
@@ -212,7 +213,8 @@ def test_the_driver_killed_then_resumed_on_ray_loses_and_repeats_nothing(tmp_pat
 
 def test_ctrl_c_stops_a_ray_search_cleanly(tmp_path):
     tag = uuid.uuid4().hex
-    path = _toml(tmp_path)
+    # far more evaluations than run before the Ctrl-C: the search cannot finish first (8 did, once)
+    path = _toml(tmp_path, evaluations=200)
     proc = _search(path, env={TAG_ENV: tag})
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -224,6 +226,7 @@ def test_ctrl_c_stops_a_ray_search_cleanly(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "Traceback" not in err
     assert "--resume" in err  # it says how to continue
+    assert len(_stored(_run_folder(tmp_path))) < 200  # stopped, not finished
     assert not _no_orphans(tag), "Ray's processes outlived a Ctrl-C"
 
 
