@@ -122,3 +122,12 @@ def run_na_toolkit(
 def run_cli():
     """`run_cli("arch", "seeds", "--json").json()`; see `run_na_toolkit` for the options."""
     return run_na_toolkit
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child the test will Ctrl-C: SIGINT as a terminal's foreground job gets it. A child
+    inherits an ignored SIGINT (POSIX) and Python then installs no KeyboardInterrupt handler, so a test
+    process that ignores SIGINT (whatever earlier in the session set it) would make the child deaf to it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import interruptible
 from na_toolkit.errors import ProfileError
 from na_toolkit.timemodels.profile import (
     PROFILE_SCHEMA_VERSION,
@@ -72,7 +73,9 @@ def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
         "0",
         *SMALL,
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:  # wait for a checkpoint holding a couple of networks

@@ -14,7 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="needs Ray (make install installs the `ray` extra)")
 
-from conftest import REPO_ROOT  # noqa: E402
+from conftest import REPO_ROOT, interruptible  # noqa: E402
 from na_toolkit.bench.faults import tagged_pids  # noqa: E402
 from na_toolkit.errors import ConfigError  # noqa: E402
 from na_toolkit.plugins import get_toolkit  # noqa: E402
@@ -159,7 +159,15 @@ def _search(*args, env=None):
     full = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray, not the fixture's
     full.update(env or {})
     cmd = [sys.executable, "-m", "na_toolkit.cli.main", "search", *map(str, args)]
-    return subprocess.Popen(cmd, env=full, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd,
+        env=full,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,  # the Ctrl-C test's SIGINT must reach it
+    )
 
 
 def _run_folder(tmp_path):
