@@ -127,7 +127,8 @@ def run_cli():
 def interruptible() -> None:
     """`preexec_fn` for a child the test will Ctrl-C: SIGINT as a terminal's foreground job gets it. A child
     inherits an ignored SIGINT (POSIX) and Python then installs no KeyboardInterrupt handler, so a test
-    process that ignores SIGINT (whatever earlier in the session set it) would make the child deaf to it."""
+    session started with SIGINT ignored (a background job of a non-interactive shell) would make the child
+    deaf to it."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)

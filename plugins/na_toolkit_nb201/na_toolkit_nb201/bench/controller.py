@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from na_toolkit.bench.base import Benchmark
-from na_toolkit.errors import ConfigError, DataError
+from na_toolkit.errors import ConfigError
 
 from ..table import load_table
 from . import nb201_search
@@ -274,8 +274,8 @@ def _ceiling(references: dict[str, dict[str, Any]], figures: dict[str, Any]) -> 
         for budget, per in figures.get(setting, {}).items():
             means = {v: f["test_accuracy"]["mean"] for v, f in per.items()}
             room[budget] = {v: None if m is None else round(top - m, 4) for v, m in means.items()}
-            gaps = [room[budget].get(v) for v in BEATEN]
-            reachable[budget] = None if None in gaps else all(g >= MIN_GAIN_POINTS for g in gaps)  # type: ignore[operator]
+            gaps = [g for g in (room[budget].get(v) for v in BEATEN) if g is not None]
+            reachable[budget] = all(g >= MIN_GAIN_POINTS for g in gaps) if len(gaps) == len(BEATEN) else None
         out[setting] = {
             **ref,
             "perfect_search_test": ref["feasible_best_valid_test"],
@@ -309,13 +309,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     jobs: list[tuple[Any, ...]] = []
     references: dict[str, dict[str, Any]] = {}
     for setting in settings:
-        device, budget_ms = SETTINGS[setting], None
-        feasible = np.ones(len(table), dtype=bool)
-        if device is not None:
-            if not table.has(device):
-                raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
-            budget_ms = float(np.quantile(table.column(device), args.budget_quantile))
-            feasible = table.column(device) <= budget_ms
+        device = SETTINGS[setting]
+        budget_ms, feasible = nb201_search.latency_budget(table, device, args.budget_quantile)
         references[setting] = nb201_search.table_reference(table, feasible, budget_ms)
         for scoring in budgets:
             for variant in variants:

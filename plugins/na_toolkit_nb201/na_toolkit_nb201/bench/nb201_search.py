@@ -256,6 +256,18 @@ def _optuna_version() -> str | None:
     return optuna.__version__
 
 
+def latency_budget(table: Any, device: str | None, quantile: float) -> tuple[float | None, np.ndarray]:
+    """The hard latency budget of `device`'s column (its `quantile` over the whole table; None without a
+    device) and which rows of the table meet it. DataError naming the columns for an unknown device."""
+    if device is None:
+        return None, np.ones(len(table), dtype=bool)
+    if not table.has(device):
+        raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
+    latency = table.column(device)
+    budget_ms = float(np.quantile(latency, quantile))
+    return budget_ms, latency <= budget_ms
+
+
 def table_reference(table: Any, feasible_rows: np.ndarray, budget_ms: float | None) -> dict[str, Any]:
     """What a search could reach at best: the best test accuracy of the whole table and of its feasible
     cells, and the test accuracy of the feasible cell with the best valid accuracy (what a search that
@@ -280,19 +292,13 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
     table = load_table(args.table)
     device = args.device
-    budget_ms = None
-    feasible_rows = np.ones(len(table), dtype=bool)
+    if device is not None and not device.startswith("lat_"):
+        device = "lat_" + device
+    budget_ms, feasible_rows = latency_budget(table, device, args.budget_quantile)
     if device is not None:
-        if not device.startswith("lat_"):
-            device = "lat_" + device
-        if not table.has(device):
-            raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
-        latency = table.column(device)
-        budget_ms = float(np.quantile(latency, args.budget_quantile))
-        feasible_rows = latency <= budget_ms
 
-        def feasible(arch, _lat=latency, _table=table) -> bool:
-            return bool(_lat[_table.row_of(nb201_cell_of(arch))] <= budget_ms)
+        def feasible(arch, _rows=feasible_rows, _table=table) -> bool:
+            return bool(_rows[_table.row_of(nb201_cell_of(arch))])
     else:
 
         def feasible(arch) -> bool:
