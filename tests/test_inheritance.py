@@ -237,6 +237,7 @@ def test_a_damaged_approximate_start_is_recovered_from_its_inherited_weights(par
     small = narrow.apply(arch, tk.moves)
     parent = ParentWeights(arch.hash, arch.to_json(), state, (narrow.to_json(),), "", 1.0)  # any drop damages
     options = {"datasets": tk.datasets, "epochs": 2, "inherit_epochs": 1, "threads": 1, "inherit_max_drop": 0.0}
+    options["inherit_repair"] = False  # the repair before it has its own tests (test_repair.py)
     result, weights = evaluate_with_parent(TorchEvaluator(**options), small, parent, tk.moves)
     extra = result.extra
     assert extra["inherited"] is True and extra["function_preserving"] == "approximate"

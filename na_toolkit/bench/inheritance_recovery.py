@@ -124,6 +124,11 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
                 "move": {"operation": op.name, "params": params},
                 "parent": _points(parent.valid_accuracy),
                 "start": _points(recovery["valid_accuracy"]),
+                **(
+                    {"start_unrepaired": _points(result.extra["inherit_repair"]["valid_accuracy_before"])}
+                    if "inherit_repair" in result.extra
+                    else {}
+                ),
                 "recovered": {budgets[0]: _points(result.valid_accuracy)},
             }
             for r in budgets[1:]:

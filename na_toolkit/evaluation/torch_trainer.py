@@ -38,6 +38,7 @@ from ..ir.architecture import Architecture
 from ..machine import parse_device
 from ..validation import validate_options
 from .base import EvaluationResult, Evaluator
+from .repair import repair
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..datasets.base import DatasetSource
@@ -89,11 +90,21 @@ class TorchEvaluator(Evaluator):
             None, gt=0, description="peak learning rate when fine-tuning from a parent's weights (none: lr / 10)"
         )
         inherit_max_drop: float = Field(
-            0.5,
+            0.05,
             ge=0,
             le=1,
             description="an approximately inherited network starting more than this far (accuracy, fraction) "
-            "below its parent is damaged: inherit_damaged says what it gets instead of the short fine-tune",
+            "below its parent, after the repair, is damaged: inherit_damaged says what it gets instead of the "
+            "short fine-tune",
+        )
+        inherit_repair: bool = Field(
+            True,
+            description="a damaged approximate start (inherit_max_drop) is repaired before its epoch 0: batch norm "
+            "statistics re-estimated and the output linear layer refit by least squares on training images "
+            "(na_toolkit.evaluation.repair), then judged again",
+        )
+        inherit_repair_samples: int = Field(
+            1024, ge=2, description="training images read by the repair (a seeded subset of the training split)"
         )
         inherit_damaged: Literal["recover", "scratch"] = Field(
             "recover",
@@ -259,8 +270,26 @@ class TorchEvaluator(Evaluator):
         best_acc, best_state = -1.0, None
         fallback: dict[str, float] | None = None
         recovery: dict[str, float] | None = None
+        repaired: dict[str, Any] | None = None
+        train_time_s = train_cpu_s = 0.0
         if init_state is not None:  # epoch 0: the inherited weights as they are
             valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
+            damaged = parent_accuracy is not None and valid_acc < parent_accuracy - o["inherit_max_drop"]
+            if damaged and o["inherit_repair"]:
+                # a damaged approximate start: its stale batch norm statistics and classifier are repaired from
+                # data first (no gradient steps; the time counts as training time), then judged again
+                t0, c0 = time.perf_counter(), time.process_time()
+                done = repair(
+                    model,
+                    x_train,
+                    y_train,
+                    batch_size=int(o["batch_size"]),
+                    samples=int(o["inherit_repair_samples"]),
+                    seed=seed,
+                )
+                train_time_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+                repaired = {"valid_accuracy_before": valid_acc, **done.to_json(), "train_time_s": train_time_s}
+                valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
             bar = parent_accuracy if parent_accuracy is not None else -math.inf
             damaged = valid_acc < bar - o["inherit_max_drop"]
             if damaged and o["inherit_damaged"] == "scratch":
@@ -274,7 +303,7 @@ class TorchEvaluator(Evaluator):
                         "parent_valid_accuracy": bar,
                         "epochs": recovery_epochs(o),
                     }
-                history.append({"epoch": 0, "valid_accuracy": valid_acc, "train_time_s": 0.0})
+                history.append({"epoch": 0, "valid_accuracy": valid_acc, "train_time_s": train_time_s})
                 best_acc, best_state = valid_acc, copy.deepcopy(model.state_dict())
         epochs, lr = int(o["epochs"]), o["lr"]
         if recovery is not None:
@@ -303,7 +332,6 @@ class TorchEvaluator(Evaluator):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
 
-        train_time_s = train_cpu_s = 0.0
         best_epoch = 0
         diverged = False
         label = arch.name or arch.hash
@@ -381,6 +409,7 @@ class TorchEvaluator(Evaluator):
                 "total_time_s": time.perf_counter() - started,
                 **({"inherit_fallback": fallback} if fallback is not None else {}),
                 **({"inherit_recovery": recovery} if recovery is not None else {}),
+                **({"inherit_repair": repaired} if repaired is not None else {}),
             },
         )
         return result, model
