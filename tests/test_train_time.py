@@ -21,6 +21,7 @@ from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import load_config
 from na_toolkit.search.loop import run_search
+from na_toolkit.search.outputs import outcome_lines, pareto_table
 from na_toolkit.search.scorer import Scorer
 from na_toolkit.search.summary import Counters
 from na_toolkit.timemodels import get_time_model
@@ -305,6 +306,14 @@ def test_a_search_records_each_candidates_estimated_training_time(tmp_path):
         assert e.score.metrics["train_time_s@a100"] == pytest.approx(estimate)
         assert e.score.metrics["train_time_s"] > 0  # the evaluator's measured time, beside the estimate
     assert np.isfinite([e.score.reward for e in result.evaluated]).all()
+    # the Pareto table and the outcome lines show it, beside the latency
+    summary = result.summary()
+    header = pareto_table(summary).splitlines()[0]
+    assert "latency a100 (ms)" in header and "train a100 (s)" in header
+    best = summary["best"]["a100"]
+    assert best is not None
+    train = best["metrics"]["train_time_s@a100"]
+    assert f"training {train:.4g} s (estimated)" in outcome_lines(summary)[0]
 
 
 @pytest.mark.slow  # measures a torch training step of each evaluated candidate

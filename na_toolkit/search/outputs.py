@@ -47,9 +47,15 @@ def format_accuracy(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%" if x <= 1.0 else f"{x:.2f}"
 
 
-def _columns(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _columns(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
     cols = [("accuracy", "valid acc"), ("test_accuracy", "test acc"), ("model_size_bytes", "size")]
     cols += [(f"latency_ms@{d}", f"latency {d} (ms)") for d in summary["devices"]]
+    # estimated training time: scored only on devices with a train_time_s budget (docs/search.md)
+    cols += [
+        (f"train_time_s@{d}", f"train {d} (s)")
+        for d in summary["devices"]
+        if any(f"train_time_s@{d}" in e["metrics"] for e in entries)
+    ]
     return cols
 
 
@@ -64,7 +70,7 @@ def _cell(metric: str, value: Any) -> str:
 
 
 def _rows(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    cols = _columns(summary)
+    cols = _columns(summary, entries)
     header = ["arch", "origin", "moves"] + [c[1] for c in cols] + ["reward", "feasible", "best for"]
     rows = []
     for e in entries:
@@ -117,11 +123,13 @@ def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
             lines.append(f"{d}: NO FEASIBLE CANDIDATE: {summary['infeasible'].get(d, '')}")
         else:
             m = e["metrics"]
-            lat = m.get(f"latency_ms@{d}")
+            lat, train = m.get(f"latency_ms@{d}"), m.get(f"train_time_s@{d}")
             lines.append(
                 f"{d}: best {e['arch_hash']} valid acc {format_accuracy(m['accuracy'])}, "
                 f"test acc {format_accuracy(m.get('test_accuracy'))}, "
-                f"size {_fmt_bytes(m['model_size_bytes'])}" + (f", latency {lat:.4g} ms" if lat is not None else "")
+                f"size {_fmt_bytes(m['model_size_bytes'])}"
+                + (f", latency {lat:.4g} ms" if lat is not None else "")
+                + (f", training {train:.4g} s (estimated)" if train is not None else "")
             )
     return lines
 
