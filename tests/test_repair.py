@@ -40,6 +40,9 @@ def test_recalibration_measures_what_reaches_each_batch_norm_and_restores_its_se
     assert torch.allclose(bn.running_var, per_batch.mean(dim=0), rtol=1e-4)
     assert bn.momentum == 0.3 and not model.training
     assert recalibrate_batchnorm(nn.Sequential(nn.Linear(2, 2)), torch.zeros(4, 2), 2) == 0
+    # one image has no variance: the statistics are left as they were, not reset
+    kept = bn.running_mean.clone()
+    assert recalibrate_batchnorm(model, x[:1], batch_size=64) == 0 and torch.equal(bn.running_mean, kept)
 
 
 def test_the_linear_probe_refits_a_scrambled_head_and_keeps_a_better_one():

@@ -5,7 +5,8 @@ conv inserted where its ReLU clips a negative input) leaves a child whose inheri
 but whose *statistics* are stale: its batch norms normalise with the parent's running means and variances,
 which no longer describe what reaches them, and its classifier reads features that moved. Measured on the
 example's damaged children (docs/moves.md, "Weight inheritance"), that is most of the damage: such a start
-scores near chance, and two cheap steps bring the median back to ~90% of the parent:
+scores near chance (median 10.1% validation accuracy, parents 99-100%), and two cheap steps bring the median
+back to 87.7%:
 
 1. **Batch-norm recalibration**: every batch norm's running statistics are re-estimated as the plain
    average over forward passes in training mode (no gradient), as slimmable networks re-estimate them for
@@ -50,7 +51,7 @@ def recalibrate_batchnorm(model, x, batch_size: int) -> int:
     import torch
 
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not norms or len(x) < 2:  # nothing to recalibrate, or no batch to estimate a variance from
         return 0
     momenta = [m.momentum for m in norms]
     for m in norms:
