@@ -310,9 +310,20 @@ def test_a_search_inherits_records_it_and_resumes_to_the_same_results(tmp_path):
         assert a.result["extra"].get("recovery") == b.result["extra"].get("recovery")
 
 
+def _config_with_a_seed_file(tmp_path) -> str:
+    """The example config, copied with its seed as an IR file beside it (a relative path)."""
+    default_toolkit().seed("simple-cnn").save(tmp_path / "seed.json")
+    text = (REPO_ROOT / "examples" / "digits-cpu.toml").read_text()
+    config = tmp_path / "digits.toml"
+    config.write_text(text.replace('seed_network = "simple-cnn"', 'seed_network = "seed.json"'))
+    assert 'seed_network = "seed.json"' in config.read_text()
+    return str(config)
+
+
 @pytest.mark.slow
 def test_bench_inheritance_cli_prints_the_figures(tmp_path):
     args = ["bench", "inheritance", "--seeds", "1", "--evaluations", "2", "--epochs", "1", "--inherit-epochs", "1"]
+    args += ["--config", _config_with_a_seed_file(tmp_path)]  # its seed file resolves against its folder
     proc = subprocess.run(
         [sys.executable, "-m", "na_toolkit", *args, "--json"],
         capture_output=True,
@@ -330,9 +341,9 @@ def test_bench_inheritance_cli_prints_the_figures(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_inheritance_recovery_cli_measures_recovery_per_epoch():
+def test_bench_inheritance_recovery_cli_measures_recovery_per_epoch(tmp_path):
     args = ["bench", "inheritance-recovery", "--seeds", "1", "--children", "1", "--budgets", "1,2"]
-    args += ["--epochs", "2", "--inherit-max-drop", "0"]
+    args += ["--epochs", "2", "--inherit-max-drop", "0", "--config", _config_with_a_seed_file(tmp_path)]
     proc = subprocess.run(
         [sys.executable, "-m", "na_toolkit", *args, "--json"],
         capture_output=True,

@@ -132,6 +132,7 @@ def summarise(result: SearchResult) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    from ..search.config import load_config
     from ..search.loop import run_search
     from ..store.memory import MemoryRunStore
 
@@ -142,7 +143,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             doc = _doc(args, seed, mode)
             started = time.perf_counter()
             store = MemoryRunStore(f"inheritance-{mode}-{seed}", doc)
-            result = run_search(doc, toolkit=toolkit, progress=False, outputs=False, store=store)
+            # relative paths in the config (a seed file) resolve against its folder, as `na-toolkit search` does
+            config = load_config(doc, base_dir=Path(args.config).resolve().parent)
+            result = run_search(config, toolkit=toolkit, progress=False, outputs=False, store=store)
             row[mode] = {**summarise(result), "wall_s": time.perf_counter() - started}
             _log(f"seed {seed} {mode}: {row[mode]}")
         seeds.append(row)

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from ..evaluation.inherit import inherit_state
     from ..evaluation.torch_trainer import TorchEvaluator
     from ..files import read_toml
+    from ..search.config import build_seed, load_config
 
     try:
         budgets = sorted({int(b) for b in str(args.budgets).split(",") if b.strip()})
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         options["epochs"] = args.epochs
     if args.inherit_max_drop is not None:
         options["inherit_max_drop"] = args.inherit_max_drop
-    arch = toolkit.seed(str(doc.get("seed_network", "simple-cnn")))
+    # the config's seed as a search builds it: a registered name, or an IR .json / .onnx file relative to it
+    arch = build_seed(load_config(Path(args.config)), toolkit)
     names = doc.get("search", {}).get("moves") or toolkit.moves.names()
     moves = [toolkit.moves.get(str(name)) for name in names]
     children: list[dict[str, Any]] = []
