@@ -140,5 +140,5 @@ def repair(model, x, y, *, batch_size: int, samples: int, seed: int) -> Repair:
         keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:samples].to(x.device)
         x, y = x[keep], y[keep]
     norms = recalibrate_batchnorm(model, x, batch_size)
-    why_not = refit_output_layer(model, x, y.cpu(), max(batch_size, 256))
+    why_not = refit_output_layer(model, x, y.cpu(), batch_size)
     return Repair(norms, why_not == "", len(x), why_not)
