@@ -274,8 +274,8 @@ class TorchEvaluator(Evaluator):
         train_time_s = train_cpu_s = 0.0
         if init_state is not None:  # epoch 0: the inherited weights as they are
             valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
-            damaged = parent_accuracy is not None and valid_acc < parent_accuracy - o["inherit_max_drop"]
-            if damaged and o["inherit_repair"]:
+            bar = parent_accuracy if parent_accuracy is not None else -math.inf
+            if valid_acc < bar - o["inherit_max_drop"] and o["inherit_repair"]:
                 # a damaged approximate start: its stale batch norm statistics and classifier are repaired from
                 # data first (no gradient steps; the time counts as training time), then judged again
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -290,7 +290,6 @@ class TorchEvaluator(Evaluator):
                 train_time_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
                 repaired = {"valid_accuracy_before": valid_acc, **done.to_json(), "train_time_s": train_time_s}
                 valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
-            bar = parent_accuracy if parent_accuracy is not None else -math.inf
             damaged = valid_acc < bar - o["inherit_max_drop"]
             if damaged and o["inherit_damaged"] == "scratch":
                 fallback = {"valid_accuracy": valid_acc, "parent_valid_accuracy": bar}
