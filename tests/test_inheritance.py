@@ -157,6 +157,29 @@ def test_chains_of_moves_and_what_cannot_be_inherited():
     assert Plain().inherit_weights(arch, child, {"position": 0}, {}, np.random.default_rng(0)) is None
 
 
+def test_widening_a_conv_that_feeds_both_sides_of_a_skip_keeps_the_function():
+    """A skip from a conv around its own batch norm and ReLU (add(relu(bn(conv)), conv)): the add reads the
+    widened conv directly and through the channel-wise layers, both in the same layout, so Net2Wider passes
+    through it exactly; narrowing keeps the same channels on both sides (approximate)."""
+    tk = default_toolkit()
+    arch = tk.seed("simple-cnn")
+    ids = [n.id for n in arch.nodes]
+    skip = Move("insert_add", {"source": ids.index("conv2d_0"), "target": ids.index("relu_0")})
+    mid = skip.apply(arch, tk.moves)
+    add = next(n for n in mid.nodes if n.type == "add")
+    assert set(add.inputs) == {"conv2d_0", "relu_0"}
+    state = trained_like_state(mid, 4)
+    x = torch.randn(4, *mid.input_shape, generator=torch.Generator().manual_seed(0))
+    conv = [n.id for n in mid.nodes].index("conv2d_0")
+    for width, level in ((24, "exact"), (8, "approximate")):
+        move = Move("scale", {"position": conv, "attribute": "channels", "value": width})
+        child = move.apply(mid, tk.moves)
+        got = inherit_state(mid, state, (move.to_json(),), child, tk.moves)
+        assert got.preservation == level, width
+        if level == "exact":
+            assert float((outputs(child, got.state, x) - outputs(mid, state, x)).abs().max()) <= 1e-5
+
+
 def test_widening_splits_sum_to_one_and_narrowing_keeps_the_strongest():
     m = ChannelMap.resize(4, 10, np.random.default_rng(0))
     assert m.exact and list(m.source[:4]) == [0, 1, 2, 3]

@@ -83,7 +83,7 @@ def insert_conv(parent, child, params, weights, rng) -> Inherited:
     out[conv] = identity_conv(child, conv, cmap.source)
     out[bn] = identity_batchnorm(child, bn)
     if f != c:
-        propagate_channels(parent, child, child.consumers[relu], cmap, weights, out)
+        propagate_channels(parent, child, child.consumers[relu], cmap, weights, out, source=relu)
     exact = cmap.exact and child.node(relu).type == "relu" and nonnegative(parent, node_id)
     return Inherited(out, "exact" if exact else "approximate")
 
@@ -106,7 +106,7 @@ def scale(parent, child, params, weights, rng) -> Inherited:
     importance = np.abs(held["weight"].reshape(len(held["weight"]), -1)).sum(axis=1)
     cmap = ChannelMap.resize(parent.shape(node_id)[0], child.shape(node_id)[0], rng, importance)
     out[node_id] = {k: take_rows(v, cmap.source) for k, v in held.items()}
-    propagate_channels(parent, child, child.consumers[node_id], cmap, weights, out)
+    propagate_channels(parent, child, child.consumers[node_id], cmap, weights, out, source=node_id)
     return Inherited(out, "exact" if cmap.exact else "approximate")
 
 

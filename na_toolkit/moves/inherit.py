@@ -232,17 +232,20 @@ def propagate_channels(
     cmap: ChannelMap,
     weights: NodeWeights,
     out: NodeWeights,
+    source: str | None = None,
 ) -> None:
     """Make the child's `readers` (and what follows them) take a changed channel layout: channel-wise layers
     pass the map on, batch norms and depthwise convs select their per-channel weights (and pass it on), a
-    flatten expands it, and the first layer that mixes channels (a dense conv, a linear layer) takes its
-    input columns through the map (`mix_columns`) and ends the walk. Writes into `out`; anything else (an add,
-    a concat, a grouped conv, a plugin's layer) raises NotInheritable."""
+    flatten expands it, an add whose inputs all carry the same layout passes it on, and the first layer that
+    mixes channels (a dense conv, a linear layer) takes its input columns through the map (`mix_columns`) and
+    ends the walk. `source` is the node whose output took the layout (an add may read it directly: a skip
+    from a widened conv around its own batch norm and ReLU). Writes into `out`; anything else (an add whose
+    inputs change differently, a concat, a grouped conv, a plugin's layer) raises NotInheritable."""
     # in topological order, so that an add is reached after every input the change flows into
     pushed = itertools.count()  # ties (one node reached twice) never compare the maps
     todo = [(child.index(r), next(pushed), r, cmap) for r in readers]
     heapq.heapify(todo)
-    done: dict[str, ChannelMap] = {}
+    done: dict[str, ChannelMap] = {source: cmap} if source is not None else {}
     while todo:
         _i, _n, nid, m = heapq.heappop(todo)
         if nid in done:
