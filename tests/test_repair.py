@@ -1,6 +1,6 @@
-"""Repairing an approximately inherited start (na_toolkit.evaluation.repair): batch-norm recalibration and the
-output layer's linear probe, on real torch modules and, through the torch evaluator, a real damaged child of
-simple-cnn trained on digits."""
+"""Repairing an approximately inherited start (na_toolkit.evaluation.repair): layer reconstruction from the
+parent, batch-norm recalibration and the output layer's linear probe, on real torch modules and, through the
+torch evaluator, real damaged children of simple-cnn trained on digits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import default_toolkit
 from na_toolkit.evaluation.inherit import ParentWeights, evaluate_with_parent
-from na_toolkit.evaluation.repair import recalibrate_batchnorm, refit_output_layer, repair
+from na_toolkit.evaluation.repair import recalibrate_batchnorm, reconstruct_from_parent, refit_output_layer, repair
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator
 from na_toolkit.moves import Move
 
@@ -107,17 +107,94 @@ def test_repair_reads_a_seeded_subset_and_reports_it():
     assert repair(twin, x, y, batch_size=32, samples=1000, seed=0).samples == 300  # at most the split
 
 
-@pytest.mark.slow
-def test_the_evaluator_repairs_a_damaged_start_before_its_epoch_zero():
-    """Removing simple-cnn's second conv leaves a start near chance (stale batch norm, a head reading moved
-    features); the repair brings it most of the way back before a single gradient step, and its time counts."""
+class _Chain(nn.Module):
+    """Modules in a `layers` ModuleDict run in order: the shape of an ArchitectureModule's forward pass."""
+
+    def __init__(self, **layers: nn.Module):
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers.values():
+            x = layer(x)
+        return x
+
+
+def _chain(seed: int) -> _Chain:
+    torch.manual_seed(seed)
+    return _Chain(
+        a=nn.Conv2d(3, 8, 3, stride=2, padding=2, dilation=2, bias=True),  # every unfold argument differs
+        r=nn.ReLU(),
+        b=nn.Conv2d(8, 4, 1, bias=False),
+    )
+
+
+def test_reconstruction_refits_the_first_drifted_conv_to_its_parent_and_leaves_the_rest():
+    """A child whose first conv was scrambled: its least-squares refit on the child's own input is the parent's
+    conv (the fit is exact up to the ridge), after which the next conv reads what it read in the parent and is
+    left alone."""
+    parent, child = _chain(0), _chain(0)
+    with torch.no_grad():
+        child.layers["a"].weight.normal_(0, 1)
+        child.layers["a"].bias.fill_(3.0)
+    kept = child.layers["b"].weight.clone()
+    x = torch.randn(64, 3, 9, 9, generator=torch.Generator().manual_seed(1))
+    done = reconstruct_from_parent(child, parent, x, batch_size=16, ridge=1e-9, max_rows=2000)
+    assert [r.node for r in done] == ["a"]
+    assert done[0].error_before > 0.5 and done[0].error_after < 1e-4
+    assert done[0].to_json() == {"node": "a", "error_before": done[0].error_before, "error_after": done[0].error_after}
+    assert torch.allclose(child.layers["a"].weight, parent.layers["a"].weight, atol=1e-4)
+    assert torch.allclose(child.layers["a"].bias, parent.layers["a"].bias, atol=1e-4)
+    assert torch.equal(child.layers["b"].weight, kept)
+    with torch.no_grad():
+        assert torch.allclose(child(x), parent(x), atol=1e-4)
+    # a child that already computes what its parent does: nothing to refit
+    assert reconstruct_from_parent(child, parent, x, batch_size=16) == []
+
+
+def test_reconstruction_skips_what_it_cannot_fit_and_keeps_a_layer_a_refit_would_make_worse():
+    x = torch.randn(32, 3, 9, 9, generator=torch.Generator().manual_seed(2))
+    parent, child = _chain(0), _chain(0)
+    with torch.no_grad():  # drifted, but closer to the parent than zero weights are
+        child.layers["a"].weight.mul_(1.3)
+    kept = {k: v.clone() for k, v in child.state_dict().items()}
+    # a ridge that flattens the solution fits worse than the weights it would replace: nothing changes
+    assert reconstruct_from_parent(child, parent, x, batch_size=8, ridge=1e9) == []
+    assert all(torch.equal(v, child.state_dict()[k]) for k, v in kept.items())
+    # a grouped conv, another output width: left alone
+    grouped = _Chain(a=nn.Conv2d(3, 6, 3, groups=3), r=nn.ReLU(), b=nn.Conv2d(6, 4, 1))
+    wider = _Chain(a=nn.Conv2d(3, 6, 3), r=nn.ReLU(), b=nn.Conv2d(6, 5, 1))
+    other = _Chain(a=nn.Conv2d(3, 6, 3), r=nn.ReLU(), b=nn.Conv2d(6, 4, 1))
+    assert [r.node for r in reconstruct_from_parent(grouped, other, x, batch_size=8)] == ["b"]
+    assert reconstruct_from_parent(wider, other, x, batch_size=8, tol=1e9) == []
+    assert [r.node for r in reconstruct_from_parent(wider, other, x, batch_size=8)] == ["a"]
+    # another output size (stride): not comparable, so not refit
+    strided = _Chain(a=nn.Conv2d(3, 6, 3, stride=2), r=nn.ReLU(), b=nn.Conv2d(6, 4, 1))
+    assert reconstruct_from_parent(strided, other, x, batch_size=8) == []
+
+
+@pytest.fixture(scope="module")
+def trained_simple_cnn():
+    """simple-cnn trained 2 epochs on digits: evaluator options, and a function giving a child one move away
+    and the `ParentWeights` it inherits from."""
     tk = default_toolkit()
     arch = tk.seed("simple-cnn")
     base = {"datasets": tk.datasets, "epochs": 2, "inherit_epochs": 1, "threads": 1, "inherit_recovery_epochs": 1}
-    parent_result, state = TorchEvaluator(**base).evaluate_with_weights(arch)
-    remove = Move("remove", {"position": 3})
-    child = remove.apply(arch, tk.moves)
-    parent = ParentWeights(arch.hash, arch.to_json(), state, (remove.to_json(),), "", parent_result.valid_accuracy)
+    result, state = TorchEvaluator(**base).evaluate_with_weights(arch)
+
+    def child_of(move: Move):
+        parent = ParentWeights(arch.hash, arch.to_json(), state, (move.to_json(),), "", result.valid_accuracy)
+        return move.apply(arch, tk.moves), parent
+
+    return tk, arch, base, child_of
+
+
+@pytest.mark.slow
+def test_the_evaluator_repairs_a_damaged_start_before_its_epoch_zero(trained_simple_cnn):
+    """Removing simple-cnn's second conv leaves a start near chance (stale batch norm, a head reading moved
+    features); the repair brings it most of the way back before a single gradient step, and its time counts."""
+    tk, _arch, base, child_of = trained_simple_cnn
+    child, parent = child_of(Move("remove", {"position": 3}))
     repaired, _ = evaluate_with_parent(TorchEvaluator(**base), child, parent, tk.moves)
     raw, _ = evaluate_with_parent(TorchEvaluator(**base, inherit_repair=False), child, parent, tk.moves)
     assert repaired.extra["function_preserving"] == "approximate"
@@ -133,3 +210,21 @@ def test_the_evaluator_repairs_a_damaged_start_before_its_epoch_zero():
     lenient, _ = evaluate_with_parent(TorchEvaluator(**base, inherit_max_drop=1.0), child, parent, tk.moves)
     assert "inherit_repair" not in lenient.extra and lenient.extra["recovery"] is False
     assert lenient.extra["history"][0]["valid_accuracy"] == done["valid_accuracy_before"]
+
+
+@pytest.mark.slow
+def test_the_repair_reconstructs_the_conv_after_a_removed_relu_from_the_parent(trained_simple_cnn):
+    """Removing simple-cnn's first ReLU feeds the second conv negative values it never saw: the repair refits
+    that conv so that it reproduces the parent's output there, before the batch norms and the head; without
+    the parent's weights (or with inherit_reconstruct = false) only the last two steps run."""
+    tk, arch, base, child_of = trained_simple_cnn
+    assert arch.nodes[2].type == "relu"
+    child, parent = child_of(Move("remove", {"position": 2}))
+    rebuilt, _ = evaluate_with_parent(TorchEvaluator(**base), child, parent, tk.moves)
+    plain, _ = evaluate_with_parent(TorchEvaluator(**base, inherit_reconstruct=False), child, parent, tk.moves)
+    done = rebuilt.extra["inherit_repair"]["reconstructed"]
+    assert [r["node"] for r in done] == ["conv2d_1"]
+    assert done[0]["error_after"] < done[0]["error_before"] / 2
+    assert plain.extra["inherit_repair"]["reconstructed"] == []
+    # on this parent, the corrected conv is a better start than batch norms and head alone
+    assert rebuilt.extra["history"][0]["valid_accuracy"] > plain.extra["history"][0]["valid_accuracy"]

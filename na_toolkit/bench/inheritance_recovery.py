@@ -113,10 +113,11 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             inherited = inherit_state(arch, state, move, child, toolkit.moves, seed)
             if inherited.state is None or inherited.preservation != "approximate":
                 continue
+            network = (arch, state)  # the parent, for the repair's layer reconstruction
             first = TorchEvaluator.from_toolkit(
                 toolkit, **{**options, "seed": seed, "inherit_recovery_epochs": budgets[0]}
             )
-            result, _ = first.evaluate_with_weights(child, inherited.state, parent.valid_accuracy)
+            result, _ = first.evaluate_with_weights(child, inherited.state, parent.valid_accuracy, network)
             recovery = result.extra.get("inherit_recovery")
             if recovery is None:
                 continue  # not damaged: the short fine-tune serves it
@@ -136,11 +137,11 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             for r in budgets[1:]:
                 ev = TorchEvaluator.from_toolkit(toolkit, **{**options, "seed": seed, "inherit_recovery_epochs": r})
                 row["recovered"][r] = _points(
-                    ev.evaluate_with_weights(child, inherited.state, parent.valid_accuracy)[0].valid_accuracy
+                    ev.evaluate_with_weights(child, inherited.state, parent.valid_accuracy, network)[0].valid_accuracy
                 )
             tune = TorchEvaluator.from_toolkit(toolkit, **{**options, "seed": seed, "inherit_max_drop": 1.0})
             row["fine_tune"] = _points(
-                tune.evaluate_with_weights(child, inherited.state, parent.valid_accuracy)[0].valid_accuracy
+                tune.evaluate_with_weights(child, inherited.state, parent.valid_accuracy, network)[0].valid_accuracy
             )
             row["scratch"] = _points(base.evaluate(child).valid_accuracy)
             _log(f"seed {seed} {op.name} {params}: {row}")

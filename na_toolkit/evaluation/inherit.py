@@ -154,6 +154,7 @@ def evaluate_with_parent(
     takes = set(inspect.signature(with_weights).parameters) if with_weights is not None else set()
     takes_init = "init_state" in takes
     inherited = InheritedState(None, "none", parent.reason or "the parent has no stored weights")
+    parent_arch: Architecture | None = None
     if parent.state is not None and parent.arch_json is not None:
         if not takes_init:
             inherited = InheritedState(None, "none", f"evaluator {evaluator.name!r} cannot start from given weights")
@@ -167,7 +168,9 @@ def evaluate_with_parent(
         # an approximate start far below the parent is recovered at the full rate, or dropped for training
         # from scratch (the evaluator checks it before fine-tuning: `inherit_max_drop`, `inherit_damaged`)
         bar = parent.valid_accuracy if inherited.preservation == "approximate" else None
-        kwargs = {"parent_accuracy": bar} if bar is not None and "parent_accuracy" in takes else {}
+        kwargs: dict[str, Any] = {"parent_accuracy": bar} if bar is not None and "parent_accuracy" in takes else {}
+        if bar is not None and parent_arch is not None and "parent_network" in takes:
+            kwargs["parent_network"] = (parent_arch, parent.state)  # for the repair's layer reconstruction
         result, weights = with_weights(arch, init_state=inherited.state, **kwargs)
         fallback = result.extra.get("inherit_fallback")
         recovery = result.extra.get("inherit_recovery")

@@ -38,7 +38,7 @@ from ..ir.architecture import Architecture
 from ..machine import parse_device
 from ..validation import validate_options
 from .base import EvaluationResult, Evaluator
-from .repair import repair
+from .repair import repair, trained_module
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..datasets.base import DatasetSource
@@ -102,6 +102,11 @@ class TorchEvaluator(Evaluator):
             description="a damaged approximate start (inherit_max_drop) is repaired before its epoch 0: batch norm "
             "statistics re-estimated and the output linear layer refit by least squares on training images "
             "(na_toolkit.evaluation.repair), then judged again",
+        )
+        inherit_reconstruct: bool = Field(
+            True,
+            description="the repair first refits, front to back, each convolution whose output drifted from the "
+            "parent's at the same node, by least squares on training images (needs the parent's weights)",
         )
         inherit_repair_samples: int = Field(
             1024, ge=2, description="training images read by the repair (a seeded subset of the training split)"
@@ -173,7 +178,11 @@ class TorchEvaluator(Evaluator):
         return TrainingPlan(len(ds.y_train), int(o["batch_size"]), int(o["epochs"]), f"torch evaluator on {ds.name}")
 
     def evaluate_with_weights(
-        self, arch: Architecture, init_state: dict[str, Any] | None = None, parent_accuracy: float | None = None
+        self,
+        arch: Architecture,
+        init_state: dict[str, Any] | None = None,
+        parent_accuracy: float | None = None,
+        parent_network: tuple[Architecture, dict[str, Any]] | None = None,
     ) -> tuple[EvaluationResult, dict[str, Any]]:
         """`evaluate`, plus the selected (best-epoch) weights as a CPU state dict of `arch.to_torch()`: the
         weights `test_accuracy` was measured with (the search exports them).
@@ -184,11 +193,18 @@ class TorchEvaluator(Evaluator):
         `parent_accuracy`, weights that start more than `inherit_max_drop` below it are damaged: with
         `inherit_damaged = "recover"` they are fine-tuned at `lr` for `inherit_recovery_epochs`
         (`extra["inherit_recovery"]` says so), with "scratch" dropped and the network trains from scratch
-        (`extra["inherit_fallback"]`)."""
-        result, model = self._run(arch, init_state, parent_accuracy)
+        (`extra["inherit_fallback"]`). `parent_network` (the parent's architecture and trained state dict)
+        lets the repair of a damaged start reconstruct its drifted convolutions (`inherit_reconstruct`)."""
+        result, model = self._run(arch, init_state, parent_accuracy, parent_network)
         return result, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
-    def _run(self, arch: Architecture, init_state: dict[str, Any] | None = None, parent_accuracy: float | None = None):
+    def _run(
+        self,
+        arch: Architecture,
+        init_state: dict[str, Any] | None = None,
+        parent_accuracy: float | None = None,
+        parent_network: tuple[Architecture, dict[str, Any]] | None = None,
+    ):
         o = self.options
         ds = self.load_dataset()
         self.check(arch, ds)
@@ -211,7 +227,7 @@ class TorchEvaluator(Evaluator):
                 torch.set_num_threads(int(o["threads"]))
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-            result, model = self._train(arch, ds, device, init_state, parent_accuracy)
+            result, model = self._train(arch, ds, device, init_state, parent_accuracy, parent_network)
             if init_state is not None and result.extra["diverged"] and "inherit_fallback" not in result.extra:
                 # training from the inherited weights diverged (a non-finite loss): nothing was learnt from
                 # them, so the network trains from scratch; the attempt's cost is recorded, not hidden
@@ -240,6 +256,7 @@ class TorchEvaluator(Evaluator):
         device,
         init_state: dict[str, Any] | None = None,
         parent_accuracy: float | None = None,
+        parent_network: tuple[Architecture, dict[str, Any]] | None = None,
     ):
         import torch
         from torch.nn import functional as F
@@ -266,6 +283,11 @@ class TorchEvaluator(Evaluator):
 
         x_train, y_train = tensor(ds.x_train), torch.from_numpy(ds.y_train).to(device)
         x_valid, x_test = tensor(ds.x_valid), tensor(ds.x_test)
+
+        def sync() -> None:  # a clock read on CUDA waits for the queued kernels
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
         history: list[dict[str, float]] = []
         best_acc, best_state = -1.0, None
         fallback: dict[str, float] | None = None
@@ -278,7 +300,9 @@ class TorchEvaluator(Evaluator):
             if valid_acc < bar - o["inherit_max_drop"] and o["inherit_repair"]:
                 # a damaged approximate start: its stale batch norm statistics and classifier are repaired from
                 # data first (no gradient steps; the time counts as training time), then judged again
+                sync()
                 t0, c0 = time.perf_counter(), time.process_time()
+                reconstruct = parent_network is not None and o["inherit_reconstruct"]
                 done = repair(
                     model,
                     x_train,
@@ -286,7 +310,9 @@ class TorchEvaluator(Evaluator):
                     batch_size=int(o["batch_size"]),
                     samples=int(o["inherit_repair_samples"]),
                     seed=seed,
+                    parent=trained_module(*parent_network, seed=seed, device=device) if reconstruct else None,
                 )
+                sync()
                 train_time_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
                 repaired = {"valid_accuracy_before": valid_acc, **done.to_json(), "train_time_s": train_time_s}
                 valid_acc = _accuracy(model, x_valid, ds.y_valid, int(o["eval_batch_size"]))
@@ -326,10 +352,6 @@ class TorchEvaluator(Evaluator):
             else None
         )
         order = torch.Generator().manual_seed(seed)  # data order, independent of the init RNG stream
-
-        def sync() -> None:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
 
         best_epoch = 0
         diverged = False

@@ -34,6 +34,11 @@ class ArchitectureModule(nn.Module):
             for s in inputs:
                 self._last_use[s] = i
 
+    @property
+    def node_ids(self) -> dict[str, str]:
+        """`layers` key -> the node id it was built from, in the order the forward pass runs them."""
+        return {key: nid for nid, key, _inputs in self._plan}
+
     @staticmethod
     def key(node_id: str) -> str:
         # ModuleDict keys may not contain '.'
