@@ -143,6 +143,11 @@ def test_chains_of_moves_and_what_cannot_be_inherited():
     got = inherit_state(arch, state, tuple(m.to_json() for m in moves), child, tk.moves)
     assert got.preservation == "exact"
     assert float((outputs(child, got.state, x) - outputs(arch, state, x)).abs().max()) <= 1e-5
+    # the nodes the child shares with the parent: every parent node here, none of the inserted ones
+    assert got.shared == {n.id for n in arch.nodes}
+    removed = Move("remove", {"position": relu})
+    gone = inherit_state(arch, state, (removed.to_json(),), removed.apply(arch, tk.moves), tk.moves)
+    assert gone.shared == {n.id for n in arch.nodes} - {arch.nodes[relu].id}
     # moves that do not lead to the child, and a move type that does not opt in
     other = Move("scale", {"position": conv, "attribute": "kernel", "value": 5}).apply(mid, tk.moves)
     wrong = inherit_state(arch, state, tuple(m.to_json() for m in moves), other, tk.moves)

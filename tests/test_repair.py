@@ -150,6 +150,13 @@ def test_reconstruction_refits_the_first_drifted_conv_to_its_parent_and_leaves_t
         assert torch.allclose(child(x), parent(x), atol=1e-4)
     # a child that already computes what its parent does: nothing to refit
     assert reconstruct_from_parent(child, parent, x, batch_size=16) == []
+    # only the nodes the child shares with its parent are compared (an id reused by another node is not)
+    other = _chain(0)
+    with torch.no_grad():
+        other.layers["a"].weight.normal_(0, 1)
+    scrambled = other.layers["a"].weight.clone()
+    assert [r.node for r in reconstruct_from_parent(other, parent, x, batch_size=16, nodes={"b", "r"})] == ["b"]
+    assert torch.equal(other.layers["a"].weight, scrambled)  # not compared, so not refit
 
 
 def test_reconstruction_skips_what_it_cannot_fit_and_keeps_a_layer_a_refit_would_make_worse():

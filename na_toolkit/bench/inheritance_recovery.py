@@ -64,6 +64,7 @@ def _points(x: float) -> float:
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from ..errors import ConfigError, NAToolkitError
     from ..evaluation.inherit import inherit_state
+    from ..evaluation.repair import ParentNetwork
     from ..evaluation.torch_trainer import TorchEvaluator
     from ..files import read_toml
     from ..search.config import build_seed, load_config
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             inherited = inherit_state(arch, state, move, child, toolkit.moves, seed)
             if inherited.state is None or inherited.preservation != "approximate":
                 continue
-            network = (arch, state)  # the parent, for the repair's layer reconstruction
+            network = ParentNetwork(arch, state, inherited.shared)  # for the repair's layer reconstruction
             first = TorchEvaluator.from_toolkit(
                 toolkit, **{**options, "seed": seed, "inherit_recovery_epochs": budgets[0]}
             )

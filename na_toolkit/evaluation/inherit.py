@@ -26,6 +26,7 @@ from ..errors import NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves.inherit import NodeWeights, Preservation, complete, weakest
 from .base import EvaluationResult, Evaluator
+from .repair import ParentNetwork
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..moves import MoveType
@@ -58,6 +59,8 @@ class InheritedState:
     state: dict[str, Any] | None
     preservation: Preservation
     reason: str = ""
+    #: ids of the child's nodes present in the parent and in every network in between: the same node
+    shared: frozenset[str] = frozenset()
 
     @property
     def inherited(self) -> bool:
@@ -121,6 +124,7 @@ def inherit_state(
         return InheritedState(None, "none", "no moves from the parent")
     arch, weights = parent, node_weights(parent, state)
     levels: list[Preservation] = []
+    shared = {n.id for n in parent.nodes}
     for doc in moves:
         move = Move(doc["operation"], dict(doc["params"]))
         try:
@@ -133,12 +137,13 @@ def inherit_state(
             return InheritedState(None, "none", f"move {move.name} {move.params} is not function-preserving here")
         levels.append(got.preservation)
         arch, weights = nxt, got.weights
+        shared &= {n.id for n in arch.nodes}
     if arch.hash != child.hash:
         return InheritedState(None, "none", "the moves from the parent do not lead to this network")
     level = weakest(levels)
     if level == "exact" and not complete(child, weights):
         level = "approximate"  # a mapping that claims exact but leaves weights at their fresh initialisation
-    return InheritedState(to_state(child, weights, seed), level)
+    return InheritedState(to_state(child, weights, seed), level, shared=frozenset(shared))
 
 
 def evaluate_with_parent(
@@ -170,7 +175,8 @@ def evaluate_with_parent(
         bar = parent.valid_accuracy if inherited.preservation == "approximate" else None
         kwargs: dict[str, Any] = {"parent_accuracy": bar} if bar is not None and "parent_accuracy" in takes else {}
         if bar is not None and parent_arch is not None and "parent_network" in takes:
-            kwargs["parent_network"] = (parent_arch, parent.state)  # for the repair's layer reconstruction
+            # for the repair's layer reconstruction
+            kwargs["parent_network"] = ParentNetwork(parent_arch, parent.state, inherited.shared)
         result, weights = with_weights(arch, init_state=inherited.state, **kwargs)
         fallback = result.extra.get("inherit_fallback")
         recovery = result.extra.get("inherit_recovery")

@@ -35,6 +35,7 @@ All read at most `samples` training images (a seeded subset); none touches the t
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,10 +168,10 @@ def refit_output_layer(model, x, y, batch_size: int, ridge: float = 1e-3) -> str
     return ""
 
 
-def repair(model, x, y, *, batch_size: int, samples: int, seed: int, parent=None) -> Repair:
-    """Reconstruct `model`'s drifted convolutions from `parent` (its parent's trained torch module, on the same
-    device; None: skipped), recalibrate its batch norms and refit its output layer, on a seeded subset of at
-    most `samples` of (`x`, `y`) (tensors on the model's device; `y` labels). The model is left in eval mode."""
+def repair(model, x, y, *, batch_size: int, samples: int, seed: int, parent: ParentNetwork | None = None) -> Repair:
+    """Reconstruct `model`'s drifted convolutions from `parent` (None: skipped), recalibrate its batch norms and
+    refit its output layer, on a seeded subset of at most `samples` of (`x`, `y`) (tensors on the model's
+    device; `y` labels). The model is left in eval mode."""
     import torch
 
     n = len(x)
@@ -179,18 +180,30 @@ def repair(model, x, y, *, batch_size: int, samples: int, seed: int, parent=None
         x, y = x[keep], y[keep]
     rebuilt = []
     if parent is not None:  # a least-squares fit needs positions, not images: the first of the subset suffice
-        rebuilt = reconstruct_from_parent(model, parent, x[:RECONSTRUCT_IMAGES], batch_size=batch_size, seed=seed)
+        reference = parent.module(seed=seed, device=x.device)
+        rebuilt = reconstruct_from_parent(
+            model, reference, x[:RECONSTRUCT_IMAGES], batch_size=batch_size, seed=seed, nodes=parent.shared
+        )
     norms = recalibrate_batchnorm(model, x, batch_size)
     why_not = refit_output_layer(model, x, y.cpu(), batch_size)
     return Repair(norms, why_not == "", len(x), why_not, tuple(rebuilt))
 
 
-def trained_module(arch, state: dict[str, Any], *, seed: int, device):
-    """`arch`'s torch module with the trained `state` loaded, on `device`, in eval mode (a parent to
-    reconstruct from)."""
-    model = arch.to_torch(seed=seed)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+@dataclass(frozen=True)
+class ParentNetwork:
+    """What the layer reconstruction reads of a child's parent: its architecture, trained state dict, and the
+    ids of the nodes the child shares with it (carried through every move in between: the same id is the same
+    node; an id freed by a removal and reused by an insertion is not)."""
+
+    arch: Any
+    state: dict[str, Any]
+    shared: frozenset[str]
+
+    def module(self, *, seed: int, device):
+        """The parent's torch module with its trained weights, on `device`, in eval mode."""
+        model = self.arch.to_torch(seed=seed)
+        model.load_state_dict(self.state)
+        return model.to(device).eval()
 
 
 def reconstruct_from_parent(
@@ -203,6 +216,7 @@ def reconstruct_from_parent(
     max_rows: int = 20_000,
     ridge: float = 1e-3,
     seed: int = 0,
+    nodes: Collection[str] | None = None,
 ) -> list[Reconstructed]:
     """Refit, front to back, each convolution of `child` whose output drifted from `parent`'s at the same
     node (both `ArchitectureModule`s, the same layer key; a relative RMS error above `tol`), by ridge least
@@ -212,7 +226,8 @@ def reconstruct_from_parent(
     sample of each image's positions) and accumulates the normal equations batch by batch (memory: the
     kernel's size squared). Convolutions with groups, non-zero padding modes, or another output width or
     size than the parent's node are left alone, as is a refit that fits worse than the weights it would
-    replace. Both networks run in eval mode; returns what was refit. Why `tol` 0.1: below it the drift is
+    replace; with `nodes`, only those node ids are compared (`ParentNetwork.shared`). Both networks run in
+    eval mode; returns what was refit. Why `tol` 0.1: below it the drift is
     mostly what earlier refits could not remove, which a linear refit does not remove either (on resnet-cifar
     children, refits from 0.05 to 0.1 left their error where it was and doubled the time)."""
     import torch
@@ -220,7 +235,11 @@ def reconstruct_from_parent(
     child.eval()
     parent.eval()
     names = getattr(child, "node_ids", {})
-    keys = [key for key in child.layers.keys() if _comparable(child.layers[key], parent, key)]
+    keys = [
+        key
+        for key in child.layers.keys()
+        if (nodes is None or names.get(key, key) in nodes) and _comparable(child.layers[key], parent, key)
+    ]
     sampler = _Positions(max(1, math.ceil(max_rows / max(len(x), 1))), seed)
     done: list[Reconstructed] = []
     while keys:

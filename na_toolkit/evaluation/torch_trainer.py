@@ -38,7 +38,7 @@ from ..ir.architecture import Architecture
 from ..machine import parse_device
 from ..validation import validate_options
 from .base import EvaluationResult, Evaluator
-from .repair import repair, trained_module
+from .repair import ParentNetwork, repair
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..datasets.base import DatasetSource
@@ -182,7 +182,7 @@ class TorchEvaluator(Evaluator):
         arch: Architecture,
         init_state: dict[str, Any] | None = None,
         parent_accuracy: float | None = None,
-        parent_network: tuple[Architecture, dict[str, Any]] | None = None,
+        parent_network: ParentNetwork | None = None,
     ) -> tuple[EvaluationResult, dict[str, Any]]:
         """`evaluate`, plus the selected (best-epoch) weights as a CPU state dict of `arch.to_torch()`: the
         weights `test_accuracy` was measured with (the search exports them).
@@ -193,8 +193,9 @@ class TorchEvaluator(Evaluator):
         `parent_accuracy`, weights that start more than `inherit_max_drop` below it are damaged: with
         `inherit_damaged = "recover"` they are fine-tuned at `lr` for `inherit_recovery_epochs`
         (`extra["inherit_recovery"]` says so), with "scratch" dropped and the network trains from scratch
-        (`extra["inherit_fallback"]`). `parent_network` (the parent's architecture and trained state dict)
-        lets the repair of a damaged start reconstruct its drifted convolutions (`inherit_reconstruct`)."""
+        (`extra["inherit_fallback"]`). `parent_network` (the parent's architecture, trained state dict and the
+        nodes the child shares with it) lets the repair of a damaged start reconstruct its drifted
+        convolutions (`inherit_reconstruct`)."""
         result, model = self._run(arch, init_state, parent_accuracy, parent_network)
         return result, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -203,7 +204,7 @@ class TorchEvaluator(Evaluator):
         arch: Architecture,
         init_state: dict[str, Any] | None = None,
         parent_accuracy: float | None = None,
-        parent_network: tuple[Architecture, dict[str, Any]] | None = None,
+        parent_network: ParentNetwork | None = None,
     ):
         o = self.options
         ds = self.load_dataset()
@@ -256,7 +257,7 @@ class TorchEvaluator(Evaluator):
         device,
         init_state: dict[str, Any] | None = None,
         parent_accuracy: float | None = None,
-        parent_network: tuple[Architecture, dict[str, Any]] | None = None,
+        parent_network: ParentNetwork | None = None,
     ):
         import torch
         from torch.nn import functional as F
@@ -302,7 +303,6 @@ class TorchEvaluator(Evaluator):
                 # data first (no gradient steps; the time counts as training time), then judged again
                 sync()
                 t0, c0 = time.perf_counter(), time.process_time()
-                reconstruct = parent_network is not None and o["inherit_reconstruct"]
                 done = repair(
                     model,
                     x_train,
@@ -310,7 +310,7 @@ class TorchEvaluator(Evaluator):
                     batch_size=int(o["batch_size"]),
                     samples=int(o["inherit_repair_samples"]),
                     seed=seed,
-                    parent=trained_module(*parent_network, seed=seed, device=device) if reconstruct else None,
+                    parent=parent_network if o["inherit_reconstruct"] else None,
                 )
                 sync()
                 train_time_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
