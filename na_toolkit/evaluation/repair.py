@@ -222,14 +222,15 @@ def reconstruct_from_parent(
     node (both `ArchitectureModule`s, the same layer key; a relative RMS error above `tol`), by ridge least
     squares of the parent's output on the child's input patches, in place; each refit is judged on the
     network the previous ones corrected (the drift is estimated on the first `DRIFT_IMAGES` of `x`). The fit
-    reads at most about `max_rows` output positions (a seeded
-    sample of each image's positions) and accumulates the normal equations batch by batch (memory: the
-    kernel's size squared). Convolutions with groups, non-zero padding modes, or another output width or
-    size than the parent's node are left alone, as is a refit that fits worse than the weights it would
-    replace; with `nodes`, only those node ids are compared (`ParentNetwork.shared`). Both networks run in
-    eval mode; returns what was refit. Why `tol` 0.1: below it the drift is
-    mostly what earlier refits could not remove, which a linear refit does not remove either (on resnet-cifar
-    children, refits from 0.05 to 0.1 left their error where it was and doubled the time)."""
+    reads at most about `max_rows` output positions (a seeded sample of each image's positions) and
+    accumulates the normal equations batch by batch (memory: the kernel's size squared). Convolutions with
+    groups, non-zero padding modes, or another output width or size than the parent's node are left alone, as
+    is a refit that fits worse than the weights it would replace; with `nodes`, only those node ids are
+    compared (`ParentNetwork.shared`). Both networks run in eval mode; returns what was refit.
+
+    Why `tol` 0.1: below it the drift is mostly what earlier refits could not remove, which a linear refit
+    does not remove either (on resnet-cifar children, refits from 0.05 to 0.1 left their error where it was
+    and doubled the time)."""
     import torch
 
     child.eval()
