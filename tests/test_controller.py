@@ -280,6 +280,35 @@ def test_default_updates_and_walks_depend_on_the_scoring_budget_and_an_explicit_
         NeuralArchitectStrategy(ctx, updates=0)
 
 
+def test_the_entropy_weight_follows_the_entropy_target_and_resumes():
+    """With an entropy_target the entropy weight adapts: each update records the weight it used, the next one is
+    x1.5 or /1.5 by whether the entropy fell below the target share of the first update's, and a restored
+    strategy continues from the adapted weight; without one (the default), or with 0, it stays fixed."""
+    ctx = _simple_cnn_context(seed=3)
+    strat = NeuralArchitectStrategy(ctx, scoring_budget=10, entropy_weight=0.05, entropy_target=0.9, **SMALL)
+    for _ in range(3):
+        ctx.pay_for(strat.ask(2)[:2])
+    used = [e for e in strat.history if "entropy" in e]
+    assert len(used) >= 3 and used[0]["entropy_weight"] == 0.05
+    first = used[0]["entropy"]
+    for before, after in zip(used, used[1:]):
+        step = 1.5 if before["entropy"] < 0.9 * first else 1 / 1.5
+        assert after["entropy_weight"] == pytest.approx(min(max(before["entropy_weight"] * step, 1e-3), 2.0))
+    state = copy.deepcopy(strat.state_dict())
+    again = NeuralArchitectStrategy(ctx, scoring_budget=10, entropy_weight=0.05, entropy_target=0.9, **SMALL)
+    again.load_state_dict(state)
+    assert again.entropy_weight == strat.entropy_weight != 0.05
+    for fixed in (
+        NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL),
+        NeuralArchitectStrategy(ctx, entropy_target=0, **SMALL),
+    ):
+        assert fixed.entropy_target is None
+        ctx.pay_for(fixed.ask(2)[:2])
+        assert fixed.entropy_weight == 0.05 and all(
+            e["entropy_weight"] == 0.05 for e in fixed.history if "entropy" in e
+        )
+
+
 def test_a_saved_controller_refuses_other_moves():
     ctx = _simple_cnn_context()
     ctrl = _controller(ctx.move_types)

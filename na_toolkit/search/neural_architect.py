@@ -44,6 +44,9 @@ from .strategy import Candidate, Score, SearchContext, Strategy, random_move
 if TYPE_CHECKING:
     from ..controller.policy import Controller
 
+#: how much one update moves the entropy weight towards the entropy target (`entropy_target`)
+ENTROPY_STEP = 1.5
+
 
 class NeuralArchitectStrategy(Strategy):
     """Options: `NeuralArchitectStrategy.Options` (docs/options.md); docs/controller.md has the ablations
@@ -93,6 +96,13 @@ class NeuralArchitectStrategy(Strategy):
         reward_ranks: bool = Field(
             True, description="with a scoring budget: learn from an episode reward's rank in its batch"
         )
+        entropy_target: float | None = Field(
+            None,
+            ge=0,
+            le=1,
+            description="keep the policy's entropy near this share of its first update's: the entropy weight is "
+            "multiplied by 1.5 after an update below it, divided by 1.5 after one above (null or 0: off)",
+        )
         walk_share: float = Field(
             0.25,
             ge=0,
@@ -120,6 +130,10 @@ class NeuralArchitectStrategy(Strategy):
         self.explore_episodes = 3 * self.episodes if o.explore_episodes is None else o.explore_episodes
         self.scoring_budget, self.policy, self.walk_share = o.scoring_budget, o.policy, o.walk_share
         self.reward_ranks = o.reward_ranks
+        # the policy's learning narrows it onto what the predictor likes most; a floor on its entropy keeps it
+        # broad: measured under a scoring budget it trades early gains for late ones (docs/controller.md)
+        self.entropy_target = o.entropy_target or None
+        self._entropy_start: float | None = None  # the first update's entropy
         if self.policy == "none" and self.explore_episodes == 0:
             raise ConfigError(
                 'strategy.options: policy = "none" with explore_episodes = 0 leaves nothing to propose; '
@@ -297,11 +311,26 @@ class NeuralArchitectStrategy(Strategy):
                 for k in ("policy_loss", "value_loss", "entropy"):
                     stats[k] += info[k] / self.updates
                 entry.update({k: info[k] for k in ("policy_loss", "value_loss", "entropy")})
+                self.adapt_entropy(entry)
             self._record(entry)
         if len(found) < n:
             self._fill(found, scores, n)
         self.stats = stats
         return self._rank(found, scores, n)
+
+    def adapt_entropy(self, entry: dict[str, float]) -> None:
+        """After an update (`entry` holds its entropy): with an `entropy_target`, raise the entropy weight
+        ×1.5 when the policy's entropy fell below the target share of its first update's, else lower it
+        ÷1.5 (within 1e-3..2), as soft actor-critic tunes its temperature towards a target entropy (Haarnoja
+        et al. 2018, arXiv:1812.05905). `entry` records the weight the update used."""
+        entry["entropy_weight"] = self.entropy_weight
+        if self.entropy_target is None:
+            return
+        if self._entropy_start is None:
+            self._entropy_start = float(entry["entropy"])
+        below = float(entry["entropy"]) < self.entropy_target * self._entropy_start
+        factor = ENTROPY_STEP if below else 1 / ENTROPY_STEP
+        self.entropy_weight = float(min(max(self.entropy_weight * factor, 1e-3), 2.0))
 
     def _record(self, entry: dict[str, float]) -> None:
         entry = {"ask": float(self.totals["asks"]), **entry}
@@ -411,6 +440,8 @@ class NeuralArchitectStrategy(Strategy):
         }
         if self.scoring_budget is not None:  # decides what is scored next: part of the state
             state["memory"] = dict(self._memory.items())
+        if self._entropy_start is not None:  # the adapted entropy weight (entropy_target)
+            state["entropy"] = {"weight": self.entropy_weight, "start": self._entropy_start}
         if self._controller is not None:
             state["controller"] = self._controller.state_dict()
         return state
@@ -423,6 +454,9 @@ class NeuralArchitectStrategy(Strategy):
         self.totals.update(report.get("totals", {}))
         self._memory.clear()
         self._memory.update({str(h): float(v) for h, v in (state.get("memory") or {}).items()})
+        if "entropy" in state:
+            self.entropy_weight = float(state["entropy"]["weight"])
+            self._entropy_start = float(state["entropy"]["start"])
         self._controller = None
         if "controller" in state:
             self.controller.load_state_dict(state["controller"])

@@ -143,6 +143,7 @@ def _learn_from_ends(
             value_weight=na.value_weight,
         )
         entry.update({k: info[k] for k in ("policy_loss", "value_loss", "entropy")})
+        na.adapt_entropy(entry)
     na._record(entry)
 
 
