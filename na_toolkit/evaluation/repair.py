@@ -26,8 +26,8 @@ Before both, when the parent's trained network is at hand, a third step corrects
    Very Deep Neural Networks", arXiv:1707.06168; ThiNet, Luo et al. 2017, arXiv:1707.06342): here the input
    changed by a move (a removed layer, a cropped kernel, a clipped insertion). On the example's damaged
    children it lifts the repaired start by a median half point (up to 7 points; docs/moves.md) and turns
-   some damaged starts into short fine-tunes; a layer it cannot fit (grouped, another output width or
-   size) is left as it was.
+   some damaged starts into short fine-tunes (a grouped or depthwise conv is fit per group); a layer it
+   cannot fit (another output width or size) is left as it was.
 
 All read at most `samples` training images (a seeded subset); none touches the test or validation split.
 """
@@ -223,10 +223,11 @@ def reconstruct_from_parent(
     squares of the parent's output on the child's input patches, in place; each refit is judged on the
     network the previous ones corrected (the drift is estimated on the first `DRIFT_IMAGES` of `x`). The fit
     reads at most about `max_rows` output positions (a seeded sample of each image's positions) and
-    accumulates the normal equations batch by batch (memory: the kernel's size squared). Convolutions with
-    groups, non-zero padding modes, or another output width or size than the parent's node are left alone, as
-    is a refit that fits worse than the weights it would replace; with `nodes`, only those node ids are
-    compared (`ParentNetwork.shared`). Both networks run in eval mode; returns what was refit.
+    accumulates the normal equations batch by batch (memory: the kernel's size squared), per group of a
+    grouped or depthwise conv. Convolutions with non-zero padding modes, or another output width or size than
+    the parent's node, are left alone, as is a refit that fits worse than the weights it would replace; with
+    `nodes`, only those node ids are compared (`ParentNetwork.shared`). Both networks run in eval mode;
+    returns what was refit.
 
     Why `tol` 0.1: below it the drift is mostly what earlier refits could not remove, which a linear refit
     does not remove either (on resnet-cifar children, refits from 0.05 to 0.1 left their error where it was
@@ -251,10 +252,13 @@ def reconstruct_from_parent(
         conv = child.layers[bad]
         gram, cross, target = _normal_equations(child, parent, bad, x, batch_size, sampler)
         old = _conv_matrix(conv).to(gram)
-        d = gram.shape[0]
-        penalty = ridge * (float(torch.trace(gram)) / d or 1.0)
+        d = gram.shape[-1]
+        # the ridge per group, relative to its patches' mean squared norm per column
+        scale_d = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1) / d
+        penalty = ridge * torch.where(scale_d > 0, scale_d, torch.ones_like(scale_d))
+        eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
         try:
-            new = torch.linalg.solve(gram + penalty * torch.eye(d, dtype=gram.dtype, device=gram.device), cross)
+            new = torch.linalg.solve(gram + penalty[:, None, None] * eye, cross)
         except RuntimeError:  # singular despite the ridge: keep the layer
             keys = keys[keys.index(bad) + 1 :]
             continue
@@ -263,11 +267,11 @@ def reconstruct_from_parent(
         keys = keys[keys.index(bad) + 1 :]
         if not bool(torch.isfinite(new).all()) or after >= before:
             continue
-        with torch.no_grad():
+        with torch.no_grad():  # (groups, patch [+ 1], out per group) back to the conv's layout
             if conv.bias is not None:
-                conv.bias.copy_(new[-1].to(conv.bias.dtype))
-                new = new[:-1]
-            conv.weight.copy_(new.T.reshape(conv.weight.shape).to(conv.weight.dtype))
+                conv.bias.copy_(new[:, -1, :].reshape(-1).to(conv.bias.dtype))
+                new = new[:, :-1, :]
+            conv.weight.copy_(new.permute(0, 2, 1).reshape(conv.weight.shape).to(conv.weight.dtype))
         scale = max(target, 1e-30)
         done.append(
             Reconstructed(names.get(bad, bad), math.sqrt(max(before, 0.0) / scale), math.sqrt(max(after, 0.0) / scale))
@@ -282,7 +286,6 @@ def _comparable(conv, parent, key: str) -> bool:
     return (
         isinstance(conv, nn.Conv2d)
         and isinstance(other, nn.Conv2d)
-        and conv.groups == 1
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
         and conv.out_channels == other.out_channels
@@ -373,23 +376,28 @@ def _drift(child, parent, keys: list[str], x, batch_size: int, sampler: _Positio
 
 
 def _normal_equations(child, parent, key: str, x, batch_size: int, sampler: _Positions):
-    """AᵀA, AᵀB and Σ B² of the child's input patches A at `key` (a ones column with a bias) and the parent's
-    outputs B there, float64."""
+    """Per group of the child's conv at `key`: AᵀA (groups, D, D) and AᵀB (groups, D, out per group) of its
+    input patches A (D: a group's input channels x kernel taps, + 1 for a ones column with a bias) and the
+    parent's outputs B there, and Σ B²; float64. A dense conv is one group, a depthwise conv one per channel."""
     import torch
     from torch.nn import functional as F
 
     conv = child.layers[key]
+    groups = conv.groups
     acc: dict[str, Any] = {}
 
     def on_batch(seen_c, seen_p) -> None:
         inputs, _out, where = seen_c[key]
         target = seen_p[key][1]
         patches = F.unfold(inputs, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
-        a = patches[:, :, where].permute(0, 2, 1).reshape(-1, patches.shape[1]).double()
+        n, m = len(patches), len(where)
+        # unfold orders a patch by input channel, then tap: a group's channels are a contiguous block
+        a = patches[:, :, where].reshape(n, groups, -1, m).permute(1, 0, 3, 2).reshape(groups, n * m, -1).double()
         if conv.bias is not None:
-            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype, device=a.device)], dim=1)
-        b = target.permute(0, 2, 1).reshape(-1, target.shape[1]).double()
-        for name, value in (("gram", a.T @ a), ("cross", a.T @ b), ("target", (b * b).sum())):
+            a = torch.cat([a, torch.ones(groups, n * m, 1, dtype=a.dtype, device=a.device)], dim=2)
+        b = target.reshape(n, groups, -1, m).permute(1, 0, 3, 2).reshape(groups, n * m, -1).double()
+        at = a.transpose(1, 2)
+        for name, value in (("gram", at @ a), ("cross", at @ b), ("target", (b * b).sum())):
             acc[name] = acc[name] + value if name in acc else value
 
     _lockstep(child, parent, [key], x, batch_size, sampler, on_batch, stop=True)
@@ -402,10 +410,13 @@ def _sse(w, gram, cross, target: float) -> float:
 
 
 def _conv_matrix(conv):
-    """The convolution's weights as the (patch size [+ 1 for the bias]) × out-channels matrix the fit solves for."""
+    """The convolution's weights as the (groups, patch size [+ 1 for the bias], out channels per group) matrices
+    the fit solves for."""
     import torch
 
-    w = conv.weight.detach().reshape(conv.out_channels, -1).T.double()
+    groups = conv.groups
+    per_group = conv.out_channels // groups
+    w = conv.weight.detach().reshape(groups, per_group, -1).permute(0, 2, 1).double()
     if conv.bias is not None:
-        w = torch.cat([w, conv.bias.detach().double()[None, :]], dim=0)
+        w = torch.cat([w, conv.bias.detach().double().reshape(groups, 1, per_group)], dim=1)
     return w
