@@ -196,6 +196,8 @@ def test_reconstruction_skips_what_it_cannot_fit_and_keeps_a_layer_a_refit_would
     # another output size (stride): not comparable, so not refit
     strided = _Chain(a=nn.Conv2d(3, 6, 3, stride=2), r=nn.ReLU(), b=nn.Conv2d(6, 4, 1))
     assert reconstruct_from_parent(strided, other, x, batch_size=8) == []
+    # ... also when both grids are sampled down to the same number of positions
+    assert reconstruct_from_parent(strided, other, x, batch_size=8, max_rows=32) == []
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..ir.architecture import Architecture
 
 #: images the layer reconstruction reads (of the repair's subset): 256 images of 8x8 outputs are 16,384 rows for
 #: a 3x3 conv's 145 unknowns; of 32x32 outputs, its `max_rows` for up to 2,305 (256 channels in). Measured on
@@ -195,7 +198,7 @@ class ParentNetwork:
     ids of the nodes the child shares with it (carried through every move in between: the same id is the same
     node; an id freed by a removal and reused by an insertion is not)."""
 
-    arch: Any
+    arch: Architecture
     state: dict[str, Any]
     shared: frozenset[str]
 
@@ -249,6 +252,7 @@ def reconstruct_from_parent(
         bad = next((k for k in keys if errors.get(k, 0.0) > tol), None)
         if bad is None:
             break
+        keys = keys[keys.index(bad) + 1 :]  # the next drifted conv is judged after this one's refit
         conv = child.layers[bad]
         gram, cross, target = _normal_equations(child, parent, bad, x, batch_size, sampler)
         old = _conv_matrix(conv).to(gram)
@@ -260,11 +264,8 @@ def reconstruct_from_parent(
         try:
             new = torch.linalg.solve(gram + penalty[:, None, None] * eye, cross)
         except RuntimeError:  # singular despite the ridge: keep the layer
-            keys = keys[keys.index(bad) + 1 :]
             continue
-
         before, after = _sse(old, gram, cross, target), _sse(new, gram, cross, target)
-        keys = keys[keys.index(bad) + 1 :]
         if not bool(torch.isfinite(new).all()) or after >= before:
             continue
         with torch.no_grad():  # (groups, patch [+ 1], out per group) back to the conv's layout
@@ -318,8 +319,8 @@ def _lockstep(
     child, parent, keys: list[str], x, batch_size: int, sampler: _Positions, on_batch, stop: bool = False
 ) -> None:
     """Run both networks batch by batch with hooks on `keys`; `on_batch(child_seen, parent_seen)` gets, per
-    key, (input, output at the sampled positions) of the child and the parent's output there. With `stop`,
-    each forward pass ends at the last of `keys` it reaches."""
+    key and network, (input, output at the sampled positions, those positions, the output's positions per
+    channel). With `stop`, each forward pass ends at the last of `keys` it reaches."""
     import torch
 
     seen_c: dict[str, Any] = {}
@@ -329,7 +330,7 @@ def _lockstep(
         def grab(module, inputs, output) -> None:
             flat = output.flatten(2)
             where = sampler(key, flat.shape[2], flat.device)
-            store[key] = (inputs[0], flat[:, :, where], where)
+            store[key] = (inputs[0], flat[:, :, where], where, flat.shape[2])
             if stop and len(store) == len(keys):
                 raise _Seen
 
@@ -357,7 +358,8 @@ def _lockstep(
 
 
 def _drift(child, parent, keys: list[str], x, batch_size: int, sampler: _Positions) -> dict[str, float]:
-    """Per key, the child's output's relative RMS error against the parent's (inf: the outputs differ in size)."""
+    """Per key, the child's output's relative RMS error against the parent's; a key whose outputs differ in
+    size (another stride, say) is left out."""
     sums = {k: [0.0, 0.0] for k in keys}
 
     def on_batch(seen_c, seen_p) -> None:
@@ -365,7 +367,8 @@ def _drift(child, parent, keys: list[str], x, batch_size: int, sampler: _Positio
             if k not in seen_c or k not in seen_p:
                 continue
             c, p = seen_c[k][1], seen_p[k][1]
-            if c.shape != p.shape or seen_c[k][2].shape != seen_p[k][2].shape:
+            # the sampled shapes match when both grids are sampled down to the same count: compare the grids
+            if c.shape != p.shape or seen_c[k][3] != seen_p[k][3]:
                 sums[k][0] = math.nan  # another output size: not comparable
                 continue
             sums[k][0] += float(((c - p).double() ** 2).sum())
@@ -387,7 +390,7 @@ def _normal_equations(child, parent, key: str, x, batch_size: int, sampler: _Pos
     acc: dict[str, Any] = {}
 
     def on_batch(seen_c, seen_p) -> None:
-        inputs, _out, where = seen_c[key]
+        inputs, _out, where, _positions = seen_c[key]
         target = seen_p[key][1]
         patches = F.unfold(inputs, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
         n, m = len(patches), len(where)
