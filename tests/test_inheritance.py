@@ -245,13 +245,13 @@ def test_falling_back_to_training_from_scratch_is_recorded(parent_and_child):
     assert result.extra["recovery"] is False
 
 
-def test_recovery_epochs_default_to_three_quarters_of_the_epochs_rounded_up():
+def test_recovery_epochs_default_to_half_of_the_epochs_rounded_up():
     assert [recovery_epochs({"epochs": e, "inherit_recovery_epochs": None}) for e in (1, 2, 3, 8, 15)] == [
         1,
+        1,
         2,
-        3,
-        6,
-        12,
+        4,
+        8,
     ]
     assert recovery_epochs({"epochs": 8, "inherit_recovery_epochs": 3}) == 3
     with pytest.raises(ConfigError, match="inherit_damaged"):
@@ -264,13 +264,13 @@ def test_a_damaged_approximate_start_is_recovered_from_its_inherited_weights(par
     narrow = Move("scale", {"position": 0, "attribute": "channels", "value": 8})
     small = narrow.apply(arch, tk.moves)
     parent = ParentWeights(arch.hash, arch.to_json(), state, (narrow.to_json(),), "", 1.0)  # any drop damages
-    options = {"datasets": tk.datasets, "epochs": 2, "inherit_epochs": 1, "threads": 1, "inherit_max_drop": 0.0}
+    options = {"datasets": tk.datasets, "epochs": 3, "inherit_epochs": 1, "threads": 1, "inherit_max_drop": 0.0}
     options["inherit_repair"] = False  # the repair before it has its own tests (test_repair.py)
     result, weights = evaluate_with_parent(TorchEvaluator(**options), small, parent, tk.moves)
     extra = result.extra
     assert extra["inherited"] is True and extra["function_preserving"] == "approximate"
     assert extra["recovery"] is True and extra["inherited_from"] == arch.hash
-    assert "recovered for 2 epochs" in extra["inherit_reason"] and result.epochs == 2  # ceil(3 * 2 / 4)
+    assert "recovered for 2 epochs" in extra["inherit_reason"] and result.epochs == 2  # ceil(3 / 2)
     assert extra["inherit_recovery"] == {
         "valid_accuracy": extra["history"][0]["valid_accuracy"],
         "parent_valid_accuracy": 1.0,
@@ -286,6 +286,26 @@ def test_a_damaged_approximate_start_is_recovered_from_its_inherited_weights(par
     assert plain.valid_accuracy == result.valid_accuracy and plain.test_accuracy == result.test_accuracy
 
 
+@pytest.mark.slow
+def test_training_from_inherited_weights_clips_the_gradient_norm():
+    """A start whose loss is steep (here: the trained head's weights scaled 100x, as a refit layer feeding no
+    batch norm can leave it) blows up at a full-rate step and falls to chance; with the gradient's norm clipped
+    (the default for inherited weights) it keeps what it had. Training from scratch is never clipped."""
+    tk = default_toolkit()
+    arch = tk.seed("simple-cnn")
+    base = {"datasets": tk.datasets, "epochs": 2, "inherit_epochs": 1, "inherit_lr": 0.2, "threads": 1}
+    parent, state = TorchEvaluator(**base).evaluate_with_weights(arch)
+    assert "grad_clip" not in parent.extra
+    steep = {k: v * 100 if k.startswith("layers.linear") and k.endswith("weight") else v for k, v in state.items()}
+    clipped, _ = TorchEvaluator(**base).evaluate_with_weights(arch, init_state=steep)
+    free, _ = TorchEvaluator(**base, inherit_grad_clip=None).evaluate_with_weights(arch, init_state=steep)
+    start = clipped.extra["history"][0]["valid_accuracy"]
+    assert start == free.extra["history"][0]["valid_accuracy"] > 0.8
+    assert free.extra["history"][1]["valid_accuracy"] < 0.5 and "grad_clip" not in free.extra
+    assert clipped.extra["history"][1]["valid_accuracy"] > start - 0.05
+    assert clipped.extra["grad_clip"] == {"max_norm": 1.0, "clipped_steps": 40, "steps": 40}
+
+
 def _digits_doc(tmp_path, inherit: bool) -> dict:
     return {
         "name": "inherit",
@@ -296,7 +316,10 @@ def _digits_doc(tmp_path, inherit: bool) -> dict:
         "output": str(tmp_path),
         "search": {"per_round": 2, "inherit_weights": inherit},
         "strategy": {"name": "random", "options": {"oversample": 1}},
-        "evaluator": {"name": "torch", "options": {"epochs": 2, "inherit_epochs": 1, "threads": 1}},
+        "evaluator": {
+            "name": "torch",
+            "options": {"epochs": 2, "inherit_epochs": 1, "inherit_recovery_epochs": 2, "threads": 1},
+        },
         "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 10}}},
         "devices": {"cpu": {"device": "cpu", "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}}},
     }
@@ -311,7 +334,7 @@ def test_a_search_inherits_records_it_and_resumes_to_the_same_results(tmp_path):
     inherited = [(e, x) for e, x in zip(full.evaluated, extras) if x["inherited"]]
     assert inherited, [x.get("inherit_reason") for x in extras]
     for e, x in inherited:
-        # fine-tuned for inherit_epochs (1), or a damaged start recovered for ceil(3 * epochs / 4) (2)
+        # fine-tuned for inherit_epochs (1), or a damaged start recovered for inherit_recovery_epochs (2)
         assert e.result["epochs"] == (2 if x["recovery"] else 1)
         assert x["function_preserving"] in ("exact", "approximate")
         assert x["recovery"] is ("inherit_recovery" in x)
@@ -366,6 +389,25 @@ def test_bench_inheritance_cli_prints_the_figures(tmp_path):
     assert row["scratch"]["epochs"] == 2 and row["scratch"]["from_scratch"] == 2
     assert row["inherit"]["epochs"] == 2 and doc["training_cost_ratio"] == 1.0  # 1 epoch either way here
     assert row["inherit"]["recovered"] + row["inherit"]["from_scratch"] <= 2 and "recovery_epochs" in row["inherit"]
+
+
+@pytest.mark.slow
+def test_bench_inheritance_compares_each_recovered_record_with_training_from_scratch(tmp_path):
+    from na_toolkit.bench.inheritance import recovered_vs_scratch
+
+    doc = _digits_doc(tmp_path, True)
+    doc["search"]["moves"] = ["remove"]  # approximate children, damaged with any drop
+    doc["evaluator"]["options"]["inherit_max_drop"] = 0.0
+    tk = default_toolkit()
+    result = run_search(doc, toolkit=tk, progress=False, outputs=False)
+    recovered = [e for e in result.evaluated if e.result["extra"].get("recovery")]
+    assert recovered, [e.result["extra"].get("inherit_reason") for e in result.evaluated]
+    rows = recovered_vs_scratch(result, "torch", tk)
+    assert [r["arch_hash"] for r in rows] == [e.hash for e in recovered]
+    first = recovered[0]
+    assert rows[0]["record"] == 100.0 * first.result["valid_accuracy"]
+    again = TorchEvaluator(datasets=tk.datasets, **first.result["extra"]["options"]).evaluate(first.candidate.arch)
+    assert rows[0]["scratch"] == 100.0 * again.valid_accuracy and "inherit_recovery" not in again.extra
 
 
 @pytest.mark.slow
