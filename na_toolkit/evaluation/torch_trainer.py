@@ -465,9 +465,9 @@ SCHEDULES: tuple[str, ...] = get_args(TorchEvaluator.Options.model_fields["sched
 
 def recovery_epochs(options: dict[str, Any]) -> int:
     """Epochs that recover a damaged approximate start: `inherit_recovery_epochs`, by default half of `epochs`
-    rounded up: on the children the example's searches recover, their records then sit at their from-scratch
-    accuracy (median +0.28 points over 34 children; 3/4 of `epochs`: +1.12, more than scratch), at a median
-    one validation image short on the recovery bench's single-move children (docs/moves.md, "Weight
-    inheritance"; benchmarks/inheritance-recovery.json)."""
+    rounded up: the children the example's searches recover then record about their from-scratch accuracy
+    (a median 0.28 points above it over 14 children, benchmarks/inheritance.json; at 3/4 of `epochs` 1.12
+    above, benchmarks/inheritance-r6.json), and the recovery bench's single-move children a median one
+    validation image below it (benchmarks/inheritance-recovery.json; docs/moves.md, "Weight inheritance")."""
     given = options.get("inherit_recovery_epochs")
     return int(given) if given is not None else max(1, math.ceil(int(options["epochs"]) / 2))
