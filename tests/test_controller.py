@@ -261,6 +261,8 @@ def test_same_seed_same_proposals_other_seed_other_proposals():
         ({"gamma": 1.5}, "gamma"),
         ({"train_embedding": "yes"}, "train_embedding"),
         ({"proposals": 2.5}, "proposals"),
+        ({"risk_seeking": 0}, "risk_seeking"),
+        ({"risk_seeking": 1.5}, "risk_seeking"),
     ],
 )
 def test_bad_options_are_config_errors(options, message):
@@ -394,3 +396,62 @@ def test_a_controller_saved_with_another_vocabulary_is_refused_with_a_message():
     net["embedding.feature_table.weight"] = torch.zeros(1024, 16)
     with pytest.raises(ConfigError, match="do not fit this one"):
         _controller(ctx.move_types).load_state_dict(dict(state, net=net))
+
+
+def test_risk_seeking_learns_only_from_the_best_share_of_a_batch():
+    """risk_seeking = ε: the episodes above the batch's (1 − ε) quantile get how far they clear it (in units of
+    the batch's spread), the others 0; off, or a batch without spread, gives nothing to learn from."""
+    from na_toolkit.search.neural_architect_budget import _risk_advantages
+
+    values = np.linspace(-0.5, 0.5, 11)
+    adv = _risk_advantages(values, 0.2)
+    edge = np.quantile(values, 0.8)
+    assert np.all(adv[values <= edge] == 0.0) and np.all(adv[values > edge] > 0.0)
+    assert adv[-1] == pytest.approx((0.5 - edge) / values.std())
+    assert not _risk_advantages(values, None).any() and not _risk_advantages(np.zeros(5), 0.2).any()
+
+
+def test_a_risk_seeking_search_learns_from_its_best_episodes_only():
+    """Under a scoring budget with risk_seeking, the same search (same seed) trains the policy on other
+    advantages than the default's: the updates happen, and the proposals part ways."""
+    runs = []
+    for options in ({}, {"risk_seeking": 0.25}):
+        ctx = _simple_cnn_context(seed=4)
+        strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL, **options)
+        hashes = []
+        for _ in range(3):
+            cands = strat.ask(2)
+            hashes += [c.hash for c in cands]
+            ctx.pay_for(cands[:2])
+        assert strat.controller.updates >= 3
+        runs.append(hashes)
+    assert runs[0] != runs[1]
+
+
+def test_given_advantages_replace_the_critics_and_zero_moves_nothing_but_entropy():
+    """Controller.update(advantages=...): the actor learns from them (a zero advantage leaves the move
+    probabilities where they were, with no entropy bonus), a positive one raises its move's probability."""
+    ctx = _simple_cnn_context()
+    seed = ctx.seed_arch
+    rng = np.random.default_rng(0)
+    ctrl = _controller(ctx.move_types, seed=3, lr=1e-2)
+    before = ctrl.move_probabilities(seed)
+    states = [seed] * 8
+    decisions = ctrl.decide(states, rng)
+    ctrl.update(
+        states,
+        decisions,
+        states,
+        np.linspace(0, 1, 8),
+        gamma=0.0,
+        entropy_weight=0.0,
+        value_weight=0.0,
+        advantages=np.zeros(8),
+    )
+    assert np.allclose(ctrl.move_probabilities(seed), before, atol=1e-6)
+    target = decisions[0].op
+    for _ in range(15):
+        decisions = ctrl.decide(states, rng)
+        adv = np.array([1.0 if d.op == target else 0.0 for d in decisions])
+        ctrl.update(states, decisions, states, np.zeros(8), gamma=0.0, entropy_weight=0.0, advantages=adv)
+    assert ctrl.move_probabilities(seed)[target] > before[target] + 0.2

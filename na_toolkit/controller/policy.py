@@ -379,9 +379,11 @@ class Controller:
         entropy_weight: float = 0.01,
         value_weight: float = 0.5,
         max_grad_norm: float = 1.0,
+        advantages: np.ndarray | None = None,
     ) -> dict[str, float]:
         """One actor-critic step on a batch of transitions (s, a, r, s'):
-        A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))²."""
+        A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))².
+        `advantages` (one per transition), when given, is the actor's A instead (the critic still learns r)."""
         r = torch.as_tensor(self.normalise(np.asarray(rewards, dtype=np.float64)), dtype=torch.float32)
         self.net.train()
         # s and s' in one pass (the embedding of s' is only read detached, for the bootstrapped target)
@@ -394,6 +396,8 @@ class Controller:
             v_next = self.net.value_head(self.net.trunk(torch.stack([c[0].detach() for c in nxt]))).squeeze(-1)
         target = r + gamma * v_next
         advantage = (target - v).detach()
+        if advantages is not None:
+            advantage = torch.as_tensor(np.asarray(advantages, dtype=np.float64), dtype=torch.float32)
         move_masks = np.stack([d.move_mask for d in decisions])
         log_prob, entropy, _ = self._heads(states, z, [c[1] for c in cur], move_masks, decisions, None)
         policy_loss = -(advantage * log_prob).mean()

@@ -109,6 +109,13 @@ class NeuralArchitectStrategy(Strategy):
             le=1,
             description="with a scoring budget: the share of each update's scorings kept for the walks",
         )
+        risk_seeking: float | None = Field(
+            None,
+            gt=0,
+            le=1,
+            description="with a scoring budget: the policy learns only from this best share of each batch's "
+            "episodes, by how far they clear its threshold (a search keeps its best network, not its mean; null: off)",
+        )
 
     def __init__(self, context: SearchContext, **options: Any):
         # the options, their defaults and ranges are `Options` (docs/options.md)
@@ -129,7 +136,7 @@ class NeuralArchitectStrategy(Strategy):
         self.hidden, self.torch_threads, self.transition_cache = o.hidden, o.torch_threads, o.transition_cache
         self.explore_episodes = 3 * self.episodes if o.explore_episodes is None else o.explore_episodes
         self.scoring_budget, self.policy, self.walk_share = o.scoring_budget, o.policy, o.walk_share
-        self.reward_ranks = o.reward_ranks
+        self.reward_ranks, self.risk_seeking = o.reward_ranks, o.risk_seeking
         # the policy's learning narrows it onto what the predictor likes most; a floor on its entropy keeps it
         # broad: measured under a scoring budget it trades early gains for late ones (docs/controller.md)
         self.entropy_target = o.entropy_target or None

@@ -126,13 +126,15 @@ def _learn_from_ends(
     if na.reward_ranks:
         rows = list(zip([r for r, _v in rows], centred_ranks(np.array([v for _r, v in rows]))))
     if na.policy == "trained":
-        states, decisions, nexts, returns = [], [], [], []
-        for r, v in rows:
+        states, decisions, nexts, returns, advantages = [], [], [], [], []
+        edge = _risk_advantages(np.array([v for _r, v in rows]), na.risk_seeking)
+        for (r, v), adv in zip(rows, edge):
             for a, d, c in r.steps:
                 states.append(a)
                 decisions.append(d)
                 nexts.append(c.arch)
                 returns.append(v)
+                advantages.append(adv)
         info = na.controller.update(
             states,
             decisions,
@@ -141,10 +143,21 @@ def _learn_from_ends(
             gamma=0.0,  # the return is the target: no bootstrapping from V(s')
             entropy_weight=na.entropy_weight,
             value_weight=na.value_weight,
+            advantages=None if na.risk_seeking is None else np.asarray(advantages),
         )
         entry.update({k: info[k] for k in ("policy_loss", "value_loss", "entropy")})
         na.adapt_entropy(entry)
     na._record(entry)
+
+
+def _risk_advantages(values: np.ndarray, share: float | None) -> np.ndarray:
+    """The risk-seeking policy gradient's advantages (Petersen et al. 2021, arXiv:1912.04871): an episode in
+    the best `share` of its batch gets how far its reward clears the batch's (1 − share) quantile, in units of
+    the batch's spread; the others get 0 (they teach the policy nothing). `share` None: zeros (unused)."""
+    if share is None or len(values) < 2 or float(np.std(values)) <= 1e-12:
+        return np.zeros(len(values))
+    edge = float(np.quantile(values, 1.0 - share))
+    return np.maximum(values - edge, 0.0) / float(np.std(values))
 
 
 def _walk_ends(na: NeuralArchitectStrategy, evaluated: dict[str, Any], count: int) -> list[Candidate]:
