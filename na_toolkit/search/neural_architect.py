@@ -141,6 +141,11 @@ class NeuralArchitectStrategy(Strategy):
         # broad: measured under a scoring budget it trades early gains for late ones (docs/controller.md)
         self.entropy_target = o.entropy_target or None
         self._entropy_start: float | None = None  # the first update's entropy
+        if self.risk_seeking is not None and self.scoring_budget is None:
+            raise ConfigError(
+                "strategy.options.risk_seeking shapes the learning under a scoring budget only; set "
+                "strategy.options.scoring_budget, or remove risk_seeking"
+            )
         if self.policy == "none" and self.explore_episodes == 0:
             raise ConfigError(
                 'strategy.options: policy = "none" with explore_episodes = 0 leaves nothing to propose; '
