@@ -262,7 +262,8 @@ def test_same_seed_same_proposals_other_seed_other_proposals():
         ({"train_embedding": "yes"}, "train_embedding"),
         ({"proposals": 2.5}, "proposals"),
         ({"risk_seeking": 0}, "risk_seeking"),
-        ({"risk_seeking": 0.1}, "risk_seeking .*scoring budget"),
+        ({"risk_seeking": 0.1}, "risk_seeking apply under a scoring budget"),
+        ({"walk_share": 0.5, "reward_ranks": False}, "reward_ranks, walk_share apply under a scoring budget"),
         ({"risk_seeking": 1.5}, "risk_seeking"),
     ],
 )

@@ -141,10 +141,11 @@ class NeuralArchitectStrategy(Strategy):
         # broad: measured under a scoring budget it trades early gains for late ones (docs/controller.md)
         self.entropy_target = o.entropy_target or None
         self._entropy_start: float | None = None  # the first update's entropy
-        if self.risk_seeking is not None and self.scoring_budget is None:
+        budget_only = sorted({"risk_seeking", "walk_share", "reward_ranks"} & o.model_fields_set)
+        if budget_only and self.scoring_budget is None:
             raise ConfigError(
-                "strategy.options.risk_seeking shapes the learning under a scoring budget only; set "
-                "strategy.options.scoring_budget, or remove risk_seeking"
+                f"strategy.options: {', '.join(budget_only)} apply under a scoring budget only; set "
+                "strategy.options.scoring_budget, or remove them"
             )
         if self.policy == "none" and self.explore_episodes == 0:
             raise ConfigError(
