@@ -21,7 +21,7 @@ from na_toolkit.errors import ConfigError
 from na_toolkit.moves import MoveType, ParamSpec
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.neural_architect import NeuralArchitectStrategy
-from na_toolkit.search.strategy import Score
+from na_toolkit.search.strategy import Candidate, Score
 from na_toolkit.torchutil import torch_threads
 
 BUILTIN_MOVES = ("insert_conv", "insert_add", "scale", "remove")
@@ -265,6 +265,7 @@ def test_same_seed_same_proposals_other_seed_other_proposals():
         ({"risk_seeking": 0.1}, "risk_seeking apply under a scoring budget"),
         ({"walk_share": 0.5, "reward_ranks": False}, "reward_ranks, walk_share apply under a scoring budget"),
         ({"risk_seeking": 1.5}, "risk_seeking"),
+        ({"learn_from_evaluations": True}, "learn_from_evaluations apply under a scoring budget"),
     ],
 )
 def test_bad_options_are_config_errors(options, message):
@@ -428,6 +429,34 @@ def test_a_risk_seeking_search_learns_from_its_best_episodes_only():
         assert strat.controller.updates >= 3
         runs.append(hashes)
     assert runs[0] != runs[1]
+
+
+def test_learning_from_evaluations_adds_an_update_per_told_round_of_policy_proposals():
+    """learn_from_evaluations: each tell holding real results of networks the policy's episodes proposed is
+    one more update (recorded with the mean real rank its episodes got); a tell of others' results is not."""
+    counts = []
+    for options in ({}, {"learn_from_evaluations": True}):
+        ctx = _simple_cnn_context(seed=4)
+        strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL, **options)
+        for _ in range(3):
+            cands = strat.ask(2)
+            ctx.pay_for(cands[:2])
+            strat.tell([(c, ctx.evaluated[c.hash][1]) for c in cands[:2]])
+        counts.append((strat.controller.updates, [e for e in strat.history if "real_rank_mean" in e]))
+    (plain, none), (learning, real) = counts
+    assert none == [] and real, "no update on real results"
+    assert learning == plain + len(real)
+    for e in real:
+        assert 1 <= e["evaluated"] <= 2 and -0.5 <= e["real_rank_mean"] <= 0.5
+    # results of networks the policy did not propose teach it nothing
+    ctx = _simple_cnn_context(seed=4)
+    strat = NeuralArchitectStrategy(ctx, scoring_budget=10, learn_from_evaluations=True, **SMALL)
+    strat.ask(2)
+    updates = strat.controller.updates
+    seed = Candidate(ctx.seed_arch, (), None, "seed")
+    ctx.pay_for([seed])
+    strat.tell([(seed, ctx.evaluated[seed.hash][1])])
+    assert strat.controller.updates == updates
 
 
 def test_given_advantages_replace_the_critics_and_zero_moves_nothing_but_entropy():

@@ -38,7 +38,7 @@ from ..errors import ConfigError, NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
 from ..validation import validate_options
-from .neural_architect_budget import Episode, Run, ask_budgeted
+from .neural_architect_budget import Episode, Run, ask_budgeted, learn_from_results
 from .strategy import Candidate, Score, SearchContext, Strategy, random_move
 
 if TYPE_CHECKING:
@@ -46,6 +46,13 @@ if TYPE_CHECKING:
 
 #: how much one update moves the entropy weight towards the entropy target (`entropy_target`)
 ENTROPY_STEP = 1.5
+#: the marker of the options that apply under a scoring budget only (set without one: a ConfigError)
+BUDGET_ONLY: dict[str, Any] = {"scoring_budget_only": True}
+
+
+def _budget_only(field: Any) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("scoring_budget_only"))
 
 
 class NeuralArchitectStrategy(Strategy):
@@ -94,7 +101,9 @@ class NeuralArchitectStrategy(Strategy):
             '(walks only), "random" (uniformly random moves in the policy\'s place)',
         )
         reward_ranks: bool = Field(
-            True, description="with a scoring budget: learn from an episode reward's rank in its batch"
+            True,
+            description="with a scoring budget: learn from an episode reward's rank in its batch",
+            json_schema_extra=BUDGET_ONLY,
         )
         entropy_target: float | None = Field(
             None,
@@ -108,6 +117,7 @@ class NeuralArchitectStrategy(Strategy):
             ge=0,
             le=1,
             description="with a scoring budget: the share of each update's scorings kept for the walks",
+            json_schema_extra=BUDGET_ONLY,
         )
         risk_seeking: float | None = Field(
             None,
@@ -115,6 +125,13 @@ class NeuralArchitectStrategy(Strategy):
             le=1,
             description="with a scoring budget: the policy learns only from this best share of each batch's "
             "episodes, by how far they clear its threshold (a search keeps its best network, not its mean; null: off)",
+            json_schema_extra=BUDGET_ONLY,
+        )
+        learn_from_evaluations: bool = Field(
+            False,
+            description="with a scoring budget: the policy also learns from the real results of the networks its "
+            "episodes proposed, each by its rank among every network evaluated so far",
+            json_schema_extra=BUDGET_ONLY,
         )
 
     def __init__(self, context: SearchContext, **options: Any):
@@ -137,11 +154,14 @@ class NeuralArchitectStrategy(Strategy):
         self.explore_episodes = 3 * self.episodes if o.explore_episodes is None else o.explore_episodes
         self.scoring_budget, self.policy, self.walk_share = o.scoring_budget, o.policy, o.walk_share
         self.reward_ranks, self.risk_seeking = o.reward_ranks, o.risk_seeking
+        self.learn_from_evaluations = o.learn_from_evaluations
+        #: the policy's episodes whose end was proposed by the last ask, by end hash (learn_from_evaluations)
+        self._proposed_runs: dict[str, Any] = {}
         # the policy's learning narrows it onto what the predictor likes most; a floor on its entropy keeps it
         # broad: measured under a scoring budget it trades early gains for late ones (docs/controller.md)
         self.entropy_target = o.entropy_target or None
         self._entropy_start: float | None = None  # the first update's entropy
-        budget_only = sorted({"risk_seeking", "walk_share", "reward_ranks"} & o.model_fields_set)
+        budget_only = sorted(n for n in o.model_fields_set if _budget_only(self.Options.model_fields[n]))
         if budget_only and self.scoring_budget is None:
             raise ConfigError(
                 f"strategy.options: {', '.join(budget_only)} apply under a scoring budget only; set "
@@ -430,7 +450,11 @@ class NeuralArchitectStrategy(Strategy):
         return [found[h] for h in chosen]
 
     def tell(self, results: list[tuple[Candidate, Score]]) -> None:
-        """Nothing to do: elites and known rewards are read from `context.evaluated` at the next ask."""
+        """Elites and known rewards are read from `context.evaluated` at the next ask; with
+        `learn_from_evaluations`, the policy learns from the real results of its episodes' proposals."""
+        if self.learn_from_evaluations and self.policy == "trained":
+            learn_from_results(self, results)
+        self._proposed_runs = {}
 
     # ---- persistence -----------------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:

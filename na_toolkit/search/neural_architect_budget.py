@@ -58,6 +58,7 @@ def ask_budgeted(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
     left = int(na.scoring_budget or 0) * n
     scores: dict[str, Score] = {}  # scored in this ask: the proposals
     found: dict[str, Candidate] = {}
+    ended: dict[str, Run] = {}  # the policy's episodes by end (the last to reach it)
 
     def fresh(c: Candidate) -> bool:
         return c.hash not in evaluated and c.hash != seed_hash and c.hash not in scores
@@ -65,6 +66,7 @@ def ask_budgeted(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
     for u in range(na.updates):
         quota = left // (na.updates - u)
         runs = na._episodes(evaluated)[0] if na.policy != "none" else []
+        ended.update((r.end.hash, r) for r in runs if r.steps)
         ends = [r.end for r in runs if r.steps]
         need_p = list({c.hash: c for c in ends if fresh(c) and c.hash not in na._memory}.values())
         # only as many walks as may be scored (a walk's networks are built move by move: not free)
@@ -91,7 +93,29 @@ def ask_budgeted(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
         left -= len(todo)
     if len(found) < n and left > 0:
         na._fill(found, scores, n, limit=left)
-    return na._rank(found, scores, n)
+    chosen = na._rank(found, scores, n)
+    na._proposed_runs = {c.hash: ended[c.hash] for c in chosen if c.hash in ended}
+    return chosen
+
+
+def learn_from_results(na: NeuralArchitectStrategy, results: list[tuple[Candidate, Score]]) -> None:
+    """One update on the real results of networks the policy's episodes proposed (`learn_from_evaluations`):
+    each episode's return is its end's centred rank among the real rewards of every network evaluated so far
+    (a new best gets the top). The predicted rewards teach the policy what the predictor likes; these teach it
+    where the predictor was wrong, on the networks that were worth evaluating."""
+    runs = [(na._proposed_runs[c.hash], s.reward) for c, s in results if s.real and c.hash in na._proposed_runs]
+    if not runs:
+        return
+    known = np.array([s.reward for _c, s in na.context.evaluated.values() if s.real], dtype=float)
+    if len(known) < 2:
+        return
+    rows = []
+    for r, reward in runs:  # its rank among `known` (which holds it: the loop stores before it tells)
+        rank = (np.sum(known < reward) + 0.5 * max(np.sum(known == reward) - 1, 0)) / (len(known) - 1) - 0.5
+        rows.append((r, float(rank)))
+    entry = {"evaluated": float(len(rows)), "real_rank_mean": float(np.mean([v for _r, v in rows]))}
+    entry.update(_update(na, rows))
+    na._record(entry)
 
 
 def _learn_from_ends(
@@ -126,28 +150,36 @@ def _learn_from_ends(
     if na.reward_ranks:
         rows = list(zip([r for r, _v in rows], centred_ranks(np.array([v for _r, v in rows]))))
     if na.policy == "trained":
-        states, decisions, nexts, returns, advantages = [], [], [], [], []
-        edge = _risk_advantages(np.array([v for _r, v in rows]), na.risk_seeking)
-        for (r, v), adv in zip(rows, edge):
-            for a, d, c in r.steps:
-                states.append(a)
-                decisions.append(d)
-                nexts.append(c.arch)
-                returns.append(v)
-                advantages.append(adv)
-        info = na.controller.update(
-            states,
-            decisions,
-            nexts,
-            np.asarray(returns, dtype=float),
-            gamma=0.0,  # the return is the target: no bootstrapping from V(s')
-            entropy_weight=na.entropy_weight,
-            value_weight=na.value_weight,
-            advantages=None if na.risk_seeking is None else np.asarray(advantages),
-        )
-        entry.update({k: info[k] for k in ("policy_loss", "value_loss", "entropy")})
+        advantages = None  # the critic's, unless risk-seeking: each move gets its episode's
+        if na.risk_seeking is not None:
+            edge = _risk_advantages(np.array([v for _r, v in rows]), na.risk_seeking)
+            advantages = np.repeat(edge, [len(r.steps) for r, _v in rows])
+        entry.update(_update(na, rows, advantages))
         na.adapt_entropy(entry)
     na._record(entry)
+
+
+def _update(na: NeuralArchitectStrategy, rows: list[tuple[Run, float]], advantages: Any = None) -> dict[str, float]:
+    """One controller update: every move of each episode gets the episode's return (a Monte-Carlo return,
+    no bootstrapping from V(s')) and, when given, its advantage. Returns the update's losses and entropy."""
+    states, decisions, nexts, returns = [], [], [], []
+    for r, v in rows:
+        for a, d, c in r.steps:
+            states.append(a)
+            decisions.append(d)
+            nexts.append(c.arch)
+            returns.append(v)
+    info = na.controller.update(
+        states,
+        decisions,
+        nexts,
+        np.asarray(returns, dtype=float),
+        gamma=0.0,
+        entropy_weight=na.entropy_weight,
+        value_weight=na.value_weight,
+        advantages=advantages,
+    )
+    return {k: info[k] for k in ("policy_loss", "value_loss", "entropy")}
 
 
 def _risk_advantages(values: np.ndarray, share: float | None) -> np.ndarray:
