@@ -25,6 +25,12 @@ from na_toolkit.store import SQLiteRunStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+# A worker that has not registered with its raylet within this many seconds (Ray's default: 60) is killed
+# and restarted; on a CPU-starved machine the restarts can repeat until a task waits forever (seen once: a
+# device node's measurement never started; ray-project/ray#60040). The raylets these tests start, and the
+# searches' own Ray in subprocesses, read it from the environment (RAY_<config name>).
+os.environ.setdefault("RAY_worker_register_timeout_seconds", "300")
+
 TAG_ENV = "NA_TOOLKIT_TEST_TAG"
 #: small measurement settings (the same protocol)
 QUICK = {"warmup_runs": 3, "warmup_s": 0.01, "min_runs": 5, "max_runs": 10, "max_time_s": 0.3}
@@ -132,6 +138,34 @@ def test_a_node_lost_mid_task_is_retried_on_another(cluster):
     assert t == ticket and result.ok, result.error
     assert _node(result.worker) == replacement.node_id
     c.remove_node(replacement)
+
+
+def test_a_fleet_measurement_that_cannot_start_or_finish_fails_with_a_message(cluster):
+    """A measurement routed to a device resource no node advertises, or to a node that does not finish it in
+    measure_timeout_s, fails with a message naming the resource and the option instead of waiting forever
+    (and a resource waited for in vain once is not waited for again)."""
+    tk = get_toolkit()
+    c = cluster["cluster"]
+    ex = RayExecutor(measure_timeout_s=1.5)
+    ex.toolkit = tk
+    task = Task(
+        "evaluate", tk.seed("simple-cnn").to_json(), "synthetic", {"seconds": 20.0}, selection=tk.selection.to_json()
+    )
+    nobody = Task(**{**task.__dict__, "resources": {device_resource("nobody"): 1.0}})
+    started = time.monotonic()
+    (r,) = ex.run([nobody], exclusive=True)
+    assert not r.ok and "device:nobody" in r.error and "na-toolkit worker" in r.error
+    assert "measure_timeout_s" in r.error and time.monotonic() - started < 10
+    started = time.monotonic()  # waited for once: the next measurement there fails at once
+    (r,) = ex.run([nobody], exclusive=True)
+    assert not r.ok and "device:nobody" in r.error and time.monotonic() - started < 1.0
+    slow = c.add_node(num_cpus=0, resources={device_resource("slow-board"): 1})
+    c.wait_for_nodes()
+    started = time.monotonic()
+    (r,) = ex.run([Task(**{**task.__dict__, "resources": {device_resource("slow-board"): 1.0}})], exclusive=True)
+    assert not r.ok and "did not finish within 1.5 s" in r.error and "device:slow-board" in r.error
+    assert time.monotonic() - started < 15
+    c.remove_node(slow)
 
 
 # ---- the driver's own Ray: subprocess searches killed and resumed ---------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -75,8 +76,9 @@ class RayExecutor(Executor):
     """Tasks on a Ray cluster (extra `ray`): each evaluation reserves `cpus_per_task` CPUs and
     `gpus_per_task` GPUs (a task's own `gpus` wins when set), and Ray reruns a task whose worker or node was
     lost (`max_retries`); the driver stores each result once, whatever ran twice. Measurements that name a
-    device resource go to the fleet node advertising it. Options: address (join a cluster; default: start a
-    local one), num_cpus (of a local one), dashboard, cpus_per_task, gpus_per_task, max_retries."""
+    device resource go to the fleet node advertising it, and fail with a message past `measure_timeout_s`.
+    Options: address (join a cluster; default: start a local one), num_cpus (of a local one), dashboard,
+    cpus_per_task, gpus_per_task, max_retries, measure_timeout_s."""
 
     name = "ray"
     description = "Ray cluster: async tasks, device fleet routing, retries on worker loss (pip install na-toolkit[ray])"
@@ -92,6 +94,12 @@ class RayExecutor(Executor):
         cpus_per_task: float = Field(1.0, ge=0, description="CPUs each evaluation reserves")
         gpus_per_task: float = Field(0.0, ge=0, description="GPUs each task reserves (a task's own `gpus` wins)")
         max_retries: int = Field(3, ge=0, description="reruns of a task whose worker or node was lost")
+        measure_timeout_s: float | None = Field(
+            600.0,
+            gt=0,
+            description="longest a measurement sent to a fleet node may take, waiting for a node advertising its "
+            "device to join included, before it fails with a message (null: wait forever)",
+        )
 
     def __init__(
         self,
@@ -101,6 +109,7 @@ class RayExecutor(Executor):
         cpus_per_task: float = 1.0,
         gpus_per_task: float = 0.0,
         max_retries: int = 3,
+        measure_timeout_s: float | None = 600.0,
     ):
         options = {
             "address": address,
@@ -109,6 +118,7 @@ class RayExecutor(Executor):
             "cpus_per_task": cpus_per_task,
             "gpus_per_task": gpus_per_task,
             "max_retries": max_retries,
+            "measure_timeout_s": measure_timeout_s,
         }
         validate_options(self.Options, options, "executor.options")
         try:
@@ -137,6 +147,9 @@ class RayExecutor(Executor):
         self.cpus_per_task = cpus_per_task
         self.gpus_per_task = gpus_per_task
         self.max_retries = max_retries
+        self.measure_timeout_s = measure_timeout_s
+        #: device resources a measurement waited `measure_timeout_s` for in vain (not waited for again)
+        self._absent: set[str] = set()
         self._remote = ray.remote(run_on_ray)
         #: ticket -> object ref of each task still running
         self._refs: dict[int, Any] = {}
@@ -175,7 +188,39 @@ class RayExecutor(Executor):
             self._finished[ticket] = self._get(ref)
 
     def _run_exclusive(self, task: Task) -> TaskResult:
-        return self._get(self._submit_ref(task))
+        if not task.resources or self.measure_timeout_s is None:
+            return self._get(self._submit_ref(task))
+        # a fleet measurement: Ray would wait forever for a node advertising the resource, or on a stuck one
+        deadline = time.monotonic() + self.measure_timeout_s
+        names = ", ".join(sorted(task.resources))
+        while True:
+            missing = [r for r, n in task.resources.items() if self._ray.cluster_resources().get(r, 0.0) < n]
+            if not missing:
+                self._absent.difference_update(task.resources)
+                break
+            if time.monotonic() >= deadline or set(missing) <= self._absent:
+                self._absent.update(missing)  # waited for once: later measurements fail at once while absent
+                return TaskResult(
+                    None,
+                    f"no node of the Ray cluster advertises {', '.join(missing)} (waited {self.measure_timeout_s:g} "
+                    "s once, executor.options.measure_timeout_s); start one on the device with `na-toolkit worker "
+                    "--device NAME --address HEAD:PORT`, or fix the device's `resource`",
+                )
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+        ref = self._submit_ref(task)
+        ready, _ = self._ray.wait([ref], num_returns=1, timeout=max(deadline - time.monotonic(), 0.0))
+        if ready:
+            return self._get(ref)
+        try:
+            self._ray.cancel(ref)
+        except Exception:  # finished meanwhile, or its worker gone
+            pass
+        return TaskResult(
+            None,
+            f"the measurement sent to {names} did not finish within {self.measure_timeout_s:g} s "
+            "(executor.options.measure_timeout_s): is the node busy, stuck or starved of CPU? Raise the "
+            "timeout for slow boards",
+        )
 
     def _drains_for(self, task: Task) -> bool:
         # a measurement routed to a fleet node runs where nothing trains: no need to wait for training
