@@ -261,7 +261,7 @@ def test_same_seed_same_proposals_other_seed_other_proposals():
         ({"gamma": 1.5}, "gamma"),
         ({"train_embedding": "yes"}, "train_embedding"),
         ({"proposals": 2.5}, "proposals"),
-        ({"risk_seeking": 0}, "risk_seeking"),
+        ({"risk_seeking": -0.1}, "risk_seeking"),
         ({"risk_seeking": 0.1}, "risk_seeking apply under a scoring budget"),
         ({"walk_share": 0.5, "reward_ranks": False}, "reward_ranks, walk_share apply under a scoring budget"),
         ({"risk_seeking": 1.5}, "risk_seeking"),
@@ -415,10 +415,10 @@ def test_risk_seeking_learns_only_from_the_best_share_of_a_batch():
 
 
 def test_a_risk_seeking_search_learns_from_its_best_episodes_only():
-    """Under a scoring budget with risk_seeking, the same search (same seed) trains the policy on other
-    advantages than the default's: the updates happen, and the proposals part ways."""
+    """Under a scoring budget, risk_seeking (default 0.1; null or 0: off) trains the policy on other
+    advantages than the critic's: the same search (same seed) makes its updates, and the proposals part ways."""
     runs = []
-    for options in ({}, {"risk_seeking": 0.25}):
+    for options in ({}, {"risk_seeking": 0.25}, {"risk_seeking": 0}, {"risk_seeking": None}):
         ctx = _simple_cnn_context(seed=4)
         strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL, **options)
         hashes = []
@@ -428,14 +428,15 @@ def test_a_risk_seeking_search_learns_from_its_best_episodes_only():
             ctx.pay_for(cands[:2])
         assert strat.controller.updates >= 3
         runs.append(hashes)
-    assert runs[0] != runs[1]
+    assert runs[0] != runs[1] and runs[0] != runs[2] and runs[2] == runs[3]
 
 
 def test_learning_from_evaluations_adds_an_update_per_told_round_of_policy_proposals():
-    """learn_from_evaluations: each tell holding real results of networks the policy's episodes proposed is
-    one more update (recorded with the mean real rank its episodes got); a tell of others' results is not."""
+    """learn_from_evaluations (on by default under a scoring budget): each tell holding real results of
+    networks the policy's episodes proposed is one more update (recorded with the mean real rank its episodes
+    got); a tell of others' results is not."""
     counts = []
-    for options in ({}, {"learn_from_evaluations": True}):
+    for options in ({"learn_from_evaluations": False}, {}):
         ctx = _simple_cnn_context(seed=4)
         strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL, **options)
         for _ in range(3):
@@ -450,7 +451,7 @@ def test_learning_from_evaluations_adds_an_update_per_told_round_of_policy_propo
         assert 1 <= e["evaluated"] <= 2 and -0.5 <= e["real_rank_mean"] <= 0.5
     # results of networks the policy did not propose teach it nothing
     ctx = _simple_cnn_context(seed=4)
-    strat = NeuralArchitectStrategy(ctx, scoring_budget=10, learn_from_evaluations=True, **SMALL)
+    strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL)
     strat.ask(2)
     updates = strat.controller.updates
     seed = Candidate(ctx.seed_arch, (), None, "seed")

@@ -120,15 +120,16 @@ class NeuralArchitectStrategy(Strategy):
             json_schema_extra=BUDGET_ONLY,
         )
         risk_seeking: float | None = Field(
-            None,
-            gt=0,
+            0.1,
+            ge=0,
             le=1,
             description="with a scoring budget: the policy learns only from this best share of each batch's "
-            "episodes, by how far they clear its threshold (a search keeps its best network, not its mean; null: off)",
+            "episodes, by how far they clear its threshold (a search keeps its best network, not its mean; "
+            "null or 0: off)",
             json_schema_extra=BUDGET_ONLY,
         )
         learn_from_evaluations: bool = Field(
-            False,
+            True,
             description="with a scoring budget: the policy also learns from the real results of the networks its "
             "episodes proposed, each by its rank among every network evaluated so far",
             json_schema_extra=BUDGET_ONLY,
@@ -153,7 +154,7 @@ class NeuralArchitectStrategy(Strategy):
         self.hidden, self.torch_threads, self.transition_cache = o.hidden, o.torch_threads, o.transition_cache
         self.explore_episodes = 3 * self.episodes if o.explore_episodes is None else o.explore_episodes
         self.scoring_budget, self.policy, self.walk_share = o.scoring_budget, o.policy, o.walk_share
-        self.reward_ranks, self.risk_seeking = o.reward_ranks, o.risk_seeking
+        self.reward_ranks, self.risk_seeking = o.reward_ranks, o.risk_seeking or None
         self.learn_from_evaluations = o.learn_from_evaluations
         #: the policy's episodes whose end was proposed by the last ask, by end hash (learn_from_evaluations)
         self._proposed_runs: dict[str, Any] = {}

@@ -113,7 +113,7 @@ def learn_from_results(na: NeuralArchitectStrategy, results: list[tuple[Candidat
     for r, reward in runs:  # its rank among `known` (which holds it: the loop stores before it tells)
         rank = (np.sum(known < reward) + 0.5 * max(np.sum(known == reward) - 1, 0)) / (len(known) - 1) - 0.5
         rows.append((r, float(rank)))
-    entry = {"evaluated": float(len(rows)), "real_rank_mean": float(np.mean([v for _r, v in rows]))}
+    entry = {"scored": 0.0, "evaluated": float(len(rows)), "real_rank_mean": float(np.mean([v for _r, v in rows]))}
     entry.update(_update(na, rows))
     na._record(entry)
 
