@@ -453,7 +453,7 @@ class NeuralArchitectStrategy(Strategy):
     def tell(self, results: list[tuple[Candidate, Score]]) -> None:
         """Elites and known rewards are read from `context.evaluated` at the next ask; with
         `learn_from_evaluations`, the policy learns from the real results of its episodes' proposals."""
-        if self.learn_from_evaluations and self.policy == "trained":
+        if self.learn_from_evaluations and self.policy == "trained" and self._proposed_runs:
             learn_from_results(self, results)
         self._proposed_runs = {}
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..torchutil import torch_threads
 from .strategy import Candidate, Score
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ def learn_from_results(na: NeuralArchitectStrategy, results: list[tuple[Candidat
         rank = (np.sum(known < reward) + 0.5 * max(np.sum(known == reward) - 1, 0)) / (len(known) - 1) - 0.5
         rows.append((r, float(rank)))
     entry = {"scored": 0.0, "evaluated": float(len(rows)), "real_rank_mean": float(np.mean([v for _r, v in rows]))}
-    entry.update(_update(na, rows))
+    with torch_threads(na.torch_threads):  # as in `ask`: torch's default thread count oversubscribes
+        entry.update(_update(na, rows))
     na._record(entry)
 
 
