@@ -449,6 +449,16 @@ def test_learning_from_evaluations_adds_an_update_per_told_round_of_policy_propo
     assert learning == plain + len(real)
     for e in real:
         assert 1 <= e["evaluated"] <= 2 and -0.5 <= e["real_rank_mean"] <= 0.5
+    # told one by one (the async schedule): each result of the ask is learned from, once
+    ctx = _simple_cnn_context(seed=4)
+    strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL)
+    cands = [c for c in strat.ask(2) if c.hash in strat._proposed_runs][:2]
+    assert len(cands) == 2
+    ctx.pay_for(cands)
+    before = strat.controller.updates
+    for c in cands + cands:
+        strat.tell([(c, ctx.evaluated[c.hash][1])])
+    assert strat.controller.updates == before + 2
     # results of networks the policy did not propose teach it nothing
     ctx = _simple_cnn_context(seed=4)
     strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL)

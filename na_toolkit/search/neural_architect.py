@@ -454,8 +454,7 @@ class NeuralArchitectStrategy(Strategy):
         """Elites and known rewards are read from `context.evaluated` at the next ask; with
         `learn_from_evaluations`, the policy learns from the real results of its episodes' proposals."""
         if self.learn_from_evaluations and self.policy == "trained" and self._proposed_runs:
-            learn_from_results(self, results)
-        self._proposed_runs = {}
+            learn_from_results(self, results)  # and forgets them (async: an ask's results come one by one)
 
     # ---- persistence -----------------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def learn_from_results(na: NeuralArchitectStrategy, results: list[tuple[Candidat
     each episode's return is its end's centred rank among the real rewards of every network evaluated so far
     (a new best gets the top). The predicted rewards teach the policy what the predictor likes; these teach it
     where the predictor was wrong, on the networks that were worth evaluating."""
-    runs = [(na._proposed_runs[c.hash], s.reward) for c, s in results if s.real and c.hash in na._proposed_runs]
+    runs = [(na._proposed_runs.pop(c.hash), s.reward) for c, s in results if s.real and c.hash in na._proposed_runs]
     if not runs:
         return
     known = np.array([s.reward for _c, s in na.context.evaluated.values() if s.real], dtype=float)
