@@ -104,16 +104,17 @@ def learn_from_results(na: NeuralArchitectStrategy, results: list[tuple[Candidat
     each episode's return is its end's centred rank among the real rewards of every network evaluated so far
     (a new best gets the top). The predicted rewards teach the policy what the predictor likes; these teach it
     where the predictor was wrong, on the networks that were worth evaluating."""
-    runs = [(na._proposed_runs.pop(c.hash), s.reward) for c, s in results if s.real and c.hash in na._proposed_runs]
+    runs = [(c.hash, na._proposed_runs.pop(c.hash)) for c, s in results if s.real and c.hash in na._proposed_runs]
     if not runs:
         return
-    known = np.array([s.reward for _c, s in na.context.evaluated.values() if s.real], dtype=float)
+    known = {h: s.reward for h, (_c, s) in na.context.evaluated.items() if s.real}
     if len(known) < 2:
         return
-    rows = []
-    for r, reward in runs:  # its rank among `known` (which holds it: the loop stores before it tells)
-        rank = (np.sum(known < reward) + 0.5 * max(np.sum(known == reward) - 1, 0)) / (len(known) - 1) - 0.5
-        rows.append((r, float(rank)))
+    # each end's rank among every real result (which holds it: the loop stores before it tells)
+    rank = dict(zip(known, centred_ranks(np.array(list(known.values()), dtype=float))))
+    rows = [(r, float(rank[h])) for h, r in runs if h in rank]
+    if not rows:
+        return
     entry = {"scored": 0.0, "evaluated": float(len(rows)), "real_rank_mean": float(np.mean([v for _r, v in rows]))}
     with torch_threads(na.torch_threads):  # as in `ask`: torch's default thread count oversubscribes
         entry.update(_update(na, rows))
