@@ -152,3 +152,17 @@ def test_pooled_pairs_every_setting_and_seed_and_skips_missing_results():
     assert got["pairs"] == 4 and got["pairs_won"] == 2 and got["pairs_lost"] == 1
     assert got["trained_minus_variant"] == pytest.approx((0.5 + 0.0 - 0.5 + 1.0) / 4)
     assert 0 < got["wilcoxon_p_vs_trained"] <= 1
+
+
+def test_any_latency_column_of_the_table_is_a_setting():
+    from na_toolkit_nb201.bench.controller import _settings
+    from na_toolkit_nb201.table import load_table
+
+    table = load_table(None)
+    got = _settings(["unconstrained", "raspi4", "lat_eyeriss"], table)
+    assert got == {"unconstrained": None, "lat_raspi4": "lat_raspi4", "lat_eyeriss": "lat_eyeriss"}
+
+
+def test_unknown_setting_is_refused_naming_the_tables_devices(run_cli):
+    line = run_cli("bench", "controller", "--settings", "unconstrained,toaster", "--seeds", "1").error_line()
+    assert "lat_toaster" in line and "lat_pixel3" in line and "unconstrained" in line

@@ -48,6 +48,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "policy-only": {"explore_episodes": 0},
     "random": {"policy": "random"},
 }
+#: the default settings (`--settings` takes any latency column of the table too, e.g. lat_raspi4 or raspi4)
 SETTINGS = {"unconstrained": None, "lat_pixel3": "lat_pixel3", "lat_titan_rtx_1": "lat_titan_rtx_1"}
 #: a win: trained beats the variant's mean test accuracy by at least this many points, with p below P_WIN
 MIN_GAIN_POINTS = 0.2
@@ -68,7 +69,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--budgets", default="10,50,none", help="scoring budgets per evaluation, comma-separated ('none': unlimited)"
     )
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated of {', '.join(VARIANTS)}")
-    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated of {', '.join(SETTINGS)}")
+    parser.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help="comma-separated of 'unconstrained' and latency columns of the table "
+        f"(lat_<device> or <device>; default {','.join(SETTINGS)})",
+    )
     parser.add_argument("--budget-quantile", type=float, default=0.25, help="latency budget quantile (default 0.25)")
     parser.add_argument("--jobs", type=int, default=1, help="searches run at once in worker processes (default 1)")
     parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
@@ -86,6 +92,24 @@ def _list(text: str, allowed: dict[str, Any] | None, what: str) -> list[str]:
         if bad:
             raise ConfigError(f"unknown {what} {', '.join(bad)}; choose from {', '.join(allowed)}")
     return items
+
+
+def _settings(names: list[str], table: Any) -> dict[str, str | None]:
+    """Setting name -> the table's latency column (None: unconstrained). A device may be named with or
+    without its `lat_` prefix; ConfigError naming the table's columns for one it does not have."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        if name == "unconstrained":
+            out[name] = None
+            continue
+        column = name if name.startswith("lat_") else f"lat_{name}"
+        if not table.has(column):
+            raise ConfigError(
+                f"--settings: the table has no latency column {column!r}; "
+                f"choose 'unconstrained' or one of {', '.join(table.devices)}"
+            )
+        out[column] = column
+    return out
 
 
 def _budget(text: str) -> int | None:
@@ -300,16 +324,16 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         raise ConfigError("--seeds, --evaluations, --per-round and --jobs must be >= 1")
     if not 0 < args.budget_quantile <= 1:
         raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
-    settings = _list(args.settings, SETTINGS, "settings")
     variants = _list(args.variants, VARIANTS, "variants")
     budgets = [_budget(b) for b in _list(args.budgets, None, "budgets")]
     table = load_table(args.table)
+    devices = _settings(_list(args.settings, None, "settings"), table)
+    settings = list(devices)
     # what a search's config needs of the arguments (the namespace itself holds the toolkit: no pickling)
     plain = argparse.Namespace(table=args.table, evaluations=args.evaluations, per_round=args.per_round)
     jobs: list[tuple[Any, ...]] = []
     references: dict[str, dict[str, Any]] = {}
-    for setting in settings:
-        device = SETTINGS[setting]
+    for setting, device in devices.items():
         budget_ms, feasible = nb201_search.latency_budget(table, device, args.budget_quantile)
         references[setting] = nb201_search.table_reference(table, feasible, budget_ms)
         for scoring in budgets:
