@@ -160,3 +160,41 @@ def test_cli_from_the_install_lists_builtins(run_cli, wheel):
     assert all(p["error"] is None and p["dist"] == "na-toolkit" for p in plugins.values())
     assert "conv2d" in plugins["na_toolkit.builtin.layers"]["registered"]["layer_types"]
     assert "arch" in plugins["na_toolkit.builtin.commands"]["registered"]["commands"]
+
+
+def test_nb201_plugin_wheel_ships_its_table_and_every_package(tmp_path):
+    """The NAS-Bench-201 plugin's wheel holds its packages and its data (the table, SOURCE.md, the licenses),
+    and the table loads from the install alone."""
+    plugin = REPO_ROOT / "plugins" / "na_toolkit_nb201"
+    src = tmp_path / "src"
+    shutil.copytree(plugin, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build"))
+    _pip(
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        str(tmp_path / "dist"),
+        str(src),
+        cwd=tmp_path,
+    )
+    (whl,) = (tmp_path / "dist").glob("na_toolkit_nb201-*.whl")
+    names = set(zipfile.ZipFile(whl).namelist())
+    package = plugin / "na_toolkit_nb201"
+    shipped = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for path in shipped:
+        rel = path.relative_to(plugin).as_posix()
+        assert rel in names, f"{rel} is not in the plugin's wheel: see plugins/na_toolkit_nb201/setup.cfg"
+    assert {"na_toolkit_nb201/data/nb201.csv.gz", "na_toolkit_nb201/data/SOURCE.md"} <= names
+    site = tmp_path / "site"
+    _pip("install", "--quiet", "--no-deps", "--target", str(site), str(whl), cwd=tmp_path)
+    probe = "from na_toolkit_nb201.table import load_table; t = load_table(); print(t.path, len(t.arch_strs))"
+    # the plugin from its install alone; na_toolkit from the repository (-S: no editable .pth files)
+    path = os.pathsep.join([str(site), str(REPO_ROOT), sysconfig.get_paths()["purelib"]])
+    env = {**os.environ, "PYTHONPATH": path}
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path, rows = proc.stdout.split()
+    assert Path(path).resolve().is_relative_to(site.resolve()) and int(rows) == 15625
