@@ -66,9 +66,16 @@ def test_json_has_the_issue_keys(bench):
     assert set(per) == {"trained", "frozen", "walks-only", "policy-only", "random"}
     for name, f in per.items():
         assert f["test_accuracy"]["n"] == 1 and 80 < f["test_accuracy"]["mean"] <= 100
+        assert len(f["valid_accuracy_per_seed"]) == 1
+        assert f["valid_accuracy_per_seed"][0] == pytest.approx(f["valid_accuracy"]["mean"], abs=1e-3)
         if name != "trained":
             assert "wilcoxon_p_vs_trained" in f and "trained_minus_variant" in f
-    assert "walks-only" in stderr and "Δ trained" in stderr  # the human table
+            # the same comparison on the validation accuracy the search maximises
+            valid = f["by_valid_accuracy"]
+            gap = per["trained"]["valid_accuracy"]["mean"] - f["valid_accuracy"]["mean"]
+            assert valid["trained_minus_variant"] == pytest.approx(gap, abs=1e-3)
+            assert "wilcoxon_p_vs_trained" in valid
+    assert "walks-only" in stderr and "Δ trained" in stderr and "Δ valid" in stderr  # the human table
     # the ceiling: how far each variant lies below what the table allows, from the table itself
     ceiling = doc["ceiling"]["unconstrained"]
     assert ceiling["feasible_optimum_test"] == ceiling["optimum_test"] == pytest.approx(94.3733)
@@ -84,6 +91,10 @@ def test_json_has_the_issue_keys(bench):
     for name, p in pooled.items():
         assert p["pairs"] == 1 and p["pairs_won"] + p["pairs_lost"] <= 1
         assert p["trained_minus_variant"] == pytest.approx(per[name]["trained_minus_variant"], abs=1e-3)
+        by_valid = doc["pooled_over_settings_by_valid_accuracy"][str(BUDGET)][name]
+        assert by_valid["trained_minus_variant"] == pytest.approx(
+            per[name]["by_valid_accuracy"]["trained_minus_variant"], abs=1e-3
+        )
 
 
 def test_variants_differ_in_behaviour_and_keep_the_scoring_budget(bench):
@@ -166,3 +177,5 @@ def test_any_latency_column_of_the_table_is_a_setting():
 def test_unknown_setting_is_refused_naming_the_tables_devices(run_cli):
     line = run_cli("bench", "controller", "--settings", "unconstrained,toaster", "--seeds", "1").error_line()
     assert "lat_toaster" in line and "lat_pixel3" in line and "unconstrained" in line
+    # a JSON from before the per-seed validation accuracies: nothing to pair there, no error
+    assert pooled(figures, "valid_accuracy_per_seed")["10"]["frozen"]["pairs"] == 0
