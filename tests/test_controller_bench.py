@@ -179,3 +179,14 @@ def test_unknown_setting_is_refused_naming_the_tables_devices(run_cli):
     assert "lat_toaster" in line and "lat_pixel3" in line and "unconstrained" in line
     # a JSON from before the per-seed validation accuracies: nothing to pair there, no error
     assert pooled(figures, "valid_accuracy_per_seed")["10"]["frozen"]["pairs"] == 0
+
+
+def test_mean_seeking_variant_is_the_earlier_default_and_not_run_unless_asked():
+    from na_toolkit.search.neural_architect import NeuralArchitectStrategy
+    from na_toolkit_nb201.bench.controller import DEFAULT_VARIANTS, VARIANTS
+
+    assert "mean-seeking" in VARIANTS and "mean-seeking" not in DEFAULT_VARIANTS
+    options = NeuralArchitectStrategy.Options(**VARIANTS["mean-seeking"])
+    assert not options.risk_seeking and options.learn_from_evaluations is False
+    defaults = NeuralArchitectStrategy.Options()
+    assert defaults.risk_seeking and defaults.learn_from_evaluations  # what the variant turns off

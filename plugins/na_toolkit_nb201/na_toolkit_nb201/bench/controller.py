@@ -9,6 +9,7 @@ neural-architect's (same seed network, move, table evaluator, GP predictor, hard
     walks-only   no policy proposals: the uniformly random walks alone (`policy = "none"`)
     policy-only  the policy without the walks (`explore_episodes = 0`)
     random       uniformly random moves in the policy's place, through the same ranking (`policy = "random"`)
+    mean-seeking the earlier default, on request only: no risk-seeking, no real-results update
 
 and `scoring_budget` (networks the strategy may score per evaluation; "none": unlimited). Seeds are the
 same for every variant, so each variant is compared with the trained policy pair by pair (Wilcoxon
@@ -47,7 +48,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "walks-only": {"policy": "none"},
     "policy-only": {"explore_episodes": 0},
     "random": {"policy": "random"},
+    # not in the default list: the default before stop 23 (mean-seeking actor-critic, predicted rewards only)
+    "mean-seeking": {"risk_seeking": 0, "learn_from_evaluations": False},
 }
+#: the variants run when --variants is not given (the issue's five)
+DEFAULT_VARIANTS = ("trained", "frozen", "walks-only", "policy-only", "random")
 #: the default settings (`--settings` takes any latency column of the table too, e.g. lat_raspi4 or raspi4)
 SETTINGS = {"unconstrained": None, "lat_pixel3": "lat_pixel3", "lat_titan_rtx_1": "lat_titan_rtx_1"}
 #: a win: trained beats the variant's mean test accuracy by at least this many points, with p below P_WIN
@@ -68,7 +73,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budgets", default="10,50,none", help="scoring budgets per evaluation, comma-separated ('none': unlimited)"
     )
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated of {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated of {', '.join(VARIANTS)} (default {','.join(DEFAULT_VARIANTS)})",
+    )
     parser.add_argument(
         "--settings",
         default=",".join(SETTINGS),
