@@ -459,6 +459,18 @@ def test_learning_from_evaluations_adds_an_update_per_told_round_of_policy_propo
     for c in cands + cands:
         strat.tell([(c, ctx.evaluated[c.hash][1])])
     assert strat.controller.updates == before + 2
+    # a later ask while results are in flight (async: slots refilled one by one) keeps the earlier
+    # proposals waiting: every result is learned from when it comes, whichever ask it came from
+    ctx = _simple_cnn_context(seed=4)
+    strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL)
+    first = [c for c in strat.ask(1) if c.hash in strat._proposed_runs][:1]
+    second = [c for c in strat.ask(1) if c.hash in strat._proposed_runs and c.hash != first[0].hash][:1]
+    assert first and second and first[0].hash in strat._proposed_runs
+    ctx.pay_for(first + second)
+    before = strat.controller.updates
+    for c in first + second:
+        strat.tell([(c, ctx.evaluated[c.hash][1])])
+    assert strat.controller.updates == before + 2 and not {c.hash for c in first + second} & set(strat._proposed_runs)
     # results of networks the policy did not propose teach it nothing
     ctx = _simple_cnn_context(seed=4)
     strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL)

@@ -163,6 +163,8 @@ def test_pooled_pairs_every_setting_and_seed_and_skips_missing_results():
     assert got["pairs"] == 4 and got["pairs_won"] == 2 and got["pairs_lost"] == 1
     assert got["trained_minus_variant"] == pytest.approx((0.5 + 0.0 - 0.5 + 1.0) / 4)
     assert 0 < got["wilcoxon_p_vs_trained"] <= 1
+    # a JSON from before the per-seed validation accuracies: nothing to pair there, no error
+    assert pooled(figures, "valid_accuracy_per_seed")["10"]["frozen"]["pairs"] == 0
 
 
 def test_any_latency_column_of_the_table_is_a_setting():
@@ -177,8 +179,6 @@ def test_any_latency_column_of_the_table_is_a_setting():
 def test_unknown_setting_is_refused_naming_the_tables_devices(run_cli):
     line = run_cli("bench", "controller", "--settings", "unconstrained,toaster", "--seeds", "1").error_line()
     assert "lat_toaster" in line and "lat_pixel3" in line and "unconstrained" in line
-    # a JSON from before the per-seed validation accuracies: nothing to pair there, no error
-    assert pooled(figures, "valid_accuracy_per_seed")["10"]["frozen"]["pairs"] == 0
 
 
 def test_mean_seeking_variant_is_the_earlier_default_and_not_run_unless_asked():

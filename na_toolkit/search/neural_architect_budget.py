@@ -35,6 +35,10 @@ class Run:
         return self.episode.candidate
 
 
+#: at most this many proposals of earlier asks wait for their results (see `ask_budgeted`)
+PENDING_RUNS = 256
+
+
 def centred_ranks(values: np.ndarray) -> list[float]:
     """Ranks scaled to [-0.5, 0.5], ties sharing their mean rank: a hard budget's penalty (reward −1 and
     below) or a predictor's scale then no longer decide how much the feasible networks differ."""
@@ -95,7 +99,14 @@ def ask_budgeted(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
     if len(found) < n and left > 0:
         na._fill(found, scores, n, limit=left)
     chosen = na._rank(found, scores, n)
-    na._proposed_runs = {c.hash: ended[c.hash] for c in chosen if c.hash in ended}
+    # the episodes behind this ask's proposals, for `learn_from_results`, beside those of earlier asks whose
+    # results may still come (async: results are told one by one while later asks run). Dropped: one told or
+    # failed (evaluated), one chosen again here (this ask's episode, if any, stands for it), the oldest
+    # beyond PENDING_RUNS. A synchronous search tells every result before its next ask: it learns the same.
+    again = {c.hash for c in chosen}
+    kept = [(h, r) for h, r in na._proposed_runs.items() if h not in again and h not in evaluated]
+    na._proposed_runs = dict(kept[-PENDING_RUNS:])
+    na._proposed_runs.update((c.hash, ended[c.hash]) for c in chosen if c.hash in ended)
     return chosen
 
 
