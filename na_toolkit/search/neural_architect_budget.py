@@ -104,8 +104,8 @@ def ask_budgeted(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
     # failed (evaluated), one chosen again here (this ask's episode, if any, stands for it), the oldest
     # beyond PENDING_RUNS. A synchronous search tells every result before its next ask: it learns the same.
     again = {c.hash for c in chosen}
-    kept = [(h, r) for h, r in na._proposed_runs.items() if h not in again and h not in evaluated]
-    na._proposed_runs = dict(kept[-PENDING_RUNS:])
+    waiting = [(h, r) for h, r in na._proposed_runs.items() if h not in again and h not in evaluated]
+    na._proposed_runs = dict(waiting[-PENDING_RUNS:])
     na._proposed_runs.update((c.hash, ended[c.hash]) for c in chosen if c.hash in ended)
     return chosen
 
