@@ -225,3 +225,19 @@ def test_each_evaluation_records_the_accuracy_predicted_before_the_predictors_le
     assert any("predicted vs measured accuracy: " in line and "points off over" in line for line in lines)
     assert all("predicted vs measured accuracy:" in line for line in lines)
     assert res.evaluated[-1].to_json()["predicted_accuracy"] == predicted[-1]
+
+
+def test_neural_architect_learns_from_every_result_of_its_policy_on_the_async_schedule(tmp_path):
+    """Under a scoring budget the policy learns from the real result of each network its episodes proposed
+    (learn_from_evaluations): on the async schedule the loop asks again while results are in flight, and
+    every one of them is still learned from when it comes (before the fix: 2 of 21 here)."""
+    from na_toolkit.search.outputs import strategy_report
+
+    options = {"scoring_budget": 5, "episodes": 6, "episode_length": 2, "updates": 2}
+    doc = synth(tmp_path, search__max_in_flight=3, strategy={"name": "neural-architect", "options": options})
+    res = run_search(doc, progress=False)
+    with SQLiteRunStore.open(res.run_dir) as store:
+        series = strategy_report(store)["series"]
+    learned = sum(e["evaluated"] for e in series if "real_rank_mean" in e)
+    by_policy = sum(e.candidate.origin == "neural-architect" and e.score.real for e in res.evaluated)
+    assert by_policy >= 10 and learned == by_policy
