@@ -15,7 +15,7 @@ Each `ask(n)`:
    them; those predicted to break a hard budget are left out unless nothing else is left (with a table
    or analytic time model that prediction is exact, so they would only waste an evaluation).
 
-With a `scoring_budget` B, at most B·n networks are scored per ask(n) (see `_ask_budgeted`): each episode
+With a `scoring_budget` B, at most B·n networks are scored per ask(n) (see `ask_budgeted`): each episode
 offers only its last network, the policy learns from that terminal reward credited to all its moves, and
 what could not be scored is neither learned from nor proposed. `policy` switches the proposals' source for
 ablations: "trained", "frozen" (never updated), "none" (walks only), "random" (`random_move` in its place).
@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from cachetools import LRUCache
 from pydantic import ConfigDict, Field
 
@@ -39,6 +38,7 @@ from ..ir.architecture import Architecture
 from ..moves import Move
 from ..validation import validate_options
 from .neural_architect_budget import Episode, Run, ask_budgeted, learn_from_results
+from .neural_architect_unlimited import ask_unlimited
 from .strategy import Candidate, Score, SearchContext, Strategy, random_move
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ class NeuralArchitectStrategy(Strategy):
 
     def _ask(self, n: int) -> list[Candidate]:
         self._scored_now = 0
-        out = self._ask_budgeted(n) if self.scoring_budget is not None else self._ask_unlimited(n)
+        out = ask_budgeted(self, n) if self.scoring_budget is not None else ask_unlimited(self, n)
         t = self.totals
         t["asks"] += 1
         t["scored"] += self._scored_now
@@ -301,57 +301,6 @@ class NeuralArchitectStrategy(Strategy):
                 transitions.append(r.steps[-1])
         return runs, transitions
 
-    def _ask_unlimited(self, n: int) -> list[Candidate]:
-        ctx = self.context
-        evaluated = ctx.evaluated
-        scores: dict[str, Score] = {h: s for h, (_c, s) in evaluated.items()}
-        found: dict[str, Candidate] = {}
-        stats = {"transitions": 0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
-        for _ in range(self.updates):
-            transitions: list[tuple[Architecture, Any, Candidate]] = []
-            if self.policy != "none":
-                _runs, transitions = self._episodes(evaluated)
-                for _a, _d, cand in transitions:
-                    if cand.hash not in evaluated and cand.hash != ctx.seed_arch.hash:
-                        found.setdefault(cand.hash, cand)
-            explored = self._explore(found, evaluated)
-            if not transitions and self.policy != "none":
-                break
-            new = {c.hash: c.arch for _a, _d, c in transitions if c.hash not in scores}
-            new.update((c.hash, c.arch) for c in explored if c.hash not in scores and c.hash not in new)
-            if new:
-                for h, s in zip(new, self._score(list(new.values()))):
-                    scores[h] = s
-            if not transitions:
-                continue
-            rewards = np.array([self._objective(scores[c.hash]) for _a, _d, c in transitions])
-            entry = {"reward_mean": float(rewards.mean()), "scored": float(len(new))}
-            # landing on a network already evaluated teaches the search nothing new: such a move earns the
-            # batch's lowest reward (otherwise the policy learns to walk back to the elites and collapses)
-            known = np.array([c.hash in evaluated for _a, _d, c in transitions])
-            if known.any():
-                rewards[known] = rewards.min()
-            if self.policy == "trained":
-                info = self.controller.update(
-                    [a for a, _d, _c in transitions],
-                    [d for _a, d, _c in transitions],
-                    [c.arch for _a, _d, c in transitions],
-                    rewards,
-                    gamma=self.gamma,
-                    entropy_weight=self.entropy_weight,
-                    value_weight=self.value_weight,
-                )
-                stats["transitions"] += len(transitions)
-                for k in ("policy_loss", "value_loss", "entropy"):
-                    stats[k] += info[k] / self.updates
-                entry.update({k: info[k] for k in ("policy_loss", "value_loss", "entropy")})
-                self.adapt_entropy(entry)
-            self._record(entry)
-        if len(found) < n:
-            self._fill(found, scores, n)
-        self.stats = stats
-        return self._rank(found, scores, n)
-
     def adapt_entropy(self, entry: dict[str, float]) -> None:
         """After an update (`entry` holds its entropy): with an `entropy_target`, raise the entropy weight
         ×1.5 when the policy's entropy fell below the target share of its first update's, else lower it
@@ -371,9 +320,6 @@ class NeuralArchitectStrategy(Strategy):
         if self._controller is not None:
             entry["updates"] = float(self._controller.updates)
         self.history.append(entry)
-
-    def _ask_budgeted(self, n: int) -> list[Candidate]:
-        return ask_budgeted(self, n)
 
     def _explore(
         self,
