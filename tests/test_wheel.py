@@ -20,6 +20,8 @@ import pytest
 from na_toolkit.plugins import ALLOW_ENV, DEFAULT_PLUGINS, DENY_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# what never goes into a wheel's source copy
+JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", "PIP_NO_INPUT": "1"}
 # what the build needs from the repository (everything else, e.g. .venv, tests, benchmarks, stays out)
 BUILD_INPUTS = (
@@ -68,18 +70,23 @@ def wheel(tmp_path_factory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("wheel")
     src = root / "src"
     src.mkdir()
-    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
     for name in BUILD_INPUTS:
         path = REPO_ROOT / name
         if path.is_dir():
-            shutil.copytree(path, src / name, ignore=junk)
+            shutil.copytree(path, src / name, ignore=JUNK)
         elif path.is_file():
             shutil.copy2(path, src / name)
+    whl, site = build_and_install(src, root, "na_toolkit-*.whl")
+    return whl, site, root
+
+
+def build_and_install(src: Path, root: Path, wheel_glob: str) -> tuple[Path, Path]:
+    """Build the wheel of the project in `src` into root/dist and install it alone into root/site."""
     _pip("wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(root / "dist"), str(src), cwd=root)
-    (whl,) = (root / "dist").glob("na_toolkit-*.whl")
+    (whl,) = (root / "dist").glob(wheel_glob)
     site = root / "site"
     _pip("install", "--quiet", "--no-deps", "--target", str(site), str(whl), cwd=root)
-    return whl, site, root
+    return whl, site
 
 
 def isolated_env(site: Path) -> dict[str, str | None]:
@@ -167,18 +174,8 @@ def test_nb201_plugin_wheel_ships_its_table_and_every_package(tmp_path):
     and the table loads from the install alone."""
     plugin = REPO_ROOT / "plugins" / "na_toolkit_nb201"
     src = tmp_path / "src"
-    shutil.copytree(plugin, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build"))
-    _pip(
-        "wheel",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "--wheel-dir",
-        str(tmp_path / "dist"),
-        str(src),
-        cwd=tmp_path,
-    )
-    (whl,) = (tmp_path / "dist").glob("na_toolkit_nb201-*.whl")
+    shutil.copytree(plugin, src, ignore=JUNK)
+    whl, site = build_and_install(src, tmp_path, "na_toolkit_nb201-*.whl")
     names = set(zipfile.ZipFile(whl).namelist())
     package = plugin / "na_toolkit_nb201"
     shipped = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
@@ -186,8 +183,6 @@ def test_nb201_plugin_wheel_ships_its_table_and_every_package(tmp_path):
         rel = path.relative_to(plugin).as_posix()
         assert rel in names, f"{rel} is not in the plugin's wheel: see plugins/na_toolkit_nb201/setup.cfg"
     assert {"na_toolkit_nb201/data/nb201.csv.gz", "na_toolkit_nb201/data/SOURCE.md"} <= names
-    site = tmp_path / "site"
-    _pip("install", "--quiet", "--no-deps", "--target", str(site), str(whl), cwd=tmp_path)
     probe = "from na_toolkit_nb201.table import load_table; t = load_table(); print(t.path, len(t.arch_strs))"
     # the plugin from its install alone; na_toolkit from the repository (-S: no editable .pth files)
     path = os.pathsep.join([str(site), str(REPO_ROOT), sysconfig.get_paths()["purelib"]])

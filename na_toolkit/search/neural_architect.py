@@ -20,8 +20,9 @@ offers only its last network, the policy learns from that terminal reward credit
 what could not be scored is neither learned from nor proposed. `policy` switches the proposals' source for
 ablations: "trained", "frozen" (never updated), "none" (walks only), "random" (`random_move` in its place).
 
-The loop then evaluates the n most promising. `tell` needs no work: the elites are read from the ground
-truth the context holds. Everything random comes from `context.rng`, so a run is a function of its seed.
+The loop then evaluates the n most promising. The elites are read from the ground truth the context holds;
+`tell` only feeds the real results of the policy's proposals back to it (`learn_from_evaluations`, under a
+scoring budget). Everything random comes from `context.rng`, so a run is a function of its seed.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class NeuralArchitectStrategy(Strategy):
         self.scoring_budget, self.policy, self.walk_share = o.scoring_budget, o.policy, o.walk_share
         self.reward_ranks, self.risk_seeking = o.reward_ranks, o.risk_seeking or None
         self.learn_from_evaluations = o.learn_from_evaluations
-        #: the policy's episodes whose end was proposed by the last ask, by end hash (learn_from_evaluations)
+        #: the policy's episodes whose end was proposed and whose result has not been told yet, by end hash
+        #: (learn_from_evaluations; kept across asks for the async schedule, see `ask_budgeted`)
         self._proposed_runs: dict[str, Any] = {}
         # the policy's learning narrows it onto what the predictor likes most; a floor on its entropy keeps it
         # broad: measured under a scoring budget it trades early gains for late ones (docs/controller.md)

@@ -27,6 +27,11 @@ REQUIRED_COLUMNS = ("arch_index", "arch_str")
 LATENCY_PREFIX = "lat_"
 
 
+def latency_column(device: str) -> str:
+    """The table's latency column of a device named with or without its prefix (`pixel3` or `lat_pixel3`)."""
+    return device if device.startswith(LATENCY_PREFIX) else LATENCY_PREFIX + device
+
+
 def packaged_table_path() -> Path:
     return Path(__file__).with_name("data") / "nb201.csv.gz"
 

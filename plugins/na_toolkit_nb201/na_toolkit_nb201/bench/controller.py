@@ -35,7 +35,7 @@ import numpy as np
 from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError
 
-from ..table import load_table
+from ..table import latency_column, load_table
 from . import nb201_search
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def _settings(names: list[str], table: Any) -> dict[str, str | None]:
         if name == "unconstrained":
             out[name] = None
             continue
-        column = name if name.startswith("lat_") else f"lat_{name}"
+        column = latency_column(name)
         if not table.has(column):
             raise ConfigError(
                 f"--settings: the table has no latency column {column!r}; "

@@ -20,7 +20,7 @@ from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError
 
 from ..space import nb201_architecture
-from ..table import load_table
+from ..table import latency_column, load_table
 from .predictor import onehot_ops
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def _devices(arg: str, table) -> list[str]:
     names = list(HELP_DEVICES) if arg == "all" else [d.strip() for d in arg.split(",") if d.strip()]
     out = []
     for d in names:
-        col = d if d.startswith("lat_") else f"lat_{d}"
+        col = latency_column(d)
         table.require(col)
         out.append(col)
     return out
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
 
     table = load_table(args.table)
     targets = _devices(args.device, table)
-    exclude = {(d if d.startswith("lat_") else f"lat_{d}") for d in args.exclude.split(",") if d.strip()}
+    exclude = {latency_column(d) for d in args.exclude.split(",") if d.strip()}
     if args.samples < 3 or args.seeds < 1:
         raise ConfigError("need --samples >= 3 and --seeds >= 1")
     rows = np.arange(len(table))

@@ -30,7 +30,7 @@ from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError, DataError
 
 from ..space import OPS, cell_string, nb201_architecture, nb201_cell_of
-from ..table import load_table
+from ..table import latency_column, load_table
 
 if TYPE_CHECKING:
     from na_toolkit.ir.architecture import Architecture
@@ -291,9 +291,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     if not 0 < args.budget_quantile <= 1:
         raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
     table = load_table(args.table)
-    device = args.device
-    if device is not None and not device.startswith("lat_"):
-        device = "lat_" + device
+    device = None if args.device is None else latency_column(args.device)
     budget_ms, feasible_rows = latency_budget(table, device, args.budget_quantile)
     if device is not None:
 
