@@ -268,6 +268,50 @@ def test_one_writer_per_run_and_the_lock_dies_with_its_holder(tmp_path):
             holder.kill()
 
 
+SLOW_TO_NAME = """
+import fcntl, os, sys, time
+
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)  # the lock taken, the file still naming the previous (ended) holder
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+if float(sys.argv[2]) < 5:
+    os.pwrite(fd, f"pid {os.getpid()} on host {os.uname().nodename} since now".encode().ljust(200), 0)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("names_itself_after_s", [0.3, 30.0])
+def test_a_refused_writer_names_the_new_holder_not_the_ended_one(tmp_path, names_itself_after_s):
+    """Between taking the lock and writing its line, a holder's lock file is empty or still names the run's
+    previous, ended writer. A refused writer waits for the new holder's line (CI once saw "holder unknown"
+    there); one that never names itself is reported as unknown, never as the ended process."""
+    import subprocess
+    import sys
+
+    from na_toolkit.store.lock import LOCK_FILE, RunLock
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / LOCK_FILE).write_text(f"pid {ended.stdout.strip()} on host {os.uname().nodename} since then")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", SLOW_TO_NAME, str(folder / LOCK_FILE), str(names_itself_after_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError) as refused:
+            RunLock(folder).acquire()
+        expected = f"(pid {holder.pid} on host " if names_itself_after_s < 5 else "(holder unknown)"
+        assert expected in str(refused.value)
+        assert f"pid {ended.stdout.strip()} " not in str(refused.value)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
 def test_opening_a_foreign_sqlite_file_refuses_it_unchanged(tmp_path):
     """A file that is not a run store is refused as it was found: not switched to WAL, not written."""
     foreign = tmp_path / STORE_FILE

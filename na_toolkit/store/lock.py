@@ -17,6 +17,8 @@ from types import TracebackType
 from ..errors import StoreError
 
 LOCK_FILE = "run.lock"
+HOLDER_BYTES = 200  # the holder line is written padded to this width, in one write, so no reader sees half of it
+HOLDER_WAIT_S = 1.0  # how long a refused writer waits for the holder to name itself (it has the lock, not yet the line)
 
 
 class RunLock:
@@ -38,10 +40,9 @@ class RunLock:
                 f"run {self.path.parent.name} is being written by another search ({holder}); wait for it to end, "
                 "or stop it, before resuming this run"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(
-            fd, f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode()
-        )
+        line = f"pid {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        os.pwrite(fd, line.encode()[:HOLDER_BYTES].ljust(HOLDER_BYTES), 0)
+        os.ftruncate(fd, HOLDER_BYTES)
         self._fd = fd
         return self
 
@@ -66,11 +67,42 @@ class RunLock:
 
 
 def _read_holder(fd: int) -> str:
+    """The line of the process holding the lock on `fd`. The holder takes the lock before it writes its line,
+    so for a moment the file is empty or still names the previous (ended) holder: wait a little for a line
+    naming a live process."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while True:
+        try:
+            text = os.pread(fd, HOLDER_BYTES, 0).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        if _names_live_process(text) is not False:
+            return text
+        if time.monotonic() >= deadline:
+            return "holder unknown"
+        time.sleep(0.02)
+
+
+def _names_live_process(text: str) -> bool | None:
+    """Whether the holder line `text` names a live process: None where that cannot be told here (a process on
+    another host, or one owned by someone else, is taken to be alive), False for an empty, unreadable or
+    ended one."""
+    parts = text.split()
+    if len(parts) < 5 or parts[0] != "pid" or parts[2:4] != ["on", "host"]:
+        return False
     try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        text = ""
-    return text or "holder unknown"
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if parts[4] != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return None  # alive, owned by someone else
+    return True
 
 
 def live_holder(folder: str | Path) -> str | None:
@@ -87,22 +119,7 @@ def live_holder(folder: str | Path) -> str | None:
     held = _held_per_proc_locks(st)
     if held is not None:
         return (text or "holder unknown") if held else None
-    parts = text.split()
-    if len(parts) < 5 or parts[0] != "pid" or parts[2:4] != ["on", "host"]:
-        return None
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return None
-    if parts[4] != socket.gethostname():
-        return text
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return text  # alive, owned by someone else
-    return text
+    return None if _names_live_process(text) is False else text
 
 
 def _held_per_proc_locks(st: os.stat_result) -> bool | None:
