@@ -290,14 +290,24 @@ def two_resumes_at_once(b: Bench) -> dict:
 
 
 def resume_during_live_run(b: Bench) -> dict:
-    """A resume started while the run is still going is refused; the live run finishes as the reference."""
+    """A resume started while the run is still going is refused; the live run finishes as the reference.
+    The live run is paused (SIGSTOP) from its second stored evaluation until the resume has ended, so the
+    scenario does not depend on which process is faster (a resume that starts slowly would otherwise find the
+    run finished, and rightly replay it); a paused holder keeps its lock, as a busy one does."""
     proc, out = b.search("live")
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while proc.poll() is None and time.monotonic() < deadline and len(stored_rows(run_folder(out))) < 2:
         time.sleep(0.05)
     run = run_folder(out)
     assert run is not None
-    rc2, summary2, err2 = finish(b.resume(run))
+    paused = proc.poll() is None
+    if paused:
+        os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        rc2, summary2, err2 = finish(b.resume(run))
+    finally:
+        if paused:
+            os.kill(proc.pid, signal.SIGCONT)
     rc, summary, err = finish(proc)
     status = stored_run(run)[0]
     matches = summary is not None and outcome(summary) == b.reference
