@@ -289,7 +289,7 @@ def test_a_refused_writer_names_the_new_holder_not_the_ended_one(tmp_path, names
     import subprocess
     import sys
 
-    from na_toolkit.store.lock import LOCK_FILE, RunLock
+    from na_toolkit.store.lock import LOCK_FILE, RunLock, live_holder
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -307,6 +307,12 @@ def test_a_refused_writer_names_the_new_holder_not_the_ended_one(tmp_path, names
         expected = f"(pid {holder.pid} on host " if names_itself_after_s < 5 else "(holder unknown)"
         assert expected in str(refused.value)
         assert f"pid {ended.stdout.strip()} " not in str(refused.value)
+        # `runs` and `report` (live_holder, no lock taken) say the same of the run, never the ended process
+        seen = live_holder(folder)
+        if names_itself_after_s < 5:
+            assert seen is not None and seen.startswith(f"pid {holder.pid} on host ")
+        else:
+            assert seen == "holder unknown"
     finally:
         holder.kill()
         holder.wait(timeout=30)

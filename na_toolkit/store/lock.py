@@ -76,11 +76,15 @@ def _read_holder(fd: int) -> str:
             text = os.pread(fd, HOLDER_BYTES, 0).decode("utf-8", "replace").strip()
         except OSError:
             text = ""
-        if _names_live_process(text) is not False:
-            return text
-        if time.monotonic() >= deadline:
-            return "holder unknown"
+        if _names_live_process(text) is not False or time.monotonic() >= deadline:
+            return _holder_line(text)
         time.sleep(0.02)
+
+
+def _holder_line(text: str) -> str:
+    """What to say of a held lock whose file reads `text`: the line, unless it names no live process (the
+    holder has not written its own yet: an empty file, or the previous, ended holder's line)."""
+    return text if _names_live_process(text) is not False else "holder unknown"
 
 
 def _names_live_process(text: str) -> bool | None:
@@ -118,7 +122,7 @@ def live_holder(folder: str | Path) -> str | None:
         return None
     held = _held_per_proc_locks(st)
     if held is not None:
-        return (text or "holder unknown") if held else None
+        return _holder_line(text) if held else None
     return None if _names_live_process(text) is False else text
 
 
