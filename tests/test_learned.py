@@ -214,15 +214,18 @@ def test_slow_spells_are_measured_again_unless_most_items_fall_in_them(tiny_prof
     builder._t_start = time.perf_counter()
     tm = make_time_model("onnxruntime", "cpu", QUICK)
     items = [*prof.kernels, *prof.networks]
+    # the fixture's own profiling may have measured some items again already (a slow spell of this machine
+    # while it ran: CI once saw it): count what these calls add
+    counts = [r.remeasured for r in items]
     # most items flagged: the device is unsteady (the H200 case), nothing is measured twice
     prof.speed_checks = [[0.9, 1.40], [15.9, 2.12], [31.0, 2.14]]
     builder._suspects = items[: 3 * len(items) // 4]
     builder._remeasure_slow_spells(prof, tm, tm)
-    assert all(r.remeasured == 0 for r in items)
+    assert [r.remeasured for r in items] == counts
     assert "unsteady" in logs[-1] and "1.4 and 2.14 ms" in logs[-1]
     # a few flagged: a brief slow spell, those are measured again (the lower value is kept)
     before = [r.latency_ms(prof.statistic) for r in items[:2]]
     builder._suspects = items[:2]
     builder._remeasure_slow_spells(prof, tm, tm)
-    assert [r.remeasured for r in items[:2]] == [1, 1] and "measuring them again" in logs[-1]
+    assert [r.remeasured for r in items[:2]] == [c + 1 for c in counts[:2]] and "measuring them again" in logs[-1]
     assert all(r.latency_ms(prof.statistic) <= b for r, b in zip(items[:2], before))
