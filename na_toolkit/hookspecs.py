@@ -52,7 +52,9 @@ def na_register_seeds(registry: SeedRegistry) -> None:
 @hookspec
 def na_register_predictors(registry: PredictorRegistry) -> None:
     """Register predictor classes (subclasses of `na_toolkit.predictors.base.Predictor`, scikit-learn style:
-    `__init__` stores keyword parameters, `fit(archs, y)` returns self, `predict(archs)`)."""
+    `__init__` stores keyword parameters, `fit(archs, y)` returns self, `predict(archs)`). A predictor
+    module imports scikit-learn; `registry.add_lazy(name, "package.module:Class")` defers that import to the
+    predictor's first use."""
 
 
 @hookspec

@@ -2,6 +2,12 @@
 
 `registry.add(obj)` checks the object's type and refuses a duplicate name, naming both plugins. The plugin
 manager sets `current_plugin` while it calls one plugin's hook, so every entry knows who registered it.
+
+`registry.add_lazy(name, "package.module:attribute")` registers a component by where it lives: the registry
+imports it the first time it is used (`get`, `items`, `entries`) and checks it then. Listing names, `--help`
+and every command that does not use the component then cost no import of it (the built-in predictors come
+this way: their base class is scikit-learn's `BaseEstimator`, and importing scikit-learn takes longer than
+all the rest of the CLI's start).
 The typed registries (one per hook) live beside the item class they hold (`ir.layers.LayerTypeRegistry`)
 or in `na_toolkit.toolkit`; this module sits at the bottom of the layering and imports nothing above
 `errors`.
@@ -9,6 +15,8 @@ or in `na_toolkit.toolkit`; this module sits at the bottom of the layering and i
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -25,6 +33,21 @@ class Entry(Generic[T]):
     plugin: str
 
 
+#: "package.module:attribute" (dotted module path, then one attribute name)
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
+@dataclass(frozen=True)
+class LazyComponent:
+    """A component registered by import path (`Registry.add_lazy`), imported on first use."""
+
+    path: str
+
+    def load(self) -> Any:
+        module_name, _, attribute = self.path.partition(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
 class Registry(Generic[T]):
     """Name → component. Subclasses set `kind` (for messages), `item_type` (the class of the items) and
     `holds_classes` (True when plugins register classes that the toolkit instantiates with options)."""
@@ -37,8 +60,14 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self.current_plugin = "<direct>"
 
+    @classmethod
+    def expected_type(cls) -> type:
+        """The class items must be (or subclass); a registry whose item class is costly to import overrides
+        this to import it when the first item is checked."""
+        return cls.item_type
+
     def _check_type(self, obj: Any) -> None:
-        expected = self.item_type
+        expected = self.expected_type()
         ok = (isinstance(obj, type) and issubclass(obj, expected)) if self.holds_classes else isinstance(obj, expected)
         if not ok:
             want = f"a subclass of {expected.__name__}" if self.holds_classes else f"an instance of {expected.__name__}"
@@ -47,7 +76,21 @@ class Registry(Generic[T]):
     def add(self, obj: T, name: str | None = None) -> T:
         """Register `obj` under `name` (default: its `name` attribute). Returns `obj` (usable as decorator)."""
         self._check_type(obj)
-        name = name if name is not None else getattr(obj, "name", None)
+        self._claim(name if name is not None else getattr(obj, "name", None), obj)
+        return obj
+
+    def add_lazy(self, name: str, path: str) -> None:
+        """Register the component at `path` ("package.module:attribute") under `name` without importing it.
+        It is imported and checked (its type, and its `name` attribute where it has one) on first use; a
+        failure then is a `PluginError` naming the plugin that registered it."""
+        if not isinstance(path, str) or not _IMPORT_PATH.match(path):
+            raise PluginError(
+                self.current_plugin,
+                f"registered {self.kind} {name!r} lazily at {path!r}: expected 'package.module:attribute'",
+            )
+        self._claim(name, LazyComponent(path))
+
+    def _claim(self, name: Any, obj: Any) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(self.current_plugin, f"a {self.kind} must have a non-empty string `name`, got {name!r}")
         if name in self._entries:
@@ -56,26 +99,58 @@ class Registry(Generic[T]):
                 self.current_plugin, f"{self.kind} {name!r} is already registered by plugin {first}"
             )
         self._entries[name] = Entry(name, obj, self.current_plugin)
-        return obj
+
+    def _resolved(self, entry: Entry[T]) -> Entry[T]:
+        lazy = entry.obj
+        if not isinstance(lazy, LazyComponent):
+            return entry
+        previous, self.current_plugin = self.current_plugin, entry.plugin
+        try:
+            try:
+                obj = lazy.load()
+            except Exception as exc:
+                raise PluginError(
+                    entry.plugin,
+                    f"{self.kind} {entry.name!r} could not be imported from {lazy.path}: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                ) from exc
+            self._check_type(obj)
+            declared = getattr(obj, "name", entry.name)
+            if declared != entry.name:
+                raise PluginError(
+                    entry.plugin,
+                    f"{self.kind} registered as {entry.name!r} at {lazy.path} calls itself {declared!r}",
+                )
+        finally:
+            self.current_plugin = previous
+        resolved = Entry(entry.name, obj, entry.plugin)
+        self._entries[entry.name] = resolved
+        return resolved
+
+    def is_loaded(self, name: str) -> bool:
+        """Has the component registered as `name` been imported (False only for a lazy one not used yet)?"""
+        return not isinstance(self._entries[name].obj, LazyComponent)
 
     def get(self, name: str) -> T:
         try:
-            return self._entries[name].obj
+            entry = self._entries[name]
         except KeyError:
             raise UnknownComponentError(self.kind, name, self._entries) from None
+        return self._resolved(entry).obj
 
     def plugin_of(self, name: str) -> str:
-        self.get(name)
+        if name not in self._entries:
+            raise UnknownComponentError(self.kind, name, self._entries)
         return self._entries[name].plugin
 
     def names(self) -> list[str]:
         return list(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
-        return [(e.name, e.obj) for e in self._entries.values()]
+        return [(e.name, e.obj) for e in self.entries()]
 
     def entries(self) -> list[Entry[T]]:
-        return list(self._entries.values())
+        return [self._resolved(e) for e in list(self._entries.values())]
 
     def remove_plugin(self, plugin: str) -> None:
         """Drop what one plugin registered (used when its hook fails half-way)."""

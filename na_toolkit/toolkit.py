@@ -24,7 +24,6 @@ from .evaluation.base import Evaluator
 from .ir.layers import LayerTypeRegistry
 from .ir.seeds import Seed
 from .moves import MoveType
-from .predictors.base import Predictor
 from .registry import Registry
 from .search.executors import Executor
 from .search.strategy import Strategy
@@ -49,8 +48,15 @@ class SeedRegistry(Registry[Seed]):
 
 class PredictorRegistry(Registry[type]):
     kind = "predictor"
-    item_type = Predictor
     holds_classes = True
+
+    @classmethod
+    def expected_type(cls) -> type:
+        # imported when the first predictor is checked: `Predictor` is a scikit-learn estimator, and importing
+        # scikit-learn would otherwise be most of every command's start-up time
+        from .predictors.base import Predictor
+
+        return Predictor
 
 
 class TimeModelRegistry(Registry[type]):

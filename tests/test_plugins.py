@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
+import subprocess
 import sys
 import types
 import warnings
@@ -281,6 +282,116 @@ def test_wrong_object_type_from_a_plugin_hook():
         PluginError, match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType"
     ):
         load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+LAZY_PREDICTOR_SOURCE = """
+import numpy as np
+from na_toolkit.predictors.base import Predictor
+
+class MeanPredictor(Predictor):
+    name = "{name}"
+
+    def fit(self, archs, y):
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, archs):
+        return np.full(len(archs), self.mean_)
+
+NOT_A_PREDICTOR = object()
+"""
+
+
+def add_lazy(**paths):
+    def hook(registry):
+        for name, path in paths.items():
+            registry.add_lazy(name, path)
+
+    return hook
+
+
+def test_a_lazy_component_is_imported_on_first_use_and_checked_then(site):
+    module = unique("lazy_mean")
+    (site.root / f"{module}.py").write_text(LAZY_PREDICTOR_SOURCE.format(name="mean"))
+    site.monkeypatch.delitem(sys.modules, module, raising=False)
+    p = plugin(
+        "lazy_author",
+        na_register_predictors=add_lazy(
+            mean=f"{module}:MeanPredictor",
+            misnamed=f"{module}:MeanPredictor",
+            wrong_type=f"{module}:NOT_A_PREDICTOR",
+            missing=f"{unique('no_such_module')}:Thing",
+        ),
+    )
+    tk = load_toolkit(entry_points=False, extra_plugins=(p,))
+    registry = tk.predictors
+    # registered and listed, attributed to its plugin, not imported
+    assert {"mean", "misnamed", "wrong_type", "missing"} <= set(registry.names())
+    assert tk.plugins["lazy_author"].registered["predictors"] == ["mean", "misnamed", "wrong_type", "missing"]
+    assert registry.plugin_of("mean") == "lazy_author"
+    assert module not in sys.modules and not registry.is_loaded("mean")
+    cls = registry.get("mean")
+    assert module in sys.modules and registry.is_loaded("mean") and registry.get("mean") is cls
+    assert cls.name == "mean" and cls().fit([], [2.0, 4.0]).predict([None]).tolist() == [3.0]
+    # each broken one fails when it is used, naming the plugin and the path; the others are not affected
+    with pytest.raises(
+        PluginError,
+        match=rf"lazy_author: predictor registered as 'misnamed' at {module}:MeanPredictor calls itself 'mean'",
+    ):
+        registry.get("misnamed")
+    with pytest.raises(
+        PluginError, match=r"lazy_author: registered <object .*> as a predictor, expected a subclass of Predictor"
+    ):
+        registry.get("wrong_type")
+    with pytest.raises(
+        PluginError,
+        match=r"lazy_author: predictor 'missing' could not be imported from no_such_module\w*:Thing: ModuleNotF",
+    ):
+        registry.get("missing")
+    assert not registry.is_loaded("missing") and registry.get("mean") is cls
+
+
+@pytest.mark.parametrize("path", ["no_colon", "mod:", ":Attr", "a b:C", "mod:a.b", ""])
+def test_a_lazy_path_that_is_not_module_colon_attribute_is_refused_when_registered(path):
+    p = plugin("sloppy_lazy", na_register_predictors=add_lazy(mean=path))
+    with pytest.raises(
+        PluginError,
+        match=r"plugin sloppy_lazy: registered predictor 'mean' lazily at .*: expected 'package.module:attribute'",
+    ):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_a_lazy_name_taken_by_another_plugin_is_refused_naming_both():
+    p = plugin("late_lazy", na_register_predictors=add_lazy(gp="somewhere:GP"))
+    with pytest.raises(
+        DuplicateComponentError,
+        match=r"late_lazy: predictor 'gp' is already registered by plugin na_toolkit.builtin.predictors",
+    ):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_commands_that_use_no_predictor_do_not_import_scikit_learn():
+    # the built-in predictors are registered lazily: loading the toolkit and listing them imports no
+    # scikit-learn (most of a command's start-up time when it does); using one does
+    code = (
+        "import sys; from na_toolkit.plugins import load_toolkit; tk = load_toolkit(entry_points=False); "
+        "names = tk.predictors.names(); before = 'sklearn' in sys.modules; tk.predictors.get('gp'); "
+        "print(len(names), before, 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["9", "False", "True"]
+
+
+def test_the_builtin_predictor_paths_name_every_predictor_class():
+    from na_toolkit.builtin.predictors import BUILTIN_PREDICTORS
+    from na_toolkit.predictors.fewshot import FewShotLatencyPredictor
+    from na_toolkit.predictors.neural import NeuralPredictor
+    from na_toolkit.predictors.sklearn_predictors import FEATURE_PREDICTORS
+
+    tk = load_toolkit(entry_points=False)
+    classes = {cls.name: cls for cls in (*FEATURE_PREDICTORS, NeuralPredictor, FewShotLatencyPredictor)}
+    assert list(BUILTIN_PREDICTORS) == list(classes)
+    assert {name: tk.predictors.get(name) for name in BUILTIN_PREDICTORS} == classes
 
 
 def test_undecorated_hook_function_is_reported():

@@ -19,7 +19,8 @@ Perrone et al., "Scalable hyperparameter transfer learning", NeurIPS 2018). For 
 rows came from, the mean of the training datasets' means and stds is used: the ranking transfers, the level is
 a guess (and `domain_warnings` says so). `Predictor` is a scikit-learn `BaseEstimator` and
 `RegressorMixin`: `get_params` / `set_params` / `clone` / `score` (R²) and the estimator tags come from
-scikit-learn, so importing this module imports `sklearn.base` (about 0.65 s with scipy, once per process).
+scikit-learn, so importing this module imports `sklearn.base` (about 1.5 s with scipy.stats and pandas, once
+per process; the built-in predictors are therefore registered lazily, `builtin/predictors.py`).
 Model code imports the heavier scikit-learn modules inside `fit`.
 
 Persistence never uses pickle: `to_json()` holds the schema version, the library versions, the
