@@ -51,13 +51,31 @@ def test_evaluations_files_hold_every_evaluation_with_metrics_and_architecture(f
 
 def test_predict_fit_reads_a_runs_evaluations_directly(finished, tmp_path):
     tmp, summary = finished
-    data = tmp / "runs" / summary["run_id"] / "evaluations.jsonl"
-    rc, out, err = cli(
-        "predict", "fit", "--data", str(data), "--target", "accuracy", "--predictor", "bayesian-ridge",
-        "--out", str(tmp_path / "m.json"), cwd=tmp,
-    )  # fmt: skip
-    assert rc == 0, err
-    assert (tmp_path / "m.json").is_file()
+    run = tmp / "runs" / summary["run_id"]
+    # a failed evaluation's row (an error, no metrics) is left out with a warning, in either file
+    lines = (run / "evaluations.jsonl").read_text().splitlines()
+    failed = {k: v for k, v in json.loads(lines[1]).items() if k not in ("accuracy", "reward")}
+    (tmp_path / "e.jsonl").write_text("\n".join([*lines, json.dumps({**failed, "error": "RuntimeError: boom"})]))
+    with open(run / "evaluations.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    table.append({**table[1], "accuracy": "", "reward": "", "error": "RuntimeError: boom"})
+    with open(tmp_path / "e.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    models = {}
+    for data in (run / "evaluations.jsonl", run / "evaluations.csv", tmp_path / "e.jsonl", tmp_path / "e.csv"):
+        out = tmp_path / f"{data.parent.name}-{data.name}.model.json"
+        rc, _out, err = cli(
+            "predict", "fit", "--data", str(data), "--target", "accuracy", "--predictor", "bayesian-ridge",
+            "--out", str(out), cwd=tmp,
+        )  # fmt: skip
+        assert rc == 0, err
+        assert ("left out 1 failed evaluation" in err) == (data.parent == tmp_path), err
+        models[data.name] = json.loads(out.read_text())
+    # the same 8 rows, the same model, from each file
+    assert {m["n_train"] for m in models.values()} == {8}
+    assert len({json.dumps(m["state"], sort_keys=True) for m in models.values()}) == 1
 
 
 def test_runs_lists_the_run_with_status_count_and_best(finished):

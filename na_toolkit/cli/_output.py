@@ -1,15 +1,16 @@
 """Output files of the commands: checked before the work, written atomically after it.
 
 A command that writes `--out` checks first that it can (`check_out`: the folder exists or can be made and
-is writable, the path is not a folder), so a calibration or a fit is never thrown away at the end for an
-unwritable path; and it writes through `atomic_out`, so a failed or killed command leaves the previous
-file (or none), never a half-written one.
+is writable, the path is not a folder, and it is none of the files the command reads), so a calibration or
+a fit is never thrown away at the end for an unwritable path and an input is never overwritten by its own
+output; and it writes through `atomic_out`, so a failed or killed command leaves the previous file (or
+none), never a half-written one.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,13 +22,18 @@ def check_out(
     option: str = "--out",
     error: type[NAToolkitError] = ConfigError,
     make_folders: bool = True,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
     """`path` as a Path once it is known to be writable; else `error` in one line naming it. `make_folders`:
-    a missing folder is made on write (else it must exist)."""
+    a missing folder is made on write (else it must exist). `inputs`: files the command reads, which the
+    output must not be (a path that is no existing file is skipped: a seed name, say)."""
     p = Path(path)
     what = f"cannot write {option} {str(p)!r}"
     if p.is_dir():
         raise error(f"{what}: it is a folder; give a file path")
+    for source in inputs:
+        if p.exists() and Path(source).is_file() and os.path.samefile(p, source):
+            raise error(f"{what}: it is the input {str(source)!r}, which would be overwritten; give another path")
     existing = p.parent
     if not make_folders and not existing.exists():
         raise error(f"{what}: folder {str(existing)!r} does not exist")

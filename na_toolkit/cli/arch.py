@@ -145,10 +145,11 @@ def _error(message: str) -> int:
     return 2
 
 
-def _writable(path: str) -> str | None:
-    """The one-line reason `path` cannot be written, checked before the work (None: it can)."""
+def _writable(path: str, source: str) -> str | None:
+    """The one-line reason `path` cannot be written, checked before the work (None: it can). `source`: the
+    file the command reads, which the output must not overwrite."""
     try:
-        check_out(path, "output", make_folders=False)
+        check_out(path, "output", make_folders=False, inputs=[source])
     except ConfigError as exc:
         return str(exc)
     return None
@@ -230,7 +231,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size} (use --dynamic-batch for a symbolic batch)")
     batch = None if args.dynamic_batch else args.batch_size
-    problem = _writable(args.onnx)  # before the export and the parity check, not after them
+    problem = _writable(args.onnx, args.arch)  # before the export and the parity check, not after them
     if problem:
         return _error(problem)
     max_abs_err = None
@@ -276,7 +277,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from ..ir.onnx_import import from_onnx
 
-    problem = _writable(args.out)
+    problem = _writable(args.out, args.model)
     if problem:
         return _error(problem)
     arch = from_onnx(args.model, layer_types=args.toolkit.layer_types)

@@ -6,7 +6,9 @@
 
 ARCH is an architecture JSON/ONNX file, a seed name, an NB201 cell string `|op~0|+...` or `nb201:INDEX`
 (with the NB201 plugin). `--data` is JSON Lines: one object per line with "arch" (an architecture JSON object,
-a file path, a seed name or an NB201 cell) and the `--target` key, optionally "dataset".
+a file path, a seed name or an NB201 cell) and the `--target` key, optionally "dataset"; or a CSV with those
+columns (the `arch` cell an architecture's JSON or a reference). A run's `evaluations.jsonl` and
+`evaluations.csv` are read as they are; their failed evaluations (an `error`, no metrics) are left out.
 
 `--dataset` (and a line's "dataset") is a registered dataset name, an image folder / `.npz` path, or a
 descriptor `.json` file (`na-toolkit datasets NAME --json`): its descriptor reaches the predictor. Lines of
@@ -17,9 +19,12 @@ a dataset the predictor never saw.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError
@@ -84,22 +89,56 @@ def _descriptor(spec: Any, args: argparse.Namespace, where: str) -> DatasetDescr
     return get_descriptor(spec, args.toolkit.datasets)
 
 
+def _data_records(path: str) -> Iterator[tuple[int, Any]]:
+    """(line number, record) of a `--data` file: JSON Lines, or a CSV with a header (a run's
+    `evaluations.csv`: the `arch` column holds the architecture's JSON, empty cells are missing values,
+    numbers are numbers)."""
+    text = read_text(path, "--data file", DataError)
+    if not path.lower().endswith(".csv"):
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                yield n, parse_json(line, f"--data {path} line {n}", DataError)
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    for row in reader:
+        n = reader.line_num
+        rec: dict[str, Any] = {}
+        for key, cell in row.items():
+            if key is None or cell is None or cell == "":
+                continue  # a short row's missing cells, or a long row's extra ones
+            if key == "arch" and cell.lstrip().startswith("{"):
+                rec[key] = parse_json(cell, f"--data {path} line {n} column arch", DataError)
+                continue
+            try:
+                rec[key] = float(cell)
+            except ValueError:
+                rec[key] = cell
+        yield n, rec
+
+
 def _training_data(
     args: argparse.Namespace,
 ) -> tuple[list[Architecture], list[float], dict[str, Any], list[DatasetDescriptor] | None]:
     """Architectures, targets, where they came from, and per-row descriptors (None: no line names a dataset)."""
     if args.data:
         archs, ys, row_datasets = [], [], []
-        lines = read_text(args.data, "--data file", DataError).splitlines()
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
+        failed = 0
+        for n, rec in _data_records(args.data):
+            if isinstance(rec, dict) and rec.get("error") and rec.get(args.target) is None:
+                failed += 1  # a failed evaluation of a run (evaluations.jsonl / .csv): it measured nothing
                 continue
-            rec = parse_json(line, f"--data {args.data} line {n}", DataError)
-            if not isinstance(rec, dict) or "arch" not in rec or args.target not in rec:
+            if not isinstance(rec, dict) or "arch" not in rec or rec.get(args.target) is None:
                 raise DataError(f"--data {args.data} line {n}: needs keys 'arch' and {args.target!r}")
             archs.append(resolve_architecture(rec["arch"], args.toolkit, args.table))
             ys.append(rec[args.target])
             row_datasets.append(rec.get("dataset"))
+        if failed:
+            print(
+                f"na-toolkit: warning: --data {args.data}: left out {failed} failed evaluation(s) (no {args.target})",
+                file=sys.stderr,
+            )
+        if not archs:
+            raise DataError(f"--data {args.data}: no line has {args.target!r} to fit on")
         per_row = None
         if any(d is not None for d in row_datasets):
             default = args.dataset
@@ -126,7 +165,8 @@ def run_fit(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise ConfigError("predict fit needs --out MODEL.json")
-    check_out(args.out)  # before the fit: an unwritable --out never throws a fitted model away
+    # before the fit: an unwritable --out never throws a fitted model away, nor overwrites the data it read
+    check_out(args.out, inputs=[args.data] if args.data else [])
     params = _parse_params(args.param)
     model = make_predictor(args.predictor, params, args.toolkit)
     if args.dataset is not None:
@@ -246,7 +286,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument("--train", type=int, default=200, help="random table rows to fit on (without --data)")
     fit.add_argument("--seed", type=int, default=0, help="which random cells")
-    fit.add_argument("--data", default=None, help="JSON Lines training data instead of a table")
+    fit.add_argument(
+        "--data", default=None, help="training data instead of a table: JSON Lines, or CSV (a run's evaluations.csv)"
+    )
     fit.add_argument("--out", default=None, help="where to save the fitted predictor (JSON)")
 
 
