@@ -101,6 +101,83 @@ def test_export_checks_out_before_the_work_and_writes_atomically(tmp_path, toolk
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.pt"]
 
 
+def test_no_output_overwrites_an_input_or_a_file_of_the_run(tmp_path, toolkit, capsys):
+    from na_toolkit.cli.main import main
+
+    run = Path(run_search(_doc(tmp_path), progress=False, outputs=True, toolkit=toolkit).run_dir)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+
+    def refused(*argv: str | Path) -> str:
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("na-toolkit: error: "), err
+        return err[0]
+
+    export = ("export", run, "--device", "cpu", "--format")
+    # a torch export's state dict and architecture would share a .json name (it crashed, leaving neither)
+    assert "give OUT a .pt or .pth suffix" in refused(*export, "torch", "--out", tmp_path / "m.json")
+    assert "give OUT a .onnx suffix" in refused(*export, "onnx", "--out", tmp_path / "m.pt")
+    # the run's own files, whatever the suffix; under best/ and exports/ an earlier export may be replaced
+    (run / "notes.onnx").write_bytes(b"mine")
+    assert f"would overwrite {str(run / 'notes.onnx')!r}, a file of run" in refused(
+        *export, "onnx", "--out", run / "notes.onnx"
+    )
+    assert "summary.json" in refused(*export, "torch", "--out", run / "summary.pt")
+    assert main([*map(str, export), "onnx", "--out", str(run / "best" / "cpu" / "again.onnx")]) == 0
+    capsys.readouterr()
+    before[run / "best" / "cpu" / "again.onnx"] = (run / "best" / "cpu" / "again.onnx").read_bytes()
+    # a command's output is never the file it reads
+    mine = tmp_path / "mine"
+    assert main([*map(str, export), "torch", "--out", str(mine / "m.pt")]) == 0
+    assert main([*map(str, export), "onnx", "--out", str(mine / "m.onnx")]) == 0
+    capsys.readouterr()
+    arch_json, onnx_file = mine / "m.json", mine / "m.onnx"
+    kept = arch_json.read_bytes(), onnx_file.read_bytes()
+    assert "it is the input" in refused("arch", "export", arch_json, "--onnx", arch_json)
+    assert "it is the input" in refused("arch", "import", onnx_file, "--out", onnx_file)
+    assert (arch_json.read_bytes(), onnx_file.read_bytes()) == kept
+    data = run / "evaluations.jsonl"
+    assert "it is the input" in refused("predict", "fit", "--data", data, "--target", "accuracy", "--out", data)
+    # nothing the run had was changed
+    assert all(p.read_bytes() == content for p, content in before.items())
+
+
+def test_an_exported_network_carries_its_input_normalization_and_reproduces_its_accuracy(tmp_path, toolkit):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from na_toolkit.datasets import get_dataset
+
+    result = run_search(_doc(tmp_path), progress=False, toolkit=toolkit)
+    best = Path(result.run_dir) / "best" / "cpu"
+    prep = json.loads((best / "preprocessing.json").read_text())
+    meta = {p.key: json.loads(p.value) for p in onnx.load(best / "model.onnx").metadata_props}
+    assert meta["na_toolkit.input_normalization"] == prep["input_normalization"]
+    ds = get_dataset("digits", toolkit.datasets, seed=0)
+    assert meta["na_toolkit.class_names"] == prep["class_names"] == [str(c) for c in ds.class_names]
+    # the exported model and the recorded normalization give the test accuracy the search reported
+    mean, std = (
+        np.asarray(prep["input_normalization"][k], dtype=np.float32)[None, :, None, None] for k in ("mean", "std")
+    )
+    session = ort.InferenceSession(str(best / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: ((ds.x_test - mean) / std).astype(np.float32)})[0]
+    (evaluated,) = [e for e in result.evaluated if e.hash == prep["arch_hash"]]
+    accuracy = float(np.mean(logits.argmax(axis=1) == ds.y_test))
+    assert accuracy == pytest.approx(evaluated.result["test_accuracy"], abs=1e-9)
+
+
+def test_an_output_that_is_a_file_is_a_config_error_and_the_file_is_kept(tmp_path, toolkit):
+    (tmp_path / "data.npz").write_bytes(b"precious")
+    with pytest.raises(ConfigError, match=r"output: '.*data\.npz' is a file, not a folder"):
+        run_search(_doc(tmp_path, output=str(tmp_path / "data.npz")), progress=False, toolkit=toolkit)
+    with pytest.raises(ConfigError, match=r"output: cannot make a run folder in '.*data\.npz/runs': Not a directory"):
+        run_search(
+            _doc(tmp_path), overrides={"output": tmp_path / "data.npz" / "runs"}, progress=False, toolkit=toolkit
+        )
+    assert (tmp_path / "data.npz").read_bytes() == b"precious"
+
+
 def test_a_named_file_that_does_not_exist_is_a_config_error_naming_the_key(tmp_path, toolkit):
     doc = _doc(tmp_path)
     doc["devices"]["cpu"]["time_model"]["options"]["device"] = "hw/missing.toml"

@@ -87,6 +87,17 @@ def test_resolving_makes_paths_absolute_and_builds_the_seed(tmp_path):
     assert resolve_config(cfg, default_toolkit()) is cfg  # resolving is done once
 
 
+def test_a_dataset_folder_named_bare_is_the_one_beside_the_config_wherever_the_search_starts(tmp_path, monkeypatch):
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = resolve_config(load_config(with_("dataset", "imgs"), base_dir=tmp_path), default_toolkit())
+    assert cfg.dataset == str((tmp_path / "imgs").resolve()) == cfg.to_json()["dataset"]
+    # a registered name stays a name even where a folder of that name lies beside the config
+    (tmp_path / "digits").mkdir()
+    assert resolve_config(load_config(GOOD, base_dir=tmp_path), default_toolkit()).dataset == "digits"
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.toml")))
 def test_shipped_examples_are_valid(example):
     cfg = load_config(EXAMPLES / example)

@@ -146,12 +146,47 @@ def _evaluated_hash(store, prefix: str) -> str:
     return hits[0]
 
 
+#: the suffixes of the files each format writes (torch: the state dict at OUT, the architecture at OUT.json)
+_EXPORT_SUFFIXES = {"onnx": (".onnx",), "torch": (".pt", ".pth")}
+#: where a run folder keeps exports; every other file in it is the run's own (its store, summary, reports)
+_EXPORT_FOLDERS = ("best", "exports")
+
+
+def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
+    """`--out` once it is known to be a writable place for `fmt` that overwrites none of the run's own files."""
+    from ..errors import ConfigError
+    from ._output import check_out
+
+    path = check_out(out)
+    suffixes = _EXPORT_SUFFIXES[fmt]
+    if path.suffix.lower() not in suffixes:
+        what = "a torch export writes the state dict to OUT and the architecture beside it with .json"
+        raise ConfigError(
+            f"--out {out!r}: {what if fmt == 'torch' else 'an ONNX export writes the model to OUT'}; give OUT a "
+            f"{' or '.join(suffixes)} suffix"
+        )
+    written = [path, path.with_suffix(".json")] if fmt == "torch" else [path]
+    root = run_dir.resolve()
+    for file in written:
+        inside = file.resolve()
+        if inside.is_relative_to(root) and inside.exists() and inside.relative_to(root).parts[0] not in _EXPORT_FOLDERS:
+            raise ConfigError(
+                f"--out {out!r}: it would overwrite {str(file)!r}, a file of run {run_dir.name} itself; give a path "
+                f"outside the run folder or under its {' or '.join(f'{d}/' for d in _EXPORT_FOLDERS)}"
+            )
+    return path
+
+
+def _floats(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
 def _run_export(args: argparse.Namespace) -> int:
     import os
 
     from ..search.outputs import export_best, export_candidate
     from ..search.provenance import check_plugins, recorded_provenance
-    from ._output import check_out, temp_path
+    from ._output import temp_path
 
     store, summary = _open_run(args.run)
     with store:
@@ -161,7 +196,7 @@ def _run_export(args: argparse.Namespace) -> int:
         # under the run folder the user named (never a path read from the store) unless --out says where
         name = "model.onnx" if args.format == "onnx" else "model.pt"
         default = run_dir / "exports" / arch_hash / name if arch_hash else run_dir / "best" / args.device / name
-        out = check_out(args.out) if args.out else default  # before the export: a writable place
+        out = _export_out(args.out, args.format, run_dir) if args.out else default  # before the export
         tmp = temp_path(out)
         try:
             if arch_hash:
@@ -186,6 +221,13 @@ def _run_export(args: argparse.Namespace) -> int:
         return 0
     trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
+    norm = info.get("input_normalization")
+    if norm:
+        print(f"its inputs: (x - mean) / std per channel, mean {_floats(norm['mean'])}, std {_floats(norm['std'])}")
+    names = info.get("class_names") or []
+    if names:
+        shown = ", ".join(names[:20]) + (f", ... ({len(names)} classes)" if len(names) > 20 else "")
+        print(f"its outputs: classes {shown}")
     return 0
 
 

@@ -444,6 +444,14 @@ class TorchEvaluator(Evaluator):
                 # what the wall time would be alone (with threads=1), where train_time_s grows with the load
                 "train_cpu_time_s": train_cpu_s,
                 "total_time_s": time.perf_counter() - started,
+                # what a deployed copy of the trained network needs from the data: the inputs it was
+                # trained on are x' = (x - mean) / std per channel (identity without `normalize`), and the
+                # output's class order (written with every export of the network)
+                "input_normalization": {
+                    "mean": [float(v) for v in np.broadcast_to(mean, (1, ds.input_shape[0], 1, 1)).ravel()],
+                    "std": [float(v) for v in np.broadcast_to(std, (1, ds.input_shape[0], 1, 1)).ravel()],
+                },
+                "class_names": [str(c) for c in ds.class_names],
                 **({"inherit_fallback": fallback} if fallback is not None else {}),
                 **({"inherit_recovery": recovery} if recovery is not None else {}),
                 **({"inherit_repair": repaired} if repaired is not None else {}),

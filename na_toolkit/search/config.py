@@ -179,6 +179,8 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             doc[key] = value
+    # a library user's Path for `output`, `seed_network` or `dataset` is the string a TOML file would hold
+    doc = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in doc.items()}
     config = parse_config(doc, base)
     return config if toolkit is None else resolve_config(config, toolkit)
 
@@ -302,7 +304,7 @@ def resolve_config(config: SearchConfig, toolkit: Toolkit) -> SearchConfig:
         for move in config.search.moves:
             if move not in toolkit.moves:
                 raise ConfigError("search.moves: " + _unknown("move", move, toolkit.moves.names()))
-    dataset = _resolve_paths({"dataset": config.dataset}, base, "")["dataset"] if config.dataset is not None else None
+    dataset = _dataset_reference(config.dataset, base, toolkit) if config.dataset is not None else None
 
     strategy = config.strategy
     if not _names_component(doc, "strategy") and strategy.name not in toolkit.strategies:
@@ -401,6 +403,19 @@ def _resolve_paths(options: Mapping[str, Any], base_dir: Path, where: str) -> di
         elif names_file(value) and not candidate.exists():
             raise ConfigError(f"{where}{key}: file {str(candidate)!r} does not exist; give an existing file")
     return out
+
+
+def _dataset_reference(value: str, base: Path, toolkit: Toolkit) -> str:
+    """The dataset as stored: a registered name, or the absolute path of a file or folder (a bare name such
+    as `imgs` that is no registered dataset but exists beside the config is that folder, wherever the
+    search is started from)."""
+    if value in toolkit.datasets:
+        return value
+    resolved = _resolve_paths({"dataset": value}, base, "")["dataset"]
+    beside = base / value
+    if resolved == value and not os.path.isabs(value) and beside.exists():
+        return str(beside.resolve())
+    return resolved
 
 
 def _seed_reference(value: str, base: Path, toolkit: Toolkit) -> str:

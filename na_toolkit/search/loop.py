@@ -298,15 +298,22 @@ def _new_run_dir(output: Path, name: str) -> tuple[str, Path]:
     run_id = f"{name}-{stamp}"
     run_dir = output / run_id
     i = 2
-    output.mkdir(parents=True, exist_ok=True)
-    while True:
-        try:
-            run_dir.mkdir()  # atomic: two runs started in the same second get two folders
-            return run_id, run_dir
-        except FileExistsError:
-            run_id = f"{name}-{stamp}-{i}"
-            run_dir = output / run_id
-            i += 1
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"output: {str(output)!r} is a file, not a folder; give the folder the run folders go in")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                run_dir.mkdir()  # atomic: two runs started in the same second get two folders
+                return run_id, run_dir
+            except FileExistsError:
+                run_id = f"{name}-{stamp}-{i}"
+                run_dir = output / run_id
+                i += 1
+    except OSError as exc:  # a file on the way, no permission, a full or read-only disk
+        raise ConfigError(
+            f"output: cannot make a run folder in {str(output)!r}: {exc.strerror or exc}; give another folder"
+        ) from None
 
 
 def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:

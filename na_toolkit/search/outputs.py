@@ -348,10 +348,14 @@ def export_candidate(
         model.load_state_dict(weights)
     model.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
+    data = deployment_data(rec)
     if fmt == "onnx":
         import onnx
 
         proto = to_onnx(arch, model=model, batch_size=None)  # a symbolic batch dimension
+        for key, value in data.items():  # what the network expects of its input, read with the model
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = f"na_toolkit.{key}", json.dumps(value)
         onnx.checker.check_model(proto)
         write_atomic(out, lambda tmp: onnx.save(proto, str(tmp)))
         files = [str(out)]
@@ -360,7 +364,21 @@ def export_candidate(
         write_atomic(out, lambda tmp: torch.save(model.state_dict(), str(tmp)))
         write_atomic(arch_path, arch.save)
         files = [str(out), str(arch_path)]
-    return {"arch_hash": arch_hash, "format": fmt, "files": files, "trained_weights": weights is not None}
+    return {
+        "arch_hash": arch_hash,
+        "format": fmt,
+        "files": files,
+        "trained_weights": weights is not None,
+        **data,
+    }
+
+
+def deployment_data(rec: EvaluationRecord) -> dict[str, Any]:
+    """What a user of an exported network needs besides its weights, as the evaluator recorded it (the torch
+    evaluator: `input_normalization`, the per-channel mean and std its inputs were standardised with, and
+    `class_names`, the order of its outputs); empty for an evaluator that recorded neither."""
+    extra = (rec.result or {}).get("extra") or {}
+    return {key: extra[key] for key in ("input_normalization", "class_names") if key in extra}
 
 
 def export_best(
@@ -411,6 +429,9 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
         onnx_info = export_candidate(store, entry["arch_hash"], "onnx", folder / "model.onnx", layer_types)
         export_candidate(store, entry["arch_hash"], "torch", folder / "model.pt", layer_types)
         os.replace(folder / "model.json", folder / "arch.json")
+        deploy = {k: onnx_info[k] for k in ("input_normalization", "class_names") if k in onnx_info}
+        if deploy:  # what the network expects of its input and what its outputs are (also in model.onnx)
+            _write_json(folder / "preprocessing.json", {"arch_hash": entry["arch_hash"], **deploy})
         outputs[f"best.{device}"] = str(folder)
         outputs[f"best.{device}.trained_weights"] = str(onnx_info["trained_weights"]).lower()
     pareto = [dict(e, arch=_evaluation(store, e["arch_hash"]).arch_json) for e in summary["pareto"]]
