@@ -52,6 +52,10 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
     if not errors:  # pragma: no cover - pydantic always reports at least one
         return f"{where or 'document'}: invalid"
     first = errors[0]
+    if first.get("type") == "missing":
+        # a required key missing beside an unknown one: usually the same key misspelt, and the unknown key's
+        # message says so ("Did you mean ...") where "missing" would not
+        first = next((e for e in errors if e.get("type") == "extra_forbidden"), first)
     loc = tuple(first.get("loc", ()))
     path = _path(loc, where)
     kind = first.get("type", "")

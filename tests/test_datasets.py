@@ -131,6 +131,20 @@ def test_npz_file(tmp_path):
         dataset_from_npz(tmp_path / "bad.npz")
 
 
+def test_a_channels_last_npz_is_refused_unless_it_says_its_layout(tmp_path):
+    # (N, H, W, C) read as (N, C, H, W) would train on scrambled images without a word
+    rng = np.random.default_rng(3)
+    x, y = rng.random((20, 6, 5, 3)).astype(np.float32), np.arange(20) % 4
+    np.savez(tmp_path / "hwc.npz", x=x, y=y)
+    with pytest.raises(DataError, match=r"x has shape \(20, 6, 5, 3\), which looks channels-last .* layout='NHWC'"):
+        dataset_from_npz(tmp_path / "hwc.npz")
+    np.savez(tmp_path / "said.npz", x=x, y=y, layout="NHWC")
+    ds = get_dataset(str(tmp_path / "said.npz"), None)
+    assert ds.input_shape == (3, 6, 5)
+    assert any(np.array_equal(ds.x_train[0].transpose(1, 2, 0), image) for image in x)  # an image, as it was
+    assert dataset_from_npz(tmp_path / "hwc.npz", layout="NCHW").load(0).input_shape == (6, 5, 3)
+
+
 def _write_folder(root, sizes, mode="L"):
     from PIL import Image
 

@@ -122,6 +122,11 @@ BAD = [
     (with_("budgets.model_size", 1), "budgets.model_size: unknown key. Did you mean 'budgets.model_size_bytes'"),
     (with_("seed_network", DELETE), "seed_network: missing"),
     (with_("evaluations", DELETE), "evaluations: missing"),
+    # a misspelt required key: the unknown key's close match is what helps, not "evaluations: missing"
+    (
+        with_("evaluation", 6, with_("evaluations", DELETE)),
+        "evaluation: unknown key. Did you mean 'evaluations'",
+    ),
     (with_("devices.cpu.time_model", DELETE), "devices.cpu.time_model: missing"),
     (with_("devices.cpu.time_model", {"options": {}}), "devices.cpu.time_model.name: missing"),
     (with_("budgets.train_time_s", {"weight": 1.0}), "budgets.train_time_s.limit: missing"),

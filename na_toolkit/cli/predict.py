@@ -252,7 +252,8 @@ def _unit(target: str) -> str:
         if t.endswith(suffix) or f"{suffix}@" in t:
             return unit
     if "acc" in t:
-        return "% accuracy" if t.startswith(("c10_", "c100_", "in16_")) else "accuracy"
+        # NB201's columns are percentages; a search's `accuracy` (its evaluations files) is a fraction in [0, 1]
+        return "% accuracy" if t.startswith(("c10_", "c100_", "in16_")) else "(fraction)"
     return "(unit of the training target)"
 
 

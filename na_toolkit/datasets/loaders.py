@@ -134,8 +134,15 @@ def dataset_from_arrays(
     )
 
 
-def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: str = "NCHW") -> DatasetSource:
-    """A dataset from an `.npz` file holding arrays `x` and `y` (and optionally `class_names`)."""
+#: channel counts of images (grey, RGB, RGBA): an (N, a, b, c) array with c among them and a not looks NHWC
+_IMAGE_CHANNELS = (1, 3, 4)
+
+
+def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: str | None = None) -> DatasetSource:
+    """A dataset from an `.npz` file holding arrays `x` and `y` (and optionally `class_names`, and `layout`:
+    "NCHW" or "NHWC"). `layout` (the argument, else the file's, else "NCHW") says how a 4-d `x` is laid
+    out; an `x` that looks channels-last, e.g. (N, 32, 32, 3), with no layout given is refused rather than
+    read as 32 channels."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -144,10 +151,20 @@ def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: s
                 raise DataError(f"{str(path)!r} lacks array(s) {', '.join(missing)}; an .npz dataset holds x and y")
             x, y = f["x"], f["y"]
             class_names = f["class_names"].tolist() if "class_names" in f.files else None
+            if layout is None and "layout" in f.files:
+                layout = str(f["layout"])
     except OSError as exc:
         raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
     except ValueError as exc:  # not a zip / pickled object arrays
         raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
+    if layout is None:
+        if x.ndim == 4 and x.shape[3] in _IMAGE_CHANNELS and x.shape[1] not in _IMAGE_CHANNELS:
+            raise DataError(
+                f"{str(path)!r}: x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); an .npz "
+                "dataset is read as (N, C, H, W) unless it says otherwise: add layout='NHWC' to the file "
+                "(np.savez(..., layout='NHWC')), or layout='NCHW' if it really has that many channels"
+            )
+        layout = "NCHW"
     return dataset_from_arrays(
         name or path.stem, x, y, class_names=class_names, layout=layout, description=f"arrays from {path}"
     )

@@ -169,7 +169,8 @@ def run_demo(
         say(line)
     c = result.counters
     say(
-        f"paid: {c.evaluations} evaluations, {c.measurements} measurements; computed: {c.predictor_calls} predictions, "
+        f"paid: {c.evaluations} evaluation{'s' * (c.evaluations != 1)}, {c.measurements} "
+        f"measurement{'s' * (c.measurements != 1)}; computed: {c.predictor_calls} predictions, "
         f"{c.time_model_calls} roofline estimates, {c.candidates_scored} candidates scored"
     )
     say(f"demo took {time.perf_counter() - started:.0f} s")

@@ -489,9 +489,9 @@ def run_search(
                 store.set_status("running" if isinstance(exc, KeyboardInterrupt) else "failed")
             except NAToolkitError:
                 pass
-            if own_store and store.count_evaluations():
+            if own_store and (kept := store.count_evaluations()):
                 print(
-                    f"na-toolkit: the run keeps its {store.count_evaluations()} evaluations; continue it with "
+                    f"na-toolkit: the run keeps its {kept} evaluation{'s' * (kept != 1)}; continue it with "
                     f"`na-toolkit search --resume {folder}`",
                     file=sys.stderr,
                 )
