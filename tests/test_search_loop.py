@@ -278,9 +278,9 @@ def test_pareto_archive_matches_brute_force():
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
-    from na_toolkit.search.loop import _new_run_dir
+    from na_toolkit.search.run_folder import new_run_dir
 
-    ids = [_new_run_dir(tmp_path, "same")[0] for _ in range(3)]
+    ids = [new_run_dir(tmp_path, "same")[0] for _ in range(3)]
     assert len(set(ids)) == 3 and all((tmp_path / i).is_dir() for i in ids)
 
 

@@ -78,8 +78,8 @@ def _run_search(args: argparse.Namespace) -> int:
 
 
 def _open_run(run: str):
-    from ..search.loop import resolve_run_dir
     from ..search.outputs import load_summary
+    from ..search.run_folder import resolve_run_dir
     from ..store import SQLiteRunStore
 
     store = SQLiteRunStore.open(resolve_run_dir(run, DEFAULT_RUNS))
@@ -111,7 +111,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _configure_export(p: argparse.ArgumentParser) -> None:
-    from ..search.outputs import FORMATS
+    from ..search.export import FORMATS
 
     p.add_argument("run", metavar="RUN", help="run folder")
     which = p.add_mutually_exclusive_group(required=True)
@@ -184,7 +184,7 @@ def _floats(values: list[float]) -> str:
 def _run_export(args: argparse.Namespace) -> int:
     import os
 
-    from ..search.outputs import export_best, export_candidate
+    from ..search.export import export_best, export_candidate
     from ..search.provenance import check_plugins, recorded_provenance
     from ._output import temp_path
 

@@ -12,9 +12,10 @@ protocol and its SQLite and in-memory stores live in `na_toolkit.store`. See doc
 from .components import Components, build_components
 from .config import ConfigError, SearchConfig, load_config
 from .ground_truth import GroundTruth
-from .loop import SearchLoop, resolve_run_dir, run_search
+from .loop import SearchLoop, run_search
 from .progress import ProgressBar, SearchCallback
 from .reward import Budget, Objectives, RewardResult, compute_reward
+from .run_folder import resolve_run_dir
 from .scorer import Scorer
 from .strategy import Candidate, Score, SearchContext, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize

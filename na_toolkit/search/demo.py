@@ -91,8 +91,9 @@ def run_demo(
     from ..timemodels.calibrate import calibrate_hardware
     from ..timemodels.hwmodel import save_hardware_model
     from .config import build_seed, load_config
-    from .loop import _new_run_dir, run_search
+    from .loop import run_search
     from .outputs import outcome_lines, pareto_table
+    from .run_folder import new_run_dir
 
     say = echo or (lambda text: print(text, flush=True))
     started = time.perf_counter()
@@ -109,7 +110,7 @@ def run_demo(
     doc["output"] = str(out_dir)
     cfg = load_config(doc)  # validate before spending time on measurements
     tk = toolkit if toolkit is not None else get_toolkit()
-    run_id, run_dir = _new_run_dir(out_dir, cfg.name)  # creates the folder
+    run_id, run_dir = new_run_dir(out_dir, cfg.name)  # creates the folder
     if dataset is not None:
         doc["dataset"] = dataset
     else:

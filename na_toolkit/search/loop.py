@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, NAToolkitError, StoreError
+from ..errors import ConfigError, NAToolkitError
 from ..machine import blas_threads
 from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
@@ -50,6 +50,7 @@ from .ground_truth import GroundTruth
 from .inputs import RunInputs, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
 from .provenance import check_plugins, record_provenance, recorded_provenance, stored_provenance
+from .run_folder import new_run_dir, resolve_run_dir
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize
@@ -293,39 +294,6 @@ class SearchLoop:
 
 
 # ---- the library API ---------------------------------------------------------------------------------
-def _new_run_dir(output: Path, name: str) -> tuple[str, Path]:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_id = f"{name}-{stamp}"
-    run_dir = output / run_id
-    i = 2
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"output: {str(output)!r} is a file, not a folder; give the folder the run folders go in")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                run_dir.mkdir()  # atomic: two runs started in the same second get two folders
-                return run_id, run_dir
-            except FileExistsError:
-                run_id = f"{name}-{stamp}-{i}"
-                run_dir = output / run_id
-                i += 1
-    except OSError as exc:  # a file on the way, no permission, a full or read-only disk
-        raise ConfigError(
-            f"output: cannot make a run folder in {str(output)!r}: {exc.strerror or exc}; give another folder"
-        ) from None
-
-
-def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
-    """A run folder given as a path, or as a run id inside `output`."""
-    path = Path(run)
-    if (path / STORE_FILE).is_file() or path.suffix == ".sqlite":
-        return path if path.is_dir() else path.parent
-    if output is not None and (output / str(run) / STORE_FILE).is_file():
-        return output / str(run)
-    raise StoreError(f"no run folder {str(run)!r} (a folder holding {STORE_FILE}, made by `na-toolkit search`)")
-
-
 def _config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
@@ -431,7 +399,7 @@ def run_search(
         elif store is not None:
             folder = cfg.output / store.run_id
         else:
-            folder = _new_run_dir(cfg.output, cfg.name)[1]
+            folder = new_run_dir(cfg.output, cfg.name)[1]
             reserved = True
         if store is None:  # a run folder: its named files are copied into it and its config refers to those
             inputs = plan_inputs(cfg)

@@ -10,7 +10,8 @@
     best/<device>/      the best feasible candidate for the device: arch.json (IR), model.onnx, model.pt
                         (PyTorch state dict; trained weights when the evaluator returned them)
 
-`na-toolkit report RUN` and `na-toolkit export RUN ...` use the same functions on a finished run.
+`na-toolkit report RUN` and `na-toolkit export RUN ...` use the same functions on a finished run (the
+exports: search/export.py).
 """
 
 from __future__ import annotations
@@ -21,19 +22,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, StoreError
-from ..files import write_atomic, write_text_atomic
+from ..errors import StoreError
+from ..files import write_text_atomic
 from ..store.lock import live_holder
 
 if TYPE_CHECKING:
     from ..ir.layers import LayerTypeRegistry
-    from ..store.base import EvaluationRecord, RunStore
+    from ..store.base import RunStore
     from .summary import SearchResult
 
 from .evaluations_file import write_evaluations
+from .export import evaluation, export_candidate
 from .report_html import report_html
-
-FORMATS = ("onnx", "torch")
 
 
 def _fmt_bytes(n: float) -> str:
@@ -326,93 +326,6 @@ def plot_controller(report: Mapping[str, Any], path: Path, title: str = "") -> b
     return True
 
 
-# ---- export -------------------------------------------------------------------------------------------------
-def export_candidate(
-    store: RunStore, arch_hash: str, fmt: str, out: Path, layer_types: LayerTypeRegistry
-) -> dict[str, Any]:
-    """Write an evaluated candidate as ONNX (checked by onnx.checker) or as a PyTorch state dict plus its IR
-    JSON (`<out>.json` beside `<out>`). Trained weights when the store has them, else the initial ones.
-    `layer_types` are the registry the run's architectures are read with (the run's toolkit's)."""
-    import torch
-
-    from ..ir.architecture import Architecture
-    from ..ir.onnx_export import to_onnx
-
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    rec = _evaluation(store, arch_hash)
-    arch = Architecture.from_json(rec.arch_json, layer_types)
-    model = arch.to_torch(seed=0)
-    weights = store.load_weights(arch_hash)
-    if weights is not None:
-        model.load_state_dict(weights)
-    model.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = deployment_data(rec)
-    if fmt == "onnx":
-        import onnx
-
-        proto = to_onnx(arch, model=model, batch_size=None)  # a symbolic batch dimension
-        for key, value in data.items():  # what the network expects of its input, read with the model
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = f"na_toolkit.{key}", json.dumps(value)
-        onnx.checker.check_model(proto)
-        write_atomic(out, lambda tmp: onnx.save(proto, str(tmp)))
-        files = [str(out)]
-    else:
-        arch_path = out.with_suffix(".json")
-        write_atomic(out, lambda tmp: torch.save(model.state_dict(), str(tmp)))
-        write_atomic(arch_path, arch.save)
-        files = [str(out), str(arch_path)]
-    return {
-        "arch_hash": arch_hash,
-        "format": fmt,
-        "files": files,
-        "trained_weights": weights is not None,
-        **data,
-    }
-
-
-def deployment_data(rec: EvaluationRecord) -> dict[str, Any]:
-    """What a user of an exported network needs besides its weights, as the evaluator recorded it (the torch
-    evaluator: `input_normalization`, the per-channel mean and std its inputs were standardised with, and
-    `class_names`, the order of its outputs); empty for an evaluator that recorded neither."""
-    extra = (rec.result or {}).get("extra") or {}
-    return {key: extra[key] for key in ("input_normalization", "class_names") if key in extra}
-
-
-def export_best(
-    store: RunStore,
-    summary: Mapping[str, Any],
-    device: str,
-    fmt: str,
-    out: Path | None = None,
-    *,
-    layer_types: LayerTypeRegistry,
-    run_dir: Path | None = None,
-) -> dict[str, Any]:
-    """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or
-    saying why there is none)."""
-    best = summary["best"]
-    if device != "all" and device not in best:
-        raise ConfigError(
-            f"run {summary['run_id']} has no device {device!r}; its devices: {', '.join(best) or '(none)'} "
-            "('all': the best candidate feasible on every device)"
-        )
-    entry = summary["best_overall"] if device == "all" else best[device]
-    if entry is None:
-        raise ConfigError(
-            f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(device, '')}"
-        )
-    if out is None:
-        # under the run folder the caller opened, never a path read from the store: a copied run folder
-        # would overwrite the original's files, and a tampered store could name any place
-        if run_dir is None:
-            raise ConfigError("export_best needs `out` or the run folder the store was opened from (run_dir=)")
-        out = Path(run_dir) / "best" / device / ("model.onnx" if fmt == "onnx" else "model.pt")
-    return export_candidate(store, entry["arch_hash"], fmt, Path(out), layer_types)
-
-
 def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeRegistry) -> dict[str, str]:
     """Write every output file of a finished search into its run folder; returns name → path (also kept
     in `result.outputs`). `layer_types`: the run's toolkit's."""
@@ -434,7 +347,7 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
             _write_json(folder / "preprocessing.json", {"arch_hash": entry["arch_hash"], **deploy})
         outputs[f"best.{device}"] = str(folder)
         outputs[f"best.{device}.trained_weights"] = str(onnx_info["trained_weights"]).lower()
-    pareto = [dict(e, arch=_evaluation(store, e["arch_hash"]).arch_json) for e in summary["pareto"]]
+    pareto = [dict(e, arch=evaluation(store, e["arch_hash"]).arch_json) for e in summary["pareto"]]
     objectives = ["accuracy:max", "model_size_bytes:min"] + [f"latency_ms@{d}:min" for d in result.devices]
     _write_json(run_dir / "pareto.json", {"run_id": result.run_id, "objectives": objectives, "members": pareto})
     outputs["pareto"] = str(run_dir / "pareto.json")
@@ -453,13 +366,6 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
     write_text_atomic(run_dir / "report.md", report_markdown(summary))
     write_text_atomic(run_dir / "report.html", report_html(summary))
     return outputs
-
-
-def _evaluation(store: RunStore, arch_hash: str) -> EvaluationRecord:
-    rec = store.evaluation(arch_hash)
-    if rec is None:
-        raise StoreError(f"architecture {arch_hash} was not evaluated in run {store.run_id}")
-    return rec
 
 
 def _write_json(path: Path, doc: Any) -> None:

@@ -1,0 +1,112 @@
+"""Exports of a run's evaluated networks: ONNX (checked by onnx.checker) or a PyTorch state dict with its IR
+JSON, each carrying what the network expects of its input (`deployment_data`). Used by the run folder's
+`best/<device>/` (search/outputs.py) and by `na-toolkit export`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, StoreError
+from ..files import write_atomic
+
+if TYPE_CHECKING:
+    from ..ir.layers import LayerTypeRegistry
+    from ..store.base import EvaluationRecord, RunStore
+
+FORMATS = ("onnx", "torch")
+
+
+def export_candidate(
+    store: RunStore, arch_hash: str, fmt: str, out: Path, layer_types: LayerTypeRegistry
+) -> dict[str, Any]:
+    """Write an evaluated candidate as ONNX (checked by onnx.checker) or as a PyTorch state dict plus its IR
+    JSON (`<out>.json` beside `<out>`). Trained weights when the store has them, else the initial ones.
+    `layer_types` are the registry the run's architectures are read with (the run's toolkit's)."""
+    import torch
+
+    from ..ir.architecture import Architecture
+    from ..ir.onnx_export import to_onnx
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    rec = evaluation(store, arch_hash)
+    arch = Architecture.from_json(rec.arch_json, layer_types)
+    model = arch.to_torch(seed=0)
+    weights = store.load_weights(arch_hash)
+    if weights is not None:
+        model.load_state_dict(weights)
+    model.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = deployment_data(rec)
+    if fmt == "onnx":
+        import onnx
+
+        proto = to_onnx(arch, model=model, batch_size=None)  # a symbolic batch dimension
+        for key, value in data.items():  # what the network expects of its input, read with the model
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = f"na_toolkit.{key}", json.dumps(value)
+        onnx.checker.check_model(proto)
+        write_atomic(out, lambda tmp: onnx.save(proto, str(tmp)))
+        files = [str(out)]
+    else:
+        arch_path = out.with_suffix(".json")
+        write_atomic(out, lambda tmp: torch.save(model.state_dict(), str(tmp)))
+        write_atomic(arch_path, arch.save)
+        files = [str(out), str(arch_path)]
+    return {
+        "arch_hash": arch_hash,
+        "format": fmt,
+        "files": files,
+        "trained_weights": weights is not None,
+        **data,
+    }
+
+
+def deployment_data(rec: EvaluationRecord) -> dict[str, Any]:
+    """What a user of an exported network needs besides its weights, as the evaluator recorded it (the torch
+    evaluator: `input_normalization`, the per-channel mean and std its inputs were standardised with, and
+    `class_names`, the order of its outputs); empty for an evaluator that recorded neither."""
+    extra = (rec.result or {}).get("extra") or {}
+    return {key: extra[key] for key in ("input_normalization", "class_names") if key in extra}
+
+
+def export_best(
+    store: RunStore,
+    summary: Mapping[str, Any],
+    device: str,
+    fmt: str,
+    out: Path | None = None,
+    *,
+    layer_types: LayerTypeRegistry,
+    run_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or
+    saying why there is none)."""
+    best = summary["best"]
+    if device != "all" and device not in best:
+        raise ConfigError(
+            f"run {summary['run_id']} has no device {device!r}; its devices: {', '.join(best) or '(none)'} "
+            "('all': the best candidate feasible on every device)"
+        )
+    entry = summary["best_overall"] if device == "all" else best[device]
+    if entry is None:
+        raise ConfigError(
+            f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(device, '')}"
+        )
+    if out is None:
+        # under the run folder the caller opened, never a path read from the store: a copied run folder
+        # would overwrite the original's files, and a tampered store could name any place
+        if run_dir is None:
+            raise ConfigError("export_best needs `out` or the run folder the store was opened from (run_dir=)")
+        out = Path(run_dir) / "best" / device / ("model.onnx" if fmt == "onnx" else "model.pt")
+    return export_candidate(store, entry["arch_hash"], fmt, Path(out), layer_types)
+
+
+def evaluation(store: RunStore, arch_hash: str) -> EvaluationRecord:
+    rec = store.evaluation(arch_hash)
+    if rec is None:
+        raise StoreError(f"architecture {arch_hash} was not evaluated in run {store.run_id}")
+    return rec

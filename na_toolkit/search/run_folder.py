@@ -1,0 +1,43 @@
+"""Run folders: a new one per search (`<output>/<name>-<YYYYmmdd-HHMMSS>`, made atomically so two runs
+started in the same second get two), and finding one from what a user typed (a path or a run id)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import ConfigError, StoreError
+from ..store.base import STORE_FILE
+
+
+def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_id = f"{name}-{stamp}"
+    run_dir = output / run_id
+    i = 2
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"output: {str(output)!r} is a file, not a folder; give the folder the run folders go in")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                run_dir.mkdir()  # atomic: two runs started in the same second get two folders
+                return run_id, run_dir
+            except FileExistsError:
+                run_id = f"{name}-{stamp}-{i}"
+                run_dir = output / run_id
+                i += 1
+    except OSError as exc:  # a file on the way, no permission, a full or read-only disk
+        raise ConfigError(
+            f"output: cannot make a run folder in {str(output)!r}: {exc.strerror or exc}; give another folder"
+        ) from None
+
+
+def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
+    """A run folder given as a path, or as a run id inside `output`."""
+    path = Path(run)
+    if (path / STORE_FILE).is_file() or path.suffix == ".sqlite":
+        return path if path.is_dir() else path.parent
+    if output is not None and (output / str(run) / STORE_FILE).is_file():
+        return output / str(run)
+    raise StoreError(f"no run folder {str(run)!r} (a folder holding {STORE_FILE}, made by `na-toolkit search`)")
