@@ -171,6 +171,14 @@ def test_image_folder_grey_and_rgb(tmp_path):
     # the same folder through get_dataset (path) with a resize, and in grey
     assert get_dataset(str(tmp_path / "rgb"), registry(), resize=(4, 6)).input_shape == (3, 4, 6)
     assert dataset_from_image_folder(tmp_path / "rgb", resize=4, mode="L").load().input_shape == (1, 4, 4)
+    # a search reaches the resize through the torch evaluator's option; a resize of anything else is refused
+    from na_toolkit.evaluation.torch_trainer import TorchEvaluator
+
+    evaluator = TorchEvaluator(dataset=str(tmp_path / "rgb"), resize=8)
+    evaluator.datasets = registry()
+    assert evaluator.load_dataset().input_shape == (3, 8, 8)
+    with pytest.raises(DataError, match=r"resize \(8\) applies to image-folder datasets; 'digits' is not one"):
+        get_dataset("digits", registry(), resize=8)
 
 
 def test_image_folder_bad_inputs(tmp_path):

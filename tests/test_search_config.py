@@ -343,6 +343,26 @@ def test_bad_component_options_name_the_component(doc, fragment, tmp_path, monke
     assert not (tmp_path / "run").exists()
 
 
+def test_a_registered_seed_is_built_for_the_searchs_own_data_and_a_seed_file_is_not(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", x=rng.random((60, 3, 12, 12)).astype(np.float32), y=np.arange(60) % 3)
+    doc = with_("dataset", "mine.npz")
+    components = build_components(
+        resolve_config(load_config(doc, base_dir=tmp_path), default_toolkit()), default_toolkit()
+    )
+    components.close()
+    built = default_toolkit().seeds.get("simple-cnn").build_for(default_toolkit().layer_types, (3, 12, 12), 3)
+    assert components.seed_arch.input_shape == (3, 12, 12) and components.seed_arch.output_shape == (3,)
+    assert components.seed_arch.hash == built.hash  # as `na-toolkit evaluate simple-cnn --dataset mine.npz` builds it
+    # a network file is the user's own: used as it is, and one that does not fit the data is refused
+    default_toolkit().seed("simple-cnn").save(tmp_path / "seed.json")
+    cfg = resolve_config(load_config(with_("seed_network", "seed.json", doc), base_dir=tmp_path), default_toolkit())
+    with pytest.raises(ConfigError, match=r"takes input shape \(1, 8, 8\) but dataset .mine. has input shape \(3, 12"):
+        build_components(cfg, default_toolkit())
+
+
 def test_cli_bad_config_is_one_line_exit_2(tmp_path):
     (tmp_path / "c.toml").write_text('seed_network = "simple-cnn"\nevaluations = 2\n[strategy]\nnmae = "random"\n')
     p = subprocess.run(

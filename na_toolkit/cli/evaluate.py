@@ -4,7 +4,6 @@ accuracy and training time); `na-toolkit datasets`: the datasets and their descr
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -54,13 +53,9 @@ def _architecture_for(spec: str, dataset: Any, toolkit: Toolkit) -> Architecture
     from .arch import load_architecture
 
     if spec in toolkit.seeds and not Path(spec).exists():
-        build = toolkit.seeds.get(spec).build
-        try:
-            accepted = inspect.signature(build).parameters
-        except (TypeError, ValueError):
-            accepted = {}
-        if "input_shape" in accepted and "classes" in accepted:
-            return build(toolkit.layer_types, input_shape=dataset.input_shape, classes=dataset.classes)
+        built = toolkit.seeds.get(spec).build_for(toolkit.layer_types, dataset.input_shape, dataset.classes)
+        if built is not None:
+            return built
     return load_architecture(spec, toolkit)
 
 

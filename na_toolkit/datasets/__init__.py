@@ -52,9 +52,11 @@ def get_dataset_source(
         return name_or_path
     key = os.fspath(name_or_path)
     known = datasets.names() if datasets is not None else []
+    path = Path(key)
+    if resize is not None and not path.is_dir():
+        raise DataError(f"resize ({resize}) applies to image-folder datasets; {key!r} is not one: leave it out")
     if datasets is not None and key in datasets:
         return datasets.get(key)
-    path = Path(key)
     if path.is_dir() or (path.suffix == ".npz" and path.is_file()):
         cache_key = (str(path.resolve()), resize)
         source: DatasetSource | None = _path_sources.get(cache_key)

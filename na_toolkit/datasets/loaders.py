@@ -251,7 +251,8 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
         elif (im.height, im.width) != first_size[:2]:
             raise DataError(
                 f"image {str(p)!r} is {im.height}x{im.width} but {str(first_size[2])!r} is "
-                f"{first_size[0]}x{first_size[1]}; pass resize=(H, W) (CLI: --resize) to use images of mixed size"
+                f"{first_size[0]}x{first_size[1]}; pass resize=(H, W) to use images of mixed size (CLI: --resize "
+                "PX; a search: the evaluator's option resize = PX)"
             )
         a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))

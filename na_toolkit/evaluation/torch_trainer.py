@@ -78,6 +78,12 @@ class TorchEvaluator(Evaluator):
         split_seed: int = Field(0, description="the dataset's split (fixed: every candidate sees the same one)")
         valid_fraction: float = Field(0.1, ge=0, lt=1)
         test_fraction: float = Field(0.2, ge=0, lt=1)
+        resize: int | None = Field(
+            None,
+            ge=1,
+            le=4096,
+            description="an image-folder dataset's images resized to PX x PX (bilinear); images of mixed size need it",
+        )
         device: str = Field("cpu", description='"cpu", "cuda", "cuda:N" or "auto" (CUDA when torch sees one)')
         threads: int | None = Field(1, ge=1, description="torch CPU threads while training (none: torch's setting)")
         normalize: bool = Field(True, description="standardise inputs with the training split's per-channel statistics")
@@ -155,6 +161,7 @@ class TorchEvaluator(Evaluator):
             seed=o["split_seed"],
             valid_fraction=o["valid_fraction"],
             test_fraction=o["test_fraction"],
+            resize=o["resize"],
         )
 
     def check(self, arch: Architecture, dataset=None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +29,19 @@ class Seed:
     #: the dataset the seed's input shape is made for (informational)
     dataset: str = ""
     parse: Callable[[str, LayerTypeRegistry, str | None], Architecture | None] | None = None
+
+    def build_for(
+        self, layer_types: LayerTypeRegistry, input_shape: tuple[int, ...], classes: int
+    ) -> Architecture | None:
+        """The seed built for a dataset's input shape and class count, when its builder takes them (keyword
+        arguments `input_shape` and `classes`, as the built-in seeds' do); None when it does not."""
+        try:
+            accepted = inspect.signature(self.build).parameters
+        except (TypeError, ValueError):  # a builder without a readable signature (a C function)
+            return None
+        if "input_shape" not in accepted or "classes" not in accepted:
+            return None
+        return self.build(layer_types, input_shape=tuple(input_shape), classes=int(classes))  # type: ignore[call-arg]
 
 
 def get_seed(name: str, toolkit: Toolkit) -> Architecture:

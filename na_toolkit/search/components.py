@@ -15,6 +15,7 @@ loop is made; its errors are translated here too.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
 from .strategy import SearchContext, Strategy
 from .train_time import training_plan
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..datasets import DatasetDescriptor
@@ -112,10 +115,11 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     time_models = {d.name: _time_model(toolkit, d, "time_model") for d in config.devices}
     measures = {d.name: _time_model(toolkit, d, "measure") for d in config.devices if d.measure is not None}
     evaluator_options = _evaluator_options(config)
+    descriptor = dataset_descriptor(evaluator_options, toolkit)
+    seed_arch = _seed_for_dataset(config, toolkit, seed_arch, descriptor)
     _check_evaluator(config, toolkit, evaluator_options, seed_arch)
     plan = training_plan(config, toolkit, evaluator_options, time_models, measures)
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
-    descriptor = dataset_descriptor(evaluator_options, toolkit)
     # built now to check the options (and read a pretrained file), not after the first round
     built = {target: _new_predictor(config, toolkit, target).condition_on(descriptor) for target in targets}
     kept = _kept_predictors(built, seed_arch)
@@ -152,6 +156,7 @@ def dataset_descriptor(evaluator_options: dict[str, Any], toolkit: Toolkit) -> D
             seed=int(evaluator_options.get("split_seed", 0)),
             valid_fraction=float(evaluator_options.get("valid_fraction", VALID_FRACTION)),
             test_fraction=float(evaluator_options.get("test_fraction", TEST_FRACTION)),
+            resize=evaluator_options.get("resize"),
         )
     except NAToolkitError:
         return None
@@ -181,6 +186,25 @@ def _evaluator_options(config: SearchConfig) -> dict[str, Any]:
             )
         opts["dataset"] = config.dataset
     return opts
+
+
+def _seed_for_dataset(
+    config: SearchConfig, toolkit: Toolkit, seed_arch: Architecture, descriptor: DatasetDescriptor | None
+) -> Architecture:
+    """A registered seed whose builder takes the input shape and class count is built for the search's
+    dataset where its default build does not fit it (as `na-toolkit evaluate` does); a seed file, or a
+    dataset it already fits, is used as it is."""
+    if descriptor is None or config.seed_network not in toolkit.seeds:
+        return seed_arch
+    shape, classes = tuple(descriptor.input_shape), int(descriptor.classes)
+    if seed_arch.input_shape == shape and seed_arch.output_shape == (classes,):
+        return seed_arch
+    built = toolkit.seeds.get(config.seed_network).build_for(toolkit.layer_types, shape, classes)
+    if built is None:
+        return seed_arch  # the evaluator's check says what does not fit
+    name = config.seed_network
+    logger.info("seed network %r built for dataset %r: input %s, %d classes", name, descriptor.name, shape, classes)
+    return built
 
 
 def _check_evaluator(config: SearchConfig, toolkit: Toolkit, options: dict[str, Any], seed_arch: Architecture) -> None:
