@@ -219,7 +219,8 @@ class Scorer:
             value = score.metrics.get(b.metric)
             if value is not None and value > b.limit:
                 out.append(
-                    f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}): the search must shrink it"
+                    f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}, estimated before anything "
+                    "is measured): the search must shrink it"
                 )
         return out
 
