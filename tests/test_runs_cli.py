@@ -82,7 +82,9 @@ def test_runs_lists_the_run_with_status_count_and_best(finished):
     tmp, summary = finished
     rc, out, err = cli("runs", "--json", cwd=tmp)
     assert rc == 0, err
-    (row,) = json.loads(out)
+    doc = json.loads(out)
+    assert doc["folder"] == "runs"
+    (row,) = doc["runs"]
     assert row["run_id"] == summary["run_id"] and row["status"] == "finished" and row["evaluations"] == 8
     best = summary["best"]["pixel3"]
     assert row["best"]["pixel3"] == {"accuracy": best["metrics"]["accuracy"], "arch_hash": best["arch_hash"]}
@@ -99,7 +101,7 @@ def test_runs_tells_live_interrupted_and_unreadable_runs_apart(tmp_path):
     with RunLock(runs / "live"):
         rc, out, err = cli("runs", "runs", "--json", cwd=tmp_path)
     assert rc == 0, err
-    rows = {r["run_id"]: r for r in json.loads(out)}
+    rows = {r["run_id"]: r for r in json.loads(out)["runs"]}
     assert rows["live"]["status"] == "running"
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in rows["live"]["writer"]
     assert rows["stopped"]["status"] == "interrupted"

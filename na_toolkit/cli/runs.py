@@ -96,7 +96,8 @@ def _run(args: argparse.Namespace) -> int:
 
     rows = list_runs(Path(args.folder))
     if args.json:
-        json.dump(rows, sys.stdout, indent=2, default=str)
+        # one JSON object, as every command's --json prints (a list would leave no room to grow)
+        json.dump({"folder": str(args.folder), "runs": rows}, sys.stdout, indent=2, default=str)
         print()
         return 0
     if not rows:
