@@ -363,6 +363,12 @@ def test_a_registered_seed_is_built_for_the_searchs_own_data_and_a_seed_file_is_
         build_components(cfg, default_toolkit())
 
 
+def test_a_data_file_given_as_the_seed_network_is_named_as_such(tmp_path):
+    (tmp_path / "mine.npz").write_bytes(b"not a network")
+    with pytest.raises(ConfigError, match=r"seed_network: 'mine.npz' is a .npz file, not a network; give an IR .json"):
+        resolve_config(load_config(with_("seed_network", "mine.npz"), base_dir=tmp_path), default_toolkit())
+
+
 def test_cli_bad_config_is_one_line_exit_2(tmp_path):
     (tmp_path / "c.toml").write_text('seed_network = "simple-cnn"\nevaluations = 2\n[strategy]\nnmae = "random"\n')
     p = subprocess.run(

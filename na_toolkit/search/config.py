@@ -428,6 +428,11 @@ def _seed_reference(value: str, base: Path, toolkit: Toolkit) -> str:
         if not path.is_file():
             raise ConfigError(f"seed_network: file {str(path)!r} does not exist")
         return str(path.resolve())
+    if suffix and (Path(value) if os.path.isabs(value) else base / value).is_file():
+        raise ConfigError(
+            f"seed_network: {value!r} is a {suffix} file, not a network; give an IR .json or an .onnx file, or a "
+            f"registered seed ({', '.join(toolkit.seeds.names()[:6])}, ...: na-toolkit arch seeds)"
+        )
     raise ConfigError(
         "seed_network: "
         + _unknown("seed network", value, toolkit.seeds.names())
