@@ -8,6 +8,7 @@ imports it the first time it is used (`get`, `items`, `entries`) and checks it t
 and every command that does not use the component then cost no import of it (the built-in predictors come
 this way: their base class is scikit-learn's `BaseEstimator`, and importing scikit-learn takes longer than
 all the rest of the CLI's start).
+
 The typed registries (one per hook) live beside the item class they hold (`ir.layers.LayerTypeRegistry`)
 or in `na_toolkit.toolkit`; this module sits at the bottom of the layering and imports nothing above
 `errors`.
