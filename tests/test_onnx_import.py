@@ -107,6 +107,19 @@ def test_torch_export_round_trip_folds_batchnorm(name):
     assert not any(n.type in ("dropout", "identity") for n in imported.nodes)  # eval export drops them
 
 
+def test_a_torch_export_read_from_a_file_is_named_after_the_file(tmp_path):
+    # torch names every exported graph "main_graph": from a file, the file's stem says which network it is
+    arch = get_seed("simple-cnn")
+    proto = torch_export(arch.to_torch().eval(), arch.input_shape)
+    assert proto.graph.name == "main_graph"
+    onnx.save(proto, tmp_path / "my-net.onnx")
+    assert from_onnx(tmp_path / "my-net.onnx", layer_types()).name == "my-net"
+    assert from_onnx(str(tmp_path / "my-net.onnx"), layer_types()).hash == from_onnx(proto, layer_types()).hash
+    proto.graph.name = "resnet-ish"  # a name of the model's own is kept
+    onnx.save(proto, tmp_path / "other.onnx")
+    assert from_onnx(tmp_path / "other.onnx", layer_types()).name == "resnet-ish"
+
+
 @pytest.mark.parametrize("name", (*SEEDS, "every-activation"))
 def test_our_to_onnx_round_trip(name):
     arch = every_activation() if name == "every-activation" else get_seed(name)

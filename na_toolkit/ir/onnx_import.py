@@ -298,9 +298,15 @@ def _load(source: Any) -> onnx.ModelProto:
     return model
 
 
+#: the graph names exporters give every model (torch.onnx.export: "main_graph", older versions "torch_jit"):
+#: a model read from a file with one of them is named after the file instead
+EXPORTER_GRAPH_NAMES = frozenset({"", "main_graph", "torch_jit"})
+
+
 def from_onnx(source: Any, layer_types: LayerTypeRegistry, return_weights: bool = False) -> Any:
     """The Architecture of an ONNX graph (path, bytes or `onnx.ModelProto`), its nodes imported by the
-    layer types of `layer_types` (`toolkit.layer_types`; `builtin_layer_types()` for the built-in ones).
+    layer types of `layer_types` (`toolkit.layer_types`; `builtin_layer_types()` for the built-in ones). It is
+    named after the graph, or after the file where the graph has an exporter's default name.
     With `return_weights=True`, `(arch, state_dict)` where `arch.to_torch().load_state_dict(state_dict)`
     gives the imported network."""
     model = _load(source)
@@ -316,8 +322,10 @@ def from_onnx(source: Any, layer_types: LayerTypeRegistry, return_weights: bool 
             live.add(nid)
             stack.extend(by_id[nid][3])
     nodes = [Node(rec[0], rec[1], Attrs(rec[2]), tuple(rec[3])) for rec in ctx.nodes if rec[0] in live]
+    name = model.graph.name or ""
+    if name in EXPORTER_GRAPH_NAMES and isinstance(source, (str, os.PathLike)):
+        name = os.path.splitext(os.path.basename(os.fspath(source)))[0]  # every torch export has that name
     try:
-        name = model.graph.name or ""
         arch = Architecture(ctx.input_shape, nodes, output=ctx.output, name=name, layer_types=layer_types)
     except NAToolkitError as exc:
         raise OnnxImportError(f"the imported graph is not a valid architecture: {exc}") from None
