@@ -60,3 +60,22 @@ def test_a_chance_level_network_stays_off_the_pareto_front_however_fast():
     # the floor is configurable: at 0 the chance-level network is a trade-off like any other
     assert rows[1].hash in summarize(_config(pareto_min_accuracy=0.0), rows, **kw).pareto
     assert summarize(_config(pareto_min_accuracy=0.92), rows, **kw).pareto == [rows[0].hash]
+
+
+def test_a_best_network_off_the_front_is_still_in_the_printed_table():
+    from na_toolkit.search.outputs import pareto_table
+    from na_toolkit.search.summary import Counters, summarize
+
+    tk = default_toolkit()
+    a, c = tk.seed("simple-cnn"), tk.seed("mobilenetv2-cifar")
+    rows = [  # as accurate and as small: the first evaluated is the best; the faster one dominates it
+        _evaluated(0, a, 0.9, 0.5, latency_ms=0.033, size_bytes=1000),
+        _evaluated(1, c, 0.9, 0.5, latency_ms=0.010, size_bytes=1000),
+    ]
+    kw = dict(run_id="r", run_dir=".", stop_reason="budget", seed_hash=a.hash, counters=Counters(), elapsed_s=0.0)
+    summary = summarize(_config(), rows, **kw).summary()
+    assert [e["arch_hash"] for e in summary["pareto"]] == [rows[1].hash]
+    assert summary["best"]["cpu"]["arch_hash"] == rows[0].hash
+    lines = pareto_table(summary).splitlines()
+    assert lines[2].startswith(rows[1].hash) and lines[3].startswith(rows[0].hash) and lines[3].endswith("cpu")
+    assert lines[4].startswith("(the last 1 row: best for a device but not on the front")
