@@ -122,7 +122,8 @@ def _run_datasets(args: argparse.Namespace) -> int:
                 raise
             unavailable[source.name] = str(exc)  # listing all: an optional dataset's extra may be missing
             continue
-        plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else "(path)"
+        # a path is read by the built-in loaders, registered by no plugin (JSON: plugin null)
+        plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else None
         rows.append(
             {
                 "name": source.name,
@@ -161,7 +162,8 @@ def _run_datasets(args: argparse.Namespace) -> int:
         )
     )
     for r in rows:
-        print(f"\n{r['name']}: {r['description']} [{r['plugin']}]", file=sys.stdout)
+        origin = f"plugin {r['plugin']}" if r["plugin"] else "read from its path, no plugin"
+        print(f"\n{r['name']}: {r['description']} [{origin}]", file=sys.stdout)
     for name, why in unavailable.items():
         print(f"\n{name}: unavailable: {why}", file=sys.stdout)
     return 0
