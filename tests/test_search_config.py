@@ -363,6 +363,30 @@ def test_a_registered_seed_is_built_for_the_searchs_own_data_and_a_seed_file_is_
         build_components(cfg, default_toolkit())
 
 
+def test_a_seed_that_cannot_be_built_for_the_data_is_a_config_error_naming_both(tmp_path):
+    import types
+
+    import numpy as np
+
+    import na_toolkit
+    from na_toolkit.errors import ShapeError
+    from na_toolkit.ir.seeds import Seed
+    from na_toolkit.plugins import load_toolkit
+
+    def build(layer_types, input_shape=(1, 8, 8), classes=10):
+        if input_shape[1] < 8:
+            raise ShapeError(f"needs images of 8x8 or more, got {input_shape}")
+        return default_toolkit().seeds.get("simple-cnn").build(layer_types, input_shape=input_shape, classes=classes)
+
+    plugin = types.ModuleType("big_seed_plugin")
+    plugin.na_register_seeds = na_toolkit.hookimpl(lambda registry: registry.add(Seed("big-only", "8x8+", build)))
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(plugin,))
+    np.savez(tmp_path / "tiny.npz", x=np.zeros((30, 3, 4, 4), np.float32), y=np.arange(30) % 3)
+    cfg = load_config(with_("seed_network", "big-only", with_("dataset", "tiny.npz")), base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"seed_network: 'big-only' cannot be built for dataset 'tiny' .*8x8 or more"):
+        build_components(resolve_config(cfg, toolkit), toolkit)
+
+
 def test_a_data_file_given_as_the_seed_network_is_named_as_such(tmp_path):
     (tmp_path / "mine.npz").write_bytes(b"not a network")
     with pytest.raises(ConfigError, match=r"seed_network: 'mine.npz' is a .npz file, not a network; give an IR .json"):

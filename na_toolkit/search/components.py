@@ -199,10 +199,16 @@ def _seed_for_dataset(
     shape, classes = tuple(descriptor.input_shape), int(descriptor.classes)
     if seed_arch.input_shape == shape and seed_arch.output_shape == (classes,):
         return seed_arch
-    built = toolkit.seeds.get(config.seed_network).build_for(toolkit.layer_types, shape, classes)
+    name = config.seed_network
+    try:
+        built = toolkit.seeds.get(name).build_for(toolkit.layer_types, shape, classes)
+    except NAToolkitError as exc:  # e.g. an input too small for the seed's downsampling
+        raise ConfigError(
+            f"seed_network: {name!r} cannot be built for dataset {descriptor.name!r} (input {shape}, {classes} "
+            f"classes): {exc}"
+        ) from None
     if built is None:
         return seed_arch  # the evaluator's check says what does not fit
-    name = config.seed_network
     logger.info("seed network %r built for dataset %r: input %s, %d classes", name, descriptor.name, shape, classes)
     return built
 
