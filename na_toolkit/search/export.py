@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord, RunStore
 
 FORMATS = ("onnx", "torch")
+#: what an evaluator records that a user of the exported network needs besides its weights (`deployment_data`)
+DEPLOYMENT_KEYS = ("input_normalization", "class_names")
 
 
 def export_candidate(
@@ -70,7 +72,7 @@ def deployment_data(rec: EvaluationRecord) -> dict[str, Any]:
     evaluator: `input_normalization`, the per-channel mean and std its inputs were standardised with, and
     `class_names`, the order of its outputs); empty for an evaluator that recorded neither."""
     extra = (rec.result or {}).get("extra") or {}
-    return {key: extra[key] for key in ("input_normalization", "class_names") if key in extra}
+    return {key: extra[key] for key in DEPLOYMENT_KEYS if key in extra}
 
 
 def export_best(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .summary import SearchResult
 
 from .evaluations_file import write_evaluations
-from .export import evaluation, export_candidate
+from .export import DEPLOYMENT_KEYS, evaluation, export_candidate
 from .report_html import report_html
 
 
@@ -353,7 +353,7 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
         onnx_info = export_candidate(store, entry["arch_hash"], "onnx", folder / "model.onnx", layer_types)
         export_candidate(store, entry["arch_hash"], "torch", folder / "model.pt", layer_types)
         os.replace(folder / "model.json", folder / "arch.json")
-        deploy = {k: onnx_info[k] for k in ("input_normalization", "class_names") if k in onnx_info}
+        deploy = {k: onnx_info[k] for k in DEPLOYMENT_KEYS if k in onnx_info}
         if deploy:  # what the network expects of its input and what its outputs are (also in model.onnx)
             _write_json(folder / "preprocessing.json", {"arch_hash": entry["arch_hash"], **deploy})
         outputs[f"best.{device}"] = str(folder)
