@@ -411,11 +411,10 @@ def _dataset_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     search is started from)."""
     if value in toolkit.datasets:
         return value
-    resolved = _resolve_paths({"dataset": value}, base, "")["dataset"]
-    beside = base / value
-    if resolved == value and not os.path.isabs(value) and beside.exists():
-        return str(beside.resolve())
-    return resolved
+    path = Path(value) if os.path.isabs(value) else base / value
+    if path.exists():
+        return str(path.resolve())
+    return _resolve_paths({"dataset": value}, base, "")["dataset"]  # a named file that is missing: its error
 
 
 def _seed_reference(value: str, base: Path, toolkit: Toolkit) -> str:
@@ -423,12 +422,12 @@ def _seed_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     if value in toolkit.seeds:
         return value
     suffix = Path(value).suffix.lower()
+    path = Path(value) if os.path.isabs(value) else base / value
     if suffix in (".json", ".onnx"):
-        path = Path(value) if os.path.isabs(value) else base / value
         if not path.is_file():
             raise ConfigError(f"seed_network: file {str(path)!r} does not exist")
         return str(path.resolve())
-    if suffix and (Path(value) if os.path.isabs(value) else base / value).is_file():
+    if suffix and path.is_file():
         raise ConfigError(
             f"seed_network: {value!r} is a {suffix} file, not a network; give an IR .json or an .onnx file, or a "
             f"registered seed ({', '.join(toolkit.seeds.names()[:6])}, ...: na-toolkit arch seeds)"
