@@ -19,6 +19,8 @@ from ..errors import StoreError
 LOCK_FILE = "run.lock"
 HOLDER_BYTES = 200  # the holder line is written padded to this width, in one write, so no reader sees half of it
 HOLDER_WAIT_S = 1.0  # how long a refused writer waits for the holder to name itself (it has the lock, not yet the line)
+#: what a refused writer, `runs` and `report` say of a held lock whose file names no live process yet
+HOLDER_UNKNOWN = "holder unknown"
 
 
 class RunLock:
@@ -76,15 +78,17 @@ def _read_holder(fd: int) -> str:
             text = os.pread(fd, HOLDER_BYTES, 0).decode("utf-8", "replace").strip()
         except OSError:
             text = ""
-        if _names_live_process(text) is not False or time.monotonic() >= deadline:
-            return _holder_line(text)
+        if _names_live_process(text) is not False:
+            return text
+        if time.monotonic() >= deadline:
+            return HOLDER_UNKNOWN
         time.sleep(0.02)
 
 
 def _holder_line(text: str) -> str:
     """What to say of a held lock whose file reads `text`: the line, unless it names no live process (the
     holder has not written its own yet: an empty file, or the previous, ended holder's line)."""
-    return text if _names_live_process(text) is not False else "holder unknown"
+    return text if _names_live_process(text) is not False else HOLDER_UNKNOWN
 
 
 def _names_live_process(text: str) -> bool | None:
