@@ -23,7 +23,7 @@ from .search import DEFAULT_RUNS
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", nargs="?", default=str(DEFAULT_RUNS), help="folder holding run folders (default: runs)")
-    p.add_argument("--json", action="store_true", help="print the runs as a JSON list")
+    p.add_argument("--json", action="store_true", help='print one JSON object: {"folder": ..., "runs": [...]}')
 
 
 def _best(result: dict[str, Any] | None) -> dict[str, Any]:

@@ -125,7 +125,8 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         metavar="PATH",
-        help="output file (default: RUN/best/DEVICE/model.onnx|model.pt, or RUN/exports/HASH/... with --arch)",
+        help="output file: .onnx, or .pt/.pth for torch (its IR JSON beside it, with .json); never a file of the run "
+        "itself (default: RUN/best/DEVICE/model.onnx|model.pt, or RUN/exports/HASH/... with --arch)",
     )
     p.add_argument("--json", action="store_true", help="print what was exported as JSON")
 
