@@ -1,6 +1,7 @@
 """A real search killed with SIGKILL mid-run and resumed: nothing lost, nothing evaluated twice, and the
 result equals an uninterrupted run with the same seed."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -9,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import onnx
 import pytest
 
 from conftest import default_toolkit
+from na_toolkit.cli.main import main
 from na_toolkit.search import run_search
 from na_toolkit.store import STORE_FILE, SQLiteRunStore
 
@@ -69,7 +72,7 @@ def _stored(path: Path) -> list[tuple]:
         conn.close()
 
 
-def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path):
+def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path, capsys):
     out = tmp_path / "runs"
     cfg = tmp_path / "search.toml"
     cfg.write_text(CONFIG.format(output=out))
@@ -100,6 +103,21 @@ def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path)
         assert store.run().status == "running"
 
     run_dir = store_path.parent
+    # before any resume, what the killed search measured is usable: report says how to export the most
+    # accurate network so far, and `export --arch` writes it from the unfinished run
+    measured = [(json.loads(m)["accuracy"], -seq, h) for seq, h, m, error in before if error is None]
+    top = max(measured)[2]
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "is not finished (status running)" in err and f"--resume {run_dir}" in err
+    assert f"the most accurate so far, {top[:12]}" in err and f"export {run_dir} --arch {top[:12]}" in err
+    assert main(["export", str(run_dir), "--device", "cpu", "--format", "onnx"]) == 2  # the best needs a summary
+    assert "not finished" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--arch", top[:12], "--format", "onnx", "--json"]) == 0
+    exported = run_dir / "exports" / top / "model.onnx"
+    assert json.loads(capsys.readouterr().out)["files"] == [str(exported)]
+    onnx.checker.check_model(onnx.load(str(exported)))
+    assert _stored(store_path) == before  # reading the run changed nothing in it
     summary = run_search(None, resume=run_dir, progress=False).summary()  # what `search --resume RUN` calls
 
     after = _stored(store_path)

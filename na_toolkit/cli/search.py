@@ -1,8 +1,9 @@
-"""CLI commands: `search` (run or resume a search), `report` and `export` (on a finished run).
+"""CLI commands: `search` (run or resume a search), `report` and `export` (on a finished run; `export
+--arch` on any run).
 
     na-toolkit search CONFIG.toml [--resume RUN] [--json] [--evaluations N] [--output DIR] [--seed N]
     na-toolkit report RUN [--json]
-    na-toolkit export RUN --device NAME --format onnx|torch [--out PATH]
+    na-toolkit export RUN (--device NAME | --arch HASH) --format onnx|torch [--out PATH] [--json]
 
 RUN is a run folder (printed by `search`), or a run id inside ./runs.
 """
@@ -77,14 +78,16 @@ def _run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_run(run: str):
+def _open_run(run: str, *, finished: bool = True):
+    """The run's store and, when `finished` is asked for, its summary (a StoreError for a run that did not
+    finish). Without it, an interrupted or live run opens too: its stored evaluations are there to read."""
     from ..search.outputs import load_summary
     from ..search.run_folder import resolve_run_dir
     from ..store import SQLiteRunStore
 
     store = SQLiteRunStore.open(resolve_run_dir(run, DEFAULT_RUNS))
     try:
-        return store, load_summary(store)
+        return store, load_summary(store) if finished else None
     except BaseException:
         store.close()
         raise
@@ -119,7 +122,10 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
         "--device", help="device whose best feasible candidate to export ('all': feasible on every device)"
     )
     which.add_argument(
-        "--arch", metavar="HASH", help="any evaluated network of the run, by its hash (or a unique prefix of 6+)"
+        "--arch",
+        metavar="HASH",
+        help="any evaluated network of the run, by its hash (or a unique prefix of 6+); also of a run that did not "
+        "finish",
     )
     p.add_argument("--format", required=True, choices=FORMATS, help="onnx, or torch (state dict + IR JSON)")
     p.add_argument(
@@ -189,7 +195,8 @@ def _run_export(args: argparse.Namespace) -> int:
     from ..search.provenance import check_plugins, recorded_provenance
     from ._output import temp_path
 
-    store, summary = _open_run(args.run)
+    # a network is exported by hash from any run, finished or not: what a stopped search measured stays usable
+    store, summary = _open_run(args.run, finished=args.arch is None)
     with store:
         check_plugins(recorded_provenance(store), args.toolkit, f"exporting from run {store.run_id}")
         run_dir = Path(store.path).parent
@@ -200,8 +207,8 @@ def _run_export(args: argparse.Namespace) -> int:
         out = _export_out(args.out, args.format, run_dir) if args.out else default  # before the export
         tmp = temp_path(out)
         try:
-            if arch_hash:
-                info = export_candidate(store, arch_hash, args.format, tmp, args.toolkit.layer_types)
+            if arch_hash or summary is None:  # no summary only when --arch named the network
+                info = export_candidate(store, str(arch_hash), args.format, tmp, args.toolkit.layer_types)
             else:
                 info = export_best(
                     store, summary, args.device, args.format, tmp, layer_types=args.toolkit.layer_types, run_dir=run_dir

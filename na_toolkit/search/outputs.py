@@ -405,6 +405,22 @@ SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def _stored_so_far(store: RunStore, folder: Any) -> str:
+    """What an unfinished run already holds, for its refusal ("" when nothing): how many networks were
+    evaluated and how the most accurate of them is exported now (`export RUN --arch HASH` needs no finished
+    run)."""
+    done = [e for e in store.evaluations() if e.error is None]
+    scored = [e for e in done if isinstance(e.metrics.get("accuracy"), int | float)]
+    if not scored:
+        return f"; it holds {len(done)} evaluated network(s)" if done else ""
+    top = max(scored, key=lambda e: (e.metrics["accuracy"], -e.seq))
+    return (
+        f"; of its {len(done)} evaluated network(s) the most accurate so far, {top.arch_hash[:12]} (valid acc "
+        f"{format_accuracy(top.metrics['accuracy'])}), exports now with "
+        f"`na-toolkit export {folder} --arch {top.arch_hash[:12]} --format onnx`"
+    )
+
+
 def load_summary(store: RunStore) -> dict[str, Any]:
     """The summary of a finished run from its store (StoreError if the run did not finish, or its stored
     result lacks a field report and export read)."""
@@ -415,10 +431,11 @@ def load_summary(store: RunStore) -> dict[str, Any]:
         if writer is not None:  # a live search writes it: resuming now would only be refused
             raise StoreError(
                 f"run {run.run_id} is still being written by a live search ({writer}); wait for it to finish"
+                + _stored_so_far(store, folder)
             )
         raise StoreError(
             f"run {run.run_id} is not finished (status {run.status}); continue it with "
-            f"`na-toolkit search --resume {folder}`"
+            f"`na-toolkit search --resume {folder}`" + _stored_so_far(store, folder)
         )
     bad = [k for k, kind in SUMMARY_FIELDS.items() if k not in run.result or not isinstance(run.result[k], kind)]
     if bad:
