@@ -129,6 +129,13 @@ def test_npz_file(tmp_path):
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 1, 2, 2)))
     with pytest.raises(DataError, match="lacks array.*y"):
         dataset_from_npz(tmp_path / "bad.npz")
+    # a file that is no zip of arrays, and arrays of Python objects: named as such, never unpickled
+    (tmp_path / "text.npz").write_text("x,y\n0,1\n")
+    with pytest.raises(DataError, match=r"'.*text.npz' is not an .npz file \(a zip of arrays, as np.savez"):
+        dataset_from_npz(tmp_path / "text.npz")
+    np.savez(tmp_path / "objects.npz", x=np.zeros((3, 1, 2, 2)), y=np.array([0, "a", None], dtype=object))
+    with pytest.raises(DataError, match="an array in it holds Python objects .* save x and y as numeric arrays"):
+        dataset_from_npz(tmp_path / "objects.npz")
 
 
 def test_a_channels_last_npz_is_refused_unless_it_says_its_layout(tmp_path):

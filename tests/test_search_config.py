@@ -98,6 +98,15 @@ def test_a_dataset_folder_named_bare_is_the_one_beside_the_config_wherever_the_s
     assert resolve_config(load_config(GOOD, base_dir=tmp_path), default_toolkit()).dataset == "digits"
 
 
+@pytest.mark.parametrize("value", ["imgs_missing/", "./imgs_missing", "data/cats.npz"])
+def test_a_missing_dataset_path_is_named_with_what_a_dataset_may_be(tmp_path, value):
+    with pytest.raises(ConfigError) as err:
+        resolve_config(load_config(with_("dataset", value), base_dir=tmp_path), default_toolkit())
+    message = str(err.value)
+    assert message.startswith(f"dataset: '{tmp_path / value}' does not exist (a relative path is read from")
+    assert "an .npz file, a folder with one subfolder per class, or a registered dataset (digits" in message
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.toml")))
 def test_shipped_examples_are_valid(example):
     cfg = load_config(EXAMPLES / example)

@@ -9,6 +9,7 @@ folder waits for the first `load()` so that registering a large folder keeps plu
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,11 @@ def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: s
     out; an `x` that looks channels-last, e.g. (N, 32, 32, 3), with no layout given is refused rather than
     read as 32 channels."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try it as a pickle, and say so
+        raise DataError(
+            f"{str(path)!r} is not an .npz file (a zip of arrays, as np.savez(path, x=x, y=y) writes); convert the "
+            "data to one, or give a folder with one subfolder per class"
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x", "y") if k not in f.files]
@@ -155,8 +161,14 @@ def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: s
                 layout = str(f["layout"])
     except OSError as exc:
         raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
-    except ValueError as exc:  # not a zip / pickled object arrays
-        raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
+        # arrays of Python objects, which only unpickling (never done here: it runs code) reads
+        raise DataError(
+            f"cannot read dataset file {str(path)!r}: an array in it holds Python objects (saved pickled); save x "
+            "and y as numeric arrays and class_names as strings"
+        ) from None
     if layout is None:
         if x.ndim == 4 and x.shape[3] in _IMAGE_CHANNELS and x.shape[1] not in _IMAGE_CHANNELS:
             raise DataError(

@@ -414,7 +414,13 @@ def _dataset_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     path = Path(value) if os.path.isabs(value) else base / value
     if path.exists():
         return str(path.resolve())
-    return _resolve_paths({"dataset": value}, base, "")["dataset"]  # a named file that is missing: its error
+    if names_file(value):
+        where = "" if os.path.isabs(value) else " (a relative path is read from the config's folder)"
+        raise ConfigError(
+            f"dataset: {str(path)!r} does not exist{where}; give an .npz file, a folder with one subfolder per "
+            f"class, or a registered dataset ({', '.join(toolkit.datasets.names()[:6])}: na-toolkit datasets)"
+        )
+    return value  # a name: the dataset registry says whether it is one, with its suggestions
 
 
 def _seed_reference(value: str, base: Path, toolkit: Toolkit) -> str:
