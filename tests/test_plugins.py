@@ -34,6 +34,7 @@ from na_toolkit.plugins import (
     load_toolkit_from_selection,
     set_toolkit,
 )
+from na_toolkit.search.options import options_markdown
 from na_toolkit.toolkit import PluginSelection
 
 _ids = itertools.count()
@@ -349,6 +350,9 @@ def test_a_lazy_component_is_imported_on_first_use_and_checked_then(site):
     ):
         registry.get("missing")
     assert not registry.is_loaded("missing") and registry.get("mean") is cls
+    # the options of the built-ins are still documented: the broken components are never imported for it
+    assert options_markdown(tk) == options_markdown(load_toolkit(entry_points=False))
+    assert not registry.is_loaded("missing")
 
 
 @pytest.mark.parametrize("path", ["no_colon", "mod:", ":Attr", "a b:C", "mod:a.b", ""])

@@ -312,14 +312,15 @@ def options_markdown(toolkit: Toolkit) -> str:
     registries = toolkit.registries()
     for attr in OPTION_REGISTRIES:
         registry = registries[attr]
-        entries = [e for e in registry.entries() if _builtin(toolkit, e.plugin)]
-        if not entries:
+        # the built-in names, chosen before any is imported: a broken lazy component of another plugin is not read
+        names = sorted(n for n in registry.names() if _builtin(toolkit, registry.plugin_of(n)))
+        if not names:
             continue
         lines += ["", f"## {HEADINGS[attr]}"]
-        for entry in sorted(entries, key=lambda e: e.name):
-            cls = entry.obj
+        for name in names:
+            cls = registry.get(name)
             model = options_model(cls)
-            lines += ["", f"### `{entry.name}` ({KIND_LABELS[attr]}:{entry.name})", ""]
+            lines += ["", f"### `{name}` ({KIND_LABELS[attr]}:{name})", ""]
             description = getattr(cls, "description", "")
             if description:
                 lines += [description[0].upper() + description[1:] + ".", ""]
