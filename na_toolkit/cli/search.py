@@ -155,13 +155,12 @@ def _evaluated_hash(store, prefix: str) -> str:
 
 #: the suffixes of the files each format writes (torch: the state dict at OUT, the architecture at OUT.json)
 _EXPORT_SUFFIXES = {"onnx": (".onnx",), "torch": (".pt", ".pth")}
-#: where a run folder keeps exports; every other file in it is the run's own (its store, summary, reports)
-_EXPORT_FOLDERS = ("best", "exports")
 
 
 def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
     """`--out` once it is known to be a writable place for `fmt` that overwrites none of the run's own files."""
     from ..errors import ConfigError
+    from ..search.export import EXPORT_FOLDERS
     from ._output import check_out
 
     path = check_out(out)
@@ -176,10 +175,10 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
     root = run_dir.resolve()
     for file in written:
         inside = file.resolve()
-        if inside.is_relative_to(root) and inside.exists() and inside.relative_to(root).parts[0] not in _EXPORT_FOLDERS:
+        if inside.is_relative_to(root) and inside.exists() and inside.relative_to(root).parts[0] not in EXPORT_FOLDERS:
             raise ConfigError(
                 f"--out {out!r}: it would overwrite {str(file)!r}, a file of run {run_dir.name} itself; give a path "
-                f"outside the run folder or under its {' or '.join(f'{d}/' for d in _EXPORT_FOLDERS)}"
+                f"outside the run folder or under its {' or '.join(f'{d}/' for d in EXPORT_FOLDERS)}"
             )
     return path
 
@@ -191,7 +190,7 @@ def _floats(values: list[float]) -> str:
 def _run_export(args: argparse.Namespace) -> int:
     import os
 
-    from ..search.export import export_best, export_candidate
+    from ..search.export import default_export_path, export_best, export_candidate
     from ..search.provenance import check_plugins, recorded_provenance
     from ._output import temp_path
 
@@ -202,8 +201,7 @@ def _run_export(args: argparse.Namespace) -> int:
         run_dir = Path(store.path).parent
         arch_hash = _evaluated_hash(store, args.arch) if args.arch else None
         # under the run folder the user named (never a path read from the store) unless --out says where
-        name = "model.onnx" if args.format == "onnx" else "model.pt"
-        default = run_dir / "exports" / arch_hash / name if arch_hash else run_dir / "best" / args.device / name
+        default = default_export_path(run_dir, args.format, device=args.device, arch_hash=arch_hash)
         out = _export_out(args.out, args.format, run_dir) if args.out else default  # before the export
         tmp = temp_path(out)
         try:

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord, RunStore
 
 FORMATS = ("onnx", "torch")
+#: the file each format writes by default (torch: the state dict; its IR JSON beside it)
+MODEL_FILES = {"onnx": "model.onnx", "torch": "model.pt"}
+#: where a run folder keeps exports: `best/<device>/` and `exports/<hash>/`; every other file is the run's own
+EXPORT_FOLDERS = ("best", "exports")
 #: what an evaluator records that a user of the exported network needs besides its weights (`deployment_data`)
 DEPLOYMENT_KEYS = ("input_normalization", "class_names")
 
@@ -75,6 +79,13 @@ def deployment_data(rec: EvaluationRecord) -> dict[str, Any]:
     return {key: extra[key] for key in DEPLOYMENT_KEYS if key in extra}
 
 
+def default_export_path(run_dir: Path, fmt: str, *, device: str | None = None, arch_hash: str | None = None) -> Path:
+    """Where an export goes without an explicit path: `run_dir/best/<device>/` for a device's best,
+    `run_dir/exports/<hash>/` for a network named by hash."""
+    folder = Path(run_dir) / ("best" if device is not None else "exports") / str(device or arch_hash)
+    return folder / MODEL_FILES[fmt]
+
+
 def export_best(
     store: RunStore,
     summary: Mapping[str, Any],
@@ -103,7 +114,7 @@ def export_best(
         # would overwrite the original's files, and a tampered store could name any place
         if run_dir is None:
             raise ConfigError("export_best needs `out` or the run folder the store was opened from (run_dir=)")
-        out = Path(run_dir) / "best" / device / ("model.onnx" if fmt == "onnx" else "model.pt")
+        out = default_export_path(run_dir, fmt, device=device)
     return export_candidate(store, entry["arch_hash"], fmt, Path(out), layer_types)
 
 

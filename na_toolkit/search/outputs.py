@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .summary import SearchResult
 
 from .evaluations_file import write_evaluations
-from .export import DEPLOYMENT_KEYS, evaluation, export_candidate
+from .export import DEPLOYMENT_KEYS, default_export_path, evaluation, export_candidate
 from .report_html import report_html
 
 
@@ -348,11 +348,12 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
         entry = summary["best_overall"] if device == "all" else summary["best"][device]
         if entry is None:
             continue
-        folder = run_dir / "best" / device
+        onnx_path, torch_path = (default_export_path(run_dir, fmt, device=device) for fmt in ("onnx", "torch"))
+        folder = onnx_path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        onnx_info = export_candidate(store, entry["arch_hash"], "onnx", folder / "model.onnx", layer_types)
-        export_candidate(store, entry["arch_hash"], "torch", folder / "model.pt", layer_types)
-        os.replace(folder / "model.json", folder / "arch.json")
+        onnx_info = export_candidate(store, entry["arch_hash"], "onnx", onnx_path, layer_types)
+        export_candidate(store, entry["arch_hash"], "torch", torch_path, layer_types)
+        os.replace(torch_path.with_suffix(".json"), folder / "arch.json")
         deploy = {k: onnx_info[k] for k in DEPLOYMENT_KEYS if k in onnx_info}
         if deploy:  # what the network expects of its input and what its outputs are (also in model.onnx)
             _write_json(folder / "preprocessing.json", {"arch_hash": entry["arch_hash"], **deploy})
