@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownComponentError
 from ..files import write_text_atomic
-from .command import Command
+from .command import Command, sets_up
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -28,6 +29,8 @@ NOT_PARAMS = frozenset(
         "bench",
         "_benchmark",
         "_run",
+        "_plugin",
+        "_strict_plugins",
         "command",
         "strict_plugins",
         "toolkit",
@@ -49,14 +52,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     toolkit: Toolkit | None = parser.get_default("toolkit")
     if toolkit is None:
         raise ConfigError("the bench command needs its toolkit: build its parser with na_toolkit.cli.main")
+    strict = bool(parser.get_default("_strict_plugins"))
     sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
     for name, benchmark in toolkit.benchmarks.items():
-        text = _argparse_text(benchmark.help)
-        p = sub.add_parser(name, help=text, description=text)
-        benchmark.configure(p)  # its arguments' help strings are argparse's (`%(default)s` works there)
-        p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-        p.add_argument("--out", help="also write the JSON result to this file")
-        p.set_defaults(_benchmark=name)
+        setup = functools.partial(_configure_one, name=name, configure=benchmark.configure)
+        if sets_up(f"benchmark {name!r}", toolkit.benchmarks.plugin_of(name), setup, toolkit, strict):
+            text = _argparse_text(benchmark.help)
+            setup(sub.add_parser(name, help=text, description=text))
+
+
+def _configure_one(p: argparse.ArgumentParser, *, name: str, configure: Any) -> None:
+    configure(p)  # its arguments' help strings are argparse's (`%(default)s` works there)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.set_defaults(_benchmark=name)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,6 +10,7 @@ shows. The flags go before or after the command.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import warnings
@@ -17,9 +18,11 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import NAToolkitError
+from .command import sets_up
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
+    from .command import Command
 
 
 def _logging_flags(parser: argparse.ArgumentParser, default: object) -> None:
@@ -32,7 +35,7 @@ def _logging_flags(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--log-file", metavar="PATH", default=default, help="append INFO and above logs to PATH")
 
 
-def build_parser(toolkit: Toolkit) -> argparse.ArgumentParser:
+def build_parser(toolkit: Toolkit, strict: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="na-toolkit",
         description="Hardware-aware neural architecture search (Neural Architect) built of plugins.",
@@ -44,13 +47,25 @@ def build_parser(toolkit: Toolkit) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in toolkit.commands.items():
-        p = sub.add_parser(name, help=command.help, description=command.help)
-        # every command receives the one toolkit main built, as `args.toolkit`; set before `configure`, so a
-        # command whose arguments come from the plugins (`bench`) reads it: `p.get_default("toolkit")`
-        p.set_defaults(_run=command.run, toolkit=toolkit)
-        _logging_flags(p, argparse.SUPPRESS)
-        command.configure(p)
+        setup = functools.partial(_configure, command=command, toolkit=toolkit, strict=strict)
+        if sets_up(f"command {name!r}", toolkit.commands.plugin_of(name), setup, toolkit, strict):
+            setup(sub.add_parser(name, help=command.help, description=command.help))
     return parser
+
+
+def _configure(p: argparse.ArgumentParser, *, command: Command, toolkit: Toolkit, strict: bool) -> None:
+    if not callable(command.run) or not callable(command.configure):
+        raise TypeError(f"its configure and run must be functions, got {command.configure!r}, {command.run!r}")
+    # every command receives the one toolkit main built, as `args.toolkit`; set before `configure`, so a
+    # command whose arguments come from the plugins (`bench`) reads it: `p.get_default("toolkit")`
+    p.set_defaults(
+        _run=command.run,
+        _plugin=toolkit.commands.plugin_of(command.name),
+        _strict_plugins=strict,
+        toolkit=toolkit,
+    )
+    _logging_flags(p, argparse.SUPPRESS)
+    command.configure(p)
 
 
 def _load(strict: bool) -> Toolkit:
@@ -115,18 +130,32 @@ def _one_line(message: str) -> str:
     return text
 
 
+def _exit_code(code: object, args: argparse.Namespace) -> int:
+    """A command's return value as the process's exit status (None: 0); anything but an int is its plugin's
+    mistake, said as such rather than a traceback from int()."""
+    from ..errors import PluginError
+
+    if code is None:
+        return 0
+    if not isinstance(code, int):
+        raise PluginError(
+            args._plugin, f"command {args.command!r} returned {code!r}; a command's run(args) returns an exit status"
+        )
+    return int(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     strict = "--strict-plugins" in argv
     try:
         toolkit = _load(strict)
-        parser = build_parser(toolkit)
+        parser = build_parser(toolkit, strict)
         args = parser.parse_args(argv)
         if getattr(args, "_run", None) is None:
             parser.print_help()
             return 2
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
-        return int(args._run(args) or 0)
+        return _exit_code(args._run(args), args)
     except NAToolkitError as exc:
         print(f"na-toolkit: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -1,0 +1,109 @@
+"""A third-party plugin's CLI commands: a broken one is left out with a warning naming its plugin, and every
+other command keeps working. The plugin is a real distribution (a `*.dist-info` with an entry point on
+sys.path), loaded by `main` as an installed one is."""
+
+from __future__ import annotations
+
+import pytest
+
+from na_toolkit.cli.main import main
+from na_toolkit.plugins import ALLOW_ENV, DENY_ENV
+
+COMMANDS_PLUGIN = """
+import na_toolkit
+from na_toolkit.cli.command import Command
+
+
+def _clashes(p):
+    p.add_argument("-v", "--verbose", action="store_true")  # every command already has -v
+
+
+def _words(p):
+    p.add_argument("word")
+
+
+def _hello(args):
+    print(f"hello {args.word}")
+    return 0
+
+
+@na_toolkit.hookimpl
+def na_register_commands(registry):
+    registry.add(Command("cmdplug-hello", "say hello", _words, _hello))
+    registry.add(Command("cmdplug-clash", "clashes with -v", _clashes, _hello))
+    registry.add(Command("cmdplug-text", "returns a text", _words, lambda args: "oops"))
+    registry.add(Command("cmdplug-none", "runs nothing", _words, None))
+
+
+def _broken(p):
+    raise RuntimeError("no GPU here")
+
+
+@na_toolkit.hookimpl
+def na_register_benchmarks(registry):
+    from na_toolkit.bench.base import Benchmark
+
+    registry.add(Benchmark("cmdplug-broken", "needs a GPU", _broken, lambda args, toolkit: {}))
+"""
+
+
+@pytest.fixture
+def installed(tmp_path, monkeypatch):
+    """The plugin `cmdplug` (distribution cmdplug-dist 0.3) installed in a folder on sys.path."""
+    module = "cmdplug_commands_for_tests"
+    info = tmp_path / "cmdplug_dist-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cmdplug-dist\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[na_toolkit]\ncmdplug = {module}\n")
+    (tmp_path / f"{module}.py").write_text(COMMANDS_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, module, raising=False)
+    monkeypatch.setenv(ALLOW_ENV, "cmdplug")
+    monkeypatch.delenv(DENY_ENV, raising=False)
+
+
+def test_a_command_that_cannot_set_up_its_arguments_is_left_out_and_the_others_work(installed, capsys):
+    assert main(["cmdplug-hello", "world"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "hello world\n"
+    warnings = sorted(line for line in err.splitlines() if line.startswith("na-toolkit: warning:"))
+    prefix = "na-toolkit: warning: plugin cmdplug (cmdplug-dist 0.3): "
+    assert len(warnings) == 3  # each once, though the parser is built twice
+    # a benchmark is a subcommand of `bench`: a broken one is left out of it alone
+    assert warnings[0] == (
+        f"{prefix}benchmark 'cmdplug-broken' cannot set up its arguments (RuntimeError: no GPU here); it is left out"
+    )
+    assert warnings[1] == (
+        f"{prefix}command 'cmdplug-clash' cannot set up its arguments (ArgumentError: argument -v/--verbose: "
+        "conflicting option strings: -v, --verbose); it is left out"
+    )
+    assert warnings[2].startswith(
+        f"{prefix}command 'cmdplug-none' cannot set up its arguments (TypeError: its configure and run must be "
+        "functions, got <function _words"
+    )
+    assert warnings[2].endswith(", None); it is left out")
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0 and "architecture" in capsys.readouterr().out
+    # the built-in commands are untouched
+    assert main(["hw", "list"]) == 0 and "h100-sxm" in capsys.readouterr().out
+    # a command left out is unknown to the parser, as any other misspelt command
+    with pytest.raises(SystemExit) as exit_:
+        main(["cmdplug-clash"])
+    assert exit_.value.code == 2 and "invalid choice: 'cmdplug-clash'" in capsys.readouterr().err
+
+
+def test_strict_plugins_makes_a_broken_command_an_error(installed, capsys):
+    assert main(["--strict-plugins", "hw", "list"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("na-toolkit: error: plugin cmdplug (cmdplug-dist 0.3): ")
+    assert "cannot set up its arguments" in err[0] and "left out" not in err[0]
+
+
+def test_a_command_that_returns_no_exit_status_is_named_with_its_plugin(installed, capsys):
+    assert main(["cmdplug-text", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        "na-toolkit: error: plugin cmdplug (cmdplug-dist 0.3): command 'cmdplug-text' returned 'oops'; a command's "
+        "run(args) returns an exit status"
+    )
