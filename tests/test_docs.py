@@ -98,7 +98,11 @@ def check_seeds(tk, capsys):
 
 
 def check_predictors(tk, capsys):
-    assert list(tk.predictors.get("mean")().fit([None] * 3, [1.0, 2.0, 3.0]).predict([None] * 2)) == [2.0, 2.0]
+    from na_toolkit.testing import check_predictor
+
+    check_predictor("mean", tk)  # the plugin kit: fit/predict checks, scikit-learn conventions, saving
+    archs = [tk.seed("simple-cnn")] * 3
+    assert list(tk.predictors.get("mean")().fit(archs, [1.0, 2.0, 3.0]).predict(archs[:2])) == [2.0, 2.0]
 
 
 def check_time_models(tk, capsys):
