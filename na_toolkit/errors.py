@@ -4,7 +4,8 @@ message on one line and exits 2, so each message names the problem and says what
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class NAToolkitError(Exception):
@@ -73,6 +74,26 @@ class HardwareError(NAToolkitError):
 
 class TimeModelError(NAToolkitError):
     """A time model cannot estimate this architecture here (runtime missing, provider unavailable...)."""
+
+
+class ComponentError(NAToolkitError):
+    """A component (a plugin's or a built-in) broke its contract while the toolkit used it: it raised an
+    error of its own (not a NAToolkitError, which already says what is wrong), or returned what it may not (an
+    estimate that is no TimeEstimate, a negative latency, an accuracy outside [0, 1]). The message names the
+    component and its plugin; the original exception is its `__cause__` (`na-toolkit -vv` prints it)."""
+
+
+@contextmanager
+def blame(what: str, plugin: str, doing: str) -> Iterator[None]:
+    """Run a component's code: an exception of its own becomes a ComponentError naming `what` (e.g. "time
+    model 'x'"), its plugin and what it was `doing`; a NAToolkitError passes as it is."""
+    try:
+        yield
+    except NAToolkitError:
+        raise
+    except Exception as exc:
+        why = " ".join(str(exc).split())
+        raise ComponentError(f"{what} of plugin {plugin} failed {doing}: {type(exc).__name__}: {why}") from exc
 
 
 class NotFittedError(NAToolkitError, ValueError):

@@ -13,6 +13,7 @@ import argparse
 import functools
 import logging
 import sys
+import traceback
 import warnings
 from typing import TYPE_CHECKING
 
@@ -157,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
         return _exit_code(args._run(args), args)
     except NAToolkitError as exc:
-        print(f"na-toolkit: error: {_one_line(str(exc))}", file=sys.stderr)
+        from ..errors import ComponentError
+
+        debug = logging.getLogger("na_toolkit").isEnabledFor(logging.DEBUG)
+        if debug and exc.__cause__ is not None:  # -vv: where a component's own error came from
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        hint = " (-vv prints its traceback)" if isinstance(exc, ComponentError) and not debug else ""
+        print(f"na-toolkit: error: {_one_line(str(exc))}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("na-toolkit: interrupted", file=sys.stderr)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
     from ..evaluation.inherit import ParentWeights
+    from ..ir.architecture import Architecture
     from ..toolkit import Toolkit
 
 TASK_KINDS = ("evaluate", "measure")
@@ -156,16 +157,40 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
                 result, weights = with_weights(arch)
             else:
                 result = comp.evaluate(arch)
-            value = result.to_json()
         else:
-            value = asdict(comp.estimate(arch, task.batch_size))
+            result = comp.estimate(arch, task.batch_size)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # the candidate failed, not the search: record it
         return TaskResult(
             None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, worker, traceback.format_exc()
         )
+    _check_answer(task, toolkit, arch, result)  # what the component returned breaks its contract: the search stops
+    value = result.to_json() if task.kind == "evaluate" else asdict(result)
     return TaskResult(value, None, time.perf_counter() - started, worker, weights=weights)
+
+
+def _check_answer(task: Task, toolkit: Toolkit, arch: Architecture, answer: Any) -> None:
+    """A ComponentError naming the evaluator or time model of `task` and its plugin when `answer` is no valid
+    result of it (a fault of the component, not of the candidate, so it is raised rather than recorded)."""
+    from ..errors import ComponentError
+    from ..evaluation.base import result_problems
+    from ..timemodels.base import estimate_problems
+
+    if task.kind == "evaluate":
+        what, plugin, problems = (
+            "evaluator",
+            toolkit.evaluators.plugin_of(task.component),
+            result_problems(answer, arch),
+        )
+    else:
+        what, plugin = "time model", toolkit.time_models.plugin_of(task.component)
+        problems = estimate_problems(answer, task.component, task.batch_size)
+    if problems:
+        raise ComponentError(
+            f"{what} {task.component!r} of plugin {plugin} gave network {arch.hash} an answer it may not: "
+            + "; ".join(problems)
+        )
 
 
 def _init_worker(threads: int, driver_pid: int | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import NAToolkitError, TimeModelError
+from ..errors import ComponentError, NAToolkitError, TimeModelError, blame
 from .executors import Task, TaskResult
 from .strategy import Candidate
 from .summary import Counters, Evaluated
@@ -200,8 +200,12 @@ class GroundTruth:
             if len(rows) < self.config.search.min_fit:
                 continue
             pred = self.components.new_predictor(target)
+            plugin = self.components.toolkit.predictors.plugin_of(pred.name)
             try:
-                pred.fit([e.candidate.arch for e in rows], np.array([e.score.metrics[target] for e in rows]))
+                with blame(f"{target} predictor {pred.name!r}", plugin, f"to fit on {len(rows)} evaluations"):
+                    pred.fit([e.candidate.arch for e in rows], np.array([e.score.metrics[target] for e in rows]))
+            except ComponentError:
+                raise
             except NAToolkitError as exc:
                 warnings.append(f"predictor for {target} not refit on {len(rows)} samples: {exc}")
                 continue

@@ -28,6 +28,7 @@ truth and keeps it in the `RunStore` (store/); `SearchLoop` runs the rounds and 
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 import time
 from collections.abc import Container, Mapping, Sequence
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, NAToolkitError
+from ..errors import ComponentError, ConfigError, NAToolkitError, blame
 from ..machine import blas_threads
 from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
@@ -157,6 +158,19 @@ class SearchLoop:
         self.ground_truth.checkpoint(round, self.strategy, self.rng, self.scorer.predictors)
         self.callbacks.on_round_end(round)
 
+    def _ask(self, n: int) -> list[Candidate]:
+        """The strategy's proposals; a ComponentError naming it and its plugin when it fails or proposes
+        anything but Candidates (`Candidate(arch, origin=..., moves=...)`, search/strategy.py)."""
+        name = self.config.strategy.name
+        what, plugin = f"strategy {name!r}", self.components.toolkit.strategies.plugin_of(name)
+        with blame(what, plugin, f"to propose {n} candidate(s)"):
+            batch = self.strategy.ask(n)
+            batch = list(batch)  # a strategy may hand out any iterable
+        wrong = sorted({type(c).__name__ for c in batch if not isinstance(c, Candidate)})
+        if wrong:
+            raise ComponentError(f"{what} of plugin {plugin} proposed {', '.join(wrong)}, not Candidate objects")
+        return batch
+
     def _propose(self, n: int, pending: Container[str] = ()) -> _Proposals:
         """Ask the strategy for `n` candidates; proposals the hard-budget screen drops are replaced by asking
         again, while short of n. A strategy proposing exactly n gets its first n new ones, in order; one
@@ -167,7 +181,7 @@ class SearchLoop:
         seen: set[str] = set()
         many = False  # did one ask return more than n (the loop then ranks them)?
         for _ in range(1 + (SCREEN_ASKS if self.scorer.screened_budgets else 0)):
-            batch = list(self.strategy.ask(n))
+            batch = self._ask(n)
             self.counters.strategy_asks += 1
             self.counters.proposed += len(batch)
             many = many or len(batch) > n
@@ -458,10 +472,11 @@ def run_search(
             except NAToolkitError:
                 pass
             if own_store and (kept := store.count_evaluations()):
-                print(
-                    f"na-toolkit: the run keeps its {kept} evaluation{'s' * (kept != 1)}; continue it with "
-                    f"`na-toolkit search --resume {folder}`",
-                    file=sys.stderr,
+                logging.getLogger("na_toolkit.search").warning(
+                    "the run keeps its %d evaluation%s; continue it with `na-toolkit search --resume %s`",
+                    kept,
+                    "s" * (kept != 1),
+                    folder,
                 )
         raise
     finally:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..errors import ConfigError, TimeModelError
+from ..errors import ComponentError, ConfigError, TimeModelError, blame
+from ..timemodels.base import estimate_problems
 from .reward import Budget, compute_reward, device_metric
 from .strategy import Score
 from .train_time import device_train_metric, trains
@@ -92,7 +93,16 @@ class Scorer:
         else:
             # a shallow dict: asdict would deep-copy the estimate's per-layer details (a roofline's: ~40% of
             # a roofline search's time), of which only the top-level figures are read
-            est = tm.estimate(arch, dev.batch_size)
+            what = f"time model {tm.name!r}"
+            plugin = self.components.toolkit.time_models.plugin_of(tm.name)
+            with blame(what, plugin, f"on network {arch.hash} for device {dev.name}"):
+                est = tm.estimate(arch, dev.batch_size)
+            problems = estimate_problems(est, tm.name, dev.batch_size)
+            if problems:
+                raise ComponentError(
+                    f"{what} of plugin {plugin} gave network {arch.hash} on device {dev.name} an estimate it may not: "
+                    + "; ".join(problems)
+                )
             doc = {f.name: getattr(est, f.name) for f in fields(est)}
             self.counters.time_model_calls += 1
         metrics = {device_metric(m, dev.name): float(doc[m]) for m in ESTIMATE_METRICS if doc.get(m) is not None}
@@ -163,7 +173,10 @@ class Scorer:
             prior_mean, prior_std = self._prior(target)
             return np.full(len(archs), prior_mean), np.full(len(archs), prior_std)
         self.counters.predictor_calls += len(archs)
-        mean, std = pred.predict_with_std(list(archs))
+        with blame(
+            f"{target} predictor {pred.name!r}", self.components.toolkit.predictors.plugin_of(pred.name), "to predict"
+        ):
+            mean, std = pred.predict_with_std(list(archs))
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
     def predicted_accuracies(self, archs: Sequence[Architecture]) -> list[float] | None:

@@ -3,6 +3,7 @@ a device at a batch size. Results are dataclasses with units in their names."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,6 +38,38 @@ class TimeEstimate:
     def training_time_s(self, steps: int) -> float | None:
         """Training time for `steps` optimizer steps, from the per-step time."""
         return None if self.train_step_ms is None else self.train_step_ms * steps / 1000.0
+
+
+#: the figures of an estimate that are amounts (finite, >= 0) when given
+_AMOUNTS = (
+    "latency_ms",
+    "train_step_ms",
+    "peak_memory_bytes",
+    "energy_mj",
+    "latency_p10_ms",
+    "latency_p90_ms",
+    "latency_iqr_ms",
+)
+
+
+def estimate_problems(est: Any, name: str, batch_size: int) -> list[str]:
+    """What makes `est` no answer of the time model `name` at `batch_size` ([] when nothing): not a
+    TimeEstimate, another model's name or batch size, a latency or other amount that is not a finite number
+    >= 0. The search checks every estimate with it (`na_toolkit.testing.check_time_model` checks more)."""
+    if not isinstance(est, TimeEstimate):
+        return [f"returned {type(est).__name__}, not a TimeEstimate"]
+    problems = []
+    if est.time_model != name:
+        problems.append(f"the estimate says time_model={est.time_model!r}")
+    if est.batch_size != batch_size:
+        problems.append(f"the estimate is for batch size {est.batch_size!r}, asked for {batch_size}")
+    for key in _AMOUNTS:
+        value = getattr(est, key)
+        if key == "latency_ms" or value is not None:
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+            if not ok:
+                problems.append(f"{key}={value!r} (a finite number >= 0)")
+    return problems
 
 
 class TimeModel:
