@@ -336,6 +336,15 @@ RUNTIME_BAD = [
     ),
     (with_("dataset", "digitz"), "unknown dataset 'digitz'"),
     (with_("executor", "ray"), "pip install 'na-toolkit[ray]'"),
+    # a budget on a figure the device's time model does not give: found before the run, not at its first round
+    (
+        with_(
+            "devices.cpu",
+            {"time_model": {"name": "learned", "options": {"device": "example-cpu"}}, "budgets": {"energy_mj": 5.0}},
+        ),
+        "devices.cpu.budgets.energy_mj: device 'cpu''s time model 'learned' gives no energy_mj (its estimate of the "
+        "seed has none)",
+    ),
 ]
 
 

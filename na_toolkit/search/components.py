@@ -105,6 +105,34 @@ class Components:
         self.executor.close()
 
 
+#: budgeted figures a time model may or may not give (a latency it always gives; training time: train_time.py)
+_OPTIONAL_ESTIMATES = ("peak_memory_bytes", "energy_mj")
+
+
+def _check_estimated_budgets(config: SearchConfig, time_models: dict[str, TimeModel], seed_arch: Architecture) -> None:
+    """A budget on a figure the device's time model does not give (energy from a learned model) is a
+    ConfigError naming the budget, found from an estimate of the seed before anything is stored. A measuring
+    model (or a device with a separate measuring one) says what it gives when the run measures."""
+    from .reward import device_metric
+
+    for dev in config.devices:
+        model = time_models[dev.name]
+        wanted = [m for m in _OPTIONAL_ESTIMATES if config.needs(device_metric(m, dev.name))]
+        if not wanted or dev.measure is not None or getattr(model, "measures", False):
+            continue
+        try:
+            est = model.estimate(seed_arch, dev.batch_size)
+        except NAToolkitError:
+            continue  # a seed the model does not cover: the run reports it where it matters
+        for metric in wanted:
+            if getattr(est, metric, None) is None:
+                raise ConfigError(
+                    f"devices.{dev.name}.budgets.{metric}: device {dev.name!r}'s time model {model.name!r} gives no "
+                    f"{metric} (its estimate of the seed has none); use a time model that estimates it (docs/"
+                    "time_models.md), or drop the budget"
+                )
+
+
 def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     """Build the components of a search (ConfigError naming the config key of the first that fails). An
     unresolved config is resolved against `toolkit` first."""
@@ -119,6 +147,7 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     seed_arch = _seed_for_dataset(config, toolkit, seed_arch, descriptor)
     _check_evaluator(config, toolkit, evaluator_options, seed_arch)
     plan = training_plan(config, toolkit, evaluator_options, time_models, measures)
+    _check_estimated_budgets(config, time_models, seed_arch)
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
     # built now to check the options (and read a pretrained file), not after the first round
     built = {target: _new_predictor(config, toolkit, target).condition_on(descriptor) for target in targets}
