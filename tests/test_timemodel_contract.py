@@ -69,6 +69,14 @@ class _Raises(_WrongBatch):
         raise KeyError("conv2d")
 
 
+class _ReturnsFloat(_WrongBatch):
+    name = "returns-float"
+    description = "returns the latency as a bare float"
+
+    def estimate(self, arch, batch_size=1):
+        return 1.0
+
+
 def test_the_kit_refuses_an_options_dict_that_accepts_misspellings():
     with pytest.raises(ConformanceError, match=r"time model 'loose': accepts the unknown option"):
         check_time_model(_Loose, TOOLKIT, seeds=["simple-cnn"])
@@ -81,6 +89,12 @@ def test_the_kit_names_the_model_the_network_and_the_field():
         check_time_model(_WrongBatch, TOOLKIT, seeds=["simple-cnn"], batch_sizes=(1, 4))
     with pytest.raises(ConformanceError, match=r"'raises' on 'simple-cnn': estimate\(\) raised KeyError"):
         check_time_model(_Raises, TOOLKIT, seeds=["simple-cnn"])
+    # what it returned is wrong: said as such, not as something estimate() raised
+    with pytest.raises(ConformanceError) as err:
+        check_time_model(_ReturnsFloat, TOOLKIT, seeds=["simple-cnn"])
+    assert str(err.value) == (
+        "time model 'returns-float' on 'simple-cnn' at batch size 1: estimate() returned float, not a TimeEstimate"
+    )
 
 
 def test_check_time_estimate_bounds():

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NAToolkitError, TimeModelError
 from ..ir.architecture import Architecture
 from ..timemodels.base import TimeEstimate, TimeModel
-from ._common import expect, fail, resolve, toolkit_or_default
+from ._common import ConformanceError, expect, fail, resolve, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
@@ -131,6 +131,8 @@ def check_time_model(
         except TimeModelError:
             estimates[seed_name] = None  # a model may cover some architectures only (a table of one space)
             continue
+        except ConformanceError:  # what it returned is wrong: said as such, not as something it raised
+            raise
         except Exception as exc:
             fail(where, f"estimate() raised {type(exc).__name__} (an uncovered network is a TimeModelError): {exc}")
         first = per_batch[batch_sizes[0]]
