@@ -152,6 +152,44 @@ def test_a_channels_last_npz_is_refused_unless_it_says_its_layout(tmp_path):
     assert dataset_from_npz(tmp_path / "hwc.npz", layout="NCHW").load(0).input_shape == (6, 5, 3)
 
 
+def test_channels_last_arrays_are_refused_the_same_way_from_arrays_npz_and_a_registered_loader(tmp_path):
+    # one check where arrays become a dataset: (100, 8, 8, 3) is never read as 8 channels of 8x3 without a word
+    from na_toolkit.datasets import LabeledArrays
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((100, 8, 8, 3)).astype(np.float32), np.arange(100) % 2
+    message = (
+        r"dataset 'bands': x has shape \(100, 8, 8, 3\), which looks channels-last \(N, H, W, C\) but would be read "
+        r"as \(N, C, H, W\), 8 channels; say layout='NHWC' .* or layout='NCHW' if it really has 8 channels"
+    )
+    np.savez(tmp_path / "bands.npz", x=x, y=y)
+    loader = DatasetSource("bands", "a plugin's loader", lambda: LabeledArrays(x, y, ("a", "b")))
+    with pytest.raises(DataError, match=message):
+        dataset_from_arrays("bands", x, y)
+    with pytest.raises(DataError, match=message):
+        dataset_from_npz(tmp_path / "bands.npz").load()
+    with pytest.raises(DataError, match=message):
+        loader.load()
+    # the same keyword says the layout everywhere: NHWC is transposed, NCHW taken as it is
+    said = [
+        dataset_from_arrays("bands", x, y, layout="NHWC"),
+        dataset_from_npz(tmp_path / "bands.npz", layout="NHWC"),
+        DatasetSource("bands", "", lambda: LabeledArrays(x, y, ("a", "b"), layout="NHWC")),
+    ]
+    for source in said:
+        ds = source.load()
+        assert ds.input_shape == (3, 8, 8)
+        assert any(np.array_equal(ds.x_train[0].transpose(1, 2, 0), image) for image in x)
+    assert DatasetSource("bands", "", lambda: LabeledArrays(x, y, ("a", "b"), layout="NCHW")).load().input_shape == (
+        8,
+        8,
+        3,
+    )
+    assert dataset_from_arrays("bands", x, y, layout="NCHW").load().input_shape == (8, 8, 3)
+    with pytest.raises(DataError, match="dataset 'bands': layout must be 'NCHW' or 'NHWC', got 'CHW'"):
+        DatasetSource("bands", "", lambda: LabeledArrays(x, y, ("a", "b"), layout="CHW")).load()
+
+
 def _write_folder(root, sizes, mode="L"):
     from PIL import Image
 

@@ -119,12 +119,13 @@ def dataset_from_arrays(
     x: Any,
     y: Any,
     class_names: Sequence[Any] | None = None,
-    layout: str = "NCHW",
+    layout: str | None = None,
     description: str = "",
 ) -> DatasetSource:
     """A dataset from in-memory arrays. x: (N, C, H, W), (N, H, W, C) with layout="NHWC", or (N, H, W);
     y: (N,) labels (any sortable values; see `check_arrays`). Values are used as given (no rescaling).
-    Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs."""
+    Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs, and on an x that looks
+    channels-last, e.g. (N, 32, 32, 3), with no layout given (layout="NCHW" if it really has 32 channels)."""
     data = check_arrays(name, x, y, class_names=class_names, layout=layout)
     n, shape = len(data.y), data.x.shape[1:]
     return DatasetSource(
@@ -133,10 +134,6 @@ def dataset_from_arrays(
         lambda: data,
         origin="arrays",
     )
-
-
-#: channel counts of images (grey, RGB, RGBA): an (N, a, b, c) array with c among them and a not looks NHWC
-_IMAGE_CHANNELS = (1, 3, 4)
 
 
 def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: str | None = None) -> DatasetSource:
@@ -169,14 +166,6 @@ def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: s
             f"cannot read dataset file {str(path)!r}: an array in it holds Python objects (saved pickled); save x "
             "and y as numeric arrays and class_names as strings"
         ) from None
-    if layout is None:
-        if x.ndim == 4 and x.shape[3] in _IMAGE_CHANNELS and x.shape[1] not in _IMAGE_CHANNELS:
-            raise DataError(
-                f"{str(path)!r}: x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); an .npz "
-                "dataset is read as (N, C, H, W) unless it says otherwise: add layout='NHWC' to the file "
-                "(np.savez(..., layout='NHWC')), or layout='NCHW' if it really has that many channels"
-            )
-        layout = "NCHW"
     return dataset_from_arrays(
         name or path.stem, x, y, class_names=class_names, layout=layout, description=f"arrays from {path}"
     )
