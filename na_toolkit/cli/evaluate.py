@@ -122,8 +122,9 @@ def _run_datasets(args: argparse.Namespace) -> int:
                 raise
             unavailable[source.name] = str(exc)  # listing all: an optional dataset's extra may be missing
             continue
-        # a path is read by the built-in loaders, registered by no plugin (JSON: plugin null)
-        plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else None
+        # a path is read by the built-in loaders, registered by no plugin (JSON: plugin null); a registered name
+        # is looked up as given (the registry names the source it holds after it)
+        plugin = toolkit.datasets.plugin_of(name) if name in toolkit.datasets else None
         rows.append(
             {
                 "name": source.name,

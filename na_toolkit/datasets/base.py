@@ -9,7 +9,7 @@ or a ready `Dataset` (a dataset with an official split keeps it). Loaded dataset
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,11 @@ class DatasetSource:
     #: where the data comes from (a path, "scikit-learn", ...), shown by `na-toolkit datasets`
     origin: str = ""
     _cache: dict[Any, Dataset] = field(default_factory=dict, compare=False, repr=False)
+
+    def renamed(self, name: str) -> DatasetSource:
+        """This source under another name (what `registry.add(source, name=...)` registers): the datasets it
+        loads carry that name."""
+        return replace(self, name=name, _cache={})
 
     def load(
         self, seed: int = 0, valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION
