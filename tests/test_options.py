@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
@@ -195,6 +196,37 @@ def test_derived_model_from_the_signature():
         check_options(_PluginStrategy, {"dpeth": 3}, "strategy.options")
     with pytest.raises(ConfigError, match=r"strategy\.options\.rate: Input should be a valid number"):
         check_options(_PluginStrategy, {"rate": "fast"}, "strategy.options")
+
+
+_TWO = np.float64(2)
+
+
+class _UnannotatedStrategy(Strategy):
+    name = "unannotated"
+
+    def __init__(self, context, shrink=0.0, steps=3, verbose=False, label="x", table=None, scale=_TWO):
+        super().__init__(context, shrink=shrink, steps=steps, verbose=verbose, label=label, table=table)
+
+
+def test_an_unannotated_parameter_takes_its_type_from_its_default():
+    info = {o.name: o for o in describe_options(options_model(_UnannotatedStrategy))}
+    assert {name: o.type for name, o in info.items()} == {
+        "shrink": "float",
+        "steps": "int",
+        "verbose": "bool",
+        "label": "str",
+        "table": "any",  # None says nothing about the type
+        "scale": "any",  # nor does a value of another type
+    }
+    with pytest.raises(ConfigError) as bad:
+        check_options(_UnannotatedStrategy, {"shrink": "abc"}, "strategy.options")
+    assert str(bad.value) == (
+        "strategy.options.shrink: Input should be a valid number, unable to parse string as a number (got 'abc')"
+    )
+    with pytest.raises(ConfigError, match=r"^strategy\.options\.steps: Input should be a valid integer"):
+        check_options(_UnannotatedStrategy, {"steps": 2.5}, "strategy.options")
+    checked = check_options(_UnannotatedStrategy, {"shrink": 1, "steps": 4, "table": {"a": 1}}, "strategy.options")
+    assert checked.shrink == 1.0 and checked.steps == 4  # an int where the default is a float is accepted
 
 
 def test_derived_model_with_kwargs_lets_unknown_keys_through_keeps_required_ones_and_skips_dependencies():

@@ -479,3 +479,26 @@ def test_a_plugin_component_without_options_refuses_them_in_a_config(tmp_path, k
     if key == "evaluator":
         doc = with_("dataset", DELETE, doc)
     assert resolve_config(load_config(doc, base_dir=tmp_path), toolkit).resolved
+
+
+def test_an_unannotated_option_is_checked_by_its_defaults_type_when_the_config_is_read(tmp_path):
+    import types
+
+    import na_toolkit
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.search.strategy import Strategy
+
+    class ShrinkStrategy(Strategy):
+        name = "shrink-strategy"
+
+        def __init__(self, context, shrink=0.0):
+            super().__init__(context, shrink=shrink)
+
+    plugin = types.ModuleType("shrink_plugin")
+    plugin.na_register_strategies = na_toolkit.hookimpl(lambda registry: registry.add(ShrinkStrategy))
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(plugin,))
+    bad = with_("strategy", {"name": "shrink-strategy", "options": {"shrink": "abc"}})
+    with pytest.raises(ConfigError, match=r"^strategy\.options\.shrink: Input should be a valid number.*'abc'\)$"):
+        resolve_config(load_config(bad, base_dir=tmp_path), toolkit)
+    good = with_("strategy", {"name": "shrink-strategy", "options": {"shrink": 1}})
+    assert resolve_config(load_config(good, base_dir=tmp_path), toolkit).strategy.options == {"shrink": 1}

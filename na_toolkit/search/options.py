@@ -4,9 +4,9 @@ and how the models are shown (`na-toolkit plugins --options NAME`, the generated
 A component class (strategy, evaluator, executor, predictor, time model) declares its keyword options as a
 nested pydantic model `Options` (a `na_toolkit.validation.Options`: unknown keys refused, types, defaults,
 value ranges). A third-party component without one gets a model derived from its `__init__` keyword
-parameters (types from the annotations, defaults from the signature; a `**kwargs` of its own lets unknown keys
-through, a base class's generic `**options` does not), so every component is checked the same way, when the
-config is resolved and before anything is paid.
+parameters (types from the annotations, else from a bool / int / float / str default, defaults from the
+signature; a `**kwargs` of its own lets unknown keys through, a base class's generic `**options` does not), so
+every component is checked the same way, when the config is resolved and before anything is paid.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def derived_options_model(cls: type) -> type[Options]:
         if p.kind is p.KEYWORD_ONLY and p.default is p.empty:
             continue  # a dependency `from_toolkit` passes (a registry), not an option a config gives
         default = ... if p.default is p.empty else p.default
-        fields[p.name] = (hints.get(p.name, Any), default)
+        annotation = hints.get(p.name, Any) if p.annotation is not p.empty else _type_of_default(p.default)
+        fields[p.name] = (annotation, default)
     base = _OpenDerivedOptions if open_ended else _DerivedOptions
     name = f"{cls.__name__}Options"
     try:
@@ -139,6 +140,15 @@ def derived_options_model(cls: type) -> type[Options]:
 
 
 register_cache("search.options.derived_options_model", derived_options_model.cache_clear)
+
+#: the default types that give an unannotated parameter its type (exactly these: a numpy scalar gives none)
+_DEFAULT_TYPES = (bool, int, float, str)
+
+
+def _type_of_default(default: Any) -> Any:
+    """The type of an unannotated parameter, from its default (`shrink=0.0` is a float, which takes an int
+    too): a bool, int, float or str default gives its type; no default, None or another value gives Any."""
+    return type(default) if type(default) in _DEFAULT_TYPES else Any
 
 
 def _hints(func: Any) -> dict[str, Any]:
