@@ -75,9 +75,16 @@ class Registry(Generic[T]):
             raise PluginError(self.current_plugin, f"registered {obj!r} as a {self.kind}, expected {want}")
 
     def add(self, obj: T, name: str | None = None) -> T:
-        """Register `obj` under `name` (default: its `name` attribute). Returns `obj` (usable as decorator)."""
+        """Register `obj` under `name` (default: its `name` attribute). Returns what was registered: `obj`
+        (usable as decorator), or, for an item that can be renamed (a `renamed(name)` method: a dataset
+        source) registered under another name than its own, its copy of that name, so that what it reports
+        (a loaded dataset's name) is the name it is listed and found under."""
         self._check_type(obj)
-        self._claim(name if name is not None else getattr(obj, "name", None), obj)
+        own = getattr(obj, "name", None)
+        rename = getattr(obj, "renamed", None)
+        if name is not None and name != own and not isinstance(obj, type) and callable(rename):
+            obj = rename(name)
+        self._claim(name if name is not None else own, obj)
         return obj
 
     def add_lazy(self, name: str, path: str) -> None:

@@ -66,6 +66,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
         prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
         hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
         known_txt = f" Known keys: {', '.join(known)}." if known and not close else ""
+        if model is not None and len(loc) == 1 and not model.model_fields:
+            known_txt = " It takes no options: leave them out."
         msg = f"{path}: unknown key.{hint}{known_txt}"
     elif kind == "missing":
         msg = f"{path}: missing (required)"

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import na_toolkit
 from conftest import default_toolkit
 from na_toolkit.datasets import (
     Dataset,
@@ -20,6 +21,8 @@ from na_toolkit.datasets import (
     get_dataset,
 )
 from na_toolkit.errors import DataError, UnknownComponentError
+from na_toolkit.evaluation.base import Evaluator
+from na_toolkit.plugins import load_toolkit
 
 
 def registry():
@@ -128,14 +131,14 @@ def test_npz_file(tmp_path):
     assert ds.name == "tiny" and ds.classes == 4 and ds.input_shape == (1, 4, 4)
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 1, 2, 2)))
     with pytest.raises(DataError, match="lacks array.*y"):
-        dataset_from_npz(tmp_path / "bad.npz")
+        dataset_from_npz(tmp_path / "bad.npz").load()
     # a file that is no zip of arrays, and arrays of Python objects: named as such, never unpickled
     (tmp_path / "text.npz").write_text("x,y\n0,1\n")
     with pytest.raises(DataError, match=r"'.*text.npz' is not an .npz file \(a zip of arrays, as np.savez"):
-        dataset_from_npz(tmp_path / "text.npz")
+        dataset_from_npz(tmp_path / "text.npz").load()
     np.savez(tmp_path / "objects.npz", x=np.zeros((3, 1, 2, 2)), y=np.array([0, "a", None], dtype=object))
     with pytest.raises(DataError, match="an array in it holds Python objects .* save x and y as numeric arrays"):
-        dataset_from_npz(tmp_path / "objects.npz")
+        dataset_from_npz(tmp_path / "objects.npz").load()
 
 
 def test_a_channels_last_npz_is_refused_unless_it_says_its_layout(tmp_path):
@@ -144,12 +147,117 @@ def test_a_channels_last_npz_is_refused_unless_it_says_its_layout(tmp_path):
     x, y = rng.random((20, 6, 5, 3)).astype(np.float32), np.arange(20) % 4
     np.savez(tmp_path / "hwc.npz", x=x, y=y)
     with pytest.raises(DataError, match=r"x has shape \(20, 6, 5, 3\), which looks channels-last .* layout='NHWC'"):
-        dataset_from_npz(tmp_path / "hwc.npz")
+        dataset_from_npz(tmp_path / "hwc.npz").load()
     np.savez(tmp_path / "said.npz", x=x, y=y, layout="NHWC")
     ds = get_dataset(str(tmp_path / "said.npz"), None)
     assert ds.input_shape == (3, 6, 5)
     assert any(np.array_equal(ds.x_train[0].transpose(1, 2, 0), image) for image in x)  # an image, as it was
     assert dataset_from_npz(tmp_path / "hwc.npz", layout="NCHW").load(0).input_shape == (6, 5, 3)
+
+
+def test_channels_last_arrays_are_refused_the_same_way_from_arrays_npz_and_a_registered_loader(tmp_path):
+    # one check where arrays become a dataset: (100, 8, 8, 3) is never read as 8 channels of 8x3 without a word
+    from na_toolkit.datasets import LabeledArrays
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((100, 8, 8, 3)).astype(np.float32), np.arange(100) % 2
+    message = (
+        r"dataset 'bands': x has shape \(100, 8, 8, 3\), which looks channels-last \(N, H, W, C\) but would be read "
+        r"as \(N, C, H, W\), 8 channels; say layout='NHWC' .* or layout='NCHW' if it really has 8 channels"
+    )
+    np.savez(tmp_path / "bands.npz", x=x, y=y)
+    loader = DatasetSource("bands", "a plugin's loader", lambda: LabeledArrays(x, y, ("a", "b")))
+    with pytest.raises(DataError, match=message):
+        dataset_from_arrays("bands", x, y)
+    with pytest.raises(DataError, match=message):
+        dataset_from_npz(tmp_path / "bands.npz").load()
+    with pytest.raises(DataError, match=message):
+        loader.load()
+    # the same keyword says the layout everywhere: NHWC is transposed, NCHW taken as it is
+    said = [
+        dataset_from_arrays("bands", x, y, layout="NHWC"),
+        dataset_from_npz(tmp_path / "bands.npz", layout="NHWC"),
+        DatasetSource("bands", "", lambda: LabeledArrays(x, y, ("a", "b"), layout="NHWC")),
+    ]
+    for source in said:
+        ds = source.load()
+        assert ds.input_shape == (3, 8, 8)
+        assert any(np.array_equal(ds.x_train[0].transpose(1, 2, 0), image) for image in x)
+    assert DatasetSource("bands", "", lambda: LabeledArrays(x, y, ("a", "b"), layout="NCHW")).load().input_shape == (
+        8,
+        8,
+        3,
+    )
+    assert dataset_from_arrays("bands", x, y, layout="NCHW").load().input_shape == (8, 8, 3)
+    with pytest.raises(DataError, match="dataset 'bands': layout must be 'NCHW' or 'NHWC', got 'CHW'"):
+        DatasetSource("bands", "", lambda: LabeledArrays(x, y, ("a", "b"), layout="CHW")).load()
+
+
+class _BandsPlugin:
+    """A plugin that registers an .npz (and an image folder) under names of its own, and an evaluator."""
+
+    __name__ = "myplug"
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    @na_toolkit.hookimpl
+    def na_register_datasets(self, registry):
+        registry.add(dataset_from_npz(self.folder / "bands.npz"), name="myplug-bands")
+        registry.add(dataset_from_image_folder(self.folder / "pictures"), name="myplug-pictures")
+
+    @na_toolkit.hookimpl
+    def na_register_evaluators(self, registry):
+        registry.add(_BandsEvaluator)
+
+
+class _BandsEvaluator(Evaluator):
+    name = "myplug-eval"
+    description = "an evaluator the plugin also registers"
+
+
+def _datasets_cli(toolkit, *argv, capsys):
+    from na_toolkit.cli.main import build_parser
+
+    args = build_parser(toolkit).parse_args(["datasets", *argv])
+    assert args._run(args) == 0
+    return capsys.readouterr().out
+
+
+def test_a_plugins_dataset_files_are_read_on_first_load_and_known_by_their_registered_name(tmp_path, capsys):
+    # the files are missing: the plugin still loads (its evaluator with it); the datasets fail when loaded
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(_BandsPlugin(tmp_path),))
+    assert not toolkit.errors and "myplug-eval" in toolkit.evaluators
+    assert toolkit.datasets.plugin_of("myplug-bands") == "myplug"
+    with pytest.raises(DataError, match=r"dataset file '.*bands\.npz' does not exist; give an .npz file"):
+        get_dataset("myplug-bands", toolkit.datasets)
+    with pytest.raises(DataError, match=r"image folder '.*pictures' does not exist or is not a folder"):
+        get_dataset("myplug-pictures", toolkit.datasets)
+    listed = json.loads(_datasets_cli(toolkit, "--json", capsys=capsys))
+    assert "does not exist" in listed["unavailable"]["myplug-bands"]
+    # present: found, loaded and listed under the registered name, with its plugin
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "bands.npz", x=rng.random((40, 1, 4, 4)).astype(np.float32), y=np.arange(40) % 2)
+    ds = get_dataset("myplug-bands", toolkit.datasets)
+    assert ds.name == "myplug-bands" and ds.input_shape == (1, 4, 4)
+    assert "bands" not in toolkit.datasets
+    doc = json.loads(_datasets_cli(toolkit, "myplug-bands", "--json", capsys=capsys))
+    assert [(d["name"], d["plugin"]) for d in doc["datasets"]] == [("myplug-bands", "myplug")]
+    text = _datasets_cli(toolkit, "myplug-bands", capsys=capsys)
+    assert f"myplug-bands: arrays from {tmp_path / 'bands.npz'} [plugin myplug]" in text
+    with pytest.raises(UnknownComponentError, match="unknown dataset 'bands'"):
+        get_dataset("bands", toolkit.datasets)
+    # a source registered under its own name is registered as it is
+    source = dataset_from_npz(tmp_path / "bands.npz")
+    assert registry_with(source).get("bands") is source
+
+
+def registry_with(source):
+    from na_toolkit.toolkit import DatasetRegistry
+
+    reg = DatasetRegistry()
+    reg.add(source)
+    return reg
 
 
 def _write_folder(root, sizes, mode="L"):
@@ -189,8 +297,9 @@ def test_image_folder_grey_and_rgb(tmp_path):
 
 
 def test_image_folder_bad_inputs(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
-        dataset_from_image_folder(tmp_path / "missing")
+    missing = dataset_from_image_folder(tmp_path / "missing")  # read (and found missing) on the first load
+    with pytest.raises(DataError, match=r"image folder '.*missing' does not exist or is not a folder"):
+        missing.load()
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class subfolders"):
         dataset_from_image_folder(tmp_path / "empty").load()

@@ -155,3 +155,17 @@ def test_cli_evaluate_json_and_errors(tmp_path):
     bad = _cli("evaluate", str(path), "--epochs", "1")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().count("\n") == 0 and "(3, 8, 8)" in bad.stderr and "(1, 8, 8)" in bad.stderr
+
+
+def test_cli_evaluate_refuses_a_dataset_or_an_option_the_evaluator_does_not_take():
+    # the rule of a search config's `dataset`: an evaluator whose options do not name it takes none
+    bad = _cli("evaluate", "simple-cnn", "--evaluator", "synthetic", "--dataset", "digits")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.stderr.strip() == (
+        "na-toolkit: error: --dataset: evaluator 'synthetic' takes no dataset option; leave it out"
+    )
+    bad = _cli("evaluate", "simple-cnn", "--evaluator", "synthetic", "--epochs", "2")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.stderr.strip().startswith("na-toolkit: error: evaluator 'synthetic' options.epochs: unknown key.")
+    ok = _cli("evaluate", "simple-cnn", "--evaluator", "synthetic", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["evaluator"] == "synthetic", ok.stderr

@@ -9,12 +9,16 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
 from na_toolkit.errors import ConfigError
+from na_toolkit.evaluation.base import Evaluator
 from na_toolkit.plugins import load_toolkit
+from na_toolkit.predictors.base import Predictor
 from na_toolkit.search import config_models, reward
+from na_toolkit.search.executors import Executor
 from na_toolkit.search.options import (
     OPTION_REGISTRIES,
     check_options,
@@ -23,8 +27,10 @@ from na_toolkit.search.options import (
     describe_options,
     options_markdown,
     options_model,
+    takes_option,
 )
 from na_toolkit.search.strategy import Strategy
+from na_toolkit.timemodels.base import TimeModel
 from na_toolkit.validation import Options
 
 OPTIONS_DOC = REPO_ROOT / "docs" / "options.md"
@@ -192,6 +198,37 @@ def test_derived_model_from_the_signature():
         check_options(_PluginStrategy, {"rate": "fast"}, "strategy.options")
 
 
+_TWO = np.float64(2)
+
+
+class _UnannotatedStrategy(Strategy):
+    name = "unannotated"
+
+    def __init__(self, context, shrink=0.0, steps=3, verbose=False, label="x", table=None, scale=_TWO):
+        super().__init__(context, shrink=shrink, steps=steps, verbose=verbose, label=label, table=table)
+
+
+def test_an_unannotated_parameter_takes_its_type_from_its_default():
+    info = {o.name: o for o in describe_options(options_model(_UnannotatedStrategy))}
+    assert {name: o.type for name, o in info.items()} == {
+        "shrink": "float",
+        "steps": "int",
+        "verbose": "bool",
+        "label": "str",
+        "table": "any",  # None says nothing about the type
+        "scale": "any",  # nor does a value of another type
+    }
+    with pytest.raises(ConfigError) as bad:
+        check_options(_UnannotatedStrategy, {"shrink": "abc"}, "strategy.options")
+    assert str(bad.value) == (
+        "strategy.options.shrink: Input should be a valid number, unable to parse string as a number (got 'abc')"
+    )
+    with pytest.raises(ConfigError, match=r"^strategy\.options\.steps: Input should be a valid integer"):
+        check_options(_UnannotatedStrategy, {"steps": 2.5}, "strategy.options")
+    checked = check_options(_UnannotatedStrategy, {"shrink": 1, "steps": 4, "table": {"a": 1}}, "strategy.options")
+    assert checked.shrink == 1.0 and checked.steps == 4  # an int where the default is a float is accepted
+
+
 def test_derived_model_with_kwargs_lets_unknown_keys_through_keeps_required_ones_and_skips_dependencies():
     model = derived_options_model(_OpenEvaluator)
     check_options(_OpenEvaluator, {"table": "t.csv", "anything": 1}, "evaluator.options")
@@ -204,6 +241,93 @@ def test_an_inherited_model_is_used_only_for_the_init_it_describes():
     assert options_model(_Declared) is _Declared.Options
     assert declared_options(_Redefined) is None
     assert list(options_model(_Redefined).model_fields) == ["height"]
+
+
+# ---- components written like the docs' examples: no Options model, no __init__ of their own -------------
+class _BareStrategy(Strategy):
+    name = "bare-strategy"
+
+
+class _BareExecutor(Executor):
+    name = "bare-executor"
+
+
+class _BareEvaluator(Evaluator):
+    name = "bare-evaluator"
+
+
+class _BarePredictor(Predictor):
+    name = "bare-predictor"
+
+
+class _BareTimeModel(TimeModel):
+    name = "bare-time-model"
+
+
+class _KwargsEvaluator(Evaluator):
+    """Its own __init__ takes **kwargs: it really passes them on, so they stay unchecked."""
+
+    name = "kwargs-evaluator"
+
+    def __init__(self, scale: float = 1.0, **extra: Any):
+        super().__init__(scale=scale, **extra)
+
+
+@pytest.mark.parametrize(
+    "cls, where",
+    [
+        (_BareStrategy, "strategy.options"),
+        (_BareExecutor, "executor.options"),
+        (_BareEvaluator, "evaluator.options"),
+        (_BarePredictor, "predictors.accuracy.options"),
+    ],
+)
+def test_a_component_that_declares_no_options_refuses_every_option(cls, where):
+    # the base class's generic **options declares nothing: a misspelt (or any) option is an error
+    model = options_model(cls)
+    assert describe_options(model) == [] and not takes_option(cls, "dataset")
+    with pytest.raises(ConfigError) as info:
+        check_options(cls, {"workerz": 2}, where)
+    assert str(info.value) == f"{where}.workerz: unknown key. It takes no options: leave them out."
+    check_options(cls, {}, where)
+
+
+def test_a_time_model_without_an_init_of_its_own_takes_only_the_bases_device():
+    assert [o.name for o in describe_options(options_model(_BareTimeModel))] == ["device"]
+    check_options(_BareTimeModel, {"device": "x86-cpu"}, "devices.cpu.time_model.options")
+    with pytest.raises(
+        ConfigError, match=r"^devices\.cpu\.time_model\.options\.devic: unknown key\. Did you mean '.*\.device'\?$"
+    ):
+        check_options(_BareTimeModel, {"devic": "x86-cpu"}, "devices.cpu.time_model.options")
+
+
+def test_an_init_that_takes_kwargs_of_its_own_still_passes_them_through():
+    assert takes_option(_KwargsEvaluator, "dataset")
+    assert check_options(_KwargsEvaluator, {"scale": 2, "dataset": "digits"}, "evaluator.options").scale == 2.0
+    with pytest.raises(ConfigError, match=r"evaluator\.options\.scale: Input should be a valid number"):
+        check_options(_KwargsEvaluator, {"scale": "big"}, "evaluator.options")
+
+
+def test_cli_options_of_a_bare_component_says_it_takes_none(capsys):
+    import types
+
+    import na_toolkit
+    from na_toolkit.cli.main import build_parser
+    from na_toolkit.search.options import component_options_json
+
+    plugin = types.ModuleType("bare_plugin")
+    plugin.na_register_executors = na_toolkit.hookimpl(lambda registry: registry.add(_BareExecutor))
+    plugin.na_register_evaluators = na_toolkit.hookimpl(lambda registry: registry.add(_KwargsEvaluator))
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(plugin,))
+    doc = component_options_json(toolkit, "executors", "bare-executor")
+    assert doc["options"] == [] and not doc["unknown_options_allowed"]
+    args = build_parser(toolkit).parse_args(["plugins", "--options", "bare-executor"])
+    assert args._run(args) == 0
+    out = capsys.readouterr().out
+    assert "(no options)" in out and "unchecked" not in out
+    args = build_parser(toolkit).parse_args(["plugins", "--options", "kwargs-evaluator"])
+    assert args._run(args) == 0
+    assert "other keyword options are passed through unchecked" in capsys.readouterr().out
 
 
 # ---- the search document models against the reward module ------------------------------------------

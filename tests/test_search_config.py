@@ -435,3 +435,79 @@ def test_demo_config_is_the_shipped_example():
     embedded = load_config(tomllib.loads(DEMO_TOML), base_dir=EXAMPLES).to_json()
     example.pop("output"), embedded.pop("output")
     assert embedded == example
+
+
+def _bare_components_toolkit():
+    """A plugin whose strategy, executor and evaluator are written like the docs' examples: no Options model
+    and no __init__ of their own (the base classes' **options)."""
+    import types
+
+    import na_toolkit
+    from na_toolkit.evaluation.base import Evaluator
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.search.executors import Executor
+    from na_toolkit.search.strategy import Strategy
+
+    plugin = types.ModuleType("bare_components_plugin")
+    strategy = type("BareStrategy", (Strategy,), {"name": "bare-strategy"})
+    executor = type("BareExecutor", (Executor,), {"name": "bare-executor"})
+    evaluator = type("BareEvaluator", (Evaluator,), {"name": "bare-evaluator"})
+    plugin.na_register_strategies = na_toolkit.hookimpl(lambda registry: registry.add(strategy))
+    plugin.na_register_executors = na_toolkit.hookimpl(lambda registry: registry.add(executor))
+    plugin.na_register_evaluators = na_toolkit.hookimpl(lambda registry: registry.add(evaluator))
+    return load_toolkit(entry_points=False, extra_plugins=(plugin,))
+
+
+@pytest.mark.parametrize(
+    "key, component, message",
+    [
+        (
+            "strategy",
+            {"name": "bare-strategy", "options": {"bogus": 1}},
+            "strategy.options.bogus: unknown key. It takes no options: leave them out.",
+        ),
+        (
+            "executor",
+            {"name": "bare-executor", "options": {"workerz": 2}},
+            "executor.options.workerz: unknown key. It takes no options: leave them out.",
+        ),
+        (
+            "evaluator",
+            {"name": "bare-evaluator"},
+            "dataset: evaluator 'bare-evaluator' takes no dataset option; leave `dataset` out",
+        ),
+    ],
+)
+def test_a_plugin_component_without_options_refuses_them_in_a_config(tmp_path, key, component, message):
+    toolkit = _bare_components_toolkit()
+    with pytest.raises(ConfigError) as info:
+        resolve_config(load_config(with_(key, component), base_dir=tmp_path), toolkit)
+    assert str(info.value) == message
+    # without the options (and the dataset) the same components are accepted
+    doc = with_(key, {"name": component["name"]})
+    if key == "evaluator":
+        doc = with_("dataset", DELETE, doc)
+    assert resolve_config(load_config(doc, base_dir=tmp_path), toolkit).resolved
+
+
+def test_an_unannotated_option_is_checked_by_its_defaults_type_when_the_config_is_read(tmp_path):
+    import types
+
+    import na_toolkit
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.search.strategy import Strategy
+
+    class ShrinkStrategy(Strategy):
+        name = "shrink-strategy"
+
+        def __init__(self, context, shrink=0.0):
+            super().__init__(context, shrink=shrink)
+
+    plugin = types.ModuleType("shrink_plugin")
+    plugin.na_register_strategies = na_toolkit.hookimpl(lambda registry: registry.add(ShrinkStrategy))
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(plugin,))
+    bad = with_("strategy", {"name": "shrink-strategy", "options": {"shrink": "abc"}})
+    with pytest.raises(ConfigError, match=r"^strategy\.options\.shrink: Input should be a valid number.*'abc'\)$"):
+        resolve_config(load_config(bad, base_dir=tmp_path), toolkit)
+    good = with_("strategy", {"name": "shrink-strategy", "options": {"shrink": 1}})
+    assert resolve_config(load_config(good, base_dir=tmp_path), toolkit).strategy.options == {"shrink": 1}

@@ -73,10 +73,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         options.update(dataset=dataset, progress=not args.no_progress)
         arch = _architecture_for(args.arch, dataset, toolkit)
     else:  # another evaluator (e.g. a table lookup) gets only the options given on the command line
+        from ..errors import ConfigError
+        from ..search.options import check_options, takes_option
         from .arch import load_architecture
 
         if args.dataset is not None:
+            if not takes_option(cls, "dataset"):  # the rule a search config's `dataset` follows
+                raise ConfigError(f"--dataset: evaluator {args.evaluator!r} takes no dataset option; leave it out")
             options["dataset"] = args.dataset
+        check_options(cls, options, f"evaluator {args.evaluator!r} options")
         arch = load_architecture(args.arch, toolkit)
     result = cls.from_toolkit(toolkit, **options).evaluate(arch)
     doc = {"architecture": arch.name or args.arch, **result.to_json()}
@@ -122,8 +127,9 @@ def _run_datasets(args: argparse.Namespace) -> int:
                 raise
             unavailable[source.name] = str(exc)  # listing all: an optional dataset's extra may be missing
             continue
-        # a path is read by the built-in loaders, registered by no plugin (JSON: plugin null)
-        plugin = toolkit.datasets.plugin_of(source.name) if source.name in toolkit.datasets else None
+        # a path is read by the built-in loaders, registered by no plugin (JSON: plugin null); a registered name
+        # is looked up as given (the registry names the source it holds after it)
+        plugin = toolkit.datasets.plugin_of(name) if name in toolkit.datasets else None
         rows.append(
             {
                 "name": source.name,

@@ -9,7 +9,7 @@ or a ready `Dataset` (a dataset with an official split keeps it). Loaded dataset
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +25,21 @@ VALID_FRACTION = 0.1
 TEST_FRACTION = 0.2
 
 
+#: channel counts of images (grey, RGB, RGBA): an (N, a, b, c) array with c among them and a not looks NHWC
+IMAGE_CHANNELS = (1, 3, 4)
+
+
 @dataclass(frozen=True, eq=False)
 class LabeledArrays:
-    """All samples of a dataset before the split: `x` (N, C, H, W) float32, `y` (N,) int64 in [0, classes)."""
+    """All samples of a dataset before the split: `x` (N, C, H, W) float32, `y` (N,) int64 in [0, classes).
+
+    `layout` says how a 4-d `x` is laid out: "NCHW", "NHWC" (transposed when the source loads it) or None (not
+    said: read as NCHW, and an `x` that looks channels-last is refused; see `check_arrays`)."""
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
+    layout: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +117,11 @@ class DatasetSource:
     origin: str = ""
     _cache: dict[Any, Dataset] = field(default_factory=dict, compare=False, repr=False)
 
+    def renamed(self, name: str) -> DatasetSource:
+        """This source under another name (what `registry.add(source, name=...)` registers): the datasets it
+        loads carry that name."""
+        return replace(self, name=name, _cache={})
+
     def load(
         self, seed: int = 0, valid_fraction: float = VALID_FRACTION, test_fraction: float = TEST_FRACTION
     ) -> Dataset:
@@ -119,7 +132,7 @@ class DatasetSource:
                 self._cache[key] = data
             elif isinstance(data, LabeledArrays):
                 # a plugin's loader is checked like user arrays (one class, NaNs, label range...)
-                data = check_arrays(self.name, data.x, data.y, class_names=data.class_names)
+                data = check_arrays(self.name, data.x, data.y, class_names=data.class_names, layout=data.layout)
                 self._cache[key] = split_dataset(self.name, data, seed, valid_fraction, test_fraction)
             else:
                 raise DataError(
@@ -129,23 +142,37 @@ class DatasetSource:
         return self._cache[key]
 
 
-def check_arrays(
-    name: str, x: Any, y: Any, class_names: Sequence[Any] | None = None, layout: str = "NCHW"
-) -> LabeledArrays:
-    """Validate user arrays and bring them to the dataset convention.
+def check_layout(name: str, layout: str | None) -> None:
+    if layout not in (None, "NCHW", "NHWC"):
+        raise DataError(f"dataset {name!r}: layout must be 'NCHW' or 'NHWC', got {layout!r}")
 
-    x: (N, C, H, W) (or (N, H, W, C) with layout="NHWC", or (N, H, W): one channel), numeric, finite.
+
+def check_arrays(
+    name: str, x: Any, y: Any, class_names: Sequence[Any] | None = None, layout: str | None = None
+) -> LabeledArrays:
+    """Validate user arrays and bring them to the dataset convention (the one place where arrays become a
+    dataset: `dataset_from_arrays`, `.npz` files and registered loaders all come through here).
+
+    x: (N, C, H, W) (or (N, H, W, C) with layout="NHWC", or (N, H, W): one channel), numeric, finite. With no
+    layout given, a 4-d x that looks channels-last, e.g. (N, 32, 32, 3), is refused rather than read as 32
+    channels; layout="NCHW" says it really is channels-first.
     y: (N,) labels of any sortable type; the distinct values, sorted, become classes 0..K-1 (their `str` are
     the class names unless `class_names` is given, in which case y must already be ints in [0, K))."""
     x = np.asarray(x)
     y = np.asarray(y)
-    if layout not in ("NCHW", "NHWC"):
-        raise DataError(f"dataset {name!r}: layout must be 'NCHW' or 'NHWC', got {layout!r}")
+    check_layout(name, layout)
     if x.dtype.kind not in "biuf":
         raise DataError(f"dataset {name!r}: x must be numeric, got dtype {x.dtype}")
     if x.ndim == 3:
         x = x[:, None, :, :]
     elif x.ndim == 4:
+        if layout is None and x.shape[3] in IMAGE_CHANNELS and x.shape[1] not in IMAGE_CHANNELS:
+            raise DataError(
+                f"dataset {name!r}: x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C) but would "
+                f"be read as (N, C, H, W), {x.shape[1]} channels; say layout='NHWC' (the dataset_from_arrays / "
+                "dataset_from_npz argument, the .npz's `layout` array or LabeledArrays' field), or layout='NCHW' "
+                f"if it really has {x.shape[1]} channels"
+            )
         if layout == "NHWC":
             x = x.transpose(0, 3, 1, 2)
     else:
@@ -182,7 +209,7 @@ def check_arrays(
         raise DataError(
             f"dataset {name!r}: only {present} class present in the labels; a classification dataset needs at least 2"
         )
-    return LabeledArrays(x, labels, class_names)
+    return LabeledArrays(x, labels, class_names, layout="NCHW")
 
 
 def split_dataset(

@@ -2,8 +2,9 @@
 an `.npz` file) and image folders (one subfolder per class, read with Pillow). Nothing is downloaded.
 
 Each function returns a `DatasetSource` that a plugin can register (`registry.add(...)`) or that
-`get_dataset` loads directly. Cheap checks (the arrays, the folder's existence) happen at once; reading an image
-folder waits for the first `load()` so that registering a large folder keeps plugin loading fast.
+`get_dataset` loads directly. Arguments and in-memory arrays are checked at once; files and folders are read
+(and found missing) on the first `load()`, so that registering one keeps plugin loading fast and a missing file
+costs its plugin only that dataset.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .base import DatasetSource, LabeledArrays, check_arrays
+from .base import DatasetSource, LabeledArrays, check_arrays, check_layout
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 # Pillow modes that hold a single grey channel (or grey + alpha): read as 1 channel in mode "auto"
@@ -119,12 +120,13 @@ def dataset_from_arrays(
     x: Any,
     y: Any,
     class_names: Sequence[Any] | None = None,
-    layout: str = "NCHW",
+    layout: str | None = None,
     description: str = "",
 ) -> DatasetSource:
     """A dataset from in-memory arrays. x: (N, C, H, W), (N, H, W, C) with layout="NHWC", or (N, H, W);
     y: (N,) labels (any sortable values; see `check_arrays`). Values are used as given (no rescaling).
-    Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs."""
+    Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs, and on an x that looks
+    channels-last, e.g. (N, 32, 32, 3), with no layout given (layout="NCHW" if it really has 32 channels)."""
     data = check_arrays(name, x, y, class_names=class_names, layout=layout)
     n, shape = len(data.y), data.x.shape[1:]
     return DatasetSource(
@@ -135,17 +137,25 @@ def dataset_from_arrays(
     )
 
 
-#: channel counts of images (grey, RGB, RGBA): an (N, a, b, c) array with c among them and a not looks NHWC
-_IMAGE_CHANNELS = (1, 3, 4)
-
-
 def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: str | None = None) -> DatasetSource:
     """A dataset from an `.npz` file holding arrays `x` and `y` (and optionally `class_names`, and `layout`:
-    "NCHW" or "NHWC"). `layout` (the argument, else the file's, else "NCHW") says how a 4-d `x` is laid
-    out; an `x` that looks channels-last, e.g. (N, 32, 32, 3), with no layout given is refused rather than
-    read as 32 channels."""
+    "NCHW" or "NHWC"). `layout` (the argument, else the file's) says how a 4-d `x` is laid out; with none,
+    an `x` that looks channels-last, e.g. (N, 32, 32, 3), is refused rather than read as 32 channels.
+
+    The file is read on the first `load()` (a missing or unreadable file is a DataError then), so a plugin
+    that registers it costs no read, and one whose file is missing loses only this dataset."""
     path = Path(path)
-    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try it as a pickle, and say so
+    label = name or path.stem
+    check_layout(label, layout)
+    return DatasetSource(label, f"arrays from {path}", lambda: read_npz(path, label, layout), origin=str(path))
+
+
+def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
+    """The arrays of an `.npz` dataset file, checked (`check_arrays`); `layout` overrides the file's."""
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise DataError(f"dataset file {str(path)!r} {what}; give an .npz file holding arrays x and y")
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle, and say so
         raise DataError(
             f"{str(path)!r} is not an .npz file (a zip of arrays, as np.savez(path, x=x, y=y) writes); convert the "
             "data to one, or give a folder with one subfolder per class"
@@ -169,17 +179,7 @@ def dataset_from_npz(path: str | os.PathLike, name: str | None = None, layout: s
             f"cannot read dataset file {str(path)!r}: an array in it holds Python objects (saved pickled); save x "
             "and y as numeric arrays and class_names as strings"
         ) from None
-    if layout is None:
-        if x.ndim == 4 and x.shape[3] in _IMAGE_CHANNELS and x.shape[1] not in _IMAGE_CHANNELS:
-            raise DataError(
-                f"{str(path)!r}: x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); an .npz "
-                "dataset is read as (N, C, H, W) unless it says otherwise: add layout='NHWC' to the file "
-                "(np.savez(..., layout='NHWC')), or layout='NCHW' if it really has that many channels"
-            )
-        layout = "NCHW"
-    return dataset_from_arrays(
-        name or path.stem, x, y, class_names=class_names, layout=layout, description=f"arrays from {path}"
-    )
+    return check_arrays(name, x, y, class_names=class_names, layout=layout)
 
 
 def dataset_from_image_folder(
@@ -194,10 +194,9 @@ def dataset_from_image_folder(
     resize: None (all images must have the same size), an int (square) or (height, width): every image is
     resized with bilinear filtering. mode: "auto" (1 channel when every image is grey, else RGB), "L"
     (grey, 1 channel) or "RGB" (3 channels). Files with other suffixes than IMAGE_SUFFIXES and hidden entries
-    are skipped. The folder is read on the first `load()`; a missing folder is reported at once."""
+    are skipped. The folder is read on the first `load()` (a missing folder is a DataError then, as a missing
+    `.npz` file is: a plugin that registers it loses only this dataset); bad arguments are refused at once."""
     folder = Path(path)
-    if not folder.is_dir():
-        raise DataError(f"image folder {str(folder)!r} does not exist or is not a folder")
     if mode not in ("auto", "L", "RGB"):
         raise DataError(f"image folder mode must be 'auto', 'L' or 'RGB', got {mode!r}")
     size = _size(resize)
@@ -227,6 +226,11 @@ def _size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
 def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mode: str) -> LabeledArrays:
     from PIL import Image, UnidentifiedImageError
 
+    if not folder.is_dir():
+        raise DataError(
+            f"image folder {str(folder)!r} does not exist or is not a folder; give a folder with one "
+            "subfolder of images per class"
+        )
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(

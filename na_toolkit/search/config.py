@@ -30,7 +30,7 @@ from ..errors import ConfigError, NAToolkitError, UnknownComponentError
 from ..files import read_toml
 from ..validation import format_validation_error, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings
-from .options import check_options, options_model
+from .options import check_options, takes_option
 from .reward import Budget, Objectives, device_metric
 
 if TYPE_CHECKING:
@@ -360,8 +360,7 @@ def _checked(
         given = options.get("dataset")
         if given is not None and given != dataset:
             raise ConfigError(f"{key}.options.dataset ({given!r}) differs from dataset ({dataset!r}); give one")
-        model = options_model(cls)
-        if "dataset" not in model.model_fields and model.model_config.get("extra") != "allow":
+        if not takes_option(cls, "dataset"):
             raise ConfigError(f"dataset: {registry.kind} {comp.name!r} takes no dataset option; leave `dataset` out")
         options["dataset"] = dataset
     check_options(cls, options, f"{key}.options")

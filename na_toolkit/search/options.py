@@ -4,8 +4,9 @@ and how the models are shown (`na-toolkit plugins --options NAME`, the generated
 A component class (strategy, evaluator, executor, predictor, time model) declares its keyword options as a
 nested pydantic model `Options` (a `na_toolkit.validation.Options`: unknown keys refused, types, defaults,
 value ranges). A third-party component without one gets a model derived from its `__init__` keyword
-parameters (types from the annotations, defaults from the signature; `**kwargs` lets unknown keys through),
-so every component is checked the same way, when the config is resolved and before anything is paid.
+parameters (types from the annotations, else from a bool / int / float / str default, defaults from the
+signature; a `**kwargs` of its own lets unknown keys through, a base class's generic `**options` does not), so
+every component is checked the same way, when the config is resolved and before anything is paid.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def options_model(cls: type) -> type[Options]:
     return declared_options(cls) or derived_options_model(cls)
 
 
+def takes_option(cls: type, key: str) -> bool:
+    """Does the component class `cls` take the option `key` (its model names it, or its own `__init__` takes
+    `**kwargs`)? How a config's `dataset` is decided to reach an evaluator or be refused."""
+    model = options_model(cls)
+    return key in model.model_fields or allows_unknown_options(model)
+
+
 def _skipped_parameters(cls: type) -> int:
     """Leading positional parameters that are not options: a strategy's `context`."""
     from .strategy import Strategy
@@ -84,10 +92,25 @@ def _skipped_parameters(cls: type) -> int:
     return 1 if issubclass(cls, Strategy) else 0
 
 
+def _generic_inits() -> tuple[type, ...]:
+    """The classes whose `__init__(..., **options)` takes any keyword on behalf of its subclasses (the
+    toolkit's component base classes, and `object`): a component that inherits one of these declares no
+    options of its own, so its derived model refuses every key the base does not name."""
+    from ..evaluation.base import Evaluator
+    from ..timemodels.base import TimeModel
+    from .executors import Executor
+    from .strategy import Strategy
+
+    return (object, Strategy, Executor, Evaluator, TimeModel)
+
+
 @lru_cache(maxsize=256)
 def derived_options_model(cls: type) -> type[Options]:
     """An `Options` model from the keyword parameters of `cls.__init__` (annotations, defaults). Required
-    keyword-only parameters are left out: they are dependencies `from_toolkit` passes (a registry)."""
+    keyword-only parameters are left out: they are dependencies `from_toolkit` passes (a registry). A
+    `**kwargs` lets unknown keys through only when it is the class's own: the generic `**options` of a base
+    class (`_generic_inits`) declares nothing, so a component without an `__init__` of its own takes no
+    options (besides those its base names: a time model's `device`)."""
     init = cls.__init__  # type: ignore[misc]
     try:
         signature = inspect.signature(init)
@@ -95,7 +118,8 @@ def derived_options_model(cls: type) -> type[Options]:
         return _OpenDerivedOptions
     params = [p for p in signature.parameters.values() if p.name != "self"]
     params = params[_skipped_parameters(cls) :]
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in params)
+    init_owner = next((c for c in inspect.getmro(cls) if "__init__" in vars(c)), object)
+    open_ended = init_owner not in _generic_inits() and any(p.kind is p.VAR_KEYWORD for p in params)
     hints = _hints(init)
     fields: dict[str, Any] = {}
     for p in params:
@@ -104,7 +128,8 @@ def derived_options_model(cls: type) -> type[Options]:
         if p.kind is p.KEYWORD_ONLY and p.default is p.empty:
             continue  # a dependency `from_toolkit` passes (a registry), not an option a config gives
         default = ... if p.default is p.empty else p.default
-        fields[p.name] = (hints.get(p.name, Any), default)
+        annotation = hints.get(p.name, Any) if p.annotation is not p.empty else _type_of_default(p.default)
+        fields[p.name] = (annotation, default)
     base = _OpenDerivedOptions if open_ended else _DerivedOptions
     name = f"{cls.__name__}Options"
     try:
@@ -115,6 +140,15 @@ def derived_options_model(cls: type) -> type[Options]:
 
 
 register_cache("search.options.derived_options_model", derived_options_model.cache_clear)
+
+#: the default types that give an unannotated parameter its type (exactly these: a numpy scalar gives none)
+_DEFAULT_TYPES = (bool, int, float, str)
+
+
+def _type_of_default(default: Any) -> Any:
+    """The type of an unannotated parameter, from its default (`shrink=0.0` is a float, which takes an int
+    too): a bool, int, float or str default gives its type; no default, None or another value gives Any."""
+    return type(default) if type(default) in _DEFAULT_TYPES else Any
 
 
 def _hints(func: Any) -> dict[str, Any]:
@@ -348,5 +382,6 @@ __all__ = [
     "options_markdown",
     "options_model",
     "options_table",
+    "takes_option",
     "type_name",
 ]
