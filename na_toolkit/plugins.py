@@ -8,9 +8,10 @@ third-party ones come from the entry-point group `na_toolkit`. Environment varia
 - `NA_TOOLKIT_DISABLE_PLUGINS`: comma-separated deny list by plugin name: an entry-point name, a built-in's
   module name (e.g. `na_toolkit.builtin.predictors`) or an extra plugin's `__name__`.
 
-A plugin that fails (import error, invalid hook implementation, raising hook, duplicate component name,
-wrong object type) is reported as `plugin NAME (DIST VERSION): error`, and everything it registered is
-withdrawn, so a half-registered plugin never lingers. The library raises `PluginError` (strict, the
+A plugin that fails (import error, invalid hook implementation, raising hook, a hook
+returning a value instead of calling `registry.add`, duplicate component name, wrong object type) is
+reported as `plugin NAME (DIST VERSION): error`, and everything it registered is withdrawn, so a
+half-registered plugin never lingers. The library raises `PluginError` (strict, the
 default); the CLI warns and carries on unless `--strict-plugins`.
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import PluginError
+from .errors import PluginError, with_article
 from .registry import Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
@@ -197,17 +198,28 @@ class _Loader:
         registry.current_plugin = info.label
         before = set(registry.names())
         try:
-            impl.function(**dict.fromkeys(impl.argnames, registry))
+            returned = impl.function(**dict.fromkeys(impl.argnames, registry))
         except Exception as exc:
             self.fail(info, info.label, f"{hook_name} raised {_one_line(exc)}", exc)
             return False
         finally:
             registry.current_plugin = "<direct>"
         added = [n for n in registry.names() if n not in before]
+        if returned is not None and not _is_registered(returned, registry, added):
+            # pluggy would collect the value and nothing would read it: the components would silently vanish
+            what = with_article(type(returned).__name__)
+            self.fail(info, info.label, f"hooks call registry.add(...) and return nothing; {hook_name} returned {what}")
+            return False
         if added:
             attr = REGISTRIES[hook_name][0]
             info.registered.setdefault(attr, []).extend(added)
         return True
+
+
+def _is_registered(returned: Any, registry: Registry, added: list[str]) -> bool:
+    """Is the value a hook returned one of the objects it has just registered? (`registry.add` returns its
+    argument, so `lambda registry: registry.add(obj)` registers `obj` and returns it.)"""
+    return any(registry.is_loaded(n) and registry.get(n) is returned for n in added)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ import na_toolkit
 from na_toolkit import hookspecs
 from na_toolkit.errors import DuplicateComponentError, PluginError
 from na_toolkit.ir.layers import LayerType
+from na_toolkit.moves import MoveType
 from na_toolkit.plugins import (
     ALLOW_ENV,
     DEFAULT_PLUGINS,
@@ -243,6 +244,36 @@ def test_raising_hook_non_strict_warns_and_withdraws_everything_the_plugin_regis
     assert [str(e) for e in tk.errors] == [tk.plugins["half_done"].error]
     assert "test_good" in tk.layer_types and "conv2d" in tk.layer_types  # the others carry on
     assert not tk.pm.has_plugin("half_done")
+
+
+class ReturnedMove(MoveType):
+    name = "test_returned_move"
+    description = "a move its plugin returns instead of registering"
+
+
+def test_a_hook_returning_its_components_instead_of_adding_them_is_reported():
+    p = plugin(
+        "returner",
+        na_register_layer_types=add_layer(TripleLayer()),
+        na_register_moves=lambda registry: [ReturnedMove()],  # the mistake: pluggy would collect and drop the list
+    )
+    message = "plugin returner: hooks call registry.add(...) and return nothing; na_register_moves returned a list"
+    with pytest.raises(PluginError) as info:
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert str(info.value) == message
+    with pytest.warns(PluginWarning) as caught:
+        tk = load_toolkit(strict=False, entry_points=False, extra_plugins=(p,))
+    assert [str(w.message) for w in caught] == [message]
+    assert tk.plugins["returner"].error == message and tk.plugins["returner"].registered == {}
+    assert "test_triple" not in tk.layer_types and "test_returned_move" not in tk.moves  # withdrawn
+    assert "conv2d" in tk.layer_types
+
+
+def test_a_hook_may_return_what_registry_add_returns():
+    # `registry.add` returns its argument, so a one-line lambda hook returns the object it registered
+    p = plugin("one_liner", na_register_moves=lambda registry: registry.add(ReturnedMove()))
+    tk = load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert tk.plugins["one_liner"].registered == {"moves": ["test_returned_move"]}
 
 
 def test_duplicate_component_name_names_both_plugins():
