@@ -8,7 +8,7 @@ third-party ones come from the entry-point group `na_toolkit`. Environment varia
 - `NA_TOOLKIT_DISABLE_PLUGINS`: comma-separated deny list by plugin name: an entry-point name, a built-in's
   module name (e.g. `na_toolkit.builtin.predictors`) or an extra plugin's `__name__`.
 
-A plugin that fails (import error, invalid hook implementation, raising hook, a hook
+A plugin that fails (import error, invalid hook implementation, raising hook, SystemExit included, a hook
 returning a value instead of calling `registry.add`, duplicate component name, wrong object type) is
 reported as `plugin NAME (DIST VERSION): error`, and everything it registered is withdrawn, so a
 half-registered plugin never lingers. The library raises `PluginError` (strict, the
@@ -33,7 +33,7 @@ import pluggy
 
 from . import __version__, hookspecs
 from .errors import PluginError, with_article
-from .registry import Registry
+from .registry import PLUGIN_FAILURES, Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
 __all__ = [
@@ -157,7 +157,7 @@ class _Loader:
         self.tk.plugins[info.name] = info
         try:
             plugin = load()
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             self.fail(info, info.label, f"import failed: {_one_line(exc)}", exc)
             return
         if not registers and self.tk.pm.is_registered(plugin):
@@ -199,7 +199,7 @@ class _Loader:
         before = set(registry.names())
         try:
             returned = impl.function(**dict.fromkeys(impl.argnames, registry))
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             self.fail(info, info.label, f"{hook_name} raised {_one_line(exc)}", exc)
             return False
         finally:

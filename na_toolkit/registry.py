@@ -26,6 +26,11 @@ from .errors import DuplicateComponentError, PluginError, UnknownComponentError
 
 T = TypeVar("T")
 
+#: what plugin code (its import, a hook, a lazy component's import) may raise and be reported for, naming the
+#: plugin: a `sys.exit()` there is the plugin's failure, not a request to end the command (every command loads
+#: every plugin). KeyboardInterrupt is not among them: Ctrl-C still interrupts.
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
@@ -109,7 +114,7 @@ class Registry(Generic[T]):
         try:
             try:
                 obj = lazy.load()
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 raise PluginError(
                     entry.plugin,
                     f"{self.kind} {entry.name!r} could not be imported from {lazy.path}: "

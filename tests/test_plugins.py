@@ -276,6 +276,43 @@ def test_a_hook_may_return_what_registry_add_returns():
     assert tk.plugins["one_liner"].registered == {"moves": ["test_returned_move"]}
 
 
+@pytest.mark.parametrize("when", ["hook", "import"])
+def test_a_plugin_raising_system_exit_is_reported_like_any_failing_plugin(when, site):
+    # sys.exit() in a plugin must not end every na-toolkit command (with no output, exit 3)
+    module = unique("exits")
+    source = GOOD_PLUGIN_SOURCE.format(layer=unique("l"))
+    if when == "hook":
+        source += "\n@na_toolkit.hookimpl\ndef na_register_moves(registry):\n    raise SystemExit(3)\n"
+        expected = r"plugin quitter \(quitter-dist 1.0\): na_register_moves raised SystemExit: 3$"
+    else:
+        source = "import sys\nsys.exit(3)\n"
+        expected = r"plugin quitter \(quitter-dist 1.0\): import failed: SystemExit: 3$"
+    site.install("quitter-dist", "1.0", {"quitter": module}, {module: source})
+    with pytest.raises(PluginError, match=expected) as info:
+        load_toolkit()
+    assert isinstance(info.value.__cause__, SystemExit)
+    with pytest.warns(PluginWarning, match=expected):
+        tk = load_toolkit(strict=False)
+    assert tk.plugins["quitter"].registered == {} and "conv2d" in tk.layer_types
+
+
+def test_a_lazy_component_raising_system_exit_is_a_plugin_error(site):
+    module = unique("lazy_exits")
+    (site.root / f"{module}.py").write_text("raise SystemExit(3)\n")
+    site.monkeypatch.delitem(sys.modules, module, raising=False)
+    p = plugin("lazy_quitter", na_register_predictors=add_lazy(quits=f"{module}:Predictor"))
+    tk = load_toolkit(entry_points=False, extra_plugins=(p,))
+    expected = rf"lazy_quitter: predictor 'quits' could not be imported from {module}:Predictor: SystemExit: 3"
+    with pytest.raises(PluginError, match=expected):
+        tk.predictors.get("quits")
+
+
+def test_a_keyboard_interrupt_in_a_hook_still_interrupts():
+    p = plugin("ctrl_c", na_register_layer_types=raise_(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        load_toolkit(strict=False, entry_points=False, extra_plugins=(p,))
+
+
 def test_duplicate_component_name_names_both_plugins():
     p = plugin("impostor", na_register_layer_types=add_layer(ConvImpostor()))
     with pytest.raises(DuplicateComponentError) as info:
@@ -593,3 +630,21 @@ def test_cli_strict_plugins_exits_2_with_one_line(run_cli, broken_site):
     env, _layer = broken_site
     line = run_cli("--strict-plugins", "plugins", env=env).error_line()
     assert line.startswith("na-toolkit: error: plugin broken (broken-dist 1.2.3): import failed")
+
+
+def test_cli_a_plugin_calling_sys_exit_is_a_warning_and_commands_keep_working(run_cli, tmp_path):
+    module = unique("quits")
+    d = Distributions(tmp_path, pytest.MonkeyPatch())
+    source = "import na_toolkit\n\n@na_toolkit.hookimpl\ndef na_register_moves(registry):\n    raise SystemExit(3)\n"
+    try:
+        d.install("quitter-dist", "1.0", {"quitter": module}, {module: source})
+    finally:
+        d.monkeypatch.undo()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    env |= {ALLOW_ENV: "quitter", DENY_ENV: None}
+    message = "plugin quitter (quitter-dist 1.0): na_register_moves raised SystemExit: 3"
+    res = run_cli("arch", "seeds", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == f"na-toolkit: warning: {message}"
+    assert "simple-cnn" in res.stdout
+    assert run_cli("--strict-plugins", "arch", "seeds", env=env).error_line() == f"na-toolkit: error: {message}"
