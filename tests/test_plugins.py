@@ -7,6 +7,7 @@ The allow list `NA_TOOLKIT_PLUGINS` keeps other installed plugins out of these t
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import itertools
 import os
@@ -573,6 +574,55 @@ def test_deny_list_skips_entry_points_builtins_and_extras(site, monkeypatch):
     assert "conv2d" in tk.layer_types
 
 
+def installed() -> str:
+    """The entry-point plugin names installed here (this test's and any of the environment's), as listed."""
+    return ", ".join(sorted({ep.name for ep in importlib.metadata.entry_points(group="na_toolkit")}))
+
+
+def test_a_misspelt_name_in_the_deny_list_is_reported_with_the_close_match(site, monkeypatch):
+    module = unique("myplug")
+    site.install("myplug-dist", "1.0", {"myplug": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
+    monkeypatch.setenv(DENY_ENV, "myplgu")
+    message = (
+        "plugin myplgu: named in NA_TOOLKIT_DISABLE_PLUGINS: no plugin has this name, so nothing was disabled by "
+        f"it. Did you mean 'myplug'? Installed plugins: {installed()} (`na-toolkit plugins` lists the built-ins too)"
+    )
+    with pytest.raises(PluginError) as info:
+        load_toolkit()
+    assert str(info.value) == message
+    with pytest.warns(PluginWarning) as caught:
+        tk = load_toolkit(strict=False)
+    assert [str(w.message) for w in caught] == [message] and [str(e) for e in tk.errors] == [message]
+    assert tk.plugins["myplug"].error is None  # what the misspelt name meant to disable is loaded: say so
+    monkeypatch.setenv(DENY_ENV, "na_toolkit.builtin.predictor")
+    with pytest.raises(PluginError, match=r"Did you mean 'na_toolkit.builtin.predictors'[,?]"):
+        load_toolkit(entry_points=False)
+    # every installed entry point is a known name, loaded or not; so are the extra plugins of this call
+    extra = plugin("extra_plugin", na_register_layer_types=add_layer(TripleLayer()))
+    monkeypatch.setenv(DENY_ENV, "myplug,extra_plugin")
+    assert load_toolkit(entry_points=False, extra_plugins=(extra,)).errors == []
+
+
+def test_a_misspelt_or_built_in_name_in_the_allow_list_is_reported(site, monkeypatch):
+    module = unique("myplug")
+    site.install("myplug-dist", "1.0", {"myplug": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
+    monkeypatch.setenv(ALLOW_ENV, "myplgu")
+    with pytest.warns(PluginWarning) as caught:
+        tk = load_toolkit(strict=False)
+    assert [str(w.message) for w in caught] == [
+        "plugin myplgu: named in NA_TOOLKIT_PLUGINS: no plugin has this name, so nothing was enabled by it. "
+        f"Did you mean 'myplug'? Installed plugins: {installed()} (`na-toolkit plugins` lists the built-ins too)"
+    ]
+    assert "myplug" not in tk.plugins
+    monkeypatch.setenv(ALLOW_ENV, "myplug,na_toolkit.builtin.layers")
+    with pytest.raises(PluginError) as info:
+        load_toolkit()
+    assert str(info.value) == (
+        "plugin na_toolkit.builtin.layers: named in NA_TOOLKIT_PLUGINS: a built-in plugin, always loaded "
+        "(NA_TOOLKIT_PLUGINS selects entry-point plugins; NA_TOOLKIT_DISABLE_PLUGINS skips one)"
+    )
+
+
 def test_broken_entry_point_can_be_denied(site, monkeypatch):
     site.install("broken-dist", "1.2.3", {"broken": "no_such_module_for_na_toolkit_tests"})
     monkeypatch.setenv(DENY_ENV, "broken")
@@ -648,3 +698,18 @@ def test_cli_a_plugin_calling_sys_exit_is_a_warning_and_commands_keep_working(ru
     assert res.stderr.strip() == f"na-toolkit: warning: {message}"
     assert "simple-cnn" in res.stdout
     assert run_cli("--strict-plugins", "arch", "seeds", env=env).error_line() == f"na-toolkit: error: {message}"
+
+
+def test_cli_a_misspelt_disabled_plugin_is_a_warning_or_with_strict_plugins_an_error(run_cli, broken_site):
+    env, _layer = broken_site
+    env = {**env, DENY_ENV: "brokn"}  # meant: broken
+    res = run_cli("plugins", env=env)
+    assert res.returncode == 0, res.stderr
+    warned = res.stderr.splitlines()
+    assert warned[0].startswith(
+        "na-toolkit: warning: plugin brokn: named in NA_TOOLKIT_DISABLE_PLUGINS: no plugin has this name, so "
+        "nothing was disabled by it. Did you mean 'broken'? Installed plugins: "
+    )
+    assert "plugin broken (broken-dist 1.2.3): import failed" in warned[1]
+    line = run_cli("--strict-plugins", "plugins", env=env).error_line()
+    assert line.startswith("na-toolkit: error: plugin brokn: named in NA_TOOLKIT_DISABLE_PLUGINS")
