@@ -34,6 +34,14 @@ def with_article(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 move`, `3 moves`, `2 strategies` (the plural of every component kind)."""
+    if n == 1:
+        return f"1 {noun}"
+    plural = f"{noun[:-1]}ies" if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou") else f"{noun}s"
+    return f"{n} {plural}"
+
+
 class UnknownComponentError(NAToolkitError, KeyError):
     """A name that no registry holds; lists the close matches and what is registered."""
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from .errors import DuplicateComponentError, PluginError, UnknownComponentError
+from .errors import DuplicateComponentError, PluginError, UnknownComponentError, with_article
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ class Registry(Generic[T]):
         ok = (isinstance(obj, type) and issubclass(obj, expected)) if self.holds_classes else isinstance(obj, expected)
         if not ok:
             want = f"a subclass of {expected.__name__}" if self.holds_classes else f"an instance of {expected.__name__}"
-            raise PluginError(self.current_plugin, f"registered {obj!r} as a {self.kind}, expected {want}")
+            raise PluginError(self.current_plugin, f"registered {obj!r} as {with_article(self.kind)}, expected {want}")
 
     def add(self, obj: T, name: str | None = None) -> T:
         """Register `obj` under `name` (default: its `name` attribute). Returns `obj` (usable as decorator)."""
@@ -98,7 +98,8 @@ class Registry(Generic[T]):
 
     def _claim(self, name: Any, obj: Any) -> None:
         if not isinstance(name, str) or not name:
-            raise PluginError(self.current_plugin, f"a {self.kind} must have a non-empty string `name`, got {name!r}")
+            what = with_article(self.kind)
+            raise PluginError(self.current_plugin, f"{what} must have a non-empty string `name`, got {name!r}")
         if name in self._entries:
             first = self._entries[name].plugin
             raise DuplicateComponentError(

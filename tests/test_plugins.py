@@ -36,6 +36,7 @@ from na_toolkit.plugins import (
     load_toolkit_from_selection,
     set_toolkit,
 )
+from na_toolkit.registry import Registry
 from na_toolkit.search.options import options_markdown
 from na_toolkit.toolkit import PluginSelection
 
@@ -340,9 +341,18 @@ def test_typed_registries_refuse_wrong_object_types(attr):
     tk = load_toolkit(entry_points=False)
     registry = getattr(tk, attr)
     registry.current_plugin = "sloppy"
-    with pytest.raises(PluginError, match=rf"plugin sloppy: registered .* as a {registry.kind}, expected"):
+    article = "an" if registry.kind in ("evaluator", "executor") else "a"
+    with pytest.raises(PluginError, match=rf"plugin sloppy: registered .* as {article} {registry.kind}, expected"):
         registry.add(object(), name="x")
     assert "x" not in registry
+
+
+def test_a_component_without_a_name_is_registered_under_the_name_given():
+    registry: Registry[int] = Registry()
+    registry.add(3, name="three")
+    assert registry.get("three") == 3
+    with pytest.raises(PluginError, match=r"^plugin <direct>: a component must have a non-empty string `name`"):
+        registry.add(4)
 
 
 def test_wrong_object_type_from_a_plugin_hook():
@@ -658,6 +668,8 @@ def test_cli_plugins_lists_versions_registrations_and_errors(run_cli, broken_sit
     )
     assert "na_toolkit.builtin.layers 0.1.0 (built-in)" in res.stdout
     assert f"good 2.5.1 (good-dist)\n    1 layer type: {layer}" in res.stdout
+    assert "na_toolkit.builtin.strategies 0.1.0 (built-in)\n    3 strategies: random, evolution," in res.stdout
+    assert "na_toolkit.builtin.evaluators 0.1.0 (built-in)\n    2 evaluators: torch, synthetic" in res.stdout
     assert "broken 1.2.3 (broken-dist)\n    FAILED: plugin broken (broken-dist 1.2.3): import failed" in res.stdout
 
     doc = run_cli("plugins", "--json", env=env).json()
