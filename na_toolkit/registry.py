@@ -80,9 +80,17 @@ class Registry(Generic[T]):
             raise PluginError(self.current_plugin, f"registered {obj!r} as {with_article(self.kind)}, expected {want}")
 
     def add(self, obj: T, name: str | None = None) -> T:
-        """Register `obj` under `name` (default: its `name` attribute). Returns `obj` (usable as decorator)."""
+        """Register `obj` under `name` (default: its `name` attribute, which `name` must then equal, as for
+        `add_lazy`: the toolkit finds a component again by the name it gives itself, in a move's record or a
+        time estimate). Returns `obj` (usable as decorator)."""
         self._check_type(obj)
-        self._claim(name if name is not None else getattr(obj, "name", None), obj)
+        declared = getattr(obj, "name", None)
+        if name is not None and declared is not None and declared != name:
+            raise PluginError(
+                self.current_plugin,
+                f"{self.kind} registered as {name!r} calls itself {declared!r}: register it under its own name",
+            )
+        self._claim(name if name is not None else declared, obj)
         return obj
 
     def add_lazy(self, name: str, path: str) -> None:

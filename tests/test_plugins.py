@@ -22,6 +22,7 @@ import pytest
 import na_toolkit
 from na_toolkit import hookspecs
 from na_toolkit.errors import DuplicateComponentError, PluginError
+from na_toolkit.evaluation.base import Evaluator
 from na_toolkit.ir.layers import LayerType
 from na_toolkit.moves import MoveType
 from na_toolkit.plugins import (
@@ -248,6 +249,11 @@ def test_raising_hook_non_strict_warns_and_withdraws_everything_the_plugin_regis
     assert not tk.pm.has_plugin("half_done")
 
 
+class OneEvaluator(Evaluator):
+    name = "one"
+    description = "an evaluator only these tests register"
+
+
 class ReturnedMove(MoveType):
     name = "test_returned_move"
     description = "a move its plugin returns instead of registering"
@@ -345,6 +351,23 @@ def test_typed_registries_refuse_wrong_object_types(attr):
     with pytest.raises(PluginError, match=rf"plugin sloppy: registered .* as {article} {registry.kind}, expected"):
         registry.add(object(), name="x")
     assert "x" not in registry
+
+
+def test_registering_under_another_name_than_the_component_gives_itself_is_refused(toolkit):
+    # the same rule as add_lazy's: a component found by its own name (a move's record, a time estimate) must
+    # be registered under it
+    registry = toolkit.moves
+    registry.current_plugin = "aliaser"
+    with pytest.raises(PluginError) as info:
+        registry.add(ReturnedMove(), name="alias")
+    assert str(info.value) == (
+        "plugin aliaser: move registered as 'alias' calls itself 'test_returned_move': register it under its own name"
+    )
+    assert "alias" not in registry and "test_returned_move" not in registry
+    registry.add(ReturnedMove(), name="test_returned_move")  # its own name, spelt out: fine
+    p = plugin("evaluator_alias", na_register_evaluators=lambda registry: registry.add(OneEvaluator, name="two"))
+    with pytest.raises(PluginError, match=r"^plugin evaluator_alias: evaluator registered as 'two' calls itself 'one'"):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
 
 
 def test_a_component_without_a_name_is_registered_under_the_name_given():
