@@ -24,13 +24,31 @@ class ShapeError(ArchitectureError):
     """Shapes do not agree (e.g. an add of two tensors of different shape)."""
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """` Did you mean 'x', 'y'?` for the names of `known` close to `name`, or "" when none is."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def with_article(noun: str) -> str:
+    """`a move`, `an evaluator` (by the first letter, which is right for every component kind)."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 move`, `3 moves`, `2 strategies` (the plural of every component kind)."""
+    if n == 1:
+        return f"1 {noun}"
+    plural = f"{noun[:-1]}ies" if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou") else f"{noun}s"
+    return f"{n} {plural}"
+
+
 class UnknownComponentError(NAToolkitError, KeyError):
     """A name that no registry holds; lists the close matches and what is registered."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, known)
         self.kind, self.name, self.known = kind, name, known
         msg = f"unknown {kind} {name!r}.{hint} Known: {', '.join(known) or '(none registered)'}"
         super().__init__(msg)

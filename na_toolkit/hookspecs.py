@@ -66,7 +66,8 @@ def na_register_time_models(registry: TimeModelRegistry) -> None:
 @hookspec
 def na_register_hardware(registry: HardwareRegistry) -> None:
     """Register hardware models (analytic, TOML) and device profiles (measured, JSON), one by one with
-    `registry.add(source)` or a whole folder with `registry.add_folder(path)`."""
+    `registry.add(source)` or a whole folder with `registry.add_folder(path)`. An unknown kind, a missing file
+    and a missing or empty folder are refused (PluginError)."""
 
 
 @hookspec

@@ -8,9 +8,12 @@ third-party ones come from the entry-point group `na_toolkit`. Environment varia
 - `NA_TOOLKIT_DISABLE_PLUGINS`: comma-separated deny list by plugin name: an entry-point name, a built-in's
   module name (e.g. `na_toolkit.builtin.predictors`) or an extra plugin's `__name__`.
 
-A plugin that fails (import error, invalid hook implementation, raising hook, duplicate component name,
-wrong object type) is reported as `plugin NAME (DIST VERSION): error`, and everything it registered is
-withdrawn, so a half-registered plugin never lingers. The library raises `PluginError` (strict, the
+A name in either list that no plugin has (a typo) is reported like a broken plugin, with the close matches.
+
+A plugin that fails (import error, invalid hook implementation, raising hook, SystemExit included, a hook
+returning a value instead of calling `registry.add`, duplicate component name, wrong object type) is
+reported as `plugin NAME (DIST VERSION): error`, and everything it registered is withdrawn, so a
+half-registered plugin never lingers. The library raises `PluginError` (strict, the
 default); the CLI warns and carries on unless `--strict-plugins`.
 """
 
@@ -31,8 +34,8 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import PluginError
-from .registry import Registry
+from .errors import PluginError, did_you_mean, with_article
+from .registry import PLUGIN_FAILURES, Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
 __all__ = [
@@ -156,7 +159,7 @@ class _Loader:
         self.tk.plugins[info.name] = info
         try:
             plugin = load()
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             self.fail(info, info.label, f"import failed: {_one_line(exc)}", exc)
             return
         if not registers and self.tk.pm.is_registered(plugin):
@@ -197,17 +200,28 @@ class _Loader:
         registry.current_plugin = info.label
         before = set(registry.names())
         try:
-            impl.function(**dict.fromkeys(impl.argnames, registry))
-        except Exception as exc:
+            returned = impl.function(**dict.fromkeys(impl.argnames, registry))
+        except PLUGIN_FAILURES as exc:
             self.fail(info, info.label, f"{hook_name} raised {_one_line(exc)}", exc)
             return False
         finally:
             registry.current_plugin = "<direct>"
         added = [n for n in registry.names() if n not in before]
+        if returned is not None and not _is_registered(returned, registry, added):
+            # pluggy would collect the value and nothing would read it: the components would silently vanish
+            what = with_article(type(returned).__name__)
+            self.fail(info, info.label, f"hooks call registry.add(...) and return nothing; {hook_name} returned {what}")
+            return False
         if added:
             attr = REGISTRIES[hook_name][0]
             info.registered.setdefault(attr, []).extend(added)
         return True
+
+
+def _is_registered(returned: Any, registry: Registry, added: list[str]) -> bool:
+    """Is the value a hook returned one of the objects it has just registered? (`registry.add` returns its
+    argument, so `lambda registry: registry.add(obj)` registers `obj` and returns it.)"""
+    return any(registry.is_loaded(n) and registry.get(n) is returned for n in added)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -305,6 +319,7 @@ def extend_toolkit(toolkit: Toolkit, *plugins: Any) -> Toolkit:
 def _build(selection: PluginSelection, extra_plugins: tuple[Any, ...]) -> Toolkit:
     tk = Toolkit(selection)
     loader = _Loader(tk, selection.strict)
+    _check_selected_names(loader, selection, [_extra_name(p, i) for i, p in enumerate(extra_plugins)])
     for name in selection.deny:  # pluggy's block list: a blocked name is never registered
         tk.pm.set_blocked(name)
 
@@ -327,7 +342,7 @@ def _build(selection: PluginSelection, extra_plugins: tuple[Any, ...]) -> Toolki
             loader.add(info, functools.partial(_load_entry_point, tk, ep.name), registers=True)
 
     for i, plugin in enumerate(extra_plugins):
-        name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{i}"
+        name = _extra_name(plugin, i)
         if tk.pm.is_blocked(name):
             continue
         version = str(getattr(plugin, "__version__", ""))
@@ -335,6 +350,35 @@ def _build(selection: PluginSelection, extra_plugins: tuple[Any, ...]) -> Toolki
 
     loader.run_hooks()
     return tk
+
+
+def _extra_name(plugin: Any, index: int) -> str:
+    """The plugin name of an extra plugin: its `__name__` (a module's is its dotted name)."""
+    return getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
+
+
+def _check_selected_names(loader: _Loader, selection: PluginSelection, extra_names: list[str]) -> None:
+    """A name in the allow or deny list that no plugin has is reported (a misspelt `myplgu` would otherwise
+    leave `myplug` loaded without a word). Every installed entry point counts, loaded or not (tests load
+    with `entry_points=False` under the user's deny list)."""
+    if not selection.deny and not selection.allow:
+        return
+    installed = sorted({ep.name for ep in _entry_points()})
+    known = {DENY_ENV: [*DEFAULT_PLUGINS, *installed, *extra_names], ALLOW_ENV: installed}
+    for var, names in ((DENY_ENV, selection.deny), (ALLOW_ENV, selection.allow or ())):
+        action = "disabled" if var == DENY_ENV else "enabled"
+        for name in names:
+            if name in known[var]:
+                continue
+            if name in DEFAULT_PLUGINS:  # in the allow list
+                why = f"a built-in plugin, always loaded ({var} selects entry-point plugins; {DENY_ENV} skips one)"
+            else:
+                listed = ", ".join(sorted({*installed, *extra_names})) or "none"
+                why = (
+                    f"no plugin has this name, so nothing was {action} by it.{did_you_mean(name, known[var])} "
+                    f"Installed plugins: {listed} (`na-toolkit plugins` lists the built-ins too)"
+                )
+            loader.fail(None, name, f"named in {var}: {why}")
 
 
 def _given(plugin: Any) -> Any:

@@ -22,9 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from .errors import DuplicateComponentError, PluginError, UnknownComponentError
+from .errors import DuplicateComponentError, PluginError, UnknownComponentError, with_article
 
 T = TypeVar("T")
+
+#: what plugin code (its import, a hook, a lazy component's import) may raise and be reported for, naming the
+#: plugin: a `sys.exit()` there is the plugin's failure, not a request to end the command (every command loads
+#: every plugin). KeyboardInterrupt is not among them: Ctrl-C still interrupts.
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 
 @dataclass(frozen=True)
@@ -72,19 +77,26 @@ class Registry(Generic[T]):
         ok = (isinstance(obj, type) and issubclass(obj, expected)) if self.holds_classes else isinstance(obj, expected)
         if not ok:
             want = f"a subclass of {expected.__name__}" if self.holds_classes else f"an instance of {expected.__name__}"
-            raise PluginError(self.current_plugin, f"registered {obj!r} as a {self.kind}, expected {want}")
+            raise PluginError(self.current_plugin, f"registered {obj!r} as {with_article(self.kind)}, expected {want}")
 
     def add(self, obj: T, name: str | None = None) -> T:
-        """Register `obj` under `name` (default: its `name` attribute). Returns what was registered: `obj`
-        (usable as decorator), or, for an item that can be renamed (a `renamed(name)` method: a dataset
-        source) registered under another name than its own, its copy of that name, so that what it reports
-        (a loaded dataset's name) is the name it is listed and found under."""
+        """Register `obj` under `name` (default: its `name` attribute, which `name` must then equal, as for
+        `add_lazy`: the toolkit finds a component again by the name it gives itself, in a move's record or a
+        time estimate). An item that can be renamed (a `renamed(name)` method: a dataset source, named after
+        its file by `dataset_from_npz`) is registered under another name as its copy of that name, so what it
+        reports (a loaded dataset's name) is the name it is listed and found under. Returns what was
+        registered: `obj` (usable as decorator), or that copy."""
         self._check_type(obj)
-        own = getattr(obj, "name", None)
+        declared = getattr(obj, "name", None)
         rename = getattr(obj, "renamed", None)
-        if name is not None and name != own and not isinstance(obj, type) and callable(rename):
+        if name is not None and declared is not None and declared != name:
+            if isinstance(obj, type) or not callable(rename):
+                raise PluginError(
+                    self.current_plugin,
+                    f"{self.kind} registered as {name!r} calls itself {declared!r}: register it under its own name",
+                )
             obj = rename(name)
-        self._claim(name if name is not None else own, obj)
+        self._claim(name if name is not None else declared, obj)
         return obj
 
     def add_lazy(self, name: str, path: str) -> None:
@@ -100,7 +112,8 @@ class Registry(Generic[T]):
 
     def _claim(self, name: Any, obj: Any) -> None:
         if not isinstance(name, str) or not name:
-            raise PluginError(self.current_plugin, f"a {self.kind} must have a non-empty string `name`, got {name!r}")
+            what = with_article(self.kind)
+            raise PluginError(self.current_plugin, f"{what} must have a non-empty string `name`, got {name!r}")
         if name in self._entries:
             first = self._entries[name].plugin
             raise DuplicateComponentError(
@@ -116,7 +129,7 @@ class Registry(Generic[T]):
         try:
             try:
                 obj = lazy.load()
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 raise PluginError(
                     entry.plugin,
                     f"{self.kind} {entry.name!r} could not be imported from {lazy.path}: "

@@ -20,6 +20,7 @@ from . import hookspecs
 from .bench.base import Benchmark
 from .cli.command import Command
 from .datasets.base import DatasetSource
+from .errors import PluginError
 from .evaluation.base import Evaluator
 from .ir.layers import LayerTypeRegistry
 from .ir.seeds import Seed
@@ -28,10 +29,9 @@ from .registry import Registry
 from .search.executors import Executor
 from .search.strategy import Strategy
 from .timemodels.base import TimeModel
-from .timemodels.hardware import HardwareSource, sources_in_folder
+from .timemodels.hardware import HardwareSource, folder_problem, source_problem, sources_in_folder
 
 if TYPE_CHECKING:
-    from .errors import PluginError
     from .ir.architecture import Architecture
     from .plugins import PluginInfo
 
@@ -71,9 +71,20 @@ class HardwareRegistry(Registry[HardwareSource]):
     kind = "hardware model"
     item_type = HardwareSource
 
+    def _check_type(self, obj: Any) -> None:
+        super()._check_type(obj)
+        problem = source_problem(obj)
+        if problem is not None:
+            raise PluginError(self.current_plugin, problem)
+
     def add_folder(self, path: str | Path) -> None:
-        """Register every `*.toml` hardware model and `*.json` profile in `path`."""
-        for source in sources_in_folder(path):
+        """Register every `*.toml` hardware model and `*.json` profile in `path`; a missing folder, or one
+        holding neither, is a PluginError (a misspelt path or data missing from a wheel is never silent)."""
+        sources = sources_in_folder(path)
+        problem = folder_problem(path, sources)
+        if problem is not None:
+            raise PluginError(self.current_plugin, problem)
+        for source in sources:
             self.add(source)
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import SHIPPED_HARDWARE_MODELS, default_toolkit
 from na_toolkit.builtin.hardware import HWMODELS_PATH_ENV, shipped_folder
-from na_toolkit.errors import HardwareError
-from na_toolkit.plugins import load_toolkit
+from na_toolkit.errors import HardwareError, PluginError
+from na_toolkit.plugins import ALLOW_ENV, DENY_ENV, PluginWarning, load_toolkit
 from na_toolkit.timemodels.hwmodel import (
     DTYPE_BYTES,
     KINDS,
@@ -259,3 +259,99 @@ def test_toml_numbers_read_back_exactly(tmp_path):
         back = read_hardware_model(save_hardware_model(model, tmp_path / "n.toml"))
         assert back.peak_flops_per_s["fp32"] == v and back.memory_bandwidth_bytes_per_s == v
         assert math.isclose(back.launch_overhead_s, v * 1e-9, rel_tol=0, abs_tol=0)
+
+
+# ---- registration: a plugin's hardware that registers nothing, or under a wrong kind, is refused -----------
+HW_PLUGIN = """
+from pathlib import Path
+
+import na_toolkit
+from na_toolkit.timemodels.hardware import HardwareSource
+
+
+@na_toolkit.hookimpl
+def na_register_hardware(registry):
+    here = Path(__file__).parent
+    {body}
+"""
+
+
+def hw_plugin(root: Path, name: str, body: str) -> Path:
+    """A real plugin package `name` under `root` (shipping `hardware/lab-box.toml` and an empty `empty/`)."""
+    package = root / name
+    (package / "hardware").mkdir(parents=True)
+    (package / "empty").mkdir()
+    (package / "hardware" / "lab-box.toml").write_text(GOOD)
+    (package / "__init__.py").write_text(HW_PLUGIN.format(body=body))
+    return package
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            'registry.add_folder(here / "hardwrae")',  # a typo, or package data missing from the wheel
+            "plugin {name}: add_folder('{package}/hardwrae'): the folder does not exist (a misspelt path, or "
+            "package data left out of the distribution: declare the files in package_data)",
+        ),
+        (
+            'registry.add_folder(here / "empty")',
+            "plugin {name}: add_folder('{package}/empty'): the folder holds no hardware model (*.toml) or device "
+            "profile (*.json)",
+        ),
+        (
+            'registry.add(HardwareSource("hw-badkind", "modle", here / "hardware" / "lab-box.toml"))',
+            "plugin {name}: hardware source 'hw-badkind' has kind 'modle'; a kind is 'model' (a TOML hardware "
+            "model) or 'profile' (a JSON device profile)",
+        ),
+        (
+            'registry.add(HardwareSource("hw-missing", "model", here / "hardware" / "missing.toml"))',
+            "plugin {name}: hardware model 'hw-missing': {package}/hardware/missing.toml is not a file",
+        ),
+    ],
+    ids=["misspelt-folder", "empty-folder", "unknown-kind", "missing-file"],
+)
+def test_hardware_that_would_register_nothing_or_a_wrong_kind_is_refused(body, message, tmp_path, monkeypatch):
+    name = f"hwplug_{os.getpid()}_{tmp_path.name[-1]}"  # tmp_path ends in the test's index: a fresh module
+    package = hw_plugin(tmp_path, name, body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = __import__(name)
+    expected = message.format(name=name, package=package)
+    with pytest.raises(PluginError) as info:
+        load_toolkit(entry_points=False, extra_plugins=(module,))
+    assert str(info.value) == expected
+    with pytest.warns(PluginWarning) as caught:
+        toolkit = load_toolkit(strict=False, entry_points=False, extra_plugins=(module,))
+    assert [str(w.message) for w in caught] == [expected]
+    assert SHIPPED_HARDWARE_MODELS <= set(toolkit.hardware.names())  # the others keep working
+    assert not {"hw-badkind", "hw-missing", "lab-box"} & set(toolkit.hardware.names())
+
+
+def test_a_plugin_folder_of_hardware_registers_by_file_stem(tmp_path, monkeypatch):
+    name = f"hwplug_good_{os.getpid()}"
+    hw_plugin(tmp_path, name, 'registry.add_folder(here / "hardware")')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(__import__(name),))
+    assert toolkit.plugins[name].registered == {"hardware": ["lab-box"]}
+    assert load_hardware_model("lab-box", toolkit.hardware).peak_flops_per_s["fp32"] == 2e13
+
+
+def test_cli_hw_list_warns_about_a_plugin_with_an_unknown_kind_and_lists_the_rest(tmp_path, run_cli):
+    name = f"hwplug_cli_{os.getpid()}"
+    hw_plugin(tmp_path, name, 'registry.add(HardwareSource("hw-badkind", "modle", here / "hardware" / "lab-box.toml"))')
+    info = tmp_path / "hwplug_cli-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hwplug-cli\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[na_toolkit]\nhwplug = {name}\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    env |= {ALLOW_ENV: "hwplug", DENY_ENV: None}
+    res = run_cli("hw", "list", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == (
+        "na-toolkit: warning: plugin hwplug (hwplug-cli 1.0): hardware source 'hw-badkind' has kind 'modle'; a "
+        "kind is 'model' (a TOML hardware model) or 'profile' (a JSON device profile)"
+    )
+    listed = {h["name"]: h["kind"] for h in res.json()["hardware"]}
+    assert "hw-badkind" not in listed and SHIPPED_HARDWARE_MODELS <= set(listed)
+    line = run_cli("--strict-plugins", "hw", "list", env=env).error_line()
+    assert line.startswith("na-toolkit: error: plugin hwplug (hwplug-cli 1.0): hardware source 'hw-badkind'")

@@ -103,3 +103,40 @@ def test_refuses_a_folder_that_is_not_empty_and_takes_an_empty_one(tmp_path, run
     assert res.returncode == 0, res.stderr
     assert (empty / "my_plugin" / "layer.py").is_file()
     assert "my_plugin" in res.stdout and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_refuses_the_name_of_an_importable_module(tmp_path, run_cli):
+    # numpy: the generated package's pytest config (pythonpath = .) would shadow it and its tests fail at collection
+    line = run_cli("plugin", "new", "numpy", "--out", tmp_path / "x").error_line()
+    assert line.startswith(
+        f"na-toolkit: error: plugin name 'numpy' is the name of an importable module ({np.__file__}), which the "
+        "plugin's package would shadow; choose another (e.g. numpy_plugin)"
+    )
+    assert not (tmp_path / "x").exists()
+    # a module of the user's own, on PYTHONPATH, counts too; a bare folder (a namespace package) does not
+    site = tmp_path / "site"
+    (site / "lab_tools").mkdir(parents=True)
+    (site / "lab_tools" / "__init__.py").write_text("")
+    (site / "bare_folder").mkdir()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    line = run_cli("plugin", "new", "lab_tools", "--out", tmp_path / "y", env=env).error_line()
+    assert f"is the name of an importable module ({site / 'lab_tools' / '__init__.py'})" in line
+    res = run_cli("plugin", "new", "bare_folder", "--out", tmp_path / "z", env=env)
+    assert res.returncode == 0, res.stderr
+
+
+def test_refuses_the_name_of_an_installed_plugin(tmp_path, run_cli):
+    # installed beside it, `plugin new nb201` would knock the shipped NB201 plugin out ("already loaded")
+    site = tmp_path / "site"
+    info = site / "lab_plugin-2.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-plugin\nVersion: 2.0\n")
+    (info / "entry_points.txt").write_text("[na_toolkit]\nlabplug = lab_plugin_module\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])), ALLOW_ENV: ""}
+    line = run_cli("plugin", "new", "labplug", "--out", tmp_path / "x", env=env).error_line()
+    assert line == (
+        "na-toolkit: error: plugin name 'labplug' is the name of the installed plugin labplug (lab-plugin 2.0): "
+        "installed beside it, one of the two would be refused as a second plugin of that name; choose another "
+        "(e.g. labplug_plugin)"
+    )
+    assert not (tmp_path / "x").exists()

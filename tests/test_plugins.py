@@ -7,6 +7,7 @@ The allow list `NA_TOOLKIT_PLUGINS` keeps other installed plugins out of these t
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import itertools
 import os
@@ -21,7 +22,9 @@ import pytest
 import na_toolkit
 from na_toolkit import hookspecs
 from na_toolkit.errors import DuplicateComponentError, PluginError
+from na_toolkit.evaluation.base import Evaluator
 from na_toolkit.ir.layers import LayerType
+from na_toolkit.moves import MoveType
 from na_toolkit.plugins import (
     ALLOW_ENV,
     DEFAULT_PLUGINS,
@@ -34,6 +37,7 @@ from na_toolkit.plugins import (
     load_toolkit_from_selection,
     set_toolkit,
 )
+from na_toolkit.registry import Registry
 from na_toolkit.search.options import options_markdown
 from na_toolkit.toolkit import PluginSelection
 
@@ -245,6 +249,78 @@ def test_raising_hook_non_strict_warns_and_withdraws_everything_the_plugin_regis
     assert not tk.pm.has_plugin("half_done")
 
 
+class OneEvaluator(Evaluator):
+    name = "one"
+    description = "an evaluator only these tests register"
+
+
+class ReturnedMove(MoveType):
+    name = "test_returned_move"
+    description = "a move its plugin returns instead of registering"
+
+
+def test_a_hook_returning_its_components_instead_of_adding_them_is_reported():
+    p = plugin(
+        "returner",
+        na_register_layer_types=add_layer(TripleLayer()),
+        na_register_moves=lambda registry: [ReturnedMove()],  # the mistake: pluggy would collect and drop the list
+    )
+    message = "plugin returner: hooks call registry.add(...) and return nothing; na_register_moves returned a list"
+    with pytest.raises(PluginError) as info:
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert str(info.value) == message
+    with pytest.warns(PluginWarning) as caught:
+        tk = load_toolkit(strict=False, entry_points=False, extra_plugins=(p,))
+    assert [str(w.message) for w in caught] == [message]
+    assert tk.plugins["returner"].error == message and tk.plugins["returner"].registered == {}
+    assert "test_triple" not in tk.layer_types and "test_returned_move" not in tk.moves  # withdrawn
+    assert "conv2d" in tk.layer_types
+
+
+def test_a_hook_may_return_what_registry_add_returns():
+    # `registry.add` returns its argument, so a one-line lambda hook returns the object it registered
+    p = plugin("one_liner", na_register_moves=lambda registry: registry.add(ReturnedMove()))
+    tk = load_toolkit(entry_points=False, extra_plugins=(p,))
+    assert tk.plugins["one_liner"].registered == {"moves": ["test_returned_move"]}
+
+
+@pytest.mark.parametrize("when", ["hook", "import"])
+def test_a_plugin_raising_system_exit_is_reported_like_any_failing_plugin(when, site):
+    # sys.exit() in a plugin must not end every na-toolkit command (with no output, exit 3)
+    module = unique("exits")
+    source = GOOD_PLUGIN_SOURCE.format(layer=unique("l"))
+    if when == "hook":
+        source += "\n@na_toolkit.hookimpl\ndef na_register_moves(registry):\n    raise SystemExit(3)\n"
+        expected = r"plugin quitter \(quitter-dist 1.0\): na_register_moves raised SystemExit: 3$"
+    else:
+        source = "import sys\nsys.exit(3)\n"
+        expected = r"plugin quitter \(quitter-dist 1.0\): import failed: SystemExit: 3$"
+    site.install("quitter-dist", "1.0", {"quitter": module}, {module: source})
+    with pytest.raises(PluginError, match=expected) as info:
+        load_toolkit()
+    assert isinstance(info.value.__cause__, SystemExit)
+    with pytest.warns(PluginWarning, match=expected):
+        tk = load_toolkit(strict=False)
+    assert tk.plugins["quitter"].registered == {} and "conv2d" in tk.layer_types
+
+
+def test_a_lazy_component_raising_system_exit_is_a_plugin_error(site):
+    module = unique("lazy_exits")
+    (site.root / f"{module}.py").write_text("raise SystemExit(3)\n")
+    site.monkeypatch.delitem(sys.modules, module, raising=False)
+    p = plugin("lazy_quitter", na_register_predictors=add_lazy(quits=f"{module}:Predictor"))
+    tk = load_toolkit(entry_points=False, extra_plugins=(p,))
+    expected = rf"lazy_quitter: predictor 'quits' could not be imported from {module}:Predictor: SystemExit: 3"
+    with pytest.raises(PluginError, match=expected):
+        tk.predictors.get("quits")
+
+
+def test_a_keyboard_interrupt_in_a_hook_still_interrupts():
+    p = plugin("ctrl_c", na_register_layer_types=raise_(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        load_toolkit(strict=False, entry_points=False, extra_plugins=(p,))
+
+
 def test_duplicate_component_name_names_both_plugins():
     p = plugin("impostor", na_register_layer_types=add_layer(ConvImpostor()))
     with pytest.raises(DuplicateComponentError) as info:
@@ -271,9 +347,35 @@ def test_typed_registries_refuse_wrong_object_types(attr):
     tk = load_toolkit(entry_points=False)
     registry = getattr(tk, attr)
     registry.current_plugin = "sloppy"
-    with pytest.raises(PluginError, match=rf"plugin sloppy: registered .* as a {registry.kind}, expected"):
+    article = "an" if registry.kind in ("evaluator", "executor") else "a"
+    with pytest.raises(PluginError, match=rf"plugin sloppy: registered .* as {article} {registry.kind}, expected"):
         registry.add(object(), name="x")
     assert "x" not in registry
+
+
+def test_registering_under_another_name_than_the_component_gives_itself_is_refused(toolkit):
+    # the same rule as add_lazy's: a component found by its own name (a move's record, a time estimate) must
+    # be registered under it
+    registry = toolkit.moves
+    registry.current_plugin = "aliaser"
+    with pytest.raises(PluginError) as info:
+        registry.add(ReturnedMove(), name="alias")
+    assert str(info.value) == (
+        "plugin aliaser: move registered as 'alias' calls itself 'test_returned_move': register it under its own name"
+    )
+    assert "alias" not in registry and "test_returned_move" not in registry
+    registry.add(ReturnedMove(), name="test_returned_move")  # its own name, spelt out: fine
+    p = plugin("evaluator_alias", na_register_evaluators=lambda registry: registry.add(OneEvaluator, name="two"))
+    with pytest.raises(PluginError, match=r"^plugin evaluator_alias: evaluator registered as 'two' calls itself 'one'"):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_a_component_without_a_name_is_registered_under_the_name_given():
+    registry: Registry[int] = Registry()
+    registry.add(3, name="three")
+    assert registry.get("three") == 3
+    with pytest.raises(PluginError, match=r"^plugin <direct>: a component must have a non-empty string `name`"):
+        registry.add(4)
 
 
 def test_wrong_object_type_from_a_plugin_hook():
@@ -505,6 +607,55 @@ def test_deny_list_skips_entry_points_builtins_and_extras(site, monkeypatch):
     assert "conv2d" in tk.layer_types
 
 
+def installed() -> str:
+    """The entry-point plugin names installed here (this test's and any of the environment's), as listed."""
+    return ", ".join(sorted({ep.name for ep in importlib.metadata.entry_points(group="na_toolkit")}))
+
+
+def test_a_misspelt_name_in_the_deny_list_is_reported_with_the_close_match(site, monkeypatch):
+    module = unique("myplug")
+    site.install("myplug-dist", "1.0", {"myplug": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
+    monkeypatch.setenv(DENY_ENV, "myplgu")
+    message = (
+        "plugin myplgu: named in NA_TOOLKIT_DISABLE_PLUGINS: no plugin has this name, so nothing was disabled by "
+        f"it. Did you mean 'myplug'? Installed plugins: {installed()} (`na-toolkit plugins` lists the built-ins too)"
+    )
+    with pytest.raises(PluginError) as info:
+        load_toolkit()
+    assert str(info.value) == message
+    with pytest.warns(PluginWarning) as caught:
+        tk = load_toolkit(strict=False)
+    assert [str(w.message) for w in caught] == [message] and [str(e) for e in tk.errors] == [message]
+    assert tk.plugins["myplug"].error is None  # what the misspelt name meant to disable is loaded: say so
+    monkeypatch.setenv(DENY_ENV, "na_toolkit.builtin.predictor")
+    with pytest.raises(PluginError, match=r"Did you mean 'na_toolkit.builtin.predictors'[,?]"):
+        load_toolkit(entry_points=False)
+    # every installed entry point is a known name, loaded or not; so are the extra plugins of this call
+    extra = plugin("extra_plugin", na_register_layer_types=add_layer(TripleLayer()))
+    monkeypatch.setenv(DENY_ENV, "myplug,extra_plugin")
+    assert load_toolkit(entry_points=False, extra_plugins=(extra,)).errors == []
+
+
+def test_a_misspelt_or_built_in_name_in_the_allow_list_is_reported(site, monkeypatch):
+    module = unique("myplug")
+    site.install("myplug-dist", "1.0", {"myplug": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=unique("l"))})
+    monkeypatch.setenv(ALLOW_ENV, "myplgu")
+    with pytest.warns(PluginWarning) as caught:
+        tk = load_toolkit(strict=False)
+    assert [str(w.message) for w in caught] == [
+        "plugin myplgu: named in NA_TOOLKIT_PLUGINS: no plugin has this name, so nothing was enabled by it. "
+        f"Did you mean 'myplug'? Installed plugins: {installed()} (`na-toolkit plugins` lists the built-ins too)"
+    ]
+    assert "myplug" not in tk.plugins
+    monkeypatch.setenv(ALLOW_ENV, "myplug,na_toolkit.builtin.layers")
+    with pytest.raises(PluginError) as info:
+        load_toolkit()
+    assert str(info.value) == (
+        "plugin na_toolkit.builtin.layers: named in NA_TOOLKIT_PLUGINS: a built-in plugin, always loaded "
+        "(NA_TOOLKIT_PLUGINS selects entry-point plugins; NA_TOOLKIT_DISABLE_PLUGINS skips one)"
+    )
+
+
 def test_broken_entry_point_can_be_denied(site, monkeypatch):
     site.install("broken-dist", "1.2.3", {"broken": "no_such_module_for_na_toolkit_tests"})
     monkeypatch.setenv(DENY_ENV, "broken")
@@ -540,6 +691,8 @@ def test_cli_plugins_lists_versions_registrations_and_errors(run_cli, broken_sit
     )
     assert "na_toolkit.builtin.layers 0.1.0 (built-in)" in res.stdout
     assert f"good 2.5.1 (good-dist)\n    1 layer type: {layer}" in res.stdout
+    assert "na_toolkit.builtin.strategies 0.1.0 (built-in)\n    3 strategies: random, evolution," in res.stdout
+    assert "na_toolkit.builtin.evaluators 0.1.0 (built-in)\n    2 evaluators: torch, synthetic" in res.stdout
     assert "broken 1.2.3 (broken-dist)\n    FAILED: plugin broken (broken-dist 1.2.3): import failed" in res.stdout
 
     doc = run_cli("plugins", "--json", env=env).json()
@@ -562,3 +715,36 @@ def test_cli_strict_plugins_exits_2_with_one_line(run_cli, broken_site):
     env, _layer = broken_site
     line = run_cli("--strict-plugins", "plugins", env=env).error_line()
     assert line.startswith("na-toolkit: error: plugin broken (broken-dist 1.2.3): import failed")
+
+
+def test_cli_a_plugin_calling_sys_exit_is_a_warning_and_commands_keep_working(run_cli, tmp_path):
+    module = unique("quits")
+    d = Distributions(tmp_path, pytest.MonkeyPatch())
+    source = "import na_toolkit\n\n@na_toolkit.hookimpl\ndef na_register_moves(registry):\n    raise SystemExit(3)\n"
+    try:
+        d.install("quitter-dist", "1.0", {"quitter": module}, {module: source})
+    finally:
+        d.monkeypatch.undo()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    env |= {ALLOW_ENV: "quitter", DENY_ENV: None}
+    message = "plugin quitter (quitter-dist 1.0): na_register_moves raised SystemExit: 3"
+    res = run_cli("arch", "seeds", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == f"na-toolkit: warning: {message}"
+    assert "simple-cnn" in res.stdout
+    assert run_cli("--strict-plugins", "arch", "seeds", env=env).error_line() == f"na-toolkit: error: {message}"
+
+
+def test_cli_a_misspelt_disabled_plugin_is_a_warning_or_with_strict_plugins_an_error(run_cli, broken_site):
+    env, _layer = broken_site
+    env = {**env, DENY_ENV: "brokn"}  # meant: broken
+    res = run_cli("plugins", env=env)
+    assert res.returncode == 0, res.stderr
+    warned = res.stderr.splitlines()
+    assert warned[0].startswith(
+        "na-toolkit: warning: plugin brokn: named in NA_TOOLKIT_DISABLE_PLUGINS: no plugin has this name, so "
+        "nothing was disabled by it. Did you mean 'broken'? Installed plugins: "
+    )
+    assert "plugin broken (broken-dist 1.2.3): import failed" in warned[1]
+    line = run_cli("--strict-plugins", "plugins", env=env).error_line()
+    assert line.startswith("na-toolkit: error: plugin brokn: named in NA_TOOLKIT_DISABLE_PLUGINS")

@@ -4,7 +4,9 @@ The skeleton is a pip-installable distribution (setup.cfg with the `na_toolkit` 
 holding a package NAME whose hook implementations register one layer type (`NAME_scale`, a learned scale
 and shift per channel, with cost, torch build, ONNX emit and import) and one move (`insert_NAME_scale`),
 and tests that run the plugin kit's conformance checks (`na_toolkit.testing`) on them. The folder is
-written beside its destination and renamed into place, so a failure leaves nothing half-written.
+written beside its destination and renamed into place, so a failure leaves nothing half-written. A NAME that
+is already an importable module or an installed plugin's name is refused: the package would shadow the
+module, or one of two plugins of one name would be refused.
 """
 
 from __future__ import annotations
@@ -318,7 +320,44 @@ def check_name(name: str) -> str:
     if name in sys.stdlib_module_names or name == "na_toolkit":  # the plugin would hide that module
         taken = "a standard library" if name in sys.stdlib_module_names else "na_toolkit's own"
         raise ConfigError(f"plugin name {name!r} is {taken} module name; choose another (e.g. {name}_plugin)")
+    plugin = installed_plugin(name)
+    if plugin is not None:  # the entry point name is the plugin's name: two of one name, and one is refused
+        raise ConfigError(
+            f"plugin name {name!r} is the name of the installed plugin {plugin}: installed beside it, one of the "
+            f"two would be refused as a second plugin of that name; choose another (e.g. {name}_plugin)"
+        )
+    origin = importable_module(name)
+    if origin is not None:  # its tests put the checkout first on sys.path (pythonpath = .): it would shadow it
+        raise ConfigError(
+            f"plugin name {name!r} is the name of an importable module ({origin}), which the plugin's package "
+            f"would shadow; choose another (e.g. {name}_plugin)"
+        )
     return name
+
+
+def installed_plugin(name: str) -> str | None:
+    """`name (dist version)` of the installed entry-point plugin called `name`, or None."""
+    from importlib.metadata import entry_points
+
+    from ..hookspecs import PROJECT_NAME  # the entry-point group (plugins.ENTRY_POINT_GROUP, a layer above)
+
+    for ep in entry_points(group=PROJECT_NAME, name=name):
+        return f"{name} ({ep.dist.name} {ep.dist.version})" if ep.dist is not None else name
+    return None
+
+
+def importable_module(name: str) -> str | None:
+    """Where the top-level module `name` is imported from, or None when there is none (a bare folder, a
+    namespace package, does not count: nothing is shadowed)."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(name)
+    except (ImportError, ValueError):  # a module that fails to be found is not one to shadow
+        return None
+    if spec is None or spec.origin in (None, "namespace"):
+        return None
+    return spec.origin
 
 
 def render(name: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, UnknownComponentError
+from ..errors import ConfigError, UnknownComponentError, counted
 from .command import Command
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             print("    (registers nothing)")
         for attr, names in p.registered.items():
             kind = kinds.get(attr, attr)
-            print(f"    {len(names)} {kind}{'s' if len(names) != 1 else ''}: {', '.join(names)}")
+            print(f"    {counted(len(names), kind)}: {', '.join(names)}")
     attached = {p.error for p in toolkit.plugins.values() if p.error}
     unattached = [e for e in report["errors"] if e not in attached]
     for message in unattached:
