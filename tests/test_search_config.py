@@ -342,8 +342,19 @@ RUNTIME_BAD = [
             "devices.cpu",
             {"time_model": {"name": "learned", "options": {"device": "example-cpu"}}, "budgets": {"energy_mj": 5.0}},
         ),
-        "devices.cpu.budgets.energy_mj: device 'cpu''s time model 'learned' gives no energy_mj (its estimate of the "
-        "seed has none)",
+        "devices.cpu.budgets.energy_mj: device 'cpu''s time model 'learned' gives no energy_mj here",
+    ),
+    # ... or the device's measuring model: ONNX Runtime on a CPU has no energy counter to read
+    (
+        with_(
+            "devices.cpu",
+            {
+                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                "measure": {"name": "onnxruntime", "options": {"device": "cpu"}},
+                "budgets": {"energy_mj": 5.0, "peak_memory_bytes": 1e9},
+            },
+        ),
+        "devices.cpu.budgets.energy_mj: device 'cpu''s measure 'onnxruntime' gives no energy_mj here",
     ),
 ]
 

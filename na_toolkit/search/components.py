@@ -109,28 +109,37 @@ class Components:
 _OPTIONAL_ESTIMATES = ("peak_memory_bytes", "energy_mj")
 
 
-def _check_estimated_budgets(config: SearchConfig, time_models: dict[str, TimeModel], seed_arch: Architecture) -> None:
-    """A budget on a figure the device's time model does not give (energy from a learned model) is a
-    ConfigError naming the budget, found from an estimate of the seed before anything is stored. A measuring
-    model (or a device with a separate measuring one) says what it gives when the run measures."""
+def _check_estimated_budgets(
+    config: SearchConfig,
+    time_models: dict[str, TimeModel],
+    measures: dict[str, TimeModel],
+    seed_arch: Architecture,
+) -> None:
+    """A budget on a figure a device's time model (or its measuring model) does not give, such as energy from
+    a learned model or from ONNX Runtime on a CPU, is a ConfigError naming the budget before anything is
+    stored: the model says so (`TimeModel.gives`), or a non-measuring one's estimate of the seed lacks it. A
+    measuring model that cannot tell beforehand (energy on a GPU) says it when it measures."""
     from .reward import device_metric
 
     for dev in config.devices:
-        model = time_models[dev.name]
         wanted = [m for m in _OPTIONAL_ESTIMATES if config.needs(device_metric(m, dev.name))]
-        if not wanted or dev.measure is not None or getattr(model, "measures", False):
-            continue
-        try:
-            est = model.estimate(seed_arch, dev.batch_size)
-        except NAToolkitError:
-            continue  # a seed the model does not cover: the run reports it where it matters
-        for metric in wanted:
-            if getattr(est, metric, None) is None:
-                raise ConfigError(
-                    f"devices.{dev.name}.budgets.{metric}: device {dev.name!r}'s time model {model.name!r} gives no "
-                    f"{metric} (its estimate of the seed has none); use a time model that estimates it (docs/"
-                    "time_models.md), or drop the budget"
-                )
+        models = [("time model", time_models[dev.name])] + (
+            [("measure", measures[dev.name])] if dev.name in measures else []
+        )
+        for role, model in models if wanted else ():
+            answers = {m: model.gives(m) for m in wanted}
+            if None in answers.values() and not getattr(model, "measures", False):
+                try:
+                    est = model.estimate(seed_arch, dev.batch_size)
+                except NAToolkitError:
+                    continue  # a seed the model does not cover: the run reports it where it matters
+                answers = {m: getattr(est, m, None) is not None for m in wanted}
+            for metric, gives in answers.items():
+                if gives is False:
+                    raise ConfigError(
+                        f"devices.{dev.name}.budgets.{metric}: device {dev.name!r}'s {role} {model.name!r} gives no "
+                        f"{metric} here; use a time model that estimates it (docs/time_models.md), or drop the budget"
+                    )
 
 
 def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
@@ -147,7 +156,7 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     seed_arch = _seed_for_dataset(config, toolkit, seed_arch, descriptor)
     _check_evaluator(config, toolkit, evaluator_options, seed_arch)
     plan = training_plan(config, toolkit, evaluator_options, time_models, measures)
-    _check_estimated_budgets(config, time_models, seed_arch)
+    _check_estimated_budgets(config, time_models, measures, seed_arch)
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
     # built now to check the options (and read a pretrained file), not after the first round
     built = {target: _new_predictor(config, toolkit, target).condition_on(descriptor) for target in targets}

@@ -99,6 +99,12 @@ class TimeModel:
     def latency_ms(self, arch: Architecture, batch_size: int = 1) -> float:
         return self.estimate(arch, batch_size).latency_ms
 
+    def gives(self, figure: str) -> bool | None:
+        """Does this model's estimate give `figure` (`peak_memory_bytes`, `energy_mj`)? True or False when the
+        model knows before estimating, None when only an estimate tells (the default). A search refuses a
+        budget on a figure its device's model answers False to before anything runs (search/components.py)."""
+        return None
+
     # ---- training time ----------------------------------------------------------------------------------
     def train_step_source(self) -> str | None:
         """How this model gets the time of a training step (docs/time_models.md, "Training time"), or None

@@ -95,6 +95,15 @@ class MeasuredTimeModel(TimeModel):
             self.cache = TimeEstimateCache(cache)
         self._description: str | None = None
 
+    def gives(self, figure: str) -> bool | None:
+        """Peak memory always (measured on a GPU where the runtime reports it, else analytic); energy only from a
+        GPU's NVML counter, so never on a CPU, and on a GPU as its first measurement finds it."""
+        if figure == "peak_memory_bytes":
+            return True
+        if figure == "energy_mj":
+            return None if self.spec.is_cuda else False
+        return super().gives(figure)
+
     @property
     def device_description(self) -> str:
         if self._description is None:
