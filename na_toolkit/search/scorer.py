@@ -239,7 +239,8 @@ class Scorer:
 
     # ---- real scores -----------------------------------------------------------------------------------
     def failed_score(self, why: str, metrics: Mapping[str, float] | None = None, real: bool = True) -> Score:
-        """The lowest reward: below every candidate that could be evaluated, hard budgets broken included."""
+        """`infeasible_reward − 1`: below every feasible candidate and every one within 100% of its hard budgets
+        (a hard penalty grows with the overshoot, so one far past a hard budget ranks lower; docs/search.md)."""
         return Score(self.config.objectives.infeasible_reward - 1.0, dict(metrics or {}), False, 0.0, real, (why,))
 
     def real_score(self, arch: Architecture, rec: EvaluationRecord) -> tuple[Score, dict[str, bool]]:
