@@ -416,6 +416,22 @@ def test_a_seed_that_cannot_be_built_for_the_data_is_a_config_error_naming_both(
         build_components(resolve_config(cfg, toolkit), toolkit)
 
 
+def test_a_dataset_too_small_to_split_is_refused_before_the_run_not_once_per_evaluation(tmp_path):
+    import numpy as np
+
+    # 4 samples of 2 classes: the stratified split leaves no validation sample, so every evaluation would fail
+    np.savez(tmp_path / "four.npz", x=np.zeros((4, 1, 8, 8), np.float32), y=np.array([0, 1, 0, 1]))
+    cfg = resolve_config(load_config(with_("dataset", "four.npz"), base_dir=tmp_path), default_toolkit())
+    with pytest.raises(ConfigError) as err:
+        build_components(cfg, default_toolkit())
+    assert str(err.value) == (
+        "evaluator 'torch' cannot evaluate seed_network 'simple-cnn' on dataset "
+        f"'{tmp_path / 'four.npz'}': dataset 'four' (4 samples): its validation split is empty; give more samples, "
+        "or raise the evaluator's valid_fraction (now 0.1)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_data_file_given_as_the_seed_network_is_named_as_such(tmp_path):
     (tmp_path / "mine.npz").write_bytes(b"not a network")
     with pytest.raises(ConfigError, match=r"seed_network: 'mine.npz' is a .npz file, not a network; give an IR .json"):

@@ -172,6 +172,10 @@ def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path):
     assert res.counters.evaluations == 4 == res.counters.failed_evaluations
     assert all(e.error and not e.score.feasible for e in res.evaluated)
     assert res.best_overall is None and "no candidate was evaluated successfully" in res.infeasible["all"]
+    # the reason says what the evaluations failed with: the user's first thing to fix
+    errors = [e.error for e in res.evaluated]
+    commonest = max(set(errors), key=errors.count)
+    assert res.infeasible["all"].endswith(f"; {errors.count(commonest)} of 4 failed with: {commonest}")
     with SQLiteRunStore.open(res.run_dir) as store:
         assert len({r.arch_hash for r in store.evaluations()}) == 4
         assert all(r.error for r in store.evaluations())

@@ -165,8 +165,17 @@ class TorchEvaluator(Evaluator):
         )
 
     def check(self, arch: Architecture, dataset=None) -> None:
-        """Raise DataError unless `arch` takes the dataset's input shape and outputs one unit per class."""
+        """Raise DataError unless the dataset splits into samples to train and select on (checked here, so a
+        search refuses it before paying for anything: every evaluation would fail the same way), and `arch`
+        takes the dataset's input shape and outputs one unit per class."""
         ds = dataset if dataset is not None else self.load_dataset()
+        for split, size in (("training", len(ds.y_train)), ("validation", len(ds.y_valid))):
+            if size == 0:
+                change = "raise" if split == "validation" else "lower"
+                raise DataError(
+                    f"dataset {ds.name!r} ({ds.samples} samples): its {split} split is empty; give more samples, or "
+                    f"{change} the evaluator's valid_fraction (now {self.options['valid_fraction']})"
+                )
         if tuple(arch.input_shape) != ds.input_shape:
             raise DataError(
                 f"architecture {arch.name or arch.hash!r} takes input shape {tuple(arch.input_shape)} but dataset "
@@ -222,8 +231,6 @@ class TorchEvaluator(Evaluator):
         o = self.options
         ds = self.load_dataset()
         self.check(arch, ds)
-        if len(ds.y_valid) == 0:
-            raise DataError(f"dataset {ds.name!r}: the validation split is empty; raise valid_fraction")
         import torch  # after the checks: a mismatch is reported without paying for the import
 
         device = resolve_device(o["device"])

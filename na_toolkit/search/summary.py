@@ -9,6 +9,7 @@ feasible, why (the candidate closest to feasible and the budgets it breaks).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -187,7 +188,9 @@ def summarize(
     infeasible = {}
     for d in devices + ["all"]:
         if (best_overall if d == "all" else best[d]) is None:
-            infeasible[d] = why_infeasible(config, ok, None if d == "all" else d)
+            infeasible[d] = why_infeasible(config, ok, None if d == "all" else d, failed=len(evaluated) - len(ok))
+    if not ok and evaluated:  # the one reason every device shares: say what the evaluations failed with
+        infeasible = {d: f"{why}; {_commonest_error(evaluated)}" for d, why in infeasible.items()}
     return SearchResult(
         run_id=run_id,
         run_dir=run_dir,
@@ -243,8 +246,16 @@ def _best_of(rows: list[Evaluated], device: str | None = None) -> str | None:
     return top.hash
 
 
-def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | None) -> str:
-    """Why no successfully evaluated candidate meets the budgets of `device` (None: of every device)."""
+def _commonest_error(evaluated: Sequence[Evaluated]) -> str:
+    """The error most failed evaluations share, and how many: what a user fixes first."""
+    errors = Counter(e.error for e in evaluated if e.error is not None)
+    error, count = errors.most_common(1)[0]
+    return f"{count} of {len(evaluated)} failed with: {error}"
+
+
+def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | None, failed: int = 0) -> str:
+    """Why no successfully evaluated candidate meets the budgets of `device` (None: of every device);
+    `failed`: how many evaluations failed besides."""
     where = f"device {device}" if device else "every device"
     budgets = [b for b in config.budgets if device is None or split_metric(b.metric)[1] in (None, device)]
     if not ok:
@@ -261,7 +272,8 @@ def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | 
         if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
     ]
     return (
-        f"no candidate of {len(ok)} evaluated meets the budgets of {where}; the closest ({closest.hash}) has "
+        f"no candidate of {len(ok)} evaluated{f' ({failed} more failed)' if failed else ''} meets the budgets of "
+        f"{where}; the closest ({closest.hash}) has "
         + "; ".join(parts)
         + ". Loosen the budget or start from a smaller seed network"
     )
