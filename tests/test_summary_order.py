@@ -78,4 +78,14 @@ def test_a_best_network_off_the_front_is_still_in_the_printed_table():
     assert summary["best"]["cpu"]["arch_hash"] == rows[0].hash
     lines = pareto_table(summary).splitlines()
     assert lines[2].startswith(rows[1].hash) and lines[3].startswith(rows[0].hash) and lines[3].endswith("cpu")
-    assert lines[4].startswith("(the last 1 row: best for a device but not on the front")
+    assert lines[4] == (
+        "(the last 1 row: best for a device but not on the front; an equally accurate network measured no slower "
+        "dominates it, and the best is chosen without measured latency)"
+    )
+    # a floor above every network: the front is empty, and the note gives the floor as the reason, not dominance
+    summary = summarize(_config(pareto_min_accuracy=0.99), rows, **kw).summary()
+    assert summary["pareto"] == [] and summary["pareto_min_accuracy"] == 0.99
+    assert pareto_table(summary).splitlines()[-1] == (
+        "(the last 1 row: best for a device but not on the front; all below the front's accuracy floor 99.00% "
+        "(search.pareto_min_accuracy; by default just above chance))"
+    )

@@ -119,10 +119,22 @@ def pareto_table(summary: Mapping[str, Any]) -> str:
     off = {e["arch_hash"]: e for e in _best_entries(summary).values() if e and e["arch_hash"] not in on_front}
     table = text_table(*_rows(summary, front + list(off.values())))
     if off:
-        table += (
-            f"\n(the last {len(off)} row{'s' * (len(off) > 1)}: best for a device but not on the front; an equally "
-            "accurate network measured no slower dominates it, and the best is chosen without measured latency)"
-        )
+        floor = float(summary.get("pareto_min_accuracy") or 0.0)  # absent from a summary of an older run
+        low = sum(e["metrics"]["accuracy"] < floor for e in off.values())
+        why = []
+        if low:
+            why.append(
+                f"{'all' if low == len(off) else low} below the front's accuracy floor {format_accuracy(floor)} "
+                "(search.pareto_min_accuracy; by default just above chance)"
+            )
+        if low < len(off):
+            why.append(
+                "an equally accurate network measured no slower dominates "
+                + ("it" if len(off) - low == 1 else "them")
+                + ", and the best is chosen without measured latency"
+            )
+        rows = f"the last {len(off)} row{'s' * (len(off) > 1)}"
+        table += f"\n({rows}: best for a device but not on the front; {'; '.join(why)})"
     return table
 
 

@@ -124,6 +124,8 @@ class SearchResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: what a learning strategy reported of itself (neural-architect: per-update series, totals), or None
     controller: dict[str, Any] | None = None
+    #: the accuracy a network needed to enter the Pareto front (`pareto_min_accuracy`)
+    pareto_min_accuracy: float = 0.0
 
     def get(self, arch_hash: str) -> Evaluated:
         for e in self.evaluated:
@@ -156,6 +158,7 @@ class SearchResult:
             "evaluation_budget": self.evaluation_budget,
             "provenance": self.provenance,
             "controller": self.controller,
+            "pareto_min_accuracy": self.pareto_min_accuracy,
             "config": self.config,
         }
 
@@ -211,6 +214,7 @@ def summarize(
         strategy=config.strategy.name,
         evaluation_budget=config.evaluations,
         provenance=dict(provenance or {}),
+        pareto_min_accuracy=floor,
     )
 
 
