@@ -181,8 +181,10 @@ def test_devices_and_options_are_checked():
     assert roofline("cpu").device == "x86-cpu"
     # names are looked up in the toolkit's hardware registry: given explicitly, or through the toolkit
     assert get_time_model("roofline", default_toolkit(), device="h100-sxm").hardware.name == "h100-sxm"
-    with pytest.raises(HardwareError, match="'h100-sxm'.*hardware registry.*hardware=toolkit.hardware"):
+    with pytest.raises(HardwareError, match="'h100-sxm'.*hardware registry.*hardware_registry=toolkit.hardware"):
         RooflineTimeModel("h100-sxm")
+    # the hint works as written
+    assert RooflineTimeModel("h100-sxm", hardware_registry=default_toolkit().hardware).hardware.name == "h100-sxm"
     with pytest.raises(HardwareError, match="unknown hardware model 'tpu-v9'.*Known: .*h100-sxm"):
         roofline("tpu-v9")
     with pytest.raises(HardwareError, match="raspberry-pi-4.*no peak for dtype 'fp16'.*fp32"):

@@ -223,7 +223,8 @@ def load_hardware_model(
     if hardware is None:
         raise HardwareError(
             f"hardware model {name!r}: a name is looked up in the toolkit's hardware registry; pass it "
-            "(hardware=toolkit.hardware) or give the path of a .toml file"
+            "(load_hardware_model(name, toolkit.hardware); a time model: hardware_registry=toolkit.hardware, or "
+            "build it with get_time_model(name, toolkit, ...)) or give the path of a .toml file"
         )
     if name in hardware:
         source = hardware.get(name)

@@ -389,7 +389,9 @@ def resolve_profile_path(device: str | Path, hardware: Registry[HardwareSource] 
     if hardware is None:
         raise ProfileError(
             f"device profile {str(device)!r}: a name is looked up in the toolkit's hardware registry; pass it "
-            "(hardware=toolkit.hardware) or give the path of a .json profile"
+            "(resolve_profile_path(name, toolkit.hardware); the learned time model: hardware_registry="
+            "toolkit.hardware, or build it with get_time_model('learned', toolkit, device=...)) or give the path "
+            "of a .json profile"
         )
     profiles = {name: src for name, src in hardware.items() if src.kind == "profile"}
     if str(device) not in profiles:
