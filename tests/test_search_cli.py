@@ -124,7 +124,12 @@ def test_cli_errors_are_one_line(finished_run, tmp_path):
     with SQLiteRunStore.create(tmp_path / "r" / STORE_FILE, "r", {"seed_network": "nb201"}):
         pass
     rc, out, err = cli("report", str(tmp_path / "r"), cwd=tmp)
-    assert rc == 2 and "is not finished (status running)" in err and "--resume" in err
+    assert rc == 2 and "was interrupted (it stopped without finishing)" in err and "--resume" in err
+    # the command it gives is pasted into a shell as it is: a folder with a space is quoted
+    with SQLiteRunStore.create(tmp_path / "my runs" / "r 1" / STORE_FILE, "r1", {"seed_network": "nb201"}):
+        pass
+    rc, out, err = cli("report", str(tmp_path / "my runs" / "r 1"), cwd=tmp)
+    assert rc == 2 and f"`na-toolkit search --resume '{tmp_path / 'my runs' / 'r 1'}'`" in err
     rc, out, err = cli("search", cwd=tmp)
     assert rc == 2 and "give a search config" in err
 

@@ -109,10 +109,10 @@ def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path,
     top = max(measured)[2]
     assert main(["report", str(run_dir)]) == 2
     err = capsys.readouterr().err
-    assert "is not finished (status running)" in err and f"--resume {run_dir}" in err
+    assert "was interrupted (it stopped without finishing)" in err and f"--resume {run_dir}" in err
     assert f"the most accurate so far, {top[:12]}" in err and f"export {run_dir} --arch {top[:12]}" in err
     assert main(["export", str(run_dir), "--device", "cpu", "--format", "onnx"]) == 2  # the best needs a summary
-    assert "not finished" in capsys.readouterr().err
+    assert "was interrupted" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--arch", top[:12], "--format", "onnx", "--json"]) == 0
     exported = run_dir / "exports" / top / "model.onnx"
     assert json.loads(capsys.readouterr().out)["files"] == [str(exported)]

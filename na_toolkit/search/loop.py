@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Container, Mapping, Sequence
@@ -476,7 +477,7 @@ def run_search(
                     "the run keeps its %d evaluation%s; continue it with `na-toolkit search --resume %s`",
                     kept,
                     "s" * (kept != 1),
-                    folder,
+                    shlex.quote(str(folder)),  # pasted into a shell as it is, spaces and all
                 )
         raise
     finally:

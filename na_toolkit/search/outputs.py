@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -430,7 +431,7 @@ def _stored_so_far(store: RunStore, folder: Any) -> str:
     return (
         f"; of its {len(done)} evaluated network(s) the most accurate so far, {top.arch_hash[:12]} (valid acc "
         f"{format_accuracy(top.metrics['accuracy'])}), exports now with "
-        f"`na-toolkit export {folder} --arch {top.arch_hash[:12]} --format onnx`"
+        f"`na-toolkit export {shlex.quote(str(folder))} --arch {top.arch_hash[:12]} --format onnx`"
     )
 
 
@@ -446,9 +447,11 @@ def load_summary(store: RunStore) -> dict[str, Any]:
                 f"run {run.run_id} is still being written by a live search ({writer}); wait for it to finish"
                 + _stored_so_far(store, folder)
             )
+        # "running" with nobody writing it: what `na-toolkit runs` calls interrupted
+        state = "was interrupted (it stopped without finishing)" if run.status == "running" else f"{run.status}"
         raise StoreError(
-            f"run {run.run_id} is not finished (status {run.status}); continue it with "
-            f"`na-toolkit search --resume {folder}`" + _stored_so_far(store, folder)
+            f"run {run.run_id} {state}; continue it with `na-toolkit search --resume {shlex.quote(str(folder))}`"
+            + _stored_so_far(store, folder)
         )
     bad = [k for k, kind in SUMMARY_FIELDS.items() if k not in run.result or not isinstance(run.result[k], kind)]
     if bad:
