@@ -84,6 +84,8 @@ def test_report_and_export(finished_run, tmp_path):
     assert rc == 0, err
     assert out.startswith(f"# Search run {summary['run_id']}") and "## Pareto set" in out
     assert summary["best"]["pixel3"]["arch_hash"] in out
+    c = summary["counters"]  # the strategy is asked more often than there are rounds: both are named
+    assert f"strategy proposals: {c['proposed']} in {c['strategy_asks']} asks over {c['rounds']} rounds" in out
     rc, out, err = cli("report", run, "--json", cwd=tmp)
     assert rc == 0 and json.loads(out)["run_id"] == summary["run_id"]
 

@@ -172,7 +172,8 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         f"measurements: {c['measurements'] + c['measurements_replayed']}",
         f"- predictor calls: {c['predictor_calls']} (fits: {c['predictor_fits']}); time-model estimates: "
         f"{c['time_model_calls']}; candidates scored: {c['candidates_scored']} in {c['score_calls']} calls; "
-        f"strategy proposals: {c['proposed']} in {c['strategy_asks']} rounds ({c['duplicates']} repeats)",
+        f"strategy proposals: {c['proposed']} in {c['strategy_asks']} asks over {c.get('rounds', '?')} rounds "
+        f"({c['duplicates']} repeats)",
         f"- elapsed: {summary['elapsed_s']:.1f} s",
         "",
         "## Budgets",
