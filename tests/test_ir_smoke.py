@@ -60,3 +60,23 @@ def test_json_round_trip_with_the_builtin_layer_types_alone(seed):
     back = Architecture.from_json(arch.to_json(), layer_types=layer_types)
     assert back == arch and back.hash == arch.hash and back.params == arch.params
     assert back.layer_types is layer_types
+
+
+@pytest.mark.parametrize("field, value", [("input_shape", (3, 32, 32)), ("nodes", ()), ("name", "x"), ("output", "a")])
+def test_an_architecture_cannot_be_changed_after_it_is_built(field, value):
+    # a change would leave its hash, shapes and costs describing another network
+    import copy
+    import pickle
+
+    arch = get_seed("simple-cnn")
+    before = (arch.hash, arch.params, arch.to_json())
+    with pytest.raises(AttributeError, match=f"Architecture is immutable: {field} cannot be changed .*arch.with_nodes"):
+        setattr(arch, field, value)
+    with pytest.raises(AttributeError, match=f"Architecture is immutable: {field} cannot be deleted"):
+        delattr(arch, field)
+    assert (arch.hash, arch.params, arch.to_json()) == before
+    # the ways to a changed network build a new one; copies and pickles are whole architectures
+    renamed = arch.with_nodes(arch.nodes, name="renamed")
+    assert renamed.name == "renamed" and renamed.hash == arch.hash and arch.name != "renamed"
+    for again in (copy.deepcopy(arch), pickle.loads(pickle.dumps(arch))):
+        assert again.hash == arch.hash and again.to_json() == before[2]

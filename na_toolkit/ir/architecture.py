@@ -116,6 +116,23 @@ class Architecture:
             layer_types = _parent._layer_types
         self._check_and_infer(layer_types, _parent)
 
+    #: what an architecture is made of: set once in `__init__`, never again (its hash, shapes and costs are
+    #: derived from them and kept)
+    _FIELDS = frozenset({"input_shape", "nodes", "output", "name"})
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in Architecture._FIELDS and key in self.__dict__:
+            raise AttributeError(
+                f"Architecture is immutable: {key} cannot be changed (its hash, shapes and costs derive from it); "
+                "build a new one: arch.with_nodes(nodes, output=..., name=...), or Architecture(...)"
+            )
+        object.__setattr__(self, key, value)
+
+    def __delattr__(self, key: str) -> None:
+        if key in Architecture._FIELDS:
+            raise AttributeError(f"Architecture is immutable: {key} cannot be deleted")
+        object.__delattr__(self, key)
+
     # ---- validation ---------------------------------------------------------------------------------
     def _check_and_infer(self, layer_types: LayerTypeRegistry, parent: Architecture | None = None) -> None:
         shapes: dict[str, Shape] = {INPUT: self.input_shape}
