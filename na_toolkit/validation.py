@@ -63,7 +63,10 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
         known = _known_keys(model, loc[:-1]) if model is not None else []
         key = str(loc[-1]) if loc else ""
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-        prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
+        # suggestions are written as the path is: a key path keeps its prefix (`strategy.name`); a `where`
+        # that describes rather than locates ("predictor 'ensemble' params") is left out of them
+        dotted = path if " " not in where else _path(loc, "")
+        prefix = dotted.rsplit(".", 1)[0] + "." if "." in dotted else ""
         hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
         known_txt = f" Known keys: {', '.join(known)}." if known and not close else ""
         if model is not None and len(loc) == 1 and not model.model_fields:

@@ -44,6 +44,8 @@ def test_malformed_json():
             Architecture.loads(text, LT)
     _raises(ArchitectureError, [1, 2], match="must be an object")
     _raises(ArchitectureError, {"schema_version": 99, "nodes": []}, match="schema_version")
+    # another JSON document altogether (a summary, a predictor file) is named as such, with its keys
+    _raises(ArchitectureError, {"bad": 1}, match=r"not an architecture document \(keys 'bad'; an architecture has")
 
 
 def test_unknown_layer_type_names_the_node_and_close_matches():

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, default_toolkit
 from na_toolkit.errors import ConfigError
 from na_toolkit.evaluation.base import Evaluator
 from na_toolkit.plugins import load_toolkit
@@ -156,6 +156,14 @@ def test_components_validate_when_built_directly():
     import numpy as np
 
     assert TorchEvaluator(seed=np.int64(3)).options["seed"] == 3  # a seed drawn from a numpy RNG
+    # a described place ("predictor 'ensemble' params") is not a key path: the suggestions are the keys alone
+    from na_toolkit.predictors import make_predictor
+
+    with pytest.raises(ConfigError) as err:
+        make_predictor("ensemble", {"n_estimator": 5}, default_toolkit())
+    assert str(err.value) == (
+        "predictor 'ensemble' params.n_estimator: unknown key. Did you mean 'n_estimators', 'random_state'?"
+    )
 
 
 # ---- a plugin's component without an Options model ---------------------------------------------------

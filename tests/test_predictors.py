@@ -231,7 +231,7 @@ def test_saved_predictor_file_is_validated_by_its_document_model(tmp_path, data)
     good = fast("random-forest").fit(archs, y).to_json()
     path = tmp_path / "p.json"
     cases = {
-        "saved predictor.n_trian: unknown key. Did you mean 'saved predictor.n_train'": {"n_trian": 3},
+        "saved predictor.n_trian: unknown key. Did you mean 'n_train'": {"n_trian": 3},
         "saved predictor.n_train": {"n_train": "abc"},
         "saved predictor.predictor": {"predictor": "x" * 300},
         "saved predictor 'random-forest': params.n_estimators": {"params": {**good["params"], "n_estimators": -5}},

@@ -160,6 +160,11 @@ def test_a_strategy_that_refuses_its_options_leaves_no_run(tk, tmp_path, strateg
             doc(tmp_path, strategy={"name": "test-refuses"}), toolkit=tk, progress=False, outputs=False, run_dir=run_dir
         )
     assert list(run_dir.iterdir()) == []  # a folder the caller gave is kept, without a store
+    # a run_dir that is a file is named as such, and left as it was
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"run_dir: '.*notes.txt' is a file; give the folder for the run"):
+        run_search(doc(tmp_path), toolkit=tk, progress=False, outputs=False, run_dir=tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 class Recorder(SearchCallback):

@@ -20,6 +20,11 @@ def _expect(cond: bool, message: str, node: str | None = None) -> None:
 
 def architecture_from_json(doc: Any, layer_types: LayerTypeRegistry) -> Architecture:
     _expect(isinstance(doc, dict), f"architecture JSON must be an object, got {type(doc).__name__}")
+    _expect(
+        "schema_version" in doc or "nodes" in doc,
+        f"not an architecture document (keys {', '.join(map(repr, list(doc)[:6])) or 'none'}; an architecture has "
+        "schema_version, input_shape, nodes and output: what Architecture.save and `na-toolkit arch import` write)",
+    )
     version = doc.get("schema_version")
     _expect(
         type(version) is int and version == SCHEMA_VERSION,  # `true` and 1.0 equal 1 in Python, not in a schema

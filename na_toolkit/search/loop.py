@@ -411,6 +411,8 @@ def run_search(
         cfg = load_config(config, overrides=overrides, toolkit=toolkit)
         if run_dir is not None:
             folder = Path(run_dir)
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(f"run_dir: {str(folder)!r} is a file; give the folder for the run (new or empty)")
         elif store is not None:
             folder = cfg.output / store.run_id
         else:
