@@ -162,7 +162,7 @@ def test_strategy_without_new_candidates_stops(tmp_path):
     assert "proposed no new candidate in 2 rounds in a row (1 of 50 evaluations used)" in res.stop_reason
 
 
-def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path):
+def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path, capsys):
     # the table evaluator cannot evaluate networks outside its space: every evaluation fails
     doc = nb201(tmp_path, evaluations=4)
     doc.update(seed_network="simple-cnn", devices={}, strategy="random")
@@ -176,6 +176,12 @@ def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path):
     errors = [e.error for e in res.evaluated]
     commonest = max(set(errors), key=errors.count)
     assert res.infeasible["all"].endswith(f"; {errors.count(commonest)} of 4 failed with: {commonest}")
+    # a failed network can still be exported by hash, as built, and the export says its evaluation failed
+    from na_toolkit.cli.main import main
+
+    first = res.evaluated[0]
+    assert main(["export", str(res.run_dir), "--arch", first.hash, "--format", "onnx"]) == 0
+    assert f"(onnx, initial weights: its evaluation failed ({first.error}))" in capsys.readouterr().out
     with SQLiteRunStore.open(res.run_dir) as store:
         assert len({r.arch_hash for r in store.evaluations()}) == 4
         assert all(r.error for r in store.evaluations())

@@ -226,6 +226,8 @@ def _run_export(args: argparse.Namespace) -> int:
         print()
         return 0
     trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
+    if info.get("evaluation_error"):
+        trained = f"initial weights: its evaluation failed ({info['evaluation_error']})"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
     norm = info.get("input_normalization")
     if norm:

@@ -67,6 +67,8 @@ def export_candidate(
         "format": fmt,
         "files": files,
         "trained_weights": weights is not None,
+        # a network whose evaluation failed is exported as built (initial weights): the error says why
+        "evaluation_error": rec.error,
         **data,
     }
 
