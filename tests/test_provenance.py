@@ -58,6 +58,30 @@ def test_resume_and_export_without_a_plugin_the_run_used_name_it_and_its_version
     assert p.returncode == 2 and "exporting from run" in p.stderr and "plugin nb201 (na-toolkit-nb201" in p.stderr
 
 
+def test_a_plugin_that_is_installed_but_fails_to_load_is_named_with_its_error(run):
+    import types
+    import warnings
+
+    import na_toolkit
+
+    def broken(registry):
+        raise RuntimeError("needs libfoo.so")
+
+    nb201 = types.ModuleType("nb201")  # what the run used, now broken here
+    nb201.na_register_evaluators = na_toolkit.hookimpl(broken)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tk = load_toolkit(strict=False, entry_points=False, extra_plugins=(nb201,))
+    tmp, result = run
+    with pytest.raises(ConfigError) as err:
+        run_search(resume=result.run_dir, progress=False, toolkit=tk)
+    message = str(err.value)
+    assert (
+        "plugin nb201 (na-toolkit-nb201 " in message and "(it is installed but failed to load: plugin nb201" in message
+    )
+    assert "RuntimeError: needs libfoo.so" in message and message.endswith("; fix them first")
+
+
 def test_a_resume_adds_its_own_event(run):
     tmp, result = run
     resumed = run_search(resume=result.run_dir, progress=False, toolkit=load_toolkit())

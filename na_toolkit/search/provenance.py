@@ -134,13 +134,20 @@ def check_plugins(provenance: dict[str, Any] | None, toolkit: Toolkit, what: str
     if not provenance:
         return
     missing: dict[str, list[str]] = {}
+    failed: dict[str, str] = {}  # label -> why it did not load (installed, but broken here)
     for e in _entries(provenance.get("components")):
         plugin = e.get("plugin")
-        if plugin and plugin not in toolkit.plugins:
+        info = toolkit.plugins.get(plugin) if plugin else None
+        if plugin and (info is None or info.error):
             label = f"{plugin} ({e['dist']} {e.get('version')})" if e.get("dist") else str(plugin)
             missing.setdefault(label, []).append(str(e["name"]))
+            if info is not None and info.error:
+                failed[label] = info.error
     if missing:
         parts = "; ".join(
-            f"plugin {label} provided {', '.join(sorted(set(names)))}" for label, names in missing.items()
+            f"plugin {label} provided {', '.join(sorted(set(names)))}"
+            + (f" (it is installed but failed to load: {failed[label]})" if label in failed else "")
+            for label, names in missing.items()
         )
-        raise ConfigError(f"{what} needs plugins that are not loaded: {parts}; install them (or allow them) first")
+        fix = "fix them" if len(failed) == len(missing) else "install them (or allow them)"
+        raise ConfigError(f"{what} needs plugins that are not loaded: {parts}; {fix} first")
