@@ -1,0 +1,110 @@
+"""Ctrl-C of a real `na-toolkit search` with a pool of 2 workers (the torch evaluator, as a user runs it):
+one clean message and the resume hint, no worker traceback, no worker left behind, the run marked
+interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from na_toolkit.bench import faults as F
+from na_toolkit.search.executors import WORKER_EXIT_S, LocalExecutor, Task
+
+#: the slowest a driver may take from the signal to its exit (its pool ended, its store marked)
+EXIT_S = 20.0
+
+
+def _start_search(work: Path) -> tuple[subprocess.Popen[str], Path, F.Bench]:
+    """A search (evaluations = 30, never finished here) in its own process group, as a terminal starts
+    it; returns once it stored its first evaluation and its workers train the next ones."""
+    bench = F.make_bench(work, evaluations=30, workers=2)
+    out = work / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "na_toolkit", "search", str(bench.config), "--output", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=work,
+        env={**os.environ, F.TAG_ENV: bench.tag},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not F.stored_rows(F.run_folder(out)):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.5)  # the next round's tasks are on the workers
+    return proc, out, bench
+
+
+def _ended(proc: subprocess.Popen[str], bench: F.Bench) -> tuple[int, str, float]:
+    """(exit status, stderr, seconds to exit) of the signalled search; its workers must be gone with it."""
+    start = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=EXIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        bench.cleanup()
+        pytest.fail(f"the search did not end within {EXIT_S} s of the signal")
+    took = time.monotonic() - start
+    time.sleep(0.5)
+    left = F.tagged_pids(bench.tag)
+    bench.cleanup()
+    assert not left, f"processes {left} outlived the search"
+    return proc.returncode, err, took
+
+
+def _assert_clean(err: str, last: str, out: Path) -> int:
+    """One message line and the resume hint, nothing from a worker; returns the evaluations kept."""
+    for noise in ("Traceback", "SpawnProcess", "KeyboardInterrupt", "leaked"):
+        assert noise not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"na-toolkit: {last}", err
+    run = F.run_folder(out)
+    assert run is not None
+    kept = len(F.stored_rows(run))
+    assert (
+        kept >= 1
+        and (
+            f"na-toolkit: the run keeps its {kept} evaluation{'s' * (kept != 1)}; continue it with "
+            f"`na-toolkit search --resume {run}`"
+        )
+        in lines[-2]
+    ), err
+    assert F.stored_run(run)[0] == "running"  # what `runs` shows as interrupted: no live writer
+    return kept
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_ends_the_pool_without_a_worker_traceback(tmp_path):
+    proc, out, bench = _start_search(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group gets it
+    rc, err, took = _ended(proc, bench)
+    assert rc == 130 and took < EXIT_S, err
+    _assert_clean(err, "interrupted", out)
+
+
+def test_closing_a_pool_with_tasks_still_running_ends_its_workers_at_once(toolkit):
+    """A search that stops (Ctrl-C, an error) abandons its running tasks: its workers, which ignore Ctrl-C,
+    are ended, not waited for (a training may take minutes)."""
+    arch = toolkit.seed("simple-cnn")
+    task = Task("evaluate", arch.to_json(), "synthetic", {"seconds": 120.0}, selection=toolkit.selection.to_json())
+    ex = LocalExecutor(workers=2, threads_per_worker=1)
+    ex.toolkit = toolkit
+    tickets = [ex.submit(task) for _ in range(2)]
+    assert ex._pool is not None
+    workers = list(ex._pool._processes.values())
+    deadline = time.monotonic() + 60
+    while not all(p.is_alive() for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers have their tasks
+    start = time.monotonic()
+    ex.close()
+    assert time.monotonic() - start < WORKER_EXIT_S + 2 and tickets
+    assert not any(p.is_alive() for p in workers)
+    assert all(p.exitcode == 128 + signal.SIGTERM for p in workers)  # ended by their SIGTERM handler
