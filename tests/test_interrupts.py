@@ -1,6 +1,6 @@
-"""Ctrl-C of a real `na-toolkit search` with a pool of 2 workers (the torch evaluator, as a user runs it):
-one clean message and the resume hint, no worker traceback, no worker left behind, the run marked
-interrupted."""
+"""Ctrl-C and SIGTERM of a real `na-toolkit search` with a pool of 2 workers (the torch evaluator, as a user
+runs it): one clean message and the resume hint, no worker traceback, no worker left behind, the run marked
+interrupted; and the SIGTERM handler is the CLI's alone, never installed by the library."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from na_toolkit.bench import faults as F
+from na_toolkit.cli.main import main
 from na_toolkit.search.executors import WORKER_EXIT_S, LocalExecutor, Task
 
 #: the slowest a driver may take from the signal to its exit (its pool ended, its store marked)
@@ -89,6 +90,15 @@ def test_ctrl_c_to_the_process_group_ends_the_pool_without_a_worker_traceback(tm
     _assert_clean(err, "interrupted", out)
 
 
+@pytest.mark.slow
+def test_sigterm_ends_a_search_as_ctrl_c_does(tmp_path):
+    proc, out, bench = _start_search(tmp_path)
+    os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the driver alone; it ends its workers itself
+    rc, err, took = _ended(proc, bench)
+    assert rc == 143 and took < EXIT_S, err
+    _assert_clean(err, "terminated", out)
+
+
 def test_closing_a_pool_with_tasks_still_running_ends_its_workers_at_once(toolkit):
     """A search that stops (Ctrl-C, an error) abandons its running tasks: its workers, which ignore Ctrl-C,
     are ended, not waited for (a training may take minutes)."""
@@ -108,3 +118,21 @@ def test_closing_a_pool_with_tasks_still_running_ends_its_workers_at_once(toolki
     assert time.monotonic() - start < WORKER_EXIT_S + 2 and tickets
     assert not any(p.is_alive() for p in workers)
     assert all(p.exitcode == 128 + signal.SIGTERM for p in workers)  # ended by their SIGTERM handler
+
+
+def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
+    """The library installs no signal handler in its host; `main()` sets its own for SIGTERM while it runs
+    and puts back the one it found."""
+    host = "import signal, na_toolkit.search, na_toolkit.cli.main; print(signal.getsignal(signal.SIGTERM))"
+    res = subprocess.run([sys.executable, "-c", host], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == str(signal.SIG_DFL), res.stderr
+
+    def host_handler(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, host_handler)
+    try:
+        assert main(["runs", str(tmp_path)]) == 0
+        assert signal.getsignal(signal.SIGTERM) is host_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
