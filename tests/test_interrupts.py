@@ -4,6 +4,7 @@ interrupted; and the SIGTERM handler is the CLI's alone, never installed by the 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -91,12 +92,27 @@ def test_ctrl_c_to_the_process_group_ends_the_pool_without_a_worker_traceback(tm
 
 
 @pytest.mark.slow
-def test_sigterm_ends_a_search_as_ctrl_c_does(tmp_path):
+def test_sigterm_ends_a_search_as_ctrl_c_does_and_runs_lists_it_interrupted(tmp_path):
     proc, out, bench = _start_search(tmp_path)
     os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the driver alone; it ends its workers itself
     rc, err, took = _ended(proc, bench)
     assert rc == 143 and took < EXIT_S, err
-    _assert_clean(err, "terminated", out)
+    kept = _assert_clean(err, "terminated", out)
+    run = F.run_folder(out)
+    assert run is not None
+    accuracies = [json.loads(m)["accuracy"] for _, _, m, e in F.stored_rows(run) if e is None]
+    # `runs` lists it interrupted, with the best accuracy it evaluated so far
+    res = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", "runs", str(out), "--json"], capture_output=True, text=True, timeout=120
+    )
+    (row,) = json.loads(res.stdout)["runs"]
+    assert row["status"] == "interrupted" and row["evaluations"] == kept
+    assert row["best_so_far"]["accuracy"] == max(accuracies)
+    res = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", "runs", str(run)], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"{100 * max(accuracies):.2f}% (so far)" in res.stdout and "interrupted" in res.stdout
 
 
 def test_closing_a_pool_with_tasks_still_running_ends_its_workers_at_once(toolkit):
