@@ -174,8 +174,8 @@ def _sigterm_interrupts() -> Iterator[None]:
         return
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # a handler set outside Python reads as None: the default is the nearest to put back
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _log_to_file(level: int, message: str) -> None:
