@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import socket
 
 import pytest
@@ -164,3 +165,63 @@ def test_export_any_evaluated_network_by_hash_prefix_with_json(finished):
     assert rc == 2 and "no network of run" in err
     rc, out, err = cli("export", str(run), "--arch", target[:8], "--device", "pixel3", "--format", "onnx", cwd=tmp)
     assert rc == 2 and "not allowed with argument" in err
+
+
+def _store(folder, name, status, accuracies=()):
+    """A run store as a search leaves it: `accuracies` stored as evaluations (None: a failed one)."""
+    store = SQLiteRunStore.create(folder / STORE_FILE, name, {"name": name})
+    for i, acc in enumerate(accuracies):
+        metrics = {} if acc is None else {"accuracy": acc}
+        store.add_evaluation(f"h{i:04d}", {"nodes": []}, metrics, {}, 0, 1.0, error=None if metrics else "boom")
+    store.set_status(status)
+    store.close()
+
+
+def test_runs_table_names_the_writer_the_best_so_far_and_where_a_failure_is(tmp_path):
+    runs = tmp_path / "runs"
+    _store(runs / "live", "live", "running", [0.5])
+    _store(runs / "stopped", "stopped", "running", [0.801, None, 0.912, float("nan"), 0.85])
+    _store(runs / "broke", "broke", "failed", [0.7])
+    _store(runs / "empty", "empty", "running")
+    with RunLock(runs / "live"):
+        rc, out, err = cli("runs", "runs", cwd=tmp_path)
+        rc_json, out_json, _ = cli("runs", "runs", "--json", cwd=tmp_path)
+    assert rc == 0 == rc_json, err
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in os.listdir(runs)}
+    assert f"running (pid {os.getpid()} on host {socket.gethostname()})" in lines["live"]
+    # an interrupted run: the best valid accuracy stored (not the failed or NaN ones), marked as so far
+    assert "interrupted" in lines["stopped"] and "91.20% (so far)" in lines["stopped"]
+    assert "interrupted" in lines["empty"] and lines["empty"].split()[3] == "-"
+    assert "failed" in lines["broke"] and "70.00% (so far)" in lines["broke"]
+    assert "failed: the run's store keeps no reason; it is what the search printed on stderr" in out
+    assert "--log-file" in out and "search --resume RUN" in out
+    rows = {r["name"]: r for r in json.loads(out_json)["runs"]}
+    assert rows["stopped"]["best_so_far"] == {"accuracy": 0.912, "arch_hash": "h0002"}
+    assert rows["empty"]["best_so_far"] is None and "reason" in rows["broke"] and "reason" not in rows["live"]
+
+
+def test_runs_shows_folder_names_a_copy_apart_and_lists_a_run_folder_itself(finished):
+    tmp, summary = finished
+    runs = tmp / "copies"
+    shutil.copytree(tmp / "runs" / summary["run_id"], runs / summary["run_id"])
+    shutil.copytree(tmp / "runs" / summary["run_id"], runs / "renamed")
+    rc, out, err = cli("runs", "copies", cwd=tmp)
+    assert rc == 0, err
+    rows = [line for line in out.splitlines() if "finished" in line]
+    assert len(rows) == 2 and len(set(rows)) == 2
+    assert any(line.startswith(f"renamed (run id {summary['run_id']})") for line in rows), out
+    assert any(line.startswith(f"{summary['run_id']} ") for line in rows), out
+    # `runs RUN`: that one run, not "no runs in RUN"
+    rc, out, err = cli("runs", str(runs / "renamed"), "--json", cwd=tmp)
+    assert rc == 0, err
+    (row,) = json.loads(out)["runs"]
+    assert row["name"] == "renamed" and row["run_id"] == summary["run_id"] and row["evaluations"] == 8
+    rc, out, err = cli("runs", str(runs / "renamed"), cwd=tmp)
+    assert rc == 0 and "no runs in" not in out and "renamed (run id" in out and "pixel3: " in out
+
+
+def test_runs_of_a_missing_folder_names_the_config_key_and_the_log_file_keeps_the_error(tmp_path):
+    rc, out, err = cli("--log-file", "cli.log", "runs", "/nonexist", cwd=tmp_path)
+    assert rc == 2 and "(output)" in err and "search.output" not in err
+    logged = (tmp_path / "cli.log").read_text()
+    assert " ERROR na_toolkit: error: no folder '/nonexist'" in logged

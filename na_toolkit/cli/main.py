@@ -4,7 +4,12 @@ Errors on bad input (`NAToolkitError`) print one line `na-toolkit: error: ...` a
 A broken plugin is a warning unless `--strict-plugins`. Logging goes through Python's `logging` (loggers
 under `na_toolkit`): warnings on stderr by default, `--verbose` adds INFO (e.g. one line per search round),
 `-vv` DEBUG, `--quiet` only errors, `--log-file PATH` appends INFO and above to a file whatever the console
-shows. The flags go before or after the command.
+shows (and the error line a failing command prints). The flags go before or after the command.
+
+Ctrl-C prints `na-toolkit: interrupted` and exits 130. SIGTERM takes the same path (a search marks its run
+interrupted and says how to resume it, its workers are ended): `na-toolkit: terminated`, exit 143 (128 + 15);
+a second SIGTERM ends the process at once. The handler is the CLI's, installed while `main` runs and restored
+after: the library installs none in a host application.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import signal
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .. import __version__
@@ -145,9 +153,49 @@ def _exit_code(code: object, args: argparse.Namespace) -> int:
     return int(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the CLI's process is, so that it ends as Ctrl-C ends it: whatever cleans up after
+    a KeyboardInterrupt (a search marking its run interrupted, its pool's shutdown) does after SIGTERM too."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while cleaning up ends the process at once
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises `Terminated` while the CLI runs; the previous handler is restored after (a test or a
+    host calling `main()` keeps its own). Only the main thread can set a handler: elsewhere nothing changes."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:  # a handler set outside Python reads as None: the default is the nearest to put back
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _log_to_file(level: int, message: str) -> None:
+    """`message` (the line printed on stderr as the command ended) into the --log-file too, so a search that
+    failed unwatched has its reason there; the console already shows it."""
+    record = logging.LogRecord("na_toolkit", level, __file__, 0, message, None, None)
+    for h in logging.getLogger("na_toolkit").handlers:
+        if getattr(h, "_na_toolkit_cli", False) and isinstance(h, logging.FileHandler):
+            h.handle(record)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _sigterm_interrupts():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     strict = "--strict-plugins" in argv
+    logged = False  # the --log-file handlers are this call's once it configured logging
     try:
         toolkit = _load(strict)
         parser = build_parser(toolkit, strict)
@@ -156,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
+        logged = True
         return _exit_code(args._run(args), args)
     except NAToolkitError as exc:
         from ..errors import ComponentError
@@ -164,11 +213,17 @@ def main(argv: list[str] | None = None) -> int:
         if debug and exc.__cause__ is not None:  # -vv: where a component's own error came from
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         hint = " (-vv prints its traceback)" if isinstance(exc, ComponentError) and not debug else ""
-        print(f"na-toolkit: error: {_one_line(str(exc))}{hint}", file=sys.stderr)
+        message = f"error: {_one_line(str(exc))}"
+        print(f"na-toolkit: {message}{hint}", file=sys.stderr)
+        if logged:
+            _log_to_file(logging.ERROR, message)
         return 2
-    except KeyboardInterrupt:
-        print("na-toolkit: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what, code = ("terminated", 128 + signal.SIGTERM) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"na-toolkit: {what}", file=sys.stderr)
+        if logged:
+            _log_to_file(logging.WARNING, what)
+        return code
     except BrokenPipeError:
         return 0
 

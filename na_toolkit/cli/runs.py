@@ -1,24 +1,38 @@
-"""`na-toolkit runs [FOLDER] [--json]`: the runs in a folder (default `runs/`), newest first.
+"""`na-toolkit runs [FOLDER] [--json]`: the runs in a folder (default `runs/`), newest first; FOLDER may be
+one run folder itself.
 
-Each run: its id, status (finished, failed, running — written by a live search now — or interrupted: a
+Each run: its folder's name (and its run id where that differs: a copied or renamed folder), status
+(finished, failed, running — written by a live search now, whose PID and host are shown — or interrupted: a
 search that stopped without finishing, to continue with `search --resume`), evaluations paid for, the best
-feasible network per device (accuracy, hash) and when it was started and last written. A folder whose
-store cannot be read is listed with the reason instead of stopping the listing. Nothing is written: the
-stores are read without taking a run's lock.
+feasible network per device (accuracy, hash) of a finished run or the best valid accuracy so far of one
+that did not finish, and when it was started and last written. A folder whose store cannot be read is
+listed with the reason instead of stopping the listing. Nothing is written: the stores are read without
+taking a run's lock.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NAToolkitError, StoreError
 from .command import Command
 from .search import DEFAULT_RUNS
+
+if TYPE_CHECKING:
+    from ..store import SQLiteRunStore
+
+#: what `runs` says of a failed run: the store keeps its status, not the error that ended it
+FAILED_REASON = (
+    "the run's store keeps no reason; it is what the search printed on stderr as it ended (its "
+    "`na-toolkit: error: ...` line also went to its --log-file, if it had one); once that is fixed, "
+    "`na-toolkit search --resume RUN` continues the run"
+)
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -39,12 +53,26 @@ def _best(result: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _best_so_far(store: SQLiteRunStore) -> dict[str, Any] | None:
+    """{accuracy, arch_hash} of the most accurate valid evaluation stored (None: none has an accuracy). A run
+    that did not finish has no verdict per device yet, so this is accuracy alone, feasible or not."""
+    scored = [
+        (acc, -e.seq, e.arch_hash)
+        for e in store.evaluations()
+        if e.error is None and isinstance(acc := e.metrics.get("accuracy"), int | float) and math.isfinite(acc)
+    ]
+    if not scored:
+        return None
+    accuracy, _, arch_hash = max(scored)
+    return {"accuracy": accuracy, "arch_hash": arch_hash}
+
+
 def describe_run(folder: Path) -> dict[str, Any]:
     """What `runs` shows of one run folder (a dict; `error` set when its store cannot be read)."""
     from ..store import SQLiteRunStore
     from ..store.lock import live_holder
 
-    row: dict[str, Any] = {"folder": str(folder), "run_id": folder.name}
+    row: dict[str, Any] = {"folder": str(folder), "name": folder.name, "run_id": folder.name}
     try:
         with SQLiteRunStore.open(folder) as store:
             run = store.run()
@@ -57,6 +85,8 @@ def describe_run(folder: Path) -> dict[str, Any]:
                 updated=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.updated_s)),
                 created_s=run.created_s,
             )
+            if run.result is None:  # not finished: no per-device verdict, only what it evaluated so far
+                row["best_so_far"] = _best_so_far(store)
     except (NAToolkitError, OSError) as exc:
         row.update(status="unreadable", error=str(exc), created_s=0.0)
         return row
@@ -66,29 +96,49 @@ def describe_run(folder: Path) -> dict[str, Any]:
             row["status"] = "interrupted"
         else:
             row["writer"] = holder
+    elif row["status"] == "failed":
+        row["reason"] = FAILED_REASON
     return row
 
 
 def list_runs(folder: Path) -> list[dict[str, Any]]:
-    """Every run folder directly inside `folder`, newest first."""
+    """Every run folder directly inside `folder`, newest first; `folder` itself when it is a run folder."""
     from ..store.base import STORE_FILE
 
+    if (folder / STORE_FILE).is_file():
+        return [describe_run(folder)]
     if not folder.is_dir():
-        raise StoreError(f"no folder {str(folder)!r}; give the folder your searches write runs into (search.output)")
+        raise StoreError(f"no folder {str(folder)!r}; give the folder your searches write runs into (output)")
     rows = [describe_run(p) for p in sorted(folder.iterdir()) if (p / STORE_FILE).is_file()]
     rows.sort(key=lambda r: -float(r.get("created_s", 0.0)))
     return rows
 
 
-def _format_best(best: dict[str, Any]) -> str:
+def _format_best(row: dict[str, Any]) -> str:
     from ..search.outputs import format_accuracy
 
+    if "error" in row:
+        return str(row["error"])
+    so_far = row.get("best_so_far")
+    if so_far is not None and not row.get("best"):
+        return f"{format_accuracy(so_far['accuracy'])} (so far)"
     parts = []
-    for device, entry in best.items():
+    for device, entry in dict(row.get("best") or {}).items():
         acc = None if entry is None else entry.get("accuracy")
         shown = "none feasible" if entry is None else "?" if acc is None else format_accuracy(acc)
         parts.append(f"{device}: {shown}")
     return "; ".join(parts) or "-"
+
+
+def _format_run(row: dict[str, Any]) -> str:
+    return row["name"] if row["run_id"] == row["name"] else f"{row['name']} (run id {row['run_id']})"
+
+
+def _format_status(row: dict[str, Any]) -> str:
+    writer = row.get("writer")
+    if writer is None:
+        return str(row["status"])
+    return f"running ({writer.split(' since ')[0]})"  # "pid N on host H": the start time is a column
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -104,16 +154,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"no runs in {args.folder}")
         return 0
     body = [
-        [
-            r["run_id"],
-            r["status"],
-            str(r.get("evaluations", "-")),
-            _format_best(r.get("best", {})) if "error" not in r else r["error"],
-            r.get("created", "-"),
-        ]
+        [_format_run(r), _format_status(r), str(r.get("evaluations", "-")), _format_best(r), r.get("created", "-")]
         for r in rows
     ]
     print(render_table(["run", "status", "evaluations", "best accuracy per device", "started"], body))
+    notes = [f"failed: {FAILED_REASON}"] if any(r["status"] == "failed" for r in rows) else []
+    if any(r.get("best_so_far") for r in rows):
+        notes.append("(so far): the best valid accuracy a run that did not finish has evaluated, feasible or not")
+    if notes:
+        print("\n" + "\n".join(notes))
     return 0
 
 

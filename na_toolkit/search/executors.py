@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 TASK_KINDS = ("evaluate", "measure")
+#: how long a closing executor waits for a worker it ended (SIGTERM) before it kills it (SIGKILL)
+WORKER_EXIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,11 @@ def _check_answer(task: Task, toolkit: Toolkit, arch: Architecture, answer: Any)
 
 
 def _init_worker(threads: int, driver_pid: int | None = None) -> None:
+    # Ctrl-C reaches the whole process group: the driver handles it and ends its pool (LocalExecutor.close),
+    # a worker ignores it rather than die with a traceback. It started with SIGINT blocked (_starting_workers).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGTERM, _end_worker)
     # Each worker computes on its share of the cores instead of every worker using all of them. Set
     # through the environment, read when torch / the BLAS load, so workers that never need torch skip it.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -202,6 +210,15 @@ def _init_worker(threads: int, driver_pid: int | None = None) -> None:
         sys.modules["torch"].set_num_threads(threads)
     if driver_pid is not None:
         _exit_with_driver(driver_pid)
+
+
+def _end_worker(signum: int, frame: object) -> None:
+    """SIGTERM (the driver ends its pool, or the group is terminated): end now, yet run multiprocessing's
+    finalizers, which unlink the semaphores made here (tqdm makes one) the resource tracker would warn of."""
+    from multiprocessing import util
+
+    util._exit_function()  # type: ignore[attr-defined]  # what multiprocessing runs as a worker ends
+    os._exit(128 + signum)
 
 
 def _exit_with_driver(driver_pid: int, poll_s: float = 1.0) -> None:
@@ -220,25 +237,29 @@ def _exit_with_driver(driver_pid: int, poll_s: float = 1.0) -> None:
 
 
 @contextmanager
-def _workers_skip_main() -> Iterator[None]:
-    """Start spawned workers without re-running the parent's `__main__`.
+def _starting_workers() -> Iterator[None]:
+    """Start spawned workers without re-running the parent's `__main__`, and with SIGINT blocked.
 
     A spawned worker normally re-imports the parent's main script so that functions defined there can be
     unpickled; a script that calls `run_search` without an `if __name__ == "__main__":` guard would then
     start a search in every worker. Tasks only ever name functions of this module, so workers need nothing
-    from `__main__`: hide its origin from multiprocessing while the workers start."""
+    from `__main__`: hide its origin from multiprocessing while the workers start.
+
+    A worker inherits the signal mask of the thread that starts it, so a Ctrl-C while it imports is no
+    traceback of its own (`_init_worker` then ignores SIGINT); the driver gets it once this thread unblocks."""
     main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, Any] = {k: v for k, v in vars(main).items() if k in ("__file__", "__spec__")} if main else {}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        main.__dict__.pop("__file__", None)
-        main.__spec__ = None
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__spec__ = None
         yield
     finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 # ---- executors -----------------------------------------------------------------------------------------
@@ -403,7 +424,7 @@ class LocalExecutor(Executor):
             super()._start(ticket, task)
             return
         pool = self._get_pool()
-        with _workers_skip_main():  # the workers start on the first submit
+        with _starting_workers():  # a submit starts the workers it needs
             self._futures[ticket] = (pool.submit(run_task, task), task, attempts)
 
     def _running(self) -> int:
@@ -447,10 +468,21 @@ class LocalExecutor(Executor):
             self._pool = None
 
     def close(self) -> None:
+        # tasks still running when the executor closes are abandoned (Ctrl-C, an error of the search): their
+        # workers are ended rather than waited for, since they ignore Ctrl-C and a training can take minutes
+        abandoned = any(not fut.done() for fut, _, _ in self._futures.values())
         self._futures.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._pool is None:
+            return
+        processes = list((self._pool._processes or {}).values()) if abandoned else []
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            proc.join(WORKER_EXIT_S)
+            if proc.is_alive():
+                proc.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)  # no task left to wait for
+        self._pool = None
 
 
 def make_executor(name: str, options: dict[str, Any], toolkit: Toolkit) -> Executor:

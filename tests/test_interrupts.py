@@ -1,0 +1,154 @@
+"""Ctrl-C and SIGTERM of a real `na-toolkit search` with a pool of 2 workers (the torch evaluator, as a user
+runs it): one clean message and the resume hint, no worker traceback, no worker left behind, the run marked
+interrupted; and the SIGTERM handler is the CLI's alone, never installed by the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from na_toolkit.bench import faults as F
+from na_toolkit.cli.main import main
+from na_toolkit.search.executors import WORKER_EXIT_S, LocalExecutor, Task
+
+#: the slowest a driver may take from the signal to its exit (its pool ended, its store marked)
+EXIT_S = 20.0
+
+
+def _start_search(work: Path) -> tuple[subprocess.Popen[str], Path, F.Bench]:
+    """A search (evaluations = 30, never finished here) in its own process group, as a terminal starts
+    it; returns once it stored its first evaluation and its workers train the next ones."""
+    bench = F.make_bench(work, evaluations=30, workers=2)
+    out = work / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "na_toolkit", "search", str(bench.config), "--output", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=work,
+        env={**os.environ, F.TAG_ENV: bench.tag},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not F.stored_rows(F.run_folder(out)):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.5)  # the next round's tasks are on the workers
+    return proc, out, bench
+
+
+def _ended(proc: subprocess.Popen[str], bench: F.Bench) -> tuple[int, str, float]:
+    """(exit status, stderr, seconds to exit) of the signalled search; its workers must be gone with it."""
+    start = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=EXIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        bench.cleanup()
+        pytest.fail(f"the search did not end within {EXIT_S} s of the signal")
+    took = time.monotonic() - start
+    time.sleep(0.5)
+    left = F.tagged_pids(bench.tag)
+    bench.cleanup()
+    assert not left, f"processes {left} outlived the search"
+    return proc.returncode, err, took
+
+
+def _assert_clean(err: str, last: str, out: Path) -> int:
+    """One message line and the resume hint, nothing from a worker; returns the evaluations kept."""
+    for noise in ("Traceback", "SpawnProcess", "KeyboardInterrupt", "leaked"):
+        assert noise not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"na-toolkit: {last}", err
+    run = F.run_folder(out)
+    assert run is not None
+    kept = len(F.stored_rows(run))
+    assert (
+        kept >= 1
+        and (
+            f"na-toolkit: the run keeps its {kept} evaluation{'s' * (kept != 1)}; continue it with "
+            f"`na-toolkit search --resume {run}`"
+        )
+        in lines[-2]
+    ), err
+    assert F.stored_run(run)[0] == "running"  # what `runs` shows as interrupted: no live writer
+    return kept
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_ends_the_pool_without_a_worker_traceback(tmp_path):
+    proc, out, bench = _start_search(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group gets it
+    rc, err, took = _ended(proc, bench)
+    assert rc == 130 and took < EXIT_S, err
+    _assert_clean(err, "interrupted", out)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_search_as_ctrl_c_does_and_runs_lists_it_interrupted(tmp_path):
+    proc, out, bench = _start_search(tmp_path)
+    os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the driver alone; it ends its workers itself
+    rc, err, took = _ended(proc, bench)
+    assert rc == 143 and took < EXIT_S, err
+    kept = _assert_clean(err, "terminated", out)
+    run = F.run_folder(out)
+    assert run is not None
+    accuracies = [json.loads(m)["accuracy"] for _, _, m, e in F.stored_rows(run) if e is None]
+    # `runs` lists it interrupted, with the best accuracy it evaluated so far
+    res = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", "runs", str(out), "--json"], capture_output=True, text=True, timeout=120
+    )
+    (row,) = json.loads(res.stdout)["runs"]
+    assert row["status"] == "interrupted" and row["evaluations"] == kept
+    assert row["best_so_far"]["accuracy"] == max(accuracies)
+    res = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", "runs", str(run)], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"{100 * max(accuracies):.2f}% (so far)" in res.stdout and "interrupted" in res.stdout
+
+
+def test_closing_a_pool_with_tasks_still_running_ends_its_workers_at_once(toolkit):
+    """A search that stops (Ctrl-C, an error) abandons its running tasks: its workers, which ignore Ctrl-C,
+    are ended, not waited for (a training may take minutes)."""
+    arch = toolkit.seed("simple-cnn")
+    task = Task("evaluate", arch.to_json(), "synthetic", {"seconds": 120.0}, selection=toolkit.selection.to_json())
+    ex = LocalExecutor(workers=2, threads_per_worker=1)
+    ex.toolkit = toolkit
+    tickets = [ex.submit(task) for _ in range(2)]
+    assert ex._pool is not None
+    workers = list(ex._pool._processes.values())
+    deadline = time.monotonic() + 60
+    while not all(p.is_alive() for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers have their tasks
+    start = time.monotonic()
+    ex.close()
+    assert time.monotonic() - start < WORKER_EXIT_S + 2 and tickets
+    assert not any(p.is_alive() for p in workers)
+    assert all(p.exitcode == 128 + signal.SIGTERM for p in workers)  # ended by their SIGTERM handler
+
+
+def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
+    """The library installs no signal handler in its host; `main()` sets its own for SIGTERM while it runs
+    and puts back the one it found."""
+    host = "import signal, na_toolkit.search, na_toolkit.cli.main; print(signal.getsignal(signal.SIGTERM))"
+    res = subprocess.run([sys.executable, "-c", host], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == str(signal.SIG_DFL), res.stderr
+
+    def host_handler(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, host_handler)
+    try:
+        assert main(["runs", str(tmp_path)]) == 0
+        assert signal.getsignal(signal.SIGTERM) is host_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
