@@ -208,6 +208,13 @@ def test_the_cli_says_it_in_one_line_keeps_the_run_and_shows_the_traceback_with_
     assert err[-1].endswith("ZeroDivisionError: a bug in the plugin (-vv prints its traceback)")
     assert any(line.startswith("na-toolkit: the run keeps its 3 evaluations; continue it with") for line in err)
     assert "Traceback" not in "\n".join(err)
+    # the run records what ended it: `runs` and `report` say it
+    runs = tmp_path / "runs"
+    (run,) = runs.iterdir()
+    assert main(["runs", str(runs)]) == 0
+    assert f"failed ({run.name}): ComponentError: accuracy predictor 'contract-fails'" in capsys.readouterr().out
+    assert main(["report", str(run)]) == 2
+    assert "failed (ComponentError: accuracy predictor 'contract-fails'" in capsys.readouterr().err
     assert main(["-vv", "search", str(tmp_path / "search.toml"), "--no-progress", "--output", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and 'raise ZeroDivisionError("a bug in the plugin")' in err

@@ -193,7 +193,7 @@ def test_runs_table_names_the_writer_the_best_so_far_and_where_a_failure_is(tmp_
     assert "interrupted" in lines["stopped"] and "91.20% (so far)" in lines["stopped"]
     assert "interrupted" in lines["empty"] and lines["empty"].split()[3] == "-"
     assert "failed" in lines["broke"] and "70.00% (so far)" in lines["broke"]
-    assert "failed: the run's store keeps no reason; it is what the search printed on stderr" in out
+    assert "failed (broke): the run's store records no reason; it is what the search printed on stderr" in out
     assert "--log-file" in out and "search --resume RUN" in out
     rows = {r["name"]: r for r in json.loads(out_json)["runs"]}
     assert rows["stopped"]["best_so_far"] == {"accuracy": 0.912, "arch_hash": "h0002"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,9 @@ from .search import DEFAULT_RUNS
 if TYPE_CHECKING:
     from ..store import SQLiteRunStore
 
-#: what `runs` says of a failed run: the store keeps its status, not the error that ended it
+#: what `runs` says of a failed run whose store recorded no reason (a run made before failures were recorded)
 FAILED_REASON = (
-    "the run's store keeps no reason; it is what the search printed on stderr as it ended (its "
+    "the run's store records no reason; it is what the search printed on stderr as it ended (its "
     "`na-toolkit: error: ...` line also went to its --log-file, if it had one); once that is fixed, "
     "`na-toolkit search --resume RUN` continues the run"
 )
@@ -56,19 +55,15 @@ def _best(result: dict[str, Any] | None) -> dict[str, Any]:
 def _best_so_far(store: SQLiteRunStore) -> dict[str, Any] | None:
     """{accuracy, arch_hash} of the most accurate valid evaluation stored (None: none has an accuracy). A run
     that did not finish has no verdict per device yet, so this is accuracy alone, feasible or not."""
-    scored = [
-        (acc, -e.seq, e.arch_hash)
-        for e in store.evaluations()
-        if e.error is None and isinstance(acc := e.metrics.get("accuracy"), int | float) and math.isfinite(acc)
-    ]
-    if not scored:
-        return None
-    accuracy, _, arch_hash = max(scored)
-    return {"accuracy": accuracy, "arch_hash": arch_hash}
+    from ..search.outputs import most_accurate
+
+    top = most_accurate(store.evaluations())
+    return None if top is None else {"accuracy": top.metrics["accuracy"], "arch_hash": top.arch_hash}
 
 
 def describe_run(folder: Path) -> dict[str, Any]:
     """What `runs` shows of one run folder (a dict; `error` set when its store cannot be read)."""
+    from ..search.outputs import failure_of
     from ..store import SQLiteRunStore
     from ..store.lock import live_holder
 
@@ -87,6 +82,8 @@ def describe_run(folder: Path) -> dict[str, Any]:
             )
             if run.result is None:  # not finished: no per-device verdict, only what it evaluated so far
                 row["best_so_far"] = _best_so_far(store)
+            if run.status == "failed":
+                row["reason"] = failure_of(store) or FAILED_REASON
     except (NAToolkitError, OSError) as exc:
         row.update(status="unreadable", error=str(exc), created_s=0.0)
         return row
@@ -96,8 +93,6 @@ def describe_run(folder: Path) -> dict[str, Any]:
             row["status"] = "interrupted"
         else:
             row["writer"] = holder
-    elif row["status"] == "failed":
-        row["reason"] = FAILED_REASON
     return row
 
 
@@ -158,7 +153,8 @@ def _run(args: argparse.Namespace) -> int:
         for r in rows
     ]
     print(render_table(["run", "status", "evaluations", "best accuracy per device", "started"], body))
-    notes = [f"failed: {FAILED_REASON}"] if any(r["status"] == "failed" for r in rows) else []
+    # what ended each failed run, as it recorded it (or where to look, for a run that recorded nothing)
+    notes = [f"failed ({_format_run(r)}): {r['reason']}" for r in rows if r["status"] == "failed"]
     if any(r.get("best_so_far") for r in rows):
         notes.append("(so far): the best valid accuracy a run that did not finish has evaluated, feasible or not")
     if notes:

@@ -383,15 +383,14 @@ class TorchEvaluator(Evaluator):
         best_epoch = 0
         diverged = False
         label = arch.name or arch.hash
-        bar = tqdm(
-            range(1, epochs + 1),
-            desc=f"train {label}",
-            unit="epoch",
-            file=sys.stderr,
-            disable=not o["progress"],
-            leave=False,
+        # no tqdm object at all unless asked for: even a disabled one makes a multiprocessing lock (a named
+        # semaphore), which an executor's worker ended mid-training would leave for the resource tracker to warn of
+        bar = (
+            tqdm(range(1, epochs + 1), desc=f"train {label}", unit="epoch", file=sys.stderr, leave=False)
+            if o["progress"]
+            else None
         )
-        for epoch in bar:
+        for epoch in bar if bar is not None else range(1, epochs + 1):
             model.train()
             perm = torch.randperm(n, generator=order).to(device)
             loss_sum = torch.zeros((), device=device)
@@ -425,11 +424,13 @@ class TorchEvaluator(Evaluator):
             if valid_acc >= best_acc:
                 best_acc, best_epoch = valid_acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
-            bar.set_postfix(loss=f"{train_loss:.3f}", valid=f"{valid_acc:.3f}", best=f"{best_acc:.3f}")
+            if bar is not None:
+                bar.set_postfix(loss=f"{train_loss:.3f}", valid=f"{valid_acc:.3f}", best=f"{best_acc:.3f}")
             if not math.isfinite(train_loss):
                 diverged = True  # further epochs cannot recover from NaN weights
                 break
-        bar.close()
+        if bar is not None:
+            bar.close()
 
         model.load_state_dict(best_state)
         test_acc = accuracy(model, x_test, ds.y_test, int(o["eval_batch_size"])) if len(ds.y_test) else None

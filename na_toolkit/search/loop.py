@@ -471,6 +471,10 @@ def run_search(
                 pass
         if store is not None and not was_finished:
             try:
+                if not isinstance(exc, KeyboardInterrupt):  # what ended it, for `runs` and `report`
+                    from .outputs import FAILURE_ARTIFACT
+
+                    store.save_artifact(FAILURE_ARTIFACT, {"error": f"{type(exc).__name__}: {exc}"})
                 store.set_status("running" if isinstance(exc, KeyboardInterrupt) else "failed")
             except NAToolkitError:
                 pass

@@ -17,9 +17,10 @@ exports: search/export.py).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from ..store.lock import live_holder
 
 if TYPE_CHECKING:
     from ..ir.layers import LayerTypeRegistry
-    from ..store.base import RunStore
+    from ..store.base import EvaluationRecord, RunStore
     from .summary import SearchResult
 
 from .evaluations_file import write_evaluations
@@ -420,15 +421,36 @@ SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+#: the run's artifact saying what ended a failed run (`{"error": "Type: message"}`), read by `runs` and `report`
+FAILURE_ARTIFACT = "failure"
+
+
+def most_accurate(evaluations: Sequence[EvaluationRecord]) -> EvaluationRecord | None:
+    """The successful evaluation with the highest finite accuracy (ties: the earlier), or None: what a run
+    that did not finish offers before any verdict per device."""
+    scored = [
+        e
+        for e in evaluations
+        if e.error is None and isinstance(acc := e.metrics.get("accuracy"), int | float) and math.isfinite(acc)
+    ]
+    return max(scored, key=lambda e: (e.metrics["accuracy"], -e.seq)) if scored else None
+
+
+def failure_of(store: RunStore) -> str | None:
+    """What ended a failed run, as it recorded it (None: nothing recorded, e.g. a run made before it was)."""
+    doc = store.artifact(FAILURE_ARTIFACT)
+    return str(doc["error"]) if isinstance(doc, dict) and doc.get("error") else None
+
+
 def _stored_so_far(store: RunStore, folder: Any) -> str:
     """What an unfinished run already holds, for its refusal ("" when nothing): how many networks were
     evaluated and how the most accurate of them is exported now (`export RUN --arch HASH` needs no finished
     run)."""
-    done = [e for e in store.evaluations() if e.error is None]
-    scored = [e for e in done if isinstance(e.metrics.get("accuracy"), int | float)]
-    if not scored:
+    evaluations = store.evaluations()
+    done = [e for e in evaluations if e.error is None]
+    top = most_accurate(evaluations)
+    if top is None:
         return f"; it holds {len(done)} evaluated network(s)" if done else ""
-    top = max(scored, key=lambda e: (e.metrics["accuracy"], -e.seq))
     return (
         f"; of its {len(done)} evaluated network(s) the most accurate so far, {top.arch_hash[:12]} (valid acc "
         f"{format_accuracy(top.metrics['accuracy'])}), exports now with "
@@ -449,7 +471,14 @@ def load_summary(store: RunStore) -> dict[str, Any]:
                 + _stored_so_far(store, folder)
             )
         # "running" with nobody writing it: what `na-toolkit runs` calls interrupted
-        state = "was interrupted (it stopped without finishing)" if run.status == "running" else f"{run.status}"
+        failure = failure_of(store) if run.status == "failed" else None
+        state = (
+            "was interrupted (it stopped without finishing)"
+            if run.status == "running"
+            else f"failed ({failure})"
+            if failure
+            else run.status
+        )
         raise StoreError(
             f"run {run.run_id} {state}; continue it with `na-toolkit search --resume {shlex.quote(str(folder))}`"
             + _stored_so_far(store, folder)
