@@ -67,10 +67,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(RAY_MISSING) from None
     check_reachable(args.address)
     print(f"na-toolkit: joining {args.address} as the measuring node of device {args.device!r} (Ctrl-C stops it)")
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+    # Ctrl-C or SIGTERM: subprocess.call kills the Ray node it started, and main says "interrupted" (exit 130)
+    # or "terminated" (143), as for every command
+    return subprocess.call(cmd)
 
 
 COMMANDS = (Command("worker", "join a Ray cluster as the node that measures one device", _configure, _run),)
