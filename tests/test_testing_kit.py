@@ -85,6 +85,18 @@ def test_an_unregistered_name_lists_the_registered_ones():
         check_layer_type("no_such_layer", TOOLKIT)
 
 
+def test_a_layer_type_given_as_an_object_may_be_a_new_instance_of_the_registered_class():
+    # a plugin's test builds its own instance while the toolkit holds the plugin's: that one is checked
+    results = check_layer_type(_builtin("relu")(), TOOLKIT)
+    assert results and all(r.onnx_max_abs_err <= 1e-4 for r in results)
+
+    class OtherRelu(_builtin("sigmoid")):
+        name = "relu"
+
+    with pytest.raises(ConformanceError, match=r"another layer type \(\w+\) is registered under this name"):
+        check_layer_type(OtherRelu(), TOOLKIT)
+
+
 # ---- broken moves ------------------------------------------------------------------------------------------
 class _InsertRelu(MoveType):
     name = "insert_relu_test"

@@ -133,19 +133,23 @@ def check_layer_type(
 
 
 def _registry_with(layer_types: LayerTypeRegistry, lt: LayerType, label: str) -> LayerTypeRegistry:
-    """`layer_types` if it holds this very instance, else a copy with it added (a layer type checked before
-    its plugin registers it)."""
-    if lt.name in layer_types:
-        expect(
-            layer_types.get(lt.name) is lt,
-            label,
-            "another layer type is registered under this name in the toolkit; check the registered one by name",
-        )
+    """`layer_types` if it holds this very instance, else a copy with it in (a layer type checked before its
+    plugin registers it, or an instance of the class the toolkit's plugin registered: the one given is
+    checked)."""
+    registered = layer_types.get(lt.name) if lt.name in layer_types else None
+    if registered is lt:
         return layer_types
+    expect(
+        registered is None or type(registered) is type(lt),
+        label,
+        f"another layer type ({type(registered).__name__}) is registered under this name in the toolkit; check "
+        "the registered one by name",
+    )
     copy = LayerTypeRegistry()
     for entry in layer_types.entries():
-        copy.current_plugin = entry.plugin
-        copy.add(entry.obj, name=entry.name)
+        if entry.name != lt.name:
+            copy.current_plugin = entry.plugin
+            copy.add(entry.obj, name=entry.name)
     copy.current_plugin = "<checked>"
     copy.add(lt)
     return copy
