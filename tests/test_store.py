@@ -3,6 +3,7 @@ no pickles, typed errors."""
 
 import os
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -93,6 +94,8 @@ def test_a_damaged_store_row_is_one_store_error_naming_it(tmp_path, table, colum
 
 def test_evaluations_round_trip_in_order_and_never_twice(store, tmp_path):
     arch = get_seed("simple-cnn")
+    written = store.run().updated_s
+    time.sleep(0.01)
     rec = store.add_evaluation(
         arch.hash,
         arch.to_json(),
@@ -103,6 +106,7 @@ def test_evaluations_round_trip_in_order_and_never_twice(store, tmp_path):
         targets={"accuracy": 0.9, "train_time_s": 1.2},
     )
     assert rec.seq == 0
+    assert store.run().updated_s > written  # an evaluation is a write of the run (`runs` shows it advance)
     store.add_evaluation(
         "feedbeef00000000", arch.to_json(), {"accuracy": 0.1}, {}, round=1, eval_time_s=0.1, error="diverged"
     )

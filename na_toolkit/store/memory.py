@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ class MemoryRunStore:
         self._evaluations[arch_hash] = rec
         for target, value in (targets or {}).items():
             self._predictor_data.setdefault(target, {})[arch_hash] = float(value)
+        self._run = replace(self._run, updated_s=time.time())  # last written now, as in the SQLite store
         # what the SQLite store returns from add_evaluation: the documents as given (not read back)
         return EvaluationRecord(
             rec.seq, round, arch_hash, dict(arch_json), dict(metrics), dict(result), error, float(eval_time_s)

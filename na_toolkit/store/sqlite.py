@@ -240,6 +240,8 @@ class SQLiteRunStore:
                     "INSERT OR REPLACE INTO predictor_data VALUES (?, ?, ?, ?)",
                     (self.run_id, target, arch_hash, float(value)),
                 )
+            # the run was last written now (`na-toolkit runs` shows it: a live run's advances)
+            self._conn.execute("UPDATE runs SET updated_s=? WHERE run_id=?", (time.time(), self.run_id))
         return EvaluationRecord(
             seq, round, arch_hash, dict(arch_json), dict(metrics), dict(result), error, float(eval_time_s)
         )
