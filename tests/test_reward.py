@@ -172,3 +172,15 @@ def test_reward_is_pure():
     b = compute_reward(metrics, budgets)
     assert a == b and isinstance(a, RewardResult)
     assert metrics == {"accuracy": 0.5, "model_size_bytes": 30.0}
+
+
+@pytest.mark.parametrize("form", ["penalty", "mnasnet"])
+def test_a_tiny_limit_keeps_the_reward_finite(form):
+    # value / 1e-320 overflows to inf: the overshoot is counted up to a billion times the limit, so the
+    # reward stays a number JSON can hold and a strategy can rank
+    import math
+
+    for hard in (False, True):
+        b = Budget("latency_ms@cpu", 1e-320, hard=hard)
+        r = compute_reward({"accuracy": 0.9, "latency_ms@cpu": 5.0}, [b], Objectives(form=form))
+        assert math.isfinite(r.reward) and not r.feasible

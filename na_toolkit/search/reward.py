@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 
 FORMS = ("penalty", "mnasnet")
+#: the largest relative overshoot a budget counts (a billion times its limit): rewards stay finite
+MAX_EXCESS = 1e9
 #: metrics a budget may constrain: global ones, and per-device ones (written `metric@device`)
 GLOBAL_METRICS = ("model_size_bytes", "train_time_s")
 DEVICE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s")
@@ -76,8 +78,10 @@ class Budget:
         return split_metric(self.metric)[1]
 
     def excess(self, value: float) -> float:
-        """Relative overshoot max(0, value − limit) / limit (0 inside the budget, at the limit included)."""
-        return max(0.0, value - self.limit) / self.limit
+        """Relative overshoot max(0, value − limit) / limit (0 inside the budget, at the limit included), at
+        most MAX_EXCESS: a limit so small that the ratio overflows (1e-320) must not make a reward −inf, which
+        JSON cannot hold and no strategy can rank."""
+        return min(max(0.0, value - self.limit) / self.limit, MAX_EXCESS)
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def compute_reward(
                 if b.hard:
                     hard_excess += b.excess(value)
             # a zero value (e.g. no energy counter) would make a negative power infinite: clamp to a tiny ratio
-            ratio = max(value / b.limit, 1e-12)
+            ratio = min(max(value / b.limit, 1e-12), 1.0 + MAX_EXCESS)
             terms[b.metric] = ratio**exponent
             factor *= terms[b.metric]
         terms[ACCURACY] = objectives.accuracy_weight * acc
