@@ -478,12 +478,13 @@ def run_search(
                 store.set_status("running" if isinstance(exc, KeyboardInterrupt) else "failed")
             except NAToolkitError:
                 pass
-            if own_store and (kept := store.count_evaluations()):
+            if own_store:  # how to go on, pasted into a shell as it is (spaces and all)
+                kept = store.count_evaluations()
                 logging.getLogger("na_toolkit.search").warning(
                     "the run keeps its %d evaluation%s; continue it with `na-toolkit search --resume %s`",
                     kept,
                     "s" * (kept != 1),
-                    shlex.quote(str(folder)),  # pasted into a shell as it is, spaces and all
+                    shlex.quote(str(folder)),
                 )
         raise
     finally:
