@@ -75,6 +75,19 @@ def _configure(p: argparse.ArgumentParser, *, command: Command, toolkit: Toolkit
     )
     _logging_flags(p, argparse.SUPPRESS)
     command.configure(p)
+    for nested in _nested_parsers(p):  # `hw calibrate -v`, `bench ir -q`: the flags go after any command
+        if "-v" not in nested._option_string_actions and "--log-file" not in nested._option_string_actions:
+            _logging_flags(nested, argparse.SUPPRESS)
+
+
+def _nested_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The subcommands' parsers below `parser` (`hw` -> `list`, `show`, `calibrate`), at every depth."""
+    out: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # an alias maps to its parser again
+                out += [sub, *_nested_parsers(sub)]
+    return out
 
 
 def _load(strict: bool) -> Toolkit:
