@@ -37,3 +37,26 @@ def test_a_benchmarks_help_lists_them(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "-q, --quiet" in out and "--log-file PATH" in out
+
+
+def test_a_python_warning_is_one_line_that_quiet_hides(tmp_path, capsys):
+    # a profile of another CPU: the learned model warns (ProfileDeviceWarning) whatever this machine is
+    import json
+
+    from conftest import REPO_ROOT
+
+    doc = json.loads((REPO_ROOT / "profiles" / "example-cpu.json").read_text())
+    doc["device"]["name"] = doc["device"]["cpu_model"] = "Imaginary CPU 9000"
+    (tmp_path / "other.json").write_text(json.dumps(doc))
+    config = tmp_path / "s.toml"
+    config.write_text(
+        f'seed_network = "simple-cnn"\nevaluations = 1\nevaluator = "synthetic"\noutput = "{tmp_path / "runs"}"\n'
+        '[devices.cpu]\ntime_model = { name = "learned", options = { device = "other.json" } }\n'
+    )
+    assert main(["search", str(config), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "was measured on 'Imaginary CPU 9000'" in line]
+    assert lines and all(line.startswith("na-toolkit: warning: profile ") for line in lines)
+    assert "ProfileDeviceWarning" not in err and "learned.py" not in err  # not Python's two-line form
+    assert main(["search", str(config), "--no-progress", "-q", "--output", str(tmp_path / "q")]) == 0
+    assert "was measured on" not in capsys.readouterr().err

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import default_toolkit, get_seed
+from conftest import REPO_ROOT, default_toolkit, get_seed
 from na_toolkit.errors import ProfileError, TimeModelError, UnknownComponentError
 from na_toolkit.timemodels import get_time_model
 from na_toolkit.timemodels.learned import KernelLatencyModel, LearnedTimeModel, TreeEnsemble, profile_data
@@ -229,3 +229,20 @@ def test_slow_spells_are_measured_again_unless_most_items_fall_in_them(tiny_prof
     builder._remeasure_slow_spells(prof, tm, tm)
     assert [r.remeasured for r in items[:2]] == [c + 1 for c in counts[:2]] and "measuring them again" in logs[-1]
     assert all(r.latency_ms(prof.statistic) <= b for r, b in zip(items[:2], before))
+
+
+def test_a_gpu_profile_on_a_machine_without_that_gpu_says_so():
+    import warnings
+
+    from na_toolkit.timemodels.devices import describe_device
+    from na_toolkit.timemodels.profile import DeviceProfile, check_device
+
+    if not describe_device("cuda:0").endswith("(unknown GPU)"):
+        pytest.skip("this machine has a GPU: the profile's device is compared by name instead")
+    profile = DeviceProfile.load(REPO_ROOT / "profiles" / "h200-torch-b1.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        message = check_device(profile)
+    assert message is not None and message.endswith(
+        "but this machine has no cuda:0 (no GPU that torch or NVML can see)"
+    )

@@ -23,7 +23,7 @@ import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import NAToolkitError
@@ -201,8 +201,25 @@ def _log_to_file(level: int, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with _sigterm_interrupts():
+    with _sigterm_interrupts(), _warnings_as_lines():
         return _main(argv)
+
+
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """While a command runs, a Python warning (a profile of another device, a library's deprecation) is one
+    `na-toolkit: warning: ...` line like every other, through logging (so -q hides it and --log-file keeps
+    it), not Python's two lines with the source line that issued it."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, *args: Any, **kwargs: Any) -> None:
+        logging.getLogger("na_toolkit").warning("warning: %s", _one_line(str(message)))
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def _main(argv: list[str] | None) -> int:

@@ -368,10 +368,11 @@ def check_device(profile: DeviceProfile, strict: bool = False) -> str | None:
     there = profile.device_name
     if here == there:
         return None
-    msg = (
-        f"profile {profile.name!r} was measured on {there!r} ({profile.device.get('device', '?')}), "
-        f"but this machine's {kind} is {here!r}"
-    )
+    if spec.is_cuda and here.endswith("(unknown GPU)"):  # no GPU here at all (or none torch or NVML can see)
+        here_text = f"this machine has no {stored} (no GPU that torch or NVML can see)"
+    else:
+        here_text = f"this machine's {kind} is {here!r}"
+    msg = f"profile {profile.name!r} was measured on {there!r} ({profile.device.get('device', '?')}), but {here_text}"
     if strict:
         raise ProfileError(msg + "; build a new profile here instead of resuming that one")
     warnings.warn(msg + "; its latencies describe that device", ProfileDeviceWarning, stacklevel=3)
