@@ -218,11 +218,14 @@ class OnnxImportContext:
             candidates = importers.get(node.op_type, ())
             if not any(lt.import_onnx(self, node) for lt in candidates):
                 supported = sorted({*importers, *STRUCTURAL_OPS})
-                raise self.error(
-                    f"unsupported ONNX op {node.op_type!r}"
-                    + (" in this form" if candidates else "")
-                    + f"; supported: {', '.join(supported)}"
-                )
+                if candidates:  # an op the toolkit imports, but not with these inputs or attributes
+                    takers = ", ".join(sorted(lt.name for lt in candidates))
+                    raise self.error(
+                        f"ONNX op {node.op_type!r} is supported, but not in this form (inputs {list(node.input)}, "
+                        f"attributes {[a.name for a in node.attribute]}); the layer types that import it ({takers}) "
+                        "do not take it so"
+                    )
+                raise self.error(f"unsupported ONNX op {node.op_type!r}; supported: {', '.join(supported)}")
         self.current = None
         for node, why in self._deferred.values():
             raise self.error(f"unsupported ONNX op {node.op_type!r} ({why})", node)

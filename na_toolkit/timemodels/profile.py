@@ -342,9 +342,10 @@ class DeviceProfile(Document):
     def load(cls, path: str | Path) -> DeviceProfile:
         p = Path(path)
         text = read_text(p, "profile", ProfileError)
-        doc = parse_json(
-            text, f"profile {str(p)!r} is corrupt: the file (rebuild it with `na-toolkit profile`)", ProfileError
-        )
+        try:
+            doc = parse_json(text, f"profile {str(p)!r}", ProfileError)
+        except ProfileError as exc:
+            raise ProfileError(f"{exc}; the file is damaged: measure it again with `na-toolkit profile`") from None
         prof = cls.from_json(doc, where=f"profile {str(p)!r}")
         prof.path = p
         return prof
