@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -71,6 +72,8 @@ def _moves_window(
     while True:
         step = random_move(arch, move_types, rng)
         if step is None or steps >= walk_length:
+            if time.perf_counter() - wall0 >= seconds:  # a window of dead ends still ends on time
+                return count, time.perf_counter() - wall0, time.process_time() - cpu0
             arch, steps = seed_arch, 0
             continue
         _move, arch = step
@@ -90,6 +93,7 @@ def moves_per_s(args: argparse.Namespace, move_types: list[Any], toolkit: Toolki
     wall_rates, cpu_rates = [], []
     for r in range(args.repeats):
         n, wall_s, cpu_s = _moves_window(seed_arch, move_types, rng, args.seconds, args.walk_length)
+        wall_s, cpu_s = max(wall_s, 1e-9), max(cpu_s, 1e-9)
         wall_rates.append(n / wall_s)
         cpu_rates.append(n / cpu_s)
         _log(f"moves window {r + 1}/{args.repeats}: {n} candidates, {n / wall_s:.0f}/s wall, {n / cpu_s:.0f}/s CPU")
@@ -165,9 +169,40 @@ def onnx_parity(args: argparse.Namespace, move_types: list[Any], toolkit: Toolki
     }
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """ConfigError in one line for a count or a length that is not positive (a --repeats of 0 has no median;
+    a --seconds of NaN never ends a window)."""
+    from na_toolkit.errors import ConfigError
+
+    for name in ("repeats", "networks", "walk_length"):
+        value = getattr(args, name)
+        if value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ConfigError(f"--seconds must be a positive number of seconds, got {args.seconds}")
+
+
+def applicable_moves(args: argparse.Namespace, toolkit: Toolkit) -> list[Any]:
+    """The --moves, refused in one line when none of them is registered or applies to the --seed-network
+    (every walk would be a dead end: no candidate to count)."""
+    from na_toolkit.errors import ConfigError
+
+    names = [name.strip() for name in args.moves.split(",") if name.strip()]
+    if not names:
+        raise ConfigError("--moves names no move; give registered moves, comma-separated")
+    move_types = [toolkit.moves.get(name) for name in names]
+    seed_arch = toolkit.seed(args.seed_network)
+    if not any(op.is_applicable(seed_arch) for op in move_types):
+        raise ConfigError(
+            f"no move of {', '.join(names)} applies to {args.seed_network}; give --moves that apply to it "
+            f"(the built-in ones: {', '.join(BUILTIN_MOVES)}) or another --seed-network"
+        )
+    return move_types
+
+
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
-    registry = toolkit.moves
-    move_types = [registry.get(name.strip()) for name in args.moves.split(",") if name.strip()]
+    check_args(args)
+    move_types = applicable_moves(args, toolkit)
     figures: dict[str, Any] = {}
     load_start = os.getloadavg()[0]
     figures.update(moves_per_s(args, move_types, toolkit))

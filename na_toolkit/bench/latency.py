@@ -128,7 +128,7 @@ def measure_heldout(
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     import numpy as np
 
-    from na_toolkit.errors import NAToolkitError
+    from na_toolkit.errors import ConfigError, NAToolkitError
     from na_toolkit.timemodels.learned import LearnedTimeModel
     from na_toolkit.timemodels.measure import MeasureSettings
     from na_toolkit.timemodels.profile import DeviceProfile
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
 
     if args.heldout < 10 or args.repeats < 1:
-        raise NAToolkitError("--heldout must be >= 10 and --repeats >= 1")
+        raise ConfigError(f"--heldout must be >= 10 and --repeats >= 1, got {args.heldout} and {args.repeats}")
     quick = args.quick
     load_start = os.getloadavg()
     # ---- 1. the profile -----------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     )  # cold kernel memo: the worst case of a first query
     t0, c0 = time.perf_counter(), time.thread_time()
     for a in archs:
-        fresh.model._memo.clear()
+        clear_kernel_memos(fresh.model)
         fresh.estimate(a)
     per_s_cold = len(archs) / (time.perf_counter() - t0)
     per_s_cold_cpu = len(archs) / max(time.thread_time() - c0, 1e-9)
@@ -266,6 +266,16 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "nodes": {"min": min(len(a) for a in archs), "max": max(len(a) for a in archs)},
         },
     }
+
+
+def clear_kernel_memos(model: Any) -> None:
+    """Empty the kernel-prediction memo of a profile's latency model: a `KernelLatencyModel`'s own, a
+    `FewShotLatencyModel`'s in each of its priors (it predicts through them and has none itself)."""
+    memo = getattr(model, "_memo", None)
+    if memo is not None:
+        memo.clear()
+    for prior in getattr(model, "priors", ()):
+        clear_kernel_memos(prior)
 
 
 def roofline_figures(archs: list[Any], truth: Any, device: str) -> dict[str, Any]:

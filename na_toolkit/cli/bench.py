@@ -10,12 +10,15 @@ import argparse
 import contextlib
 import functools
 import json
+import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownComponentError
 from ..files import write_text_atomic
+from ._output import check_out
 from .command import Command, sets_up
 
 if TYPE_CHECKING:
@@ -68,6 +71,48 @@ def _configure_one(p: argparse.ArgumentParser, *, name: str, configure: Any) -> 
     p.set_defaults(_benchmark=name)
 
 
+#: options of the benchmarks that name a file written at the end, and whether a missing folder is made for it
+OUTPUTS = {"out": False, "plot": False, "dump": False, "profile_out": True}
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path the benchmark writes, checked before it runs (a benchmark runs for minutes: an
+    unwritable path found at the end would lose its result): ConfigError in one line naming the option.
+    An output may not be a file the benchmark reads (any other option's value that is an existing file)."""
+    values = {k: v for k, v in vars(args).items() if isinstance(v, str) and k not in ("bench", "_benchmark")}
+    for name, make_folders in OUTPUTS.items():
+        path = getattr(args, name, None)
+        if not isinstance(path, str) or not path:
+            continue
+        inputs = [v for k, v in values.items() if k not in OUTPUTS]
+        check_out(path, "--" + name.replace("_", "-"), ConfigError, make_folders=make_folders, inputs=inputs)
+    chosen = [(k, os.path.abspath(v)) for k in OUTPUTS if isinstance(v := getattr(args, k, None), str) and v]
+    for i, (a, pa) in enumerate(chosen):
+        for b, pb in chosen[i + 1 :]:
+            if pa == pb:
+                raise ConfigError(
+                    f"--{a.replace('_', '-')} and --{b.replace('_', '-')} name the same file {pa!r}; give two paths"
+                )
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every float NaN or infinity as None: what the benchmark prints and writes is strict JSON
+    (a bare NaN is not JSON: `jq` and most parsers refuse it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
+        return strict_json(value.item())  # a numpy scalar
+    return value
+
+
+def _json(value: Any, **kwargs: Any) -> str:
+    return json.dumps(strict_json(value), default=str, allow_nan=False, **kwargs)
+
+
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in NOT_PARAMS}
 
@@ -78,19 +123,20 @@ def run(args: argparse.Namespace) -> int:
     toolkit: Toolkit = args.toolkit
     if args.bench not in toolkit.benchmarks:
         raise UnknownComponentError("benchmark", args.bench, toolkit.benchmarks.names())
+    check_outputs(args)
     # stdout holds only the answer: what libraries print while the benchmark runs (Ray's driver prints its
     # raylet's warnings on stdout) goes to stderr
     with contextlib.redirect_stdout(sys.stderr):
         figures = toolkit.benchmarks.get(args.bench).run(args, toolkit)
     result = {**figures, "params": {"benchmark": args.bench, **_params(args)}, "machine": machine_info()}
-    text = json.dumps(result, indent=2, default=str)
+    text = _json(result, indent=2)
     if args.out:
         write_text_atomic(Path(args.out), text + "\n")
     if args.json:
         print(text)
     else:
         for k, v in figures.items():
-            print(f"{k}: {json.dumps(v, default=str)}", file=sys.stdout)
+            print(f"{k}: {_json(v)}", file=sys.stdout)
     return 0
 
 
