@@ -77,6 +77,10 @@ def test_arch_export_checked_and_dynamic_batch(run_cli, tmp_path):
     assert res.returncode == 0 and "onnx.checker passed" in res.stdout, res.stderr
     sess = ort.InferenceSession(str(dyn), providers=["CPUExecutionProvider"])
     assert sess.run(None, {"input": np.zeros((3, 1, 8, 8), np.float32)})[0].shape == (3, 10)
+    # a static and a symbolic batch contradict each other: refused, not one of them silently winning
+    res = run_cli("arch", "export", arch_file, "--onnx", tmp_path / "both.onnx", "--batch-size", "4", "--dynamic-batch")
+    assert res.returncode == 2 and "not allowed with argument --batch-size" in res.stderr
+    assert not (tmp_path / "both.onnx").exists()
 
 
 def test_arch_import_round_trip(run_cli, tmp_path):

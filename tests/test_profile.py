@@ -124,6 +124,14 @@ def test_existing_output_needs_resume(small_profile, run_cli):
     assert "exists" in line and "--resume" in line
 
 
+@pytest.mark.parametrize("seconds", ["-5", "0", "nan"])
+def test_a_time_budget_that_is_no_positive_number_is_refused_before_measuring(tmp_path, run_cli, seconds):
+    out = tmp_path / "p.json"
+    res = run_cli("profile", "--device", "cpu", "--out", out, "--time-budget-s", seconds)
+    assert res.returncode == 2 and "--time-budget-s must be a positive number of seconds" in res.error_line()
+    assert not out.exists()
+
+
 def test_corrupt_and_wrong_version_profiles_are_profile_errors(tmp_path, small_profile, run_cli):
     bad = tmp_path / "corrupt.json"
     bad.write_text('{"schema": "na_toolkit.device_profile", "kern')

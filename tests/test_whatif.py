@@ -52,6 +52,11 @@ def test_a_misspelt_field_names_the_valid_ones():
         parse_varies(["memory_bandwidth"], model)
     with pytest.raises(ConfigError, match="at least one --vary"):
         parse_varies([], model)
+    # one value twice would search the same hardware twice (two "baselines")
+    with pytest.raises(ConfigError, match=r"'1x' and '1x' are the same value; give each once"):
+        parse_varies(["memory_bandwidth=1x,1x"], model)
+    with pytest.raises(ConfigError, match=r"'2x' and '2.0x' are the same value"):
+        parse_varies(["memory_bandwidth=0.5x,2x,2.0x"], model)
 
 
 def test_variants_are_the_cartesian_product_and_read_back(tmp_path):

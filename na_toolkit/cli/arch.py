@@ -318,8 +318,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("export", help="emit ONNX from the IR (checked with onnx.checker)")
     p.add_argument("arch", metavar="FILE|SEED", help="architecture JSON or seed name")
     p.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
-    p.add_argument("--batch-size", type=int, default=1, help="static batch dimension (default 1)")
-    p.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension instead")
+    batch = p.add_mutually_exclusive_group()  # a static and a symbolic batch contradict each other
+    batch.add_argument("--batch-size", type=int, default=1, help="static batch dimension (default 1)")
+    batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument(
         "--check",

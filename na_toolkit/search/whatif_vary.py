@@ -187,6 +187,11 @@ def parse_vary(spec: str, model: HardwareModel) -> Vary:
     parsed = tuple(parse_value(t, field) for t in texts)
     if not parsed:
         raise ConfigError(f"--vary {spec!r}: give at least one value after '='")
+    seen: dict[tuple[float | None, float | None], str] = {}
+    for v in parsed:  # the same value twice would search the same hardware twice
+        first = seen.setdefault((v.factor, v.value_si), v.text)
+        if first != v.text or sum(w.text == v.text for w in parsed) > 1:
+            raise ConfigError(f"--vary {spec!r}: {first!r} and {v.text!r} are the same value; give each once")
     return Vary(field, parsed)
 
 
