@@ -74,6 +74,8 @@ def test_the_table_evaluator_hands_out_training_rows(table):
         cls.training_rows("c10_valid_acc_200ep", 10**6, 0, tk.layer_types)
     with pytest.raises(DataError, match="no column"):
         cls.training_rows("c10_no_such_column", 5, 0, tk.layer_types)
+    with pytest.raises(DataError, match=r"has no column\(s\) nosuch; it has"):  # named once, asked twice
+        table.require("nosuch", "nosuch")
 
 
 def test_params_match_the_table_on_100_sampled_cells(table):

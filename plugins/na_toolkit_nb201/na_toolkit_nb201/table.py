@@ -72,7 +72,7 @@ class NB201Table:
         return column in self._col
 
     def require(self, *columns: str) -> None:
-        missing = [c for c in columns if c not in self._col]
+        missing = list(dict.fromkeys(c for c in columns if c not in self._col))  # each named once
         if missing:
             raise DataError(
                 f"NB201 table {self.path} has no column(s) {', '.join(missing)}; it has: {', '.join(self.columns)}"
