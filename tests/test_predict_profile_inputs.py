@@ -4,6 +4,7 @@ profile as Ctrl-C does."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -12,14 +13,75 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import default_toolkit, interruptible
-from na_toolkit.errors import ProfileError
+from conftest import default_toolkit, interruptible, layer_types
+from na_toolkit.errors import DataError, ProfileError
+from na_toolkit.ir.builder import ArchitectureBuilder
+from na_toolkit.predictors import load_predictor, make_predictor
+from na_toolkit.predictors.base import Predictor
 from na_toolkit.timemodels.hwmodel import load_hardware_model, read_hardware_model, save_hardware_model
 from na_toolkit.timemodels.profile import DeviceProfile
 
 REPO = Path(__file__).resolve().parents[1]
+TK = default_toolkit()
+
+
+def cnn(width: int, depth: int) -> object:
+    b = ArchitectureBuilder((1, 8, 8), name=f"cnn-{width}-{depth}", layer_types=layer_types())
+    x = b.input
+    for _ in range(depth):
+        x = b.layer("relu", b.layer("conv2d", x, filters=width, kernel=3))
+    x = b.layer("flatten", b.layer("global_avg_pool", x))
+    b.layer("linear", x, units=10)
+    return b.build()
+
+
+@pytest.fixture(scope="module")
+def data():
+    archs = [cnn(w, d) for w in (4, 8, 16, 32) for d in (1, 2, 3)]
+    return archs, np.array([float(a.params) for a in archs])
+
+
+# ---- saved predictors are reproducible: no unseeded model is saved, loaded, or left unseeded by predict fit
+@pytest.mark.parametrize("name", ["random-forest", "extra-trees", "gp"])
+def test_an_unseeded_predictor_is_not_saved(name, data):
+    archs, y = data
+    model = make_predictor(name, {"random_state": None, **({"n_estimators": 5} if name != "gp" else {})}, TK)
+    model.fit(archs, y)
+    with pytest.raises(DataError, match=f"predictor '{name}' has random_state none: loading refits it"):
+        model.to_json()
+    model.set_params(random_state=3)
+    model.fit(archs, y)
+    again = Predictor.from_json(json.loads(json.dumps(model.to_json())), default_toolkit())
+    np.testing.assert_array_equal(again.predict(archs), model.predict(archs))
+
+
+def test_a_saved_unseeded_predictor_is_refused_on_load(data, tmp_path):
+    archs, y = data
+    model = make_predictor("random-forest", {"n_estimators": 5}, TK)
+    model.fit(archs, y)
+    doc = model.to_json()
+    doc["params"]["random_state"] = None  # as predict fit wrote it before it seeded the model
+    path = tmp_path / "rs.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"saved predictor 'random-forest' was fit unseeded \(random_state null\)"):
+        load_predictor(path, default_toolkit())
+
+
+def test_predict_fit_seeds_random_state_none_with_its_seed(data, tmp_path, run_cli):
+    archs, y = data
+    lines = [json.dumps({"arch": a.to_json(), "y": float(v)}) for a, v in zip(archs, y)]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    fit = ["predict", "fit", "--data", tmp_path / "d.jsonl", "--target", "y", "--predictor", "random-forest"]
+    fit += ["--param", "random_state=null", "--param", "n_estimators=10"]
+    res = run_cli(*fit, "--seed", "7", "--out", tmp_path / "rs.json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "rs.json").read_text())["params"]["random_state"] == 7
+    (tmp_path / "a.json").write_text(json.dumps(archs[5].to_json()))
+    outs = {run_cli("predict", tmp_path / "a.json", "--model", tmp_path / "rs.json").stdout for _ in range(3)}
+    assert len(outs) == 1 and "y" in outs.pop()
 
 
 # ---- hardware-model files: written with the umask's mode, as every other output --------------------------

@@ -56,7 +56,7 @@ _MAX_FEATURES = Field(
     json_schema_extra={"type_name": 'float | int | "sqrt" | "log2" | none'},
 )
 _LOG_TARGET = Field(False, description="fit the log of the target (positive targets: times, latencies)")
-_RANDOM_STATE = Field(0, description="model seed (none: the search's random_seed)")
+_RANDOM_STATE = Field(0, description="model seed (none: the search's random_seed, or predict fit's --seed)")
 
 
 #: the most trees / boosting stages a predictor takes: past a few thousand a forest no longer improves, and a
