@@ -84,6 +84,28 @@ def test_predict_fit_seeds_random_state_none_with_its_seed(data, tmp_path, run_c
     assert len(outs) == 1 and "y" in outs.pop()
 
 
+# ---- training networks that differ in no feature: one DataError for the predictors that standardise them --
+@pytest.mark.parametrize("name", ["gp", "bayesian-ridge", "kernel-ridge"])
+def test_identical_training_networks_are_one_data_error(name, tmp_path, run_cli):
+    data = tmp_path / "dup.jsonl"
+    data.write_text("".join(json.dumps({"arch": "simple-cnn", "y": y}) + "\n" for y in (0.5, 0.6, 0.7)))
+    res = run_cli("predict", "fit", "--data", data, "--target", "y", "--predictor", name, "--out", tmp_path / "x.json")
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        "na-toolkit: error: the 3 training networks do not differ in any feature (all identical, as this "
+        "predictor sees them); fit on networks that differ"
+    )
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_tree_predictors_still_fit_identical_networks(tmp_path, run_cli):
+    data = tmp_path / "dup.jsonl"
+    data.write_text("".join(json.dumps({"arch": "simple-cnn", "y": y}) + "\n" for y in (0.5, 0.6, 0.7)))
+    out = tmp_path / "x.json"
+    res = run_cli("predict", "fit", "--data", data, "--target", "y", "--predictor", "random-forest", "--out", out)
+    assert res.returncode == 0, res.stderr
+
+
 # ---- hardware-model files: written with the umask's mode, as every other output --------------------------
 def test_saved_hardware_model_honours_the_umask(tmp_path):
     model = load_hardware_model("h100-sxm", default_toolkit().hardware)

@@ -262,7 +262,8 @@ class GradientBoostingPredictor(FeaturePredictor):
 
 
 class _Standardised:
-    """Standardise features (constant ones dropped) in front of a model; keeps `predict(X, return_std)`."""
+    """Standardise features (constant ones dropped) in front of a model; keeps `predict(X, return_std)`.
+    Training rows that differ in no feature leave nothing to fit: one DataError, not scikit-learn's crash."""
 
     def __init__(self, model: Any):
         self.model = model
@@ -271,6 +272,11 @@ class _Standardised:
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.keep_ = scale > 1e-12
+        if not self.keep_.any():
+            raise DataError(
+                f"the {X.shape[0]} training networks do not differ in any feature (all identical, as this "
+                f"predictor sees them); fit on networks that differ"
+            )
         self.scale_ = np.where(self.keep_, scale, 1.0)
         self.model.fit(self._t(X), y)
         return self
