@@ -169,6 +169,8 @@ def run_fit(args: argparse.Namespace) -> int:
     check_out(args.out, inputs=[args.data] if args.data else [])
     params = _parse_params(args.param)
     model = make_predictor(args.predictor, params, args.toolkit)
+    if model.get_params().get("random_state", 0) is None:  # as a search seeds it with its random_seed: a
+        model.set_params(random_state=args.seed)  # saved predictor is refit on load, so it must be seeded
     if args.dataset is not None:
         model.condition_on(_descriptor(args.dataset, args, "--dataset"))
     archs, ys, source, per_row = _training_data(args)
@@ -286,7 +288,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "from the NAS-Bench-201 plugin)",
     )
     fit.add_argument("--train", type=int, default=200, help="random table rows to fit on (without --data)")
-    fit.add_argument("--seed", type=int, default=0, help="which random cells")
+    fit.add_argument(
+        "--seed", type=int, default=0, help="which random cells, and the model seed of random_state=none (default 0)"
+    )
     fit.add_argument(
         "--data", default=None, help="training data instead of a table: JSON Lines, or CSV (a run's evaluations.csv)"
     )

@@ -274,6 +274,11 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
 
     def to_json(self) -> dict[str, Any]:
         self._check_fitted()
+        if _unseeded(self.get_params()):
+            raise DataError(
+                f"predictor {self.name!r} has random_state none: loading refits it, so saved unseeded it would "
+                "predict differently on every load; give random_state an integer and fit again"
+            )
         return {
             "schema_version": PREDICTOR_SCHEMA_VERSION,
             "kind": "na_toolkit.predictor",
@@ -320,6 +325,11 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         options = getattr(klass, "Options", None)
         if options is not None:  # the saved parameters get the same checks as a config's (types, ranges)
             validate(options, file.params, f"saved predictor {name!r}: params", error=DataError)
+        if _unseeded(file.params):
+            raise DataError(
+                f"saved predictor {name!r} was fit unseeded (random_state null): loading refits it, so it would "
+                "predict differently every time; fit it again (predict fit seeds it) or with random_state set"
+            )
         try:
             model = klass(**file.params)
         except TypeError as exc:
@@ -357,6 +367,11 @@ def _per_row(datasets: Any, n: int) -> list[Any]:
     if len(items) and np.isscalar(items[0]):
         return [datasets] * n
     return items
+
+
+def _unseeded(params: dict[str, Any]) -> bool:
+    """Whether a predictor's parameters leave its seed to chance (scikit-learn's random_state=None)."""
+    return "random_state" in params and params["random_state"] is None
 
 
 def _jsonable(value: Any) -> Any:

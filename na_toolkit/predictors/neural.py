@@ -120,7 +120,9 @@ class NeuralPredictor(Predictor):
         )
         device: str = Field("auto", description='"cpu", "cuda", "cuda:N" or "auto"')
         threads: int | None = Field(1, ge=1, description="torch CPU threads while it runs (none: torch's setting)")
-        random_state: int | None = Field(0, description="model seed (none: the search's random_seed)")
+        random_state: int | None = Field(
+            0, description="model seed (none: the search's random_seed, or predict fit's --seed)"
+        )
 
         @model_validator(mode="after")
         def _frozen_not_shared(self) -> NeuralPredictor.Options:

@@ -56,7 +56,7 @@ _MAX_FEATURES = Field(
     json_schema_extra={"type_name": 'float | int | "sqrt" | "log2" | none'},
 )
 _LOG_TARGET = Field(False, description="fit the log of the target (positive targets: times, latencies)")
-_RANDOM_STATE = Field(0, description="model seed (none: the search's random_seed)")
+_RANDOM_STATE = Field(0, description="model seed (none: the search's random_seed, or predict fit's --seed)")
 
 
 #: the most trees / boosting stages a predictor takes: past a few thousand a forest no longer improves, and a
@@ -262,7 +262,8 @@ class GradientBoostingPredictor(FeaturePredictor):
 
 
 class _Standardised:
-    """Standardise features (constant ones dropped) in front of a model; keeps `predict(X, return_std)`."""
+    """Standardise features (constant ones dropped) in front of a model; keeps `predict(X, return_std)`.
+    Training rows that differ in no feature leave nothing to fit: one DataError, not scikit-learn's crash."""
 
     def __init__(self, model: Any):
         self.model = model
@@ -271,6 +272,11 @@ class _Standardised:
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.keep_ = scale > 1e-12
+        if not self.keep_.any():
+            raise DataError(
+                f"the {X.shape[0]} training networks do not differ in any feature (all identical, as this "
+                f"predictor sees them); fit on networks that differ"
+            )
         self.scale_ = np.where(self.keep_, scale, 1.0)
         self.model.fit(self._t(X), y)
         return self

@@ -35,14 +35,13 @@ written back with `save_hardware_model` still cites its sources and `hw show --j
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HardwareError, UnknownComponentError
-from ..files import parse_toml, read_text
+from ..files import parse_toml, read_text, write_text_atomic
 from .hwmodel_file import (
     DTYPE_BYTES,
     FIELD_DOCS,
@@ -354,12 +353,5 @@ def save_hardware_model(model: HardwareModel, path: str | os.PathLike[str]) -> P
     text = hardware_model_toml(model)
     parse_hardware_model(text, p)  # what we write must read back
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(p, text)  # honours the umask (0644 as every other output), never half a file
     return p

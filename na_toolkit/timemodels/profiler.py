@@ -189,12 +189,12 @@ class ProfileBuilder:
         return False
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self._stop_reason == "interrupted":  # second Ctrl-C: stop now (the last checkpoint stays valid)
+        """Ctrl-C or SIGTERM: the first stops after the current item (saved, marked interrupted), a second now."""
+        if self._stop_reason == "interrupted":
             raise KeyboardInterrupt
         self._stop_reason = "interrupted"
-        self.log(
-            "interrupted: finishing the current measurement and saving the partial profile (Ctrl-C again to abort)"
-        )
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        self.log(f"interrupted: finishing the current measurement, saving the partial profile ({again} again: abort)")
 
     def _progress(self, total: int, desc: str) -> Any:
         from tqdm import tqdm
@@ -477,20 +477,21 @@ class ProfileBuilder:
 
     @contextlib.contextmanager
     def _measuring(self) -> Iterator[None]:
-        """Start the clock and own Ctrl-C (the first one stops after the current item) while measuring."""
+        """Start the clock and own Ctrl-C and SIGTERM (see `_on_sigint`) while measuring; restored after."""
         self._t_start = self._last_save = time.perf_counter()
-        old_handler = None
+        old_handlers: dict[int, Any] = {}
         try:
-            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        except ValueError:  # not the main thread: Ctrl-C handling stays the caller's
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[signum] = signal.signal(signum, self._on_sigint)
+        except ValueError:  # not the main thread: signal handling stays the caller's
             pass
         try:
             yield
         finally:
             if self._bar is not None:
                 self._bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+            for signum, old in old_handlers.items():
+                signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
 
 def _content(prof: DeviceProfile) -> str:
