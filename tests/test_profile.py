@@ -124,11 +124,11 @@ def test_existing_output_needs_resume(small_profile, run_cli):
     assert "exists" in line and "--resume" in line
 
 
-@pytest.mark.parametrize("seconds", ["-5", "0", "nan"])
-def test_a_time_budget_that_is_no_positive_number_is_refused_before_measuring(tmp_path, run_cli, seconds):
+@pytest.mark.parametrize("seconds", ["-5", "nan", "inf"])
+def test_a_time_budget_that_is_no_number_of_seconds_is_refused_before_measuring(tmp_path, run_cli, seconds):
     out = tmp_path / "p.json"
     res = run_cli("profile", "--device", "cpu", "--out", out, "--time-budget-s", seconds)
-    assert res.returncode == 2 and "--time-budget-s must be a positive number of seconds" in res.error_line()
+    assert res.returncode == 2 and "--time-budget-s must be a number of seconds >= 0" in res.error_line()
     assert not out.exists()
 
 

@@ -66,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
         raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
     if args.fewshot < 0 or args.pool < 1:
         raise ProfileError("--fewshot must be >= 0 and --pool >= 1")
-    if args.time_budget_s is not None and not (args.time_budget_s > 0 and math.isfinite(args.time_budget_s)):
-        raise ProfileError(f"--time-budget-s must be a positive number of seconds, got {args.time_budget_s}")
+    if args.time_budget_s is not None and not (args.time_budget_s >= 0 and math.isfinite(args.time_budget_s)):
+        raise ProfileError(
+            f"--time-budget-s must be a number of seconds >= 0 (0: make the plan and stop; leave it out for no "
+            f"limit), got {args.time_budget_s}"
+        )
     if args.priors and not args.fewshot and not args.resume:
         raise ProfileError("--prior needs --fewshot N (the number of networks to measure on this device)")
     if args.fewshot and not args.priors and not args.resume:
