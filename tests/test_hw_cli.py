@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SHIPPED_HARDWARE_MODELS
+from conftest import REPO_ROOT, SHIPPED_HARDWARE_MODELS
 from na_toolkit.machine import gpu_names
 from na_toolkit.timemodels.hwmodel import read_hardware_model
 
@@ -53,6 +53,9 @@ def test_calibrate_writes_a_measured_model(run_cli, tmp_path):
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path):
     line = run_cli("hw", "show", "h100").error_line()
     assert "unknown hardware model 'h100'" in line and "h100-sxm" in line and "x86-cpu" in line
+    # a profile's path is named as a profile, not as a hardware model with bad TOML
+    line = run_cli("hw", "show", REPO_ROOT / "profiles" / "example-cpu.json").error_line()
+    assert "example-cpu.json is a .json file: a device profile" in line and "TOML:" not in line
     line = run_cli("hw", "calibrate", "--device", "tpu:0").error_line()
     assert "unknown device 'tpu:0'" in line and "known devices: cpu" in line
     line = run_cli("hw", "calibrate", "--out", tmp_path / "box.txt").error_line()

@@ -32,7 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default 1)")
     parser.add_argument("--rng-seed", type=int, default=0, help="seed of the sampling (default 0)")
     parser.add_argument(
-        "--time-budget-s", type=float, default=None, help="stop (keeping a valid partial profile) after S seconds"
+        "--time-budget-s",
+        type=float,
+        default=None,
+        help="stop (keeping a valid partial profile, resumable) after S seconds; 0: make the plan and stop",
     )
     parser.add_argument("--resume", action="store_true", help="continue the partial profile at --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -196,6 +196,11 @@ def read_hardware_model(path: str | os.PathLike[str]) -> HardwareModel:
     p = Path(path)
     if not p.exists():
         raise HardwareError(f"{p}: no such hardware model file; `na-toolkit hw list` shows the known ones")
+    if p.suffix.lower() == ".json":  # read as TOML it would be "not valid TOML", which says nothing useful
+        raise HardwareError(
+            f"{p} is a .json file: a device profile (made by `na-toolkit profile`) or another document, not a "
+            "hardware model (a .toml file); a profile is used by the learned time model (device = its path or name)"
+        )
     return parse_hardware_model(read_text(p, "hardware model", HardwareError), p)
 
 
