@@ -24,6 +24,12 @@ class ShapeError(ArchitectureError):
     """Shapes do not agree (e.g. an add of two tensors of different shape)."""
 
 
+def describe(exc: BaseException) -> str:
+    """`Type: message` on one line: how an exception raised by a plugin's code is quoted in a toolkit
+    message (the CLI prints one line per error; library messages often span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """` Did you mean 'x', 'y'?` for the names of `known` close to `name`, or "" when none is."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
@@ -101,6 +107,12 @@ class ComponentError(NAToolkitError):
     component and its plugin; the original exception is its `__cause__` (`na-toolkit -vv` prints it)."""
 
 
+def wrong_answer(what: str, plugin: str, gave: str, problems: list[str]) -> ComponentError:
+    """The ComponentError of a component whose answer breaks its contract: `what` (e.g. "time model 'x'") of
+    `plugin` `gave` (e.g. "network H an answer") what it may not, and each of the `problems`."""
+    return ComponentError(f"{what} of plugin {plugin} gave {gave} it may not: {'; '.join(problems)}")
+
+
 @contextmanager
 def blame(what: str, plugin: str, doing: str) -> Iterator[None]:
     """Run a component's code: an exception of its own becomes a ComponentError naming `what` (e.g. "time
@@ -110,8 +122,7 @@ def blame(what: str, plugin: str, doing: str) -> Iterator[None]:
     except NAToolkitError:
         raise
     except Exception as exc:
-        why = " ".join(str(exc).split())
-        raise ComponentError(f"{what} of plugin {plugin} failed {doing}: {type(exc).__name__}: {why}") from exc
+        raise ComponentError(f"{what} of plugin {plugin} failed {doing}: {describe(exc)}") from exc
 
 
 class NotFittedError(NAToolkitError, ValueError):

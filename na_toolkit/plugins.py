@@ -34,7 +34,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import PluginError, did_you_mean, with_article
+from .errors import PluginError, describe, did_you_mean, with_article
 from .registry import PLUGIN_FAILURES, Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
@@ -160,7 +160,7 @@ class _Loader:
         try:
             plugin = load()
         except PLUGIN_FAILURES as exc:
-            self.fail(info, info.label, f"import failed: {_one_line(exc)}", exc)
+            self.fail(info, info.label, f"import failed: {describe(exc)}", exc)
             return
         if not registers and self.tk.pm.is_registered(plugin):
             # e.g. a test passing an installed plugin in extra_plugins while entry points are loaded too
@@ -202,7 +202,7 @@ class _Loader:
         try:
             returned = impl.function(**dict.fromkeys(impl.argnames, registry))
         except PLUGIN_FAILURES as exc:
-            self.fail(info, info.label, f"{hook_name} raised {_one_line(exc)}", exc)
+            self.fail(info, info.label, f"{hook_name} raised {describe(exc)}", exc)
             return False
         finally:
             registry.current_plugin = "<direct>"
@@ -222,11 +222,6 @@ def _is_registered(returned: Any, registry: Registry, added: list[str]) -> bool:
     """Is the value a hook returned one of the objects it has just registered? (`registry.add` returns its
     argument, so `lambda registry: registry.add(obj)` registers `obj` and returns it.)"""
     return any(registry.is_loaded(n) and registry.get(n) is returned for n in added)
-
-
-def _one_line(exc: BaseException) -> str:
-    """`Type: message` on one line (the CLI prints one line per error; pluggy's messages span several)."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _check_plugin_object(plugin: Any) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from .errors import DuplicateComponentError, PluginError, UnknownComponentError, with_article
+from .errors import DuplicateComponentError, PluginError, UnknownComponentError, describe, with_article
 
 T = TypeVar("T")
 
@@ -132,8 +132,7 @@ class Registry(Generic[T]):
             except PLUGIN_FAILURES as exc:
                 raise PluginError(
                     entry.plugin,
-                    f"{self.kind} {entry.name!r} could not be imported from {lazy.path}: "
-                    f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+                    f"{self.kind} {entry.name!r} could not be imported from {lazy.path}: {describe(exc)}",
                 ) from exc
             self._check_type(obj)
             declared = getattr(obj, "name", entry.name)

@@ -12,6 +12,7 @@ paths against the file system is a separate step done by the caller.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -33,6 +34,12 @@ class Options(BaseModel):
     defaults and value ranges; unknown keys are refused. `na-toolkit plugins --options NAME` prints it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool, which Python counts as an int) that is finite: what a measured figure,
+    an accuracy or a budget limit must be before its range is checked."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _path(loc: tuple[Any, ...], where: str) -> str:

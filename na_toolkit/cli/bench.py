@@ -79,12 +79,11 @@ def check_outputs(args: argparse.Namespace) -> None:
     """Every output path the benchmark writes, checked before it runs (a benchmark runs for minutes: an
     unwritable path found at the end would lose its result): ConfigError in one line naming the option.
     An output may not be a file the benchmark reads (any other option's value that is an existing file)."""
-    values = {k: v for k, v in vars(args).items() if isinstance(v, str) and k not in ("bench", "_benchmark")}
+    inputs = [v for k, v in vars(args).items() if isinstance(v, str) and k not in ("bench", "_benchmark", *OUTPUTS)]
     for name, make_folders in OUTPUTS.items():
         path = getattr(args, name, None)
         if not isinstance(path, str) or not path:
             continue
-        inputs = [v for k, v in values.items() if k not in OUTPUTS]
         check_out(path, "--" + name.replace("_", "-"), ConfigError, make_folders=make_folders, inputs=inputs)
     chosen = [(k, os.path.abspath(v)) for k in OUTPUTS if isinstance(v := getattr(args, k, None), str) and v]
     for i, (a, pa) in enumerate(chosen):

@@ -29,7 +29,7 @@ def sets_up(
     parser of its own first: a plugin command or benchmark whose `configure` fails, or clashes with the flags
     every command has (-v, -q, --log-file), is then left out with a warning naming its plugin (a PluginError
     with --strict-plugins), and every other command still works."""
-    from ..errors import PluginError
+    from ..errors import PluginError, describe
 
     try:
         setup(argparse.ArgumentParser(prog=f"na-toolkit {what}"))
@@ -37,8 +37,7 @@ def sets_up(
     except Exception as exc:  # a plugin's code: any failure is that plugin's
         if strict and isinstance(exc, PluginError):  # a nested one (a benchmark of `bench`) stops as it is
             raise
-        why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        err = PluginError(plugin, f"{what} cannot set up its arguments ({why})")
+        err = PluginError(plugin, f"{what} cannot set up its arguments ({describe(exc)})")
         if strict:
             raise err from exc
         if str(err) not in {str(e) for e in toolkit.errors}:  # said once, though the parser is built twice

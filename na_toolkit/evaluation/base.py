@@ -10,12 +10,12 @@ values and load heavy state lazily inside `evaluate`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..errors import DataError
 from ..ir.architecture import Architecture
+from ..validation import is_finite_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..timemodels.training import TrainingPlan
@@ -55,10 +55,6 @@ class EvaluationResult:
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def result_problems(result: Any, arch: Architecture) -> list[str]:
     """What makes `result` no evaluation of `arch` ([] when nothing): not an EvaluationResult, another
     network's hash, an accuracy that is not a fraction in [0, 1], a training time that is not a finite
@@ -70,9 +66,9 @@ def result_problems(result: Any, arch: Architecture) -> list[str]:
         problems.append(f"the result is of network {result.arch_hash!r}, evaluated {arch.hash!r}")
     for key in ("valid_accuracy", "test_accuracy"):
         value = getattr(result, key)
-        if (key == "valid_accuracy" or value is not None) and not (_number(value) and 0 <= value <= 1):
+        if (key == "valid_accuracy" or value is not None) and not (is_finite_number(value) and 0 <= value <= 1):
             problems.append(f"{key}={value!r} (a fraction in [0, 1])")
-    if result.train_time_s is not None and not (_number(result.train_time_s) and result.train_time_s >= 0):
+    if result.train_time_s is not None and not (is_finite_number(result.train_time_s) and result.train_time_s >= 0):
         problems.append(f"train_time_s={result.train_time_s!r} (a finite number >= 0)")
     return problems
 

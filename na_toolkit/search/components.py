@@ -123,10 +123,12 @@ def _check_estimated_budgets(
 
     for dev in config.devices:
         wanted = [m for m in _OPTIONAL_ESTIMATES if config.needs(device_metric(m, dev.name))]
-        models = [("time model", time_models[dev.name])] + (
-            [("measure", measures[dev.name])] if dev.name in measures else []
-        )
-        for role, model in models if wanted else ():
+        if not wanted:
+            continue
+        models = [("time model", time_models[dev.name])]
+        if dev.name in measures:
+            models.append(("measure", measures[dev.name]))
+        for role, model in models:
             answers = {m: model.gives(m) for m in wanted}
             if None in answers.values() and not getattr(model, "measures", False):
                 try:

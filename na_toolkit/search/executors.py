@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from ..evaluation.inherit import ParentWeights
     from ..ir.architecture import Architecture
+    from ..registry import Registry
     from ..toolkit import Toolkit
 
 TASK_KINDS = ("evaluate", "measure")
@@ -176,24 +177,19 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
 def _check_answer(task: Task, toolkit: Toolkit, arch: Architecture, answer: Any) -> None:
     """A ComponentError naming the evaluator or time model of `task` and its plugin when `answer` is no valid
     result of it (a fault of the component, not of the candidate, so it is raised rather than recorded)."""
-    from ..errors import ComponentError
+    from ..errors import wrong_answer
     from ..evaluation.base import result_problems
     from ..timemodels.base import estimate_problems
 
+    registry: Registry[Any]
     if task.kind == "evaluate":
-        what, plugin, problems = (
-            "evaluator",
-            toolkit.evaluators.plugin_of(task.component),
-            result_problems(answer, arch),
-        )
+        what, registry, problems = "evaluator", toolkit.evaluators, result_problems(answer, arch)
     else:
-        what, plugin = "time model", toolkit.time_models.plugin_of(task.component)
+        what, registry = "time model", toolkit.time_models
         problems = estimate_problems(answer, task.component, task.batch_size)
     if problems:
-        raise ComponentError(
-            f"{what} {task.component!r} of plugin {plugin} gave network {arch.hash} an answer it may not: "
-            + "; ".join(problems)
-        )
+        plugin = registry.plugin_of(task.component)
+        raise wrong_answer(f"{what} {task.component!r}", plugin, f"network {arch.hash} an answer", problems)
 
 
 def _init_worker(threads: int, driver_pid: int | None = None) -> None:

@@ -470,15 +470,11 @@ def load_summary(store: RunStore) -> dict[str, Any]:
                 f"run {run.run_id} is still being written by a live search ({writer}); wait for it to finish"
                 + _stored_so_far(store, folder)
             )
-        # "running" with nobody writing it: what `na-toolkit runs` calls interrupted
-        failure = failure_of(store) if run.status == "failed" else None
-        state = (
-            "was interrupted (it stopped without finishing)"
-            if run.status == "running"
-            else f"failed ({failure})"
-            if failure
-            else run.status
-        )
+        if run.status == "running":  # with nobody writing it: what `na-toolkit runs` calls interrupted
+            state = "was interrupted (it stopped without finishing)"
+        else:  # failed, with what ended it where the run recorded it
+            failure = failure_of(store)
+            state = f"{run.status} ({failure})" if failure else run.status
         raise StoreError(
             f"run {run.run_id} {state}; continue it with `na-toolkit search --resume {shlex.quote(str(folder))}`"
             + _stored_so_far(store, folder)

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..validation import is_finite_number
 
 FORMS = ("penalty", "mnasnet")
 #: the largest relative overshoot a budget counts (a billion times its limit): rewards stay finite
@@ -66,7 +67,7 @@ class Budget:
     hard: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.limit, (int, float)) or isinstance(self.limit, bool) or not math.isfinite(self.limit):
+        if not is_finite_number(self.limit):
             raise ConfigError(f"budget {self.metric}: limit must be a finite number, got {self.limit!r}")
         if self.limit <= 0:
             raise ConfigError(f"budget {self.metric}: limit must be > 0, got {self.limit!r}")

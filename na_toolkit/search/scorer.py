@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..errors import ComponentError, ConfigError, TimeModelError, blame
+from ..errors import ConfigError, TimeModelError, blame, wrong_answer
 from ..timemodels.base import estimate_problems
 from .reward import Budget, compute_reward, device_metric
 from .strategy import Score
@@ -99,10 +99,7 @@ class Scorer:
                 est = tm.estimate(arch, dev.batch_size)
             problems = estimate_problems(est, tm.name, dev.batch_size)
             if problems:
-                raise ComponentError(
-                    f"{what} of plugin {plugin} gave network {arch.hash} on device {dev.name} an estimate it may not: "
-                    + "; ".join(problems)
-                )
+                raise wrong_answer(what, plugin, f"network {arch.hash} on device {dev.name} an estimate", problems)
             doc = {f.name: getattr(est, f.name) for f in fields(est)}
             self.counters.time_model_calls += 1
         metrics = {device_metric(m, dev.name): float(doc[m]) for m in ESTIMATE_METRICS if doc.get(m) is not None}

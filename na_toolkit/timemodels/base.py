@@ -3,12 +3,12 @@ a device at a batch size. Results are dataclasses with units in their names."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
+from ..validation import is_finite_number
 
 if TYPE_CHECKING:
     from typing import Self
@@ -66,8 +66,7 @@ def estimate_problems(est: Any, name: str, batch_size: int) -> list[str]:
     for key in _AMOUNTS:
         value = getattr(est, key)
         if key == "latency_ms" or value is not None:
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-            if not ok:
+            if not (is_finite_number(value) and value >= 0):
                 problems.append(f"{key}={value!r} (a finite number >= 0)")
     return problems
 
