@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from na_toolkit.errors import PluginError
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.ir.layers import LayerTypeRegistry
-from na_toolkit.plugins import load_toolkit
+from na_toolkit.plugins import PluginWarning, load_toolkit
 from na_toolkit.toolkit import Toolkit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,18 @@ def default_toolkit() -> Toolkit:
     """The toolkit the tests share (built-ins + installed entry points, strict), built once per session.
     Tests are an entry point: they build it here and pass it (or its registries) down explicitly."""
     return load_toolkit(strict=True)
+
+
+def refused_then_warned(message: str, **load: Any) -> Toolkit:
+    """`load_toolkit(**load)` raises a PluginError of exactly `message`; loaded non-strict it warns that one
+    message and carries on. Returns the non-strict toolkit (what the CLI gets: the others keep working)."""
+    with pytest.raises(PluginError) as info:
+        load_toolkit(**load)
+    assert str(info.value) == message
+    with pytest.warns(PluginWarning) as caught:
+        toolkit = load_toolkit(strict=False, **load)
+    assert [str(w.message) for w in caught] == [message]
+    return toolkit
 
 
 def config_doc(base: dict[str, Any], output: Path, **changes: Any) -> dict[str, Any]:

@@ -8,23 +8,21 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import default_toolkit, interruptible, layer_types
-from na_toolkit.errors import DataError, ProfileError
+from conftest import default_toolkit, layer_types
+from na_toolkit.errors import DataError
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.predictors import load_predictor, make_predictor
 from na_toolkit.predictors.base import Predictor
 from na_toolkit.timemodels.hwmodel import load_hardware_model, read_hardware_model, save_hardware_model
 from na_toolkit.timemodels.profile import DeviceProfile
+from test_profile import running_profile
 
-REPO = Path(__file__).resolve().parents[1]
 TK = default_toolkit()
 
 
@@ -125,20 +123,8 @@ def test_sigterm_saves_the_partial_profile_marked_interrupted(tmp_path):
     cmd = [sys.executable, "-m", "na_toolkit.cli.main", "profile", "--out", str(out), "--samples", "40"]
     cmd += ["--adaptive-rounds", "0", "--seed-net", "simple-cnn", "--quick", "--no-progress", "--max-moves", "3"]
     cmd += ["--json"]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
-    )
+    proc = running_profile(cmd, out)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:  # wait for a checkpoint holding a couple of networks
-            if out.exists():
-                try:
-                    if len(DeviceProfile.load(out).networks) >= 2:
-                        break
-                except ProfileError:
-                    pass
-            time.sleep(0.05)
-        assert proc.poll() is None, "the profile finished before it could be terminated"
         seen = len(DeviceProfile.load(out).networks)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)

@@ -59,6 +59,29 @@ def test_profile_command_writes_a_complete_schema_versioned_profile(small_profil
     assert len({k.key for k in prof.kernels}) == len(prof.kernels)  # each configuration measured once
 
 
+def running_profile(cmd: list[str], out: Path) -> subprocess.Popen:
+    """`cmd` (a `na-toolkit profile` writing `out`) started and, once a checkpoint holds a couple of networks,
+    still running: for the caller to stop with a signal (it is killed here if it cannot get that far)."""
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait for a checkpoint holding a couple of networks
+            if out.exists():
+                try:
+                    if len(DeviceProfile.load(out).networks) >= 2:
+                        break
+                except ProfileError:
+                    pass  # never happens with atomic writes; the assertion below would show it
+            time.sleep(0.05)
+        assert proc.poll() is None, "the profile finished before it could be stopped"
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
 def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
     out = tmp_path / "partial.json"
     cmd = [
@@ -74,20 +97,8 @@ def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
         "0",
         *SMALL,
     ]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
-    )
+    proc = running_profile(cmd, out)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:  # wait for a checkpoint holding a couple of networks
-            if out.exists():
-                try:
-                    if len(DeviceProfile.load(out).networks) >= 2:
-                        break
-                except ProfileError:
-                    pass  # never happens with atomic writes; the assertion below would show it
-            time.sleep(0.05)
-        assert proc.poll() is None, "the profile finished before it could be interrupted"
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
