@@ -109,3 +109,23 @@ def test_check_time_estimate_bounds():
     ):
         with pytest.raises(ConformanceError, match=field):
             check_time_estimate(bad, "m", 1)
+
+
+# ---- what no model can estimate is refused by name --------------------------------------------------------
+BUILT_IN_MODELS = [
+    n for n in TOOLKIT.time_models.names() if TOOLKIT.time_models.plugin_of(n).startswith("na_toolkit.builtin")
+]
+
+
+@pytest.mark.parametrize("name", BUILT_IN_MODELS)
+def test_built_in_models_refuse_a_seed_name_and_a_bad_batch_size(name):
+    from na_toolkit.errors import TimeModelError
+    from na_toolkit.timemodels import get_time_model
+
+    model = get_time_model(name, TOOLKIT)
+    with pytest.raises(TimeModelError, match=r"takes an Architecture, got str; build a seed network with toolkit\."):
+        model.estimate("simple-cnn")
+    arch = TOOLKIT.seed("simple-cnn")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(TimeModelError, match=rf"batch_size must be a positive int, got {bad!r}"):
+            model.estimate(arch, bad)

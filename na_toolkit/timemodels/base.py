@@ -95,6 +95,22 @@ class TimeModel:
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
         raise NotImplementedError
 
+    def check_request(self, arch: Any, batch_size: Any) -> None:
+        """Refuse what no time model can estimate, naming this model: `arch` must be an `Architecture` (a seed
+        name is not one: `toolkit.seed(name)` builds it) and `batch_size` a positive int. The built-in models
+        call it first in `estimate`; a plugin's model may too."""
+        what = f"time model {self.name or type(self).__name__!r}"
+        if not isinstance(arch, Architecture):
+            hint = (
+                f"; build a seed network with toolkit.seed({arch!r}), or read a file with "
+                "Architecture.load(path, toolkit.layer_types)"
+                if isinstance(arch, str)
+                else ""
+            )
+            raise TimeModelError(f"{what}: estimate() takes an Architecture, got {type(arch).__name__}{hint}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise TimeModelError(f"{what}: batch_size must be a positive int, got {batch_size!r}")
+
     def latency_ms(self, arch: Architecture, batch_size: int = 1) -> float:
         return self.estimate(arch, batch_size).latency_ms
 

@@ -475,6 +475,7 @@ class LearnedTimeModel(TimeModel):
         return self.train_roofline.train_step_ms(arch, batch_size)
 
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
+        self.check_request(arch, batch_size)
         self._check_batch(batch_size)
         kernels = kernels_of(arch)
         latency = float(self.model.predict_networks([kernels])[0])

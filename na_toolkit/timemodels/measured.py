@@ -118,8 +118,7 @@ class MeasuredTimeModel(TimeModel):
         raise NotImplementedError
 
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise TimeModelError(f"batch size must be a positive int, got {batch_size!r}")
+        self.check_request(arch, batch_size)
         key = CacheKey.make(
             arch.hash, f"{self.spec} ({self.device_description})", self.runtime, batch_size, self.cache_settings()
         )

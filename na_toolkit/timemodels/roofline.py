@@ -295,8 +295,7 @@ class RooflineTimeModel(TimeModel):
 
     # ---- the protocol -----------------------------------------------------------------------------------
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise TimeModelError(f"roofline: batch_size must be a positive integer, got {batch_size!r}")
+        self.check_request(arch, batch_size)
         hw = self.hardware
         forward = self.forward_kernels(arch, batch_size)
         backward = self.backward_kernels(arch, batch_size)
