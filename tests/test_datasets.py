@@ -193,6 +193,29 @@ def test_channels_last_arrays_are_refused_the_same_way_from_arrays_npz_and_a_reg
         DatasetSource("bands", "", lambda: LabeledArrays(x, y, ("a", "b"), layout="CHW")).load()
 
 
+def test_a_loaders_ready_channels_last_dataset_is_refused_and_a_channels_first_one_taken_as_is():
+    from na_toolkit.datasets import Dataset
+
+    rng = np.random.default_rng(5)
+
+    def ready(shape):
+        parts = {}
+        for part, n in (("train", 20), ("valid", 6), ("test", 6)):
+            parts[f"x_{part}"] = rng.random((n, *shape)).astype(np.float32)
+            parts[f"y_{part}"] = np.arange(n) % 2
+        return Dataset(name="bands", class_names=("a", "b"), **parts)
+
+    hwc = DatasetSource("bands", "a plugin's own split", lambda: ready((8, 8, 3)))
+    with pytest.raises(
+        DataError,
+        match=r"dataset 'bands': the loader's Dataset holds x_train of shape \(20, 8, 8, 3\), which looks "
+        r"channels-last .* x.transpose\(0, 3, 1, 2\), or return LabeledArrays\(x, y, class_names, layout='NHWC'\)",
+    ):
+        hwc.load()
+    chw = ready((3, 8, 8))
+    assert DatasetSource("bands", "", lambda: chw).load() is chw
+
+
 class _BandsPlugin:
     """A plugin that registers an .npz (and an image folder) under names of its own, and an evaluator."""
 

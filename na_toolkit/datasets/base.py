@@ -129,6 +129,15 @@ class DatasetSource:
         if key not in self._cache:
             data = self.loader()
             if isinstance(data, Dataset):
+                # a ready split is taken as is; only a layout that would be misread silently is refused
+                if looks_channels_last(data.x_train.shape):
+                    raise DataError(
+                        f"dataset {self.name!r}: the loader's Dataset holds x_train of shape "
+                        f"{tuple(data.x_train.shape)}, which looks channels-last (N, H, W, C) but a Dataset is "
+                        f"(N, C, H, W): {data.x_train.shape[1]} channels; transpose every split with "
+                        "x.transpose(0, 3, 1, 2), or return LabeledArrays(x, y, class_names, layout='NHWC') and "
+                        "let the toolkit split it"
+                    )
                 self._cache[key] = data
             elif isinstance(data, LabeledArrays):
                 # a plugin's loader is checked like user arrays (one class, NaNs, label range...)
@@ -140,6 +149,11 @@ class DatasetSource:
                     "expected LabeledArrays or Dataset"
                 )
         return self._cache[key]
+
+
+def looks_channels_last(shape: tuple[int, ...]) -> bool:
+    """Does a 4-d array of `shape` look (N, H, W, C) rather than (N, C, H, W)?"""
+    return shape[3] in IMAGE_CHANNELS and shape[1] not in IMAGE_CHANNELS
 
 
 def check_layout(name: str, layout: str | None) -> None:
@@ -166,7 +180,7 @@ def check_arrays(
     if x.ndim == 3:
         x = x[:, None, :, :]
     elif x.ndim == 4:
-        if layout is None and x.shape[3] in IMAGE_CHANNELS and x.shape[1] not in IMAGE_CHANNELS:
+        if layout is None and looks_channels_last(x.shape):
             raise DataError(
                 f"dataset {name!r}: x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C) but would "
                 f"be read as (N, C, H, W), {x.shape[1]} channels; say layout='NHWC' (the dataset_from_arrays / "
