@@ -7,6 +7,7 @@ document overflow the interpreter's stack. Each caller names the document and it
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import tomllib
@@ -102,3 +103,22 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """`write_atomic` for a UTF-8 text."""
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every float NaN or infinity as None: what the benchmarks print and write is strict JSON
+    (a bare NaN is not JSON: `jq` and most parsers refuse it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
+        return strict_json(value.item())  # a numpy scalar
+    return value
+
+
+def strict_json_text(value: Any, **kwargs: Any) -> str:
+    """`value` as strict JSON text (`strict_json`; what is not JSON is written as its str)."""
+    return json.dumps(strict_json(value), default=str, allow_nan=False, **kwargs)

@@ -17,9 +17,9 @@ from conftest import default_toolkit
 from na_toolkit.bench import ir
 from na_toolkit.bench.base import Benchmark
 from na_toolkit.bench.latency import clear_kernel_memos
-from na_toolkit.cli.bench import strict_json
 from na_toolkit.cli.main import build_parser
 from na_toolkit.errors import ConfigError
+from na_toolkit.files import strict_json
 from na_toolkit.plugins import load_toolkit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,11 +196,26 @@ def test_bench_latency_takes_a_few_shot_profile(run_cli, tmp_path):
     out = tmp_path / "latency.json"
     res = run_cli(
         "bench", "latency", "--profile", str(profile), "--heldout", "10", "--repeats", "1", "--max-moves", "2",
-        "--quick", "--json", "--out", str(out),
+        "--quick", "--json", "--out", str(out), "--dump", str(tmp_path / "dump.json"),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
+    dump = json.loads((tmp_path / "dump.json").read_text(), parse_constant=_no_constants)
+    assert len(dump) == 10 and all(d["truth_ms"] > 0 and len(d["passes"]) == 1 for d in dump)
     doc = res.json()
     assert doc == json.loads(out.read_text())
     assert doc["profile"]["kernels"] == 0 and doc["profile"]["networks"] == 6
     assert doc["heldout"]["networks"] == 10 and doc["learned"]["predictions_per_s_cold"] > 0
     assert doc["params"]["profile"] == str(profile)
+
+
+def test_bench_latency_refuses_a_profile_of_another_runtime_or_device_kind(run_cli):
+    # the shipped H200 profile was measured by torch on a GPU: its figures cannot be set against ONNX Runtime
+    # measurements on this CPU, so nothing is built or measured
+    h200 = REPO / "profiles" / "h200-torch-b1.json"
+    line = run_cli("bench", "latency", "--profile", str(h200), "--heldout", "10", timeout=120).error_line()
+    assert line == (
+        f"na-toolkit: error: --profile {str(h200)!r} cannot be compared with this benchmark's measurements (ONNX "
+        "Runtime, batch size 1, on --device 'cpu'): it was measured with 'torch', not onnxruntime; it measured "
+        "'cuda:0', and --device is 'cpu'. Give a profile built by `na-toolkit profile --device cpu` (onnxruntime, "
+        "batch size 1), or leave --profile out to build one"
+    )

@@ -143,6 +143,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     build_s = None
     if args.profile:
         profile = DeviceProfile.load(args.profile)
+        check_profile_fits(profile, args.profile, args.device)
     else:
         out = (
             Path(args.profile_out)
@@ -207,23 +208,21 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     per_pass = measurement.pop("_per_pass")
     roofline = roofline_figures(archs, truth, args.device)
     if args.dump:
-        import json
+        from na_toolkit.files import strict_json_text, write_text_atomic
 
-        with open(args.dump, "w") as f:
-            json.dump(
-                [
-                    {
-                        "seed": v.seed,
-                        "moves": list(v.moves),
-                        "arch": v.arch.to_json(),
-                        "truth_ms": float(t),
-                        "learned_ms": float(p),
-                        "passes": pp,
-                    }
-                    for v, t, p, pp in zip(variants, truth, pred, per_pass)
-                ],
-                f,
-            )
+        # strict JSON: a pass that failed to measure is null, never a bare NaN
+        dump = [
+            {
+                "seed": v.seed,
+                "moves": list(v.moves),
+                "arch": v.arch.to_json(),
+                "truth_ms": float(t),
+                "learned_ms": float(p),
+                "passes": pp,
+            }
+            for v, t, p, pp in zip(variants, truth, pred, per_pass)
+        ]
+        write_text_atomic(args.dump, strict_json_text(dump))
     flops = np.array([a.flops for a in archs], float)
     from scipy.stats import spearmanr
 
@@ -276,6 +275,30 @@ def clear_kernel_memos(model: Any) -> None:
         memo.clear()
     for prior in getattr(model, "priors", ()):
         clear_kernel_memos(prior)
+
+
+def check_profile_fits(profile: Any, path: str, device: str) -> None:
+    """A `--profile` whose figures cannot be compared with what this benchmark measures is refused: the
+    held-out networks are measured by ONNX Runtime at batch size 1 on `--device`, so the profile must be an
+    ONNX Runtime profile at batch size 1 of a device of the same kind (a different model of CPU or GPU of that
+    kind is the learned model's own warning)."""
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.machine import parse_device
+
+    there = str(profile.device.get("device", "cpu"))
+    problems = []
+    if profile.runtime_name != "onnxruntime":
+        problems.append(f"it was measured with {profile.runtime_name!r}, not onnxruntime")
+    if profile.batch_size != 1:
+        problems.append(f"it was measured at batch size {profile.batch_size}, not 1")
+    if parse_device(there).kind != parse_device(device).kind:
+        problems.append(f"it measured {there!r}, and --device is {device!r}")
+    if problems:
+        raise ConfigError(
+            f"--profile {path!r} cannot be compared with this benchmark's measurements (ONNX Runtime, batch size 1, "
+            f"on --device {device!r}): {'; '.join(problems)}. Give a profile built by `na-toolkit profile --device "
+            f"{device}` (onnxruntime, batch size 1), or leave --profile out to build one"
+        )
 
 
 def roofline_figures(archs: list[Any], truth: Any, device: str) -> dict[str, Any]:

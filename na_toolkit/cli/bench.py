@@ -9,15 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
-import math
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownComponentError
-from ..files import write_text_atomic
+from ..files import strict_json_text, write_text_atomic
 from ._output import check_out
 from .command import Command, sets_up
 
@@ -94,22 +92,8 @@ def check_outputs(args: argparse.Namespace) -> None:
                 )
 
 
-def strict_json(value: Any) -> Any:
-    """`value` with every float NaN or infinity as None: what the benchmark prints and writes is strict JSON
-    (a bare NaN is not JSON: `jq` and most parsers refuse it)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
-        return strict_json(value.item())  # a numpy scalar
-    return value
-
-
 def _json(value: Any, **kwargs: Any) -> str:
-    return json.dumps(strict_json(value), default=str, allow_nan=False, **kwargs)
+    return strict_json_text(value, **kwargs)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
