@@ -309,6 +309,38 @@ def test_a_time_model_without_an_init_of_its_own_takes_only_the_bases_device():
         check_options(_BareTimeModel, {"devic": "x86-cpu"}, "devices.cpu.time_model.options")
 
 
+class _DeclaredEvaluator(Evaluator):
+    """Declares its options and reads them from self.options: no __init__ of its own."""
+
+    name = "declared-evaluator"
+
+    class Options(Options):
+        scale: float = 1.0
+
+
+def test_a_component_built_in_code_with_its_bases_init_is_checked_as_a_config_is():
+    # built directly (not through a config), the base's generic **options used to keep any misspelling
+    cases = [
+        (lambda: _BareStrategy(None, workerz=2), "strategy 'bare-strategy' options.workerz: unknown key. It takes"),
+        (lambda: _BareExecutor(workerz=2), "executor 'bare-executor' options.workerz: unknown key. It takes"),
+        (lambda: _BareEvaluator(epochs=3), "evaluator 'bare-evaluator' options.epochs: unknown key. It takes"),
+        (lambda: _BareTimeModel(rate=2), "time model 'bare-time-model' options.rate: unknown key. Known keys: device"),
+        (
+            lambda: _DeclaredEvaluator(scael=2),
+            "evaluator 'declared-evaluator' options.scael: unknown key. Did you mean",
+        ),
+        (lambda: _DeclaredEvaluator(scale="big"), "evaluator 'declared-evaluator' options.scale: Input should be a"),
+    ]
+    for build, message in cases:
+        with pytest.raises(ConfigError) as info:
+            build()
+        assert str(info.value).startswith(message)
+    # what they do take is kept as given
+    assert _DeclaredEvaluator(scale=2).options == {"scale": 2}
+    assert _BareTimeModel(device="cuda:1").device == "cuda:1" and _BareTimeModel().options == {}
+    assert _KwargsEvaluator(scale=2, anything=1).options == {"scale": 2, "anything": 1}
+
+
 def test_an_init_that_takes_kwargs_of_its_own_still_passes_them_through():
     assert takes_option(_KwargsEvaluator, "dataset")
     assert check_options(_KwargsEvaluator, {"scale": 2, "dataset": "digits"}, "evaluator.options").scale == 2.0

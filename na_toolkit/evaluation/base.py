@@ -90,6 +90,10 @@ class Evaluator:
     description: ClassVar[str] = ""
 
     def __init__(self, **options: Any):
+        if options:
+            from ..search.options import check_inherited_init
+
+            check_inherited_init(self, Evaluator, options, "evaluator")
         self.options = options
 
     @classmethod

@@ -280,6 +280,10 @@ class Executor:
     toolkit: Toolkit | None = None
 
     def __init__(self, **options: Any):
+        if options:
+            from .options import check_inherited_init
+
+            check_inherited_init(self, Executor, options, "executor")
         self.options = options
         self._tickets = 0
         self._finished: dict[int, TaskResult] = {}

@@ -172,6 +172,16 @@ def check_options(cls: type, options: Mapping[str, Any] | None, where: str) -> O
     return validate_options(options_model(cls), options, where)
 
 
+def check_inherited_init(component: Any, base: type, options: Mapping[str, Any], kind: str) -> None:
+    """What a component built in code with its base class's generic `__init__(**options)` is given, checked
+    as a config's options are (`check_options`): a class without an `__init__` of its own takes only what its
+    `Options` model names, or nothing when it declares none. A class with its own `__init__` checks its own
+    (it calls the base's with what it chose to keep)."""
+    cls = type(component)
+    if options and cls.__init__ is base.__init__:  # type: ignore[misc]
+        check_options(cls, options, f"{kind} {getattr(cls, 'name', '') or cls.__name__!r} options")
+
+
 # ---- showing a model ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OptionInfo:

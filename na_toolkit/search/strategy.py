@@ -98,6 +98,10 @@ class Strategy:
     description: ClassVar[str] = ""
 
     def __init__(self, context: SearchContext, **options: Any):
+        if options:
+            from .options import check_inherited_init
+
+            check_inherited_init(self, Strategy, options, "strategy")
         self.context = context
         self.options = options
 

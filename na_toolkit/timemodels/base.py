@@ -82,6 +82,10 @@ class TimeModel:
     measures: ClassVar[bool] = False
 
     def __init__(self, device: str = "cpu", **options: Any):
+        if options:
+            from ..search.options import check_inherited_init
+
+            check_inherited_init(self, TimeModel, options, "time model")
         self.device = device
         self.options = options
 
