@@ -347,6 +347,22 @@ def test_a_resume_refuses_an_argument_typed_again_with_another_value(small_profi
     assert small_profile.read_bytes() == before
 
 
+def test_a_resume_measures_on_the_profiles_device_when_no_device_is_typed(small_profile, tmp_path, run_cli):
+    from na_toolkit.timemodels.devices import devices_here
+
+    if devices_here() != ["cpu"]:
+        pytest.skip("needs a machine without a GPU (a profile of 'cuda:0 (unknown GPU)' stands for one)")
+    doc = json.loads(small_profile.read_text())
+    doc["device"] = {"device": "cuda:0", "kind": "cuda", "name": "cuda:0 (unknown GPU)"}  # what this machine says
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text(json.dumps(doc))
+    # it used to take --device's default, cpu, and measure the CPU into a GPU profile
+    res = run_cli("profile", "--out", gpu, "--resume", "--no-progress")
+    assert res.returncode == 2 and "na-toolkit: error: ONNX Runtime execution provider 'cuda' is not available" in (
+        res.stderr
+    )
+
+
 def test_a_resume_takes_what_was_typed_with_the_same_value_and_refuses_what_does_not_apply(
     small_profile, tmp_path, run_cli
 ):
