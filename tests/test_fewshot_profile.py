@@ -179,6 +179,13 @@ def test_resume_keeps_what_was_measured_and_a_complete_profile_as_it_was(tmp_pat
     # other priors than the stored ones are refused on resume
     err = run_cli("profile", "--out", str(out), "--resume", "--prior", priors[1]).error_line()
     assert "--prior differs from the priors" in err
+    # so are a typed --pool or --fewshot other than the stored, and the arguments of a full profile
+    err = run_cli("profile", "--out", str(out), "--resume", "--pool", "40").error_line()
+    assert "--pool 40 conflicts with" in err and "started with --pool 30" in err
+    err = run_cli("profile", "--out", str(out), "--resume", "--fewshot", str(N + 1)).error_line()
+    assert f"--fewshot {N + 1} conflicts with" in err and f"started with --fewshot {N}" in err
+    err = run_cli("profile", "--out", str(out), "--resume", "--samples", "9").error_line()
+    assert "--samples does not apply to" in err and "a few-shot profile" in err
 
 
 def _write(path: Path, doc: dict) -> Path:

@@ -172,6 +172,14 @@ def test_corrupt_and_wrong_version_profiles_are_profile_errors(tmp_path, small_p
     with pytest.raises(ProfileError, match=r"typo\.json.*kernels\[0\]\.latency: unknown key"):
         DeviceProfile.load(typo)
 
+    for bad in ([{"hash": "x", "arch": {}}], [], {"simple-cnn": {}}):
+        doc = json.loads(small_profile.read_text())
+        doc["plan"]["seed_networks"] = bad
+        seeds = tmp_path / "seeds.json"
+        seeds.write_text(json.dumps(doc))
+        with pytest.raises(ProfileError, match=r"seeds\.json.*plan\.seed_networks must be a list of \{hash, arch\}"):
+            DeviceProfile.load(seeds)
+
     not_a_profile = tmp_path / "arch.json"
     not_a_profile.write_text(json.dumps({"nodes": []}))
     with pytest.raises(ProfileError, match="not a na_toolkit device profile"):
@@ -215,3 +223,180 @@ def test_profile_json_reports_what_the_profile_holds(small_profile, run_cli):
     prof = DeviceProfile.load(small_profile)
     assert doc["complete"] is True and doc["path"] == str(small_profile)
     assert (doc["kernels"], doc["networks"]) == (len(prof.kernels), len(prof.networks))
+
+
+# ---- resume: the seeds and arguments the profile started with, whatever the folder ---------------------------
+def _seed_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Two folders, each with a `seed.json` of its own: simple-cnn in `a`, resnet-cifar in `b`."""
+    from conftest import get_seed
+
+    folders = tmp_path / "a", tmp_path / "b"
+    for folder, name in zip(folders, ("simple-cnn", "resnet-cifar")):
+        folder.mkdir()
+        (folder / "seed.json").write_text(json.dumps(get_seed(name).to_json()))
+    return folders
+
+
+PLAN_ONLY = ("--samples", "1", "--adaptive-rounds", "0", "--quick", "--no-progress")
+
+
+def test_a_resume_from_another_folder_uses_the_seed_networks_the_profile_started_with(tmp_path, run_cli):
+    from conftest import get_seed
+
+    a, b = _seed_folders(tmp_path)
+    out = tmp_path / "p.json"
+    res = run_cli("profile", "--out", out, "--seed-net", "seed.json", "--time-budget-s", "0", *PLAN_ONLY, cwd=a)
+    assert res.returncode == 0, res.stderr
+    plan = DeviceProfile.load(out).plan
+    assert plan["seeds"] == [str(a / "seed.json")]  # the file's absolute path, and the network itself:
+    assert [n["hash"] for n in plan["seed_networks"]] == [get_seed("simple-cnn").hash]
+    # b's seed.json is another network: given again it is refused, naming both
+    line = run_cli("profile", "--out", out, "--resume", "--seed-net", "seed.json", *PLAN_ONLY, cwd=b).error_line()
+    assert f"--seed-net '{b / 'seed.json'}'" in line and str(a / "seed.json") in line
+    assert "resume without --seed-net" in line
+    # left out, the stored seed is used (no file needed: a's file is gone); --samples 1 measures the seed
+    (a / "seed.json").unlink()
+    res = run_cli("profile", "--out", out, "--resume", "--no-progress", cwd=b)
+    assert res.returncode == 0, res.stderr
+    done = DeviceProfile.load(out)
+    assert done.complete and [(n.seed, n.hash) for n in done.networks] == [
+        (str(a / "seed.json"), get_seed("simple-cnn").hash)
+    ]
+
+
+def test_a_profile_written_before_seed_networks_were_stored_resumes_only_with_its_own_seed(
+    small_profile, tmp_path, run_cli
+):
+    a, b = _seed_folders(tmp_path)
+    # small_profile (seed simple-cnn) as a profile of a's seed.json written before plans stored their seed
+    # networks (its seed as typed, no plan.seed_networks), interrupted before its last initial network
+    doc = json.loads(small_profile.read_text())
+    del doc["plan"]["seed_networks"]
+    doc["plan"]["seeds"] = ["seed.json"]
+    last = max(i for i, n in enumerate(doc["networks"]) if n["phase"] == "initial")
+    del doc["networks"][last]
+    for rec in doc["networks"]:
+        rec["seed"] = "seed.json"
+    doc["complete"], doc["stopped"] = False, "interrupted"
+    out = tmp_path / "old.json"
+    out.write_text(json.dumps(doc))
+    # from b: its seed.json is not the network the profile measured as its seed
+    line = run_cli("profile", "--out", out, "--resume", "--no-progress", cwd=b).error_line()
+    assert "started from seed network 'seed.json'" in line and "resume it from the folder it was started in" in line
+    # from a folder without the file: where to resume it
+    line = run_cli("profile", "--out", out, "--resume", "--no-progress", cwd=tmp_path).error_line()
+    assert "does not exist" in line and "resume it from the folder it was started in" in line
+    # from its own folder it resumes as before (one network left), and stores its seed network from then on
+    res = run_cli("profile", "--out", out, "--resume", "--no-progress", cwd=a)
+    assert res.returncode == 0, res.stderr
+    done = DeviceProfile.load(out)
+    assert done.complete and len(done.networks) == len(doc["networks"]) + 1
+    assert done.plan["seeds"] == ["seed.json"] and len(done.plan["seed_networks"]) == 1
+    assert run_cli("profile", "--out", out, "--resume", "--no-progress", cwd=b).returncode == 0
+
+
+def test_a_stored_seed_network_that_is_not_the_one_its_hash_names_is_refused_on_resume(
+    small_profile, tmp_path, run_cli
+):
+    from conftest import get_seed
+
+    doc = json.loads(small_profile.read_text())
+    doc["plan"]["seed_networks"][0]["arch"] = get_seed("resnet-cifar").to_json()  # edited
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc))
+    line = run_cli("profile", "--out", edited, "--resume", "--no-progress").error_line()
+    assert "its seed network 'simple-cnn' builds to hash" in line and "start a new profile" in line
+
+
+def test_an_onnx_seed_network_is_read_with_the_onnx_importer(tmp_path, run_cli):
+    from conftest import get_seed
+
+    seed = get_seed("simple-cnn")
+    (tmp_path / "model.onnx").write_bytes(seed.to_onnx().SerializeToString())
+    out = tmp_path / "p.json"
+    res = run_cli("profile", "--out", out, "--seed-net", "model.onnx", "--time-budget-s", "0", *PLAN_ONLY, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    plan = DeviceProfile.load(out).plan  # the imported graph is the exported network
+    assert plan["seeds"] == [str(tmp_path / "model.onnx")] and plan["seed_networks"][0]["hash"] == seed.hash
+    (tmp_path / "notes.txt").write_text("{}")
+    line = run_cli("profile", "--out", tmp_path / "q.json", "--seed-net", "notes.txt", cwd=tmp_path).error_line()
+    assert "--seed-net: 'notes.txt' is a .txt file, not a network; give an IR .json or an .onnx file" in line
+
+
+@pytest.mark.parametrize(
+    ("argument", "given", "stored"),
+    [
+        ("--samples", "6", "5"),
+        ("--batch-size", "2", "1"),
+        ("--max-moves", "4", "3"),
+        ("--adaptive-rounds", "0", "1"),
+        ("--threads", "2", "1"),
+        ("--rng-seed", "1", "0"),
+        ("--runtime", "torch", "onnxruntime"),
+        ("--device", "cuda:0", "cpu"),
+    ],
+)
+def test_a_resume_refuses_an_argument_typed_again_with_another_value(small_profile, run_cli, argument, given, stored):
+    before = small_profile.read_bytes()
+    line = run_cli("profile", "--out", small_profile, "--resume", argument, given, "--no-progress").error_line()
+    assert (
+        f"{argument} {given} conflicts with profile '{small_profile}', which was started with {argument} {stored}"
+        in (line)
+    )
+    assert f"resume without {argument}" in line
+    assert small_profile.read_bytes() == before
+
+
+def test_a_resume_measures_on_the_profiles_device_when_no_device_is_typed(small_profile, tmp_path, run_cli):
+    from na_toolkit.timemodels.devices import devices_here
+
+    if devices_here() != ["cpu"]:
+        pytest.skip("needs a machine without a GPU (a profile of 'cuda:0 (unknown GPU)' stands for one)")
+    doc = json.loads(small_profile.read_text())
+    doc["device"] = {"device": "cuda:0", "kind": "cuda", "name": "cuda:0 (unknown GPU)"}  # what this machine says
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text(json.dumps(doc))
+    # it used to take --device's default, cpu, and measure the CPU into a GPU profile
+    res = run_cli("profile", "--out", gpu, "--resume", "--no-progress")
+    assert res.returncode == 2 and "na-toolkit: error: ONNX Runtime execution provider 'cuda' is not available" in (
+        res.stderr
+    )
+
+
+def test_a_resume_takes_what_was_typed_with_the_same_value_and_refuses_what_does_not_apply(
+    small_profile, tmp_path, run_cli
+):
+    before = small_profile.read_bytes()
+    same = (
+        "--samples",
+        "5",
+        "--adaptive-rounds",
+        "1",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--runtime",
+        "onnxruntime",
+    )
+    res = run_cli("profile", "--out", small_profile, "--resume", *same, *SMALL)
+    assert res.returncode == 0, res.stderr
+    assert small_profile.read_bytes() == before  # complete: nothing measured, nothing written
+    line = run_cli("profile", "--out", small_profile, "--resume", "--pool", "40").error_line()
+    assert "--pool does not apply to" in line and "a full profile" in line
+    # what was not typed is the stored value, not argparse's default (a torch profile resumes without --runtime)
+    doc = json.loads(small_profile.read_text())
+    doc["runtime"]["name"] = "torch"
+    torch_profile = tmp_path / "torch.json"
+    torch_profile.write_text(json.dumps(doc))
+    res = run_cli("profile", "--out", torch_profile, "--resume", "--no-progress")
+    assert res.returncode == 0 and "with torch" in res.stdout, res.stderr
+    # --quick on a profile measured with the full minimums
+    doc = json.loads(small_profile.read_text())
+    from na_toolkit.timemodels.profile_plan import KERNEL_SETTINGS, NETWORK_SETTINGS
+
+    doc["settings"] = {"kernel": KERNEL_SETTINGS.to_json(), "network": NETWORK_SETTINGS.to_json()}
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps(doc))
+    line = run_cli("profile", "--out", full, "--resume", "--quick").error_line()
+    assert "--quick conflicts with" in line and "other measurement minimums" in line

@@ -7,37 +7,42 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from .command import Command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="local device: cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", help="local device: cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
-        "--runtime", default="onnxruntime", choices=("onnxruntime", "torch"), help="runtime that measures"
+        "--runtime", choices=("onnxruntime", "torch"), help="runtime that measures (default onnxruntime)"
     )
     parser.add_argument("--out", required=True, help="profile JSON to write, e.g. profiles/NAME.json")
     parser.add_argument("--json", action="store_true", help="print what was measured as JSON")
-    parser.add_argument("--samples", type=int, default=100, help="whole networks in the initial sample (default 100)")
+    parser.add_argument("--samples", type=int, help="whole networks in the initial sample (default 100)")
     parser.add_argument(
         "--seed-net",
         action="append",
         dest="seed_nets",
         metavar="NAME|FILE",
-        help="seed network (registered name or architecture JSON); repeatable; default: the three built-in seeds",
+        help="seed network (registered name, IR .json or .onnx file); repeatable; default: the three built-in seeds",
     )
-    parser.add_argument("--max-moves", type=int, default=6, help="random moves per sampled network: 1..N (default 6)")
-    parser.add_argument("--adaptive-rounds", type=int, default=2, help="adaptive sampling rounds (default 2)")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size measured (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default 1)")
-    parser.add_argument("--rng-seed", type=int, default=0, help="seed of the sampling (default 0)")
+    parser.add_argument("--max-moves", type=int, help="random moves per sampled network: 1..N (default 6)")
+    parser.add_argument("--adaptive-rounds", type=int, help="adaptive sampling rounds (default 2)")
+    parser.add_argument("--batch-size", type=int, help="batch size measured (default 1)")
+    parser.add_argument("--threads", type=int, help="intra-op threads of the runtime (default 1)")
+    parser.add_argument("--rng-seed", type=int, help="seed of the sampling (default 0)")
     parser.add_argument(
         "--time-budget-s",
         type=float,
         default=None,
         help="stop (keeping a valid partial profile, resumable) after S seconds; 0: make the plan and stop",
     )
-    parser.add_argument("--resume", action="store_true", help="continue the partial profile at --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the partial profile at --out (its stored arguments; one given again must agree)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--quick", action="store_true", help="small measurement minimums (smoke tests only: noisier numbers)"
@@ -46,7 +51,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     few.add_argument(
         "--fewshot",
         type=int,
-        default=0,
         metavar="N",
         help="measure only N networks, chosen to be informative with the --prior profiles (e.g. 20)",
     )
@@ -57,51 +61,57 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME|FILE",
         help="full profile of another device (registered name or JSON path); repeatable; needs --fewshot",
     )
-    few.add_argument("--pool", type=int, default=300, help="candidate networks the N are chosen from (default 300)")
+    few.add_argument("--pool", type=int, help="candidate networks the N are chosen from (default 300)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ProfileError
     from ..timemodels.profile_fewshot import builder_for
-    from ..timemodels.profiler import DEFAULT_SEEDS, ProfileOptions
+    from ..timemodels.profiler import ProfileOptions
 
-    if args.batch_size < 1 or args.threads < 1 or args.max_moves < 1 or args.adaptive_rounds < 0:
-        raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
-    if args.fewshot < 0 or args.pool < 1:
-        raise ProfileError("--fewshot must be >= 0 and --pool >= 1")
-    if args.time_budget_s is not None and not (args.time_budget_s >= 0 and math.isfinite(args.time_budget_s)):
-        raise ProfileError(
-            f"--time-budget-s must be a number of seconds >= 0 (0: make the plan and stop; leave it out for no "
-            f"limit), got {args.time_budget_s}"
-        )
-    if args.priors and not args.fewshot and not args.resume:
-        raise ProfileError("--prior needs --fewshot N (the number of networks to measure on this device)")
-    if args.fewshot and not args.priors and not args.resume:
-        raise ProfileError("--fewshot needs at least one --prior (a full profile of another device)")
-    options = ProfileOptions(
-        out=Path(args.out),
-        device=args.device,
-        runtime=args.runtime,
-        samples=args.samples,
-        seeds=tuple(args.seed_nets or DEFAULT_SEEDS),
-        max_moves=args.max_moves,
-        adaptive_rounds=args.adaptive_rounds,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        rng_seed=args.rng_seed,
-        time_budget_s=args.time_budget_s,
-        resume=args.resume,
-        progress=not args.no_progress,
-        fewshot=args.fewshot,
-        priors=tuple(args.priors or ()),
-        pool=args.pool,
-    )
+    # the options typed: the others keep ProfileOptions' defaults (a resume: the profile's stored values), and
+    # on --resume each typed one must agree with the stored value (argparse defaults are None: never typed)
+    given: dict[str, Any] = {
+        "device": args.device,
+        "runtime": args.runtime,
+        "samples": args.samples,
+        "seeds": tuple(args.seed_nets) if args.seed_nets else None,
+        "max_moves": args.max_moves,
+        "adaptive_rounds": args.adaptive_rounds,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "rng_seed": args.rng_seed,
+        "fewshot": args.fewshot,
+        "priors": tuple(args.priors) if args.priors else None,
+        "pool": args.pool,
+    }
+    given = {name: value for name, value in given.items() if value is not None}
     if args.quick:
         from ..timemodels.measure import MeasureSettings
 
-        options.kernel_settings = MeasureSettings.quick()
-        options.network_settings = MeasureSettings.quick()
-    profile = builder_for(options, args.toolkit).run()
+        given["kernel_settings"] = given["network_settings"] = MeasureSettings.quick()
+    o = ProfileOptions(
+        out=Path(args.out),
+        time_budget_s=args.time_budget_s,
+        resume=args.resume,
+        progress=not args.no_progress,
+        explicit=frozenset(given) - {"network_settings"},
+        **given,
+    )
+    if o.batch_size < 1 or o.threads < 1 or o.max_moves < 1 or o.adaptive_rounds < 0:
+        raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
+    if o.fewshot < 0 or o.pool < 1:
+        raise ProfileError("--fewshot must be >= 0 and --pool >= 1")
+    if o.time_budget_s is not None and not (o.time_budget_s >= 0 and math.isfinite(o.time_budget_s)):
+        raise ProfileError(
+            f"--time-budget-s must be a number of seconds >= 0 (0: make the plan and stop; leave it out for no "
+            f"limit), got {o.time_budget_s}"
+        )
+    if o.priors and not o.fewshot and not o.resume:
+        raise ProfileError("--prior needs --fewshot N (the number of networks to measure on this device)")
+    if o.fewshot and not o.priors and not o.resume:
+        raise ProfileError("--fewshot needs at least one --prior (a full profile of another device)")
+    profile = builder_for(o, args.toolkit).run()
     state = "complete" if profile.complete else f"partial ({profile.stopped}; continue with --resume)"
     if args.json:
         doc = {

@@ -161,7 +161,8 @@ _NULLABLE: dict[str, Any] = {
 
 class DeviceProfile(Document):
     """A measured device profile. `device` and `software` describe where it was measured; `plan` holds the
-    arguments that regenerate the sampling plan on --resume. `path` is where it was read or saved."""
+    arguments and the seed networks that regenerate the sampling plan on --resume. `path` is where it was
+    read or saved."""
 
     schema_id: str = Field(default=PROFILE_SCHEMA, alias="schema")
     schema_version: int = PROFILE_SCHEMA_VERSION

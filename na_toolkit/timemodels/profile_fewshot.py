@@ -39,10 +39,10 @@ from ..errors import ArchitectureError, ProfileError
 from ..ir.architecture import Architecture
 from .kernels import Kernel, kernels_of, measurable
 from .learned import MIN_NETWORKS, KernelLatencyModel, fit_profile
-from .profile import DeviceProfile, FewShotPrior, FewShotSection, check_device, resolve_profile_path
+from .profile import DeviceProfile, FewShotPrior, FewShotSection, resolve_profile_path
 from .profile_plan import ProfileOptions, make_time_model
 from .profiler import ProfileBuilder
-from .sampling import Variant, all_move_types, load_seed, random_variants
+from .sampling import Variant, all_move_types, random_variants
 
 if TYPE_CHECKING:
     from ..ir.layers import LayerTypeRegistry
@@ -224,6 +224,7 @@ class FewShotProfileBuilder(ProfileBuilder):
         if o.resume:
             prof = self._load_fewshot()
             assert prof.fewshot is not None
+            seeds = self._resumed_seeds(prof)
             if set(prof.fewshot.chosen) <= prof.network_hashes() | {f.get("hash") for f in prof.failures}:
                 with self._measuring():  # nothing left to measure: a complete file stays exactly as it was read
                     prof.complete, prof.stopped = True, ""
@@ -238,9 +239,9 @@ class FewShotProfileBuilder(ProfileBuilder):
             if o.out.exists():
                 raise ProfileError(f"{str(o.out)!r} exists; pass --resume to continue it or choose another --out")
             priors = load_priors(o.priors, lt, o.batch_size, self.toolkit.hardware)
-            prof = self._new_profile()
+            seeds = self._new_seeds()
+            prof = self._new_profile(seeds)
         models = [prior_model(p, lt) for p in priors]
-        seeds = {s: load_seed(s, self.toolkit) for s in o.seeds}
         pool = random_variants(
             seeds,
             o.pool,
@@ -299,7 +300,7 @@ class FewShotProfileBuilder(ProfileBuilder):
         prof = DeviceProfile.load(o.out)
         if prof.fewshot is None:
             raise ProfileError(f"{str(o.out)!r} is a full profile, not a few-shot one: resume it without --fewshot")
-        check_device(prof, strict=True)
+        self._take_stored(prof)  # the stored plan wins, as for a full profile
         if o.priors:  # priors given again must be the stored ones
             given = {
                 p.content_hash()
@@ -311,26 +312,7 @@ class FewShotProfileBuilder(ProfileBuilder):
                     f"--prior differs from the priors {str(o.out)!r} was started with "
                     f"({', '.join(p.name for p in prof.fewshot.priors)}); resume without --prior"
                 )
-        if prof.runtime_name != o.runtime:
-            raise ProfileError(
-                f"profile {str(o.out)!r} was measured with runtime {prof.runtime_name!r}, not {o.runtime!r}; "
-                "resume it with the same --runtime"
-            )
-        plan = prof.plan  # the stored plan wins, as for a full profile
-        o.fewshot, o.pool = prof.fewshot.n, int(plan.get("pool", prof.fewshot.pool))
-        o.seeds = tuple(plan.get("seeds", o.seeds))
-        o.max_moves = int(plan.get("max_moves", o.max_moves))
-        o.rng_seed = int(plan.get("rng_seed", o.rng_seed))
-        o.threads = int(plan.get("threads", o.threads))
-        o.max_flops = plan.get("max_flops", o.max_flops)
-        o.statistic, o.batch_size = prof.statistic, prof.batch_size
-        if "network" in prof.settings:
-            from .measure import MeasureSettings
-
-            o.network_settings = MeasureSettings.from_json(prof.settings["network"])
-        self._elapsed_before = prof.elapsed_s
-        self._as_read = (prof.content_hash(), prof.complete, prof.stopped)
-        prof.complete, prof.stopped = False, ""
+        o.fewshot, o.pool = prof.fewshot.n, int(prof.plan.get("pool", prof.fewshot.pool))
         return prof
 
     def _regenerated(self, section: FewShotSection, pool: list[Variant]) -> list[Variant]:

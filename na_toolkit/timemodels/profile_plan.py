@@ -4,7 +4,8 @@ minimums of kernels and networks, and the measured time model of each runtime (`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class ProfileOptions:
     device: str = "cpu"
     runtime: str = "onnxruntime"
     samples: int = 100
+    #: registered seed names or IR .json / .onnx files (`profiler.resolve_seeds`)
     seeds: tuple[str, ...] = DEFAULT_SEEDS
     max_moves: int = 6
     adaptive_rounds: int = 2
@@ -78,6 +80,9 @@ class ProfileOptions:
     fewshot: int = 0
     priors: tuple[str, ...] = ()
     pool: int = 300
+    #: the options the caller set explicitly (the CLI: the arguments typed): on --resume each must agree with
+    #: the profile's stored one (`OPTION_FLAGS` names them in the error); the others take the stored values
+    explicit: frozenset[str] = field(default_factory=frozenset)
 
     def plan(self) -> dict[str, Any]:
         if self.fewshot:
@@ -103,8 +108,28 @@ class ProfileOptions:
         }
 
 
+#: the `na-toolkit profile` argument of each option whose stored value a resume keeps
+OPTION_FLAGS = {
+    "device": "--device",
+    "runtime": "--runtime",
+    "samples": "--samples",
+    "seeds": "--seed-net",
+    "max_moves": "--max-moves",
+    "adaptive_rounds": "--adaptive-rounds",
+    "batch_size": "--batch-size",
+    "threads": "--threads",
+    "rng_seed": "--rng-seed",
+    "kernel_settings": "--quick",
+    "fewshot": "--fewshot",
+    "pool": "--pool",
+    "priors": "--prior",
+}
+
+
 # ---- checks of a stored plan and settings (a profile file is user input: --resume runs what it says) ------
 #: (type, lowest, highest) of each plan entry a resumed profile takes; a plan of 10**9 samples ran for ever
+#: most seed networks a plan names
+MAX_SEEDS = 1_000
 PLAN_BOUNDS: dict[str, tuple[type, float, float]] = {
     "samples": (int, 0, 1_000_000),
     "max_moves": (int, 1, 1_000),
@@ -146,9 +171,29 @@ def check_plan(plan: dict[str, Any]) -> dict[str, Any]:
     _check_bounded("plan", plan, PLAN_BOUNDS)
     seeds = plan.get("seeds")
     if seeds is not None and not (
-        isinstance(seeds, list) and seeds and all(isinstance(s, str) and 0 < len(s) <= 4096 for s in seeds)
+        isinstance(seeds, list)
+        and 0 < len(seeds) <= MAX_SEEDS
+        and all(isinstance(s, str) and 0 < len(s) <= 4096 for s in seeds)
     ):
-        raise ValueError(f"plan.seeds must be a non-empty list of seed names or files, got {seeds!r}")
+        raise ValueError(f"plan.seeds must be a non-empty list of seed names or files, got {str(seeds)[:200]}")
+    networks = plan.get("seed_networks")
+    if networks is not None and not (
+        isinstance(seeds, list)
+        and isinstance(networks, list)
+        and len(networks) == len(seeds)
+        and all(
+            isinstance(n, dict)
+            and set(n) == {"hash", "arch"}
+            and isinstance(n["hash"], str)
+            and re.fullmatch(r"[0-9a-f]{16}", n["hash"])
+            and isinstance(n["arch"], dict)
+            for n in networks
+        )
+    ):
+        raise ValueError(
+            "plan.seed_networks must be a list of {hash, arch} tables, one per entry of plan.seeds, got "
+            f"{str(networks)[:200]}"
+        )
     statistic = plan.get("statistic")
     if statistic is not None and not isinstance(statistic, str):
         raise ValueError(f"plan.statistic must be a string, got {statistic!r}")
