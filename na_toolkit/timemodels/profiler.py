@@ -633,15 +633,15 @@ def resolve_seeds(refs: Sequence[str], toolkit: Toolkit, what: str = "--seed-net
     """The seed networks `refs` name, by the reference a profile stores: a registered name, or the absolute
     path of an IR .json or an .onnx file (a relative path is from the working directory). The forms, code
     path and errors of a search's `seed_network` (`search.config`), with `what` named in the errors."""
-    from ..search.config import _seed_reference, build_seed
+    from ..search.config import build_seed, seed_reference
 
     seeds: dict[str, Architecture] = {}
     for ref in refs:
         try:
-            reference = _seed_reference(ref, Path.cwd(), toolkit)
-            seeds.setdefault(reference, build_seed(reference, toolkit))
+            reference = seed_reference(ref, Path.cwd(), toolkit, label=what)
+            seeds.setdefault(reference, build_seed(reference, toolkit, label=what))
         except ConfigError as exc:
-            raise ProfileError(what + str(exc).removeprefix("seed_network")) from None
+            raise ProfileError(str(exc)) from None
     return seeds
 
 
