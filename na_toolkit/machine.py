@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import platform
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,26 @@ def machine_info() -> dict[str, Any]:
         "libraries": {k: v for k, v in libs.items() if v is not None},
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def source_revision() -> dict[str, Any] | None:
+    """The git commit of the na_toolkit code that runs (`commit`), and whether tracked files differ from it
+    (`dirty`): which code made a benchmark's figures. None where the package is not in a git checkout (an
+    installed wheel) or git is missing."""
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if changed is None else bool(changed)}
 
 
 # ---- local device strings ---------------------------------------------------------------------------

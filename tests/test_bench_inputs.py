@@ -162,9 +162,31 @@ def test_bench_prints_and_writes_strict_json_with_nan_as_null(tmp_path, capsys):
         assert "NaN" not in text and "Infinity" not in text
         doc = json.loads(text, parse_constant=_no_constants)
         assert doc["spearman"] is None and doc["per_seed"] == [0.5, None] and doc["n"] is None
+        assert doc["source"]["command"] is None  # the parser was driven without a command line
     args = parser.parse_args(["bench", "nanfigures"])
     assert args._run(args) == 0
     assert capsys.readouterr().out.splitlines() == ["spearman: null", "per_seed: [0.5, null]", "n: null"]
+
+
+def test_bench_json_says_how_it_was_made(run_cli):
+    """The command line and the code's commit are in the result (a committed figure must say what made it)."""
+    import subprocess
+
+    import na_toolkit
+
+    res = run_cli(*IR_SMALL, "--json", timeout=120)
+    assert res.returncode == 0, res.stderr
+    source = res.json()["source"]
+    assert source["command"] == "na-toolkit " + " ".join(IR_SMALL) + " --json"
+    head = subprocess.run(
+        ["git", "-C", str(Path(na_toolkit.__file__).parent), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    if head.returncode != 0:  # not a git checkout (an installed wheel): nothing to name
+        assert source["commit"] is None
+    else:
+        assert source["commit"] == head.stdout.strip() and isinstance(source["dirty"], bool)
+    # the command line is not a parameter of the benchmark
+    assert "params" in res.json() and "_argv" not in res.json()["params"]
 
 
 # ---- 2. a few-shot profile in bench latency --------------------------------------------------------------

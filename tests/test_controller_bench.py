@@ -106,8 +106,26 @@ def test_variants_differ_in_behaviour_and_keep_the_scoring_budget(bench):
     assert per["walks-only"]["policy_proposals_mean"] == 0 and per["walks-only"]["walk_proposals_mean"] > 0
     assert per["policy-only"]["walk_proposals_mean"] == 0 and per["policy-only"]["policy_proposals_mean"] > 0
     assert per["random"]["policy_proposals_mean"] > 0  # uniformly random moves in the policy's place
+    assert all(f["fill_proposals_mean"] >= 0 for f in per.values())  # fill-ups: not the variant's own
     for f in per.values():
         assert 0 < f["max_scored_per_evaluation"] <= BUDGET
+
+
+def test_fill_up_walks_are_counted_apart_from_the_policys_proposals():
+    """One single-move episode per update finds fewer than n new networks: random walks fill the ask up
+    (`_fill`). They are counted as fill-up proposals, never as the policy's, so the policy-only ablation
+    shows how much of it was not the policy."""
+    from na_toolkit.store.memory import MemoryRunStore
+
+    doc = _search(Path("."), episodes=1, episode_length=1, explore_episodes=0)
+    store = MemoryRunStore("f", doc)
+    result = run_search(doc, toolkit=default_toolkit(), progress=False, outputs=False, store=store)
+    state = store.load_checkpoint("strategy")[1]
+    totals = state["report"]["totals"]
+    assert totals["fill_proposals"] > 0 and totals["walk_proposals"] == 0
+    assert "neural-architect:random" in {e.candidate.origin for e in result.evaluated}
+    # every proposal returned to the loop is counted once, as the policy's or as a fill-up
+    assert totals["policy_proposals"] + totals["fill_proposals"] == state["proposed_total"]
 
 
 def _search(tmp_path: Path, **options) -> dict:

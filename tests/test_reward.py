@@ -1,6 +1,7 @@
 """The reward at and around every breakpoint (the budget limits), both forms, hard and soft budgets."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -163,6 +164,29 @@ def test_bad_objectives_and_missing_metrics():
         compute_reward({"accuracy": 1.0}, [Budget("energy_mj@cpu", 1.0)])
     with pytest.raises(ConfigError, match="accuracy"):
         compute_reward({"latency_ms@cpu": 1.0}, [])
+
+
+def test_mnasnet_accuracy_weight_scales_the_product():
+    """The documented formula, by hand: R = w_acc · acc · Π (value/limit)^(weight·α or weight·β)."""
+    obj = Objectives(form="mnasnet", accuracy_weight=2.0, mnasnet_alpha=-0.07, mnasnet_beta=-0.5)
+    budgets = [Budget("model_size_bytes", 16e6), Budget("latency_ms@cpu", 4.0, weight=2.0)]
+    r = compute_reward({"accuracy": 0.9, "model_size_bytes": 8e6, "latency_ms@cpu": 5.0}, budgets, obj)
+    assert r.reward == pytest.approx(2.0 * 0.9 * 0.5**-0.07 * 1.25**-1.0)
+    assert r.violations == ("latency_ms@cpu",)
+
+
+@pytest.mark.parametrize("value", [0.5, 1e-9, math.inf, math.nan])
+def test_a_positive_infeasible_reward_is_refused(value):
+    """Above 0 it would rank a candidate that breaks a hard budget above a feasible one (reward >= 0):
+    refused in the library and in a config."""
+    from na_toolkit.search.config import parse_config
+
+    with pytest.raises(ConfigError, match="infeasible_reward"):
+        Objectives(infeasible_reward=value)
+    doc = {"seed_network": "simple-cnn", "evaluations": 2, "reward": {"infeasible_reward": value}}
+    with pytest.raises(ConfigError, match="infeasible_reward"):
+        parse_config(doc, Path("."))
+    assert Objectives(infeasible_reward=0.0).infeasible_reward == 0.0
 
 
 def test_reward_is_pure():

@@ -165,6 +165,12 @@ def test_each_variant_reports_its_best_network_latency_and_bound(nb201):
         assert arch.hash == outcome.best_hash
         variant_tm = RooflineTimeModel.from_toolkit(toolkit, device=model)
         assert variant_tm.estimate(arch, 32).latency_ms == pytest.approx(outcome.latency_ms)
+    for outcome in result.outcomes:  # every search used its budget: nothing to explain below the table
+        assert outcome.stop_reason == f"the evaluation budget ({doc['evaluations']}) is spent"
+        assert outcome.failed_evaluations == 0
+    from na_toolkit.search.whatif_report import whatif_notes
+
+    assert whatif_notes(result.to_json()) == []
     # a slower memory makes the memory-bound share of the same kind of network larger
     half, _, double = result.outcomes
     assert half.bounds.memory_share > double.bounds.memory_share
@@ -185,6 +191,42 @@ def test_the_baseline_variant_is_the_plain_search(nb201):
     best = plain.get(plain.best["orin"])
     assert best.score.metrics["latency_ms@orin"] == pytest.approx(baseline.latency_ms)
     assert best.score.metrics["accuracy"] == pytest.approx(baseline.accuracy)
+
+
+@pytest.mark.slow
+def test_a_variant_that_stops_short_says_why():
+    """A quarter of the bandwidth puts every cell the search reaches over the hard budget: the screen drops
+    every proposal, the search stops short of its evaluations, and the what-if says why (row, log, notes)."""
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    from na_toolkit.search.whatif import run_whatif
+    from na_toolkit.search.whatif_report import whatif_markdown, whatif_text
+
+    lines: list[str] = []
+    doc = copy.deepcopy(NB201_DOC)
+    result = run_whatif(doc, None, ["memory_bandwidth=0.25x,1x"], toolkit=default_toolkit(), log=lines.append)
+    short, full = result.outcomes
+    assert short.evaluations < doc["evaluations"] and short.best_hash is None
+    assert "proposed no new candidate" in short.stop_reason and "broke a hard budget" in short.stop_reason
+    assert f"({short.evaluations} of {doc['evaluations']} evaluations used)" in short.stop_reason
+    assert full.evaluations == doc["evaluations"] and "spent" in full.stop_reason
+    assert short.to_json()["stop_reason"] == short.stop_reason  # in whatif.json
+    assert "memory_bandwidth=0.25x: no feasible network (" in lines[0] and "; stopped short: the strategy" in lines[0]
+    assert "stopped short" not in lines[1]
+    text = whatif_text(result.to_json())
+    assert text.splitlines()[-1] == f"memory_bandwidth=0.25x: stopped short: {short.stop_reason}"
+    assert f"- memory_bandwidth=0.25x: stopped short: {short.stop_reason}" in whatif_markdown(result.to_json())
+
+
+def test_a_variant_note_names_failures_and_reads_results_without_a_stop_reason():
+    from na_toolkit.search.whatif import variant_note
+
+    row = {"evaluations": 8, "best_hash": "abc", "infeasible_reason": None}
+    assert variant_note(row, 8) is None
+    assert variant_note({**row, "failed_evaluations": 2}, 8) == "2 of 8 evaluations failed"
+    # a whatif.json written before the stop reason was recorded still says the search stopped short
+    assert variant_note({**row, "evaluations": 5}, 8) == "used 5 of 8 evaluations"
+    none = {"evaluations": 8, "best_hash": None, "infeasible_reason": "every candidate breaks latency_ms"}
+    assert variant_note(none, 8) == "none feasible: every candidate breaks latency_ms"
 
 
 def test_time_models_that_cannot_be_scaled_are_refused(tmp_path):
@@ -313,6 +355,7 @@ def test_bench_whatif_on_nb201(tmp_path):
         assert r["table_optimum"]["latency_ms"] <= out["budget_ms"]
         (search,) = r["search"]
         assert search["latency_ms"] is None or search["latency_ms"] <= out["budget_ms"]
+        assert search["evaluations"] == 4 and search["stop_reason"] == "the evaluation budget (4) is spent"
     assert out["distinct_best_networks"]["table_optimum"] >= 1
     # the first seed's what-if is there as the command prints it, and its searches are the ones reported
     first = out["first_seed"]

@@ -1,4 +1,5 @@
-"""`na-toolkit bench NAME [args] --json`: run a benchmark, print one JSON object (figures, params, machine).
+"""`na-toolkit bench NAME [args] --json`: run a benchmark, print one JSON object (figures, params, source,
+machine).
 
 One subcommand per benchmark registered in the toolkit (`toolkit.benchmarks`, filled by the
 `na_register_benchmarks` hook: the built-in ones and those of installed plugins).
@@ -10,6 +11,7 @@ import argparse
 import contextlib
 import functools
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ NOT_PARAMS = frozenset(
         "_run",
         "_plugin",
         "_strict_plugins",
+        "_argv",
         "command",
         "strict_plugins",
         "toolkit",
@@ -100,6 +103,20 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in NOT_PARAMS}
 
 
+def _source(args: argparse.Namespace) -> dict[str, Any]:
+    """How the result was made: the command line (None when the parser was driven without one, as tests do)
+    and the code's git commit (`machine.source_revision`; None outside a git checkout)."""
+    from ..machine import source_revision
+
+    argv = getattr(args, "_argv", None)
+    revision = source_revision() or {}
+    return {
+        "command": None if argv is None else shlex.join(["na-toolkit", *argv]),
+        "commit": revision.get("commit"),
+        "dirty": revision.get("dirty"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from ..machine import machine_info
 
@@ -111,7 +128,12 @@ def run(args: argparse.Namespace) -> int:
     # raylet's warnings on stdout) goes to stderr
     with contextlib.redirect_stdout(sys.stderr):
         figures = toolkit.benchmarks.get(args.bench).run(args, toolkit)
-    result = {**figures, "params": {"benchmark": args.bench, **_params(args)}, "machine": machine_info()}
+    result = {
+        **figures,
+        "params": {"benchmark": args.bench, **_params(args)},
+        "source": _source(args),
+        "machine": machine_info(),
+    }
     text = _json(result, indent=2)
     if args.out:
         write_text_atomic(Path(args.out), text + "\n")

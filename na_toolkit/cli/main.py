@@ -230,6 +230,7 @@ def _main(argv: list[str] | None) -> int:
         toolkit = _load(strict)
         parser = build_parser(toolkit, strict)
         args = parser.parse_args(argv)
+        args._argv = argv  # the command line as given: a benchmark records how it was made
         if getattr(args, "_run", None) is None:
             parser.print_help()
             return 2

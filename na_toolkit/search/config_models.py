@@ -196,7 +196,11 @@ class RewardDoc(ConfigDocument):
     hard: bool = Field(default=False, description="default of every budget's `hard`")
     mnasnet_alpha: float = Objectives.mnasnet_alpha
     mnasnet_beta: float = Objectives.mnasnet_beta
-    infeasible_reward: float = Objectives.infeasible_reward
+    infeasible_reward: float = Field(
+        default=Objectives.infeasible_reward,
+        le=0,
+        description="base reward of a candidate that breaks a hard budget (<= 0: below every feasible one)",
+    )
 
     def objectives(self) -> Objectives:
         return Objectives(**self.model_dump(exclude={"hard"}))

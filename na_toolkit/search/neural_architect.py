@@ -184,7 +184,15 @@ class NeuralArchitectStrategy(Strategy):
         self.proposed_total = 0
         #: what the strategy did, for the controller plot and summary.json (see `report`)
         self.history: list[dict[str, float]] = []
-        self.totals = {"asks": 0, "scored": 0, "max_scored_per_n": 0.0, "policy_proposals": 0, "walk_proposals": 0}
+        self.totals = {
+            "asks": 0,
+            "scored": 0,
+            "max_scored_per_n": 0.0,
+            "policy_proposals": 0,
+            "walk_proposals": 0,
+            # random walks that filled up an ask the policy and the walks left short of n (`_fill`)
+            "fill_proposals": 0,
+        }
         # predicted objectives of networks scored in earlier asks: a reward known for free (for training)
         self._memory: LRUCache[str, float] = LRUCache(maxsize=50_000)
         self._scored_now = 0
@@ -268,6 +276,7 @@ class NeuralArchitectStrategy(Strategy):
         t["max_scored_per_n"] = max(t["max_scored_per_n"], self._scored_now / max(n, 1))
         t["policy_proposals"] += sum(c.origin in (self.name, f"{self.name}:uniform") for c in out)
         t["walk_proposals"] += sum(c.origin == f"{self.name}:explore" for c in out)
+        t["fill_proposals"] += sum(c.origin == f"{self.name}:random" for c in out)
         return out
 
     def _episodes(self, evaluated: dict[str, Any]) -> tuple[list[Run], list[tuple[Architecture, Any, Candidate]]]:
@@ -408,7 +417,7 @@ class NeuralArchitectStrategy(Strategy):
     def report(self) -> dict[str, Any]:
         """What the strategy did, for summary.json's `controller` section and controller.png: one entry per
         update (mean predicted reward of the policy's proposals, entropy, losses, networks scored) and the
-        totals (asks, networks scored, policy and walk proposals returned)."""
+        totals (asks, networks scored, policy, walk and fill-up proposals returned)."""
         return {
             "policy": self.policy,
             "scoring_budget": self.scoring_budget,

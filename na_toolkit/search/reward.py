@@ -10,14 +10,15 @@ Two forms:
   overshoot (the paper penalises model size past 16 MB this way).
 - ``mnasnet`` (Tan et al. 2019, "MnasNet: Platform-Aware Neural Architecture Search for Mobile", eq. 2):
 
-      R = acc · Π_b (value_b / limit_b) ^ w_b,   w_b = α if value_b ≤ limit_b else β
+      R = w_acc · acc · Π_b (value_b / limit_b) ^ w_b,   w_b = λ_b·α if value_b ≤ limit_b else λ_b·β
 
-  α = β = −0.07 is the paper's soft trade-off; α = 0, β = −1 its hard-constraint variant.
+  (λ_b the budget's weight, w_acc = 1 by default); α = β = −0.07 is the paper's soft trade-off; α = 0, β = −1
+  its hard-constraint variant.
 
 A budget may be *hard*: violating it makes the candidate infeasible and its reward
-``infeasible_reward − Σ_hard excess_b`` (below every feasible candidate whose reward is above
-``infeasible_reward``, and still ordered by how far it overshoots, so a learning controller is pulled
-towards the feasible region instead of seeing a flat floor).
+``infeasible_reward − Σ_hard excess_b`` (below every feasible candidate, whose reward is >= 0 in both forms,
+as ``infeasible_reward`` <= 0; still ordered by how far it overshoots, so a learning controller is pulled
+towards the feasible region instead of seeing a flat floor; soft terms and weights do not enter it).
 
 ``feasible`` is True when every budget is met, hard or soft; ``violations`` names the budgets that are not.
 
@@ -102,6 +103,13 @@ class Objectives:
             raise ConfigError(f"reward form must be one of {list(FORMS)}, got {self.form!r}")
         if not math.isfinite(self.accuracy_weight) or self.accuracy_weight <= 0:
             raise ConfigError(f"accuracy weight must be > 0, got {self.accuracy_weight!r}")
+        # a feasible candidate's reward is >= 0 in both forms (accuracy >= 0, factors > 0)
+        if not is_finite_number(self.infeasible_reward) or self.infeasible_reward > 0:
+            raise ConfigError(
+                f"reward.infeasible_reward must be a finite number <= 0, got {self.infeasible_reward!r}: a feasible "
+                "candidate's reward is >= 0, and a positive one would rank candidates that break a hard budget "
+                "above feasible ones"
+            )
 
 
 @dataclass(frozen=True)

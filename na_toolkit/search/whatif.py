@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
     from .summary import SearchResult
 
-__all__ = ["LatencyBounds", "VariantOutcome", "WhatIfResult", "run_whatif", "select_device"]
+__all__ = ["LatencyBounds", "VariantOutcome", "WhatIfResult", "run_whatif", "select_device", "variant_note"]
 
 #: the resources a roofline latency is split into
 BOUNDS = ("compute", "memory", "launch")
@@ -90,10 +90,15 @@ class VariantOutcome:
     test_accuracy: float | None
     latency_ms: float | None
     bounds: LatencyBounds | None
+    #: evaluations the search made (failed ones included): fewer than asked when it stopped short
     evaluations: int
     #: evaluated networks that meet the device's budgets (and the global ones)
     feasible_evaluations: int
+    #: evaluations that failed (the evaluator or a runtime rejected the network)
+    failed_evaluations: int
     infeasible_reason: str | None
+    #: why the search stopped (the run's stop reason): its evaluation budget spent, or why it stopped short
+    stop_reason: str
     elapsed_s: float
     #: the best network is the baseline variant's (None without a baseline or a best network)
     same_as_baseline: bool | None = None
@@ -136,6 +141,24 @@ class WhatIfResult:
             "variants": [o.to_json() for o in self.outcomes],
             "distinct_best_networks": len({o.best_hash for o in self.outcomes if o.best_hash is not None}),
         }
+
+
+def variant_note(outcome: Mapping[str, Any], asked: int) -> str | None:
+    """What a variant's row alone does not say (`outcome` is `VariantOutcome.to_json()`, `asked` the
+    evaluations per variant): why its search stopped short of `asked`, how many evaluations failed, and why
+    no network is feasible. None when it used its whole budget and found a feasible network. Results written
+    before the stop reason was recorded have none to give."""
+    parts = []
+    used = int(outcome["evaluations"])
+    if used < asked:
+        why = outcome.get("stop_reason")  # the loop's own words give the count and the cause
+        parts.append(f"stopped short: {why}" if why else f"used {used} of {asked} evaluations")
+    failed = int(outcome.get("failed_evaluations") or 0)
+    if failed:
+        parts.append(f"{failed} of {used} evaluations failed")
+    if outcome["best_hash"] is None and outcome.get("infeasible_reason") and used >= asked:
+        parts.append(f"none feasible: {outcome['infeasible_reason']}")
+    return "; ".join(parts) or None
 
 
 # ---- the device ------------------------------------------------------------------------------------------
@@ -243,7 +266,9 @@ def _outcome(
         bounds=bounds,
         evaluations=len(result.evaluated),
         feasible_evaluations=sum(bool(e.feasible_for.get(dev.name)) for e in ok),
+        failed_evaluations=len(result.evaluated) - len(ok),
         infeasible_reason=result.infeasible.get(dev.name),
+        stop_reason=result.stop_reason,
         elapsed_s=round(elapsed_s, 3),
     )
 
@@ -285,7 +310,11 @@ def run_whatif(
                     if outcome.best_hash is not None and outcome.accuracy is not None and outcome.latency_ms is not None
                     else "no feasible network"
                 )
-                log(f"[whatif] {variant.index + 1}/{len(points)} {variant.label}: {found} ({outcome.elapsed_s:.1f} s)")
+                note = variant_note(outcome.to_json(), cfg.evaluations)
+                log(
+                    f"[whatif] {variant.index + 1}/{len(points)} {variant.label}: {found} ({outcome.elapsed_s:.1f} s)"
+                    + (f"; {note}" if note else "")
+                )
     baseline = next((o for o in outcomes if o.baseline), None)
     if baseline is not None and baseline.best_hash is not None:
         outcomes = [

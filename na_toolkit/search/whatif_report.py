@@ -19,7 +19,7 @@ from typing import Any
 from ..files import write_atomic, write_text_atomic
 from ..timemodels.hwmodel import save_hardware_model
 from .outputs import format_accuracy, markdown_table, text_table
-from .whatif import BOUNDS, WhatIfResult
+from .whatif import BOUNDS, WhatIfResult, variant_note
 from .whatif_vary import short_name
 
 #: what each bound is drawn in
@@ -68,9 +68,17 @@ def whatif_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def whatif_notes(doc: Mapping[str, Any]) -> list[str]:
+    """One line per variant whose row needs a word more (`whatif.variant_note`): a search that stopped short of
+    its evaluations and why, failed evaluations, why none is feasible."""
+    notes = ((o["label"], variant_note(o, doc["evaluations"])) for o in doc["variants"])
+    return [f"{label}: {note}" for label, note in notes if note]
+
+
 def whatif_text(doc: Mapping[str, Any]) -> str:
-    """The table as aligned text (what the CLI prints), with the setting above it."""
-    return _setting(doc) + "\n\n" + text_table(*whatif_rows(doc))
+    """The table as aligned text (what the CLI prints), with the setting above it and the notes below."""
+    notes = whatif_notes(doc)
+    return _setting(doc) + "\n\n" + text_table(*whatif_rows(doc)) + "".join("\n" + n for n in notes)
 
 
 def _setting(doc: Mapping[str, Any]) -> str:
@@ -83,6 +91,7 @@ def _setting(doc: Mapping[str, Any]) -> str:
 
 
 def whatif_markdown(doc: Mapping[str, Any]) -> str:
+    notes = [f"- {n}" for n in whatif_notes(doc)]
     lines = [
         f"# What-if hardware: {doc['device']}",
         "",
@@ -94,6 +103,8 @@ def whatif_markdown(doc: Mapping[str, Any]) -> str:
         "",
         markdown_table(*whatif_rows(doc)),
         "",
+        *notes,
+        *([""] if notes else []),
         f"Distinct best networks: {doc['distinct_best_networks']} of {len(doc['variants'])} variants.",
         "",
     ]

@@ -169,6 +169,7 @@ def _one(job: tuple[Any, ...]) -> dict[str, Any]:
         "max_scored_per_n": float(totals.get("max_scored_per_n", 0.0)),
         "policy_proposals": int(totals.get("policy_proposals", 0)),
         "walk_proposals": int(totals.get("walk_proposals", 0)),
+        "fill_proposals": int(totals.get("fill_proposals", 0)),
         "evaluations": result.counters.evaluations,
     }
     print(
@@ -217,6 +218,9 @@ def _variant_figures(rows: list[dict[str, Any]], trained: list[dict[str, Any]] |
         "max_scored_per_evaluation": max(r["max_scored_per_n"] for r in rows),
         "policy_proposals_mean": float(np.mean([r["policy_proposals"] for r in rows])),
         "walk_proposals_mean": float(np.mean([r["walk_proposals"] for r in rows])),
+        # random walks that filled an ask up to n: not the variant's own proposals (policy-only is not pure
+        # policy where this is above 0)
+        "fill_proposals_mean": float(np.mean([r["fill_proposals"] for r in rows])),
     }
     out["valid_accuracy_per_seed"] = [None if math.isnan(r["valid"]) else round(r["valid"], 4) for r in rows]
     if trained is not None:

@@ -172,7 +172,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
                         "test_accuracy": None if o.test_accuracy is None else round(100 * o.test_accuracy, 4),
                         "latency_ms": None if o.latency_ms is None else round(o.latency_ms, 6),
                         "bounds": None if o.bounds is None else asdict(o.bounds),
+                        "evaluations": o.evaluations,
                         "feasible_evaluations": o.feasible_evaluations,
+                        # why a search that used fewer than --evaluations stopped short
+                        "stop_reason": o.stop_reason,
                     }
                 )
     if args.plot:
