@@ -87,6 +87,10 @@ def source_revision() -> dict[str, Any] | None:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
+    # the package's own files must be tracked: an installed copy inside another project's checkout (a
+    # virtual environment in a repository) is not that project's commit
+    if git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return None
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -241,3 +243,32 @@ def test_bench_latency_refuses_a_profile_of_another_runtime_or_device_kind(run_c
         "'cuda:0', and --device is 'cpu'. Give a profile built by `na-toolkit profile --device cpu` (onnxruntime, "
         "batch size 1), or leave --profile out to build one"
     )
+
+
+def test_a_copy_installed_inside_another_projects_checkout_names_no_commit(tmp_path):
+    # a virtual environment inside a user's repository: that repository's HEAD is not the toolkit's commit
+    import shutil
+    import subprocess
+
+    import na_toolkit
+
+    project = tmp_path / "project"
+    site = project / ".venv" / "site-packages"
+    shutil.copytree(Path(na_toolkit.__file__).parent, site / "na_toolkit", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".gitignore").write_text(".venv/\n")
+    for command in (
+        ["init", "-q"],
+        ["add", ".gitignore"],
+        ["-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "x"],
+    ):
+        subprocess.run(["git", "-C", str(project), *command], check=True, capture_output=True)
+    code = "from na_toolkit.machine import source_revision; print(source_revision())"
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
