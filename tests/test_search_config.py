@@ -152,7 +152,18 @@ BAD = [
         with_("budgets.model_size_bytes", float("inf")),
         "budgets.model_size_bytes.limit: Input should be a finite number",
     ),
-    (with_("budgets.model_size_bytes", "16MB"), "budgets.model_size_bytes: Input should be a valid dictionary"),
+    # a budget or component of the wrong type said "a valid dictionary or instance of BudgetDoc / ComponentDoc"
+    (
+        with_("budgets.model_size_bytes", "16MB"),
+        "budgets.model_size_bytes: must be a number (the limit, in the metric's unit) or a table { limit, weight, "
+        "hard } (got '16MB')",
+    ),
+    (
+        with_("devices.cpu.budgets.latency_ms", "0.2ms"),
+        "devices.cpu.budgets.latency_ms: must be a number (the limit, in the metric's unit) or a table",
+    ),
+    (with_("strategy", 3), 'strategy: must be a name or a table { name = "...", options = { ... } } (got 3)'),
+    (with_("devices.cpu.measure", ["onnxruntime"]), "devices.cpu.measure: must be a name or a table"),
     (
         with_("devices.cpu.budgets.latency_ms", {"limit": -1.0}),
         "devices.cpu.budgets.latency_ms.limit: Input should be greater than 0",
@@ -350,6 +361,12 @@ def test_a_path_object_is_read_as_its_string_anywhere_in_a_dict_config(tmp_path)
     cfg = resolve_config(load_config(doc, base_dir=tmp_path), default_toolkit())
     assert cfg.devices[0].time_model.options["device"] == str(hw)
     json.dumps(cfg.to_json())  # what the run store keeps
+
+
+def test_a_budget_of_none_in_a_dict_config_is_no_budget(tmp_path):
+    # `latency_ms: None` crashed with AttributeError: 'NoneType' object has no attribute 'hard'
+    cfg = load_config(with_("devices.cpu.budgets.latency_ms", None), base_dir=tmp_path)
+    assert [b.metric for b in cfg.budgets] == ["model_size_bytes"]
 
 
 def test_a_config_the_store_cannot_hold_leaves_no_store_file(tmp_path):

@@ -257,6 +257,8 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
         out = []
         for metric in raw if isinstance(raw, Mapping) else {}:  # the order written: rewards sum in it
             b = getattr(table, metric)
+            if b is None:  # a dict config's `latency_ms: None`: no budget, as if left out
+                continue
             hard = all_hard if b.hard is None else b.hard
             out.append(Budget(metric_name(metric), b.limit, b.weight, hard))
         return tuple(out)

@@ -10,9 +10,10 @@ docs/search.md describes the format with a complete example.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..validation import Document
@@ -39,13 +40,23 @@ class ConfigDocument(Document):
 
 def _table_of_name(value: Any) -> Any:
     """A component may be given by its name alone: `executor = "local"`."""
-    return {"name": value} if isinstance(value, str) else value
+    if isinstance(value, str):
+        return {"name": value}
+    if value is not None and not isinstance(value, (Mapping, BaseModel)):  # else pydantic names the model class
+        raise PydanticCustomError("component", 'must be a name or a table { name = "...", options = { ... } }')
+    return value
 
 
 def _table_of_limit(value: Any) -> Any:
     """A budget may be given by its limit alone: `model_size_bytes = 16e6`."""
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return {"limit": value} if is_number else value
+    if is_number:
+        return {"limit": value}
+    if value is not None and not isinstance(value, (Mapping, BaseModel)):  # "0.2ms": pydantic names the class
+        raise PydanticCustomError(
+            "budget", "must be a number (the limit, in the metric's unit) or a table { limit, weight, hard }"
+        )
+    return value
 
 
 class ComponentDoc(ConfigDocument):
