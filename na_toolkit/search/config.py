@@ -24,13 +24,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import ValidationError
 
 from ..errors import ConfigError, NAToolkitError, UnknownComponentError
 from ..files import read_toml
 from ..validation import format_validation_error, validate
-from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings
+from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
 from .options import check_options, takes_option
 from .reward import Budget, Objectives, device_metric
 
@@ -182,53 +181,8 @@ def load_config(
             doc[key] = value
     # a library user's Path (for `output`, `seed_network`, `dataset` or an option naming a file) is the string
     # a TOML file would hold
-    doc = _paths_as_strings(doc)
-    _check_storable(doc, "")
-    config = parse_config(doc, base)
+    config = parse_config(plain_document(doc), base)
     return config if toolkit is None else resolve_config(config, toolkit)
-
-
-def _paths_as_strings(value: Any) -> Any:
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        return {k: _paths_as_strings(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_paths_as_strings(v) for v in value)
-    return value
-
-
-def _check_storable(value: Any, key: str) -> None:
-    """A run keeps its config as JSON in its store (to resume and report it): a value JSON cannot hold (a
-    loaded Dataset, an Architecture, any Python object of a dict config) is refused here, naming its key,
-    before a run folder exists."""
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _check_storable(v, f"{key}.{k}" if key else str(k))
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_storable(v, f"{key}[{i}]")
-    elif not (value is None or isinstance(value, (str, bool, int, float, np.generic, np.ndarray))):
-        raise ConfigError(_not_storable(value, key))
-
-
-def _not_storable(value: Any, key: str) -> str:
-    from ..datasets.base import Dataset, DatasetSource
-    from ..ir.architecture import Architecture
-
-    if isinstance(value, (Dataset, DatasetSource)):
-        todo = (
-            "give a registered dataset's name, an image folder or an .npz file (np.savez(path, x=x, y=y) writes "
-            "one; docs/datasets.md)"
-        )
-    elif isinstance(value, Architecture):
-        todo = "save it (arch.save('seed.json')) and give the file's path"
-    else:
-        todo = "give what a TOML file can hold (a string, number, boolean, list or table)"
-    return (
-        f"{key}: {type(value).__name__} objects cannot be part of a search config, which the run keeps as JSON "
-        f"(to resume and report it); {todo}"
-    )
 
 
 def _validate_document(doc: Mapping[str, Any]) -> SearchDocument:
