@@ -469,6 +469,21 @@ def test_a_registered_seed_is_built_for_the_searchs_own_data_and_a_seed_file_is_
         build_components(cfg, default_toolkit())
 
 
+def test_a_seed_built_for_one_shape_that_misfits_the_data_names_the_seeds_built_for_it(tmp_path):
+    cfg = load_config(with_("seed_network", "mobilenetv3-small"), base_dir=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        build_components(resolve_config(cfg, default_toolkit()), default_toolkit())
+    message = str(info.value)
+    assert message.startswith("evaluator 'torch' cannot evaluate seed_network 'mobilenetv3-small' on dataset 'digits'")
+    assert "the seed is built for one input shape" in message and "simple-cnn, resnet-cifar" in message
+
+
+def test_the_evaluators_default_dataset_is_not_named_none(tmp_path):
+    cfg = load_config(with_("seed_network", "mobilenetv3-small", with_("dataset", DELETE)), base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="on its default dataset: "):
+        build_components(resolve_config(cfg, default_toolkit()), default_toolkit())
+
+
 def test_a_seed_that_cannot_be_built_for_the_data_is_a_config_error_naming_both(tmp_path):
     import types
 
