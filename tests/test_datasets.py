@@ -132,6 +132,12 @@ def test_npz_file(tmp_path):
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 1, 2, 2)))
     with pytest.raises(DataError, match="lacks array.*y"):
         dataset_from_npz(tmp_path / "bad.npz").load()
+    # arrays saved under other names: the message lists what the file holds and how to save it
+    np.savez(tmp_path / "named.npz", images=np.zeros((3, 1, 2, 2)), labels=np.arange(3))
+    with pytest.raises(
+        DataError, match=r"lacks array\(s\) x, y \(it holds: images, labels\).*np\.savez\(path, x=images"
+    ):
+        dataset_from_npz(tmp_path / "named.npz").load()
     # a file that is no zip of arrays, and arrays of Python objects: named as such, never unpickled
     (tmp_path / "text.npz").write_text("x,y\n0,1\n")
     with pytest.raises(DataError, match=r"'.*text.npz' is not an .npz file \(a zip of arrays, as np.savez"):

@@ -157,6 +157,14 @@ def test_cli_evaluate_json_and_errors(tmp_path):
     assert bad.stderr.strip().count("\n") == 0 and "(3, 8, 8)" in bad.stderr and "(1, 8, 8)" in bad.stderr
 
 
+def test_cli_evaluate_of_a_seed_built_for_one_shape_names_the_seeds_built_for_the_data():
+    # said "build the network for the dataset's shape", which a seed name leaves the user no way to do
+    bad = _cli("evaluate", "mobilenetv3-small", "--dataset", "digits", "--epochs", "1")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
+    assert "seed 'mobilenetv3-small' takes input (3, 224, 224) and outputs (1000,)" in bad.stderr
+    assert "the seed is built for one input shape" in bad.stderr and "simple-cnn, resnet-cifar" in bad.stderr
+
+
 def test_cli_evaluate_refuses_a_dataset_or_an_option_the_evaluator_does_not_take():
     # the rule of a search config's `dataset`: an evaluator whose options do not name it takes none
     bad = _cli("evaluate", "simple-cnn", "--evaluator", "synthetic", "--dataset", "digits")

@@ -127,6 +127,22 @@ def test_an_unsupported_op_is_named_with_its_source_line():
     assert message.startswith("torch op aten.flip.default") and "unsupported op" in message
     assert f"test_from_torch.py:{_line('FLIP-LINE')}" in message and ".flip(1)" in message
     assert "\n" not in message and "conv2d" in message  # one line, listing what is supported
+    assert "replace it in the model with supported ops, or register a layer type" in message  # what to do
+
+
+def test_a_final_softmax_is_told_to_go_since_networks_output_logits():
+    classifier = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Softmax(dim=1))
+    with pytest.raises(TorchImportError) as info:
+        from_torch(classifier, torch.randn(1, 3, 8, 8), layer_types())
+    message = str(info.value)
+    assert message.startswith("torch op aten.softmax.int") and "remove the final softmax" in message
+    assert "register a layer type" not in message
+
+
+def test_the_toolkit_given_for_the_layer_types_says_to_pass_its_layer_types():
+    # from_torch(module, x, toolkit) raised AttributeError: 'Toolkit' object has no attribute 'items'
+    with pytest.raises(TypeError, match=r"got the Toolkit itself: pass toolkit\.layer_types"):
+        from_torch(nn.ReLU(), torch.randn(1, 3, 8, 8), default_toolkit())
 
 
 def test_a_supported_op_in_a_form_the_layers_cannot_hold():

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 import na_toolkit
 from conftest import default_toolkit, get_seed, layer_types
@@ -333,6 +334,38 @@ def test_unsupported_op_names_the_op_and_the_node():
         from_onnx(_tanh_graph(), layer_types())
     assert "\n" not in str(info.value)
     assert "supported: " in str(info.value) and "Conv" in str(info.value)
+    assert "register a layer type that imports it" in str(info.value)  # what to do about it
+
+
+@pytest.mark.parametrize("last", [True, False])
+def test_a_final_softmax_is_told_to_go_since_networks_output_logits(last):
+    # a classifier exported with its softmax: the op is unsupported, and the advice is to drop it, not to write
+    # a layer type; a softmax inside the network gets the general advice
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    layers = [nn.Conv2d(3, 4, 3), *head, nn.Softmax(1)] if last else [nn.Conv2d(3, 4, 3), nn.Softmax(1), *head]
+    with pytest.raises(OnnxImportError) as info:
+        from_onnx(torch_export(nn.Sequential(*layers).eval(), (3, 8, 8)), layer_types())
+    message = str(info.value)
+    assert "unsupported ONNX op 'Softmax'" in message and "\n" not in message
+    assert ("remove the final softmax" in message) is last
+    assert ("register a layer type" in message) is not last
+
+
+def test_a_toolkit_given_for_the_layer_types_says_to_pass_its_layer_types(tmp_path):
+    # from_onnx(path, toolkit) and Architecture.load(path, layer_types=toolkit) raised AttributeError
+    # ('Toolkit' object has no attribute 'items' / 'get')
+    arch = default_toolkit().seed("simple-cnn")
+    arch.save(tmp_path / "a.json")
+    calls = [
+        lambda tk: from_onnx(arch.to_onnx(), tk),
+        lambda tk: Architecture.load(tmp_path / "a.json", layer_types=tk),
+        lambda tk: Architecture(arch.input_shape, arch.nodes, layer_types=tk),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"got the Toolkit itself: pass toolkit\.layer_types"):
+            call(default_toolkit())
+        with pytest.raises(TypeError, match=r"got a dict: pass toolkit\.layer_types"):
+            call({})
 
 
 @pytest.mark.parametrize(

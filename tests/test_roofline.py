@@ -185,8 +185,11 @@ def test_devices_and_options_are_checked():
         RooflineTimeModel("h100-sxm")
     # the hint works as written
     assert RooflineTimeModel("h100-sxm", hardware_registry=default_toolkit().hardware).hardware.name == "h100-sxm"
-    with pytest.raises(HardwareError, match="unknown hardware model 'tpu-v9'.*Known: .*h100-sxm"):
+    with pytest.raises(HardwareError, match="unknown hardware model 'tpu-v9'.*Known: .*h100-sxm") as info:
         roofline("tpu-v9")
+    # a made-up device's own file named without its path: the message says how to give it
+    assert "the path of its .toml file (e.g. tpu-v9.toml)" in str(info.value)
+    assert "NA_TOOLKIT_HWMODELS_PATH" in str(info.value)
     with pytest.raises(HardwareError, match="raspberry-pi-4.*no peak for dtype 'fp16'.*fp32"):
         roofline("raspberry-pi-4", dtype="fp16")
     with pytest.raises(TimeModelError, match="unknown dtype 'fp12'"):

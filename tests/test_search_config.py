@@ -152,7 +152,18 @@ BAD = [
         with_("budgets.model_size_bytes", float("inf")),
         "budgets.model_size_bytes.limit: Input should be a finite number",
     ),
-    (with_("budgets.model_size_bytes", "16MB"), "budgets.model_size_bytes: Input should be a valid dictionary"),
+    # a budget or component of the wrong type said "a valid dictionary or instance of BudgetDoc / ComponentDoc"
+    (
+        with_("budgets.model_size_bytes", "16MB"),
+        "budgets.model_size_bytes: must be a number (the limit, in the metric's unit) or a table { limit, weight, "
+        "hard } (got '16MB')",
+    ),
+    (
+        with_("devices.cpu.budgets.latency_ms", "0.2ms"),
+        "devices.cpu.budgets.latency_ms: must be a number (the limit, in the metric's unit) or a table",
+    ),
+    (with_("strategy", 3), 'strategy: must be a name or a table { name = "...", options = { ... } } (got 3)'),
+    (with_("devices.cpu.measure", ["onnxruntime"]), "devices.cpu.measure: must be a name or a table"),
     (
         with_("devices.cpu.budgets.latency_ms", {"limit": -1.0}),
         "devices.cpu.budgets.latency_ms.limit: Input should be greater than 0",
@@ -301,6 +312,72 @@ def test_bad_options_fail_before_a_run_folder_exists(tmp_path):
     assert not any((tmp_path / "runs").glob("*"))
 
 
+@pytest.mark.parametrize(
+    ("key", "make", "fragment"),
+    [
+        ("evaluator.options.dataset", "dataset", "an .npz file (np.savez"),
+        ("dataset", "source", "a registered dataset's name, an image folder"),
+        ("seed_network", "arch", "save it (arch.save('seed.json'))"),
+        ("search.moves", "object", "what a TOML file can hold"),
+    ],
+)
+def test_a_python_object_in_a_dict_config_is_refused_naming_its_key_before_a_run_folder_exists(
+    tmp_path, key, make, fragment
+):
+    # a loaded Dataset in the torch evaluator's options (which make_evaluator accepts) passed the checks and
+    # failed as the run store was created ("cannot store a Dataset in a checkpoint"), leaving a store with no
+    # tables that `na-toolkit runs` listed as unreadable; an Architecture as seed_network said only "Input
+    # should be a valid string"
+    import numpy as np
+
+    from na_toolkit.datasets import dataset_from_arrays
+    from na_toolkit.search import run_search
+
+    source = dataset_from_arrays("mine", np.random.default_rng(0).random((20, 1, 8, 8)), np.repeat([3, 7], 10))
+    value = {
+        "dataset": lambda: source.load(0),
+        "source": lambda: source,
+        "arch": lambda: default_toolkit().seed("simple-cnn"),
+        "object": lambda: ["scale", object()],
+    }[make]()
+    doc = with_(key, value)
+    doc["output"] = str(tmp_path / "runs")
+    with pytest.raises(ConfigError) as info:
+        run_search(doc, progress=False, outputs=False, toolkit=default_toolkit())
+    msg = str(info.value)
+    assert msg.startswith(key.replace("search.moves", "search.moves[1]") + ": ")
+    assert "cannot be part of a search config" in msg and fragment in msg
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_path_object_is_read_as_its_string_anywhere_in_a_dict_config(tmp_path):
+    hw = tmp_path / "gizmo.toml"
+    hw.write_text(
+        'schema_version = 1\nkind = "soc"\nvalues_are = "datasheet"\nabout = "made up"\n'
+        "memory_bandwidth_bytes_per_s = 8e9\nmemory_capacity_bytes = 1_000_000_000\nlaunch_overhead_s = 2e-5\n"
+        "[peak_flops_per_s]\nfp32 = 5e10\n"
+    )
+    doc = with_("devices.cpu.time_model.options.device", hw)
+    cfg = resolve_config(load_config(doc, base_dir=tmp_path), default_toolkit())
+    assert cfg.devices[0].time_model.options["device"] == str(hw)
+    json.dumps(cfg.to_json())  # what the run store keeps
+
+
+def test_a_budget_of_none_in_a_dict_config_is_no_budget(tmp_path):
+    # `latency_ms: None` crashed with AttributeError: 'NoneType' object has no attribute 'hard'
+    cfg = load_config(with_("devices.cpu.budgets.latency_ms", None), base_dir=tmp_path)
+    assert [b.metric for b in cfg.budgets] == ["model_size_bytes"]
+
+
+def test_a_config_the_store_cannot_hold_leaves_no_store_file(tmp_path):
+    from na_toolkit.errors import StoreError
+    from na_toolkit.store.sqlite import STORE_FILE, SQLiteRunStore
+
+    with pytest.raises(StoreError):
+        SQLiteRunStore.create(tmp_path / STORE_FILE, "r", {"evaluator": {"options": {"dataset": object()}}})
+    assert not (tmp_path / STORE_FILE).exists()
+
+
 def test_seed_that_fails_validation(tmp_path):
     bad = {
         "schema_version": 1,
@@ -390,6 +467,21 @@ def test_a_registered_seed_is_built_for_the_searchs_own_data_and_a_seed_file_is_
     cfg = resolve_config(load_config(with_("seed_network", "seed.json", doc), base_dir=tmp_path), default_toolkit())
     with pytest.raises(ConfigError, match=r"takes input shape \(1, 8, 8\) but dataset .mine. has input shape \(3, 12"):
         build_components(cfg, default_toolkit())
+
+
+def test_a_seed_built_for_one_shape_that_misfits_the_data_names_the_seeds_built_for_it(tmp_path):
+    cfg = load_config(with_("seed_network", "mobilenetv3-small"), base_dir=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        build_components(resolve_config(cfg, default_toolkit()), default_toolkit())
+    message = str(info.value)
+    assert message.startswith("evaluator 'torch' cannot evaluate seed_network 'mobilenetv3-small' on dataset 'digits'")
+    assert "the seed is built for one input shape" in message and "simple-cnn, resnet-cifar" in message
+
+
+def test_the_evaluators_default_dataset_is_not_named_none(tmp_path):
+    cfg = load_config(with_("seed_network", "mobilenetv3-small", with_("dataset", DELETE)), base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="on its default dataset: "):
+        build_components(resolve_config(cfg, default_toolkit()), default_toolkit())
 
 
 def test_a_seed_that_cannot_be_built_for_the_data_is_a_config_error_naming_both(tmp_path):

@@ -105,6 +105,16 @@ def test_impossible_budget_is_reported_and_the_search_ends(tmp_path):
     assert "latency_ms@pixel3" in msg and "> budget 1e-06" in msg
     assert "proposed no new candidate" in res.stop_reason
     assert "broke a hard budget (latency_ms@pixel3 <= 1e-06)" in res.stop_reason
+    # exporting the device's best says why there is none and how to export an evaluated network anyway
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.search.export import export_best
+
+    with SQLiteRunStore.open(res.run_dir) as store, pytest.raises(ConfigError) as info:
+        export_best(store, res.summary(), "pixel3", "onnx", tmp_path / "m.onnx", layer_types=layer_types())
+    assert msg in str(info.value) and str(info.value).endswith(
+        "; to export an evaluated network anyway, give its hash (--arch HASH; evaluations.csv lists them)"
+    )
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_impossible_budget_without_the_screen_spends_the_budget_and_says_why(tmp_path):

@@ -50,12 +50,23 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
 def _architecture_for(spec: str, dataset: Any, toolkit: Toolkit) -> Architecture:
     """A seed name builds for the dataset's input shape and classes when its builder takes them; anything else
     (a JSON or ONNX file) is used as it is and must match the dataset."""
+    from ..errors import DataError
+    from ..ir.seeds import fixed_seed_hint
     from .arch import load_architecture
 
     if spec in toolkit.seeds and not Path(spec).exists():
-        built = toolkit.seeds.get(spec).build_for(toolkit.layer_types, dataset.input_shape, dataset.classes)
+        seed = toolkit.seeds.get(spec)
+        built = seed.build_for(toolkit.layer_types, dataset.input_shape, dataset.classes)
         if built is not None:
             return built
+        arch = seed.build(toolkit.layer_types)
+        if arch.input_shape != tuple(dataset.input_shape) or arch.output_shape != (dataset.classes,):
+            raise DataError(
+                f"seed {spec!r} takes input {arch.input_shape} and outputs {arch.output_shape}, dataset "
+                f"{dataset.name!r} has input {tuple(dataset.input_shape)} and {dataset.classes} classes; "
+                f"{fixed_seed_hint(toolkit.seeds)}"
+            )
+        return arch
     return load_architecture(spec, toolkit)
 
 

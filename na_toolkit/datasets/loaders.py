@@ -164,7 +164,11 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x", "y") if k not in f.files]
             if missing:
-                raise DataError(f"{str(path)!r} lacks array(s) {', '.join(missing)}; an .npz dataset holds x and y")
+                held = ", ".join(f.files) or "none"
+                raise DataError(
+                    f"{str(path)!r} lacks array(s) {', '.join(missing)} (it holds: {held}); an .npz dataset holds the "
+                    "images as x and the labels as y: np.savez(path, x=images, y=labels)"
+                )
             x, y = f["x"], f["y"]
             class_names = f["class_names"].tolist() if "class_names" in f.files else None
             if layout is None and "layout" in f.files:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArchitectureError, ShapeError, UnknownComponentError
 from ..files import parse_json, read_text
-from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel
+from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel, require_layer_types
 from .nodes import (
     INPUT,
     ArchitectureCost,
@@ -114,7 +114,7 @@ class Architecture:
                     "(or na_toolkit.builtin.layers.builtin_layer_types() for the built-in ones alone)"
                 )
             layer_types = _parent._layer_types
-        self._check_and_infer(layer_types, _parent)
+        self._check_and_infer(require_layer_types(layer_types), _parent)
 
     #: what an architecture is made of: set once in `__init__`, never again (its hash, shapes and costs are
     #: derived from them and kept)

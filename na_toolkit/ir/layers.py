@@ -380,3 +380,15 @@ class LayerTypeRegistry(Registry[LayerType]):
 
     kind = "layer type"
     item_type = LayerType
+
+
+def require_layer_types(layer_types: Any) -> LayerTypeRegistry:
+    """`layer_types` when it is a LayerTypeRegistry; else a TypeError saying what to pass (giving the
+    Toolkit itself, whose `layer_types` it is, is the usual slip)."""
+    if isinstance(layer_types, LayerTypeRegistry):
+        return layer_types
+    got = "the Toolkit itself" if hasattr(layer_types, "layer_types") else f"a {type(layer_types).__name__}"
+    raise TypeError(
+        f"layer_types must be the layer type registry, got {got}: pass toolkit.layer_types "
+        "(or na_toolkit.builtin.layers.builtin_layer_types() for the built-in ones alone)"
+    )

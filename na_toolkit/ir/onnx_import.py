@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import NAToolkitError, OnnxImportError
 from .architecture import INPUT, Architecture, Attrs, Node, infer_node
+from .layers import require_layer_types
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -225,7 +226,8 @@ class OnnxImportContext:
                         f"attributes {[a.name for a in node.attribute]}); the layer types that import it ({takers}) "
                         "do not take it so"
                     )
-                raise self.error(f"unsupported ONNX op {node.op_type!r}; supported: {', '.join(supported)}")
+                todo = unsupported_op_todo(node.op_type in SOFTMAX_OPS and node.output[0] == self.graph.output[0].name)
+                raise self.error(f"unsupported ONNX op {node.op_type!r}; {todo}; supported: {', '.join(supported)}")
         self.current = None
         for node, why in self._deferred.values():
             raise self.error(f"unsupported ONNX op {node.op_type!r} ({why})", node)
@@ -306,6 +308,23 @@ def _load(source: Any) -> onnx.ModelProto:
 EXPORTER_GRAPH_NAMES = frozenset({"", "main_graph", "torch_jit"})
 
 
+#: ONNX ops that turn logits into probabilities: a network's last op, they get their own advice
+SOFTMAX_OPS = frozenset({"Softmax", "LogSoftmax"})
+
+
+def unsupported_op_todo(final_softmax: bool) -> str:
+    """What to do about an op no layer type imports (from_onnx and from_torch say the same)."""
+    if final_softmax:
+        return (
+            "the networks here output logits (the evaluator's cross-entropy applies the softmax, and exports "
+            "output logits): remove the final softmax from the model"
+        )
+    return (
+        "replace it in the model with supported ops, or register a layer type that imports it (a plugin's "
+        "import_onnx; docs/plugin_hooks.md, ONNX import)"
+    )
+
+
 def from_onnx(source: Any, layer_types: LayerTypeRegistry, return_weights: bool = False) -> Any:
     """The Architecture of an ONNX graph (path, bytes or `onnx.ModelProto`), its nodes imported by the
     layer types of `layer_types` (`toolkit.layer_types`; `builtin_layer_types()` for the built-in ones). It is
@@ -313,7 +332,7 @@ def from_onnx(source: Any, layer_types: LayerTypeRegistry, return_weights: bool 
     With `return_weights=True`, `(arch, state_dict)` where `arch.to_torch().load_state_dict(state_dict)`
     gives the imported network."""
     model = _load(source)
-    ctx = OnnxImportContext(model, layer_types)
+    ctx = OnnxImportContext(model, require_layer_types(layer_types))
     ctx.run()
     # nodes that do not reach the output (e.g. a torch export's unused branch) are dropped
     by_id = {rec[0]: rec for rec in ctx.nodes}

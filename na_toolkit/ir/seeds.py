@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .architecture import Architecture
 
 if TYPE_CHECKING:
+    from ..registry import Registry
     from ..toolkit import Toolkit
     from .layers import LayerTypeRegistry
 
@@ -30,18 +31,33 @@ class Seed:
     dataset: str = ""
     parse: Callable[[str, LayerTypeRegistry, str | None], Architecture | None] | None = None
 
+    @property
+    def builds_for_data(self) -> bool:
+        """Whether its builder takes a dataset's `input_shape` and `classes` (keyword arguments), so that
+        `build_for` can build it for any data."""
+        try:
+            accepted = inspect.signature(self.build).parameters
+        except (TypeError, ValueError):  # a builder without a readable signature (a C function)
+            return False
+        return "input_shape" in accepted and "classes" in accepted
+
     def build_for(
         self, layer_types: LayerTypeRegistry, input_shape: tuple[int, ...], classes: int
     ) -> Architecture | None:
         """The seed built for a dataset's input shape and class count, when its builder takes them (keyword
         arguments `input_shape` and `classes`, as the built-in seeds' do); None when it does not."""
-        try:
-            accepted = inspect.signature(self.build).parameters
-        except (TypeError, ValueError):  # a builder without a readable signature (a C function)
-            return None
-        if "input_shape" not in accepted or "classes" not in accepted:
+        if not self.builds_for_data:
             return None
         return self.build(layer_types, input_shape=tuple(input_shape), classes=int(classes))  # type: ignore[call-arg]
+
+
+def fixed_seed_hint(seeds: Registry[Seed]) -> str:
+    """What to do when a seed whose builder takes no input shape does not fit a dataset."""
+    others = [n for n in seeds.names() if seeds.get(n).builds_for_data]
+    return (
+        "the seed is built for one input shape (its builder takes no input_shape); start from a seed "
+        f"built for the data ({', '.join(others) or 'none registered'}) or from a network file made for it"
+    )
 
 
 def get_seed(name: str, toolkit: Toolkit) -> Architecture:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchitectureError
 from .architecture import SCHEMA_VERSION, Architecture, Attrs, Node
+from .layers import require_layer_types
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layers import LayerTypeRegistry
@@ -19,6 +20,7 @@ def _expect(cond: bool, message: str, node: str | None = None) -> None:
 
 
 def architecture_from_json(doc: Any, layer_types: LayerTypeRegistry) -> Architecture:
+    require_layer_types(layer_types)
     _expect(isinstance(doc, dict), f"architecture JSON must be an object, got {type(doc).__name__}")
     _expect(
         "schema_version" in doc or "nodes" in doc,

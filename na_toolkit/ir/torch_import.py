@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import OnnxImportError, TorchImportError
+from .layers import require_layer_types
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME
+from .onnx_import import unsupported_op_todo
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -33,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["LOWERINGS", "from_torch"]
 
+#: the ATen ops of a softmax (`aten.softmax.int`, `aten._log_softmax.default`, ...), leading `_` dropped
+_SOFTMAX_ATEN = frozenset({"softmax", "log_softmax"})
 # the prefix `OnnxImportContext.error` writes: the ONNX node (named after the torch node it lowers)
 _ONNX_NODE = re.compile(r"^ONNX node '(?P<name>[^']*)' \([A-Za-z]+\): ")
 
@@ -53,6 +57,7 @@ def from_torch(
         raise TorchImportError(
             f"from_torch needs an example input tensor (N, C, H, W) or (N, F), got {got}; pass one batch of input"
         )
+    require_layer_types(layer_types)
     if example_input.dtype != torch.float32:
         raise TorchImportError(f"the example input must be float32 (the IR is fp32), got {example_input.dtype}")
     program = _export(module, example_input)
@@ -215,7 +220,11 @@ class _Lowering:
         lower = LOWERINGS.get(str(node.target))
         if lower is None:
             supported = sorted({k.split(".")[1].rstrip("_") for k in LOWERINGS if not k.startswith("aten._")})
-            raise self.error(f"unsupported op; from_torch imports {', '.join(supported)}")
+            final_softmax = str(node.target).split(".")[1].lstrip("_") in _SOFTMAX_ATEN and any(
+                user.op == "output" for user in node.users
+            )
+            todo = unsupported_op_todo(final_softmax)
+            raise self.error(f"unsupported op; {todo}; from_torch imports {', '.join(supported)}")
         self.names[node] = lower(self, *node.args, **node.kwargs)
 
     def explain(self, exc: OnnxImportError) -> TorchImportError:

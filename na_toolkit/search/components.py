@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, NAToolkitError
 from ..evaluation import make_evaluator
+from ..ir.seeds import fixed_seed_hint
 from ..timemodels import get_time_model
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
@@ -266,9 +267,14 @@ def _check_evaluator(config: SearchConfig, toolkit: Toolkit, options: dict[str, 
         try:
             check(seed_arch)
         except NAToolkitError as exc:
+            dataset = options.get("dataset")
+            on = f"dataset {dataset!r}" if dataset is not None else "its default dataset"
+            seed = config.seed_network
+            hint = ""
+            if seed in toolkit.seeds and not toolkit.seeds.get(seed).builds_for_data:
+                hint = f"; {fixed_seed_hint(toolkit.seeds)}"
             raise ConfigError(
-                f"evaluator {name!r} cannot evaluate seed_network {config.seed_network!r} on dataset "
-                f"{options.get('dataset')!r}: {exc}"
+                f"evaluator {name!r} cannot evaluate seed_network {seed!r} on {on}: {exc}{hint}"
             ) from None
 
 

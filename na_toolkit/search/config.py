@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from ..errors import ConfigError, NAToolkitError, UnknownComponentError
 from ..files import read_toml
 from ..validation import format_validation_error, validate
-from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings
+from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
 from .options import check_options, takes_option
 from .reward import Budget, Objectives, device_metric
 
@@ -179,9 +179,9 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             doc[key] = value
-    # a library user's Path for `output`, `seed_network` or `dataset` is the string a TOML file would hold
-    doc = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in doc.items()}
-    config = parse_config(doc, base)
+    # a library user's Path (for `output`, `seed_network`, `dataset` or an option naming a file) is the string
+    # a TOML file would hold
+    config = parse_config(plain_document(doc), base)
     return config if toolkit is None else resolve_config(config, toolkit)
 
 
@@ -211,6 +211,8 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
         out = []
         for metric in raw if isinstance(raw, Mapping) else {}:  # the order written: rewards sum in it
             b = getattr(table, metric)
+            if b is None:  # a dict config's `latency_ms: None`: no budget, as if left out
+                continue
             hard = all_hard if b.hard is None else b.hard
             out.append(Budget(metric_name(metric), b.limit, b.weight, hard))
         return tuple(out)

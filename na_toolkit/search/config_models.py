@@ -9,12 +9,16 @@ docs/search.md describes the format with a complete example.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, field_validator
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..errors import ConfigError
 from ..validation import Document
 from .reward import Objectives
 
@@ -39,13 +43,23 @@ class ConfigDocument(Document):
 
 def _table_of_name(value: Any) -> Any:
     """A component may be given by its name alone: `executor = "local"`."""
-    return {"name": value} if isinstance(value, str) else value
+    if isinstance(value, str):
+        return {"name": value}
+    if value is not None and not isinstance(value, (Mapping, BaseModel)):  # else pydantic names the model class
+        raise PydanticCustomError("component", 'must be a name or a table { name = "...", options = { ... } }')
+    return value
 
 
 def _table_of_limit(value: Any) -> Any:
     """A budget may be given by its limit alone: `model_size_bytes = 16e6`."""
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return {"limit": value} if is_number else value
+    if is_number:
+        return {"limit": value}
+    if value is not None and not isinstance(value, (Mapping, BaseModel)):  # "0.2ms": pydantic names the class
+        raise PydanticCustomError(
+            "budget", "must be a number (the limit, in the metric's unit) or a table { limit, weight, hard }"
+        )
+    return value
 
 
 class ComponentDoc(ConfigDocument):
@@ -251,3 +265,54 @@ class SearchDocument(ConfigDocument):
                     {"name": name},
                 )
         return devices
+
+
+def _paths_as_strings(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {k: _paths_as_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_paths_as_strings(v) for v in value)
+    return value
+
+
+def plain_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """A dict config as a TOML file would hold it: a `Path` anywhere is its string, and a value JSON cannot
+    hold is a ConfigError naming its key (`_check_storable`)."""
+    plain: dict[str, Any] = _paths_as_strings(doc)
+    _check_storable(plain, "")
+    return plain
+
+
+def _check_storable(value: Any, key: str) -> None:
+    """A run keeps its config as JSON in its store (to resume and report it): a value JSON cannot hold (a
+    loaded Dataset, an Architecture, any Python object of a dict config) is refused here, naming its key,
+    before a run folder exists."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_storable(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_storable(v, f"{key}[{i}]")
+    elif not (value is None or isinstance(value, (str, bool, int, float, np.generic, np.ndarray))):
+        raise ConfigError(_not_storable(value, key))
+
+
+def _not_storable(value: Any, key: str) -> str:
+    from ..datasets.base import Dataset, DatasetSource
+    from ..ir.architecture import Architecture
+
+    if isinstance(value, (Dataset, DatasetSource)):
+        todo = (
+            "give a registered dataset's name, an image folder or an .npz file (np.savez(path, x=x, y=y) writes "
+            "one; docs/datasets.md)"
+        )
+    elif isinstance(value, Architecture):
+        todo = "save it (arch.save('seed.json')) and give the file's path"
+    else:
+        todo = "give what a TOML file can hold (a string, number, boolean, list or table)"
+    return (
+        f"{key}: {type(value).__name__} objects cannot be part of a search config, which the run keeps as JSON "
+        f"(to resume and report it); {todo}"
+    )

@@ -109,7 +109,9 @@ def export_best(
     entry = summary["best_overall"] if device == "all" else best[device]
     if entry is None:
         raise ConfigError(
-            f"no candidate of run {summary['run_id']} is feasible for {device}: {summary['infeasible'].get(device, '')}"
+            f"no candidate of run {summary['run_id']} is feasible for {device}: "
+            f"{summary['infeasible'].get(device, '')}; to export an evaluated network anyway, give its hash "
+            "(--arch HASH; evaluations.csv lists them)"
         )
     if out is None:
         # under the run folder the caller opened, never a path read from the store: a copied run folder

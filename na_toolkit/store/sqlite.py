@@ -94,6 +94,7 @@ class SQLiteRunStore:
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path} already exists: resume that run with --resume, or choose another output folder")
+        stored_config = dumps(dict(config))  # before the file exists: a config it cannot store leaves none
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = cls._connect(path)
         from .. import __version__
@@ -107,9 +108,7 @@ class SQLiteRunStore:
                 "INSERT INTO meta VALUES (?, ?)",
                 [("schema_version", str(SCHEMA_VERSION)), ("toolkit_version", __version__), ("run_id", run_id)],
             )
-            conn.execute(
-                "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, NULL)", (run_id, dumps(dict(config)), now, now)
-            )
+            conn.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, ?, NULL)", (run_id, stored_config, now, now))
         return cls(path, conn, run_id)
 
     @classmethod

@@ -238,7 +238,11 @@ def load_hardware_model(
                 f"model for profiles. Hardware models: {', '.join(known_hardware_models(hardware))}"
             )
         return read_hardware_model(source.path)
-    raise HardwareError(str(UnknownComponentError("hardware model", name, known_hardware_models(hardware))))
+    unknown = UnknownComponentError("hardware model", name, known_hardware_models(hardware))
+    raise HardwareError(
+        f"{unknown}; a hardware model of your own is given by the path of its .toml file (e.g. {name}.toml) or "
+        "found by name in a folder of NA_TOOLKIT_HWMODELS_PATH (docs/time_models.md)"
+    )
 
 
 # ---- writing ----------------------------------------------------------------------------------------
