@@ -12,12 +12,16 @@ paths against the file system is a separate step done by the caller.
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
+import typing
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from .caches import register_cache
 from .errors import ConfigError, NAToolkitError
 
 M = TypeVar("M", bound=BaseModel)
@@ -135,3 +139,132 @@ def validate_options(model: type[M], options: Mapping[str, Any] | None, where: s
     if options is not None and not isinstance(options, Mapping):
         raise ConfigError(f"{where}: must be a table of options, got {type(options).__name__}")
     return validate(model, dict(options or {}), where)
+
+
+# ---- component options: declared, or derived from the signature ----------------------------------------
+class _DerivedOptions(Options):
+    """Base of the models derived from a signature: annotations may name any class."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class _OpenDerivedOptions(_DerivedOptions):
+    """A derived model of an `__init__` with `**kwargs`: keys it does not name are let through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def declared_options(cls: type) -> type[Options] | None:
+    """The `Options` model `cls` declares for its own `__init__`: None when it declares none, or when the one
+    it inherits was written for a base class's `__init__` that `cls` replaces."""
+    model = getattr(cls, "Options", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    mro = inspect.getmro(cls)
+    init_owner = next((c for c in mro if "__init__" in vars(c)), object)
+    options_owner = next(c for c in mro if "Options" in vars(c))
+    return model if issubclass(options_owner, init_owner) else None  # type: ignore[return-value]
+
+
+def options_model(cls: type) -> type[Options]:
+    """The options model of a component class: its declared `Options`, else one derived from `__init__`."""
+    return declared_options(cls) or derived_options_model(cls)
+
+
+def takes_option(cls: type, key: str) -> bool:
+    """Does the component class `cls` take the option `key` (its model names it, or its own `__init__` takes
+    `**kwargs`)? How a config's `dataset` is decided to reach an evaluator or be refused."""
+    model = options_model(cls)
+    return key in model.model_fields or allows_unknown_options(model)
+
+
+def _is_generic_init(owner: type) -> bool:
+    """Is `owner.__init__` a generic `__init__(..., **options)` taking any keyword on behalf of its subclasses
+    (`object`'s, or a component base class's that sets `_generic_options_init = True` in its own body: the
+    toolkit's Strategy, Executor, Evaluator, TimeModel)? A component that inherits one declares no options of
+    its own, so its derived model refuses every key the base does not name. A base class whose `__init__`
+    takes leading positional dependencies that are not options (a strategy's `context`) says how many in
+    `_option_leading_dependencies`."""
+    return owner is object or bool(vars(owner).get("_generic_options_init", False))
+
+
+@lru_cache(maxsize=256)
+def derived_options_model(cls: type) -> type[Options]:
+    """An `Options` model from the keyword parameters of `cls.__init__` (annotations, defaults). Required
+    keyword-only parameters are left out: they are dependencies `from_toolkit` passes (a registry). A
+    `**kwargs` lets unknown keys through only when it is the class's own: the generic `**options` of a base
+    class (`_is_generic_init`) declares nothing, so a component without an `__init__` of its own takes no
+    options (besides those its base names: a time model's `device`)."""
+    init = cls.__init__  # type: ignore[misc]
+    try:
+        signature = inspect.signature(init)
+    except (TypeError, ValueError):
+        return _OpenDerivedOptions
+    params = [p for p in signature.parameters.values() if p.name != "self"]
+    params = params[getattr(cls, "_option_leading_dependencies", 0) :]
+    init_owner = next((c for c in inspect.getmro(cls) if "__init__" in vars(c)), object)
+    open_ended = not _is_generic_init(init_owner) and any(p.kind is p.VAR_KEYWORD for p in params)
+    hints = _hints(init)
+    fields: dict[str, Any] = {}
+    for p in params:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
+            continue
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            continue  # a dependency `from_toolkit` passes (a registry), not an option a config gives
+        default = ... if p.default is p.empty else p.default
+        annotation = hints.get(p.name, Any) if p.annotation is not p.empty else _type_of_default(p.default)
+        fields[p.name] = (annotation, default)
+    base = _OpenDerivedOptions if open_ended else _DerivedOptions
+    name = f"{cls.__name__}Options"
+    try:
+        return create_model(name, __base__=base, __doc__=f"Derived from {cls.__name__}.__init__.", **fields)
+    except Exception:  # an annotation pydantic cannot check: keep the names and defaults, any type
+        loose: dict[str, Any] = {k: (Any, d) for k, (_t, d) in fields.items()}
+        return create_model(name, __base__=base, __doc__=f"Derived from {cls.__name__}.__init__.", **loose)
+
+
+register_cache("validation.derived_options_model", derived_options_model.cache_clear)
+
+#: the default types that give an unannotated parameter its type (exactly these: a numpy scalar gives none)
+_DEFAULT_TYPES = (bool, int, float, str)
+
+
+def _type_of_default(default: Any) -> Any:
+    """The type of an unannotated parameter, from its default (`shrink=0.0` is a float, which takes an int
+    too): a bool, int, float or str default gives its type; no default, None or another value gives Any."""
+    return type(default) if type(default) in _DEFAULT_TYPES else Any
+
+
+def _hints(func: Any) -> dict[str, Any]:
+    """The evaluated annotations of `func`, one by one: a name imported only for type checking gives Any."""
+    try:
+        return typing.get_type_hints(func)
+    except Exception:
+        pass
+    out: dict[str, Any] = {}
+    globalns = getattr(func, "__globals__", {})
+    for name, ann in getattr(func, "__annotations__", {}).items():
+        try:
+            out[name] = eval(ann, globalns) if isinstance(ann, str) else ann  # the class's own annotation
+        except Exception:
+            out[name] = Any
+    return out
+
+
+def check_options(cls: type, options: Mapping[str, Any] | None, where: str) -> Options:
+    """`options` checked against the options model of `cls`; a ConfigError names `where.KEY` otherwise."""
+    return validate_options(options_model(cls), options, where)
+
+
+def check_inherited_init(component: Any, base: type, options: Mapping[str, Any], kind: str) -> None:
+    """What a component built in code with its base class's generic `__init__(**options)` is given, checked
+    as a config's options are (`check_options`): a class without an `__init__` of its own takes only what its
+    `Options` model names, or nothing when it declares none. A class with its own `__init__` checks its own
+    (it calls the base's with what it chose to keep)."""
+    cls = type(component)
+    if options and cls.__init__ is base.__init__:  # type: ignore[misc]
+        check_options(cls, options, f"{kind} {getattr(cls, 'name', '') or cls.__name__!r} options")
+
+
+def allows_unknown_options(model: type[BaseModel]) -> bool:
+    return model.model_config.get("extra") == "allow"

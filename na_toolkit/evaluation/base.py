@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..errors import DataError
 from ..ir.architecture import Architecture
-from ..validation import is_finite_number
+from ..validation import check_inherited_init, is_finite_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..timemodels.training import TrainingPlan
@@ -87,12 +87,13 @@ class Evaluator:
     """Base class of evaluators: subclasses set `name`, `description` and implement `evaluate`."""
 
     name: ClassVar[str] = ""
+    #: its `__init__(**options)` takes any keyword for its subclasses: one without an `__init__` of its own
+    #: declares no options (validation.derived_options_model), and the options it is given are checked
+    _generic_options_init: ClassVar[bool] = True
     description: ClassVar[str] = ""
 
     def __init__(self, **options: Any):
         if options:
-            from ..search.options import check_inherited_init
-
             check_inherited_init(self, Evaluator, options, "evaluator")
         self.options = options
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError, NAToolkitError, UnknownComponentError
 from .architecture import Architecture
 
 if TYPE_CHECKING:
@@ -63,3 +66,45 @@ def fixed_seed_hint(seeds: Registry[Seed]) -> str:
 def get_seed(name: str, toolkit: Toolkit) -> Architecture:
     """The seed `name` of `toolkit`, built with the toolkit's layer types."""
     return toolkit.seeds.get(name).build(toolkit.layer_types)
+
+
+# ---- a seed network named in a config or on the command line -------------------------------------------
+def seed_reference(value: str, base: Path, toolkit: Toolkit, label: str = "seed_network") -> str:
+    """The seed network reference as stored: a registered name, or an absolute path to a .json / .onnx (a
+    relative one is from `base`). Errors name the reference as `label` (a config key, a CLI flag)."""
+    if value in toolkit.seeds:
+        return value
+    suffix = Path(value).suffix.lower()
+    path = Path(value) if os.path.isabs(value) else base / value
+    if suffix in (".json", ".onnx"):
+        if not path.is_file():
+            raise ConfigError(f"{label}: file {str(path)!r} does not exist")
+        return str(path.resolve())
+    if suffix and path.is_file():
+        raise ConfigError(
+            f"{label}: {value!r} is a {suffix} file, not a network; give an IR .json or an .onnx file, or a "
+            f"registered seed ({', '.join(toolkit.seeds.names()[:6])}, ...: na-toolkit arch seeds)"
+        )
+    raise ConfigError(
+        f"{label}: "
+        + str(UnknownComponentError("seed network", value, toolkit.seeds.names()))
+        + " (or give the path of an IR .json or an .onnx file)"
+    )
+
+
+def build_seed_reference(reference: str, toolkit: Toolkit, label: str = "seed_network") -> Architecture:
+    """The network a `seed_reference` names (a registered seed, an IR .json, an .onnx), built with the
+    toolkit's layer types; one that fails validation is a ConfigError naming `label`."""
+    try:
+        if reference in toolkit.seeds:
+            return toolkit.seeds.get(reference).build(toolkit.layer_types)
+        if reference.lower().endswith(".json"):
+            return Architecture.load(reference, layer_types=toolkit.layer_types)
+        from .onnx_import import from_onnx
+
+        arch: Architecture = from_onnx(reference, layer_types=toolkit.layer_types)
+        return arch
+    except UnknownComponentError as exc:
+        raise ConfigError(f"{label} {reference!r}: {exc}") from None
+    except NAToolkitError as exc:
+        raise ConfigError(f"{label} {reference!r} is not a valid network: {exc}") from None

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..errors import ConfigError, NAToolkitError, UnknownComponentError
+from ..errors import ConfigError, UnknownComponentError
 from ..files import read_toml
+from ..ir.seeds import build_seed_reference, seed_reference
 from ..validation import format_validation_error, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
 from .options import check_options, takes_option
@@ -301,7 +302,7 @@ def resolve_config(config: SearchConfig, toolkit: Toolkit) -> SearchConfig:
         return config
     base, doc = config.base_dir, config.doc
     seed_network = seed_reference(config.seed_network, base, toolkit)
-    _build_seed(seed_network, toolkit)  # a seed that fails validation is refused before anything runs
+    build_seed_reference(seed_network, toolkit)  # a seed that fails validation is refused before anything runs
     if config.search.moves is not None:
         for move in config.search.moves:
             if move not in toolkit.moves:
@@ -424,29 +425,6 @@ def _dataset_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     return value  # a name: the dataset registry says whether it is one, with its suggestions
 
 
-def seed_reference(value: str, base: Path, toolkit: Toolkit, label: str = "seed_network") -> str:
-    """The seed network reference as stored: a registered name, or an absolute path to a .json / .onnx (a
-    relative one is from `base`). Errors name the reference as `label` (a config key, a CLI flag)."""
-    if value in toolkit.seeds:
-        return value
-    suffix = Path(value).suffix.lower()
-    path = Path(value) if os.path.isabs(value) else base / value
-    if suffix in (".json", ".onnx"):
-        if not path.is_file():
-            raise ConfigError(f"{label}: file {str(path)!r} does not exist")
-        return str(path.resolve())
-    if suffix and path.is_file():
-        raise ConfigError(
-            f"{label}: {value!r} is a {suffix} file, not a network; give an IR .json or an .onnx file, or a "
-            f"registered seed ({', '.join(toolkit.seeds.names()[:6])}, ...: na-toolkit arch seeds)"
-        )
-    raise ConfigError(
-        f"{label}: "
-        + _unknown("seed network", value, toolkit.seeds.names())
-        + " (or give the path of an IR .json or an .onnx file)"
-    )
-
-
 def build_seed(source: SearchConfig | str, toolkit: Toolkit, label: str = "seed_network") -> Architecture:
     """The seed network of a config (or of a resolved reference: a registered name or an absolute path),
     built with the toolkit's layer types; a seed that fails validation is a ConfigError naming `label`."""
@@ -455,22 +433,4 @@ def build_seed(source: SearchConfig | str, toolkit: Toolkit, label: str = "seed_
         reference = source.seed_network if resolved else seed_reference(source.seed_network, source.base_dir, toolkit)
     else:
         reference = source
-    return _build_seed(reference, toolkit, label)
-
-
-def _build_seed(reference: str, toolkit: Toolkit, label: str = "seed_network") -> Architecture:
-    from ..ir.architecture import Architecture
-
-    try:
-        if reference in toolkit.seeds:
-            return toolkit.seeds.get(reference).build(toolkit.layer_types)
-        if reference.lower().endswith(".json"):
-            return Architecture.load(reference, layer_types=toolkit.layer_types)
-        from ..ir.onnx_import import from_onnx
-
-        arch: Architecture = from_onnx(reference, layer_types=toolkit.layer_types)
-        return arch
-    except UnknownComponentError as exc:
-        raise ConfigError(f"{label} {reference!r}: {exc}") from None
-    except NAToolkitError as exc:
-        raise ConfigError(f"{label} {reference!r} is not a valid network: {exc}") from None
+    return build_seed_reference(reference, toolkit, label)

@@ -33,7 +33,7 @@ from .. import validation
 from ..caches import register_cache
 from ..errors import ConfigError, NAToolkitError
 from ..store.faultpoint import kill_point
-from ..validation import validate_options
+from ..validation import check_inherited_init, validate_options
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -274,6 +274,9 @@ class Executor:
     in this process, the moment it is submitted."""
 
     name: ClassVar[str] = ""
+    #: its `__init__(**options)` takes any keyword for its subclasses: one without an `__init__` of its own
+    #: declares no options (validation.derived_options_model), and the options it is given are checked
+    _generic_options_init: ClassVar[bool] = True
     description: ClassVar[str] = ""
     #: the toolkit of the search this executor serves (set by `make_executor`): tasks run in this process use
     #: it; a worker process rebuilds it from the task's plugin selection
@@ -281,8 +284,6 @@ class Executor:
 
     def __init__(self, **options: Any):
         if options:
-            from .options import check_inherited_init
-
             check_inherited_init(self, Executor, options, "executor")
         self.options = options
         self._tickets = 0

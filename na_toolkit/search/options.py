@@ -11,21 +11,25 @@ every component is checked the same way, when the config is resolved and before 
 
 from __future__ import annotations
 
-import inspect
 import json
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ..caches import register_cache
-from ..validation import Options, validate_options
+from ..validation import (
+    allows_unknown_options,
+    check_options,
+    declared_options,
+    derived_options_model,
+    options_model,
+    takes_option,
+)
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -47,139 +51,6 @@ HEADINGS = {
     "predictors": "Predictors",
     "time_models": "Time models",
 }
-
-
-class _DerivedOptions(Options):
-    """Base of the models derived from a signature: annotations may name any class."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-
-class _OpenDerivedOptions(_DerivedOptions):
-    """A derived model of an `__init__` with `**kwargs`: keys it does not name are let through."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-def declared_options(cls: type) -> type[Options] | None:
-    """The `Options` model `cls` declares for its own `__init__`: None when it declares none, or when the one
-    it inherits was written for a base class's `__init__` that `cls` replaces."""
-    model = getattr(cls, "Options", None)
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return None
-    mro = inspect.getmro(cls)
-    init_owner = next((c for c in mro if "__init__" in vars(c)), object)
-    options_owner = next(c for c in mro if "Options" in vars(c))
-    return model if issubclass(options_owner, init_owner) else None  # type: ignore[return-value]
-
-
-def options_model(cls: type) -> type[Options]:
-    """The options model of a component class: its declared `Options`, else one derived from `__init__`."""
-    return declared_options(cls) or derived_options_model(cls)
-
-
-def takes_option(cls: type, key: str) -> bool:
-    """Does the component class `cls` take the option `key` (its model names it, or its own `__init__` takes
-    `**kwargs`)? How a config's `dataset` is decided to reach an evaluator or be refused."""
-    model = options_model(cls)
-    return key in model.model_fields or allows_unknown_options(model)
-
-
-def _skipped_parameters(cls: type) -> int:
-    """Leading positional parameters that are not options: a strategy's `context`."""
-    from .strategy import Strategy
-
-    return 1 if issubclass(cls, Strategy) else 0
-
-
-def _generic_inits() -> tuple[type, ...]:
-    """The classes whose `__init__(..., **options)` takes any keyword on behalf of its subclasses (the
-    toolkit's component base classes, and `object`): a component that inherits one of these declares no
-    options of its own, so its derived model refuses every key the base does not name."""
-    from ..evaluation.base import Evaluator
-    from ..timemodels.base import TimeModel
-    from .executors import Executor
-    from .strategy import Strategy
-
-    return (object, Strategy, Executor, Evaluator, TimeModel)
-
-
-@lru_cache(maxsize=256)
-def derived_options_model(cls: type) -> type[Options]:
-    """An `Options` model from the keyword parameters of `cls.__init__` (annotations, defaults). Required
-    keyword-only parameters are left out: they are dependencies `from_toolkit` passes (a registry). A
-    `**kwargs` lets unknown keys through only when it is the class's own: the generic `**options` of a base
-    class (`_generic_inits`) declares nothing, so a component without an `__init__` of its own takes no
-    options (besides those its base names: a time model's `device`)."""
-    init = cls.__init__  # type: ignore[misc]
-    try:
-        signature = inspect.signature(init)
-    except (TypeError, ValueError):
-        return _OpenDerivedOptions
-    params = [p for p in signature.parameters.values() if p.name != "self"]
-    params = params[_skipped_parameters(cls) :]
-    init_owner = next((c for c in inspect.getmro(cls) if "__init__" in vars(c)), object)
-    open_ended = init_owner not in _generic_inits() and any(p.kind is p.VAR_KEYWORD for p in params)
-    hints = _hints(init)
-    fields: dict[str, Any] = {}
-    for p in params:
-        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
-            continue
-        if p.kind is p.KEYWORD_ONLY and p.default is p.empty:
-            continue  # a dependency `from_toolkit` passes (a registry), not an option a config gives
-        default = ... if p.default is p.empty else p.default
-        annotation = hints.get(p.name, Any) if p.annotation is not p.empty else _type_of_default(p.default)
-        fields[p.name] = (annotation, default)
-    base = _OpenDerivedOptions if open_ended else _DerivedOptions
-    name = f"{cls.__name__}Options"
-    try:
-        return create_model(name, __base__=base, __doc__=f"Derived from {cls.__name__}.__init__.", **fields)
-    except Exception:  # an annotation pydantic cannot check: keep the names and defaults, any type
-        loose: dict[str, Any] = {k: (Any, d) for k, (_t, d) in fields.items()}
-        return create_model(name, __base__=base, __doc__=f"Derived from {cls.__name__}.__init__.", **loose)
-
-
-register_cache("search.options.derived_options_model", derived_options_model.cache_clear)
-
-#: the default types that give an unannotated parameter its type (exactly these: a numpy scalar gives none)
-_DEFAULT_TYPES = (bool, int, float, str)
-
-
-def _type_of_default(default: Any) -> Any:
-    """The type of an unannotated parameter, from its default (`shrink=0.0` is a float, which takes an int
-    too): a bool, int, float or str default gives its type; no default, None or another value gives Any."""
-    return type(default) if type(default) in _DEFAULT_TYPES else Any
-
-
-def _hints(func: Any) -> dict[str, Any]:
-    """The evaluated annotations of `func`, one by one: a name imported only for type checking gives Any."""
-    try:
-        return typing.get_type_hints(func)
-    except Exception:
-        pass
-    out: dict[str, Any] = {}
-    globalns = getattr(func, "__globals__", {})
-    for name, ann in getattr(func, "__annotations__", {}).items():
-        try:
-            out[name] = eval(ann, globalns) if isinstance(ann, str) else ann  # the class's own annotation
-        except Exception:
-            out[name] = Any
-    return out
-
-
-def check_options(cls: type, options: Mapping[str, Any] | None, where: str) -> Options:
-    """`options` checked against the options model of `cls`; a ConfigError names `where.KEY` otherwise."""
-    return validate_options(options_model(cls), options, where)
-
-
-def check_inherited_init(component: Any, base: type, options: Mapping[str, Any], kind: str) -> None:
-    """What a component built in code with its base class's generic `__init__(**options)` is given, checked
-    as a config's options are (`check_options`): a class without an `__init__` of its own takes only what its
-    `Options` model names, or nothing when it declares none. A class with its own `__init__` checks its own
-    (it calls the base's with what it chose to keep)."""
-    cls = type(component)
-    if options and cls.__init__ is base.__init__:  # type: ignore[misc]
-        check_options(cls, options, f"{kind} {getattr(cls, 'name', '') or cls.__name__!r} options")
 
 
 # ---- showing a model ------------------------------------------------------------------------------------
@@ -277,10 +148,6 @@ def describe_options(model: type[BaseModel]) -> list[OptionInfo]:
             )
         )
     return out
-
-
-def allows_unknown_options(model: type[BaseModel]) -> bool:
-    return model.model_config.get("extra") == "allow"
 
 
 def format_value(value: Any) -> str:

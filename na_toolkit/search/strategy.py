@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from ..validation import check_inherited_init
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.architecture import Architecture
     from ..moves import Move, MoveType
@@ -95,12 +97,15 @@ class Strategy:
     """Base class of a search strategy. `__init__(context, **options)`; options come from the config."""
 
     name: ClassVar[str] = ""
+    #: its `__init__(**options)` takes any keyword for its subclasses: one without an `__init__` of its own
+    #: declares no options (validation.derived_options_model), and the options it is given are checked
+    _generic_options_init: ClassVar[bool] = True
+    #: `context`, the first parameter of `__init__`, is a dependency the loop passes, not an option
+    _option_leading_dependencies: ClassVar[int] = 1
     description: ClassVar[str] = ""
 
     def __init__(self, context: SearchContext, **options: Any):
         if options:
-            from .options import check_inherited_init
-
             check_inherited_init(self, Strategy, options, "strategy")
         self.context = context
         self.options = options

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
-from ..validation import is_finite_number
+from ..validation import check_inherited_init, is_finite_number
 
 if TYPE_CHECKING:
     from typing import Self
@@ -77,14 +77,15 @@ class TimeModel:
     `get_time_model`), which hands over the registries a model needs to resolve names."""
 
     name: ClassVar[str] = ""
+    #: its `__init__(**options)` takes any keyword for its subclasses: one without an `__init__` of its own
+    #: declares no options (validation.derived_options_model), and the options it is given are checked
+    _generic_options_init: ClassVar[bool] = True
     description: ClassVar[str] = ""
     #: True when estimating runs the network on the device (slow, noisy); False for analytic/learned/table
     measures: ClassVar[bool] = False
 
     def __init__(self, device: str = "cpu", **options: Any):
         if options:
-            from ..search.options import check_inherited_init
-
             check_inherited_init(self, TimeModel, options, "time model")
         self.device = device
         self.options = options

@@ -58,7 +58,7 @@ class ProfileOptions:
     device: str = "cpu"
     runtime: str = "onnxruntime"
     samples: int = 100
-    #: registered seed names or IR .json / .onnx files (`profiler.resolve_seeds`)
+    #: registered seed names or IR .json / .onnx files (`profile_resume.resolve_seeds`)
     seeds: tuple[str, ...] = DEFAULT_SEEDS
     max_moves: int = 6
     adaptive_rounds: int = 2

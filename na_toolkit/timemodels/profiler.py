@@ -11,10 +11,8 @@ against slow spells, resume, and a save that Ctrl-C cannot tear.
 
 The profile (profile.py, the format) is written atomically after every network and at least every few
 seconds, so an interrupted run (Ctrl-C, a time budget, a crash) leaves a valid partial profile that
-`--resume` continues: the plan is regenerated from the stored arguments and measured items are skipped.
-The plan stores the seed networks themselves (`plan.seed_networks`: hash and architecture JSON), so a resume
-needs no seed file and works from any folder; an argument given again on --resume must agree with the
-stored one (`ProfileOptions.explicit`), else it is refused: one profile never mixes two plans.
+`--resume` continues: the plan is regenerated from the stored arguments and seed networks, and measured items
+are skipped; one profile never mixes two plans (profile_resume.py).
 A resume writes the file only once it has measured something new: one that fails or finds nothing left
 to measure leaves the profile as it was read (a complete profile stays complete).
 """
@@ -25,26 +23,23 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ArchitectureError, ConfigError, ProfileError, TimeModelError, UnknownComponentError
+from ..errors import ArchitectureError, ProfileError, TimeModelError, UnknownComponentError
 from ..ir.architecture import Architecture
 from ..machine import machine_info
 from .devices import describe_local_device, parse_device
-from .kernels import Kernel, kernel_architecture, kernels_of, measurable, neighbour_kernel_architectures
+from .kernels import Kernel, kernel_architecture, kernels_of, measurable
 from .learned import cross_validated_errors
-from .measure import MeasureSettings
 from .profile import (
     DeviceProfile,
     KernelRecord,
     MeasuredItem,
     NetworkRecord,
-    check_device,
     measurement_summary,
     utc_now,
 )
@@ -52,12 +47,12 @@ from .profile_plan import (
     DEFAULT_SEEDS,
     KERNEL_SETTINGS,
     NETWORK_SETTINGS,
-    OPTION_FLAGS,
     RUNTIMES,
     ProfileOptions,
     make_time_model,
 )
-from .sampling import Variant, all_move_types, plain, random_move, random_variants
+from .profile_resume import resolve_seeds, seed_networks_doc, stored_seeds, take_stored_plan
+from .sampling import Variant, adaptive_samples, all_move_types, random_variants
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -154,73 +149,12 @@ class ProfileBuilder:
         return prof
 
     def _take_stored(self, prof: DeviceProfile) -> None:
-        """Check a profile to resume (its device is this one, the options set explicitly agree with it), then
-        take its stored plan, device, runtime and settings: a resumed profile continues what it started."""
-        o = self.o
-        check_device(prof, strict=True)
-        self._check_explicit(prof)
-        plan = prof.plan
-        o.device = str(prof.device.get("device", o.device))
-        o.runtime = prof.runtime_name
-        o.max_moves = int(plan.get("max_moves", o.max_moves))
-        o.rng_seed = int(plan.get("rng_seed", o.rng_seed))
-        o.threads = int(plan.get("threads", o.threads))
-        o.max_flops = plan.get("max_flops", o.max_flops)
-        o.statistic = prof.statistic
-        o.batch_size = prof.batch_size
-        if "kernel" in prof.settings:
-            o.kernel_settings = MeasureSettings.from_json(prof.settings["kernel"])
-        if "network" in prof.settings:
-            o.network_settings = MeasureSettings.from_json(prof.settings["network"])
+        """Check a profile to resume and take its stored plan (`profile_resume.take_stored_plan`)."""
+        take_stored_plan(self.o, prof)
         self._elapsed_before = prof.elapsed_s
         self._as_read = (_content(prof), prof.complete, prof.stopped)
         prof.complete = False
         prof.stopped = ""
-
-    def _check_explicit(self, prof: DeviceProfile) -> None:
-        """Refuse an option set explicitly (`ProfileOptions.explicit`: an argument typed with --resume) that
-        differs from the stored one, or that a profile of this kind does not have."""
-        o, plan, where = self.o, prof.plan, f"profile {str(self.o.out)!r}"
-        stored: dict[str, Any] = {
-            "device": prof.device.get("device"),
-            "runtime": prof.runtime_name,
-            "batch_size": prof.batch_size,
-            "threads": plan.get("threads"),
-            "max_moves": plan.get("max_moves"),
-            "rng_seed": plan.get("rng_seed"),
-        }
-        if prof.fewshot is None:
-            stored |= {"samples": plan.get("samples"), "adaptive_rounds": plan.get("adaptive_rounds")}
-            other = ("fewshot", "pool", "priors")
-        else:
-            stored |= {"fewshot": prof.fewshot.n, "pool": plan.get("pool")}
-            other = ("samples", "adaptive_rounds")
-        kind = "a full" if prof.fewshot is None else "a few-shot"
-        extra = sorted(o.explicit & set(other))
-        if extra:
-            raise ProfileError(f"{OPTION_FLAGS[extra[0]]} does not apply to {where}, {kind} profile: resume without it")
-        for name, value in stored.items():
-            if name not in o.explicit or value is None:
-                continue
-            given = getattr(o, name)
-            if name == "device":  # the same device however it is written ("cuda" is "cuda:0")
-                value, given = str(parse_device(value)), str(parse_device(given))
-            if given != value:
-                flag = OPTION_FLAGS[name]
-                raise ProfileError(
-                    f"{flag} {given} conflicts with {where}, which was started with {flag} {value}: resume without "
-                    f"{flag} (a resume continues the stored plan) or start a new profile with another --out"
-                )
-        settings = {"kernel": o.kernel_settings.to_json(), "network": o.network_settings.to_json()}
-        if "kernel_settings" in o.explicit and any(
-            MeasureSettings.from_json(prof.settings[part]).to_json() != settings[part]
-            for part in ("kernel", "network")
-            if part in prof.settings
-        ):
-            raise ProfileError(
-                f"--quick conflicts with {where}, which was measured with other measurement minimums (its "
-                f"settings: {prof.settings}): resume without --quick or start a new profile with another --out"
-            )
 
     # ---- seeds ------------------------------------------------------------------------------------------
     def _new_seeds(self) -> dict[str, Architecture]:
@@ -230,64 +164,9 @@ class ProfileBuilder:
         return seeds
 
     def _resumed_seeds(self, prof: DeviceProfile) -> dict[str, Architecture]:
-        """A resumed profile's seed networks: those its plan stores (a profile written before plans stored
-        them: its seed references resolved here, checked against the seed networks it measured); seeds given
-        explicitly again must be the same networks."""
-        o, where = self.o, f"profile {str(self.o.out)!r}"
-        labels = list(prof.plan.get("seeds") or o.seeds)
-        stored = prof.plan.get("seed_networks")
-        if stored is None:
-            seeds = self._seeds_as_typed(prof, labels)
-        else:
-            seeds = {}
-            for label, doc in zip(labels, stored, strict=True):
-                try:
-                    arch = Architecture.from_json(doc["arch"], layer_types=self.toolkit.layer_types)
-                except ArchitectureError as exc:
-                    raise ProfileError(
-                        f"{where}: its seed network {label!r} (plan.seed_networks) cannot be built with this "
-                        f"toolkit's layer types ({exc}): install the plugin it was started with or start a new profile"
-                    ) from None
-                if arch.hash != doc["hash"]:
-                    raise ProfileError(
-                        f"{where}: its seed network {label!r} builds to hash {arch.hash}, not the {doc['hash']} it "
-                        "was stored with (edited, or another toolkit version): start a new profile with another --out"
-                    )
-                seeds[label] = arch
-        if "seeds" in o.explicit:
-            _check_same_seeds(where, seeds, resolve_seeds(o.seeds, self.toolkit))
-        o.seeds = tuple(seeds)
-        return seeds
-
-    def _seeds_as_typed(self, prof: DeviceProfile, labels: list[str]) -> dict[str, Architecture]:
-        """The seeds of a profile written before plans stored their seed networks: its references as they were
-        typed (a file: relative to the folder it was started in), each checked against the seed network the
-        profile measured, if it did; they are stored in the plan at the next save."""
-        where = f"profile {str(self.o.out)!r}"
-        seeds: dict[str, Architecture] = {}
-        for label in labels:
-            registered = label in self.toolkit.seeds
-            again = (
-                "resume it with the toolkit version it was started with"
-                if registered
-                else "resume it from the folder it was started in (where that file is)"
-            )
-            try:
-                (arch,) = resolve_seeds([label], self.toolkit, what="").values()
-            except ProfileError as exc:  # exc: ": file '/here/seed.json' does not exist", say
-                raise ProfileError(
-                    f"{where} names its seed network as it was typed, {label!r} (it was written before profiles "
-                    f"stored their seed networks), and here{exc}: {again}"
-                ) from None
-            measured = {n.hash for n in prof.networks if n.seed == label and not n.moves}
-            if measured and arch.hash not in measured:
-                found = "the toolkit's seed" if registered else "the file here"
-                raise ProfileError(
-                    f"{where} started from seed network {label!r} with hash {min(measured)}, but {found} {label!r} "
-                    f"has hash {arch.hash} (another network): {again}, or start a new profile with another --out"
-                )
-            seeds[label] = arch
-        self._pin_seeds = {"seeds": list(seeds), "seed_networks": seed_networks_doc(seeds)}
+        """A resumed profile's seed networks (`profile_resume.stored_seeds`); those of a profile written before
+        plans stored them are stored at its next save."""
+        seeds, self._pin_seeds = stored_seeds(self.o, prof, self.toolkit)
         return seeds
 
     # ---- bookkeeping ------------------------------------------------------------------------------------
@@ -513,37 +392,9 @@ class ProfileBuilder:
         self._remeasure(prof, kernel_err, network_err, tm_k, tm_n, r)
         n_kernels = max(8, o.samples // 2)
         n_networks = max(4, o.samples // 6)
-        # kernels: neighbours of the worst-predicted configurations
-        known = prof.kernel_keys()
-        worst = sorted(kernel_err, key=lambda kv: -kv[1])[: max(4, n_kernels // 4)]
-        by_key = {k.key: k for k in prof.kernels}
-        new_kernels: list[tuple[Kernel, Architecture]] = []
-        lt = self.toolkit.layer_types
-        for key, _err in worst:
-            rec = by_key[key]
-            karch = Architecture.from_json(rec.arch, layer_types=lt)
-            kernel = kernels_of(karch)[0]
-            for arch in neighbour_kernel_architectures(kernel, rng, 4, layer_types=lt):
-                k2 = kernels_of(arch)[0]
-                if k2.key not in known and len(new_kernels) < n_kernels:
-                    known.add(k2.key)
-                    new_kernels.append((k2, arch))
-        # networks: one random move away from the worst-predicted networks
-        move_types = all_move_types(self.toolkit)
-        hashes = prof.network_hashes()
-        by_hash = {n.hash: n for n in prof.networks}
-        new_nets: list[Variant] = []
-        for h, _err in sorted(network_err, key=lambda kv: -kv[1])[:n_networks]:
-            net = by_hash[h]
-            arch = Architecture.from_json(net.arch, layer_types=lt)
-            step = random_move(arch, rng, move_types) if move_types else None
-            if step is None:
-                continue
-            op_name, params, child = step
-            if child.hash in hashes or (o.max_flops is not None and child.flops > o.max_flops):
-                continue
-            hashes.add(child.hash)
-            new_nets.append(Variant(net.seed, (*net.moves, {"operation": op_name, "params": plain(params)}), child))
+        new_kernels, new_nets = adaptive_samples(
+            prof, kernel_err, network_err, n_kernels, n_networks, rng, self.toolkit, o.max_flops
+        )
         self.log(
             f"adaptive round {r + 1}: {len(new_kernels)} kernel configurations near the worst predicted, "
             f"{len(new_nets)} networks"
@@ -627,43 +478,6 @@ class ProfileBuilder:
                 self._bar.close()
             for signum, old in old_handlers.items():
                 signal.signal(signum, old if old is not None else signal.SIG_DFL)
-
-
-def resolve_seeds(refs: Sequence[str], toolkit: Toolkit, what: str = "--seed-net") -> dict[str, Architecture]:
-    """The seed networks `refs` name, by the reference a profile stores: a registered name, or the absolute
-    path of an IR .json or an .onnx file (a relative path is from the working directory). The forms, code
-    path and errors of a search's `seed_network` (`search.config`), with `what` named in the errors."""
-    from ..search.config import build_seed, seed_reference
-
-    seeds: dict[str, Architecture] = {}
-    for ref in refs:
-        try:
-            reference = seed_reference(ref, Path.cwd(), toolkit, label=what)
-            seeds.setdefault(reference, build_seed(reference, toolkit, label=what))
-        except ConfigError as exc:
-            raise ProfileError(str(exc)) from None
-    return seeds
-
-
-def seed_networks_doc(seeds: dict[str, Architecture]) -> list[dict[str, Any]]:
-    """`plan.seed_networks`: each seed network's hash and architecture JSON, in the order of `plan.seeds`."""
-    return [{"hash": arch.hash, "arch": arch.to_json()} for arch in seeds.values()]
-
-
-def _check_same_seeds(where: str, stored: dict[str, Architecture], given: dict[str, Architecture]) -> None:
-    """Refuse seed networks given again with --resume that are not the ones the profile was started with."""
-    again = "resume without --seed-net (the profile keeps its seed networks) or start a new profile with another --out"
-    if len(given) != len(stored):
-        raise ProfileError(
-            f"--seed-net names {len(given)} seed networks ({', '.join(given)}), but {where} was started with "
-            f"{len(stored)} ({', '.join(stored)}): {again}"
-        )
-    for i, ((label, arch), (ref, new)) in enumerate(zip(stored.items(), given.items(), strict=True)):
-        if new.hash != arch.hash:
-            raise ProfileError(
-                f"--seed-net {ref!r} (hash {new.hash}) is not seed network {i + 1} of {len(stored)} that {where} "
-                f"was started with, {label!r} (hash {arch.hash}): {again}"
-            )
 
 
 def _content(prof: DeviceProfile) -> str:

@@ -15,10 +15,12 @@ import numpy as np
 
 from ..errors import NAToolkitError, UnknownComponentError
 from ..ir.architecture import Architecture
+from .kernels import Kernel, kernels_of, neighbour_kernel_architectures
 
 if TYPE_CHECKING:
     from ..moves import MoveType
     from ..toolkit import Toolkit
+    from .profile import DeviceProfile
 
 
 @dataclass(frozen=True)
@@ -113,3 +115,50 @@ def plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def adaptive_samples(
+    prof: DeviceProfile,
+    kernel_err: Sequence[tuple[str, float]],
+    network_err: Sequence[tuple[str, float]],
+    n_kernels: int,
+    n_networks: int,
+    rng: np.random.Generator,
+    toolkit: Toolkit,
+    max_flops: float | None,
+) -> tuple[list[tuple[Kernel, Architecture]], list[Variant]]:
+    """An adaptive round's new samples (profiler.py, step 3): up to `n_kernels` kernel configurations near the
+    worst-predicted kernels (`kernel_err`: key, cross-validated error) and networks one random move away from
+    the `n_networks` worst-predicted networks, none of them measured yet and none over `max_flops`."""
+    # kernels: neighbours of the worst-predicted configurations
+    known = prof.kernel_keys()
+    worst = sorted(kernel_err, key=lambda kv: -kv[1])[: max(4, n_kernels // 4)]
+    by_key = {k.key: k for k in prof.kernels}
+    new_kernels: list[tuple[Kernel, Architecture]] = []
+    lt = toolkit.layer_types
+    for key, _err in worst:
+        rec = by_key[key]
+        karch = Architecture.from_json(rec.arch, layer_types=lt)
+        kernel = kernels_of(karch)[0]
+        for arch in neighbour_kernel_architectures(kernel, rng, 4, layer_types=lt):
+            k2 = kernels_of(arch)[0]
+            if k2.key not in known and len(new_kernels) < n_kernels:
+                known.add(k2.key)
+                new_kernels.append((k2, arch))
+    # networks: one random move away from the worst-predicted networks
+    move_types = all_move_types(toolkit)
+    hashes = prof.network_hashes()
+    by_hash = {n.hash: n for n in prof.networks}
+    new_nets: list[Variant] = []
+    for h, _err in sorted(network_err, key=lambda kv: -kv[1])[:n_networks]:
+        net = by_hash[h]
+        arch = Architecture.from_json(net.arch, layer_types=lt)
+        step = random_move(arch, rng, move_types) if move_types else None
+        if step is None:
+            continue
+        op_name, params, child = step
+        if child.hash in hashes or (max_flops is not None and child.flops > max_flops):
+            continue
+        hashes.add(child.hash)
+        new_nets.append(Variant(net.seed, (*net.moves, {"operation": op_name, "params": plain(params)}), child))
+    return new_kernels, new_nets
