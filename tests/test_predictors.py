@@ -471,3 +471,86 @@ def test_the_neural_predictor_knows_its_feature_ranges(data, tmp_path):
     assert inside == [] and "max_channels = 512 (trained on 4..32)" in outside
     p.save(tmp_path / "n.json")
     assert load_predictor(tmp_path / "n.json", default_toolkit()).domain_warnings([wide]) == [outside]
+
+
+# ---- `na-toolkit predict`: units, clipping, --data paths, options it would ignore (real subprocesses) ---------
+def accuracy_lines() -> list[dict]:
+    """A run's evaluations as `predict fit --data` reads them: accuracy (a fraction) rising with depth."""
+    return [
+        {"arch": small_cnn(w, d, 3).to_json(), "accuracy": 0.5 + 0.1 * d + 0.02 * np.log2(w)}
+        for w in (4, 8, 16)
+        for d in (1, 2)
+    ]
+
+
+def write_jsonl(path, lines) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_predict_cli_prints_the_unit_its_target_is_defined_in(tmp_path, run_cli):
+    pytest.importorskip("na_toolkit_nb201")
+    fit = ["predict", "fit", "--target", "lat_pixel3", "--train", "12", "--predictor", "bayesian-ridge"]
+    assert run_cli(*fit, "--out", tmp_path / "lat.json").returncode == 0
+    r = run_cli("predict", "nb201:5", "--model", tmp_path / "lat.json")
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"[\d.]+ ± [\d.]+ ms lat_pixel3  nb201:5\n", r.stdout), r.stdout  # NB201 latencies: ms
+    # a target nothing defines: the unit given at fit time
+    write_jsonl(tmp_path / "d.jsonl", [{**line, "score": line["accuracy"]} for line in accuracy_lines()])
+    fit = ["predict", "fit", "--data", tmp_path / "d.jsonl", "--target", "score", "--predictor", "bayesian-ridge"]
+    assert run_cli(*fit, "--unit", "points", "--out", tmp_path / "s.json").returncode == 0
+    r = run_cli("predict", "simple-cnn", "--model", tmp_path / "s.json")
+    assert re.match(r"[\d.]+ ± [\d.]+ points score  simple-cnn", r.stdout), r.stdout
+
+
+def test_predict_cli_clips_an_accuracy_past_its_range_and_says_so(tmp_path, run_cli):
+    write_jsonl(tmp_path / "d.jsonl", accuracy_lines())
+    fit = ["predict", "fit", "--data", tmp_path / "d.jsonl", "--target", "accuracy", "--predictor", "bayesian-ridge"]
+    assert run_cli(*fit, "--out", tmp_path / "m.json").returncode == 0
+    (tmp_path / "deep.json").write_text(json.dumps(small_cnn(32, 6, 3).to_json()))  # the model says > 1 for it
+    r = run_cli("predict", tmp_path / "deep.json", "--model", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    assert (
+        r.stdout.startswith("1 ± ") and "(fraction) accuracy" in r.stdout and "clipped into the valid range" in r.stdout
+    )
+    assert re.search(
+        r"predicted 1\.\d+ \(fraction\), outside accuracy's valid range 0\.\.1: clipped to 1 \(fraction\)", r.stderr
+    )
+    out = run_cli("predict", tmp_path / "deep.json", "--model", tmp_path / "m.json", "--json").json()
+    assert out["unit"] == "fraction" and out["valid_range"] == [0.0, 1.0]
+    assert out["predictions"][0]["mean"] == 1.0 and len(out["predictions"][0]["clipped"]) == 1
+
+
+def test_predict_fit_data_reads_relative_arch_paths_beside_the_data_file(tmp_path, run_cli):
+    folder = tmp_path / "run"
+    lines = accuracy_lines()
+    for i, line in enumerate(lines):
+        (folder / "archs").mkdir(parents=True, exist_ok=True)
+        (folder / "archs" / f"a{i}.json").write_text(json.dumps(line["arch"]))
+        line["arch"] = f"archs/a{i}.json"
+    write_jsonl(folder / "d.jsonl", lines)
+    fit = ["predict", "fit", "--data", "run/d.jsonl", "--target", "accuracy", "--predictor", "bayesian-ridge"]
+    r = run_cli(*fit, "--out", "m.json", "--json", cwd=tmp_path)  # run from elsewhere than the data's folder
+    assert r.returncode == 0, r.stderr
+    assert r.json()["samples"] == len(lines)
+    write_jsonl(folder / "bad.jsonl", [{**lines[0], "arch": "archs/missing.json"}])
+    err = run_cli(*fit[:3], "run/bad.jsonl", *fit[4:], "--out", "m.json", cwd=tmp_path).error_line()
+    assert "run/archs/missing.json" in err
+
+
+def test_predict_refuses_options_it_would_ignore(tmp_path, run_cli):
+    write_jsonl(tmp_path / "d.jsonl", accuracy_lines())
+    fit = ["predict", "fit", "--data", tmp_path / "d.jsonl", "--out", tmp_path / "m.json"]
+    err = run_cli(*fit, "--target", "accuracy", "--train", "50").error_line()
+    assert "--train chooses rows of a table evaluator and --data gives the rows itself" in err
+    err = run_cli(*fit, "--target", "accuracy", "--from", "nb201-table").error_line()
+    assert "--from chooses rows of a table evaluator" in err
+    assert "predict fit --data needs --target KEY" in run_cli(*fit).error_line()
+    write_jsonl(tmp_path / "odd.jsonl", [*accuracy_lines()[:3], {**accuracy_lines()[3], "accuracy": "n/a"}])
+    err = run_cli(*fit[:3], tmp_path / "odd.jsonl", *fit[4:], "--target", "accuracy").error_line()
+    assert f"--data {tmp_path / 'odd.jsonl'} line 4: accuracy is 'n/a', not a finite number" in err
+    err = run_cli(*fit, "--target", "accuracy", "--unit", "ms").error_line()
+    assert "--unit 'ms': accuracy is defined in 'fraction'" in err
+    assert "predict fit writes one: give --out" in run_cli(*fit, "--model", tmp_path / "x.json").error_line()
+    err = run_cli("predict", "simple-cnn", "--model", tmp_path / "m.json", "--target", "y", "--train", "5").error_line()
+    assert "--target, --train are options of `predict fit`" in err
