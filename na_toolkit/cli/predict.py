@@ -6,8 +6,8 @@
 
 ARCH is an architecture JSON/ONNX file, a seed name, an NB201 cell string `|op~0|+...` or `nb201:INDEX`
 (with the NB201 plugin). `--data` is JSON Lines: one object per line with "arch" (an architecture JSON object,
-a file path, a seed name or an NB201 cell) and the `--target` key, optionally "dataset"; or a CSV with those
-columns (the `arch` cell an architecture's JSON or a reference). A run's `evaluations.jsonl` and
+a file path, relative to the data file's folder, a seed name or an NB201 cell) and the `--target` key,
+optionally "dataset"; or a CSV with those columns (the `arch` cell an architecture's JSON or a reference). A run's `evaluations.jsonl` and
 `evaluations.csv` are read as they are; their failed evaluations (an `error`, no metrics) are left out.
 
 `--dataset` (and a line's "dataset") is a registered dataset name, an image folder / `.npz` path, or a
