@@ -10,7 +10,7 @@ import pytest
 
 nb = pytest.importorskip("na_toolkit_nb201", reason="the NB201 plugin is not installed")
 
-from conftest import default_toolkit, layer_types  # noqa: E402
+from conftest import default_toolkit, get_seed, layer_types  # noqa: E402
 from na_toolkit.errors import DataError  # noqa: E402
 from na_toolkit.predictors import load_predictor  # noqa: E402
 from na_toolkit.predictors.fewshot import (  # noqa: E402
@@ -90,6 +90,20 @@ def test_round_trip_with_the_prior(cells, prior, tmp_path):
     back = load_predictor(path, default_toolkit())
     np.testing.assert_allclose(back.predict(archs[10:30]), few.predict(archs[10:30]), rtol=1e-9)
     assert LatencyPrior.from_json(prior.to_json()).devices == prior.devices
+
+
+def test_warns_outside_its_domain_as_the_other_predictors_do(cells, prior, tmp_path):
+    """The samples' kernel features are its domain (`Predictor.domain_warnings`, the feature predictors' code):
+    a kernel no sample had, or a count far past the samples', is named; a cell like the samples is not."""
+    table, rows, archs = cells
+    y = table.column(TARGET)[rows]
+    for few in (FewShotLatencyPredictor().fit(archs[:8], y[:8]), FewShotLatencyPredictor(prior).fit(archs[:8], y[:8])):
+        inside, cnn = few.domain_warnings([archs[0], get_seed("simple-cnn")])
+        assert inside == [] and cnn and all("never in training" in r for r in cnn), cnn
+        few.save(tmp_path / "few.json")
+        assert load_predictor(tmp_path / "few.json", default_toolkit()).domain_warnings(
+            [archs[0], get_seed("simple-cnn")]
+        ) == [[], cnn]
 
 
 def test_bad_input(cells):

@@ -383,3 +383,174 @@ def test_a_predictor_knows_its_training_domain_and_says_when_a_network_is_outsid
     # the same after a save / load (the training matrix travels with the model)
     back = type(model).from_json(model.to_json(), tk)
     assert back.domain_warnings([tk.seed("simple-cnn")]) == [outside]
+
+
+# ---- the target's valid range: every predictor clips into it through the base, and says from what -----------
+@pytest.mark.parametrize("name", PREDICTORS)
+def test_predictions_are_clipped_into_the_targets_valid_range(name, data, tmp_path):
+    from na_toolkit.predictors.targets import Target
+
+    archs, y = data
+    high = float(np.median(y))  # a range the fitted model's predictions overshoot for about half the networks
+    p = fast(name).for_target(Target("y", "%", 0.0, high)).fit(archs, y)
+    pred = p.predict(archs)
+    mean, std, notes = p.predict_with_notes(archs)
+    assert np.all(pred <= high) and np.any(pred == high)
+    np.testing.assert_allclose(p.predict_with_std(archs)[0], pred, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(mean, pred, rtol=1e-6, atol=1e-9)
+    clipped = [i for i, n in enumerate(notes) if n]
+    assert clipped and all(mean[i] == high for i in clipped)
+    assert re.fullmatch(
+        rf"predicted [\d.]+ %, outside y's valid range 0\.\.{high:g} %: clipped to {high:.4g} %", notes[clipped[0]][0]
+    )
+    # the range travels with the saved predictor
+    p.save(tmp_path / "p.json")
+    back = load_predictor(tmp_path / "p.json", default_toolkit())
+    assert back.target == p.target and np.all(back.predict(archs) <= high)
+
+
+def test_a_plugin_predictor_with_predict_alone_is_clipped_by_the_base(data):
+    from na_toolkit.predictors.targets import Target
+
+    class Overshoot(Predictor):  # the minimal plugin predictor of docs/plugin_hooks.md
+        name = "overshoot"
+
+        def fit(self, archs, y):
+            self.mean_ = float(np.mean(y))
+            return self
+
+        def predict(self, archs):
+            return np.full(len(archs), 1.5)
+
+    archs, y = data
+    p = Overshoot().for_target(Target("accuracy", "fraction", 0.0, 1.0)).fit(archs, y)
+    mean, _, notes = p.predict_with_notes(archs[:2])
+    assert mean.tolist() == [1.0, 1.0] and p.predict_with_std(archs[:2])[0].tolist() == [1.0, 1.0]
+    assert notes[0] == ["predicted 1.5 (fraction), outside accuracy's valid range 0..1: clipped to 1 (fraction)"]
+
+    class OwnStd(Overshoot):  # a plugin's own predict_with_std: predict_with_notes (what the search calls) clips it
+        has_uncertainty = True
+
+        def predict_with_std(self, archs):
+            return np.full(len(archs), -0.5), np.full(len(archs), 0.1)
+
+    q = OwnStd().for_target(Target("accuracy", "fraction", 0.0, 1.0)).fit(archs, y)
+    mean, std, notes = q.predict_with_notes(archs[:2])
+    assert mean.tolist() == [0.0, 0.0] and std.tolist() == [0.1, 0.1] and "clipped to 0 (fraction)" in notes[1][0]
+
+
+def test_the_search_scores_accuracy_clipped_to_a_fraction(tmp_path):
+    """The scorer ranks on what the predictor returns: a predicted accuracy past 1 (a regression extrapolating)
+    would outrank every measured network; the search's predictors know accuracy is a fraction in [0, 1]."""
+    import search_parts_plugin
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.search import Counters, Scorer, build_components, load_config
+    from test_search_parts import doc
+
+    tk = load_toolkit(entry_points=False, extra_plugins=(search_parts_plugin,))
+    components = build_components(load_config(doc(tmp_path)), tk)
+    try:
+        archs = [small_cnn(w, d, 3) for w in (4, 8, 16) for d in (1, 2)]
+        y = np.array([0.5 + 0.1 * d + 0.02 * np.log2(w) for w in (4, 8, 16) for d in (1, 2)])
+        pred = components.new_predictor("accuracy").fit(archs, y)
+        assert pred.target.unit == "fraction" and (pred.target.low, pred.target.high) == (0.0, 1.0)
+        scorer = Scorer(components, Counters())
+        scorer.predictors["accuracy"] = pred
+        deep = [small_cnn(32, 6, 3)]  # far past the training depths: the linear model says > 1
+        assert pred._raw_predict(deep, None)[0] > 1.0
+        assert scorer.score(deep)[0].metrics["accuracy"] == 1.0
+    finally:
+        components.close()
+
+
+def test_the_neural_predictor_knows_its_feature_ranges(data, tmp_path):
+    archs, y = data
+    p = fast("neural").fit(archs, y)
+    wide = small_cnn(512, 8, 3)  # the same layer types, far wider and deeper than any training network
+    inside, outside = p.domain_warnings([archs[0], wide])
+    assert inside == [] and "max_channels = 512 (trained on 4..32)" in outside
+    p.save(tmp_path / "n.json")
+    assert load_predictor(tmp_path / "n.json", default_toolkit()).domain_warnings([wide]) == [outside]
+
+
+# ---- `na-toolkit predict`: units, clipping, --data paths, options it would ignore (real subprocesses) ---------
+def accuracy_lines() -> list[dict]:
+    """A run's evaluations as `predict fit --data` reads them: accuracy (a fraction) rising with depth."""
+    return [
+        {"arch": small_cnn(w, d, 3).to_json(), "accuracy": 0.5 + 0.1 * d + 0.02 * np.log2(w)}
+        for w in (4, 8, 16)
+        for d in (1, 2)
+    ]
+
+
+def write_jsonl(path, lines) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_predict_cli_prints_the_unit_its_target_is_defined_in(tmp_path, run_cli):
+    pytest.importorskip("na_toolkit_nb201")
+    fit = ["predict", "fit", "--target", "lat_pixel3", "--train", "12", "--predictor", "bayesian-ridge"]
+    assert run_cli(*fit, "--out", tmp_path / "lat.json").returncode == 0
+    r = run_cli("predict", "nb201:5", "--model", tmp_path / "lat.json")
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"[\d.]+ ± [\d.]+ ms lat_pixel3  nb201:5\n", r.stdout), r.stdout  # NB201 latencies: ms
+    # a target nothing defines: the unit given at fit time
+    write_jsonl(tmp_path / "d.jsonl", [{**line, "score": line["accuracy"]} for line in accuracy_lines()])
+    fit = ["predict", "fit", "--data", tmp_path / "d.jsonl", "--target", "score", "--predictor", "bayesian-ridge"]
+    assert run_cli(*fit, "--unit", "points", "--out", tmp_path / "s.json").returncode == 0
+    r = run_cli("predict", "simple-cnn", "--model", tmp_path / "s.json")
+    assert re.match(r"[\d.]+ ± [\d.]+ points score  simple-cnn", r.stdout), r.stdout
+
+
+def test_predict_cli_clips_an_accuracy_past_its_range_and_says_so(tmp_path, run_cli):
+    write_jsonl(tmp_path / "d.jsonl", accuracy_lines())
+    fit = ["predict", "fit", "--data", tmp_path / "d.jsonl", "--target", "accuracy", "--predictor", "bayesian-ridge"]
+    assert run_cli(*fit, "--out", tmp_path / "m.json").returncode == 0
+    (tmp_path / "deep.json").write_text(json.dumps(small_cnn(32, 6, 3).to_json()))  # the model says > 1 for it
+    r = run_cli("predict", tmp_path / "deep.json", "--model", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    assert (
+        r.stdout.startswith("1 ± ") and "(fraction) accuracy" in r.stdout and "clipped into the valid range" in r.stdout
+    )
+    assert re.search(
+        r"predicted 1\.\d+ \(fraction\), outside accuracy's valid range 0\.\.1: clipped to 1 \(fraction\)", r.stderr
+    )
+    out = run_cli("predict", tmp_path / "deep.json", "--model", tmp_path / "m.json", "--json").json()
+    assert out["unit"] == "fraction" and out["valid_range"] == [0.0, 1.0]
+    assert out["predictions"][0]["mean"] == 1.0 and len(out["predictions"][0]["clipped"]) == 1
+
+
+def test_predict_fit_data_reads_relative_arch_paths_beside_the_data_file(tmp_path, run_cli):
+    folder = tmp_path / "run"
+    lines = accuracy_lines()
+    for i, line in enumerate(lines):
+        (folder / "archs").mkdir(parents=True, exist_ok=True)
+        (folder / "archs" / f"a{i}.json").write_text(json.dumps(line["arch"]))
+        line["arch"] = f"archs/a{i}.json"
+    write_jsonl(folder / "d.jsonl", lines)
+    fit = ["predict", "fit", "--data", "run/d.jsonl", "--target", "accuracy", "--predictor", "bayesian-ridge"]
+    r = run_cli(*fit, "--out", "m.json", "--json", cwd=tmp_path)  # run from elsewhere than the data's folder
+    assert r.returncode == 0, r.stderr
+    assert r.json()["samples"] == len(lines)
+    write_jsonl(folder / "bad.jsonl", [{**lines[0], "arch": "archs/missing.json"}])
+    err = run_cli(*fit[:3], "run/bad.jsonl", *fit[4:], "--out", "m.json", cwd=tmp_path).error_line()
+    assert "run/archs/missing.json" in err
+
+
+def test_predict_refuses_options_it_would_ignore(tmp_path, run_cli):
+    write_jsonl(tmp_path / "d.jsonl", accuracy_lines())
+    fit = ["predict", "fit", "--data", tmp_path / "d.jsonl", "--out", tmp_path / "m.json"]
+    err = run_cli(*fit, "--target", "accuracy", "--train", "50").error_line()
+    assert "--train chooses rows of a table evaluator and --data gives the rows itself" in err
+    err = run_cli(*fit, "--target", "accuracy", "--from", "nb201-table").error_line()
+    assert "--from chooses rows of a table evaluator" in err
+    assert "predict fit --data needs --target KEY" in run_cli(*fit).error_line()
+    write_jsonl(tmp_path / "odd.jsonl", [*accuracy_lines()[:3], {**accuracy_lines()[3], "accuracy": "n/a"}])
+    err = run_cli(*fit[:3], tmp_path / "odd.jsonl", *fit[4:], "--target", "accuracy").error_line()
+    assert f"--data {tmp_path / 'odd.jsonl'} line 4: accuracy is 'n/a', not a finite number" in err
+    err = run_cli(*fit, "--target", "accuracy", "--unit", "ms").error_line()
+    assert "--unit 'ms': accuracy is defined in 'fraction'" in err
+    assert "predict fit writes one: give --out" in run_cli(*fit, "--model", tmp_path / "x.json").error_line()
+    err = run_cli("predict", "simple-cnn", "--model", tmp_path / "m.json", "--target", "y", "--train", "5").error_line()
+    assert "--target, --train are options of `predict fit`" in err

@@ -6,9 +6,10 @@
 
 ARCH is an architecture JSON/ONNX file, a seed name, an NB201 cell string `|op~0|+...` or `nb201:INDEX`
 (with the NB201 plugin). `--data` is JSON Lines: one object per line with "arch" (an architecture JSON object,
-a file path, a seed name or an NB201 cell) and the `--target` key, optionally "dataset"; or a CSV with those
-columns (the `arch` cell an architecture's JSON or a reference). A run's `evaluations.jsonl` and
-`evaluations.csv` are read as they are; their failed evaluations (an `error`, no metrics) are left out.
+a file path, relative to the data file's folder, a seed name or an NB201 cell) and the `--target` key,
+optionally "dataset"; or a CSV with those columns (the `arch` cell an architecture's JSON or a reference).
+A run's `evaluations.jsonl` and `evaluations.csv` are read as they are; their failed evaluations (an
+`error`, no metrics) are left out.
 
 `--dataset` (and a line's "dataset") is a registered dataset name, an image folder / `.npz` path, or a
 descriptor `.json` file (`na-toolkit datasets NAME --json`): its descriptor reaches the predictor. Lines of
@@ -25,17 +26,25 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError
 from ..files import parse_json, path_exists, read_text
+from ..validation import is_finite_number
 from ._output import atomic_out, check_out
 from .command import Command
 
 if TYPE_CHECKING:
     from ..datasets import DatasetDescriptor
     from ..ir.architecture import Architecture
+    from ..predictors.targets import Target
     from ..toolkit import Toolkit
+
+#: without --data: the rows of this table evaluator, this many, of this column
+DEFAULT_SOURCE = "nb201-table"
+DEFAULT_TRAIN = 200
+DEFAULT_TARGET = "c10_valid_acc_200ep"
 
 
 def resolve_architecture(spec: Any, toolkit: Toolkit, table: str | None = None) -> Architecture:
@@ -116,11 +125,39 @@ def _data_records(path: str) -> Iterator[tuple[int, Any]]:
         yield n, rec
 
 
+def _beside(spec: Any, folder: Path) -> Any:
+    """A `--data` line's architecture reference, with a relative file path made relative to the data file's
+    folder (where the file was written, wherever `predict fit` runs): what `load_architecture` reads as a
+    path (an existing file, a `.json` / `.onnx` name or one with a `/`); seed names and cells unchanged."""
+    if not isinstance(spec, str) or Path(spec).is_absolute():
+        return spec
+    text = spec.strip()
+    there = folder / text
+    if path_exists(there) or text.endswith((".json", ".onnx")) or "/" in text:
+        return str(there)
+    return spec
+
+
 def _training_data(
     args: argparse.Namespace,
-) -> tuple[list[Architecture], list[float], dict[str, Any], list[DatasetDescriptor] | None]:
-    """Architectures, targets, where they came from, and per-row descriptors (None: no line names a dataset)."""
+) -> tuple[list[Architecture], list[float], dict[str, Any], list[DatasetDescriptor] | None, Target]:
+    """Architectures, targets, where they came from, per-row descriptors (None: no line names a dataset) and
+    the target's definition (its unit and valid range)."""
+    from ..predictors.targets import Target, metric_target
+
     if args.data:
+        # the rows come from the file: the table's options would be silently unused
+        for flag, value in (("--from", args.source), ("--train", args.train)):
+            if value is not None:
+                raise ConfigError(
+                    f"{flag} chooses rows of a table evaluator and --data gives the rows itself; give one of them"
+                )
+        if args.target is None:
+            raise ConfigError(
+                "predict fit --data needs --target KEY, the key of each line to learn (in a run's evaluations "
+                "files: accuracy, train_time_s, latency_ms@DEVICE, ...)"
+            )
+        folder = Path(args.data).parent
         archs, ys, row_datasets = [], [], []
         failed = 0
         for n, rec in _data_records(args.data):
@@ -129,7 +166,11 @@ def _training_data(
                 continue
             if not isinstance(rec, dict) or "arch" not in rec or rec.get(args.target) is None:
                 raise DataError(f"--data {args.data} line {n}: needs keys 'arch' and {args.target!r}")
-            archs.append(resolve_architecture(rec["arch"], args.toolkit, args.table))
+            if not is_finite_number(rec[args.target]):
+                raise DataError(
+                    f"--data {args.data} line {n}: {args.target} is {rec[args.target]!r}, not a finite number"
+                )
+            archs.append(resolve_architecture(_beside(rec["arch"], folder), args.toolkit, args.table))
             ys.append(rec[args.target])
             row_datasets.append(rec.get("dataset"))
         if failed:
@@ -148,16 +189,34 @@ def _training_data(
                     "'dataset', or --dataset for the lines without one"
                 )
             per_row = [_descriptor(d if d is not None else default, args, f"--data {args.data}") for d in row_datasets]
-        return archs, ys, {"data": str(args.data)}, per_row
+        return archs, ys, {"data": str(args.data)}, per_row, _target(metric_target(args.target), args)
     # no --data: rows of an evaluator backed by a table (a tabular benchmark plugin, e.g. nb201-table)
-    evaluator = args.toolkit.evaluators.get(args.source)
+    source = args.source or DEFAULT_SOURCE
+    args.target = args.target or DEFAULT_TARGET
+    evaluator = args.toolkit.evaluators.get(source)
     if evaluator.training_rows is None:
         raise ConfigError(
-            f"evaluator {args.source!r} holds no table of ground truth to fit on; give --data FILE.jsonl "
+            f"evaluator {source!r} holds no table of ground truth to fit on; give --data FILE.jsonl "
             '(lines of {"arch": ..., TARGET: value}) or --from a table evaluator'
         )
-    rows = evaluator.training_rows(args.target, args.train, args.seed, args.toolkit.layer_types, args.table)
-    return rows.archs, rows.values, rows.source, None
+    count = DEFAULT_TRAIN if args.train is None else args.train
+    rows = evaluator.training_rows(args.target, count, args.seed, args.toolkit.layer_types, args.table)
+    defined = Target(args.target, rows.unit, *rows.valid_range) if rows.unit else None
+    return rows.archs, rows.values, rows.source, None, _target(defined, args)
+
+
+def _target(defined: Target | None, args: argparse.Namespace) -> Target:
+    """The target's definition, or one of `--unit` for a target nothing defines (no range: nothing to clip)."""
+    from ..predictors.targets import Target
+
+    if defined is None:
+        return Target(args.target, args.unit or "")
+    if args.unit is not None and args.unit != defined.unit:
+        raise ConfigError(
+            f"--unit {args.unit!r}: {args.target} is defined in {defined.unit!r}; leave --unit out (it is for "
+            "targets nothing defines)"
+        )
+    return defined
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -173,18 +232,20 @@ def run_fit(args: argparse.Namespace) -> int:
         model.set_params(random_state=args.seed)  # saved predictor is refit on load, so it must be seeded
     if args.dataset is not None:
         model.condition_on(_descriptor(args.dataset, args, "--dataset"))
-    archs, ys, source, per_row = _training_data(args)
+    archs, ys, source, per_row, target = _training_data(args)
+    model.for_target(target)  # saved with it: predictions are clipped into the target's range, and say so
     t = time.perf_counter()
     model.fit(archs, ys, datasets=per_row)
     fit_s = time.perf_counter() - t
     doc = model.to_json()
-    doc["target"] = args.target
     doc["source"] = source
     with atomic_out(args.out) as tmp:
         tmp.write_text(json.dumps(doc))
     summary = {
         "predictor": model.name,
         "target": args.target,
+        "unit": target.unit or None,
+        "valid_range": [target.low, target.high],
         "samples": len(archs),
         "datasets": {r["name"]: r["rows"] for r in model.trained_datasets_},
         "fit_s": fit_s,
@@ -194,18 +255,24 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"fit {model.name} on {len(archs)} samples of {args.target} in {fit_s:.1f}s -> {args.out}")
+        unit = f" ({target.unit})" if target.unit else ""
+        print(f"fit {model.name} on {len(archs)} samples of {args.target}{unit} in {fit_s:.1f} s -> {args.out}")
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from ..predictors.base import Predictor
+    from ..predictors.targets import FRACTION, metric_target
 
     if not args.model:
         raise ConfigError("predicting needs --model MODEL.json (make one with `na-toolkit predict fit`)")
     doc = Predictor.read_document(args.model)
     model = Predictor.from_json(doc, args.toolkit)
-    target = doc.get("target", "")  # what `predict fit` learned (a dict: from_json checked it)
+    target = doc.get("target") or ""  # what `predict fit` learned (a dict: from_json checked it)
+    if model.target is None and target:
+        # a file written before units were recorded: a search metric's definition still applies
+        model.for_target(metric_target(target))
+    unit = model.target.unit if model.target is not None else ""
     archs = [resolve_architecture(s, args.toolkit, args.table) for s in args.archs]
     trained = getattr(model, "trained_datasets_", [])
     descriptor = _descriptor(args.dataset, args, "--dataset") if args.dataset is not None else None
@@ -214,7 +281,7 @@ def run_predict(args: argparse.Namespace) -> int:
             f"{args.model} was fit on {len(trained)} datasets ({', '.join(r['name'] for r in trained)}): give "
             "--dataset NAME|PATH|DESCRIPTOR.json, the dataset to predict for"
         )
-    mean, std = model.predict_with_std(archs, datasets=descriptor)
+    mean, std, notes = model.predict_with_notes(archs, datasets=descriptor)
     warnings = model.domain_warnings(archs, datasets=descriptor)
     rows = [
         {
@@ -223,40 +290,40 @@ def run_predict(args: argparse.Namespace) -> int:
             "mean": float(m),
             "std": float(s) if model.has_uncertainty else None,
             "outside_training_domain": w,
+            "clipped": n,
         }
-        for spec, a, m, s, w in zip(args.archs, archs, mean, std, warnings)
+        for spec, a, m, s, w, n in zip(args.archs, archs, mean, std, warnings, notes)
     ]
+    learned = f"{model.n_train_} networks of {target or 'its target'}"
     for r in rows:
         if r["outside_training_domain"]:
             print(
                 f"na-toolkit: warning: {r['arch']} lies outside what the predictor was trained on "
-                f"({model.n_train_} networks of {target or 'its target'}): {'; '.join(r['outside_training_domain'])}; "
-                "the prediction is an extrapolation",
+                f"({learned}): {'; '.join(r['outside_training_domain'])}; the prediction is an extrapolation",
                 file=sys.stderr,
             )
+        for note in r["clipped"]:
+            print(f"na-toolkit: warning: {r['arch']}: {note}", file=sys.stderr)
     if args.json:
-        doc = {"predictor": model.name, "target": target, "unit": _unit(target), "predictions": rows}
+        doc = {"predictor": model.name, "target": target, "unit": unit or None, "predictions": rows}
+        doc["valid_range"] = None if model.target is None else [model.target.low, model.target.high]
         doc["dataset"] = descriptor.name if descriptor is not None else None
         print(json.dumps(doc, indent=2))
-    else:
-        unit = _unit(target)
-        for r in rows:
-            unc = f" ± {r['std']:.4g}" if r["std"] is not None else ""
-            flag = "  (outside the training domain)" if r["outside_training_domain"] else ""
-            print(f"{r['mean']:.6g}{unc} {unit}  {target}  {r['arch']}{flag}".replace("  ", " ", 1), file=sys.stdout)
+        return 0
+    if not unit:
+        print(
+            f"na-toolkit: warning: {args.model} records no unit for {target or 'its target'} (nothing defines it); "
+            "refit with `predict fit --unit UNIT` to have one",
+            file=sys.stderr,
+        )
+    shown = f" {unit}" if unit and unit != FRACTION else " (fraction)" if unit else ""
+    for r in rows:
+        unc = f" ± {r['std']:.4g}" if r["std"] is not None else ""
+        flags = ["outside the training domain"] if r["outside_training_domain"] else []
+        flags += ["clipped into the valid range"] if r["clipped"] else []
+        flag = f"  ({'; '.join(flags)})" if flags else ""
+        print(f"{r['mean']:.6g}{unc}{shown} {target}  {r['arch']}{flag}", file=sys.stdout)
     return 0
-
-
-def _unit(target: str) -> str:
-    """The unit of a predicted target, read from its name (units in names: `_s`, `_ms`, `_bytes`, `acc`)."""
-    t = target.lower()
-    for suffix, unit in (("_ms", "ms"), ("_s", "s"), ("_bytes", "bytes"), ("_mj", "mJ")):
-        if t.endswith(suffix) or f"{suffix}@" in t:
-            return unit
-    if "acc" in t:
-        # NB201's columns are percentages; a search's `accuracy` (its evaluations files) is a fraction in [0, 1]
-        return "% accuracy" if t.startswith(("c10_", "c100_", "in16_")) else "(fraction)"
-    return "(unit of the training target)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -279,33 +346,69 @@ def configure(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="predictor parameter (repeatable)"
     )
-    fit.add_argument("--target", default="c10_valid_acc_200ep", help="table column or --data key to learn")
+    fit.add_argument(
+        "--target",
+        default=None,
+        help=f"table column or --data key to learn (default for a table: {DEFAULT_TARGET}; --data needs one)",
+    )
     fit.add_argument(
         "--from",
         dest="source",
-        default="nb201-table",
-        help="evaluator whose table of ground truth gives the rows (without --data; default nb201-table, "
+        default=None,
+        help=f"evaluator whose table of ground truth gives the rows (without --data; default {DEFAULT_SOURCE}, "
         "from the NAS-Bench-201 plugin)",
     )
-    fit.add_argument("--train", type=int, default=200, help="random table rows to fit on (without --data)")
     fit.add_argument(
-        "--seed", type=int, default=0, help="which random cells, and the model seed of random_state=none (default 0)"
+        "--train", type=int, default=None, help=f"random table rows to fit on (without --data; default {DEFAULT_TRAIN})"
+    )
+    fit.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="which random table rows, and the model seed of random_state=none (default 0)",
     )
     fit.add_argument(
         "--data", default=None, help="training data instead of a table: JSON Lines, or CSV (a run's evaluations.csv)"
     )
+    fit.add_argument(
+        "--unit",
+        default=None,
+        help="the unit of a --data target nothing defines (a search's metrics and table columns carry theirs)",
+    )
     fit.add_argument("--out", default=None, help="where to save the fitted predictor (JSON)")
+
+
+#: the options of `predict fit` alone, by argparse destination: given when predicting, they would do nothing
+FIT_OPTIONS = {
+    "predictor": "--predictor",
+    "param": "--param",
+    "target": "--target",
+    "source": "--from",
+    "train": "--train",
+    "seed": "--seed",
+    "data": "--data",
+    "unit": "--unit",
+    "out": "--out",
+}
 
 
 def run(args: argparse.Namespace) -> int:
     from ..predictors import DEFAULT_PREDICTOR
 
-    if args.predictor is None:
-        args.predictor = DEFAULT_PREDICTOR
     if args.archs[0] == "fit":
         if len(args.archs) > 1:
             raise ConfigError(f"predict fit takes no architectures, got {' '.join(args.archs[1:])}")
+        if args.model is not None:
+            raise ConfigError("--model is the saved predictor to predict with; predict fit writes one: give --out")
+        args.predictor = args.predictor or DEFAULT_PREDICTOR
+        args.seed = 0 if args.seed is None else args.seed
         return run_fit(args)
+    given = [flag for dest, flag in FIT_OPTIONS.items() if getattr(args, dest) not in (None, [])]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of `predict fit`; "
+            "predicting with --model uses what the saved predictor learned"
+        )
     return run_predict(args)
 
 

@@ -76,11 +76,15 @@ def result_problems(result: Any, arch: Architecture) -> list[str]:
 @dataclass(frozen=True)
 class TrainingRows:
     """Rows of ground truth an evaluator's table hands out: architectures, the target's values, and
-    where they came from (recorded with a fitted predictor)."""
+    where they came from (recorded with a fitted predictor); the target's unit and the range its values
+    can take as the table defines them (a predictor clips its predictions into that range; "" and
+    (None, None): not defined)."""
 
     archs: list[Architecture]
     values: list[float]
     source: dict[str, Any] = field(default_factory=dict)
+    unit: str = ""
+    valid_range: tuple[float | None, float | None] = (None, None)
 
 
 class Evaluator:

@@ -23,6 +23,9 @@ scikit-learn, so importing this module imports `sklearn.base` (about 1.5 s with 
 per process; the built-in predictors are therefore registered lazily, `builtin/predictors.py`).
 Model code imports the heavier scikit-learn modules inside `fit`.
 
+`for_target(Target(...))` gives a predictor its target's unit and valid range (`targets.py`): `predict`,
+`predict_with_std` and `predict_with_notes` (which says what it clipped) clip every prediction into that range.
+
 Persistence never uses pickle: `to_json()` holds the schema version, the library versions, the
 hyperparameters and the model state as plain data (feature-based models keep their training data and are
 refit on load; the neural one keeps its weights as arrays).
@@ -44,6 +47,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from ..errors import DataError, NotFittedError
 from ..files import parse_json, read_text
 from ..validation import Document, validate
+from .targets import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
@@ -68,6 +72,10 @@ class PredictorFile(Document):
     source: dict[str, Any] | None = None
     #: the distinct dataset descriptors of the training rows (`features.dataset_records`); absent: none given
     datasets: list[dict[str, Any]] | None = None
+    #: the target's unit and valid range [low, high] (null: unbounded), where a definition gave them
+    #: (`targets.Target`); absent in files written before they were recorded
+    unit: str | None = Field(default=None, max_length=100)
+    valid_range: list[float | None] | None = Field(default=None, min_length=2, max_length=2)
 
 
 _VERSIONED_LIBRARIES = ("na-toolkit", "numpy", "scikit-learn", "scipy", "torch")
@@ -133,10 +141,24 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         self.dataset_descriptor = descriptor
         return self
 
+    #: what the predictor learns (`for_target`): its unit, and the valid range every prediction is clipped
+    #: into (None: nothing defines it, predictions are left as they come). Not a constructor parameter either.
+    target: Target | None = None
+
+    def for_target(self, target: Target | None) -> Self:
+        """Make `target` (a `targets.Target`; None: none) what this predictor predicts: `predict`,
+        `predict_with_std` and `predict_with_notes` clip into its valid range; saved with the predictor."""
+        if target is not None and not isinstance(target, Target):
+            raise DataError(f"for_target takes a targets.Target or None, got {type(target).__name__}")
+        self.target = target
+        return self
+
     def __sklearn_clone__(self) -> Any:
         twin = super().__sklearn_clone__()
         if self.dataset_descriptor is not None:
             twin.dataset_descriptor = self.dataset_descriptor
+        if self.target is not None:
+            twin.target = self.target
         return twin
 
     def _datasets(self, datasets: Any) -> Any:
@@ -158,14 +180,23 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         return self
 
     def predict(self, archs: Any, datasets: Any = None) -> np.ndarray:
+        """Predictions in the target's units, clipped into its valid range (`for_target`)."""
         self._check_fitted()
         archs = self._check_archs(archs)
         if not archs:
             return np.zeros(0)
-        datasets = self._datasets(datasets)
+        return self._clip(self._raw_predict(archs, self._datasets(datasets)))[0]
+
+    def _raw_predict(self, archs: list, datasets: Any) -> np.ndarray:
         out = np.asarray(self._predict(archs, datasets), dtype=np.float64)
         out = out if out.ndim == 2 else out.reshape(len(archs))
         return self._to_target_scale(out, None, datasets)[0]
+
+    def _clip(self, mean: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+        """`mean` clipped into the target's valid range, and per row what was clipped (`Target.clip`)."""
+        if self.target is None:
+            return mean, [[] for _ in range(len(mean))]
+        return self.target.clip(mean)
 
     def _to_target_scale(
         self, mean: np.ndarray, std: np.ndarray | None, datasets: Any
@@ -183,10 +214,32 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         return mean * factor + offset, None if std is None else std * factor
 
     def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation; predictors without an uncertainty return zeros for the std."""
-        # a plugin's predictor may define predict(archs) only (see docs/plugin_hooks.md)
+        """Mean and standard deviation; predictors without an uncertainty return zeros for the std. The mean
+        is clipped into the target's valid range (`for_target`)."""
+        mean, std = self._raw_predict_with_std(archs, datasets)
+        return self._clip(mean)[0], std
+
+    def predict_with_notes(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """`predict_with_std`, and per architecture what was done to its prediction: a value outside the
+        target's valid range is clipped into it, and the note gives the raw value (empty: nothing done). What
+        the search scores with and `na-toolkit predict` prints: it clips a plugin's own `predict_with_std` too."""
+        if type(self).predict_with_std is not Predictor.predict_with_std:  # a plugin's (docs/plugin_hooks.md)
+            mean, std = _call(self.predict_with_std, archs, self._datasets(datasets))
+        else:
+            mean, std = self._raw_predict_with_std(archs, datasets)
+        mean, notes = self._clip(np.asarray(mean, dtype=np.float64))
+        return mean, np.asarray(std, dtype=np.float64), notes
+
+    def _raw_predict_with_std(self, archs: Any, datasets: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (unclipped) and std in the target's units: what subclasses with an uncertainty override."""
         datasets = self._datasets(datasets)
-        mean = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
+        if type(self).predict is not Predictor.predict:
+            # a plugin's predictor may define predict(archs) only (see docs/plugin_hooks.md)
+            mean = np.asarray(_call(self.predict, archs, datasets), dtype=np.float64)
+        else:
+            self._check_fitted()
+            archs = self._check_archs(archs)
+            mean = self._raw_predict(archs, datasets) if archs else np.zeros(0)
         return mean, np.zeros_like(mean)
 
     def domain_warnings(self, archs: Any, datasets: Any = None) -> list[list[str]]:
@@ -200,11 +253,11 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
 
         archs = self._check_archs(archs)
         features = getattr(self, "features_", None)
-        out = (
-            [[] for _ in archs]
-            if features is None
-            else domain_warnings(features, archs, getattr(self, "X_train_", None))
-        )
+        # the training matrix, or only its per-feature min and max rows (`feature_range_`: a predictor that
+        # keeps no training matrix, the neural one)
+        training = getattr(self, "X_train_", None)
+        training = getattr(self, "feature_range_", None) if training is None else training
+        out = [[] for _ in archs] if features is None else domain_warnings(features, archs, training)
         datasets = self._datasets(datasets)
         records = getattr(self, "trained_datasets_", None)
         if datasets is not None and records:
@@ -220,7 +273,7 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
 
         archs, y = self._check_fit_input(archs, y, fitting=False)
         datasets = self._datasets(datasets)
-        pred = np.asarray(self.predict(archs) if datasets is None else self.predict(archs, datasets), dtype=np.float64)
+        pred = np.asarray(_call(self.predict, archs, datasets), dtype=np.float64)
         return float(r2_score(y, pred, sample_weight=sample_weight))
 
     def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
@@ -289,6 +342,7 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
             "n_train": int(getattr(self, "n_train_", 0)),
             "state": self._state_to_json(),
             "datasets": list(getattr(self, "trained_datasets_", [])),
+            **({} if self.target is None else {"target": self.target.name, **self.target.to_json()}),
         }
 
     def save(self, path: str | Path) -> None:
@@ -341,6 +395,8 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
                 raise
             raise DataError(f"saved predictor {name!r} has a corrupt state: {type(exc).__name__}: {exc}") from None
         model.n_train_ = file.n_train
+        if file.target is not None and file.unit is not None and file.valid_range is not None:
+            model.target = Target.from_json(file.target, file.unit, file.valid_range)
         if file.datasets is not None:
             from .descriptor_features import check_dataset_records
 
@@ -357,6 +413,12 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         """The JSON document of a saved predictor file (`from_json` checks what it holds)."""
         text = read_text(path, "saved predictor", DataError)
         return parse_json(text, f"saved predictor {str(path)!r}", DataError)
+
+
+def _call(method: Any, archs: Any, datasets: Any) -> Any:
+    """`method(archs)`, or `method(archs, datasets)` when there are descriptors: a plugin's `predict` /
+    `predict_with_std` may take the architectures alone."""
+    return method(archs) if datasets is None else method(archs, datasets)
 
 
 def _per_row(datasets: Any, n: int) -> list[Any]:

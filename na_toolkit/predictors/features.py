@@ -427,13 +427,19 @@ DOMAIN_MARGIN = 0.25
 DOMAIN_MIN_SPAN = 1e-6
 
 
+def feature_range(X: np.ndarray) -> np.ndarray:
+    """[2, features]: the per-feature minimum and maximum of a training matrix, all `domain_warnings` reads
+    of it (what a predictor that keeps no training matrix keeps of its domain)."""
+    return np.stack([X.min(axis=0), X.max(axis=0)]) if len(X) else np.zeros((0, X.shape[1]))
+
+
 def domain_warnings(
     features: FeatureMatrix, archs: Sequence[Architecture], X_train: np.ndarray | None = None, limit: int = 3
 ) -> list[list[str]]:
     """Per architecture, why a prediction for it is an extrapolation: features it has that no training
     network had (e.g. a layer type the predictor never saw), and features outside the training range by
-    more than DOMAIN_MARGIN of that range (when the training matrix is known). At most `limit` reasons each,
-    the furthest first; an empty list inside the domain."""
+    more than DOMAIN_MARGIN of that range (when the training matrix, or its `feature_range`, is known). At
+    most `limit` reasons each, the furthest first; an empty list inside the domain."""
     fn = feature_set_function(features.feature_set)
     known = set(features.names)
     lo = hi = None

@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field
 from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
-from .features import kernel_features, kernel_matrix
+from .features import FeatureMatrix, kernel_features, kernel_matrix
 
 #: bump when the latency features of an architecture change (saved priors and predictors check it)
 LATENCY_FEATURES_VERSION = 1
@@ -305,6 +305,8 @@ class FewShotLatencyPredictor(Predictor):
             chosen = (chosen[0], float(self.weight))
         self.alpha_, self.weight_ = chosen
         self.ref_, self.coef_, self.intercept_ = _adapt_fit(basis, X, y, self.alpha_, self.weight_)
+        # the domain (`Predictor.domain_warnings`): the samples' kernel features, as the feature predictors'
+        self.features_ = FeatureMatrix(self.names_, feature_set="kernels")
         self.X_train_, self.y_train_ = X, y
 
     def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:

@@ -34,7 +34,7 @@ from pydantic import ConfigDict, Field, model_validator
 from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
-from .features import FeatureMatrix, _dataset_rows, dataset_matrix
+from .features import FeatureMatrix, _dataset_rows, dataset_matrix, feature_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..embedding import ArchitectureTokenizer
@@ -316,6 +316,7 @@ class NeuralPredictor(Predictor):
         self.y_scale_ = _scale(y2)
         self.dataset_dim_ = 0 if datasets is None else _dataset_rows(datasets, len(archs)).shape[1]
         self.features_ = FeatureMatrix.fit(archs) if self.feature_inputs else None
+        self.feature_range_ = None if self.features_ is None else feature_range(self.features_.transform(archs))
         raw_side = self._raw_side(archs, datasets)
         self.side_mean_ = raw_side.mean(axis=0)
         self.side_scale_ = _scale(raw_side)
@@ -398,7 +399,7 @@ class NeuralPredictor(Predictor):
     def _predict(self, archs: list, datasets: Any) -> np.ndarray:
         return self._unscale(*self._forward(archs, datasets))[0]
 
-    def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def _raw_predict_with_std(self, archs: Any, datasets: Any) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
         archs = self._check_archs(archs)
         if not archs:
@@ -418,6 +419,8 @@ class NeuralPredictor(Predictor):
             setattr(self, key, getattr(saved, key))
         self._state_from_json(saved._state_to_json())
         self.n_train_ = getattr(saved, "n_train_", 0)
+        if saved.target is not None:  # it predicts what the file learned: clipped into that target's range
+            self.target = saved.target
 
     # ---- persistence: weights as arrays ----------------------------------------------------------------------
     def _state_to_json(self) -> dict[str, Any]:
@@ -429,6 +432,7 @@ class NeuralPredictor(Predictor):
             "side_mean": encode_array(self.side_mean_),
             "side_scale": encode_array(self.side_scale_),
             "features": None if self.features_ is None else self.features_.to_json(),
+            "feature_range": None if self.feature_range_ is None else encode_array(self.feature_range_),
             "dataset_dim": self.dataset_dim_,
             "n_outputs": self.n_outputs_,
             "single_output": self.single_output_,
@@ -446,6 +450,9 @@ class NeuralPredictor(Predictor):
         self.side_scale_ = decode_array(state["side_scale"])
         features = state.get("features")
         self.features_ = None if features is None else FeatureMatrix.from_json(features)
+        # absent in files saved before the domain's ranges were: then only unseen features are warned about
+        span = state.get("feature_range")
+        self.feature_range_ = None if span is None or self.features_ is None else decode_array(span)
         self.dataset_dim_ = int(state["dataset_dim"])
         self.n_outputs_ = int(state["n_outputs"])
         self.single_output_ = bool(state["single_output"])

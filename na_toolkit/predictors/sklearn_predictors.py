@@ -116,7 +116,7 @@ class FeaturePredictor(Predictor):
         z, _ = self._predict_z(self.features_.transform(archs, datasets))
         return self._y_backward(z)[0]
 
-    def predict_with_std(self, archs: Any, datasets: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def _raw_predict_with_std(self, archs: Any, datasets: Any) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
         archs = self._check_archs(archs)
         if not archs:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, NAToolkitError
 from ..evaluation import make_evaluator
 from ..ir.seeds import fixed_seed_hint
+from ..predictors.targets import metric_target
 from ..timemodels import get_time_model
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
@@ -319,7 +320,9 @@ def _new_predictor(config: SearchConfig, toolkit: Toolkit, target: str) -> Predi
     # scikit-learn convention: a fixed random_state makes refits (and so a resumed run) reproducible
     if "random_state" in params and params["random_state"] is None:
         pred.set_params(random_state=config.random_seed)
-    return pred
+    # accuracy is a fraction in [0, 1], a time >= 0: the scorer never ranks on a prediction past them. A
+    # pretrained predictor predicts the target of its file (its own range, taken when the file is read)
+    return pred if pretrained is not None else pred.for_target(metric_target(target))
 
 
 def _executor(config: SearchConfig, toolkit: Toolkit) -> Executor:

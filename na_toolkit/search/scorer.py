@@ -173,7 +173,9 @@ class Scorer:
         with blame(
             f"{target} predictor {pred.name!r}", self.components.toolkit.predictors.plugin_of(pred.name), "to predict"
         ):
-            mean, std = pred.predict_with_std(list(archs))
+            # predict_with_notes: clipped into the target's range (accuracy 0..1) even where a plugin's
+            # predictor overrides predict_with_std; the notes (what was clipped) are not needed here
+            mean, std, _ = pred.predict_with_notes(list(archs))
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
     def predicted_accuracies(self, archs: Sequence[Architecture]) -> list[float] | None:

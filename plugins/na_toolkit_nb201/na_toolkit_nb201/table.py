@@ -27,6 +27,27 @@ REQUIRED_COLUMNS = ("arch_index", "arch_str")
 LATENCY_PREFIX = "lat_"
 
 
+#: what the table's numeric columns hold (data/SOURCE.md, "Columns"): by the part of the name that says it, the
+#: unit and the valid range (None: unbounded). Accuracies are percentages; latencies milliseconds.
+COLUMN_KINDS: tuple[tuple[str, str, float | None, float | None], ...] = (
+    ("_acc_", "%", 0.0, 100.0),  # c10_valid_acc_200ep, c100_valtest_acc_200ep, *_test_acc_12ep, ...
+    ("_train_time_s_", "s", 0.0, None),  # c10_train_time_s_200ep: seconds for 200 epochs
+    ("_params_mb", "M parameters", 0.0, None),  # millions of parameters
+    ("_n_seeds", "seeds", 0.0, None),
+)
+
+
+def column_unit(column: str) -> tuple[str, tuple[float | None, float | None]]:
+    """The unit and valid range of one of the table's columns as data/SOURCE.md defines them (`lat_<device>`:
+    ms, >= 0; `*_acc_*`: %, 0..100; ...); ("", (None, None)) for a column SOURCE.md does not define."""
+    if column.startswith(LATENCY_PREFIX):
+        return "ms", (0.0, None)
+    for part, unit, low, high in COLUMN_KINDS:
+        if part in column:
+            return unit, (low, high)
+    return "", (None, None)
+
+
 def latency_column(device: str) -> str:
     """The table's latency column of a device named with or without its prefix (`pixel3` or `lat_pixel3`)."""
     return device if device.startswith(LATENCY_PREFIX) else LATENCY_PREFIX + device

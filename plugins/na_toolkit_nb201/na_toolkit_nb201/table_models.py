@@ -14,7 +14,7 @@ from na_toolkit.ir.architecture import Architecture
 from na_toolkit.timemodels.base import TimeEstimate, TimeModel
 
 from .space import DATASETS, canonical_cell, nb201_architecture, nb201_architecture_for, nb201_cell_of
-from .table import LATENCY_PREFIX, NB201Table, load_table
+from .table import LATENCY_PREFIX, NB201Table, column_unit, load_table
 
 if TYPE_CHECKING:
     from na_toolkit.ir.layers import LayerTypeRegistry
@@ -82,7 +82,9 @@ class NB201TableEvaluator(Evaluator):
         rows = np.random.default_rng(seed).permutation(len(data))[:count]
         archs = [nb201_architecture(data.arch_strs[i], layer_types=layer_types) for i in rows]
         values = [float(v) for v in data.column(target)[rows]]
-        return TrainingRows(archs, values, {"table": data.path, "rows": int(len(rows)), "seed": seed})
+        unit, valid_range = column_unit(target)
+        source = {"table": data.path, "rows": int(len(rows)), "seed": seed}
+        return TrainingRows(archs, values, source, unit, valid_range)
 
     @property
     def table(self) -> NB201Table:
