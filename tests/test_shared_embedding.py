@@ -209,7 +209,36 @@ def test_pretrained_predictor_in_a_search(tk, tmp_path, saved, fine_tune):
         assert not np.allclose(in_search.predict(archs), original.predict(archs))
     else:  # frozen: the search's refits left every weight as saved, so the predictions are the file's
         assert found[1]["state"]["weights"] == saved_weights
-        assert np.array_equal(in_search.predict(archs), original.predict(archs))
+        # in the search's unit: the file learned percentages (the NB201 column), a search records fractions
+        assert original.target.unit == "%" and in_search.target.unit == "fraction"
+        assert np.allclose(in_search.predict(archs), original.predict(archs) / 100)
+    assert np.all((in_search.predict(archs) > 0) & (in_search.predict(archs) < 1))
+
+
+def test_a_pretrained_file_of_another_unit_or_none_is_refused_unless_it_predicts_in_range(tk, tmp_path):
+    from na_toolkit.predictors.targets import Target
+
+    archs, y = cells(tk, 8)
+
+    def fit_and_save(name, target, values):
+        pred = make_predictor("neural", dict(SMALL), tk).for_target(target)
+        pred.fit(archs, values)
+        (tmp_path / name).write_text(json.dumps(pred.to_json()))
+        return load_config(_search_toml(tmp_path, name, False), toolkit=tk)
+
+    cases = [
+        ("seconds.json", Target("t", "s"), y, r"predicts t in s, and a search's accuracy is in fraction"),
+        ("nounit.json", Target("acc"), y * 100, r"names no unit .* predicts \d+\.?\d* for the seed network, outside "),
+    ]
+    for name, target, values, message in cases:
+        with pytest.raises(ConfigError, match=r"predictors\.accuracy\.options\.pretrained: .*" + message):
+            build_components(fit_and_save(name, target, values), tk).close()
+    # a file without a unit whose predictions are fractions is taken, and clips as the search's accuracy
+    components = build_components(fit_and_save("fractions.json", Target("acc"), y), tk)
+    try:
+        assert components.kept_predictors["accuracy"].target.unit == "fraction"
+    finally:
+        components.close()
 
 
 def test_pretrained_load_keeps_the_saved_shape(tk, saved):

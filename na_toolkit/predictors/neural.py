@@ -23,6 +23,7 @@ Persistence: the tokenizer vocabulary and every weight as arrays in the JSON doc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
 from .features import FeatureMatrix, _dataset_rows, dataset_matrix, feature_range
+from .targets import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..embedding import ArchitectureTokenizer
@@ -421,6 +423,18 @@ class NeuralPredictor(Predictor):
         self.n_train_ = getattr(saved, "n_train_", 0)
         if saved.target is not None:  # it predicts what the file learned: clipped into that target's range
             self.target = saved.target
+
+    def convert_target(self, target: Target, factor: float) -> None:
+        """Predict `target`, whose values are `factor` times those the pretrained file learned (a file fit on
+        percentages in a search that records fractions: 0.01). The output scalers change, never the weights,
+        so the predictions are the file's in the new unit, and fine-tuning continues in it."""
+        self._load_pretrained()
+        if self.log_target:  # log(factor * y) = log(y) + log(factor): a shift of the log scale
+            self.y_mean_ = self.y_mean_ + math.log(factor)
+        else:
+            self.y_mean_ = self.y_mean_ * factor
+            self.y_scale_ = self.y_scale_ * factor
+        self.target = target
 
     # ---- persistence: weights as arrays ----------------------------------------------------------------------
     def _state_to_json(self) -> dict[str, Any]:

@@ -101,6 +101,23 @@ METRICS: dict[str, tuple[str, float | None, float | None]] = {
 }
 
 
+#: (from unit, to unit) -> the factor a value in the first is multiplied by to be in the second
+UNIT_FACTORS: dict[tuple[str, str], float] = {
+    ("%", FRACTION): 0.01,
+    (FRACTION, "%"): 100.0,
+    ("s", "ms"): 1000.0,
+    ("ms", "s"): 0.001,
+}
+
+
+def unit_factor(from_unit: str, to_unit: str) -> float | None:
+    """What a value in `from_unit` is multiplied by to be in `to_unit` (1 for the same unit); None when one
+    cannot be converted into the other (or a unit is unknown: "")."""
+    if from_unit == to_unit and from_unit:
+        return 1.0
+    return UNIT_FACTORS.get((from_unit, to_unit))
+
+
 def metric_target(name: str) -> Target | None:
     """The definition of a metric a search records (`accuracy`, `train_time_s`, `latency_ms@cpu`, ...: the
     columns of a run's evaluations files); None for a name that is none of them."""

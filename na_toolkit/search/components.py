@@ -20,10 +20,12 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..errors import ConfigError, NAToolkitError
 from ..evaluation import make_evaluator
 from ..ir.seeds import fixed_seed_hint
-from ..predictors.targets import metric_target
+from ..predictors.targets import metric_target, unit_factor
 from ..timemodels import get_time_model
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
@@ -289,6 +291,8 @@ def _kept_predictors(predictors: dict[str, Predictor], seed_arch: Architecture) 
             pred.restore_pretrained()
         except NAToolkitError as exc:
             raise ConfigError(f"predictors.{target}.options.pretrained: {exc}") from None
+        if getattr(pred, "pretrained", None) is not None:
+            _in_search_units(pred, target, seed_arch)
     first = kept.get("accuracy")
     if first is not None and getattr(first, "share_embedding", False):
         shared = first.shared_embedding(seed_arch.layer_types)
@@ -299,6 +303,38 @@ def _kept_predictors(predictors: dict[str, Predictor], seed_arch: Architecture) 
                 except NAToolkitError as exc:
                     raise ConfigError(f"predictors.{target}.options.share_embedding: {exc}") from None
     return kept
+
+
+def _in_search_units(pred: Any, key: str, seed_arch: Architecture) -> None:
+    """A pretrained predictor made to predict the search's metric `key` in the search's unit: a file fit on
+    percentages (an NB201 table column) predicts a search's fractions, its output scaled (never its
+    weights). A file whose unit cannot be converted is refused; one that names no unit (fit on `--data`
+    without `--unit`) is taken when its prediction for the seed lies in the metric's valid range."""
+    wanted = metric_target(key)
+    if wanted is None:
+        return
+    have = pred.target
+    where = f"predictors.{key}.options.pretrained: {str(pred.pretrained)!r}"
+    if have is not None and have.unit:
+        factor = unit_factor(have.unit, wanted.unit)
+        if factor is None:
+            raise ConfigError(
+                f"{where} predicts {have.name} in {have.unit}, and a search's {key} is in {wanted.unit}, which it "
+                f"cannot be converted to; fit a predictor on the search's {key} (`na-toolkit predict fit --data "
+                "RUN/evaluations.jsonl`)"
+            )
+        pred.convert_target(wanted, factor)
+        return
+    (value,) = np.asarray(pred.predict([seed_arch]), float).reshape(-1)[:1]
+    low = -np.inf if wanted.low is None else wanted.low
+    high = np.inf if wanted.high is None else wanted.high
+    if not low <= value <= high:
+        raise ConfigError(
+            f"{where} names no unit for what it predicts, and it predicts {value:.4g} for the seed network, "
+            f"outside {key}'s valid range {wanted.range_text} ({wanted.unit}); refit it with `na-toolkit predict "
+            f"fit ... --unit {wanted.unit}` on values in that unit"
+        )
+    pred.for_target(wanted)
 
 
 def _new_predictor(config: SearchConfig, toolkit: Toolkit, target: str) -> Predictor:
