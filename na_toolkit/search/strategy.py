@@ -58,7 +58,7 @@ class Candidate:
 class Score:
     """A candidate's metrics under the search's objectives: predicted (real=False) or measured (real=True).
 
-    `metrics` uses units in names: "accuracy" (fraction 0..1 or percent, as the evaluator gives it),
+    `metrics` uses units in names: "accuracy" (a fraction 0..1: evaluators report fractions, checked),
     "model_size_bytes", "train_time_s", "latency_ms@<device>", "peak_memory_bytes@<device>",
     "energy_mj@<device>"."""
 
