@@ -11,6 +11,7 @@ import math
 import pytest
 
 from conftest import default_toolkit
+from na_toolkit.errors import ConfigError
 from na_toolkit.testing import ConformanceError, check_time_estimate, check_time_model
 from na_toolkit.timemodels.base import TimeEstimate, TimeModel
 
@@ -40,10 +41,14 @@ def test_analytic_models_are_checked_at_other_batch_sizes():
 
 # ---- the kit catches what breaks the contract -------------------------------------------------------------
 class _Loose(TimeModel):
-    """The anti-pattern the kit refuses: options read with `self.options.get`, so a misspelling is ignored."""
+    """The anti-pattern the kit refuses: an `__init__` of its own passing any keyword on, options read with
+    `self.options.get`, so a misspelling is ignored."""
 
     name = "loose"
     description = "latency from FLOPs at a rate read from self.options"
+
+    def __init__(self, device="cpu", **options):
+        super().__init__(device, **options)
 
     def estimate(self, arch, batch_size=1):
         rate = float(self.options.get("rate_flops_per_s", 1e11))
@@ -80,6 +85,22 @@ class _ReturnsFloat(_WrongBatch):
 def test_the_kit_refuses_an_options_dict_that_accepts_misspellings():
     with pytest.raises(ConformanceError, match=r"time model 'loose': accepts the unknown option"):
         check_time_model(_Loose, TOOLKIT, seeds=["simple-cnn"])
+
+
+class _NoInit(TimeModel):
+    """Without an `__init__` of its own the base's takes no options: a misspelling cannot get through."""
+
+    name = "no-init"
+    description = "latency from FLOPs at a fixed rate"
+
+    def estimate(self, arch, batch_size=1):
+        return TimeEstimate(self.name, self.device, batch_size, arch.flops * batch_size / 1e11 * 1e3)
+
+
+def test_a_model_without_an_init_of_its_own_passes_the_options_check_by_refusing_every_option():
+    check_time_model(_NoInit, TOOLKIT, seeds=["simple-cnn"])
+    with pytest.raises(ConfigError, match=r"time model 'no-init' options\.rate_flops_per_s: unknown key"):
+        _NoInit(rate_flops_per_s=1e11)
 
 
 def test_the_kit_names_the_model_the_network_and_the_field():
