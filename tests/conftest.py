@@ -58,6 +58,21 @@ def refused_then_warned(message: str, **load: Any) -> Toolkit:
     return toolkit
 
 
+#: the smallest real search: one torch evaluation of a simple-cnn child on digits, scored by a roofline
+SMALL_SEARCH: dict[str, Any] = {
+    "name": "small",
+    "seed_network": "simple-cnn",
+    "dataset": "digits",
+    "evaluations": 1,
+    "random_seed": 0,
+    "search": {"per_round": 1, "moves": ["scale"]},
+    "strategy": {"name": "random"},
+    "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
+    "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 5}}},
+    "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}}},
+}
+
+
 def config_doc(base: dict[str, Any], output: Path, **changes: Any) -> dict[str, Any]:
     """A copy of the search config `base` writing under `output`, with `changes` applied: a key path is
     written with `__` (`search__per_round=8` sets doc["search"]["per_round"])."""

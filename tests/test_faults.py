@@ -11,24 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SMALL_SEARCH as SMALL
 from na_toolkit.bench import faults as F
 from na_toolkit.errors import ConfigError
 from na_toolkit.search import run_search
 from na_toolkit.store import SQLiteRunStore
 from na_toolkit.store.memory import MemoryRunStore
-
-SMALL = {
-    "name": "small",
-    "seed_network": "simple-cnn",
-    "dataset": "digits",
-    "evaluations": 1,
-    "random_seed": 0,
-    "search": {"per_round": 1, "moves": ["scale"]},
-    "strategy": {"name": "random"},
-    "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
-    "predictors": {"accuracy": {"name": "ensemble", "options": {"n_estimators": 5}}},
-    "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}}},
-}
 
 
 def _doc(tmp_path: Path, **changes) -> dict:
@@ -98,7 +86,7 @@ def test_export_checks_out_before_the_work_and_writes_atomically(tmp_path, toolk
     res = run_cli("export", run, "--device", "cpu", "--format", "torch", "--out", out)
     assert res.returncode == 0, res.stderr
     assert f"{out}, {out.with_suffix('.json')}" in res.stdout  # the final names, not the temporary ones
-    assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.pt"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.preprocessing.json", "m.pt"]
 
 
 def test_no_output_overwrites_an_input_or_a_file_of_the_run(tmp_path, toolkit, capsys):

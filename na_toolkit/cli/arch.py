@@ -227,6 +227,8 @@ def run_show(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     import onnx
 
+    from ..ir.onnx_export import add_metadata
+
     arch = load_architecture(args.arch, args.toolkit)
     if args.batch_size is not None and args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size} (use --dynamic-batch for a symbolic batch)")
@@ -242,6 +244,9 @@ def run_export(args: argparse.Namespace) -> int:
         max_abs_err = onnx_parity_max_abs_err(arch, model=model, seed=args.seed)
     else:
         proto = arch.to_onnx(seed=args.seed, batch_size=batch)
+    # an architecture, not a trained network: said in the file, where a deployer looks (`na-toolkit export`
+    # writes a run's trained weights)
+    add_metadata(proto, {"arch_hash": arch.hash, "trained_weights": False, "weights_seed": args.seed})
     onnx.checker.check_model(proto)
     blob = proto.SerializeToString()
     problem = _write(args.onnx, blob)
@@ -259,13 +264,15 @@ def run_export(args: argparse.Namespace) -> int:
         "output_shape": list(arch.output_shape),
         "checker": "passed",
         "parity_max_abs_err": max_abs_err,
+        "trained_weights": False,
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(
             f"wrote {args.onnx}: {len(blob):,} bytes, {len(proto.graph.node)} ONNX nodes, opset "
-            f"{result['opset']}, onnx.checker passed"
+            f"{result['opset']}, onnx.checker passed; random weights (seed {args.seed}), not trained ones: "
+            "`na-toolkit export RUN --arch HASH` writes a search's trained network"
         )
         if max_abs_err is not None:
             print(f"ONNX Runtime vs torch: max abs error {max_abs_err:.2e} (tolerance {PARITY_TOL:g})")

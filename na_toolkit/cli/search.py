@@ -3,7 +3,7 @@
 
     na-toolkit search CONFIG.toml [--resume RUN] [--json] [--evaluations N] [--output DIR] [--seed N]
     na-toolkit report RUN [--json]
-    na-toolkit export RUN (--device NAME | --arch HASH) --format onnx|torch [--out PATH] [--json]
+    na-toolkit export RUN (--device NAME | --arch HASH) --format onnx|torch [--out PATH] [--batch-size N] [--json]
 
 RUN is a run folder (printed by `search`), or a run id inside ./runs.
 """
@@ -134,6 +134,12 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
         help="output file: .onnx, or .pt/.pth for torch (its IR JSON beside it, with .json); never a file of the run "
         "itself (default: RUN/best/DEVICE/model.onnx|model.pt, or RUN/exports/HASH/... with --arch)",
     )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="ONNX only: a static batch dimension of N (default: a symbolic one, any batch size)",
+    )
     p.add_argument("--json", action="store_true", help="print what was exported as JSON")
 
 
@@ -160,7 +166,7 @@ _EXPORT_SUFFIXES = {"onnx": (".onnx",), "torch": (".pt", ".pth")}
 def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
     """`--out` once it is known to be a writable place for `fmt` that overwrites none of the run's own files."""
     from ..errors import ConfigError
-    from ..search.export import EXPORT_FOLDERS
+    from ..search.export import EXPORT_FOLDERS, export_files
     from ._output import check_out
 
     path = check_out(out)
@@ -171,7 +177,7 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
             f"--out {out!r}: {what if fmt == 'torch' else 'an ONNX export writes the model to OUT'}; give OUT a "
             f"{' or '.join(suffixes)} suffix"
         )
-    written = [path, path.with_suffix(".json")] if fmt == "torch" else [path]
+    written = export_files(path, fmt)
     root = run_dir.resolve()
     for file in written:
         inside = file.resolve()
@@ -190,10 +196,20 @@ def _floats(values: list[float]) -> str:
 def _run_export(args: argparse.Namespace) -> int:
     import os
 
-    from ..search.export import default_export_path, export_best, export_candidate
+    from ..errors import ConfigError
+    from ..search.export import default_export_path, export_best, export_candidate, export_files
     from ..search.provenance import check_plugins, recorded_provenance
     from ._output import temp_path
 
+    if args.batch_size is not None and (args.format != "onnx" or args.batch_size < 1):
+        raise ConfigError(
+            f"--batch-size {args.batch_size}: "
+            + (
+                "a torch export is a state dict, it has no batch size; leave --batch-size out"
+                if args.format != "onnx"
+                else "give a batch size >= 1, or leave it out for a symbolic batch dimension"
+            )
+        )
     # a network is exported by hash from any run, finished or not: what a stopped search measured stays usable
     store, summary = _open_run(args.run, finished=args.arch is None)
     with store:
@@ -206,21 +222,28 @@ def _run_export(args: argparse.Namespace) -> int:
         tmp = temp_path(out)
         try:
             if arch_hash or summary is None:  # no summary only when --arch named the network
-                info = export_candidate(store, str(arch_hash), args.format, tmp, args.toolkit.layer_types)
+                info = export_candidate(
+                    store, str(arch_hash), args.format, tmp, args.toolkit.layer_types, batch_size=args.batch_size
+                )
             else:
                 info = export_best(
-                    store, summary, args.device, args.format, tmp, layer_types=args.toolkit.layer_types, run_dir=run_dir
+                    store,
+                    summary,
+                    args.device,
+                    args.format,
+                    tmp,
+                    layer_types=args.toolkit.layer_types,
+                    run_dir=run_dir,
+                    batch_size=args.batch_size,
                 )
             # each file is written under a temporary name, then renamed: a failed export leaves the old files
-            renames = [(tmp, out)] + (
-                [(tmp.with_suffix(".json"), out.with_suffix(".json"))] if len(info["files"]) > 1 else []
-            )
+            renames = list(zip(export_files(tmp, args.format), export_files(out, args.format), strict=True))
             for src, dst in renames:
                 os.replace(src, dst)
             info["files"] = [str(dst) for _, dst in renames]
         finally:
-            tmp.unlink(missing_ok=True)
-            tmp.with_suffix(".json").unlink(missing_ok=True)
+            for leftover in export_files(tmp, args.format):
+                leftover.unlink(missing_ok=True)
     if args.json:
         json.dump({**info, "format": args.format}, sys.stdout, indent=2, default=str)
         print()
@@ -229,6 +252,13 @@ def _run_export(args: argparse.Namespace) -> int:
     if info.get("evaluation_error"):
         trained = f"initial weights: its evaluation failed ({info['evaluation_error']})"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")
+    tensor = info["input"]
+    shape = "x".join("N" if d is None else str(d) for d in tensor["shape"])
+    layout = f" {tensor['layout']}" if tensor["layout"] else ""
+    print(
+        f"its input {tensor['name']!r}: {tensor['dtype']}{layout} {shape}, dataset {info['dataset']} as its loader "
+        "gives it (docs/datasets.md)"
+    )
     norm = info.get("input_normalization")
     if norm:
         print(f"its inputs: (x - mean) / std per channel, mean {_floats(norm['mean'])}, std {_floats(norm['std'])}")

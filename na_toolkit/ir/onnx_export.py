@@ -3,6 +3,8 @@ same architecture or fresh random ones. The result passes `onnx.checker` and equ
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+#: the prefix of the metadata keys an export writes (`add_metadata`)
+METADATA_PREFIX = "na_toolkit."
 
 
 class OnnxEmitContext:
@@ -81,3 +85,15 @@ def to_onnx(arch: Architecture, model: Any = None, seed: int = 0, batch_size: in
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="na_toolkit")
     m.ir_version = 8  # readable by every onnxruntime >= 1.14
     return m
+
+
+def add_metadata(proto: onnx.ModelProto, entries: Mapping[str, Any]) -> None:
+    """Record `entries` in the model's `metadata_props` as `na_toolkit.<key>` = the value as JSON (what a
+    deployer reads with `InferenceSession.get_modelmeta().custom_metadata_map`, no na_toolkit needed), and
+    the toolkit's version as the model's `producer_version`."""
+    from .. import __version__
+
+    proto.producer_version = __version__
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"{METADATA_PREFIX}{key}", json.dumps(value)

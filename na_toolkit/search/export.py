@@ -1,18 +1,21 @@
 """Exports of a run's evaluated networks: ONNX (checked by onnx.checker) or a PyTorch state dict with its IR
-JSON, each carrying what the network expects of its input (`deployment_data`). Used by the run folder's
-`best/<device>/` (search/outputs.py) and by `na-toolkit export`."""
+JSON, each with a sidecar (and, in an ONNX file, metadata) saying what the network expects of its input and
+where it comes from (`export_record`). Used by the run folder's `best/<device>/` (search/outputs.py) and by
+`na-toolkit export`."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError
-from ..files import write_atomic
+from ..files import write_atomic, write_text_atomic
 
 if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
     from ..ir.layers import LayerTypeRegistry
     from ..store.base import EvaluationRecord, RunStore
 
@@ -23,18 +26,34 @@ MODEL_FILES = {"onnx": "model.onnx", "torch": "model.pt"}
 EXPORT_FOLDERS = ("best", "exports")
 #: what an evaluator records that a user of the exported network needs besides its weights (`deployment_data`)
 DEPLOYMENT_KEYS = ("input_normalization", "class_names")
+#: the sidecar beside an export (`<out>.preprocessing.json`; `preprocessing.json` in `best/<device>/`)
+SIDECAR_SUFFIX = ".preprocessing.json"
+
+
+def export_files(out: Path, fmt: str) -> list[Path]:
+    """The files an export to `out` writes: the model (ONNX, or the torch state dict), for torch its IR JSON
+    (`<out>.json`), and the sidecar with what a deployer needs to know (`<out>.preprocessing.json`)."""
+    return [out, *([out.with_suffix(".json")] if fmt == "torch" else []), out.with_suffix(SIDECAR_SUFFIX)]
 
 
 def export_candidate(
-    store: RunStore, arch_hash: str, fmt: str, out: Path, layer_types: LayerTypeRegistry
+    store: RunStore,
+    arch_hash: str,
+    fmt: str,
+    out: Path,
+    layer_types: LayerTypeRegistry,
+    *,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Write an evaluated candidate as ONNX (checked by onnx.checker) or as a PyTorch state dict plus its IR
-    JSON (`<out>.json` beside `<out>`). Trained weights when the store has them, else the initial ones.
-    `layer_types` are the registry the run's architectures are read with (the run's toolkit's)."""
+    JSON (`<out>.json` beside `<out>`), and beside it the sidecar `<out>.preprocessing.json`
+    (`export_record`; an ONNX file also carries it as metadata). Trained weights when the store has them,
+    else the initial ones. `batch_size`: the ONNX graph's batch dimension (None: symbolic). `layer_types` are
+    the registry the run's architectures are read with (the run's toolkit's)."""
     import torch
 
     from ..ir.architecture import Architecture
-    from ..ir.onnx_export import to_onnx
+    from ..ir.onnx_export import add_metadata, to_onnx
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -46,30 +65,55 @@ def export_candidate(
         model.load_state_dict(weights)
     model.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = deployment_data(rec)
+    record = export_record(store.run_id, rec, arch, trained_weights=weights is not None, batch_size=batch_size)
+    files = export_files(out, fmt)
     if fmt == "onnx":
         import onnx
 
-        proto = to_onnx(arch, model=model, batch_size=None)  # a symbolic batch dimension
-        for key, value in data.items():  # what the network expects of its input, read with the model
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = f"na_toolkit.{key}", json.dumps(value)
+        proto = to_onnx(arch, model=model, batch_size=batch_size)
+        add_metadata(proto, record)  # read with the model, by a deployer without na_toolkit
         onnx.checker.check_model(proto)
         write_atomic(out, lambda tmp: onnx.save(proto, str(tmp)))
-        files = [str(out)]
     else:
-        arch_path = out.with_suffix(".json")
         write_atomic(out, lambda tmp: torch.save(model.state_dict(), str(tmp)))
-        write_atomic(arch_path, arch.save)
-        files = [str(out), str(arch_path)]
+        write_atomic(files[1], arch.save)
+    write_text_atomic(files[-1], json.dumps(record, indent=2))
     return {
-        "arch_hash": arch_hash,
+        **record,
         "format": fmt,
-        "files": files,
-        "trained_weights": weights is not None,
+        "files": [str(f) for f in files],
         # a network whose evaluation failed is exported as built (initial weights): the error says why
         "evaluation_error": rec.error,
-        **data,
+    }
+
+
+def export_record(
+    run_id: str, rec: EvaluationRecord, arch: Architecture, *, trained_weights: bool, batch_size: int | None
+) -> dict[str, Any]:
+    """What a deployer of an exported network needs to use it and to trace it back: the network (its hash),
+    the run and toolkit version it came from, whether the weights are the trained ones, the dataset, the
+    input tensor (name, shape with the batch dimension, None when symbolic, layout, dtype), what the inputs
+    are to be standardised with and the order of the outputs (`deployment_data`), and the metrics the run
+    recorded for it (`accuracy` is the validation accuracy; a latency is the run's measurement of the
+    batch-`batch_size` graph, docs/time_models.md)."""
+    from .. import __version__
+    from ..ir.onnx_export import INPUT_NAME
+
+    return {
+        "arch_hash": rec.arch_hash,
+        "run_id": run_id,
+        "toolkit_version": __version__,
+        "trained_weights": trained_weights,
+        "dataset": (rec.result or {}).get("dataset"),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [batch_size, *arch.input_shape],
+            "layout": "NCHW" if len(arch.input_shape) == 3 else None,
+            "dtype": "float32",
+        },
+        **deployment_data(rec),
+        # strict JSON (a deployer's parser may refuse NaN): a figure that is not a number is null
+        "metrics": {k: (v if math.isfinite(v) else None) for k, v in rec.metrics.items()},
     }
 
 
@@ -97,9 +141,10 @@ def export_best(
     *,
     layer_types: LayerTypeRegistry,
     run_dir: Path | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Export the best feasible candidate of `device` (a ConfigError naming the devices when unknown, or
-    saying why there is none)."""
+    saying why there is none); the rest as `export_candidate`."""
     best = summary["best"]
     if device != "all" and device not in best:
         raise ConfigError(
@@ -119,7 +164,7 @@ def export_best(
         if run_dir is None:
             raise ConfigError("export_best needs `out` or the run folder the store was opened from (run_dir=)")
         out = default_export_path(run_dir, fmt, device=device)
-    return export_candidate(store, entry["arch_hash"], fmt, Path(out), layer_types)
+    return export_candidate(store, entry["arch_hash"], fmt, Path(out), layer_types, batch_size=batch_size)
 
 
 def evaluation(store: RunStore, arch_hash: str) -> EvaluationRecord:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .summary import SearchResult
 
 from .evaluations_file import write_evaluations
-from .export import DEPLOYMENT_KEYS, default_export_path, evaluation, export_candidate
+from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
 from .report_html import report_html
 
 
@@ -369,9 +369,9 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
         onnx_info = export_candidate(store, entry["arch_hash"], "onnx", onnx_path, layer_types)
         export_candidate(store, entry["arch_hash"], "torch", torch_path, layer_types)
         os.replace(torch_path.with_suffix(".json"), folder / "arch.json")
-        deploy = {k: onnx_info[k] for k in DEPLOYMENT_KEYS if k in onnx_info}
-        if deploy:  # what the network expects of its input and what its outputs are (also in model.onnx)
-            _write_json(folder / "preprocessing.json", {"arch_hash": entry["arch_hash"], **deploy})
+        # one sidecar for both (model.pt's and model.onnx's are one file, model.preprocessing.json; model.onnx
+        # also carries it as metadata): what the network expects of its input, its outputs, where it comes from
+        os.replace(torch_path.with_suffix(SIDECAR_SUFFIX), folder / "preprocessing.json")
         outputs[f"best.{device}"] = str(folder)
         outputs[f"best.{device}.trained_weights"] = str(onnx_info["trained_weights"]).lower()
     pareto = [dict(e, arch=evaluation(store, e["arch_hash"]).arch_json) for e in summary["pareto"]]
