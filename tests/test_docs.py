@@ -6,7 +6,10 @@
   (and what it registers works);
 - docs/cli.md mentions every built-in command;
 - every document the code and the docs cite exists in the repository (docs/architecture.md holds what the
-  code relies on; nothing points at design notes kept elsewhere).
+  code relies on; nothing points at design notes kept elsewhere);
+- what a reader copies works as far as it can be checked without running it: the command lines in the docs
+  use options their command has, TOML blocks are configs that resolve (or hardware models that load), the
+  na_toolkit names they import or mention exist, and the repository files they name are there.
 """
 
 from __future__ import annotations
@@ -218,3 +221,241 @@ def test_cited_documents_exist():
         "documents cited but not in the repository (what the code relies on belongs in "
         "docs/architecture.md):\n" + "\n".join(sorted(missing))
     )
+
+
+# ---- what a reader copies: commands, configs, Python names ---------------------------------------------
+#: the documents a user reads and copies from
+READ_DOCUMENTS = sorted([REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]) + sorted(
+    (REPO_ROOT / "plugins").glob("*/README.md")
+)
+#: fenced blocks of shell commands (no language, or a shell's)
+SHELL_BLOCK = re.compile(r"^```(?:sh|bash|console)?\n(.*?)^```", re.S | re.M)
+#: a flag in a command line: `--out`, `[--json]`, `(--device`, `-v|-vv|-q`; not the minus of `1e-4` or `x - mean`
+FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+
+
+def _doc_name(path: Path) -> str:
+    return path.relative_to(REPO_ROOT).as_posix()
+
+
+def command_lines(text: str) -> list[str]:
+    """The one-line code spans and the lines of shell blocks (a trailing `\\` joins the next line), each
+    without its comment and without a leading `na-toolkit ` or `python -m na_toolkit `."""
+    lines = re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
+    for block in SHELL_BLOCK.findall(text):
+        lines += block.replace("\\\n", " ").splitlines()
+    out = []
+    for line in lines:
+        line = re.sub(r"\s#.*$", "", line)
+        out.append(re.sub(r"^.*?\b(?:na-toolkit|python -m na_toolkit) ", "", line).strip())
+    return out
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def unknown_flags(parser: argparse.ArgumentParser, words: list[str]) -> tuple[str, list[str]]:
+    """(the command path the words name, the flags in them that command does not take). A placeholder where a
+    subcommand goes (`bench NAME --json`) allows the flags of any of its subcommands."""
+    path: list[str] = []
+    allowed = set(parser._option_string_actions)
+    current, rest = parser, words
+    while rest and (subs := _subparsers(current)):
+        if rest[0] in subs:
+            path.append(rest[0])
+            current, rest = subs[rest[0]], rest[1:]
+            continue
+        for sub in subs.values():  # a placeholder: any subcommand's flags
+            allowed |= set(sub._option_string_actions)
+        break
+    allowed |= set(current._option_string_actions)
+    flags = FLAG.findall(" ".join(rest))
+    return " ".join(path), [f for f in flags if f not in allowed and not re.fullmatch(r"-v+", f)]
+
+
+def test_commands_in_the_docs_use_options_their_command_has():
+    """Every command line a document shows (`na-toolkit predict fit --data ...`, `search --resume RUN`) uses
+    flags that command has: a renamed or removed option is a command that fails as copied."""
+    from na_toolkit.cli.main import build_parser
+
+    parser = build_parser(load_toolkit())
+    commands = _subparsers(parser)
+    wrong = []
+    for path in READ_DOCUMENTS:
+        for line in command_lines(path.read_text()):
+            words = line.split()
+            if not words or words[0] not in commands or not FLAG.search(" ".join(words[1:])):
+                continue
+            command, flags = unknown_flags(parser, words)
+            if flags:
+                wrong.append(f"{_doc_name(path)}: `na-toolkit {command}` has no {', '.join(flags)}: {line}")
+    assert not wrong, "commands in the docs with options their command does not have:\n" + "\n".join(wrong)
+
+
+def test_unknown_flags_finds_a_misspelt_option():
+    from na_toolkit.cli.main import build_parser
+
+    parser = build_parser(load_toolkit())
+    assert unknown_flags(parser, "predict fit --data D --target accuracy".split()) == ("predict", [])
+    assert unknown_flags(parser, "predict fit --dat D".split()) == ("predict", ["--dat"])
+    assert unknown_flags(parser, "arch export resnet --onnx x.onnx --chek".split()) == ("arch export", ["--chek"])
+    assert unknown_flags(parser, "bench NAME --json -vv".split()) == ("bench", [])
+    assert command_lines("`na-toolkit hw show NAME --json`, `search --resume RUN`  # comment") == [
+        "hw show NAME --json",
+        "search --resume RUN",
+    ]
+
+
+def _toml_blocks() -> list[tuple[str, str]]:
+    return [
+        (_doc_name(path), block)
+        for path in READ_DOCUMENTS
+        for block in re.findall(r"^```toml\n(.*?)^```", path.read_text(), re.S | re.M)
+    ]
+
+
+def _relative_files(value) -> list[str]:
+    """The relative file paths named anywhere in a config document."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _relative_files(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _relative_files(v)]
+    if isinstance(value, str) and re.fullmatch(r"[\w./-]+\.(json|toml|onnx|npz|csv)", value):
+        return [value]
+    return []
+
+
+@pytest.mark.parametrize("where,block", _toml_blocks(), ids=lambda v: v if v.endswith(".md") else "")
+def test_toml_in_the_docs_is_valid(where, block, tmp_path, monkeypatch):
+    """A TOML block is a hardware model that loads, or (a fragment of) a search config that resolves: its
+    keys, component names and every component's options (the fragment completed with a seed network and an
+    evaluation budget; the files it names made empty where it runs)."""
+    import tomllib
+
+    from na_toolkit.search.config import load_config
+    from na_toolkit.timemodels.hwmodel import load_hardware_model
+
+    doc = tomllib.loads(block)
+    if "peak_flops_per_s" in doc:
+        path = tmp_path / f"{doc.get('name', 'model')}.toml"
+        path.write_text(block)
+        assert load_hardware_model(path).name == path.stem
+        return
+    monkeypatch.chdir(tmp_path)
+    for name in _relative_files(doc):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    config = load_config({"seed_network": "simple-cnn", "evaluations": 4, **doc}, toolkit=load_toolkit())
+    assert config is not None, where
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    return [
+        (_doc_name(path), block)
+        for path in READ_DOCUMENTS
+        for block in re.findall(r"^```python\n(.*?)^```", path.read_text(), re.S | re.M)
+    ]
+
+
+#: dotted names in the docs that are not Python: the metadata keys an exported ONNX file carries
+ONNX_METADATA_KEYS = {"na_toolkit.input_normalization", "na_toolkit.class_names"}
+
+
+def _ours(module: str) -> bool:
+    """na_toolkit and the NB201 plugin (the example plugin is installed apart: tests/test_example_plugin.py)."""
+    return module.split(".")[0] in ("na_toolkit", "na_toolkit_nb201")
+
+
+def _resolves(dotted: str) -> bool:
+    """`na_toolkit.timemodels.devices.torch_device`: the longest importable module, then attributes."""
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_python_names_in_the_docs_exist():
+    """What a reader imports exists: every `import` / `from ... import` of na_toolkit (and the NB201 plugin)
+    in a document's Python blocks runs, and every dotted `na_toolkit.x.y` a document names resolves to a
+    module or attribute (a moved module or a renamed function is caught here, not by a reader)."""
+    import ast
+
+    wrong = []
+    for where, block in _python_blocks():
+        try:
+            tree = ast.parse(block)
+        except SyntaxError:  # a hook's signature line (checked above), not a program
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and not node.level and _ours(node.module or ""):
+                missing = [a.name for a in node.names if not _resolves(f"{node.module}.{a.name}")]
+                if not _resolves(node.module or "") or missing:
+                    wrong.append(f"{where}: {ast.unparse(node)} ({', '.join(missing) or node.module} missing)")
+            elif isinstance(node, ast.Import):
+                wrong += [f"{where}: import {a.name}" for a in node.names if _ours(a.name) and not _resolves(a.name)]
+    for path in READ_DOCUMENTS:
+        for dotted in set(re.findall(r"`((?:na_toolkit|na_toolkit_nb201)(?:\.\w+)+)", path.read_text())):
+            if dotted not in ONNX_METADATA_KEYS and not _resolves(dotted):
+                wrong.append(f"{_doc_name(path)}: {dotted}")
+    assert not wrong, "names in the docs that do not exist:\n" + "\n".join(sorted(wrong))
+
+
+#: the repository's top folders: a code span starting with one names a file of the repository
+REPO_FOLDERS = ("na_toolkit/", "plugins/", "tests/", "docs/", "examples/", "benchmarks/", "hwmodels/", "profiles/")
+
+
+def test_repository_files_named_in_the_docs_exist():
+    """A code span naming a file of the repository (`na_toolkit/search/loop.py`, `benchmarks/ir.json`,
+    `plugins/.../bench/nb201_search.py`) names one that exists; a trailing `:name` or `*` pattern is allowed."""
+    wrong = []
+    for path in [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]:
+        for span in set(re.findall(r"`([\w./*-]+)(?::\w+)?`", path.read_text())):
+            if not span.startswith(REPO_FOLDERS) or "NAME" in span:
+                continue
+            if not any(REPO_ROOT.glob(span.rstrip("/"))):
+                wrong.append(f"{_doc_name(path)}: {span}")
+    assert not wrong, "files named in the docs that are not in the repository:\n" + "\n".join(sorted(wrong))
+
+
+def _snippet(doc: str, marker: str) -> str:
+    """The Python block of `doc` (a file of docs/) that contains `marker`."""
+    blocks = re.findall(r"^```python\n(.*?)^```", (REPO_ROOT / "docs" / doc).read_text(), re.S | re.M)
+    return next(b for b in blocks if marker in b)
+
+
+@pytest.mark.parametrize(
+    "doc,marker,made",
+    [
+        ("controller.md", "ctrl.update(", "ctrl"),  # rng, states and rewards were used without being made
+        ("whatif.md", "run_whatif(", "result"),  # the toolkit was used without being built
+    ],
+)
+def test_library_snippets_run_as_written(doc, marker, made, tmp_path, monkeypatch, capsys):
+    """Snippets that show a library API end to end run as a reader copies them, from a folder holding the
+    repository's examples/ (what they read), writing only there."""
+    import shutil
+
+    shutil.copytree(REPO_ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_snippet(doc, marker), f"docs/{doc}", "exec"), namespace)
+    assert namespace.get(made) is not None
+    if doc == "whatif.md":
+        assert [o.label for o in namespace["result"].outcomes] == [
+            f"memory_bandwidth={f}" for f in ("0.5x", "1x", "2x")
+        ]
+        assert (tmp_path / "whatif" / "whatif.json").is_file() and "memory_bandwidth" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import Field
 
 from conftest import REPO_ROOT, default_toolkit
 from na_toolkit.errors import ConfigError
@@ -378,6 +379,17 @@ def test_document_models_use_the_reward_modules_names_and_defaults():
     assert tuple(config_models.GlobalBudgetsDoc.model_fields) == reward.GLOBAL_METRICS
     assert tuple(config_models.DeviceBudgetsDoc.model_fields) == reward.DEVICE_METRICS
     assert config_models.RewardDoc().objectives() == reward.Objectives()
+
+
+class _LengthOptions(Options):
+    path: str | None = Field(None, min_length=1)
+    names: list[str] = Field(default_factory=lambda: ["a"], min_length=2, max_length=5)
+
+
+def test_length_constraints_are_shown_for_strings_and_lists():
+    # a string's min_length=1 was shown as "at least 1 item" (docs/options.md, neural's `pretrained`)
+    info = {o.name: o.constraints for o in describe_options(_LengthOptions)}
+    assert info == {"path": "non-empty", "names": "length >= 2, length <= 5"}
 
 
 # ---- shown: docs/options.md and the CLI --------------------------------------------------------------

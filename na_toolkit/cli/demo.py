@@ -180,7 +180,7 @@ def _moves_tour(args: argparse.Namespace) -> int:
 COMMANDS = (
     Command(
         "demo",
-        "the main job: a hardware-aware search of digits from simple-cnn on this CPU (--move: a moves tour)",
+        "the main job: a hardware-aware search from simple-cnn on this CPU (digits or mnist-5k; --move: a moves tour)",
         configure,
         run,
     ),

@@ -25,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         dest="seed_nets",
         metavar="NAME|FILE",
-        help="seed network (registered name, IR .json or .onnx file); repeatable; default: the three built-in seeds",
+        help="seed network (registered name, IR .json or .onnx file); repeatable; default: simple-cnn, resnet-cifar, "
+        "mobilenetv2-cifar",
     )
     parser.add_argument("--max-moves", type=int, help="random moves per sampled network: 1..N (default 6)")
     parser.add_argument("--adaptive-rounds", type=int, help="adaptive sampling rounds (default 2)")

@@ -122,10 +122,10 @@ def _constraints(metadata: list[Any]) -> str:
         for kind, attr, sign in _BOUNDS:
             if isinstance(item, kind):
                 parts.append(f"{sign} {getattr(item, attr)}")
-        if isinstance(item, annotated_types.MinLen):
-            parts.append(f"at least {item.min_length} item{'s' if item.min_length != 1 else ''}")
+        if isinstance(item, annotated_types.MinLen):  # a string or a list: "non-empty" says it of both
+            parts.append("non-empty" if item.min_length == 1 else f"length >= {item.min_length}")
         if isinstance(item, annotated_types.MaxLen):
-            parts.append(f"at most {item.max_length} items")
+            parts.append(f"length <= {item.max_length}")
     return ", ".join(parts)
 
 
@@ -206,9 +206,9 @@ OPTIONS_DOC_HEADER = """\
      `na-toolkit plugins --options-docs > docs/options.md` (tests/test_options.py fails when out of date). -->
 
 Every registered strategy, evaluator, executor, predictor and time model declares its keyword options as a
-pydantic model (`Options`, see `na_toolkit/search/options.py`). A search config's `options = { ... }` tables
-are checked against these models when the config is resolved, before anything is evaluated: an unknown key
-(with the close matches), a wrong type or a value out of range is one error naming its path, e.g.
+pydantic model (`Options`, a subclass of `na_toolkit.validation.Options`). A search config's `options = { ... }`
+tables are checked against these models when the config is resolved, before anything is evaluated: an unknown
+key (with the close matches), a wrong type or a value out of range is one error naming its path, e.g.
 `predictors.accuracy.options.n_estimators`. `na-toolkit plugins --options NAME` prints the same tables for
 any installed component (`NAME` or `KIND:NAME`, e.g. `predictor:gp`; `--json` for a document).
 
