@@ -362,7 +362,10 @@ def _python_blocks() -> list[tuple[str, str]]:
 
 
 #: dotted names in the docs that are not Python: the metadata keys an exported ONNX file carries
-ONNX_METADATA_KEYS = {"na_toolkit.input_normalization", "na_toolkit.class_names"}
+ONNX_METADATA_KEYS = {
+    f"na_toolkit.{key}"
+    for key in ("input_normalization", "class_names", "trained_weights", "arch_hash", "run_id", "weights_seed")
+}
 
 
 def _ours(module: str) -> bool:
