@@ -250,6 +250,18 @@ def test_time_models_that_cannot_be_scaled_are_refused(tmp_path):
         run_whatif(two, "tpu", ["memory_bandwidth=2x"], toolkit=toolkit)
 
 
+def test_a_variant_no_device_could_have_is_refused_before_any_search():
+    """A factor that takes a value out of every real device's range (15 ms per launch) is refused with the
+    variant's label before the first variant's search runs, not after it, naming a temporary file."""
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    from na_toolkit.search.whatif import run_whatif
+
+    lines: list[str] = []
+    with pytest.raises(ConfigError, match=r"--vary launch_overhead=1000x: .*'launch_overhead_s'.*0.015 seconds"):
+        run_whatif(NB201_DOC, None, ["launch_overhead=1x,1000x"], toolkit=default_toolkit(), log=lines.append)
+    assert lines == []  # no search ran
+
+
 def test_the_learned_time_model_is_refused_with_the_reason():
     from na_toolkit.search.whatif import run_whatif
 
