@@ -199,8 +199,14 @@ def test_callbacks_see_every_evaluation_in_order(tk, tmp_path):
 
 
 def test_summarize_is_a_pure_function_of_the_evaluations(tk, tmp_path):
+    from na_toolkit.search.components import build_components
+
     res = run_search(doc(tmp_path), toolkit=tk, progress=False, outputs=False)
-    cfg = load_config(res.config)
+    # the config the run searched under: the stored one with what building it adds (a roofline device's
+    # memory capacity as a hard budget on its peak memory)
+    components = build_components(load_config(res.config), tk)
+    components.close()
+    cfg = components.config
     again = summarize(
         cfg,
         res.evaluated,
@@ -297,3 +303,4 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"  # a zombie has ended; only its exit status is left
     except FileNotFoundError:
         return False
+

@@ -185,7 +185,12 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
             markdown_table(
                 ["metric", "limit", "weight", "hard"],
                 [
-                    [b["metric"], f"{b['limit']:.6g}", f"{b['weight']:.3g}", "yes" if b["hard"] else "no"]
+                    [
+                        b["metric"] + (f" ({b['note']})" if b.get("note") else ""),
+                        f"{b['limit']:.6g}",
+                        f"{b['weight']:.3g}",
+                        "yes" if b["hard"] else "no",
+                    ]
                     for b in summary["budgets"]
                 ],
             )

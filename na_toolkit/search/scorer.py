@@ -232,8 +232,9 @@ class Scorer:
             value = score.metrics.get(b.metric)
             if value is not None and value > b.limit:
                 out.append(
-                    f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}, estimated before anything "
-                    "is measured): the search must shrink it"
+                    f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}"
+                    + (f", {b.note}" if b.note else "")
+                    + ", estimated before anything is measured): the search must shrink it"
                 )
         return out
 
