@@ -304,3 +304,30 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
 
+
+def test_a_profile_of_another_device_is_in_the_runs_warnings(tk, tmp_path):
+    """The learned time model's profile measured on another device: the warning reaches the run's summary
+    and report (it was only printed once, on stderr, when the model was built), with what it means here."""
+    import json
+    import warnings
+
+    from conftest import REPO_ROOT
+    from na_toolkit.timemodels.profile import ProfileDeviceWarning
+
+    profile = json.loads((REPO_ROOT / "profiles" / "example-cpu.json").read_text())
+    profile["device"]["name"] = profile["device"]["cpu_model"] = "Imaginary CPU 9000"
+    (tmp_path / "other.json").write_text(json.dumps(profile))
+    config = {
+        "seed_network": "simple-cnn",
+        "evaluations": 1,
+        "evaluator": "synthetic",
+        "devices": {"cpu": {"time_model": {"name": "learned", "options": {"device": str(tmp_path / "other.json")}}}},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProfileDeviceWarning)
+        res = run_search(config, toolkit=tk, store=MemoryRunStore("p", config), progress=False, outputs=False)
+    [message] = [w for w in res.warnings if "Imaginary CPU 9000" in w]
+    assert message.startswith("devices.cpu.time_model: profile ")
+    assert message.endswith(
+        "the search judges the budgets of device 'cpu' by that device's latencies, not this machine's"
+    )

@@ -279,13 +279,26 @@ class SearchLoop:
 
     def _device_warnings(self) -> list[str]:
         """What a device's time models said when they were built: a fallback the config allowed (the ONNX
-        Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`)."""
+        Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), or a
+        profile measured on another device than this machine's (the learned time model), with what that
+        means for the search."""
         out = []
         for which, models in (("time_model", self.components.time_models), ("measure", self.components.measures)):
             for device, model in models.items():
                 message = getattr(model, "fallback_warning", None)
                 if message:
                     out.append(f"devices.{device}.{which}: {message}")
+                mismatch = getattr(model, "device_warning", None)
+                if mismatch:
+                    measure = self.components.measures.get(device)
+                    means = (
+                        f"the search ranks proposals by that device's latencies, while {measure.name!r} measures "
+                        "the evaluated networks here and decides their budgets"
+                        if which == "time_model" and measure is not None
+                        else f"the search judges the budgets of device {device!r} by that device's latencies, "
+                        "not this machine's"
+                    )
+                    out.append(f"devices.{device}.{which}: {mismatch}; {means}")
         return out
 
     def _stalled_reason(self, stalled: int, screened: int, screened_by: Mapping[Budget, int] | None = None) -> str:
