@@ -331,3 +331,30 @@ def test_a_profile_of_another_device_is_in_the_runs_warnings(tk, tmp_path):
     assert message.endswith(
         "the search judges the budgets of device 'cpu' by that device's latencies, not this machine's"
     )
+
+
+def test_the_report_shows_every_budgeted_figure_and_which_budget_bound(tk, tmp_path):
+    """Budgets on peak memory and energy: the table and the best line show those figures (they showed
+    latency and training time only), and the budgets table says how many evaluated networks met each, so
+    a budget nothing meets, or everything does, is plain to see."""
+    from na_toolkit.search.outputs import outcome_lines, pareto_table, report_markdown
+
+    d = doc(tmp_path, evaluations=4)
+    d["devices"]["cpu"]["budgets"] = {"latency_ms": 1e-9, "peak_memory_bytes": 1e9, "energy_mj": 1e6}
+    summary = run_search(d, toolkit=tk, progress=False, outputs=False).summary()
+    report = report_markdown(summary)
+    assert "| metric | limit | weight | hard | met by (evaluated) |" in report
+    assert "| latency_ms@cpu | 1e-09 | 1 | no | 0 of 4 |" in report
+    assert "| peak_memory_bytes@cpu | 1e+09 | 1 | no | 4 of 4 |" in report
+    assert "| energy_mj@cpu | 1e+06 | 1 | no | 4 of 4 |" in report
+    header = pareto_table(summary).splitlines()[0]
+    assert "peak memory cpu" in header and "energy cpu (mJ)" in header
+    front = summary["pareto"][0]["metrics"]
+    assert f"  {front['peak_memory_bytes@cpu'] / 1e3:.3g} kB  " in pareto_table(summary)
+    [line] = outcome_lines(summary)  # "all": no candidate meets the latency budget
+    assert line.startswith("cpu: NO FEASIBLE CANDIDATE")
+    d["devices"]["cpu"]["budgets"]["latency_ms"] = 1e3
+    summary = run_search(d, toolkit=tk, progress=False, outputs=False).summary()
+    best = summary["best"]["cpu"]["metrics"]
+    [line] = outcome_lines(summary)
+    assert f", peak memory {best['peak_memory_bytes@cpu'] / 1e3:.3g} kB, energy {best['energy_mj@cpu']:.4g} mJ" in line
