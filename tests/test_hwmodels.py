@@ -179,6 +179,24 @@ BAD = [
         "must be a string",
     ),
     (lambda t: t.replace('about = "header comment"', "about = 3"), "about", "must be a string"),
+    # unit mistakes: a value no device has, by the factor of a unit prefix
+    (
+        lambda t: t.replace("fp32 = 2.0e13", "fp32 = 20"),
+        "peak_flops_per_s.fp32",
+        "a unit mistake? The value is in FLOP/s",
+    ),
+    (
+        lambda t: t.replace("memory_bandwidth_bytes_per_s = 1.0e12  #", "memory_bandwidth_bytes_per_s = 1000  #"),
+        "memory_bandwidth_bytes_per_s",
+        "outside what any device has",
+    ),
+    (lambda t: t.replace("launch_overhead_s = 4e-6", "launch_overhead_s = 4"), "launch_overhead_s", "in seconds"),
+    (
+        lambda t: t.replace("memory_capacity_bytes = 17_179_869_184", "memory_capacity_bytes = 16"),
+        "memory_capacity_bytes",
+        "a unit mistake",
+    ),
+    (lambda t: t.replace("bf16 = 1.2e14", "bf16 = 1.2e20"), "measured_ceilings.flops_per_s.bf16", "a unit mistake"),
 ]
 
 
@@ -253,12 +271,13 @@ def test_env_folders_add_models_and_never_replace_shipped_ones(tmp_path, monkeyp
 
 
 def test_toml_numbers_read_back_exactly(tmp_path):
-    values = [3.35e12, 1 / 3 * 1e13, 7.0e-6, 123.25, 6.4]
+    # numbers any device may have (a file with a value no device has is refused: a unit mistake)
+    values = [3.35e12, 1 / 3 * 1e13, 7.0e6 + 1 / 3, 123.25e9, 6.4e8]
     for v in values:
-        model = HardwareModel("n", "cpu", {"fp32": v}, v, 2**30, v * 1e-9)
+        model = HardwareModel("n", "cpu", {"fp32": v}, v, 2**30, v * 1e-18)
         back = read_hardware_model(save_hardware_model(model, tmp_path / "n.toml"))
         assert back.peak_flops_per_s["fp32"] == v and back.memory_bandwidth_bytes_per_s == v
-        assert math.isclose(back.launch_overhead_s, v * 1e-9, rel_tol=0, abs_tol=0)
+        assert math.isclose(back.launch_overhead_s, v * 1e-18, rel_tol=0, abs_tol=0)
 
 
 # ---- registration: a plugin's hardware that registers nothing, or under a wrong kind, is refused -----------

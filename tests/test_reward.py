@@ -111,6 +111,24 @@ def test_soft_and_hard_mixed():
     assert both.reward == pytest.approx(-1.0 - 1.0)  # only the hard overshoot counts below the floor
 
 
+@pytest.mark.parametrize("form", ["penalty", "mnasnet"])
+def test_a_soft_budget_and_a_weightless_hard_one_on_one_metric(form):
+    """A device's memory capacity is a hard budget of weight 0 beside the config's soft one on the same
+    metric: below the capacity only the soft budget counts (the hard one changes no reward), above it the
+    candidate is infeasible; the metric is named once among the violations."""
+    metric = "peak_memory_bytes@edge"
+    soft, capacity = Budget(metric, 100.0), Budget(metric, 1000.0, weight=0.0, hard=True, note="capacity")
+    obj = Objectives(form=form)
+    for value in (50.0, 500.0):  # under both; over the soft one only
+        alone = compute_reward({"accuracy": 0.5, metric: value}, [soft], obj)
+        both = compute_reward({"accuracy": 0.5, metric: value}, [soft, capacity], obj)
+        assert both.reward == pytest.approx(alone.reward) and both.feasible == alone.feasible
+        assert both.violations == alone.violations and both.terms[metric] == pytest.approx(alone.terms[metric])
+    over = compute_reward({"accuracy": 0.5, metric: 2000.0}, [soft, capacity], obj)
+    assert not over.feasible and over.violations == (metric,)
+    assert over.reward == pytest.approx(obj.infeasible_reward - 1.0)  # the hard overshoot: (2000 - 1000) / 1000
+
+
 @pytest.mark.parametrize(
     "lat, expected_factor",
     [

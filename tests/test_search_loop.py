@@ -117,6 +117,24 @@ def test_impossible_budget_is_reported_and_the_search_ends(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_the_stop_reason_names_the_hard_budget_that_bound_not_every_hard_one(tmp_path):
+    # two hard budgets, one that every NB201 cell meets (model size) and one that none does (latency): the
+    # reason names the one the dropped proposals broke; with both broken, each with its count
+    doc = nb201(tmp_path / "one", evaluations=8)
+    doc["budgets"] = {"model_size_bytes": {"limit": 1e12, "hard": True}}
+    doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}
+    res = run_search(doc, progress=False, outputs=False)
+    assert "broke a hard budget (latency_ms@pixel3 <= 1e-06) and were dropped" in res.stop_reason
+    assert "model_size_bytes" not in res.stop_reason
+    both = nb201(tmp_path / "both", evaluations=8)
+    both["budgets"] = {"model_size_bytes": {"limit": 1.0, "hard": True}}
+    both["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}
+    res = run_search(both, progress=False, outputs=False)
+    n = res.counters.screened
+    assert f"{n} proposals broke a hard budget (" in res.stop_reason
+    assert f"model_size_bytes <= 1: {n}" in res.stop_reason and f"latency_ms@pixel3 <= 1e-06: {n}" in res.stop_reason
+
+
 def test_impossible_budget_without_the_screen_spends_the_budget_and_says_why(tmp_path):
     doc = nb201(tmp_path, evaluations=8)
     doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}

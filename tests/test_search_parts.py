@@ -199,8 +199,14 @@ def test_callbacks_see_every_evaluation_in_order(tk, tmp_path):
 
 
 def test_summarize_is_a_pure_function_of_the_evaluations(tk, tmp_path):
+    from na_toolkit.search.components import build_components
+
     res = run_search(doc(tmp_path), toolkit=tk, progress=False, outputs=False)
-    cfg = load_config(res.config)
+    # the config the run searched under: the stored one with what building it adds (a roofline device's
+    # memory capacity as a hard budget on its peak memory)
+    components = build_components(load_config(res.config), tk)
+    components.close()
+    cfg = components.config
     again = summarize(
         cfg,
         res.evaluated,
@@ -297,3 +303,58 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"  # a zombie has ended; only its exit status is left
     except FileNotFoundError:
         return False
+
+
+def test_a_profile_of_another_device_is_in_the_runs_warnings(tk, tmp_path):
+    """The learned time model's profile measured on another device: the warning reaches the run's summary
+    and report (it was only printed once, on stderr, when the model was built), with what it means here."""
+    import json
+    import warnings
+
+    from conftest import REPO_ROOT
+    from na_toolkit.timemodels.profile import ProfileDeviceWarning
+
+    profile = json.loads((REPO_ROOT / "profiles" / "example-cpu.json").read_text())
+    profile["device"]["name"] = profile["device"]["cpu_model"] = "Imaginary CPU 9000"
+    (tmp_path / "other.json").write_text(json.dumps(profile))
+    config = {
+        "seed_network": "simple-cnn",
+        "evaluations": 1,
+        "evaluator": "synthetic",
+        "devices": {"cpu": {"time_model": {"name": "learned", "options": {"device": str(tmp_path / "other.json")}}}},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProfileDeviceWarning)
+        res = run_search(config, toolkit=tk, store=MemoryRunStore("p", config), progress=False, outputs=False)
+    [message] = [w for w in res.warnings if "Imaginary CPU 9000" in w]
+    assert message.startswith("devices.cpu.time_model: profile ")
+    assert message.endswith(
+        "the search judges the budgets of device 'cpu' by that device's latencies, not this machine's"
+    )
+
+
+def test_the_report_shows_every_budgeted_figure_and_which_budget_bound(tk, tmp_path):
+    """Budgets on peak memory and energy: the table and the best line show those figures (they showed
+    latency and training time only), and the budgets table says how many evaluated networks met each, so
+    a budget nothing meets, or everything does, is plain to see."""
+    from na_toolkit.search.outputs import outcome_lines, pareto_table, report_markdown
+
+    d = doc(tmp_path, evaluations=4)
+    d["devices"]["cpu"]["budgets"] = {"latency_ms": 1e-9, "peak_memory_bytes": 1e9, "energy_mj": 1e6}
+    summary = run_search(d, toolkit=tk, progress=False, outputs=False).summary()
+    report = report_markdown(summary)
+    assert "| metric | limit | weight | hard | met by (evaluated) |" in report
+    assert "| latency_ms@cpu | 1e-09 | 1 | no | 0 of 4 |" in report
+    assert "| peak_memory_bytes@cpu | 1e+09 | 1 | no | 4 of 4 |" in report
+    assert "| energy_mj@cpu | 1e+06 | 1 | no | 4 of 4 |" in report
+    header = pareto_table(summary).splitlines()[0]
+    assert "peak memory cpu" in header and "energy cpu (mJ)" in header
+    front = summary["pareto"][0]["metrics"]
+    assert f"  {front['peak_memory_bytes@cpu'] / 1e3:.3g} kB  " in pareto_table(summary)
+    [line] = outcome_lines(summary)  # "all": no candidate meets the latency budget
+    assert line.startswith("cpu: NO FEASIBLE CANDIDATE")
+    d["devices"]["cpu"]["budgets"]["latency_ms"] = 1e3
+    summary = run_search(d, toolkit=tk, progress=False, outputs=False).summary()
+    best = summary["best"]["cpu"]["metrics"]
+    [line] = outcome_lines(summary)
+    assert f", peak memory {best['peak_memory_bytes@cpu'] / 1e3:.3g} kB, energy {best['energy_mj@cpu']:.4g} mJ" in line

@@ -250,6 +250,68 @@ def test_time_models_that_cannot_be_scaled_are_refused(tmp_path):
         run_whatif(two, "tpu", ["memory_bandwidth=2x"], toolkit=toolkit)
 
 
+def test_a_variant_no_device_could_have_is_refused_before_any_search():
+    """A factor that takes a value out of every real device's range (15 ms per launch) is refused with the
+    variant's label before the first variant's search runs, not after it, naming a temporary file."""
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    from na_toolkit.search.whatif import run_whatif
+
+    lines: list[str] = []
+    with pytest.raises(ConfigError, match=r"--vary launch_overhead=1000x: .*'launch_overhead_s'.*0.015 seconds"):
+        run_whatif(NB201_DOC, None, ["launch_overhead=1x,1000x"], toolkit=default_toolkit(), log=lines.append)
+    assert lines == []  # no search ran
+
+
+def test_a_network_that_does_not_fit_the_device_memory_is_infeasible_there(tmp_path):
+    """The device's memory capacity is a hard budget on its peak memory: on a variant with 11.5 MB (NB201
+    cells need 10.8-14.8 MB at batch 32) no network over it is feasible or best, and the report says which
+    budget that is; with the model's 8 GiB every cell fits. (It used to change only a roofline warning the
+    search never read, so `--vary memory_capacity` changed nothing.)"""
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    from na_toolkit.search.loop import run_search
+    from na_toolkit.search.outputs import report_markdown
+    from na_toolkit.search.whatif import run_whatif
+    from na_toolkit.store.memory import MemoryRunStore
+
+    toolkit = default_toolkit()
+    doc = copy.deepcopy(NB201_DOC)
+    doc["devices"]["orin"]["budgets"] = {}
+    result = run_whatif(doc, None, ["memory_capacity=11.5MB,1x"], toolkit=toolkit)
+    small, full = result.outcomes
+    small_model, full_model = result.models
+    assert small_model.memory_capacity_bytes == 11_500_000
+    from na_toolkit_nb201 import nb201_architecture
+
+    def peak_bytes(outcome, model):
+        arch = nb201_architecture(outcome.best_name.partition(":")[2], layer_types=toolkit.layer_types)
+        return RooflineTimeModel(device=model).estimate(arch, 32).peak_memory_bytes
+
+    assert peak_bytes(full, full_model) > 11_500_000 >= peak_bytes(small, small_model)
+    assert small.same_as_baseline is False
+    path = save_hardware_model(small_model, tmp_path / "cap.toml")
+    run_doc = copy.deepcopy(doc)
+    run_doc["devices"]["orin"]["time_model"] = {"name": "roofline", "options": {"device": str(path)}}
+    res = run_search(run_doc, toolkit=toolkit, store=MemoryRunStore("m", run_doc), progress=False, outputs=False)
+    capacity = [b for b in res.summary()["budgets"] if b["metric"] == "peak_memory_bytes@orin"]
+    assert capacity == [
+        {
+            "metric": "peak_memory_bytes@orin",
+            "limit": 11_500_000.0,
+            "weight": 0.0,
+            "hard": True,
+            "note": "the memory capacity of hardware model cap",
+        }
+    ]
+    assert res.counters.screened > 0  # proposals that do not fit were dropped before evaluation
+    for e in res.evaluated:
+        assert e.feasible_for["orin"] == (e.score.metrics["peak_memory_bytes@orin"] <= 11_500_000)
+    best = res.get(res.best["orin"])
+    assert best.score.metrics["peak_memory_bytes@orin"] <= 11_500_000
+    assert "| peak_memory_bytes@orin (the memory capacity of hardware model cap) | 1.15e+07 | 0 | yes |" in (
+        report_markdown(res.summary())
+    )
+
+
 def test_the_learned_time_model_is_refused_with_the_reason():
     from na_toolkit.search.whatif import run_whatif
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,8 @@ from .train_time import training_plan
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..datasets import DatasetDescriptor
     from ..ir.architecture import Architecture
     from ..moves import MoveType
@@ -148,6 +150,27 @@ def _check_estimated_budgets(
                     )
 
 
+def with_capacity_budgets(config: SearchConfig, time_models: Mapping[str, TimeModel]) -> SearchConfig:
+    """`config` with a hard budget on each device's `peak_memory_bytes` at the memory capacity its time model
+    knows (a roofline's hardware model): a network that does not fit cannot run on the device, whatever the
+    config's budgets say. Weight 0: it changes no reward of a network that fits, in either form. Not added
+    where a config's hard budget is already at or below the capacity, nor for a device with a `measure`
+    (measured networks ran on the device: they fit)."""
+    from .reward import Budget, device_metric
+
+    devices = []
+    for dev in config.devices:
+        capacity = time_models[dev.name].memory_capacity_bytes() if dev.measure is None else None
+        metric = device_metric("peak_memory_bytes", dev.name)
+        if capacity is not None and not any(b.metric == metric and b.hard and b.limit <= capacity for b in dev.budgets):
+            model = getattr(time_models[dev.name], "hardware", None)
+            where = f"hardware model {model.name}" if model is not None else f"time model {dev.time_model.name}"
+            note = f"the memory capacity of {where}"
+            dev = replace(dev, budgets=(*dev.budgets, Budget(metric, float(capacity), 0.0, True, note)))
+        devices.append(dev)
+    return replace(config, devices=tuple(devices))
+
+
 def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     """Build the components of a search (ConfigError naming the config key of the first that fails). An
     unresolved config is resolved against `toolkit` first."""
@@ -163,6 +186,7 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     _check_evaluator(config, toolkit, evaluator_options, seed_arch)
     plan = training_plan(config, toolkit, evaluator_options, time_models, measures)
     _check_estimated_budgets(config, time_models, measures, seed_arch)
+    config = with_capacity_budgets(config, time_models)
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
     # built now to check the options (and read a pretrained file), not after the first round
     built = {target: _new_predictor(config, toolkit, target).condition_on(descriptor) for target in targets}

@@ -32,6 +32,7 @@ import logging
 import shlex
 import sys
 import time
+from collections import Counter
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,7 @@ from .ground_truth import GroundTruth
 from .inputs import RunInputs, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
 from .provenance import check_plugins, record_provenance, recorded_provenance, stored_provenance
+from .reward import Budget
 from .run_folder import new_run_dir, resolve_run_dir
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
@@ -116,6 +118,8 @@ class _Proposals:
     new: list[Candidate] = field(default_factory=list)
     known: dict[int, Evaluated] = field(default_factory=dict)
     screened: int = 0
+    #: how many of the screened proposals broke each hard budget (one proposal may break several)
+    screened_by: Counter[Budget] = field(default_factory=Counter)
 
 
 # ---- the loop ------------------------------------------------------------------------------------------
@@ -197,8 +201,10 @@ class SearchLoop:
                     self.counters.duplicates += 1
                 elif c.hash not in seen:
                     seen.add(c.hash)
-                    if self.scorer.breaks_screened_budget(c.arch):
+                    broken = self.scorer.breaks_screened_budget(c.arch)
+                    if broken:
                         dropped += 1
+                        out.screened_by.update(broken)
                     else:
                         out.new.append(c)
             self.counters.screened += dropped
@@ -235,6 +241,7 @@ class SearchLoop:
                 self._checkpoint(round_)
             stalled = 0
             screened_total = 0  # dropped by the screen since the last round that evaluated something
+            screened_by: Counter[Budget] = Counter()  # ... by the budget they broke
             reason = f"the evaluation budget ({budget}) is spent"
             if cfg.search.schedule == "async":
                 return run_async(self), time.perf_counter() - started
@@ -243,16 +250,18 @@ class SearchLoop:
                 self.counters.rounds = round_
                 p = self._propose(min(cfg.search.per_round, budget - self.counters.evaluations))
                 screened_total += p.screened
+                screened_by.update(p.screened_by)
                 if not p.new:
                     stalled += 1
                     if p.known:
                         self.strategy.tell([(p.proposed[i], e.score) for i, e in p.known.items()])
                     if stalled >= cfg.search.max_stalled_rounds:
-                        reason = self._stalled_reason(stalled, screened_total)
+                        reason = self._stalled_reason(stalled, screened_total, screened_by)
                         break
                     continue
                 stalled = 0
                 screened_total = 0
+                screened_by.clear()
                 fresh = {c.hash: e for c, e in zip(p.new, self._evaluate(p.new, round_))}
                 told: list[tuple[Candidate, Score]] = []
                 for i, c in enumerate(p.proposed):  # in proposal order; a candidate proposed twice is told once
@@ -270,22 +279,42 @@ class SearchLoop:
 
     def _device_warnings(self) -> list[str]:
         """What a device's time models said when they were built: a fallback the config allowed (the ONNX
-        Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`)."""
+        Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), or a
+        profile measured on another device than this machine's (the learned time model), with what that
+        means for the search."""
         out = []
         for which, models in (("time_model", self.components.time_models), ("measure", self.components.measures)):
             for device, model in models.items():
                 message = getattr(model, "fallback_warning", None)
                 if message:
                     out.append(f"devices.{device}.{which}: {message}")
+                mismatch = getattr(model, "device_warning", None)
+                if mismatch:
+                    measure = self.components.measures.get(device)
+                    means = (
+                        f"the search ranks proposals by that device's latencies, while {measure.name!r} measures "
+                        "the evaluated networks here and decides their budgets"
+                        if which == "time_model" and measure is not None
+                        else f"the search judges the budgets of device {device!r} by that device's latencies, "
+                        "not this machine's"
+                    )
+                    out.append(f"devices.{device}.{which}: {mismatch}; {means}")
         return out
 
-    def _stalled_reason(self, stalled: int, screened: int) -> str:
+    def _stalled_reason(self, stalled: int, screened: int, screened_by: Mapping[Budget, int] | None = None) -> str:
+        """Why the search stopped short; `screened_by`: how many dropped proposals broke each hard budget,
+        so the reason names the budgets that bound (with counts when several did), not every hard one."""
         reason = (
             f"the strategy proposed no new candidate in {stalled} rounds in a row "
             f"({self.counters.evaluations} of {self.config.evaluations} evaluations used)"
         )
         if screened:
-            limits = ", ".join(f"{b.metric} <= {b.limit:g}" for b in self.scorer.screened_budgets)
+            broken = sorted(screened_by.items(), key=lambda kv: -kv[1]) if screened_by else []
+            if len(broken) > 1:
+                limits = ", ".join(f"{b.metric} <= {b.limit:g}: {n}" for b, n in broken)
+            else:
+                budgets = [b for b, _ in broken] or list(self.scorer.screened_budgets)
+                limits = ", ".join(f"{b.metric} <= {b.limit:g}" for b in budgets)
             reason += (
                 f"; {screened} proposals broke a hard budget ({limits}) and were "
                 "dropped before evaluation: the budget may be out of reach from this seed"

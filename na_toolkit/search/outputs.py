@@ -49,9 +49,26 @@ def format_accuracy(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%" if x <= 1.0 else f"{x:.2f}"
 
 
+#: device figures the tables and outcome lines show only when a budget of the config limits them
+_BUDGETED_FIGURES = (("peak_memory_bytes", "peak memory", "MB"), ("energy_mj", "energy", "mJ"))
+
+
+def _budgeted_figures(summary: Mapping[str, Any], device: str) -> list[tuple[str, str, str]]:
+    """(metric, label, unit) of `device`'s peak memory and energy where a budget of the config limits them
+    (a device's memory capacity, a budget the search adds, does not put them in every table)."""
+    limited = {b["metric"] for b in summary["budgets"] if not b.get("note")}
+    return [(f"{m}@{device}", label, unit) for m, label, unit in _BUDGETED_FIGURES if f"{m}@{device}" in limited]
+
+
+def _figure(metric: str, value: float) -> str:
+    return _fmt_bytes(value) if metric.startswith("peak_memory_bytes@") else f"{value:.4g}"
+
+
 def _columns(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
     cols = [("accuracy", "valid acc"), ("test_accuracy", "test acc"), ("model_size_bytes", "size")]
     cols += [(f"latency_ms@{d}", f"latency {d} (ms)") for d in summary["devices"]]
+    cols += [(m, f"{label} {d}" + ("" if unit == "MB" else f" ({unit})")) for d in summary["devices"]
+             for m, label, unit in _budgeted_figures(summary, d)]  # fmt: skip
     # estimated training time: scored only on devices with a train_time_s budget (docs/search.md)
     cols += [
         (f"train_time_s@{d}", f"train {d} (s)")
@@ -68,7 +85,7 @@ def _cell(metric: str, value: Any) -> str:
         return format_accuracy(value)
     if metric == "model_size_bytes":
         return _fmt_bytes(value)
-    return f"{value:.4g}"
+    return _figure(metric, value)
 
 
 def _rows(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -154,6 +171,11 @@ def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
                 f"test acc {format_accuracy(m.get('test_accuracy'))}, "
                 f"size {_fmt_bytes(m['model_size_bytes'])}"
                 + (f", latency {lat:.4g} ms" if lat is not None else "")
+                + "".join(
+                    f", {label} {_figure(metric, m[metric])}" + ("" if unit == "MB" else f" {unit}")
+                    for metric, label, unit in _budgeted_figures(summary, d)
+                    if metric in m
+                )
                 + (f", training {train:.4g} s (estimated)" if train is not None else "")
             )
     return lines
@@ -181,11 +203,18 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         "",
     ]
     if summary["budgets"]:
+        ok = [e for e in summary["evaluated"] if e.get("error") is None]
         lines.append(
             markdown_table(
-                ["metric", "limit", "weight", "hard"],
+                ["metric", "limit", "weight", "hard", "met by (evaluated)"],
                 [
-                    [b["metric"], f"{b['limit']:.6g}", f"{b['weight']:.3g}", "yes" if b["hard"] else "no"]
+                    [
+                        b["metric"] + (f" ({b['note']})" if b.get("note") else ""),
+                        f"{b['limit']:.6g}",
+                        f"{b['weight']:.3g}",
+                        "yes" if b["hard"] else "no",
+                        _met_by(b, ok),
+                    ]
                     for b in summary["budgets"]
                 ],
             )
@@ -210,6 +239,12 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
             for k, v in files
         ]
     return "\n".join(lines) + "\n"
+
+
+def _met_by(budget: Mapping[str, Any], evaluated: list[Mapping[str, Any]]) -> str:
+    """How many successful evaluations meet `budget`, of those that have its metric: which budget bound."""
+    values = [e["metrics"][budget["metric"]] for e in evaluated if budget["metric"] in e["metrics"]]
+    return f"{sum(v <= budget['limit'] for v in values)} of {len(values)}"
 
 
 def _relative(path: str, run_dir: str | None) -> str:

@@ -66,6 +66,8 @@ class Budget:
     limit: float
     weight: float = 1.0
     hard: bool = False
+    #: where a budget the config did not give comes from (a device's memory capacity); "" for the config's
+    note: str = ""
 
     def __post_init__(self) -> None:
         if not is_finite_number(self.limit):
@@ -140,6 +142,11 @@ def _value(metrics: Mapping[str, float], budget: Budget) -> float:
     return value
 
 
+def _violated(violations: list[str], metric: str) -> None:
+    if metric not in violations:  # two budgets on one metric: it is named once
+        violations.append(metric)
+
+
 def compute_reward(
     metrics: Mapping[str, float], budgets: Sequence[Budget] | Iterable[Budget], objectives: Objectives = Objectives()
 ) -> RewardResult:
@@ -151,6 +158,7 @@ def compute_reward(
     terms: dict[str, float] = {}
     violations: list[str] = []
     hard_excess = 0.0
+    hard_violated = False  # per budget: a soft budget broken on a metric a met hard one also limits is no hard break
     if objectives.form == "penalty":
         terms[ACCURACY] = objectives.accuracy_weight * acc
         reward = terms[ACCURACY]
@@ -158,27 +166,29 @@ def compute_reward(
             value = _value(metrics, b)
             excess = b.excess(value)
             if value > b.limit:
-                violations.append(b.metric)
+                _violated(violations, b.metric)
                 if b.hard:
                     hard_excess += excess
-            terms[b.metric] = -b.weight * excess
-            reward += terms[b.metric]
+                    hard_violated = True
+            # two budgets may limit one metric (the config's and the device's memory capacity): both count
+            terms[b.metric] = terms.get(b.metric, 0.0) - b.weight * excess
+            reward -= b.weight * excess
     else:
         factor = 1.0
         for b in budgets:
             value = _value(metrics, b)
             exponent = b.weight * (objectives.mnasnet_alpha if value <= b.limit else objectives.mnasnet_beta)
             if value > b.limit:
-                violations.append(b.metric)
+                _violated(violations, b.metric)
                 if b.hard:
                     hard_excess += b.excess(value)
+                    hard_violated = True
             # a zero value (e.g. no energy counter) would make a negative power infinite: clamp to a tiny ratio
             ratio = min(max(value / b.limit, 1e-12), 1.0 + MAX_EXCESS)
-            terms[b.metric] = ratio**exponent
-            factor *= terms[b.metric]
+            terms[b.metric] = terms.get(b.metric, 1.0) * ratio**exponent
+            factor *= ratio**exponent
         terms[ACCURACY] = objectives.accuracy_weight * acc
         reward = terms[ACCURACY] * factor
-    hard_violated = any(b.hard and b.metric in violations for b in budgets)
     if hard_violated:
         reward = objectives.infeasible_reward - hard_excess
     return RewardResult(float(reward), not violations, tuple(violations), terms)

@@ -141,10 +141,11 @@ class Scorer:
                 known.add(device_train_metric(dev.name))
         return tuple(b for b in self.config.budgets if b.hard and b.metric in known)
 
-    def breaks_screened_budget(self, arch: Architecture) -> bool:
+    def breaks_screened_budget(self, arch: Architecture) -> tuple[Budget, ...]:
+        """The screened hard budgets `arch` breaks (empty: it passes the screen)."""
         budgets = self.screened_budgets
         if not budgets:
-            return False
+            return ()
         metrics = {"model_size_bytes": float(arch.cost.model_size_bytes)}
         devices = {b.device for b in budgets}
         try:
@@ -152,8 +153,8 @@ class Scorer:
                 if dev.name in devices:
                     metrics.update(self.estimate(dev, arch, "time_model"))
         except TimeModelError:
-            return False  # the evaluation will report the failure
-        return any(b.metric in metrics and metrics[b.metric] > b.limit for b in budgets)
+            return ()  # the evaluation will report the failure
+        return tuple(b for b in budgets if b.metric in metrics and metrics[b.metric] > b.limit)
 
     # ---- predicted scores ------------------------------------------------------------------------------
     def _prior(self, target: str) -> tuple[float, float]:
@@ -231,8 +232,9 @@ class Scorer:
             value = score.metrics.get(b.metric)
             if value is not None and value > b.limit:
                 out.append(
-                    f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}, estimated before anything "
-                    "is measured): the search must shrink it"
+                    f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}"
+                    + (f", {b.note}" if b.note else "")
+                    + ", estimated before anything is measured): the search must shrink it"
                 )
         return out
 

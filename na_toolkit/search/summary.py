@@ -271,7 +271,7 @@ def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | 
 
     closest = min(ok, key=overshoot)
     parts = [
-        f"{b.metric} {closest.score.metrics[b.metric]:.6g} > budget {b.limit:.6g}"
+        f"{b.metric} {closest.score.metrics[b.metric]:.6g} > budget {b.limit:.6g}" + (f", {b.note}" if b.note else "")
         for b in budgets
         if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
     ]

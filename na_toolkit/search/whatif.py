@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, HardwareError
 from ..store.memory import MemoryRunStore
-from ..timemodels.hwmodel import HardwareModel, save_hardware_model
+from ..timemodels.hwmodel import HardwareModel, hardware_model_toml, parse_hardware_model, save_hardware_model
 from ..timemodels.roofline import RooflineTimeModel
 from .config import DeviceSpec, SearchConfig, load_config, parse_config
 from .whatif_vary import HardwareVariant, Vary, parse_varies, short_name, variants
@@ -293,6 +293,11 @@ def run_whatif(
     parsed = parse_varies(varies, base.hardware)
     _check_dtype(parsed, base, dev)
     points = variants(base.hardware, parsed)
+    for variant in points:  # before any search runs: a variant no device could have (a unit mistake?) is refused
+        try:
+            parse_hardware_model(hardware_model_toml(variant.model), Path(f"{variant.model.name}.toml"))
+        except HardwareError as exc:
+            raise ConfigError(f"--vary {variant.label}: that variant's hardware model {exc}") from None
     outcomes: list[VariantOutcome] = []
     with tempfile.TemporaryDirectory(prefix="na-whatif-") as tmp:
         for variant in points:

@@ -125,6 +125,12 @@ class TimeModel:
         budget on a figure its device's model answers False to before anything runs (search/components.py)."""
         return None
 
+    def memory_capacity_bytes(self) -> int | None:
+        """The memory the device holds tensors in, when this model knows it (a roofline: its hardware
+        model's), else None. A search makes it a hard limit on the device's `peak_memory_bytes`: a network
+        that does not fit cannot run there (search/components.py)."""
+        return None
+
     # ---- training time ----------------------------------------------------------------------------------
     def train_step_source(self) -> str | None:
         """How this model gets the time of a training step (docs/time_models.md, "Training time"), or None

@@ -203,6 +203,46 @@ def check_sources(
             raise fail(where, f"sources.{key}", f"cites no value of this model; citable: {', '.join(sorted(citable))}")
 
 
+#: key (dtype tables: the table) → (lowest, highest) value any real device has, the unit, and the value of an
+#: example device written right: a value outside the range is a unit mistake (GB/s written as B/s, TFLOP/s as
+#: FLOP/s, microseconds as seconds), which would make every roofline estimate wrong by that factor
+PLAUSIBLE: dict[str, tuple[float, float, str, str]] = {
+    "peak_flops_per_s": (1e6, 1e17, "FLOP/s", "0.25 TFLOP/s is 2.5e11"),
+    "memory_bandwidth_bytes_per_s": (1e6, 1e14, "bytes per second", "17 GB/s is 1.7e10"),
+    "memory_capacity_bytes": (1e4, 1e14, "bytes", "2 GiB is 2_147_483_648"),
+    "launch_overhead_s": (0.0, 0.01, "seconds", "20 us is 2e-5"),
+    "power_w": (1e-3, 1e5, "watts", "3 W is 3.0"),
+}
+
+
+def _check_plausible(doc: HardwareModelFile, where: str) -> None:
+    """Values far outside what any device has are refused, with the unit the key wants."""
+    ceilings = doc.measured_ceilings or MeasuredCeilings()
+    values: list[tuple[str, str, float | None]] = [
+        (key, key, getattr(doc, key))
+        for key in ("memory_bandwidth_bytes_per_s", "memory_capacity_bytes", "launch_overhead_s", "power_w")
+    ]
+    values.append(
+        ("memory_bandwidth_bytes_per_s", "measured_ceilings.memory_bandwidth_bytes_per_s",
+         ceilings.memory_bandwidth_bytes_per_s)
+    )  # fmt: skip
+    values += [("peak_flops_per_s", f"peak_flops_per_s.{d}", v) for d, v in doc.peak_flops_per_s.given().items()]
+    if ceilings.flops_per_s is not None:
+        values += [
+            ("peak_flops_per_s", f"measured_ceilings.flops_per_s.{d}", v)
+            for d, v in ceilings.flops_per_s.given().items()
+        ]
+    for kind, key, value in values:
+        low, high, unit, example = PLAUSIBLE[kind]
+        if value is not None and not low <= value <= high:
+            raise fail(
+                where,
+                key,
+                f"{value:g} {unit} is outside what any device has ({low:g} .. {high:g}): a unit mistake? "
+                f"The value is in {unit} ({example})",
+            )
+
+
 def validate_hardware_file(data: Mapping[str, Any], where: str) -> HardwareModelFile:
     """The parsed content of a hardware model file, checked (`where` names the file in errors). The schema
     version is checked first: a file of another version is not read further."""
@@ -214,6 +254,8 @@ def validate_hardware_file(data: Mapping[str, Any], where: str) -> HardwareModel
             where, "schema_version", f"version {version!r} is not supported; this na_toolkit reads {SCHEMA_VERSION}"
         )
     try:
-        return HardwareModelFile.model_validate(data)
+        doc = HardwareModelFile.model_validate(data)
     except ValidationError as exc:
         raise _error_of(exc, where) from None
+    _check_plausible(doc, where)
+    return doc

@@ -207,6 +207,9 @@ class RooflineTimeModel(TimeModel):
         """Hardware model names are looked up in `toolkit.hardware`."""
         return cls(hardware_registry=toolkit.hardware, **options)
 
+    def memory_capacity_bytes(self) -> int | None:
+        return self.hardware.memory_capacity_bytes
+
     def _kernel(self, node: str, layer_type: str, flops: float, bytes_: float, launches: int) -> KernelTime:
         return kernel_time(
             node,
