@@ -49,6 +49,7 @@ from ..store.sqlite import SQLiteRunStore
 from .async_loop import run_async
 from .components import Components, build_components
 from .config import SearchConfig, load_config
+from .diagnostics import device_warnings, stalled_reason
 from .ground_truth import GroundTruth
 from .inputs import RunInputs, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
@@ -278,48 +279,13 @@ class SearchLoop:
         return reason, time.perf_counter() - started
 
     def _device_warnings(self) -> list[str]:
-        """What a device's time models said when they were built: a fallback the config allowed (the ONNX
-        Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), or a
-        profile measured on another device than this machine's (the learned time model), with what that
-        means for the search."""
-        out = []
-        for which, models in (("time_model", self.components.time_models), ("measure", self.components.measures)):
-            for device, model in models.items():
-                message = getattr(model, "fallback_warning", None)
-                if message:
-                    out.append(f"devices.{device}.{which}: {message}")
-                mismatch = getattr(model, "device_warning", None)
-                if mismatch:
-                    measure = self.components.measures.get(device)
-                    means = (
-                        f"the search ranks proposals by that device's latencies, while {measure.name!r} measures "
-                        "the evaluated networks here and decides their budgets"
-                        if which == "time_model" and measure is not None
-                        else f"the search judges the budgets of device {device!r} by that device's latencies, "
-                        "not this machine's"
-                    )
-                    out.append(f"devices.{device}.{which}: {mismatch}; {means}")
-        return out
+        return device_warnings(self.components)
 
     def _stalled_reason(self, stalled: int, screened: int, screened_by: Mapping[Budget, int] | None = None) -> str:
-        """Why the search stopped short; `screened_by`: how many dropped proposals broke each hard budget,
-        so the reason names the budgets that bound (with counts when several did), not every hard one."""
-        reason = (
-            f"the strategy proposed no new candidate in {stalled} rounds in a row "
-            f"({self.counters.evaluations} of {self.config.evaluations} evaluations used)"
-        )
-        if screened:
-            broken = sorted(screened_by.items(), key=lambda kv: -kv[1]) if screened_by else []
-            if len(broken) > 1:
-                limits = ", ".join(f"{b.metric} <= {b.limit:g}: {n}" for b, n in broken)
-            else:
-                budgets = [b for b, _ in broken] or list(self.scorer.screened_budgets)
-                limits = ", ".join(f"{b.metric} <= {b.limit:g}" for b in budgets)
-            reason += (
-                f"; {screened} proposals broke a hard budget ({limits}) and were "
-                "dropped before evaluation: the budget may be out of reach from this seed"
-            )
-        return reason
+        return stalled_reason(
+            stalled, self.counters.evaluations, self.config.evaluations, screened, screened_by,
+            self.scorer.screened_budgets,
+        )  # fmt: skip
 
     def result(self, run_dir: Path, reason: str, elapsed_s: float) -> SearchResult:
         """The result of the finished run (see `summarize`)."""

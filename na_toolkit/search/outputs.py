@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 from .evaluations_file import write_evaluations
 from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
+from .plots import plot_controller, plot_pareto
 from .report_html import report_html
 
 
@@ -257,83 +258,6 @@ def _relative(path: str, run_dir: str | None) -> str:
         return path
 
 
-# ---- plot ---------------------------------------------------------------------------------------------------
-def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    axes_metrics = [f"latency_ms@{d}" for d in summary["devices"]] + ["model_size_bytes"]
-    ok = [e for e in summary["evaluated"] if e["error"] is None]
-    pareto = {e["arch_hash"] for e in summary["pareto"]}
-    limits = {b["metric"]: b["limit"] for b in summary["budgets"]}
-    fig, axes = plt.subplots(1, len(axes_metrics), figsize=(5 * len(axes_metrics), 4), squeeze=False)
-    for ax, metric in zip(axes[0], axes_metrics):
-        pts = [(e["metrics"][metric], 100 * e["metrics"]["accuracy"], e) for e in ok if metric in e["metrics"]]
-        if not pts:
-            continue
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14, c="0.7", label="evaluated")
-        front = [p for p in pts if p[2]["arch_hash"] in pareto]
-        ax.scatter([p[0] for p in front], [p[1] for p in front], s=30, c="tab:blue", label="Pareto set")
-        seed = [p for p in pts if p[2]["origin"] == "seed"]
-        ax.scatter(
-            [p[0] for p in seed],
-            [p[1] for p in seed],
-            s=60,
-            marker="s",
-            facecolors="none",
-            edgecolors="k",
-            label="seed",
-        )
-        device = metric.partition("@")[2]
-        best = summary["best"].get(device) if device else summary["best_overall"]
-        if best is not None and metric in best["metrics"]:
-            ax.scatter(
-                [best["metrics"][metric]],
-                [100 * best["metrics"]["accuracy"]],
-                s=160,
-                marker="*",
-                c="tab:red",
-                label="best feasible",
-            )
-        if metric in limits:
-            ax.axvline(limits[metric], ls="--", c="tab:red", lw=1, label="budget")
-        xs = [p[0] for p in pts] + ([limits[metric]] if metric in limits else [])
-        if min(xs) > 0 and max(xs) / min(xs) > 20:  # sizes and latencies span decades (a 16 MB budget vs kB nets)
-            ax.set_xscale("log")
-        ax.set_xlabel(metric.replace("@", " on ").replace("_ms", " (ms)").replace("_bytes", " (bytes)"))
-        ax.set_ylabel("validation accuracy (%)")
-        _focus_on_front(ax, [p[1] for p in pts], [p[1] for p in front])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{summary['run_id']}: {len(ok)} evaluated, {len(pareto)} on the Pareto front")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _focus_on_front(ax: Any, accuracies: list[float], front: list[float]) -> None:
-    """Accuracy axis from just under the Pareto front to the top, not 0-100: chance-level networks would
-    otherwise squash the front into a sliver at the top. Networks below are drawn on the bottom edge (as
-    triangles) and counted in the legend, so none disappears."""
-    if not front:
-        return
-    lo, hi = min(front), max(accuracies)
-    span = max(hi - lo, 0.5)
-    bottom = lo - 0.15 * span
-    below = [a for a in accuracies if a < bottom]
-    if below:
-        edge = bottom + 0.02 * span
-        ax.scatter([], [], s=14, marker="v", c="0.5", label=f"{len(below)} below (drawn at the edge)")
-        for coll in ax.collections:
-            offsets = coll.get_offsets()
-            if len(offsets):
-                offsets[:, 1] = [max(y, edge) for y in offsets[:, 1]]
-                coll.set_offsets(offsets)
-    ax.set_ylim(bottom, hi + 0.1 * span)
-
-
 def strategy_report(store: RunStore) -> dict[str, Any] | None:
     """The report a strategy keeps in its checkpointed state (`report`: per-update series and totals), or
     None (a strategy that reports nothing, or a run with no checkpoint yet)."""
@@ -342,49 +266,6 @@ def strategy_report(store: RunStore) -> dict[str, Any] | None:
         return None
     report = checkpoint[1].get("report")
     return dict(report) if isinstance(report, Mapping) else None
-
-
-#: (series key, axis title) of the controller plot's panels
-CONTROLLER_PANELS = (
-    ("reward_mean", "mean predicted reward of the policy's proposals"),
-    ("entropy", "policy entropy"),
-    ("value_loss", "value loss"),
-)
-
-
-def plot_controller(report: Mapping[str, Any], path: Path, title: str = "") -> bool:
-    """The controller's learning per update (CONTROLLER_PANELS); False (no file) when it has no series."""
-    series = list(report.get("series") or [])
-    if not series:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CONTROLLER_PANELS), figsize=(5 * len(CONTROLLER_PANELS), 3.6), squeeze=False)
-    for ax, (key, label) in zip(axes[0], CONTROLLER_PANELS):
-        points = [(i + 1, e[key]) for i, e in enumerate(series) if e.get(key) is not None]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, marker=".", ms=3)
-            # a line per ask (the loop's round): the predictor is refit in between, so rewards jump there
-            asks = [i + 1 for i in range(1, len(series)) if series[i].get("ask") != series[i - 1].get("ask")]
-            for x in asks:
-                ax.axvline(x - 0.5, c="0.85", lw=0.6, zorder=0)
-        else:
-            ax.text(0.5, 0.5, "no updates (policy not trained)", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlabel("update")
-        ax.set_title(label, fontsize=9)
-        ax.grid(alpha=0.3)
-    budget = report.get("scoring_budget")
-    fig.suptitle(
-        f"{title}: policy {report.get('policy', '?')}, {report.get('updates', 0)} updates, scoring budget "
-        f"{'unlimited' if budget is None else f'{budget} per evaluation'}"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeRegistry) -> dict[str, str]:
