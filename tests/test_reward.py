@@ -124,8 +124,9 @@ def test_a_soft_budget_and_a_weightless_hard_one_on_one_metric(form):
         both = compute_reward({"accuracy": 0.5, metric: value}, [soft, capacity], obj)
         assert both.reward == pytest.approx(alone.reward) and both.feasible == alone.feasible
         assert both.violations == alone.violations and both.terms[metric] == pytest.approx(alone.terms[metric])
+        assert both.hard_violations == ()  # over the soft budget only: no hard break (a strategy ranks on it)
     over = compute_reward({"accuracy": 0.5, metric: 2000.0}, [soft, capacity], obj)
-    assert not over.feasible and over.violations == (metric,)
+    assert not over.feasible and over.violations == (metric,) and over.hard_violations == (metric,)
     assert over.reward == pytest.approx(obj.infeasible_reward - 1.0)  # the hard overshoot: (2000 - 1000) / 1000
 
 

@@ -395,10 +395,8 @@ class NeuralArchitectStrategy(Strategy):
             found.update(new)
 
     def _rank(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> list[Candidate]:
-        hard = [b.metric for b in getattr(self.context, "budgets", ()) if getattr(b, "hard", False)]
-
         def breaks_hard(s: Score) -> bool:
-            return any(m in s.violations for m in hard)
+            return bool(s.hard_violations)
 
         order = sorted(found, key=lambda h: (breaks_hard(scores[h]), -self._objective(scores[h])))
         ok = [h for h in order if not breaks_hard(scores[h])]

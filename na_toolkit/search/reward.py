@@ -123,6 +123,9 @@ class RewardResult:
     feasible: bool
     violations: tuple[str, ...] = ()
     terms: dict[str, float] = field(default_factory=dict)
+    #: the metrics whose hard budget is broken (a subset of `violations`: a soft budget broken beside a met
+    #: hard one on the same metric is not in it)
+    hard_violations: tuple[str, ...] = ()
 
     def feasible_for(self, device: str) -> bool:
         """Meets the global budgets and those of `device` (other devices' budgets are not its concern)."""
@@ -157,8 +160,8 @@ def compute_reward(
         raise ConfigError(f"metrics hold no {ACCURACY!r} (got {sorted(metrics)})") from None
     terms: dict[str, float] = {}
     violations: list[str] = []
+    hard: list[str] = []  # per budget: a soft budget broken on a metric a met hard one also limits is no hard break
     hard_excess = 0.0
-    hard_violated = False  # per budget: a soft budget broken on a metric a met hard one also limits is no hard break
     if objectives.form == "penalty":
         terms[ACCURACY] = objectives.accuracy_weight * acc
         reward = terms[ACCURACY]
@@ -169,7 +172,7 @@ def compute_reward(
                 _violated(violations, b.metric)
                 if b.hard:
                     hard_excess += excess
-                    hard_violated = True
+                    _violated(hard, b.metric)
             # two budgets may limit one metric (the config's and the device's memory capacity): both count
             terms[b.metric] = terms.get(b.metric, 0.0) - b.weight * excess
             reward -= b.weight * excess
@@ -182,13 +185,13 @@ def compute_reward(
                 _violated(violations, b.metric)
                 if b.hard:
                     hard_excess += b.excess(value)
-                    hard_violated = True
+                    _violated(hard, b.metric)
             # a zero value (e.g. no energy counter) would make a negative power infinite: clamp to a tiny ratio
             ratio = min(max(value / b.limit, 1e-12), 1.0 + MAX_EXCESS)
             terms[b.metric] = terms.get(b.metric, 1.0) * ratio**exponent
             factor *= ratio**exponent
         terms[ACCURACY] = objectives.accuracy_weight * acc
         reward = terms[ACCURACY] * factor
-    if hard_violated:
+    if hard:
         reward = objectives.infeasible_reward - hard_excess
-    return RewardResult(float(reward), not violations, tuple(violations), terms)
+    return RewardResult(float(reward), not violations, tuple(violations), terms, tuple(hard))

@@ -218,7 +218,12 @@ class Scorer:
                     ).reward
                     - r.reward
                 )
-            out.append(Score(r.reward, metrics, r.feasible, max(up, 0.0), real=False, violations=r.violations))
+            out.append(
+                Score(
+                    r.reward, metrics, r.feasible, max(up, 0.0), real=False, violations=r.violations,
+                    hard_violations=r.hard_violations,
+                )
+            )  # fmt: skip
         return out
 
     def budget_warnings(self, arch: Architecture) -> list[str]:
@@ -259,7 +264,8 @@ class Scorer:
             return self.failed_score(f"measurement failed: {exc}", metrics), dict.fromkeys(devices, False)
         r = compute_reward(metrics, self.config.budgets, self.config.objectives)
         self._check_noise(arch, metrics)
-        return Score(r.reward, metrics, r.feasible, 0.0, True, r.violations), {d: r.feasible_for(d) for d in devices}
+        score = Score(r.reward, metrics, r.feasible, 0.0, True, r.violations, r.hard_violations)
+        return score, {d: r.feasible_for(d) for d in devices}
 
     def _check_noise(self, arch: Architecture, metrics: dict[str, float]) -> None:
         """A measured latency whose p10..p90 spread straddles its budget: whether the network meets the budget

@@ -68,6 +68,8 @@ class Score:
     uncertainty: float = 0.0
     real: bool = False
     violations: tuple[str, ...] = ()
+    #: the metrics whose hard budget it breaks (a subset of `violations`)
+    hard_violations: tuple[str, ...] = ()
 
 
 class SearchContext(Protocol):
