@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import default_toolkit
+from conftest import REPO_ROOT, default_toolkit
 from na_toolkit.errors import ConfigError
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import build_seed, load_config, resolve_config
@@ -419,7 +419,7 @@ RUNTIME_BAD = [
             "devices.cpu",
             {"time_model": {"name": "learned", "options": {"device": "example-cpu"}}, "budgets": {"energy_mj": 5.0}},
         ),
-        "devices.cpu.budgets.energy_mj: device 'cpu''s time model 'learned' gives no energy_mj here",
+        "devices.cpu.budgets.energy_mj: the time model 'learned' of device 'cpu' gives no energy_mj here",
     ),
     # ... or the device's measuring model: ONNX Runtime on a CPU has no energy counter to read
     (
@@ -431,7 +431,8 @@ RUNTIME_BAD = [
                 "budgets": {"energy_mj": 5.0, "peak_memory_bytes": 1e9},
             },
         ),
-        "devices.cpu.budgets.energy_mj: device 'cpu''s measure 'onnxruntime' gives no energy_mj here",
+        "devices.cpu.budgets.energy_mj: the measure 'onnxruntime' of device 'cpu' gives no energy_mj here (energy is "
+        "read from an NVIDIA GPU's NVML counter, and this device is a CPU)",
     ),
 ]
 
@@ -447,6 +448,23 @@ def test_bad_component_options_name_the_component(doc, fragment, tmp_path, monke
         build_components(cfg, default_toolkit())
     assert fragment in str(info.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_energy_budget_on_a_hardware_model_without_power_says_to_add_it(tmp_path):
+    shipped = (REPO_ROOT / "hwmodels" / "t4.toml").read_text()
+    text = "\n".join(line for line in shipped.splitlines() if not line.startswith("power_w"))
+    (tmp_path / "nopower.toml").write_text(text.replace('name = "t4"', 'name = "nopower"'))
+    doc = with_(
+        "devices.cpu",
+        {"time_model": {"name": "roofline", "options": {"device": "nopower.toml"}}, "budgets": {"energy_mj": 5.0}},
+    )
+    cfg = resolve_config(load_config(doc, base_dir=tmp_path), default_toolkit())
+    with pytest.raises(ConfigError) as info:
+        build_components(cfg, default_toolkit())
+    assert str(info.value).startswith(
+        "devices.cpu.budgets.energy_mj: the time model 'roofline' of device 'cpu' gives no energy_mj here (its "
+        f"hardware model 'nopower' has no power_w: add power_w = WATTS to {str(tmp_path / 'nopower.toml')!r})"
+    )
 
 
 def test_a_registered_seed_is_built_for_the_searchs_own_data_and_a_seed_file_is_not(tmp_path):

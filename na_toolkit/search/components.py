@@ -144,9 +144,11 @@ def _check_estimated_budgets(
                 answers = {m: getattr(est, m, None) is not None for m in wanted}
             for metric, gives in answers.items():
                 if gives is False:
+                    why = model.why_not_given(metric)
                     raise ConfigError(
-                        f"devices.{dev.name}.budgets.{metric}: device {dev.name!r}'s {role} {model.name!r} gives no "
-                        f"{metric} here; use a time model that estimates it (docs/time_models.md), or drop the budget"
+                        f"devices.{dev.name}.budgets.{metric}: the {role} {model.name!r} of device {dev.name!r} gives "
+                        f"no {metric} here{f' ({why})' if why else ''}; use a time model that estimates it "
+                        "(docs/time_models.md), or drop the budget"
                     )
 
 

@@ -125,6 +125,11 @@ class TimeModel:
         budget on a figure its device's model answers False to before anything runs (search/components.py)."""
         return None
 
+    def why_not_given(self, figure: str) -> str | None:
+        """Why this model's estimates give no `figure` and what would make them (the end of a search's
+        error for a budget on it), or None when it cannot say."""
+        return None
+
     def memory_capacity_bytes(self) -> int | None:
         """The memory the device holds tensors in, when this model knows it (a roofline: its hardware
         model's), else None. A search makes it a hard limit on the device's `peak_memory_bytes`: a network

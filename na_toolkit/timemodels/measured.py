@@ -104,6 +104,11 @@ class MeasuredTimeModel(TimeModel):
             return None if self.spec.is_cuda else False
         return super().gives(figure)
 
+    def why_not_given(self, figure: str) -> str | None:
+        if figure == "energy_mj" and not self.spec.is_cuda:
+            return "energy is read from an NVIDIA GPU's NVML counter, and this device is a CPU"
+        return None
+
     @property
     def device_description(self) -> str:
         if self._description is None:

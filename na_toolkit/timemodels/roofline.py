@@ -210,6 +210,20 @@ class RooflineTimeModel(TimeModel):
     def memory_capacity_bytes(self) -> int | None:
         return self.hardware.memory_capacity_bytes
 
+    def gives(self, figure: str) -> bool | None:
+        """Peak memory always; energy when the hardware model has a power (energy = power x latency)."""
+        if figure == "peak_memory_bytes":
+            return True
+        if figure == "energy_mj":
+            return self.hardware.power_w is not None
+        return super().gives(figure)
+
+    def why_not_given(self, figure: str) -> str | None:
+        if figure == "energy_mj" and self.hardware.power_w is None:
+            where = f" to {str(self.hardware.source)!r}" if self.hardware.source else ""
+            return f"its hardware model {self.hardware.name!r} has no power_w: add power_w = WATTS{where}"
+        return None
+
     def _kernel(self, node: str, layer_type: str, flops: float, bytes_: float, launches: int) -> KernelTime:
         return kernel_time(
             node,
