@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from ..evaluation import make_evaluator
 from ..ir.seeds import fixed_seed_hint
 from ..predictors.targets import metric_target, unit_factor
 from ..timemodels import get_time_model
+from ..timemodels.profile import ProfileDeviceWarning
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
 from .strategy import SearchContext, Strategy
@@ -239,7 +241,10 @@ def _time_model(toolkit: Toolkit, dev: DeviceSpec, which: str) -> TimeModel:
     key = f"devices.{dev.name}.{which}"
     options = dev.time_model_options(which)
     try:
-        return get_time_model(comp.name, toolkit, **options)
+        with warnings.catch_warnings():
+            # a profile of another device: the run's warnings say it with what it means (search/diagnostics.py)
+            warnings.simplefilter("ignore", ProfileDeviceWarning)
+            return get_time_model(comp.name, toolkit, **options)
     except NAToolkitError as exc:
         raise ConfigError(f"{key} ({comp.name} on device {options['device']!r}): {exc}") from None
     except (TypeError, ValueError) as exc:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import logging
 import shlex
-import sys
 import time
 from collections import Counter
 from collections.abc import Container, Mapping, Sequence
@@ -233,8 +232,9 @@ class SearchLoop:
             self.warnings += self.scorer.budget_warnings(self.seed_arch)
             for message in self._device_warnings():
                 self.warnings.append(message)
-                # on stderr now, and in summary.json and report.md at the end: never only in a measurement
-                print(f"na-toolkit: warning: {message}", file=sys.stderr)
+                # on stderr now (the na_toolkit logger: `-q` hides it), and in summary.json and report.md at
+                # the end: never only in a measurement
+                logging.getLogger("na_toolkit.search").warning(f"warning: {message}")
             round_ = 0
             if cfg.search.evaluate_seed:
                 results = self._evaluate([Candidate(self.seed_arch, (), None, "seed")], round_)
