@@ -177,7 +177,7 @@ def test_a_named_file_that_does_not_exist_is_a_config_error_naming_the_key(tmp_p
 
 
 # ---- a device fallback is never silent ----------------------------------------------------------------
-def test_an_allowed_fallback_warns_on_stderr_in_summary_and_report(tmp_path, toolkit, capfd):
+def test_an_allowed_fallback_warns_on_stderr_in_summary_and_report(tmp_path, toolkit, caplog):
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
@@ -198,9 +198,10 @@ def test_an_allowed_fallback_warns_on_stderr_in_summary_and_report(tmp_path, too
     run = Path(result.run_dir)
     assert warning[0] in json.loads((run / "summary.json").read_text())["warnings"]
     assert warning[0] in (run / "report.md").read_text()
-    # on stderr through the na_toolkit logger: a library user who configured no logging sees it all the same
-    # (logging's last-resort handler); the CLI writes it "na-toolkit: warning: ..." and -q hides it
-    assert f"warning: {warning[0]}" in capfd.readouterr().err
+    # logged (na_toolkit.search, WARNING) as the run starts: a library user who configured no logging sees it
+    # on stderr (logging's last-resort handler); the CLI writes it "na-toolkit: warning: ..." and -q hides it
+    logged = [r for r in caplog.records if r.name == "na_toolkit.search" and r.levelname == "WARNING"]
+    assert [r.getMessage() for r in logged] == [f"warning: {warning[0]}"]
 
 
 # ---- failing commands leave their inputs; outputs are checked before the work -------------------------
