@@ -219,7 +219,10 @@ def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path, caps
 
     first = res.evaluated[0]
     assert main(["export", str(res.run_dir), "--arch", first.hash, "--format", "onnx"]) == 0
-    assert f"(onnx, initial weights: its evaluation failed ({first.error}))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"(onnx, initial weights: its evaluation failed ({first.error}))" in out
+    # no dataset is known for a network whose evaluation failed: none is named
+    assert "its input 'input': float32 NCHW Nx1x8x8\n" in out and "dataset None" not in out
     with SQLiteRunStore.open(res.run_dir) as store:
         assert len({r.arch_hash for r in store.evaluations()}) == 4
         assert all(r.error for r in store.evaluations())
