@@ -439,6 +439,39 @@ def test_a_plugin_predictor_with_predict_alone_is_clipped_by_the_base(data):
     assert mean.tolist() == [0.0, 0.0] and std.tolist() == [0.1, 0.1] and "clipped to 0 (fraction)" in notes[1][0]
 
 
+def test_a_plugin_predictor_taking_archs_alone_predicts_when_conditioned_on_a_dataset(data):
+    # a search conditions every predictor on its dataset's descriptor: a plugin's predict(archs) or
+    # predict_with_std(archs) is still called with the architectures alone (it was given the descriptor too,
+    # a TypeError)
+    from na_toolkit.datasets import get_dataset
+    from na_toolkit.predictors.targets import Target
+
+    class Half(Predictor):
+        name = "half"
+
+        def fit(self, archs, y):
+            return self
+
+        def predict(self, archs):
+            return np.full(len(archs), 0.5)
+
+    class HalfStd(Half):
+        has_uncertainty = True
+
+        def predict_with_std(self, archs):
+            return np.full(len(archs), 1.5), np.full(len(archs), 0.1)
+
+    archs, y = data
+    descriptor = get_dataset("digits", default_toolkit().datasets).descriptor
+    target = Target("accuracy", "fraction", 0.0, 1.0)
+    p = Half().for_target(target).condition_on(descriptor).fit(archs, y)
+    assert p.predict_with_notes(archs[:2])[0].tolist() == [0.5, 0.5]
+    assert p.predict_with_std(archs[:2])[0].tolist() == [0.5, 0.5]
+    q = HalfStd().for_target(target).condition_on(descriptor).fit(archs, y)
+    mean, std, notes = q.predict_with_notes(archs[:2])
+    assert mean.tolist() == [1.0, 1.0] and std.tolist() == [0.1, 0.1] and notes[0]
+
+
 def test_the_search_scores_accuracy_clipped_to_a_fraction(tmp_path):
     """The scorer ranks on what the predictor returns: a predicted accuracy past 1 (a regression extrapolating)
     would outrank every measured network; the search's predictors know accuracy is a fraction in [0, 1]."""

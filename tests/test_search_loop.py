@@ -135,6 +135,16 @@ def test_the_stop_reason_names_the_hard_budget_that_bound_not_every_hard_one(tmp
     assert f"model_size_bytes <= 1: {n}" in res.stop_reason and f"latency_ms@pixel3 <= 1e-06: {n}" in res.stop_reason
 
 
+def test_the_async_schedule_names_the_hard_budget_that_stopped_it_too(tmp_path):
+    # the asynchronous schedule stops on a stall as the rounds one does: its reason names the screen's drops
+    doc = nb201(tmp_path, evaluations=8)
+    doc["search"] = {**doc["search"], "schedule": "async"}
+    doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}
+    res = run_search(doc, progress=False, outputs=False)
+    assert res.counters.evaluations < 8 and res.counters.screened > 0
+    assert "broke a hard budget (latency_ms@pixel3 <= 1e-06) and were dropped" in res.stop_reason
+
+
 def test_impossible_budget_without_the_screen_spends_the_budget_and_says_why(tmp_path):
     doc = nb201(tmp_path, evaluations=8)
     doc["devices"]["pixel3"]["budgets"] = {"latency_ms": {"limit": 1e-6, "hard": True}}
@@ -209,7 +219,10 @@ def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path, caps
 
     first = res.evaluated[0]
     assert main(["export", str(res.run_dir), "--arch", first.hash, "--format", "onnx"]) == 0
-    assert f"(onnx, initial weights: its evaluation failed ({first.error}))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"(onnx, initial weights: its evaluation failed ({first.error}))" in out
+    # no dataset is known for a network whose evaluation failed: none is named
+    assert "its input 'input': float32 NCHW Nx1x8x8\n" in out and "dataset None" not in out
     with SQLiteRunStore.open(res.run_dir) as store:
         assert len({r.arch_hash for r in store.evaluations()}) == 4
         assert all(r.error for r in store.evaluations())

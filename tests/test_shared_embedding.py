@@ -241,6 +241,30 @@ def test_a_pretrained_file_of_another_unit_or_none_is_refused_unless_it_predicts
         components.close()
 
 
+def test_predict_fit_from_a_pretrained_file_learns_in_the_targets_unit(tk, tmp_path, saved, run_cli):
+    # `predict fit --param pretrained=FILE` on a run's fractions, from a file fit on NB201 percentages: the file's
+    # output is brought into the fractions (as a search does), and the saved predictor says it predicts accuracy
+    archs, y = cells(tk, 8, seed=4)
+    data = tmp_path / "evaluations.jsonl"
+    data.write_text("".join(json.dumps({"arch": a.to_json(), "accuracy": float(v)}) + "\n" for a, v in zip(archs, y)))
+    out = tmp_path / "tuned.json"
+    fit = ("predict", "fit", "--predictor", "neural", "--param", f"pretrained={saved}", "--data", str(data))
+    res = run_cli(*fit, "--param", "fine_tune=false", "--target", "accuracy", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert (doc["target"], doc["unit"], doc["valid_range"]) == ("accuracy", "fraction", [0.0, 1.0])
+    # frozen: the file's predictions, in fractions
+    assert np.allclose(load_predictor(out, tk).predict(archs), load_predictor(saved, tk).predict(archs) / 100)
+    # a unit the file's cannot be converted to is refused, naming both
+    times = tmp_path / "times.jsonl"
+    times.write_text(
+        "".join(json.dumps({"arch": a.to_json(), "train_time_s": 5.0 + i}) + "\n" for i, a in enumerate(archs))
+    )
+    res = run_cli(*fit[:-1], str(times), "--target", "train_time_s", "--out", str(tmp_path / "t.json"))
+    assert res.returncode != 0
+    assert "predicts c10_valid_acc_200ep in %, and --target train_time_s is in s" in res.stderr
+
+
 def test_pretrained_load_keeps_the_saved_shape(tk, saved):
     # the configured widths give way to the file's: the weights decide the model's shape
     pred = make_predictor("neural", {"pretrained": str(saved), "fine_tune": False, "net_dim": 64}, tk)

@@ -271,6 +271,7 @@ def test_a_network_that_does_not_fit_the_device_memory_is_infeasible_there(tmp_p
     from na_toolkit.search.loop import run_search
     from na_toolkit.search.outputs import report_markdown
     from na_toolkit.search.whatif import run_whatif
+    from na_toolkit.search.whatif_report import whatif_text
     from na_toolkit.store.memory import MemoryRunStore
 
     toolkit = default_toolkit()
@@ -288,6 +289,8 @@ def test_a_network_that_does_not_fit_the_device_memory_is_infeasible_there(tmp_p
 
     assert peak_bytes(full, full_model) > 11_500_000 >= peak_bytes(small, small_model)
     assert small.same_as_baseline is False
+    # the setting line names that budget beside the config's (none here)
+    assert "budgets: peak_memory_bytes@orin <= each variant's memory capacity (hard)" in whatif_text(result.to_json())
     path = save_hardware_model(small_model, tmp_path / "cap.toml")
     run_doc = copy.deepcopy(doc)
     run_doc["devices"]["orin"]["time_model"] = {"name": "roofline", "options": {"device": str(path)}}

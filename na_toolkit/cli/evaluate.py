@@ -85,7 +85,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         arch = _architecture_for(args.arch, dataset, toolkit)
     else:  # another evaluator (e.g. a table lookup) gets only the options given on the command line
         from ..errors import ConfigError
-        from ..search.options import check_options, takes_option
+        from ..validation import check_options, takes_option
         from .arch import load_architecture
 
         if args.dataset is not None:

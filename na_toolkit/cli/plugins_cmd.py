@@ -5,7 +5,7 @@
 
 NAME is a component's name when it is unique across strategies, evaluators, executors, predictors and time
 models, or `KIND:NAME` (`predictor:gp`, `time-model:torch`). The options come from the same `Options` models
-that check a search config (na_toolkit/search/options.py).
+that check a search config (na_toolkit/validation.py; shown by na_toolkit/search/options.py).
 """
 
 from __future__ import annotations

@@ -255,10 +255,9 @@ def _run_export(args: argparse.Namespace) -> int:
     tensor = info["input"]
     shape = "x".join("N" if d is None else str(d) for d in tensor["shape"])
     layout = f" {tensor['layout']}" if tensor["layout"] else ""
-    print(
-        f"its input {tensor['name']!r}: {tensor['dtype']}{layout} {shape}, dataset {info['dataset']} as its loader "
-        "gives it (docs/datasets.md)"
-    )
+    # no dataset is recorded for a network whose evaluation failed before it was trained
+    dataset = f", dataset {info['dataset']} as its loader gives it (docs/datasets.md)" if info["dataset"] else ""
+    print(f"its input {tensor['name']!r}: {tensor['dtype']}{layout} {shape}{dataset}")
     norm = info.get("input_normalization")
     if norm:
         print(f"its inputs: (x - mean) / std per channel, mean {_floats(norm['mean'])}, std {_floats(norm['std'])}")

@@ -416,9 +416,20 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
 
 
 def _call(method: Any, archs: Any, datasets: Any) -> Any:
-    """`method(archs)`, or `method(archs, datasets)` when there are descriptors: a plugin's `predict` /
-    `predict_with_std` may take the architectures alone."""
-    return method(archs) if datasets is None else method(archs, datasets)
+    """`method(archs, datasets)`, or `method(archs)` when there are no descriptors or `method` takes the
+    architectures alone: a plugin's `predict(archs)` / `predict_with_std(archs)` (docs/plugin_hooks.md) is
+    called as it is written when the search has conditioned the predictor on its dataset, too."""
+    return method(archs) if datasets is None or not _takes_datasets(method) else method(archs, datasets)
+
+
+def _takes_datasets(method: Any) -> bool:
+    """Does the bound `method` take a second positional argument (the descriptors)?"""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no readable signature: pass them, as before
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def _per_row(datasets: Any, n: int) -> list[Any]:

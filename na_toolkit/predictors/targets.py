@@ -47,6 +47,11 @@ class Target:
         return f"{value:.4g} {self.unit}" if self.unit else f"{value:.4g}"
 
     @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of the valid range, an unbounded side as -inf / inf."""
+        return (-math.inf if self.low is None else self.low, math.inf if self.high is None else self.high)
+
+    @property
     def range_text(self) -> str:
         """`0..100 %`, `>= 0 ms`."""
         unit = f" {self.unit}" if self.unit and self.unit != FRACTION else ""
@@ -62,9 +67,7 @@ class Target:
         notes: list[list[str]] = [[] for _ in range(len(mean))]
         if mean.ndim != 1 or (self.low is None and self.high is None):
             return mean, notes
-        low = -np.inf if self.low is None else self.low
-        high = np.inf if self.high is None else self.high
-        clipped = np.clip(mean, low, high)
+        clipped = np.clip(mean, *self.bounds)
         for i in np.flatnonzero(clipped != mean):
             notes[i].append(
                 f"predicted {self.with_unit(float(mean[i]))}, outside {self.name}'s valid range {self.range_text}: "

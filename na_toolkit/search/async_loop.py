@@ -24,6 +24,7 @@ it takes effect, and a resumed run hands each fit over at the same evaluation: r
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ..predictors.base import Predictor
     from ..store.base import EvaluationRecord
     from .loop import SearchLoop
+    from .reward import Budget
 
 __all__ = ["APPLY_LOG", "run_async"]
 
@@ -67,6 +69,10 @@ class _AsyncRun:
         #: hashes stored by this process (the others in flight that the store has were paid for before a resume)
         self.paid: set[str] = set()
         self.proposed = 0  # candidates proposed after the seed: what the round numbers count
+        #: proposals the hard-budget screen dropped since one was last taken, by the budget they broke: what
+        #: the stop reason of a stalled run names, as on the rounds schedule
+        self.screened = 0
+        self.screened_by: Counter[Budget] = Counter()
         self.since_refit = 0
         self.checkpoints = 0
         #: (seq, hash, record) of the evaluations in flight that are stored: the next to finish first
@@ -94,6 +100,11 @@ class _AsyncRun:
         if free <= 0:
             return True
         p = loop._propose(free, pending=self.in_flight)
+        if p.new:
+            self.screened, self.screened_by = 0, Counter()
+        else:
+            self.screened += p.screened
+            self.screened_by.update(p.screened_by)
         if p.known:
             loop.strategy.tell([(p.proposed[i], e.score) for i, e in p.known.items()])
         for c in p.new:
@@ -208,7 +219,7 @@ class _AsyncRun:
                 stalled += 1  # nothing new, nothing running: a stall as in the rounds schedule
                 if stalled >= self.cfg.search.max_stalled_rounds:
                     self.finish()
-                    return loop._stalled_reason(stalled, 0)
+                    return loop._stalled_reason(stalled, self.screened, self.screened_by)
                 continue
             stalled = 0
             if not self.in_flight:

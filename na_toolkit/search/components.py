@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ConfigError, NAToolkitError
 from ..evaluation import make_evaluator
 from ..ir.seeds import fixed_seed_hint
-from ..predictors.targets import metric_target, unit_factor
+from ..predictors.targets import FRACTION, metric_target, unit_factor
 from ..timemodels import get_time_model
 from ..timemodels.profile import ProfileDeviceWarning
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
@@ -357,13 +357,13 @@ def _in_search_units(pred: Any, key: str, seed_arch: Architecture) -> None:
         pred.convert_target(wanted, factor)
         return
     (value,) = np.asarray(pred.predict([seed_arch]), float).reshape(-1)[:1]
-    low = -np.inf if wanted.low is None else wanted.low
-    high = np.inf if wanted.high is None else wanted.high
+    low, high = wanted.bounds
     if not low <= value <= high:
+        valid = wanted.range_text + (" (fraction)" if wanted.unit == FRACTION else "")  # range_text: "0..1"
         raise ConfigError(
             f"{where} names no unit for what it predicts, and it predicts {value:.4g} for the seed network, "
-            f"outside {key}'s valid range {wanted.range_text} ({wanted.unit}); refit it with `na-toolkit predict "
-            f"fit ... --unit {wanted.unit}` on values in that unit"
+            f"outside {key}'s valid range {valid}; refit it with `na-toolkit predict fit ... --unit {wanted.unit}` "
+            "on values in that unit"
         )
     pred.for_target(wanted)
 

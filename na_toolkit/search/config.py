@@ -7,7 +7,7 @@ Two steps, so that reading has no side effects:
   types, ranges) and returns a `SearchConfig`. It touches nothing but the file it reads.
 - `resolve_config(config, toolkit)` checks it against the registries and the file system: the components
   and moves it names exist, every component's options satisfy its `Options` model
-  (`search/options.py`), the seed network exists and builds, and relative paths are made absolute against
+  (`na_toolkit.validation`), the seed network exists and builds, and relative paths are made absolute against
   the config file's folder. Everything is checked here, before a run folder exists or anything is paid.
 
 Every problem is one `ConfigError` naming the path of the bad value (`devices.cpu.time_model.options.threads`,
@@ -29,9 +29,8 @@ from pydantic import ValidationError
 from ..errors import ConfigError, UnknownComponentError
 from ..files import read_toml
 from ..ir.seeds import build_seed_reference, seed_reference
-from ..validation import format_validation_error, validate
+from ..validation import check_options, format_validation_error, takes_option, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
-from .options import check_options, takes_option
 from .reward import Budget, Objectives, device_metric
 
 if TYPE_CHECKING:

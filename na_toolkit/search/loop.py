@@ -230,7 +230,7 @@ class SearchLoop:
         try:
             # tell the user at the start when the seed already breaks a budget (by the time models)
             self.warnings += self.scorer.budget_warnings(self.seed_arch)
-            for message in self._device_warnings():
+            for message in device_warnings(self.components):
                 self.warnings.append(message)
                 # on stderr now (the na_toolkit logger: `-q` hides it), and in summary.json and report.md at
                 # the end: never only in a measurement
@@ -277,9 +277,6 @@ class SearchLoop:
             self.callbacks.on_end()
             self.components.close()
         return reason, time.perf_counter() - started
-
-    def _device_warnings(self) -> list[str]:
-        return device_warnings(self.components)
 
     def _stalled_reason(self, stalled: int, screened: int, screened_by: Mapping[Budget, int] | None = None) -> str:
         return stalled_reason(

@@ -1,5 +1,7 @@
-"""Component options: the `Options` model of a registered component, how options are checked against it,
-and how the models are shown (`na-toolkit plugins --options NAME`, the generated docs/options.md).
+"""Component options shown: the `Options` model of a registered component as `na-toolkit plugins --options
+NAME` and the generated docs/options.md show it. The models and how options are checked against them live in
+`na_toolkit.validation` (`options_model`, `check_options`; re-exported here for code that imports them from
+this module).
 
 A component class (strategy, evaluator, executor, predictor, time model) declares its keyword options as a
 nested pydantic model `Options` (a `na_toolkit.validation.Options`: unknown keys refused, types, defaults,

@@ -119,7 +119,8 @@ class WhatIfResult:
     batch_size: int
     random_seed: int
     evaluations: int
-    #: the budgets that decide feasibility on the device (its own and the global ones)
+    #: the config's budgets that decide feasibility on the device (its own and the global ones); besides them
+    #: each variant's memory capacity is a hard budget on its peak memory (`components.with_capacity_budgets`)
     budgets: list[dict[str, Any]]
     varies: list[dict[str, Any]]
     outcomes: list[VariantOutcome]

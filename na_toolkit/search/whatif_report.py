@@ -83,10 +83,13 @@ def whatif_text(doc: Mapping[str, Any]) -> str:
 
 def _setting(doc: Mapping[str, Any]) -> str:
     budgets = ", ".join(f"{b['metric']} <= {b['limit']:g}{' (hard)' if b['hard'] else ''}" for b in doc["budgets"])
+    # the one budget a variant sets itself: a network that does not fit the device's memory cannot run there
+    capacity = f"peak_memory_bytes@{doc['device']} <= each variant's memory capacity (hard)"
+    budgets = f"{budgets}, {capacity}" if budgets else capacity
     return (
         f"what-if of device {doc['device']} (hardware model {doc['hardware_model']}, {doc['time_model']} "
         f"{doc['dtype']}, batch {doc['batch_size']}); config {doc['config']}, seed {doc['random_seed']}, "
-        f"{doc['evaluations']} evaluations per variant; budgets: {budgets or 'none'}"
+        f"{doc['evaluations']} evaluations per variant; budgets: {budgets}"
     )
 
 
