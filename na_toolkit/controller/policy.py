@@ -36,9 +36,10 @@ from torch import nn
 
 from ..embedding import ArchitectureTokenizer, make_network_embedding
 from ..embedding.network import NetworkEmbedding
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..moves import Move
 from .action_space import ActionSpace, stack_masks
+from .inputs import check_embedding, check_module, check_networks, check_rng, check_settings, check_transitions
 
 NEG_INF = -1e9
 #: layers (from each network's end) that an update back-propagates through the network LSTM: the update's
@@ -181,7 +182,18 @@ class Controller:
         grad_steps: int | None = DEFAULT_GRAD_STEPS,
     ):
         """`embedding`: a `NetworkEmbedding` to build on instead of a new one (the neural predictor's, which
-        its refits train too: call `forget_embeddings` after one); its widths must be token/layer/net_dim."""
+        its refits train too: call `forget_embeddings` after one); its widths must be token/layer/net_dim.
+        The controller runs on the CPU, in float32. Bad arguments are `ConfigError`s (`inputs.py`)."""
+        dims = {
+            "token_dim": token_dim,
+            "layer_dim": layer_dim,
+            "net_dim": net_dim,
+            "hidden": hidden,
+            "ctx_dim": ctx_dim,
+        }
+        check_settings(seed, lr, grad_steps, embed_cache_size, dims, tokenizer, space)
+        if embedding is not None:
+            check_embedding(embedding, tokenizer, dims)
         self.tokenizer = tokenizer
         self.space = space
         self.train_embedding = train_embedding
@@ -200,6 +212,7 @@ class Controller:
                 ctx_dim,
                 embedding=embedding,
             )
+        check_module(self.net)
         self._trained = [p for n, p in self.net.named_parameters() if train_embedding or not n.startswith("embedding.")]
         # torch.optim's first step imports torch._dynamo (about 1 s once per process, docs/controller.md);
         # the neural predictor and the torch evaluator pay it in the same process anyway
@@ -222,6 +235,9 @@ class Controller:
 
     def embed(self, archs: Sequence[Any], grad: bool = False) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """(network embedding [net_dim], network-LSTM outputs [L, net_dim] or None) per architecture."""
+        archs = check_networks(archs, self.tokenizer, "embed")
+        if not archs:
+            return []
         if grad and self.train_embedding:
             # once per distinct network (a batch repeats its starts, and s' of one step is s of the next),
             # back-propagating through the last `grad_steps` layers of each
@@ -336,8 +352,12 @@ class Controller:
         return log_prob, entropy, decisions
 
     def decide(self, archs: Sequence[Any], rng: np.random.Generator) -> list[Decision | None]:
-        """Sample one valid move for each architecture (None where no move applies)."""
-        archs = list(archs)
+        """Sample one valid move for each architecture (None where no move applies); none for no architecture.
+        Every draw comes from `rng` (a numpy Generator)."""
+        archs = check_networks(archs, self.tokenizer)
+        check_rng(rng)
+        if not archs:
+            return []
         move_masks = np.stack([self.space.applicable(a) for a in archs])
         live = [i for i in range(len(archs)) if move_masks[i].any()]
         out: list[Decision | None] = [None] * len(archs)
@@ -383,11 +403,20 @@ class Controller:
     ) -> dict[str, float]:
         """One actor-critic step on a batch of transitions (s, a, r, s'):
         A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))².
-        `advantages` (one per transition), when given, is the actor's A instead (the critic still learns r)."""
-        r = torch.as_tensor(self.normalise(np.asarray(rewards, dtype=np.float64)), dtype=torch.float32)
+        `advantages` (one per transition), when given, is the actor's A instead (the critic still learns r).
+        What it is given is checked first (`inputs.check_transitions`: a `DataError` says what is wrong); a
+        step whose loss is not finite is refused before it reaches the weights."""
+        states = check_networks(states, self.tokenizer)
+        next_states = check_networks(next_states, self.tokenizer, "next_states")
+        weights = {"gamma": gamma, "entropy_weight": entropy_weight, "value_weight": value_weight}
+        weights["max_grad_norm"] = max_grad_norm
+        decisions, rewards, advantages = check_transitions(
+            self.space, states, decisions, next_states, rewards, advantages, weights
+        )
+        r = torch.as_tensor(self.normalise(rewards), dtype=torch.float32)
         self.net.train()
         # s and s' in one pass (the embedding of s' is only read detached, for the bootstrapped target)
-        both = self.embed(list(states) + list(next_states), grad=True)
+        both = self.embed(states + next_states, grad=True)
         cur, nxt = both[: len(states)], both[len(states) :]
         h = torch.stack([c[0] for c in cur])
         z = self.net.trunk(h)
@@ -397,12 +426,17 @@ class Controller:
         target = r + gamma * v_next
         advantage = (target - v).detach()
         if advantages is not None:
-            advantage = torch.as_tensor(np.asarray(advantages, dtype=np.float64), dtype=torch.float32)
+            advantage = torch.as_tensor(advantages, dtype=torch.float32)
         move_masks = np.stack([d.move_mask for d in decisions])
         log_prob, entropy, _ = self._heads(states, z, [c[1] for c in cur], move_masks, decisions, None)
         policy_loss = -(advantage * log_prob).mean()
         value_loss = ((target - v) ** 2).mean()
         loss = policy_loss - entropy_weight * entropy.mean() + value_weight * value_loss
+        if not bool(torch.isfinite(loss)):
+            raise DataError(
+                f"the update's loss is {float(loss)} (policy {float(policy_loss)}, value {float(value_loss)}): "
+                "refused before it reached the weights; check the rewards' scale"
+            )
         self.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self._trained, max_grad_norm)
@@ -427,6 +461,11 @@ class Controller:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = sorted({"net", "optimizer", "updates", "space"} - set(state)) if isinstance(state, dict) else None
+        if missing is None or missing:
+            raise ConfigError(
+                f"a controller's state is the dict its state_dict() returned; this one lacks {missing or 'everything'}"
+            )
         if state.get("space") != self.space.describe():
             raise ConfigError(
                 "the saved controller was built for other moves "
