@@ -1,24 +1,35 @@
-"""The controller and the embedding used as a library (docs/controller.md, "Library use").
+"""The controller and the embedding used as a library (docs/controller.md, "Library use"), and a strategy
+plugin built on the neural-architect pieces (docs/plugin_hooks.md, `na_register_strategies`).
 
 A caller's mistakes are `NAToolkitError`s that say what to do, raised before any torch code runs; a NaN
-reward never reaches the weights; a restored controller proposes what the original does.
+reward never reaches the weights; a restored controller proposes what the original does; a variant that
+picks the controller's top-k values is written against public names only, and its searches, like the
+built-in strategy's, are a function of their seed.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
+import types
 
 import numpy as np
 import pytest
 import torch
+from pydantic import Field
 
-from conftest import default_toolkit
+import na_toolkit
+from conftest import config_doc, default_toolkit
 from na_toolkit.controller.action_space import ActionSpace
+from na_toolkit.controller.choosers import sample, top_k
 from na_toolkit.controller.policy import Controller
 from na_toolkit.embedding import ArchitectureTokenizer, make_network_embedding
 from na_toolkit.errors import ConfigError, DataError
+from na_toolkit.plugins import load_toolkit
+from na_toolkit.search.neural_architect import NeuralArchitectStrategy
 from na_toolkit.search.reward import Budget, compute_reward
 from na_toolkit.timemodels import get_time_model
+from na_toolkit.validation import validate_options
 
 MOVES = ("insert_conv", "scale")
 
@@ -174,3 +185,109 @@ def test_bad_constructor_arguments_and_embeddings_that_do_not_fit_are_config_err
             _controller(**{"seed": 0, **kw})
     with pytest.raises(ConfigError, match=r"move 0 is a str, not a MoveType.*toolkit.moves.get\('scale'\)"):
         ActionSpace.from_move_types(["scale"])
+
+
+# ---- choosing values: the extension point of a variant ---------------------------------------------------
+def test_top_k_picks_among_the_k_most_probable_admitted_values_and_sample_is_the_default(batch):
+    probs = np.array([0.0, 0.1, 0.5, 0.0, 0.3, 0.1])  # zeros: masked values
+    rng = np.random.default_rng(0)
+    assert {top_k(1)(probs, rng) for _ in range(50)} == {2}
+    assert {top_k(2)(probs, rng) for _ in range(200)} == {2, 4}
+    assert {top_k(9)(probs, rng) for _ in range(400)} == {1, 2, 4, 5}  # never a masked one
+    with pytest.raises(ConfigError, match="top_k takes an int k >= 1"):
+        top_k(0)
+    ctrl, states, _d, _n = batch
+    default = [d.move for d in ctrl.decide(states, np.random.default_rng(4))]
+    assert [d.move for d in ctrl.decide(states, np.random.default_rng(4), choose=sample)] == default
+    greedy = [[d.move for d in ctrl.decide(states, np.random.default_rng(s), choose=top_k(1))] for s in (1, 2)]
+    assert greedy[0] == greedy[1]  # greedy decoding does not depend on the draws
+
+    def masked(probs, rng):  # a chooser of one's own that takes a value the masks removed
+        return int(np.argmin(probs))
+
+    with pytest.raises(ConfigError, match="chooser masked picked .* not one the masks admit"):
+        ctrl.decide(states, np.random.default_rng(0), choose=masked)
+
+
+# ---- a strategy plugin on the neural-architect pieces ---------------------------------------------------
+class GreedyArchitect(NeuralArchitectStrategy):
+    """The variant docs/plugin_hooks.md shows: each step takes one of the controller's top-k values."""
+
+    name = "greedy-architect"
+    description = "neural-architect, each move from the controller's top-k values"
+
+    class Options(NeuralArchitectStrategy.Options):
+        top_k: int = Field(2, ge=1, description="values each categorical picks from (1: greedy)")
+
+    def __init__(self, context, **options):
+        super().__init__(context, **options)
+        self._choose = top_k(validate_options(self.Options, self.options, "strategy.options").top_k)
+
+    def decide(self, archs):
+        return self.controller.decide(archs, self.context.rng, choose=self._choose)
+
+
+def _greedy_plugin() -> types.ModuleType:
+    module = types.ModuleType("greedy_architect_plugin")
+
+    @na_toolkit.hookimpl
+    def na_register_strategies(registry):
+        registry.add(GreedyArchitect)
+
+    module.na_register_strategies = na_register_strategies  # type: ignore[attr-defined]
+    return module
+
+
+NB201 = {
+    "name": "det",
+    "seed_network": "nb201",
+    "dataset": "c10",
+    "evaluations": 9,
+    "random_seed": 4,
+    "search": {"per_round": 4, "moves": ["set_edge_op"]},
+    "executor": {"name": "local", "options": {"workers": 1}},
+    "evaluator": "nb201-table",
+    "devices": {"pixel3": {"device": "lat_pixel3", "time_model": "nb201-table", "budgets": {"latency_ms": 10.0}}},
+}
+
+
+@pytest.mark.parametrize(
+    "strategy, options",
+    [
+        ("neural-architect", {"episodes": 4, "updates": 2, "explore_episodes": 4}),
+        ("neural-architect", {"episodes": 4, "updates": 2, "explore_episodes": 4, "scoring_budget": 8}),
+        ("greedy-architect", {"episodes": 4, "updates": 2, "explore_episodes": 2, "top_k": 1}),
+    ],
+)
+def test_the_same_seed_gives_the_same_evaluations_in_the_same_order(strategy, options, tmp_path, monkeypatch):
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    from na_toolkit.search import run_search
+
+    plugin = _greedy_plugin()
+    monkeypatch.setitem(sys.modules, plugin.__name__, plugin)
+    toolkit = load_toolkit(extra_plugins=(plugin,))
+    runs = []
+    for i in range(2):
+        doc = config_doc(NB201, tmp_path / str(i), strategy={"name": strategy, "options": options})
+        result = run_search(doc, toolkit=toolkit, progress=False, outputs=False)
+        runs.append([(e.hash, e.candidate.origin, e.score.reward) for e in result.evaluated])
+    assert len(runs[0]) == 9 and runs[0] == runs[1]
+    assert any(origin == strategy for _h, origin, _r in runs[0])  # the policy's own proposals were evaluated
+
+
+def test_the_variant_moves_are_the_controllers_greedy_ones():
+    """The variant's episodes take the controller's argmax at every head: the same network, asked
+    twice with different draws, gets the same move, and it is the one `decide(choose=top_k(1))` gives."""
+    tk = default_toolkit()
+
+    class Context:
+        seed_arch = tk.seed("simple-cnn")
+        move_types = [tk.moves.get(n) for n in MOVES]
+        rng = np.random.default_rng(0)
+        evaluated: dict = {}
+
+    strat = GreedyArchitect(Context(), top_k=1, episodes=3)
+    archs = [Context.seed_arch] * 3
+    first = [d.move for d in strat.decide(archs)]
+    assert first == [d.move for d in strat.decide(archs)] and len({str(m) for m in first}) == 1
+    assert first == [d.move for d in strat.controller.decide(archs, np.random.default_rng(9), choose=top_k(1))]

@@ -39,6 +39,7 @@ from ..embedding.network import NetworkEmbedding
 from ..errors import ConfigError, DataError
 from ..moves import Move
 from .action_space import ActionSpace, stack_masks
+from .choosers import Chooser, pick, sample
 from .inputs import check_embedding, check_module, check_networks, check_rng, check_settings, check_transitions
 
 NEG_INF = -1e9
@@ -155,11 +156,9 @@ def entropy_of(log_probs: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     return -(log_probs.exp() * log_probs).masked_fill(~m, 0.0).sum(dim=-1)
 
 
-def sample_index(log_probs: torch.Tensor, rng: np.random.Generator) -> int:
-    """Sample with the search's numpy RNG (so a run is a function of its seed), never torch's."""
-    cdf = np.cumsum(log_probs.detach().exp().double().numpy())
-    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-    return min(i, len(cdf) - 1)
+def sample_index(log_probs: torch.Tensor, rng: np.random.Generator, choose: Chooser = sample) -> int:
+    """One value of a masked categorical, picked by `choose` (`choosers.pick`)."""
+    return pick(log_probs.detach().exp().double().numpy(), rng, choose)
 
 
 class Controller:
@@ -288,13 +287,14 @@ class Controller:
         move_masks: np.ndarray,
         given: Sequence[Decision] | None,
         rng: np.random.Generator | None,
+        choose: Chooser = sample,
     ):
         """Run the action selector and the parameter heads for a batch of states, sampling the decisions
         (given=None; masks asked from the move_types as values are chosen) or scoring given ones.
         Returns (log π(decision) [B], entropy [B], decisions; None where no valid move exists)."""
         b = len(archs)
         lp_move = masked_log_probs(self.net.move_head(z), move_masks)
-        ops = [d.op for d in given] if given is not None else [sample_index(lp_move[i], rng) for i in range(b)]
+        ops = [d.op for d in given] if given is not None else [sample_index(lp_move[i], rng, choose) for i in range(b)]
         log_prob = lp_move[torch.arange(b), torch.tensor(ops)]
         entropy = entropy_of(lp_move, move_masks)
         values: list[list[int]] = [[] for _ in range(b)]
@@ -330,7 +330,7 @@ class Controller:
                 if given is not None:
                     idx = np.array([given[i].values[k] for i in rows])
                 else:
-                    idx = np.array([sample_index(lp[r], rng) for r in range(len(rows))])
+                    idx = np.array([sample_index(lp[r], rng, choose) for r in range(len(rows))])
                 log_prob = log_prob.index_add(0, rows_t, lp[torch.arange(len(rows)), torch.from_numpy(idx)])
                 entropy = entropy.index_add(0, rows_t, entropy_of(lp, mask))
                 for r, i in enumerate(rows):
@@ -351,9 +351,10 @@ class Controller:
                 )
         return log_prob, entropy, decisions
 
-    def decide(self, archs: Sequence[Any], rng: np.random.Generator) -> list[Decision | None]:
+    def decide(self, archs: Sequence[Any], rng: np.random.Generator, choose: Chooser = sample) -> list[Decision | None]:
         """Sample one valid move for each architecture (None where no move applies); none for no architecture.
-        Every draw comes from `rng` (a numpy Generator)."""
+        Every draw comes from `rng` (a numpy Generator). `choose` picks each value from its categorical's
+        probabilities (`choosers.py`: `sample`, the default, or `top_k(k)`; a function of your own)."""
         archs = check_networks(archs, self.tokenizer)
         check_rng(rng)
         if not archs:
@@ -367,7 +368,7 @@ class Controller:
         emb = self.embed(live_archs)
         with torch.no_grad():
             z = self.net.trunk(torch.stack([e[0] for e in emb]))
-            _, _, decisions = self._heads(live_archs, z, [e[1] for e in emb], move_masks[live], None, rng)
+            _, _, decisions = self._heads(live_archs, z, [e[1] for e in emb], move_masks[live], None, rng, choose)
         for i, d in zip(live, decisions):
             out[i] = d
         return out
