@@ -291,3 +291,28 @@ def test_the_variant_moves_are_the_controllers_greedy_ones():
     first = [d.move for d in strat.decide(archs)]
     assert first == [d.move for d in strat.decide(archs)] and len({str(m) for m in first}) == 1
     assert first == [d.move for d in strat.controller.decide(archs, np.random.default_rng(9), choose=top_k(1))]
+
+
+# ---- the embedding used directly -------------------------------------------------------------------------
+def test_the_embedding_used_directly_says_what_is_wrong_and_embeds_an_empty_batch_as_empty():
+    tk = default_toolkit()
+    tok = ArchitectureTokenizer.for_registry(tk.layer_types)
+    emb = make_network_embedding(tok)
+    seed = tk.seed("simple-cnn")
+    assert emb.embed(tok, [seed, tk.seed("resnet-cifar")]).shape == (2, 64)
+    assert emb.embed(tok, []).shape == (0, 64)
+    tokens, lengths = tok.batch([])
+    assert tokens.shape == (0, 0, tok.max_tokens) and lengths.shape == (0,)
+    with pytest.raises(DataError, match="got a single Architecture"):
+        emb.embed(tok, seed)
+    with pytest.raises(DataError, match="item 0 is a str, not an Architecture"):
+        tok.encode("simple-cnn")
+    other = ArchitectureTokenizer(dict.fromkeys(tk.layer_types.names(), ()))
+    with pytest.raises(ConfigError, match="do not fit the tokenizer's vocabulary"):
+        make_network_embedding(other).embed(tok, [seed])
+    with pytest.raises(ConfigError, match="grad_steps must be an int >= 1"):
+        emb.network(torch.zeros(1, 3, 32), torch.tensor([3]), grad_steps=0)
+    with pytest.raises(ConfigError, match=r"for_registry takes a layer-type registry \(toolkit.layer_types\)"):
+        ArchitectureTokenizer.for_registry(tk)
+    with pytest.raises(ConfigError, match="takes each layer type's embedded attributes by name"):
+        ArchitectureTokenizer(["conv2d"])

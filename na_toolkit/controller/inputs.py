@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..ir.architecture import Architecture
+from ..ir.architecture import Architecture, architectures
 from ..moves import MoveType
 from ..validation import is_finite_number
 
@@ -80,12 +80,7 @@ def check_embedding(embedding: Any, tokenizer: ArchitectureTokenizer, dims: dict
             f"the controller's embedding is a {type(embedding).__name__}, not a NetworkEmbedding: build one "
             "with make_network_embedding(tokenizer)"
         )
-    sizes = [(key, table.num_embeddings) for key, table in zip(embedding.table_keys, embedding.tables.values())]
-    if sizes != tokenizer.table_sizes:
-        raise ConfigError(
-            "the embedding's lookup tables do not fit the tokenizer's vocabulary (it was made for another "
-            "tokenizer): build it with make_network_embedding(tokenizer) of the tokenizer the controller uses"
-        )
+    embedding.check_tokenizer(tokenizer)
     widths = {
         "token_dim": embedding.token_dim,
         "layer_dim": embedding.layer_dim,
@@ -114,20 +109,11 @@ def check_networks(archs: Any, tokenizer: ArchitectureTokenizer, what: str = "st
     """A sequence of Architectures whose layer types the tokenizer's vocabulary knows. A layer type outside
     it would get the type table's out-of-vocabulary token and none of its declared attributes: the
     controller could not tell its layers apart, nor see a move that edits one."""
-    if isinstance(archs, Architecture):
-        raise DataError(f"{what}: expected a sequence of architectures, got a single Architecture (wrap it in a list)")
-    if isinstance(archs, str | bytes):
-        raise DataError(f"{what}: expected a sequence of architectures, got a {type(archs).__name__}")
-    try:
-        archs = list(archs)
-    except TypeError:
-        raise DataError(f"{what}: expected a sequence of architectures, got {type(archs).__name__}") from None
+    archs = architectures(archs, what)
     known = tokenizer.declarations
     # a network's layer types are among its registry's: a registry the vocabulary covers needs no node scan
     covered: dict[int, bool] = {}  # by id: the registries stay alive for the call
-    for i, a in enumerate(archs):
-        if not isinstance(a, Architecture):
-            raise DataError(f"{what}: item {i} is a {type(a).__name__}, not an Architecture")
+    for a in archs:
         registry = a.layer_types
         if id(registry) not in covered:
             covered[id(registry)] = all(name in known for name in registry.names())
