@@ -28,6 +28,7 @@ from na_toolkit.errors import ConfigError, DataError
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.neural_architect import NeuralArchitectStrategy
 from na_toolkit.search.reward import Budget, compute_reward
+from na_toolkit.search.strategy import Score
 from na_toolkit.timemodels import get_time_model
 from na_toolkit.validation import validate_options
 
@@ -316,3 +317,27 @@ def test_the_embedding_used_directly_says_what_is_wrong_and_embeds_an_empty_batc
         ArchitectureTokenizer.for_registry(tk)
     with pytest.raises(ConfigError, match="takes each layer type's embedded attributes by name"):
         ArchitectureTokenizer(["conv2d"])
+
+
+def test_a_variant_whose_decide_drops_networks_is_a_component_error():
+    """`_episodes` zips the networks with what `decide` returns: a shorter answer used to drop the rest of
+    the episodes' moves without a word."""
+    from na_toolkit.errors import ComponentError
+
+    tk = default_toolkit()
+
+    class Context:
+        seed_arch = tk.seed("simple-cnn")
+        move_types = [tk.moves.get(n) for n in MOVES]
+        rng = np.random.default_rng(0)
+        evaluated: dict = {}
+
+        def score(self, archs):
+            return [Score(0.0, {"accuracy": 0.0}) for _ in archs]
+
+    class Short(GreedyArchitect):
+        def decide(self, archs):
+            return super().decide(archs)[:1]
+
+    with pytest.raises(ComponentError, match=r"decide\(\) returned 1 decisions for 3 networks"):
+        Short(Context(), episodes=3, updates=1).ask(2)

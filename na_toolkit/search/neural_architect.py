@@ -34,7 +34,7 @@ from cachetools import LRUCache
 from pydantic import ConfigDict, Field
 
 from .. import validation
-from ..errors import ConfigError, NAToolkitError
+from ..errors import ComponentError, ConfigError, NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
 from ..validation import validate_options
@@ -299,6 +299,11 @@ class NeuralArchitectStrategy(Strategy):
                 origin = f"{self.name}:uniform"
             else:
                 decisions = self.decide(archs)
+                if len(decisions) != len(archs):  # zip would drop the rest of the episodes' steps silently
+                    raise ComponentError(
+                        f"strategy {self.name!r}: decide() returned {len(decisions)} decisions for {len(archs)} "
+                        "networks; return one per network (None where no move applies)"
+                    )
                 steps = [(d, None if d is None else self._apply(a, d.move)) for a, d in zip(archs, decisions)]
                 origin = self.name
             for r, arch, (d, child) in zip(alive, archs, steps):
