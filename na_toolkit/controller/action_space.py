@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..moves import MoveType, ParamSpec
+from .inputs import check_move_types
 
 #: what `describe` writes for the size of a position parameter: its choices are the network's layers
 ANY_SIZE = "any"
@@ -32,7 +33,7 @@ class ActionSpace:
 
     @classmethod
     def from_move_types(cls, move_types: Sequence[MoveType]) -> ActionSpace:
-        ops = tuple(move_types)
+        ops = check_move_types(move_types)
         if not ops:
             raise ConfigError("the controller needs at least one move (search.moves is empty)")
         specs = []

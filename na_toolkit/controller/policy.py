@@ -36,9 +36,11 @@ from torch import nn
 
 from ..embedding import ArchitectureTokenizer, make_network_embedding
 from ..embedding.network import NetworkEmbedding
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..moves import Move
 from .action_space import ActionSpace, stack_masks
+from .choosers import Chooser, pick, sample
+from .inputs import check_embedding, check_module, check_networks, check_rng, check_settings, check_transitions
 
 NEG_INF = -1e9
 #: layers (from each network's end) that an update back-propagates through the network LSTM: the update's
@@ -154,11 +156,9 @@ def entropy_of(log_probs: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     return -(log_probs.exp() * log_probs).masked_fill(~m, 0.0).sum(dim=-1)
 
 
-def sample_index(log_probs: torch.Tensor, rng: np.random.Generator) -> int:
-    """Sample with the search's numpy RNG (so a run is a function of its seed), never torch's."""
-    cdf = np.cumsum(log_probs.detach().exp().double().numpy())
-    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-    return min(i, len(cdf) - 1)
+def sample_index(log_probs: torch.Tensor, rng: np.random.Generator, choose: Chooser = sample) -> int:
+    """One value of a masked categorical, picked by `choose` (`choosers.pick`)."""
+    return pick(log_probs.detach().exp().double().numpy(), rng, choose)
 
 
 class Controller:
@@ -181,7 +181,18 @@ class Controller:
         grad_steps: int | None = DEFAULT_GRAD_STEPS,
     ):
         """`embedding`: a `NetworkEmbedding` to build on instead of a new one (the neural predictor's, which
-        its refits train too: call `forget_embeddings` after one); its widths must be token/layer/net_dim."""
+        its refits train too: call `forget_embeddings` after one); its widths must be token/layer/net_dim.
+        The controller runs on the CPU, in float32. Bad arguments are `ConfigError`s (`inputs.py`)."""
+        dims = {
+            "token_dim": token_dim,
+            "layer_dim": layer_dim,
+            "net_dim": net_dim,
+            "hidden": hidden,
+            "ctx_dim": ctx_dim,
+        }
+        check_settings(seed, lr, grad_steps, embed_cache_size, dims, tokenizer, space)
+        if embedding is not None:
+            check_embedding(embedding, tokenizer, dims)
         self.tokenizer = tokenizer
         self.space = space
         self.train_embedding = train_embedding
@@ -200,6 +211,7 @@ class Controller:
                 ctx_dim,
                 embedding=embedding,
             )
+        check_module(self.net)
         self._trained = [p for n, p in self.net.named_parameters() if train_embedding or not n.startswith("embedding.")]
         # torch.optim's first step imports torch._dynamo (about 1 s once per process, docs/controller.md);
         # the neural predictor and the torch evaluator pay it in the same process anyway
@@ -222,6 +234,9 @@ class Controller:
 
     def embed(self, archs: Sequence[Any], grad: bool = False) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """(network embedding [net_dim], network-LSTM outputs [L, net_dim] or None) per architecture."""
+        archs = check_networks(archs, self.tokenizer, "embed")
+        if not archs:
+            return []
         if grad and self.train_embedding:
             # once per distinct network (a batch repeats its starts, and s' of one step is s of the next),
             # back-propagating through the last `grad_steps` layers of each
@@ -272,13 +287,14 @@ class Controller:
         move_masks: np.ndarray,
         given: Sequence[Decision] | None,
         rng: np.random.Generator | None,
+        choose: Chooser = sample,
     ):
         """Run the action selector and the parameter heads for a batch of states, sampling the decisions
         (given=None; masks asked from the move_types as values are chosen) or scoring given ones.
         Returns (log π(decision) [B], entropy [B], decisions; None where no valid move exists)."""
         b = len(archs)
         lp_move = masked_log_probs(self.net.move_head(z), move_masks)
-        ops = [d.op for d in given] if given is not None else [sample_index(lp_move[i], rng) for i in range(b)]
+        ops = [d.op for d in given] if given is not None else [sample_index(lp_move[i], rng, choose) for i in range(b)]
         log_prob = lp_move[torch.arange(b), torch.tensor(ops)]
         entropy = entropy_of(lp_move, move_masks)
         values: list[list[int]] = [[] for _ in range(b)]
@@ -314,7 +330,7 @@ class Controller:
                 if given is not None:
                     idx = np.array([given[i].values[k] for i in rows])
                 else:
-                    idx = np.array([sample_index(lp[r], rng) for r in range(len(rows))])
+                    idx = np.array([sample_index(lp[r], rng, choose) for r in range(len(rows))])
                 log_prob = log_prob.index_add(0, rows_t, lp[torch.arange(len(rows)), torch.from_numpy(idx)])
                 entropy = entropy.index_add(0, rows_t, entropy_of(lp, mask))
                 for r, i in enumerate(rows):
@@ -335,9 +351,14 @@ class Controller:
                 )
         return log_prob, entropy, decisions
 
-    def decide(self, archs: Sequence[Any], rng: np.random.Generator) -> list[Decision | None]:
-        """Sample one valid move for each architecture (None where no move applies)."""
-        archs = list(archs)
+    def decide(self, archs: Sequence[Any], rng: np.random.Generator, choose: Chooser = sample) -> list[Decision | None]:
+        """Sample one valid move for each architecture (None where no move applies); none for no architecture.
+        Every draw comes from `rng` (a numpy Generator). `choose` picks each value from its categorical's
+        probabilities (`choosers.py`: `sample`, the default, or `top_k(k)`; a function of your own)."""
+        archs = check_networks(archs, self.tokenizer)
+        check_rng(rng)
+        if not archs:
+            return []
         move_masks = np.stack([self.space.applicable(a) for a in archs])
         live = [i for i in range(len(archs)) if move_masks[i].any()]
         out: list[Decision | None] = [None] * len(archs)
@@ -347,7 +368,7 @@ class Controller:
         emb = self.embed(live_archs)
         with torch.no_grad():
             z = self.net.trunk(torch.stack([e[0] for e in emb]))
-            _, _, decisions = self._heads(live_archs, z, [e[1] for e in emb], move_masks[live], None, rng)
+            _, _, decisions = self._heads(live_archs, z, [e[1] for e in emb], move_masks[live], None, rng, choose)
         for i, d in zip(live, decisions):
             out[i] = d
         return out
@@ -383,11 +404,20 @@ class Controller:
     ) -> dict[str, float]:
         """One actor-critic step on a batch of transitions (s, a, r, s'):
         A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))².
-        `advantages` (one per transition), when given, is the actor's A instead (the critic still learns r)."""
-        r = torch.as_tensor(self.normalise(np.asarray(rewards, dtype=np.float64)), dtype=torch.float32)
+        `advantages` (one per transition), when given, is the actor's A instead (the critic still learns r).
+        What it is given is checked first (`inputs.check_transitions`: a `DataError` says what is wrong); a
+        step whose loss is not finite is refused before it reaches the weights."""
+        states = check_networks(states, self.tokenizer)
+        next_states = check_networks(next_states, self.tokenizer, "next_states")
+        weights = {"gamma": gamma, "entropy_weight": entropy_weight, "value_weight": value_weight}
+        weights["max_grad_norm"] = max_grad_norm
+        decisions, rewards, advantages = check_transitions(
+            self.space, states, decisions, next_states, rewards, advantages, weights
+        )
+        r = torch.as_tensor(self.normalise(rewards), dtype=torch.float32)
         self.net.train()
         # s and s' in one pass (the embedding of s' is only read detached, for the bootstrapped target)
-        both = self.embed(list(states) + list(next_states), grad=True)
+        both = self.embed(states + next_states, grad=True)
         cur, nxt = both[: len(states)], both[len(states) :]
         h = torch.stack([c[0] for c in cur])
         z = self.net.trunk(h)
@@ -397,12 +427,17 @@ class Controller:
         target = r + gamma * v_next
         advantage = (target - v).detach()
         if advantages is not None:
-            advantage = torch.as_tensor(np.asarray(advantages, dtype=np.float64), dtype=torch.float32)
+            advantage = torch.as_tensor(advantages, dtype=torch.float32)
         move_masks = np.stack([d.move_mask for d in decisions])
         log_prob, entropy, _ = self._heads(states, z, [c[1] for c in cur], move_masks, decisions, None)
         policy_loss = -(advantage * log_prob).mean()
         value_loss = ((target - v) ** 2).mean()
         loss = policy_loss - entropy_weight * entropy.mean() + value_weight * value_loss
+        if not bool(torch.isfinite(loss)):
+            raise DataError(
+                f"the update's loss is {float(loss)} (policy {float(policy_loss)}, value {float(value_loss)}): "
+                "refused before it reached the weights; check the rewards' scale"
+            )
         self.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self._trained, max_grad_norm)
@@ -427,6 +462,11 @@ class Controller:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = sorted({"net", "optimizer", "updates", "space"} - set(state)) if isinstance(state, dict) else None
+        if missing is None or missing:
+            raise ConfigError(
+                f"a controller's state is the dict its state_dict() returned; this one lacks {missing or 'everything'}"
+            )
         if state.get("space") != self.space.describe():
             raise ConfigError(
                 "the saved controller was built for other moves "

@@ -40,6 +40,18 @@ class NetworkEmbedding(nn.Module):
         self.network_lstm = nn.LSTM(layer_dim, net_dim, batch_first=True)
         self.token_dim, self.layer_dim, self.net_dim = token_dim, layer_dim, net_dim
 
+    def check_tokenizer(self, tokenizer: ArchitectureTokenizer) -> None:
+        """ConfigError unless `tokenizer`'s vocabulary is the one these tables were made for (its tokens would
+        index other rows, or none)."""
+        from ..errors import ConfigError
+
+        sizes = [(key, cast(nn.Embedding, t).num_embeddings) for key, t in zip(self.table_keys, self.tables.values())]
+        if sizes != tokenizer.table_sizes:
+            raise ConfigError(
+                "the embedding's lookup tables do not fit the tokenizer's vocabulary (it was made for another "
+                "tokenizer): build it with make_network_embedding(tokenizer) of the tokenizer you embed with"
+            )
+
     def table(self, key: str) -> nn.Embedding:
         """The lookup table of the attribute kind `key` (e.g. `channels`, `conv2d.kernel`)."""
         return cast(nn.Embedding, self.tables[_module_key(key)])
@@ -69,6 +81,12 @@ class NetworkEmbedding(nn.Module):
         gradient into the embedding). The split is k steps before the batch's shortest network's end, so a
         network longer than that back-propagates through a few more. None (or K >= the shortest length)
         back-propagates through every step."""
+        if grad_steps is not None and (
+            isinstance(grad_steps, bool) or not isinstance(grad_steps, int) or grad_steps < 1
+        ):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"grad_steps must be an int >= 1 or None (every layer), got {grad_steps!r}")
         lengths = lengths.to(layer_emb.device)
         b, n_layers, _ = layer_emb.shape
         valid = torch.arange(n_layers, device=layer_emb.device)[None, :] < lengths[:, None]
@@ -110,8 +128,11 @@ class NetworkEmbedding(nn.Module):
         return h, layer_emb, out
 
     def embed(self, tokenizer: ArchitectureTokenizer, archs: Sequence[Architecture]) -> torch.Tensor:
-        """The network embeddings [len(archs), net_dim] of `archs`."""
+        """The network embeddings [len(archs), net_dim] of `archs` (a list: [0, net_dim] for none)."""
+        self.check_tokenizer(tokenizer)
         rows, index, lengths = tokenizer.batch_rows(archs)
+        if len(lengths) == 0:
+            return self.network_lstm.weight_hh_l0.new_zeros(0, self.net_dim)
         return self.forward_rows(torch.from_numpy(rows), torch.from_numpy(index), torch.from_numpy(lengths))[0]
 
 

@@ -25,12 +25,17 @@ import numpy as np
 from cachetools import LRUCache
 
 from ..caches import MemoDict
-from ..errors import ArchitectureError, DataError, NAToolkitError
-from ..ir.layers import EmbeddedAttr, EmbeddedCategorical, EmbeddedInt, embedded_attr_from_json
+from ..errors import ArchitectureError, ConfigError, DataError, NAToolkitError
+from ..ir.architecture import Architecture, architectures
+from ..ir.layers import (
+    EmbeddedAttr,
+    EmbeddedCategorical,
+    EmbeddedInt,
+    LayerTypeRegistry,
+    embedded_attr_from_json,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..ir.architecture import Architecture
-    from ..ir.layers import LayerTypeRegistry
     from .network import NetworkEmbedding
 
 PAD = 0
@@ -63,6 +68,11 @@ class ArchitectureTokenizer:
         input_distances: int = 6,
         cache_size: int = 50_000,
     ):
+        if not isinstance(layer_types, Mapping):
+            raise ConfigError(
+                f"a tokenizer takes each layer type's embedded attributes by name (a mapping), got "
+                f"{type(layer_types).__name__}: ArchitectureTokenizer.for_registry(toolkit.layer_types) builds it"
+            )
         self.declarations: dict[str, tuple[EmbeddedAttr, ...]] = {
             name: tuple(layer_types[name]) for name in sorted(layer_types)
         }
@@ -130,6 +140,10 @@ class ArchitectureTokenizer:
     def for_registry(cls, layer_types: LayerTypeRegistry, **kw: Any) -> ArchitectureTokenizer:
         """A tokenizer whose vocabulary is every layer type of `layer_types` (a plugin's too) with the
         attributes each declares."""
+        if not isinstance(layer_types, LayerTypeRegistry):
+            raise ConfigError(
+                f"for_registry takes a layer-type registry (toolkit.layer_types), got {type(layer_types).__name__}"
+            )
         return cls({name: layer_types.get(name).embedded_attrs() for name in layer_types.names()}, **kw)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -206,6 +220,8 @@ class ArchitectureTokenizer:
 
     def row_ids(self, arch: Architecture) -> np.ndarray:
         """The id of each layer's token row (int64 [layers]); equal ids, equal rows (`rows`)."""
+        if not isinstance(arch, Architecture):
+            architectures([arch], "the tokenizer's network")  # a DataError naming what was passed
         cached = self._cache.get(arch.hash)
         if cached is not None:
             return cached
@@ -223,8 +239,10 @@ class ArchitectureTokenizer:
         return self.rows(self.row_ids(arch))
 
     def batch(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
-        """Padded tokens [B, max layers, max_tokens] and the layer counts [B]."""
-        encoded = [self.encode(a) for a in archs]
+        """Padded tokens [B, max layers, max_tokens] and the layer counts [B] (B may be 0)."""
+        encoded = [self.encode(a) for a in architectures(archs)]
+        if not encoded:
+            return np.zeros((0, 0, self.max_tokens), dtype=np.int64), np.zeros(0, dtype=np.int64)
         lengths = np.array([e.shape[0] for e in encoded], dtype=np.int64)
         out = np.zeros((len(encoded), int(lengths.max()), self.max_tokens), dtype=np.int64)
         for b, e in enumerate(encoded):
@@ -234,7 +252,9 @@ class ArchitectureTokenizer:
     def batch_rows(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The batch as distinct rows: (rows [R, max_tokens], index [B, max layers] into rows (-1: past a
         network's end), lengths [B]); what the embedding needs, without deduplicating B x L rows again."""
-        ids = [self.row_ids(a) for a in archs]
+        ids = [self.row_ids(a) for a in architectures(archs)]
+        if not ids:
+            return self.rows(np.zeros(0, dtype=np.int64)), np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
         flat = np.concatenate(ids)
         distinct, inverse = np.unique(flat, return_inverse=True)

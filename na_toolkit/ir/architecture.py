@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import ArchitectureError, ShapeError, UnknownComponentError
+from ..errors import ArchitectureError, DataError, ShapeError, UnknownComponentError
 from ..files import parse_json, read_text
 from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel, require_layer_types
 from .nodes import (
@@ -437,3 +437,20 @@ class Architecture:
         from .onnx_import import from_onnx
 
         return from_onnx(source, layer_types=layer_types, return_weights=return_weights)
+
+
+def architectures(archs: Any, what: str = "architectures") -> list[Architecture]:
+    """`archs` as a list of Architectures, or a DataError naming `what` (the argument) and what is wrong with
+    it: a single Architecture where a sequence is due, a string, an item of another type."""
+    if isinstance(archs, Architecture):
+        raise DataError(f"{what}: expected a sequence of architectures, got a single Architecture (wrap it in a list)")
+    if isinstance(archs, str | bytes):
+        raise DataError(f"{what}: expected a sequence of architectures, got a {type(archs).__name__}")
+    try:
+        archs = list(archs)
+    except TypeError:
+        raise DataError(f"{what}: expected a sequence of architectures, got {type(archs).__name__}") from None
+    for i, a in enumerate(archs):
+        if not isinstance(a, Architecture):
+            raise DataError(f"{what}: item {i} is a {type(a).__name__}, not an Architecture")
+    return archs

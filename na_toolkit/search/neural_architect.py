@@ -34,7 +34,7 @@ from cachetools import LRUCache
 from pydantic import ConfigDict, Field
 
 from .. import validation
-from ..errors import ConfigError, NAToolkitError
+from ..errors import ComponentError, ConfigError, NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
 from ..validation import validate_options
@@ -298,7 +298,12 @@ class NeuralArchitectStrategy(Strategy):
                     steps.append((None, None) if step is None else (step[0], step[1]))
                 origin = f"{self.name}:uniform"
             else:
-                decisions = self.controller.decide(archs, ctx.rng)
+                decisions = self.decide(archs)
+                if len(decisions) != len(archs):  # zip would drop the rest of the episodes' steps silently
+                    raise ComponentError(
+                        f"strategy {self.name!r}: decide() returned {len(decisions)} decisions for {len(archs)} "
+                        "networks; return one per network (None where no move applies)"
+                    )
                 steps = [(d, None if d is None else self._apply(a, d.move)) for a, d in zip(archs, decisions)]
                 origin = self.name
             for r, arch, (d, child) in zip(alive, archs, steps):
@@ -311,6 +316,13 @@ class NeuralArchitectStrategy(Strategy):
                 r.steps.append((arch, None if self.policy == "random" else d, e.candidate))
                 transitions.append(r.steps[-1])
         return runs, transitions
+
+    def decide(self, archs: list[Architecture]) -> list[Any]:
+        """One step of the policy's episodes: a move (a `Decision`, None where none applies) for each network,
+        drawn from `context.rng`. The extension point of a variant (docs/plugin_hooks.md): override it to
+        choose otherwise, e.g. `self.controller.decide(archs, self.context.rng, choose=top_k(3))`; the
+        update then learns from the moves it returns."""
+        return self.controller.decide(archs, self.context.rng)
 
     def adapt_entropy(self, entry: dict[str, float]) -> None:
         """After an update (`entry` holds its entropy): with an `entropy_target`, raise the entropy weight
