@@ -115,7 +115,8 @@ def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path,
     assert "was interrupted" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--arch", top[:12], "--format", "onnx", "--json"]) == 0
     exported = run_dir / "exports" / top / "model.onnx"
-    assert json.loads(capsys.readouterr().out)["files"] == [str(exported)]
+    sidecar = exported.with_name("model.preprocessing.json")  # what a deployer needs beside the weights
+    assert json.loads(capsys.readouterr().out)["files"] == [str(exported), str(sidecar)]
     onnx.checker.check_model(onnx.load(str(exported)))
     assert _stored(store_path) == before  # reading the run changed nothing in it
     summary = run_search(None, resume=run_dir, progress=False).summary()  # what `search --resume RUN` calls

@@ -189,12 +189,6 @@ class RegularizedEvolution(Strategy):
 def na_register_strategies(registry):
     registry.add(RandomSearch)
     registry.add(RegularizedEvolution)
-    # The Neural Architect controller (helper H4b) registers here once its module exists; until then the
-    # default strategy falls back to `evolution` (see na_toolkit/search/config.py).
-    try:
-        from na_toolkit.search.neural_architect import NeuralArchitectStrategy
-    except ModuleNotFoundError as exc:
-        if exc.name != "na_toolkit.search.neural_architect":
-            raise
-    else:
-        registry.add(NeuralArchitectStrategy)
+    from na_toolkit.search.neural_architect import NeuralArchitectStrategy  # the RL controller (docs/controller.md)
+
+    registry.add(NeuralArchitectStrategy)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..caches import lru_dict
 from ..errors import DataError
-from ..ir.architecture import INPUT, Architecture
+from ..ir.architecture import INPUT, Architecture, architectures
 from .descriptor_features import _dataset_rows, dataset_matrix
 
 #: bump when the features of an architecture change: saved models check it (and refit from their stored
@@ -321,16 +321,8 @@ def kernel_matrix(archs: Sequence[Architecture], names: Sequence[str]) -> np.nda
 
 
 def check_architectures(archs: Any) -> list[Architecture]:
-    if isinstance(archs, Architecture):
-        raise DataError("expected a sequence of architectures, got a single Architecture (wrap it in a list)")
-    try:
-        archs = list(archs)
-    except TypeError:
-        raise DataError(f"expected a sequence of architectures, got {type(archs).__name__}") from None
-    for i, a in enumerate(archs):
-        if not isinstance(a, Architecture):
-            raise DataError(f"item {i} is a {type(a).__name__}, not an Architecture")
-    return archs
+    """`archs` as a list of Architectures, or a DataError saying what is wrong (`ir.architecture.architectures`)."""
+    return architectures(archs, "archs")
 
 
 class FeatureMatrix:
