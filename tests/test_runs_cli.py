@@ -159,7 +159,9 @@ def test_export_any_evaluated_network_by_hash_prefix_with_json(finished):
     rc, out, err = cli("export", str(run), "--arch", target[:8], "--format", "onnx", "--json", cwd=tmp)
     assert rc == 0, err
     info = json.loads(out)
-    assert info["arch_hash"] == target and info["files"] == [str(run / "exports" / target / "model.onnx")]
+    folder = run / "exports" / target
+    assert info["arch_hash"] == target
+    assert info["files"] == [str(folder / "model.onnx"), str(folder / "model.preprocessing.json")]
     assert (run / "exports" / target / "model.onnx").is_file()
     rc, out, err = cli("export", str(run), "--arch", "zzzzzzzz", "--format", "onnx", cwd=tmp)
     assert rc == 2 and "no network of run" in err
