@@ -270,7 +270,20 @@ def strategy_report(store: RunStore) -> dict[str, Any] | None:
 
 def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeRegistry) -> dict[str, str]:
     """Write every output file of a finished search into its run folder; returns name → path (also kept
-    in `result.outputs`). `layer_types`: the run's toolkit's."""
+    in `result.outputs`). `layer_types`: the run's toolkit's. A folder that cannot take them (read-only,
+    full disk) is a StoreError naming it: the run's evaluations are in its store, a resume writes them."""
+    try:
+        return _write_outputs(result, store, layer_types)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StoreError(
+            f"cannot write the outputs of run {result.run_id} into {str(result.run_dir)!r}: "
+            f"{exc.strerror or exc}{where}; its evaluations are kept: once the folder can take them (writable, "
+            "with free space, nothing in their way), resume the run to write them"
+        ) from None
+
+
+def _write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeRegistry) -> dict[str, str]:
     run_dir = Path(result.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, StoreError
 from ..store.base import STORE_FILE
+from ..store.lock import RunLock
+from .progress import SearchCallback
 
 
 def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
@@ -41,3 +43,15 @@ def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
     if output is not None and (output / str(run) / STORE_FILE).is_file():
         return output / str(run)
     raise StoreError(f"no run folder {str(run)!r} (a folder holding {STORE_FILE}, made by `na-toolkit search`)")
+
+
+class FolderWatch(SearchCallback):
+    """Stops a search whose run folder was moved or deleted under it, at the next evaluation it stores
+    (`RunLock.check_in_place`), instead of paying for hours of evaluations into a store at another path,
+    or in none, and writing its outputs into a new folder at the old path."""
+
+    def __init__(self, lock: RunLock) -> None:
+        self.lock = lock
+
+    def on_evaluation(self) -> None:
+        self.lock.check_in_place()
