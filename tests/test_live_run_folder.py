@@ -111,3 +111,53 @@ def test_outputs_that_cannot_be_written_are_one_error_and_a_resume_writes_them(t
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     exported = json.loads((run / "best" / "cpu" / "preprocessing.json").read_text())
     assert re.match(r"[0-9a-f]{16}$", exported["arch_hash"])
+
+
+# ---- the evaluations files while the search runs ---------------------------------------------------------
+@pytest.mark.slow
+def test_a_live_runs_evaluations_files_hold_whole_lines_of_stored_evaluations_and_fit(tmp_path):
+    """`evaluations.jsonl` / `.csv` are kept up to date as the run goes: complete lines, each a stored evaluation,
+    readable by `predict fit --data` mid-run; a run stopped with SIGTERM keeps them."""
+    bench = F.make_bench(tmp_path, evaluations=30, workers=2)
+    proc, out = bench.search("runs")
+    jsonl = None
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        run = F.run_folder(out)
+        jsonl = run / "evaluations.jsonl" if run else None
+        if jsonl and jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and jsonl is not None, proc.communicate()[1][-3000:]
+    text = jsonl.read_text()
+    assert text.endswith("\n")
+    rows = [json.loads(line) for line in text.splitlines()]
+    stored = [h for _, h, _, _ in F.stored_rows(jsonl.parent)]  # by when each finished; rows: as proposed
+    assert {r["arch_hash"] for r in rows} <= set(stored) and len(rows) <= len(stored)
+    assert len((jsonl.parent / "evaluations.csv").read_text().splitlines()) == len(rows) + 1
+    fit = bench.start("predict", "fit", "--data", str(jsonl), "--target", "accuracy", "--out", str(tmp_path / "m.json"))
+    rc, _, err = F.finish(fit)
+    assert rc == 0 and (tmp_path / "m.json").is_file(), err
+    rc, _, err = F.finish(bench.start("report", str(jsonl.parent)))  # no report yet: where the rows are
+    assert rc == 2 and f"its evaluations so far are in {jsonl}" in err, err
+    os.kill(proc.pid, signal.SIGTERM)
+    rc, err = _ended(bench, proc)
+    assert rc == 143, err
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert 3 <= len(rows) <= len(F.stored_rows(jsonl.parent))
+
+
+class _StopAfterBatch(SearchCallback):
+    def on_evaluated(self, evaluated) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_killed_resume_of_a_finished_run_leaves_its_evaluations_files_as_they_were(tmp_path, toolkit):
+    """The replay of stored evaluations never rewrites them (a shorter file would replace the complete one)."""
+    out = tmp_path / "runs"
+    result = run_search(config_doc(SMALL_SEARCH, out, evaluations=3), progress=False, toolkit=toolkit)
+    run = Path(result.run_dir)
+    before = {name: (run / name).read_bytes() for name in ("evaluations.jsonl", "evaluations.csv")}
+    with pytest.raises(KeyboardInterrupt):
+        run_search(None, resume=run, progress=False, toolkit=toolkit, callbacks=[_StopAfterBatch()])
+    assert {name: (run / name).read_bytes() for name in before} == before

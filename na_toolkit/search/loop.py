@@ -55,7 +55,7 @@ from .inputs import RunInputs, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
 from .provenance import check_plugins, record_provenance, recorded_provenance, stored_provenance
 from .reward import Budget
-from .run_folder import FolderWatch, new_run_dir, resolve_run_dir
+from .run_folder import new_run_dir, resolve_run_dir, run_folder_callbacks
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize
@@ -430,13 +430,13 @@ def run_search(
                 copied = True
                 copy_inputs(inputs, folder)
                 new_store.save_artifact(INPUTS_ARTIFACT, {"files": inputs.files})
-                loop = SearchLoop(components, new_store, _callbacks(progress, callbacks, lock))
+                loop = SearchLoop(components, new_store, _callbacks(progress, callbacks, lock, new_store))
             except BaseException:
                 _discard_store(new_store)  # the strategy refused its options: the run never started
                 raise
             store = new_store
         else:
-            loop = SearchLoop(components, store, _callbacks(progress, callbacks, lock))
+            loop = SearchLoop(components, store, _callbacks(progress, callbacks, lock, store))
             if resume is not None and not was_finished:
                 store.set_status("running")
         record_provenance(store, components, "resume" if resume is not None else "start")
@@ -491,6 +491,8 @@ def run_search(
             lock.release()
 
 
-def _callbacks(progress: bool, callbacks: Sequence[SearchCallback], lock: RunLock | None) -> list[SearchCallback]:
-    watch = [FolderWatch(lock)] if lock is not None else []  # a run folder moved or deleted under the run
-    return watch + ([ProgressBar()] if progress else []) + [RoundLog()] + list(callbacks)
+def _callbacks(
+    progress: bool, callbacks: Sequence[SearchCallback], lock: RunLock | None, store: RunStore
+) -> list[SearchCallback]:
+    folder = run_folder_callbacks(lock, store.count_evaluations()) if lock is not None else []  # its folder's own
+    return folder + ([ProgressBar()] if progress else []) + [RoundLog()] + list(callbacks)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord, RunStore
     from .summary import SearchResult
 
-from .evaluations_file import write_evaluations
+from .evaluations_file import JSONL_FILE, write_evaluations
 from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
 from .plots import plot_controller, plot_pareto
 from .report_html import report_html
@@ -378,12 +378,14 @@ def _stored_so_far(store: RunStore, folder: Any) -> str:
     evaluations = store.evaluations()
     done = [e for e in evaluations if e.error is None]
     top = most_accurate(evaluations)
+    table = store.path.parent / JSONL_FILE if store.path is not None else None  # kept up to date as it goes
+    rows = f"; its evaluations so far are in {table}" if table is not None and table.is_file() else ""
     if top is None:
-        return f"; it holds {len(done)} evaluated network(s)" if done else ""
+        return (f"; it holds {len(done)} evaluated network(s)" if done else "") + rows
     return (
         f"; of its {len(done)} evaluated network(s) the most accurate so far, {top.arch_hash[:12]} (valid acc "
         f"{format_accuracy(top.metrics['accuracy'])}), exports now with "
-        f"`na-toolkit export {shlex.quote(str(folder))} --arch {top.arch_hash[:12]} --format onnx`"
+        f"`na-toolkit export {shlex.quote(str(folder))} --arch {top.arch_hash[:12]} --format onnx`{rows}"
     )
 
 

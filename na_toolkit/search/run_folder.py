@@ -55,3 +55,11 @@ class FolderWatch(SearchCallback):
 
     def on_evaluation(self) -> None:
         self.lock.check_in_place()
+
+
+def run_folder_callbacks(lock: RunLock, stored: int) -> list[SearchCallback]:
+    """What a search writing a run folder adds to its callbacks: the folder watch, and the evaluations files
+    kept up to date as it goes (`stored`: the evaluations its store held when this process opened it)."""
+    from .evaluations_file import EvaluationsSoFar
+
+    return [FolderWatch(lock), EvaluationsSoFar(lock.path.parent, stored)]
