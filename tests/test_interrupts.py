@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import interruptible
 from na_toolkit.bench import faults as F
 from na_toolkit.cli.main import main
 from na_toolkit.search.executors import WORKER_EXIT_S, LocalExecutor, Task
@@ -35,6 +36,7 @@ def _start_search(work: Path) -> tuple[subprocess.Popen[str], Path, F.Bench]:
         cwd=work,
         env={**os.environ, F.TAG_ENV: bench.tag},
         start_new_session=True,
+        preexec_fn=interruptible,  # a test session run in the background would hand it an ignored SIGINT
     )
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not F.stored_rows(F.run_folder(out)):

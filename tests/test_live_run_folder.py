@@ -6,18 +6,22 @@ and a resume writes them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import SMALL_SEARCH, config_doc
 from na_toolkit.bench import faults as F
+from na_toolkit.cli.main import main
 from na_toolkit.errors import StoreError
 from na_toolkit.search import run_search
 from na_toolkit.search.progress import SearchCallback
@@ -161,3 +165,42 @@ def test_a_killed_resume_of_a_finished_run_leaves_its_evaluations_files_as_they_
     with pytest.raises(KeyboardInterrupt):
         run_search(None, resume=run, progress=False, toolkit=toolkit, callbacks=[_StopAfterBatch()])
     assert {name: (run / name).read_bytes() for name in before} == before
+
+
+# ---- a run in a folder that cannot be written -------------------------------------------------------------
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """`folder` and its files as an archive or a read-only mount gives them: chmod for a user, the immutable
+    attribute for root (whom modes do not stop)."""
+    paths = [folder, *folder.rglob("*")]
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "-R", "+i", str(folder)]).returncode:
+            pytest.skip("root, and no chattr +i here to make a folder read-only")
+    else:
+        for p in paths:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        yield
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-R", "-i", str(folder)], check=True)
+        else:
+            for p in paths:
+                p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_runs_report_and_export_read_a_finished_run_in_a_read_only_folder(tmp_path, toolkit, capsys):
+    """Readers open the store read-only: an archived run is listed, reported and exported, not `unreadable`."""
+    result = run_search(config_doc(SMALL_SEARCH, tmp_path / "runs", evaluations=2), progress=False, toolkit=toolkit)
+    run = Path(result.run_dir)
+    best = result.best["cpu"]
+    capsys.readouterr()
+    with _read_only(run):
+        assert main(["runs", str(tmp_path / "runs"), "--json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)["runs"]
+        assert row["status"] == "finished" and row["evaluations"] == 2 and "error" not in row
+        assert main(["report", str(run)]) == 0
+        out, err = capsys.readouterr()
+        assert f"# Search run {result.run_id}" in out and "report.md not rewritten" in err
+        assert main(["export", str(run), "--arch", best, "--format", "onnx", "--out", str(tmp_path / "b.onnx")]) == 0
+    assert (tmp_path / "b.onnx").is_file()
