@@ -4,12 +4,17 @@ started in the same second get two), and finding one from what a user typed (a p
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StoreError
 from ..store.base import STORE_FILE
 from ..store.lock import RunLock
 from .progress import SearchCallback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .summary import Evaluated
 
 
 def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
@@ -54,6 +59,9 @@ class FolderWatch(SearchCallback):
         self.lock = lock
 
     def on_evaluation(self) -> None:
+        self.lock.check_in_place()
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:  # before the evaluations files are written
         self.lock.check_in_place()
 
 
