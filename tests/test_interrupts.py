@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import interruptible
 from na_toolkit.bench import faults as F
 from na_toolkit.cli.main import main
 from na_toolkit.search.executors import WORKER_EXIT_S, LocalExecutor, Task
@@ -35,6 +36,7 @@ def _start_search(work: Path) -> tuple[subprocess.Popen[str], Path, F.Bench]:
         cwd=work,
         env={**os.environ, F.TAG_ENV: bench.tag},
         start_new_session=True,
+        preexec_fn=interruptible,  # a test session run in the background would hand it an ignored SIGINT
     )
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not F.stored_rows(F.run_folder(out)):
@@ -152,3 +154,33 @@ def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is host_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("max_retries", [1, 0])
+def test_a_worker_killed_mid_task_is_a_warning_naming_how_it_died(toolkit, caplog, max_retries):
+    """A worker the out-of-memory killer ends (SIGKILL) is said as it happens, on stderr and in the log file
+    (the task runs again on a fresh pool), and a task it fails names how it died."""
+    arch = toolkit.seed("simple-cnn")
+    task = Task("evaluate", arch.to_json(), "synthetic", {"seconds": 3.0}, selection=toolkit.selection.to_json())
+    ex = LocalExecutor(workers=2, threads_per_worker=1, max_retries=max_retries)
+    ex.toolkit = toolkit
+    try:
+        tickets = [ex.submit(task) for _ in range(2)]
+        assert ex._pool is not None
+        deadline = time.monotonic() + 60
+        while len(ex._pool._processes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # the workers have their tasks
+        os.kill(next(iter(ex._pool._processes)), signal.SIGKILL)
+        with caplog.at_level("WARNING", logger="na_toolkit.search"):
+            done = dict(ex.wait(tickets))
+            while len(done) < 2:
+                done.update(ex.wait([t for t in tickets if t not in done]))
+    finally:
+        ex.close()
+    died = "killed by SIGKILL: the out-of-memory killer, or kill -9"
+    if max_retries:
+        assert all(r.error is None for r in done.values()) and ex.retries == 2
+        assert f"a worker process died ({died}) running 2 task(s)" in caplog.text
+    else:
+        assert all(r.error == f"worker process died 1 times running this task (last: {died})" for r in done.values())

@@ -69,7 +69,7 @@ def describe_run(folder: Path) -> dict[str, Any]:
 
     row: dict[str, Any] = {"folder": str(folder), "name": folder.name, "run_id": folder.name}
     try:
-        with SQLiteRunStore.open(folder) as store:
+        with SQLiteRunStore.open(folder, readonly=True) as store:
             run = store.run()
             row.update(
                 run_id=run.run_id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def _open_run(run: str, *, finished: bool = True):
     from ..search.run_folder import resolve_run_dir
     from ..store import SQLiteRunStore
 
-    store = SQLiteRunStore.open(resolve_run_dir(run, DEFAULT_RUNS))
+    store = SQLiteRunStore.open(resolve_run_dir(run, DEFAULT_RUNS), readonly=True)  # a reader: never writes it
     try:
         return store, load_summary(store) if finished else None
     except BaseException:
@@ -104,7 +105,10 @@ def _run_report(args: argparse.Namespace) -> int:
     store, summary = _open_run(args.run)
     with store:
         text = report_markdown(summary)
-        (Path(store.path).parent / "report.md").write_text(text)  # a resumed run's folder gets it anew
+        try:
+            (Path(store.path).parent / "report.md").write_text(text)  # a resumed run's folder gets it anew
+        except OSError as exc:  # an archived, read-only run: printed all the same
+            logging.getLogger("na_toolkit").warning("warning: report.md not rewritten: %s", exc.strerror or exc)
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
         print()

@@ -4,8 +4,9 @@ Both go into the run's summary and report."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .components import Components
@@ -63,3 +64,36 @@ def stalled_reason(
             "dropped before evaluation: the budget may be out of reach from this seed"
         )
     return reason
+
+
+def worker_exit(pool: Any) -> str:
+    """How the dead worker of a broken process pool ended, for what is said of the tasks it ran: "killed by
+    SIGKILL: the out-of-memory killer, or kill -9", "exit status 1", or "it ended abruptly". The workers the
+    pool then ends itself (SIGTERM) are not it."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + 1.0  # the pool's own thread may be reaping it right now: its code comes soon
+    while True:
+        codes = [p.exitcode for p in list((getattr(pool, "_processes", None) or {}).values())]
+        died = [c for c in codes if c is not None and c not in (-signal.SIGTERM, 128 + signal.SIGTERM)]
+        if died or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    if not died:
+        return "it ended abruptly"
+    if died[0] > 0:
+        return f"exit status {died[0]}"
+    oom = ": the out-of-memory killer, or kill -9" if -died[0] == signal.SIGKILL else ""
+    return f"killed by {signal.Signals(-died[0]).name}{oom}"
+
+
+def warn_worker_died(how: str, tasks: int, retries: int) -> None:
+    """The warning of a worker that died mid-task, on stderr and in the --log-file: a long run whose workers
+    the out-of-memory killer ends says so as it happens, not only in its executor's figures at the end."""
+    logging.getLogger("na_toolkit.search").warning(
+        "warning: a worker process died (%s) running %d task(s); they run again on a fresh pool (retry %d)",
+        how,
+        tasks,
+        retries,
+    )

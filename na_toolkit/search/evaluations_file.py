@@ -5,6 +5,10 @@ that made it), its reward and feasibility, every measured or predicted metric as
 architecture. The JSON Lines file is what `na-toolkit predict fit --data evaluations.jsonl --target
 accuracy` reads (each line has an "arch" object and one key per metric); the CSV holds the same rows for a
 spreadsheet or pandas, with the architecture and the moves as compact JSON strings.
+
+Both are kept up to date while the search runs (`EvaluationsSoFar`: after each round, or each refit of the
+asynchronous schedule), so a live, interrupted or failed run can be read and fitted on before it ends; the
+finished run's outputs write them once more, complete.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import math
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
 from ..files import write_text_atomic
+from .progress import SearchCallback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .summary import SearchResult
+    from .summary import Evaluated, SearchResult
 
 JSONL_FILE = "evaluations.jsonl"
 CSV_FILE = "evaluations.csv"
@@ -38,11 +47,11 @@ FIXED_COLUMNS = (
 )
 
 
-def evaluation_rows(result: SearchResult) -> list[dict[str, Any]]:
+def evaluation_rows(evaluated: Sequence[Evaluated]) -> list[dict[str, Any]]:
     """One dict per evaluation: the fixed columns, the metrics (top level, by metric name), `violations`,
     `feasible_for`, `moves` and `arch`."""
     rows = []
-    for e in result.evaluated:
+    for e in evaluated:
         doc = e.to_json(with_arch=True)
         metrics = doc.pop("metrics")
         clash = sorted(set(metrics) & set(doc))
@@ -56,11 +65,12 @@ def evaluation_rows(result: SearchResult) -> list[dict[str, Any]]:
     return rows
 
 
-def write_evaluations(result: SearchResult, run_dir: Path) -> dict[str, str]:
-    """Write `evaluations.jsonl` and `evaluations.csv` into `run_dir` (each atomically: a reader never sees
-    half a file); returns output name -> path."""
-    rows = evaluation_rows(result)
-    metric_names = sorted({k for e in result.evaluated for k in e.score.metrics})
+def write_evaluations(result: SearchResult | Sequence[Evaluated], run_dir: Path) -> dict[str, str]:
+    """Write `evaluations.jsonl` and `evaluations.csv` of a result's (or these) evaluations into `run_dir` (each
+    atomically: a reader never sees half a file); returns output name -> path."""
+    evaluated = result if isinstance(result, Sequence) else result.evaluated
+    rows = evaluation_rows(evaluated)
+    metric_names = sorted({k for e in evaluated for k in e.score.metrics})
     lines = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -85,3 +95,39 @@ def _cell(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return value
+
+
+class EvaluationsSoFar(SearchCallback):
+    """Rewrites the run folder's evaluations files after each batch of evaluations, once the run holds more
+    than its store did when this process started (`stored`): a resume's replay never makes them shorter, and
+    a killed resume of a finished run leaves them as they were. A rewrite costs time in the number of rows
+    (0.15 s for 1,000 on a laptop core), so one is skipped until OVERHEAD_FACTOR times the last one's time has
+    passed: at most ~5% of the driver's time even with many short rounds. A folder that cannot take them is one
+    warning: the store keeps every evaluation, and the outputs at the end say what failed."""
+
+    OVERHEAD_FACTOR = 20.0
+
+    def __init__(self, run_dir: Path, stored: int) -> None:
+        self.run_dir = Path(run_dir)
+        self.stored = stored
+        self.warned = False
+        self.last_s = -math.inf  # when the last rewrite ended (time.monotonic) ...
+        self.took_s = 0.0  # ... and how long it took
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:
+        if len(evaluated) <= self.stored or time.monotonic() - self.last_s < self.OVERHEAD_FACTOR * self.took_s:
+            return
+        started = time.monotonic()
+        try:
+            write_evaluations(evaluated, self.run_dir)
+            self.last_s = time.monotonic()
+            self.took_s = self.last_s - started
+        except OSError as exc:
+            if not self.warned:
+                self.warned = True
+                logging.getLogger("na_toolkit.search").warning(
+                    "warning: cannot keep %s up to date in %s: %s; the run's store keeps every evaluation",
+                    JSONL_FILE,
+                    self.run_dir,
+                    exc.strerror or exc,
+                )

@@ -34,6 +34,7 @@ from ..caches import register_cache
 from ..errors import ConfigError, NAToolkitError
 from ..store.faultpoint import kill_point
 from ..validation import check_inherited_init, validate_options
+from .diagnostics import warn_worker_died, worker_exit
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -305,8 +306,7 @@ class Executor:
         return run_task(task, self.toolkit)
 
     def _drains_for(self, task: Task) -> bool:
-        """Whether the exclusive `task` must wait for every running task to finish first (it would run
-        beside them otherwise)."""
+        """Whether the exclusive `task` must first wait for every running task to finish (not run beside them)."""
         return True
 
     # ---- the API the loop uses -------------------------------------------------------------------------
@@ -446,16 +446,16 @@ class LocalExecutor(Executor):
             _, task, attempts = self._futures.pop(ticket)
             try:
                 self._finished[ticket] = fut.result()
-            except BrokenProcessPool:
-                # a worker died (killed, out of memory): its tasks are retried on a fresh pool
+            except BrokenProcessPool:  # a worker died (killed, out of memory): its tasks are retried on a fresh pool
+                how = worker_exit(self._pool)
                 if attempts + 1 > self.max_retries:
-                    self._finished[ticket] = TaskResult(
-                        None, f"worker process died {attempts + 1} times running this task"
-                    )
+                    died = f"worker process died {attempts + 1} times running this task (last: {how})"
+                    self._finished[ticket] = TaskResult(None, died)
                 else:
                     retry.append((ticket, task, attempts + 1))
                     self.retries += 1
         if retry:
+            warn_worker_died(how, len(retry), max(a for _, _, a in retry))
             self._discard_pool()
             for ticket, task, attempts in sorted(retry, key=lambda r: r[0]):
                 self._start(ticket, task, attempts)

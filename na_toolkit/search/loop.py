@@ -43,7 +43,7 @@ from ..errors import ComponentError, ConfigError, NAToolkitError, blame
 from ..machine import blas_threads
 from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
-from ..store.lock import RunLock
+from ..store.lock import RunFolderGone, RunLock
 from ..store.sqlite import SQLiteRunStore
 from .async_loop import run_async
 from .components import Components, build_components
@@ -54,7 +54,7 @@ from .inputs import RunInputs, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
 from .provenance import check_plugins, record_provenance, recorded_provenance, stored_provenance
 from .reward import Budget
-from .run_folder import new_run_dir, resolve_run_dir
+from .run_folder import new_run_dir, resolve_run_dir, run_folder_callbacks
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize
@@ -427,13 +427,13 @@ def run_search(
                 copied = True
                 copy_inputs(inputs, folder)
                 new_store.save_artifact(INPUTS_ARTIFACT, {"files": inputs.files})
-                loop = SearchLoop(components, new_store, _callbacks(progress, callbacks))
+                loop = SearchLoop(components, new_store, _callbacks(progress, callbacks, lock, new_store))
             except BaseException:
                 _discard_store(new_store)  # the strategy refused its options: the run never started
                 raise
             store = new_store
         else:
-            loop = SearchLoop(components, store, _callbacks(progress, callbacks))
+            loop = SearchLoop(components, store, _callbacks(progress, callbacks, lock, store))
             if resume is not None and not was_finished:
                 store.set_status("running")
         record_provenance(store, components, "resume" if resume is not None else "start")
@@ -444,6 +444,8 @@ def run_search(
             from .outputs import write_outputs
 
             kill_point("outputs")
+            if lock is not None:  # moved or deleted after its last evaluation: not into a new folder at the old path
+                lock.check_in_place()
             write_outputs(result, store, toolkit.layer_types)
         kill_point("finish")
         store.set_status("finished", result.summary())
@@ -470,7 +472,7 @@ def run_search(
                 store.set_status("running" if isinstance(exc, KeyboardInterrupt) else "failed")
             except NAToolkitError:
                 pass
-            if own_store:  # how to go on, pasted into a shell as it is (spaces and all)
+            if own_store and not isinstance(exc, RunFolderGone):  # how to go on, pasted into a shell as it is
                 kept = store.count_evaluations()
                 logging.getLogger("na_toolkit.search").warning(
                     "the run keeps its %d evaluation%s; continue it with `na-toolkit search --resume %s`",
@@ -486,5 +488,8 @@ def run_search(
             lock.release()
 
 
-def _callbacks(progress: bool, callbacks: Sequence[SearchCallback]) -> list[SearchCallback]:
-    return ([ProgressBar()] if progress else []) + [RoundLog()] + list(callbacks)
+def _callbacks(
+    progress: bool, callbacks: Sequence[SearchCallback], lock: RunLock | None, store: RunStore
+) -> list[SearchCallback]:
+    folder = run_folder_callbacks(lock, store.count_evaluations()) if lock is not None else []  # its folder's own
+    return folder + ([ProgressBar()] if progress else []) + [RoundLog()] + list(callbacks)

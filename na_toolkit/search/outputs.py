@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord, RunStore
     from .summary import SearchResult
 
-from .evaluations_file import write_evaluations
+from .evaluations_file import JSONL_FILE, write_evaluations
 from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
 from .plots import plot_controller, plot_pareto
 from .report_html import report_html
@@ -270,7 +270,20 @@ def strategy_report(store: RunStore) -> dict[str, Any] | None:
 
 def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeRegistry) -> dict[str, str]:
     """Write every output file of a finished search into its run folder; returns name → path (also kept
-    in `result.outputs`). `layer_types`: the run's toolkit's."""
+    in `result.outputs`). `layer_types`: the run's toolkit's. A folder that cannot take them (read-only,
+    full disk) is a StoreError naming it: the run's evaluations are in its store, a resume writes them."""
+    try:
+        return _write_outputs(result, store, layer_types)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StoreError(
+            f"cannot write the outputs of run {result.run_id} into {str(result.run_dir)!r}: "
+            f"{exc.strerror or exc}{where}; its evaluations are kept: once the folder can take them (writable, "
+            "with free space, nothing in their way), resume the run to write them"
+        ) from None
+
+
+def _write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeRegistry) -> dict[str, str]:
     run_dir = Path(result.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
@@ -365,12 +378,14 @@ def _stored_so_far(store: RunStore, folder: Any) -> str:
     evaluations = store.evaluations()
     done = [e for e in evaluations if e.error is None]
     top = most_accurate(evaluations)
+    table = store.path.parent / JSONL_FILE if store.path is not None else None  # kept up to date as it goes
+    rows = f"; its evaluations so far are in {table}" if table is not None and table.is_file() else ""
     if top is None:
-        return f"; it holds {len(done)} evaluated network(s)" if done else ""
+        return (f"; it holds {len(done)} evaluated network(s)" if done else "") + rows
     return (
         f"; of its {len(done)} evaluated network(s) the most accurate so far, {top.arch_hash[:12]} (valid acc "
         f"{format_accuracy(top.metrics['accuracy'])}), exports now with "
-        f"`na-toolkit export {shlex.quote(str(folder))} --arch {top.arch_hash[:12]} --format onnx`"
+        f"`na-toolkit export {shlex.quote(str(folder))} --arch {top.arch_hash[:12]} --format onnx`{rows}"
     )
 
 

@@ -4,10 +4,17 @@ started in the same second get two), and finding one from what a user typed (a p
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StoreError
 from ..store.base import STORE_FILE
+from ..store.lock import RunLock
+from .progress import SearchCallback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .summary import Evaluated
 
 
 def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
@@ -41,3 +48,26 @@ def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
     if output is not None and (output / str(run) / STORE_FILE).is_file():
         return output / str(run)
     raise StoreError(f"no run folder {str(run)!r} (a folder holding {STORE_FILE}, made by `na-toolkit search`)")
+
+
+class FolderWatch(SearchCallback):
+    """Stops a search whose run folder was moved or deleted under it, at the next evaluation it stores
+    (`RunLock.check_in_place`), instead of paying for hours of evaluations into a store at another path,
+    or in none, and writing its outputs into a new folder at the old path."""
+
+    def __init__(self, lock: RunLock) -> None:
+        self.lock = lock
+
+    def on_evaluation(self) -> None:
+        self.lock.check_in_place()
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:  # before the evaluations files are written
+        self.lock.check_in_place()
+
+
+def run_folder_callbacks(lock: RunLock, stored: int) -> list[SearchCallback]:
+    """What a search writing a run folder adds to its callbacks: the folder watch, and the evaluations files
+    kept up to date as it goes (`stored`: the evaluations its store held when this process opened it)."""
+    from .evaluations_file import EvaluationsSoFar
+
+    return [FolderWatch(lock), EvaluationsSoFar(lock.path.parent, stored)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -21,6 +22,10 @@ HOLDER_BYTES = 200  # the holder line is written padded to this width, in one wr
 HOLDER_WAIT_S = 1.0  # how long a refused writer waits for the holder to name itself (it has the lock, not yet the line)
 #: what a refused writer, `runs` and `report` say of a held lock whose file names no live process yet
 HOLDER_UNKNOWN = "holder unknown"
+
+
+class RunFolderGone(StoreError):
+    """The run folder a search writes was moved or deleted under it (`RunLock.check_in_place`)."""
 
 
 class RunLock:
@@ -47,6 +52,36 @@ class RunLock:
         os.ftruncate(fd, HOLDER_BYTES)
         self._fd = fd
         return self
+
+    def check_in_place(self) -> None:
+        """A `RunFolderGone` when the run folder this lock was taken in is no longer where it was (moved,
+        renamed or deleted while the search ran): the store, open by its file, follows the folder, while
+        the outputs would go to the old path. Two stats; nothing when the lock is not held."""
+        if self._fd is None:
+            return
+        held = os.fstat(self._fd)
+        try:
+            here = os.stat(self.path)
+            if (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
+                return
+        except OSError:
+            pass
+        folder = self.path.parent
+        if held.st_nlink == 0:
+            raise RunFolderGone(
+                f"run folder {str(folder)!r} was deleted while the search ran, and its store with it; the search "
+                "stops here rather than pay for evaluations nothing keeps: start it again"
+            )
+        try:  # Linux: the lock file's path now, which names the folder it went to
+            now = Path(os.readlink(f"/proc/self/fd/{self._fd}")).parent
+        except OSError:
+            now = None
+        where = f"moved to {str(now)!r}" if now is not None else "moved or renamed"
+        resume = shlex.quote(str(now)) if now is not None else "FOLDER (where it is now)"
+        raise RunFolderGone(
+            f"run folder {str(folder)!r} was {where} while the search ran; the search stops here, before paying "
+            f"for more (its outputs would go to the old path): continue it with `na-toolkit search --resume {resume}`"
+        )
 
     def release(self, remove: bool = False) -> None:
         """Let go of the run. `remove`: also delete the lock file (a run that never started leaves its folder

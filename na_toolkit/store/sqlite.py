@@ -112,7 +112,10 @@ class SQLiteRunStore:
         return cls(path, conn, run_id)
 
     @classmethod
-    def open(cls, path: str | Path) -> SQLiteRunStore:
+    def open(cls, path: str | Path, readonly: bool = False) -> SQLiteRunStore:
+        """`readonly`: for a reader (`runs`, `report`, `export`), which never writes the store: it opens a
+        run in a folder it cannot write (an archive, a read-only mount, another user's runs) and cannot
+        change the store of a live run."""
         path = Path(path)
         if path.is_dir():
             path = path / STORE_FILE
@@ -125,16 +128,39 @@ class SQLiteRunStore:
         # Inspect through a read-only connection first: a file that is not one of our stores is refused as
         # it was found (switching it to WAL, or any write, would change a file the user only pointed at).
         try:
-            probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            probe, run_id = cls._probe(path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a readable run store: {exc}") from None
-        try:
-            run_id = cls._check(path, probe)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a readable run store: {exc}") from None
-        finally:
-            probe.close()
+        if readonly:
+            return cls(path, probe, run_id)
+        probe.close()
         return cls(path, cls._connect(path), run_id)
+
+    @classmethod
+    def _probe(cls, path: Path) -> tuple[sqlite3.Connection, str]:
+        """A read-only connection to the store and its run id. A WAL store needs its `-shm` file to be read,
+        which a reader makes beside it; in a folder it cannot write (and with no `-wal` file: no writer is
+        live, nothing is left to replay) it reads the store as the immutable file it is there."""
+        uri = path.resolve().as_uri()
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"{uri}{query}", uri=True, timeout=30.0)
+            try:
+                return conn, cls._check(path, conn)
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                wal = Path(f"{path}-wal")
+                if "unable to open" not in str(exc):
+                    raise
+                if wal.exists():  # commits not yet in the store file: read without them would be read wrong
+                    raise StoreError(
+                        f"cannot read {path}: {exc} (a reader needs to write {path.name}-shm beside it, and "
+                        f"{wal.name} holds commits only a process that can write the folder replays); make the "
+                        "folder writable for this user"
+                    ) from None
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _check(path: Path, conn: sqlite3.Connection) -> str:

@@ -1,0 +1,206 @@
+"""What an operator may do to the folder of a live search (a real `na-toolkit search` with a pool of 2
+workers): move or delete it, or leave no room for its outputs. The run stops with one error line saying what
+happened and how to go on, pays for nothing more, leaves no worker behind, never writes its outputs into a
+new folder at the old path; a moved run resumes where it is now; outputs that cannot be written are one error,
+and a resume writes them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL_SEARCH, config_doc
+from na_toolkit.bench import faults as F
+from na_toolkit.cli.main import main
+from na_toolkit.errors import StoreError
+from na_toolkit.search import run_search
+from na_toolkit.search.progress import SearchCallback
+from na_toolkit.store import SQLiteRunStore
+
+EXIT_S = 60.0
+
+
+def _live_search(work: Path) -> tuple[F.Bench, object, Path, Path]:
+    """A search of 8 evaluations, returned once it stored its second one (its workers train the next)."""
+    bench = F.make_bench(work, evaluations=8, workers=2)
+    proc, out = bench.search("runs")
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and len(F.stored_rows(F.run_folder(out))) < 2:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    run = F.run_folder(out)
+    assert run is not None
+    return bench, proc, out, run
+
+
+def _ended(bench: F.Bench, proc) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=EXIT_S)
+    except Exception:
+        os.kill(proc.pid, signal.SIGKILL)
+        bench.cleanup()
+        raise
+    left = bench.orphans()
+    bench.cleanup()
+    assert not left, f"processes {left} outlived the search"
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+def test_a_run_folder_moved_under_a_live_search_stops_it_and_it_resumes_where_it_is(tmp_path):
+    bench, proc, out, run = _live_search(tmp_path)
+    moved = run.with_name(run.name + "-moved")
+    run.rename(moved)
+    rc, err = _ended(bench, proc)
+    assert rc == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"na-toolkit: error: run folder {str(run)!r} was moved to {str(moved)!r}"), err
+    assert f"`na-toolkit search --resume {moved}`" in last and "Traceback" not in err
+    assert "the run keeps its" not in err  # no hint naming the old path
+    assert not run.exists()  # no outputs in a new folder at the old path
+    kept = F.stored_rows(moved)
+    assert 2 <= len(kept) < 8  # stopped at once, not after the budget
+    assert F.stored_run(moved)[0] == "failed"
+    rc, summary, err = F.finish(bench.resume(moved))
+    assert rc == 0 and summary is not None, err
+    assert summary["counters"]["evaluations_replayed"] == len(kept)
+    assert set(kept) <= set(F.stored_rows(moved)) and (moved / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_run_folder_deleted_under_a_live_search_stops_it_at_once(tmp_path):
+    bench, proc, out, run = _live_search(tmp_path)
+    shutil.rmtree(run)
+    rc, err = _ended(bench, proc)
+    assert rc == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"na-toolkit: error: run folder {str(run)!r} was deleted while the search ran"), err
+    assert "--resume" not in err and "Traceback" not in err
+    assert not run.exists()
+
+
+class _BlockOutputs(SearchCallback):
+    """Puts a file where the run's `best/` folder goes as the loop ends: its outputs cannot be written."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_end(self) -> None:
+        (run,) = self.out.iterdir()
+        (run / "best").write_text("in the way")
+
+
+def test_outputs_that_cannot_be_written_are_one_error_and_a_resume_writes_them(tmp_path, toolkit):
+    out = tmp_path / "runs"
+    doc = config_doc(SMALL_SEARCH, out)
+    blocked = r"cannot write the outputs of run .* into '.*': Not a directory \(.*best/cpu\); .* resume"
+    with pytest.raises(StoreError, match=blocked):
+        run_search(doc, progress=False, toolkit=toolkit, callbacks=[_BlockOutputs(out)])
+    (run,) = out.iterdir()
+    with SQLiteRunStore.open(run) as store:
+        assert store.run().status == "failed" and store.count_evaluations() == 1
+    (run / "best").unlink()
+    result = run_search(None, resume=run, progress=False, toolkit=toolkit)
+    assert result.counters.evaluations_replayed == 1
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    exported = json.loads((run / "best" / "cpu" / "preprocessing.json").read_text())
+    assert re.match(r"[0-9a-f]{16}$", exported["arch_hash"])
+
+
+# ---- the evaluations files while the search runs ---------------------------------------------------------
+@pytest.mark.slow
+def test_a_live_runs_evaluations_files_hold_whole_lines_of_stored_evaluations_and_fit(tmp_path):
+    """`evaluations.jsonl` / `.csv` are kept up to date as the run goes: complete lines, each a stored evaluation,
+    readable by `predict fit --data` mid-run; a run stopped with SIGTERM keeps them."""
+    bench = F.make_bench(tmp_path, evaluations=30, workers=2)
+    proc, out = bench.search("runs")
+    jsonl = None
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        run = F.run_folder(out)
+        jsonl = run / "evaluations.jsonl" if run else None
+        if jsonl and jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and jsonl is not None, proc.communicate()[1][-3000:]
+    text = jsonl.read_text()
+    assert text.endswith("\n")
+    rows = [json.loads(line) for line in text.splitlines()]
+    stored = [h for _, h, _, _ in F.stored_rows(jsonl.parent)]  # by when each finished; rows: as proposed
+    assert {r["arch_hash"] for r in rows} <= set(stored) and len(rows) <= len(stored)
+    assert len((jsonl.parent / "evaluations.csv").read_text().splitlines()) == len(rows) + 1
+    fit = bench.start("predict", "fit", "--data", str(jsonl), "--target", "accuracy", "--out", str(tmp_path / "m.json"))
+    rc, _, err = F.finish(fit)
+    assert rc == 0 and (tmp_path / "m.json").is_file(), err
+    rc, _, err = F.finish(bench.start("report", str(jsonl.parent)))  # no report yet: where the rows are
+    assert rc == 2 and f"its evaluations so far are in {jsonl}" in err, err
+    os.kill(proc.pid, signal.SIGTERM)
+    rc, err = _ended(bench, proc)
+    assert rc == 143, err
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert 3 <= len(rows) <= len(F.stored_rows(jsonl.parent))
+
+
+class _StopAfterBatch(SearchCallback):
+    def on_evaluated(self, evaluated) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_killed_resume_of_a_finished_run_leaves_its_evaluations_files_as_they_were(tmp_path, toolkit):
+    """The replay of stored evaluations never rewrites them (a shorter file would replace the complete one)."""
+    out = tmp_path / "runs"
+    result = run_search(config_doc(SMALL_SEARCH, out, evaluations=3), progress=False, toolkit=toolkit)
+    run = Path(result.run_dir)
+    before = {name: (run / name).read_bytes() for name in ("evaluations.jsonl", "evaluations.csv")}
+    with pytest.raises(KeyboardInterrupt):
+        run_search(None, resume=run, progress=False, toolkit=toolkit, callbacks=[_StopAfterBatch()])
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+# ---- a run in a folder that cannot be written -------------------------------------------------------------
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """`folder` and its files as an archive or a read-only mount gives them: chmod for a user, the immutable
+    attribute for root (whom modes do not stop)."""
+    paths = [folder, *folder.rglob("*")]
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "-R", "+i", str(folder)]).returncode:
+            pytest.skip("root, and no chattr +i here to make a folder read-only")
+    else:
+        for p in paths:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        yield
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-R", "-i", str(folder)], check=True)
+        else:
+            for p in paths:
+                p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_runs_report_and_export_read_a_finished_run_in_a_read_only_folder(tmp_path, toolkit, capsys):
+    """Readers open the store read-only: an archived run is listed, reported and exported, not `unreadable`."""
+    result = run_search(config_doc(SMALL_SEARCH, tmp_path / "runs", evaluations=2), progress=False, toolkit=toolkit)
+    run = Path(result.run_dir)
+    best = result.best["cpu"]
+    capsys.readouterr()
+    with _read_only(run):
+        assert main(["runs", str(tmp_path / "runs"), "--json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)["runs"]
+        assert row["status"] == "finished" and row["evaluations"] == 2 and "error" not in row
+        assert main(["report", str(run)]) == 0
+        out, err = capsys.readouterr()
+        assert f"# Search run {result.run_id}" in out and "report.md not rewritten" in err
+        assert main(["export", str(run), "--arch", best, "--format", "onnx", "--out", str(tmp_path / "b.onnx")]) == 0
+    assert (tmp_path / "b.onnx").is_file()
