@@ -276,19 +276,26 @@ def test_the_same_seed_gives_the_same_evaluations_in_the_same_order(strategy, op
     assert any(origin == strategy for _h, origin, _r in runs[0])  # the policy's own proposals were evaluated
 
 
+class _Context:
+    """The least a strategy needs of a search: the seed, the moves, an rng, nothing evaluated, and a score
+    of 0 for every network."""
+
+    def __init__(self, tk):
+        self.seed_arch = tk.seed("simple-cnn")
+        self.move_types = [tk.moves.get(n) for n in MOVES]
+        self.rng = np.random.default_rng(0)
+        self.evaluated: dict = {}
+
+    def score(self, archs):
+        return [Score(0.0, {"accuracy": 0.0}) for _ in archs]
+
+
 def test_the_variant_moves_are_the_controllers_greedy_ones():
     """The variant's episodes take the controller's argmax at every head: the same network, asked
     twice with different draws, gets the same move, and it is the one `decide(choose=top_k(1))` gives."""
-    tk = default_toolkit()
-
-    class Context:
-        seed_arch = tk.seed("simple-cnn")
-        move_types = [tk.moves.get(n) for n in MOVES]
-        rng = np.random.default_rng(0)
-        evaluated: dict = {}
-
-    strat = GreedyArchitect(Context(), top_k=1, episodes=3)
-    archs = [Context.seed_arch] * 3
+    context = _Context(default_toolkit())
+    strat = GreedyArchitect(context, top_k=1, episodes=3)
+    archs = [context.seed_arch] * 3
     first = [d.move for d in strat.decide(archs)]
     assert first == [d.move for d in strat.decide(archs)] and len({str(m) for m in first}) == 1
     assert first == [d.move for d in strat.controller.decide(archs, np.random.default_rng(9), choose=top_k(1))]
@@ -324,20 +331,9 @@ def test_a_variant_whose_decide_drops_networks_is_a_component_error():
     the episodes' moves without a word."""
     from na_toolkit.errors import ComponentError
 
-    tk = default_toolkit()
-
-    class Context:
-        seed_arch = tk.seed("simple-cnn")
-        move_types = [tk.moves.get(n) for n in MOVES]
-        rng = np.random.default_rng(0)
-        evaluated: dict = {}
-
-        def score(self, archs):
-            return [Score(0.0, {"accuracy": 0.0}) for _ in archs]
-
     class Short(GreedyArchitect):
         def decide(self, archs):
             return super().decide(archs)[:1]
 
     with pytest.raises(ComponentError, match=r"decide\(\) returned 1 decisions for 3 networks"):
-        Short(Context(), episodes=3, updates=1).ask(2)
+        Short(_Context(default_toolkit()), episodes=3, updates=1).ask(2)
