@@ -89,6 +89,29 @@ def config_doc(base: dict[str, Any], output: Path, **changes: Any) -> dict[str, 
     return doc
 
 
+#: a small search on the NAS-Bench-201 table (the NB201 plugin), ground truth for free: what the tests that
+#: run a strategy seed for seed start from (`config_doc(NB201_SEARCH, out, evaluations=9, ...)`)
+NB201_SEARCH: dict[str, Any] = {
+    "name": "nb201-small",
+    "seed_network": "nb201",
+    "dataset": "c10",
+    "evaluations": 12,
+    "random_seed": 4,
+    "search": {"per_round": 4, "moves": ["set_edge_op"]},
+    "executor": {"name": "local", "options": {"workers": 1}},
+    "evaluator": "nb201-table",
+    "devices": {"pixel3": {"device": "lat_pixel3", "time_model": "nb201-table", "budgets": {"latency_ms": 10.0}}},
+}
+
+
+def evaluated_in_order(doc: dict[str, Any], toolkit: Toolkit) -> list[tuple[str, str, float]]:
+    """Run the search `doc` (no outputs) and return what it evaluated, in order: (hash, origin, reward)."""
+    from na_toolkit.search import run_search
+
+    result = run_search(doc, toolkit=toolkit, progress=False, outputs=False)
+    return [(e.hash, e.candidate.origin, e.score.reward) for e in result.evaluated]
+
+
 def get_seed(name: str) -> Architecture:
     """A seed network built with the shared test toolkit's layer types."""
     return default_toolkit().seed(name)

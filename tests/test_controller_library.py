@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 import na_toolkit
-from conftest import config_doc, default_toolkit
+from conftest import NB201_SEARCH, config_doc, default_toolkit, evaluated_in_order
 from na_toolkit.controller.action_space import ActionSpace
 from na_toolkit.controller.choosers import sample, top_k
 from na_toolkit.controller.policy import Controller
@@ -239,19 +239,6 @@ def _greedy_plugin() -> types.ModuleType:
     return module
 
 
-NB201 = {
-    "name": "det",
-    "seed_network": "nb201",
-    "dataset": "c10",
-    "evaluations": 9,
-    "random_seed": 4,
-    "search": {"per_round": 4, "moves": ["set_edge_op"]},
-    "executor": {"name": "local", "options": {"workers": 1}},
-    "evaluator": "nb201-table",
-    "devices": {"pixel3": {"device": "lat_pixel3", "time_model": "nb201-table", "budgets": {"latency_ms": 10.0}}},
-}
-
-
 @pytest.mark.parametrize(
     "strategy, options",
     [
@@ -262,16 +249,13 @@ NB201 = {
 )
 def test_the_same_seed_gives_the_same_evaluations_in_the_same_order(strategy, options, tmp_path, monkeypatch):
     pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
-    from na_toolkit.search import run_search
-
     plugin = _greedy_plugin()
     monkeypatch.setitem(sys.modules, plugin.__name__, plugin)
     toolkit = load_toolkit(extra_plugins=(plugin,))
-    runs = []
-    for i in range(2):
-        doc = config_doc(NB201, tmp_path / str(i), strategy={"name": strategy, "options": options})
-        result = run_search(doc, toolkit=toolkit, progress=False, outputs=False)
-        runs.append([(e.hash, e.candidate.origin, e.score.reward) for e in result.evaluated])
+    runs = [
+        evaluated_in_order(config_doc(NB201_SEARCH, tmp_path / str(i), evaluations=9, strategy=s), toolkit)
+        for i, s in enumerate([{"name": strategy, "options": options}] * 2)
+    ]
     assert len(runs[0]) == 9 and runs[0] == runs[1]
     assert any(origin == strategy for _h, origin, _r in runs[0])  # the policy's own proposals were evaluated
 

@@ -152,6 +152,13 @@ def check_benchmarks(tk, capsys, registered=()):
         json.dumps(figures)  # what `na-toolkit bench NAME --json` prints
 
 
+def check_strategies(tk, capsys, registered=()):
+    from na_toolkit.testing import check_strategy
+
+    for name in registered:  # the strategy contract: runs ask/tell rounds, reproducible, options checked
+        check_strategy(name, tk, moves=("insert_conv", "scale"))
+
+
 CHECKS = {name: globals().get(f"check_{attr}") for name, (attr, _cls) in REGISTRIES.items()}
 
 
@@ -165,9 +172,9 @@ def test_hook_example_is_a_working_plugin(hook, tmp_path, capsys):
     registered = tk.plugins[module.__name__].registered.get(attr)
     assert registered, f"the {hook} example registers nothing"
     check = CHECKS.get(hook)
-    if check is check_benchmarks:
+    if check in (check_benchmarks, check_strategies):
         check(tk, capsys, registered)
-    elif check is not None:  # strategies and executors need a running search: registration is the check
+    elif check is not None:  # executors need a running search: registration is the check
         check(tk, capsys)
 
 

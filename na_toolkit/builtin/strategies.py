@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 import na_toolkit
 from na_toolkit import validation
 from na_toolkit.moves import Move
+from na_toolkit.search.selection import fill_with_walks, seed_candidate, tournament
 from na_toolkit.search.strategy import Candidate, Score, SearchContext, Strategy, random_move, random_walk
 from na_toolkit.validation import validate_options
 
@@ -49,19 +50,9 @@ class RandomSearch(Strategy):
         self.max_moves, self.tries, self.oversample = o.max_moves, o.tries, o.oversample
 
     def ask(self, n: int) -> list[Candidate]:
-        ctx = self.context
-        seen = set(ctx.evaluated) | {ctx.seed_arch.hash}
-        out: list[Candidate] = []
+        seed = seed_candidate(self.context)  # every walk starts from the seed; `tries` walks per candidate
         n *= self.oversample
-        for _ in range(n * self.tries):
-            if len(out) == n:
-                break
-            steps = int(ctx.rng.integers(1, self.max_moves + 1))
-            cand = random_walk(ctx.seed_arch, ctx.move_types, ctx.rng, steps, origin=self.name)
-            if cand is not None and cand.hash not in seen:
-                seen.add(cand.hash)
-                out.append(cand)
-        return out
+        return fill_with_walks(self.context, n, lambda: seed, self.max_moves, self.name, tries=n * self.tries)
 
 
 class RegularizedEvolution(Strategy):
@@ -116,8 +107,7 @@ class RegularizedEvolution(Strategy):
 
     def _mutate(self, seen: set[str]) -> Candidate | None:
         ctx = self.context
-        idx = ctx.rng.choice(len(self.population), size=self.sample, replace=False)
-        parent, _ = max((self.population[int(i)] for i in idx), key=lambda m: m[1].reward)
+        parent = tournament(self.population, self.sample, ctx.rng)
         child = None
         for _ in range(self.tries):
             step = random_move(parent.arch, ctx.move_types, ctx.rng)

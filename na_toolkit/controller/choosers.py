@@ -2,8 +2,9 @@
 `Controller.decide(archs, rng, choose=...)`. A chooser takes the categorical's probabilities (float64, 0 for
 a masked value) and the search's numpy RNG and returns the index chosen, which must be one of positive
 probability. `sample` (the default) draws from the policy; `top_k(k)` draws among its k most probable
-values only (k = 1: greedy decoding), as a strategy that exploits the policy instead of sampling it would.
-Both draw one number from the RNG per call, so a run stays a function of its seed.
+values only (k = 1: greedy decoding), as a strategy that exploits the policy instead of sampling it would;
+`temperature(t)` draws from the policy sharpened (t < 1) or flattened (t > 1). Each draws one number from the
+RNG per call, so a run stays a function of its seed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,24 @@ def top_k(k: int) -> Chooser:
         return int(best[sample(probs[best], rng)])
 
     choose.__name__ = f"top_{k}"
+    return choose
+
+
+def temperature(t: float) -> Chooser:
+    """A chooser that draws from the categorical at temperature `t`: probabilities raised to 1/t and
+    renormalised over the admitted values (t = 1: `sample`; t < 1 nearer greedy, t > 1 nearer uniform), so a
+    strategy explores more or less than its policy without retraining it."""
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+        raise ConfigError(f"temperature takes a finite t > 0, got {t!r}")
+
+    def choose(probs: np.ndarray, rng: np.random.Generator) -> int:
+        admitted = probs > 0
+        if not admitted.any():
+            return sample(probs, rng)
+        logp = np.where(admitted, np.log(np.where(admitted, probs, 1.0)) / t, -np.inf)
+        return sample(np.exp(logp - logp.max()), rng)
+
+    choose.__name__ = f"temperature_{t:g}"
     return choose
 
 

@@ -40,6 +40,7 @@ from ..moves import Move
 from ..validation import validate_options
 from .neural_architect_budget import Episode, Run, ask_budgeted, learn_from_results
 from .neural_architect_unlimited import ask_unlimited
+from .selection import StartPool, fill_with_walks, rank_proposals, walk_from
 from .strategy import Candidate, Score, SearchContext, Strategy, random_move
 
 if TYPE_CHECKING:
@@ -234,28 +235,26 @@ class NeuralArchitectStrategy(Strategy):
             self._children[key] = child
         return child
 
-    # ---- elites ----------------------------------------------------------------------------------------
-    def _elites(self) -> list[Candidate]:
-        rows = [(c, s) for c, s in self.context.evaluated.values() if s.real]
-        rows.sort(key=lambda cs: (not cs[1].feasible, -cs[1].reward))
-        return [c for c, _ in rows[: self.elites]]
+    # ---- the policy's pieces, public (na_toolkit.search.selection): override them in a variant -------------
+    def starts(self, count: int) -> list[Candidate]:
+        """Where `count` episodes (and walks) start: the seed with probability `seed_probability`, else one
+        of the `elites` best evaluated (`StartPool.best`). Override to start elsewhere, e.g.
+        `StartPool.pareto(self.context, self.seed_probability).draw(self.context.rng, count)`."""
+        return StartPool.best(self.context, self.elites, self.seed_probability).draw(self.context.rng, count)
 
-    def _starts(self, count: int) -> list[Candidate]:
-        rng = self.context.rng
-        seed = Candidate(self.context.seed_arch, (), None, "seed")
-        elites = self._elites()
-        out = []
-        for _ in range(count):
-            if not elites or rng.random() < self.seed_probability:
-                out.append(seed)
-            else:
-                out.append(elites[int(rng.integers(len(elites)))])
-        return out
-
-    # ---- ask / tell ------------------------------------------------------------------------------------
-    def _objective(self, score: Score) -> float:
+    def objective(self, score: Score) -> float:
+        """A network's figure of merit, higher better: what the policy learns from and the proposals are
+        ranked by (`ucb(explore_kappa)`: reward + κ·uncertainty)."""
         return score.reward + self.explore_kappa * score.uncertainty
 
+    def rank(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> list[Candidate]:
+        """The proposals of an ask(n): `rank_proposals` of what the episodes found, `proposals`·n of them by
+        `objective`, those predicted to break a hard budget only to make up n."""
+        chosen = rank_proposals(found, scores, n, keep=n * self.proposals, key=self.objective)
+        self.proposed_total += len(chosen)
+        return chosen
+
+    # ---- ask / tell ------------------------------------------------------------------------------------
     def ask(self, n: int) -> list[Candidate]:
         from ..torchutil import torch_threads
 
@@ -284,7 +283,7 @@ class NeuralArchitectStrategy(Strategy):
         "random", from `random_move`). Returns each episode's run and every transition (s, decision, reached
         candidate) in step-major order."""
         ctx = self.context
-        runs = [Run(Episode(c)) for c in self._starts(self.episodes)]
+        runs = [Run(Episode(c)) for c in self.starts(self.episodes)]
         transitions: list[tuple[Architecture, Any, Candidate]] = []
         for _step in range(self.episode_length):
             alive = [r for r in runs if r.episode.alive]
@@ -351,71 +350,41 @@ class NeuralArchitectStrategy(Strategy):
         ends: list[Candidate] | None = None,
         count: int | None = None,
     ) -> list[Candidate]:
-        """`explore_episodes` uniformly random walks (`random_move`: an applicable operation, then values its
+        """`explore_episodes` uniformly random walks (`walk_from`: an applicable operation, then values its
         masks admit, each drawn uniformly) from the same kind of starts: their networks join the proposals
         but not the policy's training batch (they were not drawn from the policy). They keep the proposals
         broad where the policy has learned to concentrate on what the predictor already likes. `ends` (when
         given) receives the last network of each walk; `count` walks instead of `explore_episodes`."""
-        ctx = self.context
+        seed_hash = self.context.seed_arch.hash
         out: list[Candidate] = []
-        for start in self._starts(self.explore_episodes if count is None else count):
-            cand = start
-            for _ in range(self.episode_length):
-                step = random_move(cand.arch, ctx.move_types, ctx.rng)
-                if step is None:
-                    break
-                move, child = step
-                cand = Candidate(child, cand.moves + (move,), cand.arch.hash, f"{self.name}:explore")
-                out.append(cand)
-                if child.hash not in evaluated and child.hash != ctx.seed_arch.hash:
-                    found.setdefault(child.hash, cand)
-            if ends is not None and cand is not start:
-                ends.append(cand)
+        for start in self.starts(self.explore_episodes if count is None else count):
+            walk = walk_from(self.context, start, self.episode_length, f"{self.name}:explore")
+            out += walk
+            for cand in walk:
+                if cand.hash not in evaluated and cand.hash != seed_hash:
+                    found.setdefault(cand.hash, cand)
+            if ends is not None and walk:
+                ends.append(walk[-1])
         return out
 
     def _fill(self, found: dict[str, Candidate], scores: dict[str, Score], n: int, limit: int | None = None) -> None:
         """Too few new networks (a policy gone nearly deterministic around evaluated elites): add random
-        walks from the episode starts, so the loop always has n new candidates when any exist (at most `limit`
-        of them scored: the scoring budget left)."""
-        from .strategy import random_walk
-
-        ctx = self.context
-        evaluated = ctx.evaluated
-        new: dict[str, Candidate] = {}
-        for _ in range(20 * n):
-            if len(found) + len(new) >= n:
-                break
-            start = self._starts(1)[0]
-            walk = random_walk(
-                start.arch,
-                ctx.move_types,
-                ctx.rng,
-                int(ctx.rng.integers(1, self.episode_length + 1)),
-                origin=f"{self.name}:random",
-            )
-            if walk is None:
-                continue
-            h = walk.hash
-            if h in evaluated or h in found or h in new or h == ctx.seed_arch.hash:
-                continue
-            new[h] = Candidate(walk.arch, start.moves + walk.moves, walk.parent, walk.origin)
-            if limit is not None and len(new) >= limit:
-                break
+        walks from the episode starts (`fill_with_walks`), so the loop always has n new candidates when any
+        exist (at most `limit` of them scored: the scoring budget left)."""
+        count = n - len(found) if limit is None else min(n - len(found), limit)
+        new = fill_with_walks(
+            self.context,
+            count,
+            lambda: self.starts(1)[0],
+            self.episode_length,
+            f"{self.name}:random",
+            tries=20 * n,
+            exclude=found,
+        )
         if new:
-            for h, s in zip(new, self._score([c.arch for c in new.values()])):
-                scores[h] = s
-            found.update(new)
-
-    def _rank(self, found: dict[str, Candidate], scores: dict[str, Score], n: int) -> list[Candidate]:
-        def breaks_hard(s: Score) -> bool:
-            return bool(s.hard_violations)
-
-        order = sorted(found, key=lambda h: (breaks_hard(scores[h]), -self._objective(scores[h])))
-        ok = [h for h in order if not breaks_hard(scores[h])]
-        keep = max(n * self.proposals, n)
-        chosen = ok[:keep] if len(ok) >= n else order[: max(n, len(ok))]
-        self.proposed_total += len(chosen)
-        return [found[h] for h in chosen]
+            for c, s in zip(new, self._score([c.arch for c in new])):
+                scores[c.hash] = s
+            found.update((c.hash, c) for c in new)
 
     def tell(self, results: list[tuple[Candidate, Score]]) -> None:
         """Elites and known rewards are read from `context.evaluated` at the next ask; with

@@ -84,7 +84,7 @@ def ask_budgeted(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
         if todo:
             for c, sc in zip(todo, na._score([c.arch for c in todo])):
                 scores[c.hash] = sc
-                na._memory[c.hash] = na._objective(sc)
+                na._memory[c.hash] = na.objective(sc)
                 found.setdefault(c.hash, c)
             left -= len(todo)
         if runs:
@@ -93,12 +93,12 @@ def ask_budgeted(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
         todo = [c for c in {c.hash: c for c in _walk_ends(na, evaluated, left)}.values() if fresh(c)]
         for c, sc in zip(todo, na._score([c.arch for c in todo])):
             scores[c.hash] = sc
-            na._memory[c.hash] = na._objective(sc)
+            na._memory[c.hash] = na.objective(sc)
             found.setdefault(c.hash, c)
         left -= len(todo)
     if len(found) < n and left > 0:
         na._fill(found, scores, n, limit=left)
-    chosen = na._rank(found, scores, n)
+    chosen = na.rank(found, scores, n)
     # the episodes behind this ask's proposals, for `learn_from_results`, beside those of earlier asks whose
     # results may still come (async: results are told one by one while later asks run). Dropped: one told or
     # failed (evaluated), one chosen again here (this ask's episode, if any, stands for it), the oldest
@@ -148,7 +148,7 @@ def _learn_from_ends(
         if h in evaluated or h == na.context.seed_arch.hash:
             known_rows.append(r)
         elif h in scores:
-            rows.append((r, na._objective(scores[h])))
+            rows.append((r, na.objective(scores[h])))
         elif h in na._memory:  # scored by an earlier ask: its reward is known for free
             rows.append((r, float(na._memory[h])))
     if not rows:

@@ -41,7 +41,7 @@ def ask_unlimited(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
                 scores[h] = s
         if not transitions:
             continue
-        rewards = np.array([na._objective(scores[c.hash]) for _a, _d, c in transitions])
+        rewards = np.array([na.objective(scores[c.hash]) for _a, _d, c in transitions])
         entry = {"reward_mean": float(rewards.mean()), "scored": float(len(new))}
         # landing on a network already evaluated teaches the search nothing new: such a move earns the
         # batch's lowest reward (otherwise the policy learns to walk back to the elites and collapses)
@@ -67,4 +67,4 @@ def ask_unlimited(na: NeuralArchitectStrategy, n: int) -> list[Candidate]:
     if len(found) < n:
         na._fill(found, scores, n)
     na.stats = stats
-    return na._rank(found, scores, n)
+    return na.rank(found, scores, n)

@@ -1,0 +1,232 @@
+"""`check_strategy`: the strategy contract (docs/plugin_hooks.md, `na_register_strategies`;
+na_toolkit/search/strategy.py) as one call.
+
+A registered strategy is a `Strategy` subclass with a name and a description whose options refuse a key they
+do not know. Run for a few rounds against a small search (`StrategyCheckContext`: a seed network, the
+toolkit's moves, a cheap deterministic score standing in for predictors and evaluations), its `ask(n)` gives a
+list of `Candidate`s whose moves, replayed from the seed, build their network; it proposes something new;
+it draws every random number from `context.rng` (the global numpy and `random` states are left alone), so
+two runs from the same seed propose the same networks in the same order; and its `state_dict()` survives a
+checkpoint's encoding and loads into a fresh instance.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import NAToolkitError
+from ..ir.architecture import Architecture
+from ..moves import Move
+from ..search.strategy import Candidate, Score, Strategy
+from ._common import expect, fail, resolve, toolkit_or_default
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..moves import MoveType
+    from ..toolkit import Toolkit
+
+#: the option name no strategy has (the check that unknown options are refused)
+UNKNOWN_OPTION = "no_such_option_"
+
+
+class StrategyCheckContext:
+    """A small search for a strategy to run against: the seed network, the move types, `rng` from `seed`,
+    the ground truth told so far, and `score`: a cheap deterministic stand-in for the predictors and the
+    reward. Accuracy grows with the network's MACs relative to the seed's, plus a share drawn from its hash;
+    reward = accuracy − 0.1 × relative size; a network over `size_budget` × the seed's size breaks a hard
+    budget (reward −1, infeasible)."""
+
+    def __init__(
+        self, seed_arch: Architecture, move_types: Sequence[MoveType], seed: int = 0, size_budget: float = 1.5
+    ):
+        self.seed_arch = seed_arch
+        self.move_types: Sequence[MoveType] = list(move_types)
+        self.rng = np.random.default_rng(seed)
+        self.size_budget = size_budget
+        self._evaluated: dict[str, tuple[Candidate, Score]] = {}
+        self.scored = 0
+
+    @property
+    def evaluated(self) -> dict[str, tuple[Candidate, Score]]:
+        return self._evaluated
+
+    def shared_embedding(self) -> None:
+        """No neural predictor lends an embedding here: a controller builds its own."""
+        return None
+
+    def score_of(self, arch: Architecture, real: bool = False) -> Score:
+        seed = self.seed_arch.cost
+        size = arch.cost.model_size_bytes / max(seed.model_size_bytes, 1)
+        luck = int(arch.hash[:6], 16) / 16**6  # a network's own share, as training's: not all is size
+        accuracy = 0.5 + 0.3 * (1.0 - float(np.exp(-arch.cost.macs / max(seed.macs, 1)))) + 0.1 * luck
+        metrics = {"accuracy": accuracy, "model_size_bytes": float(arch.cost.model_size_bytes)}
+        if size > self.size_budget:
+            hard = ("model_size_bytes",)
+            return Score(-1.0, metrics, False, 0.0 if real else 0.01, real, hard, hard)
+        return Score(accuracy - 0.1 * size, metrics, True, 0.0 if real else 0.01, real)
+
+    def score(self, archs: Sequence[Architecture]) -> list[Score]:
+        self.scored += len(archs)
+        return [self.score_of(a) for a in archs]
+
+    def evaluate(self, cand: Candidate) -> Score:
+        """The "ground truth" of a candidate, stored as the loop stores an evaluation."""
+        score = self.score_of(cand.arch, real=True)
+        self._evaluated[cand.hash] = (cand, score)
+        return score
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    """What `check_strategy` found (every check passed)."""
+
+    name: str
+    #: the hashes each ask proposed, round by round (the same in both runs)
+    proposed: tuple[tuple[str, ...], ...]
+    #: networks evaluated (told back as ground truth), the seed included
+    evaluated: int
+    #: networks the strategy scored with `context.score`
+    scored: int
+
+
+def _global_rng_state() -> bytes:
+    return pickle.dumps((np.random.get_state(), random.getstate()))
+
+
+def _run(
+    cls: type[Strategy], name: str, context: StrategyCheckContext, options: Mapping[str, Any], rounds: int, n: int
+) -> tuple[Strategy, list[tuple[str, ...]]]:
+    where = f"strategy {name!r}"
+    try:
+        strat = cls(context, **dict(options))
+    except NAToolkitError as e:
+        fail(where, f"refused the options {dict(options)!r}: {e}")
+    seed_cand = Candidate(context.seed_arch, (), None, "seed")
+    strat.tell([(seed_cand, context.evaluate(seed_cand))])  # round 0: the seed, as the loop does
+    proposed: list[tuple[str, ...]] = []
+    for r in range(rounds):
+        out = strat.ask(n)
+        expect(isinstance(out, list), where, f"ask({n}) returned {type(out).__name__}, not a list of Candidate")
+        for i, c in enumerate(out):
+            at = f"{where} round {r} proposal {i}"
+            expect(isinstance(c, Candidate), at, f"is a {type(c).__name__}, not a Candidate")
+            expect(isinstance(c.arch, Architecture), at, f"arch is a {type(c.arch).__name__}, not an Architecture")
+            expect(
+                isinstance(c.moves, tuple) and all(isinstance(m, Move) for m in c.moves),
+                at,
+                "moves must be a tuple of Move (how the network was reached from the seed)",
+            )
+            _check_replay(c, context, at)
+        proposed.append(tuple(c.hash for c in out))
+        new = [c for c in out if c.hash not in context.evaluated]
+        paid = {c.hash for c in new[:n]}  # the loop pays for n new ones; the rest are dropped
+        results = []
+        for c in out:
+            if c.hash in paid:
+                results.append((c, context.evaluate(c)))
+                paid.discard(c.hash)
+            elif c.hash in context.evaluated:
+                results.append((c, context.evaluated[c.hash][1]))
+        strat.tell(results)
+    return strat, proposed
+
+
+def _check_replay(c: Candidate, context: StrategyCheckContext, at: str) -> None:
+    arch = context.seed_arch
+    types = {m.name: m for m in context.move_types}
+    for k, move in enumerate(c.moves):
+        expect(move.name in types, at, f"move {k} {move.name!r} is not one of the search's moves {sorted(types)}")
+        try:
+            arch = types[move.name].apply(arch, **move.params)
+        except NAToolkitError as e:
+            fail(at, f"its moves do not replay from the seed: move {k} ({move.name} {move.params}) fails: {e}")
+    expect(
+        arch.hash == c.arch.hash,
+        at,
+        f"its {len(c.moves)} moves, replayed from the seed, build {arch.hash[:12]}, not its network "
+        f"{c.arch.hash[:12]} (Candidate.moves is the path from the seed, start's moves included)",
+    )
+
+
+def check_strategy(
+    strategy: type[Strategy] | str,
+    toolkit: Toolkit | None = None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    seed_network: str | Architecture = "simple-cnn",
+    moves: Sequence[str] | None = None,
+    rounds: int = 3,
+    n: int = 4,
+    seed: int = 0,
+) -> StrategyResult:
+    """Check a strategy class (or its registered name) against the strategy contract; AssertionError
+    (`ConformanceError`) naming what broke. Runs `rounds` rounds of ask(n) / tell twice from `seed` on
+    `seed_network` with `moves` (default: every move of the toolkit)."""
+    from ..validation import check_options
+
+    tk = toolkit_or_default(toolkit)
+    name, cls = resolve(tk.strategies, strategy, "strategy")
+    where = f"strategy {name!r}"
+    expect(isinstance(cls, type) and issubclass(cls, Strategy), where, "is not a subclass of Strategy")
+    own = getattr(cls, "name", None)
+    expect(own == name and name, where, f"the class's name {own!r} is not its registered name {name!r}")
+    expect(bool(getattr(cls, "description", "")), where, "has no description (shown by na-toolkit plugins)")
+    options = dict(options or {})
+    try:
+        check_options(cls, {**options, UNKNOWN_OPTION: 1}, f"{where} options")
+    except NAToolkitError as e:
+        expect(UNKNOWN_OPTION in str(e), where, f"refusing an unknown option, the error does not name it: {e}")
+    else:
+        fail(where, f"accepts the unknown option {UNKNOWN_OPTION!r} (declare an Options model and check the options)")
+    seed_arch = tk.seed(seed_network) if isinstance(seed_network, str) else seed_network
+    move_types = [tk.moves.get(m) for m in (moves if moves is not None else tk.moves.names())]
+    before = _global_rng_state()
+    ctx1 = StrategyCheckContext(seed_arch, move_types, seed)
+    strat, first = _run(cls, name, ctx1, options, rounds, n)
+    expect(
+        _global_rng_state() == before,
+        where,
+        "changed the global numpy or random RNG state: draw every random number from context.rng",
+    )
+    expect(len(ctx1.evaluated) > 1, where, f"proposed no new network in {rounds} rounds (the search would stall)")
+    ctx2 = StrategyCheckContext(seed_arch, move_types, seed)
+    _again, second = _run(cls, name, ctx2, options, rounds, n)
+    for r, (a, b) in enumerate(zip(first, second)):
+        expect(
+            a == b,
+            where,
+            f"two runs from seed {seed} differ at round {r} ({len(a)} and {len(b)} proposals): draw every random "
+            "number from context.rng, and iterate in a fixed order",
+        )
+    _check_state(cls, name, strat, seed_arch, move_types, seed, options)
+    return StrategyResult(name, tuple(first), len(ctx1.evaluated), ctx1.scored)
+
+
+def _check_state(
+    cls: type[Strategy],
+    name: str,
+    strat: Strategy,
+    seed_arch: Architecture,
+    move_types: Sequence[MoveType],
+    seed: int,
+    options: Mapping[str, Any],
+) -> None:
+    from ..store.codec import decode_state, encode_state
+
+    where = f"strategy {name!r}"
+    state = strat.state_dict()
+    expect(isinstance(state, dict), where, f"state_dict() returned {type(state).__name__}, not a dict")
+    try:
+        restored = decode_state(*encode_state(state))
+    except (TypeError, ValueError, NAToolkitError) as e:
+        fail(where, f"state_dict() does not survive a checkpoint (JSON, or torch tensors): {e}")
+    fresh = cls(StrategyCheckContext(seed_arch, move_types, seed), **dict(options))
+    try:
+        fresh.load_state_dict(restored)
+    except (KeyError, TypeError, ValueError, NAToolkitError) as e:
+        fail(where, f"load_state_dict() of its own checkpointed state_dict() fails: {type(e).__name__}: {e}")
