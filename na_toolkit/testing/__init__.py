@@ -14,6 +14,7 @@ and returns what it found (dataclasses). See docs/testing.md.
 from __future__ import annotations
 
 from ._common import ConformanceError
+from .datasets import DatasetResult, check_dataset
 from .layers import LayerExampleResult, check_layer_type, default_examples
 from .moves import MoveSeedResult, check_move
 from .predictors import PredictorResult, check_predictor, example_data
@@ -21,11 +22,13 @@ from .timemodels import TimeModelResult, build_time_model, check_time_estimate, 
 
 __all__ = [
     "ConformanceError",
+    "DatasetResult",
     "LayerExampleResult",
     "MoveSeedResult",
     "PredictorResult",
     "TimeModelResult",
     "build_time_model",
+    "check_dataset",
     "check_layer_type",
     "check_move",
     "check_predictor",
