@@ -378,7 +378,21 @@ def test_wrong_object_type_from_a_plugin_hook():
     # a class where an instance is expected: the message says which
     p = plugin("classy", na_register_layer_types=add_layer(TripleLayer))
     with pytest.raises(
-        PluginError, match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType"
+        PluginError,
+        match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType: register an instance, "
+        r"registry.add\(TripleLayer\(...\)\)$",
+    ):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_an_instance_where_a_class_is_expected_says_to_register_the_class():
+    from na_toolkit.predictors.sklearn_predictors import FEATURE_PREDICTORS
+
+    cls = FEATURE_PREDICTORS[0]
+    p = plugin("instance_author", na_register_predictors=lambda registry: registry.add(cls()))
+    with pytest.raises(
+        PluginError,
+        match=rf"expected a subclass of Predictor: register the class itself, registry.add\({cls.__name__}\)$",
     ):
         load_toolkit(entry_points=False, extra_plugins=(p,))
 
