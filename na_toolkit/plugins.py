@@ -25,6 +25,7 @@ import functools
 import importlib
 import importlib.metadata
 import os
+import re
 import types
 import warnings
 from collections.abc import Callable, Iterable
@@ -160,7 +161,11 @@ class _Loader:
         try:
             plugin = load()
         except PLUGIN_FAILURES as exc:
-            self.fail(info, info.label, f"import failed: {describe(exc)}", exc)
+            # pluggy's entry-point loader registers the module too: a hook it refuses is no import failure
+            hookimpl = _hookimpl_error(exc)
+            self.fail(
+                info, info.label, f"invalid plugin: {hookimpl}" if hookimpl else f"import failed: {describe(exc)}", exc
+            )
             return
         if not registers and self.tk.pm.is_registered(plugin):
             # e.g. a test passing an installed plugin in extra_plugins while entry points are loaded too
@@ -178,7 +183,7 @@ class _Loader:
                 self.tk.pm.register(plugin, name=info.name)
             _check_hookimpls(self.tk.pm, plugin)
         except Exception as exc:
-            self.fail(info, info.label, f"invalid plugin: {' '.join(str(exc).split())}", exc)
+            self.fail(info, info.label, f"invalid plugin: {_hookimpl_error(exc) or ' '.join(str(exc).split())}", exc)
             return
         self.order.append(info.name)
 
@@ -224,9 +229,38 @@ def _is_registered(returned: Any, registry: Registry, added: list[str]) -> bool:
     return any(registry.is_loaded(n) and registry.get(n) is returned for n in added)
 
 
+def _hookimpl_error(exc: BaseException) -> str | None:
+    """pluggy's refusal of a hook function whose arguments are not the hook's, said with what to write
+    instead (every hook takes one argument, `registry`); None for any other exception."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"for hook '(\w+)' hookimpl definition: (\w+\(.*?\)) Argument", text)
+    if not isinstance(exc, pluggy.PluginValidationError) or found is None:
+        return None
+    hook, definition = found.groups()
+    return f"{definition}: a hook takes one argument, named `registry`; define it as def {hook}(registry)"
+
+
+def _check_not_namespace(plugin: Any) -> None:
+    """Refuse a plugin module imported as a namespace package: a folder of its name without `__init__.py`
+    (the checkout folder holding the package, in the current directory that `python -m` puts first on
+    sys.path) found before the installed package, whose hooks would then silently never run."""
+    if (
+        isinstance(plugin, types.ModuleType)
+        and getattr(plugin, "__file__", None) is None
+        and hasattr(plugin, "__path__")
+    ):
+        folders = ", ".join(str(f) for f in plugin.__path__)
+        raise ValueError(
+            f"module {plugin.__name__!r} was imported as a namespace package from {folders} (a folder without "
+            "__init__.py, on sys.path before the installed package: the current directory, or PYTHONPATH), so "
+            "none of its hooks would run; run from another directory or take that folder off PYTHONPATH"
+        )
+
+
 def _check_plugin_object(plugin: Any) -> None:
-    """Catch the commonest plugin mistake: a `na_register_*` function without `@na_toolkit.hookimpl`
-    (pluggy would silently ignore it)."""
+    """Catch the commonest plugin mistakes: a `na_register_*` function without `@na_toolkit.hookimpl`
+    (pluggy would silently ignore it), and a package shadowed by a folder of its name."""
+    _check_not_namespace(plugin)
     marker = f"{hookspecs.PROJECT_NAME}_impl"
     for attr in dir(plugin):
         if attr.startswith(HOOK_PREFIX + "register_"):

@@ -77,7 +77,14 @@ class Registry(Generic[T]):
         ok = (isinstance(obj, type) and issubclass(obj, expected)) if self.holds_classes else isinstance(obj, expected)
         if not ok:
             want = f"a subclass of {expected.__name__}" if self.holds_classes else f"an instance of {expected.__name__}"
-            raise PluginError(self.current_plugin, f"registered {obj!r} as {with_article(self.kind)}, expected {want}")
+            hint = ""
+            if self.holds_classes and isinstance(obj, expected):  # an instance of the right class
+                hint = f": register the class itself, registry.add({type(obj).__name__})"
+            elif not self.holds_classes and isinstance(obj, type) and issubclass(obj, expected):
+                hint = f": register an instance, registry.add({obj.__name__}(...))"
+            raise PluginError(
+                self.current_plugin, f"registered {obj!r} as {with_article(self.kind)}, expected {want}{hint}"
+            )
 
     def add(self, obj: T, name: str | None = None) -> T:
         """Register `obj` under `name` (default: its `name` attribute, which `name` must then equal, as for

@@ -62,3 +62,25 @@ def test_a_python_warning_is_one_line_that_quiet_hides(tmp_path, capsys):
     assert "ProfileDeviceWarning" not in err and "learned.py" not in err  # not Python's two-line form
     assert main(["search", str(config), "--no-progress", "-q", "--output", str(tmp_path / "q")]) == 0
     assert "was measured on" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["arch", "seeds", "--jsno"],
+            "na-toolkit arch seeds: error: unrecognized arguments: --jsno. Did you mean '--json'?",
+        ),
+        (
+            ["bench", "ir", "--repeets", "3"],
+            "na-toolkit bench ir: error: unrecognized arguments: --repeets 3. Did you mean '--repeats'?",
+        ),
+        (["hw", "show", "x", "--nope"], "na-toolkit hw show: error: unrecognized arguments: --nope\n"),
+    ],
+)
+def test_a_misspelt_option_is_said_by_the_command_with_the_close_option(run_cli, argv, said):
+    # argparse said it with the top level's usage (`na-toolkit [-h] ... COMMAND ...`) and no hint
+    result = run_cli(*argv)
+    assert result.returncode == 2
+    assert said in result.stderr
+    assert f"usage: na-toolkit {' '.join(argv[:2])} [-h]" in result.stderr

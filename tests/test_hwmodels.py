@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -69,6 +71,26 @@ def test_shipped_folders_are_found_through_the_package():
     assert shipped_folder("na_toolkit.hwmodels") == REPO / "hwmodels"
     assert shipped_folder("na_toolkit.profiles") == REPO / "profiles"
     assert shipped_folder("na_toolkit.no_such_data") is None
+
+
+def test_a_checkout_on_pythonpath_without_an_install_has_its_shipped_hardware():
+    # the checkout's own folders, not found through an installed package: a checkout on PYTHONPATH and no
+    # install (here: the editable install's finders taken off sys.meta_path) had no hardware model at all
+    # ("unknown hardware model 'x86-cpu'. Known: (none registered)"), and a second checkout beside an editable
+    # install read the installed checkout's files
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in str(getattr(f, '__name__', f))]\n"
+        "sys.path[:] = [p for p in sys.path if '__editable__' not in p]\n"
+        "import na_toolkit; assert na_toolkit.__file__.startswith(sys.argv[1]), na_toolkit.__file__\n"
+        "from na_toolkit.plugins import load_toolkit\n"
+        "tk = load_toolkit(entry_points=False)\n"
+        "print(tk.hardware.get('x86-cpu').path, tk.hardware.get('example-cpu').path)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True, env=env, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(REPO / "hwmodels" / "x86-cpu.toml"), str(REPO / "profiles" / "example-cpu.json")]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+import na_toolkit.testing
 from na_toolkit.ir.onnx_import import from_onnx
 from na_toolkit.plugins import ALLOW_ENV, load_toolkit
 
@@ -41,6 +42,10 @@ def test_writes_a_pip_installable_package(generated):
     assert "setuptools.build_meta" in (folder / "pyproject.toml").read_text()
     tests = (folder / "tests" / f"test_{NAME}.py").read_text()
     assert "check_layer_type(" in tests and "check_move(" in tests
+    # the README points to every check of the kit, for the components a plugin adds next
+    readme = (folder / "README.md").read_text()
+    checks = [n for n in na_toolkit.testing.__all__ if n.startswith("check_") and n != "check_time_estimate"]
+    assert [c for c in checks if f"`{c}`" not in readme] == []
 
 
 def test_its_generated_tests_pass(generated):

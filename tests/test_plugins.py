@@ -378,7 +378,21 @@ def test_wrong_object_type_from_a_plugin_hook():
     # a class where an instance is expected: the message says which
     p = plugin("classy", na_register_layer_types=add_layer(TripleLayer))
     with pytest.raises(
-        PluginError, match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType"
+        PluginError,
+        match=r"plugin classy: registered .*TripleLayer.* expected an instance of LayerType: register an instance, "
+        r"registry.add\(TripleLayer\(...\)\)$",
+    ):
+        load_toolkit(entry_points=False, extra_plugins=(p,))
+
+
+def test_an_instance_where_a_class_is_expected_says_to_register_the_class():
+    from na_toolkit.predictors.sklearn_predictors import FEATURE_PREDICTORS
+
+    cls = FEATURE_PREDICTORS[0]
+    p = plugin("instance_author", na_register_predictors=lambda registry: registry.add(cls()))
+    with pytest.raises(
+        PluginError,
+        match=rf"expected a subclass of Predictor: register the class itself, registry.add\({cls.__name__}\)$",
     ):
         load_toolkit(entry_points=False, extra_plugins=(p,))
 
@@ -527,6 +541,34 @@ def test_hookimpl_with_argument_not_in_spec_is_reported_on_one_line():
 
 
 # ---- entry points, allow and deny lists -----------------------------------------------------------------
+def test_a_hook_argument_not_named_registry_says_how_to_define_the_hook(site):
+    # through an entry point, pluggy refuses it while loading: that was reported as "import failed"
+    module = unique("misnamed")
+    source = "import na_toolkit\n\n@na_toolkit.hookimpl\ndef na_register_layer_types(reg):\n    pass\n"
+    site.install("misnamed-dist", "1.0", {"misnamed": module}, {module: source})
+    with pytest.raises(PluginError) as info:
+        load_toolkit()
+    assert str(info.value) == (
+        "plugin misnamed (misnamed-dist 1.0): invalid plugin: na_register_layer_types(reg): a hook takes one "
+        "argument, named `registry`; define it as def na_register_layer_types(registry)"
+    )
+
+
+def test_a_plugin_shadowed_by_a_folder_of_its_name_is_reported(site):
+    # a checkout folder holding the package (no __init__.py at its top), first on sys.path as the current
+    # directory is for `python -m na_toolkit`, imports as an empty namespace package: it registered nothing
+    module = unique("shadowed")
+    (site.root / module / module).mkdir(parents=True)
+    (site.root / module / module / "__init__.py").write_text(GOOD_PLUGIN_SOURCE.format(layer=unique("halve")))
+    site.install("shadowed-dist", "1.0", {"shadowed": module})
+    with pytest.raises(
+        PluginError,
+        match=r"shadowed-dist 1.0\): invalid plugin: module '\w+' was imported as a "
+        r"namespace package from .*; run from another directory",
+    ):
+        load_toolkit()
+
+
 def test_entry_point_plugin_is_loaded_with_its_dist_and_version(site):
     module, layer = unique("goodplug"), unique("halve")
     site.install("good-dist", "2.5.1", {"good": module}, {module: GOOD_PLUGIN_SOURCE.format(layer=layer)})

@@ -9,12 +9,21 @@ import pytest
 
 from conftest import default_toolkit
 from na_toolkit.builtin.layers import LAYER_TYPES
+from na_toolkit.datasets.base import Dataset, DatasetSource, LabeledArrays
 from na_toolkit.errors import MoveError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import Attrs, Node
 from na_toolkit.moves import MoveType, ParamSpec
+from na_toolkit.predictors.base import Predictor
 from na_toolkit.predictors.sklearn_predictors import FEATURE_PREDICTORS
-from na_toolkit.testing import ConformanceError, check_layer_type, check_move, check_predictor, default_examples
+from na_toolkit.testing import (
+    ConformanceError,
+    check_dataset,
+    check_layer_type,
+    check_move,
+    check_predictor,
+    default_examples,
+)
 
 TOOLKIT = default_toolkit()
 FAST = {"n_estimators": 20, "epochs": 2, "n_restarts": 0, "mc_samples": 4, "net_dim": 16, "layer_dim": 16, "hidden": 16}
@@ -224,6 +233,117 @@ class _StoresDerived(FEATURE_PREDICTORS[0]):
 def test_a_predictor_that_breaks_sklearn_conventions_is_named():
     with pytest.raises(ConformanceError, match=r"predictor 'stores-derived': (get_params|__init__ must store)"):
         check_predictor(_StoresDerived, TOOLKIT)
+
+
+class _Mean(Predictor):
+    """A predictor that keeps the contract; the broken ones below change one thing each."""
+
+    name = "mean-plus"
+    description = "the training mean plus a little of log10(params)"
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def _fit(self, archs, y, datasets):
+        self.mean_, self.std_ = float(np.mean(y)), float(np.std(y))
+
+    def _predict(self, archs, datasets):
+        return np.array([self.mean_ + 0.01 * self.alpha * np.log10(a.params) for a in archs])
+
+    def _state_to_json(self):
+        return {"mean": self.mean_, "std": self.std_}
+
+    def _state_from_json(self, state):
+        self.mean_, self.std_ = state["mean"], state["std"]
+
+
+class _MeanOnly(_Mean):
+    has_uncertainty = True
+
+    def predict_with_std(self, archs):
+        return self.predict(archs)  # the std forgotten
+
+
+class _ScalarStd(_Mean):
+    has_uncertainty = True
+
+    def predict_with_std(self, archs):
+        return self.predict(archs), self.std_  # one float, not one per network
+
+
+class _NaNStd(_Mean):
+    has_uncertainty = True
+
+    def predict_with_std(self, archs):
+        mean = self.predict(archs)
+        return mean, np.full(len(mean), np.nan)
+
+
+class _RenamedParameter(_Mean):
+    def __init__(self, alpha: float = 1.0):
+        self.alpha_value = alpha  # get_params reads self.alpha
+
+
+class _NumpyState(_Mean):
+    def _state_to_json(self):
+        return {"mean": np.float32(self.mean_), "std": self.std_}  # json cannot write a numpy scalar
+
+
+class _Unnamed(_Mean):
+    name = ""
+
+
+@pytest.mark.parametrize(
+    ("predictor", "message"),
+    [
+        (_MeanOnly, r"predict_with_std returned ndarray .*; return \(mean, std\)"),
+        (_ScalarStd, r"a std of float [0-9.]+, expected arrays of shape \(5,\) \(a constant std too"),
+        (_NaNStd, "predict_with_std gave a NaN or infinite std"),
+        (_RenamedParameter, r"does not store its parameter\(s\) \['alpha'\] .*\(self.alpha = \.\.\.\)"),
+        (_NumpyState, r"save\(\) failed: Object of type float32 .*float\(x\) for a numpy scalar"),
+        (_Unnamed, "_Unnamed has no name: set the class attribute `name`"),
+    ],
+)
+def test_a_broken_predictor_is_named_with_what_broke_and_what_to_do(predictor, message):
+    assert check_predictor(_Mean, TOOLKIT).predictions.shape == (24,)  # the unbroken one passes
+    with pytest.raises(ConformanceError, match=message):
+        check_predictor(predictor, TOOLKIT)
+
+
+# ---- datasets -----------------------------------------------------------------------------------------------
+def _blobs(rng=None, labels=None):
+    """300 8x8 images of 3 classes; `rng`: where the pixels come from (default: seeded)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    y = np.arange(300) % 3 if labels is None else labels
+    return LabeledArrays(rng.normal(size=(300, 1, 8, 8)).astype(np.float32), y, ("a", "b", "c"))
+
+
+def _ready(x_dtype=np.float32, y_dtype=np.int64):
+    data = _blobs()
+    x, y = data.x.astype(x_dtype), data.y.astype(y_dtype)
+    return Dataset("ready", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:], data.class_names)
+
+
+@pytest.mark.parametrize("name", TOOLKIT.datasets.names())
+def test_every_registered_dataset_passes(name):
+    result = check_dataset(name, TOOLKIT)
+    assert result.dataset.classes >= 2 and result.descriptor.to_json()
+
+
+@pytest.mark.parametrize(
+    ("loader", "message"),
+    [
+        (lambda: _blobs(np.random.default_rng()), "the loader returned other samples on a second call: draw them"),
+        (lambda: _blobs(labels=np.arange(300) % 2 * 2), r"no training sample of class\(es\) \['b'\]"),
+        (lambda: _ready(x_dtype=np.float64), r"x_train has dtype float64, expected float32"),
+        (lambda: _ready(y_dtype=np.float32), "y_train has dtype float32, expected int64 class indices"),
+        (lambda: (_blobs().x, _blobs().y), r"the loader returned tuple; return LabeledArrays\(x, y, class_names\)"),
+    ],
+)
+def test_a_broken_dataset_is_named_with_what_broke(loader, message):
+    assert check_dataset(DatasetSource("blobs", "3 classes", _blobs), TOOLKIT).dataset.classes == 3
+    with pytest.raises(ConformanceError, match=f"dataset 'blobs': {message}"):
+        check_dataset(DatasetSource("blobs", "3 classes", loader), TOOLKIT)
 
 
 # ---- the Architecture API a move author reads (docs/plugin_hooks.md) --------------------------------------

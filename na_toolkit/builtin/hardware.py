@@ -15,11 +15,21 @@ HWMODELS_PATH_ENV = "NA_TOOLKIT_HWMODELS_PATH"
 SHIPPED_PACKAGES = ("na_toolkit.hwmodels", "na_toolkit.profiles")
 
 
+#: the repository folder of each data package (setup.cfg's package_dir maps them into the wheel)
+CHECKOUT_FOLDERS = {"na_toolkit.hwmodels": "hwmodels", "na_toolkit.profiles": "profiles"}
+
+
 def shipped_folder(package: str) -> Path | None:
-    """The folder of a data package, whether installed from a wheel (site-packages/na_toolkit/hwmodels) or
-    editable (the repo's top-level hwmodels/, mapped by setup.cfg's package_dir)."""
+    """The folder of a data package: the top-level folder of the checkout na_toolkit is imported from (a
+    checkout on PYTHONPATH, not installed, has no `na_toolkit.hwmodels` package at all; a second checkout
+    beside an editable install would read the installed one's files), else the package as installed from a
+    wheel (site-packages/na_toolkit/hwmodels) or editable (mapped by setup.cfg's package_dir)."""
     from importlib import resources
 
+    checkout = Path(na_toolkit.__file__).resolve().parent.parent
+    folder = checkout / CHECKOUT_FOLDERS.get(package, "")
+    if package in CHECKOUT_FOLDERS and (checkout / "setup.cfg").is_file() and folder.is_dir():
+        return folder
     try:
         root = resources.files(package)
     except ModuleNotFoundError:

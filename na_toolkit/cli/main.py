@@ -80,6 +80,31 @@ def _configure(p: argparse.ArgumentParser, *, command: Command, toolkit: Toolkit
             _logging_flags(nested, argparse.SUPPRESS)
 
 
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command `args` was parsed for: `na-toolkit hw calibrate` -> calibrate's."""
+    while True:
+        action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, action.dest, None) if action is not None else None
+        if action is None or not isinstance(chosen, str) or chosen not in action.choices:
+            return parser
+        parser = action.choices[chosen]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> None:
+    """Exit 2 with `na-toolkit CMD: error: unrecognized arguments: ...`, the command's usage, and the
+    command's options close to a misspelt one (argparse says it with the top level's usage and no hint)."""
+    import difflib
+
+    options = [o for o in parser._option_string_actions if o.startswith("--")]
+    close = [difflib.get_close_matches(e.split("=", 1)[0], options, n=1, cutoff=0.7) for e in extras if e[:2] == "--"]
+    hints = "".join(f" Did you mean {c[0]!r}?" for c in close if c)
+    parser.error(
+        f"unrecognized arguments: {' '.join(extras)}.{hints}"
+        if hints
+        else f"unrecognized arguments: {' '.join(extras)}"
+    )
+
+
 def _nested_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """The subcommands' parsers below `parser` (`hw` -> `list`, `show`, `calibrate`), at every depth."""
     out: list[argparse.ArgumentParser] = []
@@ -229,7 +254,9 @@ def _main(argv: list[str] | None) -> int:
     try:
         toolkit = _load(strict)
         parser = build_parser(toolkit, strict)
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:  # said by the command's own parser (its usage, its options), not the top level's
+            _unrecognized(_innermost(parser, args), extras)
         args._argv = argv  # the command line as given: a benchmark records how it was made
         if getattr(args, "_run", None) is None:
             parser.print_help()

@@ -15,6 +15,7 @@ and returns what it found (dataclasses). See docs/testing.md.
 from __future__ import annotations
 
 from ._common import ConformanceError
+from .datasets import DatasetResult, check_dataset
 from .layers import LayerExampleResult, check_layer_type, default_examples
 from .moves import MoveSeedResult, check_move
 from .predictors import PredictorResult, check_predictor, example_data
@@ -23,6 +24,7 @@ from .timemodels import TimeModelResult, build_time_model, check_time_estimate, 
 
 __all__ = [
     "ConformanceError",
+    "DatasetResult",
     "LayerExampleResult",
     "MoveSeedResult",
     "PredictorResult",
@@ -30,6 +32,7 @@ __all__ = [
     "StrategyResult",
     "TimeModelResult",
     "build_time_model",
+    "check_dataset",
     "check_layer_type",
     "check_move",
     "check_predictor",

@@ -78,7 +78,9 @@ def check_predictor(
     if not (isinstance(found, type) and issubclass(found, Predictor)):
         fail(label, f"{found!r} is not a Predictor subclass")
     cls: type[Predictor] = found
-    expect(cls.name == name and cls.description, label, f"name {cls.name!r} / description {cls.description!r}")
+    expect(cls.name, label, f"{cls.__name__} has no name: set the class attribute `name` (what a config names it by)")
+    expect(cls.name == name, label, f"registered as {name!r} but its class attribute `name` is {cls.name!r}")
+    expect(cls.description, label, f"{cls.__name__} has no description: set the class attribute `description`")
     archs, y = data if data is not None else example_data(tk.layer_types)
     archs, y = list(archs), np.asarray(y, dtype=np.float64)
     kwargs = dict(params or {})
@@ -92,7 +94,11 @@ def check_predictor(
     except NotFittedError:
         pass
     except Exception as exc:
-        fail(label, f"predict before fit raised {type(exc).__name__}, not NotFittedError: {exc}")
+        fail(
+            label,
+            f"predict before fit raised {type(exc).__name__}, not NotFittedError: {exc} (implement _fit / _predict "
+            "and let the base class's fit / predict check, or call self._check_fitted() first in your predict)",
+        )
     else:
         fail(label, "predict before fit returned (it must raise NotFittedError)")
 
@@ -101,9 +107,14 @@ def check_predictor(
     expect(repr(p.get_params()) == before, label, f"fit changed the parameters: {before} -> {p.get_params()!r}")
     learned = [k for k in vars(p) if k not in p.get_params()]
     expect(learned, label, "fit learned no attribute")
-    expect(all(k.endswith("_") for k in learned), label, f"learned attributes must end in '_': {learned}")
+    unmarked = [k for k in learned if not k.endswith("_")]
+    expect(not unmarked, label, f"learned attributes must end in '_' (scikit-learn's mark of fitted state): {unmarked}")
     pred = p.predict(archs)
-    expect(pred.shape == (len(archs),), label, f"predict of {len(archs)} networks has shape {pred.shape}")
+    expect(
+        pred.shape == (len(archs),),
+        label,
+        f"predict of {len(archs)} networks has shape {pred.shape}, expected ({len(archs)},): one value per network",
+    )
     expect(np.all(np.isfinite(pred)), label, "predict gave NaN or infinite values")
     expect(np.asarray(p.predict([])).shape == (0,), label, "predict([]) is not an empty array")
     _close(
@@ -125,8 +136,8 @@ def check_predictor(
         label,
         "predictions depend on the batch",
     )
-    mean, std = p.predict_with_std(archs[:5])
-    expect(mean.shape == std.shape == (5,), label, f"predict_with_std shapes {mean.shape}, {std.shape}, expected (5,)")
+    mean, std = _mean_and_std(p, archs[:5], label)
+    expect(np.all(np.isfinite(std)), label, "predict_with_std gave a NaN or infinite std")
     expect(np.all(std >= 0), label, "predict_with_std gave a negative std")
     _close(mean, pred[:5], rtol, label, "predict_with_std's mean differs from predict")
     if cls.has_uncertainty:
@@ -139,6 +150,36 @@ def check_predictor(
         fail(label, f"fit of {len(archs)} networks and {len(y) - 1} targets did not raise DataError")
     _check_persistence(p, name, tk, archs, pred, rtol, label)
     return PredictorResult(name, pred, float(p.score(archs, y)))
+
+
+def _mean_and_std(p: Predictor, archs: list[Architecture], label: str) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_with_std(archs)` as two float arrays of one value per network, or a failure saying what it
+    returned instead."""
+    out = p.predict_with_std(archs)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        got = f"a tuple of {len(out)}" if isinstance(out, tuple) else with_type(out)
+        fail(label, f"predict_with_std returned {got}; return (mean, std): two arrays of one value per network")
+    arrays = []
+    for what, value in zip(("mean", "std"), out):
+        try:
+            arrays.append(np.asarray(value, dtype=np.float64))
+        except (TypeError, ValueError):
+            fail(label, f"predict_with_std's {what} is {with_type(value)}, not an array of floats")
+    n = len(archs)
+    got = [f"shape {a.shape}" if a.ndim else with_type(v) for a, v in zip(arrays, out)]
+    expect(
+        arrays[0].shape == arrays[1].shape == (n,),
+        label,
+        f"predict_with_std of {n} networks gave a mean of {got[0]} and a std of {got[1]}, expected arrays of "
+        f"shape ({n},) (a constant std too: np.full(len(mean), value))",
+    )
+    mean, std = arrays
+    return mean, std
+
+
+def with_type(value: Any) -> str:
+    """`value` named by its type, for a message about what a method returned."""
+    return f"{type(value).__name__} {value!r}"[:80]
 
 
 def clone_of(p: Predictor) -> Predictor:
@@ -157,15 +198,25 @@ def _close(got: np.ndarray, want: np.ndarray, rtol: float, label: str, what: str
 
 def _check_params_protocol(p: Predictor, label: str) -> None:
     try:
-        params = p.get_params()
         names = type(p)._get_param_names()
     except TypeError as exc:
         fail(label, str(exc))
+    unstored = [n for n in names if n not in vars(p)]
+    expect(
+        not unstored,
+        label,
+        f"__init__ does not store its parameter(s) {unstored} as attributes of the same name "
+        f"(self.{unstored[0] if unstored else ''} = ...): get_params, clone and save read them back by name",
+    )
+    params = p.get_params()
     expect(
         set(params) == set(names), label, f"get_params() keys {sorted(params)} != __init__ parameters {sorted(names)}"
     )
     expect(
-        set(vars(p)) == set(params), label, f"__init__ must store its parameters and nothing else: {sorted(vars(p))}"
+        set(vars(p)) == set(params),
+        label,
+        f"__init__ must store its parameters and nothing else, found {sorted(set(vars(p)) - set(params))} "
+        "(derive values in fit, as attributes ending in '_')",
     )
     c = clone_of(p)
     expect(type(c) is type(p) and c is not p, label, "clone() gives another class or the same object")
@@ -194,6 +245,12 @@ def _check_persistence(
             p.save(path)
         except NotImplementedError as exc:
             fail(label, f"cannot be saved: {exc} (implement _state_to_json / _state_from_json)")
+        except (TypeError, ValueError) as exc:  # json.dumps of what _state_to_json returned
+            fail(
+                label,
+                f"save() failed: {exc} (_state_to_json must return plain JSON data: float(x) for a numpy scalar, "
+                "a.tolist() or na_toolkit.predictors.base.encode_array(a) for an array)",
+            )
         try:
             doc = json.loads(path.read_text())
         except (UnicodeDecodeError, ValueError):
