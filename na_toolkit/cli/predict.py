@@ -233,7 +233,10 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         model.condition_on(_descriptor(args.dataset, args, "--dataset"))
     archs, ys, source, per_row, target = _training_data(args)
-    _take_target(model, target)  # saved with it: predictions are clipped into the target's range, and say so
+    # saved with it: predictions are clipped into the target's range, and say so. A `--param pretrained=FILE`
+    # neural predictor's output is brought into the target's unit when it reads the file (a file fit on an
+    # NB201 column's percentages, fine-tuned on a run's fractions): predictors/pretrained.py
+    model.for_target(target)
     t = time.perf_counter()
     model.fit(archs, ys, datasets=per_row)
     fit_s = time.perf_counter() - t
@@ -258,29 +261,6 @@ def run_fit(args: argparse.Namespace) -> int:
         unit = f" ({target.unit})" if target.unit else ""
         print(f"fit {model.name} on {len(archs)} samples of {args.target}{unit} in {fit_s:.1f} s -> {args.out}")
     return 0
-
-
-def _take_target(model: Any, target: Target) -> None:
-    """Make `target` what `model` learns. A neural predictor started from `--param pretrained=FILE` predicts
-    what that file learned once it is read: its output is brought into `target`'s unit (a file fit on an
-    NB201 column's percentages, fine-tuned on a run's fractions), as a search does, so that the fit and the
-    saved target are in one unit; a unit that cannot be converted is refused."""
-    from ..predictors.targets import unit_factor
-
-    if getattr(model, "pretrained", None) is not None:
-        model.restore_pretrained()  # reading the file sets the target it learned
-        have = model.target
-        if have is not None and have.unit and target.unit:
-            factor = unit_factor(have.unit, target.unit)
-            if factor is None:
-                raise ConfigError(
-                    f"--param pretrained={model.pretrained}: it predicts {have.name} in {have.unit}, and --target "
-                    f"{target.name} is in {target.unit}, which it cannot be converted to; fit without pretrained, "
-                    f"or start from a predictor fit on a target in {target.unit}"
-                )
-            model.convert_target(target, factor)
-            return
-    model.for_target(target)
 
 
 def run_predict(args: argparse.Namespace) -> int:
