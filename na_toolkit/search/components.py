@@ -15,6 +15,7 @@ loop is made; its errors are translated here too.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -66,7 +67,7 @@ class Components:
     #: the plugin selection of the toolkit (`PluginSelection.to_json()`), which every task carries to its worker
     selection: dict[str, Any]
     #: target -> the predictor that keeps its state across refits (`keeps_state`: joint training with the
-    #: controller, a pretrained one); `new_predictor` hands it out again instead of a fresh one
+    #: controller, a pretrained one); `new_predictor` hands it out again (a copy) instead of a fresh one
     kept_predictors: dict[str, Predictor] = field(default_factory=dict)
     #: the descriptor of the dataset the candidates are evaluated on, which every predictor is conditioned on
     #: (None: the evaluator's dataset is no loadable dataset, e.g. a benchmark table's column)
@@ -76,12 +77,20 @@ class Components:
     training_plan: TrainingPlan | None = None
 
     def new_predictor(self, target: str) -> Predictor:
-        """A fresh, unfitted predictor of `target` (the search refits from scratch each round), or the one
-        kept across refits when it keeps its state (its `fit` starts from where the last one left it)."""
+        """A fresh, unfitted predictor of `target` (the search refits from scratch each round), or, when it
+        keeps its state, a copy of the one kept across refits (its `fit` starts from where the last one left
+        it, and the one the scorer uses stays as it is until `keep` hands the fitted copy over: the async
+        schedule fits in another thread while the loop scores). A predictor that shares its embedding with
+        the controller is handed out itself: the controller holds that module (its fits run in line)."""
         kept = self.kept_predictors.get(target)
         if kept is not None:
-            return kept
+            return kept if getattr(kept, "share_embedding", False) else copy.deepcopy(kept)
         return _new_predictor(self.config, self.toolkit, target).condition_on(self.dataset_descriptor)
+
+    def keep(self, target: str, fitted: Predictor) -> None:
+        """`fitted` (of `new_predictor(target)`) is the scorer's now: the next refit starts from it."""
+        if target in self.kept_predictors:
+            self.kept_predictors[target] = fitted
 
     def shared_embedding(self) -> SharedEmbedding | None:
         """The network embedding the accuracy predictor trains and lends the controller (a `neural` predictor
