@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, NAToolkitError
 from ..files import parse_json, path_exists, read_text
 from ..validation import is_finite_number
 from ._output import atomic_out, check_out
@@ -263,6 +263,16 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _architecture(spec: str, args: argparse.Namespace) -> Architecture:
+    """ARCH `spec` of `predict`, its error naming it (several are given at once)."""
+    try:
+        return resolve_architecture(spec, args.toolkit, args.table)
+    except NAToolkitError as exc:
+        if spec in str(exc):
+            raise
+        raise DataError(f"ARCH {spec!r}: {exc}") from None
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from ..predictors.base import Predictor
     from ..predictors.targets import FRACTION, metric_target
@@ -270,15 +280,22 @@ def run_predict(args: argparse.Namespace) -> int:
     if not args.model:
         raise ConfigError("predicting needs --model MODEL.json (make one with `na-toolkit predict fit`)")
     doc = Predictor.read_document(args.model)
-    model = Predictor.from_json(doc, args.toolkit)
+    model = Predictor.from_document(doc, args.model, args.toolkit)
     target = doc.get("target") or ""  # what `predict fit` learned (a dict: from_json checked it)
     if model.target is None and target:
         # a file written before units were recorded: a search metric's definition still applies
         model.for_target(metric_target(target))
     unit = model.target.unit if model.target is not None else ""
-    archs = [resolve_architecture(s, args.toolkit, args.table) for s in args.archs]
+    archs = [_architecture(s, args) for s in args.archs]
     trained = getattr(model, "trained_datasets_", [])
     descriptor = _descriptor(args.dataset, args, "--dataset") if args.dataset is not None else None
+    if descriptor is not None and not trained:
+        print(
+            f"na-toolkit: warning: {args.model} was fit without a dataset (it records none), so --dataset "
+            f"{args.dataset} changes none of its predictions: they are for the data it was fit on; fit with "
+            "--dataset (or --data lines naming theirs) for a predictor that knows its dataset",
+            file=sys.stderr,
+        )
     if descriptor is None and len(trained) > 1:
         raise ConfigError(
             f"{args.model} was fit on {len(trained)} datasets ({', '.join(r['name'] for r in trained)}): give "

@@ -1,0 +1,67 @@
+"""`na-toolkit predict` given the wrong files, as a user gives them: each error names the file at fault and what
+to give instead, and a --dataset the saved predictor cannot use is said, not silently ignored. Real CLI
+subprocesses on a real saved predictor and real files of a run's best/ folder (JSON, ONNX, torch weights)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import default_toolkit
+from na_toolkit.errors import DataError
+from na_toolkit.predictors import load_predictor, make_predictor
+from test_predict_profile_inputs import cnn
+
+TK = default_toolkit()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A saved predictor fit without a dataset, and a best/ folder: arch.json, model.onnx, model.pt."""
+    folder = tmp_path_factory.mktemp("predict")
+    archs = [cnn(w, d) for w in (4, 8, 16) for d in (1, 2)]
+    model = make_predictor("bayesian-ridge", {}, TK).fit(archs, [0.5 + 0.01 * a.params / 1e4 for a in archs])
+    (folder / "model.json").write_text(json.dumps(model.to_json()))
+    best = folder / "best"
+    best.mkdir()
+    arch = cnn(8, 2)
+    arch.save(best / "arch.json")
+    (best / "model.onnx").write_bytes(arch.to_onnx().SerializeToString())
+    torch.save(arch.to_torch().state_dict(), best / "model.pt")
+    (best / "preprocessing.json").write_text(json.dumps({"arch_hash": arch.hash, "input": {}}))
+    return folder
+
+
+def test_an_architecture_given_as_the_model_names_the_file_and_says_what_it_is(files, run_cli):
+    arch = files / "best" / "arch.json"
+    res = run_cli("predict", files / "best" / "model.onnx", "--model", arch)
+    assert res.returncode == 2
+    assert f"saved predictor '{arch}'" in res.stderr and "it is an architecture" in res.stderr
+    with pytest.raises(DataError, match="arch.json'.* it is an architecture"):  # the library names it too
+        load_predictor(arch, TK)
+
+
+def test_a_wrong_architecture_among_several_is_named(files, run_cli):
+    best = files / "best"
+    model = files / "model.json"
+    ok = run_cli("predict", best / "arch.json", best / "model.onnx", "--model", model)
+    assert ok.returncode == 0, ok.stderr
+    first, second = [float(line.split()[0]) for line in ok.stdout.splitlines()]
+    assert first == pytest.approx(second)  # the IR JSON and its ONNX export are one network
+    res = run_cli("predict", best / "arch.json", best / "preprocessing.json", "--model", model)
+    assert res.returncode == 2 and f"ARCH '{best / 'preprocessing.json'}': not an architecture" in res.stderr
+    # torch weights were read as text: "not UTF-8 text ...; save it as UTF-8"
+    res = run_cli("predict", best / "model.pt", "--model", model)
+    assert res.returncode == 2 and "is a torch weights file, not an architecture" in res.stderr
+    assert "UTF-8" not in res.stderr and "arch.json and model.onnx" in res.stderr
+
+
+def test_a_dataset_the_predictor_cannot_use_is_said(files, run_cli):
+    args = ("predict", files / "best" / "arch.json", "--model", files / "model.json")
+    plain = run_cli(*args)
+    given = run_cli(*args, "--dataset", "digits")
+    assert given.returncode == 0 and given.stdout == plain.stdout  # the descriptor changes nothing ...
+    assert "was fit without a dataset (it records none), so --dataset digits changes none" in given.stderr
+    assert "--dataset" not in plain.stderr
