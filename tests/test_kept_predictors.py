@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import default_toolkit
+from na_toolkit.errors import ConfigError
 from na_toolkit.predictors import make_predictor
 from na_toolkit.predictors.base import Predictor
 from na_toolkit.predictors.targets import metric_target
@@ -117,3 +118,19 @@ def test_a_refit_on_a_snapshot_leaves_the_kept_predictor_in_use_alone_until_hand
     assert handed is fit[0]["accuracy"] and not np.array_equal(handed.predict(archs), before)
     # the next refit starts from the one handed over (fine-tuning goes on), not from the file
     assert components.new_predictor("accuracy")._state_to_json() == handed._state_to_json()
+
+
+def test_a_device_the_neural_predictor_cannot_have_is_a_config_error_before_the_run(tk, tmp_path, run_cli):
+    # device = "cuda:7" (or a CUDA device on a CPU-only torch) was a torch AssertionError traceback at the
+    # first fit of `predict fit`, and in a search a warning at every refit while the run went on unpredicted
+    doc = search_doc(tmp_path, "unused.json")
+    doc["predictors"] = {"accuracy": {"name": "neural", "options": {"device": "cuda:7"}}}
+    with pytest.raises(ConfigError, match=r"^predictors\.accuracy\.options\.device: device 'cuda:7'"):
+        build_components(load_config(doc, toolkit=tk), tk)
+    assert not (tmp_path / "kept").exists()  # nothing stored
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"arch": f"nb201:{i}", "accuracy": 0.5 + i / 100}) + "\n" for i in range(6)))
+    fit = ("predict", "fit", "--predictor", "neural", "--data", data, "--target", "accuracy", "--out", tmp_path / "m")
+    res = run_cli(*fit, "--param", "device=gpu")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "unknown device 'gpu'; use 'cpu', 'cuda', 'cuda:N' or 'auto'" in res.stderr

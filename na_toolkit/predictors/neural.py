@@ -203,14 +203,16 @@ class NeuralPredictor(Predictor):
         return torch_threads(self.threads)
 
     # ---- modules -----------------------------------------------------------------------------------------
-    def _torch_device(self):
+    def torch_device(self):
+        """The torch device it trains on: a ConfigError naming `device` when that is no device name or CUDA
+        it asks for is absent (a search checks it before it starts)."""
         import torch
+
+        from ..torchutil import resolve_device
 
         if self.share_embedding:  # the controller that shares the embedding runs on the CPU
             return torch.device("cpu")
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def _build(self, tokenizer, n_side: int, n_outputs: int, embedding: Any = None):
         from .neural_torch import EmbeddingRegressor
@@ -337,7 +339,7 @@ class NeuralPredictor(Predictor):
         shared = self.shared_embedding(archs[0].layer_types) if self.share_embedding else None
         # the vocabulary: every layer type of the registry the training networks were built with
         tokenizer = shared.tokenizer if shared else ArchitectureTokenizer.for_registry(archs[0].layer_types)
-        device = self._torch_device()
+        device = self.torch_device()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.random_state)
             # joint training: the heads are new at each refit, the embedding goes on from where it is
@@ -354,7 +356,7 @@ class NeuralPredictor(Predictor):
         from .neural_torch import TrainSettings, train
 
         tokens, lengths = self.tokenizer_.batch(archs)
-        device = self._torch_device()
+        device = self.torch_device()
         settings = TrainSettings(
             self.epochs, self.batch_size, self.lr, self.weight_decay, self.rank_weight, self.random_state
         )

@@ -201,6 +201,11 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
     # built now to check the options (and read a pretrained file), not after the first round
     built = {target: _new_predictor(config, toolkit, target).condition_on(descriptor) for target in targets}
+    for target, pred in built.items():
+        try:  # a torch predictor's device (CUDA asked for on a machine without it), before the run, not at its fits
+            getattr(pred, "torch_device", lambda: None)()
+        except NAToolkitError as exc:
+            raise ConfigError(f"predictors.{target}.options.device: {exc}") from None
     kept = _kept_predictors(built, seed_arch)
     return Components(
         config=config,
