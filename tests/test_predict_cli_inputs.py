@@ -65,3 +65,15 @@ def test_a_dataset_the_predictor_cannot_use_is_said(files, run_cli):
     assert given.returncode == 0 and given.stdout == plain.stdout  # the descriptor changes nothing ...
     assert "was fit without a dataset (it records none), so --dataset digits changes none" in given.stderr
     assert "--dataset" not in plain.stderr
+
+
+def test_a_neural_file_whose_params_and_weights_disagree_says_how(tmp_path):
+    # the message was torch's first line alone: "Error(s) in loading state_dict for EmbeddingRegressor:"
+    archs = [cnn(w, d) for w in (4, 8) for d in (1, 2, 3)]
+    small = {"epochs": 1, "heads": 2, "hidden": 4, "token_dim": 4, "layer_dim": 4, "net_dim": 4, "device": "cpu"}
+    doc = make_predictor("neural", small, TK).fit(archs, [0.1 * i for i in range(6)]).to_json()
+    doc["params"]["heads"] = 1  # edited: one head, two heads' weights
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"edited\.json.*Unexpected key\(s\) in state_dict: \"heads\.1\..*fit it again"):
+        load_predictor(path, TK)

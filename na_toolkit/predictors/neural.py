@@ -491,8 +491,10 @@ class NeuralPredictor(Predictor):
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
+            why = " ".join(line.strip() for line in str(exc).splitlines()[1:])[:300]  # line 1 names torch's class
             raise DataError(
-                f"saved neural predictor's weights do not fit its parameters: {str(exc).splitlines()[0]}"
+                f"saved neural predictor's weights do not fit its parameters ({why}): the file was edited or "
+                "damaged; fit it again"
             ) from None
         self.model_ = model.eval()
         self._pretrained_loaded = True  # a pretrained predictor saved after fitting holds its weights already
