@@ -77,3 +77,17 @@ def test_a_neural_file_whose_params_and_weights_disagree_says_how(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"edited\.json.*Unexpected key\(s\) in state_dict: \"heads\.1\..*fit it again"):
         load_predictor(path, TK)
+
+
+def test_a_bad_architecture_in_the_data_names_its_line(files, tmp_path, run_cli):
+    # a malformed inline architecture or a missing file on line 2 of a long file said only what was wrong with it
+    good = json.loads((files / "best" / "arch.json").read_text())
+    lines = [{"arch": good, "y": 1.0}, {"arch": {"schema_version": 1, "nodes": []}, "y": 2.0}]
+    lines += [{"arch": "simple-cnn", "y": 3.0}, {"arch": "nets/missing.json", "y": 4.0}]
+    for bad, words in ((1, "'input_shape' must be a list of ints"), (3, "missing.json")):
+        data = tmp_path / f"bad{bad}.jsonl"
+        kept = [line for i, line in enumerate(lines) if i == bad or i in (0, 2)]
+        data.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        res = run_cli("predict", "fit", "--data", data, "--target", "y", "--out", tmp_path / "m.json")
+        line = 2 if bad == 1 else 3
+        assert res.returncode == 2 and f"--data {data} line {line}: arch: " in res.stderr and words in res.stderr

@@ -170,7 +170,10 @@ def _training_data(
                 raise DataError(
                     f"--data {args.data} line {n}: {args.target} is {rec[args.target]!r}, not a finite number"
                 )
-            archs.append(resolve_architecture(_beside(rec["arch"], folder), args.toolkit, args.table))
+            try:
+                archs.append(resolve_architecture(_beside(rec["arch"], folder), args.toolkit, args.table))
+            except NAToolkitError as exc:  # which line of a long file: the message may name no file
+                raise DataError(f"--data {args.data} line {n}: arch: {exc}") from None
             ys.append(rec[args.target])
             row_datasets.append(rec.get("dataset"))
         if failed:
