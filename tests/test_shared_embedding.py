@@ -227,7 +227,7 @@ def test_a_pretrained_file_of_another_unit_or_none_is_refused_unless_it_predicts
         return load_config(_search_toml(tmp_path, name, False), toolkit=tk)
 
     cases = [
-        ("seconds.json", Target("t", "s"), y, r"predicts t in s, and a search's accuracy is in fraction"),
+        ("seconds.json", Target("t", "s"), y, r"predicts t in s, and accuracy is in fraction, which it cannot"),
         ("nounit.json", Target("acc"), y * 100, r"names no unit .* predicts \d+\.?\d* for the seed network, outside "),
     ]
     for name, target, values, message in cases:
@@ -262,7 +262,34 @@ def test_predict_fit_from_a_pretrained_file_learns_in_the_targets_unit(tk, tmp_p
     )
     res = run_cli(*fit[:-1], str(times), "--target", "train_time_s", "--out", str(tmp_path / "t.json"))
     assert res.returncode != 0
-    assert "predicts c10_valid_acc_200ep in %, and --target train_time_s is in s" in res.stderr
+    assert "predicts c10_valid_acc_200ep in %, and train_time_s is in s, which it cannot" in res.stderr
+
+
+def test_a_library_pretrained_predictor_converts_as_a_search_does(tk, tmp_path, saved):
+    # NeuralPredictor(pretrained=FILE) given its target in a program: the file's percentages become the
+    # target's fractions when the file is read (before: the file's target replaced the one given, and a fit on
+    # fractions fine-tuned a model of percentages), whether the target is given before or after the file is read
+    from na_toolkit.predictors.neural import NeuralPredictor
+    from na_toolkit.predictors.targets import Target, metric_target
+
+    archs, y = cells(tk, 6, seed=6)
+    original = load_predictor(saved, tk).predict(archs)
+    before = NeuralPredictor(pretrained=str(saved), fine_tune=False).for_target(metric_target("accuracy"))
+    before.fit(archs, y)
+    after = NeuralPredictor(pretrained=str(saved), fine_tune=False)
+    after.restore_pretrained()
+    after.for_target(metric_target("accuracy"))
+    for pred in (before, after):
+        assert pred.target.unit == "fraction"
+        assert np.allclose(pred.predict(archs), original / 100)
+    with pytest.raises(ConfigError, match=r"model\.json' predicts c10_valid_acc_200ep in %, and t is in s"):
+        NeuralPredictor(pretrained=str(saved)).for_target(Target("t", "s")).fit(archs, y)
+    # a file that names no unit is tried on the networks it is first fit on, as a search tries it on its seed
+    nounit = make_predictor("neural", dict(SMALL), tk).for_target(Target("acc")).fit(archs, y * 100)
+    (tmp_path / "nounit.json").write_text(json.dumps(nounit.to_json()))
+    pred = NeuralPredictor(pretrained=str(tmp_path / "nounit.json")).for_target(metric_target("accuracy"))
+    with pytest.raises(ConfigError, match=r"names no unit .* for the 6 network\(s\) it was first given"):
+        pred.fit(archs, y)
 
 
 def test_pretrained_load_keeps_the_saved_shape(tk, saved):

@@ -40,6 +40,11 @@ def load_architecture(spec: str, toolkit: Toolkit) -> Architecture:
             from ..ir.onnx_import import from_onnx
 
             return from_onnx(str(path), layer_types=toolkit.layer_types)
+        if path.suffix in (".pt", ".pth"):  # a run's best/DEVICE/model.pt: weights, read as JSON "not UTF-8"
+            raise ArchitectureError(
+                f"{spec!r} is a torch weights file, not an architecture; give the architecture's JSON or ONNX file "
+                "(a run's best/DEVICE/ folder holds arch.json and model.onnx beside model.pt)"
+            )
         return Architecture.load(path, layer_types=toolkit.layer_types)
     if spec in toolkit.seeds:
         return toolkit.seed(spec)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, NAToolkitError
 from ..files import parse_json, path_exists, read_text
 from ..validation import is_finite_number
 from ._output import atomic_out, check_out
@@ -170,7 +170,10 @@ def _training_data(
                 raise DataError(
                     f"--data {args.data} line {n}: {args.target} is {rec[args.target]!r}, not a finite number"
                 )
-            archs.append(resolve_architecture(_beside(rec["arch"], folder), args.toolkit, args.table))
+            try:
+                archs.append(resolve_architecture(_beside(rec["arch"], folder), args.toolkit, args.table))
+            except NAToolkitError as exc:  # which line of a long file: the message may name no file
+                raise DataError(f"--data {args.data} line {n}: arch: {exc}") from None
             ys.append(rec[args.target])
             row_datasets.append(rec.get("dataset"))
         if failed:
@@ -233,7 +236,10 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         model.condition_on(_descriptor(args.dataset, args, "--dataset"))
     archs, ys, source, per_row, target = _training_data(args)
-    _take_target(model, target)  # saved with it: predictions are clipped into the target's range, and say so
+    # saved with it: predictions are clipped into the target's range, and say so. A `--param pretrained=FILE`
+    # neural predictor's output is brought into the target's unit when it reads the file (a file fit on an
+    # NB201 column's percentages, fine-tuned on a run's fractions): predictors/pretrained.py
+    model.for_target(target)
     t = time.perf_counter()
     model.fit(archs, ys, datasets=per_row)
     fit_s = time.perf_counter() - t
@@ -260,27 +266,14 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _take_target(model: Any, target: Target) -> None:
-    """Make `target` what `model` learns. A neural predictor started from `--param pretrained=FILE` predicts
-    what that file learned once it is read: its output is brought into `target`'s unit (a file fit on an
-    NB201 column's percentages, fine-tuned on a run's fractions), as a search does, so that the fit and the
-    saved target are in one unit; a unit that cannot be converted is refused."""
-    from ..predictors.targets import unit_factor
-
-    if getattr(model, "pretrained", None) is not None:
-        model.restore_pretrained()  # reading the file sets the target it learned
-        have = model.target
-        if have is not None and have.unit and target.unit:
-            factor = unit_factor(have.unit, target.unit)
-            if factor is None:
-                raise ConfigError(
-                    f"--param pretrained={model.pretrained}: it predicts {have.name} in {have.unit}, and --target "
-                    f"{target.name} is in {target.unit}, which it cannot be converted to; fit without pretrained, "
-                    f"or start from a predictor fit on a target in {target.unit}"
-                )
-            model.convert_target(target, factor)
-            return
-    model.for_target(target)
+def _architecture(spec: str, args: argparse.Namespace) -> Architecture:
+    """ARCH `spec` of `predict`, its error naming it (several are given at once)."""
+    try:
+        return resolve_architecture(spec, args.toolkit, args.table)
+    except NAToolkitError as exc:
+        if spec in str(exc):
+            raise
+        raise DataError(f"ARCH {spec!r}: {exc}") from None
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -290,15 +283,22 @@ def run_predict(args: argparse.Namespace) -> int:
     if not args.model:
         raise ConfigError("predicting needs --model MODEL.json (make one with `na-toolkit predict fit`)")
     doc = Predictor.read_document(args.model)
-    model = Predictor.from_json(doc, args.toolkit)
+    model = Predictor.from_document(doc, args.model, args.toolkit)
     target = doc.get("target") or ""  # what `predict fit` learned (a dict: from_json checked it)
     if model.target is None and target:
         # a file written before units were recorded: a search metric's definition still applies
         model.for_target(metric_target(target))
     unit = model.target.unit if model.target is not None else ""
-    archs = [resolve_architecture(s, args.toolkit, args.table) for s in args.archs]
+    archs = [_architecture(s, args) for s in args.archs]
     trained = getattr(model, "trained_datasets_", [])
     descriptor = _descriptor(args.dataset, args, "--dataset") if args.dataset is not None else None
+    if descriptor is not None and not trained:
+        print(
+            f"na-toolkit: warning: {args.model} was fit without a dataset (it records none), so --dataset "
+            f"{args.dataset} changes none of its predictions: they are for the data it was fit on; fit with "
+            "--dataset (or --data lines naming theirs) for a predictor that knows its dataset",
+            file=sys.stderr,
+        )
     if descriptor is None and len(trained) > 1:
         raise ConfigError(
             f"{args.model} was fit on {len(trained)} datasets ({', '.join(r['name'] for r in trained)}): give "

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, HardwareError
-from ..machine import parse_device
+from ..torchutil import resolve_device
+
+__all__ = ["accuracy", "make_optimizer", "resolve_device"]  # the device parser lives in torchutil (shared)
 
 
 def make_optimizer(model, o: dict[str, Any]):
@@ -35,26 +36,3 @@ def accuracy(model, x, y: np.ndarray, batch: int) -> float:
         for i in range(0, len(x), batch):
             predicted.append(model(x[i : i + batch]).argmax(dim=1).cpu().numpy())
     return float(np.mean(np.concatenate(predicted) == y))
-
-
-def resolve_device(name: str) -> Any:
-    """A torch.device for "cpu", "cuda", "cuda:N" or "auto"; ConfigError when CUDA is asked for and absent.
-    The name is parsed by the one device parser (`na_toolkit.machine.parse_device`)."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        spec = parse_device(name)
-    except HardwareError:
-        raise ConfigError(f"unknown device {name!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
-    if not spec.is_cuda:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} was asked for but torch sees no CUDA device (torch {torch.__version__}, "
-            f"torch.cuda.is_available() is False); use device 'cpu' or 'auto'"
-        )
-    if spec.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return torch.device("cuda", spec.index)

@@ -353,8 +353,11 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         """Rebuild a saved predictor. Called on the base class, it finds the class by the saved name in
         `toolkit.predictors` (so `toolkit` is required there); on a subclass, that class must match."""
         if not isinstance(doc, dict) or doc.get("kind") != "na_toolkit.predictor":
+            hint = ""
+            if isinstance(doc, dict) and "nodes" in doc:  # an architecture given where a model is asked for
+                hint = ": it is an architecture (predict it with `na-toolkit predict ARCH.json --model MODEL.json`)"
             raise DataError(
-                "not a saved na_toolkit predictor (expected a JSON object with kind 'na_toolkit.predictor')"
+                f"not a saved na_toolkit predictor (expected a JSON object with kind 'na_toolkit.predictor'){hint}"
             )
         version = doc.get("schema_version")
         if version != PREDICTOR_SCHEMA_VERSION or type(version) is not int:
@@ -406,7 +409,17 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
     @classmethod
     def load(cls, path: str | Path, toolkit: Toolkit | None = None) -> Predictor:
         """`from_json` of the file at `path` (the toolkit is needed when called on the base class)."""
-        return cls.from_json(cls.read_document(path), toolkit=toolkit)
+        return cls.from_document(cls.read_document(path), path, toolkit)
+
+    @classmethod
+    def from_document(cls, doc: Any, path: str | Path, toolkit: Toolkit | None = None) -> Predictor:
+        """`from_json` of `doc`, read from the file at `path`: a DataError names the file."""
+        try:
+            return cls.from_json(doc, toolkit=toolkit)
+        except DataError as exc:
+            if str(path) in str(exc):
+                raise
+            raise DataError(f"saved predictor {str(path)!r}: {exc}") from None
 
     @staticmethod
     def read_document(path: str | Path) -> Any:

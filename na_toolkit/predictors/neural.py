@@ -23,10 +23,8 @@ Persistence: the tokenizer vocabulary and every weight as arrays in the JSON doc
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +32,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .. import validation
 from ..errors import DataError
+from . import pretrained as pretrained_units
 from .base import Predictor, decode_array, encode_array
 from .features import FeatureMatrix, _dataset_rows, dataset_matrix, feature_range
 from .targets import Target
@@ -190,6 +189,10 @@ class NeuralPredictor(Predictor):
     # controller and kept across refits (joint training), and `_pretrained_loaded`.
     _shared: SharedEmbedding | None = None
     _pretrained_loaded: bool = False
+    #: a pretrained file that names no unit, serving a target with a valid range: its first predictions are
+    #: checked to lie in that range (predictors/pretrained.py), described as `_probe_networks`
+    _unchecked_unit: bool = False
+    _probe_networks: str = ""
 
     def _threads(self):
         """Context: torch intra-op threads while this predictor runs. The LSTM steps are tiny matrix products
@@ -200,14 +203,16 @@ class NeuralPredictor(Predictor):
         return torch_threads(self.threads)
 
     # ---- modules -----------------------------------------------------------------------------------------
-    def _torch_device(self):
+    def torch_device(self):
+        """The torch device it trains on: a ConfigError naming `device` when that is no device name or CUDA
+        it asks for is absent (a search checks it before it starts)."""
         import torch
+
+        from ..torchutil import resolve_device
 
         if self.share_embedding:  # the controller that shares the embedding runs on the CPU
             return torch.device("cpu")
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def _build(self, tokenizer, n_side: int, n_outputs: int, embedding: Any = None):
         from .neural_torch import EmbeddingRegressor
@@ -268,10 +273,15 @@ class NeuralPredictor(Predictor):
         keeps this one instance across its refits instead of fitting a fresh one each round."""
         return self.share_embedding or self.pretrained is not None
 
-    def restore_pretrained(self) -> None:
+    def restore_pretrained(self, probe: list | None = None, networks: str = "") -> None:
         """Read the `pretrained` file now (once; `fit` would otherwise read it first): a DataError naming the
-        file when it is missing or not a saved neural predictor."""
+        file when it is missing or not a saved neural predictor, a ConfigError when it predicts in a unit its
+        target's cannot be converted from. A file that names no unit is checked on `probe` now (`networks`
+        says what they are, e.g. "the seed network"), else on the first networks it is fit on or predicts."""
         self._load_pretrained()
+        if probe and self._unchecked_unit:
+            self._probe_networks = networks
+            self.predict(probe)
 
     def _side(self, archs: list, datasets: Any) -> np.ndarray:
         """Standardised side inputs (cost scalars, IR features, dataset descriptor) next to the embedding."""
@@ -304,6 +314,8 @@ class NeuralPredictor(Predictor):
         self._load_pretrained()
         y2 = self._targets(y)
         if self.pretrained is not None:
+            if self._unchecked_unit:  # a file that names no unit: checked on what it is fit on
+                self._predict(archs, datasets)
             if y2.shape[1] != self.n_outputs_:
                 raise DataError(f"the pretrained predictor has {self.n_outputs_} outputs, the targets {y2.shape[1]}")
             if not self.fine_tune:
@@ -327,7 +339,7 @@ class NeuralPredictor(Predictor):
         shared = self.shared_embedding(archs[0].layer_types) if self.share_embedding else None
         # the vocabulary: every layer type of the registry the training networks were built with
         tokenizer = shared.tokenizer if shared else ArchitectureTokenizer.for_registry(archs[0].layer_types)
-        device = self._torch_device()
+        device = self.torch_device()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.random_state)
             # joint training: the heads are new at each refit, the embedding goes on from where it is
@@ -344,7 +356,7 @@ class NeuralPredictor(Predictor):
         from .neural_torch import TrainSettings, train
 
         tokens, lengths = self.tokenizer_.batch(archs)
-        device = self._torch_device()
+        device = self.torch_device()
         settings = TrainSettings(
             self.epochs, self.batch_size, self.lr, self.weight_decay, self.rank_weight, self.random_state
         )
@@ -394,6 +406,10 @@ class NeuralPredictor(Predictor):
         if self.log_target:
             mean = np.exp(mean)
             std = mean * std
+        if self._unchecked_unit and self.single_output_ and self.target is not None:
+            networks = self._probe_networks or f"the {len(mean)} network(s) it was first given (the median)"
+            pretrained_units.check_in_range(mean[:, 0], self.target, str(self.pretrained), networks)
+            self._unchecked_unit = False
         if self.single_output_:
             return mean[:, 0], std[:, 0]
         return mean, std
@@ -413,28 +429,28 @@ class NeuralPredictor(Predictor):
 
     # ---- pretrained ----------------------------------------------------------------------------------------
     def _load_pretrained(self) -> None:
-        """Take the weights, scalers and shape of the saved predictor at `pretrained`, once."""
+        """Take the weights, scalers and shape of the saved predictor at `pretrained`, once, in the unit of the
+        target it was given (`for_target`; none: it predicts what the file learned, pretrained.py)."""
         if self.pretrained is None or self._pretrained_loaded:
             return
-        saved = load_pretrained(self.pretrained)
+        saved = pretrained_units.load_pretrained(self.pretrained)
         for key in _STRUCTURE:
             setattr(self, key, getattr(saved, key))
         self._state_from_json(saved._state_to_json())
         self.n_train_ = getattr(saved, "n_train_", 0)
-        if saved.target is not None:  # it predicts what the file learned: clipped into that target's range
-            self.target = saved.target
+        wanted, self.target = self.target, saved.target  # the file's: clipped into that target's range
+        if wanted is not None:
+            pretrained_units.serve(self, wanted)
 
-    def convert_target(self, target: Target, factor: float) -> None:
-        """Predict `target`, whose values are `factor` times those the pretrained file learned (a file fit on
-        percentages in a search that records fractions: 0.01). The output scalers change, never the weights,
-        so the predictions are the file's in the new unit, and fine-tuning continues in it."""
-        self._load_pretrained()
-        if self.log_target:  # log(factor * y) = log(y) + log(factor): a shift of the log scale
-            self.y_mean_ = self.y_mean_ + math.log(factor)
+    def for_target(self, target: Target | None) -> NeuralPredictor:
+        """`Predictor.for_target`; with a `pretrained` file, its output is brought into `target`'s unit when
+        the file is read (now, when it was read already): a ConfigError for a unit it cannot be converted to
+        (predictors/pretrained.py)."""
+        if self.pretrained is None or not self._pretrained_loaded or target is None:
+            super().for_target(target)
         else:
-            self.y_mean_ = self.y_mean_ * factor
-            self.y_scale_ = self.y_scale_ * factor
-        self.target = target
+            pretrained_units.serve(self, target)
+        return self
 
     # ---- persistence: weights as arrays ----------------------------------------------------------------------
     def _state_to_json(self) -> dict[str, Any]:
@@ -475,22 +491,10 @@ class NeuralPredictor(Predictor):
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
+            why = " ".join(line.strip() for line in str(exc).splitlines()[1:])[:300]  # line 1 names torch's class
             raise DataError(
-                f"saved neural predictor's weights do not fit its parameters: {str(exc).splitlines()[0]}"
+                f"saved neural predictor's weights do not fit its parameters ({why}): the file was edited or "
+                "damaged; fit it again"
             ) from None
         self.model_ = model.eval()
         self._pretrained_loaded = True  # a pretrained predictor saved after fitting holds its weights already
-
-
-def load_pretrained(path: str | Path) -> NeuralPredictor:
-    """The saved neural predictor at `path`, loaded for use as a pretrained one (a DataError naming the
-    file when it is missing, not JSON, or not a saved neural predictor)."""
-    doc = Predictor.read_document(path)
-    if isinstance(doc, dict) and isinstance(doc.get("params"), dict):
-        doc = {**doc, "params": {**doc["params"], "pretrained": None}}  # its own origin is not read again
-    try:
-        saved = NeuralPredictor.from_json(doc)
-    except DataError as exc:
-        raise DataError(f"pretrained predictor {str(path)!r}: {exc}") from None
-    assert isinstance(saved, NeuralPredictor)
-    return saved

@@ -15,18 +15,17 @@ loop is made; its errors are translated here too.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..errors import ConfigError, NAToolkitError
 from ..evaluation import make_evaluator
 from ..ir.seeds import fixed_seed_hint
-from ..predictors.targets import FRACTION, metric_target, unit_factor
+from ..predictors.targets import metric_target
 from ..timemodels import get_time_model
 from ..timemodels.profile import ProfileDeviceWarning
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
@@ -68,7 +67,7 @@ class Components:
     #: the plugin selection of the toolkit (`PluginSelection.to_json()`), which every task carries to its worker
     selection: dict[str, Any]
     #: target -> the predictor that keeps its state across refits (`keeps_state`: joint training with the
-    #: controller, a pretrained one); `new_predictor` hands it out again instead of a fresh one
+    #: controller, a pretrained one); `new_predictor` hands it out again (a copy) instead of a fresh one
     kept_predictors: dict[str, Predictor] = field(default_factory=dict)
     #: the descriptor of the dataset the candidates are evaluated on, which every predictor is conditioned on
     #: (None: the evaluator's dataset is no loadable dataset, e.g. a benchmark table's column)
@@ -78,12 +77,20 @@ class Components:
     training_plan: TrainingPlan | None = None
 
     def new_predictor(self, target: str) -> Predictor:
-        """A fresh, unfitted predictor of `target` (the search refits from scratch each round), or the one
-        kept across refits when it keeps its state (its `fit` starts from where the last one left it)."""
+        """A fresh, unfitted predictor of `target` (the search refits from scratch each round), or, when it
+        keeps its state, a copy of the one kept across refits (its `fit` starts from where the last one left
+        it, and the one the scorer uses stays as it is until `keep` hands the fitted copy over: the async
+        schedule fits in another thread while the loop scores). A predictor that shares its embedding with
+        the controller is handed out itself: the controller holds that module (its fits run in line)."""
         kept = self.kept_predictors.get(target)
         if kept is not None:
-            return kept
+            return kept if getattr(kept, "share_embedding", False) else copy.deepcopy(kept)
         return _new_predictor(self.config, self.toolkit, target).condition_on(self.dataset_descriptor)
+
+    def keep(self, target: str, fitted: Predictor) -> None:
+        """`fitted` (of `new_predictor(target)`) is the scorer's now: the next refit starts from it."""
+        if target in self.kept_predictors:
+            self.kept_predictors[target] = fitted
 
     def shared_embedding(self) -> SharedEmbedding | None:
         """The network embedding the accuracy predictor trains and lends the controller (a `neural` predictor
@@ -194,6 +201,11 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     targets = ["accuracy"] + (["train_time_s"] if config.needs("train_time_s") else [])
     # built now to check the options (and read a pretrained file), not after the first round
     built = {target: _new_predictor(config, toolkit, target).condition_on(descriptor) for target in targets}
+    for target, pred in built.items():
+        try:  # a torch predictor's device (CUDA asked for on a machine without it), before the run, not at its fits
+            getattr(pred, "torch_device", lambda: None)()
+        except NAToolkitError as exc:
+            raise ConfigError(f"predictors.{target}.options.device: {exc}") from None
     kept = _kept_predictors(built, seed_arch)
     return Components(
         config=config,
@@ -318,12 +330,10 @@ def _kept_predictors(predictors: dict[str, Predictor], seed_arch: Architecture) 
     (one performance network for all targets and the controller)."""
     kept = {t: p for t, p in predictors.items() if getattr(p, "keeps_state", False)}
     for target, pred in kept.items():
-        try:
-            pred.restore_pretrained()
+        try:  # a pretrained file is read in the search's unit, and one that names none is tried on the seed
+            pred.restore_pretrained(probe=[seed_arch], networks="the seed network")
         except NAToolkitError as exc:
             raise ConfigError(f"predictors.{target}.options.pretrained: {exc}") from None
-        if getattr(pred, "pretrained", None) is not None:
-            _in_search_units(pred, target, seed_arch)
     first = kept.get("accuracy")
     if first is not None and getattr(first, "share_embedding", False):
         shared = first.shared_embedding(seed_arch.layer_types)
@@ -334,38 +344,6 @@ def _kept_predictors(predictors: dict[str, Predictor], seed_arch: Architecture) 
                 except NAToolkitError as exc:
                     raise ConfigError(f"predictors.{target}.options.share_embedding: {exc}") from None
     return kept
-
-
-def _in_search_units(pred: Any, key: str, seed_arch: Architecture) -> None:
-    """A pretrained predictor made to predict the search's metric `key` in the search's unit: a file fit on
-    percentages (an NB201 table column) predicts a search's fractions, its output scaled (never its
-    weights). A file whose unit cannot be converted is refused; one that names no unit (fit on `--data`
-    without `--unit`) is taken when its prediction for the seed lies in the metric's valid range."""
-    wanted = metric_target(key)
-    if wanted is None:
-        return
-    have = pred.target
-    where = f"predictors.{key}.options.pretrained: {str(pred.pretrained)!r}"
-    if have is not None and have.unit:
-        factor = unit_factor(have.unit, wanted.unit)
-        if factor is None:
-            raise ConfigError(
-                f"{where} predicts {have.name} in {have.unit}, and a search's {key} is in {wanted.unit}, which it "
-                f"cannot be converted to; fit a predictor on the search's {key} (`na-toolkit predict fit --data "
-                "RUN/evaluations.jsonl`)"
-            )
-        pred.convert_target(wanted, factor)
-        return
-    (value,) = np.asarray(pred.predict([seed_arch]), float).reshape(-1)[:1]
-    low, high = wanted.bounds
-    if not low <= value <= high:
-        valid = wanted.range_text + (" (fraction)" if wanted.unit == FRACTION else "")  # range_text: "0..1"
-        raise ConfigError(
-            f"{where} names no unit for what it predicts, and it predicts {value:.4g} for the seed network, "
-            f"outside {key}'s valid range {valid}; refit it with `na-toolkit predict fit ... --unit {wanted.unit}` "
-            "on values in that unit"
-        )
-    pred.for_target(wanted)
 
 
 def _new_predictor(config: SearchConfig, toolkit: Toolkit, target: str) -> Predictor:
@@ -388,8 +366,8 @@ def _new_predictor(config: SearchConfig, toolkit: Toolkit, target: str) -> Predi
     if "random_state" in params and params["random_state"] is None:
         pred.set_params(random_state=config.random_seed)
     # accuracy is a fraction in [0, 1], a time >= 0: the scorer never ranks on a prediction past them. A
-    # pretrained predictor predicts the target of its file (its own range, taken when the file is read)
-    return pred if pretrained is not None else pred.for_target(metric_target(target))
+    # pretrained file's output is brought into the search's unit when it is read (predictors/pretrained.py)
+    return pred.for_target(metric_target(target))
 
 
 def _executor(config: SearchConfig, toolkit: Toolkit) -> Executor:

@@ -4,7 +4,10 @@ run store.
 Every value measured is stored the moment it exists (each evaluation in its own write, as the executor
 hands it back), and before it is used; a resumed run replays from the start and is served every stored
 evaluation and measurement instead of paying for it again, so it retraces the interrupted run exactly.
-The predictors are refit from scratch on all ground truth so far (the paper's joint training).
+The predictors are refit on all ground truth so far (the paper's joint training): from scratch, or, a
+predictor that keeps its state (pretrained, or sharing its embedding), from where its last fit left it. The
+predictors' checkpoints are for inspection and export: a resume replays every refit in order, so the kept
+predictors end as they would have without the interruption (tests/test_kept_predictors.py).
 """
 
 from __future__ import annotations
@@ -177,8 +180,8 @@ class GroundTruth:
 
     # ---- predictors and checkpoints --------------------------------------------------------------------
     def refit(self, scorer: Scorer) -> None:
-        """Refit each target's predictor from scratch on all ground truth so far (deterministic) and hand it
-        to `scorer`; a predictor that cannot be fit (too few distinct samples) keeps the previous one."""
+        """Refit each target's predictor on all ground truth so far (deterministic; `fit_predictors`) and hand
+        it to `scorer`; a predictor that cannot be fit (too few distinct samples) keeps the previous one."""
         self.note_predictions(scorer)
         self.apply_fit(self.fit_predictors(self.history), scorer)
 
@@ -192,7 +195,8 @@ class GroundTruth:
 
     def fit_predictors(self, history: Sequence[Evaluated]) -> tuple[dict[str, Predictor], list[str]]:
         """New predictors fit on `history` (a snapshot: safe to run in another thread while the loop goes
-        on), and the warnings of those that could not be fit."""
+        on; a kept predictor is fit as a copy, `Components.new_predictor`), and the warnings of those that
+        could not be fit."""
         fitted: dict[str, Predictor] = {}
         warnings = []
         for target in self.components.predictor_targets:
@@ -220,6 +224,7 @@ class GroundTruth:
                 self.warnings.append(msg)
         for target, pred in fitted.items():
             scorer.predictors[target] = pred
+            self.components.keep(target, pred)
             self.counters.predictor_fits += 1
 
     def checkpoint(
