@@ -64,15 +64,50 @@ def get_dataset_source(
             source = dataset_from_image_folder(path, resize=resize) if path.is_dir() else dataset_from_npz(path)
             _path_sources[cache_key] = source
         return source
-    if os.sep in key or path.suffix:
+    nearby = nearby_paths(path)
+    meant = f"did you mean the path {' or '.join(map(repr, nearby))}?" if nearby else ""
+    if os.sep in key or path.suffix or path.exists():
         what = "is neither a folder of class subfolders nor an .npz file" if path.exists() else "does not exist"
-        raise DataError(f"dataset path {key!r} {what} (registered datasets: {', '.join(known) or 'none given'})")
+        raise DataError(
+            f"dataset path {key!r} {what} (registered datasets: {', '.join(known) or 'none given'})"
+            + (f"; {meant}" if meant else "")
+        )
     if datasets is None:
         raise DataError(
             f"dataset {key!r} is a name, but no dataset registry was given to look it up in: pass the "
-            "toolkit's (toolkit.datasets), or a folder or .npz path"
+            "toolkit's (toolkit.datasets), or a folder or .npz path" + (f"; {meant}" if meant else "")
         )
-    raise UnknownComponentError("dataset", key, known)
+    here = f"Nor is it a file or folder in {str(path.parent.resolve())!r}"
+    raise UnknownComponentError("dataset", key, known, here + (f": {meant}" if meant else ""))
+
+
+#: entries of a folder looked at for `nearby_paths` (a huge folder is not listed in full for an error message)
+NEARBY_ENTRIES_READ = 2000
+
+
+def nearby_paths(path: Path) -> list[str]:
+    """Folders and `.npz` files beside `path` whose name is close to its name (a typo's 'img' for 'imgs', 'data'
+    for 'data.npz'), as `folder/name/` or `folder/name.npz`: what a dataset name or path that names nothing may
+    have meant."""
+    import difflib
+    import itertools
+
+    folder = path.parent
+    try:
+        entries = list(itertools.islice(folder.iterdir(), NEARBY_ENTRIES_READ))
+    except OSError:
+        return []
+    usable: dict[str, str] = {}
+    for e in entries:
+        if e.name.startswith(".") or e.name == path.name:
+            continue
+        if e.is_dir():
+            usable.setdefault(e.name, os.path.join(str(e), ""))
+        elif e.suffix == ".npz":
+            usable.setdefault(e.name, str(e))
+            usable.setdefault(e.stem, str(e))
+    close = difflib.get_close_matches(path.name, list(usable), n=3, cutoff=0.6)
+    return list(dict.fromkeys(usable[c] for c in close))
 
 
 def get_dataset(
