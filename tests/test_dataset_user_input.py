@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import default_toolkit
-from na_toolkit.datasets import get_dataset
-from na_toolkit.errors import DataError, UnknownComponentError
+from conftest import default_toolkit, run_na_toolkit
+from na_toolkit.datasets import dataset_from_image_folder, get_dataset
+from na_toolkit.errors import ConfigError, DataError, UnknownComponentError
+from na_toolkit.evaluation.torch_trainer import TorchEvaluator
 
 
 def write_image_folder(root, classes=("cat", "dog"), per_class=3, size=(6, 10)):
@@ -39,3 +40,21 @@ def test_a_name_typo_suggests_the_folder_and_npz_file_it_may_have_meant(tmp_path
         get_dataset("imgs/ct", default_toolkit().datasets)
     with pytest.raises(DataError, match=r"no dataset registry.*did you mean the path 'imgs/'\?"):
         get_dataset("img", None)
+
+
+def test_resize_takes_height_and_width_in_a_config_the_api_and_the_cli(tmp_path):
+    # `resize` was square only (the evaluator's option an int, the CLI's --resize PX)
+    folder = write_image_folder(tmp_path / "parts")
+    evaluator = TorchEvaluator.from_toolkit(default_toolkit(), dataset=str(folder), resize=[4, 7])  # a TOML list
+    assert evaluator.load_dataset().input_shape == (3, 4, 7)
+    assert get_dataset(folder, None, resize=(5, 3)).input_shape == (3, 5, 3)
+    assert TorchEvaluator(dataset=str(folder), resize=9).load_dataset().input_shape == (3, 9, 9)
+    for bad in ([0, 4], [4, 4, 4], [4.0, 4], "32", True, 5000):
+        with pytest.raises(ConfigError, match=r"evaluator.options.resize: .*PX \(a square\) or \(height, width\)"):
+            TorchEvaluator(dataset=str(folder), resize=bad)
+    with pytest.raises(DataError, match="each an int in 1..4096; got"):
+        dataset_from_image_folder(folder, resize=(4, -1))
+    out = run_na_toolkit("datasets", folder, "--resize", "6x11", "--json")
+    assert out.json()["datasets"][0]["descriptor"]["input_shape"] == [3, 6, 11]
+    refused = run_na_toolkit("datasets", folder, "--resize", "6x0")
+    assert refused.returncode == 2 and "argument --resize: '6x0'" in refused.stderr

@@ -18,7 +18,7 @@ from ..errors import DataError, UnknownComponentError
 from ..registry import Registry
 from .base import TEST_FRACTION, VALID_FRACTION, Dataset, DatasetSource, LabeledArrays, check_arrays, split_dataset
 from .descriptor import DatasetDescriptor, describe
-from .loaders import dataset_from_arrays, dataset_from_image_folder, dataset_from_npz
+from .loaders import dataset_from_arrays, dataset_from_image_folder, dataset_from_npz, image_size
 
 __all__ = [
     "Dataset",
@@ -47,7 +47,7 @@ def get_dataset_source(
     resize: int | tuple[int, int] | None = None,
 ) -> DatasetSource:
     """A dataset registered in `datasets` (the toolkit's registry) by name; else an image folder or an
-    `.npz` file at that path (`datasets=None`: paths only)."""
+    `.npz` file at that path (`datasets=None`: paths only), its images resized to `resize` (PX or (H, W))."""
     if isinstance(name_or_path, DatasetSource):
         return name_or_path
     key = os.fspath(name_or_path)
@@ -55,6 +55,7 @@ def get_dataset_source(
     path = Path(key)
     if resize is not None and not path.is_dir():
         raise DataError(f"resize ({resize}) applies to image-folder datasets; {key!r} is not one: leave it out")
+    resize = image_size(resize)  # (H, W): an int, a tuple and a list of one size are one cache entry
     if datasets is not None and key in datasets:
         return datasets.get(key)
     if path.is_dir() or (path.suffix == ".npz" and path.is_file()):

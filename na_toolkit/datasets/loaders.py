@@ -203,7 +203,7 @@ def dataset_from_image_folder(
     folder = Path(path)
     if mode not in ("auto", "L", "RGB"):
         raise DataError(f"image folder mode must be 'auto', 'L' or 'RGB', got {mode!r}")
-    size = _size(resize)
+    size = image_size(resize)
     label = name or folder.resolve().name
     return DatasetSource(
         label,
@@ -213,18 +213,28 @@ def dataset_from_image_folder(
     )
 
 
-def _size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
+#: the largest side an image folder's images are resized to (pixels)
+MAX_RESIZE_PX = 4096
+
+
+def image_size(resize: Any, say_got: bool = True) -> tuple[int, int] | None:
+    """`resize` as (height, width): an int PX is PX x PX, (H, W) or [H, W] is H x W; each side an int in
+    1..MAX_RESIZE_PX (a DataError otherwise, quoting the value unless `say_got` is false); None stays None."""
     if resize is None:
         return None
-    if isinstance(resize, int):
-        resize = (resize, resize)
-    try:
-        h, w = (int(v) for v in resize)
-    except (TypeError, ValueError):
-        raise DataError(f"resize must be an int or (height, width), got {resize!r}") from None
-    if h < 1 or w < 1:
-        raise DataError(f"resize must be positive, got {resize!r}")
-    return h, w
+    sides = (resize, resize) if not isinstance(resize, (list, tuple)) else tuple(resize)
+    if len(sides) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= MAX_RESIZE_PX for v in sides
+    ):
+        got = f"; got {resize!r}" if say_got else ""
+        raise DataError(f"resize must be PX (a square) or (height, width), each an int in 1..{MAX_RESIZE_PX}{got}")
+    return int(sides[0]), int(sides[1])
+
+
+def resize_option(value: Any) -> int | list[int] | None:
+    """An evaluator's `resize` option checked (`image_size`; a list in a config, a tuple in code): PX or [H, W]."""
+    size = image_size(value, say_got=False)  # the option's error quotes it
+    return None if size is None else int(value) if not isinstance(value, (list, tuple)) else list(size)
 
 
 def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mode: str) -> LabeledArrays:
@@ -272,7 +282,7 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
             raise DataError(
                 f"image {str(p)!r} is {im.height}x{im.width} but {str(first_size[2])!r} is "
                 f"{first_size[0]}x{first_size[1]}; pass resize=(H, W) to use images of mixed size (CLI: --resize "
-                "PX; a search: the evaluator's option resize = PX)"
+                "PX or HxW; a search: the evaluator's option resize = PX or [H, W])"
             )
         a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
