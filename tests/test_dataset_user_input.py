@@ -3,12 +3,14 @@ could have meant), a ready Dataset's layout, resize to (H, W)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import default_toolkit, run_na_toolkit
-from na_toolkit.datasets import dataset_from_image_folder, get_dataset
+from na_toolkit.datasets import Dataset, DatasetSource, dataset_from_arrays, dataset_from_image_folder, get_dataset
 from na_toolkit.errors import ConfigError, DataError, UnknownComponentError
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator
 
@@ -58,3 +60,33 @@ def test_resize_takes_height_and_width_in_a_config_the_api_and_the_cli(tmp_path)
     assert out.json()["datasets"][0]["descriptor"]["input_shape"] == [3, 6, 11]
     refused = run_na_toolkit("datasets", folder, "--resize", "6x0")
     assert refused.returncode == 2 and "argument --resize: '6x0'" in refused.stderr
+
+
+def ready(shape, layout=None):
+    rng = np.random.default_rng(5)
+    parts = {}
+    for part, n in (("train", 20), ("valid", 6), ("test", 6)):
+        parts[f"x_{part}"] = rng.random((n, *shape)).astype(np.float32)
+        parts[f"y_{part}"] = np.arange(n) % 2
+    return Dataset(name="bands", class_names=("a", "b"), layout=layout, **parts)
+
+
+def test_a_ready_dataset_says_it_is_channels_first_with_8_channels_or_channels_last():
+    # (N, 8, 8, 3) that really is C=8, H=8, W=3 was refused as "looks channels-last" with no way to say otherwise
+    with pytest.raises(DataError, match=r"looks channels-last.*Dataset\(\.\.\., layout='NCHW'\) if it really has 8"):
+        DatasetSource("bands", "", lambda: ready((8, 8, 3))).load()
+    with pytest.raises(DataError, match=r"the Dataset holds x_train of shape \(20, 8, 8, 3\).*layout='NHWC'"):
+        get_dataset(ready((8, 8, 3)), None)  # the library API refuses it the same way (it was trained as is)
+    chw = ready((8, 8, 3), layout="NCHW")
+    assert DatasetSource("bands", "", lambda: chw).load() is chw and get_dataset(chw, None) is chw
+    relaid = dataclasses.replace(ready((8, 8, 3)), layout="NCHW")  # a Dataset made elsewhere
+    assert TorchEvaluator(dataset=relaid).load_dataset().input_shape == (8, 8, 3)
+    hwc = ready((8, 8, 3), layout="NHWC")  # transposed: (N, 3, 8, 8), and said so
+    assert hwc.input_shape == (3, 8, 8) and hwc.layout == "NCHW"
+    assert np.array_equal(hwc.x_valid[0].transpose(1, 2, 0), ready((8, 8, 3)).x_valid[0])
+    assert get_dataset(hwc, None) is hwc
+    with pytest.raises(DataError, match="layout must be 'NCHW' or 'NHWC', got 'CHW'"):
+        ready((8, 8, 3), layout="CHW")
+    # arrays said to be NCHW keep saying so through the split: the Dataset they give is not refused later
+    split = dataset_from_arrays("bands", np.zeros((20, 8, 8, 3)), np.arange(20) % 2, layout="NCHW").load()
+    assert get_dataset(split, None).input_shape == (8, 8, 3)

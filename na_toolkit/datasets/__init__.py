@@ -16,7 +16,16 @@ from pathlib import Path
 from ..caches import lru_dict
 from ..errors import DataError, UnknownComponentError
 from ..registry import Registry
-from .base import TEST_FRACTION, VALID_FRACTION, Dataset, DatasetSource, LabeledArrays, check_arrays, split_dataset
+from .base import (
+    TEST_FRACTION,
+    VALID_FRACTION,
+    Dataset,
+    DatasetSource,
+    LabeledArrays,
+    check_arrays,
+    check_ready,
+    split_dataset,
+)
 from .descriptor import DatasetDescriptor, describe
 from .loaders import dataset_from_arrays, dataset_from_image_folder, dataset_from_npz, image_size
 
@@ -26,6 +35,7 @@ __all__ = [
     "DatasetSource",
     "LabeledArrays",
     "check_arrays",
+    "check_ready",
     "dataset_from_arrays",
     "dataset_from_image_folder",
     "dataset_from_npz",
@@ -119,11 +129,12 @@ def get_dataset(
     test_fraction: float = TEST_FRACTION,
     resize: int | tuple[int, int] | None = None,
 ) -> Dataset:
-    """Load a dataset (cached per process): a `Dataset` is returned as is; a name registered in `datasets`
+    """Load a dataset (cached per process): a `Dataset` is returned as is (`check_ready`: unless it looks
+    channels-last without saying its layout); a name registered in `datasets`
     (the toolkit's registry), a folder of class subfolders or an `.npz` file (arrays x, y) is loaded and
     split with `seed`."""
     if isinstance(name_or_path, Dataset):
-        return name_or_path
+        return check_ready(name_or_path)
     return get_dataset_source(name_or_path, datasets, resize=resize).load(seed, valid_fraction, test_fraction)
 
 

@@ -45,7 +45,11 @@ class LabeledArrays:
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A loaded dataset: train / valid / test arrays, x as (N, C, H, W) float32 (pixel values scaled to
-    [0, 1] for the built-in loaders), y as (N,) int64 class indices into `class_names`."""
+    [0, 1] for the built-in loaders), y as (N,) int64 class indices into `class_names`.
+
+    `layout` says how the x arrays given are laid out, as for `LabeledArrays`: "NCHW" (taken as they are),
+    "NHWC" (every split transposed here; the Dataset then says "NCHW") or None (not said: one that looks
+    channels-last, e.g. (N, 32, 32, 3), is refused where a ready Dataset comes in; see `check_ready`)."""
 
     name: str
     x_train: np.ndarray
@@ -57,8 +61,16 @@ class Dataset:
     class_names: tuple[str, ...]
     #: the seed the split was drawn from (None: the dataset came with its own split)
     split_seed: int | None = None
+    layout: str | None = None
 
     def __post_init__(self) -> None:
+        check_layout(self.name, self.layout)
+        if self.layout == "NHWC":
+            for part in ("train", "valid", "test"):
+                x = getattr(self, f"x_{part}")
+                if x.ndim == 4:  # other dims: refused below
+                    object.__setattr__(self, f"x_{part}", np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            object.__setattr__(self, "layout", "NCHW")
         for part in ("train", "valid", "test"):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
             if x.ndim != 4:
@@ -91,6 +103,7 @@ class Dataset:
             np.concatenate([self.x_train, self.x_valid, self.x_test]),
             np.concatenate([self.y_train, self.y_valid, self.y_test]),
             self.class_names,
+            layout=self.layout,
         )
 
     @cached_property
@@ -130,15 +143,7 @@ class DatasetSource:
             data = self.loader()
             if isinstance(data, Dataset):
                 # a ready split is taken as is; only a layout that would be misread silently is refused
-                if looks_channels_last(data.x_train.shape):
-                    raise DataError(
-                        f"dataset {self.name!r}: the loader's Dataset holds x_train of shape "
-                        f"{tuple(data.x_train.shape)}, which looks channels-last (N, H, W, C) but a Dataset is "
-                        f"(N, C, H, W): {data.x_train.shape[1]} channels; transpose every split with "
-                        "x.transpose(0, 3, 1, 2), or return LabeledArrays(x, y, class_names, layout='NHWC') and "
-                        "let the toolkit split it"
-                    )
-                self._cache[key] = data
+                self._cache[key] = check_ready(data, "the loader's Dataset")
             elif isinstance(data, LabeledArrays):
                 # a plugin's loader is checked like user arrays (one class, NaNs, label range...)
                 data = check_arrays(self.name, data.x, data.y, class_names=data.class_names, layout=data.layout)
@@ -154,6 +159,21 @@ class DatasetSource:
 def looks_channels_last(shape: tuple[int, ...]) -> bool:
     """Does a 4-d array of `shape` look (N, H, W, C) rather than (N, C, H, W)?"""
     return shape[3] in IMAGE_CHANNELS and shape[1] not in IMAGE_CHANNELS
+
+
+def check_ready(data: Dataset, what: str = "the Dataset") -> Dataset:
+    """`data` as it is, unless its arrays look channels-last and it does not say its layout: a DataError
+    saying how to say it (a loader's Dataset, and one given to `get_dataset` or the evaluator, come here)."""
+    shape = tuple(data.x_train.shape)
+    if data.layout is None and looks_channels_last(shape):
+        raise DataError(
+            f"dataset {data.name!r}: {what} holds x_train of shape {shape}, which looks channels-last (N, H, W, C) "
+            f"but a Dataset is (N, C, H, W): {shape[1]} channels; say its layout: Dataset(..., layout='NHWC') "
+            f"transposes every split, Dataset(..., layout='NCHW') if it really has {shape[1]} channels "
+            "(dataclasses.replace(ds, layout=...) for a Dataset made elsewhere); or return LabeledArrays(x, y, "
+            "class_names, layout=...) and let the toolkit split it"
+        )
+    return data
 
 
 def check_layout(name: str, layout: str | None) -> None:
@@ -256,7 +276,7 @@ def split_dataset(
         idx = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
         arrays[f"x_{part}"] = data.x[idx]
         arrays[f"y_{part}"] = data.y[idx]
-    return Dataset(name=name, class_names=data.class_names, split_seed=seed, **arrays)
+    return Dataset(name=name, class_names=data.class_names, split_seed=seed, layout=data.layout, **arrays)
 
 
 def _share(n: int, fraction: float) -> int:
