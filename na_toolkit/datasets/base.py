@@ -29,17 +29,55 @@ TEST_FRACTION = 0.2
 IMAGE_CHANNELS = (1, 3, 4)
 
 
+@dataclass(frozen=True)
+class RawInput:
+    """How a dataset's x values were made from its raw data, so that a deployer can do the same:
+    x = (raw - subtract) / divide_by, in float32, per value (`apply`), after what `description` says (an image
+    folder's: the images converted to Pillow mode `image_mode` and, with `resize`, resized to (H, W) with
+    bilinear filtering). Recorded with every evaluation and in every export's sidecar (`to_json`)."""
+
+    divide_by: float = 1.0
+    subtract: float = 0.0
+    #: the raw values' range, (low, high), when the source knows it (8-bit pixels: (0, 255))
+    raw_range: tuple[float, float] | None = None
+    description: str = ""
+    image_mode: str | None = None
+    resize: tuple[int, int] | None = None
+
+    def apply(self, raw: Any) -> np.ndarray:
+        """The dataset's x values of `raw` values."""
+        return (np.asarray(raw, dtype=np.float32) - np.float32(self.subtract)) / np.float32(self.divide_by)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "formula": "x = (raw - subtract) / divide_by, float32",
+            "divide_by": self.divide_by,
+            "subtract": self.subtract,
+            "raw_range": list(self.raw_range) if self.raw_range is not None else None,
+            "description": self.description,
+        }
+        if self.image_mode is not None:
+            doc.update(image_mode=self.image_mode, resize=list(self.resize) if self.resize else None)
+        return doc
+
+
+#: what user arrays (`dataset_from_arrays`, an `.npz` file) are: their values as given
+AS_GIVEN = RawInput(description="the arrays' values as given (no scaling)")
+
+
 @dataclass(frozen=True, eq=False)
 class LabeledArrays:
     """All samples of a dataset before the split: `x` (N, C, H, W) float32, `y` (N,) int64 in [0, classes).
 
     `layout` says how a 4-d `x` is laid out: "NCHW", "NHWC" (transposed when the source loads it) or None (not
-    said: read as NCHW, and an `x` that looks channels-last is refused; see `check_arrays`)."""
+    said: read as NCHW, and an `x` that looks channels-last is refused; see `check_arrays`). `raw_input`: how `x`
+    was made from the raw data (None: not known)."""
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
     layout: str | None = None
+    raw_input: RawInput | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +100,8 @@ class Dataset:
     #: the seed the split was drawn from (None: the dataset came with its own split)
     split_seed: int | None = None
     layout: str | None = None
+    #: how x was made from the raw data (`RawInput`; None: the loader did not say)
+    raw_input: RawInput | None = None
 
     def __post_init__(self) -> None:
         check_layout(self.name, self.layout)
@@ -104,6 +144,7 @@ class Dataset:
             np.concatenate([self.y_train, self.y_valid, self.y_test]),
             self.class_names,
             layout=self.layout,
+            raw_input=self.raw_input,
         )
 
     @cached_property
@@ -146,7 +187,9 @@ class DatasetSource:
                 self._cache[key] = check_ready(data, "the loader's Dataset")
             elif isinstance(data, LabeledArrays):
                 # a plugin's loader is checked like user arrays (one class, NaNs, label range...)
+                raw = data.raw_input
                 data = check_arrays(self.name, data.x, data.y, class_names=data.class_names, layout=data.layout)
+                data = replace(data, raw_input=raw)
                 self._cache[key] = split_dataset(self.name, data, seed, valid_fraction, test_fraction)
             else:
                 raise DataError(
@@ -276,7 +319,9 @@ def split_dataset(
         idx = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
         arrays[f"x_{part}"] = data.x[idx]
         arrays[f"y_{part}"] = data.y[idx]
-    return Dataset(name=name, class_names=data.class_names, split_seed=seed, layout=data.layout, **arrays)
+    return Dataset(
+        name=name, class_names=data.class_names, split_seed=seed, layout=data.layout, raw_input=data.raw_input, **arrays
+    )
 
 
 def _share(n: int, fraction: float) -> int:

