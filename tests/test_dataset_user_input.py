@@ -13,6 +13,7 @@ from conftest import default_toolkit, run_na_toolkit
 from na_toolkit.datasets import Dataset, DatasetSource, dataset_from_arrays, dataset_from_image_folder, get_dataset
 from na_toolkit.errors import ConfigError, DataError, UnknownComponentError
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator
+from na_toolkit.search.config import load_config, resolve_config
 
 
 def write_image_folder(root, classes=("cat", "dog"), per_class=3, size=(6, 10)):
@@ -90,3 +91,29 @@ def test_a_ready_dataset_says_it_is_channels_first_with_8_channels_or_channels_l
     # arrays said to be NCHW keep saying so through the split: the Dataset they give is not refused later
     split = dataset_from_arrays("bands", np.zeros((20, 8, 8, 3)), np.arange(20) % 2, layout="NCHW").load()
     assert get_dataset(split, None).input_shape == (8, 8, 3)
+
+
+def test_what_a_user_gets_wrong_bringing_an_npz_or_npy_is_told_how_to_fix(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8), np.array(["cat", "dog", "bird"] * 4)
+    # a channels-last .npz named in a config or --dataset: the fix is in the file, and the error writes it out
+    np.savez(tmp_path / "hwc.npz", x=x, y=y)
+    with pytest.raises(DataError, match=r"add it to the file: np.savez\('.*hwc.npz', x=x, y=y, layout='NHWC'\)"):
+        get_dataset(tmp_path / "hwc.npz", None)
+    np.savez(tmp_path / "hwc.npz", x=x, y=y, layout="NHWC")
+    assert get_dataset(tmp_path / "hwc.npz", None).input_shape == (3, 16, 16)
+    # other array names: said once ('cannot read dataset file ...: ... lacks' wrapped our own message again)
+    np.savez(tmp_path / "keys.npz", images=x, labels=y)
+    with pytest.raises(DataError) as info:
+        get_dataset(tmp_path / "keys.npz", None)
+    assert str(info.value).startswith(f"{str(tmp_path / 'keys.npz')!r} lacks array(s) x, y (it holds: images, labels)")
+    # an .npy holds one array: save both in an .npz
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(DataError, match=r"is an .npy file, which holds one array.*np.savez\('.*x.npz', x=images"):
+        get_dataset(tmp_path / "x.npy", None)
+    # '~' is the user's home, as a shell reads it (it was 'does not exist'), from the API and in a config
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert get_dataset("~/hwc.npz", None).input_shape == (3, 16, 16)
+    doc = {"seed_network": "simple-cnn", "dataset": "~/hwc.npz", "evaluations": 2, "output": str(tmp_path / "r")}
+    config = resolve_config(load_config(doc, base_dir=tmp_path / "r"), default_toolkit())
+    assert config.dataset == str((tmp_path / "hwc.npz").resolve())

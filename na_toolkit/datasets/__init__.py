@@ -64,7 +64,7 @@ def get_dataset_source(
         return name_or_path
     key = os.fspath(name_or_path)
     known = datasets.names() if datasets is not None else []
-    path = Path(key)
+    path = Path(key).expanduser()  # '~/data/imgs' as a shell would read it
     if resize is not None and not path.is_dir():
         raise DataError(f"resize ({resize}) applies to image-folder datasets; {key!r} is not one: leave it out")
     resize = image_size(resize)  # (H, W): an int, a tuple and a list of one size are one cache entry
@@ -81,6 +81,11 @@ def get_dataset_source(
     meant = f"did you mean the path {' or '.join(map(repr, nearby))}?" if nearby else ""
     if os.sep in key or path.suffix or path.exists():
         what = "is neither a folder of class subfolders nor an .npz file" if path.exists() else "does not exist"
+        if path.suffix == ".npy" and path.is_file():
+            what = (
+                "is an .npy file, which holds one array; a dataset holds images and labels: save them together as "
+                f"an .npz, np.savez({str(path.with_suffix('.npz'))!r}, x=images, y=labels), and give that"
+            )
         raise DataError(
             f"dataset path {key!r} {what} (registered datasets: {', '.join(known) or 'none given'})"
             + (f"; {meant}" if meant else "")

@@ -225,7 +225,12 @@ def check_layout(name: str, layout: str | None) -> None:
 
 
 def check_arrays(
-    name: str, x: Any, y: Any, class_names: Sequence[Any] | None = None, layout: str | None = None
+    name: str,
+    x: Any,
+    y: Any,
+    class_names: Sequence[Any] | None = None,
+    layout: str | None = None,
+    say_layout: str = "",
 ) -> LabeledArrays:
     """Validate user arrays and bring them to the dataset convention (the one place where arrays become a
     dataset: `dataset_from_arrays`, `.npz` files and registered loaders all come through here).
@@ -234,7 +239,8 @@ def check_arrays(
     layout given, a 4-d x that looks channels-last, e.g. (N, 32, 32, 3), is refused rather than read as 32
     channels; layout="NCHW" says it really is channels-first.
     y: (N,) labels of any sortable type; the distinct values, sorted, become classes 0..K-1 (their `str` are
-    the class names unless `class_names` is given, in which case y must already be ints in [0, K))."""
+    the class names unless `class_names` is given, in which case y must already be ints in [0, K)).
+    `say_layout`: how the caller's user says the layout (an .npz file's: its `layout` array), for the error."""
     x = np.asarray(x)
     y = np.asarray(y)
     check_layout(name, layout)
@@ -248,7 +254,7 @@ def check_arrays(
                 f"dataset {name!r}: x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C) but would "
                 f"be read as (N, C, H, W), {x.shape[1]} channels; say layout='NHWC' (the dataset_from_arrays / "
                 "dataset_from_npz argument, the .npz's `layout` array or LabeledArrays' field), or layout='NCHW' "
-                f"if it really has {x.shape[1]} channels"
+                f"if it really has {x.shape[1]} channels" + (f"; {say_layout}" if say_layout else "")
             )
         if layout == "NHWC":
             x = x.transpose(0, 3, 1, 2)

@@ -188,6 +188,8 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
                 layout = str(f["layout"])
     except OSError as exc:
         raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
+    except DataError:
+        raise  # ours, saying what the file lacks (a DataError is a ValueError: not wrapped again below)
     except ValueError as exc:
         if "pickle" not in str(exc):
             raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
@@ -196,7 +198,9 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
             f"cannot read dataset file {str(path)!r}: an array in it holds Python objects (saved pickled); save x "
             "and y as numeric arrays and class_names as strings"
         ) from None
-    return replace(check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=AS_GIVEN)
+    # a channels-last x is said in the file once for all (a config or --dataset path has no other place)
+    resave = f"add it to the file: np.savez({str(path)!r}, x=x, y=y, layout='NHWC')"
+    return replace(check_arrays(name, x, y, class_names, layout, say_layout=resave), raw_input=AS_GIVEN)
 
 
 def dataset_from_image_folder(
