@@ -117,3 +117,21 @@ def test_what_a_user_gets_wrong_bringing_an_npz_or_npy_is_told_how_to_fix(tmp_pa
     doc = {"seed_network": "simple-cnn", "dataset": "~/hwc.npz", "evaluations": 2, "output": str(tmp_path / "r")}
     config = resolve_config(load_config(doc, base_dir=tmp_path / "r"), default_toolkit())
     assert config.dataset == str((tmp_path / "hwc.npz").resolve())
+
+
+def test_a_folder_of_splits_and_16_bit_images_are_told_apart_from_an_image_folder(tmp_path):
+    # split/train/cat: 'class folder split/train holds no images ... remove it or add images' pointed nowhere
+    write_image_folder(tmp_path / "split" / "train")
+    write_image_folder(tmp_path / "split" / "val")
+    with pytest.raises(DataError, match=r"holds folders \(cat, dog\), not images: .* looks like a folder of splits"):
+        get_dataset(tmp_path / "split", None)
+    assert get_dataset(tmp_path / "split" / "train", None).class_names == ("cat", "dog")
+    # 16-bit grey PNGs were read clipped at 255 (a mean near 1, the images gone) without a word
+    rng = np.random.default_rng(3)
+    for c in ("a", "b"):
+        (tmp_path / "deep" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 65535, (6, 6), dtype=np.uint16)).save(tmp_path / "deep" / c / f"{i}.png")
+    for mode in ("auto", "L"):
+        with pytest.raises(DataError, match=r"more than 8 bits per pixel \(Pillow mode I(;16)?\).*clip at 255"):
+            dataset_from_image_folder(tmp_path / "deep", mode=mode).load()

@@ -24,6 +24,8 @@ from .base import AS_GIVEN, DatasetSource, LabeledArrays, RawInput, check_arrays
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 # Pillow modes that hold a single grey channel (or grey + alpha): read as 1 channel in mode "auto"
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "P;grey"})
+# Pillow modes of more than 8 bits per value: refused (read as 8-bit, they would be clipped at 255)
+_DEEP_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 def load_digits_arrays() -> LabeledArrays:
@@ -271,6 +273,13 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
     for label, d in enumerate(class_dirs):
         images = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         if not images:
+            inner = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+            if inner:  # split/train/cat: a folder of splits (or a class folder nested one level too deep)
+                raise DataError(
+                    f"class folder {str(d)!r} holds folders ({', '.join(inner[:5])}), not images: {str(folder)!r} "
+                    f"looks like a folder of splits; give the folder whose subfolders are the classes, e.g. "
+                    f"{str(d)!r} (the toolkit draws its own train / valid / test split from it)"
+                )
             raise DataError(
                 f"class folder {str(d)!r} holds no images (suffixes {', '.join(sorted(IMAGE_SUFFIXES))}); "
                 "remove it or add images"
@@ -285,6 +294,13 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
                 pictures.append(im.copy())
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {str(p)!r}: {exc}") from None
+    deep = next(((p, im.mode) for (p, _label), im in zip(files, pictures) if im.mode in _DEEP_MODES), None)
+    if deep is not None:  # Pillow's conversion to 8 bits clips every value above 255: a silent loss
+        raise DataError(
+            f"image {str(deep[0])!r} has more than 8 bits per pixel (Pillow mode {deep[1]}), which reading it as "
+            "8-bit would clip at 255; convert the images to 8-bit, or save them as arrays scaled as they should "
+            "be in an .npz: np.savez(path, x=images.astype('float32') / 65535, y=labels)"
+        )
     if mode == "auto":
         mode = "L" if all(im.mode in _GREY_MODES for im in pictures) else "RGB"
     arrays = []
