@@ -13,6 +13,7 @@ from conftest import default_toolkit, run_na_toolkit
 from na_toolkit.datasets import Dataset, DatasetSource, dataset_from_arrays, dataset_from_image_folder, get_dataset
 from na_toolkit.errors import ConfigError, DataError, UnknownComponentError
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator
+from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.search.config import load_config, resolve_config
 
 
@@ -135,3 +136,16 @@ def test_a_folder_of_splits_and_16_bit_images_are_told_apart_from_an_image_folde
     for mode in ("auto", "L"):
         with pytest.raises(DataError, match=r"more than 8 bits per pixel \(Pillow mode I(;16)?\).*clip at 255"):
             dataset_from_image_folder(tmp_path / "deep", mode=mode).load()
+
+
+def test_a_network_built_for_another_size_is_told_the_resize_that_fits_an_image_folder(tmp_path):
+    folder = write_image_folder(tmp_path / "parts")  # 6x10 RGB images
+    b = ArchitectureBuilder((3, 16, 12), layer_types=default_toolkit().layer_types, name="mine")
+    net = b.build(b.layer("linear", b.layer("flatten", b.layer("global_avg_pool", b.input)), units=2))
+    with pytest.raises(DataError, match=r"has input shape \(3, 6, 10\).*option resize = \[16, 12\] \(--resize 16x12\)"):
+        TorchEvaluator(dataset=str(folder)).check(net)
+    TorchEvaluator(dataset=str(folder), resize=[16, 12]).check(net)  # what it says fits
+    # arrays cannot be resized: no such advice
+    arrays = dataset_from_arrays("a", np.zeros((8, 3, 6, 10)), np.arange(8) % 2).load()
+    with pytest.raises(DataError, match=r"build the network for the dataset's shape$"):
+        TorchEvaluator(dataset=arrays).check(net)

@@ -256,6 +256,18 @@ def resize_option(value: Any) -> int | list[int] | None:
     return None if size is None else int(value) if not isinstance(value, (list, tuple)) else list(size)
 
 
+def resize_hint(dataset: Any, shape: tuple[int, ...]) -> str:
+    """`, or resize ...` when `dataset` is an image folder (its `raw_input` says so) whose images resized would
+    fit a network taking `shape` (the same channels); "" otherwise."""
+    raw = dataset.raw_input
+    if raw is None or raw.image_mode is None or len(shape) != 3 or shape[0] != dataset.input_shape[0]:
+        return ""
+    h, w = shape[1:]
+    return (
+        f", or resize the image folder's images to fit: the evaluator's option resize = [{h}, {w}] (--resize {h}x{w})"
+    )
+
+
 def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mode: str) -> LabeledArrays:
     from PIL import Image, UnidentifiedImageError
 

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from .. import validation
-from ..datasets.loaders import MAX_RESIZE_PX, resize_option
+from ..datasets.loaders import MAX_RESIZE_PX, resize_hint, resize_option
 from ..errors import DataError
 from ..ir.architecture import Architecture
 from ..validation import validate_options
@@ -181,6 +181,7 @@ class TorchEvaluator(Evaluator):
             raise DataError(
                 f"architecture {arch.name or arch.hash!r} takes input shape {tuple(arch.input_shape)} but dataset "
                 f"{ds.name!r} has input shape {ds.input_shape}; build the network for the dataset's shape"
+                + resize_hint(ds, tuple(arch.input_shape))
             )
         if tuple(arch.output_shape) != (ds.classes,):
             raise DataError(
