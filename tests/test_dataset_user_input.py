@@ -149,3 +149,12 @@ def test_a_network_built_for_another_size_is_told_the_resize_that_fits_an_image_
     arrays = dataset_from_arrays("a", np.zeros((8, 3, 6, 10)), np.arange(8) % 2).load()
     with pytest.raises(DataError, match=r"build the network for the dataset's shape$"):
         TorchEvaluator(dataset=arrays).check(net)
+
+
+def test_one_hot_labels_are_told_to_become_class_indices():
+    x, labels = np.zeros((6, 1, 2, 2)), np.arange(6) % 3
+    with pytest.raises(DataError, match=r"got shape \(6, 3\); they look one-hot: give y.argmax\(axis=1\)"):
+        dataset_from_arrays("a", x, np.eye(3)[labels])
+    with pytest.raises(DataError, match=r"got shape \(6, 2\)$"):  # not one-hot: no such guess
+        dataset_from_arrays("a", x, np.ones((6, 2)))
+    assert dataset_from_arrays("a", x, np.eye(3)[labels].argmax(axis=1)).load().classes == 3

@@ -264,7 +264,9 @@ def check_arrays(
             "reshape flat features to images first"
         )
     if y.ndim != 1:
-        raise DataError(f"dataset {name!r}: y must be one label per sample (1-D), got shape {y.shape}")
+        one_hot = y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+        hint = "; they look one-hot: give y.argmax(axis=1)" if one_hot else ""
+        raise DataError(f"dataset {name!r}: y must be one label per sample (1-D), got shape {y.shape}{hint}")
     if len(x) != len(y):
         raise DataError(f"dataset {name!r}: x has {len(x)} samples but y has {len(y)} labels; they must match")
     if len(x) == 0:
