@@ -158,3 +158,18 @@ def test_one_hot_labels_are_told_to_become_class_indices():
     with pytest.raises(DataError, match=r"got shape \(6, 2\)$"):  # not one-hot: no such guess
         dataset_from_arrays("a", x, np.ones((6, 2)))
     assert dataset_from_arrays("a", x, np.eye(3)[labels].argmax(axis=1)).load().classes == 3
+
+
+def test_the_demo_searches_a_users_image_folder_of_3_classes_and_mixed_sizes(tmp_path):
+    # `na-toolkit demo --dataset FOLDER` stopped at 'the seed outputs (10,), FOLDER has 3 classes', and a folder of
+    # mixed sizes was told to pass --resize, which the demo did not have
+    from na_toolkit.search.demo import run_demo
+
+    folder = write_image_folder(tmp_path / "parts", classes=("a", "b", "c"), per_class=6)
+    Image.new("RGB", (14, 9)).save(folder / "a" / "odd.png")  # another size
+    result = run_demo(tmp_path / "runs", evaluations=1, dataset=str(folder), resize=(8, 12), progress=False, echo=str)
+    assert result.counters.evaluations == 1
+    (evaluated,) = result.evaluated
+    arch = evaluated.candidate.arch
+    assert arch.input_shape == (3, 8, 12) and arch.output_shape == (3,) and evaluated.error is None
+    assert "--resize" in run_na_toolkit("demo", "--help").stdout
