@@ -52,12 +52,13 @@ def counted(n: int, noun: str) -> str:
 class UnknownComponentError(NAToolkitError, KeyError):
     """A name that no registry holds; lists the close matches and what is registered."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]):
+    def __init__(self, kind: str, name: str, known: Iterable[str], more: str = ""):
+        """`more`: a sentence appended to the message (what else the name could have meant)."""
         known = sorted(known)
         hint = did_you_mean(name, known)
         self.kind, self.name, self.known = kind, name, known
         msg = f"unknown {kind} {name!r}.{hint} Known: {', '.join(known) or '(none registered)'}"
-        super().__init__(msg)
+        super().__init__(f"{msg}. {more}" if more else msg)
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]

@@ -478,3 +478,31 @@ def test_garbage_truncated_empty_and_missing_files(tmp_path):
         from_onnx(tmp_path / "missing.onnx", layer_types())
     with pytest.raises(OnnxImportError, match="path, bytes or an onnx.ModelProto"):
         from_onnx(3.5, layer_types())
+
+
+def test_a_group_norm_is_named_as_such_not_as_the_reshape_torch_exports_it_with():
+    # torch exports nn.GroupNorm(2, 8) as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add: the error
+    # named the first Reshape ("supported as a flatten only"), which the user never wrote
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(OnnxImportError) as info:
+        from_onnx(torch_export(model.eval(), (3, 8, 8)), layer_types())
+    message = str(info.value)
+    assert "nn.GroupNorm(2, 8)" in message and "group normalisation" in message
+    assert "replace nn.GroupNorm with nn.BatchNorm2d" in message and "flatten" not in message
+
+
+def test_a_group_normalization_op_gets_the_group_norm_advice():
+    # ONNX's own op (what other exporters write): unsupported, with the same advice
+    scale = numpy_helper.from_array(np.ones(4, np.float32), "s")
+    bias = numpy_helper.from_array(np.zeros(4, np.float32), "b")
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], name="gn", num_groups=2)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        initializer=[scale, bias],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])  # the op's per-channel form
+    with pytest.raises(OnnxImportError, match=r"'GroupNormalization'; it is group normalisation.*nn.BatchNorm2d"):
+        from_onnx(proto, layer_types())

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from na_toolkit.ir.onnx_import import GROUP_NORM_TODO
+
 if TYPE_CHECKING:  # pragma: no cover
     from na_toolkit.ir.onnx_import import OnnxImportContext
 
@@ -253,9 +255,28 @@ def flatten(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
         size = int(np.prod(shape))
         if target is None or target.ndim != 1 or len(target) != 2 or int(target[1]) not in (-1, size):
             got = None if target is None else target.tolist()
+            group_norm = group_norm_message(ctx, node, target)
+            if group_norm:
+                raise ctx.error(group_norm)
             raise ctx.error(f"Reshape is supported as a flatten to (N, -1) only, got target {got}")
     ctx.add(layer_type, [ctx.value(node.input[0])], output=node.output[0])
     return True
+
+
+def group_norm_message(ctx: OnnxImportContext, node: Any, target: np.ndarray | None) -> str | None:
+    """What to say of a `Reshape` to (N, G, -1) that feeds an `InstanceNormalization`: the form torch's
+    exporter gives `nn.GroupNorm(G, C)` (Reshape -> InstanceNormalization -> Reshape -> Mul -> Add), which
+    the user wrote as one GroupNorm, not as a Reshape; None for any other Reshape."""
+    norm = ctx.sole_consumer(node.output[0])
+    if norm is None or norm.op_type != "InstanceNormalization":
+        return None
+    groups = int(target[1]) if target is not None and target.ndim == 1 and len(target) == 3 else None
+    channels = ctx.shape(node.input[0])[0] if ctx.shape(node.input[0]) else None
+    written = f"nn.GroupNorm({groups if groups is not None else 'G'}, {channels if channels else 'C'})"
+    return (
+        f"this Reshape and the InstanceNormalization after it ({norm.name or 'unnamed'!r}) are how torch exports "
+        f"{written}: group normalisation, {GROUP_NORM_TODO}"
+    )
 
 
 def linear(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .command import Command
+from .evaluate import resize_arg
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         metavar="NAME|PATH",
         help="search this dataset (default: the first of digits, mnist-5k the seed does not saturate)",
+    )
+    parser.add_argument(
+        "--resize",
+        type=resize_arg,
+        metavar="PX|HxW",
+        help="resize an image-folder dataset's images to PX x PX (or H x W)",
     )
     parser.add_argument("--steps", type=int, default=5, help="moves tour only: moves to apply (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the search (or of the sampled moves)")
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         echo=echo,
         toolkit=args.toolkit,
         dataset=args.dataset,
+        resize=args.resize,
     )
     if args.json:
         print(json.dumps(result.summary(), indent=2, default=str))

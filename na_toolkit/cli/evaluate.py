@@ -29,10 +29,27 @@ _OPTION_FLAGS = {
 }
 
 
+def resize_arg(text: str) -> int | tuple[int, int]:
+    """`--resize PX` (a square) or `--resize HxW` (height x width), sides checked as the option's are."""
+    from ..datasets.loaders import image_size
+    from ..errors import DataError
+
+    try:
+        sides = [int(v) for v in text.lower().split("x")]
+        size = image_size(sides if len(sides) > 1 else sides[0])
+    except ValueError as exc:  # int() or image_size's DataError
+        why = exc if isinstance(exc, DataError) else "not PX or HxW (e.g. 32 or 24x32)"
+        raise argparse.ArgumentTypeError(f"{text!r}: {why}") from None
+    assert size is not None
+    return size if len(sides) > 1 else size[0]
+
+
 def _configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("arch", metavar="ARCH", help="architecture: IR JSON file, .onnx file or seed network name")
     p.add_argument("--dataset", help="registered dataset, image folder or .npz file (default: digits)")
-    p.add_argument("--resize", type=int, metavar="PX", help="resize image-folder datasets to PX x PX")
+    p.add_argument(
+        "--resize", type=resize_arg, metavar="PX|HxW", help="resize image-folder datasets to PX x PX (or H x W)"
+    )
     p.add_argument("--evaluator", default="torch", help="registered evaluator (default: torch)")
     p.add_argument("--epochs", type=int, help="training epochs (torch default: 15)")
     p.add_argument("--seed", type=int, help="initialisation and data-order seed (default: 0)")
@@ -117,7 +134,9 @@ def _configure_datasets(p: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_PATH",
         help="datasets to describe (default: every registered one); image folders and .npz files too",
     )
-    p.add_argument("--resize", type=int, metavar="PX", help="resize image-folder datasets to PX x PX")
+    p.add_argument(
+        "--resize", type=resize_arg, metavar="PX|HxW", help="resize image-folder datasets to PX x PX (or H x W)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 

@@ -262,6 +262,12 @@ def _run_export(args: argparse.Namespace) -> int:
     # no dataset is recorded for a network whose evaluation failed before it was trained
     dataset = f", dataset {info['dataset']} as its loader gives it (docs/datasets.md)" if info["dataset"] else ""
     print(f"its input {tensor['name']!r}: {tensor['dtype']}{layout} {shape}{dataset}")
+    raw = info.get("raw_input")
+    if raw:
+        shifted = f"(raw - {raw['subtract']:g})" if raw["subtract"] else "raw"
+        print(f"its raw inputs: x = {shifted} / {raw['divide_by']:g}, raw: {raw['description']}")
+    elif "raw_input" in info:
+        print("its raw inputs: not known (the dataset's loader does not say how it scaled them)")
     norm = info.get("input_normalization")
     if norm:
         print(f"its inputs: (x - mean) / std per channel, mean {_floats(norm['mean'])}, std {_floats(norm['std'])}")

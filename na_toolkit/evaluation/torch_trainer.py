@@ -27,12 +27,13 @@ import os
 import sys
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, get_args
 
 import numpy as np
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from .. import validation
+from ..datasets.loaders import MAX_RESIZE_PX, resize_hint, resize_option
 from ..errors import DataError
 from ..ir.architecture import Architecture
 from ..validation import validate_options
@@ -78,11 +79,11 @@ class TorchEvaluator(Evaluator):
         split_seed: int = Field(0, description="the dataset's split (fixed: every candidate sees the same one)")
         valid_fraction: float = Field(0.1, ge=0, lt=1)
         test_fraction: float = Field(0.2, ge=0, lt=1)
-        resize: int | None = Field(
+        resize: Annotated[int | list[int] | None, BeforeValidator(resize_option)] = Field(
             None,
-            ge=1,
-            le=4096,
-            description="an image-folder dataset's images resized to PX x PX (bilinear); images of mixed size need it",
+            description="an image-folder dataset's images resized (bilinear) to PX x PX, or [H, W] to H x W (each "
+            f"1..{MAX_RESIZE_PX}); images of mixed size need it",
+            json_schema_extra={"type_name": "int | [int, int] | none"},
         )
         device: str = Field("cpu", description='"cpu", "cuda", "cuda:N" or "auto" (CUDA when torch sees one)')
         threads: int | None = Field(1, ge=1, description="torch CPU threads while training (none: torch's setting)")
@@ -161,7 +162,7 @@ class TorchEvaluator(Evaluator):
             seed=o["split_seed"],
             valid_fraction=o["valid_fraction"],
             test_fraction=o["test_fraction"],
-            resize=o["resize"],
+            resize=tuple(o["resize"]) if isinstance(o["resize"], list) else o["resize"],
         )
 
     def check(self, arch: Architecture, dataset=None) -> None:
@@ -180,6 +181,7 @@ class TorchEvaluator(Evaluator):
             raise DataError(
                 f"architecture {arch.name or arch.hash!r} takes input shape {tuple(arch.input_shape)} but dataset "
                 f"{ds.name!r} has input shape {ds.input_shape}; build the network for the dataset's shape"
+                + resize_hint(ds, tuple(arch.input_shape))
             )
         if tuple(arch.output_shape) != (ds.classes,):
             raise DataError(
@@ -434,7 +436,8 @@ class TorchEvaluator(Evaluator):
 
         model.load_state_dict(best_state)
         test_acc = accuracy(model, x_test, ds.y_test, int(o["eval_batch_size"])) if len(ds.y_test) else None
-        options = {k: (v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)) for k, v in o.items()}
+        plain = (str, int, float, bool, type(None), list)  # a list: resize = [H, W]
+        options = {k: (v if isinstance(v, plain) else repr(v)) for k, v in o.items()}
         if not isinstance(o["dataset"], str):
             options["dataset"] = ds.name
         result = EvaluationResult(
@@ -467,6 +470,7 @@ class TorchEvaluator(Evaluator):
                     "std": [float(v) for v in np.broadcast_to(std, (1, ds.input_shape[0], 1, 1)).ravel()],
                 },
                 "class_names": [str(c) for c in ds.class_names],
+                "raw_input": ds.raw_input.to_json() if ds.raw_input is not None else None,  # before the mean / std
                 **({"inherit_fallback": fallback} if fallback is not None else {}),
                 **({"inherit_recovery": recovery} if recovery is not None else {}),
                 **({"inherit_repair": repaired} if repaired is not None else {}),

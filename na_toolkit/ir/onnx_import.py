@@ -226,7 +226,12 @@ class OnnxImportContext:
                         f"attributes {[a.name for a in node.attribute]}); the layer types that import it ({takers}) "
                         "do not take it so"
                     )
-                todo = unsupported_op_todo(node.op_type in SOFTMAX_OPS and node.output[0] == self.graph.output[0].name)
+                final_softmax = node.op_type in SOFTMAX_OPS and node.output[0] == self.graph.output[0].name
+                todo = (
+                    f"it is group normalisation, {GROUP_NORM_TODO}"
+                    if node.op_type == "GroupNormalization"
+                    else unsupported_op_todo(final_softmax)
+                )
                 raise self.error(f"unsupported ONNX op {node.op_type!r}; {todo}; supported: {', '.join(supported)}")
         self.current = None
         for node, why in self._deferred.values():
@@ -307,6 +312,14 @@ def _load(source: Any) -> onnx.ModelProto:
 #: a model read from a file with one of them is named after the file instead
 EXPORTER_GRAPH_NAMES = frozenset({"", "main_graph", "torch_jit"})
 
+
+#: what to do about a group normalisation (torch's nn.GroupNorm: exported as Reshape -> InstanceNormalization
+#: -> Reshape -> Mul -> Add, or the GroupNormalization op of opset 18+), which no built-in layer type imports
+GROUP_NORM_TODO = (
+    "which na_toolkit has no layer type for; replace nn.GroupNorm with nn.BatchNorm2d in the model (a batch norm "
+    "after a convolution is imported folded into it), or register a layer type that imports the pattern "
+    "(a plugin's import_onnx; docs/plugin_hooks.md, ONNX import)"
+)
 
 #: ONNX ops that turn logits into probabilities: a network's last op, they get their own advice
 SOFTMAX_OPS = frozenset({"Softmax", "LogSoftmax"})

@@ -412,6 +412,7 @@ def _dataset_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     search is started from)."""
     if value in toolkit.datasets:
         return value
+    value = os.path.expanduser(value)  # '~/data/imgs': the user's home, as a shell reads it
     path = Path(value) if os.path.isabs(value) else base / value
     if path.exists():
         return str(path.resolve())

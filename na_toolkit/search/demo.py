@@ -81,10 +81,12 @@ def run_demo(
     echo: Callable[[str], None] | None = None,
     toolkit: Toolkit | None = None,
     dataset: str | None = None,
+    resize: int | tuple[int, int] | None = None,
 ) -> SearchResult:
     """Run the demo search into a new run folder under `out_dir`; returns the `SearchResult`. Like
     `run_search`, an entry point: without `toolkit` it uses the process default (`get_toolkit()`).
-    `dataset`: search this one (a registered name or a path); None: `choose_dataset` picks it."""
+    `dataset`: search this one (a registered name or a path); None: `choose_dataset` picks it. `resize`: an
+    image folder's images resized to PX x PX or (H, W) (the evaluator's option)."""
     from ..errors import ConfigError
     from ..plugins import get_toolkit
     from ..timemodels import get_time_model
@@ -106,6 +108,9 @@ def run_demo(
         doc["seed_network"] = seed_network
     if moves:
         doc.setdefault("search", {})["moves"] = list(moves)
+    if resize is not None:
+        options = doc.setdefault("evaluator", {}).setdefault("options", {})
+        options["resize"] = list(resize) if isinstance(resize, tuple) else resize
     out_dir = Path(out_dir).resolve()
     doc["output"] = str(out_dir)
     cfg = load_config(doc)  # validate before spending time on measurements
@@ -225,12 +230,20 @@ def _demo_seed(doc: Mapping[str, Any], toolkit: Toolkit, dataset: str) -> Archit
     from ..errors import DataError
     from ..ir.architecture import Architecture
 
-    ds = get_dataset(dataset, toolkit.datasets)
+    resize = doc.get("evaluator", {}).get("options", {}).get("resize")
+    ds = get_dataset(dataset, toolkit.datasets, resize=tuple(resize) if isinstance(resize, list) else resize)
     seed = _config_seed(doc, toolkit)
     if tuple(seed.input_shape) != ds.input_shape:
         seed = Architecture.from_json({**seed.to_json(), "input_shape": list(ds.input_shape)}, toolkit.layer_types)
+    name = str(doc["seed_network"])
+    if tuple(seed.output_shape) != (ds.classes,) and name in toolkit.seeds and not Path(name).exists():
+        # a user's dataset of other classes: a registered seed is built for them (as `evaluate` builds it)
+        seed = toolkit.seeds.get(name).build_for(toolkit.layer_types, ds.input_shape, ds.classes) or seed
     if tuple(seed.output_shape) != (ds.classes,):
-        raise DataError(f"the seed outputs {tuple(seed.output_shape)}, {dataset!r} has {ds.classes} classes")
+        raise DataError(
+            f"the seed outputs {tuple(seed.output_shape)}, {dataset!r} has {ds.classes} classes; give --arch a "
+            f"network whose last layer outputs {ds.classes}, or a registered seed (na-toolkit arch seeds)"
+        )
     return seed
 
 

@@ -25,7 +25,7 @@ MODEL_FILES = {"onnx": "model.onnx", "torch": "model.pt"}
 #: where a run folder keeps exports: `best/<device>/` and `exports/<hash>/`; every other file is the run's own
 EXPORT_FOLDERS = ("best", "exports")
 #: what an evaluator records that a user of the exported network needs besides its weights (`deployment_data`)
-DEPLOYMENT_KEYS = ("input_normalization", "class_names")
+DEPLOYMENT_KEYS = ("raw_input", "input_normalization", "class_names")
 #: the sidecar beside an export (`<out>.preprocessing.json`; `preprocessing.json` in `best/<device>/`)
 SIDECAR_SUFFIX = ".preprocessing.json"
 
@@ -119,8 +119,10 @@ def export_record(
 
 def deployment_data(rec: EvaluationRecord) -> dict[str, Any]:
     """What a user of an exported network needs besides its weights, as the evaluator recorded it (the torch
-    evaluator: `input_normalization`, the per-channel mean and std its inputs were standardised with, and
-    `class_names`, the order of its outputs); empty for an evaluator that recorded neither."""
+    evaluator: `raw_input`, how the dataset's values were made from the raw data (`RawInput.to_json`: x =
+    (raw - subtract) / divide_by, an image folder's Pillow mode and resize; null where a plugin's loader did
+    not say), then `input_normalization`, the per-channel mean and std those values were standardised with,
+    and `class_names`, the order of its outputs); empty for an evaluator that recorded none of them."""
     extra = (rec.result or {}).get("extra") or {}
     return {key: extra[key] for key in DEPLOYMENT_KEYS if key in extra}
 

@@ -1,0 +1,175 @@
+"""A user's own data: what the toolkit says when a dataset name or path names nothing (the names and paths it
+could have meant), a ready Dataset's layout, resize to (H, W)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import default_toolkit, run_na_toolkit
+from na_toolkit.datasets import Dataset, DatasetSource, dataset_from_arrays, dataset_from_image_folder, get_dataset
+from na_toolkit.errors import ConfigError, DataError, UnknownComponentError
+from na_toolkit.evaluation.torch_trainer import TorchEvaluator
+from na_toolkit.ir.builder import ArchitectureBuilder
+from na_toolkit.search.config import load_config, resolve_config
+
+
+def write_image_folder(root, classes=("cat", "dog"), per_class=3, size=(6, 10)):
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_name_typo_suggests_the_folder_and_npz_file_it_may_have_meant(tmp_path, monkeypatch):
+    # 'img' with a folder 'imgs' in the working folder got only "unknown dataset 'img'. Known: digits, mnist-5k"
+    write_image_folder(tmp_path / "imgs")
+    np.savez(tmp_path / "bands.npz", x=np.zeros((4, 1, 2, 2)), y=np.arange(4) % 2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownComponentError) as info:
+        get_dataset("img", default_toolkit().datasets)
+    assert "did you mean the path 'imgs/'?" in str(info.value) and "digits" in str(info.value)
+    with pytest.raises(UnknownComponentError, match=r"did you mean the path 'bands.npz'"):
+        get_dataset("bands", default_toolkit().datasets)  # the .npz without its suffix
+    with pytest.raises(UnknownComponentError, match=r"Did you mean 'digits'\?.*Nor is it a file or folder"):
+        get_dataset("digit", default_toolkit().datasets)
+    # a path that does not exist: its neighbours; without a registry, the same hint
+    with pytest.raises(DataError, match=r"'imgs/ct' does not exist.*did you mean the path 'imgs/cat/'\?"):
+        get_dataset("imgs/ct", default_toolkit().datasets)
+    with pytest.raises(DataError, match=r"no dataset registry.*did you mean the path 'imgs/'\?"):
+        get_dataset("img", None)
+
+
+def test_resize_takes_height_and_width_in_a_config_the_api_and_the_cli(tmp_path):
+    # `resize` was square only (the evaluator's option an int, the CLI's --resize PX)
+    folder = write_image_folder(tmp_path / "parts")
+    evaluator = TorchEvaluator.from_toolkit(default_toolkit(), dataset=str(folder), resize=[4, 7])  # a TOML list
+    assert evaluator.load_dataset().input_shape == (3, 4, 7)
+    assert get_dataset(folder, None, resize=(5, 3)).input_shape == (3, 5, 3)
+    assert TorchEvaluator(dataset=str(folder), resize=9).load_dataset().input_shape == (3, 9, 9)
+    for bad in ([0, 4], [4, 4, 4], [4.0, 4], "32", True, 5000):
+        with pytest.raises(ConfigError, match=r"evaluator.options.resize: .*PX \(a square\) or \(height, width\)"):
+            TorchEvaluator(dataset=str(folder), resize=bad)
+    with pytest.raises(DataError, match="each an int in 1..4096; got"):
+        dataset_from_image_folder(folder, resize=(4, -1))
+    out = run_na_toolkit("datasets", folder, "--resize", "6x11", "--json")
+    assert out.json()["datasets"][0]["descriptor"]["input_shape"] == [3, 6, 11]
+    refused = run_na_toolkit("datasets", folder, "--resize", "6x0")
+    assert refused.returncode == 2 and "argument --resize: '6x0'" in refused.stderr
+
+
+def ready(shape, layout=None):
+    rng = np.random.default_rng(5)
+    parts = {}
+    for part, n in (("train", 20), ("valid", 6), ("test", 6)):
+        parts[f"x_{part}"] = rng.random((n, *shape)).astype(np.float32)
+        parts[f"y_{part}"] = np.arange(n) % 2
+    return Dataset(name="bands", class_names=("a", "b"), layout=layout, **parts)
+
+
+def test_a_ready_dataset_says_it_is_channels_first_with_8_channels_or_channels_last():
+    # (N, 8, 8, 3) that really is C=8, H=8, W=3 was refused as "looks channels-last" with no way to say otherwise
+    with pytest.raises(DataError, match=r"looks channels-last.*Dataset\(\.\.\., layout='NCHW'\) if it really has 8"):
+        DatasetSource("bands", "", lambda: ready((8, 8, 3))).load()
+    with pytest.raises(DataError, match=r"the Dataset holds x_train of shape \(20, 8, 8, 3\).*layout='NHWC'"):
+        get_dataset(ready((8, 8, 3)), None)  # the library API refuses it the same way (it was trained as is)
+    chw = ready((8, 8, 3), layout="NCHW")
+    assert DatasetSource("bands", "", lambda: chw).load() is chw and get_dataset(chw, None) is chw
+    relaid = dataclasses.replace(ready((8, 8, 3)), layout="NCHW")  # a Dataset made elsewhere
+    assert TorchEvaluator(dataset=relaid).load_dataset().input_shape == (8, 8, 3)
+    hwc = ready((8, 8, 3), layout="NHWC")  # transposed: (N, 3, 8, 8), and said so
+    assert hwc.input_shape == (3, 8, 8) and hwc.layout == "NCHW"
+    assert np.array_equal(hwc.x_valid[0].transpose(1, 2, 0), ready((8, 8, 3)).x_valid[0])
+    assert get_dataset(hwc, None) is hwc
+    with pytest.raises(DataError, match="layout must be 'NCHW' or 'NHWC', got 'CHW'"):
+        ready((8, 8, 3), layout="CHW")
+    # arrays said to be NCHW keep saying so through the split: the Dataset they give is not refused later
+    split = dataset_from_arrays("bands", np.zeros((20, 8, 8, 3)), np.arange(20) % 2, layout="NCHW").load()
+    assert get_dataset(split, None).input_shape == (8, 8, 3)
+
+
+def test_what_a_user_gets_wrong_bringing_an_npz_or_npy_is_told_how_to_fix(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8), np.array(["cat", "dog", "bird"] * 4)
+    # a channels-last .npz named in a config or --dataset: the fix is in the file, and the error writes it out
+    np.savez(tmp_path / "hwc.npz", x=x, y=y)
+    with pytest.raises(DataError, match=r"add it to the file: np.savez\('.*hwc.npz', x=x, y=y, layout='NHWC'\)"):
+        get_dataset(tmp_path / "hwc.npz", None)
+    np.savez(tmp_path / "hwc.npz", x=x, y=y, layout="NHWC")
+    assert get_dataset(tmp_path / "hwc.npz", None).input_shape == (3, 16, 16)
+    # other array names: said once ('cannot read dataset file ...: ... lacks' wrapped our own message again)
+    np.savez(tmp_path / "keys.npz", images=x, labels=y)
+    with pytest.raises(DataError) as info:
+        get_dataset(tmp_path / "keys.npz", None)
+    assert str(info.value).startswith(f"{str(tmp_path / 'keys.npz')!r} lacks array(s) x, y (it holds: images, labels)")
+    # an .npy holds one array: save both in an .npz
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(DataError, match=r"is an .npy file, which holds one array.*np.savez\('.*x.npz', x=images"):
+        get_dataset(tmp_path / "x.npy", None)
+    # '~' is the user's home, as a shell reads it (it was 'does not exist'), from the API and in a config
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert get_dataset("~/hwc.npz", None).input_shape == (3, 16, 16)
+    doc = {"seed_network": "simple-cnn", "dataset": "~/hwc.npz", "evaluations": 2, "output": str(tmp_path / "r")}
+    config = resolve_config(load_config(doc, base_dir=tmp_path / "r"), default_toolkit())
+    assert config.dataset == str((tmp_path / "hwc.npz").resolve())
+
+
+def test_a_folder_of_splits_and_16_bit_images_are_told_apart_from_an_image_folder(tmp_path):
+    # split/train/cat: 'class folder split/train holds no images ... remove it or add images' pointed nowhere
+    write_image_folder(tmp_path / "split" / "train")
+    write_image_folder(tmp_path / "split" / "val")
+    with pytest.raises(DataError, match=r"holds folders \(cat, dog\), not images: .* looks like a folder of splits"):
+        get_dataset(tmp_path / "split", None)
+    assert get_dataset(tmp_path / "split" / "train", None).class_names == ("cat", "dog")
+    # 16-bit grey PNGs were read clipped at 255 (a mean near 1, the images gone) without a word
+    rng = np.random.default_rng(3)
+    for c in ("a", "b"):
+        (tmp_path / "deep" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 65535, (6, 6), dtype=np.uint16)).save(tmp_path / "deep" / c / f"{i}.png")
+    for mode in ("auto", "L"):
+        with pytest.raises(DataError, match=r"more than 8 bits per pixel \(Pillow mode I(;16)?\).*clip at 255"):
+            dataset_from_image_folder(tmp_path / "deep", mode=mode).load()
+
+
+def test_a_network_built_for_another_size_is_told_the_resize_that_fits_an_image_folder(tmp_path):
+    folder = write_image_folder(tmp_path / "parts")  # 6x10 RGB images
+    b = ArchitectureBuilder((3, 16, 12), layer_types=default_toolkit().layer_types, name="mine")
+    net = b.build(b.layer("linear", b.layer("flatten", b.layer("global_avg_pool", b.input)), units=2))
+    with pytest.raises(DataError, match=r"has input shape \(3, 6, 10\).*option resize = \[16, 12\] \(--resize 16x12\)"):
+        TorchEvaluator(dataset=str(folder)).check(net)
+    TorchEvaluator(dataset=str(folder), resize=[16, 12]).check(net)  # what it says fits
+    # arrays cannot be resized: no such advice
+    arrays = dataset_from_arrays("a", np.zeros((8, 3, 6, 10)), np.arange(8) % 2).load()
+    with pytest.raises(DataError, match=r"build the network for the dataset's shape$"):
+        TorchEvaluator(dataset=arrays).check(net)
+
+
+def test_one_hot_labels_are_told_to_become_class_indices():
+    x, labels = np.zeros((6, 1, 2, 2)), np.arange(6) % 3
+    with pytest.raises(DataError, match=r"got shape \(6, 3\); they look one-hot: give y.argmax\(axis=1\)"):
+        dataset_from_arrays("a", x, np.eye(3)[labels])
+    with pytest.raises(DataError, match=r"got shape \(6, 2\)$"):  # not one-hot: no such guess
+        dataset_from_arrays("a", x, np.ones((6, 2)))
+    assert dataset_from_arrays("a", x, np.eye(3)[labels].argmax(axis=1)).load().classes == 3
+
+
+def test_the_demo_searches_a_users_image_folder_of_3_classes_and_mixed_sizes(tmp_path):
+    # `na-toolkit demo --dataset FOLDER` stopped at 'the seed outputs (10,), FOLDER has 3 classes', and a folder of
+    # mixed sizes was told to pass --resize, which the demo did not have
+    from na_toolkit.search.demo import run_demo
+
+    folder = write_image_folder(tmp_path / "parts", classes=("a", "b", "c"), per_class=6)
+    Image.new("RGB", (14, 9)).save(folder / "a" / "odd.png")  # another size
+    result = run_demo(tmp_path / "runs", evaluations=1, dataset=str(folder), resize=(8, 12), progress=False, echo=str)
+    assert result.counters.evaluations == 1
+    (evaluated,) = result.evaluated
+    arch = evaluated.candidate.arch
+    assert arch.input_shape == (3, 8, 12) and arch.output_shape == (3,) and evaluated.error is None
+    assert "--resize" in run_na_toolkit("demo", "--help").stdout
