@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .figure_sources import metric_sources
 from .pareto import ParetoArchive, search_objectives
 from .reward import split_metric
 from .strategy import Candidate, Score
@@ -157,6 +158,8 @@ class SearchResult:
             "strategy": self.strategy,
             "evaluation_budget": self.evaluation_budget,
             "provenance": self.provenance,
+            # per device figure: measured or estimated, how, by which model (from the provenance)
+            "metric_sources": metric_sources(self.provenance),
             "controller": self.controller,
             "pareto_min_accuracy": self.pareto_min_accuracy,
             "config": self.config,

@@ -1,0 +1,75 @@
+"""Each device figure of a run says whether it was measured or estimated: ONNX Runtime measures the latency on
+a CPU, while its peak memory is the analytic figure (weights + peak live activations), an estimate. The run's
+provenance records it per figure; summary.json, report.md, report.html and the Pareto table label it."""
+
+import json
+
+import pytest
+
+from na_toolkit.plugins import load_toolkit
+from na_toolkit.search.loop import run_search
+from na_toolkit.search.outputs import outcome_lines, pareto_table
+from na_toolkit.timemodels import get_time_model
+
+TK = load_toolkit()
+FAST = {"warmup_runs": 2, "warmup_s": 0.01, "min_runs": 5, "max_runs": 8, "max_time_s": 0.3}
+
+
+def _doc(tmp_path, budgets):
+    return {
+        "name": "sources",
+        "seed_network": "simple-cnn",
+        "evaluations": 2,
+        "output": str(tmp_path),
+        "search": {"per_round": 1, "moves": ["scale"]},
+        "strategy": {"name": "random"},
+        "evaluator": {"name": "synthetic"},
+        "devices": {
+            "cpu": {
+                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                "measure": {"name": "onnxruntime", "options": {"settings": FAST}},
+                "budgets": budgets,
+            }
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sources")
+    result = run_search(_doc(tmp, {"latency_ms": 50.0, "peak_memory_bytes": 64e6}), toolkit=TK, progress=False)
+    return result, json.loads((result.run_dir / "summary.json").read_text())
+
+
+def test_onnxruntime_on_a_cpu_measures_latency_and_estimates_peak_memory():
+    model = get_time_model("onnxruntime", TK, device="cpu")
+    assert model.figure_source("latency_ms").kind == "measured"
+    memory = model.figure_source("peak_memory_bytes")
+    assert memory.kind == "estimated" and "analytic" in memory.how
+    assert model.figure_source("energy_mj") is None  # no NVML counter on a CPU
+    assert get_time_model("roofline", TK, device="x86-cpu").figure_source("latency_ms").kind == "estimated"
+
+
+def test_summary_json_and_provenance_say_which_figure_is_measured(run):
+    _, summary = run
+    sources = summary["metric_sources"]
+    assert sources["latency_ms@cpu"]["kind"] == "measured"
+    assert sources["peak_memory_bytes@cpu"]["kind"] == "estimated"
+    assert sources["peak_memory_bytes@cpu"]["by"] == "measure onnxruntime"
+    figures = summary["provenance"]["events"][0]["components"]["devices"]["cpu"]["figures"]
+    assert figures["peak_memory_bytes"]["kind"] == "estimated" and figures["latency_ms"]["kind"] == "measured"
+
+
+def test_the_pareto_table_report_md_and_html_label_each_figure(run):
+    result, summary = run
+    header = pareto_table(summary).splitlines()[0]
+    assert "latency cpu (ms, measured)" in header and "peak memory cpu (estimated)" in header
+    best = outcome_lines(summary)[0]
+    assert "ms (measured)" in best and ("MB (estimated)" in best or "kB (estimated)" in best)
+    report = (result.run_dir / "report.md").read_text()
+    assert "## Where the figures come from (measured or estimated)" in report
+    assert "- peak_memory_bytes@cpu: estimated (analytic" in report
+    assert "| latency cpu (ms, measured) |" in report
+    page = (result.run_dir / "report.html").read_text()
+    assert "peak_memory_bytes@cpu: estimated (analytic" in page
+    assert "accuracy vs latency_ms@cpu (measured (onnxruntime on cpu))" in page
