@@ -15,23 +15,29 @@ TK = load_toolkit()
 FAST = {"warmup_runs": 2, "warmup_s": 0.01, "min_runs": 5, "max_runs": 8, "max_time_s": 0.3}
 
 
-def _doc(tmp_path, budgets):
+def search_doc(tmp_path, device, evaluations=2):
+    """A search of simple-cnn with the synthetic evaluator on one device `cpu` (its table `device`)."""
     return {
         "name": "sources",
         "seed_network": "simple-cnn",
-        "evaluations": 2,
+        "evaluations": evaluations,
         "output": str(tmp_path),
         "search": {"per_round": 1, "moves": ["scale"]},
         "strategy": {"name": "random"},
         "evaluator": {"name": "synthetic"},
-        "devices": {
-            "cpu": {
-                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
-                "measure": {"name": "onnxruntime", "options": {"settings": FAST}},
-                "budgets": budgets,
-            }
-        },
+        "devices": {"cpu": device},
     }
+
+
+def _doc(tmp_path, budgets):
+    return search_doc(
+        tmp_path,
+        {
+            "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+            "measure": {"name": "onnxruntime", "options": {"settings": FAST}},
+            "budgets": budgets,
+        },
+    )
 
 
 @pytest.fixture(scope="module")

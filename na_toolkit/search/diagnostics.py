@@ -8,6 +8,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..timemodels.profile_match import runtime_warning
+
 if TYPE_CHECKING:
     from .components import Components
     from .reward import Budget
@@ -15,9 +17,9 @@ if TYPE_CHECKING:
 
 def device_warnings(components: Components) -> list[str]:
     """What a device's time models said when they were built: a fallback the config allowed (the ONNX
-    Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), or a
-    profile measured on another device than this machine's (the learned time model), with what that
-    means for the search."""
+    Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), a profile
+    measured on another device than this machine's (the learned time model), with what that means for the
+    search, or measured with another runtime, version or settings than the device's `measure` runs."""
     out = []
     for which, models in (("time_model", components.time_models), ("measure", components.measures)):
         for device, model in models.items():
@@ -35,6 +37,11 @@ def device_warnings(components: Components) -> list[str]:
                     "not this machine's"
                 )
                 out.append(f"devices.{device}.{which}: {mismatch}; {means}")
+    for device, model in components.time_models.items():
+        # a profile measured with another runtime, version or settings than the device's measure runs
+        runtime = runtime_warning(model, components.measures.get(device))
+        if runtime:
+            out.append(f"devices.{device}.time_model: {runtime}")
     return out
 
 
