@@ -3,6 +3,8 @@ a CPU, while its peak memory is the analytic figure (weights + peak live activat
 provenance records it per figure; summary.json, report.md, report.html and the Pareto table label it."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +81,23 @@ def test_the_pareto_table_report_md_and_html_label_each_figure(run):
     page = (result.run_dir / "report.html").read_text()
     assert "peak_memory_bytes@cpu: estimated (analytic" in page
     assert "accuracy vs latency_ms@cpu (measured (onnxruntime on cpu))" in page
+
+
+def test_a_device_memory_capacity_that_stops_the_search_is_named_with_how_to_change_it(tmp_path):
+    """A roofline device without a measure gets `peak_memory_bytes <= capacity` as a hard budget of weight 0;
+    when it is what drops every proposal (and leaves no feasible network) the stop reason and the
+    infeasibility say it is the device's capacity, from which hardware model, and how to change it."""
+    text = (Path(__file__).parents[1] / "hwmodels" / "x86-cpu.toml").read_text()
+    text = text.replace('name = "x86-cpu"', 'name = "tiny-cpu"')
+    text = re.sub(r"\nmemory_capacity_bytes = [0-9_]+", "\nmemory_capacity_bytes = 10_000", text)
+    (tmp_path / "tiny-cpu.toml").write_text(text)
+    device = {"time_model": {"name": "roofline", "options": {"device": str(tmp_path / "tiny-cpu.toml")}}}
+    doc = {**search_doc(tmp_path, device, evaluations=4), "search": {"per_round": 1, "max_stalled_rounds": 2}}
+    doc["seed_network"] = "resnet-cifar"  # its 3x32x32 input alone (12 kB) does not fit in 10 kB
+    result = run_search(doc, toolkit=TK, progress=False, outputs=False)
+    reason = result.stop_reason
+    assert reason.startswith("the strategy proposed no new candidate in 2 rounds in a row"), reason
+    assert "peak_memory_bytes@cpu <= 10000 (the memory capacity of hardware model tiny-cpu)" in reason
+    assert "memory_capacity_bytes" in reason and "give the device a `measure`" in reason
+    infeasible = result.infeasible["cpu"]
+    assert "the memory capacity of hardware model tiny-cpu" in infeasible and "memory_capacity_bytes" in infeasible

@@ -62,15 +62,33 @@ def stalled_reason(
     if screened:
         broken = sorted(screened_by.items(), key=lambda kv: -kv[1]) if screened_by else []
         if len(broken) > 1:
-            limits = ", ".join(f"{b.metric} <= {b.limit:g}: {n}" for b, n in broken)
+            limits = ", ".join(f"{budget_text(b)}: {n}" for b, n in broken)
+            budgets = [b for b, _ in broken]
         else:
             budgets = [b for b, _ in broken] or list(screened_budgets)
-            limits = ", ".join(f"{b.metric} <= {b.limit:g}" for b in budgets)
+            limits = ", ".join(budget_text(b) for b in budgets)
         reason += (
             f"; {screened} proposals broke a hard budget ({limits}) and were "
             "dropped before evaluation: the budget may be out of reach from this seed"
         )
+        if any(b.note for b in budgets):
+            reason += f"; {CAPACITY_ADVICE}"
     return reason
+
+
+#: what a stop reason or an infeasibility says of a device's memory capacity, the budget a search adds itself
+CAPACITY_ADVICE = (
+    "a device's memory capacity is a hard budget the search adds itself from its time model's hardware model "
+    "(a network that does not fit cannot run there), whatever the config's budgets say: to change it, give the "
+    "time model another hardware model (or a copy of its .toml with another memory_capacity_bytes), lower the "
+    "device's batch_size, or give the device a `measure`"
+)
+
+
+def budget_text(budget: Budget) -> str:
+    """ "latency_ms@cpu <= 5", with where a budget the config did not give comes from: "peak_memory_bytes@pi
+    <= 4.295e+09 (the memory capacity of hardware model raspberry-pi-4)"."""
+    return f"{budget.metric} <= {budget.limit:g}" + (f" ({budget.note})" if budget.note else "")
 
 
 def worker_exit(pool: Any) -> str:

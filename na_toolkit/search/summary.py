@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .diagnostics import CAPACITY_ADVICE
 from .figure_sources import metric_sources
 from .pareto import ParetoArchive, search_objectives
 from .reward import split_metric
@@ -278,9 +279,13 @@ def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | 
         for b in budgets
         if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
     ]
+    capacity = any(
+        b.note and b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit for b in budgets
+    )
     return (
         f"no candidate of {len(ok)} evaluated{f' ({failed} more failed)' if failed else ''} meets the budgets of "
         f"{where}; the closest ({closest.hash}) has "
         + "; ".join(parts)
         + ". Loosen the budget or start from a smaller seed network"
+        + (f"; {CAPACITY_ADVICE}" if capacity else "")
     )
