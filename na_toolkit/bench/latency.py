@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 DEFAULT_HELDOUT = 200
+#: --quick's sizes where they are not given: a smoke test of minutes (the defaults take 15+ on a 2-core CPU)
+QUICK_SIZES = {"samples": 20, "adaptive_rounds": 0, "heldout": 30}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--adaptive-rounds", type=int, default=None, help="profile adaptive rounds (default: the profile command's)"
     )
     parser.add_argument(
-        "--heldout", type=int, default=DEFAULT_HELDOUT, help=f"held-out networks (default {DEFAULT_HELDOUT})"
+        "--heldout",
+        type=int,
+        default=None,
+        help=f"held-out networks (default {DEFAULT_HELDOUT}; --quick: {QUICK_SIZES['heldout']})",
     )
     parser.add_argument("--repeats", type=int, default=3, help="measurement passes over the held-out set (default 3)")
     parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
@@ -49,8 +54,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--dump", default=None, help="write the held-out networks, measurements and predictions here (JSON)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small minimums everywhere (smoke test; figures are not comparable)"
+        "--quick",
+        action="store_true",
+        help="small minimums everywhere and, where not given, {samples} profile networks, {adaptive_rounds} "
+        "adaptive rounds, {heldout} held-out networks (smoke test; figures are not comparable)".format(**QUICK_SIZES),
     )
+
+
+def resolve_sizes(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with the sizes not given filled in: --quick's small ones, else the defaults (the profile
+    command's samples and adaptive rounds stay None: ProfileOptions has them)."""
+    given = {k: getattr(args, k) for k in QUICK_SIZES}
+    if args.quick:
+        given = {k: QUICK_SIZES[k] if v is None else v for k, v in given.items()}
+    if given["heldout"] is None:
+        given["heldout"] = DEFAULT_HELDOUT
+    return argparse.Namespace(**{**vars(args), **given})
 
 
 def _log(msg: str) -> None:
@@ -135,6 +154,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
 
+    args = resolve_sizes(args)
     if args.heldout < 10 or args.repeats < 1:
         raise ConfigError(f"--heldout must be >= 10 and --repeats >= 1, got {args.heldout} and {args.repeats}")
     quick = args.quick
