@@ -2,6 +2,7 @@
 a CPU, while its peak memory is the analytic figure (weights + peak live activations), an estimate. The run's
 provenance records it per figure; summary.json, report.md, report.html and the Pareto table label it."""
 
+import html
 import json
 import re
 from pathlib import Path
@@ -76,10 +77,10 @@ def test_the_pareto_table_report_md_and_html_label_each_figure(run):
     assert "ms (measured)" in best and ("MB (estimated)" in best or "kB (estimated)" in best)
     report = (result.run_dir / "report.md").read_text()
     assert "## Where the figures come from (measured or estimated)" in report
-    assert "- peak_memory_bytes@cpu: estimated (analytic" in report
+    assert "- peak_memory_bytes@cpu: estimated by the device's measure onnxruntime (analytic" in report
     assert "| latency cpu (ms, measured) |" in report
-    page = (result.run_dir / "report.html").read_text()
-    assert "peak_memory_bytes@cpu: estimated (analytic" in page
+    page = html.unescape((result.run_dir / "report.html").read_text())
+    assert "peak_memory_bytes@cpu: estimated by the device's measure onnxruntime (analytic" in page
     assert "accuracy vs latency_ms@cpu (measured (onnxruntime on cpu))" in page
 
 

@@ -72,12 +72,13 @@ def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
 
 
 def source_lines(summary: Mapping[str, Any]) -> list[str]:
-    """One line per device figure: "peak_memory_bytes@cpu: estimated (analytic: ...), by measure onnxruntime"."""
+    """One line per device figure: "peak_memory_bytes@cpu: estimated by the device's measure onnxruntime
+    (analytic: ...)"."""
     sources = summary.get("metric_sources")
     if not isinstance(sources, Mapping):
         sources = metric_sources(summary.get("provenance"))
     return [
-        f"{metric}: {s.get('kind')} ({s.get('how')})" + (f", by {s['by']}" if s.get("by") else "")
+        f"{metric}: {s.get('kind')}" + (f" by the device's {s['by']}" if s.get("by") else "") + f" ({s.get('how')})"
         for metric, s in sorted(sources.items())
         if isinstance(s, Mapping)
     ]

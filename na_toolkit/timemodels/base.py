@@ -159,7 +159,7 @@ class TimeModel:
             return FigureSource("measured" if source.startswith("measured") else "estimated", source)
         if self.gives(figure) is False:
             return None
-        return FigureSource("measured" if self.measures else "estimated", f"time model {self.name}")
+        return FigureSource("measured" if self.measures else "estimated", f"time model {self.name} of {self.device}")
 
     def memory_capacity_bytes(self) -> int | None:
         """The memory the device holds tensors in, when this model knows it (a roofline: its hardware

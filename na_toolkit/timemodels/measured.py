@@ -110,7 +110,7 @@ class MeasuredTimeModel(TimeModel):
         """Latency: measured. Peak memory: measured only from a GPU allocator's statistics (torch on CUDA), else
         the analytic figure (weights + peak live activations), an estimate. Energy: NVML's counter on a GPU."""
         if figure == "peak_memory_bytes" and not (self.spec.is_cuda and self.measures_gpu_memory):
-            return FigureSource("estimated", f"analytic: weights + peak live activations ({self.runtime} reports none)")
+            return FigureSource("estimated", f"analytic: weights + peak live activations; {self.runtime} reports none")
         if figure == "energy_mj" and self.spec.is_cuda:
             return FigureSource("measured", "NVML energy counter")
         if figure == "peak_memory_bytes":
