@@ -5,6 +5,7 @@ provenance records it per figure; summary.json, report.md, report.html and the P
 import html
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,17 @@ def test_a_device_memory_capacity_that_stops_the_search_is_named_with_how_to_cha
     assert "memory_capacity_bytes" in reason and "give the device a `measure`" in reason
     infeasible = result.infeasible["cpu"]
     assert "the memory capacity of hardware model tiny-cpu" in infeasible and "memory_capacity_bytes" in infeasible
+
+
+def test_onnxruntime_falling_back_to_the_cpu_says_so_and_measures_no_energy():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = get_time_model("onnxruntime", TK, device="cuda:0", allow_fallback=True)
+    if model.on_gpu:  # a machine with ONNX Runtime's CUDA provider: no fallback, and NVML's energy
+        assert model.figure_source("latency_ms").how == "onnxruntime on cuda:0"
+        assert model.figure_source("energy_mj").kind == "measured"
+        return
+    assert any("measured on the CPU instead" in str(w.message) for w in caught)
+    assert model.figure_source("latency_ms").how == "onnxruntime on the CPU, not cuda:0 (allow_fallback)"
+    assert model.figure_source("energy_mj") is None  # the CPU provider reads no NVML counter
+    assert model.figure_source("peak_memory_bytes").kind == "estimated"

@@ -109,14 +109,16 @@ class MeasuredTimeModel(TimeModel):
     def figure_source(self, figure: str) -> FigureSource | None:
         """Latency: measured. Peak memory: measured only from a GPU allocator's statistics (torch on CUDA), else
         the analytic figure (weights + peak live activations), an estimate. Energy: NVML's counter on a GPU."""
-        if figure == "peak_memory_bytes" and not (self.spec.is_cuda and self.measures_gpu_memory):
+        gpu = bool(getattr(self, "on_gpu", self.spec.is_cuda))  # ONNX Runtime's CPU fallback for cuda: False
+        if figure == "peak_memory_bytes" and not (gpu and self.measures_gpu_memory):
             return FigureSource("estimated", f"analytic: weights + peak live activations; {self.runtime} reports none")
-        if figure == "energy_mj" and self.spec.is_cuda:
-            return FigureSource("measured", "NVML energy counter")
+        if figure == "energy_mj":
+            return FigureSource("measured", "NVML energy counter") if gpu else None
         if figure == "peak_memory_bytes":
             return FigureSource("measured", f"{self.runtime} CUDA allocator peak")
         if figure == "latency_ms":
-            return FigureSource("measured", f"{self.name} on {self.spec}")
+            where = self.spec if gpu or not self.spec.is_cuda else f"the CPU, not {self.spec} (allow_fallback)"
+            return FigureSource("measured", f"{self.name} on {where}")
         return super().figure_source(figure)
 
     def why_not_given(self, figure: str) -> str | None:
