@@ -101,6 +101,8 @@ def test_a_device_memory_capacity_that_stops_the_search_is_named_with_how_to_cha
     assert reason.startswith("the strategy proposed no new candidate in 2 rounds in a row"), reason
     assert "peak_memory_bytes@cpu <= 10000 (the memory capacity of hardware model tiny-cpu)" in reason
     assert "memory_capacity_bytes" in reason and "give the device a `measure`" in reason
+    seed = [w for w in result.warnings if w.startswith("the seed exceeds budget peak_memory_bytes@cpu")]
+    assert len(seed) == 1 and "tiny-cpu" in seed[0] and "memory_capacity_bytes" in seed[0]
     infeasible = result.infeasible["cpu"]
     assert "the memory capacity of hardware model tiny-cpu" in infeasible and "memory_capacity_bytes" in infeasible
 
