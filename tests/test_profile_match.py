@@ -37,10 +37,11 @@ def test_each_setting_that_differs_is_named():
     learned = get_time_model("learned", TK, device="example-cpu", check_device=False)
     same = get_time_model("onnxruntime", TK, device="cpu")  # the profile's: 1 thread, 1 inter-op, "all"
     other = get_time_model("onnxruntime", TK, device="cpu", intra_op_threads=2, graph_optimization="basic")
-    assert not [d for d in runtime_differences(learned, same) if "threads" in d or "optimization" in d]
+    assert not [d for d in runtime_differences(learned, same) if "threads" in d or "optimization" in d or "clock" in d]
     diffs = runtime_differences(learned, other)
     assert "intra-op threads: 1 in the profile, 2 in the measure" in diffs
     assert "graph optimization level: all in the profile, basic in the measure" in diffs
+    assert "clock: thread_cpu in the profile, wall in the measure" in diffs  # auto: wall with 2 threads
     assert not [d for d in diffs if "inter-op" in d or "provider" in d]
     torch = get_time_model("torch", TK, device="cpu")
     assert runtime_differences(learned, torch) == ["runtime: onnxruntime in the profile, torch in the measure"]

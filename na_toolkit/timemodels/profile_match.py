@@ -19,6 +19,7 @@ SETTINGS = (
     ("intra_op_threads", "intra-op threads"),
     ("inter_op_threads", "inter-op threads"),
     ("graph_optimization", "graph optimization level"),
+    ("clock", "clock"),  # thread_cpu times one thread's CPU time, wall the elapsed time
 )
 #: settings that do not change a GPU's latencies (host threads)
 _HOST_ONLY = ("intra_op_threads", "inter_op_threads")
