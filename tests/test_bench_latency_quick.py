@@ -23,3 +23,11 @@ def test_quick_uses_small_sizes_where_none_is_given():
 def test_without_quick_the_defaults_stay():
     args = _args()
     assert args.heldout == DEFAULT_HELDOUT and args.samples is None and args.adaptive_rounds is None
+
+
+def test_the_sizes_used_are_what_the_results_params_show():
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["--quick"])
+    resolve_sizes(args)  # in place: the bench command reads "params" from the same namespace after the run
+    assert (args.samples, args.adaptive_rounds, args.heldout) == (20, 0, 30)

@@ -62,14 +62,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_sizes(args: argparse.Namespace) -> argparse.Namespace:
-    """`args` with the sizes not given filled in: --quick's small ones, else the defaults (the profile
-    command's samples and adaptive rounds stay None: ProfileOptions has them)."""
-    given = {k: getattr(args, k) for k in QUICK_SIZES}
-    if args.quick:
-        given = {k: QUICK_SIZES[k] if v is None else v for k, v in given.items()}
-    if given["heldout"] is None:
-        given["heldout"] = DEFAULT_HELDOUT
-    return argparse.Namespace(**{**vars(args), **given})
+    """Fill in the sizes `args` does not give, in place (the result's "params" then show the sizes used):
+    --quick's small ones, else the defaults (the profile command's samples and adaptive rounds stay None:
+    ProfileOptions has them). Returns `args`."""
+    for key, small in QUICK_SIZES.items():
+        if getattr(args, key) is None and args.quick:
+            setattr(args, key, small)
+    if args.heldout is None:
+        args.heldout = DEFAULT_HELDOUT
+    return args
 
 
 def _log(msg: str) -> None:
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
 
-    args = resolve_sizes(args)
+    resolve_sizes(args)
     if args.heldout < 10 or args.repeats < 1:
         raise ConfigError(f"--heldout must be >= 10 and --repeats >= 1, got {args.heldout} and {args.repeats}")
     quick = args.quick
