@@ -71,7 +71,7 @@ def stalled_reason(
             f"; {screened} proposals broke a hard budget ({limits}) and were "
             "dropped before evaluation: the budget may be out of reach from this seed"
         )
-        if any(b.note for b in budgets):
+        if any(is_capacity(b) for b in budgets):
             reason += f"; {CAPACITY_ADVICE}"
     return reason
 
@@ -86,9 +86,14 @@ CAPACITY_ADVICE = (
 
 
 def budget_text(budget: Budget) -> str:
-    """ "latency_ms@cpu <= 5", with where a budget the config did not give comes from: "peak_memory_bytes@pi
-    <= 4.295e+09 (the memory capacity of hardware model raspberry-pi-4)"."""
+    """A budget as a stop reason names it, `latency_ms@cpu <= 5`, with where one the config did not give comes
+    from: `peak_memory_bytes@pi <= 4.295e+09 (the memory capacity of hardware model raspberry-pi-4)`."""
     return f"{budget.metric} <= {budget.limit:g}" + (f" ({budget.note})" if budget.note else "")
+
+
+def is_capacity(budget: Budget) -> bool:
+    """Is `budget` a device's memory capacity, the hard budget the search adds (components.with_capacity_budgets)?"""
+    return budget.metric.startswith("peak_memory_bytes@") and bool(budget.note)
 
 
 def worker_exit(pool: Any) -> str:

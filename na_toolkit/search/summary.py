@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .diagnostics import CAPACITY_ADVICE
+from .diagnostics import CAPACITY_ADVICE, is_capacity
 from .figure_sources import metric_sources
 from .pareto import ParetoArchive, search_objectives
 from .reward import split_metric
@@ -280,7 +280,8 @@ def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | 
         if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
     ]
     capacity = any(
-        b.note and b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit for b in budgets
+        is_capacity(b) and b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
+        for b in budgets
     )
     return (
         f"no candidate of {len(ok)} evaluated{f' ({failed} more failed)' if failed else ''} meets the budgets of "

@@ -49,10 +49,6 @@ class FigureSource:
     kind: Literal["measured", "estimated"]
     how: str
 
-    @property
-    def label(self) -> str:
-        return f"{self.kind} ({self.how})"
-
     def to_json(self) -> dict[str, str]:
         return {"kind": self.kind, "how": self.how}
 
