@@ -4,6 +4,8 @@ measured 200 held-out networks 3 times, over 8 minutes on a 2-core CPU); sizes g
 
 import argparse
 
+import pytest
+
 from na_toolkit.bench.latency import DEFAULT_HELDOUT, QUICK_SIZES, configure, resolve_sizes
 
 
@@ -31,3 +33,23 @@ def test_the_sizes_used_are_what_the_results_params_show():
     args = parser.parse_args(["--quick"])
     resolve_sizes(args)  # in place: the bench command reads "params" from the same namespace after the run
     assert (args.samples, args.adaptive_rounds, args.heldout) == (20, 0, 30)
+
+
+def test_a_profile_measured_with_other_threads_is_refused_naming_them(tmp_path):
+    """`--profile` of two intra-op threads (wall clock) against held-out networks measured with one thread
+    (thread CPU time): the figures would compare two runtimes' latencies, so it is refused, naming each."""
+    from na_toolkit.bench.latency import check_profile_fits
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
+
+    profile = DeviceProfile.load(resolve_profile_path("example-cpu", load_toolkit().hardware))
+    check_profile_fits(profile, "example-cpu.json", "cpu")  # the shipped one fits
+    profile.runtime = {**profile.runtime, "intra_op_threads": 2, "clock": "wall"}
+    with pytest.raises(ConfigError) as err:
+        check_profile_fits(profile, "two.json", "cpu")
+    msg = str(err.value)
+    assert "intra-op threads: 2 in the profile, 1 in this benchmark" in msg
+    assert (
+        "clock: wall in the profile, thread_cpu in this benchmark" in msg and "na-toolkit profile --device cpu" in msg
+    )

@@ -301,8 +301,9 @@ def clear_kernel_memos(model: Any) -> None:
 def check_profile_fits(profile: Any, path: str, device: str) -> None:
     """A `--profile` whose figures cannot be compared with what this benchmark measures is refused: the
     held-out networks are measured by ONNX Runtime at batch size 1 on `--device`, so the profile must be an
-    ONNX Runtime profile at batch size 1 of a device of the same kind (a different model of CPU or GPU of that
-    kind is the learned model's own warning)."""
+    ONNX Runtime profile at batch size 1 of a device of the same kind, with the settings it measures with (one
+    intra-op thread: `na-toolkit profile`'s default); a different model of CPU or GPU of that kind is the
+    learned model's own warning."""
     from na_toolkit.errors import ConfigError
     from na_toolkit.machine import parse_device
 
@@ -314,6 +315,12 @@ def check_profile_fits(profile: Any, path: str, device: str) -> None:
         problems.append(f"it was measured at batch size {profile.batch_size}, not 1")
     if parse_device(there).kind != parse_device(device).kind:
         problems.append(f"it measured {there!r}, and --device is {device!r}")
+    elif profile.runtime_name == "onnxruntime":  # the held-out networks' threads, graph optimization, clock
+        from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
+        from na_toolkit.timemodels.profile_match import profile_differences
+
+        here = OnnxRuntimeTimeModel(device=device)
+        problems += [d.replace("the measure", "this benchmark") for d in profile_differences(profile, here, False)]
     if problems:
         raise ConfigError(
             f"--profile {path!r} cannot be compared with this benchmark's measurements (ONNX Runtime, batch size 1, "

@@ -9,9 +9,12 @@ config error before anything runs (`check_profile_batch`), since the model estim
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .profile import DeviceProfile
 
 #: settings of the profile's `runtime` record that change latencies, and what a message calls them
 SETTINGS = (
@@ -39,9 +42,14 @@ def runtime_differences(model: Any, measure: Any) -> list[str]:
     "intra-op threads: 1 in the profile, 2 in the measure". Empty when they agree, when `model` has no profile,
     or when `measure` runs nothing (no `runtime`)."""
     profile = _profile_of(model)
-    runtime = getattr(measure, "runtime", "")
-    if profile is None or not runtime:
+    if profile is None or not getattr(measure, "runtime", ""):
         return []
+    return profile_differences(profile, measure)
+
+
+def profile_differences(profile: DeviceProfile, measure: Any, versions: bool = True) -> list[str]:
+    """`runtime_differences` of a profile itself; `versions=False` leaves the library versions out."""
+    runtime = getattr(measure, "runtime", "")
     if profile.runtime_name != runtime:
         return [f"runtime: {profile.runtime_name} in the profile, {runtime} in the measure"]
     there: Mapping[str, Any] = profile.runtime
@@ -51,7 +59,7 @@ def runtime_differences(model: Any, measure: Any) -> list[str]:
     for key, label in SETTINGS:
         if (key in there or key in here) and there.get(key) != here.get(key) and not (on_gpu and key in _HOST_ONLY):
             out.append(f"{label}: {there.get(key)} in the profile, {here.get(key)} in the measure")
-    old, new = there.get("versions") or {}, here.get("versions") or {}
+    old, new = (there.get("versions") or {}, here.get("versions") or {}) if versions else ({}, {})
     for dist in sorted(set(old) & set(new)):
         if old[dist] != new[dist]:
             out.append(f"{dist} version: {old[dist]} in the profile, {new[dist]} here")
