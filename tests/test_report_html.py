@@ -76,7 +76,9 @@ def test_every_figure_carries_the_data_it_draws(page):
         assert svg.count("<polyline") == sum(1 for s in data["series"] if s.get("kind") == "line" and s["points"])
     titles = [d["title"] for d in checker.data]
     assert "reward over the evaluations" in titles
-    assert any(t.startswith("accuracy vs latency_ms@pixel3 (estimated (nb201-table))") for t in titles)
+    assert any(
+        t.startswith("accuracy vs latency_ms@pixel3 (estimated (time model nb201-table of lat_pixel3))") for t in titles
+    )
     assert "policy entropy" in titles  # the controller's learning
     progress = checker.data[titles.index("reward over the evaluations")]
     assert len(progress["series"][0]["points"]) == len(result.evaluated)

@@ -141,7 +141,7 @@ def test_resume_finished_run_from_cli_replays_it_and_prints_the_table(finished_r
     run = tmp / "runs" / summary["run_id"]
     rc, out, err = cli("search", "--resume", str(run), "--no-progress", cwd=tmp)
     assert rc == 0, err[-3000:]
-    assert f"Pareto set of run {summary['run_id']}" in out and "latency pixel3 (ms)" in out
+    assert f"Pareto set of run {summary['run_id']}" in out and "latency pixel3 (ms, estimated)" in out
     assert f"pixel3: best {summary['best']['pixel3']['arch_hash']}" in out
     assert f"run folder: {run}" in out and "the evaluation budget (10) is spent" in out
     again = json.loads((run / "summary.json").read_text())

@@ -309,7 +309,7 @@ def test_a_search_records_each_candidates_estimated_training_time(tmp_path):
     # the Pareto table and the outcome lines show it, beside the latency
     summary = result.summary()
     header = pareto_table(summary).splitlines()[0]
-    assert "latency a100 (ms)" in header and "train a100 (s)" in header
+    assert "latency a100 (ms, estimated)" in header and "train a100 (s, estimated)" in header
     best = summary["best"]["a100"]
     assert best is not None
     train = best["metrics"]["train_time_s@a100"]

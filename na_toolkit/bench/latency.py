@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 DEFAULT_HELDOUT = 200
+#: --quick's sizes where they are not given: a smoke test of minutes (the defaults take 15+ on a 2-core CPU)
+QUICK_SIZES = {"samples": 20, "adaptive_rounds": 0, "heldout": 30}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--adaptive-rounds", type=int, default=None, help="profile adaptive rounds (default: the profile command's)"
     )
     parser.add_argument(
-        "--heldout", type=int, default=DEFAULT_HELDOUT, help=f"held-out networks (default {DEFAULT_HELDOUT})"
+        "--heldout",
+        type=int,
+        default=None,
+        help=f"held-out networks (default {DEFAULT_HELDOUT}; --quick: {QUICK_SIZES['heldout']})",
     )
     parser.add_argument("--repeats", type=int, default=3, help="measurement passes over the held-out set (default 3)")
     parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
@@ -49,8 +54,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--dump", default=None, help="write the held-out networks, measurements and predictions here (JSON)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small minimums everywhere (smoke test; figures are not comparable)"
+        "--quick",
+        action="store_true",
+        help="small minimums everywhere and, where not given, {samples} profile networks, {adaptive_rounds} "
+        "adaptive rounds, {heldout} held-out networks (smoke test; figures are not comparable)".format(**QUICK_SIZES),
     )
+
+
+def resolve_sizes(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in the sizes `args` does not give, in place (the result's "params" then show the sizes used):
+    --quick's small ones, else the defaults (the profile command's samples and adaptive rounds stay None:
+    ProfileOptions has them). Returns `args`."""
+    for key, small in QUICK_SIZES.items():
+        if getattr(args, key) is None and args.quick:
+            setattr(args, key, small)
+    if args.heldout is None:
+        args.heldout = DEFAULT_HELDOUT
+    return args
 
 
 def _log(msg: str) -> None:
@@ -135,6 +155,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
 
+    resolve_sizes(args)
     if args.heldout < 10 or args.repeats < 1:
         raise ConfigError(f"--heldout must be >= 10 and --repeats >= 1, got {args.heldout} and {args.repeats}")
     quick = args.quick
@@ -280,8 +301,9 @@ def clear_kernel_memos(model: Any) -> None:
 def check_profile_fits(profile: Any, path: str, device: str) -> None:
     """A `--profile` whose figures cannot be compared with what this benchmark measures is refused: the
     held-out networks are measured by ONNX Runtime at batch size 1 on `--device`, so the profile must be an
-    ONNX Runtime profile at batch size 1 of a device of the same kind (a different model of CPU or GPU of that
-    kind is the learned model's own warning)."""
+    ONNX Runtime profile at batch size 1 of a device of the same kind, with the settings it measures with (one
+    intra-op thread: `na-toolkit profile`'s default); a different model of CPU or GPU of that kind is the
+    learned model's own warning."""
     from na_toolkit.errors import ConfigError
     from na_toolkit.machine import parse_device
 
@@ -293,6 +315,12 @@ def check_profile_fits(profile: Any, path: str, device: str) -> None:
         problems.append(f"it was measured at batch size {profile.batch_size}, not 1")
     if parse_device(there).kind != parse_device(device).kind:
         problems.append(f"it measured {there!r}, and --device is {device!r}")
+    elif profile.runtime_name == "onnxruntime":  # the held-out networks' threads, graph optimization, clock
+        from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
+        from na_toolkit.timemodels.profile_match import profile_differences
+
+        here = OnnxRuntimeTimeModel(device=device)
+        problems += [d.replace("the measure", "this benchmark") for d in profile_differences(profile, here, False)]
     if problems:
         raise ConfigError(
             f"--profile {path!r} cannot be compared with this benchmark's measurements (ONNX Runtime, batch size 1, "

@@ -28,6 +28,7 @@ from ..ir.seeds import fixed_seed_hint
 from ..predictors.targets import metric_target
 from ..timemodels import get_time_model
 from ..timemodels.profile import ProfileDeviceWarning
+from ..timemodels.profile_match import check_profile_batch
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
 from .strategy import SearchContext, Strategy
@@ -191,6 +192,8 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     move_types = [toolkit.moves.get(n) for n in names]
     time_models = {d.name: _time_model(toolkit, d, "time_model") for d in config.devices}
     measures = {d.name: _time_model(toolkit, d, "measure") for d in config.devices if d.measure is not None}
+    for d in config.devices:  # a learned model estimates at its profile's batch size only
+        check_profile_batch(d.name, d.batch_size, {"time model": time_models[d.name], "measure": measures.get(d.name)})
     evaluator_options = _evaluator_options(config)
     descriptor = dataset_descriptor(evaluator_options, toolkit)
     seed_arch = _seed_for_dataset(config, toolkit, seed_arch, descriptor)

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..timemodels.profile_match import runtime_warning
+
 if TYPE_CHECKING:
     from .components import Components
     from .reward import Budget
@@ -15,9 +17,9 @@ if TYPE_CHECKING:
 
 def device_warnings(components: Components) -> list[str]:
     """What a device's time models said when they were built: a fallback the config allowed (the ONNX
-    Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), or a
-    profile measured on another device than this machine's (the learned time model), with what that
-    means for the search."""
+    Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), a profile
+    measured on another device than this machine's (the learned time model), with what that means for the
+    search, or measured with another runtime, version or settings than the device's `measure` runs."""
     out = []
     for which, models in (("time_model", components.time_models), ("measure", components.measures)):
         for device, model in models.items():
@@ -35,6 +37,11 @@ def device_warnings(components: Components) -> list[str]:
                     "not this machine's"
                 )
                 out.append(f"devices.{device}.{which}: {mismatch}; {means}")
+    for device, model in components.time_models.items():
+        # a profile measured with another runtime, version or settings than the device's measure runs
+        runtime = runtime_warning(model, components.measures.get(device))
+        if runtime:
+            out.append(f"devices.{device}.time_model: {runtime}")
     return out
 
 
@@ -55,15 +62,38 @@ def stalled_reason(
     if screened:
         broken = sorted(screened_by.items(), key=lambda kv: -kv[1]) if screened_by else []
         if len(broken) > 1:
-            limits = ", ".join(f"{b.metric} <= {b.limit:g}: {n}" for b, n in broken)
+            limits = ", ".join(f"{budget_text(b)}: {n}" for b, n in broken)
+            budgets = [b for b, _ in broken]
         else:
             budgets = [b for b, _ in broken] or list(screened_budgets)
-            limits = ", ".join(f"{b.metric} <= {b.limit:g}" for b in budgets)
+            limits = ", ".join(budget_text(b) for b in budgets)
         reason += (
             f"; {screened} proposals broke a hard budget ({limits}) and were "
             "dropped before evaluation: the budget may be out of reach from this seed"
         )
+        if any(is_capacity(b) for b in budgets):
+            reason += f"; {CAPACITY_ADVICE}"
     return reason
+
+
+#: what a stop reason or an infeasibility says of a device's memory capacity, the budget a search adds itself
+CAPACITY_ADVICE = (
+    "a device's memory capacity is a hard budget the search adds itself from its time model's hardware model "
+    "(a network that does not fit cannot run there), whatever the config's budgets say: to change it, give the "
+    "time model another hardware model (or a copy of its .toml with another memory_capacity_bytes), lower the "
+    "device's batch_size, or give the device a `measure`"
+)
+
+
+def budget_text(budget: Budget) -> str:
+    """A budget as a stop reason names it, `latency_ms@cpu <= 5`, with where one the config did not give comes
+    from: `peak_memory_bytes@pi <= 4.295e+09 (the memory capacity of hardware model raspberry-pi-4)`."""
+    return f"{budget.metric} <= {budget.limit:g}" + (f" ({budget.note})" if budget.note else "")
+
+
+def is_capacity(budget: Budget) -> bool:
+    """Is `budget` a device's memory capacity, the hard budget the search adds (components.with_capacity_budgets)?"""
+    return budget.metric.startswith("peak_memory_bytes@") and bool(budget.note)
 
 
 def worker_exit(pool: Any) -> str:

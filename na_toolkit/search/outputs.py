@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 from .evaluations_file import JSONL_FILE, write_evaluations
 from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
+from .figure_sources import metric_kind, source_lines
 from .plots import plot_controller, plot_pareto
 from .report_html import report_html
 
@@ -65,18 +66,30 @@ def _figure(metric: str, value: float) -> str:
     return _fmt_bytes(value) if metric.startswith("peak_memory_bytes@") else f"{value:.4g}"
 
 
+def _header(summary: Mapping[str, Any], metric: str, label: str, unit: str | None) -> str:
+    """A device figure's column header with its unit and whether the run measured or estimated it:
+    "latency cpu (ms, measured)", "peak memory cpu (estimated)"."""
+    notes = [n for n in (unit, metric_kind(summary, metric)) if n]
+    return f"{label} ({', '.join(notes)})" if notes else label
+
+
 def _columns(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
     cols = [("accuracy", "valid acc"), ("test_accuracy", "test acc"), ("model_size_bytes", "size")]
-    cols += [(f"latency_ms@{d}", f"latency {d} (ms)") for d in summary["devices"]]
-    cols += [(m, f"{label} {d}" + ("" if unit == "MB" else f" ({unit})")) for d in summary["devices"]
+    cols += [(f"latency_ms@{d}", _header(summary, f"latency_ms@{d}", f"latency {d}", "ms")) for d in summary["devices"]]
+    cols += [(m, _header(summary, m, f"{label} {d}", None if unit == "MB" else unit)) for d in summary["devices"]
              for m, label, unit in _budgeted_figures(summary, d)]  # fmt: skip
-    # estimated training time: scored only on devices with a train_time_s budget (docs/search.md)
+    # training time: scored only on devices with a train_time_s budget (docs/search.md)
     cols += [
-        (f"train_time_s@{d}", f"train {d} (s)")
+        (f"train_time_s@{d}", _header(summary, f"train_time_s@{d}", f"train {d}", "s"))
         for d in summary["devices"]
         if any(f"train_time_s@{d}" in e["metrics"] for e in entries)
     ]
     return cols
+
+
+def _kind(summary: Mapping[str, Any], metric: str) -> str:
+    kind = metric_kind(summary, metric)
+    return f" ({kind})" if kind else ""
 
 
 def _cell(metric: str, value: Any) -> str:
@@ -171,13 +184,19 @@ def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
                 f"{d}: best {e['arch_hash']} valid acc {format_accuracy(m['accuracy'])}, "
                 f"test acc {format_accuracy(m.get('test_accuracy'))}, "
                 f"size {_fmt_bytes(m['model_size_bytes'])}"
-                + (f", latency {lat:.4g} ms" if lat is not None else "")
+                + (f", latency {lat:.4g} ms{_kind(summary, f'latency_ms@{d}')}" if lat is not None else "")
                 + "".join(
-                    f", {label} {_figure(metric, m[metric])}" + ("" if unit == "MB" else f" {unit}")
+                    f", {label} {_figure(metric, m[metric])}"
+                    + ("" if unit == "MB" else f" {unit}")
+                    + _kind(summary, metric)
                     for metric, label, unit in _budgeted_figures(summary, d)
                     if metric in m
                 )
-                + (f", training {train:.4g} s (estimated)" if train is not None else "")
+                + (
+                    f", training {train:.4g} s{_kind(summary, f'train_time_s@{d}') or ' (estimated)'}"
+                    if train is not None
+                    else ""
+                )
             )
     return lines
 
@@ -230,6 +249,9 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         "",
         markdown_table(*_rows(summary, summary["pareto"])),
     ]
+    sources = source_lines(summary)
+    if sources:
+        lines += ["", "## Where the figures come from (measured or estimated)", ""] + [f"- {x}" for x in sources]
     if summary["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     if summary.get("outputs"):

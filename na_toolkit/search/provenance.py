@@ -1,8 +1,9 @@
 """Where a run's results come from: which plugin (and which version of which distribution) provided each
-component the run used, which time model produced each metric, the library versions, the machine and its
-load. Recorded when a run starts (the store's `provenance` artifact, kept by --resume, which adds its own
-entry) and written into `summary.json`; `check_plugins` turns a plugin missing on `--resume` or `export`
-into an error naming the plugin and its version instead of an unknown-name error.
+component the run used, which time model produced each metric and whether each figure is measured or
+estimated (figure_sources.py), the library versions, the machine and its load. Recorded when a run starts (the
+store's `provenance` artifact, kept by --resume, which adds its own entry) and written into `summary.json`;
+`check_plugins` turns a plugin missing on `--resume` or `export` into an error naming the plugin and its
+version instead of an unknown-name error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..machine import machine_info
+from .figure_sources import figure_sources
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.architecture import Architecture
@@ -62,6 +64,8 @@ def component_provenance(components: Components) -> dict[str, Any]:
         dev["estimate"] = _estimate_kind(tm)
         if d.measure is not None:
             dev["measure"] = _plugin(tk, "time_models", d.measure.name)
+        # per figure: measured or estimated, and by which model (ONNX Runtime's peak memory is an estimate)
+        dev["figures"] = figure_sources(config, d, tm, components.measures.get(d.name))
         out["devices"][d.name] = dev
     return out
 

@@ -5,7 +5,8 @@ Figures are inline SVG drawn here; each figure carries the data it draws as a JS
 Sections: reward and best feasible reward so far over the evaluations; accuracy against each other
 objective (model size, each device's latency) with the Pareto front and the budgets, each axis labelled
 measured or estimated (from the run's provenance); the controller's learning curves when the strategy
-reports them; the best network per device with the moves that led to it.
+reports them; the best network per device with the moves that led to it; whether each device figure is
+measured or estimated.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from .figure_sources import metric_sources, source_lines
 
 W, H, PAD = 560, 300, 48
 
@@ -93,15 +96,14 @@ def _svg(
 
 
 def _metric_source(summary: Mapping[str, Any], metric: str) -> str:
-    """'measured' or 'estimated (time model)' for a device metric, from the run's provenance."""
-    device = metric.partition("@")[2]
-    if not device:
+    """'measured (how)' or 'estimated (how)' for a device metric, from the run's provenance."""
+    if "@" not in metric:
         return "from the network (exact)" if metric == "model_size_bytes" else "evaluated"
-    events = (summary.get("provenance") or {}).get("events") or [{}]
-    dev = ((events[0].get("components") or {}).get("devices") or {}).get(device) or {}
-    if dev.get("measure"):
-        return "measured on the device"
-    return str(dev.get("estimate") or "source unknown")
+    sources = summary.get("metric_sources")
+    source = (sources if isinstance(sources, Mapping) else metric_sources(summary.get("provenance"))).get(metric)
+    if not isinstance(source, Mapping):
+        return "source unknown"
+    return f"{source.get('kind')} ({source.get('how')})"
 
 
 def _progress_figure(evaluated: list[Mapping[str, Any]]) -> str:
@@ -212,6 +214,10 @@ def report_html(summary: Mapping[str, Any]) -> str:
     if controller:
         parts += ["<h2>The controller's learning</h2>", *controller]
     parts += ["<h2>Best networks and the moves that made them</h2>", _best_table(summary)]
+    sources = source_lines(summary)
+    if sources:
+        parts += ["<h2>Where the figures come from (measured or estimated)</h2><ul>"]
+        parts += [*[f"<li>{_esc(line)}</li>" for line in sources], "</ul>"]
     if summary.get("warnings"):
         parts += ["<h2>Warnings</h2><ul>", *[f"<li>{_esc(w)}</li>" for w in summary["warnings"]], "</ul>"]
     parts.append("</body></html>")

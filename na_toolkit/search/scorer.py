@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError, TimeModelError, blame, wrong_answer
 from ..timemodels.base import estimate_problems
+from .diagnostics import CAPACITY_ADVICE, is_capacity
 from .reward import Budget, compute_reward, device_metric
 from .strategy import Score
 from .train_time import device_train_metric, trains
@@ -240,6 +241,7 @@ class Scorer:
                     f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}"
                     + (f", {b.note}" if b.note else "")
                     + ", estimated before anything is measured): the search must shrink it"
+                    + (f"; {CAPACITY_ADVICE}" if is_capacity(b) else "")
                 )
         return out
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .diagnostics import CAPACITY_ADVICE, is_capacity
+from .figure_sources import metric_sources
 from .pareto import ParetoArchive, search_objectives
 from .reward import split_metric
 from .strategy import Candidate, Score
@@ -157,6 +159,8 @@ class SearchResult:
             "strategy": self.strategy,
             "evaluation_budget": self.evaluation_budget,
             "provenance": self.provenance,
+            # per device figure: measured or estimated, how, by which model (from the provenance)
+            "metric_sources": metric_sources(self.provenance),
             "controller": self.controller,
             "pareto_min_accuracy": self.pareto_min_accuracy,
             "config": self.config,
@@ -275,9 +279,14 @@ def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | 
         for b in budgets
         if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
     ]
+    capacity = any(
+        is_capacity(b) and b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
+        for b in budgets
+    )
     return (
         f"no candidate of {len(ok)} evaluated{f' ({failed} more failed)' if failed else ''} meets the budgets of "
         f"{where}; the closest ({closest.hash}) has "
         + "; ".join(parts)
         + ". Loosen the budget or start from a smaller seed network"
+        + (f"; {CAPACITY_ADVICE}" if capacity else "")
     )

@@ -4,7 +4,7 @@ a device at a batch size. Results are dataclasses with units in their names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
@@ -38,6 +38,19 @@ class TimeEstimate:
     def training_time_s(self, steps: int) -> float | None:
         """Training time for `steps` optimizer steps, from the per-step time."""
         return None if self.train_step_ms is None else self.train_step_ms * steps / 1000.0
+
+
+@dataclass(frozen=True)
+class FigureSource:
+    """How a time model obtains one figure of its estimates: `kind` "measured" (the network ran on the device
+    and a clock, allocator or counter gave the figure) or "estimated" (a model of the device gave it: analytic,
+    learned, a table, even where the model measures the latency); `how` says with what."""
+
+    kind: Literal["measured", "estimated"]
+    how: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "how": self.how}
 
 
 #: the figures of an estimate that are amounts (finite, >= 0) when given
@@ -129,6 +142,20 @@ class TimeModel:
         """Why this model's estimates give no `figure` and what would make them (the end of a search's
         error for a budget on it), or None when it cannot say."""
         return None
+
+    def figure_source(self, figure: str) -> FigureSource | None:
+        """How this model obtains `figure` (`latency_ms`, `peak_memory_bytes`, `energy_mj`, `train_time_s`), or
+        None when it gives none. The default: a model that `measures` measures every figure it gives, any other
+        estimates them; a measured model overrides it for the figures it computes (ONNX Runtime's peak memory
+        on a CPU). Run provenance records it per device and figure, and the reports label each figure with it."""
+        if figure == "train_time_s":
+            source = self.train_step_source()
+            if source is None:
+                return None
+            return FigureSource("measured" if source.startswith("measured") else "estimated", source)
+        if self.gives(figure) is False:
+            return None
+        return FigureSource("measured" if self.measures else "estimated", f"time model {self.name} of {self.device}")
 
     def memory_capacity_bytes(self) -> int | None:
         """The memory the device holds tensors in, when this model knows it (a roofline: its hardware

@@ -3,14 +3,14 @@ device (parsed by `devices.parse_device`), an analytic peak-memory figure for CP
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
 from .. import validation
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
-from .base import TimeEstimate, TimeModel
+from .base import FigureSource, TimeEstimate, TimeModel
 from .cache import CacheKey, TimeEstimateCache
 from .devices import LocalDevice, describe_device, parse_device
 from .measure import MeasureSettings
@@ -60,6 +60,8 @@ class MeasuredTimeModel(TimeModel):
 
     measures = True
     runtime = ""
+    #: does the runtime report its allocator's peak on a GPU (torch: yes; ONNX Runtime: no, analytic everywhere)
+    measures_gpu_memory: ClassVar[bool] = False
     #: option -> default; an unknown option is a TimeModelError listing these
     OPTIONS: dict[str, Any] = {
         "settings": None,
@@ -103,6 +105,21 @@ class MeasuredTimeModel(TimeModel):
         if figure == "energy_mj":
             return None if self.spec.is_cuda else False
         return super().gives(figure)
+
+    def figure_source(self, figure: str) -> FigureSource | None:
+        """Latency: measured. Peak memory: measured only from a GPU allocator's statistics (torch on CUDA), else
+        the analytic figure (weights + peak live activations), an estimate. Energy: NVML's counter on a GPU."""
+        gpu = bool(getattr(self, "on_gpu", self.spec.is_cuda))  # ONNX Runtime's CPU fallback for cuda: False
+        if figure == "peak_memory_bytes" and not (gpu and self.measures_gpu_memory):
+            return FigureSource("estimated", f"analytic: weights + peak live activations; {self.runtime} reports none")
+        if figure == "energy_mj":
+            return FigureSource("measured", "NVML energy counter") if gpu else None
+        if figure == "peak_memory_bytes":
+            return FigureSource("measured", f"{self.runtime} CUDA allocator peak")
+        if figure == "latency_ms":
+            where = self.spec if gpu or not self.spec.is_cuda else f"the CPU, not {self.spec} (allow_fallback)"
+            return FigureSource("measured", f"{self.name} on {where}")
+        return super().figure_source(figure)
 
     def why_not_given(self, figure: str) -> str | None:
         if figure == "energy_mj" and not self.spec.is_cuda:

@@ -43,6 +43,7 @@ class TorchTimeModel(MeasuredTimeModel):
     name = "torch"
     description = "measured with the torch build on CPU or CUDA (CUDA events, NVML), inference and a training step"
     runtime = "torch"
+    measures_gpu_memory = True  # torch.cuda.max_memory_allocated
 
     OPTIONS = {
         **MeasuredTimeModel.OPTIONS,

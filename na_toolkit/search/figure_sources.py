@@ -1,0 +1,84 @@
+"""Which figures of a run are measured and which are estimated, per device and figure.
+
+A device's figures of the evaluated networks come from its `measure` when it has one, else from its time
+model, and one model can measure some figures and compute others: ONNX Runtime measures the latency, while its
+peak memory is the analytic figure (weights + peak live activations), an estimate on every device. The run's
+provenance records each figure's source when a run starts (`figure_sources`); summary.json lists them as
+`metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .reward import device_metric
+
+if TYPE_CHECKING:
+    from ..timemodels.base import TimeModel
+    from .config import DeviceSpec, SearchConfig
+
+#: the device figures a time model gives (latency always; the others where a budget asks for them)
+FIGURES = ("latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s")
+
+
+def figure_sources(
+    config: SearchConfig, dev: DeviceSpec, time_model: TimeModel | None, measure: TimeModel | None
+) -> dict[str, dict[str, str]]:
+    """figure -> {"kind": "measured" | "estimated", "how", "by": the model's role and name} of the figures the
+    run gives the evaluated networks of device `dev` (the latency, and each figure a budget asks for)."""
+    model, role = (measure, "measure") if measure is not None else (time_model, "time_model")
+    out: dict[str, dict[str, str]] = {}
+    if model is None:
+        return out
+    for figure in FIGURES:
+        if figure != "latency_ms" and not config.needs(device_metric(figure, dev.name)):
+            continue
+        source = model.figure_source(figure)
+        if source is not None:
+            out[figure] = {**source.to_json(), "by": f"{role} {model.name}"}
+    return out
+
+
+def _devices(provenance: Mapping[str, Any] | None) -> dict[str, Any]:
+    events = (provenance or {}).get("events") or [{}]
+    first = events[0] if isinstance(events[0], Mapping) else {}
+    devices = (first.get("components") or {}).get("devices")
+    return devices if isinstance(devices, dict) else {}
+
+
+def metric_sources(provenance: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
+    """`latency_ms@cpu` -> {"kind", "how", "by"} for every device figure the run's provenance records. A run
+    recorded before figures were (no "figures"): its latency by the device's `measure` or `estimate` entry."""
+    out: dict[str, dict[str, str]] = {}
+    for device, dev in _devices(provenance).items():
+        figures = dev.get("figures")
+        if isinstance(figures, dict):
+            out.update({device_metric(f, device): dict(s) for f, s in figures.items() if isinstance(s, dict)})
+        elif dev.get("measure"):
+            out[device_metric("latency_ms", device)] = {"kind": "measured", "how": "the device's measure"}
+        elif str(dev.get("estimate", "")).startswith("estimated"):
+            out[device_metric("latency_ms", device)] = {"kind": "estimated", "how": str(dev["estimate"])}
+    return out
+
+
+def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
+    """ "measured" or "estimated" for a device metric of the run's summary, None when it does not say."""
+    sources = summary.get("metric_sources")
+    if not isinstance(sources, Mapping):
+        sources = metric_sources(summary.get("provenance"))
+    source = sources.get(metric)
+    return str(source["kind"]) if isinstance(source, Mapping) and "kind" in source else None
+
+
+def source_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One line per device figure: "peak_memory_bytes@cpu: estimated by the device's measure onnxruntime
+    (analytic: ...)"."""
+    sources = summary.get("metric_sources")
+    if not isinstance(sources, Mapping):
+        sources = metric_sources(summary.get("provenance"))
+    return [
+        f"{metric}: {s.get('kind')}" + (f" by the device's {s['by']}" if s.get("by") else "") + f" ({s.get('how')})"
+        for metric, s in sorted(sources.items())
+        if isinstance(s, Mapping)
+    ]

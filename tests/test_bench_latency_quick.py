@@ -1,0 +1,55 @@
+"""`bench latency --quick` is a smoke test of minutes: besides the small measurement minimums it profiles and
+holds out few networks where the sizes are not given (it profiled 100 networks with 2 adaptive rounds and
+measured 200 held-out networks 3 times, over 8 minutes on a 2-core CPU); sizes given win."""
+
+import argparse
+
+import pytest
+
+from na_toolkit.bench.latency import DEFAULT_HELDOUT, QUICK_SIZES, configure, resolve_sizes
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return resolve_sizes(parser.parse_args(list(argv)))
+
+
+def test_quick_uses_small_sizes_where_none_is_given():
+    args = _args("--quick")
+    assert (args.samples, args.adaptive_rounds, args.heldout) == (20, 0, 30) == tuple(QUICK_SIZES.values())
+    given = _args("--quick", "--samples", "50", "--heldout", "40", "--adaptive-rounds", "1")
+    assert (given.samples, given.adaptive_rounds, given.heldout) == (50, 1, 40)
+
+
+def test_without_quick_the_defaults_stay():
+    args = _args()
+    assert args.heldout == DEFAULT_HELDOUT and args.samples is None and args.adaptive_rounds is None
+
+
+def test_the_sizes_used_are_what_the_results_params_show():
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["--quick"])
+    resolve_sizes(args)  # in place: the bench command reads "params" from the same namespace after the run
+    assert (args.samples, args.adaptive_rounds, args.heldout) == (20, 0, 30)
+
+
+def test_a_profile_measured_with_other_threads_is_refused_naming_them(tmp_path):
+    """`--profile` of two intra-op threads (wall clock) against held-out networks measured with one thread
+    (thread CPU time): the figures would compare two runtimes' latencies, so it is refused, naming each."""
+    from na_toolkit.bench.latency import check_profile_fits
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
+
+    profile = DeviceProfile.load(resolve_profile_path("example-cpu", load_toolkit().hardware))
+    check_profile_fits(profile, "example-cpu.json", "cpu")  # the shipped one fits
+    profile.runtime = {**profile.runtime, "intra_op_threads": 2, "clock": "wall"}
+    with pytest.raises(ConfigError) as err:
+        check_profile_fits(profile, "two.json", "cpu")
+    msg = str(err.value)
+    assert "intra-op threads: 2 in the profile, 1 in this benchmark" in msg
+    assert (
+        "clock: wall in the profile, thread_cpu in this benchmark" in msg and "na-toolkit profile --device cpu" in msg
+    )
