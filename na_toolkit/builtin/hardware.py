@@ -16,10 +16,22 @@ SHIPPED_PACKAGES = ("na_toolkit.hwmodels", "na_toolkit.profiles")
 
 
 def shipped_folder(package: str) -> Path | None:
-    """The folder of a data package, whether installed from a wheel (site-packages/na_toolkit/hwmodels) or
-    editable (the repo's top-level hwmodels/, mapped by setup.cfg's package_dir)."""
+    """The folder of a data package of the na_toolkit that runs: inside it when installed from a wheel
+    (site-packages/na_toolkit/hwmodels), beside it in a source checkout (the repo's top-level hwmodels/,
+    which setup.cfg's package_dir maps into the wheel). Looked up next to the imported na_toolkit first: the
+    import system's finder of an editable install maps the name to the checkout that was installed, which
+    need not be the one running (a git worktree, or another checkout on PYTHONPATH), and would mix one
+    checkout's code with another's hardware models."""
     from importlib import resources
 
+    top, _, sub = package.partition(".")
+    if top == "na_toolkit" and sub and "." not in sub:
+        code = Path(na_toolkit.__file__).resolve().parent
+        # the source layout only where this is a checkout of the project (its setup.cfg maps the folder)
+        beside = [code.parent / sub] if (code.parent / "setup.cfg").is_file() else []
+        for folder in [code / sub, *beside]:
+            if (folder / "__init__.py").is_file():
+                return folder
     try:
         root = resources.files(package)
     except ModuleNotFoundError:
