@@ -89,6 +89,33 @@ def test_a_run_folder_deleted_under_a_live_search_stops_it_at_once(tmp_path):
     assert not run.exists()
 
 
+@pytest.mark.slow
+def test_a_deleted_run_lock_lets_no_second_writer_in_and_the_search_goes_on(tmp_path):
+    """`run.lock` deleted by hand under a live search: a resume is still refused, naming the live search's
+    PID and how to stop it (the lock is on the run folder itself), and the search goes on, writes the file
+    again and finishes (it is not taken for a deleted run folder)."""
+    from na_toolkit.cli.runs import describe_run
+
+    bench, proc, out, run = _live_search(tmp_path)
+    os.kill(proc.pid, signal.SIGSTOP)  # a paused holder keeps its lock, as a busy one does
+    try:
+        (run / "run.lock").unlink()
+        kept = F.stored_rows(run)
+        rc, _, err = F.finish(bench.resume(run))
+        assert describe_run(run)["writer"].startswith(f"pid {proc.pid} on host ")  # `runs`: not interrupted
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert rc == 2, err
+    last = err.strip().splitlines()[-1]
+    assert f"being written by another search (pid {proc.pid} on host " in last, err
+    assert f"`kill {proc.pid}`" in last and f"`na-toolkit search --resume {run}`" in last, err
+    assert F.stored_rows(run)[: len(kept)] == kept  # the refused resume touched nothing
+    rc, err = _ended(bench, proc)
+    assert rc == 0, err
+    assert F.stored_run(run)[0] == "finished" and len(F.stored_rows(run)) == 8
+    assert (run / "run.lock").read_text().startswith(f"pid {proc.pid} on host ")  # named again as it went on
+
+
 class _BlockOutputs(SearchCallback):
     """Puts a file where the run's `best/` folder goes as the loop ends: its outputs cannot be written."""
 

@@ -272,6 +272,35 @@ def test_one_writer_per_run_and_the_lock_dies_with_its_holder(tmp_path):
             holder.kill()
 
 
+def test_a_deleted_lock_file_keeps_the_run_locked_and_its_holder_named(tmp_path):
+    """The lock is on the run folder: `run.lock` deleted by hand lets no second writer in, and the refusal,
+    `runs` and `report` still name the holder (the kernel's PID of the lock)."""
+    import subprocess
+    import sys
+
+    from na_toolkit.store.lock import LOCK_FILE, RunLock, live_holder
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (folder / LOCK_FILE).unlink()
+        with pytest.raises(StoreError, match=rf"\(pid {holder.pid} on host .*\); .*`kill {holder.pid}`"):
+            RunLock(folder).acquire()
+        assert not (folder / LOCK_FILE).exists()  # the refused writer left the folder as it was
+        seen = live_holder(folder)
+        assert seen is not None and seen.startswith(f"pid {holder.pid} on host ")
+        holder.kill()
+        holder.wait(timeout=30)
+        assert live_holder(folder) is None
+        with RunLock(folder):  # a killed holder's lock goes with it
+            assert live_holder(folder).startswith(f"pid {os.getpid()} on host ")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
 SLOW_TO_NAME = """
 import fcntl, os, sys, time
 
