@@ -96,6 +96,29 @@ def test_ctrl_c_to_the_process_group_ends_the_pool_without_a_worker_traceback(tm
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("second", ["cleaning-up", "exiting"])
+def test_a_second_ctrl_c_while_stopping_still_ends_cleanly_with_130(tmp_path, second):
+    """An impatient second Ctrl-C, while the search cleans up after the first or as the process exits after
+    printing `interrupted`, changes nothing: exit 130 (not death by SIGINT), the resume hint, the run kept."""
+    proc, out, bench = _start_search(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.stderr is not None
+    if second == "cleaning-up":
+        time.sleep(0.02)
+    else:
+        while (line := proc.stderr.readline()) and line.strip() != "na-toolkit: interrupted":
+            pass
+    os.killpg(proc.pid, signal.SIGINT)
+    rc, err, took = _ended(proc, bench)
+    assert rc == 130, err
+    if second == "cleaning-up":
+        assert f"na-toolkit: stopping, one moment (kill -9 {proc.pid} ends it now)" in err
+        _assert_clean(err, "interrupted", out)
+    else:
+        assert err == "" and F.stored_run(F.run_folder(out))[0] == "running"
+
+
+@pytest.mark.slow
 def test_sigterm_ends_a_search_as_ctrl_c_does_and_runs_lists_it_interrupted(tmp_path):
     proc, out, bench = _start_search(tmp_path)
     os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the driver alone; it ends its workers itself
