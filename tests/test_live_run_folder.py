@@ -230,4 +230,11 @@ def test_runs_report_and_export_read_a_finished_run_in_a_read_only_folder(tmp_pa
         out, err = capsys.readouterr()
         assert f"# Search run {result.run_id}" in out and "report.md not rewritten" in err
         assert main(["export", str(run), "--arch", best, "--format", "onnx", "--out", str(tmp_path / "b.onnx")]) == 0
+        # a resume writes: refused with what to do instead, not a PermissionError traceback
+        assert main(["search", "--resume", str(run), "--no-progress"]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"na-toolkit: error: cannot write run {result.run_id}: its folder {str(run)!r} is not ")
+        assert f"`cp -r {run} COPY` and `na-toolkit search --resume COPY`" in line
     assert (tmp_path / "b.onnx").is_file()
+    with SQLiteRunStore.open(run) as store:
+        assert store.run().status == "finished" and store.count_evaluations() == 2

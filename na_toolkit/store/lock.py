@@ -68,7 +68,16 @@ class RunLock:
     def _name_holder(self) -> int:
         """Lock `run.lock` (a writer of an earlier version locks that file alone) and write this process's
         line into it; returns its fd."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # read-only: an archive, a read-only mount, another user's folder
+            where = shlex.quote(str(self.folder))
+            raise StoreError(
+                f"cannot write run {self.folder.name}: its folder {str(self.folder)!r} is not writable here "
+                f"({exc.strerror or exc}); a search writes its run's store, so resume a writable copy of it "
+                f"(`cp -r {where} COPY` and `na-toolkit search --resume COPY`); `runs`, `report` and `export` read "
+                "it as it is"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
