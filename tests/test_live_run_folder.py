@@ -116,6 +116,33 @@ def test_a_deleted_run_lock_lets_no_second_writer_in_and_the_search_goes_on(tmp_
     assert (run / "run.lock").read_text().startswith(f"pid {proc.pid} on host ")  # named again as it went on
 
 
+class _DeleteStore(SearchCallback):
+    """Deletes the run's store file (and its WAL) as the first evaluation is stored, as `rm` by hand would."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.seen = 0
+
+    def on_evaluation(self) -> None:
+        self.seen += 1
+        if self.seen == 1:
+            (run,) = self.out.iterdir()
+            for f in run.glob("store.sqlite*"):
+                f.unlink()
+
+
+def test_a_store_deleted_under_a_live_search_stops_it_at_the_next_evaluation(tmp_path, toolkit):
+    """Its evaluations would be paid for and go nowhere (the open store is an unlinked file): one error, no
+    more evaluations, and no resume hint (there is nothing to resume)."""
+    out = tmp_path / "runs"
+    deleting = _DeleteStore(out)
+    with pytest.raises(StoreError, match=r"run store '.*store\.sqlite' was deleted or replaced while the search ran"):
+        run_search(config_doc(SMALL_SEARCH, out, evaluations=6), progress=False, toolkit=toolkit, callbacks=[deleting])
+    assert deleting.seen == 1
+    (run,) = out.iterdir()
+    assert not (run / "summary.json").exists()
+
+
 class _BlockOutputs(SearchCallback):
     """Puts a file where the run's `best/` folder goes as the loop ends: its outputs cannot be written."""
 
