@@ -67,7 +67,9 @@ def test_the_required_devices_are_shipped():
 
 
 def test_shipped_folders_are_found_through_the_package():
-    # editable install: setup.cfg's package_dir maps na_toolkit.hwmodels to the repo's top-level folder
+    # a source checkout: setup.cfg's package_dir maps na_toolkit.hwmodels to the repo's top-level folder, and
+    # the folder is this checkout's even where an editable install of another one (the main checkout of a git
+    # worktree) maps the name to its own
     assert shipped_folder("na_toolkit.hwmodels") == REPO / "hwmodels"
     assert shipped_folder("na_toolkit.profiles") == REPO / "profiles"
     assert shipped_folder("na_toolkit.no_such_data") is None

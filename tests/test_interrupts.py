@@ -5,10 +5,12 @@ interrupted; and the SIGTERM handler is the CLI's alone, never installed by the 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -94,6 +96,29 @@ def test_ctrl_c_to_the_process_group_ends_the_pool_without_a_worker_traceback(tm
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("second", ["cleaning-up", "exiting"])
+def test_a_second_ctrl_c_while_stopping_still_ends_cleanly_with_130(tmp_path, second):
+    """An impatient second Ctrl-C, while the search cleans up after the first or as the process exits after
+    printing `interrupted`, changes nothing: exit 130 (not death by SIGINT), the resume hint, the run kept."""
+    proc, out, bench = _start_search(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.stderr is not None
+    if second == "cleaning-up":
+        time.sleep(0.02)
+    else:
+        while (line := proc.stderr.readline()) and line.strip() != "na-toolkit: interrupted":
+            pass
+    os.killpg(proc.pid, signal.SIGINT)
+    rc, err, took = _ended(proc, bench)
+    assert rc == 130, err
+    if second == "cleaning-up":
+        assert f"na-toolkit: stopping, one moment (kill -9 {proc.pid} ends it now)" in err
+        _assert_clean(err, "interrupted", out)
+    else:
+        assert err == "" and F.stored_run(F.run_folder(out))[0] == "running"
+
+
+@pytest.mark.slow
 def test_sigterm_ends_a_search_as_ctrl_c_does_and_runs_lists_it_interrupted(tmp_path):
     proc, out, bench = _start_search(tmp_path)
     os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the driver alone; it ends its workers itself
@@ -117,25 +142,76 @@ def test_sigterm_ends_a_search_as_ctrl_c_does_and_runs_lists_it_interrupted(tmp_
     assert f"{100 * max(accuracies):.2f}% (so far)" in res.stdout and "interrupted" in res.stdout
 
 
+def _busy_pool(toolkit, seconds: float, workers: int = 2, **options) -> tuple[LocalExecutor, list[int], list]:
+    """A pool of `workers` workers each running a task of `seconds` (the synthetic evaluator): the executor,
+    its tickets, and its worker processes (the children this process has, through the public API)."""
+    arch = toolkit.seed("simple-cnn")
+    task = Task("evaluate", arch.to_json(), "synthetic", {"seconds": seconds}, selection=toolkit.selection.to_json())
+    ex = LocalExecutor(workers=workers, threads_per_worker=1, **options)
+    ex.toolkit = toolkit
+    before = set(multiprocessing.active_children())
+    tickets = [ex.submit(task) for _ in range(workers)]
+    procs = [p for p in multiprocessing.active_children() if p not in before]
+    assert len(procs) == workers and all(p.is_alive() for p in procs)
+    deadline = time.monotonic() + 120  # a worker imports the toolkit first: seconds on a loaded machine
+    while not all(_handles_sigterm(p.pid) for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # started: the workers have their tasks
+    return ex, tickets, procs
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether the worker `pid` has started (its SIGTERM handler is set: the kernel's caught-signal mask)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def _reaped(pid: int) -> bool:
+    """Whether the child `pid` is gone and reaped (no zombie left)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
 def test_closing_a_pool_with_tasks_still_running_ends_its_workers_at_once(toolkit):
     """A search that stops (Ctrl-C, an error) abandons its running tasks: its workers, which ignore Ctrl-C,
     are ended, not waited for (a training may take minutes)."""
-    arch = toolkit.seed("simple-cnn")
-    task = Task("evaluate", arch.to_json(), "synthetic", {"seconds": 120.0}, selection=toolkit.selection.to_json())
-    ex = LocalExecutor(workers=2, threads_per_worker=1)
-    ex.toolkit = toolkit
-    tickets = [ex.submit(task) for _ in range(2)]
-    assert ex._pool is not None
-    workers = list(ex._pool._processes.values())
-    deadline = time.monotonic() + 60
-    while not all(p.is_alive() for p in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # the workers have their tasks
+    ex, tickets, workers = _busy_pool(toolkit, 120.0)
     start = time.monotonic()
     ex.close()
     assert time.monotonic() - start < WORKER_EXIT_S + 2 and tickets
     assert not any(p.is_alive() for p in workers)
     assert all(p.exitcode == 128 + signal.SIGTERM for p in workers)  # ended by their SIGTERM handler
+    assert all(_reaped(p.pid) for p in workers)
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_closing_a_pool_with_a_hung_worker_kills_it_instead_of_hanging(toolkit, busy):
+    """A worker that does not end when asked (stopped, or stuck in native code where its SIGTERM handler never
+    runs) is killed after the grace period: close returns, nothing is left running or unreaped, whether the
+    worker hung mid-task or idle (a close with no task left used to wait for it forever)."""
+    ex, tickets, workers = _busy_pool(toolkit, 120.0 if busy else 0.5)
+    if not busy:
+        done = dict(ex.wait(tickets))
+        while len(done) < len(tickets):
+            done.update(ex.wait([t for t in tickets if t not in done]))
+    hung, fine = workers
+    os.kill(hung.pid, signal.SIGSTOP)
+    closing = threading.Thread(target=ex.close, daemon=True)
+    start = time.monotonic()
+    closing.start()
+    closing.join(3 * WORKER_EXIT_S + 10)
+    took = time.monotonic() - start
+    if closing.is_alive():
+        os.kill(hung.pid, signal.SIGKILL)
+        closing.join(30)
+        pytest.fail(f"close hung on a stopped worker ({took:.0f} s)")
+    assert took < 2 * WORKER_EXIT_S + 5, took
+    assert hung.exitcode == -signal.SIGKILL
+    # busy: ended by its SIGTERM; idle: it leaves on its own, or is ended when the stopped worker holds the
+    # pool's queue lock it waits on
+    assert fine.exitcode in ((128 + signal.SIGTERM,) if busy else (0, 128 + signal.SIGTERM))
+    assert all(_reaped(p.pid) for p in workers)
 
 
 def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
@@ -160,24 +236,17 @@ def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
 def test_a_worker_killed_mid_task_is_a_warning_naming_how_it_died(toolkit, caplog, max_retries):
     """A worker the out-of-memory killer ends (SIGKILL) is said as it happens, on stderr and in the log file
     (the task runs again on a fresh pool), and a task it fails names how it died."""
-    arch = toolkit.seed("simple-cnn")
-    task = Task("evaluate", arch.to_json(), "synthetic", {"seconds": 3.0}, selection=toolkit.selection.to_json())
-    ex = LocalExecutor(workers=2, threads_per_worker=1, max_retries=max_retries)
-    ex.toolkit = toolkit
+    ex, tickets, workers = _busy_pool(toolkit, 3.0, max_retries=max_retries)
     try:
-        tickets = [ex.submit(task) for _ in range(2)]
-        assert ex._pool is not None
-        deadline = time.monotonic() + 60
-        while len(ex._pool._processes) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.5)  # the workers have their tasks
-        os.kill(next(iter(ex._pool._processes)), signal.SIGKILL)
+        os.kill(workers[0].pid, signal.SIGKILL)
         with caplog.at_level("WARNING", logger="na_toolkit.search"):
             done = dict(ex.wait(tickets))
             while len(done) < 2:
                 done.update(ex.wait([t for t in tickets if t not in done]))
     finally:
         ex.close()
+    # the dead worker and every worker of both pools are gone and reaped once closed
+    assert not multiprocessing.active_children() and all(_reaped(p.pid) for p in workers)
     died = "killed by SIGKILL: the out-of-memory killer, or kill -9"
     if max_retries:
         assert all(r.error is None for r in done.values()) and ex.retries == 2

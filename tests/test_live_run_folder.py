@@ -89,6 +89,60 @@ def test_a_run_folder_deleted_under_a_live_search_stops_it_at_once(tmp_path):
     assert not run.exists()
 
 
+@pytest.mark.slow
+def test_a_deleted_run_lock_lets_no_second_writer_in_and_the_search_goes_on(tmp_path):
+    """`run.lock` deleted by hand under a live search: a resume is still refused, naming the live search's
+    PID and how to stop it (the lock is on the run folder itself), and the search goes on, writes the file
+    again and finishes (it is not taken for a deleted run folder)."""
+    from na_toolkit.cli.runs import describe_run
+
+    bench, proc, out, run = _live_search(tmp_path)
+    os.kill(proc.pid, signal.SIGSTOP)  # a paused holder keeps its lock, as a busy one does
+    try:
+        (run / "run.lock").unlink()
+        kept = F.stored_rows(run)
+        rc, _, err = F.finish(bench.resume(run))
+        assert describe_run(run)["writer"].startswith(f"pid {proc.pid} on host ")  # `runs`: not interrupted
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert rc == 2, err
+    last = err.strip().splitlines()[-1]
+    assert f"being written by another search (pid {proc.pid} on host " in last, err
+    assert f"`kill {proc.pid}`" in last and f"`na-toolkit search --resume {run}`" in last, err
+    assert F.stored_rows(run)[: len(kept)] == kept  # the refused resume touched nothing
+    rc, err = _ended(bench, proc)
+    assert rc == 0, err
+    assert F.stored_run(run)[0] == "finished" and len(F.stored_rows(run)) == 8
+    assert (run / "run.lock").read_text().startswith(f"pid {proc.pid} on host ")  # named again as it went on
+
+
+class _DeleteStore(SearchCallback):
+    """Deletes the run's store file (and its WAL) as the first evaluation is stored, as `rm` by hand would."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.seen = 0
+
+    def on_evaluation(self) -> None:
+        self.seen += 1
+        if self.seen == 1:
+            (run,) = self.out.iterdir()
+            for f in run.glob("store.sqlite*"):
+                f.unlink()
+
+
+def test_a_store_deleted_under_a_live_search_stops_it_at_the_next_evaluation(tmp_path, toolkit):
+    """Its evaluations would be paid for and go nowhere (the open store is an unlinked file): one error, no
+    more evaluations, and no resume hint (there is nothing to resume)."""
+    out = tmp_path / "runs"
+    deleting = _DeleteStore(out)
+    with pytest.raises(StoreError, match=r"run store '.*store\.sqlite' was deleted or replaced while the search ran"):
+        run_search(config_doc(SMALL_SEARCH, out, evaluations=6), progress=False, toolkit=toolkit, callbacks=[deleting])
+    assert deleting.seen == 1
+    (run,) = out.iterdir()
+    assert not (run / "summary.json").exists()
+
+
 class _BlockOutputs(SearchCallback):
     """Puts a file where the run's `best/` folder goes as the loop ends: its outputs cannot be written."""
 
@@ -203,4 +257,11 @@ def test_runs_report_and_export_read_a_finished_run_in_a_read_only_folder(tmp_pa
         out, err = capsys.readouterr()
         assert f"# Search run {result.run_id}" in out and "report.md not rewritten" in err
         assert main(["export", str(run), "--arch", best, "--format", "onnx", "--out", str(tmp_path / "b.onnx")]) == 0
+        # a resume writes: refused with what to do instead, not a PermissionError traceback
+        assert main(["search", "--resume", str(run), "--no-progress"]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"na-toolkit: error: cannot write run {result.run_id}: its folder {str(run)!r} is not ")
+        assert f"`cp -r {run} COPY` and `na-toolkit search --resume COPY`" in line
     assert (tmp_path / "b.onnx").is_file()
+    with SQLiteRunStore.open(run) as store:
+        assert store.run().status == "finished" and store.count_evaluations() == 2

@@ -257,14 +257,14 @@ def test_a_scorer_alone_scores_as_the_loop_does(tk, tmp_path):
 
 
 DRIVER = """
-import os, sys, time
+import multiprocessing, os, sys, time
 from na_toolkit.search.executors import LocalExecutor
 
 if __name__ == "__main__":
     pool = LocalExecutor(workers=2, threads_per_worker=1)._get_pool()
     for f in [pool.submit(time.sleep, 0.2) for _ in range(4)]:
         f.result()
-    print(" ".join(str(p) for p in pool._processes), flush=True)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
     time.sleep(600)
 """
 

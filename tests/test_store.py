@@ -272,6 +272,73 @@ def test_one_writer_per_run_and_the_lock_dies_with_its_holder(tmp_path):
             holder.kill()
 
 
+def test_a_deleted_lock_file_keeps_the_run_locked_and_its_holder_named(tmp_path):
+    """The lock is on the run folder: `run.lock` deleted by hand lets no second writer in, and the refusal,
+    `runs` and `report` still name the holder (the kernel's PID of the lock)."""
+    import subprocess
+    import sys
+
+    from na_toolkit.store.lock import LOCK_FILE, RunLock, live_holder
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (folder / LOCK_FILE).unlink()
+        with pytest.raises(StoreError, match=rf"\(pid {holder.pid} on host .*\); .*`kill {holder.pid}`"):
+            RunLock(folder).acquire()
+        assert not (folder / LOCK_FILE).exists()  # the refused writer left the folder as it was
+        seen = live_holder(folder)
+        assert seen is not None and seen.startswith(f"pid {holder.pid} on host ")
+        holder.kill()
+        holder.wait(timeout=30)
+        assert live_holder(folder) is None
+        with RunLock(folder):  # a killed holder's lock goes with it
+            assert live_holder(folder).startswith(f"pid {os.getpid()} on host ")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
+def test_a_full_disk_mid_run_is_a_store_error_and_keeps_what_was_stored(tmp_path):
+    """A write SQLite refuses (here a full database: max_page_count reached, SQLITE_FULL as on a full disk)
+    is one StoreError saying what to do, not an sqlite3 traceback; the transaction is rolled back."""
+    store = SQLiteRunStore.create(tmp_path / STORE_FILE, "r", {"evaluations": 3})
+    with store:
+        store.save_artifact("small", {"x": 1})
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StoreError, match=r"cannot write the run store: database or disk is full; .*resume"):
+            store.save_artifact("big", {"x": "y" * 200_000})
+        assert store.artifact("small") == {"x": 1} and store.artifact("big") is None
+
+
+def test_resuming_a_store_that_cannot_be_written_is_refused_before_any_write(tmp_path):
+    """SQLite opens a file it cannot write read-only and fails at the first write (mid-resume, with a
+    traceback): the store says so as it is opened."""
+    import shutil
+    import subprocess
+
+    path = tmp_path / STORE_FILE
+    SQLiteRunStore.create(path, "r", {"evaluations": 3}).close()
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode:
+            pytest.skip("root, and no chattr +i here to make a file read-only")
+    else:
+        path.chmod(0o444)
+    try:
+        with pytest.raises(StoreError, match=r"cannot write the run store '.*store\.sqlite' \(.*\): resume a writable"):
+            SQLiteRunStore.open(tmp_path)
+        with SQLiteRunStore.open(tmp_path, readonly=True) as store:  # a reader still reads it
+            assert store.run().status == "running"
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        else:
+            path.chmod(0o644)
+
+
 SLOW_TO_NAME = """
 import fcntl, os, sys, time
 

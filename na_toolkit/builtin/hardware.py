@@ -15,21 +15,23 @@ HWMODELS_PATH_ENV = "NA_TOOLKIT_HWMODELS_PATH"
 SHIPPED_PACKAGES = ("na_toolkit.hwmodels", "na_toolkit.profiles")
 
 
-#: the repository folder of each data package (setup.cfg's package_dir maps them into the wheel)
-CHECKOUT_FOLDERS = {"na_toolkit.hwmodels": "hwmodels", "na_toolkit.profiles": "profiles"}
-
-
 def shipped_folder(package: str) -> Path | None:
-    """The folder of a data package: the top-level folder of the checkout na_toolkit is imported from (a
-    checkout on PYTHONPATH, not installed, has no `na_toolkit.hwmodels` package at all; a second checkout
-    beside an editable install would read the installed one's files), else the package as installed from a
-    wheel (site-packages/na_toolkit/hwmodels) or editable (mapped by setup.cfg's package_dir)."""
+    """The folder of a data package of the na_toolkit that runs: inside it when installed from a wheel
+    (site-packages/na_toolkit/hwmodels), beside it in a source checkout (the repo's top-level hwmodels/,
+    which setup.cfg's package_dir maps into the wheel). Looked up next to the imported na_toolkit first: the
+    import system's finder of an editable install maps the name to the checkout that was installed, which
+    need not be the one running (a git worktree, or another checkout on PYTHONPATH), and would mix one
+    checkout's code with another's hardware models."""
     from importlib import resources
 
-    checkout = Path(na_toolkit.__file__).resolve().parent.parent
-    folder = checkout / CHECKOUT_FOLDERS.get(package, "")
-    if package in CHECKOUT_FOLDERS and (checkout / "setup.cfg").is_file() and folder.is_dir():
-        return folder
+    top, _, sub = package.partition(".")
+    if top == "na_toolkit" and sub and "." not in sub:
+        code = Path(na_toolkit.__file__).resolve().parent
+        # the source layout only where this is a checkout of the project (its setup.cfg maps the folder)
+        beside = [code.parent / sub] if (code.parent / "setup.cfg").is_file() else []
+        for folder in [code / sub, *beside]:
+            if (folder / "__init__.py").is_file():
+                return folder
     try:
         root = resources.files(package)
     except ModuleNotFoundError:

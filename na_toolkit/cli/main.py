@@ -7,9 +7,10 @@ under `na_toolkit`): warnings on stderr by default, `--verbose` adds INFO (e.g. 
 shows (and the error line a failing command prints). The flags go before or after the command.
 
 Ctrl-C prints `na-toolkit: interrupted` and exits 130. SIGTERM takes the same path (a search marks its run
-interrupted and says how to resume it, its workers are ended): `na-toolkit: terminated`, exit 143 (128 + 15);
-a second SIGTERM ends the process at once. The handler is the CLI's, installed while `main` runs and restored
-after: the library installs none in a host application.
+interrupted and says how to resume it, its workers are ended): `na-toolkit: terminated`, exit 143 (128 + 15).
+Once stopping, a second Ctrl-C only says so (the clean-up and exit 130 go on), and a SIGTERM ends the process
+at once. The handlers are the CLI's, installed while `main` runs and restored after: the library installs
+none in a host application.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -196,24 +198,62 @@ class Terminated(KeyboardInterrupt):
     a KeyboardInterrupt (a search marking its run interrupted, its pool's shutdown) does after SIGTERM too."""
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    _stopping()
+    raise KeyboardInterrupt
+
+
 def _terminate(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while cleaning up ends the process at once
+    _stopping()
     raise Terminated
 
 
+def _stopping() -> None:
+    """The first Ctrl-C or SIGTERM: the command now stops cleanly (a search marks its run interrupted, ends
+    its workers, says how to resume). From here a Ctrl-C only says that it is stopping: raised in the middle
+    of that clean-up, or as the process exits, it would cut it short or end the process by the signal
+    instead of exit 130. A SIGTERM ends the process at once (nothing stored is lost, as with a kill)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, _already_stopping)
+
+
+def _already_stopping(signum: int, frame: object) -> None:
+    global _told_stopping
+    if not _told_stopping:  # os.write: a print here could re-enter a print the clean-up is in
+        _told_stopping = True
+        os.write(2, f"na-toolkit: stopping, one moment (kill -9 {os.getpid()} ends it now)\n".encode())
+
+
+_told_stopping = False
+
+
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises `Terminated` while the CLI runs; the previous handler is restored after (a test or a
-    host calling `main()` keeps its own). Only the main thread can set a handler: elsewhere nothing changes."""
+def _stop_signals(command_line: bool) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the command cleanly while the CLI runs (`_stopping`); the previous handlers are
+    restored after (a test or a host calling `main()` keeps its own), except in the process of the command
+    line itself (`command_line`: main() without argv) once it is stopping, which ignores Ctrl-C as it exits. A
+    Ctrl-C ignored when the process started (a background job) stays ignored. Only the main thread can set a
+    handler: elsewhere nothing changes."""
+    global _told_stopping
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread
         yield
         return
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+    _told_stopping = False
     try:
         yield
-    finally:  # a handler set outside Python reads as None: the default is the nearest to put back
+    finally:
+        stopping = signal.getsignal(signal.SIGINT) is _already_stopping
+        # a handler set outside Python reads as None: the default is the nearest to put back
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if command_line and stopping:  # ignored, not handled: Python puts back SIG_DFL for handlers as it exits
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.default_int_handler)
 
 
 def _log_to_file(level: int, message: str) -> None:
@@ -226,7 +266,7 @@ def _log_to_file(level: int, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with _sigterm_interrupts(), _warnings_as_lines():
+    with _stop_signals(command_line=argv is None), _warnings_as_lines():
         return _main(argv)
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..timemodels.profile_match import runtime_warning
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     from .components import Components
     from .reward import Budget
 
@@ -96,16 +98,16 @@ def is_capacity(budget: Budget) -> bool:
     return budget.metric.startswith("peak_memory_bytes@") and bool(budget.note)
 
 
-def worker_exit(pool: Any) -> str:
-    """How the dead worker of a broken process pool ended, for what is said of the tasks it ran: "killed by
-    SIGKILL: the out-of-memory killer, or kill -9", "exit status 1", or "it ended abruptly". The workers the
-    pool then ends itself (SIGTERM) are not it."""
+def worker_exit(workers: Sequence[BaseProcess]) -> str:
+    """How the dead worker among the `workers` of a broken process pool ended, for what is said of the tasks
+    it ran: "killed by SIGKILL: the out-of-memory killer, or kill -9", "exit status 1", or "it ended
+    abruptly". The workers the pool then ends itself (SIGTERM) are not it."""
     import signal
     import time
 
     deadline = time.monotonic() + 1.0  # the pool's own thread may be reaping it right now: its code comes soon
     while True:
-        codes = [p.exitcode for p in list((getattr(pool, "_processes", None) or {}).values())]
+        codes = [p.exitcode for p in workers]
         died = [c for c in codes if c is not None and c not in (-signal.SIGTERM, 128 + signal.SIGTERM)]
         if died or time.monotonic() >= deadline:
             break

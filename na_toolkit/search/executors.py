@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,9 +32,11 @@ from ..errors import ConfigError, NAToolkitError
 from ..store.faultpoint import kill_point
 from ..validation import check_inherited_init, validate_options
 from .diagnostics import warn_worker_died, worker_exit
+from .worker_processes import WORKER_EXIT_S, end_processes, init_worker, signal_processes, starting_workers
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
+    from multiprocessing.process import BaseProcess
 
     from ..evaluation.inherit import ParentWeights
     from ..ir.architecture import Architecture
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 TASK_KINDS = ("evaluate", "measure")
-#: how long a closing executor waits for a worker it ended (SIGTERM) before it kills it (SIGKILL)
-WORKER_EXIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -193,72 +190,6 @@ def _check_answer(task: Task, toolkit: Toolkit, arch: Architecture, answer: Any)
         raise wrong_answer(f"{what} {task.component!r}", plugin, f"network {arch.hash} an answer", problems)
 
 
-def _init_worker(threads: int, driver_pid: int | None = None) -> None:
-    # Ctrl-C reaches the whole process group: the driver handles it and ends its pool (LocalExecutor.close),
-    # a worker ignores it rather than die with a traceback. It started with SIGINT blocked (_starting_workers).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGTERM, _end_worker)
-    # Each worker computes on its share of the cores instead of every worker using all of them. Set
-    # through the environment, read when torch / the BLAS load, so workers that never need torch skip it.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    if driver_pid is not None:
-        _exit_with_driver(driver_pid)
-
-
-def _end_worker(signum: int, frame: object) -> None:
-    """SIGTERM (the driver ends its pool, or the group is terminated): end now, yet run multiprocessing's
-    finalizers, which unlink the semaphores made here (tqdm makes one) the resource tracker would warn of."""
-    from multiprocessing import util
-
-    util._exit_function()  # type: ignore[attr-defined]  # what multiprocessing runs as a worker ends
-    os._exit(128 + signum)
-
-
-def _exit_with_driver(driver_pid: int, poll_s: float = 1.0) -> None:
-    """End this worker when the driver that started it is gone: a driver killed with SIGKILL cannot shut
-    its pool down, and its workers (hundreds of MB each, mid-training) would otherwise run on for minutes.
-    A worker whose parent dies is re-parented, so its parent pid changes: a daemon thread polls for that."""
-    import threading
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != driver_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="na-toolkit-driver-watch", daemon=True).start()
-
-
-@contextmanager
-def _starting_workers() -> Iterator[None]:
-    """Start spawned workers without re-running the parent's `__main__`, and with SIGINT blocked.
-
-    A spawned worker normally re-imports the parent's main script so that functions defined there can be
-    unpickled; a script that calls `run_search` without an `if __name__ == "__main__":` guard would then
-    start a search in every worker. Tasks only ever name functions of this module, so workers need nothing
-    from `__main__`: hide its origin from multiprocessing while the workers start.
-
-    A worker inherits the signal mask of the thread that starts it, so a Ctrl-C while it imports is no
-    traceback of its own (`_init_worker` then ignores SIGINT); the driver gets it once this thread unblocks."""
-    main = sys.modules.get("__main__")
-    saved: dict[str, Any] = {k: v for k, v in vars(main).items() if k in ("__file__", "__spec__")} if main else {}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        if main is not None:
-            main.__dict__.pop("__file__", None)
-            main.__spec__ = None
-        yield
-    finally:
-        if main is not None:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
 # ---- executors -----------------------------------------------------------------------------------------
 OnResult = Callable[[int, TaskResult], None]
 
@@ -402,6 +333,9 @@ class LocalExecutor(Executor):
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self.max_retries = max_retries
         self._pool: ProcessPoolExecutor | None = None
+        #: the worker processes of the pool (`_submit` sees them start) and of pools discarded before it
+        self._workers: list[BaseProcess] = []
+        self._retired: list[BaseProcess] = []
         self.retries = 0  # tasks resubmitted because their worker died
         #: ticket -> (future, task, attempts so far) of each task in the pool
         self._futures: dict[int, tuple[Future[TaskResult], Task, int]] = {}
@@ -415,7 +349,7 @@ class LocalExecutor(Executor):
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
+                initializer=init_worker,
                 initargs=(self.threads, os.getpid()),
             )
         return self._pool
@@ -424,9 +358,20 @@ class LocalExecutor(Executor):
         if self.workers == 1:
             super()._start(ticket, task)
             return
+        self._futures[ticket] = (self._submit(task), task, attempts)
+
+    def _submit(self, task: Task) -> Future[TaskResult]:
+        """Submit `task` to the pool, noting the worker processes the submit starts (a pool starts its
+        workers as its submits need them, in the submitting thread): `close` ends them, and a broken pool's
+        dead one says how it died."""
+        import multiprocessing
+
         pool = self._get_pool()
-        with _starting_workers():  # a submit starts the workers it needs
-            self._futures[ticket] = (pool.submit(run_task, task), task, attempts)
+        before = set(multiprocessing.active_children())
+        with starting_workers():
+            future = pool.submit(run_task, task)
+        self._workers += [p for p in multiprocessing.active_children() if p not in before]
+        return future
 
     def _running(self) -> int:
         return len(self._futures)
@@ -447,7 +392,7 @@ class LocalExecutor(Executor):
             try:
                 self._finished[ticket] = fut.result()
             except BrokenProcessPool:  # a worker died (killed, out of memory): its tasks are retried on a fresh pool
-                how = worker_exit(self._pool)
+                how = worker_exit(self._workers)
                 if attempts + 1 > self.max_retries:
                     died = f"worker process died {attempts + 1} times running this task (last: {how})"
                     self._finished[ticket] = TaskResult(None, died)
@@ -465,25 +410,25 @@ class LocalExecutor(Executor):
 
     def _discard_pool(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # broken: it ends its workers itself
             self._pool = None
+        self._retired += self._workers
+        self._workers = []
 
     def close(self) -> None:
         # tasks still running when the executor closes are abandoned (Ctrl-C, an error of the search): their
         # workers are ended rather than waited for, since they ignore Ctrl-C and a training can take minutes
         abandoned = any(not fut.done() for fut, _, _ in self._futures.values())
         self._futures.clear()
-        if self._pool is None:
+        pool, self._pool = self._pool, None
+        workers, self._workers, self._retired = self._workers + self._retired, [], []
+        if pool is None and not workers:
             return
-        processes = list((self._pool._processes or {}).values()) if abandoned else []
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            proc.join(WORKER_EXIT_S)
-            if proc.is_alive():
-                proc.kill()
-        self._pool.shutdown(wait=True, cancel_futures=True)  # no task left to wait for
-        self._pool = None
+        if abandoned:
+            signal_processes(workers, "terminate")
+        if pool is not None:  # idle workers are sent their way out; no task is left to wait for
+            pool.shutdown(wait=False, cancel_futures=True)
+        end_processes(workers, WORKER_EXIT_S, terminated=abandoned)
 
 
 def make_executor(name: str, options: dict[str, Any], toolkit: Toolkit) -> Executor:

@@ -491,5 +491,6 @@ def run_search(
 def _callbacks(
     progress: bool, callbacks: Sequence[SearchCallback], lock: RunLock | None, store: RunStore
 ) -> list[SearchCallback]:
-    folder = run_folder_callbacks(lock, store.count_evaluations()) if lock is not None else []  # its folder's own
+    # its folder's own
+    folder = run_folder_callbacks(lock, store.count_evaluations(), store.path) if lock is not None else []
     return folder + ([ProgressBar()] if progress else []) + [RoundLog()] + list(callbacks)

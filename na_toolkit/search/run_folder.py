@@ -3,6 +3,7 @@ started in the same second get two), and finding one from what a user typed (a p
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StoreError
 from ..store.base import STORE_FILE
-from ..store.lock import RunLock
+from ..store.lock import RunFolderGone, RunLock
 from .progress import SearchCallback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,23 +52,44 @@ def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
 
 
 class FolderWatch(SearchCallback):
-    """Stops a search whose run folder was moved or deleted under it, at the next evaluation it stores
-    (`RunLock.check_in_place`), instead of paying for hours of evaluations into a store at another path,
-    or in none, and writing its outputs into a new folder at the old path."""
+    """Stops a search whose run folder was moved or deleted under it, or whose store file was deleted or
+    replaced, at the next evaluation it stores (`RunLock.check_in_place`), instead of paying for hours of
+    evaluations into a store at another path, or in none, and writing its outputs into a new folder at the
+    old path."""
 
-    def __init__(self, lock: RunLock) -> None:
+    def __init__(self, lock: RunLock, store_file: Path | None = None) -> None:
         self.lock = lock
+        self.store_file = store_file
+        self._store_id = _file_id(store_file) if store_file is not None else None
+
+    def check(self) -> None:
+        self.lock.check_in_place()
+        if self.store_file is not None and self._store_id is not None and _file_id(self.store_file) != self._store_id:
+            raise RunFolderGone(
+                f"run store {str(self.store_file)!r} was deleted or replaced while the search ran, and the "
+                "evaluations in it with it; the search stops here rather than pay for evaluations nothing keeps: "
+                "start it again"
+            )
 
     def on_evaluation(self) -> None:
-        self.lock.check_in_place()
+        self.check()
 
     def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:  # before the evaluations files are written
-        self.lock.check_in_place()
+        self.check()
 
 
-def run_folder_callbacks(lock: RunLock, stored: int) -> list[SearchCallback]:
-    """What a search writing a run folder adds to its callbacks: the folder watch, and the evaluations files
-    kept up to date as it goes (`stored`: the evaluations its store held when this process opened it)."""
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def run_folder_callbacks(lock: RunLock, stored: int, store_file: Path | None = None) -> list[SearchCallback]:
+    """What a search writing a run folder adds to its callbacks: the folder watch (of the folder and of
+    `store_file`, the store's file), and the evaluations files kept up to date as it goes (`stored`: the
+    evaluations its store held when this process opened it)."""
     from .evaluations_file import EvaluationsSoFar
 
-    return [FolderWatch(lock), EvaluationsSoFar(lock.path.parent, stored)]
+    return [FolderWatch(lock, store_file), EvaluationsSoFar(lock.path.parent, stored)]

@@ -13,6 +13,7 @@ one raises `StoreError`.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -134,6 +135,13 @@ class SQLiteRunStore:
         if readonly:
             return cls(path, probe, run_id)
         probe.close()
+        try:  # SQLite would open a file it cannot write read-only, and fail at the first write
+            os.close(os.open(path, os.O_RDWR))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the run store {str(path)!r} ({exc.strerror or exc}): resume a writable copy of its run "
+                "folder (`cp -r RUN COPY`, then `na-toolkit search --resume COPY`)"
+            ) from None
         return cls(path, cls._connect(path), run_id)
 
     @classmethod
@@ -413,8 +421,16 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
         kill_point("transaction")  # the fault benchmark's kill inside a write transaction (faultpoint.py)
+    except sqlite3.DatabaseError as exc:  # a full disk, a store made read-only under the run
+        if conn.in_transaction:  # SQLite has rolled back itself after some errors (SQLITE_FULL)
+            conn.execute("ROLLBACK")
+        raise StoreError(
+            f"cannot write the run store: {exc}; what it holds so far is kept: make room (or make it writable "
+            "again), then resume the run"
+        ) from None
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     else:
         try:
