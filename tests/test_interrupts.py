@@ -115,7 +115,9 @@ def test_a_second_ctrl_c_while_stopping_still_ends_cleanly_with_130(tmp_path, se
         assert f"na-toolkit: stopping, one moment (kill -9 {proc.pid} ends it now)" in err
         _assert_clean(err, "interrupted", out)
     else:
-        assert err == "" and F.stored_run(F.run_folder(out))[0] == "running"
+        # the second Ctrl-C lands before or after the CLI leaves its stopping mode: said once, or ignored
+        said = f"na-toolkit: stopping, one moment (kill -9 {proc.pid} ends it now)\n"
+        assert err in ("", said) and F.stored_run(F.run_folder(out))[0] == "running", err
 
 
 @pytest.mark.slow
@@ -151,7 +153,9 @@ def _busy_pool(toolkit, seconds: float, workers: int = 2, **options) -> tuple[Lo
     ex.toolkit = toolkit
     before = set(multiprocessing.active_children())
     tickets = [ex.submit(task) for _ in range(workers)]
-    procs = [p for p in multiprocessing.active_children() if p not in before]
+    # in the order they started (pids rise): a pool notices the death of a worker it started last only at its
+    # next event (CPython's pool waits on the workers it had when a submit woke it), so the tests kill the first
+    procs = sorted((p for p in multiprocessing.active_children() if p not in before), key=lambda p: p.pid)
     assert len(procs) == workers and all(p.is_alive() for p in procs)
     deadline = time.monotonic() + 120  # a worker imports the toolkit first: seconds on a loaded machine
     while not all(_handles_sigterm(p.pid) for p in procs) and time.monotonic() < deadline:
@@ -236,7 +240,7 @@ def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
 def test_a_worker_killed_mid_task_is_a_warning_naming_how_it_died(toolkit, caplog, max_retries):
     """A worker the out-of-memory killer ends (SIGKILL) is said as it happens, on stderr and in the log file
     (the task runs again on a fresh pool), and a task it fails names how it died."""
-    ex, tickets, workers = _busy_pool(toolkit, 3.0, max_retries=max_retries)
+    ex, tickets, workers = _busy_pool(toolkit, 8.0, max_retries=max_retries)
     try:
         os.kill(workers[0].pid, signal.SIGKILL)
         with caplog.at_level("WARNING", logger="na_toolkit.search"):

@@ -98,9 +98,19 @@ def end_processes(processes: Sequence[BaseProcess], grace_s: float, terminated: 
     for how in ("kill",) if terminated else ("terminate", "kill"):
         deadline = time.monotonic() + grace_s
         for proc in processes:
-            proc.join(max(0.0, deadline - time.monotonic()))
+            _join(proc, deadline)
         if not any(proc.is_alive() for proc in processes):
             return
         signal_processes(processes, how)
     for proc in processes:
-        proc.join()
+        _join(proc, None)
+
+
+def _join(proc: BaseProcess, deadline: float | None) -> None:
+    """Join `proc` (until `deadline`, a time.monotonic(); None: until it ends). A pool's own thread may reap
+    the same worker at the same moment (`shutdown` joins its workers too): then our wait returns at once,
+    before that thread has noted the exit code, so wait a moment for the exit code as well."""
+    proc.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    noted_by = time.monotonic() + WORKER_EXIT_S if deadline is None else deadline
+    while proc.is_alive() and time.monotonic() < noted_by:
+        time.sleep(0.01)
