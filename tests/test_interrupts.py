@@ -218,6 +218,23 @@ def test_closing_a_pool_with_a_hung_worker_kills_it_instead_of_hanging(toolkit, 
     assert all(_reaped(p.pid) for p in workers)
 
 
+def test_the_death_of_the_last_started_worker_is_seen_while_the_other_worker_runs_on(toolkit):
+    """CPython's pool watches the workers it had when a submit last woke it: the worker started last, killed
+    (the out-of-memory killer) while the other one runs a long task, went unseen until that task ended, and a
+    search waiting on the dead worker's task alone would wait forever. The executor sees it within seconds."""
+    ex, tickets, workers = _busy_pool(toolkit, 120.0, max_retries=0)
+    try:
+        os.kill(workers[-1].pid, signal.SIGKILL)
+        start = time.monotonic()
+        done = dict(ex.wait(tickets))
+        took = time.monotonic() - start
+    finally:
+        ex.close()
+    assert took < 30, took
+    assert any(r.error and "killed by SIGKILL" in r.error for r in done.values()), done
+    assert not multiprocessing.active_children() and all(_reaped(p.pid) for p in workers)
+
+
 def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
     """The library installs no signal handler in its host; `main()` sets its own for SIGTERM while it runs
     and puts back the one it found."""

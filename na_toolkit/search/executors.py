@@ -32,7 +32,14 @@ from ..errors import ConfigError, NAToolkitError
 from ..store.faultpoint import kill_point
 from ..validation import check_inherited_init, validate_options
 from .diagnostics import warn_worker_died, worker_exit
-from .worker_processes import WORKER_EXIT_S, end_processes, init_worker, signal_processes, starting_workers
+from .worker_processes import (
+    WORKER_EXIT_S,
+    WORKER_WATCH_S,
+    end_processes,
+    init_worker,
+    signal_processes,
+    starting_workers,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -364,12 +371,15 @@ class LocalExecutor(Executor):
         """Submit `task` to the pool, noting the worker processes the submit starts (a pool starts its
         workers as its submits need them, in the submitting thread): `close` ends them, and a broken pool's
         dead one says how it died."""
+        return self._submit_tracked(run_task, task)
+
+    def _submit_tracked(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         import multiprocessing
 
         pool = self._get_pool()
         before = set(multiprocessing.active_children())
         with starting_workers():
-            future = pool.submit(run_task, task)
+            future = pool.submit(fn, *args)
         self._workers += [p for p in multiprocessing.active_children() if p not in before]
         return future
 
@@ -384,7 +394,11 @@ class LocalExecutor(Executor):
         if not self._futures:
             return
         futures = {fut: ticket for ticket, (fut, _, _) in self._futures.items()}
-        done, _ = wait_futures(list(futures), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        while True:
+            done, _ = wait_futures(list(futures), timeout=WORKER_WATCH_S if block else 0, return_when=FIRST_COMPLETED)
+            if done or not block:
+                break
+            self._wake_on_dead_worker()
         retry: list[tuple[int, Task, int]] = []
         for fut in done:
             ticket = futures[fut]
@@ -404,6 +418,20 @@ class LocalExecutor(Executor):
             self._discard_pool()
             for ticket, task, attempts in sorted(retry, key=lambda r: r[0]):
                 self._start(ticket, task, attempts)
+
+    def _wake_on_dead_worker(self) -> None:
+        """A worker of the pool has died while nothing else happens: wake the pool so that it sees it.
+        CPython's pool watches the workers it had when something last woke it, so the death of the worker a
+        submit started last goes unnoticed until the pool's next event; with no other task to finish, a
+        search waiting on that worker's task would wait forever. A no-op task is that event."""
+        if self._pool is None or not any(p.exitcode is not None for p in self._workers):
+            return
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            self._submit_tracked(os.getpid)
+        except (BrokenProcessPool, RuntimeError):  # it has seen it already
+            pass
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "workers": self.workers, "retries": self.retries}

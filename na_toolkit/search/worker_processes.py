@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 #: how long a closing executor waits for a worker it ended (SIGTERM) before it kills it (SIGKILL)
 WORKER_EXIT_S = 5.0
+#: how often an executor waiting on its workers' tasks checks that none of them has died unseen
+WORKER_WATCH_S = 1.0
 
 
 def init_worker(threads: int, driver_pid: int | None = None) -> None:
