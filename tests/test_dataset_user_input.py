@@ -173,3 +173,21 @@ def test_the_demo_searches_a_users_image_folder_of_3_classes_and_mixed_sizes(tmp
     arch = evaluated.candidate.arch
     assert arch.input_shape == (3, 8, 12) and arch.output_shape == (3,) and evaluated.error is None
     assert "--resize" in run_na_toolkit("demo", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("y", "said"),
+    [
+        (np.array([0.0, 1.0, 2.0, 1.0]), "got dtype float64; they are whole numbers: give y.astype(np.int64)"),
+        (np.array([1, 2, 3, 2]), "got labels 1..3: they look 1-based; give y - 1"),
+        (np.array([0, 1, 4, 1]), "got labels 0..4: give 5 class names, or drop the labels from 3 on"),
+        (np.array([-1, 0, 2, 1]), "got labels -1..2: negative labels have no class"),
+    ],
+)
+def test_labels_that_do_not_fit_the_class_names_say_what_they_are_and_how_to_fix_them(y, said):
+    from na_toolkit.datasets.base import check_arrays
+
+    x = np.zeros((4, 1, 4, 4), np.float32)
+    with pytest.raises(DataError) as err:
+        check_arrays("mine", x, y, class_names=["a", "b", "c"])
+    assert str(err.value) == f"dataset 'mine': with 3 class names given, y must be ints in [0, 3), {said}"

@@ -279,7 +279,7 @@ def check_arrays(
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
         if y.dtype.kind not in "iu" or (y.min() < 0 or y.max() >= len(class_names)):
-            raise DataError(f"dataset {name!r}: with class_names given, y must be ints in [0, {len(class_names)})")
+            raise DataError(_label_problem(name, y, len(class_names)))
         labels = y.astype(np.int64)
         present = len(np.unique(labels))
     else:
@@ -295,6 +295,22 @@ def check_arrays(
             f"dataset {name!r}: only {present} class present in the labels; a classification dataset needs at least 2"
         )
     return LabeledArrays(x, labels, class_names, layout="NCHW")
+
+
+def _label_problem(name: str, y: np.ndarray, classes: int) -> str:
+    """What is wrong with labels `y` given `classes` class names, with what was got and how to fix it."""
+    head = f"dataset {name!r}: with {classes} class names given, y must be ints in [0, {classes})"
+    if y.dtype.kind not in "iu":
+        whole = y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all()
+        fix = "; they are whole numbers: give y.astype(np.int64)" if whole else ""
+        return f"{head}, got dtype {y.dtype}{fix}"
+    low, high = int(y.min()), int(y.max())
+    got = f"{head}, got labels {low}..{high}"
+    if low == 1 and high == classes:
+        return f"{got}: they look 1-based; give y - 1"
+    if high >= classes:
+        return f"{got}: give {high + 1} class names, or drop the labels from {classes} on"
+    return f"{got}: negative labels have no class"
 
 
 def split_dataset(
