@@ -257,7 +257,7 @@ def test_the_sigterm_handler_is_the_clis_only_while_it_runs(tmp_path):
 def test_a_worker_killed_mid_task_is_a_warning_naming_how_it_died(toolkit, caplog, max_retries):
     """A worker the out-of-memory killer ends (SIGKILL) is said as it happens, on stderr and in the log file
     (the task runs again on a fresh pool), and a task it fails names how it died."""
-    ex, tickets, workers = _busy_pool(toolkit, 8.0, max_retries=max_retries)
+    ex, tickets, workers = _busy_pool(toolkit, 3.0, max_retries=max_retries)
     try:
         os.kill(workers[0].pid, signal.SIGKILL)
         with caplog.at_level("WARNING", logger="na_toolkit.search"):
