@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .pareto import MAX, MIN, Objective, pareto_front
-from .strategy import Candidate, Score, SearchContext, random_move, random_walk
+from .strategy import Candidate, Score, SearchContext, random_walk, walk_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -155,11 +155,7 @@ def walk_from(
     rng = context.rng if rng is None else rng
     out: list[Candidate] = []
     cand = start
-    for _ in range(steps):
-        step = random_move(cand.arch, context.move_types, rng)
-        if step is None:
-            break
-        move, child = step
+    for move, child in walk_steps(start.arch, context.move_types, rng, steps):
         cand = Candidate(child, cand.moves + (move,), cand.arch.hash, origin)
         out.append(cand)
     return out

@@ -26,7 +26,7 @@ resumed run replays the strategy from the start with stored ground truth and so 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -158,16 +158,26 @@ def random_walk(
     """A candidate `steps` random moves away from `start` (fewer when a dead end is reached; None if no
     move applies at all)."""
     arch, moves, parent = start, [], None
-    for _ in range(steps):
-        step = random_move(arch, move_types, rng)
-        if step is None:
-            break
-        parent = arch.hash
-        move, arch = step
+    for move, child in walk_steps(start, move_types, rng, steps):
+        parent, arch = arch.hash, child
         moves.append(move)
     if not moves:
         return None
     return Candidate(arch, tuple(moves), parent, origin)
+
+
+def walk_steps(
+    start: Architecture, move_types: Sequence[MoveType], rng: np.random.Generator, steps: int
+) -> Iterator[tuple[Move, Architecture]]:
+    """The (move, network) of each step of a uniformly random walk (`random_move`) of up to `steps` moves from
+    `start`, ending early at a dead end."""
+    arch = start
+    for _ in range(steps):
+        step = random_move(arch, move_types, rng)
+        if step is None:
+            return
+        yield step
+        arch = step[1]
 
 
 @dataclass
