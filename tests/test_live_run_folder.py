@@ -27,7 +27,9 @@ from na_toolkit.search import run_search
 from na_toolkit.search.progress import SearchCallback
 from na_toolkit.store import SQLiteRunStore
 
-EXIT_S = 60.0
+#: how long a live search may take to finish its remaining evaluations and exit: a guard against a hang, not
+#: a speed figure (a loaded 2-core machine running two test processes needed over 60 s)
+EXIT_S = 180.0
 
 
 def _live_search(work: Path) -> tuple[F.Bench, object, Path, Path]:
