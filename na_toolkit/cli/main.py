@@ -197,6 +197,9 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the CLI's process is, so that it ends as Ctrl-C ends it: whatever cleans up after
     a KeyboardInterrupt (a search marking its run interrupted, its pool's shutdown) does after SIGTERM too."""
 
+    #: the line's word and the exit status (a Ctrl-C: "interrupted", 130)
+    said_as = ("terminated", 128 + signal.SIGTERM)
+
 
 def _interrupt(signum: int, frame: object) -> None:
     _stopping()
@@ -317,7 +320,7 @@ def _main(argv: list[str] | None) -> int:
             _log_to_file(logging.ERROR, message)
         return 2
     except KeyboardInterrupt as exc:
-        what, code = ("terminated", 128 + signal.SIGTERM) if isinstance(exc, Terminated) else ("interrupted", 130)
+        what, code = getattr(exc, "said_as", ("interrupted", 130))
         print(f"na-toolkit: {what}", file=sys.stderr)
         if logged:
             _log_to_file(logging.WARNING, what)
