@@ -1,7 +1,10 @@
 """`na-toolkit`: the command line. Subcommands are plugins (`na_register_commands`).
 
 Errors on bad input (`NAToolkitError`) print one line `na-toolkit: error: ...` and exit 2, no traceback.
-A broken plugin is a warning unless `--strict-plugins`. Logging goes through Python's `logging` (loggers
+A broken plugin is a warning unless `--strict-plugins`. A plugin's command that raises an error of its own
+(not a `NAToolkitError`: a bug of that plugin) is one line naming the plugin and its version, exit 3
+(`PLUGIN_CRASH_EXIT`); `-vv` prints its traceback and `--log-file` keeps it. A built-in command's is left as
+Python prints it, a bug of the toolkit's. Logging goes through Python's `logging` (loggers
 under `na_toolkit`): warnings on stderr by default, `--verbose` adds INFO (e.g. one line per search round),
 `-vv` DEBUG, `--quiet` only errors, `--log-file PATH` appends INFO and above to a file whatever the console
 shows (and the error line a failing command prints). The flags go before or after the command.
@@ -28,7 +31,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import NAToolkitError
+from ..errors import NAToolkitError, PluginError, describe
 from .command import sets_up
 
 if TYPE_CHECKING:
@@ -182,8 +185,6 @@ def _one_line(message: str) -> str:
 def _exit_code(code: object, args: argparse.Namespace) -> int:
     """A command's return value as the process's exit status (None: 0); anything but an int is its plugin's
     mistake, said as such rather than a traceback from int()."""
-    from ..errors import PluginError
-
     if code is None:
         return 0
     if not isinstance(code, int):
@@ -191,6 +192,34 @@ def _exit_code(code: object, args: argparse.Namespace) -> int:
             args._plugin, f"command {args.command!r} returned {code!r}; a command's run(args) returns an exit status"
         )
     return int(code)
+
+
+#: the exit status of a plugin's command that raised an error of its own (bad input is 2, as for argparse)
+PLUGIN_CRASH_EXIT = 3
+
+
+class PluginCommandCrash(PluginError):
+    """A command of a plugin (not a built-in) raised an error of its own, not a `NAToolkitError`: a bug of
+    that plugin, said with its name and version; the error is its `__cause__`."""
+
+
+def _run_command(args: argparse.Namespace) -> object:
+    """The command's `run(args)`; a plugin's command's own error becomes a `PluginCommandCrash`. A built-in
+    command's passes as it is (a bug of the toolkit, with Python's traceback), and so does a toolkit error
+    (already one line saying what to do) or a closed pipe."""
+    plugin = next((p for p in args.toolkit.plugins.values() if p.label == args._plugin), None)
+    if plugin is None or plugin.builtin:
+        return args._run(args)
+    try:
+        return args._run(args)
+    except (NAToolkitError, BrokenPipeError):
+        raise
+    except Exception as exc:
+        raise PluginCommandCrash(
+            args._plugin,
+            f"command {args.command!r} failed: {describe(exc)}; a bug of the plugin, not of your input: report it "
+            "to its authors",
+        ) from exc
 
 
 class Terminated(KeyboardInterrupt):
@@ -259,10 +288,12 @@ def _stop_signals(command_line: bool) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.default_int_handler)
 
 
-def _log_to_file(level: int, message: str) -> None:
+def _log_to_file(level: int, message: str, cause: BaseException | None = None) -> None:
     """`message` (the line printed on stderr as the command ended) into the --log-file too, so a search that
-    failed unwatched has its reason there; the console already shows it."""
-    record = logging.LogRecord("na_toolkit", level, __file__, 0, message, None, None)
+    failed unwatched has its reason there; the console already shows it. `cause`: an error whose traceback
+    goes with it (a plugin command's crash)."""
+    exc_info = (type(cause), cause, cause.__traceback__) if cause is not None else None
+    record = logging.LogRecord("na_toolkit", level, __file__, 0, message, None, exc_info)
     for h in logging.getLogger("na_toolkit").handlers:
         if getattr(h, "_na_toolkit_cli", False) and isinstance(h, logging.FileHandler):
             h.handle(record)
@@ -306,19 +337,22 @@ def _main(argv: list[str] | None) -> int:
             return 2
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
         logged = True
-        return _exit_code(args._run(args), args)
+        return _exit_code(_run_command(args), args)
     except NAToolkitError as exc:
         from ..errors import ComponentError
 
+        crashed = isinstance(exc, PluginCommandCrash)
         debug = logging.getLogger("na_toolkit").isEnabledFor(logging.DEBUG)
         if debug and exc.__cause__ is not None:  # -vv: where a component's own error came from
             traceback.print_exception(exc.__cause__, file=sys.stderr)
-        hint = " (-vv prints its traceback)" if isinstance(exc, ComponentError) and not debug else ""
+        hint = (
+            " (-vv prints its traceback)" if isinstance(exc, ComponentError | PluginCommandCrash) and not debug else ""
+        )
         message = f"error: {_one_line(str(exc))}"
         print(f"na-toolkit: {message}{hint}", file=sys.stderr)
         if logged:
-            _log_to_file(logging.ERROR, message)
-        return 2
+            _log_to_file(logging.ERROR, message, exc.__cause__ if crashed else None)
+        return PLUGIN_CRASH_EXIT if crashed else 2
     except KeyboardInterrupt as exc:
         what, code = getattr(exc, "said_as", ("interrupted", 130))
         print(f"na-toolkit: {what}", file=sys.stderr)
