@@ -56,6 +56,7 @@ def na_register_benchmarks(registry):
     from na_toolkit.bench.base import Benchmark
 
     registry.add(Benchmark("cmdplug-broken", "needs a GPU", _broken, lambda args, toolkit: {}))
+    registry.add(Benchmark("cmdplug-lookup", "looks up", lambda p: None, lambda args, toolkit: {}["gpu"]))
 """
 
 
@@ -137,6 +138,12 @@ def test_a_plugin_command_that_crashes_names_its_plugin_and_exits_3(installed, c
     assert main(["-vv", "cmdplug-share", "cake"]) == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "in _share" in err and err.endswith(f"\n{line}\n")
+    # a plugin's benchmark, run by the built-in `bench`: the same
+    assert main(["bench", "cmdplug-lookup"]) == 3
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "na-toolkit: error: plugin cmdplug (cmdplug-dist 0.3): benchmark 'cmdplug-lookup' failed: KeyError: 'gpu'; "
+        "a bug of the plugin, not of your input: report it to its authors (-vv prints its traceback)"
+    )
     # a toolkit error of the plugin's: as every command's
     assert main(["cmdplug-refuse", "big"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == "na-toolkit: error: 'big' is no size: give one in MB"

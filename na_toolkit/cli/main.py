@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import NAToolkitError, PluginError, describe
-from .command import sets_up
+from ..errors import NAToolkitError, PluginError
+from .command import PLUGIN_CRASH_EXIT, PluginCommandCrash, plugin_crashes, sets_up
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -194,32 +194,10 @@ def _exit_code(code: object, args: argparse.Namespace) -> int:
     return int(code)
 
 
-#: the exit status of a plugin's command that raised an error of its own (bad input is 2, as for argparse)
-PLUGIN_CRASH_EXIT = 3
-
-
-class PluginCommandCrash(PluginError):
-    """A command of a plugin (not a built-in) raised an error of its own, not a `NAToolkitError`: a bug of
-    that plugin, said with its name and version; the error is its `__cause__`."""
-
-
 def _run_command(args: argparse.Namespace) -> object:
-    """The command's `run(args)`; a plugin's command's own error becomes a `PluginCommandCrash`. A built-in
-    command's passes as it is (a bug of the toolkit, with Python's traceback), and so does a toolkit error
-    (already one line saying what to do) or a closed pipe."""
-    plugin = next((p for p in args.toolkit.plugins.values() if p.label == args._plugin), None)
-    if plugin is None or plugin.builtin:
+    """The command's `run(args)`; a plugin's command's own error becomes a `PluginCommandCrash` naming it."""
+    with plugin_crashes(args.toolkit, args._plugin, f"command {args.command!r}"):
         return args._run(args)
-    try:
-        return args._run(args)
-    except (NAToolkitError, BrokenPipeError):
-        raise
-    except Exception as exc:
-        raise PluginCommandCrash(
-            args._plugin,
-            f"command {args.command!r} failed: {describe(exc)}; a bug of the plugin, not of your input: report it "
-            "to its authors",
-        ) from exc
 
 
 class Terminated(KeyboardInterrupt):
