@@ -1,7 +1,9 @@
 """na_toolkit: hardware-aware neural architecture search (Neural Architect) built of pluggy plugins.
 
-Importing the package is cheap: `hookimpl` (what a plugin writes, `@na_toolkit.hookimpl`) and the error
-base class are loaded at once; `Architecture`, `load_toolkit` and the rest load on first use.
+Importing the package is cheap: it imports nothing, and `hookimpl` (what a plugin writes,
+`@na_toolkit.hookimpl`), the error base class, `Architecture`, `load_toolkit` and the rest load on first use.
+(The command line starts here: it catches a Ctrl-C once `na_toolkit.__main__.run` runs, so nothing
+before that may take long.)
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .errors import NAToolkitError
-from .hookspecs import hookimpl  # what a plugin writes: @na_toolkit.hookimpl
-
 if TYPE_CHECKING:
+    from .errors import NAToolkitError
+    from .hookspecs import hookimpl  # what a plugin writes: @na_toolkit.hookimpl
     from .ir.architecture import Architecture, Attrs, Node
     from .plugins import get_toolkit, load_toolkit
     from .toolkit import Toolkit
 
 _LAZY = {
+    "NAToolkitError": "na_toolkit.errors",
+    "hookimpl": "na_toolkit.hookspecs",
     "Architecture": "na_toolkit.ir.architecture",
     "Attrs": "na_toolkit.ir.architecture",
     "Node": "na_toolkit.ir.architecture",
@@ -27,7 +30,7 @@ _LAZY = {
     "load_toolkit": "na_toolkit.plugins",
 }
 
-__all__ = ["__version__", "hookimpl", "NAToolkitError", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -27,9 +27,21 @@ def _hello(args):
     return 0
 
 
+def _share(args):
+    return len(args.word) // 0  # a bug of the plugin's
+
+
+def _refuse(args):
+    from na_toolkit.errors import ConfigError
+
+    raise ConfigError(f"{args.word!r} is no size: give one in MB")
+
+
 @na_toolkit.hookimpl
 def na_register_commands(registry):
     registry.add(Command("cmdplug-hello", "say hello", _words, _hello))
+    registry.add(Command("cmdplug-share", "divides", _words, _share))
+    registry.add(Command("cmdplug-refuse", "refuses its input", _words, _refuse))
     registry.add(Command("cmdplug-clash", "clashes with -v", _clashes, _hello))
     registry.add(Command("cmdplug-text", "returns a text", _words, lambda args: "oops"))
     registry.add(Command("cmdplug-none", "runs nothing", _words, None))
@@ -44,6 +56,7 @@ def na_register_benchmarks(registry):
     from na_toolkit.bench.base import Benchmark
 
     registry.add(Benchmark("cmdplug-broken", "needs a GPU", _broken, lambda args, toolkit: {}))
+    registry.add(Benchmark("cmdplug-lookup", "looks up", lambda p: None, lambda args, toolkit: {}["gpu"]))
 """
 
 
@@ -107,3 +120,30 @@ def test_a_command_that_returns_no_exit_status_is_named_with_its_plugin(installe
         "na-toolkit: error: plugin cmdplug (cmdplug-dist 0.3): command 'cmdplug-text' returned 'oops'; a command's "
         "run(args) returns an exit status"
     )
+
+
+def test_a_plugin_command_that_crashes_names_its_plugin_and_exits_3(installed, capsys, tmp_path):
+    """Its own error (a bug of the plugin) is one line naming the plugin and its version, exit 3, not a raw
+    traceback (exit 1); -vv prints the traceback, --log-file keeps it. A toolkit error it raises is said as
+    every command's (one line, exit 2)."""
+    line = (
+        "na-toolkit: error: plugin cmdplug (cmdplug-dist 0.3): command 'cmdplug-share' failed: ZeroDivisionError: "
+        "integer division or modulo by zero; a bug of the plugin, not of your input: report it to its authors"
+    )
+    log = tmp_path / "na.log"
+    assert main(["cmdplug-share", "cake", "--log-file", str(log)]) == 3
+    assert capsys.readouterr().err.splitlines()[-1] == f"{line} (-vv prints its traceback)"
+    logged = log.read_text()
+    assert line.removeprefix("na-toolkit: ") in logged and "Traceback" in logged and "in _share" in logged
+    assert main(["-vv", "cmdplug-share", "cake"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in _share" in err and err.endswith(f"\n{line}\n")
+    # a plugin's benchmark, run by the built-in `bench`: the same
+    assert main(["bench", "cmdplug-lookup"]) == 3
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "na-toolkit: error: plugin cmdplug (cmdplug-dist 0.3): benchmark 'cmdplug-lookup' failed: KeyError: 'gpu'; "
+        "a bug of the plugin, not of your input: report it to its authors (-vv prints its traceback)"
+    )
+    # a toolkit error of the plugin's: as every command's
+    assert main(["cmdplug-refuse", "big"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "na-toolkit: error: 'big' is no size: give one in MB"

@@ -191,3 +191,22 @@ def test_labels_that_do_not_fit_the_class_names_say_what_they_are_and_how_to_fix
     with pytest.raises(DataError) as err:
         check_arrays("mine", x, y, class_names=["a", "b", "c"])
     assert str(err.value) == f"dataset 'mine': with 3 class names given, y must be ints in [0, 3), {said}"
+
+
+def test_a_config_s_unknown_dataset_name_gets_its_suggestions_from_the_config_s_folder(tmp_path, monkeypatch):
+    """A config's relative paths are read from its folder, so the paths a misspelt name may have meant are
+    looked for there, not in the folder the search was started from (which has other folders)."""
+    from na_toolkit.search.components import build_components
+    from test_search_config import with_
+
+    write_image_folder(tmp_path / "cfg" / "imgs")
+    (tmp_path / "elsewhere" / "imgz_old").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_config(with_("dataset", "imgz"), base_dir=tmp_path / "cfg")
+    with pytest.raises(ConfigError) as info:
+        build_components(config, default_toolkit())
+    message = str(info.value)
+    here = f"Nor is it a file or folder in '{tmp_path / 'cfg'}'"
+    assert f"unknown dataset 'imgz'. Known: digits, mnist-5k. {here}" in message
+    assert message.endswith(f"did you mean the path '{tmp_path / 'cfg' / 'imgs'}/'?")
+    assert "imgz_old" not in message and "elsewhere" not in message

@@ -404,3 +404,58 @@ def test_opening_a_foreign_sqlite_file_refuses_it_unchanged(tmp_path):
     conn = sqlite3.connect(foreign)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     conn.close()
+
+
+MADE_READ_ONLY_LIVE = """
+import os, subprocess, sys
+from na_toolkit.errors import StoreError
+from na_toolkit.store.sqlite import SQLiteRunStore
+
+store = SQLiteRunStore.create(sys.argv[1], "r", {"evaluations": 3})
+store.save_artifact("before", {"x": 1})
+shm = sys.argv[1] + "-shm"
+if os.geteuid() == 0:
+    subprocess.run(["chattr", "+i", shm], check=True)
+else:
+    os.chmod(shm, 0o444)
+for what in ("write", "read"):
+    try:
+        store.save_artifact("after", {"x": 2}) if what == "write" else store.artifact("before")
+    except StoreError as exc:
+        print(what, exc)
+store.close()
+print("closed")
+"""
+
+
+def test_a_store_whose_shm_is_made_read_only_while_open_is_a_store_error_not_sigbus(tmp_path):
+    """SQLite writes the WAL index through a shared memory map of `-shm`; once that file is immutable (root's
+    `chattr +i` on a live run's folder) any read, write or close ended the process with SIGBUS (exit -7). The
+    store now refuses with a StoreError and keeps what was committed."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() == 0 and shutil.which("chattr") is None:
+        pytest.skip("root, and no chattr +i here to make a file read-only")
+    path = tmp_path / STORE_FILE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", MADE_READ_ONLY_LIVE, str(path)], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", f"{path}-shm"], check=True)
+        else:
+            os.chmod(f"{path}-shm", 0o644)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["write", "read", "closed"]
+    assert lines[0] == (
+        f"write the run store {str(path)!r} can no longer be used: its store.sqlite-shm was made read-only "
+        "(chattr +i, chmod) while this process had it open, and SQLite writes to it; what it holds so far is kept: "
+        "make the run folder writable again and resume the run, or resume a copy of it (`cp -r RUN COPY`, then "
+        "`na-toolkit search --resume COPY`)"
+    )
+    with SQLiteRunStore.open(tmp_path) as store:
+        assert store.artifact("before") == {"x": 1} and store.artifact("after") is None

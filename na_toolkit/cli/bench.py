@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, UnknownComponentError
 from ..files import strict_json_text, write_text_atomic
 from ._output import check_out
-from .command import Command, sets_up
+from .command import Command, plugin_crashes, sets_up
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args)
     # stdout holds only the answer: what libraries print while the benchmark runs (Ray's driver prints its
     # raylet's warnings on stdout) goes to stderr
-    with contextlib.redirect_stdout(sys.stderr):
+    what, plugin = f"benchmark {args.bench!r}", toolkit.benchmarks.plugin_of(args.bench)
+    with contextlib.redirect_stdout(sys.stderr), plugin_crashes(toolkit, plugin, what):
         figures = toolkit.benchmarks.get(args.bench).run(args, toolkit)
     result = {
         **figures,

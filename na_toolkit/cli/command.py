@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ..errors import NAToolkitError, PluginError, describe
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -29,8 +32,6 @@ def sets_up(
     parser of its own first: a plugin command or benchmark whose `configure` fails, or clashes with the flags
     every command has (-v, -q, --log-file), is then left out with a warning naming its plugin (a PluginError
     with --strict-plugins), and every other command still works."""
-    from ..errors import PluginError, describe
-
     try:
         setup(argparse.ArgumentParser(prog=f"na-toolkit {what}"))
         return True
@@ -44,3 +45,30 @@ def sets_up(
             toolkit.errors.append(err)
             print(f"na-toolkit: warning: {err}; it is left out", file=sys.stderr)
         return False
+
+
+#: the exit status of a plugin's command or benchmark that raised an error of its own (bad input is 2)
+PLUGIN_CRASH_EXIT = 3
+
+
+class PluginCommandCrash(PluginError):
+    """A command or benchmark of a plugin (not a built-in) raised an error of its own, not a
+    `NAToolkitError`: a bug of that plugin, said with its name and version; the error is its `__cause__`."""
+
+
+@contextmanager
+def plugin_crashes(toolkit: Toolkit, plugin: str, what: str) -> Iterator[None]:
+    """Run `what` (e.g. "command 'x'") of `plugin` (its label, `name (dist version)`): an error of its own
+    becomes a `PluginCommandCrash`. A built-in's passes as it is (a bug of the toolkit, with Python's
+    traceback), and so does a toolkit error (already one line saying what to do) or a closed pipe."""
+    info = next((p for p in toolkit.plugins.values() if p.label == plugin), None)
+    try:
+        yield
+    except (NAToolkitError, BrokenPipeError):
+        raise
+    except Exception as exc:
+        if info is None or info.builtin:
+            raise
+        raise PluginCommandCrash(
+            plugin, f"{what} failed: {describe(exc)}; a bug of the plugin, not of your input: report it to its authors"
+        ) from exc

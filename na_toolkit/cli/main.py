@@ -1,7 +1,10 @@
 """`na-toolkit`: the command line. Subcommands are plugins (`na_register_commands`).
 
 Errors on bad input (`NAToolkitError`) print one line `na-toolkit: error: ...` and exit 2, no traceback.
-A broken plugin is a warning unless `--strict-plugins`. Logging goes through Python's `logging` (loggers
+A broken plugin is a warning unless `--strict-plugins`. A plugin's command that raises an error of its own
+(not a `NAToolkitError`: a bug of that plugin) is one line naming the plugin and its version, exit 3
+(`PLUGIN_CRASH_EXIT`); `-vv` prints its traceback and `--log-file` keeps it. A built-in command's is left as
+Python prints it, a bug of the toolkit's. Logging goes through Python's `logging` (loggers
 under `na_toolkit`): warnings on stderr by default, `--verbose` adds INFO (e.g. one line per search round),
 `-vv` DEBUG, `--quiet` only errors, `--log-file PATH` appends INFO and above to a file whatever the console
 shows (and the error line a failing command prints). The flags go before or after the command.
@@ -28,8 +31,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import NAToolkitError
-from .command import sets_up
+from ..errors import NAToolkitError, PluginError
+from .command import PLUGIN_CRASH_EXIT, PluginCommandCrash, plugin_crashes, sets_up
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -182,8 +185,6 @@ def _one_line(message: str) -> str:
 def _exit_code(code: object, args: argparse.Namespace) -> int:
     """A command's return value as the process's exit status (None: 0); anything but an int is its plugin's
     mistake, said as such rather than a traceback from int()."""
-    from ..errors import PluginError
-
     if code is None:
         return 0
     if not isinstance(code, int):
@@ -193,9 +194,18 @@ def _exit_code(code: object, args: argparse.Namespace) -> int:
     return int(code)
 
 
+def _run_command(args: argparse.Namespace) -> object:
+    """The command's `run(args)`; a plugin's command's own error becomes a `PluginCommandCrash` naming it."""
+    with plugin_crashes(args.toolkit, args._plugin, f"command {args.command!r}"):
+        return args._run(args)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the CLI's process is, so that it ends as Ctrl-C ends it: whatever cleans up after
     a KeyboardInterrupt (a search marking its run interrupted, its pool's shutdown) does after SIGTERM too."""
+
+    #: the line's word and the exit status (a Ctrl-C: "interrupted", 130)
+    said_as = ("terminated", 128 + signal.SIGTERM)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -256,10 +266,12 @@ def _stop_signals(command_line: bool) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.default_int_handler)
 
 
-def _log_to_file(level: int, message: str) -> None:
+def _log_to_file(level: int, message: str, cause: BaseException | None = None) -> None:
     """`message` (the line printed on stderr as the command ended) into the --log-file too, so a search that
-    failed unwatched has its reason there; the console already shows it."""
-    record = logging.LogRecord("na_toolkit", level, __file__, 0, message, None, None)
+    failed unwatched has its reason there; the console already shows it. `cause`: an error whose traceback
+    goes with it (a plugin command's crash)."""
+    exc_info = (type(cause), cause, cause.__traceback__) if cause is not None else None
+    record = logging.LogRecord("na_toolkit", level, __file__, 0, message, None, exc_info)
     for h in logging.getLogger("na_toolkit").handlers:
         if getattr(h, "_na_toolkit_cli", False) and isinstance(h, logging.FileHandler):
             h.handle(record)
@@ -303,21 +315,24 @@ def _main(argv: list[str] | None) -> int:
             return 2
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
         logged = True
-        return _exit_code(args._run(args), args)
+        return _exit_code(_run_command(args), args)
     except NAToolkitError as exc:
         from ..errors import ComponentError
 
+        crashed = isinstance(exc, PluginCommandCrash)
         debug = logging.getLogger("na_toolkit").isEnabledFor(logging.DEBUG)
         if debug and exc.__cause__ is not None:  # -vv: where a component's own error came from
             traceback.print_exception(exc.__cause__, file=sys.stderr)
-        hint = " (-vv prints its traceback)" if isinstance(exc, ComponentError) and not debug else ""
+        hint = (
+            " (-vv prints its traceback)" if isinstance(exc, ComponentError | PluginCommandCrash) and not debug else ""
+        )
         message = f"error: {_one_line(str(exc))}"
         print(f"na-toolkit: {message}{hint}", file=sys.stderr)
         if logged:
-            _log_to_file(logging.ERROR, message)
-        return 2
+            _log_to_file(logging.ERROR, message, exc.__cause__ if crashed else None)
+        return PLUGIN_CRASH_EXIT if crashed else 2
     except KeyboardInterrupt as exc:
-        what, code = ("terminated", 128 + signal.SIGTERM) if isinstance(exc, Terminated) else ("interrupted", 130)
+        what, code = getattr(exc, "said_as", ("interrupted", 130))
         print(f"na-toolkit: {what}", file=sys.stderr)
         if logged:
             _log_to_file(logging.WARNING, what)

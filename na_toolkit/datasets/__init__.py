@@ -95,8 +95,18 @@ def get_dataset_source(
             f"dataset {key!r} is a name, but no dataset registry was given to look it up in: pass the "
             "toolkit's (toolkit.datasets), or a folder or .npz path" + (f"; {meant}" if meant else "")
         )
-    here = f"Nor is it a file or folder in {str(path.parent.resolve())!r}"
-    raise UnknownComponentError("dataset", key, known, here + (f": {meant}" if meant else ""))
+    raise unknown_dataset(key, known, path.parent)
+
+
+def unknown_dataset(name: str, known: list[str], folder: Path) -> UnknownComponentError:
+    """The error of a dataset `name` that is no registered dataset (`known`) nor a file or folder in `folder`
+    (where its relative paths are read from: the working directory, a search config's folder), with the
+    folders and `.npz` files there it may have meant."""
+    nearby = nearby_paths(folder / name)
+    meant = f": did you mean the path {' or '.join(map(repr, nearby))}?" if nearby else ""
+    return UnknownComponentError(
+        "dataset", name, known, f"Nor is it a file or folder in {str(folder.resolve())!r}{meant}"
+    )
 
 
 #: entries of a folder looked at for `nearby_paths` (a huge folder is not listed in full for an error message)

@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, NAToolkitError
+from ..errors import ConfigError, NAToolkitError, UnknownComponentError
 from ..evaluation import make_evaluator
 from ..ir.seeds import fixed_seed_hint
 from ..predictors.targets import metric_target
@@ -317,6 +317,12 @@ def _check_evaluator(config: SearchConfig, toolkit: Toolkit, options: dict[str, 
             check(seed_arch)
         except NAToolkitError as exc:
             dataset = options.get("dataset")
+            if isinstance(exc, UnknownComponentError) and exc.kind == "dataset" and exc.name == dataset:
+                from ..datasets import unknown_dataset
+
+                # the paths it may have meant from the config's folder, where its relative paths are read from
+                # (the evaluator looked in the working directory)
+                exc = unknown_dataset(dataset, exc.known, config.base_dir)
             on = f"dataset {dataset!r}" if dataset is not None else "its default dataset"
             seed = config.seed_network
             hint = ""

@@ -39,10 +39,19 @@ def init_worker(threads: int, driver_pid: int | None = None) -> None:
 
 def _end_worker(signum: int, frame: object) -> None:
     """SIGTERM (the driver ends its pool, or the group is terminated): end now, yet run multiprocessing's
-    finalizers, which unlink the semaphores made here (tqdm makes one) the resource tracker would warn of."""
+    finalizers, which unlink the semaphores made here (tqdm makes one) the resource tracker would warn of.
+
+    `multiprocessing.util._exit_function` is private, and there is no public way to the same end: a worker
+    of a process pool catches every exception of its task (a SystemExit raised here would be sent back as the
+    task's error and the worker would wait for the next), a normal exit runs no finalizer after `os._exit`,
+    and neither `multiprocessing` nor `atexit` offers to run the finalizers. Should a Python drop it, the
+    worker still ends at once: the resource tracker then unlinks the semaphores itself, with a warning that
+    they leaked."""
     from multiprocessing import util
 
-    util._exit_function()  # type: ignore[attr-defined]  # what multiprocessing runs as a worker ends
+    run_finalizers = getattr(util, "_exit_function", None)  # what multiprocessing runs as a process ends
+    if callable(run_finalizers):
+        run_finalizers()
     os._exit(128 + signum)
 
 

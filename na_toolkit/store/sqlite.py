@@ -78,8 +78,28 @@ class SQLiteRunStore:
 
     def __init__(self, path: Path, conn: sqlite3.Connection, run_id: str):
         self.path = path
-        self._conn = conn
+        self._connection = conn
         self.run_id = run_id
+        self._shm = Path(f"{path}-shm")
+        self._shm_writable = False  # seen writable: SQLite then maps it for writing
+        self._shm_lost = False  # made read-only since: the connection is kept open, never used again
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, once the store's `-shm` file is known to be writable still. SQLite writes the WAL
+        index in that file through a shared memory map, and a write to the map of a file made immutable
+        (`chattr +i` on a live run's folder) kills the process with SIGBUS, as a read or a close does (each
+        writes it). Such a store is refused with a StoreError instead, and its connection is left open for
+        good (closing it writes the map too). A `-shm` that was never writable here (a reader of an archived
+        folder) is mapped read-only by SQLite and is safe."""
+        if not self._shm_lost and os.access(self._shm, os.W_OK):
+            self._shm_writable = True
+        elif self._shm_writable and not self._shm_lost and self._shm.exists():
+            self._shm_lost = True
+            _keep_open(self._connection)
+        if self._shm_lost:
+            raise _lost_shm(self.path)
+        return self._connection
 
     # ---- opening ------------------------------------------------------------------------------------
     @staticmethod
@@ -194,7 +214,11 @@ class SQLiteRunStore:
         return str(run_id)
 
     def close(self) -> None:
-        self._conn.close()
+        try:
+            conn = self._conn
+        except StoreError:  # its -shm made read-only: the connection stays open for good (`_conn`); what it
+            return  # committed is in the store and its -wal, which the next writer to open it replays
+        conn.close()
 
     def __enter__(self) -> SQLiteRunStore:
         return self
@@ -410,6 +434,23 @@ class SQLiteRunStore:
     def artifact(self, name: str) -> dict[str, Any] | None:
         rows = self._read("SELECT doc_json FROM artifacts WHERE run_id=? AND name=?", (self.run_id, name))
         return loads(rows[0][0], f"the stored artifact {name!r}") if rows else None
+
+
+def _lost_shm(path: Path) -> StoreError:
+    return StoreError(
+        f"the run store {str(path)!r} can no longer be used: its {path.name}-shm was made read-only (chattr +i, "
+        "chmod) while this process had it open, and SQLite writes to it; what it holds so far is kept: make the "
+        "run folder writable again and resume the run, or resume a copy of it (`cp -r RUN COPY`, then "
+        "`na-toolkit search --resume COPY`)"
+    )
+
+
+def _keep_open(conn: sqlite3.Connection) -> None:
+    """Never close `conn`, not even as the interpreter exits: one more reference that nothing releases (a
+    close writes the `-shm` map, which would end the process with SIGBUS). The OS releases it at exit."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
 
 
 @contextmanager
