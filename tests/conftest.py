@@ -156,15 +156,15 @@ def run_na_toolkit(
     timeout: float = 300,
     python_flags: tuple[str, ...] = (),
 ) -> CliResult:
-    """Run `python -m na_toolkit.cli.main ARGS` with this interpreter. `env` entries override the current
-    environment (None removes a variable); `cwd` defaults to the repository root."""
+    """Run `python -m na_toolkit ARGS` (what the `na-toolkit` script runs) with this interpreter. `env` entries
+    override the current environment (None removes a variable); `cwd` defaults to the repository root."""
     full_env = dict(os.environ)
     for key, value in (env or {}).items():
         if value is None:
             full_env.pop(key, None)
         else:
             full_env[key] = value
-    cmd = [sys.executable, *python_flags, "-m", "na_toolkit.cli.main", *map(str, args)]
+    cmd = [sys.executable, *python_flags, "-m", "na_toolkit", *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd or REPO_ROOT, timeout=timeout)
     return CliResult(cmd, proc.returncode, proc.stdout, proc.stderr)
 
