@@ -40,7 +40,9 @@ def test_summary_records_components_plugins_machine_and_load(run):
     assert comps["evaluator"]["plugin"] == "nb201" and comps["evaluator"]["dist"] == "na-toolkit-nb201"
     assert comps["evaluator"]["version"] == getattr(na_toolkit_nb201, "__version__", comps["evaluator"]["version"])
     assert comps["devices"]["pixel3"]["time_model"]["name"] == "nb201-table"
-    assert comps["devices"]["pixel3"]["estimate"] == "estimated (nb201-table)"
+    # a table of latencies measured by others on their device: neither measured here nor a model's estimate
+    assert comps["devices"]["pixel3"]["estimate"] == "measured elsewhere (nb201-table)"
+    assert comps["devices"]["pixel3"]["figures"]["latency_ms"]["kind"] == "measured elsewhere"
     assert {lt["name"] for lt in comps["layer_types"]} >= {"conv2d", "zero"}
     assert event["machine"]["cores"] >= 1 and "torch" in event["machine"]["libraries"]
     assert event["event"] == "start" and len(event["load_average"]) == 3

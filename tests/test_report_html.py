@@ -1,6 +1,8 @@
 """report.html: self-contained (no external URL, no script library), well formed, every figure carries the
 data it draws, and the controller's learning curves and the moves of the best networks are in it."""
 
+import copy
+import html
 import json
 import re
 import shutil
@@ -10,7 +12,10 @@ from html.parser import HTMLParser
 import pytest
 
 from na_toolkit.plugins import load_toolkit
+from na_toolkit.search.figure_sources import metric_sources
 from na_toolkit.search.loop import run_search
+from na_toolkit.search.outputs import pareto_table, report_markdown
+from na_toolkit.search.report_html import report_html
 from test_search_cli import CONFIG
 
 pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
@@ -76,12 +81,30 @@ def test_every_figure_carries_the_data_it_draws(page):
         assert svg.count("<polyline") == sum(1 for s in data["series"] if s.get("kind") == "line" and s["points"])
     titles = [d["title"] for d in checker.data]
     assert "reward over the evaluations" in titles
-    assert any(
-        t.startswith("accuracy vs latency_ms@pixel3 (estimated (time model nb201-table of lat_pixel3))") for t in titles
-    )
+    title = "accuracy vs latency_ms@pixel3 (measured elsewhere (table: HW-NAS-Bench (Li et al., ICLR 2021), pixel3:"
+    assert any(t.startswith(title) for t in titles)
     assert "policy entropy" in titles  # the controller's learning
     progress = checker.data[titles.index("reward over the evaluations")]
     assert len(progress["series"][0]["points"]) == len(result.evaluated)
+
+
+def test_a_run_recorded_when_tables_were_labelled_estimated_still_renders_so(page):
+    """Before "measured elsewhere", a table's latency was recorded as "estimated": such a run folder's summary
+    loads and renders with the label it was recorded with, in its metric_sources or (older still) only in its
+    provenance's device entry."""
+    result, _ = page
+    old = copy.deepcopy(result.summary())
+    source = {"kind": "estimated", "how": "time model nb201-table of lat_pixel3", "by": "time_model nb201-table"}
+    old["metric_sources"] = {"latency_ms@pixel3": source}
+    assert "| latency pixel3 (ms, estimated) |" in report_markdown(old)
+    assert "latency_ms@pixel3 (estimated (time model nb201-table of lat_pixel3))" in html.unescape(report_html(old))
+    device = old["provenance"]["events"][0]["components"]["devices"]["pixel3"]
+    del device["figures"], old["metric_sources"]
+    device["estimate"] = "estimated (nb201-table)"
+    assert metric_sources(old["provenance"])["latency_ms@pixel3"]["kind"] == "estimated"
+    assert "latency pixel3 (ms, estimated)" in pareto_table(old).splitlines()[0]
+    device["estimate"] = "measured elsewhere (nb201-table)"
+    assert "latency pixel3 (ms, measured elsewhere)" in pareto_table(old).splitlines()[0]
 
 
 def test_best_networks_come_with_their_moves(page):

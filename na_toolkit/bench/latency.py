@@ -9,6 +9,8 @@
    how reproducible one measurement of a network is here).
 3. Predict the held-out set with the learned model, with the roofline of a hardware model calibrated here
    by `calibrate_hardware()`, and rank it by FLOPs (the baseline).
+4. `statistic`: the measured median over minimum of each held-out network, and the learned model fitted on
+   the profile's minimums and on its medians against the medians a search's measure reports by default.
 """
 
 from __future__ import annotations
@@ -228,6 +230,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     per_s_cold_cpu = len(archs) / max(time.thread_time() - c0, 1e-9)
     per_pass = measurement.pop("_per_pass")
     roofline = roofline_figures(archs, truth, args.device)
+    statistic = statistic_figures(profile, toolkit, archs, [v.seed for v in variants], per_pass)
     if args.dump:
         from na_toolkit.files import strict_json_text, write_text_atomic
 
@@ -267,6 +270,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "by_seed": by_seed,
         },
         "roofline": roofline,
+        "statistic": statistic,
         "flops_proxy": {"spearman": float(spearmanr(flops, truth).statistic)},
         "measurement": measurement,
         "profile_build_s": build_s,
@@ -286,6 +290,39 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "nodes": {"min": min(len(a) for a in archs), "max": max(len(a) for a in archs)},
         },
     }
+
+
+def statistic_figures(
+    profile: Any, toolkit: Toolkit, archs: list[Any], seeds: list[str], per_pass: list[list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """What a search's measure reports by default is the median of a network's samples, what a profile keeps
+    the minimum: the held-out networks' measured median over minimum (each network's median of its passes'
+    medians over the lowest of their minimums), and the learned model fitted on the profile's minimums and on
+    its medians, each judged against those measured medians."""
+    import numpy as np
+
+    from na_toolkit.timemodels.learned import LearnedTimeModel
+
+    median = np.array([np.median([p["median_ms"] for p in passes]) for passes in per_pass])
+    ratio = median / np.array([min(p["min_ms"] for p in passes) for passes in per_pass])
+
+    def spread(r: Any) -> dict[str, float]:
+        return {"median": float(np.median(r)), "p10": float(np.percentile(r, 10)), "p90": float(np.percentile(r, 90))}
+
+    by_seed = {s: [i for i, x in enumerate(seeds) if x == s] for s in sorted(set(seeds))}
+    own = [n.latency_ms("median") / n.latency_ms("min") for n in profile.networks]
+    out: dict[str, Any] = {
+        "median_over_min": {**spread(ratio), "by_seed": {s: float(np.median(ratio[i])) for s, i in by_seed.items()}},
+        "profile_median_over_min": spread(own),
+    }
+    for stat in ("min", "median"):
+        model = LearnedTimeModel(profile, layer_types=toolkit.layer_types, statistic=stat, check_device=False)
+        pred = model.predict_ms(archs)
+        out[f"learned_{stat}_vs_median"] = {
+            **accuracy(pred, median),
+            "by_seed": {s: float(np.median(pred[i] / median[i])) for s, i in by_seed.items()},
+        }
+    return out
 
 
 def clear_kernel_memos(model: Any) -> None:

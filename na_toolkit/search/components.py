@@ -190,8 +190,8 @@ def build_components(config: SearchConfig, toolkit: Toolkit) -> Components:
     seed_arch = build_seed(config, toolkit)
     names = list(config.search.moves or toolkit.moves.names())
     move_types = [toolkit.moves.get(n) for n in names]
-    time_models = {d.name: _time_model(toolkit, d, "time_model") for d in config.devices}
     measures = {d.name: _time_model(toolkit, d, "measure") for d in config.devices if d.measure is not None}
+    time_models = {d.name: _time_model(toolkit, d, "time_model", measures.get(d.name)) for d in config.devices}
     for d in config.devices:  # a learned model estimates at its profile's batch size only
         check_profile_batch(d.name, d.batch_size, {"time model": time_models[d.name], "measure": measures.get(d.name)})
     evaluator_options = _evaluator_options(config)
@@ -250,12 +250,19 @@ def dataset_descriptor(evaluator_options: dict[str, Any], toolkit: Toolkit) -> D
     return ds.descriptor
 
 
-def _time_model(toolkit: Toolkit, dev: DeviceSpec, which: str) -> TimeModel:
+def _time_model(toolkit: Toolkit, dev: DeviceSpec, which: str, measure: TimeModel | None = None) -> TimeModel:
+    """The device's time model or measure. An estimating time model that takes a `statistic` option (learned:
+    which of its profile's statistics it predicts) and is given none predicts the one the device's `measure`
+    reports: measured latencies decide the budgets, so the estimates that choose what to measure are of the same."""
     comp = dev.time_model if which == "time_model" else dev.measure
     assert comp is not None  # "measure" is asked for only of devices that have one
     key = f"devices.{dev.name}.{which}"
     options = dev.time_model_options(which)
     try:
+        cls = toolkit.time_models.get(comp.name)
+        follows = "statistic" in getattr(cls, "OPTIONS", {}) and not getattr(cls, "measures", False)
+        if follows and "statistic" not in options and getattr(measure, "statistic", None):
+            options["statistic"] = getattr(measure, "statistic", None)
         with warnings.catch_warnings():
             # a profile of another device: the run's warnings say it with what it means (search/diagnostics.py)
             warnings.simplefilter("ignore", ProfileDeviceWarning)

@@ -2,7 +2,9 @@
 
 A device's figures of the evaluated networks come from its `measure` when it has one, else from its time
 model, and one model can measure some figures and compute others: ONNX Runtime measures the latency, while its
-peak memory is the analytic figure (weights + peak live activations), an estimate on every device. The run's
+peak memory is the analytic figure (weights + peak live activations), an estimate on every device. A table of
+latencies others measured on their device (NAS-Bench-201's) is "measured elsewhere": neither a measurement
+here nor a model's estimate. The run's
 provenance records each figure's source when a run starts (`figure_sources`); summary.json lists them as
 `metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind.
 """
@@ -25,8 +27,9 @@ FIGURES = ("latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s")
 def figure_sources(
     config: SearchConfig, dev: DeviceSpec, time_model: TimeModel | None, measure: TimeModel | None
 ) -> dict[str, dict[str, str]]:
-    """figure -> {"kind": "measured" | "estimated", "how", "by": the model's role and name} of the figures the
-    run gives the evaluated networks of device `dev` (the latency, and each figure a budget asks for)."""
+    """figure -> {"kind": "measured" | "measured elsewhere" | "estimated", "how", "by": the model's role and name}
+    of the figures the run gives the evaluated networks of device `dev` (the latency, and each figure a budget
+    asks for)."""
     model, role = (measure, "measure") if measure is not None else (time_model, "time_model")
     out: dict[str, dict[str, str]] = {}
     if model is None:
@@ -57,13 +60,17 @@ def metric_sources(provenance: Mapping[str, Any] | None) -> dict[str, dict[str, 
             out.update({device_metric(f, device): dict(s) for f, s in figures.items() if isinstance(s, dict)})
         elif dev.get("measure"):
             out[device_metric("latency_ms", device)] = {"kind": "measured", "how": "the device's measure"}
-        elif str(dev.get("estimate", "")).startswith("estimated"):
-            out[device_metric("latency_ms", device)] = {"kind": "estimated", "how": str(dev["estimate"])}
+        else:  # "estimated (roofline)", "measured elsewhere (nb201-table)"
+            kind = next((k for k in ("estimated", "measured elsewhere") if str(dev.get("estimate")).startswith(k)), "")
+            if kind:
+                out[device_metric("latency_ms", device)] = {"kind": kind, "how": str(dev["estimate"])}
     return out
 
 
 def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
-    """ "measured" or "estimated" for a device metric of the run's summary, None when it does not say."""
+    """ "measured", "measured elsewhere" (a table of others' measurements) or "estimated" for a device metric of
+    the run's summary, None when it does not say. A run recorded before tables were "measured elsewhere" says
+    "estimated" of them: shown as it was recorded."""
     sources = summary.get("metric_sources")
     if not isinstance(sources, Mapping):
         sources = metric_sources(summary.get("provenance"))

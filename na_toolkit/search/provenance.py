@@ -71,11 +71,15 @@ def component_provenance(components: Components) -> dict[str, Any]:
 
 
 def _estimate_kind(time_model: Any) -> str:
-    """How a device's latencies are obtained: measured on the device, or estimated (learned, analytic, table:
-    the time model's own name says which)."""
+    """How a device's latencies are obtained: measured on the device, measured elsewhere (a table of others'
+    measurements) or estimated (learned, analytic: the time model's own name says which)."""
     if time_model is None:
         return "none"
-    return "measured" if getattr(time_model, "measures", False) else f"estimated ({getattr(time_model, 'name', '?')})"
+    if getattr(time_model, "measures", False):
+        return "measured"
+    source = time_model.figure_source("latency_ms") if hasattr(time_model, "figure_source") else None
+    kind = source.kind if source is not None and source.kind != "measured" else "estimated"
+    return f"{kind} ({getattr(time_model, 'name', '?')})"
 
 
 def run_provenance(components: Components, started: str = "start") -> dict[str, Any]:

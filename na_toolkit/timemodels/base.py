@@ -43,10 +43,12 @@ class TimeEstimate:
 @dataclass(frozen=True)
 class FigureSource:
     """How a time model obtains one figure of its estimates: `kind` "measured" (the network ran on the device
-    and a clock, allocator or counter gave the figure) or "estimated" (a model of the device gave it: analytic,
-    learned, a table, even where the model measures the latency); `how` says with what."""
+    here and a clock, allocator or counter gave the figure), "measured elsewhere" (read from a table of
+    measurements others took on their device: NAS-Bench-201's latency columns) or "estimated" (a model of the
+    device gave it: analytic, learned, a table of simulated figures, even where the model measures the latency);
+    `how` says with what (for a table: which table, which of its devices, who measured it)."""
 
-    kind: Literal["measured", "estimated"]
+    kind: Literal["measured", "measured elsewhere", "estimated"]
     how: str
 
     def to_json(self) -> dict[str, str]:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -35,11 +35,12 @@ from pydantic import ConfigDict, Field
 from .. import validation
 from ..errors import NotFittedError, ProfileError, TimeModelError
 from ..ir.architecture import Architecture
-from .base import TimeEstimate, TimeModel
+from .base import FigureSource, TimeEstimate, TimeModel
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
-from .measured import analytic_peak_memory_bytes, take_options
+from .measured import analytic_peak_memory_bytes, check_statistic, take_options
 from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
 from .roofline import RooflineTimeModel
+from .trees import TreeEnsemble
 
 if TYPE_CHECKING:
     from typing import Self
@@ -94,45 +95,6 @@ def _robust_relative_lstsq(
             break
         keep = new_keep
     return coef, int((~keep).sum())
-
-
-class TreeEnsemble:
-    """A fitted GradientBoostingRegressor as flat arrays, evaluated for all rows and trees at once.
-
-    Why: scikit-learn's `predict` validates its input on every call (~1 ms), which alone would cap the
-    learned model at a few hundred networks per second; this evaluates the same trees in ~0.1 ms and is
-    checked against `predict` in the tests."""
-
-    def __init__(self, gbr: Any):
-        trees = [e.tree_ for e in gbr.estimators_[:, 0]]
-        n = max(t.node_count for t in trees)
-        shape = (len(trees), n)
-        self.feature = np.zeros(shape, dtype=np.intp)
-        self.threshold = np.zeros(shape)
-        self.left = np.full(shape, -1, dtype=np.intp)
-        self.right = np.full(shape, -1, dtype=np.intp)
-        self.value = np.zeros(shape)
-        for i, t in enumerate(trees):
-            c = t.node_count
-            self.feature[i, :c] = np.maximum(t.feature, 0)  # leaves hold -2: any column, never used
-            self.threshold[i, :c] = t.threshold
-            self.left[i, :c] = t.children_left
-            self.right[i, :c] = t.children_right
-            self.value[i, :c] = t.value[:, 0, 0]
-        self.depth = max(t.max_depth for t in trees)
-        self.learning_rate = float(gbr.learning_rate)
-        self.init = float(gbr.init_.predict(np.zeros((1, gbr.n_features_in_)))[0])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32).astype(np.float64)  # trees compare float32 inputs
-        rows = np.arange(len(X))[:, None]
-        trees = np.arange(self.feature.shape[0])[None, :]
-        node = np.zeros((len(X), self.feature.shape[0]), dtype=np.intp)
-        for _ in range(self.depth):
-            left = self.left[trees, node]
-            go_left = X[rows, self.feature[trees, node]] <= self.threshold[trees, node]
-            node = np.where(left < 0, node, np.where(go_left, left, self.right[trees, node]))
-        return self.init + self.learning_rate * self.value[trees, node].sum(axis=1)
 
 
 @dataclass
@@ -323,8 +285,11 @@ def profile_data(profile: DeviceProfile, layer_types: LayerTypeRegistry, statist
     return ProfileData(ks, keys, np.asarray(ky, float), nk, nh, np.asarray(ny, float))
 
 
-def fit_profile(profile: DeviceProfile, layer_types: LayerTypeRegistry, **params: Any) -> KernelLatencyModel:
-    data = profile_data(profile, layer_types)
+def fit_profile(
+    profile: DeviceProfile, layer_types: LayerTypeRegistry, statistic: str | None = None, **params: Any
+) -> KernelLatencyModel:
+    """The latency model of a full profile, fitted on its records' `statistic` (default the profile's)."""
+    data = profile_data(profile, layer_types, statistic)
     if len(data.kernels) < 3:
         raise ProfileError(
             f"profile {profile.name!r} holds {len(data.kernels)} kernel measurements; the learned model needs at "
@@ -370,7 +335,7 @@ class LearnedTimeModel(TimeModel):
     measures = False
 
     OPTIONS = {"boost": True, "calibrate": True, "seed": 0, "check_device": True, "train_hardware": None,
-               "train_calibration": None}  # fmt: skip
+               "train_calibration": None, "statistic": None}  # fmt: skip
 
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
@@ -384,6 +349,11 @@ class LearnedTimeModel(TimeModel):
             None, description="hardware model whose roofline gives the training step (CPU profile: x86-cpu)"
         )
         train_calibration: dict[str, Any] | None = Field(None, description="that roofline's TrainCalibration table")
+        statistic: Literal["median", "p10", "min"] | None = Field(
+            None,
+            description="which statistic of its profile's records it predicts (default: a search's measure's, "
+            "else the profile's)",
+        )
 
     def __init__(
         self,
@@ -403,6 +373,9 @@ class LearnedTimeModel(TimeModel):
             profile = DeviceProfile.load(resolve_profile_path(device, hardware_registry))
         super().__init__(device=profile.name, **opts)
         self.profile = profile
+        #: what it predicts: a search gives it its measure's (search/components.py); every record has each
+        self.statistic: str = check_statistic(opts["statistic"] or profile.statistic)
+        profile.require_statistic(self.statistic)
         self.device_warning: str | None = None
         if opts["check_device"]:
             with _warnings.catch_warnings(record=True) as caught:
@@ -421,11 +394,10 @@ class LearnedTimeModel(TimeModel):
         if profile.fewshot is not None:  # a few-shot profile: its priors' models adapted to its networks
             from .profile_fewshot import fit_fewshot_profile
 
-            self.model = fit_fewshot_profile(profile, layer_types, seed=opts["seed"])
+            self.model = fit_fewshot_profile(profile, layer_types, seed=opts["seed"], statistic=self.statistic)
         else:
-            self.model = fit_profile(
-                profile, layer_types, boost=opts["boost"], calibrate=opts["calibrate"], seed=opts["seed"]
-            )
+            fit = {k: opts[k] for k in ("boost", "calibrate", "seed")}
+            self.model = fit_profile(profile, layer_types, self.statistic, **fit)
         # the training step: a roofline's (the profile measures inference only)
         train_hw = opts["train_hardware"]
         if train_hw is None and profile.device.get("kind") == "cpu" and hardware_registry is not None:
@@ -458,6 +430,14 @@ class LearnedTimeModel(TimeModel):
         """Latencies (ms) of many architectures at once (one regressor call per kernel kind)."""
         self._check_batch(batch_size)
         return self.model.predict_networks([kernels_of(a) for a in archs])
+
+    def figure_source(self, figure: str) -> FigureSource | None:
+        src = super().figure_source(figure)  # the latency: the profile's statistic the model was fitted on
+        return (
+            replace(src, how=f"{src.how}, fitted on its {self.statistic} latencies")
+            if figure == "latency_ms" and src
+            else src
+        )
 
     def train_step_source(self) -> str | None:
         if self.train_roofline is None:
@@ -492,6 +472,7 @@ class LearnedTimeModel(TimeModel):
                 "profile": self.profile.name,
                 "profile_device": self.profile.device_name,
                 "runtime": self.profile.runtime_name,
+                "statistic": self.statistic,
                 "kernels": len([k for k in kernels if measurable(k)]),
             },
         )

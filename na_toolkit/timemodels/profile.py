@@ -308,17 +308,24 @@ class DeviceProfile(Document):
             profile = cls.model_validate(doc)
         except ValidationError as exc:
             raise ProfileError(f"{where}: {format_validation_error(exc, cls)}") from None
-        key = f"{profile.statistic}_ms"  # what the learned model and the profiler read of each record
-        for part, items in (("kernels", profile.kernels), ("networks", profile.networks)):
+        profile.require_statistic(profile.statistic, where)  # what the learned model and the profiler read
+        profile.prior_profiles(where)  # a few-shot profile's priors are checked on reading
+        return profile
+
+    def require_statistic(self, statistic: str, where: str | None = None) -> None:
+        """ProfileError unless every kernel and network record holds a positive `<statistic>_ms` (every profile
+        records the median, p10 and min of each item; a learned model may be fitted on any of them)."""
+        key = f"{statistic}_ms"
+        own = " (the profile's statistic)" if statistic == self.statistic else ""
+        where = where or f"profile {self.name!r}" + (f" ({self.path})" if self.path is not None else "")
+        for part, items in (("kernels", self.kernels), ("networks", self.networks)):
             for i, item in enumerate(items):
                 value = item.measurement.get(key)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                     raise ProfileError(
-                        f"{where}: {part}[{i}].measurement needs a positive {key!r} (the profile's statistic), "
-                        f"got {value!r}: rebuild it with `na-toolkit profile`"
+                        f"{where}: {part}[{i}].measurement needs a positive {key!r}"
+                        f"{own}, got {value!r}: rebuild it with `na-toolkit profile`"
                     )
-        profile.prior_profiles(where)  # a few-shot profile's priors are checked on reading
-        return profile
 
     def prior_profiles(self, where: str | None = None) -> list[DeviceProfile]:
         """A few-shot profile's prior profiles, each checked against its content hash (empty for a full

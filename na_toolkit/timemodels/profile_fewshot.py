@@ -180,8 +180,11 @@ class FewShotLatencyModel:
         return {"priors": self.priors, "prior_names": self.prior_names}
 
 
-def fit_fewshot_profile(profile: DeviceProfile, layer_types: LayerTypeRegistry, seed: int = 0) -> FewShotLatencyModel:
-    """The latency model of a few-shot profile: its priors' learned models, adapted to its networks."""
+def fit_fewshot_profile(
+    profile: DeviceProfile, layer_types: LayerTypeRegistry, seed: int = 0, statistic: str | None = None
+) -> FewShotLatencyModel:
+    """The latency model of a few-shot profile: its priors' learned models, adapted to its networks' `statistic`
+    (default the profile's; the priors predict theirs, a feature whose scale the fit absorbs)."""
     if len(profile.networks) < 3:
         raise ProfileError(
             f"few-shot profile {profile.name!r} holds {len(profile.networks)} measured networks; its model needs "
@@ -190,7 +193,7 @@ def fit_fewshot_profile(profile: DeviceProfile, layer_types: LayerTypeRegistry, 
     priors = profile.prior_profiles()
     models = [prior_model(p, layer_types, seed) for p in priors]
     kernels = [kernels_of(Architecture.from_json(n.arch, layer_types=layer_types)) for n in profile.networks]
-    y = np.array([n.latency_ms(profile.statistic) for n in profile.networks])
+    y = np.array([n.latency_ms(statistic or profile.statistic) for n in profile.networks])
     return FewShotLatencyModel(models, [p.name for p in priors]).fit_networks(kernels, y)
 
 

@@ -4,6 +4,8 @@ optimization "all", batch 1); a learned time model fitted on it predicts those. 
 another runtime, version or settings decides budgets by latencies the learned model does not predict, so
 the run warns naming each difference (`runtime_differences`); a batch size other than the profile's is a
 config error before anything runs (`check_profile_batch`), since the model estimates at its profile's only.
+The statistic is the learned model's (`LearnedTimeModel.statistic`): a profile records each item's median,
+p10 and min, and a search fits the model on the one its measure reports unless the config names another.
 """
 
 from __future__ import annotations
@@ -44,7 +46,13 @@ def runtime_differences(model: Any, measure: Any) -> list[str]:
     profile = _profile_of(model)
     if profile is None or not getattr(measure, "runtime", ""):
         return []
-    return profile_differences(profile, measure)
+    out = profile_differences(profile, measure)
+    # which statistic: the model's (the profile records every one; a search gives it the measure's when the
+    # config names none), not the profile's; another runtime is the one difference named, as above
+    ours, theirs = getattr(model, "statistic", None), getattr(measure, "statistic", None)
+    if ours and theirs and ours != theirs and profile.runtime_name == measure.runtime:
+        out.append(f"statistic: the learned model predicts the {ours}, the measure reports the {theirs}")
+    return out
 
 
 def profile_differences(profile: DeviceProfile, measure: Any, versions: bool = True) -> list[str]:
@@ -73,6 +81,12 @@ def runtime_warning(model: Any, measure: Any) -> str | None:
     if not diffs:
         return None
     profile = _profile_of(model)
+    if all(d.startswith("statistic:") for d in diffs):  # the profile is fine: the model's option is not
+        return (
+            f"the learned model of profile {profile.name!r} and the measure {measure.name!r} differ "
+            f"({'; '.join(diffs)}): it predicts other latencies than the measured ones that decide the budgets; "
+            "drop the learned model's option statistic (it then predicts the measure's), or give both the same"
+        )
     return (
         f"profile {profile.name!r} was measured with other runtime settings than the measure "
         f"{measure.name!r} ({'; '.join(diffs)}): the learned model predicts that runtime's latencies, not the "

@@ -4,6 +4,7 @@ by its cell (`nb201_cell_of`); an architecture outside the space is an error, ne
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,10 +12,10 @@ import numpy as np
 from na_toolkit.errors import ArchitectureError, ConfigError, DataError, TimeModelError
 from na_toolkit.evaluation.base import EvaluationResult, Evaluator, TrainingRows
 from na_toolkit.ir.architecture import Architecture
-from na_toolkit.timemodels.base import TimeEstimate, TimeModel
+from na_toolkit.timemodels.base import FigureSource, TimeEstimate, TimeModel
 
 from .space import DATASETS, canonical_cell, nb201_architecture, nb201_architecture_for, nb201_cell_of
-from .table import LATENCY_PREFIX, NB201Table, column_unit, load_table
+from .table import LATENCY_PREFIX, NB201Table, column_unit, default_table_path, load_table, packaged_table_path
 
 if TYPE_CHECKING:
     from na_toolkit.ir.layers import LayerTypeRegistry
@@ -34,6 +35,22 @@ ACCURACY_COLUMNS: dict[tuple[str, int], tuple[str, str]] = {
 DATASET_NAMES = {"c10": "cifar10", "c100": "cifar100", "in16": "imagenet16-120"}
 #: HELP measured the GPUs at batch 1, 32 and 256 (the column suffix); every other device at batch 1
 GPU_BATCH_SUFFIXES = ("1", "32", "256")
+#: who produced each latency column of the shipped table, by device (data/SOURCE.md): what the device is, whose
+#: data it is, and whether it was measured on the device or computed (a simulator, an FPGA design's synthesis)
+HELP = "HELP (Lee et al., NeurIPS 2021)"
+HW_NAS_BENCH = "HW-NAS-Bench (Li et al., ICLR 2021)"
+TABLE_DEVICES: dict[str, tuple[str, str, bool]] = {
+    "1080ti": ("an NVIDIA GTX 1080 Ti", HELP, True),
+    "2080ti": ("an NVIDIA RTX 2080 Ti", HELP, True),
+    "titan_rtx": ("an NVIDIA Titan RTX", HELP, True),
+    "gold_6226": ("an Intel Xeon Gold 6226", HELP, True),
+    "silver_4114": ("an Intel Xeon Silver 4114", HELP, True),
+    "pixel2": ("a Google Pixel 2 phone", HELP, True),
+    "pixel3": ("a Google Pixel 3 phone", HW_NAS_BENCH, True),
+    "raspi4": ("a Raspberry Pi 4", HW_NAS_BENCH, True),
+    "eyeriss": ("the Eyeriss ASIC, simulated", HW_NAS_BENCH, False),
+    "fpga": ("an FPGA design, synthesised", HW_NAS_BENCH, False),
+}
 
 
 def _cell(arch: Architecture | str) -> str:
@@ -159,6 +176,24 @@ class NB201TableTimeModel(TimeModel):
             f"nb201-table: no latency column for device {self.device!r} at batch size {batch_size} in {table.path}; "
             f"devices: {known}"
         )
+
+    def figure_source(self, figure: str) -> FigureSource | None:
+        """The latency is read from the table: measured by others on their device (the shipped table's
+        authors, `TABLE_DEVICES`), not on this machine; Eyeriss and FPGA latencies are computed, not measured.
+        The table gives no other figure."""
+        if figure != "latency_ms":
+            return None
+        dev = self.device[len(LATENCY_PREFIX) :] if self.device.startswith(LATENCY_PREFIX) else self.device
+        path = Path(self.options["table"]) if self.options.get("table") else default_table_path()
+        base = dev.rsplit("_", 1)[0] if dev.rsplit("_", 1)[-1] in GPU_BATCH_SUFFIXES else dev
+        known = TABLE_DEVICES.get(dev) or TABLE_DEVICES.get(base)
+        if path.resolve() != packaged_table_path().resolve() or known is None:  # a table of the user's
+            return FigureSource("measured elsewhere", f"table: {path.name}, {dev}; not measured here")
+        what, source, measured = known
+        if not measured:
+            return FigureSource("estimated", f"table: {source}, {dev}: {what} by its authors, not measured")
+        how = f"table: {source}, {dev}: measured by its authors on {what}, not here"
+        return FigureSource("measured elsewhere", how)
 
     def estimate(self, arch: Architecture | str, batch_size: int = 1) -> TimeEstimate:
         column = self.column_for(batch_size)
