@@ -12,7 +12,8 @@
         each is evaluated for real through the executor (evaluator → accuracy, training time) and, for a
             device with a `measure` time model, measured (latency...), each result stored at once
         the predictors are refit on all ground truth so far (the paper's joint training)
-        strategy.tell(results); checkpoints (strategy, predictors, RNG) are stored
+        strategy.tell(results); checkpoints (strategy, RNG) are stored
+    at the end, the final predictors are stored (for inspection and export; a resume replays the refits)
 
 The run stops when the budget is spent or when the strategy proposed nothing new for
 `max_stalled_rounds` rounds in a row. `search.schedule = "async"` drops the round barrier (async_loop.py).
@@ -141,6 +142,8 @@ class SearchLoop:
         self.scorer = Scorer(components, self.counters, self.ground_truth)
         self.context = LoopContext(self)
         self.strategy: Strategy = components.new_strategy(self.context)
+        #: the round of the latest checkpoint (the final predictors are stored under it)
+        self.last_checkpoint = 0
 
     @property
     def seed_arch(self) -> Architecture:
@@ -160,7 +163,8 @@ class SearchLoop:
 
     def _checkpoint(self, round: int) -> None:
         kill_point("checkpoint")
-        self.ground_truth.checkpoint(round, self.strategy, self.rng, self.scorer.predictors)
+        self.ground_truth.checkpoint(round, self.strategy, self.rng)
+        self.last_checkpoint = round
         self.callbacks.on_round_end(round)
 
     def _ask(self, n: int) -> list[Candidate]:
@@ -245,7 +249,9 @@ class SearchLoop:
             screened_by: Counter[Budget] = Counter()  # ... by the budget they broke
             reason = f"the evaluation budget ({budget}) is spent"
             if cfg.search.schedule == "async":
-                return run_async(self), time.perf_counter() - started
+                reason = run_async(self)
+                self.ground_truth.save_predictors(self.last_checkpoint, self.scorer.predictors)
+                return reason, time.perf_counter() - started
             while self.counters.evaluations < budget:
                 round_ += 1
                 self.counters.rounds = round_
@@ -272,6 +278,7 @@ class SearchLoop:
                         told.append((c, fresh.pop(c.hash).score))
                 self.strategy.tell(told)
                 self._checkpoint(round_)
+            self.ground_truth.save_predictors(self.last_checkpoint, self.scorer.predictors)
         finally:
             self.store.save_artifact(EXECUTOR_ARTIFACT, self.components.executor.stats())
             self.callbacks.on_end()
