@@ -50,6 +50,8 @@ class GroundTruth:
         #: evaluations not yet given the accuracy predicted for them (see `note_predictions`)
         self._unpredicted: list[str] = []
         self.warnings: list[str] = []
+        #: the round of the latest checkpoint (the final predictors are stored under it)
+        self.last_checkpoint = 0
 
     @property
     def history(self) -> list[Evaluated]:
@@ -235,9 +237,10 @@ class GroundTruth:
         predictor's whole weights per refit)."""
         self.store.save_checkpoint(round, "strategy", strategy.state_dict())
         self.store.save_checkpoint(round, "rng", rng.bit_generator.state)
+        self.last_checkpoint = round
 
-    def save_predictors(self, round: int, predictors: Mapping[str, Predictor]) -> None:
-        """Store each target's final predictor as the checkpoint `predictor:TARGET` of `round` (the run's last),
+    def save_predictors(self, predictors: Mapping[str, Predictor]) -> None:
+        """Store each target's final predictor as the checkpoint `predictor:TARGET` of the run's last round,
         for inspection and export; nothing reads it back on resume."""
         for target, pred in predictors.items():
             # the predictor's own no-pickle document (schema version, params, state); a predictor without
@@ -250,7 +253,7 @@ class GroundTruth:
                     "params": {k: v for k, v in pred.get_params().items() if _jsonable(v)},
                 }
             state["trained_on"] = [h for h, e in self.evaluated.items() if e.error is None]
-            self.store.save_checkpoint(round, f"predictor:{target}", state)
+            self.store.save_checkpoint(self.last_checkpoint, f"predictor:{target}", state)
 
 
 def _jsonable(value: Any) -> bool:
