@@ -6,13 +6,12 @@ over. Real searches on the NAS-Bench-201 table (cheap ground truth) with a small
 from __future__ import annotations
 
 import json
-import shutil
-import sqlite3
 
 import numpy as np
 import pytest
 
 from conftest import default_toolkit
+from killed_run import cut_run
 from na_toolkit.errors import ConfigError
 from na_toolkit.predictors import make_predictor
 from na_toolkit.predictors.base import Predictor
@@ -80,15 +79,7 @@ def test_a_resumed_run_ends_with_the_kept_predictor_of_an_uninterrupted_one(tk, 
     full = run_search(search_doc(tmp_path, pretrained, schedule), toolkit=tk, progress=False, outputs=False)
     assert full.counters.predictor_fits >= 2
     cut = tmp_path / "cut"
-    shutil.copytree(full.run_dir, cut)
-    conn = sqlite3.connect(cut / STORE_FILE)
-    gone = [h for (h,) in conn.execute("SELECT arch_hash FROM evaluations WHERE seq >= 5")]
-    conn.execute("DELETE FROM evaluations WHERE seq >= 5")  # killed in round 2, after one refit
-    conn.executemany("DELETE FROM predictor_data WHERE arch_hash = ?", [(h,) for h in gone])
-    conn.execute("DELETE FROM checkpoints WHERE round >= 2")
-    conn.execute("UPDATE runs SET status = 'running', result_json = NULL")
-    conn.commit()
-    conn.close()
+    cut_run(full.run_dir, cut, 5, checkpoints_from=2).close()  # killed in round 2, after one refit
     resumed = run_search(None, resume=cut, toolkit=tk, progress=False, outputs=False)
     assert resumed.counters.evaluations_replayed == 5
     assert [e.hash for e in resumed.evaluated] == [e.hash for e in full.evaluated]

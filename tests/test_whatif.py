@@ -422,6 +422,10 @@ def test_bench_whatif_on_nb201(tmp_path):
         assert search["latency_ms"] is None or search["latency_ms"] <= out["budget_ms"]
         assert search["evaluations"] == 4 and search["stop_reason"] == "the evaluation budget (4) is spent"
     assert out["distinct_best_networks"]["table_optimum"] >= 1
+    # what a launch-bound cell pays (docs/whatif.md quotes it): kernels per cell, each at the model's launch cost
+    kernels = out["setting"]["kernels_per_cell"]
+    assert 0 < kernels["min"] <= kernels["median"] <= kernels["max"]
+    assert out["setting"]["launch_overhead_s"] == 1.5e-5  # hwmodels/jetson-orin-nano.toml
     # the first seed's what-if is there as the command prints it, and its searches are the ones reported
     first = out["first_seed"]
     assert first["device"] == "jetson-orin-nano" and first["batch_size"] == 32

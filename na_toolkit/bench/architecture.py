@@ -16,7 +16,8 @@ Figures (`na-toolkit bench architecture --json`):
   outside a source checkout).
 - `nb201_search_reproduced`: fresh `bench nb201-search` results (`--nb201-result`) against the committed
   `benchmarks/nb201-search*.json` of the same parameters, per strategy and seed (null without one);
-  `predictor_reproduced` likewise for `bench predictor` (`--predictor-result`).
+  `predictor_reproduced` likewise for `bench predictor` (`--predictor-result`). `--rerun FILE` makes the fresh
+  result itself: the committed FILE's command on its first `--rerun-seeds` seeds (listed under `reruns`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import Benchmark
-from .reproduce import NB201_SEARCH, PREDICTOR, reproduced
+from .reproduce import NB201_SEARCH, PREDICTOR, reproduced, rerun
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -398,6 +399,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a fresh `bench predictor --out PATH` result to compare likewise (repeatable)",
     )
     parser.add_argument(
+        "--rerun",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a committed nb201-search or predictor result to run again (its params, today's option names) on "
+        "its first --rerun-seeds seeds and compare (repeatable)",
+    )
+    parser.add_argument("--rerun-seeds", type=int, default=1, help="seeds of each --rerun (default 1)")
+    parser.add_argument(
         "--seed-network",
         default="resnet-cifar",
         help="the seed whose JSON the IR import probe reads (default resnet-cifar)",
@@ -419,8 +429,11 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     layers = [{"layer": i, "name": n, "packages": list(p)} for i, (n, p) in enumerate(zip(LAYER_NAMES, PACKAGE_LAYERS))]
     mypy = {"errors": None, "reason": "--skip-mypy"} if args.skip_mypy else mypy_report()
     folder = Path(args.benchmarks_dir) if args.benchmarks_dir else REPO_ROOT / "benchmarks"
-    nb201 = reproduced(NB201_SEARCH, args.nb201_result, folder)
-    predictor = reproduced(PREDICTOR, args.predictor_result, folder)
+    with tempfile.TemporaryDirectory(prefix="bench-architecture-") as tmp:
+        reruns = [rerun(Path(f), args.rerun_seeds, Path(tmp), toolkit) for f in args.rerun]
+        fresh = {name: [r.result for r in reruns if r.benchmark == name] for name in ("nb201-search", "predictor")}
+        nb201 = reproduced(NB201_SEARCH, [*args.nb201_result, *fresh["nb201-search"]], folder)
+        predictor = reproduced(PREDICTOR, [*args.predictor_result, *fresh["predictor"]], folder)
     return {
         "ir_import_modules": len(modules),
         "import_cycles": len(imports["cycles"]),
@@ -454,6 +467,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         "mypy": mypy,
         "nb201_search": nb201,
         "predictor": predictor,
+        "reruns": [{"committed": r.committed, "command": r.command, "wall_s": r.wall_s} for r in reruns],
         "layers": layers,
     }
 

@@ -61,7 +61,8 @@ def _log(msg: str) -> None:
     print(f"gpu_check: {msg}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options (its result's "params" are these; tests/test_benchmark_records.py reads them)."""
     parser = argparse.ArgumentParser(prog="python -m na_toolkit.bench.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda:0", help="cuda:N (cpu: a dry run of the same steps)")
     parser.add_argument("--networks", type=int, default=50, help="networks measured (default 50)")
@@ -70,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hwmodel", default=None, help="hardware model for the roofline (default: from the GPU name)")
     parser.add_argument("--out-dir", default=os.environ.get("OUT") or "benchmarks")
     parser.add_argument("--time-budget-s", type=float, default=150.0, help="profile measuring budget (default 150)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     import numpy as np
     import torch

@@ -38,12 +38,22 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "digits-cpu.toml"
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """The search config `--config` names, else the repository's example."""
+    return Path(args.config) if args.config else DEFAULT_CONFIG
+
+
 MODES = ("scratch", "inherit")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default=str(DEFAULT_CONFIG), help="search config (default: examples/digits-cpu.toml)"
+        "--config",
+        default=None,
+        help="search config (default: the repository's examples/digits-cpu.toml, recorded as null: a result's "
+        "params name no checkout's path)",
     )
     parser.add_argument("--seeds", type=int, default=5, help="search seeds 0..N-1 (default 5)")
     parser.add_argument("--evaluations", type=int, default=None, help="evaluations per search (default: the config's)")
@@ -85,7 +95,7 @@ def _doc(args: argparse.Namespace, seed: int, mode: str) -> dict[str, Any]:
     from ..errors import ConfigError
     from ..files import read_toml
 
-    doc = read_toml(Path(args.config), "config file", ConfigError)
+    doc = read_toml(config_path(args), "config file", ConfigError)
     doc["random_seed"] = seed
     if args.evaluations is not None:
         doc["evaluations"] = args.evaluations
@@ -175,7 +185,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             started = time.perf_counter()
             store = MemoryRunStore(f"inheritance-{mode}-{seed}", doc)
             # relative paths in the config (a seed file) resolve against its folder, as `na-toolkit search` does
-            config = load_config(doc, base_dir=Path(args.config).resolve().parent)
+            config = load_config(doc, base_dir=config_path(args).resolve().parent)
             result = run_search(config, toolkit=toolkit, progress=False, outputs=False, store=store)
             row[mode] = {**summarise(result), "wall_s": time.perf_counter() - started}
             if mode == "inherit" and args.recovered_vs_scratch:

@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .base import Benchmark
-from .inheritance import DEFAULT_CONFIG
+from .inheritance import config_path
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -36,7 +35,10 @@ if TYPE_CHECKING:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default=str(DEFAULT_CONFIG), help="search config (default: examples/digits-cpu.toml)"
+        "--config",
+        default=None,
+        help="search config (default: the repository's examples/digits-cpu.toml, recorded as null: a result's "
+        "params name no checkout's path)",
     )
     parser.add_argument("--seeds", type=int, default=3, help="evaluator seeds 0..N-1, one parent each (default 3)")
     parser.add_argument("--children", type=int, default=4, help="damaged children per parent (default 4)")
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         raise ConfigError(f"--budgets {args.budgets!r}: give whole numbers of epochs, e.g. 1,2,4") from None
     if not budgets or budgets[0] < 1:
         raise ConfigError(f"--budgets {args.budgets!r}: give at least one number of epochs >= 1")
-    doc = read_toml(Path(args.config), "config file", ConfigError)
+    doc = read_toml(config_path(args), "config file", ConfigError)
     options = dict(doc.get("evaluator", {}).get("options", {}))
     options.setdefault("dataset", doc.get("dataset", "digits"))
     if args.epochs is not None:
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     if args.inherit_max_drop is not None:
         options["inherit_max_drop"] = args.inherit_max_drop
     # the config's seed as a search builds it: a registered name, or an IR .json / .onnx file relative to it
-    arch = build_seed(load_config(Path(args.config)), toolkit)
+    arch = build_seed(load_config(config_path(args)), toolkit)
     names = doc.get("search", {}).get("moves") or toolkit.moves.names()
     moves = [toolkit.moves.get(str(name)) for name in names]
     children: list[dict[str, Any]] = []

@@ -4,19 +4,28 @@ A fresh result (the JSON `na-toolkit bench NAME ... --out PATH` wrote) is compar
 `benchmarks/NAME*.json` of the same parameters, up to the parameters that only choose how much of the run
 is done (fewer seeds, a subset of strategies or predictors): over the seeds both hold, every per-seed value
 must match within the tolerance. Used by `bench architecture` (`nb201_search_reproduced`,
-`predictor_reproduced`).
+`predictor_reproduced`), which can rerun committed results itself (`rerun_argv`: the command a result's
+"params" stand for, as today's options of its benchmark spell it).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import shlex
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NAToolkitError
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
 
 #: test accuracies (percent) and predictor scores that count as the same figure
 REPRODUCE_TOLERANCE = 1e-6
@@ -84,11 +93,13 @@ def compare_per_seed(fresh: Series, committed: Series, tol: float = REPRODUCE_TO
 
 
 def committed_result(figure: ReproducedFigure, params: Mapping[str, Any], folder: Path) -> Path | None:
-    """The committed result of the same parameters (up to `figure.subset_params`), None if there is none."""
-    wanted = {k: v for k, v in params.items() if k not in figure.subset_params}
+    """The committed result of the same parameters (up to `figure.subset_params`), None if there is none. A
+    parameter one of them lacks counts as null there (an option added since, or the CLI flags -v/-q/--log-file
+    that older results recorded as null)."""
     for path in sorted(folder.glob(figure.pattern)):
         theirs = json.loads(path.read_text()).get("params", {})
-        if {k: v for k, v in theirs.items() if k not in figure.subset_params} == wanted:
+        keys = (set(params) | set(theirs)) - figure.subset_params
+        if all(params.get(k) == theirs.get(k) for k in keys):
             return path
     return None
 
@@ -121,3 +132,83 @@ def reproduced(
         good = report["compared"] > 0 and not report["mismatches"]
         files.append({"fresh": str(path), "committed": str(committed), "reproduced": good, **report})
     return {"reproduced": all(f["reproduced"] for f in files), "files": files}
+
+
+#: the options of a benchmark that name a file it writes (not inputs: a rerun writes its own)
+OUTPUT_PARAMS = frozenset({"out", "plot", "dump", "profile_out", "work_dir", "out_dir"})
+
+
+def options_of(parser: argparse.ArgumentParser, params: Mapping[str, Any], what: str) -> list[str]:
+    """The command-line options that give `params` (a result's "params", less "benchmark") on `parser` (the
+    benchmark's own, as today's code builds it): an option at its default is left out. ConfigError naming
+    `what` when a parameter is no option today, or was recorded as null where the option now defaults to
+    something else (the command would not run the same)."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    unknown = sorted(k for k in params if k != "benchmark" and k not in actions)
+    if unknown:
+        raise ConfigError(f"{what}: {', '.join(unknown)} is no option of the benchmark today; rerun it and commit anew")
+    argv: list[str] = []
+    for key, value in params.items():
+        if key == "benchmark":
+            continue
+        action = actions[key]
+        option = max(action.option_strings, key=len)  # the long spelling
+        if value == action.default or (value is None and action.default == argparse.SUPPRESS):
+            continue  # at its default, or a CLI-wide flag not given (-v, -q, --log-file)
+        if value is None:
+            raise ConfigError(f"{what}: {key} was null, and {option} now defaults to {action.default!r}")
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            argv += [option] if value != action.default else []
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                argv += [option, str(item)]
+        elif isinstance(value, list):
+            argv += [option, *map(str, value)]
+        else:
+            argv += [option, str(value)]
+    return argv
+
+
+#: the committed results a rerun can check, by benchmark name
+FIGURES = {"nb201-search": NB201_SEARCH, "predictor": PREDICTOR}
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """A committed result run again on its first `seeds` seeds: the command, the fresh result, its time."""
+
+    committed: str
+    benchmark: str
+    command: str
+    result: Path
+    wall_s: float
+
+
+def rerun(committed: Path, seeds: int, out_dir: Path, toolkit: Toolkit) -> Rerun:
+    """Run `na-toolkit bench NAME` again with the params `committed` records (today's option names), on its
+    first `seeds` seeds, writing the fresh result into `out_dir` (a subprocess: the command a user runs)."""
+    try:
+        params = json.loads(committed.read_text())["params"]
+        name = params["benchmark"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"--rerun {committed}: not a committed benchmark result ({e})") from None
+    if name not in FIGURES:
+        raise ConfigError(f"--rerun {committed}: a {name!r} result; reruns compare {', '.join(FIGURES)} results")
+    parser = argparse.ArgumentParser()
+    toolkit.benchmarks.get(name).configure(parser)
+    # the CLI's own flags (-v, -q, --log-file), which older results recorded as null, are not the benchmark's
+    cli_flags = {k for k in ("verbose", "quiet", "log_file") if params.get(k) is None}
+    kept = {k: v for k, v in params.items() if k not in {*OUTPUT_PARAMS, *cli_flags, "seeds"}}
+    options = [*options_of(parser, kept, f"--rerun {committed}"), "--seeds", str(seeds)]
+    result = out_dir / f"{committed.stem}.json"
+    argv = ["bench", name, *options, "--out", str(result)]
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "na_toolkit", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    if proc.returncode != 0:
+        raise NAToolkitError(
+            f"--rerun {committed}: `na-toolkit {shlex.join(argv)}` exited {proc.returncode}: {proc.stderr[-500:]}"
+        )
+    command = shlex.join(["na-toolkit", *argv[:-2]])  # without the temporary --out
+    return Rerun(str(committed), name, command, result, round(time.perf_counter() - started, 1))

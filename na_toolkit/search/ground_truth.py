@@ -6,8 +6,10 @@ hands it back), and before it is used; a resumed run replays from the start and 
 evaluation and measurement instead of paying for it again, so it retraces the interrupted run exactly.
 The predictors are refit on all ground truth so far (the paper's joint training): from scratch, or, a
 predictor that keeps its state (pretrained, or sharing its embedding), from where its last fit left it. The
-predictors' checkpoints are for inspection and export: a resume replays every refit in order, so the kept
-predictors end as they would have without the interruption (tests/test_kept_predictors.py).
+predictors are stored once, when the run ends (`save_predictors`), for inspection and export; a resume
+never reads them: it replays every refit in order, so the kept predictors end as they would have without the
+interruption (tests/test_kept_predictors.py), and the ranking of every replayed round has that round's
+predictors (a checkpoint of the last ones could not give the earlier rounds theirs).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class GroundTruth:
         #: evaluations not yet given the accuracy predicted for them (see `note_predictions`)
         self._unpredicted: list[str] = []
         self.warnings: list[str] = []
+        #: the round of the latest checkpoint (the final predictors are stored under it)
+        self.last_checkpoint = 0
 
     @property
     def history(self) -> list[Evaluated]:
@@ -227,15 +231,20 @@ class GroundTruth:
             self.components.keep(target, pred)
             self.counters.predictor_fits += 1
 
-    def checkpoint(
-        self, round: int, strategy: Strategy, rng: np.random.Generator, predictors: Mapping[str, Predictor]
-    ) -> None:
-        """Store the state after `round`: the strategy's, the RNG's and each predictor's."""
+    def checkpoint(self, round: int, strategy: Strategy, rng: np.random.Generator) -> None:
+        """Store the state after `round`: the strategy's and the RNG's (the predictors' only at the end of the
+        run, `save_predictors`: a resume replays the refits, and writing them each round cost a neural
+        predictor's whole weights per refit)."""
         self.store.save_checkpoint(round, "strategy", strategy.state_dict())
         self.store.save_checkpoint(round, "rng", rng.bit_generator.state)
+        self.last_checkpoint = round
+
+    def save_predictors(self, predictors: Mapping[str, Predictor]) -> None:
+        """Store each target's final predictor as the checkpoint `predictor:TARGET` of the run's last round,
+        for inspection and export; nothing reads it back on resume."""
         for target, pred in predictors.items():
             # the predictor's own no-pickle document (schema version, params, state); a predictor without
-            # one is checkpointed as its name, parameters and training set (it refits on those)
+            # one is stored as its name, parameters and training set (it refits on those)
             try:
                 state = pred.to_json()
             except (AttributeError, NotImplementedError):
@@ -244,7 +253,7 @@ class GroundTruth:
                     "params": {k: v for k, v in pred.get_params().items() if _jsonable(v)},
                 }
             state["trained_on"] = [h for h, e in self.evaluated.items() if e.error is None]
-            self.store.save_checkpoint(round, f"predictor:{target}", state)
+            self.store.save_checkpoint(self.last_checkpoint, f"predictor:{target}", state)
 
 
 def _jsonable(value: Any) -> bool:

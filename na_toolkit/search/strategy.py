@@ -12,7 +12,7 @@ The loop (na_toolkit/search/loop.py) is the same for every strategy, so comparis
         results = evaluate those for real (executor -> evaluator, and measure on each device), each stored
         predictors are refit on all ground truth so far
         strategy.tell(results)                    # in proposal order, evaluated and already-known alike
-        checkpoint: strategy.state_dict(), predictors, RNG
+        checkpoint: strategy.state_dict(), RNG (the final predictors: at the end)
 
 A strategy that proposes nothing new for `search.max_stalled_rounds` rounds in a row ends the search.
 Inside `ask`, a strategy may call `context.score(archs)` as often as it likes (the Neural Architect

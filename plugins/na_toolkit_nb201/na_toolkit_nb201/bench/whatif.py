@@ -65,20 +65,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _roofline_latencies(
     archs: list[Any], models: list[Any], batch_size: int, dtype: str
-) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
-    """Latency (ms) of every cell on every variant's hardware model, and where its time goes."""
+) -> tuple[np.ndarray, list[list[dict[str, Any]]], list[int]]:
+    """Latency (ms) of every cell on every variant's hardware model, where its time goes, and how many
+    kernels each cell launches (the same on every variant)."""
     from na_toolkit.timemodels.roofline import RooflineTimeModel, latency_by_bound
 
     rooflines = [RooflineTimeModel(m, dtype=dtype) for m in models]
     latency = np.zeros((len(archs), len(models)))
     bounds: list[list[dict[str, Any]]] = [[] for _ in models]
+    counts: list[int] = []
     for i, arch in enumerate(archs):
         for j, tm in enumerate(rooflines):
             kernels = tm.forward_kernels(arch, batch_size)
             split = latency_by_bound(kernels)
             latency[i, j] = 1000.0 * sum(k.time_s for k in kernels)
             bounds[j].append(split)
-    return latency, bounds
+        counts.append(len(kernels))
+    return latency, bounds, counts
 
 
 def _shares(split: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         raise ConfigError("--vary: the sweep needs the 1x point (every field at 1x) to set the budget from")
     print(f"[whatif] roofline of {len(rows)} cells on {len(points)} variants", file=sys.stderr, flush=True)
     archs = [nb201_architecture(table.arch_strs[r], layer_types=toolkit.layer_types) for r in rows]
-    latency, bounds = _roofline_latencies(archs, [p.model for p in points], args.batch_size, args.dtype)
+    latency, bounds, kernel_counts = _roofline_latencies(archs, [p.model for p in points], args.batch_size, args.dtype)
     budget_ms = float(np.quantile(latency[:, baseline], args.budget_quantile))
 
     variants_out: list[dict[str, Any]] = []
@@ -206,6 +209,13 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "dtype": args.dtype,
             "batch_size": args.batch_size,
             "cells": len(rows),
+            # what a launch-bound cell pays: kernels per cell (over the table's cells) times the launch cost
+            "kernels_per_cell": {
+                "min": min(kernel_counts),
+                "median": _median(kernel_counts),
+                "max": max(kernel_counts),
+            },
+            "launch_overhead_s": base.launch_overhead_s,
             "search": "na_toolkit.search.whatif.run_whatif per seed; each variant the same seed and budget",
             "reports": "c10_test_acc_200ep (percent) of the best feasible cell by c10_valid_acc_200ep",
         },
