@@ -98,7 +98,7 @@ def test_hard_budget_past_limit_is_infeasible_and_ordered_by_overshoot():
     far = compute_reward({"accuracy": 0.99, "latency_ms@cpu": 3.0}, [b], obj)
     assert not just.feasible and just.violations == ("latency_ms@cpu",)
     assert just.reward == pytest.approx(-1.0, abs=1e-5)
-    assert far.reward == pytest.approx(-1.0 - (2.0 - 1 / 2.0))  # 200 % over: hard_penalty(2) = 2 - 1/2
+    assert far.reward == pytest.approx(-1.0 - 2.0)
     worst_feasible = compute_reward({"accuracy": 0.0, "latency_ms@cpu": 1.0}, [b], obj)
     assert worst_feasible.reward > just.reward > far.reward
 

@@ -1,6 +1,7 @@
 """How a failed evaluation ranks against measured candidates (docs/search.md, "How candidates rank"): below
 every feasible one and below every one that breaks a hard budget, however far; the hard penalty is the
-overshoot up to 100 % and `2 − 1/overshoot` past it, so candidates keep their order by overshoot."""
+overshoot up to 900 % (10x the budget) and `18 − 81/overshoot` past it, so candidates keep their order by
+overshoot."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from na_toolkit.search.reward import MAX_EXCESS, Budget, Objectives, compute_rew
 
 pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
 
-OVERSHOOTS = (1.0 + 1e-9, 1.1, 2.0, 3.0, 10.0, 1e6, 1e12)  # value / limit
+OVERSHOOTS = (1.0 + 1e-9, 1.1, 2.0, 3.0, 10.0, 11.0, 100.0, 1e6, 1e12)  # value / limit
 
 
 @pytest.mark.parametrize("form", ["penalty", "mnasnet"])
@@ -31,18 +32,19 @@ def test_a_failure_ranks_below_every_measured_candidate_of_a_hard_budget(form, i
     assert rewards == sorted(rewards, reverse=True) and len(set(rewards)) == len(rewards)
     assert infeasible_reward >= rewards[0] and rewards[-1] > failed_reward(obj)
     at_most = compute_reward({"accuracy": 1.0, "latency_ms@d": 1e300}, one, obj).reward  # excess capped at 1e9
-    assert at_most > failed_reward(obj) and hard_penalty(2 * MAX_EXCESS) < 2.0
+    assert at_most > failed_reward(obj) and hard_penalty(2 * MAX_EXCESS) < 18.0
 
 
 def test_the_documented_figures_of_the_default_reward():
-    """docs/search.md's table: the reward under one hard latency budget at 1.1x, 2x, 10x, and of a failure."""
+    """docs/search.md's table: the reward under one hard latency budget at 1.1x .. 100x, and of a failure."""
     b = [Budget("latency_ms@d", 10.0, hard=True)]
-    at = {x: compute_reward({"accuracy": 0.9, "latency_ms@d": 10.0 * x}, b).reward for x in (1.0, 1.1, 2.0, 10.0)}
-    assert at == pytest.approx({1.0: 0.9, 1.1: -1.1, 2.0: -2.0, 10.0: -1.0 - (2.0 - 1 / 9)})
-    assert failed_reward(Objectives()) == -3.0
-    # up to 100 % over, the penalty is the overshoot itself; past it, the same slope at 100 %, then flatter
-    assert hard_penalty(0.5) == 0.5 and hard_penalty(1.0) == 1.0
-    assert (hard_penalty(1.0 + 1e-6) - 1.0) / 1e-6 == pytest.approx(1.0, rel=1e-5)
+    xs = (1.0, 1.1, 2.0, 10.0, 100.0)
+    at = {x: compute_reward({"accuracy": 0.9, "latency_ms@d": 10.0 * x}, b).reward for x in xs}
+    assert at == pytest.approx({1.0: 0.9, 1.1: -1.1, 2.0: -2.0, 10.0: -10.0, 100.0: -1.0 - (18.0 - 81 / 99)})
+    assert failed_reward(Objectives()) == -19.0
+    # up to 10x the budget, the penalty is the overshoot itself; past it, the same slope at 10x, then flatter
+    assert hard_penalty(0.5) == 0.5 and hard_penalty(9.0) == 9.0
+    assert (hard_penalty(9.0 + 1e-6) - 9.0) / 1e-6 == pytest.approx(1.0, rel=1e-5)
 
 
 def test_the_scorer_ranks_a_failed_evaluation_below_one_far_over_a_hard_budget(tmp_path):

@@ -19,9 +19,10 @@ A budget may be *hard*: violating it makes the candidate infeasible and its rewa
 ``infeasible_reward − hard_penalty(Σ_hard excess_b)`` (below every feasible candidate, whose reward is >= 0 in
 both forms, as ``infeasible_reward`` <= 0; still ordered by how far it overshoots, so a learning controller is
 pulled towards the feasible region instead of seeing a flat floor; soft terms and weights do not enter it).
-``hard_penalty`` is the overshoot itself up to 100 % and ``2 − 1/overshoot`` past it: the same slope at 100 %,
-always below 2, so a failed evaluation (``FAILED_PENALTY`` below ``infeasible_reward``) ranks below every
-candidate that breaks a hard budget, however far (docs/search.md, "How candidates rank").
+``hard_penalty`` is the overshoot itself up to ``LINEAR_EXCESS`` (900 %: 10× the budget) and
+``2·K − K²/overshoot`` past it (K = LINEAR_EXCESS): the same slope at 10×, always below 2·K, so a failed
+evaluation (``FAILED_PENALTY`` = 2·K below ``infeasible_reward``) ranks below every candidate that breaks a hard
+budget, however far (docs/search.md, "How candidates rank").
 
 ``feasible`` is True when every budget is met, hard or soft; ``violations`` names the budgets that are not.
 
@@ -47,8 +48,10 @@ MAX_EXCESS = 1e9
 GLOBAL_METRICS = ("model_size_bytes", "train_time_s")
 DEVICE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s")
 ACCURACY = "accuracy"
+#: the hard penalty is the overshoot itself up to this (900 %: 10x the budget), bounded past it (`hard_penalty`)
+LINEAR_EXCESS = 9.0
 #: how far below `infeasible_reward` a failed evaluation's reward is: below every hard penalty (`hard_penalty`)
-FAILED_PENALTY = 2.0
+FAILED_PENALTY = 2.0 * LINEAR_EXCESS
 
 
 def device_metric(metric: str, device: str) -> str:
@@ -152,9 +155,11 @@ def _value(metrics: Mapping[str, float], budget: Budget) -> float:
 
 def hard_penalty(excess: float) -> float:
     """What a total relative overshoot `excess` (>= 0) of the hard budgets costs below `infeasible_reward`:
-    `excess` up to 1 (100 %), `2 − 1/excess` past it. Strictly increasing, so candidates keep their order by
-    overshoot, and below FAILED_PENALTY, so a failed evaluation ranks below all of them."""
-    return excess if excess <= 1.0 else FAILED_PENALTY - 1.0 / excess
+    `excess` up to LINEAR_EXCESS (K), `2·K − K²/excess` past it (the same value and slope at K). Strictly
+    increasing, so candidates keep their order by overshoot, and below FAILED_PENALTY (2·K), so a failed
+    evaluation ranks below all of them."""
+    k = LINEAR_EXCESS
+    return excess if excess <= k else FAILED_PENALTY - k * k / excess
 
 
 def failed_reward(objectives: Objectives) -> float:
