@@ -18,7 +18,7 @@ import na_toolkit
 from na_toolkit import validation
 from na_toolkit.moves import Move
 from na_toolkit.search.selection import fill_with_walks, seed_candidate, tournament
-from na_toolkit.search.strategy import Candidate, Score, SearchContext, Strategy, random_move, random_walk
+from na_toolkit.search.strategy import Candidate, Score, SearchContext, Strategy, random_move
 from na_toolkit.validation import validate_options
 
 _MAX_MOVES = Field(3, ge=1, description="a random walk is 1..max_moves valid moves from the seed")
@@ -59,7 +59,9 @@ class RegularizedEvolution(Strategy):
     """Regularized ("aging") evolution (Real et al., AAAI 2019, Algorithm 1): a population of the latest
     `population` evaluated candidates; each child is the winner of a tournament of `sample` members drawn
     at random, mutated by one valid move; every result joins the population and the oldest member leaves.
-    Until the population is full, candidates are random walks from the seed (max_moves, as `random`).
+    Until the population is full, candidates are random walks from the seed (max_moves, as `random`:
+    `selection.fill_with_walks`, so never a network already evaluated or proposed); should the walks find no
+    new network while it is still short (a small space near the seed), children of the members so far.
     Fitness is the reward (budget penalties included). A mutation that gives an already evaluated network is
     drawn again up to `tries` times (a repeat costs no evaluation here, but teaches nothing). `oversample`
     as in `random` (options: `RegularizedEvolution.Options`, docs/options.md)."""
@@ -107,7 +109,8 @@ class RegularizedEvolution(Strategy):
 
     def _mutate(self, seen: set[str]) -> Candidate | None:
         ctx = self.context
-        parent = tournament(self.population, self.sample, ctx.rng)
+        # a tournament of `sample` (of all members while a small space leaves the population short of it)
+        parent = tournament(self.population, min(self.sample, len(self.population)), ctx.rng)
         child = None
         for _ in range(self.tries):
             step = random_move(parent.arch, ctx.move_types, ctx.rng)
@@ -121,19 +124,18 @@ class RegularizedEvolution(Strategy):
 
     def ask(self, n: int) -> list[Candidate]:
         ctx = self.context
-        seen = set(ctx.evaluated) | {ctx.seed_arch.hash}
+        count = n * self.oversample
         out: list[Candidate] = []
-        filling = len(self.population) < self.population_size  # a batch is all initial or all children
-        for _ in range(n * self.oversample):
-            if filling:
-                cand = None
-                for _ in range(self.tries):
-                    steps = int(ctx.rng.integers(1, self.max_moves + 1))
-                    cand = random_walk(ctx.seed_arch, ctx.move_types, ctx.rng, steps, origin=self.name)
-                    if cand is None or cand.hash not in seen:
-                        break
-            else:
-                cand = self._mutate(seen)
+        if len(self.population) < self.population_size:  # a batch is all initial or all children ...
+            seed = seed_candidate(ctx)
+            out = fill_with_walks(ctx, count, lambda: seed, self.max_moves, self.name, tries=count * self.tries)
+            if out or not self.population:
+                return out
+            # ... unless the walks find no new network (a small space near the seed): then children of the
+            # population so far, rather than a stalled search
+        seen = set(ctx.evaluated) | {ctx.seed_arch.hash}
+        for _ in range(count):
+            cand = self._mutate(seen)
             if cand is not None:
                 seen.add(cand.hash)
                 out.append(cand)

@@ -16,9 +16,13 @@ Two forms:
   its hard-constraint variant.
 
 A budget may be *hard*: violating it makes the candidate infeasible and its reward
-``infeasible_reward − Σ_hard excess_b`` (below every feasible candidate, whose reward is >= 0 in both forms,
-as ``infeasible_reward`` <= 0; still ordered by how far it overshoots, so a learning controller is pulled
-towards the feasible region instead of seeing a flat floor; soft terms and weights do not enter it).
+``infeasible_reward − hard_penalty(Σ_hard excess_b)`` (below every feasible candidate, whose reward is >= 0 in
+both forms, as ``infeasible_reward`` <= 0; still ordered by how far it overshoots, so a learning controller is
+pulled towards the feasible region instead of seeing a flat floor; soft terms and weights do not enter it).
+``hard_penalty`` is the overshoot itself up to ``LINEAR_EXCESS`` (900 %: 10× the budget) and
+``2·K − K²/overshoot`` past it (K = LINEAR_EXCESS): the same slope at 10×, always below 2·K, so a failed
+evaluation (``FAILED_PENALTY`` = 2·K below ``infeasible_reward``) ranks below every candidate that breaks a hard
+budget, however far (docs/search.md, "How candidates rank").
 
 ``feasible`` is True when every budget is met, hard or soft; ``violations`` names the budgets that are not.
 
@@ -44,6 +48,10 @@ MAX_EXCESS = 1e9
 GLOBAL_METRICS = ("model_size_bytes", "train_time_s")
 DEVICE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s")
 ACCURACY = "accuracy"
+#: the hard penalty is the overshoot itself up to this (900 %: 10x the budget), bounded past it (`hard_penalty`)
+LINEAR_EXCESS = 9.0
+#: how far below `infeasible_reward` a failed evaluation's reward is: below every hard penalty (`hard_penalty`)
+FAILED_PENALTY = 2.0 * LINEAR_EXCESS
 
 
 def device_metric(metric: str, device: str) -> str:
@@ -145,6 +153,21 @@ def _value(metrics: Mapping[str, float], budget: Budget) -> float:
     return value
 
 
+def hard_penalty(excess: float) -> float:
+    """What a total relative overshoot `excess` (>= 0) of the hard budgets costs below `infeasible_reward`:
+    `excess` up to LINEAR_EXCESS (K), `2·K − K²/excess` past it (the same value and slope at K). Strictly
+    increasing, so candidates keep their order by overshoot, and below FAILED_PENALTY (2·K), so a failed
+    evaluation ranks below all of them."""
+    k = LINEAR_EXCESS
+    return excess if excess <= k else FAILED_PENALTY - k * k / excess
+
+
+def failed_reward(objectives: Objectives) -> float:
+    """The reward of a failed evaluation: `infeasible_reward − FAILED_PENALTY`, below every candidate that was
+    measured and breaks a hard budget (`hard_penalty` < FAILED_PENALTY) and every feasible one."""
+    return objectives.infeasible_reward - FAILED_PENALTY
+
+
 def _violated(violations: list[str], metric: str) -> None:
     if metric not in violations:  # two budgets on one metric: it is named once
         violations.append(metric)
@@ -193,5 +216,5 @@ def compute_reward(
         terms[ACCURACY] = objectives.accuracy_weight * acc
         reward = terms[ACCURACY] * factor
     if hard:
-        reward = objectives.infeasible_reward - hard_excess
+        reward = objectives.infeasible_reward - hard_penalty(hard_excess)
     return RewardResult(float(reward), not violations, tuple(violations), terms, tuple(hard))

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import ConfigError, TimeModelError, blame, wrong_answer
 from ..timemodels.base import estimate_problems
 from .diagnostics import CAPACITY_ADVICE, is_capacity
-from .reward import Budget, compute_reward, device_metric
+from .reward import Budget, compute_reward, device_metric, failed_reward
 from .strategy import Score
 from .train_time import device_train_metric, trains
 
@@ -247,9 +247,9 @@ class Scorer:
 
     # ---- real scores -----------------------------------------------------------------------------------
     def failed_score(self, why: str, metrics: Mapping[str, float] | None = None, real: bool = True) -> Score:
-        """`infeasible_reward − 1`: below every feasible candidate and every one within 100% of its hard budgets
-        (a hard penalty grows with the overshoot, so one far past a hard budget ranks lower; docs/search.md)."""
-        return Score(self.config.objectives.infeasible_reward - 1.0, dict(metrics or {}), False, 0.0, real, (why,))
+        """`reward.failed_reward`: below every feasible candidate and every one that breaks a hard budget,
+        however far (docs/search.md, "How candidates rank")."""
+        return Score(failed_reward(self.config.objectives), dict(metrics or {}), False, 0.0, real, (why,))
 
     def real_score(self, arch: Architecture, rec: EvaluationRecord) -> tuple[Score, dict[str, bool]]:
         """The score of an evaluated candidate from its stored evaluation and each device's ground truth (the

@@ -1,8 +1,9 @@
 """The pieces of a strategy's policy, public: where its episodes start, how it ranks networks, how it explores
 with random walks. The built-in strategies are written with them (`neural-architect` draws its starts with
 `StartPool`, ranks its proposals with `rank_proposals`, fills an ask up with `fill_with_walks`; `random` is
-`fill_with_walks` from the seed), so a plugin strategy that uses them behaves as the built-ins do, seed for
-seed (docs/plugin_hooks.md, "The strategy toolkit").
+`fill_with_walks` from the seed, and so is `evolution`'s first population, whose parents `tournament`
+picks), so a plugin strategy that uses them behaves as the built-ins do, seed for seed (docs/plugin_hooks.md,
+"The strategy toolkit").
 
 Every function draws its random numbers from the RNG it is given (a strategy passes `context.rng`), in a
 documented order, so a strategy built on them stays a function of the search's seed.
@@ -174,7 +175,8 @@ def fill_with_walks(
     from a start that `starts()` gives, with the start's moves before the walk's; a network evaluated, the
     seed, one in `exclude` or one already drawn is drawn again, `tries` walks in all. Per walk: `starts()`
     first, then `rng.integers(1, max_steps + 1)` steps, then the walk's moves. `random` is this from the seed;
-    neural-architect tops an ask up with it when its episodes found fewer than n new networks."""
+    neural-architect tops an ask up with it when its episodes found fewer than n new networks; `evolution`
+    draws its first population with it."""
     rng = context.rng
     evaluated = context.evaluated
     seed_hash = context.seed_arch.hash
