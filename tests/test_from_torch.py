@@ -89,8 +89,8 @@ def test_a_hand_written_module():
     types = [n.type for n in arch.nodes]
     assert types == [
         *("conv2d", "batchnorm2d", "hardswish", "conv2d", "silu", "squeeze_excitation", "add", "maxpool2d"),
-        *("relu6", "avgpool2d", "concat", "global_avg_pool", "flatten", "gelu", "flatten", "dropout", "linear"),
-    ]
+        *("relu6", "avgpool2d", "concat", "global_avg_pool", "flatten", "gelu", "dropout", "linear"),
+    ]  # the view of the (N, C) vector to (N, -1) computes nothing: no node
     se = next(n for n in arch.nodes if n.type == "squeeze_excitation")
     assert arch.attrs(se.id) == {"squeeze_channels": 8, "activation": "relu", "gate": "hardsigmoid"}
     assert arch.attrs(arch.nodes[1].id)["eps"] == 1e-3 and arch.attrs(arch.nodes[3].id)["groups"] == 16

@@ -165,22 +165,35 @@ class SqueezeExcitation(LayerType):
 
     def import_onnx(self, ctx, onnx_node):
         """The block from its squeeze: mean -> Conv 1x1 -> Relu | Sigmoid*x -> Conv 1x1 -> Sigmoid |
-        HardSigmoid -> Mul(x, gate), each reading only the one before. Anything else is declined (a plain
-        global pool imports as global_avg_pool)."""
+        HardSigmoid -> Mul(x, gate), each reading only the one before; or its form with linear layers (the
+        SENet paper's code): the mean as a vector (Flatten, Reshape to (N, C), or ReduceMean dropping H and
+        W) -> Gemm -> ... -> Gemm -> gate -> back to (N, C, 1, 1) (Reshape, Unsqueeze) -> Mul(x, gate).
+        Anything else is declined (a plain global pool imports as global_avg_pool)."""
         x = onnx_node.input[0]
-        if x in ctx.constants or len(ctx.shape(x)) != 3 or not _is_spatial_mean(ctx, onnx_node):
+        if x in ctx.constants or len(ctx.shape(x)) != 3:
             return False
-        fc1 = ctx.sole_consumer(onnx_node.output[0])
-        p1 = _conv1x1(ctx, fc1)
+        keepdims = _spatial_mean(ctx, onnx_node)
+        if keepdims is None:
+            return False
+        c = ctx.shape(x)[0]
+        chain, pooled = [], onnx_node.output[0]
+        to_vector = ctx.sole_consumer(pooled) if keepdims else None
+        vector = not keepdims or _is_to_vector(ctx, to_vector, c)
+        if keepdims and vector:
+            chain.append(to_vector)
+            pooled = to_vector.output[0]
+        fc = _linear_as_1x1 if vector else _conv1x1
+        fc1 = ctx.sole_consumer(pooled)
+        p1 = fc(ctx, fc1)
         if p1 is None:
             return False
-        chain = [fc1]
+        chain.append(fc1)
         activation, act_nodes, hidden = _se_activation(ctx, fc1.output[0])
         if activation is None:
             return False
         chain += act_nodes
         fc2 = ctx.sole_consumer(hidden)
-        p2 = _conv1x1(ctx, fc2)
+        p2 = fc(ctx, fc2)
         gate = ctx.sole_consumer(fc2.output[0]) if p2 is not None else None
         if gate is None or gate.op_type not in ("Sigmoid", "HardSigmoid"):
             return False
@@ -188,24 +201,33 @@ class SqueezeExcitation(LayerType):
             _close(ctx.attr(gate, "alpha", 0.2), HARDSIGMOID_ALPHA) and _close(ctx.attr(gate, "beta", 0.5), 0.5)
         ):
             return False
-        mul = ctx.sole_consumer(gate.output[0])
-        if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, gate.output[0]]):
+        chain += [fc2, gate]
+        scale = gate.output[0]
+        if vector:
+            back = _to_map(ctx, scale, c)
+            if back is None:
+                return False
+            chain += back
+            scale = back[-1].output[0]
+        mul = ctx.sole_consumer(scale)
+        if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, scale]):
             return False
         assert p2 is not None  # gate is None otherwise
         (w1, b1), (w2, b2) = p1, p2
-        c, s = ctx.shape(x)[0], w1.shape[0]
+        s = w1.shape[0]
         if w1.shape[1] != c or w2.shape[:2] != (c, s):
             return False
         attrs = {"squeeze_channels": int(s), "activation": activation, "gate": SE_GATES[gate.op_type == "HardSigmoid"]}
         weights = {"fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2}
-        for node in [*chain, fc2, gate, mul]:
+        for node in [*chain, mul]:
             ctx.absorb(node)
         ctx.add(self.name, [ctx.value(x)], attrs, weights, output=mul.output[0])
         return True
 
 
-def _is_spatial_mean(ctx: Any, node: Any) -> bool:
-    """GlobalAveragePool, or ReduceMean over H and W keeping the dimensions."""
+def _spatial_mean(ctx: Any, node: Any) -> bool | None:
+    """Whether the mean keeps H and W (as 1 x 1) when `node` is GlobalAveragePool or ReduceMean over H and
+    W; None for any other node."""
     if node.op_type == "GlobalAveragePool":
         return True
     if len(node.input) > 1 and node.input[1]:  # opset 18+: axes is an input
@@ -213,7 +235,60 @@ def _is_spatial_mean(ctx: Any, node: Any) -> bool:
         axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
     else:
         axes = ctx.attr(node, "axes")
-    return axes is not None and sorted(a % 4 for a in axes) == [2, 3] and bool(ctx.attr(node, "keepdims", 1))
+    if axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+        return None
+    return bool(ctx.attr(node, "keepdims", 1))
+
+
+def _is_to_vector(ctx: Any, node: Any, channels: int) -> bool:
+    """A Flatten (axis 1) or Reshape to (N, C) of the (N, C, 1, 1) mean."""
+    if node is None:
+        return False
+    if node.op_type == "Flatten":
+        return int(ctx.attr(node, "axis", 1)) == 1
+    target = ctx.constant(node.input[1]) if node.op_type == "Reshape" else None
+    return target is not None and target.ndim == 1 and len(target) == 2 and int(target[1]) in (-1, channels)
+
+
+def _to_map(ctx: Any, tensor: str, channels: int) -> list[Any] | None:
+    """The nodes that make the (N, C) gate `tensor` an (N, C, 1, 1) map: a Reshape, or one or two
+    Unsqueeze on the trailing axes; None if it is not read so."""
+    rank, nodes = 2, []
+    while rank < 4:
+        node = ctx.sole_consumer(tensor)
+        if node is None or node.op_type not in ("Reshape", "Unsqueeze"):
+            return None
+        if node.op_type == "Reshape":
+            target = ctx.constant(node.input[1])
+            if target is None or target.ndim != 1 or len(target) != 4:
+                return None
+            if int(target[1]) not in (-1, channels) or any(int(t) != 1 for t in target[2:]):
+                return None
+            rank = 4
+        else:
+            axes = ctx.constant(node.input[1]) if len(node.input) > 1 else None
+            axes = ctx.attr(node, "axes") if axes is None else [int(a) for a in axes.reshape(-1)]
+            if not axes or any(a % (rank + len(axes)) < 2 for a in axes):
+                return None
+            rank += len(axes)
+        nodes.append(node)
+        tensor = node.output[0]
+    return nodes if rank == 4 else None
+
+
+def _linear_as_1x1(ctx: Any, node: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(weight, bias) of a Gemm with constant weights and bias (a linear layer), as those of the 1x1
+    convolution it is on a 1 x 1 map; None for any other node."""
+    if node is None or node.op_type != "Gemm" or len(node.input) < 3 or ctx.attr(node, "transA", 0):
+        return None
+    w, b = ctx.constant(node.input[1]), ctx.constant(node.input[2])
+    if w is None or b is None or w.ndim != 2:
+        return None
+    w = (w if ctx.attr(node, "transB", 0) else w.T) * float(ctx.attr(node, "alpha", 1.0))
+    b = b.reshape(-1) * float(ctx.attr(node, "beta", 1.0))
+    if b.shape != (w.shape[0],):
+        return None
+    return w.reshape(*w.shape, 1, 1), b
 
 
 def _conv1x1(ctx: Any, node: Any) -> tuple[np.ndarray, np.ndarray] | None:

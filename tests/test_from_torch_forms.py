@@ -1,0 +1,101 @@
+"""`from_torch` on the forms a researcher's own network writes its blocks in: the squeeze-and-excitation of
+the SENet paper's code (linear layers on the pooled vector, `view(b, c, 1, 1)`, `expand_as`), the pooled
+vector made by `squeeze`, and what an `expand` cannot be. Each imports as the layer types the IR has, to
+the original module's outputs and parameter count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from conftest import layer_types
+from na_toolkit.errors import TorchImportError
+from na_toolkit.ir.torch_import import from_torch
+
+
+class LinearSE(nn.Module):
+    """Squeeze-and-excitation as SENet's code writes it: pool, to a vector, Linear -> act -> Linear -> gate,
+    back to (N, C, 1, 1), scale; `to_vector` and `to_map` are the ways one writes the two reshapes."""
+
+    def __init__(self, channels: int, to_vector: str, to_map: str, act: type[nn.Module], gate: type[nn.Module]):
+        super().__init__()
+        self.to_vector, self.to_map = to_vector, to_map
+        self.fc = nn.Sequential(nn.Linear(channels, 2), act(), nn.Linear(2, channels), gate())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, _, _ = x.shape
+        if self.to_vector == "view":
+            s = F.adaptive_avg_pool2d(x, 1).view(b, c)
+        elif self.to_vector == "mean":
+            s = x.mean((2, 3))
+        else:
+            s = F.adaptive_avg_pool2d(x, 1).squeeze(-1).squeeze(-1)
+        s = self.fc(s)
+        if self.to_map == "view_expand_as":
+            return x * s.view(b, c, 1, 1).expand_as(x)
+        return s.unsqueeze(-1).unsqueeze(-1) * x
+
+
+class Net(nn.Module):
+    def __init__(self, se: nn.Module, head: str = "flatten"):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.se, self.head = se, head
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.se(F.relu6(self.conv(x)))
+        pooled = F.adaptive_avg_pool2d(x, 1)
+        return self.fc(pooled.squeeze(-1).squeeze(-1) if self.head == "squeeze" else torch.flatten(pooled, 1))
+
+
+def _imports_to_the_same_outputs(model: nn.Module):
+    model = model.eval()
+    x = torch.randn(2, 3, 6, 6)
+    arch, state = from_torch(model, x, layer_types(), return_weights=True)
+    again = arch.to_torch().eval()
+    again.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-6)
+    assert arch.params == sum(p.numel() for p in model.parameters())
+    return arch
+
+
+@pytest.mark.parametrize(
+    "to_vector, to_map, act, gate, attrs",
+    [
+        ("view", "view_expand_as", nn.ReLU, nn.Sigmoid, ("relu", "sigmoid")),  # SENet's own code
+        ("mean", "unsqueeze", nn.SiLU, nn.Sigmoid, ("silu", "sigmoid")),  # EfficientNet's
+        ("squeeze", "view_expand_as", nn.ReLU, nn.Hardsigmoid, ("relu", "hardsigmoid")),  # MobileNetV3's
+    ],
+)
+def test_a_squeeze_excitation_written_with_linear_layers_is_one_node(to_vector, to_map, act, gate, attrs):
+    # before: view(b, c, 1, 1) was "Reshape is supported as a flatten to (N, -1) only", expand_as and
+    # squeeze were unsupported ops
+    arch = _imports_to_the_same_outputs(Net(LinearSE(8, to_vector, to_map, act, gate)))
+    assert [n.type for n in arch.nodes] == [
+        *("conv2d", "relu6", "squeeze_excitation", "global_avg_pool", "flatten", "linear")
+    ]
+    se = arch.nodes[2]
+    assert arch.attrs(se.id) == {"squeeze_channels": 2, "activation": attrs[0], "gate": attrs[1]}
+
+
+def test_a_pooled_vector_made_by_squeeze_is_a_flatten():
+    arch = _imports_to_the_same_outputs(Net(nn.Identity(), head="squeeze"))
+    assert [n.type for n in arch.nodes] == ["conv2d", "relu6", "global_avg_pool", "flatten", "linear"]
+
+
+class ExpandsIntoACat(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return torch.cat([x, s.expand_as(x)], dim=1)  # EXPAND-LINE
+
+
+def test_an_expand_that_a_broadcast_cannot_replace_is_named_with_what_to_do():
+    with pytest.raises(TorchImportError) as info:
+        from_torch(ExpandsIntoACat(), torch.randn(1, 3, 4, 4), layer_types())
+    message = str(info.value)
+    assert message.startswith("torch op aten.expand_as.default") and "`return torch.cat(" in message
+    assert "aten.cat.default" in message and "drop the expand and let the product broadcast" in message
