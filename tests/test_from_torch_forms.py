@@ -99,3 +99,27 @@ def test_an_expand_that_a_broadcast_cannot_replace_is_named_with_what_to_do():
     message = str(info.value)
     assert message.startswith("torch op aten.expand_as.default") and "`return torch.cat(" in message
     assert "aten.cat.default" in message and "drop the expand and let the product broadcast" in message
+
+
+class BiaslessSE(nn.Module):
+    def __init__(self, linear: bool):
+        super().__init__()
+        self.linear = linear
+        layer = (lambda i, o: nn.Linear(i, o, bias=False)) if linear else (lambda i, o: nn.Conv2d(i, o, 1, bias=False))
+        self.fc1, self.fc2 = layer(8, 2), layer(2, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3)) if self.linear else x.mean((2, 3), keepdim=True)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+        return x * (s[:, :, None, None] if self.linear else s)
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_a_squeeze_excitation_without_biases_says_so(linear):
+    # before: "torch op aten.mul.Tensor ... ONNX op 'Mul' is supported, but not in this form (inputs
+    # ['conv2d', 'sigmoid'], ...); the layer types that import it (gelu, zero) do not take it so"
+    with pytest.raises(TorchImportError) as info:
+        from_torch(Net(BiaslessSE(linear)), torch.randn(1, 3, 4, 4), layer_types())
+    message = str(info.value)
+    assert "in module 'se' (BiaslessSE)" in message and "squeeze-and-excitation block (8 -> 2 -> 8 channels)" in message
+    assert ("linear layers" if linear else "1x1 convolutions") in message and "give both bias=True" in message

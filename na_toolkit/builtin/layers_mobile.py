@@ -217,6 +217,13 @@ class SqueezeExcitation(LayerType):
         s = w1.shape[0]
         if w1.shape[1] != c or w2.shape[:2] != (c, s):
             return False
+        if b1 is None or b2 is None:  # the block is this, and only a layer of this form could hold it
+            layers = "linear layers" if vector else "1x1 convolutions"
+            raise ctx.error(
+                f"a squeeze-and-excitation block ({c} -> {s} -> {c} channels) whose {layers} have no bias; "
+                "squeeze_excitation has them: give both bias=True in the model, or register a layer type "
+                "that imports this form (a plugin's import_onnx; docs/plugin_hooks.md, ONNX import)"
+            )
         attrs = {"squeeze_channels": int(s), "activation": activation, "gate": SE_GATES[gate.op_type == "HardSigmoid"]}
         weights = {"fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2}
         for node in [*chain, mul]:
@@ -276,33 +283,43 @@ def _to_map(ctx: Any, tensor: str, channels: int) -> list[Any] | None:
     return nodes if rank == 4 else None
 
 
-def _linear_as_1x1(ctx: Any, node: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """(weight, bias) of a Gemm with constant weights and bias (a linear layer), as those of the 1x1
+def _bias(ctx: Any, node: Any) -> tuple[bool, np.ndarray | None]:
+    """(whether the node's bias is usable, the bias): none at all is (True, None), a computed one (False,
+    None)."""
+    if len(node.input) < 3 or not node.input[2]:
+        return True, None
+    b = ctx.constant(node.input[2])
+    return b is not None, b
+
+
+def _linear_as_1x1(ctx: Any, node: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(weight, bias or None) of a Gemm with constant weights (a linear layer), as those of the 1x1
     convolution it is on a 1 x 1 map; None for any other node."""
-    if node is None or node.op_type != "Gemm" or len(node.input) < 3 or ctx.attr(node, "transA", 0):
+    if node is None or node.op_type != "Gemm" or ctx.attr(node, "transA", 0):
         return None
-    w, b = ctx.constant(node.input[1]), ctx.constant(node.input[2])
-    if w is None or b is None or w.ndim != 2:
+    w, (usable, b) = ctx.constant(node.input[1]), _bias(ctx, node)
+    if w is None or not usable or w.ndim != 2:
         return None
     w = (w if ctx.attr(node, "transB", 0) else w.T) * float(ctx.attr(node, "alpha", 1.0))
-    b = b.reshape(-1) * float(ctx.attr(node, "beta", 1.0))
-    if b.shape != (w.shape[0],):
-        return None
+    if b is not None:
+        b = b.reshape(-1) * float(ctx.attr(node, "beta", 1.0))
+        if b.shape != (w.shape[0],):
+            return None
     return w.reshape(*w.shape, 1, 1), b
 
 
-def _conv1x1(ctx: Any, node: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """(weight, bias) of a plain 1x1 convolution with constant weights and bias, else None."""
-    if node is None or node.op_type != "Conv" or len(node.input) < 3 or int(ctx.attr(node, "group", 1)) != 1:
+def _conv1x1(ctx: Any, node: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(weight, bias or None) of a plain 1x1 convolution with constant weights, else None."""
+    if node is None or node.op_type != "Conv" or int(ctx.attr(node, "group", 1)) != 1:
         return None
     if any(v != 1 for v in [*ctx.attr(node, "strides", [1, 1]), *ctx.attr(node, "dilations", [1, 1])]):
         return None
     if any(ctx.attr(node, "pads", [0, 0, 0, 0])) or ctx.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return None
-    w, b = ctx.constant(node.input[1]), ctx.constant(node.input[2])
-    if w is None or b is None or w.ndim != 4 or w.shape[2:] != (1, 1):
+    w, (usable, b) = ctx.constant(node.input[1]), _bias(ctx, node)
+    if w is None or not usable or w.ndim != 4 or w.shape[2:] != (1, 1):
         return None
-    return w, b.reshape(-1)
+    return w, None if b is None else b.reshape(-1)
 
 
 def _se_activation(ctx: Any, tensor: str) -> tuple[str | None, list[Any], str]:
