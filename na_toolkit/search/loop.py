@@ -57,7 +57,7 @@ from .reward import Budget
 from .run_folder import new_run_dir, resolve_run_dir, run_folder_callbacks
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
-from .summary import Counters, Evaluated, SearchResult, summarize
+from .summary import Counters, Evaluated, SearchResult, seed_metrics, summarize
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
@@ -228,8 +228,8 @@ class SearchLoop:
         budget = cfg.evaluations
         self.callbacks.on_start(budget)
         try:
-            # tell the user at the start when the seed already breaks a budget (by the time models)
-            self.warnings += self.scorer.budget_warnings(self.seed_arch)
+            # the seed already breaking a budget by the time models: told in the result (`result`)
+            self.scorer.budget_warnings(self.seed_arch)
             for message in device_warnings(self.components):
                 self.warnings.append(message)
                 # on stderr now (the na_toolkit logger: `-q` hides it), and in summary.json and report.md at
@@ -295,7 +295,10 @@ class SearchLoop:
             seed_hash=self.seed_arch.hash,
             counters=self.counters,
             elapsed_s=elapsed_s,
-            warnings=self.warnings + self.ground_truth.warnings + self.scorer.noise_warnings,
+            warnings=self.scorer.seed_budget_warnings(seed_metrics(self.ground_truth.history))
+            + self.warnings
+            + self.ground_truth.warnings
+            + self.scorer.noise_warnings,
             provenance=stored_provenance(self.store),
         )
 
