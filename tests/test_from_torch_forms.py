@@ -123,3 +123,59 @@ def test_a_squeeze_excitation_without_biases_says_so(linear):
     message = str(info.value)
     assert "in module 'se' (BiaslessSE)" in message and "squeeze-and-excitation block (8 -> 2 -> 8 channels)" in message
     assert ("linear layers" if linear else "1x1 convolutions") in message and "give both bias=True" in message
+
+
+class HSigmoid(nn.Module):
+    """h_sigmoid as MobileNetV3 code wrote it before torch had nn.Hardsigmoid."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x + 3.0, inplace=True) / 6.0
+
+
+class HSwish(nn.Module):
+    def __init__(self, form: str):
+        super().__init__()
+        self.form, self.sigmoid = form, HSigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.form == "x * h_sigmoid(x)":
+            return x * self.sigmoid(x)
+        if self.form == "x * relu6(x + 3) / 6":
+            return x * F.relu6(x + 3) / 6
+        return torch.clamp(x + 3, 0, 6) * (1 / 6) * x  # clamp, a product by 1/6, x last
+
+
+class HandSE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(8, 2), nn.ReLU(inplace=True), nn.Linear(2, 8), HSigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, _, _ = x.size()
+        return x * self.fc(F.adaptive_avg_pool2d(x, 1).view(b, c)).view(b, c, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "act, layer_type",
+    [
+        (HSigmoid(), "hardsigmoid"),
+        (HSwish("x * h_sigmoid(x)"), "hardswish"),
+        (HSwish("x * relu6(x + 3) / 6"), "hardswish"),
+        (HSwish("clamp(x + 3, 0, 6) * (1 / 6) * x"), "hardswish"),
+    ],
+)
+def test_a_written_out_hard_activation_is_its_layer(act, layer_type):
+    # before: "torch op aten.div.Tensor ... unsupported op" (and clamp too)
+    class WithAct(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(act(self.conv(x)), 1), 1))
+
+    arch = _imports_to_the_same_outputs(WithAct(nn.Identity()))
+    assert [n.type for n in arch.nodes] == ["conv2d", layer_type, "global_avg_pool", "flatten", "linear"]
+
+
+def test_a_squeeze_excitation_gated_by_a_written_out_hard_sigmoid_is_one_node():
+    arch = _imports_to_the_same_outputs(Net(HandSE()))
+    se = next(n for n in arch.nodes if n.type == "squeeze_excitation")
+    assert arch.attrs(se.id) == {"squeeze_channels": 2, "activation": "relu", "gate": "hardsigmoid"}
+    assert len(arch.nodes) == 6

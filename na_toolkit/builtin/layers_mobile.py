@@ -4,7 +4,8 @@ in `DEFAULT_PLUGINS`, after it, so their ONNX importers are asked before the gen
 types: silu before sigmoid for a `Sigmoid`, squeeze_excitation before global_avg_pool for a global pool).
 
 Depthwise convolution is conv2d with groups = input channels, global average pooling and hardswish are in
-`na_toolkit.builtin.layers`.
+`na_toolkit.builtin.layers`. hardsigmoid's importer also takes relu6(x + 3) / 6 written out (and x times it, as
+a hardswish), and squeeze_excitation's the block written with linear layers as well as 1x1 convolutions.
 """
 
 from __future__ import annotations
@@ -35,12 +36,25 @@ def _close(value: Any, target: float, tol: float = 1e-4) -> bool:
 
 class HardSigmoid(_Activation):
     name, description, torch_class = "hardsigmoid", "relu6(x + 3) / 6 (Howard et al. 2019)", "Hardsigmoid"
-    onnx_ops = ("HardSigmoid",)
+    # Add: the written-out forms (below), asked before the add layer type's import of an Add
+    onnx_ops = ("HardSigmoid", "Add")
 
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         return ctx.node("HardSigmoid", inputs, node_id, alpha=HARDSIGMOID_ALPHA, beta=HARDSIGMOID_BETA)
 
     def import_onnx(self, ctx, onnx_node):
+        """HardSigmoid with torch's constants; or an `Add` that begins one written out, relu6(x + 3) / 6
+        (the h_sigmoid of MobileNetV3 code written before torch had one), or x * relu6(x + 3) / 6 (its
+        h_swish), which imports as a hardswish."""
+        if onnx_node.op_type == "Add":
+            found = written_out_hard_activation(ctx, onnx_node)
+            if found is None:
+                return False
+            layer_type, x, nodes = found
+            for node in nodes:
+                ctx.absorb(node)
+            ctx.add(layer_type, [ctx.value(x)], output=nodes[-1].output[0])
+            return True
         alpha, beta = ctx.attr(onnx_node, "alpha", 0.2), ctx.attr(onnx_node, "beta", 0.5)
         if not (_close(alpha, HARDSIGMOID_ALPHA) and _close(beta, HARDSIGMOID_BETA)):
             raise ctx.error(
@@ -49,6 +63,59 @@ class HardSigmoid(_Activation):
             )
         ctx.add(self.name, [ctx.value(onnx_node.input[0])], output=onnx_node.output[0])
         return True
+
+
+def _constant_operand(ctx: Any, node: Any, value: float) -> str | None:
+    """The computed operand of a binary `node` whose other operand is the constant `value`, else None."""
+    if node is None or len(node.input) != 2:
+        return None
+    consts = [ctx.constant(t) for t in node.input]
+    for i in (0, 1):
+        c = consts[1 - i]
+        if consts[i] is None and c is not None and c.size == 1 and _close(c.reshape(()), value):
+            return str(node.input[i])
+    return None
+
+
+def _sixth(ctx: Any, node: Any) -> bool:
+    """`node` divides by 6 or multiplies by 1/6 (the last step of relu6(x + 3) / 6)."""
+    if node is None:
+        return False
+    if node.op_type == "Div":  # x / 6, not 6 / x
+        return _constant_operand(ctx, node, 6.0) == node.input[0]
+    return node.op_type == "Mul" and _constant_operand(ctx, node, 1.0 / 6.0) is not None
+
+
+def _times(node: Any, x: str, t: str) -> bool:
+    return node is not None and node.op_type == "Mul" and sorted(node.input) == sorted([x, t])
+
+
+def written_out_hard_activation(ctx: Any, add: Any) -> tuple[str, str, list[Any]] | None:
+    """`(layer type, x, the ONNX nodes from the Add on)` of relu6(x + 3) / 6 ("hardsigmoid") or x times it,
+    in either order ("hardswish"), written out from `add` (x + 3), each node read only by the next; else
+    None. relu6 is a Clip to [0, 6]; / 6 is a Div by 6 or a Mul by 1/6."""
+    x = _constant_operand(ctx, add, 3.0)
+    clip = ctx.sole_consumer(add.output[0]) if x is not None else None
+    if x is None or clip is None or clip.op_type != "Clip" or len(clip.input) != 3:
+        return None
+    bounds = [ctx.constant(t) for t in clip.input[1:]]
+    if any(b is None or b.size != 1 for b in bounds):
+        return None
+    if not (_close(bounds[0].reshape(()), 0.0) and _close(bounds[1].reshape(()), 6.0)):
+        return None
+    nodes, t = [add, clip], clip.output[0]
+    step = ctx.sole_consumer(t)
+    if _sixth(ctx, step):  # relu6(x + 3) / 6, and perhaps x * that
+        nodes.append(step)
+        mul = ctx.sole_consumer(step.output[0])
+        if _times(mul, x, step.output[0]):
+            return "hardswish", x, [*nodes, mul]
+        return "hardsigmoid", x, nodes
+    if _times(step, x, t):  # x * relu6(x + 3), then / 6
+        sixth = ctx.sole_consumer(step.output[0])
+        if _sixth(ctx, sixth):
+            return "hardswish", x, [*nodes, step, sixth]
+    return None
 
 
 def _silu_product(ctx: Any, sigmoid: Any) -> Any:
@@ -194,15 +261,12 @@ class SqueezeExcitation(LayerType):
         chain += act_nodes
         fc2 = ctx.sole_consumer(hidden)
         p2 = fc(ctx, fc2)
-        gate = ctx.sole_consumer(fc2.output[0]) if p2 is not None else None
-        if gate is None or gate.op_type not in ("Sigmoid", "HardSigmoid"):
+        found = _se_gate(ctx, ctx.sole_consumer(fc2.output[0])) if p2 is not None else None
+        if found is None:
             return False
-        if gate.op_type == "HardSigmoid" and not (
-            _close(ctx.attr(gate, "alpha", 0.2), HARDSIGMOID_ALPHA) and _close(ctx.attr(gate, "beta", 0.5), 0.5)
-        ):
-            return False
-        chain += [fc2, gate]
-        scale = gate.output[0]
+        gate, gate_nodes = found
+        chain += [fc2, *gate_nodes]
+        scale = gate_nodes[-1].output[0]
         if vector:
             back = _to_map(ctx, scale, c)
             if back is None:
@@ -224,12 +288,26 @@ class SqueezeExcitation(LayerType):
                 "squeeze_excitation has them: give both bias=True in the model, or register a layer type "
                 "that imports this form (a plugin's import_onnx; docs/plugin_hooks.md, ONNX import)"
             )
-        attrs = {"squeeze_channels": int(s), "activation": activation, "gate": SE_GATES[gate.op_type == "HardSigmoid"]}
+        attrs = {"squeeze_channels": int(s), "activation": activation, "gate": gate}
         weights = {"fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2}
         for node in [*chain, mul]:
             ctx.absorb(node)
         ctx.add(self.name, [ctx.value(x)], attrs, weights, output=mul.output[0])
         return True
+
+
+def _se_gate(ctx: Any, node: Any) -> tuple[str, list[Any]] | None:
+    """(gate, its nodes) of the gate `node` begins: Sigmoid, HardSigmoid with torch's constants, or
+    relu6(x + 3) / 6 written out; else None."""
+    if node is None:
+        return None
+    if node.op_type == "Sigmoid":
+        return "sigmoid", [node]
+    if node.op_type == "HardSigmoid":
+        alpha, beta = ctx.attr(node, "alpha", 0.2), ctx.attr(node, "beta", 0.5)
+        return ("hardsigmoid", [node]) if _close(alpha, HARDSIGMOID_ALPHA) and _close(beta, HARDSIGMOID_BETA) else None
+    found = written_out_hard_activation(ctx, node) if node.op_type == "Add" else None
+    return ("hardsigmoid", found[2]) if found is not None and found[0] == "hardsigmoid" else None
 
 
 def _spatial_mean(ctx: Any, node: Any) -> bool | None:

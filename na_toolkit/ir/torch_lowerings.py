@@ -99,8 +99,13 @@ def _unary(op_type: str, **attrs: Any) -> Callable[..., str]:
 
 
 def _clip(lw: _Lowering, x: Any, low: Any = -1.0, high: Any = 1.0) -> str:
-    bounds = [lw.constant(np.array(v, np.float32), k) for k, v in (("min", low), ("max", high))]
-    return lw.op("Clip", [lw.tensor(x), *bounds])
+    """hardtanh (-1, 1 by default), relu6, clamp (a bound of None: unbounded, an empty ONNX input)."""
+    bounds = ["" if v is None else lw.constant(np.array(v, np.float32), k) for k, v in (("min", low), ("max", high))]
+    return lw.op("Clip", [lw.tensor(x), *(bounds[:1] if high is None else bounds)])
+
+
+def _clamp(lw: _Lowering, x: Any, low: Any = None, high: Any = None) -> str:
+    return _clip(lw, x, low, high)
 
 
 def _silu(lw: _Lowering, x: Any) -> str:
@@ -250,9 +255,14 @@ LOWERINGS: dict[str, Callable[..., Any]] = {
     **{f"aten.hardsigmoid{i}.default": _unary("HardSigmoid", alpha=1 / 6, beta=0.5) for i in ("", "_")},
     **{f"aten.silu{i}.default": _silu for i in ("", "_")},
     **{f"aten.hardtanh{i}.default": _clip for i in ("", "_")},
-    "aten.relu6.default": lambda lw, x: _clip(lw, x, 0.0, 6.0),
+    **{f"aten.relu6{i}.default": lambda lw, x: _clip(lw, x, 0.0, 6.0) for i in ("", "_")},
     "aten.gelu.default": _gelu,
-    **{f"aten.{op}{i}.Tensor": _binary(onnx) for op, onnx in (("add", "Add"), ("mul", "Mul")) for i in ("", "_")},
+    **{
+        f"aten.{op}{i}.Tensor": _binary(onnx)
+        for op, onnx in (("add", "Add"), ("mul", "Mul"), ("div", "Div"))
+        for i in ("", "_")
+    },
+    **{f"aten.clamp{i}.default": _clamp for i in ("", "_")},
     "aten.mean.dim": _mean,
     "aten.adaptive_avg_pool2d.default": _adaptive_avg_pool2d,
     "aten.max_pool2d.default": _max_pool2d,
