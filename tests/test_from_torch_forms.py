@@ -179,3 +179,27 @@ def test_a_squeeze_excitation_gated_by_a_written_out_hard_sigmoid_is_one_node():
     se = next(n for n in arch.nodes if n.type == "squeeze_excitation")
     assert arch.attrs(se.id) == {"squeeze_channels": 2, "activation": "relu", "gate": "hardsigmoid"}
     assert len(arch.nodes) == 6
+
+
+class PoolsTheWholeMap(nn.Module):
+    """pytorch-cifar's head: F.avg_pool2d(out, 4) on the last 4x4 map; here a 16x16 one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.avg_pool2d(F.relu(self.conv(x)), 16)
+        return self.fc(out.view(out.size(0), -1))
+
+
+def test_an_average_pool_over_a_whole_map_wider_than_a_pooling_kernel_is_a_global_pool():
+    # before: "cannot be imported as avgpool2d: attribute 'kernel' must be <= 15, got 16"
+    model = PoolsTheWholeMap().eval()
+    x = torch.randn(2, 3, 16, 16)
+    arch, state = from_torch(model, x, layer_types(), return_weights=True)
+    assert [n.type for n in arch.nodes] == ["conv2d", "relu", "global_avg_pool", "flatten", "linear"]
+    again = arch.to_torch().eval()
+    again.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-6)
