@@ -11,6 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from conftest import layer_types
+from na_toolkit.builtin.layers import _Activation
+from na_toolkit.builtin.layers_mobile import builtin_registry
 from na_toolkit.errors import TorchImportError
 from na_toolkit.ir.torch_import import from_torch
 
@@ -203,3 +205,24 @@ def test_an_average_pool_over_a_whole_map_wider_than_a_pooling_kernel_is_a_globa
     again.load_state_dict(state)
     with torch.no_grad():
         assert torch.allclose(again(x), model(x), atol=1e-6)
+
+
+class SigmoidReadAsTanh(_Activation):
+    """A plugin layer type whose importer claims ONNX Sigmoid but whose torch build is a tanh: a wrong
+    importer, as a third party may write one."""
+
+    name, description, torch_class, onnx_op, onnx_ops = "tanh_from_sigmoid", "tanh", "Tanh", "Tanh", ("Sigmoid",)
+
+
+def test_an_import_that_computes_something_else_is_an_error_not_another_network():
+    # before: from_torch returned the tanh network without a word, and a search would have searched from it
+    registry = builtin_registry()
+    registry.current_plugin = "wrong_plugin"
+    registry.add(SigmoidReadAsTanh())
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    with pytest.raises(TorchImportError) as info:
+        from_torch(model, torch.randn(1, 3, 6, 6), registry)
+    message = str(info.value)
+    assert message.startswith("the imported network does not compute what Sequential does: on the example input")
+    assert "an op was lowered or imported wrongly" in message and "\n" not in message
+    assert model.training  # the module's own mode is restored after the check too

@@ -17,8 +17,10 @@ layer does not survive a round trip through torch.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,12 +45,18 @@ _ONNX_NODE = re.compile(r"^ONNX node '(?P<name>[^']*)' \([A-Za-z]+\): ")
 
 
 def from_torch(
-    module: torch.nn.Module, example_input: torch.Tensor, layer_types: LayerTypeRegistry, return_weights: bool = False
+    module: torch.nn.Module,
+    example_input: torch.Tensor,
+    layer_types: LayerTypeRegistry,
+    return_weights: bool = False,
+    check: bool = True,
 ) -> Any:
     """The Architecture computed by `module` on inputs shaped like `example_input` (a float tensor
     (N, C, H, W) or (N, F); N is any batch size), its nodes imported by `layer_types` (`toolkit.layer_types`;
     `builtin_layer_types()` for the built-in ones). With `return_weights=True`, `(arch, state_dict)`:
-    `arch.to_torch().load_state_dict(state_dict)` computes what `module` does (in eval mode)."""
+    `arch.to_torch().load_state_dict(state_dict)` computes what `module` does (in eval mode). With `check`
+    (the default) that is checked on `example_input` (a forward pass of each): an import whose outputs differ
+    from the module's is a TorchImportError, never a silently different network."""
     import torch
 
     if not isinstance(module, torch.nn.Module):
@@ -67,28 +75,68 @@ def from_torch(
     from .onnx_import import from_onnx
 
     try:
-        return from_onnx(model, layer_types, return_weights=return_weights)
+        arch, state = from_onnx(model, layer_types, return_weights=True)
     except OnnxImportError as exc:
         raise lowering.explain(exc) from None
+    if check:
+        check_parity(module, arch, state, example_input)
+    return (arch, state) if return_weights else arch
+
+
+#: how far the imported network's outputs may be from the module's, relative to the largest output (at
+#: least 1): float32 sums in another order, as the layer types' ONNX emitters are held to (1e-4)
+PARITY_TOLERANCE = 1e-4
+
+
+def check_parity(module: torch.nn.Module, arch: Any, state: dict[str, Any], example_input: torch.Tensor) -> None:
+    """Raise TorchImportError unless the imported network (`arch` with `state`) computes what `module` does
+    in eval mode on `example_input`: a lowering or an importer that got an op wrong must not hand a search
+    another network than the one the user gave."""
+    import torch
+
+    rebuilt = arch.to_torch().to(example_input.device).eval()
+    rebuilt.load_state_dict(state)
+    with _eval_mode(module), torch.no_grad():
+        want = module(example_input)
+        got = rebuilt(example_input)
+    if not isinstance(want, torch.Tensor) or tuple(want.shape) != tuple(got.shape):
+        shape = tuple(want.shape) if isinstance(want, torch.Tensor) else type(want).__name__
+        raise TorchImportError(f"the imported network outputs {tuple(got.shape)} where {arch.name} outputs {shape}")
+    scale = max(1.0, float(want.abs().max()))
+    diff = float((got - want).abs().max())
+    if not diff <= PARITY_TOLERANCE * scale:  # NaN included
+        raise TorchImportError(
+            f"the imported network does not compute what {arch.name} does: on the example input its outputs differ "
+            f"by up to {diff:.3g} (tolerance {PARITY_TOLERANCE * scale:.3g}); an op was lowered or imported "
+            "wrongly: report it with the module, and replace the op that differs (compare the outputs of "
+            "arch.to_torch() with the state dict of from_torch(..., return_weights=True) layer by layer)"
+        )
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """The module in eval mode; each submodule's training flag restored afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _export(module: torch.nn.Module, example_input: torch.Tensor) -> Any:
     """`torch.export.export` in eval mode (each submodule's training flag is restored afterwards)."""
     import torch
 
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
     try:
-        with torch.no_grad():
+        with _eval_mode(module), torch.no_grad():
             return torch.export.export(module, (example_input,), strict=False)
     except Exception as exc:  # torch raises many kinds (UserError, data-dependent control flow, ...)
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise TorchImportError(
             f"torch.export could not export {type(module).__name__}: {type(exc).__name__}: {first[:300]}"
         ) from None
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def source_location(node: Any) -> str:
