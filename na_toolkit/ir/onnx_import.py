@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import NAToolkitError, OnnxImportError
 from .architecture import INPUT, Architecture, Attrs, Node, infer_node
 from .layers import require_layer_types
+from .onnx_shapes import SHAPE_OPS, fold_shape_op
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -216,6 +217,8 @@ class OnnxImportContext:
             self.current = node
             if node.domain not in ("", "ai.onnx"):
                 raise self.error(f"op domain {node.domain!r} is not supported (only the default ONNX domain)")
+            if node.op_type in SHAPE_OPS and fold_shape_op(self, node):  # x.view(x.size(0), -1) unfolded
+                continue
             candidates = importers.get(node.op_type, ())
             if not any(lt.import_onnx(self, node) for lt in candidates):
                 supported = sorted({*importers, *STRUCTURAL_OPS})
