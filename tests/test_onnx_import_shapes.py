@@ -65,3 +65,35 @@ class GathersAFeatureMap(nn.Module):
 def test_a_gather_of_a_computed_tensor_is_still_unsupported():
     with pytest.raises(OnnxImportError, match=r"\(Gather\): unsupported ONNX op 'Gather'"):
         from_onnx(_export_keeping_batch_norm(GathersAFeatureMap()), layer_types())
+
+
+class SENetCode(nn.Module):
+    """The SENet paper's code: b, c from x.size(), Linear layers, view(b, c, 1, 1), expand_as."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Sequential(nn.Linear(8, 2), nn.ReLU(inplace=True), nn.Linear(2, 8), nn.Sigmoid())
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(x))
+        b, c, _, _ = x.size()
+        y = self.fc(F.adaptive_avg_pool2d(x, 1).view(b, c)).view(b, c, 1, 1)
+        x = x * y.expand_as(x)
+        return self.head(F.adaptive_avg_pool2d(x, 1).view(x.size(0), -1))
+
+
+def test_a_squeeze_excitation_in_the_senet_papers_code_imports_as_one_node():
+    # before: Unsqueeze unsupported; with it folded, the block's reshape targets (built after the pool that
+    # starts the pattern) and its Expand to Shape(x) kept the pattern from matching
+    model = SENetCode().eval()
+    arch, state = from_onnx(_export_keeping_batch_norm(model), layer_types(), return_weights=True)
+    assert [n.type for n in arch.nodes] == [
+        *("conv2d", "relu", "squeeze_excitation", "global_avg_pool", "flatten", "linear")
+    ]
+    again = arch.to_torch().eval()
+    again.load_state_dict(state)
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-6)

@@ -273,6 +273,10 @@ class SqueezeExcitation(LayerType):
                 return False
             chain += back
             scale = back[-1].output[0]
+        expand = ctx.sole_consumer(scale)  # x * s.expand_as(x) in a torch.onnx.export: the product broadcasts s
+        if _expands_to(ctx, expand, x):
+            chain.append(expand)
+            scale = expand.output[0]
         mul = ctx.sole_consumer(scale)
         if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, scale]):
             return False
@@ -294,6 +298,17 @@ class SqueezeExcitation(LayerType):
             ctx.absorb(node)
         ctx.add(self.name, [ctx.value(x)], attrs, weights, output=mul.output[0])
         return True
+
+
+def _expands_to(ctx: Any, node: Any, x: str) -> bool:
+    """`node` is an Expand to the shape of `x`: Shape(x), or the constant (N, *shape of x)."""
+    if node is None or node.op_type != "Expand":
+        return False
+    source = ctx.producer(node.input[1])
+    if source is not None and source.op_type == "Shape" and source.input[0] == x and len(source.attribute) == 0:
+        return True
+    target = ctx.constant(node.input[1])
+    return target is not None and target.ndim == 1 and tuple(int(t) for t in target[1:]) == tuple(ctx.shape(x))
 
 
 def _se_gate(ctx: Any, node: Any) -> tuple[str, list[Any]] | None:
