@@ -127,7 +127,7 @@ def test_an_unsupported_op_is_named_with_its_source_line():
     assert message.startswith("torch op aten.flip.default") and "unsupported op" in message
     assert f"test_from_torch.py:{_line('FLIP-LINE')}" in message and ".flip(1)" in message
     assert "\n" not in message and "conv2d" in message  # one line, listing what is supported
-    assert "replace it in the model with supported ops, or register a layer type" in message  # what to do
+    assert "replace it in the model with supported ops, or export the module with torch.onnx" in message
 
 
 def test_a_final_softmax_is_told_to_go_since_networks_output_logits():

@@ -226,3 +226,44 @@ def test_an_import_that_computes_something_else_is_an_error_not_another_network(
     assert message.startswith("the imported network does not compute what Sequential does: on the example input")
     assert "an op was lowered or imported wrongly" in message and "\n" not in message
     assert model.training  # the module's own mode is restored after the check too
+
+
+class LeakyReLU(_Activation):
+    """A plugin's layer type for an activation the toolkit has none for."""
+
+    name, description, torch_class, onnx_op, onnx_ops = (
+        "leaky_relu",
+        "leaky relu",
+        "LeakyReLU",
+        "LeakyRelu",
+        ("LeakyRelu",),
+    )
+
+
+def _leaky_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+
+
+def test_an_activation_without_a_built_in_layer_type_imports_through_a_plugins():
+    # before: "torch op aten.leaky_relu.default: unsupported op; ... register a layer type that imports it",
+    # and a plugin's layer type importing ONNX LeakyRelu did not help: the ATen op had no lowering
+    registry = builtin_registry()
+    registry.current_plugin = "leaky_plugin"
+    registry.add(LeakyReLU())
+    arch = from_torch(_leaky_net().eval(), torch.randn(2, 3, 6, 6), registry)  # checked against the module
+    assert [n.type for n in arch.nodes] == ["conv2d", "leaky_relu", "flatten", "linear"]
+    with pytest.raises(TorchImportError) as info:
+        from_torch(_leaky_net(), torch.randn(1, 3, 6, 6), layer_types())
+    message = str(info.value)
+    assert message.startswith("torch op aten.leaky_relu.default") and "in module '1' (LeakyReLU)" in message
+    assert "no layer type imports the ONNX op it is lowered to (unsupported ONNX op 'LeakyRelu'" in message
+    assert "register a layer type that imports it" in message
+
+
+def test_an_op_without_a_lowering_says_a_layer_type_cannot_take_it_here_but_through_onnx():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Mish(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    with pytest.raises(TorchImportError) as info:
+        from_torch(model, torch.randn(1, 3, 6, 6), layer_types())
+    message = str(info.value)
+    assert message.startswith("torch op aten.mish.default") and "from_torch has no lowering of it" in message
+    assert "torch.onnx.export(..., dynamo=False) and import that file" in message

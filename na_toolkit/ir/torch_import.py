@@ -44,6 +44,16 @@ _SOFTMAX_ATEN = frozenset({"softmax", "log_softmax"})
 _ONNX_NODE = re.compile(r"^ONNX node '(?P<name>[^']*)' \([A-Za-z]+\): ")
 
 
+#: what to do about an ATen op with no lowering: a layer type imports ONNX ops, so a plugin's cannot take it
+#: here, but it can take the ONNX op torch's own exporter writes for it
+NO_LOWERING_TODO = (
+    "from_torch has no lowering of it to ONNX, so no layer type can import it here: replace it in the model "
+    "with supported ops, or export the module with torch.onnx.export(..., dynamo=False) and import that file "
+    "(from_onnx, na-toolkit arch import), where a layer type that imports the ONNX op torch writes for it (a "
+    "plugin's import_onnx; docs/plugin_hooks.md, ONNX import) takes it"
+)
+
+
 def from_torch(
     module: torch.nn.Module,
     example_input: torch.Tensor,
@@ -276,7 +286,7 @@ class _Lowering:
             final_softmax = str(node.target).split(".")[1].lstrip("_") in _SOFTMAX_ATEN and any(
                 user.op == "output" for user in node.users
             )
-            todo = unsupported_op_todo(final_softmax)
+            todo = unsupported_op_todo(final_softmax) if final_softmax else NO_LOWERING_TODO
             raise self.error(f"unsupported op; {todo}; from_torch imports {', '.join(supported)}")
         self.names[node] = lower(self, *node.args, **node.kwargs)
 
@@ -288,6 +298,8 @@ class _Lowering:
         if node is None:
             return TorchImportError(f"the exported module cannot be imported: {message}")
         why = message[match.end() :].split("; supported:")[0] if match else message
+        if why.startswith("unsupported ONNX op"):  # lowered, but to an op no layer type declares
+            return self.error(f"no layer type imports the ONNX op it is lowered to ({why})", node)
         return self.error(f"supported, but the layer types cannot import it in this form ({why})", node)
 
 

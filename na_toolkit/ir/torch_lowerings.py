@@ -112,6 +112,23 @@ def _silu(lw: _Lowering, x: Any) -> str:
     return lw.op("Mul", [lw.tensor(x), lw.op("Sigmoid", [lw.tensor(x)], ".sigmoid")])
 
 
+def _leaky_relu(lw: _Lowering, x: Any, negative_slope: Any = 0.01) -> str:
+    return lw.op("LeakyRelu", [lw.tensor(x)], alpha=float(negative_slope))
+
+
+def _elu(lw: _Lowering, x: Any, alpha: Any = 1.0, scale: Any = 1, input_scale: Any = 1) -> str:
+    if scale != 1 or input_scale != 1:
+        raise lw.error(f"elu with scale={scale}, input_scale={input_scale} is supported as plain elu only")
+    return lw.op("Elu", [lw.tensor(x)], alpha=float(alpha))
+
+
+def _softplus(lw: _Lowering, x: Any, beta: Any = 1, threshold: Any = 20) -> str:
+    # torch's threshold (x above it is returned as is) differs from log(1 + exp(x)) by < 1e-8 at 20
+    if beta != 1 or threshold < 20:
+        raise lw.error(f"softplus(beta={beta}, threshold={threshold}) is supported with beta=1, threshold>=20")
+    return lw.op("Softplus", [lw.tensor(x)])
+
+
 def _gelu(lw: _Lowering, x: Any, approximate: Any = "none") -> str:
     if approximate != "none":
         raise lw.error(f"gelu(approximate={approximate!r}) is not supported (only the exact erf form)")
@@ -256,6 +273,11 @@ LOWERINGS: dict[str, Callable[..., Any]] = {
     **{f"aten.silu{i}.default": _silu for i in ("", "_")},
     **{f"aten.hardtanh{i}.default": _clip for i in ("", "_")},
     **{f"aten.relu6{i}.default": lambda lw, x: _clip(lw, x, 0.0, 6.0) for i in ("", "_")},
+    # activations with no built-in layer type: lowered so that a plugin's layer type importing the ONNX op
+    # imports them from torch too (without one, the import names the ONNX op and says so)
+    **{f"aten.{op}{i}.default": lower for op, lower in (("leaky_relu", _leaky_relu), ("elu", _elu)) for i in ("", "_")},
+    **{f"aten.tanh{i}.default": _unary("Tanh") for i in ("", "_")},
+    "aten.softplus.default": _softplus,
     "aten.gelu.default": _gelu,
     **{
         f"aten.{op}{i}.Tensor": _binary(onnx)
