@@ -57,7 +57,7 @@ from .reward import Budget
 from .run_folder import new_run_dir, resolve_run_dir, run_folder_callbacks
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
-from .summary import Counters, Evaluated, SearchResult, seed_metrics, summarize
+from .summary import Counters, Evaluated, SearchResult, summarize
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
@@ -295,10 +295,7 @@ class SearchLoop:
             seed_hash=self.seed_arch.hash,
             counters=self.counters,
             elapsed_s=elapsed_s,
-            warnings=self.scorer.seed_budget_warnings(seed_metrics(self.ground_truth.history))
-            + self.warnings
-            + self.ground_truth.warnings
-            + self.scorer.noise_warnings,
+            warnings=self.scorer.run_warnings(self.ground_truth.history, self.warnings + self.ground_truth.warnings),
             provenance=stored_provenance(self.store),
         )
 

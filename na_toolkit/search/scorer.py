@@ -29,6 +29,7 @@ from ..timemodels.base import estimate_problems
 from .diagnostics import CAPACITY_ADVICE, is_capacity
 from .reward import Budget, compute_reward, device_metric
 from .strategy import Score
+from .summary import seed_metrics
 from .train_time import device_train_metric, trains
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord
     from .components import Components
     from .config import DeviceSpec
-    from .summary import Counters
+    from .summary import Counters, Evaluated
 
 #: metrics a time model's estimate gives, by TimeEstimate field
 ESTIMATE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj")
@@ -241,6 +242,11 @@ class Scorer:
             if score.metrics.get(b.metric) is not None and score.metrics[b.metric] > b.limit
         ]
         return self.seed_budget_warnings(None)
+
+    def run_warnings(self, history: Sequence[Evaluated], others: list[str]) -> list[str]:
+        """The run's warnings: the seed's budgets told with its evaluation (`seed_budget_warnings`), `others`
+        (the loop's and the ground truth's), then those of noisy measurements."""
+        return self.seed_budget_warnings(seed_metrics(history)) + others + self.noise_warnings
 
     def seed_budget_warnings(self, measured: Mapping[str, float] | None) -> list[str]:
         """The start's warnings, told again with the seed's evaluated metrics (`measured`, None before): a
