@@ -9,7 +9,8 @@ represented raises `ctx.error(...)` saying why.
 What each layer type imports: conv2d `Conv`; batchnorm2d `BatchNormalization`; relu, sigmoid, hardswish
 their op; relu6 `Clip` (0..6, and 0..inf as relu); gelu `Gelu`, or its erf expansion `Div`/`Mul` ->
 `Erf` -> `Add` -> `Mul` -> `Mul` in the orders torch and our emitter write it; maxpool2d / avgpool2d
-`MaxPool` / `AveragePool`; global_avg_pool `GlobalAveragePool` and `ReduceMean` over H and W; flatten
+`MaxPool` / `AveragePool` (one averaging a whole map wider than avgpool2d's largest kernel is a
+global_avg_pool); global_avg_pool `GlobalAveragePool` and `ReduceMean` over H and W; flatten
 `Flatten` and `Reshape` to (N, -1); linear `Gemm`, and `MatMul` with the `Add` of its bias; add `Add`,
 `Sum` (and an `Add` of zeros, an alias); concat `Concat` on channels; dropout `Dropout`; identity
 `Identity`; zero `Mul` by a constant zero.
@@ -216,6 +217,12 @@ def pool2d(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
     if ctx.attr(node, "ceil_mode", 0):
         raise ctx.error("ceil_mode=1 pooling is not supported")
     attrs: dict[str, Any] = {"kernel": kernel, "stride": stride, "padding": _pads(ctx, node, kernel, stride, 1)}
+    largest = ctx.layer_types.get(layer_type).attrs["kernel"].max
+    if node.op_type == "AveragePool" and largest is not None and kernel > largest:
+        if ctx.shape(node.input[0])[1:] == (kernel, kernel) and attrs["padding"] == 0:
+            # the mean of the whole map (F.avg_pool2d(x, 16) on 16x16), wider than a pooling layer's kernel
+            ctx.add("global_avg_pool", [x], output=node.output[0])
+            return True
     if node.op_type == "AveragePool":
         attrs["count_include_pad"] = bool(ctx.attr(node, "count_include_pad", 0))
     ctx.add(layer_type, [x], attrs, output=node.output[0])

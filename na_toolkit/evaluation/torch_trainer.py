@@ -180,8 +180,8 @@ class TorchEvaluator(Evaluator):
         if tuple(arch.input_shape) != ds.input_shape:
             raise DataError(
                 f"architecture {arch.name or arch.hash!r} takes input shape {tuple(arch.input_shape)} but dataset "
-                f"{ds.name!r} has input shape {ds.input_shape}; build the network for the dataset's shape"
-                + resize_hint(ds, tuple(arch.input_shape))
+                f"{ds.name!r} has input shape {ds.input_shape}; build the network for the dataset's shape (from torch: "
+                f"from_torch(model, torch.zeros{(1, *ds.input_shape)}, layer_types)){resize_hint(ds, arch.input_shape)}"
             )
         if tuple(arch.output_shape) != (ds.classes,):
             raise DataError(

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import NAToolkitError, OnnxImportError
 from .architecture import INPUT, Architecture, Attrs, Node, infer_node
 from .layers import require_layer_types
+from .onnx_shapes import SHAPE_OPS, fold_shape_op
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -104,7 +105,12 @@ class OnnxImportContext:
         return _attr(node, name, default)
 
     def constant(self, tensor: str) -> np.ndarray | None:
-        """The value of a constant tensor (initializer or Constant output), None if computed at run time."""
+        """The value of a constant tensor (initializer or Constant output, or shape arithmetic on those and on
+        the shapes of tensors imported so far: `onnx_shapes`), None if computed at run time."""
+        if tensor not in self.constants:
+            producer = self._producer.get(tensor)
+            if producer is not None and producer.op_type in SHAPE_OPS:  # folded ahead of the walk, for a pattern
+                fold_shape_op(self, producer)
         return self.constants.get(tensor)
 
     def value(self, tensor: str) -> str:
@@ -205,6 +211,8 @@ class OnnxImportContext:
             elif node.op_type == "Identity" and node.input[0] in self.constants:  # torch shares equal initializers
                 self.constants[node.output[0]] = self.constants[node.input[0]]
                 folded.add(id(node))
+            elif node.op_type in SHAPE_OPS and node.op_type != "Shape" and fold_shape_op(self, node):
+                folded.add(id(node))  # shape targets built of constants, which patterns look ahead at
         if len(self.graph.output) != 1:
             raise OnnxImportError(
                 f"the ONNX graph has {len(self.graph.output)} outputs; na_toolkit imports single-output graphs"
@@ -216,6 +224,8 @@ class OnnxImportContext:
             self.current = node
             if node.domain not in ("", "ai.onnx"):
                 raise self.error(f"op domain {node.domain!r} is not supported (only the default ONNX domain)")
+            if node.op_type in SHAPE_OPS and fold_shape_op(self, node):  # x.view(x.size(0), -1) unfolded
+                continue
             candidates = importers.get(node.op_type, ())
             if not any(lt.import_onnx(self, node) for lt in candidates):
                 supported = sorted({*importers, *STRUCTURAL_OPS})

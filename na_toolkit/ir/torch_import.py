@@ -10,15 +10,17 @@ type with an ONNX importer (its multi-op patterns included) imports from torch w
 
 An ATen op outside the table, or one the layer types cannot import in the form the module uses, is a
 `TorchImportError` naming the op, the module path and the line of the module's code that calls it. Ops
-that compute nothing at inference (clone, contiguous, an nn.Identity) leave no node: an IR `identity`
+that compute nothing at inference (clone, contiguous, an nn.Identity, a view to the shape a tensor has, an
+expand that a product's broadcast does anyway) leave no node: an IR `identity`
 layer does not survive a round trip through torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +29,7 @@ from ..errors import OnnxImportError, TorchImportError
 from .layers import require_layer_types
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME
 from .onnx_import import unsupported_op_todo
+from .torch_lowerings import LOWERINGS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -41,13 +44,29 @@ _SOFTMAX_ATEN = frozenset({"softmax", "log_softmax"})
 _ONNX_NODE = re.compile(r"^ONNX node '(?P<name>[^']*)' \([A-Za-z]+\): ")
 
 
+#: what to do about an ATen op with no lowering: a layer type imports ONNX ops, so a plugin's cannot take it
+#: here, but it can take the ONNX op torch's own exporter writes for it
+NO_LOWERING_TODO = (
+    "from_torch has no lowering of it to ONNX, so no layer type can import it here: replace it in the model "
+    "with supported ops, or export the module with torch.onnx.export(..., dynamo=False) and import that file "
+    "(from_onnx, na-toolkit arch import), where a layer type that imports the ONNX op torch writes for it (a "
+    "plugin's import_onnx; docs/plugin_hooks.md, ONNX import) takes it"
+)
+
+
 def from_torch(
-    module: torch.nn.Module, example_input: torch.Tensor, layer_types: LayerTypeRegistry, return_weights: bool = False
+    module: torch.nn.Module,
+    example_input: torch.Tensor,
+    layer_types: LayerTypeRegistry,
+    return_weights: bool = False,
+    check: bool = True,
 ) -> Any:
     """The Architecture computed by `module` on inputs shaped like `example_input` (a float tensor
     (N, C, H, W) or (N, F); N is any batch size), its nodes imported by `layer_types` (`toolkit.layer_types`;
     `builtin_layer_types()` for the built-in ones). With `return_weights=True`, `(arch, state_dict)`:
-    `arch.to_torch().load_state_dict(state_dict)` computes what `module` does (in eval mode)."""
+    `arch.to_torch().load_state_dict(state_dict)` computes what `module` does (in eval mode). With `check`
+    (the default) that is checked on `example_input` (a forward pass of each): an import whose outputs differ
+    from the module's is a TorchImportError, never a silently different network."""
     import torch
 
     if not isinstance(module, torch.nn.Module):
@@ -66,28 +85,68 @@ def from_torch(
     from .onnx_import import from_onnx
 
     try:
-        return from_onnx(model, layer_types, return_weights=return_weights)
+        arch, state = from_onnx(model, layer_types, return_weights=True)
     except OnnxImportError as exc:
         raise lowering.explain(exc) from None
+    if check:
+        check_parity(module, arch, state, example_input)
+    return (arch, state) if return_weights else arch
+
+
+#: how far the imported network's outputs may be from the module's, relative to the largest output (at
+#: least 1): float32 sums in another order, as the layer types' ONNX emitters are held to (1e-4)
+PARITY_TOLERANCE = 1e-4
+
+
+def check_parity(module: torch.nn.Module, arch: Any, state: dict[str, Any], example_input: torch.Tensor) -> None:
+    """Raise TorchImportError unless the imported network (`arch` with `state`) computes what `module` does
+    in eval mode on `example_input`: a lowering or an importer that got an op wrong must not hand a search
+    another network than the one the user gave."""
+    import torch
+
+    rebuilt = arch.to_torch().to(example_input.device).eval()
+    rebuilt.load_state_dict(state)
+    with _eval_mode(module), torch.no_grad():
+        want = module(example_input)
+        got = rebuilt(example_input)
+    if not isinstance(want, torch.Tensor) or tuple(want.shape) != tuple(got.shape):
+        shape = tuple(want.shape) if isinstance(want, torch.Tensor) else type(want).__name__
+        raise TorchImportError(f"the imported network outputs {tuple(got.shape)} where {arch.name} outputs {shape}")
+    scale = max(1.0, float(want.abs().max()))
+    diff = float((got - want).abs().max())
+    if not diff <= PARITY_TOLERANCE * scale:  # NaN included
+        raise TorchImportError(
+            f"the imported network does not compute what {arch.name} does: on the example input its outputs differ "
+            f"by up to {diff:.3g} (tolerance {PARITY_TOLERANCE * scale:.3g}); an op was lowered or imported "
+            "wrongly: report it with the module, and replace the op that differs (compare the outputs of "
+            "arch.to_torch() with the state dict of from_torch(..., return_weights=True) layer by layer)"
+        )
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """The module in eval mode; each submodule's training flag restored afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _export(module: torch.nn.Module, example_input: torch.Tensor) -> Any:
     """`torch.export.export` in eval mode (each submodule's training flag is restored afterwards)."""
     import torch
 
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
     try:
-        with torch.no_grad():
+        with _eval_mode(module), torch.no_grad():
             return torch.export.export(module, (example_input,), strict=False)
     except Exception as exc:  # torch raises many kinds (UserError, data-dependent control flow, ...)
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise TorchImportError(
             f"torch.export could not export {type(module).__name__}: {type(exc).__name__}: {first[:300]}"
         ) from None
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def source_location(node: Any) -> str:
@@ -121,6 +180,9 @@ class _Lowering:
         self.origin: dict[str, Any] = {}  # ONNX node name -> torch node
         self._constant_tensors: dict[str, Any] = {}  # placeholder name -> tensor (parameters, buffers, constants)
         self._used: set[str] = set()
+        #: a Reshape's output -> (the tensor it reshapes, that tensor's shape): a chain of shape ops (squeeze
+        #: twice, view then unsqueeze) becomes one Reshape of the first one's input
+        self.reshaped: dict[str, tuple[str, tuple[int, ...]]] = {}
         self.current: Any = None
 
     # ---- what a lowering calls --------------------------------------------------------------------------
@@ -196,6 +258,7 @@ class _Lowering:
         self.current = None
         if not isinstance(self.names.get(output), str) or self.names[output] == INPUT_NAME:
             raise TorchImportError("the module's output is not computed from its input by any op")
+        self.nodes = _live(self.nodes, self.names[output])
         self.nodes.append(helper.make_node("Identity", [self.names[output]], [OUTPUT_NAME], name="output_identity"))
         batch, *shape = self.input_shape
         graph = helper.make_graph(
@@ -223,7 +286,7 @@ class _Lowering:
             final_softmax = str(node.target).split(".")[1].lstrip("_") in _SOFTMAX_ATEN and any(
                 user.op == "output" for user in node.users
             )
-            todo = unsupported_op_todo(final_softmax)
+            todo = unsupported_op_todo(final_softmax) if final_softmax else NO_LOWERING_TODO
             raise self.error(f"unsupported op; {todo}; from_torch imports {', '.join(supported)}")
         self.names[node] = lower(self, *node.args, **node.kwargs)
 
@@ -235,224 +298,17 @@ class _Lowering:
         if node is None:
             return TorchImportError(f"the exported module cannot be imported: {message}")
         why = message[match.end() :].split("; supported:")[0] if match else message
+        if why.startswith("unsupported ONNX op"):  # lowered, but to an op no layer type declares
+            return self.error(f"no layer type imports the ONNX op it is lowered to ({why})", node)
         return self.error(f"supported, but the layer types cannot import it in this form ({why})", node)
 
 
-# ---- the lowerings: (lowering, *ATen args, **ATen kwargs) -> ONNX tensor name ---------------------------------
-def _pair(value: Any, default: int) -> list[int]:
-    if value is None or (isinstance(value, (list, tuple)) and not value):
-        return [default, default]
-    return [int(v) for v in value] * (2 // len(value)) if isinstance(value, (list, tuple)) else [int(value)] * 2
-
-
-def _conv2d(
-    lw: _Lowering,
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-) -> str:
-    inputs = [lw.tensor(x), lw.tensor(weight)] + ([lw.tensor(bias)] if bias is not None else [])
-    attrs: dict[str, Any] = {"kernel_shape": list(weight.meta["val"].shape[2:]), "group": int(groups)}
-    attrs.update(strides=_pair(stride, 1), dilations=_pair(dilation, 1))
-    if isinstance(padding, str):  # conv2d.padding: "same" / "valid"
-        attrs["auto_pad"] = {"same": "SAME_UPPER", "valid": "VALID"}[padding]
-    else:
-        pads = _pair(padding, 0)
-        attrs["pads"] = pads + pads
-    return lw.op("Conv", inputs, **attrs)
-
-
-def _convolution(
-    lw: _Lowering,
-    x: Any,
-    weight: Any,
-    bias: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    transposed: Any,
-    output_padding: Any,
-    groups: Any,
-) -> str:
-    if transposed:
-        raise lw.error("transposed convolution is not supported")
-    return _conv2d(lw, x, weight, bias, stride, padding, dilation, groups)
-
-
-def _batch_norm(
-    lw: _Lowering,
-    x: Any,
-    weight: Any,
-    bias: Any,
-    mean: Any,
-    var: Any,
-    training: Any = False,
-    momentum: Any = 0.1,
-    eps: Any = 1e-5,
-    cudnn_enabled: Any = True,
-) -> str:
-    if training:
-        raise lw.error("batch norm in training mode: put the module in eval mode (batch norm with statistics)")
-    if mean is None or var is None:
-        raise lw.error("batch norm without running statistics (track_running_stats=False) is not supported")
-    channels = mean.meta["val"].shape[0]
-    scale = lw.tensor(weight) if weight is not None else lw.constant(np.ones(channels, np.float32), "weight")
-    shift = lw.tensor(bias) if bias is not None else lw.constant(np.zeros(channels, np.float32), "bias")
-    attrs: dict[str, Any] = {"epsilon": float(eps)}
-    if momentum is not None:
-        attrs["momentum"] = 1.0 - float(momentum)  # ONNX keeps the weight of the running value
-    return lw.op("BatchNormalization", [lw.tensor(x), scale, shift, lw.tensor(mean), lw.tensor(var)], **attrs)
-
-
-def _batch_norm_no_training(
-    lw: _Lowering, x: Any, weight: Any, bias: Any, mean: Any, var: Any, momentum: Any, eps: Any
-) -> tuple[str | None, ...]:
-    return (_batch_norm(lw, x, weight, bias, mean, var, False, momentum, eps), None, None)
-
-
-def _unary(op_type: str, **attrs: Any) -> Callable[..., str]:
-    def lower(lw: _Lowering, x: Any, *rest: Any) -> str:
-        return lw.op(op_type, [lw.tensor(x)], **attrs)
-
-    return lower
-
-
-def _clip(lw: _Lowering, x: Any, low: Any = -1.0, high: Any = 1.0) -> str:
-    bounds = [lw.constant(np.array(v, np.float32), k) for k, v in (("min", low), ("max", high))]
-    return lw.op("Clip", [lw.tensor(x), *bounds])
-
-
-def _silu(lw: _Lowering, x: Any) -> str:
-    return lw.op("Mul", [lw.tensor(x), lw.op("Sigmoid", [lw.tensor(x)], ".sigmoid")])
-
-
-def _gelu(lw: _Lowering, x: Any, approximate: Any = "none") -> str:
-    if approximate != "none":
-        raise lw.error(f"gelu(approximate={approximate!r}) is not supported (only the exact erf form)")
-    # 0.5 * x * (1 + erf(x / sqrt 2)), written as na_toolkit's own emitter writes it (the gelu importer)
-    t = lw.tensor(x)
-    erf = lw.op("Erf", [lw.op("Mul", [t, lw.constant(np.array(2**-0.5, np.float32), "rsqrt2")], ".scaled")], ".erf")
-    one = lw.op("Add", [erf, lw.constant(np.array(1.0, np.float32), "one")], ".onep")
-    half = lw.op("Mul", [t, lw.constant(np.array(0.5, np.float32), "half")], ".halfx")
-    return lw.op("Mul", [half, one])
-
-
-def _binary(op_type: str) -> Callable[..., str]:
-    def lower(lw: _Lowering, a: Any, b: Any, alpha: Any = 1) -> str:
-        if alpha != 1:
-            raise lw.error(f"{op_type} with alpha={alpha} is not supported")
-        return lw.op(op_type, [lw.tensor(a), lw.tensor(b)])
-
-    return lower
-
-
-def _mean(lw: _Lowering, x: Any, dims: Any, keepdim: Any = False, dtype: Any = None) -> str:
-    return lw.op("ReduceMean", [lw.tensor(x)], axes=[int(d) for d in dims], keepdims=int(bool(keepdim)))
-
-
-def _adaptive_avg_pool2d(lw: _Lowering, x: Any, output_size: Any) -> str:
-    if _pair(output_size, 1) != [1, 1]:
-        raise lw.error(f"adaptive average pooling to {list(output_size)} is supported to 1x1 only")
-    return lw.op("GlobalAveragePool", [lw.tensor(x)])
-
-
-def _pool_attrs(lw: _Lowering, kernel: Any, stride: Any, padding: Any, ceil_mode: Any) -> dict[str, Any]:
-    if ceil_mode:
-        raise lw.error("ceil_mode=True pooling is not supported")
-    k = _pair(kernel, 1)
-    pads = _pair(padding, 0)
-    return {"kernel_shape": k, "strides": _pair(stride, 0) if stride else k, "pads": pads + pads}
-
-
-def _max_pool2d(
-    lw: _Lowering, x: Any, kernel: Any, stride: Any = (), padding: Any = 0, dilation: Any = 1, ceil_mode: Any = False
-) -> str:
-    attrs = _pool_attrs(lw, kernel, stride, padding, ceil_mode)
-    if _pair(dilation, 1) != [1, 1]:
-        attrs["dilations"] = _pair(dilation, 1)
-    return lw.op("MaxPool", [lw.tensor(x)], **attrs)
-
-
-def _max_pool2d_with_indices(lw: _Lowering, *args: Any) -> tuple[str | None, ...]:
-    return (_max_pool2d(lw, *args), None)
-
-
-def _avg_pool2d(
-    lw: _Lowering,
-    x: Any,
-    kernel: Any,
-    stride: Any = (),
-    padding: Any = 0,
-    ceil_mode: Any = False,
-    count_include_pad: Any = True,
-    divisor: Any = None,
-) -> str:
-    if divisor is not None:
-        raise lw.error("average pooling with divisor_override is not supported")
-    attrs = _pool_attrs(lw, kernel, stride, padding, ceil_mode)
-    return lw.op("AveragePool", [lw.tensor(x)], count_include_pad=int(bool(count_include_pad)), **attrs)
-
-
-def _flatten(lw: _Lowering, x: Any, start: Any = 0, end: Any = -1) -> str:
-    rank = len(x.meta["val"].shape)
-    if start % rank != 1 or end % rank != rank - 1:
-        raise lw.error(f"flatten({start}, {end}) is supported as flatten(1) (all but the batch) only")
-    return lw.op("Flatten", [lw.tensor(x)], axis=1)
-
-
-def _reshape(lw: _Lowering, x: Any, shape: Any) -> str:
-    target = np.array([int(s) for s in shape], dtype=np.int64)
-    return lw.op("Reshape", [lw.tensor(x), lw.constant(target, "shape")])
-
-
-def _linear(lw: _Lowering, x: Any, weight: Any, bias: Any = None) -> str:
-    inputs = [lw.tensor(x), lw.tensor(weight)] + ([lw.tensor(bias)] if bias is not None else [])
-    return lw.op("Gemm", inputs, transB=1)
-
-
-def _cat(lw: _Lowering, tensors: Any, dim: Any = 0) -> str:
-    return lw.op("Concat", [lw.tensor(t) for t in tensors], axis=int(dim))
-
-
-def _dropout(lw: _Lowering, x: Any, p: Any, train: Any = False) -> str:
-    return lw.op("Dropout", [lw.tensor(x), lw.constant(np.array(p, np.float32), "ratio")])
-
-
-def _alias(lw: _Lowering, x: Any, *rest: Any, **kwargs: Any) -> str:
-    return lw.tensor(x)
-
-
-#: ATen op (str of its OpOverload) -> its lowering to ONNX
-LOWERINGS: dict[str, Callable[..., Any]] = {
-    "aten.conv2d.default": _conv2d,
-    "aten.conv2d.padding": _conv2d,
-    "aten.convolution.default": _convolution,
-    "aten.batch_norm.default": _batch_norm,
-    "aten._native_batch_norm_legit_no_training.default": _batch_norm_no_training,
-    **{
-        f"aten.{op}{inplace}.default": _unary(onnx)
-        for op, onnx in (("relu", "Relu"), ("sigmoid", "Sigmoid"), ("hardswish", "HardSwish"))
-        for inplace in ("", "_")
-    },
-    **{f"aten.hardsigmoid{i}.default": _unary("HardSigmoid", alpha=1 / 6, beta=0.5) for i in ("", "_")},
-    **{f"aten.silu{i}.default": _silu for i in ("", "_")},
-    **{f"aten.hardtanh{i}.default": _clip for i in ("", "_")},
-    "aten.relu6.default": lambda lw, x: _clip(lw, x, 0.0, 6.0),
-    "aten.gelu.default": _gelu,
-    **{f"aten.{op}{i}.Tensor": _binary(onnx) for op, onnx in (("add", "Add"), ("mul", "Mul")) for i in ("", "_")},
-    "aten.mean.dim": _mean,
-    "aten.adaptive_avg_pool2d.default": _adaptive_avg_pool2d,
-    "aten.max_pool2d.default": _max_pool2d,
-    "aten.max_pool2d_with_indices.default": _max_pool2d_with_indices,
-    "aten.avg_pool2d.default": _avg_pool2d,
-    "aten.flatten.using_ints": _flatten,
-    **{f"aten.{op}.default": _reshape for op in ("view", "reshape", "_unsafe_view")},
-    "aten.linear.default": _linear,
-    "aten.cat.default": _cat,
-    "aten.dropout.default": _dropout,
-    **{f"aten.{op}.default": _alias for op in ("clone", "contiguous", "alias", "detach", "lift_fresh_copy")},
-}
+def _live(nodes: list[Any], output: str) -> list[Any]:
+    """The ONNX nodes the output reads, in order: an op whose result nothing uses (the intermediate shape of
+    a chain of shape ops, a value the module computes and drops) is not imported."""
+    needed, kept = {output}, []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    return kept[::-1]

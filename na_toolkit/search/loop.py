@@ -228,8 +228,8 @@ class SearchLoop:
         budget = cfg.evaluations
         self.callbacks.on_start(budget)
         try:
-            # tell the user at the start when the seed already breaks a budget (by the time models)
-            self.warnings += self.scorer.budget_warnings(self.seed_arch)
+            # the seed already breaking a budget by the time models: told in the result (`result`)
+            self.scorer.budget_warnings(self.seed_arch)
             for message in device_warnings(self.components):
                 self.warnings.append(message)
                 # on stderr now (the na_toolkit logger: `-q` hides it), and in summary.json and report.md at
@@ -298,7 +298,7 @@ class SearchLoop:
             seed_hash=self.seed_arch.hash,
             counters=self.counters,
             elapsed_s=elapsed_s,
-            warnings=self.warnings + self.ground_truth.warnings + self.scorer.noise_warnings,
+            warnings=self.scorer.run_warnings(self.ground_truth.history, self.warnings + self.ground_truth.warnings),
             provenance=stored_provenance(self.store),
         )
 

@@ -96,6 +96,13 @@ class Evaluated:
         return out
 
 
+def seed_metrics(evaluated: Sequence[Evaluated]) -> dict[str, float] | None:
+    """The metrics of the seed's evaluation (measured where the device measures), None when the seed was
+    not evaluated or its evaluation failed."""
+    seed = next((e for e in evaluated if e.candidate.origin == "seed" and e.error is None), None)
+    return None if seed is None else dict(seed.score.metrics)
+
+
 @dataclass
 class SearchResult:
     """What `run_search` returns (and summary.json holds)."""
