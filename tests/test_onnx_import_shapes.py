@@ -17,6 +17,14 @@ from conftest import layer_types
 from na_toolkit.errors import OnnxImportError
 from na_toolkit.ir.onnx_import import from_onnx
 
+# the files a user's own code writes with torch's TorchScript exporter (dynamo=False: the one docs/cli.md names,
+# as the dynamo exporter needs onnxscript); torch deprecates it and warns, and the trace of a literal tensor warns
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:torch.tensor results are registered as constants:torch.jit.TracerWarning"),
+]
+
 
 class ViewsBySize(nn.Module):
     def __init__(self) -> None:
