@@ -428,16 +428,29 @@ print("closed")
 """
 
 
+def _chattr_works(probe: "os.PathLike[str]") -> bool:
+    """Whether root can make a file immutable here: `chattr` is installed and the filesystem takes the flag."""
+    import shutil
+    import subprocess
+
+    if shutil.which("chattr") is None:
+        return False
+    probe.write_text("x")
+    if subprocess.run(["chattr", "+i", probe], capture_output=True).returncode != 0:
+        return False
+    subprocess.run(["chattr", "-i", probe], check=True)
+    return True
+
+
 def test_a_store_whose_shm_is_made_read_only_while_open_is_a_store_error_not_sigbus(tmp_path):
     """SQLite writes the WAL index through a shared memory map of `-shm`; once that file is immutable (root's
     `chattr +i` on a live run's folder) any read, write or close ended the process with SIGBUS (exit -7). The
     store now refuses with a StoreError and keeps what was committed."""
-    import shutil
     import subprocess
     import sys
 
-    if os.geteuid() == 0 and shutil.which("chattr") is None:
-        pytest.skip("root, and no chattr +i here to make a file read-only")
+    if os.geteuid() == 0 and not _chattr_works(tmp_path / "probe"):
+        pytest.skip("root, and no working chattr +i here (none installed, or a filesystem without it, e.g. tmpfs)")
     path = tmp_path / STORE_FILE
     try:
         proc = subprocess.run(
