@@ -13,9 +13,12 @@ import pytest
 
 from na_toolkit.errors import ConfigError, ProfileError
 from na_toolkit.plugins import load_toolkit
+from na_toolkit.search import run_search
+from na_toolkit.search.compat import RESOLVED_ARTIFACT
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import load_config
 from na_toolkit.search.diagnostics import device_warnings
+from na_toolkit.store import SQLiteRunStore
 from na_toolkit.timemodels.learned import LearnedTimeModel
 from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
 from test_figure_sources import FAST, search_doc
@@ -111,3 +114,18 @@ def test_a_search_fits_the_learned_model_on_its_measures_statistic(tmp_path, sma
 def test_a_statistic_no_profile_has_is_a_config_error(tmp_path, small):
     with pytest.raises(ConfigError, match="statistic"):
         _built(_doc(tmp_path, small, {"statistic": "mean"}))
+
+
+def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_path, small):
+    """The learned model's statistic, chosen by the device's measure when the config names none, is in the
+    run's stored config: a newer toolkit with another default resumes the run with the statistic it started
+    with. The config the run was started with still resumes it (compared with the same values filled in)."""
+    doc = _doc(tmp_path, small)
+    first = run_search(doc, run_dir=tmp_path / "run", toolkit=TK, progress=False, outputs=False)
+    with SQLiteRunStore.open(first.run_dir, readonly=True) as store:
+        stored = store.run().config
+        assert store.artifact(RESOLVED_ARTIFACT) == {"devices.cpu.time_model.options.statistic": "median"}
+    assert stored["devices"]["cpu"]["time_model"]["options"]["statistic"] == "median"
+    assert "statistic" not in doc["devices"]["cpu"]["time_model"]["options"]
+    resumed = run_search(doc, resume=first.run_dir, toolkit=TK, progress=False, outputs=False)
+    assert resumed.summary()["evaluated"] == first.summary()["evaluated"]

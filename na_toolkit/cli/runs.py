@@ -63,7 +63,9 @@ def _best_so_far(store: SQLiteRunStore) -> dict[str, Any] | None:
 
 def describe_run(folder: Path) -> dict[str, Any]:
     """What `runs` shows of one run folder (a dict; `error` set when its store cannot be read)."""
+    from ..search.compat import toolkit_versions
     from ..search.outputs import failure_of
+    from ..search.provenance import stored_provenance
     from ..store import SQLiteRunStore
     from ..store.lock import live_holder
 
@@ -79,6 +81,8 @@ def describe_run(folder: Path) -> dict[str, Any]:
                 created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_s)),
                 updated=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.updated_s)),
                 created_s=run.created_s,
+                # na_toolkit's version per session (start, resumes), repeats merged: ["0.1.0", "0.2.0"]
+                toolkit=toolkit_versions(stored_provenance(store)),
             )
             if run.result is None:  # not finished: no per-device verdict, only what it evaluated so far
                 row["best_so_far"] = _best_so_far(store)
@@ -150,9 +154,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     body = [
         [_format_run(r), _format_status(r), str(r.get("evaluations", "-")), _format_best(r), r.get("created", "-")]
+        + [" -> ".join(r.get("toolkit") or []) or "-"]
         for r in rows
     ]
-    print(render_table(["run", "status", "evaluations", "best accuracy per device", "started"], body))
+    print(render_table(["run", "status", "evaluations", "best accuracy per device", "started", "na_toolkit"], body))
     # what ended each failed run, as it recorded it (or where to look, for a run that recorded nothing)
     notes = [f"failed ({_format_run(r)}): {r['reason']}" for r in rows if r["status"] == "failed"]
     if any(r.get("best_so_far") for r in rows):

@@ -46,6 +46,7 @@ from ..store.faultpoint import kill_point
 from ..store.lock import RunFolderGone, RunLock
 from ..store.sqlite import SQLiteRunStore
 from .async_loop import run_async
+from .compat import RESOLVED_ARTIFACT, config_differences, resolved_defaults, with_defaults
 from .components import Components, build_components
 from .config import SearchConfig, load_config
 from .diagnostics import device_warnings, stalled_reason
@@ -304,17 +305,6 @@ class SearchLoop:
 
 
 # ---- the library API ---------------------------------------------------------------------------------
-def _config_differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        full = f"{prefix}{key}"
-        if isinstance(a.get(key), Mapping) and isinstance(b.get(key), Mapping):
-            out += _config_differences(a[key], b[key], full + ".")
-        elif a.get(key) != b.get(key):
-            out.append(full)
-    return out
-
-
 def _discard_store(store: SQLiteRunStore) -> None:
     """Remove a store made for a run that then failed to build: the run never started."""
     store.close()
@@ -347,7 +337,8 @@ def _open_resumed(
             given_cfg = load_config(config, overrides=overrides, toolkit=toolkit)
             copied = store.artifact(INPUTS_ARTIFACT) is not None  # runs made before the copies compare as given
             given = plan_inputs(given_cfg).doc if copied else given_cfg.to_json()
-            diff = [k for k in _config_differences(stored, given) if k != "output"]
+            given = with_defaults(given, store.artifact(RESOLVED_ARTIFACT) or {})  # as the run's start filled them
+            diff = [k for k in config_differences(stored, given) if k != "output"]
             if diff:
                 raise ConfigError(
                     f"run {store.run_id} was started with a different config ({', '.join(diff)} differ): "
@@ -425,11 +416,13 @@ def run_search(
             assert inputs is not None
             folder.mkdir(parents=True, exist_ok=True)
             lock = RunLock(folder).acquire()
-            new_store = SQLiteRunStore.create(folder / STORE_FILE, folder.name, cfg.to_json())  # refuses a used folder
+            resolved = resolved_defaults(components)  # defaults that affect results, kept by a resume (compat.py)
+            new_store = SQLiteRunStore.create(folder / STORE_FILE, folder.name, with_defaults(cfg.to_json(), resolved))
             try:
                 copied = True
                 copy_inputs(inputs, folder)
                 new_store.save_artifact(INPUTS_ARTIFACT, {"files": inputs.files})
+                new_store.save_artifact(RESOLVED_ARTIFACT, resolved)
                 loop = SearchLoop(components, new_store, _callbacks(progress, callbacks, lock, new_store))
             except BaseException:
                 _discard_store(new_store)  # the strategy refused its options: the run never started
@@ -439,7 +432,7 @@ def run_search(
             loop = SearchLoop(components, store, _callbacks(progress, callbacks, lock, store))
             if resume is not None and not was_finished:
                 store.set_status("running")
-        record_provenance(store, components, "resume" if resume is not None else "start")
+        loop.warnings += record_provenance(store, components, "resume" if resume is not None else "start")
         with blas_threads(cfg.search.driver_blas_threads):
             reason, elapsed = loop.run()
         result = loop.result(folder, reason, elapsed)

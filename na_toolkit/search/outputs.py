@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord, RunStore
     from .summary import SearchResult
 
+from .compat import session_lines
 from .evaluations_file import JSONL_FILE, write_evaluations
 from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
 from .figure_sources import metric_kind, source_lines
@@ -252,6 +253,9 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
     sources = source_lines(summary)
     if sources:
         lines += ["", "## Where the figures come from (measured or estimated)", ""] + [f"- {x}" for x in sources]
+    sessions = session_lines(summary.get("provenance") or {})  # start, resumes: the versions of each
+    if sessions:
+        lines += ["", "## Sessions (na_toolkit and plugin versions)", ""] + [f"- {x}" for x in sessions]
     if summary["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     if summary.get("outputs"):

@@ -8,12 +8,14 @@ version instead of an unknown-name error.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..machine import machine_info
+from .compat import version_warning
 from .figure_sources import figure_sources
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,9 +90,12 @@ def run_provenance(components: Components, started: str = "start") -> dict[str, 
         load = list(os.getloadavg())
     except OSError:  # not every platform has it
         load = None
+    from .. import __version__
+
     return {
         "event": started,
         "time_s": time.time(),
+        "toolkit_version": __version__,
         "components": component_provenance(components),
         "plugins": {
             name: {"dist": info.dist or None, "version": info.version or None, "builtin": info.builtin}
@@ -102,12 +107,19 @@ def run_provenance(components: Components, started: str = "start") -> dict[str, 
     }
 
 
-def record_provenance(store: Any, components: Components, event: str) -> None:
+def record_provenance(store: Any, components: Components, event: str) -> list[str]:
     """Append this start or resume of the run to its provenance artifact (who provided each component, the
-    machine, its load): every session of a run is on record, the first one first."""
+    na_toolkit and plugin versions, the machine, its load, how many evaluations were stored by then): every
+    session of a run is on record, the first one first. Returns the run's warnings of it (logged now): a
+    resume by other versions than the run's first session's (compat.py)."""
     doc = store.artifact(ARTIFACT) or {"events": []}
-    doc.setdefault("events", []).append(run_provenance(components, event))
+    doc.setdefault("events", []).append({**run_provenance(components, event), "evaluations": store.count_evaluations()})
     store.save_artifact(ARTIFACT, doc)
+    message = version_warning(doc, store.run_id)
+    if message is None:
+        return []
+    logging.getLogger("na_toolkit.search").warning(f"warning: {message}")  # stderr now; summary.json at the end
+    return [message]
 
 
 def stored_provenance(store: Any) -> dict[str, Any]:
