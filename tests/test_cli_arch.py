@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+import na_toolkit
 from conftest import get_seed
 
 SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
@@ -24,7 +25,7 @@ def test_arch_seeds(run_cli):
         arch = get_seed(name)
         assert seeds[name]["params"] == arch.params and seeds[name]["flops"] == arch.flops
         assert seeds[name]["hash"] == arch.hash and seeds[name]["nodes"] == len(arch.nodes)
-        assert seeds[name]["plugin"] == "na_toolkit.builtin.seeds (na-toolkit 0.1.0)"
+        assert seeds[name]["plugin"] == f"na_toolkit.builtin.seeds (na-toolkit {na_toolkit.__version__})"
     text = run_cli("arch", "seeds").stdout
     assert "resnet-cifar" in text and f"{get_seed('resnet-cifar').params:,}" in text
 

@@ -42,6 +42,8 @@ from na_toolkit.registry import Registry
 from na_toolkit.search.options import options_markdown
 from na_toolkit.toolkit import PluginSelection
 
+#: the toolkit's version: what its built-in plugins report as theirs
+V = na_toolkit.__version__
 _ids = itertools.count()
 
 
@@ -137,7 +139,7 @@ def test_builtins_are_plugins_with_version_and_registrations():
         None,
     )
     assert {"conv2d", "batchnorm2d", "add", "linear"} <= set(layers.registered["layer_types"])
-    assert tk.layer_types.plugin_of("conv2d") == "na_toolkit.builtin.layers (na-toolkit 0.1.0)"
+    assert tk.layer_types.plugin_of("conv2d") == f"na_toolkit.builtin.layers (na-toolkit {na_toolkit.__version__})"
     assert set(tk.plugins["na_toolkit.builtin.seeds"].registered["seeds"]) >= {
         "simple-cnn",
         "resnet-cifar",
@@ -323,7 +325,7 @@ def test_duplicate_component_name_names_both_plugins():
         load_toolkit(entry_points=False, extra_plugins=(p,))
     msg = str(info.value)
     assert msg.startswith("plugin impostor:")
-    assert "'conv2d' is already registered by plugin na_toolkit.builtin.layers (na-toolkit 0.1.0)" in msg
+    assert f"'conv2d' is already registered by plugin na_toolkit.builtin.layers (na-toolkit {V})" in msg
     # non-strict: the built-in keeps its name, the impostor is dropped
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginWarning)
@@ -723,10 +725,10 @@ def test_cli_plugins_lists_versions_registrations_and_errors(run_cli, broken_sit
         "na-toolkit: warning: plugin broken (broken-dist 1.2.3): import failed: ModuleNotFoundError: "
         "No module named 'no_such_module_for_na_toolkit_tests'"
     )
-    assert "na_toolkit.builtin.layers 0.1.0 (built-in)" in res.stdout
+    assert f"na_toolkit.builtin.layers {V} (built-in)" in res.stdout
     assert f"good 2.5.1 (good-dist)\n    1 layer type: {layer}" in res.stdout
-    assert "na_toolkit.builtin.strategies 0.1.0 (built-in)\n    3 strategies: random, evolution," in res.stdout
-    assert "na_toolkit.builtin.evaluators 0.1.0 (built-in)\n    2 evaluators: torch, synthetic" in res.stdout
+    assert f"na_toolkit.builtin.strategies {V} (built-in)\n    3 strategies: random, evolution," in res.stdout
+    assert f"na_toolkit.builtin.evaluators {V} (built-in)\n    2 evaluators: torch, synthetic" in res.stdout
     assert "broken 1.2.3 (broken-dist)\n    FAILED: plugin broken (broken-dist 1.2.3): import failed" in res.stdout
 
     doc = run_cli("plugins", "--json", env=env).json()

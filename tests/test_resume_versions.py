@@ -16,6 +16,7 @@ from na_toolkit.search import run_search
 from na_toolkit.search.outputs import report_markdown
 from na_toolkit.search.provenance import ARTIFACT
 from na_toolkit.store import SQLiteRunStore
+from na_toolkit_nb201 import __version__ as NB201_VERSION
 
 #: four table look-ups, a random strategy and a small forest: a run and its resume take a tenth of a second
 CHEAP = {
@@ -71,9 +72,9 @@ def test_a_resume_by_another_version_warns_naming_both_and_the_run_lists_its_ses
     ]  # ... and kept
     report = report_markdown(summary)  # report.md's text
     sessions = report.split("## Sessions (na_toolkit and plugin versions)\n\n")[1].split("\n\n")[0].splitlines()
-    assert sessions[0].startswith("- start ") and f"na_toolkit 0.0.9, na-toolkit-nb201 {__version__}" in sessions[0]
+    assert sessions[0].startswith("- start ") and f"na_toolkit 0.0.9, na-toolkit-nb201 {NB201_VERSION}" in sessions[0]
     assert sessions[1].startswith("- resume ") and "(after 4 stored evaluations)" in sessions[1]
-    assert sessions[1].endswith(f": na_toolkit {__version__}, na-toolkit-nb201 {__version__}")
+    assert sessions[1].endswith(f": na_toolkit {__version__}, na-toolkit-nb201 {NB201_VERSION}")
     assert describe_run(first.run_dir)["toolkit"] == ["0.0.9", __version__]
     assert resumed.summary()["evaluated"] == first.summary()["evaluated"]  # NB201: no default of today differs
 
