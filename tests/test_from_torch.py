@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from torch.nn import functional as F
 
 import na_toolkit.ir
 from conftest import REPO_ROOT, default_toolkit, get_seed, layer_types
-from na_toolkit.errors import NAToolkitError, TorchImportError
+from na_toolkit.errors import NAToolkitError, TorchImportError, TorchImportWarning
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.torch_import import LOWERINGS, from_torch
 from na_toolkit.plugins import load_toolkit
@@ -204,3 +205,39 @@ def test_a_plugins_layer_type_imports_from_torch_through_its_onnx_importer(se_pl
     x = torch.randn(2, 8, 6, 6)
     with torch.no_grad():
         assert torch.allclose(again(x), model(x), atol=1e-6)
+
+
+class WithUnusedHeads(nn.Module):
+    """A module that keeps what forward no longer uses: an auxiliary head never called, a head computed and
+    dropped, a parameter of its own; one parameter of `body` is shared with `tied`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.aux = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))  # 16 + 4 + 4 + 4 parameters
+        self.dropped = nn.Conv2d(4, 2, 1)  # 8 + 2
+        self.scale = nn.Parameter(torch.ones(1))
+        self.tied = nn.Conv2d(3, 4, 3)
+        self.tied.weight = self.body[0].weight  # used, through body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        self.dropped(y)
+        return y
+
+
+def test_submodules_forward_does_not_use_are_named_in_one_warning():
+    model = WithUnusedHeads()
+    with pytest.warns(TorchImportWarning) as caught:
+        arch = from_torch(model, torch.randn(1, 3, 8, 8), layer_types())
+    (warning,) = [w for w in caught if w.category is TorchImportWarning]
+    message = str(warning.message)
+    assert "'aux', 'dropped', 'scale', 'tied.bias' (43 of its 155 parameters)" in message and "\n" not in message
+    assert "do not contribute to forward's output" in message and warning.filename == __file__
+    assert arch.cost.params == 155 - 43
+
+
+def test_a_module_that_uses_all_its_parameters_imports_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TorchImportWarning)
+        from_torch(Hand().eval(), torch.randn(1, 3, 16, 16), layer_types())
