@@ -30,7 +30,7 @@ from ..errors import OnnxImportError, TorchImportError, TorchImportWarning
 from .layers import require_layer_types
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME
 from .onnx_import import unsupported_op_todo
-from .torch_lowerings import LOWERINGS
+from .torch_lowerings import LOWERINGS, supported_ops
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -317,12 +317,11 @@ class _Lowering:
             return
         lower = LOWERINGS.get(str(node.target))
         if lower is None:
-            supported = sorted({k.split(".")[1].rstrip("_") for k in LOWERINGS if not k.startswith("aten._")})
             final_softmax = str(node.target).split(".")[1].lstrip("_") in _SOFTMAX_ATEN and any(
                 user.op == "output" for user in node.users
             )
             todo = unsupported_op_todo(final_softmax) if final_softmax else NO_LOWERING_TODO
-            raise self.error(f"unsupported op; {todo}; from_torch imports {', '.join(supported)}")
+            raise self.error(f"unsupported op; {todo}; from_torch imports {supported_ops()}")
         self.names[node] = lower(self, *node.args, **node.kwargs)
 
     def explain(self, exc: OnnxImportError) -> TorchImportError:
