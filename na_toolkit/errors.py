@@ -94,6 +94,11 @@ class TorchImportWarning(NAToolkitWarning):
     the example input (an unused head) are not in the imported architecture."""
 
 
+class TimeModelCacheWarning(NAToolkitWarning):
+    """A time-estimate cache file can no longer be read or written (its `-shm` made read-only under a
+    search, a disk error): the time model goes on with the estimates in memory only."""
+
+
 class MoveError(NAToolkitError):
     """A move cannot be applied with these parameters (the mask would have removed them)."""
 
