@@ -164,6 +164,25 @@ def test_a_corrupt_cache_file_is_a_typed_error(tmp_path):
         TimeEstimateCache(path)
 
 
+def test_a_cache_in_a_folder_that_cannot_be_written_says_so_not_that_the_file_is_damaged(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() == 0 and shutil.which("chattr") is None:
+        pytest.skip("root, and no chattr +i here to make a folder read-only")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    subprocess.run(["chattr", "+i", folder], check=True) if os.geteuid() == 0 else folder.chmod(0o555)
+    try:
+        with pytest.raises(
+            TimeModelError, match=r"cannot be opened for writing \(unable to open database file\): make"
+        ):
+            TimeEstimateCache(folder / "estimates.sqlite")
+    finally:
+        subprocess.run(["chattr", "-i", folder], check=True) if os.geteuid() == 0 else folder.chmod(0o755)
+
+
 def test_torch_measures_inference_and_a_training_step_on_cpu(small_cnn):
     tm = TorchTimeModel(settings=QUICK)
     est = tm.estimate(small_cnn)

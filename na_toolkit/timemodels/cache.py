@@ -84,6 +84,11 @@ class TimeEstimateCache:
             )
             db.commit()
         except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # the file cannot be opened or written, not damaged
+                raise TimeModelError(
+                    f"time-estimate cache {str(self.path)!r} cannot be opened for writing ({exc}): make the file "
+                    "and its folder writable, or pass another path"
+                ) from None
             raise TimeModelError(
                 f"time-estimate cache {str(self.path)!r} is not a usable SQLite file ({exc}); "
                 "delete it or pass another path"
