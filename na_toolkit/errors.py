@@ -85,6 +85,20 @@ class TorchImportError(NAToolkitError):
     op the toolkit does not support (the message names the op and where the module's code calls it)."""
 
 
+class NAToolkitWarning(UserWarning):
+    """Base class of the toolkit's warnings: something the user should know that does not stop the call."""
+
+
+class TorchImportWarning(NAToolkitWarning):
+    """`from_torch` imported the module, but not all of it: submodules whose parameters forward never uses on
+    the example input (an unused head) are not in the imported architecture."""
+
+
+class TimeModelCacheWarning(NAToolkitWarning):
+    """A time-estimate cache file can no longer be read or written (its `-shm` made read-only under a
+    search, a disk error): the time model goes on with the estimates in memory only."""
+
+
 class MoveError(NAToolkitError):
     """A move cannot be applied with these parameters (the mask would have removed them)."""
 

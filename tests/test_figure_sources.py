@@ -63,7 +63,8 @@ def test_onnxruntime_on_a_cpu_measures_latency_and_estimates_peak_memory():
 def test_summary_json_and_provenance_say_which_figure_is_measured(run):
     _, summary = run
     sources = summary["metric_sources"]
-    assert sources["latency_ms@cpu"]["kind"] == "measured"
+    assert sources["latency_ms@cpu"]["kind"] == "measured" and sources["latency_ms@cpu"]["statistic"] == "median"
+    assert "statistic" not in sources["peak_memory_bytes@cpu"]  # an analytic figure has none
     assert sources["peak_memory_bytes@cpu"]["kind"] == "estimated"
     assert sources["peak_memory_bytes@cpu"]["by"] == "measure onnxruntime"
     figures = summary["provenance"]["events"][0]["components"]["devices"]["cpu"]["figures"]
@@ -73,16 +74,17 @@ def test_summary_json_and_provenance_say_which_figure_is_measured(run):
 def test_the_pareto_table_report_md_and_html_label_each_figure(run):
     result, summary = run
     header = pareto_table(summary).splitlines()[0]
-    assert "latency cpu (ms, measured)" in header and "peak memory cpu (estimated)" in header
+    assert "latency cpu (ms, measured median)" in header and "peak memory cpu (estimated)" in header
     best = outcome_lines(summary)[0]
-    assert "ms (measured)" in best and ("MB (estimated)" in best or "kB (estimated)" in best)
+    assert "ms (measured median)" in best and ("MB (estimated)" in best or "kB (estimated)" in best)
     report = (result.run_dir / "report.md").read_text()
     assert "## Where the figures come from (measured or estimated)" in report
     assert "- peak_memory_bytes@cpu: estimated by the device's measure onnxruntime (analytic" in report
-    assert "| latency cpu (ms, measured) |" in report
+    assert "| latency cpu (ms, measured median) |" in report
+    assert "- latency_ms@cpu: measured by the device's measure onnxruntime (onnxruntime on cpu, median of the" in report
     page = html.unescape((result.run_dir / "report.html").read_text())
     assert "peak_memory_bytes@cpu: estimated by the device's measure onnxruntime (analytic" in page
-    assert "accuracy vs latency_ms@cpu (measured (onnxruntime on cpu))" in page
+    assert "accuracy vs latency_ms@cpu (measured (onnxruntime on cpu, median of the timed runs))" in page
 
 
 def test_a_device_memory_capacity_that_stops_the_search_is_named_with_how_to_change_it(tmp_path):
@@ -112,10 +114,25 @@ def test_onnxruntime_falling_back_to_the_cpu_says_so_and_measures_no_energy():
         warnings.simplefilter("always")
         model = get_time_model("onnxruntime", TK, device="cuda:0", allow_fallback=True)
     if model.on_gpu:  # a machine with ONNX Runtime's CUDA provider: no fallback, and NVML's energy
-        assert model.figure_source("latency_ms").how == "onnxruntime on cuda:0"
+        assert model.figure_source("latency_ms").how == "onnxruntime on cuda:0, median of the timed runs"
         assert model.figure_source("energy_mj").kind == "measured"
         return
     assert any("measured on the CPU instead" in str(w.message) for w in caught)
-    assert model.figure_source("latency_ms").how == "onnxruntime on the CPU, not cuda:0 (allow_fallback)"
+    how = "onnxruntime on the CPU, not cuda:0 (allow_fallback), median of the timed runs"
+    assert model.figure_source("latency_ms").how == how
     assert model.figure_source("energy_mj") is None  # the CPU provider reads no NVML counter
     assert model.figure_source("peak_memory_bytes").kind == "estimated"
+
+
+def test_a_measured_latency_names_its_statistic_and_an_older_summary_renders_without_one(run):
+    """A latency measured as the p10 (or min) of the timed runs was labelled "measured" as a median was; the
+    source names the statistic, and a run recorded before it did renders as it was recorded."""
+    p10 = get_time_model("torch", TK, device="cpu", statistic="p10").figure_source("latency_ms")
+    assert p10.to_json() == {"kind": "measured", "how": "torch on cpu, p10 of the timed runs", "statistic": "p10"}
+    _, summary = run
+    old = json.loads(json.dumps(summary))
+    source = old["metric_sources"]["latency_ms@cpu"]
+    del source["statistic"]
+    source["how"] = "onnxruntime on cpu"
+    assert "latency cpu (ms, measured)" in pareto_table(old).splitlines()[0]
+    assert "ms (measured)" in outcome_lines(old)[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import pytest
 import torch
@@ -16,9 +17,10 @@ from torch.nn import functional as F
 
 import na_toolkit.ir
 from conftest import REPO_ROOT, default_toolkit, get_seed, layer_types
-from na_toolkit.errors import NAToolkitError, TorchImportError
+from na_toolkit.errors import NAToolkitError, TorchImportError, TorchImportWarning
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.ir.torch_import import LOWERINGS, from_torch
+from na_toolkit.ir.torch_lowerings import NOT_WRITTEN, WRITTEN_AS
 from na_toolkit.plugins import load_toolkit
 from test_large_seeds import calibrated_torch
 
@@ -126,7 +128,7 @@ def test_an_unsupported_op_is_named_with_its_source_line():
     message = str(info.value)
     assert message.startswith("torch op aten.flip.default") and "unsupported op" in message
     assert f"test_from_torch.py:{_line('FLIP-LINE')}" in message and ".flip(1)" in message
-    assert "\n" not in message and "conv2d" in message  # one line, listing what is supported
+    assert "\n" not in message and "nn.Conv2d" in message  # one line, listing what is supported
     assert "replace it in the model with supported ops, or export the module with torch.onnx" in message
 
 
@@ -204,3 +206,52 @@ def test_a_plugins_layer_type_imports_from_torch_through_its_onnx_importer(se_pl
     x = torch.randn(2, 8, 6, 6)
     with torch.no_grad():
         assert torch.allclose(again(x), model(x), atol=1e-6)
+
+
+class WithUnusedHeads(nn.Module):
+    """A module that keeps what forward no longer uses: an auxiliary head never called, a head computed and
+    dropped, a parameter of its own; one parameter of `body` is shared with `tied`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.aux = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))  # 16 + 4 + 4 + 4 parameters
+        self.dropped = nn.Conv2d(4, 2, 1)  # 8 + 2
+        self.scale = nn.Parameter(torch.ones(1))
+        self.tied = nn.Conv2d(3, 4, 3)
+        self.tied.weight = self.body[0].weight  # used, through body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        self.dropped(y)
+        return y
+
+
+def test_submodules_forward_does_not_use_are_named_in_one_warning():
+    model = WithUnusedHeads()
+    with pytest.warns(TorchImportWarning) as caught:
+        arch = from_torch(model, torch.randn(1, 3, 8, 8), layer_types())
+    (warning,) = [w for w in caught if w.category is TorchImportWarning]
+    message = str(warning.message)
+    assert "'aux', 'dropped', 'scale', 'tied.bias' (43 of its 155 parameters)" in message and "\n" not in message
+    assert "do not contribute to forward's output" in message and warning.filename == __file__
+    assert arch.cost.params == 155 - 43
+
+
+def test_a_module_that_uses_all_its_parameters_imports_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TorchImportWarning)
+        from_torch(Hand().eval(), torch.randn(1, 3, 16, 16), layer_types())
+
+
+def test_the_unsupported_op_error_lists_what_a_module_writes_not_aten_internals():
+    """Every lowered ATen op is listed as a module's code writes it (a new lowering must say how), and the ops
+    torch.export writes on its own (alias, lift_fresh_copy) are not listed."""
+    lowered = {key.split(".")[1].rstrip("_") for key in LOWERINGS}
+    written = {op for ops in WRITTEN_AS.values() for op in ops}
+    assert written | NOT_WRITTEN == lowered and not written & NOT_WRITTEN
+    with pytest.raises(TorchImportError) as info:
+        from_torch(Flipping(), torch.randn(1, 3, 8, 8), layer_types())
+    listed = str(info.value).split("from_torch imports ")[-1]
+    assert listed.startswith("nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.ReLU,") and "torch.cat, view" in listed
+    assert not any(internal in listed for internal in ("alias", "lift_fresh", "_native", "convolution", "aten"))

@@ -12,7 +12,7 @@ from na_toolkit.errors import HardwareError, TimeModelError
 from na_toolkit.ir.architecture import Architecture, Node
 from na_toolkit.ir.layers import LayerType, LayerTypeRegistry
 from na_toolkit.timemodels import get_time_model
-from na_toolkit.timemodels.cache import TimeEstimateCache
+from na_toolkit.timemodels.cache import CacheKey, TimeEstimateCache
 from na_toolkit.timemodels.measure import MeasureSettings
 from na_toolkit.timemodels.nvml import Nvml, nvml_status
 from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel, available_providers
@@ -164,6 +164,25 @@ def test_a_corrupt_cache_file_is_a_typed_error(tmp_path):
         TimeEstimateCache(path)
 
 
+def test_a_cache_in_a_folder_that_cannot_be_written_says_so_not_that_the_file_is_damaged(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() == 0 and shutil.which("chattr") is None:
+        pytest.skip("root, and no chattr +i here to make a folder read-only")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    subprocess.run(["chattr", "+i", folder], check=True) if os.geteuid() == 0 else folder.chmod(0o555)
+    try:
+        with pytest.raises(
+            TimeModelError, match=r"cannot be opened for writing \(unable to open database file\): make"
+        ):
+            TimeEstimateCache(folder / "estimates.sqlite")
+    finally:
+        subprocess.run(["chattr", "-i", folder], check=True) if os.geteuid() == 0 else folder.chmod(0o755)
+
+
 def test_torch_measures_inference_and_a_training_step_on_cpu(small_cnn):
     tm = TorchTimeModel(settings=QUICK)
     est = tm.estimate(small_cnn)
@@ -245,3 +264,84 @@ def test_energy_per_call_is_mean_power_times_latency_not_window_energy_over_call
     )
     assert TelemetryRecord("ok", before, after, None, 135, 0.344).energy_per_call_mj is None
     assert energy_between(after, before) is None
+
+
+CACHE_MADE_READ_ONLY_LIVE = """
+import os, subprocess, sys, warnings
+from na_toolkit.timemodels.base import TimeEstimate
+from na_toolkit.timemodels.cache import CacheKey, TimeEstimateCache
+
+def key(h):
+    return CacheKey.make(h, "cpu", "onnxruntime", 1, {})
+
+cache = TimeEstimateCache(sys.argv[1])
+cache.put(key("before"), TimeEstimate("onnxruntime", "cpu", 1, 1.5))
+shm = sys.argv[1] + "-shm"
+subprocess.run(["chattr", "+i", shm], check=True) if os.geteuid() == 0 else os.chmod(shm, 0o444)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    cache.put(key("after"), TimeEstimate("onnxruntime", "cpu", 1, 2.5))
+    print("read", cache.get(key("before")).latency_ms, cache.get(key("after")).latency_ms, cache.get(key("x")))
+    print("len", len(cache))
+    cache.close()
+for w in caught:
+    print(type(w.message).__name__, w.message)
+print("closed")
+"""
+
+
+def test_a_cache_whose_shm_is_made_read_only_under_a_search_goes_on_in_memory_with_one_warning(tmp_path):
+    """A cache file (`cache="path"`) is open for a whole search and written at each new measurement; SQLite
+    writes its WAL index through a shared memory map of `-shm`, so once that file was made immutable (root's
+    `chattr +i`) the next access ended the process with SIGBUS (exit -7). The cache is now dropped with one
+    warning, the estimates kept in memory, and what was committed stays in the file."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() == 0 and shutil.which("chattr") is None:
+        pytest.skip("root, and no chattr +i here to make a file read-only")
+    path = tmp_path / "estimates.sqlite"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", CACHE_MADE_READ_ONLY_LIVE, str(path)], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        subprocess.run(["chattr", "-i", f"{path}-shm"], check=True) if os.geteuid() == 0 else None
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "read 1.5 2.5 None",
+        "len 2",
+        f"TimeModelCacheWarning time-estimate cache {str(path)!r} can no longer be used (its -shm file was made "
+        "read-only (chattr +i, chmod) while this process had it open); measurements go on with the estimates in "
+        "memory, not saved for later runs: make the file and its folder writable again for the next run, or pass "
+        "another cache path",
+        "closed",
+    ]
+    reopened = TimeEstimateCache(path)
+    assert len(reopened) == 1 and reopened.get(CacheKey.make("before", "cpu", "onnxruntime", 1, {})) is not None
+
+
+def test_a_cache_write_that_fails_goes_on_in_memory_with_one_warning(tmp_path):
+    """A write SQLite refuses (here a trigger's error, as a full disk's) no longer stops the search."""
+    import sqlite3
+    import warnings
+
+    from na_toolkit.errors import TimeModelCacheWarning
+    from na_toolkit.timemodels.base import TimeEstimate
+
+    path = tmp_path / "estimates.sqlite"
+    cache = TimeEstimateCache(path)
+    other = sqlite3.connect(path)
+    other.execute("CREATE TRIGGER full BEFORE INSERT ON estimates BEGIN SELECT RAISE(FAIL, 'disk is full'); END")
+    other.commit()
+    other.close()
+    keys = [CacheKey.make(h, "cpu", "onnxruntime", 1, {}) for h in ("a", "b")]
+    with pytest.warns(TimeModelCacheWarning, match=r"\(writing it failed: disk is full\); measurements go on"):
+        cache.put(keys[0], TimeEstimate("onnxruntime", "cpu", 1, 1.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning: in memory only
+        cache.put(keys[1], TimeEstimate("onnxruntime", "cpu", 1, 2.5))
+    assert [cache.get(k).latency_ms for k in keys] == [1.5, 2.5] and len(cache) == 2
+    cache.close()

@@ -48,7 +48,19 @@ REPO_ROOT = PACKAGE_DIR.parent
 #: one module sits apart from its package, a dotted module (`cli.main`); `__init__` is na_toolkit's own
 #: `__init__.py`. Mirrored by the table in docs/architecture.md.
 PACKAGE_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "hookspecs", "registry", "validation", "caches", "files", "machine", "torchutil", "data"),
+    (
+        "__init__",
+        "errors",
+        "hookspecs",
+        "registry",
+        "validation",
+        "caches",
+        "files",
+        "machine",
+        "torchutil",
+        "sqlite_wal",
+        "data",
+    ),
     ("ir",),
     ("moves",),
     ("embedding",),

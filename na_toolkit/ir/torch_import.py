@@ -20,16 +20,17 @@ from __future__ import annotations
 import contextlib
 import operator
 import re
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import OnnxImportError, TorchImportError
+from ..errors import OnnxImportError, TorchImportError, TorchImportWarning
 from .layers import require_layer_types
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME
 from .onnx_import import unsupported_op_todo
-from .torch_lowerings import LOWERINGS
+from .torch_lowerings import LOWERINGS, supported_ops
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -82,6 +83,7 @@ def from_torch(
     program = _export(module, example_input)
     lowering = _Lowering(program, tuple(example_input.shape), type(module).__name__)
     model = lowering.model()
+    _warn_unused(module, lowering.live_parameters)
     from .onnx_import import from_onnx
 
     try:
@@ -91,6 +93,32 @@ def from_torch(
     if check:
         check_parity(module, arch, state, example_input)
     return (arch, state) if return_weights else arch
+
+
+def _warn_unused(module: torch.nn.Module, live: set[str]) -> None:
+    """A TorchImportWarning naming the submodules (or parameters) of `module` whose parameters the imported
+    network does not read (`live`: the dotted names of those it reads): an unused head is left out, and
+    the imported architecture counts fewer parameters than the module, which the user must be told."""
+    params = dict(module.named_parameters())
+    every_name = dict(module.named_parameters(remove_duplicate=False))  # a shared one under each of its names
+    live_tensors = {id(every_name[name]) for name in live if name in every_name}
+    unused = {name for name, p in params.items() if name not in live and id(p) not in live_tensors}
+    if not unused:
+        return
+    named: list[str] = []
+    for path, sub in module.named_modules():
+        inside = [f"{path}.{n}" for n, _ in sub.named_parameters()]
+        if path and inside and set(inside) <= unused and not any(path.startswith(f"{n}.") for n in named):
+            named.append(path)
+    named += sorted(n for n in unused if not any(n.startswith(f"{m}.") for m in named))
+    count, total = sum(params[n].numel() for n in unused), sum(p.numel() for p in params.values())
+    warnings.warn(
+        f"from_torch: {type(module).__name__}'s {', '.join(map(repr, named))} ({count:,} of its {total:,} "
+        "parameters) do not contribute to forward's output on the example input, so the imported architecture "
+        "leaves them out; delete them from the module if that is intended, or use them in forward",
+        TorchImportWarning,
+        stacklevel=3,
+    )
 
 
 #: how far the imported network's outputs may be from the module's, relative to the largest output (at
@@ -180,6 +208,9 @@ class _Lowering:
         self.origin: dict[str, Any] = {}  # ONNX node name -> torch node
         self._constant_tensors: dict[str, Any] = {}  # placeholder name -> tensor (parameters, buffers, constants)
         self._used: set[str] = set()
+        #: placeholder name -> the module's parameter it is (its dotted name); `live_parameters` reads it
+        self.parameters: dict[str, str] = {}
+        self.live_parameters: set[str] = set()  # the dotted names of those the imported graph reads
         #: a Reshape's output -> (the tensor it reshapes, that tensor's shape): a chain of shape ops (squeeze
         #: twice, view then unsqueeze) becomes one Reshape of the first one's input
         self.reshaped: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -240,6 +271,8 @@ class _Lowering:
                 user_inputs.append(spec.arg.name)
             elif spec.target in state:
                 self._constant_tensors[spec.arg.name] = state[spec.target]
+                if spec.kind == InputKind.PARAMETER:
+                    self.parameters[spec.arg.name] = spec.target
         if len(user_inputs) != 1:
             raise TorchImportError(f"the module takes {len(user_inputs)} tensor inputs; from_torch imports one")
         output: Any = None
@@ -259,6 +292,8 @@ class _Lowering:
         if not isinstance(self.names.get(output), str) or self.names[output] == INPUT_NAME:
             raise TorchImportError("the module's output is not computed from its input by any op")
         self.nodes = _live(self.nodes, self.names[output])
+        read = {name for node in self.nodes for name in node.input}
+        self.live_parameters = {target for name, target in self.parameters.items() if name in read}
         self.nodes.append(helper.make_node("Identity", [self.names[output]], [OUTPUT_NAME], name="output_identity"))
         batch, *shape = self.input_shape
         graph = helper.make_graph(
@@ -282,12 +317,11 @@ class _Lowering:
             return
         lower = LOWERINGS.get(str(node.target))
         if lower is None:
-            supported = sorted({k.split(".")[1].rstrip("_") for k in LOWERINGS if not k.startswith("aten._")})
             final_softmax = str(node.target).split(".")[1].lstrip("_") in _SOFTMAX_ATEN and any(
                 user.op == "output" for user in node.users
             )
             todo = unsupported_op_todo(final_softmax) if final_softmax else NO_LOWERING_TODO
-            raise self.error(f"unsupported op; {todo}; from_torch imports {', '.join(supported)}")
+            raise self.error(f"unsupported op; {todo}; from_torch imports {supported_ops()}")
         self.names[node] = lower(self, *node.args, **node.kwargs)
 
     def explain(self, exc: OnnxImportError) -> TorchImportError:

@@ -12,7 +12,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .torch_import import _Lowering
 
-__all__ = ["LOWERINGS"]
+__all__ = ["LOWERINGS", "WRITTEN_AS", "supported_ops"]
 
 
 # ---- the lowerings: (lowering, *ATen args, **ATen kwargs) -> ONNX tensor name ---------------------------------
@@ -299,3 +299,42 @@ LOWERINGS: dict[str, Callable[..., Any]] = {
     "aten.dropout.default": _dropout,
     **{f"aten.{op}.default": _alias for op in ("clone", "contiguous", "alias", "detach", "lift_fresh_copy")},
 }
+
+
+#: what a module's code writes for the ATen ops of `LOWERINGS` (their names without the overload): the torch
+#: modules (each also as its `F.` / `torch.` function) and the tensor functions and operators
+WRITTEN_AS: dict[str, tuple[str, ...]] = {
+    "nn.Conv2d": ("conv2d", "convolution"),
+    "nn.BatchNorm2d": ("batch_norm", "_native_batch_norm_legit_no_training"),
+    "nn.Linear": ("linear",),
+    **{
+        f"nn.{module}": (module.lower(),)
+        for module in ("ReLU", "ReLU6", "Sigmoid", "Hardsigmoid", "Hardswish", "SiLU", "GELU", "Hardtanh")
+    },
+    **{f"nn.{module}": (module.lower(),) for module in ("Tanh", "ELU", "Softplus")},
+    "nn.LeakyReLU": ("leaky_relu",),
+    "nn.MaxPool2d": ("max_pool2d", "max_pool2d_with_indices"),
+    "nn.AvgPool2d": ("avg_pool2d",),
+    "nn.AdaptiveAvgPool2d(1)": ("adaptive_avg_pool2d",),
+    "nn.Dropout": ("dropout",),
+    "nn.Flatten": ("flatten",),
+    "+": ("add",),
+    "*": ("mul",),
+    "/": ("div",),
+    "clamp": ("clamp",),
+    "mean": ("mean",),
+    "torch.cat": ("cat",),
+    "view": ("view", "_unsafe_view"),
+    **{op: (op,) for op in ("reshape", "squeeze", "unsqueeze", "clone", "contiguous", "detach")},
+    "expand(_as) read by + or *": ("expand", "expand_as"),
+}
+
+#: ATen ops torch.export writes itself, for no call of a module's code: not listed to users
+NOT_WRITTEN = frozenset({"alias", "lift_fresh_copy"})
+
+
+def supported_ops() -> str:
+    """The ops `from_torch` imports, as a module's code writes them (one line, for an error message)."""
+    modules = [name for name in WRITTEN_AS if name.startswith("nn.")]
+    rest = [name for name in WRITTEN_AS if name not in modules]
+    return f"{', '.join(modules)} (or their F. / torch. functions), {', '.join(rest)}"

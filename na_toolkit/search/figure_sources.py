@@ -6,7 +6,8 @@ peak memory is the analytic figure (weights + peak live activations), an estimat
 latencies others measured on their device (NAS-Bench-201's) is "measured elsewhere": neither a measurement
 here nor a model's estimate. The run's
 provenance records each figure's source when a run starts (`figure_sources`); summary.json lists them as
-`metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind.
+`metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind (a measured
+latency with its statistic too: "measured median").
 """
 
 from __future__ import annotations
@@ -67,15 +68,28 @@ def metric_sources(provenance: Mapping[str, Any] | None) -> dict[str, dict[str, 
     return out
 
 
-def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
-    """ "measured", "measured elsewhere" (a table of others' measurements) or "estimated" for a device metric of
-    the run's summary, None when it does not say. A run recorded before tables were "measured elsewhere" says
-    "estimated" of them: shown as it was recorded."""
+def _source(summary: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:
     sources = summary.get("metric_sources")
     if not isinstance(sources, Mapping):
         sources = metric_sources(summary.get("provenance"))
     source = sources.get(metric)
-    return str(source["kind"]) if isinstance(source, Mapping) and "kind" in source else None
+    return source if isinstance(source, Mapping) else None
+
+
+def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
+    """ "measured", "measured elsewhere" (a table of others' measurements) or "estimated" for a device metric of
+    the run's summary, None when it does not say. A run recorded before tables were "measured elsewhere" says
+    "estimated" of them: shown as it was recorded."""
+    source = _source(summary, metric)
+    return str(source["kind"]) if source is not None and "kind" in source else None
+
+
+def metric_label(summary: Mapping[str, Any], metric: str) -> str | None:
+    """`metric_kind` with the statistic of a measured latency: "measured median", "measured p10"; a run
+    recorded before sources named it: its kind alone."""
+    kind, source = metric_kind(summary, metric), _source(summary, metric)
+    statistic = source.get("statistic") if source is not None else None
+    return f"{kind} {statistic}" if kind and isinstance(statistic, str) and statistic else kind
 
 
 def source_lines(summary: Mapping[str, Any]) -> list[str]:

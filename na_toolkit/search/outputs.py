@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 from .compat import session_lines
 from .evaluations_file import JSONL_FILE, write_evaluations
 from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
-from .figure_sources import metric_kind, source_lines
+from .figure_sources import metric_label, source_lines
 from .plots import plot_controller, plot_pareto
 from .report_html import report_html
 
@@ -70,7 +70,7 @@ def _figure(metric: str, value: float) -> str:
 def _header(summary: Mapping[str, Any], metric: str, label: str, unit: str | None) -> str:
     """A device figure's column header with its unit and whether the run measured or estimated it:
     "latency cpu (ms, measured)", "peak memory cpu (estimated)"."""
-    notes = [n for n in (unit, metric_kind(summary, metric)) if n]
+    notes = [n for n in (unit, metric_label(summary, metric)) if n]
     return f"{label} ({', '.join(notes)})" if notes else label
 
 
@@ -89,7 +89,7 @@ def _columns(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> li
 
 
 def _kind(summary: Mapping[str, Any], metric: str) -> str:
-    kind = metric_kind(summary, metric)
+    kind = metric_label(summary, metric)
     return f" ({kind})" if kind else ""
 
 

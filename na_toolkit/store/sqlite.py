@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..sqlite_wal import ShmGuard
 from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord, validated
 from .codec import decode_state, dumps, encode_state, loads
 from .faultpoint import kill_point
@@ -80,24 +81,14 @@ class SQLiteRunStore:
         self.path = path
         self._connection = conn
         self.run_id = run_id
-        self._shm = Path(f"{path}-shm")
-        self._shm_writable = False  # seen writable: SQLite then maps it for writing
-        self._shm_lost = False  # made read-only since: the connection is kept open, never used again
+        self._guard = ShmGuard(path, conn)
 
     @property
     def _conn(self) -> sqlite3.Connection:
-        """The connection, once the store's `-shm` file is known to be writable still. SQLite writes the WAL
-        index in that file through a shared memory map, and a write to the map of a file made immutable
-        (`chattr +i` on a live run's folder) kills the process with SIGBUS, as a read or a close does (each
-        writes it). Such a store is refused with a StoreError instead, and its connection is left open for
-        good (closing it writes the map too). A `-shm` that was never writable here (a reader of an archived
-        folder) is mapped read-only by SQLite and is safe."""
-        if not self._shm_lost and os.access(self._shm, os.W_OK):
-            self._shm_writable = True
-        elif self._shm_writable and not self._shm_lost and self._shm.exists():
-            self._shm_lost = True
-            _keep_open(self._connection)
-        if self._shm_lost:
+        """The connection, once the store's `-shm` file is known to be writable still (`ShmGuard`): a store
+        whose `-shm` was made read-only under it (`chattr +i` on a live run's folder) is refused with a
+        StoreError instead of a SIGBUS, and its connection is left open for good."""
+        if not self._guard.usable():
             raise _lost_shm(self.path)
         return self._connection
 
@@ -443,14 +434,6 @@ def _lost_shm(path: Path) -> StoreError:
         "run folder writable again and resume the run, or resume a copy of it (`cp -r RUN COPY`, then "
         "`na-toolkit search --resume COPY`)"
     )
-
-
-def _keep_open(conn: sqlite3.Connection) -> None:
-    """Never close `conn`, not even as the interpreter exits: one more reference that nothing releases (a
-    close writes the `-shm` map, which would end the process with SIGBUS). The OS releases it at exit."""
-    import ctypes
-
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
 
 
 @contextmanager

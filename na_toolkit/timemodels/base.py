@@ -46,13 +46,16 @@ class FigureSource:
     here and a clock, allocator or counter gave the figure), "measured elsewhere" (read from a table of
     measurements others took on their device: NAS-Bench-201's latency columns) or "estimated" (a model of the
     device gave it: analytic, learned, a table of simulated figures, even where the model measures the latency);
-    `how` says with what (for a table: which table, which of its devices, who measured it)."""
+    `how` says with what (for a table: which table, which of its devices, who measured it); `statistic`, of
+    a measured latency, which statistic of the timed runs it is ("median", "p10", "min"), None otherwise."""
 
     kind: Literal["measured", "measured elsewhere", "estimated"]
     how: str
+    statistic: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "how": self.how}
+        doc = {"kind": self.kind, "how": self.how}
+        return {**doc, "statistic": self.statistic} if self.statistic else doc
 
 
 #: the figures of an estimate that are amounts (finite, >= 0) when given

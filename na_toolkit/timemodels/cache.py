@@ -5,6 +5,10 @@ measured time model consults this cache first. It lives in memory and, optionall
 (WAL mode, one row per key, the estimate as JSON), so measurements survive the process and are shared by
 concurrent workers. The settings part of the key is canonical JSON of everything that changes the result
 (provider, threads, measurement settings, the device's exact description).
+
+A cache file that can no longer be used while a search runs (its `-shm` made read-only under it, which
+would end the process with SIGBUS at SQLite's next access: `ShmGuard`; a write that fails) is dropped with
+one `TimeModelCacheWarning`: the time model goes on with the estimates in memory, rather than stop the search.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import json
 import sqlite3
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import TimeModelError
+from ..errors import TimeModelCacheWarning, TimeModelError
+from ..sqlite_wal import ShmGuard
 from .base import TimeEstimate
 
 
@@ -58,6 +64,7 @@ class TimeEstimateCache:
         self._memory: dict[CacheKey, TimeEstimate] = {}
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._guard: ShmGuard | None = None
         self.hits = 0
         self.misses = 0
         if self.path is not None:
@@ -77,17 +84,49 @@ class TimeEstimateCache:
             )
             db.commit()
         except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # the file cannot be opened or written, not damaged
+                raise TimeModelError(
+                    f"time-estimate cache {str(self.path)!r} cannot be opened for writing ({exc}): make the file "
+                    "and its folder writable, or pass another path"
+                ) from None
             raise TimeModelError(
                 f"time-estimate cache {str(self.path)!r} is not a usable SQLite file ({exc}); "
                 "delete it or pass another path"
             ) from None
-        self._db = db
+        self._db, self._guard = db, ShmGuard(path, db)
+
+    def _disk(self) -> sqlite3.Connection | None:
+        """The file's connection, or None (in memory only, or the file dropped: `_drop`)."""
+        if self._db is not None and self._guard is not None and not self._guard.usable():
+            self._drop("its -shm file was made read-only (chattr +i, chmod) while this process had it open")
+        return self._db
+
+    def _drop(self, why: str) -> None:
+        """Stop using the file, with one warning; its connection is closed unless that would write a `-shm`
+        made read-only (`ShmGuard` then keeps it open for good)."""
+        if self._db is None:
+            return
+        if self._guard is None or self._guard.usable():
+            self._db.close()
+        self._db = None
+        warnings.warn(
+            f"time-estimate cache {str(self.path)!r} can no longer be used ({why}); measurements go on with the "
+            "estimates in memory, not saved for later runs: make the file and its folder writable again for the "
+            "next run, or pass another cache path",
+            TimeModelCacheWarning,
+            stacklevel=4,
+        )
 
     def get(self, key: CacheKey) -> TimeEstimate | None:
         with self._lock:
             est = self._memory.get(key)
-            if est is None and self._db is not None:
-                row = self._db.execute("SELECT estimate FROM estimates WHERE key = ?", (key.text(),)).fetchone()
+            db = self._disk() if est is None else None
+            if db is not None:
+                try:
+                    row = db.execute("SELECT estimate FROM estimates WHERE key = ?", (key.text(),)).fetchone()
+                except sqlite3.DatabaseError as exc:
+                    self._drop(f"reading it failed: {exc}")
+                    row = None
                 if row is not None:
                     est = estimate_from_json(json.loads(row[0]))
                     self._memory[key] = est
@@ -100,19 +139,26 @@ class TimeEstimateCache:
     def put(self, key: CacheKey, est: TimeEstimate) -> None:
         with self._lock:
             self._memory[key] = est
-            if self._db is not None:
-                with self._db:  # one transaction per estimate
-                    self._db.execute(
+            db = self._disk()
+            if db is None:
+                return
+            try:
+                with db:  # one transaction per estimate
+                    db.execute(
                         "INSERT OR REPLACE INTO estimates (key, estimate, created_s) VALUES (?, ?, ?)",
                         (key.text(), json.dumps(estimate_to_json(est), default=str), time.time()),
                     )
+            except sqlite3.DatabaseError as exc:  # a full disk, a file made read-only, locked for 30 s
+                self._drop(f"writing it failed: {exc}")
 
     def __len__(self) -> int:
-        if self._db is not None:
-            return int(self._db.execute("SELECT COUNT(*) FROM estimates").fetchone()[0])
+        db = self._disk()
+        if db is not None:
+            return int(db.execute("SELECT COUNT(*) FROM estimates").fetchone()[0])
         return len(self._memory)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
+        db = self._disk()
+        if db is not None:
+            db.close()
             self._db = None

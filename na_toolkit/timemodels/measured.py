@@ -118,7 +118,9 @@ class MeasuredTimeModel(TimeModel):
             return FigureSource("measured", f"{self.runtime} CUDA allocator peak")
         if figure == "latency_ms":
             where = self.spec if gpu or not self.spec.is_cuda else f"the CPU, not {self.spec} (allow_fallback)"
-            return FigureSource("measured", f"{self.name} on {where}")
+            return FigureSource(
+                "measured", f"{self.name} on {where}, {self.statistic} of the timed runs", self.statistic
+            )
         return super().figure_source(figure)
 
     def why_not_given(self, figure: str) -> str | None:

@@ -1,0 +1,45 @@
+"""An SQLite file in WAL mode kept open for long (the run store, the time-estimate cache) whose `-shm` file
+may be made read-only under it: `ShmGuard` says when its connection can no longer be used.
+
+SQLite writes the WAL index in `-shm` through a shared memory map, and a write to the map of a file made
+immutable (`chattr +i` on a live folder, or a chmod) kills the process with SIGBUS, as a read or a close
+does (each writes it). The guard sees the change before each use, and from then on keeps the connection
+open for good (closing it writes the map too): its owner refuses (the store) or forgets the file (the
+cache). A `-shm` that was never writable here (a reader of an archived folder) is mapped read-only by
+SQLite and is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+__all__ = ["ShmGuard", "keep_open"]
+
+
+class ShmGuard:
+    """The `-shm` file of the SQLite file `path`, opened by `conn`: `usable()` is False once it was writable
+    and is not any more (the connection is then kept open for good, never to be used again)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.shm = Path(f"{path}-shm")
+        self.conn = conn
+        self.writable = False  # seen writable: SQLite then maps it for writing
+        self.lost = False  # made read-only since
+
+    def usable(self) -> bool:
+        if not self.lost and os.access(self.shm, os.W_OK):
+            self.writable = True
+        elif self.writable and not self.lost and self.shm.exists():
+            self.lost = True
+            keep_open(self.conn)
+        return not self.lost
+
+
+def keep_open(conn: sqlite3.Connection) -> None:
+    """Never close `conn`, not even as the interpreter exits: one more reference that nothing releases (a
+    close writes the `-shm` map, which would end the process with SIGBUS). The OS releases it at exit."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
