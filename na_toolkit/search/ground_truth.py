@@ -5,11 +5,15 @@ Every value measured is stored the moment it exists (each evaluation in its own 
 hands it back), and before it is used; a resumed run replays from the start and is served every stored
 evaluation and measurement instead of paying for it again, so it retraces the interrupted run exactly.
 The predictors are refit on all ground truth so far (the paper's joint training): from scratch, or, a
-predictor that keeps its state (pretrained, or sharing its embedding), from where its last fit left it. The
-predictors are stored once, when the run ends (`save_predictors`), for inspection and export; a resume
-never reads them: it replays every refit in order, so the kept predictors end as they would have without the
-interruption (tests/test_kept_predictors.py), and the ranking of every replayed round has that round's
-predictors (a checkpoint of the last ones could not give the earlier rounds theirs).
+predictor that keeps its state (pretrained, or sharing its embedding), from where its last fit left it.
+
+The run's state is stored once, when the run ends (`save_final_state`: the strategy's `state_dict`, the RNG's
+state and each target's predictor, as checkpoints of the last round), for inspection, the strategy's report
+(summary.json's `controller`) and export. A resume never reads them: it replays the strategy and every refit
+in order, so the kept predictors end as they would have without the interruption
+(tests/test_kept_predictors.py), and the ranking of every replayed round has that round's predictors (a
+checkpoint of the last ones could not give the earlier rounds theirs). Writing them each round cost a neural
+strategy's controller weights and Adam moments (3 MB a round on NAS-Bench-201) and a neural predictor's.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class GroundTruth:
         #: evaluations not yet given the accuracy predicted for them (see `note_predictions`)
         self._unpredicted: list[str] = []
         self.warnings: list[str] = []
-        #: the round of the latest checkpoint (the final predictors are stored under it)
+        #: the last round done (the final state is stored under it, `save_final_state`)
         self.last_checkpoint = 0
 
     @property
@@ -231,13 +235,16 @@ class GroundTruth:
             self.components.keep(target, pred)
             self.counters.predictor_fits += 1
 
-    def checkpoint(self, round: int, strategy: Strategy, rng: np.random.Generator) -> None:
-        """Store the state after `round`: the strategy's and the RNG's (the predictors' only at the end of the
-        run, `save_predictors`: a resume replays the refits, and writing them each round cost a neural
-        predictor's whole weights per refit)."""
-        self.store.save_checkpoint(round, "strategy", strategy.state_dict())
-        self.store.save_checkpoint(round, "rng", rng.bit_generator.state)
-        self.last_checkpoint = round
+    def save_final_state(
+        self, strategy: Strategy, rng: np.random.Generator, predictors: Mapping[str, Predictor]
+    ) -> None:
+        """Store the state the run ended with as the checkpoints of its last round: the strategy's
+        `state_dict` (`strategy`: its report is what outputs.py reads), the RNG's (`rng`) and each target's
+        predictor (`save_predictors`). Each replaces any earlier round's of its kind (a run folder written
+        before kept the latest two rounds' of each); nothing reads them back on resume."""
+        self.store.save_checkpoint(self.last_checkpoint, "strategy", strategy.state_dict(), keep=1)
+        self.store.save_checkpoint(self.last_checkpoint, "rng", rng.bit_generator.state, keep=1)
+        self.save_predictors(predictors)
 
     def save_predictors(self, predictors: Mapping[str, Predictor]) -> None:
         """Store each target's final predictor as the checkpoint `predictor:TARGET` of the run's last round,
@@ -253,7 +260,7 @@ class GroundTruth:
                     "params": {k: v for k, v in pred.get_params().items() if _jsonable(v)},
                 }
             state["trained_on"] = [h for h, e in self.evaluated.items() if e.error is None]
-            self.store.save_checkpoint(self.last_checkpoint, f"predictor:{target}", state)
+            self.store.save_checkpoint(self.last_checkpoint, f"predictor:{target}", state, keep=1)
 
 
 def _jsonable(value: Any) -> bool:

@@ -12,7 +12,7 @@
         each is evaluated for real through the executor (evaluator → accuracy, training time) and, for a
             device with a `measure` time model, measured (latency...), each result stored at once
         the predictors are refit on all ground truth so far (the paper's joint training)
-        strategy.tell(results); checkpoints (strategy, RNG) are stored (the predictors: once, at the end)
+        strategy.tell(results); the final state (strategy, RNG, predictors) is stored once, at the end
 
 The run stops when the budget is spent or when the strategy proposed nothing new for
 `max_stalled_rounds` rounds in a row. `search.schedule = "async"` drops the round barrier (async_loop.py).
@@ -161,7 +161,7 @@ class SearchLoop:
 
     def _checkpoint(self, round: int) -> None:
         kill_point("checkpoint")
-        self.ground_truth.checkpoint(round, self.strategy, self.rng)
+        self.ground_truth.last_checkpoint = round  # nothing written: the final state is, at the end
         self.callbacks.on_round_end(round)
 
     def _ask(self, n: int) -> list[Candidate]:
@@ -247,7 +247,7 @@ class SearchLoop:
             reason = f"the evaluation budget ({budget}) is spent"
             if cfg.search.schedule == "async":
                 reason = run_async(self)
-                self.ground_truth.save_predictors(self.scorer.predictors)
+                self.ground_truth.save_final_state(self.strategy, self.rng, self.scorer.predictors)
                 return reason, time.perf_counter() - started
             while self.counters.evaluations < budget:
                 round_ += 1
@@ -275,7 +275,7 @@ class SearchLoop:
                         told.append((c, fresh.pop(c.hash).score))
                 self.strategy.tell(told)
                 self._checkpoint(round_)
-            self.ground_truth.save_predictors(self.scorer.predictors)
+            self.ground_truth.save_final_state(self.strategy, self.rng, self.scorer.predictors)
         finally:
             self.store.save_artifact(EXECUTOR_ARTIFACT, self.components.executor.stats())
             self.callbacks.on_end()

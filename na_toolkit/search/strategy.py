@@ -12,7 +12,7 @@ The loop (na_toolkit/search/loop.py) is the same for every strategy, so comparis
         results = evaluate those for real (executor -> evaluator, and measure on each device), each stored
         predictors are refit on all ground truth so far
         strategy.tell(results)                    # in proposal order, evaluated and already-known alike
-        checkpoint: strategy.state_dict(), RNG (the final predictors: at the end)
+    at the end: strategy.state_dict(), the RNG and the predictors are stored (checkpoints of the last round)
 
 A strategy that proposes nothing new for `search.max_stalled_rounds` rounds in a row ends the search.
 Inside `ask`, a strategy may call `context.score(archs)` as often as it likes (the Neural Architect
@@ -21,7 +21,10 @@ controller trains on these predicted rewards); the loop counts those calls separ
 Reproducibility: a strategy draws every random number from `context.rng` (or from seeds drawn from it),
 never from global state, so a search is a function of its seed and of the ground truth it is served; a
 resumed run replays the strategy from the start with stored ground truth and so retraces the killed run.
-`state_dict` / `load_state_dict` are checkpointed each round for inspection and warm starts.
+A resume never loads a stored `state_dict`. It is stored once, when the run ends (checkpoint `strategy`), for
+inspection: its `report` key, when it has one, is the strategy's report (summary.json's `controller`,
+controller.png). `load_state_dict` restores a strategy from it (library use; `check_strategy` checks the two
+round-trip).
 """
 
 from __future__ import annotations
@@ -119,11 +122,12 @@ class Strategy:
         """Ground-truth results of the candidates the loop evaluated this round."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue after a restart (JSON-able or torch tensors)."""
+        """The strategy's state (JSON-able or torch tensors), stored when the run ends, for inspection; a
+        `report` key is its report in summary.json (`controller`). A resume replays instead of loading it."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Take the state of `state_dict` back (to continue a stored strategy in library code)."""
 
 
 def random_move(

@@ -2,7 +2,7 @@
 
 A store holds one run: its record (config, status, result), every ground-truth evaluation (keyed by
 architecture hash, with the architecture JSON, metrics and timings) and the predictor training rows,
-measurements, checkpoints (strategy, RNG, the final predictors), trained weights and artifacts. Two implement it:
+measurements, checkpoints (the final strategy, RNG, predictors), trained weights and artifacts. Two implement it:
 `SQLiteRunStore` (store/sqlite.py: one file per run folder, what `na-toolkit search` uses, so a killed run
 resumes) and `MemoryRunStore` (store/memory.py: nothing on disk, for tests and benchmarks). Both write
 values through store/codec.py, so what is read back is the same whichever store held it.

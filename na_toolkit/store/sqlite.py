@@ -1,7 +1,7 @@
 """The run store: one embedded SQLite file (WAL) per run folder.
 
 It holds the run (config JSON, status, result), every ground-truth evaluation (keyed by architecture
-hash, with the architecture JSON, metrics, timings), measurements, checkpoints (strategy, RNG, the final predictors)
+hash, with the architecture JSON, metrics, timings), measurements, checkpoints (the final strategy, RNG, predictors)
 and the predictor training data. Each evaluation is written in its own transaction, so a search killed at
 any instant loses at most the evaluation that was running; `--resume` replays the run from its start and
 serves every stored evaluation and measurement instead of paying for it again.
