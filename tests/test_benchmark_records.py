@@ -125,12 +125,12 @@ def test_a_rerun_is_refused_in_one_line_before_anything_runs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]  # nothing ran
 
 
-def test_a_fresh_result_finds_the_committed_one_of_an_older_cli():
+def test_a_fresh_result_finds_the_committed_one_of_an_older_cli(tmp_path):
     # results committed before -v/-q/--log-file left "params" record them as null; a fresh result has no such
     # keys, and is still compared with them (was: "no committed result with the same params")
-    committed = REPO / "benchmarks" / "predictor-100.json"
-    params = json.loads(committed.read_text())["params"]
-    assert {"verbose", "quiet", "log_file"} <= set(params)
-    fresh = {k: v for k, v in params.items() if k not in ("verbose", "quiet", "log_file")}
-    assert committed_result(PREDICTOR, {**fresh, "seeds": 1}, committed.parent) == committed
-    assert committed_result(PREDICTOR, {**fresh, "train": 99}, committed.parent) is None
+    fresh = json.loads((REPO / "benchmarks" / "predictor-100.json").read_text())["params"]
+    fresh = {k: v for k, v in fresh.items() if k not in ("verbose", "quiet", "log_file")}
+    committed = tmp_path / "predictor-100.json"
+    committed.write_text(json.dumps({"params": {**fresh, "verbose": None, "quiet": None, "log_file": None}}))
+    assert committed_result(PREDICTOR, {**fresh, "seeds": 1}, tmp_path) == committed
+    assert committed_result(PREDICTOR, {**fresh, "train": 99}, tmp_path) is None

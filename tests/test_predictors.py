@@ -366,6 +366,25 @@ def test_neural_share_embedding_fit_first_then_lend(data):
     assert p.keeps_state and not fast("neural").keeps_state
 
 
+def test_neural_fit_is_the_same_whatever_the_global_torch_state(data):
+    # a committed benchmark's neural figures must rerun: the fit seeds its own draws and sets its own threads
+    import torch
+
+    archs, y = data[0][:8], data[1][:8]
+    first = fast("neural", share_embedding=True).fit(archs, y).predict(archs)
+    threads = torch.get_num_threads()
+    torch.manual_seed(12345)
+    torch.rand(1000)
+    state = torch.get_rng_state()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        again = fast("neural", share_embedding=True).fit(archs, y).predict(archs)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(first, again)
+    assert torch.equal(torch.get_rng_state(), state), "fitting drew from the global torch generator"
+
+
 def test_a_predictor_knows_its_training_domain_and_says_when_a_network_is_outside_it():
     pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     from na_toolkit_nb201.space import nb201_architecture
