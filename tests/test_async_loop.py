@@ -211,6 +211,29 @@ def test_bench_executor_parts_on_a_small_simulated_fleet(toolkit, tmp_path):
     assert store_writes_per_s(tmp_path, n=50) > 0
 
 
+def test_bench_executor_scale_only_gives_the_drivers_costs_as_medians_without_ray(tmp_path):
+    """`bench executor --scale-only` (docs/scale.md's driver figures, benchmarks/executor-driver.json): the
+    simulated fleets, store writes and refits, each the median of --repeats, with the load average it ran
+    under, and no Ray figures (before, every figure came from one run, and only the whole benchmark ran)."""
+    import argparse
+
+    from na_toolkit.bench import executor
+    from na_toolkit.plugins import get_toolkit
+
+    parser = argparse.ArgumentParser()
+    executor.configure(parser)
+    argv = "--scale-only --repeats 2 --fleet-workers 2 --per-worker 2 --scale-workers 0 --refit-sizes 5 10"
+    figures = executor.run(parser.parse_args(argv.split()), get_toolkit())
+    assert not any(k.startswith(("ray_", "efficiency", "fleet_real")) for k in figures)
+    for schedule in ("async", "rounds"):
+        fleet = figures["fleet_simulated"][schedule]
+        assert fleet["repeats"] == 2 and fleet["evaluations"] == 4
+        assert fleet["driver_s_per_evaluation"] > 0 and 0 < fleet["busy_share"] <= 1
+    assert set(figures["scale"]["refit_s_by_evaluations"]) == {"5", "10"}
+    assert figures["scale"]["store_writes_per_s"] > 0
+    assert figures["load_average_1min"]["cores"] == os.cpu_count() and figures["load_average_1min"]["start"] >= 0
+
+
 @pytest.mark.parametrize("schedule", ["rounds", "async"])
 def test_each_evaluation_records_the_accuracy_predicted_before_the_predictors_learned_it(tmp_path, caplog, schedule):
     import logging

@@ -11,7 +11,8 @@
 - faults: a Ray worker SIGKILLed mid-evaluation, and the driver SIGKILLed and resumed on Ray, as real
   subprocess searches: evaluations lost and paid twice;
 - scale figures: store writes per second, driver seconds per evaluation at 64 and 1,000 simulated
-  workers, refit time of the default predictor as evaluations grow.
+  workers, refit time of the default predictor as evaluations grow (medians over `--repeats`;
+  `--scale-only` measures just these and the simulated fleet, without Ray).
 """
 
 from __future__ import annotations
@@ -140,28 +141,41 @@ def efficiency(toolkit: Toolkit, work: Path, repeats: int) -> dict[str, Any]:
 
 # ---- fleets ----------------------------------------------------------------------------------------------
 def simulated_fleet(
-    toolkit: Toolkit, work: Path, workers: int, per_worker: int, seconds: tuple[float, float] = (1.0, 5.0)
+    toolkit: Toolkit,
+    work: Path,
+    workers: int,
+    per_worker: int,
+    seconds: tuple[float, float] = (1.0, 5.0),
+    repeats: int = 1,
 ) -> dict[str, Any]:
+    """The same search `repeats` times per schedule on `workers` simulated workers: the median of each
+    figure (the driver's CPU, and so the virtual clock, varies with what else the machine runs)."""
     evaluator = {"name": "synthetic", "options": {"seconds": seconds[0], "seconds_max": seconds[1]}}
     out: dict[str, Any] = {}
     for schedule in ("async", "rounds"):
         search = {"schedule": schedule, "per_round": workers, "max_in_flight": workers}
-        doc = _doc(
-            work / f"sim-{workers}-{seconds[1]}-{schedule}",
-            workers * per_worker,
-            {"name": "simulated", "options": {"workers": workers}},
-            evaluator,
-            **search,
-        )
-        res, stats, wall = _search(doc, toolkit)
-        n = len(res.evaluated)
-        out[schedule] = {
-            "busy_share": stats["busy_share"],
-            "clock_s": stats["clock_s"],
-            "driver_s_per_evaluation": stats["driver_s"] / n,
-            "evaluations": n,
-            "real_wall_s": wall,
-        }
+        runs: list[dict[str, float]] = []
+        for i in range(repeats):
+            doc = _doc(
+                work / f"sim-{workers}-{seconds[1]}-{schedule}-{i}",
+                workers * per_worker,
+                {"name": "simulated", "options": {"workers": workers}},
+                evaluator,
+                **search,
+            )
+            res, stats, wall = _search(doc, toolkit)
+            n = len(res.evaluated)
+            runs.append(
+                {
+                    "busy_share": stats["busy_share"],
+                    "clock_s": stats["clock_s"],
+                    "driver_s_per_evaluation": stats["driver_s"] / n,
+                    "evaluations": n,
+                    "real_wall_s": wall,
+                }
+            )
+        out[schedule] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        out[schedule]["repeats"] = repeats
     return out
 
 
@@ -299,6 +313,7 @@ def faults(work: Path, evaluations: int = 8) -> dict[str, Any]:
 def store_writes_per_s(work: Path, n: int = 500) -> float:
     from ..store import SQLiteRunStore
 
+    work.mkdir(parents=True, exist_ok=True)
     store = SQLiteRunStore.create(work / "writes.sqlite", "writes", {"name": "writes"})
     arch_json = {"nodes": [{"op": "conv", "attrs": {"out_channels": 16}}] * 20}
     try:
@@ -313,8 +328,9 @@ def store_writes_per_s(work: Path, n: int = 500) -> float:
         store.close()
 
 
-def refit_seconds(toolkit: Toolkit, sizes: tuple[int, ...]) -> dict[str, float]:
-    """Fit time of the default predictor (the search's default, `ensemble`) on n random networks."""
+def refit_seconds(toolkit: Toolkit, sizes: tuple[int, ...], repeats: int = 1) -> dict[str, float]:
+    """Fit time of the default predictor (the search's default, `ensemble`) on n random networks: the
+    median of `repeats` fits."""
     import numpy as np
 
     from ..predictors import make_predictor
@@ -331,17 +347,25 @@ def refit_seconds(toolkit: Toolkit, sizes: tuple[int, ...]) -> dict[str, float]:
     y = rng.uniform(0.5, 1.0, len(archs))
     out = {}
     for n in sizes:
-        pred = make_predictor("ensemble", None, toolkit)
-        t0 = time.perf_counter()
-        pred.fit(archs[:n], y[:n])
-        out[str(n)] = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            pred = make_predictor("ensemble", None, toolkit)
+            t0 = time.perf_counter()
+            pred.fit(archs[:n], y[:n])
+            times.append(time.perf_counter() - t0)
+        out[str(n)] = statistics.median(times)
     return out
 
 
 # ---- the benchmark --------------------------------------------------------------------------------------
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=int, default=200, help="short tasks for the overhead figures (default 200)")
-    p.add_argument("--repeats", type=int, default=3, help="repeats of the 16 x 1 s search (median; default 3)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="repeats of the 16 x 1 s search, the simulated fleets and the refits (median; default 3)",
+    )
     p.add_argument("--fleet-workers", type=int, default=64, help="simulated workers (default 64)")
     p.add_argument("--per-worker", type=int, default=20, help="evaluations per worker in the fleets (default 20)")
     p.add_argument(
@@ -349,54 +373,84 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--scale-workers", type=int, default=1000, help="simulated workers for docs/scale.md (0: skip)")
     p.add_argument("--skip-faults", action="store_true", help="leave out the fault scenarios")
+    p.add_argument(
+        "--refit-sizes",
+        type=int,
+        nargs="+",
+        default=[100, 1000, 3000],
+        help="evaluations the default predictor is fitted on for the refit figures (default 100 1000 3000)",
+    )
+    p.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only the driver's costs: the simulated fleets, store writes and refits (no Ray)",
+    )
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        from ..errors import ConfigError
-        from ..search.executor_ray import RAY_MISSING
+    if not args.scale_only:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            from ..errors import ConfigError
+            from ..search.executor_ray import RAY_MISSING
 
-        raise ConfigError(RAY_MISSING) from None
+            raise ConfigError(RAY_MISSING) from None
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="na-bench-executor-") as tmp:
-        work = Path(tmp)
-        print("bench executor: task overheads", file=sys.stderr)
-        figures = task_overheads(toolkit, args.tasks)
-        print("bench executor: 16 x 1 s on 2 workers", file=sys.stderr)
-        eff = efficiency(toolkit, work, args.repeats)
-        import ray as ray_
+        figures = _scale_only(args, toolkit, Path(tmp)) if args.scale_only else _all(args, toolkit, Path(tmp))
+    figures["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0], "cores": os.cpu_count()}
+    return figures
 
-        ray_.shutdown()
-        figures["efficiency_16x1s_2workers"] = eff["async_in_flight_2"]["efficiency"]
-        figures["efficiency"] = eff
-        print("bench executor: fleets", file=sys.stderr)
-        # the same fleet twice: simulated (the driver's real cost on a virtual clock), and, unless
-        # --real-cpus 0, a local Ray cluster that declares that many CPUs with tasks that really sleep
-        sim = simulated_fleet(toolkit, work, args.fleet_workers, args.per_worker, FLEET_SECONDS)
-        figures["fleet_simulated"] = {"workers": args.fleet_workers, **sim}
-        headline = sim
-        if args.real_cpus:
-            real = real_fleet(toolkit, work, args.real_cpus, args.per_worker, FLEET_SECONDS)
-            figures["fleet_real_ray"] = real
-            if args.real_cpus == args.fleet_workers:
-                headline = real
-        figures["fleet_busy_share_async"] = headline["async"]["busy_share"]
-        figures["fleet_busy_share_rounds"] = headline["rounds"]["busy_share"]
-        figures["fleet_figures_from"] = "real Ray" if headline is not sim else "simulated"
-        if not args.skip_faults:
-            print("bench executor: faults", file=sys.stderr)
-            sc = faults(work)
-            figures["lost"] = sum(s["lost"] for s in sc.values())
-            figures["paid_twice"] = sum(s["paid_twice"] for s in sc.values())
-            figures["faults"] = sc
-        print("bench executor: scale", file=sys.stderr)
-        scale: dict[str, Any] = {"store_writes_per_s": store_writes_per_s(work)}
-        scale["refit_s_by_evaluations"] = refit_seconds(toolkit, (100, 1000, 3000))
-        if args.scale_workers:
-            big = simulated_fleet(toolkit, work, args.scale_workers, 3)
-            scale[f"simulated_{args.scale_workers}_workers"] = big
-        figures["scale"] = scale
+
+def _scale_only(args: argparse.Namespace, toolkit: Toolkit, work: Path) -> dict[str, Any]:
+    print("bench executor: simulated fleet", file=sys.stderr)
+    sim = simulated_fleet(toolkit, work, args.fleet_workers, args.per_worker, FLEET_SECONDS, args.repeats)
+    return {"fleet_simulated": {"workers": args.fleet_workers, **sim}, "scale": _scale(args, toolkit, work)}
+
+
+def _scale(args: argparse.Namespace, toolkit: Toolkit, work: Path) -> dict[str, Any]:
+    print("bench executor: scale", file=sys.stderr)
+    writes = [store_writes_per_s(work / f"writes-{i}") for i in range(args.repeats)]
+    scale: dict[str, Any] = {"store_writes_per_s": statistics.median(writes)}
+    scale["refit_s_by_evaluations"] = refit_seconds(toolkit, tuple(args.refit_sizes), args.repeats)
+    if args.scale_workers:
+        big = simulated_fleet(toolkit, work, args.scale_workers, 3, repeats=args.repeats)
+        scale[f"simulated_{args.scale_workers}_workers"] = big
+    return scale
+
+
+def _all(args: argparse.Namespace, toolkit: Toolkit, work: Path) -> dict[str, Any]:
+    print("bench executor: task overheads", file=sys.stderr)
+    figures = task_overheads(toolkit, args.tasks)
+    print("bench executor: 16 x 1 s on 2 workers", file=sys.stderr)
+    eff = efficiency(toolkit, work, args.repeats)
+    import ray as ray_
+
+    ray_.shutdown()
+    figures["efficiency_16x1s_2workers"] = eff["async_in_flight_2"]["efficiency"]
+    figures["efficiency"] = eff
+    print("bench executor: fleets", file=sys.stderr)
+    # the same fleet twice: simulated (the driver's real cost on a virtual clock), and, unless
+    # --real-cpus 0, a local Ray cluster that declares that many CPUs with tasks that really sleep
+    sim = simulated_fleet(toolkit, work, args.fleet_workers, args.per_worker, FLEET_SECONDS, args.repeats)
+    figures["fleet_simulated"] = {"workers": args.fleet_workers, **sim}
+    headline = sim
+    if args.real_cpus:
+        real = real_fleet(toolkit, work, args.real_cpus, args.per_worker, FLEET_SECONDS)
+        figures["fleet_real_ray"] = real
+        if args.real_cpus == args.fleet_workers:
+            headline = real
+    figures["fleet_busy_share_async"] = headline["async"]["busy_share"]
+    figures["fleet_busy_share_rounds"] = headline["rounds"]["busy_share"]
+    figures["fleet_figures_from"] = "real Ray" if headline is not sim else "simulated"
+    if not args.skip_faults:
+        print("bench executor: faults", file=sys.stderr)
+        sc = faults(work)
+        figures["lost"] = sum(s["lost"] for s in sc.values())
+        figures["paid_twice"] = sum(s["paid_twice"] for s in sc.values())
+        figures["faults"] = sc
+    figures["scale"] = _scale(args, toolkit, work)
     return figures
 
 

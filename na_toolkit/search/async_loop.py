@@ -12,7 +12,8 @@ same proposals; once no candidate in flight is stored, the rest are submitted fo
 paid for again, and nothing finished is lost.
 
 "Rounds" here are bookkeeping: the i-th proposal belongs to round 1 + i // per_round (the round its
-evaluation is stored with), and a checkpoint is stored after every refit.
+evaluation is stored with); a refit marks the round the run's final state is stored under, and nothing is
+written then (the state is stored once, when the run ends: `GroundTruth.save_final_state`).
 
 Refits run in the background (a thread; in line when the predictors share an embedding with the strategy)
 while the loop goes on serving the workers: a fit starts once `refit_every` evaluations finished since the
