@@ -7,13 +7,18 @@ contract in its own tests. GPU-only parts are not exercised: measured models run
 from __future__ import annotations
 
 import math
+import time
 
+import numpy as np
 import pytest
+from pydantic import Field
 
 from conftest import default_toolkit
+from na_toolkit import validation
 from na_toolkit.errors import ConfigError
 from na_toolkit.testing import ConformanceError, check_time_estimate, check_time_model
-from na_toolkit.timemodels.base import TimeEstimate, TimeModel
+from na_toolkit.testing.timemodels import default_options
+from na_toolkit.timemodels.base import FigureSource, TimeEstimate, TimeModel
 
 TOOLKIT = default_toolkit()
 
@@ -101,6 +106,44 @@ def test_a_model_without_an_init_of_its_own_passes_the_options_check_by_refusing
     check_time_model(_NoInit, TOOLKIT, seeds=["simple-cnn"])
     with pytest.raises(ConfigError, match=r"time model 'no-init' options\.rate_flops_per_s: unknown key"):
         _NoInit(rate_flops_per_s=1e11)
+
+
+class _PluginMeasures(TimeModel):
+    """A plugin's measuring model with options of its own (no `settings`, which only the built-ins take): it
+    times a cheap step of the network's own (its JSON, standing in for a forward pass) and reports a statistic."""
+
+    name = "plugin-measures"
+    description = "the median of timed JSON encodings of the network"
+    measures = True
+
+    class Options(validation.Options):
+        device: str = "cpu"
+        repeats: int = Field(5, ge=3)
+
+    def __init__(self, device="cpu", **options):
+        opts = validation.validate_options(self.Options, {"device": device, **options}, f"time model {self.name!r}")
+        super().__init__(device=opts.device, repeats=opts.repeats)
+        self.repeats = opts.repeats
+
+    def estimate(self, arch, batch_size=1):
+        times_ms = []
+        for _ in range(self.repeats):
+            t0 = time.perf_counter()
+            arch.to_json()
+            times_ms.append((time.perf_counter() - t0) * 1e3 * batch_size)
+        return TimeEstimate(self.name, self.device, batch_size, float(np.median(times_ms)))
+
+    def figure_source(self, figure):
+        return FigureSource("measured", "timed JSON encodings", statistic="median") if figure == "latency_ms" else None
+
+
+def test_a_plugin_measuring_model_is_built_with_the_quick_options_it_takes():
+    # default options of a measuring model were the built-ins' (`settings` included): a plugin's model that
+    # takes no `settings` failed the check with "settings: unknown key" before anything was measured
+    assert default_options(_PluginMeasures) == {"device": "cpu"}
+    result = check_time_model(_PluginMeasures, TOOLKIT, seeds=["simple-cnn"])
+    assert result.estimates["simple-cnn"][1].latency_ms > 0
+    assert set(default_options(TOOLKIT.time_models.get("onnxruntime"))) == {"device", "settings"}
 
 
 def test_the_kit_names_the_model_the_network_and_the_field():

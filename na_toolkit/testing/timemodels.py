@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NAToolkitError, TimeModelError
 from ..ir.architecture import Architecture
 from ..timemodels.base import TimeEstimate, TimeModel
+from ..validation import takes_option
 from ._common import ConformanceError, expect, fail, resolve, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,10 +83,19 @@ def check_time_estimate(est: Any, name: str, batch_size: int, where: str = "") -
     return est
 
 
+def default_options(cls: type[TimeModel]) -> dict[str, Any]:
+    """The options `check_time_model` builds `cls` with when given none: for a model that measures, those of
+    `quick_measure_options()` it takes (a plugin's measuring model need not take the built-ins' `settings`);
+    none otherwise."""
+    if not cls.measures:
+        return {}
+    return {key: value for key, value in quick_measure_options().items() if takes_option(cls, key)}
+
+
 def build_time_model(cls: type[TimeModel], toolkit: Toolkit, options: Mapping[str, Any] | None = None) -> TimeModel:
-    """`cls.from_toolkit(toolkit, **options)` (default options: `quick_measure_options()` for a measuring
-    model, none otherwise), with the warnings of building it (e.g. a profile of another CPU) silenced."""
-    opts = dict(options) if options is not None else (quick_measure_options() if cls.measures else {})
+    """`cls.from_toolkit(toolkit, **options)` (default options: `default_options(cls)`), with the warnings of
+    building it (e.g. a profile of another CPU) silenced."""
+    opts = dict(options) if options is not None else default_options(cls)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls.from_toolkit(toolkit, **opts)
@@ -104,8 +114,9 @@ def check_time_model(
 
     time_model: the class, or its name in `toolkit.time_models`. toolkit: what it is built with
     (`from_toolkit`: hardware models, profiles, layer types; default: the built-ins and the installed
-    plugins). options: what it is built with (default: `quick_measure_options()` for a model that
-    measures, none otherwise). seeds: seed names or architectures (default: every registered seed)."""
+    plugins). options: what it is built with (default: `default_options(cls)`: of `quick_measure_options()`
+    those a model that measures takes, none otherwise). seeds: seed names or architectures (default: every
+    registered seed)."""
     tk = toolkit_or_default(toolkit)
     name, found = resolve(tk.time_models, time_model, "time model")
     label = f"time model {name!r}"
@@ -117,7 +128,8 @@ def check_time_model(
     try:
         model = build_time_model(cls, tk, options)
     except NAToolkitError as exc:
-        fail(label, f"from_toolkit(toolkit, **{dict(options or {})}) raised {type(exc).__name__}: {exc}")
+        used = dict(options) if options is not None else default_options(cls)
+        fail(label, f"from_toolkit(toolkit, **{used!r}) raised {type(exc).__name__}: {exc}")
     estimates: dict[str, dict[int, TimeEstimate] | None] = {}
     for item in seeds if seeds is not None else tk.seeds.names():
         arch = tk.seed(item) if isinstance(item, str) else item
