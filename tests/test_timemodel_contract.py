@@ -15,7 +15,7 @@ from pydantic import Field
 
 from conftest import default_toolkit
 from na_toolkit import validation
-from na_toolkit.errors import ConfigError
+from na_toolkit.errors import ConfigError, TimeModelError
 from na_toolkit.testing import ConformanceError, check_time_estimate, check_time_model, quick_measure_options
 from na_toolkit.testing.timemodels import default_options
 from na_toolkit.timemodels.base import FigureSource, TimeEstimate, TimeModel
@@ -154,6 +154,25 @@ def test_a_measured_latency_that_is_the_fastest_run_passes():
     )
     est = result.estimates["simple-cnn"][1]
     assert est.latency_ms <= est.latency_p10_ms
+
+
+class _SourceAsDict(_NoInit):
+    name = "source-as-dict"
+
+    def figure_source(self, figure):
+        return {"kind": "measured", "how": "a stopwatch"}  # summary.json's form, not a FigureSource
+
+
+def test_a_figure_source_is_checked_where_it_is_made_and_by_the_kit():
+    # a misspelt kind or a statistic that is no string went into summary.json's metric_sources as it was,
+    # and a dict from figure_source crashed the search's provenance with an AttributeError
+    with pytest.raises(TimeModelError, match=r"FigureSource kind 'measurd': one of 'measured'"):
+        FigureSource("measurd", "a stopwatch")
+    with pytest.raises(TimeModelError, match=r"FigureSource statistic 0.5: the statistic of the timed runs"):
+        FigureSource("measured", "a stopwatch", statistic=0.5)
+    assert FigureSource("measured", "a stopwatch", statistic="min").to_json()["statistic"] == "min"
+    with pytest.raises(ConformanceError, match=r"figure_source\('latency_ms'\) returned dict, not a FigureSource"):
+        check_time_model(_SourceAsDict, TOOLKIT, seeds=["simple-cnn"])
 
 
 def test_the_kit_names_the_model_the_network_and_the_field():

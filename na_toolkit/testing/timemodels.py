@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NAToolkitError, TimeModelError
 from ..ir.architecture import Architecture
-from ..timemodels.base import TimeEstimate, TimeModel
+from ..timemodels.base import FigureSource, TimeEstimate, TimeModel
 from ..validation import takes_option
 from ._common import ConformanceError, expect, fail, resolve, toolkit_or_default
 
@@ -162,7 +162,27 @@ def check_time_model(
             expect(0 < lat <= 2 * first.latency_ms, where, f"latency_ms() {lat} vs estimate() {first.latency_ms}")
         estimates[seed_name] = per_batch
     expect(any(v is not None for v in estimates.values()), label, f"estimated none of the networks {list(estimates)}")
+    _check_figure_sources(model, label)
     return TimeModelResult(name, estimates)
+
+
+def _check_figure_sources(model: TimeModel, label: str) -> None:
+    """`figure_source(figure)` of every figure a run labels is None or a `FigureSource` (what summary.json's
+    `metric_sources` and the reports show beside the figure), and the latency has one."""
+    from ..search.figure_sources import FIGURES
+
+    for figure in FIGURES:
+        try:
+            source = model.figure_source(figure)
+        except Exception as exc:
+            fail(label, f"figure_source({figure!r}) raised {type(exc).__name__}: {exc}")
+        expect(
+            source is None or isinstance(source, FigureSource),
+            label,
+            f"figure_source({figure!r}) returned {type(source).__name__}, not a FigureSource or None",
+        )
+        if figure == "latency_ms":
+            expect(source is not None, label, "figure_source('latency_ms') is None (a time model gives a latency)")
 
 
 def _check_refuses_unknown_options(
