@@ -46,6 +46,9 @@ def test_writes_a_pip_installable_package(generated):
     readme = (folder / "README.md").read_text()
     checks = [n for n in na_toolkit.testing.__all__ if n.startswith("check_") and n != "check_time_estimate"]
     assert [c for c in checks if f"`{c}`" not in readme] == []
+    # offline, `pip install -e .` fetches setuptools into an isolated build and fails: the README says how
+    # to build with the environment's own (what tests/test_example_plugin.py installs with)
+    assert "pip install -e ." in readme and "--no-build-isolation" in readme
 
 
 def test_its_generated_tests_pass(generated):
