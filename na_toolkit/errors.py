@@ -94,6 +94,11 @@ class TorchImportWarning(NAToolkitWarning):
     the example input (an unused head) are not in the imported architecture."""
 
 
+class DeviceWarning(NAToolkitWarning, RuntimeWarning):
+    """A time model or the hardware registry goes on with less than it was asked for: measured on the CPU
+    instead of a missing GPU provider, a profile too small to calibrate, a hardware-model folder ignored."""
+
+
 class TimeModelCacheWarning(NAToolkitWarning):
     """A time-estimate cache file can no longer be read or written (its `-shm` made read-only under a
     search, a disk error): the time model goes on with the estimates in memory only."""

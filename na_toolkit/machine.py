@@ -37,7 +37,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(dist: str) -> str | None:
+def library_version(dist: str) -> str | None:
+    """The version of distribution `dist` installed here (None: not installed). na-toolkit's is the running
+    code's own (`na_toolkit.__version__`): an editable install's metadata keeps the version it was installed
+    at until it is installed again, and recorded versions must say what made the figures."""
+    if dist == "na-toolkit":
+        from . import __version__
+
+        return __version__
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -62,7 +69,7 @@ def gpu_names() -> list[str]:
 
 def machine_info() -> dict[str, Any]:
     """CPU, cores, GPUs, Python, platform, library versions and the date (UTC), as plain JSON data."""
-    libs = {d: _version(d) for d in LIBRARIES}
+    libs = {d: library_version(d) for d in LIBRARIES}
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),

@@ -35,7 +35,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import PluginError, describe, did_you_mean, with_article
+from .errors import NAToolkitWarning, PluginError, describe, did_you_mean, with_article
 from .registry import PLUGIN_FAILURES, Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
@@ -79,8 +79,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 RENAMED_HOOKS: dict[str, str] = {"na_register_operations": "na_register_moves"}
 
 
-class PluginWarning(RuntimeWarning):
-    """A plugin was skipped because it is broken (non-strict loading)."""
+class PluginWarning(NAToolkitWarning, RuntimeWarning):
+    """A plugin was skipped because it is broken (non-strict loading). A RuntimeWarning too, as it was."""
 
 
 @dataclass

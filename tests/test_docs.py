@@ -469,3 +469,23 @@ def test_library_snippets_run_as_written(doc, marker, made, tmp_path, monkeypatc
             f"memory_bandwidth={f}" for f in ("0.5x", "1x", "2x")
         ]
         assert (tmp_path / "whatif" / "whatif.json").is_file() and "memory_bandwidth" in capsys.readouterr().out
+
+
+def test_the_tutorials_test_snippets_run_as_a_test_module(monkeypatch):
+    """The python blocks of the example plugin's section 6 ("Test it"), pasted together, are a test module that
+    imports what it uses (it used `pytest.fixture` without importing pytest: a NameError on collection)."""
+    import sys
+
+    from na_toolkit.plugins import load_toolkit
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "plugins" / "na_toolkit_example_se"))
+    text = (REPO_ROOT / "plugins" / "na_toolkit_example_se" / "README.md").read_text()
+    section = text[text.index("## 6. Test it") : text.index("## 7.")]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), "plugins/na_toolkit_example_se/README.md#6", "exec"), namespace)
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(namespace["na_toolkit_example_se"],))
+    namespace["test_builds"](toolkit)
+    assert callable(namespace["test_the_move_keeps_the_move_contract"])
+    for name in [m for m in sys.modules if m.split(".")[0] == "na_toolkit_example_se"]:
+        del sys.modules[name]  # later tests in this process see no example plugin

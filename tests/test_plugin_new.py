@@ -46,6 +46,9 @@ def test_writes_a_pip_installable_package(generated):
     readme = (folder / "README.md").read_text()
     checks = [n for n in na_toolkit.testing.__all__ if n.startswith("check_") and n != "check_time_estimate"]
     assert [c for c in checks if f"`{c}`" not in readme] == []
+    # offline, `pip install -e .` fetches setuptools into an isolated build and fails: the README says how
+    # to build with the environment's own (what tests/test_example_plugin.py installs with)
+    assert "pip install -e ." in readme and "--no-build-isolation" in readme
 
 
 def test_its_generated_tests_pass(generated):
@@ -145,3 +148,31 @@ def test_refuses_the_name_of_an_installed_plugin(tmp_path, run_cli):
         "(e.g. labplug_plugin)"
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_its_registration_test_keeps_passing_when_the_plugin_adds_a_component(generated, monkeypatch):
+    # the generated test asserted `registered == {"layer_types": [...], "moves": [...]}`: adding a time model
+    # or a strategy to the plugin, as the README invites, failed the plugin's own first test
+    import na_toolkit
+    from na_toolkit.search.strategy import Strategy
+
+    class _Walker(Strategy):
+        name = f"{NAME}-walker"
+        description = "proposes nothing"
+
+        def ask(self, n):
+            return []
+
+    @na_toolkit.hookimpl
+    def na_register_strategies(registry):
+        registry.add(_Walker)
+
+    folder, _doc = generated
+    monkeypatch.syspath_prepend(str(folder))
+    package = importlib.import_module(NAME)
+    monkeypatch.setattr(package, "na_register_strategies", na_register_strategies, raising=False)
+    tests: dict = {}
+    exec(compile((folder / "tests" / f"test_{NAME}.py").read_text(), f"test_{NAME}.py", "exec"), tests)
+    toolkit = load_toolkit(entry_points=False, extra_plugins=(package,))
+    assert toolkit.plugins[NAME].registered["strategies"] == [f"{NAME}-walker"]
+    tests["test_registers_its_layer_type_and_move"](toolkit)

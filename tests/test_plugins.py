@@ -235,6 +235,23 @@ def test_raising_hook_strict_raises_plugin_error_naming_the_plugin():
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
+def test_the_toolkits_warnings_share_its_base_class(monkeypatch, tmp_path):
+    """NAToolkitWarning is the base of the toolkit's warnings (na_toolkit.errors): a broken plugin's warning
+    a profile of another device, a missing hardware folder were a RuntimeWarning, a UserWarning and a plain
+    RuntimeWarning, which a filter on NAToolkitWarning let through (a filter on RuntimeWarning still sees them)."""
+    from na_toolkit.errors import DeviceWarning, NAToolkitWarning
+    from na_toolkit.timemodels.profile import ProfileDeviceWarning
+
+    assert issubclass(PluginWarning, RuntimeWarning) and issubclass(ProfileDeviceWarning, NAToolkitWarning)
+    assert issubclass(DeviceWarning, RuntimeWarning)  # the ORT fallback's, a small profile's: RuntimeWarnings
+    broken = plugin("broken_warns", na_register_moves=raise_(ValueError("no moves today")))
+    with pytest.warns(NAToolkitWarning, match="broken_warns: na_register_moves raised ValueError"):
+        load_toolkit(strict=False, entry_points=False, extra_plugins=(broken,))
+    monkeypatch.setenv("NA_TOOLKIT_HWMODELS_PATH", str(tmp_path / "missing"))
+    with pytest.warns(NAToolkitWarning, match="missing is not a folder; ignored"):
+        load_toolkit(entry_points=False)
+
+
 def test_raising_hook_non_strict_warns_and_withdraws_everything_the_plugin_registered():
     p = plugin(
         "half_done",

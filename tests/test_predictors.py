@@ -606,3 +606,16 @@ def test_predict_refuses_options_it_would_ignore(tmp_path, run_cli):
     assert "predict fit writes one: give --out" in run_cli(*fit, "--model", tmp_path / "x.json").error_line()
     err = run_cli("predict", "simple-cnn", "--model", tmp_path / "m.json", "--target", "y", "--train", "5").error_line()
     assert "--target, --train are options of `predict fit`" in err
+
+
+def test_recorded_versions_are_the_running_code_s():
+    # an editable install's metadata keeps the version it was installed at (this checkout's venv said 0.1.0
+    # after the code became 0.2.0): a saved predictor and the machine record said na-toolkit 0.1.0
+    import na_toolkit
+    from na_toolkit.machine import library_version, machine_info
+    from na_toolkit.predictors.base import library_versions
+
+    assert library_version("na-toolkit") == na_toolkit.__version__
+    assert library_versions()["na-toolkit"] == na_toolkit.__version__
+    assert machine_info()["libraries"]["na-toolkit"] == na_toolkit.__version__
+    assert library_version("no-such-distribution-xyz") is None

@@ -15,6 +15,7 @@ from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.figure_sources import metric_sources
 from na_toolkit.search.loop import run_search
 from na_toolkit.search.outputs import pareto_table, report_markdown
+from na_toolkit.search.plots import CONTROLLER_PANELS, plot_controller, report_panels
 from na_toolkit.search.report_html import report_html
 from test_search_cli import CONFIG
 
@@ -105,6 +106,25 @@ def test_a_run_recorded_when_tables_were_labelled_estimated_still_renders_so(pag
     assert "latency pixel3 (ms, estimated)" in pareto_table(old).splitlines()[0]
     device["estimate"] = "measured elsewhere (nb201-table)"
     assert "latency pixel3 (ms, measured elsewhere)" in pareto_table(old).splitlines()[0]
+
+
+def test_a_plugin_strategys_report_is_drawn_with_its_own_series(page, tmp_path):
+    """A plugin strategy's `report` (docs/plugin_hooks.md: per-update `series`, `totals`) holds figures of its
+    own: controller.png and the page draw those, not neural-architect's three panels left empty ("no updates
+    (policy not trained)", "policy ?") as they did."""
+    result, _ = page
+    summary = copy.deepcopy(result.summary())
+    series = [{"ask": 1, "walks": 4, "best_predicted_reward": 0.9, "stalled": False}, {"ask": 2, "walks": 2}]
+    summary["controller"] = {"series": series, "totals": {"asks": 2}}
+    assert report_panels(series) == [("walks", "walks"), ("best_predicted_reward", "best_predicted_reward")]
+    checker = _Checker()
+    checker.feed(report_html(summary))
+    titles = [d["title"] for d in checker.data]
+    assert "walks" in titles and "best_predicted_reward" in titles and "policy entropy" not in titles
+    assert plot_controller(summary["controller"], tmp_path / "c.png", "run")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert not plot_controller({"series": [{"ask": 1, "note": "x"}]}, tmp_path / "none.png")  # nothing to draw
+    assert report_panels([{"ask": 1.0, "entropy": 1.2}]) == list(CONTROLLER_PANELS)  # neural-architect's
 
 
 def test_best_networks_come_with_their_moves(page):

@@ -43,3 +43,15 @@ def test_a_seed_the_measurement_confirms_over_budget_keeps_the_warning(tmp_path)
     seed = [w for w in result.warnings if "the seed" in w]
     assert len(seed) == 1 and seed[0].startswith("the seed exceeds budget latency_ms@cpu (")
     assert seed[0].endswith("estimated before anything is measured): the search must shrink it")
+
+
+def test_a_seed_measured_over_budget_by_a_measuring_time_model_says_measured(tmp_path):
+    # a device whose time model measures (a plugin's, or onnxruntime) scored the seed by running it, yet the
+    # warning said "estimated before anything is measured"
+    doc = _doc(tmp_path, {"latency_ms": 1e-6})
+    doc["devices"]["cpu"]["time_model"] = doc["devices"]["cpu"].pop("measure")
+    doc["evaluations"] = 1
+    result = run_search(doc, toolkit=TK, progress=False, outputs=False)
+    seed = [w for w in result.warnings if "the seed" in w]
+    assert len(seed) == 1 and seed[0].startswith("the seed exceeds budget latency_ms@cpu (")
+    assert seed[0].endswith("measured by time model onnxruntime): the search must shrink it")

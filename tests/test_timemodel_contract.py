@@ -7,13 +7,18 @@ contract in its own tests. GPU-only parts are not exercised: measured models run
 from __future__ import annotations
 
 import math
+import time
 
+import numpy as np
 import pytest
+from pydantic import Field
 
 from conftest import default_toolkit
-from na_toolkit.errors import ConfigError
-from na_toolkit.testing import ConformanceError, check_time_estimate, check_time_model
-from na_toolkit.timemodels.base import TimeEstimate, TimeModel
+from na_toolkit import validation
+from na_toolkit.errors import ConfigError, TimeModelError
+from na_toolkit.testing import ConformanceError, check_time_estimate, check_time_model, quick_measure_options
+from na_toolkit.testing.timemodels import default_options
+from na_toolkit.timemodels.base import FigureSource, TimeEstimate, TimeModel
 
 TOOLKIT = default_toolkit()
 
@@ -103,6 +108,73 @@ def test_a_model_without_an_init_of_its_own_passes_the_options_check_by_refusing
         _NoInit(rate_flops_per_s=1e11)
 
 
+class _PluginMeasures(TimeModel):
+    """A plugin's measuring model with options of its own (no `settings`, which only the built-ins take): it
+    times a cheap step of the network's own (its JSON, standing in for a forward pass) and reports a statistic."""
+
+    name = "plugin-measures"
+    description = "the median of timed JSON encodings of the network"
+    measures = True
+
+    class Options(validation.Options):
+        device: str = "cpu"
+        repeats: int = Field(5, ge=3)
+
+    def __init__(self, device="cpu", **options):
+        opts = validation.validate_options(self.Options, {"device": device, **options}, f"time model {self.name!r}")
+        super().__init__(device=opts.device, repeats=opts.repeats)
+        self.repeats = opts.repeats
+
+    def estimate(self, arch, batch_size=1):
+        times_ms = []
+        for _ in range(self.repeats):
+            t0 = time.perf_counter()
+            arch.to_json()
+            times_ms.append((time.perf_counter() - t0) * 1e3 * batch_size)
+        return TimeEstimate(self.name, self.device, batch_size, float(np.median(times_ms)))
+
+    def figure_source(self, figure):
+        return FigureSource("measured", "timed JSON encodings", statistic="median") if figure == "latency_ms" else None
+
+
+def test_a_plugin_measuring_model_is_built_with_the_quick_options_it_takes():
+    # default options of a measuring model were the built-ins' (`settings` included): a plugin's model that
+    # takes no `settings` failed the check with "settings: unknown key" before anything was measured
+    assert default_options(_PluginMeasures) == {"device": "cpu"}
+    result = check_time_model(_PluginMeasures, TOOLKIT, seeds=["simple-cnn"])
+    assert result.estimates["simple-cnn"][1].latency_ms > 0
+    assert set(default_options(TOOLKIT.time_models.get("onnxruntime"))) == {"device", "settings"}
+
+
+def test_a_measured_latency_that_is_the_fastest_run_passes():
+    # statistic="min" (a documented option of the measuring models) reports the fastest run, below p10: the
+    # check refused it ("latency_p10_ms ... > latency_ms ..."), the built-in onnxruntime's included
+    result = check_time_model(
+        "onnxruntime", TOOLKIT, options={**quick_measure_options(), "statistic": "min"}, seeds=["simple-cnn"]
+    )
+    est = result.estimates["simple-cnn"][1]
+    assert est.latency_ms <= est.latency_p10_ms
+
+
+class _SourceAsDict(_NoInit):
+    name = "source-as-dict"
+
+    def figure_source(self, figure):
+        return {"kind": "measured", "how": "a stopwatch"}  # summary.json's form, not a FigureSource
+
+
+def test_a_figure_source_is_checked_where_it_is_made_and_by_the_kit():
+    # a misspelt kind or a statistic that is no string went into summary.json's metric_sources as it was,
+    # and a dict from figure_source crashed the search's provenance with an AttributeError
+    with pytest.raises(TimeModelError, match=r"FigureSource kind 'measurd': one of 'measured'"):
+        FigureSource("measurd", "a stopwatch")
+    with pytest.raises(TimeModelError, match=r"FigureSource statistic 0.5: the statistic of the timed runs"):
+        FigureSource("measured", "a stopwatch", statistic=0.5)
+    assert FigureSource("measured", "a stopwatch", statistic="min").to_json()["statistic"] == "min"
+    with pytest.raises(ConformanceError, match=r"figure_source\('latency_ms'\) returned dict, not a FigureSource"):
+        check_time_model(_SourceAsDict, TOOLKIT, seeds=["simple-cnn"])
+
+
 def test_the_kit_names_the_model_the_network_and_the_field():
     with pytest.raises(
         ConformanceError, match=r"time model 'wrong-batch' on 'simple-cnn' at batch size 4: .*batch_size 1"
@@ -121,9 +193,12 @@ def test_the_kit_names_the_model_the_network_and_the_field():
 def test_check_time_estimate_bounds():
     good = TimeEstimate("m", "cpu", 1, 2.0, latency_p10_ms=1.0, latency_p90_ms=3.0)
     assert check_time_estimate(good, "m", 1) is good
+    fastest = TimeEstimate("m", "cpu", 1, 0.9, latency_p10_ms=1.0, latency_p90_ms=3.0)  # statistic="min"
+    assert check_time_estimate(fastest, "m", 1) is fastest
     for bad, field in (
         (TimeEstimate("m", "cpu", 1, float("nan")), "latency_ms"),
-        (TimeEstimate("m", "cpu", 1, 2.0, latency_p10_ms=2.5), "latency_p10_ms"),
+        (TimeEstimate("m", "cpu", 1, 2.0, latency_p10_ms=3.5, latency_p90_ms=3.0), "latency_p10_ms"),
+        (TimeEstimate("m", "cpu", 1, 3.5, latency_p90_ms=3.0), "latency_ms 3.5 > latency_p90_ms"),
         (TimeEstimate("m", "cpu", 1, 2.0, energy_mj=-1.0), "energy_mj"),
         (TimeEstimate("m", "cpu", 1, 2.0, peak_memory_bytes=0), "peak_memory_bytes"),
         (TimeEstimate("other", "cpu", 1, 2.0), "time_model"),

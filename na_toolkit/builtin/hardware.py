@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import na_toolkit
+from na_toolkit.errors import DeviceWarning
 from na_toolkit.timemodels.hardware import sources_in_folder
 
 HWMODELS_PATH_ENV = "NA_TOOLKIT_HWMODELS_PATH"
@@ -56,7 +57,7 @@ def na_register_hardware(registry) -> None:
     # both files (never a silent replacement of a shipped model), and a missing folder is reported.
     for folder in extra_folders():
         if not folder.is_dir():
-            warnings.warn(f"{HWMODELS_PATH_ENV}: {folder} is not a folder; ignored", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{HWMODELS_PATH_ENV}: {folder} is not a folder; ignored", DeviceWarning, stacklevel=2)
             continue
         for source in sources_in_folder(folder):
             if source.name in registry:
@@ -64,7 +65,7 @@ def na_register_hardware(registry) -> None:
                 warnings.warn(
                     f"{HWMODELS_PATH_ENV}: {source.path} is not registered, the name {source.name!r} is already "
                     f"taken by {taken}; rename the file or load it by path",
-                    RuntimeWarning,
+                    DeviceWarning,
                     stacklevel=2,
                 )
                 continue

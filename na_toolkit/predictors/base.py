@@ -36,7 +36,6 @@ from __future__ import annotations
 import inspect
 import json
 import platform
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
@@ -46,6 +45,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from ..errors import DataError, NotFittedError
 from ..files import parse_json, read_text
+from ..machine import library_version
 from ..validation import Document, validate
 from .targets import Target
 
@@ -84,10 +84,9 @@ _VERSIONED_LIBRARIES = ("na-toolkit", "numpy", "scikit-learn", "scipy", "torch")
 def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in _VERSIONED_LIBRARIES:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
+        version = library_version(dist)
+        if version is not None:
+            out[dist] = version
     return out
 
 

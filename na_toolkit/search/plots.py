@@ -94,18 +94,34 @@ CONTROLLER_PANELS = (
 )
 
 
+def report_panels(series: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """What a strategy report's per-update `series` is drawn as: (key, title) per panel. neural-architect's
+    figures (CONTROLLER_PANELS) where its entries hold them; otherwise a plugin strategy's own numeric keys
+    (bools and `ask`, the round an update belongs to, left out), in the order they first appear, at most 4."""
+    if any(k in e for e in series for k, _label in CONTROLLER_PANELS):
+        return list(CONTROLLER_PANELS)
+    keys: dict[str, None] = {}
+    for e in series:
+        for k, v in e.items():
+            if k != "ask" and isinstance(v, int | float) and not isinstance(v, bool):
+                keys.setdefault(k, None)
+    return [(k, k) for k in list(keys)[:4]]
+
+
 def plot_controller(report: Mapping[str, Any], path: Path, title: str = "") -> bool:
-    """The controller's learning per update (CONTROLLER_PANELS); False (no file) when it has no series."""
+    """The strategy's learning per update (`report_panels`); False (no file) when it has no series or nothing
+    in it to draw."""
     series = list(report.get("series") or [])
-    if not series:
+    panels = report_panels(series)
+    if not panels:
         return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CONTROLLER_PANELS), figsize=(5 * len(CONTROLLER_PANELS), 3.6), squeeze=False)
-    for ax, (key, label) in zip(axes[0], CONTROLLER_PANELS):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
         points = [(i + 1, e[key]) for i, e in enumerate(series) if e.get(key) is not None]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, marker=".", ms=3)
@@ -119,10 +135,13 @@ def plot_controller(report: Mapping[str, Any], path: Path, title: str = "") -> b
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
     budget = report.get("scoring_budget")
-    fig.suptitle(
-        f"{title}: policy {report.get('policy', '?')}, {report.get('updates', 0)} updates, scoring budget "
-        f"{'unlimited' if budget is None else f'{budget} per evaluation'}"
-    )
+    if "policy" in report:  # neural-architect's
+        fig.suptitle(
+            f"{title}: policy {report['policy']}, {report.get('updates', 0)} updates, scoring budget "
+            f"{'unlimited' if budget is None else f'{budget} per evaluation'}"
+        )
+    else:
+        fig.suptitle(f"{title}: {len(series)} updates")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

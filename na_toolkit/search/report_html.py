@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .figure_sources import metric_sources, source_lines
+from .plots import report_panels
 
 W, H, PAD = 560, 300, 48
 
@@ -159,9 +160,8 @@ def _pareto_figures(summary: Mapping[str, Any]) -> list[str]:
 
 def _controller_figures(report: Mapping[str, Any] | None) -> list[str]:
     series = list((report or {}).get("series") or [])
-    panels = (("reward_mean", "mean predicted reward of the policy's proposals"), ("entropy", "policy entropy"))
     figures = []
-    for key, title in panels + (("value_loss", "value loss"),):
+    for key, title in report_panels(series):
         points = [(i + 1, float(e[key])) for i, e in enumerate(series) if e.get(key) is not None]
         if points:
             figures.append(_svg(title, "controller update", key, [{"name": key, "points": points, "kind": "line"}]))

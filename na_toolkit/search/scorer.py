@@ -266,11 +266,19 @@ class Scorer:
                 )
                 continue
             out.append(
-                f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}{note}"
-                + ", estimated before anything is measured): the search must shrink it"
+                f"the seed exceeds budget {b.metric} ({value:.6g} > {b.limit:.6g}{note}, {self._how_scored(b.metric)})"
+                + ": the search must shrink it"
                 + (f"; {CAPACITY_ADVICE}" if is_capacity(b) else "")
             )
         return out
+
+    def _how_scored(self, metric: str) -> str:
+        """How the start's figure of `metric` was obtained: by a device's measuring time model (measured),
+        else estimated before anything is measured."""
+        model = self.components.time_models.get(metric.partition("@")[2])
+        if model is not None and model.measures:
+            return f"measured by time model {model.name}"
+        return "estimated before anything is measured"
 
     # ---- real scores -----------------------------------------------------------------------------------
     def failed_score(self, why: str, metrics: Mapping[str, float] | None = None, real: bool = True) -> Score:

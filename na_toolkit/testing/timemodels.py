@@ -4,7 +4,7 @@ docs/time_models.md) as one call, and `check_time_estimate` for one estimate.
 A registered time model is a `TimeModel` subclass with a name and a description, built with
 `from_toolkit(toolkit, **options)`, that refuses an option it does not know; on each seed it either gives a
 well-formed `TimeEstimate` (its own name, a device, the batch size asked for, a finite positive latency,
-p10 <= latency <= p90, non-negative spread, energy and memory) or raises a typed `TimeModelError` for an
+latency <= p90 and p10 <= p90, non-negative spread, energy and memory) or raises a typed `TimeModelError` for an
 architecture it does not cover, and it covers at least one; a model that does not measure gives the same
 estimate twice.
 """
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NAToolkitError, TimeModelError
 from ..ir.architecture import Architecture
-from ..timemodels.base import TimeEstimate, TimeModel
+from ..timemodels.base import FigureSource, TimeEstimate, TimeModel
+from ..validation import takes_option
 from ._common import ConformanceError, expect, fail, resolve, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +61,8 @@ def check_time_estimate(est: Any, name: str, batch_size: int, where: str = "") -
     expect(est.batch_size == batch_size, where, f"the estimate's batch_size {est.batch_size}, asked for {batch_size}")
     lat = est.latency_ms
     expect(isinstance(lat, (int, float)) and math.isfinite(lat) and lat > 0, where, f"latency_ms {lat!r} (finite, > 0)")
-    for lo_name, hi_name in (("latency_p10_ms", "latency_ms"), ("latency_ms", "latency_p90_ms")):
+    # the latency is at most p90, and p10 at most p90; it may lie below p10 (statistic="min": the fastest run)
+    for lo_name, hi_name in (("latency_ms", "latency_p90_ms"), ("latency_p10_ms", "latency_p90_ms")):
         lo, hi = getattr(est, lo_name), getattr(est, hi_name)
         if lo is not None and hi is not None:
             expect(lo <= hi * (1 + 1e-9), where, f"{lo_name} {lo} > {hi_name} {hi}")
@@ -82,10 +84,19 @@ def check_time_estimate(est: Any, name: str, batch_size: int, where: str = "") -
     return est
 
 
+def default_options(cls: type[TimeModel]) -> dict[str, Any]:
+    """The options `check_time_model` builds `cls` with when given none: for a model that measures, those of
+    `quick_measure_options()` it takes (a plugin's measuring model need not take the built-ins' `settings`);
+    none otherwise."""
+    if not cls.measures:
+        return {}
+    return {key: value for key, value in quick_measure_options().items() if takes_option(cls, key)}
+
+
 def build_time_model(cls: type[TimeModel], toolkit: Toolkit, options: Mapping[str, Any] | None = None) -> TimeModel:
-    """`cls.from_toolkit(toolkit, **options)` (default options: `quick_measure_options()` for a measuring
-    model, none otherwise), with the warnings of building it (e.g. a profile of another CPU) silenced."""
-    opts = dict(options) if options is not None else (quick_measure_options() if cls.measures else {})
+    """`cls.from_toolkit(toolkit, **options)` (default options: `default_options(cls)`), with the warnings of
+    building it (e.g. a profile of another CPU) silenced."""
+    opts = dict(options) if options is not None else default_options(cls)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls.from_toolkit(toolkit, **opts)
@@ -104,8 +115,9 @@ def check_time_model(
 
     time_model: the class, or its name in `toolkit.time_models`. toolkit: what it is built with
     (`from_toolkit`: hardware models, profiles, layer types; default: the built-ins and the installed
-    plugins). options: what it is built with (default: `quick_measure_options()` for a model that
-    measures, none otherwise). seeds: seed names or architectures (default: every registered seed)."""
+    plugins). options: what it is built with (default: `default_options(cls)`: of `quick_measure_options()`
+    those a model that measures takes, none otherwise). seeds: seed names or architectures (default: every
+    registered seed)."""
     tk = toolkit_or_default(toolkit)
     name, found = resolve(tk.time_models, time_model, "time model")
     label = f"time model {name!r}"
@@ -117,7 +129,8 @@ def check_time_model(
     try:
         model = build_time_model(cls, tk, options)
     except NAToolkitError as exc:
-        fail(label, f"from_toolkit(toolkit, **{dict(options or {})}) raised {type(exc).__name__}: {exc}")
+        used = dict(options) if options is not None else default_options(cls)
+        fail(label, f"from_toolkit(toolkit, **{used!r}) raised {type(exc).__name__}: {exc}")
     estimates: dict[str, dict[int, TimeEstimate] | None] = {}
     for item in seeds if seeds is not None else tk.seeds.names():
         arch = tk.seed(item) if isinstance(item, str) else item
@@ -149,7 +162,27 @@ def check_time_model(
             expect(0 < lat <= 2 * first.latency_ms, where, f"latency_ms() {lat} vs estimate() {first.latency_ms}")
         estimates[seed_name] = per_batch
     expect(any(v is not None for v in estimates.values()), label, f"estimated none of the networks {list(estimates)}")
+    _check_figure_sources(model, label)
     return TimeModelResult(name, estimates)
+
+
+def _check_figure_sources(model: TimeModel, label: str) -> None:
+    """`figure_source(figure)` of every figure a run labels is None or a `FigureSource` (what summary.json's
+    `metric_sources` and the reports show beside the figure), and the latency has one."""
+    from ..search.figure_sources import FIGURES
+
+    for figure in FIGURES:
+        try:
+            source = model.figure_source(figure)
+        except Exception as exc:
+            fail(label, f"figure_source({figure!r}) raised {type(exc).__name__}: {exc}")
+        expect(
+            source is None or isinstance(source, FigureSource),
+            label,
+            f"figure_source({figure!r}) returned {type(source).__name__}, not a FigureSource or None",
+        )
+        if figure == "latency_ms":
+            expect(source is not None, label, "figure_source('latency_ms') is None (a time model gives a latency)")
 
 
 def _check_refuses_unknown_options(

@@ -53,6 +53,18 @@ class FigureSource:
     how: str
     statistic: str | None = None
 
+    def __post_init__(self) -> None:
+        kinds = ("measured", "measured elsewhere", "estimated")
+        if self.kind not in kinds:
+            raise TimeModelError(f"FigureSource kind {self.kind!r}: one of {', '.join(map(repr, kinds))}")
+        if not (isinstance(self.how, str) and self.how):
+            raise TimeModelError(f"FigureSource how {self.how!r}: say with what the figure is obtained (a string)")
+        if self.statistic is not None and not (isinstance(self.statistic, str) and self.statistic):
+            raise TimeModelError(
+                f"FigureSource statistic {self.statistic!r}: the statistic of the timed runs, a string such as "
+                '"median", "p10" or "min" (None: not a measured latency)'
+            )
+
     def to_json(self) -> dict[str, str]:
         doc = {"kind": self.kind, "how": self.how}
         return {**doc, "statistic": self.statistic} if self.statistic else doc

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from .. import validation
-from ..errors import NotFittedError, ProfileError, TimeModelError
+from ..errors import DeviceWarning, NotFittedError, ProfileError, TimeModelError
 from ..ir.architecture import Architecture
 from .base import FigureSource, TimeEstimate, TimeModel
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
@@ -387,7 +387,7 @@ class LearnedTimeModel(TimeModel):
             _warnings.warn(
                 f"profile {profile.name!r} has {len(profile.networks)} network measurements (< {MIN_NETWORKS}): "
                 "no overhead calibration, kernel sums only",
-                RuntimeWarning,
+                DeviceWarning,
                 stacklevel=2,
             )
         self.model: KernelLatencyModel | FewShotLatencyModel

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ..errors import TimeModelError
+from ..errors import DeviceWarning, TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate
 from .measure import TIMERS, library_versions, measure
@@ -126,7 +126,7 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
             f"device {self.device!r}: ONNX Runtime has no CUDA provider here (available: {', '.join(available)}); "
             "measured on the CPU instead (allow_fallback = true). Install onnxruntime-gpu or ask for device 'cpu'"
         )
-        warnings.warn(message, RuntimeWarning, stacklevel=2)  # printed on stderr, not only stored
+        warnings.warn(message, DeviceWarning, stacklevel=2)  # printed on stderr, not only stored
         return "CPUExecutionProvider", message
 
     def _choose_clock(self, clock: str) -> str:

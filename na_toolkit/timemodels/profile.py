@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from ..errors import HardwareError, ProfileError, UnknownComponentError
+from ..errors import HardwareError, NAToolkitWarning, ProfileError, UnknownComponentError
 from ..files import parse_json, read_text
 from ..ir.architecture import MAX_TENSOR_ELEMENTS, Architecture
 from ..validation import Document, format_validation_error
@@ -51,7 +51,7 @@ SUMMARY_KEYS = (
 )
 
 
-class ProfileDeviceWarning(UserWarning):
+class ProfileDeviceWarning(NAToolkitWarning):
     """A profile measured on another device than the one here."""
 
 
