@@ -17,7 +17,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+# na_toolkit/__init__.py holds the version the install's metadata records: a new version reinstalls
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml na_toolkit/__init__.py
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[$(ORT),dev,datasets,ray]"
 	$(BIN)/python -m pip install --quiet -e plugins/na_toolkit_nb201
