@@ -18,6 +18,7 @@ from na_toolkit.search.compat import RESOLVED_ARTIFACT
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import load_config
 from na_toolkit.search.diagnostics import device_warnings
+from na_toolkit.search.outputs import outcome_lines, pareto_table
 from na_toolkit.store import SQLiteRunStore
 from na_toolkit.timemodels.learned import LearnedTimeModel
 from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
@@ -53,7 +54,9 @@ def test_the_model_predicts_the_statistic_it_is_given(example):
     assert np.allclose(median.predict_ms(archs) / default.predict_ms(archs), 1.5, rtol=1e-6)
     est = median.estimate(archs[0])
     assert est.details["statistic"] == "median"
-    assert median.figure_source("latency_ms").how == "time model learned of example-cpu, fitted on its median latencies"
+    source = median.figure_source("latency_ms")
+    assert source.how == "time model learned of example-cpu, fitted on its median latencies"
+    assert (source.kind, source.statistic) == ("estimated", "median")
 
 
 def test_an_old_profile_loads_and_a_statistic_its_records_lack_is_named(example, tmp_path):
@@ -129,3 +132,18 @@ def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_pa
     assert "statistic" not in doc["devices"]["cpu"]["time_model"]["options"]
     resumed = run_search(doc, resume=first.run_dir, toolkit=TK, progress=False, outputs=False)
     assert resumed.summary()["evaluated"] == first.summary()["evaluated"]
+
+
+def test_a_learned_latency_is_labelled_with_the_statistic_it_predicts_and_an_older_summary_renders(tmp_path, small):
+    """A device scored by a learned model alone: its latencies were labelled "estimated", whichever statistic of
+    the profile the model predicts; they say "estimated median" (or min), and a summary recorded before renders
+    as it was recorded."""
+    device = {"device": "cpu", "time_model": {"name": "learned", "options": {"device": small, **CHEAP}}}
+    doc = search_doc(tmp_path, device, evaluations=1)
+    summary = run_search(doc, toolkit=TK, progress=False, outputs=False).summary()
+    source = summary["metric_sources"]["latency_ms@cpu"]
+    assert (source["kind"], source["statistic"]) == ("estimated", "min")  # no measure: the profile's own
+    assert "latency cpu (ms, estimated min)" in pareto_table(summary).splitlines()[0]
+    assert "ms (estimated min)" in outcome_lines(summary)[0]
+    del source["statistic"]
+    assert "latency cpu (ms, estimated)" in pareto_table(summary).splitlines()[0]

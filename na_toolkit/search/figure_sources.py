@@ -6,8 +6,8 @@ peak memory is the analytic figure (weights + peak live activations), an estimat
 latencies others measured on their device (NAS-Bench-201's) is "measured elsewhere": neither a measurement
 here nor a model's estimate. The run's
 provenance records each figure's source when a run starts (`figure_sources`); summary.json lists them as
-`metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind (a measured
-latency with its statistic too: "measured median").
+`metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind (a latency
+with its statistic too: "measured median", "estimated median" from a learned model).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
 
 
 def metric_label(summary: Mapping[str, Any], metric: str) -> str | None:
-    """`metric_kind` with the statistic of a measured latency: "measured median", "measured p10"; a run
-    recorded before sources named it: its kind alone."""
+    """`metric_kind` with the statistic of the latency: "measured median", "measured p10", "estimated median" (a
+    learned model's); a run recorded before sources named it, or a model that does not say: its kind alone."""
     kind, source = metric_kind(summary, metric), _source(summary, metric)
     statistic = source.get("statistic") if source is not None else None
     return f"{kind} {statistic}" if kind and isinstance(statistic, str) and statistic else kind
