@@ -18,7 +18,7 @@ from na_toolkit.search.compat import RESOLVED_ARTIFACT
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import load_config
 from na_toolkit.search.diagnostics import device_warnings
-from na_toolkit.search.outputs import outcome_lines, pareto_table
+from na_toolkit.search.outputs import outcome_lines, pareto_table, report_markdown
 from na_toolkit.store import SQLiteRunStore
 from na_toolkit.timemodels.learned import LearnedTimeModel
 from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
@@ -122,9 +122,15 @@ def test_a_statistic_no_profile_has_is_a_config_error(tmp_path, small):
 def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_path, small):
     """The learned model's statistic, chosen by the device's measure when the config names none, is in the
     run's stored config: a newer toolkit with another default resumes the run with the statistic it started
-    with. The config the run was started with still resumes it (compared with the same values filled in)."""
+    with. The config the run was started with still resumes it (compared with the same values filled in). The
+    summary and report name the learned model and its statistic as what scored the candidates."""
     doc = _doc(tmp_path, small)
     first = run_search(doc, run_dir=tmp_path / "run", toolkit=TK, progress=False, outputs=False)
+    # the reports said only how the evaluated networks were measured, never what chose them to be measured
+    scored = first.summary()["scoring_sources"]["latency_ms@cpu"]
+    assert (scored["kind"], scored["statistic"], scored["by"]) == ("estimated", "median", "time_model learned")
+    line = "latency_ms@cpu of the candidates before they were measured (what chose them): estimated by the device's"
+    assert f"- {line} time_model learned (time model learned of " in report_markdown(first.summary())
     with SQLiteRunStore.open(first.run_dir, readonly=True) as store:
         stored = store.run().config
         assert store.artifact(RESOLVED_ARTIFACT) == {"devices.cpu.time_model.options.statistic": "median"}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .diagnostics import CAPACITY_ADVICE, is_capacity
-from .figure_sources import metric_sources
+from .figure_sources import metric_sources, scoring_sources
 from .pareto import ParetoArchive, search_objectives
 from .reward import split_metric
 from .strategy import Candidate, Score
@@ -168,6 +168,8 @@ class SearchResult:
             "provenance": self.provenance,
             # per device figure: measured or estimated, how, by which model (from the provenance)
             "metric_sources": metric_sources(self.provenance),
+            # per device figure measured by its `measure`: the time model's estimate that scored the candidates
+            "scoring_sources": scoring_sources(self.provenance),
             "controller": self.controller,
             "pareto_min_accuracy": self.pareto_min_accuracy,
             "config": self.config,
