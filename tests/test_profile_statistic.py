@@ -123,9 +123,11 @@ def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_pa
     """The learned model's statistic, chosen by the device's measure when the config names none, is in the
     run's stored config: a newer toolkit with another default resumes the run with the statistic it started
     with. The config the run was started with still resumes it (compared with the same values filled in). The
-    summary and report name the learned model and its statistic as what scored the candidates."""
+    summary (its config too) and report name the learned model and its statistic as what scored the candidates."""
     doc = _doc(tmp_path, small)
     first = run_search(doc, run_dir=tmp_path / "run", toolkit=TK, progress=False, outputs=False)
+    # summary.json's config is the stored one: it lacked the statistic the run chose
+    assert first.summary()["config"]["devices"]["cpu"]["time_model"]["options"]["statistic"] == "median"
     # the reports said only how the evaluated networks were measured, never what chose them to be measured
     scored = first.summary()["scoring_sources"]["latency_ms@cpu"]
     assert (scored["kind"], scored["statistic"], scored["by"]) == ("estimated", "median", "time_model learned")
