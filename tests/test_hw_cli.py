@@ -8,6 +8,7 @@ from conftest import REPO_ROOT, SHIPPED_HARDWARE_MODELS
 from na_toolkit.cli.hw import _profile_json
 from na_toolkit.machine import gpu_names
 from na_toolkit.timemodels.hwmodel import read_hardware_model
+from na_toolkit.timemodels.measure import MeasureSettings
 from na_toolkit.timemodels.profile import DeviceProfile
 
 SHIPPED = sorted(SHIPPED_HARDWARE_MODELS)
@@ -70,6 +71,11 @@ def test_show_tells_what_a_device_profile_measured(run_cli):
     assert (doc["kind"], doc["statistic"], doc["statistics"], doc["networks"]) == ("profile", "min", STATS, 106)
     span = doc["network_latency_ms"]["min"]
     assert 0 < span["min"] <= span["median"] <= span["max"] <= doc["network_latency_ms"]["median"]["max"]
+    # a `profile --quick` profile (smoke-test minimums) is said to be one
+    assert doc["quick"] is False
+    quick = DeviceProfile.load(path).to_json()
+    quick["settings"] = {"kernel": MeasureSettings.quick().to_json(), "network": MeasureSettings.quick().to_json()}
+    assert _profile_json(DeviceProfile.from_json(quick), path)["quick"] is True
 
 
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path):

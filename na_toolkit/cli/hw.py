@@ -163,6 +163,7 @@ def _range(values: list[float]) -> dict[str, float] | None:
 def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
     """What `hw show` says of a device profile: the device and runtime it was measured on, the statistic its
     latencies are, the statistics a learned model can be fitted on, what it holds and the networks' range."""
+    from ..timemodels.measure import MeasureSettings
     from ..timemodels.measured import STATISTICS
 
     items = [*profile.kernels, *profile.networks]
@@ -184,6 +185,9 @@ def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
         "failures": len(profile.failures),
         "elapsed_s": profile.elapsed_s,
         "fewshot": profile.fewshot.n if profile.fewshot is not None else None,
+        # `profile --quick`: measurement minimums for smoke tests, noisier latencies
+        "quick": bool(profile.settings)
+        and all(v == MeasureSettings.quick().to_json() for v in profile.settings.values()),
         "network_latency_ms": {s: _range([n.latency_ms(s) for n in profile.networks]) for s in kept},
         "speed_check_ms": _range(speed),
     }
@@ -211,6 +215,8 @@ def _show_profile(args: argparse.Namespace) -> int:
         ["measured", f"{doc['kernels']} kernels, {doc['networks']} networks, {doc['failures']} failures"],
         ["elapsed", f"{doc['elapsed_s']:.0f} s"],
     ]
+    if doc["quick"]:
+        rows.append(["minimums", "--quick: a smoke test's, noisier latencies; profile again without it for use"])
     if doc["fewshot"] is not None:
         rows.append(["few-shot", f"{doc['fewshot']} networks measured, the rest borrowed from its priors"])
     for stat, span in doc["network_latency_ms"].items():
