@@ -7,6 +7,7 @@ fitted on minimums predicted 0.84x the measured medians, the one fitted on media
 as they did."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from na_toolkit.search.diagnostics import device_warnings
 from na_toolkit.search.outputs import outcome_lines, pareto_table, report_markdown
 from na_toolkit.store import SQLiteRunStore
 from na_toolkit.timemodels.learned import LearnedTimeModel
+from na_toolkit.timemodels.measure import MeasureSettings
 from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
 from test_figure_sources import FAST, search_doc
 
@@ -155,3 +157,21 @@ def test_a_learned_latency_is_labelled_with_the_statistic_it_predicts_and_an_old
     assert "ms (estimated min)" in outcome_lines(summary)[0]
     del source["statistic"]
     assert "latency cpu (ms, estimated)" in pareto_table(summary).splitlines()[0]
+
+
+def test_a_search_on_a_quick_profile_warns(tmp_path, small):
+    """A profile made with `profile --quick` (the smoke tests' minimums, noisier latencies; what a first try
+    following the docs makes) was used by a search without a word; the search now warns, naming it."""
+    doc = json.loads(Path(small).read_text())
+    doc["settings"] = {part: MeasureSettings.quick().to_json() for part in ("kernel", "network")}
+    quick = tmp_path / "quick-cpu.json"
+    quick.write_text(json.dumps(doc))
+    for profile, expected in ((small, 0), (str(quick), 1)):
+        components = build_components(load_config(_doc(tmp_path, profile)), TK)
+        try:
+            warnings = [w for w in device_warnings(components) if "--quick" in w]
+        finally:
+            components.close()
+        assert len(warnings) == expected
+    assert warnings[0].startswith(f"devices.cpu.time_model: profile 'example-cpu' ({quick}) was measured with")
+    assert warnings[0].endswith("build it again without --quick")

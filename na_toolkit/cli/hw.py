@@ -163,7 +163,6 @@ def _range(values: list[float]) -> dict[str, float] | None:
 def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
     """What `hw show` says of a device profile: the device and runtime it was measured on, the statistic its
     latencies are, the statistics a learned model can be fitted on, what it holds and the networks' range."""
-    from ..timemodels.measure import MeasureSettings
     from ..timemodels.measured import STATISTICS
 
     items = [*profile.kernels, *profile.networks]
@@ -186,8 +185,7 @@ def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
         "elapsed_s": profile.elapsed_s,
         "fewshot": profile.fewshot.n if profile.fewshot is not None else None,
         # `profile --quick`: measurement minimums for smoke tests, noisier latencies
-        "quick": bool(profile.settings)
-        and all(v == MeasureSettings.quick().to_json() for v in profile.settings.values()),
+        "quick": profile.quick,
         "network_latency_ms": {s: _range([n.latency_ms(s) for n in profile.networks]) for s in kept},
         "speed_check_ms": _range(speed),
     }
