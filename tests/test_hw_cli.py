@@ -67,13 +67,14 @@ def test_show_tells_what_a_device_profile_measured(run_cli):
     assert "437 kernels, 106 networks, 0 failures" in out and "networks (median)" in out
     assert 'time_model = { name = "learned", options = { device = "example-cpu" } }' in out
     path = REPO_ROOT / "profiles" / "example-cpu.json"
-    doc = _profile_json(DeviceProfile.load(path), path)  # what --json prints (in process: one CLI start is enough)
+    profile = DeviceProfile.load(path)
+    doc = _profile_json(profile, path)  # what --json prints (in process: one CLI start is enough)
     assert (doc["kind"], doc["statistic"], doc["statistics"], doc["networks"]) == ("profile", "min", STATS, 106)
     span = doc["network_latency_ms"]["min"]
     assert 0 < span["min"] <= span["median"] <= span["max"] <= doc["network_latency_ms"]["median"]["max"]
     # a `profile --quick` profile (smoke-test minimums) is said to be one
     assert doc["quick"] is False
-    quick = DeviceProfile.load(path).to_json()
+    quick = profile.to_json()
     quick["settings"] = {"kernel": MeasureSettings.quick().to_json(), "network": MeasureSettings.quick().to_json()}
     assert _profile_json(DeviceProfile.from_json(quick), path)["quick"] is True
 
