@@ -227,9 +227,9 @@ def _show_profile(args: argparse.Namespace) -> int:
         rows.append(["reference network", f"{span['min']:.4g} .. {span['max']:.4g} ms over the run (speed checks)"])
     print(render_table(["quantity", "value"], rows))
     registered = Path(args.name).suffix.lower() != ".json"  # a name; a path in a config is from the config's folder
-    where = "" if registered else " (a path relative to the config file)"
+    device = args.name if registered else path.resolve()
     print(
-        f'use it: time_model = {{ name = "learned", options = {{ device = "{args.name}" }} }}{where}: it predicts '
+        f'use it: time_model = {{ name = "learned", options = {{ device = "{device}" }} }}: it predicts '
         f"the profile's {doc['statistic']}, or in a search whose device has a measure the measure's statistic"
     )
     return 0

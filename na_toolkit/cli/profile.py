@@ -166,7 +166,7 @@ def _next_steps(profile: DeviceProfile) -> None:
     print(f"latencies: the {profile.statistic} of each item's timed runs{quick if profile.quick else ''}")
     print(
         f"see it: na-toolkit hw show {profile.path}; use it: "
-        f'time_model = {{ name = "learned", options = {{ device = "{profile.path}" }} }}'
+        f'time_model = {{ name = "learned", options = {{ device = "{Path(str(profile.path)).resolve()}" }} }}'
     )
 
 
