@@ -13,6 +13,7 @@ import pytest
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.loop import run_search
 from na_toolkit.search.outputs import outcome_lines, pareto_table
+from na_toolkit.search.plots import plot_pareto
 from na_toolkit.timemodels import get_time_model
 
 TK = load_toolkit()
@@ -69,6 +70,15 @@ def test_summary_json_and_provenance_say_which_figure_is_measured(run):
     assert sources["peak_memory_bytes@cpu"]["by"] == "measure onnxruntime"
     figures = summary["provenance"]["events"][0]["components"]["devices"]["cpu"]["figures"]
     assert figures["peak_memory_bytes"]["kind"] == "estimated" and figures["latency_ms"]["kind"] == "measured"
+
+
+def test_the_pareto_plot_labels_the_latency_axis_with_its_source(run, tmp_path):
+    """pareto.png's latency axis read "latency (ms) on cpu", where the table says measured or estimated and
+    which statistic; its label now says it too (drawn here as SVG, which keeps each text as a comment)."""
+    _, summary = run
+    plot_pareto(summary, tmp_path / "pareto.svg")
+    svg = (tmp_path / "pareto.svg").read_text()
+    assert "<!-- latency on cpu (ms, measured median) -->" in svg and "<!-- model_size (bytes) -->" in svg
 
 
 def test_the_pareto_table_report_md_and_html_label_each_figure(run):

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO_ROOT, SHIPPED_HARDWARE_MODELS
+from na_toolkit.cli.hw import _profile_json
 from na_toolkit.machine import gpu_names
 from na_toolkit.timemodels.hwmodel import read_hardware_model
+from na_toolkit.timemodels.measure import MeasureSettings
+from na_toolkit.timemodels.profile import DeviceProfile
 
 SHIPPED = sorted(SHIPPED_HARDWARE_MODELS)
+STATS = ["median", "p10", "min"]
 
 
 def test_list_shows_every_shipped_model(run_cli):
@@ -50,12 +54,39 @@ def test_calibrate_writes_a_measured_model(run_cli, tmp_path):
     assert any(line.split()[0] == "this-box" for line in listed.stdout.splitlines()[2:]), listed.stdout
 
 
+def test_show_tells_what_a_device_profile_measured(run_cli):
+    """`hw list` lists profiles and docs/cli.md says `hw show NAME` shows them, but `hw show` refused one ("not a
+    hardware model"): after `na-toolkit profile` there was no way to see what the profile held. It shows the
+    device, runtime, the statistic its latencies are and those its records keep, counts, the networks' latency
+    range and how to use it in a config."""
+    shown = run_cli("hw", "show", "example-cpu")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert out.startswith("example-cpu: device profile  [complete]") and "CPUExecutionProvider" in out
+    assert "statistic          min (the profile's; records keep median, p10, min)" in out
+    assert "437 kernels, 106 networks, 0 failures" in out and "networks (median)" in out
+    assert 'time_model = { name = "learned", options = { device = "example-cpu" } }' in out
+    path = REPO_ROOT / "profiles" / "example-cpu.json"
+    profile = DeviceProfile.load(path)
+    doc = _profile_json(profile, path)  # what --json prints (in process: one CLI start is enough)
+    assert (doc["kind"], doc["statistic"], doc["statistics"], doc["networks"]) == ("profile", "min", STATS, 106)
+    span = doc["network_latency_ms"]["min"]
+    assert 0 < span["min"] <= span["median"] <= span["max"] <= doc["network_latency_ms"]["median"]["max"]
+    # a `profile --quick` profile (smoke-test minimums) is said to be one
+    assert doc["quick"] is False
+    quick = profile.to_json()
+    quick["settings"] = {"kernel": MeasureSettings.quick().to_json(), "network": MeasureSettings.quick().to_json()}
+    assert _profile_json(DeviceProfile.from_json(quick), path)["quick"] is True
+
+
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path):
     line = run_cli("hw", "show", "h100").error_line()
     assert "unknown hardware model 'h100'" in line and "h100-sxm" in line and "x86-cpu" in line
-    # a profile's path is named as a profile, not as a hardware model with bad TOML
-    line = run_cli("hw", "show", REPO_ROOT / "profiles" / "example-cpu.json").error_line()
-    assert "example-cpu.json is a .json file: a device profile" in line and "TOML:" not in line
+    # a .json that is not a profile is named as such, not as a hardware model with bad TOML
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    line = run_cli("hw", "show", other).error_line()
+    assert "is not a na_toolkit device profile" in line and "TOML:" not in line
     line = run_cli("hw", "calibrate", "--device", "tpu:0").error_line()
     assert "unknown device 'tpu:0'" in line and "known devices: cpu" in line
     line = run_cli("hw", "calibrate", "--out", tmp_path / "box.txt").error_line()

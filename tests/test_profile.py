@@ -258,6 +258,10 @@ def test_a_resume_from_another_folder_uses_the_seed_networks_the_profile_started
     (a / "seed.json").unlink()
     res = run_cli("profile", "--out", out, "--resume", "--no-progress", cwd=b)
     assert res.returncode == 0, res.stderr
+    # the output ends with what the latencies are (a --quick profile said so nowhere) and the next steps
+    assert res.stdout.splitlines()[1].startswith("latencies: the min of each item's timed runs; measured with --quick")
+    use = f'time_model = {{ name = "learned", options = {{ device = "{out.resolve()}" }} }}'
+    assert res.stdout.splitlines()[2] == f"see it: na-toolkit hw show {out}; use it: {use}"
     done = DeviceProfile.load(out)
     assert done.complete and [(n.seed, n.hash) for n in done.networks] == [
         (str(a / "seed.json"), get_seed("simple-cnn").hash)

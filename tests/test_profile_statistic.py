@@ -7,6 +7,7 @@ fitted on minimums predicted 0.84x the measured medians, the one fitted on media
 as they did."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from na_toolkit.search.compat import RESOLVED_ARTIFACT
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import load_config
 from na_toolkit.search.diagnostics import device_warnings
+from na_toolkit.search.outputs import outcome_lines, pareto_table, report_markdown
 from na_toolkit.store import SQLiteRunStore
 from na_toolkit.timemodels.learned import LearnedTimeModel
+from na_toolkit.timemodels.measure import MeasureSettings
 from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
 from test_figure_sources import FAST, search_doc
 
@@ -53,7 +56,9 @@ def test_the_model_predicts_the_statistic_it_is_given(example):
     assert np.allclose(median.predict_ms(archs) / default.predict_ms(archs), 1.5, rtol=1e-6)
     est = median.estimate(archs[0])
     assert est.details["statistic"] == "median"
-    assert median.figure_source("latency_ms").how == "time model learned of example-cpu, fitted on its median latencies"
+    source = median.figure_source("latency_ms")
+    assert source.how == "time model learned of example-cpu, fitted on its median latencies"
+    assert (source.kind, source.statistic) == ("estimated", "median")
 
 
 def test_an_old_profile_loads_and_a_statistic_its_records_lack_is_named(example, tmp_path):
@@ -119,9 +124,17 @@ def test_a_statistic_no_profile_has_is_a_config_error(tmp_path, small):
 def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_path, small):
     """The learned model's statistic, chosen by the device's measure when the config names none, is in the
     run's stored config: a newer toolkit with another default resumes the run with the statistic it started
-    with. The config the run was started with still resumes it (compared with the same values filled in)."""
+    with. The config the run was started with still resumes it (compared with the same values filled in). The
+    summary (its config too) and report name the learned model and its statistic as what scored the candidates."""
     doc = _doc(tmp_path, small)
     first = run_search(doc, run_dir=tmp_path / "run", toolkit=TK, progress=False, outputs=False)
+    # summary.json's config is the stored one: it lacked the statistic the run chose
+    assert first.summary()["config"]["devices"]["cpu"]["time_model"]["options"]["statistic"] == "median"
+    # the reports said only how the evaluated networks were measured, never what chose them to be measured
+    scored = first.summary()["scoring_sources"]["latency_ms@cpu"]
+    assert (scored["kind"], scored["statistic"], scored["by"]) == ("estimated", "median", "time_model learned")
+    line = "latency_ms@cpu of the candidates before they were measured (what chose them): estimated by the device's"
+    assert f"- {line} time_model learned (time model learned of " in report_markdown(first.summary())
     with SQLiteRunStore.open(first.run_dir, readonly=True) as store:
         stored = store.run().config
         assert store.artifact(RESOLVED_ARTIFACT) == {"devices.cpu.time_model.options.statistic": "median"}
@@ -129,3 +142,36 @@ def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_pa
     assert "statistic" not in doc["devices"]["cpu"]["time_model"]["options"]
     resumed = run_search(doc, resume=first.run_dir, toolkit=TK, progress=False, outputs=False)
     assert resumed.summary()["evaluated"] == first.summary()["evaluated"]
+
+
+def test_a_learned_latency_is_labelled_with_the_statistic_it_predicts_and_an_older_summary_renders(tmp_path, small):
+    """A device scored by a learned model alone: its latencies were labelled "estimated", whichever statistic of
+    the profile the model predicts; they say "estimated median" (or min), and a summary recorded before renders
+    as it was recorded."""
+    device = {"device": "cpu", "time_model": {"name": "learned", "options": {"device": small, **CHEAP}}}
+    doc = search_doc(tmp_path, device, evaluations=1)
+    summary = run_search(doc, toolkit=TK, progress=False, outputs=False).summary()
+    source = summary["metric_sources"]["latency_ms@cpu"]
+    assert (source["kind"], source["statistic"]) == ("estimated", "min")  # no measure: the profile's own
+    assert "latency cpu (ms, estimated min)" in pareto_table(summary).splitlines()[0]
+    assert "ms (estimated min)" in outcome_lines(summary)[0]
+    del source["statistic"]
+    assert "latency cpu (ms, estimated)" in pareto_table(summary).splitlines()[0]
+
+
+def test_a_search_on_a_quick_profile_warns(tmp_path, small):
+    """A profile made with `profile --quick` (the smoke tests' minimums, noisier latencies; what a first try
+    following the docs makes) was used by a search without a word; the search now warns, naming it."""
+    doc = json.loads(Path(small).read_text())
+    doc["settings"] = {part: MeasureSettings.quick().to_json() for part in ("kernel", "network")}
+    quick = tmp_path / "quick-cpu.json"
+    quick.write_text(json.dumps(doc))
+    for profile, expected in ((small, 0), (str(quick), 1)):
+        components = build_components(load_config(_doc(tmp_path, profile)), TK)
+        try:
+            warnings = [w for w in device_warnings(components) if "--quick" in w]
+        finally:
+            components.close()
+        assert len(warnings) == expected
+    assert warnings[0].startswith(f"devices.cpu.time_model: profile 'example-cpu' ({quick}) was measured with")
+    assert warnings[0].endswith("build it again without --quick")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,14 +16,20 @@ from .command import Command
 
 if TYPE_CHECKING:
     from ..timemodels.hwmodel import HardwareModel
+    from ..timemodels.profile import DeviceProfile
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="hw_command", metavar="ACTION", required=True)
     p = sub.add_parser("list", help="list the registered hardware models and device profiles")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p = sub.add_parser("show", help="show one hardware model with the source of each value")
-    p.add_argument("name", help="a hardware model name (see `hw list`) or a path to a .toml file")
+    p = sub.add_parser(
+        "show", help="show one hardware model with the source of each value, or what a device profile measured"
+    )
+    p.add_argument(
+        "name",
+        help="a hardware model or device profile name (see `hw list`), a .toml hardware model or a .json profile",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser(
         "calibrate",
@@ -97,9 +104,17 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_profile(name: str, hardware: Any) -> bool:
+    if Path(name).suffix.lower() == ".json":
+        return True
+    return name in hardware and hardware.get(name).kind == "profile"
+
+
 def _show(args: argparse.Namespace) -> int:
     from ..timemodels.hwmodel import load_hardware_model
 
+    if _is_profile(args.name, args.toolkit.hardware):
+        return _show_profile(args)
     model = load_hardware_model(args.name, args.toolkit.hardware)
     if args.json:
         print(json.dumps(_model_json(model), indent=2))
@@ -138,6 +153,85 @@ def _show(args: argparse.Namespace) -> int:
         ]
     )
     print(render_table(["quantity", "value", "source"], rows))
+    return 0
+
+
+def _range(values: list[float]) -> dict[str, float] | None:
+    return {"min": min(values), "median": float(statistics.median(values)), "max": max(values)} if values else None
+
+
+def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
+    """What `hw show` says of a device profile: the device and runtime it was measured on, the statistic its
+    latencies are, the statistics a learned model can be fitted on, what it holds and the networks' range."""
+    from ..timemodels.measured import STATISTICS
+
+    items = [*profile.kernels, *profile.networks]
+    kept = [s for s in STATISTICS if items and all(isinstance(i.measurement.get(f"{s}_ms"), float) for i in items)]
+    speed = [float(reading[1]) for reading in profile.speed_checks if len(reading) > 1]
+    return {
+        "name": profile.name,
+        "kind": "profile",
+        "path": str(path),
+        "complete": profile.complete,
+        "stopped": profile.stopped or None,
+        "device": profile.device,
+        "runtime": profile.runtime,
+        "batch_size": profile.batch_size,
+        "statistic": profile.statistic,
+        "statistics": kept,
+        "kernels": len(profile.kernels),
+        "networks": len(profile.networks),
+        "failures": len(profile.failures),
+        "elapsed_s": profile.elapsed_s,
+        "fewshot": profile.fewshot.n if profile.fewshot is not None else None,
+        # `profile --quick`: measurement minimums for smoke tests, noisier latencies
+        "quick": profile.quick,
+        "network_latency_ms": {s: _range([n.latency_ms(s) for n in profile.networks]) for s in kept},
+        "speed_check_ms": _range(speed),
+    }
+
+
+def _show_profile(args: argparse.Namespace) -> int:
+    from ..timemodels.profile import DeviceProfile, resolve_profile_path
+
+    path = resolve_profile_path(args.name, args.toolkit.hardware)
+    doc = _profile_json(DeviceProfile.load(path), path)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    state = "complete" if doc["complete"] else f"partial ({doc['stopped'] or 'stopped'}: continue with --resume)"
+    print(f"{doc['name']}: device profile  [{state}]  ({path})")
+    dev, rt = doc["device"], doc["runtime"]
+    versions = ", ".join(f"{k} {v}" for k, v in (rt.get("versions") or {}).items())
+    threads = f"{rt.get('intra_op_threads', '?')} intra-op, {rt.get('inter_op_threads', '?')} inter-op threads"
+    rows = [
+        ["device", f"{dev.get('name', '?')} ({dev.get('device', '?')}, {dev.get('cores', '?')} cores)"],
+        ["runtime", f"{rt.get('name', '?')} ({versions}), {rt.get('provider', '-')}, {threads}"],
+        ["clock", str(rt.get("clock", "?"))],
+        ["batch size", str(doc["batch_size"])],
+        ["statistic", f"{doc['statistic']} (the profile's; records keep {', '.join(doc['statistics'])})"],
+        ["measured", f"{doc['kernels']} kernels, {doc['networks']} networks, {doc['failures']} failures"],
+        ["elapsed", f"{doc['elapsed_s']:.0f} s"],
+    ]
+    if doc["quick"]:
+        rows.append(["minimums", "--quick: a smoke test's, noisier latencies; profile again without it for use"])
+    if doc["fewshot"] is not None:
+        rows.append(["few-shot", f"{doc['fewshot']} networks measured, the rest borrowed from its priors"])
+    for stat, span in doc["network_latency_ms"].items():
+        if span is not None:
+            rows.append(
+                [f"networks ({stat})", f"{span['min']:.4g} .. {span['max']:.4g} ms, median {span['median']:.4g}"]
+            )
+    if doc["speed_check_ms"] is not None:
+        span = doc["speed_check_ms"]
+        rows.append(["reference network", f"{span['min']:.4g} .. {span['max']:.4g} ms over the run (speed checks)"])
+    print(render_table(["quantity", "value"], rows))
+    registered = Path(args.name).suffix.lower() != ".json"  # a name; a path in a config is from the config's folder
+    device = args.name if registered else path.resolve()
+    print(
+        f'use it: time_model = {{ name = "learned", options = {{ device = "{device}" }} }}: it predicts '
+        f"the profile's {doc['statistic']}, or in a search whose device has a measure the measure's statistic"
+    )
     return 0
 
 

@@ -7,9 +7,12 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .command import Command
+
+if TYPE_CHECKING:
+    from ..timemodels.profile import DeviceProfile
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
             "device": profile.device_name,
             "runtime": profile.runtime_name,
             "elapsed_s": profile.elapsed_s,
+            "statistic": profile.statistic,
+            "quick": profile.quick,
             "fewshot": None
             if profile.fewshot is None
             else {
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             f"({len(profile.failures)} failures) on {profile.device_name} with {profile.runtime_name}, priors "
             f"{priors}, {profile.elapsed_s:.0f} s, {state}"
         )
+        _next_steps(profile)
         return 130 if profile.stopped == "interrupted" else 0
     print(
         f"{profile.path}: {len(profile.kernels)} kernels, {len(profile.networks)} networks, "
@@ -150,7 +156,18 @@ def run(args: argparse.Namespace) -> int:
         f"{profile.elapsed_s:.0f} s, {state}",
         file=sys.stdout,
     )
+    _next_steps(profile)
     return 130 if profile.stopped == "interrupted" else 0
+
+
+def _next_steps(profile: DeviceProfile) -> None:
+    """What the profile's latencies are, and how to look at it and use it."""
+    quick = "; measured with --quick (smoke-test minimums, noisier: profile again without it for a search)"
+    print(f"latencies: the {profile.statistic} of each item's timed runs{quick if profile.quick else ''}")
+    print(
+        f"see it: na-toolkit hw show {profile.path}; use it: "
+        f'time_model = {{ name = "learned", options = {{ device = "{Path(str(profile.path)).resolve()}" }} }}'
+    )
 
 
 COMMANDS = (

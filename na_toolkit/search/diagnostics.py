@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..timemodels.profile_match import runtime_warning
+from ..timemodels.profile_match import quick_profile_warning, runtime_warning
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -21,7 +21,8 @@ def device_warnings(components: Components) -> list[str]:
     """What a device's time models said when they were built: a fallback the config allowed (the ONNX
     Runtime time model measuring on the CPU for a `cuda` device with `allow_fallback = true`), a profile
     measured on another device than this machine's (the learned time model), with what that means for the
-    search, or measured with another runtime, version or settings than the device's `measure` runs."""
+    search, or measured with another runtime, version or settings than the device's `measure` runs, or with
+    `profile --quick`'s smoke-test minimums."""
     out = []
     for which, models in (("time_model", components.time_models), ("measure", components.measures)):
         for device, model in models.items():
@@ -42,8 +43,8 @@ def device_warnings(components: Components) -> list[str]:
     for device, model in components.time_models.items():
         # a profile measured with another runtime, version or settings than the device's measure runs
         runtime = runtime_warning(model, components.measures.get(device))
-        if runtime:
-            out.append(f"devices.{device}.time_model: {runtime}")
+        quick = quick_profile_warning(model)  # a smoke-test profile
+        out += [f"devices.{device}.time_model: {w}" for w in (runtime, quick) if w]
     return out
 
 

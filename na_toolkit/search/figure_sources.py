@@ -6,8 +6,10 @@ peak memory is the analytic figure (weights + peak live activations), an estimat
 latencies others measured on their device (NAS-Bench-201's) is "measured elsewhere": neither a measurement
 here nor a model's estimate. The run's
 provenance records each figure's source when a run starts (`figure_sources`); summary.json lists them as
-`metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind (a measured
-latency with its statistic too: "measured median").
+`metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind (a latency
+with its statistic too: "measured median", "estimated median" from a learned model). A device with a measure
+also records, as `scored_by` (summary.json: `scoring_sources`; a line of the reports), the time model's figures
+that scored its candidates before any was measured.
 """
 
 from __future__ import annotations
@@ -68,6 +70,18 @@ def metric_sources(provenance: Mapping[str, Any] | None) -> dict[str, dict[str, 
     return out
 
 
+def scoring_sources(provenance: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
+    """`latency_ms@cpu` -> {"kind", "how", "by", "statistic"} of the time model that scored the candidates of a
+    device whose evaluated figures its `measure` gives (what chose which networks to measure: a learned model
+    of a profile, a roofline); empty for a run recorded before provenance kept it."""
+    out: dict[str, dict[str, str]] = {}
+    for device, dev in _devices(provenance).items():
+        scored = dev.get("scored_by")
+        if isinstance(scored, dict):
+            out.update({device_metric(f, device): dict(s) for f, s in scored.items() if isinstance(s, dict)})
+    return out
+
+
 def _source(summary: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:
     sources = summary.get("metric_sources")
     if not isinstance(sources, Mapping):
@@ -85,8 +99,8 @@ def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
 
 
 def metric_label(summary: Mapping[str, Any], metric: str) -> str | None:
-    """`metric_kind` with the statistic of a measured latency: "measured median", "measured p10"; a run
-    recorded before sources named it: its kind alone."""
+    """`metric_kind` with the statistic of the latency: "measured median", "measured p10", "estimated median" (a
+    learned model's); a run recorded before sources named it, or a model that does not say: its kind alone."""
     kind, source = metric_kind(summary, metric), _source(summary, metric)
     statistic = source.get("statistic") if source is not None else None
     return f"{kind} {statistic}" if kind and isinstance(statistic, str) and statistic else kind
@@ -94,12 +108,20 @@ def metric_label(summary: Mapping[str, Any], metric: str) -> str | None:
 
 def source_lines(summary: Mapping[str, Any]) -> list[str]:
     """One line per device figure: "peak_memory_bytes@cpu: estimated by the device's measure onnxruntime
-    (analytic: ...)"."""
+    (analytic: ...)", then one per figure of a device with a measure as its time model scored the candidates
+    ("latency_ms@cpu of the candidates before they were measured (what chose them): estimated by ...")."""
     sources = summary.get("metric_sources")
     if not isinstance(sources, Mapping):
         sources = metric_sources(summary.get("provenance"))
-    return [
-        f"{metric}: {s.get('kind')}" + (f" by the device's {s['by']}" if s.get("by") else "") + f" ({s.get('how')})"
-        for metric, s in sorted(sources.items())
+    scored = summary.get("scoring_sources")
+    if not isinstance(scored, Mapping):
+        scored = scoring_sources(summary.get("provenance"))
+    return [_line(metric, s) for metric, s in sorted(sources.items()) if isinstance(s, Mapping)] + [
+        _line(f"{metric} of the candidates before they were measured (what chose them)", s)
+        for metric, s in sorted(scored.items())
         if isinstance(s, Mapping)
     ]
+
+
+def _line(what: str, s: Mapping[str, Any]) -> str:
+    return f"{what}: {s.get('kind')}" + (f" by the device's {s['by']}" if s.get("by") else "") + f" ({s.get('how')})"

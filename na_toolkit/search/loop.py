@@ -301,6 +301,7 @@ class SearchLoop:
             elapsed_s=elapsed_s,
             warnings=self.scorer.run_warnings(self.ground_truth.history, self.warnings + self.ground_truth.warnings),
             provenance=stored_provenance(self.store),
+            config_doc=with_defaults(self.config.to_json(), self.store.artifact(RESOLVED_ARTIFACT) or {}),
         )
 
 

@@ -54,7 +54,7 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
         xs = [p[0] for p in pts] + ([limits[metric]] if metric in limits else [])
         if min(xs) > 0 and max(xs) / min(xs) > 20:  # sizes and latencies span decades (a 16 MB budget vs kB nets)
             ax.set_xscale("log")
-        ax.set_xlabel(metric.replace("@", " on ").replace("_ms", " (ms)").replace("_bytes", " (bytes)"))
+        ax.set_xlabel(_axis_label(summary, metric))
         ax.set_ylabel("validation accuracy (%)")
         _focus_on_front(ax, [p[1] for p in pts], [p[1] for p in front])
         ax.grid(alpha=0.3)
@@ -63,6 +63,19 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _axis_label(summary: Mapping[str, Any], metric: str) -> str:
+    """`latency_ms@cpu` -> "latency_ms on cpu (ms, measured median)": the unit and where the figure comes from,
+    as the Pareto table labels it (a run recorded before sources: the unit alone)."""
+    from .figure_sources import metric_label
+
+    name, _, device = metric.partition("@")
+    unit = "ms" if name.endswith("_ms") else "bytes" if name.endswith("_bytes") else ""
+    notes = ", ".join(n for n in (unit, metric_label(summary, metric) if device else None) if n)
+    return (name.removesuffix("_ms").removesuffix("_bytes") + (f" on {device}" if device else "")) + (
+        f" ({notes})" if notes else ""
+    )
 
 
 def _focus_on_front(ax: Any, accuracies: list[float], front: list[float]) -> None:

@@ -68,6 +68,8 @@ def component_provenance(components: Components) -> dict[str, Any]:
             dev["measure"] = _plugin(tk, "time_models", d.measure.name)
         # per figure: measured or estimated, and by which model (ONNX Runtime's peak memory is an estimate)
         dev["figures"] = figure_sources(config, d, tm, components.measures.get(d.name))
+        if d.measure is not None:  # the figures that chose which candidates to measure: the time model's
+            dev["scored_by"] = figure_sources(config, d, tm, None)
         out["devices"][d.name] = dev
     return out
 

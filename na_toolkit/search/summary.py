@@ -10,13 +10,13 @@ feasible, why (the candidate closest to feasible and the budgets it breaks).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .diagnostics import CAPACITY_ADVICE, is_capacity
-from .figure_sources import metric_sources
+from .figure_sources import metric_sources, scoring_sources
 from .pareto import ParetoArchive, search_objectives
 from .reward import split_metric
 from .strategy import Candidate, Score
@@ -168,6 +168,8 @@ class SearchResult:
             "provenance": self.provenance,
             # per device figure: measured or estimated, how, by which model (from the provenance)
             "metric_sources": metric_sources(self.provenance),
+            # per device figure measured by its `measure`: the time model's estimate that scored the candidates
+            "scoring_sources": scoring_sources(self.provenance),
             "controller": self.controller,
             "pareto_min_accuracy": self.pareto_min_accuracy,
             "config": self.config,
@@ -186,8 +188,11 @@ def summarize(
     elapsed_s: float,
     warnings: Sequence[str] = (),
     provenance: dict[str, Any] | None = None,
+    config_doc: Mapping[str, Any] | None = None,
 ) -> SearchResult:
-    """The result of a finished search from its evaluations (in evaluation order) and what it counted."""
+    """The result of a finished search from its evaluations (in evaluation order) and what it counted.
+    `config_doc`: the config as the run stored it (with the defaults it chose: a learned model's statistic),
+    summary.json's `config`; default `config.to_json()`."""
     devices = [d.name for d in config.devices]
     evaluated = list(evaluated)
     ok = [e for e in evaluated if e.error is None]
@@ -219,7 +224,7 @@ def summarize(
         infeasible=infeasible,
         counters=replace(counters),
         elapsed_s=elapsed_s,
-        config=config.to_json(),
+        config=dict(config_doc) if config_doc is not None else config.to_json(),
         warnings=list(warnings),
         budgets=[asdict(b) for b in config.budgets],
         strategy=config.strategy.name,

@@ -47,7 +47,8 @@ class FigureSource:
     measurements others took on their device: NAS-Bench-201's latency columns) or "estimated" (a model of the
     device gave it: analytic, learned, a table of simulated figures, even where the model measures the latency);
     `how` says with what (for a table: which table, which of its devices, who measured it); `statistic`, of
-    a measured latency, which statistic of the timed runs it is ("median", "p10", "min"), None otherwise."""
+    a latency, which statistic of the timed runs it is ("median", "p10", "min"): the one measured, or the one
+    a learned model predicts (its profile's records of that statistic); None where the model does not say."""
 
     kind: Literal["measured", "measured elsewhere", "estimated"]
     how: str

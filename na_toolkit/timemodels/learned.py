@@ -432,12 +432,12 @@ class LearnedTimeModel(TimeModel):
         return self.model.predict_networks([kernels_of(a) for a in archs])
 
     def figure_source(self, figure: str) -> FigureSource | None:
-        src = super().figure_source(figure)  # the latency: the profile's statistic the model was fitted on
-        return (
-            replace(src, how=f"{src.how}, fitted on its {self.statistic} latencies")
-            if figure == "latency_ms" and src
-            else src
-        )
+        """The latency: an estimate of the statistic of the profile's records the model was fitted on (and
+        predicts), named as a measured latency's is: "estimated median"."""
+        src = super().figure_source(figure)
+        if figure != "latency_ms" or src is None:
+            return src
+        return replace(src, how=f"{src.how}, fitted on its {self.statistic} latencies", statistic=self.statistic)
 
     def train_step_source(self) -> str | None:
         if self.train_roofline is None:

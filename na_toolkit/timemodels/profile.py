@@ -231,6 +231,14 @@ class DeviceProfile(Document):
         """Which statistic of the samples the profile's latencies are (see measured.STATISTICS)."""
         return str(self.runtime.get("statistic", "median"))
 
+    @property
+    def quick(self) -> bool:
+        """Measured with `na-toolkit profile --quick`: the smoke tests' measurement minimums, noisier latencies."""
+        from .measure import MeasureSettings
+
+        quick = MeasureSettings.quick().to_json()
+        return bool(self.settings) and all(v == quick for v in self.settings.values())
+
     def kernel_keys(self) -> set[str]:
         return {k.key for k in self.kernels}
 

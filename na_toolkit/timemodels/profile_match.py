@@ -95,6 +95,19 @@ def runtime_warning(model: Any, measure: Any) -> str | None:
     )
 
 
+def quick_profile_warning(model: Any) -> str | None:
+    """A warning when a (learned) time model was fitted on a profile measured with `profile --quick`."""
+    profile = _profile_of(model)
+    if profile is None or not profile.quick:
+        return None
+    where = f" ({profile.path})" if profile.path is not None else ""
+    return (
+        f"profile {profile.name!r}{where} was measured with `na-toolkit profile --quick` (the smoke tests' "
+        "measurement minimums: noisier latencies), so the estimates that rank proposals are noisier too; "
+        "build it again without --quick"
+    )
+
+
 def check_profile_batch(device: str, batch_size: int, models: Mapping[str, Any]) -> None:
     """ConfigError when a time model of device `device` (role -> model) was fitted on a profile measured at
     another batch size than the device's `batch_size`: it would refuse every estimate of the run."""
