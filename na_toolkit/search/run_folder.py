@@ -65,6 +65,9 @@ class FolderWatch(SearchCallback):
     def check(self) -> None:
         self.lock.check_in_place()
         if self.store_file is not None and self._store_id is not None and _file_id(self.store_file) != self._store_id:
+            # the folder may have moved since the check above (the store then looks gone at its old path):
+            # the folder's own check names the move
+            self.lock.check_in_place()
             raise RunFolderGone(
                 f"run store {str(self.store_file)!r} was deleted or replaced while the search ran, and the "
                 "evaluations in it with it; the search stops here rather than pay for evaluations nothing keeps: "
