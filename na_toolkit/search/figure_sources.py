@@ -82,11 +82,14 @@ def scoring_sources(provenance: Mapping[str, Any] | None) -> dict[str, dict[str,
     return out
 
 
-def _source(summary: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:
+def _sources(summary: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The summary's `metric_sources`, or for a summary written before it had them, its provenance's."""
     sources = summary.get("metric_sources")
-    if not isinstance(sources, Mapping):
-        sources = metric_sources(summary.get("provenance"))
-    source = sources.get(metric)
+    return sources if isinstance(sources, Mapping) else metric_sources(summary.get("provenance"))
+
+
+def _source(summary: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:
+    source = _sources(summary).get(metric)
     return source if isinstance(source, Mapping) else None
 
 
@@ -110,9 +113,7 @@ def source_lines(summary: Mapping[str, Any]) -> list[str]:
     """One line per device figure: "peak_memory_bytes@cpu: estimated by the device's measure onnxruntime
     (analytic: ...)", then one per figure of a device with a measure as its time model scored the candidates
     ("latency_ms@cpu of the candidates before they were measured (what chose them): estimated by ...")."""
-    sources = summary.get("metric_sources")
-    if not isinstance(sources, Mapping):
-        sources = metric_sources(summary.get("provenance"))
+    sources = _sources(summary)
     scored = summary.get("scoring_sources")
     if not isinstance(scored, Mapping):
         scored = scoring_sources(summary.get("provenance"))

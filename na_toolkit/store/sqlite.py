@@ -79,9 +79,8 @@ class SQLiteRunStore:
 
     def __init__(self, path: Path, conn: sqlite3.Connection, run_id: str):
         self.path = path
-        self._connection = conn
         self.run_id = run_id
-        self._guard = ShmGuard(path, conn)
+        self._guard = ShmGuard(path, conn)  # holds the connection
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -90,7 +89,7 @@ class SQLiteRunStore:
         StoreError instead of a SIGBUS, and its connection is left open for good."""
         if not self._guard.usable():
             raise _lost_shm(self.path)
-        return self._connection
+        return self._guard.conn
 
     # ---- opening ------------------------------------------------------------------------------------
     @staticmethod
