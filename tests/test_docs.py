@@ -441,6 +441,36 @@ def test_repository_files_named_in_the_docs_exist():
     assert not wrong, "files named in the docs that are not in the repository:\n" + "\n".join(sorted(wrong))
 
 
+def cited_benchmark_records(text: str, prefixes: set[str]) -> set[str]:
+    """The committed results a text cites, as paths under benchmarks/: `benchmarks/X.json` anywhere (prose
+    too, not only code spans), and a bare `predictor-500.json` code span whose first word is that of a
+    committed result (`predictor`, `controller`, ...); `NAME`, `*` and `...` are placeholders, not files."""
+    cited = set(re.findall(r"(?<![\w/.-])benchmarks/([\w.-]+\.json)\b", text))
+    for span in re.findall(r"`([\w.-]+\.json)`", text):
+        if "-" in span and span.split("-")[0] in prefixes:
+            cited.add(span)
+    return {c for c in cited if "NAME" not in c and not c.startswith(".")}
+
+
+def test_cited_benchmark_records_finds_prose_and_bare_names():
+    text = "(benchmarks/ir-resnet50.json, and `controller-40.json` beside `summary.json`, `seed-X.json`)"
+    assert cited_benchmark_records(text, {"controller", "ir"}) == {"ir-resnet50.json", "controller-40.json"}
+
+
+def test_benchmark_results_cited_in_the_docs_are_committed():
+    """Every figure a document quotes from a committed result names a file of benchmarks/: a citation in prose
+    (`(benchmarks/ir-resnet50.json)`) or a bare file name is checked as a code span is."""
+    committed = {p.name for p in (REPO_ROOT / "benchmarks").glob("*.json")}
+    prefixes = {name.split("-")[0].split(".")[0] for name in committed}
+    wrong = [
+        f"{_doc_name(path)}: benchmarks/{cited}"
+        for path in [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+        for cited in sorted(cited_benchmark_records(path.read_text(), prefixes))
+        if cited not in committed
+    ]
+    assert not wrong, "benchmark results cited in the docs that are not committed:\n" + "\n".join(wrong)
+
+
 def _snippet(doc: str, marker: str) -> str:
     """The Python block of `doc` (a file of docs/) that contains `marker`."""
     blocks = re.findall(r"^```python\n(.*?)^```", (REPO_ROOT / "docs" / doc).read_text(), re.S | re.M)
