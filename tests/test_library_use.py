@@ -1,0 +1,61 @@
+"""na_toolkit used as a library, in a script or a notebook: what its objects print, what its errors say, and
+that using it leaves the caller's global state (torch's RNG) alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import NB201_SEARCH, config_doc, default_toolkit
+from na_toolkit.errors import ConfigError, UnknownNetworkError
+from na_toolkit.search import SearchResult, run_search
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> SearchResult:
+    """A small finished search on the NAS-Bench-201 table (ground truth for free), with its run folder."""
+    out = tmp_path_factory.mktemp("runs")
+    doc = config_doc(NB201_SEARCH, out, evaluations=5, strategy={"name": "random"})  # random: no controller to train
+    return run_search(doc, toolkit=default_toolkit(), progress=False)
+
+
+def test_a_search_result_prints_one_short_line_however_many_evaluations(finished):
+    text = repr(finished)
+    assert "\n" not in text and len(text) < 300, text
+    assert finished.run_id in text and f"{len(finished.evaluated)} evaluated" in text
+    best = finished.best["pixel3"]
+    assert best is not None and best in text
+    row = repr(finished.evaluated[0])
+    # the evaluator's whole result and the candidate's moves stay out; the hash, reward and metrics stay in
+    assert "\n" not in row and len(row) < 300, row
+    assert finished.evaluated[0].hash in row and "accuracy=" in row and "latency_ms@pixel3=" in row
+
+
+def test_a_search_result_gives_its_evaluations_as_rows_of_plain_values(finished):
+    rows = finished.rows()
+    assert [r["arch_hash"] for r in rows] == [e.hash for e in finished.evaluated]
+    first = rows[0]
+    assert first["origin"] == "seed"
+    assert first["accuracy"] == pytest.approx(finished.evaluated[0].score.metrics["accuracy"])
+    assert set(finished.evaluated[0].score.metrics) <= set(first)
+    json.dumps(rows)  # plain data: no objects to convert
+    # the rows evaluations.jsonl holds, written by the same function
+    lines = (finished.run_dir / "evaluations.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == json.loads(json.dumps(rows))
+
+
+def test_an_unknown_hash_is_a_toolkit_error_that_names_the_run_and_where_hashes_are(finished):
+    real = finished.evaluated[1].hash
+    with pytest.raises(UnknownNetworkError) as info:
+        finished.get(real[:-1] + ("0" if real[-1] != "0" else "1"))
+    assert isinstance(info.value, KeyError)  # what `get` raised before: callers catching KeyError still do
+    message = str(info.value)
+    assert finished.run_id in message and "Did you mean" in message and real in message
+    assert "result.best" in message
+    assert finished.get(real).hash == real
+
+
+def test_resuming_with_overrides_but_no_config_is_refused_not_ignored(finished):
+    with pytest.raises(ConfigError, match=r"overrides \['evaluations'\].*resumed run keeps its own config"):
+        run_search(None, resume=finished.run_dir, overrides={"evaluations": 9}, toolkit=default_toolkit())
