@@ -10,6 +10,8 @@ import pytest
 from conftest import NB201_SEARCH, config_doc, default_toolkit
 from na_toolkit.errors import ConfigError, UnknownNetworkError
 from na_toolkit.search import SearchResult, run_search
+from na_toolkit.timemodels import get_time_model
+from na_toolkit.timemodels.hwmodel import load_hardware_model
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +61,16 @@ def test_an_unknown_hash_is_a_toolkit_error_that_names_the_run_and_where_hashes_
 def test_resuming_with_overrides_but_no_config_is_refused_not_ignored(finished):
     with pytest.raises(ConfigError, match=r"overrides \['evaluations'\].*resumed run keeps its own config"):
         run_search(None, resume=finished.run_dir, overrides={"evaluations": 9}, toolkit=default_toolkit())
+
+
+def test_time_models_estimates_and_hardware_models_print_short():
+    tk = default_toolkit()
+    arch = tk.seed("resnet50")
+    model = get_time_model("roofline", tk, device="h100-sxm")
+    assert repr(model) == "<RooflineTimeModel 'roofline' on 'h100-sxm'>"
+    est = model.estimate(arch, batch_size=8)
+    text = repr(est)
+    assert len(text) < 400 and "latency_ms=" in text, text
+    assert "details" not in text and est.details["layers"]  # still there to read
+    hw = load_hardware_model(tk.hardware.get("h100-sxm").path)
+    assert hw.notes and len(repr(hw)) < 700 and "notes" not in repr(hw)
