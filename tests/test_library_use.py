@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from conftest import NB201_SEARCH, config_doc, default_toolkit
+from na_toolkit.datasets import dataset_from_arrays
 from na_toolkit.errors import ConfigError, UnknownNetworkError
+from na_toolkit.evaluation import make_evaluator
 from na_toolkit.search import SearchResult, run_search
 from na_toolkit.timemodels import get_time_model
 from na_toolkit.timemodels.hwmodel import load_hardware_model
@@ -74,3 +78,16 @@ def test_time_models_estimates_and_hardware_models_print_short():
     assert "details" not in text and est.details["layers"]  # still there to read
     hw = load_hardware_model(tk.hardware.get("h100-sxm").path)
     assert hw.notes and len(repr(hw)) < 700 and "notes" not in repr(hw)
+
+
+def test_a_torch_evaluation_gives_the_global_rng_back():
+    rng = np.random.default_rng(0)
+    data = dataset_from_arrays("tiny", rng.random((60, 1, 8, 8), dtype=np.float32), np.arange(60) % 3)
+    evaluator = make_evaluator("torch", {"dataset": data, "epochs": 1, "seed": 3}, default_toolkit())
+    arch = default_toolkit().seeds.get("simple-cnn").build_for(default_toolkit().layer_types, (1, 8, 8), 3)
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    result = evaluator.evaluate(arch)
+    assert 0.0 <= result.valid_accuracy <= 1.0
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on where it stood
