@@ -3,18 +3,21 @@ that using it leaves the caller's global state (torch's RNG) alone."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
 import pytest
 import torch
 
+import na_toolkit
 from conftest import NB201_SEARCH, config_doc, default_toolkit
 from na_toolkit.datasets import dataset_from_arrays
-from na_toolkit.errors import ConfigError, UnknownNetworkError
+from na_toolkit.errors import ConfigError, NAToolkitError, UnknownNetworkError
 from na_toolkit.evaluation import make_evaluator
+from na_toolkit.ir.architecture import Architecture
 from na_toolkit.search import SearchResult, run_search
-from na_toolkit.timemodels import get_time_model
+from na_toolkit.timemodels import TimeModel, get_time_model
 from na_toolkit.timemodels.hwmodel import load_hardware_model
 
 
@@ -91,3 +94,22 @@ def test_a_torch_evaluation_gives_the_global_rng_back():
     result = evaluator.evaluate(arch)
     assert 0.0 <= result.valid_accuracy <= 1.0
     assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on where it stood
+
+
+def test_the_package_lists_its_public_names_without_import_noise():
+    names = dir(na_toolkit)
+    assert set(na_toolkit.__all__) <= set(names)
+    assert not {"Any", "TYPE_CHECKING", "annotations", "_LAZY"} & set(names)
+    assert "search" in names  # an imported submodule is still offered
+    for name in na_toolkit.__all__:
+        getattr(na_toolkit, name)
+    assert issubclass(na_toolkit.NAToolkitError, Exception) and na_toolkit.NAToolkitError is NAToolkitError
+
+
+def test_the_main_entry_points_say_what_they_do():
+    for fn in (Architecture.load, Architecture.save, Architecture.to_torch, Architecture.to_onnx):
+        assert inspect.getdoc(fn), fn.__qualname__
+    for name in ("roofline", "onnxruntime", "torch", "learned"):
+        cls = default_toolkit().time_models.get(name)
+        assert cls is not None and "latency_ms" in (inspect.getdoc(cls.estimate) or ""), name
+    assert issubclass(default_toolkit().time_models.get("roofline"), TimeModel)
