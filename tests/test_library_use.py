@@ -23,10 +23,11 @@ from na_toolkit.timemodels.hwmodel import load_hardware_model
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> SearchResult:
-    """A small finished search on the NAS-Bench-201 table (ground truth for free), with its run folder."""
+    """A small finished search on the NAS-Bench-201 table (ground truth for free), with its run folder (its
+    store: the reports and tables are left out, they cost more than the search)."""
     out = tmp_path_factory.mktemp("runs")
     doc = config_doc(NB201_SEARCH, out, evaluations=5, strategy={"name": "random"})  # random: no controller to train
-    return run_search(doc, toolkit=default_toolkit(), progress=False)
+    return run_search(doc, toolkit=default_toolkit(), progress=False, outputs=False)  # the store, no reports
 
 
 def test_a_search_result_prints_one_short_line_however_many_evaluations(finished):
@@ -48,10 +49,10 @@ def test_a_search_result_gives_its_evaluations_as_rows_of_plain_values(finished)
     assert first["origin"] == "seed"
     assert first["accuracy"] == pytest.approx(finished.evaluated[0].score.metrics["accuracy"])
     assert set(finished.evaluated[0].score.metrics) <= set(first)
-    json.dumps(rows)  # plain data: no objects to convert
-    # the rows evaluations.jsonl holds, written by the same function
-    lines = (finished.run_dir / "evaluations.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == json.loads(json.dumps(rows))
+    assert json.loads(json.dumps(rows)) == rows  # plain data: nothing to convert
+    for row, entry in zip(rows, finished.summary()["evaluated"], strict=True):  # what summary.json says, flat
+        metrics = entry.pop("metrics")
+        assert {k: row[k] for k in entry} == entry and metrics.items() <= row.items()
 
 
 def test_an_unknown_hash_is_a_toolkit_error_that_names_the_run_and_where_hashes_are(finished):
