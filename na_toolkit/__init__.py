@@ -33,6 +33,13 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
+def __dir__() -> list[str]:  # what a notebook's completion offers: the public names (lazy ones too), submodules
+    from types import ModuleType
+
+    modules = [k for k, v in globals().items() if isinstance(v, ModuleType)]
+    return sorted({*__all__, *modules, "__doc__", "__file__", "__name__", "__path__"})
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -161,5 +161,12 @@ class StoreError(NAToolkitError):
     """The run store is missing, corrupt, or belongs to another run."""
 
 
+class UnknownNetworkError(NAToolkitError, KeyError):
+    """A hash that names no network a search evaluated (a KeyError too, as `SearchResult.get` raised before)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 #: the former name of `MoveError`
 OperationError = MoveError

@@ -14,9 +14,9 @@ Protocol (docs/datasets.md has the long form):
 - timing: `train_time_s` is the wall time of the training steps only (forward, backward, optimizer step,
   scheduler), excluding data preparation and validation; on CUDA the device is synchronised before each
   clock reading; `extra["train_cpu_time_s"]` is the process CPU time over the same steps;
-- determinism: `torch.manual_seed(seed)`, weights initialised from `seed`, a seeded data order and
-  `torch.use_deterministic_algorithms(True)` (cuDNN deterministic, no benchmark) while training. On CPU two
-  runs with the same seed and thread count give identical results; set `threads` to fix the count.
+- determinism: `torch.manual_seed(seed)` (the caller's global RNG state is given back after), weights from
+  `seed`, a seeded data order, `torch.use_deterministic_algorithms(True)` (cuDNN deterministic, no benchmark)
+  while training. On CPU two runs with the same seed and thread count give identical results (set `threads`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class TorchEvaluator(Evaluator):
     """Train with PyTorch on a dataset (default: digits) and measure accuracy and training time.
 
-    Options: `TorchEvaluator.Options` (types, defaults, ranges; docs/options.md), their defaults also in
-    `DEFAULTS`."""
+    Options: `TorchEvaluator.Options` (types, defaults, ranges; docs/options.md), defaults also in `DEFAULTS`."""
 
     name = "torch"
     description = "train with PyTorch (SGD/Adam, cosine schedule) on a dataset; best-epoch valid + test accuracy"
@@ -250,22 +249,23 @@ class TorchEvaluator(Evaluator):
                 torch.set_num_threads(int(o["threads"]))
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-            result, model = self._train(arch, ds, device, init_state, parent_accuracy, parent_network)
-            if init_state is not None and result.extra["diverged"] and "inherit_fallback" not in result.extra:
-                # training from the inherited weights diverged (a non-finite loss): nothing was learnt from
-                # them, so the network trains from scratch; the attempt's cost is recorded, not hidden
-                wasted = result
-                result, model = self._train(arch, ds, device)
-                fallback = {
-                    "diverged": True,
-                    "valid_accuracy": wasted.extra["history"][0]["valid_accuracy"],
-                    "parent_valid_accuracy": parent_accuracy,
-                    "epochs": wasted.epochs,
-                    "train_time_s": wasted.train_time_s,
-                    "train_cpu_time_s": wasted.extra["train_cpu_time_s"],
-                }
-                result = replace(result, extra={**result.extra, "inherit_fallback": fallback})
-            return result, model
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # seeded, then given back
+                result, model = self._train(arch, ds, device, init_state, parent_accuracy, parent_network)
+                if init_state is not None and result.extra["diverged"] and "inherit_fallback" not in result.extra:
+                    # training from the inherited weights diverged (a non-finite loss): nothing was learnt from
+                    # them, so the network trains from scratch; the attempt's cost is recorded, not hidden
+                    wasted = result
+                    result, model = self._train(arch, ds, device)
+                    fallback = {
+                        "diverged": True,
+                        "valid_accuracy": wasted.extra["history"][0]["valid_accuracy"],
+                        "parent_valid_accuracy": parent_accuracy,
+                        "epochs": wasted.epochs,
+                        "train_time_s": wasted.train_time_s,
+                        "train_cpu_time_s": wasted.extra["train_cpu_time_s"],
+                    }
+                    result = replace(result, extra={**result.extra, "inherit_fallback": fallback})
+                return result, model
         finally:
             torch.set_num_threads(old_threads)
             torch.use_deterministic_algorithms(old_deterministic[0], warn_only=old_deterministic[1])

@@ -413,20 +413,27 @@ class Architecture:
 
     @classmethod
     def load(cls, path: Any, layer_types: LayerTypeRegistry) -> Architecture:
+        """Read an architecture JSON file (what `save` writes); `layer_types`: `toolkit.layer_types`, or
+        `builtin_layer_types()` without a toolkit. A missing or malformed file is an ArchitectureError."""
         text = read_text(path, "architecture file", ArchitectureError)
         return cls.loads(text, layer_types=layer_types)
 
     def save(self, path: Any) -> None:
+        """Write the architecture as JSON to `path` (`Architecture.load` reads it back; no weights)."""
         with open(path, "w") as f:
             f.write(self.dumps())
 
     # ---- builders (conveniences, import torch / onnx lazily) ----------------------------------------
     def to_torch(self, seed: int | None = 0) -> Any:
+        """A fresh `torch.nn.Module` of this network, weights initialised from `seed` (None: torch's global
+        RNG; a seed leaves the global RNG as it was). Input (N, C, H, W) float32, output the logits."""
         from .torch_build import to_torch
 
         return to_torch(self, seed=seed)
 
     def to_onnx(self, model: Any = None, seed: int = 0, batch_size: int | None = 1) -> Any:
+        """An `onnx.ModelProto` of this network: weights from `model` (a trained `to_torch()` module), else
+        drawn from `seed`; `batch_size=None` makes the batch dimension symbolic. `onnx.save(m, "net.onnx")`."""
         from .onnx_export import to_onnx
 
         return to_onnx(self, model=model, seed=seed, batch_size=batch_size)

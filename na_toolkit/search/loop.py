@@ -388,6 +388,11 @@ def run_search(
     if resume is not None:
         if store is not None:
             raise ConfigError("run_search: give resume=RUN (a run folder) or store=..., not both")
+        if overrides and config is None:  # they would be ignored: the run replays its stored config
+            raise ConfigError(
+                f"run_search: overrides {sorted(overrides)} change a run, and a resumed run keeps its own config; "
+                "resume without overrides, or start a new run with them"
+            )
         cfg, folder, store, lock = _open_resumed(resume, config, overrides, toolkit)
         # A finished run keeps its status and result while it is resumed (whatever stops the resume: a
         # failure, a kill): they are replaced only by the newer complete result, so it stays reportable.

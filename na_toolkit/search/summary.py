@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UnknownNetworkError, did_you_mean
 from .diagnostics import CAPACITY_ADVICE, is_capacity
+from .evaluations_file import evaluation_rows
 from .figure_sources import metric_sources, scoring_sources
 from .pareto import ParetoArchive, search_objectives
 from .reward import split_metric
@@ -73,6 +75,14 @@ class Evaluated:
     @property
     def hash(self) -> str:
         return self.candidate.hash
+
+    def __repr__(self) -> str:  # one line: the candidate, its reward and metrics (not the evaluator's history)
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in self.score.metrics.items())
+        tail = f"error={self.error!r}" if self.error is not None else f"feasible={self.score.feasible}, {metrics}"
+        return (
+            f"Evaluated(seq={self.seq}, hash={self.hash!r}, origin={self.candidate.origin!r}, "
+            f"reward={self.score.reward:.4g}, {tail})"
+        )
 
     def to_json(self, with_arch: bool = False) -> dict[str, Any]:
         out = {
@@ -136,11 +146,32 @@ class SearchResult:
     #: the accuracy a network needed to enter the Pareto front (`pareto_min_accuracy`)
     pareto_min_accuracy: float = 0.0
 
+    def __repr__(self) -> str:  # one line however many evaluations: a notebook cell prints this, not all of them
+        best = ", ".join(f"{d}={h}" for d, h in self.best.items())
+        return (
+            f"<SearchResult {self.run_id} {self.status}: {len(self.evaluated)} evaluated, "
+            f"{len(self.pareto)} on the Pareto front, best {{{best}}}, run_dir={str(self.run_dir)!r}>"
+        )
+
     def get(self, arch_hash: str) -> Evaluated:
+        """The evaluation of the network with hash `arch_hash` (`best`, `pareto` and `rows()` give hashes);
+        an unknown hash raises UnknownNetworkError (a KeyError)."""
         for e in self.evaluated:
             if e.hash == arch_hash:
                 return e
-        raise KeyError(arch_hash)
+        hashes = [e.hash for e in self.evaluated]
+        hint = did_you_mean(str(arch_hash), hashes)
+        raise UnknownNetworkError(
+            f"run {self.run_id} evaluated no network with hash {arch_hash!r}.{hint} Give the full hash of one of "
+            f"its {len(hashes)} evaluated networks (result.best, result.pareto, result.rows())"
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every evaluation as a flat dict, in evaluation order: the rows of `evaluations.jsonl` (seq, round,
+        arch_hash, name, origin, parent, reward, feasible, predicted_accuracy, error, one key per metric with
+        its unit in the name, then violations, feasible_for, moves and arch as JSON). `pandas.DataFrame(
+        result.rows())` makes a table of them; pandas is not needed otherwise."""
+        return evaluation_rows(self.evaluated)
 
     def summary(self) -> dict[str, Any]:
         def entry(h: str | None) -> dict[str, Any] | None:

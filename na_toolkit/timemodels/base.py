@@ -33,7 +33,9 @@ class TimeEstimate:
     latency_p90_ms: float | None = None
     latency_iqr_ms: float | None = None
     warnings: tuple[str, ...] = ()
-    details: dict[str, Any] = field(default_factory=dict)
+    #: what the model computed on the way (per-layer rows, the measurement's statistics): left out of the
+    #: repr, which stays one line however large the network (read `est.details`)
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def training_time_s(self, steps: int) -> float | None:
         """Training time for `steps` optimizer steps, from the per-step time."""
@@ -128,7 +130,14 @@ class TimeModel:
         model names; learned: profile names and the layer types of the profile's networks) overrides it."""
         return cls(**options)
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} on {getattr(self, 'device', None)!r}>"
+
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
+        """Latency (`latency_ms`, one forward pass of `batch_size` samples, in milliseconds), training-step
+        time, peak memory (bytes) and energy (millijoules) of `arch` on this model's device, where the model
+        gives them (None where not). E.g. `get_time_model("roofline", toolkit, device="h100-sxm")
+        .estimate(toolkit.seed("resnet-cifar"), batch_size=64).latency_ms`."""
         raise NotImplementedError
 
     def check_request(self, arch: Any, batch_size: Any) -> None:

@@ -94,7 +94,7 @@ class HardwareModel:
     measured_flops_per_s: Mapping[str, float] = field(default_factory=dict)
     measured_memory_bandwidth_bytes_per_s: float | None = None
     #: citations: dotted key → source (the file's `[sources]`); "" → what the device is (`about`)
-    notes: Mapping[str, str] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict, repr=False)  # long citations: read `.notes`
     source: Path | None = None
     schema_version: int = SCHEMA_VERSION
 

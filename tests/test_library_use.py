@@ -1,0 +1,116 @@
+"""na_toolkit used as a library, in a script or a notebook: what its objects print, what its errors say, and
+that using it leaves the caller's global state (torch's RNG) alone."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import na_toolkit
+from conftest import NB201_SEARCH, config_doc, default_toolkit
+from na_toolkit.datasets import dataset_from_arrays
+from na_toolkit.errors import ConfigError, NAToolkitError, UnknownNetworkError
+from na_toolkit.evaluation import make_evaluator
+from na_toolkit.ir.architecture import Architecture
+from na_toolkit.search import SearchResult, run_search
+from na_toolkit.timemodels import TimeModel, get_time_model
+from na_toolkit.timemodels.hwmodel import load_hardware_model
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> SearchResult:
+    """A small finished search on the NAS-Bench-201 table (ground truth for free), with its run folder (its
+    store: the reports and tables are left out, they cost more than the search)."""
+    out = tmp_path_factory.mktemp("runs")
+    doc = config_doc(NB201_SEARCH, out, evaluations=5, strategy={"name": "random"})  # random: no controller to train
+    return run_search(doc, toolkit=default_toolkit(), progress=False, outputs=False)  # the store, no reports
+
+
+def test_a_search_result_prints_one_short_line_however_many_evaluations(finished):
+    text = repr(finished)
+    assert "\n" not in text and len(text) < 300, text
+    assert finished.run_id in text and f"{len(finished.evaluated)} evaluated" in text
+    best = finished.best["pixel3"]
+    assert best is not None and best in text
+    row = repr(finished.evaluated[0])
+    # the evaluator's whole result and the candidate's moves stay out; the hash, reward and metrics stay in
+    assert "\n" not in row and len(row) < 300, row
+    assert finished.evaluated[0].hash in row and "accuracy=" in row and "latency_ms@pixel3=" in row
+
+
+def test_a_search_result_gives_its_evaluations_as_rows_of_plain_values(finished):
+    rows = finished.rows()
+    assert [r["arch_hash"] for r in rows] == [e.hash for e in finished.evaluated]
+    first = rows[0]
+    assert first["origin"] == "seed"
+    assert first["accuracy"] == pytest.approx(finished.evaluated[0].score.metrics["accuracy"])
+    assert set(finished.evaluated[0].score.metrics) <= set(first)
+    assert json.loads(json.dumps(rows)) == rows  # plain data: nothing to convert
+    for row, entry in zip(rows, finished.summary()["evaluated"], strict=True):  # what summary.json says, flat
+        metrics = entry.pop("metrics")
+        assert {k: row[k] for k in entry} == entry and metrics.items() <= row.items()
+
+
+def test_an_unknown_hash_is_a_toolkit_error_that_names_the_run_and_where_hashes_are(finished):
+    real = finished.evaluated[1].hash
+    with pytest.raises(UnknownNetworkError) as info:
+        finished.get(real[:-1] + ("0" if real[-1] != "0" else "1"))
+    assert isinstance(info.value, KeyError)  # what `get` raised before: callers catching KeyError still do
+    message = str(info.value)
+    assert finished.run_id in message and "Did you mean" in message and real in message
+    assert "result.best" in message
+    assert finished.get(real).hash == real
+
+
+def test_resuming_with_overrides_but_no_config_is_refused_not_ignored(finished):
+    with pytest.raises(ConfigError, match=r"overrides \['evaluations'\].*resumed run keeps its own config"):
+        run_search(None, resume=finished.run_dir, overrides={"evaluations": 9}, toolkit=default_toolkit())
+
+
+def test_time_models_estimates_and_hardware_models_print_short():
+    tk = default_toolkit()
+    arch = tk.seed("resnet50")
+    model = get_time_model("roofline", tk, device="h100-sxm")
+    assert repr(model) == "<RooflineTimeModel 'roofline' on 'h100-sxm'>"
+    est = model.estimate(arch, batch_size=8)
+    text = repr(est)
+    assert len(text) < 400 and "latency_ms=" in text, text
+    assert "details" not in text and est.details["layers"]  # still there to read
+    hw = load_hardware_model(tk.hardware.get("h100-sxm").path)
+    assert hw.notes and len(repr(hw)) < 700 and "notes" not in repr(hw)
+
+
+def test_a_torch_evaluation_gives_the_global_rng_back():
+    rng = np.random.default_rng(0)
+    data = dataset_from_arrays("tiny", rng.random((60, 1, 8, 8), dtype=np.float32), np.arange(60) % 3)
+    evaluator = make_evaluator("torch", {"dataset": data, "epochs": 1, "seed": 3}, default_toolkit())
+    arch = default_toolkit().seeds.get("simple-cnn").build_for(default_toolkit().layer_types, (1, 8, 8), 3)
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    result = evaluator.evaluate(arch)
+    assert 0.0 <= result.valid_accuracy <= 1.0
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on where it stood
+
+
+def test_the_package_lists_its_public_names_without_import_noise():
+    names = dir(na_toolkit)
+    assert set(na_toolkit.__all__) <= set(names)
+    assert not {"Any", "TYPE_CHECKING", "annotations", "_LAZY"} & set(names)
+    assert "search" in names  # an imported submodule is still offered
+    for name in na_toolkit.__all__:
+        getattr(na_toolkit, name)
+    assert issubclass(na_toolkit.NAToolkitError, Exception) and na_toolkit.NAToolkitError is NAToolkitError
+
+
+def test_the_main_entry_points_say_what_they_do():
+    for fn in (Architecture.load, Architecture.save, Architecture.to_torch, Architecture.to_onnx):
+        assert inspect.getdoc(fn), fn.__qualname__
+    for name in ("roofline", "onnxruntime", "torch", "learned"):
+        cls = default_toolkit().time_models.get(name)
+        assert cls is not None and "latency_ms" in (inspect.getdoc(cls.estimate) or ""), name
+    assert issubclass(default_toolkit().time_models.get("roofline"), TimeModel)
