@@ -24,7 +24,7 @@ import pytest
 from conftest import SMALL_SEARCH, config_doc
 from na_toolkit.bench import faults as F
 from na_toolkit.cli.main import main
-from na_toolkit.errors import StoreError
+from na_toolkit.errors import DataError, StoreError
 from na_toolkit.search import run_search
 from na_toolkit.search.evaluations_file import evaluation_rows
 from na_toolkit.search.progress import SearchCallback
@@ -252,6 +252,10 @@ def test_a_killed_resume_of_a_finished_run_leaves_its_evaluations_files_as_they_
     sources = json.loads((run / "summary.json").read_text())["metric_sources"]
     (row,) = evaluation_rows([failed], sources)
     assert row["latency_ms@cpu"] is None and "latency_ms@cpu_source" not in row
+    # a metric named like a source column would be overwritten by it: refused
+    clash = dataclasses.replace(e, score=dataclasses.replace(e.score, metrics={"latency_ms@cpu_source": 1.0}))
+    with pytest.raises(DataError, match=r"\['latency_ms@cpu_source'\] clash with the columns"):
+        evaluation_rows([clash], sources)
     before = {name: (run / name).read_bytes() for name in ("evaluations.jsonl", "evaluations.csv")}
     with pytest.raises(KeyboardInterrupt):
         run_search(None, resume=run, progress=False, toolkit=toolkit, callbacks=[_StopAfterBatch()])
