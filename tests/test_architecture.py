@@ -218,7 +218,23 @@ def test_a_committed_result_reproduces_itself_and_its_subsets(tmp_path):
     subset.write_text(json.dumps(doc))
     report = reproduced(NB201_SEARCH, [subset], BENCHMARKS)
     assert report["reproduced"] is True and report["files"][0]["compared"] == 2
-    assert report["files"][0]["committed"] == str(committed)
+    # a file of the repository is named relative to it, one outside it as given
+    assert report["files"][0]["committed"] == "benchmarks/nb201-search.json"
+    assert report["files"][0]["fresh"] == str(subset)
+
+
+def test_a_reports_paths_do_not_name_the_machine(tmp_path):
+    """A committed report named its rerun's temporary file (/tmp/bench-architecture-.../nb201-search.json,
+    gone when the run ended) and the checkout it ran in (/work/wt-repro/benchmarks/...): a file of the
+    repository is named relative to it, a rerun's result by the command that made it."""
+    fresh = tmp_path / "nb201-search.json"
+    shutil.copy(BENCHMARKS / "nb201-search.json", fresh)
+    command = "na-toolkit bench nb201-search --strategies neural-architect --seeds 1"
+    (file,) = reproduced(NB201_SEARCH, [fresh], BENCHMARKS, names={fresh: command})["files"]
+    assert file["reproduced"] is True
+    assert (file["fresh"], file["committed"]) == (command, "benchmarks/nb201-search.json")
+    (file,) = reproduced(NB201_SEARCH, [BENCHMARKS / "nb201-search.json"], BENCHMARKS)["files"]
+    assert file["fresh"] == "benchmarks/nb201-search.json"
 
 
 def test_a_changed_seed_or_unknown_params_do_not_reproduce(tmp_path):
@@ -260,5 +276,7 @@ def test_bench_architecture_prints_the_issue_figures(run_cli):
         assert isinstance(doc[key], int), key
     assert doc["mypy_errors"] is None and doc["mypy"]["reason"] == "--skip-mypy"
     assert doc["nb201_search_reproduced"] is True and doc["predictor_reproduced"] is None
+    (file,) = doc["nb201_search"]["files"]
+    assert file["fresh"] == file["committed"] == "benchmarks/nb201-search.json"
     assert doc["modules"]["largest"].startswith("na_toolkit/")
     assert doc["params"]["benchmark"] == "architecture" and "machine" in doc

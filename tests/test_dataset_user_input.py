@@ -212,3 +212,34 @@ def test_a_config_s_unknown_dataset_name_gets_its_suggestions_from_the_config_s_
     assert f"unknown dataset 'imgz'. Known: digits, mnist-5k. {here}" in message
     assert message.endswith(f"did you mean the path '{tmp_path / 'cfg' / 'imgs'}/'?")
     assert "imgz_old" not in message and "elsewhere" not in message
+
+
+def test_a_registered_name_is_the_dataset_though_a_folder_of_that_name_is_in_the_way(tmp_path, monkeypatch, caplog):
+    """A folder `digits/` in the working directory stood in for the registered digits wherever no registry was
+    at hand (a torch evaluator built without a toolkit trained on the folder's 2 classes), and with a registry
+    it was silently passed over. The registered name is the dataset, a warning says how to read the folder
+    (`./digits`), and without a registry a bare name is refused, not read from the working directory."""
+    write_image_folder(tmp_path / "digits", per_class=4, size=(8, 8))
+    write_image_folder(tmp_path / "cfg" / "digits", per_class=4, size=(8, 8))
+    monkeypatch.chdir(tmp_path)
+    registry = default_toolkit().datasets
+    with caplog.at_level("WARNING", logger="na_toolkit.datasets"):
+        assert get_dataset("digits", registry).classes == 10
+    assert "dataset 'digits' is the registered dataset of that name, not the folder 'digits'" in caplog.text
+    assert "write it as a path: './digits'" in caplog.text
+    assert get_dataset("./digits", registry).classes == 2  # written as a path: the folder
+    assert TorchEvaluator.from_toolkit(default_toolkit(), dataset="digits").load_dataset().classes == 10
+    with pytest.raises(DataError, match=r"'digits' is a bare name.*no dataset registry.*write './digits'"):
+        TorchEvaluator(dataset="digits").load_dataset()
+    assert TorchEvaluator(dataset="./digits").load_dataset().classes == 2
+    with pytest.raises(DataError, match=r"'digits' is not one: leave it out \(the registered dataset; .*'./digits'"):
+        get_dataset("digits", registry, resize=8)
+    # a search config: its folder's digits/ is read as ./digits, the name is the registered dataset
+    from test_search_config import with_
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="na_toolkit.datasets"):
+        named = resolve_config(load_config(with_("dataset", "digits"), base_dir=tmp_path / "cfg"), default_toolkit())
+    assert named.dataset == "digits" and str(tmp_path / "cfg" / "digits") in caplog.text
+    pathed = resolve_config(load_config(with_("dataset", "./digits"), base_dir=tmp_path / "cfg"), default_toolkit())
+    assert pathed.dataset == str(tmp_path / "cfg" / "digits")

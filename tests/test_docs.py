@@ -519,3 +519,27 @@ def test_the_tutorials_test_snippets_run_as_a_test_module(monkeypatch):
     assert callable(namespace["test_the_move_keeps_the_move_contract"])
     for name in [m for m in sys.modules if m.split(".")[0] == "na_toolkit_example_se"]:
         del sys.modules[name]  # later tests in this process see no example plugin
+
+
+def test_the_testing_guides_plugin_tests_run_on_the_plugin_plugin_new_writes(tmp_path, monkeypatch):
+    """docs/testing.md's test module imports `my_plugin`: written by `na-toolkit plugin new my_plugin`, as
+    the guide says, the module runs and each of its tests passes (it named a plugin and components that
+    existed nowhere, so a reader could not run it)."""
+    import sys
+
+    from na_toolkit.cli.plugin_new import write_plugin
+    from na_toolkit.plugins import load_toolkit
+
+    write_plugin("my_plugin", tmp_path / "my_plugin")
+    monkeypatch.syspath_prepend(str(tmp_path / "my_plugin"))
+    namespace: dict = {}
+    try:
+        exec(compile(_snippet("testing.md", "import my_plugin"), "docs/testing.md", "exec"), namespace)
+        toolkit = load_toolkit(entry_points=False, extra_plugins=(namespace["my_plugin"],))
+        tests = {name: f for name, f in namespace.items() if name.startswith("test_")}
+        assert len(tests) == 6
+        for test in tests.values():
+            test(toolkit)
+    finally:
+        for name in [m for m in sys.modules if m.split(".")[0] == "my_plugin"]:
+            del sys.modules[name]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
-import sqlite3
 import subprocess
 import sys
 
@@ -15,6 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, default_toolkit
+from killed_run import cut_run
 from na_toolkit.errors import ConfigError
 from na_toolkit.evaluation.inherit import ParentWeights, evaluate_with_parent, inherit_state
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator, recovery_epochs
@@ -23,7 +22,6 @@ from na_toolkit.moves import Move, MoveType, ParamSpec
 from na_toolkit.moves.inherit import ChannelMap
 from na_toolkit.search import run_search
 from na_toolkit.search.executors import Task
-from na_toolkit.store import STORE_FILE
 
 #: seeds small enough to build and run every sampled child in a test (32x32 inputs or smaller)
 SMALL_SEEDS = ("simple-cnn", "resnet-cifar", "mobilenetv2-cifar")
@@ -342,16 +340,7 @@ def test_a_search_inherits_records_it_and_resumes_to_the_same_results(tmp_path):
     # cut the store back to what a kill after 3 evaluations leaves, resume: the same children inherit the same
     # weights and train to the same results
     cut = tmp_path / "cut"
-    shutil.copytree(full.run_dir, cut)
-    conn = sqlite3.connect(cut / STORE_FILE)
-    gone = [h for (h,) in conn.execute("SELECT arch_hash FROM evaluations WHERE seq >= 3")]
-    conn.execute("DELETE FROM evaluations WHERE seq >= 3")
-    for table in ("predictor_data", "weights"):
-        conn.executemany(f"DELETE FROM {table} WHERE arch_hash = ?", [(h,) for h in gone])
-    conn.execute("DELETE FROM checkpoints")
-    conn.execute("UPDATE runs SET status = 'running', result_json = NULL")
-    conn.commit()
-    conn.close()
+    cut_run(full.run_dir, cut, 3, tables=("predictor_data", "weights")).close()
     resumed = run_search(None, resume=cut, progress=False, outputs=False)
     assert resumed.counters.evaluations_replayed == 3
     assert [e.hash for e in resumed.evaluated] == [e.hash for e in full.evaluated]

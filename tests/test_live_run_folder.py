@@ -7,6 +7,8 @@ and a resume writes them."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import json
 import os
 import re
@@ -22,8 +24,9 @@ import pytest
 from conftest import SMALL_SEARCH, config_doc
 from na_toolkit.bench import faults as F
 from na_toolkit.cli.main import main
-from na_toolkit.errors import StoreError
+from na_toolkit.errors import DataError, StoreError
 from na_toolkit.search import run_search
+from na_toolkit.search.evaluations_file import evaluation_rows
 from na_toolkit.search.progress import SearchCallback
 from na_toolkit.store import SQLiteRunStore
 
@@ -212,11 +215,47 @@ class _StopAfterBatch(SearchCallback):
         raise KeyboardInterrupt
 
 
+class _FirstRows(SearchCallback):
+    """The run folder's evaluations.jsonl as the first batch of evaluations leaves it (the folder's own callback,
+    which writes it, comes first)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.rows = out, None
+
+    def on_evaluated(self, evaluated) -> None:
+        if self.rows is None:
+            (run,) = self.out.iterdir()
+            self.rows = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+
+
 def test_a_killed_resume_of_a_finished_run_leaves_its_evaluations_files_as_they_were(tmp_path, toolkit):
-    """The replay of stored evaluations never rewrites them (a shorter file would replace the complete one)."""
+    """The replay of stored evaluations never rewrites them (a shorter file would replace the complete one).
+    The same search (one search for two tests' worth: each costs torch training) checks that the files name
+    each device figure's source."""
     out = tmp_path / "runs"
-    result = run_search(config_doc(SMALL_SEARCH, out, evaluations=3), progress=False, toolkit=toolkit)
+    first = _FirstRows(out)
+    result = run_search(
+        config_doc(SMALL_SEARCH, out, evaluations=3), progress=False, toolkit=toolkit, callbacks=[first]
+    )
     run = Path(result.run_dir)
+    # each device figure names its source, in the files kept up to date as the run goes and in the final ones
+    # (they named none: which model gave a latency was only in summary.json and the reports)
+    assert first.rows and first.rows[0]["latency_ms@cpu_source"] == "estimated by time_model roofline"
+    with open(run / "evaluations.csv", newline="") as f:
+        header, *table = list(csv.reader(f))
+    at = header.index("latency_ms@cpu")
+    assert header[at + 1] == "latency_ms@cpu_source" and "accuracy_source" not in header
+    assert {r[at + 1] for r in table} == {"estimated by time_model roofline"}
+    # a row without the figure (a failed evaluation) has no source for it
+    e = result.evaluated[0]
+    failed = dataclasses.replace(e, score=dataclasses.replace(e.score, metrics={"latency_ms@cpu": None}))
+    sources = json.loads((run / "summary.json").read_text())["metric_sources"]
+    (row,) = evaluation_rows([failed], sources)
+    assert row["latency_ms@cpu"] is None and "latency_ms@cpu_source" not in row
+    # a metric named like a source column would be overwritten by it: refused
+    clash = dataclasses.replace(e, score=dataclasses.replace(e.score, metrics={"latency_ms@cpu_source": 1.0}))
+    with pytest.raises(DataError, match=r"\['latency_ms@cpu_source'\] clash with the columns"):
+        evaluation_rows([clash], sources)
     before = {name: (run / name).read_bytes() for name in ("evaluations.jsonl", "evaluations.csv")}
     with pytest.raises(KeyboardInterrupt):
         run_search(None, resume=run, progress=False, toolkit=toolkit, callbacks=[_StopAfterBatch()])

@@ -41,12 +41,15 @@ def test_evaluations_files_hold_every_evaluation_with_metrics_and_architecture(f
         assert row["accuracy"] == expected["metrics"]["accuracy"]
         assert row["latency_ms@pixel3"] == expected["metrics"]["latency_ms@pixel3"]
         assert row["arch"]["nodes"] and row["origin"] == expected["origin"]
+        # NAS-Bench-201's latencies are others' measurements, looked up (summary.json's metric_sources)
+        assert row["latency_ms@pixel3_source"] == "measured elsewhere by time_model nb201-table"
     assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
     with open(run / "evaluations.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert [r["arch_hash"] for r in table] == [r["arch_hash"] for r in rows]
     assert float(table[0]["accuracy"]) == rows[0]["accuracy"]
     assert json.loads(table[0]["arch"]) == rows[0]["arch"]
+    assert [r["latency_ms@pixel3_source"] for r in table] == [r["latency_ms@pixel3_source"] for r in rows]
     assert summary["outputs"]["evaluations_jsonl"].endswith("evaluations.jsonl")
 
 

@@ -14,6 +14,7 @@ import onnx
 import pytest
 
 from conftest import default_toolkit
+from killed_run import cut_run
 from na_toolkit.cli.main import main
 from na_toolkit.search import run_search
 from na_toolkit.store import STORE_FILE, SQLiteRunStore
@@ -172,7 +173,6 @@ def test_every_strategy_replays_exactly(strategy, tmp_path):
     """Cut a finished run's store back to what a kill would have left, resume it: each strategy retraces
     the run (same proposals, same predictor fits) and ends where the uninterrupted run ended."""
     pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
-    import shutil
 
     if strategy not in default_toolkit().strategies:
         pytest.skip(f"strategy {strategy} is not registered")
@@ -192,16 +192,8 @@ def test_every_strategy_replays_exactly(strategy, tmp_path):
     }
     full = run_search(doc, progress=False, outputs=False)
     cut = tmp_path / "cut"
-    shutil.copytree(full.run_dir, cut)
-    conn = sqlite3.connect(cut / STORE_FILE)
     kept = 5  # the seed, round 1, and 1 of round 2's 3
-    gone = [h for (h,) in conn.execute("SELECT arch_hash FROM evaluations WHERE seq >= ?", (kept,))]
-    conn.execute("DELETE FROM evaluations WHERE seq >= ?", (kept,))
-    conn.executemany("DELETE FROM predictor_data WHERE arch_hash = ?", [(h,) for h in gone])
-    conn.execute("DELETE FROM checkpoints")
-    conn.execute("UPDATE runs SET status = 'running', result_json = NULL")
-    conn.commit()
-    conn.close()
+    cut_run(full.run_dir, cut, kept).close()
     resumed = run_search(None, resume=cut, progress=False, outputs=False)
     assert resumed.counters.evaluations_replayed == kept and resumed.counters.evaluations == 9
     assert [e.hash for e in resumed.evaluated] == [e.hash for e in full.evaluated]

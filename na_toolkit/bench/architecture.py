@@ -444,8 +444,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-architecture-") as tmp:
         reruns = [rerun(Path(f), args.rerun_seeds, Path(tmp), toolkit) for f in args.rerun]
         fresh = {name: [r.result for r in reruns if r.benchmark == name] for name in ("nb201-search", "predictor")}
-        nb201 = reproduced(NB201_SEARCH, [*args.nb201_result, *fresh["nb201-search"]], folder)
-        predictor = reproduced(PREDICTOR, [*args.predictor_result, *fresh["predictor"]], folder)
+        names = {r.result: r.command for r in reruns}  # a temporary file: named by the command that made it
+        nb201 = reproduced(NB201_SEARCH, [*args.nb201_result, *fresh["nb201-search"]], folder, names=names)
+        predictor = reproduced(PREDICTOR, [*args.predictor_result, *fresh["predictor"]], folder, names=names)
     return {
         "ir_import_modules": len(modules),
         "import_cycles": len(imports["cycles"]),

@@ -5,7 +5,9 @@ A fresh result (the JSON `na-toolkit bench NAME ... --out PATH` wrote) is compar
 is done (fewer seeds, a subset of strategies or predictors): over the seeds both hold, every per-seed value
 must match within the tolerance. Used by `bench architecture` (`nb201_search_reproduced`,
 `predictor_reproduced`), which can rerun committed results itself (`rerun_argv`: the command a result's
-"params" stand for, as today's options of its benchmark spell it).
+"params" stand for, as today's options of its benchmark spell it). A report names a file relative to the
+repository when it lies inside it (`benchmarks/nb201-search.json`), and a rerun's fresh result, a
+temporary file gone when the run ends, by the command that made it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from ..errors import ConfigError, NAToolkitError
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
+
+#: the repository a source checkout runs from (bench/reproduce.py is na_toolkit/bench/ of it)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: test accuracies (percent) and predictor scores that count as the same figure
 REPRODUCE_TOLERANCE = 1e-6
@@ -104,15 +109,31 @@ def committed_result(figure: ReproducedFigure, params: Mapping[str, Any], folder
     return None
 
 
+def shown(path: str | Path) -> str:
+    """`path` as a report records it: relative to the repository when inside it, else as given (an absolute
+    temporary or checkout path would tie a committed report to the machine that made it)."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def reproduced(
-    figure: ReproducedFigure, results: Sequence[str | Path], folder: Path, tol: float = REPRODUCE_TOLERANCE
+    figure: ReproducedFigure,
+    results: Sequence[str | Path],
+    folder: Path,
+    tol: float = REPRODUCE_TOLERANCE,
+    *,
+    names: Mapping[Path, str] | None = None,
 ) -> dict[str, Any]:
-    """{"reproduced": True / False / None (no fresh result), "files": one report per fresh result}."""
+    """{"reproduced": True / False / None (no fresh result), "files": one report per fresh result}. Each
+    file's "fresh" is its name in `names` (a rerun's command) or its path, `shown`; "committed" likewise."""
     if not results:
         return {"reproduced": None, "reason": "no fresh result given", "files": []}
     files: list[dict[str, Any]] = []
     for result in results:
         path = Path(result)
+        fresh = (names or {}).get(path) or shown(path)
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -121,16 +142,16 @@ def reproduced(
         if committed is None:
             files.append(
                 {
-                    "fresh": str(path),
+                    "fresh": fresh,
                     "committed": None,
                     "reproduced": False,
-                    "reason": f"no {folder / figure.pattern} with the same params",
+                    "reason": f"no {shown(folder / figure.pattern)} with the same params",
                 }
             )
             continue
         report = compare_per_seed(figure.series(doc), figure.series(json.loads(committed.read_text())), tol)
         good = report["compared"] > 0 and not report["mismatches"]
-        files.append({"fresh": str(path), "committed": str(committed), "reproduced": good, **report})
+        files.append({"fresh": fresh, "committed": shown(committed), "reproduced": good, **report})
     return {"reproduced": all(f["reproduced"] for f in files), "files": files}
 
 
@@ -211,4 +232,4 @@ def rerun(committed: Path, seeds: int, out_dir: Path, toolkit: Toolkit) -> Rerun
             f"--rerun {committed}: `na-toolkit {shlex.join(argv)}` exited {proc.returncode}: {proc.stderr[-500:]}"
         )
     command = shlex.join(["na-toolkit", *argv[:-2]])  # without the temporary --out
-    return Rerun(str(committed), name, command, result, round(time.perf_counter() - started, 1))
+    return Rerun(shown(committed), name, command, result, round(time.perf_counter() - started, 1))

@@ -10,6 +10,7 @@ reaches a process-wide plugin manager.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -59,17 +60,29 @@ def get_dataset_source(
     resize: int | tuple[int, int] | None = None,
 ) -> DatasetSource:
     """A dataset registered in `datasets` (the toolkit's registry) by name; else an image folder or an
-    `.npz` file at that path (`datasets=None`: paths only), its images resized to `resize` (PX or (H, W))."""
+    `.npz` file at that path (`datasets=None`: paths only), its images resized to `resize` (PX or (H, W)).
+    A registered name is that dataset even where a file or folder of the name exists (a warning says how to
+    read that instead: `./NAME`); without a registry, a bare name (`looks_like_path`: no) is refused rather
+    than read from the working directory, where it would stand in for the registered dataset of that name."""
     if isinstance(name_or_path, DatasetSource):
         return name_or_path
     key = os.fspath(name_or_path)
     known = datasets.names() if datasets is not None else []
     path = Path(key).expanduser()  # '~/data/imgs' as a shell would read it
-    if resize is not None and not path.is_dir():
-        raise DataError(f"resize ({resize}) applies to image-folder datasets; {key!r} is not one: leave it out")
+    registered = datasets is not None and key in datasets
+    if resize is not None and (registered or not path.is_dir()):
+        folder = f" (the registered dataset; the folder of that name is './{key}')" if path.is_dir() else ""
+        raise DataError(f"resize ({resize}) applies to image-folder datasets; {key!r} is not one: leave it out{folder}")
     resize = image_size(resize)  # (H, W): an int, a tuple and a list of one size are one cache entry
-    if datasets is not None and key in datasets:
+    if registered and datasets is not None:
+        warn_shadowed(key, path)
         return datasets.get(key)
+    if datasets is None and not looks_like_path(key) and path.exists():
+        raise DataError(
+            f"dataset {key!r} is a bare name, which means a registered dataset, but no dataset registry was given "
+            f"to look it up in: to read the {'folder' if path.is_dir() else 'file'} of that name, write './{key}'; "
+            "for a registered dataset, pass the toolkit's (toolkit.datasets)"
+        )
     if path.is_dir() or (path.suffix == ".npz" and path.is_file()):
         cache_key = (str(path.resolve()), resize)
         source: DatasetSource | None = _path_sources.get(cache_key)
@@ -96,6 +109,37 @@ def get_dataset_source(
             "toolkit's (toolkit.datasets), or a folder or .npz path" + (f"; {meant}" if meant else "")
         )
     raise unknown_dataset(key, known, path.parent)
+
+
+def looks_like_path(reference: str) -> bool:
+    """Is a dataset reference written as a path (absolute, `~/...`, `./x`, `data/x`, a suffix such as `.npz`)
+    rather than a bare name, which a registered dataset of that name takes before any file or folder?"""
+    return (
+        os.path.isabs(reference)
+        or reference.startswith(("~", "."))
+        or "/" in reference
+        or os.sep in reference
+        or bool(Path(reference).suffix)
+    )
+
+
+_warned_shadowed: set[str] = set()
+
+
+def warn_shadowed(name: str, path: Path) -> None:
+    """Warn (once per process and path) that the registered dataset `name` is used though `path`, a file or
+    folder of that name, exists: a user who meant it writes it as a path."""
+    if not path.exists() or str(path.resolve()) in _warned_shadowed:
+        return
+    _warned_shadowed.add(str(path.resolve()))
+    logging.getLogger("na_toolkit.datasets").warning(
+        "warning: dataset %r is the registered dataset of that name, not the %s %r; to use that, write it as a "
+        "path: './%s'",
+        name,
+        "folder" if path.is_dir() else "file",
+        str(path),
+        name,
+    )
 
 
 def unknown_dataset(name: str, known: list[str], folder: Path) -> UnknownComponentError:

@@ -409,8 +409,11 @@ def _resolve_paths(options: Mapping[str, Any], base_dir: Path, where: str) -> di
 def _dataset_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     """The dataset as stored: a registered name, or the absolute path of a file or folder (a bare name such
     as `imgs` that is no registered dataset but exists beside the config is that folder, wherever the
-    search is started from)."""
+    search is started from; a registered one is the dataset, and a folder of that name is `./NAME`)."""
     if value in toolkit.datasets:
+        from ..datasets import warn_shadowed
+
+        warn_shadowed(value, base / value)  # a registered name wins: `./NAME` is the file or folder
         return value
     value = os.path.expanduser(value)  # '~/data/imgs': the user's home, as a shell reads it
     path = Path(value) if os.path.isabs(value) else base / value

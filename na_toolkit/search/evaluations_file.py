@@ -2,7 +2,10 @@
 
 One row per ground-truth evaluation, in evaluation order: where it came from (origin, parent, the moves
 that made it), its reward and feasibility, every measured or predicted metric as its own column, and its
-architecture. The JSON Lines file is what `na-toolkit predict fit --data evaluations.jsonl --target
+architecture. Each device figure the run's provenance gives a source (summary.json's `metric_sources`) has a
+column `<metric>_source` right after it, e.g. `latency_ms@cpu_source`: "measured median by measure
+onnxruntime", "estimated by time_model roofline" (`figure_sources.source_cell`); empty where the row has no
+value. The JSON Lines file is what `na-toolkit predict fit --data evaluations.jsonl --target
 accuracy` reads (each line has an "arch" object and one key per metric); the CSV holds the same rows for a
 spreadsheet or pandas, with the architecture and the moves as compact JSON strings.
 
@@ -19,12 +22,13 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
 from ..files import write_text_atomic
+from .figure_sources import metric_sources, source_cell
 from .progress import SearchCallback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,38 +51,61 @@ FIXED_COLUMNS = (
 )
 
 
-def evaluation_rows(evaluated: Sequence[Evaluated]) -> list[dict[str, Any]]:
-    """One dict per evaluation: the fixed columns, the metrics (top level, by metric name), `violations`,
-    `feasible_for`, `moves` and `arch`."""
+#: the suffix of the column naming where a metric's value comes from (`latency_ms@cpu_source`)
+SOURCE_SUFFIX = "_source"
+
+
+def evaluation_rows(
+    evaluated: Sequence[Evaluated], sources: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """One dict per evaluation: the fixed columns, the metrics (top level, by metric name), each followed by
+    its source (`<metric>_source`, for a metric `sources` names, where the row has a value), then
+    `violations`, `feasible_for`, `moves` and `arch`."""
+    cells = {m: c for m, s in (sources or {}).items() if isinstance(s, Mapping) and (c := source_cell(s))}
     rows = []
     for e in evaluated:
         doc = e.to_json(with_arch=True)
-        metrics = doc.pop("metrics")
-        clash = sorted(set(metrics) & set(doc))
+        raw = doc.pop("metrics")
+        clash = sorted(set(raw) & (set(doc) | {m + SOURCE_SUFFIX for m in cells}))
         if clash:  # a metric named like a column would silently replace it
             raise DataError(
                 f"metric name(s) {clash} clash with the columns of {JSONL_FILE}; rename the metric in its plugin"
             )
+        metrics: dict[str, Any] = {}
+        for name, value in raw.items():
+            metrics[name] = value
+            if name in cells and value is not None:
+                metrics[name + SOURCE_SUFFIX] = cells[name]
         rows.append(
             {**{k: doc[k] for k in FIXED_COLUMNS}, **metrics, **{k: doc[k] for k in doc if k not in FIXED_COLUMNS}}
         )
     return rows
 
 
-def write_evaluations(result: SearchResult | Sequence[Evaluated], run_dir: Path) -> dict[str, str]:
+def write_evaluations(
+    result: SearchResult | Sequence[Evaluated],
+    run_dir: Path,
+    sources: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, str]:
     """Write `evaluations.jsonl` and `evaluations.csv` of a result's (or these) evaluations into `run_dir` (each
-    atomically: a reader never sees half a file); returns output name -> path."""
-    evaluated = result if isinstance(result, Sequence) else result.evaluated
-    rows = evaluation_rows(evaluated)
+    atomically: a reader never sees half a file); returns output name -> path. `sources`: the run's
+    `metric_sources` (default: a result's, from its provenance; none for bare evaluations)."""
+    if isinstance(result, Sequence):
+        evaluated = result
+    else:
+        evaluated = result.evaluated
+        sources = metric_sources(result.provenance) if sources is None else sources
+    rows = evaluation_rows(evaluated, sources)
     metric_names = sorted({k for e in evaluated for k in e.score.metrics})
+    columns = [c for m in metric_names for c in (m, m + SOURCE_SUFFIX) if c == m or any(c in r for r in rows)]
     lines = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*FIXED_COLUMNS, *metric_names, "moves", "arch"])
+    writer.writerow([*FIXED_COLUMNS, *columns, "moves", "arch"])
     for r in rows:
         writer.writerow(
             [_cell(r[k]) for k in FIXED_COLUMNS]
-            + [_cell(r.get(m)) for m in metric_names]
+            + [_cell(r.get(c)) for c in columns]
             + [json.dumps(r["moves"], separators=(",", ":")), json.dumps(r["arch"], separators=(",", ":"))]
         )
     out = {}
@@ -103,13 +130,18 @@ class EvaluationsSoFar(SearchCallback):
     a killed resume of a finished run leaves them as they were. A rewrite costs time in the number of rows
     (0.15 s for 1,000 on a laptop core), so one is skipped until OVERHEAD_FACTOR times the last one's time has
     passed: at most ~5% of the driver's time even with many short rounds. A folder that cannot take them is one
-    warning: the store keeps every evaluation, and the outputs at the end say what failed."""
+    warning: the store keeps every evaluation, and the outputs at the end say what failed. `sources` reads the
+    run's `metric_sources` (its provenance, recorded once the run has started), kept once it names any."""
 
     OVERHEAD_FACTOR = 20.0
 
-    def __init__(self, run_dir: Path, stored: int) -> None:
+    def __init__(
+        self, run_dir: Path, stored: int, sources: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.stored = stored
+        self.read_sources = sources
+        self.sources: Mapping[str, Mapping[str, Any]] = {}
         self.warned = False
         self.last_s = -math.inf  # when the last rewrite ended (time.monotonic) ...
         self.took_s = 0.0  # ... and how long it took
@@ -119,7 +151,9 @@ class EvaluationsSoFar(SearchCallback):
             return
         started = time.monotonic()
         try:
-            write_evaluations(evaluated, self.run_dir)
+            if not self.sources and self.read_sources is not None:
+                self.sources = self.read_sources()
+            write_evaluations(evaluated, self.run_dir, self.sources)
             self.last_s = time.monotonic()
             self.took_s = self.last_s - started
         except OSError as exc:

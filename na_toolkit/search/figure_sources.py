@@ -104,9 +104,23 @@ def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
 def metric_label(summary: Mapping[str, Any], metric: str) -> str | None:
     """`metric_kind` with the statistic of the latency: "measured median", "measured p10", "estimated median" (a
     learned model's); a run recorded before sources named it, or a model that does not say: its kind alone."""
-    kind, source = metric_kind(summary, metric), _source(summary, metric)
-    statistic = source.get("statistic") if source is not None else None
+    source = _source(summary, metric)
+    return _label(source) if source is not None else None
+
+
+def _label(source: Mapping[str, Any]) -> str | None:
+    if source.get("kind") is None:
+        return None
+    kind, statistic = str(source["kind"]), source.get("statistic")
     return f"{kind} {statistic}" if kind and isinstance(statistic, str) and statistic else kind
+
+
+def source_cell(source: Mapping[str, Any]) -> str | None:
+    """A figure's source in one cell of the evaluations files: its label and the model that gave it, "measured
+    median by measure onnxruntime", "estimated median by time_model learned", "measured elsewhere by
+    time_model nb201-table"; None when the source names no kind."""
+    label = _label(source)
+    return f"{label} by {source['by']}" if label and source.get("by") else label
 
 
 def source_lines(summary: Mapping[str, Any]) -> list[str]:

@@ -494,5 +494,5 @@ def _callbacks(
     progress: bool, callbacks: Sequence[SearchCallback], lock: RunLock | None, store: RunStore
 ) -> list[SearchCallback]:
     # its folder's own
-    folder = run_folder_callbacks(lock, store.count_evaluations(), store.path) if lock is not None else []
+    folder = run_folder_callbacks(lock, store) if lock is not None else []
     return folder + ([ProgressBar()] if progress else []) + [RoundLog()] + list(callbacks)

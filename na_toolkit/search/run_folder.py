@@ -15,6 +15,7 @@ from ..store.lock import RunFolderGone, RunLock
 from .progress import SearchCallback
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..store.base import RunStore
     from .summary import Evaluated
 
 
@@ -89,10 +90,15 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def run_folder_callbacks(lock: RunLock, stored: int, store_file: Path | None = None) -> list[SearchCallback]:
-    """What a search writing a run folder adds to its callbacks: the folder watch (of the folder and of
-    `store_file`, the store's file), and the evaluations files kept up to date as it goes (`stored`: the
-    evaluations its store held when this process opened it)."""
+def run_folder_callbacks(lock: RunLock, store: RunStore) -> list[SearchCallback]:
+    """What a search writing a run folder adds to its callbacks: the folder watch (of the folder and of the
+    store's file), and the evaluations files kept up to date as it goes (from the evaluations its store holds
+    now, with the figures' sources its provenance records)."""
     from .evaluations_file import EvaluationsSoFar
+    from .figure_sources import metric_sources
+    from .provenance import stored_provenance
 
-    return [FolderWatch(lock, store_file), EvaluationsSoFar(lock.path.parent, stored)]
+    def sources() -> dict[str, dict[str, str]]:
+        return metric_sources(stored_provenance(store))
+
+    return [FolderWatch(lock, store.path), EvaluationsSoFar(lock.path.parent, store.count_evaluations(), sources)]
