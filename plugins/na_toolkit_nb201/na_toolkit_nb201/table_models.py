@@ -197,12 +197,13 @@ class NB201TableTimeModel(TimeModel):
 
     def estimate(self, arch: Architecture | str, batch_size: int = 1) -> TimeEstimate:
         column = self.column_for(batch_size)
+        table = self.table
         try:
             cell = _cell(arch)
-        except (ArchitectureError, DataError) as exc:  # outside the space: the table says nothing about it
+            row = table.row_of(cell)
+        except (ArchitectureError, DataError) as exc:
+            # outside the space, or a cell a partial table lacks: the table says nothing about it
             raise TimeModelError(f"nb201-table: {exc}") from None
-        table = self.table
-        row = table.row_of(cell)
         latency_ms = float(table.column(column)[row])
         suffix = column.rsplit("_", 1)[-1]
         table_batch = int(suffix) if suffix in GPU_BATCH_SUFFIXES else 1
