@@ -14,7 +14,7 @@ pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (
 
 from conftest import default_toolkit
 from na_toolkit.errors import ConfigError, TimeModelError
-from na_toolkit_nb201.bench import controller, nb201_search, whatif
+from na_toolkit_nb201.bench import controller, fewshot_latency, nb201_search, whatif
 from na_toolkit_nb201.space import OPS, RESNET_CELL, cell_string
 from na_toolkit_nb201.table import SPACE_SIZE, load_table
 from na_toolkit_nb201.table_models import NB201TableTimeModel
@@ -99,3 +99,12 @@ def test_table_time_model_on_a_partial_table_fails_as_a_time_model(tmp_path):
     with pytest.raises(TimeModelError, match="holds 50 of the 15625 cells"):
         tm.estimate(RESNET_CELL)
 
+
+def test_fewshot_latency_names_the_tables_devices_for_ones_it_lacks(heldout):
+    for argv, option in ((["--device", "all"], "--device all means HELP"), (["--exclude", "pixl3"], "--exclude")):
+        args = _args(fewshot_latency, ["--table", heldout, "--device", "edgegpu", *argv])
+        with pytest.raises(ConfigError, match=f"{option}.*lat_edgegpu"):
+            fewshot_latency.run(args, default_toolkit())
+    # one latency column: no prior device left, said as such
+    with pytest.raises(ConfigError, match="no other latency column"):
+        fewshot_latency.run(_args(fewshot_latency, ["--table", heldout, "--device", "edgegpu"]), default_toolkit())

@@ -43,14 +43,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _devices(arg: str, table) -> list[str]:
-    names = list(HELP_DEVICES) if arg == "all" else [d.strip() for d in arg.split(",") if d.strip()]
-    out = []
-    for d in names:
-        col = latency_column(d)
-        table.require(col)
-        out.append(col)
-    return out
+def _devices(arg: str, table, option: str = "--device") -> list[str]:
+    """The latency columns `arg` names (`all`: HELP's six test devices). ConfigError naming the table's
+    devices for one it lacks (a held-out table names its own: give them)."""
+    names = list(HELP_DEVICES) if arg == "all" and option == "--device" else [d.strip() for d in arg.split(",")]
+    columns = [latency_column(d) for d in names if d]
+    missing = [c for c in columns if not table.has(c)]
+    if missing:
+        what = f"{option} all means HELP's six test devices, and " if arg == "all" and option == "--device" else ""
+        raise ConfigError(
+            f"{option}: {what}table {table.path} has no latency column {', '.join(missing)}; "
+            f"name devices it has: {', '.join(table.devices) or '(none)'}"
+        )
+    return columns
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
@@ -62,9 +67,15 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
 
     table = load_table(args.table)
     targets = _devices(args.device, table)
-    exclude = {latency_column(d) for d in args.exclude.split(",") if d.strip()}
+    exclude = set(_devices(args.exclude, table, "--exclude")) if args.exclude.strip() else set()
     if args.samples < 3 or args.seeds < 1:
         raise ConfigError("need --samples >= 3 and --seeds >= 1")
+    for target in targets:
+        if not [d for d in table.devices if d != target and d not in exclude]:
+            raise ConfigError(
+                f"--device {target}: table {table.path} has no other latency column to build the prior from "
+                f"(devices: {', '.join(table.devices)}; --exclude: {', '.join(sorted(exclude)) or 'none'})"
+            )
     rows = np.arange(len(table))
     if args.cells is not None:
         rows = np.sort(np.random.default_rng(12345).permutation(len(table))[: args.cells])
