@@ -108,3 +108,26 @@ def test_fewshot_latency_names_the_tables_devices_for_ones_it_lacks(heldout):
     # one latency column: no prior device left, said as such
     with pytest.raises(ConfigError, match="no other latency column"):
         fewshot_latency.run(_args(fewshot_latency, ["--table", heldout, "--device", "edgegpu"]), default_toolkit())
+
+
+def test_transfer_targets_the_chosen_dataset_from_the_datasets_the_table_has(heldout):
+    from na_toolkit_nb201.bench import transfer
+
+    argv = ["--table", heldout, "--target-dataset", "c100", "--target-cells", "5", "--source-cells", "40"]
+    args = _args(transfer, [*argv, "--test", "60", "--seeds", "1", "--predictor", "bayesian-ridge"])
+    out = transfer.run(args, default_toolkit())
+    # no CIFAR-10 column in this table: ImageNet16-120 is the one source, CIFAR-100 the target
+    assert out["sources"] == {"ImageNet16-120": "in16_valtest_acc_200ep"}
+    assert out["target"] == {
+        "dataset": "cifar100",
+        "train_column": "c100_valtest_acc_200ep",
+        "test_column": "c100_test_acc_200ep",
+    }
+    assert out["test_cells"] == 60 and -1 <= out["kendall_tau"]["transfer"] <= 1
+
+
+def test_predictor_bench_without_the_default_column_says_which_option_to_give(heldout):
+    from na_toolkit_nb201.bench import predictor
+
+    with pytest.raises(ConfigError, match="--target: .*no column 'c10_test_acc_200ep'.*c100_test_acc_200ep"):
+        predictor.run(_args(predictor, ["--table", heldout]), default_toolkit())

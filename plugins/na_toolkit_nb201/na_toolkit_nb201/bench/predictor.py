@@ -134,7 +134,12 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     table = load_table(args.table)
     target = args.target
     train_target = args.train_target or default_train_target(target)
-    table.require(target, train_target)
+    for option, column in (("--target", target), ("--train-target", train_target)):
+        if not table.has(column):  # e.g. the default CIFAR-10 column on a table of other datasets
+            raise ConfigError(
+                f"{option}: table {table.path} has no column {column!r}; give one of its columns: "
+                f"{', '.join(table.columns)}"
+            )
     if args.train < 3 or args.test < 2 or args.seeds < 1:
         raise ConfigError("need --train >= 3, --test >= 2 and --seeds >= 1")
     if args.train + args.test > len(table):

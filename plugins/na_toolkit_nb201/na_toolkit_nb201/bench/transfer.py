@@ -3,7 +3,8 @@ cells plus other datasets' columns.
 
 Per seed, `--target-cells` cells are drawn at random with their ImageNet16-120 validation accuracy (what a
 search on that dataset would have evaluated); the rest of the table (or `--test` of it) is the test set,
-scored on ImageNet16-120 test accuracy by Kendall τ. Three fits of the same predictor, side by side:
+scored on ImageNet16-120 test accuracy by Kendall τ (`--target-dataset c10|c100`: another dataset is the
+target; the sources are the other datasets whose columns the table has). Three fits of the same predictor, side by side:
 - `alone`: the target cells only (the predictor conditioned on ImageNet16-120, as a search conditions it);
 - `transfer`: the target cells plus `--source-cells` random cells of each source column (CIFAR-10 and
   CIFAR-100 validation accuracy), every row with its dataset's descriptor (`descriptors.py`, written from the
@@ -28,7 +29,7 @@ from na_toolkit.errors import ConfigError
 from na_toolkit.predictors import DEFAULT_PREDICTOR, make_predictor
 
 from ..descriptors import DESCRIPTORS
-from ..space import nb201_architecture
+from ..space import DATASETS, nb201_architecture
 from ..table import load_table
 from ..table_models import ACCURACY_COLUMNS
 from .predictor import scores
@@ -38,13 +39,18 @@ if TYPE_CHECKING:
     from na_toolkit.toolkit import Toolkit
 
 TARGET_DATASET = "in16"
-SOURCE_DATASETS = ("c10", "c100")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target-cells", type=int, default=20, help="ImageNet16-120 cells the predictor sees")
     parser.add_argument(
-        "--source-cells", type=int, default=1000, help="random cells of each source column (CIFAR-10, CIFAR-100)"
+        "--target-dataset",
+        default=TARGET_DATASET,
+        choices=tuple(DATASETS),
+        help="the dataset ranked from a few of its cells; the table's other datasets are the sources (default in16)",
+    )
+    parser.add_argument("--target-cells", type=int, default=20, help="cells of the target dataset the predictor sees")
+    parser.add_argument(
+        "--source-cells", type=int, default=1000, help="random cells of each source dataset's validation column"
     )
     parser.add_argument("--test", type=int, default=0, help="test cells (0: every cell not drawn as a target cell)")
     parser.add_argument("--seeds", type=int, default=5)
@@ -56,9 +62,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     table = load_table(args.table)
-    valid_col, test_col = ACCURACY_COLUMNS[(TARGET_DATASET, args.epochs)]
-    sources = {d: ACCURACY_COLUMNS[(d, args.epochs)][0] for d in SOURCE_DATASETS}
-    table.require(valid_col, test_col, *sources.values())
+    target_dataset = getattr(args, "target_dataset", TARGET_DATASET)
+    valid_col, test_col = ACCURACY_COLUMNS[(target_dataset, args.epochs)]
+    table.require(valid_col, test_col)
+    # the sources: every other dataset whose validation column the table has
+    others = {d: ACCURACY_COLUMNS[(d, args.epochs)][0] for d in DATASETS if d != target_dataset}
+    sources = {d: col for d, col in others.items() if table.has(col)}
+    if not sources:
+        raise ConfigError(
+            f"--target-dataset {target_dataset}: table {table.path} has no other dataset's validation column "
+            f"({', '.join(others.values())}) to transfer from"
+        )
     n = len(table)
     if args.target_cells < 3 or args.source_cells < 1 or args.seeds < 1 or args.test < 0:
         raise ConfigError("need --target-cells >= 3, --source-cells >= 1, --seeds >= 1 and --test >= 0")
@@ -85,7 +99,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         )
         return make_predictor(args.predictor, {**params, **extra}, toolkit)
 
-    target = DESCRIPTORS[TARGET_DATASET]
+    target = DESCRIPTORS[target_dataset]
     y_valid, y_test = table.column(valid_col), table.column(test_col)
     taus: dict[str, list[float]] = {"alone": [], "transfer": [], "pooled": [], "pooled_standardised": []}
     fit_s: dict[str, list[float]] = {k: [] for k in taus}
@@ -122,7 +136,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
                 descriptor_features = [vector_names[c] for c in model.features_.used_dataset_columns]
         print(f"seed {seed}: tau " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in taus.items()), file=sys.stderr)
         if seed == 0:
-            # a predictor that never saw ImageNet16-120 says so when asked about it
+            # a predictor that never saw the target dataset says so when asked about it
             sources_only = fresh(seed).fit(all_archs[len(tr) :], all_y[len(tr) :], datasets=per_row[len(tr) :])
             warnings_unseen = sources_only.domain_warnings(test_archs[:1], datasets=target)[0]
 
