@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
 
 from conftest import default_toolkit
-from na_toolkit.errors import ConfigError, TimeModelError
+from na_toolkit.errors import ConfigError, DataError, TimeModelError
 from na_toolkit_nb201.bench import controller, fewshot_latency, nb201_search, whatif
 from na_toolkit_nb201.space import OPS, RESNET_CELL, cell_string
 from na_toolkit_nb201.table import SPACE_SIZE, load_table
@@ -131,3 +131,12 @@ def test_predictor_bench_without_the_default_column_says_which_option_to_give(he
 
     with pytest.raises(ConfigError, match="--target: .*no column 'c10_test_acc_200ep'.*c100_test_acc_200ep"):
         predictor.run(_args(predictor, ["--table", heldout]), default_toolkit())
+
+
+def test_predict_fit_on_a_table_without_the_default_column_says_to_give_the_target(heldout):
+    from na_toolkit_nb201.table_models import NB201TableEvaluator
+
+    with pytest.raises(DataError, match="no column 'c10_valid_acc_200ep' to fit on.*--target.*c100_valtest"):
+        NB201TableEvaluator.training_rows("c10_valid_acc_200ep", 5, 0, default_toolkit().layer_types, heldout)
+    rows = NB201TableEvaluator.training_rows("lat_edgegpu", 5, 0, default_toolkit().layer_types, heldout)
+    assert rows.unit == "ms" and len(rows.values) == 5

@@ -93,7 +93,11 @@ class NB201TableEvaluator(Evaluator):
         `na-toolkit predict fit --from nb201-table` fits a predictor on. The networks are the CIFAR-10 ones,
         built with `layer_types`."""
         data = load_table(table)
-        data.require(target)
+        if not data.has(target):  # e.g. the default CIFAR-10 column on a table of other datasets
+            raise DataError(
+                f"NB201 table {data.path} has no column {target!r} to fit on; choose the target "
+                f"(`predict fit --target`) among its columns: {', '.join(data.columns)}"
+            )
         if count < 1 or count > len(data):
             raise ConfigError(f"the number of training rows (--train) must be 1..{len(data)}, got {count}")
         rows = np.random.default_rng(seed).permutation(len(data))[:count]
