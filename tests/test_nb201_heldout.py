@@ -140,3 +140,17 @@ def test_predict_fit_on_a_table_without_the_default_column_says_to_give_the_targ
         NB201TableEvaluator.training_rows("c10_valid_acc_200ep", 5, 0, default_toolkit().layer_types, heldout)
     rows = NB201TableEvaluator.training_rows("lat_edgegpu", 5, 0, default_toolkit().layer_types, heldout)
     assert rows.unit == "ms" and len(rows.values) == 5
+
+
+def test_table_time_model_reads_a_devices_column_at_the_requested_batch_size(tmp_path):
+    """A held-out device measured at batch 1 and 8 (`lat_edgegpu`, `lat_edgegpu_8`): batch 8 reads the batch-8
+    column and says batch 8, not the batch-1 column with a warning."""
+    cells = [cell_string(ops) for ops in itertools.islice(itertools.product(OPS, repeat=6), 3)]
+    lines = ["arch_index,arch_str,lat_edgegpu,lat_edgegpu_8"] + [
+        f"{i},{c},{1 + i},{5 + i}" for i, c in enumerate(cells)
+    ]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    tm = NB201TableTimeModel(device="edgegpu", table=str(tmp_path / "t.csv"))
+    at8, at1 = tm.estimate(cells[2], batch_size=8), tm.estimate(cells[2], batch_size=1)
+    assert (at8.latency_ms, at8.batch_size, at8.warnings, at8.details["column"]) == (7.0, 8, (), "lat_edgegpu_8")
+    assert (at1.latency_ms, at1.batch_size, at1.warnings) == (3.0, 1, ())

@@ -169,10 +169,15 @@ class NB201TableTimeModel(TimeModel):
             self._table = load_table(self.options.get("table"))
         return self._table
 
+    def _device_name(self) -> str:
+        return self.device[len(LATENCY_PREFIX) :] if self.device.startswith(LATENCY_PREFIX) else self.device
+
     def column_for(self, batch_size: int = 1) -> str:
+        """The device's column at `batch_size`: `lat_<device>_<batch_size>` where the table has it (a device
+        measured at several batch sizes), else `lat_<device>`."""
         table = self.table
-        dev = self.device[len(LATENCY_PREFIX) :] if self.device.startswith(LATENCY_PREFIX) else self.device
-        for candidate in (f"{LATENCY_PREFIX}{dev}", f"{LATENCY_PREFIX}{dev}_{batch_size}"):
+        dev = self._device_name()
+        for candidate in (f"{LATENCY_PREFIX}{dev}_{batch_size}", f"{LATENCY_PREFIX}{dev}"):
             if table.has(candidate):
                 return candidate
         known = ", ".join(c[len(LATENCY_PREFIX) :] for c in table.devices) or "(none)"
@@ -210,7 +215,10 @@ class NB201TableTimeModel(TimeModel):
             raise TimeModelError(f"nb201-table: {exc}") from None
         latency_ms = float(table.column(column)[row])
         suffix = column.rsplit("_", 1)[-1]
-        table_batch = int(suffix) if suffix in GPU_BATCH_SUFFIXES else 1
+        # the batch the column holds: HELP's GPU suffixes, or the requested batch when the table has the
+        # device's column at that batch size (`lat_edgegpu_8` for `edgegpu` at batch 8); else 1
+        by_batch = column == f"{LATENCY_PREFIX}{self._device_name()}_{batch_size}"
+        table_batch = batch_size if by_batch else int(suffix) if suffix in GPU_BATCH_SUFFIXES else 1
         warnings: list[str] = []
         if table_batch != batch_size:
             warnings.append(
