@@ -78,7 +78,7 @@ def test_nb201_search_bench_reports_the_chosen_dataset_and_no_cifar10_target(hel
     # the targets are CIFAR-10 figures: none is claimed for another dataset
     assert out["target"]["neural-architect_test_accuracy"] is None
     # the shipped table's dataset is missing here: named, with the columns the table has
-    with pytest.raises(Exception, match="no column.*c10_valid_acc_200ep.*c100_valtest_acc_200ep"):
+    with pytest.raises(ConfigError, match="--dataset c10: .*no column c10_valid_acc_200ep or .* has: c100, in16"):
         nb201_search.run(_args(nb201_search, [*argv, "--table", heldout]), default_toolkit())
 
 

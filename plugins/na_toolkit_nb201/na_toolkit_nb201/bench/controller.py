@@ -355,8 +355,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     budgets = [_budget(b) for b in _list(args.budgets, None, "budgets")]
     table = load_table(args.table)
     require_whole_space(table, "bench controller")
-    valid_column, test_column = nb201_search.accuracy_columns(args)
-    table.require(valid_column, test_column)
+    _, test_column = nb201_search.accuracy_columns(args, table)
     devices = _settings(_list(args.settings, None, "settings"), table)
     settings = list(devices)
     # what a search's config needs of the arguments (the namespace itself holds the toolkit: no pickling)

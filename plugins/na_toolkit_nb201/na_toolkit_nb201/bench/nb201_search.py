@@ -70,9 +70,19 @@ def add_dataset_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def accuracy_columns(args: argparse.Namespace) -> tuple[str, str]:
-    """(the column the search sees, the column reported) of `args.dataset` (200 epochs)."""
-    return ACCURACY_COLUMNS[(getattr(args, "dataset", DEFAULT_DATASET), 200)]
+def accuracy_columns(args: argparse.Namespace, table: Any = None) -> tuple[str, str]:
+    """(the column the search sees, the column reported) of `args.dataset` (200 epochs). With `table`, a
+    ConfigError when it lacks them, naming the datasets whose columns it has (`--dataset` picks one)."""
+    dataset = getattr(args, "dataset", DEFAULT_DATASET)
+    columns = ACCURACY_COLUMNS[(dataset, 200)]
+    if table is not None and not all(table.has(c) for c in columns):
+        has = [d for d in DATASETS if all(table.has(c) for c in ACCURACY_COLUMNS[(d, 200)])]
+        missing = " or ".join(c for c in columns if not table.has(c))
+        raise ConfigError(
+            f"--dataset {dataset}: table {table.path} has no column {missing}; "
+            f"the datasets whose columns it has: {', '.join(has) or 'none'} (--dataset picks one)"
+        )
+    return columns
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -321,8 +331,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
     table = load_table(args.table)
     require_whole_space(table, "bench nb201-search")
-    valid_column, test_column = accuracy_columns(args)
-    table.require(valid_column, test_column)
+    valid_column, test_column = accuracy_columns(args, table)
     device = None if args.device is None else latency_column(args.device)
     budget_ms, feasible_rows = latency_budget(table, device, args.budget_quantile)
     if device is not None:

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     wall_start, load_start = time.perf_counter(), os.getloadavg()[0]
     table = load_table(args.table)
     require_whole_space(table, "bench whatif")
-    valid_column, test_column = accuracy_columns(args)
+    valid_column, test_column = accuracy_columns(args, table)
     valid, test = table.column(valid_column), table.column(test_column)
     rows = np.arange(len(table))
     if args.cells:
