@@ -154,3 +154,37 @@ def test_table_time_model_reads_a_devices_column_at_the_requested_batch_size(tmp
     at8, at1 = tm.estimate(cells[2], batch_size=8), tm.estimate(cells[2], batch_size=1)
     assert (at8.latency_ms, at8.batch_size, at8.warnings, at8.details["column"]) == (7.0, 8, (), "lat_edgegpu_8")
     assert (at1.latency_ms, at1.batch_size, at1.warnings) == (3.0, 1, ())
+
+
+def test_blank_fields_are_missing_values_every_consumer_skips(tmp_path):
+    """A held-out table with gaps (pandas writes NaN as a blank field): it loads; the time model and the
+    evaluator say the table has no value for that cell (scored / recorded as failed, not a crash); the budget
+    and the predictor bench use only the cells with values."""
+    from na_toolkit_nb201.bench import predictor
+    from na_toolkit_nb201.table_models import NB201TableEvaluator
+
+    cells = [cell_string(ops) for ops in itertools.islice(itertools.product(OPS, repeat=6), 40)]
+    lines = ["arch_index,arch_str,c100_valtest_acc_200ep,c100_test_acc_200ep,lat_edgegpu"]
+    for i, c in enumerate(cells):
+        lat = "" if i % 4 == 0 else f"{1 + i}"  # every fourth latency unknown
+        acc = "" if i == 1 else f"{50 + i % 9}"
+        lines.append(f"{i},{c},{acc},{acc},{lat}")
+    path = tmp_path / "gaps.csv"
+    path.write_text("\n".join(lines) + "\n")
+    table = load_table(path)
+    assert np.isnan(table.column("lat_edgegpu")[::4]).all() and np.isfinite(table.column("lat_edgegpu")[1::4]).all()
+    with pytest.raises(TimeModelError, match="no lat_edgegpu value for cell"):
+        NB201TableTimeModel(device="edgegpu", table=str(path)).estimate(cells[0])
+    with pytest.raises(DataError, match="no c100_valtest_acc_200ep value for cell"):
+        NB201TableEvaluator(dataset="c100", table=str(path)).evaluate(cells[1])
+    # the budget is the quantile of the known latencies; an unknown one is not feasible
+    budget, feasible = nb201_search.latency_budget(table, "lat_edgegpu", 0.5)
+    known = table.column("lat_edgegpu")[np.isfinite(table.column("lat_edgegpu"))]
+    assert budget == pytest.approx(np.quantile(known, 0.5)) and not feasible[::4].any()
+    argv = ["--table", str(path), "--target", "c100_test_acc_200ep", "--train", "10", "--test", "29", "--seeds", "1"]
+    out = predictor.run(
+        _args(predictor, [*argv, "--predictors", "bayesian-ridge", "--throughput-archs", "5"]), default_toolkit()
+    )
+    assert np.isfinite(out["kendall_tau"]["bayesian-ridge"])
+    with pytest.raises(ConfigError, match="exceeds the table's 39 cells with c100_test_acc_200ep"):
+        predictor.run(_args(predictor, [*argv[:-4], "--test", "30", "--seeds", "1"]), default_toolkit())

@@ -3,7 +3,8 @@
 The plugin ships a gzip copy of the joined public data (data/nb201.csv.gz, see data/SOURCE.md); any CSV in
 that layout (plain or .gz) can be used instead (`table=PATH`, or the environment variable
 `NA_TOOLKIT_NB201_TABLE`). Only `arch_index` and `arch_str` are required at load; each consumer checks the
-columns it needs with `table.require(...)`, which names what is missing.
+columns it needs with `table.require(...)`, which names what is missing. A blank numeric field (or `nan`) is a
+missing value, NaN: the table says nothing about that cell there (`finite_rows`).
 """
 
 from __future__ import annotations
@@ -148,6 +149,14 @@ class NB201Table:
         return out
 
 
+def finite_rows(table: NB201Table, *columns: str) -> np.ndarray:
+    """The rows (indices, in row order) where every one of `columns` holds a value (not NaN)."""
+    ok = np.ones(len(table), dtype=bool)
+    for c in columns:
+        ok &= np.isfinite(table.column(c))
+    return np.flatnonzero(ok)
+
+
 def require_whole_space(table: NB201Table, what: str) -> None:
     """ConfigError when `table` lacks cells of the space: `what` searches it, and a search proposes any cell,
     so every evaluation of a cell the table lacks would fail (and cost the budget) instead of searching."""
@@ -225,7 +234,8 @@ def _numeric_values(records, body, numeric, header, path, quoted: bool) -> np.nd
     for line, rec in enumerate(records, start=2):
         for k, j in enumerate(numeric):
             try:
-                values[line - 2, k] = float(rec[j])
+                # a blank field is a missing value (pandas writes NaN so): the table says nothing there
+                values[line - 2, k] = float(rec[j]) if rec[j].strip() else np.nan
             except ValueError:
                 raise DataError(
                     f"NB201 table {path} line {line}: column {header[j]} holds {rec[j]!r}, not a number"

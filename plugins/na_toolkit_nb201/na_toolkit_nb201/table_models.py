@@ -15,7 +15,15 @@ from na_toolkit.ir.architecture import Architecture
 from na_toolkit.timemodels.base import FigureSource, TimeEstimate, TimeModel
 
 from .space import DATASETS, canonical_cell, nb201_architecture, nb201_architecture_for, nb201_cell_of
-from .table import LATENCY_PREFIX, NB201Table, column_unit, default_table_path, load_table, packaged_table_path
+from .table import (
+    LATENCY_PREFIX,
+    NB201Table,
+    column_unit,
+    default_table_path,
+    finite_rows,
+    load_table,
+    packaged_table_path,
+)
 
 if TYPE_CHECKING:
     from na_toolkit.ir.layers import LayerTypeRegistry
@@ -98,9 +106,13 @@ class NB201TableEvaluator(Evaluator):
                 f"NB201 table {data.path} has no column {target!r} to fit on; choose the target "
                 f"(`predict fit --target`) among its columns: {', '.join(data.columns)}"
             )
-        if count < 1 or count > len(data):
-            raise ConfigError(f"the number of training rows (--train) must be 1..{len(data)}, got {count}")
-        rows = np.random.default_rng(seed).permutation(len(data))[:count]
+        known = finite_rows(data, target)  # a cell without a value (a blank field) is no training row
+        if count < 1 or count > len(known):
+            raise ConfigError(
+                f"the number of training rows (--train) must be 1..{len(known)} (the cells with a {target} value), "
+                f"got {count}"
+            )
+        rows = known[np.random.default_rng(seed).permutation(len(known))[:count]]
         archs = [nb201_architecture(data.arch_strs[i], layer_types=layer_types) for i in rows]
         values = [float(v) for v in data.column(target)[rows]]
         unit, valid_range = column_unit(target)
@@ -121,8 +133,11 @@ class NB201TableEvaluator(Evaluator):
         row = table.row_of(cell)
         valid_pct = float(table.column(self.valid_column)[row])
         test_pct = float(table.column(self.test_column)[row])
+        for column, value in ((self.valid_column, valid_pct), (self.test_column, test_pct)):
+            if not np.isfinite(value):  # a blank field: the evaluation fails, it is not a guess
+                raise DataError(f"NB201 table {table.path} has no {column} value for cell {cell!r} (a blank field)")
         train_time_s = None
-        if table.has(self.time_column):
+        if table.has(self.time_column) and np.isfinite(table.column(self.time_column)[row]):
             train_time_s = float(table.column(self.time_column)[row]) * self.epochs / 200
         arch_hash = (arch if isinstance(arch, Architecture) else nb201_architecture_for(cell, self.dataset)).hash
         return EvaluationResult(
@@ -214,6 +229,8 @@ class NB201TableTimeModel(TimeModel):
             # outside the space, or a cell a partial table lacks: the table says nothing about it
             raise TimeModelError(f"nb201-table: {exc}") from None
         latency_ms = float(table.column(column)[row])
+        if not np.isfinite(latency_ms):  # a blank field: nothing known of this cell there (scored as failed)
+            raise TimeModelError(f"nb201-table: table {table.path} has no {column} value for cell {cell!r}")
         suffix = column.rsplit("_", 1)[-1]
         # the batch the column holds: HELP's GPU suffixes, or the requested batch when the table has the
         # device's column at that batch size (`lat_edgegpu_8` for `edgegpu` at batch 8); else 1

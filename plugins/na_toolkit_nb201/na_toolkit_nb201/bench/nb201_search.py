@@ -300,8 +300,11 @@ def latency_budget(table: Any, device: str | None, quantile: float) -> tuple[flo
     if not table.has(device):
         raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
     latency = table.column(device)
-    budget_ms = float(np.quantile(latency, quantile))
-    return budget_ms, latency <= budget_ms
+    if not np.isfinite(latency).any():
+        raise DataError(f"latency column {device!r} of the NB201 table holds no value (every field is blank)")
+    budget_ms = float(np.nanquantile(latency, quantile))  # over the cells with a latency (blank: unknown)
+    with np.errstate(invalid="ignore"):
+        return budget_ms, latency <= budget_ms  # an unknown latency is not feasible
 
 
 def table_reference(
@@ -312,9 +315,13 @@ def table_reference(
     found the best cell by the accuracy it sees would report), in percent, on `dataset`'s columns."""
     valid_column, test_column = ACCURACY_COLUMNS[(dataset, 200)]
     valid, test = table.column(valid_column), table.column(test_column)
+    known = np.isfinite(valid) & np.isfinite(test)  # cells a search can evaluate (blank: a failed evaluation)
+    feasible_rows = feasible_rows & known
+    if not feasible_rows.any():
+        raise DataError(f"no cell of the NB201 table meets the budget with {valid_column} and {test_column} values")
     best_valid_row = int(np.argmax(np.where(feasible_rows, valid, -np.inf)))
     return {
-        "optimum_test": round(float(test.max()), 4),
+        "optimum_test": round(float(test[known].max()), 4),
         "feasible_optimum_test": round(float(test[feasible_rows].max()), 4),
         "feasible_best_valid_test": round(float(test[best_valid_row]), 4),
         "feasible_cells": int(feasible_rows.sum()),

@@ -30,7 +30,7 @@ from na_toolkit.predictors import DEFAULT_PREDICTOR, make_predictor
 
 from ..descriptors import DESCRIPTORS
 from ..space import DATASETS, nb201_architecture
-from ..table import load_table
+from ..table import finite_rows, load_table
 from ..table_models import ACCURACY_COLUMNS
 from .predictor import scores
 
@@ -73,10 +73,13 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             f"--target-dataset {target_dataset}: table {table.path} has no other dataset's validation column "
             f"({', '.join(others.values())}) to transfer from"
         )
-    n = len(table)
+    # the cells with values (a blank field: unknown, never drawn): the target's and each source's own
+    known = finite_rows(table, valid_col, test_col)
+    known_src = {d: finite_rows(table, col) for d, col in sources.items()}
+    n = len(known)
     if args.target_cells < 3 or args.source_cells < 1 or args.seeds < 1 or args.test < 0:
         raise ConfigError("need --target-cells >= 3, --source-cells >= 1, --seeds >= 1 and --test >= 0")
-    if args.target_cells + max(args.test, 2) > n or args.source_cells > n:
+    if args.target_cells + max(args.test, 2) > n or any(args.source_cells > len(k) for k in known_src.values()):
         raise ConfigError(f"--target-cells + --test and --source-cells must fit in the table's {n} cells")
     params: dict[str, Any] = {}
     if args.n_estimators is not None:
@@ -107,10 +110,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     warnings_unseen: list[str] = []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
-        order = rng.permutation(n)
+        order = known[rng.permutation(n)]
         tr, rest = order[: args.target_cells], order[args.target_cells :]
         te = rest if args.test == 0 else rest[: args.test]
-        src = {d: rng.choice(n, args.source_cells, replace=False) for d in sources}
+        src = {d: known_src[d][rng.choice(len(known_src[d]), args.source_cells, replace=False)] for d in sources}
         test_archs, truth = archs(te), y_test[te]
         rows = [tr, *src.values()]
         all_archs = [a for r in rows for a in archs(r)]

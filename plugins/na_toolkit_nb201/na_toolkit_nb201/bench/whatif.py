@@ -132,6 +132,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     variants_out: list[dict[str, Any]] = []
     for j, p in enumerate(points):
         feasible = latency[:, j] <= budget_ms
+        feasible &= np.isfinite(valid[rows]) & np.isfinite(test[rows])  # a blank accuracy: not a candidate
         k = int(np.argmax(np.where(feasible, valid[rows], -np.inf)))
         variants_out.append(
             {
