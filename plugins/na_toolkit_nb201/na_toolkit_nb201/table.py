@@ -3,7 +3,8 @@
 The plugin ships a gzip copy of the joined public data (data/nb201.csv.gz, see data/SOURCE.md); any CSV in
 that layout (plain or .gz) can be used instead (`table=PATH`, or the environment variable
 `NA_TOOLKIT_NB201_TABLE`). Only `arch_index` and `arch_str` are required at load; each consumer checks the
-columns it needs with `table.require(...)`, which names what is missing.
+columns it needs with `table.require(...)`, which names what is missing. A blank numeric field (or `nan`) is a
+missing value, NaN: the table says nothing about that cell there (`finite_rows`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from na_toolkit.errors import DataError
+from na_toolkit.errors import ConfigError, DataError
 
-from .space import canonical_cell
+from .space import N_EDGES, OPS, canonical_cell
 
 TABLE_ENV = "NA_TOOLKIT_NB201_TABLE"
 REQUIRED_COLUMNS = ("arch_index", "arch_str")
 LATENCY_PREFIX = "lat_"
+#: cells in the NB201 space (5 operations on each of 6 edges): a table with fewer rows is partial
+SPACE_SIZE = len(OPS) ** N_EDGES
 
 
 #: what the table's numeric columns hold (data/SOURCE.md, "Columns"): by the part of the name that says it, the
@@ -121,7 +124,10 @@ class NB201Table:
         try:
             return self._row_of_str[cell]
         except KeyError:
-            raise DataError(f"cell {cell!r} is not in NB201 table {self.path}") from None
+            partial = (
+                f" (it holds {len(self)} of the {SPACE_SIZE} cells of the space)" if len(self) < SPACE_SIZE else ""
+            )
+            raise DataError(f"cell {cell!r} is not in NB201 table {self.path}{partial}") from None
 
     def index_of(self, arch_str: str) -> int:
         """The official NB201 arch_index of a cell string."""
@@ -141,6 +147,26 @@ class NB201Table:
         out: dict[str, Any] = {"arch_index": int(self.arch_index[i]), "arch_str": self.arch_strs[i]}
         out.update({c: float(self.values[i, j]) for c, j in self._col.items()})
         return out
+
+
+def finite_rows(table: NB201Table, *columns: str) -> np.ndarray:
+    """The rows (indices, in row order) where every one of `columns` holds a value (not NaN)."""
+    ok = np.ones(len(table), dtype=bool)
+    for c in columns:
+        ok &= np.isfinite(table.column(c))
+    return np.flatnonzero(ok)
+
+
+def require_whole_space(table: NB201Table, what: str) -> None:
+    """ConfigError when `table` lacks cells of the space: `what` searches it, and a search proposes any cell,
+    so every evaluation of a cell the table lacks would fail (and cost the budget) instead of searching."""
+    if len(table) < SPACE_SIZE:
+        raise ConfigError(
+            f"{what} searches the whole NB201 space ({SPACE_SIZE} cells) but table {table.path} holds "
+            f"{len(table)} of them: a search would propose cells without ground truth. Give a table of every "
+            "cell (any accuracy and lat_* columns); `bench predictor` and `bench fewshot-latency` sample the "
+            "table's own cells and take a partial one"
+        )
 
 
 def parse_table(text: str, path: str = "<text>") -> NB201Table:
@@ -208,7 +234,8 @@ def _numeric_values(records, body, numeric, header, path, quoted: bool) -> np.nd
     for line, rec in enumerate(records, start=2):
         for k, j in enumerate(numeric):
             try:
-                values[line - 2, k] = float(rec[j])
+                # a blank field is a missing value (pandas writes NaN so): the table says nothing there
+                values[line - 2, k] = float(rec[j]) if rec[j].strip() else np.nan
             except ValueError:
                 raise DataError(
                     f"NB201 table {path} line {line}: column {header[j]} holds {rec[j]!r}, not a number"

@@ -15,7 +15,15 @@ from na_toolkit.ir.architecture import Architecture
 from na_toolkit.timemodels.base import FigureSource, TimeEstimate, TimeModel
 
 from .space import DATASETS, canonical_cell, nb201_architecture, nb201_architecture_for, nb201_cell_of
-from .table import LATENCY_PREFIX, NB201Table, column_unit, default_table_path, load_table, packaged_table_path
+from .table import (
+    LATENCY_PREFIX,
+    NB201Table,
+    column_unit,
+    default_table_path,
+    finite_rows,
+    load_table,
+    packaged_table_path,
+)
 
 if TYPE_CHECKING:
     from na_toolkit.ir.layers import LayerTypeRegistry
@@ -93,10 +101,18 @@ class NB201TableEvaluator(Evaluator):
         `na-toolkit predict fit --from nb201-table` fits a predictor on. The networks are the CIFAR-10 ones,
         built with `layer_types`."""
         data = load_table(table)
-        data.require(target)
-        if count < 1 or count > len(data):
-            raise ConfigError(f"the number of training rows (--train) must be 1..{len(data)}, got {count}")
-        rows = np.random.default_rng(seed).permutation(len(data))[:count]
+        if not data.has(target):  # e.g. the default CIFAR-10 column on a table of other datasets
+            raise DataError(
+                f"NB201 table {data.path} has no column {target!r} to fit on; choose the target "
+                f"(`predict fit --target`) among its columns: {', '.join(data.columns)}"
+            )
+        known = finite_rows(data, target)  # a cell without a value (a blank field) is no training row
+        if count < 1 or count > len(known):
+            raise ConfigError(
+                f"the number of training rows (--train) must be 1..{len(known)} (the cells with a {target} value), "
+                f"got {count}"
+            )
+        rows = known[np.random.default_rng(seed).permutation(len(known))[:count]]
         archs = [nb201_architecture(data.arch_strs[i], layer_types=layer_types) for i in rows]
         values = [float(v) for v in data.column(target)[rows]]
         unit, valid_range = column_unit(target)
@@ -117,8 +133,11 @@ class NB201TableEvaluator(Evaluator):
         row = table.row_of(cell)
         valid_pct = float(table.column(self.valid_column)[row])
         test_pct = float(table.column(self.test_column)[row])
+        for column, value in ((self.valid_column, valid_pct), (self.test_column, test_pct)):
+            if not np.isfinite(value):  # a blank field: the evaluation fails, it is not a guess
+                raise DataError(f"NB201 table {table.path} has no {column} value for cell {cell!r} (a blank field)")
         train_time_s = None
-        if table.has(self.time_column):
+        if table.has(self.time_column) and np.isfinite(table.column(self.time_column)[row]):
             train_time_s = float(table.column(self.time_column)[row]) * self.epochs / 200
         arch_hash = (arch if isinstance(arch, Architecture) else nb201_architecture_for(cell, self.dataset)).hash
         return EvaluationResult(
@@ -165,10 +184,15 @@ class NB201TableTimeModel(TimeModel):
             self._table = load_table(self.options.get("table"))
         return self._table
 
+    def _device_name(self) -> str:
+        return self.device[len(LATENCY_PREFIX) :] if self.device.startswith(LATENCY_PREFIX) else self.device
+
     def column_for(self, batch_size: int = 1) -> str:
+        """The device's column at `batch_size`: `lat_<device>_<batch_size>` where the table has it (a device
+        measured at several batch sizes), else `lat_<device>`."""
         table = self.table
-        dev = self.device[len(LATENCY_PREFIX) :] if self.device.startswith(LATENCY_PREFIX) else self.device
-        for candidate in (f"{LATENCY_PREFIX}{dev}", f"{LATENCY_PREFIX}{dev}_{batch_size}"):
+        dev = self._device_name()
+        for candidate in (f"{LATENCY_PREFIX}{dev}_{batch_size}", f"{LATENCY_PREFIX}{dev}"):
             if table.has(candidate):
                 return candidate
         known = ", ".join(c[len(LATENCY_PREFIX) :] for c in table.devices) or "(none)"
@@ -197,15 +221,21 @@ class NB201TableTimeModel(TimeModel):
 
     def estimate(self, arch: Architecture | str, batch_size: int = 1) -> TimeEstimate:
         column = self.column_for(batch_size)
+        table = self.table
         try:
             cell = _cell(arch)
-        except (ArchitectureError, DataError) as exc:  # outside the space: the table says nothing about it
+            row = table.row_of(cell)
+        except (ArchitectureError, DataError) as exc:
+            # outside the space, or a cell a partial table lacks: the table says nothing about it
             raise TimeModelError(f"nb201-table: {exc}") from None
-        table = self.table
-        row = table.row_of(cell)
         latency_ms = float(table.column(column)[row])
+        if not np.isfinite(latency_ms):  # a blank field: nothing known of this cell there (scored as failed)
+            raise TimeModelError(f"nb201-table: table {table.path} has no {column} value for cell {cell!r}")
         suffix = column.rsplit("_", 1)[-1]
-        table_batch = int(suffix) if suffix in GPU_BATCH_SUFFIXES else 1
+        # the batch the column holds: HELP's GPU suffixes, or the requested batch when the table has the
+        # device's column at that batch size (`lat_edgegpu_8` for `edgegpu` at batch 8); else 1
+        by_batch = column == f"{LATENCY_PREFIX}{self._device_name()}_{batch_size}"
+        table_batch = batch_size if by_batch else int(suffix) if suffix in GPU_BATCH_SUFFIXES else 1
         warnings: list[str] = []
         if table_batch != batch_size:
             warnings.append(

@@ -35,7 +35,7 @@ import numpy as np
 from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError
 
-from ..table import latency_column, load_table
+from ..table import latency_column, load_table, require_whole_space
 from . import nb201_search
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-quantile", type=float, default=0.25, help="latency budget quantile (default 0.25)")
     parser.add_argument("--jobs", type=int, default=1, help="searches run at once in worker processes (default 1)")
     parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
+    nb201_search.add_dataset_option(parser)
     parser.add_argument(
         "--update-repeats", type=int, default=3, help="repeats of the controller-update timing (0: skip it)"
     )
@@ -353,15 +354,19 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     variants = _list(args.variants, VARIANTS, "variants")
     budgets = [_budget(b) for b in _list(args.budgets, None, "budgets")]
     table = load_table(args.table)
+    require_whole_space(table, "bench controller")
+    _, test_column = nb201_search.accuracy_columns(args, table)
     devices = _settings(_list(args.settings, None, "settings"), table)
     settings = list(devices)
     # what a search's config needs of the arguments (the namespace itself holds the toolkit: no pickling)
-    plain = argparse.Namespace(table=args.table, evaluations=args.evaluations, per_round=args.per_round)
+    plain = argparse.Namespace(
+        table=args.table, evaluations=args.evaluations, per_round=args.per_round, dataset=args.dataset
+    )
     jobs: list[tuple[Any, ...]] = []
     references: dict[str, dict[str, Any]] = {}
     for setting, device in devices.items():
         budget_ms, feasible = nb201_search.latency_budget(table, device, args.budget_quantile)
-        references[setting] = nb201_search.table_reference(table, feasible, budget_ms)
+        references[setting] = nb201_search.table_reference(table, feasible, budget_ms, args.dataset)
         for scoring in budgets:
             for variant in variants:
                 jobs += [(plain, setting, device, budget_ms, scoring, variant, seed) for seed in range(args.seeds)]
@@ -413,7 +418,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "search": "as bench nb201-search's neural-architect (seed nb201, set_edge_op, table evaluator, GP)",
             "strategy_options": nb201_search.STRATEGY_OPTIONS["neural-architect"],
             "variants": VARIANTS,
-            "reports": "c10_test_acc_200ep of the best feasible evaluated cell by valid accuracy (percent)",
+            "reports": f"{test_column} of the best feasible evaluated cell by valid accuracy (percent)",
         },
     }
 

@@ -20,7 +20,7 @@ from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError
 
 from ..space import nb201_architecture
-from ..table import latency_column, load_table
+from ..table import finite_rows, latency_column, load_table
 from .predictor import onehot_ops
 
 if TYPE_CHECKING:
@@ -43,14 +43,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _devices(arg: str, table) -> list[str]:
-    names = list(HELP_DEVICES) if arg == "all" else [d.strip() for d in arg.split(",") if d.strip()]
-    out = []
-    for d in names:
-        col = latency_column(d)
-        table.require(col)
-        out.append(col)
-    return out
+def _devices(arg: str, table, option: str = "--device") -> list[str]:
+    """The latency columns `arg` names (`all`: HELP's six test devices). ConfigError naming the table's
+    devices for one it lacks (a held-out table names its own: give them)."""
+    names = list(HELP_DEVICES) if arg == "all" and option == "--device" else [d.strip() for d in arg.split(",")]
+    columns = [latency_column(d) for d in names if d]
+    missing = [c for c in columns if not table.has(c)]
+    if missing:
+        what = f"{option} all means HELP's six test devices, and " if arg == "all" and option == "--device" else ""
+        raise ConfigError(
+            f"{option}: {what}table {table.path} has no latency column {', '.join(missing)}; "
+            f"name devices it has: {', '.join(table.devices) or '(none)'}"
+        )
+    return columns
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
@@ -62,9 +67,15 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
 
     table = load_table(args.table)
     targets = _devices(args.device, table)
-    exclude = {latency_column(d) for d in args.exclude.split(",") if d.strip()}
+    exclude = set(_devices(args.exclude, table, "--exclude")) if args.exclude.strip() else set()
     if args.samples < 3 or args.seeds < 1:
         raise ConfigError("need --samples >= 3 and --seeds >= 1")
+    for target in targets:
+        if not [d for d in table.devices if d != target and d not in exclude]:
+            raise ConfigError(
+                f"--device {target}: table {table.path} has no other latency column to build the prior from "
+                f"(devices: {', '.join(table.devices)}; --exclude: {', '.join(sorted(exclude)) or 'none'})"
+            )
     rows = np.arange(len(table))
     if args.cells is not None:
         rows = np.sort(np.random.default_rng(12345).permutation(len(table))[: args.cells])
@@ -88,24 +99,37 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     alone_within: dict[str, float] = {}
     chosen: dict[str, Any] = {}
     per_seed: dict[str, list[float]] = {}
+    scored: list[int] = []
     for target in targets:
-        prior_devices = [d for d in table.devices if d != target and d not in exclude]
+        # cells without a target latency (blank fields) are neither drawn nor scored; a prior device with a
+        # blank among the rest stays out of the prior
+        have = np.isin(rows, finite_rows(table, target))
+        archs_t = [a for a, ok in zip(archs, have) if ok]
+        rows_t = rows[have]
+        if args.samples >= len(rows_t) - 1:
+            raise ConfigError(f"--samples {args.samples} leaves nothing to score among {len(rows_t)} cells of {target}")
+        prior_devices = [
+            d for d in table.devices if d != target and d not in exclude and np.isfinite(table.column(d)[rows_t]).all()
+        ]
+        if not prior_devices:
+            raise ConfigError(f"--device {target}: no other latency column has a value for every cell it has")
+        scored.append(int(len(rows_t) - args.samples))
         t = time.perf_counter()
-        prior = LatencyPrior.fit(archs, {d: table.column(d)[rows] for d in prior_devices}, shots=args.samples)
-        y = table.column(target)[rows]
+        prior = LatencyPrior.fit(archs_t, {d: table.column(d)[rows_t] for d in prior_devices}, shots=args.samples)
+        y = table.column(target)[rows_t]
         rho, w10, err, b_rho, b_w10, a_rho, a_w10 = [], [], [], [], [], [], []
         for seed in range(args.seeds):
-            perm = np.random.default_rng(seed).permutation(len(rows))
+            perm = np.random.default_rng(seed).permutation(len(rows_t))
             tr, te = perm[: args.samples], perm[args.samples :]
-            model = FewShotLatencyPredictor(prior).fit([archs[i] for i in tr], y[tr])
-            pred = model.predict([archs[i] for i in te])
+            model = FewShotLatencyPredictor(prior).fit([archs_t[i] for i in tr], y[tr])
+            pred = model.predict([archs_t[i] for i in te])
             rho.append(float(spearmanr(pred, y[te])[0]))
             w10.append(float(np.mean(np.abs(pred / y[te] - 1) <= 0.10)))
             err.append(float(np.mean(np.abs(pred / y[te] - 1)) * 100))
-            alone = FewShotLatencyPredictor().fit([archs[i] for i in tr], y[tr]).predict([archs[i] for i in te])
+            alone = FewShotLatencyPredictor().fit([archs_t[i] for i in tr], y[tr]).predict([archs_t[i] for i in te])
             a_rho.append(float(spearmanr(alone, y[te])[0]))
             a_w10.append(float(np.mean(np.abs(alone / y[te] - 1) <= 0.10)))
-            base = Ridge(alpha=1.0).fit(onehot[tr], y[tr]).predict(onehot[te])
+            base = Ridge(alpha=1.0).fit(onehot[have][tr], y[tr]).predict(onehot[have][te])
             b_rho.append(float(spearmanr(base, y[te])[0]))
             b_w10.append(float(np.mean(np.abs(base / y[te] - 1) <= 0.10)))
         spearman[target], within[target], mape[target] = float(np.mean(rho)), float(np.mean(w10)), float(np.mean(err))
@@ -139,7 +163,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         },
         "per_seed_spearman": per_seed,
         "prior": chosen,
-        "cells_scored": int(len(rows) - args.samples),
+        # the fewest of any target (a target with blank fields scores fewer; the same for a complete table)
+        "cells_scored": min(scored),
     }
 
 

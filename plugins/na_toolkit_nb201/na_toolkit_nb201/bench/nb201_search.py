@@ -1,8 +1,9 @@
-"""Search on NAS-Bench-201 (CIFAR-10): every registered strategy and Optuna's TPE, same loop, same budget.
+"""Search on NAS-Bench-201: every registered strategy and Optuna's TPE, same loop, same budget.
 
 Each (strategy, seed) is one `run_search` on the `nb201` seed network with the `set_edge_op` move, the
-table evaluator (`c10_valid_acc_200ep` is what the search sees; `c10_test_acc_200ep` of the best
-feasible candidate by valid accuracy is reported) and, with `--device`, the table time model of that
+table evaluator on `--dataset` (default c10: `c10_valid_acc_200ep` is what the search sees; `c10_test_acc_200ep`
+of the best feasible candidate by valid accuracy is reported; c100 and in16 select on their `valtest` column,
+`table_models.ACCURACY_COLUMNS`) and, with `--device`, the table time model of that
 device under a hard latency budget at `--budget-quantile` of the device's column over the whole table.
 The latency of a candidate is known without an evaluation, so for every strategy alike a proposal that
 breaks the budget is dropped before it is paid for (the loop's hard-budget screen,
@@ -29,8 +30,9 @@ import numpy as np
 from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError, DataError
 
-from ..space import OPS, cell_string, nb201_architecture, nb201_cell_of
-from ..table import latency_column, load_table
+from ..space import DATASETS, OPS, cell_string, nb201_architecture, nb201_cell_of
+from ..table import latency_column, load_table, require_whole_space
+from ..table_models import ACCURACY_COLUMNS
 
 if TYPE_CHECKING:
     from na_toolkit.ir.architecture import Architecture
@@ -51,9 +53,36 @@ STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
 PREDICTOR = {"name": "gp", "options": {}}
 CHEAP_PREDICTOR = {"name": "bayesian-ridge", "options": {}}
 TPE = "tpe"
-#: the issue's targets, reported beside the figures
+#: the issue's targets (CIFAR-10, the shipped table), reported beside the figures
 TARGETS = {None: 94.20, "lat_pixel3": 91.70, "lat_titan_rtx_1": 93.00}
 MIN_CANDIDATES_PER_S = 200.0
+DEFAULT_DATASET = "c10"
+
+
+def add_dataset_option(parser: argparse.ArgumentParser) -> None:
+    """`--dataset`: whose accuracy columns of the table the searches see and report (the benches that search)."""
+    parser.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        choices=tuple(DATASETS),
+        help="accuracy columns the search sees and reports: c10, c100 or in16 (default c10); "
+        "the searched networks and latencies stay the table's CIFAR-10 ones",
+    )
+
+
+def accuracy_columns(args: argparse.Namespace, table: Any = None) -> tuple[str, str]:
+    """(the column the search sees, the column reported) of `args.dataset` (200 epochs). With `table`, a
+    ConfigError when it lacks them, naming the datasets whose columns it has (`--dataset` picks one)."""
+    dataset = getattr(args, "dataset", DEFAULT_DATASET)
+    columns = ACCURACY_COLUMNS[(dataset, 200)]
+    if table is not None and not all(table.has(c) for c in columns):
+        has = [d for d in DATASETS if all(table.has(c) for c in ACCURACY_COLUMNS[(d, 200)])]
+        missing = " or ".join(c for c in columns if not table.has(c))
+        raise ConfigError(
+            f"--dataset {dataset}: table {table.path} has no column {missing}; "
+            f"the datasets whose columns it has: {', '.join(has) or 'none'} (--dataset picks one)"
+        )
+    return columns
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +104,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--strategies", default=None, help="comma-separated strategies to run (default: every registered one, plus tpe)"
     )
     parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
+    add_dataset_option(parser)
     parser.add_argument(
         "--rate-batch", type=int, default=300, help="cells per repeat when measuring candidates_per_s (default 300)"
     )
@@ -158,7 +188,7 @@ def _predictor_for(strategy: str) -> dict[str, Any]:
 def _config(
     args, strategy: str, seed: int, out_dir: Path, device: str | None, budget_ms: float | None
 ) -> dict[str, Any]:
-    evaluator_options = {"dataset": "c10", "epochs": 200}
+    evaluator_options = {"dataset": getattr(args, "dataset", DEFAULT_DATASET), "epochs": 200}
     tm: dict[str, Any] = {"name": "nb201-table", "options": {}}
     if args.table:
         evaluator_options["table"] = args.table
@@ -207,7 +237,13 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def _candidates_per_s(
-    toolkit: Toolkit, doc: dict[str, Any], table: Any, rng: np.random.Generator, n: int = 300, repeats: int = 3
+    toolkit: Toolkit,
+    doc: dict[str, Any],
+    table: Any,
+    rng: np.random.Generator,
+    n: int = 300,
+    repeats: int = 3,
+    valid_column: str = "c10_valid_acc_200ep",
 ) -> dict[str, Any]:
     """Proposals scored per second by the loop's `score` (the predictor + the device's time model), the
     predictor fitted on 100 evaluated cells. `cold`: each repeat scores `n` cells never seen before (their
@@ -228,7 +264,7 @@ def _candidates_per_s(
     layer_types = toolkit.layer_types
     rows = rng.permutation(len(table))
     train = [nb201_architecture(table.arch_strs[i], layer_types=layer_types) for i in rows[:100]]
-    valid = table.column("c10_valid_acc_200ep")
+    valid = table.column(valid_column)
     pred = components.new_predictor("accuracy")
     pred.fit(train, valid[rows[:100]] / 100.0)
     scorer.predictors["accuracy"] = pred
@@ -264,18 +300,28 @@ def latency_budget(table: Any, device: str | None, quantile: float) -> tuple[flo
     if not table.has(device):
         raise DataError(f"no latency column {device!r} in the NB201 table; devices: {', '.join(table.devices)}")
     latency = table.column(device)
-    budget_ms = float(np.quantile(latency, quantile))
-    return budget_ms, latency <= budget_ms
+    if not np.isfinite(latency).any():
+        raise DataError(f"latency column {device!r} of the NB201 table holds no value (every field is blank)")
+    budget_ms = float(np.nanquantile(latency, quantile))  # over the cells with a latency (blank: unknown)
+    with np.errstate(invalid="ignore"):
+        return budget_ms, latency <= budget_ms  # an unknown latency is not feasible
 
 
-def table_reference(table: Any, feasible_rows: np.ndarray, budget_ms: float | None) -> dict[str, Any]:
+def table_reference(
+    table: Any, feasible_rows: np.ndarray, budget_ms: float | None, dataset: str = DEFAULT_DATASET
+) -> dict[str, Any]:
     """What a search could reach at best: the best test accuracy of the whole table and of its feasible
     cells, and the test accuracy of the feasible cell with the best valid accuracy (what a search that
-    found the best cell by the accuracy it sees would report), in percent."""
-    valid, test = table.column("c10_valid_acc_200ep"), table.column("c10_test_acc_200ep")
+    found the best cell by the accuracy it sees would report), in percent, on `dataset`'s columns."""
+    valid_column, test_column = ACCURACY_COLUMNS[(dataset, 200)]
+    valid, test = table.column(valid_column), table.column(test_column)
+    known = np.isfinite(valid) & np.isfinite(test)  # cells a search can evaluate (blank: a failed evaluation)
+    feasible_rows = feasible_rows & known
+    if not feasible_rows.any():
+        raise DataError(f"no cell of the NB201 table meets the budget with {valid_column} and {test_column} values")
     best_valid_row = int(np.argmax(np.where(feasible_rows, valid, -np.inf)))
     return {
-        "optimum_test": round(float(test.max()), 4),
+        "optimum_test": round(float(test[known].max()), 4),
         "feasible_optimum_test": round(float(test[feasible_rows].max()), 4),
         "feasible_best_valid_test": round(float(test[best_valid_row]), 4),
         "feasible_cells": int(feasible_rows.sum()),
@@ -291,6 +337,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     if not 0 < args.budget_quantile <= 1:
         raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
     table = load_table(args.table)
+    require_whole_space(table, "bench nb201-search")
+    valid_column, test_column = accuracy_columns(args, table)
     device = None if args.device is None else latency_column(args.device)
     budget_ms, feasible_rows = latency_budget(table, device, args.budget_quantile)
     if device is not None:
@@ -311,7 +359,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             raise ConfigError(f"unknown strategy {s!r}; registered: {', '.join(registered)} (and {TPE})")
     toolkit = _bench_toolkit(toolkit, names, feasible)
 
-    reference = table_reference(table, feasible_rows, budget_ms)
+    reference = table_reference(table, feasible_rows, budget_ms, args.dataset)
     per_strategy: dict[str, Any] = {}
     load_start, cpu_start, wall_start = os.getloadavg()[0], time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nb201-search-") as tmp:
@@ -327,7 +375,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         rate_doc["predictors"] = {"accuracy": PREDICTOR}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rate = _candidates_per_s(toolkit, rate_doc, table, np.random.default_rng(0), n=args.rate_batch)
+            rate = _candidates_per_s(
+                toolkit, rate_doc, table, np.random.default_rng(0), n=args.rate_batch, valid_column=valid_column
+            )
         for strategy in names:
             tests, valids, elapsed, cpu, counters = [], [], [], [], []
             for seed in range(args.seeds):
@@ -365,7 +415,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
                 "seconds_per_search_median": round(float(np.median(elapsed)), 2),
                 "cpu_seconds_per_search_median": round(float(np.median(cpu)), 2),
             }
-    target = TARGETS.get(device) if args.budget_quantile == 0.25 or device is None else None
+    on_target = args.dataset == DEFAULT_DATASET and (args.budget_quantile == 0.25 or device is None)
+    target = TARGETS.get(device) if on_target else None
     na = per_strategy.get("neural-architect", {}).get("test_accuracy")
     return {
         "test_accuracy": {s: v["test_accuracy"] for s, v in per_strategy.items()},
@@ -391,8 +442,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         },
         "protocol": {
             "space": "NAS-Bench-201 cells (5^6), CIFAR-10 network, move set_edge_op from the nb201 seed",
-            "sees": "c10_valid_acc_200ep of evaluated cells only",
-            "reports": "c10_test_acc_200ep of the best feasible evaluated cell by valid accuracy (percent)",
+            "sees": f"{valid_column} of evaluated cells only",
+            "reports": f"{test_column} of the best feasible evaluated cell by valid accuracy (percent)",
             "latency": "hard budget; a proposal's latency comes from the table time model for free, and every "
             "strategy's infeasible proposals are dropped before evaluation (the loop's screen)",
             "predictor": PREDICTOR,

@@ -23,7 +23,7 @@ from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError
 
 from ..space import EDGES, OPS, nb201_architecture, parse_cell
-from ..table import load_table
+from ..table import finite_rows, load_table
 from ..table_models import ACCURACY_COLUMNS
 
 if TYPE_CHECKING:
@@ -134,11 +134,20 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     table = load_table(args.table)
     target = args.target
     train_target = args.train_target or default_train_target(target)
-    table.require(target, train_target)
+    for option, column in (("--target", target), ("--train-target", train_target)):
+        if not table.has(column):  # e.g. the default CIFAR-10 column on a table of other datasets
+            raise ConfigError(
+                f"{option}: table {table.path} has no column {column!r}; give one of its columns: "
+                f"{', '.join(table.columns)}"
+            )
     if args.train < 3 or args.test < 2 or args.seeds < 1:
         raise ConfigError("need --train >= 3, --test >= 2 and --seeds >= 1")
-    if args.train + args.test > len(table):
-        raise ConfigError(f"--train + --test = {args.train + args.test} exceeds the table's {len(table)} cells")
+    known = finite_rows(table, target, train_target)  # the cells with both values (a blank field: unknown)
+    if args.train + args.test > len(known):
+        raise ConfigError(
+            f"--train + --test = {args.train + args.test} exceeds the table's {len(known)} cells with "
+            f"{target} and {train_target} values"
+        )
     registry = toolkit.predictors
     names = registry.names() if not args.predictors else [n.strip() for n in args.predictors.split(",") if n.strip()]
     for n in names:
@@ -153,7 +162,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     test_archs_seed0: list = []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
-        rows = rng.permutation(len(table))[: args.train + args.test]
+        rows = known[rng.permutation(len(known))[: args.train + args.test]]
         tr, te = rows[: args.train], rows[args.train :]
         cells_tr = [table.arch_strs[i] for i in tr]
         cells_te = [table.arch_strs[i] for i in te]

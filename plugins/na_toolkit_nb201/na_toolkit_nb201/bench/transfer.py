@@ -3,7 +3,8 @@ cells plus other datasets' columns.
 
 Per seed, `--target-cells` cells are drawn at random with their ImageNet16-120 validation accuracy (what a
 search on that dataset would have evaluated); the rest of the table (or `--test` of it) is the test set,
-scored on ImageNet16-120 test accuracy by Kendall τ. Three fits of the same predictor, side by side:
+scored on ImageNet16-120 test accuracy by Kendall τ (`--target-dataset c10|c100`: another dataset is the
+target; the sources are the other datasets whose columns the table has). Three fits of the same predictor, side by side:
 - `alone`: the target cells only (the predictor conditioned on ImageNet16-120, as a search conditions it);
 - `transfer`: the target cells plus `--source-cells` random cells of each source column (CIFAR-10 and
   CIFAR-100 validation accuracy), every row with its dataset's descriptor (`descriptors.py`, written from the
@@ -28,8 +29,8 @@ from na_toolkit.errors import ConfigError
 from na_toolkit.predictors import DEFAULT_PREDICTOR, make_predictor
 
 from ..descriptors import DESCRIPTORS
-from ..space import nb201_architecture
-from ..table import load_table
+from ..space import DATASETS, nb201_architecture
+from ..table import finite_rows, load_table
 from ..table_models import ACCURACY_COLUMNS
 from .predictor import scores
 
@@ -38,13 +39,18 @@ if TYPE_CHECKING:
     from na_toolkit.toolkit import Toolkit
 
 TARGET_DATASET = "in16"
-SOURCE_DATASETS = ("c10", "c100")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target-cells", type=int, default=20, help="ImageNet16-120 cells the predictor sees")
     parser.add_argument(
-        "--source-cells", type=int, default=1000, help="random cells of each source column (CIFAR-10, CIFAR-100)"
+        "--target-dataset",
+        default=TARGET_DATASET,
+        choices=tuple(DATASETS),
+        help="the dataset ranked from a few of its cells; the table's other datasets are the sources (default in16)",
+    )
+    parser.add_argument("--target-cells", type=int, default=20, help="cells of the target dataset the predictor sees")
+    parser.add_argument(
+        "--source-cells", type=int, default=1000, help="random cells of each source dataset's validation column"
     )
     parser.add_argument("--test", type=int, default=0, help="test cells (0: every cell not drawn as a target cell)")
     parser.add_argument("--seeds", type=int, default=5)
@@ -56,13 +62,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     table = load_table(args.table)
-    valid_col, test_col = ACCURACY_COLUMNS[(TARGET_DATASET, args.epochs)]
-    sources = {d: ACCURACY_COLUMNS[(d, args.epochs)][0] for d in SOURCE_DATASETS}
-    table.require(valid_col, test_col, *sources.values())
-    n = len(table)
+    target_dataset = getattr(args, "target_dataset", TARGET_DATASET)
+    valid_col, test_col = ACCURACY_COLUMNS[(target_dataset, args.epochs)]
+    table.require(valid_col, test_col)
+    # the sources: every other dataset whose validation column the table has
+    others = {d: ACCURACY_COLUMNS[(d, args.epochs)][0] for d in DATASETS if d != target_dataset}
+    sources = {d: col for d, col in others.items() if table.has(col)}
+    if not sources:
+        raise ConfigError(
+            f"--target-dataset {target_dataset}: table {table.path} has no other dataset's validation column "
+            f"({', '.join(others.values())}) to transfer from"
+        )
+    # the cells with values (a blank field: unknown, never drawn): the target's and each source's own
+    known = finite_rows(table, valid_col, test_col)
+    known_src = {d: finite_rows(table, col) for d, col in sources.items()}
+    n = len(known)
     if args.target_cells < 3 or args.source_cells < 1 or args.seeds < 1 or args.test < 0:
         raise ConfigError("need --target-cells >= 3, --source-cells >= 1, --seeds >= 1 and --test >= 0")
-    if args.target_cells + max(args.test, 2) > n or args.source_cells > n:
+    if args.target_cells + max(args.test, 2) > n or any(args.source_cells > len(k) for k in known_src.values()):
         raise ConfigError(f"--target-cells + --test and --source-cells must fit in the table's {n} cells")
     params: dict[str, Any] = {}
     if args.n_estimators is not None:
@@ -85,7 +102,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         )
         return make_predictor(args.predictor, {**params, **extra}, toolkit)
 
-    target = DESCRIPTORS[TARGET_DATASET]
+    target = DESCRIPTORS[target_dataset]
     y_valid, y_test = table.column(valid_col), table.column(test_col)
     taus: dict[str, list[float]] = {"alone": [], "transfer": [], "pooled": [], "pooled_standardised": []}
     fit_s: dict[str, list[float]] = {k: [] for k in taus}
@@ -93,10 +110,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     warnings_unseen: list[str] = []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
-        order = rng.permutation(n)
+        order = known[rng.permutation(n)]
         tr, rest = order[: args.target_cells], order[args.target_cells :]
         te = rest if args.test == 0 else rest[: args.test]
-        src = {d: rng.choice(n, args.source_cells, replace=False) for d in sources}
+        src = {d: known_src[d][rng.choice(len(known_src[d]), args.source_cells, replace=False)] for d in sources}
         test_archs, truth = archs(te), y_test[te]
         rows = [tr, *src.values()]
         all_archs = [a for r in rows for a in archs(r)]
@@ -122,7 +139,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
                 descriptor_features = [vector_names[c] for c in model.features_.used_dataset_columns]
         print(f"seed {seed}: tau " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in taus.items()), file=sys.stderr)
         if seed == 0:
-            # a predictor that never saw ImageNet16-120 says so when asked about it
+            # a predictor that never saw the target dataset says so when asked about it
             sources_only = fresh(seed).fit(all_archs[len(tr) :], all_y[len(tr) :], datasets=per_row[len(tr) :])
             warnings_unseen = sources_only.domain_warnings(test_archs[:1], datasets=target)[0]
 

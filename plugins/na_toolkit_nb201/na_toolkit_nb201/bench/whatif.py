@@ -1,7 +1,7 @@
 """What-if hardware on NAS-Bench-201: how the best feasible network changes across a hardware sweep.
 
-The search of `bench nb201-search` (the `nb201` seed, the `set_edge_op` move, the table's CIFAR-10
-accuracies: `c10_valid_acc_200ep` is what the search sees, `c10_test_acc_200ep` is reported) runs with one
+The search of `bench nb201-search` (the `nb201` seed, the `set_edge_op` move, the table's accuracies of
+`--dataset`, default c10: `c10_valid_acc_200ep` is what the search sees, `c10_test_acc_200ep` is reported) runs with one
 device scored by the roofline on `--device` (a hardware model, default `jetson-orin-nano`) under a hard
 latency budget, once per hardware variant of `--vary` (default `memory_bandwidth=0.5x,1x,2x`, a 4x sweep)
 through `na_toolkit.search.whatif.run_whatif`: per seed, every variant runs the same seed and budgets.
@@ -29,8 +29,8 @@ from na_toolkit.bench.base import Benchmark
 from na_toolkit.errors import ConfigError
 
 from ..space import nb201_architecture
-from ..table import load_table
-from .nb201_search import _config
+from ..table import load_table, require_whole_space
+from .nb201_search import _config, accuracy_columns, add_dataset_option
 
 if TYPE_CHECKING:
     from na_toolkit.search.whatif import WhatIfResult
@@ -60,6 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", default="evolution", help="search strategy (default evolution)")
     parser.add_argument("--cells", type=int, default=0, help="table cells for the budget and optimum (0: all)")
     parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
+    add_dataset_option(parser)
     parser.add_argument("--plot", default=None, help="also write the first seed's what-if plot (PNG) here")
 
 
@@ -108,7 +109,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     varies = args.vary or ["memory_bandwidth=0.5x,1x,2x"]
     wall_start, load_start = time.perf_counter(), os.getloadavg()[0]
     table = load_table(args.table)
-    valid, test = table.column("c10_valid_acc_200ep"), table.column("c10_test_acc_200ep")
+    require_whole_space(table, "bench whatif")
+    valid_column, test_column = accuracy_columns(args, table)
+    valid, test = table.column(valid_column), table.column(test_column)
     rows = np.arange(len(table))
     if args.cells:
         rows = np.sort(np.random.default_rng(0).choice(len(table), min(args.cells, len(table)), replace=False))
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     variants_out: list[dict[str, Any]] = []
     for j, p in enumerate(points):
         feasible = latency[:, j] <= budget_ms
+        feasible &= np.isfinite(valid[rows]) & np.isfinite(test[rows])  # a blank accuracy: not a candidate
         k = int(np.argmax(np.where(feasible, valid[rows], -np.inf)))
         variants_out.append(
             {
@@ -217,7 +221,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             },
             "launch_overhead_s": base.launch_overhead_s,
             "search": "na_toolkit.search.whatif.run_whatif per seed; each variant the same seed and budget",
-            "reports": "c10_test_acc_200ep (percent) of the best feasible cell by c10_valid_acc_200ep",
+            "reports": f"{test_column} (percent) of the best feasible cell by {valid_column}",
         },
         "run": {
             "wall_s": round(time.perf_counter() - wall_start, 1),
