@@ -9,6 +9,7 @@ feasible, why (the candidate closest to feasible and the budgets it breaks).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -297,11 +298,20 @@ def _best_of(rows: list[Evaluated], device: str | None = None) -> str | None:
     return top.hash
 
 
+#: what differs between two reports of one failure: a quoted name (a cell, a path, a layer) or a number
+_ERROR_DETAILS = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:\.\d+)?")
+
+
 def _commonest_error(evaluated: Sequence[Evaluated]) -> str:
-    """The error most failed evaluations share, and how many: what a user fixes first."""
-    errors = Counter(e.error for e in evaluated if e.error is not None)
-    error, count = errors.most_common(1)[0]
-    return f"{count} of {len(evaluated)} failed with: {error}"
+    """The error most failed evaluations share, and how many: what a user fixes first. Errors that differ
+    only in a quoted name or a number ("cell '|a|' is not in the table", "cell '|b|' ...") are one error:
+    counted together, and quoted by the first of them."""
+    errors = [e.error for e in evaluated if e.error is not None]
+    kinds = Counter(_ERROR_DETAILS.sub("…", error) for error in errors)
+    kind, count = kinds.most_common(1)[0]
+    first = next(error for error in errors if _ERROR_DETAILS.sub("…", error) == kind)
+    alike = "" if errors.count(first) == count else " (or the same with other names or numbers)"
+    return f"{count} of {len(evaluated)} failed with: {first}{alike}"
 
 
 def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | None, failed: int = 0) -> str:
