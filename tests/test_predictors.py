@@ -277,7 +277,7 @@ def test_dataset_descriptor_is_a_feature(data):
 
 
 def test_path_features_see_dead_and_live_paths():
-    nb = pytest.importorskip("na_toolkit_nb201")
+    nb = pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     dead = architecture_features(
         nb.nb201_architecture(
             "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|", layer_types=layer_types()
@@ -294,7 +294,7 @@ def test_path_features_see_dead_and_live_paths():
 
 
 def test_learning_sanity_on_nb201_rows():
-    nb = pytest.importorskip("na_toolkit_nb201")
+    nb = pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     from scipy.stats import kendalltau
 
     table = nb.load_table()
@@ -312,7 +312,7 @@ def test_learning_sanity_on_nb201_rows():
 
 
 def test_predict_cli_fit_and_predict(tmp_path, run_cli):
-    pytest.importorskip("na_toolkit_nb201")
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     model = tmp_path / "m.json"
     r = run_cli(
         "predict",
@@ -541,7 +541,7 @@ def write_jsonl(path, lines) -> None:
 
 
 def test_predict_cli_prints_the_unit_its_target_is_defined_in(tmp_path, run_cli):
-    pytest.importorskip("na_toolkit_nb201")
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     fit = ["predict", "fit", "--target", "lat_pixel3", "--train", "12", "--predictor", "bayesian-ridge"]
     assert run_cli(*fit, "--out", tmp_path / "lat.json").returncode == 0
     r = run_cli("predict", "nb201:5", "--model", tmp_path / "lat.json")

@@ -439,7 +439,6 @@ RUNTIME_BAD = [
 
 @pytest.mark.parametrize("doc, fragment", RUNTIME_BAD, ids=[b[1][:40] for b in RUNTIME_BAD])
 def test_bad_component_options_name_the_component(doc, fragment, tmp_path, monkeypatch):
-    pytest.importorskip("na_toolkit.timemodels.roofline")
     if fragment.startswith("pip install"):
         # Ray is installed here (make install): hide it, so `import ray` fails as where it is not installed
         monkeypatch.setitem(sys.modules, "ray", None)
