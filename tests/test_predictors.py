@@ -153,7 +153,7 @@ def test_sklearn_array_checks_restated_on_architectures(name, data):
 def test_fit_predict_contract_and_persistence(name, data, tmp_path):
     archs, y = data
     p = fast(name)
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match=rf"predictor '{name}' is not fitted yet: call fit\(archs, y\) first"):
         p.predict(archs[:2])
     assert p.fit(archs, y) is p
     learned = [k for k in vars(p) if k not in p.get_params()]
@@ -210,7 +210,7 @@ def test_load_rejects_corrupt_and_foreign_documents(tmp_path, data):
     doc["schema_version"] = PREDICTOR_SCHEMA_VERSION
     doc["state"]["X_train"]["shape"] = [1, 1]
     path.write_text(json.dumps(doc))
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="corrupt array in saved predictor: cannot reshape"):
         load_predictor(path, default_toolkit())
     with pytest.raises(DataError, match="cannot read"):
         load_predictor(tmp_path / "missing.json", default_toolkit())

@@ -373,7 +373,7 @@ def test_a_config_the_store_cannot_hold_leaves_no_store_file(tmp_path):
     from na_toolkit.errors import StoreError
     from na_toolkit.store.sqlite import STORE_FILE, SQLiteRunStore
 
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="cannot store a object in a checkpoint"):
         SQLiteRunStore.create(tmp_path / STORE_FILE, "r", {"evaluator": {"options": {"dataset": object()}}})
     assert not (tmp_path / STORE_FILE).exists()
 

@@ -341,7 +341,7 @@ def test_a_run_that_fails_to_build_leaves_no_folder(tmp_path):
 
     doc = nb201(tmp_path, evaluations=4)
     doc["predictors"] = {"accuracy": {"name": "gp", "options": {"no_such_option": 1}}}
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="predictors.accuracy.options.no_such_option: unknown key"):
         run_search(doc, progress=False, outputs=False)
     assert list(tmp_path.iterdir()) == []
 
