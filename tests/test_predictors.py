@@ -165,6 +165,8 @@ def test_fit_predict_contract_and_persistence(name, data, tmp_path):
     np.testing.assert_allclose(mean, pred, rtol=1e-6, atol=1e-9)
     if p.has_uncertainty:
         assert np.any(std > 0), f"{name} claims an uncertainty but returned zeros"
+    else:  # documented: a predictor without an uncertainty gives zeros for the std
+        assert not np.any(std), f"{name} claims no uncertainty but returned {std}"
     assert p.predict([]).shape == (0,)
     # save / load without pickle: a JSON document with the schema and library versions
     path = tmp_path / f"{name}.json"
