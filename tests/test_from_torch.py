@@ -239,9 +239,11 @@ def test_submodules_forward_does_not_use_are_named_in_one_warning():
 
 
 def test_a_module_that_uses_all_its_parameters_imports_without_a_warning():
+    model = Hand().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("error", TorchImportWarning)
-        from_torch(Hand().eval(), torch.randn(1, 3, 16, 16), layer_types())
+        arch = from_torch(model, torch.randn(1, 3, 16, 16), layer_types())
+    assert arch.cost.params == sum(p.numel() for p in model.parameters())  # every parameter is in the network
 
 
 def test_the_unsupported_op_error_lists_what_a_module_writes_not_aten_internals():

@@ -133,7 +133,7 @@ def test_kernel_model_is_scikit_learn_style():
     assert m.get_params() == {"boost": False, "calibrate": True, "seed": 0}
     from na_toolkit.errors import NotFittedError
 
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match=r"KernelLatencyModel is not fitted: call fit\(\) or load a profile"):
         m.predict_networks([[]])
 
 

@@ -48,7 +48,7 @@ def test_summarize_robust_statistics_of_known_samples():
     y[-1] = 200.0
     s2 = summarize(y)
     assert s2["cv"] < 0.01 < s2["cv_classic"]
-    with pytest.raises(TimeModelError):
+    with pytest.raises(TimeModelError, match="no samples to summarise"):
         summarize(np.array([]))
 
 

@@ -166,7 +166,7 @@ def test_set_edge_op_move():
     new_ops = nb.parse_cell(nb.nb201_cell_of(new))
     assert new_ops[5] == "nor_conv_1x1" and new_ops[:5] == ops[:5]
     assert nb.nb201_cell_of(arch) == nb.RESNET_CELL  # pure: the input is unchanged
-    with pytest.raises(MoveError):
+    with pytest.raises(MoveError, match=f"set_edge_op: op='{ops[0]}' is not valid for this architecture"):
         op.apply(arch, edge=0, op=ops[0])  # masked: the current op
     # random walks stay in the space
     rng = np.random.default_rng(0)
@@ -195,9 +195,9 @@ def test_table_evaluator(table):
     ev100 = default_toolkit().evaluators.get("nb201-table")(dataset="c100", epochs=12)
     res100 = ev100.evaluate(table.str_of(OPTIMUM_C10))
     assert res100.valid_accuracy == pytest.approx(table.value(OPTIMUM_C10, "c100_valid_acc_12ep") / 100)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="dataset must be one of c10, c100, in16 .* got dataset='mnist'"):
         default_toolkit().evaluators.get("nb201-table")(dataset="mnist")
-    with pytest.raises(ArchitectureError):
+    with pytest.raises(ArchitectureError, match="'resnet-cifar' is not an NB201 network"):
         ev.evaluate(get_seed("resnet-cifar"))
 
 

@@ -231,7 +231,9 @@ def test_an_old_style_128_mask_still_works():
     ops = [op, *_ops(["remove"])]
     ctrl = _controller(ops)
     for arch in (small, LONG):
-        for d in ctrl.decide([arch] * 8, np.random.default_rng(0)):
+        decisions = ctrl.decide([arch] * 8, np.random.default_rng(0))
+        assert len(decisions) == 8
+        for d in decisions:
             assert d is not None and len(d.masks[0]) == len(arch.nodes)
             ops[d.op].apply(arch, **d.move.params)
 

@@ -102,6 +102,10 @@ def test_tree_predictors_still_fit_identical_networks(tmp_path, run_cli):
     out = tmp_path / "x.json"
     res = run_cli("predict", "fit", "--data", data, "--target", "y", "--predictor", "random-forest", "--out", out)
     assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("fit random-forest on 3 samples of y in ") and res.stdout.endswith(f" -> {out}\n")
+    # the saved forest stands for the three labels of the one network: a figure between them
+    (predicted,) = load_predictor(out, default_toolkit()).predict([default_toolkit().seed("simple-cnn")])
+    assert 0.5 <= predicted <= 0.7
 
 
 # ---- hardware-model files: written with the umask's mode, as every other output --------------------------

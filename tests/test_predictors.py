@@ -153,7 +153,7 @@ def test_sklearn_array_checks_restated_on_architectures(name, data):
 def test_fit_predict_contract_and_persistence(name, data, tmp_path):
     archs, y = data
     p = fast(name)
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match=rf"predictor '{name}' is not fitted yet: call fit\(archs, y\) first"):
         p.predict(archs[:2])
     assert p.fit(archs, y) is p
     learned = [k for k in vars(p) if k not in p.get_params()]
@@ -165,6 +165,8 @@ def test_fit_predict_contract_and_persistence(name, data, tmp_path):
     np.testing.assert_allclose(mean, pred, rtol=1e-6, atol=1e-9)
     if p.has_uncertainty:
         assert np.any(std > 0), f"{name} claims an uncertainty but returned zeros"
+    else:  # documented: a predictor without an uncertainty gives zeros for the std
+        assert not np.any(std), f"{name} claims no uncertainty but returned {std}"
     assert p.predict([]).shape == (0,)
     # save / load without pickle: a JSON document with the schema and library versions
     path = tmp_path / f"{name}.json"
@@ -210,7 +212,7 @@ def test_load_rejects_corrupt_and_foreign_documents(tmp_path, data):
     doc["schema_version"] = PREDICTOR_SCHEMA_VERSION
     doc["state"]["X_train"]["shape"] = [1, 1]
     path.write_text(json.dumps(doc))
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="corrupt array in saved predictor: cannot reshape"):
         load_predictor(path, default_toolkit())
     with pytest.raises(DataError, match="cannot read"):
         load_predictor(tmp_path / "missing.json", default_toolkit())
@@ -277,7 +279,7 @@ def test_dataset_descriptor_is_a_feature(data):
 
 
 def test_path_features_see_dead_and_live_paths():
-    nb = pytest.importorskip("na_toolkit_nb201")
+    nb = pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     dead = architecture_features(
         nb.nb201_architecture(
             "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|", layer_types=layer_types()
@@ -294,7 +296,7 @@ def test_path_features_see_dead_and_live_paths():
 
 
 def test_learning_sanity_on_nb201_rows():
-    nb = pytest.importorskip("na_toolkit_nb201")
+    nb = pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     from scipy.stats import kendalltau
 
     table = nb.load_table()
@@ -312,7 +314,7 @@ def test_learning_sanity_on_nb201_rows():
 
 
 def test_predict_cli_fit_and_predict(tmp_path, run_cli):
-    pytest.importorskip("na_toolkit_nb201")
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     model = tmp_path / "m.json"
     r = run_cli(
         "predict",
@@ -541,7 +543,7 @@ def write_jsonl(path, lines) -> None:
 
 
 def test_predict_cli_prints_the_unit_its_target_is_defined_in(tmp_path, run_cli):
-    pytest.importorskip("na_toolkit_nb201")
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
     fit = ["predict", "fit", "--target", "lat_pixel3", "--train", "12", "--predictor", "bayesian-ridge"]
     assert run_cli(*fit, "--out", tmp_path / "lat.json").returncode == 0
     r = run_cli("predict", "nb201:5", "--model", tmp_path / "lat.json")

@@ -65,17 +65,16 @@ def running_profile(cmd: list[str], out: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
     )
+
+    def checkpointed() -> int:  # a checkpoint is written atomically: one that does not load is a failure
+        return len(DeviceProfile.load(out).networks) if out.exists() else 0
+
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:  # wait for a checkpoint holding a couple of networks
-            if out.exists():
-                try:
-                    if len(DeviceProfile.load(out).networks) >= 2:
-                        break
-                except ProfileError:
-                    pass  # never happens with atomic writes; the assertion below would show it
+        deadline = time.monotonic() + 120
+        while checkpointed() < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, "the profile finished before it could be stopped"
+        assert checkpointed() >= 2, "no checkpoint holding two networks within 120 s"
     except BaseException:
         proc.kill()
         raise

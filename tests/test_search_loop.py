@@ -78,6 +78,7 @@ def test_reward_of_every_candidate_is_the_reward_function(tmp_path):
     doc = nb201(tmp_path, evaluations=8)
     cfg = load_config(doc)
     res = run_search(cfg, progress=False, outputs=False)
+    assert len(res.evaluated) == 8
     for e in res.evaluated:
         r = compute_reward(e.score.metrics, cfg.budgets, cfg.objectives)
         assert e.score.reward == r.reward and e.score.feasible == r.feasible and e.score.violations == r.violations
@@ -341,7 +342,7 @@ def test_a_run_that_fails_to_build_leaves_no_folder(tmp_path):
 
     doc = nb201(tmp_path, evaluations=4)
     doc["predictors"] = {"accuracy": {"name": "gp", "options": {"no_such_option": 1}}}
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="predictors.accuracy.options.no_such_option: unknown key"):
         run_search(doc, progress=False, outputs=False)
     assert list(tmp_path.iterdir()) == []
 

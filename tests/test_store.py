@@ -226,7 +226,7 @@ def test_damaged_store_is_a_store_error(tmp_path):
     page = 4096
     data[2 * page : 6 * page] = b"\xff" * (4 * page)  # overwrite b-tree pages, keep the header
     path.write_bytes(bytes(data))
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="is not a readable run store: database disk image is malformed"):
         s = SQLiteRunStore.open(path)
         s.evaluations()
 

@@ -105,7 +105,7 @@ def test_a_fixed_seed_search_evaluates_what_it_always_did(case, tmp_path):
     reward_sum = round(sum(r for _h, _o, r in evaluated), 6)
     if os.environ.get("NA_UPDATE_STRATEGY_GOLDEN"):
         print(f'\n    "{case}": ("{hashes}", {reward_sum!r}),')
-        return
+        pytest.skip("NA_UPDATE_STRATEGY_GOLDEN is set: the golden line is printed, not checked")
     assert (hashes, reward_sum) == EXPECTED[case]
     origins = {o for _h, o, _r in evaluated}
     if case.startswith("fill-up"):  # the path under test was taken: walks topped an ask up

@@ -39,6 +39,7 @@ def test_time_model_contract(name):
 
 def test_analytic_models_are_checked_at_other_batch_sizes():
     result = check_time_model("roofline", TOOLKIT, batch_sizes=(1, 8))
+    assert sorted(result.estimates) == sorted(TOOLKIT.seeds.names())  # an analytic model estimates every seed
     for per_batch in result.estimates.values():
         assert per_batch is not None and per_batch[8].batch_size == 8
         assert per_batch[8].latency_ms >= per_batch[1].latency_ms  # more work is never faster in a roofline
