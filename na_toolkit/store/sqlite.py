@@ -195,8 +195,10 @@ class SQLiteRunStore:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
+            newer = version is not None and version.isdigit() and int(version) > SCHEMA_VERSION
             raise StoreError(
                 f"{path} has store schema version {version!r}; this toolkit reads version {SCHEMA_VERSION}"
+                + ("; a newer na-toolkit wrote it: upgrade na-toolkit to read it" if newer else "")
             )
         run_id = meta.get("run_id")
         if not run_id or conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
