@@ -212,3 +212,21 @@ def test_opening_what_is_not_a_finished_run_of_this_toolkit_says_what_it_is(fini
     conn.close()
     with pytest.raises(StoreError, match="schema version '2'; this toolkit reads version 1; a newer na-toolkit"):
         open_run(newer)
+
+
+def test_a_run_store_and_its_records_print_one_short_line(finished):
+    from na_toolkit.store import SQLiteRunStore
+    from na_toolkit.store.memory import MemoryRunStore
+
+    store = SQLiteRunStore.open(finished.run_dir, readonly=True)
+    path = str(Path(finished.run_dir) / "store.sqlite")
+    with store:
+        assert repr(store) == f"<SQLiteRunStore {finished.run_id} finished, 5 evaluation(s), read-only, path={path!r}>"
+        record = store.evaluations()[0]
+        text = repr(record)
+        # the hash, the metrics; not the architecture's JSON (kilobytes) nor the evaluator's result
+        assert "\n" not in text and len(text) < 400, text
+        assert record.arch_hash in text and "accuracy=" in text and "nodes" not in text
+        assert str(record.arch_json["name"]) in text
+    assert repr(store) == f"<SQLiteRunStore {finished.run_id} closed, path={path!r}>"  # printing never raises
+    assert repr(MemoryRunStore("r1", {})) == "<MemoryRunStore r1 running, 0 evaluation(s), in memory>"
