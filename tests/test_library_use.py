@@ -230,3 +230,28 @@ def test_a_run_store_and_its_records_print_one_short_line(finished):
         assert str(record.arch_json["name"]) in text
     assert repr(store) == f"<SQLiteRunStore {finished.run_id} closed, path={path!r}>"  # printing never raises
     assert repr(MemoryRunStore("r1", {})) == "<MemoryRunStore r1 running, 0 evaluation(s), in memory>"
+
+
+def test_a_run_whose_summary_predates_later_fields_still_opens(finished, tmp_path):
+    """A run written by an earlier version: its summary without the fields added since (provenance, the
+    controller's report, the Pareto floor, the outputs, a newer counter) opens with their defaults."""
+    old = tmp_path / "old"
+    shutil.copytree(finished.run_dir, old)
+    summary = finished.summary()
+    for key in ("provenance", "controller", "pareto_min_accuracy", "outputs", "metric_sources", "scoring_sources"):
+        del summary[key]
+    del summary["counters"]["screened"]
+    summary["counters"]["a_later_counter"] = 3  # and one a later version adds is left out
+    with sqlite3.connect(old / "store.sqlite") as conn:
+        conn.execute("UPDATE runs SET result_json=?", (json.dumps(summary),))
+    conn.close()
+    opened = open_run(old, toolkit=default_toolkit())
+    assert opened == replace(
+        finished,
+        run_dir=old,
+        provenance={},
+        controller=None,
+        pareto_min_accuracy=0.0,
+        outputs={},
+        counters=replace(finished.counters, screened=0),  # what the run did not count
+    )
