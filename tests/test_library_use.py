@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +19,10 @@ import torch
 import na_toolkit
 from conftest import NB201_SEARCH, config_doc, default_toolkit
 from na_toolkit.datasets import dataset_from_arrays
-from na_toolkit.errors import ConfigError, NAToolkitError, UnknownNetworkError
+from na_toolkit.errors import ConfigError, NAToolkitError, StoreError, UnknownNetworkError
 from na_toolkit.evaluation import make_evaluator
 from na_toolkit.ir.architecture import Architecture
-from na_toolkit.search import SearchResult, run_search
+from na_toolkit.search import SearchResult, open_run, run_search
 from na_toolkit.timemodels import TimeModel, get_time_model
 from na_toolkit.timemodels.hwmodel import load_hardware_model
 
@@ -26,7 +32,14 @@ def finished(tmp_path_factory) -> SearchResult:
     """A small finished search on the NAS-Bench-201 table (ground truth for free), with its run folder (its
     store: the reports and tables are left out, they cost more than the search)."""
     out = tmp_path_factory.mktemp("runs")
-    doc = config_doc(NB201_SEARCH, out, evaluations=5, strategy={"name": "random"})  # random: no controller to train
+    # random: no controller to train; a hard latency budget the first network breaks (Score.hard_violations)
+    doc = config_doc(
+        NB201_SEARCH,
+        out,
+        evaluations=5,
+        strategy={"name": "random"},
+        devices__pixel3__budgets={"latency_ms": {"limit": 8.0, "hard": True}},
+    )
     return run_search(doc, toolkit=default_toolkit(), progress=False, outputs=False)  # the store, no reports
 
 
@@ -114,3 +127,131 @@ def test_the_main_entry_points_say_what_they_do():
         cls = default_toolkit().time_models.get(name)
         assert cls is not None and "latency_ms" in (inspect.getdoc(cls.estimate) or ""), name
     assert issubclass(default_toolkit().time_models.get("roofline"), TimeModel)
+
+
+# ---- a finished run read back: open_run -------------------------------------------------------------------
+def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
+
+
+def test_a_finished_run_opens_as_the_result_run_search_returned_and_is_not_written(finished):
+    folder = Path(finished.run_dir)
+    before = _files(folder)
+    opened = open_run(folder, toolkit=default_toolkit())
+    assert opened == finished  # every field: the evaluations' candidates, scores, results, counters, provenance
+    # what the stored summary lacks is derived from its budgets: the hard latency budget the first one breaks
+    assert any(e.score.hard_violations == ("latency_ms@pixel3",) for e in opened.evaluated)
+    assert opened.rows() == finished.rows() and opened.get(opened.best["pixel3"]).candidate.arch.to_torch()
+    after = _files(folder)
+    # the files the run had are untouched (SQLite's WAL reader may add its empty -wal and -shm index beside them)
+    assert {k: after[k] for k in before} == before
+    assert set(after) - set(before) <= {"store.sqlite-wal", "store.sqlite-shm"}
+
+
+def test_a_run_opens_from_a_read_only_folder_it_was_moved_to(finished, tmp_path):
+    from test_live_run_folder import _read_only
+
+    copy = tmp_path / "archived"
+    shutil.copytree(finished.run_dir, copy)
+    with _read_only(copy):
+        before = _files(copy)
+        opened = open_run(copy, toolkit=default_toolkit())
+        assert _files(copy) == before
+    assert opened.run_dir == copy and opened == replace(finished, run_dir=copy)
+
+
+#: a process writing the run's store: a write transaction held open, then (on a line of input) a live search's
+#: lock on the folder with the run marked running again, as a resume does
+_WRITER = """
+import sqlite3, sys
+from na_toolkit.store.lock import RunLock
+folder = sys.argv[1]
+conn = sqlite3.connect(folder + "/store.sqlite", isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("UPDATE runs SET status='running'")
+print("writing", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+lock = RunLock(folder).acquire()
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_run_opens_beside_a_process_writing_it_and_a_live_search_is_named(finished, tmp_path):
+    copy = tmp_path / "live"
+    shutil.copytree(finished.run_dir, copy)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(copy)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline() == "writing\n"
+        # a WAL reader reads the last commit beside an open write transaction: the finished run
+        assert open_run(copy, toolkit=default_toolkit()) == replace(finished, run_dir=copy)
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline() == "locked\n"
+        with pytest.raises(StoreError, match=rf"still being written by a live search \(pid {writer.pid} .*wait for it"):
+            open_run(copy, toolkit=default_toolkit())
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_opening_what_is_not_a_finished_run_of_this_toolkit_says_what_it_is(finished, tmp_path):
+    with pytest.raises(StoreError, match="no run folder"):
+        open_run(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="no run folder"):
+        open_run(tmp_path / "empty")
+    newer = tmp_path / "newer"
+    shutil.copytree(finished.run_dir, newer)
+    with sqlite3.connect(newer / "store.sqlite") as conn:
+        conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version '2'; this toolkit reads version 1; a newer na-toolkit"):
+        open_run(newer)
+
+
+def test_a_run_store_and_its_records_print_one_short_line(finished):
+    from na_toolkit.store import SQLiteRunStore
+    from na_toolkit.store.memory import MemoryRunStore
+
+    store = SQLiteRunStore.open(finished.run_dir, readonly=True)
+    path = str(Path(finished.run_dir) / "store.sqlite")
+    with store:
+        assert repr(store) == f"<SQLiteRunStore {finished.run_id} finished, 5 evaluation(s), read-only, path={path!r}>"
+        record = store.evaluations()[0]
+        text = repr(record)
+        # the hash, the metrics; not the architecture's JSON (kilobytes) nor the evaluator's result
+        assert "\n" not in text and len(text) < 400, text
+        assert record.arch_hash in text and "accuracy=" in text and "nodes" not in text
+        assert str(record.arch_json["name"]) in text
+    assert repr(store) == f"<SQLiteRunStore {finished.run_id} closed, path={path!r}>"  # printing never raises
+    assert repr(MemoryRunStore("r1", {})) == "<MemoryRunStore r1 running, 0 evaluation(s), in memory>"
+
+
+def test_a_run_whose_summary_predates_later_fields_still_opens(finished, tmp_path):
+    """A run written by an earlier version: its summary without the fields added since (provenance, the
+    controller's report, the Pareto floor, the outputs, a newer counter) opens with their defaults."""
+    old = tmp_path / "old"
+    shutil.copytree(finished.run_dir, old)
+    summary = finished.summary()
+    for key in ("provenance", "controller", "pareto_min_accuracy", "outputs", "metric_sources", "scoring_sources"):
+        del summary[key]
+    del summary["counters"]["screened"]
+    summary["counters"]["a_later_counter"] = 3  # and one a later version adds is left out
+    with sqlite3.connect(old / "store.sqlite") as conn:
+        conn.execute("UPDATE runs SET result_json=?", (json.dumps(summary),))
+    conn.close()
+    opened = open_run(old, toolkit=default_toolkit())
+    assert opened == replace(
+        finished,
+        run_dir=old,
+        provenance={},
+        controller=None,
+        pareto_min_accuracy=0.0,
+        outputs={},
+        counters=replace(finished.counters, screened=0),  # what the run did not count
+    )

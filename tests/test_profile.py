@@ -4,6 +4,7 @@ minimums), Ctrl-C and --resume, atomic checkpoints, and the errors of bad profil
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -385,6 +386,8 @@ def test_a_resume_takes_what_was_typed_with_the_same_value_and_refuses_what_does
     res = run_cli("profile", "--out", small_profile, "--resume", *same, *SMALL)
     assert res.returncode == 0, res.stderr
     assert small_profile.read_bytes() == before  # complete: nothing measured, nothing written
+    # the command shows the builder's messages as it always did (a library's go to logging)
+    assert f"na-toolkit profile: resuming {small_profile}: " in res.stderr.splitlines()[0]
     line = run_cli("profile", "--out", small_profile, "--resume", "--pool", "40").error_line()
     assert "--pool does not apply to" in line and "a full profile" in line
     # what was not typed is the stored value, not argparse's default (a torch profile resumes without --runtime)
@@ -403,3 +406,18 @@ def test_a_resume_takes_what_was_typed_with_the_same_value_and_refuses_what_does
     full.write_text(json.dumps(doc))
     line = run_cli("profile", "--out", full, "--resume", "--quick").error_line()
     assert "--quick conflicts with" in line and "other measurement minimums" in line
+
+
+def test_a_profile_builder_in_a_library_reports_through_logging_not_stderr(small_profile, capfd, caplog):
+    from conftest import default_toolkit
+    from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
+
+    options = ProfileOptions(out=small_profile, resume=True, progress=False)
+    with caplog.at_level(logging.INFO, logger="na_toolkit.timemodels.profiler"):
+        assert ProfileBuilder(options, default_toolkit()).run().complete  # complete: nothing left to measure
+    assert capfd.readouterr().err == ""
+    assert [r.name for r in caplog.records] == ["na_toolkit.timemodels.profiler"]
+    assert caplog.records[0].getMessage().startswith(f"resuming {small_profile}: ")
+    told: list[str] = []  # or an explicit callback
+    ProfileBuilder(options, default_toolkit(), told.append).run()
+    assert len(told) == 1 and told[0].startswith("resuming ") and capfd.readouterr().err == ""

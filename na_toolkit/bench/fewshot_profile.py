@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         load_priors,
         prior_model,
     )
-    from ..timemodels.profile_plan import NETWORK_SETTINGS, ProfileOptions, make_time_model
+    from ..timemodels.profile_plan import NETWORK_SETTINGS, ProfileOptions, make_time_model, print_to_stderr
     from ..timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder
     from ..timemodels.sampling import all_move_types, load_seed, random_variants
     from .latency import accuracy, measure_heldout
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             o.adaptive_rounds = args.adaptive_rounds
         _log(f"full profile: {o.samples} networks, {o.adaptive_rounds} adaptive rounds at {o.out}")
         t0 = time.perf_counter()
-        full = ProfileBuilder(o, toolkit).run()
+        full = ProfileBuilder(o, toolkit, print_to_stderr).run()
         full_s = time.perf_counter() - t0
     if not full.complete or full.fewshot is not None:
         raise NAToolkitError(f"{full.name}: the full profile must be complete and not few-shot")
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     fo.priors = prior_refs
     _log(f"few-shot profile: {args.fewshot} of {args.pool} candidates, priors {', '.join(prior_refs)}")
     t0 = time.perf_counter()
-    fewshot = FewShotProfileBuilder(fo, toolkit).run()
+    fewshot = FewShotProfileBuilder(fo, toolkit, print_to_stderr).run()
     fewshot_s = time.perf_counter() - t0
     if not fewshot.complete:
         raise NAToolkitError(f"few-shot profile stopped early ({fewshot.stopped})")

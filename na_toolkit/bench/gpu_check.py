@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from na_toolkit.timemodels.measure import MeasureSettings
     from na_toolkit.timemodels.nvml import Nvml
     from na_toolkit.timemodels.profile import DeviceProfile
+    from na_toolkit.timemodels.profile_plan import print_to_stderr
     from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.roofline import RooflineTimeModel
     from na_toolkit.timemodels.torch_tm import TorchTimeModel
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         kernel_settings=kernel_settings,
         network_settings=settings,
     )
-    profile = ProfileBuilder(options, toolkit).run()
+    profile = ProfileBuilder(options, toolkit, print_to_stderr).run()
     prof = DeviceProfile.load(profile_path)
     archs = prof.architectures(toolkit.layer_types)
     measured = np.array([n.latency_ms("median") for n in prof.networks])

@@ -154,6 +154,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.learned import LearnedTimeModel
     from na_toolkit.timemodels.measure import MeasureSettings
     from na_toolkit.timemodels.profile import DeviceProfile
+    from na_toolkit.timemodels.profile_plan import print_to_stderr
     from na_toolkit.timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
 
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             options.network_settings = MeasureSettings.quick()
         _log(f"building a profile ({options.samples} networks, {options.adaptive_rounds} adaptive rounds) at {out}")
         t0 = time.perf_counter()
-        profile = ProfileBuilder(options, toolkit).run()
+        profile = ProfileBuilder(options, toolkit, print_to_stderr).run()
         build_s = time.perf_counter() - t0
         if not profile.complete:
             raise NAToolkitError(f"profile build stopped early ({profile.stopped}); figures need a complete profile")

@@ -71,6 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ProfileError
     from ..timemodels.profile_fewshot import builder_for
+    from ..timemodels.profile_plan import print_to_stderr
     from ..timemodels.profiler import ProfileOptions
 
     # the options typed: the others keep ProfileOptions' defaults (a resume: the profile's stored values), and
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         raise ProfileError("--prior needs --fewshot N (the number of networks to measure on this device)")
     if o.fewshot and not o.priors and not o.resume:
         raise ProfileError("--fewshot needs at least one --prior (a full profile of another device)")
-    profile = builder_for(o, args.toolkit).run()
+    profile = builder_for(o, args.toolkit, print_to_stderr).run()  # its messages as `na-toolkit profile: ...` lines
     state = "complete" if profile.complete else f"partial ({profile.stopped}; continue with --resume)"
     if args.json:
         doc = {

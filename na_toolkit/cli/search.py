@@ -80,18 +80,10 @@ def _run_search(args: argparse.Namespace) -> int:
 
 
 def _open_run(run: str, *, finished: bool = True):
-    """The run's store and, when `finished` is asked for, its summary (a StoreError for a run that did not
-    finish). Without it, an interrupted or live run opens too: its stored evaluations are there to read."""
-    from ..search.outputs import load_summary
-    from ..search.run_folder import resolve_run_dir
-    from ..store import SQLiteRunStore
+    """The run's store (read-only) and, when `finished` is asked for, its summary (search/finished.py)."""
+    from ..search.finished import open_store
 
-    store = SQLiteRunStore.open(resolve_run_dir(run, DEFAULT_RUNS), readonly=True)  # a reader: never writes it
-    try:
-        return store, load_summary(store) if finished else None
-    except BaseException:
-        store.close()
-        raise
+    return open_store(run, DEFAULT_RUNS, finished=finished)
 
 
 def _configure_report(p: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
     from na_toolkit.search import run_search
     result = run_search("examples/digits-cpu.toml")          # or a dict, or resume="runs/RUN"
     result.best["cpu"], result.pareto, result.counters.evaluations
+    result = open_run("runs/RUN")                             # a finished run, read back (read-only)
 
 The parts: `build_components` (components.py), `Scorer` (scorer.py), `GroundTruth` (ground_truth.py),
 `SearchLoop` (loop.py), `summarize` (summary.py), progress callbacks (progress.py); the run store
@@ -11,6 +12,7 @@ protocol and its SQLite and in-memory stores live in `na_toolkit.store`. See doc
 
 from .components import Components, build_components
 from .config import ConfigError, SearchConfig, load_config
+from .finished import open_run
 from .ground_truth import GroundTruth
 from .loop import SearchLoop, run_search
 from .progress import ProgressBar, SearchCallback
@@ -42,6 +44,7 @@ __all__ = [
     "build_components",
     "compute_reward",
     "load_config",
+    "open_run",
     "resolve_run_dir",
     "run_search",
     "summarize",

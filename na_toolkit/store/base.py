@@ -43,6 +43,21 @@ class EvaluationRecord:
     error: str | None
     eval_time_s: float
 
+    def __repr__(self) -> str:  # one line: not the architecture's JSON nor the evaluator's whole result
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
+        tail = f"error={self.error!r}" if self.error is not None else metrics
+        return (
+            f"EvaluationRecord(seq={self.seq}, round={self.round}, arch_hash={self.arch_hash!r}, "
+            f"name={self.arch_json.get('name')!r}, eval_time_s={self.eval_time_s:.4g}, {tail})"
+        )
+
+
+def store_repr(store: Any, state: str) -> str:
+    """A store's one line: its class, run, `state` (status and evaluations, or why they cannot be read) and
+    where it lives."""
+    where = f"path={str(store.path)!r}" if store.path is not None else "in memory"
+    return f"<{type(store).__name__} {store.run_id} {state}, {where}>"
+
 
 @pydantic_dataclass(frozen=True)
 class RunRecord:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from .base import STATUSES, EvaluationRecord, RunRecord, validated
+from .base import STATUSES, EvaluationRecord, RunRecord, store_repr, validated
 from .codec import decode_state, dumps, encode_state, loads
 
 
@@ -53,6 +53,9 @@ class MemoryRunStore:
 
     def close(self) -> None:
         pass
+
+    def __repr__(self) -> str:
+        return store_repr(self, f"{self._run.status}, {len(self._evaluations)} evaluation(s)")
 
     def __enter__(self) -> MemoryRunStore:
         return self

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..sqlite_wal import ShmGuard
-from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord, validated
+from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord, store_repr, validated
 from .codec import decode_state, dumps, encode_state, loads
 from .faultpoint import kill_point
 
@@ -77,10 +77,24 @@ class SQLiteRunStore:
 
     path: Path
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, run_id: str):
+    def __init__(self, path: Path, conn: sqlite3.Connection, run_id: str, readonly: bool = False):
         self.path = path
         self.run_id = run_id
+        self.readonly = readonly
+        self._closed = False
         self._guard = ShmGuard(path, conn)  # holds the connection
+
+    def __repr__(self) -> str:
+        """One line: the run, its status and evaluations now, read-only or not, the file."""
+        try:
+            ((status, count),) = self._read(
+                "SELECT status, (SELECT COUNT(*) FROM evaluations WHERE run_id=?) FROM runs WHERE run_id=?",
+                (self.run_id, self.run_id),
+            )
+            state = f"{status}, {count} evaluation(s)" + (", read-only" if self.readonly else "")
+        except (StoreError, sqlite3.Error):  # never raises: a debugger or a log line shows it
+            state = "closed" if self._closed else "unreadable"
+        return store_repr(self, state)
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -143,7 +157,7 @@ class SQLiteRunStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a readable run store: {exc}") from None
         if readonly:
-            return cls(path, probe, run_id)
+            return cls(path, probe, run_id, readonly=True)
         probe.close()
         try:  # SQLite would open a file it cannot write read-only, and fail at the first write
             os.close(os.open(path, os.O_RDWR))
@@ -195,8 +209,10 @@ class SQLiteRunStore:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
+            newer = version is not None and version.isdigit() and int(version) > SCHEMA_VERSION
             raise StoreError(
                 f"{path} has store schema version {version!r}; this toolkit reads version {SCHEMA_VERSION}"
+                + ("; a newer na-toolkit wrote it: upgrade na-toolkit to read it" if newer else "")
             )
         run_id = meta.get("run_id")
         if not run_id or conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
@@ -204,6 +220,7 @@ class SQLiteRunStore:
         return str(run_id)
 
     def close(self) -> None:
+        self._closed = True
         try:
             conn = self._conn
         except StoreError:  # its -shm made read-only: the connection stays open for good (`_conn`); what it

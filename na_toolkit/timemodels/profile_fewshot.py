@@ -28,7 +28,7 @@ predictions are the new device's basis.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -329,11 +329,12 @@ class FewShotProfileBuilder(ProfileBuilder):
         return [by_hash[h] for h in section.chosen]
 
 
-def builder_for(options: ProfileOptions, toolkit: Toolkit) -> ProfileBuilder:
-    """The builder of `options`: few-shot with --fewshot or when resuming a few-shot profile, else full."""
+def builder_for(options: ProfileOptions, toolkit: Toolkit, log: Callable[[str], None] | None = None) -> ProfileBuilder:
+    """The builder of `options`: few-shot with --fewshot or when resuming a few-shot profile, else full;
+    `log`: where its progress messages go (`ProfileBuilder`)."""
     fewshot = options.fewshot > 0 or bool(options.priors)
     if options.resume and not fewshot and Path(options.out).exists():
         fewshot = DeviceProfile.load(options.out).fewshot is not None
     if not fewshot:
-        return ProfileBuilder(options, toolkit)
-    return FewShotProfileBuilder(options, toolkit)
+        return ProfileBuilder(options, toolkit, log)
+    return FewShotProfileBuilder(options, toolkit, log)

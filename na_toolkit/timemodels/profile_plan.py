@@ -5,6 +5,7 @@ minimums of kernels and networks, and the measured time model of each runtime (`
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,9 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if gc is not None and not isinstance(gc, bool):
             raise ValueError(f"settings.{part}.disable_gc must be true or false, got {gc!r}")
     return settings
+
+
+def print_to_stderr(msg: str) -> None:
+    """What `na-toolkit profile` shows of a `ProfileBuilder`'s progress messages (its `log`; a library's goes
+    to the `na_toolkit.timemodels.profiler` logger): one `na-toolkit profile: ...` line on stderr each."""
+    print(f"na-toolkit profile: {msg}", file=sys.stderr)

@@ -20,6 +20,7 @@ to measure leaves the profile as it was read (a complete profile stays complete)
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -83,13 +84,19 @@ SLOW_SPELL_FACTOR = 1.10
 UNSTEADY_SHARE = 0.5
 
 
+_LOGGER = logging.getLogger(__name__)  # na_toolkit.timemodels.profiler
+
+
 class ProfileBuilder:
-    """Builds (or resumes) a profile; see the module docstring. `run()` returns the profile, saved."""
+    """Builds (or resumes) a profile; see the module docstring. `run()` returns the profile, saved. `log`
+    takes each progress message (resuming, adaptive rounds, slow spells, an interrupt): by default the
+    `na_toolkit.timemodels.profiler` logger at INFO (a library prints nothing itself; the command passes
+    `profile_plan.print_to_stderr`). The progress bars are `options.progress`."""
 
     def __init__(self, options: ProfileOptions, toolkit: Toolkit, log: Callable[[str], None] | None = None):
         self.o = options
         self.toolkit = toolkit
-        self.log = log or (lambda msg: print(f"na-toolkit profile: {msg}", file=sys.stderr))
+        self.log = log or (lambda msg: _LOGGER.info("%s", msg))
         self._stop_reason = ""
         self._last_save = 0.0
         self._t_start = 0.0
