@@ -131,7 +131,14 @@ def test_a_node_lost_mid_task_is_retried_on_another(cluster):
         resources={"spot": 1},
     )
     ticket = ex.submit(task)
-    time.sleep(2.0)  # the task runs on the spot node
+    import ray
+
+    # the task holds the spot node's one "spot" unit once it is placed there: remove the node only then, so the
+    # retry is what brings the result (a fixed sleep let a slow machine remove the node before the task began)
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("spot", 0) > 0:
+        assert time.monotonic() < deadline, "the task never started on the spot node"
+        time.sleep(0.05)
     c.remove_node(spot)
     replacement = c.add_node(num_cpus=1, resources={"spot": 1})
     ((t, result),) = ex.wait([ticket])
