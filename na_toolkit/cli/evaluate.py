@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .command import Command
@@ -69,9 +68,9 @@ def _architecture_for(spec: str, dataset: Any, toolkit: Toolkit) -> Architecture
     (a JSON or ONNX file) is used as it is and must match the dataset."""
     from ..errors import DataError
     from ..ir.seeds import fixed_seed_hint
-    from .arch import load_architecture
+    from .arch import load_architecture, seed_file
 
-    if spec in toolkit.seeds and not Path(spec).exists():
+    if seed_file(spec, toolkit) is None:  # a registered seed, though a file of its name exists (write ./NAME)
         seed = toolkit.seeds.get(spec)
         built = seed.build_for(toolkit.layer_types, dataset.input_shape, dataset.classes)
         if built is not None:

@@ -111,8 +111,11 @@ def _is_profile(name: str, hardware: Any) -> bool:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from ..files import name_or_path
     from ..timemodels.hwmodel import load_hardware_model
 
+    # a bare name that is neither registered nor a file here: the close names of both kinds, './NAME' for a file
+    name_or_path(args.name, args.toolkit.hardware.names(), "hardware model or device profile")
     if _is_profile(args.name, args.toolkit.hardware):
         return _show_profile(args)
     model = load_hardware_model(args.name, args.toolkit.hardware)
