@@ -44,7 +44,9 @@ def resize_arg(text: str) -> int | tuple[int, int]:
 
 
 def _configure_evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("arch", metavar="ARCH", help="architecture: IR JSON file, .onnx file or seed network name")
+    p.add_argument(
+        "arch", metavar="ARCH", help="seed network name, IR JSON file or .onnx file (./NAME: a file named like a seed)"
+    )
     p.add_argument("--dataset", help="registered dataset, image folder or .npz file (default: digits)")
     p.add_argument(
         "--resize", type=resize_arg, metavar="PX|HxW", help="resize image-folder datasets to PX x PX (or H x W)"

@@ -28,7 +28,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "name",
-        help="a hardware model or device profile name (see `hw list`), a .toml hardware model or a .json profile",
+        help="a hardware model or device profile name (see `hw list`), a .toml hardware model or a .json profile "
+        "(./NAME: a file named like a registered one)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser(

@@ -404,12 +404,13 @@ def resolve_profile_path(device: str | Path, hardware: Registry[HardwareSource] 
     directory in place of the registered profile it would mean elsewhere."""
     text = str(device)
     if isinstance(device, Path):
-        p: Path | None = device
+        p = device
     elif hardware is not None:
         profiles = [name for name, src in hardware.items() if src.kind == "profile"]
-        p = name_or_path(text, profiles, "device profile")
-        if p is None:
+        found = name_or_path(text, profiles, "device profile")
+        if found is None:
             return Path(hardware.get(text).path)
+        p = found
     elif looks_like_path(text):
         p = Path(os.path.expanduser(text))
     else:
