@@ -99,6 +99,12 @@ class DeviceWarning(NAToolkitWarning, RuntimeWarning):
     instead of a missing GPU provider, a profile too small to calibrate, a hardware-model folder ignored."""
 
 
+class ShadowedPathWarning(NAToolkitWarning):
+    """A bare name that is a registered component (a seed, a dataset, a hardware model) was read as that
+    component though a file or folder of the same name exists: the warning names it and says how to use it
+    instead (write it as a path, `./NAME`)."""
+
+
 class TimeModelCacheWarning(NAToolkitWarning):
     """A time-estimate cache file can no longer be read or written (its `-shm` made read-only under a
     search, a disk error): the time model goes on with the estimates in memory only."""

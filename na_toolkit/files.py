@@ -2,6 +2,16 @@
 predictors), safely: one place that refuses what is not a regular file of a sane size, decodes UTF-8 with
 an error that says where and how to fix it, and parses JSON or TOML without letting a deeply nested
 document overflow the interpreter's stack. Each caller names the document and its own error class.
+
+Arguments that take a registered component's name or a path (a seed or a network file, a dataset or a data
+folder, a hardware model or its TOML, a device profile or its JSON) follow one rule, `name_or_path`:
+
+    path = name_or_path(spec, toolkit.seeds.names(), "seed network")   # None: the registered seed
+
+A registered name is the component, even where a file or folder of that name exists (a `ShadowedPathWarning`
+names it, once per path, and says to write `./NAME`); a reference that looks like a path (`looks_like_path`)
+is a path; a bare name that nothing is registered under is the file or folder of that name where one exists,
+and otherwise an `UnknownComponentError` with the close registered names.
 """
 
 from __future__ import annotations
@@ -11,11 +21,12 @@ import math
 import os
 import stat
 import tomllib
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from .errors import NAToolkitError
+from .errors import NAToolkitError, ShadowedPathWarning, UnknownComponentError
 
 #: documents larger than this are refused before being read (a device profile of 10,000 networks is ~20 MB)
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
@@ -30,6 +41,58 @@ def path_exists(spec: str | os.PathLike[str]) -> bool:
         return False
 
 
+# ---- a registered name or a path ----------------------------------------------------------------------
+def looks_like_path(reference: str) -> bool:
+    """Is a reference written as a path (absolute, `~/...`, `./x`, `data/x`, a suffix such as `.npz`) rather
+    than a bare name, which a registered component of that name takes before any file or folder?"""
+    return (
+        os.path.isabs(reference)
+        or reference.startswith(("~", "."))
+        or "/" in reference
+        or os.sep in reference
+        or bool(Path(reference).suffix)
+    )
+
+
+_warned_shadowed: set[str] = set()
+
+
+def warn_shadowed(kind: str, name: str, path: Path) -> None:
+    """Warn (once per process and path) that `name` is the registered `kind` of that name though `path`, a
+    file or folder of that name, exists: a user who meant it writes it as a path, `./NAME`."""
+    if not path_exists(path) or str(path.resolve()) in _warned_shadowed:
+        return
+    _warned_shadowed.add(str(path.resolve()))
+    what = "folder" if path.is_dir() else "file"
+    warnings.warn(
+        f"{kind} {name!r} is the registered {kind} of that name, not the {what} {str(path)!r}; to use that, "
+        f"write it as a path: './{name}'",
+        ShadowedPathWarning,
+        stacklevel=3,
+    )
+
+
+def name_or_path(spec: str, registered: Collection[str], kind: str, base: Path | None = None) -> Path | None:
+    """None when `spec` is a name in `registered` (the registry's names; a warning names a file or folder of
+    that name in `base`, default the working directory, that is not read); else the path it names: written as
+    one (`looks_like_path`; `~` expanded, a relative one under `base`), or a bare name that is no registered
+    `kind` but exists in `base`. A bare name that is neither is an `UnknownComponentError` listing the close
+    registered names. Whether a path exists and is the right kind of file is the caller's to check."""
+    folder = Path(".") if base is None else base
+    expanded = os.path.expanduser(spec)
+    path = Path(expanded) if os.path.isabs(expanded) else folder / expanded
+    if spec in registered:
+        warn_shadowed(kind, spec, path)
+        return None
+    if looks_like_path(spec) or path_exists(path):
+        return path
+    where = "the working directory" if base is None else repr(str(folder.resolve()))
+    raise UnknownComponentError(
+        kind, spec, registered, f"Nor is it a file or folder in {where}: a file is given by its path (e.g. './{spec}')"
+    )
+
+
+# ---- reading documents ---------------------------------------------------------------------------------
 def read_text(
     path: str | os.PathLike[str], what: str, error: type[NAToolkitError], max_bytes: int = MAX_DOCUMENT_BYTES
 ) -> str:

@@ -191,6 +191,24 @@ def test_bench_json_says_how_it_was_made(run_cli):
     assert "params" in res.json() and "_argv" not in res.json()["params"]
 
 
+def test_a_recorded_command_names_no_scratch_folder_and_repository_files_relative_to_it(tmp_path, monkeypatch):
+    """benchmarks/controller-failed-reward.json recorded `--out /tmp/na/s30/strat/controller-before.json`: the
+    command line as typed, naming one machine's scratch folder (and a checkout's absolute path for a file of
+    the repository). An output outside the repository is its file name, a file of the repository is relative
+    to it (as bench architecture names files), from any folder; other arguments are as given."""
+    from na_toolkit.cli.bench import _source
+
+    table = tmp_path / "table.csv"
+    table.write_text("x\n", encoding="utf-8")
+    monkeypatch.chdir(REPO / "benchmarks")
+    argv = ["bench", "ir", "--repeats", "1", "--table", str(table), "--out", str(tmp_path / "s30" / "ir.json")]
+    args = argparse.Namespace(_argv=argv, out=str(tmp_path / "s30" / "ir.json"), plot="../docs/ir.png")
+    assert _source(args)["command"] == f"na-toolkit bench ir --repeats 1 --table {table} --out ir.json"
+    argv = ["bench", "ir", f"--out={REPO / 'benchmarks' / 'ir.json'}", "--plot", "../docs/ir.png", "--moves", "scale"]
+    args = argparse.Namespace(_argv=argv, out=str(REPO / "benchmarks" / "ir.json"), plot="../docs/ir.png")
+    assert _source(args)["command"] == "na-toolkit bench ir --out=benchmarks/ir.json --plot docs/ir.png --moves scale"
+
+
 # ---- 2. a few-shot profile in bench latency --------------------------------------------------------------
 class _Memo:
     def __init__(self) -> None:

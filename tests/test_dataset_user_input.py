@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import default_toolkit, run_na_toolkit
 from na_toolkit.datasets import Dataset, DatasetSource, dataset_from_arrays, dataset_from_image_folder, get_dataset
-from na_toolkit.errors import ConfigError, DataError, UnknownComponentError
+from na_toolkit.errors import ConfigError, DataError, ShadowedPathWarning, UnknownComponentError
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator
 from na_toolkit.ir.builder import ArchitectureBuilder
 from na_toolkit.search.config import load_config, resolve_config
@@ -214,7 +214,7 @@ def test_a_config_s_unknown_dataset_name_gets_its_suggestions_from_the_config_s_
     assert "imgz_old" not in message and "elsewhere" not in message
 
 
-def test_a_registered_name_is_the_dataset_though_a_folder_of_that_name_is_in_the_way(tmp_path, monkeypatch, caplog):
+def test_a_registered_name_is_the_dataset_though_a_folder_of_that_name_is_in_the_way(tmp_path, monkeypatch):
     """A folder `digits/` in the working directory stood in for the registered digits wherever no registry was
     at hand (a torch evaluator built without a toolkit trained on the folder's 2 classes), and with a registry
     it was silently passed over. The registered name is the dataset, a warning says how to read the folder
@@ -223,10 +223,10 @@ def test_a_registered_name_is_the_dataset_though_a_folder_of_that_name_is_in_the
     write_image_folder(tmp_path / "cfg" / "digits", per_class=4, size=(8, 8))
     monkeypatch.chdir(tmp_path)
     registry = default_toolkit().datasets
-    with caplog.at_level("WARNING", logger="na_toolkit.datasets"):
+    with pytest.warns(ShadowedPathWarning) as caught:
         assert get_dataset("digits", registry).classes == 10
-    assert "dataset 'digits' is the registered dataset of that name, not the folder 'digits'" in caplog.text
-    assert "write it as a path: './digits'" in caplog.text
+    assert "dataset 'digits' is the registered dataset of that name, not the folder 'digits'" in str(caught[0].message)
+    assert "write it as a path: './digits'" in str(caught[0].message)
     assert get_dataset("./digits", registry).classes == 2  # written as a path: the folder
     assert TorchEvaluator.from_toolkit(default_toolkit(), dataset="digits").load_dataset().classes == 10
     with pytest.raises(DataError, match=r"'digits' is a bare name.*no dataset registry.*write './digits'"):
@@ -237,9 +237,8 @@ def test_a_registered_name_is_the_dataset_though_a_folder_of_that_name_is_in_the
     # a search config: its folder's digits/ is read as ./digits, the name is the registered dataset
     from test_search_config import with_
 
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="na_toolkit.datasets"):
+    with pytest.warns(ShadowedPathWarning) as caught:
         named = resolve_config(load_config(with_("dataset", "digits"), base_dir=tmp_path / "cfg"), default_toolkit())
-    assert named.dataset == "digits" and str(tmp_path / "cfg" / "digits") in caplog.text
+    assert named.dataset == "digits" and str(tmp_path / "cfg" / "digits") in str(caught[0].message)
     pathed = resolve_config(load_config(with_("dataset", "./digits"), base_dir=tmp_path / "cfg"), default_toolkit())
     assert pathed.dataset == str(tmp_path / "cfg" / "digits")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, default_toolkit
-from na_toolkit.errors import ConfigError
+from na_toolkit.errors import ConfigError, ShadowedPathWarning
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import build_seed, load_config, resolve_config
 
@@ -95,7 +95,8 @@ def test_a_dataset_folder_named_bare_is_the_one_beside_the_config_wherever_the_s
     assert cfg.dataset == str((tmp_path / "imgs").resolve()) == cfg.to_json()["dataset"]
     # a registered name stays a name even where a folder of that name lies beside the config
     (tmp_path / "digits").mkdir()
-    assert resolve_config(load_config(GOOD, base_dir=tmp_path), default_toolkit()).dataset == "digits"
+    with pytest.warns(ShadowedPathWarning, match="write it as a path: './digits'"):
+        assert resolve_config(load_config(GOOD, base_dir=tmp_path), default_toolkit()).dataset == "digits"
 
 
 @pytest.mark.parametrize("value", ["imgs_missing/", "./imgs_missing", "data/cats.npz"])

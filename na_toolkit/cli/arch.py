@@ -1,7 +1,8 @@
 """`na-toolkit arch ...`: list seeds, show an architecture's table of nodes, export to / import from ONNX.
 
 Wherever an architecture is expected, the argument may be a JSON file (`Architecture.save`), an `.onnx` file
-(imported) or the name of a registered seed network.
+(imported) or the name of a registered seed network; a registered name is the seed even where a file of that
+name exists (write `./NAME` for the file: `na_toolkit.files`).
 """
 
 from __future__ import annotations
@@ -29,27 +30,36 @@ PARITY_TOL = 1e-4
 # ---- helpers shared with `demo` -----------------------------------------------------------------------
 
 
+def seed_file(spec: str, toolkit: Toolkit) -> Path | None:
+    """None when `spec` names a registered seed network (a file of that name is not read: a warning says to
+    write './NAME'); else the file it names (`na_toolkit.files.name_or_path`). A bare name that is neither is
+    an ArchitectureError with the close seed names."""
+    from ..files import name_or_path
+
+    try:
+        return name_or_path(spec, toolkit.seeds.names(), "seed network")
+    except UnknownComponentError as exc:
+        raise ArchitectureError(f"no architecture file {spec!r}, and {exc}") from None
+
+
 def load_architecture(spec: str, toolkit: Toolkit) -> Architecture:
-    """An Architecture from a JSON file, an ONNX file or a seed name (in that order of preference)."""
-    from ..files import path_exists
+    """An Architecture from a seed name, or a JSON or ONNX file (`seed_file`: a registered name is the seed
+    even where a file of that name exists; write './NAME' for the file)."""
     from ..ir.architecture import Architecture
 
-    path = Path(spec)
-    if path_exists(spec) or spec.endswith((".json", ".onnx")) or "/" in spec:
-        if path.suffix == ".onnx":
-            from ..ir.onnx_import import from_onnx
-
-            return from_onnx(str(path), layer_types=toolkit.layer_types)
-        if path.suffix in (".pt", ".pth"):  # a run's best/DEVICE/model.pt: weights, read as JSON "not UTF-8"
-            raise ArchitectureError(
-                f"{spec!r} is a torch weights file, not an architecture; give the architecture's JSON or ONNX file "
-                "(a run's best/DEVICE/ folder holds arch.json and model.onnx beside model.pt)"
-            )
-        return Architecture.load(path, layer_types=toolkit.layer_types)
-    if spec in toolkit.seeds:
+    path = seed_file(spec, toolkit)
+    if path is None:
         return toolkit.seed(spec)
-    unknown = UnknownComponentError("seed network", spec, toolkit.seeds.names())
-    raise ArchitectureError(f"no architecture file {spec!r}, and {unknown}")
+    if path.suffix == ".onnx":
+        from ..ir.onnx_import import from_onnx
+
+        return from_onnx(str(path), layer_types=toolkit.layer_types)
+    if path.suffix in (".pt", ".pth"):  # a run's best/DEVICE/model.pt: weights, read as JSON "not UTF-8"
+        raise ArchitectureError(
+            f"{spec!r} is a torch weights file, not an architecture; give the architecture's JSON or ONNX file "
+            "(a run's best/DEVICE/ folder holds arch.json and model.onnx beside model.pt)"
+        )
+    return Architecture.load(path, layer_types=toolkit.layer_types)
 
 
 def compact_attrs(arch, node_id: str) -> str:

@@ -13,11 +13,12 @@ import functools
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownComponentError
-from ..files import strict_json_text, write_text_atomic
+from ..files import looks_like_path, path_exists, strict_json_text, write_text_atomic
 from ._output import check_out
 from .command import Command, plugin_crashes, sets_up
 
@@ -111,10 +112,32 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
     argv = getattr(args, "_argv", None)
     revision = source_revision() or {}
     return {
-        "command": None if argv is None else shlex.join(["na-toolkit", *argv]),
+        "command": None if argv is None else shlex.join(["na-toolkit", *recorded_argv(argv, args)]),
         "commit": revision.get("commit"),
         "dirty": revision.get("dirty"),
     }
+
+
+def recorded_argv(argv: Sequence[str], args: argparse.Namespace) -> list[str]:
+    """The command line as a result records it: a file of the repository relative to it (`--out
+    benchmarks/x.json`, from whichever checkout and folder it ran; `bench.reproduce.shown`, as `bench
+    architecture` names files), an output outside it by its file name alone (`--out /tmp/x/y.json`: `y.json`; a
+    scratch path names one machine's folder, nothing about the result), other arguments as given."""
+    from ..bench.reproduce import REPO_ROOT, shown
+
+    outputs = {v for k in OUTPUTS if isinstance(v := getattr(args, k, None), str) and v}
+    recorded = []
+    for token in argv:
+        flag, eq, value = token.partition("=") if token.startswith("--") else ("", "", token)
+        if not eq and flag:  # `--out` itself: its value is the next token
+            recorded.append(token)
+            continue
+        if value in outputs:
+            value = shown(value) if Path(value).resolve().is_relative_to(REPO_ROOT) else Path(value).name
+        elif looks_like_path(value) and path_exists(value):
+            value = shown(value)
+        recorded.append(flag + eq + value)
+    return recorded
 
 
 def run(args: argparse.Namespace) -> int:

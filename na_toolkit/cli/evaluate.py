@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .command import Command
@@ -45,7 +44,9 @@ def resize_arg(text: str) -> int | tuple[int, int]:
 
 
 def _configure_evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("arch", metavar="ARCH", help="architecture: IR JSON file, .onnx file or seed network name")
+    p.add_argument(
+        "arch", metavar="ARCH", help="seed network name, IR JSON file or .onnx file (./NAME: a file named like a seed)"
+    )
     p.add_argument("--dataset", help="registered dataset, image folder or .npz file (default: digits)")
     p.add_argument(
         "--resize", type=resize_arg, metavar="PX|HxW", help="resize image-folder datasets to PX x PX (or H x W)"
@@ -69,9 +70,9 @@ def _architecture_for(spec: str, dataset: Any, toolkit: Toolkit) -> Architecture
     (a JSON or ONNX file) is used as it is and must match the dataset."""
     from ..errors import DataError
     from ..ir.seeds import fixed_seed_hint
-    from .arch import load_architecture
+    from .arch import load_architecture, seed_file
 
-    if spec in toolkit.seeds and not Path(spec).exists():
+    if seed_file(spec, toolkit) is None:  # a registered seed, though a file of its name exists (write ./NAME)
         seed = toolkit.seeds.get(spec)
         built = seed.build_for(toolkit.layer_types, dataset.input_shape, dataset.classes)
         if built is not None:

@@ -28,7 +28,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "name",
-        help="a hardware model or device profile name (see `hw list`), a .toml hardware model or a .json profile",
+        help="a hardware model or device profile name (see `hw list`), a .toml hardware model or a .json profile "
+        "(./NAME: a file named like a registered one)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser(
@@ -111,8 +112,11 @@ def _is_profile(name: str, hardware: Any) -> bool:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from ..files import name_or_path
     from ..timemodels.hwmodel import load_hardware_model
 
+    # a bare name that is neither registered nor a file here: the close names of both kinds, './NAME' for a file
+    name_or_path(args.name, args.toolkit.hardware.names(), "hardware model or device profile")
     if _is_profile(args.name, args.toolkit.hardware):
         return _show_profile(args)
     model = load_hardware_model(args.name, args.toolkit.hardware)

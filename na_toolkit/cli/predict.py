@@ -125,14 +125,20 @@ def _data_records(path: str) -> Iterator[tuple[int, Any]]:
         yield n, rec
 
 
-def _beside(spec: Any, folder: Path) -> Any:
+def _beside(spec: Any, folder: Path, toolkit: Toolkit) -> Any:
     """A `--data` line's architecture reference, with a relative file path made relative to the data file's
     folder (where the file was written, wherever `predict fit` runs): what `load_architecture` reads as a
-    path (an existing file, a `.json` / `.onnx` name or one with a `/`); seed names and cells unchanged."""
+    path (an existing file, a `.json` / `.onnx` name or one with a `/`); seed names and cells unchanged (a
+    registered seed name is the seed though a file of that name lies beside the data: a warning names it)."""
     if not isinstance(spec, str) or Path(spec).is_absolute():
         return spec
     text = spec.strip()
     there = folder / text
+    if text in toolkit.seeds:
+        from ..files import warn_shadowed
+
+        warn_shadowed("seed network", text, there)
+        return spec
     if path_exists(there) or text.endswith((".json", ".onnx")) or "/" in text:
         return str(there)
     return spec
@@ -171,7 +177,7 @@ def _training_data(
                     f"--data {args.data} line {n}: {args.target} is {rec[args.target]!r}, not a finite number"
                 )
             try:
-                archs.append(resolve_architecture(_beside(rec["arch"], folder), args.toolkit, args.table))
+                archs.append(resolve_architecture(_beside(rec["arch"], folder, args.toolkit), args.toolkit, args.table))
             except NAToolkitError as exc:  # which line of a long file: the message may name no file
                 raise DataError(f"--data {args.data} line {n}: arch: {exc}") from None
             ys.append(rec[args.target])

@@ -10,12 +10,12 @@ reaches a process-wide plugin manager.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 from ..caches import lru_dict
 from ..errors import DataError, UnknownComponentError
+from ..files import looks_like_path, warn_shadowed
 from ..registry import Registry
 from .base import (
     TEST_FRACTION,
@@ -46,6 +46,7 @@ __all__ = [
     "get_dataset",
     "get_dataset_source",
     "get_descriptor",
+    "looks_like_path",
     "split_dataset",
 ]
 
@@ -75,7 +76,7 @@ def get_dataset_source(
         raise DataError(f"resize ({resize}) applies to image-folder datasets; {key!r} is not one: leave it out{folder}")
     resize = image_size(resize)  # (H, W): an int, a tuple and a list of one size are one cache entry
     if registered and datasets is not None:
-        warn_shadowed(key, path)
+        warn_shadowed("dataset", key, path)
         return datasets.get(key)
     if datasets is None and not looks_like_path(key) and path.exists():
         raise DataError(
@@ -109,37 +110,6 @@ def get_dataset_source(
             "toolkit's (toolkit.datasets), or a folder or .npz path" + (f"; {meant}" if meant else "")
         )
     raise unknown_dataset(key, known, path.parent)
-
-
-def looks_like_path(reference: str) -> bool:
-    """Is a dataset reference written as a path (absolute, `~/...`, `./x`, `data/x`, a suffix such as `.npz`)
-    rather than a bare name, which a registered dataset of that name takes before any file or folder?"""
-    return (
-        os.path.isabs(reference)
-        or reference.startswith(("~", "."))
-        or "/" in reference
-        or os.sep in reference
-        or bool(Path(reference).suffix)
-    )
-
-
-_warned_shadowed: set[str] = set()
-
-
-def warn_shadowed(name: str, path: Path) -> None:
-    """Warn (once per process and path) that the registered dataset `name` is used though `path`, a file or
-    folder of that name, exists: a user who meant it writes it as a path."""
-    if not path.exists() or str(path.resolve()) in _warned_shadowed:
-        return
-    _warned_shadowed.add(str(path.resolve()))
-    logging.getLogger("na_toolkit.datasets").warning(
-        "warning: dataset %r is the registered dataset of that name, not the %s %r; to use that, write it as a "
-        "path: './%s'",
-        name,
-        "folder" if path.is_dir() else "file",
-        str(path),
-        name,
-    )
 
 
 def unknown_dataset(name: str, known: list[str], folder: Path) -> UnknownComponentError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,25 +69,30 @@ def get_seed(name: str, toolkit: Toolkit) -> Architecture:
 
 # ---- a seed network named in a config or on the command line -------------------------------------------
 def seed_reference(value: str, base: Path, toolkit: Toolkit, label: str = "seed_network") -> str:
-    """The seed network reference as stored: a registered name, or an absolute path to a .json / .onnx (a
-    relative one is from `base`). Errors name the reference as `label` (a config key, a CLI flag)."""
-    if value in toolkit.seeds:
+    """The seed network reference as stored: a registered name (even where a file of that name lies in `base`:
+    a warning says to write './NAME'), or an absolute path to a .json / .onnx (a relative one is from `base`;
+    `na_toolkit.files.name_or_path`). Errors name the reference as `label` (a config key, a CLI flag)."""
+    from ..files import name_or_path
+
+    try:
+        path = name_or_path(value, toolkit.seeds.names(), "seed network", base)
+    except UnknownComponentError as exc:
+        raise ConfigError(f"{label}: {exc}; a network file is an IR .json or an .onnx") from None
+    if path is None:
         return value
-    suffix = Path(value).suffix.lower()
-    path = Path(value) if os.path.isabs(value) else base / value
+    suffix = path.suffix.lower()
     if suffix in (".json", ".onnx"):
         if not path.is_file():
             raise ConfigError(f"{label}: file {str(path)!r} does not exist")
         return str(path.resolve())
-    if suffix and path.is_file():
-        raise ConfigError(
-            f"{label}: {value!r} is a {suffix} file, not a network; give an IR .json or an .onnx file, or a "
-            f"registered seed ({', '.join(toolkit.seeds.names()[:6])}, ...: na-toolkit arch seeds)"
-        )
+    what = f"a {suffix} file" if suffix else "a file without a suffix"
+    if path.is_dir():
+        what = "a folder"
+    elif not path.exists():
+        what = "no file that exists"
     raise ConfigError(
-        f"{label}: "
-        + str(UnknownComponentError("seed network", value, toolkit.seeds.names()))
-        + " (or give the path of an IR .json or an .onnx file)"
+        f"{label}: {value!r} is {what}, not a network; give an IR .json or an .onnx file, or a registered seed "
+        f"({', '.join(toolkit.seeds.names()[:6])}, ...: na-toolkit arch seeds)"
     )
 
 

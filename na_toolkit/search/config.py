@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError, UnknownComponentError
-from ..files import read_toml
+from ..files import read_toml, warn_shadowed
 from ..ir.seeds import build_seed_reference, seed_reference
 from ..validation import check_options, format_validation_error, takes_option, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
@@ -307,12 +307,13 @@ def resolve_config(config: SearchConfig, toolkit: Toolkit) -> SearchConfig:
             if move not in toolkit.moves:
                 raise ConfigError("search.moves: " + _unknown("move", move, toolkit.moves.names()))
     dataset = _dataset_reference(config.dataset, base, toolkit) if config.dataset is not None else None
+    names = registered_names(toolkit)
 
     strategy = config.strategy
     if not _names_component(doc, "strategy") and strategy.name not in toolkit.strategies:
         strategy = replace(strategy, name=FALLBACK_STRATEGY)
     strategy = _checked("strategy", strategy, toolkit.strategies, base)
-    evaluator = _checked("evaluator", config.evaluator, toolkit.evaluators, base, dataset=dataset)
+    evaluator = _checked("evaluator", config.evaluator, toolkit.evaluators, base, dataset=dataset, names=names)
     executor = _checked("executor", config.executor, toolkit.executors, base)
     predictors = dict(config.predictors)
     if not _names_component(doc, "predictors", "accuracy"):
@@ -321,9 +322,10 @@ def resolve_config(config: SearchConfig, toolkit: Toolkit) -> SearchConfig:
         for target in unnamed:
             predictors[target] = replace(predictors[target], name=fallback)
     predictors = {
-        target: _checked(f"predictors.{target}", comp, toolkit.predictors, base) for target, comp in predictors.items()
+        target: _checked(f"predictors.{target}", comp, toolkit.predictors, base, names=names)
+        for target, comp in predictors.items()
     }
-    devices = tuple(_resolve_device(dev, toolkit, base) for dev in config.devices)
+    devices = tuple(_resolve_device(dev, toolkit, base, names) for dev in config.devices)
 
     stored = copy.deepcopy(doc)
     stored["seed_network"] = seed_network
@@ -350,13 +352,14 @@ def _checked(
     base: Path,
     dataset: str | None = None,
     implied: Mapping[str, Any] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Component:
     """`comp` with its path options resolved, once its name is registered and its options (with the
     `implied` ones the loop adds: a time model's device) satisfy its options model."""
     if comp.name not in registry:
         raise ConfigError(f"{key}: " + _unknown(registry.kind, comp.name, registry.names()))
     cls = registry.get(comp.name)
-    comp = replace(comp, options=_resolve_paths(comp.options, base, f"{key}.options."))
+    comp = replace(comp, options=_resolve_paths(comp.options, base, f"{key}.options.", names))
     options = {**(implied or {}), **comp.options}
     if dataset is not None:  # the evaluator is handed the config's dataset (search/loop.py)
         given = options.get("dataset")
@@ -369,12 +372,13 @@ def _checked(
     return comp
 
 
-def _resolve_device(dev: DeviceSpec, toolkit: Toolkit, base: Path) -> DeviceSpec:
+def _resolve_device(dev: DeviceSpec, toolkit: Toolkit, base: Path, names: Mapping[str, str]) -> DeviceSpec:
     where = f"devices.{dev.name}"
-    device = _resolve_paths({"device": dev.device}, base, f"{where}.")["device"]
-    time_model = _checked(f"{where}.time_model", dev.time_model, toolkit.time_models, base, implied={"device": device})
+    device = _resolve_paths({"device": dev.device}, base, f"{where}.", names)["device"]
+    implied = {"device": device}
+    time_model = _checked(f"{where}.time_model", dev.time_model, toolkit.time_models, base, None, implied, names)
     measure = (
-        _checked(f"{where}.measure", dev.measure, toolkit.time_models, base, implied={"device": device})
+        _checked(f"{where}.measure", dev.measure, toolkit.time_models, base, None, implied, names)
         if dev.measure is not None
         else None
     )
@@ -389,10 +393,22 @@ def names_file(value: Any) -> bool:
     )
 
 
-def _resolve_paths(options: Mapping[str, Any], base_dir: Path, where: str) -> dict[str, Any]:
+def registered_names(toolkit: Toolkit) -> dict[str, str]:
+    """What each name a path option may take instead of a file is (`x86-cpu`: a hardware model, `example-cpu`:
+    a device profile, `digits`: a dataset): a file of that name beside a config is not read (a warning)."""
+    kinds = {"model": "hardware model", "profile": "device profile"}
+    names = dict.fromkeys(toolkit.datasets.names(), "dataset")
+    names.update({name: kinds.get(src.kind, "hardware model") for name, src in toolkit.hardware.items()})
+    return names
+
+
+def _resolve_paths(
+    options: Mapping[str, Any], base_dir: Path, where: str, names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Option values naming files that exist relative to `base_dir`, made absolute (other values as given:
-    a registered name such as `x86-cpu` stays a name); a value that names a file which does not exist is
-    a ConfigError naming its key (`where` + key), before anything runs."""
+    a registered name such as `x86-cpu` stays a name, with a warning where a file of that name lies in
+    `base_dir`: `names`, `registered_names`); a value that names a file which does not exist is a ConfigError
+    naming its key (`where` + key), before anything runs."""
     out = dict(options)
     for key in PATH_OPTIONS:
         value = out.get(key)
@@ -403,6 +419,8 @@ def _resolve_paths(options: Mapping[str, Any], base_dir: Path, where: str) -> di
             out[key] = str(candidate.resolve())
         elif names_file(value) and not candidate.exists():
             raise ConfigError(f"{where}{key}: file {str(candidate)!r} does not exist; give an existing file")
+        elif names is not None and value in names:
+            warn_shadowed(names[value], value, candidate)  # a registered name wins: `./NAME` is the file
     return out
 
 
@@ -411,9 +429,7 @@ def _dataset_reference(value: str, base: Path, toolkit: Toolkit) -> str:
     as `imgs` that is no registered dataset but exists beside the config is that folder, wherever the
     search is started from; a registered one is the dataset, and a folder of that name is `./NAME`)."""
     if value in toolkit.datasets:
-        from ..datasets import warn_shadowed
-
-        warn_shadowed(value, base / value)  # a registered name wins: `./NAME` is the file or folder
+        warn_shadowed("dataset", value, base / value)  # a registered name wins: `./NAME` is the file or folder
         return value
     value = os.path.expanduser(value)  # '~/data/imgs': the user's home, as a shell reads it
     path = Path(value) if os.path.isabs(value) else base / value

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HardwareError, UnknownComponentError
-from ..files import parse_toml, read_text, write_text_atomic
+from ..files import looks_like_path, parse_toml, path_exists, read_text, warn_shadowed, write_text_atomic
+from ..files import name_or_path as named_path
 from .hwmodel_file import (
     DTYPE_BYTES,
     FIELD_DOCS,
@@ -209,28 +210,30 @@ def known_hardware_models(hardware: Registry[HardwareSource]) -> list[str]:
     return sorted(e.name for e in hardware.entries() if e.obj.kind == "model")
 
 
-def _looks_like_path(text: str) -> bool:
-    return text.endswith(".toml") or os.sep in text or (os.altsep is not None and os.altsep in text)
-
-
 def load_hardware_model(
     name_or_path: str | os.PathLike[str] | HardwareModel, hardware: Registry[HardwareSource] | None = None
 ) -> HardwareModel:
     """A hardware model by name in the hardware registry (`toolkit.hardware`; `na-toolkit hw list`) or by
     path to a TOML file. A model passed in is returned as is, so callers may accept either. A name needs
-    the registry."""
+    the registry; a registered name is that model even where a file of the name exists (a warning says to
+    write './NAME'), and a reference that looks like a path (`na_toolkit.files.looks_like_path`) is a path."""
     if isinstance(name_or_path, HardwareModel):
         return name_or_path
-    if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
+    if isinstance(name_or_path, os.PathLike):
         return read_hardware_model(name_or_path)
     name = str(name_or_path)
+    registered = hardware is not None and name in hardware
+    if not registered and looks_like_path(name):
+        return read_hardware_model(os.path.expanduser(name))
     if hardware is None:
+        exists = f" (to read the file {name!r}, write './{name}')" if path_exists(name) else ""
         raise HardwareError(
             f"hardware model {name!r}: a name is looked up in the toolkit's hardware registry; pass it "
             "(load_hardware_model(name, toolkit.hardware); a time model: hardware_registry=toolkit.hardware, or "
-            "build it with get_time_model(name, toolkit, ...)) or give the path of a .toml file"
+            f"build it with get_time_model(name, toolkit, ...)) or give the path of a .toml file{exists}"
         )
-    if name in hardware:
+    if registered:
+        warn_shadowed("hardware model", name, Path(name))
         source = hardware.get(name)
         if source.kind != "model":
             raise HardwareError(
@@ -238,11 +241,13 @@ def load_hardware_model(
                 f"model for profiles. Hardware models: {', '.join(known_hardware_models(hardware))}"
             )
         return read_hardware_model(source.path)
-    unknown = UnknownComponentError("hardware model", name, known_hardware_models(hardware))
-    raise HardwareError(
-        f"{unknown}; a hardware model of your own is given by the path of its .toml file (e.g. {name}.toml) or "
-        "found by name in a folder of NA_TOOLKIT_HWMODELS_PATH (docs/time_models.md)"
-    )
+    try:
+        return read_hardware_model(named_path(name, known_hardware_models(hardware), "hardware model"))
+    except UnknownComponentError as unknown:
+        raise HardwareError(
+            f"{unknown}; a hardware model of your own is given by the path of its .toml file (e.g. {name}.toml) or "
+            "found by name in a folder of NA_TOOLKIT_HWMODELS_PATH (docs/time_models.md)"
+        ) from None
 
 
 # ---- writing ----------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from ..errors import HardwareError, NAToolkitWarning, ProfileError, UnknownComponentError
-from ..files import parse_json, read_text
+from ..errors import HardwareError, NAToolkitWarning, ProfileError
+from ..files import looks_like_path, name_or_path, parse_json, path_exists, read_text
 from ..ir.architecture import MAX_TENSOR_ELEMENTS, Architecture
 from ..validation import Document, format_validation_error
 from .devices import describe_device, parse_device
@@ -398,20 +398,29 @@ def check_device(profile: DeviceProfile, strict: bool = False) -> str | None:
 
 def resolve_profile_path(device: str | Path, hardware: Registry[HardwareSource] | None = None) -> Path:
     """A profile file from a path, or from a profile name registered in `hardware` (the toolkit's hardware
-    registry; `na-toolkit hw list` shows the names)."""
-    p = Path(str(device))
-    if p.suffix == ".json" or p.exists():
-        if not p.exists():
-            raise ProfileError(f"profile file {str(p)!r} does not exist")
-        return p
-    if hardware is None:
+    registry; `na-toolkit hw list` shows the names). A registered name is that profile even where a file of
+    the name exists (a warning says to write './NAME'); a reference that looks like a path is a path
+    (`na_toolkit.files.name_or_path`); without a registry a bare name is refused, not read from the working
+    directory in place of the registered profile it would mean elsewhere."""
+    text = str(device)
+    if isinstance(device, Path):
+        p = device
+    elif hardware is not None:
+        profiles = [name for name, src in hardware.items() if src.kind == "profile"]
+        found = name_or_path(text, profiles, "device profile")
+        if found is None:
+            return Path(hardware.get(text).path)
+        p = found
+    elif looks_like_path(text):
+        p = Path(os.path.expanduser(text))
+    else:
+        exists = f"; to read the file {text!r}, write './{text}'" if path_exists(text) else ""
         raise ProfileError(
-            f"device profile {str(device)!r}: a name is looked up in the toolkit's hardware registry; pass it "
+            f"device profile {text!r}: a name is looked up in the toolkit's hardware registry; pass it "
             "(resolve_profile_path(name, toolkit.hardware); the learned time model: hardware_registry="
             "toolkit.hardware, or build it with get_time_model('learned', toolkit, device=...)) or give the path "
-            "of a .json profile"
+            f"of a .json profile{exists}"
         )
-    profiles = {name: src for name, src in hardware.items() if src.kind == "profile"}
-    if str(device) not in profiles:
-        raise UnknownComponentError("device profile", str(device), profiles)
-    return Path(profiles[str(device)].path)
+    if not p.exists():
+        raise ProfileError(f"profile file {str(p)!r} does not exist")
+    return p

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import NAToolkitError, UnknownComponentError
+from ..errors import NAToolkitError
 from ..ir.architecture import Architecture
 from .kernels import Kernel, kernels_of, neighbour_kernel_architectures
 
@@ -33,13 +32,14 @@ class Variant:
 
 
 def load_seed(seed: str, toolkit: Toolkit) -> Architecture:
-    """A seed registered in `toolkit` by name, or an architecture JSON file (read with its layer types)."""
-    if seed in toolkit.seeds:
+    """A seed registered in `toolkit` by name (even where a file of that name exists: a warning says to write
+    './NAME'), or an architecture JSON file (read with its layer types; `na_toolkit.files.name_or_path`)."""
+    from ..files import name_or_path
+
+    p = name_or_path(seed, toolkit.seeds.names(), "seed network")
+    if p is None:
         return toolkit.seed(seed)
-    p = Path(seed)
-    if p.exists():
-        return Architecture.load(p, layer_types=toolkit.layer_types)
-    raise UnknownComponentError("seed network (name or architecture JSON file)", seed, toolkit.seeds.names())
+    return Architecture.load(p, layer_types=toolkit.layer_types)
 
 
 def all_move_types(toolkit: Toolkit) -> list[MoveType]:
