@@ -286,3 +286,25 @@ def test_onnx_parity_of_an_nb201_network(table):
     assert onnx_parity_max_abs_err(arch, model=model) <= 1e-4
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == arch.params
+
+
+def test_networks_from_memoised_edges_equal_networks_built_cold(table):
+    # the edges of a cell are memoised by position, op, input and width (space._EDGES): a cell built from
+    # edges that other cells (and other datasets' sizes) left behind is the network built from nothing
+    rng = np.random.default_rng(1)
+    cells = [table.arch_strs[r] for r in rng.choice(len(table), 12, replace=False)]
+    datasets = ("c10", "in16", "c100")
+    cold = {}
+    for cell in cells:
+        for dataset in datasets:
+            caches.clear_caches()  # nothing memoised: every node and edge built anew
+            arch = nb.nb201_architecture_for(cell, dataset)
+            cold[cell, dataset] = (arch.to_json(), arch.hash)
+    caches.clear_caches()
+    for dataset in datasets:  # warm: each cell now meets the edges of those before it, of every size
+        for cell in cells:
+            warm = nb.nb201_architecture_for(cell, dataset)
+            assert (warm.to_json(), warm.hash) == cold[cell, dataset]
+    from na_toolkit_nb201.space import _EDGES
+
+    assert _EDGES  # the edges were memoised

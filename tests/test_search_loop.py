@@ -390,8 +390,11 @@ def test_a_budget_decision_within_the_measurement_noise_is_a_warning(tmp_path):
 
 
 def test_the_driver_runs_its_blas_on_the_threads_the_config_gives(tmp_path):
+    import gc
+
     from threadpoolctl import threadpool_info
 
+    from na_toolkit.machine import SEARCH_GC_THRESHOLD
     from na_toolkit.search.progress import SearchCallback
 
     def blas_threads_now() -> set[int]:
@@ -400,15 +403,20 @@ def test_the_driver_runs_its_blas_on_the_threads_the_config_gives(tmp_path):
     class Seen(SearchCallback):
         def __init__(self):
             self.rounds: list[set[int]] = []
+            self.gc_thresholds: list[int] = []
 
         def on_round_end(self, round: int) -> None:
             self.rounds.append(blas_threads_now())
+            self.gc_thresholds.append(gc.get_threshold()[0])
 
-    before = blas_threads_now()
+    before, gc_before = blas_threads_now(), gc.get_threshold()
     seen = Seen()
     run_search(nb201(tmp_path / "a", evaluations=6), progress=False, outputs=False, callbacks=[seen])
     assert seen.rounds and all(r == {1} for r in seen.rounds)  # the default: one BLAS thread
     assert blas_threads_now() == before  # restored when the run ends
+    # the garbage collector runs less often during the search (machine.fewer_collections), as before after it
+    assert all(t >= max(gc_before[0], SEARCH_GC_THRESHOLD) for t in seen.gc_thresholds)
+    assert gc.get_threshold() == gc_before
     left = Seen()
     # null: the libraries' own setting, untouched
     doc = nb201(tmp_path / "b", evaluations=6, search__driver_blas_threads=None)

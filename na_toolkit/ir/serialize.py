@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ArchitectureError
 from .architecture import SCHEMA_VERSION, Architecture, Attrs, Node
@@ -12,11 +12,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layers import LayerTypeRegistry
 
 _SCALARS = (int, float, str, bool)
+_NODE_FIELDS = frozenset({"id", "type", "attrs", "inputs"})
 
 
 def _expect(cond: bool, message: str, node: str | None = None) -> None:
     if not cond:
         raise ArchitectureError(message, node)
+
+
+def _fail(message: str, node: str | None = None) -> NoReturn:
+    raise ArchitectureError(message, node)
 
 
 def architecture_from_json(doc: Any, layer_types: LayerTypeRegistry) -> Architecture:
@@ -45,23 +50,27 @@ def architecture_from_json(doc: Any, layer_types: LayerTypeRegistry) -> Architec
     _expect(isinstance(raw_nodes, list), f"'nodes' must be a list, got {type(raw_nodes).__name__}")
     nodes = []
     for i, raw in enumerate(raw_nodes):
-        _expect(isinstance(raw, dict), f"nodes[{i}] must be an object")
+        # each check's message is formatted only when it fails: a stored evaluation's network is read back
+        # node by node, and formatting the messages of a few hundred valid nodes cost most of the read
+        if not isinstance(raw, dict):
+            _fail(f"nodes[{i}] must be an object")
         nid = raw.get("id")
-        _expect(isinstance(nid, str) and nid != "", f"nodes[{i}] needs a non-empty string 'id', got {nid!r}")
-        extra = set(raw) - {"id", "type", "attrs", "inputs"}
-        _expect(not extra, f"unknown node field(s) {sorted(extra)}", nid)
+        if not (isinstance(nid, str) and nid != ""):
+            _fail(f"nodes[{i}] needs a non-empty string 'id', got {nid!r}")
+        if not raw.keys() <= _NODE_FIELDS:
+            _fail(f"unknown node field(s) {sorted(set(raw) - _NODE_FIELDS)}", nid)
         ntype = raw.get("type")
-        _expect(isinstance(ntype, str), f"'type' must be a string, got {ntype!r}", nid)
+        if not isinstance(ntype, str):
+            _fail(f"'type' must be a string, got {ntype!r}", nid)
         attrs = raw.get("attrs", {})
-        _expect(isinstance(attrs, dict), "'attrs' must be an object", nid)
+        if not isinstance(attrs, dict):
+            _fail("'attrs' must be an object", nid)
         for k, v in attrs.items():
-            _expect(isinstance(v, _SCALARS), f"attribute {k!r} must be a number, string or bool, got {v!r}", nid)
+            if not isinstance(v, _SCALARS):
+                _fail(f"attribute {k!r} must be a number, string or bool, got {v!r}", nid)
         inputs = raw.get("inputs", [])
-        _expect(
-            isinstance(inputs, list) and all(isinstance(s, str) for s in inputs),
-            f"'inputs' must be a list of node ids, got {inputs!r}",
-            nid,
-        )
+        if not (isinstance(inputs, list) and all(isinstance(s, str) for s in inputs)):
+            _fail(f"'inputs' must be a list of node ids, got {inputs!r}", nid)
         nodes.append(Node(nid, ntype, Attrs(attrs), tuple(inputs)))
     output = doc.get("output")
     _expect(output is None or isinstance(output, str), f"'output' must be a node id, got {output!r}")

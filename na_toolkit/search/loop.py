@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ComponentError, ConfigError, NAToolkitError, blame
-from ..machine import blas_threads
+from ..machine import blas_threads, fewer_collections
 from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
 from ..store.lock import RunFolderGone, RunLock
@@ -439,7 +439,7 @@ def run_search(
             if resume is not None and not was_finished:
                 store.set_status("running")
         loop.warnings += record_provenance(store, components, "resume" if resume is not None else "start")
-        with blas_threads(cfg.search.driver_blas_threads):
+        with blas_threads(cfg.search.driver_blas_threads), fewer_collections():
             reason, elapsed = loop.run()
         result = loop.result(folder, reason, elapsed)
         if outputs:

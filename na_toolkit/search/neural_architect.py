@@ -208,8 +208,8 @@ class NeuralArchitectStrategy(Strategy):
 
             # the vocabulary is the registry the search's networks are built with (the seed's: every move
             # keeps it), so a plugin's layer type gets its own row
-            # tokens are needed once per network (the embedding is cached), so keep few of them
-            tokenizer = ArchitectureTokenizer.for_registry(self.context.seed_arch.layer_types, cache_size=256)
+            # tokens again after every update (it empties the embedding cache): 4096 networks' (~7 MB)
+            tokenizer = ArchitectureTokenizer.for_registry(self.context.seed_arch.layer_types, cache_size=4096)
             space = ActionSpace.from_move_types(self.context.move_types)
             # joint training: built on the embedding the neural predictor trains (share_embedding = true)
             shared = self.context.shared_embedding() if hasattr(self.context, "shared_embedding") else None

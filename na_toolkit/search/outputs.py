@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from ..files import write_text_atomic
+from ..machine import fewer_collections
 from ..store.lock import live_holder
 
 if TYPE_CHECKING:
@@ -299,7 +300,8 @@ def write_outputs(result: SearchResult, store: RunStore, layer_types: LayerTypeR
     in `result.outputs`). `layer_types`: the run's toolkit's. A folder that cannot take them (read-only,
     full disk) is a StoreError naming it: the run's evaluations are in its store, a resume writes them."""
     try:
-        return _write_outputs(result, store, layer_types)
+        with fewer_collections():  # a document per evaluation, in a process holding torch's objects
+            return _write_outputs(result, store, layer_types)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise StoreError(

@@ -23,6 +23,26 @@ from ..files import parse_json
 
 def to_json_value(value: Any) -> Any:
     """`value` as plain JSON values (numpy arrays as typed lists, non-finite floats tagged)."""
+    # the plain built-in types first, by exact type: a stored evaluation is an architecture document of a
+    # few hundred nodes, and the isinstance checks below (Mapping is an ABC) cost most of writing it
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str and not isinstance(k, str):
+                raise StoreError(f"checkpoint keys must be strings, got {k!r}")
+            out[k] = to_json_value(v)
+        return out
+    if kind is list:
+        return [to_json_value(v) for v in value]
+    return _other_json_value(value)
+
+
+def _other_json_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
     if isinstance(value, np.generic):

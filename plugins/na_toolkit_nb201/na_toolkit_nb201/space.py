@@ -112,6 +112,8 @@ def canonical_cell(arch_str: str) -> str:
 
 #: (id, type, inputs, attributes) -> Node: every node an NB201 network can hold (a few thousand)
 _NODES = memo_dict("nb201.nodes", 65536)
+#: (cell prefix, edge, op, input id, channels) -> (the edge's nodes, its output id): a few hundred per size
+_EDGES = memo_dict("nb201.edges", 65536)
 
 
 class _Graph:
@@ -164,12 +166,25 @@ class _Graph:
         node_out = {0: x}
         for j in (1, 2, 3):
             terms = [
-                self.edge(f"{prefix}.e{e}", ops[e], node_out[src], channels)
+                self.cell_edge(prefix, e, ops[e], node_out[src], channels)
                 for e, (src, dst) in enumerate(EDGES)
                 if dst == j
             ]
             node_out[j] = terms[0] if len(terms) == 1 else self.add(f"{prefix}.n{j}", "add", terms)
         return node_out[3]
+
+    def cell_edge(self, prefix: str, e: int, op: str, x: str, channels: int) -> str:
+        # an edge's nodes are a function of where it sits, its op, its input and the width: the few hundred
+        # such edges of the space, memoised whole (a new cell is mostly edges built before)
+        key = (prefix, e, op, x, channels)
+        hit = _EDGES.get(key)
+        if hit is None:
+            start = len(self.nodes)
+            out = self.edge(f"{prefix}.e{e}", op, x, channels)
+            _EDGES[key] = (tuple(self.nodes[start:]), out)
+            return out
+        self.nodes.extend(hit[0])
+        return hit[1]  # type: ignore[no-any-return]
 
     def reduction(self, prefix: str, x: str, filters: int) -> str:
         a = self.relu_conv_bn(f"{prefix}.a", x, filters, 3, stride=2)
