@@ -365,6 +365,15 @@ class LocalExecutor(Executor):
         if self.workers == 1:
             super()._start(ticket, task)
             return
+        if task.selection is not None and not task.selection.get("portable", True):
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"executor 'local' with workers = {self.workers} runs each task in a worker process, which "
+                "rebuilds the toolkit from its plugins, and this toolkit was built with extra plugin objects "
+                "that are not importable modules: pass the plugin's module to load_toolkit(extra_plugins=...), "
+                "install it with an entry point, or set workers = 1 (tasks then run in this process)"
+            )
         self._futures[ticket] = (self._submit(task), task, attempts)
 
     def _submit(self, task: Task) -> Future[TaskResult]:
