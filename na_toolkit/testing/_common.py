@@ -10,6 +10,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 T = TypeVar("T")
 
+#: the option name no component has (the checks that unknown options are refused)
+UNKNOWN_OPTION = "no_such_option_"
+
 
 class ConformanceError(AssertionError):
     """A component breaks its protocol's contract. An AssertionError, so pytest shows it as a failed
@@ -45,3 +48,20 @@ def resolve(registry: Registry[T], component: T | str, kind: str) -> tuple[str, 
         return component, registry.get(component)
     name = str(getattr(component, "name", "") or "")
     return name, component
+
+
+def expect_unknown_option_refused(cls: type, options: dict[str, Any], component: str) -> None:
+    """Fail unless the options check a search config gets (`validation.check_options`) refuses an unknown
+    option given to `cls` with an error naming it."""
+    from ..errors import NAToolkitError
+    from ..validation import check_options
+
+    try:
+        check_options(cls, {**options, UNKNOWN_OPTION: 1}, f"{component} options")
+    except NAToolkitError as e:
+        expect(UNKNOWN_OPTION in str(e), component, f"refusing an unknown option, the error does not name it: {e}")
+    else:
+        fail(
+            component,
+            f"accepts the unknown option {UNKNOWN_OPTION!r} (declare an Options model and check the options)",
+        )
