@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,3 +66,22 @@ def expect_unknown_option_refused(cls: type, options: dict[str, Any], component:
             component,
             f"accepts the unknown option {UNKNOWN_OPTION!r} (declare an Options model and check the options)",
         )
+
+
+def resolve_options_class(
+    registry: Registry[Any], component: Any, kind: str, base: type, options: Mapping[str, Any] | None
+) -> tuple[str, Any, str, dict[str, Any]]:
+    """(name, class, label, options) of a component class that takes options (an evaluator, an executor),
+    given by its registered name or as the class: a subclass of `base` named as registered, with a
+    description, refusing an unknown option with an error naming it."""
+    name, cls = resolve(registry, component, kind)
+    label = f"{kind} {name!r}"
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        from ..errors import with_article
+
+        fail(label, f"{cls!r} is not {with_article(base.__name__)} subclass")
+    expect(cls.name == name, label, f"registered as {name!r} but its class attribute `name` is {cls.name!r}")
+    expect(cls.description, label, f"{cls.__name__} has no description: set the class attribute `description`")
+    opts = dict(options or {})
+    expect_unknown_option_refused(cls, opts, label)
+    return name, cls, label, opts

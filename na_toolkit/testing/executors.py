@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NAToolkitError, describe
 from ..search.executors import Executor, Task, TaskResult, make_executor, run_task
-from ._common import expect, expect_unknown_option_refused, fail, resolve, toolkit_or_default
+from ._common import expect, fail, resolve_options_class, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
@@ -54,14 +54,7 @@ def check_executor(
     (a pool's `workers`); tasks: how many evaluations to run through it; timeout_s: how long the whole run
     may take before the check says the executor hangs."""
     tk = toolkit_or_default(toolkit)
-    name, cls = resolve(tk.executors, executor, "executor")
-    label = f"executor {name!r}"
-    if not (isinstance(cls, type) and issubclass(cls, Executor)):
-        fail(label, f"{cls!r} is not an Executor subclass")
-    expect(cls.name == name, label, f"registered as {name!r} but its class attribute `name` is {cls.name!r}")
-    expect(cls.description, label, f"{cls.__name__} has no description: set the class attribute `description`")
-    options = dict(options or {})
-    expect_unknown_option_refused(cls, options, label)
+    name, _cls, label, options = resolve_options_class(tk.executors, executor, "executor", Executor, options)
     todo = example_tasks(tk, tasks)
     want = [run_task(t, tk) for t in todo]
     try:  # in one thread of its own, construction to close (an executor may keep per-thread state)
