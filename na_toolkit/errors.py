@@ -9,7 +9,22 @@ from contextlib import contextmanager
 
 
 class NAToolkitError(Exception):
-    """Base class of every error the toolkit raises on bad input or a broken component."""
+    """Base class of every error the toolkit raises on bad input or a broken component.
+
+    Every one survives pickling with its message and attributes, whatever its `__init__` takes: an error
+    raised in a worker process (a task's toolkit that cannot be rebuilt there) reaches the search as itself,
+    not as a worker that died (pickle calls `cls(*args)`, which a subclass's own `__init__` refuses)."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuilt, (type(self), self.args, dict(vars(self))))
+
+
+def _rebuilt(cls: type[NAToolkitError], args: tuple[object, ...], attrs: dict[str, object]) -> NAToolkitError:
+    """`NAToolkitError.__reduce__`'s inverse: the error made without its `__init__`, as it was."""
+    err = cls.__new__(cls)
+    err.args = args
+    vars(err).update(attrs)
+    return err
 
 
 class ArchitectureError(NAToolkitError):

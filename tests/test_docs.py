@@ -554,7 +554,7 @@ def test_the_testing_guides_plugin_tests_run_on_the_plugin_plugin_new_writes(tmp
         exec(compile(_snippet("testing.md", "import my_plugin"), "docs/testing.md", "exec"), namespace)
         toolkit = load_toolkit(entry_points=False, extra_plugins=(namespace["my_plugin"],))
         tests = {name: f for name, f in namespace.items() if name.startswith("test_")}
-        assert len(tests) == 6
+        assert len(tests) == 8
         for test in tests.values():
             test(toolkit)
     finally:

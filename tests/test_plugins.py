@@ -200,6 +200,58 @@ def test_objects_that_are_not_modules_cannot_travel():
         load_toolkit_from_selection(tk.selection)
 
 
+def test_a_worker_that_cannot_rebuild_the_toolkit_says_why_not_that_it_died():
+    """The error a worker raises comes back through a real spawned process pool as itself: before, a
+    PluginError could not be unpickled (pickle calls `cls(*args)`, which its `__init__` refuses), the pool
+    broke, and the search said a worker died, retried, and ended in BrokenProcessPool."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        future = pool.submit(load_toolkit_from_selection, PluginSelection(entry_points=False, portable=False))
+        with pytest.raises(PluginError, match="a worker process cannot rebuild it") as caught:
+            future.result(timeout=60)
+    assert caught.value.plugin == "<selection>"
+
+
+def test_a_process_pool_refuses_a_toolkit_that_cannot_travel_before_starting_a_worker(tmp_path):
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.search import run_search
+
+    class Obj:
+        __name__ = "not_a_module"
+
+        @staticmethod
+        @na_toolkit.hookimpl
+        def na_register_evaluators(registry):
+            registry.add(HalfEvaluator)
+
+    tk = load_toolkit(entry_points=False, extra_plugins=(Obj(),))
+    doc = {
+        "seed_network": "simple-cnn",
+        "evaluations": 2,
+        "output": str(tmp_path),
+        "search": {"per_round": 2, "moves": ["scale"]},
+        "strategy": "random",
+        "evaluator": "half",
+        "executor": {"name": "local", "options": {"workers": 2}},
+    }
+    with pytest.raises(ConfigError, match=r"workers = 2 runs each task in a worker process.*or set workers = 1"):
+        run_search(doc, toolkit=tk, progress=False, outputs=False)
+    doc["executor"] = "local"  # one worker: in this process, where the object plugin is
+    assert len(run_search(doc, toolkit=tk, progress=False, outputs=False).evaluated) == 2
+
+
+class HalfEvaluator(Evaluator):
+    name = "half"
+    description = "every network at 50% (wiring only)"
+
+    def evaluate(self, arch):
+        from na_toolkit.evaluation.base import EvaluationResult
+
+        return EvaluationResult(arch.hash, valid_accuracy=0.5, evaluator=self.name)
+
+
 def test_extend_toolkit_adds_a_plugin_to_the_same_selection():
     base = load_toolkit(entry_points=False)
     module = plugin(unique("extra_ext"), na_register_layer_types=add_layer(TripleLayer()))

@@ -293,6 +293,16 @@ class _Unnamed(_Mean):
     name = ""
 
 
+class _IgnoresTargets(_Mean):
+    def _fit(self, archs, y, datasets):
+        self.mean_, self.std_ = 0.5, 0.0  # fit() "learns" something, but not from y
+
+
+class _FormulaOfTheNetwork(_Mean):
+    def _predict(self, archs, datasets):
+        return np.log10([a.params for a in archs])  # what fit learned is never used
+
+
 @pytest.mark.parametrize(
     ("predictor", "message"),
     [
@@ -302,6 +312,8 @@ class _Unnamed(_Mean):
         (_RenamedParameter, r"does not store its parameter\(s\) \['alpha'\] .*\(self.alpha = \.\.\.\)"),
         (_NumpyState, r"save\(\) failed: Object of type float32 .*float\(x\) for a numpy scalar"),
         (_Unnamed, "_Unnamed has no name: set the class attribute `name`"),
+        (_IgnoresTargets, r"predicts the same after a fit on other targets .*\(_fit stores it, _predict uses it\)"),
+        (_FormulaOfTheNetwork, "predicts the same after a fit on other targets"),
     ],
 )
 def test_a_broken_predictor_is_named_with_what_broke_and_what_to_do(predictor, message):

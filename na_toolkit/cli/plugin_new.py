@@ -79,7 +79,8 @@ na-toolkit demo --move insert___NAME___scale --steps 3 --out demo
 
 Replace the layer and the move with yours and keep the tests' `check_layer_type` / `check_move` calls:
 na_toolkit's docs/plugin_hooks.md documents every hook, docs/testing.md the checks. Other components have
-theirs: `check_predictor`, `check_time_model`, `check_dataset` and `check_strategy` (`na_toolkit.testing`).
+theirs: `check_predictor`, `check_time_model`, `check_dataset`, `check_strategy`, `check_evaluator` and
+`check_executor` (`na_toolkit.testing`).
 
 `python -m na_toolkit` run from the folder that holds this checkout imports the checkout folder `__NAME__`
 instead of the package (the current directory comes first on `sys.path`), and na-toolkit refuses the plugin

@@ -4,8 +4,9 @@ An evaluator class is registered through `na_register_evaluators`; `make_evaluat
 builds one with `Evaluator.from_toolkit(toolkit, **options)`, which by default is `Evaluator(**options)` (options
 kept in `self.options`, the way scikit-learn keeps parameters); an evaluator that needs a registry (the
 torch evaluator: the datasets) overrides `from_toolkit` to take it from the toolkit. The toolkit then calls
-`evaluate(arch)`. Evaluators must be picklable (a worker process may receive one): keep options plain
-values and load heavy state lazily inside `evaluate`.
+`evaluate(arch)`. An evaluator never travels: each process that evaluates (a worker too) builds its own from
+the name and options (`search.executors.run_task`), so keep options plain values (they are pickled with each
+task) and load heavy state lazily inside `evaluate`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pydantic import ConfigDict, Field
 
 from .. import validation
 from ..caches import register_cache
-from ..errors import ConfigError, NAToolkitError
+from ..errors import ComponentError, ConfigError, NAToolkitError
 from ..store.faultpoint import kill_point
 from ..validation import check_inherited_init, validate_options
 from .diagnostics import warn_worker_died, worker_exit
@@ -227,6 +227,7 @@ class Executor:
         self.options = options
         self._tickets = 0
         self._finished: dict[int, TaskResult] = {}
+        self._taken: set[int] = set()  # tickets a wait has returned
 
     # ---- what a subclass overrides ---------------------------------------------------------------------
     def _start(self, ticket: int, task: Task) -> None:
@@ -263,11 +264,26 @@ class Executor:
             self._collect(block=False)
             ready = sorted(t for t in wanted if t in self._finished)
             if ready:
+                self._taken.update(ready)
                 return [(t, self._finished.pop(t)) for t in ready]
             if not self._running():
-                missing = sorted(wanted)
-                raise ValueError(f"executor {self.name!r}: tickets {missing} were never submitted or already taken")
+                raise self._lost(sorted(wanted))
             self._collect(block=True)
+
+    def _lost(self, tickets: list[int]) -> Exception:
+        """The error of `wait` for `tickets` that are neither finished nor running: the caller's (a ValueError)
+        for a ticket never submitted or already taken; else the executor's (a ComponentError): a subclass that
+        starts tasks elsewhere and does not count them in `_running()`, or never moves them into `_finished`."""
+        misused = [t for t in tickets if not 0 <= t < self._tickets or t in self._taken]
+        if misused:
+            return ValueError(f"executor {self.name!r}: tickets {misused} were never submitted or already taken")
+        tk = self.toolkit
+        plugin = tk.executors.plugin_of(self.name) if tk is not None and self.name in tk.executors else "?"
+        return ComponentError(
+            f"executor {self.name!r} of plugin {plugin}: tickets {tickets} were submitted but are neither finished "
+            "nor running (_running() says 0): an executor that starts tasks elsewhere overrides _running() to "
+            "count them, and _collect(block) to move each finished one into self._finished"
+        )
 
     def drain(self) -> None:
         """Wait until no submitted task is still running (their results stay for `wait`)."""
@@ -365,6 +381,13 @@ class LocalExecutor(Executor):
         if self.workers == 1:
             super()._start(ticket, task)
             return
+        if task.selection is not None and not task.selection.get("portable", True):
+            raise ConfigError(
+                f"executor 'local' with workers = {self.workers} runs each task in a worker process, which "
+                "rebuilds the toolkit from its plugins, and this toolkit was built with extra plugin objects "
+                "that are not importable modules: pass the plugin's module to load_toolkit(extra_plugins=...), "
+                "install it with an entry point, or set workers = 1 (tasks then run in this process)"
+            )
         self._futures[ticket] = (self._submit(task), task, attempts)
 
     def _submit(self, task: Task) -> Future[TaskResult]:

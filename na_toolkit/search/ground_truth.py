@@ -19,6 +19,7 @@ strategy's controller weights and Adam moments (3 MB a round on NAS-Bench-201) a
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,10 @@ class GroundTruth:
         self.warnings: list[str] = []
         #: the last round done (the final state is stored under it, `save_final_state`)
         self.last_checkpoint = 0
+        #: evaluations the store held when this session began (a resume's to serve), and whether the replay
+        #: was found to leave some of them behind (`_check_replay`)
+        self.stored_at_start = store.count_evaluations()
+        self.diverged = False
 
     @property
     def history(self) -> list[Evaluated]:
@@ -120,6 +125,8 @@ class GroundTruth:
                     on_result()
             else:
                 todo.append(i)
+        if todo:
+            self._check_replay(cands[todo[0]], round)
         tasks = [self.evaluation_task(cands[i]) for i in todo]
 
         def stored(j: int, res: TaskResult) -> None:
@@ -131,6 +138,28 @@ class GroundTruth:
         if tasks:
             self.components.executor.run(tasks, on_result=stored)
         return [self.record(c, round, records[i], scorer) for i, c in enumerate(cands)]
+
+    def _check_replay(self, cand: Candidate, round: int) -> None:
+        """Warn (once) when a resumed run pays for `cand` while stored evaluations were never served: the
+        original run evaluated round by round, so a faithful replay serves every stored one before it
+        evaluates anything new. A strategy that is not a function of its seed (a set's iteration order,
+        which differs between processes, or state kept between instances) diverges this way."""
+        unserved = self.stored_at_start - self.counters.evaluations_replayed
+        if self.diverged or unserved <= 0:
+            return
+        self.diverged = True
+        name = self.config.strategy.name
+        plugin = self.components.toolkit.strategies.plugin_of(name)
+        message = (
+            f"the resumed run parted from the stored one in round {round}: strategy {name!r} (plugin {plugin}) "
+            f"proposed {cand.hash}, which the run never evaluated, while {unserved} of the "
+            f"{self.stored_at_start} stored evaluations were not proposed again; they stay in the store but "
+            "not in this run, and what it evaluates from here is not what the uninterrupted run would have (a "
+            "strategy must be a function of its seed: draw every random number from context.rng and iterate "
+            "in a fixed order, never over a set of hashes, which differs between processes)"
+        )
+        self.warnings.append(message)
+        logging.getLogger("na_toolkit.search").warning(f"warning: {message}")
 
     def replayed(self, cand: Candidate) -> EvaluationRecord | None:
         """The stored evaluation of `cand` when a resumed run already paid for it (counted as replayed)."""

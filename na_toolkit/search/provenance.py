@@ -60,6 +60,9 @@ def component_provenance(components: Components) -> dict[str, Any]:
     }
     if isinstance(config.seed_network, str) and config.seed_network in tk.seeds:
         out["seed"] = _plugin(tk, "seeds", config.seed_network)
+    dataset = components.evaluator_options.get("dataset")  # the config's `dataset`, or the evaluator's option
+    if isinstance(dataset, str) and dataset in tk.datasets:  # a registered one (not a path)
+        out["dataset"] = _plugin(tk, "datasets", dataset)
     for d in config.devices:
         dev: dict[str, Any] = {"time_model": _plugin(tk, "time_models", d.time_model.name)}
         tm = components.time_models.get(d.name)

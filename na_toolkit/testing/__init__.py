@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from ._common import ConformanceError
 from .datasets import DatasetResult, check_dataset
+from .evaluators import EvaluatorResult, check_evaluator
+from .executors import ExecutorResult, check_executor
 from .layers import LayerExampleResult, check_layer_type, default_examples
 from .moves import MoveSeedResult, check_move
 from .predictors import PredictorResult, check_predictor, example_data
@@ -25,6 +27,8 @@ from .timemodels import TimeModelResult, build_time_model, check_time_estimate, 
 __all__ = [
     "ConformanceError",
     "DatasetResult",
+    "EvaluatorResult",
+    "ExecutorResult",
     "LayerExampleResult",
     "MoveSeedResult",
     "PredictorResult",
@@ -33,6 +37,8 @@ __all__ = [
     "TimeModelResult",
     "build_time_model",
     "check_dataset",
+    "check_evaluator",
+    "check_executor",
     "check_layer_type",
     "check_move",
     "check_predictor",

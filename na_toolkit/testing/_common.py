@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -9,6 +10,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
 
 T = TypeVar("T")
+
+#: the option name no component has (the checks that unknown options are refused)
+UNKNOWN_OPTION = "no_such_option_"
 
 
 class ConformanceError(AssertionError):
@@ -45,3 +49,39 @@ def resolve(registry: Registry[T], component: T | str, kind: str) -> tuple[str, 
         return component, registry.get(component)
     name = str(getattr(component, "name", "") or "")
     return name, component
+
+
+def expect_unknown_option_refused(cls: type, options: dict[str, Any], component: str) -> None:
+    """Fail unless the options check a search config gets (`validation.check_options`) refuses an unknown
+    option given to `cls` with an error naming it."""
+    from ..errors import NAToolkitError
+    from ..validation import check_options
+
+    try:
+        check_options(cls, {**options, UNKNOWN_OPTION: 1}, f"{component} options")
+    except NAToolkitError as e:
+        expect(UNKNOWN_OPTION in str(e), component, f"refusing an unknown option, the error does not name it: {e}")
+    else:
+        fail(
+            component,
+            f"accepts the unknown option {UNKNOWN_OPTION!r} (declare an Options model and check the options)",
+        )
+
+
+def resolve_options_class(
+    registry: Registry[Any], component: Any, kind: str, base: type, options: Mapping[str, Any] | None
+) -> tuple[str, Any, str, dict[str, Any]]:
+    """(name, class, label, options) of a component class that takes options (an evaluator, an executor),
+    given by its registered name or as the class: a subclass of `base` named as registered, with a
+    description, refusing an unknown option with an error naming it."""
+    name, cls = resolve(registry, component, kind)
+    label = f"{kind} {name!r}"
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        from ..errors import with_article
+
+        fail(label, f"{cls!r} is not {with_article(base.__name__)} subclass")
+    expect(cls.name == name, label, f"registered as {name!r} but its class attribute `name` is {cls.name!r}")
+    expect(cls.description, label, f"{cls.__name__} has no description: set the class attribute `description`")
+    opts = dict(options or {})
+    expect_unknown_option_refused(cls, opts, label)
+    return name, cls, label, opts

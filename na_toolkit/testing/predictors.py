@@ -4,10 +4,10 @@ docs/predictors.md) as one call: scikit-learn's conventions on architectures, an
 `__init__` stores its keyword parameters and nothing else; `get_params` / `set_params` round trip, an unknown
 parameter is a ValueError, `clone` gives an equal unfitted copy; `predict` before `fit` raises
 NotFittedError; `fit` returns self, leaves the parameters alone and learns attributes ending in `_`;
-`predict` gives one finite value per architecture (none for none), independent of the order and batching of
-the architectures, and the same after refitting a clone; `predict_with_std` gives the same mean and a
-non-negative std (positive somewhere when `has_uncertainty`); a mismatched target is a DataError; `save`
-writes JSON that `load_predictor` turns back into the same predictions.
+`predict` gives one finite value per architecture (none for none), changes after a fit on other targets,
+is independent of the order and batching of the architectures, and the same after refitting a clone;
+`predict_with_std` gives the same mean and a non-negative std (positive somewhere when `has_uncertainty`);
+a mismatched target is a DataError; `save` writes JSON that `load_predictor` turns back into the same predictions.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def check_predictor(
     _close(
         np.asarray(clone_of(p).fit(archs, y).predict(archs)), pred, rtol, label, "a refitted clone predicts otherwise"
     )
+    _check_learns_from_targets(cls, kwargs, archs, y, pred, rtol, label)
     order = np.random.default_rng(0).permutation(len(archs))
     _close(
         p.predict([archs[i] for i in order]),
@@ -150,6 +151,30 @@ def check_predictor(
         fail(label, f"fit of {len(archs)} networks and {len(y) - 1} targets did not raise DataError")
     _check_persistence(p, name, tk, archs, pred, rtol, label)
     return PredictorResult(name, pred, float(p.score(archs, y)))
+
+
+def _check_learns_from_targets(
+    cls: type[Predictor],
+    kwargs: dict[str, Any],
+    archs: list[Architecture],
+    y: np.ndarray,
+    pred: np.ndarray,
+    rtol: float,
+    label: str,
+) -> None:
+    """Refit on the targets pulled halfway to their minimum (the same range, another spread): a predictor
+    that learns from `y` predicts otherwise; one that ignores it (a constant, a formula of the network
+    alone, a `_fit` that stores nothing it uses) predicts the same."""
+    low = float(np.min(y))
+    if not np.ptp(y) > 0:
+        return
+    halved = np.asarray(cls(**kwargs).fit(archs, low + 0.5 * (y - low)).predict(archs), dtype=np.float64)
+    expect(
+        not (halved.shape == pred.shape and np.allclose(halved, pred, rtol=rtol, atol=1e-6)),
+        label,
+        "predicts the same after a fit on other targets (y halved towards its minimum): its predictions must "
+        "come from what fit learned of y (_fit stores it, _predict uses it)",
+    )
 
 
 def _mean_and_std(p: Predictor, archs: list[Architecture], label: str) -> tuple[np.ndarray, np.ndarray]:

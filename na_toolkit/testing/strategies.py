@@ -24,14 +24,11 @@ from ..errors import NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
 from ..search.strategy import Candidate, Score, Strategy
-from ._common import expect, fail, resolve, toolkit_or_default
+from ._common import expect, expect_unknown_option_refused, fail, resolve, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..moves import MoveType
     from ..toolkit import Toolkit
-
-#: the option name no strategy has (the check that unknown options are refused)
-UNKNOWN_OPTION = "no_such_option_"
 
 
 class StrategyCheckContext:
@@ -167,8 +164,6 @@ def check_strategy(
     """Check a strategy class (or its registered name) against the strategy contract; AssertionError
     (`ConformanceError`) naming what broke. Runs `rounds` rounds of ask(n) / tell twice from `seed` on
     `seed_network` with `moves` (default: every move of the toolkit)."""
-    from ..validation import check_options
-
     tk = toolkit_or_default(toolkit)
     name, cls = resolve(tk.strategies, strategy, "strategy")
     where = f"strategy {name!r}"
@@ -177,12 +172,7 @@ def check_strategy(
     expect(own == name and name, where, f"the class's name {own!r} is not its registered name {name!r}")
     expect(bool(getattr(cls, "description", "")), where, "has no description (shown by na-toolkit plugins)")
     options = dict(options or {})
-    try:
-        check_options(cls, {**options, UNKNOWN_OPTION: 1}, f"{where} options")
-    except NAToolkitError as e:
-        expect(UNKNOWN_OPTION in str(e), where, f"refusing an unknown option, the error does not name it: {e}")
-    else:
-        fail(where, f"accepts the unknown option {UNKNOWN_OPTION!r} (declare an Options model and check the options)")
+    expect_unknown_option_refused(cls, options, where)
     seed_arch = tk.seed(seed_network) if isinstance(seed_network, str) else seed_network
     move_types = [tk.moves.get(m) for m in (moves if moves is not None else tk.moves.names())]
     before = _global_rng_state()
