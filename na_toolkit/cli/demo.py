@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .command import Command
+from ._output import notice
+from .command import WORK_FAILED_EXIT, Command
 from .evaluate import resize_arg
 
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return _moves_tour(args)
     from ..search.demo import run_demo
 
-    echo = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else None
+    echo = notice if args.json else None
     result = run_demo(
         args.out or "runs",
         random_seed=args.seed,
@@ -181,7 +182,7 @@ def _moves_tour(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=str))
     if not err <= PARITY_TOL:
         print(f"na-toolkit: error: ONNX Runtime and torch differ by {err:.2e} > {PARITY_TOL:g}", file=sys.stderr)
-        return 2
+        return WORK_FAILED_EXIT
     return 0
 
 

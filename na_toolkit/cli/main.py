@@ -80,9 +80,22 @@ def _configure(p: argparse.ArgumentParser, *, command: Command, toolkit: Toolkit
     )
     _logging_flags(p, argparse.SUPPRESS)
     command.configure(p)
+    _describe_nested(p)
     for nested in _nested_parsers(p):  # `hw calibrate -v`, `bench ir -q`: the flags go after any command
         if "-v" not in nested._option_string_actions and "--log-file" not in nested._option_string_actions:
             _logging_flags(nested, argparse.SUPPRESS)
+
+
+def _describe_nested(parser: argparse.ArgumentParser) -> None:
+    """A subcommand added with a help line only (`arch seeds`) shows it as its own `--help`'s description
+    too, at every depth, rather than a usage line alone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                sub = action.choices[choice.dest]
+                if not sub.description and choice.help:
+                    sub.description = choice.help
+                _describe_nested(sub)
 
 
 def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
