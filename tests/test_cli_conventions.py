@@ -163,3 +163,18 @@ def test_quiet_leaves_a_benchmarks_progress_off_stderr(tmp_path, capsys):
     assert main([*argv, "-q"]) == 0
     quiet = capsys.readouterr()
     assert quiet.err == "" and json.loads(quiet.out)["params"]["repeats"] == 1
+
+
+def test_quiet_leaves_the_progress_bar_off_stderr(tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(
+        'seed_network = "simple-cnn"\nevaluations = 1\nevaluator = "synthetic"\n'
+        '[devices.cpu]\ntime_model = { name = "roofline", options = { device = "x86-cpu" } }\n'
+    )
+    argv = ["search", str(config), "--output", str(tmp_path / "runs"), "--json"]
+    assert main(argv) == 0
+    loud = capsys.readouterr()
+    assert "search:" in loud.err and json.loads(loud.out)  # the bar, on stderr
+    assert main([*argv, "-q"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and json.loads(quiet.out)

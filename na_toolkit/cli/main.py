@@ -328,6 +328,8 @@ def _main(argv: list[str] | None) -> int:
             return 2
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
         logged = True
+        if args.quiet and getattr(args, "no_progress", None) is False:  # -q: errors only, no progress bar
+            args.no_progress = True
         return _exit_code(_run_command(args), args)
     except NAToolkitError as exc:
         from ..errors import ComponentError
