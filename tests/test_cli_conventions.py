@@ -178,3 +178,9 @@ def test_quiet_leaves_the_progress_bar_off_stderr(tmp_path, capsys):
     assert main([*argv, "-q"]) == 0
     quiet = capsys.readouterr()
     assert quiet.err == "" and json.loads(quiet.out)
+
+
+def test_an_option_the_moves_tour_would_ignore_is_refused(capsys):
+    # `demo --move scale --dataset nosuch/` ran the tour (exit 0) and ignored the dataset
+    assert main(["demo", "--move", "scale", "--steps", "1", "--dataset", "nosuch/"]) == 2
+    assert "--dataset and --resize choose the search's data; the --move tour" in capsys.readouterr().err

@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     and a latency budget measured here, print the Pareto table and the run folder (under --out, default
     runs/). With --move, the moves tour below instead (a quick look at a move, e.g. a plugin's)."""
     if args.move:
+        if args.dataset is not None or args.resize is not None:  # the tour trains nothing: it would be ignored
+            from ..errors import ConfigError
+
+            raise ConfigError("--dataset and --resize choose the search's data; the --move tour trains nothing")
         return _moves_tour(args)
     from ..search.demo import run_demo
 
