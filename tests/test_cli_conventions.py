@@ -92,7 +92,22 @@ def test_a_failed_parity_check_exits_1_not_2(tmp_path, capsys):
     [
         (["arch", "export", "simple-cnn", "--onnx", "{f}"], "table.csv", ".onnx"),
         (["arch", "import", "{model}", "--out", "{f}"], "search.toml", ".json"),
-        (["predict", "fit", "--data", "{data}", "--target", "accuracy", "--out", "{f}"], "notes.txt", ".json"),
+        (
+            [
+                "predict",
+                "fit",
+                "--data",
+                "{data}",
+                "--target",
+                "accuracy",
+                "--predictor",
+                "bayesian-ridge",
+                "--out",
+                "{f}",
+            ],
+            "notes.txt",
+            ".json",
+        ),
         (["bench", "ir", "--repeats", "1", "--networks", "1", "--out", "{f}"], "search.toml", ".json"),
     ],
     ids=["arch-export", "arch-import", "predict-fit", "bench"],
@@ -102,9 +117,11 @@ def test_an_output_is_not_written_over_a_file_of_another_kind(tmp_path, capsys, 
     target = tmp_path / kept
     target.write_text("precious = 1\n")
     model = tmp_path / "m.onnx"
-    assert main(["arch", "export", "simple-cnn", "--onnx", str(model)]) == 0
+    if "{model}" in argv:
+        assert main(["arch", "export", "simple-cnn", "--onnx", str(model)]) == 0
     data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"arch": s, "accuracy": a}) + "\n" for s, a in [("simple-cnn", 0.5)] * 3))
+    rows = [("simple-cnn", 0.5), ("resnet-cifar", 0.6), ("mobilenetv2-cifar", 0.55)]
+    data.write_text("".join(json.dumps({"arch": s, "accuracy": a}) + "\n" for s, a in rows))
     capsys.readouterr()
     values = {"f": str(target), "model": str(model), "data": str(data)}
     assert main([a.format(**values) for a in argv]) == 2
@@ -184,3 +201,13 @@ def test_an_option_the_moves_tour_would_ignore_is_refused(capsys):
     # `demo --move scale --dataset nosuch/` ran the tour (exit 0) and ignored the dataset
     assert main(["demo", "--move", "scale", "--steps", "1", "--dataset", "nosuch/"]) == 2
     assert "--dataset and --resize choose the search's data; the --move tour" in capsys.readouterr().err
+
+
+def test_quiet_hides_the_warnings_said_while_the_plugins_load(monkeypatch, capsys):
+    monkeypatch.setenv("NA_TOOLKIT_DISABLE_PLUGINS", "nosuchplug")  # a name no plugin has: a warning
+    assert main(["hw", "list"]) == 0
+    assert "plugin nosuchplug: named in NA_TOOLKIT_DISABLE_PLUGINS" in capsys.readouterr().err
+    for argv in (["hw", "list", "-q"], ["-q", "hw", "list"]):
+        assert main(argv) == 0
+        quiet = capsys.readouterr()
+        assert quiet.err == "" and "x86-cpu" in quiet.out

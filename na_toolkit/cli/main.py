@@ -27,7 +27,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stderr
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -317,8 +317,12 @@ def _main(argv: list[str] | None) -> int:
     strict = "--strict-plugins" in argv
     logged = False  # the --log-file handlers are this call's once it configured logging
     try:
-        toolkit = _load(strict)
-        parser = build_parser(toolkit, strict)
+        # -q: errors only, from the start: a broken plugin's warning, said before the command line is parsed,
+        # is not shown either (an error, with --strict-plugins, is raised and said below as ever)
+        quiet = "-q" in argv or "--quiet" in argv
+        with open(os.devnull, "w") if quiet else nullcontext(sys.stderr) as warnings_to, redirect_stderr(warnings_to):
+            toolkit = _load(strict)
+            parser = build_parser(toolkit, strict)
         args, extras = parser.parse_known_args(argv)
         if extras:  # said by the command's own parser (its usage, its options), not the top level's
             _unrecognized(_innermost(parser, args), extras)
