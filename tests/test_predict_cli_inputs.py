@@ -51,7 +51,8 @@ def test_a_wrong_architecture_among_several_is_named(files, run_cli):
     first, second = [float(line.split()[0]) for line in ok.stdout.splitlines()]
     assert first == pytest.approx(second)  # the IR JSON and its ONNX export are one network
     res = run_cli("predict", best / "arch.json", best / "preprocessing.json", "--model", model)
-    assert res.returncode == 2 and f"ARCH '{best / 'preprocessing.json'}': not an architecture" in res.stderr
+    said = f"architecture file '{best / 'preprocessing.json'}': not an architecture"
+    assert res.returncode == 2 and said in res.stderr
     # torch weights were read as text: "not UTF-8 text ...; save it as UTF-8"
     res = run_cli("predict", best / "model.pt", "--model", model)
     assert res.returncode == 2 and "is a torch weights file, not an architecture" in res.stderr

@@ -9,7 +9,9 @@ none), never a half-written one.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,14 +25,23 @@ def check_out(
     error: type[NAToolkitError] = ConfigError,
     make_folders: bool = True,
     inputs: Iterable[str | os.PathLike[str]] = (),
+    suffixes: tuple[str, ...] = (),
 ) -> Path:
     """`path` as a Path once it is known to be writable; else `error` in one line naming it. `make_folders`:
     a missing folder is made on write (else it must exist). `inputs`: files the command reads, which the
-    output must not be (a path that is no existing file is skipped: a seed name, say)."""
+    output must not be (a path that is no existing file is skipped: a seed name, say). `suffixes`: the
+    kinds of file the command writes (".onnx"): an existing file of another kind (a config, a CSV) is
+    refused rather than overwritten, one of the same kind is replaced (a command run again)."""
     p = Path(path)
     what = f"cannot write {option} {str(p)!r}"
     if p.is_dir():
         raise error(f"{what}: it is a folder; give a file path")
+    if suffixes and p.is_file() and p.suffix.lower() not in suffixes:
+        kinds = " or ".join(suffixes)
+        raise error(
+            f"{what}: it is an existing file that is not a {kinds} file, which this command would overwrite; "
+            f"give a {kinds} path (or remove the file first)"
+        )
     for source in inputs:
         if p.exists() and Path(source).is_file() and os.path.samefile(p, source):
             raise error(f"{what}: it is the input {str(source)!r}, which would be overwritten; give another path")
@@ -66,3 +77,19 @@ def atomic_out(path: str | os.PathLike[str], make_folders: bool = True) -> Itera
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def warn(text: str) -> None:
+    """A `na-toolkit: warning: TEXT` line on stderr through logging: `-q` hides it, `--log-file` keeps it."""
+    logging.getLogger("na_toolkit").warning("warning: %s", text)
+
+
+def notice(text: str) -> None:
+    """A progress line (`calibrating ...`, `wrote PATH`) on stderr, as it is, unless `-q` (errors only):
+    stdout holds only the command's answer."""
+    quiet = any(
+        getattr(h, "_na_toolkit_cli", False) and not isinstance(h, logging.FileHandler) and h.level > logging.WARNING
+        for h in logging.getLogger("na_toolkit").handlers
+    )
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)

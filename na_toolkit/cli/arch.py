@@ -17,7 +17,7 @@ from ..errors import ArchitectureError, ConfigError, UnknownComponentError
 from ..ir.layers import REQUIRED
 from ._format import render_table, shape_str
 from ._output import atomic_out, check_out
-from .command import Command
+from .command import WORK_FAILED_EXIT, Command
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
@@ -160,11 +160,12 @@ def _error(message: str) -> int:
     return 2
 
 
-def _writable(path: str, source: str) -> str | None:
+def _writable(path: str, source: str, suffix: str) -> str | None:
     """The one-line reason `path` cannot be written, checked before the work (None: it can). `source`: the
-    file the command reads, which the output must not overwrite."""
+    file the command reads, which the output must not overwrite; `suffix`: the kind of file written (an
+    existing file of another kind is not overwritten)."""
     try:
-        check_out(path, "output", make_folders=False, inputs=[source])
+        check_out(path, "output", make_folders=False, inputs=[source], suffixes=(suffix,))
     except ConfigError as exc:
         return str(exc)
     return None
@@ -248,7 +249,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size} (use --dynamic-batch for a symbolic batch)")
     batch = None if args.dynamic_batch else args.batch_size
-    problem = _writable(args.onnx, args.arch)  # before the export and the parity check, not after them
+    problem = _writable(args.onnx, args.arch, ".onnx")  # before the export and the parity check, not after them
     if problem:
         return _error(problem)
     max_abs_err = None
@@ -291,15 +292,16 @@ def run_export(args: argparse.Namespace) -> int:
         )
         if max_abs_err is not None:
             print(f"ONNX Runtime vs torch: max abs error {max_abs_err:.2e} (tolerance {PARITY_TOL:g})")
-    if max_abs_err is not None and not max_abs_err <= PARITY_TOL:
-        return _error(f"ONNX Runtime and torch differ by {max_abs_err:.2e} > {PARITY_TOL:g}")
+    if max_abs_err is not None and not max_abs_err <= PARITY_TOL:  # the input was fine: the check failed
+        _error(f"ONNX Runtime and torch differ by {max_abs_err:.2e} > {PARITY_TOL:g}")
+        return WORK_FAILED_EXIT
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
     from ..ir.onnx_import import from_onnx
 
-    problem = _writable(args.out, args.model)
+    problem = _writable(args.out, args.model, ".json")
     if problem:
         return _error(problem)
     arch = from_onnx(args.model, layer_types=args.toolkit.layer_types)
@@ -343,17 +345,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     batch = p.add_mutually_exclusive_group()  # a static and a symbolic batch contradict each other
     batch.add_argument("--batch-size", type=int, default=1, help="static batch dimension (default 1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension instead")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.add_argument(
         "--check",
         action="store_true",
-        help="use the torch build's weights and compare ONNX Runtime with torch (exit 2 past 1e-4)",
+        help="use the torch build's weights and compare ONNX Runtime with torch (exit 1 past a max abs error of 1e-4)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(_arch_run=run_export)
 
     p = sub.add_parser("import", help="read an ONNX model into an architecture JSON")
-    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file to read")
     p.add_argument("--out", required=True, metavar="FILE.json", help="architecture JSON to write")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(_arch_run=run_import)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownComponentError
 from ..files import looks_like_path, path_exists, strict_json_text, write_text_atomic
-from ._output import check_out
+from ._output import check_out, notice
 from .command import Command, plugin_crashes, sets_up
 
 if TYPE_CHECKING:
@@ -62,8 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name, benchmark in toolkit.benchmarks.items():
         setup = functools.partial(_configure_one, name=name, configure=benchmark.configure)
         if sets_up(f"benchmark {name!r}", toolkit.benchmarks.plugin_of(name), setup, toolkit, strict):
-            text = _argparse_text(benchmark.help)
-            setup(sub.add_parser(name, help=text, description=text))
+            # the help line is %-formatted by argparse, the description is not (it would show "%%")
+            setup(sub.add_parser(name, help=_argparse_text(benchmark.help), description=benchmark.help))
 
 
 def _configure_one(p: argparse.ArgumentParser, *, name: str, configure: Any) -> None:
@@ -75,6 +75,8 @@ def _configure_one(p: argparse.ArgumentParser, *, name: str, configure: Any) -> 
 
 #: options of the benchmarks that name a file written at the end, and whether a missing folder is made for it
 OUTPUTS = {"out": False, "plot": False, "dump": False, "profile_out": True}
+#: the kind of file each writes: an existing file of another kind (a config, a table) is not overwritten
+OUTPUT_SUFFIXES = {"out": (".json",), "plot": (".png",), "dump": (".json",), "profile_out": (".json",)}
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -86,7 +88,8 @@ def check_outputs(args: argparse.Namespace) -> None:
         path = getattr(args, name, None)
         if not isinstance(path, str) or not path:
             continue
-        check_out(path, "--" + name.replace("_", "-"), ConfigError, make_folders=make_folders, inputs=inputs)
+        option, suffixes = "--" + name.replace("_", "-"), OUTPUT_SUFFIXES[name]
+        check_out(path, option, ConfigError, make_folders=make_folders, inputs=inputs, suffixes=suffixes)
     chosen = [(k, os.path.abspath(v)) for k in OUTPUTS if isinstance(v := getattr(args, k, None), str) and v]
     for i, (a, pa) in enumerate(chosen):
         for b, pb in chosen[i + 1 :]:
@@ -148,9 +151,14 @@ def run(args: argparse.Namespace) -> int:
         raise UnknownComponentError("benchmark", args.bench, toolkit.benchmarks.names())
     check_outputs(args)
     # stdout holds only the answer: what libraries print while the benchmark runs (Ray's driver prints its
-    # raylet's warnings on stdout) goes to stderr
+    # raylet's warnings on stdout) goes to stderr; with -q (errors only) its progress lines go nowhere (an
+    # error still ends it as one line, and warnings go through logging, whose handler keeps the real stderr)
     what, plugin = f"benchmark {args.bench!r}", toolkit.benchmarks.plugin_of(args.bench)
-    with contextlib.redirect_stdout(sys.stderr), plugin_crashes(toolkit, plugin, what):
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(open(os.devnull, "w")) if getattr(args, "quiet", False) else sys.stderr
+        stack.enter_context(contextlib.redirect_stdout(progress))
+        stack.enter_context(contextlib.redirect_stderr(progress))
+        stack.enter_context(plugin_crashes(toolkit, plugin, what))
         figures = toolkit.benchmarks.get(args.bench).run(args, toolkit)
     result = {
         **figures,
@@ -161,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     text = _json(result, indent=2)
     if args.out:
         write_text_atomic(Path(args.out), text + "\n")
+        notice(f"na-toolkit: wrote {args.out}")  # stderr: stdout holds the figures only
     if args.json:
         print(text)
     else:

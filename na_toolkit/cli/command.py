@@ -49,6 +49,9 @@ def sets_up(
 
 #: the exit status of a plugin's command or benchmark that raised an error of its own (bad input is 2)
 PLUGIN_CRASH_EXIT = 3
+#: the exit status of a command whose input was fine but whose work failed its own check (`arch export
+#: --check`: ONNX Runtime and torch differ); docs/cli.md, "Exit status"
+WORK_FAILED_EXIT = 1
 
 
 class PluginCommandCrash(PluginError):

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .command import Command
+from ._output import notice
+from .command import WORK_FAILED_EXIT, Command
 from .evaluate import resize_arg
 
 
@@ -62,10 +63,14 @@ def run(args: argparse.Namespace) -> int:
     and a latency budget measured here, print the Pareto table and the run folder (under --out, default
     runs/). With --move, the moves tour below instead (a quick look at a move, e.g. a plugin's)."""
     if args.move:
+        if args.dataset is not None or args.resize is not None:  # the tour trains nothing: it would be ignored
+            from ..errors import ConfigError
+
+            raise ConfigError("--dataset and --resize choose the search's data; the --move tour trains nothing")
         return _moves_tour(args)
     from ..search.demo import run_demo
 
-    echo = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else None
+    echo = notice if args.json else None
     result = run_demo(
         args.out or "runs",
         random_seed=args.seed,
@@ -181,7 +186,7 @@ def _moves_tour(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=str))
     if not err <= PARITY_TOL:
         print(f"na-toolkit: error: ONNX Runtime and torch differ by {err:.2e} > {PARITY_TOL:g}", file=sys.stderr)
-        return 2
+        return WORK_FAILED_EXIT
     return 0
 
 

@@ -244,7 +244,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from ..timemodels.calibrate import calibrate_hardware
     from ..timemodels.devices import torch_device
     from ..timemodels.hwmodel import hardware_model_toml, read_hardware_model, save_hardware_model
-    from ._output import check_out
+    from ._output import check_out, notice
 
     if args.repeats < 1:
         raise HardwareError(f"--repeats must be >= 1, got {args.repeats}")
@@ -252,16 +252,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     if out is not None and out.suffix != ".toml":
         raise HardwareError(f"--out {out}: a hardware model file must end in .toml")
     if out is not None:
-        check_out(out, "--out", HardwareError)  # before the calibration, not after it (it takes a while)
+        # before the calibration, not after it (it takes a while)
+        check_out(out, "--out", HardwareError, suffixes=(".toml",))
     torch_device(args.device)  # an unknown device fails here, before any progress line
-    print(
-        f"na-toolkit: calibrating {args.device}: matrix product, copy bandwidth, launch overhead ...", file=sys.stderr
-    )
+    notice(f"na-toolkit: calibrating {args.device}: matrix product, copy bandwidth, launch overhead ...")
     model = calibrate_hardware(args.device, name=out.stem if out else args.name, repeats=args.repeats)
     if out is not None:
         save_hardware_model(model, out)
         model = read_hardware_model(out)
-        print(f"na-toolkit: wrote {out}", file=sys.stderr)
+        notice(f"na-toolkit: wrote {out}")
     if args.json:
         print(json.dumps(_model_json(model), indent=2))
     elif out is None:

@@ -27,7 +27,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stderr
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -80,9 +80,22 @@ def _configure(p: argparse.ArgumentParser, *, command: Command, toolkit: Toolkit
     )
     _logging_flags(p, argparse.SUPPRESS)
     command.configure(p)
+    _describe_nested(p)
     for nested in _nested_parsers(p):  # `hw calibrate -v`, `bench ir -q`: the flags go after any command
         if "-v" not in nested._option_string_actions and "--log-file" not in nested._option_string_actions:
             _logging_flags(nested, argparse.SUPPRESS)
+
+
+def _describe_nested(parser: argparse.ArgumentParser) -> None:
+    """A subcommand added with a help line only (`arch seeds`) shows it as its own `--help`'s description
+    too, at every depth, rather than a usage line alone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                sub = action.choices[choice.dest]
+                if not sub.description and choice.help:
+                    sub.description = choice.help
+                _describe_nested(sub)
 
 
 def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
@@ -304,8 +317,12 @@ def _main(argv: list[str] | None) -> int:
     strict = "--strict-plugins" in argv
     logged = False  # the --log-file handlers are this call's once it configured logging
     try:
-        toolkit = _load(strict)
-        parser = build_parser(toolkit, strict)
+        # -q: errors only, from the start: a broken plugin's warning, said before the command line is parsed,
+        # is not shown either (an error, with --strict-plugins, is raised and said below as ever)
+        quiet = "-q" in argv or "--quiet" in argv
+        with open(os.devnull, "w") if quiet else nullcontext(sys.stderr) as warnings_to, redirect_stderr(warnings_to):
+            toolkit = _load(strict)
+            parser = build_parser(toolkit, strict)
         args, extras = parser.parse_known_args(argv)
         if extras:  # said by the command's own parser (its usage, its options), not the top level's
             _unrecognized(_innermost(parser, args), extras)
@@ -315,6 +332,8 @@ def _main(argv: list[str] | None) -> int:
             return 2
         configure_logging(args.verbose or 0, bool(args.quiet), args.log_file)
         logged = True
+        if args.quiet and getattr(args, "no_progress", None) is False:  # -q: errors only, no progress bar
+            args.no_progress = True
         return _exit_code(_run_command(args), args)
     except NAToolkitError as exc:
         from ..errors import ComponentError

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, DataError, NAToolkitError
 from ..files import parse_json, path_exists, read_text
 from ..validation import is_finite_number
-from ._output import atomic_out, check_out
+from ._output import atomic_out, check_out, warn
 from .command import Command
 
 if TYPE_CHECKING:
@@ -183,10 +183,7 @@ def _training_data(
             ys.append(rec[args.target])
             row_datasets.append(rec.get("dataset"))
         if failed:
-            print(
-                f"na-toolkit: warning: --data {args.data}: left out {failed} failed evaluation(s) (no {args.target})",
-                file=sys.stderr,
-            )
+            warn(f"--data {args.data}: left out {failed} failed evaluation(s) (no {args.target})")
         if not archs:
             raise DataError(f"--data {args.data}: no line has {args.target!r} to fit on")
         per_row = None
@@ -234,7 +231,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("predict fit needs --out MODEL.json")
     # before the fit: an unwritable --out never throws a fitted model away, nor overwrites the data it read
-    check_out(args.out, inputs=[args.data] if args.data else [])
+    check_out(args.out, inputs=[args.data] if args.data else [], suffixes=(".json",))
     params = _parse_params(args.param)
     model = make_predictor(args.predictor, params, args.toolkit)
     if model.get_params().get("random_state", 0) is None:  # as a search seeds it with its random_seed: a
@@ -299,11 +296,10 @@ def run_predict(args: argparse.Namespace) -> int:
     trained = getattr(model, "trained_datasets_", [])
     descriptor = _descriptor(args.dataset, args, "--dataset") if args.dataset is not None else None
     if descriptor is not None and not trained:
-        print(
-            f"na-toolkit: warning: {args.model} was fit without a dataset (it records none), so --dataset "
+        warn(
+            f"{args.model} was fit without a dataset (it records none), so --dataset "
             f"{args.dataset} changes none of its predictions: they are for the data it was fit on; fit with "
-            "--dataset (or --data lines naming theirs) for a predictor that knows its dataset",
-            file=sys.stderr,
+            "--dataset (or --data lines naming theirs) for a predictor that knows its dataset"
         )
     if descriptor is None and len(trained) > 1:
         raise ConfigError(
@@ -326,13 +322,12 @@ def run_predict(args: argparse.Namespace) -> int:
     learned = f"{model.n_train_} networks of {target or 'its target'}"
     for r in rows:
         if r["outside_training_domain"]:
-            print(
-                f"na-toolkit: warning: {r['arch']} lies outside what the predictor was trained on "
-                f"({learned}): {'; '.join(r['outside_training_domain'])}; the prediction is an extrapolation",
-                file=sys.stderr,
+            warn(
+                f"{r['arch']} lies outside what the predictor was trained on "
+                f"({learned}): {'; '.join(r['outside_training_domain'])}; the prediction is an extrapolation"
             )
         for note in r["clipped"]:
-            print(f"na-toolkit: warning: {r['arch']}: {note}", file=sys.stderr)
+            warn(f"{r['arch']}: {note}")
     if args.json:
         doc = {"predictor": model.name, "target": target, "unit": unit or None, "predictions": rows}
         doc["valid_range"] = None if model.target is None else [model.target.low, model.target.high]
@@ -340,10 +335,9 @@ def run_predict(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     if not unit:
-        print(
-            f"na-toolkit: warning: {args.model} records no unit for {target or 'its target'} (nothing defines it); "
-            "refit with `predict fit --unit UNIT` to have one",
-            file=sys.stderr,
+        warn(
+            f"{args.model} records no unit for {target or 'its target'} (nothing defines it); "
+            "refit with `predict fit --unit UNIT` to have one"
         )
     shown = f" {unit}" if unit and unit != FRACTION else " (fraction)" if unit else ""
     for r in rows:

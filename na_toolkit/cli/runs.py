@@ -106,6 +106,11 @@ def list_runs(folder: Path) -> list[dict[str, Any]]:
 
     if (folder / STORE_FILE).is_file():
         return [describe_run(folder)]
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(
+            f"{str(folder)!r} is a file, not a folder of runs; give the folder your searches write runs into "
+            "(output) or a run folder"
+        )
     if not folder.is_dir():
         raise StoreError(f"no folder {str(folder)!r}; give the folder your searches write runs into (output)")
     rows = [describe_run(p) for p in sorted(folder.iterdir()) if (p / STORE_FILE).is_file()]

@@ -43,7 +43,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..search.whatif import run_whatif
     from ..search.whatif_report import whatif_text, write_whatif_outputs
-    from ._output import check_out
+    from ._output import check_out, notice
 
     if args.out is not None:  # before the searches: a writable place
         check_out(Path(args.out) / "whatif.json", option="--out")
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
         args.vary,
         toolkit=args.toolkit,
         overrides={k: v for k, v in overrides.items() if v is not None} or None,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=notice,
     )
     doc = result.to_json()
     if args.out is not None:

@@ -416,7 +416,10 @@ class Architecture:
         """Read an architecture JSON file (what `save` writes); `layer_types`: `toolkit.layer_types`, or
         `builtin_layer_types()` without a toolkit. A missing or malformed file is an ArchitectureError."""
         text = read_text(path, "architecture file", ArchitectureError)
-        return cls.loads(text, layer_types=layer_types)
+        try:
+            return cls.loads(text, layer_types=layer_types)
+        except ArchitectureError as exc:  # which file: a CSV or a profile given where an architecture goes
+            raise ArchitectureError(f"architecture file {str(path)!r}: {exc}") from None
 
     def save(self, path: Any) -> None:
         """Write the architecture as JSON to `path` (`Architecture.load` reads it back; no weights)."""

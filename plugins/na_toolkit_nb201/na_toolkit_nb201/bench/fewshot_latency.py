@@ -35,7 +35,9 @@ NO_PRIOR = "no_prior"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="all", help="lat_<name>, a comma-separated list, or 'all' (HELP's six)")
     parser.add_argument("--samples", type=int, default=20, help="measurements on the target device")
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--seeds", type=int, default=10, help="random draws of the N measured cells, seeds 0..N-1 (default 10)"
+    )
     parser.add_argument("--table", default=None, help="an NB201 table CSV (default: the plugin's)")
     parser.add_argument("--exclude", default="", help="devices also held out of the prior (comma-separated)")
     parser.add_argument(

@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--train", type=int, default=100, help="training cells per seed")
     parser.add_argument("--test", type=int, default=1000, help="test cells per seed")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="random train/test draws, seeds 0..N-1 (default 5)")
     parser.add_argument("--table", default=None, help="an NB201 table CSV (default: the plugin's)")
     parser.add_argument("--predictors", default=None, help="comma-separated predictor names (default: all registered)")
     parser.add_argument(
@@ -53,7 +53,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="run the neural predictor on the first N seeds only (it trains an LSTM; default: all)",
     )
     parser.add_argument("--neural-epochs", type=int, default=None, help="override the neural predictor's epochs")
-    parser.add_argument("--throughput-archs", type=int, default=1000)
+    parser.add_argument(
+        "--throughput-archs",
+        type=int,
+        default=1000,
+        help="architectures predicted to time predictions per second (default 1000)",
+    )
 
 
 def default_train_target(target: str) -> str:

@@ -1,5 +1,6 @@
-"""Transfer across datasets through dataset descriptors: ImageNet16-120 accuracy ranking from a few of its
-cells plus other datasets' columns.
+"""Transfer across datasets through dataset descriptors: ImageNet16-120 ranked from a few of its cells.
+
+The ranking comes from a few of the target's cells plus other datasets' columns.
 
 Per seed, `--target-cells` cells are drawn at random with their ImageNet16-120 validation accuracy (what a
 search on that dataset would have evaluated); the rest of the table (or `--test` of it) is the test set,
@@ -53,7 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--source-cells", type=int, default=1000, help="random cells of each source dataset's validation column"
     )
     parser.add_argument("--test", type=int, default=0, help="test cells (0: every cell not drawn as a target cell)")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="random draws of the target cells, seeds 0..N-1 (default 5)"
+    )
     parser.add_argument("--epochs", type=int, default=200, choices=(200, 12), help="which NB201 columns")
     parser.add_argument("--predictor", default=DEFAULT_PREDICTOR, help="registered predictor name")
     parser.add_argument("--n-estimators", type=int, default=None, help="trees of the predictor (default: its own)")

@@ -1,0 +1,213 @@
+"""The conventions every `na-toolkit` command keeps (docs/cli.md), checked over the commands the parser has
+(built-ins, plugin commands and every benchmark of `bench`), not a list written here: a description and
+option help for `--help`, `--help` exiting 0, the exit status table, `-q` leaving only errors on stderr,
+and no output written over a file of another kind."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from conftest import default_toolkit
+from na_toolkit.cli.main import build_parser, main
+
+
+@pytest.fixture(autouse=True)
+def _quiet_again():
+    yield
+    logging.getLogger("na_toolkit").setLevel(logging.WARNING)  # main configured it for this process
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    """(path, parser) of every command and subcommand below `parser`, at every depth."""
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += [((*path, name), sub), *_commands(sub, (*path, name))]
+    return out
+
+
+COMMANDS = _commands(build_parser(default_toolkit()))
+
+
+def test_every_command_has_a_description_and_every_option_a_help():
+    assert len(COMMANDS) > 30 and (("bench", "ir") in dict(COMMANDS)) and (("arch", "seeds") in dict(COMMANDS))
+    missing = []
+    for path, parser in COMMANDS:
+        name = " ".join(path)
+        description = (parser.description or "").strip()  # type: ignore[attr-defined]
+        if not description or "%%" in description:  # "%%": argparse's escape, shown as it is in a description
+            missing.append(f"{name}: description {description!r}")
+        for action in parser._actions:  # type: ignore[attr-defined]
+            if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction) and not action.help:
+                missing.append(f"{name}: {'/'.join(action.option_strings) or action.dest} has no help")
+    assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=" ".join)
+def test_every_commands_help_exits_0_with_its_description(path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*path, "--help"])
+    assert exit_.value.code == 0
+    captured = capsys.readouterr()
+    description = dict(COMMANDS)[path].description  # type: ignore[attr-defined]
+    assert " ".join(description.split()[:4]) in " ".join(captured.out.split())
+    assert captured.err == ""
+
+
+def _inf_network(path: Path) -> Path:
+    """A valid architecture whose output overflows float32 (140 doublings): ONNX Runtime and torch both give
+    inf, whose difference is NaN, so `--check` fails on a network that is no bad input."""
+    nodes = [{"id": "c", "type": "conv2d", "attrs": {"filters": 2, "kernel": 1}, "inputs": ["input"]}]
+    for i in range(140):
+        prev = nodes[-1]["id"]
+        nodes.append({"id": f"a{i}", "type": "add", "attrs": {}, "inputs": [prev, prev]})
+    nodes += [
+        {"id": "g", "type": "global_avg_pool", "attrs": {}, "inputs": [nodes[-1]["id"]]},
+        {"id": "f", "type": "flatten", "attrs": {}, "inputs": ["g"]},
+        {"id": "l", "type": "linear", "attrs": {"units": 2}, "inputs": ["f"]},
+    ]
+    doc = {"schema_version": 1, "name": "inf", "input_shape": [1, 2, 2], "output": "l", "nodes": nodes}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_failed_parity_check_exits_1_not_2(tmp_path, capsys):
+    # the input is fine (exit 2 would say to fix it): the work's own check failed
+    arch = _inf_network(tmp_path / "inf.json")
+    assert main(["arch", "export", str(arch), "--onnx", str(tmp_path / "inf.onnx"), "--check", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["arch"] == str(arch)
+    assert captured.err.strip().splitlines() == [captured.err.strip()]
+    assert captured.err.startswith("na-toolkit: error: ONNX Runtime and torch differ by nan")
+
+
+@pytest.mark.parametrize(
+    ("argv", "kept", "kind"),
+    [
+        (["arch", "export", "simple-cnn", "--onnx", "{f}"], "table.csv", ".onnx"),
+        (["arch", "import", "{model}", "--out", "{f}"], "search.toml", ".json"),
+        (
+            [
+                "predict",
+                "fit",
+                "--data",
+                "{data}",
+                "--target",
+                "accuracy",
+                "--predictor",
+                "bayesian-ridge",
+                "--out",
+                "{f}",
+            ],
+            "notes.txt",
+            ".json",
+        ),
+        (["bench", "ir", "--repeats", "1", "--networks", "1", "--out", "{f}"], "search.toml", ".json"),
+    ],
+    ids=["arch-export", "arch-import", "predict-fit", "bench"],
+)
+def test_an_output_is_not_written_over_a_file_of_another_kind(tmp_path, capsys, argv, kept, kind):
+    # before, each replaced the file with its ONNX model / JSON: a config or a table lost to a typo
+    target = tmp_path / kept
+    target.write_text("precious = 1\n")
+    model = tmp_path / "m.onnx"
+    if "{model}" in argv:
+        assert main(["arch", "export", "simple-cnn", "--onnx", str(model)]) == 0
+    data = tmp_path / "d.jsonl"
+    rows = [("simple-cnn", 0.5), ("resnet-cifar", 0.6), ("mobilenetv2-cifar", 0.55)]
+    data.write_text("".join(json.dumps({"arch": s, "accuracy": a}) + "\n" for s, a in rows))
+    capsys.readouterr()
+    values = {"f": str(target), "model": str(model), "data": str(data)}
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(target)!r}: it is an existing file that is not a {kind} file" in err, err
+    assert target.read_text() == "precious = 1\n"
+    # a file of the kind the command writes is replaced, as a command run again does
+    same = tmp_path / f"again{kind}"
+    same.write_bytes(b"old")
+    if argv[0] != "bench":  # (the benchmark itself is not run again here)
+        assert main([a.format(**{**values, "f": str(same)}) for a in argv]) == 0
+        assert same.read_bytes() != b"old"
+
+
+def test_quiet_leaves_warnings_off_stderr_and_json_on_stdout(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    rows = [("simple-cnn", 0.5), ("resnet-cifar", 0.6), ("nb201", 0.55)]
+    data.write_text("".join(json.dumps({"arch": s, "accuracy": a}) + "\n" for s, a in rows))
+    model = tmp_path / "p.json"
+    fit = ["predict", "fit", "--data", str(data), "--target", "accuracy", "--predictor", "bayesian-ridge"]
+    assert main([*fit, "--out", str(model)]) == 0
+    capsys.readouterr()
+    # mobilenetv2-cifar is far from the three: a warning that the prediction is an extrapolation
+    assert main(["predict", "mobilenetv2-cifar", "--model", str(model), "--json"]) == 0
+    loud = capsys.readouterr()
+    assert json.loads(loud.out)["predictions"][0]["outside_training_domain"]
+    assert "na-toolkit: warning: mobilenetv2-cifar lies outside what the predictor was trained on" in loud.err
+    assert main(["predict", "mobilenetv2-cifar", "--model", str(model), "--json", "-q"]) == 0
+    quiet = capsys.readouterr()
+    assert json.loads(quiet.out) == json.loads(loud.out) and quiet.err == ""
+
+
+def test_an_architecture_file_of_another_kind_is_named_in_the_error(tmp_path, capsys):
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    assert main(["arch", "show", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"na-toolkit: error: architecture file {str(table)!r}: malformed architecture JSON")
+    assert err.count("\n") == 1
+
+
+def test_runs_of_a_file_says_it_is_no_folder(tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text("x = 1\n")
+    assert main(["runs", str(config)]) == 2
+    assert f"{str(config)!r} is a file, not a folder of runs" in capsys.readouterr().err
+
+
+def test_quiet_leaves_a_benchmarks_progress_off_stderr(tmp_path, capsys):
+    argv = ["bench", "ir", "--repeats", "1", "--seconds", "0.05", "--networks", "1", "--walk-length", "2", "--json"]
+    argv += ["--out", str(tmp_path / "ir.json")]
+    assert main(argv) == 0
+    loud = capsys.readouterr()
+    assert "bench ir: moves window 1/1" in loud.err and json.loads(loud.out)["params"]["repeats"] == 1
+    assert f"na-toolkit: wrote {tmp_path / 'ir.json'}" in loud.err  # where it wrote, off stdout
+    assert main([*argv, "-q"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and json.loads(quiet.out)["params"]["repeats"] == 1
+
+
+def test_quiet_leaves_the_progress_bar_off_stderr(tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(
+        'seed_network = "simple-cnn"\nevaluations = 1\nevaluator = "synthetic"\n'
+        '[devices.cpu]\ntime_model = { name = "roofline", options = { device = "x86-cpu" } }\n'
+    )
+    argv = ["search", str(config), "--output", str(tmp_path / "runs"), "--json"]
+    assert main(argv) == 0
+    loud = capsys.readouterr()
+    assert "search:" in loud.err and json.loads(loud.out)  # the bar, on stderr
+    assert main([*argv, "-q"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and json.loads(quiet.out)
+
+
+def test_an_option_the_moves_tour_would_ignore_is_refused(capsys):
+    # `demo --move scale --dataset nosuch/` ran the tour (exit 0) and ignored the dataset
+    assert main(["demo", "--move", "scale", "--steps", "1", "--dataset", "nosuch/"]) == 2
+    assert "--dataset and --resize choose the search's data; the --move tour" in capsys.readouterr().err
+
+
+def test_quiet_hides_the_warnings_said_while_the_plugins_load(monkeypatch, capsys):
+    monkeypatch.setenv("NA_TOOLKIT_DISABLE_PLUGINS", "nosuchplug")  # a name no plugin has: a warning
+    assert main(["hw", "list"]) == 0
+    assert "plugin nosuchplug: named in NA_TOOLKIT_DISABLE_PLUGINS" in capsys.readouterr().err
+    for argv in (["hw", "list", "-q"], ["-q", "hw", "list"]):
+        assert main(argv) == 0
+        quiet = capsys.readouterr()
+        assert quiet.err == "" and "x86-cpu" in quiet.out
