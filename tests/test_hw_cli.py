@@ -81,7 +81,8 @@ def test_show_tells_what_a_device_profile_measured(run_cli):
 
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path):
     line = run_cli("hw", "show", "h100").error_line()
-    assert "unknown hardware model 'h100'" in line and "h100-sxm" in line and "x86-cpu" in line
+    assert "unknown hardware model or device profile 'h100'" in line
+    assert "Did you mean 'h100-sxm'" in line and "x86-cpu" in line and "'./h100'" in line
     # a .json that is not a profile is named as such, not as a hardware model with bad TOML
     other = tmp_path / "other.json"
     other.write_text('{"a": 1}')
