@@ -32,6 +32,7 @@ from ..errors import ComponentError, ConfigError, NAToolkitError
 from ..store.faultpoint import kill_point
 from ..validation import check_inherited_init, validate_options
 from .diagnostics import warn_worker_died, worker_exit
+from .task_arch import ATTACHED, task_architecture
 from .worker_processes import (
     WORKER_EXIT_S,
     WORKER_WATCH_S,
@@ -79,6 +80,9 @@ class Task:
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
+
+    def __getstate__(self) -> dict[str, Any]:  # what travels: the fields, not the network task_for attached
+        return {k: v for k, v in self.__dict__.items() if k != ATTACHED}
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,6 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
     plugin selection (a worker). Failures of the candidate (a network the runtime rejects, a diverging
     training) come back as `TaskResult.error`, so one bad candidate never ends a search; a toolkit that
     cannot be rebuilt here is an error of the search and is raised."""
-    from ..ir.architecture import Architecture
-
     if toolkit is None:
         selection = json.dumps(task.selection, sort_keys=True) if task.selection is not None else None
         toolkit = _worker_toolkit(selection)
@@ -152,7 +154,7 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
     worker = f"{os.uname().nodename}:{os.getpid()}"
     kill_point("task")  # the fault tests' kills of a worker mid-task (store/faultpoint.py); nothing unset
     try:
-        arch = Architecture.from_json(task.arch_json, layer_types=toolkit.layer_types)
+        arch = task_architecture(task, toolkit.layer_types)  # in this process: the network itself, unrebuilt
         comp = _component(toolkit, task.kind, task.component, task.options)
         weights = None
         if task.kind == "evaluate":

@@ -30,6 +30,7 @@ from ..errors import ComponentError, NAToolkitError, TimeModelError, blame
 from .executors import Task, TaskResult
 from .strategy import Candidate
 from .summary import Counters, Evaluated
+from .task_arch import task_for
 
 if TYPE_CHECKING:
     from ..ir.architecture import Architecture
@@ -92,7 +93,7 @@ class GroundTruth:
             selection=self.components.selection,
             resources={dev.resource: 1.0} if dev.resource else {},
         )
-        result = self.components.executor.run([task], exclusive=True)[0]
+        result = self.components.executor.run([task_for(task, arch)], exclusive=True)[0]
         if not result.ok or result.value is None:
             raise TimeModelError(f"device {dev.name}: {comp.name} failed on {arch.hash}: {result.error}")
         doc = {**result.value, "worker": result.worker}  # where it was measured (a fleet's node)
@@ -131,7 +132,7 @@ class GroundTruth:
 
         def stored(j: int, res: TaskResult) -> None:
             i = todo[j]
-            records[i] = self.store_result(cands[i], round, res)
+            records[i] = self.store_result(cands[i], round, res, tasks[j].arch_json)
             if on_result is not None:
                 on_result()
 
@@ -189,7 +190,7 @@ class GroundTruth:
 
             c = self.components
             inherit = parent_weights(cand, c.seed_arch, c.move_types, self.evaluated, self.store)
-        return Task(
+        task = Task(
             "evaluate",
             cand.arch.to_json(),
             self.config.evaluator.name,
@@ -198,22 +199,26 @@ class GroundTruth:
             selection=self.components.selection,
             inherit=inherit,
         )
+        return task_for(task, cand.arch)  # run in this process, it needs no rebuild from its JSON
 
-    def store_result(self, cand: Candidate, round: int, res: TaskResult) -> EvaluationRecord:
-        """Store what the executor gave for `cand` (its weights first, when it has them)."""
+    def store_result(
+        self, cand: Candidate, round: int, res: TaskResult, arch_json: dict[str, Any] | None = None
+    ) -> EvaluationRecord:
+        """Store what the executor gave for `cand` (its weights first, when it has them); `arch_json`: its
+        task's `arch_json` (`cand.arch.to_json()`, which the store only reads), not made again."""
         arch = cand.arch
+        if arch_json is None:
+            arch_json = arch.to_json()
         if not res.ok or res.value is None:
             return self.store.add_evaluation(
-                arch.hash, arch.to_json(), {}, {"details": res.details}, round, res.elapsed_s, error=res.error
+                arch.hash, arch_json, {}, {"details": res.details}, round, res.elapsed_s, error=res.error
             )
         if res.weights is not None:  # before the evaluation: a stored evaluation always has its weights
             self.store.save_weights(arch.hash, res.weights)
         metrics = self._metrics(arch, res.value)
         targets = {t: metrics[t] for t in self.components.predictor_targets if t in metrics}
         result = {**res.value, "moves": [m.to_json() for m in cand.moves], "origin": cand.origin, "parent": cand.parent}
-        return self.store.add_evaluation(
-            arch.hash, arch.to_json(), metrics, result, round, res.elapsed_s, targets=targets
-        )
+        return self.store.add_evaluation(arch.hash, arch_json, metrics, result, round, res.elapsed_s, targets=targets)
 
     # ---- predictors and checkpoints --------------------------------------------------------------------
     def refit(self, scorer: Scorer) -> None:
