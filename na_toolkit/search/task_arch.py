@@ -51,6 +51,6 @@ def _rebuilds_to_itself(arch: Architecture, layer_types: LayerTypeRegistry) -> b
     if any(isinstance(d, bool) for d in arch.input_shape):
         return False
     for node in arch.nodes:
-        if not isinstance(node.type, str) or not all(isinstance(v, _SCALARS) for v in node.attrs.values()):
+        if not isinstance(node.type, str) or not all(isinstance(v, _SCALARS) for v in node.attrs.to_dict().values()):
             return False
     return True
