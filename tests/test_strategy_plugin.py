@@ -164,19 +164,20 @@ def test_temperature_sharpens_or_flattens_the_policy():
 
 # ---- the conformance check -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "name, options",
+    "name, options, across",
     [
-        ("random", {}),
-        ("evolution", {"population": 4, "sample": 2}),
-        ("neural-architect", NA_SMALL),
-        ("neural-architect", {**NA_SMALL, "scoring_budget": 4}),
-        ("frontier-walks", {}),
-        ("pareto-architect", {**NA_SMALL, "temperature": 2.0}),
+        ("random", {}, True),
+        ("evolution", {"population": 4, "sample": 2}, True),
+        ("neural-architect", NA_SMALL, True),
+        ("neural-architect", {**NA_SMALL, "scoring_budget": 4}, False),  # the class above: spare a process (6 s)
+        ("frontier-walks", {}, True),
+        ("pareto-architect", {**NA_SMALL, "temperature": 2.0}, True),
     ],
 )
-def test_the_built_in_and_the_plugins_strategies_pass_the_conformance_check(name, options, toolkit):
-    result = check_strategy(name, toolkit, options=options, moves=MOVES)
+def test_the_built_in_and_the_plugins_strategies_pass_the_conformance_check(name, options, across, toolkit):
+    result = check_strategy(name, toolkit, options=options, moves=MOVES, across_processes=across)
     assert result.name == name and result.evaluated > 1 and len(result.proposed) == 3
+    assert result.across_processes == across  # a fresh process of another hash seed proposed the same
 
 
 class _GlobalRandom(Strategy):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from ..errors import NAToolkitWarning
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry import Registry
     from ..toolkit import Toolkit
@@ -18,6 +20,10 @@ UNKNOWN_OPTION = "no_such_option_"
 class ConformanceError(AssertionError):
     """A component breaks its protocol's contract. An AssertionError, so pytest shows it as a failed
     assertion; the message names the component and what broke, in one line."""
+
+
+class ConformanceWarning(NAToolkitWarning):
+    """Part of a check could not run (the message says why and what would let it run); the rest passed."""
 
 
 def fail(component: str, what: str) -> NoReturn:
