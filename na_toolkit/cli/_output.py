@@ -36,15 +36,15 @@ def check_out(
     what = f"cannot write {option} {str(p)!r}"
     if p.is_dir():
         raise error(f"{what}: it is a folder; give a file path")
+    for source in inputs:  # the input first: the more telling of the two when both hold
+        if p.exists() and Path(source).is_file() and os.path.samefile(p, source):
+            raise error(f"{what}: it is the input {str(source)!r}, which would be overwritten; give another path")
     if suffixes and p.is_file() and p.suffix.lower() not in suffixes:
         kinds = " or ".join(suffixes)
         raise error(
             f"{what}: it is an existing file that is not a {kinds} file, which this command would overwrite; "
             f"give a {kinds} path (or remove the file first)"
         )
-    for source in inputs:
-        if p.exists() and Path(source).is_file() and os.path.samefile(p, source):
-            raise error(f"{what}: it is the input {str(source)!r}, which would be overwritten; give another path")
     existing = p.parent
     if not make_folders and not existing.exists():
         raise error(f"{what}: folder {str(existing)!r} does not exist")

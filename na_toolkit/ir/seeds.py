@@ -111,4 +111,6 @@ def build_seed_reference(reference: str, toolkit: Toolkit, label: str = "seed_ne
     except UnknownComponentError as exc:
         raise ConfigError(f"{label} {reference!r}: {exc}") from None
     except NAToolkitError as exc:
-        raise ConfigError(f"{label} {reference!r} is not a valid network: {exc}") from None
+        # the file is named once: Architecture.load's own "architecture file 'PATH': " would name it twice
+        why = str(exc).removeprefix(f"architecture file {str(Path(reference))!r}: ")
+        raise ConfigError(f"{label} {reference!r} is not a valid network: {why}") from None

@@ -108,11 +108,11 @@ def write_evaluations(
             + [_cell(r.get(c)) for c in columns]
             + [json.dumps(r["moves"], separators=(",", ":")), json.dumps(r["arch"], separators=(",", ":"))]
         )
-    out = {}
-    for name, text in ((JSONL_FILE, lines), (CSV_FILE, buf.getvalue())):
-        write_text_atomic(Path(run_dir) / name, text)
-        out[name.replace(".", "_")] = str(Path(run_dir) / name)
-    return out
+    # the CSV first: a reader that sees the JSONL (what `predict fit --data` and a live run's watchers poll)
+    # change then finds the CSV holding at least the same evaluations
+    write_text_atomic(Path(run_dir) / CSV_FILE, buf.getvalue())
+    write_text_atomic(Path(run_dir) / JSONL_FILE, lines)
+    return {name.replace(".", "_"): str(Path(run_dir) / name) for name in (JSONL_FILE, CSV_FILE)}
 
 
 def _cell(value: Any) -> Any:
