@@ -21,13 +21,10 @@ from ..errors import NAToolkitError, TimeModelError
 from ..ir.architecture import Architecture
 from ..timemodels.base import FigureSource, TimeEstimate, TimeModel
 from ..validation import takes_option
-from ._common import ConformanceError, expect, fail, resolve, toolkit_or_default
+from ._common import UNKNOWN_OPTION, ConformanceError, expect, fail, resolve, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
-
-#: the option name no time model has (the check that unknown options are refused)
-UNKNOWN_OPTION = "no_such_option_"
 
 
 def quick_measure_options() -> dict[str, Any]:
