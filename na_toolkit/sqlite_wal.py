@@ -7,6 +7,10 @@ does (each writes it). The guard sees the change before each use, and from then 
 open for good (closing it writes the map too): its owner refuses (the store) or forgets the file (the
 cache). A `-shm` that was never writable here (a reader of an archived folder) is mapped read-only by
 SQLite and is safe.
+
+A read-only connection to a WAL file makes its `-wal` and `-shm` beside it (where the folder is writable) and
+cannot remove them as it closes (SQLite's last connection removes them by checkpointing, which a read-only one
+may not): `remove_reader_files` does, so a reader leaves a closed store the one file it found.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-__all__ = ["ShmGuard", "keep_open"]
+__all__ = ["ShmGuard", "keep_open", "reader_files", "remove_reader_files"]
 
 
 class ShmGuard:
@@ -43,3 +47,31 @@ def keep_open(conn: sqlite3.Connection) -> None:
     import ctypes
 
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
+
+
+def reader_files(path: Path) -> tuple[Path, Path]:
+    """The `-wal` and `-shm` files of the SQLite file `path`."""
+    return Path(f"{path}-wal"), Path(f"{path}-shm")
+
+
+def remove_reader_files(path: Path) -> None:
+    """Remove the empty `-wal` and the `-shm` a closed read-only connection left beside the SQLite file `path`,
+    the way SQLite itself does: a connection that may write opens it and closes, and SQLite removes them as
+    its last connection closes, so nothing is removed while another process (a writer that started since, a
+    reader) has the file open. Nothing is written: a `-wal` that holds commits (a writer's, killed since) is
+    left for the next writer to replay, and so is a file this process may not write. Best effort: where the
+    file cannot be opened, the two files stay, as they were."""
+    wal, shm = reader_files(path)
+    try:
+        if wal.stat().st_size != 0 or not os.access(path, os.W_OK):
+            return
+    except OSError:  # no -wal (a writer that closed since removed both) or no folder: nothing to do
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=1.0)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the WAL: its close removes it
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return

@@ -4,6 +4,7 @@ no pickles, typed errors."""
 import os
 import sqlite3
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -404,6 +405,59 @@ def test_opening_a_foreign_sqlite_file_refuses_it_unchanged(tmp_path):
     conn = sqlite3.connect(foreign)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     conn.close()
+
+
+def _folder(path: Path) -> dict[str, tuple[int, bytes]]:
+    """Each file of folder `path` by name: its modification time and bytes."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(path.iterdir())}
+
+
+def test_a_reader_leaves_a_closed_store_the_one_file_it_found(tmp_path):
+    """A finished run's folder is its store alone (copied or archived whole): reading it leaves no -wal and
+    -shm behind, while a reader's close never removes those another connection still uses."""
+    with SQLiteRunStore.create(tmp_path / STORE_FILE, "r", {"evaluations": 3}) as s:
+        s.set_status("finished", {"best": {}})
+    before = _folder(tmp_path)
+    assert list(before) == [STORE_FILE]
+    with SQLiteRunStore.open(tmp_path, readonly=True) as reader:
+        assert reader.run().status == "finished"
+    assert _folder(tmp_path) == before  # the store file untouched (its bytes and time), nothing beside it
+    # two readers: the first to close leaves the files the other still reads through; the last removes them
+    first = SQLiteRunStore.open(tmp_path, readonly=True)
+    with SQLiteRunStore.open(tmp_path, readonly=True) as second:
+        assert second.count_evaluations() == 0
+    assert first.run().status == "finished" and (tmp_path / f"{STORE_FILE}-shm").exists()
+    first.close()
+    assert _folder(tmp_path) == before
+    # a writer open beside a reader: the reader's close leaves the writer's files, the writer removes them
+    writer = SQLiteRunStore.open(tmp_path)
+    with SQLiteRunStore.open(tmp_path, readonly=True) as reader:
+        writer.save_artifact("note", {"x": 1})
+        assert reader.artifact("note") == {"x": 1}
+    assert writer.artifact("note") == {"x": 1} and (tmp_path / f"{STORE_FILE}-wal").exists()
+    writer.close()
+    assert sorted(os.listdir(tmp_path)) == [STORE_FILE]
+
+
+def test_a_reader_leaves_a_killed_writers_wal_for_the_next_writer(tmp_path):
+    """A -wal holding commits (a writer killed before it folded them into the store) is read and left as it
+    was, and so is the store file: a reader never writes it."""
+    import shutil
+
+    live, killed = tmp_path / "live", tmp_path / "killed"
+    live.mkdir()
+    killed.mkdir()
+    store = SQLiteRunStore.create(live / STORE_FILE, "r", {"evaluations": 3})
+    store.save_artifact("note", {"x": 1})
+    for name in (STORE_FILE, f"{STORE_FILE}-wal"):  # what a kill leaves: the commit in the -wal only
+        shutil.copy2(live / name, killed / name)
+    store.close()
+    before = _folder(killed)
+    assert before[f"{STORE_FILE}-wal"][1]
+    with SQLiteRunStore.open(killed, readonly=True) as reader:
+        assert reader.artifact("note") == {"x": 1}
+    after = _folder(killed)
+    assert {k: after[k] for k in before} == before
 
 
 MADE_READ_ONLY_LIVE = """

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ..sqlite_wal import ShmGuard
+from ..sqlite_wal import ShmGuard, reader_files, remove_reader_files
 from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord, store_repr, validated
 from .codec import decode_state, dumps, encode_state, loads
 from .faultpoint import kill_point
@@ -83,6 +83,8 @@ class SQLiteRunStore:
         self.readonly = readonly
         self._closed = False
         self._guard = ShmGuard(path, conn)  # holds the connection
+        #: a reader that found no -wal and -shm beside the store: it removes those it made as it closes
+        self._made_reader_files = False
 
     def __repr__(self) -> str:
         """One line: the run, its status and evaluations now, read-only or not, the file."""
@@ -152,12 +154,20 @@ class SQLiteRunStore:
             raise StoreError(f"{path} is not a run store (not an SQLite file)")
         # Inspect through a read-only connection first: a file that is not one of our stores is refused as
         # it was found (switching it to WAL, or any write, would change a file the user only pointed at).
+        found = any(p.exists() for p in reader_files(path))
         try:
-            probe, run_id = cls._probe(path)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a readable run store: {exc}") from None
+            try:
+                probe, run_id = cls._probe(path)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{path} is not a readable run store: {exc}") from None
+        except BaseException:  # refused (damaged, not ours, a newer schema): left as it was found
+            if not found:
+                remove_reader_files(path)
+            raise
         if readonly:
-            return cls(path, probe, run_id, readonly=True)
+            store = cls(path, probe, run_id, readonly=True)
+            store._made_reader_files = not found
+            return store
         probe.close()
         try:  # SQLite would open a file it cannot write read-only, and fail at the first write
             os.close(os.open(path, os.O_RDWR))
@@ -226,6 +236,9 @@ class SQLiteRunStore:
         except StoreError:  # its -shm made read-only: the connection stays open for good (`_conn`); what it
             return  # committed is in the store and its -wal, which the next writer to open it replays
         conn.close()
+        if self._made_reader_files:  # a reader leaves a closed store as it found it: one file, copied whole
+            self._made_reader_files = False
+            remove_reader_files(self.path)
 
     def __enter__(self) -> SQLiteRunStore:
         return self
