@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,15 +24,32 @@ from na_toolkit.datasets import dataset_from_arrays
 from na_toolkit.errors import ConfigError, NAToolkitError, StoreError, UnknownNetworkError
 from na_toolkit.evaluation import make_evaluator
 from na_toolkit.ir.architecture import Architecture
-from na_toolkit.search import SearchResult, open_run, run_search
+from na_toolkit.search import SearchCallback, SearchResult, open_run, run_search
+from na_toolkit.search.summary import Evaluated
 from na_toolkit.timemodels import TimeModel, get_time_model
 from na_toolkit.timemodels.hwmodel import load_hardware_model
 
 
+class _ReadWhileRunning(SearchCallback):
+    """Opens the run as it is written, once a batch past the seed is in (`open_run(unfinished=True)` from
+    inside the search: its lock held, its store open for writing): what it read, and the evaluations the
+    search held at that moment."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.read: tuple[list[Evaluated], SearchResult, list[str]] | None = None
+
+    def on_evaluated(self, evaluated: Sequence[Evaluated]) -> None:
+        if self.read is None and len(evaluated) > 1:
+            (folder,) = self.output.iterdir()
+            before = sorted(p.name for p in folder.iterdir())
+            self.read = (list(evaluated), open_run(folder, unfinished=True, toolkit=default_toolkit()), before)
+
+
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> SearchResult:
+def searched(tmp_path_factory) -> tuple[SearchResult, _ReadWhileRunning]:
     """A small finished search on the NAS-Bench-201 table (ground truth for free), with its run folder (its
-    store: the reports and tables are left out, they cost more than the search)."""
+    store: the reports and tables are left out, they cost more than the search), read once while it ran."""
     out = tmp_path_factory.mktemp("runs")
     # random: no controller to train; a hard latency budget the first network breaks (Score.hard_violations)
     doc = config_doc(
@@ -40,7 +59,14 @@ def finished(tmp_path_factory) -> SearchResult:
         strategy={"name": "random"},
         devices__pixel3__budgets={"latency_ms": {"limit": 8.0, "hard": True}},
     )
-    return run_search(doc, toolkit=default_toolkit(), progress=False, outputs=False)  # the store, no reports
+    reader = _ReadWhileRunning(out)
+    result = run_search(doc, toolkit=default_toolkit(), progress=False, outputs=False, callbacks=[reader])
+    return result, reader
+
+
+@pytest.fixture(scope="module")
+def finished(searched) -> SearchResult:
+    return searched[0]
 
 
 def test_a_search_result_prints_one_short_line_however_many_evaluations(finished):
@@ -254,3 +280,82 @@ def test_a_run_whose_summary_predates_later_fields_still_opens(finished, tmp_pat
         outputs={},
         counters=replace(finished.counters, screened=0),  # what the run did not count
     )
+
+
+# ---- a run that did not finish, read as far as it got: open_run(RUN, unfinished=True) ---------------------
+def test_a_live_run_opens_as_far_as_it_got_without_disturbing_the_search(searched):
+    finished, reader = searched
+    assert reader.read is not None
+    held, opened, files = reader.read
+    assert opened.status == "running" and f"a live search writes it (pid {os.getpid()} " in opened.stop_reason
+    # the evaluations the search had scored and written to evaluations.jsonl, exactly as the search held them;
+    # a batch it had not written yet is named, not ranked
+    scored = len(opened.evaluated)
+    assert scored >= 1 and opened.evaluated == held[:scored]
+    assert opened.counters.evaluations == len(held) and opened.counters.rounds == 1
+    assert bool(opened.warnings) == (scored < len(held))
+    # best per device: the search's own order (accuracy first) over those that meet the device's budgets
+    fits = [e for e in opened.evaluated if e.feasible_for["pixel3"]]
+    top = max(fits, key=lambda e: e.score.metrics["accuracy"]) if fits else None
+    assert opened.best["pixel3"] == (top.hash if top else None)
+    assert ("pixel3" in opened.infeasible) == (top is None)
+    assert set(opened.pareto) <= {e.hash for e in opened.evaluated} and opened.rows() == finished.rows()[:scored]
+    assert "store.sqlite-wal" in files  # the writer's: the reader read beside it ...
+    assert opened.summary()["status"] == "running"
+    # ... and the search went on to the result it returns (the other tests check it is the uninterrupted one)
+    assert finished.status == "finished" and len(finished.evaluated) == 5
+
+
+def _interrupted(finished: SearchResult, dest: Path, stored: int, scored: int) -> Path:
+    """A copy of the finished run as a kill leaves it: `stored` evaluations in its store, the first `scored`
+    of them in its evaluations.jsonl (the search writes the file after each batch it scores)."""
+    from killed_run import cut_run
+
+    cut_run(Path(finished.run_dir), dest, stored).close()
+    rows = [json.dumps(r) + "\n" for r in finished.rows()[:scored]]
+    (dest / "evaluations.jsonl").write_text("".join(rows))
+    return dest
+
+
+def test_an_interrupted_run_opens_as_far_as_it_got_and_only_when_asked(finished, tmp_path):
+    cut = _interrupted(finished, tmp_path / "cut", stored=4, scored=3)
+    with pytest.raises(StoreError, match="was interrupted.*--resume"):
+        open_run(cut, toolkit=default_toolkit())  # the default still refuses it: a SearchResult is a finished run
+    before = _files(cut)
+    opened = open_run(cut, unfinished=True, toolkit=default_toolkit())
+    assert _files(cut) == before  # read only, and nothing left beside it
+    assert opened.status == "interrupted" and f"--resume {cut}" in opened.stop_reason
+    assert opened.evaluated == finished.evaluated[:3]  # scored as the search scored them
+    assert opened.seed_hash == finished.seed_hash and opened.run_dir == cut
+    assert opened.counters.evaluations == 4 and opened.counters.failed_evaluations == 0
+    (pending,) = opened.warnings
+    assert pending.startswith("1 of the 4 evaluations stored are not in evaluations.jsonl yet")
+    assert finished.evaluated[3].hash[:12] in pending
+    # the hard budget's violations are the config's (the first network breaks it)
+    assert opened.evaluated[0].score.hard_violations == ("latency_ms@pixel3",)
+    assert repr(opened).startswith(f"<SearchResult {finished.run_id} interrupted: 3 evaluated")
+    # a failed run opens too, with what ended it; a finished one opens as it does without the flag
+    with sqlite3.connect(cut / "store.sqlite") as conn:
+        conn.execute("UPDATE runs SET status='failed'")
+        doc = '{"error": "OSError: disk"}'
+        conn.execute("INSERT INTO artifacts VALUES (?, 'failure', ?, 0.0)", (finished.run_id, doc))
+    conn.close()
+    failed = open_run(cut, unfinished=True, toolkit=default_toolkit())
+    assert failed.status == "failed" and failed.stop_reason.startswith("failed (OSError: disk); continue it")
+    assert open_run(finished.run_dir, unfinished=True, toolkit=default_toolkit()) == finished
+
+
+def test_an_unfinished_runs_evaluations_file_that_is_not_its_own_is_a_store_error(finished, tmp_path):
+    cut = _interrupted(finished, tmp_path / "cut", stored=2, scored=2)
+    table = cut / "evaluations.jsonl"
+    table.write_text(table.read_text() + '{"seq": 2, "arch_hash"\n')
+    with pytest.raises(StoreError, match=r"evaluations.jsonl line 3 is not an evaluation row"):
+        open_run(cut, unfinished=True, toolkit=default_toolkit())
+    rows = [json.dumps(r) + "\n" for r in finished.rows()[:3]]  # one more than the store holds
+    table.write_text("".join(rows))
+    with pytest.raises(StoreError, match=rf"its evaluations.jsonl names network {finished.evaluated[2].hash} but"):
+        open_run(cut, unfinished=True, toolkit=default_toolkit())
+    table.unlink()  # before the search's first batch was written: nothing scored yet
+    empty = open_run(cut, unfinished=True, toolkit=default_toolkit())
+    assert empty.evaluated == [] and empty.best == {"pixel3": None} and empty.pareto == []
+    assert empty.warnings[0].startswith("2 of the 2 evaluations stored are not in evaluations.jsonl yet")

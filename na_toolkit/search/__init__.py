@@ -4,6 +4,7 @@
     result = run_search("examples/digits-cpu.toml")          # or a dict, or resume="runs/RUN"
     result.best["cpu"], result.pareto, result.counters.evaluations
     result = open_run("runs/RUN")                             # a finished run, read back (read-only)
+    so_far = open_run("runs/RUN", unfinished=True)            # a live or interrupted one, as far as it got
 
 The parts: `build_components` (components.py), `Scorer` (scorer.py), `GroundTruth` (ground_truth.py),
 `SearchLoop` (loop.py), `summarize` (summary.py), progress callbacks (progress.py); the run store

@@ -11,7 +11,8 @@ spreadsheet or pandas, with the architecture and the moves as compact JSON strin
 
 Both are kept up to date while the search runs (`EvaluationsSoFar`: after each round, or each refit of the
 asynchronous schedule), so a live, interrupted or failed run can be read and fitted on before it ends; the
-finished run's outputs write them once more, complete.
+finished run's outputs write them once more, complete. `scored_so_far` reads the JSON Lines file back as the
+search scored each evaluation (what `open_run(RUN, unfinished=True)` ranks).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError
+from ..errors import DataError, StoreError
 from ..files import write_text_atomic
 from .figure_sources import metric_sources, source_cell
 from .progress import SearchCallback
@@ -80,6 +81,44 @@ def evaluation_rows(
             {**{k: doc[k] for k in FIXED_COLUMNS}, **metrics, **{k: doc[k] for k in doc if k not in FIXED_COLUMNS}}
         )
     return rows
+
+
+#: the columns after the metrics (`arch` is the architecture, which the run's store holds too)
+TAIL_COLUMNS = ("violations", "feasible_for", "moves", "arch")
+
+
+def scored_so_far(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The evaluations `evaluations.jsonl` in `run_dir` holds, each as `Evaluated.to_json()` gave it (the
+    search's own score: reward, feasibility per device, violations, every metric), in evaluation order; None
+    when there is no such file (a search writes it after its first batch). The metrics are the columns
+    between the fixed and the tail ones, less their sources (a `<metric>_source` column holds text, a metric
+    a number). A line that is not such a row is a StoreError naming it."""
+    path = Path(run_dir) / JSONL_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            row = json.loads(line)
+            entry = {k: row[k] for k in (*FIXED_COLUMNS, *TAIL_COLUMNS[:-1])}
+            entry["metrics"] = {
+                k: float(v)
+                for k, v in row.items()
+                if k not in FIXED_COLUMNS
+                and k not in TAIL_COLUMNS
+                and not (k.endswith(SOURCE_SUFFIX) and isinstance(v, str))
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"{path} line {number} is not an evaluation row ({type(exc).__name__}: {exc}); the search rewrites "
+                f"the file after its next batch, and `na-toolkit search --resume RUN` does from the run's store"
+            ) from None
+        entries.append(entry)
+    return entries
 
 
 def write_evaluations(
