@@ -97,3 +97,15 @@ def test_main_in_process_gives_the_host_its_logging_back(tmp_path, capsys):
     assert "nosuch-board" in capsys.readouterr().err and "nosuch-board" in log.read_text()
     assert (list(logger.handlers), logger.level, logger.propagate) == before
     assert logging.getLogger("na_toolkit.search").isEnabledFor(logging.WARNING)  # -q is not the host's
+
+
+def test_main_in_process_gives_the_host_its_default_toolkit_back(monkeypatch, capsys):
+    """The toolkit main(argv) loads (with the plugins that process allows then) was left the library's process
+    default: a host's (a later test's) run_search or get_toolkit() then had the command's plugin selection,
+    and its pool workers were sent it (a test plugin installed for one test was asked of them later)."""
+    from na_toolkit.plugins import ALLOW_ENV, get_toolkit
+
+    mine = get_toolkit()
+    monkeypatch.setenv(ALLOW_ENV, "")  # the command loads the built-ins alone
+    assert main(["arch", "seeds"]) == 0 and "simple-cnn" in capsys.readouterr().out
+    assert get_toolkit() is mine
