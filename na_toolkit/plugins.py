@@ -437,6 +437,11 @@ def get_toolkit() -> Toolkit:
     return _toolkit
 
 
+def installed_toolkit() -> Toolkit | None:
+    """The process-wide toolkit if one is installed (None: `get_toolkit` would load one), loading nothing."""
+    return _toolkit
+
+
 def set_toolkit(toolkit: Toolkit | None) -> None:
     """Replace the process-wide toolkit (None: load afresh on next use). Tests install fresh ones."""
     global _toolkit

@@ -84,3 +84,28 @@ def test_a_misspelt_option_is_said_by_the_command_with_the_close_option(run_cli,
     assert result.returncode == 2
     assert said in result.stderr
     assert f"usage: na-toolkit {' '.join(argv[:2])} [-h]" in result.stderr
+
+
+def test_main_in_process_gives_the_host_its_logging_back(tmp_path, capsys):
+    """A host (a test) calling main(argv) keeps its own logging: the command's handlers wrote the host's later
+    warnings to the stderr of the call (a test's, closed since: "--- Logging error ---"), kept them from the
+    host's own handlers, and after -q hid them. The command still logs as asked while it runs."""
+    logger = logging.getLogger("na_toolkit")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    log = tmp_path / "hw.log"
+    assert main(["hw", "show", "nosuch-board", "-q", "--log-file", str(log)]) == 2
+    assert "nosuch-board" in capsys.readouterr().err and "nosuch-board" in log.read_text()
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
+    assert logging.getLogger("na_toolkit.search").isEnabledFor(logging.WARNING)  # -q is not the host's
+
+
+def test_main_in_process_gives_the_host_its_default_toolkit_back(monkeypatch, capsys):
+    """The toolkit main(argv) loads (with the plugins that process allows then) was left the library's process
+    default: a host's (a later test's) run_search or get_toolkit() then had the command's plugin selection,
+    and its pool workers were sent it (a test plugin installed for one test was asked of them later)."""
+    from na_toolkit.plugins import ALLOW_ENV, get_toolkit
+
+    mine = get_toolkit()
+    monkeypatch.setenv(ALLOW_ENV, "")  # the command loads the built-ins alone
+    assert main(["arch", "seeds"]) == 0 and "simple-cnn" in capsys.readouterr().out
+    assert get_toolkit() is mine

@@ -291,8 +291,35 @@ def _log_to_file(level: int, message: str, cause: BaseException | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    with _stop_signals(command_line=argv is None), _warnings_as_lines():
+    with _stop_signals(command_line=argv is None), _warnings_as_lines(), _host_state(command_line=argv is None):
         return _main(argv)
+
+
+@contextmanager
+def _host_state(command_line: bool) -> Iterator[None]:
+    """A host (or a test) calling `main(argv)` gets back what the command set for its process: the library's
+    default toolkit (`get_toolkit()`: its own, not the one the command loaded with the plugins of that moment),
+    and the `na_toolkit` logger (the command's handlers closed and removed, the level and propagation its
+    own). The handlers left in place wrote the host's later warnings to the stderr of that moment (a test's,
+    closed since: "--- Logging error ---"), kept them from the host's own handlers, and after `-q` hid them.
+    The command line's own process keeps them to its exit."""
+    if command_line:
+        yield
+        return
+    from ..plugins import installed_toolkit, set_toolkit
+
+    toolkit = installed_toolkit()
+    logger = logging.getLogger("na_toolkit")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    try:
+        yield
+    finally:
+        set_toolkit(toolkit)
+        for h in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(h)
+            h.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @contextmanager

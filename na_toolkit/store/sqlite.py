@@ -119,24 +119,32 @@ class SQLiteRunStore:
     @classmethod
     def create(cls, path: str | Path, run_id: str, config: Mapping[str, Any]) -> SQLiteRunStore:
         path = Path(path)
-        if path.exists():
-            raise StoreError(f"{path} already exists: resume that run with --resume, or choose another output folder")
         stored_config = dumps(dict(config))  # before the file exists: a config it cannot store leaves none
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = cls._connect(path)
         from .. import __version__
 
-        now = time.time()
-        with _transaction(conn):
-            for stmt in _SCHEMA.strip().split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
-            conn.executemany(
-                "INSERT INTO meta VALUES (?, ?)",
-                [("schema_version", str(SCHEMA_VERSION)), ("toolkit_version", __version__), ("run_id", run_id)],
-            )
-            conn.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, ?, NULL)", (run_id, stored_config, now, now))
-        return cls(path, conn, run_id)
+        # made whole under a temporary name, then linked into place: a reader (`runs` as a search starts) never
+        # finds it without its tables, and a kill while it is made leaves no half-made store in a new one's way
+        tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=MEMORY")  # no journal file beside it: a kill leaves the one file
+            now = time.time()
+            with _transaction(conn):
+                for stmt in _SCHEMA.strip().split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("toolkit_version", __version__), ("run_id", run_id)],
+                )
+                conn.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, ?, NULL)", (run_id, stored_config, now, now))
+            conn.close()
+            _link_new(tmp, path)
+        finally:
+            conn.close()
+            tmp.unlink(missing_ok=True)
+        return cls(path, cls._connect(path), run_id)
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = False) -> SQLiteRunStore:
@@ -463,6 +471,17 @@ def _lost_shm(path: Path) -> StoreError:
         "run folder writable again and resume the run, or resume a copy of it (`cp -r RUN COPY`, then "
         "`na-toolkit search --resume COPY`)"
     )
+
+
+def _link_new(made: Path, path: Path) -> None:
+    """`made` at `path` too, unless a file is there (a hard link; a rename on a file system without links)."""
+    try:
+        os.link(made, path)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or path.exists():
+            hint = "resume that run with --resume, or choose another output folder"
+            raise StoreError(f"{path} already exists: {hint}") from None
+        os.replace(made, path)
 
 
 @contextmanager
