@@ -12,6 +12,7 @@ import pytest
 
 from conftest import REPO_ROOT, default_toolkit, get_seed
 from na_toolkit.errors import ProfileError, TimeModelError, UnknownComponentError
+from na_toolkit.ir.architecture import Architecture
 from na_toolkit.timemodels import get_time_model
 from na_toolkit.timemodels.learned import KernelLatencyModel, LearnedTimeModel, TreeEnsemble, profile_data
 from na_toolkit.timemodels.measure import MeasureSettings
@@ -246,3 +247,43 @@ def test_a_gpu_profile_on_a_machine_without_that_gpu_says_so():
     assert message is not None and message.endswith(
         "but this machine has no cuda:0 (no GPU that torch or NVML can see)"
     )
+
+
+def test_a_network_outside_what_the_profile_measured_is_flagged_one_inside_is_not(tiny_profile, tmp_path):
+    """The tiny profile measured simple-cnn variants only (1x8x8 inputs, no adds, no hardswish): a ResNet on
+    32x32 inputs and a net with hardswish are extrapolations, and the estimate says so, naming what is out;
+    a network the profile measured is inside and carries no such warning."""
+    import torch
+
+    from na_toolkit.ir.torch_import import from_torch
+
+    model = learned(tiny_profile.path)
+    inside = Architecture.from_json(tiny_profile.networks[0].arch, layer_types=LT)
+    est = model.estimate(inside)
+    assert est.details["outside_profile_domain"] == [] and est.warnings == ()
+
+    est = model.estimate(get_seed("resnet-cifar"))
+    reasons = est.details["outside_profile_domain"]
+    assert any(r.startswith("conv.h = 32 (profile: ") for r in reasons), reasons
+    assert any("outside what profile" in w and "extrapolation" in w for w in est.warnings), est.warnings
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.Hardswish(), torch.nn.Flatten(), torch.nn.Linear(512, 10)
+    )
+    hard = from_torch(net.eval(), torch.randn(1, 1, 8, 8), LT)
+    reasons = model.estimate(hard).details["outside_profile_domain"]
+    assert reasons[0].startswith("layer type hardswish never measured in the profile"), reasons
+
+
+def test_a_profile_record_this_toolkit_cannot_build_names_the_file_and_record(tiny_profile, tmp_path):
+    doc = json.loads(tiny_profile.path.read_text())
+    doc["networks"][1]["arch"]["nodes"][0]["type"] = "frobnicate"  # a plugin's layer type, or an edit
+    bad = tmp_path / "edited.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ProfileError, match=r"edited\.json.*networks\[1\]\.arch cannot be built here.*frobnicate"):
+        learned(bad)
+
+
+def test_a_hardware_model_name_given_as_a_profile_says_to_use_the_roofline():
+    with pytest.raises(ProfileError, match="'x86-cpu' is a hardware model .*not a device profile.*roofline"):
+        get_time_model("learned", TK, device="x86-cpu")

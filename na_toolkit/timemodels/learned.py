@@ -37,6 +37,7 @@ from ..errors import DeviceWarning, NotFittedError, ProfileError, TimeModelError
 from ..ir.architecture import Architecture
 from .base import FigureSource, TimeEstimate, TimeModel
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
+from .learned_domain import ProfileDomain, domain_message
 from .measured import analytic_peak_memory_bytes, check_statistic, take_options
 from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
 from .roofline import RooflineTimeModel
@@ -247,7 +248,24 @@ class KernelLatencyModel:
         arch_kernels: Sequence[Sequence[Kernel]],
         network_y_ms: np.ndarray,
     ) -> KernelLatencyModel:
-        return self.fit_kernels(kernels, kernel_y_ms).fit_networks(arch_kernels, network_y_ms)
+        self.fit_kernels(kernels, kernel_y_ms).fit_networks(arch_kernels, network_y_ms)
+        counts = self.network_features(arch_kernels)[:, len(GROUPS) : 2 * len(GROUPS)]
+        self.domain_ = ProfileDomain.of(kernels, counts, GROUPS)
+        return self
+
+    def domain_reasons(self, arch_kernels: Sequence[Sequence[Kernel]]) -> list[list[str]]:
+        """Per network, why its prediction is an extrapolation (learned_domain.py); also when the calibrated
+        value fell below the floor of a quarter of the kernel sum (the overhead terms ran away)."""
+        X = self.network_features(arch_kernels)
+        domain = getattr(self, "domain_", None)
+        out = [
+            [] if domain is None else domain.reasons(ks, x[len(GROUPS) : 2 * len(GROUPS)])
+            for ks, x in zip(arch_kernels, X)
+        ]
+        for reasons, x in zip(out, X):
+            if x @ self.calibration_ < 0.25 * x[: len(GROUPS)].sum():
+                reasons.append("the network calibration predicted under a quarter of the kernel sum (floored there)")
+        return out
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {"boost": self.boost, "calibrate": self.calibrate, "seed": self.seed}
@@ -270,15 +288,15 @@ def profile_data(profile: DeviceProfile, layer_types: LayerTypeRegistry, statist
     profile's statistic."""
     stat = statistic or profile.statistic
     ks, keys, ky = [], [], []
-    for rec in profile.kernels:
-        arch = Architecture.from_json(rec.arch, layer_types=layer_types)
+    for i, rec in enumerate(profile.kernels):
+        arch = profile.record_arch(f"kernels[{i}]", rec.arch, layer_types)
         kernel = kernels_of(arch)[0]
         ks.append(kernel)
         keys.append(rec.key)
         ky.append(rec.latency_ms(stat))
     nk, nh, ny = [], [], []
-    for net in profile.networks:
-        arch = Architecture.from_json(net.arch, layer_types=layer_types)
+    for i, net in enumerate(profile.networks):
+        arch = profile.record_arch(f"networks[{i}]", net.arch, layer_types)
         nk.append(kernels_of(arch))
         nh.append(net.hash)
         ny.append(net.latency_ms(stat))
@@ -459,6 +477,9 @@ class LearnedTimeModel(TimeModel):
         self._check_batch(batch_size)
         kernels = kernels_of(arch)
         latency = float(self.model.predict_networks([kernels])[0])
+        outside = self.model.domain_reasons([kernels])[0]
+        warns = [self.device_warning] if self.device_warning else []
+        warns += [domain_message(self.profile.name, outside)] if outside else []
         train_ms = self.train_roofline.train_step_ms(arch, batch_size) if self.train_roofline is not None else None
         return TimeEstimate(
             time_model=self.name,
@@ -467,12 +488,13 @@ class LearnedTimeModel(TimeModel):
             latency_ms=latency,
             train_step_ms=train_ms,
             peak_memory_bytes=analytic_peak_memory_bytes(arch, batch_size),
-            warnings=(self.device_warning,) if self.device_warning else (),
+            warnings=tuple(warns),
             details={
                 "profile": self.profile.name,
                 "profile_device": self.profile.device_name,
                 "runtime": self.profile.runtime_name,
                 "statistic": self.statistic,
                 "kernels": len([k for k in kernels if measurable(k)]),
+                "outside_profile_domain": outside,
             },
         )
