@@ -287,3 +287,14 @@ def test_a_profile_record_this_toolkit_cannot_build_names_the_file_and_record(ti
 def test_a_hardware_model_name_given_as_a_profile_says_to_use_the_roofline():
     with pytest.raises(ProfileError, match="'x86-cpu' is a hardware model .*not a device profile.*roofline"):
         get_time_model("learned", TK, device="x86-cpu")
+
+
+def test_adaptive_neighbours_of_a_large_kernel_keep_its_scale():
+    """The adaptive sampler explores around a badly predicted kernel; for an ImageNet-sized seed's kernel
+    (the stem conv on 3x224x224) a spatial neighbour is half of it (112 px), not 64 px whatever its size."""
+    from na_toolkit.timemodels.kernels import kernels_of, neighbour_kernel_architectures
+
+    conv = next(k for k in kernels_of(get_seed("resnet18")) if k.kind == "conv" and k.in_shape[1] == 224)
+    others = neighbour_kernel_architectures(conv, np.random.default_rng(0), 12, layer_types=LT)
+    sizes = {a.input_shape[1:] for a in others} - {conv.in_shape[1:]}
+    assert sizes == {(112, 112)}, sizes
