@@ -36,6 +36,7 @@ from .. import validation
 from ..errors import DeviceWarning, NotFittedError, ProfileError, TimeModelError
 from ..ir.architecture import Architecture
 from .base import FigureSource, TimeEstimate, TimeModel
+from .fitting import MIN_NETWORKS, nnls_relative, robust_relative_lstsq
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
 from .learned_domain import ProfileDomain, domain_message
 from .measured import analytic_peak_memory_bytes, check_statistic, take_options
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 #: kernel groups of the network calibration (each gets its own coefficients)
 GROUPS = ("conv", "dwconv", "add_fused", "add", "rest")
 MIN_KERNELS_PER_KIND = 12
-MIN_NETWORKS = 5
 
 
 def _group(kernel: Kernel) -> str:
@@ -64,38 +64,6 @@ def _group(kernel: Kernel) -> str:
     if kernel.kind == "add":
         return "add_fused" if kernel.fusable else "add"
     return "rest"
-
-
-def _nnls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    from scipy.optimize import nnls
-
-    coef, _ = nnls(X * w[:, None], y * w)
-    return coef
-
-
-def _robust_relative_lstsq(
-    X: np.ndarray, y: np.ndarray, n_sums: int, rounds: int = 3, k: float = 3.0
-) -> tuple[np.ndarray, int]:
-    """Least squares on relative errors (rows weighted by 1/y) with the first `n_sums` coefficients (the
-    kernel sums) kept >= 0, refitted without outliers: residuals beyond k robust standard deviations
-    (1.4826 x the median absolute residual, at least 5%). Returns the coefficients and the number of
-    networks left out."""
-    from scipy.optimize import lsq_linear
-
-    w = 1.0 / y
-    lower = np.full(X.shape[1], -np.inf)
-    lower[:n_sums] = 0.0
-    keep = np.ones(len(y), dtype=bool)
-    coef = np.zeros(X.shape[1])
-    for _ in range(rounds):
-        coef = lsq_linear(X[keep] * w[keep, None], y[keep] * w[keep], bounds=(lower, np.inf)).x
-        rel = (X @ coef - y) / y
-        scale = max(1.4826 * float(np.median(np.abs(rel[keep]))), 0.05)
-        new_keep = np.abs(rel) <= k * scale
-        if new_keep.sum() < max(MIN_NETWORKS, X.shape[1] + 2) or np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    return coef, int((~keep).sum())
 
 
 @dataclass
@@ -115,7 +83,7 @@ class KindModel:
     @classmethod
     def fit(cls, kind: str, rows: list[list[float]], y_ms: np.ndarray, boost: bool = True, seed: int = 0) -> KindModel:
         B = cls.base_matrix(rows)
-        coef = _nnls(B, y_ms, 1.0 / y_ms)
+        coef = nnls_relative(B, y_ms, 1.0 / y_ms)
         if not np.any(coef > 0):
             coef = np.array([0.0, 0.0, float(np.median(y_ms))])
         model = cls(kind, coef)
@@ -225,7 +193,16 @@ class KernelLatencyModel:
         self.calibration_ = self._identity_coef()
         self.calibration_outliers_ = 0
         if self.calibrate and len(y_ms) >= MIN_NETWORKS:
-            self.calibration_, self.calibration_outliers_ = _robust_relative_lstsq(X, y_ms, len(GROUPS))
+            # a kernel inside a network saves at most what the cheapest one of its group takes alone: an
+            # unbounded per-kernel term traded against its group's sum (collinear in networks of one family)
+            # made a network of many small kernels of that group negative
+            cheapest = np.full(len(GROUPS), np.inf)
+            for ks in arch_kernels:
+                for k, t in zip(ks, self.predict_kernels(ks)):
+                    g = GROUPS.index(_group(k))
+                    cheapest[g] = min(cheapest[g], t) if measurable(k) else cheapest[g]
+            lower = -np.where(np.isfinite(cheapest), cheapest, 0.0)
+            self.calibration_, self.calibration_outliers_ = robust_relative_lstsq(X, y_ms, len(GROUPS), lower)
         return self
 
     def _identity_coef(self) -> np.ndarray:
