@@ -284,9 +284,11 @@ def test_a_profile_record_this_toolkit_cannot_build_names_the_file_and_record(ti
         learned(bad)
 
 
-def test_a_hardware_model_name_given_as_a_profile_says_to_use_the_roofline():
+def test_a_hardware_model_or_local_device_given_as_a_profile_says_what_to_use():
     with pytest.raises(ProfileError, match="'x86-cpu' is a hardware model .*not a device profile.*roofline"):
         get_time_model("learned", TK, device="x86-cpu")
+    with pytest.raises(ProfileError, match=r"'cpu' names a local device.*`na-toolkit profile --device cpu --out"):
+        get_time_model("learned", TK, device="cpu")
 
 
 def test_adaptive_neighbours_of_a_large_kernel_keep_its_scale():

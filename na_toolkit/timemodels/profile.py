@@ -407,6 +407,14 @@ def check_device(profile: DeviceProfile, strict: bool = False) -> str | None:
     return msg
 
 
+def _is_local_device(text: str) -> bool:
+    try:
+        parse_device(text)
+    except HardwareError:
+        return False
+    return True
+
+
 def resolve_profile_path(device: str | Path, hardware: Registry[HardwareSource] | None = None) -> Path:
     """A profile file from a path, or from a profile name registered in `hardware` (the toolkit's hardware
     registry; `na-toolkit hw list` shows the names). A registered name is that profile even where a file of
@@ -424,6 +432,12 @@ def resolve_profile_path(device: str | Path, hardware: Registry[HardwareSource] 
                 f"{text!r} is a hardware model ({other.path}), not a device profile: the roofline time model "
                 'reads hardware models (name = "roofline"); the learned one needs a profile '
                 f"({', '.join(profiles) or 'none registered'}, or one `na-toolkit profile` measures)"
+            )
+        if text not in hardware and not path_exists(text) and _is_local_device(text):
+            raise ProfileError(
+                f"{text!r} names a local device, not a device profile: the learned time model predicts from "
+                f"a profile measured on it (`na-toolkit profile --device {text} --out profiles/NAME.json`, then "
+                f"give that path); to measure instead, use the onnxruntime or torch time model with device {text!r}"
             )
         found = name_or_path(text, profiles, "device profile")
         if found is None:
