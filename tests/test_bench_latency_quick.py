@@ -53,3 +53,23 @@ def test_a_profile_measured_with_other_threads_is_refused_naming_them(tmp_path):
     assert (
         "clock: wall in the profile, thread_cpu in this benchmark" in msg and "na-toolkit profile --device cpu" in msg
     )
+
+
+def test_a_profile_of_two_threads_is_benchmarked_on_two_threads(tmp_path):
+    """A profile measured with `--threads 2` is a device of its own: `bench latency --profile` measures its
+    held-out networks (and calibrates its roofline) with the profile's threads unless --threads says otherwise,
+    and a --threads that differs from the profile's is refused, naming the profile command that fits."""
+    from na_toolkit.bench.latency import check_profile_fits, profile_threads
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.plugins import load_toolkit
+    from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
+
+    profile = DeviceProfile.load(resolve_profile_path("example-cpu", load_toolkit().hardware))
+    profile.runtime = {**profile.runtime, "intra_op_threads": 2, "clock": "wall"}
+    assert profile_threads(None, profile) == 2 and profile_threads(1, profile) == 1
+    assert _args("--threads", "2").threads == 2 and _args().threads is None
+    check_profile_fits(profile, "two.json", "cpu", 2)  # measured as it was profiled: fits
+    profile.runtime = {**profile.runtime, "intra_op_threads": 1, "clock": "thread_cpu"}
+    with pytest.raises(ConfigError, match=r"intra-op threads: 1 in the profile, 2 in this benchmark.*"
+                       r"`na-toolkit profile --device cpu --threads 2`"):  # fmt: skip
+        check_profile_fits(profile, "one.json", "cpu", 2)

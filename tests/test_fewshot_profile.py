@@ -234,3 +234,15 @@ def test_an_edited_embedded_prior_is_refused_on_load(fewshot_profile, tmp_path):
     doc["fewshot"]["priors"][0]["profile"]["networks"][0]["measurement"]["min_ms"] *= 2
     with pytest.raises(ProfileError, match=r"fewshot.priors\[0\] \('example-cpu'\) is not the full profile"):
         DeviceProfile.load(_write(tmp_path / "edited.json", doc))
+
+
+def test_a_fewshot_estimate_far_past_its_measured_networks_is_flagged(fewshot_profile):
+    """The few-shot fit is log-linear in its features: past the measured networks' range it extrapolates, and
+    the estimate says which feature is out (an ImageNet ResNet-18 against simple-cnn variants)."""
+    model = learned(fewshot_profile)
+    inside = model.profile.record_arch("networks[0]", model.profile.networks[0].arch, default_toolkit().layer_types)
+    assert model.estimate(inside).details["outside_profile_domain"] == []
+    est = model.estimate(default_toolkit().seed("resnet18"))
+    reasons = est.details["outside_profile_domain"]
+    assert any(r.startswith("FLOPs ") and "(measured networks: " in r for r in reasons), reasons
+    assert any("outside what profile" in w for w in est.warnings)

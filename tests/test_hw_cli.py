@@ -118,3 +118,24 @@ def test_calibrate_cuda(run_cli, tmp_path):
     # tensor cores: fp16 beats fp32 on every GPU with them (V100 and later; bf16 only from Ampere on)
     assert peaks["fp16"] > peaks["fp32"] and all(v > 0 for v in peaks.values())
     assert model.memory_bandwidth_bytes_per_s > 1e11 and 0 < model.launch_overhead_s < 1e-3
+
+
+def test_estimate_gives_a_networks_latency_and_says_when_it_lies_outside_the_profile(run_cli):
+    """`hw estimate` picks the time model from --device (a profile: learned) and prints each network's
+    estimate; nb201's cell has layer types the shipped CPU profile never measured (zero, avgpool2d), so its
+    estimate is flagged as an extrapolation, on stderr and in the JSON, while simple-cnn's is not."""
+    from na_toolkit.cli.hw_estimate import default_time_model
+    from na_toolkit.plugins import load_toolkit
+
+    hardware = load_toolkit().hardware
+    assert [default_time_model(d, hardware) for d in ("example-cpu", "p.json", "x86-cpu", "my.toml", "cuda:0")] == [
+        "learned", "learned", "roofline", "roofline", "onnxruntime",
+    ]  # fmt: skip
+    res = run_cli("hw", "estimate", "simple-cnn", "nb201", "--device", "example-cpu", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = res.json()
+    assert doc["time_model"] == "learned" and doc["device"] == "example-cpu" and doc["batch_size"] == 1
+    simple, nb201 = doc["estimates"]
+    assert simple["latency_ms"] > 0 and simple["outside_profile_domain"] == []
+    assert any("layer type" in r and "zero" in r for r in nb201["outside_profile_domain"]), nb201
+    assert "nb201: outside what profile 'example-cpu' measured" in res.stderr

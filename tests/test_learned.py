@@ -12,6 +12,7 @@ import pytest
 
 from conftest import REPO_ROOT, default_toolkit, get_seed
 from na_toolkit.errors import ProfileError, TimeModelError, UnknownComponentError
+from na_toolkit.ir.architecture import Architecture
 from na_toolkit.timemodels import get_time_model
 from na_toolkit.timemodels.learned import KernelLatencyModel, LearnedTimeModel, TreeEnsemble, profile_data
 from na_toolkit.timemodels.measure import MeasureSettings
@@ -246,3 +247,76 @@ def test_a_gpu_profile_on_a_machine_without_that_gpu_says_so():
     assert message is not None and message.endswith(
         "but this machine has no cuda:0 (no GPU that torch or NVML can see)"
     )
+
+
+def test_a_network_outside_what_the_profile_measured_is_flagged_one_inside_is_not(tiny_profile, tmp_path):
+    """The tiny profile measured simple-cnn variants only (1x8x8 inputs, no adds, no hardswish): a ResNet on
+    32x32 inputs and a net with hardswish are extrapolations, and the estimate says so, naming what is out;
+    a network the profile measured is inside and carries no such warning."""
+    import torch
+
+    from na_toolkit.ir.torch_import import from_torch
+
+    model = learned(tiny_profile.path)
+    inside = Architecture.from_json(tiny_profile.networks[0].arch, layer_types=LT)
+    est = model.estimate(inside)
+    assert est.details["outside_profile_domain"] == [] and est.warnings == ()
+
+    est = model.estimate(get_seed("resnet-cifar"))
+    reasons = est.details["outside_profile_domain"]
+    assert any(r.startswith("conv.h = 32 (profile: ") for r in reasons), reasons
+    assert any("outside what profile" in w and "extrapolation" in w for w in est.warnings), est.warnings
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.Hardswish(), torch.nn.Flatten(), torch.nn.Linear(512, 10)
+    )
+    hard = from_torch(net.eval(), torch.randn(1, 1, 8, 8), LT)
+    reasons = model.estimate(hard).details["outside_profile_domain"]
+    assert reasons[0].startswith("layer type hardswish never measured in the profile"), reasons
+
+
+def test_a_profile_record_this_toolkit_cannot_build_names_the_file_and_record(tiny_profile, tmp_path):
+    doc = json.loads(tiny_profile.path.read_text())
+    doc["networks"][1]["arch"]["nodes"][0]["type"] = "frobnicate"  # a plugin's layer type, or an edit
+    bad = tmp_path / "edited.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ProfileError, match=r"edited\.json.*networks\[1\]\.arch cannot be built here.*frobnicate"):
+        learned(bad)
+
+
+def test_a_hardware_model_or_local_device_given_as_a_profile_says_what_to_use():
+    with pytest.raises(ProfileError, match="'x86-cpu' is a hardware model .*not a device profile.*roofline"):
+        get_time_model("learned", TK, device="x86-cpu")
+    with pytest.raises(ProfileError, match=r"'cpu' names a local device.*`na-toolkit profile --device cpu --out"):
+        get_time_model("learned", TK, device="cpu")
+
+
+def test_adaptive_neighbours_of_a_large_kernel_keep_its_scale():
+    """The adaptive sampler explores around a badly predicted kernel; for an ImageNet-sized seed's kernel
+    (the stem conv on 3x224x224) a spatial neighbour is half of it (112 px), not 64 px whatever its size."""
+    from na_toolkit.timemodels.kernels import kernels_of, neighbour_kernel_architectures
+
+    conv = next(k for k in kernels_of(get_seed("resnet18")) if k.kind == "conv" and k.in_shape[1] == 224)
+    others = neighbour_kernel_architectures(conv, np.random.default_rng(0), 12, layer_types=LT)
+    sizes = {a.input_shape[1:] for a in others} - {conv.in_shape[1:]}
+    assert sizes == {(112, 112)}, sizes
+
+
+def test_per_kernel_overheads_never_exceed_the_cheapest_kernel_of_their_group(example):
+    """The calibration's per-kernel term of a group is bounded below by minus the cheapest kernel of that
+    group measured alone: unbounded, it traded off against its group's sum (the committed Xeon profile's
+    fusable adds came out at -88 us each, its cheapest add predicted at 10 us; a quick profile of this
+    project's CPU at batch 4: -227 us per depthwise conv), so a network of a few small kernels of that group
+    was predicted at a fraction of its latency (a MobileNet-v1-like net at 64 px: -60%)."""
+    from na_toolkit.timemodels.kernels import measurable
+    from na_toolkit.timemodels.learned import GROUPS, _group
+
+    model = example.model
+    data = profile_data(example.profile, LT)
+    cheapest = dict.fromkeys(GROUPS, np.inf)
+    for ks in data.network_kernels:
+        for k, t in zip(ks, model.predict_kernels(ks)):
+            if measurable(k):
+                cheapest[_group(k)] = min(cheapest[_group(k)], t)
+    per_kernel = dict(zip(GROUPS, model.calibration_[len(GROUPS) : 2 * len(GROUPS)]))
+    assert all(per_kernel[g] >= -cheapest[g] - 1e-9 for g in GROUPS), (per_kernel, cheapest)

@@ -51,6 +51,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
     parser.add_argument("--rng-seed", type=int, default=0, help="sampling seed (held-out uses a different stream)")
     parser.add_argument("--profile", default=None, help="use this existing profile instead of building one")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime intra-op threads of the profile built and the held-out measurements, and torch threads "
+        "of the roofline's calibration (default: the --profile's, else 1)",
+    )
     parser.add_argument("--profile-out", default=None, help="keep the profile built here at this path")
     parser.add_argument(
         "--dump", default=None, help="write the held-out networks, measurements and predictions here (JSON)"
@@ -96,7 +103,7 @@ def accuracy(pred: Any, true: Any) -> dict[str, float]:
 
 
 def measure_heldout(
-    archs: list[Any], device: str, repeats: int, settings: Any, statistic: str = "median"
+    archs: list[Any], device: str, repeats: int, settings: Any, statistic: str = "median", threads: int = 1
 ) -> tuple[Any, dict[str, Any]]:
     """Latency (ms) per network from `repeats` passes (alternating in order, so that a slow spell of the
     machine does not hit the same networks twice): the minimum over the passes for statistic "min", else
@@ -114,7 +121,7 @@ def measure_heldout(
     with tqdm(total=len(archs) * repeats, desc="held-out", file=sys.stderr, mininterval=1.0) as bar:
         for r in range(repeats):
             # a fresh time model per pass: no cache hit may stand in for a measurement
-            tm = OnnxRuntimeTimeModel(device=device, settings=settings, statistic=statistic)
+            tm = OnnxRuntimeTimeModel(device=device, settings=settings, statistic=statistic, intra_op_threads=threads)
             order = range(len(archs)) if r % 2 == 0 else reversed(range(len(archs)))
             for i in order:
                 est = tm.estimate(archs[i])
@@ -161,20 +168,26 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     resolve_sizes(args)
     if args.heldout < 10 or args.repeats < 1:
         raise ConfigError(f"--heldout must be >= 10 and --repeats >= 1, got {args.heldout} and {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     quick = args.quick
     load_start = os.getloadavg()
     # ---- 1. the profile -----------------------------------------------------------------------------
     build_s = None
     if args.profile:
         profile = DeviceProfile.load(args.profile)
-        check_profile_fits(profile, args.profile, args.device)
+        args.threads = profile_threads(args.threads, profile)  # recorded in "params"
+        check_profile_fits(profile, args.profile, args.device, args.threads)
     else:
         out = (
             Path(args.profile_out)
             if args.profile_out
             else Path(tempfile.mkdtemp(prefix="na-bench-")) / "bench-profile.json"
         )
-        options = ProfileOptions(out=out, device=args.device, rng_seed=args.rng_seed, max_moves=args.max_moves)
+        args.threads = args.threads or 1
+        options = ProfileOptions(
+            out=out, device=args.device, rng_seed=args.rng_seed, max_moves=args.max_moves, threads=args.threads
+        )
         if args.samples is not None:
             options.samples = args.samples
         if args.adaptive_rounds is not None:
@@ -206,7 +219,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     settings = MeasureSettings.quick() if quick else MeasureSettings()
     _log(f"measuring {len(archs)} held-out networks x {args.repeats} passes (the measurement protocol)")
     t0 = time.perf_counter()
-    truth, measurement = measure_heldout(archs, args.device, args.repeats, settings, profile.statistic)
+    truth, measurement = measure_heldout(archs, args.device, args.repeats, settings, profile.statistic, args.threads)
     measurement["measure_s"] = time.perf_counter() - t0
     # the machine is shared: how busy it was says how far its latencies could be trusted
     measurement["load_average_1min"] = {"start": load_start[0], "end": os.getloadavg()[0], "cores": os.cpu_count()}
@@ -230,7 +243,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     per_s_cold = len(archs) / (time.perf_counter() - t0)
     per_s_cold_cpu = len(archs) / max(time.thread_time() - c0, 1e-9)
     per_pass = measurement.pop("_per_pass")
-    roofline = roofline_figures(archs, truth, args.device)
+    roofline = roofline_figures(archs, truth, args.device, args.threads)
     statistic = statistic_figures(profile, toolkit, archs, [v.seed for v in variants], per_pass)
     if args.dump:
         from na_toolkit.files import strict_json_text, write_text_atomic
@@ -336,7 +349,13 @@ def clear_kernel_memos(model: Any) -> None:
         clear_kernel_memos(prior)
 
 
-def check_profile_fits(profile: Any, path: str, device: str) -> None:
+def profile_threads(threads: int | None, profile: Any) -> int:
+    """The intra-op threads to measure the held-out networks with: those given, else the profile's (a profile
+    of 2 threads is a device of its own: its held-out networks run on 2 threads too)."""
+    return threads if threads is not None else int(profile.runtime.get("intra_op_threads") or 1)
+
+
+def check_profile_fits(profile: Any, path: str, device: str, threads: int = 1) -> None:
     """A `--profile` whose figures cannot be compared with what this benchmark measures is refused: the
     held-out networks are measured by ONNX Runtime at batch size 1 on `--device`, so the profile must be an
     ONNX Runtime profile at batch size 1 of a device of the same kind, with the settings it measures with (one
@@ -357,26 +376,27 @@ def check_profile_fits(profile: Any, path: str, device: str) -> None:
         from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
         from na_toolkit.timemodels.profile_match import profile_differences
 
-        here = OnnxRuntimeTimeModel(device=device)
+        here = OnnxRuntimeTimeModel(device=device, intra_op_threads=threads)
         problems += [d.replace("the measure", "this benchmark") for d in profile_differences(profile, here, False)]
     if problems:
         raise ConfigError(
             f"--profile {path!r} cannot be compared with this benchmark's measurements (ONNX Runtime, batch size 1, "
             f"on --device {device!r}): {'; '.join(problems)}. Give a profile built by `na-toolkit profile --device "
-            f"{device}` (onnxruntime, batch size 1), or leave --profile out to build one"
+            f"{device}{f' --threads {threads}' if threads != 1 else ''}` (onnxruntime, batch size 1), or leave "
+            "--profile out to build one"
         )
 
 
-def roofline_figures(archs: list[Any], truth: Any, device: str) -> dict[str, Any]:
-    """The roofline with this machine's ceilings, measured by calibrate_hardware() with one torch thread
-    (the held-out networks run on one intra-op thread)."""
+def roofline_figures(archs: list[Any], truth: Any, device: str, threads: int = 1) -> dict[str, Any]:
+    """The roofline with this machine's ceilings, measured by calibrate_hardware() with as many torch threads
+    as the held-out networks run intra-op threads (one by default)."""
     import numpy as np
 
     from na_toolkit.timemodels.calibrate import calibrate_hardware
     from na_toolkit.timemodels.roofline import RooflineTimeModel
     from na_toolkit.torchutil import torch_threads
 
-    with torch_threads(1):
+    with torch_threads(threads):
         hw = calibrate_hardware(device)
     model = RooflineTimeModel(device=hw)
     pred = np.array([model.estimate(a).latency_ms for a in archs])
@@ -386,7 +406,7 @@ def roofline_figures(archs: list[Any], truth: Any, device: str) -> dict[str, Any
             "peak_flops_per_s": hw.peak_flops_per_s,
             "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,
             "launch_overhead_s": hw.launch_overhead_s,
-            "threads": 1,
+            "threads": threads,
         },
     }
 

@@ -1,6 +1,7 @@
-"""`na-toolkit hw list | show NAME | calibrate [--device cpu|cuda:N] [--out hwmodels/NAME.toml]`: the hardware
-models (analytic, TOML) and device profiles (measured, JSON) the toolkit knows, and a calibration that
-measures this machine's roofline ceilings into a new hardware model."""
+"""`na-toolkit hw list | show NAME | calibrate [--device cpu|cuda:N] [--out hwmodels/NAME.toml] | estimate ARCH`:
+the hardware models (analytic, TOML) and device profiles (measured, JSON) the toolkit knows, a calibration that
+measures this machine's roofline ceilings into a new hardware model, and networks estimated with a time model
+(hw_estimate.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import hw_estimate
 from ._format import render_table
 from .command import Command
 
@@ -44,6 +46,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name when no --out is given (default local-cpu / local-cudaN)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is kept")
     p.add_argument("--json", action="store_true", help="print the model as one JSON object")
+    hw_estimate.configure(sub)
 
 
 def _gb(value: float, unit: float = 1e9) -> str:
@@ -275,7 +278,14 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return {"list": _list, "show": _show, "calibrate": _calibrate}[args.hw_command](args)
+    return {"list": _list, "show": _show, "calibrate": _calibrate, "estimate": hw_estimate.run}[args.hw_command](args)
 
 
-COMMANDS = (Command("hw", "hardware models: list, show, calibrate this machine", _configure, _run),)
+COMMANDS = (
+    Command(
+        "hw",
+        "hardware models: list, show, calibrate this machine, estimate networks with a time model",
+        _configure,
+        _run,
+    ),
+)

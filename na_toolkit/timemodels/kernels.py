@@ -305,9 +305,11 @@ def neighbour_kernel_architectures(
             key = "filters" if first_type == "conv2d" else "units"
             nodes[0][key] = _round_channels(nodes[0].get(key, 8) * float(rng.choice(_CHANNEL_FACTORS)))
         elif what == "hw" and len(shape) == 3:
+            # grow up to 64 px (cheap to measure) or the kernel's own size, whichever is larger: a kernel of an
+            # ImageNet-sized seed (112 px) is explored at 56 px, never collapsed onto 64 px
             f = float(rng.choice((0.5, 2.0)))
-            shape[1] = max(1, min(64, int(shape[1] * f)))
-            shape[2] = max(1, min(64, int(shape[2] * f)))
+            shape[1] = max(1, min(max(64, shape[1]), int(shape[1] * f)))
+            shape[2] = max(1, min(max(64, shape[2]), int(shape[2] * f)))
         elif what == "kernel" and "kernel" in nodes[0]:
             nodes[0]["kernel"] = int(rng.choice((1, 3, 5, 7)))
         elif what == "stride" and "stride" in nodes[0]:

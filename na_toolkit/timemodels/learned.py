@@ -36,7 +36,9 @@ from .. import validation
 from ..errors import DeviceWarning, NotFittedError, ProfileError, TimeModelError
 from ..ir.architecture import Architecture
 from .base import FigureSource, TimeEstimate, TimeModel
+from .fitting import MIN_NETWORKS, nnls_relative, robust_relative_lstsq
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
+from .learned_domain import ProfileDomain, domain_message
 from .measured import analytic_peak_memory_bytes, check_statistic, take_options
 from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
 from .roofline import RooflineTimeModel
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
 #: kernel groups of the network calibration (each gets its own coefficients)
 GROUPS = ("conv", "dwconv", "add_fused", "add", "rest")
 MIN_KERNELS_PER_KIND = 12
-MIN_NETWORKS = 5
 
 
 def _group(kernel: Kernel) -> str:
@@ -63,38 +64,6 @@ def _group(kernel: Kernel) -> str:
     if kernel.kind == "add":
         return "add_fused" if kernel.fusable else "add"
     return "rest"
-
-
-def _nnls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    from scipy.optimize import nnls
-
-    coef, _ = nnls(X * w[:, None], y * w)
-    return coef
-
-
-def _robust_relative_lstsq(
-    X: np.ndarray, y: np.ndarray, n_sums: int, rounds: int = 3, k: float = 3.0
-) -> tuple[np.ndarray, int]:
-    """Least squares on relative errors (rows weighted by 1/y) with the first `n_sums` coefficients (the
-    kernel sums) kept >= 0, refitted without outliers: residuals beyond k robust standard deviations
-    (1.4826 x the median absolute residual, at least 5%). Returns the coefficients and the number of
-    networks left out."""
-    from scipy.optimize import lsq_linear
-
-    w = 1.0 / y
-    lower = np.full(X.shape[1], -np.inf)
-    lower[:n_sums] = 0.0
-    keep = np.ones(len(y), dtype=bool)
-    coef = np.zeros(X.shape[1])
-    for _ in range(rounds):
-        coef = lsq_linear(X[keep] * w[keep, None], y[keep] * w[keep], bounds=(lower, np.inf)).x
-        rel = (X @ coef - y) / y
-        scale = max(1.4826 * float(np.median(np.abs(rel[keep]))), 0.05)
-        new_keep = np.abs(rel) <= k * scale
-        if new_keep.sum() < max(MIN_NETWORKS, X.shape[1] + 2) or np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    return coef, int((~keep).sum())
 
 
 @dataclass
@@ -114,7 +83,7 @@ class KindModel:
     @classmethod
     def fit(cls, kind: str, rows: list[list[float]], y_ms: np.ndarray, boost: bool = True, seed: int = 0) -> KindModel:
         B = cls.base_matrix(rows)
-        coef = _nnls(B, y_ms, 1.0 / y_ms)
+        coef = nnls_relative(B, y_ms, 1.0 / y_ms)
         if not np.any(coef > 0):
             coef = np.array([0.0, 0.0, float(np.median(y_ms))])
         model = cls(kind, coef)
@@ -224,7 +193,16 @@ class KernelLatencyModel:
         self.calibration_ = self._identity_coef()
         self.calibration_outliers_ = 0
         if self.calibrate and len(y_ms) >= MIN_NETWORKS:
-            self.calibration_, self.calibration_outliers_ = _robust_relative_lstsq(X, y_ms, len(GROUPS))
+            # a kernel inside a network saves at most what the cheapest one of its group takes alone: an
+            # unbounded per-kernel term traded against its group's sum (collinear in networks of one family)
+            # made a network of many small kernels of that group negative
+            cheapest = np.full(len(GROUPS), np.inf)
+            for ks in arch_kernels:
+                for k, t in zip(ks, self.predict_kernels(ks)):
+                    g = GROUPS.index(_group(k))
+                    cheapest[g] = min(cheapest[g], t) if measurable(k) else cheapest[g]
+            lower = -np.where(np.isfinite(cheapest), cheapest, 0.0)
+            self.calibration_, self.calibration_outliers_ = robust_relative_lstsq(X, y_ms, len(GROUPS), lower)
         return self
 
     def _identity_coef(self) -> np.ndarray:
@@ -247,7 +225,24 @@ class KernelLatencyModel:
         arch_kernels: Sequence[Sequence[Kernel]],
         network_y_ms: np.ndarray,
     ) -> KernelLatencyModel:
-        return self.fit_kernels(kernels, kernel_y_ms).fit_networks(arch_kernels, network_y_ms)
+        self.fit_kernels(kernels, kernel_y_ms).fit_networks(arch_kernels, network_y_ms)
+        counts = self.network_features(arch_kernels)[:, len(GROUPS) : 2 * len(GROUPS)]
+        self.domain_ = ProfileDomain.of(kernels, counts, GROUPS)
+        return self
+
+    def domain_reasons(self, arch_kernels: Sequence[Sequence[Kernel]]) -> list[list[str]]:
+        """Per network, why its prediction is an extrapolation (learned_domain.py); also when the calibrated
+        value fell below the floor of a quarter of the kernel sum (the overhead terms ran away)."""
+        X = self.network_features(arch_kernels)
+        domain = getattr(self, "domain_", None)
+        out = [
+            [] if domain is None else domain.reasons(ks, x[len(GROUPS) : 2 * len(GROUPS)])
+            for ks, x in zip(arch_kernels, X)
+        ]
+        for reasons, x in zip(out, X):
+            if x @ self.calibration_ < 0.25 * x[: len(GROUPS)].sum():
+                reasons.append("the network calibration predicted under a quarter of the kernel sum (floored there)")
+        return out
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {"boost": self.boost, "calibrate": self.calibrate, "seed": self.seed}
@@ -270,15 +265,15 @@ def profile_data(profile: DeviceProfile, layer_types: LayerTypeRegistry, statist
     profile's statistic."""
     stat = statistic or profile.statistic
     ks, keys, ky = [], [], []
-    for rec in profile.kernels:
-        arch = Architecture.from_json(rec.arch, layer_types=layer_types)
+    for i, rec in enumerate(profile.kernels):
+        arch = profile.record_arch(f"kernels[{i}]", rec.arch, layer_types)
         kernel = kernels_of(arch)[0]
         ks.append(kernel)
         keys.append(rec.key)
         ky.append(rec.latency_ms(stat))
     nk, nh, ny = [], [], []
-    for net in profile.networks:
-        arch = Architecture.from_json(net.arch, layer_types=layer_types)
+    for i, net in enumerate(profile.networks):
+        arch = profile.record_arch(f"networks[{i}]", net.arch, layer_types)
         nk.append(kernels_of(arch))
         nh.append(net.hash)
         ny.append(net.latency_ms(stat))
@@ -459,6 +454,9 @@ class LearnedTimeModel(TimeModel):
         self._check_batch(batch_size)
         kernels = kernels_of(arch)
         latency = float(self.model.predict_networks([kernels])[0])
+        outside = self.model.domain_reasons([kernels])[0]
+        warns = [self.device_warning] if self.device_warning else []
+        warns += [domain_message(self.profile.name, outside)] if outside else []
         train_ms = self.train_roofline.train_step_ms(arch, batch_size) if self.train_roofline is not None else None
         return TimeEstimate(
             time_model=self.name,
@@ -467,12 +465,13 @@ class LearnedTimeModel(TimeModel):
             latency_ms=latency,
             train_step_ms=train_ms,
             peak_memory_bytes=analytic_peak_memory_bytes(arch, batch_size),
-            warnings=(self.device_warning,) if self.device_warning else (),
+            warnings=tuple(warns),
             details={
                 "profile": self.profile.name,
                 "profile_device": self.profile.device_name,
                 "runtime": self.profile.runtime_name,
                 "statistic": self.statistic,
                 "kernels": len([k for k in kernels if measurable(k)]),
+                "outside_profile_domain": outside,
             },
         )

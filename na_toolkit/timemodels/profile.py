@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from ..errors import HardwareError, NAToolkitWarning, ProfileError
+from ..errors import HardwareError, NAToolkitError, NAToolkitWarning, ProfileError
 from ..files import looks_like_path, name_or_path, parse_json, path_exists, read_text
 from ..ir.architecture import MAX_TENSOR_ELEMENTS, Architecture
 from ..validation import Document, format_validation_error
@@ -320,6 +320,17 @@ class DeviceProfile(Document):
         profile.prior_profiles(where)  # a few-shot profile's priors are checked on reading
         return profile
 
+    def record_arch(self, where: str, doc: Any, layer_types: LayerTypeRegistry) -> Architecture:
+        """The architecture a record (`where`: `networks[3]`) stores; one this toolkit cannot build (a layer type
+        of a plugin not installed here, an edited file) is a ProfileError naming the file and the record."""
+        try:
+            return Architecture.from_json(doc, layer_types=layer_types)
+        except NAToolkitError as e:
+            raise ProfileError(
+                f"profile {str(self.path or self.name)!r}: {where}.arch cannot be built here: {e}. Install the "
+                "plugin that registers its layer types, or measure the profile again with `na-toolkit profile`"
+            ) from e
+
     def require_statistic(self, statistic: str, where: str | None = None) -> None:
         """ProfileError unless every kernel and network record holds a positive `<statistic>_ms` (every profile
         records the median, p10 and min of each item; a learned model may be fitted on any of them)."""
@@ -396,6 +407,14 @@ def check_device(profile: DeviceProfile, strict: bool = False) -> str | None:
     return msg
 
 
+def _is_local_device(text: str) -> bool:
+    try:
+        parse_device(text)
+    except HardwareError:
+        return False
+    return True
+
+
 def resolve_profile_path(device: str | Path, hardware: Registry[HardwareSource] | None = None) -> Path:
     """A profile file from a path, or from a profile name registered in `hardware` (the toolkit's hardware
     registry; `na-toolkit hw list` shows the names). A registered name is that profile even where a file of
@@ -407,6 +426,19 @@ def resolve_profile_path(device: str | Path, hardware: Registry[HardwareSource] 
         p = device
     elif hardware is not None:
         profiles = [name for name, src in hardware.items() if src.kind == "profile"]
+        other = hardware.get(text) if text in hardware and text not in profiles else None
+        if other is not None and not path_exists(text):
+            raise ProfileError(
+                f"{text!r} is a hardware model ({other.path}), not a device profile: the roofline time model "
+                'reads hardware models (name = "roofline"); the learned one needs a profile '
+                f"({', '.join(profiles) or 'none registered'}, or one `na-toolkit profile` measures)"
+            )
+        if text not in hardware and not path_exists(text) and _is_local_device(text):
+            raise ProfileError(
+                f"{text!r} names a local device, not a device profile: the learned time model predicts from "
+                f"a profile measured on it (`na-toolkit profile --device {text} --out profiles/NAME.json`, then "
+                f"give that path); to measure instead, use the onnxruntime or torch time model with device {text!r}"
+            )
         found = name_or_path(text, profiles, "device profile")
         if found is None:
             return Path(hardware.get(text).path)

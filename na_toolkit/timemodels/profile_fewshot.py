@@ -39,6 +39,7 @@ from ..errors import ArchitectureError, ProfileError
 from ..ir.architecture import Architecture
 from .kernels import Kernel, kernels_of, measurable
 from .learned import MIN_NETWORKS, KernelLatencyModel, fit_profile
+from .learned_domain import DOMAIN_MARGIN, MIN_SPAN
 from .profile import DeviceProfile, FewShotPrior, FewShotSection, resolve_profile_path
 from .profile_plan import ProfileOptions, make_time_model
 from .profiler import ProfileBuilder
@@ -166,6 +167,7 @@ class FewShotLatencyModel:
             raise ProfileError(f"a few-shot model needs at least 3 measured networks, got {len(y_ms)}")
         F = self.features(arch_kernels)
         self.mean_, self.scale_ = F.mean(axis=0), F.std(axis=0)
+        self.range_ = np.stack([F.min(axis=0), F.max(axis=0)])
         self.scale_[self.scale_ == 0] = 1.0
         Z, y = (F - self.mean_) / self.scale_, np.log(y_ms)
         self.alpha_ = _loo_alpha(Z, y)
@@ -175,6 +177,27 @@ class FewShotLatencyModel:
     def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
         Z = (self.features(arch_kernels) - self.mean_) / self.scale_
         return np.exp(Z @ self.coef_ + self.intercept_)
+
+    def domain_reasons(self, arch_kernels: Sequence[Sequence[Kernel]]) -> list[list[str]]:
+        """Per network, the features (a prior's predicted log latency, log FLOPs, log kernel count) past the
+        range of the measured networks by more than DOMAIN_MARGIN of it: there the fit extrapolates."""
+        names = [f"{p} predicts" for p in self.prior_names] + ["FLOPs", "kernels"]
+        F = self.features(arch_kernels)
+        lo, hi = self.range_
+        span = np.maximum(hi - lo, MIN_SPAN)
+        scale = [np.exp] * len(self.prior_names) + [np.expm1, np.exp]
+        out = []
+        for row in F:
+            far = np.maximum(lo - row, row - hi) / span
+            out.append(
+                [
+                    f"{names[j]} {scale[j](row[j]):.4g} "
+                    f"(measured networks: {scale[j](lo[j]):.4g}..{scale[j](hi[j]):.4g})"
+                    for j in np.argsort(-far)
+                    if far[j] > DOMAIN_MARGIN
+                ]
+            )
+        return out
 
     def get_params(self, deep: bool = True) -> dict[str, object]:
         return {"priors": self.priors, "prior_names": self.prior_names}
@@ -192,7 +215,9 @@ def fit_fewshot_profile(
         )
     priors = profile.prior_profiles()
     models = [prior_model(p, layer_types, seed) for p in priors]
-    kernels = [kernels_of(Architecture.from_json(n.arch, layer_types=layer_types)) for n in profile.networks]
+    kernels = [
+        kernels_of(profile.record_arch(f"networks[{i}]", n.arch, layer_types)) for i, n in enumerate(profile.networks)
+    ]
     y = np.array([n.latency_ms(statistic or profile.statistic) for n in profile.networks])
     return FewShotLatencyModel(models, [p.name for p in priors]).fit_networks(kernels, y)
 

@@ -1,0 +1,85 @@
+"""`na-toolkit hw estimate ARCH [ARCH ...] --device D [--time-model NAME] [--batch-size B] [--json]`: a network's
+latency, peak memory and energy from a time model, without a search: the learned model of a device profile,
+the roofline of a hardware model, or a measurement on this machine. What the estimate warns about (a profile
+of another device, a network outside what the profile measured) goes to stderr, and into `--json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def configure(sub: Any) -> None:
+    p = sub.add_parser(
+        "estimate",
+        help="estimate networks' latency, peak memory and energy with a time model (learned, roofline, measured)",
+    )
+    p.add_argument("archs", nargs="+", metavar="ARCH", help="a seed name, or an architecture .json or .onnx file")
+    p.add_argument(
+        "--device",
+        required=True,
+        help="a device profile (name or .json: the learned model), a hardware model (name or .toml: the "
+        "roofline) or a local device (cpu, cuda:N: measured with onnxruntime)",
+    )
+    p.add_argument("--time-model", default=None, help="a registered time model (default: from --device, as above)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def default_time_model(device: str, hardware: Any) -> str:
+    """learned for a profile, roofline for a hardware model, onnxruntime for a device of this machine."""
+    from ..machine import parse_device
+
+    suffix = Path(device).suffix.lower()
+    if suffix == ".json" or (device in hardware and hardware.get(device).kind == "profile"):
+        return "learned"
+    if suffix == ".toml" or device in hardware:
+        return "roofline"
+    try:
+        parse_device(device)
+    except Exception:
+        return "learned"  # neither: the learned model's lookup names the profiles and hardware models it knows
+    return "onnxruntime"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..timemodels import get_time_model
+    from ._output import warn
+    from .arch import load_architecture
+
+    toolkit = args.toolkit
+    name = args.time_model or default_time_model(args.device, toolkit.hardware)
+    archs = [load_architecture(spec, toolkit) for spec in args.archs]  # every file read before any estimate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the model's warnings reach every estimate's own `warnings`
+        model = get_time_model(name, toolkit, device=args.device)
+    rows: list[dict[str, Any]] = []
+    for spec, arch in zip(args.archs, archs):
+        est = model.estimate(arch, args.batch_size)
+        rows.append(
+            {
+                "arch": spec,
+                "hash": arch.hash,
+                "latency_ms": est.latency_ms,
+                "peak_memory_bytes": est.peak_memory_bytes,
+                "energy_mj": est.energy_mj,
+                "warnings": list(est.warnings),
+                "outside_profile_domain": list(est.details.get("outside_profile_domain", [])),
+            }
+        )
+        for w in est.warnings:
+            warn(f"{spec}: {w}")
+    if args.json:
+        doc = {"time_model": model.name, "device": model.device, "batch_size": args.batch_size, "estimates": rows}
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{model.name} on {model.device}, batch size {args.batch_size}:")
+    for r in rows:
+        memory = f"{r['peak_memory_bytes'] / 2**20:.3g} MiB" if r["peak_memory_bytes"] is not None else "-"
+        energy = f"{r['energy_mj']:.3g} mJ" if r["energy_mj"] is not None else "-"
+        flag = "  (outside the profile: an extrapolation)" if r["outside_profile_domain"] else ""
+        print(f"  {r['arch']}: {r['latency_ms']:.4g} ms, peak memory {memory}, energy {energy}{flag}")
+    return 0
