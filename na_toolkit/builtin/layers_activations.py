@@ -5,8 +5,8 @@ a `Softplus`: the start of mish written out, softplus -> tanh -> times x, as tor
 opset 17).
 
 FLOPs per element count the ONNX ops each one is (as the other activations do: silu 2, gelu 5): one for the
-single-op ones, three for mish. No move inserts or swaps to them: a search over a seed without them is the
-same search as before they existed (docs/moves.md).
+single-op ones, three for mish. No move inserts or swaps to them (the moves' search spaces are as before);
+the network embedding's vocabulary holds them, as every registered layer type (docs/architecture.md).
 
 PReLU is not one of them: its slopes are learned weights (`na_toolkit.ir.onnx_import.PRELU_TODO` says what to
 do with one).
