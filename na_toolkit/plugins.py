@@ -62,6 +62,7 @@ HOOK_PREFIX = "na_"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "na_toolkit.builtin.layers",
     "na_toolkit.builtin.layers_mobile",
+    "na_toolkit.builtin.layers_activations",
     "na_toolkit.builtin.moves",
     "na_toolkit.builtin.seeds",
     "na_toolkit.builtin.hardware",

@@ -14,6 +14,7 @@ from conftest import layer_types
 from na_toolkit.builtin.layers import _Activation
 from na_toolkit.builtin.layers_mobile import builtin_registry
 from na_toolkit.errors import TorchImportError
+from na_toolkit.ir.layers import LayerType
 from na_toolkit.ir.torch_import import from_torch
 
 
@@ -228,42 +229,48 @@ def test_an_import_that_computes_something_else_is_an_error_not_another_network(
     assert model.training  # the module's own mode is restored after the check too
 
 
-class LeakyReLU(_Activation):
-    """A plugin's layer type for an activation the toolkit has none for."""
+class PReLU(LayerType):
+    """A plugin's layer type for an activation the toolkit has none for: PReLU, one learned slope per channel."""
 
-    name, description, torch_class, onnx_op, onnx_ops = (
-        "leaky_relu",
-        "leaky relu",
-        "LeakyReLU",
-        "LeakyRelu",
-        ("LeakyRelu",),
-    )
+    name, description, onnx_ops, has_weights = "prelu_plugin", "prelu", ("PRelu",), True
+
+    def build_torch(self, attrs, in_shapes, out_shape):
+        return nn.PReLU(in_shapes[0][0])
+
+    def import_onnx(self, ctx, onnx_node):
+        slopes = ctx.constant(onnx_node.input[1])
+        ctx.add(self.name, [ctx.value(onnx_node.input[0])], {}, {"weight": slopes}, output=onnx_node.output[0])
+        return True
 
 
-def _leaky_net() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+def _prelu_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.PReLU(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
 
 
 def test_an_activation_without_a_built_in_layer_type_imports_through_a_plugins():
-    # before: "torch op aten.leaky_relu.default: unsupported op; ... register a layer type that imports it",
-    # and a plugin's layer type importing ONNX LeakyRelu did not help: the ATen op had no lowering
+    # before: "torch op aten.prelu.default: unsupported op; ... register a layer type that imports it",
+    # and a plugin's layer type importing ONNX PRelu did not help: the ATen op had no lowering
     registry = builtin_registry()
-    registry.current_plugin = "leaky_plugin"
-    registry.add(LeakyReLU())
-    arch = from_torch(_leaky_net().eval(), torch.randn(2, 3, 6, 6), registry)  # checked against the module
-    assert [n.type for n in arch.nodes] == ["conv2d", "leaky_relu", "flatten", "linear"]
+    registry.current_plugin = "prelu_plugin"
+    registry.add(PReLU())
+    model = _prelu_net()
+    nn.init.uniform_(model[1].weight, -1.0, 1.0)  # slopes of their own, so the check sees them
+    arch = from_torch(model.eval(), torch.randn(2, 3, 6, 6), registry)  # checked against the module
+    assert [n.type for n in arch.nodes] == ["conv2d", "prelu_plugin", "flatten", "linear"]
     with pytest.raises(TorchImportError) as info:
-        from_torch(_leaky_net(), torch.randn(1, 3, 6, 6), layer_types())
+        from_torch(_prelu_net(), torch.randn(1, 3, 6, 6), layer_types())
     message = str(info.value)
-    assert message.startswith("torch op aten.leaky_relu.default") and "in module '1' (LeakyReLU)" in message
-    assert "no layer type imports the ONNX op it is lowered to (unsupported ONNX op 'LeakyRelu'" in message
+    assert message.startswith("torch op aten.prelu.default") and "in module '1' (PReLU)" in message
+    assert "no layer type imports the ONNX op it is lowered to (unsupported ONNX op 'PRelu'" in message
+    # what to do: a leaky relu of its slope, or a layer type of one's own
+    assert "replace nn.PReLU with nn.LeakyReLU(negative_slope=s)" in message
     assert "register a layer type that imports it" in message
 
 
 def test_an_op_without_a_lowering_says_a_layer_type_cannot_take_it_here_but_through_onnx():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Mish(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.SELU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
     with pytest.raises(TorchImportError) as info:
         from_torch(model, torch.randn(1, 3, 6, 6), layer_types())
     message = str(info.value)
-    assert message.startswith("torch op aten.mish.default") and "from_torch has no lowering of it" in message
+    assert message.startswith("torch op aten.selu.default") and "from_torch has no lowering of it" in message
     assert "torch.onnx.export(..., dynamo=False) and import that file" in message

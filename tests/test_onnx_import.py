@@ -321,7 +321,7 @@ def test_a_plugin_layer_type_round_trips_with_the_same_hash():
 def test_importers_are_the_layer_types_last_registered_first():
     tk = load_toolkit(entry_points=False, extra_plugins=(_TanhPlugin(),))
     by_op = importers_by_op(tk.layer_types)
-    assert [lt.name for lt in by_op["Tanh"]] == ["tanh_test"]
+    assert [lt.name for lt in by_op["Tanh"]] == ["tanh_test", "tanh"]  # the plugin's first, then the built-in
     assert [lt.name for lt in by_op["Conv"]] == ["conv2d"]
     # two built-in layer types import Mul (the zero layer, and the first node of a written-out GELU)
     assert [lt.name for lt in by_op["Mul"]] == ["zero", "gelu"]
@@ -330,8 +330,17 @@ def test_importers_are_the_layer_types_last_registered_first():
 
 
 def test_unsupported_op_names_the_op_and_the_node():
-    with pytest.raises(OnnxImportError, match=r"my_tanh.*Tanh.*unsupported ONNX op 'Tanh'") as info:
-        from_onnx(_tanh_graph(), layer_types())
+    graph = _graph(
+        [
+            helper.make_node("Relu", ["input"], ["r"], name="relu"),
+            helper.make_node("Selu", ["r"], ["output"], name="my_selu"),
+        ],
+        {},
+        (3, 4, 4),
+        (3, 4, 4),
+    )
+    with pytest.raises(OnnxImportError, match=r"my_selu.*Selu.*unsupported ONNX op 'Selu'") as info:
+        from_onnx(graph, layer_types())
     assert "\n" not in str(info.value)
     assert "supported: " in str(info.value) and "Conv" in str(info.value)
     assert "register a layer type that imports it" in str(info.value)  # what to do about it

@@ -436,12 +436,15 @@ MOBILE_LAYER_TYPES: tuple[type[LayerType], ...] = (HardSigmoid, SiLU, SqueezeExc
 
 
 def builtin_registry() -> LayerTypeRegistry:
-    """`na_toolkit.builtin.layers.builtin_layer_types()`: its types, then these, each under its module's name
+    """`na_toolkit.builtin.layers.builtin_layer_types()`: its types, then these, then those of
+    `na_toolkit.builtin.layers_activations`, each under its module's name
     (the order `plugins.DEFAULT_PLUGINS` registers them in)."""
     from .layers import LAYER_TYPES
+    from .layers_activations import ACTIVATION_LAYER_TYPES
 
     registry = LayerTypeRegistry()
-    for plugin, classes in ((LAYER_TYPES[0].__module__, LAYER_TYPES), (__name__, MOBILE_LAYER_TYPES)):
+    plugins = ((LAYER_TYPES[0].__module__, LAYER_TYPES), (__name__, MOBILE_LAYER_TYPES))
+    for plugin, classes in (*plugins, (ACTIVATION_LAYER_TYPES[0].__module__, ACTIVATION_LAYER_TYPES)):
         registry.current_plugin = plugin
         for cls in classes:
             registry.add(cls())

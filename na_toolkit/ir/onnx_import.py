@@ -240,7 +240,7 @@ class OnnxImportContext:
                 todo = (
                     f"it is group normalisation, {GROUP_NORM_TODO}"
                     if node.op_type == "GroupNormalization"
-                    else unsupported_op_todo(final_softmax)
+                    else unsupported_op_todo(final_softmax, node.op_type)
                 )
                 raise self.error(f"unsupported ONNX op {node.op_type!r}; {todo}; supported: {', '.join(supported)}")
         self.current = None
@@ -331,12 +331,21 @@ GROUP_NORM_TODO = (
     "(a plugin's import_onnx; docs/plugin_hooks.md, ONNX import)"
 )
 
+#: what to do about a PReLU (torch's nn.PReLU, ONNX PRelu), which no built-in layer type imports
+PRELU_TODO = (
+    "PReLU's slopes are learned weights, which no built-in layer type holds; replace nn.PReLU with "
+    "nn.LeakyReLU(negative_slope=s) (s its learned slope: the same network when num_parameters=1), or register "
+    "a layer type that imports it (a plugin's import_onnx; docs/plugin_hooks.md, ONNX import)"
+)
+
 #: ONNX ops that turn logits into probabilities: a network's last op, they get their own advice
 SOFTMAX_OPS = frozenset({"Softmax", "LogSoftmax"})
 
 
-def unsupported_op_todo(final_softmax: bool) -> str:
+def unsupported_op_todo(final_softmax: bool, op_type: str = "") -> str:
     """What to do about an op no layer type imports (from_onnx and from_torch say the same)."""
+    if op_type == "PRelu":
+        return PRELU_TODO
     if final_softmax:
         return (
             "the networks here output logits (the evaluator's cross-entropy applies the softmax, and exports "

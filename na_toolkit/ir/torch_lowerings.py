@@ -129,6 +129,18 @@ def _softplus(lw: _Lowering, x: Any, beta: Any = 1, threshold: Any = 20) -> str:
     return lw.op("Softplus", [lw.tensor(x)])
 
 
+def _mish(lw: _Lowering, x: Any) -> str:
+    # x * tanh(softplus(x)), as torch.onnx.export writes it at opset 17 (the mish importer reads this form)
+    t = lw.tensor(x)
+    return lw.op("Mul", [t, lw.op("Tanh", [lw.op("Softplus", [t], ".softplus")], ".tanh")])
+
+
+def _prelu(lw: _Lowering, x: Any, weight: Any) -> str:
+    # ONNX PRelu with the slopes as torch holds them: no built-in layer type imports it (the import says
+    # what to do instead), a plugin's may
+    return lw.op("PRelu", [lw.tensor(x), lw.tensor(weight)])
+
+
 def _gelu(lw: _Lowering, x: Any, approximate: Any = "none") -> str:
     if approximate != "none":
         raise lw.error(f"gelu(approximate={approximate!r}) is not supported (only the exact erf form)")
@@ -273,11 +285,14 @@ LOWERINGS: dict[str, Callable[..., Any]] = {
     **{f"aten.silu{i}.default": _silu for i in ("", "_")},
     **{f"aten.hardtanh{i}.default": _clip for i in ("", "_")},
     **{f"aten.relu6{i}.default": lambda lw, x: _clip(lw, x, 0.0, 6.0) for i in ("", "_")},
-    # activations with no built-in layer type: lowered so that a plugin's layer type importing the ONNX op
-    # imports them from torch too (without one, the import names the ONNX op and says so)
+    # the activations of na_toolkit.builtin.layers_activations
     **{f"aten.{op}{i}.default": lower for op, lower in (("leaky_relu", _leaky_relu), ("elu", _elu)) for i in ("", "_")},
     **{f"aten.tanh{i}.default": _unary("Tanh") for i in ("", "_")},
     "aten.softplus.default": _softplus,
+    **{f"aten.mish{i}.default": _mish for i in ("", "_")},
+    # no built-in layer type imports PRelu (learned slopes): lowered so that the import says what to do, and
+    # so that a plugin's layer type importing the ONNX op imports it from torch too
+    "aten.prelu.default": _prelu,
     "aten.gelu.default": _gelu,
     **{
         f"aten.{op}{i}.Tensor": _binary(onnx)
@@ -311,7 +326,7 @@ WRITTEN_AS: dict[str, tuple[str, ...]] = {
         f"nn.{module}": (module.lower(),)
         for module in ("ReLU", "ReLU6", "Sigmoid", "Hardsigmoid", "Hardswish", "SiLU", "GELU", "Hardtanh")
     },
-    **{f"nn.{module}": (module.lower(),) for module in ("Tanh", "ELU", "Softplus")},
+    **{f"nn.{module}": (module.lower(),) for module in ("Tanh", "ELU", "Softplus", "Mish", "PReLU")},
     "nn.LeakyReLU": ("leaky_relu",),
     "nn.MaxPool2d": ("max_pool2d", "max_pool2d_with_indices"),
     "nn.AvgPool2d": ("avg_pool2d",),

@@ -46,9 +46,10 @@ NodeWeights = dict[str, dict[str, np.ndarray]]
 CHANNELWISE = frozenset(
     {"relu", "relu6", "sigmoid", "hardswish", "gelu", "maxpool2d", "avgpool2d", "global_avg_pool", "dropout"}
     | {"identity", "zero"}
+    | {"leaky_relu", "elu", "tanh", "softplus", "mish"}  # na_toolkit.builtin.layers_activations
 )
 #: layer types whose output is >= 0 whatever their input
-NONNEGATIVE = frozenset({"relu", "relu6", "sigmoid", "zero"})
+NONNEGATIVE = frozenset({"relu", "relu6", "sigmoid", "zero", "softplus"})
 #: layer types that keep an input that is >= 0 non-negative (max / mean of non-negatives, inference dropout)
 KEEP_NONNEGATIVE = frozenset({"maxpool2d", "avgpool2d", "global_avg_pool", "dropout", "identity", "flatten"})
 #: layer types that are the identity at inference

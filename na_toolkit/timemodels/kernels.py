@@ -26,11 +26,15 @@ from ..caches import lru_dict
 from ..ir.architecture import INPUT, Architecture, Node
 from ..ir.layers import Shape
 
-ACTIVATIONS = ("relu", "relu6", "sigmoid", "hardswish", "gelu")
+#: activations an `act` kernel is: those of na_toolkit.builtin.layers and of layers_activations (silu and
+#: hardsigmoid, of layers_mobile, are `other` kernels, as profiles recorded before these were made them)
+ACTIVATIONS = ("relu", "relu6", "sigmoid", "hardswish", "gelu", "leaky_relu", "elu", "tanh", "softplus", "mish")
 #: activations a conv/linear kernel absorbs (ONNX Runtime's ConvActivationFusion: Relu, Clip, Sigmoid, ...)
 FUSED_ACTIVATIONS = ("relu", "relu6", "sigmoid")
 FREE_TYPES = ("flatten", "dropout", "identity")
+#: the `act` feature (codes are never renumbered: a saved learned time model reads them)
 ACT_CODE = {None: 0, "relu": 1, "relu6": 2, "sigmoid": 3, "hardswish": 4, "gelu": 5}
+ACT_CODE.update({"leaky_relu": 7, "elu": 8, "tanh": 9, "softplus": 10, "mish": 11})  # 6: not an activation
 KINDS = ("conv", "linear", "bn", "add", "concat", "pool", "gap", "act", "elementwise", "other", "free")
 
 #: numeric feature names per kind (all kinds also get the cost features in COST_FEATURES)
