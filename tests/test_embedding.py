@@ -276,3 +276,32 @@ def test_a_bad_declaration_is_a_one_line_error_naming_it():
         EmbeddedInt("k", 5, 1)
     with pytest.raises(ArchitectureError, match="JSON scalars"):
         EmbeddedCategorical("c", ("a", "a"))
+
+
+def test_a_plugin_layer_type_leaves_every_other_starting_row_and_module_as_it_was():
+    """A seeded embedding starts from the same numbers whichever other layer types are installed: a plugin's
+    type adds its own rows and tables and changes no other (a seeded search does not change because an
+    unrelated plugin is installed), and what is made after the embedding draws the same numbers."""
+
+    def start(tk):
+        torch.manual_seed(7)
+        tok = _tokenizer(tk)
+        emb = make_network_embedding(tok)
+        after = torch.nn.Linear(4, 4).weight.detach().clone()  # a module made after it (a controller's head)
+        rows = {}
+        for key, _ in tok.tables:
+            labels = tok.row_labels.get(key) or [str(i) for i in range(emb.table(key).num_embeddings)]
+            rows.update({(key, lab): w for lab, w in zip(labels, emb.table(key).weight.detach())})
+        return rows, after, {n: p.detach() for n, p in emb.named_parameters() if "lstm" in n}
+
+    plain, plain_after, plain_lstm = start(load_toolkit(entry_points=False))
+    more, more_after, more_lstm = start(load_toolkit(entry_points=False, extra_plugins=(ToyPlugin(),)))
+    added = set(more) - set(plain)
+    assert set(plain) < set(more) and {key for key, _ in added} >= {"toy_gate.mode", "toy_gate.temperature"}
+    assert any(label == "'toy_gate'" for _, label in added)  # its row of the layer-type table
+    assert all(torch.equal(plain[k], more[k]) for k in plain)
+    assert torch.equal(plain_after, more_after)
+    assert plain_lstm.keys() == more_lstm.keys() and all(torch.equal(plain_lstm[n], more_lstm[n]) for n in plain_lstm)
+    # each row its own draw, N(0, 1) like nn.Embedding's: no two rows alike
+    table = torch.stack(list(plain.values()))
+    assert len(torch.unique(table, dim=0)) == len(table) and 0.8 < float(table.std()) < 1.2

@@ -58,16 +58,16 @@ EXPECTED = {
         6.269674,
     ),
     "neural-architect": (
-        "10ba94bc6b 9a6bc05441 c1653ea06d dd74c71f53 975fdaee46"
-        " df10bc4ece 63a4f4f3f5 50462d963a f5f028545c 39d1a41f6c"
-        " 79e7866757 6510df79b0",
-        10.056603,
+        "10ba94bc6b 9a6bc05441 c1653ea06d dd74c71f53 eda9524b25"
+        " df10bc4ece 1f7bae6c3c 63a4f4f3f5 14048dcd1b ac54a56e64"
+        " 6510df79b0 69143ac2cf",
+        10.046023,
     ),
     "budgeted": (
-        "10ba94bc6b eda9524b25 6510df79b0 9146be2f1c 9a6bc05441"
-        " 13edc28d24 f38107cee1 cd545b9452 0d829f732e 965d81adba"
-        " 975fdaee46 834ed1c00c",
-        9.352597,
+        "10ba94bc6b eda9524b25 6510df79b0 9146be2f1c dd74c71f53"
+        " f96486a490 b979f2f4c0 b8ee10d911 4c1c93ea84 a639d236e4"
+        " 2f789fb511 a286b66054",
+        10.027243,
     ),
     "walks-only": (
         "10ba94bc6b cc791b4764 6510df79b0 f2eb42b003 bc88e97e0f"
@@ -76,16 +76,16 @@ EXPECTED = {
         9.14113,
     ),
     "fill-up": (
+        "10ba94bc6b 13edc28d24 a5d836cd86 77ad34b6ad cb449ee13d"
+        " 761118ec85 ee43fc6c63 d787d6c046 96aa06ec38 685ee4da8c"
+        " cc6d20ac2b f2da47e43c",
+        4.842273,
+    ),
+    "fill-up-budgeted": (
         "10ba94bc6b 13edc28d24 f775e8e757 a5d836cd86 77ad34b6ad"
         " 761118ec85 c1653ea06d beb29e3ba4 cb449ee13d 8938d04f07"
         " 4fe207adcc f2da47e43c",
         6.67842,
-    ),
-    "fill-up-budgeted": (
-        "10ba94bc6b 13edc28d24 f775e8e757 a5d836cd86 77ad34b6ad"
-        " 761118ec85 c1653ea06d d787d6c046 5d08205ff5 2c45c6ceb1"
-        " cb449ee13d c7d604af0c",
-        6.26017,
     ),
     "uniform-moves": (
         "10ba94bc6b 6510df79b0 2dc6a01805 36246a1724 79634d34c1"

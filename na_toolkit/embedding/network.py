@@ -3,7 +3,8 @@ layer LSTM over a layer's attribute embeddings → a network LSTM over the layer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 import torch
@@ -20,20 +21,58 @@ def _module_key(key: str) -> str:
     return key.replace(".", ":")
 
 
+def _keyed_seed(*parts: object) -> int:
+    """A generator seed from `parts` (stable across processes and Python's hash seed)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def _keyed_rows(base: int, key: str, rows: int, dim: int, labels: Sequence[str] | None) -> torch.Tensor:
+    """A table's [rows, dim] N(0, 1) start: from a generator of (base, key), or, with `labels` (one per row),
+    each row from a generator of (base, key, its label)."""
+    if labels is None:
+        return torch.randn(rows, dim, generator=torch.Generator().manual_seed(_keyed_seed(base, key)))
+    if len(labels) != rows:
+        raise ValueError(f"table {key!r}: {len(labels)} row labels for {rows} rows")
+    return torch.stack(
+        [torch.randn(dim, generator=torch.Generator().manual_seed(_keyed_seed(base, key, lab))) for lab in labels]
+    )
+
+
 class NetworkEmbedding(nn.Module):
     """forward(tokens [B, L, T], lengths [B]) -> (network embedding [B, net_dim], layer embeddings
     [B, L, layer_dim] (zeros past each network's length), network-LSTM outputs [B, L, net_dim]).
 
     `table_sizes`: (key, rows) of each attribute kind's lookup table in token-id order (the tokenizer's
     `table_sizes`); each is an `nn.Embedding` of its own (`tables[key]`, dots written as colons), and token
-    id 0 (padding) is a fixed zero vector before them."""
+    id 0 (padding) is a fixed zero vector before them.
+
+    The tables start N(0, 1), as `nn.Embedding`'s, but each table's rows are drawn from a generator of its
+    own, seeded by one number drawn from torch's global generator and the table's key; `row_labels` names
+    the rows of the tables whose rows are names (the layer-type table), each row then drawn from its name.
+    So what a seeded search's embedding starts from does not depend on which other layer types are
+    installed: a plugin's new layer type adds its own rows and tables and changes no other, and the modules
+    made after the embedding draw the same numbers."""
 
     def __init__(
-        self, table_sizes: Sequence[tuple[str, int]], token_dim: int = 16, layer_dim: int = 32, net_dim: int = 64
+        self,
+        table_sizes: Sequence[tuple[str, int]],
+        token_dim: int = 16,
+        layer_dim: int = 32,
+        net_dim: int = 64,
+        row_labels: Mapping[str, Sequence[str]] | None = None,
     ):
         super().__init__()
         self.table_keys = [key for key, _ in table_sizes]
-        self.tables = nn.ModuleDict({_module_key(key): nn.Embedding(rows, token_dim) for key, rows in table_sizes})
+        base = int(torch.randint(0, 2**62, ()).item())  # the one draw from the global generator
+        self.tables = nn.ModuleDict(
+            {
+                _module_key(key): nn.Embedding.from_pretrained(
+                    _keyed_rows(base, key, rows, token_dim, (row_labels or {}).get(key)), freeze=False
+                )
+                for key, rows in table_sizes
+            }
+        )
         if len(self.tables) != len(self.table_keys):
             raise ValueError(f"table keys collide once dots become colons: {self.table_keys}")
         self.layer_lstm = nn.LSTM(token_dim, layer_dim, batch_first=True)

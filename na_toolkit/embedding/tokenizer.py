@@ -169,6 +169,17 @@ class ArchitectureTokenizer:
         """(key, rows) of each lookup table in token-id order, its out-of-vocabulary row included."""
         return [(key, vocab.size + 1) for key, vocab in self.tables]
 
+    @property
+    def row_labels(self) -> dict[str, list[str]]:
+        """A label per row of each categorical table (the layer-type table: its out-of-vocabulary row, then
+        each type's name; a type's categorical attribute: each value), by table key; the other tables' rows
+        are the values of a range, known by their index."""
+        return {
+            key: ["<out of vocabulary>", *map(repr, vocab.values)]
+            for key, vocab in self.tables
+            if isinstance(vocab, EmbeddedCategorical)
+        }
+
     @staticmethod
     def _token(vocab: EmbeddedAttr, offset: int, value: Any) -> int:
         i = vocab.index(value)
@@ -304,4 +315,4 @@ def make_network_embedding(
     lazily)."""
     from .network import NetworkEmbedding
 
-    return NetworkEmbedding(tokenizer.table_sizes, token_dim, layer_dim, net_dim)
+    return NetworkEmbedding(tokenizer.table_sizes, token_dim, layer_dim, net_dim, tokenizer.row_labels)
