@@ -213,7 +213,9 @@ class KernelLatencyModel:
     def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
         if not hasattr(self, "calibration_"):
             raise NotFittedError("KernelLatencyModel is not fitted: call fit() or load a profile")
-        X = self.network_features(arch_kernels)
+        return self._calibrated(self.network_features(arch_kernels))
+
+    def _calibrated(self, X: np.ndarray) -> np.ndarray:
         # far outside the profile a negative overhead term could dominate: never below a quarter of the sum
         floor = 0.25 * X[:, : len(GROUPS)].sum(axis=1)
         return np.maximum(X @ self.calibration_, np.maximum(floor, 1e-6))
@@ -230,9 +232,14 @@ class KernelLatencyModel:
         self.domain_ = ProfileDomain.of(kernels, counts, GROUPS)
         return self
 
-    def domain_reasons(self, arch_kernels: Sequence[Sequence[Kernel]]) -> list[list[str]]:
-        """Per network, why its prediction is an extrapolation (learned_domain.py); also when the calibrated
-        value fell below the floor of a quarter of the kernel sum (the overhead terms ran away)."""
+    def predict_networks_explained(
+        self, arch_kernels: Sequence[Sequence[Kernel]]
+    ) -> tuple[np.ndarray, list[list[str]]]:
+        """`predict_networks`, and per network why its prediction is an extrapolation (learned_domain.py); also
+        when the calibrated value fell below the floor of a quarter of the kernel sum (the overhead terms ran
+        away). The network features are computed once for both."""
+        if not hasattr(self, "calibration_"):
+            raise NotFittedError("KernelLatencyModel is not fitted: call fit() or load a profile")
         X = self.network_features(arch_kernels)
         domain = getattr(self, "domain_", None)
         out = [
@@ -242,7 +249,7 @@ class KernelLatencyModel:
         for reasons, x in zip(out, X):
             if x @ self.calibration_ < 0.25 * x[: len(GROUPS)].sum():
                 reasons.append("the network calibration predicted under a quarter of the kernel sum (floored there)")
-        return out
+        return self._calibrated(X), out
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {"boost": self.boost, "calibrate": self.calibrate, "seed": self.seed}
@@ -453,8 +460,8 @@ class LearnedTimeModel(TimeModel):
         self.check_request(arch, batch_size)
         self._check_batch(batch_size)
         kernels = kernels_of(arch)
-        latency = float(self.model.predict_networks([kernels])[0])
-        outside = self.model.domain_reasons([kernels])[0]
+        predicted, reasons = self.model.predict_networks_explained([kernels])
+        latency, outside = float(predicted[0]), reasons[0]
         warns = [self.device_warning] if self.device_warning else []
         warns += [domain_message(self.profile.name, outside)] if outside else []
         train_ms = self.train_roofline.train_step_ms(arch, batch_size) if self.train_roofline is not None else None

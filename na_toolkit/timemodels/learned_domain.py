@@ -17,7 +17,7 @@ a predictor does for a network outside its training data (docs/predictors.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,8 @@ DOMAIN_MARGIN = 0.25
 MIN_SPAN = 0.1
 #: reasons listed per network, the furthest first
 LIMIT = 4
+#: kernels whose findings are memoised per domain
+MEMO_SIZE = 200_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class ProfileDomain:
     groups: tuple[str, ...]
     count_lo: np.ndarray
     count_hi: np.ndarray
+    #: each kernel's findings, by kernel key (`_kernel_findings`); filled up to MEMO_SIZE, as the kernel
+    #: regressors' own memo (learned.KernelLatencyModel) is
+    _findings: dict[str, tuple[tuple[str, float, str], ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(
@@ -90,18 +95,9 @@ class ProfileDomain:
             out.append(f"kernel kind {', '.join(missing)} has under 3 kernels in the profile (a cost-only guess)")
         far: dict[str, tuple[float, str]] = {}  # per feature name: the furthest kernel's distance and reason
         for k in measured:
-            r = self.kinds.get(k.kind)
-            if r is None:
-                continue
-            raw = k.vector()
-            x = np.asarray(log_features(raw))
-            span = np.maximum(r.hi - r.lo, MIN_SPAN)
-            dist = np.maximum(r.lo - x, x - r.hi) / span
-            for j in np.flatnonzero(dist > DOMAIN_MARGIN):
-                name = f"{k.kind}.{r.names[j]}"
-                if dist[j] > far.get(name, (0.0, ""))[0]:
-                    lo, hi = np.expm1(r.lo[j]), np.expm1(r.hi[j])
-                    far[name] = (float(dist[j]), f"{name} = {raw[j]:.4g} (profile: {lo:.4g}..{hi:.4g})")
+            for name, dist, why in self._kernel_findings(k):
+                if dist > far.get(name, (0.0, ""))[0]:
+                    far[name] = (dist, why)
         span = np.maximum(self.count_hi - self.count_lo, 1.0)
         over = (np.asarray(counts, float) - self.count_hi) / span
         for g in np.flatnonzero(over > DOMAIN_MARGIN):
@@ -112,6 +108,32 @@ class ProfileDomain:
             )
         out += [why for _, why in sorted(far.values(), key=lambda t: -t[0])]
         return out[:LIMIT]
+
+    def _kernel_findings(self, k: Kernel) -> tuple[tuple[str, float, str], ...]:
+        """(feature name, distance past the range, reason) of each feature of kernel `k` outside its kind's
+        range; memoised by the kernel's key (networks of a search share most kernels, and a search estimates
+        thousands of networks)."""
+        found = self._findings.get(k.key)
+        if found is not None:
+            return found
+        r = self.kinds.get(k.kind)
+        found = ()
+        if r is not None:
+            raw = k.vector()
+            x = np.asarray(log_features(raw))
+            span = np.maximum(r.hi - r.lo, MIN_SPAN)
+            dist = np.maximum(r.lo - x, x - r.hi) / span
+            found = tuple(
+                (
+                    f"{k.kind}.{r.names[j]}",
+                    float(dist[j]),
+                    f"{k.kind}.{r.names[j]} = {raw[j]:.4g} (profile: {np.expm1(r.lo[j]):.4g}..{np.expm1(r.hi[j]):.4g})",
+                )
+                for j in np.flatnonzero(dist > DOMAIN_MARGIN)
+            )
+        if len(self._findings) < MEMO_SIZE:
+            self._findings[k.key] = found
+        return found
 
 
 def domain_message(profile_name: str, reasons: Sequence[str]) -> str:

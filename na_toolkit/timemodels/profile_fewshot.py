@@ -175,12 +175,17 @@ class FewShotLatencyModel:
         return self
 
     def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
-        Z = (self.features(arch_kernels) - self.mean_) / self.scale_
-        return np.exp(Z @ self.coef_ + self.intercept_)
+        return self._predict(self.features(arch_kernels))
 
-    def domain_reasons(self, arch_kernels: Sequence[Sequence[Kernel]]) -> list[list[str]]:
-        """Per network, the features (a prior's predicted log latency, log FLOPs, log kernel count) past the
-        range of the measured networks by more than DOMAIN_MARGIN of it: there the fit extrapolates."""
+    def _predict(self, F: np.ndarray) -> np.ndarray:
+        return np.exp((F - self.mean_) / self.scale_ @ self.coef_ + self.intercept_)
+
+    def predict_networks_explained(
+        self, arch_kernels: Sequence[Sequence[Kernel]]
+    ) -> tuple[np.ndarray, list[list[str]]]:
+        """`predict_networks`, and per network the features (a prior's predicted log latency, log FLOPs, log
+        kernel count) past the range of the measured networks by more than DOMAIN_MARGIN of it: there the fit
+        extrapolates. The features (each prior's prediction) are computed once for both."""
         names = [f"{p} predicts" for p in self.prior_names] + ["FLOPs", "kernels"]
         F = self.features(arch_kernels)
         lo, hi = self.range_
@@ -197,7 +202,7 @@ class FewShotLatencyModel:
                     if far[j] > DOMAIN_MARGIN
                 ]
             )
-        return out
+        return self._predict(F), out
 
     def get_params(self, deep: bool = True) -> dict[str, object]:
         return {"priors": self.priors, "prior_names": self.prior_names}
