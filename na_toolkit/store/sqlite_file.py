@@ -49,6 +49,7 @@ CREATE TABLE artifacts (
     PRIMARY KEY (run_id, name)
 );
 """
+_EXISTS_HINT = "resume that run with --resume, or choose another output folder"
 TABLES = ("meta", "runs", "evaluations", "measurements", "predictor_data", "checkpoints", "weights", "artifacts")
 
 
@@ -57,6 +58,8 @@ def make_store_file(path: Path, run_id: str, stored_config: str, toolkit_version
     when a file is there already."""
     # made whole under a temporary name, then linked into place: a reader (`runs` as a search starts) never
     # finds it without its tables, and a kill while it is made leaves no half-made store in a new one's way
+    if path.exists():  # refused before anything is made; the link below refuses one made in the meantime
+        raise StoreError(f"{path} already exists: {_EXISTS_HINT}")
     tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
     conn = sqlite3.connect(str(tmp), isolation_level=None)
     try:
@@ -84,8 +87,7 @@ def _link_new(made: Path, path: Path) -> None:
         os.link(made, path)
     except OSError as exc:
         if isinstance(exc, FileExistsError) or path.exists():
-            hint = "resume that run with --resume, or choose another output folder"
-            raise StoreError(f"{path} already exists: {hint}") from None
+            raise StoreError(f"{path} already exists: {_EXISTS_HINT}") from None
         os.replace(made, path)
 
 
