@@ -248,6 +248,9 @@ def test_bench_latency_takes_a_few_shot_profile(run_cli, tmp_path):
     assert doc["profile"]["kernels"] == 0 and doc["profile"]["networks"] == 6
     assert doc["heldout"]["networks"] == 10 and doc["learned"]["predictions_per_s_cold"] > 0
     assert doc["params"]["profile"] == str(profile)
+    # no --heldout-seed: the held-out networks are variants of the seed the profile was built from
+    assert doc["params"]["heldout_seeds"] == doc["heldout"]["profile_seeds"] == ["simple-cnn"]
+    assert doc["heldout"]["seeds"]["simple-cnn"]["networks"] == 10 and doc["heldout"]["out_of_family"] == []
 
 
 def test_bench_latency_refuses_a_profile_of_another_runtime_or_device_kind(run_cli):

@@ -1,13 +1,14 @@
 """Latency prediction on this machine: learned (from a profile built here) and roofline vs measured.
 
 1. Build a device profile here with `na-toolkit profile`'s defaults (timed: `profile_build_s`).
-2. Sample a held-out set of networks from the three seeds and random move sequences, none of them in the
-   profile, and measure each with the onnxruntime time model under the measurement protocol
-   (docs/time_models.md), in `--repeats` passes spread over the run (the ground truth is the profile's
-   statistic over all passes: the minimum for "min", the median of the passes for "median";
+2. Sample a held-out set of networks from seeds (`--heldout-seed`, else the profile's own) and random move
+   sequences, none of them in the profile, and measure each with the onnxruntime time model under the
+   measurement protocol (docs/time_models.md), in `--repeats` passes spread over the run (the ground truth
+   is the profile's statistic over all passes: the minimum for "min", the median of the passes for "median";
    `measurement.cv_median` is the median over networks of the coefficient of variation between passes:
    how reproducible one measurement of a network is here).
-3. Predict the held-out set with the learned model, with the roofline of a hardware model calibrated here
+3. Predict the held-out set with the learned model (per seed, and split by its outside-the-profile warning:
+   latency_heldout.py), with the roofline of a hardware model calibrated here
    by `calibrate_hardware()`, and rank it by FLOPs (the baseline).
 4. `statistic`: the measured median over minimum of each held-out network, and the learned model fitted on
    the profile's minimums and on its medians against the medians a search's measure reports by default.
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import Benchmark
+from .latency_heldout import accuracy
+
+__all__ = ["BENCHMARK", "accuracy", "measure_heldout"]  # accuracy lives in latency_heldout; other benchmarks use it
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -46,6 +50,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help=f"held-out networks (default {DEFAULT_HELDOUT}; --quick: {QUICK_SIZES['heldout']})",
+    )
+    parser.add_argument(
+        "--heldout-seed",
+        action="append",
+        dest="heldout_seeds",
+        metavar="NAME|FILE",
+        help="seed network of the held-out networks (registered name, IR .json or .onnx file, as the profile "
+        "command's --seed-net); repeatable; default: the profile's own seeds",
     )
     parser.add_argument("--repeats", type=int, default=3, help="measurement passes over the held-out set (default 3)")
     parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
@@ -84,22 +96,6 @@ def resolve_sizes(args: argparse.Namespace) -> argparse.Namespace:
 
 def _log(msg: str) -> None:
     print(f"bench latency: {msg}", file=sys.stderr, flush=True)
-
-
-def accuracy(pred: Any, true: Any) -> dict[str, float]:
-    """Share within ±10% / ±20%, mean absolute percentage error, Spearman rank correlation."""
-    import numpy as np
-    from scipy.stats import spearmanr
-
-    p, t = np.asarray(pred, float), np.asarray(true, float)
-    rel = np.abs(p - t) / t
-    return {
-        "within_10pct": float(np.mean(rel <= 0.10)),
-        "within_20pct": float(np.mean(rel <= 0.20)),
-        "mape": float(np.mean(rel)),
-        "spearman": float(spearmanr(p, t).statistic),
-        "median_ratio": float(np.median(p / t)),
-    }
 
 
 def measure_heldout(
@@ -162,8 +158,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.measure import MeasureSettings
     from na_toolkit.timemodels.profile import DeviceProfile
     from na_toolkit.timemodels.profile_plan import print_to_stderr
-    from na_toolkit.timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder, ProfileOptions
-    from na_toolkit.timemodels.sampling import all_move_types, load_seed, random_variants
+    from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
+    from na_toolkit.timemodels.sampling import all_move_types, random_variants
+
+    from .latency_heldout import check_seed_flops, given_seeds, heldout_doc, learned_split, profile_seeds
 
     resolve_sizes(args)
     if args.heldout < 10 or args.repeats < 1:
@@ -171,6 +169,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     quick = args.quick
+    given = given_seeds(args.heldout_seeds, toolkit)  # a bad one is refused before minutes of profiling
     load_start = os.getloadavg()
     # ---- 1. the profile -----------------------------------------------------------------------------
     build_s = None
@@ -178,6 +177,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         profile = DeviceProfile.load(args.profile)
         args.threads = profile_threads(args.threads, profile)  # recorded in "params"
         check_profile_fits(profile, args.profile, args.device, args.threads)
+        max_flops = profile.plan.get("max_flops")
     else:
         out = (
             Path(args.profile_out)
@@ -195,6 +195,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         if quick:
             options.kernel_settings = MeasureSettings.quick()
             options.network_settings = MeasureSettings.quick()
+        max_flops = options.max_flops
+        check_seed_flops(given or {}, max_flops, "--heldout-seed")  # before minutes of profiling
         _log(f"building a profile ({options.samples} networks, {options.adaptive_rounds} adaptive rounds) at {out}")
         t0 = time.perf_counter()
         profile = ProfileBuilder(options, toolkit, print_to_stderr).run()
@@ -202,7 +204,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         if not profile.complete:
             raise NAToolkitError(f"profile build stopped early ({profile.stopped}); figures need a complete profile")
     # ---- 2. the held-out set ------------------------------------------------------------------------
-    seeds = {s: load_seed(s, toolkit) for s in DEFAULT_SEEDS}
+    own = profile_seeds(profile, toolkit)
+    seeds = given or own
+    check_seed_flops(seeds, max_flops, "--heldout-seed" if given else "the profile's seed network")
+    args.heldout_seeds = list(seeds)  # recorded in "params"
     rng = np.random.default_rng([args.rng_seed, 7919])  # a stream the profile never draws from
     variants = random_variants(
         seeds,
@@ -212,9 +217,17 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         move_types=all_move_types(toolkit),
         exclude=profile.network_hashes(),
         include_seeds=False,
-        max_flops=profile.plan.get("max_flops"),
+        max_flops=max_flops,
     )
     archs = [v.arch for v in variants]
+    if len(archs) < args.heldout:
+        counts = ", ".join(f"{s} {sum(v.seed == s for v in variants)}" for s in seeds)
+        _log(f"the held-out seeds gave {len(archs)} networks of the {args.heldout} asked ({counts})")
+    if len(archs) < 3:
+        raise ConfigError(
+            f"the held-out seeds ({', '.join(seeds)}) gave {len(archs)} networks that are not in the profile and "
+            "within its max_flops; give other --heldout-seed networks (or a higher --max-moves)"
+        )
     overlap = len({a.hash for a in archs} & profile.network_hashes())
     settings = MeasureSettings.quick() if quick else MeasureSettings()
     _log(f"measuring {len(archs)} held-out networks x {args.repeats} passes (the measurement protocol)")
@@ -230,7 +243,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     # wall clock (what a caller waits) and the thread's CPU time (the model's own cost: on a shared machine
     # the wall clock also counts the time slices other processes get)
     t0, c0 = time.perf_counter(), time.thread_time()
-    pred = np.array([learned.estimate(a).latency_ms for a in archs])
+    estimates = [learned.estimate(a) for a in archs]  # with its outside-the-profile reasons: features once
     per_s = len(archs) / (time.perf_counter() - t0)
     per_s_cpu = len(archs) / max(time.thread_time() - c0, 1e-9)
     fresh = LearnedTimeModel(
@@ -242,6 +255,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         fresh.estimate(a)
     per_s_cold = len(archs) / (time.perf_counter() - t0)
     per_s_cold_cpu = len(archs) / max(time.thread_time() - c0, 1e-9)
+    pred = np.array([e.latency_ms for e in estimates])
+    outside = [e.details["outside_profile_domain"] for e in estimates]
     per_pass = measurement.pop("_per_pass")
     roofline = roofline_figures(archs, truth, args.device, args.threads)
     statistic = statistic_figures(profile, toolkit, archs, [v.seed for v in variants], per_pass)
@@ -256,23 +271,15 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
                 "arch": v.arch.to_json(),
                 "truth_ms": float(t),
                 "learned_ms": float(p),
+                "outside_profile_domain": o,
                 "passes": pp,
             }
-            for v, t, p, pp in zip(variants, truth, pred, per_pass)
+            for v, t, p, o, pp in zip(variants, truth, pred, outside, per_pass)
         ]
         write_text_atomic(args.dump, strict_json_text(dump))
     flops = np.array([a.flops for a in archs], float)
     from scipy.stats import spearmanr
 
-    by_seed: dict[str, Any] = {}
-    for seed in DEFAULT_SEEDS:
-        idx = [i for i, v in enumerate(variants) if v.seed == seed]
-        if len(idx) >= 3:
-            by_seed[seed] = {
-                "networks": len(idx),
-                **accuracy(pred[idx], truth[idx]),
-                "latency_ms_median": float(np.median(truth[idx])),
-            }
     return {
         "learned": {
             **accuracy(pred, truth),
@@ -281,7 +288,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "predictions_per_s_cold": per_s_cold,
             "predictions_per_s_cold_cpu": per_s_cold_cpu,
             "fit_s": fit_s,
-            "by_seed": by_seed,
+            **learned_split(pred, truth, [v.seed for v in variants], outside, list(seeds)),
         },
         "roofline": roofline,
         "statistic": statistic,
@@ -302,6 +309,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "in_profile": overlap,
             "latency_ms": {"min": float(truth.min()), "median": float(np.median(truth)), "max": float(truth.max())},
             "nodes": {"min": min(len(a) for a in archs), "max": max(len(a) for a in archs)},
+            **heldout_doc(seeds, own, [v.seed for v in variants]),
         },
     }
 

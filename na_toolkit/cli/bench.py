@@ -84,6 +84,9 @@ def check_outputs(args: argparse.Namespace) -> None:
     unwritable path found at the end would lose its result): ConfigError in one line naming the option.
     An output may not be a file the benchmark reads (any other option's value that is an existing file)."""
     inputs = [v for k, v in vars(args).items() if isinstance(v, str) and k not in ("bench", "_benchmark", *OUTPUTS)]
+    # a repeatable option of the benchmark's (`bench latency --heldout-seed`) names its files in a list
+    lists = [v for k, v in vars(args).items() if isinstance(v, list) and k not in NOT_PARAMS]
+    inputs += [x for v in lists for x in v if isinstance(x, str)]
     for name, make_folders in OUTPUTS.items():
         path = getattr(args, name, None)
         if not isinstance(path, str) or not path:

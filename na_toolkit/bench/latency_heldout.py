@@ -1,0 +1,137 @@
+"""The held-out set of `bench latency` and the learned model's figures on it.
+
+Which seed networks the held-out networks are random variants of (`--heldout-seed`, else the profile's own
+seeds), refused up front where one is bigger than the profile measures, and the figures that say how far a
+profile built from some seeds carries to networks of others: per seed, and split by the learned model's own
+outside-the-profile warning (`details["outside_profile_domain"]`), so that one can see how often it fires and
+whether the flagged networks are the badly predicted ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
+    from ..timemodels.profile import DeviceProfile
+    from ..toolkit import Toolkit
+
+#: fewer networks than this in a subset: its counts are reported, its figures are not (a rank correlation of
+#: two networks is ±1 whatever the model)
+MIN_FIGURE_NETWORKS = 3
+#: what `accuracy` reports
+FIGURES = ("within_10pct", "within_20pct", "mape", "spearman", "median_ratio")
+
+
+def accuracy(pred: Any, true: Any) -> dict[str, float]:
+    """Share within ±10% / ±20%, mean absolute percentage error, Spearman rank correlation."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    p, t = np.asarray(pred, float), np.asarray(true, float)
+    rel = np.abs(p - t) / t
+    return {
+        "within_10pct": float(np.mean(rel <= 0.10)),
+        "within_20pct": float(np.mean(rel <= 0.20)),
+        "mape": float(np.mean(rel)),
+        "spearman": float(spearmanr(p, t).statistic),
+        "median_ratio": float(np.median(p / t)),
+    }
+
+
+def given_seeds(refs: Sequence[str] | None, toolkit: Toolkit) -> dict[str, Architecture] | None:
+    """The seed networks `--heldout-seed` names, as `na-toolkit profile --seed-net` reads them (a registered
+    name, an IR .json or an .onnx file; an unknown name is an error with the close matches), by the reference
+    a profile stores; None when none is given (the profile's own seeds are the default)."""
+    from ..timemodels.profile_resume import resolve_seeds
+
+    return resolve_seeds(refs, toolkit, what="--heldout-seed") if refs else None
+
+
+def profile_seeds(profile: DeviceProfile, toolkit: Toolkit) -> dict[str, Architecture]:
+    """The seed networks `profile` was built from: those its plan stores, else the references it names
+    resolved here, else (a profile that names none) the profile command's defaults; as a resumed profile
+    reads them (`profile_resume.stored_seeds`, which checks them against what the profile measured)."""
+    from ..timemodels.profile_plan import ProfileOptions
+    from ..timemodels.profile_resume import stored_seeds
+
+    where = Path(str(profile.path or profile.name))
+    return stored_seeds(ProfileOptions(out=where), profile, toolkit)[0]
+
+
+def check_seed_flops(seeds: dict[str, Architecture], max_flops: float | None, what: str) -> None:
+    """Refuse a seed bigger than the profile measures any network (`plan.max_flops`): its random variants
+    over the limit are dropped, so its held-out networks would be few or none, and the profile could not
+    have been built for networks of that size anyway. ConfigError naming the seed, both sizes and what to do."""
+    from ..errors import ConfigError
+
+    if max_flops is None:
+        return
+    for label, arch in seeds.items():
+        if arch.flops > max_flops:
+            raise ConfigError(
+                f"{what} {label!r} is {arch.flops / 1e6:.0f} MFLOPs, over the profile's limit of "
+                f"{max_flops / 1e6:.0f} MFLOPs (plan.max_flops: it measures no bigger network): held-out variants "
+                "over the limit are dropped, so it would give few networks or none, and none of its own size. Give "
+                "a smaller network of that family (a smaller input or fewer channels) as --heldout-seed"
+            )
+
+
+def heldout_doc(
+    seeds: dict[str, Architecture], own: dict[str, Architecture], variant_seeds: Sequence[str]
+) -> dict[str, Any]:
+    """`heldout.seeds` (each seed's held-out networks and size), `heldout.profile_seeds` and
+    `heldout.out_of_family`: the held-out seeds that are no seed network of the profile (by network, so a file
+    of a profile's seed is in the family)."""
+    known = {a.hash for a in own.values()}
+    return {
+        "seeds": {
+            label: {"networks": sum(s == label for s in variant_seeds), "mflops": arch.flops / 1e6}
+            for label, arch in seeds.items()
+        },
+        "profile_seeds": list(own),
+        "out_of_family": [label for label, arch in seeds.items() if arch.hash not in known],
+    }
+
+
+def subset_figures(pred: Any, truth: Any, idx: Sequence[int]) -> dict[str, Any] | None:
+    """The learned model's figures over the networks `idx` (their count, and `accuracy` with the median
+    measured latency where there are at least MIN_FIGURE_NETWORKS, else null figures); None when empty."""
+    import numpy as np
+
+    if not idx:
+        return None
+    chosen = list(idx)
+    if len(chosen) < MIN_FIGURE_NETWORKS:
+        figures: dict[str, Any] = dict.fromkeys((*FIGURES, "latency_ms_median"))
+    else:
+        figures = accuracy(pred[chosen], truth[chosen])
+        figures["latency_ms_median"] = float(np.median(truth[chosen]))
+    return {"networks": len(chosen), **figures}
+
+
+def learned_split(
+    pred: Any, truth: Any, variant_seeds: Sequence[str], outside: Sequence[Sequence[str]], seeds: Sequence[str]
+) -> dict[str, Any]:
+    """`learned.by_seed` (every held-out seed, in order, with the share of its networks the model flagged) and
+    `learned.outside_profile`: the share of networks whose estimate carried the outside-the-profile warning
+    (`outside`: each network's reasons, empty when none), and the figures over the unflagged ("inside") and
+    the flagged ("outside") networks, each None when there are none."""
+    flagged = [bool(r) for r in outside]
+    by_seed: dict[str, Any] = {}
+    for seed in seeds:
+        idx = [i for i, s in enumerate(variant_seeds) if s == seed]
+        figures = subset_figures(pred, truth, idx)
+        if figures is not None:
+            figures["outside_profile_share"] = sum(flagged[i] for i in idx) / len(idx)
+        by_seed[seed] = figures
+    return {
+        "by_seed": by_seed,
+        "outside_profile": {
+            "share": sum(flagged) / len(flagged),
+            "inside": subset_figures(pred, truth, [i for i, f in enumerate(flagged) if not f]),
+            "outside": subset_figures(pred, truth, [i for i, f in enumerate(flagged) if f]),
+        },
+    }

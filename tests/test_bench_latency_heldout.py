@@ -1,0 +1,164 @@
+"""`bench latency --heldout-seed`: how well a profile built from some seeds predicts networks of others.
+
+The held-out seeds are read as `na-toolkit profile --seed-net` reads its seeds (a registered name, an IR
+.json or an .onnx file); an unknown name, a missing file or a seed bigger than the profile measures is refused
+in one line before anything is built or measured; without the option the held-out networks are variants of
+the profile's own seeds, the same networks as before the option existed. The result splits the learned
+model's figures by seed and by its own outside-the-profile warning, and the splits add up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import default_toolkit
+from na_toolkit.bench.latency import configure
+from na_toolkit.bench.latency_heldout import (
+    FIGURES,
+    accuracy,
+    check_seed_flops,
+    given_seeds,
+    learned_split,
+    profile_seeds,
+)
+from na_toolkit.errors import ConfigError
+from na_toolkit.files import strict_json_text
+from na_toolkit.timemodels.profile import DeviceProfile
+from na_toolkit.timemodels.profile_plan import DEFAULT_SEEDS
+from na_toolkit.timemodels.sampling import load_seed
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_CPU = REPO / "profiles" / "example-cpu.json"
+
+
+def test_heldout_seed_is_repeatable_and_absent_by_default():
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    assert parser.parse_args([]).heldout_seeds is None
+    args = parser.parse_args(["--heldout-seed", "simple-cnn", "--heldout-seed", "net.onnx"])
+    assert args.heldout_seeds == ["simple-cnn", "net.onnx"]
+
+
+def test_an_unknown_seed_name_is_the_usual_did_you_mean_error(run_cli):
+    line = run_cli("bench", "latency", "--heldout-seed", "resnet-cifr", timeout=120).error_line()
+    assert line.startswith("na-toolkit: error: --heldout-seed: unknown seed network 'resnet-cifr'. Did you mean")
+    assert "'resnet-cifar'" in line
+
+
+def test_a_seed_file_that_does_not_exist_is_refused(run_cli, tmp_path):
+    missing = tmp_path / "family.onnx"
+    line = run_cli("bench", "latency", "--heldout-seed", str(missing), timeout=120).error_line()
+    assert line == f"na-toolkit: error: --heldout-seed: file {str(missing)!r} does not exist"
+
+
+def test_a_seed_bigger_than_the_profile_measures_is_refused_before_a_profile_is_built(run_cli):
+    # no --profile: a profile would be built first (minutes); the limit is the one it would be built with
+    line = run_cli("bench", "latency", "--heldout-seed", "simple-cnn", "--heldout-seed", "resnet18").error_line()
+    flops = default_toolkit().seed("resnet18").flops
+    assert line.startswith(
+        f"na-toolkit: error: --heldout-seed 'resnet18' is {flops / 1e6:.0f} MFLOPs, over the profile's limit of "
+        "2000 MFLOPs (plan.max_flops"
+    )
+    assert "Give a smaller network of that family" in line
+
+
+def test_the_profiles_own_seed_over_its_limit_is_named_as_such():
+    toolkit = default_toolkit()
+    seeds = {"resnet-cifar": toolkit.seed("resnet-cifar")}
+    check_seed_flops(seeds, 1e9, "the profile's seed network")  # 82 MFLOPs: within
+    check_seed_flops(seeds, None, "the profile's seed network")  # a profile that records no limit
+    with pytest.raises(ConfigError, match=r"^the profile's seed network 'resnet-cifar' is 82 MFLOPs, over the "):
+        check_seed_flops(seeds, 50e6, "the profile's seed network")
+
+
+def test_out_may_not_overwrite_a_heldout_seed_file(run_cli, tmp_path):
+    seed = tmp_path / "family.json"
+    default_toolkit().seed("simple-cnn").save(seed)
+    before = seed.read_text()
+    line = run_cli("bench", "latency", "--heldout-seed", str(seed), "--out", str(seed), timeout=120).error_line()
+    assert "it is the input" in line and seed.read_text() == before
+
+
+def test_by_default_the_heldout_seeds_are_the_profiles_own_and_the_same_networks_as_before():
+    """The default held-out networks are random variants of the profile's seeds; for the shipped profile (and
+    any built by `na-toolkit profile`'s defaults) those are the default seeds, in order, as the same networks:
+    random_variants then draws the same held-out set as when the held-out seeds were always DEFAULT_SEEDS."""
+    toolkit = default_toolkit()
+    profile = DeviceProfile.load(EXAMPLE_CPU)
+    before = {s: load_seed(s, toolkit) for s in DEFAULT_SEEDS}
+    own = profile_seeds(profile, toolkit)
+    assert [(k, a.hash) for k, a in own.items()] == [(k, a.hash) for k, a in before.items()]
+    assert given_seeds(None, toolkit) is None and given_seeds([], toolkit) is None
+    # a profile that names no seeds (written before plans recorded them): the profile command's defaults
+    profile.plan = {k: v for k, v in profile.plan.items() if k != "seeds"}
+    assert list(profile_seeds(profile, toolkit)) == list(DEFAULT_SEEDS)
+
+
+def test_empty_and_small_splits_are_null_not_nan():
+    truth = np.array([1.0, 2.0, 4.0, 8.0])
+    pred = truth * np.array([1.05, 0.9, 1.3, 1.0])
+    split = learned_split(pred, truth, ["a", "a", "a", "b"], [[], [], [], ["conv.h = 96"]], ["a", "b", "c"])
+    assert split["by_seed"]["c"] is None
+    small = split["by_seed"]["b"]
+    assert small["networks"] == 1 and small["outside_profile_share"] == 1.0
+    assert all(small[k] is None for k in FIGURES)
+    assert split["by_seed"]["a"] == {
+        "networks": 3,
+        **accuracy(pred[:3], truth[:3]),
+        "latency_ms_median": 2.0,
+        "outside_profile_share": 0.0,
+    }
+    none_flagged = learned_split(pred, truth, ["a"] * 4, [[]] * 4, ["a"])["outside_profile"]
+    assert none_flagged["share"] == 0.0 and none_flagged["outside"] is None
+    assert "NaN" not in strict_json_text(split)
+
+
+@pytest.mark.slow  # one CLI run: the shipped profile, 10 held-out networks measured once with --quick (~15 s)
+def test_the_splits_by_seed_and_by_the_outside_profile_warning_add_up(run_cli, tmp_path):
+    """Variants of simple-cnn (given as an IR file: the profile's own seed, so in the family) and of
+    mobilenetv3-small (hardswish and squeeze-excitation, which no kernel of the profile holds: out of the
+    family, and flagged) measured here: every count adds up to the held-out set, and each figure is the one
+    the dumped measurements and predictions give."""
+    seed_file = tmp_path / "simple.json"
+    default_toolkit().seed("simple-cnn").save(seed_file)
+    dump_path = tmp_path / "dump.json"
+    res = run_cli(
+        "bench", "latency", "--profile", str(EXAMPLE_CPU), "--heldout-seed", str(seed_file),
+        "--heldout-seed", "mobilenetv3-small", "--heldout", "10", "--repeats", "1", "--max-moves", "2", "--quick",
+        "--json", "--dump", str(dump_path),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc, dump = res.json(), json.loads(dump_path.read_text())
+    labels = [str(seed_file), "mobilenetv3-small"]
+    assert doc["params"]["heldout_seeds"] == labels
+    held = doc["heldout"]
+    assert held["networks"] == len(dump) == 10
+    assert held["profile_seeds"] == list(DEFAULT_SEEDS)
+    assert held["out_of_family"] == ["mobilenetv3-small"]
+    counts = {s: sum(d["seed"] == s for d in dump) for s in labels}
+    assert {s: v["networks"] for s, v in held["seeds"].items()} == counts and sum(counts.values()) == 10
+    assert all(n >= 3 for n in counts.values())  # both seeds' figures are reported
+
+    learned = doc["learned"]
+    truth = np.array([d["truth_ms"] for d in dump])
+    pred = np.array([d["learned_ms"] for d in dump])
+    flagged = np.array([bool(d["outside_profile_domain"]) for d in dump])
+    assert flagged[[d["seed"] == "mobilenetv3-small" for d in dump]].all()  # layer types the profile never had
+    assert learned["mape"] == pytest.approx(accuracy(pred, truth)["mape"])
+    for s in labels:
+        idx = [i for i, d in enumerate(dump) if d["seed"] == s]
+        by = learned["by_seed"][s]
+        assert by["networks"] == counts[s]
+        assert by["mape"] == pytest.approx(accuracy(pred[idx], truth[idx])["mape"])
+        assert by["outside_profile_share"] == pytest.approx(flagged[idx].mean())
+    outside = learned["outside_profile"]
+    assert outside["share"] == pytest.approx(flagged.mean())
+    parts = [p for p in (outside["inside"], outside["outside"]) if p is not None]
+    assert sum(p["networks"] for p in parts) == 10
+    assert outside["outside"]["networks"] == int(flagged.sum())
+    assert outside["outside"]["mape"] == pytest.approx(accuracy(pred[flagged], truth[flagged])["mape"])
