@@ -95,7 +95,7 @@ def test_a_run_folder_deleted_under_a_live_search_stops_it_at_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_deleted_run_lock_lets_no_second_writer_in_and_the_search_goes_on(tmp_path):
+def test_a_deleted_run_lock_lets_no_second_writer_in_and_the_search_goes_on(tmp_path, toolkit):
     """`run.lock` deleted by hand under a live search: a resume is still refused, naming the live search's
     PID and how to stop it (the lock is on the run folder itself), and the search goes on, writes the file
     again and finishes (it is not taken for a deleted run folder)."""
@@ -107,7 +107,7 @@ def test_a_deleted_run_lock_lets_no_second_writer_in_and_the_search_goes_on(tmp_
         (run / "run.lock").unlink()
         kept = F.stored_rows(run)
         rc, _, err = F.finish(bench.resume(run))
-        assert describe_run(run)["writer"].startswith(f"pid {proc.pid} on host ")  # `runs`: not interrupted
+        assert describe_run(run, toolkit)["writer"].startswith(f"pid {proc.pid} on host ")  # `runs`: not interrupted
     finally:
         os.kill(proc.pid, signal.SIGCONT)
     assert rc == 2, err

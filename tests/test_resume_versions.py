@@ -75,7 +75,7 @@ def test_a_resume_by_another_version_warns_naming_both_and_the_run_lists_its_ses
     assert sessions[0].startswith("- start ") and f"na_toolkit 0.0.9, na-toolkit-nb201 {NB201_VERSION}" in sessions[0]
     assert sessions[1].startswith("- resume ") and "(after 4 stored evaluations)" in sessions[1]
     assert sessions[1].endswith(f": na_toolkit {__version__}, na-toolkit-nb201 {NB201_VERSION}")
-    assert describe_run(first.run_dir)["toolkit"] == ["0.0.9", __version__]
+    assert describe_run(first.run_dir, default_toolkit())["toolkit"] == ["0.0.9", __version__]
     assert resumed.summary()["evaluated"] == first.summary()["evaluated"]  # NB201: no default of today differs
 
 
@@ -85,4 +85,4 @@ def test_a_resume_by_the_same_versions_says_nothing(tmp_path, caplog):
         resumed = _resume(first.run_dir)
     assert not [r for r in caplog.records if "was started by" in r.getMessage()]
     assert not [w for w in resumed.summary()["warnings"] if "was started by" in w]
-    assert describe_run(first.run_dir)["toolkit"] == [__version__]
+    assert describe_run(first.run_dir, default_toolkit())["toolkit"] == [__version__]

@@ -9,8 +9,10 @@ import socket
 import pytest
 
 from conftest import default_toolkit
+from killed_run import cut_run
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.ir.onnx_import import from_onnx
+from na_toolkit.search import open_run
 from na_toolkit.store import STORE_FILE, SQLiteRunStore
 from na_toolkit.store.lock import RunLock
 from test_search_cli import CONFIG as SEARCH_CLI_CONFIG
@@ -211,6 +213,10 @@ def test_runs_table_names_the_writer_the_best_so_far_and_where_a_failure_is(tmp_
     rows = {r["name"]: r for r in json.loads(out_json)["runs"]}
     assert rows["stopped"]["best_so_far"] == {"accuracy": 0.912, "arch_hash": "h0002"}
     assert rows["empty"]["best_so_far"] is None and "reason" in rows["broke"] and "reason" not in rows["live"]
+    # these stores hold no search config, so their evaluations cannot be ranked per device: said, not hidden
+    assert rows["stopped"]["best"] == {} and rows["stopped"]["best_is_so_far"] is False
+    assert "ConfigError" in rows["stopped"]["unranked"] and "seed_network" in rows["stopped"]["unranked"]
+    assert "(so far) without a device: the best valid accuracy" in out
 
 
 def test_runs_shows_folder_names_a_copy_apart_and_lists_a_run_folder_itself(finished):
@@ -238,3 +244,71 @@ def test_runs_of_a_missing_folder_names_the_config_key_and_the_log_file_keeps_th
     assert rc == 2 and "(output)" in err and "search.output" not in err
     logged = (tmp_path / "cli.log").read_text()
     assert " ERROR na_toolkit: error: no folder '/nonexist'" in logged
+
+
+def _cut(run, dest, stored, scored):
+    """A copy of the finished `run` as a kill leaves it: `stored` evaluations in its store, the first `scored`
+    in its evaluations.jsonl (the search rewrites the file after each batch it scores). Returns the open
+    connection to its store (committed), for more changes."""
+    conn = cut_run(run, dest, stored)
+    lines = (run / "evaluations.jsonl").read_text().splitlines(keepends=True)[:scored]
+    (dest / "evaluations.jsonl").write_text("".join(lines))
+    return conn
+
+
+def _files(folder):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_runs_ranks_an_unfinished_runs_evaluations_per_device_as_open_run_does(finished):
+    tmp, summary = finished
+    run = tmp / "runs" / summary["run_id"]
+    feasible = [e["feasible_for"]["pixel3"] for e in summary["evaluated"]]
+    # the seed breaks the latency budget and a later network meets it: a cut after it has a best so far
+    assert not feasible[0] and any(feasible), feasible
+    scored = feasible.index(True) + 1
+    folder = tmp / "unfinished"
+    _cut(run, folder / "partial", scored + 1, scored).close()  # its last evaluation is not scored yet
+    _cut(run, folder / "seed-only", 1, 1).close()
+    conn = _cut(run, folder / "crashed", scored, scored)
+    conn.execute("UPDATE runs SET status = 'failed'")
+    failure = '{"error": "OSError: disk"}'
+    conn.execute("INSERT INTO artifacts VALUES (?, 'failure', ?, 0.0)", (summary["run_id"], failure))
+    conn.commit()
+    conn.close()
+    _cut(run, folder / "torn", 2, 2).close()
+    with open(folder / "torn" / "evaluations.jsonl", "a") as f:
+        f.write('{"seq": 2, "arch_hash"\n')  # not a row: ranking it fails, the listing does not
+    with RunLock(folder / "partial"):  # a live search writes it: read beside it, without its lock
+        before = _files(folder)
+        rc, out, err = cli("runs", "unfinished", cwd=tmp)
+        rc_json, out_json, err_json = cli("runs", "unfinished", "--json", cwd=tmp)
+        assert _files(folder) == before  # read only: no file changed, none left beside the stores
+    assert rc == 0 == rc_json, err + err_json
+    rows = {r["name"]: r for r in json.loads(out_json)["runs"]}
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in rows}
+
+    # the best so far per device is open_run(unfinished=True)'s: the same evaluations, the same ranking
+    toolkit = default_toolkit()
+    for name in ("partial", "crashed", "seed-only"):
+        ranked = open_run(folder / name, unfinished=True, toolkit=toolkit)
+        best = ranked.best["pixel3"]
+        expected = None if best is None else {"accuracy": ranked.get(best).score.metrics["accuracy"], "arch_hash": best}
+        assert rows[name]["best"] == {"pixel3": expected} and rows[name]["best_is_so_far"] is True, rows[name]
+        assert "unranked" not in rows[name]
+    top = rows["partial"]["best"]["pixel3"]
+    assert top["arch_hash"] == summary["evaluated"][scored - 1]["arch_hash"]  # the one feasible network scored
+    assert f"pixel3: {100 * top['accuracy']:.2f}% (so far)" in lines["partial"], out
+    assert rows["partial"]["status"] == "running" and rows["partial"]["writer"].startswith(f"pid {os.getpid()} ")
+    assert "pixel3: none feasible yet" in lines["seed-only"] and rows["seed-only"]["best"] == {"pixel3": None}
+    assert "failed" in lines["crashed"] and f"pixel3: {100 * top['accuracy']:.2f}% (so far)" in lines["crashed"]
+    assert "failed (crashed (run id" in out and "OSError: disk" in out
+    assert "DEVICE: ACCURACY (so far): the best feasible network per device" in out
+    # the torn run falls back to the best valid accuracy stored, with why it is not ranked
+    torn = rows["torn"]
+    assert torn["status"] == "interrupted" and torn["best"] == {} and torn["best_is_so_far"] is False
+    assert "evaluations.jsonl line 3 is not an evaluation row" in torn["unranked"]
+    accuracy = max(e["metrics"]["accuracy"] for e in summary["evaluated"][:2])
+    assert torn["best_so_far"]["accuracy"] == accuracy and f"{100 * accuracy:.2f}% (so far)" in lines["torn"]
+    # kept for compatibility: the most accurate valid evaluation stored, feasible or not (the seed's here)
+    assert rows["seed-only"]["best_so_far"]["arch_hash"] == summary["evaluated"][0]["arch_hash"]

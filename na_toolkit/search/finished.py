@@ -91,7 +91,7 @@ def open_run(run: str | Path, *, unfinished: bool = False, toolkit: Toolkit | No
         if summary is None and store.run().status == "finished":
             summary = load_summary(store)
         if summary is None:
-            so_far = result_so_far(store, toolkit)
+            so_far, _records = result_so_far(store, toolkit)
             if so_far.status != "interrupted" or store.run().status != "finished":
                 return so_far
             summary = load_summary(store)  # it finished (and let go of its lock) while it was read: its result
@@ -99,9 +99,10 @@ def open_run(run: str | Path, *, unfinished: bool = False, toolkit: Toolkit | No
         return result_from_summary(summary, records, Path(store.path).parent, toolkit)
 
 
-def result_so_far(store: SQLiteRunStore, toolkit: Toolkit) -> SearchResult:
+def result_so_far(store: SQLiteRunStore, toolkit: Toolkit) -> tuple[SearchResult, list[EvaluationRecord]]:
     """What the run in `store`, which did not finish, holds so far (see the module docstring): its scored
-    evaluations ranked by `summarize`."""
+    evaluations ranked by `summarize`; and every evaluation the store held as it was read (scored or not),
+    which `na-toolkit runs` also looks through, so a listing reads them once."""
     from .compat import RESOLVED_ARTIFACT, with_defaults
     from .config import load_config
     from .evaluations_file import JSONL_FILE, scored_so_far
@@ -149,7 +150,7 @@ def result_so_far(store: SQLiteRunStore, toolkit: Toolkit) -> SearchResult:
         provenance=stored_provenance(store),
         config_doc=config_doc,
     )
-    return replace(result, status=status)
+    return replace(result, status=status), records
 
 
 def _unfinished_state(store: SQLiteRunStore, status: str, folder: Path) -> tuple[str, str]:

@@ -89,7 +89,16 @@ def loads(text: str | bytes, what: str = "a stored document", decode: bool = Tru
     if not isinstance(text, (str, bytes)):  # a tampered column of another SQLite type
         raise StoreError(f"{what} is not stored as JSON text (got {type(text).__name__}); the store is damaged")
     doc = parse_json(text, f"{what} (the store may be damaged, or was copied while a search wrote it)", StoreError)
-    return from_json_value(doc) if decode else doc
+    return from_json_value(doc) if decode and _has_tags(text) else doc
+
+
+def _has_tags(text: str | bytes) -> bool:
+    """Can the JSON `text` hold a tagged value (`__ndarray__`, `__float__`)? Where not, `from_json_value` would
+    rebuild the document unchanged: an evaluator's result of a few hundred values, read for every stored
+    evaluation (`na-toolkit runs`, `open_run`), walked for nothing cost about as much as parsing it."""
+    if isinstance(text, bytes):
+        return b"__ndarray__" in text or b"__float__" in text
+    return "__ndarray__" in text or "__float__" in text
 
 
 def _holds_tensor(value: Any) -> bool:
