@@ -15,9 +15,9 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from conftest import get_seed
+from conftest import default_toolkit, get_seed
 from na_toolkit.bench import architecture as arch_bench
-from na_toolkit.bench.reproduce import NB201_SEARCH, PREDICTOR, reproduced
+from na_toolkit.bench.reproduce import NB201_SEARCH, PREDICTOR, reproduced, reproduced_by
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURE_DOC = REPO_ROOT / "docs" / "architecture.md"
@@ -253,6 +253,22 @@ def test_a_changed_seed_or_unknown_params_do_not_reproduce(tmp_path):
     other.write_text(json.dumps(doc))
     assert reproduced(NB201_SEARCH, [other], BENCHMARKS)["files"][0]["committed"] is None
     assert reproduced(NB201_SEARCH, [], BENCHMARKS)["reproduced"] is None
+
+
+def test_a_result_predating_an_option_matches_that_options_default_only(tmp_path):
+    """`--dataset` (default c10) came after the committed NB201 results: a rerun records dataset "c10" where
+    they record nothing, and `bench architecture` found "no benchmarks/nb201-search*.json with the same
+    params". A parameter one side lacks matches the option's default today (or null), no other value."""
+    committed = json.loads((BENCHMARKS / "nb201-search.json").read_text())
+    assert "dataset" not in committed["params"]  # what the test is about; rerun committed results record it
+    fresh = tmp_path / "nb201-search.json"
+    for dataset, found in (("c10", True), ("c100", False)):
+        fresh.write_text(json.dumps({**committed, "params": {**committed["params"], "dataset": dataset}}))
+        report = reproduced_by(default_toolkit(), "nb201-search", [fresh], BENCHMARKS, {})
+        assert (report["files"][0]["committed"] == "benchmarks/nb201-search.json") is found, report
+        assert report["reproduced"] is found
+    fresh.write_text(json.dumps({**committed, "params": {**committed["params"], "dataset": "c10"}}))
+    assert reproduced(NB201_SEARCH, [fresh], BENCHMARKS)["files"][0]["committed"] is None  # no defaults given
 
 
 def test_predictor_results_compare_per_seed(tmp_path):

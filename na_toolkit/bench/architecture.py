@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import Benchmark
-from .reproduce import NB201_SEARCH, PREDICTOR, reproduced, rerun
+from .reproduce import reproduced_by, rerun
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -445,8 +445,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         reruns = [rerun(Path(f), args.rerun_seeds, Path(tmp), toolkit) for f in args.rerun]
         fresh = {name: [r.result for r in reruns if r.benchmark == name] for name in ("nb201-search", "predictor")}
         names = {r.result: r.command for r in reruns}  # a temporary file: named by the command that made it
-        nb201 = reproduced(NB201_SEARCH, [*args.nb201_result, *fresh["nb201-search"]], folder, names=names)
-        predictor = reproduced(PREDICTOR, [*args.predictor_result, *fresh["predictor"]], folder, names=names)
+        nb201 = reproduced_by(toolkit, "nb201-search", [*args.nb201_result, *fresh["nb201-search"]], folder, names)
+        predictor = reproduced_by(toolkit, "predictor", [*args.predictor_result, *fresh["predictor"]], folder, names)
     return {
         "ir_import_modules": len(modules),
         "import_cycles": len(imports["cycles"]),

@@ -97,16 +97,35 @@ def compare_per_seed(fresh: Series, committed: Series, tol: float = REPRODUCE_TO
     return {"compared": compared, "max_abs_diff": max_diff, "mismatches": mismatches, "not_committed": not_committed}
 
 
-def committed_result(figure: ReproducedFigure, params: Mapping[str, Any], folder: Path) -> Path | None:
+def committed_result(
+    figure: ReproducedFigure, params: Mapping[str, Any], folder: Path, defaults: Mapping[str, Any] | None = None
+) -> Path | None:
     """The committed result of the same parameters (up to `figure.subset_params`), None if there is none. A
-    parameter one of them lacks counts as null there (an option added since, or the CLI flags -v/-q/--log-file
-    that older results recorded as null)."""
+    parameter one of them lacks (an option added since, or the CLI flags -v/-q/--log-file that older results
+    recorded as null) matches null, or the option's default today where `defaults` (dest -> default, of the
+    benchmark's parser: `option_defaults`) gives it: a result written before `--dataset c10` existed ran what
+    that default runs."""
+    defaults = defaults or {}
     for path in sorted(folder.glob(figure.pattern)):
         theirs = json.loads(path.read_text()).get("params", {})
         keys = (set(params) | set(theirs)) - figure.subset_params
-        if all(params.get(k) == theirs.get(k) for k in keys):
+        if all(_same_param(k, params, theirs, defaults) for k in keys):
             return path
     return None
+
+
+def _same_param(key: str, ours: Mapping[str, Any], theirs: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+    if key in ours and key in theirs:
+        return bool(ours[key] == theirs[key])
+    present = ours[key] if key in ours else theirs[key]
+    return present is None or (key in defaults and present == defaults[key])
+
+
+def option_defaults(toolkit: Toolkit, benchmark: str) -> dict[str, Any]:
+    """dest -> default of every option of `benchmark`'s parser as today's code builds it."""
+    parser = argparse.ArgumentParser()
+    toolkit.benchmarks.get(benchmark).configure(parser)
+    return {a.dest: a.default for a in parser._actions if a.option_strings and a.default is not argparse.SUPPRESS}
 
 
 def shown(path: str | Path) -> str:
@@ -125,9 +144,12 @@ def reproduced(
     tol: float = REPRODUCE_TOLERANCE,
     *,
     names: Mapping[Path, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """{"reproduced": True / False / None (no fresh result), "files": one report per fresh result}. Each
-    file's "fresh" is its name in `names` (a rerun's command) or its path, `shown`; "committed" likewise."""
+    file's "fresh" is its name in `names` (a rerun's command) or its path, `shown`; "committed" likewise.
+    `defaults`: the benchmark's option defaults, for parameters a committed result predates
+    (`committed_result`)."""
     if not results:
         return {"reproduced": None, "reason": "no fresh result given", "files": []}
     files: list[dict[str, Any]] = []
@@ -138,7 +160,7 @@ def reproduced(
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot read the result {path}: {e}; pass the JSON file `bench ... --out` wrote") from e
-        committed = committed_result(figure, doc.get("params", {}), folder)
+        committed = committed_result(figure, doc.get("params", {}), folder, defaults)
         if committed is None:
             files.append(
                 {
@@ -192,6 +214,13 @@ def options_of(parser: argparse.ArgumentParser, params: Mapping[str, Any], what:
 
 #: the committed results a rerun can check, by benchmark name
 FIGURES = {"nb201-search": NB201_SEARCH, "predictor": PREDICTOR}
+
+
+def reproduced_by(
+    toolkit: Toolkit, benchmark: str, results: Sequence[str | Path], folder: Path, names: Mapping[Path, str]
+) -> dict[str, Any]:
+    """`reproduced` for the figures of `benchmark` (a name of FIGURES), with its options' defaults today."""
+    return reproduced(FIGURES[benchmark], results, folder, names=names, defaults=option_defaults(toolkit, benchmark))
 
 
 @dataclass(frozen=True)
