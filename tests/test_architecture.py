@@ -256,19 +256,22 @@ def test_a_changed_seed_or_unknown_params_do_not_reproduce(tmp_path):
 
 
 def test_a_result_predating_an_option_matches_that_options_default_only(tmp_path):
-    """`--dataset` (default c10) came after the committed NB201 results: a rerun records dataset "c10" where
+    """`--dataset` (default c10) came after results committed without it: a rerun records dataset "c10" where
     they record nothing, and `bench architecture` found "no benchmarks/nb201-search*.json with the same
     params". A parameter one side lacks matches the option's default today (or null), no other value."""
-    committed = json.loads((BENCHMARKS / "nb201-search-pixel3.json").read_text())
-    assert "dataset" not in committed["params"]  # what the test is about (nb201-search.json, rerun by 0.3.0, has it)
-    fresh = tmp_path / "nb201-search.json"
+    doc = json.loads((BENCHMARKS / "nb201-search.json").read_text())
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    older = {**doc, "params": {k: v for k, v in doc["params"].items() if k != "dataset"}}  # written before it
+    (folder / "nb201-search.json").write_text(json.dumps(older))
+    fresh = tmp_path / "fresh.json"
     for dataset, found in (("c10", True), ("c100", False)):
-        fresh.write_text(json.dumps({**committed, "params": {**committed["params"], "dataset": dataset}}))
-        report = reproduced_by(default_toolkit(), "nb201-search", [fresh], BENCHMARKS, {})
-        assert (report["files"][0]["committed"] == "benchmarks/nb201-search-pixel3.json") is found, report
+        fresh.write_text(json.dumps({**doc, "params": {**doc["params"], "dataset": dataset}}))
+        report = reproduced_by(default_toolkit(), "nb201-search", [fresh], folder, {})
+        assert (report["files"][0]["committed"] is not None) is found, report
         assert report["reproduced"] is found
-    fresh.write_text(json.dumps({**committed, "params": {**committed["params"], "dataset": "c10"}}))
-    assert reproduced(NB201_SEARCH, [fresh], BENCHMARKS)["files"][0]["committed"] is None  # no defaults given
+    fresh.write_text(json.dumps({**doc, "params": {**doc["params"], "dataset": "c10"}}))
+    assert reproduced(NB201_SEARCH, [fresh], folder)["files"][0]["committed"] is None  # no defaults given
 
 
 def test_predictor_results_compare_per_seed(tmp_path):
