@@ -20,6 +20,12 @@ import numpy as np
 from ..errors import StoreError
 from ..files import parse_json
 
+#: the keys that mark a tagged value: what `from_json_value` decodes, and what `loads` looks for before walking
+NDARRAY_TAG = "__ndarray__"
+FLOAT_TAG = "__float__"
+_TAGS = (NDARRAY_TAG, FLOAT_TAG)
+_TAGS_BYTES = tuple(t.encode() for t in _TAGS)
+
 
 def to_json_value(value: Any) -> Any:
     """`value` as plain JSON values (numpy arrays as typed lists, non-finite floats tagged)."""
@@ -29,7 +35,7 @@ def to_json_value(value: Any) -> Any:
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is float:
-        return value if math.isfinite(value) else {"__float__": repr(value)}
+        return value if math.isfinite(value) else {FLOAT_TAG: repr(value)}
     if kind is dict:
         out = {}
         for k, v in value.items():
@@ -44,7 +50,7 @@ def to_json_value(value: Any) -> Any:
 
 def _other_json_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+        return {NDARRAY_TAG: value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Mapping):
@@ -59,7 +65,7 @@ def _other_json_value(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else {"__float__": repr(value)}
+        return value if math.isfinite(value) else {FLOAT_TAG: repr(value)}
     raise StoreError(
         f"cannot store a {type(value).__name__} in a checkpoint (JSON values, numpy arrays or torch tensors only)"
     )
@@ -68,10 +74,10 @@ def _other_json_value(value: Any) -> Any:
 def from_json_value(value: Any) -> Any:
     """The inverse of `to_json_value`."""
     if isinstance(value, dict):
-        if "__ndarray__" in value:
-            return np.asarray(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
-        if "__float__" in value:
-            return float(value["__float__"])
+        if NDARRAY_TAG in value:
+            return np.asarray(value[NDARRAY_TAG], dtype=value["dtype"]).reshape(value["shape"])
+        if FLOAT_TAG in value:
+            return float(value[FLOAT_TAG])
         return {k: from_json_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [from_json_value(v) for v in value]
@@ -93,12 +99,12 @@ def loads(text: str | bytes, what: str = "a stored document", decode: bool = Tru
 
 
 def _has_tags(text: str | bytes) -> bool:
-    """Can the JSON `text` hold a tagged value (`__ndarray__`, `__float__`)? Where not, `from_json_value` would
-    rebuild the document unchanged: an evaluator's result of a few hundred values, read for every stored
-    evaluation (`na-toolkit runs`, `open_run`), walked for nothing cost about as much as parsing it."""
+    """Can the JSON `text` hold a tagged value (`_TAGS`)? Where not, `from_json_value` would rebuild the
+    document unchanged: an evaluator's result of a few hundred values, read for every stored evaluation
+    (`na-toolkit runs`, `open_run`), walked for nothing cost about as much as parsing it."""
     if isinstance(text, bytes):
-        return b"__ndarray__" in text or b"__float__" in text
-    return "__ndarray__" in text or "__float__" in text
+        return any(t in text for t in _TAGS_BYTES)
+    return any(t in text for t in _TAGS)
 
 
 def _holds_tensor(value: Any) -> bool:
