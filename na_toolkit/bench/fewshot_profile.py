@@ -76,7 +76,8 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from ..timemodels.profile_plan import NETWORK_SETTINGS, ProfileOptions, make_time_model, print_to_stderr
     from ..timemodels.profiler import DEFAULT_SEEDS, ProfileBuilder
     from ..timemodels.sampling import all_move_types, load_seed, random_variants
-    from .latency import accuracy, measure_heldout
+    from .latency import measure_heldout
+    from .latency_heldout import accuracy
 
     if args.heldout < 10 or args.repeats < 1 or args.fewshot < 5:
         raise ConfigError("--heldout must be >= 10, --repeats >= 1 and --fewshot >= 5")

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from na_toolkit.bench.latency import accuracy
+    from na_toolkit.bench.latency_heldout import accuracy
     from na_toolkit.machine import machine_info, parse_device
     from na_toolkit.plugins import load_toolkit
     from na_toolkit.timemodels.measure import MeasureSettings

@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 from .base import Benchmark
 from .latency_heldout import accuracy
 
-__all__ = ["BENCHMARK", "accuracy", "measure_heldout"]  # accuracy lives in latency_heldout; other benchmarks use it
-
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
 

@@ -121,10 +121,16 @@ def _same_param(key: str, ours: Mapping[str, Any], theirs: Mapping[str, Any], de
     return present is None or (key in defaults and present == defaults[key])
 
 
-def option_defaults(toolkit: Toolkit, benchmark: str) -> dict[str, Any]:
-    """dest -> default of every option of `benchmark`'s parser as today's code builds it."""
+def benchmark_parser(toolkit: Toolkit, benchmark: str) -> argparse.ArgumentParser:
+    """`benchmark`'s own parser (its options only), as today's code builds it."""
     parser = argparse.ArgumentParser()
     toolkit.benchmarks.get(benchmark).configure(parser)
+    return parser
+
+
+def option_defaults(toolkit: Toolkit, benchmark: str) -> dict[str, Any]:
+    """dest -> default of every option of `benchmark`'s parser as today's code builds it."""
+    parser = benchmark_parser(toolkit, benchmark)
     return {a.dest: a.default for a in parser._actions if a.option_strings and a.default is not argparse.SUPPRESS}
 
 
@@ -244,8 +250,7 @@ def rerun(committed: Path, seeds: int, out_dir: Path, toolkit: Toolkit) -> Rerun
         raise ConfigError(f"--rerun {committed}: not a committed benchmark result ({e})") from None
     if name not in FIGURES:
         raise ConfigError(f"--rerun {committed}: a {name!r} result; reruns compare {', '.join(FIGURES)} results")
-    parser = argparse.ArgumentParser()
-    toolkit.benchmarks.get(name).configure(parser)
+    parser = benchmark_parser(toolkit, name)
     # the CLI's own flags (-v, -q, --log-file), which older results recorded as null, are not the benchmark's
     cli_flags = {k for k in ("verbose", "quiet", "log_file") if params.get(k) is None}
     kept = {k: v for k, v in params.items() if k not in {*OUTPUT_PARAMS, *cli_flags, "seeds"}}
