@@ -246,3 +246,26 @@ def test_a_fewshot_estimate_far_past_its_measured_networks_is_flagged(fewshot_pr
     reasons = est.details["outside_profile_domain"]
     assert any(r.startswith("FLOPs ") and "(measured networks: " in r for r in reasons), reasons
     assert any("outside what profile" in w for w in est.warnings)
+
+
+@pytest.mark.slow  # a (quick) full profile, a few-shot one, held-out measurements: about 20 s
+def test_the_fewshot_benchmark_runs_end_to_end_with_its_ablations(tmp_path, run_cli):
+    res = run_cli(
+        *("bench", "fewshot-profile", "--quick", "--samples", "10", "--adaptive-rounds", "0", "--heldout", "10"),
+        *("--pool", "30", "--fewshot", "5", "--repeats", "1", "--work-dir", str(tmp_path), "--json"),
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = res.json()
+    doc = doc.get("results", doc)
+    for name in ("fewshot", "full", "random_choice", "no_prior", "ridge_only", "previous_method"):
+        assert 0.0 <= doc[name]["within_20pct"] <= 1.0 and -1.0 <= doc[name]["spearman"] <= 1.0, name
+    few = doc["fewshot"]
+    assert few["measured_networks"] == 5 and few["within_20pct"] == doc["within_20pct"]
+    # the form the leave-one-out chose, and every candidate's error beside it
+    assert few["form"] in few["loo_rms_log"] and set(few["loo_rms_log"]) == {
+        "ridge",
+        "groups:example-cpu",
+        "groups:gpu-profile-h200-sxm",
+    }
+    assert few["loo_rms_log"][few["form"]] == min(few["loo_rms_log"].values())
+    assert doc["heldout"]["networks"] == 10 and (tmp_path / "fewshot.json").exists()

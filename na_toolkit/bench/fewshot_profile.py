@@ -70,6 +70,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from ..timemodels.profile_fewshot import (
         FewShotLatencyModel,
         FewShotProfileBuilder,
+        choose_informative,
         load_priors,
         prior_model,
     )
@@ -132,8 +133,13 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     )
     pick = np.random.default_rng([args.rng_seed, 104729]).permutation(len(pool))[: args.fewshot]
     random_archs = [pool[i].arch for i in pick]
+    models = [prior_model(p, toolkit.layer_types) for p in priors]
+    names = [p.name for p in priors]
+    old_features = FewShotLatencyModel(models, names).features([kernels_of(v.arch) for v in pool])
+    previous_archs = [pool[i].arch for i in choose_informative(old_features, args.fewshot)]
     tm = make_time_model("onnxruntime", args.device, settings, 1, full.statistic)
     random_y = np.array([tm.estimate(a).latency_ms for a in random_archs])
+    previous_y = np.array([tm.estimate(a).latency_ms for a in previous_archs])
     # ---- 4. the held-out set --------------------------------------------------------------------------
     variants = random_variants(
         seeds,
@@ -141,7 +147,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         np.random.default_rng([args.rng_seed, 7919]),
         fo.max_moves,
         move_types=moves,
-        exclude=full.network_hashes() | fewshot.network_hashes() | {a.hash for a in random_archs},
+        exclude=full.network_hashes() | fewshot.network_hashes() | {a.hash for a in random_archs + previous_archs},
         include_seeds=False,
         max_flops=fo.max_flops,
     )
@@ -161,12 +167,17 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         full_model = LearnedTimeModel.from_toolkit(toolkit, device=full)
     few = accuracy(few_model.predict_ms(archs), truth)
     held_kernels = [kernels_of(a) for a in archs]
-    models = [prior_model(p, toolkit.layer_types) for p in priors]
     chosen_kernels = [kernels_of(a) for a in fewshot.architectures(toolkit.layer_types)]
     chosen_y = np.array([n.latency_ms(fewshot.statistic) for n in fewshot.networks])
     ablations = {
-        "random_choice": FewShotLatencyModel(models).fit_networks([kernels_of(a) for a in random_archs], random_y),
+        "random_choice": FewShotLatencyModel(models, names).fit_networks(
+            [kernels_of(a) for a in random_archs], random_y
+        ),
         "no_prior": FewShotLatencyModel([]).fit_networks(chosen_kernels, chosen_y),
+        "ridge_only": FewShotLatencyModel(models, names, ("ridge",)).fit_networks(chosen_kernels, chosen_y),
+        "previous_method": FewShotLatencyModel(models, names, ("ridge",)).fit_networks(
+            [kernels_of(a) for a in previous_archs], previous_y
+        ),
     }
     by_seed = {}
     for seed in DEFAULT_SEEDS:
@@ -182,7 +193,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "measured_networks": len(fewshot.networks),
             "build_s": fewshot_s,
             "fit_s": fit_s,
-            "alpha": few_model.model.alpha_,  # type: ignore[union-attr]
+            **few_model.model.describe_fit(),  # type: ignore[union-attr]
             "priors": [
                 {"name": p.name, "device": p.device, "content_hash": p.content_hash} for p in fewshot.fewshot.priors
             ]

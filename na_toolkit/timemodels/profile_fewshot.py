@@ -21,9 +21,11 @@ predictions are the new device's basis.
    network where the priors disagree.
 4. **Measurement**: those networks only, with the profile's network protocol, checkpointed after each one
    (atomic; `--resume` measures the rest; the chosen hashes are stored, the pool is regenerated).
-5. **Model** (`FewShotLatencyModel`, fitted each time the learned time model loads the profile): a ridge
-   regression of log latency on the standardised features (log-space: the errors that matter are
-   relative), its strength chosen by leave-one-out on the measured networks.
+5. **Model** (`FewShotLatencyModel`, fitted each time the learned time model loads the profile): of two forms
+   (fewshot_fit.py), the one with the smaller leave-one-out error on the measured networks: a ridge regression
+   of log latency on the standardised features, or one prior's per-kernel-group times reweighed for this
+   device (shrunk towards a common scale). The choice of step 3 also spreads the networks over each prior's
+   share of time per kernel group, so that the second form sees every group's weight vary.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ import numpy as np
 from ..caches import lru_dict
 from ..errors import ArchitectureError, ProfileError
 from ..ir.architecture import Architecture
+from .fewshot_fit import group_shares, group_times, groups_fit, groups_loo, groups_predict, ridge, ridge_loo
 from .kernels import Kernel, kernels_of, measurable
-from .learned import MIN_NETWORKS, KernelLatencyModel, fit_profile
+from .learned import GROUPS, MIN_NETWORKS, KernelLatencyModel, fit_profile
 from .learned_domain import DOMAIN_MARGIN, MIN_SPAN
 from .profile import DeviceProfile, FewShotPrior, FewShotSection, resolve_profile_path
 from .profile_plan import ProfileOptions, make_time_model
@@ -53,9 +56,9 @@ if TYPE_CHECKING:
 
 #: fewest networks a few-shot profile measures (the leave-one-out choice of the ridge needs a few)
 MIN_FEWSHOT = 5
-#: ridge strengths the leave-one-out chooses from (on standardised features and log latency)
-ALPHA_GRID: tuple[float, ...] = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
-SELECTION = "k-center greedy on standardised [log prior latencies, log FLOPs, log kernels]"
+#: the forms of the model (fewshot_fit.py); the one with the smallest leave-one-out error is fitted
+FORMS: tuple[str, ...] = ("ridge", "groups")
+SELECTION = "k-center greedy on standardised [log prior latencies, log FLOPs, log kernels, prior group shares]"
 #: prior learned models by (content hash, seed, layer-type registry): a search and the profiler refit each once
 _PRIOR_MODELS = lru_dict("timemodels.profile_fewshot.priors", 16)
 
@@ -117,39 +120,26 @@ def prior_model(prof: DeviceProfile, layer_types: LayerTypeRegistry, seed: int =
 
 
 # ---- the model ------------------------------------------------------------------------------------------
-def _ridge(Z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """Ridge with an unpenalised intercept, closed form on centred columns."""
-    zm, ym = Z.mean(axis=0), float(y.mean())
-    Zc = Z - zm
-    coef = np.linalg.solve(Zc.T @ Zc + alpha * np.eye(Z.shape[1]), Zc.T @ (y - ym))
-    return coef, ym - float(zm @ coef)
-
-
-def _loo_alpha(Z: np.ndarray, y: np.ndarray) -> float:
-    """The ridge strength of ALPHA_GRID with the smallest leave-one-out squared error (y is log latency, so
-    that is the squared log ratio: relative errors)."""
-    n = len(y)
-    best = (np.inf, ALPHA_GRID[0])
-    for alpha in ALPHA_GRID:
-        err = 0.0
-        for i in range(n):
-            keep = np.arange(n) != i
-            coef, b = _ridge(Z[keep], y[keep], alpha)
-            err += float(Z[i] @ coef + b - y[i]) ** 2
-        if err < best[0] - 1e-12:
-            best = (err, alpha)
-    return best[1]
-
-
 class FewShotLatencyModel:
-    """Latency of the few-shot device: log t = b + c · z, z the features standardised over the measured
-    networks, ridge with its strength by leave-one-out. Predicts whole networks from their kernels, like
-    `KernelLatencyModel.predict_networks` (the learned time model calls either). scikit-learn style: learned
-    state ends in `_`, `fit_networks` returns self."""
+    """Latency of the few-shot device, in the form whose leave-one-out error on the measured networks is the
+    smallest (fewshot_fit.py): `ridge` (log t = b + c · z, z the features standardised over the measured
+    networks) or `groups` of one prior (its per-kernel-group times reweighed, shrunk to one scale). Predicts
+    whole networks from their kernels, like `KernelLatencyModel.predict_networks` (the learned time model calls
+    either). scikit-learn style: learned state ends in `_`, `fit_networks` returns self; `forms` restricts the
+    choice (the benchmark's ablations)."""
 
-    def __init__(self, priors: Sequence[KernelLatencyModel], prior_names: Sequence[str] = ()):
+    def __init__(
+        self,
+        priors: Sequence[KernelLatencyModel],
+        prior_names: Sequence[str] = (),
+        forms: Sequence[str] = FORMS,
+    ):
         self.priors = list(priors)
         self.prior_names = list(prior_names)
+        unknown = sorted(set(forms) - set(FORMS))
+        if unknown or not forms:
+            raise ValueError(f"forms must be a non-empty subset of {FORMS}, got {list(forms)}")
+        self.forms = tuple(forms)
 
     def features(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
         """Per network: each prior's predicted log latency, log FLOPs and log kernel count (measurable
@@ -161,23 +151,70 @@ class FewShotLatencyModel:
         cols.append(np.log(np.maximum(np.asarray(count, float), 1.0)))
         return np.column_stack(cols)
 
+    def selection_features(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
+        """What `choose_informative` spreads the measured networks over: `features` and each prior's share of
+        time per kernel group (so that the groups form sees every group's weight vary)."""
+        ks = [list(k) for k in arch_kernels]
+        return np.column_stack([self.features(ks)] + [group_shares(m, ks) for m in self.priors])
+
     def fit_networks(self, arch_kernels: Sequence[Sequence[Kernel]], y_ms: np.ndarray) -> FewShotLatencyModel:
         y_ms = np.asarray(y_ms, float)
         if len(y_ms) < 3:
             raise ProfileError(f"a few-shot model needs at least 3 measured networks, got {len(y_ms)}")
-        F = self.features(arch_kernels)
+        ks = [list(k) for k in arch_kernels]
+        F = self.features(ks)
         self.mean_, self.scale_ = F.mean(axis=0), F.std(axis=0)
         self.range_ = np.stack([F.min(axis=0), F.max(axis=0)])
         self.scale_[self.scale_ == 0] = 1.0
         Z, y = (F - self.mean_) / self.scale_, np.log(y_ms)
-        self.alpha_ = _loo_alpha(Z, y)
-        self.coef_, self.intercept_ = _ridge(Z, y, self.alpha_)
+        self.loo_errors_: dict[str, float] = {}
+        ridge_err, self.alpha_ = ridge_loo(Z, y)
+        self.coef_, self.intercept_ = ridge(Z, y, self.alpha_)
+        if "ridge" in self.forms:
+            self.loo_errors_["ridge"] = ridge_err / len(y)
+        self.form_, self.group_prior_, self.lambda_, self.group_params_ = "ridge", -1, 0.0, np.zeros(0)
+        best = self.loo_errors_.get("ridge", np.inf)
+        if "groups" in self.forms:
+            for j, prior in enumerate(self.priors):
+                err, lam = groups_loo(group_times(prior, ks), y_ms)
+                self.loo_errors_[f"groups:{self._prior_name(j)}"] = err / len(y)
+                if err / len(y) < best:
+                    best, self.form_, self.group_prior_, self.lambda_ = err / len(y), "groups", j, lam
+        if self.form_ == "groups":
+            self.group_params_ = groups_fit(group_times(self.priors[self.group_prior_], ks), y_ms, self.lambda_)
         return self
 
-    def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
-        return self._predict(self.features(arch_kernels))
+    def _prior_name(self, j: int) -> str:
+        return self.prior_names[j] if j < len(self.prior_names) else f"prior {j}"
 
-    def _predict(self, F: np.ndarray) -> np.ndarray:
+    @property
+    def chosen_form(self) -> str:
+        """The form fitted, as the benchmark and `hw show` print it: `ridge` or `groups:<prior>`."""
+        return "ridge" if self.form_ == "ridge" else f"groups:{self._prior_name(self.group_prior_)}"
+
+    def describe_fit(self) -> dict[str, object]:
+        """The fitted form and what chose it, JSON-ready: `form`, the ridge's `alpha`, the groups form's
+        `lambda` and per-group `group_weights` (relative to the prior's own, `scale` the common one), and each
+        candidate form's leave-one-out RMS log error (`loo_rms_log`)."""
+        doc: dict[str, object] = {
+            "form": self.chosen_form,
+            "alpha": self.alpha_,
+            "loo_rms_log": {k: float(np.sqrt(v)) for k, v in self.loo_errors_.items()},
+        }
+        if self.form_ == "groups":
+            G = len(GROUPS)
+            doc["lambda"] = self.lambda_
+            doc["scale"] = float(self.group_params_[G])
+            doc["group_weights"] = {g: float(w) for g, w in zip(GROUPS, self.group_params_[:G])}
+        return doc
+
+    def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
+        ks = [list(k) for k in arch_kernels]
+        return self._predict(self.features(ks), ks)
+
+    def _predict(self, F: np.ndarray, arch_kernels: list[list[Kernel]]) -> np.ndarray:
+        if self.form_ == "groups":
+            return groups_predict(group_times(self.priors[self.group_prior_], arch_kernels), self.group_params_)
         return np.exp((F - self.mean_) / self.scale_ @ self.coef_ + self.intercept_)
 
     def predict_networks_explained(
@@ -187,7 +224,8 @@ class FewShotLatencyModel:
         kernel count) past the range of the measured networks by more than DOMAIN_MARGIN of it: there the fit
         extrapolates. The features (each prior's prediction) are computed once for both."""
         names = [f"{p} predicts" for p in self.prior_names] + ["FLOPs", "kernels"]
-        F = self.features(arch_kernels)
+        ks = [list(k) for k in arch_kernels]
+        F = self.features(ks)
         lo, hi = self.range_
         span = np.maximum(hi - lo, MIN_SPAN)
         scale = [np.exp] * len(self.prior_names) + [np.expm1, np.exp]
@@ -202,10 +240,10 @@ class FewShotLatencyModel:
                     if far[j] > DOMAIN_MARGIN
                 ]
             )
-        return self._predict(F), out
+        return self._predict(F, ks), out
 
     def get_params(self, deep: bool = True) -> dict[str, object]:
-        return {"priors": self.priors, "prior_names": self.prior_names}
+        return {"priors": self.priors, "prior_names": self.prior_names, "forms": self.forms}
 
 
 def fit_fewshot_profile(
@@ -284,7 +322,7 @@ class FewShotProfileBuilder(ProfileBuilder):
             max_flops=o.max_flops,
         )
         if prof.fewshot is None:
-            F = FewShotLatencyModel(models).features([kernels_of(v.arch) for v in pool])
+            F = FewShotLatencyModel(models).selection_features([kernels_of(v.arch) for v in pool])
             chosen = [pool[i] for i in choose_informative(F, o.fewshot)]
             prof.fewshot = FewShotSection(
                 n=o.fewshot,
