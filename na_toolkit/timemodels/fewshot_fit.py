@@ -11,9 +11,10 @@ few measured networks and judged by its leave-one-out error in log space (the er
   than on the prior (a depthwise convolution is relatively cheaper on one CPU than on another). A group the
   measured networks lack follows s. λ is chosen by leave-one-out, like the ridge's strength.
 
-On four devices' full profiles used as pools (20 networks chosen, the rest scored; 2026-12-03, docs/time_models.md)
-the groups form placed 79-94% of the CPU networks within ±20% where the ridge alone placed 58-84%; on a GPU with
-CPU priors neither form is good and the leave-one-out keeps the ridge.
+On committed full profiles used as pools (20 networks chosen, the rest scored, six resampled pools each;
+2026-12-03, docs/time_models.md), choosing between the two forms, with the group shares in the choice, placed
+94% of the AMD EPYC's and 94% of the Xeon's networks within ±20% where the ridge alone on the earlier choice
+placed 80% and 66%; on a GPU with CPU priors the leave-one-out keeps the ridge (about half, either way).
 """
 
 from __future__ import annotations
