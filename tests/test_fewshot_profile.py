@@ -64,7 +64,22 @@ def fewshot_profile(tmp_path_factory, run_cli, priors) -> Path:
     assert res.returncode == 0, res.stderr
     doc = res.json()
     assert doc["complete"] is True and doc["networks"] == N and doc["kernels"] == 0
+    # the form its learned model fits, and the leave-one-out errors that chose it
+    model = doc["fewshot"]["model"]
+    assert model["form"] in model["loo_rms_log"] and set(model["loo_rms_log"]) >= {"ridge"}
+    assert model["loo_rms_log"][model["form"]] == min(model["loo_rms_log"].values())
     return out
+
+
+def test_hw_show_names_the_form_of_a_fewshot_model(fewshot_profile, run_cli):
+    text = run_cli("hw", "show", str(fewshot_profile))
+    assert text.returncode == 0, text.stderr
+    line = next(ln for ln in text.stdout.splitlines() if ln.startswith("few-shot model"))
+    assert "chosen by leave-one-out RMS log error: " in line and "ridge " in line
+    doc = run_cli("hw", "show", str(fewshot_profile), "--json").json()
+    assert doc["fewshot_model"]["form"] in doc["fewshot_model"]["loo_rms_log"]
+    full = run_cli("hw", "show", "example-cpu", "--json").json()
+    assert "fewshot_model" not in full  # a full profile fits no few-shot model
 
 
 def learned(path: Path) -> LearnedTimeModel:

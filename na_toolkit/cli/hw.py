@@ -200,9 +200,13 @@ def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
 
 def _show_profile(args: argparse.Namespace) -> int:
     from ..timemodels.profile import DeviceProfile, resolve_profile_path
+    from ..timemodels.profile_fewshot import fit_summary, fit_summary_line
 
     path = resolve_profile_path(args.name, args.toolkit.hardware)
-    doc = _profile_json(DeviceProfile.load(path), path)
+    profile = DeviceProfile.load(path)
+    doc = _profile_json(profile, path)
+    if profile.fewshot is not None:
+        doc["fewshot_model"] = fit_summary(profile, args.toolkit.layer_types)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -224,6 +228,8 @@ def _show_profile(args: argparse.Namespace) -> int:
         rows.append(["minimums", "--quick: a smoke test's, noisier latencies; profile again without it for use"])
     if doc["fewshot"] is not None:
         rows.append(["few-shot", f"{doc['fewshot']} networks measured, the rest borrowed from its priors"])
+        if doc["fewshot_model"] is not None:
+            rows.append(["few-shot model", fit_summary_line(doc["fewshot_model"])])
     for stat, span in doc["network_latency_ms"].items():
         if span is not None:
             rows.append(

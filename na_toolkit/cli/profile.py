@@ -70,7 +70,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ProfileError
-    from ..timemodels.profile_fewshot import builder_for
+    from ..timemodels.profile_fewshot import builder_for, fit_summary, fit_summary_line
     from ..timemodels.profile_plan import print_to_stderr
     from ..timemodels.profiler import ProfileOptions
 
@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise ProfileError("--fewshot needs at least one --prior (a full profile of another device)")
     profile = builder_for(o, args.toolkit, print_to_stderr).run()  # its messages as `na-toolkit profile: ...` lines
     state = "complete" if profile.complete else f"partial ({profile.stopped}; continue with --resume)"
+    model = fit_summary(profile, args.toolkit.layer_types)
     if args.json:
         doc = {
             "path": str(profile.path),
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 "n": profile.fewshot.n,
                 "pool": profile.fewshot.pool,
                 "priors": [{"name": p.name, "content_hash": p.content_hash} for p in profile.fewshot.priors],
+                "model": model,
             },
         }
         json.dump(doc, sys.stdout, indent=2, default=str)
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             f"({len(profile.failures)} failures) on {profile.device_name} with {profile.runtime_name}, priors "
             f"{priors}, {profile.elapsed_s:.0f} s, {state}"
         )
+        if model is not None:
+            print(f"model: {fit_summary_line(model)}")
         _next_steps(profile)
         return 130 if profile.stopped == "interrupted" else 0
     print(

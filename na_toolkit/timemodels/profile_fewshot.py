@@ -30,6 +30,7 @@ predictions are the new device's basis.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +44,7 @@ from .fewshot_fit import group_shares, group_times, groups_fit, groups_loo, grou
 from .kernels import Kernel, kernels_of, measurable
 from .learned import GROUPS, MIN_NETWORKS, KernelLatencyModel, fit_profile
 from .learned_domain import DOMAIN_MARGIN, MIN_SPAN
-from .profile import DeviceProfile, FewShotPrior, FewShotSection, resolve_profile_path
+from .profile import DeviceProfile, FewShotPrior, FewShotSection, ProfileDeviceWarning, resolve_profile_path
 from .profile_plan import ProfileOptions, make_time_model
 from .profiler import ProfileBuilder
 from .sampling import Variant, all_move_types, random_variants
@@ -263,6 +264,29 @@ def fit_fewshot_profile(
     ]
     y = np.array([n.latency_ms(statistic or profile.statistic) for n in profile.networks])
     return FewShotLatencyModel(models, [p.name for p in priors]).fit_networks(kernels, y)
+
+
+def fit_summary(profile: DeviceProfile, layer_types: LayerTypeRegistry) -> dict[str, object] | None:
+    """What the learned time model fits from a few-shot `profile` (`FewShotLatencyModel.describe_fit`), for
+    `profile` and `hw show`; None while it holds fewer than 3 measured networks."""
+    if profile.fewshot is None or len(profile.networks) < 3:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProfileDeviceWarning)  # the priors are other devices by design
+        return fit_fewshot_profile(profile, layer_types).describe_fit()
+
+
+def fit_summary_line(doc: dict[str, object]) -> str:
+    """One line of `fit_summary`: the form, its weights, and the leave-one-out errors that chose it."""
+    loo = doc["loo_rms_log"]
+    assert isinstance(loo, dict)
+    errors = ", ".join(f"{name} {err:.3f}" for name, err in sorted(loo.items(), key=lambda kv: kv[1]))
+    form = str(doc["form"])
+    if form.startswith("groups:"):
+        weights = doc["group_weights"]
+        assert isinstance(weights, dict)
+        form = f"kernel groups of {form[7:]} reweighed (" + ", ".join(f"{g} x{w:.3g}" for g, w in weights.items()) + ")"
+    return f"{form}; chosen by leave-one-out RMS log error: {errors}"
 
 
 def choose_informative(features: np.ndarray, n: int) -> list[int]:
