@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 from conftest import default_toolkit
-from na_toolkit.bench.latency import configure
+from na_toolkit.bench.latency import configure, measure_heldout
 from na_toolkit.bench.latency_heldout import (
     FIGURES,
     accuracy,
     check_seed_flops,
+    drift_figures,
+    drift_reference,
     given_seeds,
     learned_split,
     profile_seeds,
@@ -162,3 +164,38 @@ def test_the_splits_by_seed_and_by_the_outside_profile_warning_add_up(run_cli, t
     assert sum(p["networks"] for p in parts) == 10
     assert outside["outside"]["networks"] == int(flagged.sum())
     assert outside["outside"]["mape"] == pytest.approx(accuracy(pred[flagged], truth[flagged])["mape"])
+    # the profile's networks measured again among them: the drift, and the figures had the machine not drifted
+    drift = doc["drift"]
+    assert drift["networks"] == 24 and "_reference_ms" not in doc["measurement"]
+    ratio = drift["now_over_profile"]
+    assert 0 < ratio["p10"] <= ratio["median"] <= ratio["p90"]
+    rescaled = accuracy(pred * ratio["median"], truth)
+    assert drift["learned_rescaled"] == pytest.approx(rescaled)
+
+
+def test_reference_networks_are_measured_among_the_heldout_ones_and_kept_apart():
+    """Three small networks held out, two big ones as the reference: each comes back where it belongs (the big
+    ones are an order of magnitude slower), and the figures count only the held-out ones."""
+    from na_toolkit.timemodels.measure import MeasureSettings
+
+    tk = default_toolkit()
+    small = [tk.seed("simple-cnn")] * 3
+    big = [tk.seed("resnet-cifar")] * 2
+    truth, figures = measure_heldout(small, "cpu", 2, MeasureSettings.quick(), "min", 1, big)
+    ref = figures.pop("_reference_ms")
+    assert len(truth) == 3 and len(ref) == 2 and figures["networks"] == 3 and len(figures.pop("_per_pass")) == 3
+    assert ref.min() > 5 * truth.max(), (truth, ref)
+    json.loads(strict_json_text(figures))  # what is left is JSON
+
+
+def test_the_drift_reference_is_the_profiles_own_networks_at_their_profile_latency():
+    tk = default_toolkit()
+    profile = DeviceProfile.load(EXAMPLE_CPU)
+    ref = drift_reference(profile, tk, 5, 0)
+    assert ref == drift_reference(profile, tk, 5, 0) and len(ref) == 5  # deterministic
+    by_hash = {n.hash: n.latency_ms(profile.statistic) for n in profile.networks}
+    assert all(by_hash[a.hash] == ms for a, ms in ref)
+    assert drift_reference(profile, tk, 0, 0) == [] and drift_figures([], [], [1.0], [1.0]) == {"networks": 0}
+    # now twice as slow as in the profile: the rescaled predictions are the measured ones
+    doc = drift_figures([1.0, 2.0, 4.0], [2.0, 4.0, 8.0], np.array([1.0, 3.0]), np.array([2.0, 6.0]))
+    assert doc["now_over_profile"]["median"] == 2.0 and doc["learned_rescaled"]["within_10pct"] == 1.0

@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 DEFAULT_HELDOUT = 200
 #: --quick's sizes where they are not given: a smoke test of minutes (the defaults take 15+ on a 2-core CPU)
 QUICK_SIZES = {"samples": 20, "adaptive_rounds": 0, "heldout": 30}
+#: profile networks measured again among the held-out ones (the drift reference)
+DEFAULT_DRIFT_NETWORKS = 24
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +71,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="ONNX Runtime intra-op threads of the profile built and the held-out measurements, and torch threads "
         "of the roofline's calibration (default: the --profile's, else 1)",
     )
+    parser.add_argument(
+        "--drift-networks",
+        type=int,
+        default=DEFAULT_DRIFT_NETWORKS,
+        help="profile networks measured again among the held-out ones, to tell the machine's drift since the "
+        f"profile from the model's error (default {DEFAULT_DRIFT_NETWORKS}; 0: none)",
+    )
     parser.add_argument("--profile-out", default=None, help="keep the profile built here at this path")
     parser.add_argument(
         "--dump", default=None, help="write the held-out networks, measurements and predictions here (JSON)"
@@ -97,46 +107,64 @@ def _log(msg: str) -> None:
 
 
 def measure_heldout(
-    archs: list[Any], device: str, repeats: int, settings: Any, statistic: str = "median", threads: int = 1
+    archs: list[Any],
+    device: str,
+    repeats: int,
+    settings: Any,
+    statistic: str = "median",
+    threads: int = 1,
+    reference: Sequence[Any] = (),
 ) -> tuple[Any, dict[str, Any]]:
     """Latency (ms) per network from `repeats` passes (alternating in order, so that a slow spell of the
     machine does not hit the same networks twice): the minimum over the passes for statistic "min", else
-    their median; and the reproducibility figures (coefficient of variation between the passes)."""
+    their median; and the reproducibility figures (coefficient of variation between the passes).
+    `reference` networks are measured the same way, spread evenly among the others, and left out of the
+    figures: their latencies are the figures' `_reference_ms` (an array; pop it before writing JSON)."""
     import numpy as np
     from tqdm import tqdm
 
     from na_toolkit.timemodels.onnxruntime_tm import OnnxRuntimeTimeModel
 
-    values = np.zeros((len(archs), repeats))
-    per_pass: list[list[dict[str, Any]]] = [[{} for _ in range(repeats)] for _ in archs]
-    within_cv = np.zeros((len(archs), repeats))
-    stable = 0
-    unstable_warnings = 0
-    with tqdm(total=len(archs) * repeats, desc="held-out", file=sys.stderr, mininterval=1.0) as bar:
+    # the measuring order: the reference networks spread evenly among the held-out ones
+    after: list[list[int]] = [[] for _ in range(len(archs) + 1)]  # reference networks after k held-out ones
+    for j in range(len(reference)):
+        after[(j + 1) * len(archs) // (len(reference) + 1)].append(j)
+    order_all = [(True, j) for j in after[0]]
+    for i in range(len(archs)):
+        order_all += [(False, i)] + [(True, j) for j in after[i + 1]]
+    items = [reference[j] if is_ref else archs[j] for is_ref, j in order_all]
+    values = np.zeros((len(items), repeats))
+    within_cv = np.zeros((len(items), repeats))
+    per_pass: list[list[dict[str, Any]]] = [[{} for _ in range(repeats)] for _ in items]
+    stable = np.zeros((len(items), repeats), dtype=bool)
+    with tqdm(total=len(items) * repeats, desc="held-out", file=sys.stderr, mininterval=1.0) as bar:
         for r in range(repeats):
             # a fresh time model per pass: no cache hit may stand in for a measurement
             tm = OnnxRuntimeTimeModel(device=device, settings=settings, statistic=statistic, intra_op_threads=threads)
-            order = range(len(archs)) if r % 2 == 0 else reversed(range(len(archs)))
+            order = range(len(items)) if r % 2 == 0 else reversed(range(len(items)))
             for i in order:
-                est = tm.estimate(archs[i])
+                est = tm.estimate(items[i])
                 values[i, r] = est.latency_ms
                 m = est.details["measurement"]
                 within_cv[i, r] = m["cv"]
                 per_pass[i][r] = {
                     k: m[k] for k in ("median_ms", "p10_ms", "min_ms", "cv", "runs", "stable", "wall_median_ms")
                 }
-                stable += bool(m["stable"])
-                unstable_warnings += any("not stable" in w for w in est.warnings)
+                stable[i, r] = bool(m["stable"])
                 bar.update(1)
     # the statistic over all of a network's samples: the lower envelope over every pass for "min" (a slow
     # spell of the machine lasts minutes and can cover a whole pass), the median of the passes otherwise
-    truth = values.min(axis=1) if statistic == "min" else np.median(values, axis=1)
-    between_cv = values.std(axis=1, ddof=1) / values.mean(axis=1) if repeats > 1 else np.zeros(len(archs))
+    truth_all = values.min(axis=1) if statistic == "min" else np.median(values, axis=1)
+    # both in their own order (order_all lists each in turn)
+    held = np.array([k for k, (is_ref, _) in enumerate(order_all) if not is_ref], dtype=int)
+    ref = np.array([k for k, (is_ref, _) in enumerate(order_all) if is_ref], dtype=int)
+    v = values[held]
+    between_cv = v.std(axis=1, ddof=1) / v.mean(axis=1) if repeats > 1 else np.zeros(len(held))
     figures = {
         "cv_median": float(np.median(between_cv)) if repeats > 1 else None,
         "cv_p90": float(np.percentile(between_cv, 90)) if repeats > 1 else None,
-        "within_run_cv_median": float(np.median(within_cv)),
-        "stable_share": stable / values.size,
+        "within_run_cv_median": float(np.median(within_cv[held])),
+        "stable_share": float(stable[held].mean()),
         "repeats": repeats,
         "networks": len(archs),
         "clock": tm.clock,
@@ -144,8 +172,9 @@ def measure_heldout(
         "intra_op_threads": tm.intra_op_threads,
         "settings": settings.to_json(),
     }
-    figures["_per_pass"] = per_pass
-    return truth, figures
+    figures["_per_pass"] = [per_pass[k] for k in held]
+    figures["_reference_ms"] = truth_all[ref]
+    return truth_all[held], figures
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
@@ -159,11 +188,21 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.sampling import all_move_types, random_variants
 
-    from .latency_heldout import check_seed_flops, given_seeds, heldout_doc, learned_split, profile_seeds
+    from .latency_heldout import (
+        check_seed_flops,
+        drift_figures,
+        drift_reference,
+        given_seeds,
+        heldout_doc,
+        learned_split,
+        profile_seeds,
+    )
 
     resolve_sizes(args)
     if args.heldout < 10 or args.repeats < 1:
         raise ConfigError(f"--heldout must be >= 10 and --repeats >= 1, got {args.heldout} and {args.repeats}")
+    if args.drift_networks < 0:
+        raise ConfigError(f"--drift-networks must be >= 0 (0: no drift reference), got {args.drift_networks}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     quick = args.quick
@@ -230,7 +269,11 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     settings = MeasureSettings.quick() if quick else MeasureSettings()
     _log(f"measuring {len(archs)} held-out networks x {args.repeats} passes (the measurement protocol)")
     t0 = time.perf_counter()
-    truth, measurement = measure_heldout(archs, args.device, args.repeats, settings, profile.statistic, args.threads)
+    drift_ref = drift_reference(profile, toolkit, args.drift_networks, args.rng_seed)
+    truth, measurement = measure_heldout(
+        archs, args.device, args.repeats, settings, profile.statistic, args.threads, [a for a, _ in drift_ref]
+    )
+    reference_ms = measurement.pop("_reference_ms")
     measurement["measure_s"] = time.perf_counter() - t0
     # the machine is shared: how busy it was says how far its latencies could be trusted
     measurement["load_average_1min"] = {"start": load_start[0], "end": os.getloadavg()[0], "cores": os.cpu_count()}
@@ -256,6 +299,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     pred = np.array([e.latency_ms for e in estimates])
     outside = [e.details["outside_profile_domain"] for e in estimates]
     per_pass = measurement.pop("_per_pass")
+    drift = drift_figures([t for _, t in drift_ref], reference_ms, pred, truth)
     roofline = roofline_figures(archs, truth, args.device, args.threads)
     statistic = statistic_figures(profile, toolkit, archs, [v.seed for v in variants], per_pass)
     if args.dump:
@@ -288,6 +332,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "fit_s": fit_s,
             **learned_split(pred, truth, [v.seed for v in variants], outside, list(seeds)),
         },
+        "drift": drift,
         "roofline": roofline,
         "statistic": statistic,
         "flops_proxy": {"spearman": float(spearmanr(flops, truth).statistic)},

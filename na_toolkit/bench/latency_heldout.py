@@ -135,3 +135,47 @@ def learned_split(
             "outside": subset_figures(pred, truth, [i for i, f in enumerate(flagged) if f]),
         },
     }
+
+
+# ---- the machine's drift since the profile ----------------------------------------------------------------
+def drift_reference(
+    profile: DeviceProfile, toolkit: Toolkit, n: int, rng_seed: int
+) -> list[tuple[Architecture, float]]:
+    """`n` of the profile's networks (a stream of their own) and their latencies in the profile: measured
+    again among the held-out networks, they tell how much slower or faster the machine runs now than when the
+    profile was measured, which no model of the profile can know."""
+    import numpy as np
+
+    if n <= 0 or not profile.networks:
+        return []
+    pick = np.random.default_rng([rng_seed, 104723]).permutation(len(profile.networks))[:n]
+    out = []
+    for i in sorted(int(i) for i in pick):
+        rec = profile.networks[i]
+        out.append(
+            (profile.record_arch(f"networks[{i}]", rec.arch, toolkit.layer_types), rec.latency_ms(profile.statistic))
+        )
+    return out
+
+
+def drift_figures(profile_ms: Sequence[float], now_ms: Any, pred: Any, truth: Any) -> dict[str, Any]:
+    """The profile's networks measured now over their profile latencies (`now_over_profile`: median, p10,
+    p90), and the learned model's figures with its predictions scaled by that median (`learned_rescaled`):
+    what the model would score had the machine run as fast as when it was profiled. The session's drift and
+    the protocol's (the held-out truth is the lowest of several passes, a profile record one session's) are
+    then out of the comparison; the model's own error is not."""
+    import numpy as np
+
+    if not len(profile_ms):
+        return {"networks": 0}
+    ratio = np.asarray(now_ms, float) / np.asarray(profile_ms, float)
+    scale = float(np.median(ratio))
+    return {
+        "networks": len(ratio),
+        "now_over_profile": {
+            "median": scale,
+            "p10": float(np.percentile(ratio, 10)),
+            "p90": float(np.percentile(ratio, 90)),
+        },
+        "learned_rescaled": accuracy(np.asarray(pred, float) * scale, truth),
+    }
