@@ -171,6 +171,9 @@ def test_the_splits_by_seed_and_by_the_outside_profile_warning_add_up(run_cli, t
     assert 0 < ratio["p10"] <= ratio["median"] <= ratio["p90"]
     rescaled = accuracy(pred * ratio["median"], truth)
     assert drift["learned_rescaled"] == pytest.approx(rescaled)
+    # the learned model without its residual step, on the same truth
+    assert isinstance(learned["residual_kept"], bool)
+    assert set(doc["learned_calibration_only"]) == set(FIGURES)
 
 
 def test_reference_networks_are_measured_among_the_heldout_ones_and_kept_apart():

@@ -131,7 +131,7 @@ def test_fast_tree_evaluation_equals_scikit_learn():
 
 def test_kernel_model_is_scikit_learn_style():
     m = KernelLatencyModel(boost=False)
-    assert m.get_params() == {"boost": False, "calibrate": True, "seed": 0}
+    assert m.get_params() == {"boost": False, "calibrate": True, "seed": 0, "residual": True}
     from na_toolkit.errors import NotFittedError
 
     with pytest.raises(NotFittedError, match=r"KernelLatencyModel is not fitted: call fit\(\) or load a profile"):

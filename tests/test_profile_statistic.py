@@ -52,8 +52,9 @@ def test_the_model_predicts_the_statistic_it_is_given(example):
     median = LearnedTimeModel(profile, layer_types=TK.layer_types, statistic="median", **CHEAP)
     assert default.statistic == "min" == profile.statistic  # the profile's own, as before
     assert median.statistic == "median"
-    # relative least squares: medians 1.5x the minimums give predictions exactly 1.5x
-    assert np.allclose(median.predict_ms(archs) / default.predict_ms(archs), 1.5, rtol=1e-6)
+    # relative least squares and a residual on scale-free features: medians 1.5x the minimums give predictions
+    # 1.5x (within 1%: the residual's trees break near-ties between splits at float precision)
+    assert np.allclose(median.predict_ms(archs) / default.predict_ms(archs), 1.5, rtol=1e-2)
     est = median.estimate(archs[0])
     assert est.details["statistic"] == "median"
     source = median.figure_source("latency_ms")

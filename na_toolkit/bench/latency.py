@@ -8,8 +8,10 @@
    `measurement.cv_median` is the median over networks of the coefficient of variation between passes:
    how reproducible one measurement of a network is here).
 3. Predict the held-out set with the learned model (per seed, and split by its outside-the-profile warning:
-   latency_heldout.py), with the roofline of a hardware model calibrated here
-   by `calibrate_hardware()`, and rank it by FLOPs (the baseline).
+   latency_heldout.py), without its step 3 (`learned_calibration_only`: the network calibration alone), with
+   the roofline of a hardware model calibrated here by `calibrate_hardware()`, and rank it by FLOPs (the
+   baseline). `drift`: `--drift-networks` of the profile's own networks measured again among the held-out
+   ones, how much faster or slower the machine runs now than when profiled.
 4. `statistic`: the measured median over minimum of each held-out network, and the learned model fitted on
    the profile's minimums and on its medians against the medians a search's measure reports by default.
 """
@@ -300,6 +302,13 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     outside = [e.details["outside_profile_domain"] for e in estimates]
     per_pass = measurement.pop("_per_pass")
     drift = drift_figures([t for _, t in drift_ref], reference_ms, pred, truth)
+    calibration_only = None  # the ablation of the learned model's step 3, side by side on the same truth
+    if profile.fewshot is None:
+        from na_toolkit.timemodels.kernels import kernels_of
+        from na_toolkit.timemodels.learned import fit_profile
+
+        ablation = fit_profile(profile, toolkit.layer_types, residual=False)
+        calibration_only = accuracy(ablation.predict_networks([kernels_of(a) for a in archs]), truth)
     roofline = roofline_figures(archs, truth, args.device, args.threads)
     statistic = statistic_figures(profile, toolkit, archs, [v.seed for v in variants], per_pass)
     if args.dump:
@@ -330,8 +339,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "predictions_per_s_cold": per_s_cold,
             "predictions_per_s_cold_cpu": per_s_cold_cpu,
             "fit_s": fit_s,
+            "residual_kept": getattr(learned.model, "residual_", None) is not None,
             **learned_split(pred, truth, [v.seed for v in variants], outside, list(seeds)),
         },
+        "learned_calibration_only": calibration_only,
         "drift": drift,
         "roofline": roofline,
         "statistic": statistic,

@@ -15,6 +15,9 @@ Fitted from a device profile each time it is loaded (artifacts hold data, never 
    A kernel measured alone pays a session call and layout reorders that it does not pay inside a network
    (the per-kernel count terms come out negative), and fusions across kernels (an add folded into its
    conv) make some groups cheaper in context (their sum coefficients).
+3. A boosted correction of the calibrated latency on the network's make-up (kernels and share of time per
+   group), clipped to ±25%, kept only where cross-validation on the profile's networks says it helps
+   (learned_residual.py).
 
 `LearnedTimeModel(device=<profile path or DeviceProfile>, layer_types=...)`, or by profile name with the
 toolkit's registries: `LearnedTimeModel.from_toolkit(toolkit, device="example-cpu")`. A profile of another
@@ -39,6 +42,7 @@ from .base import FigureSource, TimeEstimate, TimeModel
 from .fitting import MIN_NETWORKS, nnls_relative, robust_relative_lstsq
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
 from .learned_domain import ProfileDomain, domain_message
+from .learned_residual import NetworkResidual
 from .measured import analytic_peak_memory_bytes, check_statistic, take_options
 from .profile import DeviceProfile, ProfileDeviceWarning, check_device, resolve_profile_path
 from .roofline import RooflineTimeModel
@@ -111,6 +115,13 @@ class KindModel:
         return base * np.exp(self.booster.predict(np.asarray([log_features(r) for r in rows])))
 
 
+def calibrated(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Network features `X` through calibration `coef`; far outside the profile a negative overhead term could
+    dominate: never below a quarter of the kernel sum."""
+    floor = 0.25 * X[:, : len(GROUPS)].sum(axis=1)
+    return np.maximum(X @ coef, np.maximum(floor, 1e-6))
+
+
 def _kernel_rows(kernels: Sequence[Kernel]) -> dict[str, tuple[list[int], list[list[float]]]]:
     out: dict[str, tuple[list[int], list[list[float]]]] = {}
     for i, k in enumerate(kernels):
@@ -124,10 +135,11 @@ class KernelLatencyModel:
     """Per-kind kernel regressors + the network calibration (see the module docstring). scikit-learn
     style: parameters in __init__, learned state ends in `_`, `fit` returns self."""
 
-    def __init__(self, boost: bool = True, calibrate: bool = True, seed: int = 0):
+    def __init__(self, boost: bool = True, calibrate: bool = True, seed: int = 0, residual: bool = True):
         self.boost = boost
         self.calibrate = calibrate
         self.seed = seed
+        self.residual = residual
 
     # ---- kernels ------------------------------------------------------------------------------------
     def fit_kernels(self, kernels: Sequence[Kernel], y_ms: np.ndarray) -> KernelLatencyModel:
@@ -192,6 +204,7 @@ class KernelLatencyModel:
         X = self.network_features(arch_kernels)
         self.calibration_ = self._identity_coef()
         self.calibration_outliers_ = 0
+        self.residual_: NetworkResidual | None = None
         if self.calibrate and len(y_ms) >= MIN_NETWORKS:
             # a kernel inside a network saves at most what the cheapest one of its group takes alone: an
             # unbounded per-kernel term traded against its group's sum (collinear in networks of one family)
@@ -203,6 +216,9 @@ class KernelLatencyModel:
                     cheapest[g] = min(cheapest[g], t) if measurable(k) else cheapest[g]
             lower = -np.where(np.isfinite(cheapest), cheapest, 0.0)
             self.calibration_, self.calibration_outliers_ = robust_relative_lstsq(X, y_ms, len(GROUPS), lower)
+            if self.residual:  # step 3, where cross-validation says it helps (learned_residual.py)
+                refit = lambda rows: robust_relative_lstsq(X[rows], y_ms[rows], len(GROUPS), lower)[0]  # noqa: E731
+                self.residual_ = NetworkResidual.fit(X, y_ms, len(GROUPS), refit, calibrated, self.seed)
         return self
 
     def _identity_coef(self) -> np.ndarray:
@@ -216,9 +232,9 @@ class KernelLatencyModel:
         return self._calibrated(self.network_features(arch_kernels))
 
     def _calibrated(self, X: np.ndarray) -> np.ndarray:
-        # far outside the profile a negative overhead term could dominate: never below a quarter of the sum
-        floor = 0.25 * X[:, : len(GROUPS)].sum(axis=1)
-        return np.maximum(X @ self.calibration_, np.maximum(floor, 1e-6))
+        base = calibrated(X, self.calibration_)
+        residual = getattr(self, "residual_", None)
+        return base if residual is None else base * residual.factor(X, base)
 
     def fit(
         self,
@@ -252,7 +268,7 @@ class KernelLatencyModel:
         return self._calibrated(X), out
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"boost": self.boost, "calibrate": self.calibrate, "seed": self.seed}
+        return {"boost": self.boost, "calibrate": self.calibrate, "seed": self.seed, "residual": self.residual}
 
 
 # ---- from a profile -------------------------------------------------------------------------------------
