@@ -272,7 +272,7 @@ def test_the_fewshot_benchmark_runs_end_to_end_with_its_ablations(tmp_path, run_
     assert res.returncode == 0, res.stderr[-3000:]
     doc = res.json()
     doc = doc.get("results", doc)
-    for name in ("fewshot", "full", "random_choice", "no_prior", "ridge_only", "previous_method"):
+    for name in ("fewshot", "full", "random_choice", "no_prior", "ridge_only", "groups_only", "previous_method"):
         assert 0.0 <= doc[name]["within_20pct"] <= 1.0 and -1.0 <= doc[name]["spearman"] <= 1.0, name
     few = doc["fewshot"]
     assert few["measured_networks"] == 5 and few["within_20pct"] == doc["within_20pct"]

@@ -176,6 +176,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         ),
         "no_prior": FewShotLatencyModel([]).fit_networks(chosen_kernels, chosen_y),
         "ridge_only": FewShotLatencyModel(models, names, ("ridge",)).fit_networks(chosen_kernels, chosen_y),
+        "groups_only": FewShotLatencyModel(models, names, ("groups",)).fit_networks(chosen_kernels, chosen_y),
         "previous_method": FewShotLatencyModel(models, names, ("ridge",)).fit_networks(
             [kernels_of(a) for a in previous_archs], previous_y
         ),
