@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import default_toolkit
+from na_toolkit.errors import ProfileError
 from na_toolkit.timemodels.fewshot_fit import LAMBDA_GRID, group_shares, group_times
 from na_toolkit.timemodels.kernels import kernels_of
 from na_toolkit.timemodels.learned import GROUPS, profile_data
 from na_toolkit.timemodels.profile import DeviceProfile
-from na_toolkit.timemodels.profile_fewshot import FewShotLatencyModel, choose_informative, prior_model
+from na_toolkit.timemodels.profile_fewshot import FewShotLatencyModel, choose_informative, pool_shares, prior_model
 from na_toolkit.timemodels.sampling import all_move_types, random_variants
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,3 +127,24 @@ def test_on_a_real_other_device_this_method_beats_the_previous_one(target, prior
 def test_forms_must_be_known():
     with pytest.raises(ValueError, match=r"forms must be a non-empty subset of \('ridge', 'groups'\), got \['lasso'\]"):
         FewShotLatencyModel([], forms=("lasso",))
+
+
+def test_pool_shares_weigh_the_leave_one_out_errors(xeon, pool):
+    """The chosen networks are the pool's extremes: each one's leave-one-out error counts as many times as the
+    candidates it stands for. The shares add up to the pool; equal weights are the unweighted fit."""
+    model = FewShotLatencyModel([xeon], ["xeon"])
+    F = model.selection_features(pool)
+    chosen = choose_informative(F, 12)
+    shares = pool_shares(F, chosen)
+    assert sum(shares) == len(pool) and min(shares) >= 1 and max(shares) > min(shares)
+    truth = group_times(xeon, pool)[:, : len(GROUPS)].sum(axis=1) * 1.3
+    ks, y = [pool[i] for i in chosen], truth[chosen]
+    plain = FewShotLatencyModel([xeon], ["xeon"]).fit_networks(ks, y)
+    equal = FewShotLatencyModel([xeon], ["xeon"]).fit_networks(ks, y, [2.0] * 12)
+    weighted = FewShotLatencyModel([xeon], ["xeon"]).fit_networks(ks, y, shares)
+    assert equal.loo_errors_ == pytest.approx(plain.loo_errors_)
+    assert weighted.describe_fit()["loo_weighted_by_pool_share"] is True
+    assert plain.describe_fit()["loo_weighted_by_pool_share"] is False
+    assert weighted.loo_errors_ != pytest.approx(plain.loo_errors_)
+    with pytest.raises(ProfileError, match=r"few-shot weights must be 12 numbers >= 0, not all 0"):
+        FewShotLatencyModel([xeon], ["xeon"]).fit_networks(ks, y, [0.0] * 12)

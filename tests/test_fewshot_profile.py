@@ -93,6 +93,8 @@ def test_fewshot_profile_says_what_it_is_and_loads_in_the_learned_time_model(few
     doc = json.loads(fewshot_profile.read_text())
     section = doc["fewshot"]
     assert section["n"] == N and section["pool"] == 30 and "k-center" in section["selection"]
+    # each chosen network's share of the pool (the candidates nearest to it): they add up to the pool
+    assert len(section["pool_share"]) == N and sum(section["pool_share"]) == 30 and min(section["pool_share"]) >= 1
     # the priors by content hash: exactly the files given, embedded whole
     hashes = [p["content_hash"] for p in section["priors"]]
     assert hashes == [DeviceProfile.load(p).content_hash() for p in priors]
@@ -284,3 +286,14 @@ def test_the_fewshot_benchmark_runs_end_to_end_with_its_ablations(tmp_path, run_
     }
     assert few["loo_rms_log"][few["form"]] == min(few["loo_rms_log"].values())
     assert doc["heldout"]["networks"] == 10 and (tmp_path / "fewshot.json").exists()
+
+
+def test_a_profile_written_before_pool_shares_loads_and_fits_unweighted(fewshot_profile, tmp_path):
+    doc = json.loads(fewshot_profile.read_text())
+    del doc["fewshot"]["pool_share"]
+    old = _write(tmp_path / "old.json", doc)
+    prof = DeviceProfile.load(old)
+    assert prof.fewshot is not None and prof.fewshot.pool_share is None
+    assert "pool_share" not in prof.to_json()["fewshot"]  # saved again, it stays as it was
+    assert learned(old).model.describe_fit()["loo_weighted_by_pool_share"] is False
+    assert learned(fewshot_profile).model.describe_fit()["loo_weighted_by_pool_share"] is True

@@ -11,7 +11,11 @@
 4. Figures on the held-out set: `within_20pct` (share of networks predicted within ±20%) and `spearman` of
    the few-shot profile's learned time model; the same for the full profile (`full`), and two ablations fitted
    like the few-shot model: N *random* candidates of the same pool measured the same way (`random_choice`),
-   and the N chosen networks without priors (`no_prior`: log FLOPs and log kernel count only).
+   and the N chosen networks without priors (`no_prior`: log FLOPs and log kernel count only); and three that
+   isolate what 0.4.0 changed: the N chosen networks fitted in one form only (`ridge_only`, `groups_only`: the
+   groups of the prior with the smaller leave-one-out error), and 0.3.0's method whole (`previous_method`: N
+   candidates chosen on the features without the priors' group shares, measured the same way, ridge form).
+   `fewshot.form`, `fewshot.loo_rms_log` and `fewshot.group_weights` say what the few-shot model fitted.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         FewShotProfileBuilder,
         choose_informative,
         load_priors,
+        measured_shares,
         prior_model,
     )
     from ..timemodels.profile_plan import NETWORK_SETTINGS, ProfileOptions, make_time_model, print_to_stderr
@@ -170,13 +175,14 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     held_kernels = [kernels_of(a) for a in archs]
     chosen_kernels = [kernels_of(a) for a in fewshot.architectures(toolkit.layer_types)]
     chosen_y = np.array([n.latency_ms(fewshot.statistic) for n in fewshot.networks])
+    shares = measured_shares(fewshot)
     ablations = {
         "random_choice": FewShotLatencyModel(models, names).fit_networks(
             [kernels_of(a) for a in random_archs], random_y
         ),
         "no_prior": FewShotLatencyModel([]).fit_networks(chosen_kernels, chosen_y),
-        "ridge_only": FewShotLatencyModel(models, names, ("ridge",)).fit_networks(chosen_kernels, chosen_y),
-        "groups_only": FewShotLatencyModel(models, names, ("groups",)).fit_networks(chosen_kernels, chosen_y),
+        "ridge_only": FewShotLatencyModel(models, names, ("ridge",)).fit_networks(chosen_kernels, chosen_y, shares),
+        "groups_only": FewShotLatencyModel(models, names, ("groups",)).fit_networks(chosen_kernels, chosen_y, shares),
         "previous_method": FewShotLatencyModel(models, names, ("ridge",)).fit_networks(
             [kernels_of(a) for a in previous_archs], previous_y
         ),

@@ -39,17 +39,18 @@ def ridge(Z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float
     return coef, ym - float(zm @ coef)
 
 
-def ridge_loo(Z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def ridge_loo(Z: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
     """(leave-one-out squared error, strength) of the ALPHA_GRID strength with the smallest error (y is log
-    latency, so that is the squared log ratio)."""
+    latency, so that is the squared log ratio), each network's error times its weight (default 1)."""
     n = len(y)
+    w = np.ones(n) if weights is None else weights
     best = (np.inf, ALPHA_GRID[0])
     for alpha in ALPHA_GRID:
         err = 0.0
         for i in range(n):
             keep = np.arange(n) != i
             coef, b = ridge(Z[keep], y[keep], alpha)
-            err += float(Z[i] @ coef + b - y[i]) ** 2
+            err += w[i] * float(Z[i] @ coef + b - y[i]) ** 2
         if err < best[0] - 1e-12:
             best = (err, alpha)
     return best
@@ -100,16 +101,18 @@ def groups_predict(TN: np.ndarray, params: np.ndarray) -> np.ndarray:
     return np.maximum(_design(TN) @ params, np.maximum(floor, 1e-6))
 
 
-def groups_loo(TN: np.ndarray, y_ms: np.ndarray) -> tuple[float, float]:
-    """(leave-one-out squared log error, λ) of the LAMBDA_GRID strength with the smallest error."""
+def groups_loo(TN: np.ndarray, y_ms: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """(leave-one-out squared log error, λ) of the LAMBDA_GRID strength with the smallest error, each
+    network's error times its weight (default 1)."""
     n = len(y_ms)
+    w = np.ones(n) if weights is None else weights
     best = (np.inf, LAMBDA_GRID[-1])
     for lam in LAMBDA_GRID:
         err = 0.0
         for i in range(n):
             keep = np.arange(n) != i
             pred = groups_predict(TN[i : i + 1], groups_fit(TN[keep], y_ms[keep], lam))[0]
-            err += float(np.log(pred / y_ms[i])) ** 2
+            err += w[i] * float(np.log(pred / y_ms[i])) ** 2
         if err < best[0] - 1e-12:
             best = (err, lam)
     return best

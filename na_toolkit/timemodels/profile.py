@@ -143,6 +143,15 @@ class FewShotSection(Document):
     #: hashes of the chosen networks, in the order they are measured (a resume measures the rest)
     chosen: list[str] = Field(max_length=10_000)
     priors: list[FewShotPrior] = Field(min_length=1, max_length=64)
+    #: per chosen network (in `chosen` order): how many pool candidates it stands for (those nearest to it in
+    #: the selection's features); the fit weighs its leave-one-out errors by them. Absent before 0.4.0.
+    pool_share: list[int] | None = Field(default=None, max_length=10_000)
+
+    def dump(self) -> dict[str, Any]:
+        doc = self.model_dump()
+        if doc["pool_share"] is None:  # a profile written before the field stays byte for byte as it was
+            del doc["pool_share"]
+        return doc
 
 
 # ---- the profile ----------------------------------------------------------------------------------------
@@ -282,7 +291,7 @@ class DeviceProfile(Document):
             "failures": self.failures,
             "speed_checks": self.speed_checks,
             # only on a few-shot profile: a full profile's document (and its content hash) stays as it was
-            **({"fewshot": self.fewshot.model_dump()} if self.fewshot is not None else {}),
+            **({"fewshot": self.fewshot.dump()} if self.fewshot is not None else {}),
         }
 
     def save(self, path: str | Path | None = None) -> Path:

@@ -158,7 +158,11 @@ class FewShotLatencyModel:
         ks = [list(k) for k in arch_kernels]
         return np.column_stack([self.features(ks)] + [group_shares(m, ks) for m in self.priors])
 
-    def fit_networks(self, arch_kernels: Sequence[Sequence[Kernel]], y_ms: np.ndarray) -> FewShotLatencyModel:
+    def fit_networks(
+        self, arch_kernels: Sequence[Sequence[Kernel]], y_ms: np.ndarray, weights: Sequence[float] | None = None
+    ) -> FewShotLatencyModel:
+        """Fit on the measured networks; `weights` (e.g. `FewShotSection.pool_share`) weigh each network's
+        leave-one-out error in the choice of form and strength (default: equal)."""
         y_ms = np.asarray(y_ms, float)
         if len(y_ms) < 3:
             raise ProfileError(f"a few-shot model needs at least 3 measured networks, got {len(y_ms)}")
@@ -168,8 +172,13 @@ class FewShotLatencyModel:
         self.range_ = np.stack([F.min(axis=0), F.max(axis=0)])
         self.scale_[self.scale_ == 0] = 1.0
         Z, y = (F - self.mean_) / self.scale_, np.log(y_ms)
+        w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+        if w.shape != y.shape or not np.all(w >= 0) or w.sum() <= 0:
+            raise ProfileError(f"few-shot weights must be {len(y)} numbers >= 0, not all 0; got {list(w)}")
+        w = w * len(w) / w.sum()  # mean 1: the errors stay per network
+        self.weighted_ = weights is not None
         self.loo_errors_: dict[str, float] = {}
-        ridge_err, self.alpha_ = ridge_loo(Z, y)
+        ridge_err, self.alpha_ = ridge_loo(Z, y, w)
         self.coef_, self.intercept_ = ridge(Z, y, self.alpha_)
         if "ridge" in self.forms:
             self.loo_errors_["ridge"] = ridge_err / len(y)
@@ -177,7 +186,7 @@ class FewShotLatencyModel:
         best = self.loo_errors_.get("ridge", np.inf)
         if "groups" in self.forms:
             for j, prior in enumerate(self.priors):
-                err, lam = groups_loo(group_times(prior, ks), y_ms)
+                err, lam = groups_loo(group_times(prior, ks), y_ms, w)
                 self.loo_errors_[f"groups:{self._prior_name(j)}"] = err / len(y)
                 if err / len(y) < best:
                     best, self.form_, self.group_prior_, self.lambda_ = err / len(y), "groups", j, lam
@@ -199,6 +208,7 @@ class FewShotLatencyModel:
         candidate form's leave-one-out RMS log error (`loo_rms_log`)."""
         doc: dict[str, object] = {
             "form": self.chosen_form,
+            "loo_weighted_by_pool_share": self.weighted_,
             "alpha": self.alpha_,
             "loo_rms_log": {k: float(np.sqrt(v)) for k, v in self.loo_errors_.items()},
         }
@@ -263,7 +273,17 @@ def fit_fewshot_profile(
         kernels_of(profile.record_arch(f"networks[{i}]", n.arch, layer_types)) for i, n in enumerate(profile.networks)
     ]
     y = np.array([n.latency_ms(statistic or profile.statistic) for n in profile.networks])
-    return FewShotLatencyModel(models, [p.name for p in priors]).fit_networks(kernels, y)
+    return FewShotLatencyModel(models, [p.name for p in priors]).fit_networks(kernels, y, measured_shares(profile))
+
+
+def measured_shares(profile: DeviceProfile) -> list[float] | None:
+    """The pool share of each measured network of a few-shot `profile`, in `networks` order (None for a
+    profile written before shares were stored)."""
+    section = profile.fewshot
+    if section is None or section.pool_share is None:
+        return None
+    share = dict(zip(section.chosen, section.pool_share))
+    return [float(share.get(n.hash, 1)) for n in profile.networks]
 
 
 def fit_summary(profile: DeviceProfile, layer_types: LayerTypeRegistry) -> dict[str, object] | None:
@@ -308,6 +328,19 @@ def choose_informative(features: np.ndarray, n: int) -> list[int]:
     return chosen
 
 
+def pool_shares(features: np.ndarray, chosen: Sequence[int]) -> list[int]:
+    """Per chosen row (in `chosen` order): how many rows of `features` are nearest to it (standardised as
+    `choose_informative` does). The chosen networks are the pool's extremes and corners, not a sample of it:
+    weighing each one's leave-one-out error by the candidates it stands for judges a fit on the pool."""
+    F = np.asarray(features, float)
+    scale = F.std(axis=0)
+    scale[scale == 0] = 1.0
+    Z = (F - F.mean(axis=0)) / scale
+    C = Z[list(chosen)]
+    nearest = np.argmin(((Z[:, None, :] - C[None, :, :]) ** 2).sum(axis=2), axis=1)
+    return [int(c) for c in np.bincount(nearest, minlength=len(C))]
+
+
 # ---- building one ---------------------------------------------------------------------------------------
 class FewShotProfileBuilder(ProfileBuilder):
     """Builds (or resumes) a few-shot profile: `ProfileOptions.fewshot` networks chosen with the priors'
@@ -347,12 +380,14 @@ class FewShotProfileBuilder(ProfileBuilder):
         )
         if prof.fewshot is None:
             F = FewShotLatencyModel(models).selection_features([kernels_of(v.arch) for v in pool])
-            chosen = [pool[i] for i in choose_informative(F, o.fewshot)]
+            picked = choose_informative(F, o.fewshot)
+            chosen = [pool[i] for i in picked]
             prof.fewshot = FewShotSection(
                 n=o.fewshot,
                 pool=len(pool),
                 selection=SELECTION,
                 chosen=[v.arch.hash for v in chosen],
+                pool_share=pool_shares(F, picked),
                 priors=[
                     FewShotPrior(
                         name=p.name,
