@@ -1,5 +1,6 @@
 """The two forms a few-shot latency model chooses between (profile_fewshot.py), each fitted on the new device's
-few measured networks and judged by its leave-one-out error in log space (the errors that matter are relative):
+few measured networks and judged by its leave-one-out error in log space (the errors that matter are relative),
+each network's error weighed by its share of the candidate pool (the choice takes the pool's extremes):
 
 - **ridge**: log t = b + c · z, z the standardised features (each prior's predicted log latency, log FLOPs, log
   kernel count). It rescales the priors' whole-network predictions and blends them, but cannot weigh a kernel

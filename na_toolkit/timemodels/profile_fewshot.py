@@ -22,7 +22,8 @@ predictions are the new device's basis.
 4. **Measurement**: those networks only, with the profile's network protocol, checkpointed after each one
    (atomic; `--resume` measures the rest; the chosen hashes are stored, the pool is regenerated).
 5. **Model** (`FewShotLatencyModel`, fitted each time the learned time model loads the profile): of two forms
-   (fewshot_fit.py), the one with the smaller leave-one-out error on the measured networks: a ridge regression
+   (fewshot_fit.py), the one with the smaller leave-one-out error on the measured networks (weighted by each
+   one's `pool_share`: the candidates nearest to it): a ridge regression
    of log latency on the standardised features, or one prior's per-kernel-group times reweighed for this
    device (shrunk towards a common scale). The choice of step 3 also spreads the networks over each prior's
    share of time per kernel group, so that the second form sees every group's weight vary.
