@@ -83,3 +83,21 @@ def test_it_predicts_unseen_networks_of_a_real_profile_better(data, kernels_fitt
             pred[test] = model.predict_networks([data.network_kernels[i] for i in test])
         share[residual] = float(np.mean(np.abs(pred / y - 1) <= 0.10))
     assert share[True] >= share[False] + 0.05, share
+
+
+def test_a_network_unlike_every_profiled_one_gets_no_correction(data, kernels_fitted):
+    """The correction applies only within the make-up of the profile's networks: a MobileNetV3 (hardswish,
+    squeeze-excitation: another share of time per group) against simple-cnn / ResNet / MobileNetV2 variants
+    is predicted by the calibration alone."""
+    from na_toolkit.timemodels.kernels import kernels_of
+
+    m = kernels_fitted.fit_networks(data.network_kernels, data.network_y_ms)
+    assert m.residual_ is not None
+    other = [kernels_of(default_toolkit().seed("mobilenetv3-small"))]
+    X = m.network_features(other)
+    base = calibrated(X, m.calibration_)
+    assert m.residual_.factor(X, base).tolist() == [1.0]
+    assert m.predict_networks(other) == pytest.approx(base)
+    # the profile's own networks are inside: most get a correction
+    Xp = m.network_features(data.network_kernels)
+    assert np.mean(m.residual_.factor(Xp, calibrated(Xp, m.calibration_)) != 1.0) > 0.9

@@ -5,8 +5,9 @@ a network's latency departs from that sum in a way that depends on the network's
 schedules many small kernels, the share a group takes). The residual model learns log(measured / calibrated)
 on the network's make-up (log(1 + kernel count) and share of the predicted time per group: no absolute
 latency, so a profile whose latencies are all k times another's gives predictions exactly k times its) with
-small gradient-boosted trees, and its correction is clipped to ±CLIP (trees are constant outside
-the profile's range; the clip bounds what a network unlike every profiled one can get).
+small gradient-boosted trees, and its correction is clipped to ±CLIP. It applies only to networks whose
+make-up lies within the profile's networks' (RANGE_MARGIN past each feature's range): elsewhere the trees,
+constant outside what they saw, learned nothing, and networks of other families were predicted worse with it.
 
 It is kept only where it earns its place: a RESIDUAL_FOLDS-fold cross-validation on the profile's networks
 (calibration and residual refitted on each fold's rest) must give a mean |log(predicted / measured)| at least
@@ -29,6 +30,8 @@ RESIDUAL_MIN_NETWORKS = 30
 RESIDUAL_FOLDS = 5
 #: the cross-validated error the correction must save, relative, to be kept
 MIN_GAIN = 0.02
+#: how far past the range of the profile's networks (a share of it, per feature) the correction still applies
+RANGE_MARGIN = 0.1
 #: the largest correction, as a log ratio (±25%)
 CLIP = float(np.log(1.25))
 
@@ -53,13 +56,20 @@ def _boost(F: np.ndarray, target: np.ndarray, seed: int) -> TreeEnsemble:
 class NetworkResidual:
     """The fitted correction: `factor(X, calibrated)` multiplies the calibrated latencies."""
 
-    def __init__(self, trees: TreeEnsemble, n_groups: int):
+    def __init__(self, trees: TreeEnsemble, n_groups: int, F_train: np.ndarray):
         self.trees = trees
         self.n_groups = n_groups
+        span = np.maximum(F_train.max(axis=0) - F_train.min(axis=0), 1e-9)
+        self.low_ = F_train.min(axis=0) - RANGE_MARGIN * span
+        self.high_ = F_train.max(axis=0) + RANGE_MARGIN * span
 
     def factor(self, X: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
+        """The correction per network; 1 for a network whose make-up lies outside the profile's networks'
+        (past RANGE_MARGIN of a feature's range): the trees learned nothing there (another family's networks,
+        `benchmarks/latency-out-of-family.json`, were predicted worse with it than without)."""
         F = residual_features(X, calibrated, self.n_groups)
-        return np.exp(np.clip(self.trees.predict(F), -CLIP, CLIP))
+        inside = np.all((F >= self.low_) & (F <= self.high_), axis=1)
+        return np.where(inside, np.exp(np.clip(self.trees.predict(F), -CLIP, CLIP)), 1.0)
 
     @classmethod
     def fit(
@@ -85,11 +95,12 @@ class NetworkResidual:
             train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             coef = fit_calibration(train)
             base_train, base_test = calibrate(X[train], coef), calibrate(X[test], coef)
-            trees = _boost(residual_features(X[train], base_train, n_groups), np.log(y_ms[train] / base_train), seed)
-            model = cls(trees, n_groups)
+            F_train = residual_features(X[train], base_train, n_groups)
+            model = cls(_boost(F_train, np.log(y_ms[train] / base_train), seed), n_groups, F_train)
             alone[test] = np.abs(np.log(base_test / y_ms[test]))
             corrected[test] = np.abs(np.log(base_test * model.factor(X[test], base_test) / y_ms[test]))
         if alone.mean() - corrected.mean() < max(MIN_GAIN * alone.mean(), 1e-3):  # and at least 0.1% of latency
             return None
         base = calibrate(X, fit_calibration(np.arange(n)))
-        return cls(_boost(residual_features(X, base, n_groups), np.log(y_ms / base), seed), n_groups)
+        F = residual_features(X, base, n_groups)
+        return cls(_boost(F, np.log(y_ms / base), seed), n_groups, F)
