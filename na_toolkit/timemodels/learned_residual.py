@@ -13,8 +13,8 @@ It is kept only where it earns its place: a RESIDUAL_FOLDS-fold cross-validation
 (calibration and residual refitted on each fold's rest) must give a mean |log(predicted / measured)| at least
 MIN_GAIN smaller than the calibration alone. Ten-fold cross-validation (three seeds) on committed profiles (2026-12-03,
 docs/time_models.md) moved the share of networks within ±10% from 0.904 to 0.965 (this project's AMD EPYC),
-0.879 to 0.891 (the same CPU a day earlier), 0.786 to 0.934 (`example-cpu`), 0.393 to 0.433 (`h200-torch-b1`),
-and 0.929 to 0.922 on a profile of other families (where the gate dropped it in 8 of 30 folds).
+0.879 to 0.899 (the same CPU a day earlier), 0.786 to 0.931 (`example-cpu`), 0.393 to 0.427 (`h200-torch-b1`),
+and 0.929 to 0.929 on a profile of other families (where the gate dropped it in 16 of 30 folds).
 """
 
 from __future__ import annotations
