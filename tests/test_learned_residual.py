@@ -36,7 +36,7 @@ def test_on_a_real_profile_the_correction_is_kept_and_bounded(data, kernels_fitt
     assert m.residual_ is not None  # the cross-validation found it helps on this profile
     X = m.network_features(data.network_kernels)
     base = calibrated(X, m.calibration_)
-    factor = m.residual_.factor(X, base)
+    factor = m.residual_.factor(X)
     assert np.all(factor >= np.exp(-CLIP) - 1e-12) and np.all(factor <= np.exp(CLIP) + 1e-12)
     assert np.allclose(m.predict_networks(data.network_kernels), base * factor)
     # on the networks it was fitted on it is closer than the calibration alone
@@ -96,8 +96,8 @@ def test_a_network_unlike_every_profiled_one_gets_no_correction(data, kernels_fi
     other = [kernels_of(default_toolkit().seed("mobilenetv3-small"))]
     X = m.network_features(other)
     base = calibrated(X, m.calibration_)
-    assert m.residual_.factor(X, base).tolist() == [1.0]
+    assert m.residual_.factor(X).tolist() == [1.0]
     assert m.predict_networks(other) == pytest.approx(base)
     # the profile's own networks are inside: most get a correction
     Xp = m.network_features(data.network_kernels)
-    assert np.mean(m.residual_.factor(Xp, calibrated(Xp, m.calibration_)) != 1.0) > 0.9
+    assert np.mean(m.residual_.factor(Xp) != 1.0) > 0.9

@@ -303,12 +303,12 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     per_pass = measurement.pop("_per_pass")
     drift = drift_figures([t for _, t in drift_ref], reference_ms, pred, truth)
     calibration_only = None  # the ablation of the learned model's step 3, side by side on the same truth
-    if profile.fewshot is None:
+    if profile.fewshot is None:  # the same fitted model, its calibration without the residual correction
         from na_toolkit.timemodels.kernels import kernels_of
-        from na_toolkit.timemodels.learned import fit_profile
+        from na_toolkit.timemodels.learned import calibrated
 
-        ablation = fit_profile(profile, toolkit.layer_types, residual=False)
-        calibration_only = accuracy(ablation.predict_networks([kernels_of(a) for a in archs]), truth)
+        X = learned.model.network_features([kernels_of(a) for a in archs])
+        calibration_only = accuracy(calibrated(X, learned.model.calibration_), truth)  # type: ignore[union-attr]
     roofline = roofline_figures(archs, truth, args.device, args.threads)
     statistic = statistic_figures(profile, toolkit, archs, [v.seed for v in variants], per_pass)
     if args.dump:

@@ -15,9 +15,8 @@ Fitted from a device profile each time it is loaded (artifacts hold data, never 
    A kernel measured alone pays a session call and layout reorders that it does not pay inside a network
    (the per-kernel count terms come out negative), and fusions across kernels (an add folded into its
    conv) make some groups cheaper in context (their sum coefficients).
-3. A boosted correction of the calibrated latency on the network's make-up (kernels and share of time per
-   group), clipped to ±25%, kept only where cross-validation on the profile's networks says it helps
-   (learned_residual.py).
+3. A boosted correction of the calibrated latency on the network's make-up, kept only where cross-validation on
+   the profile's networks says it helps and applied within their range (learned_residual.py).
 
 `LearnedTimeModel(device=<profile path or DeviceProfile>, layer_types=...)`, or by profile name with the
 toolkit's registries: `LearnedTimeModel.from_toolkit(toolkit, device="example-cpu")`. A profile of another
@@ -217,8 +216,9 @@ class KernelLatencyModel:
             lower = -np.where(np.isfinite(cheapest), cheapest, 0.0)
             self.calibration_, self.calibration_outliers_ = robust_relative_lstsq(X, y_ms, len(GROUPS), lower)
             if self.residual:  # step 3, where cross-validation says it helps (learned_residual.py)
-                refit = lambda rows: robust_relative_lstsq(X[rows], y_ms[rows], len(GROUPS), lower)[0]  # noqa: E731
-                self.residual_ = NetworkResidual.fit(X, y_ms, len(GROUPS), refit, calibrated, self.seed)
+                G = len(GROUPS)
+                refit = lambda rows: robust_relative_lstsq(X[rows], y_ms[rows], G, lower)[0]  # noqa: E731
+                self.residual_ = NetworkResidual.fit(X, y_ms, G, self.calibration_, refit, calibrated, self.seed)
         return self
 
     def _identity_coef(self) -> np.ndarray:
@@ -234,7 +234,7 @@ class KernelLatencyModel:
     def _calibrated(self, X: np.ndarray) -> np.ndarray:
         base = calibrated(X, self.calibration_)
         residual = getattr(self, "residual_", None)
-        return base if residual is None else base * residual.factor(X, base)
+        return base if residual is None else base * residual.factor(X)
 
     def fit(
         self,

@@ -36,9 +36,9 @@ RANGE_MARGIN = 0.1
 CLIP = float(np.log(1.25))
 
 
-def residual_features(X: np.ndarray, calibrated: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per network: log(1 + kernels) per group and share of predicted time per group (`calibrated` is unused:
-    the features hold no absolute latency)."""
+def residual_features(X: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per network (network features `X`): log(1 + kernels) per group and share of predicted time per group
+    (no absolute latency)."""
     sums = np.maximum(X[:, :n_groups], 0.0)
     shares = sums / np.maximum(sums.sum(axis=1, keepdims=True), 1e-12)
     return np.column_stack([np.log1p(X[:, n_groups : 2 * n_groups]), shares])
@@ -54,7 +54,7 @@ def _boost(F: np.ndarray, target: np.ndarray, seed: int) -> TreeEnsemble:
 
 
 class NetworkResidual:
-    """The fitted correction: `factor(X, calibrated)` multiplies the calibrated latencies."""
+    """The fitted correction: `factor(X)` multiplies the calibrated latencies of networks `X`."""
 
     def __init__(self, trees: TreeEnsemble, n_groups: int, F_train: np.ndarray):
         self.trees = trees
@@ -63,11 +63,11 @@ class NetworkResidual:
         self.low_ = F_train.min(axis=0) - RANGE_MARGIN * span
         self.high_ = F_train.max(axis=0) + RANGE_MARGIN * span
 
-    def factor(self, X: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
+    def factor(self, X: np.ndarray) -> np.ndarray:
         """The correction per network; 1 for a network whose make-up lies outside the profile's networks'
         (past RANGE_MARGIN of a feature's range): the trees learned nothing there (another family's networks,
         `benchmarks/latency-out-of-family.json`, were predicted worse with it than without)."""
-        F = residual_features(X, calibrated, self.n_groups)
+        F = residual_features(X, self.n_groups)
         inside = np.all((F >= self.low_) & (F <= self.high_), axis=1)
         return np.where(inside, np.exp(np.clip(self.trees.predict(F), -CLIP, CLIP)), 1.0)
 
@@ -77,6 +77,7 @@ class NetworkResidual:
         X: np.ndarray,
         y_ms: np.ndarray,
         n_groups: int,
+        coef_all: np.ndarray,
         fit_calibration: Callable[[np.ndarray], np.ndarray],
         calibrate: Callable[[np.ndarray, np.ndarray], np.ndarray],
         seed: int = 0,
@@ -84,8 +85,8 @@ class NetworkResidual:
         """The residual model of networks `X` (network features) measured at `y_ms`, or None where the
         cross-validation says it saves less than MIN_GAIN of the calibration's error (or there are too few
         networks).
-        `fit_calibration(rows)` fits the calibration on those rows and returns its coefficients; `calibrate(X,
-        coef)` applies them."""
+        `coef_all`: the calibration fitted on all of them; `fit_calibration(rows)` fits it on those rows (each
+        fold's) and returns its coefficients; `calibrate(X, coef)` applies them."""
         n = len(y_ms)
         if n < RESIDUAL_MIN_NETWORKS:
             return None
@@ -95,12 +96,12 @@ class NetworkResidual:
             train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             coef = fit_calibration(train)
             base_train, base_test = calibrate(X[train], coef), calibrate(X[test], coef)
-            F_train = residual_features(X[train], base_train, n_groups)
+            F_train = residual_features(X[train], n_groups)
             model = cls(_boost(F_train, np.log(y_ms[train] / base_train), seed), n_groups, F_train)
             alone[test] = np.abs(np.log(base_test / y_ms[test]))
-            corrected[test] = np.abs(np.log(base_test * model.factor(X[test], base_test) / y_ms[test]))
+            corrected[test] = np.abs(np.log(base_test * model.factor(X[test]) / y_ms[test]))
         if alone.mean() - corrected.mean() < max(MIN_GAIN * alone.mean(), 1e-3):  # and at least 0.1% of latency
             return None
-        base = calibrate(X, fit_calibration(np.arange(n)))
-        F = residual_features(X, base, n_groups)
+        base = calibrate(X, coef_all)
+        F = residual_features(X, n_groups)
         return cls(_boost(F, np.log(y_ms / base), seed), n_groups, F)

@@ -186,13 +186,15 @@ class FewShotLatencyModel:
         self.form_, self.group_prior_, self.lambda_, self.group_params_ = "ridge", -1, 0.0, np.zeros(0)
         best = self.loo_errors_.get("ridge", np.inf)
         if "groups" in self.forms:
+            chosen_TN = None
             for j, prior in enumerate(self.priors):
-                err, lam = groups_loo(group_times(prior, ks), y_ms, w)
+                TN = group_times(prior, ks)
+                err, lam = groups_loo(TN, y_ms, w)
                 self.loo_errors_[f"groups:{self._prior_name(j)}"] = err / len(y)
                 if err / len(y) < best:
-                    best, self.form_, self.group_prior_, self.lambda_ = err / len(y), "groups", j, lam
-        if self.form_ == "groups":
-            self.group_params_ = groups_fit(group_times(self.priors[self.group_prior_], ks), y_ms, self.lambda_)
+                    best, self.form_, self.group_prior_, self.lambda_, chosen_TN = err / len(y), "groups", j, lam, TN
+            if chosen_TN is not None:
+                self.group_params_ = groups_fit(chosen_TN, y_ms, self.lambda_)
         return self
 
     def _prior_name(self, j: int) -> str:
@@ -222,11 +224,14 @@ class FewShotLatencyModel:
 
     def predict_networks(self, arch_kernels: Sequence[Sequence[Kernel]]) -> np.ndarray:
         ks = [list(k) for k in arch_kernels]
-        return self._predict(self.features(ks), ks)
+        return self._predict(ks)
 
-    def _predict(self, F: np.ndarray, arch_kernels: list[list[Kernel]]) -> np.ndarray:
+    def _predict(self, arch_kernels: list[list[Kernel]], F: np.ndarray | None = None) -> np.ndarray:
+        """The fitted form's latencies; `F` (`features`) where the caller has them: the groups form needs
+        only its prior's group times, not every prior's prediction."""
         if self.form_ == "groups":
             return groups_predict(group_times(self.priors[self.group_prior_], arch_kernels), self.group_params_)
+        F = self.features(arch_kernels) if F is None else F
         return np.exp((F - self.mean_) / self.scale_ @ self.coef_ + self.intercept_)
 
     def predict_networks_explained(
@@ -252,7 +257,7 @@ class FewShotLatencyModel:
                     if far[j] > DOMAIN_MARGIN
                 ]
             )
-        return self._predict(F, ks), out
+        return self._predict(ks, F), out
 
     def get_params(self, deep: bool = True) -> dict[str, object]:
         return {"priors": self.priors, "prior_names": self.prior_names, "forms": self.forms}
@@ -310,13 +315,18 @@ def fit_summary_line(doc: dict[str, object]) -> str:
     return f"{form}; chosen by leave-one-out RMS log error: {errors}"
 
 
-def choose_informative(features: np.ndarray, n: int) -> list[int]:
-    """Indices of `n` rows of `features` by the k-center greedy (see the module docstring) on the
-    standardised columns: first the row nearest the centre, then each time the row farthest from all chosen."""
+def _standardised(features: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit spread (a constant column: centred only)."""
     F = np.asarray(features, float)
     scale = F.std(axis=0)
     scale[scale == 0] = 1.0
-    Z = (F - F.mean(axis=0)) / scale
+    return (F - F.mean(axis=0)) / scale
+
+
+def choose_informative(features: np.ndarray, n: int) -> list[int]:
+    """Indices of `n` rows of `features` by the k-center greedy (see the module docstring) on the
+    standardised columns: first the row nearest the centre, then each time the row farthest from all chosen."""
+    Z = _standardised(features)
     first = int(np.argmin((Z**2).sum(axis=1)))
     chosen = [first]
     dist = ((Z - Z[first]) ** 2).sum(axis=1)
@@ -333,10 +343,7 @@ def pool_shares(features: np.ndarray, chosen: Sequence[int]) -> list[int]:
     """Per chosen row (in `chosen` order): how many rows of `features` are nearest to it (standardised as
     `choose_informative` does). The chosen networks are the pool's extremes and corners, not a sample of it:
     weighing each one's leave-one-out error by the candidates it stands for judges a fit on the pool."""
-    F = np.asarray(features, float)
-    scale = F.std(axis=0)
-    scale[scale == 0] = 1.0
-    Z = (F - F.mean(axis=0)) / scale
+    Z = _standardised(features)
     C = Z[list(chosen)]
     nearest = np.argmin(((Z[:, None, :] - C[None, :, :]) ** 2).sum(axis=2), axis=1)
     return [int(c) for c in np.bincount(nearest, minlength=len(C))]
