@@ -26,6 +26,7 @@ from na_toolkit.bench.latency_heldout import (
     drift_reference,
     given_seeds,
     learned_split,
+    pass_figures,
     profile_seeds,
 )
 from na_toolkit.errors import ConfigError
@@ -167,6 +168,8 @@ def test_the_splits_by_seed_and_by_the_outside_profile_warning_add_up(run_cli, t
     # the profile's networks measured again among them: the drift, and the figures had the machine not drifted
     drift = doc["drift"]
     assert drift["networks"] == 24 and "_reference_ms" not in doc["measurement"]
+    # one pass: nothing to compare a pass with
+    assert doc["measurement"]["pass_agreement"] is None and learned["vs_one_pass"] is None
     ratio = drift["now_over_profile"]
     assert 0 < ratio["p10"] <= ratio["median"] <= ratio["p90"]
     rescaled = accuracy(pred * ratio["median"], truth)
@@ -202,3 +205,32 @@ def test_the_drift_reference_is_the_profiles_own_networks_at_their_profile_laten
     # now twice as slow as in the profile: the rescaled predictions are the measured ones
     doc = drift_figures([1.0, 2.0, 4.0], [2.0, 4.0, 8.0], np.array([1.0, 3.0]), np.array([2.0, 6.0]))
     assert doc["now_over_profile"]["median"] == 2.0 and doc["learned_rescaled"]["within_10pct"] == 1.0
+
+
+def test_one_pass_against_another_is_the_measurements_own_ceiling():
+    """Four networks measured here in two passes: `pass_agreement` is each pass scored as the prediction of
+    the other (both ways, averaged), `vs_one_pass` a prediction scored against each pass; a pass that failed
+    to measure is left out of the pairs it is in, and one pass gives no figures."""
+    from na_toolkit.timemodels.measure import MeasureSettings
+
+    tk = default_toolkit()
+    archs = [tk.seed("simple-cnn"), tk.seed("resnet-cifar")] * 2
+    _, figures = measure_heldout(archs, "cpu", 2, MeasureSettings.quick(), "min", 1)
+    per_pass = figures.pop("_per_pass")
+    P = np.array([[p["min_ms"] for p in passes] for passes in per_pass])
+    seeds = ["simple-cnn", "resnet-cifar"] * 2
+    agree, one = pass_figures(per_pass, "min", P[:, 0], seeds)
+    assert agree is not None and one is not None and agree["passes"] == 2
+    both_ways = [accuracy(P[:, 0], P[:, 1]), accuracy(P[:, 1], P[:, 0])]
+    for k in ("within_10pct", "within_20pct", "mape"):
+        assert agree[k] == pytest.approx(np.mean([d[k] for d in both_ways]))
+        # the prediction is pass 0 itself: perfect against it, as good as pass 0 against pass 1
+        assert one[k] == pytest.approx(np.mean([1.0 if k != "mape" else 0.0, both_ways[0][k]]))
+    assert agree["by_seed"] == {"resnet-cifar": None, "simple-cnn": None}  # two networks each: too few
+    # a failed pass is left out: three networks remain in the pairs
+    per_pass[0][1] = {}
+    agree, one = pass_figures(per_pass, "min", P[:, 0], seeds)
+    assert agree["within_10pct"] == pytest.approx(
+        np.mean([accuracy(P[1:, 0], P[1:, 1])["within_10pct"], accuracy(P[1:, 1], P[1:, 0])["within_10pct"]])
+    )
+    assert pass_figures([p[:1] for p in per_pass], "min", P[:, 0], seeds) == (None, None)

@@ -6,7 +6,9 @@
    measurement protocol (docs/time_models.md), in `--repeats` passes spread over the run (the ground truth
    is the profile's statistic over all passes: the minimum for "min", the median of the passes for "median";
    `measurement.cv_median` is the median over networks of the coefficient of variation between passes:
-   how reproducible one measurement of a network is here).
+   how reproducible one measurement of a network is here; `measurement.pass_agreement`, how often one pass
+   predicts another within 10% / 20%, is the measurement's own ceiling, and `learned.vs_one_pass` the
+   learned model's figures against one pass, on the same footing).
 3. Predict the held-out set with the learned model (per seed, and split by its outside-the-profile warning:
    latency_heldout.py), without its step 3 (`learned_calibration_only`: the network calibration alone), with
    the roofline of a hardware model calibrated here by `calibrate_hardware()`, and rank it by FLOPs (the
@@ -197,6 +199,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         given_seeds,
         heldout_doc,
         learned_split,
+        pass_figures,
         profile_seeds,
     )
 
@@ -301,6 +304,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     pred = np.array([e.latency_ms for e in estimates])
     outside = [e.details["outside_profile_domain"] for e in estimates]
     per_pass = measurement.pop("_per_pass")
+    measurement["pass_agreement"], vs_one_pass = pass_figures(
+        per_pass, measurement["statistic"], pred, [v.seed for v in variants]
+    )
     drift = drift_figures([t for _, t in drift_ref], reference_ms, pred, truth)
     calibration_only = None  # the ablation of the learned model's step 3, side by side on the same truth
     if profile.fewshot is None:  # the same fitted model, its calibration without the residual correction
@@ -340,6 +346,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             "predictions_per_s_cold_cpu": per_s_cold_cpu,
             "fit_s": fit_s,
             "residual_kept": getattr(learned.model, "residual_", None) is not None,
+            "vs_one_pass": vs_one_pass,
             **learned_split(pred, truth, [v.seed for v in variants], outside, list(seeds)),
         },
         "learned_calibration_only": calibration_only,

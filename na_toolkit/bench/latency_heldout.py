@@ -179,3 +179,44 @@ def drift_figures(profile_ms: Sequence[float], now_ms: Any, pred: Any, truth: An
         },
         "learned_rescaled": accuracy(np.asarray(pred, float) * scale, truth),
     }
+
+
+# ---- how far one measurement of a network carries to another ------------------------------------------
+def pass_figures(
+    per_pass: Sequence[Sequence[dict[str, Any]]], statistic: str, pred: Any, seeds: Sequence[str]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The measurement's own ceiling beside the model's figure, on the same footing: each pass of a held-out
+    network taken as the prediction of each other pass (`pass_agreement`: the figures averaged over the
+    ordered pairs of passes, and `within_10pct` per seed), and the learned model's `pred` against each single
+    pass (`vs_one_pass`, averaged over the passes). A model that scores like one pass predicts another is as
+    good as measuring the network once; the truth the headline figure uses (the statistic over all passes)
+    is steadier than one pass, so it can score higher. (None, None) with fewer than two passes."""
+    import numpy as np
+
+    key = "min_ms" if statistic == "min" else "median_ms"
+    P = np.array([[p.get(key, np.nan) if p else np.nan for p in passes] for passes in per_pass], float)
+    if P.ndim != 2 or P.shape[1] < 2:
+        return None, None
+    n_pass = P.shape[1]
+    seed_of = np.asarray(seeds)
+
+    def mean_of(docs: list[dict[str, float]]) -> dict[str, float]:
+        return {k: float(np.mean([d[k] for d in docs])) for k in ("within_10pct", "within_20pct", "mape")}
+
+    def agreement(rows: Any) -> dict[str, float]:
+        docs = []
+        for i in range(n_pass):
+            for j in range(n_pass):
+                ok = rows & np.isfinite(P[:, i]) & np.isfinite(P[:, j])
+                if i != j and ok.sum() >= MIN_FIGURE_NETWORKS:
+                    docs.append(accuracy(P[ok, i], P[ok, j]))
+        return mean_of(docs) if docs else {}
+
+    everyone = np.ones(len(P), dtype=bool)
+    agree = {**agreement(everyone), "passes": n_pass}
+    agree["by_seed"] = {str(s): agreement(seed_of == s).get("within_10pct") for s in sorted(set(seeds))}
+    pred = np.asarray(pred, float)
+    one = [
+        accuracy(pred[ok], P[ok, r]) for r in range(n_pass) if (ok := np.isfinite(P[:, r])).sum() >= MIN_FIGURE_NETWORKS
+    ]
+    return agree, (mean_of(one) if one else None)
