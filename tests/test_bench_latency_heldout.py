@@ -28,6 +28,7 @@ from na_toolkit.bench.latency_heldout import (
     learned_split,
     pass_figures,
     profile_seeds,
+    rescaled_figures,
 )
 from na_toolkit.errors import ConfigError
 from na_toolkit.files import strict_json_text
@@ -168,6 +169,9 @@ def test_the_splits_by_seed_and_by_the_outside_profile_warning_add_up(run_cli, t
     # the profile's networks measured again among them: the drift, and the figures had the machine not drifted
     drift = doc["drift"]
     assert drift["networks"] == 24 and "_reference_ms" not in doc["measurement"]
+    # a search's rescaling played on them: after 5 measured (10 or 20 would leave too few to score)
+    rescaled = doc["learned_rescaled_by_measure"]
+    assert set(rescaled) == {"5"} and rescaled == rescaled_figures(pred, truth, doc["params"]["rng_seed"])
     # one pass: nothing to compare a pass with
     assert doc["measurement"]["pass_agreement"] is None and learned["vs_one_pass"] is None
     ratio = drift["now_over_profile"]
@@ -234,3 +238,15 @@ def test_one_pass_against_another_is_the_measurements_own_ceiling():
         np.mean([accuracy(P[1:, 0], P[1:, 1])["within_10pct"], accuracy(P[1:, 1], P[1:, 0])["within_10pct"]])
     )
     assert pass_figures([p[:1] for p in per_pass], "min", P[:, 0], seeds) == (None, None)
+
+
+def test_the_rescaled_figures_scale_the_unmeasured_by_the_median_of_the_measured():
+    """A model that predicts every network 20% high, and a truth with no other error: once any network is
+    measured the factor is 1/1.2 and the rest are predicted exactly."""
+    truth = np.linspace(0.01, 2.0, 30)
+    figures = rescaled_figures(truth * 1.2, truth, 0)
+    assert set(figures) == {"5", "10", "20"}
+    for doc in figures.values():
+        assert doc["scale"] == pytest.approx(1 / 1.2) and doc["within_10pct"] == 1.0
+        assert doc["mape"] == pytest.approx(0.0, abs=1e-12) and doc["median_ratio"] == pytest.approx(1.0)
+    assert set(rescaled_figures(truth[:12] * 1.2, truth[:12], 0)) == {"5"}  # 10 would leave 2 to score

@@ -138,7 +138,10 @@ def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_pa
     assert f"- {line} time_model learned (time model learned of " in report_markdown(first.summary())
     with SQLiteRunStore.open(first.run_dir, readonly=True) as store:
         stored = store.run().config
-        assert store.artifact(RESOLVED_ARTIFACT) == {"devices.cpu.time_model.options.statistic": "median"}
+        assert store.artifact(RESOLVED_ARTIFACT) == {
+            "devices.cpu.time_model.options.statistic": "median",
+            "devices.cpu.rescale_by_measure": True,  # on by default with a measure (tests/test_latency_rescale.py)
+        }
     assert stored["devices"]["cpu"]["time_model"]["options"]["statistic"] == "median"
     assert "statistic" not in doc["devices"]["cpu"]["time_model"]["options"]
     resumed = run_search(doc, resume=first.run_dir, toolkit=TK, progress=False, outputs=False)

@@ -13,7 +13,9 @@
    latency_heldout.py), without its step 3 (`learned_calibration_only`: the network calibration alone), with
    the roofline of a hardware model calibrated here by `calibrate_hardware()`, and rank it by FLOPs (the
    baseline). `drift`: `--drift-networks` of the profile's own networks measured again among the held-out
-   ones, how much faster or slower the machine runs now than when profiled.
+   ones, how much faster or slower the machine runs now than when profiled. `learned_rescaled_by_measure`:
+   a search's `rescale_by_measure` played on the held-out set (the predictions of the others scaled by the
+   median measured/predicted of the first 5, 10, 20 measured; latency_heldout.py).
 4. `statistic`: the measured median over minimum of each held-out network, and the learned model fitted on
    the profile's minimums and on its medians against the medians a search's measure reports by default.
 """
@@ -201,6 +203,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         learned_split,
         pass_figures,
         profile_seeds,
+        rescaled_figures,
     )
 
     resolve_sizes(args)
@@ -350,6 +353,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             **learned_split(pred, truth, [v.seed for v in variants], outside, list(seeds)),
         },
         "learned_calibration_only": calibration_only,
+        "learned_rescaled_by_measure": rescaled_figures(pred, truth, args.rng_seed),
         "drift": drift,
         "roofline": roofline,
         "statistic": statistic,

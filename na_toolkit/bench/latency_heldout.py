@@ -220,3 +220,36 @@ def pass_figures(
         accuracy(pred[ok], P[ok, r]) for r in range(n_pass) if (ok := np.isfinite(P[:, r])).sum() >= MIN_FIGURE_NETWORKS
     ]
     return agree, (mean_of(one) if one else None)
+
+
+# ---- what a search gains by scaling the estimates by its own measurements -----------------------------
+#: measured networks a search has when its factor is taken (`learned_rescaled_by_measure`)
+RESCALE_AFTER = (5, 10, 20)
+#: orders of the held-out networks the figures are averaged over
+RESCALE_ORDERS = 20
+
+
+def rescaled_figures(pred: Any, truth: Any, rng_seed: int) -> dict[str, Any]:
+    """A search's `rescale_by_measure` played on the held-out set: for k in RESCALE_AFTER, the first k networks
+    of a random order are the ones measured so far, the predictions of the others are scaled by the median of
+    measured over predicted of those k (`LatencyScale`, as the scorer takes it), and scored against their
+    truth; the figures are the mean over RESCALE_ORDERS orders (`scale`: the median factor). A k that leaves
+    fewer than MIN_FIGURE_NETWORKS networks to score is left out."""
+    import numpy as np
+
+    from ..search.scorer import LatencyScale
+
+    p, t = np.asarray(pred, float), np.asarray(truth, float)
+    out: dict[str, Any] = {}
+    for k in RESCALE_AFTER:
+        if len(p) - k < MIN_FIGURE_NETWORKS:
+            continue
+        docs, scales = [], []
+        for r in range(RESCALE_ORDERS):
+            order = np.random.default_rng([rng_seed, 7919, r]).permutation(len(p))
+            seen, rest = order[:k], order[k:]
+            scale = LatencyScale.of(t[seen] / p[seen]).scale
+            scales.append(scale)
+            docs.append(accuracy(p[rest] * scale, t[rest]))
+        out[str(k)] = {f: float(np.mean([d[f] for d in docs])) for f in FIGURES} | {"scale": float(np.median(scales))}
+    return out

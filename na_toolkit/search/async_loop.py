@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..store.base import EvaluationRecord
     from .loop import SearchLoop
     from .reward import Budget
+    from .summary import Evaluated
 
 __all__ = ["APPLY_LOG", "run_async"]
 
@@ -85,6 +86,8 @@ class _AsyncRun:
             else None
         )
         self.pending: Future[tuple[dict[str, Predictor], list[str]]] | None = None
+        #: the evaluations the pending fit learns from (the scorer's rescaling reads the same ones)
+        self.pending_history: list[Evaluated] = []
         self.completed = 0  # evaluations finished (told) on this schedule
         self.applied = 0  # background fits handed to the scorer
         #: after how many finished evaluations each background fit was handed over (kept in the store)
@@ -170,7 +173,8 @@ class _AsyncRun:
         else:
             self.truth.note_predictions(loop.scorer)  # predicted before the fit learns from them
             loop.callbacks.on_evaluated(self.truth.history)
-            self.pending = self.background.submit(self.truth.fit_predictors, self.truth.history)
+            self.pending_history = self.truth.history
+            self.pending = self.background.submit(self.truth.fit_predictors, self.pending_history)
 
     def _maybe_apply(self, wait: bool = False) -> None:
         """Hand a background fit to the scorer: in a resumed run's replay, at the evaluation the log says
@@ -186,7 +190,7 @@ class _AsyncRun:
         else:
             self.apply_log.append(self.completed)
             self.truth.store.save_artifact(APPLY_LOG, {"applied_at": self.apply_log})
-        self.truth.apply_fit(self.pending.result(), self.loop.scorer)
+        self.truth.apply_fit(self.pending.result(), self.loop.scorer, self.pending_history)
         self.pending = None
         self.applied += 1
         self._checkpoint()

@@ -11,8 +11,9 @@ differ from an uninterrupted run of the version that started it. Two things keep
   session (`sessions`).
 - `resolved_defaults`: a default that affects results and that the config can name is written into the
   stored config when the run starts (the learned time model's `statistic`, which follows the device's
-  measure when the config names none), so newer code with another default resumes the run with the value
-  it started with. A config given with `--resume` is compared with those values filled in the same way.
+  measure when the config names none; each device's `rescale_by_measure`), so newer code with another
+  default resumes the run with the value it started with. A config given with `--resume` is compared with
+  those values filled in the same way.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def toolkit_versions(provenance: Mapping[str, Any]) -> list[str]:
 # ---- defaults written into the stored config ----------------------------------------------------------
 def resolved_defaults(components: Components) -> dict[str, Any]:
     """Dotted config key -> value of each default that affects results and that the built components chose
-    where the config names nothing: a learned time model's `statistic` (its device's measure's)."""
+    where the config names nothing: a learned time model's `statistic` (its device's measure's), and each
+    device's `rescale_by_measure` (on when it has a `measure`)."""
     out: dict[str, Any] = {}
     for dev in components.config.devices:
         model = components.time_models.get(dev.name)
@@ -114,6 +116,9 @@ def resolved_defaults(components: Components) -> dict[str, Any]:
         takes = "statistic" in getattr(type(model), "OPTIONS", {})
         if statistic and takes and "statistic" not in dev.time_model.options:
             out[f"devices.{dev.name}.time_model.options.statistic"] = statistic
+        named = components.config.doc.get("devices", {}).get(dev.name, {})
+        if dev.measure is not None and isinstance(named, Mapping) and named.get("rescale_by_measure") is None:
+            out[f"devices.{dev.name}.rescale_by_measure"] = dev.rescale_by_measure
     return out
 
 

@@ -88,6 +88,9 @@ class DeviceSpec:
     #: the cluster resource of the fleet nodes that measure this device (`device:NAME`, what
     #: `na-toolkit worker --device NAME` advertises); None: measured where the executor runs it
     resource: str | None = None
+    #: scale the time model's latency estimates by the run's measured/estimated ratio (`Scorer.rescale`):
+    #: the config's `rescale_by_measure`, by default on when the device has a `measure`
+    rescale_by_measure: bool = False
 
     def time_model_options(self, which: str = "time_model") -> dict[str, Any]:
         comp = self.time_model if which == "time_model" else self.measure
@@ -227,6 +230,7 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
             _component(dev.measure, "") if dev.measure is not None else None,
             budgets(dev.budgets, raw_devices[name].get("budgets"), lambda m, n=name: device_metric(m, n)),
             dev.resource,
+            _rescale_by_measure(name, dev.rescale_by_measure, dev.measure is not None),
         )
         for name, dev in d.devices.items()
     )
@@ -265,6 +269,17 @@ def _component(doc: ComponentDoc | None, default: str) -> Component:
     if doc is None:
         return Component(default, {})
     return Component(doc.name if doc.name is not None else default, copy.deepcopy(doc.options))
+
+
+def _rescale_by_measure(device: str, given: bool | None, has_measure: bool) -> bool:
+    """`devices.NAME.rescale_by_measure`: as given, else on when the device has a `measure`; on without a
+    `measure` is refused (there is nothing to scale by)."""
+    if given and not has_measure:
+        raise ConfigError(
+            f"devices.{device}.rescale_by_measure: true needs a `measure` on the device (its measurements are what "
+            "the time model's estimates are scaled by); add one, or leave the option out"
+        )
+    return has_measure if given is None else given
 
 
 def _default_predictor_name() -> str:

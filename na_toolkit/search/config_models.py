@@ -122,6 +122,13 @@ class DeviceDoc(ConfigDocument):
     )
     time_model: RequiredComponent = Field(description="the time model that scores candidates on this device")
     measure: OptionalNamedComponent = Field(default=None, description="a time model measuring each evaluated candidate")
+    rescale_by_measure: bool | None = Field(
+        default=None,
+        description=(
+            "scale the time model's latency estimates by the median of measured over estimated latency of the "
+            "run's evaluated networks (default: on when the device has a measure)"
+        ),
+    )
     resource: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.:-]{1,100}$",

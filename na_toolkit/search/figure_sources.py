@@ -126,16 +126,36 @@ def source_cell(source: Mapping[str, Any]) -> str | None:
 def source_lines(summary: Mapping[str, Any]) -> list[str]:
     """One line per device figure: "peak_memory_bytes@cpu: estimated by the device's measure onnxruntime
     (analytic: ...)", then one per figure of a device with a measure as its time model scored the candidates
-    ("latency_ms@cpu of the candidates before they were measured (what chose them): estimated by ...")."""
+    ("latency_ms@cpu of the candidates before they were measured (what chose them): estimated by ..."), and
+    one per device whose estimates the run rescaled by its measurements (`scale_lines`)."""
     sources = _sources(summary)
     scored = summary.get("scoring_sources")
     if not isinstance(scored, Mapping):
         scored = scoring_sources(summary.get("provenance"))
-    return [_line(metric, s) for metric, s in sorted(sources.items()) if isinstance(s, Mapping)] + [
-        _line(f"{metric} of the candidates before they were measured (what chose them)", s)
-        for metric, s in sorted(scored.items())
-        if isinstance(s, Mapping)
-    ]
+    return (
+        [_line(metric, s) for metric, s in sorted(sources.items()) if isinstance(s, Mapping)]
+        + [
+            _line(f"{metric} of the candidates before they were measured (what chose them)", s)
+            for metric, s in sorted(scored.items())
+            if isinstance(s, Mapping)
+        ]
+        + scale_lines(summary)
+    )
+
+
+def scale_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One line per device whose latency estimates the run rescaled by its measurements (summary.json's
+    `latency_scales`, absent from an older run's)."""
+    out = []
+    scales = summary.get("latency_scales")
+    for device, s in sorted((scales if isinstance(scales, Mapping) else {}).items()):
+        if isinstance(s, Mapping):
+            out.append(
+                f"latency_ms@{device} estimates (what chose the candidates) ended the run scaled by "
+                f"{s['scale']:.4g}: the median of measured over estimated latency of {s['networks']} evaluated "
+                f"networks (p10 {s['ratio_p10']:.4g}, p90 {s['ratio_p90']:.4g}; devices.{device}.rescale_by_measure)"
+            )
+    return out
 
 
 def _line(what: str, s: Mapping[str, Any]) -> str:

@@ -204,6 +204,7 @@ def result_from_summary(
         provenance=dict(summary.get("provenance") or {}),
         controller=summary.get("controller"),
         pareto_min_accuracy=float(summary.get("pareto_min_accuracy", 0.0)),
+        latency_scales=dict(summary.get("latency_scales") or {}),  # absent from a summary of an older run
     )
 
 

@@ -225,7 +225,8 @@ class GroundTruth:
         """Refit each target's predictor on all ground truth so far (deterministic; `fit_predictors`) and hand
         it to `scorer`; a predictor that cannot be fit (too few distinct samples) keeps the previous one."""
         self.note_predictions(scorer)
-        self.apply_fit(self.fit_predictors(self.history), scorer)
+        history = self.history
+        self.apply_fit(self.fit_predictors(history), scorer, history)
 
     def note_predictions(self, scorer: Scorer) -> None:
         """Record on each evaluation since the last call the accuracy the current predictor gives it, just
@@ -258,8 +259,13 @@ class GroundTruth:
             fitted[target] = pred
         return fitted, warnings
 
-    def apply_fit(self, fit: tuple[dict[str, Predictor], list[str]], scorer: Scorer) -> None:
-        """Hand the predictors of `fit_predictors` to `scorer` (the ones not fit keep their previous one)."""
+    def apply_fit(
+        self, fit: tuple[dict[str, Predictor], list[str]], scorer: Scorer, history: Sequence[Evaluated] | None = None
+    ) -> None:
+        """Hand the predictors of `fit_predictors` to `scorer` (the ones not fit keep their previous one), and
+        rescale its devices' latency estimates by the measurements in `history`, the evaluations they were
+        fit on (`Scorer.rescale`; default: every evaluation so far)."""
+        scorer.rescale(self.history if history is None else history)
         fitted, warnings = fit
         for msg in warnings:
             if msg not in self.warnings:

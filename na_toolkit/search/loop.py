@@ -302,6 +302,7 @@ class SearchLoop:
             warnings=self.scorer.run_warnings(self.ground_truth.history, self.warnings + self.ground_truth.warnings),
             provenance=stored_provenance(self.store),
             config_doc=with_defaults(self.config.to_json(), self.store.artifact(RESOLVED_ARTIFACT) or {}),
+            latency_scales={d: scale.to_json() for d, scale in self.scorer.scales.items()},
         )
 
 

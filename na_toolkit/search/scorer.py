@@ -13,12 +13,20 @@ pays for them through the executor and stores them.
 The screen: the hard budgets a proposal can be checked against for free before it is evaluated -- model
 size, and each device metric whose time model runs nothing (table, analytic, learned) and also decides
 the device's feasibility (no separate `measure`).
+
+Rescaling (`rescale`, at each refit): on a device whose `measure` judges the evaluated networks and whose
+time model runs nothing, the time model's latency estimates are multiplied by the median of measured over
+estimated latency of the run's evaluated networks (`devices.NAME.rescale_by_measure`, on by default there;
+from `MIN_RESCALE_NETWORKS` networks on). A profile's machine drifts by a few per cent between sessions and
+a model of another machine by more; one factor learnt from the run's own measurements ranks the proposals
+against the budgets as the measurements will judge them (docs/search.md has the figures).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,8 +48,32 @@ if TYPE_CHECKING:
     from .config import DeviceSpec
     from .summary import Counters, Evaluated
 
+logger = logging.getLogger("na_toolkit.search")
+
 #: metrics a time model's estimate gives, by TimeEstimate field
 ESTIMATE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj")
+#: measured networks a device needs before its time model's latency estimates are rescaled
+MIN_RESCALE_NETWORKS = 3
+
+
+@dataclass(frozen=True)
+class LatencyScale:
+    """The factor a device's latency estimates are multiplied by: the median of measured over estimated
+    latency of `networks` evaluated networks, with the ratios' p10 and p90 (their spread: how far one
+    network's estimate may still be off)."""
+
+    scale: float
+    networks: int
+    ratio_p10: float
+    ratio_p90: float
+
+    @classmethod
+    def of(cls, ratios: Sequence[float]) -> LatencyScale:
+        r = np.asarray(ratios, dtype=float)
+        return cls(float(np.median(r)), len(r), float(np.percentile(r, 10)), float(np.percentile(r, 90)))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Truth(Protocol):
@@ -69,6 +101,8 @@ class Scorer:
         self.truth = truth
         self.predictors: dict[str, Predictor] = {}  # target -> fitted predictor
         self._estimates: dict[tuple[str, str, str], dict[str, float]] = {}
+        #: device -> the factor its time model's latency estimates are multiplied by (`rescale`)
+        self.scales: dict[str, LatencyScale] = {}
         #: (device, arch hash) -> (p10, p90) of a measured latency: its run-to-run spread
         self._spread: dict[tuple[str, str], tuple[float, float]] = {}
         #: budget decisions that lie within a measurement's spread (the run's summary and report show them)
@@ -78,8 +112,57 @@ class Scorer:
 
     # ---- time models -----------------------------------------------------------------------------------
     def estimate(self, dev: DeviceSpec, arch: Architecture, which: str) -> dict[str, float]:
-        """The device metrics of `arch` from the device's time model (`which`="time_model") or its measuring
-        one ("measure"); measured values come from the ground truth."""
+        """The device metrics of `arch` from the device's time model (`which`="time_model"; its latency
+        rescaled once `rescale` has a factor for the device) or its measuring one ("measure"); measured values
+        come from the ground truth."""
+        metrics = self._estimate(dev, arch, which)
+        scale = self.scales.get(dev.name) if which == "time_model" else None
+        metric = device_metric("latency_ms", dev.name)
+        if scale is None or metric not in metrics:
+            return metrics
+        return {**metrics, metric: metrics[metric] * scale.scale}
+
+    def rescales(self, dev: DeviceSpec) -> bool:
+        """Are `dev`'s latency estimates rescaled by its measurements (a `measure` judges its evaluated
+        networks, its time model runs nothing, and the config leaves `rescale_by_measure` on)?"""
+        if not dev.rescale_by_measure or dev.measure is None:
+            return False
+        return not getattr(self.components.time_model(dev, "time_model"), "measures", False)
+
+    def rescale(self, history: Sequence[Evaluated]) -> None:
+        """Set each rescaled device's factor from the evaluated networks in `history` (called at each refit,
+        with the history the predictors are fit on): the median of measured over estimated latency, once
+        `MIN_RESCALE_NETWORKS` networks have both; a network whose estimate fails is left out."""
+        for dev in self.config.devices:
+            if not self.rescales(dev):
+                continue
+            metric = device_metric("latency_ms", dev.name)
+            ratios = []
+            for e in history:
+                measured = e.score.metrics.get(metric) if e.error is None and e.score.real else None
+                if measured is None or not measured > 0:
+                    continue
+                try:
+                    estimated = self._estimate(dev, e.candidate.arch, "time_model").get(metric)
+                except TimeModelError:
+                    continue
+                if estimated is not None and estimated > 0:
+                    ratios.append(measured / estimated)
+            if len(ratios) < MIN_RESCALE_NETWORKS:
+                continue
+            new, old = LatencyScale.of(ratios), self.scales.get(dev.name)
+            self.scales[dev.name] = new
+            # INFO when a factor is first set or moves by over 5%, else DEBUG: not one line per round
+            level = logging.INFO if old is None or abs(new.scale / old.scale - 1) > 0.05 else logging.DEBUG
+            logger.log(
+                level,
+                "device %s: %s latency estimates scaled by %.4g (median measured/estimated over %d networks, "
+                "p10 %.4g, p90 %.4g)",
+                dev.name, dev.time_model.name, new.scale, new.networks, new.ratio_p10, new.ratio_p90,
+            )  # fmt: skip
+
+    def _estimate(self, dev: DeviceSpec, arch: Architecture, which: str) -> dict[str, float]:
+        """`estimate` before rescaling: what the time model (or the measurement) gave, cached."""
         key = (dev.name, which, arch.hash)
         cached = self._estimates.get(key)
         if cached is not None:

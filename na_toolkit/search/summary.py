@@ -146,6 +146,10 @@ class SearchResult:
     controller: dict[str, Any] | None = None
     #: the accuracy a network needed to enter the Pareto front (`pareto_min_accuracy`)
     pareto_min_accuracy: float = 0.0
+    #: device -> the factor its time model's latency estimates ended the run scaled by, with the number of
+    #: measured networks and the spread of their measured/estimated ratios (`Scorer.rescale`; a device not
+    #: rescaled, or with too few measurements yet, is absent)
+    latency_scales: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # one line however many evaluations: a notebook cell prints this, not all of them
         best = ", ".join(f"{d}={h}" for d, h in self.best.items())
@@ -204,6 +208,7 @@ class SearchResult:
             "scoring_sources": scoring_sources(self.provenance),
             "controller": self.controller,
             "pareto_min_accuracy": self.pareto_min_accuracy,
+            "latency_scales": self.latency_scales,
             "config": self.config,
         }
 
@@ -221,10 +226,12 @@ def summarize(
     warnings: Sequence[str] = (),
     provenance: dict[str, Any] | None = None,
     config_doc: Mapping[str, Any] | None = None,
+    latency_scales: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> SearchResult:
     """The result of a finished search from its evaluations (in evaluation order) and what it counted.
     `config_doc`: the config as the run stored it (with the defaults it chose: a learned model's statistic),
-    summary.json's `config`; default `config.to_json()`."""
+    summary.json's `config`; default `config.to_json()`. `latency_scales`: the scorer's rescaling factors
+    (`SearchResult.latency_scales`)."""
     devices = [d.name for d in config.devices]
     evaluated = list(evaluated)
     ok = [e for e in evaluated if e.error is None]
@@ -263,6 +270,7 @@ def summarize(
         evaluation_budget=config.evaluations,
         provenance=dict(provenance or {}),
         pareto_min_accuracy=floor,
+        latency_scales={d: dict(v) for d, v in (latency_scales or {}).items()},
     )
 
 
