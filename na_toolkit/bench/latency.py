@@ -390,11 +390,10 @@ def statistic_figures(
 
     from na_toolkit.timemodels.learned import LearnedTimeModel
 
+    from .latency_heldout import spread
+
     median = np.array([np.median([p["median_ms"] for p in passes]) for passes in per_pass])
     ratio = median / np.array([min(p["min_ms"] for p in passes) for passes in per_pass])
-
-    def spread(r: Any) -> dict[str, float]:
-        return {"median": float(np.median(r)), "p10": float(np.percentile(r, 10)), "p90": float(np.percentile(r, 90))}
 
     by_seed = {s: [i for i, x in enumerate(seeds) if x == s] for s in sorted(set(seeds))}
     own = [n.latency_ms("median") / n.latency_ms("min") for n in profile.networks]

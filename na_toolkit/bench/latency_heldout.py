@@ -41,6 +41,17 @@ def accuracy(pred: Any, true: Any) -> dict[str, float]:
     }
 
 
+def spread(values: Any) -> dict[str, float]:
+    """Median, p10 and p90 of `values` (ratios of latencies, as the figures report them)."""
+    import numpy as np
+
+    return {
+        "median": float(np.median(values)),
+        "p10": float(np.percentile(values, 10)),
+        "p90": float(np.percentile(values, 90)),
+    }
+
+
 def given_seeds(refs: Sequence[str] | None, toolkit: Toolkit) -> dict[str, Architecture] | None:
     """The seed networks `--heldout-seed` names, as `na-toolkit profile --seed-net` reads them (a registered
     name, an IR .json or an .onnx file; an unknown name is an error with the close matches), by the reference
@@ -169,15 +180,11 @@ def drift_figures(profile_ms: Sequence[float], now_ms: Any, pred: Any, truth: An
     if not len(profile_ms):
         return {"networks": 0}
     ratio = np.asarray(now_ms, float) / np.asarray(profile_ms, float)
-    scale = float(np.median(ratio))
+    now_over_profile = spread(ratio)
     return {
         "networks": len(ratio),
-        "now_over_profile": {
-            "median": scale,
-            "p10": float(np.percentile(ratio, 10)),
-            "p90": float(np.percentile(ratio, 90)),
-        },
-        "learned_rescaled": accuracy(np.asarray(pred, float) * scale, truth),
+        "now_over_profile": now_over_profile,
+        "learned_rescaled": accuracy(np.asarray(pred, float) * now_over_profile["median"], truth),
     }
 
 

@@ -117,10 +117,10 @@ class Scorer:
         come from the ground truth."""
         metrics = self._estimate(dev, arch, which)
         scale = self.scales.get(dev.name) if which == "time_model" else None
-        metric = device_metric("latency_ms", dev.name)
-        if scale is None or metric not in metrics:
+        if scale is None:  # the common case, on the hot path of scoring: nothing more to look up
             return metrics
-        return {**metrics, metric: metrics[metric] * scale.scale}
+        metric = device_metric("latency_ms", dev.name)
+        return {**metrics, metric: metrics[metric] * scale.scale} if metric in metrics else metrics
 
     def rescales(self, dev: DeviceSpec) -> bool:
         """Are `dev`'s latency estimates rescaled by its measurements (a `measure` judges its evaluated
