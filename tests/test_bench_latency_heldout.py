@@ -32,6 +32,8 @@ from na_toolkit.bench.latency_heldout import (
 )
 from na_toolkit.errors import ConfigError
 from na_toolkit.files import strict_json_text
+from na_toolkit.ir.architecture import Architecture
+from na_toolkit.search.strategy import random_move
 from na_toolkit.timemodels.profile import DeviceProfile
 from na_toolkit.timemodels.profile_plan import DEFAULT_SEEDS
 from na_toolkit.timemodels.sampling import load_seed
@@ -171,7 +173,10 @@ def test_the_splits_by_seed_and_by_the_outside_profile_warning_add_up(run_cli, t
     assert drift["networks"] == 24 and "_reference_ms" not in doc["measurement"]
     # a search's rescaling played on them: after 5 measured (10 or 20 would leave too few to score)
     rescaled = doc["learned_rescaled_by_measure"]
-    assert set(rescaled) == {"5"} and rescaled == rescaled_figures(pred, truth, doc["params"]["rng_seed"])
+    archs = [Architecture.from_json(d["arch"], default_toolkit().layer_types) for d in dump]
+    again = rescaled_figures(pred, truth, archs, [d["seed"] for d in dump], doc["params"]["rng_seed"])
+    assert set(rescaled) == {"5"} and rescaled == again  # no seed holds 5 + 3 networks: no `by_seed`
+    assert set(rescaled["5"]["neighbours"]) == {"within_10pct", "within_20pct", "mape"}
     # one pass: nothing to compare a pass with
     assert doc["measurement"]["pass_agreement"] is None and learned["vs_one_pass"] is None
     ratio = drift["now_over_profile"]
@@ -240,13 +245,41 @@ def test_one_pass_against_another_is_the_measurements_own_ceiling():
     assert pass_figures([p[:1] for p in per_pass], "min", P[:, 0], seeds) == (None, None)
 
 
-def test_the_rescaled_figures_scale_the_unmeasured_by_the_median_of_the_measured():
+def variants_of(seed: str, n: int) -> list[Architecture]:
+    tk = default_toolkit()
+    start = tk.seeds.get(seed).build(tk.layer_types)
+    moves = [tk.moves.get(m) for m in ("scale", "insert_conv")]
+    rng = np.random.default_rng(0)
+    return [random_move(start, moves, rng)[1] for _ in range(n)]
+
+
+def test_the_rescaled_figures_scale_the_unmeasured_by_what_the_measured_give():
     """A model that predicts every network 20% high, and a truth with no other error: once any network is
-    measured the factor is 1/1.2 and the rest are predicted exactly."""
-    truth = np.linspace(0.01, 2.0, 30)
-    figures = rescaled_figures(truth * 1.2, truth, 0)
-    assert set(figures) == {"5", "10", "20"}
-    for doc in figures.values():
-        assert doc["scale"] == pytest.approx(1 / 1.2) and doc["within_10pct"] == 1.0
-        assert doc["mape"] == pytest.approx(0.0, abs=1e-12) and doc["median_ratio"] == pytest.approx(1.0)
-    assert set(rescaled_figures(truth[:12] * 1.2, truth[:12], 0)) == {"5"}  # 10 would leave 2 to score
+    measured both factors (the median, and each network's from its most similar measured ones) are 1/1.2 and
+    the rest are predicted exactly, also within each seed's networks."""
+    truth = np.linspace(0.01, 2.0, 60)
+    archs = variants_of("simple-cnn", 30) + variants_of("resnet-cifar", 30)
+    seeds = ["simple-cnn"] * 30 + ["resnet-cifar"] * 30
+    figures = rescaled_figures(truth * 1.2, truth, archs, seeds, 0)
+    assert set(figures) == {"5", "10", "20", "by_seed"} and set(figures["by_seed"]) == {"5", "10", "20"}
+    for doc in [figures[k] for k in ("5", "10", "20")] + list(figures["by_seed"].values()):
+        for played in (doc, doc["neighbours"]):
+            assert played["within_10pct"] == 1.0 and played["mape"] == pytest.approx(0.0, abs=1e-12)
+    assert figures["5"]["scale"] == pytest.approx(1 / 1.2)
+    by_seed = figures["by_seed"]["5"]
+    assert by_seed["budget_agreement"] == by_seed["neighbours"]["budget_agreement"] == 1.0
+    assert by_seed["unscaled"]["mape"] == pytest.approx(0.2) and by_seed["unscaled"]["budget_agreement"] < 1.0
+    few = list(range(6)) + list(range(30, 36))
+    small = rescaled_figures(truth[few] * 1.2, truth[few], [archs[i] for i in few], [seeds[i] for i in few], 0)
+    assert set(small) == {"5"}  # 10 would leave 2 to score, and one seed cannot spare 5 + 3
+
+
+def test_each_networks_factor_follows_the_measured_networks_most_like_it():
+    """Two families that the model gets wrong by different factors, measured and predicted together: the
+    median factor is off for both, each network's own factor (from its family's networks, the ones most like
+    it) is right."""
+    archs = variants_of("simple-cnn", 20) + variants_of("resnet-cifar", 20)
+    truth = np.linspace(0.5, 1.5, 40)
+    pred = truth * np.where(np.arange(40) < 20, 1.5, 0.75)
+    figures = rescaled_figures(pred, truth, archs, ["a"] * 40, 0)["20"]
+    assert figures["neighbours"]["within_10pct"] > figures["within_10pct"] + 0.3

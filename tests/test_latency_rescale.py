@@ -18,7 +18,9 @@ from na_toolkit.plugins import load_toolkit
 from na_toolkit.search.components import build_components
 from na_toolkit.search.config import load_config
 from na_toolkit.search.loop import run_search
+from na_toolkit.search.rescale import Signature, similarity
 from na_toolkit.search.scorer import MIN_RESCALE_NETWORKS, Scorer
+from na_toolkit.search.strategy import random_move
 from na_toolkit.search.summary import Counters
 from na_toolkit.timemodels import get_time_model
 
@@ -68,18 +70,63 @@ def test_the_run_ends_with_its_estimates_scaled_by_the_median_measured_over_esti
     assert scale["ratio_p10"] == pytest.approx(np.percentile(ratios, 10), rel=1e-9)
     assert scale["ratio_p90"] == pytest.approx(np.percentile(ratios, 90), rel=1e-9)
     assert result.latency_scales == summary["latency_scales"]
-    # the default the run chose is in its stored config: a resume by code with another default keeps it
+    assert scale["neighbours"] == 3  # each network's factor from its 3 most similar measured networks
+    # the defaults the run chose are in its stored config: a resume by code with other defaults keeps them
     assert summary["config"]["devices"]["cpu"]["rescale_by_measure"] is True
+    assert summary["config"]["devices"]["cpu"]["rescale_neighbours"] == 3
     report = (result.run_dir / "report.md").read_text()
     assert (
         f"latency_ms@cpu estimates (what chose the candidates) ended the run scaled by {scale['scale']:.4g}" in report
     )
+    assert "towards those of its 3 most similar measured networks (devices.cpu.rescale_neighbours)" in report
+
+
+def test_each_network_gets_the_factor_of_the_measured_networks_most_like_it(run):
+    """With `rescale_neighbours = 3` a network's log factor moves from the device's median towards the
+    similarity-weighted mean log ratio of its 3 most similar measured networks, by the closest one's similarity
+    (search/rescale.py); the formula is written out here again from `similarity`."""
+    result, _ = run
+    cfg = load_config(result.config)
+    scorer = Scorer(build_components(cfg, TK), Counters())
+    dev = cfg.device("cpu")
+    scorer.rescale(result.evaluated)
+    ratios = np.array(ratios_of(result.evaluated))
+    sigs = [Signature.of(e.candidate.arch) for e in result.evaluated]
+    roofline = get_time_model("roofline", TK, device="x86-cpu")
+    # the measured networks themselves and proposals a move away from them
+    archs = [e.candidate.arch for e in result.evaluated]
+    moves = [TK.moves.get(name) for name in ("scale", "insert_conv")]
+    rng = np.random.default_rng(0)
+    archs += [random_move(result.evaluated[-1].candidate.arch, moves, rng)[1] for _ in range(4)]
+    for arch in archs:
+        sims = np.array([similarity(Signature.of(arch), s) for s in sigs])
+        top = np.argsort(-sims, kind="stable")[:3]
+        w = sims[top]
+        g = np.log(np.median(ratios))
+        expected = np.exp(g + w.max() * (w @ np.log(ratios[top]) / w.sum() - g))
+        raw = roofline.estimate(arch).latency_ms
+        assert scorer.estimate(dev, arch, "time_model")[METRIC] == pytest.approx(raw * expected, rel=1e-9)
+    # a later refit replaces the factors it gave: none is served from before it
+    scorer.rescale(result.evaluated[:MIN_RESCALE_NETWORKS])
+    sims = np.array([similarity(Signature.of(archs[-1]), s) for s in sigs[:MIN_RESCALE_NETWORKS]])
+    w, r = sims, ratios[:MIN_RESCALE_NETWORKS]
+    g = np.log(np.median(r))
+    expected = np.exp(g + w.max() * (w @ np.log(r) / w.sum() - g)) if w.max() > 0 else np.median(r)
+    raw = roofline.estimate(archs[-1]).latency_ms
+    assert scorer.estimate(dev, archs[-1], "time_model")[METRIC] == pytest.approx(raw * expected, rel=1e-9)
+
+
+def one_factor(config):
+    """The run's config with one factor for every network (`rescale_neighbours = 0`)."""
+    doc = copy.deepcopy(dict(config))
+    doc["devices"]["cpu"]["rescale_neighbours"] = 0
+    return load_config(doc)
 
 
 def test_a_rescaled_estimate_is_the_time_models_times_the_factor_and_a_measurement_is_not_touched(run, caplog):
     result, _ = run
     caplog.set_level(logging.INFO, logger="na_toolkit.search")
-    cfg = load_config(result.config)
+    cfg = one_factor(result.config)
     scorer = Scorer(build_components(cfg, TK), Counters())
     dev = cfg.device("cpu")
     assert scorer.rescales(dev)

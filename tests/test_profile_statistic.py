@@ -141,6 +141,7 @@ def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_pa
         assert store.artifact(RESOLVED_ARTIFACT) == {
             "devices.cpu.time_model.options.statistic": "median",
             "devices.cpu.rescale_by_measure": True,  # on by default with a measure (tests/test_latency_rescale.py)
+            "devices.cpu.rescale_neighbours": 3,  # and so each network's factor from its 3 most similar
         }
     assert stored["devices"]["cpu"]["time_model"]["options"]["statistic"] == "median"
     assert "statistic" not in doc["devices"]["cpu"]["time_model"]["options"]

@@ -13,9 +13,10 @@
    latency_heldout.py), without its step 3 (`learned_calibration_only`: the network calibration alone), with
    the roofline of a hardware model calibrated here by `calibrate_hardware()`, and rank it by FLOPs (the
    baseline). `drift`: `--drift-networks` of the profile's own networks measured again among the held-out
-   ones, how much faster or slower the machine runs now than when profiled. `learned_rescaled_by_measure`:
-   a search's `rescale_by_measure` played on the held-out set (the predictions of the others scaled by the
-   median measured/predicted of the first 5, 10, 20 measured; latency_heldout.py).
+   ones, how much faster or slower the machine runs now than when profiled. `learned_rescaled_by_measure`
+   (and the roofline's `rescaled_by_measure`): a search's `rescale_by_measure` played on the held-out set
+   (the predictions of the others scaled by what the first 5, 10, 20 measured give: their median
+   measured/predicted, and each network's factor from its most similar ones; latency_heldout.py).
 4. `statistic`: the measured median over minimum of each held-out network, and the learned model fitted on
    the profile's minimums and on its medians against the medians a search's measure reports by default.
 """
@@ -318,7 +319,11 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
 
         X = learned.model.network_features([kernels_of(a) for a in archs])
         calibration_only = accuracy(calibrated(X, learned.model.calibration_), truth)  # type: ignore[union-attr]
+    variant_seeds = [v.seed for v in variants]
     roofline = roofline_figures(archs, truth, args.device, args.threads)
+    roofline["rescaled_by_measure"] = rescaled_figures(
+        roofline.pop("predictions_ms"), truth, archs, variant_seeds, args.rng_seed
+    )
     statistic = statistic_figures(profile, toolkit, archs, [v.seed for v in variants], per_pass)
     if args.dump:
         from na_toolkit.files import strict_json_text, write_text_atomic
@@ -353,7 +358,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             **learned_split(pred, truth, [v.seed for v in variants], outside, list(seeds)),
         },
         "learned_calibration_only": calibration_only,
-        "learned_rescaled_by_measure": rescaled_figures(pred, truth, args.rng_seed),
+        "learned_rescaled_by_measure": rescaled_figures(pred, truth, archs, variant_seeds, args.rng_seed),
         "drift": drift,
         "roofline": roofline,
         "statistic": statistic,
@@ -474,6 +479,7 @@ def roofline_figures(archs: list[Any], truth: Any, device: str, threads: int = 1
     pred = np.array([model.estimate(a).latency_ms for a in archs])
     return {
         **accuracy(pred, truth),
+        "predictions_ms": pred,  # for the rescaled figures (run() takes it out)
         "hardware": {
             "peak_flops_per_s": hw.peak_flops_per_s,
             "memory_bandwidth_bytes_per_s": hw.memory_bandwidth_bytes_per_s,

@@ -234,29 +234,72 @@ def pass_figures(
 RESCALE_AFTER = (5, 10, 20)
 #: orders of the held-out networks the figures are averaged over
 RESCALE_ORDERS = 20
+#: the figures of a rescaled prediction
+RESCALED_FIGURES = ("within_10pct", "within_20pct", "mape")
 
 
-def rescaled_figures(pred: Any, truth: Any, rng_seed: int) -> dict[str, Any]:
-    """A search's `rescale_by_measure` played on the held-out set: for k in RESCALE_AFTER, the first k networks
-    of a random order are the ones measured so far, the predictions of the others are scaled by the median of
-    measured over predicted of those k (`LatencyScale`, as the scorer takes it), and scored against their
-    truth; the figures are the mean over RESCALE_ORDERS orders (`scale`: the median factor). A k that leaves
-    fewer than MIN_FIGURE_NETWORKS networks to score is left out."""
+def rescaled_figures(
+    pred: Any, truth: Any, archs: Sequence[Any], seeds: Sequence[str], rng_seed: int
+) -> dict[str, Any]:
+    """A search's `rescale_by_measure` played on the held-out set. For k in RESCALE_AFTER the first k networks
+    of a random order are the ones measured so far; the predictions of the others are scaled by the median of
+    measured over predicted of those k (`median`, with `rescale_neighbours = 0`; `scale`: the median factor)
+    and by each network's own factor from its 3 most similar measured networks (`neighbours`, the default;
+    search/rescale.py), and scored against their truth. The figures are the mean over RESCALE_ORDERS orders.
+    Under `by_seed` the same is played within each held-out seed's networks, as a search measures and
+    proposes networks of one family, pooled over the seeds; there `budget_agreement` is the share of networks
+    put on the same side of a latency budget at their seed's median latency by the prediction and by the
+    measurement: what a search's budget decides (`unscaled`: the same networks' figures before any scaling).
+    A k that leaves fewer than MIN_FIGURE_NETWORKS networks to score (of every seed, under `by_seed`) is left
+    out."""
     import numpy as np
 
-    from ..search.scorer import LatencyScale
+    from ..search.rescale import DEFAULT_RESCALE_NEIGHBOURS, LatencyScale, Neighbours, Signature
 
     p, t = np.asarray(pred, float), np.asarray(truth, float)
+    sigs = [Signature.of(a) for a in archs]
+    groups = {s: np.flatnonzero(np.asarray(seeds) == s) for s in dict.fromkeys(seeds)}
+
+    def play(members: Any, k: int, r: int, salt: int) -> tuple[Any, Any, Any, float]:
+        order = members[np.random.default_rng([rng_seed, 7919, salt, r]).permutation(len(members))]
+        seen, rest = order[:k], order[k:]
+        ratios = t[seen] / p[seen]
+        scale = LatencyScale.of(ratios).scale
+        near = Neighbours(DEFAULT_RESCALE_NEIGHBOURS, [sigs[i] for i in seen], ratios, scale)
+        local = np.array([near.factor(sigs[i]) for i in rest])
+        return rest, p[rest] * scale, p[rest] * local, scale
+
+    def scored(rest: Any, pr: Any, budgets: Any = None) -> dict[str, float]:
+        doc = {f: v for f, v in accuracy(pr, t[rest]).items() if f in RESCALED_FIGURES}
+        if budgets is not None:
+            doc["budget_agreement"] = float(np.mean((pr <= budgets) == (t[rest] <= budgets)))
+        return doc
+
+    def mean(docs: list[dict[str, float]]) -> dict[str, float]:
+        return {f: float(np.mean([d[f] for d in docs])) for f in docs[0]}
+
     out: dict[str, Any] = {}
     for k in RESCALE_AFTER:
         if len(p) - k < MIN_FIGURE_NETWORKS:
             continue
-        docs, scales = [], []
+        med, loc, scales = [], [], []
         for r in range(RESCALE_ORDERS):
-            order = np.random.default_rng([rng_seed, 7919, r]).permutation(len(p))
-            seen, rest = order[:k], order[k:]
-            scale = LatencyScale.of(t[seen] / p[seen]).scale
+            rest, by_median, by_neighbours, scale = play(np.arange(len(p)), k, r, 0)
+            med.append(scored(rest, by_median))
+            loc.append(scored(rest, by_neighbours))
             scales.append(scale)
-            docs.append(accuracy(p[rest] * scale, t[rest]))
-        out[str(k)] = {f: float(np.mean([d[f] for d in docs])) for f in FIGURES} | {"scale": float(np.median(scales))}
-    return out
+        out[str(k)] = {**mean(med), "scale": float(np.median(scales)), "neighbours": mean(loc)}
+    by_seed: dict[str, Any] = {}
+    for k in RESCALE_AFTER:
+        if min(len(m) for m in groups.values()) - k < MIN_FIGURE_NETWORKS:
+            continue
+        med, loc, raw = [], [], []
+        for r in range(RESCALE_ORDERS):
+            played = [play(m, k, r, salt) for salt, m in enumerate(groups.values(), start=1)]
+            rest = np.concatenate([x[0] for x in played])
+            budgets = np.concatenate([np.full(len(x[0]), np.median(t[m])) for x, m in zip(played, groups.values())])
+            med.append(scored(rest, np.concatenate([x[1] for x in played]), budgets))
+            loc.append(scored(rest, np.concatenate([x[2] for x in played]), budgets))
+            raw.append(scored(rest, p[rest], budgets))
+        by_seed[str(k)] = {**mean(med), "neighbours": mean(loc), "unscaled": mean(raw)}
+    return out | ({"by_seed": by_seed} if by_seed else {})

@@ -11,9 +11,9 @@ differ from an uninterrupted run of the version that started it. Two things keep
   session (`sessions`).
 - `resolved_defaults`: a default that affects results and that the config can name is written into the
   stored config when the run starts (the learned time model's `statistic`, which follows the device's
-  measure when the config names none; each device's `rescale_by_measure`), so newer code with another
-  default resumes the run with the value it started with. A config given with `--resume` is compared with
-  those values filled in the same way.
+  measure when the config names none; each device's `rescale_by_measure` and `rescale_neighbours`), so newer
+  code with another default resumes the run with the value it started with. A config given with `--resume`
+  is compared with those values filled in the same way.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def toolkit_versions(provenance: Mapping[str, Any]) -> list[str]:
 def resolved_defaults(components: Components) -> dict[str, Any]:
     """Dotted config key -> value of each default that affects results and that the built components chose
     where the config names nothing: a learned time model's `statistic` (its device's measure's), and each
-    device's `rescale_by_measure` (on when it has a `measure`)."""
+    device's `rescale_by_measure` (on when it has a `measure`) and, where that is on, its `rescale_neighbours`."""
     out: dict[str, Any] = {}
     for dev in components.config.devices:
         model = components.time_models.get(dev.name)
@@ -119,6 +119,8 @@ def resolved_defaults(components: Components) -> dict[str, Any]:
         named = components.config.doc.get("devices", {}).get(dev.name, {})
         if dev.measure is not None and isinstance(named, Mapping) and named.get("rescale_by_measure") is None:
             out[f"devices.{dev.name}.rescale_by_measure"] = dev.rescale_by_measure
+        if dev.rescale_by_measure and isinstance(named, Mapping) and named.get("rescale_neighbours") is None:
+            out[f"devices.{dev.name}.rescale_neighbours"] = dev.rescale_neighbours
     return out
 
 

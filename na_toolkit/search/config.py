@@ -31,6 +31,7 @@ from ..files import read_toml, warn_shadowed
 from ..ir.seeds import build_seed_reference, seed_reference
 from ..validation import check_options, format_validation_error, takes_option, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
+from .rescale import DEFAULT_RESCALE_NEIGHBOURS
 from .reward import Budget, Objectives, device_metric
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class DeviceSpec:
     #: scale the time model's latency estimates by the run's measured/estimated ratio (`Scorer.rescale`):
     #: the config's `rescale_by_measure`, by default on when the device has a `measure`
     rescale_by_measure: bool = False
+    #: with rescale_by_measure: each network's factor from its N most similar measured networks (0: the device's
+    #: one factor; search/rescale.py)
+    rescale_neighbours: int = DEFAULT_RESCALE_NEIGHBOURS
 
     def time_model_options(self, which: str = "time_model") -> dict[str, Any]:
         comp = self.time_model if which == "time_model" else self.measure
@@ -230,7 +234,7 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
             _component(dev.measure, "") if dev.measure is not None else None,
             budgets(dev.budgets, raw_devices[name].get("budgets"), lambda m, n=name: device_metric(m, n)),
             dev.resource,
-            _rescale_by_measure(name, dev.rescale_by_measure, dev.measure is not None),
+            *_rescale(name, dev.rescale_by_measure, dev.rescale_neighbours, dev.measure is not None),
         )
         for name, dev in d.devices.items()
     )
@@ -271,15 +275,23 @@ def _component(doc: ComponentDoc | None, default: str) -> Component:
     return Component(doc.name if doc.name is not None else default, copy.deepcopy(doc.options))
 
 
-def _rescale_by_measure(device: str, given: bool | None, has_measure: bool) -> bool:
+def _rescale(device: str, given: bool | None, neighbours: int | None, has_measure: bool) -> tuple[bool, int]:
     """`devices.NAME.rescale_by_measure`: as given, else on when the device has a `measure`; on without a
-    `measure` is refused (there is nothing to scale by)."""
+    `measure` is refused (there is nothing to scale by). `rescale_neighbours`: as given, else
+    DEFAULT_RESCALE_NEIGHBOURS; given where nothing is rescaled, refused (it would do nothing)."""
     if given and not has_measure:
         raise ConfigError(
             f"devices.{device}.rescale_by_measure: true needs a `measure` on the device (its measurements are what "
             "the time model's estimates are scaled by); add one, or leave the option out"
         )
-    return has_measure if given is None else given
+    rescales = has_measure if given is None else given
+    if neighbours is not None and not rescales:
+        why = "has no `measure`" if not has_measure else "sets rescale_by_measure = false"
+        raise ConfigError(
+            f"devices.{device}.rescale_neighbours: the device {why}, so its estimates are not rescaled and the "
+            "option would do nothing; leave it out"
+        )
+    return rescales, DEFAULT_RESCALE_NEIGHBOURS if neighbours is None else neighbours
 
 
 def _default_predictor_name() -> str:

@@ -129,6 +129,15 @@ class DeviceDoc(ConfigDocument):
             "run's evaluated networks (default: on when the device has a measure)"
         ),
     )
+    rescale_neighbours: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_COUNT,
+        description=(
+            "with rescale_by_measure: move each network's factor towards the measured/estimated ratios of its "
+            "N most similar measured networks (default 3; 0: one factor for every network)"
+        ),
+    )
     resource: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.:-]{1,100}$",

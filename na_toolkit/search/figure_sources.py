@@ -154,6 +154,12 @@ def scale_lines(summary: Mapping[str, Any]) -> list[str]:
                 f"latency_ms@{device} estimates (what chose the candidates) ended the run scaled by "
                 f"{s['scale']:.4g}: the median of measured over estimated latency of {s['networks']} evaluated "
                 f"networks (p10 {s['ratio_p10']:.4g}, p90 {s['ratio_p90']:.4g}; devices.{device}.rescale_by_measure)"
+                + (
+                    f", each network's factor moved towards those of its {s['neighbours']} most similar measured "
+                    f"networks (devices.{device}.rescale_neighbours)"
+                    if s.get("neighbours")  # absent from a 0.5.0 run's summary
+                    else ""
+                )
             )
     return out
 

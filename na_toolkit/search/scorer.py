@@ -15,18 +15,18 @@ size, and each device metric whose time model runs nothing (table, analytic, lea
 the device's feasibility (no separate `measure`).
 
 Rescaling (`rescale`, at each refit): on a device whose `measure` judges the evaluated networks and whose
-time model runs nothing, the time model's latency estimates are multiplied by the median of measured over
-estimated latency of the run's evaluated networks (`devices.NAME.rescale_by_measure`, on by default there;
-from `MIN_RESCALE_NETWORKS` networks on). A profile's machine drifts by a few per cent between sessions and
-a model of another machine by more; one factor learnt from the run's own measurements ranks the proposals
-against the budgets as the measurements will judge them (docs/search.md has the figures).
+time model runs nothing, the time model's latency estimates are multiplied by a factor learnt from the run's
+evaluated networks (`devices.NAME.rescale_by_measure`, on by default there; from `MIN_RESCALE_NETWORKS`
+networks on): the median of measured over estimated latency, moved for each network towards the ratios of
+the measured networks most like it (`rescale_neighbours`; rescale.py). So the proposals are ranked against
+the budgets as the measurements will judge them (docs/search.md has the figures).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import fields, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import ConfigError, TimeModelError, blame, wrong_answer
 from ..timemodels.base import estimate_problems
 from .diagnostics import CAPACITY_ADVICE, is_capacity
+from .rescale import MIN_RESCALE_NETWORKS, LatencyScale, Neighbours, Signature
 from .reward import Budget, compute_reward, device_metric, failed_reward
 from .strategy import Score
 from .summary import seed_metrics
@@ -52,28 +53,6 @@ logger = logging.getLogger("na_toolkit.search")
 
 #: metrics a time model's estimate gives, by TimeEstimate field
 ESTIMATE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj")
-#: measured networks a device needs before its time model's latency estimates are rescaled
-MIN_RESCALE_NETWORKS = 3
-
-
-@dataclass(frozen=True)
-class LatencyScale:
-    """The factor a device's latency estimates are multiplied by: the median of measured over estimated
-    latency of `networks` evaluated networks, with the ratios' p10 and p90 (their spread: how far one
-    network's estimate may still be off)."""
-
-    scale: float
-    networks: int
-    ratio_p10: float
-    ratio_p90: float
-
-    @classmethod
-    def of(cls, ratios: Sequence[float]) -> LatencyScale:
-        r = np.asarray(ratios, dtype=float)
-        return cls(float(np.median(r)), len(r), float(np.percentile(r, 10)), float(np.percentile(r, 90)))
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Truth(Protocol):
@@ -103,6 +82,11 @@ class Scorer:
         self._estimates: dict[tuple[str, str, str], dict[str, float]] = {}
         #: device -> the factor its time model's latency estimates are multiplied by (`rescale`)
         self.scales: dict[str, LatencyScale] = {}
+        #: device -> each network's factor from its most similar measured networks (`rescale_neighbours`)
+        self._neighbours: dict[str, Neighbours] = {}
+        #: (device, arch hash) -> that factor, until the next `rescale`; measured arch hash -> its layers' signature
+        self._factors: dict[tuple[str, str], float] = {}
+        self._signatures: dict[str, Signature] = {}
         #: (device, arch hash) -> (p10, p90) of a measured latency: its run-to-run spread
         self._spread: dict[tuple[str, str], tuple[float, float]] = {}
         #: budget decisions that lie within a measurement's spread (the run's summary and report show them)
@@ -120,7 +104,22 @@ class Scorer:
         if scale is None:  # the common case, on the hot path of scoring: nothing more to look up
             return metrics
         metric = device_metric("latency_ms", dev.name)
-        return {**metrics, metric: metrics[metric] * scale.scale} if metric in metrics else metrics
+        return (
+            {**metrics, metric: metrics[metric] * self._factor(dev.name, arch, scale)} if metric in metrics else metrics
+        )
+
+    def _factor(self, device: str, arch: Architecture, scale: LatencyScale) -> float:
+        """`arch`'s latency factor on `device`: the device's, or its own from its most similar measured networks."""
+        neighbours = self._neighbours.get(device)
+        if neighbours is None:
+            return scale.scale
+        key = (device, arch.hash)
+        factor = self._factors.get(key)
+        if factor is None:
+            factor = neighbours.factor(self._signatures.get(arch.hash) or Signature.of(arch))
+            if len(self._factors) < 200_000:
+                self._factors[key] = factor
+        return factor
 
     def rescales(self, dev: DeviceSpec) -> bool:
         """Are `dev`'s latency estimates rescaled by its measurements (a `measure` judges its evaluated
@@ -132,12 +131,13 @@ class Scorer:
     def rescale(self, history: Sequence[Evaluated]) -> None:
         """Set each rescaled device's factor from the evaluated networks in `history` (called at each refit,
         with the history the predictors are fit on): the median of measured over estimated latency, once
-        `MIN_RESCALE_NETWORKS` networks have both; a network whose estimate fails is left out."""
+        `MIN_RESCALE_NETWORKS` networks have both, and with `rescale_neighbours` each network's own (rescale.py);
+        a network whose estimate fails is left out."""
         for dev in self.config.devices:
             if not self.rescales(dev):
                 continue
             metric = device_metric("latency_ms", dev.name)
-            ratios = []
+            ratios, measured_archs = [], []
             for e in history:
                 measured = e.score.metrics.get(metric) if e.error is None and e.score.real else None
                 if measured is None or not measured > 0:
@@ -148,17 +148,28 @@ class Scorer:
                     continue
                 if estimated is not None and estimated > 0:
                     ratios.append(measured / estimated)
+                    measured_archs.append(e.candidate.arch)
             if len(ratios) < MIN_RESCALE_NETWORKS:
                 continue
-            new, old = LatencyScale.of(ratios), self.scales.get(dev.name)
+            new, old = LatencyScale.of(ratios, dev.rescale_neighbours), self.scales.get(dev.name)
             self.scales[dev.name] = new
+            self._factors = {k: v for k, v in self._factors.items() if k[0] != dev.name}
+            if dev.rescale_neighbours > 0:
+                # kept for the next refits: the measured networks only (a candidate's is used once per refit)
+                for a in measured_archs:
+                    if a.hash not in self._signatures:
+                        self._signatures[a.hash] = Signature.of(a)
+                sigs = [self._signatures[a.hash] for a in measured_archs]
+                self._neighbours[dev.name] = Neighbours(dev.rescale_neighbours, sigs, ratios, new.scale)
             # INFO when a factor is first set or moves by over 5%, else DEBUG: not one line per round
             level = logging.INFO if old is None or abs(new.scale / old.scale - 1) > 0.05 else logging.DEBUG
             logger.log(
                 level,
                 "device %s: %s latency estimates scaled by %.4g (median measured/estimated over %d networks, "
-                "p10 %.4g, p90 %.4g)",
+                "p10 %.4g, p90 %.4g)%s",
                 dev.name, dev.time_model.name, new.scale, new.networks, new.ratio_p10, new.ratio_p90,
+                f", each network's moved towards its {new.neighbours} most similar measured networks'"
+                if new.neighbours else "",
             )  # fmt: skip
 
     def _estimate(self, dev: DeviceSpec, arch: Architecture, which: str) -> dict[str, float]:
