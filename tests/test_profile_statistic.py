@@ -141,7 +141,7 @@ def test_a_default_that_affects_results_is_written_into_the_stored_config(tmp_pa
         assert store.artifact(RESOLVED_ARTIFACT) == {
             "devices.cpu.time_model.options.statistic": "median",
             "devices.cpu.rescale_by_measure": True,  # on by default with a measure (tests/test_latency_rescale.py)
-            "devices.cpu.rescale_neighbours": 3,  # and so each network's factor from its 3 most similar
+            "devices.cpu.rescale_neighbours": 0,  # one factor for every network (tests/test_rescale_neighbours.py)
         }
     assert stored["devices"]["cpu"]["time_model"]["options"]["statistic"] == "median"
     assert "statistic" not in doc["devices"]["cpu"]["time_model"]["options"]

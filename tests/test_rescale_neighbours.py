@@ -90,8 +90,8 @@ MEASURE = {"measure": {"name": "onnxruntime"}}
 
 
 def test_the_config_defaults_neighbours_where_estimates_are_rescaled_and_refuses_them_elsewhere():
-    assert load_config(device_doc(**MEASURE)).device("cpu").rescale_neighbours == DEFAULT_RESCALE_NEIGHBOURS
-    assert load_config(device_doc(**MEASURE, rescale_neighbours=0)).device("cpu").rescale_neighbours == 0
+    assert load_config(device_doc(**MEASURE)).device("cpu").rescale_neighbours == DEFAULT_RESCALE_NEIGHBOURS == 0
+    assert load_config(device_doc(**MEASURE, rescale_neighbours=3)).device("cpu").rescale_neighbours == 3
     with pytest.raises(ConfigError, match=r"devices\.cpu\.rescale_neighbours: the device has no `measure`"):
         load_config(device_doc(rescale_neighbours=2))
     with pytest.raises(ConfigError, match=r"devices\.cpu\.rescale_neighbours: the device sets rescale_by_measure"):

@@ -243,8 +243,8 @@ def rescaled_figures(
 ) -> dict[str, Any]:
     """A search's `rescale_by_measure` played on the held-out set. For k in RESCALE_AFTER the first k networks
     of a random order are the ones measured so far; the predictions of the others are scaled by the median of
-    measured over predicted of those k (`median`, with `rescale_neighbours = 0`; `scale`: the median factor)
-    and by each network's own factor from its 3 most similar measured networks (`neighbours`, the default;
+    measured over predicted of those k (`median`: `rescale_neighbours = 0`, the default; `scale`: the median
+    factor) and by each network's own factor from its 3 most similar measured networks (`neighbours`;
     search/rescale.py), and scored against their truth. The figures are the mean over RESCALE_ORDERS orders.
     Under `by_seed` the same is played within each held-out seed's networks, as a search measures and
     proposes networks of one family, pooled over the seeds; there `budget_agreement` is the share of networks
@@ -254,7 +254,7 @@ def rescaled_figures(
     out."""
     import numpy as np
 
-    from ..search.rescale import DEFAULT_RESCALE_NEIGHBOURS, LatencyScale, Neighbours, Signature
+    from ..search.rescale import SUGGESTED_RESCALE_NEIGHBOURS, LatencyScale, Neighbours, Signature
 
     p, t = np.asarray(pred, float), np.asarray(truth, float)
     sigs = [Signature.of(a) for a in archs]
@@ -265,7 +265,7 @@ def rescaled_figures(
         seen, rest = order[:k], order[k:]
         ratios = t[seen] / p[seen]
         scale = LatencyScale.of(ratios).scale
-        near = Neighbours(DEFAULT_RESCALE_NEIGHBOURS, [sigs[i] for i in seen], ratios, scale)
+        near = Neighbours(SUGGESTED_RESCALE_NEIGHBOURS, [sigs[i] for i in seen], ratios, scale)
         local = np.array([near.factor(sigs[i]) for i in rest])
         return rest, p[rest] * scale, p[rest] * local, scale
 

@@ -135,7 +135,7 @@ class DeviceDoc(ConfigDocument):
         le=MAX_COUNT,
         description=(
             "with rescale_by_measure: move each network's factor towards the measured/estimated ratios of its "
-            "N most similar measured networks (default 3; 0: one factor for every network)"
+            "N most similar measured networks (default 0: one factor for every network; 3 is a good start)"
         ),
     )
     resource: str | None = Field(

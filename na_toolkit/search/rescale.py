@@ -5,7 +5,7 @@ estimate:
 
 - the device's factor (`LatencyScale`): the median of measured over estimated latency. A profile's machine
   drifts by a few per cent between sessions, a roofline of a datasheet by a factor; one number takes that out.
-- each network's own factor (`Neighbours`, `devices.NAME.rescale_neighbours = k`, 3 by default): a time
+- each network's own factor (`Neighbours`, `devices.NAME.rescale_neighbours = k`, off by default): a time
   model's error is not one factor across networks (a roofline misprices depthwise convolutions otherwise than
   dense ones, small layers otherwise than large), and the networks a search scores are mostly a move or two
   from the ones it has measured. So a network's log factor moves from the device's towards the
@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 
 #: measured networks a device needs before its time model's latency estimates are rescaled
 MIN_RESCALE_NETWORKS = 3
-#: `devices.NAME.rescale_neighbours` when the config names none
-DEFAULT_RESCALE_NEIGHBOURS = 3
+#: `devices.NAME.rescale_neighbours` when the config names none: off (docs/search.md has why)
+DEFAULT_RESCALE_NEIGHBOURS = 0
+#: the neighbours `bench latency` plays (and a good start for the option)
+SUGGESTED_RESCALE_NEIGHBOURS = 3
 #: a layer's weight in the similarity: FLOPs + this many times the bytes it moves
 BYTE_WEIGHT = 8.0
 
