@@ -265,7 +265,7 @@ def rescaled_figures(
         seen, rest = order[:k], order[k:]
         ratios = t[seen] / p[seen]
         scale = LatencyScale.of(ratios).scale
-        near = Neighbours(SUGGESTED_RESCALE_NEIGHBOURS, [sigs[i] for i in seen], ratios, scale)
+        near = Neighbours(SUGGESTED_RESCALE_NEIGHBOURS, [sigs[i] for i in seen], ratios)
         local = np.array([near.factor(sigs[i]) for i in rest])
         return rest, p[rest] * scale, p[rest] * local, scale
 

@@ -98,17 +98,17 @@ def similarity(a: Signature, b: Signature) -> float:
 
 class Neighbours:
     """Each network's factor from the `k` measured networks most like it (the module docstring's formula).
-    `signatures` and `ratios` (measured over estimated) are the measured networks'; `scale` the device's
-    factor they give."""
+    `signatures` and `ratios` (measured over estimated) are the measured networks'; the device's factor is
+    their median, as `LatencyScale` takes it."""
 
-    def __init__(self, k: int, signatures: Sequence[Signature], ratios: Sequence[float], scale: float):
+    def __init__(self, k: int, signatures: Sequence[Signature], ratios: Sequence[float]):
         if k < 1:
             raise ValueError(f"Neighbours needs k >= 1, got {k}")
         if len(signatures) != len(ratios):
             raise ValueError(f"{len(signatures)} signatures for {len(ratios)} ratios")
         self.k = k
-        self.log_scale = float(np.log(scale))
         self.log_ratios = np.log(np.asarray(ratios, dtype=float))
+        self.log_scale = float(np.log(np.median(ratios)))
         self.totals = np.array([s.total for s in signatures], dtype=float)
         #: layer key -> column; `counts[j, col]`: how many of that layer measured network j has
         self.columns: dict[str, int] = {}

@@ -160,7 +160,7 @@ class Scorer:
                     if a.hash not in self._signatures:
                         self._signatures[a.hash] = Signature.of(a)
                 sigs = [self._signatures[a.hash] for a in measured_archs]
-                self._neighbours[dev.name] = Neighbours(dev.rescale_neighbours, sigs, ratios, new.scale)
+                self._neighbours[dev.name] = Neighbours(dev.rescale_neighbours, sigs, ratios)
             # INFO when a factor is first set or moves by over 5%, else DEBUG: not one line per round
             level = logging.INFO if old is None or abs(new.scale / old.scale - 1) > 0.05 else logging.DEBUG
             logger.log(
