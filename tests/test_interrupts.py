@@ -127,8 +127,10 @@ def test_a_second_ctrl_c_while_stopping_still_ends_cleanly_with_130(tmp_path, se
         time.sleep(1.0)
         assert proc.poll() is None, "the search ended before its stopped worker's grace period"
     else:
+        read = ""  # what the search said up to its `interrupted`: a failure shows it (once, rc 2 and nothing)
         while (line := proc.stderr.readline()) and line.strip() != "na-toolkit: interrupted":
-            pass
+            read += line
+        assert line, f"the search ended without `na-toolkit: interrupted` (exit {proc.wait(timeout=EXIT_S)}): {read!r}"
     os.killpg(proc.pid, signal.SIGINT)
     rc, err, took = _ended(proc, bench)
     assert rc == 130, err
