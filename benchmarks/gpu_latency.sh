@@ -28,7 +28,7 @@
 # power limits or modes.
 #
 # `run --no-install --device cpu` runs the same steps here on the CPU with the installed toolkit (a check of
-# this script, not a figure).
+# this script, not a figure; $PYTHON, else .venv/bin/python; tests/test_gpu_runbook.py runs it so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR="${GPU_LATENCY_ROOT:-/root}"
@@ -105,6 +105,8 @@ if [ "$INSTALL" = 1 ]; then
   $PY -c "import onnxruntime as ort, sys; p = ort.get_available_providers(); print('providers', p, file=sys.stderr); sys.exit('CUDAExecutionProvider' not in p)"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \
     --format=csv > "$OUT_DIR/nvidia-smi-before.csv" 2>&1 || true
+elif [ -n "${PYTHON:-}" ]; then
+  PY="$PYTHON"
 elif [ -x .venv/bin/python ]; then
   PY=.venv/bin/python
 fi
