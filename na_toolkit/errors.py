@@ -45,6 +45,29 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
+def interrupt_within(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM: `Terminated`) an exception stands for: a KeyboardInterrupt among its causes, or
+    the one it was raised while handling. A C extension being imported when the user pressed Ctrl-C turns it
+    into an error of its own (pybind11's `ImportError: initialization failed`, raised from the interrupt,
+    in scipy and torch among others): that is the user stopping the command, not a plugin's failure."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)
+    return None
+
+
+def raise_interrupt(exc: BaseException) -> None:
+    """Raise the KeyboardInterrupt `exc` stands for (`interrupt_within`), if any: where an exception of a
+    plugin's code is caught to be reported as its failure, a Ctrl-C still stops the command."""
+    interrupt = interrupt_within(exc)
+    if interrupt is not None and interrupt is not exc:
+        raise type(interrupt)(*interrupt.args) from exc  # its kind says how the CLI ends (130, or 143 for SIGTERM)
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """` Did you mean 'x', 'y'?` for the names of `known` close to `name`, or "" when none is."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
@@ -163,6 +186,7 @@ def blame(what: str, plugin: str, doing: str) -> Iterator[None]:
     except NAToolkitError:
         raise
     except Exception as exc:
+        raise_interrupt(exc)
         raise ComponentError(f"{what} of plugin {plugin} failed {doing}: {describe(exc)}") from exc
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import NAToolkitWarning, PluginError, describe, did_you_mean, with_article
+from .errors import NAToolkitWarning, PluginError, describe, did_you_mean, raise_interrupt, with_article
 from .registry import PLUGIN_FAILURES, Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
@@ -162,6 +162,7 @@ class _Loader:
         try:
             plugin = load()
         except PLUGIN_FAILURES as exc:
+            raise_interrupt(exc)  # Ctrl-C while the plugin imported a C extension: the user's, not the plugin's
             # pluggy's entry-point loader registers the module too: a hook it refuses is no import failure
             hookimpl = _hookimpl_error(exc)
             self.fail(
@@ -208,6 +209,7 @@ class _Loader:
         try:
             returned = impl.function(**dict.fromkeys(impl.argnames, registry))
         except PLUGIN_FAILURES as exc:
+            raise_interrupt(exc)
             self.fail(info, info.label, f"{hook_name} raised {describe(exc)}", exc)
             return False
         finally:

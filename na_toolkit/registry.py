@@ -22,7 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from .errors import DuplicateComponentError, PluginError, UnknownComponentError, describe, with_article
+from .errors import (
+    DuplicateComponentError,
+    PluginError,
+    UnknownComponentError,
+    describe,
+    raise_interrupt,
+    with_article,
+)
 
 T = TypeVar("T")
 
@@ -137,6 +144,7 @@ class Registry(Generic[T]):
             try:
                 obj = lazy.load()
             except PLUGIN_FAILURES as exc:
+                raise_interrupt(exc)  # Ctrl-C during the import (a C extension's): the user's, not the plugin's
                 raise PluginError(
                     entry.plugin,
                     f"{self.kind} {entry.name!r} could not be imported from {lazy.path}: {describe(exc)}",

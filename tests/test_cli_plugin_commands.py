@@ -37,9 +37,18 @@ def _refuse(args):
     raise ConfigError(f"{args.word!r} is no size: give one in MB")
 
 
+def _ctrl_c_in_an_import(args):
+    # what pybind11 makes of a Ctrl-C while it initialises a C extension (scipy's, torch's)
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        raise ImportError("initialization failed") from exc
+
+
 @na_toolkit.hookimpl
 def na_register_commands(registry):
     registry.add(Command("cmdplug-hello", "say hello", _words, _hello))
+    registry.add(Command("cmdplug-ctrlc", "pressed Ctrl-C in an import", _words, _ctrl_c_in_an_import))
     registry.add(Command("cmdplug-share", "divides", _words, _share))
     registry.add(Command("cmdplug-refuse", "refuses its input", _words, _refuse))
     registry.add(Command("cmdplug-clash", "clashes with -v", _clashes, _hello))
@@ -147,3 +156,11 @@ def test_a_plugin_command_that_crashes_names_its_plugin_and_exits_3(installed, c
     # a toolkit error of the plugin's: as every command's
     assert main(["cmdplug-refuse", "big"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == "na-toolkit: error: 'big' is no size: give one in MB"
+
+
+def test_a_ctrl_c_that_a_c_extension_turned_into_an_import_error_ends_as_a_ctrl_c(installed, capsys):
+    """pybind11 reports a Ctrl-C pressed while it initialises a module as `ImportError: initialization failed`,
+    raised from the KeyboardInterrupt: the user stopped the command, so it ends as Ctrl-C does (one line, exit
+    130), not as the plugin's crash (exit 3) nor as an error (exit 2)."""
+    assert main(["cmdplug-ctrlc", "now"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "na-toolkit: interrupted"

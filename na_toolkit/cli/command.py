@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import NAToolkitError, PluginError, describe
+from ..errors import NAToolkitError, PluginError, describe, raise_interrupt
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -70,6 +70,7 @@ def plugin_crashes(toolkit: Toolkit, plugin: str, what: str) -> Iterator[None]:
     except (NAToolkitError, BrokenPipeError):
         raise
     except Exception as exc:
+        raise_interrupt(exc)  # a Ctrl-C the command's code turned into an error of its own
         if info is None or info.builtin:
             raise
         raise PluginCommandCrash(

@@ -363,7 +363,11 @@ def _main(argv: list[str] | None) -> int:
             args.no_progress = True
         return _exit_code(_run_command(args), args)
     except NAToolkitError as exc:
-        from ..errors import ComponentError
+        from ..errors import ComponentError, interrupt_within
+
+        interrupt = interrupt_within(exc)
+        if interrupt is not None:  # a Ctrl-C some code reported as its own error: the user stopped the command
+            return _interrupted(interrupt, logged)
 
         crashed = isinstance(exc, PluginCommandCrash)
         debug = logging.getLogger("na_toolkit").isEnabledFor(logging.DEBUG)
@@ -378,13 +382,24 @@ def _main(argv: list[str] | None) -> int:
             _log_to_file(logging.ERROR, message, exc.__cause__ if crashed else None)
         return PLUGIN_CRASH_EXIT if crashed else 2
     except KeyboardInterrupt as exc:
-        what, code = getattr(exc, "said_as", ("interrupted", 130))
-        print(f"na-toolkit: {what}", file=sys.stderr)
-        if logged:
-            _log_to_file(logging.WARNING, what)
-        return code
+        return _interrupted(exc, logged)
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug, with its traceback; unless it stands for a Ctrl-C (errors.interrupt_within)
+        from ..errors import interrupt_within
+
+        interrupt = interrupt_within(exc)
+        if interrupt is None:
+            raise
+        return _interrupted(interrupt, logged)
+
+
+def _interrupted(exc: KeyboardInterrupt, logged: bool) -> int:
+    what, code = getattr(exc, "said_as", ("interrupted", 130))
+    print(f"na-toolkit: {what}", file=sys.stderr)
+    if logged:
+        _log_to_file(logging.WARNING, what)
+    return int(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,7 +28,7 @@ from pydantic import ConfigDict, Field
 
 from .. import validation
 from ..caches import register_cache
-from ..errors import ComponentError, ConfigError, NAToolkitError
+from ..errors import ComponentError, ConfigError, NAToolkitError, raise_interrupt
 from ..store.faultpoint import kill_point
 from ..validation import check_inherited_init, validate_options
 from .diagnostics import warn_worker_died, worker_exit
@@ -173,6 +173,7 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # the candidate failed, not the search: record it
+        raise_interrupt(exc)  # unless it is a Ctrl-C in the driver's process that the evaluator's code wrapped
         return TaskResult(
             None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, worker, traceback.format_exc()
         )
