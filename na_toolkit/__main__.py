@@ -17,13 +17,33 @@ def run() -> int:
     try:
         from .cli.main import main
 
-        return main()
+        code = main()
     except KeyboardInterrupt as exc:
         what, code = getattr(exc, "said_as", ("interrupted", 130))
         print(f"na-toolkit: {what}", file=sys.stderr)
-        return int(code)
+        code = int(code)
     finally:  # also after argparse's exits (--help, a usage error)
         _exit_on_ctrl_c()
+    if code in (130, 128 + signal.SIGTERM):
+        _forget_unhandled_interrupt()
+    return code
+
+
+def _forget_unhandled_interrupt() -> None:
+    """The Ctrl-C was handled (the line said, the run kept): exit with the status, not by the signal. CPython
+    marks a KeyboardInterrupt that escapes code run through `PyRun_*` (a C extension running Python source
+    while it initialises, e.g. through pybind11's `exec`) as unhandled, and a process so marked kills itself
+    with SIGINT as it exits, whatever Python code did with the interrupt after (seen with strace: SIG_DFL, then
+    kill(self, SIGINT), after `na-toolkit: interrupted`; benchmarks/ctrl_c_stress.py). The mark is cleared by
+    the next `PyRun_*` call that ends without one: an empty one."""
+    if sys.implementation.name != "cpython":
+        return
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+    except (ImportError, AttributeError, OSError):  # no ctypes (a minimal build): the exit may be by the signal
+        pass
 
 
 def _exit_on_ctrl_c() -> None:
