@@ -41,14 +41,13 @@ def main() -> int:
             work = Path(tmp) / f"run{i}"
             work.mkdir()
             bench = F.make_bench(work, evaluations=30, workers=2)
-            command = [sys.executable, "-m", "na_toolkit", "search", str(bench.config), "--output", str(work / "runs")]
-            proc = subprocess.Popen(
-                [*command, "--no-progress"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=work,
-                env={**os.environ, F.TAG_ENV: bench.tag},
+            out = str(work / "runs")
+            proc = bench.start(
+                "search",
+                str(bench.config),
+                "--output",
+                out,
+                "--no-progress",
                 start_new_session=True,
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # run from a background job too
             )

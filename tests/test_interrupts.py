@@ -30,13 +30,12 @@ def _start_search(work: Path) -> tuple[subprocess.Popen[str], Path, F.Bench]:
     it; returns once it stored its first evaluation and its workers train the next ones."""
     bench = F.make_bench(work, evaluations=30, workers=2)
     out = work / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "na_toolkit", "search", str(bench.config), "--output", str(out), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=work,
-        env={**os.environ, F.TAG_ENV: bench.tag},
+    proc = bench.start(
+        "search",
+        str(bench.config),
+        "--output",
+        str(out),
+        "--no-progress",
         start_new_session=True,
         preexec_fn=interruptible,  # a test session run in the background would hand it an ignored SIGINT
     )

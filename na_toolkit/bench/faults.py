@@ -93,7 +93,9 @@ class Bench:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex)
     reference: dict[str, Any] | None = None
 
-    def start(self, *args: str, kill_at: str | None = None) -> subprocess.Popen[str]:
+    def start(self, *args: str, kill_at: str | None = None, **popen: Any) -> subprocess.Popen[str]:
+        """`na-toolkit ARGS` in this bench's folder, tagged (`orphans`); `popen`: more of Popen's options (a
+        process group of its own to Ctrl-C, a `preexec_fn`)."""
         env = {**os.environ, TAG_ENV: self.tag}
         env.pop(KILL_AT_ENV, None)
         if kill_at:
@@ -105,6 +107,7 @@ class Bench:
             text=True,
             env=env,
             cwd=self.work,
+            **popen,
         )
 
     def search(self, name: str, kill_at: str | None = None) -> tuple[subprocess.Popen[str], Path]:
