@@ -205,6 +205,31 @@ def test_bad_schedule_settings_are_config_errors(tmp_path):
         )
 
 
+@pytest.mark.parametrize("schedule", ["rounds", "async"])
+def test_a_search_killed_mid_round_keeps_every_evaluation_that_finished(tmp_path, schedule):
+    """The default executor (local, one worker: the tasks run in the search's process) hands each result over
+    as it finishes, so it is stored before the next task starts. Before, the base executor ran a whole
+    round's tasks when they were submitted and stored them after the last: a kill while the round's fourth
+    network trained lost the three trained before it (paid for again on --resume)."""
+    import json
+    import subprocess
+    import sys
+
+    doc = synth(tmp_path, search__schedule=schedule, search__evaluate_seed=False, executor={"name": "local"})
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(doc))
+    code = (
+        "import json, sys; from na_toolkit.search import run_search; "
+        "run_search(json.load(open(sys.argv[1])), progress=False)"
+    )
+    env = {**os.environ, "NA_TOOLKIT_KILL_AT": "task:4"}  # the 4th task of round 1 (of 4) kills the process
+    proc = subprocess.run([sys.executable, "-c", code, str(config)], env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    with SQLiteRunStore.open(run) as store:
+        assert len(store.evaluations()) == 3  # the three finished before it, each stored as it finished
+
+
 def test_kill_once_kills_one_process_only(tmp_path):
     import subprocess
     import sys

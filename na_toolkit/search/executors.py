@@ -19,6 +19,7 @@ import os
 import time
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -32,6 +33,7 @@ from ..errors import ComponentError, ConfigError, NAToolkitError, raise_interrup
 from ..store.faultpoint import kill_point
 from ..validation import check_inherited_init, validate_options
 from .diagnostics import warn_worker_died, worker_exit
+from .task_answer import check_answer
 from .task_arch import ATTACHED, task_architecture
 from .worker_processes import (
     WORKER_EXIT_S,
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from ..evaluation.inherit import ParentWeights
-    from ..ir.architecture import Architecture
-    from ..registry import Registry
     from ..toolkit import Toolkit
 
 TASK_KINDS = ("evaluate", "measure")
@@ -177,27 +177,9 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
         return TaskResult(
             None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, worker, traceback.format_exc()
         )
-    _check_answer(task, toolkit, arch, result)  # what the component returned breaks its contract: the search stops
+    check_answer(task, toolkit, arch, result)  # what the component returned breaks its contract: the search stops
     value = result.to_json() if task.kind == "evaluate" else asdict(result)
     return TaskResult(value, None, time.perf_counter() - started, worker, weights=weights)
-
-
-def _check_answer(task: Task, toolkit: Toolkit, arch: Architecture, answer: Any) -> None:
-    """A ComponentError naming the evaluator or time model of `task` and its plugin when `answer` is no valid
-    result of it (a fault of the component, not of the candidate, so it is raised rather than recorded)."""
-    from ..errors import wrong_answer
-    from ..evaluation.base import result_problems
-    from ..timemodels.base import estimate_problems
-
-    registry: Registry[Any]
-    if task.kind == "evaluate":
-        what, registry, problems = "evaluator", toolkit.evaluators, result_problems(answer, arch)
-    else:
-        what, registry = "time model", toolkit.time_models
-        problems = estimate_problems(answer, task.component, task.batch_size)
-    if problems:
-        plugin = registry.plugin_of(task.component)
-        raise wrong_answer(f"{what} {task.component!r}", plugin, f"network {arch.hash} an answer", problems)
 
 
 # ---- executors -----------------------------------------------------------------------------------------
@@ -212,8 +194,9 @@ class Executor:
     the executor first lets every running task finish (`drain`), keeping their results for `wait`.
 
     A subclass overrides `_start(ticket, task)` (begin the task), `_collect(block)` (move finished tasks
-    into `self._finished`, waiting for one when `block`) and `_running()`. The base class runs each task here,
-    in this process, the moment it is submitted."""
+    into `self._finished`, waiting for one when `block`) and `_running()`. The base class runs the tasks here,
+    in this process, one at a time in submission order as `wait` asks for one, so that each result reaches
+    the loop (and its store) the moment it exists: a search killed mid-round keeps what finished."""
 
     name: ClassVar[str] = ""
     #: its `__init__(**options)` takes any keyword for its subclasses: one without an `__init__` of its own
@@ -231,17 +214,21 @@ class Executor:
         self._tickets = 0
         self._finished: dict[int, TaskResult] = {}
         self._taken: set[int] = set()  # tickets a wait has returned
+        self._queued: deque[tuple[int, Task]] = deque()  # submitted, run by `_collect(block=True)` in turn
 
     # ---- what a subclass overrides ---------------------------------------------------------------------
     def _start(self, ticket: int, task: Task) -> None:
-        self._finished[ticket] = run_task(task, self.toolkit)
+        self._queued.append((ticket, task))
 
     def _collect(self, block: bool) -> None:
         """Move finished tasks into `self._finished`; when `block`, wait until at least one has finished."""
+        if block and self._queued:
+            ticket, task = self._queued.popleft()
+            self._finished[ticket] = run_task(task, self.toolkit)
 
     def _running(self) -> int:
         """How many submitted tasks have not finished yet."""
-        return 0
+        return len(self._queued)
 
     def _run_exclusive(self, task: Task) -> TaskResult:
         """Run one exclusive task (a measurement) with nothing else running."""
@@ -410,7 +397,7 @@ class LocalExecutor(Executor):
         return future
 
     def _running(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + super()._running()  # workers = 1: the base class's queue in this process
 
     def _collect(self, block: bool) -> None:
         from concurrent.futures import FIRST_COMPLETED
@@ -418,6 +405,7 @@ class LocalExecutor(Executor):
         from concurrent.futures.process import BrokenProcessPool
 
         if not self._futures:
+            super()._collect(block)
             return
         futures = {fut: ticket for ticket, (fut, _, _) in self._futures.items()}
         while True:
