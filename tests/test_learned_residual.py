@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import default_toolkit
-from na_toolkit.timemodels.learned import KernelLatencyModel, calibrated, profile_data
+from na_toolkit.timemodels.fitting import FLOOR_MARGIN, FLOOR_SHARE, calibrated
+from na_toolkit.timemodels.learned import KernelLatencyModel, profile_data
 from na_toolkit.timemodels.learned_residual import CLIP, RESIDUAL_MIN_NETWORKS
 from na_toolkit.timemodels.profile import DeviceProfile
 
@@ -35,7 +36,7 @@ def test_on_a_real_profile_the_correction_is_kept_and_bounded(data, kernels_fitt
     m = kernels_fitted.fit_networks(data.network_kernels, data.network_y_ms)
     assert m.residual_ is not None  # the cross-validation found it helps on this profile
     X = m.network_features(data.network_kernels)
-    base = calibrated(X, m.calibration_)
+    base = calibrated(X, m.calibration_, m.floor_share_)
     factor = m.residual_.factor(X)
     assert np.all(factor >= np.exp(-CLIP) - 1e-12) and np.all(factor <= np.exp(CLIP) + 1e-12)
     assert np.allclose(m.predict_networks(data.network_kernels), base * factor)
@@ -58,6 +59,24 @@ def test_where_the_calibration_is_exact_the_correction_is_dropped(data, kernels_
     m = kernels_fitted.fit_networks(data.network_kernels, y)
     assert m.residual_ is None
     assert np.allclose(m.predict_networks(data.network_kernels), y, rtol=1e-6)
+
+
+def test_the_floor_is_set_by_the_profiles_own_networks(data, kernels_fitted):
+    """Networks that take a tenth of their kernel sum (many tiny kernels: each kernel timed alone pays a
+    runtime call's overhead the network pays once) are predicted at about that, not floored at a quarter of
+    the sum, and not called outside the profile; the floor stays under the least share a network took."""
+    X = kernels_fitted.network_features(data.network_kernels)
+    sums = X[:, :5].sum(axis=1)
+    y = 0.1 * sums * np.exp(np.random.default_rng(0).normal(0.0, 0.03, len(sums)))  # a tenth, with 3% noise
+    m = kernels_fitted.fit_networks(data.network_kernels, y)
+    assert m.floor_share_ == pytest.approx(FLOOR_MARGIN * float(np.min(y / sums)))
+    assert m.floor_share_ < 0.1 < FLOOR_SHARE
+    pred, reasons = m.predict_networks_explained(data.network_kernels)
+    assert np.median(np.abs(pred / y - 1)) < 0.05
+    assert not any("kernel sum" in r for rs in reasons for r in rs)
+    # the profile's real networks: never above the quarter, and under the least share one of them took
+    m = kernels_fitted.fit_networks(data.network_kernels, data.network_y_ms)
+    assert m.floor_share_ == min(FLOOR_SHARE, FLOOR_MARGIN * float(np.min(data.network_y_ms / sums)))
 
 
 def test_too_few_networks_fit_no_correction(data, kernels_fitted):
@@ -95,7 +114,7 @@ def test_a_network_unlike_every_profiled_one_gets_no_correction(data, kernels_fi
     assert m.residual_ is not None
     other = [kernels_of(default_toolkit().seed("mobilenetv3-small"))]
     X = m.network_features(other)
-    base = calibrated(X, m.calibration_)
+    base = calibrated(X, m.calibration_, m.floor_share_)
     assert m.residual_.factor(X).tolist() == [1.0]
     assert m.predict_networks(other) == pytest.approx(base)
     # the profile's own networks are inside: most get a correction

@@ -315,10 +315,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     calibration_only = None  # the ablation of the learned model's step 3, side by side on the same truth
     if profile.fewshot is None:  # the same fitted model, its calibration without the residual correction
         from na_toolkit.timemodels.kernels import kernels_of
-        from na_toolkit.timemodels.learned import calibrated
 
         X = learned.model.network_features([kernels_of(a) for a in archs])
-        calibration_only = accuracy(calibrated(X, learned.model.calibration_), truth)  # type: ignore[union-attr]
+        calibration_only = accuracy(learned.model.calibration_only(X), truth)  # type: ignore[union-attr]
     variant_seeds = [v.seed for v in variants]
     roofline = roofline_figures(archs, truth, args.device, args.threads)
     roofline["rescaled_by_measure"] = rescaled_figures(

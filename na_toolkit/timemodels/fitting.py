@@ -1,5 +1,6 @@
 """The least-squares fits of the learned time model (learned.py): non-negative least squares weighted to relative
-errors (a kernel kind's cost-linear base), and the network calibration's robust bounded fit."""
+errors (a kernel kind's cost-linear base), the network calibration's robust bounded fit, and the floor under a
+calibrated network latency."""
 
 from __future__ import annotations
 
@@ -42,3 +43,27 @@ def robust_relative_lstsq(
             break
         keep = new_keep
     return coef, int((~keep).sum())
+
+
+#: the floor under a calibrated network latency, as a share of its kernel sum, where the profile's networks
+#: do not set one (`floor_share`)
+FLOOR_SHARE = 0.25
+#: a profile's networks set the floor at this share of the lowest (measured / kernel sum) among them
+FLOOR_MARGIN = 0.5
+
+
+def floor_share(X: np.ndarray, y_ms: np.ndarray, n_groups: int) -> float:
+    """The floor for networks `X` measured at `y_ms`: FLOOR_SHARE, or lower where the profile's own networks
+    took less than that share of their kernel sum. Kernels timed alone each carry a runtime call's overhead,
+    which a network of many tiny kernels (a small CNN on a CPU) pays once: such a network can take a tenth of
+    its kernel sum, and a fixed quarter floored it 20-50% too high, its own profile's networks included."""
+    sums = X[:, :n_groups].sum(axis=1)
+    ratios = y_ms[sums > 0] / sums[sums > 0]
+    return float(min(FLOOR_SHARE, FLOOR_MARGIN * ratios.min())) if len(ratios) else FLOOR_SHARE
+
+
+def calibrated(X: np.ndarray, coef: np.ndarray, share: float = FLOOR_SHARE) -> np.ndarray:
+    """Network features `X` (G group sums, G kernel counts, 1) through calibration `coef`; far outside the
+    profile a negative overhead term could dominate: never below `share` of the kernel sum (`floor_share`)."""
+    floor = share * X[:, : (len(coef) - 1) // 2].sum(axis=1)
+    return np.maximum(X @ coef, np.maximum(floor, 1e-6))

@@ -38,7 +38,7 @@ from .. import validation
 from ..errors import DeviceWarning, NotFittedError, ProfileError, TimeModelError
 from ..ir.architecture import Architecture
 from .base import FigureSource, TimeEstimate, TimeModel
-from .fitting import MIN_NETWORKS, nnls_relative, robust_relative_lstsq
+from .fitting import FLOOR_SHARE, MIN_NETWORKS, calibrated, floor_share, nnls_relative, robust_relative_lstsq
 from .kernels import COST_FEATURES, Kernel, kernels_of, log_features, measurable
 from .learned_domain import ProfileDomain, domain_message
 from .learned_residual import NetworkResidual
@@ -112,13 +112,6 @@ class KindModel:
         if self.booster is None:
             return base
         return base * np.exp(self.booster.predict(np.asarray([log_features(r) for r in rows])))
-
-
-def calibrated(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """Network features `X` through calibration `coef`; far outside the profile a negative overhead term could
-    dominate: never below a quarter of the kernel sum."""
-    floor = 0.25 * X[:, : len(GROUPS)].sum(axis=1)
-    return np.maximum(X @ coef, np.maximum(floor, 1e-6))
 
 
 def _kernel_rows(kernels: Sequence[Kernel]) -> dict[str, tuple[list[int], list[list[float]]]]:
@@ -203,6 +196,7 @@ class KernelLatencyModel:
         X = self.network_features(arch_kernels)
         self.calibration_ = self._identity_coef()
         self.calibration_outliers_ = 0
+        self.floor_share_ = FLOOR_SHARE
         self.residual_: NetworkResidual | None = None
         if self.calibrate and len(y_ms) >= MIN_NETWORKS:
             # a kernel inside a network saves at most what the cheapest one of its group takes alone: an
@@ -215,10 +209,12 @@ class KernelLatencyModel:
                     cheapest[g] = min(cheapest[g], t) if measurable(k) else cheapest[g]
             lower = -np.where(np.isfinite(cheapest), cheapest, 0.0)
             self.calibration_, self.calibration_outliers_ = robust_relative_lstsq(X, y_ms, len(GROUPS), lower)
+            self.floor_share_ = share = floor_share(X, y_ms, len(GROUPS))
             if self.residual:  # step 3, where cross-validation says it helps (learned_residual.py)
                 G = len(GROUPS)
                 refit = lambda rows: robust_relative_lstsq(X[rows], y_ms[rows], G, lower)[0]  # noqa: E731
-                self.residual_ = NetworkResidual.fit(X, y_ms, G, self.calibration_, refit, calibrated, self.seed)
+                calib = lambda X_, coef: calibrated(X_, coef, share)  # noqa: E731
+                self.residual_ = NetworkResidual.fit(X, y_ms, G, self.calibration_, refit, calib, self.seed)
         return self
 
     def _identity_coef(self) -> np.ndarray:
@@ -232,9 +228,14 @@ class KernelLatencyModel:
         return self._calibrated(self.network_features(arch_kernels))
 
     def _calibrated(self, X: np.ndarray) -> np.ndarray:
-        base = calibrated(X, self.calibration_)
+        base = self.calibration_only(X)
         residual = getattr(self, "residual_", None)
         return base if residual is None else base * residual.factor(X)
+
+    def calibration_only(self, X: np.ndarray) -> np.ndarray:
+        """The latencies of networks `X` (`network_features`) by the calibration alone (step 2, floored),
+        without the residual correction: the ablation `bench latency` reports."""
+        return calibrated(X, self.calibration_, getattr(self, "floor_share_", FLOOR_SHARE))
 
     def fit(
         self,
@@ -252,7 +253,7 @@ class KernelLatencyModel:
         self, arch_kernels: Sequence[Sequence[Kernel]]
     ) -> tuple[np.ndarray, list[list[str]]]:
         """`predict_networks`, and per network why its prediction is an extrapolation (learned_domain.py); also
-        when the calibrated value fell below the floor of a quarter of the kernel sum (the overhead terms ran
+        when the calibrated value fell below the floor (`floor_share` of the kernel sum: the overhead terms ran
         away). The network features are computed once for both."""
         if not hasattr(self, "calibration_"):
             raise NotFittedError("KernelLatencyModel is not fitted: call fit() or load a profile")
@@ -262,9 +263,13 @@ class KernelLatencyModel:
             [] if domain is None else domain.reasons(ks, x[len(GROUPS) : 2 * len(GROUPS)])
             for ks, x in zip(arch_kernels, X)
         ]
+        share = getattr(self, "floor_share_", FLOOR_SHARE)
         for reasons, x in zip(out, X):
-            if x @ self.calibration_ < 0.25 * x[: len(GROUPS)].sum():
-                reasons.append("the network calibration predicted under a quarter of the kernel sum (floored there)")
+            if x @ self.calibration_ < share * x[: len(GROUPS)].sum():
+                reasons.append(
+                    f"the network calibration predicted under {share:.0%} of the kernel sum, less than any network "
+                    "of the profile took (floored there)"
+                )
         return self._calibrated(X), out
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -314,37 +319,6 @@ def fit_profile(
             "least 3 (profile longer or --resume it)"
         )
     return KernelLatencyModel(**params).fit(data.kernels, data.kernel_y_ms, data.network_kernels, data.network_y_ms)
-
-
-def cross_validated_errors(
-    profile: DeviceProfile, layer_types: LayerTypeRegistry, folds: int = 5, seed: int = 0
-) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """Out-of-fold |log(predicted / measured)| of every kernel (key, error) and every network (hash, error):
-    where the model errs, for the adaptive sampler."""
-    data = profile_data(profile, layer_types)
-    rng = np.random.default_rng(seed)
-    kerr = np.zeros(len(data.kernels))
-    kfold = rng.integers(0, folds, len(data.kernels))
-    for f in range(folds):
-        test = np.flatnonzero(kfold == f)
-        train = np.flatnonzero(kfold != f)
-        if len(test) == 0 or len(train) < 3:
-            continue
-        m = KernelLatencyModel(seed=seed).fit_kernels([data.kernels[i] for i in train], data.kernel_y_ms[train])
-        kerr[test] = np.abs(np.log(m.predict_kernels([data.kernels[i] for i in test]) / data.kernel_y_ms[test]))
-    nerr = np.zeros(len(data.network_hashes))
-    if len(nerr):
-        full = KernelLatencyModel(seed=seed).fit_kernels(data.kernels, data.kernel_y_ms)
-        nfold = rng.integers(0, folds, len(nerr))
-        for f in range(folds):
-            test = np.flatnonzero(nfold == f)
-            train = np.flatnonzero(nfold != f)
-            if len(test) == 0:
-                continue
-            full.fit_networks([data.network_kernels[i] for i in train], data.network_y_ms[train])
-            pred = full.predict_networks([data.network_kernels[i] for i in test])
-            nerr[test] = np.abs(np.log(pred / data.network_y_ms[test]))
-    return list(zip(data.kernel_keys, kerr.tolist())), list(zip(data.network_hashes, nerr.tolist()))
 
 
 class LearnedTimeModel(TimeModel):

@@ -17,6 +17,7 @@ from ..ir.architecture import Architecture
 from .kernels import Kernel, kernels_of, neighbour_kernel_architectures
 
 if TYPE_CHECKING:
+    from ..ir.layers import LayerTypeRegistry
     from ..moves import MoveType
     from ..toolkit import Toolkit
     from .profile import DeviceProfile
@@ -162,3 +163,36 @@ def adaptive_samples(
         hashes.add(child.hash)
         new_nets.append(Variant(net.seed, (*net.moves, {"operation": op_name, "params": plain(params)}), child))
     return new_kernels, new_nets
+
+
+def cross_validated_errors(
+    profile: DeviceProfile, layer_types: LayerTypeRegistry, folds: int = 5, seed: int = 0
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Out-of-fold |log(predicted / measured)| of every kernel (key, error) and every network (hash, error):
+    where the model errs, for the adaptive sampler."""
+    from .learned import KernelLatencyModel, profile_data
+
+    data = profile_data(profile, layer_types)
+    rng = np.random.default_rng(seed)
+    kerr = np.zeros(len(data.kernels))
+    kfold = rng.integers(0, folds, len(data.kernels))
+    for f in range(folds):
+        test = np.flatnonzero(kfold == f)
+        train = np.flatnonzero(kfold != f)
+        if len(test) == 0 or len(train) < 3:
+            continue
+        m = KernelLatencyModel(seed=seed).fit_kernels([data.kernels[i] for i in train], data.kernel_y_ms[train])
+        kerr[test] = np.abs(np.log(m.predict_kernels([data.kernels[i] for i in test]) / data.kernel_y_ms[test]))
+    nerr = np.zeros(len(data.network_hashes))
+    if len(nerr):
+        full = KernelLatencyModel(seed=seed).fit_kernels(data.kernels, data.kernel_y_ms)
+        nfold = rng.integers(0, folds, len(nerr))
+        for f in range(folds):
+            test = np.flatnonzero(nfold == f)
+            train = np.flatnonzero(nfold != f)
+            if len(test) == 0:
+                continue
+            full.fit_networks([data.network_kernels[i] for i in train], data.network_y_ms[train])
+            pred = full.predict_networks([data.network_kernels[i] for i in test])
+            nerr[test] = np.abs(np.log(pred / data.network_y_ms[test]))
+    return list(zip(data.kernel_keys, kerr.tolist())), list(zip(data.network_hashes, nerr.tolist()))
