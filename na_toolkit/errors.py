@@ -137,6 +137,11 @@ class DeviceWarning(NAToolkitWarning, RuntimeWarning):
     instead of a missing GPU provider, a profile too small to calibrate, a hardware-model folder ignored."""
 
 
+class HardwareModelWarning(NAToolkitWarning):
+    """A hardware model file reads as valid but one of its values is suspect: a measured ceiling well above
+    the datasheet peak it should stay under (a unit or device mistake); the model is used as written."""
+
+
 class ShadowedPathWarning(NAToolkitWarning):
     """A bare name that is a registered component (a seed, a dataset, a hardware model) was read as that
     component though a file or folder of the same name exists: the warning names it and says how to use it

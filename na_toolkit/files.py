@@ -185,3 +185,60 @@ def strict_json(value: Any) -> Any:
 def strict_json_text(value: Any, **kwargs: Any) -> str:
     """`value` as strict JSON text (`strict_json`; what is not JSON is written as its str)."""
     return json.dumps(strict_json(value), default=str, allow_nan=False, **kwargs)
+
+
+# ---- what an existing file is, before a command writes over it ---------------------------------------------
+#: the kinds of document the toolkit writes, as `document_kind` names them
+DEVICE_PROFILE, PREDICTOR, ARCHITECTURE, HARDWARE_MODEL = (
+    "device profile",
+    "saved predictor",
+    "architecture",
+    "hardware model",
+)
+SEARCH_CONFIG, EXPORT_SIDECAR, LATENCY_DUMP = "search config", "export sidecar", "latency dump"
+
+
+def with_article(noun: str) -> str:
+    """'an architecture', 'a device profile': a document kind in a sentence."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
+def benchmark_result(name: str) -> str:
+    """The kind of a `bench NAME --out` file."""
+    return f"result of bench {name}"
+
+
+def document_kind(path: str | os.PathLike[str]) -> str | None:
+    """The kind of toolkit document an existing .json or .toml file is, read from its content (a device
+    profile, a saved predictor, an architecture, a hardware model, a search config, a benchmark result, an
+    export's sidecar, a latency dump); None for any other file: another program's, a damaged one, one of
+    another suffix. A command checks it before writing over a file (`cli._output.check_out`)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix not in (".json", ".toml") or p.stat().st_size > MAX_DOCUMENT_BYTES:
+            return None
+        text = p.read_text(encoding="utf-8")
+        data: Any = json.loads(text) if suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
+        return None
+    if isinstance(data, list):
+        return LATENCY_DUMP if data and all(isinstance(x, dict) and "truth_ms" in x for x in data) else None
+    if not isinstance(data, dict):
+        return None
+    if suffix == ".toml":
+        if "values_are" in data or "peak_flops_per_s" in data or "memory_bandwidth_bytes_per_s" in data:
+            return HARDWARE_MODEL
+        return SEARCH_CONFIG if {"seed_network", "dataset", "devices", "evaluations", "search"} & set(data) else None
+    params = data.get("params")
+    if isinstance(params, dict) and isinstance(params.get("benchmark"), str):
+        return benchmark_result(params["benchmark"])
+    for kind, matches in (
+        (DEVICE_PROFILE, data.get("schema") == "na_toolkit.device_profile"),
+        (PREDICTOR, data.get("kind") == "na_toolkit.predictor"),
+        (ARCHITECTURE, "nodes" in data and "input_shape" in data),
+        (EXPORT_SIDECAR, "arch_hash" in data and "toolkit_version" in data and "input" in data),
+    ):
+        if matches:
+            return kind
+    return None

@@ -130,10 +130,76 @@ def test_an_output_is_not_written_over_a_file_of_another_kind(tmp_path, capsys, 
     assert target.read_text() == "precious = 1\n"
     # a file of the kind the command writes is replaced, as a command run again does
     same = tmp_path / f"again{kind}"
-    same.write_bytes(b"old")
-    if argv[0] != "bench":  # (the benchmark itself is not run again here)
+    if argv[0] != "bench":  # (the benchmark itself is not run here)
         assert main([a.format(**{**values, "f": str(same)}) for a in argv]) == 0
-        assert same.read_bytes() != b"old"
+        first = same.read_bytes()
+        same.write_bytes(first + b" " if kind == ".json" else first)  # the same document, another file
+        assert main([a.format(**{**values, "f": str(same)}) for a in argv]) == 0
+        assert same.read_bytes().rstrip() == first.rstrip() and same.stat().st_size == len(first)
+
+
+def _saved_predictor(tmp_path: Path) -> Path:
+    data = tmp_path / "d.jsonl"
+    rows = [("simple-cnn", 0.5), ("resnet-cifar", 0.6), ("mobilenetv2-cifar", 0.55)]
+    data.write_text("".join(json.dumps({"arch": s, "accuracy": a}) + "\n" for s, a in rows))
+    out = tmp_path / "pred.json"
+    assert main(["predict", "fit", "--data", str(data), "--target", "accuracy", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("argv", "victim", "said"),
+    [
+        (["arch", "import", "{model}", "--out", "{f}"], "profile", "an existing device profile, not an architecture"),
+        (
+            ["arch", "import", "{model}", "--out", "{f}"],
+            "predictor",
+            "an existing saved predictor, not an architecture",
+        ),
+        (["arch", "import", "{model}", "--out", "{f}"], "other", "an existing file that is not an architecture"),
+        (
+            ["predict", "fit", "--data", "{data}", "--target", "accuracy", "--out", "{f}"],
+            "architecture",
+            "an existing architecture, not a saved predictor",
+        ),
+        (["hw", "calibrate", "--out", "{f}"], "config", "an existing search config, not a hardware model"),
+        (
+            ["bench", "ir", "--repeats", "1", "--networks", "1", "--out", "{f}"],
+            "record",
+            "an existing result of bench latency, not a result of bench ir",
+        ),
+    ],
+    ids=["import-over-profile", "import-over-predictor", "import-over-json", "fit-over-arch", "calibrate", "bench"],
+)
+def test_an_output_is_not_written_over_another_document_of_its_suffix(tmp_path, capsys, argv, victim, said):
+    # before, only the suffix was checked: `hw calibrate --out cfg.toml` turned a search config into a hardware
+    # model and `arch import --out prof.json` replaced a device profile with an architecture, both exit 0
+    from conftest import REPO_ROOT
+
+    sources = {
+        "profile": REPO_ROOT / "profiles" / "example-cpu.json",
+        "config": REPO_ROOT / "examples" / "digits-cpu.toml",
+        "record": REPO_ROOT / "benchmarks" / "latency.json",
+    }
+    model = tmp_path / "m.onnx"
+    assert main(["arch", "export", "simple-cnn", "--onnx", str(model)]) == 0
+    target = tmp_path / ("victim.toml" if victim == "config" else "victim.json")
+    if victim in sources:
+        target.write_bytes(sources[victim].read_bytes())
+    elif victim == "predictor":
+        target.write_bytes(_saved_predictor(tmp_path).read_bytes())
+    elif victim == "architecture":
+        assert main(["arch", "import", str(model), "--out", str(target)]) == 0
+    else:
+        target.write_text('{"notes": "mine"}')
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"arch": "simple-cnn", "accuracy": 0.5}) + "\n")
+    before = target.read_bytes()
+    capsys.readouterr()
+    assert main([a.format(f=str(target), model=str(model), data=str(data)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(target)!r}: it is {said}, which this command would overwrite" in err, err
+    assert len(err.strip().splitlines()) == 1 and target.read_bytes() == before
 
 
 def test_quiet_leaves_warnings_off_stderr_and_json_on_stdout(tmp_path, capsys):

@@ -56,3 +56,34 @@ def test_oversized_documents_are_refused_before_reading(tmp_path):
     with pytest.raises(DataError, match="2,048 bytes, more than the 1,024"):
         read_text(big, "document", DataError, max_bytes=1024)
     assert read_text(big, "document", DataError, max_bytes=4096) == " " * 2048
+
+
+def test_document_kind_reads_what_each_toolkit_file_is(tmp_path):
+    """What `check_out` asks before a command writes over a file: the kind of document its content is,
+    whatever its name; None for anything else (another program's JSON, a damaged file, another suffix)."""
+    from conftest import REPO_ROOT
+    from na_toolkit import files as F
+
+    arch = tmp_path / "net.json"
+    default_toolkit().seed("simple-cnn").save(arch)
+    sidecar = tmp_path / "model.preprocessing.json"
+    sidecar.write_text('{"arch_hash": "ab", "toolkit_version": "0.7.0", "input": {}}')
+    dump = tmp_path / "dump.json"
+    dump.write_text('[{"seed": "simple-cnn", "truth_ms": 0.1}]')
+    for path, kind in (
+        (REPO_ROOT / "profiles" / "example-cpu.json", F.DEVICE_PROFILE),
+        (REPO_ROOT / "hwmodels" / "x86-cpu.toml", F.HARDWARE_MODEL),
+        (REPO_ROOT / "examples" / "digits-cpu.toml", F.SEARCH_CONFIG),
+        (REPO_ROOT / "benchmarks" / "controller-40.json", F.benchmark_result("controller")),
+        (arch, F.ARCHITECTURE),
+        (sidecar, F.EXPORT_SIDECAR),
+        (dump, F.LATENCY_DUMP),
+    ):
+        assert F.document_kind(path) == kind, path
+    others = {"a.json": '{"notes": 1}', "b.json": "{broken", "c.toml": "x = 1", "d.txt": '{"nodes": 0}', "e.json": "[]"}
+    for name, text in others.items():
+        (tmp_path / name).write_text(text)
+        assert F.document_kind(tmp_path / name) is None, name
+    assert F.document_kind(tmp_path / "missing.json") is None
+    assert F.with_article("architecture") == "an architecture"
+    assert F.with_article("hardware model") == "a hardware model"

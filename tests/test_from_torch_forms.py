@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from conftest import layer_types
 from na_toolkit.builtin.layers import _Activation
 from na_toolkit.builtin.layers_mobile import builtin_registry
-from na_toolkit.errors import TorchImportError
+from na_toolkit.errors import TorchImportError, TorchImportWarning
 from na_toolkit.ir.layers import LayerType
 from na_toolkit.ir.torch_import import from_torch
 
@@ -274,3 +274,48 @@ def test_an_op_without_a_lowering_says_a_layer_type_cannot_take_it_here_but_thro
     message = str(info.value)
     assert message.startswith("torch op aten.selu.default") and "from_torch has no lowering of it" in message
     assert "torch.onnx.export(..., dynamo=False) and import that file" in message
+
+
+def _head(*middle: nn.Module, channels: int = 8) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), *middle, nn.Flatten())
+
+
+@pytest.mark.parametrize(
+    ("pool", "pooled", "layer"),
+    [
+        (nn.AdaptiveMaxPool2d(1), 1, "maxpool2d"),
+        (nn.AdaptiveMaxPool2d(2), 2, "maxpool2d"),
+        (nn.AdaptiveAvgPool2d(2), 2, "avgpool2d"),
+        (nn.AdaptiveAvgPool2d(1), 1, "global_avg_pool"),
+    ],
+    ids=["max-1", "max-2", "avg-2", "avg-1"],
+)
+def test_adaptive_pooling_to_a_divisor_imports_as_its_plain_pooling(pool, pooled, layer):
+    # before: AdaptiveMaxPool2d was an unsupported op and AdaptiveAvgPool2d(2) "supported to 1x1 only", though
+    # the ONNX route (torch.onnx.export, then arch import) imported both
+    module = nn.Sequential(*_head(pool), nn.Linear(8 * pooled * pooled, 3)).eval()
+    arch = from_torch(module, torch.randn(2, 1, 8, 8), layer_types())  # parity checked against the module
+    assert layer in [n.type for n in arch.nodes]
+
+
+def test_adaptive_pooling_to_a_size_that_does_not_divide_says_what_to_do():
+    module = nn.Sequential(*_head(nn.AdaptiveAvgPool2d(3)), nn.Linear(72, 3)).eval()
+    with pytest.raises(TorchImportError, match=r"from 8x8 to 3x3 is not supported: .* use nn.AvgPool2d"):
+        from_torch(module, torch.randn(1, 1, 8, 8), layer_types())
+
+
+@pytest.mark.parametrize("drop", [nn.Dropout2d(0.2), nn.AlphaDropout(0.1), nn.FeatureAlphaDropout(0.1)])
+def test_a_channel_dropout_imports_as_no_layer_and_says_so(drop):
+    # before: "unsupported op aten.feature_dropout.default"; the ONNX route drops it silently (eval mode)
+    module = nn.Sequential(*_head(drop, nn.AdaptiveAvgPool2d(1)), nn.Linear(8, 3)).eval()
+    with pytest.warns(TorchImportWarning, match=rf"nn.{type(drop).__name__}\(p=0.\d\) .* imported as no layer"):
+        arch = from_torch(module, torch.randn(2, 1, 8, 8), layer_types())
+    assert "dropout" not in [n.type for n in arch.nodes] and arch.params == sum(p.numel() for p in module.parameters())
+
+
+def test_prelu_is_not_listed_among_what_the_built_ins_import():
+    module = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Softmax(dim=1)).eval()
+    with pytest.raises(TorchImportError) as info:
+        from_torch(module, torch.randn(1, 1, 6, 6), layer_types())
+    assert "from_torch imports" in str(info.value) and "nn.PReLU" not in str(info.value)
+    assert "nn.AdaptiveMaxPool2d" in str(info.value) and "nn.Dropout2d" in str(info.value)

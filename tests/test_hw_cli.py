@@ -139,3 +139,44 @@ def test_estimate_gives_a_networks_latency_and_says_when_it_lies_outside_the_pro
     assert simple["latency_ms"] > 0 and simple["outside_profile_domain"] == []
     assert any("layer type" in r and "zero" in r for r in nb201["outside_profile_domain"]), nb201
     assert "nb201: outside what profile 'example-cpu' measured" in res.stderr
+
+
+def test_estimate_takes_time_model_options_and_says_what_the_figure_is(run_cli):
+    """`--option dtype=int8` reaches the roofline (before, a search's int8 figures could not be checked by
+    `hw estimate`); the header and the JSON say the dtype the latency assumed."""
+    fp32 = run_cli("hw", "estimate", "resnet-cifar", "--device", "jetson-orin-nano", "--json").json()
+    int8 = run_cli("hw", "estimate", "resnet-cifar", "--device", "jetson-orin-nano", "--option", "dtype=int8", "--json")
+    assert int8.returncode == 0, int8.stderr
+    doc = int8.json()
+    assert doc["options"] == {"dtype": "int8"} and fp32["options"] == {}
+    assert doc["latency_source"] == {"kind": "estimated", "how": "time model roofline of jetson-orin-nano, int8"}
+    assert fp32["latency_source"]["how"].endswith(", fp32")
+    assert doc["estimates"][0]["latency_ms"] < fp32["estimates"][0]["latency_ms"]
+    text = run_cli("hw", "estimate", "simple-cnn", "--device", "jetson-orin-nano", "--option", "dtype=fp16")
+    assert "(estimated: time model roofline of jetson-orin-nano, fp16):" in text.stdout.splitlines()[0]
+    line = run_cli("hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--option", "dtyp=int8").error_line()
+    assert "unknown option(s) dtyp" in line
+    line = run_cli("hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--option", "dtype").error_line()
+    assert "--option takes KEY=VALUE, got 'dtype'" in line
+
+
+def test_an_unknown_device_names_all_three_kinds_and_a_file_beside_it(run_cli, tmp_path):
+    # before: "unknown device profile 'edge-npu' ... Known: example-cpu, h200-torch-b1", with edge-npu.toml right
+    # there and no word of hardware models
+    (tmp_path / "edge-npu.toml").write_text((REPO_ROOT / "hwmodels" / "x86-cpu.toml").read_text())
+    line = run_cli("hw", "estimate", "simple-cnn", "--device", "edge-npu", cwd=tmp_path).error_line()
+    assert "unknown device profile, hardware model or local device 'edge-npu'" in line
+    assert "x86-cpu" in line and "example-cpu" in line and "Did you mean the file ./edge-npu.toml?" in line
+    assert "cpu or cuda:N" in line
+    # a hardware model's .toml where the learned model needs a profile says what it is
+    line = run_cli(
+        "hw", "estimate", "simple-cnn", "--device", "./edge-npu.toml", "--time-model", "learned", cwd=tmp_path
+    ).error_line()
+    assert "'edge-npu.toml' is a hardware model, not a device profile: the roofline time model reads" in line
+
+
+def test_show_prints_what_the_device_is(run_cli):
+    text = run_cli("hw", "show", "x86-cpu").stdout.splitlines()
+    assert text[1].startswith("  A generic x86-64") and any(line.startswith("quantity") for line in text)
+    doc = run_cli("hw", "show", "x86-cpu", "--json").json()
+    assert doc["about"].startswith("A generic x86-64") and "" not in doc["notes"]

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SHIPPED_HARDWARE_MODELS, default_toolkit, refused_then_warned
 from na_toolkit.builtin.hardware import HWMODELS_PATH_ENV, shipped_folder
-from na_toolkit.errors import HardwareError
+from na_toolkit.errors import HardwareError, HardwareModelWarning
 from na_toolkit.plugins import ALLOW_ENV, DENY_ENV, load_toolkit
 from na_toolkit.timemodels.hwmodel import (
     DTYPE_BYTES,
@@ -134,6 +134,19 @@ def test_measured_ceilings_of_this_project_devices():
     assert h100.bandwidth_bytes_per_s(prefer_measured=False) == 3.35e12
     assert h100.flops_per_s("bf16", prefer_measured=False) == pytest.approx(989.5e12)
     assert h100.ridge_point_flops_per_byte("fp32") == pytest.approx(67e12 / 3.0e12)
+
+
+def test_a_measured_ceiling_well_above_its_peak_is_warned_about(tmp_path):
+    # before, 30 GB/s measured against a 17 GB/s datasheet peak (a unit or device mistake) was used silently
+    path = tmp_path / "dev.toml"
+    path.write_text(GOOD.replace("memory_bandwidth_bytes_per_s = 9.0e11", "memory_bandwidth_bytes_per_s = 1.8e12"))
+    with pytest.warns(HardwareModelWarning, match=r"measured_ceilings.memory_bandwidth_bytes_per_s = 1.8e\+12 is 1.8x"):
+        model = read_hardware_model(path)
+    assert model.bandwidth_bytes_per_s() == 1.8e12  # used as written: the warning says so
+    path.write_text(GOOD.replace("bf16 = 1.2e14", "bf16 = 1.9e14"))  # 1.19x: a boost clock, a rounded datasheet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_hardware_model(path)
 
 
 def test_parse_keeps_values_and_citations(tmp_path):

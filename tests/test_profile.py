@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import interruptible
+from conftest import REPO_ROOT, interruptible
 from na_toolkit.errors import ProfileError
 from na_toolkit.timemodels.profile import (
     PROFILE_SCHEMA_VERSION,
@@ -133,6 +133,30 @@ def test_time_budget_stops_with_a_resumable_profile(tmp_path, run_cli):
 def test_existing_output_needs_resume(small_profile, run_cli):
     line = run_cli("profile", "--out", small_profile, *SMALL).error_line()
     assert "exists" in line and "--resume" in line
+
+
+def test_an_existing_file_that_is_no_profile_is_named_not_offered_a_resume(tmp_path, run_cli):
+    # before: "'edge-npu.toml' exists; pass --resume to continue it", and the resume said the file was damaged
+    model = tmp_path / "edge-npu.toml"
+    model.write_text((REPO_ROOT / "hwmodels" / "x86-cpu.toml").read_text())
+    line = run_cli("profile", "--out", model, *SMALL).error_line()
+    assert "is an existing hardware model, not a device profile; choose another --out" in line
+    line = run_cli("profile", "--out", model, "--resume").error_line()
+    assert "is a hardware model, not a device profile" in line and "damaged" not in line
+    assert model.read_text() == (REPO_ROOT / "hwmodels" / "x86-cpu.toml").read_text()
+
+
+def test_a_seed_network_over_the_plans_flops_cap_is_warned_about_and_a_profile_not_ready_says_so(tmp_path, run_cli):
+    """resnet50 (7.75 GFLOPs) over the 2 GFLOPs cap is measured but none of its variants: a warning says so.
+    The profile stopped before measuring anything is no profile to use yet, and says so instead of `use it:`."""
+    out = tmp_path / "p.json"
+    res = run_cli("profile", "--out", out, "--seed-net", "resnet50", "--seed-net", "simple-cnn", "--time-budget-s", "0")
+    assert res.returncode == 0, res.stderr
+    assert "warning: seed network resnet50 (7.75 GFLOPs) is over the plan's max_flops of 2 GFLOPs" in res.stderr
+    assert "simple-cnn (" not in res.stderr
+    assert "not usable yet: 0 kernels measured" in res.stdout and "use it:" not in res.stdout
+    shown = run_cli("hw", "show", out)
+    assert "records keep none yet" in shown.stdout and "not usable yet" in shown.stdout, shown.stdout
 
 
 @pytest.mark.parametrize("seconds", ["-5", "nan", "inf"])

@@ -344,9 +344,10 @@ def test_the_report_shows_every_budgeted_figure_and_which_budget_bound(tk, tmp_p
     summary = run_search(d, toolkit=tk, progress=False, outputs=False).summary()
     report = report_markdown(summary)
     assert "| metric | limit | weight | hard | met by (evaluated) |" in report
-    assert "| latency_ms@cpu | 1e-09 | 1 | no | 0 of 4 |" in report
-    assert "| peak_memory_bytes@cpu | 1e+09 | 1 | no | 4 of 4 |" in report
-    assert "| energy_mj@cpu | 1e+06 | 1 | no | 4 of 4 |" in report
+    # each limit with its metric's unit (a memory budget read "2.14748e+09")
+    assert "| latency_ms@cpu | 1e-09 ms | 1 | no | 0 of 4 |" in report
+    assert "| peak_memory_bytes@cpu | 953.7 MiB (1,000,000,000 B) | 1 | no | 4 of 4 |" in report
+    assert "| energy_mj@cpu | 1e+06 mJ | 1 | no | 4 of 4 |" in report
     header = pareto_table(summary).splitlines()[0]
     assert "peak memory cpu (estimated)" in header and "energy cpu (mJ, estimated)" in header
     front = summary["pareto"][0]["metrics"]

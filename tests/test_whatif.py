@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import default_toolkit, get_seed
+from conftest import REPO_ROOT, default_toolkit, get_seed
 from na_toolkit.errors import ConfigError
 from na_toolkit.search.whatif_vary import apply_value, parse_value, parse_varies, variants
 from na_toolkit.timemodels.hwmodel import load_hardware_model, read_hardware_model, save_hardware_model
@@ -31,11 +31,42 @@ def test_values_are_factors_or_absolute_values_with_units():
     assert parse_value("1 TiB/s", bw).value_si == pytest.approx(2.0**40)
     assert parse_value("6.8e10", bw).value_si == pytest.approx(6.8e10)  # bare: the field's SI unit
     assert parse_value("10TFLOPS", "peak_flops_per_s.fp16").value_si == pytest.approx(1e13)
-    assert parse_value("5us", "launch_overhead_s").value_si == pytest.approx(5e-6)
+    assert parse_value("5us", "launch_overhead_s").value_si == 5e-6  # exactly: a variant's TOML shows 5e-06
+    # a lowercase b is bits: read as bytes it was an 8x slip (17 Gb/s of a link spec is 2.125 GB/s)
+    for bits, write in (("17Gb/s", "GB/s"), ("17gb/s", "GB/s"), ("2Gib", "GiB")):
+        field = bw if "/s" in bits else "memory_capacity_bytes"
+        with pytest.raises(ConfigError, match=f"is bits .* write {write}"):
+            parse_value(bits, field)
+    assert parse_value("17gB/s", bw).value_si == 1.7e10  # case-insensitive otherwise
     assert parse_value("0", "launch_overhead_s").value_si == 0.0  # a launch may be free, a bandwidth not
     for bad, problem in (("3furlongs", "unknown unit 'furlongs'"), ("0x", "must be > 0"), ("0GB/s", "positive")):
         with pytest.raises(ConfigError, match=problem):
             parse_value(bad, bw)
+
+
+def test_the_device_may_be_named_by_the_hardware_model_file_the_config_gives(tmp_path):
+    """docs/whatif.md: `--device` may name the hardware model a roofline reads; a config that gives its own
+    model by path (`device = "edge-npu.toml"`) is found by the model's name (its file stem) or that path."""
+    from na_toolkit.search.config import parse_config
+    from na_toolkit.search.whatif import select_device
+
+    (tmp_path / "edge-npu.toml").write_text((REPO_ROOT / "hwmodels" / "x86-cpu.toml").read_text())
+    doc = {
+        "name": "npu",
+        "seed_network": "simple-cnn",
+        "dataset": "digits",
+        "evaluations": 4,
+        "devices": {
+            "npu": {"time_model": {"name": "roofline", "options": {"device": "edge-npu.toml"}}},
+            "orin": {"time_model": {"name": "roofline", "options": {"device": "jetson-orin-nano"}}},
+        },
+    }
+    config = parse_config(doc, tmp_path)
+    for name in ("npu", "edge-npu", "edge-npu.toml", "./edge-npu.toml"):
+        assert select_device(config, name).name == "npu", name
+    assert select_device(config, "jetson-orin-nano").name == "orin"
+    with pytest.raises(ConfigError, match="no device of that name; its devices: npu, orin"):
+        select_device(config, "edge")
 
 
 def test_a_misspelt_field_names_the_valid_ones():

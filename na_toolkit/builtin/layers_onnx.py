@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from na_toolkit.ir.onnx_import import GROUP_NORM_TODO
+from na_toolkit.ir.onnx_import import GROUP_NORM_TODO, REGISTER_TODO
 
 if TYPE_CHECKING:  # pragma: no cover
     from na_toolkit.ir.onnx_import import OnnxImportContext
@@ -134,7 +134,10 @@ def relu6(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
     elif lo == 0.0 and (hi is None or math.isinf(hi)):
         ctx.add("relu", [x], output=node.output[0])
     else:
-        raise ctx.error(f"Clip to [{lo}, {hi}] is not supported (only relu6's [0, 6] and relu's [0, inf))")
+        raise ctx.error(
+            f"Clip to [{lo}, {hi}] is not supported (only relu6's [0, 6] and relu's [0, inf)): use nn.ReLU6 or "
+            f"nn.ReLU in the model, or {REGISTER_TODO}"
+        )
     return True
 
 
@@ -213,9 +216,12 @@ def pool2d(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
     kernel = _square(ctx, ctx.attr(node, "kernel_shape"), "kernels", 1)
     stride = _square(ctx, ctx.attr(node, "strides"), "strides", 1)
     if _square(ctx, ctx.attr(node, "dilations"), "dilations", 1) != 1:
-        raise ctx.error("dilated pooling is not supported")
+        raise ctx.error(f"dilated pooling is not supported: use dilation=1 in the model, or {REGISTER_TODO}")
     if ctx.attr(node, "ceil_mode", 0):
-        raise ctx.error("ceil_mode=1 pooling is not supported")
+        raise ctx.error(
+            "ceil_mode=1 pooling is not supported: use ceil_mode=False in the model (padding=1 gives the same "
+            f"output size where the input's is odd), or {REGISTER_TODO}"
+        )
     attrs: dict[str, Any] = {"kernel": kernel, "stride": stride, "padding": _pads(ctx, node, kernel, stride, 1)}
     largest = ctx.layer_types.get(layer_type).attrs["kernel"].max
     if node.op_type == "AveragePool" and largest is not None and kernel > largest:
@@ -265,7 +271,10 @@ def flatten(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
             group_norm = group_norm_message(ctx, node, target)
             if group_norm:
                 raise ctx.error(group_norm)
-            raise ctx.error(f"Reshape is supported as a flatten to (N, -1) only, got target {got}")
+            raise ctx.error(
+                f"Reshape is supported as a flatten to (N, -1) only, got target {got}: other reshapes (a channel "
+                f"shuffle) are no layer the toolkit has; replace it in the model, or {REGISTER_TODO}"
+            )
     ctx.add(layer_type, [ctx.value(node.input[0])], output=node.output[0])
     return True
 
@@ -296,7 +305,7 @@ def linear(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
         if b is None or b.ndim != 2:
             raise ctx.error("Gemm weights must be a constant 2-D initializer")
         if ctx.attr(node, "transA", 0):
-            raise ctx.error("Gemm with transA=1 is not supported")
+            raise ctx.error(f"Gemm with transA=1 is not supported: {REGISTER_TODO}")
         alpha, beta = float(ctx.attr(node, "alpha", 1.0)), float(ctx.attr(node, "beta", 1.0))
         weight = (b if ctx.attr(node, "transB", 0) else b.T) * alpha
         if len(node.input) > 2 and node.input[2]:

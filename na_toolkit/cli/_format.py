@@ -1,9 +1,28 @@
-"""Plain-text formatting shared by the `na-toolkit` commands (tables, shapes)."""
+"""Plain-text formatting shared by the `na-toolkit` commands (tables, shapes), and the parsing of their
+KEY=VALUE options."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
+
+from ..errors import ConfigError
+
+
+def parse_key_values(items: Sequence[str], option: str) -> dict[str, Any]:
+    """`KEY=VALUE` arguments of a repeatable `option` as a dict: a VALUE that reads as JSON is that value (a
+    number, true, a list), any other the string; ConfigError naming the option for an item with no KEY=."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] | None = None) -> str:

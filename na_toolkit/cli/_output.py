@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConfigError, NAToolkitError
+from ..files import document_kind, with_article
 
 
 def check_out(
@@ -26,12 +27,15 @@ def check_out(
     make_folders: bool = True,
     inputs: Iterable[str | os.PathLike[str]] = (),
     suffixes: tuple[str, ...] = (),
+    kind: str | None = None,
 ) -> Path:
     """`path` as a Path once it is known to be writable; else `error` in one line naming it. `make_folders`:
     a missing folder is made on write (else it must exist). `inputs`: files the command reads, which the
     output must not be (a path that is no existing file is skipped: a seed name, say). `suffixes`: the
     kinds of file the command writes (".onnx"): an existing file of another kind (a config, a CSV) is
-    refused rather than overwritten, one of the same kind is replaced (a command run again)."""
+    refused rather than overwritten, one of the same kind is replaced (a command run again). `kind`: the
+    document the command writes (`files.document_kind`: "architecture", ...); an existing non-empty file
+    with the right suffix that is not one (a device profile where an architecture goes) is refused too."""
     p = Path(path)
     what = f"cannot write {option} {str(p)!r}"
     if p.is_dir():
@@ -45,6 +49,13 @@ def check_out(
             f"{what}: it is an existing file that is not a {kinds} file, which this command would overwrite; "
             f"give a {kinds} path (or remove the file first)"
         )
+    if kind is not None and p.is_file() and p.stat().st_size > 0 and (found := document_kind(p)) != kind:
+        it = (
+            f"an existing {found}, not {with_article(kind)}"
+            if found
+            else f"an existing file that is not {with_article(kind)}"
+        )
+        raise error(f"{what}: it is {it}, which this command would overwrite; give another path (or remove it first)")
     existing = p.parent
     if not make_folders and not existing.exists():
         raise error(f"{what}: folder {str(existing)!r} does not exist")

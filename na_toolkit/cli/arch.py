@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchitectureError, ConfigError, UnknownComponentError
+from ..files import ARCHITECTURE
 from ..ir.layers import REQUIRED
 from ._format import render_table, shape_str
 from ._output import atomic_out, check_out
@@ -160,12 +161,12 @@ def _error(message: str) -> int:
     return 2
 
 
-def _writable(path: str, source: str, suffix: str) -> str | None:
+def _writable(path: str, source: str, suffix: str, kind: str | None = None) -> str | None:
     """The one-line reason `path` cannot be written, checked before the work (None: it can). `source`: the
     file the command reads, which the output must not overwrite; `suffix`: the kind of file written (an
-    existing file of another kind is not overwritten)."""
+    existing file of another kind is not overwritten); `kind`: the document written (`files.document_kind`)."""
     try:
-        check_out(path, "output", make_folders=False, inputs=[source], suffixes=(suffix,))
+        check_out(path, "output", make_folders=False, inputs=[source], suffixes=(suffix,), kind=kind)
     except ConfigError as exc:
         return str(exc)
     return None
@@ -301,7 +302,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from ..ir.onnx_import import from_onnx
 
-    problem = _writable(args.out, args.model, ".json")
+    problem = _writable(args.out, args.model, ".json", ARCHITECTURE)
     if problem:
         return _error(problem)
     arch = from_onnx(args.model, layer_types=args.toolkit.layer_types)

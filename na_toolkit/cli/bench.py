@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, UnknownComponentError
-from ..files import looks_like_path, path_exists, strict_json_text, write_text_atomic
+from ..files import (
+    DEVICE_PROFILE,
+    LATENCY_DUMP,
+    benchmark_result,
+    looks_like_path,
+    path_exists,
+    strict_json_text,
+    write_text_atomic,
+)
 from ._output import check_out, notice
 from .command import Command, plugin_crashes, sets_up
 
@@ -77,6 +85,9 @@ def _configure_one(p: argparse.ArgumentParser, *, name: str, configure: Any) -> 
 OUTPUTS = {"out": False, "plot": False, "dump": False, "profile_out": True}
 #: the kind of file each writes: an existing file of another kind (a config, a table) is not overwritten
 OUTPUT_SUFFIXES = {"out": (".json",), "plot": (".png",), "dump": (".json",), "profile_out": (".json",)}
+#: the document a benchmark's output is (`files.document_kind`; every `--out`: that benchmark's result): an
+#: existing file that is another one (an architecture, another benchmark's result) is not overwritten
+OUTPUT_KINDS = {("latency", "dump"): LATENCY_DUMP, ("latency", "profile_out"): DEVICE_PROFILE}
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -92,7 +103,8 @@ def check_outputs(args: argparse.Namespace) -> None:
         if not isinstance(path, str) or not path:
             continue
         option, suffixes = "--" + name.replace("_", "-"), OUTPUT_SUFFIXES[name]
-        check_out(path, option, ConfigError, make_folders=make_folders, inputs=inputs, suffixes=suffixes)
+        kind = benchmark_result(args.bench) if name == "out" else OUTPUT_KINDS.get((args.bench, name))
+        check_out(path, option, ConfigError, make_folders=make_folders, inputs=inputs, suffixes=suffixes, kind=kind)
     chosen = [(k, os.path.abspath(v)) for k in OUTPUTS if isinstance(v := getattr(args, k, None), str) and v]
     for i, (a, pa) in enumerate(chosen):
         for b, pb in chosen[i + 1 :]:

@@ -56,7 +56,10 @@ def _gb(value: float, unit: float = 1e9) -> str:
 
 
 def _model_json(model: HardwareModel) -> dict[str, Any]:
-    return {**model.to_dict(), "notes": dict(model.notes), "source": str(model.source) if model.source else None}
+    """The model's values, `about` (what the device is), `notes` (each value's citation) and its file."""
+    sources = {k: v for k, v in model.notes.items() if k}  # HardwareModel.notes[""] is the file's `about`
+    about = model.notes.get("") or None
+    return {**model.to_dict(), "about": about, "notes": sources, "source": str(model.source) if model.source else None}
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -128,6 +131,8 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     print(f"{model.name}: {model.description}  [{model.kind}, {model.values_are}]  ({model.source})")
     notes = model.notes
+    if notes.get("", "").strip():
+        print("\n".join(f"  {line}" for line in notes[""].strip().splitlines()))
 
     def row(key: str, label: str, value: str) -> list[str]:
         return [label, value, notes.get(key, "")]
@@ -220,7 +225,7 @@ def _show_profile(args: argparse.Namespace) -> int:
         ["runtime", f"{rt.get('name', '?')} ({versions}), {rt.get('provider', '-')}, {threads}"],
         ["clock", str(rt.get("clock", "?"))],
         ["batch size", str(doc["batch_size"])],
-        ["statistic", f"{doc['statistic']} (the profile's; records keep {', '.join(doc['statistics'])})"],
+        ["statistic", f"{doc['statistic']} (the profile's; records keep {', '.join(doc['statistics']) or 'none yet'})"],
         ["measured", f"{doc['kernels']} kernels, {doc['networks']} networks, {doc['failures']} failures"],
         ["elapsed", f"{doc['elapsed_s']:.0f} s"],
     ]
@@ -241,15 +246,24 @@ def _show_profile(args: argparse.Namespace) -> int:
     print(render_table(["quantity", "value"], rows))
     registered = Path(args.name).suffix.lower() != ".json"  # a name; a path in a config is from the config's folder
     device = args.name if registered else path.resolve()
+    from .profile import not_ready
+
+    why = not_ready(doc["kernels"], doc["networks"]) if doc["fewshot"] is None else None
+    if why and why.startswith("not"):
+        print(why)
+        return 0
     print(
         f'use it: time_model = {{ name = "learned", options = {{ device = "{device}" }} }}: it predicts '
         f"the profile's {doc['statistic']}, or in a search whose device has a measure the measure's statistic"
     )
+    if why:
+        print(why)
     return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
     from ..errors import HardwareError
+    from ..files import HARDWARE_MODEL
     from ..timemodels.calibrate import calibrate_hardware
     from ..timemodels.devices import torch_device
     from ..timemodels.hwmodel import hardware_model_toml, read_hardware_model, save_hardware_model
@@ -262,7 +276,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise HardwareError(f"--out {out}: a hardware model file must end in .toml")
     if out is not None:
         # before the calibration, not after it (it takes a while)
-        check_out(out, "--out", HardwareError, suffixes=(".toml",))
+        check_out(out, "--out", HardwareError, suffixes=(".toml",), kind=HARDWARE_MODEL)
     torch_device(args.device)  # an unknown device fails here, before any progress line
     notice(f"na-toolkit: calibrating {args.device}: matrix product, copy bandwidth, launch overhead ...")
     model = calibrate_hardware(args.device, name=out.stem if out else args.name, repeats=args.repeats)

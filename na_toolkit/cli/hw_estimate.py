@@ -26,11 +26,21 @@ def configure(sub: Any) -> None:
     )
     p.add_argument("--time-model", default=None, help="a registered time model (default: from --device, as above)")
     p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a time-model option, as a config's time_model options (repeatable): dtype=int8 for the roofline; "
+        "`na-toolkit plugins --options NAME` lists a model's",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def default_time_model(device: str, hardware: Any) -> str:
     """learned for a profile, roofline for a hardware model, onnxruntime for a device of this machine."""
+    from ..errors import UnknownComponentError
+    from ..files import path_exists
     from ..machine import parse_device
 
     suffix = Path(device).suffix.lower()
@@ -41,21 +51,38 @@ def default_time_model(device: str, hardware: Any) -> str:
     try:
         parse_device(device)
     except Exception:
-        return "learned"  # neither: the learned model's lookup names the profiles and hardware models it knows
+        if path_exists(device):
+            return "learned"  # a file named without its suffix: read as a profile, which says what it is
+        # none of the three: name them all (a hardware model's lookup alone would not mention profiles)
+        near = [f"./{device}{s}" for s in (".toml", ".json") if Path(device + s).is_file()]
+        raise UnknownComponentError(
+            "device profile, hardware model or local device",
+            device,
+            hardware.names(),
+            (f"Did you mean the file {' or '.join(near)}? " if near else "")
+            + "A local device is cpu or cuda:N; a file of your own is given by its path (a hardware model's "
+            ".toml, a profile's .json).",
+        ) from None
     return "onnxruntime"
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..timemodels import get_time_model
+    from ._format import parse_key_values
     from ._output import warn
     from .arch import load_architecture
 
     toolkit = args.toolkit
     name = args.time_model or default_time_model(args.device, toolkit.hardware)
+    options = parse_key_values(args.option, "--option")
+    if "device" in options:
+        raise ConfigError("--option device=...: give the device with --device")
     archs = [load_architecture(spec, toolkit) for spec in args.archs]  # every file read before any estimate
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the model's warnings reach every estimate's own `warnings`
-        model = get_time_model(name, toolkit, device=args.device)
+        model = get_time_model(name, toolkit, device=args.device, **options)
+    source = model.figure_source("latency_ms")  # what the latency is: measured or estimated, how (the dtype)
     rows: list[dict[str, Any]] = []
     for spec, arch in zip(args.archs, archs):
         est = model.estimate(arch, args.batch_size)
@@ -73,10 +100,21 @@ def run(args: argparse.Namespace) -> int:
         for w in est.warnings:
             warn(f"{spec}: {w}")
     if args.json:
-        doc = {"time_model": model.name, "device": model.device, "batch_size": args.batch_size, "estimates": rows}
+        doc = {
+            "time_model": model.name,
+            "device": model.device,
+            "options": options,
+            "latency_source": source.to_json() if source is not None else None,
+            "batch_size": args.batch_size,
+            "estimates": rows,
+        }
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"{model.name} on {model.device}, batch size {args.batch_size}:")
+    print(
+        f"{model.name} on {model.device}, batch size {args.batch_size}"
+        + (f" ({source.kind}: {source.how})" if source else "")
+        + ":"
+    )
     for r in rows:
         memory = f"{r['peak_memory_bytes'] / 2**20:.3g} MiB" if r["peak_memory_bytes"] is not None else "-"
         energy = f"{r['energy_mj']:.3g} mJ" if r["energy_mj"] is not None else "-"

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, DataError, NAToolkitError
-from ..files import parse_json, path_exists, read_text
+from ..files import PREDICTOR, parse_json, path_exists, read_text
 from ..validation import is_finite_number
+from ._format import parse_key_values
 from ._output import atomic_out, check_out, warn
 from .command import Command
 
@@ -74,19 +75,6 @@ def resolve_architecture(spec: Any, toolkit: Toolkit, table: str | None = None) 
     from .arch import load_architecture
 
     return load_architecture(text, toolkit)
-
-
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param takes KEY=VALUE, got {item!r}")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
 
 
 def _descriptor(spec: Any, args: argparse.Namespace, where: str) -> DatasetDescriptor:
@@ -231,8 +219,8 @@ def run_fit(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("predict fit needs --out MODEL.json")
     # before the fit: an unwritable --out never throws a fitted model away, nor overwrites the data it read
-    check_out(args.out, inputs=[args.data] if args.data else [], suffixes=(".json",))
-    params = _parse_params(args.param)
+    check_out(args.out, inputs=[args.data] if args.data else [], suffixes=(".json",), kind=PREDICTOR)
+    params = parse_key_values(args.param, "--param")
     model = make_predictor(args.predictor, params, args.toolkit)
     if model.get_params().get("random_state", 0) is None:  # as a search seeds it with its random_seed: a
         model.set_params(random_state=args.seed)  # saved predictor is refit on load, so it must be seeded

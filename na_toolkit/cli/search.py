@@ -162,6 +162,7 @@ _EXPORT_SUFFIXES = {"onnx": (".onnx",), "torch": (".pt", ".pth")}
 def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
     """`--out` once it is known to be a writable place for `fmt` that overwrites none of the run's own files."""
     from ..errors import ConfigError
+    from ..files import ARCHITECTURE, EXPORT_SIDECAR
     from ..search.export import EXPORT_FOLDERS, export_files
     from ._output import check_out
 
@@ -174,6 +175,8 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
             f"{' or '.join(suffixes)} suffix"
         )
     written = export_files(path, fmt)
+    for file, kind in zip(written[1:], [*([ARCHITECTURE] if fmt == "torch" else []), EXPORT_SIDECAR], strict=True):
+        check_out(file, f"the {kind} beside --out,", kind=kind)
     root = run_dir.resolve()
     for file in written:
         inside = file.resolve()

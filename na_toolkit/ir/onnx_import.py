@@ -231,10 +231,12 @@ class OnnxImportContext:
                 supported = sorted({*importers, *STRUCTURAL_OPS})
                 if candidates:  # an op the toolkit imports, but not with these inputs or attributes
                     takers = ", ".join(sorted(lt.name for lt in candidates))
+                    attributes = [a.name for a in node.attribute]
                     raise self.error(
-                        f"ONNX op {node.op_type!r} is supported, but not in this form (inputs {list(node.input)}, "
-                        f"attributes {[a.name for a in node.attribute]}); the layer types that import it ({takers}) "
-                        "do not take it so"
+                        f"this {node.op_type} (inputs {list(node.input)}, attributes {attributes})"
+                        f" is no layer the toolkit has: the layer types that import {node.op_type} ({takers}) take "
+                        f"other forms of it; remove it from the model (a constant scale or shift folds into the "
+                        f"layer before or after it), or {REGISTER_TODO}"
                     )
                 final_softmax = node.op_type in SOFTMAX_OPS and node.output[0] == self.graph.output[0].name
                 todo = (
@@ -325,6 +327,8 @@ EXPORTER_GRAPH_NAMES = frozenset({"", "main_graph", "torch_jit"})
 
 #: what to do about a group normalisation (torch's nn.GroupNorm: exported as Reshape -> InstanceNormalization
 #: -> Reshape -> Mul -> Add, or the GroupNormalization op of opset 18+), which no built-in layer type imports
+#: the way out of any op or form no layer type imports
+REGISTER_TODO = "register a layer type that imports it (a plugin's import_onnx; docs/plugin_hooks.md, ONNX import)"
 GROUP_NORM_TODO = (
     "which na_toolkit has no layer type for; replace nn.GroupNorm with nn.BatchNorm2d in the model (a batch norm "
     "after a convolution is imported folded into it), or register a layer type that imports the pattern "
@@ -351,10 +355,7 @@ def unsupported_op_todo(final_softmax: bool, op_type: str = "") -> str:
             "the networks here output logits (the evaluator's cross-entropy applies the softmax, and exports "
             "output logits): remove the final softmax from the model"
         )
-    return (
-        "replace it in the model with supported ops, or register a layer type that imports it (a plugin's "
-        "import_onnx; docs/plugin_hooks.md, ONNX import)"
-    )
+    return f"replace it in the model with supported ops, or {REGISTER_TODO}"
 
 
 def from_onnx(source: Any, layer_types: LayerTypeRegistry, return_weights: bool = False) -> Any:

@@ -90,6 +90,14 @@ def from_torch(
         arch, state = from_onnx(model, layer_types, return_weights=True)
     except OnnxImportError as exc:
         raise lowering.explain(exc) from None
+    if lowering.dropped:
+        warnings.warn(
+            f"from_torch: {', '.join(lowering.dropped)} imported as no layer, as torch.onnx.export writes it (it "
+            "does nothing at inference): the toolkit's dropout layer drops elements, not channels, so training the "
+            "imported network has no such dropout (a search's dropout move can add element dropout)",
+            TorchImportWarning,
+            stacklevel=2,
+        )
     if check:
         check_parity(module, arch, state, example_input)
     return (arch, state) if return_weights else arch
@@ -214,6 +222,8 @@ class _Lowering:
         #: a Reshape's output -> (the tensor it reshapes, that tensor's shape): a chain of shape ops (squeeze
         #: twice, view then unsqueeze) becomes one Reshape of the first one's input
         self.reshaped: dict[str, tuple[str, tuple[int, ...]]] = {}
+        #: the channel dropouts imported as no layer ("aten.feature_dropout.default (p=0.2)"), for one warning
+        self.dropped: list[str] = []
         self.current: Any = None
 
     # ---- what a lowering calls --------------------------------------------------------------------------
@@ -311,6 +321,9 @@ class _Lowering:
         if node.target is operator.getitem:  # an element of a tuple-returning op (batch norm, pooling)
             source, index = node.args
             parts = self.names.get(source)
+            if isinstance(parts, tuple) and parts[index] is None and not node.users:
+                self.names[node] = None  # the indices of a max pooling, taken and never read
+                return
             if not isinstance(parts, tuple) or parts[index] is None:
                 raise self.error(f"element {index} of {source.target} is not supported (only its first output)")
             self.names[node] = parts[index]

@@ -165,10 +165,32 @@ def _mean(lw: _Lowering, x: Any, dims: Any, keepdim: Any = False, dtype: Any = N
     return lw.op("ReduceMean", [lw.tensor(x)], axes=[int(d) for d in dims], keepdims=int(bool(keepdim)))
 
 
+def _adaptive_kernel(lw: _Lowering, x: Any, output_size: Any, what: str, module: str) -> list[int]:
+    """The kernel (and stride) of the plain pooling that is adaptive pooling of `x` to `output_size`: the map's
+    size over the output's, where the output's divides it (an adaptive pooling's windows are then disjoint
+    and equal); a TorchImportError otherwise."""
+    size = [int(s) for s in x.meta["val"].shape[2:]]
+    wanted = output_size if isinstance(output_size, (list, tuple)) else [output_size, output_size]
+    out = [s if o is None else int(o) for o, s in zip(wanted * (2 // len(wanted)), size)]
+    if any(o < 1 or s % o for o, s in zip(out, size)):
+        raise lw.error(
+            f"adaptive {what} pooling from {size[0]}x{size[1]} to {out[0]}x{out[1]} is not supported: it is imported "
+            f"where the output size divides the input's (as {what} pooling with kernel = stride = input / output); "
+            f"give the model an input size that it divides, or use nn.{module}"
+        )
+    return [s // o for o, s in zip(out, size)]
+
+
 def _adaptive_avg_pool2d(lw: _Lowering, x: Any, output_size: Any) -> str:
-    if _pair(output_size, 1) != [1, 1]:
-        raise lw.error(f"adaptive average pooling to {list(output_size)} is supported to 1x1 only")
-    return lw.op("GlobalAveragePool", [lw.tensor(x)])
+    kernel = _adaptive_kernel(lw, x, output_size, "average", "AvgPool2d")
+    if kernel == [int(s) for s in x.meta["val"].shape[2:]]:
+        return lw.op("GlobalAveragePool", [lw.tensor(x)])
+    return lw.op("AveragePool", [lw.tensor(x)], kernel_shape=kernel, strides=kernel, pads=[0, 0, 0, 0])
+
+
+def _adaptive_max_pool2d(lw: _Lowering, x: Any, output_size: Any) -> tuple[str | None, ...]:
+    kernel = _adaptive_kernel(lw, x, output_size, "max", "MaxPool2d")
+    return (lw.op("MaxPool", [lw.tensor(x)], kernel_shape=kernel, strides=kernel, pads=[0, 0, 0, 0]), None)
 
 
 def _pool_attrs(lw: _Lowering, kernel: Any, stride: Any, padding: Any, ceil_mode: Any) -> dict[str, Any]:
@@ -269,6 +291,16 @@ def _alias(lw: _Lowering, x: Any, *rest: Any, **kwargs: Any) -> str:
     return lw.tensor(x)
 
 
+def _channel_dropout(lw: _Lowering, x: Any, p: Any, train: Any = False) -> str:
+    """nn.Dropout2d / AlphaDropout / FeatureAlphaDropout: no layer, as torch.onnx.export writes them (they do
+    nothing at inference); the toolkit's dropout layer drops elements, not channels, so it is not put in their
+    place (the dropout move adds one where a search finds it worth it). A TorchImportWarning says so."""
+    op = str(lw.current.target).split(".")[1]
+    module = next((m for m, ops in WRITTEN_AS.items() if op in ops), op)
+    lw.dropped.append(f"{module}(p={float(p):g}) ({lw.current.name!r})")
+    return lw.tensor(x)
+
+
 #: ATen op (str of its OpOverload) -> its lowering to ONNX
 LOWERINGS: dict[str, Callable[..., Any]] = {
     "aten.conv2d.default": _conv2d,
@@ -302,6 +334,7 @@ LOWERINGS: dict[str, Callable[..., Any]] = {
     **{f"aten.clamp{i}.default": _clamp for i in ("", "_")},
     "aten.mean.dim": _mean,
     "aten.adaptive_avg_pool2d.default": _adaptive_avg_pool2d,
+    "aten.adaptive_max_pool2d.default": _adaptive_max_pool2d,
     "aten.max_pool2d.default": _max_pool2d,
     "aten.max_pool2d_with_indices.default": _max_pool2d_with_indices,
     "aten.avg_pool2d.default": _avg_pool2d,
@@ -312,6 +345,7 @@ LOWERINGS: dict[str, Callable[..., Any]] = {
     "aten.linear.default": _linear,
     "aten.cat.default": _cat,
     "aten.dropout.default": _dropout,
+    **{f"aten.{op}.default": _channel_dropout for op in ("feature_dropout", "alpha_dropout", "feature_alpha_dropout")},
     **{f"aten.{op}.default": _alias for op in ("clone", "contiguous", "alias", "detach", "lift_fresh_copy")},
 }
 
@@ -330,8 +364,12 @@ WRITTEN_AS: dict[str, tuple[str, ...]] = {
     "nn.LeakyReLU": ("leaky_relu",),
     "nn.MaxPool2d": ("max_pool2d", "max_pool2d_with_indices"),
     "nn.AvgPool2d": ("avg_pool2d",),
-    "nn.AdaptiveAvgPool2d(1)": ("adaptive_avg_pool2d",),
+    "nn.AdaptiveAvgPool2d": ("adaptive_avg_pool2d",),
+    "nn.AdaptiveMaxPool2d": ("adaptive_max_pool2d",),
     "nn.Dropout": ("dropout",),
+    "nn.Dropout2d": ("feature_dropout",),
+    "nn.AlphaDropout": ("alpha_dropout",),
+    "nn.FeatureAlphaDropout": ("feature_alpha_dropout",),
     "nn.Flatten": ("flatten",),
     "+": ("add",),
     "*": ("mul",),
@@ -348,8 +386,12 @@ WRITTEN_AS: dict[str, tuple[str, ...]] = {
 NOT_WRITTEN = frozenset({"alias", "lift_fresh_copy"})
 
 
+#: lowered (so a plugin's layer type may import them) but imported by no built-in layer type: not listed
+NOT_BUILTIN = frozenset({"nn.PReLU"})
+
+
 def supported_ops() -> str:
     """The ops `from_torch` imports, as a module's code writes them (one line, for an error message)."""
-    modules = [name for name in WRITTEN_AS if name.startswith("nn.")]
-    rest = [name for name in WRITTEN_AS if name not in modules]
+    modules = [name for name in WRITTEN_AS if name.startswith("nn.") and name not in NOT_BUILTIN]
+    rest = [name for name in WRITTEN_AS if not name.startswith("nn.")]
     return f"{', '.join(modules)} (or their F. / torch. functions), {', '.join(rest)}"

@@ -232,7 +232,7 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
                 [
                     [
                         b["metric"] + (f" ({b['note']})" if b.get("note") else ""),
-                        f"{b['limit']:.6g}",
+                        limit_text(b["metric"], b["limit"]),
                         f"{b['weight']:.3g}",
                         "yes" if b["hard"] else "no",
                         _met_by(b, ok),
@@ -267,6 +267,16 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
             for k, v in files
         ]
     return "\n".join(lines) + "\n"
+
+
+def limit_text(metric: str, limit: float) -> str:
+    """A budget's limit with the unit its metric's name carries: `0.2 ms`, `2 GiB (2,147,483,648 B)`."""
+    base = metric.partition("@")[0]
+    if base.endswith("_bytes"):
+        size, unit = next(((s, u) for s, u in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")) if limit >= s), (1, ""))
+        return f"{limit / size:.4g} {unit} ({limit:,.0f} B)" if unit else f"{limit:,.0f} B"
+    unit = next((u for suffix, u in (("_ms", "ms"), ("_mj", "mJ"), ("_s", "s")) if base.endswith(suffix)), "")
+    return f"{limit:.6g} {unit}".rstrip()
 
 
 def _met_by(budget: Mapping[str, Any], evaluated: list[Mapping[str, Any]]) -> str:

@@ -165,7 +165,8 @@ def variant_note(outcome: Mapping[str, Any], asked: int) -> str | None:
 # ---- the device ------------------------------------------------------------------------------------------
 def select_device(config: SearchConfig, device: str | None) -> DeviceSpec:
     """The config's device named `device`: a `[devices.NAME]` entry, or the hardware model its time model
-    reads (`jetson-orin-nano`) when exactly one entry reads it; optional when the config has one device."""
+    reads (`jetson-orin-nano`, or the name or path of a model the config gives as a .toml) when exactly one
+    entry reads it; optional when the config has one device."""
     names = [d.name for d in config.devices]
     if not names:
         raise ConfigError("whatif needs a config with a device to vary ([devices.NAME] with a roofline time model)")
@@ -175,13 +176,26 @@ def select_device(config: SearchConfig, device: str | None) -> DeviceSpec:
         return config.devices[0]
     if device in names:
         return config.device(device)
-    reading = [d for d in config.devices if d.time_model_options().get("device") == device]
+    reading = [d for d in config.devices if _reads(d, device)]
     if len(reading) == 1:
         return reading[0]
     raise ConfigError(
         f"--device {device!r}: the config has no device of that name"
         + (f" ({len(reading)} devices read that hardware model)" if reading else "")
         + f"; its devices: {', '.join(names)}"
+    )
+
+
+def _reads(dev: DeviceSpec, model: str) -> bool:
+    """Whether the device's time model reads hardware model `model`: by registered name, or by the .toml a
+    config gives (`edge-npu` or `edge-npu.toml` for `device = "hw/edge-npu.toml"`: a model's name is its stem)."""
+    given = dev.time_model_options().get("device")
+    if not isinstance(given, str):
+        return False
+    if given == model:
+        return True
+    return (
+        given.lower().endswith(".toml") and Path(given).stem == Path(model).stem and Path(model).suffix in ("", ".toml")
     )
 
 

@@ -35,7 +35,7 @@ ALIASES = {
     "peak_flops": "peak_flops_per_s",
 }
 _G, _T = 1e9, 1e12
-#: key (without a dtype) → unit text (case-insensitive) → SI value of one unit
+#: key (without a dtype) → unit text (case-insensitive, but a lowercase b for B is bits: refused) → SI value of one unit
 UNITS: dict[str, dict[str, float]] = {
     "memory_bandwidth_bytes_per_s": {
         "B/s": 1.0,
@@ -164,11 +164,17 @@ def parse_value(text: str, field: str) -> VaryValue:
     number, unit = float(absolute.group(1)), (absolute.group(2) or "").strip()
     scale = 1.0
     if unit:
-        by_lower = {u.lower(): s for u, s in unit_table.items()}
+        by_lower = {u.lower(): u for u in unit_table}
         if unit.lower() not in by_lower:
             raise ConfigError(f"--vary {short_name(field)}: unknown unit {unit!r} in {text!r}; units: {units}")
-        scale = by_lower[unit.lower()]
-    value = number * scale
+        known = by_lower[unit.lower()]
+        if "B" in known and unit[known.index("B")] == "b":  # Gb/s: gigabits, an 8x slip if read as bytes
+            raise ConfigError(
+                f"--vary {short_name(field)}: {unit!r} in {text!r} is bits (a lowercase b), and {short_name(field)} "
+                f"is in bytes: write {known} (a value in bits divided by 8)"
+            )
+        scale = unit_table[known]
+    value = float(f"{number * scale:.15g}")  # 5us is 5e-06, not 4.9999999999999996e-06
     if not math.isfinite(value) or value < 0 or (value == 0 and field != "launch_overhead_s"):
         raise ConfigError(f"--vary {short_name(field)}: {text!r} must be a positive value")
     return VaryValue(text.strip(), value_si=value)

@@ -5,13 +5,14 @@ dotted key (`peak_flops_per_s.fp16`), what the key means and what is wrong with 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
-from ..errors import HardwareError
+from ..errors import HardwareError, HardwareModelWarning
 from ..validation import Document
 
 SCHEMA_VERSION = 1
@@ -243,6 +244,31 @@ def _check_plausible(doc: HardwareModelFile, where: str) -> None:
             )
 
 
+#: a measured ceiling may beat its datasheet peak by this factor (a boost clock, a rounded datasheet figure)
+#: before a warning says it is suspect
+ABOVE_PEAK_FACTOR = 1.25
+
+
+def _check_ceilings(doc: HardwareModelFile, where: str) -> None:
+    """A measured ceiling well above the datasheet peak of the same quantity is warned about
+    (`HardwareModelWarning`): no benchmark beats the hardware, so one of the two has the wrong unit or comes
+    from another device; the model is used as written (the roofline reads the measured value)."""
+    ceilings = doc.measured_ceilings or MeasuredCeilings()
+    pairs = [("memory_bandwidth_bytes_per_s", doc.memory_bandwidth_bytes_per_s, ceilings.memory_bandwidth_bytes_per_s)]
+    if ceilings.flops_per_s is not None:
+        peaks = doc.peak_flops_per_s.given()
+        pairs += [(f"flops_per_s.{d}", peaks.get(d), v) for d, v in ceilings.flops_per_s.given().items()]
+    for key, peak, measured in pairs:
+        if peak and measured and measured > ABOVE_PEAK_FACTOR * peak:
+            warnings.warn(
+                f"{where}: measured_ceilings.{key} = {measured:g} is {measured / peak:.1f}x the datasheet peak "
+                f"{peak:g}; a benchmark cannot beat the hardware: is one of them in another unit or from another "
+                "device? (the roofline uses the measured value)",
+                HardwareModelWarning,
+                stacklevel=3,
+            )
+
+
 def validate_hardware_file(data: Mapping[str, Any], where: str) -> HardwareModelFile:
     """The parsed content of a hardware model file, checked (`where` names the file in errors). The schema
     version is checked first: a file of another version is not read further."""
@@ -258,4 +284,5 @@ def validate_hardware_file(data: Mapping[str, Any], where: str) -> HardwareModel
     except ValidationError as exc:
         raise _error_of(exc, where) from None
     _check_plausible(doc, where)
+    _check_ceilings(doc, where)
     return doc

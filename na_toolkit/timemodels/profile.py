@@ -23,7 +23,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from ..errors import HardwareError, NAToolkitError, NAToolkitWarning, ProfileError
-from ..files import looks_like_path, name_or_path, parse_json, path_exists, read_text
+from ..files import (
+    DEVICE_PROFILE,
+    HARDWARE_MODEL,
+    document_kind,
+    looks_like_path,
+    name_or_path,
+    parse_json,
+    path_exists,
+    read_text,
+    with_article,
+)
 from ..ir.architecture import MAX_TENSOR_ELEMENTS, Architecture
 from ..validation import Document, format_validation_error
 from .devices import describe_device, parse_device
@@ -378,6 +388,16 @@ class DeviceProfile(Document):
     def load(cls, path: str | Path) -> DeviceProfile:
         p = Path(path)
         text = read_text(p, "profile", ProfileError)
+        kind = document_kind(p)
+        if kind not in (None, DEVICE_PROFILE):
+            use = (
+                'the roofline time model reads hardware models (name = "roofline"); the learned one needs a profile'
+                if kind == HARDWARE_MODEL
+                else "give the .json of a device profile"
+            )
+            raise ProfileError(
+                f"{str(p)!r} is {with_article(kind)}, not a device profile: {use} (`na-toolkit profile` measures one)"
+            )
         try:
             doc = parse_json(text, f"profile {str(p)!r}", ProfileError)
         except ProfileError as exc:

@@ -46,7 +46,7 @@ from .kernels import Kernel, kernels_of, measurable
 from .learned import GROUPS, MIN_NETWORKS, KernelLatencyModel, fit_profile
 from .learned_domain import DOMAIN_MARGIN, MIN_SPAN
 from .profile import DeviceProfile, FewShotPrior, FewShotSection, ProfileDeviceWarning, resolve_profile_path
-from .profile_plan import ProfileOptions, make_time_model
+from .profile_plan import ProfileOptions, check_new_out, make_time_model
 from .profiler import ProfileBuilder
 from .sampling import Variant, all_move_types, random_variants
 
@@ -372,8 +372,7 @@ class FewShotProfileBuilder(ProfileBuilder):
                 raise ProfileError(f"--fewshot must be >= {MIN_FEWSHOT}, got {o.fewshot}")
             if o.pool < o.fewshot:
                 raise ProfileError(f"--pool ({o.pool}) must be at least --fewshot ({o.fewshot})")
-            if o.out.exists():
-                raise ProfileError(f"{str(o.out)!r} exists; pass --resume to continue it or choose another --out")
+            check_new_out(o.out)
             priors = load_priors(o.priors, lt, o.batch_size, self.toolkit.hardware)
             seeds = self._new_seeds()
             prof = self._new_profile(seeds)

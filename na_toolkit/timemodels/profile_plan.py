@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UnknownComponentError
+from ..errors import DeviceWarning, ProfileError, UnknownComponentError
+from ..files import DEVICE_PROFILE, document_kind
 from .devices import parse_device
 from .measure import MeasureSettings
 from .measured import MeasuredTimeModel
@@ -211,6 +213,36 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if gc is not None and not isinstance(gc, bool):
             raise ValueError(f"settings.{part}.disable_gc must be true or false, got {gc!r}")
     return settings
+
+
+def check_new_out(out: Path) -> None:
+    """A new profile's `--out` must not exist: an existing profile is continued with `--resume`, and any other
+    file (an architecture, a hardware model) is never written over."""
+    if not out.exists():
+        return
+    found = document_kind(out)
+    if found == DEVICE_PROFILE:
+        raise ProfileError(f"{str(out)!r} exists; pass --resume to continue it or choose another --out")
+    what = f"an existing {found}" if found else ("a folder" if out.is_dir() else "an existing file")
+    raise ProfileError(f"--out {str(out)!r} is {what}, not a device profile; choose another --out")
+
+
+def warn_seeds_over_cap(seeds: dict[str, Any], max_flops: float | None) -> None:
+    """A DeviceWarning naming the seed networks over the plan's `max_flops`: each is measured, but none of its
+    variants (a move or two from it, over the cap too), so the profile holds no family around it."""
+    over = [
+        f"{name} ({arch.flops / 1e9:.3g} GFLOPs)"
+        for name, arch in seeds.items()
+        if max_flops and arch.flops > max_flops
+    ]
+    if over:
+        warnings.warn(
+            f"seed network {', '.join(over)} is over the plan's max_flops of {max_flops / 1e9:.3g} GFLOPs: it is "
+            "measured, but its variants are not (they are over it too), so the learned model knows no networks like it "
+            "(ProfileOptions(max_flops=...) raises the cap, at the cost of longer measurements)",
+            DeviceWarning,
+            stacklevel=3,
+        )
 
 
 def print_to_stderr(msg: str) -> None:

@@ -35,7 +35,6 @@ from ..ir.architecture import Architecture
 from ..machine import machine_info
 from .devices import describe_local_device, parse_device
 from .kernels import Kernel, kernel_architecture, kernels_of, measurable
-from .learned import cross_validated_errors
 from .profile import (
     DeviceProfile,
     KernelRecord,
@@ -50,10 +49,12 @@ from .profile_plan import (
     NETWORK_SETTINGS,
     RUNTIMES,
     ProfileOptions,
+    check_new_out,
     make_time_model,
+    warn_seeds_over_cap,
 )
 from .profile_resume import resolve_seeds, seed_networks_doc, stored_seeds, take_stored_plan
-from .sampling import Variant, adaptive_samples, all_move_types, random_variants
+from .sampling import Variant, adaptive_samples, all_move_types, cross_validated_errors, random_variants
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -168,6 +169,7 @@ class ProfileBuilder:
         """A new profile's seed networks (`resolve_seeds` of the options' seeds), by their stored reference."""
         seeds = resolve_seeds(self.o.seeds, self.toolkit)
         self.o.seeds = tuple(seeds)
+        warn_seeds_over_cap(seeds, self.o.max_flops)
         return seeds
 
     def _resumed_seeds(self, prof: DeviceProfile) -> dict[str, Architecture]:
@@ -430,8 +432,7 @@ class ProfileBuilder:
             seeds = self._resumed_seeds(prof)
             self.log(f"resuming {o.out}: {len(prof.kernels)} kernels and {len(prof.networks)} networks measured")
         else:
-            if o.out.exists():
-                raise ProfileError(f"{str(o.out)!r} exists; pass --resume to continue it or choose another --out")
+            check_new_out(o.out)
             seeds = self._new_seeds()
             prof = self._new_profile(seeds)
         tm_k = make_time_model(o.runtime, o.device, o.kernel_settings, o.threads, o.statistic)

@@ -8,7 +8,7 @@ are listed in docs/time_models.md ("Roofline").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -17,7 +17,7 @@ from .. import validation
 from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 from ..ir.layers import BYTES_PER_ELEMENT, LayerCost, numel
-from .base import TimeEstimate, TimeModel
+from .base import FigureSource, TimeEstimate, TimeModel
 from .hwmodel import DTYPE_BYTES, HardwareModel, load_hardware_model
 from .training import TrainCalibration
 
@@ -217,6 +217,14 @@ class RooflineTimeModel(TimeModel):
         if figure == "energy_mj":
             return self.hardware.power_w is not None
         return super().gives(figure)
+
+    def figure_source(self, figure: str) -> FigureSource | None:
+        """As every estimating model's, with the compute dtype the estimate assumed (an int8 figure and an
+        fp32 one of the same network differ several-fold)."""
+        src = super().figure_source(figure)
+        if src is None or figure == "train_time_s":
+            return src
+        return replace(src, how=f"{src.how}, {self.dtype}")
 
     def why_not_given(self, figure: str) -> str | None:
         if figure == "energy_mj" and self.hardware.power_w is None:
