@@ -214,6 +214,32 @@ def test_a_config_s_unknown_dataset_name_gets_its_suggestions_from_the_config_s_
     assert "imgz_old" not in message and "elsewhere" not in message
 
 
+def test_a_search_refused_for_its_dataset_names_the_configs_folder_and_leaves_nothing_behind(tmp_path, run_cli):
+    # before: "Nor is it a file or folder in '<cfg>/runs/small-2026...'", a run folder that never existed, and an
+    # empty runs/ left where the config's output was to go
+    import tomllib
+
+    from test_search_config import with_
+
+    (tmp_path / "cfg").mkdir()
+    doc = {**with_("dataset", "digitz"), "output": "runs"}
+    assert tomllib.loads(_toml(doc)) == doc
+    (tmp_path / "cfg" / "search.toml").write_text(_toml(doc))
+    line = run_cli("search", tmp_path / "cfg" / "search.toml", "--no-progress").error_line()
+    assert "unknown dataset 'digitz'. Did you mean 'digits'?" in line
+    assert line.endswith(f"Nor is it a file or folder in '{tmp_path / 'cfg'}'") and "runs" not in line
+    assert sorted(p.name for p in (tmp_path / "cfg").iterdir()) == ["search.toml"]
+
+
+def _toml(doc: dict, prefix: str = "") -> str:
+    """A config dict of scalars, lists and tables as TOML (tables after the keys, as TOML wants)."""
+    import json
+
+    keys = [f"{k} = {json.dumps(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    tables = [f"[{prefix}{k}]\n" + _toml(v, f"{prefix}{k}.") for k, v in doc.items() if isinstance(v, dict)]
+    return "\n".join(keys) + "\n" + "".join(tables)
+
+
 def test_a_registered_name_is_the_dataset_though_a_folder_of_that_name_is_in_the_way(tmp_path, monkeypatch):
     """A folder `digits/` in the working directory stood in for the registered digits wherever no registry was
     at hand (a torch evaluator built without a toolkit trained on the folder's 2 classes), and with a registry

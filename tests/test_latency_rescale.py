@@ -180,7 +180,8 @@ def test_resuming_the_finished_run_replays_the_same_factor(run):
     candidates are ranked and scored as in the run."""
     result, _ = run
     again = run_search(None, resume=result.run_dir, toolkit=TK, progress=False, outputs=False)
-    assert again.counters.evaluations_replayed == 6 and again.counters.measurements == 0
+    assert again.counters.evaluations_replayed == 6
+    assert again.counters.measurements == again.counters.measurements_replayed > 0  # all of them served
     assert again.latency_scales == result.latency_scales
     assert [e.hash for e in again.evaluated] == [e.hash for e in result.evaluated]
 

@@ -312,3 +312,33 @@ def test_runs_ranks_an_unfinished_runs_evaluations_per_device_as_open_run_does(f
     assert torn["best_so_far"]["accuracy"] == accuracy and f"{100 * accuracy:.2f}% (so far)" in lines["torn"]
     # kept for compatibility: the most accurate valid evaluation stored, feasible or not (the seed's here)
     assert rows["seed-only"]["best_so_far"]["arch_hash"] == summary["evaluated"][0]["arch_hash"]
+
+
+def test_exporting_a_devices_best_into_the_run_writes_the_files_the_search_wrote_there(finished, tmp_path):
+    # before: model.json and model.preprocessing.json beside the search's own arch.json and preprocessing.json
+    tmp, summary = finished
+    run = tmp_path / summary["run_id"]
+    shutil.copytree(tmp / "runs" / summary["run_id"], run)
+    best = run / "best" / "pixel3"
+    written = sorted(p.name for p in best.iterdir())
+    assert written == ["arch.json", "model.onnx", "model.pt", "preprocessing.json"]
+    for fmt in ("onnx", "torch"):
+        rc, out, err = cli("export", str(run), "--device", "pixel3", "--format", fmt, "--json", cwd=tmp)
+        assert rc == 0, err
+        files = json.loads(out)["files"]
+        assert files[0] == str(best / ("model.onnx" if fmt == "onnx" else "model.pt"))
+        assert files[-1] == str(best / "preprocessing.json") and (fmt == "onnx" or files[1] == str(best / "arch.json"))
+    assert sorted(p.name for p in best.iterdir()) == written
+
+
+def test_report_names_the_run_files_that_are_gone_and_how_to_write_them_again(finished, tmp_path):
+    # before: exit 0 without a word, report.md still listing the deleted files
+    tmp, summary = finished
+    run = tmp_path / summary["run_id"]
+    shutil.copytree(tmp / "runs" / summary["run_id"], run)
+    for name in ("summary.json", "report.html", "evaluations.csv"):
+        (run / name).unlink()
+    rc, out, err = cli("report", str(run), cwd=tmp)
+    assert rc == 0 and "# Search run" in out, err
+    assert "warning: run files missing from" in err and f"--resume {run}" in err
+    assert all(name in err for name in ("summary.json", "report.html", "evaluations.csv")) and "report.md" not in err

@@ -146,7 +146,7 @@ def test_sigkill_then_resume_loses_nothing_repeats_nothing_and_matches(tmp_path,
     assert dict(straight.best) == {d: (e or {}).get("arch_hash") for d, e in summary["best"].items()}
 
 
-def test_resume_with_another_config_is_refused(tmp_path):
+def test_resume_with_another_config_is_refused(tmp_path, monkeypatch):
     cfg = tmp_path / "a.toml"
     cfg.write_text(CONFIG.format(output=tmp_path / "runs").replace("evaluations = 6", "evaluations = 1"))
     res = run_search(cfg, progress=False, outputs=False)
@@ -166,6 +166,34 @@ def test_resume_with_another_config_is_refused(tmp_path):
     again = run_search(cfg, resume=res.run_dir, progress=False, outputs=False)
     assert again.counters.evaluations_replayed == again.counters.evaluations == 1
     assert [e.hash for e in again.evaluated] == [e.hash for e in res.evaluated]
+    # its elapsed time is the run's, not the replay's alone (0.5 s where the run took seconds)
+    assert again.elapsed_s >= 0.5 * res.elapsed_s and res.elapsed_s > 1.0
+    # a run resumed by a relative path names its folder absolutely, as a new run does (summary.json's run_dir
+    # and outputs were relative to wherever the resume was typed)
+    monkeypatch.chdir(res.run_dir.parent)
+    relative = run_search(None, resume=res.run_dir.name, progress=False, outputs=False)
+    assert relative.run_dir == res.run_dir and relative.run_dir.is_absolute()
+
+
+def test_resume_with_a_config_whose_named_file_changed_is_refused(tmp_path):
+    """The run goes on from the copies of its config's files it made when it started (inputs/): a config given
+    with --resume that names the same path with another content (a seed network edited since) is not the
+    run's own, and is refused like a changed option (before, it was accepted without a word)."""
+    from na_toolkit.errors import ConfigError
+
+    seed = tmp_path / "seed.json"
+    default_toolkit().seed("simple-cnn").save(seed)
+    cfg = tmp_path / "a.toml"
+    text = CONFIG.format(output=tmp_path / "runs").replace("evaluations = 6", "evaluations = 1")
+    cfg.write_text(text.replace('seed_network = "simple-cnn"', f'seed_network = "{seed}"'))
+    res = run_search(cfg, progress=False, outputs=False)
+    assert run_search(cfg, resume=res.run_dir, progress=False, outputs=False).counters.evaluations == 1
+    doc = json.loads(seed.read_text())
+    seed.write_text(json.dumps({**doc, "name": "edited"}))
+    said = rf"different config \(file '{seed}' and the run's copy inputs/seed.json differ"
+    with pytest.raises(ConfigError, match=said):
+        run_search(cfg, resume=res.run_dir, progress=False, outputs=False)
+    assert run_search(None, resume=res.run_dir, progress=False, outputs=False).seed_hash == res.seed_hash
 
 
 @pytest.mark.parametrize("strategy", ["random", "evolution", "neural-architect"])

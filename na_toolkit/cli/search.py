@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -92,11 +93,27 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from ..search.outputs import report_markdown
+    from ..search.outputs import relative_to_run, report_markdown
 
     store, summary = _open_run(args.run)
     with store:
         text = report_markdown(summary)
+        folder = Path(store.path).parent
+        # the files the run wrote that are gone (deleted, or the report of a copied folder): said, with the fix
+        missing = [
+            rel
+            for key, path in (summary.get("outputs") or {}).items()
+            if not key.endswith(".trained_weights")
+            and not (folder / (rel := relative_to_run(str(path), summary.get("run_dir")))).exists()
+        ]
+        if missing:
+            logging.getLogger("na_toolkit").warning(
+                "warning: run files missing from %s: %s; `na-toolkit search --resume %s` writes them again "
+                "(from its store, paying for nothing)",
+                folder,
+                ", ".join(missing),
+                shlex.quote(str(folder)),
+            )
         try:
             (Path(store.path).parent / "report.md").write_text(text)  # a resumed run's folder gets it anew
         except OSError as exc:  # an archived, read-only run: printed all the same

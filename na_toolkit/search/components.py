@@ -329,7 +329,7 @@ def _check_evaluator(config: SearchConfig, toolkit: Toolkit, options: dict[str, 
 
                 # the paths it may have meant from the config's folder, where its relative paths are read from
                 # (the evaluator looked in the working directory)
-                exc = unknown_dataset(dataset, exc.known, config.base_dir)
+                exc = unknown_dataset(dataset, exc.known, config.origin_dir or config.base_dir)
             on = f"dataset {dataset!r}" if dataset is not None else "its default dataset"
             seed = config.seed_network
             hint = ""

@@ -126,6 +126,9 @@ class SearchConfig:
     doc: dict[str, Any]
     #: the folder relative paths in the document are resolved against (the config file's)
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    #: a new run's config re-based on its run folder (search/inputs.py): the folder its config came from,
+    #: where an error looks for what a name that resolves to nothing may have meant
+    origin_dir: Path | None = field(default=None, compare=False)
     #: True once `resolve_config` checked it against a toolkit and the file system
     resolved: bool = field(default=False, compare=False)
 

@@ -32,8 +32,14 @@ SIDECAR_SUFFIX = ".preprocessing.json"
 
 def export_files(out: Path, fmt: str) -> list[Path]:
     """The files an export to `out` writes: the model (ONNX, or the torch state dict), for torch its IR JSON
-    (`<out>.json`), and the sidecar with what a deployer needs to know (`<out>.preprocessing.json`)."""
-    return [out, *([out.with_suffix(".json")] if fmt == "torch" else []), out.with_suffix(SIDECAR_SUFFIX)]
+    (`<out>.json`), and the sidecar with what a deployer needs to know (`<out>.preprocessing.json`). In a run's
+    `best/<device>/` (the default of `export RUN --device D`) they are the names the search wrote there,
+    `arch.json` and `preprocessing.json`, so an export does not leave a second copy of each beside them."""
+    if out.parent.parent.name == "best" and out.name == MODEL_FILES[fmt]:
+        ir, sidecar = out.parent / "arch.json", out.parent / "preprocessing.json"
+    else:
+        ir, sidecar = out.with_suffix(".json"), out.with_suffix(SIDECAR_SUFFIX)
+    return [out, *([ir] if fmt == "torch" else []), sidecar]
 
 
 def export_candidate(

@@ -82,6 +82,7 @@ class GroundTruth:
         assert comp is not None  # the scorer asks for "measure" only of devices that have one
         doc = self.store.measurement(arch.hash, dev.name, comp.name, settings)
         if doc is not None:
+            self.counters.measurements += 1  # as evaluations count theirs: the replayed ones among them
             self.counters.measurements_replayed += 1
             return doc
         task = Task(

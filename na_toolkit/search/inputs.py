@@ -14,6 +14,7 @@ referenced by their absolute path (data, not configuration).
 from __future__ import annotations
 
 import copy
+import filecmp
 import os
 import shutil
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ class RunInputs:
 
     def config(self, config: SearchConfig, folder: Path) -> SearchConfig:
         """`config` (resolved: its components read the original files) that stores and reports `doc`."""
-        return replace(config, doc=copy.deepcopy(self.doc), base_dir=folder)
+        return replace(config, doc=copy.deepcopy(self.doc), base_dir=folder, origin_dir=config.base_dir)
 
 
 def plan_inputs(config: SearchConfig) -> RunInputs:
@@ -100,6 +101,16 @@ def plan_inputs(config: SearchConfig) -> RunInputs:
         if (rel := take(dev.device)) is not None:
             doc.setdefault("devices", {}).setdefault(dev.name, {})["device"] = rel
     return plan
+
+
+def changed_since_copied(plan: RunInputs, folder: Path) -> list[str]:
+    """The files a config given with --resume names whose content is not the copy the run made when it
+    started (a seed network edited since): the run goes on from its copies, so that config is not its own."""
+    return [
+        f"file {original!r} and the run's copy {rel}"
+        for rel, original in plan.files.items()
+        if (folder / rel).is_file() and not filecmp.cmp(original, folder / rel, shallow=False)
+    ]
 
 
 def copy_inputs(plan: RunInputs, folder: Path) -> None:

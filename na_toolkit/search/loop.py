@@ -45,17 +45,17 @@ from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
 from ..store.lock import RunFolderGone, RunLock
 from ..store.sqlite import SQLiteRunStore
+from . import provenance
 from .async_loop import run_async
 from .compat import RESOLVED_ARTIFACT, config_differences, resolved_defaults, with_defaults
 from .components import Components, build_components
 from .config import SearchConfig, load_config
 from .diagnostics import device_warnings, stalled_reason
 from .ground_truth import GroundTruth
-from .inputs import RunInputs, copy_inputs, plan_inputs, remove_inputs
+from .inputs import RunInputs, changed_since_copied, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
-from .provenance import check_plugins, record_provenance, recorded_provenance, stored_provenance
 from .reward import Budget
-from .run_folder import new_run_dir, resolve_run_dir, run_folder_callbacks
+from .run_folder import discard_run_dir, new_run_dir, resolve_run_dir, run_folder_callbacks
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize
@@ -278,6 +278,7 @@ class SearchLoop:
             self.ground_truth.save_final_state(self.strategy, self.rng, self.scorer.predictors)
         finally:
             self.store.save_artifact(EXECUTOR_ARTIFACT, self.components.executor.stats())
+            provenance.record_session_time(self.store, time.perf_counter() - started)
             self.callbacks.on_end()
             self.components.close()
         return reason, time.perf_counter() - started
@@ -298,9 +299,9 @@ class SearchLoop:
             stop_reason=reason,
             seed_hash=self.seed_arch.hash,
             counters=self.counters,
-            elapsed_s=elapsed_s,
+            elapsed_s=provenance.run_elapsed_s(self.store, elapsed_s),
             warnings=self.scorer.run_warnings(self.ground_truth.history, self.warnings + self.ground_truth.warnings),
-            provenance=stored_provenance(self.store),
+            provenance=provenance.stored_provenance(self.store),
             config_doc=with_defaults(self.config.to_json(), self.store.artifact(RESOLVED_ARTIFACT) or {}),
             latency_scales={d: scale.to_json() for d, scale in self.scorer.scales.items()},
         )
@@ -331,16 +332,18 @@ def _open_resumed(
         stored = store.run().config
         # before the config is resolved against this toolkit: a plugin the run used and this process lacks
         # is named with its version, not reported as an unknown layer type or move
-        check_plugins(recorded_provenance(store), toolkit, f"resuming run {store.run_id}")
+        provenance.check_plugins(provenance.recorded_provenance(store), toolkit, f"resuming run {store.run_id}")
         # the run's copies of its named files are read from its folder (search/inputs.py), not from where
         # the config first named them; the document stays as stored (paths relative to the run folder)
         cfg = replace(load_config(stored, toolkit=toolkit, base_dir=folder), doc=copy.deepcopy(stored))
         if config is not None:
             given_cfg = load_config(config, overrides=overrides, toolkit=toolkit)
             copied = store.artifact(INPUTS_ARTIFACT) is not None  # runs made before the copies compare as given
-            given = plan_inputs(given_cfg).doc if copied else given_cfg.to_json()
+            plan = plan_inputs(given_cfg) if copied else None
+            given = plan.doc if plan is not None else given_cfg.to_json()
             given = with_defaults(given, store.artifact(RESOLVED_ARTIFACT) or {})  # as the run's start filled them
             diff = [k for k in config_differences(stored, given) if k != "output"]
+            diff += changed_since_copied(plan, folder) if plan is not None else []  # the same path, new content
             if diff:
                 raise ConfigError(
                     f"run {store.run_id} was started with a different config ({', '.join(diff)} differ): "
@@ -382,7 +385,7 @@ def run_search(
 
         toolkit = get_toolkit()
     own_store = store is None
-    reserved = False  # a new folder made by _new_run_dir, removed again if the run never starts
+    reserved = False  # a new folder made by new_run_dir, removed again if the run never starts
     lock: RunLock | None = None  # one writer per run folder
     was_finished = False  # resuming a run that already has its complete result
     inputs: RunInputs | None = None  # the named files a new run folder gets copies of
@@ -439,7 +442,7 @@ def run_search(
             loop = SearchLoop(components, store, _callbacks(progress, callbacks, lock, store))
             if resume is not None and not was_finished:
                 store.set_status("running")
-        loop.warnings += record_provenance(store, components, "resume" if resume is not None else "start")
+        loop.warnings += provenance.record_provenance(store, components, "resume" if resume is not None else "start")
         with blas_threads(cfg.search.driver_blas_threads), fewer_collections():
             reason, elapsed = loop.run()
         result = loop.result(folder, reason, elapsed)
@@ -462,10 +465,7 @@ def run_search(
             lock.release(remove=True)
             lock = None
         if store is None and reserved:
-            try:
-                folder.rmdir()  # reserved by _new_run_dir; nothing was stored in it
-            except OSError:
-                pass
+            discard_run_dir(folder)  # reserved by new_run_dir; nothing was stored in it
         if store is not None and not was_finished:
             try:
                 if not isinstance(exc, KeyboardInterrupt):  # what ended it, for `runs` and `report`

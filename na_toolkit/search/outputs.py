@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 
 from .compat import session_lines
 from .evaluations_file import JSONL_FILE, write_evaluations
-from .export import SIDECAR_SUFFIX, default_export_path, evaluation, export_candidate
+from .export import default_export_path, evaluation, export_candidate
 from .figure_sources import metric_label, source_lines
 from .plots import plot_controller, plot_pareto
 from .report_html import report_html
@@ -214,7 +213,7 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         f"({summary['seed_hash']})",
         f"- ground-truth evaluations: {c['evaluations']} of {summary['evaluation_budget']} "
         f"({c['failed_evaluations']} failed, {c['evaluations_replayed']} served from the store on resume); "
-        f"measurements: {c['measurements'] + c['measurements_replayed']}",
+        f"measurements: {c['measurements']} ({c['measurements_replayed']} served from the store on resume)",
         f"- predictor calls: {c['predictor_calls']} (fits: {c['predictor_fits']}); time-model estimates: "
         f"{c['time_model_calls']}; candidates scored: {c['candidates_scored']} in {c['score_calls']} calls; "
         f"strategy proposals: {c['proposed']} in {c['strategy_asks']} asks over {c.get('rounds', '?')} rounds "
@@ -262,7 +261,7 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
     if summary.get("outputs"):
         files = [(k, v) for k, v in summary["outputs"].items() if not k.endswith(".trained_weights")]
         lines += ["", "## Files (relative to the run folder)", ""] + [
-            f"- {k}: `{_relative(v, summary.get('run_dir'))}`"
+            f"- {k}: `{relative_to_run(v, summary.get('run_dir'))}`"
             + (" (trained weights)" if summary["outputs"].get(f"{k}.trained_weights") == "true" else "")
             for k, v in files
         ]
@@ -285,7 +284,7 @@ def _met_by(budget: Mapping[str, Any], evaluated: list[Mapping[str, Any]]) -> st
     return f"{sum(v <= budget['limit'] for v in values)} of {len(values)}"
 
 
-def _relative(path: str, run_dir: str | None) -> str:
+def relative_to_run(path: str, run_dir: str | None) -> str:
     """`path` relative to the run folder (a report stays right when the folder is moved or copied)."""
     if not run_dir:
         return path
@@ -333,12 +332,10 @@ def _write_outputs(result: SearchResult, store: RunStore, layer_types: LayerType
         onnx_path, torch_path = (default_export_path(run_dir, fmt, device=device) for fmt in ("onnx", "torch"))
         folder = onnx_path.parent
         folder.mkdir(parents=True, exist_ok=True)
+        # arch.json and one sidecar for both, preprocessing.json (export_files' names in best/<device>/; model.onnx
+        # also carries the sidecar as metadata): what the network expects of its input, its outputs, its origin
         onnx_info = export_candidate(store, entry["arch_hash"], "onnx", onnx_path, layer_types)
         export_candidate(store, entry["arch_hash"], "torch", torch_path, layer_types)
-        os.replace(torch_path.with_suffix(".json"), folder / "arch.json")
-        # one sidecar for both (model.pt's and model.onnx's are one file, model.preprocessing.json; model.onnx
-        # also carries it as metadata): what the network expects of its input, its outputs, where it comes from
-        os.replace(torch_path.with_suffix(SIDECAR_SUFFIX), folder / "preprocessing.json")
         outputs[f"best.{device}"] = str(folder)
         outputs[f"best.{device}.trained_weights"] = str(onnx_info["trained_weights"]).lower()
     pareto = [dict(e, arch=evaluation(store, e["arch_hash"]).arch_json) for e in summary["pareto"]]

@@ -19,6 +19,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from .summary import Evaluated
 
 
+#: output folders `new_run_dir` made (none was there): `discard_run_dir` removes one again when it is empty
+_MADE_OUTPUTS: set[Path] = set()
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Remove a run folder `new_run_dir` reserved and nothing was stored in, and the output folder it made
+    for it when that is empty now: a search refused before it started leaves the disk as it found it."""
+    output = run_dir.parent.absolute()
+    try:
+        run_dir.rmdir()
+        if output in _MADE_OUTPUTS:
+            output.rmdir()
+            _MADE_OUTPUTS.discard(output)
+    except OSError:  # not empty (another run's meanwhile), or gone
+        pass
+
+
 def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_id = f"{name}-{stamp}"
@@ -27,7 +44,9 @@ def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output: {str(output)!r} is a file, not a folder; give the folder the run folders go in")
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        if not output.exists():
+            output.mkdir(parents=True, exist_ok=True)
+            _MADE_OUTPUTS.add(output.absolute())
         while True:
             try:
                 run_dir.mkdir()  # atomic: two runs started in the same second get two folders
@@ -43,12 +62,13 @@ def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
 
 
 def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
-    """A run folder given as a path, or as a run id inside `output`."""
+    """A run folder given as a path, or as a run id inside `output`; absolute, as a new run's is (a resumed
+    run's summary.json names its folder and files so, not relative to where the resume was typed)."""
     path = Path(run)
     if (path / STORE_FILE).is_file() or path.suffix == ".sqlite":
-        return path if path.is_dir() else path.parent
+        return (path if path.is_dir() else path.parent).absolute()
     if output is not None and (output / str(run) / STORE_FILE).is_file():
-        return output / str(run)
+        return (output / str(run)).absolute()
     raise StoreError(f"no run folder {str(run)!r} (a folder holding {STORE_FILE}, made by `na-toolkit search`)")
 
 

@@ -37,8 +37,9 @@ class Counters:
     #: of those, served from the run store (a resumed run replaying its past)
     evaluations_replayed: int = 0
     failed_evaluations: int = 0
-    #: ground-truth measurements by a device's `measure` time model
+    #: ground-truth measurements by a device's `measure` time model (or one that measures), replayed ones included
     measurements: int = 0
+    #: of those, served from the run store
     measurements_replayed: int = 0
     #: architectures whose accuracy (or training time) a predictor predicted
     predictor_calls: int = 0
