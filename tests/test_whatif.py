@@ -341,7 +341,8 @@ def test_a_network_that_does_not_fit_the_device_memory_is_infeasible_there(tmp_p
         assert e.feasible_for["orin"] == (e.score.metrics["peak_memory_bytes@orin"] <= 11_500_000)
     best = res.get(res.best["orin"])
     assert best.score.metrics["peak_memory_bytes@orin"] <= 11_500_000
-    assert "| peak_memory_bytes@orin (the memory capacity of hardware model cap) | 1.15e+07 | 0 | yes |" in (
+    limit = "10.97 MiB (11,500,000 B)"
+    assert f"| peak_memory_bytes@orin (the memory capacity of hardware model cap) | {limit} | 0 | yes |" in (
         report_markdown(res.summary())
     )
 
