@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, StoreError
 from ..files import write_text_atomic
-from .figure_sources import metric_sources, source_cell
+from .figure_sources import source_cell
 from .progress import SearchCallback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,14 +127,15 @@ def write_evaluations(
     sources: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """Write `evaluations.jsonl` and `evaluations.csv` of a result's (or these) evaluations into `run_dir` (each
-    atomically: a reader never sees half a file); returns output name -> path. `sources`: the run's
-    `metric_sources` (default: a result's, from its provenance; none for bare evaluations)."""
+    atomically: a reader never sees half a file); returns output name -> path. A result's rows are its
+    `rows()`, so the file and the method cannot differ (they did: rows() lacked the sources); `sources`, the
+    run's `metric_sources`, is for bare evaluations (a live run's, `EvaluationsSoFar`)."""
     if isinstance(result, Sequence):
-        evaluated = result
+        evaluated, rows = result, evaluation_rows(result, sources)
     else:
-        evaluated = result.evaluated
-        sources = metric_sources(result.provenance) if sources is None else sources
-    rows = evaluation_rows(evaluated, sources)
+        if sources is not None:  # a result carries its own, from its provenance: two could disagree
+            raise TypeError("write_evaluations: give `sources` with bare evaluations only; a result has its own")
+        evaluated, rows = result.evaluated, result.rows()
     metric_names = sorted({k for e in evaluated for k in e.score.metrics})
     columns = [c for m in metric_names for c in (m, m + SOURCE_SUFFIX) if c == m or any(c in r for r in rows)]
     lines = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in rows)

@@ -1,0 +1,51 @@
+"""The rows of a run's evaluated networks, as `result.rows()`, `open_run(RUN).rows()` and evaluations.jsonl
+give them: the same rows, each device figure with its source.
+
+One real search on three devices, with the synthetic evaluator: `cpu` measured by ONNX Runtime (its peak
+memory an analytic estimate, with no budget on it), `pi4` a roofline (energy with no budget) whose latency
+budget no network meets, `lrn` a learned model of a part of the example-cpu profile (peak memory but no
+energy)."""
+
+import json
+
+import pytest
+
+from na_toolkit.plugins import load_toolkit
+from na_toolkit.search import open_run, run_search
+from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
+from test_figure_sources import FAST, search_doc
+
+TK = load_toolkit()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rows")
+    profile = DeviceProfile.load(resolve_profile_path("example-cpu", TK.hardware)).to_json()
+    profile["kernels"], profile["networks"] = profile["kernels"][:80], profile["networks"][:12]  # a fast fit
+    (tmp / "small-cpu.json").write_text(json.dumps(profile))
+    cpu = {
+        "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+        "measure": {"name": "onnxruntime", "options": {"settings": FAST}},
+        "budgets": {"latency_ms": 50.0},
+    }
+    doc = search_doc(tmp, cpu, evaluations=3)
+    doc["devices"]["pi4"] = {
+        "time_model": {"name": "roofline", "options": {"device": "raspberry-pi-4"}},
+        "budgets": {"latency_ms": 1e-6},  # below any network's: no row is feasible on pi4
+    }
+    learned = {"device": str(tmp / "small-cpu.json"), "boost": False, "check_device": False}
+    doc["devices"]["lrn"] = {"device": "cpu", "time_model": {"name": "learned", "options": learned}}
+    result = run_search(doc, toolkit=TK, progress=False)
+    jsonl = [json.loads(line) for line in (result.run_dir / "evaluations.jsonl").read_text().splitlines()]
+    return result, jsonl
+
+
+def test_rows_are_the_rows_of_evaluations_jsonl_live_and_opened(run):
+    """rows() lacked the `<figure>_source` keys the file's rows have, though the docs say it gives them."""
+    result, jsonl = run
+    assert len(jsonl) == 3
+    assert result.rows() == jsonl
+    assert open_run(result.run_dir, toolkit=TK).rows() == jsonl
+    assert open_run(result.run_dir, unfinished=True, toolkit=TK).rows() == jsonl  # a finished run: the same
+    assert {r["latency_ms@cpu_source"] for r in result.rows()} == {"measured median by measure onnxruntime"}
