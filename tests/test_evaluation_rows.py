@@ -1,5 +1,5 @@
 """The rows of a run's evaluated networks, as `result.rows()`, `open_run(RUN).rows()` and evaluations.jsonl
-give them: the same rows, each device figure with its source.
+give them: the same rows, each device figure with its source (budgeted or not).
 
 One real search on three devices, with the synthetic evaluator: `cpu` measured by ONNX Runtime (its peak
 memory an analytic estimate, with no budget on it), `pi4` a roofline (energy with no budget) whose latency
@@ -12,6 +12,7 @@ import pytest
 
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search import open_run, run_search
+from na_toolkit.search.evaluations_file import SOURCE_SUFFIX
 from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
 from test_figure_sources import FAST, search_doc
 
@@ -49,3 +50,27 @@ def test_rows_are_the_rows_of_evaluations_jsonl_live_and_opened(run):
     assert open_run(result.run_dir, toolkit=TK).rows() == jsonl
     assert open_run(result.run_dir, unfinished=True, toolkit=TK).rows() == jsonl  # a finished run: the same
     assert {r["latency_ms@cpu_source"] for r in result.rows()} == {"measured median by measure onnxruntime"}
+
+
+def test_every_device_figure_of_a_row_names_its_source_budgeted_or_not(run):
+    """Peak memory (and a roofline's energy) is in every row though no budget limits it; it had no source, so
+    ONNX Runtime's analytic peak memory could be read as a measurement."""
+    result, jsonl = run
+    for row in jsonl:
+        figures = [k for k in row if "@" in k and not k.endswith(SOURCE_SUFFIX)]
+        assert {"peak_memory_bytes@cpu", "energy_mj@pi4", "peak_memory_bytes@lrn"} <= set(figures)
+        assert [f for f in figures if not row.get(f + SOURCE_SUFFIX)] == []
+        assert row["peak_memory_bytes@cpu_source"] == "estimated by measure onnxruntime"
+        assert row["energy_mj@pi4_source"] == "estimated by time_model roofline"
+        assert row["peak_memory_bytes@lrn_source"] == "estimated by time_model learned"
+        assert "energy_mj@lrn" not in row  # a learned model gives none
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    sources = summary["metric_sources"]
+    figures = {k for row in jsonl for k in row if "@" in k and not k.endswith(SOURCE_SUFFIX)}
+    assert set(sources) == figures  # a source for each figure the rows hold, and for none they lack
+    memory = sources["peak_memory_bytes@cpu"]
+    assert memory["kind"] == "estimated" and "analytic" in memory["how"]
+    # what scored the candidates of a measured device: only what changes a reward, its budgeted latency
+    assert set(summary["scoring_sources"]) == {"latency_ms@cpu"}
+    report = (result.run_dir / "report.md").read_text()
+    assert "- peak_memory_bytes@cpu: estimated by the device's measure onnxruntime (analytic" in report
