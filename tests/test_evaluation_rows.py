@@ -1,15 +1,18 @@
-"""The rows of a run's evaluated networks, as `result.rows()`, `open_run(RUN).rows()` and evaluations.jsonl
-give them: the same rows, each device figure with its source (budgeted or not).
+"""The rows of a run's evaluated networks, as `result.rows()`, `open_run(RUN).rows()`, evaluations.jsonl and
+evaluations.csv give them: the same rows, each device figure with its source (budgeted or not), and the CSV
+with each row's feasibility per device and its violations.
 
 One real search on three devices, with the synthetic evaluator: `cpu` measured by ONNX Runtime (its peak
 memory an analytic estimate, with no budget on it), `pi4` a roofline (energy with no budget) whose latency
 budget no network meets, `lrn` a learned model of a part of the example-cpu profile (peak memory but no
 energy)."""
 
+import csv
 import json
 
 import pytest
 
+from na_toolkit.cli.main import main
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search import open_run, run_search
 from na_toolkit.search.evaluations_file import SOURCE_SUFFIX
@@ -74,3 +77,27 @@ def test_every_device_figure_of_a_row_names_its_source_budgeted_or_not(run):
     assert set(summary["scoring_sources"]) == {"latency_ms@cpu"}
     report = (result.run_dir / "report.md").read_text()
     assert "- peak_memory_bytes@cpu: estimated by the device's measure onnxruntime (analytic" in report
+
+
+def test_the_csv_gives_feasibility_per_device_and_violations_and_predict_fit_reads_it(run, tmp_path, capsys):
+    result, jsonl = run
+    with open(result.run_dir / "evaluations.csv", newline="") as f:
+        header, *cells = list(csv.reader(f))
+    assert header[-4:] == ["violations", "feasible_for", "moves", "arch"]  # after the metrics, as in the JSONL
+    table = [dict(zip(header, r, strict=True)) for r in cells]
+    assert [r["arch_hash"] for r in table] == [r["arch_hash"] for r in jsonl]
+    for row, line in zip(table, jsonl, strict=True):
+        assert row["feasible_for"].split(";") == [d for d, ok in line["feasible_for"].items() if ok]
+        assert json.loads(row["violations"]) == line["violations"]
+    # the run's devices tell apart: every network is feasible on cpu and lrn (no budgets there), none on pi4
+    assert {r["feasible_for"] for r in table} == {"cpu;lrn"}
+    assert all("latency_ms@pi4" in json.loads(r["violations"]) for r in table)
+    models = []
+    for name in ("evaluations.jsonl", "evaluations.csv"):
+        out = tmp_path / f"{name}.model.json"
+        data = str(result.run_dir / name)
+        argv = ["predict", "fit", "--data", data, "--target", "accuracy", "--predictor", "bayesian-ridge"]
+        assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+        models.append(json.loads(out.read_text()))
+    assert models[0]["n_train"] == models[1]["n_train"] == 3
+    assert json.dumps(models[0]["state"], sort_keys=True) == json.dumps(models[1]["state"], sort_keys=True)
