@@ -134,6 +134,11 @@ def test_best_networks_come_with_their_moves(page):
     assert best is not None and best["moves"] and "no network met the budgets" not in text
     assert best["arch_hash"] in text
     assert all(m["operation"] in text for m in best["moves"])
+    # its accuracy as report.md and the CLI show it, a percentage (the page showed the fraction, 0.9944)
+    cell = re.search(rf"<tr><td>pixel3</td><td><code>{best['arch_hash']}</code></td><td>([^<]*)</td>", text)
+    percent = f"{100 * best['metrics']['accuracy']:.2f}%"
+    assert cell is not None and cell.group(1) == percent
+    assert f"pixel3: best {best['arch_hash']} valid acc {percent}," in (result.run_dir / "report.md").read_text()
     # a device no network met the budgets of says so in its row
     summary = copy.deepcopy(result.summary())
     summary["best"]["pixel3"] = None

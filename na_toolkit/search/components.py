@@ -31,6 +31,7 @@ from ..timemodels.profile import ProfileDeviceWarning
 from ..timemodels.profile_match import check_profile_batch
 from .config import DeviceSpec, SearchConfig, build_seed, resolve_config
 from .executors import Executor, make_executor
+from .figure_sources import OPTIONAL_FIGURES, given_figures
 from .strategy import SearchContext, Strategy
 from .train_time import training_plan
 
@@ -121,10 +122,6 @@ class Components:
         self.executor.close()
 
 
-#: budgeted figures a time model may or may not give (a latency it always gives; training time: train_time.py)
-_OPTIONAL_ESTIMATES = ("peak_memory_bytes", "energy_mj")
-
-
 def _check_estimated_budgets(
     config: SearchConfig,
     time_models: dict[str, TimeModel],
@@ -138,21 +135,15 @@ def _check_estimated_budgets(
     from .reward import device_metric
 
     for dev in config.devices:
-        wanted = [m for m in _OPTIONAL_ESTIMATES if config.needs(device_metric(m, dev.name))]
+        # figures a time model may or may not give (a latency it always gives; training time: train_time.py)
+        wanted = [m for m in OPTIONAL_FIGURES if config.needs(device_metric(m, dev.name))]
         if not wanted:
             continue
         models = [("time model", time_models[dev.name])]
         if dev.name in measures:
             models.append(("measure", measures[dev.name]))
         for role, model in models:
-            answers = {m: model.gives(m) for m in wanted}
-            if None in answers.values() and not getattr(model, "measures", False):
-                try:
-                    est = model.estimate(seed_arch, dev.batch_size)
-                except NAToolkitError:
-                    continue  # a seed the model does not cover: the run reports it where it matters
-                answers = {m: getattr(est, m, None) is not None for m in wanted}
-            for metric, gives in answers.items():
+            for metric, gives in given_figures(model, wanted, seed_arch, dev.batch_size).items():
                 if gives is False:
                     why = model.why_not_given(metric)
                     raise ConfigError(

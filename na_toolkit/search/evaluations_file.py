@@ -7,7 +7,9 @@ column `<metric>_source` right after it, e.g. `latency_ms@cpu_source`: "measured
 onnxruntime", "estimated by time_model roofline" (`figure_sources.source_cell`); empty where the row has no
 value. The JSON Lines file is what `na-toolkit predict fit --data evaluations.jsonl --target
 accuracy` reads (each line has an "arch" object and one key per metric); the CSV holds the same rows for a
-spreadsheet or pandas, with the architecture and the moves as compact JSON strings.
+spreadsheet or pandas (and `predict fit` reads it too), with the architecture, the moves and the violations
+(the budget metrics a network breaks; a failed evaluation's, its reason, which may hold any character) as
+compact JSON strings, and `feasible_for` as the devices the network meets the budgets of, joined by ';'.
 
 Both are kept up to date while the search runs (`EvaluationsSoFar`: after each round, or each refit of the
 asynchronous schedule), so a live, interrupted or failed run can be read and fitted on before it ends; the
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, StoreError
 from ..files import write_text_atomic
-from .figure_sources import metric_sources, source_cell
+from .figure_sources import source_cell
 from .progress import SearchCallback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,31 +129,48 @@ def write_evaluations(
     sources: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """Write `evaluations.jsonl` and `evaluations.csv` of a result's (or these) evaluations into `run_dir` (each
-    atomically: a reader never sees half a file); returns output name -> path. `sources`: the run's
-    `metric_sources` (default: a result's, from its provenance; none for bare evaluations)."""
+    atomically: a reader never sees half a file); returns output name -> path. A result's rows are its
+    `rows()`, so the file and the method cannot differ (they did: rows() lacked the sources); `sources`, the
+    run's `metric_sources`, is for bare evaluations (a live run's, `EvaluationsSoFar`)."""
     if isinstance(result, Sequence):
-        evaluated = result
+        evaluated, rows = result, evaluation_rows(result, sources)
     else:
-        evaluated = result.evaluated
-        sources = metric_sources(result.provenance) if sources is None else sources
-    rows = evaluation_rows(evaluated, sources)
+        if sources is not None:  # a result carries its own, from its provenance: two could disagree
+            raise TypeError("write_evaluations: give `sources` with bare evaluations only; a result has its own")
+        evaluated, rows = result.evaluated, result.rows()
     metric_names = sorted({k for e in evaluated for k in e.score.metrics})
     columns = [c for m in metric_names for c in (m, m + SOURCE_SUFFIX) if c == m or any(c in r for r in rows)]
     lines = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*FIXED_COLUMNS, *columns, "moves", "arch"])
+    writer.writerow([*FIXED_COLUMNS, *columns, *TAIL_COLUMNS])
     for r in rows:
         writer.writerow(
             [_cell(r[k]) for k in FIXED_COLUMNS]
             + [_cell(r.get(c)) for c in columns]
-            + [json.dumps(r["moves"], separators=(",", ":")), json.dumps(r["arch"], separators=(",", ":"))]
+            + [
+                json.dumps(r["violations"], separators=(",", ":")),
+                feasible_for_cell(r["feasible_for"]),
+                json.dumps(r["moves"], separators=(",", ":")),
+                json.dumps(r["arch"], separators=(",", ":")),
+            ]
         )
     # the CSV first: a reader that sees the JSONL (what `predict fit --data` and a live run's watchers poll)
     # change then finds the CSV holding at least the same evaluations
     write_text_atomic(Path(run_dir) / CSV_FILE, buf.getvalue())
     write_text_atomic(Path(run_dir) / JSONL_FILE, lines)
     return {name.replace(".", "_"): str(Path(run_dir) / name) for name in (JSONL_FILE, CSV_FILE)}
+
+
+#: what separates the devices of a CSV row's `feasible_for` cell (a device name holds no ';': config_models.py)
+DEVICE_SEPARATOR = ";"
+
+
+def feasible_for_cell(feasible_for: Mapping[str, bool]) -> str:
+    """A CSV row's `feasible_for`: the devices whose budgets (and the global ones) the network meets, in the
+    run's device order, joined by ';' ("cpu;pi4"; empty: none), so a spreadsheet filters a multi-device run by
+    device ("contains pi4") where the JSON Lines row has a device -> bool object."""
+    return DEVICE_SEPARATOR.join(d for d, ok in feasible_for.items() if ok)
 
 
 def _cell(value: Any) -> Any:

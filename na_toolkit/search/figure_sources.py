@@ -5,7 +5,9 @@ model, and one model can measure some figures and compute others: ONNX Runtime m
 peak memory is the analytic figure (weights + peak live activations), an estimate on every device. A table of
 latencies others measured on their device (NAS-Bench-201's) is "measured elsewhere": neither a measurement
 here nor a model's estimate. The run's
-provenance records each figure's source when a run starts (`figure_sources`); summary.json lists them as
+provenance records the source of every figure the rows of its evaluated networks hold (the latency, peak memory
+and energy wherever the model gives them, budgeted or not; training time where a budget asks for it) when a run
+starts (`figure_sources`); summary.json lists them as
 `metric_sources`, and report.md, report.html and the Pareto table label each figure with its kind (a latency
 with its statistic too: "measured median", "estimated median" from a learned model). A device with a measure
 also records, as `scored_by` (summary.json: `scoring_sources`; a line of the reports), the time model's figures
@@ -14,36 +16,70 @@ that scored its candidates before any was measured.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import NAToolkitError
 from .reward import device_metric
 
 if TYPE_CHECKING:
+    from ..ir.architecture import Architecture
     from ..timemodels.base import TimeModel
     from .config import DeviceSpec, SearchConfig
 
 #: the device figures a time model gives (latency always; the others where a budget asks for them)
 FIGURES = ("latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s")
+#: the figures a time model's estimate may or may not give (training time: only where a budget asks for it)
+OPTIONAL_FIGURES = ("peak_memory_bytes", "energy_mj")
+
+
+def given_figures(
+    model: TimeModel, figures: Sequence[str], seed_arch: Architecture | None, batch_size: int
+) -> dict[str, bool | None]:
+    """figure -> does `model`'s estimate give it (`peak_memory_bytes`, `energy_mj`): the model's own answer
+    (`TimeModel.gives`), else, for a model that runs nothing, whether its estimate of `seed_arch` holds the
+    figure; None where neither tells (a measuring model finds out as it measures; a seed the model does not
+    cover)."""
+    answers = {m: model.gives(m) for m in figures}
+    if None in answers.values() and seed_arch is not None and not getattr(model, "measures", False):
+        try:
+            est = model.estimate(seed_arch, batch_size)
+        except NAToolkitError:
+            return answers  # a seed the model does not cover: the run reports it where it matters
+        answers = {m: a if a is not None else getattr(est, m, None) is not None for m, a in answers.items()}
+    return answers
 
 
 def figure_sources(
-    config: SearchConfig, dev: DeviceSpec, time_model: TimeModel | None, measure: TimeModel | None
+    config: SearchConfig,
+    dev: DeviceSpec,
+    time_model: TimeModel | None,
+    measure: TimeModel | None,
+    seed_arch: Architecture | None = None,
+    *,
+    budgeted_only: bool = False,
 ) -> dict[str, dict[str, str]]:
     """figure -> {"kind": "measured" | "measured elsewhere" | "estimated", "how", "by": the model's role and name}
-    of the figures the run gives the evaluated networks of device `dev` (the latency, and each figure a budget
-    asks for)."""
+    of the figures the run gives the evaluated networks of device `dev`: the latency, each figure a budget asks
+    for, and peak memory and energy wherever the model gives them (`given_figures`, judged on `seed_arch`)
+    though no budget limits them: the scorer puts every figure an estimate holds into each row, so each needs
+    its source (ONNX Runtime's peak memory is an estimate a reader could take for a measurement).
+    `budgeted_only`: the latency and the budgeted figures alone (the figures a time model scored candidates
+    with: an unbudgeted one changes no reward, so chose nothing)."""
     model, role = (measure, "measure") if measure is not None else (time_model, "time_model")
-    out: dict[str, dict[str, str]] = {}
     if model is None:
-        return out
-    for figure in FIGURES:
-        if figure != "latency_ms" and not config.needs(device_metric(figure, dev.name)):
-            continue
-        source = model.figure_source(figure)
-        if source is not None:
-            out[figure] = {**source.to_json(), "by": f"{role} {model.name}"}
-    return out
+        return {}
+    sources = {f: s for f in FIGURES if (s := model.figure_source(f)) is not None}
+    budgeted = {f for f in sources if f == "latency_ms" or config.needs(device_metric(f, dev.name))}
+    unbudgeted = [] if budgeted_only else [f for f in OPTIONAL_FIGURES if f in sources and f not in budgeted]
+    given = given_figures(model, unbudgeted, seed_arch, dev.batch_size) if unbudgeted else {}
+    # an unbudgeted figure that only a measurement tells of (None: energy on a GPU) keeps its source: the rows
+    # that hold the figure need it, and a row without it shows none
+    return {
+        f: {**s.to_json(), "by": f"{role} {model.name}"}
+        for f, s in sources.items()
+        if f in budgeted or given.get(f, False) is not False
+    }
 
 
 def _devices(provenance: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -69,10 +69,11 @@ def component_provenance(components: Components) -> dict[str, Any]:
         dev["estimate"] = _estimate_kind(tm)
         if d.measure is not None:
             dev["measure"] = _plugin(tk, "time_models", d.measure.name)
-        # per figure: measured or estimated, and by which model (ONNX Runtime's peak memory is an estimate)
-        dev["figures"] = figure_sources(config, d, tm, components.measures.get(d.name))
+        # per figure of the rows: measured or estimated, and by which model (ONNX Runtime's peak memory is an
+        # estimate), budgeted or not; the seed tells whether an analytic or learned model gives a figure
+        dev["figures"] = figure_sources(config, d, tm, components.measures.get(d.name), components.seed_arch)
         if d.measure is not None:  # the figures that chose which candidates to measure: the time model's
-            dev["scored_by"] = figure_sources(config, d, tm, None)
+            dev["scored_by"] = figure_sources(config, d, tm, None, budgeted_only=True)
         out["devices"][d.name] = dev
     return out
 

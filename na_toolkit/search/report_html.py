@@ -169,6 +169,9 @@ def _controller_figures(report: Mapping[str, Any] | None) -> list[str]:
 
 
 def _best_table(summary: Mapping[str, Any]) -> str:
+    # the accuracy as report.md, the CLI, `runs` and `export` show it ("99.44%", not 0.9944): one formatter
+    from .outputs import format_accuracy  # not at the top: outputs imports this module
+
     rows = []
     for device, e in list(summary["best"].items()) + [("all", summary.get("best_overall"))]:
         if e is None:
@@ -178,8 +181,7 @@ def _best_table(summary: Mapping[str, Any]) -> str:
             f"{m.get('operation')}({', '.join(f'{k}={v}' for k, v in (m.get('params') or {}).items())})"
             for m in e.get("moves", [])
         )
-        acc = e["metrics"].get("accuracy")
-        acc_text = "-" if acc is None else f"{acc:.4f}"
+        acc_text = format_accuracy(e["metrics"].get("accuracy"))
         reward_text = f"{e['reward']:.4f}"
         rows.append(
             f"<tr><td>{_esc(device)}</td><td><code>{_esc(e['arch_hash'])}</code></td>"

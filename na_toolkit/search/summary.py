@@ -173,11 +173,13 @@ class SearchResult:
         )
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every evaluation as a flat dict, in evaluation order: the rows of `evaluations.jsonl` (seq, round,
-        arch_hash, name, origin, parent, reward, feasible, predicted_accuracy, error, one key per metric with
-        its unit in the name, then violations, feasible_for, moves and arch as JSON). `pandas.DataFrame(
-        result.rows())` makes a table of them; pandas is not needed otherwise."""
-        return evaluation_rows(self.evaluated)
+        """Every evaluation as a flat dict, in evaluation order: the rows of `evaluations.jsonl`, which
+        `write_evaluations` writes from this very method (seq, round, arch_hash, name, origin, parent, reward,
+        feasible, predicted_accuracy, error, one key per metric with its unit in the name, each device figure
+        followed by its source `<figure>_source` from the run's provenance, then violations, feasible_for, moves
+        and arch as JSON). `pandas.DataFrame(result.rows())` makes a table of them; pandas is not needed
+        otherwise."""
+        return evaluation_rows(self.evaluated, metric_sources(self.provenance))
 
     def summary(self) -> dict[str, Any]:
         def entry(h: str | None) -> dict[str, Any] | None:
