@@ -166,8 +166,8 @@ def test_resume_with_another_config_is_refused(tmp_path, monkeypatch):
     again = run_search(cfg, resume=res.run_dir, progress=False, outputs=False)
     assert again.counters.evaluations_replayed == again.counters.evaluations == 1
     assert [e.hash for e in again.evaluated] == [e.hash for e in res.evaluated]
-    # its elapsed time is the run's, not the replay's alone (0.5 s where the run took seconds)
-    assert again.elapsed_s >= 0.5 * res.elapsed_s and res.elapsed_s > 1.0
+    # its elapsed time is the run's sessions', not the replay's alone (0.5 s where the run took seconds)
+    assert again.elapsed_s > res.elapsed_s > 0
     # a run resumed by a relative path names its folder absolutely, as a new run does (summary.json's run_dir
     # and outputs were relative to wherever the resume was typed)
     monkeypatch.chdir(res.run_dir.parent)

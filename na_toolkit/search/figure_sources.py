@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NAToolkitError
+from ..errors import raise_interrupt
 from .reward import device_metric
 
 if TYPE_CHECKING:
@@ -44,8 +44,9 @@ def given_figures(
     if None in answers.values() and seed_arch is not None and not getattr(model, "measures", False):
         try:
             est = model.estimate(seed_arch, batch_size)
-        except NAToolkitError:
-            return answers  # a seed the model does not cover: the run reports it where it matters
+        except Exception as exc:  # a seed the model does not cover, a plugin's bug: the search blames it where it
+            raise_interrupt(exc)  # scores (a ComponentError naming the plugin); a Ctrl-C a library wrapped goes on
+            return answers
         answers = {m: a if a is not None else getattr(est, m, None) is not None for m, a in answers.items()}
     return answers
 
