@@ -138,6 +138,7 @@ def test_best_networks_come_with_their_moves(page):
     cell = re.search(rf"<tr><td>pixel3</td><td><code>{best['arch_hash']}</code></td><td>([^<]*)</td>", text)
     percent = f"{100 * best['metrics']['accuracy']:.2f}%"
     assert cell is not None and cell.group(1) == percent
+    assert "<th>network</th><th>valid acc</th>" in text  # the column as report.md names it (it said "accuracy")
     assert f"pixel3: best {best['arch_hash']} valid acc {percent}," in (result.run_dir / "report.md").read_text()
     # a device no network met the budgets of says so in its row
     summary = copy.deepcopy(result.summary())

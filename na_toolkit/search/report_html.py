@@ -188,7 +188,7 @@ def _best_table(summary: Mapping[str, Any]) -> str:
             f"<td>{acc_text}</td><td>{reward_text}</td><td>{_esc(moves or 'the seed network')}</td></tr>"
         )
     return (
-        "<table><tr><th>device</th><th>network</th><th>accuracy</th><th>reward</th>"
+        "<table><tr><th>device</th><th>network</th><th>valid acc</th><th>reward</th>"
         "<th>moves from the seed</th></tr>" + "".join(rows) + "</table>"
     )
 
