@@ -211,17 +211,22 @@ def benchmark_result(name: str) -> str:
 def document_kind(path: str | os.PathLike[str]) -> str | None:
     """The kind of toolkit document an existing .json or .toml file is, read from its content (a device
     profile, a saved predictor, an architecture, a hardware model, a search config, a benchmark result, an
-    export's sidecar, a latency dump); None for any other file: another program's, a damaged one, one of
-    another suffix. A command checks it before writing over a file (`cli._output.check_out`)."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    try:
-        if suffix not in (".json", ".toml") or p.stat().st_size > MAX_DOCUMENT_BYTES:
-            return None
-        text = p.read_text(encoding="utf-8")
-        data: Any = json.loads(text) if suffix == ".json" else tomllib.loads(text)
-    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
+    export's sidecar, a latency dump); None for any other file: another program's, a damaged one (or no
+    regular file: `read_text`), one of another suffix. A command checks it before writing over a file
+    (`cli._output.check_out`)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".json", ".toml"):
         return None
+    try:
+        parse = parse_json if suffix == ".json" else parse_toml
+        data = parse(read_text(path, "document", NAToolkitError), "document", NAToolkitError)
+    except NAToolkitError:
+        return None
+    return kind_of_document(data, suffix)
+
+
+def kind_of_document(data: Any, suffix: str) -> str | None:
+    """`document_kind` of a document already parsed from a file of `suffix` (".json" or ".toml")."""
     if isinstance(data, list):
         return LATENCY_DUMP if data and all(isinstance(x, dict) and "truth_ms" in x for x in data) else None
     if not isinstance(data, dict):

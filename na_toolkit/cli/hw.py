@@ -246,18 +246,16 @@ def _show_profile(args: argparse.Namespace) -> int:
     print(render_table(["quantity", "value"], rows))
     registered = Path(args.name).suffix.lower() != ".json"  # a name; a path in a config is from the config's folder
     device = args.name if registered else path.resolve()
-    from .profile import not_ready
+    from .profile import readiness
 
-    why = not_ready(doc["kernels"], doc["networks"]) if doc["fewshot"] is None else None
-    if why and why.startswith("not"):
-        print(why)
-        return 0
-    print(
-        f'use it: time_model = {{ name = "learned", options = {{ device = "{device}" }} }}: it predicts '
-        f"the profile's {doc['statistic']}, or in a search whose device has a measure the measure's statistic"
-    )
-    if why:
-        print(why)
+    usable, note = readiness(doc["kernels"], doc["networks"]) if doc["fewshot"] is None else (True, None)
+    if usable:
+        print(
+            f'use it: time_model = {{ name = "learned", options = {{ device = "{device}" }} }}: it predicts '
+            f"the profile's {doc['statistic']}, or in a search whose device has a measure the measure's statistic"
+        )
+    if note:
+        print(note)
     return 0
 
 

@@ -165,30 +165,33 @@ def run(args: argparse.Namespace) -> int:
     return 130 if profile.stopped == "interrupted" else 0
 
 
-def not_ready(kernels: int, networks: int) -> str | None:
-    """Why the learned model cannot use a profile of `kernels` and `networks` measurements yet, or uses it
-    poorly (a line for `profile` and `hw show`); None when it can."""
+def readiness(kernels: int, networks: int) -> tuple[bool, str | None]:
+    """Whether the learned model can use a profile of `kernels` and `networks` measurements, and the line
+    `profile` and `hw show` say of it (why not yet, or why it uses it poorly; None: nothing to say)."""
     from ..timemodels.fitting import MIN_NETWORKS
 
     if kernels < 3:
-        return f"not usable yet: {kernels} kernels measured, the learned model needs 3; continue it with --resume"
-    if networks < MIN_NETWORKS:
         return (
+            False,
+            f"not usable yet: {kernels} kernels measured, the learned model needs 3; continue it with --resume",
+        )
+    if networks < MIN_NETWORKS:
+        return True, (
             f"only {networks} networks measured (fewer than {MIN_NETWORKS}): the learned model sums its kernel "
             "predictions with no overhead calibration, often several times the real latency; continue it with --resume"
         )
-    return None
+    return True, None
 
 
 def _next_steps(profile: DeviceProfile) -> None:
     """What the profile's latencies are, and how to look at it and use it."""
     quick = "; measured with --quick (smoke-test minimums, noisier: profile again without it for a search)"
     print(f"latencies: the {profile.statistic} of each item's timed runs{quick if profile.quick else ''}")
-    why = not_ready(len(profile.kernels), len(profile.networks))
+    usable, note = readiness(len(profile.kernels), len(profile.networks))
     use = f'time_model = {{ name = "learned", options = {{ device = "{Path(str(profile.path)).resolve()}" }} }}'
-    print(f"see it: na-toolkit hw show {profile.path}; " + (why if why and why.startswith("not") else f"use it: {use}"))
-    if why and not why.startswith("not"):
-        print(why)
+    print(f"see it: na-toolkit hw show {profile.path}; " + (f"use it: {use}" if usable else str(note)))
+    if usable and note:
+        print(note)
 
 
 COMMANDS = (

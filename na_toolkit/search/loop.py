@@ -55,7 +55,7 @@ from .ground_truth import GroundTruth
 from .inputs import RunInputs, changed_since_copied, copy_inputs, plan_inputs, remove_inputs
 from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
 from .reward import Budget
-from .run_folder import discard_run_dir, new_run_dir, resolve_run_dir, run_folder_callbacks
+from .run_folder import discard_folders, new_run_dir, resolve_run_dir, run_folder_callbacks
 from .scorer import Scorer
 from .strategy import Candidate, Score, Strategy
 from .summary import Counters, Evaluated, SearchResult, summarize
@@ -385,7 +385,7 @@ def run_search(
 
         toolkit = get_toolkit()
     own_store = store is None
-    reserved = False  # a new folder made by new_run_dir, removed again if the run never starts
+    reserved: list[Path] = []  # folders made for a new run (new_run_dir's, the output's), removed if it never starts
     lock: RunLock | None = None  # one writer per run folder
     was_finished = False  # resuming a run that already has its complete result
     inputs: RunInputs | None = None  # the named files a new run folder gets copies of
@@ -412,8 +412,9 @@ def run_search(
         elif store is not None:
             folder = cfg.output / store.run_id
         else:
+            made_output = not cfg.output.exists()
             folder = new_run_dir(cfg.output, cfg.name)[1]
-            reserved = True
+            reserved = [folder, *([cfg.output] if made_output else [])]
         if store is None:  # a run folder: its named files are copied into it and its config refers to those
             inputs = plan_inputs(cfg)
             cfg = inputs.config(cfg, folder)
@@ -464,8 +465,8 @@ def run_search(
         if store is None and lock is not None:
             lock.release(remove=True)
             lock = None
-        if store is None and reserved:
-            discard_run_dir(folder)  # reserved by new_run_dir; nothing was stored in it
+        if store is None:
+            discard_folders(reserved)  # nothing was stored in them
         if store is not None and not was_finished:
             try:
                 if not isinstance(exc, KeyboardInterrupt):  # what ended it, for `runs` and `report`

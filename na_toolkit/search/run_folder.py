@@ -19,21 +19,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .summary import Evaluated
 
 
-#: output folders `new_run_dir` made (none was there): `discard_run_dir` removes one again when it is empty
-_MADE_OUTPUTS: set[Path] = set()
-
-
-def discard_run_dir(run_dir: Path) -> None:
-    """Remove a run folder `new_run_dir` reserved and nothing was stored in, and the output folder it made
-    for it when that is empty now: a search refused before it started leaves the disk as it found it."""
-    output = run_dir.parent.absolute()
-    try:
-        run_dir.rmdir()
-        if output in _MADE_OUTPUTS:
-            output.rmdir()
-            _MADE_OUTPUTS.discard(output)
-    except OSError:  # not empty (another run's meanwhile), or gone
-        pass
+def discard_folders(made: Sequence[Path]) -> None:
+    """Remove the folders made for a run that never started (its run folder, then the output folder where
+    the run made that too), each only while empty: a search refused before it started leaves the disk as it
+    found it."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run's meanwhile), or gone
+            return
 
 
 def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
@@ -44,9 +38,7 @@ def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output: {str(output)!r} is a file, not a folder; give the folder the run folders go in")
     try:
-        if not output.exists():
-            output.mkdir(parents=True, exist_ok=True)
-            _MADE_OUTPUTS.add(output.absolute())
+        output.mkdir(parents=True, exist_ok=True)
         while True:
             try:
                 run_dir.mkdir()  # atomic: two runs started in the same second get two folders

@@ -27,6 +27,7 @@ from ..files import (
     DEVICE_PROFILE,
     HARDWARE_MODEL,
     document_kind,
+    kind_of_document,
     looks_like_path,
     name_or_path,
     parse_json,
@@ -388,23 +389,30 @@ class DeviceProfile(Document):
     def load(cls, path: str | Path) -> DeviceProfile:
         p = Path(path)
         text = read_text(p, "profile", ProfileError)
-        kind = document_kind(p)
-        if kind not in (None, DEVICE_PROFILE):
-            use = (
-                'the roofline time model reads hardware models (name = "roofline"); the learned one needs a profile'
-                if kind == HARDWARE_MODEL
-                else "give the .json of a device profile"
-            )
-            raise ProfileError(
-                f"{str(p)!r} is {with_article(kind)}, not a device profile: {use} (`na-toolkit profile` measures one)"
-            )
         try:
             doc = parse_json(text, f"profile {str(p)!r}", ProfileError)
         except ProfileError as exc:
+            _refuse_other_document(p, document_kind(p))  # no JSON: a hardware model's TOML, say
             raise ProfileError(f"{exc}; the file is damaged: measure it again with `na-toolkit profile`") from None
+        _refuse_other_document(p, kind_of_document(doc, ".json"))  # parsed as JSON, whatever its name
         prof = cls.from_json(doc, where=f"profile {str(p)!r}")
         prof.path = p
         return prof
+
+
+def _refuse_other_document(p: Path, kind: str | None) -> None:
+    """A ProfileError saying what the file at `p` is when it is another toolkit document (`kind`, from
+    `files.document_kind`): a hardware model or an architecture given where a profile goes."""
+    if kind in (None, DEVICE_PROFILE):
+        return
+    use = (
+        'the roofline time model reads hardware models (name = "roofline"); the learned one needs a profile'
+        if kind == HARDWARE_MODEL
+        else "give the .json of a device profile"
+    )
+    raise ProfileError(
+        f"{str(p)!r} is {with_article(kind)}, not a device profile: {use} (`na-toolkit profile` measures one)"
+    )
 
 
 def utc_now() -> str:
