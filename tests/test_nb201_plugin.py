@@ -60,6 +60,21 @@ def test_the_seed_family_parses_indices_and_cell_strings(table):
         seed.parse("|conv~0|", tk.layer_types, None)
 
 
+def test_every_command_taking_an_architecture_takes_a_cell(table, run_cli):
+    # docs/nb201.md: `nb201:INDEX`, `nb201:<cell>` and a bare cell string name a cell wherever a command takes an
+    # architecture (they were read by `predict` alone)
+    cell = table.str_of(OPTIMUM_C10)
+    want = nb.nb201_architecture(cell).hash
+    for spec in (f"nb201:{OPTIMUM_C10}", f"nb201:{cell}", cell):
+        shown = run_cli("arch", "show", spec, "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert shown.json()["hash"] == want
+    res = run_cli("hw", "estimate", "--device", "x86-cpu", "--time-model", "roofline", f"nb201:{OPTIMUM_C10}")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("arch", "show", "simple-cnn:3")
+    assert res.returncode == 2 and "seed 'simple-cnn' does not parse specs" in res.stderr
+
+
 def test_the_table_evaluator_hands_out_training_rows(table):
     tk = default_toolkit()
     cls = tk.evaluators.get("nb201-table")

@@ -262,14 +262,21 @@ def test_dataset_descriptor_is_a_feature(data):
     archs, y = data
     descriptor = get_dataset("digits", default_toolkit().datasets).descriptor
     dim = len(descriptor.to_vector())
+    # one dataset, given to fit or by condition_on: recorded, not a feature (one constant column teaches a model
+    # nothing), and the same model either way (it was a feature given to fit: other tree splits, other predictions)
     p = fast("random-forest").fit(archs, y, datasets=descriptor)
-    assert p.features_.dataset_dim == dim
-    with pytest.raises(DataError, match="pass datasets="):
-        p.predict(archs[:2])
-    assert p.predict(archs[:2], datasets=descriptor).shape == (2,)
+    conditioned = fast("random-forest").condition_on(descriptor).fit(archs, y)
+    assert p.features_.dataset_dim == conditioned.features_.dataset_dim == 0
+    assert np.array_equal(p.predict(archs[:5]), conditioned.predict(archs[:5]))
+    assert [r["name"] for r in p.trained_datasets_] == ["digits"]
     # one descriptor per architecture: two datasets in one training set
     other = np.array(descriptor.to_vector()) * 2
     per_arch = [descriptor if i % 2 else other for i in range(len(archs))]
+    r = fast("random-forest").fit(archs, y, datasets=per_arch)
+    assert r.features_.dataset_dim == dim
+    with pytest.raises(DataError, match="pass datasets="):
+        r.predict(archs[:2])
+    assert r.predict(archs[:2], datasets=descriptor).shape == (2,)
     q = fast("neural").fit(archs, y, datasets=per_arch)
     assert q.predict(archs[:3], datasets=per_arch[:3]).shape == (3,)
     with pytest.raises(DataError, match="3 values, the predictor was fit on"):

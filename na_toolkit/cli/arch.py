@@ -43,14 +43,31 @@ def seed_file(spec: str, toolkit: Toolkit) -> Path | None:
         raise ArchitectureError(f"no architecture file {spec!r}, and {exc}") from None
 
 
-def load_architecture(spec: str, toolkit: Toolkit) -> Architecture:
-    """An Architecture from a seed name, or a JSON or ONNX file (`seed_file`: a registered name is the seed
-    even where a file of that name exists; write './NAME' for the file)."""
+def load_architecture(spec: str, toolkit: Toolkit, table: str | None = None) -> Architecture:
+    """An Architecture from a seed name, a JSON or ONNX file (`seed_file`: a registered name is the seed
+    even where a file of that name exists; write './NAME' for the file), `FAMILY:SPEC` of a seed family that
+    parses specs (e.g. `nb201:INDEX` or `nb201:|nor_conv_3x3~0|...` with the NAS-Bench-201 plugin), or a spec
+    in a family's own form (a bare NB201 cell string); `table` is the family's table file (default: its own)."""
+    from ..files import path_exists
     from ..ir.architecture import Architecture
 
-    path = seed_file(spec, toolkit)
+    text = spec.strip()
+    family, sep, rest = text.partition(":")
+    if sep and family in toolkit.seeds and not path_exists(text):
+        seed = toolkit.seeds.get(family)
+        if seed.parse is None:
+            raise ArchitectureError(f"seed {family!r} does not parse specs ({text!r}); give the seed name alone")
+        arch = seed.parse(rest, toolkit.layer_types, table)
+        if arch is None:
+            raise ArchitectureError(f"{text!r} is not a spec seed family {family!r} understands")
+        return arch
+    if text not in toolkit.seeds and not path_exists(text):
+        for _name, seed in toolkit.seeds.items():
+            if seed.parse is not None and (arch := seed.parse(text, toolkit.layer_types, table)) is not None:
+                return arch
+    path = seed_file(text, toolkit)
     if path is None:
-        return toolkit.seed(spec)
+        return toolkit.seed(text)
     if path.suffix == ".onnx":
         from ..ir.onnx_import import from_onnx
 

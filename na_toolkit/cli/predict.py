@@ -49,32 +49,17 @@ DEFAULT_TARGET = "c10_valid_acc_200ep"
 
 
 def resolve_architecture(spec: Any, toolkit: Toolkit, table: str | None = None) -> Architecture:
-    """An Architecture from an IR JSON object, a file, a seed name, `FAMILY:SPEC` of a seed family that
-    parses specs (e.g. `nb201:INDEX` or `nb201:|nor_conv_3x3~0|...` with the NAS-Bench-201 plugin), or a
-    spec in a family's own form (an NB201 cell string)."""
+    """An Architecture from an IR JSON object or a reference `load_architecture` reads (a file, a seed name,
+    `FAMILY:SPEC` of a seed family that parses specs, a spec in a family's own form)."""
     from ..ir.architecture import Architecture
 
     if isinstance(spec, dict):
         return Architecture.from_json(spec, toolkit.layer_types)
     if not isinstance(spec, str):
         raise DataError(f"an architecture must be a JSON object or a string, got {type(spec).__name__}")
-    text = spec.strip()
-    family, sep, rest = text.partition(":")
-    if sep and family in toolkit.seeds and not path_exists(text):
-        seed = toolkit.seeds.get(family)
-        if seed.parse is None:
-            raise DataError(f"seed {family!r} does not parse specs ({text!r}); give the seed name alone")
-        arch = seed.parse(rest, toolkit.layer_types, table)
-        if arch is None:
-            raise DataError(f"{text!r} is not a spec seed family {family!r} understands")
-        return arch
-    if text not in toolkit.seeds and not path_exists(text):
-        for _name, seed in toolkit.seeds.items():
-            if seed.parse is not None and (arch := seed.parse(text, toolkit.layer_types, table)) is not None:
-                return arch
     from .arch import load_architecture
 
-    return load_architecture(text, toolkit)
+    return load_architecture(spec, toolkit, table)
 
 
 def _descriptor(spec: Any, args: argparse.Namespace, where: str) -> DatasetDescriptor:
@@ -86,23 +71,35 @@ def _descriptor(spec: Any, args: argparse.Namespace, where: str) -> DatasetDescr
     return get_descriptor(spec, args.toolkit.datasets)
 
 
+#: what a `--data` file is, for its errors
+DATA_FORMAT = 'JSON Lines (one object per line: {"arch": ..., TARGET: value}) or a .csv with a header'
+
+
 def _data_records(path: str) -> Iterator[tuple[int, Any]]:
     """(line number, record) of a `--data` file: JSON Lines, or a CSV with a header (a run's
     `evaluations.csv`: the `arch` column holds the architecture's JSON, empty cells are missing values,
-    numbers are numbers)."""
-    text = read_text(path, "--data file", DataError)
+    numbers are numbers; a UTF-8 byte order mark and spaces around a column's name are dropped, a column
+    named twice is refused)."""
+    text = read_text(path, "--data file", DataError).removeprefix("\ufeff")
     if not path.lower().endswith(".csv"):
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
-                yield n, parse_json(line, f"--data {path} line {n}", DataError)
+                yield n, _json_line(line, path, n)
         return
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text))
+    header = [name.strip() for name in next(reader, [])]
+    twice = sorted({name for name in header if name and header.count(name) > 1})
+    if twice:
+        raise DataError(
+            f"--data {path}: the header names column(s) {', '.join(map(repr, twice))} more than once; which one "
+            "holds the values is unclear: rename or remove the others"
+        )
     for row in reader:
         n = reader.line_num
         rec: dict[str, Any] = {}
-        for key, cell in row.items():
-            if key is None or cell is None or cell == "":
-                continue  # a short row's missing cells, or a long row's extra ones
+        for key, cell in zip(header, row):  # a short row's missing cells and a long row's extra ones: left out
+            if not key or cell == "":
+                continue
             if key == "arch" and cell.lstrip().startswith("{"):
                 rec[key] = parse_json(cell, f"--data {path} line {n} column arch", DataError)
                 continue
@@ -111,6 +108,37 @@ def _data_records(path: str) -> Iterator[tuple[int, Any]]:
             except ValueError:
                 rec[key] = cell
         yield n, rec
+
+
+def _other_kind(path: str, kind: str) -> str:
+    """The error of a `--data` file that is another toolkit document (a device profile, a hardware model)."""
+    return f"--data {path} is a {kind}, not data to fit on; --data is {DATA_FORMAT}"
+
+
+def _json_line(line: str, path: str, n: int) -> dict[str, Any]:
+    """Line `n` of a JSON Lines `--data` file: one JSON object; another file (a JSON document spread over
+    lines, a TOML file) is named as what --data is not."""
+    from ..files import document_kind
+
+    try:
+        rec = parse_json(line, f"--data {path} line {n}", DataError)
+    except DataError as exc:
+        kind = document_kind(path)
+        if kind is not None:
+            raise DataError(_other_kind(path, kind)) from None
+        try:
+            whole = json.loads(read_text(path, "--data file", DataError).removeprefix("\ufeff"))
+        except (json.JSONDecodeError, RecursionError):  # not one JSON document either (or nested too deeply)
+            raise DataError(f"{exc}; --data is {DATA_FORMAT}") from None
+        raise DataError(
+            f"--data {path} is one JSON {type(whole).__name__} spread over lines, not JSON Lines; --data is "
+            f"{DATA_FORMAT}"
+        ) from None
+    if not isinstance(rec, dict):
+        raise DataError(
+            f"--data {path} line {n} is a JSON {type(rec).__name__}, not an object; --data is {DATA_FORMAT}"
+        )
+    return rec
 
 
 def _beside(spec: Any, folder: Path, toolkit: Toolkit) -> Any:
@@ -153,13 +181,17 @@ def _training_data(
             )
         folder = Path(args.data).parent
         archs, ys, row_datasets = [], [], []
-        failed = 0
+        failed, blank, keys = 0, 0, set()
         for n, rec in _data_records(args.data):
-            if isinstance(rec, dict) and rec.get("error") and rec.get(args.target) is None:
-                failed += 1  # a failed evaluation of a run (evaluations.jsonl / .csv): it measured nothing
+            keys.update(rec)
+            if rec.get(args.target) is None:
+                if rec.get("error"):
+                    failed += 1  # a failed evaluation of a run (evaluations.jsonl / .csv): it measured nothing
+                else:
+                    blank += 1  # a row without this value (a run's measurement that failed): nothing to learn
                 continue
-            if not isinstance(rec, dict) or "arch" not in rec or rec.get(args.target) is None:
-                raise DataError(f"--data {args.data} line {n}: needs keys 'arch' and {args.target!r}")
+            if "arch" not in rec:
+                raise DataError(f"--data {args.data} line {n}: no 'arch' (its keys: {', '.join(map(str, rec))})")
             if not is_finite_number(rec[args.target]):
                 raise DataError(
                     f"--data {args.data} line {n}: {args.target} is {rec[args.target]!r}, not a finite number"
@@ -170,10 +202,12 @@ def _training_data(
                 raise DataError(f"--data {args.data} line {n}: arch: {exc}") from None
             ys.append(rec[args.target])
             row_datasets.append(rec.get("dataset"))
+        if not archs:
+            raise DataError(_no_target(args.data, args.target, keys))
         if failed:
             warn(f"--data {args.data}: left out {failed} failed evaluation(s) (no {args.target})")
-        if not archs:
-            raise DataError(f"--data {args.data}: no line has {args.target!r} to fit on")
+        if blank:
+            warn(f"--data {args.data}: left out {blank} line(s) with no value of {args.target}")
         per_row = None
         if any(d is not None for d in row_datasets):
             default = args.dataset
@@ -194,9 +228,25 @@ def _training_data(
             '(lines of {"arch": ..., TARGET: value}) or --from a table evaluator'
         )
     count = DEFAULT_TRAIN if args.train is None else args.train
-    rows = evaluator.training_rows(args.target, count, args.seed, args.toolkit.layer_types, args.table)
+    rows = evaluator.training_rows(args.target, count, args.seed or 0, args.toolkit.layer_types, args.table)
     defined = Target(args.target, rows.unit, *rows.valid_range) if rows.unit else None
     return rows.archs, rows.values, rows.source, None, _target(defined, args)
+
+
+def _no_target(path: str, target: str, keys: set[str]) -> str:
+    """The error of a `--data` file in which no line has `target`: the keys its lines have, the close ones."""
+    import difflib
+
+    from ..files import document_kind
+
+    if (kind := document_kind(path)) is not None:
+        return _other_kind(path, kind)
+    if not keys:
+        return f"--data {path}: no line to fit on; --data is {DATA_FORMAT}"
+    known = sorted(str(k) for k in keys)
+    close = difflib.get_close_matches(target, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"--data {path}: no line has a value of {target!r} (--target); its keys: {', '.join(known)}.{hint}"
 
 
 def _target(defined: Target | None, args: argparse.Namespace) -> Target:
@@ -213,17 +263,35 @@ def _target(defined: Target | None, args: argparse.Namespace) -> Target:
     return defined
 
 
+def _seed_model(model: Any, params: dict[str, Any], args: argparse.Namespace) -> None:
+    """`--seed` seeds a predictor that takes a `random_state` (unless `--param random_state=` does), and one
+    left at `random_state=none` gets 0, as a search seeds it with its random_seed (a saved predictor is refit
+    on load, so it must be seeded); with --data and a predictor without one, a --seed would do nothing."""
+    seeded = "random_state" in model.get_params()
+    if args.seed is not None and params.get("random_state") is not None:
+        raise ConfigError("--seed and --param random_state both seed the predictor; give one of them")
+    if args.seed is not None and not seeded and args.data:
+        raise ConfigError(
+            f"--seed: predictor {model.name!r} takes no random_state and --data gives the rows, so the seed "
+            "would do nothing; leave it out"
+        )
+    if seeded and (args.seed is not None or model.get_params()["random_state"] is None):
+        model.set_params(random_state=0 if args.seed is None else args.seed)
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from ..predictors import make_predictor
 
     if not args.out:
         raise ConfigError("predict fit needs --out MODEL.json")
-    # before the fit: an unwritable --out never throws a fitted model away, nor overwrites the data it read
-    check_out(args.out, inputs=[args.data] if args.data else [], suffixes=(".json",), kind=PREDICTOR)
     params = parse_key_values(args.param, "--param")
+    # before the fit: an unwritable --out never throws a fitted model away, nor overwrites what it read (the
+    # data, a file a --param names: `pretrained=FILE`)
+    read = [args.data] if args.data else []
+    read += [v for v in params.values() if isinstance(v, str)]  # a value naming no file is skipped
+    check_out(args.out, inputs=read, suffixes=(".json",), kind=PREDICTOR)
     model = make_predictor(args.predictor, params, args.toolkit)
-    if model.get_params().get("random_state", 0) is None:  # as a search seeds it with its random_seed: a
-        model.set_params(random_state=args.seed)  # saved predictor is refit on load, so it must be seeded
+    _seed_model(model, params, args)
     if args.dataset is not None:
         model.condition_on(_descriptor(args.dataset, args, "--dataset"))
     archs, ys, source, per_row, target = _training_data(args)
@@ -376,7 +444,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int,
         default=None,
-        help="which random table rows, and the model seed of random_state=none (default 0)",
+        help="which random table rows, and the predictor's random_state (default 0; or --param random_state=N)",
     )
     fit.add_argument(
         "--data", default=None, help="training data instead of a table: JSON Lines, or CSV (a run's evaluations.csv)"
@@ -412,7 +480,6 @@ def run(args: argparse.Namespace) -> int:
         if args.model is not None:
             raise ConfigError("--model is the saved predictor to predict with; predict fit writes one: give --out")
         args.predictor = args.predictor or DEFAULT_PREDICTOR
-        args.seed = 0 if args.seed is None else args.seed
         return run_fit(args)
     given = [flag for dest, flag in FIT_OPTIONS.items() if getattr(args, dest) not in (None, [])]
     if given:

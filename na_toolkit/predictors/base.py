@@ -54,6 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: version of the saved-predictor document; bump on incompatible change
 PREDICTOR_SCHEMA_VERSION = 1
+#: the largest target magnitude a fit takes: squares of ~1e154 overflow float64, and the models square
+#: (variances, least squares, kernels) what they are given
+MAX_TARGET = 1e100
 
 
 class PredictorFile(Document):
@@ -173,6 +176,8 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         records = dataset_records(self._datasets(datasets), len(archs))
         if datasets is not None and len(records) > 1:
             y = standardise_per_dataset(records, datasets, y)
+        else:  # one dataset, given here or by `condition_on`: recorded alone, the same model either way
+            datasets = None
         self._fit(archs, y, datasets)
         self.n_train_ = len(archs)
         self.trained_datasets_ = records
@@ -296,8 +301,11 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
 
     def _check_fit_input(self, archs: Any, y: Any, fitting: bool = True) -> tuple[list, np.ndarray]:
         archs = self._check_archs(archs)
-        if isinstance(y, (list, tuple)):  # numpy would read true as 1.0 and "0.5" as 0.5: a typo, not a target
-            odd = next((v for v in y if isinstance(v, (bool, str, bytes))), None)
+        if isinstance(y, np.ndarray) and y.dtype.kind in "USb":  # as in a list, below
+            raise DataError(f"targets must be numbers, got an array of {y.dtype} (e.g. {y.ravel()[:1].tolist()})")
+        if isinstance(y, (list, tuple)) or (isinstance(y, np.ndarray) and y.dtype.kind == "O"):
+            # numpy would read true as 1.0 and "0.5" as 0.5: a typo, not a target
+            odd = next((v for v in np.ravel(np.asarray(y, dtype=object)) if isinstance(v, (bool, str, bytes))), None)
             if odd is not None:
                 raise DataError(f"targets must be numbers, got {odd!r}")
         try:
@@ -311,6 +319,11 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
             raise DataError(f"got {len(archs)} architectures but {len(y)} targets")
         if not np.all(np.isfinite(y)):
             raise DataError("targets contain NaN or infinite values")
+        if y.size and (largest := float(np.max(np.abs(y)))) > MAX_TARGET:
+            raise DataError(
+                f"targets reach {largest:.3g}, beyond {MAX_TARGET:.0e}: a model's sums of squares overflow "
+                "and its predictions would be NaN; give them in a larger unit"
+            )
         if fitting and len(archs) < self.min_samples:
             raise DataError(
                 f"predictor {self.name!r} needs at least {self.min_samples} samples to fit, got {len(archs)}"

@@ -441,7 +441,8 @@ def domain_warnings(
     out: list[list[str]] = []
     for i, a in enumerate(archs):
         unseen = sorted(k for k, v in fn(a).items() if k not in known and v)
-        reasons = [f"{k} = {fn(a)[k]:.4g} (never in training)" for k in unseen[:limit]]
+        labels = _kernel_labels(a) if any(k.startswith("cfg:") for k in unseen[:limit]) else {}
+        reasons = [f"{labels.get(k, k)} = {fn(a)[k]:.4g} (never in training)" for k in unseen[:limit]]
         if X is not None and lo is not None and hi is not None:
             span = np.maximum(hi - lo, DOMAIN_MIN_SPAN)
             dist = np.maximum(lo - X[i], X[i] - hi) / span
@@ -450,3 +451,25 @@ def domain_warnings(
                     reasons.append(f"{features.names[j]} = {X[i, j]:.4g} (trained on {lo[j]:.4g}..{hi[j]:.4g})")
         out.append(reasons)
     return out
+
+
+def _kernel_labels(arch: Architecture) -> dict[str, str]:
+    """`cfg:<key>` kernel feature name -> a readable label of that kernel in `arch`: its layers with the
+    attributes off their defaults, and its input shape (`kernel conv2d(filters=32) > batchnorm2d > relu on
+    16x8x8`); the key itself spells every attribute as a Python dict."""
+    from ..ir.layers import REQUIRED
+    from ..timemodels.kernels import kernels_of
+
+    def layer(node_id: str) -> str:
+        specs = arch.layer_type(node_id).attrs
+        shown = [
+            f"{key}={value}"
+            for key, value in arch.attrs(node_id).items()
+            if (spec := specs.get(key)) is None or spec.default is REQUIRED or value != spec.default
+        ]
+        return arch.node(node_id).type + (f"({' '.join(shown)})" if shown else "")
+
+    return {
+        f"cfg:{k.key}": f"kernel {' > '.join(layer(n) for n in k.nodes)} on {'x'.join(map(str, k.in_shape))}"
+        for k in kernels_of(arch)
+    }

@@ -28,12 +28,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from .. import validation
 from ..errors import DataError
 from .base import Predictor, decode_array, encode_array
 from .features import FeatureMatrix, kernel_features, kernel_matrix
+from .targets import metric_target
 
 #: bump when the latency features of an architecture change (saved priors and predictors check it)
 LATENCY_FEATURES_VERSION = 1
@@ -259,6 +260,17 @@ def _loo_select(basis: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float,
     return best[1], best[2]
 
 
+def check_prior(prior: Any) -> None:
+    """DataError unless `prior` is a `LatencyPrior` or None (a file name or a device name is not one)."""
+    if prior is not None and not isinstance(prior, LatencyPrior):
+        raise DataError(
+            f"prior is {prior!r} ({type(prior).__name__}), not a LatencyPrior: build one in Python with "
+            "LatencyPrior.fit(archs, {device: latencies_ms}) and pass the object (a saved fewshot-latency "
+            "predictor keeps its own); for a new device's time model from other devices' profiles, use "
+            "`na-toolkit profile --fewshot N --prior PROFILE`"
+        )
+
+
 class FewShotLatencyPredictor(Predictor):
     """Latency (ms) on a new device from a few of its measurements (`fit(archs, latencies_ms)`), with a
     `LatencyPrior` of other devices (`prior=`). The ridge strength `alpha` and the kernel features' weight
@@ -278,6 +290,12 @@ class FewShotLatencyPredictor(Predictor):
         )
         alpha: float | None = Field(None, gt=0, description="ridge strength (default: chosen by leave-one-out)")
         weight: float | None = Field(None, ge=0, description="weight of the kernel features (default: chosen)")
+
+        @field_validator("prior")
+        @classmethod
+        def _a_prior(cls, value: Any) -> Any:
+            check_prior(value)
+            return value
 
     min_samples = 3
 
@@ -310,6 +328,7 @@ class FewShotLatencyPredictor(Predictor):
         self.X_train_, self.y_train_ = X, y
 
     def _fit(self, archs: list, y: np.ndarray, datasets: Any) -> None:
+        check_prior(self.prior)
         if np.any(y <= 0):
             raise DataError("latencies must be positive")
         if self.prior is not None:
@@ -317,6 +336,11 @@ class FewShotLatencyPredictor(Predictor):
         else:
             self.names_ = sorted(set().union(*(kernel_features(a) for a in archs)))
         self._fit_matrix(kernel_matrix(archs, self.names_), y)
+
+    def _clip(self, mean: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+        """Clipped into the target's range (`for_target`), and without one into a latency's (ms, never negative):
+        a ridge extrapolating below 0 is clipped and says so."""
+        return (self.target or metric_target("latency_ms")).clip(mean)
 
     def _predict(self, archs: list, datasets: Any) -> np.ndarray:
         X = kernel_matrix(archs, self.names_)
