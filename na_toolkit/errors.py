@@ -203,6 +203,16 @@ class DataError(NAToolkitError, ValueError):
     """A dataset or table is unusable: missing columns, malformed rows, one class, mismatched shapes."""
 
 
+class TrainingDivergedError(NAToolkitError):
+    """An evaluator's training went to a non-finite loss before any epoch ended with finite weights: no result
+    (a search records the evaluation as failed, with this message). What the training cost is kept:
+    `epochs` trained, `train_time_s` (wall) and `train_cpu_time_s` (a training-time benchmark times it)."""
+
+    def __init__(self, message: str, epochs: int = 0, train_time_s: float = 0.0, train_cpu_time_s: float = 0.0):
+        super().__init__(message)
+        self.epochs, self.train_time_s, self.train_cpu_time_s = epochs, train_time_s, train_cpu_time_s
+
+
 class ConfigError(NAToolkitError, ValueError):
     """A search configuration names an unknown key, misses a field, or holds a bad value."""
 

@@ -247,3 +247,33 @@ def kind_of_document(data: Any, suffix: str) -> str | None:
         if matches:
             return kind
     return None
+
+
+#: entries of a folder looked at for `nearby_paths` (a huge folder is not listed in full for an error message)
+NEARBY_ENTRIES_READ = 2000
+
+
+def nearby_paths(path: Path, suffixes: tuple[str, ...] = (".npz",), folders: bool = True) -> list[str]:
+    """Files of `suffixes` (and with `folders`, folders) beside `path` whose name is close to its name (a
+    typo's 'img' for 'imgs', 'data' for 'data.npz', 'net.jsn' for 'net.json'), as `folder/name/` or
+    `folder/name.npz`: what a path that names nothing may have meant."""
+    import difflib
+    import itertools
+
+    folder = path.parent
+    try:
+        entries = list(itertools.islice(folder.iterdir(), NEARBY_ENTRIES_READ))
+    except OSError:
+        return []
+    usable: dict[str, str] = {}
+    for e in entries:
+        if e.name.startswith(".") or e.name == path.name:
+            continue
+        if e.is_dir():
+            if folders:
+                usable.setdefault(e.name, os.path.join(str(e), ""))
+        elif e.suffix.lower() in suffixes:
+            usable.setdefault(e.name, str(e))
+            usable.setdefault(e.stem, str(e))
+    close = difflib.get_close_matches(path.name, list(usable), n=3, cutoff=0.6)
+    return list(dict.fromkeys(usable[c] for c in close))

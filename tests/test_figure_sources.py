@@ -146,3 +146,23 @@ def test_a_measured_latency_names_its_statistic_and_an_older_summary_renders_wit
     source["how"] = "onnxruntime on cpu"
     assert "latency cpu (ms, measured)" in pareto_table(old).splitlines()[0]
     assert "ms (measured)" in outcome_lines(old)[0]
+
+
+def test_each_measurement_keeps_the_machines_load_and_a_busy_one_is_a_warning(run):
+    """A measured latency was 1.8x another run's of the same network on a loaded machine, and nothing said the
+    machine was busy: each measurement now keeps the 1-minute load average and the cores of the machine it ran
+    on, and a run warns of those taken while the load exceeded the cores."""
+    import os
+    import types
+
+    from na_toolkit.search.scorer import Scorer
+    from na_toolkit.store import SQLiteRunStore
+
+    result, _ = run
+    with SQLiteRunStore.open(result.run_dir) as store:
+        doc = store.measurement(result.seed_hash, "cpu", "onnxruntime", "measure:batch=1")
+    assert doc is not None and doc["cores"] == os.cpu_count() and doc["load_average_1min"] >= 0
+    loads = {"cpu": [(0.5, 2), (3.5, 2), (2.2, 2), (None, None)], "pi": [(1.0, 4)]}
+    (said,) = Scorer.load_warnings(types.SimpleNamespace(_loads=loads))
+    assert said.startswith("device cpu: 2 of 4 measurements ran while the machine's 1-minute load average exceeded")
+    assert "(up to 3.5 on 2)" in said

@@ -87,5 +87,5 @@ def test_a_best_network_off_the_front_is_still_in_the_printed_table():
     assert summary["pareto"] == [] and summary["pareto_min_accuracy"] == 0.99
     assert pareto_table(summary).splitlines()[-1] == (
         "(the last 1 row: best for a device but not on the front; all below the front's accuracy floor 99.00% "
-        "(search.pareto_min_accuracy; by default just above chance))"
+        "(search.pareto_min_accuracy; by default 1.1 x the share of the commonest class))"
     )

@@ -27,6 +27,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from ..errors import TrainingDivergedError
 from .base import Benchmark
 
 if TYPE_CHECKING:
@@ -104,8 +105,13 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     plan = evaluator.training_plan()
     truth_key = "train_cpu_time_s" if args.truth == "cpu" else "train_time_s"
 
-    def measured_s(result: Any) -> tuple[float, float]:
-        return float(result.extra["train_cpu_time_s"]), float(result.train_time_s)
+    def trained(ev: Any, arch: Any) -> tuple[float, float, int | None]:
+        """(CPU s, wall s, epochs trained) of `arch`'s training: a diverged one is timed as far as it went."""
+        try:
+            result = ev.evaluate(arch)
+        except TrainingDivergedError as exc:
+            return exc.train_cpu_time_s, exc.train_time_s, exc.epochs
+        return float(result.extra["train_cpu_time_s"]), float(result.train_time_s), result.epochs
 
     # ---- the time model: this machine's roofline, its training step calibrated on other networks -----
     t0 = time.perf_counter()
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     cal_cpu, cal_wall = [], []
     _log(f"calibrating on {len(calibration)} networks (1 epoch each, {plan.steps_per_epoch} steps)")
     for arch in calibration:
-        cpu_s, wall_s = measured_s(one_epoch.evaluate(arch))
+        cpu_s, wall_s, _ = trained(one_epoch, arch)
         cal_cpu.append(cpu_s * 1000.0 / plan.steps_per_epoch)
         cal_wall.append(wall_s * 1000.0 / plan.steps_per_epoch)
     cal_steps = cal_cpu if args.truth == "cpu" else cal_wall
@@ -131,11 +137,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     t0 = time.perf_counter()
     cpu, wall, epochs = [], [], []
     for i, arch in enumerate(judged):
-        result = evaluator.evaluate(arch)
-        c, w = measured_s(result)
+        c, w, trained_epochs = trained(evaluator, arch)
         cpu.append(c)
         wall.append(w)
-        epochs.append(int(result.epochs or args.epochs))  # a diverged run stops early
+        epochs.append(int(trained_epochs or args.epochs))  # a diverged run stops early
         _log(f"{i + 1}/{len(judged)} {arch.hash[:10]}: {c:.3f} s CPU, {w:.3f} s wall")
     evaluate_s = time.perf_counter() - t0
     cpu_a, wall_a = np.array(cpu), np.array(wall)

@@ -73,8 +73,16 @@ def _architecture_for(spec: str, dataset: Any, toolkit: Toolkit) -> Architecture
     from .arch import load_architecture, seed_file
 
     if seed_file(spec, toolkit) is None:  # a registered seed, though a file of its name exists (write ./NAME)
+        from ..errors import ArchitectureError
+
         seed = toolkit.seeds.get(spec)
-        built = seed.build_for(toolkit.layer_types, dataset.input_shape, dataset.classes)
+        try:
+            built = seed.build_for(toolkit.layer_types, dataset.input_shape, dataset.classes)
+        except ArchitectureError as exc:
+            raise DataError(
+                f"seed {spec!r} cannot be built for dataset {dataset.name!r} (input {tuple(dataset.input_shape)}, "
+                f"{dataset.classes} classes): {exc}; give images large enough (--resize PX|HxW) or another network"
+            ) from None
         if built is not None:
             return built
         arch = seed.build(toolkit.layer_types)
@@ -120,6 +128,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(f"architecture    {doc['architecture']} ({arch.hash}, {arch.params:,} params)")
     print(f"dataset         {result.dataset}")
     print(f"valid_accuracy  {result.valid_accuracy:.4f}  (best epoch {result.best_epoch} of {result.epochs})")
+    if (result.extra or {}).get("diverged"):
+        from ._output import warn
+
+        warn(
+            f"training diverged in epoch {result.epochs} (a non-finite loss) and stopped there; the figures are "
+            f"of epoch {result.best_epoch}'s weights (a lower lr trains all epochs)"
+        )
     if result.test_accuracy is not None:
         print(f"test_accuracy   {result.test_accuracy:.4f}")
     if result.train_time_s is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..caches import lru_dict
 from ..errors import DataError, UnknownComponentError
-from ..files import looks_like_path, warn_shadowed
+from ..files import looks_like_path, nearby_paths, warn_shadowed
 from ..registry import Registry
 from .base import (
     TEST_FRACTION,
@@ -121,35 +121,6 @@ def unknown_dataset(name: str, known: list[str], folder: Path) -> UnknownCompone
     return UnknownComponentError(
         "dataset", name, known, f"Nor is it a file or folder in {str(folder.resolve())!r}{meant}"
     )
-
-
-#: entries of a folder looked at for `nearby_paths` (a huge folder is not listed in full for an error message)
-NEARBY_ENTRIES_READ = 2000
-
-
-def nearby_paths(path: Path) -> list[str]:
-    """Folders and `.npz` files beside `path` whose name is close to its name (a typo's 'img' for 'imgs', 'data'
-    for 'data.npz'), as `folder/name/` or `folder/name.npz`: what a dataset name or path that names nothing may
-    have meant."""
-    import difflib
-    import itertools
-
-    folder = path.parent
-    try:
-        entries = list(itertools.islice(folder.iterdir(), NEARBY_ENTRIES_READ))
-    except OSError:
-        return []
-    usable: dict[str, str] = {}
-    for e in entries:
-        if e.name.startswith(".") or e.name == path.name:
-            continue
-        if e.is_dir():
-            usable.setdefault(e.name, os.path.join(str(e), ""))
-        elif e.suffix == ".npz":
-            usable.setdefault(e.name, str(e))
-            usable.setdefault(e.stem, str(e))
-    close = difflib.get_close_matches(path.name, list(usable), n=3, cutoff=0.6)
-    return list(dict.fromkeys(usable[c] for c in close))
 
 
 def get_dataset(

@@ -142,7 +142,7 @@ def dataset_from_arrays(
     y: (N,) labels (any sortable values; see `check_arrays`). Values are used as given (no rescaling).
     Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs, and on an x that looks
     channels-last, e.g. (N, 32, 32, 3), with no layout given (layout="NCHW" if it really has 32 channels)."""
-    data = replace(check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=AS_GIVEN)
+    data = replace(check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=_as_given(layout))
     n, shape = len(data.y), data.x.shape[1:]
     return DatasetSource(
         name,
@@ -202,7 +202,7 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
         ) from None
     # a channels-last x is said in the file once for all (a config or --dataset path has no other place)
     resave = f"add it to the file: np.savez({str(path)!r}, x=x, y=y, layout='NHWC')"
-    return replace(check_arrays(name, x, y, class_names, layout, say_layout=resave), raw_input=AS_GIVEN)
+    return replace(check_arrays(name, x, y, class_names, layout, say_layout=resave), raw_input=_as_given(layout))
 
 
 def dataset_from_image_folder(
@@ -341,3 +341,14 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
         resize=size,
     )
     return replace(check_arrays(name, x, y, class_names=[d.name for d in class_dirs]), raw_input=raw)
+
+
+def _as_given(layout: str | None) -> RawInput:
+    """The raw input of arrays used as given; channels-last ones say they were transposed to the network's
+    (N, C, H, W), which a deployer feeding raw (N, H, W, C) images must do too."""
+    if layout is not None and layout.upper() == "NHWC":
+        return RawInput(
+            description="the arrays' values as given (no scaling), channels-last (N, H, W, C) arrays transposed to "
+            "(N, C, H, W): x = raw.transpose(0, 3, 1, 2)"
+        )
+    return AS_GIVEN

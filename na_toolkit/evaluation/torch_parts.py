@@ -3,6 +3,7 @@ the optimizer its options name, and a network's accuracy on a split. torch is im
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -36,3 +37,13 @@ def accuracy(model, x, y: np.ndarray, batch: int) -> float:
         for i in range(0, len(x), batch):
             predicted.append(model(x[i : i + batch]).argmax(dim=1).cpu().numpy())
     return float(np.mean(np.concatenate(predicted) == y))
+
+
+def recovery_epochs(options: dict[str, Any]) -> int:
+    """Epochs that recover a damaged approximate start: `inherit_recovery_epochs`, by default half of `epochs`
+    rounded up: the children the example's searches recover then record about their from-scratch accuracy
+    (a median 0.28 points above it over 14 children, benchmarks/inheritance.json; at 3/4 of `epochs` 1.12
+    above, benchmarks/inheritance-r6.json), and the recovery bench's single-move children a median one
+    validation image below it (benchmarks/inheritance-recovery.json; docs/moves.md, "Weight inheritance")."""
+    given = options.get("inherit_recovery_epochs")
+    return int(given) if given is not None else max(1, math.ceil(int(options["epochs"]) / 2))

@@ -34,12 +34,12 @@ from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from .. import validation
 from ..datasets.loaders import MAX_RESIZE_PX, resize_hint, resize_option
-from ..errors import DataError
+from ..errors import DataError, TrainingDivergedError
 from ..ir.architecture import Architecture
 from ..validation import validate_options
 from .base import EvaluationResult, Evaluator
 from .repair import ParentNetwork, repair
-from .torch_parts import accuracy, make_optimizer, resolve_device
+from .torch_parts import accuracy, make_optimizer, recovery_epochs, resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..datasets.base import DatasetSource
@@ -423,16 +423,25 @@ class TorchEvaluator(Evaluator):
             history.append(
                 {"epoch": epoch, "train_loss": train_loss, "valid_accuracy": valid_acc, "train_time_s": epoch_s}
             )
+            if not math.isfinite(train_loss):
+                # further epochs cannot recover from NaN weights, and these are no result: an argmax of NaN
+                # logits is class 0 for every input, so their "accuracy" is class 0's share of the data
+                diverged = True
+                break
             if valid_acc >= best_acc:
                 best_acc, best_epoch = valid_acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
             if bar is not None:
                 bar.set_postfix(loss=f"{train_loss:.3f}", valid=f"{valid_acc:.3f}", best=f"{best_acc:.3f}")
-            if not math.isfinite(train_loss):
-                diverged = True  # further epochs cannot recover from NaN weights
-                break
         if bar is not None:
             bar.close()
+        if best_state is None:
+            raise TrainingDivergedError(
+                f"training {label} diverged in epoch {history[-1]['epoch']} of {epochs} (a non-finite loss, lr {lr:g}) "
+                "before any epoch ended with finite weights: it learnt nothing to keep; lower the learning rate "
+                "(evaluator option lr)",
+                *(history[-1]["epoch"], train_time_s, train_cpu_s),  # what it cost: epochs, wall and CPU seconds
+            )
 
         model.load_state_dict(best_state)
         test_acc = accuracy(model, x_test, ds.y_test, int(o["eval_batch_size"])) if len(ds.y_test) else None
@@ -488,13 +497,3 @@ class TorchEvaluator(Evaluator):
 DEFAULTS: dict[str, Any] = {name: f.default for name, f in TorchEvaluator.Options.model_fields.items()}
 OPTIMIZERS: tuple[str, ...] = get_args(TorchEvaluator.Options.model_fields["optimizer"].annotation)
 SCHEDULES: tuple[str, ...] = get_args(TorchEvaluator.Options.model_fields["schedule"].annotation)
-
-
-def recovery_epochs(options: dict[str, Any]) -> int:
-    """Epochs that recover a damaged approximate start: `inherit_recovery_epochs`, by default half of `epochs`
-    rounded up: the children the example's searches recover then record about their from-scratch accuracy
-    (a median 0.28 points above it over 14 children, benchmarks/inheritance.json; at 3/4 of `epochs` 1.12
-    above, benchmarks/inheritance-r6.json), and the recovery bench's single-move children a median one
-    validation image below it (benchmarks/inheritance-recovery.json; docs/moves.md, "Weight inheritance")."""
-    given = options.get("inherit_recovery_epochs")
-    return int(given) if given is not None else max(1, math.ceil(int(options["epochs"]) / 2))

@@ -107,9 +107,15 @@ def toolkit_versions(provenance: Mapping[str, Any]) -> list[str]:
 # ---- defaults written into the stored config ----------------------------------------------------------
 def resolved_defaults(components: Components) -> dict[str, Any]:
     """Dotted config key -> value of each default that affects results and that the built components chose
-    where the config names nothing: a learned time model's `statistic` (its device's measure's), and each
-    device's `rescale_by_measure` (on when it has a `measure`) and, where that is on, its `rescale_neighbours`."""
+    where the config names nothing: the Pareto front's accuracy floor from the dataset's commonest class
+    (`summary.majority_floor`), a learned time model's `statistic` (its device's measure's), and each device's
+    `rescale_by_measure` (on when it has a `measure`) and, where that is on, its `rescale_neighbours`."""
     out: dict[str, Any] = {}
+    descriptor = components.dataset_descriptor
+    if descriptor is not None and components.config.search.pareto_min_accuracy is None:
+        from .summary import majority_floor
+
+        out["search.pareto_min_accuracy"] = majority_floor(descriptor)
     for dev in components.config.devices:
         model = components.time_models.get(dev.name)
         statistic = getattr(model, "statistic", None)

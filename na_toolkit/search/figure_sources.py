@@ -138,6 +138,13 @@ def metric_kind(summary: Mapping[str, Any], metric: str) -> str | None:
     return str(source["kind"]) if source is not None and "kind" in source else None
 
 
+def latency_unit(summary: Mapping[str, Any], device: str) -> str:
+    """ "ms", or "ms per batch of 8" for a device whose figures are of a batch (its `batch_size`)."""
+    doc = ((summary.get("config") or {}).get("devices") or {}).get(device)
+    batch = doc.get("batch_size", 1) if isinstance(doc, Mapping) else 1
+    return "ms" if batch == 1 else f"ms per batch of {batch}"
+
+
 def metric_label(summary: Mapping[str, Any], metric: str) -> str | None:
     """`metric_kind` with the statistic of the latency: "measured median", "measured p10", "estimated median" (a
     learned model's); a run recorded before sources named it, or a model that does not say: its kind alone."""

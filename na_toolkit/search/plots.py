@@ -68,10 +68,11 @@ def plot_pareto(summary: Mapping[str, Any], path: Path) -> None:
 def _axis_label(summary: Mapping[str, Any], metric: str) -> str:
     """`latency_ms@cpu` -> "latency_ms on cpu (ms, measured median)": the unit and where the figure comes from,
     as the Pareto table labels it (a run recorded before sources: the unit alone)."""
-    from .figure_sources import metric_label
+    from .figure_sources import latency_unit, metric_label
 
     name, _, device = metric.partition("@")
-    unit = "ms" if name.endswith("_ms") else "bytes" if name.endswith("_bytes") else ""
+    unit = (latency_unit(summary, device) if device else "ms") if name.endswith("_ms") else ""
+    unit = unit or ("bytes" if name.endswith("_bytes") else "")
     notes = ", ".join(n for n in (unit, metric_label(summary, metric) if device else None) if n)
     return (name.removesuffix("_ms").removesuffix("_bytes") + (f" on {device}" if device else "")) + (
         f" ({notes})" if notes else ""
@@ -121,6 +122,15 @@ def report_panels(series: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
     return [(k, k) for k in list(keys)[:4]]
 
 
+def update_points(series: list[Mapping[str, Any]], key: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(update number, `key`) of the updates on the predictors' scores, and apart those on evaluated networks'
+    real rewards (neural-architect's `scoring_budget`: an entry with `evaluated`). Their losses are of another
+    batch (a few networks, not a round of scored ones), so one line through both would read as instability."""
+    points = [(i + 1, float(e[key])) for i, e in enumerate(series) if e.get(key) is not None]
+    real = {i + 1 for i, e in enumerate(series) if e.get("evaluated")}
+    return [p for p in points if p[0] not in real], [p for p in points if p[0] in real]
+
+
 def plot_controller(report: Mapping[str, Any], path: Path, title: str = "") -> bool:
     """The strategy's learning per update (`report_panels`); False (no file) when it has no series or nothing
     in it to draw."""
@@ -135,9 +145,20 @@ def plot_controller(report: Mapping[str, Any], path: Path, title: str = "") -> b
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
-        points = [(i + 1, e[key]) for i, e in enumerate(series) if e.get(key) is not None]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, marker=".", ms=3)
+        points, real = update_points(series, key)
+        if points or real:
+            ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, marker=".", ms=3, label="on scores")
+            if real:
+                ax.plot(
+                    [p[0] for p in real],
+                    [p[1] for p in real],
+                    ls="",
+                    marker="o",
+                    ms=4,
+                    c="#c33",
+                    label="on real results",
+                )
+                ax.legend(fontsize=7)
             # a line per ask (the loop's round): the predictor is refit in between, so rewards jump there
             asks = [i + 1 for i in range(1, len(series)) if series[i].get("ask") != series[i - 1].get("ask")]
             for x in asks:

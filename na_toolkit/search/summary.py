@@ -25,6 +25,7 @@ from .reward import split_metric
 from .strategy import Candidate, Score
 
 if TYPE_CHECKING:
+    from ..datasets.descriptor import DatasetDescriptor
     from .config import SearchConfig
 
 
@@ -239,7 +240,7 @@ def summarize(
     evaluated = list(evaluated)
     ok = [e for e in evaluated if e.error is None]
     archive = ParetoArchive(search_objectives(devices))
-    floor = pareto_min_accuracy(config, ok)
+    floor = pareto_min_accuracy(config, ok, config_doc)
     for e in ok:
         # a network at chance level is no trade-off, however fast or small: it stays off the front
         if e.score.metrics["accuracy"] >= floor:
@@ -277,16 +278,30 @@ def summarize(
     )
 
 
-#: the default Pareto floor, relative to chance level (1 / classes): a network less than 10% above chance
-#: (e.g. 10.06% valid accuracy on 10 classes) has learned nothing worth trading for speed or size
+#: the default Pareto floor, relative to what always answering the commonest class scores (1 / classes on
+#: balanced data): a network less than 10% above it (e.g. 10.06% valid accuracy on 10 balanced classes, or 30%
+#: where a third of the images are of one class) has learned nothing worth trading for speed or size
 CHANCE_MARGIN = 1.1
 
 
-def pareto_min_accuracy(config: SearchConfig, evaluated: Sequence[Evaluated]) -> float:
-    """The accuracy a network needs to enter the Pareto front: `search.pareto_min_accuracy`, or by default
-    1.1 x the chance level of a balanced classifier, 1 / the network's output units (every candidate keeps
-    the seed's output)."""
+def majority_floor(descriptor: DatasetDescriptor) -> float:
+    """The default Pareto floor of a search on the dataset `descriptor` describes: 1.1 x the share of its
+    commonest class (over all its samples), the accuracy of a network that answers that class for every input.
+    A search stores it with the defaults it chose (`compat.resolved_defaults`)."""
+    share = descriptor.samples_per_class_max / max(descriptor.samples, 1)
+    return round(min(1.0, CHANCE_MARGIN * share), 6)
+
+
+def pareto_min_accuracy(
+    config: SearchConfig, evaluated: Sequence[Evaluated], config_doc: Mapping[str, Any] | None = None
+) -> float:
+    """The accuracy a network needs to enter the Pareto front: `search.pareto_min_accuracy`, or the one the run
+    chose from its dataset (`majority_floor`, in `config_doc` as the run stored it), or without a dataset (a
+    table evaluator's) 1.1 x the chance level of a balanced classifier, 1 / the network's output units (every
+    candidate keeps the seed's output)."""
     given = config.search.pareto_min_accuracy
+    if given is None and config_doc is not None:
+        given = (config_doc.get("search") or {}).get("pareto_min_accuracy")
     if given is not None:
         return float(given)
     if not evaluated:
@@ -343,6 +358,15 @@ def why_infeasible(config: SearchConfig, ok: Sequence[Evaluated], device: str | 
         for b in budgets
         if b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
     ]
+    if not parts:  # no budget broken: infeasible for another reason (a measurement that failed), the rows say
+        metrics = {b.metric for b in config.budgets}  # a budget's violation is its metric; others are free text
+        reasons = [next(v for v in e.score.violations if v not in metrics) for e in ok
+                   if any(v not in metrics for v in e.score.violations)]  # fmt: skip
+        if reasons:
+            return (
+                f"no candidate of {len(ok)} evaluated{f' ({failed} more failed)' if failed else ''} is known to "
+                f"meet the budgets of {where}; {len(reasons)} of them could not be judged, the first: {reasons[0]}"
+            )
     capacity = any(
         is_capacity(b) and b.metric in closest.score.metrics and closest.score.metrics[b.metric] > b.limit
         for b in budgets
