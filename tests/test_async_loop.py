@@ -10,8 +10,9 @@ from conftest import config_doc
 from na_toolkit.errors import ConfigError
 from na_toolkit.search import run_search
 from na_toolkit.search.async_loop import APPLY_LOG
+from na_toolkit.search.executor_local import LocalExecutor
 from na_toolkit.search.executor_sim import SimulatedExecutor
-from na_toolkit.search.executors import LocalExecutor, Task
+from na_toolkit.search.executors import Task
 from na_toolkit.search.progress import SearchCallback
 from na_toolkit.store import SQLiteRunStore
 

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import onnx
 import pytest
 
 from conftest import SMALL_SEARCH as SMALL
@@ -229,8 +230,8 @@ def test_predict_fit_and_arch_export_check_out_before_the_work(run_cli, not_a_fo
     assert "is not a folder" in line  # not "no rows" from reading the data: the --out came first
     line = run_cli("arch", "export", "simple-cnn", "--onnx", f"{not_a_folder}.onnx").error_line()
     assert "is not a folder" in line
-    good = tmp_path / "m.onnx"
-    good.write_bytes(b"old")
+    good = tmp_path / "m.onnx"  # an older ONNX model (a file of another content is refused: tests/test_export.py)
+    onnx.save(get_seed("resnet-cifar").to_onnx(), good)
     res = run_cli("arch", "export", "simple-cnn", "--onnx", good)
     assert res.returncode == 0, res.stderr
     assert from_onnx(good, layer_types()).hash == get_seed("simple-cnn").hash  # the old file replaced whole

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import na_toolkit
+from na_toolkit.search.executor_local import LocalExecutor
 from na_toolkit.search.executor_ray import RayExecutor
 from na_toolkit.search.executor_sim import SimulatedExecutor
-from na_toolkit.search.executors import LocalExecutor
 
 
 @na_toolkit.hookimpl

@@ -45,6 +45,13 @@ def device_warnings(components: Components) -> list[str]:
         runtime = runtime_warning(model, components.measures.get(device))
         quick = quick_profile_warning(model)  # a smoke-test profile
         out += [f"devices.{device}.time_model: {w}" for w in (runtime, quick) if w]
+    search = components.config.search
+    if not search.keep_weights and not search.inherit_weights:
+        out.append(
+            "search.keep_weights = false: no trained weights are kept, so the networks in best/ (and any export) "
+            "hold initial weights, which do not reproduce the accuracies the run reports (their preprocessing.json "
+            "says trained_weights false); leave it on for networks to deploy"
+        )
     return out
 
 
@@ -55,9 +62,11 @@ def stalled_reason(
     screened: int,
     screened_by: Mapping[Budget, int] | None,
     screened_budgets: Sequence[Budget],
+    feasible: int = 0,
 ) -> str:
     """Why the search stopped short; `screened_by`: how many dropped proposals broke each hard budget,
-    so the reason names the budgets that bound (with counts when several did), not every hard one."""
+    so the reason names the budgets that bound (with counts when several did), not every hard one;
+    `feasible`: evaluated networks within every budget (then the budget is in reach: the strategy ran dry)."""
     reason = (
         f"the strategy proposed no new candidate in {stalled} rounds in a row "
         f"({evaluations} of {budget} evaluations used)"
@@ -70,9 +79,11 @@ def stalled_reason(
         else:
             budgets = [b for b, _ in broken] or list(screened_budgets)
             limits = ", ".join(budget_text(b) for b in budgets)
-        reason += (
-            f"; {screened} proposals broke a hard budget ({limits}) and were "
-            "dropped before evaluation: the budget may be out of reach from this seed"
+        reason += f"; {screened} proposals broke a hard budget ({limits}) and were dropped before evaluation: " + (
+            f"{feasible} evaluated network(s) meet the budgets, so the strategy found nothing new within them around "
+            "what it evaluated (a strategy that explores further, or more moves, may)"
+            if feasible
+            else "the budget may be out of reach from this seed"
         )
         if any(is_capacity(b) for b in budgets):
             reason += f"; {CAPACITY_ADVICE}"
@@ -99,34 +110,45 @@ def is_capacity(budget: Budget) -> bool:
     return budget.metric.startswith("peak_memory_bytes@") and bool(budget.note)
 
 
-def worker_exit(workers: Sequence[BaseProcess]) -> str:
-    """How the dead worker among the `workers` of a broken process pool ended, for what is said of the tasks
-    it ran: "killed by SIGKILL: the out-of-memory killer, or kill -9", "exit status 1", or "it ended
-    abruptly". The workers the pool then ends itself (SIGTERM) are not it."""
+def dead_workers(workers: Sequence[BaseProcess]) -> list[int]:
+    """The pids of the workers of a broken process pool that died of themselves (killed, out of memory, an
+    exit), waiting up to a second for the pool's own thread to reap them; the workers the pool then ends
+    itself (SIGTERM) are not among them."""
     import signal
     import time
 
+    ended_by_pool = (None, -signal.SIGTERM, 128 + signal.SIGTERM)
     deadline = time.monotonic() + 1.0  # the pool's own thread may be reaping it right now: its code comes soon
     while True:
-        codes = [p.exitcode for p in workers]
-        died = [c for c in codes if c is not None and c not in (-signal.SIGTERM, 128 + signal.SIGTERM)]
+        died = [p for p in workers if p.exitcode not in ended_by_pool]
         if died or time.monotonic() >= deadline:
-            break
+            return [p.pid for p in died if p.pid is not None]
         time.sleep(0.02)
-    if not died:
+
+
+def worker_exit(workers: Sequence[BaseProcess], pids: Sequence[int] | None = None) -> str:
+    """How the dead worker among the `workers` of a broken process pool ended (`pids`: theirs, as
+    `dead_workers` found them; found here when not given), for what is said of the task it ran: "killed by
+    SIGKILL: the out-of-memory killer, or kill -9", "exit status 1", or "it ended abruptly"."""
+    import signal
+
+    pids = dead_workers(workers) if pids is None else pids
+    codes = [p.exitcode for p in workers if p.pid in pids and p.exitcode is not None]
+    if not codes:
         return "it ended abruptly"
-    if died[0] > 0:
-        return f"exit status {died[0]}"
-    oom = ": the out-of-memory killer, or kill -9" if -died[0] == signal.SIGKILL else ""
-    return f"killed by {signal.Signals(-died[0]).name}{oom}"
+    if codes[0] > 0:
+        return f"exit status {codes[0]}"
+    oom = ": the out-of-memory killer, or kill -9" if -codes[0] == signal.SIGKILL else ""
+    return f"killed by {signal.Signals(-codes[0]).name}{oom}"
 
 
-def warn_worker_died(how: str, tasks: int, retries: int) -> None:
+def warn_worker_died(how: str, charged: int, retries: int, others: int = 0) -> str:
     """The warning of a worker that died mid-task, on stderr and in the --log-file: a long run whose workers
-    the out-of-memory killer ends says so as it happens, not only in its executor's figures at the end."""
-    logging.getLogger("na_toolkit.search").warning(
-        "warning: a worker process died (%s) running %d task(s); they run again on a fresh pool (retry %d)",
-        how,
-        tasks,
-        retries,
-    )
+    the out-of-memory killer ends says so as it happens, not only in its executor's figures at the end.
+    `charged`: the tasks it ran that run again (`retries`: their retry), `others`: tasks of other workers the
+    pool's end interrupted, which run again uncharged. Returns the message (the run's warnings keep it)."""
+    parts = [f"{charged} task(s) it ran run again on a fresh pool (retry {retries})"] if charged else []
+    parts += [f"{others} other task(s) its end interrupted run again, not charged a retry"] if others else []
+    message = f"a worker process died ({how})" + ("; " + "; ".join(parts) if parts else "")
+    logging.getLogger("na_toolkit.search").warning("warning: %s", message)
+    return message

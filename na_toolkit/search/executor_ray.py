@@ -8,7 +8,10 @@ Where the time goes. Ray's own start is about 3 s here (GCS, raylet, a first wor
 about 1.5 ms. What makes a Ray search slow is what starts with it when `ray[default]` is installed: the
 dashboard and its agents on every node (several Python processes, each importing aiohttp, grpc and the
 metrics exporters, and on a machine without network retrying their connections). The dashboard is off unless
-`dashboard = true`; `ray` alone (what the extra installs) has none of it.
+`dashboard = true`; with `ray` alone (what the extra installs) a local cluster still has Ray's minimal
+dashboard process (usage statistics) and two agents per node (`ray::DashboardAgent`, `ray::RuntimeEnvAgent`),
+without aiohttp and the exporters, so far lighter. Ray prints a few lines of its own on stderr at start-up
+(`-q` cannot quiet them: they are not written through Python's logging).
 
 A device fleet: a board joins the cluster with `na-toolkit worker --device NAME --address ADDR`, which starts
 a Ray node with no CPUs for training and one unit of the custom resource `device:NAME`; a device whose config

@@ -16,38 +16,25 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import ConfigDict, Field
-
-from .. import validation
 from ..caches import register_cache
-from ..errors import ComponentError, ConfigError, NAToolkitError, raise_interrupt
+from ..errors import ComponentError, ConfigError, NAToolkitError, blame, raise_interrupt
 from ..store.faultpoint import kill_point
-from ..validation import check_inherited_init, validate_options
-from .diagnostics import warn_worker_died, worker_exit
+from ..validation import check_inherited_init
 from .task_answer import check_answer
 from .task_arch import ATTACHED, task_architecture
-from .worker_processes import (
-    WORKER_EXIT_S,
-    WORKER_WATCH_S,
-    end_processes,
-    init_worker,
-    signal_processes,
-    starting_workers,
-)
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ProcessPoolExecutor
-    from multiprocessing.process import BaseProcess
-
     from ..evaluation.inherit import ParentWeights
     from ..toolkit import Toolkit
 
@@ -178,8 +165,17 @@ def run_task(task: Task, toolkit: Toolkit | None = None) -> TaskResult:
             None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, worker, traceback.format_exc()
         )
     check_answer(task, toolkit, arch, result)  # what the component returned breaks its contract: the search stops
-    value = result.to_json() if task.kind == "evaluate" else asdict(result)
+    value = result.to_json() if task.kind == "evaluate" else {**asdict(result), **_machine_load()}
     return TaskResult(value, None, time.perf_counter() - started, worker, weights=weights)
+
+
+def _machine_load() -> dict[str, Any]:
+    """The load of the machine a measurement ran on, stored with it: {load_average_1min, cores} (the scorer
+    warns of measurements taken while other processes wanted more cores than there are); {} where unknown."""
+    try:
+        return {"load_average_1min": round(os.getloadavg()[0], 2), "cores": os.cpu_count()}
+    except OSError:  # not every platform has it
+        return {}
 
 
 # ---- executors -----------------------------------------------------------------------------------------
@@ -243,7 +239,8 @@ class Executor:
         """Start `task`; returns its ticket for `wait`."""
         ticket = self._tickets
         self._tickets += 1
-        self._start(ticket, task)
+        with self.blame("starting a task"):
+            self._start(ticket, task)
         return ticket
 
     def wait(self, tickets: Sequence[int]) -> list[tuple[int, TaskResult]]:
@@ -251,14 +248,25 @@ class Executor:
         order) and forgets them."""
         wanted = set(tickets)
         while True:
-            self._collect(block=False)
+            with self.blame("collecting results"):
+                self._collect(block=False)
             ready = sorted(t for t in wanted if t in self._finished)
             if ready:
                 self._taken.update(ready)
                 return [(t, self._finished.pop(t)) for t in ready]
             if not self._running():
                 raise self._lost(sorted(wanted))
-            self._collect(block=True)
+            with self.blame("collecting results"):
+                self._collect(block=True)
+
+    def blame(self, doing: str) -> AbstractContextManager[None]:
+        """Run the executor's own code: an exception of it (not a task's: `run_task` records those) becomes one
+        ComponentError naming the executor and its plugin (`errors.blame`)."""
+        return blame(f"executor {self.name!r}", self._plugin(), doing)
+
+    def _plugin(self) -> str:
+        tk = self.toolkit
+        return tk.executors.plugin_of(self.name) if tk is not None and self.name in tk.executors else "?"
 
     def _lost(self, tickets: list[int]) -> Exception:
         """The error of `wait` for `tickets` that are neither finished nor running: the caller's (a ValueError)
@@ -267,11 +275,9 @@ class Executor:
         misused = [t for t in tickets if not 0 <= t < self._tickets or t in self._taken]
         if misused:
             return ValueError(f"executor {self.name!r}: tickets {misused} were never submitted or already taken")
-        tk = self.toolkit
-        plugin = tk.executors.plugin_of(self.name) if tk is not None and self.name in tk.executors else "?"
         return ComponentError(
-            f"executor {self.name!r} of plugin {plugin}: tickets {tickets} were submitted but are neither finished "
-            "nor running (_running() says 0): an executor that starts tasks elsewhere overrides _running() to "
+            f"executor {self.name!r} of plugin {self._plugin()}: tickets {tickets} were submitted but are neither "
+            "finished nor running (_running() says 0): an executor that starts tasks elsewhere overrides _running() to "
             "count them, and _collect(block) to move each finished one into self._finished"
         )
 
@@ -302,6 +308,27 @@ class Executor:
                     on_result(index[ticket], result)
         return [results[i] for i in range(len(tasks))]
 
+    def stats_document(self) -> dict[str, Any]:
+        """`stats()` as the run store keeps it (JSON): a stats() that fails or is not JSON is a ComponentError
+        naming the executor, or, while another error already ends the search, a `stats_error` entry beside
+        what is known (that error is the one to tell)."""
+        ending = sys.exc_info()[1]  # called while an exception propagates (the loop's `finally`)
+        try:
+            with self.blame("giving its stats()"):
+                doc = self.stats()
+            try:
+                json.dumps(doc, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise ComponentError(
+                    f"executor {self.name!r} of plugin {self._plugin()}: stats() is not JSON ({exc}); the run "
+                    "store keeps it as JSON: give plain numbers, strings, lists and dicts"
+                ) from None
+            return doc
+        except ComponentError as exc:
+            if ending is None:
+                raise
+            return {"executor": self.name, "tasks": self._tickets, "stats_error": str(exc)}
+
     def stats(self) -> dict[str, Any]:
         """The executor's own figures, kept in the run store (artifact `executor`): tasks submitted so far,
         and whatever a subclass adds (retries, a simulated clock)."""
@@ -317,162 +344,6 @@ class Executor:
         self.close()
 
 
-class LocalExecutor(Executor):
-    """A process pool on this machine; with one worker, tasks run in this process (no start-up cost).
-
-    Options: workers (default 1), threads_per_worker (default: cores / workers), max_retries (a task whose
-    worker died is resubmitted to a fresh pool this many times, default 1)."""
-
-    name = "local"
-    description = "process pool on this machine (one worker: in-process); results in task order"
-
-    class Options(validation.Options):
-        model_config = ConfigDict(strict=True)
-
-        workers: int = Field(1, ge=1, description="worker processes (1: tasks run in this process)")
-        threads_per_worker: int | None = Field(
-            None, ge=1, description="CPU threads per worker (default: cores/workers)"
-        )
-        max_retries: int = Field(1, ge=0, description="resubmissions of a task whose worker died")
-
-    def __init__(self, workers: int = 1, threads_per_worker: int | None = None, max_retries: int = 1):
-        validate_options(
-            self.Options,
-            {"workers": workers, "threads_per_worker": threads_per_worker, "max_retries": max_retries},
-            "executor.options",
-        )
-        super().__init__(workers=workers, threads_per_worker=threads_per_worker, max_retries=max_retries)
-        self.workers = workers
-        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-        self.max_retries = max_retries
-        self._pool: ProcessPoolExecutor | None = None
-        #: the worker processes of the pool (`_submit` sees them start) and of pools discarded before it
-        self._workers: list[BaseProcess] = []
-        self._retired: list[BaseProcess] = []
-        self.retries = 0  # tasks resubmitted because their worker died
-        #: ticket -> (future, task, attempts so far) of each task in the pool
-        self._futures: dict[int, tuple[Future[TaskResult], Task, int]] = {}
-
-    def _get_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # spawn, not fork: a forked copy of a process that already runs torch threads can deadlock
-            self._pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker,
-                initargs=(self.threads, os.getpid()),
-            )
-        return self._pool
-
-    def _start(self, ticket: int, task: Task, attempts: int = 0) -> None:
-        if self.workers == 1:
-            super()._start(ticket, task)
-            return
-        if task.selection is not None and not task.selection.get("portable", True):
-            raise ConfigError(
-                f"executor 'local' with workers = {self.workers} runs each task in a worker process, which "
-                "rebuilds the toolkit from its plugins, and this toolkit was built with extra plugin objects "
-                "that are not importable modules: pass the plugin's module to load_toolkit(extra_plugins=...), "
-                "install it with an entry point, or set workers = 1 (tasks then run in this process)"
-            )
-        self._futures[ticket] = (self._submit(task), task, attempts)
-
-    def _submit(self, task: Task) -> Future[TaskResult]:
-        """Submit `task` to the pool, noting the worker processes the submit starts (a pool starts its
-        workers as its submits need them, in the submitting thread): `close` ends them, and a broken pool's
-        dead one says how it died."""
-        return self._submit_tracked(run_task, task)
-
-    def _submit_tracked(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        import multiprocessing
-
-        pool = self._get_pool()
-        before = set(multiprocessing.active_children())
-        with starting_workers():
-            future = pool.submit(fn, *args)
-        self._workers += [p for p in multiprocessing.active_children() if p not in before]
-        return future
-
-    def _running(self) -> int:
-        return len(self._futures) + super()._running()  # workers = 1: the base class's queue in this process
-
-    def _collect(self, block: bool) -> None:
-        from concurrent.futures import FIRST_COMPLETED
-        from concurrent.futures import wait as wait_futures
-        from concurrent.futures.process import BrokenProcessPool
-
-        if not self._futures:
-            super()._collect(block)
-            return
-        futures = {fut: ticket for ticket, (fut, _, _) in self._futures.items()}
-        while True:
-            done, _ = wait_futures(list(futures), timeout=WORKER_WATCH_S if block else 0, return_when=FIRST_COMPLETED)
-            if done or not block:
-                break
-            self._wake_on_dead_worker()
-        retry: list[tuple[int, Task, int]] = []
-        for fut in done:
-            ticket = futures[fut]
-            _, task, attempts = self._futures.pop(ticket)
-            try:
-                self._finished[ticket] = fut.result()
-            except BrokenProcessPool:  # a worker died (killed, out of memory): its tasks are retried on a fresh pool
-                how = worker_exit(self._workers)
-                if attempts + 1 > self.max_retries:
-                    died = f"worker process died {attempts + 1} times running this task (last: {how})"
-                    self._finished[ticket] = TaskResult(None, died)
-                else:
-                    retry.append((ticket, task, attempts + 1))
-                    self.retries += 1
-        if retry:
-            warn_worker_died(how, len(retry), max(a for _, _, a in retry))
-            self._discard_pool()
-            for ticket, task, attempts in sorted(retry, key=lambda r: r[0]):
-                self._start(ticket, task, attempts)
-
-    def _wake_on_dead_worker(self) -> None:
-        """A worker of the pool has died while nothing else happens: wake the pool so that it sees it.
-        CPython's pool watches the workers it had when something last woke it, so the death of the worker a
-        submit started last goes unnoticed until the pool's next event; with no other task to finish, a
-        search waiting on that worker's task would wait forever. A no-op task is that event."""
-        if self._pool is None or not any(p.exitcode is not None for p in self._workers):
-            return
-        from concurrent.futures.process import BrokenProcessPool
-
-        try:
-            self._submit_tracked(os.getpid)
-        except (BrokenProcessPool, RuntimeError):  # it has seen it already
-            pass
-
-    def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "workers": self.workers, "retries": self.retries}
-
-    def _discard_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)  # broken: it ends its workers itself
-            self._pool = None
-        self._retired += self._workers
-        self._workers = []
-
-    def close(self) -> None:
-        # tasks still running when the executor closes are abandoned (Ctrl-C, an error of the search): their
-        # workers are ended rather than waited for, since they ignore Ctrl-C and a training can take minutes
-        abandoned = any(not fut.done() for fut, _, _ in self._futures.values())
-        self._futures.clear()
-        pool, self._pool = self._pool, None
-        workers, self._workers, self._retired = self._workers + self._retired, [], []
-        if pool is None and not workers:
-            return
-        if abandoned:
-            signal_processes(workers, "terminate")
-        if pool is not None:  # idle workers are sent their way out; no task is left to wait for
-            pool.shutdown(wait=False, cancel_futures=True)
-        end_processes(workers, WORKER_EXIT_S, terminated=abandoned)
-
-
 def make_executor(name: str, options: dict[str, Any], toolkit: Toolkit) -> Executor:
     """An executor of `toolkit`'s registry, serving that toolkit (tasks it runs in this process use it); bad
     options are a ConfigError naming the executor."""
@@ -485,3 +356,12 @@ def make_executor(name: str, options: dict[str, Any], toolkit: Toolkit) -> Execu
         raise ConfigError(f"executor {name!r}: bad options {sorted(options)}: {exc}") from None
     executor.toolkit = toolkit
     return executor
+
+
+def __getattr__(name: str) -> Any:
+    """`LocalExecutor`, where it was defined before it had a module of its own (executor_local.py)."""
+    if name == "LocalExecutor":
+        from .executor_local import LocalExecutor
+
+        return LocalExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

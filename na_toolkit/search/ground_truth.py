@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ComponentError, NAToolkitError, TimeModelError, blame
+from ..errors import ComponentError, NAToolkitError, TimeModelError, blame, wrong_answer
 from .executors import Task, TaskResult
 from .strategy import Candidate
 from .summary import Counters, Evaluated
@@ -180,6 +180,11 @@ class GroundTruth:
         self.evaluated[cand.hash] = ev
         self.counters.evaluations += 1
         self.counters.failed_evaluations += rec.error is not None
+        said = getattr(self.components.executor, "warnings", None)  # a worker that died: the run's warnings too
+        while said:
+            message = said.pop(0)
+            if message not in self.warnings:
+                self.warnings.append(message)
         return ev
 
     def evaluation_task(self, cand: Candidate) -> Task:
@@ -214,12 +219,28 @@ class GroundTruth:
             return self.store.add_evaluation(
                 arch.hash, arch_json, {}, {"details": res.details}, round, res.elapsed_s, error=res.error
             )
+        self._check_delivery(arch, res.value)
         if res.weights is not None:  # before the evaluation: a stored evaluation always has its weights
             self.store.save_weights(arch.hash, res.weights)
         metrics = self._metrics(arch, res.value)
         targets = {t: metrics[t] for t in self.components.predictor_targets if t in metrics}
         result = {**res.value, "moves": [m.to_json() for m in cand.moves], "origin": cand.origin, "parent": cand.parent}
         return self.store.add_evaluation(arch.hash, arch_json, metrics, result, round, res.elapsed_s, targets=targets)
+
+    def _check_delivery(self, arch: Architecture, value: dict[str, Any]) -> None:
+        """A ComponentError naming the executor when it handed `arch`'s task the result of another network (an
+        evaluator's own result of the wrong network is its fault, found in the task: `task_answer.py`): the
+        wrong figure would be stored under this network, so nothing of it is."""
+        gave = value.get("arch_hash")
+        if gave is None or gave == arch.hash:
+            return
+        executor = self.components.executor
+        raise wrong_answer(
+            f"executor {executor.name!r}",
+            executor._plugin(),
+            f"the task of network {arch.hash} the result of network {gave}",
+            ["each ticket's result must be its own task's (results handed to the wrong tickets); nothing was stored"],
+        )
 
     # ---- predictors and checkpoints --------------------------------------------------------------------
     def refit(self, scorer: Scorer) -> None:

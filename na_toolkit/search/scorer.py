@@ -91,6 +91,8 @@ class Scorer:
         self._spread: dict[tuple[str, str], tuple[float, float]] = {}
         #: budget decisions that lie within a measurement's spread (the run's summary and report show them)
         self.noise_warnings: list[str] = []
+        #: device -> (1-minute load average, cores) of the machine each of its measurements ran on (None: unknown)
+        self._loads: dict[str, list[tuple[Any, Any]]] = {}
         #: the budgets the seed broke by the time models at the start, with the estimate: (budget, value)
         self.seed_over_budget: list[tuple[Budget, float]] = []
 
@@ -188,6 +190,7 @@ class Scorer:
             doc = self.truth.measure(dev, arch, which)
             if doc.get("latency_p10_ms") is not None and doc.get("latency_p90_ms") is not None:
                 self._spread[(dev.name, arch.hash)] = (float(doc["latency_p10_ms"]), float(doc["latency_p90_ms"]))
+            self._loads.setdefault(dev.name, []).append((doc.get("load_average_1min"), doc.get("cores")))
         else:
             # a shallow dict: asdict would deep-copy the estimate's per-layer details (a roofline's: ~40% of
             # a roofline search's time), of which only the top-level figures are read
@@ -340,7 +343,22 @@ class Scorer:
     def run_warnings(self, history: Sequence[Evaluated], others: list[str]) -> list[str]:
         """The run's warnings: the seed's budgets told with its evaluation (`seed_budget_warnings`), `others`
         (the loop's and the ground truth's), then those of noisy measurements."""
-        return self.seed_budget_warnings(seed_metrics(history)) + others + self.noise_warnings
+        return self.seed_budget_warnings(seed_metrics(history)) + others + self.noise_warnings + self.load_warnings()
+
+    def load_warnings(self) -> list[str]:
+        """Per device, the measurements taken while the machine's 1-minute load average exceeded its cores:
+        other processes wanted the cores the measurement timed, so its latencies include their contention."""
+        out = []
+        for device, loads in self._loads.items():
+            busy = [(load, cores) for load, cores in loads if load is not None and cores and load > cores]
+            if busy:
+                top = max(busy, key=lambda lc: lc[0] / lc[1])
+                out.append(
+                    f"device {device}: {len(busy)} of {len(loads)} measurements ran while the machine's 1-minute load "
+                    f"average exceeded its cores (up to {top[0]:g} on {top[1]}): their latencies include other "
+                    "processes' contention and may not repeat; measure on a quiet machine"
+                )
+        return out
 
     def seed_budget_warnings(self, measured: Mapping[str, float] | None) -> list[str]:
         """The start's warnings, told again with the seed's evaluated metrics (`measured`, None before): a
@@ -368,7 +386,9 @@ class Scorer:
 
     def _how_scored(self, metric: str) -> str:
         """How the start's figure of `metric` was obtained: by a device's measuring time model (measured),
-        else estimated before anything is measured."""
+        else estimated before anything is measured; a model's size is counted from its weights, exactly."""
+        if metric == "model_size_bytes":
+            return "counted from its weights"
         model = self.components.time_models.get(metric.partition("@")[2])
         if model is not None and model.measures:
             return f"measured by time model {model.name}"

@@ -21,7 +21,13 @@ WORKER_EXIT_S = 5.0
 WORKER_WATCH_S = 1.0
 
 
-def init_worker(threads: int, driver_pid: int | None = None) -> None:
+#: the folder this worker notes the ticket it runs in (`run_noted_task`), set by `init_worker`
+_notes: str | None = None
+
+
+def init_worker(threads: int, driver_pid: int | None = None, notes: str | None = None) -> None:
+    global _notes
+    _notes = notes
     # Ctrl-C reaches the whole process group: the driver handles it and ends its pool (LocalExecutor.close),
     # a worker ignores it rather than die with a traceback. It started with SIGINT blocked (starting_workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -35,6 +41,19 @@ def init_worker(threads: int, driver_pid: int | None = None) -> None:
         sys.modules["torch"].set_num_threads(threads)
     if driver_pid is not None:
         _exit_with_driver(driver_pid)
+
+
+def run_noted_task(ticket: int, task: Any) -> Any:
+    """`executors.run_task(task)` in a pool's worker, having noted `ticket` in the file of this worker's pid
+    (replaced atomically): when a worker dies, the driver reads which task was its own (executor_local.py)."""
+    from .executors import run_task
+
+    if _notes is not None:
+        path = os.path.join(_notes, str(os.getpid()))
+        with open(path + ".tmp", "w") as f:
+            f.write(str(ticket))
+        os.replace(path + ".tmp", path)
+    return run_task(task)
 
 
 def _end_worker(signum: int, frame: object) -> None:

@@ -63,6 +63,10 @@ def expect_unknown_option_refused(cls: type, options: dict[str, Any], component:
     from ..errors import NAToolkitError
     from ..validation import check_options
 
+    try:  # the options the check was given first, alone: a refusal of them is the caller's to fix
+        check_options(cls, options, f"{component} options")
+    except NAToolkitError as e:
+        fail(component, f"refuses the options the check was given ({e}); give options it takes")
     try:
         check_options(cls, {**options, UNKNOWN_OPTION: 1}, f"{component} options")
     except NAToolkitError as e:
