@@ -39,6 +39,10 @@ T = TypeVar("T")
 PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 
+#: what an unknown name with no close registered one adds: it may be a missing plugin's
+PLUGIN_HINT = "If a plugin provides it, install that plugin here (`na-toolkit plugins` lists what is loaded)"
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
@@ -170,7 +174,11 @@ class Registry(Generic[T]):
         try:
             entry = self._entries[name]
         except KeyError:
-            raise UnknownComponentError(self.kind, name, self._entries) from None
+            from .errors import did_you_mean
+
+            # no close registered name: it may be a plugin's that is not installed here (or not allowed)
+            more = "" if did_you_mean(name, list(self._entries)) else PLUGIN_HINT
+            raise UnknownComponentError(self.kind, name, self._entries, more) from None
         return self._resolved(entry).obj
 
     def plugin_of(self, name: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 import na_toolkit
 from na_toolkit.cli.main import main
-from na_toolkit.errors import ComponentError
+from na_toolkit.errors import ComponentError, TimeModelError
 from na_toolkit.evaluation.base import EvaluationResult, Evaluator
 from na_toolkit.plugins import ALLOW_ENV, DENY_ENV, load_toolkit
 from na_toolkit.predictors.base import Predictor
@@ -43,6 +43,14 @@ class RaisingLatency(TimeModel):
 
     def estimate(self, arch, batch_size=1):
         return {"a": 1}["b"]  # a bug in the plugin: KeyError
+
+
+class AbsentBoard(TimeModel):
+    name = "contract-absent-board"
+    measures = True
+
+    def estimate(self, arch, batch_size=1):
+        raise TimeModelError("no board answers at /dev/board0: plug it in")
 
 
 class PercentEvaluator(Evaluator):
@@ -82,7 +90,7 @@ class FailingPredictor(Predictor):
 
 @na_toolkit.hookimpl
 def na_register_time_models(registry):
-    for cls in (NegativeLatency, FloatLatency, RaisingLatency):
+    for cls in (NegativeLatency, FloatLatency, RaisingLatency, AbsentBoard):
         registry.add(cls)
 
 
@@ -158,7 +166,8 @@ def config(tmp_path, time_model="roofline", evaluator="synthetic", strategy="evo
         ),
         (
             {"strategy": "contract-archs"},
-            rf"^strategy 'contract-archs' of plugin {PLUGIN} proposed Architecture, not Candidate objects$",
+            rf"^strategy 'contract-archs' of plugin {PLUGIN} proposed Architecture, not Candidate objects: wrap each "
+            r"network as Candidate\(arch, moves, parent, origin\) \(na_toolkit.search.strategy\)$",
         ),
         (
             {"predictor": "contract-fails"},
@@ -219,3 +228,19 @@ def test_the_cli_says_it_in_one_line_keeps_the_run_and_shows_the_traceback_with_
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and 'raise ZeroDivisionError("a bug in the plugin")' in err
     assert err.strip().splitlines()[-1].endswith("ZeroDivisionError: a bug in the plugin")
+
+
+def test_a_run_whose_measurements_all_failed_says_so_not_to_loosen_a_budget(tk, tmp_path):
+    # before: "the closest (HASH) has . Loosen the budget or start from a smaller seed network": no budget was
+    # broken, every measurement had failed, and the reason was only in each row's violations
+    doc = config(tmp_path)
+    doc["evaluations"] = 2
+    doc["devices"]["cpu"]["measure"] = {"name": "contract-absent-board"}
+    result = run_search(doc, toolkit=tk, progress=False)
+    why = result.infeasible["cpu"]
+    assert why.startswith(
+        "no candidate of 2 evaluated is known to meet the budgets of device cpu; 2 of them could not be judged, "
+        "the first: "
+    )
+    assert "measurement failed" in why and "no board answers at /dev/board0: plug it in" in why
+    assert "Loosen the budget" not in why

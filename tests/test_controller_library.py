@@ -107,6 +107,9 @@ def test_a_nan_reward_is_refused_before_it_reaches_the_weights(batch):
             ctrl.update(states, decisions, nexts, bad)
     with pytest.raises(DataError, match="advantages hold NaN"):
         ctrl.update(states, decisions, nexts, np.arange(4.0), advantages=np.full(4, np.nan))
+    # finite, but their standardisation overflows (only numpy's RuntimeWarning before, and the step was taken)
+    with pytest.raises(DataError, match=r"rewards from -1e\+300 to 1e\+300 overflow when standardised"):
+        ctrl.update(states, decisions, nexts, np.array([1e300, -1e300, 0.0, 0.0]))
     after = _weights(ctrl)
     assert all(torch.equal(before[k], after[k]) for k in before)
     # and the controller still learns from finite rewards, given as a list or a torch tensor
@@ -321,3 +324,54 @@ def test_a_variant_whose_decide_drops_networks_is_a_component_error():
 
     with pytest.raises(ComponentError, match=r"decide\(\) returned 1 decisions for 3 networks"):
         Short(_Context(default_toolkit()), episodes=3, updates=1).ask(2)
+
+
+def test_budget_only_options_set_off_need_no_scoring_budget(tmp_path):
+    """`bench controller --variants mean-seeking` at budget none stopped with 'risk_seeking, learn_from_evaluations
+    apply under a scoring budget only' after its other searches, writing nothing: set off (0, false) they are what
+    they are without a budget, so only an option set on is refused, named once as the config's key."""
+    from na_toolkit.search import run_search
+
+    base = {
+        "name": "ms", "seed_network": "simple-cnn", "evaluations": 2, "output": str(tmp_path),
+        "search": {"per_round": 1, "moves": ["scale"]}, "evaluator": {"name": "synthetic"},
+        "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}}},
+    }  # fmt: skip
+    off = {"name": "neural-architect", "options": {"risk_seeking": 0, "learn_from_evaluations": False}}
+    assert len(run_search({**base, "strategy": off}, toolkit=default_toolkit(), progress=False).evaluated) == 2
+    on = {"name": "neural-architect", "options": {"risk_seeking": 0.2}}
+    with pytest.raises(ConfigError) as err:
+        run_search({**base, "strategy": on}, toolkit=default_toolkit(), progress=False)
+    assert str(err.value).startswith("strategy.options: risk_seeking apply under a scoring budget only")
+
+
+def test_a_stall_with_feasible_networks_does_not_blame_the_budget():
+    from na_toolkit.search.diagnostics import stalled_reason
+
+    budget = Budget("latency_ms@pixel3", 10.0, 1.0, True)
+    dry = stalled_reason(3, 25, 40, 15, {budget: 15}, [budget], feasible=24)
+    assert "24 evaluated network(s) meet the budgets, so the strategy found nothing new within them" in dry
+    assert "out of reach" not in dry
+    assert "may be out of reach from this seed" in stalled_reason(3, 2, 40, 15, {budget: 15}, [budget], feasible=0)
+
+
+def test_an_unknown_name_with_no_close_one_says_it_may_be_a_missing_plugins():
+    from na_toolkit.errors import UnknownComponentError
+
+    with pytest.raises(UnknownComponentError, match="install that plugin here"):
+        default_toolkit().strategies.get("hill-climb")
+
+
+def test_a_scoring_budget_too_large_to_serve_is_refused(tmp_path):
+    # 10^6 spent minutes per update building walks to a share of it (over 300 s for one evaluation)
+    from na_toolkit.search import run_search
+
+    doc = {
+        "name": "sb", "seed_network": "simple-cnn", "evaluations": 2, "output": str(tmp_path),
+        "search": {"per_round": 1, "moves": ["scale"]}, "evaluator": {"name": "synthetic"},
+        "strategy": {"name": "neural-architect", "options": {"scoring_budget": 1_000_000}},
+        "devices": {"cpu": {"time_model": {"name": "roofline", "options": {"device": "x86-cpu"}}}},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"strategy.options.scoring_budget: Input should be less than or equal to "):
+        run_search(doc, toolkit=default_toolkit(), progress=False)
+    assert not any(tmp_path.iterdir())

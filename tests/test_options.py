@@ -148,7 +148,7 @@ def test_good_values_pass_and_keep_what_was_given():
 
 def test_components_validate_when_built_directly():
     from na_toolkit.evaluation.torch_trainer import TorchEvaluator
-    from na_toolkit.search.executors import LocalExecutor
+    from na_toolkit.search.executor_local import LocalExecutor
 
     with pytest.raises(ConfigError, match=r"executor\.options\.workers"):
         LocalExecutor(workers=0)

@@ -274,7 +274,7 @@ RESOLVE_BAD = [
     ),
     (
         with_("predictors.accuracy", {"name": "random-forest", "options": {"max_features": 2.5}}),
-        "predictors.accuracy.options.max_features: Value error, must be an int >= 1 or a float in (0, 1]",
+        "predictors.accuracy.options.max_features: must be an int >= 1 or a float in (0, 1]",
     ),
     (
         with_("predictors.train_time_s", {"options": {"log_target": "yes"}}),

@@ -45,9 +45,47 @@ class SortedOrder(SetOrder):
         return sorted(hashes)
 
 
+class FirstRoundOnly(SortedOrder):
+    """Proposes round 0's walks again every round, ignoring what tell gave (broken on purpose): a search stalls."""
+
+    name = "first-round-only"
+    description = "round 0's walks, every round (broken on purpose)"
+
+    def ask(self, n):
+        if not hasattr(self, "first"):
+            self.first = super().ask(n)
+        return list(self.first)
+
+
+class Twice(SortedOrder):
+    """Proposes its first walk twice in each ask (broken on purpose): the loop's slot is wasted."""
+
+    name = "twice"
+    description = "walks, the first of each ask twice (broken on purpose)"
+
+    def ask(self, n):
+        out = super().ask(n)
+        return out[:1] + out[: n - 1]
+
+
 @na_toolkit.hookimpl
 def na_register_strategies(registry):
-    registry.add(SetOrder)
+    for cls in (SetOrder, FirstRoundOnly, Twice):
+        registry.add(cls)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("first-round-only", "round 1: proposes only networks already evaluated: a search stops after"),
+        ("twice", r"round 0: proposes [0-9a-f]+ more than once in one ask"),
+    ],
+)
+def test_a_strategy_that_wastes_a_searchs_rounds_fails_the_check(tk, name, message):
+    # both passed ("at least one new network over the rounds", which round 0 alone gave), and in a search the
+    # first stalled after 8 of 21 evaluations, the second needed 6 rounds for 4 rounds' worth
+    with pytest.raises(ConformanceError, match=f"strategy {name!r} {message}"):
+        check_strategy(name, tk, moves=list(MOVES), across_processes=False)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ Learning uses `torch.optim.Adam` and `torch.nn.utils.clip_grad_norm_` (docs/cont
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -385,7 +386,13 @@ class Controller:
     def normalise(rewards: np.ndarray) -> np.ndarray:
         """Standardise one batch of rewards (whatever scale the objectives give). A batch whose rewards
         all agree (e.g. before any predictor is fitted) carries no signal: zeros, not noise blown up."""
-        mean, std = float(np.mean(rewards)), float(np.std(rewards))
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(np.mean(rewards)), float(np.std(rewards))
+        if not (math.isfinite(mean) and math.isfinite(std)):
+            raise DataError(
+                f"rewards from {float(np.min(rewards)):.3g} to {float(np.max(rewards)):.3g} overflow when "
+                "standardised (their spread is not finite); give rewards on a smaller scale"
+            )
         if std <= 1e-9 * (1.0 + abs(mean)):
             return np.zeros_like(rewards)
         return (rewards - mean) / std

@@ -108,8 +108,9 @@ class Components:
         comp = self.config.strategy
         try:
             strategy: Strategy = self.toolkit.strategies.get(comp.name)(context, **comp.options)
-        except ConfigError as exc:
-            raise ConfigError(f"strategy.options: {exc}") from None
+        except ConfigError as exc:  # named as the config's key once (a strategy's own message may name it)
+            text = str(exc)
+            raise ConfigError(text if text.startswith("strategy.options") else f"strategy.options: {text}") from None
         except TypeError as exc:
             raise ConfigError(f"strategy.options: strategy {comp.name!r} refused {comp.options}: {exc}") from None
         return strategy

@@ -95,11 +95,23 @@ class BudgetDoc(ConfigDocument):
 Budget_ = Annotated[BudgetDoc | None, BeforeValidator(_table_of_limit)]
 
 
+def _whole_bytes(budget: BudgetDoc | None) -> BudgetDoc | None:
+    """A budget in bytes below one byte is a limit written in another unit (0.04 meaning 40 kB): refused."""
+    if budget is not None and budget.limit < 1:
+        raise ValueError(
+            f"limit {budget.limit:g} is less than one byte: the limit is in bytes (16 MB is 16_000_000, "
+            "40 KiB is 40_960)"
+        )
+    return budget
+
+
 class GlobalBudgetsDoc(ConfigDocument):
     """`[budgets]`: limits that hold whatever the device."""
 
     model_size_bytes: Budget_ = None
     train_time_s: Budget_ = None
+
+    _bytes = field_validator("model_size_bytes")(_whole_bytes)
 
 
 class DeviceBudgetsDoc(ConfigDocument):
@@ -110,6 +122,8 @@ class DeviceBudgetsDoc(ConfigDocument):
     energy_mj: Budget_ = None
     #: the device's time model's estimate of training under the evaluator's plan (`TimeModel.train_time`)
     train_time_s: Budget_ = None
+
+    _bytes = field_validator("peak_memory_bytes")(_whole_bytes)
 
 
 class DeviceDoc(ConfigDocument):
@@ -207,7 +221,10 @@ class SearchSettings(ConfigDocument):
         default=None,
         ge=0,
         le=1,
-        description="accuracy (fraction) a network needs to enter the Pareto front (default: 1.1 x chance level)",
+        description=(
+            "accuracy (fraction) a network needs to enter the Pareto front (default: 1.1 x the share of the "
+            "dataset's commonest class, the accuracy of always answering it)"
+        ),
     )
 
     @field_validator("moves", mode="before")

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 ENTROPY_STEP = 1.5
 #: the marker of the options that apply under a scoring budget only (set without one: a ConfigError)
 BUDGET_ONLY: dict[str, Any] = {"scoring_budget_only": True}
+#: the largest scoring budget: the walks of an update are built to a share of it, so a budget of 10^6 spent
+#: minutes per update building walks (an audit's search took over 300 s for one evaluation; null took 13 s for 11)
+MAX_SCORING_BUDGET = 10_000
 
 
 def _budget_only(field: Any) -> bool:
@@ -94,8 +97,10 @@ class NeuralArchitectStrategy(Strategy):
         scoring_budget: int | None = Field(
             None,
             ge=1,
+            le=MAX_SCORING_BUDGET,
             description="networks the strategy may score (context.score) per evaluation asked for: at most "
-            "scoring_budget × n per ask(n); null: unlimited",
+            "scoring_budget × n per ask(n); null: unlimited (a budget past 10,000 would cost more than null: its "
+            "walks are built to the budget)",
         )
         policy: Literal["trained", "frozen", "none", "random"] = Field(
             "trained",
@@ -165,7 +170,12 @@ class NeuralArchitectStrategy(Strategy):
         # broad: measured under a scoring budget it trades early gains for late ones (docs/controller.md)
         self.entropy_target = o.entropy_target or None
         self._entropy_start: float | None = None  # the first update's entropy
-        budget_only = sorted(n for n in o.model_fields_set if _budget_only(self.Options.model_fields[n]))
+        # set on without a budget: refused (they would do nothing); set off (0, false, null) is what they are then
+        budget_only = sorted(
+            n
+            for n in o.model_fields_set
+            if _budget_only(self.Options.model_fields[n]) and getattr(o, n) not in (None, 0, False)
+        )
         if budget_only and self.scoring_budget is None:
             raise ConfigError(
                 f"strategy.options: {', '.join(budget_only)} apply under a scoring budget only; set "

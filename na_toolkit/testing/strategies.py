@@ -4,7 +4,8 @@ na_toolkit/search/strategy.py) as one call.
 A registered strategy is a `Strategy` subclass with a name and a description whose options refuse a key they
 do not know. Run for a few rounds against a small search (`StrategyCheckContext`: a seed network, the
 toolkit's moves, a cheap deterministic score standing in for predictors and evaluations), its `ask(n)` gives a
-list of `Candidate`s whose moves, replayed from the seed, build their network; it proposes something new;
+list of `Candidate`s whose moves, replayed from the seed, build their network; every round proposes something
+new, and no ask a network twice;
 it draws every random number from `context.rng` (the global numpy and `random` states are left alone), so
 two runs from the same seed propose the same networks in the same order, in this process and in a fresh one
 whose hash seed differs (`search --resume` replays the strategy in a new process); and its `state_dict()`
@@ -130,7 +131,20 @@ def _run(
             )
             _check_replay(c, context, at)
         proposed.append(tuple(c.hash for c in out))
+        twice = sorted({c.hash for c in out if proposed[-1].count(c.hash) > 1})
+        expect(
+            not twice,
+            f"{where} round {r}",
+            f"proposes {', '.join(twice)} more than once in one ask: the loop evaluates each network once, so the "
+            "other slots are wasted (a search then needs more rounds for its budget); propose distinct networks",
+        )
         new = [c for c in out if c.hash not in context.evaluated]
+        expect(
+            bool(new),
+            f"{where} round {r}",
+            "proposes only networks already evaluated: a search stops after max_stalled_rounds such rounds; "
+            "propose from what tell() gave (the evaluated networks), not the same ones again",
+        )
         paid = {c.hash for c in new[:n]}  # the loop pays for n new ones; the rest are dropped
         results = []
         for c in out:

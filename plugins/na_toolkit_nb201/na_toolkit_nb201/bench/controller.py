@@ -71,7 +71,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evaluations", type=int, default=100, help="evaluations per search (default 100)")
     parser.add_argument("--per-round", type=int, default=10, help="evaluations per round (default 10)")
     parser.add_argument(
-        "--budgets", default="10,50,none", help="scoring budgets per evaluation, comma-separated ('none': unlimited)"
+        "--budgets",
+        default="10,50,none",
+        help="scoring budgets per evaluation, comma-separated ('none': unlimited; default 10,50,none)",
     )
     parser.add_argument(
         "--variants",
