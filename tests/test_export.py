@@ -18,6 +18,7 @@ import pytest
 from conftest import SMALL_SEARCH, config_doc
 from na_toolkit import __version__
 from na_toolkit.datasets import get_dataset
+from na_toolkit.errors import ConfigError
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search import run_search
 
@@ -135,6 +136,10 @@ def test_an_export_without_trained_weights_says_so_in_the_file(tmp_path, run_cli
     meta = {p.key: json.loads(p.value) for p in onnx.load(best / "model.onnx").metadata_props}
     assert meta["na_toolkit.trained_weights"] is False
     assert json.loads((best / "preprocessing.json").read_text())["trained_weights"] is False
+    # the run and the export say why: the config kept no weights (before: "the evaluator kept no trained ones")
+    assert any(w.startswith("search.keep_weights = false: no trained weights are kept") for w in result.warnings)
+    res = run_cli("export", result.run_dir, "--device", "cpu", "--format", "onnx", "--out", tmp_path / "x.onnx")
+    assert "initial weights (the run kept none: search.keep_weights = false)" in res.stdout
 
     # `arch export` writes an architecture with random weights: its file says so too
     out = tmp_path / "arch.onnx"
@@ -147,3 +152,38 @@ def test_an_export_without_trained_weights_says_so_in_the_file(tmp_path, run_cli
         "na_toolkit.trained_weights": False,
         "na_toolkit.weights_seed": 0,
     }
+
+
+def test_best_device_holds_that_devices_best_only_and_its_files_agree(tmp_path, run_cli):
+    """`export RUN --arch H --out RUN/best/cpu/model.onnx` put another network beside the best's arch.json
+    and model.pt (exit 0), and a torch export into best/cpu/ rewrote its shared preprocessing.json to say a
+    symbolic batch beside an ONNX model of batch 4: both are refused, each saying where to export instead."""
+    result = run_search(config_doc(SMALL_SEARCH, tmp_path / "runs", evaluations=3), progress=False)
+    run, best = Path(result.run_dir), result.best["cpu"]
+    other = next(e.hash for e in result.evaluated if e.hash != best and e.error is None)
+    before = {p.name: p.read_bytes() for p in (run / "best" / "cpu").iterdir()}
+    res = run_cli("export", run, "--arch", other, "--format", "onnx", "--out", run / "best" / "cpu" / "model.onnx")
+    assert res.returncode == 2 and "best/cpu/ holds the best network for device cpu" in res.stderr
+    # the search wrote model.onnx and model.pt there, both of any batch size: an ONNX model of batch 4 would
+    # leave the shared preprocessing.json contradicting one of them
+    res = run_cli("export", run, "--device", "cpu", "--format", "onnx", "--batch-size", "4")
+    assert res.returncode == 2 and "also describes model.pt beside it, whose input is [None, " in res.stderr
+    assert before == {p.name: p.read_bytes() for p in (run / "best" / "cpu").iterdir()}  # nothing changed
+    assert run_cli("export", run, "--device", "cpu", "--format", "onnx").returncode == 0  # the same again: fine
+
+
+def test_a_file_of_another_kind_named_like_a_model_is_not_overwritten(tmp_path, run_cli):
+    # only JSON and TOML outputs were read for what they are: a .onnx or .pt of anything else was replaced
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("junk\n")
+    res = run_cli("arch", "export", "simple-cnn", "--onnx", junk)
+    assert res.returncode == 2 and "it is an existing file that is not an ONNX model" in res.stderr
+    assert junk.read_text() == "junk\n"
+    from na_toolkit.cli._output import check_out
+
+    config = tmp_path / "w.pt"
+    config.write_text('name = "a search config"\n')
+    with pytest.raises(ConfigError, match="not a torch save"):
+        check_out(config)
+    assert run_cli("arch", "export", "simple-cnn", "--onnx", tmp_path / "ok.onnx").returncode == 0
+    assert run_cli("arch", "export", "simple-cnn", "--onnx", tmp_path / "ok.onnx").returncode == 0  # its own: again

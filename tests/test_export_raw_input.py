@@ -20,6 +20,7 @@ from na_toolkit.datasets import (
     LabeledArrays,
     dataset_from_arrays,
     dataset_from_image_folder,
+    dataset_from_npz,
     get_dataset,
 )
 from na_toolkit.evaluation.torch_trainer import TorchEvaluator
@@ -69,6 +70,10 @@ def test_every_built_in_kind_says_how_its_values_come_from_the_raw_data(tmp_path
         "raw_range": None,
         "description": "the arrays' values as given (no scaling)",
     }
+    # channels-last arrays say they were transposed, which a deployer feeding raw (N, H, W, C) images must do too
+    np.savez(tmp_path / "hwc.npz", x=np.zeros((6, 4, 5, 3), np.float32), y=np.arange(6) % 2, layout="NHWC")
+    hwc = dataset_from_npz(tmp_path / "hwc.npz").loader()
+    assert hwc.x.shape[1:] == (3, 4, 5) and "x = raw.transpose(0, 3, 1, 2)" in hwc.raw_input.description
 
 
 # a deployer with numpy, Pillow and ONNX Runtime only: the model's inputs from the raw image files and the

@@ -257,3 +257,17 @@ def test_the_unsupported_op_error_lists_what_a_module_writes_not_aten_internals(
     listed = str(info.value).split("from_torch imports ")[-1]
     assert listed.startswith("nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.ReLU,") and "torch.cat, view" in listed
     assert not any(internal in listed for internal in ("alias", "lift_fresh", "_native", "convolution", "aten"))
+
+
+@pytest.mark.parametrize(
+    "layer, fix",
+    [
+        (nn.MaxPool2d(2, ceil_mode=True), "use ceil_mode=False"),
+        (nn.GELU(approximate="tanh"), "use nn.GELU()"),
+    ],
+)
+def test_a_refused_variant_of_a_supported_op_says_which_to_use(layer, fix):
+    # they named the problem alone ("ceil_mode=True pooling is not supported")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), layer, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(TorchImportError, match=fix):
+        from_torch(model, torch.randn(1, 3, 9, 9), layer_types())

@@ -516,3 +516,14 @@ def test_a_group_normalization_op_gets_the_group_norm_advice():
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])  # the op's per-channel form
     with pytest.raises(OnnxImportError, match=r"'GroupNormalization'; it is group normalisation.*nn.BatchNorm2d"):
         from_onnx(proto, layer_types())
+
+
+def test_a_batch_norm_momentum_survives_the_onnx_round_trip(tmp_path):
+    # the exporter wrote epsilon only: momentum 0.3 came back as the default 0.1, under another hash, unsaid
+    b = ArchitectureBuilder((1, 8, 8), layer_types=layer_types())
+    x = b.layer("batchnorm2d", b.layer("conv2d", b.input, filters=4, kernel=3), momentum=0.3)
+    b.layer("linear", b.layer("flatten", b.layer("global_avg_pool", x)), units=3)
+    arch = b.build()
+    onnx.save(arch.to_onnx(), tmp_path / "m.onnx")
+    back = from_onnx(str(tmp_path / "m.onnx"), layer_types=layer_types())
+    assert back.hash == arch.hash and back.attrs("batchnorm2d_0")["momentum"] == pytest.approx(0.3)

@@ -181,7 +181,9 @@ class BatchNorm2d(LayerType):
     def emit_onnx(self, ctx, node_id, attrs, inputs, in_shapes, out_shape, weights):
         names = ("weight", "bias", "running_mean", "running_var")
         args = [inputs[0]] + [ctx.initializer(f"{node_id}.{k}", weights[k]) for k in names]
-        return ctx.node("BatchNormalization", args, node_id, epsilon=attrs["eps"])
+        # momentum (ONNX keeps the running value's weight, 1 - torch's) travels with the file: the importer reads
+        # it back, so a network's training setting survives the round trip (its hash too)
+        return ctx.node("BatchNormalization", args, node_id, epsilon=attrs["eps"], momentum=1.0 - attrs["momentum"])
 
 
 class _Activation(LayerType):

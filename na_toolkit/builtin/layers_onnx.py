@@ -38,7 +38,11 @@ def _close(value: np.ndarray | None, target: float, tol: float = 1e-4) -> bool:
 def _square(ctx: OnnxImportContext, values: list[int] | None, what: str, default: int) -> int:
     values = list(values) if values is not None else [default, default]
     if len(values) != 2 or values[0] != values[1]:
-        raise ctx.error(f"only square 2-D {what} are supported, got {values}")
+        raise ctx.error(
+            f"only square 2-D {what} are supported, got {values}: the layer types hold one size for both sides; "
+            f"use a square one (e.g. {max(values[:2], default=default)}x{max(values[:2], default=default)}), or "
+            "register a layer type that takes two"
+        )
     return int(values[0])
 
 
@@ -146,7 +150,7 @@ def gelu(ctx: OnnxImportContext, node: Any, layer_type: str) -> bool:
     deferred until the Erf that follows claims it."""
     if node.op_type == "Gelu":
         if ctx.attr(node, "approximate", "none") != "none":
-            raise ctx.error("only the exact (erf) GELU is supported, not approximate='tanh'")
+            raise ctx.error("only the exact (erf) GELU is supported, not approximate='tanh': use nn.GELU()")
         return unary(ctx, node, layer_type)
     if node.op_type == "Erf":
         return _erf(ctx, node, layer_type)

@@ -56,6 +56,10 @@ def check_out(
             else f"an existing file that is not {with_article(kind)}"
         )
         raise error(f"{what}: it is {it}, which this command would overwrite; give another path (or remove it first)")
+    if p.is_file() and p.stat().st_size > 0 and (other := _not_a_model(p)):
+        raise error(
+            f"{what}: it is {other}, which this command would overwrite; give another path (or remove it first)"
+        )
     existing = p.parent
     if not make_folders and not existing.exists():
         raise error(f"{what}: folder {str(existing)!r} does not exist")
@@ -104,3 +108,22 @@ def notice(text: str) -> None:
     )
     if not quiet:
         print(text, file=sys.stderr, flush=True)
+
+
+def _not_a_model(path: Path) -> str | None:
+    """What an existing `.onnx` or `.pt`/`.pth` file is when it is not a model of its suffix (None when it is,
+    or the suffix is another): a file of that name written by something else, which an export must not replace."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        try:
+            import onnx
+
+            onnx.load_model(str(path), load_external_data=False)
+        except Exception:  # any parse failure: not an ONNX model
+            return "an existing file that is not an ONNX model"
+    elif suffix in (".pt", ".pth"):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+            return "an existing file that is not a torch save (a zip archive)"
+    return None

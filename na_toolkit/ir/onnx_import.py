@@ -261,11 +261,16 @@ def _input_shape(value_info: Any) -> tuple[int, ...]:
 
     t = value_info.type.tensor_type
     if t.elem_type != TensorProto.FLOAT:
-        raise OnnxImportError(f"graph input {value_info.name!r} must be float32 (elem_type {t.elem_type})")
+        kind = TensorProto.DataType.Name(t.elem_type) if t.elem_type in TensorProto.DataType.values() else t.elem_type
+        raise OnnxImportError(
+            f"graph input {value_info.name!r} must be float32, got {kind}: export the model in float32 "
+            "(model.float() before torch.onnx.export)"
+        )
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
     if len(dims) not in (2, 4) or any(d is None or d <= 0 for d in dims[1:]):
         raise OnnxImportError(
-            f"graph input {value_info.name!r} must be (N, C, H, W) or (N, F) with fixed C, H, W / F; got {dims}"
+            f"graph input {value_info.name!r} must be (N, C, H, W) or (N, F) with fixed C, H, W / F; got {dims}: "
+            "export with only the batch axis dynamic (dynamic_axes={'input': {0: 'N'}}, or none)"
         )
     return tuple(int(d) for d in dims[1:] if d is not None)  # all given: checked above
 

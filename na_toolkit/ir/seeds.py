@@ -72,7 +72,7 @@ def seed_reference(value: str, base: Path, toolkit: Toolkit, label: str = "seed_
     """The seed network reference as stored: a registered name (even where a file of that name lies in `base`:
     a warning says to write './NAME'), or an absolute path to a .json / .onnx (a relative one is from `base`;
     `na_toolkit.files.name_or_path`). Errors name the reference as `label` (a config key, a CLI flag)."""
-    from ..files import name_or_path
+    from ..files import name_or_path, nearby_paths
 
     try:
         path = name_or_path(value, toolkit.seeds.names(), "seed network", base)
@@ -89,7 +89,9 @@ def seed_reference(value: str, base: Path, toolkit: Toolkit, label: str = "seed_
     if path.is_dir():
         what = "a folder"
     elif not path.exists():
-        what = "no file that exists"
+        nearby = nearby_paths(path, (".json", ".onnx"), folders=False)
+        meant = f" (did you mean {' or '.join(map(repr, nearby))}?)" if nearby else ""
+        what = f"no file that exists in {str(path.parent)!r}{meant}"
     raise ConfigError(
         f"{label}: {value!r} is {what}, not a network; give an IR .json or an .onnx file, or a registered seed "
         f"({', '.join(toolkit.seeds.names()[:6])}, ...: na-toolkit arch seeds)"

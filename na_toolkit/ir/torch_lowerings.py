@@ -143,7 +143,7 @@ def _prelu(lw: _Lowering, x: Any, weight: Any) -> str:
 
 def _gelu(lw: _Lowering, x: Any, approximate: Any = "none") -> str:
     if approximate != "none":
-        raise lw.error(f"gelu(approximate={approximate!r}) is not supported (only the exact erf form)")
+        raise lw.error(f"gelu(approximate={approximate!r}) is not supported (only the exact erf form): use nn.GELU()")
     # 0.5 * x * (1 + erf(x / sqrt 2)), written as na_toolkit's own emitter writes it (the gelu importer)
     t = lw.tensor(x)
     erf = lw.op("Erf", [lw.op("Mul", [t, lw.constant(np.array(2**-0.5, np.float32), "rsqrt2")], ".scaled")], ".erf")
@@ -195,7 +195,9 @@ def _adaptive_max_pool2d(lw: _Lowering, x: Any, output_size: Any) -> tuple[str |
 
 def _pool_attrs(lw: _Lowering, kernel: Any, stride: Any, padding: Any, ceil_mode: Any) -> dict[str, Any]:
     if ceil_mode:
-        raise lw.error("ceil_mode=True pooling is not supported")
+        raise lw.error(
+            "ceil_mode=True pooling is not supported: use ceil_mode=False (with padding=1 where the size must round up)"
+        )
     k = _pair(kernel, 1)
     pads = _pair(padding, 0)
     return {"kernel_shape": k, "strides": _pair(stride, 0) if stride else k, "pads": pads + pads}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from ..files import write_text_atomic
+from ..files import read_text, write_text_atomic
 from ..machine import fewer_collections
 from ..store.lock import live_holder
 
@@ -36,15 +36,16 @@ if TYPE_CHECKING:
 from .compat import session_lines
 from .evaluations_file import JSONL_FILE, write_evaluations
 from .export import default_export_path, evaluation, export_candidate
-from .figure_sources import metric_label, source_lines
+from .figure_sources import latency_unit, metric_label, source_lines
 from .plots import plot_controller, plot_pareto
 from .report_html import report_html
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+def _fmt_bytes(n: float, digits: int = 3) -> str:
+    """A size in decimal units (kB, MB, GB), as every table of a run's outputs writes sizes."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
-            return f"{n / scale:.3g} {unit}"
+            return f"{n / scale:.{digits}g} {unit}"
     return f"{n:.0f} B"
 
 
@@ -76,7 +77,10 @@ def _header(summary: Mapping[str, Any], metric: str, label: str, unit: str | Non
 
 def _columns(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
     cols = [("accuracy", "valid acc"), ("test_accuracy", "test acc"), ("model_size_bytes", "size")]
-    cols += [(f"latency_ms@{d}", _header(summary, f"latency_ms@{d}", f"latency {d}", "ms")) for d in summary["devices"]]
+    cols += [
+        (f"latency_ms@{d}", _header(summary, f"latency_ms@{d}", f"latency {d}", latency_unit(summary, d)))
+        for d in summary["devices"]
+    ]
     cols += [(m, _header(summary, m, f"{label} {d}", None if unit == "MB" else unit)) for d in summary["devices"]
              for m, label, unit in _budgeted_figures(summary, d)]  # fmt: skip
     # training time: scored only on devices with a train_time_s budget (docs/search.md)
@@ -105,7 +109,9 @@ def _cell(metric: str, value: Any) -> str:
 
 def _rows(summary: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     cols = _columns(summary, entries)
-    header = ["arch", "origin", "moves"] + [c[1] for c in cols] + ["reward", "feasible", "best for"]
+    # feasible: within every budget of every device; "best for" a device needs only that device's (and the global)
+    feasible = "feasible" if len(summary["devices"]) == 1 else "feasible on all devices"
+    header = ["arch", "origin", "moves"] + [c[1] for c in cols] + ["reward", feasible, "best for"]
     rows = []
     for e in entries:
         m = e["metrics"]
@@ -159,7 +165,7 @@ def pareto_table(summary: Mapping[str, Any]) -> str:
         if low:
             why.append(
                 f"{'all' if low == len(off) else low} below the front's accuracy floor {format_accuracy(floor)} "
-                "(search.pareto_min_accuracy; by default just above chance)"
+                "(search.pareto_min_accuracy; by default 1.1 x the share of the commonest class)"
             )
         if low < len(off):
             why.append(
@@ -185,7 +191,11 @@ def outcome_lines(summary: Mapping[str, Any]) -> list[str]:
                 f"{d}: best {e['arch_hash']} valid acc {format_accuracy(m['accuracy'])}, "
                 f"test acc {format_accuracy(m.get('test_accuracy'))}, "
                 f"size {_fmt_bytes(m['model_size_bytes'])}"
-                + (f", latency {lat:.4g} ms{_kind(summary, f'latency_ms@{d}')}" if lat is not None else "")
+                + (
+                    f", latency {lat:.4g} {latency_unit(summary, d)}{_kind(summary, f'latency_ms@{d}')}"
+                    if lat is not None
+                    else ""
+                )
                 + "".join(
                     f", {label} {_figure(metric, m[metric])}"
                     + ("" if unit == "MB" else f" {unit}")
@@ -269,11 +279,11 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
 
 
 def limit_text(metric: str, limit: float) -> str:
-    """A budget's limit with the unit its metric's name carries: `0.2 ms`, `2 GiB (2,147,483,648 B)`."""
+    """A budget's limit with the unit its metric's name carries: `0.2 ms`, `2.147 GB (2,147,483,648 B)` (sizes in
+    the decimal units of the tables' size columns, with the exact bytes)."""
     base = metric.partition("@")[0]
     if base.endswith("_bytes"):
-        size, unit = next(((s, u) for s, u in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")) if limit >= s), (1, ""))
-        return f"{limit / size:.4g} {unit} ({limit:,.0f} B)" if unit else f"{limit:,.0f} B"
+        return f"{_fmt_bytes(limit, 4)} ({limit:,.0f} B)" if limit >= 1e3 else f"{limit:,.0f} B"
     unit = next((u for suffix, u in (("_ms", "ms"), ("_mj", "mJ"), ("_s", "s")) if base.endswith(suffix)), "")
     return f"{limit:.6g} {unit}".rstrip()
 
@@ -414,11 +424,17 @@ def _stored_so_far(store: RunStore, folder: Any) -> str:
     done = [e for e in evaluations if e.error is None]
     top = most_accurate(evaluations)
     table = store.path.parent / JSONL_FILE if store.path is not None else None  # kept up to date as it goes
-    rows = f"; its evaluations so far are in {table}" if table is not None and table.is_file() else ""
+    rows = ""
+    if table is not None and table.is_file():
+        written = sum(1 for line in read_text(table, JSONL_FILE, StoreError).splitlines() if line.strip())
+        rows = f"; its evaluations so far are in {table}"
+        if written < len(evaluations):  # it is rewritten after each round; the store holds every one at once
+            rows = f"; {written} of its {len(evaluations)} evaluations are in {table} (written after each round)"
     if top is None:
         return (f"; it holds {len(done)} evaluated network(s)" if done else "") + rows
     return (
-        f"; of its {len(done)} evaluated network(s) the most accurate so far, {top.arch_hash[:12]} (valid acc "
+        f"; of its {len(done)} evaluated network(s) the most accurate so far (feasible or not), {top.arch_hash[:12]} "
+        "(valid acc "
         f"{format_accuracy(top.metrics['accuracy'])}), exports now with "
         f"`na-toolkit export {shlex.quote(str(folder))} --arch {top.arch_hash[:12]} --format onnx`{rows}"
     )
