@@ -90,7 +90,11 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
         shown = repr(value)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        msg = f"{path}: {first.get('msg', 'invalid value')} (got {shown})"
+        # a validator's own message, without pydantic's "Value error, " before it
+        text = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        msg = f"{path}: {text} (got {shown})"
+        if isinstance(value, str) and value.lower() == "none":
+            msg += "; none is written null on a command line (KEY=null)"
     more = len(errors) - 1
     return msg + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 

@@ -12,7 +12,8 @@ from conftest import config_doc, default_toolkit, layer_types
 from na_toolkit.datasets import get_dataset
 from na_toolkit.ir.architecture import Architecture
 from na_toolkit.search import compute_reward, run_search
-from na_toolkit.search.executors import LocalExecutor, Task
+from na_toolkit.search.executor_local import LocalExecutor
+from na_toolkit.search.executors import Task
 from na_toolkit.search.pareto import Objective, ParetoArchive, dominates, pareto_front, search_objectives
 from na_toolkit.store import SQLiteRunStore
 

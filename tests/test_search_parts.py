@@ -28,7 +28,8 @@ from na_toolkit.search import (
     run_search,
     summarize,
 )
-from na_toolkit.search.executors import LocalExecutor, Task, make_executor, run_task
+from na_toolkit.search.executor_local import LocalExecutor
+from na_toolkit.search.executors import Task, make_executor, run_task
 from na_toolkit.store import MemoryRunStore, SQLiteRunStore
 
 DOC = {
@@ -258,7 +259,7 @@ def test_a_scorer_alone_scores_as_the_loop_does(tk, tmp_path):
 
 DRIVER = """
 import multiprocessing, os, sys, time
-from na_toolkit.search.executors import LocalExecutor
+from na_toolkit.search.executor_local import LocalExecutor
 
 if __name__ == "__main__":
     pool = LocalExecutor(workers=2, threads_per_worker=1)._get_pool()
@@ -346,7 +347,7 @@ def test_the_report_shows_every_budgeted_figure_and_which_budget_bound(tk, tmp_p
     assert "| metric | limit | weight | hard | met by (evaluated) |" in report
     # each limit with its metric's unit (a memory budget read "2.14748e+09")
     assert "| latency_ms@cpu | 1e-09 ms | 1 | no | 0 of 4 |" in report
-    assert "| peak_memory_bytes@cpu | 953.7 MiB (1,000,000,000 B) | 1 | no | 4 of 4 |" in report
+    assert "| peak_memory_bytes@cpu | 1 GB (1,000,000,000 B) | 1 | no | 4 of 4 |" in report
     assert "| energy_mj@cpu | 1e+06 mJ | 1 | no | 4 of 4 |" in report
     header = pareto_table(summary).splitlines()[0]
     assert "peak memory cpu (estimated)" in header and "energy cpu (mJ, estimated)" in header

@@ -341,7 +341,7 @@ def test_a_network_that_does_not_fit_the_device_memory_is_infeasible_there(tmp_p
         assert e.feasible_for["orin"] == (e.score.metrics["peak_memory_bytes@orin"] <= 11_500_000)
     best = res.get(res.best["orin"])
     assert best.score.metrics["peak_memory_bytes@orin"] <= 11_500_000
-    limit = "10.97 MiB (11,500,000 B)"
+    limit = "11.5 MB (11,500,000 B)"
     assert f"| peak_memory_bytes@orin (the memory capacity of hardware model cap) | {limit} | 0 | yes |" in (
         report_markdown(res.summary())
     )

@@ -60,7 +60,16 @@ def _run_search(args: argparse.Namespace) -> int:
     if args.output is not None:
         overrides["output"] = str(Path(args.output).resolve())
     if args.resume is not None and overrides and args.config is None:
-        raise ConfigError("--evaluations/--output/--seed change a run; a resumed run keeps its own config")
+        given = ", ".join(
+            f
+            for f, k in (("--evaluations", "evaluations"), ("--output", "output"), ("--seed", "random_seed"))
+            if k in overrides
+        )
+        raise ConfigError(
+            f"{given}: a resumed run keeps its own config (its evaluation budget too), so these would change it; "
+            "resume without them, or search further from its best network in a new run (seed_network = "
+            '"RUN/best/all/arch.json" in a copy of its config)'
+        )
     # stdout holds only the outcome: what a library prints during the search (Ray's driver prints its raylet's
     # warnings on stdout) goes to stderr, so `--json` stays one JSON document
     with contextlib.redirect_stdout(sys.stderr):
@@ -183,7 +192,7 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
     from ..search.export import EXPORT_FOLDERS, export_files
     from ._output import check_out
 
-    path = check_out(out)
+    path = Path(out)
     suffixes = _EXPORT_SUFFIXES[fmt]
     if path.suffix.lower() not in suffixes:
         what = "a torch export writes the state dict to OUT and the architecture beside it with .json"
@@ -192,8 +201,6 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
             f"{' or '.join(suffixes)} suffix"
         )
     written = export_files(path, fmt)
-    for file, kind in zip(written[1:], [*([ARCHITECTURE] if fmt == "torch" else []), EXPORT_SIDECAR], strict=True):
-        check_out(file, f"the {kind} beside --out,", kind=kind)
     root = run_dir.resolve()
     for file in written:
         inside = file.resolve()
@@ -202,7 +209,58 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
                 f"--out {out!r}: it would overwrite {str(file)!r}, a file of run {run_dir.name} itself; give a path "
                 f"outside the run folder or under its {' or '.join(f'{d}/' for d in EXPORT_FOLDERS)}"
             )
+    path = check_out(out)  # after the run's own files: the more telling refusal where both hold
+    for file, kind in zip(written[1:], [*([ARCHITECTURE] if fmt == "torch" else []), EXPORT_SIDECAR], strict=True):
+        check_out(file, f"the {kind} beside --out,", kind=kind)
     return path
+
+
+def _check_best_folder(
+    out: Path, run_dir: Path, args: argparse.Namespace, arch_hash: str | None, summary: dict | None
+) -> None:
+    """A run's `best/<device>/` holds that device's best network, the hand-off to production: a ConfigError for
+    an export into it of another network (`--arch`, or another `--device`'s best), which would leave its files
+    naming two networks."""
+    from ..errors import ConfigError
+
+    folder = out.resolve().parent
+    best = (run_dir / "best").resolve()
+    if folder.parent != best:
+        return
+    device = folder.name
+    mine = ((summary or {}).get("best") or {}).get(device) if arch_hash is not None else None
+    theirs = mine.get("arch_hash") if isinstance(mine, dict) else None
+    if (arch_hash is not None and arch_hash != theirs) or (arch_hash is None and args.device != device):
+        raise ConfigError(
+            f"--out {str(out)!r}: {run_dir.name}'s best/{device}/ holds the best network for device {device}, and "
+            f"this export is of another ({arch_hash or f'the best for device {args.device}'}); export it elsewhere "
+            f"(by default --arch exports to {run_dir.name}/exports/HASH/)"
+        )
+
+
+def _check_sidecar_agrees(new: Path, old: Path, out: Path, fmt: str) -> None:
+    """A sidecar shared by both formats' models in one folder (`best/<device>/preprocessing.json`) must not be
+    rewritten to contradict the other format's model beside it (an ONNX model of a fixed batch size, a torch
+    state dict of any): a ConfigError saying where to export instead."""
+    from ..errors import ConfigError
+    from ..files import parse_json, read_text
+
+    # the other format's model whose sidecar is the same file: model.pt beside model.onnx in best/, m.pt beside m.onnx
+    others = [out.with_suffix(s) for f, suffixes in _EXPORT_SUFFIXES.items() if f != fmt for s in suffixes]
+    if not old.is_file() or not any(o.is_file() for o in others):
+        return
+    try:
+        before = parse_json(read_text(old, "sidecar", ConfigError), "sidecar", ConfigError).get("input")
+    except (ConfigError, AttributeError):
+        return
+    after = parse_json(read_text(new, "sidecar", ConfigError), "sidecar", ConfigError).get("input")
+    if before is not None and before != after:
+        other = next(o for o in others if o.is_file())
+        raise ConfigError(
+            f"{str(old)!r} also describes {other.name} beside it, whose input is {before.get('shape')}; this export's "
+            f"is {after.get('shape')}, so the file would contradict it: export to another path (--out), or both "
+            "formats with the same batch size"
+        )
 
 
 def _floats(values: list[float]) -> str:
@@ -235,6 +293,7 @@ def _run_export(args: argparse.Namespace) -> int:
         # under the run folder the user named (never a path read from the store) unless --out says where
         default = default_export_path(run_dir, args.format, device=args.device, arch_hash=arch_hash)
         out = _export_out(args.out, args.format, run_dir) if args.out else default  # before the export
+        _check_best_folder(out, run_dir, args, arch_hash, summary)
         tmp = temp_path(out)
         try:
             if arch_hash or summary is None:  # no summary only when --arch named the network
@@ -254,6 +313,7 @@ def _run_export(args: argparse.Namespace) -> int:
                 )
             # each file is written under a temporary name, then renamed: a failed export leaves the old files
             renames = list(zip(export_files(tmp, args.format), export_files(out, args.format), strict=True))
+            _check_sidecar_agrees(*renames[-1], out, args.format)
             for src, dst in renames:
                 os.replace(src, dst)
             info["files"] = [str(dst) for _, dst in renames]
@@ -264,7 +324,9 @@ def _run_export(args: argparse.Namespace) -> int:
         json.dump({**info, "format": args.format}, sys.stdout, indent=2, default=str)
         print()
         return 0
-    trained = "trained weights" if info["trained_weights"] else "initial weights (the evaluator kept no trained ones)"
+    search = ((summary or {}).get("config") or {}).get("search") or {}
+    why = "the run kept none: search.keep_weights = false" if search.get("keep_weights") is False else None
+    trained = "trained weights" if info["trained_weights"] else f"initial weights ({why or 'the evaluator kept none'})"
     if info.get("evaluation_error"):
         trained = f"initial weights: its evaluation failed ({info['evaluation_error']})"
     print(f"exported {info['arch_hash']} ({args.format}, {trained}): {', '.join(info['files'])}")

@@ -165,16 +165,15 @@ class SearchLoop:
         self.callbacks.on_round_end(round)
 
     def _ask(self, n: int) -> list[Candidate]:
-        """The strategy's proposals; a ComponentError naming it and its plugin when it fails or proposes
-        anything but Candidates (`Candidate(arch, origin=..., moves=...)`, search/strategy.py)."""
+        """The strategy's proposals; a ComponentError naming it and its plugin when it fails or proposes others."""
         name = self.config.strategy.name
         what, plugin = f"strategy {name!r}", self.components.toolkit.strategies.plugin_of(name)
         with blame(what, plugin, f"to propose {n} candidate(s)"):
-            batch = self.strategy.ask(n)
-            batch = list(batch)  # a strategy may hand out any iterable
+            batch = list(self.strategy.ask(n))  # a strategy may hand out any iterable
         wrong = sorted({type(c).__name__ for c in batch if not isinstance(c, Candidate)})
         if wrong:
-            raise ComponentError(f"{what} of plugin {plugin} proposed {', '.join(wrong)}, not Candidate objects")
+            fix = "wrap each network as Candidate(arch, moves, parent, origin) (na_toolkit.search.strategy)"
+            raise ComponentError(f"{what} of plugin {plugin} proposed {', '.join(wrong)}, not Candidate objects: {fix}")
         return batch
 
     def _propose(self, n: int, pending: Container[str] = ()) -> _Proposals:
@@ -277,7 +276,7 @@ class SearchLoop:
                 self._checkpoint(round_)
             self.ground_truth.save_final_state(self.strategy, self.rng, self.scorer.predictors)
         finally:
-            self.store.save_artifact(EXECUTOR_ARTIFACT, self.components.executor.stats())
+            self.store.save_artifact(EXECUTOR_ARTIFACT, self.components.executor.stats_document())
             provenance.record_session_time(self.store, time.perf_counter() - started)
             self.callbacks.on_end()
             self.components.close()
@@ -286,7 +285,7 @@ class SearchLoop:
     def _stalled_reason(self, stalled: int, screened: int, screened_by: Mapping[Budget, int] | None = None) -> str:
         return stalled_reason(
             stalled, self.counters.evaluations, self.config.evaluations, screened, screened_by,
-            self.scorer.screened_budgets,
+            self.scorer.screened_budgets, sum(e.score.feasible for e in self.ground_truth.history),
         )  # fmt: skip
 
     def result(self, run_dir: Path, reason: str, elapsed_s: float) -> SearchResult:

@@ -17,8 +17,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .figure_sources import metric_sources, source_lines
-from .plots import report_panels
+from .figure_sources import latency_unit, metric_sources, source_lines
+from .plots import report_panels, update_points
 
 W, H, PAD = 560, 300, 48
 
@@ -139,7 +139,7 @@ def _pareto_figures(summary: Mapping[str, Any]) -> list[str]:
         xs = [p[0] for p in pts]
         figures.append(
             _svg(
-                f"accuracy vs {metric} ({_metric_source(summary, metric)})",
+                f"accuracy vs {metric} ({_metric_source(summary, metric)}{_batch_note(summary, metric)})",
                 metric,
                 "accuracy (validation)",
                 [
@@ -158,13 +158,23 @@ def _pareto_figures(summary: Mapping[str, Any]) -> list[str]:
     return figures
 
 
+def _batch_note(summary: Mapping[str, Any], metric: str) -> str:
+    """ ", ms per batch of 8" for the latency of a device whose figures are of a batch; else nothing."""
+    unit = latency_unit(summary, metric.partition("@")[2]) if metric.startswith("latency_ms@") else "ms"
+    return "" if unit == "ms" else f", {unit}"
+
+
 def _controller_figures(report: Mapping[str, Any] | None) -> list[str]:
     series = list((report or {}).get("series") or [])
     figures = []
     for key, title in report_panels(series):
-        points = [(i + 1, float(e[key])) for i, e in enumerate(series) if e.get(key) is not None]
-        if points:
-            figures.append(_svg(title, "controller update", key, [{"name": key, "points": points, "kind": "line"}]))
+        points, real = update_points(series, key)
+        lines: list[dict[str, Any]] = [{"name": f"{key} (updates on scores)", "points": points, "kind": "line"}]
+        lines = lines if points else []
+        if real:
+            lines.append({"name": f"{key} (updates on real results)", "points": real, "color": "#c33", "radius": 4})
+        if lines:
+            figures.append(_svg(title, "controller update", key, lines))
     return figures
 
 
