@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import sys
 
+import numpy as np
 import pytest
 
 import na_toolkit
 from na_toolkit.cli.main import main
-from na_toolkit.errors import ComponentError, TimeModelError
+from na_toolkit.errors import ComponentError, MoveError, TimeModelError
 from na_toolkit.evaluation.base import EvaluationResult, Evaluator
+from na_toolkit.moves import MoveType, ParamSpec
 from na_toolkit.plugins import ALLOW_ENV, DENY_ENV, load_toolkit
 from na_toolkit.predictors.base import Predictor
 from na_toolkit.search import run_search
@@ -88,6 +90,44 @@ class FailingPredictor(Predictor):
         raise ZeroDivisionError("a bug in the plugin")
 
 
+class NaNPredictor(Predictor):
+    name = "contract-nan"
+
+    def _fit(self, archs, y, datasets):
+        self.n_ = len(archs)
+
+    def _predict(self, archs, datasets):
+        return np.full(len(archs), np.nan)
+
+
+class NoneMove(MoveType):
+    name = "contract-none-move"
+    description = "returns None from apply"
+
+    def params(self):
+        return (ParamSpec.position("at"),)
+
+    def mask(self, arch, param, chosen):
+        return np.ones(len(arch.nodes), dtype=bool)
+
+    def apply(self, arch, **params):
+        return None
+
+
+class OverAdmittingMove(NoneMove):
+    name = "contract-over-admits"
+    description = "admits every node, applies at none"
+
+    def apply(self, arch, **params):
+        raise MoveError(f"{self.name}: no node takes it")
+
+
+@na_toolkit.hookimpl
+def na_register_moves(registry):
+    registry.add(NoneMove())
+    registry.add(OverAdmittingMove())
+
+
 @na_toolkit.hookimpl
 def na_register_time_models(registry):
     for cls in (NegativeLatency, FloatLatency, RaisingLatency, AbsentBoard):
@@ -109,6 +149,7 @@ def na_register_strategies(registry):
 @na_toolkit.hookimpl
 def na_register_predictors(registry):
     registry.add(FailingPredictor)
+    registry.add(NaNPredictor)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +157,9 @@ def tk():
     return load_toolkit(entry_points=False, extra_plugins=(sys.modules[__name__],))
 
 
-def config(tmp_path, time_model="roofline", evaluator="synthetic", strategy="evolution", predictor="bayesian-ridge"):
+def config(
+    tmp_path, time_model="roofline", evaluator="synthetic", strategy="evolution", predictor="bayesian-ridge", move=None
+):
     options = {"device": "x86-cpu"} if time_model == "roofline" else {}
     return {
         "name": "contract",
@@ -124,7 +167,7 @@ def config(tmp_path, time_model="roofline", evaluator="synthetic", strategy="evo
         "evaluations": 6,
         "random_seed": 1,
         "output": str(tmp_path),
-        "search": {"per_round": 2, "moves": ["scale", "remove"], "min_fit": 2},
+        "search": {"per_round": 2, "moves": ["scale", "remove"] if move is None else [move], "min_fit": 2},
         "strategy": {"name": strategy},
         "evaluator": evaluator,
         "predictors": {"accuracy": {"name": predictor}},
@@ -174,6 +217,20 @@ def config(tmp_path, time_model="roofline", evaluator="synthetic", strategy="evo
             rf"^accuracy predictor 'contract-fails' of plugin {PLUGIN} failed to fit on 3 evaluations: "
             "ZeroDivisionError: a bug in the plugin$",
         ),
+        (  # before: NaN ranked the proposals, and summary.json held a literal NaN (not JSON)
+            {"predictor": "contract-nan"},
+            rf"^accuracy predictor 'contract-nan' of plugin {PLUGIN} gave \d+ network\(s\) predictions it may not: "
+            r"\d+ mean value\(s\) NaN or infinite$",
+        ),
+        (  # before: the built-in strategy was blamed ("AttributeError: 'NoneType' object has no attribute 'hash'")
+            {"move": "contract-none-move"},
+            rf"^move 'contract-none-move' of plugin {PLUGIN}: apply returned NoneType, not an Architecture$",
+        ),
+        (  # before: the search stopped "stalled" with rc 0, naming no move
+            {"move": "contract-over-admits"},
+            rf"^move 'contract-over-admits' of plugin {PLUGIN}: its masks admit \{{'at': \d+\}} on network \w+, but "
+            r"apply refused them \(contract-over-admits: no node takes it\); every assignment",
+        ),
     ],
     ids=lambda v: next(iter(v.values())) if isinstance(v, dict) else None,
 )
@@ -205,7 +262,7 @@ def installed(tmp_path, monkeypatch):
 def test_the_cli_says_it_in_one_line_keeps_the_run_and_shows_the_traceback_with_vv(installed, tmp_path, capsys):
     (tmp_path / "search.toml").write_text(
         f'seed_network = "simple-cnn"\nevaluations = 6\nrandom_seed = 1\noutput = "{tmp_path / "runs"}"\n'
-        'evaluator = "synthetic"\n[search]\nper_round = 2\nmin_fit = 2\n'
+        'evaluator = "synthetic"\n[search]\nper_round = 2\nmin_fit = 2\nmoves = ["scale", "remove"]\n'
         '[predictors]\naccuracy = { name = "contract-fails" }\n'
         '[devices.cpu]\ntime_model = { name = "roofline", options = { device = "x86-cpu" } }\n'
     )

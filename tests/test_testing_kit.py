@@ -185,6 +185,17 @@ class _Grows(_InsertRelu):
         return edit.insert_after(arch, last.id, [Node(arch.new_id("fc"), "linear", Attrs(units=3), (last.id,))])
 
 
+class _Random(_InsertRelu):
+    name = "draws_at_random"
+
+    def apply(self, arch, **params):
+        self.check(arch, params)
+        target = arch.nodes[params["position"]]
+        self.calls = getattr(self, "calls", 0) + 1  # the bug: state of its own (a random draw, say) picks the layer
+        kind = ["relu", "sigmoid"][self.calls % 2]
+        return edit.insert_after(arch, target.id, [Node(arch.new_id(kind), kind, Attrs(), (target.id,))])
+
+
 def test_a_move_that_keeps_the_contract_passes():
     results = check_move(_InsertRelu(), TOOLKIT, seeds=["simple-cnn"])
     assert results[0].applied >= results[0].admitted_first > 0
@@ -213,6 +224,8 @@ def test_a_move_that_keeps_the_contract_passes():
             r"move 'dead_end' on 'simple-cnn': \{'position': \d+\} was admitted but no value of 'width' completes it",
         ),
         (_Grows(), r"move 'changes_output' on 'simple-cnn': apply\(.*\) changed the output shape \(10,\) -> \(3,\)"),
+        # before: it passed, and check_strategy then blamed the built-in strategies for networks that do not replay
+        (_Random(), r"move 'draws_at_random' on 'simple-cnn': apply\(.*\) twice made two networks .* apply must be "),
     ],
     ids=lambda v: getattr(v, "name", ""),
 )
@@ -298,6 +311,11 @@ class _IgnoresTargets(_Mean):
         self.mean_, self.std_ = 0.5, 0.0  # fit() "learns" something, but not from y
 
 
+class _OneShort(_Mean):
+    def _predict(self, archs, datasets):
+        return super()._predict(archs, datasets)[:-1]
+
+
 class _FormulaOfTheNetwork(_Mean):
     def _predict(self, archs, datasets):
         return np.log10([a.params for a in archs])  # what fit learned is never used
@@ -314,6 +332,8 @@ class _FormulaOfTheNetwork(_Mean):
         (_Unnamed, "_Unnamed has no name: set the class attribute `name`"),
         (_IgnoresTargets, r"predicts the same after a fit on other targets .*\(_fit stores it, _predict uses it\)"),
         (_FormulaOfTheNetwork, "predicts the same after a fit on other targets"),
+        # before: a bare ValueError from numpy's reshape, naming neither the predictor nor the fix
+        (_OneShort, r"predict of 24 networks after fit raised ValueError: predictor 'mean-plus': _predict gave 23 "),
     ],
 )
 def test_a_broken_predictor_is_named_with_what_broke_and_what_to_do(predictor, message):
@@ -377,3 +397,35 @@ def test_the_documented_architecture_api_exists_and_its_example_runs():
     for i in np.flatnonzero(mask):
         node = arch.nodes[i]
         assert arch.shape(node.id)[0] >= 16 and all(arch.node(c).type == "conv2d" for c in arch.consumers[node.id])
+
+
+class _PoolKeepsShape(_builtin("maxpool2d")):
+    name = "pool_keeps_shape"
+
+    def infer_shape(self, attrs, in_shapes):
+        return in_shapes[0]  # the bug: its torch module halves H and W
+
+
+def test_a_torch_build_that_disagrees_with_its_shape_inference_is_named_on_its_first_forward_pass():
+    # before: a search ran on with every cost, estimate and budget computed on shapes the network does not have
+    import torch
+
+    from na_toolkit.errors import ArchitectureError
+    from na_toolkit.ir.architecture import Architecture
+    from na_toolkit.plugins import load_toolkit
+
+    tk = load_toolkit(entry_points=False)
+    tk.layer_types.add(_PoolKeepsShape())
+    seed = Architecture.loads(TOOLKIT.seed("simple-cnn").dumps(), tk.layer_types)
+    arch = edit.insert_after(seed, "relu_0", [Node("pool_x", "pool_keeps_shape", Attrs(), ("relu_0",))])
+    assert arch.shape("pool_x") == (16, 8, 8)
+    module = arch.to_torch()
+    with pytest.raises(
+        ArchitectureError,
+        match=r"^layer type 'pool_keeps_shape' of plugin .*: node 'pool_x''s torch module gives shape \(16, 4, 4\) "
+        r"\(batch dimension left out\), but the layer type's infer_shape says \(16, 8, 8\)",
+    ):
+        module(torch.zeros(2, 1, 8, 8))
+    good = seed.to_torch()
+    assert good(torch.zeros(2, 1, 8, 8)).shape == (2, 10)  # checked once, then runs as before
+    assert good._shapes_checked and good(torch.zeros(3, 1, 8, 8)).shape == (3, 10)

@@ -17,6 +17,8 @@ from pydantic import Field
 from conftest import default_toolkit
 from na_toolkit import validation
 from na_toolkit.errors import ConfigError, TimeModelError
+from na_toolkit.plugins import load_toolkit
+from na_toolkit.search.config import load_config
 from na_toolkit.testing import ConformanceError, check_time_estimate, check_time_model, quick_measure_options
 from na_toolkit.testing.timemodels import default_options
 from na_toolkit.timemodels.base import FigureSource, TimeEstimate, TimeModel
@@ -231,3 +233,37 @@ def test_built_in_models_refuse_a_seed_name_and_a_bad_batch_size(name):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(TimeModelError, match=rf"batch_size must be a positive int, got {bad!r}"):
             model.estimate(arch, bad)
+
+
+class _NoDevice(TimeModel):
+    """Options without `device`, which the search gives every device's time model: no config can use it."""
+
+    name = "no-device"
+    description = "latency from FLOPs at a rate of its own"
+
+    class Options(validation.Options):
+        scale: float = 1.0
+
+    def __init__(self, device="cpu", **options):
+        self.scale = validation.validate_options(self.Options, options, f"time model {self.name!r}").scale
+        super().__init__(device=device)
+
+    def estimate(self, arch, batch_size=1):
+        return TimeEstimate(self.name, self.device, batch_size, self.scale * arch.flops * batch_size / 1e8)
+
+
+def test_a_model_whose_options_lack_the_device_a_search_gives_it_is_named_by_the_kit_and_the_config():
+    # before: the kit passed it, and every config then failed on "options.device: unknown key", a key its user
+    # never wrote
+    with pytest.raises(ConformanceError, match=r"time model 'no-device': its options do not take `device`"):
+        check_time_model(_NoDevice, TOOLKIT, seeds=["simple-cnn"])
+    tk = load_toolkit(entry_points=False)
+    tk.time_models.add(_NoDevice)
+    doc = {
+        "seed_network": "simple-cnn",
+        "evaluations": 4,
+        "evaluator": "synthetic",
+        "devices": {"cpu": {"device": "cpu", "time_model": {"name": "no-device", "options": {"scale": 2.0}}}},
+    }
+    with pytest.raises(ConfigError, match=r"^devices\.cpu\.time_model: time model 'no-device' \(plugin .*\) takes no "):
+        load_config(doc, toolkit=tk)

@@ -22,13 +22,14 @@ trains from scratch.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import MoveError
+from ..errors import ComponentError, MoveError, NAToolkitError
 from ..ir.architecture import Architecture
 from ..registry import Registry
 from .inherit import Inherited, NodeWeights
@@ -224,6 +225,49 @@ class Move:
 
     def to_json(self) -> dict[str, Any]:
         return {"operation": self.name, "params": dict(self.params)}
+
+
+class MoveContractError(ComponentError):
+    """A move broke its contract while a strategy used it: `apply` refused parameters its masks admitted (the
+    invariant of this module's docstring), or returned no Architecture. `move`: its name; `detail`: what it did.
+    A search names the move's plugin too (`naming_move_plugins`)."""
+
+    def __init__(self, move: str, detail: str) -> None:
+        super().__init__(f"move {move!r}: {detail}")
+        self.move, self.detail = move, detail
+
+
+def apply_admitted(op: MoveType, arch: Architecture, params: dict[str, Any]) -> Architecture:
+    """`op.apply(arch, **params)` for `params` its masks admitted: MoveContractError when apply refuses them
+    (a mask letting an invalid value through would otherwise stall a search in silence) or returns no
+    Architecture."""
+    try:
+        child = op.apply(arch, **params)
+    except MoveContractError:
+        raise
+    except NAToolkitError as exc:
+        raise MoveContractError(
+            op.name,
+            f"its masks admit {params} on network {arch.hash}, but apply refused them ({exc}); every assignment "
+            "the masks admit must apply: make mask() admit only the values apply takes "
+            "(na_toolkit.testing.check_move finds them)",
+        ) from exc
+    if not isinstance(child, Architecture):
+        raise MoveContractError(op.name, f"apply returned {type(child).__name__}, not an Architecture")
+    return child
+
+
+@contextmanager
+def naming_move_plugins(moves: Registry[MoveType]) -> Iterator[None]:
+    """Run a strategy's step: a MoveContractError gets the move's plugin in its message (a ComponentError)."""
+    try:
+        yield
+    except MoveContractError as exc:
+        try:
+            plugin = moves.plugin_of(exc.move)
+        except NAToolkitError:
+            raise exc from None
+        raise ComponentError(f"move {exc.move!r} of plugin {plugin}: {exc.detail}") from exc.__cause__
 
 
 #: the former name of `MoveType`, kept so third-party moves written against it keep working

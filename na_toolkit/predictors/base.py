@@ -193,6 +193,11 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
 
     def _raw_predict(self, archs: list, datasets: Any) -> np.ndarray:
         out = np.asarray(self._predict(archs, datasets), dtype=np.float64)
+        if out.ndim != 2 and out.size != len(archs):  # a ValueError: the search's blame names the plugin
+            raise ValueError(
+                f"predictor {self.name!r}: _predict gave {out.size} value(s) for {len(archs)} network(s); it must "
+                "give one per network, in their order"
+            )
         out = out if out.ndim == 2 else out.reshape(len(archs))
         return self._to_target_scale(out, None, datasets)[0]
 

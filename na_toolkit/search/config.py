@@ -398,6 +398,13 @@ def _checked(
         if not takes_option(cls, "dataset"):
             raise ConfigError(f"dataset: {registry.kind} {comp.name!r} takes no dataset option; leave `dataset` out")
         options["dataset"] = dataset
+    for name in set(implied or {}) - set(comp.options):  # a key the user never wrote: say where it comes from
+        if not takes_option(cls, name):
+            raise ConfigError(
+                f"{key}: {registry.kind} {comp.name!r} (plugin {registry.plugin_of(comp.name)}) takes no {name!r} "
+                f"option, which the search gives every device's {registry.kind} (the device's `{name}`): its "
+                f"Options must declare `{name}`"
+            )
     check_options(cls, options, f"{key}.options")
     return comp
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import ComponentError, ConfigError, NAToolkitError, blame
 from ..machine import blas_threads, fewer_collections
+from ..moves import naming_move_plugins
 from ..store.base import STORE_FILE
 from ..store.faultpoint import kill_point
 from ..store.lock import RunFolderGone, RunLock
@@ -168,7 +169,7 @@ class SearchLoop:
         """The strategy's proposals; a ComponentError naming it and its plugin when it fails or proposes others."""
         name = self.config.strategy.name
         what, plugin = f"strategy {name!r}", self.components.toolkit.strategies.plugin_of(name)
-        with blame(what, plugin, f"to propose {n} candidate(s)"):
+        with blame(what, plugin, f"to propose {n} candidate(s)"), naming_move_plugins(self.components.toolkit.moves):
             batch = list(self.strategy.ask(n))  # a strategy may hand out any iterable
         wrong = sorted({type(c).__name__ for c in batch if not isinstance(c, Candidate)})
         if wrong:

@@ -34,9 +34,9 @@ from cachetools import LRUCache
 from pydantic import ConfigDict, Field
 
 from .. import validation
-from ..errors import ComponentError, ConfigError, NAToolkitError
+from ..errors import ComponentError, ConfigError
 from ..ir.architecture import Architecture
-from ..moves import Move
+from ..moves import Move, apply_admitted
 from ..validation import validate_options
 from .neural_architect_budget import Episode, Run, ask_budgeted, learn_from_results
 from .neural_architect_unlimited import ask_unlimited
@@ -237,10 +237,7 @@ class NeuralArchitectStrategy(Strategy):
         if child is not None:
             return child
         op = next(o for o in self.context.move_types if o.name == move.name)
-        try:
-            child = op.apply(arch, **move.params)
-        except NAToolkitError:
-            return None  # a mask that let an invalid value through: the episode ends here
+        child = apply_admitted(op, arch, move.params)
         if self.transition_cache:
             self._children[key] = child
         return child

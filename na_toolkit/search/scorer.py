@@ -272,13 +272,16 @@ class Scorer:
             prior_mean, prior_std = self._prior(target)
             return np.full(len(archs), prior_mean), np.full(len(archs), prior_std)
         self.counters.predictor_calls += len(archs)
-        with blame(
-            f"{target} predictor {pred.name!r}", self.components.toolkit.predictors.plugin_of(pred.name), "to predict"
-        ):
+        what, plugin = f"{target} predictor {pred.name!r}", self.components.toolkit.predictors.plugin_of(pred.name)
+        with blame(what, plugin, "to predict"):
             # predict_with_notes: clipped into the target's range (accuracy 0..1) even where a plugin's
             # predictor overrides predict_with_std; the notes (what was clipped) are not needed here
             mean, std, _ = pred.predict_with_notes(list(archs))
-        return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+        mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+        problems = prediction_problems(mean, std, len(archs))
+        if problems:  # a NaN ranks nothing and makes summary.json invalid JSON: the predictor's fault, named
+            raise wrong_answer(what, plugin, f"{len(archs)} network(s) predictions", problems)
+        return mean, std
 
     def predicted_accuracies(self, archs: Sequence[Architecture]) -> list[float] | None:
         """The fitted accuracy predictor's values for `archs` (None before the first fit). The ground truth
@@ -433,3 +436,18 @@ class Scorer:
             )
             if msg not in self.noise_warnings:
                 self.noise_warnings.append(msg)
+
+
+def prediction_problems(mean: np.ndarray, std: np.ndarray, n: int) -> list[str]:
+    """What is wrong with a predictor's answer for `n` networks: one finite mean per network, and a finite,
+    non-negative std of the same shape (empty: nothing)."""
+    if mean.shape != (n,):
+        return [f"{mean.size} mean value(s) in shape {mean.shape}, not one per network ({n},)"]
+    if std.shape != (n,):
+        return [f"a std of shape {std.shape}, not one per network ({n},)"]
+    problems = []
+    if not np.all(np.isfinite(mean)):
+        problems.append(f"{int(np.sum(~np.isfinite(mean)))} mean value(s) NaN or infinite")
+    if not np.all(np.isfinite(std)) or np.any(std < 0):
+        problems.append("a std NaN, infinite or negative")
+    return problems

@@ -135,8 +135,7 @@ def random_move(
 ) -> tuple[Move, Architecture] | None:
     """One random valid move on `arch`: an operation drawn uniformly among those applicable, its parameters
     drawn uniformly among the values its masks admit. None when no operation applies."""
-    from ..errors import NAToolkitError
-    from ..moves import Move
+    from ..moves import Move, apply_admitted
 
     applicable = [op for op in move_types if op.is_applicable(arch)]
     for _ in range(tries):
@@ -147,10 +146,7 @@ def random_move(
         if params is None:
             applicable.remove(op)
             continue
-        try:
-            child = op.apply(arch, **params)
-        except NAToolkitError:
-            continue  # an operation whose masks let an invalid value through: draw again
+        child = apply_admitted(op, arch, params)
         if child.hash != arch.hash:
             return Move(op.name, params), child
     return None

@@ -121,7 +121,7 @@ class _Checker:
         first = specs[0]
         admitted = np.flatnonzero(self.mask(first, {}))
         for v in admitted:  # every admitted first value completes to an assignment that applies
-            self.apply(self.completion({first.name: first.value_at(int(v))}), round_trip=False)
+            self.apply(self.completion({first.name: first.value_at(int(v))}), round_trip=False, twice=True)
         spread = np.linspace(0, admitted.size - 1, max(deep_prefixes, 0) if admitted.size else 0)
         for v in admitted[np.unique(spread.round().astype(int))]:
             prefix: dict[str, Any] = {first.name: first.value_at(int(v))}
@@ -175,7 +175,7 @@ class _Checker:
             out[p.name] = p.value_at(int(self.rng.choice(admitted)))
         return out
 
-    def apply(self, params: dict[str, Any], round_trip: bool) -> Architecture:
+    def apply(self, params: dict[str, Any], round_trip: bool, twice: bool = False) -> Architecture:
         arch, where = self.arch, self.where
         try:
             new = self.move.apply(arch, **params)
@@ -202,6 +202,15 @@ class _Checker:
         if round_trip:
             back = Architecture.loads(new.dumps(indent=None), new.layer_types)
             expect(back.hash == new.hash, where, f"the network apply({params}) made does not read back from its JSON")
+        if twice:
+            again = self.move.apply(arch, **params)  # a run replays a candidate's moves from its seed
+            expect(
+                getattr(again, "hash", None) == new.hash,
+                where,
+                f"apply({params}) twice made two networks ({new.hash}, {getattr(again, 'hash', again)!r}): apply must "
+                "be deterministic (a search replays a candidate's moves from the seed; draw nothing at random in "
+                "apply: make the choice a parameter)",
+            )
         if self.keeps_output_shape:
             expect(
                 new.output_shape == arch.output_shape,

@@ -109,7 +109,10 @@ def check_predictor(
     expect(learned, label, "fit learned no attribute")
     unmarked = [k for k in learned if not k.endswith("_")]
     expect(not unmarked, label, f"learned attributes must end in '_' (scikit-learn's mark of fitted state): {unmarked}")
-    pred = p.predict(archs)
+    try:
+        pred = p.predict(archs)
+    except Exception as exc:
+        fail(label, f"predict of {len(archs)} networks after fit raised {type(exc).__name__}: {exc}")
     expect(
         pred.shape == (len(archs),),
         label,

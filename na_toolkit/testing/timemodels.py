@@ -122,6 +122,12 @@ def check_time_model(
         fail(label, f"{found!r} is not a TimeModel subclass")
     cls: type[TimeModel] = found
     expect(cls.name == name and cls.description, label, f"name {cls.name!r} / description {cls.description!r}")
+    expect(
+        takes_option(cls, "device"),
+        label,
+        "its options do not take `device`, which a search gives every device's time model (a config's "
+        "`devices.NAME.device`): declare `device` in its Options",
+    )
     _check_refuses_unknown_options(cls, tk, options, label)
     try:
         model = build_time_model(cls, tk, options)
