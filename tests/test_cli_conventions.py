@@ -269,6 +269,21 @@ def test_an_option_the_moves_tour_would_ignore_is_refused(capsys):
     assert "--dataset and --resize choose the search's data; the --move tour" in capsys.readouterr().err
 
 
+def test_the_moves_tour_checks_its_input_before_it_prints_anything(capsys):
+    # before: the seeds table was printed, then the error; and a move that applies nowhere ended the tour "done"
+    assert main(["demo", "--move", "insert_se"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "unknown move 'insert_se'" in err
+    assert main(["demo", "--move", "remove", "--arch", "simple-cn"]) == 2
+    assert capsys.readouterr().out == ""
+    tk = default_toolkit()
+    nowhere = [n for n in tk.moves.names() if not tk.moves.get(n).is_applicable(tk.seed("simple-cnn"))]
+    assert nowhere, "a move that does not apply to simple-cnn (the NAS-Bench-201 cell edit, say)"
+    assert main(["demo", "--move", nowhere[0], "--steps", "2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"no move of {nowhere[0]} applies to simple-cnn" in err
+
+
 def test_quiet_hides_the_warnings_said_while_the_plugins_load(monkeypatch, capsys):
     monkeypatch.setenv("NA_TOOLKIT_DISABLE_PLUGINS", "nosuchplug")  # a name no plugin has: a warning
     assert main(["hw", "list"]) == 0

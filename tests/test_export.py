@@ -126,6 +126,15 @@ def test_a_torch_export_has_its_sidecar_and_a_batch_size_is_for_onnx_only(finish
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.preprocessing.json", "m.pt"]
     line = run_cli("export", run, "--device", "cpu", "--format", "torch", "--batch-size", "4").error_line()
     assert "a torch export is a state dict, it has no batch size" in line
+    # a second export to the same name replaces the first (its .json has its .pt beside it)...
+    again = run_cli("export", run, "--arch", result.best["cpu"][:8], "--format", "torch", "--out", out)
+    assert again.returncode == 0, again.stderr
+    # ...but a network file of the user's with no state dict beside it is not an export's: kept (before: replaced)
+    mine = tmp / "t" / "resnet.json"
+    mine.write_text((tmp / "t" / "m.json").read_text())
+    line = run_cli("export", run, "--device", "cpu", "--format", "torch", "--out", mine.with_suffix(".pt")).error_line()
+    assert f"a torch export writes its architecture to {str(mine)!r}, which holds a network with no resnet.pt" in line
+    assert mine.read_text() == (tmp / "t" / "m.json").read_text() and not mine.with_suffix(".pt").exists()
     line = run_cli("export", run, "--device", "cpu", "--format", "onnx", "--batch-size", "0").error_line()
     assert "give a batch size >= 1, or leave it out" in line
 

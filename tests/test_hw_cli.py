@@ -49,6 +49,9 @@ def test_calibrate_writes_a_measured_model(run_cli, tmp_path):
     assert 0 < model.launch_overhead_s < 1e-3
     assert "MEASURED" in model.notes[""] and model.notes["peak_flops_per_s.fp32"].startswith("measured:")
     assert result.json()["peak_flops_per_s"]["fp32"] == model.peak_flops_per_s["fp32"]
+    assert result.json()["source"] == str(out)  # where it wrote, in the answer
+    text = run_cli("hw", "calibrate", "--out", tmp_path / "again.toml", "--repeats", "2", "-q")
+    assert text.returncode == 0 and text.stdout.startswith(f"wrote {tmp_path / 'again.toml'}: again: fp32 ")
     # the written file is a hardware model like any other: listed through the env folder
     listed = run_cli("hw", "list", env={"NA_TOOLKIT_HWMODELS_PATH": str(tmp_path)})
     assert any(line.split()[0] == "this-box" for line in listed.stdout.splitlines()[2:]), listed.stdout

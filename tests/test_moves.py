@@ -256,6 +256,13 @@ def test_scale_channels_kernel_and_rate():
     assert new.attrs("conv2d_0")["kernel"] == 5 and new.shape("conv2d_0") == arch.shape("conv2d_0")
     new = op.apply(arch, position=_pos(arch, "dropout_0"), attribute="rate", value=0.3)
     assert new.attrs("dropout_0")["rate"] == 0.3
+    # rate 0 is the network without the dropout (`remove`'s), under another hash: never admitted, refused
+    rates = op.mask(arch, "value", {"position": _pos(arch, "dropout_0"), "attribute": "rate"})
+    assert {op.param("value").choices[i] for i in np.flatnonzero(rates)} == {0.1, 0.2, 0.3, 0.4, 0.5} - {
+        arch.attrs("dropout_0")["rate"]
+    }
+    with pytest.raises(MoveError, match="cannot set rate=0.0 on 'dropout_0'"):
+        op.apply(arch, position=_pos(arch, "dropout_0"), attribute="rate", value=0.0)
     # the output layer's width is the number of classes: never scaled
     out = _pos(arch, arch.output)
     assert not op.mask(arch, "position", {})[out]

@@ -465,3 +465,28 @@ def test_bench_whatif_on_nb201(tmp_path):
         [r["search"][0]["latency_ms"] for r in rows], nan_ok=True
     )
     assert (tmp_path / "w.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_an_interrupted_whatif_keeps_the_variants_it_finished(tmp_path, monkeypatch, capsys):
+    # before: a Ctrl-C after variant 1 of 3 wrote nothing: --out did not exist and the searches' results were gone
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    from na_toolkit.cli import _output
+    from na_toolkit.cli.main import main
+
+    said = []
+
+    def ctrl_c_after_the_first_variant(text):  # the user presses Ctrl-C as the first variant's line appears
+        said.append(text)
+        if text.startswith("[whatif] 1/3"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_output, "notice", ctrl_c_after_the_first_variant)
+    config, out = _write_config(tmp_path / "c.toml"), tmp_path / "out"
+    assert main(["whatif", str(config), "--vary", "memory_bandwidth=0.5x,1x,2x", "--out", str(out)]) == 130
+    doc = json.loads((out / "whatif.json").read_text())
+    assert [v["label"] for v in doc["variants"]] == ["memory_bandwidth=0.5x"] and doc["variants_planned"] == 3
+    assert "stopped after 1 of 3 variants: the others did not run" in (out / "whatif.md").read_text()
+    printed = capsys.readouterr().out
+    assert "stopped after 1 of 3 variants: the others did not run" in printed  # the table of what finished
+    assert said[-1] == f"na-toolkit: wrote the 1 finished variant(s) to {out}"

@@ -304,7 +304,8 @@ class InsertAdd(_BuiltinMove):
 class Scale(_BuiltinMove):
     """Set one attribute of the layer at `position` to `value`: `channels` (conv filters / linear units;
     consumers adapt, a depthwise conv follows; never the network's output width), `kernel` (conv; with
-    same padding the shape is kept) or `rate` (dropout). The value must differ from the current one."""
+    same padding the shape is kept) or `rate` (dropout; never 0, the same function as `remove`ing it). The
+    value must differ from the current one."""
 
     name = "scale"
     description = "change a layer's channels, conv kernel size or dropout rate"
@@ -334,6 +335,8 @@ class Scale(_BuiltinMove):
         key = cls._target(node, attribute)
         if key is None or view.norm[node.id][key] == value:
             return None
+        if key == "rate" and value == 0.0:  # dropout at rate 0 is the network without it (`remove`'s): another
+            return None  # hash for the same function, which a search would pay to train twice
         return view.cached(("scale", i, attribute, value), lambda: edit.edit_changes(view, node, key, value))
 
     def _attribute_ok(self, view: _View, i: int, attribute: str) -> bool:

@@ -96,15 +96,23 @@ def _moves_tour(args: argparse.Namespace) -> int:
         print(f"na-toolkit: error: --steps must be >= 0, got {args.steps}", file=sys.stderr)
         return 2
     result: dict[str, Any] = {"arch": args.arch, "seed": args.seed}
+    # the input first: a wrong network or move is one error line, not a tour cut short
+    start = load_architecture(args.arch, toolkit)
+    names = args.move or toolkit.moves.names()
+    ops = [toolkit.moves.get(n) for n in names]  # unknown names: UnknownComponentError, exit 2
+    if args.move and args.steps and not any(op.is_applicable(start) for op in ops):
+        print(
+            f"na-toolkit: error: no move of {', '.join(names)} applies to {args.arch}; `na-toolkit demo` without "
+            "--move tours every registered move (`na-toolkit plugins` lists them and what each acts on)",
+            file=sys.stderr,
+        )
+        return 2
 
     if not args.json:
         print("== seed networks (na-toolkit arch seeds)")
         run_seeds(argparse.Namespace(json=False, toolkit=toolkit))
         print()
 
-    start = load_architecture(args.arch, toolkit)
-    names = args.move or toolkit.moves.names()
-    ops = [toolkit.moves.get(n) for n in names]  # unknown names: UnknownComponentError, exit 2
     rng = np.random.default_rng(args.seed)
     arch = start
     steps = []
@@ -114,7 +122,8 @@ def _moves_tour(args: argparse.Namespace) -> int:
     for step in range(1, args.steps + 1 if ops else 1):
         usable = [op for op in ops if op.is_applicable(arch)]
         if not usable:
-            _say(args, f"   step {step}: no registered move applies to this network")
+            which = "of " + ", ".join(names) if args.move else "registered"
+            _say(args, f"   step {step}: no move {which} applies to this network: the tour ends here")
             break
         op = usable[int(rng.integers(len(usable)))]
         params = op.sample(arch, rng)

@@ -280,8 +280,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     model = calibrate_hardware(args.device, name=out.stem if out else args.name, repeats=args.repeats)
     if out is not None:
         save_hardware_model(model, out)
-        model = read_hardware_model(out)
-        notice(f"na-toolkit: wrote {out}")
+        model = read_hardware_model(out)  # its `source` (in --json) is the file written
     if args.json:
         print(json.dumps(_model_json(model), indent=2))
     elif out is None:
@@ -289,7 +288,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     else:
         peaks = ", ".join(f"{d} {v / 1e12:.3g} TFLOP/s" for d, v in model.peak_flops_per_s.items())
         print(
-            f"{model.name}: {peaks}; copy {model.memory_bandwidth_bytes_per_s / 1e9:.3g} GB/s; "
+            f"wrote {out}: {model.name}: {peaks}; copy {model.memory_bandwidth_bytes_per_s / 1e9:.3g} GB/s; "
             f"launch {model.launch_overhead_s * 1e6:.3g} us"
         )
     return 0

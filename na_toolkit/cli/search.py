@@ -16,6 +16,7 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Container
 from pathlib import Path
 
 from .command import Command
@@ -35,16 +36,18 @@ def _configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def _print_outcome(summary: dict) -> None:
+def _print_outcome(summary: dict, said: Container[str] = ()) -> None:
     from ..search.outputs import outcome_lines, pareto_table
+    from ._output import warn
 
     print(f"Pareto set of run {summary['run_id']} ({len(summary['pareto'])} of {len(summary['evaluated'])} evaluated):")
     print(pareto_table(summary))
     print()
     for line in outcome_lines(summary):
         print(line)
-    for w in summary["warnings"]:
-        print(f"warning: {w}")
+    for w in summary["warnings"]:  # stderr, as every command's warnings (-q hides them); summary.json keeps them
+        if f"warning: {w}" not in said:
+            warn(w)
     print(f"stopped: {summary['stop_reason']}")
     print(f"run folder: {summary['run_dir']}")
 
@@ -72,21 +75,37 @@ def _run_search(args: argparse.Namespace) -> int:
         )
     # stdout holds only the outcome: what a library prints during the search (Ray's driver prints its raylet's
     # warnings on stdout) goes to stderr, so `--json` stays one JSON document
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run_search(
-            args.config,
-            resume=args.resume,
-            overrides=overrides or None,
-            progress=not args.no_progress,
-            toolkit=args.toolkit,
-        )
+    said = _Said()  # the warnings the run already gave on stderr: the outcome does not repeat them
+    logging.getLogger("na_toolkit").addHandler(said)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_search(
+                args.config,
+                resume=args.resume,
+                overrides=overrides or None,
+                progress=not args.no_progress,
+                toolkit=args.toolkit,
+            )
+    finally:
+        logging.getLogger("na_toolkit").removeHandler(said)
     summary = result.summary()
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
         print()
     else:
-        _print_outcome(summary)
+        _print_outcome(summary, said.messages)
     return 0
+
+
+class _Said(logging.Handler):
+    """The messages of the warnings logged while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.add(record.getMessage())
 
 
 def _open_run(run: str, *, finished: bool = True):
@@ -210,6 +229,12 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
                 f"outside the run folder or under its {' or '.join(f'{d}/' for d in EXPORT_FOLDERS)}"
             )
     path = check_out(out)  # after the run's own files: the more telling refusal where both hold
+    if fmt == "torch" and written[1].exists() and not path.exists():  # an IR no torch export wrote with a .pt
+        raise ConfigError(
+            f"--out {out!r}: a torch export writes its architecture to {str(written[1])!r}, which holds a network "
+            f"with no {path.name} beside it (not an earlier export's, whose state dict it would be): give --out "
+            "another name, or move that file"
+        )
     for file, kind in zip(written[1:], [*([ARCHITECTURE] if fmt == "torch" else []), EXPORT_SIDECAR], strict=True):
         check_out(file, f"the {kind} beside --out,", kind=kind)
     return path

@@ -41,21 +41,36 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..search.whatif import run_whatif
+    from ..search.whatif import WhatIfResult, run_whatif
     from ..search.whatif_report import whatif_text, write_whatif_outputs
     from ._output import check_out, notice
 
     if args.out is not None:  # before the searches: a writable place
         check_out(Path(args.out) / "whatif.json", option="--out")
     overrides = {"evaluations": args.evaluations, "random_seed": args.seed}
-    result = run_whatif(
-        args.config,
-        args.device,
-        args.vary,
-        toolkit=args.toolkit,
-        overrides={k: v for k, v in overrides.items() if v is not None} or None,
-        log=notice,
-    )
+    finished: list[WhatIfResult] = []  # the result so far: a stopped what-if keeps its finished variants
+
+    def keep(so_far: WhatIfResult) -> None:
+        finished[:] = [so_far]
+        if args.out is not None:
+            write_whatif_outputs(so_far, args.out)
+
+    try:
+        result = run_whatif(
+            args.config,
+            args.device,
+            args.vary,
+            toolkit=args.toolkit,
+            overrides={k: v for k, v in overrides.items() if v is not None} or None,
+            log=notice,
+            on_variant=keep,
+        )
+    except KeyboardInterrupt:
+        if finished:  # what each finished variant's search measured: on stdout, and in --out when given
+            print(whatif_text(finished[0].to_json()))
+            if args.out is not None:
+                notice(f"na-toolkit: wrote the {len(finished[0].outcomes)} finished variant(s) to {args.out}")
+        raise
     doc = result.to_json()
     if args.out is not None:
         files = write_whatif_outputs(result, args.out)

@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         import ray  # noqa: F401
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
-    check_reachable(args.address)
+    check_reachable(args.address, key="--address")
     print(f"na-toolkit: joining {args.address} as the measuring node of device {args.device!r} (Ctrl-C stops it)")
     # Ctrl-C or SIGTERM: subprocess.call kills the Ray node it started, and main says "interrupted" (exit 130)
     # or "terminated" (143), as for every command

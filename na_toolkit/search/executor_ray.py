@@ -46,9 +46,10 @@ def device_resource(device: str) -> str:
     return f"device:{device}"
 
 
-def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S, key: str = "executor.options.address") -> None:
     """Raise one ConfigError naming `address` when nothing listens there (instead of Ray's retries, which
-    take a minute and end in a traceback). `auto`, `local` and `ray://` client addresses are left to Ray."""
+    take a minute and end in a traceback); `key`: what the user wrote it as (a config key, or `--address`).
+    `auto`, `local` and `ray://` client addresses are left to Ray."""
     if address in ("auto", "local") or "://" in address:
         return
     host, sep, port = address.rpartition(":")
@@ -63,7 +64,7 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     except OSError as exc:
         raise ConfigError(
             f"executor 'ray': no Ray cluster answers at {address} ({exc.strerror or exc}); start one there with "
-            "`ray start --head --port PORT`, or fix executor.options.address"
+            f"`ray start --head --port PORT`, or fix {key}"
         ) from None
 
 

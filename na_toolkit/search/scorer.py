@@ -395,6 +395,10 @@ class Scorer:
         model = self.components.time_models.get(metric.partition("@")[2])
         if model is not None and model.measures:
             return f"measured by time model {model.name}"
+        figure = metric.partition("@")[0]
+        source = getattr(model, "figure_source", lambda _figure: None)(figure) if model is not None else None
+        if source is not None and source.kind == "measured elsewhere":  # a table of others' measurements (NB201's)
+            return f"measured elsewhere: {source.how}"
         return "estimated before anything is measured"
 
     # ---- real scores -----------------------------------------------------------------------------------

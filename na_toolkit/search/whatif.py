@@ -126,6 +126,8 @@ class WhatIfResult:
     outcomes: list[VariantOutcome]
     #: the variants' hardware models (written to --out as TOML)
     models: list[HardwareModel] = field(default_factory=list)
+    #: how many variants were asked for (0: as many as `outcomes`); fewer outcomes: the what-if was stopped
+    planned: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +142,7 @@ class WhatIfResult:
             "budgets": self.budgets,
             "varies": self.varies,
             "variants": [o.to_json() for o in self.outcomes],
+            "variants_planned": self.planned or len(self.outcomes),
             "distinct_best_networks": len({o.best_hash for o in self.outcomes if o.best_hash is not None}),
         }
 
@@ -296,10 +299,12 @@ def run_whatif(
     toolkit: Toolkit,
     overrides: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    on_variant: Callable[[WhatIfResult], None] | None = None,
 ) -> WhatIfResult:
     """Run the config's search once per hardware variant of `device` (see the module docstring). `varies`
     are the `--vary` flags (`memory_bandwidth=0.5x,1x,2x`); `overrides` replace top-level config keys as
-    `na-toolkit search` does (evaluations, random_seed); `log` receives a line per variant."""
+    `na-toolkit search` does (evaluations, random_seed); `log` receives a line per variant; `on_variant` the
+    result so far after each variant (what a stopped what-if keeps: the CLI writes it to --out)."""
     from .loop import run_search
 
     cfg = load_config(config, overrides=overrides, toolkit=toolkit)
@@ -324,6 +329,8 @@ def run_whatif(
             result = run_search(vcfg, toolkit=toolkit, store=store, progress=False, outputs=False)
             outcome = _outcome(variant, roofline, dev, result, time.perf_counter() - t0)
             outcomes.append(outcome)
+            if on_variant is not None:  # kept first: a Ctrl-C while the line below is written loses nothing
+                on_variant(_result(cfg, dev, base, parsed, outcomes, points))
             if log is not None:
                 found = (
                     f"best {outcome.best_hash}, accuracy {outcome.accuracy:.4g}, latency {outcome.latency_ms:.4g} ms"
@@ -335,6 +342,18 @@ def run_whatif(
                     f"[whatif] {variant.index + 1}/{len(points)} {variant.label}: {found} ({outcome.elapsed_s:.1f} s)"
                     + (f"; {note}" if note else "")
                 )
+    return _result(cfg, dev, base, parsed, outcomes, points)
+
+
+def _result(
+    cfg: SearchConfig,
+    dev: DeviceSpec,
+    base: RooflineTimeModel,
+    parsed: Sequence[Vary],
+    outcomes: list[VariantOutcome],
+    points: Sequence[HardwareVariant],
+) -> WhatIfResult:
+    """The what-if of the `outcomes` so far (of the variants `points`), each compared with the baseline's."""
     baseline = next((o for o in outcomes if o.baseline), None)
     if baseline is not None and baseline.best_hash is not None:
         outcomes = [
@@ -355,4 +374,5 @@ def run_whatif(
         varies=[{"field": v.field, "values": [x.text for x in v.values]} for v in parsed],
         outcomes=outcomes,
         models=[p.model for p in points],
+        planned=len(points),
     )

@@ -72,7 +72,9 @@ def whatif_notes(doc: Mapping[str, Any]) -> list[str]:
     """One line per variant whose row needs a word more (`whatif.variant_note`): a search that stopped short of
     its evaluations and why, failed evaluations, why none is feasible."""
     notes = ((o["label"], variant_note(o, doc["evaluations"])) for o in doc["variants"])
-    return [f"{label}: {note}" for label, note in notes if note]
+    done, planned = len(doc["variants"]), doc.get("variants_planned", len(doc["variants"]))
+    stopped = [f"stopped after {done} of {planned} variants: the others did not run"] if done < planned else []
+    return stopped + [f"{label}: {note}" for label, note in notes if note]
 
 
 def whatif_text(doc: Mapping[str, Any]) -> str:
