@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import REPO_ROOT, SHIPPED_HARDWARE_MODELS
@@ -183,3 +185,40 @@ def test_show_prints_what_the_device_is(run_cli):
     assert text[1].startswith("  A generic x86-64") and any(line.startswith("quantity") for line in text)
     doc = run_cli("hw", "show", "x86-cpu", "--json").json()
     assert doc["about"].startswith("A generic x86-64") and "" not in doc["notes"]
+
+
+def test_estimate_says_the_time_models_own_warnings(run_cli, tmp_path):
+    """The audit: `hw estimate` hid the model's warnings (get_time_model ran under simplefilter("ignore")),
+    so a measured ceiling 100x the datasheet's, or a profile too small to calibrate, went unsaid while
+    `hw show` and a search warned. They go to stderr once and into every estimate's `warnings`."""
+    hw = tmp_path / "t4.toml"
+    hw.write_text(
+        (REPO_ROOT / "hwmodels" / "t4.toml").read_text()
+        + "\n[measured_ceilings]\nmemory_bandwidth_bytes_per_s = 3.2e13\n"
+    )
+    res = run_cli("hw", "estimate", "resnet-cifar", "simple-cnn", "--device", hw, "--json")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("is 100.0x the datasheet peak") == 1, res.stderr
+    for est in res.json()["estimates"]:
+        assert any("100.0x the datasheet peak" in w for w in est["warnings"]), est
+    doc = json.loads((REPO_ROOT / "profiles" / "example-cpu.json").read_text())
+    doc["networks"] = doc["networks"][:2]
+    doc["counts"]["networks"] = 2
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(doc))
+    res = run_cli("hw", "estimate", "simple-cnn", "--device", small, "--json")
+    assert res.returncode == 0, res.stderr
+    assert "2 network measurements (< 5)" in res.stderr
+    assert any("2 network measurements (< 5)" in w for w in res.json()["estimates"][0]["warnings"])
+
+
+def test_estimate_says_the_batch_size_of_the_figure(run_cli):
+    """The audit: nb201-table answers per batch of 1 whatever is asked, yet the header and the JSON said
+    "batch size 8". They say the estimate's own batch size, and what was asked beside it."""
+    res = run_cli("hw", "estimate", "nb201", "--time-model", "nb201-table", "--device", "pixel3", "--batch-size", "8")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("nb201-table on pixel3, batch size 1 (asked 8)"), res.stdout
+    doc = run_cli(
+        "hw", "estimate", "nb201", "--time-model", "nb201-table", "--device", "pixel3", "--batch-size", "8", "--json"
+    ).json()
+    assert doc["batch_size"] == 1 and doc["batch_size_asked"] == 8 and doc["estimates"][0]["batch_size"] == 1

@@ -79,39 +79,51 @@ def run(args: argparse.Namespace) -> int:
     if "device" in options:
         raise ConfigError("--option device=...: give the device with --device")
     archs = [load_architecture(spec, toolkit) for spec in args.archs]  # every file read before any estimate
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the model's warnings reach every estimate's own `warnings`
+    with warnings.catch_warnings(record=True) as caught:
+        # the model's warnings (a measured ceiling above the datasheet, a profile too small to calibrate) are
+        # said once on stderr and kept in every estimate's `warnings`: they are true of each figure
+        warnings.simplefilter("always")
         model = get_time_model(name, toolkit, device=args.device, **options)
+    model_warnings = list(dict.fromkeys(str(w.message) for w in caught))
+    for w in model_warnings:
+        warn(w)
     source = model.figure_source("latency_ms")  # what the latency is: measured or estimated, how (the dtype)
     rows: list[dict[str, Any]] = []
     for spec, arch in zip(args.archs, archs):
         est = model.estimate(arch, args.batch_size)
+        own = [w for w in est.warnings if w not in model_warnings]
         rows.append(
             {
                 "arch": spec,
                 "hash": arch.hash,
+                "batch_size": est.batch_size,  # the figure's: a table of batch 1 answers 1 whatever was asked
                 "latency_ms": est.latency_ms,
                 "peak_memory_bytes": est.peak_memory_bytes,
                 "energy_mj": est.energy_mj,
-                "warnings": list(est.warnings),
+                "warnings": model_warnings + own,
                 "outside_profile_domain": list(est.details.get("outside_profile_domain", [])),
             }
         )
-        for w in est.warnings:
+        for w in own:
             warn(f"{spec}: {w}")
+    sizes = sorted({r["batch_size"] for r in rows})
+    batch_size = sizes[0] if len(sizes) == 1 else args.batch_size
     if args.json:
         doc = {
             "time_model": model.name,
             "device": model.device,
             "options": options,
             "latency_source": source.to_json() if source is not None else None,
-            "batch_size": args.batch_size,
+            "batch_size": batch_size,
+            "batch_size_asked": args.batch_size,
             "estimates": rows,
         }
         print(json.dumps(doc, indent=2))
         return 0
+    asked = f" (asked {args.batch_size})" if sizes != [args.batch_size] else ""
+    per_row = len(sizes) > 1
     print(
-        f"{model.name} on {model.device}, batch size {args.batch_size}"
+        f"{model.name} on {model.device}, batch size {'per network' if per_row else batch_size}{asked}"
         + (f" ({source.kind}: {source.how})" if source else "")
         + ":"
     )
@@ -119,5 +131,6 @@ def run(args: argparse.Namespace) -> int:
         memory = f"{r['peak_memory_bytes'] / 2**20:.3g} MiB" if r["peak_memory_bytes"] is not None else "-"
         energy = f"{r['energy_mj']:.3g} mJ" if r["energy_mj"] is not None else "-"
         flag = "  (outside the profile: an extrapolation)" if r["outside_profile_domain"] else ""
-        print(f"  {r['arch']}: {r['latency_ms']:.4g} ms, peak memory {memory}, energy {energy}{flag}")
+        batch = f" (batch size {r['batch_size']})" if per_row else ""
+        print(f"  {r['arch']}: {r['latency_ms']:.4g} ms{batch}, peak memory {memory}, energy {energy}{flag}")
     return 0
