@@ -82,6 +82,17 @@ def test_hw_show_names_the_form_of_a_fewshot_model(fewshot_profile, run_cli):
     assert "fewshot_model" not in full  # a full profile fits no few-shot model
 
 
+def test_a_complete_fewshot_profile_is_said_to_be_usable(fewshot_profile, run_cli):
+    """The audit: `profile` called every few-shot profile "not usable yet: 0 kernels measured ...; continue it
+    with --resume" (a few-shot profile has no kernels by design), complete or not."""
+    res = run_cli("profile", "--out", str(fewshot_profile), "--resume", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "use it: time_model = " in res.stdout and "not usable" not in res.stdout, res.stdout
+    assert "--resume" not in res.stdout
+    shown = run_cli("hw", "show", str(fewshot_profile))
+    assert "use it: time_model = " in shown.stdout and "not usable" not in shown.stdout, shown.stdout
+
+
 def learned(path: Path) -> LearnedTimeModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # priors of other devices

@@ -159,6 +159,29 @@ def test_a_seed_network_over_the_plans_flops_cap_is_warned_about_and_a_profile_n
     assert "records keep none yet" in shown.stdout and "not usable yet" in shown.stdout, shown.stdout
 
 
+def test_a_complete_profile_of_too_few_networks_is_not_sent_to_resume(tmp_path, run_cli):
+    """The audit: a complete profile of < 5 networks was told "continue it with --resume", which measures
+    nothing more on a complete profile; it is told to make a new profile with more --samples."""
+    from na_toolkit.cli.profile import readiness
+
+    small = tmp_path / "small.json"
+    for res in (
+        run_cli("profile", "--out", small, "--samples", "2", "--adaptive-rounds", "0", *SMALL),
+        run_cli("profile", "--out", small, "--resume", "--no-progress"),  # complete: nothing more measured
+        run_cli("hw", "show", small),
+    ):
+        assert res.returncode == 0, res.stderr
+        assert re.search(r"only \d networks measured \(fewer than 5\)", res.stdout), res.stdout
+        assert "use it: time_model" in res.stdout and "continue it with --resume" not in res.stdout
+        assert "new profile with more --samples" in res.stdout
+    assert DeviceProfile.load(small).complete
+    # a partial one is sent to --resume; a few-shot one is usable without kernels
+    assert "continue it with --resume" in str(readiness(10, 2, complete=False)[1])
+    assert readiness(0, 6, complete=True, fewshot=True) == (True, None)
+    usable, note = readiness(0, 2, complete=True, fewshot=True)
+    assert not usable and "larger --fewshot" in str(note) and "--resume" not in str(note)
+
+
 @pytest.mark.parametrize("seconds", ["-5", "nan", "inf"])
 def test_a_time_budget_that_is_no_number_of_seconds_is_refused_before_measuring(tmp_path, run_cli, seconds):
     out = tmp_path / "p.json"

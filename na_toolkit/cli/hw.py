@@ -248,7 +248,9 @@ def _show_profile(args: argparse.Namespace) -> int:
     device = args.name if registered else path.resolve()
     from .profile import readiness
 
-    usable, note = readiness(doc["kernels"], doc["networks"]) if doc["fewshot"] is None else (True, None)
+    usable, note = readiness(
+        doc["kernels"], doc["networks"], complete=doc["complete"], fewshot=doc["fewshot"] is not None
+    )
     if usable:
         print(
             f'use it: time_model = {{ name = "learned", options = {{ device = "{device}" }} }}: it predicts '

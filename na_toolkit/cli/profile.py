@@ -165,20 +165,36 @@ def run(args: argparse.Namespace) -> int:
     return 130 if profile.stopped == "interrupted" else 0
 
 
-def readiness(kernels: int, networks: int) -> tuple[bool, str | None]:
+def readiness(kernels: int, networks: int, *, complete: bool, fewshot: bool = False) -> tuple[bool, str | None]:
     """Whether the learned model can use a profile of `kernels` and `networks` measurements, and the line
-    `profile` and `hw show` say of it (why not yet, or why it uses it poorly; None: nothing to say)."""
+    `profile` and `hw show` say of it (why not yet, or why it uses it poorly; None: nothing to say). A few-shot
+    profile measures networks only (its kernels are its priors'). What to do names `--resume` only where the
+    profile is partial: a complete one resumed measures nothing more."""
     from ..timemodels.fitting import MIN_NETWORKS
+    from ..timemodels.profile_fewshot import MIN_FEWSHOT_NETWORKS
 
-    if kernels < 3:
-        return (
-            False,
-            f"not usable yet: {kernels} kernels measured, the learned model needs 3; continue it with --resume",
+    if fewshot:
+        if networks >= MIN_FEWSHOT_NETWORKS:
+            return True, None
+        todo = (
+            "make a new few-shot profile with a larger --fewshot (another --out)"
+            if complete
+            else "continue it with --resume"
         )
+        return False, (
+            f"not usable yet: {networks} networks measured, the few-shot model needs {MIN_FEWSHOT_NETWORKS}; {todo}"
+        )
+    more = (
+        "make a new profile with more --samples (another --out): resuming a complete one measures nothing more"
+        if complete
+        else "continue it with --resume"
+    )
+    if kernels < 3:
+        return False, f"not usable yet: {kernels} kernels measured, the learned model needs 3; {more}"
     if networks < MIN_NETWORKS:
         return True, (
             f"only {networks} networks measured (fewer than {MIN_NETWORKS}): the learned model sums its kernel "
-            "predictions with no overhead calibration, often several times the real latency; continue it with --resume"
+            f"predictions with no overhead calibration, often several times the real latency; {more}"
         )
     return True, None
 
@@ -187,7 +203,9 @@ def _next_steps(profile: DeviceProfile) -> None:
     """What the profile's latencies are, and how to look at it and use it."""
     quick = "; measured with --quick (smoke-test minimums, noisier: profile again without it for a search)"
     print(f"latencies: the {profile.statistic} of each item's timed runs{quick if profile.quick else ''}")
-    usable, note = readiness(len(profile.kernels), len(profile.networks))
+    usable, note = readiness(
+        len(profile.kernels), len(profile.networks), complete=profile.complete, fewshot=profile.fewshot is not None
+    )
     use = f'time_model = {{ name = "learned", options = {{ device = "{Path(str(profile.path)).resolve()}" }} }}'
     print(f"see it: na-toolkit hw show {profile.path}; " + (f"use it: {use}" if usable else str(note)))
     if usable and note:

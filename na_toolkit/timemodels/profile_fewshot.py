@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
 #: fewest networks a few-shot profile measures (the leave-one-out choice of the ridge needs a few)
 MIN_FEWSHOT = 5
+#: fewest measured networks the few-shot model is fitted on (a profile stopped early may hold fewer)
+MIN_FEWSHOT_NETWORKS = 3
 #: the forms of the model (fewshot_fit.py); the one with the smallest leave-one-out error is fitted
 FORMS: tuple[str, ...] = ("ridge", "groups")
 SELECTION = "k-center greedy on standardised [log prior latencies, log FLOPs, log kernels, prior group shares]"
@@ -268,10 +270,10 @@ def fit_fewshot_profile(
 ) -> FewShotLatencyModel:
     """The latency model of a few-shot profile: its priors' learned models, adapted to its networks' `statistic`
     (default the profile's; the priors predict theirs, a feature whose scale the fit absorbs)."""
-    if len(profile.networks) < 3:
+    if len(profile.networks) < MIN_FEWSHOT_NETWORKS:
         raise ProfileError(
             f"few-shot profile {profile.name!r} holds {len(profile.networks)} measured networks; its model needs "
-            "at least 3: continue it with `na-toolkit profile --resume`"
+            f"at least {MIN_FEWSHOT_NETWORKS}: continue it with `na-toolkit profile --resume`"
         )
     priors = profile.prior_profiles()
     models = [prior_model(p, layer_types, seed) for p in priors]
