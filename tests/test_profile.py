@@ -249,6 +249,34 @@ def test_profile_of_another_device_warns_with_both_names_and_is_not_resumed(tmp_
     assert "Imaginary CPU 9000" in line and cpu_model() in line
 
 
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("runtime", "versions", "onnxruntime"), "1.20.0"),
+        (("software", "libraries", "onnxruntime"), "1.20.0"),
+        (("device", "cores"), 64),
+        (("runtime", "inter_op_threads"), 4),
+    ],
+)
+def test_a_resume_on_another_runtime_version_or_core_count_is_refused(tmp_path, small_profile, run_cli, path, value):
+    """The audit: a resume appended new measurements under the old labels when the runtime version or the
+    core count differed (only the device name was checked): one profile would mix two setups' latencies."""
+    doc = json.loads(small_profile.read_text())
+    doc["complete"], doc["stopped"] = False, "interrupted"
+    *parents, key = path
+    record = doc
+    for part in parents:
+        record = record[part]
+    here, record[key] = record[key], value
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc))
+    before = other.read_bytes()
+    line = run_cli("profile", "--out", other, "--resume", "--no-progress").error_line()
+    assert f"its {'.'.join(path)} is {value!r}, this machine's is {here!r}" in line, line
+    assert "start a new profile with another --out" in line
+    assert other.read_bytes() == before
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path, run_cli):
     assert (
         "unknown seed network"

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchitectureError, ConfigError, ProfileError
 from ..ir.architecture import Architecture
-from .devices import parse_device
+from ..machine import library_version
+from .devices import describe_local_device, parse_device
 from .measure import MeasureSettings
 from .profile import DeviceProfile, check_device
-from .profile_plan import OPTION_FLAGS, ProfileOptions
+from .profile_match import SETTINGS
+from .profile_plan import OPTION_FLAGS, ProfileOptions, make_time_model
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -38,6 +40,38 @@ def take_stored_plan(o: ProfileOptions, prof: DeviceProfile) -> None:
         o.kernel_settings = MeasureSettings.from_json(prof.settings["kernel"])
     if "network" in prof.settings:
         o.network_settings = MeasureSettings.from_json(prof.settings["network"])
+    check_same_setup(o, prof)
+
+
+#: what of a profile's `device` record is this machine's too on resume (the name: `check_device`)
+_DEVICE_FIELDS = ("cores", "machine", "cpu_model")
+_GPU_FIELDS = ("name", "driver_version", "memory_total_bytes")
+
+
+def check_same_setup(o: ProfileOptions, prof: DeviceProfile) -> None:
+    """Refuse to resume `prof` where this machine's device record, runtime settings or runtime library
+    versions differ from those it stored: the new measurements would be filed under the old labels, and
+    another version or core count gives other latencies (`profile_match`), so one profile never mixes them.
+    `o` holds the stored plan already (`take_stored_plan`)."""
+    here_device = describe_local_device(o.device)
+    runtime = make_time_model(o.runtime, o.device, o.kernel_settings, o.threads, o.statistic).cache_settings()
+    stored_gpu, here_gpu = prof.device.get("gpu") or {}, here_device.get("gpu") or {}
+    stored_versions, here_versions = prof.runtime.get("versions") or {}, runtime.get("versions") or {}
+    libraries = prof.software.get("libraries") or {}
+    pairs: list[tuple[str, Any, Any]] = [
+        *((f"device.{k}", prof.device.get(k), here_device.get(k)) for k in _DEVICE_FIELDS),
+        *((f"device.gpu.{k}", stored_gpu.get(k), here_gpu.get(k)) for k in _GPU_FIELDS),
+        *((f"runtime.{k}", prof.runtime.get(k), runtime.get(k)) for k, _ in SETTINGS),
+        *((f"runtime.versions.{d}", stored_versions.get(d), here_versions.get(d)) for d in here_versions),
+        *((f"software.libraries.{d}", libraries.get(d), library_version(d)) for d in here_versions),
+    ]
+    for field_path, stored, here in pairs:
+        if stored is not None and here is not None and stored != here:
+            raise ProfileError(
+                f"cannot resume profile {str(o.out)!r}: its {field_path} is {stored!r}, this machine's is "
+                f"{here!r}; one profile never mixes devices or runtimes (they give other latencies): start a "
+                "new profile with another --out"
+            )
 
 
 def check_explicit(o: ProfileOptions, prof: DeviceProfile) -> None:
