@@ -45,6 +45,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the CLI's process is, so that it ends as Ctrl-C ends it: whatever cleans up after
+    a KeyboardInterrupt (a search marking its run interrupted, its pool's shutdown) does after SIGTERM too."""
+
+    #: the line's word and the exit status (a Ctrl-C: "interrupted", 130); 143 = 128 + SIGTERM
+    said_as = ("terminated", 143)
+
+
 def interrupt_within(exc: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C (or SIGTERM: `Terminated`) an exception stands for: a KeyboardInterrupt among its causes, or
     the one it was raised while handling. A C extension being imported when the user pressed Ctrl-C turns it

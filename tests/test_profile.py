@@ -122,6 +122,30 @@ def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
     assert done.elapsed_s >= partial.elapsed_s
 
 
+def test_sigterm_keeps_a_resumable_profile_and_exits_143_as_documented(tmp_path):
+    """The audit: SIGTERM was taken for a Ctrl-C (exit 130, stopped "interrupted", no line); docs/cli.md says
+    SIGTERM prints `na-toolkit: terminated` and exits 143. The measurements are saved and resumable."""
+    out = tmp_path / "partial.json"
+    cmd = [sys.executable, "-m", "na_toolkit", "profile", "--out", str(out), "--samples", "40"]
+    proc = running_profile([*cmd, "--adaptive-rounds", "0", *SMALL], out)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == "na-toolkit: terminated", stderr
+    partial = DeviceProfile.load(out)
+    assert not partial.complete and partial.stopped == "terminated"
+    assert "partial (terminated; continue with --resume)" in stdout
+    res = subprocess.run(
+        [*cmd[:-2], "--resume", "--time-budget-s", "0"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stderr and len(DeviceProfile.load(out).networks) == len(partial.networks)
+
+
 def test_time_budget_stops_with_a_resumable_profile(tmp_path, run_cli):
     out = tmp_path / "budget.json"
     res = run_cli("profile", "--out", out, "--samples", "50", "--time-budget-s", "0.5", *SMALL)

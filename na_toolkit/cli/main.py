@@ -31,7 +31,7 @@ from contextlib import contextmanager, nullcontext, redirect_stderr
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import NAToolkitError, PluginError
+from ..errors import NAToolkitError, PluginError, Terminated
 from .command import PLUGIN_CRASH_EXIT, PluginCommandCrash, plugin_crashes, sets_up
 
 if TYPE_CHECKING:
@@ -211,14 +211,6 @@ def _run_command(args: argparse.Namespace) -> object:
     """The command's `run(args)`; a plugin's command's own error becomes a `PluginCommandCrash` naming it."""
     with plugin_crashes(args.toolkit, args._plugin, f"command {args.command!r}"):
         return args._run(args)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the CLI's process is, so that it ends as Ctrl-C ends it: whatever cleans up after
-    a KeyboardInterrupt (a search marking its run interrupted, its pool's shutdown) does after SIGTERM too."""
-
-    #: the line's word and the exit status (a Ctrl-C: "interrupted", 130)
-    said_as = ("terminated", 128 + signal.SIGTERM)
 
 
 def _interrupt(signum: int, frame: object) -> None:

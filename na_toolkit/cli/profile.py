@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         }
         json.dump(doc, sys.stdout, indent=2, default=str)
         print()
-        return 130 if profile.stopped == "interrupted" else 0
+        return _exit_status(profile)
     if profile.fewshot is not None:
         priors = ", ".join(p.name for p in profile.fewshot.priors)
         print(
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         if model is not None:
             print(f"model: {fit_summary_line(model)}")
         _next_steps(profile)
-        return 130 if profile.stopped == "interrupted" else 0
+        return _exit_status(profile)
     print(
         f"{profile.path}: {len(profile.kernels)} kernels, {len(profile.networks)} networks, "
         f"{len(profile.failures)} failures on {profile.device_name} with {profile.runtime_name}, "
@@ -162,7 +162,19 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stdout,
     )
     _next_steps(profile)
-    return 130 if profile.stopped == "interrupted" else 0
+    return _exit_status(profile)
+
+
+def _exit_status(profile: DeviceProfile) -> int:
+    """0, or a profile stopped by Ctrl-C or SIGTERM (saved, resumable) ends as the CLI ends on them
+    (`na-toolkit: interrupted`, 130; `na-toolkit: terminated`, 143): raised for `main` to say."""
+    from ..errors import Terminated
+
+    if profile.stopped == "interrupted":
+        raise KeyboardInterrupt
+    if profile.stopped == "terminated":
+        raise Terminated
+    return 0
 
 
 def readiness(kernels: int, networks: int, *, complete: bool, fewshot: bool = False) -> tuple[bool, str | None]:

@@ -88,6 +88,10 @@ UNSTEADY_SHARE = 0.5
 _LOGGER = logging.getLogger(__name__)  # na_toolkit.timemodels.profiler
 
 
+#: what a profile stopped by a signal records as `stopped`: Ctrl-C, SIGTERM
+STOPPED_BY_SIGNAL = ("interrupted", "terminated")
+
+
 class ProfileBuilder:
     """Builds (or resumes) a profile; see the module docstring. `run()` returns the profile, saved. `log`
     takes each progress message (resuming, adaptive rounds, slow spells, an interrupt): by default the
@@ -211,10 +215,11 @@ class ProfileBuilder:
         return False
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        """Ctrl-C or SIGTERM: the first stops after the current item (saved, marked interrupted), a second now."""
-        if self._stop_reason == "interrupted":
+        """Ctrl-C or SIGTERM: the first stops after the current item (saved, marked "interrupted", or
+        "terminated" for SIGTERM: the CLI exits 130 or 143 by it), a second now."""
+        if self._stop_reason in STOPPED_BY_SIGNAL:
             raise KeyboardInterrupt
-        self._stop_reason = "interrupted"
+        self._stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
         again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         self.log(f"interrupted: finishing the current measurement, saving the partial profile ({again} again: abort)")
 
