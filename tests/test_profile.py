@@ -117,7 +117,7 @@ def test_sigint_keeps_a_valid_partial_profile_and_resume_completes_it(tmp_path):
     done = DeviceProfile.load(out)
     assert done.complete
     hashes = [n.hash for n in done.networks]
-    assert len(hashes) == len(set(hashes)) == 40  # nothing measured twice, nothing lost
+    assert len(hashes) == len(set(hashes)) == 41  # the seed and 40 variants: nothing measured twice, nothing lost
     assert measured <= set(hashes)
     assert done.elapsed_s >= partial.elapsed_s
 
@@ -144,6 +144,26 @@ def test_sigterm_keeps_a_resumable_profile_and_exits_143_as_documented(tmp_path)
     )
     assert res.returncode == 0, res.stderr
     assert "resuming" in res.stderr and len(DeviceProfile.load(out).networks) == len(partial.networks)
+
+
+def test_every_seed_is_measured_besides_the_samples_and_an_older_plan_keeps_its_count(tmp_path, run_cli):
+    """The audit: --samples counted the seeds, so `--seed-net simple-cnn --seed-net resnet-cifar --samples 1`
+    never measured resnet-cifar though plan.seeds listed it. Every seed is measured, then --samples variants;
+    a plan made before (no `seeds_beside_samples`) keeps its count, so it resumes to the networks it planned."""
+    from conftest import get_seed
+    from na_toolkit.timemodels.profile_plan import SEEDS_BESIDE_SAMPLES, initial_count
+
+    out = tmp_path / "p.json"
+    seeds = ("--seed-net", "simple-cnn", "--seed-net", "resnet-cifar")
+    res = run_cli("profile", "--out", out, *seeds, "--samples", "1", "--adaptive-rounds", "0", *SMALL[2:])
+    assert res.returncode == 0, res.stderr
+    prof = DeviceProfile.load(out)
+    assert prof.complete and prof.plan[SEEDS_BESIDE_SAMPLES] is True
+    assert [n.moves for n in prof.networks][:2] == [[], []] and len(prof.networks) == 3
+    assert {get_seed("simple-cnn").hash, get_seed("resnet-cifar").hash} <= {n.hash for n in prof.networks}
+    two = {"a": get_seed("simple-cnn"), "b": get_seed("resnet-cifar")}
+    assert initial_count({"samples": 80, SEEDS_BESIDE_SAMPLES: True}, 80, two) == 82
+    assert initial_count({"samples": 80}, 80, two) == 80  # profiles/example-cpu.json's plan, as it was measured
 
 
 def test_time_budget_stops_with_a_resumable_profile(tmp_path, run_cli):
@@ -336,7 +356,7 @@ def _seed_folders(tmp_path: Path) -> tuple[Path, Path]:
     return folders
 
 
-PLAN_ONLY = ("--samples", "1", "--adaptive-rounds", "0", "--quick", "--no-progress")
+PLAN_ONLY = ("--samples", "0", "--adaptive-rounds", "0", "--quick", "--no-progress")
 
 
 def test_a_resume_from_another_folder_uses_the_seed_networks_the_profile_started_with(tmp_path, run_cli):
@@ -353,7 +373,7 @@ def test_a_resume_from_another_folder_uses_the_seed_networks_the_profile_started
     line = run_cli("profile", "--out", out, "--resume", "--seed-net", "seed.json", *PLAN_ONLY, cwd=b).error_line()
     assert f"--seed-net '{b / 'seed.json'}'" in line and str(a / "seed.json") in line
     assert "resume without --seed-net" in line
-    # left out, the stored seed is used (no file needed: a's file is gone); --samples 1 measures the seed
+    # left out, the stored seed is used (no file needed: a's file is gone); --samples 0 measures the seed
     (a / "seed.json").unlink()
     res = run_cli("profile", "--out", out, "--resume", "--no-progress", cwd=b)
     assert res.returncode == 0, res.stderr

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             o.samples = args.samples
         if args.adaptive_rounds is not None:
             o.adaptive_rounds = args.adaptive_rounds
-        _log(f"full profile: {o.samples} networks, {o.adaptive_rounds} adaptive rounds at {o.out}")
+        _log(f"full profile: its seeds and {o.samples} networks, {o.adaptive_rounds} adaptive rounds at {o.out}")
         t0 = time.perf_counter()
         full = ProfileBuilder(o, toolkit, print_to_stderr).run()
         full_s = time.perf_counter() - t0

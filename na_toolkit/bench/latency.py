@@ -243,7 +243,10 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
             options.network_settings = MeasureSettings.quick()
         max_flops = options.max_flops
         check_seed_flops(given or {}, max_flops, "--heldout-seed")  # before minutes of profiling
-        _log(f"building a profile ({options.samples} networks, {options.adaptive_rounds} adaptive rounds) at {out}")
+        _log(
+            f"building a profile (its seeds and {options.samples} networks, {options.adaptive_rounds} adaptive "
+            f"rounds) at {out}"
+        )
         t0 = time.perf_counter()
         profile = ProfileBuilder(options, toolkit, print_to_stderr).run()
         build_s = time.perf_counter() - t0

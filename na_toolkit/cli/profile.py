@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="profile JSON to write, e.g. profiles/NAME.json")
     parser.add_argument("--json", action="store_true", help="print what was measured as JSON")
-    parser.add_argument("--samples", type=int, help="whole networks in the initial sample (default 100)")
+    parser.add_argument("--samples", type=int, help="random variants of the seeds measured besides them (default 100)")
     parser.add_argument(
         "--seed-net",
         action="append",

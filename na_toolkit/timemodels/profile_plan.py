@@ -101,6 +101,8 @@ class ProfileOptions:
             }
         return {
             "samples": self.samples,
+            # `samples` variants besides the seeds (a plan without it, made before: the seeds among them)
+            SEEDS_BESIDE_SAMPLES: True,
             "seeds": list(self.seeds),
             "max_moves": self.max_moves,
             "adaptive_rounds": self.adaptive_rounds,
@@ -109,6 +111,17 @@ class ProfileOptions:
             "max_flops": self.max_flops,
             "statistic": self.statistic,
         }
+
+
+#: the plan key of a profile that measures its seeds and `samples` variants besides: an older plan lacks it,
+#: and its `samples` networks count the seeds (so it resumes to the networks it planned)
+SEEDS_BESIDE_SAMPLES = "seeds_beside_samples"
+
+
+def initial_count(plan: dict[str, Any], samples: int, seeds: dict[str, Any]) -> int:
+    """How many networks a full profile's initial sample holds: its distinct seeds and `samples` variants, or
+    for a plan made before the seeds were measured besides (`SEEDS_BESIDE_SAMPLES`), `samples` in all."""
+    return samples + len({a.hash for a in seeds.values()}) if plan.get(SEEDS_BESIDE_SAMPLES) else samples
 
 
 #: the `na-toolkit profile` argument of each option whose stored value a resume keeps

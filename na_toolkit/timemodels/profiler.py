@@ -1,7 +1,7 @@
 """Building a device profile (`na-toolkit profile`): the measurement plan, the measuring, speed checks
 against slow spells, resume, and a save that Ctrl-C cannot tear.
 
-1. sample whole networks: the seeds and random move sequences applied to them (`sampling.random_variants`);
+1. sample whole networks: the seeds and `samples` random move sequences applied to them (`random_variants`);
 2. for each network, measure its kernels that are not measured yet (kernels.py: one runtime operator after
    fusion, measured as a standalone network), then the network itself;
 3. adaptive rounds (nn-Meter, Zhang et al. MobiSys 2021, section 4.3): fit the model, find the kernels whose
@@ -50,6 +50,7 @@ from .profile_plan import (
     RUNTIMES,
     ProfileOptions,
     check_new_out,
+    initial_count,
     make_time_model,
     warn_seeds_over_cap,
 )
@@ -86,10 +87,6 @@ UNSTEADY_SHARE = 0.5
 
 
 _LOGGER = logging.getLogger(__name__)  # na_toolkit.timemodels.profiler
-
-
-#: what a profile stopped by a signal records as `stopped`: Ctrl-C, SIGTERM
-STOPPED_BY_SIGNAL = ("interrupted", "terminated")
 
 
 class ProfileBuilder:
@@ -217,7 +214,7 @@ class ProfileBuilder:
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         """Ctrl-C or SIGTERM: the first stops after the current item (saved, marked "interrupted", or
         "terminated" for SIGTERM: the CLI exits 130 or 143 by it), a second now."""
-        if self._stop_reason in STOPPED_BY_SIGNAL:
+        if self._stop_reason in ("interrupted", "terminated"):
             raise KeyboardInterrupt
         self._stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
         again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
@@ -428,8 +425,8 @@ class ProfileBuilder:
         o = self.o
         if o.runtime not in RUNTIMES:
             raise UnknownComponentError("profiling runtime", o.runtime, RUNTIMES)
-        if o.samples < 1:
-            raise ProfileError(f"--samples must be >= 1, got {o.samples}")
+        if o.samples < 0:
+            raise ProfileError(f"--samples must be >= 0 (random variants besides the seeds), got {o.samples}")
         if o.resume:
             if not o.out.exists():
                 raise ProfileError(f"--resume: {str(o.out)!r} does not exist; run without --resume to start it")
@@ -443,8 +440,9 @@ class ProfileBuilder:
         tm_k = make_time_model(o.runtime, o.device, o.kernel_settings, o.threads, o.statistic)
         tm_n = make_time_model(o.runtime, o.device, o.network_settings, o.threads, o.statistic)
         rng = np.random.default_rng(o.rng_seed)
+        n_initial = initial_count(prof.plan, o.samples, seeds)  # the seeds and --samples variants of them
         variants = random_variants(
-            seeds, o.samples, rng, o.max_moves, move_types=all_move_types(self.toolkit), max_flops=o.max_flops
+            seeds, n_initial, rng, o.max_moves, move_types=all_move_types(self.toolkit), max_flops=o.max_flops
         )
         self._reference = max(seeds.values(), key=lambda a: a.flops)
 
