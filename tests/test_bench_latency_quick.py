@@ -73,3 +73,16 @@ def test_a_profile_of_two_threads_is_benchmarked_on_two_threads(tmp_path):
     with pytest.raises(ConfigError, match=r"intra-op threads: 1 in the profile, 2 in this benchmark.*"
                        r"`na-toolkit profile --device cpu --threads 2`"):  # fmt: skip
         check_profile_fits(profile, "one.json", "cpu", 2)
+
+
+def test_a_failed_run_leaves_no_temporary_folder_and_a_profile_name_is_read(tmp_path, run_cli):
+    """The audit: `bench latency --device cuda:0` on a machine without one failed cleanly but left an empty
+    na-bench-XXXX folder each time; and `--profile example-cpu` was read as a file ("No such file") where
+    hw estimate --device, --prior and hw show take registered names."""
+    env = {"TMPDIR": str(tmp_path)}
+    res = run_cli("bench", "latency", "--device", "cuda:7", "--quick", env=env)
+    assert "building a profile" in res.stderr and res.returncode != 0, res.stderr  # failed inside the folder
+    assert not list(tmp_path.glob("na-bench-*"))
+    line = run_cli("bench", "latency", "--profile", "example-cpu", "--threads", "2", "--quick", env=env).error_line()
+    assert "intra-op threads: 1 in the profile, 2 in this benchmark" in line and "No such file" not in line
+    assert not list(tmp_path.glob("na-bench-*"))

@@ -70,7 +70,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="measurement passes over the held-out set (default 3)")
     parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
     parser.add_argument("--rng-seed", type=int, default=0, help="sampling seed (held-out uses a different stream)")
-    parser.add_argument("--profile", default=None, help="use this existing profile instead of building one")
+    parser.add_argument(
+        "--profile", default=None, help="use this existing profile (a name or a .json) instead of building one"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -185,12 +187,18 @@ def measure_heldout(
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    """The figures; a profile built without --profile-out goes to a temporary folder, removed however it ends."""
+    with tempfile.TemporaryDirectory(prefix="na-bench-") as scratch:
+        return _run(args, toolkit, Path(scratch))
+
+
+def _run(args: argparse.Namespace, toolkit: Toolkit, scratch: Path) -> dict[str, Any]:
     import numpy as np
 
     from na_toolkit.errors import ConfigError, NAToolkitError
     from na_toolkit.timemodels.learned import LearnedTimeModel
     from na_toolkit.timemodels.measure import MeasureSettings
-    from na_toolkit.timemodels.profile import DeviceProfile
+    from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
     from na_toolkit.timemodels.profile_plan import print_to_stderr
     from na_toolkit.timemodels.profiler import ProfileBuilder, ProfileOptions
     from na_toolkit.timemodels.sampling import all_move_types, random_variants
@@ -220,16 +228,12 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
     # ---- 1. the profile -----------------------------------------------------------------------------
     build_s = None
     if args.profile:
-        profile = DeviceProfile.load(args.profile)
+        profile = DeviceProfile.load(resolve_profile_path(args.profile, toolkit.hardware))  # a name or a path
         args.threads = profile_threads(args.threads, profile)  # recorded in "params"
         check_profile_fits(profile, args.profile, args.device, args.threads)
         max_flops = profile.plan.get("max_flops")
     else:
-        out = (
-            Path(args.profile_out)
-            if args.profile_out
-            else Path(tempfile.mkdtemp(prefix="na-bench-")) / "bench-profile.json"
-        )
+        out = Path(args.profile_out) if args.profile_out else scratch / "bench-profile.json"
         args.threads = args.threads or 1
         options = ProfileOptions(
             out=out, device=args.device, rng_seed=args.rng_seed, max_moves=args.max_moves, threads=args.threads
