@@ -321,6 +321,31 @@ def test_a_resume_on_another_runtime_version_or_core_count_is_refused(tmp_path, 
     assert other.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "path, value, allowed",
+    [
+        (("runtime", "name"), "tensorflow", "allowed: onnxruntime, torch"),
+        (("runtime", "intra_op_threads"), "two", "allowed: a whole number >= 1"),
+        (("runtime", "statistic"), "mean", "allowed: median, p10, min"),
+        (("device", "kind"), "cuda", "allowed: 'cpu' (device.device is 'cpu')"),
+        (("device", "device"), "tpu:0", "allowed: cpu, cuda or cuda:N"),
+    ],
+)
+def test_a_hand_edited_runtime_or_device_field_is_named_with_the_allowed_values(
+    tmp_path, small_profile, path, value, allowed
+):
+    """The audit: these edits were taken silently, or blamed on another field (runtime.statistic = "mean" as
+    "kernels[0].measurement needs a positive 'mean_ms'"), or named without the file (device.device)."""
+    doc = json.loads(small_profile.read_text())
+    doc[path[0]][path[1]] = value
+    bad = tmp_path / "edited.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ProfileError) as err:
+        DeviceProfile.load(bad)
+    msg = str(err.value)
+    assert str(bad) in msg and f"{'.'.join(path)} is {value!r}; {allowed}" in msg, msg
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path, run_cli):
     assert (
         "unknown seed network"

@@ -38,7 +38,7 @@ from ..files import (
 from ..ir.architecture import MAX_TENSOR_ELEMENTS, Architecture
 from ..validation import Document, format_validation_error
 from .devices import describe_device, parse_device
-from .profile_plan import check_plan, check_settings
+from .profile_plan import check_plan, check_record, check_settings
 
 if TYPE_CHECKING:
     from ..ir.layers import LayerTypeRegistry
@@ -228,6 +228,11 @@ class DeviceProfile(Document):
     @classmethod
     def _bounded_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
         return check_settings(settings)
+
+    @field_validator("runtime", "device")
+    @classmethod
+    def _known_values(cls, record: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return check_record(str(info.field_name), record)
 
     @property
     def path(self) -> Path | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DeviceWarning, ProfileError, UnknownComponentError
+from ..errors import DeviceWarning, HardwareError, ProfileError, UnknownComponentError
 from ..files import DEVICE_PROFILE, document_kind
 from .devices import parse_device
 from .measure import MeasureSettings
@@ -226,6 +226,35 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if gc is not None and not isinstance(gc, bool):
             raise ValueError(f"settings.{part}.disable_gc must be true or false, got {gc!r}")
     return settings
+
+
+def check_record(part: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A profile's `runtime` or `device` record (`part`) if the values the toolkit acts on are ones it knows;
+    else ValueError naming the field and the allowed values (a hand edit taken silently would measure or
+    predict something else than the profile says)."""
+    from .measured import STATISTICS
+
+    def refuse(key: str, allowed: str) -> None:
+        raise ValueError(f"{part}.{key} is {record[key]!r}; allowed: {allowed}")
+
+    if part == "runtime":
+        if "name" in record and record["name"] not in RUNTIMES:
+            refuse("name", ", ".join(RUNTIMES))
+        for key in ("intra_op_threads", "inter_op_threads"):
+            value = record.get(key)
+            if key in record and (type(value) is not int or value < 1):
+                refuse(key, "a whole number >= 1")
+        if "statistic" in record and record["statistic"] not in STATISTICS:
+            refuse("statistic", ", ".join(STATISTICS))
+        return record
+    if "device" in record:
+        try:
+            kind = parse_device(str(record["device"])).kind
+        except HardwareError:
+            refuse("device", "cpu, cuda or cuda:N")
+        if "kind" in record and record["kind"] != kind:
+            refuse("kind", f"{kind!r} (device.device is {record['device']!r})")
+    return record
 
 
 def check_new_out(out: Path) -> None:
