@@ -162,3 +162,36 @@ def test_domain_warnings_name_kernels_readably():
     warned = model.domain_warnings([TK.seed("simple-cnn")])[0]
     assert warned and any(w.startswith("kernel conv2d(") for w in warned)
     assert not any("{'" in w for w in warned)  # no attribute dict as Python writes it
+
+
+def _no_file_over(size_bytes: int):
+    """`preexec_fn`: the child may write no file past `size_bytes` (a full disk, as the write sees it: EFBIG)."""
+
+    def limit() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the child
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size_bytes, size_bytes))
+
+    return limit
+
+
+def test_a_write_the_file_system_refuses_is_one_error_line_and_the_old_file_stays(tmp_path, run_cli):
+    # before: a traceback ending in OSError (a full disk under predict fit --out, export into a read-only run)
+    import subprocess
+    import sys
+
+    _write_csv(tmp_path / "d.csv", ["arch", "acc"], _rows([f"{0.5 + i / 100}" for i in range(len(ARCHS))]))
+    assert fit(run_cli, tmp_path, tmp_path / "d.csv").returncode == 0
+    before = (tmp_path / "m.json").read_bytes()
+    cmd = [sys.executable, "-m", "na_toolkit", "predict", "fit", "--data", str(tmp_path / "d.csv"), "--target",
+           "acc", "--param", "n_estimators=9", "--out", str(tmp_path / "m.json")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_no_file_over(len(before) // 2), timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("na-toolkit: error: cannot write ") and "File too large" in line and "(--out)" in line
+    assert (tmp_path / "m.json").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "d.csv",
+        "m.json",
+    ]

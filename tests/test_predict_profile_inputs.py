@@ -122,7 +122,7 @@ def test_saved_hardware_model_honours_the_umask(tmp_path):
 
 
 # ---- SIGTERM during `profile`: saved and marked interrupted, like Ctrl-C ----------------------------------
-def test_sigterm_saves_the_partial_profile_marked_interrupted(tmp_path):
+def test_sigterm_saves_the_partial_profile_marked_terminated(tmp_path):
     out = tmp_path / "partial.json"
     cmd = [sys.executable, "-m", "na_toolkit.cli.main", "profile", "--out", str(out), "--samples", "40"]
     cmd += ["--adaptive-rounds", "0", "--seed-net", "simple-cnn", "--quick", "--no-progress", "--max-moves", "3"]
@@ -136,10 +136,11 @@ def test_sigterm_saves_the_partial_profile_marked_interrupted(tmp_path):
         if proc.poll() is None:
             proc.kill()
     partial = DeviceProfile.load(out)
-    assert not partial.complete and partial.stopped == "interrupted", stderr
+    assert not partial.complete and partial.stopped == "terminated", stderr  # SIGTERM: exit 143, docs/cli.md
+    assert proc.returncode == 143 and stderr.rstrip().endswith("na-toolkit: terminated")
     assert seen <= len(partial.networks) < 40  # the measurements up to the signal are kept
-    assert "SIGTERM again" in stderr
-    assert '"interrupted"' in stdout  # --json still prints the summary
+    assert "terminated: finishing the current measurement" in stderr and "SIGTERM again" in stderr
+    assert '"terminated"' in stdout  # --json still prints the summary
 
 
 def test_profiler_restores_the_previous_signal_handlers():
@@ -159,7 +160,7 @@ def test_profiler_restores_the_previous_signal_handlers():
             assert signal.getsignal(signal.SIGINT) == prof._on_sigint
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.01)
-            assert prof._stop_reason == "interrupted"
+            assert prof._stop_reason == "terminated"
             with pytest.raises(KeyboardInterrupt):  # a second one stops now
                 prof._on_sigint(signal.SIGTERM, None)
         assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine

@@ -85,6 +85,12 @@ def test_every_figure_carries_the_data_it_draws(page):
     title = "accuracy vs latency_ms@pixel3 (measured elsewhere (table: HW-NAS-Bench (Li et al., ICLR 2021), pixel3:"
     assert any(t.startswith(title) for t in titles)
     assert "policy entropy" in titles  # the controller's learning
+    # the trade-offs' axes carry units, accuracy in % as the report's tables (before: a fraction, no units)
+    tradeoff = checker.data[next(i for i, t in enumerate(titles) if t.startswith(title))]
+    assert (tradeoff["x"], tradeoff["y"]) == ("latency_ms@pixel3 (ms)", "validation accuracy (%)")
+    best = max(result.evaluated, key=lambda e: e.score.metrics.get("accuracy", 0))
+    drawn = [y for series in tradeoff["series"] for _, y in series["points"]]
+    assert max(drawn) == pytest.approx(100 * best.score.metrics["accuracy"])
     progress = checker.data[titles.index("reward over the evaluations")]
     assert len(progress["series"][0]["points"]) == len(result.evaluated)
 

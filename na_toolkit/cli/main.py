@@ -19,6 +19,7 @@ none in a host application.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import logging
 import os
@@ -377,6 +378,15 @@ def _main(argv: list[str] | None) -> int:
         return _interrupted(exc, logged)
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno not in _FILE_SYSTEM_SAYS:  # a bug, with its traceback
+            raise
+        where = repr(str(exc.filename)) if exc.filename else "a file"
+        message = f"error: cannot write {where}: {exc.strerror}; {_FILE_SYSTEM_SAYS[exc.errno]}"
+        print(f"na-toolkit: {message}", file=sys.stderr)
+        if logged:
+            _log_to_file(logging.ERROR, message)
+        return 2
     except Exception as exc:  # a bug, with its traceback; unless it stands for a Ctrl-C (errors.interrupt_within)
         from ..errors import interrupt_within
 
@@ -384,6 +394,18 @@ def _main(argv: list[str] | None) -> int:
         if interrupt is None:
             raise
         return _interrupted(interrupt, logged)
+
+
+#: what to do when the file system refuses a write (a full disk, a read-only run folder) a command did not foresee:
+#: one error line, not a traceback (what the command wrote before stays as it was: every output is atomic)
+_FILE_SYSTEM_SAYS = {
+    errno.ENOSPC: "free some space, or write somewhere else (--out)",
+    errno.EDQUOT: "free some of your quota, or write somewhere else (--out)",
+    errno.EROFS: "the file system is read-only: write somewhere else (--out)",
+    errno.EACCES: "give a path you may write (--out)",
+    errno.EPERM: "give a path you may write (--out)",
+    errno.EFBIG: "the file is too large for this file system: write somewhere else (--out)",
+}
 
 
 def _interrupted(exc: KeyboardInterrupt, logged: bool) -> int:

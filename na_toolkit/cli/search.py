@@ -240,6 +240,17 @@ def _export_out(out: str, fmt: str, run_dir: Path) -> Path:
     return path
 
 
+def _default_out(path: Path) -> Path:
+    """The default export path, once it is known to be writable (a run folder may be read-only: --out then)."""
+    from ..errors import ConfigError
+    from ._output import check_out
+
+    try:
+        return check_out(path, "the export path")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (or give --out a path outside the run folder)") from None
+
+
 def _check_best_folder(
     out: Path, run_dir: Path, args: argparse.Namespace, arch_hash: str | None, summary: dict | None
 ) -> None:
@@ -317,7 +328,7 @@ def _run_export(args: argparse.Namespace) -> int:
         arch_hash = _evaluated_hash(store, args.arch) if args.arch else None
         # under the run folder the user named (never a path read from the store) unless --out says where
         default = default_export_path(run_dir, args.format, device=args.device, arch_hash=arch_hash)
-        out = _export_out(args.out, args.format, run_dir) if args.out else default  # before the export
+        out = _export_out(args.out, args.format, run_dir) if args.out else _default_out(default)  # before the export
         _check_best_folder(out, run_dir, args, arch_hash, summary)
         tmp = temp_path(out)
         try:
@@ -344,7 +355,8 @@ def _run_export(args: argparse.Namespace) -> int:
             info["files"] = [str(dst) for _, dst in renames]
         finally:
             for leftover in export_files(tmp, args.format):
-                leftover.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only folder refuses even this: the first error is said
+                    leftover.unlink(missing_ok=True)
     if args.json:
         json.dump({**info, "format": args.format}, sys.stdout, indent=2, default=str)
         print()

@@ -12,7 +12,8 @@ spreadsheet or pandas (and `predict fit` reads it too), with the architecture, t
 compact JSON strings, and `feasible_for` as the devices the network meets the budgets of, joined by ';'.
 
 Both are kept up to date while the search runs (`EvaluationsSoFar`: after each round, or each refit of the
-asynchronous schedule), so a live, interrupted or failed run can be read and fitted on before it ends; the
+asynchronous schedule; rounds faster than its throttle, a table's, a few at a time), so a live, interrupted
+or failed run can be read and fitted on before it ends; the
 finished run's outputs write them once more, complete. `scored_so_far` reads the JSON Lines file back as the
 search scored each evaluation (what `open_run(RUN, unfinished=True)` ranks).
 """

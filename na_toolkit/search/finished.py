@@ -128,7 +128,7 @@ def result_so_far(store: SQLiteRunStore, toolkit: Toolkit) -> tuple[SearchResult
         warnings.append(
             f"{len(pending)} of the {len(records)} evaluations stored are not in {JSONL_FILE} yet, so not here "
             f"({', '.join(h[:12] for h in pending[:3])}{', ...' if len(pending) > 3 else ''}): the search scores and "
-            "writes them after their batch (a resumed run, after its first new one)"
+            "writes them after their round (a few fast rounds at a time; a resumed run, after its first new one)"
         )
     counters = Counters(
         evaluations=len(records),

@@ -133,15 +133,17 @@ def _pareto_figures(summary: Mapping[str, Any]) -> list[str]:
     limits = {b["metric"]: b["limit"] for b in summary.get("budgets", [])}
     figures = []
     for metric in [f"latency_ms@{d}" for d in summary["devices"]] + ["model_size_bytes"]:
-        pts = [(e["metrics"][metric], e["metrics"]["accuracy"], e) for e in ok if metric in e["metrics"]]
+        # accuracy in % as the report's tables and pareto.png give it; each axis with its unit
+        pts = [(e["metrics"][metric], 100 * e["metrics"]["accuracy"], e) for e in ok if metric in e["metrics"]]
         if not pts:
             continue
         xs = [p[0] for p in pts]
+        unit = "bytes" if metric == "model_size_bytes" else _batch_note(summary, metric).removeprefix(", ") or "ms"
         figures.append(
             _svg(
                 f"accuracy vs {metric} ({_metric_source(summary, metric)}{_batch_note(summary, metric)})",
-                metric,
-                "accuracy (validation)",
+                f"{metric} ({unit})",
+                "validation accuracy (%)",
                 [
                     {"name": "evaluated", "points": [(x, y) for x, y, e in pts if e["arch_hash"] not in front]},
                     {

@@ -218,7 +218,9 @@ class ProfileBuilder:
             raise KeyboardInterrupt
         self._stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
         again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        self.log(f"interrupted: finishing the current measurement, saving the partial profile ({again} again: abort)")
+        self.log(
+            f"{self._stop_reason}: finishing the current measurement, saving the partial profile ({again} again: abort)"
+        )
 
     def _progress(self, total: int, desc: str) -> Any:
         from tqdm import tqdm
