@@ -15,7 +15,7 @@ import difflib
 import inspect
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -97,6 +97,14 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
             msg += "; none is written null on a command line (KEY=null)"
     more = len(errors) - 1
     return msg + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def did_you_mean(unknown: Iterable[str], known: Iterable[str]) -> str:
+    """ " Did you mean 'statistic'?" for the known names close to the `unknown` ones ("" when none is close):
+    what an option refused outside a pydantic model says, as `format_validation_error` does."""
+    known = list(known)
+    close = dict.fromkeys(c for key in unknown for c in difflib.get_close_matches(key, known, n=3, cutoff=0.5))
+    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -160,7 +160,7 @@ def test_estimate_takes_time_model_options_and_says_what_the_figure_is(run_cli):
     text = run_cli("hw", "estimate", "simple-cnn", "--device", "jetson-orin-nano", "--option", "dtype=fp16")
     assert "(estimated: time model roofline of jetson-orin-nano, fp16):" in text.stdout.splitlines()[0]
     line = run_cli("hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--option", "dtyp=int8").error_line()
-    assert "unknown option(s) dtyp" in line
+    assert "unknown option(s) dtyp. Did you mean 'dtype'?" in line
     line = run_cli("hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--option", "dtype").error_line()
     assert "--option takes KEY=VALUE, got 'dtype'" in line
 

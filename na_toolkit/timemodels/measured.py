@@ -20,7 +20,10 @@ def take_options(model: str, options: dict[str, Any], allowed: dict[str, Any]) -
     """`allowed` holds the defaults; an unknown option is a TimeModelError listing the known ones."""
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TimeModelError(f"time model {model!r} has no option(s) {unknown}; known: {sorted(allowed)}")
+        raise TimeModelError(
+            f"time model {model!r} has no option(s) {unknown}.{validation.did_you_mean(unknown, allowed)} "
+            f"Known: {sorted(allowed)}"
+        )
     return {**allowed, **options}
 
 

@@ -176,9 +176,10 @@ class RooflineTimeModel(TimeModel):
         **options: Any,
     ):
         if options:
+            known = ("device", "dtype", "ceilings", "optimizer", "train_calibration")
+            hint = validation.did_you_mean(options, known)
             raise TimeModelError(
-                f"roofline: unknown option(s) {', '.join(sorted(options))}; known: device, dtype, ceilings, optimizer, "
-                "train_calibration"
+                f"roofline: unknown option(s) {', '.join(sorted(options))}.{hint} Known: {', '.join(known)}"
             )
         name = DEVICE_ALIASES.get(device, device) if isinstance(device, str) else device
         hardware_model = load_hardware_model(name, hardware_registry)
