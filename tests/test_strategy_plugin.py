@@ -236,11 +236,15 @@ def test_the_check_catches_a_broken_strategy(cls, message):
 
 # ---- the plugin in a search ------------------------------------------------------------------------------
 def test_frontier_walks_start_from_the_pareto_front_and_come_ranked_by_its_key():
-    ctx = _context(5)
-    _evaluate_walks(ctx, 6)
+    def walked(seed: int) -> StrategyCheckContext:
+        ctx = _context(seed)
+        _evaluate_walks(ctx, 6)
+        return ctx
+
+    # a history whose front leaves some networks out (which seed gives one depends on the moves' spaces)
+    ctx = next(c for c in map(walked, range(20)) if 0 < len(pareto_evaluated(c)) < len(c.evaluated))
     strat = frontier_strategy_plugin.FrontierWalks(ctx, seed_probability=0.0, size_weight=2.0)
     front = pareto_evaluated(ctx)
-    assert 0 < len(front) < len(ctx.evaluated)
     out = strat.ask(3)
     assert len(out) == 3
     # every proposal extends a member of the front (its moves begin with the member's)
