@@ -268,3 +268,69 @@ def test_a_registered_name_is_the_dataset_though_a_folder_of_that_name_is_in_the
     assert named.dataset == "digits" and str(tmp_path / "cfg" / "digits") in str(caught[0].message)
     pathed = resolve_config(load_config(with_("dataset", "./digits"), base_dir=tmp_path / "cfg"), default_toolkit())
     assert pathed.dataset == str(tmp_path / "cfg" / "digits")
+
+
+# ---- a user's own arrays, as a new user brings them (an audit's findings) -----------------------------------
+def _images(n=40, shape=(1, 8, 8)):
+    return np.random.default_rng(0).random((n, *shape), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("y", "said"),
+    [  # before: "nan" became a class of one sample; continuous targets, 40 one-sample classes
+        (np.r_[np.nan, np.arange(39) % 4.0], r"y holds 1 NaN or infinite label\(s\) \(the first at index 0\)"),
+        (np.r_[np.arange(39) % 4.0, np.inf], r"y holds 1 NaN or infinite label\(s\) \(the first at index 39\)"),
+        (np.random.default_rng(1).random(40), r"y holds 40 distinct fractional values for 40 samples, which look like"),
+    ],
+)
+def test_labels_that_are_no_classes_are_refused(y, said):
+    with pytest.raises(DataError, match=said):
+        dataset_from_arrays("mine", _images(), y)
+    assert dataset_from_arrays("ok", _images(), np.arange(40) % 4 + 1.0).load().classes == 4  # whole floats: fine
+
+
+def test_class_names_given_twice_are_refused():
+    with pytest.raises(DataError, match=r"class name\(s\) \['cat'\] given twice"):
+        dataset_from_arrays("pets", _images(), np.arange(40) % 2, class_names=["cat", "cat"])
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 2), (32, 32, 13), (4, 4, 3)])
+def test_channels_last_images_of_any_channel_count_are_not_read_channels_first(shape):
+    # before: (N, 16, 16, 2) was read as 16 channels of 16x2 images, and trained on in silence
+    x = _images(shape=shape)
+    with pytest.raises(DataError, match=r"looks channels-last \(N, H, W, C\)"):
+        dataset_from_arrays("bands", x, np.arange(40) % 2)
+    ds = dataset_from_arrays("bands", x, np.arange(40) % 2, layout="NHWC").load()
+    assert ds.input_shape == (shape[2], shape[0], shape[1])
+    assert dataset_from_arrays("c", _images(shape=(3, 16, 16)), np.arange(40) % 2).load().input_shape == (3, 16, 16)
+
+
+def test_an_npz_saved_again_is_read_again(tmp_path):
+    # before: the first file's dataset was kept for the process: a search or evaluation trained on stale data
+    path = tmp_path / "d.npz"
+    np.savez(path, x=_images(), y=np.arange(40) % 2)
+    assert get_dataset(str(path), None).classes == 2
+    np.savez(path, x=_images(90), y=np.arange(90) % 3)
+    assert get_dataset(str(path), None).classes == 3
+
+
+def test_a_3d_x_said_to_be_channels_last_records_no_transpose():
+    raw = dataset_from_arrays("g", _images(shape=(8, 8)), np.arange(40) % 2, layout="NHWC").load().raw_input
+    assert "transpose" not in raw.description
+
+
+def test_a_validation_split_no_class_can_fill_says_why_and_what_helps():
+    # before: "raise the evaluator's valid_fraction", which cannot help: a class of 2 gives validation nothing
+    ev = TorchEvaluator(dataset=dataset_from_arrays("pairs", _images(200), np.repeat(np.arange(100), 2)), epochs=1)
+    arch = default_toolkit().seed("simple-cnn")
+    with pytest.raises(DataError, match=r"each of its 100 classes has at most 2 samples.*give more samples per class"):
+        ev.check(arch)
+
+
+def test_a_network_on_flat_features_is_told_to_put_a_flatten_first():
+    # before: the hint said to import it with an image-shaped input, which then failed ("linear needs a vector")
+    b = ArchitectureBuilder((64,), name="mlp", layer_types=default_toolkit().layer_types)
+    b.layer("linear", b.layer("relu", b.layer("linear", b.input, units=32)), units=2)
+    ev = TorchEvaluator(dataset=dataset_from_arrays("flat", _images(shape=(1, 1, 64)), np.arange(40) % 2), epochs=1)
+    with pytest.raises(DataError, match=r"takes flat vectors of 64 features.*nn.Sequential\(nn.Flatten\(\), model\)"):
+        ev.check(b.build())

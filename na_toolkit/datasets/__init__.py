@@ -55,6 +55,15 @@ PATH_SOURCES_KEPT = 8
 _path_sources = lru_dict("datasets.path_sources", PATH_SOURCES_KEPT)
 
 
+def _edited(path: Path) -> tuple[int, ...]:
+    """When and how a dataset file (mtime, size) or image folder (its and its class folders' mtimes: adding or
+    removing an image changes its class folder's) was last changed."""
+    if path.is_file():
+        st = path.stat()
+        return (st.st_mtime_ns, st.st_size)
+    return tuple(sorted(p.stat().st_mtime_ns for p in (path, *path.iterdir()) if p.is_dir()))
+
+
 def get_dataset_source(
     name_or_path: str | os.PathLike[str] | DatasetSource,
     datasets: Registry[DatasetSource] | None,
@@ -85,7 +94,7 @@ def get_dataset_source(
             "for a registered dataset, pass the toolkit's (toolkit.datasets)"
         )
     if path.is_dir() or (path.suffix == ".npz" and path.is_file()):
-        cache_key = (str(path.resolve()), resize)
+        cache_key = (str(path.resolve()), resize, _edited(path))  # a file saved again is read again
         source: DatasetSource | None = _path_sources.get(cache_key)
         if source is None:
             source = dataset_from_image_folder(path, resize=resize) if path.is_dir() else dataset_from_npz(path)

@@ -200,8 +200,12 @@ class DatasetSource:
 
 
 def looks_channels_last(shape: tuple[int, ...]) -> bool:
-    """Does a 4-d array of `shape` look (N, H, W, C) rather than (N, C, H, W)?"""
-    return shape[3] in IMAGE_CHANNELS and shape[1] not in IMAGE_CHANNELS
+    """Does a 4-d array of `shape` look (N, H, W, C) rather than (N, C, H, W)? Its last dimension is an image's
+    channel count and its second is not; or its second and third are equal (square images) and its last is not,
+    unless only its second is a channel count (read channels-first, (N, 16, 16, 2) would be 16 channels of 16x2
+    images and (N, 4, 4, 3) 4 of 4x3; (N, 1, 1, 64) stays one channel of 1x64)."""
+    first, last = shape[1] in IMAGE_CHANNELS, shape[3] in IMAGE_CHANNELS
+    return (last and not first) or (shape[1] == shape[2] != shape[3] and not (first and not last))
 
 
 def check_ready(data: Dataset, what: str = "the Dataset") -> Dataset:
@@ -276,8 +280,22 @@ def check_arrays(
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"dataset {name!r}: x holds NaN or infinite values")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():  # np.unique would make "nan" a class of its own
+        bad = np.flatnonzero(~np.isfinite(y))
+        raise DataError(
+            f"dataset {name!r}: y holds {len(bad)} NaN or infinite label(s) (the first at index {int(bad[0])}); "
+            "drop those samples or give them their class"
+        )
+    if y.dtype.kind == "f" and len(np.unique(y)) > len(y) / 2 and not np.all(y == np.round(y)):
+        raise DataError(
+            f"dataset {name!r}: y holds {len(np.unique(y))} distinct fractional values for {len(y)} samples, which "
+            "look like continuous targets; a dataset here is for classification: give class labels (ints or names)"
+        )
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
+        twice = sorted({c for c in class_names if class_names.count(c) > 1})
+        if twice:  # an export's outputs could not be told apart
+            raise DataError(f"dataset {name!r}: class name(s) {twice} given twice; each class needs its own name")
         if y.dtype.kind not in "iu" or (y.min() < 0 or y.max() >= len(class_names)):
             raise DataError(_label_problem(name, y, len(class_names)))
         labels = y.astype(np.int64)
@@ -346,6 +364,19 @@ def split_dataset(
     return Dataset(
         name=name, class_names=data.class_names, split_seed=seed, layout=data.layout, raw_input=data.raw_input, **arrays
     )
+
+
+def empty_split_advice(data: Dataset, split: str, valid_fraction: float) -> str:
+    """What to do about a `split` ("training" or "validation") of `data` left empty: a class gives validation
+    a sample only from its third one on (one goes to test first), so more samples per class is the cure."""
+    per_class = np.bincount(np.concatenate([data.y_train, data.y_valid, data.y_test]), minlength=data.classes)
+    if split == "validation" and per_class.max() <= 2:
+        return (
+            f"each of its {data.classes} classes has at most 2 samples, and a class gives the validation split one "
+            "only from its third (one goes to test first); give more samples per class (or test_fraction = 0)"
+        )
+    change = "raise" if split == "validation" else "lower"
+    return f"give more samples, or {change} the evaluator's valid_fraction (now {valid_fraction})"
 
 
 def _share(n: int, fraction: float) -> int:

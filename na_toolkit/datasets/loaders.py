@@ -142,7 +142,9 @@ def dataset_from_arrays(
     y: (N,) labels (any sortable values; see `check_arrays`). Values are used as given (no rescaling).
     Raises DataError at once on mismatched lengths, wrong dims, one class, NaNs, and on an x that looks
     channels-last, e.g. (N, 32, 32, 3), with no layout given (layout="NCHW" if it really has 32 channels)."""
-    data = replace(check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=_as_given(layout))
+    data = replace(
+        check_arrays(name, x, y, class_names=class_names, layout=layout), raw_input=_as_given(layout, np.ndim(x))
+    )
     n, shape = len(data.y), data.x.shape[1:]
     return DatasetSource(
         name,
@@ -202,7 +204,9 @@ def read_npz(path: Path, name: str, layout: str | None = None) -> LabeledArrays:
         ) from None
     # a channels-last x is said in the file once for all (a config or --dataset path has no other place)
     resave = f"add it to the file: np.savez({str(path)!r}, x=x, y=y, layout='NHWC')"
-    return replace(check_arrays(name, x, y, class_names, layout, say_layout=resave), raw_input=_as_given(layout))
+    return replace(
+        check_arrays(name, x, y, class_names, layout, say_layout=resave), raw_input=_as_given(layout, np.ndim(x))
+    )
 
 
 def dataset_from_image_folder(
@@ -259,6 +263,11 @@ def resize_option(value: Any) -> int | list[int] | None:
 def resize_hint(dataset: Any, shape: tuple[int, ...]) -> str:
     """`, or resize ...` when `dataset` is an image folder (its `raw_input` says so) whose images resized would
     fit a network taking `shape` (the same channels); "" otherwise."""
+    if len(shape) == 1:  # a network on flat features (an MLP): datasets here are images
+        return (
+            f"; this network takes flat vectors of {shape[0]} features, and a dataset's samples are images (C, H, W): "
+            "put a flatten first (torch: nn.Sequential(nn.Flatten(), model)) and import that with the dataset's shape"
+        )
     raw = dataset.raw_input
     if raw is None or raw.image_mode is None or len(shape) != 3 or shape[0] != dataset.input_shape[0]:
         return ""
@@ -343,10 +352,11 @@ def read_image_folder(folder: Path, name: str, size: tuple[int, int] | None, mod
     return replace(check_arrays(name, x, y, class_names=[d.name for d in class_dirs]), raw_input=raw)
 
 
-def _as_given(layout: str | None) -> RawInput:
-    """The raw input of arrays used as given; channels-last ones say they were transposed to the network's
-    (N, C, H, W), which a deployer feeding raw (N, H, W, C) images must do too."""
-    if layout is not None and layout.upper() == "NHWC":
+def _as_given(layout: str | None, ndim: int) -> RawInput:
+    """The raw input of arrays (of `ndim` dims) used as given; channels-last ones say they were transposed to the
+    network's (N, C, H, W), which a deployer feeding raw (N, H, W, C) images must do too (a 3-d x, (N, H, W), is
+    one channel whatever its layout says: nothing was transposed)."""
+    if layout is not None and layout.upper() == "NHWC" and ndim == 4:
         return RawInput(
             description="the arrays' values as given (no scaling), channels-last (N, H, W, C) arrays transposed to "
             "(N, C, H, W): x = raw.transpose(0, 3, 1, 2)"

@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from .. import validation
+from ..datasets.base import empty_split_advice
 from ..datasets.loaders import MAX_RESIZE_PX, resize_hint, resize_option
 from ..errors import DataError, TrainingDivergedError
 from ..ir.architecture import Architecture
@@ -171,10 +172,9 @@ class TorchEvaluator(Evaluator):
         ds = dataset if dataset is not None else self.load_dataset()
         for split, size in (("training", len(ds.y_train)), ("validation", len(ds.y_valid))):
             if size == 0:
-                change = "raise" if split == "validation" else "lower"
                 raise DataError(
-                    f"dataset {ds.name!r} ({ds.samples} samples): its {split} split is empty; give more samples, or "
-                    f"{change} the evaluator's valid_fraction (now {self.options['valid_fraction']})"
+                    f"dataset {ds.name!r} ({ds.samples} samples): its {split} split is empty; "
+                    + empty_split_advice(ds, split, self.options["valid_fraction"])
                 )
         if tuple(arch.input_shape) != ds.input_shape:
             raise DataError(
