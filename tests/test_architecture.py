@@ -223,6 +223,20 @@ def test_a_committed_result_reproduces_itself_and_its_subsets(tmp_path):
     assert report["files"][0]["fresh"] == str(subset)
 
 
+def test_a_mismatch_on_another_cpu_model_says_so(tmp_path):
+    # the predictor benchmark's float fits differ across CPU models from the 5th digit: a rerun elsewhere
+    # failed with nothing saying why
+    doc = json.loads((BENCHMARKS / "nb201-search.json").read_text())
+    doc["strategies"]["random"]["test_accuracy_per_seed"][0] += 1e-5
+    doc["machine"]["cpu"] = "Another CPU 9000"
+    fresh = tmp_path / "elsewhere.json"
+    fresh.write_text(json.dumps(doc))
+    (file,) = reproduced(NB201_SEARCH, [fresh], BENCHMARKS)["files"]
+    committed_cpu = json.loads((BENCHMARKS / "nb201-search.json").read_text())["machine"]["cpu"]
+    assert file["reproduced"] is False
+    assert file["note"].startswith(f"committed on {committed_cpu}, rerun on Another CPU 9000: fitted figures differ")
+
+
 def test_a_reports_paths_do_not_name_the_machine(tmp_path):
     """A committed report named its rerun's temporary file (/tmp/bench-architecture-.../nb201-search.json,
     gone when the run ended) and the checkout it ran in (/work/wt-repro/benchmarks/...): a file of the

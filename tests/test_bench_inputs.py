@@ -293,3 +293,40 @@ def test_a_copy_installed_inside_another_projects_checkout_names_no_commit(tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "None"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [  # before: tracebacks (ValueError, StatisticsError, IndexError) or a wrong figure with exit 0, after work
+        ("train-time", "--max-moves", "0"),
+        ("latency", "--quick", "--max-moves", "0"),
+        ("faults", "--evaluations", "0"),
+        ("faults", "--workers", "0"),
+        ("inheritance", "--seeds", "0"),
+        ("inheritance-recovery", "--children", "0"),
+        ("executor", "--scale-only", "--repeats", "0"),
+        ("executor", "--scale-only", "--refit-sizes", "0"),
+        ("whatif", "--cells", "-5"),
+    ],
+    ids=" ".join,
+)
+def test_a_count_out_of_range_is_a_usage_error_before_any_work(argv, run_cli):
+    if argv[0] == "whatif":
+        pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    res = run_cli("bench", *argv, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert f"argument {argv[-2]}: must be >= " in res.stderr and f"got {argv[-1]}" in res.stderr
+
+
+def test_nb201_rate_batch_and_a_predictor_set_that_scores_nothing_are_refused(run_cli):
+    pytest.importorskip("na_toolkit_nb201", reason="needs the NAS-Bench-201 plugin (make install)")
+    # before: --rate-batch 8000 ran a third repeat on no cells and put its 0/s into the median (exit 0)
+    for batch in ("0", "8000"):
+        argv = ("bench", "nb201-search", "--seeds", "1", "--evaluations", "2", "--rate-batch", batch)
+        line = run_cli(*argv).error_line()
+        assert line.startswith("na-toolkit: error: --rate-batch must be in [1, 5175] (3 repeats of new cells), got")
+    line = run_cli(
+        "bench", "predictor", "--predictors", "neural", "--neural-seeds", "0", "--train", "10", "--test", "20",
+        "--seeds", "1",
+    ).error_line()  # fmt: skip
+    assert "no predictor was scored: --predictors neural with --neural-seeds 0 leaves only the baselines" in line

@@ -23,3 +23,20 @@ class Benchmark:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Toolkit], dict[str, Any]]
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type` for a count: a whole number >= `minimum`, else the usage error (exit 2) names the
+    argument, the bound and the value, before the benchmark does any work (`type=at_least(1)`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import Benchmark
+from .base import Benchmark, at_least
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -359,15 +359,17 @@ def refit_seconds(toolkit: Toolkit, sizes: tuple[int, ...], repeats: int = 1) ->
 
 # ---- the benchmark --------------------------------------------------------------------------------------
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tasks", type=int, default=200, help="short tasks for the overhead figures (default 200)")
+    p.add_argument("--tasks", type=at_least(1), default=200, help="short tasks for the overhead figures (default 200)")
     p.add_argument(
         "--repeats",
-        type=int,
+        type=at_least(1),
         default=3,
         help="repeats of the 16 x 1 s search, the simulated fleets and the refits (median; default 3)",
     )
-    p.add_argument("--fleet-workers", type=int, default=64, help="simulated workers (default 64)")
-    p.add_argument("--per-worker", type=int, default=20, help="evaluations per worker in the fleets (default 20)")
+    p.add_argument("--fleet-workers", type=at_least(1), default=64, help="simulated workers (default 64)")
+    p.add_argument(
+        "--per-worker", type=at_least(1), default=20, help="evaluations per worker in the fleets (default 20)"
+    )
     p.add_argument(
         "--real-cpus", type=int, default=64, help="CPUs a real local Ray fleet declares (default 64; 0: skip it)"
     )
@@ -375,7 +377,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-faults", action="store_true", help="leave out the fault scenarios")
     p.add_argument(
         "--refit-sizes",
-        type=int,
+        type=at_least(3),
         nargs="+",
         default=[100, 1000, 3000],
         help="evaluations the default predictor is fitted on for the refit figures (default 100 1000 3000)",

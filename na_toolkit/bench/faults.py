@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..store.base import STORE_FILE
 from ..store.faultpoint import KILL_AT_ENV
-from .base import Benchmark
+from .base import Benchmark, at_least
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -480,9 +480,11 @@ def run_faults(work: Path, evaluations: int = 6, workers: int = 2, random_kills:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--evaluations", type=int, default=6, help="evaluations per run (default %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="pool workers per run (default %(default)s)")
-    p.add_argument("--random-kills", type=int, default=2, help="runs killed at random times (default %(default)s)")
+    p.add_argument("--evaluations", type=at_least(1), default=6, help="evaluations per run (default %(default)s)")
+    p.add_argument("--workers", type=at_least(1), default=2, help="pool workers per run (default %(default)s)")
+    p.add_argument(
+        "--random-kills", type=at_least(0), default=2, help="runs killed at random times (default %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random kill times (default %(default)s)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
 

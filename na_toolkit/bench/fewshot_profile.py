@@ -63,6 +63,13 @@ def _log(msg: str) -> None:
 
 
 def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
+    if args.work_dir:
+        return _run(args, toolkit, Path(args.work_dir))
+    with tempfile.TemporaryDirectory(prefix="na-bench-fewshot-") as tmp:  # removed however the run ends
+        return _run(args, toolkit, Path(tmp))
+
+
+def _run(args: argparse.Namespace, toolkit: Toolkit, work: Path) -> dict[str, Any]:
     import numpy as np
 
     from ..errors import ConfigError, NAToolkitError
@@ -87,7 +94,6 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
 
     if args.heldout < 10 or args.repeats < 1 or args.fewshot < 5:
         raise ConfigError("--heldout must be >= 10, --repeats >= 1 and --fewshot >= 5")
-    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="na-bench-fewshot-"))
     work.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()
     here = describe_local_device(args.device)["name"]

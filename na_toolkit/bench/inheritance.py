@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import Benchmark
+from .base import Benchmark, at_least
 
 if TYPE_CHECKING:
     from ..search.summary import SearchResult
@@ -55,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="search config (default: the repository's examples/digits-cpu.toml, recorded as null: a result's "
         "params name no checkout's path)",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="search seeds 0..N-1 (default 5)")
+    parser.add_argument("--seeds", type=at_least(1), default=5, help="search seeds 0..N-1 (default 5)")
     parser.add_argument("--evaluations", type=int, default=None, help="evaluations per search (default: the config's)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs from scratch (default: the config's)")
     parser.add_argument(

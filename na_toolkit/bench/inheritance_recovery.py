@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import Benchmark
+from .base import Benchmark, at_least
 from .inheritance import config_path
 
 if TYPE_CHECKING:
@@ -40,8 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="search config (default: the repository's examples/digits-cpu.toml, recorded as null: a result's "
         "params name no checkout's path)",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="evaluator seeds 0..N-1, one parent each (default 3)")
-    parser.add_argument("--children", type=int, default=4, help="damaged children per parent (default 4)")
+    parser.add_argument(
+        "--seeds", type=at_least(1), default=3, help="evaluator seeds 0..N-1, one parent each (default 3)"
+    )
+    parser.add_argument("--children", type=at_least(1), default=4, help="damaged children per parent (default 4)")
     parser.add_argument(
         "--budgets", default="1,2,3,4,6,8", help="recovery epochs to try, comma-separated (default 1,2,3,4,6,8)"
     )

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import Benchmark
+from .base import Benchmark, at_least
 from .latency_heldout import accuracy
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "command's --seed-net); repeatable; default: the profile's own seeds",
     )
     parser.add_argument("--repeats", type=int, default=3, help="measurement passes over the held-out set (default 3)")
-    parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
+    parser.add_argument("--max-moves", type=at_least(1), default=6, help="random moves per network, 1..N (default 6)")
     parser.add_argument("--rng-seed", type=int, default=0, help="sampling seed (held-out uses a different stream)")
     parser.add_argument(
         "--profile", default=None, help="use this existing profile (a name or a .json) instead of building one"

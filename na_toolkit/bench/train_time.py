@@ -28,7 +28,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TrainingDivergedError
-from .base import Benchmark
+from .base import Benchmark, at_least
 
 if TYPE_CHECKING:
     from ..toolkit import Toolkit
@@ -37,14 +37,14 @@ DEFAULT_SEED = "simple-cnn"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--networks", type=int, default=30, help="networks judged (default 30)")
+    parser.add_argument("--networks", type=at_least(1), default=30, help="networks judged (default 30)")
     parser.add_argument(
-        "--calibration-networks", type=int, default=10, help="other networks the training step is calibrated on"
+        "--calibration-networks", type=at_least(1), default=10, help="other networks the training step is calibrated on"
     )
-    parser.add_argument("--epochs", type=int, default=3, help="epochs the evaluator trains each judged network")
+    parser.add_argument("--epochs", type=at_least(1), default=3, help="epochs the evaluator trains each judged network")
     parser.add_argument("--seed-net", default=DEFAULT_SEED, help=f"seed network (default {DEFAULT_SEED})")
     parser.add_argument("--dataset", default=None, help="the evaluator's dataset (default: its default, digits)")
-    parser.add_argument("--max-moves", type=int, default=6, help="random moves per network, 1..N (default 6)")
+    parser.add_argument("--max-moves", type=at_least(1), default=6, help="random moves per network, 1..N (default 6)")
     parser.add_argument("--rng-seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--truth", choices=("cpu", "wall"), default="cpu", help="measured time: CPU (default) or wall")
 

@@ -236,13 +236,17 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
+#: cells the predictor of `_candidates_per_s` is fitted on, and its repeats of new cells (`--rate-batch` each)
+RATE_FIT_CELLS, RATE_REPEATS = 100, 3
+
+
 def _candidates_per_s(
     toolkit: Toolkit,
     doc: dict[str, Any],
     table: Any,
     rng: np.random.Generator,
     n: int = 300,
-    repeats: int = 3,
+    repeats: int = RATE_REPEATS,
     valid_column: str = "c10_valid_acc_200ep",
 ) -> dict[str, Any]:
     """Proposals scored per second by the loop's `score` (the predictor + the device's time model), the
@@ -263,15 +267,15 @@ def _candidates_per_s(
     scorer = Scorer(components, Counters())
     layer_types = toolkit.layer_types
     rows = rng.permutation(len(table))
-    train = [nb201_architecture(table.arch_strs[i], layer_types=layer_types) for i in rows[:100]]
+    train = [nb201_architecture(table.arch_strs[i], layer_types=layer_types) for i in rows[:RATE_FIT_CELLS]]
     valid = table.column(valid_column)
     pred = components.new_predictor("accuracy")
-    pred.fit(train, valid[rows[:100]] / 100.0)
+    pred.fit(train, valid[rows[:RATE_FIT_CELLS]] / 100.0)
     scorer.predictors["accuracy"] = pred
     out: dict[str, list[float]] = {"cold_wall": [], "cold_cpu": [], "warm_wall": [], "warm_cpu": []}
     try:
         for r in range(repeats):
-            cells = [table.arch_strs[i] for i in rows[100 + r * n : 100 + (r + 1) * n]]
+            cells = [table.arch_strs[i] for i in rows[RATE_FIT_CELLS + r * n : RATE_FIT_CELLS + (r + 1) * n]]
             archs = [nb201_architecture(c, layer_types=layer_types) for c in cells]
             clear_feature_caches()
             for kind in ("cold", "warm"):
@@ -338,6 +342,9 @@ def run(args: argparse.Namespace, toolkit: Toolkit) -> dict[str, Any]:
         raise ConfigError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
     table = load_table(args.table)
     require_whole_space(table, "bench nb201-search")
+    most = (len(table.arch_strs) - RATE_FIT_CELLS) // RATE_REPEATS  # each repeat scores cells never seen before
+    if not 1 <= args.rate_batch <= most:
+        raise ConfigError(f"--rate-batch must be in [1, {most}] (3 repeats of new cells), got {args.rate_batch}")
     valid_column, test_column = accuracy_columns(args, table)
     device = None if args.device is None else latency_column(args.device)
     budget_ms, feasible_rows = latency_budget(table, device, args.budget_quantile)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from na_toolkit.bench.base import Benchmark
+from na_toolkit.bench.base import Benchmark, at_least
 from na_toolkit.errors import ConfigError
 
 from ..space import nb201_architecture
@@ -58,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evaluations", type=int, default=100, help="evaluations per search (default 100)")
     parser.add_argument("--per-round", type=int, default=10, help="evaluations per round (default 10)")
     parser.add_argument("--strategy", default="evolution", help="search strategy (default evolution)")
-    parser.add_argument("--cells", type=int, default=0, help="table cells for the budget and optimum (0: all)")
+    parser.add_argument("--cells", type=at_least(0), default=0, help="table cells for the budget and optimum (0: all)")
     parser.add_argument("--table", default=None, help="NB201 CSV (default: the plugin's shipped table)")
     add_dataset_option(parser)
     parser.add_argument("--plot", default=None, help="also write the first seed's what-if plot (PNG) here")
