@@ -536,8 +536,9 @@ def test_a_dataset_too_small_to_split_is_refused_before_the_run_not_once_per_eva
         build_components(cfg, default_toolkit())
     assert str(err.value) == (
         "evaluator 'torch' cannot evaluate seed_network 'simple-cnn' on dataset "
-        f"'{tmp_path / 'four.npz'}': dataset 'four' (4 samples): its validation split is empty; give more samples, "
-        "or raise the evaluator's valid_fraction (now 0.1)"
+        f"'{tmp_path / 'four.npz'}': dataset 'four' (4 samples): its validation split is empty; each of its 2 "
+        "classes has at most 2 samples, and a class gives the validation split one only from its third (one goes "
+        "to test first); give more samples per class (or test_fraction = 0)"
     )
     assert not (tmp_path / "runs").exists()
 
