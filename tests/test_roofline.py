@@ -212,3 +212,25 @@ def test_adam_costs_more_than_sgd_and_capacity_is_checked():
     assert adam.details["train_peak_memory_bytes"] - sgd.details["train_peak_memory_bytes"] == 2 * 4 * arch.params
     huge = roofline("jetson-orin-nano").estimate(arch, 100_000)
     assert any("GiB, more than the 8.00 GiB" in w for w in huge.warnings), huge.warnings
+
+
+def test_a_hardware_model_built_in_python_is_checked_before_it_divides():
+    # a file is validated when read; a HardwareModel given as an object is not, and a zero rate used to crash
+    # every estimate (ZeroDivisionError), a negative launch overhead or a NaN bandwidth to give nonsense latencies
+    from dataclasses import replace
+
+    bad = {
+        "peak_flops_per_s.fp32 must be a finite number > 0, got 0.0": replace(TOY, peak_flops_per_s={"fp32": 0.0}),
+        "memory_bandwidth_bytes_per_s must be .* > 0, got nan": replace(TOY, memory_bandwidth_bytes_per_s=math.nan),
+        "measured_ceilings.memory_bandwidth_bytes_per_s .* got -1.0": replace(
+            TOY, measured_memory_bandwidth_bytes_per_s=-1.0
+        ),
+        "launch_overhead_s must be a finite number >= 0, got -1e-06": replace(TOY, launch_overhead_s=-1e-6),
+    }
+    for message, model in bad.items():
+        with pytest.raises(HardwareError, match=f"'toy': {message}"):
+            RooflineTimeModel(device=model)
+    # the datasheet ceilings alone are what is used (and checked) when asked for
+    negative_ceiling = replace(TOY, measured_memory_bandwidth_bytes_per_s=-1.0)
+    assert RooflineTimeModel(device=negative_ceiling, ceilings="datasheet").bytes_per_s == 1e8
+    assert RooflineTimeModel(device=replace(TOY, launch_overhead_s=0.0)).estimate(tiny()).latency_ms > 0

@@ -8,13 +8,14 @@ are listed in docs/time_models.md ("Roofline").
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from .. import validation
-from ..errors import TimeModelError
+from ..errors import HardwareError, TimeModelError
 from ..ir.architecture import Architecture
 from ..ir.layers import BYTES_PER_ELEMENT, LayerCost, numel
 from .base import FigureSource, TimeEstimate, TimeModel
@@ -131,6 +132,26 @@ def latency_by_bound(kernels: list[KernelTime]) -> dict[str, Any]:
     return {**{f"{name}_bound_s": s for name, s in parts.items()}, "bound": max(parts, key=lambda n: parts[n])}
 
 
+def _check_ceilings(hw: HardwareModel, dtype: str, measured: bool) -> None:
+    """The figures the roofline divides by and adds are usable: a `HardwareModel` built in Python (not read
+    from a file, which is validated) with a zero rate would crash every estimate, a negative or NaN one give
+    negative or NaN latencies. HardwareError naming the key of the value."""
+    ceilings = "measured_ceilings."
+    flops_key = f"{ceilings}flops_per_s" if measured and dtype in hw.measured_flops_per_s else "peak_flops_per_s"
+    bytes_key = "memory_bandwidth_bytes_per_s"
+    if measured and hw.measured_memory_bandwidth_bytes_per_s is not None:
+        bytes_key = ceilings + bytes_key
+    figures = (
+        (f"{flops_key}.{dtype}", hw.flops_per_s(dtype, prefer_measured=measured), False),
+        (bytes_key, hw.bandwidth_bytes_per_s(prefer_measured=measured), False),
+        ("launch_overhead_s", hw.launch_overhead_s, True),
+    )
+    for key, value, zero_ok in figures:
+        if not (isinstance(value, int | float) and math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+            need = ">= 0" if zero_ok else "> 0"
+            raise HardwareError(f"hardware model {hw.name!r}: {key} must be a finite number {need}, got {value!r}")
+
+
 class RooflineTimeModel(TimeModel):
     """Latency, training-step time, peak memory and energy from a hardware model (`hwmodels/*.toml`).
 
@@ -198,6 +219,7 @@ class RooflineTimeModel(TimeModel):
         self.optimizer = optimizer
         self.train_calibration = TrainCalibration.from_json(train_calibration)
         prefer = ceilings == "measured"
+        _check_ceilings(hardware_model, dtype, prefer)
         self.flops_per_s = hardware_model.flops_per_s(dtype, prefer_measured=prefer)  # raises when dtype has no peak
         self.bytes_per_s = hardware_model.bandwidth_bytes_per_s(prefer_measured=prefer)
         # The IR counts fp32 elements; a narrower dtype moves proportionally fewer bytes.
