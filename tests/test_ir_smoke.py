@@ -80,3 +80,35 @@ def test_an_architecture_cannot_be_changed_after_it_is_built(field, value):
     assert renamed.name == "renamed" and renamed.hash == arch.hash and arch.name != "renamed"
     for again in (copy.deepcopy(arch), pickle.loads(pickle.dumps(arch))):
         assert again.hash == arch.hash and again.to_json() == before[2]
+
+
+@pytest.mark.parametrize(
+    "c, hw, attrs",
+    [
+        (16, 15, dict(filters=32, kernel=3, stride=2, padding=1)),  # strided, odd input
+        (16, 16, dict(filters=32, kernel=3, groups=4, bias=True)),  # grouped
+        (16, 16, dict(filters=32, kernel=5, groups=16, dilation=2)),  # depthwise x2 (channel multiplier), dilated
+        (32, 8, dict(filters=64, kernel=1)),  # pointwise
+        (8, 9, dict(filters=8, kernel=2)),  # even kernel: padding -1 is symmetric, the map loses a row and column
+    ],
+)
+def test_conv_cost_matches_the_torch_module(c, hw, attrs):
+    """Parameters as torch counts them, MACs = output elements x (C/groups) x k x k, FLOPs = 2 x MACs, fp32
+    bytes; and the description's claim about padding -1 (same size at stride 1 only for odd kernels)."""
+    import torch
+
+    from conftest import layer_types
+    from na_toolkit.ir.builder import ArchitectureBuilder
+
+    b = ArchitectureBuilder((c, hw, hw), layer_types=layer_types())
+    x = b.layer("conv2d", b.input, **attrs)
+    arch = b.build()
+    cost, shape = arch.cost.per_node[x], arch.shape(x)
+    module = layer_types().get("conv2d").build_torch(arch.attrs(x), [(c, hw, hw)], shape)
+    out = module(torch.zeros(1, c, hw, hw))
+    assert shape == tuple(out.shape[1:])
+    assert cost.params == sum(p.numel() for p in module.parameters())
+    assert cost.macs == out.numel() * module.weight[0].numel() and cost.flops == 2 * cost.macs
+    assert (cost.weight_bytes, cost.input_bytes, cost.output_bytes) == (4 * cost.params, 4 * c * hw**2, 4 * out.numel())
+    if attrs.get("stride", 1) == 1 and attrs.get("padding", -1) == -1:
+        assert shape[1:] == ((hw, hw) if attrs["kernel"] % 2 else (hw - 1, hw - 1))

@@ -56,7 +56,7 @@ def _onnx_importer(name: str) -> Any:
 
 class Conv2d(LayerType):
     name = "conv2d"
-    description = "2-D convolution (groups=in_channels: depthwise); padding -1 keeps the spatial size at stride 1"
+    description = "2-D convolution (groups=in_channels: depthwise); padding -1 keeps H, W at stride 1 for odd kernels"
     attrs = {
         "filters": AttrSpec(int, min=1, max=65536, doc="output channels"),
         "kernel": AttrSpec(int, 3, min=1, max=15),

@@ -9,13 +9,13 @@ A hardware model file (schema version 1) holds, in SI units with the unit in eac
     values_are = "datasheet"                   # datasheet | measured (what `hw calibrate` writes)
     about = "what the device is; where its figures come from"        # optional
     memory_bandwidth_bytes_per_s = 3.35e12
-    memory_capacity_bytes = 80_000_000_000
-    launch_overhead_s = 4e-6
+    memory_capacity_bytes = 85_899_345_920     # "80 GB" on the datasheet is binary: 80 GiB
+    launch_overhead_s = 5e-6
     power_w = 700                              # optional
 
     [peak_flops_per_s]                         # per dtype; fp32 is required
     fp32 = 6.7e13
-    bf16 = 9.894e14
+    bf16 = 9.895e14                            # dense: half the datasheet's 1,979 TFLOPS "with sparsity"
 
     [measured_ceilings]                        # optional: what a benchmark reached on a real device
     memory_bandwidth_bytes_per_s = 3.0e12
