@@ -56,6 +56,14 @@ class _CostForgetsTheBias(_builtin("conv2d")):
         return type(c)(c.params - (attrs["filters"] if attrs["bias"] else 0), *c.astuple()[1:])
 
 
+class _CostCountsAMacAsOneFlop(_builtin("linear")):
+    name = "linear_flops_as_macs"
+
+    def cost(self, attrs, in_shapes, out_shape):
+        c = super().cost(attrs, in_shapes, out_shape)
+        return type(c)(c.params, c.macs, c.macs, *c.astuple()[3:])  # the unit slip: FLOPs = MACs
+
+
 class _EmitsNoShift(_builtin("batchnorm2d")):
     name = "bn_emitting_no_shift"
 
@@ -79,6 +87,12 @@ def test_a_cost_that_disagrees_with_torch_is_named():
         check_layer_type(
             _CostForgetsTheBias(), TOOLKIT, examples=[({"filters": 8, "kernel": 1, "bias": True}, [(3, 5, 5)])]
         )
+
+
+def test_a_cost_that_counts_a_multiply_add_as_one_flop_is_named():
+    # FLOPs = MACs halves the layer's compute time in every roofline estimate; the kit used to pass it
+    with pytest.raises(ConformanceError, match=r"'linear_flops_as_macs' .*cost flops 36 < 2 x macs 36"):
+        check_layer_type(_CostCountsAMacAsOneFlop(), TOOLKIT, examples=[({"units": 3}, [(12,)])])
 
 
 def test_an_emitter_that_drops_a_tensor_is_caught_by_onnx_runtime():

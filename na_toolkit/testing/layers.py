@@ -234,7 +234,11 @@ def _check_example(
     cost = lt.cost(norm, list(in_shapes), out)
     expect(isinstance(cost, LayerCost), where, f"cost() returned {type(cost).__name__}, not a LayerCost")
     expect(all(isinstance(v, int) and v >= 0 for v in cost.astuple()), where, f"cost {cost} (non-negative ints)")
-    expect(cost.flops >= cost.macs, where, f"cost flops {cost.flops} < macs {cost.macs} (a multiply-add is 2 FLOPs)")
+    expect(
+        cost.flops >= 2 * cost.macs,
+        where,
+        f"cost flops {cost.flops} < 2 x macs {cost.macs} (a multiply-add is 2 FLOPs: flops = 2 * macs + the rest)",
+    )
     expect(cost.weight_bytes >= 4 * cost.params, where, f"weight_bytes {cost.weight_bytes} < 4 x params {cost.params}")
 
     try:
