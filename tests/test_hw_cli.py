@@ -24,6 +24,9 @@ def test_list_shows_every_shipped_model(run_cli):
     assert lines[0].split()[:2] == ["name", "kind"]
     for name in SHIPPED:
         assert any(line.split()[0] == name for line in lines[2:]), name
+    # "best TFLOP/s" is the best floating-point rate: a T4's 65 at fp16, not its 130 int8 TOPS
+    t4 = next(line.split() for line in lines[2:] if line.split()[0] == "t4")
+    assert t4[2:4] == ["8.1", "65"], t4
     data = run_cli("hw", "list", "--json").json()
     models = {h["name"]: h for h in data["hardware"] if h["kind"] == "model"}
     assert set(SHIPPED) <= set(models)

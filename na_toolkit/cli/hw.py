@@ -55,6 +55,16 @@ def _gb(value: float, unit: float = 1e9) -> str:
     return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
+#: dtypes whose peak is an integer rate (TOPS, not FLOP/s): left out of `hw list`'s "best TFLOP/s"
+INTEGER_DTYPES = ("int8",)
+
+
+def _best_float_peak(peaks: dict[str, float]) -> float:
+    """The highest floating-point peak (an int8 rate is operations, not FLOPs: a T4's 130 TOPS is not its best
+    TFLOP/s, 65 at fp16 is)."""
+    return max(v for d, v in peaks.items() if d not in INTEGER_DTYPES)
+
+
 def _model_json(model: HardwareModel) -> dict[str, Any]:
     """The model's values, `about` (what the device is), `notes` (each value's citation) and its file."""
     sources = {k: v for k, v in model.notes.items() if k}  # HardwareModel.notes[""] is the file's `about`
@@ -94,7 +104,7 @@ def _list(args: argparse.Namespace) -> int:
                     item["name"],
                     m["kind"],
                     _gb(m["peak_flops_per_s"]["fp32"], 1e12),
-                    _gb(max(m["peak_flops_per_s"].values()), 1e12),
+                    _gb(_best_float_peak(m["peak_flops_per_s"]), 1e12),
                     _gb(m["memory_bandwidth_bytes_per_s"]),
                     _gb(m["memory_capacity_bytes"], 2**30),
                     f"{m['launch_overhead_s'] * 1e6:.1f}",
