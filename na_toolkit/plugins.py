@@ -440,6 +440,19 @@ def get_toolkit() -> Toolkit:
     return _toolkit
 
 
+def toolkit_or_default(toolkit: Any, where: str) -> Toolkit:
+    """The toolkit a library entry point (`where`: `run_search`, `open_run`) works with: the one it was given,
+    or the process's default (`get_toolkit`) for None. Anything else is a TypeError naming the entry point,
+    not an AttributeError from deep inside the search (a registry instead of the toolkit, a name)."""
+    if toolkit is None:
+        return get_toolkit()
+    if not isinstance(toolkit, Toolkit):
+        raise TypeError(
+            f"{where}: toolkit must be a Toolkit (na_toolkit.plugins.load_toolkit()), got {type(toolkit).__name__}"
+        )
+    return toolkit
+
+
 def installed_toolkit() -> Toolkit | None:
     """The process-wide toolkit if one is installed (None: `get_toolkit` would load one), loading nothing."""
     return _toolkit

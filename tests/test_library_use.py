@@ -110,6 +110,34 @@ def test_resuming_with_overrides_but_no_config_is_refused_not_ignored(finished):
         run_search(None, resume=finished.run_dir, overrides={"evaluations": 9}, toolkit=default_toolkit())
 
 
+def test_wrong_arguments_to_run_search_and_open_run_are_named_before_a_run_folder_exists(finished, tmp_path):
+    tk = default_toolkit()
+    doc = config_doc(NB201_SEARCH, tmp_path / "runs", evaluations=2)
+
+    class Counting(SearchCallback):
+        pass
+
+    # each was an AttributeError or pathlib's TypeError from inside; a callback that is none failed at the
+    # search's start, leaving a failed run folder of 0 evaluations "to resume"
+    refused = [
+        (lambda: run_search(doc, tk), "a run folder is a path (str or pathlib.Path), got Toolkit: pass a toolkit as"),
+        (lambda: run_search(doc, toolkit="default"), "run_search: toolkit must be a Toolkit"),
+        (lambda: run_search(doc, toolkit=tk, callbacks=[print]), "callbacks[0]: builtin_function_or_method is no"),
+        (lambda: run_search(doc, toolkit=tk, callbacks=[Counting]), "callbacks[0]: the class Counting (give an"),
+        (lambda: run_search(doc, toolkit=tk, callbacks=Counting()), "got Counting (one callback: callbacks=[it])"),
+        (lambda: open_run(finished, toolkit=tk), "got SearchResult: give its run_dir"),
+        (lambda: open_run(None, toolkit=tk), "a run folder is a path (str or pathlib.Path), got NoneType"),
+        (lambda: open_run(finished.run_dir, toolkit=tk.layer_types), "open_run: toolkit must be a Toolkit"),
+    ]
+    for call, message in refused:
+        with pytest.raises(TypeError) as info:
+            call()
+        assert message in str(info.value)
+    with pytest.raises(ConfigError, match="overrides: a dict of top-level keys and their values, got list"):
+        run_search(doc, toolkit=tk, overrides=[("evaluations", 3)])
+    assert not (tmp_path / "runs").exists()
+
+
 def test_time_models_estimates_and_hardware_models_print_short():
     tk = default_toolkit()
     arch = tk.seed("resnet50")
