@@ -238,6 +238,8 @@ def test_a_process_pool_refuses_a_toolkit_that_cannot_travel_before_starting_a_w
     }
     with pytest.raises(ConfigError, match=r"workers = 2 runs each task in a worker process.*or set workers = 1"):
         run_search(doc, toolkit=tk, progress=False, outputs=False)
+    # refused while the components are built: no run folder (it was made, and left failed with 0 evaluations)
+    assert list(tmp_path.iterdir()) == []
     doc["executor"] = "local"  # one worker: in this process, where the object plugin is
     assert len(run_search(doc, toolkit=tk, progress=False, outputs=False).evaluated) == 2
 
