@@ -201,6 +201,28 @@ def test_a_finished_run_opens_as_the_result_run_search_returned_and_is_not_writt
     assert _files(folder) == before
 
 
+def test_the_docs_export_of_an_opened_runs_network_runs_as_written(finished, tmp_path, monkeypatch):
+    """docs/search.md's export from Python: export_candidate took only a Path ('str' object has no attribute
+    'parent' for the "best-cpu.onnx" a reader writes)."""
+    import re
+
+    import onnx
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "search.md").read_text()
+    snippet = next(b for b in re.findall(r"^```python\n(.*?)^```", text, re.S | re.M) if "export_candidate(" in b)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in finished.run_dir.iterdir())
+    namespace = {"result": finished, "best": finished.get(finished.best["pixel3"])}
+    exec(compile(snippet, "docs/search.md", "exec"), namespace)
+    info, model = namespace["info"], namespace["model"]
+    assert info["arch_hash"] == finished.best["pixel3"] and info["trained_weights"] is False  # a table look-up
+    assert namespace["weights"] is None and isinstance(model, torch.nn.Module)
+    onnx.checker.check_model(onnx.load(str(tmp_path / "best-cpu.onnx")))
+    sidecar = json.loads((tmp_path / "best-cpu.preprocessing.json").read_text())
+    assert sidecar["arch_hash"] == info["arch_hash"] and sidecar["run_id"] == finished.run_id
+    assert sorted(p.name for p in finished.run_dir.iterdir()) == before  # read-only: the run is not written
+
+
 def test_a_run_opens_from_a_read_only_folder_it_was_moved_to(finished, tmp_path):
     from test_live_run_folder import _read_only
 
