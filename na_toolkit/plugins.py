@@ -36,7 +36,7 @@ import pluggy
 
 from . import __version__, hookspecs
 from .errors import NAToolkitWarning, PluginError, describe, did_you_mean, raise_interrupt, with_article
-from .registry import PLUGIN_FAILURES, Registry
+from .registry import DIRECT, PLUGIN_FAILURES, Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
 __all__ = [
@@ -213,7 +213,7 @@ class _Loader:
             self.fail(info, info.label, f"{hook_name} raised {describe(exc)}", exc)
             return False
         finally:
-            registry.current_plugin = "<direct>"
+            registry.current_plugin = DIRECT
         added = [n for n in registry.names() if n not in before]
         if returned is not None and not _is_registered(returned, registry, added):
             # pluggy would collect the value and nothing would read it: the components would silently vanish

@@ -244,6 +244,37 @@ def test_a_process_pool_refuses_a_toolkit_that_cannot_travel_before_starting_a_w
     assert len(run_search(doc, toolkit=tk, progress=False, outputs=False).evaluated) == 2
 
 
+def test_a_process_pool_refuses_components_added_to_the_toolkit_directly(tmp_path):
+    """`toolkit.evaluators.add(X)` outside a plugin: a worker process rebuilds the toolkit from its plugins and
+    lacks X. Every evaluation failed there with "unknown evaluator 'half'" and the search ended 'finished',
+    its budget spent on nothing; now it is refused before a run folder exists."""
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.search import run_search
+
+    tk = load_toolkit(entry_points=False)
+    tk.evaluators.add(HalfEvaluator)
+    assert tk.evaluators.direct_names() == ["half"] and tk.moves.direct_names() == []
+    doc = {
+        "seed_network": "simple-cnn",
+        "evaluations": 2,
+        "output": str(tmp_path),
+        "search": {"per_round": 2, "moves": ["scale"]},
+        "strategy": "random",
+        "evaluator": "half",
+        "executor": {"name": "local", "options": {"workers": 2}},
+    }
+    with pytest.raises(ConfigError, match=r"and evaluators 'half' were added to this toolkit directly .*workers = 1"):
+        run_search(doc, toolkit=tk, progress=False, outputs=False)
+    assert list(tmp_path.iterdir()) == []
+    doc["executor"] = "local"  # one worker: in this process, where the evaluator is
+    assert [
+        e.score.metrics["accuracy"] for e in run_search(doc, toolkit=tk, progress=False, outputs=False).evaluated
+    ] == [
+        0.5,
+        0.5,
+    ]
+
+
 class HalfEvaluator(Evaluator):
     name = "half"
     description = "every network at 50% (wiring only)"

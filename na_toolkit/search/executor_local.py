@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 
+#: the registries a worker's evaluation uses from the toolkit it rebuilds (`LocalExecutor.check_toolkit`)
+_WORKER_REGISTRIES = ("evaluators", "datasets", "layer_types")
+
+
 class LocalExecutor(Executor):
     """A process pool on this machine; with one worker, tasks run in this process (no start-up cost).
 
@@ -115,8 +119,20 @@ class LocalExecutor(Executor):
         return self.workers == 1 and self.task_timeout_s is None  # nothing could end a task: no worker needed
 
     def check_toolkit(self, toolkit: Toolkit) -> None:
-        if not self._in_process() and not toolkit.selection.portable:
+        if self._in_process():
+            return
+        if not toolkit.selection.portable:
             raise ConfigError(self._cannot_travel())
+        # what a worker's evaluation takes from its own toolkit: the evaluator, its dataset, the layer types
+        direct = [f"{attr} {n!r}" for attr in _WORKER_REGISTRIES for n in getattr(toolkit, attr).direct_names()]
+        if direct:  # each evaluation would fail in the worker with "unknown evaluator", spending the budget
+            raise ConfigError(
+                f"executor 'local' with workers = {self.workers} runs each task in a worker process, which rebuilds "
+                f"the toolkit from its plugins, and {', '.join(direct)} were added to this toolkit directly "
+                "(registry.add outside a plugin's hook), so no worker has them: register them in a plugin module's "
+                "hook and pass the module to load_toolkit(extra_plugins=...), or set workers = 1 (tasks then run "
+                "in this process)"
+            )
 
     def _cannot_travel(self) -> str:
         return (
