@@ -307,6 +307,7 @@ def load_toolkit(
     `toolkit.errors` and `toolkit.plugins[name].error`, and carries on without the broken plugin.
     The allow/deny environment variables are read here, once; the toolkit's `selection` records the result
     so that a worker process rebuilds the same toolkit (`load_toolkit_from_selection`)."""
+    extra_plugins = _given_plugins(extra_plugins, "load_toolkit(extra_plugins=...)")
     deny = _names_from_env(DENY_ENV) or set()
     allow = _names_from_env(ALLOW_ENV)
     modules = tuple(p.__name__ for p in extra_plugins if isinstance(p, types.ModuleType))
@@ -337,6 +338,7 @@ def load_toolkit_from_selection(selection: PluginSelection) -> Toolkit:
 def extend_toolkit(toolkit: Toolkit, *plugins: Any) -> Toolkit:
     """A new toolkit of the same plugin selection as `toolkit`, plus `plugins` (modules or objects with
     `@na_toolkit.hookimpl` functions), e.g. a benchmark adding a baseline strategy of its own."""
+    plugins = _given_plugins(plugins, "extend_toolkit(toolkit, *plugins)")
     selection = toolkit.selection
     extra = tuple(importlib.import_module(name) for name in selection.extra_modules) + plugins
     added = tuple(p.__name__ for p in plugins if isinstance(p, types.ModuleType))
@@ -346,6 +348,22 @@ def extend_toolkit(toolkit: Toolkit, *plugins: Any) -> Toolkit:
         portable=selection.portable and len(added) == len(plugins),
     )
     return _build(selection, extra)
+
+
+def _given_plugins(plugins: Any, where: str) -> tuple[Any, ...]:
+    """The plugins a caller hands over, as a tuple. One module or object not in a tuple was "'module' object is
+    not iterable", a name ("my_plugin") was read as the plugins 'm', 'y', ..., and a name in the tuple was
+    taken as a plugin that registers nothing: each is a TypeError saying what to pass."""
+    if isinstance(plugins, types.ModuleType) or not isinstance(plugins, Iterable | str):
+        one = plugins.__name__ if isinstance(plugins, types.ModuleType) else repr(plugins)
+        raise TypeError(f"{where}: a tuple of plugin modules or objects, got {type(plugins).__name__}: ({one},)")
+    given = (plugins,) if isinstance(plugins, str) else tuple(plugins)
+    for plugin in given:
+        if isinstance(plugin, str | bytes):
+            raise TypeError(
+                f"{where}: {plugin!r} is a name, not a plugin: import the module and pass it (extra_plugins=(module,))"
+            )
+    return given
 
 
 def _build(selection: PluginSelection, extra_plugins: tuple[Any, ...]) -> Toolkit:

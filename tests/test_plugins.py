@@ -886,3 +886,19 @@ def test_cli_a_misspelt_disabled_plugin_is_a_warning_or_with_strict_plugins_an_e
     assert "plugin broken (broken-dist 1.2.3): import failed" in warned[1]
     line = run_cli("--strict-plugins", "plugins", env=env).error_line()
     assert line.startswith("na-toolkit: error: plugin brokn: named in NA_TOOLKIT_DISABLE_PLUGINS")
+
+
+def test_extra_plugins_not_given_as_a_tuple_of_plugins_are_named():
+    """One module not in a tuple was "'module' object is not iterable"; a name was taken as a plugin that
+    registers nothing, and a bare string as one plugin per letter."""
+    module = plugin(unique("extra_one"), na_register_layer_types=add_layer(TripleLayer()))
+    with pytest.raises(
+        TypeError, match=r"^load_toolkit\(extra_plugins=\.\.\.\): a tuple of plugin modules or objects, "
+    ):
+        load_toolkit(entry_points=False, extra_plugins=module)
+    for given in ("my_plugin", ("my_plugin",)):
+        with pytest.raises(TypeError, match="'my_plugin' is a name, not a plugin: import the module and pass it"):
+            load_toolkit(entry_points=False, extra_plugins=given)
+    with pytest.raises(TypeError, match=r"^extend_toolkit\(toolkit, \*plugins\): 'my_plugin' is a name"):
+        extend_toolkit(load_toolkit(entry_points=False), "my_plugin")
+    assert "test_triple" in load_toolkit(entry_points=False, extra_plugins=[module]).layer_types  # a list is fine
