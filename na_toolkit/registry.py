@@ -65,6 +65,15 @@ class LazyComponent:
         return getattr(importlib.import_module(module_name), attribute)
 
 
+def require_registry(registry: Any, attr: str) -> Any:
+    """`registry` when it is a Registry (or None); else a TypeError saying to pass `toolkit.<attr>` (giving the
+    Toolkit itself is the usual slip, which failed later as "'Toolkit' object has no attribute 'names'")."""
+    if registry is None or isinstance(registry, Registry):
+        return registry
+    got = "the Toolkit itself" if hasattr(registry, attr) else f"a {type(registry).__name__}"
+    raise TypeError(f"{attr} must be the toolkit's registry, got {got}: pass toolkit.{attr}")
+
+
 #: the plugin of a component added to a registry directly (`toolkit.evaluators.add(...)` outside any hook)
 DIRECT = "<direct>"
 

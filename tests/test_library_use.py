@@ -149,6 +149,10 @@ def test_time_models_estimates_and_hardware_models_print_short():
     assert "details" not in text and est.details["layers"]  # still there to read
     hw = load_hardware_model(tk.hardware.get("h100-sxm").path)
     assert hw.notes and len(repr(hw)) < 700 and "notes" not in repr(hw)
+    # the toolkit where its registry goes: "argument of type 'Toolkit' is not iterable"
+    with pytest.raises(TypeError, match="^hardware must be the toolkit's registry, got the Toolkit itself: pass toolk"):
+        load_hardware_model("h100-sxm", tk)
+    assert load_hardware_model("h100-sxm", tk.hardware).name == "h100-sxm"
 
 
 def test_a_torch_evaluation_gives_the_global_rng_back():
