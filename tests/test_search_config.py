@@ -231,6 +231,18 @@ def test_a_dotted_key_in_a_dict_or_overrides_is_told_to_go_inside_its_table(tmp_
         load_config(GOOD, overrides=[("evaluations", 3)], base_dir=tmp_path)
 
 
+def test_numpy_scalars_in_a_dict_config_are_the_values_they_stand_for(tmp_path):
+    # a sweep's np.int64 was "evaluations: Input should be a valid integer (got np.int64(3))"
+    import numpy as np
+
+    doc = with_("search.moves", np.array(["scale"]), with_("budgets.model_size_bytes", np.float32(16e6)))
+    cfg = load_config(doc, overrides={"evaluations": np.int64(3), "random_seed": np.int32(7)}, base_dir=tmp_path)
+    assert (cfg.evaluations, cfg.random_seed, cfg.search.moves) == (3, 7, ("scale",))
+    stored = cfg.to_json()
+    assert type(stored["evaluations"]) is int and stored["search"]["moves"] == ["scale"]
+    json.dumps(stored)  # what the run store keeps
+
+
 # Found while resolving: names against the registries, options against the components' models, files.
 RESOLVE_BAD = [
     (with_("strategy.name", "evolutoin"), "strategy: unknown strategy 'evolutoin'. Did you mean 'evolution'"),
