@@ -36,7 +36,7 @@ import pluggy
 
 from . import __version__, hookspecs
 from .errors import NAToolkitWarning, PluginError, describe, did_you_mean, raise_interrupt, with_article
-from .registry import PLUGIN_FAILURES, Registry
+from .registry import DIRECT, PLUGIN_FAILURES, Registry
 from .toolkit import REGISTRIES, PluginSelection, Toolkit
 
 __all__ = [
@@ -213,7 +213,7 @@ class _Loader:
             self.fail(info, info.label, f"{hook_name} raised {describe(exc)}", exc)
             return False
         finally:
-            registry.current_plugin = "<direct>"
+            registry.current_plugin = DIRECT
         added = [n for n in registry.names() if n not in before]
         if returned is not None and not _is_registered(returned, registry, added):
             # pluggy would collect the value and nothing would read it: the components would silently vanish
@@ -307,6 +307,7 @@ def load_toolkit(
     `toolkit.errors` and `toolkit.plugins[name].error`, and carries on without the broken plugin.
     The allow/deny environment variables are read here, once; the toolkit's `selection` records the result
     so that a worker process rebuilds the same toolkit (`load_toolkit_from_selection`)."""
+    extra_plugins = _given_plugins(extra_plugins, "load_toolkit(extra_plugins=...)")
     deny = _names_from_env(DENY_ENV) or set()
     allow = _names_from_env(ALLOW_ENV)
     modules = tuple(p.__name__ for p in extra_plugins if isinstance(p, types.ModuleType))
@@ -337,6 +338,7 @@ def load_toolkit_from_selection(selection: PluginSelection) -> Toolkit:
 def extend_toolkit(toolkit: Toolkit, *plugins: Any) -> Toolkit:
     """A new toolkit of the same plugin selection as `toolkit`, plus `plugins` (modules or objects with
     `@na_toolkit.hookimpl` functions), e.g. a benchmark adding a baseline strategy of its own."""
+    plugins = _given_plugins(plugins, "extend_toolkit(toolkit, *plugins)")
     selection = toolkit.selection
     extra = tuple(importlib.import_module(name) for name in selection.extra_modules) + plugins
     added = tuple(p.__name__ for p in plugins if isinstance(p, types.ModuleType))
@@ -346,6 +348,22 @@ def extend_toolkit(toolkit: Toolkit, *plugins: Any) -> Toolkit:
         portable=selection.portable and len(added) == len(plugins),
     )
     return _build(selection, extra)
+
+
+def _given_plugins(plugins: Any, where: str) -> tuple[Any, ...]:
+    """The plugins a caller hands over, as a tuple. One module or object not in a tuple was "'module' object is
+    not iterable", a name ("my_plugin") was read as the plugins 'm', 'y', ..., and a name in the tuple was
+    taken as a plugin that registers nothing: each is a TypeError saying what to pass."""
+    if isinstance(plugins, types.ModuleType) or not isinstance(plugins, Iterable | str):
+        one = plugins.__name__ if isinstance(plugins, types.ModuleType) else repr(plugins)
+        raise TypeError(f"{where}: a tuple of plugin modules or objects, got {type(plugins).__name__}: ({one},)")
+    given = (plugins,) if isinstance(plugins, str) else tuple(plugins)
+    for plugin in given:
+        if isinstance(plugin, str | bytes):
+            raise TypeError(
+                f"{where}: {plugin!r} is a name, not a plugin: import the module and pass it (extra_plugins=(module,))"
+            )
+    return given
 
 
 def _build(selection: PluginSelection, extra_plugins: tuple[Any, ...]) -> Toolkit:
@@ -438,6 +456,19 @@ def get_toolkit() -> Toolkit:
     if _toolkit is None:
         _toolkit = load_toolkit(strict=True)
     return _toolkit
+
+
+def toolkit_or_default(toolkit: Any, where: str) -> Toolkit:
+    """The toolkit a library entry point (`where`: `run_search`, `open_run`) works with: the one it was given,
+    or the process's default (`get_toolkit`) for None. Anything else is a TypeError naming the entry point,
+    not an AttributeError from deep inside the search (a registry instead of the toolkit, a name)."""
+    if toolkit is None:
+        return get_toolkit()
+    if not isinstance(toolkit, Toolkit):
+        raise TypeError(
+            f"{where}: toolkit must be a Toolkit (na_toolkit.plugins.load_toolkit()), got {type(toolkit).__name__}"
+        )
+    return toolkit
 
 
 def installed_toolkit() -> Toolkit | None:

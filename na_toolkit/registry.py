@@ -65,6 +65,19 @@ class LazyComponent:
         return getattr(importlib.import_module(module_name), attribute)
 
 
+def require_registry(registry: Any, attr: str) -> Any:
+    """`registry` when it is a Registry (or None); else a TypeError saying to pass `toolkit.<attr>` (giving the
+    Toolkit itself is the usual slip, which failed later as "'Toolkit' object has no attribute 'names'")."""
+    if registry is None or isinstance(registry, Registry):
+        return registry
+    got = "the Toolkit itself" if hasattr(registry, attr) else f"a {type(registry).__name__}"
+    raise TypeError(f"{attr} must be the toolkit's registry, got {got}: pass toolkit.{attr}")
+
+
+#: the plugin of a component added to a registry directly (`toolkit.evaluators.add(...)` outside any hook)
+DIRECT = "<direct>"
+
+
 class Registry(Generic[T]):
     """Name → component. Subclasses set `kind` (for messages), `item_type` (the class of the items) and
     `holds_classes` (True when plugins register classes that the toolkit instantiates with options)."""
@@ -75,7 +88,7 @@ class Registry(Generic[T]):
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry[T]] = {}
-        self.current_plugin = "<direct>"
+        self.current_plugin = DIRECT
 
     @classmethod
     def expected_type(cls) -> type:
@@ -188,6 +201,11 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._entries)
+
+    def direct_names(self) -> list[str]:
+        """The components added directly, outside any plugin's hook: a worker process that rebuilds the
+        toolkit from its plugins (`load_toolkit_from_selection`) does not have them."""
+        return [name for name, e in self._entries.items() if e.plugin == DIRECT]
 
     def items(self) -> list[tuple[str, T]]:
         return [(e.name, e.obj) for e in self.entries()]

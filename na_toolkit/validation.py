@@ -76,9 +76,13 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
         # suggestions are written as the path is: a key path keeps its prefix (`strategy.name`); a `where`
         # that describes rather than locates ("predictor 'ensemble' params") is left out of them
-        dotted = path if " " not in where else _path(loc, "")
-        prefix = dotted.rsplit(".", 1)[0] + "." if "." in dotted else ""
+        # (the prefix is the path of the key's table, not the text before the last dot: a key may hold dots)
+        table = _path(loc[:-1], where if " " not in where else "") if loc[:-1] or " " not in where else ""
+        prefix = table + "." if table and table != "(top level)" else ""
         hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
+        head, dot, rest = key.partition(".")
+        if dot and head in known:  # a dotted path given as one key (`{"search.per_round": 1}`)
+            hint = f" A key of table {prefix + head!r} goes inside that table: {{{head!r}: {{{rest!r}: ...}}}}."
         known_txt = f" Known keys: {', '.join(known)}." if known and not close else ""
         if model is not None and len(loc) == 1 and not model.model_fields:
             known_txt = " It takes no options: leave them out."

@@ -382,6 +382,9 @@ def test_bad_split_fractions_and_unknown_names(digits):
     # a name needs the registry to be looked up in: without one, the error says so
     with pytest.raises(DataError, match="no dataset registry"):
         get_dataset("digits", None)
+    # the toolkit where its registry goes was "AttributeError: 'Toolkit' object has no attribute 'names'"
+    with pytest.raises(TypeError, match="got the Toolkit itself: pass toolkit.datasets"):
+        get_dataset("digits", default_toolkit())
 
 
 def test_datasets_command_lists_digits_with_descriptor():

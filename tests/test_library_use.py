@@ -110,6 +110,34 @@ def test_resuming_with_overrides_but_no_config_is_refused_not_ignored(finished):
         run_search(None, resume=finished.run_dir, overrides={"evaluations": 9}, toolkit=default_toolkit())
 
 
+def test_wrong_arguments_to_run_search_and_open_run_are_named_before_a_run_folder_exists(finished, tmp_path):
+    tk = default_toolkit()
+    doc = config_doc(NB201_SEARCH, tmp_path / "runs", evaluations=2)
+
+    class Counting(SearchCallback):
+        pass
+
+    # each was an AttributeError or pathlib's TypeError from inside; a callback that is none failed at the
+    # search's start, leaving a failed run folder of 0 evaluations "to resume"
+    refused = [
+        (lambda: run_search(doc, tk), "a run folder is a path (str or pathlib.Path), got Toolkit: pass a toolkit as"),
+        (lambda: run_search(doc, toolkit="default"), "run_search: toolkit must be a Toolkit"),
+        (lambda: run_search(doc, toolkit=tk, callbacks=[print]), "callbacks[0]: builtin_function_or_method is no"),
+        (lambda: run_search(doc, toolkit=tk, callbacks=[Counting]), "callbacks[0]: the class Counting (give an"),
+        (lambda: run_search(doc, toolkit=tk, callbacks=Counting()), "got Counting (one callback: callbacks=[it])"),
+        (lambda: open_run(finished, toolkit=tk), "got SearchResult: give its run_dir"),
+        (lambda: open_run(None, toolkit=tk), "a run folder is a path (str or pathlib.Path), got NoneType"),
+        (lambda: open_run(finished.run_dir, toolkit=tk.layer_types), "open_run: toolkit must be a Toolkit"),
+    ]
+    for call, message in refused:
+        with pytest.raises(TypeError) as info:
+            call()
+        assert message in str(info.value)
+    with pytest.raises(ConfigError, match="overrides: a dict of top-level keys and their values, got list"):
+        run_search(doc, toolkit=tk, overrides=[("evaluations", 3)])
+    assert not (tmp_path / "runs").exists()
+
+
 def test_time_models_estimates_and_hardware_models_print_short():
     tk = default_toolkit()
     arch = tk.seed("resnet50")
@@ -121,6 +149,10 @@ def test_time_models_estimates_and_hardware_models_print_short():
     assert "details" not in text and est.details["layers"]  # still there to read
     hw = load_hardware_model(tk.hardware.get("h100-sxm").path)
     assert hw.notes and len(repr(hw)) < 700 and "notes" not in repr(hw)
+    # the toolkit where its registry goes: "argument of type 'Toolkit' is not iterable"
+    with pytest.raises(TypeError, match="^hardware must be the toolkit's registry, got the Toolkit itself: pass toolk"):
+        load_hardware_model("h100-sxm", tk)
+    assert load_hardware_model("h100-sxm", tk.hardware).name == "h100-sxm"
 
 
 def test_a_torch_evaluation_gives_the_global_rng_back():
@@ -134,6 +166,11 @@ def test_a_torch_evaluation_gives_the_global_rng_back():
     result = evaluator.evaluate(arch)
     assert 0.0 <= result.valid_accuracy <= 1.0
     assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on where it stood
+    # printed in a notebook: one short line (it held every epoch's history and the options, ~1,700 characters
+    # for 3 epochs, growing with each), the details still there to read
+    text = repr(result)
+    assert len(text) < 400 and "valid_accuracy=" in text and "history" not in text, text
+    assert result.extra["history"]
 
 
 def test_the_package_lists_its_public_names_without_import_noise():
@@ -171,6 +208,28 @@ def test_a_finished_run_opens_as_the_result_run_search_returned_and_is_not_writt
     # the files the run had are untouched, and nothing is left beside them (no -wal, no -shm): a finished run
     # folder copied or archived after reading it is what the search left
     assert _files(folder) == before
+
+
+def test_the_docs_export_of_an_opened_runs_network_runs_as_written(finished, tmp_path, monkeypatch):
+    """docs/search.md's export from Python: export_candidate took only a Path ('str' object has no attribute
+    'parent' for the "best-cpu.onnx" a reader writes)."""
+    import re
+
+    import onnx
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "search.md").read_text()
+    snippet = next(b for b in re.findall(r"^```python\n(.*?)^```", text, re.S | re.M) if "export_candidate(" in b)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in finished.run_dir.iterdir())
+    namespace = {"result": finished, "best": finished.get(finished.best["pixel3"])}
+    exec(compile(snippet, "docs/search.md", "exec"), namespace)
+    info, model = namespace["info"], namespace["model"]
+    assert info["arch_hash"] == finished.best["pixel3"] and info["trained_weights"] is False  # a table look-up
+    assert namespace["weights"] is None and isinstance(model, torch.nn.Module)
+    onnx.checker.check_model(onnx.load(str(tmp_path / "best-cpu.onnx")))
+    sidecar = json.loads((tmp_path / "best-cpu.preprocessing.json").read_text())
+    assert sidecar["arch_hash"] == info["arch_hash"] and sidecar["run_id"] == finished.run_id
+    assert sorted(p.name for p in finished.run_dir.iterdir()) == before  # read-only: the run is not written
 
 
 def test_a_run_opens_from_a_read_only_folder_it_was_moved_to(finished, tmp_path):

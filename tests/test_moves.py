@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from conftest import default_toolkit, get_seed, layer_types
 from na_toolkit import caches
 from na_toolkit.builtin.moves import MOVE_TYPES
-from na_toolkit.errors import MoveError, ShapeError
+from na_toolkit.errors import ArchitectureError, MoveError, ShapeError
 from na_toolkit.ir import edit
 from na_toolkit.ir.architecture import Architecture, Attrs, Node
 from na_toolkit.ir.builder import ArchitectureBuilder
@@ -427,6 +427,27 @@ def test_edit_rebuild_drops_a_node_and_what_only_it_read():
     add = next(n for n in arch.nodes if n.type == "add" and arch.node(n.inputs[1]).type == "batchnorm2d")
     new = edit.rebuild(arch, {}, rewire={add.id: add.inputs[0]}, drop=add.id)
     assert add.id not in new and add.inputs[1] not in new and len(new) < len(arch)
+
+
+def test_edit_helpers_name_what_the_caller_got_wrong():
+    """A user's slips with the editing helpers: each was silently wrong (an edit of an unknown node left out, a
+    misspelt attribute answered as "the network would break", a string of inputs read letter by letter) or a
+    bare KeyError / TypeError from inside."""
+    arch = get_seed("simple-cnn")
+    conv = arch.node("conv2d_0")
+    with pytest.raises(ArchitectureError, match=r"no attribute 'filtres'\. Did you mean 'filters'\? Known: bias"):
+        edit.edit_changes(arch, conv, "filtres", 48)
+    assert edit.edit_changes(arch, conv, "filters", -3) is None  # a declared attribute's bad value: None, as before
+    with pytest.raises(ArchitectureError, match=r"no node 'conv2d_9' to edit in architecture 'simple-cnn'\. Did"):
+        edit.rebuild(arch, {"conv2d_9": conv.attrs.replace(filters=48)})  # returned `arch` unchanged
+    with pytest.raises(ArchitectureError, match=r"no node 'relu_99' to edit .*Did you mean 'relu_\d', 'relu_\d'"):
+        edit.insert_after(arch, "relu_99", [Node(arch.new_id("relu"), "relu", Attrs(), ("relu_99",))])
+    with pytest.raises(ArchitectureError, match="changes is None: the edit breaks the network"):
+        edit.rebuild(arch, edit.edit_changes(arch, conv, "filters", -3))
+    with pytest.raises(ArchitectureError, match=r"inputs is a sequence of node ids, got the string 'relu_0'"):
+        Node("x", "relu", Attrs(), "relu_0")  # was the inputs 'r', 'e', 'l', 'u', '_', '0'
+    with pytest.raises(ArchitectureError, match=r"no node 'relu_99' in this architecture\. Did you mean"):
+        arch.node("relu_99")
 
 
 def test_edit_caches_are_registered():

@@ -238,8 +238,41 @@ def test_a_process_pool_refuses_a_toolkit_that_cannot_travel_before_starting_a_w
     }
     with pytest.raises(ConfigError, match=r"workers = 2 runs each task in a worker process.*or set workers = 1"):
         run_search(doc, toolkit=tk, progress=False, outputs=False)
+    # refused while the components are built: no run folder (it was made, and left failed with 0 evaluations)
+    assert list(tmp_path.iterdir()) == []
     doc["executor"] = "local"  # one worker: in this process, where the object plugin is
     assert len(run_search(doc, toolkit=tk, progress=False, outputs=False).evaluated) == 2
+
+
+def test_a_process_pool_refuses_components_added_to_the_toolkit_directly(tmp_path):
+    """`toolkit.evaluators.add(X)` outside a plugin: a worker process rebuilds the toolkit from its plugins and
+    lacks X. Every evaluation failed there with "unknown evaluator 'half'" and the search ended 'finished',
+    its budget spent on nothing; now it is refused before a run folder exists."""
+    from na_toolkit.errors import ConfigError
+    from na_toolkit.search import run_search
+
+    tk = load_toolkit(entry_points=False)
+    tk.evaluators.add(HalfEvaluator)
+    assert tk.evaluators.direct_names() == ["half"] and tk.moves.direct_names() == []
+    doc = {
+        "seed_network": "simple-cnn",
+        "evaluations": 2,
+        "output": str(tmp_path),
+        "search": {"per_round": 2, "moves": ["scale"]},
+        "strategy": "random",
+        "evaluator": "half",
+        "executor": {"name": "local", "options": {"workers": 2}},
+    }
+    with pytest.raises(ConfigError, match=r"and evaluators 'half' were added to this toolkit directly .*workers = 1"):
+        run_search(doc, toolkit=tk, progress=False, outputs=False)
+    assert list(tmp_path.iterdir()) == []
+    doc["executor"] = "local"  # one worker: in this process, where the evaluator is
+    assert [
+        e.score.metrics["accuracy"] for e in run_search(doc, toolkit=tk, progress=False, outputs=False).evaluated
+    ] == [
+        0.5,
+        0.5,
+    ]
 
 
 class HalfEvaluator(Evaluator):
@@ -853,3 +886,19 @@ def test_cli_a_misspelt_disabled_plugin_is_a_warning_or_with_strict_plugins_an_e
     assert "plugin broken (broken-dist 1.2.3): import failed" in warned[1]
     line = run_cli("--strict-plugins", "plugins", env=env).error_line()
     assert line.startswith("na-toolkit: error: plugin brokn: named in NA_TOOLKIT_DISABLE_PLUGINS")
+
+
+def test_extra_plugins_not_given_as_a_tuple_of_plugins_are_named():
+    """One module not in a tuple was "'module' object is not iterable"; a name was taken as a plugin that
+    registers nothing, and a bare string as one plugin per letter."""
+    module = plugin(unique("extra_one"), na_register_layer_types=add_layer(TripleLayer()))
+    with pytest.raises(
+        TypeError, match=r"^load_toolkit\(extra_plugins=\.\.\.\): a tuple of plugin modules or objects, "
+    ):
+        load_toolkit(entry_points=False, extra_plugins=module)
+    for given in ("my_plugin", ("my_plugin",)):
+        with pytest.raises(TypeError, match="'my_plugin' is a name, not a plugin: import the module and pass it"):
+            load_toolkit(entry_points=False, extra_plugins=given)
+    with pytest.raises(TypeError, match=r"^extend_toolkit\(toolkit, \*plugins\): 'my_plugin' is a name"):
+        extend_toolkit(load_toolkit(entry_points=False), "my_plugin")
+    assert "test_triple" in load_toolkit(entry_points=False, extra_plugins=[module]).layer_types  # a list is fine

@@ -97,3 +97,33 @@ def test_report_of_a_run_where_no_candidate_met_every_budget(run):
         [sys.executable, "-m", "na_toolkit", "report", str(result.run_dir)], capture_output=True, text=True, timeout=300
     )
     assert p.returncode == 0, p.stderr
+
+
+def test_a_run_of_a_plugin_object_says_to_pass_the_toolkit_built_with_it(tmp_path):
+    """A plugin handed to load_toolkit(extra_plugins=...) has no distribution to install: opening its run
+    with another toolkit said only 'install them (or allow them)'."""
+    import na_toolkit
+    from conftest import NB201_SEARCH, config_doc, default_toolkit
+    from na_toolkit.ir.seeds import Seed
+    from na_toolkit.search import open_run
+
+    nb201 = default_toolkit().seeds.get("nb201")
+
+    class MySeeds:
+        __name__ = "my_seeds"
+
+        @staticmethod
+        @na_toolkit.hookimpl
+        def na_register_seeds(registry):
+            registry.add(Seed("nb201-mine", "the NB201 cell, my copy", nb201.build, "c10"))
+
+    tk = load_toolkit(extra_plugins=(MySeeds(),))
+    doc = config_doc(NB201_SEARCH, tmp_path, evaluations=2, seed_network="nb201-mine", strategy="random")
+    result = run_search(doc, toolkit=tk, progress=False, outputs=False)
+    with pytest.raises(ConfigError) as info:
+        open_run(result.run_dir, toolkit=default_toolkit())
+    assert "plugin my_seeds provided nb201-mine; install them (or allow them), or build the toolkit with" in str(
+        info.value
+    )
+    assert "(load_toolkit(extra_plugins=(...,))) and pass it: toolkit=... first" in str(info.value)
+    assert open_run(result.run_dir, toolkit=tk).best == result.best

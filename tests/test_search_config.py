@@ -212,6 +212,37 @@ def test_bad_config_names_the_key(doc, fragment, tmp_path):
     assert "\n" not in msg  # one line from the CLI
 
 
+def test_a_dotted_key_in_a_dict_or_overrides_is_told_to_go_inside_its_table(tmp_path):
+    # a library user writes the TOML path as one key; the suggestion was built from the text before the key's
+    # last dot ("Did you mean 'search.search'?")
+    nested = "A key of table 'search' goes inside that table: {'search': {'per_round': ...}}"
+    for doc, overrides in (({**GOOD, "search.per_round": 1}, None), (GOOD, {"search.per_round": 1})):
+        with pytest.raises(ConfigError) as info:
+            load_config(doc, overrides=overrides, base_dir=tmp_path)
+        assert str(info.value) == f"search.per_round: unknown key. {nested}."
+    # inside a table: the suggestion keeps the table's path
+    with pytest.raises(ConfigError) as info:
+        load_config(with_("devices.cpu.budgets", {"latency_ms.limit": 0.5}), base_dir=tmp_path)
+    assert str(info.value).startswith(
+        "devices.cpu.budgets.latency_ms.limit: unknown key. A key of table 'devices.cpu.budgets.latency_ms' goes "
+        "inside that table: {'latency_ms': {'limit': ...}}."
+    )
+    with pytest.raises(ConfigError, match="overrides: a dict of top-level keys and their values, got list"):
+        load_config(GOOD, overrides=[("evaluations", 3)], base_dir=tmp_path)
+
+
+def test_numpy_scalars_in_a_dict_config_are_the_values_they_stand_for(tmp_path):
+    # a sweep's np.int64 was "evaluations: Input should be a valid integer (got np.int64(3))"
+    import numpy as np
+
+    doc = with_("search.moves", np.array(["scale"]), with_("budgets.model_size_bytes", np.float32(16e6)))
+    cfg = load_config(doc, overrides={"evaluations": np.int64(3), "random_seed": np.int32(7)}, base_dir=tmp_path)
+    assert (cfg.evaluations, cfg.random_seed, cfg.search.moves) == (3, 7, ("scale",))
+    stored = cfg.to_json()
+    assert type(stored["evaluations"]) is int and stored["search"]["moves"] == ["scale"]
+    json.dumps(stored)  # what the run store keeps
+
+
 # Found while resolving: names against the registries, options against the components' models, files.
 RESOLVE_BAD = [
     (with_("strategy.name", "evolutoin"), "strategy: unknown strategy 'evolutoin'. Did you mean 'evolution'"),

@@ -443,3 +443,18 @@ def test_a_torch_build_that_disagrees_with_its_shape_inference_is_named_on_its_f
     good = seed.to_torch()
     assert good(torch.zeros(2, 1, 8, 8)).shape == (2, 10)  # checked once, then runs as before
     assert good._shapes_checked and good(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_a_single_name_where_the_checks_take_a_list_is_named():
+    """check_time_model(..., seeds="simple-cnn") iterated the string: "unknown seed network 's'"."""
+    from na_toolkit.testing import check_evaluator, check_move, check_strategy, check_time_model
+
+    calls = [
+        (lambda: check_time_model("roofline", TOOLKIT, options={"device": "x86-cpu"}, seeds="simple-cnn"), "seeds"),
+        (lambda: check_move("scale", TOOLKIT, seeds="simple-cnn"), "seeds"),
+        (lambda: check_evaluator("synthetic", TOOLKIT, seeds="simple-cnn"), "seeds"),
+        (lambda: check_strategy("random", TOOLKIT, moves="scale", across_processes=False), "moves"),
+    ]
+    for call, what in calls:
+        with pytest.raises(TypeError, match=rf"^{what}: a list of names, got the string '[\w-]+': \['[\w-]+'\]$"):
+            call()

@@ -233,6 +233,9 @@ def test_built_in_models_refuse_a_seed_name_and_a_bad_batch_size(name):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(TimeModelError, match=rf"batch_size must be a positive int, got {bad!r}"):
             model.estimate(arch, bad)
+    # a batch size from np.arange: the message says what it is and what to pass
+    with pytest.raises(TimeModelError, match=r"got np\.int64\(8\) \(a numpy integer: pass int\(batch_size\), 8\)$"):
+        model.estimate(arch, np.int64(8))
 
 
 class _NoDevice(TimeModel):

@@ -83,6 +83,9 @@ def test_a_misspelt_field_names_the_valid_ones():
         parse_varies(["memory_bandwidth"], model)
     with pytest.raises(ConfigError, match="at least one --vary"):
         parse_varies([], model)
+    # run_whatif(config, None, "memory_bandwidth=0.5x,2x") from Python: the string was read as the flags 'm', 'e', ...
+    with pytest.raises(ConfigError, match=r"got the string 'memory_bandwidth=2x': \['memory_bandwidth=2x'\]"):
+        parse_varies("memory_bandwidth=2x", model)
     # one value twice would search the same hardware twice (two "baselines")
     with pytest.raises(ConfigError, match=r"'1x' and '1x' are the same value; give each once"):
         parse_varies(["memory_bandwidth=1x,1x"], model)

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..caches import lru_dict
 from ..errors import DataError, UnknownComponentError
 from ..files import looks_like_path, nearby_paths, warn_shadowed
-from ..registry import Registry
+from ..registry import Registry, require_registry
 from .base import (
     TEST_FRACTION,
     VALID_FRACTION,
@@ -76,6 +76,7 @@ def get_dataset_source(
     than read from the working directory, where it would stand in for the registered dataset of that name."""
     if isinstance(name_or_path, DatasetSource):
         return name_or_path
+    datasets = require_registry(datasets, "datasets")
     key = os.fspath(name_or_path)
     known = datasets.names() if datasets is not None else []
     path = Path(key).expanduser()  # '~/data/imgs' as a shell would read it

@@ -42,8 +42,9 @@ class EvaluationResult:
     dataset: str = ""
     seed: int | None = None
     device: str = ""
-    #: evaluator-specific details (per-epoch history, options, library versions)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: evaluator-specific details (per-epoch history, options, library versions); left out of the repr, which
+    #: stays one short line however many epochs were trained (read `result.extra`)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import ArchitectureError, DataError, ShapeError, UnknownComponentError
+from ..errors import ArchitectureError, DataError, ShapeError, UnknownComponentError, did_you_mean
 from ..files import parse_json, read_text
 from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel, require_layer_types
 from .nodes import (
@@ -228,7 +228,8 @@ class Architecture:
         try:
             return self._by_id[node_id]
         except KeyError:
-            raise ArchitectureError(f"no node {node_id!r} in this architecture") from None
+            close = did_you_mean(str(node_id), self._by_id)
+            raise ArchitectureError(f"no node {node_id!r} in this architecture.{close}") from None
 
     def index(self, node_id: str) -> int:
         return self._index[node_id]

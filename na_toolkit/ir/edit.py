@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..caches import lru_dict
-from ..errors import NAToolkitError
+from ..errors import ArchitectureError, NAToolkitError, did_you_mean
 from .architecture import INPUT, Architecture, Attrs, Node, infer_node
 from .layers import LayerType, Shape
 
@@ -235,6 +235,12 @@ def edit_changes(arch_or_view: Architecture | ArchView, node: Node, key: str, va
     v = _as_view(arch_or_view)
     attrs, out = local_edit(v, node, key, value)
     if out is None:
+        declared = v.types[node.type].attrs
+        if key not in declared:  # the caller's slip, not a network the edit would break
+            raise ArchitectureError(
+                f"layer type {node.type!r} (node {node.id!r}) has no attribute {key!r}.{did_you_mean(key, declared)}"
+                f" Known: {', '.join(sorted(declared)) or 'none'}"
+            )
         return None
     if out == v.shapes[node.id]:
         return {node.id: attrs}
@@ -260,8 +266,18 @@ def rebuild(
     (`drop`), the output moved (`output`), then the nodes that no longer reach the output collected.
     Untouched nodes are the parent's own objects (their memoised facts carry over). The result is
     validated as every Architecture is (ArchitectureError / ShapeError when the edit is invalid)."""
+    if changes is None:  # what propagate / edit_changes return for an edit that breaks the network
+        raise ArchitectureError(
+            "rebuild: changes is None: the edit breaks the network (propagate / edit_changes "
+            "said so); check for None before rebuilding"
+        )
     rewire = rewire or {}
     insert_after = insert_after or {}
+    for nid in (*changes, *rewire, *insert_after, *([drop] if drop is not None else [])):
+        if nid not in arch:  # an edit of a node the network lacks was silently left out (or a bare KeyError)
+            raise ArchitectureError(
+                f"no node {nid!r} to edit in architecture {arch.name!r}.{did_you_mean(nid, (n.id for n in arch))}"
+            )
     consumers = arch.consumers
     touched = {*changes, *insert_after, *(c for src in rewire for c in consumers[src])}
     if drop is not None:

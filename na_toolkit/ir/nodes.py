@@ -87,6 +87,11 @@ class Node:
         if not isinstance(self.attrs, Attrs):
             object.__setattr__(self, "attrs", Attrs(self.attrs))
         if not isinstance(self.inputs, tuple):
+            if isinstance(self.inputs, str):  # tuple("relu_0") would read it as the inputs 'r', 'e', 'l', ...
+                raise ArchitectureError(
+                    f"node {self.id!r}: inputs is a sequence of node ids, got the string {self.inputs!r} "
+                    f"(one input: ({self.inputs!r},))"
+                )
             object.__setattr__(self, "inputs", tuple(self.inputs))
 
     def replace(self, **changes: Any) -> Node:

@@ -174,6 +174,8 @@ def load_config(
     `overrides` replace top-level keys (the CLI's --evaluations, --output, --seed).
 
     With `toolkit`, the result is also resolved: `resolve_config(load_config(source, ...), toolkit)`."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides: a dict of top-level keys and their values, got {type(overrides).__name__}")
     if isinstance(source, SearchConfig):
         if not overrides:
             return source if toolkit is None else resolve_config(source, toolkit)

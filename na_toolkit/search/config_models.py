@@ -303,6 +303,8 @@ class SearchDocument(ConfigDocument):
 def _paths_as_strings(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, np.generic | np.ndarray):  # evaluations=np.int64(8) from a sweep: the TOML int it stands for
+        return value.tolist()
     if isinstance(value, Mapping):
         return {k: _paths_as_strings(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -311,8 +313,8 @@ def _paths_as_strings(value: Any) -> Any:
 
 
 def plain_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """A dict config as a TOML file would hold it: a `Path` anywhere is its string, and a value JSON cannot
-    hold is a ConfigError naming its key (`_check_storable`)."""
+    """A dict config as a TOML file would hold it: a `Path` anywhere is its string, a numpy scalar or array its
+    Python value or list, and a value JSON cannot hold is a ConfigError naming its key (`_check_storable`)."""
     plain: dict[str, Any] = _paths_as_strings(doc)
     _check_storable(plain, "")
     return plain

@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
     from multiprocessing.process import BaseProcess
 
+    from ..toolkit import Toolkit
+
+
+#: the registries a worker's evaluation uses from the toolkit it rebuilds (`LocalExecutor.check_toolkit`)
+_WORKER_REGISTRIES = ("evaluators", "datasets", "layer_types")
+
 
 class LocalExecutor(Executor):
     """A process pool on this machine; with one worker, tasks run in this process (no start-up cost).
@@ -109,19 +115,43 @@ class LocalExecutor(Executor):
             )
         return self._pool
 
+    def _in_process(self) -> bool:
+        return self.workers == 1 and self.task_timeout_s is None  # nothing could end a task: no worker needed
+
+    def check_toolkit(self, toolkit: Toolkit) -> None:
+        if self._in_process():
+            return
+        if not toolkit.selection.portable:
+            raise ConfigError(self._cannot_travel())
+        # what a worker's evaluation takes from its own toolkit: the evaluator, its dataset, the layer types
+        direct = [f"{attr} {n!r}" for attr in _WORKER_REGISTRIES for n in getattr(toolkit, attr).direct_names()]
+        if direct:  # each evaluation would fail in the worker with "unknown evaluator", spending the budget
+            raise ConfigError(
+                f"executor 'local' with workers = {self.workers} runs each task in a worker process, which rebuilds "
+                f"the toolkit from its plugins, and {', '.join(direct)} were added to this toolkit directly "
+                "(registry.add outside a plugin's hook), so no worker has them: register them in a plugin module's "
+                "hook and pass the module to load_toolkit(extra_plugins=...), or set workers = 1 (tasks then run "
+                "in this process)"
+            )
+
+    def _cannot_travel(self) -> str:
+        return (
+            f"executor 'local' with workers = {self.workers}"
+            + (f" and task_timeout_s = {self.task_timeout_s:g}" if self.task_timeout_s is not None else "")
+            + " runs each task in a worker process, which rebuilds the toolkit from its plugins, and this toolkit "
+            "was built with extra plugin objects that are not importable modules: pass the plugin's module to "
+            "load_toolkit(extra_plugins=...), install it with an entry point, or set workers = 1 (tasks then run "
+            "in this process)"
+        )
+
     def _start(self, ticket: int, task: Task, attempts: int = 0) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
-        if self.workers == 1 and self.task_timeout_s is None:  # in this process: nothing could end it
+        if self._in_process():
             super()._start(ticket, task)
             return
         if task.selection is not None and not task.selection.get("portable", True):
-            raise ConfigError(
-                f"executor 'local' with workers = {self.workers} runs each task in a worker process, which "
-                "rebuilds the toolkit from its plugins, and this toolkit was built with extra plugin objects "
-                "that are not importable modules: pass the plugin's module to load_toolkit(extra_plugins=...), "
-                "install it with an entry point, or set workers = 1 (tasks then run in this process)"
-            )
+            raise ConfigError(self._cannot_travel())
         try:
             future = self._submit_tracked(run_noted_task, ticket, task)
         except BrokenProcessPool:  # a worker died while the pool had nothing of this task yet (idle)

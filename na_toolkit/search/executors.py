@@ -234,6 +234,11 @@ class Executor:
         """Whether the exclusive `task` must first wait for every running task to finish (not run beside them)."""
         return True
 
+    def check_toolkit(self, toolkit: Toolkit) -> None:
+        """Refuse (a ConfigError) a toolkit this executor's tasks cannot run with, when the search's components
+        are built, before a run folder exists (`make_executor` calls it). The base runs every task in this
+        process, with the toolkit itself: any toolkit."""
+
     # ---- the API the loop uses -------------------------------------------------------------------------
     def submit(self, task: Task) -> int:
         """Start `task`; returns its ticket for `wait`."""
@@ -355,6 +360,7 @@ def make_executor(name: str, options: dict[str, Any], toolkit: Toolkit) -> Execu
     except TypeError as exc:
         raise ConfigError(f"executor {name!r}: bad options {sorted(options)}: {exc}") from None
     executor.toolkit = toolkit
+    executor.check_toolkit(toolkit)
     return executor
 
 

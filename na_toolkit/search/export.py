@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ def export_candidate(
     store: RunStore,
     arch_hash: str,
     fmt: str,
-    out: Path,
+    out: str | os.PathLike[str],
     layer_types: LayerTypeRegistry,
     *,
     batch_size: int | None = None,
@@ -63,6 +64,7 @@ def export_candidate(
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out = Path(out)  # a library caller's str too (out.parent below)
     rec = evaluation(store, arch_hash)
     arch = Architecture.from_json(rec.arch_json, layer_types)
     model = arch.to_torch(seed=0)
@@ -145,7 +147,7 @@ def export_best(
     summary: Mapping[str, Any],
     device: str,
     fmt: str,
-    out: Path | None = None,
+    out: str | os.PathLike[str] | None = None,
     *,
     layer_types: LayerTypeRegistry,
     run_dir: Path | None = None,

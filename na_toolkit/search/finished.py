@@ -78,13 +78,11 @@ def open_run(run: str | Path, *, unfinished: bool = False, toolkit: Toolkit | No
     "interrupted" or "failed"; the module docstring says what it holds); a finished one opens as without it.
     `toolkit` rebuilds the architectures (its layer types; default: the process's toolkit, every installed
     plugin)."""
+    from ..plugins import toolkit_or_default
     from .outputs import load_summary
     from .provenance import check_plugins, recorded_provenance
 
-    if toolkit is None:
-        from ..plugins import get_toolkit
-
-        toolkit = get_toolkit()
+    toolkit = toolkit_or_default(toolkit, "open_run")
     store, summary = open_store(run, finished=not unfinished)
     with store:
         check_plugins(recorded_provenance(store), toolkit, f"opening run {store.run_id}")

@@ -54,7 +54,7 @@ from .config import SearchConfig, load_config
 from .diagnostics import device_warnings, stalled_reason
 from .ground_truth import GroundTruth
 from .inputs import RunInputs, changed_since_copied, copy_inputs, plan_inputs, remove_inputs
-from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback
+from .progress import Callbacks, ProgressBar, RoundLog, SearchCallback, checked_callbacks
 from .reward import Budget
 from .run_folder import discard_folders, new_run_dir, resolve_run_dir, run_folder_callbacks
 from .scorer import Scorer
@@ -380,10 +380,9 @@ def run_search(
 
     This is an entry point: without `toolkit` it uses the process's default toolkit (every installed
     plugin), and passes the toolkit down explicitly from here."""
-    if toolkit is None:
-        from ..plugins import get_toolkit
+    from ..plugins import toolkit_or_default
 
-        toolkit = get_toolkit()
+    toolkit, callbacks = toolkit_or_default(toolkit, "run_search"), checked_callbacks(callbacks)
     own_store = store is None
     reserved: list[Path] = []  # folders made for a new run (new_run_dir's, the output's), removed if it never starts
     lock: RunLock | None = None  # one writer per run folder

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +38,29 @@ class SearchCallback:
 
     def on_end(self) -> None:
         pass
+
+
+_HOOKS = ("on_start", "on_evaluation", "on_evaluated", "on_round_end", "on_end")
+
+
+def checked_callbacks(callbacks: Any) -> list[SearchCallback]:
+    """`run_search(callbacks=...)` as a list, checked before a run folder is made: a TypeError for one
+    callback not in a list, or for an item that is no callback (a function, a class instead of its instance),
+    rather than an AttributeError from the loop once the run exists."""
+    if isinstance(callbacks, SearchCallback) or not isinstance(callbacks, Iterable) or isinstance(callbacks, str):
+        hint = " (one callback: callbacks=[it])" if isinstance(callbacks, SearchCallback) else ""
+        raise TypeError(f"callbacks: a list of SearchCallback objects, got {type(callbacks).__name__}{hint}")
+    given = list(callbacks)
+    for i, c in enumerate(given):
+        if isinstance(c, type) or not (
+            isinstance(c, SearchCallback) or all(callable(getattr(c, h, None)) for h in _HOOKS)
+        ):
+            what = f"the class {c.__name__} (give an instance)" if isinstance(c, type) else type(c).__name__
+            raise TypeError(
+                f"callbacks[{i}]: {what} is no SearchCallback: subclass na_toolkit.search.SearchCallback and "
+                f"override what it needs ({', '.join(_HOOKS)})"
+            )
+    return given
 
 
 class Callbacks(SearchCallback):

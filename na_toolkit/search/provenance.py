@@ -195,4 +195,10 @@ def check_plugins(provenance: dict[str, Any] | None, toolkit: Toolkit, what: str
             for label, names in missing.items()
         )
         fix = "fix them" if len(failed) == len(missing) else "install them (or allow them)"
+        given = sorted({str(e.get("plugin")) for e in _entries(provenance.get("components")) if not e.get("dist")})
+        if any(label in given for label in missing):  # no distribution: the run's process was handed the plugin
+            fix = (
+                f"{fix}, or build the toolkit with the plugin the run's process was given "
+                "(load_toolkit(extra_plugins=(...,))) and pass it: toolkit=..."
+            )
         raise ConfigError(f"{what} needs plugins that are not loaded: {parts}; {fix} first")

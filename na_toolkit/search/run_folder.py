@@ -55,7 +55,13 @@ def new_run_dir(output: Path, name: str) -> tuple[str, Path]:
 
 def resolve_run_dir(run: str | Path, output: Path | None = None) -> Path:
     """A run folder given as a path, or as a run id inside `output`; absolute, as a new run's is (a resumed
-    run's summary.json names its folder and files so, not relative to where the resume was typed)."""
+    run's summary.json names its folder and files so, not relative to where the resume was typed). Anything
+    but a str or path is a TypeError (`run_search(config, toolkit)` hands the toolkit to `resume`)."""
+    if not isinstance(run, str | os.PathLike):
+        hint = {"Toolkit": ": pass a toolkit as toolkit=...", "SearchResult": ": give its run_dir"}
+        raise TypeError(
+            f"a run folder is a path (str or pathlib.Path), got {type(run).__name__}{hint.get(type(run).__name__, '')}"
+        )
     path = Path(run)
     if (path / STORE_FILE).is_file() or path.suffix == ".sqlite":
         return (path if path.is_dir() else path.parent).absolute()

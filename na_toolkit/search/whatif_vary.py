@@ -203,6 +203,8 @@ def parse_vary(spec: str, model: HardwareModel) -> Vary:
 
 def parse_varies(specs: Sequence[str], model: HardwareModel) -> list[Vary]:
     """Every `--vary` flag; a field varied twice is an error (the product would be ambiguous)."""
+    if isinstance(specs, str):  # read letter by letter, its first flag would be 'm'
+        raise ConfigError(f"varies: a list of FIELD=V1,V2,... (one per --vary), got the string {specs!r}: [{specs!r}]")
     if not specs:
         raise ConfigError(
             f"give at least one --vary FIELD=V1,V2,... (e.g. --vary memory_bandwidth=0.5x,1x,2x); "

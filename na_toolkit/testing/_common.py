@@ -37,6 +37,14 @@ def expect(condition: Any, component: str, what: str) -> None:
         fail(component, what)
 
 
+def listed(value: Any, what: str) -> Any:
+    """`value`, a sequence of names or items; a single string is a TypeError naming `what` (iterated, it would
+    be the names 's', 'i', 'm', ... : "unknown seed network 's'")."""
+    if isinstance(value, str):
+        raise TypeError(f"{what}: a list of names, got the string {value!r}: [{value!r}]")
+    return value
+
+
 def toolkit_or_default(toolkit: Toolkit | None) -> Toolkit:
     """The toolkit a check runs against: the one given (a plugin's tests build theirs with
     `load_toolkit(entry_points=False, extra_plugins=(my_plugin,))`), else the built-ins and the installed

@@ -20,7 +20,7 @@ from ..evaluation import make_evaluator
 from ..evaluation.base import EvaluationResult, Evaluator, result_problems
 from ..search.executors import Task, run_task
 from ..store.codec import to_json_value
-from ._common import expect, fail, resolve_options_class, toolkit_or_default
+from ._common import expect, fail, listed, resolve_options_class, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ir.architecture import Architecture
@@ -48,7 +48,7 @@ def check_evaluator(
     names or architectures) to evaluate, the first also given to `check`."""
     tk = toolkit_or_default(toolkit)
     name, _cls, label, options = resolve_options_class(tk.evaluators, evaluator, "evaluator", Evaluator, options)
-    archs = [tk.seed(s) if isinstance(s, str) else s for s in seeds]
+    archs = [tk.seed(s) if isinstance(s, str) else s for s in listed(seeds, "seeds")]
     expect(archs, label, "no network to evaluate: give seeds")
     first, again = _build(name, options, tk, label), _build(name, options, tk, label)
     check = getattr(first, "check", None)

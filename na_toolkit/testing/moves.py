@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import MoveError
 from ..ir.architecture import Architecture
 from ..moves import MoveType, ParamSpec
-from ._common import expect, fail, resolve, toolkit_or_default
+from ._common import expect, fail, listed, resolve, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
@@ -67,7 +67,7 @@ def check_move(
     specs = _check_params(move, label)
     rng = np.random.default_rng(seed)
     results = []
-    for item in seeds if seeds is not None else tk.seeds.names():
+    for item in listed(seeds, "seeds") if seeds is not None else tk.seeds.names():
         arch = tk.seed(item) if isinstance(item, str) else item
         seed_name = item if isinstance(item, str) else (item.name or item.hash)
         checker = _Checker(move, specs, arch, f"{label} on {seed_name!r}", keeps_output_shape, rng)

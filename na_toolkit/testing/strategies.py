@@ -32,7 +32,15 @@ from ..errors import NAToolkitError
 from ..ir.architecture import Architecture
 from ..moves import Move
 from ..search.strategy import Candidate, Score, Strategy
-from ._common import ConformanceWarning, expect, expect_unknown_option_refused, fail, resolve, toolkit_or_default
+from ._common import (
+    ConformanceWarning,
+    expect,
+    expect_unknown_option_refused,
+    fail,
+    listed,
+    resolve,
+    toolkit_or_default,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..moves import MoveType
@@ -200,7 +208,7 @@ def check_strategy(
     options = dict(options or {})
     expect_unknown_option_refused(cls, options, where)
     seed_arch = tk.seed(seed_network) if isinstance(seed_network, str) else seed_network
-    move_types = [tk.moves.get(m) for m in (moves if moves is not None else tk.moves.names())]
+    move_types = [tk.moves.get(m) for m in (listed(moves, "moves") if moves is not None else tk.moves.names())]
     before = _global_rng_state()
     ctx1 = StrategyCheckContext(seed_arch, move_types, seed)
     strat, first = _run(cls, name, ctx1, options, rounds, n)

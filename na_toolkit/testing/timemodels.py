@@ -21,7 +21,7 @@ from ..errors import NAToolkitError, TimeModelError
 from ..ir.architecture import Architecture
 from ..timemodels.base import FigureSource, TimeEstimate, TimeModel
 from ..validation import takes_option
-from ._common import UNKNOWN_OPTION, ConformanceError, expect, fail, resolve, toolkit_or_default
+from ._common import UNKNOWN_OPTION, ConformanceError, expect, fail, listed, resolve, toolkit_or_default
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..toolkit import Toolkit
@@ -135,7 +135,7 @@ def check_time_model(
         used = dict(options) if options is not None else default_options(cls)
         fail(label, f"from_toolkit(toolkit, **{used!r}) raised {type(exc).__name__}: {exc}")
     estimates: dict[str, dict[int, TimeEstimate] | None] = {}
-    for item in seeds if seeds is not None else tk.seeds.names():
+    for item in listed(seeds, "seeds") if seeds is not None else tk.seeds.names():
         arch = tk.seed(item) if isinstance(item, str) else item
         seed_name = item if isinstance(item, str) else (item.name or item.hash)
         where = f"{label} on {seed_name!r}"

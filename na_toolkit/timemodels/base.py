@@ -154,7 +154,10 @@ class TimeModel:
             )
             raise TimeModelError(f"{what}: estimate() takes an Architecture, got {type(arch).__name__}{hint}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise TimeModelError(f"{what}: batch_size must be a positive int, got {batch_size!r}")
+            # a batch size from np.arange is a numpy integer, which the estimate would carry into its JSON
+            numpy_int = getattr(getattr(batch_size, "dtype", None), "kind", "") in ("i", "u") and batch_size >= 1
+            hint = f" (a numpy integer: pass int(batch_size), {int(batch_size)})" if numpy_int else ""
+            raise TimeModelError(f"{what}: batch_size must be a positive int, got {batch_size!r}{hint}")
 
     def latency_ms(self, arch: Architecture, batch_size: int = 1) -> float:
         return self.estimate(arch, batch_size).latency_ms

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import HardwareError, UnknownComponentError
 from ..files import looks_like_path, parse_toml, path_exists, read_text, warn_shadowed, write_text_atomic
 from ..files import name_or_path as named_path
+from ..registry import require_registry
 from .hwmodel_file import (
     DTYPE_BYTES,
     FIELD_DOCS,
@@ -221,6 +222,7 @@ def load_hardware_model(
         return name_or_path
     if isinstance(name_or_path, os.PathLike):
         return read_hardware_model(name_or_path)
+    hardware = require_registry(hardware, "hardware")
     name = str(name_or_path)
     registered = hardware is not None and name in hardware
     if not registered and looks_like_path(name):
