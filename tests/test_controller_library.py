@@ -191,6 +191,35 @@ def test_bad_constructor_arguments_and_embeddings_that_do_not_fit_are_config_err
         ActionSpace.from_move_types(["scale"])
 
 
+def test_a_saved_state_that_does_not_fit_is_refused_whole_and_leaves_the_controller_as_it_was(batch):
+    """A controller saved with train_embedding = true loaded into one with false (and the reverse): its Adam
+    holds the moments of other weights. torch's load raised a bare ValueError after the weights were already
+    replaced; the check comes first and names the setting."""
+    _ctrl, states, decisions, nexts = batch
+    saved = {}
+    for train in (True, False):
+        ctrl = _controller(seed=5, train_embedding=train)
+        ctrl.update(states, ctrl.decide(states, np.random.default_rng(2)), nexts, np.arange(4.0))
+        saved[train] = ctrl.state_dict()
+    for train in (True, False):
+        other = _controller(seed=6, train_embedding=not train)
+        before = _weights(other)
+        with pytest.raises(ConfigError, match=f"saved with train_embedding = {str(train).lower()}"):
+            other.load_state_dict(saved[train])
+        after = _weights(other)
+        assert all(torch.equal(before[k], after[k]) for k in before) and other.updates == 0
+        assert not other.optimizer.state_dict()["state"]
+    bad = copy.deepcopy(saved[True])
+    bad["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+    with pytest.raises(ConfigError, match="optimizer state of weight 0 does not fit"):
+        _controller(seed=6, train_embedding=True).load_state_dict(bad)
+    with pytest.raises(ConfigError, match="update count"):
+        _controller(seed=6, train_embedding=True).load_state_dict(dict(saved[True], updates=-1))
+    same = _controller(seed=6, train_embedding=True)
+    same.load_state_dict(saved[True])  # the same setting loads, as before
+    assert same.updates == 1
+
+
 # ---- choosing values: the extension point of a variant ---------------------------------------------------
 def test_top_k_picks_among_the_k_most_probable_admitted_values_and_sample_is_the_default(batch):
     probs = np.array([0.0, 0.1, 0.5, 0.0, 0.3, 0.1])  # zeros: masked values

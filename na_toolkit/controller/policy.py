@@ -37,11 +37,19 @@ from torch import nn
 
 from ..embedding import ArchitectureTokenizer, make_network_embedding
 from ..embedding.network import NetworkEmbedding
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..moves import Move
 from .action_space import ActionSpace, stack_masks
 from .choosers import Chooser, pick, sample
-from .inputs import check_embedding, check_module, check_networks, check_rng, check_settings, check_transitions
+from .inputs import (
+    check_embedding,
+    check_module,
+    check_networks,
+    check_rng,
+    check_settings,
+    check_state,
+    check_transitions,
+)
 
 NEG_INF = -1e9
 #: layers (from each network's end) that an update back-propagates through the network LSTM: the update's
@@ -469,30 +477,10 @@ class Controller:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = sorted({"net", "optimizer", "updates", "space"} - set(state)) if isinstance(state, dict) else None
-        if missing is None or missing:
-            raise ConfigError(
-                f"a controller's state is the dict its state_dict() returned; this one lacks {missing or 'everything'}"
-            )
-        if state.get("space") != self.space.describe():
-            raise ConfigError(
-                "the saved controller was built for other moves "
-                f"({[s['operation'] for s in state.get('space', [])]}); this search enables {self.space.names}"
-            )
-        optimizer = state.get("optimizer")
-        if not isinstance(optimizer, dict) or "param_groups" not in optimizer:
-            raise ConfigError(
-                "the saved controller's optimizer state is not torch.optim.Adam's (saved by an older na_toolkit, "
-                "whose Adam was hand-written); start the search again rather than warm-starting from it"
-            )
-        mine = self.net.state_dict()
-        theirs = state["net"]
-        if set(theirs) != set(mine) or any(theirs[k].shape != v.shape for k, v in mine.items()):
-            raise ConfigError(
-                "the saved controller's networks do not fit this one (saved by another na_toolkit, with another "
-                "embedding vocabulary or other layer types); start the search again rather than warm-starting from it"
-            )
-        self.net.load_state_dict(theirs)
-        self.optimizer.load_state_dict(optimizer)
+        """Take a `state_dict()` back. Everything is checked before anything is loaded (`inputs.check_state`):
+        a state that does not fit is a `ConfigError` and leaves this controller as it was."""
+        check_state(state, self.space, self.net, self._trained, self.train_embedding)
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self._cache.clear()
