@@ -220,6 +220,25 @@ def test_a_saved_state_that_does_not_fit_is_refused_whole_and_leaves_the_control
     assert same.updates == 1
 
 
+def test_rewards_that_all_agree_leave_the_critics_advantage_alone(batch):
+    """A batch whose rewards are all equal standardises to zeros: the actor's advantage is then the critic's
+    own gamma V(s') - V(s) (docs/controller.md, "Learning"), whatever the common reward was."""
+    _ctrl, states, _decisions, nexts = batch
+    for gamma in (0.9, 0.0):
+        for reward in (0.7, -3.0):
+            ctrl = _controller(seed=7)
+            decisions = ctrl.decide(states, np.random.default_rng(4))
+            nexts = [d.move.apply(s, default_toolkit().moves) for s, d in zip(states, decisions)]
+            with torch.no_grad():
+                value = [
+                    ctrl.net.value_head(ctrl.net.trunk(torch.stack([e[0] for e in ctrl.embed(a)])))
+                    for a in (states, nexts)
+                ]
+            expected = (gamma * value[1] - value[0]).abs().mean().item()
+            info = ctrl.update(states, decisions, nexts, np.full(len(states), reward), gamma=gamma)
+            assert info["advantage"] == pytest.approx(expected, rel=1e-4, abs=1e-7) and expected > 0
+
+
 # ---- choosing values: the extension point of a variant ---------------------------------------------------
 def test_top_k_picks_among_the_k_most_probable_admitted_values_and_sample_is_the_default(batch):
     probs = np.array([0.0, 0.1, 0.5, 0.0, 0.3, 0.1])  # zeros: masked values

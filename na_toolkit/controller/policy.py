@@ -7,7 +7,7 @@
         c = e(move) + Σ e(value chosen so far):
         - a choice parameter: logits = W_{move,param} · tanh(U_{move,param} [z; c])
         - a position parameter: a pointer over the layers (Vinyals et al. 2015, "Pointer Networks"):
-          logit_l = v · tanh(K o_l + Q tanh(U [z; c])), o_l the network LSTM's output at layer l, so any
+          logit_l = v · tanh(K o_l + tanh(U [z; c])), o_l the network LSTM's output at layer l, so any
           network size is scored by the same weights and a chosen layer feeds its own o_l into the context
         invalid values are masked (logit −∞) before sampling, using `op.mask(arch, param, chosen)`
     value network: V(s) = MLP(z)
