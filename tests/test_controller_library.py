@@ -423,3 +423,29 @@ def test_a_scoring_budget_too_large_to_serve_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"strategy.options.scoring_budget: Input should be less than or equal to "):
         run_search(doc, toolkit=default_toolkit(), progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_zero_advantages_still_move_the_policy_through_the_entropy_bonus_and_the_shared_critic(batch):
+    """The risk-seeking update gives most episodes advantage 0: they leave the policy-gradient term, but the
+    entropy bonus and the critic's loss (through the trunk and embedding it shares with the policy) still
+    move the policy on their states (docs/controller.md); with both weights 0 nothing moves."""
+    _ctrl, states, _decisions, nexts = batch
+    moved = {}
+    for weights in ((0.0, 0.0), (0.05, 0.0), (0.0, 0.5)):
+        ctrl = _controller(seed=8)
+        before = ctrl.move_probabilities(states[0])
+        decisions = ctrl.decide(states, np.random.default_rng(5))
+        nexts = [d.move.apply(s, default_toolkit().moves) for s, d in zip(states, decisions)]
+        for _ in range(3):
+            ctrl.update(
+                states,
+                decisions,
+                nexts,
+                np.arange(4.0),
+                gamma=0.0,
+                entropy_weight=weights[0],
+                value_weight=weights[1],
+                advantages=np.zeros(4),
+            )
+        moved[weights] = float(np.abs(ctrl.move_probabilities(states[0]) - before).sum())
+    assert moved[(0.0, 0.0)] < 1e-6 and moved[(0.05, 0.0)] > 1e-3 and moved[(0.0, 0.5)] > 1e-5
