@@ -164,6 +164,26 @@ def test_decisions_of_another_controller_are_refused():
         _controller().update(states, decisions, nexts, np.arange(3.0))
 
 
+def test_decisions_swapped_between_networks_of_the_same_length_are_refused():
+    """Two networks of one length have masks of the same lengths: each decision carries the hash of the network
+    decide() made it for, so a swap is a DataError instead of an update on the wrong log-probabilities."""
+    tk = default_toolkit()
+    ctrl = _controller()
+    a = tk.seed("simple-cnn")
+    b = tk.moves.get("scale").apply(a, position=0, attribute="channels", value=64)
+    assert len(a.nodes) == len(b.nodes) and a.hash != b.hash
+    da, db = ctrl.decide([a, b], np.random.default_rng(0))
+    assert (da.state, db.state) == (a.hash, b.hash)
+    before = _weights(ctrl)
+    with pytest.raises(
+        DataError, match=f"decision 0 .* was not made for state 0 .network {a.hash}. but for network {b.hash}"
+    ):
+        ctrl.update([a, b], [db, da], [a, b], np.array([0.0, 1.0]))
+    assert all(torch.equal(v, _weights(ctrl)[k]) for k, v in before.items())
+    ctrl.update([a, b], [da, db], [a, b], np.array([0.0, 1.0]))  # in order: learns
+    assert ctrl.updates == 1
+
+
 def test_a_layer_type_the_vocabulary_does_not_know_is_refused_by_name():
     tk = default_toolkit()
     declared = {n: tk.layer_types.get(n).embedded_attrs() for n in tk.layer_types.names() if n != "conv2d"}

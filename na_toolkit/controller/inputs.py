@@ -184,6 +184,11 @@ def check_transitions(
 
 def _check_decision(space: ActionSpace, i: int, arch: Architecture, d: Decision) -> None:
     ops = space.move_types
+    if d.state and d.state != arch.hash:  # masks of the same lengths would not tell two such networks apart
+        raise DataError(
+            f"decision {i} ({d.move}) was not made for state {i} (network {arch.hash}) but for network {d.state}: "
+            "pass each state with the decision decide() returned for it, in the same order"
+        )
     if not (0 <= d.op < len(ops)) or d.move.name != ops[d.op].name or len(d.values) != len(space.params[d.op]):
         raise DataError(
             f"decision {i} ({d.move.name}) was not made by a controller of these moves ({space.names}): "

@@ -60,13 +60,15 @@ DEFAULT_GRAD_STEPS = 64
 @dataclass(frozen=True)
 class Decision:
     """One sampled move and everything needed to recompute its log-probability: the chosen operation,
-    the index of each parameter's value among its choices, and the masks that were in force."""
+    the index of each parameter's value among its choices, the masks that were in force, and the hash of the
+    network it was made for (`update` refuses it for another: "" skips that check)."""
 
     op: int
     values: tuple[int, ...]
     move_mask: np.ndarray
     masks: tuple[np.ndarray, ...]
     move: Move
+    state: str = ""
 
 
 def _head_key(op: int, k: int) -> str:
@@ -356,7 +358,9 @@ class Controller:
             else:
                 name = self.space.move_types[ops[i]].name
                 decisions.append(
-                    Decision(ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i]))
+                    Decision(
+                        ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i]), archs[i].hash
+                    )
                 )
         return log_prob, entropy, decisions
 
