@@ -512,3 +512,21 @@ def test_given_advantages_replace_the_critics_and_zero_moves_nothing_but_entropy
         adv = np.array([1.0 if d.op == target else 0.0 for d in decisions])
         ctrl.update(states, decisions, states, np.zeros(8), gamma=0.0, entropy_weight=0.0, advantages=adv)
     assert ctrl.move_probabilities(seed)[target] > before[target] + 0.2
+
+
+def test_a_real_result_told_alone_standardises_to_zero_and_leaves_the_critics_advantage():
+    """learn_from_evaluations on the async schedule: a result told alone is an update of one episode, whose
+    returns (its rank, credited to each move) all agree, so they standardise to 0: the critic's target is 0
+    and its loss the mean V(s)^2 of the episode's states, whatever the real result (docs/controller.md)."""
+    ctx = _simple_cnn_context(seed=4)
+    strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL)
+    cands = [c for c in strat.ask(2) if c.hash in strat._proposed_runs][:2]
+    ctx.pay_for(cands)
+    ctrl = strat.controller
+    states = [a for a, _d, _c in strat._proposed_runs[cands[0].hash].steps]
+    with torch.no_grad():
+        v = ctrl.net.value_head(ctrl.net.trunk(torch.stack([e[0] for e in ctrl.embed(states)]))).squeeze(-1)
+    strat.tell([(cands[0], ctx.evaluated[cands[0].hash][1])])
+    entry = strat.history[-1]
+    assert entry["evaluated"] == 1 and entry["real_rank_mean"] != 0.0
+    assert entry["value_loss"] == pytest.approx(float((v**2).mean()), rel=1e-4)

@@ -164,6 +164,26 @@ def test_decisions_of_another_controller_are_refused():
         _controller().update(states, decisions, nexts, np.arange(3.0))
 
 
+def test_decisions_swapped_between_networks_of_the_same_length_are_refused():
+    """Two networks of one length have masks of the same lengths: each decision carries the hash of the network
+    decide() made it for, so a swap is a DataError instead of an update on the wrong log-probabilities."""
+    tk = default_toolkit()
+    ctrl = _controller()
+    a = tk.seed("simple-cnn")
+    b = tk.moves.get("scale").apply(a, position=0, attribute="channels", value=64)
+    assert len(a.nodes) == len(b.nodes) and a.hash != b.hash
+    da, db = ctrl.decide([a, b], np.random.default_rng(0))
+    assert (da.state, db.state) == (a.hash, b.hash)
+    before = _weights(ctrl)
+    with pytest.raises(
+        DataError, match=f"decision 0 .* was not made for state 0 .network {a.hash}. but for network {b.hash}"
+    ):
+        ctrl.update([a, b], [db, da], [a, b], np.array([0.0, 1.0]))
+    assert all(torch.equal(v, _weights(ctrl)[k]) for k, v in before.items())
+    ctrl.update([a, b], [da, db], [a, b], np.array([0.0, 1.0]))  # in order: learns
+    assert ctrl.updates == 1
+
+
 def test_a_layer_type_the_vocabulary_does_not_know_is_refused_by_name():
     tk = default_toolkit()
     declared = {n: tk.layer_types.get(n).embedded_attrs() for n in tk.layer_types.names() if n != "conv2d"}
@@ -189,6 +209,54 @@ def test_bad_constructor_arguments_and_embeddings_that_do_not_fit_are_config_err
             _controller(**{"seed": 0, **kw})
     with pytest.raises(ConfigError, match=r"move 0 is a str, not a MoveType.*toolkit.moves.get\('scale'\)"):
         ActionSpace.from_move_types(["scale"])
+
+
+def test_a_saved_state_that_does_not_fit_is_refused_whole_and_leaves_the_controller_as_it_was(batch):
+    """A controller saved with train_embedding = true loaded into one with false (and the reverse): its Adam
+    holds the moments of other weights. torch's load raised a bare ValueError after the weights were already
+    replaced; the check comes first and names the setting."""
+    _ctrl, states, decisions, nexts = batch
+    saved = {}
+    for train in (True, False):
+        ctrl = _controller(seed=5, train_embedding=train)
+        ctrl.update(states, ctrl.decide(states, np.random.default_rng(2)), nexts, np.arange(4.0))
+        saved[train] = ctrl.state_dict()
+    for train in (True, False):
+        other = _controller(seed=6, train_embedding=not train)
+        before = _weights(other)
+        with pytest.raises(ConfigError, match=f"saved with train_embedding = {str(train).lower()}"):
+            other.load_state_dict(saved[train])
+        after = _weights(other)
+        assert all(torch.equal(before[k], after[k]) for k in before) and other.updates == 0
+        assert not other.optimizer.state_dict()["state"]
+    bad = copy.deepcopy(saved[True])
+    bad["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+    with pytest.raises(ConfigError, match="optimizer state of weight 0 does not fit"):
+        _controller(seed=6, train_embedding=True).load_state_dict(bad)
+    with pytest.raises(ConfigError, match="update count"):
+        _controller(seed=6, train_embedding=True).load_state_dict(dict(saved[True], updates=-1))
+    same = _controller(seed=6, train_embedding=True)
+    same.load_state_dict(saved[True])  # the same setting loads, as before
+    assert same.updates == 1
+
+
+def test_rewards_that_all_agree_leave_the_critics_advantage_alone(batch):
+    """A batch whose rewards are all equal standardises to zeros: the actor's advantage is then the critic's
+    own gamma V(s') - V(s) (docs/controller.md, "Learning"), whatever the common reward was."""
+    _ctrl, states, _decisions, nexts = batch
+    for gamma in (0.9, 0.0):
+        for reward in (0.7, -3.0):
+            ctrl = _controller(seed=7)
+            decisions = ctrl.decide(states, np.random.default_rng(4))
+            nexts = [d.move.apply(s, default_toolkit().moves) for s, d in zip(states, decisions)]
+            with torch.no_grad():
+                value = [
+                    ctrl.net.value_head(ctrl.net.trunk(torch.stack([e[0] for e in ctrl.embed(a)])))
+                    for a in (states, nexts)
+                ]
+            expected = (gamma * value[1] - value[0]).abs().mean().item()
+            info = ctrl.update(states, decisions, nexts, np.full(len(states), reward), gamma=gamma)
+            assert info["advantage"] == pytest.approx(expected, rel=1e-4, abs=1e-7) and expected > 0
 
 
 # ---- choosing values: the extension point of a variant ---------------------------------------------------
@@ -375,3 +443,29 @@ def test_a_scoring_budget_too_large_to_serve_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"strategy.options.scoring_budget: Input should be less than or equal to "):
         run_search(doc, toolkit=default_toolkit(), progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_zero_advantages_still_move_the_policy_through_the_entropy_bonus_and_the_shared_critic(batch):
+    """The risk-seeking update gives most episodes advantage 0: they leave the policy-gradient term, but the
+    entropy bonus and the critic's loss (through the trunk and embedding it shares with the policy) still
+    move the policy on their states (docs/controller.md); with both weights 0 nothing moves."""
+    _ctrl, states, _decisions, nexts = batch
+    moved = {}
+    for weights in ((0.0, 0.0), (0.05, 0.0), (0.0, 0.5)):
+        ctrl = _controller(seed=8)
+        before = ctrl.move_probabilities(states[0])
+        decisions = ctrl.decide(states, np.random.default_rng(5))
+        nexts = [d.move.apply(s, default_toolkit().moves) for s, d in zip(states, decisions)]
+        for _ in range(3):
+            ctrl.update(
+                states,
+                decisions,
+                nexts,
+                np.arange(4.0),
+                gamma=0.0,
+                entropy_weight=weights[0],
+                value_weight=weights[1],
+                advantages=np.zeros(4),
+            )
+        moved[weights] = float(np.abs(ctrl.move_probabilities(states[0]) - before).sum())
+    assert moved[(0.0, 0.0)] < 1e-6 and moved[(0.05, 0.0)] > 1e-3 and moved[(0.0, 0.5)] > 1e-5

@@ -184,6 +184,11 @@ def check_transitions(
 
 def _check_decision(space: ActionSpace, i: int, arch: Architecture, d: Decision) -> None:
     ops = space.move_types
+    if d.state and d.state != arch.hash:  # masks of the same lengths would not tell two such networks apart
+        raise DataError(
+            f"decision {i} ({d.move}) was not made for state {i} (network {arch.hash}) but for network {d.state}: "
+            "pass each state with the decision decide() returned for it, in the same order"
+        )
     if not (0 <= d.op < len(ops)) or d.move.name != ops[d.op].name or len(d.values) != len(space.params[d.op]):
         raise DataError(
             f"decision {i} ({d.move.name}) was not made by a controller of these moves ({space.names}): "
@@ -225,3 +230,70 @@ def _finite_vector(name: str, values: Any, n: int) -> np.ndarray:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def check_state(state: Any, space: ActionSpace, net: nn.Module, trained: list[Any], train_embedding: bool) -> None:
+    """`Controller.load_state_dict`'s argument, checked whole before anything is loaded: a state that does not
+    fit (other moves, another vocabulary, the hand-written Adam of older versions, an optimizer over other
+    weights: a controller saved with another `train_embedding`) is a `ConfigError`, and the controller it was
+    meant for stays as it was (torch's own loads would raise a bare error halfway, the weights already
+    replaced)."""
+    missing = sorted({"net", "optimizer", "updates", "space"} - set(state)) if isinstance(state, dict) else None
+    if missing is None or missing:
+        raise ConfigError(
+            f"a controller's state is the dict its state_dict() returned; this one lacks {missing or 'everything'}"
+        )
+    if state.get("space") != space.describe():
+        names = [s.get("operation") if isinstance(s, dict) else s for s in state.get("space") or []]
+        raise ConfigError(
+            f"the saved controller was built for other moves ({names}); this search enables {space.names}"
+        )
+    optimizer = state.get("optimizer")
+    if not isinstance(optimizer, dict) or "param_groups" not in optimizer:
+        raise ConfigError(
+            "the saved controller's optimizer state is not torch.optim.Adam's (saved by an older na_toolkit, "
+            "whose Adam was hand-written); start the search again rather than warm-starting from it"
+        )
+    mine = net.state_dict()
+    theirs = state["net"]
+    if (
+        not isinstance(theirs, dict)
+        or set(theirs) != set(mine)
+        or any(getattr(theirs[k], "shape", None) != v.shape for k, v in mine.items())
+    ):
+        raise ConfigError(
+            "the saved controller's networks do not fit this one (saved by another na_toolkit, with another "
+            "embedding vocabulary or other layer types); start the search again rather than warm-starting from it"
+        )
+    _check_saved_optimizer(optimizer, net, trained, train_embedding)
+    if not _is_int(state["updates"]) or state["updates"] < 0:
+        raise ConfigError(f"the saved controller's update count must be an int >= 0, got {state['updates']!r}")
+
+
+def _check_saved_optimizer(
+    optimizer: dict[str, Any], net: nn.Module, trained: list[Any], train_embedding: bool
+) -> None:
+    """The saved Adam state covers the weights this controller trains, each moment of its weight's shape."""
+    groups = optimizer.get("param_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ConfigError("the saved controller's optimizer state has no list of parameter groups: not Adam's")
+    ids = [i for g in groups for i in g.get("params", ())]
+    if len(ids) != len(trained):
+        every = sum(1 for _ in net.parameters())
+        frozen = every - sum(1 for _ in net.get_submodule("embedding").parameters())
+        saved_with = {every: "true", frozen: "false"}.get(len(ids))
+        why = f"it was saved with train_embedding = {saved_with}" if saved_with else "it trained other weights"
+        raise ConfigError(
+            f"the saved controller's optimizer holds the moments of {len(ids)} weights, this controller trains "
+            f"{len(trained)} (train_embedding = {str(train_embedding).lower()}): {why}; build the controller "
+            "with the same train_embedding as the saved one"
+        )
+    shapes = dict(zip(ids, (p.shape for p in trained)))
+    for i, moments in (optimizer.get("state") or {}).items():
+        wrong = (
+            i not in shapes
+            or not isinstance(moments, dict)
+            or any(getattr(moments.get(k), "shape", shapes[i]) != shapes[i] for k in ("exp_avg", "exp_avg_sq"))
+        )
+        if wrong:
+            raise ConfigError(f"the saved controller's optimizer state of weight {i!r} does not fit this controller")

@@ -7,7 +7,7 @@
         c = e(move) + Σ e(value chosen so far):
         - a choice parameter: logits = W_{move,param} · tanh(U_{move,param} [z; c])
         - a position parameter: a pointer over the layers (Vinyals et al. 2015, "Pointer Networks"):
-          logit_l = v · tanh(K o_l + Q tanh(U [z; c])), o_l the network LSTM's output at layer l, so any
+          logit_l = v · tanh(K o_l + tanh(U [z; c])), o_l the network LSTM's output at layer l, so any
           network size is scored by the same weights and a chosen layer feeds its own o_l into the context
         invalid values are masked (logit −∞) before sampling, using `op.mask(arch, param, chosen)`
     value network: V(s) = MLP(z)
@@ -37,11 +37,19 @@ from torch import nn
 
 from ..embedding import ArchitectureTokenizer, make_network_embedding
 from ..embedding.network import NetworkEmbedding
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..moves import Move
 from .action_space import ActionSpace, stack_masks
 from .choosers import Chooser, pick, sample
-from .inputs import check_embedding, check_module, check_networks, check_rng, check_settings, check_transitions
+from .inputs import (
+    check_embedding,
+    check_module,
+    check_networks,
+    check_rng,
+    check_settings,
+    check_state,
+    check_transitions,
+)
 
 NEG_INF = -1e9
 #: layers (from each network's end) that an update back-propagates through the network LSTM: the update's
@@ -52,13 +60,15 @@ DEFAULT_GRAD_STEPS = 64
 @dataclass(frozen=True)
 class Decision:
     """One sampled move and everything needed to recompute its log-probability: the chosen operation,
-    the index of each parameter's value among its choices, and the masks that were in force."""
+    the index of each parameter's value among its choices, the masks that were in force, and the hash of the
+    network it was made for (`update` refuses it for another: "" skips that check)."""
 
     op: int
     values: tuple[int, ...]
     move_mask: np.ndarray
     masks: tuple[np.ndarray, ...]
     move: Move
+    state: str = ""
 
 
 def _head_key(op: int, k: int) -> str:
@@ -348,7 +358,9 @@ class Controller:
             else:
                 name = self.space.move_types[ops[i]].name
                 decisions.append(
-                    Decision(ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i]))
+                    Decision(
+                        ops[i], tuple(values[i]), move_masks[i], tuple(masks[i]), Move(name, chosen[i]), archs[i].hash
+                    )
                 )
         return log_prob, entropy, decisions
 
@@ -469,30 +481,10 @@ class Controller:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = sorted({"net", "optimizer", "updates", "space"} - set(state)) if isinstance(state, dict) else None
-        if missing is None or missing:
-            raise ConfigError(
-                f"a controller's state is the dict its state_dict() returned; this one lacks {missing or 'everything'}"
-            )
-        if state.get("space") != self.space.describe():
-            raise ConfigError(
-                "the saved controller was built for other moves "
-                f"({[s['operation'] for s in state.get('space', [])]}); this search enables {self.space.names}"
-            )
-        optimizer = state.get("optimizer")
-        if not isinstance(optimizer, dict) or "param_groups" not in optimizer:
-            raise ConfigError(
-                "the saved controller's optimizer state is not torch.optim.Adam's (saved by an older na_toolkit, "
-                "whose Adam was hand-written); start the search again rather than warm-starting from it"
-            )
-        mine = self.net.state_dict()
-        theirs = state["net"]
-        if set(theirs) != set(mine) or any(theirs[k].shape != v.shape for k, v in mine.items()):
-            raise ConfigError(
-                "the saved controller's networks do not fit this one (saved by another na_toolkit, with another "
-                "embedding vocabulary or other layer types); start the search again rather than warm-starting from it"
-            )
-        self.net.load_state_dict(theirs)
-        self.optimizer.load_state_dict(optimizer)
+        """Take a `state_dict()` back. Everything is checked before anything is loaded (`inputs.check_state`):
+        a state that does not fit is a `ConfigError` and leaves this controller as it was."""
+        check_state(state, self.space, self.net, self._trained, self.train_embedding)
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self._cache.clear()

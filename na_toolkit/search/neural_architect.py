@@ -12,8 +12,9 @@ Each `ask(n)`:
    loop's UCB weight, so the controller learns to reach what the loop will want to evaluate), and one
    actor-critic update is made with A = r + γ·V(s') − V(s) and an entropy bonus.
 3. The networks reached that were never evaluated are returned, best first by R + κ·σ, `proposals`·n of
-   them; those predicted to break a hard budget are left out unless nothing else is left (with a table
-   or analytic time model that prediction is exact, so they would only waste an evaluation).
+   them; those predicted to break a hard budget are left out unless fewer than n others are left, then only
+   to make up n (with a table or analytic time model that prediction is exact, so they would only waste an
+   evaluation).
 
 With a `scoring_budget` B, at most B·n networks are scored per ask(n) (see `ask_budgeted`): each episode
 offers only its last network, the policy learns from that terminal reward credited to all its moves, and
