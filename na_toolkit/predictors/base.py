@@ -252,14 +252,14 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         return mean, np.zeros_like(mean)
 
     def domain_warnings(self, archs: Any, datasets: Any = None) -> list[list[str]]:
-        """Per architecture, why predicting it is an extrapolation (empty: inside what the predictor was
-        trained on). Feature-based predictors compare the architecture's features with their training
-        networks' (`features.domain_warnings`); a predictor without features says nothing about the
-        architecture. A dataset descriptor (given, or the conditioned one) that none of the training rows had
-        is named too (`features.dataset_domain_warnings`), for every architecture."""
+        """Per architecture, why predicting it is an extrapolation (empty: inside what the predictor was trained
+        on; NotFittedError before `fit`). Feature-based predictors compare its features with their training
+        networks' (`features.domain_warnings`); one without features says nothing about the architecture. A dataset
+        descriptor (given, or conditioned) no training row had is named too, for every architecture."""
         from .descriptor_features import dataset_domain_warnings
         from .features import domain_warnings
 
+        self._check_fitted()
         archs = self._check_archs(archs)
         features = getattr(self, "features_", None)
         # the training matrix, or only its per-feature min and max rows (`feature_range_`: a predictor that

@@ -363,6 +363,10 @@ class FewShotLatencyPredictor(Predictor):
     def _state_from_json(self, state: dict[str, Any]) -> None:
         if state.get("features_version") != LATENCY_FEATURES_VERSION:
             raise DataError("saved few-shot latency predictor uses other latency features; refit it")
+        from .saved_state import saved_training_rows
+
         self.prior = None if state["prior"] is None else LatencyPrior.from_json(state["prior"])
         self.names_ = list(state["names"])
-        self._fit_matrix(decode_array(state["X_train"]), decode_array(state["y_train"]))
+        if self.prior is not None and self.names_ != self.prior.names:
+            raise DataError("saved few-shot latency predictor's kernel features differ from its prior's; refit it")
+        self._fit_matrix(*saved_training_rows(state, len(self.names_), positive=True))

@@ -472,6 +472,7 @@ class NeuralPredictor(Predictor):
         import torch
 
         from ..embedding import ArchitectureTokenizer
+        from .saved_state import saved_feature_range, saved_features
 
         self.tokenizer_ = ArchitectureTokenizer.from_json(state["tokenizer"])
         self.y_mean_ = decode_array(state["y_mean"])
@@ -479,10 +480,9 @@ class NeuralPredictor(Predictor):
         self.side_mean_ = decode_array(state["side_mean"])
         self.side_scale_ = decode_array(state["side_scale"])
         features = state.get("features")
-        self.features_ = None if features is None else FeatureMatrix.from_json(features)
+        self.features_ = None if features is None else saved_features(features)
         # absent in files saved before the domain's ranges were: then only unseen features are warned about
-        span = state.get("feature_range")
-        self.feature_range_ = None if span is None or self.features_ is None else decode_array(span)
+        self.feature_range_ = saved_feature_range(state.get("feature_range"), self.features_)
         self.dataset_dim_ = int(state["dataset_dim"])
         self.n_outputs_ = int(state["n_outputs"])
         self.single_output_ = bool(state["single_output"])

@@ -31,8 +31,8 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from .. import validation
 from ..errors import DataError
-from .base import Predictor, decode_array, encode_array
-from .features import FEATURES_VERSION, FeatureMatrix
+from .base import Predictor, encode_array
+from .features import FeatureMatrix
 
 
 def _count_or_fraction(value: Any, names: tuple[str, ...] = (), none: bool = False) -> Any:
@@ -135,18 +135,10 @@ class FeaturePredictor(Predictor):
         }
 
     def _state_from_json(self, state: dict[str, Any]) -> None:
-        feats = state["features"]
-        if feats.get("features_version") != FEATURES_VERSION:
-            raise DataError(
-                f"saved predictor uses features version {feats.get('features_version')}, this na_toolkit computes "
-                f"version {FEATURES_VERSION}; refit it"
-            )
-        features = FeatureMatrix.from_json(feats)
-        X = decode_array(state["X_train"])
-        y = decode_array(state["y_train"])
-        if X.ndim != 2 or X.shape != (len(y), features.n_features):
-            raise DataError("saved predictor's training data does not match its feature list")
-        self._fit_matrix(features, X, y)
+        from .saved_state import saved_features, saved_training_rows
+
+        features = saved_features(state["features"])
+        self._fit_matrix(features, *saved_training_rows(state, features.n_features))
 
 
 def _tree_spread(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
