@@ -9,8 +9,8 @@ Each class names its model and the uncertainty it gives:
   configuration, per-kind FLOPs and bytes): times are close to additive over kernels (nn-Meter), so this is
   the model for training time and latency.
 - `gp`: Gaussian process (Matern 5/2 + white noise, ARD off) on standardised features; std = posterior std.
-- `ensemble` (the default): the mean of random-forest, extra-trees and gbm on rank-robust standardised
-  targets; std combines the forests' spread with the disagreement between the members. Trees ensembles
+- `ensemble` (the default): the mean of random-forest, extra-trees and gbm on the same standardised
+  targets (mean 0, std 1); std combines the forests' spread with the disagreement between the members. Trees ensembles
   are the strongest feature-based predictors on NAS-Bench-201 at small sample sizes (White et al.,
   "How powerful are performance predictors in NAS?", NeurIPS 2021), and averaging unlike models cuts
   their variance.
