@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TimeModelError
+from .measure_noise import machine_load
 
 #: times `calls` consecutive calls of `fn`, returns seconds
 Timer = Callable[[Callable[[], Any], int], float]
@@ -227,6 +228,7 @@ def measure(
 ) -> Measurement:
     """Time `fn` (one inference, one training step...) under the protocol; see the module docstring."""
     s = settings or MeasureSettings()
+    load_before = machine_load()
     gc.collect()
     gc_was_enabled = gc.isenabled()
     if s.disable_gc:
@@ -261,6 +263,14 @@ def measure(
         if s.disable_gc and gc_was_enabled:
             gc.enable()
     stats = summarize(np.asarray(samples))
+    context = dict(context or {})
+    load_after = machine_load()
+    if load_before is not None and load_after is not None:  # the load each measured figure was taken under
+        context["load_average_1min"] = {
+            "before": load_before["load_average_1min"],
+            "after": load_after["load_average_1min"],
+            "cores": load_after["cores"],
+        }
     return Measurement(
         **stats,
         runs=len(samples),
@@ -271,6 +281,6 @@ def measure(
         stable=stable,
         timer=timer_name,
         wall_median_ms=float(np.median(wall)),
-        context=dict(context or {}),
+        context=context,
         samples_ms=tuple(samples),
     )

@@ -23,6 +23,7 @@ from ..errors import DeviceWarning, TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate
 from .measure import TIMERS, library_versions, measure
+from .measure_noise import contention_warning
 from .measured import MeasuredTimeModel, analytic_peak_memory_bytes
 from .nvml import Nvml, TelemetryRecord, energy_between
 
@@ -291,6 +292,9 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
                 f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f}); "
                 "the machine may be busy"
             )
+        contended = contention_warning(m)
+        if contended:
+            warnings.append(contended)
         train_ms, train_details = None, {}
         if self.train_step == "torch":
             train_ms, train_details, train_warnings = self._measure_train_step(arch, batch_size)

@@ -21,6 +21,7 @@ from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate
 from .measure import TIMERS, Measurement, MeasureSettings, library_versions, measure
+from .measure_noise import contention_warning
 from .measured import MeasuredTimeModel, analytic_peak_memory_bytes, settings_from
 from .nvml import Nvml, TelemetryRecord, energy_between
 
@@ -305,6 +306,9 @@ class TorchTimeModel(MeasuredTimeModel):
             warnings.append(
                 f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f})"
             )
+        contended = contention_warning(m)
+        if contended:
+            warnings.append(contended)
         return TimeEstimate(
             time_model=self.name,
             device=str(self.spec),
