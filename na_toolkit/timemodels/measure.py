@@ -148,6 +148,9 @@ class Measurement:
     timer: str = "wall"
     #: wall-clock median per call over the same samples (equals median_ms when timer == "wall")
     wall_median_ms: float | None = None
+    #: wall-clock mean per call over the same samples: mean_ms / wall_mean_ms is the share of the time the
+    #: measuring thread ran when timer == "thread_cpu" (measure_noise.contention_warning)
+    wall_mean_ms: float | None = None
     #: what was measured under which conditions: runtime, provider, device, batch size, threads, versions
     context: dict[str, Any] = field(default_factory=dict)
     samples_ms: tuple[float, ...] = ()
@@ -281,6 +284,7 @@ def measure(
         stable=stable,
         timer=timer_name,
         wall_median_ms=float(np.median(wall)),
+        wall_mean_ms=float(np.mean(wall)),
         context=context,
         samples_ms=tuple(samples),
     )
