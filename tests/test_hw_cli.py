@@ -225,3 +225,17 @@ def test_estimate_says_the_batch_size_of_the_figure(run_cli):
         "hw", "estimate", "nb201", "--time-model", "nb201-table", "--device", "pixel3", "--batch-size", "8", "--json"
     ).json()
     assert doc["batch_size"] == 1 and doc["batch_size_asked"] == 8 and doc["estimates"][0]["batch_size"] == 1
+
+
+def test_a_measured_estimate_shows_its_spread_and_the_load_beside_the_figure(run_cli):
+    """The issue: "Report the spread and the load beside each measured figure". `hw estimate` with a measuring
+    time model printed only the median."""
+    res = run_cli("hw", "estimate", "simple-cnn", "--device", "cpu", "--time-model", "onnxruntime", "--json")
+    assert res.returncode == 0, res.stderr
+    (row,) = res.json()["estimates"]
+    assert 0 < row["latency_p10_ms"] <= row["latency_ms"] <= row["latency_p90_ms"]
+    assert row["load_average_1min"]["cores"] >= 1 and row["load_average_1min"]["after"] >= 0
+    text = run_cli("hw", "estimate", "simple-cnn", "--device", "cpu", "--time-model", "onnxruntime").stdout
+    assert " ms (p10 " in text and " cores), peak memory" in text, text
+    roofline = run_cli("hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--time-model", "roofline", "--json")
+    assert roofline.json()["estimates"][0]["latency_p10_ms"] is None  # an estimate has no spread to show

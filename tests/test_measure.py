@@ -73,7 +73,7 @@ def test_measure_honours_warmup_minimums_and_reports_a_consistent_summary():
     assert len(calls) == m.warmup_runs + m.runs * m.calls_per_run
     assert m.min_ms <= m.p10_ms <= m.median_ms <= m.p90_ms <= m.max_ms
     assert m.iqr_ms >= 0 and m.cv >= 0
-    assert m.context == {"runtime": "test"}
+    assert m.context["runtime"] == "test" and set(m.context) <= {"runtime", "load_average_1min"}
     assert m.wall_median_ms is not None
 
 

@@ -100,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
                 "latency_ms": est.latency_ms,
                 "peak_memory_bytes": est.peak_memory_bytes,
                 "energy_mj": est.energy_mj,
+                # a measurement's spread and the machine's load around it, beside the figure
+                "latency_p10_ms": est.latency_p10_ms,
+                "latency_p90_ms": est.latency_p90_ms,
+                "load_average_1min": (est.details.get("measurement") or {}).get("context", {}).get("load_average_1min"),
                 "warnings": model_warnings + own,
                 "outside_profile_domain": list(est.details.get("outside_profile_domain", [])),
             }
@@ -132,5 +136,14 @@ def run(args: argparse.Namespace) -> int:
         energy = f"{r['energy_mj']:.3g} mJ" if r["energy_mj"] is not None else "-"
         flag = "  (outside the profile: an extrapolation)" if r["outside_profile_domain"] else ""
         batch = f" (batch size {r['batch_size']})" if per_row else ""
-        print(f"  {r['arch']}: {r['latency_ms']:.4g} ms{batch}, peak memory {memory}, energy {energy}{flag}")
+        print(f"  {r['arch']}: {r['latency_ms']:.4g} ms{_noise(r)}{batch}, peak memory {memory}, energy {energy}{flag}")
     return 0
+
+
+def _noise(row: dict[str, Any]) -> str:
+    """ " (p10 A .. p90 B ms, load L -> L' on N cores)" of a measured figure; "" for an estimate."""
+    p10, p90, load = row["latency_p10_ms"], row["latency_p90_ms"], row["load_average_1min"]
+    parts = [f"p10 {p10:.4g} .. p90 {p90:.4g} ms"] if p10 is not None and p90 is not None else []
+    if load:
+        parts.append(f"load {load['before']:g} -> {load['after']:g} on {load['cores']} cores")
+    return f" ({', '.join(parts)})" if parts else ""

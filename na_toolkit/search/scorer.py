@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import ConfigError, TimeModelError, blame, wrong_answer
 from ..timemodels.base import estimate_problems
 from .diagnostics import CAPACITY_ADVICE, is_capacity
+from .measure_warnings import MeasurementWarnings
 from .rescale import MIN_RESCALE_NETWORKS, LatencyScale, Neighbours, Signature
 from .reward import Budget, compute_reward, device_metric, failed_reward
 from .strategy import Score
@@ -93,6 +94,8 @@ class Scorer:
         self.noise_warnings: list[str] = []
         #: device -> (1-minute load average, cores) of the machine each of its measurements ran on (None: unknown)
         self._loads: dict[str, list[tuple[Any, Any]]] = {}
+        #: the warnings each measurement came with (an unstable median, a contended core), told per device
+        self.measurement_warnings = MeasurementWarnings()
         #: the budgets the seed broke by the time models at the start, with the estimate: (budget, value)
         self.seed_over_budget: list[tuple[Budget, float]] = []
 
@@ -191,6 +194,7 @@ class Scorer:
             if doc.get("latency_p10_ms") is not None and doc.get("latency_p90_ms") is not None:
                 self._spread[(dev.name, arch.hash)] = (float(doc["latency_p10_ms"]), float(doc["latency_p90_ms"]))
             self._loads.setdefault(dev.name, []).append((doc.get("load_average_1min"), doc.get("cores")))
+            self.measurement_warnings.add(dev.name, arch.hash, doc, told=[getattr(tm, "fallback_warning", None)])
         else:
             # a shallow dict: asdict would deep-copy the estimate's per-layer details (a roofline's: ~40% of
             # a roofline search's time), of which only the top-level figures are read
@@ -346,7 +350,13 @@ class Scorer:
     def run_warnings(self, history: Sequence[Evaluated], others: list[str]) -> list[str]:
         """The run's warnings: the seed's budgets told with its evaluation (`seed_budget_warnings`), `others`
         (the loop's and the ground truth's), then those of noisy measurements."""
-        return self.seed_budget_warnings(seed_metrics(history)) + others + self.noise_warnings + self.load_warnings()
+        return (
+            self.seed_budget_warnings(seed_metrics(history))
+            + others
+            + self.noise_warnings
+            + self.load_warnings()
+            + self.measurement_warnings.lines()
+        )
 
     def load_warnings(self) -> list[str]:
         """Per device, the measurements taken while the machine's 1-minute load average exceeded its cores:
@@ -427,11 +437,15 @@ class Scorer:
 
     def _check_noise(self, arch: Architecture, metrics: dict[str, float]) -> None:
         """A measured latency whose p10..p90 spread straddles its budget: whether the network meets the budget
-        depends on the run (a busy machine), so say so instead of deciding silently."""
+        depends on the run (a busy machine), so say so instead of deciding silently. A latency reported as the
+        minimum of the timed runs (`statistic = "min"`) lies below their p10: the budget counts as within the
+        noise from that value up to the p90."""
         for b in self.config.budgets:
             device = b.metric.partition("@")[2]
             spread = self._spread.get((device, arch.hash)) if b.metric.startswith("latency_ms@") else None
-            if spread is None or b.metric not in metrics or not spread[0] <= b.limit <= spread[1]:
+            if spread is None or b.metric not in metrics:
+                continue
+            if not min(spread[0], metrics[b.metric]) <= b.limit <= max(spread[1], metrics[b.metric]):
                 continue
             msg = (
                 f"network {arch.hash}: measured {b.metric} {metrics[b.metric]:.4g} ms against the budget "

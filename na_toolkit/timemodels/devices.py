@@ -71,9 +71,10 @@ def describe_device(device: str | LocalDevice) -> str:
     except Exception:
         pass
     from .nvml import Nvml
+    from .nvml_match import snapshot_of
 
     with Nvml() as nv:
-        snap = nv.snapshot(spec.index)
+        snap = snapshot_of(nv, spec.index)
         return snap.name if snap is not None else f"cuda:{spec.index} (unknown GPU)"
 
 
@@ -81,6 +82,7 @@ def describe_local_device(device: str | LocalDevice) -> dict[str, Any]:
     """Exact description of a local device for a profile: CPU model and core count, and the GPU (name,
     driver, memory, power limit)."""
     from .nvml import Nvml
+    from .nvml_match import snapshot_of
 
     spec = parse_device(device)
     out: dict[str, Any] = {
@@ -93,7 +95,7 @@ def describe_local_device(device: str | LocalDevice) -> dict[str, Any]:
     }
     if spec.is_cuda:
         with Nvml() as nv:
-            snap = nv.snapshot(spec.index)
+            snap = snapshot_of(nv, spec.index)
             out["gpu"] = (
                 None
                 if snap is None

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TimeModelError
+from .measure_noise import machine_load
 
 #: times `calls` consecutive calls of `fn`, returns seconds
 Timer = Callable[[Callable[[], Any], int], float]
@@ -147,6 +148,9 @@ class Measurement:
     timer: str = "wall"
     #: wall-clock median per call over the same samples (equals median_ms when timer == "wall")
     wall_median_ms: float | None = None
+    #: wall-clock mean per call over the same samples: mean_ms / wall_mean_ms is the share of the time the
+    #: measuring thread ran when timer == "thread_cpu" (measure_noise.contention_warning)
+    wall_mean_ms: float | None = None
     #: what was measured under which conditions: runtime, provider, device, batch size, threads, versions
     context: dict[str, Any] = field(default_factory=dict)
     samples_ms: tuple[float, ...] = ()
@@ -227,6 +231,7 @@ def measure(
 ) -> Measurement:
     """Time `fn` (one inference, one training step...) under the protocol; see the module docstring."""
     s = settings or MeasureSettings()
+    load_before = machine_load()
     gc.collect()
     gc_was_enabled = gc.isenabled()
     if s.disable_gc:
@@ -261,6 +266,14 @@ def measure(
         if s.disable_gc and gc_was_enabled:
             gc.enable()
     stats = summarize(np.asarray(samples))
+    context = dict(context or {})
+    load_after = machine_load()
+    if load_before is not None and load_after is not None:  # the load each measured figure was taken under
+        context["load_average_1min"] = {
+            "before": load_before["load_average_1min"],
+            "after": load_after["load_average_1min"],
+            "cores": load_after["cores"],
+        }
     return Measurement(
         **stats,
         runs=len(samples),
@@ -271,6 +284,7 @@ def measure(
         stable=stable,
         timer=timer_name,
         wall_median_ms=float(np.median(wall)),
-        context=dict(context or {}),
+        wall_mean_ms=float(np.mean(wall)),
+        context=context,
         samples_ms=tuple(samples),
     )

@@ -3,8 +3,9 @@ measurement protocol (measure.py).
 
 Providers: CPU everywhere; CUDA and TensorRT where the onnxruntime-gpu wheel is installed. Asking for a
 provider that is not available is a `TimeModelError` listing the available ones. Without an explicit
-provider the device decides (cuda:N -> CUDA provider); where that provider is missing the model falls back
-to the CPU provider and says so in `TimeEstimate.warnings` (never a silent switch, docs/architecture.md).
+provider the device decides (cuda:N -> CUDA provider); where that provider is missing it is a
+`TimeModelError`, unless the option `allow_fallback` lets the model measure on the CPU provider, which it
+then says on stderr and in every `TimeEstimate.warnings` (never a silent switch, docs/architecture.md).
 
 Threads: intra-op threads default to 1 and inter-op to 1 with sequential execution. On a shared 2-core
 machine a single pinned thread is what keeps repeated measurements of one network within a few percent;
@@ -23,8 +24,10 @@ from ..errors import DeviceWarning, TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate
 from .measure import TIMERS, library_versions, measure
+from .measure_noise import contention_warning
 from .measured import MeasuredTimeModel, analytic_peak_memory_bytes
 from .nvml import Nvml, TelemetryRecord, energy_between
+from .nvml_match import snapshot_of
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -274,16 +277,20 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
         warnings = [self.fallback_warning] if self.fallback_warning else []
         with Nvml() as nv:
             telemetry: TelemetryRecord
-            if self.on_gpu and nv.available:
-                before = nv.snapshot(self.spec.index)
+            # the NVML device this CUDA device is (by UUID: CUDA_VISIBLE_DEVICES renumbers, nvml_match.py)
+            before = snapshot_of(nv, self.spec.index) if self.on_gpu else None
+            if before is not None:
                 m = measure(run, self.settings, TIMERS[self.clock], self.clock, self.context(batch_size))
-                after = nv.snapshot(self.spec.index)
+                after = snapshot_of(nv, self.spec.index)
                 calls = m.runs * m.calls_per_run
                 telemetry = TelemetryRecord("ok", before, after, energy_between(before, after), calls, m.median_ms)
             else:
                 m = measure(run, self.settings, TIMERS[self.clock], self.clock, self.context(batch_size))
                 # on a machine without a driver this records "nvml unavailable: <reason>"
-                telemetry = TelemetryRecord(nv.status() if not nv.available else "not a GPU measurement")
+                status = nv.status() if not nv.available else "not a GPU measurement"
+                if self.on_gpu and nv.available:
+                    status = f"NVML cannot tell which of its GPUs {self.spec} is (CUDA_VISIBLE_DEVICES)"
+                telemetry = TelemetryRecord(status)
                 if self.on_gpu:
                     warnings.append(f"{telemetry.status}; no GPU telemetry or energy recorded")
         if not m.stable:
@@ -291,6 +298,9 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
                 f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f}); "
                 "the machine may be busy"
             )
+        contended = contention_warning(m)
+        if contended:
+            warnings.append(contended)
         train_ms, train_details = None, {}
         if self.train_step == "torch":
             train_ms, train_details, train_warnings = self._measure_train_step(arch, batch_size)

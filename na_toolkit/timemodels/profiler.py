@@ -119,6 +119,7 @@ class ProfileBuilder:
     # ---- setup ------------------------------------------------------------------------------------------
     def _new_profile(self, seeds: dict[str, Architecture]) -> DeviceProfile:
         from .nvml import Nvml
+        from .nvml_match import snapshot_of
 
         o = self.o
         info = machine_info()
@@ -126,7 +127,7 @@ class ProfileBuilder:
         with Nvml() as nv:
             nvml: dict[str, Any] = {"status": nv.status()}
             if nv.available and spec.is_cuda:
-                snap = nv.snapshot(spec.index)
+                snap = snapshot_of(nv, spec.index)
                 nvml["start"] = None if snap is None else snap.to_json()
         tm_k = make_time_model(o.runtime, o.device, o.kernel_settings, o.threads, o.statistic)
         runtime = {
@@ -466,9 +467,10 @@ class ProfileBuilder:
             prof.stopped = self._stop_reason
             if prof.device.get("kind") == "cuda":
                 from .nvml import Nvml
+                from .nvml_match import snapshot_of
 
                 with Nvml() as nv:
-                    snap = nv.snapshot(parse_device(o.device).index) if nv.available else None
+                    snap = snapshot_of(nv, parse_device(o.device).index)
                     prof.nvml["end"] = None if snap is None else snap.to_json()
             # the final save happens while Ctrl-C is still ours: it cannot be cut short
             self._checkpoint(prof, force=True, final=True)

@@ -21,8 +21,10 @@ from ..errors import TimeModelError
 from ..ir.architecture import Architecture
 from .base import TimeEstimate
 from .measure import TIMERS, Measurement, MeasureSettings, library_versions, measure
+from .measure_noise import contention_warning
 from .measured import MeasuredTimeModel, analytic_peak_memory_bytes, settings_from
 from .nvml import Nvml, TelemetryRecord, energy_between
+from .nvml_match import snapshot_of
 
 
 def cuda_event_timer(fn, calls: int) -> float:
@@ -195,23 +197,13 @@ class TorchTimeModel(MeasuredTimeModel):
             return measure(fn, settings, TIMERS[self.clock], self.clock, ctx), TelemetryRecord(
                 nv.status() if not nv.available else "not a GPU measurement"
             )
-        before = nv.snapshot(self.spec.index, self._nvml_uuid()) if nv.available else None
+        before = snapshot_of(nv, self.spec.index)  # by UUID: CUDA_VISIBLE_DEVICES renumbers
         m = measure(fn, settings, timer=cuda_event_timer, timer_name="cuda_events", context=ctx)
-        after = nv.snapshot(self.spec.index, self._nvml_uuid()) if nv.available else None
+        after = snapshot_of(nv, self.spec.index)
         status = "ok" if nv.available else nv.status()
         return m, TelemetryRecord(
             status, before, after, energy_between(before, after), m.runs * m.calls_per_run, m.median_ms
         )
-
-    def _nvml_uuid(self) -> str | None:
-        """NVML's UUID of the torch device (CUDA_VISIBLE_DEVICES may renumber GPUs; the UUID does not)."""
-        import torch
-
-        uuid = getattr(torch.cuda.get_device_properties(self.spec.index), "uuid", None)
-        if uuid is None:
-            return None
-        text = str(uuid)
-        return text if text.startswith("GPU-") else f"GPU-{text}"
 
     def train_step_source(self) -> str | None:
         if not self.measure_training:
@@ -305,6 +297,9 @@ class TorchTimeModel(MeasuredTimeModel):
             warnings.append(
                 f"median not stable within {self.settings.rel_tolerance:.0%} after {m.runs} runs (cv {m.cv:.3f})"
             )
+        contended = contention_warning(m)
+        if contended:
+            warnings.append(contended)
         return TimeEstimate(
             time_model=self.name,
             device=str(self.spec),

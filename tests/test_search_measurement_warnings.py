@@ -1,0 +1,80 @@
+"""A search tells the warnings its measurements came with (search/measure_warnings.py): a real search whose
+ONNX Runtime measurement cannot settle (3 timed runs, fewer than the stability check needs)."""
+
+from __future__ import annotations
+
+from na_toolkit.search import run_search
+from na_toolkit.store import SQLiteRunStore
+
+
+def test_a_measurement_that_did_not_settle_is_in_the_run_warnings(tmp_path):
+    settings = {"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "max_runs": 3}
+    doc = {
+        "name": "unsettled",
+        "seed_network": "simple-cnn",
+        "dataset": "digits",
+        "evaluations": 1,
+        "output": str(tmp_path),
+        "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
+        "predictors": {"accuracy": {"name": "bayesian-ridge"}},
+        "devices": {
+            "cpu": {
+                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                "measure": {"name": "onnxruntime", "options": {"settings": settings}},
+                "budgets": {"latency_ms": 1000.0},
+            }
+        },
+    }
+    res = run_search(doc, progress=False, outputs=True)
+    (seed,) = res.evaluated
+    with SQLiteRunStore.open(res.run_dir) as store:
+        measured = store.measurement(seed.hash, "cpu", "onnxruntime", "measure:batch=1")
+    assert measured["details"]["measurement"]["stable"] is False
+    (stored,) = [w for w in measured["warnings"] if "not stable" in w]
+    (told,) = [w for w in res.warnings if "came with warnings" in w]
+    assert told.startswith("device cpu: 1 of 1 measurements") and f"network {seed.hash}: {stored}" in told
+    assert told in (res.run_dir / "summary.json").read_text() and told in (res.run_dir / "report.md").read_text()
+
+
+def test_a_budget_between_the_minimum_and_the_p10_of_a_min_statistic_is_within_the_noise(tmp_path):
+    from conftest import default_toolkit
+    from na_toolkit.search.components import build_components
+    from na_toolkit.search.config import load_config
+    from na_toolkit.search.scorer import Scorer
+    from na_toolkit.search.summary import Counters
+
+    settings = {"warmup_runs": 3, "warmup_s": 0.01, "min_runs": 8, "max_runs": 12, "max_time_s": 0.5}
+    measure = {"name": "onnxruntime", "options": {"settings": settings, "statistic": "min"}}
+    doc = {
+        "name": "noise-min",
+        "seed_network": "simple-cnn",
+        "dataset": "digits",
+        "evaluations": 1,
+        "output": str(tmp_path),
+        "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
+        "predictors": {"accuracy": {"name": "bayesian-ridge"}},
+        "devices": {
+            "cpu": {
+                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                "measure": measure,
+                "budgets": {"latency_ms": 1000.0},
+            }
+        },
+    }
+    res = run_search(doc, progress=False, outputs=False)
+    (seed,) = res.evaluated
+    with SQLiteRunStore.open(res.run_dir) as store:
+        measured = store.measurement(seed.hash, "cpu", "onnxruntime", "measure:batch=1")
+    low, p10, p90 = measured["latency_ms"], measured["latency_p10_ms"], measured["latency_p90_ms"]
+    assert low == measured["details"]["measurement"]["min_ms"] and low < p10
+    # the network meets this budget by its minimum, while nine in ten of its timed runs were slower
+    doc["devices"]["cpu"]["budgets"] = {"latency_ms": (low + p10) / 2}
+    components = build_components(load_config(doc), default_toolkit())
+    try:
+        scorer = Scorer(components, Counters())
+        scorer._spread[("cpu", seed.hash)] = (p10, p90)
+        scorer._check_noise(seed.candidate.arch, dict(seed.score.metrics))
+    finally:
+        components.close()
+    (warning,) = scorer.noise_warnings
+    assert "within the measurement's noise" in warning
