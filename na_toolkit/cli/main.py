@@ -148,6 +148,30 @@ def _load(strict: bool) -> Toolkit:
     return toolkit
 
 
+#: suffixes of the documents the toolkit reads and writes (configs, profiles, models, a run's files): log
+#: lines appended to an existing one would break it (`--log-file search.toml` made the config unreadable)
+DOCUMENT_SUFFIXES = (".json", ".jsonl", ".toml", ".onnx", ".pt", ".pth", ".npz", ".csv", ".sqlite")
+
+
+def _check_log_file(log_file: str) -> None:
+    """A ConfigError when `log_file` is an existing, non-empty document (by its suffix) rather than a log: the
+    file handler appends to it, and nothing already stored is to be lost to log lines."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..files import document_kind
+
+    p = Path(log_file)
+    if not (p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES and p.stat().st_size > 0):
+        return
+    kind = document_kind(p)
+    what = f"an existing {kind}" if kind else f"an existing {p.suffix} file, not a log"
+    raise ConfigError(
+        f"--log-file {log_file}: it is {what}, which the log lines appended to it would break; give a log file "
+        "(e.g. na-toolkit.log) or another path"
+    )
+
+
 def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
     """Handlers on the `na_toolkit` logger (not the root: a host application's logging stays its own)."""
     from ..errors import ConfigError
@@ -167,6 +191,7 @@ def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
     console.setFormatter(logging.Formatter("na-toolkit: %(message)s"))
     handlers: list[logging.Handler] = [console]
     if log_file:
+        _check_log_file(log_file)
         try:
             file_handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError as exc:
