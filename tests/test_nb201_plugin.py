@@ -248,6 +248,22 @@ def test_a_search_on_a_device_the_table_has_no_column_of_is_refused_before_a_run
     assert default_toolkit().time_models.get("nb201-table")("titan_rtx").column_for(32) == "lat_titan_rtx_32"
 
 
+def test_a_search_from_a_seed_outside_the_space_of_the_table_evaluator_is_refused_before_a_run(tmp_path, capsys):
+    # its one evaluation failed, set_edge_op found nothing to edit, and the search ended with exit 0
+    from na_toolkit.cli.main import main
+
+    get_seed("simple-cnn").save(tmp_path / "cnn.json")
+    text = (REPO_ROOT / "examples" / "nb201-pixel3.toml").read_text()
+    (tmp_path / "c.toml").write_text(text.replace('seed_network = "nb201"', 'seed_network = "cnn.json"'))
+    assert main(["search", str(tmp_path / "c.toml"), "--output", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    seed = str(tmp_path / "cnn.json")
+    assert f"evaluator 'nb201-table' cannot evaluate seed_network {seed!r} on dataset 'c10'" in err
+    assert "is not an NB201 network" in err and not (tmp_path / "runs").exists()
+    default_toolkit().evaluators.get("nb201-table")().check(get_seed("nb201"))  # the space's seed passes
+
+
 def _write_subset(path, table, columns, rows=range(20), gz=False, mangle=None):
     lines = [",".join(["arch_index", "arch_str", *columns])]
     for r in rows:

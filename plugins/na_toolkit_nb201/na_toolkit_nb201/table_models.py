@@ -127,6 +127,14 @@ class NB201TableEvaluator(Evaluator):
             self._table = table
         return self._table
 
+    def check(self, arch: Architecture) -> None:
+        """ArchitectureError unless `arch` is an NB201 network, and DataError unless the table holds the
+        accuracy columns: a search checks its seed so before paying for anything (a seed outside the space
+        failed its evaluation, no move led back into the space, and the search ended with exit 0). A cell that
+        a partial table lacks is not refused here: the search may go on from the seed to cells it holds."""
+        _cell(arch)
+        self.table  # noqa: B018 (read: the file and its accuracy columns)
+
     def evaluate(self, arch: Architecture | str) -> EvaluationResult:
         cell = _cell(arch)
         table = self.table
