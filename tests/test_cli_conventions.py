@@ -292,3 +292,24 @@ def test_quiet_hides_the_warnings_said_while_the_plugins_load(monkeypatch, capsy
         assert main(argv) == 0
         quiet = capsys.readouterr()
         assert quiet.err == "" and "x86-cpu" in quiet.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["arch", "export", "simple-cnn", "--onnx", "{tmp}/a.onnx", "--seed", "-1"], "argument --seed: must be >= 0"),
+        (["arch", "export", "simple-cnn", "--onnx", "{tmp}/a.onnx", "--batch-size", "1" + "0" * 20], "<= 1000000"),
+        (["demo", "--move", "insert_conv", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["demo", "--move", "insert_conv", "--seed", "1" + "0" * 20], "must be <= 9223372036854775807"),
+        (["predict", "fit", "--train", "20", "--seed", "-1", "--out", "{tmp}/p.json"], "must be >= 0, got -1"),
+        (["predict", "fit", "--train", "20", "--seed", "1" + "0" * 20, "--out", "{tmp}/p.json"], "<= 4294967295"),
+    ],
+)
+def test_a_seed_or_batch_size_numpy_torch_or_onnx_cannot_take_is_a_usage_error(tmp_path, capsys, argv, said):
+    # each was a traceback from numpy, scikit-learn or onnx (exit 1) once the work began
+    with pytest.raises(SystemExit) as exit_:
+        assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+        raise SystemExit(2)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and said in err.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())

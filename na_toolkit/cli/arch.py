@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bench.base import MAX_SEED, at_least
 from ..errors import ArchitectureError, ConfigError, UnknownComponentError
 from ..files import ARCHITECTURE
 from ..ir.layers import REQUIRED
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 #: `arch export --check` fails when ONNX Runtime and torch differ by more than this (the issue's bound)
 PARITY_TOL = 1e-4
+#: the largest static batch dimension an export writes (a search config's batch_size takes as many)
+MAX_BATCH_SIZE = 1_000_000
 
 
 # ---- helpers shared with `demo` -----------------------------------------------------------------------
@@ -266,6 +269,8 @@ def run_export(args: argparse.Namespace) -> int:
     arch = load_architecture(args.arch, args.toolkit)
     if args.batch_size is not None and args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size} (use --dynamic-batch for a symbolic batch)")
+    if args.batch_size is not None and args.batch_size > MAX_BATCH_SIZE:  # ONNX's int64 dimension overflowed
+        return _error(f"--batch-size must be <= {MAX_BATCH_SIZE}, got {args.batch_size}")
     batch = None if args.dynamic_batch else args.batch_size
     problem = _writable(args.onnx, args.arch, ".onnx")  # before the export and the parity check, not after them
     if problem:
@@ -363,7 +368,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     batch = p.add_mutually_exclusive_group()  # a static and a symbolic batch contradict each other
     batch.add_argument("--batch-size", type=int, default=1, help="static batch dimension (default 1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension instead")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--seed", type=at_least(0, MAX_SEED), default=0, help="seed of the random weights (default 0)")
     p.add_argument(
         "--check",
         action="store_true",

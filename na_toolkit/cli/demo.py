@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..bench.base import MAX_SEED, at_least
 from ._output import notice
 from .command import WORK_FAILED_EXIT, Command
 from .evaluate import resize_arg
@@ -37,7 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="resize an image-folder dataset's images to PX x PX (or H x W)",
     )
     parser.add_argument("--steps", type=int, default=5, help="moves tour only: moves to apply (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the search (or of the sampled moves)")
+    parser.add_argument(
+        "--seed", type=at_least(0, MAX_SEED), default=0, help="random seed of the search (or of the sampled moves)"
+    )
     parser.add_argument(
         "--move",
         "--operation",
