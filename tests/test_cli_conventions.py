@@ -313,3 +313,25 @@ def test_a_seed_or_batch_size_numpy_torch_or_onnx_cannot_take_is_a_usage_error(t
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and said in err.strip().splitlines()[-1]
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["evaluate", "simple-cnn", "--dataset", ""], "evaluate: error: argument --dataset: an empty value ('')"),
+        (["hw", "calibrate", "--out", ""], "hw calibrate: error: argument --out: an empty value ('')"),
+        (["runs", ""], "runs: error: argument folder: an empty value ('')"),
+        (["--log-file", " ", "arch", "seeds"], "arch seeds: error: argument --log-file: an empty value (' ')"),
+        (["predict", "fit", "--predictor", "", "--train", "20"], "error: argument --predictor: an empty value"),
+        (["hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--time-model", ""], "argument --time-model: an"),
+    ],
+)
+def test_an_empty_value_is_refused_naming_the_argument_not_read_as_left_out(tmp_path, capsys, monkeypatch, argv, said):
+    # each did what the option left out does: trained on digits, printed the model, listed ./runs, fitted the
+    # default predictor, estimated with the default time model; all exit 0
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and said in err.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())

@@ -124,6 +124,21 @@ def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> None:
     )
 
 
+def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 under the command's usage when an argument is given as "" (or blanks): no name, path or number
+    is empty, and read as the option left out it did what the user did not ask (`evaluate --dataset ""` trained
+    on digits, `hw calibrate --out ""` printed the model instead of writing it, `runs ""` listed ./runs)."""
+    parsers = [parser]
+    while (inner := _innermost(parsers[-1], args)) is not parsers[-1]:
+        parsers.append(inner)
+    for action in (a for p in parsers for a in p._actions):
+        value = getattr(args, action.dest, None)
+        given = value if isinstance(value, list) else [value]
+        if value != action.default and any(isinstance(v, str) and not v.strip() for v in given):
+            name = max(action.option_strings, key=len) if action.option_strings else action.metavar or action.dest
+            parsers[-1].error(f"argument {name}: an empty value ({value!r}); give one, or leave it out")
+
+
 def _nested_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """The subcommands' parsers below `parser` (`hw` -> `list`, `show`, `calibrate`), at every depth."""
     out: list[argparse.ArgumentParser] = []
@@ -371,6 +386,7 @@ def _main(argv: list[str] | None) -> int:
         args, extras = parser.parse_known_args(argv)
         if extras:  # said by the command's own parser (its usage, its options), not the top level's
             _unrecognized(_innermost(parser, args), extras)
+        _refuse_empty_values(parser, args)
         args._argv = argv  # the command line as given: a benchmark records how it was made
         if getattr(args, "_run", None) is None:
             parser.print_help()
