@@ -335,3 +335,24 @@ def test_an_empty_value_is_refused_naming_the_argument_not_read_as_left_out(tmp_
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and said in err.strip().splitlines()[-1]
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["arch", "export", "simple-cnn", "--onnx", "{tmp}/net.json"], "it would be an ONNX model; give a path ending"),
+        (["arch", "import", "{model}", "--out", "{tmp}/net.onnx"], "it would be an architecture; give a path"),
+        (["profile", "--out", "{tmp}/p.onnx", "--time-budget-s", "0"], "a device profile is a JSON file; give a path"),
+    ],
+)
+def test_a_new_output_of_a_suffix_its_readers_take_for_another_kind_is_refused(tmp_path, capsys, argv, said):
+    # written all the same (exit 0), each was then misread by its suffix: `arch show net.json` as architecture
+    # JSON ("not UTF-8 text"), `arch show net.onnx` as ONNX, `hw show p.onnx` as a hardware model
+    model = tmp_path / "m" / "model.onnx"
+    model.parent.mkdir()
+    assert main(["arch", "export", "simple-cnn", "--onnx", str(model)]) == 0
+    capsys.readouterr()
+    assert main([a.replace("{tmp}", str(tmp_path)).replace("{model}", str(model)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

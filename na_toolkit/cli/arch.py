@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..bench.base import MAX_SEED, at_least
 from ..errors import ArchitectureError, ConfigError, UnknownComponentError
-from ..files import ARCHITECTURE
+from ..files import ARCHITECTURE, with_article
 from ..ir.layers import REQUIRED
 from ._format import render_table, shape_str
 from ._output import atomic_out, check_out
@@ -189,6 +189,9 @@ def _writable(path: str, source: str, suffix: str, kind: str | None = None) -> s
         check_out(path, "output", make_folders=False, inputs=[source], suffixes=(suffix,), kind=kind)
     except ConfigError as exc:
         return str(exc)
+    if Path(path).suffix.lower() != suffix:  # `--onnx net.json` wrote ONNX that `arch show net.json` misread
+        what = with_article(kind) if kind else "an ONNX model"
+        return f"cannot write output {path!r}: it would be {what}; give a path ending in {suffix}"
     return None
 
 
