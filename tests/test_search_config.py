@@ -255,6 +255,20 @@ RESOLVE_BAD = [
         with_("strategy", {"name": "neural-architect", "options": {"gamma": 1.5}}),
         "strategy.options.gamma: Input should be less than or equal to 1 (got 1.5)",
     ),
+    # a count past its bound hung the search (a walk of 1e18 moves, 1e18 episodes) after the run folder was made
+    *(
+        (with_("strategy", {"name": name, "options": {key: 10**18}}), f"strategy.options.{key}: Input should be less")
+        for name, key in (
+            ("random", "max_moves"),
+            ("evolution", "oversample"),
+            ("evolution", "tries"),
+            ("neural-architect", "episodes"),
+            ("neural-architect", "updates"),
+            ("neural-architect", "episode_length"),
+        )
+    ),
+    (with_("evaluator.options", {"epochs": 10**18}), "evaluator.options.epochs: Input should be less than or equal"),
+    (with_("evaluator.options", {"seed": -1}), "evaluator.options.seed: Input should be greater than or equal to 0"),
     (
         with_("evaluator.options", {"epoch": 1}),
         "evaluator.options.epoch: unknown key. Did you mean 'evaluator.options.epochs'",
