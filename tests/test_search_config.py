@@ -298,6 +298,10 @@ RESOLVE_BAD = [
         with_("executor", {"name": "local", "options": {"workers": 0}}),
         "executor.options.workers: Input should be greater than or equal to 1 (got 0)",
     ),
+    (  # was taken as it was (exit 0), whatever torch then made of it
+        with_("executor", {"name": "local", "options": {"threads_per_worker": 10**18}}),
+        "executor.options.threads_per_worker: Input should be less than or equal to 1024",
+    ),
     (
         with_("executor", {"name": "local", "options": {"workers": True}}),
         "executor.options.workers: Input should be a valid integer",
