@@ -356,3 +356,17 @@ def test_a_new_output_of_a_suffix_its_readers_take_for_another_kind_is_refused(t
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and said in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["hw", "calibrate", "--repeats", "1" + "0" * 20], "--repeats must be <= 1000, got 1" + "0" * 20),
+        (["demo", "--move", "insert_conv", "--steps", "1" + "0" * 20], "--steps must be in [0, 1000], got 1"),
+    ],
+)
+def test_a_count_that_would_run_for_ever_is_refused_before_any_work(capsys, argv, said):
+    # each was taken: calibration and the moves tour ran until killed
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "calibrating" not in err

@@ -21,6 +21,9 @@ from ._output import notice
 from .command import WORK_FAILED_EXIT, Command
 from .evaluate import resize_arg
 
+#: the most moves a tour applies (`--steps`)
+MAX_STEPS = 1_000
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -95,8 +98,8 @@ def _moves_tour(args: argparse.Namespace) -> int:
     from .arch import PARITY_TOL, load_architecture, onnx_parity_max_abs_err, run_seeds, totals_json
 
     toolkit = args.toolkit
-    if args.steps < 0:
-        print(f"na-toolkit: error: --steps must be >= 0, got {args.steps}", file=sys.stderr)
+    if not 0 <= args.steps <= MAX_STEPS:  # `--steps 1e20` applied moves for ever
+        print(f"na-toolkit: error: --steps must be in [0, {MAX_STEPS}], got {args.steps}", file=sys.stderr)
         return 2
     result: dict[str, Any] = {"arch": args.arch, "seed": args.seed}
     # the input first: a wrong network or move is one error line, not a tour cut short
