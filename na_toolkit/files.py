@@ -139,6 +139,11 @@ def parse_json(text: str | bytes, what: str, error: type[NAToolkitError]) -> Any
 
 def parse_toml(text: str, what: str, error: type[NAToolkitError]) -> dict[str, Any]:
     """`tomllib.loads`, with malformed text and over-deep nesting as one `error`."""
+    if text.startswith("\ufeff"):  # invisible in an editor, it was said as "Invalid statement (at line 1, column 1)"
+        raise error(
+            f"{what} is not valid TOML: it starts with a UTF-8 byte-order mark (BOM), which TOML does not allow; "
+            "save it as UTF-8 without BOM"
+        )
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

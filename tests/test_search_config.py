@@ -417,6 +417,10 @@ def test_toml_file_errors(tmp_path):
     (tmp_path / "broken.toml").write_text("evaluations = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "broken.toml")
+    # a byte-order mark (what Notepad writes) was said as "Invalid statement (at line 1, column 1)"
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + (EXAMPLES / "nb201-pixel3.toml").read_bytes())
+    with pytest.raises(ConfigError, match="not valid TOML: it starts with a UTF-8 byte-order mark \\(BOM\\)"):
+        load_config(tmp_path / "bom.toml")
 
 
 # Errors found when the components are built (before anything runs or a run folder exists).
