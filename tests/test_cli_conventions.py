@@ -370,3 +370,26 @@ def test_a_count_that_would_run_for_ever_is_refused_before_any_work(capsys, argv
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and said in err and "calibrating" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["demo", "--steps", "3"], "--steps is the --move tour's (moves it applies); the search takes none"),
+        (
+            ["hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--option", "dtype=int8", "--option", "dtype=fp32"],
+            "--option dtype is given twice; give it once",
+        ),
+        (
+            ["predict", "fit", "--param", "n_estimators=5", "--param", "n_estimators=9", "--out", "p.json"],
+            "--param n_estimators is given twice; give it once",
+        ),
+    ],
+)
+def test_an_option_that_would_be_ignored_or_overridden_is_refused(tmp_path, monkeypatch, capsys, argv, said):
+    # the demo ran its whole search ignoring --steps; a KEY given twice kept its last value, silently
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"na-toolkit: error: {said}")
+    assert not list(tmp_path.iterdir())
