@@ -200,6 +200,17 @@ BAD = [
     (with_("devices", {"x" * 65: {"time_model": "roofline"}}), "must be 1-64 letters"),
     (with_("devices.cpu", 3), "devices.cpu: Input should be a valid dictionary"),
     (with_("strategy", {"name": "random", "options": 3}), "strategy.options: Input should be a valid dictionary"),
+    # the mnasnet form raises a budget's value/limit ratio to weight x alpha (beta): 1e18 overflowed at the first
+    # candidate scored (an OverflowError traceback, after the run folder was made)
+    (
+        with_("reward", {"form": "mnasnet", "mnasnet_beta": 1e18}),
+        "devices.cpu.budgets.latency_ms: its weight 2 x the mnasnet exponent (reward.mnasnet_alpha, mnasnet_beta: "
+        "-0.07, 1e+18) is a power of 2e+18, past the 10 the reward can hold",
+    ),
+    (
+        with_("devices.cpu.budgets.latency_ms.weight", 500.0, with_("reward", {"form": "mnasnet"})),
+        "devices.cpu.budgets.latency_ms: its weight 500 x the mnasnet exponent",
+    ),
 ]
 
 

@@ -215,9 +215,9 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
     d = _validate_document(doc)
     output = Path(d.output)
     output = (output if output.is_absolute() else base_dir / output).resolve()
-    all_hard = d.reward.hard
+    all_hard, objectives = d.reward.hard, d.reward.objectives()
 
-    def budgets(table: Any, raw: Any, metric_name: Any) -> tuple[Budget, ...]:
+    def budgets(table: Any, raw: Any, metric_name: Any, where: str) -> tuple[Budget, ...]:
         out = []
         for metric in raw if isinstance(raw, Mapping) else {}:  # the order written: rewards sum in it
             b = getattr(table, metric)
@@ -225,6 +225,7 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
                 continue
             hard = all_hard if b.hard is None else b.hard
             out.append(Budget(metric_name(metric), b.limit, b.weight, hard))
+            objectives.check_power(out[-1], f"{where}.{metric}")
         return tuple(out)
 
     raw_devices = doc.get("devices", {})
@@ -235,7 +236,12 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
             dev.batch_size,
             _component(dev.time_model, ""),
             _component(dev.measure, "") if dev.measure is not None else None,
-            budgets(dev.budgets, raw_devices[name].get("budgets"), lambda m, n=name: device_metric(m, n)),
+            budgets(
+                dev.budgets,
+                raw_devices[name].get("budgets"),
+                lambda m, n=name: device_metric(m, n),
+                f"devices.{name}.budgets",
+            ),
             dev.resource,
             *_rescale(name, dev.rescale_by_measure, dev.rescale_neighbours, dev.measure is not None),
         )
@@ -264,8 +270,8 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
         evaluator=_component(d.evaluator, DEFAULT_EVALUATOR),
         predictors=predictors,
         executor=_component(d.executor, DEFAULT_EXECUTOR),
-        objectives=d.reward.objectives(),
-        global_budgets=budgets(d.budgets, doc.get("budgets"), lambda m: m),
+        objectives=objectives,
+        global_budgets=budgets(d.budgets, doc.get("budgets"), lambda m: m, "budgets"),
         devices=devices,
         doc=stored,
         base_dir=base_dir,
