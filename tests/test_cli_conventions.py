@@ -299,6 +299,7 @@ def test_quiet_hides_the_warnings_said_while_the_plugins_load(monkeypatch, capsy
     [
         (["arch", "export", "simple-cnn", "--onnx", "{tmp}/a.onnx", "--seed", "-1"], "argument --seed: must be >= 0"),
         (["arch", "export", "simple-cnn", "--onnx", "{tmp}/a.onnx", "--batch-size", "1" + "0" * 20], "<= 1000000"),
+        (["hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--batch-size", "1" + "0" * 20], "<= 1000000"),
         (["demo", "--move", "insert_conv", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
         (["demo", "--move", "insert_conv", "--seed", "1" + "0" * 20], "must be <= 9223372036854775807"),
         (["predict", "fit", "--train", "20", "--seed", "-1", "--out", "{tmp}/p.json"], "must be >= 0, got -1"),
