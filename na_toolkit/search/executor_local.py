@@ -52,7 +52,7 @@ class LocalExecutor(Executor):
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
 
-        workers: int = Field(1, ge=1, description="worker processes (1: tasks run in this process)")
+        workers: int = Field(1, ge=1, le=1_024, description="worker processes (1: tasks run in this process)")
         threads_per_worker: int | None = Field(
             None, ge=1, le=1_024, description="CPU threads per worker (default: cores/workers)"
         )
