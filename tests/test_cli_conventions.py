@@ -394,3 +394,32 @@ def test_an_option_that_would_be_ignored_or_overridden_is_refused(tmp_path, monk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"na-toolkit: error: {said}")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["search", "{hw}"], "config file '{hw}' is a hardware model, not a search config"),
+        (["search", "{profile}"], "config file '{profile}' is a device profile, not a search config"),
+        (["search", "{arch}"], "config file '{arch}' is an architecture, not a search config"),
+        (["hw", "show", "{config}"], "file '{config}' is a search config, not a hardware model"),
+        (["hw", "estimate", "nb201", "--device", "{config}"], "file '{config}' is a search config, not a hardware"),
+        (["arch", "show", "{profile}"], "architecture file '{profile}' is a device profile, not an architecture"),
+    ],
+)
+def test_a_toolkit_document_of_another_kind_is_named_as_what_it_is(tmp_path, capsys, argv, said):
+    # each was said as the wrong format's failure: "not valid TOML", "schema_version: unknown key. ... (and 12
+    # more problems)", "key 'schema_version': missing; add `schema_version = 1`", "unknown architecture field(s)"
+    from conftest import REPO_ROOT
+
+    files = {
+        "hw": REPO_ROOT / "hwmodels" / "x86-cpu.toml",
+        "profile": REPO_ROOT / "profiles" / "example-cpu.json",
+        "config": REPO_ROOT / "examples" / "nb201-pixel3.toml",
+        "arch": tmp_path / "net.json",
+    }
+    default_toolkit().seed("simple-cnn").save(files["arch"])
+    fill = {k: str(v) for k, v in files.items()}
+    assert main([a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"na-toolkit: error: {said.format(**fill)}")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError, UnknownComponentError
-from ..files import read_toml, warn_shadowed
+from ..files import SEARCH_CONFIG, read_document, read_toml, warn_shadowed
 from ..ir.seeds import build_seed_reference, seed_reference
 from ..validation import check_options, format_validation_error, takes_option, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
@@ -160,7 +160,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    return read_toml(path, "config file", ConfigError)
+    return read_document(path, SEARCH_CONFIG, "config file", ConfigError, read_toml)  # not a profile, a model...
 
 
 def load_config(
