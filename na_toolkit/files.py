@@ -22,7 +22,8 @@ import os
 import stat
 import tomllib
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,11 @@ def parse_json(text: str | bytes, what: str, error: type[NAToolkitError]) -> Any
 
 def parse_toml(text: str, what: str, error: type[NAToolkitError]) -> dict[str, Any]:
     """`tomllib.loads`, with malformed text and over-deep nesting as one `error`."""
+    if text.startswith("\ufeff"):  # invisible in an editor, it was said as "Invalid statement (at line 1, column 1)"
+        raise error(
+            f"{what} is not valid TOML: it starts with a UTF-8 byte-order mark (BOM), which TOML does not allow; "
+            "save it as UTF-8 without BOM"
+        )
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -223,6 +229,33 @@ def document_kind(path: str | os.PathLike[str]) -> str | None:
     except NAToolkitError:
         return None
     return kind_of_document(data, suffix)
+
+
+@contextmanager
+def read_as(path: str | os.PathLike[str], kind: str, what: str, error: type[NAToolkitError]) -> Iterator[None]:
+    """Reading `path` as a `kind` document inside: when that fails with `error` and the file is another toolkit
+    document (`document_kind`: a device profile given as a search config, a search config as a hardware model),
+    the error says so, not what reading it as `kind` tripped on ("not valid TOML", "schema_version: missing;
+    add `schema_version = 1`", "unknown architecture field(s) [...]")."""
+    try:
+        yield
+    except error:
+        found = document_kind(path)
+        if found is None or found == kind:
+            raise
+        raise error(f"{what} {str(path)!r} is {with_article(found)}, not {with_article(kind)}") from None
+
+
+def read_document(
+    path: str | os.PathLike[str], kind: str, what: str, error: type[NAToolkitError], read: Callable[..., Any]
+) -> Any:
+    """`read(path, what, error)` of a file that is to be a `kind` document, under `read_as`; a document that
+    reads but is another kind (a hardware model given as a search config) is refused the same way."""
+    with read_as(path, kind, what, error):
+        doc = read(path, what, error)
+        if kind_of_document(doc, Path(path).suffix.lower()) not in (None, kind):
+            raise error("another kind")  # said by read_as
+    return doc
 
 
 def kind_of_document(data: Any, suffix: str) -> str | None:

@@ -17,14 +17,19 @@ import math
 import typing
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .caches import register_cache
 from .errors import ConfigError, NAToolkitError
 
 M = TypeVar("M", bound=BaseModel)
+
+#: an option's random seed: what numpy, torch and a search config's random_seed take (past it: a traceback)
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: an option's count of passes or steps (epochs): past a million it is a typo, as a search config's counts
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
 class Document(BaseModel):

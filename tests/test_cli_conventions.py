@@ -292,3 +292,134 @@ def test_quiet_hides_the_warnings_said_while_the_plugins_load(monkeypatch, capsy
         assert main(argv) == 0
         quiet = capsys.readouterr()
         assert quiet.err == "" and "x86-cpu" in quiet.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["arch", "export", "simple-cnn", "--onnx", "{tmp}/a.onnx", "--seed", "-1"], "argument --seed: must be >= 0"),
+        (["arch", "export", "simple-cnn", "--onnx", "{tmp}/a.onnx", "--batch-size", "1" + "0" * 20], "<= 1000000"),
+        (["hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--batch-size", "1" + "0" * 20], "<= 1000000"),
+        (["demo", "--move", "insert_conv", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["demo", "--move", "insert_conv", "--seed", "1" + "0" * 20], "must be <= 9223372036854775807"),
+        (["predict", "fit", "--train", "20", "--seed", "-1", "--out", "{tmp}/p.json"], "must be >= 0, got -1"),
+        (["predict", "fit", "--train", "20", "--seed", "1" + "0" * 20, "--out", "{tmp}/p.json"], "<= 4294967295"),
+    ],
+)
+def test_a_seed_or_batch_size_numpy_torch_or_onnx_cannot_take_is_a_usage_error(tmp_path, capsys, argv, said):
+    # each was a traceback from numpy, scikit-learn or onnx (exit 1) once the work began
+    with pytest.raises(SystemExit) as exit_:
+        assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+        raise SystemExit(2)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and said in err.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["evaluate", "simple-cnn", "--dataset", ""], "evaluate: error: argument --dataset: an empty value ('')"),
+        (["hw", "calibrate", "--out", ""], "hw calibrate: error: argument --out: an empty value ('')"),
+        (["runs", ""], "runs: error: argument folder: an empty value ('')"),
+        (["--log-file", " ", "arch", "seeds"], "arch seeds: error: argument --log-file: an empty value (' ')"),
+        (["predict", "fit", "--predictor", "", "--train", "20"], "error: argument --predictor: an empty value"),
+        (["hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--time-model", ""], "argument --time-model: an"),
+    ],
+)
+def test_an_empty_value_is_refused_naming_the_argument_not_read_as_left_out(tmp_path, capsys, monkeypatch, argv, said):
+    # each did what the option left out does: trained on digits, printed the model, listed ./runs, fitted the
+    # default predictor, estimated with the default time model; all exit 0
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and said in err.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["arch", "export", "simple-cnn", "--onnx", "{tmp}/net.json"], "it would be an ONNX model; give a path ending"),
+        (["arch", "import", "{model}", "--out", "{tmp}/net.onnx"], "it would be an architecture; give a path"),
+        (["profile", "--out", "{tmp}/p.onnx", "--time-budget-s", "0"], "a device profile is a JSON file; give a path"),
+    ],
+)
+def test_a_new_output_of_a_suffix_its_readers_take_for_another_kind_is_refused(tmp_path, capsys, argv, said):
+    # written all the same (exit 0), each was then misread by its suffix: `arch show net.json` as architecture
+    # JSON ("not UTF-8 text"), `arch show net.onnx` as ONNX, `hw show p.onnx` as a hardware model
+    model = tmp_path / "m" / "model.onnx"
+    model.parent.mkdir()
+    assert main(["arch", "export", "simple-cnn", "--onnx", str(model)]) == 0
+    capsys.readouterr()
+    assert main([a.replace("{tmp}", str(tmp_path)).replace("{model}", str(model)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["hw", "calibrate", "--repeats", "1" + "0" * 20], "--repeats must be <= 1000, got 1" + "0" * 20),
+        (["demo", "--move", "insert_conv", "--steps", "1" + "0" * 20], "--steps must be in [0, 1000], got 1"),
+    ],
+)
+def test_a_count_that_would_run_for_ever_is_refused_before_any_work(capsys, argv, said):
+    # each was taken: calibration and the moves tour ran until killed
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "calibrating" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["demo", "--steps", "3"], "--steps is the --move tour's (moves it applies); the search takes none"),
+        (
+            ["hw", "estimate", "simple-cnn", "--device", "x86-cpu", "--option", "dtype=int8", "--option", "dtype=fp32"],
+            "--option dtype is given twice; give it once",
+        ),
+        (
+            ["predict", "fit", "--param", "n_estimators=5", "--param", "n_estimators=9", "--out", "p.json"],
+            "--param n_estimators is given twice; give it once",
+        ),
+    ],
+)
+def test_an_option_that_would_be_ignored_or_overridden_is_refused(tmp_path, monkeypatch, capsys, argv, said):
+    # the demo ran its whole search ignoring --steps; a KEY given twice kept its last value, silently
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"na-toolkit: error: {said}")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["search", "{hw}"], "config file '{hw}' is a hardware model, not a search config"),
+        (["search", "{profile}"], "config file '{profile}' is a device profile, not a search config"),
+        (["search", "{arch}"], "config file '{arch}' is an architecture, not a search config"),
+        (["hw", "show", "{config}"], "file '{config}' is a search config, not a hardware model"),
+        (["hw", "estimate", "nb201", "--device", "{config}"], "file '{config}' is a search config, not a hardware"),
+        (["arch", "show", "{profile}"], "architecture file '{profile}' is a device profile, not an architecture"),
+    ],
+)
+def test_a_toolkit_document_of_another_kind_is_named_as_what_it_is(tmp_path, capsys, argv, said):
+    # each was said as the wrong format's failure: "not valid TOML", "schema_version: unknown key. ... (and 12
+    # more problems)", "key 'schema_version': missing; add `schema_version = 1`", "unknown architecture field(s)"
+    from conftest import REPO_ROOT
+
+    files = {
+        "hw": REPO_ROOT / "hwmodels" / "x86-cpu.toml",
+        "profile": REPO_ROOT / "profiles" / "example-cpu.json",
+        "config": REPO_ROOT / "examples" / "nb201-pixel3.toml",
+        "arch": tmp_path / "net.json",
+    }
+    default_toolkit().seed("simple-cnn").save(files["arch"])
+    fill = {k: str(v) for k, v in files.items()}
+    assert main([a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"na-toolkit: error: {said.format(**fill)}")

@@ -111,3 +111,30 @@ def test_main_in_process_gives_the_host_its_default_toolkit_back(monkeypatch, ca
     monkeypatch.setenv(ALLOW_ENV, "")  # the command loads the built-ins alone
     assert main(["arch", "seeds"]) == 0 and "simple-cnn" in capsys.readouterr().out
     assert get_toolkit() is mine
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        ("search.toml", 'seed_network = "nb201"\nevaluations = 2\n', "an existing search config"),
+        ("notes.json", '{"a": 1}', "an existing .json file, not a log"),
+        ("model.onnx", "\x00garbage", "an existing .onnx file, not a log"),
+    ],
+)
+def test_a_log_file_that_is_an_existing_document_is_refused_and_left_as_it_was(tmp_path, capsys, name, content, said):
+    # the file handler appends: `--log-file search.toml search search.toml` made the config unreadable
+    doc = tmp_path / name
+    doc.write_text(content)
+    assert main(["arch", "seeds", "--log-file", str(doc)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--log-file {doc}: it is {said}" in err and "Traceback" not in err
+    assert doc.read_text() == content
+
+
+def test_a_log_file_may_be_an_empty_or_new_file_of_any_name(tmp_path, capsys):
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    for log in (empty, tmp_path / "new.log"):
+        assert main(["hw", "show", "nosuch-board", "--log-file", str(log)]) == 2
+        assert "nosuch-board" in log.read_text()
+    capsys.readouterr()

@@ -157,6 +157,23 @@ def test_cli_evaluate_json_and_errors(tmp_path):
     assert bad.stderr.strip().count("\n") == 0 and "(3, 8, 8)" in bad.stderr and "(1, 8, 8)" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--epochs", "99999999999999999999", "epochs: Input should be less than or equal to 1000000"),
+        ("--seed", "99999999999999999999", "seed: Input should be less than or equal to 9223372036854775807"),
+        ("--seed", "-1", "seed: Input should be greater than or equal to 0"),
+        ("--split-seed", "-1", "split_seed: Input should be greater than or equal to 0"),
+        ("--threads", "99999999999999999999", "threads: Input should be less than or equal to 1024"),
+    ],
+)
+def test_cli_evaluate_refuses_a_count_or_seed_past_what_torch_takes_in_one_line(option, value, said):
+    # an overflow in torch or numpy once training started: a traceback, exit 1 (or -1 taken for a seed)
+    bad = _cli("evaluate", "simple-cnn", option, value)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.stderr.strip() == f"na-toolkit: error: evaluator.options.{said} (got {value})"
+
+
 def test_cli_evaluate_of_a_seed_built_for_one_shape_names_the_seeds_built_for_the_data():
     # said "build the network for the dataset's shape", which a seed name leaves the user no way to do
     bad = _cli("evaluate", "mobilenetv3-small", "--dataset", "digits", "--epochs", "1")

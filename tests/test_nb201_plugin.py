@@ -13,7 +13,7 @@ pytest.importorskip(
 )
 
 import na_toolkit_nb201 as nb
-from conftest import default_toolkit, get_seed
+from conftest import REPO_ROOT, default_toolkit, get_seed
 from na_toolkit import caches
 from na_toolkit.errors import ArchitectureError, ConfigError, DataError, MoveError, TimeModelError
 
@@ -230,6 +230,38 @@ def test_table_time_model(table):
         cls("tpu_v9").estimate(arch)
     with pytest.raises(TimeModelError, match="not an NB201 network"):
         cls("pixel2").estimate(get_seed("resnet-cifar"))
+
+
+@pytest.mark.parametrize(("device", "close"), [("pixel", "Did you mean 'pixel3', 'pixel2'?"), ("tpu_v9", "")])
+def test_a_search_on_a_device_the_table_has_no_column_of_is_refused_before_a_run(tmp_path, capsys, device, close):
+    # found at each estimate, it spent the whole budget on candidates it could not measure, and exited 0
+    from na_toolkit.cli.main import main
+
+    text = (REPO_ROOT / "examples" / "nb201-pixel3.toml").read_text().replace('"lat_pixel3"', f'"{device}"')
+    (tmp_path / "c.toml").write_text(text)
+    assert main(["search", str(tmp_path / "c.toml"), "--output", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"devices.pixel3.time_model (nb201-table on device '{device}'): nb201-table: no latency column" in err
+    assert "(or 1080ti, 2080ti, titan_rtx: the column of the batch size)." in err and close in err
+    assert not (tmp_path / "runs").exists()
+    assert default_toolkit().time_models.get("nb201-table")("titan_rtx").column_for(32) == "lat_titan_rtx_32"
+
+
+def test_a_search_from_a_seed_outside_the_space_of_the_table_evaluator_is_refused_before_a_run(tmp_path, capsys):
+    # its one evaluation failed, set_edge_op found nothing to edit, and the search ended with exit 0
+    from na_toolkit.cli.main import main
+
+    get_seed("simple-cnn").save(tmp_path / "cnn.json")
+    text = (REPO_ROOT / "examples" / "nb201-pixel3.toml").read_text()
+    (tmp_path / "c.toml").write_text(text.replace('seed_network = "nb201"', 'seed_network = "cnn.json"'))
+    assert main(["search", str(tmp_path / "c.toml"), "--output", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    seed = str(tmp_path / "cnn.json")
+    assert f"evaluator 'nb201-table' cannot evaluate seed_network {seed!r} on dataset 'c10'" in err
+    assert "is not an NB201 network" in err and not (tmp_path / "runs").exists()
+    default_toolkit().evaluators.get("nb201-table")().check(get_seed("nb201"))  # the space's seed passes
 
 
 def _write_subset(path, table, columns, rows=range(20), gz=False, mangle=None):

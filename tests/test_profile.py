@@ -234,6 +234,29 @@ def test_a_time_budget_that_is_no_number_of_seconds_is_refused_before_measuring(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "bounds"),
+    [
+        ("--rng-seed", "-1", "[0, 9223372036854775807]"),
+        ("--samples", "99999999999999999999", "[0, 1000000]"),
+        ("--max-moves", "5000", "[1, 1000]"),
+        ("--adaptive-rounds", "99999999999999999999", "[0, 1000]"),
+        ("--batch-size", "100000", "[1, 65536]"),
+        ("--threads", "2000", "[1, 1024]"),
+        ("--pool", "99999999999999999999", "[1, 1000000]"),
+    ],
+)
+def test_a_count_past_what_a_profile_keeps_is_refused_naming_the_option_before_measuring(
+    tmp_path, run_cli, option, value, bounds
+):
+    # the profile refused its own plan once the kernels were set up: a pydantic traceback, exit 1
+    out = tmp_path / "p.json"
+    res = run_cli("profile", "--device", "cpu", "--out", out, option, value, "--time-budget-s", "0")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.error_line() == f"na-toolkit: error: {option} must be a whole number in {bounds}, got {value}"
+    assert not out.exists()
+
+
 def test_corrupt_and_wrong_version_profiles_are_profile_errors(tmp_path, small_profile, run_cli):
     bad = tmp_path / "corrupt.json"
     bad.write_text('{"schema": "na_toolkit.device_profile", "kern')

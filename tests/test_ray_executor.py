@@ -302,3 +302,6 @@ def test_worker_command_starts_a_device_node(run_cli):
     assert "--num-cpus=0" in res.stdout and '"device:jetson-orin-nano": 1' in res.stdout
     bad = run_cli("worker", "--device", "../x", "--address", "10.0.0.5:6379", "--dry-run")
     assert bad.returncode == 2 and "device name" in bad.stderr
+    # a negative GPU count was printed into the `ray start` line (exit 0), for Ray to refuse once it ran
+    bad = run_cli("worker", "--device", "cpu", "--address", "10.0.0.5:6379", "--num-gpus", "-1", "--dry-run")
+    assert bad.returncode == 2 and "argument --num-gpus: must be >= 0, got -1" in bad.stderr and not bad.stdout

@@ -200,6 +200,17 @@ BAD = [
     (with_("devices", {"x" * 65: {"time_model": "roofline"}}), "must be 1-64 letters"),
     (with_("devices.cpu", 3), "devices.cpu: Input should be a valid dictionary"),
     (with_("strategy", {"name": "random", "options": 3}), "strategy.options: Input should be a valid dictionary"),
+    # the mnasnet form raises a budget's value/limit ratio to weight x alpha (beta): 1e18 overflowed at the first
+    # candidate scored (an OverflowError traceback, after the run folder was made)
+    (
+        with_("reward", {"form": "mnasnet", "mnasnet_beta": 1e18}),
+        "devices.cpu.budgets.latency_ms: its weight 2 x the mnasnet exponent (reward.mnasnet_alpha, mnasnet_beta: "
+        "-0.07, 1e+18) is a power of 2e+18, past the 10 the reward can hold",
+    ),
+    (
+        with_("devices.cpu.budgets.latency_ms.weight", 500.0, with_("reward", {"form": "mnasnet"})),
+        "devices.cpu.budgets.latency_ms: its weight 500 x the mnasnet exponent",
+    ),
 ]
 
 
@@ -286,6 +297,20 @@ RESOLVE_BAD = [
         with_("strategy", {"name": "neural-architect", "options": {"gamma": 1.5}}),
         "strategy.options.gamma: Input should be less than or equal to 1 (got 1.5)",
     ),
+    # a count past its bound hung the search (a walk of 1e18 moves, 1e18 episodes) after the run folder was made
+    *(
+        (with_("strategy", {"name": name, "options": {key: 10**18}}), f"strategy.options.{key}: Input should be less")
+        for name, key in (
+            ("random", "max_moves"),
+            ("evolution", "oversample"),
+            ("evolution", "tries"),
+            ("neural-architect", "episodes"),
+            ("neural-architect", "updates"),
+            ("neural-architect", "episode_length"),
+        )
+    ),
+    (with_("evaluator.options", {"epochs": 10**18}), "evaluator.options.epochs: Input should be less than or equal"),
+    (with_("evaluator.options", {"seed": -1}), "evaluator.options.seed: Input should be greater than or equal to 0"),
     (
         with_("evaluator.options", {"epoch": 1}),
         "evaluator.options.epoch: unknown key. Did you mean 'evaluator.options.epochs'",
@@ -314,6 +339,20 @@ RESOLVE_BAD = [
     (
         with_("executor", {"name": "local", "options": {"workers": 0}}),
         "executor.options.workers: Input should be greater than or equal to 1 (got 0)",
+    ),
+    # every measurement failed on ONNX Runtime's int (a search that spent its budget, exit 0); a process pool
+    # failed starting its first task, after the run folder was made
+    (
+        with_("devices.cpu.measure", {"name": "onnxruntime", "options": {"intra_op_threads": 10**18}}),
+        "devices.cpu.measure.options.intra_op_threads: Input should be less than or equal to 1024",
+    ),
+    (
+        with_("executor", {"name": "local", "options": {"workers": 10**18}}),
+        "executor.options.workers: Input should be less than or equal to 1024",
+    ),
+    (  # was taken as it was (exit 0), whatever torch then made of it
+        with_("executor", {"name": "local", "options": {"threads_per_worker": 10**18}}),
+        "executor.options.threads_per_worker: Input should be less than or equal to 1024",
     ),
     (
         with_("executor", {"name": "local", "options": {"workers": True}}),
@@ -430,6 +469,10 @@ def test_toml_file_errors(tmp_path):
     (tmp_path / "broken.toml").write_text("evaluations = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "broken.toml")
+    # a byte-order mark (what Notepad writes) was said as "Invalid statement (at line 1, column 1)"
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + (EXAMPLES / "nb201-pixel3.toml").read_bytes())
+    with pytest.raises(ConfigError, match="not valid TOML: it starts with a UTF-8 byte-order mark \\(BOM\\)"):
+        load_config(tmp_path / "bom.toml")
 
 
 # Errors found when the components are built (before anything runs or a run folder exists).

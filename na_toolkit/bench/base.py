@@ -25,9 +25,14 @@ class Benchmark:
     run: Callable[[argparse.Namespace, Toolkit], dict[str, Any]]
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse `type` for a count: a whole number >= `minimum`, else the usage error (exit 2) names the
-    argument, the bound and the value, before the benchmark does any work (`type=at_least(1)`)."""
+#: the largest random seed a command takes: what numpy, torch and a search config's random_seed take
+MAX_SEED = 2**63 - 1
+
+
+def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse `type` for a count: a whole number >= `minimum` (and <= `maximum`), else the usage error
+    (exit 2) names the argument, the bounds and the value, before the command does any work
+    (`type=at_least(1)`; a seed: `at_least(0, MAX_SEED)`, past which numpy or torch raised an overflow)."""
 
     def parse(text: str) -> int:
         try:
@@ -36,7 +41,9 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
-    parse.__name__ = f"whole number >= {minimum}"
+    parse.__name__ = f"whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
     return parse

@@ -21,10 +21,12 @@ from na_toolkit.search.selection import fill_with_walks, seed_candidate, tournam
 from na_toolkit.search.strategy import Candidate, Score, SearchContext, Strategy, random_move
 from na_toolkit.validation import validate_options
 
-_MAX_MOVES = Field(3, ge=1, description="a random walk is 1..max_moves valid moves from the seed")
+#: each count bounded: past it a value is a typo that hung the search (`max_moves = 1e18`: a walk never ends)
+_MAX_MOVES = Field(3, ge=1, le=1_000, description="a random walk is 1..max_moves valid moves from the seed")
 _OVERSAMPLE = Field(
     1,
     ge=1,
+    le=1_000,
     description="propose oversample × n; the loop evaluates the n best by predicted reward and "
     "uncertainty (1: the plain algorithm)",
 )
@@ -41,7 +43,7 @@ class RandomSearch(Strategy):
         model_config = ConfigDict(strict=True)
 
         max_moves: int = _MAX_MOVES
-        tries: int = Field(20, ge=1, description="draws per candidate before giving up on a new one")
+        tries: int = Field(20, ge=1, le=10_000, description="draws per candidate before giving up on a new one")
         oversample: int = _OVERSAMPLE
 
     def __init__(self, context: SearchContext, max_moves: int = 3, tries: int = 20, oversample: int = 1):
@@ -74,10 +76,12 @@ class RegularizedEvolution(Strategy):
 
         model_config = ConfigDict(strict=True)
 
-        population: int = Field(10, ge=2, description="the latest evaluated candidates that breed")
-        sample: int = Field(3, ge=1, description="tournament size: members drawn to pick a parent")
+        population: int = Field(10, ge=2, le=1_000_000, description="the latest evaluated candidates that breed")
+        sample: int = Field(3, ge=1, le=1_000_000, description="tournament size: members drawn to pick a parent")
         max_moves: int = _MAX_MOVES
-        tries: int = Field(10, ge=1, description="mutations drawn per child until one gives an unseen network")
+        tries: int = Field(
+            10, ge=1, le=10_000, description="mutations drawn per child until one gives an unseen network"
+        )
         oversample: int = _OVERSAMPLE
 
         @model_validator(mode="after")

@@ -18,6 +18,8 @@ def parse_key_values(items: Sequence[str], option: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}")
+        if key in params:  # the last one won, silently (whatif's --vary refuses a field given twice alike)
+            raise ConfigError(f"{option} {key} is given twice; give it once")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

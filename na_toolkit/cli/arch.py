@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bench.base import MAX_SEED, at_least
 from ..errors import ArchitectureError, ConfigError, UnknownComponentError
-from ..files import ARCHITECTURE
+from ..files import ARCHITECTURE, with_article
 from ..ir.layers import REQUIRED
 from ._format import render_table, shape_str
 from ._output import atomic_out, check_out
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 #: `arch export --check` fails when ONNX Runtime and torch differ by more than this (the issue's bound)
 PARITY_TOL = 1e-4
+#: the largest static batch dimension an export writes (a search config's batch_size takes as many)
+MAX_BATCH_SIZE = 1_000_000
 
 
 # ---- helpers shared with `demo` -----------------------------------------------------------------------
@@ -186,6 +189,9 @@ def _writable(path: str, source: str, suffix: str, kind: str | None = None) -> s
         check_out(path, "output", make_folders=False, inputs=[source], suffixes=(suffix,), kind=kind)
     except ConfigError as exc:
         return str(exc)
+    if Path(path).suffix.lower() != suffix:  # `--onnx net.json` wrote ONNX that `arch show net.json` misread
+        what = with_article(kind) if kind else "an ONNX model"
+        return f"cannot write output {path!r}: it would be {what}; give a path ending in {suffix}"
     return None
 
 
@@ -266,6 +272,8 @@ def run_export(args: argparse.Namespace) -> int:
     arch = load_architecture(args.arch, args.toolkit)
     if args.batch_size is not None and args.batch_size < 1:
         return _error(f"--batch-size must be >= 1, got {args.batch_size} (use --dynamic-batch for a symbolic batch)")
+    if args.batch_size is not None and args.batch_size > MAX_BATCH_SIZE:  # ONNX's int64 dimension overflowed
+        return _error(f"--batch-size must be <= {MAX_BATCH_SIZE}, got {args.batch_size}")
     batch = None if args.dynamic_batch else args.batch_size
     problem = _writable(args.onnx, args.arch, ".onnx")  # before the export and the parity check, not after them
     if problem:
@@ -363,7 +371,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     batch = p.add_mutually_exclusive_group()  # a static and a symbolic batch contradict each other
     batch.add_argument("--batch-size", type=int, default=1, help="static batch dimension (default 1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension instead")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--seed", type=at_least(0, MAX_SEED), default=0, help="seed of the random weights (default 0)")
     p.add_argument(
         "--check",
         action="store_true",

@@ -16,9 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..bench.base import MAX_SEED, at_least
 from ._output import notice
 from .command import WORK_FAILED_EXIT, Command
 from .evaluate import resize_arg
+
+#: the moves a tour applies (`--steps`), and the most it takes
+DEFAULT_STEPS = 5
+MAX_STEPS = 1_000
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="PX|HxW",
         help="resize an image-folder dataset's images to PX x PX (or H x W)",
     )
-    parser.add_argument("--steps", type=int, default=5, help="moves tour only: moves to apply (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the search (or of the sampled moves)")
+    parser.add_argument("--steps", type=int, default=None, help="moves tour only: moves to apply (default 5)")
+    parser.add_argument(
+        "--seed", type=at_least(0, MAX_SEED), default=0, help="random seed of the search (or of the sampled moves)"
+    )
     parser.add_argument(
         "--move",
         "--operation",
@@ -68,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
             raise ConfigError("--dataset and --resize choose the search's data; the --move tour trains nothing")
         return _moves_tour(args)
+    if args.steps is not None:  # the search ran, the steps silently ignored
+        from ..errors import ConfigError
+
+        raise ConfigError("--steps is the --move tour's (moves it applies); the search takes none: leave it out")
     from ..search.demo import run_demo
 
     echo = notice if args.json else None
@@ -92,8 +103,9 @@ def _moves_tour(args: argparse.Namespace) -> int:
     from .arch import PARITY_TOL, load_architecture, onnx_parity_max_abs_err, run_seeds, totals_json
 
     toolkit = args.toolkit
-    if args.steps < 0:
-        print(f"na-toolkit: error: --steps must be >= 0, got {args.steps}", file=sys.stderr)
+    args.steps = DEFAULT_STEPS if args.steps is None else args.steps
+    if not 0 <= args.steps <= MAX_STEPS:  # `--steps 1e20` applied moves for ever
+        print(f"na-toolkit: error: --steps must be in [0, {MAX_STEPS}], got {args.steps}", file=sys.stderr)
         return 2
     result: dict[str, Any] = {"arch": args.arch, "seed": args.seed}
     # the input first: a wrong network or move is one error line, not a tour cut short

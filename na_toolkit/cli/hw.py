@@ -16,6 +16,9 @@ from . import hw_estimate
 from ._format import render_table
 from .command import Command
 
+#: the most timed runs per measurement `hw calibrate --repeats` takes (the median of 1000 is as good as any)
+MAX_REPEATS = 1_000
+
 if TYPE_CHECKING:
     from ..timemodels.hwmodel import HardwareModel
     from ..timemodels.profile import DeviceProfile
@@ -281,6 +284,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise HardwareError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.repeats > MAX_REPEATS:  # `--repeats 1e20` measured on for ever
+        raise HardwareError(f"--repeats must be <= {MAX_REPEATS}, got {args.repeats}")
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix != ".toml":
         raise HardwareError(f"--out {out}: a hardware model file must end in .toml")

@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from ..timemodels import get_time_model
     from ._format import parse_key_values
     from ._output import warn
-    from .arch import load_architecture
+    from .arch import MAX_BATCH_SIZE, load_architecture
 
+    if args.batch_size > MAX_BATCH_SIZE:  # 1e20 was estimated (needing 1.5e15 GiB), as no config's device takes
+        raise ConfigError(f"--batch-size must be <= {MAX_BATCH_SIZE} (a config's largest), got {args.batch_size}")
     toolkit = args.toolkit
     name = args.time_model or default_time_model(args.device, toolkit.hardware)
     options = parse_key_values(args.option, "--option")

@@ -124,6 +124,21 @@ def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> None:
     )
 
 
+def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 under the command's usage when an argument is given as "" (or blanks): no name, path or number
+    is empty, and read as the option left out it did what the user did not ask (`evaluate --dataset ""` trained
+    on digits, `hw calibrate --out ""` printed the model instead of writing it, `runs ""` listed ./runs)."""
+    parsers = [parser]
+    while (inner := _innermost(parsers[-1], args)) is not parsers[-1]:
+        parsers.append(inner)
+    for action in (a for p in parsers for a in p._actions):
+        value = getattr(args, action.dest, None)
+        given = value if isinstance(value, list) else [value]
+        if value != action.default and any(isinstance(v, str) and not v.strip() for v in given):
+            name = max(action.option_strings, key=len) if action.option_strings else action.metavar or action.dest
+            parsers[-1].error(f"argument {name}: an empty value ({value!r}); give one, or leave it out")
+
+
 def _nested_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """The subcommands' parsers below `parser` (`hw` -> `list`, `show`, `calibrate`), at every depth."""
     out: list[argparse.ArgumentParser] = []
@@ -148,6 +163,30 @@ def _load(strict: bool) -> Toolkit:
     return toolkit
 
 
+#: suffixes of the documents the toolkit reads and writes (configs, profiles, models, a run's files): log
+#: lines appended to an existing one would break it (`--log-file search.toml` made the config unreadable)
+DOCUMENT_SUFFIXES = (".json", ".jsonl", ".toml", ".onnx", ".pt", ".pth", ".npz", ".csv", ".sqlite")
+
+
+def _check_log_file(log_file: str) -> None:
+    """A ConfigError when `log_file` is an existing, non-empty document (by its suffix) rather than a log: the
+    file handler appends to it, and nothing already stored is to be lost to log lines."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..files import document_kind
+
+    p = Path(log_file)
+    if not (p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES and p.stat().st_size > 0):
+        return
+    kind = document_kind(p)
+    what = f"an existing {kind}" if kind else f"an existing {p.suffix} file, not a log"
+    raise ConfigError(
+        f"--log-file {log_file}: it is {what}, which the log lines appended to it would break; give a log file "
+        "(e.g. na-toolkit.log) or another path"
+    )
+
+
 def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
     """Handlers on the `na_toolkit` logger (not the root: a host application's logging stays its own)."""
     from ..errors import ConfigError
@@ -167,6 +206,7 @@ def configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
     console.setFormatter(logging.Formatter("na-toolkit: %(message)s"))
     handlers: list[logging.Handler] = [console]
     if log_file:
+        _check_log_file(log_file)
         try:
             file_handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError as exc:
@@ -346,6 +386,7 @@ def _main(argv: list[str] | None) -> int:
         args, extras = parser.parse_known_args(argv)
         if extras:  # said by the command's own parser (its usage, its options), not the top level's
             _unrecognized(_innermost(parser, args), extras)
+        _refuse_empty_values(parser, args)
         args._argv = argv  # the command line as given: a benchmark records how it was made
         if getattr(args, "_run", None) is None:
             parser.print_help()

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bench.base import at_least
 from ..errors import ConfigError, DataError, NAToolkitError
 from ..files import PREDICTOR, parse_json, path_exists, read_text
 from ..validation import is_finite_number
@@ -442,7 +443,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument(
         "--seed",
-        type=int,
+        type=at_least(0, 2**32 - 1),  # scikit-learn's random_state takes no more
         default=None,
         help="which random table rows, and the predictor's random_state (default 0; or --param random_state=N)",
     )

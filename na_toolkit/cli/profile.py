@@ -68,6 +68,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     few.add_argument("--pool", type=int, help="candidate networks the N are chosen from (default 300)")
 
 
+def _check_counts(o: Any) -> None:
+    """Each count within the bounds a profile's plan keeps (`profile_plan.PLAN_BOUNDS`), said as the option
+    before anything is measured: past them (`--rng-seed -1`, `--samples 1e20`) the profile refused its own plan
+    once the kernels were set up, as a traceback."""
+    from ..errors import ProfileError
+    from ..timemodels.profile import DeviceProfile
+    from ..timemodels.profile_plan import PLAN_BOUNDS
+
+    bounds = {key: (lo, hi) for key, (_, lo, hi) in PLAN_BOUNDS.items()}
+    batch = DeviceProfile.model_fields["batch_size"].metadata
+    bounds["batch_size"] = (1, next(m.le for m in batch if getattr(m, "le", None) is not None))
+    for key in ("samples", "max_moves", "adaptive_rounds", "batch_size", "threads", "rng_seed", "fewshot", "pool"):
+        lo, hi = bounds[key]
+        if not lo <= getattr(o, key) <= hi:
+            option = "--" + key.replace("_", "-")
+            raise ProfileError(f"{option} must be a whole number in [{lo}, {hi}], got {getattr(o, key)}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import ProfileError
     from ..timemodels.profile_fewshot import builder_for, fit_summary, fit_summary_line
@@ -107,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
     if o.fewshot < 0 or o.pool < 1:
         raise ProfileError("--fewshot must be >= 0 and --pool >= 1")
+    _check_counts(o)
     if o.time_budget_s is not None and not (o.time_budget_s >= 0 and math.isfinite(o.time_budget_s)):
         raise ProfileError(
             f"--time-budget-s must be a number of seconds >= 0 (0: make the plan and stop; leave it out for no "

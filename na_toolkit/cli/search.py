@@ -310,14 +310,15 @@ def _run_export(args: argparse.Namespace) -> int:
     from ..search.export import default_export_path, export_best, export_candidate, export_files
     from ..search.provenance import check_plugins, recorded_provenance
     from ._output import temp_path
+    from .arch import MAX_BATCH_SIZE
 
-    if args.batch_size is not None and (args.format != "onnx" or args.batch_size < 1):
+    if args.batch_size is not None and (args.format != "onnx" or not 1 <= args.batch_size <= MAX_BATCH_SIZE):
         raise ConfigError(
             f"--batch-size {args.batch_size}: "
             + (
                 "a torch export is a state dict, it has no batch size; leave --batch-size out"
                 if args.format != "onnx"
-                else "give a batch size >= 1, or leave it out for a symbolic batch dimension"
+                else f"give a batch size in [1, {MAX_BATCH_SIZE}], or leave it out for a symbolic batch dimension"
             )
         )
     # a network is exported by hash from any run, finished or not: what a stopped search measured stays usable

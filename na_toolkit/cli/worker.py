@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 
+from ..bench.base import at_least
 from ..errors import ConfigError
 from .command import Command
 
@@ -24,7 +25,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", required=True, help="the device this node measures (its resource: device:NAME)")
     p.add_argument("--address", required=True, help="the Ray cluster's head, HOST:PORT (`ray start --head` prints it)")
     p.add_argument(
-        "--num-gpus", type=int, default=None, help="GPUs the node offers to measurements (default: Ray's count)"
+        "--num-gpus", type=at_least(0), default=None, help="GPUs the node offers to measurements (default: Ray's count)"
     )
     p.add_argument("--dry-run", action="store_true", help="print the `ray start` command and exit")
 

@@ -37,7 +37,7 @@ from ..datasets.base import empty_split_advice
 from ..datasets.loaders import MAX_RESIZE_PX, resize_hint, resize_option
 from ..errors import DataError, TrainingDivergedError
 from ..ir.architecture import Architecture
-from ..validation import validate_options
+from ..validation import Count, Seed, validate_options
 from .base import EvaluationResult, Evaluator
 from .repair import ParentNetwork, repair
 from .torch_parts import accuracy, make_optimizer, recovery_epochs, resolve_device
@@ -67,7 +67,7 @@ class TorchEvaluator(Evaluator):
             description="registered name, image folder or .npz path, or a loaded Dataset",
             json_schema_extra={"type_name": "str | Dataset"},
         )
-        epochs: int = Field(15, ge=1, description="passes over the training split")
+        epochs: Count = Field(15, description="passes over the training split")
         batch_size: int = Field(32, ge=1)
         lr: float = Field(0.2, gt=0, description="peak learning rate")
         optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description='"sgd": with Nesterov momentum')
@@ -75,8 +75,8 @@ class TorchEvaluator(Evaluator):
         weight_decay: float = Field(5e-4, ge=0)
         schedule: Literal["cosine", "constant"] = Field("cosine", description="learning rate: cosine decay per step")
         label_smoothing: float = Field(0.0, ge=0, lt=1)
-        seed: int = Field(0, description="initialisation and data order")
-        split_seed: int = Field(0, description="the dataset's split (fixed: every candidate sees the same one)")
+        seed: Seed = Field(0, description="initialisation and data order")
+        split_seed: Seed = Field(0, description="the dataset's split (fixed: every candidate sees the same one)")
         valid_fraction: float = Field(0.1, ge=0, lt=1)
         test_fraction: float = Field(0.2, ge=0, lt=1)
         resize: Annotated[int | list[int] | None, BeforeValidator(resize_option)] = Field(
@@ -86,7 +86,7 @@ class TorchEvaluator(Evaluator):
             json_schema_extra={"type_name": "int | [int, int] | none"},
         )
         device: str = Field("cpu", description='"cpu", "cuda", "cuda:N" or "auto" (CUDA when torch sees one)')
-        threads: int | None = Field(1, ge=1, description="torch CPU threads while training (none: torch's setting)")
+        threads: int | None = Field(1, ge=1, le=1024, description="torch's CPU threads in training (none: its setting)")
         normalize: bool = Field(True, description="standardise inputs with the training split's per-channel statistics")
         eval_batch_size: int = Field(1024, ge=1)
         progress: bool = Field(False, description="a tqdm bar on stderr")

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ArchitectureError, DataError, ShapeError, UnknownComponentError, did_you_mean
-from ..files import parse_json, read_text
+from ..files import ARCHITECTURE, parse_json, read_as, read_text
 from .layers import BYTES_PER_ELEMENT, LayerCost, Shape, numel, require_layer_types
 from .nodes import (
     INPUT,
@@ -420,7 +420,8 @@ class Architecture:
         try:
             return cls.loads(text, layer_types=layer_types)
         except ArchitectureError as exc:  # which file: a CSV or a profile given where an architecture goes
-            raise ArchitectureError(f"architecture file {str(path)!r}: {exc}") from None
+            with read_as(path, ARCHITECTURE, "architecture file", ArchitectureError):  # a profile: said so
+                raise ArchitectureError(f"architecture file {str(path)!r}: {exc}") from None
 
     def save(self, path: Any) -> None:
         """Write the architecture as JSON to `path` (`Architecture.load` reads it back; no weights)."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError, UnknownComponentError
-from ..files import read_toml, warn_shadowed
+from ..files import SEARCH_CONFIG, read_document, read_toml, warn_shadowed
 from ..ir.seeds import build_seed_reference, seed_reference
 from ..validation import check_options, format_validation_error, takes_option, validate
 from .config_models import ComponentDoc, DeviceDoc, SearchDocument, SearchSettings, plain_document
@@ -160,7 +160,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    return read_toml(path, "config file", ConfigError)
+    return read_document(path, SEARCH_CONFIG, "config file", ConfigError, read_toml)  # not a profile, a model...
 
 
 def load_config(
@@ -217,9 +217,9 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
     d = _validate_document(doc)
     output = Path(d.output)
     output = (output if output.is_absolute() else base_dir / output).resolve()
-    all_hard = d.reward.hard
+    all_hard, objectives = d.reward.hard, d.reward.objectives()
 
-    def budgets(table: Any, raw: Any, metric_name: Any) -> tuple[Budget, ...]:
+    def budgets(table: Any, raw: Any, metric_name: Any, where: str) -> tuple[Budget, ...]:
         out = []
         for metric in raw if isinstance(raw, Mapping) else {}:  # the order written: rewards sum in it
             b = getattr(table, metric)
@@ -227,6 +227,7 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
                 continue
             hard = all_hard if b.hard is None else b.hard
             out.append(Budget(metric_name(metric), b.limit, b.weight, hard))
+            objectives.check_power(out[-1], f"{where}.{metric}")
         return tuple(out)
 
     raw_devices = doc.get("devices", {})
@@ -237,7 +238,12 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
             dev.batch_size,
             _component(dev.time_model, ""),
             _component(dev.measure, "") if dev.measure is not None else None,
-            budgets(dev.budgets, raw_devices[name].get("budgets"), lambda m, n=name: device_metric(m, n)),
+            budgets(
+                dev.budgets,
+                raw_devices[name].get("budgets"),
+                lambda m, n=name: device_metric(m, n),
+                f"devices.{name}.budgets",
+            ),
             dev.resource,
             *_rescale(name, dev.rescale_by_measure, dev.rescale_neighbours, dev.measure is not None),
         )
@@ -266,8 +272,8 @@ def parse_config(doc: Mapping[str, Any], base_dir: Path) -> SearchConfig:
         evaluator=_component(d.evaluator, DEFAULT_EVALUATOR),
         predictors=predictors,
         executor=_component(d.executor, DEFAULT_EXECUTOR),
-        objectives=d.reward.objectives(),
-        global_budgets=budgets(d.budgets, doc.get("budgets"), lambda m: m),
+        objectives=objectives,
+        global_budgets=budgets(d.budgets, doc.get("budgets"), lambda m: m, "budgets"),
         devices=devices,
         doc=stored,
         base_dir=base_dir,

@@ -58,9 +58,9 @@ class LocalExecutor(Executor):
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
 
-        workers: int = Field(1, ge=1, description="worker processes (1: tasks run in this process)")
+        workers: int = Field(1, ge=1, le=1_024, description="worker processes (1: tasks run in this process)")
         threads_per_worker: int | None = Field(
-            None, ge=1, description="CPU threads per worker (default: cores/workers)"
+            None, ge=1, le=1_024, description="CPU threads per worker (default: cores/workers)"
         )
         max_retries: int = Field(1, ge=0, description="resubmissions of a task whose worker died")
         task_timeout_s: float | None = Field(

@@ -71,29 +71,36 @@ class NeuralArchitectStrategy(Strategy):
     class Options(validation.Options):
         model_config = ConfigDict(strict=True)
 
-        episode_length: int = Field(3, ge=1, description="T: moves per episode")
-        episodes: int = Field(16, ge=1, description="episodes per update, run in lockstep")
+        episode_length: int = Field(3, ge=1, le=1_000, description="T: moves per episode")
+        episodes: int = Field(16, ge=1, le=10_000, description="episodes per update, run in lockstep")
         updates: int | None = Field(
-            None, ge=1, description="actor-critic updates per ask (default: 4; 6 with a scoring_budget)"
+            None, ge=1, le=10_000, description="actor-critic updates per ask (default: 4; 6 with a scoring_budget)"
         )
-        elites: int = Field(20, ge=1, description="best evaluated candidates an episode may start from")
+        elites: int = Field(20, ge=1, le=1_000_000, description="best evaluated candidates an episode may start from")
         seed_probability: float = Field(0.1, ge=0, le=1, description="probability an episode starts from the seed")
         gamma: float = Field(0.9, ge=0, le=1, description="discount of the advantage r + γ·V(s') − V(s)")
         entropy_weight: float = Field(0.05, ge=0, description="weight of the entropy bonus")
         value_weight: float = Field(0.5, ge=0, description="weight of the critic's loss")
         lr: float = Field(3e-3, ge=1e-8, description="Adam learning rate")
-        proposals: int = Field(8, ge=1, description="candidates returned per evaluation the loop will pay for")
+        proposals: int = Field(
+            8, ge=1, le=10_000, description="candidates returned per evaluation the loop will pay for"
+        )
         explore_kappa: float | None = Field(
             None, ge=0, description="weight of the predicted uncertainty in the step reward (default: search.ucb_kappa)"
         )
         train_embedding: Literal[True, False, "auto"] = Field(
             True, description='train the embedding with the policy (any network size; "auto": the same as true)'
         )
-        hidden: int = Field(64, ge=4, description="width of the policy and value heads")
-        torch_threads: int = Field(1, ge=1, description="torch CPU threads while the controller trains")
-        transition_cache: int = Field(2048, ge=0, description="(network, move) results kept for repeated moves")
+        hidden: int = Field(64, ge=4, le=65_536, description="width of the policy and value heads")
+        torch_threads: int = Field(1, ge=1, le=1_024, description="torch CPU threads while the controller trains")
+        transition_cache: int = Field(
+            2048, ge=0, le=10_000_000, description="(network, move) results kept for repeated moves"
+        )
         explore_episodes: int | None = Field(
-            None, ge=0, description="uniformly random walks per update that join the proposals (default: 3 × episodes)"
+            None,
+            ge=0,
+            le=100_000,
+            description="uniformly random walks per update that join the proposals (default: 3 × episodes)",
         )
         scoring_budget: int | None = Field(
             None,

@@ -44,6 +44,9 @@ from ..validation import is_finite_number
 FORMS = ("penalty", "mnasnet")
 #: the largest relative overshoot a budget counts (a billion times its limit): rewards stay finite
 MAX_EXCESS = 1e9
+#: mnasnet form: the largest power (a budget's weight x alpha or beta) its value/limit ratio, 1e-12 .. MAX_EXCESS,
+#: is raised to: past it the reward overflowed (MnasNet's exponents are 0.07 .. 1)
+MAX_MNASNET_POWER = 10.0
 #: metrics a budget may constrain: global ones, and per-device ones (written `metric@device`)
 GLOBAL_METRICS = ("model_size_bytes", "train_time_s")
 DEVICE_METRICS = ("latency_ms", "peak_memory_bytes", "energy_mj", "train_time_s")
@@ -119,6 +122,17 @@ class Objectives:
                 f"reward.infeasible_reward must be a finite number <= 0, got {self.infeasible_reward!r}: a feasible "
                 "candidate's reward is >= 0, and a positive one would rank candidates that break a hard budget "
                 "above feasible ones"
+            )
+
+    def check_power(self, budget: Budget, key: str) -> None:
+        """ConfigError naming `key` when the mnasnet form would raise `budget`'s ratio to a power past
+        MAX_MNASNET_POWER: `mnasnet_beta = 1e18` was an OverflowError traceback at the first candidate scored."""
+        power = budget.weight * max(abs(self.mnasnet_alpha), abs(self.mnasnet_beta))
+        if self.form == "mnasnet" and power > MAX_MNASNET_POWER:
+            raise ConfigError(
+                f"{key}: its weight {budget.weight:g} x the mnasnet exponent (reward.mnasnet_alpha, mnasnet_beta: "
+                f"{self.mnasnet_alpha:g}, {self.mnasnet_beta:g}) is a power of {power:g}, past the "
+                f"{MAX_MNASNET_POWER:g} the reward can hold; MnasNet's exponents are -0.07 (or 0 and -1)"
             )
 
 

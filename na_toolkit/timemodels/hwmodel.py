@@ -41,7 +41,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HardwareError, UnknownComponentError
-from ..files import looks_like_path, parse_toml, path_exists, read_text, warn_shadowed, write_text_atomic
+from ..files import (
+    HARDWARE_MODEL,
+    looks_like_path,
+    parse_toml,
+    path_exists,
+    read_as,
+    read_text,
+    warn_shadowed,
+    write_text_atomic,
+)
 from ..files import name_or_path as named_path
 from ..registry import require_registry
 from .hwmodel_file import (
@@ -203,7 +212,8 @@ def read_hardware_model(path: str | os.PathLike[str]) -> HardwareModel:
             f"{p} is a .json file: a device profile (made by `na-toolkit profile`) or another document, not a "
             "hardware model (a .toml file); a profile is used by the learned time model (device = its path or name)"
         )
-    return parse_hardware_model(read_text(p, "hardware model", HardwareError), p)
+    with read_as(p, HARDWARE_MODEL, "file", HardwareError):  # a search config: not "add schema_version = 1"
+        return parse_hardware_model(read_text(p, "hardware model", HardwareError), p)
 
 
 def known_hardware_models(hardware: Registry[HardwareSource]) -> list[str]:

@@ -85,7 +85,7 @@ class MeasuredTimeModel(TimeModel):
         seed: int = Field(0, description="seed of the random inputs")
         clock: str = Field("auto", description="the timer")
         statistic: Literal["median", "p10", "min"] = Field("median", description="what latency_ms reports")
-        intra_op_threads: int = Field(1, ge=0, description="threads inside an operator")
+        intra_op_threads: int = Field(1, ge=0, le=1_024, description="threads inside an operator")
 
     def __init__(self, device: str = "cpu", cache: TimeEstimateCache | str | None = None, **options: Any):
         opts = take_options(self.name, options, self.OPTIONS)

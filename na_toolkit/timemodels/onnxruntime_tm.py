@@ -67,9 +67,13 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
         clock: Literal["auto", "wall", "thread_cpu"] = Field(
             "auto", description='"auto": thread_cpu with one thread on the CPU provider, else wall'
         )
-        intra_op_threads: int = Field(1, ge=0, description="threads inside an operator (0: ONNX Runtime's default)")
+        intra_op_threads: int = Field(
+            1, ge=0, le=1_024, description="threads inside an operator (0: ONNX Runtime's default)"
+        )
         provider: str | None = Field(None, description="execution provider: CPU, CUDA, TensorRT (default: by device)")
-        inter_op_threads: int = Field(1, ge=0, description="threads across operators (0: ONNX Runtime's default)")
+        inter_op_threads: int = Field(
+            1, ge=0, le=1_024, description="threads across operators (0: ONNX Runtime's default)"
+        )
         graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
             "all", description="ONNX Runtime's graph optimization level"
         )

@@ -259,8 +259,11 @@ def check_record(part: str, record: dict[str, Any]) -> dict[str, Any]:
 
 def check_new_out(out: Path) -> None:
     """A new profile's `--out` must not exist: an existing profile is continued with `--resume`, and any other
-    file (an architecture, a hardware model) is never written over."""
+    file (an architecture, a hardware model) is never written over; and it ends in .json, as what reads a
+    profile by its path tells it by that suffix (`--out p.onnx` wrote a profile `hw show` read as a model)."""
     if not out.exists():
+        if out.suffix.lower() != ".json":
+            raise ProfileError(f"--out {str(out)!r}: a device profile is a JSON file; give a path ending in .json")
         return
     found = document_kind(out)
     if found == DEVICE_PROFILE:

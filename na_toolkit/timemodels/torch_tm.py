@@ -59,7 +59,7 @@ class TorchTimeModel(MeasuredTimeModel):
         clock: Literal["auto", "wall", "thread_cpu", "cuda_events"] = Field(
             "auto", description='"auto": CUDA events on a GPU, thread_cpu with one CPU thread, else wall'
         )
-        intra_op_threads: int = Field(1, ge=1, description="torch CPU threads")
+        intra_op_threads: int = Field(1, ge=1, le=1_024, description="torch CPU threads")
         train_settings: dict[str, Any] | None = Field(None, description="training-step protocol (default: settings)")
         measure_training: bool = Field(True, description="also time a training step (forward, backward, update)")
         optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimizer of the timed training step")

@@ -131,6 +131,14 @@ class NB201TableEvaluator(Evaluator):
             self._table = table
         return self._table
 
+    def check(self, arch: Architecture) -> None:
+        """ArchitectureError unless `arch` is an NB201 network, and DataError unless the table holds the
+        accuracy columns: a search checks its seed so before paying for anything (a seed outside the space
+        failed its evaluation, no move led back into the space, and the search ended with exit 0). A cell that
+        a partial table lacks is not refused here: the search may go on from the seed to cells it holds."""
+        _cell(arch)
+        self.table  # noqa: B018 (read: the file and its accuracy columns)
+
     def evaluate(self, arch: Architecture | str) -> EvaluationResult:
         cell = _cell(arch)
         table = self.table
@@ -178,9 +186,33 @@ class NB201TableTimeModel(TimeModel):
         # named parameters, not **options: a misspelt option is refused, never silently ignored
         super().__init__(device=device, table=table)
         self._table: NB201Table | None = None
+        self._check_device()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_table": None}
+
+    def _check_device(self) -> None:
+        """A device the table has no latency column of, at any batch size, is refused when the model is made:
+        found at each estimate instead, a search spent its whole budget on candidates it could not measure
+        and ended with exit 0 (`device = "pixel"` for `pixel3`)."""
+        from na_toolkit.validation import did_you_mean
+
+        try:
+            table = self.table
+        except DataError:  # said where the table is read (a search config's missing `table` path before the run)
+            return
+        dev = self._device_name()
+        columns = [c[len(LATENCY_PREFIX) :] for c in table.devices]
+        # `lat_<device>_<batch size>`: the bare name picks the batch size's column (column_for)
+        bases = [c.rsplit("_", 1)[0] for c in columns if c.rsplit("_", 1)[-1].isdigit()]
+        if dev in columns or dev in bases:
+            return
+        several = sorted({b for b in bases if bases.count(b) > 1})  # titan_rtx (_1, _32, _256), not gold (_6226)
+        bare = f" (or {', '.join(several)}: the column of the batch size)" if several else ""
+        raise TimeModelError(
+            f"nb201-table: no latency column for device {self.device!r} in {table.path}; devices: "
+            f"{', '.join(columns) or '(none)'}{bare}.{did_you_mean([dev], columns + several)}"
+        )
 
     @property
     def table(self) -> NB201Table:
