@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.8.0"
+__version__ = "0.8.1"
 
 if TYPE_CHECKING:
     from .errors import NAToolkitError
