@@ -192,9 +192,11 @@ def test_oversampling_lets_the_predictors_choose(tmp_path):
 
 def test_strategy_without_new_candidates_stops(tmp_path):
     # no move applies to simple-cnn when only the NB201 move is allowed: the strategy can propose nothing
-    # (the table evaluator fails on simple-cnn, which does not matter here: only the seed is ever evaluated)
+    # (only the seed is ever evaluated: one epoch on digits)
     doc = nb201(tmp_path, evaluations=50)
-    doc.update(seed_network="simple-cnn", devices={}, strategy="random")
+    doc.update(seed_network="simple-cnn", dataset="digits", devices={}, strategy="random")
+    doc["evaluator"] = {"name": "torch", "options": {"epochs": 1, "threads": 1}}
+    doc["predictors"] = {"accuracy": {"name": "bayesian-ridge"}}
     doc["search"]["max_stalled_rounds"] = 2
     res = run_search(doc, progress=False, outputs=False)
     assert res.counters.evaluations == 1 and res.evaluated[0].hash == res.seed_hash  # the seed only
@@ -203,18 +205,20 @@ def test_strategy_without_new_candidates_stops(tmp_path):
 
 
 def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path, capsys):
-    # the table evaluator cannot evaluate networks outside its space: every evaluation fails
+    # the table evaluator cannot evaluate networks outside its space, and scaling an NB201 cell's channels
+    # leaves it (the seed itself is not evaluated): every evaluation fails
     doc = nb201(tmp_path, evaluations=4)
-    doc.update(seed_network="simple-cnn", devices={}, strategy="random")
+    doc.update(devices={}, strategy="random")
     doc["search"]["moves"] = ["scale"]
-    doc["search"]["evaluate_seed"] = True
+    doc["search"]["evaluate_seed"] = False
     res = run_search(doc, progress=False, outputs=False)
     assert res.counters.evaluations == 4 == res.counters.failed_evaluations
     assert all(e.error and not e.score.feasible for e in res.evaluated)
     assert res.best_overall is None and "no candidate was evaluated successfully" in res.infeasible["all"]
     # the reason says what the evaluations failed with: the user's first thing to fix
+    assert "; 4 of 4 failed with: ArchitectureError: architecture 'nb201:|" in res.infeasible["all"]
     assert res.infeasible["all"].endswith(
-        "; 4 of 4 failed with: ArchitectureError: architecture 'simple-cnn' is not an NB201 network"
+        "' is not an NB201 network"
         " (build it with nb201_architecture(arch_str); NB201 networks edited by other moves leave the space)"
     )
     # a failed network can still be exported by hash, as built, and the export says its evaluation failed
@@ -225,7 +229,7 @@ def test_failed_evaluations_are_stored_counted_and_never_repeated(tmp_path, caps
     out = capsys.readouterr().out
     assert f"(onnx, initial weights: its evaluation failed ({first.error}))" in out
     # no dataset is known for a network whose evaluation failed: none is named
-    assert "its input 'input': float32 NCHW Nx1x8x8\n" in out and "dataset None" not in out
+    assert "its input 'input': float32 NCHW Nx3x32x32\n" in out and "dataset None" not in out
     with SQLiteRunStore.open(res.run_dir) as store:
         assert len({r.arch_hash for r in store.evaluations()}) == 4
         assert all(r.error for r in store.evaluations())
@@ -382,7 +386,7 @@ def test_a_budget_decision_within_the_measurement_noise_is_a_warning(tmp_path):
     components = build_components(load_config(doc), default_toolkit())
     try:
         scorer = Scorer(components, Counters())
-        scorer._spread[("cpu", seed.hash)] = (p10, p90)
+        scorer._beside[("cpu", seed.hash)] = {"latency_p10_ms": p10, "latency_p90_ms": p90}
         scorer._check_noise(seed.candidate.arch, dict(seed.score.metrics))
     finally:
         components.close()
