@@ -16,6 +16,7 @@ from na_toolkit.cli.main import main
 from na_toolkit.plugins import load_toolkit
 from na_toolkit.search import open_run, run_search
 from na_toolkit.search.evaluations_file import SOURCE_SUFFIX
+from na_toolkit.search.measure_warnings import BESIDE_MEASURED
 from na_toolkit.timemodels.profile import DeviceProfile, resolve_profile_path
 from test_figure_sources import FAST, search_doc
 
@@ -55,12 +56,17 @@ def test_rows_are_the_rows_of_evaluations_jsonl_live_and_opened(run):
     assert {r["latency_ms@cpu_source"] for r in result.rows()} == {"measured median by measure onnxruntime"}
 
 
+def _beside(key):
+    """A column beside a measured latency (its spread, the load it was measured under), not a figure."""
+    return key.partition("@")[0] in BESIDE_MEASURED
+
+
 def test_every_device_figure_of_a_row_names_its_source_budgeted_or_not(run):
     """Peak memory (and a roofline's energy) is in every row though no budget limits it; it had no source, so
     ONNX Runtime's analytic peak memory could be read as a measurement."""
     result, jsonl = run
     for row in jsonl:
-        figures = [k for k in row if "@" in k and not k.endswith(SOURCE_SUFFIX)]
+        figures = [k for k in row if "@" in k and not k.endswith(SOURCE_SUFFIX) and not _beside(k)]
         assert {"peak_memory_bytes@cpu", "energy_mj@pi4", "peak_memory_bytes@lrn"} <= set(figures)
         assert [f for f in figures if not row.get(f + SOURCE_SUFFIX)] == []
         assert row["peak_memory_bytes@cpu_source"] == "estimated by measure onnxruntime"
@@ -69,7 +75,7 @@ def test_every_device_figure_of_a_row_names_its_source_budgeted_or_not(run):
         assert "energy_mj@lrn" not in row  # a learned model gives none
     summary = json.loads((result.run_dir / "summary.json").read_text())
     sources = summary["metric_sources"]
-    figures = {k for row in jsonl for k in row if "@" in k and not k.endswith(SOURCE_SUFFIX)}
+    figures = {k for row in jsonl for k in row if "@" in k and not k.endswith(SOURCE_SUFFIX) and not _beside(k)}
     assert set(sources) == figures  # a source for each figure the rows hold, and for none they lack
     memory = sources["peak_memory_bytes@cpu"]
     assert memory["kind"] == "estimated" and "analytic" in memory["how"]

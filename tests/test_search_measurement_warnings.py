@@ -72,9 +72,49 @@ def test_a_budget_between_the_minimum_and_the_p10_of_a_min_statistic_is_within_t
     components = build_components(load_config(doc), default_toolkit())
     try:
         scorer = Scorer(components, Counters())
-        scorer._spread[("cpu", seed.hash)] = (p10, p90)
+        scorer._beside[("cpu", seed.hash)] = {"latency_p10_ms": p10, "latency_p90_ms": p90}
         scorer._check_noise(seed.candidate.arch, dict(seed.score.metrics))
     finally:
         components.close()
     (warning,) = scorer.noise_warnings
     assert "within the measurement's noise" in warning
+
+
+def test_each_measured_latency_has_its_spread_and_load_beside_it_in_the_run_outputs(tmp_path):
+    """Issue 13: "report the spread and the load beside each measured figure": evaluations.csv/.jsonl and
+    result.rows() carry latency_p10_ms@DEV, latency_p90_ms@DEV and load_average_1min@DEV next to the
+    measured latency_ms@DEV, as the run store measured them; an estimated device has none of them."""
+    import csv
+    import json
+
+    settings = {"warmup_runs": 2, "warmup_s": 0.0, "min_runs": 10, "max_runs": 20, "max_time_s": 0.5}
+    doc = {
+        "name": "beside",
+        "seed_network": "simple-cnn",
+        "dataset": "digits",
+        "evaluations": 1,
+        "output": str(tmp_path),
+        "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
+        "predictors": {"accuracy": {"name": "bayesian-ridge"}},
+        "devices": {
+            "cpu": {
+                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
+                "measure": {"name": "onnxruntime", "options": {"settings": settings}},
+            },
+            "pi": {"time_model": {"name": "roofline", "options": {"device": "raspberry-pi-4"}}},
+        },
+    }
+    res = run_search(doc, progress=False, outputs=True)
+    (seed,) = res.evaluated
+    with SQLiteRunStore.open(res.run_dir) as store:
+        measured = store.measurement(seed.hash, "cpu", "onnxruntime", "measure:batch=1")
+    m = seed.score.metrics
+    assert m["latency_p10_ms@cpu"] == measured["latency_p10_ms"] <= m["latency_ms@cpu"]
+    assert m["latency_ms@cpu"] <= m["latency_p90_ms@cpu"] == measured["latency_p90_ms"]
+    assert m["load_average_1min@cpu"] == measured["load_average_1min"] >= 0
+    assert not any(k.endswith("@pi") and ("p10" in k or "p90" in k or "load" in k) for k in m)
+    (line,) = (res.run_dir / "evaluations.jsonl").read_text().splitlines()
+    (row,) = list(csv.DictReader((res.run_dir / "evaluations.csv").open()))
+    for key in ("latency_p10_ms@cpu", "latency_p90_ms@cpu", "load_average_1min@cpu"):
+        assert json.loads(line)[key] == m[key] == float(row[key]) == res.rows()[0][key]
+    assert json.loads(line)["latency_ms@cpu_source"].startswith("measured")

@@ -5,7 +5,9 @@ that made it), its reward and feasibility, every measured or predicted metric as
 architecture. Each device figure the run's provenance gives a source (summary.json's `metric_sources`) has a
 column `<metric>_source` right after it, e.g. `latency_ms@cpu_source`: "measured median by measure
 onnxruntime", "estimated by time_model roofline" (`figure_sources.source_cell`); empty where the row has no
-value. The JSON Lines file is what `na-toolkit predict fit --data evaluations.jsonl --target
+value. A measured latency has its spread and the load it was measured under beside it (`latency_p10_ms@cpu`,
+`latency_p90_ms@cpu`, `load_average_1min@cpu`: `measure_warnings.BESIDE_MEASURED`), which score nothing.
+The JSON Lines file is what `na-toolkit predict fit --data evaluations.jsonl --target
 accuracy` reads (each line has an "arch" object and one key per metric); the CSV holds the same rows for a
 spreadsheet or pandas (and `predict fit` reads it too), with the architecture, the moves and the violations
 (the budget metrics a network breaks; a failed evaluation's, its reason, which may hold any character) as

@@ -46,3 +46,19 @@ class MeasurementWarnings:
                 f"figures are doubtful: {quoted}{more}"
             )
         return out
+
+
+#: what a search's outputs show beside each measured latency, per device (`latency_p10_ms@cpu`, ...): the
+#: run-to-run spread of the timed runs and the machine's 1-minute load average when it was measured
+BESIDE_MEASURED = ("latency_p10_ms", "latency_p90_ms", "load_average_1min")
+
+
+def beside_measured(doc: Mapping[str, Any]) -> dict[str, float]:
+    """The figures of `BESIDE_MEASURED` a stored measurement `doc` holds (as numbers; a missing or non-numeric
+    one, e.g. the load of a platform without a load average, is left out)."""
+    out = {}
+    for name in BESIDE_MEASURED:
+        value = doc.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out

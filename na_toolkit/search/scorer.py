@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ConfigError, TimeModelError, blame, wrong_answer
 from ..timemodels.base import estimate_problems
 from .diagnostics import CAPACITY_ADVICE, is_capacity
-from .measure_warnings import MeasurementWarnings
+from .measure_warnings import MeasurementWarnings, beside_measured
 from .rescale import MIN_RESCALE_NETWORKS, LatencyScale, Neighbours, Signature
 from .reward import Budget, compute_reward, device_metric, failed_reward
 from .strategy import Score
@@ -88,8 +88,9 @@ class Scorer:
         #: (device, arch hash) -> that factor, until the next `rescale`; measured arch hash -> its layers' signature
         self._factors: dict[tuple[str, str], float] = {}
         self._signatures: dict[str, Signature] = {}
-        #: (device, arch hash) -> (p10, p90) of a measured latency: its run-to-run spread
-        self._spread: dict[tuple[str, str], tuple[float, float]] = {}
+        #: (device, arch hash) -> the p10 and p90 of a measured latency (its run-to-run spread) and the load it
+        #: was measured under (`beside_measured`): a real score's metrics carry them beside the latency
+        self._beside: dict[tuple[str, str], dict[str, float]] = {}
         #: budget decisions that lie within a measurement's spread (the run's summary and report show them)
         self.noise_warnings: list[str] = []
         #: device -> (1-minute load average, cores) of the machine each of its measurements ran on (None: unknown)
@@ -191,8 +192,7 @@ class Scorer:
                     "(a scorer built without one cannot measure)"
                 )
             doc = self.truth.measure(dev, arch, which)
-            if doc.get("latency_p10_ms") is not None and doc.get("latency_p90_ms") is not None:
-                self._spread[(dev.name, arch.hash)] = (float(doc["latency_p10_ms"]), float(doc["latency_p90_ms"]))
+            self._beside[(dev.name, arch.hash)] = beside_measured(doc)
             self._loads.setdefault(dev.name, []).append((doc.get("load_average_1min"), doc.get("cores")))
             self.measurement_warnings.add(dev.name, arch.hash, doc, told=[getattr(tm, "fallback_warning", None)])
         else:
@@ -432,6 +432,10 @@ class Scorer:
             return self.failed_score(f"measurement failed: {exc}", metrics), dict.fromkeys(devices, False)
         r = compute_reward(metrics, self.config.budgets, self.config.objectives)
         self._check_noise(arch, metrics)
+        for dev in self.config.devices:  # after the reward, which they are not part of: shown, not scored
+            metrics.update(
+                {device_metric(k, dev.name): v for k, v in self._beside.get((dev.name, arch.hash), {}).items()}
+            )
         score = Score(r.reward, metrics, r.feasible, 0.0, True, r.violations, r.hard_violations)
         return score, {d: r.feasible_for(d) for d in devices}
 
@@ -442,9 +446,10 @@ class Scorer:
         noise from that value up to the p90."""
         for b in self.config.budgets:
             device = b.metric.partition("@")[2]
-            spread = self._spread.get((device, arch.hash)) if b.metric.startswith("latency_ms@") else None
-            if spread is None or b.metric not in metrics:
+            beside = self._beside.get((device, arch.hash), {}) if b.metric.startswith("latency_ms@") else {}
+            if "latency_p10_ms" not in beside or "latency_p90_ms" not in beside or b.metric not in metrics:
                 continue
+            spread = (beside["latency_p10_ms"], beside["latency_p90_ms"])
             if not min(spread[0], metrics[b.metric]) <= b.limit <= max(spread[1], metrics[b.metric]):
                 continue
             msg = (
