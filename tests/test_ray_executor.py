@@ -114,6 +114,41 @@ def test_an_async_search_measures_each_device_on_its_own_node(cluster, tmp_path)
                 assert doc_ is not None and _node(doc_["worker"]) == node
 
 
+def test_a_toolkit_a_ray_worker_cannot_rebuild_is_refused_before_a_run_folder_exists(cluster, tmp_path):
+    """A Ray worker rebuilds the toolkit from its plugins, as a local worker process does: a plugin object
+    that is no importable module, or an evaluator added to the toolkit directly, was found only in the worker,
+    where each evaluation failed and the search spent its budget on nothing."""
+    import na_toolkit
+    from na_toolkit.plugins import load_toolkit
+
+    class Obj:
+        @na_toolkit.hookimpl
+        def na_register_seeds(self, registry):
+            pass
+
+    doc = {**_config(tmp_path / "runs"), "evaluations": 2}
+    doc["executor"] = {"name": "ray"}  # the cluster this module started
+    for tk, said in (
+        (load_toolkit(extra_plugins=(Obj(),)), "extra plugin objects that are not importable modules"),
+        (_with_direct_evaluator(), "evaluators 'synthetic-too' were added to this toolkit directly"),
+    ):
+        with pytest.raises(ConfigError, match=f"executor 'ray' runs each task in a Ray worker.*{said}.*'local'"):
+            run_search(doc, toolkit=tk, progress=False, outputs=False)
+        assert not (tmp_path / "runs").exists()
+
+
+def _with_direct_evaluator():
+    from na_toolkit.evaluation.synthetic import SyntheticEvaluator
+    from na_toolkit.plugins import load_toolkit
+
+    class Again(SyntheticEvaluator):
+        name = "synthetic-too"
+
+    tk = load_toolkit()
+    tk.evaluators.add(Again)
+    return tk
+
+
 def test_a_node_lost_mid_task_is_retried_on_another(cluster):
     tk = get_toolkit()
     c = cluster["cluster"]

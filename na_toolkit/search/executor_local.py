@@ -42,8 +42,33 @@ if TYPE_CHECKING:
     from ..toolkit import Toolkit
 
 
-#: the registries a worker's evaluation uses from the toolkit it rebuilds (`LocalExecutor.check_toolkit`)
+#: the registries a worker's evaluation uses from the toolkit it rebuilds (`check_toolkit_travels`)
 _WORKER_REGISTRIES = ("evaluators", "datasets", "layer_types")
+
+
+def cannot_travel(runs_where: str, remedy: str) -> str:
+    """Why a toolkit built with plugin objects that are not importable modules cannot reach a worker."""
+    return (
+        f"{runs_where}, which rebuilds the toolkit from its plugins, and this toolkit was built with extra plugin "
+        "objects that are not importable modules: pass the plugin's module to load_toolkit(extra_plugins=...), "
+        f"install it with an entry point, or {remedy}"
+    )
+
+
+def check_toolkit_travels(toolkit: Toolkit, runs_where: str, remedy: str) -> None:
+    """Refuse (a ConfigError) a toolkit a worker process cannot rebuild: plugin objects that are not importable
+    modules, or evaluators, datasets or layer types added to it directly (registry.add outside a plugin's hook),
+    with which each evaluation would fail in the worker ("unknown evaluator"), spending the budget.
+    `runs_where`: the executor's words for where tasks run; `remedy`: its way to run them in this process."""
+    if not toolkit.selection.portable:
+        raise ConfigError(cannot_travel(runs_where, remedy))
+    direct = [f"{attr} {n!r}" for attr in _WORKER_REGISTRIES for n in getattr(toolkit, attr).direct_names()]
+    if direct:
+        raise ConfigError(
+            f"{runs_where}, which rebuilds the toolkit from its plugins, and {', '.join(direct)} were added to this "
+            "toolkit directly (registry.add outside a plugin's hook), so no worker has them: register them in a "
+            f"plugin module's hook and pass the module to load_toolkit(extra_plugins=...), or {remedy}"
+        )
 
 
 class LocalExecutor(Executor):
@@ -121,28 +146,17 @@ class LocalExecutor(Executor):
     def check_toolkit(self, toolkit: Toolkit) -> None:
         if self._in_process():
             return
-        if not toolkit.selection.portable:
-            raise ConfigError(self._cannot_travel())
-        # what a worker's evaluation takes from its own toolkit: the evaluator, its dataset, the layer types
-        direct = [f"{attr} {n!r}" for attr in _WORKER_REGISTRIES for n in getattr(toolkit, attr).direct_names()]
-        if direct:  # each evaluation would fail in the worker with "unknown evaluator", spending the budget
-            raise ConfigError(
-                f"executor 'local' with workers = {self.workers} runs each task in a worker process, which rebuilds "
-                f"the toolkit from its plugins, and {', '.join(direct)} were added to this toolkit directly "
-                "(registry.add outside a plugin's hook), so no worker has them: register them in a plugin module's "
-                "hook and pass the module to load_toolkit(extra_plugins=...), or set workers = 1 (tasks then run "
-                "in this process)"
-            )
+        check_toolkit_travels(toolkit, self._runs_where(), "set workers = 1 (tasks then run in this process)")
 
-    def _cannot_travel(self) -> str:
+    def _runs_where(self) -> str:
         return (
             f"executor 'local' with workers = {self.workers}"
             + (f" and task_timeout_s = {self.task_timeout_s:g}" if self.task_timeout_s is not None else "")
-            + " runs each task in a worker process, which rebuilds the toolkit from its plugins, and this toolkit "
-            "was built with extra plugin objects that are not importable modules: pass the plugin's module to "
-            "load_toolkit(extra_plugins=...), install it with an entry point, or set workers = 1 (tasks then run "
-            "in this process)"
+            + " runs each task in a worker process"
         )
+
+    def _cannot_travel(self) -> str:
+        return cannot_travel(self._runs_where(), "set workers = 1 (tasks then run in this process)")
 
     def _start(self, ticket: int, task: Task, attempts: int = 0) -> None:
         from concurrent.futures.process import BrokenProcessPool

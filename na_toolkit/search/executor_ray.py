@@ -25,14 +25,18 @@ import os
 import socket
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, Field
 
 from .. import validation
 from ..errors import ConfigError
 from ..validation import validate_options
+from .executor_local import check_toolkit_travels
 from .executors import Executor, Task, TaskResult, run_task
+
+if TYPE_CHECKING:
+    from ..toolkit import Toolkit
 
 __all__ = ["RAY_MISSING", "RayExecutor", "check_reachable", "device_resource", "run_on_ray"]
 
@@ -157,6 +161,11 @@ class RayExecutor(Executor):
         self._remote = ray.remote(run_on_ray)
         #: ticket -> object ref of each task still running
         self._refs: dict[int, Any] = {}
+
+    def check_toolkit(self, toolkit: Toolkit) -> None:
+        check_toolkit_travels(
+            toolkit, "executor 'ray' runs each task in a Ray worker", "use executor 'local' with workers = 1"
+        )
 
     def _submit_ref(self, task: Task) -> Any:
         if task.resources:  # a fleet node's device: one at a time there, and no CPU taken from training
