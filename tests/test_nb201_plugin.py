@@ -232,7 +232,10 @@ def test_table_time_model(table):
         cls("pixel2").estimate(get_seed("resnet-cifar"))
 
 
-@pytest.mark.parametrize(("device", "close"), [("pixel", "Did you mean 'pixel3', 'pixel2'?"), ("tpu_v9", "")])
+@pytest.mark.parametrize(
+    ("device", "close"),
+    [("pixel", "Did you mean 'pixel3', 'pixel2'?"), ("tpu_v9", ""), ("gold", "Did you mean 'gold_6226'?")],
+)
 def test_a_search_on_a_device_the_table_has_no_column_of_is_refused_before_a_run(tmp_path, capsys, device, close):
     # found at each estimate, it spent the whole budget on candidates it could not measure, and exited 0
     from na_toolkit.cli.main import main

@@ -205,9 +205,13 @@ class NB201TableTimeModel(TimeModel):
         columns = [c[len(LATENCY_PREFIX) :] for c in table.devices]
         # `lat_<device>_<batch size>`: the bare name picks the batch size's column (column_for)
         bases = [c.rsplit("_", 1)[0] for c in columns if c.rsplit("_", 1)[-1].isdigit()]
-        if dev in columns or dev in bases:
+        # a base named bare is a device measured at several batch sizes (titan_rtx: _1, _32, _256), or at one of
+        # the GPU batch sizes, not a model number's prefix: `gold` for gold_6226 was accepted here and then
+        # failed at every estimate ("no latency column for device 'gold' at batch size 1")
+        batched = {c.rsplit("_", 1)[0] for c in columns if c.rsplit("_", 1)[-1] in GPU_BATCH_SUFFIXES}
+        several = sorted({b for b in bases if bases.count(b) > 1})
+        if dev in columns or dev in several or dev in batched:
             return
-        several = sorted({b for b in bases if bases.count(b) > 1})  # titan_rtx (_1, _32, _256), not gold (_6226)
         bare = f" (or {', '.join(several)}: the column of the batch size)" if several else ""
         raise TimeModelError(
             f"nb201-table: no latency column for device {self.device!r} in {table.path}; devices: "
