@@ -237,6 +237,12 @@ def test_bad_priors_are_one_line_errors(tmp_path, run_cli, priors):
         assert expected in err, (name, err)
     assert not out.exists()  # nothing written for a refused prior
     assert "--prior needs --fewshot" in run_cli("profile", "--prior", "example-cpu", "--out", str(out)).error_line()
+    # --pool without --fewshot: a full profile measures every network it plans, so it was silently ignored
+    assert (
+        "--pool chooses a few-shot profile's networks: it needs --fewshot N"
+        in run_cli("profile", "--pool", "50", "--out", str(out)).error_line()
+    )
+    assert not out.exists()
 
 
 def test_bad_priors_in_the_python_api(tmp_path, priors):

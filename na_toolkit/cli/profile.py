@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if o.priors and not o.fewshot and not o.resume:
         raise ProfileError("--prior needs --fewshot N (the number of networks to measure on this device)")
+    if "pool" in given and not o.fewshot and not o.resume:  # a full profile measures every network it plans
+        raise ProfileError("--pool chooses a few-shot profile's networks: it needs --fewshot N")
     if o.fewshot and not o.priors and not o.resume:
         raise ProfileError("--fewshot needs at least one --prior (a full profile of another device)")
     profile = builder_for(o, args.toolkit, print_to_stderr).run()  # its messages as `na-toolkit profile: ...` lines
