@@ -267,6 +267,26 @@ def test_a_search_from_a_seed_outside_the_space_of_the_table_evaluator_is_refuse
     default_toolkit().evaluators.get("nb201-table")().check(get_seed("nb201"))  # the space's seed passes
 
 
+def test_a_batch_size_the_table_has_no_column_at_is_refused_before_a_run(tmp_path, capsys):
+    # titan_rtx was measured at 1, 32 and 256: at 8 every estimate failed and the search spent its budget
+    from na_toolkit.cli.main import main
+
+    text = (REPO_ROOT / "examples" / "nb201-pixel3.toml").read_text().replace('"lat_pixel3"', '"titan_rtx"')
+    (tmp_path / "c.toml").write_text(
+        text.replace('time_model = "nb201-table"', 'time_model = "nb201-table"\nbatch_size = 8')
+    )
+    assert main(["search", str(tmp_path / "c.toml"), "--output", str(tmp_path / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "devices.pixel3.batch_size = 8: the time model 'nb201-table'" in err
+    assert "no latency column for device 'titan_rtx' at batch size 8" in err
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "c.toml").write_text(
+        text.replace('time_model = "nb201-table"', 'time_model = "nb201-table"\nbatch_size = 32')
+    )
+    doc_ok = main(["search", str(tmp_path / "c.toml"), "--output", str(tmp_path / "runs"), "--no-progress", "-q"])
+    assert doc_ok == 0
+
+
 def _write_subset(path, table, columns, rows=range(20), gz=False, mangle=None):
     lines = [",".join(["arch_index", "arch_str", *columns])]
     for r in rows:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TimeModelError
 
 if TYPE_CHECKING:
     from .profile import DeviceProfile
@@ -110,8 +110,17 @@ def quick_profile_warning(model: Any) -> str | None:
 
 def check_profile_batch(device: str, batch_size: int, models: Mapping[str, Any]) -> None:
     """ConfigError when a time model of device `device` (role -> model) was fitted on a profile measured at
-    another batch size than the device's `batch_size`: it would refuse every estimate of the run."""
+    another batch size than the device's `batch_size`, or its optional `check_batch_size(batch_size)` raises a
+    TimeModelError (a table without a column at that batch size): it would refuse every estimate of the run."""
     for role, model in models.items():
+        check = getattr(model, "check_batch_size", None)  # optional: a model that knows its batch sizes
+        if check is not None:
+            try:
+                check(batch_size)
+            except TimeModelError as exc:
+                raise ConfigError(
+                    f"devices.{device}.batch_size = {batch_size}: the {role} {model.name!r}: {exc}"
+                ) from None
         profile = _profile_of(model)
         if profile is not None and profile.batch_size != batch_size:
             raise ConfigError(

@@ -227,6 +227,11 @@ class NB201TableTimeModel(TimeModel):
     def _device_name(self) -> str:
         return self.device[len(LATENCY_PREFIX) :] if self.device.startswith(LATENCY_PREFIX) else self.device
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """A search checks its device's batch size when it starts (`column_for` raises where the table has no
+        column at it: `titan_rtx` at 8), not at each estimate, which spent the budget on failures."""
+        self.column_for(batch_size)
+
     def column_for(self, batch_size: int = 1) -> str:
         """The device's column at `batch_size`: `lat_<device>_<batch_size>` where the table has it (a device
         measured at several batch sizes), else `lat_<device>`."""
