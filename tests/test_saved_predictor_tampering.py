@@ -87,3 +87,32 @@ def test_a_fewshot_latency_file_with_damaged_samples_is_refused(cells):
     short["state"]["y_train"]["shape"] = [7]
     with pytest.raises(DataError, match="does not match its feature list"):
         _load(short)
+
+
+def test_a_file_fit_under_another_scikit_learn_says_its_refit_may_predict_otherwise(cells, tmp_path, caplog, run_cli):
+    """The feature predictors are refit on load from the rows the file holds: under another scikit-learn the
+    same file may predict differently, which loaded without a word though the file records the version."""
+    import json
+    import logging
+
+    archs, acc, _, _ = cells
+    doc = make_predictor("random-forest", {"n_estimators": 10}, TK).fit(archs, acc).to_json()
+    same, other = tmp_path / "same.json", tmp_path / "other.json"
+    same.write_text(json.dumps(doc))
+    here = doc["versions"]["scikit-learn"]
+    doc["versions"]["scikit-learn"] = "0.24.2"
+    other.write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, logger="na_toolkit.predictors"):
+        Predictor.load(same, TK)
+        assert caplog.records == []
+        loaded = Predictor.load(other, TK)
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"saved predictor {str(other)!r} was fit with scikit-learn 0.24.2, this environment has {here}: its "
+        "predictions may differ from those it gave there; refit it here to be sure"
+    )
+    assert np.array_equal(loaded.predict(archs), Predictor.load(same, TK).predict(archs))  # still loads and works
+    json_arch = tmp_path / "seed.json"
+    get_seed("simple-cnn").save(json_arch)
+    res = run_cli("predict", str(json_arch), "--model", str(other))
+    assert res.returncode == 0 and "was fit with scikit-learn 0.24.2" in res.stderr, res.stderr

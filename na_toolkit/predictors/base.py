@@ -276,8 +276,7 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
         return out
 
     def score(self, archs: Any, y: Any, datasets: Any = None, sample_weight: Any = None) -> float:
-        """R² of the predictions (`RegressorMixin.score`: scikit-learn's `r2_score`), with the dataset
-        descriptors passed on to `predict`."""
+        """R² of the predictions (scikit-learn's `r2_score`), the dataset descriptors passed on to `predict`."""
         from sklearn.metrics import r2_score
 
         archs, y = self._check_fit_input(archs, y, fitting=False)
@@ -432,17 +431,17 @@ class Predictor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-
     def from_document(cls, doc: Any, path: str | Path, toolkit: Toolkit | None = None) -> Predictor:
         """`from_json` of `doc`, read from the file at `path`: a DataError names the file."""
         try:
-            return cls.from_json(doc, toolkit=toolkit)
-        except DataError as exc:
-            if str(path) in str(exc):
-                raise
-            raise DataError(f"saved predictor {str(path)!r}: {exc}") from None
+            predictor = cls.from_json(doc, toolkit=toolkit)
+        except DataError as exc:  # named once: the file, unless the message names it already
+            raise (exc if str(path) in str(exc) else DataError(f"saved predictor {str(path)!r}: {exc}")) from None
+        from .saved_state import warn_other_versions  # (it imports this module)
+
+        warn_other_versions(doc, path)  # a refit on load under another scikit-learn may predict otherwise
+        return predictor
 
     @staticmethod
-    def read_document(path: str | Path) -> Any:
-        """The JSON document of a saved predictor file (`from_json` checks what it holds)."""
-        text = read_text(path, "saved predictor", DataError)
-        return parse_json(text, f"saved predictor {str(path)!r}", DataError)
+    def read_document(path: str | Path) -> Any:  # the JSON of a saved predictor file (from_json checks it)
+        return parse_json(read_text(path, "saved predictor", DataError), f"saved predictor {str(path)!r}", DataError)
 
 
 def _call(method: Any, archs: Any, datasets: Any) -> Any:

@@ -10,6 +10,7 @@ the domain, or fail later with numpy's own error.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -63,3 +64,28 @@ def saved_training_rows(
     if positive and np.any(y <= 0):
         raise DataError("saved predictor's training latencies are not all positive: the file was edited; refit it")
     return X, y
+
+
+#: the libraries whose version changes what a loaded predictor predicts: the feature predictors are refit on
+#: load from the rows the file holds, by scikit-learn's estimators
+REFIT_LIBRARIES = ("scikit-learn",)
+
+
+def warn_other_versions(doc: Any, path: Any) -> list[str]:
+    """Log (and return) a warning for each of `REFIT_LIBRARIES` whose version the saved `doc` records and this
+    environment has another of: its refit here may predict differently from where it was saved."""
+    from .base import library_versions
+
+    saved = doc.get("versions") if isinstance(doc, dict) else None
+    if not isinstance(saved, dict):
+        return []
+    here = library_versions()
+    said = [
+        f"saved predictor {str(path)!r} was fit with {lib} {saved[lib]}, this environment has {here[lib]}: its "
+        f"predictions may differ from those it gave there; refit it here to be sure"
+        for lib in REFIT_LIBRARIES
+        if isinstance(saved.get(lib), str) and lib in here and saved[lib] != here[lib]
+    ]
+    for message in said:
+        logging.getLogger("na_toolkit.predictors").warning(message)
+    return said
