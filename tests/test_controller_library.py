@@ -259,6 +259,21 @@ def test_rewards_that_all_agree_leave_the_critics_advantage_alone(batch):
             assert info["advantage"] == pytest.approx(expected, rel=1e-4, abs=1e-7) and expected > 0
 
 
+def test_a_controller_prints_as_one_line_saying_what_it_chooses_among_and_how_far_it_learned(batch):
+    _ctrl, states, _decisions, _nexts = batch
+    ctrl, frozen = _controller(seed=3), _controller(seed=3, train_embedding=False)
+    total = sum(p.numel() for p in ctrl.net.parameters())
+    assert repr(ctrl) == (
+        f"<Controller moves=['insert_conv', 'scale'] parameters={total} (trained {total}, embedding trained) updates=0>"
+    )
+    decisions = ctrl.decide(states, np.random.default_rng(1))
+    nexts = [d.move.apply(s, default_toolkit().moves) for s, d in zip(states, decisions)]
+    ctrl.update(states, decisions, nexts, np.arange(len(states), dtype=float))
+    assert repr(ctrl).endswith("updates=1>") and "\n" not in repr(ctrl)
+    embedding = sum(p.numel() for p in frozen.net.embedding.parameters())
+    assert f"(trained {total - embedding}, embedding frozen)" in repr(frozen)
+
+
 # ---- choosing values: the extension point of a variant ---------------------------------------------------
 def test_top_k_picks_among_the_k_most_probable_admitted_values_and_sample_is_the_default(batch):
     probs = np.array([0.0, 0.1, 0.5, 0.0, 0.3, 0.1])  # zeros: masked values

@@ -233,6 +233,13 @@ class Controller:
         )
         self.updates = 0
 
+    def __repr__(self) -> str:  # one line in a notebook: what it chooses among, its size, how far it learned
+        trained = sum(p.numel() for p in self._trained)
+        return (
+            f"<Controller moves={self.space.names} parameters={sum(p.numel() for p in self.net.parameters())} "
+            f"(trained {trained}, embedding {'trained' if self.train_embedding else 'frozen'}) updates={self.updates}>"
+        )
+
     # ---- embedding ------------------------------------------------------------------------------------
     def _embed_batch(self, archs: Sequence[Any], grad_steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # distinct token rows straight from the tokenizer: the layer LSTM runs once per distinct layer
