@@ -214,6 +214,19 @@ def test_a_worker_that_cannot_rebuild_the_toolkit_says_why_not_that_it_died():
     assert caught.value.plugin == "<selection>"
 
 
+def _half_in_two_workers(tmp_path):
+    """Two evaluations of `HalfEvaluator`'s networks in a pool of two worker processes."""
+    return {
+        "seed_network": "simple-cnn",
+        "evaluations": 2,
+        "output": str(tmp_path),
+        "search": {"per_round": 2, "moves": ["scale"]},
+        "strategy": "random",
+        "evaluator": "half",
+        "executor": {"name": "local", "options": {"workers": 2}},
+    }
+
+
 def test_a_process_pool_refuses_a_toolkit_that_cannot_travel_before_starting_a_worker(tmp_path):
     from na_toolkit.errors import ConfigError
     from na_toolkit.search import run_search
@@ -227,15 +240,7 @@ def test_a_process_pool_refuses_a_toolkit_that_cannot_travel_before_starting_a_w
             registry.add(HalfEvaluator)
 
     tk = load_toolkit(entry_points=False, extra_plugins=(Obj(),))
-    doc = {
-        "seed_network": "simple-cnn",
-        "evaluations": 2,
-        "output": str(tmp_path),
-        "search": {"per_round": 2, "moves": ["scale"]},
-        "strategy": "random",
-        "evaluator": "half",
-        "executor": {"name": "local", "options": {"workers": 2}},
-    }
+    doc = _half_in_two_workers(tmp_path)
     with pytest.raises(ConfigError, match=r"workers = 2 runs each task in a worker process.*or set workers = 1"):
         run_search(doc, toolkit=tk, progress=False, outputs=False)
     # refused while the components are built: no run folder (it was made, and left failed with 0 evaluations)
@@ -254,15 +259,7 @@ def test_a_process_pool_refuses_components_added_to_the_toolkit_directly(tmp_pat
     tk = load_toolkit(entry_points=False)
     tk.evaluators.add(HalfEvaluator)
     assert tk.evaluators.direct_names() == ["half"] and tk.moves.direct_names() == []
-    doc = {
-        "seed_network": "simple-cnn",
-        "evaluations": 2,
-        "output": str(tmp_path),
-        "search": {"per_round": 2, "moves": ["scale"]},
-        "strategy": "random",
-        "evaluator": "half",
-        "executor": {"name": "local", "options": {"workers": 2}},
-    }
+    doc = _half_in_two_workers(tmp_path)
     with pytest.raises(ConfigError, match=r"and evaluators 'half' were added to this toolkit directly .*workers = 1"):
         run_search(doc, toolkit=tk, progress=False, outputs=False)
     assert list(tmp_path.iterdir()) == []

@@ -7,10 +7,11 @@ from na_toolkit.search import run_search
 from na_toolkit.store import SQLiteRunStore
 
 
-def test_a_measurement_that_did_not_settle_is_in_the_run_warnings(tmp_path):
-    settings = {"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "max_runs": 3}
-    doc = {
-        "name": "unsettled",
+def _search_doc(tmp_path, name, measure_options, **devices):
+    """A one-evaluation digits search whose device `cpu` is measured by ONNX Runtime (`measure_options`) under
+    a 1 s latency budget; `devices` adds others."""
+    return {
+        "name": name,
         "seed_network": "simple-cnn",
         "dataset": "digits",
         "evaluations": 1,
@@ -20,11 +21,17 @@ def test_a_measurement_that_did_not_settle_is_in_the_run_warnings(tmp_path):
         "devices": {
             "cpu": {
                 "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
-                "measure": {"name": "onnxruntime", "options": {"settings": settings}},
+                "measure": {"name": "onnxruntime", "options": measure_options},
                 "budgets": {"latency_ms": 1000.0},
-            }
+            },
+            **devices,
         },
     }
+
+
+def test_a_measurement_that_did_not_settle_is_in_the_run_warnings(tmp_path):
+    settings = {"warmup_runs": 1, "warmup_s": 0.0, "min_runs": 3, "max_runs": 3}
+    doc = _search_doc(tmp_path, "unsettled", {"settings": settings})
     res = run_search(doc, progress=False, outputs=True)
     (seed,) = res.evaluated
     with SQLiteRunStore.open(res.run_dir) as store:
@@ -44,23 +51,7 @@ def test_a_budget_between_the_minimum_and_the_p10_of_a_min_statistic_is_within_t
     from na_toolkit.search.summary import Counters
 
     settings = {"warmup_runs": 3, "warmup_s": 0.01, "min_runs": 8, "max_runs": 12, "max_time_s": 0.5}
-    measure = {"name": "onnxruntime", "options": {"settings": settings, "statistic": "min"}}
-    doc = {
-        "name": "noise-min",
-        "seed_network": "simple-cnn",
-        "dataset": "digits",
-        "evaluations": 1,
-        "output": str(tmp_path),
-        "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
-        "predictors": {"accuracy": {"name": "bayesian-ridge"}},
-        "devices": {
-            "cpu": {
-                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
-                "measure": measure,
-                "budgets": {"latency_ms": 1000.0},
-            }
-        },
-    }
+    doc = _search_doc(tmp_path, "noise-min", {"settings": settings, "statistic": "min"})
     res = run_search(doc, progress=False, outputs=False)
     (seed,) = res.evaluated
     with SQLiteRunStore.open(res.run_dir) as store:
@@ -88,22 +79,8 @@ def test_each_measured_latency_has_its_spread_and_load_beside_it_in_the_run_outp
     import json
 
     settings = {"warmup_runs": 2, "warmup_s": 0.0, "min_runs": 10, "max_runs": 20, "max_time_s": 0.5}
-    doc = {
-        "name": "beside",
-        "seed_network": "simple-cnn",
-        "dataset": "digits",
-        "evaluations": 1,
-        "output": str(tmp_path),
-        "evaluator": {"name": "torch", "options": {"epochs": 1, "threads": 1}},
-        "predictors": {"accuracy": {"name": "bayesian-ridge"}},
-        "devices": {
-            "cpu": {
-                "time_model": {"name": "roofline", "options": {"device": "x86-cpu"}},
-                "measure": {"name": "onnxruntime", "options": {"settings": settings}},
-            },
-            "pi": {"time_model": {"name": "roofline", "options": {"device": "raspberry-pi-4"}}},
-        },
-    }
+    pi = {"time_model": {"name": "roofline", "options": {"device": "raspberry-pi-4"}}}
+    doc = _search_doc(tmp_path, "beside", {"settings": settings}, pi=pi)
     res = run_search(doc, progress=False, outputs=True)
     (seed,) = res.evaluated
     with SQLiteRunStore.open(res.run_dir) as store:

@@ -121,11 +121,7 @@ def run(args: argparse.Namespace) -> int:
         explicit=frozenset(given) - {"network_settings"},
         **given,
     )
-    if o.batch_size < 1 or o.threads < 1 or o.max_moves < 1 or o.adaptive_rounds < 0:
-        raise ProfileError("--batch-size, --threads and --max-moves must be >= 1 and --adaptive-rounds >= 0")
-    if o.fewshot < 0 or o.pool < 1:
-        raise ProfileError("--fewshot must be >= 0 and --pool >= 1")
-    _check_counts(o)
+    _check_counts(o)  # each count's lower and upper bound
     if o.time_budget_s is not None and not (o.time_budget_s >= 0 and math.isfinite(o.time_budget_s)):
         raise ProfileError(
             f"--time-budget-s must be a number of seconds >= 0 (0: make the plan and stop; leave it out for no "

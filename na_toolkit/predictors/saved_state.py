@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .base import MAX_TARGET, decode_array
+from .base import MAX_TARGET, decode_array, library_versions
 from .features import FEATURES_VERSION, FeatureMatrix
 
 
@@ -74,8 +74,6 @@ REFIT_LIBRARIES = ("scikit-learn",)
 def warn_other_versions(doc: Any, path: Any) -> list[str]:
     """Log (and return) a warning for each of `REFIT_LIBRARIES` whose version the saved `doc` records and this
     environment has another of: its refit here may predict differently from where it was saved."""
-    from .base import library_versions
-
     saved = doc.get("versions") if isinstance(doc, dict) else None
     if not isinstance(saved, dict):
         return []
