@@ -65,7 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME|FILE",
         help="full profile of another device (registered name or JSON path); repeatable; needs --fewshot",
     )
-    few.add_argument("--pool", type=int, help="candidate networks the N are chosen from (default 300)")
+    few.add_argument("--pool", type=int, help="with --fewshot: candidate networks the N are chosen from (default 300)")
 
 
 def _check_counts(o: Any) -> None:
