@@ -92,6 +92,7 @@ def test_cuda_asked_for_but_absent_is_a_clear_error():
         torch_evaluator(epochs=1, device="cuda").evaluate(get_seed("simple-cnn"))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda():
     result = torch_evaluator(epochs=2, device="cuda").evaluate(get_seed("simple-cnn"))

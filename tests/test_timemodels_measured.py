@@ -94,6 +94,24 @@ def test_a_cuda_device_without_the_cuda_provider_is_an_error_unless_fallback_is_
     assert est.details["measurement"]["context"]["provider"] == "CPUExecutionProvider"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif("CUDAExecutionProvider" not in available_providers(), reason="needs onnxruntime-gpu and a GPU")
+def test_onnxruntime_on_cuda_measures_on_the_gpu_with_nvml_telemetry(capfd):
+    """The documented way to measure a GPU: the CUDA provider, no CPU fallback, NVML attached, and no line of
+    ONNX Runtime's own logging per session on stderr (hundreds per profile buried the progress bar)."""
+    tm = OnnxRuntimeTimeModel(device="cuda:0", settings=QUICK)
+    assert tm.provider == "CUDAExecutionProvider" and tm.fallback_warning is None
+    est = tm.estimate(get_seed("resnet-cifar"))
+    context = est.details["measurement"]["context"]
+    assert context["provider"] == "CUDAExecutionProvider" and 0 < est.latency_ms < 50
+    assert not any("CPU instead" in w for w in est.warnings), est.warnings
+    nv = est.details["nvml"]
+    assert nv["status"] == "ok" or any("no GPU telemetry" in w for w in est.warnings), nv["status"]
+    if nv["status"] == "ok":
+        assert nv["before"]["name"] and nv["before"]["memory_total_bytes"] > 0
+    assert "No registered plugin EP" not in capfd.readouterr().err
+
+
 def test_one_parser_for_local_device_strings():
     from na_toolkit.timemodels.devices import LocalDevice, parse_device
 
