@@ -5,16 +5,19 @@
 # torch, onnxruntime (CPU build), nvidia-ml-py, scikit-learn and pluggy on Python 3.12, and 15 minutes of
 # device time per session, all calls together, at most 10 minutes per call.
 #
-# onnxruntime-gpu's wheel (256 MB) is larger than one call may carry (64 MiB with the checkout's ~12 MiB), so
-# it travels in 50 MiB pieces:
+# onnxruntime-gpu's wheel (256 MB) is larger than one call may carry (64 MiB with the checkout's ~14 MiB), so
+# it travels in 49 MiB pieces; the requirements the image lacks (cachetools, pydantic and theirs) travel as
+# wheels in .gpu/whl:
 #
 #   here:    benchmarks/gpu_latency.sh prepare
-#            downloads the wheel into .gpu/ (ignored), splits it into .gpu/ort-gpu.part-aa..ae and writes
-#            .gpu/SHA256; prints the pieces
-#   device:  one call per piece but the last, back to back so the machine stays warm (30 s idle):
+#            downloads the wheel into .gpu/ (ignored: add /.gpu/ to .git/info/exclude), splits it into
+#            .gpu/ort-gpu.part-aa..ae, writes .gpu/SHA256 and downloads the missing requirements (the versions
+#            installed here) into .gpu/whl; prints the pieces
+#   device:  one call per piece but the last, back to back so the machine stays warm (30 s idle; all five
+#            calls can go in one batch of tool calls, which run one after the other):
 #            run(carry=[".gpu/ort-gpu.part-aa"], command="benchmarks/gpu_latency.sh stage")
 #   device:  the last piece and the measurement in one call:
-#            run(carry=[".gpu/ort-gpu.part-ae", ".gpu/SHA256"], command="GPU_LATENCY_BUDGET_S=... \
+#            run(carry=[".gpu/ort-gpu.part-ae", ".gpu/SHA256", ".gpu/whl"], command="GPU_LATENCY_BUDGET_S=... \
 #                benchmarks/gpu_latency.sh run", timeout_s=GPU_LATENCY_BUDGET_S + 30)
 #
 # `run` joins the pieces in /root, checks the sha256, installs onnxruntime-gpu (once per machine) and this
@@ -62,8 +65,18 @@ prepare)
   [ -e ".gpu/$WHEEL" ] || "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux_2_28_x86_64 onnxruntime-gpu==1.31.1 -d .gpu
   rm -f .gpu/ort-gpu.part-*
-  split -b 50m ".gpu/$WHEEL" .gpu/ort-gpu.part-
+  split -b 49m ".gpu/$WHEEL" .gpu/ort-gpu.part-
   (cd .gpu && sha256sum "$WHEEL" | cut -d' ' -f1 > SHA256)
+  # the image has torch, numpy, onnx, scikit-learn, scipy, pluggy, nvidia-ml-py, tqdm and matplotlib, not these
+  missing=$("$PY" -c "
+import importlib.metadata as m
+names = ['cachetools', 'pydantic', 'pydantic_core', 'annotated_types', 'typing_inspection', 'typing_extensions']
+print(' '.join(f'{n}=={m.version(n)}' for n in names))
+")
+  # shellcheck disable=SC2086  # one argument per requirement
+  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d .gpu/whl $missing
   ls -1 .gpu/ort-gpu.part-*
   exit 0
   ;;
@@ -113,7 +126,11 @@ if [ "$INSTALL" = 1 ]; then
   fi
   rm -rf "$ROOT_DIR/nat"
   pip install --quiet --no-deps --no-build-isolation --target "$ROOT_DIR/nat" .
-  export PYTHONPATH="$ROOT_DIR/ortgpu:$ROOT_DIR/nat${PYTHONPATH:+:$PYTHONPATH}"
+  # requirements the image lacks (cachetools, pydantic and theirs): wheels carried in .gpu/whl (see prepare)
+  if compgen -G ".gpu/whl/*.whl" > /dev/null; then
+    pip install --quiet --no-deps --no-index --upgrade --target "$ROOT_DIR/deps" .gpu/whl/*.whl
+  fi
+  export PYTHONPATH="$ROOT_DIR/ortgpu:$ROOT_DIR/nat:$ROOT_DIR/deps${PYTHONPATH:+:$PYTHONPATH}"
   PY="python3 -P"
   $PY -c "import onnxruntime as ort, sys; p = ort.get_available_providers(); print('providers', p, file=sys.stderr); sys.exit('CUDAExecutionProvider' not in p)"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \

@@ -363,3 +363,38 @@ def test_a_cache_write_that_fails_goes_on_in_memory_with_one_warning(tmp_path):
         cache.put(keys[1], TimeEstimate("onnxruntime", "cpu", 1, 2.5))
     assert [cache.get(k).latency_ms for k in keys] == [1.5, 2.5] and len(cache) == 2
     cache.close()
+
+
+def _fake_gpu_dist(where, monkeypatch, package_dir=None):
+    """An installed "onnxruntime-gpu" distribution at `where` (its dist-info and, if given, its onnxruntime
+    package as a link to `package_dir`), first on the path, the way a second build is installed beside one."""
+    info = where / "onnxruntime_gpu-9.9.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxruntime-gpu\nVersion: 9.9.9\n")
+    if package_dir is not None:
+        (where / "onnxruntime").symlink_to(package_dir, target_is_directory=True)
+    monkeypatch.syspath_prepend(str(where))
+
+
+def test_onnxruntime_versions_name_the_build_that_runs_not_every_build_installed(tmp_path, monkeypatch):
+    """On the lent H200 onnxruntime-gpu ran ahead of the image's CPU onnxruntime on the path, and the profile
+    recorded the CPU build's version beside the GPU build's: the versions are those of the module that runs."""
+    from pathlib import Path
+
+    import onnxruntime
+
+    from na_toolkit.timemodels import onnxruntime_tm
+
+    running = onnxruntime.__version__
+    onnxruntime_tm._onnxruntime_versions.cache_clear()
+    monkeypatch.setattr(onnxruntime_tm, "_onnxruntime_versions", onnxruntime_tm._onnxruntime_versions.__wrapped__)
+    here = onnxruntime_tm.onnxruntime_versions()
+    assert here["onnxruntime"] == running
+    # a GPU build installed, but not the module that runs: its version is not recorded
+    _fake_gpu_dist(tmp_path / "elsewhere", monkeypatch)
+    assert onnxruntime_tm.onnxruntime_versions() == {"onnxruntime": running}
+    # the module that runs is the GPU build's: both named
+    _fake_gpu_dist(tmp_path / "gpu", monkeypatch, Path(onnxruntime.__file__).parent)
+    assert onnxruntime_tm.onnxruntime_versions() == {"onnxruntime": running, "onnxruntime-gpu": "9.9.9"}
+    tm = OnnxRuntimeTimeModel(device="cpu", settings=QUICK)
+    assert tm.cache_settings()["versions"] == {"onnxruntime": running, "onnxruntime-gpu": "9.9.9"}

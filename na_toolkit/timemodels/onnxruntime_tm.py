@@ -14,6 +14,7 @@ more threads are an option (`intra_op_threads`) and are recorded with every meas
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Literal
 
@@ -43,6 +44,32 @@ def available_providers() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
+
+
+def onnxruntime_versions() -> dict[str, str]:
+    """The version of the `onnxruntime` module that runs, and "onnxruntime-gpu" when that module is the GPU
+    build's. Installed distributions are not enough: where both builds are installed (one ahead of the other
+    on the path), both report a version, and the one that does not run once made a GPU profile name the CPU
+    build's version."""
+    return dict(_onnxruntime_versions())
+
+
+@functools.cache
+def _onnxruntime_versions() -> dict[str, str]:
+    import importlib.metadata
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    out = {"onnxruntime": str(ort.__version__)}
+    try:
+        gpu = importlib.metadata.distribution("onnxruntime-gpu")
+    except importlib.metadata.PackageNotFoundError:
+        return out
+    here = Path(ort.__file__).resolve()
+    if Path(str(gpu.locate_file("onnxruntime/__init__.py"))).resolve() == here:
+        out["onnxruntime-gpu"] = gpu.version
+    return out
 
 
 def resolve_provider(name: str) -> str:
@@ -164,7 +191,7 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
             "statistic": self.statistic,
             "measure": self.settings.to_json(),
             "train_step": self.train_step,
-            "versions": library_versions("onnxruntime", "onnxruntime-gpu"),
+            "versions": onnxruntime_versions(),
         }
 
     # ---- training step -------------------------------------------------------------------------------
@@ -272,7 +299,7 @@ class OnnxRuntimeTimeModel(MeasuredTimeModel):
             "intra_op_threads": self.intra_op_threads,
             "inter_op_threads": self.inter_op_threads,
             "graph_optimization": self.graph_optimization,
-            "versions": library_versions("onnxruntime", "onnxruntime-gpu", "onnx", "numpy"),
+            "versions": {**onnxruntime_versions(), **library_versions("onnx", "numpy")},
         }
 
     def _measure(self, arch: Architecture, batch_size: int) -> TimeEstimate:
