@@ -7,6 +7,7 @@ search context, whose `score` is a toy reward so that what the controller should
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -514,10 +515,12 @@ def test_given_advantages_replace_the_critics_and_zero_moves_nothing_but_entropy
     assert ctrl.move_probabilities(seed)[target] > before[target] + 0.2
 
 
-def test_a_real_result_told_alone_standardises_to_zero_and_leaves_the_critics_advantage():
+def test_a_real_result_told_alone_is_learned_from_by_its_rank_among_every_real_result():
     """learn_from_evaluations on the async schedule: a result told alone is an update of one episode, whose
-    returns (its rank, credited to each move) all agree, so they standardise to 0: the critic's target is 0
-    and its loss the mean V(s)^2 of the episode's states, whatever the real result (docs/controller.md)."""
+    returns (its rank, credited to each move) all agree. Standardised within that batch they were 0, so the
+    critic's target was 0 whatever the result and the policy learned nothing of it; the rank is standardised
+    against every real result instead (ranks uniform on [-0.5, 0.5]: times sqrt(12)), so a good result and a
+    bad one teach the critic and the policy opposite things (docs/controller.md)."""
     ctx = _simple_cnn_context(seed=4)
     strat = NeuralArchitectStrategy(ctx, scoring_budget=10, **SMALL)
     cands = [c for c in strat.ask(2) if c.hash in strat._proposed_runs][:2]
@@ -528,5 +531,29 @@ def test_a_real_result_told_alone_standardises_to_zero_and_leaves_the_critics_ad
         v = ctrl.net.value_head(ctrl.net.trunk(torch.stack([e[0] for e in ctrl.embed(states)]))).squeeze(-1)
     strat.tell([(cands[0], ctx.evaluated[cands[0].hash][1])])
     entry = strat.history[-1]
-    assert entry["evaluated"] == 1 and entry["real_rank_mean"] != 0.0
-    assert entry["value_loss"] == pytest.approx(float((v**2).mean()), rel=1e-4)
+    rank = entry["real_rank_mean"]
+    assert entry["evaluated"] == 1 and rank != 0.0
+    target = rank * math.sqrt(12.0)
+    assert entry["value_loss"] == pytest.approx(float(((target - v) ** 2).mean()), rel=1e-4)
+    assert entry["value_loss"] != pytest.approx(float((v**2).mean()), rel=1e-3)  # what a 0 target gave
+
+
+def test_an_update_standardises_its_rewards_unless_told_they_are_standard_already():
+    ctx = _simple_cnn_context(seed=5)
+    strat = NeuralArchitectStrategy(ctx, **SMALL)
+    strat.ask(2)
+    ctrl = strat.controller
+    seed = ctx.seed_arch
+    d = ctrl.decide([seed], np.random.default_rng(0))[0]
+    states = [seed, seed]
+    snapshot = copy.deepcopy(ctrl.net.state_dict()), copy.deepcopy(ctrl.optimizer.state_dict())
+
+    def value_loss(rewards, **kw):
+        ctrl.net.load_state_dict(snapshot[0])
+        ctrl.optimizer.load_state_dict(snapshot[1])
+        info = ctrl.update(states, [d, d], states, np.array(rewards), gamma=0.0, entropy_weight=0.0, **kw)
+        return info["value_loss"]
+
+    # two equal rewards standardise to 0 whatever their value; not standardised, their value is the target
+    assert value_loss([2.0, 2.0]) == pytest.approx(value_loss([-2.0, -2.0]), rel=1e-6)
+    assert value_loss([2.0, 2.0], normalise=False) != pytest.approx(value_loss([-2.0, -2.0], normalise=False))

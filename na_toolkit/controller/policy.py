@@ -427,10 +427,13 @@ class Controller:
         value_weight: float = 0.5,
         max_grad_norm: float = 1.0,
         advantages: np.ndarray | None = None,
+        normalise: bool = True,
     ) -> dict[str, float]:
         """One actor-critic step on a batch of transitions (s, a, r, s'):
         A = r + γ·V(s') − V(s); loss = −A·log π(a|s) − β·H(π(·|s)) + c·(r + γ·V(s') − V(s))².
         `advantages` (one per transition), when given, is the actor's A instead (the critic still learns r).
+        The rewards are standardised within the batch (`normalise`), unless `normalise=False`: the caller's
+        rewards are already on a standard scale (one batch without spread would standardise to 0).
         What it is given is checked first (`inputs.check_transitions`: a `DataError` says what is wrong); a
         step whose loss is not finite is refused before it reaches the weights."""
         states = check_networks(states, self.tokenizer)
@@ -440,7 +443,7 @@ class Controller:
         decisions, rewards, advantages = check_transitions(
             self.space, states, decisions, next_states, rewards, advantages, weights
         )
-        r = torch.as_tensor(self.normalise(rewards), dtype=torch.float32)
+        r = torch.as_tensor(self.normalise(rewards) if normalise else rewards, dtype=torch.float32)
         self.net.train()
         # s and s' in one pass (the embedding of s' is only read detached, for the bootstrapped target)
         both = self.embed(states + next_states, grad=True)

@@ -4,6 +4,7 @@ terminal rewards (docs/controller.md, "A scoring budget, and the ablations")."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -127,8 +128,15 @@ def learn_from_results(na: NeuralArchitectStrategy, results: list[tuple[Candidat
     if not rows:
         return
     entry = {"scored": 0.0, "evaluated": float(len(rows)), "real_rank_mean": float(np.mean([v for _r, v in rows]))}
+    normalise = len({v for _r, v in rows}) > 1
+    if not normalise:
+        # one episode (the async schedule tells results one at a time), or ranks that all agree: no spread to
+        # standardise by within the batch, which made its return 0 and taught nothing of the result. The
+        # ranks of every real result are uniform on [-0.5, 0.5] (standard deviation 1/sqrt(12)): scaled by
+        # sqrt(12), a rank is standardised against all of them instead
+        rows = [(r, v * math.sqrt(12.0)) for r, v in rows]
     with torch_threads(na.torch_threads):  # as in `ask`: torch's default thread count oversubscribes
-        entry.update(_update(na, rows))
+        entry.update(_update(na, rows, normalise=normalise))
     na._record(entry)
 
 
@@ -173,9 +181,12 @@ def _learn_from_ends(
     na._record(entry)
 
 
-def _update(na: NeuralArchitectStrategy, rows: list[tuple[Run, float]], advantages: Any = None) -> dict[str, float]:
+def _update(
+    na: NeuralArchitectStrategy, rows: list[tuple[Run, float]], advantages: Any = None, normalise: bool = True
+) -> dict[str, float]:
     """One controller update: every move of each episode gets the episode's return (a Monte-Carlo return,
-    no bootstrapping from V(s')) and, when given, its advantage. Returns the update's losses and entropy."""
+    no bootstrapping from V(s')) and, when given, its advantage; the returns standardised within the batch
+    unless `normalise` is False. Returns the update's losses and entropy."""
     states, decisions, nexts, returns = [], [], [], []
     for r, v in rows:
         for a, d, c in r.steps:
@@ -192,6 +203,7 @@ def _update(na: NeuralArchitectStrategy, rows: list[tuple[Run, float]], advantag
         entropy_weight=na.entropy_weight,
         value_weight=na.value_weight,
         advantages=advantages,
+        normalise=normalise,
     )
     return {k: info[k] for k in ("policy_loss", "value_loss", "entropy")}
 
