@@ -234,3 +234,17 @@ def test_a_hardware_model_built_in_python_is_checked_before_it_divides():
     negative_ceiling = replace(TOY, measured_memory_bandwidth_bytes_per_s=-1.0)
     assert RooflineTimeModel(device=negative_ceiling, ceilings="datasheet").bytes_per_s == 1e8
     assert RooflineTimeModel(device=replace(TOY, launch_overhead_s=0.0)).estimate(tiny()).latency_ms > 0
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_training_memory_below_fp32_counts_the_fp32_master_weights(optimizer):
+    """Mixed precision trains narrower weights and gradients but keeps an fp32 master copy of the weights
+    (and fp32 optimizer state): a bf16 step needs 2 + 2 + 4 bytes per parameter besides the state, not 2 + 2."""
+    from na_toolkit.timemodels.roofline import OPTIMIZER_STATE_PER_PARAM
+
+    arch = get_seed("resnet-cifar")
+    params, state = arch.cost.params, OPTIMIZER_STATE_PER_PARAM[optimizer]
+    fp32 = roofline("h100-sxm", dtype="fp32", optimizer=optimizer).training_memory_bytes(arch, 64)
+    bf16 = roofline("h100-sxm", dtype="bf16", optimizer=optimizer).training_memory_bytes(arch, 64)
+    activations_fp32 = fp32 - params * (4 + 4 + 4 * state)  # fp32: the weights are the master copy
+    assert bf16 == pytest.approx(params * (2 + 2 + 4 + 4 * state) + activations_fp32 / 2, abs=2)

@@ -331,7 +331,7 @@ class RooflineTimeModel(TimeModel):
 
     def training_memory_bytes(self, arch: Architecture, batch_size: int = 1) -> int:
         """Weights, gradients, optimizer state, every activation kept for the backward pass, and the largest
-        layer's input+output gradients as working space."""
+        layer's input+output gradients as working space; below fp32, the fp32 master weights too."""
         cost = arch.cost
         kept = sum(c.output_bytes for c in cost.per_node.values())
         input_bytes = numel(arch.input_shape) * BYTES_PER_ELEMENT
@@ -339,7 +339,10 @@ class RooflineTimeModel(TimeModel):
         activations = (kept + input_bytes + workspace) * batch_size * self.byte_scale
         weights_and_grads = cost.weight_bytes * self.byte_scale + cost.params * DTYPE_BYTES[self.dtype]
         state = cost.params * MASTER_BYTES_PER_PARAM * OPTIMIZER_STATE_PER_PARAM[self.optimizer]
-        return int(weights_and_grads + state + activations)
+        # mixed precision keeps an fp32 master copy of the weights beside the narrower ones it computes with
+        # (Micikevicius et al. 2018, arXiv:1710.03740), which the update reads and writes (optimizer_kernels)
+        master = cost.params * MASTER_BYTES_PER_PARAM if DTYPE_BYTES[self.dtype] < MASTER_BYTES_PER_PARAM else 0
+        return int(weights_and_grads + state + master + activations)
 
     # ---- the protocol -----------------------------------------------------------------------------------
     def estimate(self, arch: Architecture, batch_size: int = 1) -> TimeEstimate:
