@@ -4,6 +4,8 @@ message on one line and exits 2, so each message names the problem and says what
 from __future__ import annotations
 
 import difflib
+import os
+import shlex
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -80,6 +82,15 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     """` Did you mean 'x', 'y'?` for the names of `known` close to `name`, or "" when none is."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def resume_hint(folder: str | os.PathLike[str], *, placeholder: bool = False) -> str:
+    """How to continue the run in `folder`, in both forms: "`na-toolkit search --resume F` (Python:
+    `run_search(resume='F')`)", the folder shell-quoted for the command and repr'd for the call, each
+    pasted as it is. `placeholder=True`: `folder` is a name the reader replaces (RUN, COPY), written bare in
+    both forms."""
+    cli, call = (str(folder), str(folder)) if placeholder else (shlex.quote(str(folder)), repr(str(folder)))
+    return f"`na-toolkit search --resume {cli}` (Python: `run_search(resume={call})`)"
 
 
 def with_article(noun: str) -> str:

@@ -93,7 +93,7 @@ def _assert_clean(err: str, last: str, out: Path) -> int:
         kept >= 1
         and (
             f"na-toolkit: the run keeps its {kept} evaluation{'s' * (kept != 1)}; continue it with "
-            f"`na-toolkit search --resume {run}`"
+            f"`na-toolkit search --resume {run}` (Python: `run_search(resume={str(run)!r})`)"
         )
         in lines[-2]
     ), err

@@ -418,3 +418,25 @@ def test_an_unfinished_runs_evaluations_file_that_is_not_its_own_is_a_store_erro
     empty = open_run(cut, unfinished=True, toolkit=default_toolkit())
     assert empty.evaluated == [] and empty.best == {"pixel3": None} and empty.pareto == []
     assert empty.warnings[0].startswith("2 of the 2 evaluations stored are not in evaluations.jsonl yet")
+
+
+def test_how_to_continue_a_run_is_told_as_a_command_and_as_the_library_call(finished, tmp_path):
+    """A library user is not sent to a CLI they may not run: the refused resume of a run another writer holds,
+    and an interrupted run opened, name both `na-toolkit search --resume F` (F shell-quoted) and
+    `run_search(resume=F)` (F repr'd), each pasted as it is."""
+    import shlex
+
+    from na_toolkit.store.lock import RunLock
+
+    cut = _interrupted(finished, tmp_path / "my runs" / "cut 1", stored=4, scored=3)
+    command = f"`na-toolkit search --resume {shlex.quote(str(cut))}`"
+    call = f"(Python: `run_search(resume={str(cut)!r})`)"
+    with RunLock(cut):  # another writer: this process, through a lock of its own on the folder
+        with pytest.raises(StoreError) as refused:
+            run_search(resume=cut, progress=False, toolkit=default_toolkit())
+    (message,) = str(refused.value).splitlines()
+    assert message.startswith("run cut 1 is being written by another search (pid ")
+    assert message.endswith(f"then resume this run with {command} {call}"), message
+    opened = open_run(cut, unfinished=True, toolkit=default_toolkit())
+    assert opened.stop_reason.endswith(f"; continue it with {command} {call}"), opened.stop_reason
+    assert run_search(resume=cut, progress=False, toolkit=default_toolkit()).evaluated[:3] == finished.evaluated[:3]

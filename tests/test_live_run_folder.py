@@ -70,7 +70,8 @@ def test_a_run_folder_moved_under_a_live_search_stops_it_and_it_resumes_where_it
     assert rc == 2, err
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"na-toolkit: error: run folder {str(run)!r} was moved to {str(moved)!r}"), err
-    assert f"`na-toolkit search --resume {moved}`" in last and "Traceback" not in err
+    assert f"`na-toolkit search --resume {moved}` (Python: `run_search(resume={str(moved)!r})`)" in last
+    assert "Traceback" not in err
     assert "the run keeps its" not in err  # no hint naming the old path
     assert not run.exists()  # no outputs in a new folder at the old path
     kept = F.stored_rows(moved)
@@ -306,7 +307,7 @@ def test_runs_report_and_export_read_a_finished_run_in_a_read_only_folder(tmp_pa
         assert main(["search", "--resume", str(run), "--no-progress"]) == 2
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert line.startswith(f"na-toolkit: error: cannot write run {result.run_id}: its folder {str(run)!r} is not ")
-        assert f"`cp -r {run} COPY` and `na-toolkit search --resume COPY`" in line
+        assert f"`cp -r {run} COPY` and `na-toolkit search --resume COPY` (Python: `run_search(resume=COPY)`)" in line
     assert (tmp_path / "b.onnx").is_file()
     with SQLiteRunStore.open(run) as store:
         assert store.run().status == "finished" and store.count_evaluations() == 2

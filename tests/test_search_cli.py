@@ -137,6 +137,7 @@ def test_cli_errors_are_one_line(finished_run, tmp_path):
         pass
     rc, out, err = cli("report", str(tmp_path / "my runs" / "r 1"), cwd=tmp)
     assert rc == 2 and f"`na-toolkit search --resume '{tmp_path / 'my runs' / 'r 1'}'`" in err
+    assert f"(Python: `run_search(resume={str(tmp_path / 'my runs' / 'r 1')!r})`)" in err  # and as the call
     rc, out, err = cli("search", cwd=tmp)
     assert rc == 2 and "give a search config" in err
 

@@ -522,7 +522,7 @@ def test_a_store_whose_shm_is_made_read_only_while_open_is_a_store_error_not_sig
         f"write the run store {str(path)!r} can no longer be used: its store.sqlite-shm was made read-only "
         "(chattr +i, chmod) while this process had it open, and SQLite writes to it; what it holds so far is kept: "
         "make the run folder writable again and resume the run, or resume a copy of it (`cp -r RUN COPY`, then "
-        "`na-toolkit search --resume COPY`)"
+        "`na-toolkit search --resume COPY` (Python: `run_search(resume=COPY)`))"
     )
     with SQLiteRunStore.open(tmp_path) as store:
         assert store.artifact("before") == {"x": 1} and store.artifact("after") is None

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError, StoreError
+from ..errors import DataError, StoreError, resume_hint
 from ..files import write_text_atomic
 from .figure_sources import source_cell
 from .progress import SearchCallback
@@ -120,7 +120,7 @@ def scored_so_far(run_dir: Path) -> list[dict[str, Any]] | None:
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(
                 f"{path} line {number} is not an evaluation row ({type(exc).__name__}: {exc}); the search rewrites "
-                f"the file after its next batch, and `na-toolkit search --resume RUN` does from the run's store"
+                f"the file after its next batch, and {resume_hint('RUN', placeholder=True)} does from the run's store"
             ) from None
         entries.append(entry)
     return entries

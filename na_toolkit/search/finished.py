@@ -31,12 +31,11 @@ last write; `seed_hash` is "" until the seed's evaluation is scored; `controller
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError
+from ..errors import StoreError, resume_hint
 from .strategy import Candidate, Score
 from .summary import Counters, Evaluated, SearchResult
 
@@ -157,7 +156,7 @@ def _unfinished_state(store: SQLiteRunStore, status: str, folder: Path) -> tuple
     from ..store.lock import live_holder
     from .outputs import failure_of
 
-    resume = f"continue it with `na-toolkit search --resume {shlex.quote(str(folder))}`"
+    resume = f"continue it with {resume_hint(folder)}"
     if status == "failed":
         failure = failure_of(store)
         return "failed", f"failed ({failure or 'the run recorded no reason'}); {resume}"

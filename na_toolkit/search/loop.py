@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shlex
 import time
 from collections import Counter
 from collections.abc import Container, Mapping, Sequence
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ComponentError, ConfigError, NAToolkitError, blame
+from ..errors import ComponentError, ConfigError, NAToolkitError, blame, resume_hint
 from ..machine import blas_threads, fewer_collections
 from ..moves import naming_move_plugins
 from ..store.base import STORE_FILE
@@ -478,10 +477,10 @@ def run_search(
             if own_store and not isinstance(exc, RunFolderGone):  # how to go on, pasted into a shell as it is
                 kept = store.count_evaluations()
                 logging.getLogger("na_toolkit.search").warning(
-                    "the run keeps its %d evaluation%s; continue it with `na-toolkit search --resume %s`",
+                    "the run keeps its %d evaluation%s; continue it with %s",
                     kept,
                     "s" * (kept != 1),
-                    shlex.quote(str(folder)),
+                    resume_hint(folder),
                 )
         raise
     finally:

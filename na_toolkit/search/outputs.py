@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError
+from ..errors import StoreError, resume_hint
 from ..files import read_text, write_text_atomic
 from ..machine import fewer_collections
 from ..store.lock import live_holder
@@ -458,8 +458,7 @@ def load_summary(store: RunStore) -> dict[str, Any]:
             failure = failure_of(store)
             state = f"{run.status} ({failure})" if failure else run.status
         raise StoreError(
-            f"run {run.run_id} {state}; continue it with `na-toolkit search --resume {shlex.quote(str(folder))}`"
-            + _stored_so_far(store, folder)
+            f"run {run.run_id} {state}; continue it with {resume_hint(folder)}" + _stored_so_far(store, folder)
         )
     bad = [k for k, kind in SUMMARY_FIELDS.items() if k not in run.result or not isinstance(run.result[k], kind)]
     if bad:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import StoreError
+from ..errors import StoreError, resume_hint
 
 LOCK_FILE = "run.lock"
 HOLDER_BYTES = 200  # the holder line is written padded to this width, in one write, so no reader sees half of it
@@ -71,11 +71,11 @@ class RunLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:  # read-only: an archive, a read-only mount, another user's folder
-            where = shlex.quote(str(self.folder))
+            where, copy = shlex.quote(str(self.folder)), resume_hint("COPY", placeholder=True)
             raise StoreError(
                 f"cannot write run {self.folder.name}: its folder {str(self.folder)!r} is not writable here "
                 f"({exc.strerror or exc}); a search writes its run's store, so resume a writable copy of it "
-                f"(`cp -r {where} COPY` and `na-toolkit search --resume COPY`); `runs`, `report` and `export` read "
+                f"(`cp -r {where} COPY` and {copy}); `runs`, `report` and `export` read "
                 "it as it is"
             ) from None
         try:
@@ -96,7 +96,7 @@ class RunLock:
         return StoreError(
             f"run {self.folder.name} is being written by another search ({holder}); a run has one writer at a "
             f"time: wait for that search to end, or stop it ({stop}: it keeps its evaluations), then resume "
-            f"this run with `na-toolkit search --resume {shlex.quote(str(self.folder))}`"
+            f"this run with {resume_hint(self.folder)}"
         )
 
     def check_in_place(self) -> None:
@@ -125,10 +125,13 @@ class RunLock:
         except OSError:
             now = None
         where = f"moved to {str(now)!r}" if now is not None else "moved or renamed"
-        resume = shlex.quote(str(now)) if now is not None else "FOLDER (where it is now)"
+        if now is not None:
+            resume = resume_hint(now)
+        else:
+            resume = f"{resume_hint('FOLDER', placeholder=True)}, FOLDER being where it is now"
         raise RunFolderGone(
             f"run folder {str(folder)!r} was {where} while the search ran; the search stops here, before paying "
-            f"for more (its outputs would go to the old path): continue it with `na-toolkit search --resume {resume}`"
+            f"for more (its outputs would go to the old path): continue it with {resume}"
         )
 
     def _keep_name(self) -> None:

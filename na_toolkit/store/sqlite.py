@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import StoreError, resume_hint
 from ..sqlite_wal import ShmGuard, reader_files, remove_reader_files
 from .base import SCHEMA_VERSION, STATUSES, STORE_FILE, EvaluationRecord, RunRecord, store_repr, validated
 from .codec import decode_state, dumps, encode_state, loads
@@ -126,7 +126,7 @@ class SQLiteRunStore:
         except OSError as exc:
             raise StoreError(
                 f"cannot write the run store {str(path)!r} ({exc.strerror or exc}): resume a writable copy of its run "
-                "folder (`cp -r RUN COPY`, then `na-toolkit search --resume COPY`)"
+                f"folder (`cp -r RUN COPY`, then {resume_hint('COPY', placeholder=True)})"
             ) from None
         return cls(path, cls._connect(path), run_id)
 
@@ -413,5 +413,5 @@ def _lost_shm(path: Path) -> StoreError:
         f"the run store {str(path)!r} can no longer be used: its {path.name}-shm was made read-only (chattr +i, "
         "chmod) while this process had it open, and SQLite writes to it; what it holds so far is kept: make the "
         "run folder writable again and resume the run, or resume a copy of it (`cp -r RUN COPY`, then "
-        "`na-toolkit search --resume COPY`)"
+        f"{resume_hint('COPY', placeholder=True)})"
     )
