@@ -12,12 +12,15 @@
 #   here:    benchmarks/gpu_latency.sh prepare
 #            downloads the wheel into .gpu/ (ignored: add /.gpu/ to .git/info/exclude), splits it into
 #            .gpu/ort-gpu.part-aa..ae, writes .gpu/SHA256 and downloads the missing requirements (the versions
-#            installed here) into .gpu/whl; prints the pieces
+#            installed here) into .gpu/whl, and .gpu/REVISION (the commit, +dirty: the device's copy has no
+#            .git, so the records' source.commit comes from it); prints the pieces. Run it again just before
+#            the calls (the wheel stays) so that REVISION names the code that runs
 #   device:  one call per piece but the last, back to back so the machine stays warm (30 s idle; all five
 #            calls can go in one batch of tool calls, which run one after the other):
 #            run(carry=[".gpu/ort-gpu.part-aa"], command="benchmarks/gpu_latency.sh stage")
 #   device:  the last piece and the measurement in one call:
-#            run(carry=[".gpu/ort-gpu.part-ae", ".gpu/SHA256", ".gpu/whl"], command="GPU_LATENCY_BUDGET_S=... \
+#            run(carry=[".gpu/ort-gpu.part-ae", ".gpu/SHA256", ".gpu/REVISION", ".gpu/whl"],
+#                command="GPU_LATENCY_BUDGET_S=... \
 #                benchmarks/gpu_latency.sh run", timeout_s=GPU_LATENCY_BUDGET_S + 30)
 #
 # `run` joins the pieces in /root, checks the sha256, installs onnxruntime-gpu (once per machine) and this
@@ -67,6 +70,10 @@ prepare)
   rm -f .gpu/ort-gpu.part-*
   split -b 49m ".gpu/$WHEEL" .gpu/ort-gpu.part-
   (cd .gpu && sha256sum "$WHEEL" | cut -d' ' -f1 > SHA256)
+  # the commit the device's copy is (it has no .git): the records' source.commit (NA_TOOLKIT_SOURCE_REVISION)
+  rev=$(git rev-parse HEAD)
+  [ -z "$(git status --porcelain --untracked-files=no)" ] || rev="$rev+dirty"
+  echo "$rev" > .gpu/REVISION
   # the image has torch, numpy, onnx, scikit-learn, scipy, pluggy, nvidia-ml-py, tqdm and matplotlib, not these
   missing=$("$PY" -c "
 import importlib.metadata as m
@@ -131,6 +138,10 @@ if [ "$INSTALL" = 1 ]; then
     pip install --quiet --no-deps --no-index --upgrade --target "$ROOT_DIR/deps" .gpu/whl/*.whl
   fi
   export PYTHONPATH="$ROOT_DIR/ortgpu:$ROOT_DIR/nat:$ROOT_DIR/deps${PYTHONPATH:+:$PYTHONPATH}"
+  if [ -e .gpu/REVISION ]; then
+    NA_TOOLKIT_SOURCE_REVISION=$(cat .gpu/REVISION)
+    export NA_TOOLKIT_SOURCE_REVISION
+  fi
   PY="python3 -P"
   $PY -c "import onnxruntime as ort, sys; p = ort.get_available_providers(); print('providers', p, file=sys.stderr); sys.exit('CUDAExecutionProvider' not in p)"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw \

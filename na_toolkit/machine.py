@@ -85,8 +85,8 @@ def machine_info() -> dict[str, Any]:
 
 def source_revision() -> dict[str, Any] | None:
     """The git commit of the na_toolkit code that runs (`commit`), and whether tracked files differ from it
-    (`dirty`): which code made a benchmark's figures. None where the package is not in a git checkout (an
-    installed wheel) or git is missing."""
+    (`dirty`): which code made a benchmark's figures. Where the package is not in a git checkout (an
+    installed wheel) or git is missing: what `NA_TOOLKIT_SOURCE_REVISION` says (`told_revision`), else None."""
     here = os.path.dirname(os.path.abspath(__file__))
 
     def git(*args: str) -> str | None:
@@ -99,12 +99,36 @@ def source_revision() -> dict[str, Any] | None:
     # the package's own files must be tracked: an installed copy inside another project's checkout (a
     # virtual environment in a repository) is not that project's commit
     if git("ls-files", "--error-unmatch", "__init__.py") is None:
-        return None
+        return told_revision()
     commit = git("rev-parse", "HEAD")
     if not commit:
-        return None
+        return told_revision()
     changed = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if changed is None else bool(changed)}
+
+
+#: where git cannot tell (a copy installed with `pip install --target` on a machine without the checkout's
+#: .git, as benchmarks/gpu_latency.sh does), the commit the copy was made from: "COMMIT" or "COMMIT+dirty"
+SOURCE_REVISION_ENV = "NA_TOOLKIT_SOURCE_REVISION"
+
+
+def told_revision() -> dict[str, Any] | None:
+    """The revision `NA_TOOLKIT_SOURCE_REVISION` gives ("COMMIT" or "COMMIT+dirty", COMMIT 7 to 40 hex
+    digits), or None where it is unset; a value of another form is ignored with a warning naming the form."""
+    import warnings
+
+    told = os.environ.get(SOURCE_REVISION_ENV, "").strip()
+    if not told:
+        return None
+    found = re.fullmatch(r"([0-9a-f]{7,40})(\+dirty)?", told)
+    if found is None:
+        warnings.warn(
+            f"{SOURCE_REVISION_ENV}={told!r} ignored: give COMMIT or COMMIT+dirty (COMMIT: 7-40 hex digits)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    return {"commit": found.group(1), "dirty": found.group(2) is not None}
 
 
 # ---- local device strings ---------------------------------------------------------------------------

@@ -293,6 +293,22 @@ def test_a_copy_installed_inside_another_projects_checkout_names_no_commit(tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "None"
+    # a copy installed where git cannot tell (benchmarks/gpu_latency.sh on a lent GPU machine): told by the
+    # environment, in the form COMMIT or COMMIT+dirty; another form is ignored, with a warning naming the form
+    for told, printed in (
+        ("8cdab81+dirty", "{'commit': '8cdab81', 'dirty': True}"),
+        ("8cdab81", "{'commit': '8cdab81', 'dirty': False}"),
+        ("main", "None"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", code],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(site), "NA_TOOLKIT_SOURCE_REVISION": told},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0 and done.stdout.strip() == printed, (told, done.stdout, done.stderr)
+        assert ("give COMMIT or COMMIT+dirty" in done.stderr) == (told == "main")
 
 
 @pytest.mark.parametrize(
