@@ -189,6 +189,7 @@ def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
     """What `hw show` says of a device profile: the device and runtime it was measured on, the statistic its
     latencies are, the statistics a learned model can be fitted on, what it holds and the networks' range."""
     from ..timemodels.measured import STATISTICS
+    from .profile import profile_contention
 
     items = [*profile.kernels, *profile.networks]
     kept = [s for s in STATISTICS if items and all(isinstance(i.measurement.get(f"{s}_ms"), float) for i in items)]
@@ -211,6 +212,8 @@ def _profile_json(profile: DeviceProfile, path: Path) -> dict[str, Any]:
         "fewshot": profile.fewshot.n if profile.fewshot is not None else None,
         # `profile --quick`: measurement minimums for smoke tests, noisier latencies
         "quick": profile.quick,
+        # items measured while other processes took the measuring thread's core; "unknown": not recorded
+        "contention": profile_contention(profile),
         "network_latency_ms": {s: _range([n.latency_ms(s) for n in profile.networks]) for s in kept},
         "speed_check_ms": _range(speed),
     }
@@ -242,6 +245,11 @@ def _show_profile(args: argparse.Namespace) -> int:
         ["measured", f"{doc['kernels']} kernels, {doc['networks']} networks, {doc['failures']} failures"],
         ["elapsed", f"{doc['elapsed_s']:.0f} s"],
     ]
+    from .profile import contention_text, readiness
+
+    contended = contention_text(doc["contention"], str(rt.get("clock", "?")))
+    if contended is not None:
+        rows.append(["contended", contended])
     if doc["quick"]:
         rows.append(["minimums", "--quick: a smoke test's, noisier latencies; profile again without it for use"])
     if doc["fewshot"] is not None:
@@ -259,8 +267,6 @@ def _show_profile(args: argparse.Namespace) -> int:
     print(render_table(["quantity", "value"], rows))
     registered = Path(args.name).suffix.lower() != ".json"  # a name; a path in a config is from the config's folder
     device = args.name if registered else path.resolve()
-    from .profile import readiness
-
     usable, note = readiness(
         doc["kernels"], doc["networks"], complete=doc["complete"], fewshot=doc["fewshot"] is not None
     )

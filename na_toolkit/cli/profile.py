@@ -149,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
             "elapsed_s": profile.elapsed_s,
             "statistic": profile.statistic,
             "quick": profile.quick,
+            # items measured while other processes took the measuring thread's core (unknown: not recorded)
+            "contention": profile_contention(profile),
             "fewshot": None
             if profile.fewshot is None
             else {
@@ -228,6 +230,37 @@ def readiness(kernels: int, networks: int, *, complete: bool, fewshot: bool = Fa
     return True, None
 
 
+def profile_contention(profile: DeviceProfile) -> dict[str, int]:
+    """How many of a profile's items were measured while other processes took the measuring thread's core, were
+    not, or do not say (`measure_noise.contention_counts`; a few-shot profile: its own networks)."""
+    from ..timemodels.measure_noise import contention_counts
+
+    return contention_counts(item.measurement for item in [*profile.kernels, *profile.networks])
+
+
+def contention_text(counts: dict[str, int], clock: str) -> str | None:
+    """What `hw show` and `profile` say of `profile_contention`: how many items were measured contended, or
+    why that is unknown (None: no items)."""
+    from ..timemodels.measure_noise import CONTENDED_WALL_RATIO
+
+    total = sum(counts.values())
+    checked = counts["contended"] + counts["not_contended"]
+    if not checked:
+        if not total:
+            return None
+        if clock != "thread_cpu":
+            return f"cannot tell: measured on the {clock} clock (only a thread-CPU measurement can show it)"
+        return "unknown: the profile was written before profiles recorded it"
+    unknown = f"; {counts['unknown']} items measured before it was recorded" if counts["unknown"] else ""
+    if not counts["contended"]:
+        return f"none of {checked} items{unknown}"
+    return (
+        f"{counts['contended']} of {checked} items measured while other processes took the measuring thread's core "
+        f"(wall clock > {CONTENDED_WALL_RATIO:g}x its CPU time): their latencies may read high, profile again on a "
+        f"quiet machine{unknown}"
+    )
+
+
 def _next_steps(profile: DeviceProfile) -> None:
     """What the profile's latencies are, and how to look at it and use it."""
     quick = "; measured with --quick (smoke-test minimums, noisier: profile again without it for a search)"
@@ -239,6 +272,9 @@ def _next_steps(profile: DeviceProfile) -> None:
     print(f"see it: na-toolkit hw show {profile.path}; " + (f"use it: {use}" if usable else str(note)))
     if usable and note:
         print(note)
+    counts = profile_contention(profile)
+    if counts["contended"]:  # said only when some were: "none" or "unknown" is `hw show`'s
+        print(f"contended: {contention_text(counts, str(profile.runtime.get('clock')))}")
 
 
 COMMANDS = (

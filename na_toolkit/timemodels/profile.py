@@ -38,6 +38,7 @@ from ..files import (
 from ..ir.architecture import MAX_TENSOR_ELEMENTS, Architecture
 from ..validation import Document, format_validation_error
 from .devices import describe_device, parse_device
+from .measure_noise import contention_record
 from .profile_plan import check_plan, check_record, check_settings
 
 if TYPE_CHECKING:
@@ -48,18 +49,7 @@ if TYPE_CHECKING:
 PROFILE_SCHEMA = "na_toolkit.device_profile"
 PROFILE_SCHEMA_VERSION = 1
 #: what a profile keeps of each item's measurement (the measurement's context is stored once per profile)
-SUMMARY_KEYS = (
-    "median_ms",
-    "p10_ms",
-    "p90_ms",
-    "iqr_ms",
-    "min_ms",
-    "cv",
-    "runs",
-    "calls_per_run",
-    "stable",
-    "wall_median_ms",
-)
+SUMMARY_KEYS = tuple("median_ms p10_ms p90_ms iqr_ms min_ms cv runs calls_per_run stable wall_median_ms".split())
 
 
 class ProfileDeviceWarning(NAToolkitWarning):
@@ -69,7 +59,9 @@ class ProfileDeviceWarning(NAToolkitWarning):
 def measurement_summary(details: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a time estimate's measurement a profile keeps per item (`TimeEstimate.details`)."""
     m = details["measurement"]
-    out = {k: m[k] for k in SUMMARY_KEYS if k in m}
+    # + whether other processes took the measuring thread's core (measure_noise.contention): absent where the
+    # rule cannot tell (a wall clock) and in profiles written before it was recorded
+    out = {k: m[k] for k in SUMMARY_KEYS if k in m} | contention_record(m)
     nv = details.get("nvml") or {}
     if nv.get("before") is not None:  # GPU: keep the telemetry per item
         out["nvml"] = nv
@@ -82,7 +74,7 @@ class MeasuredItem(Document):
 
     #: Architecture JSON
     arch: dict[str, Any]
-    #: `measurement_summary` of its measurement: latency statistics in ms, run counts, stability
+    #: `measurement_summary` of its measurement: latency statistics in ms, run counts, stability, contention
     measurement: dict[str, Any]
     phase: str = "initial"
     remeasured: int = 0
